@@ -1,0 +1,97 @@
+//! The conformance suite every [`ChunkStore`] passes: memory, directory (local and NAS)
+//! and, in the tiering crate, S3. A store's own tests call [`run`] on a fresh, empty store.
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+use futures::StreamExt;
+
+use crate::{frame, ChunkId, ChunkStore, ChunkStoreExt, StoreError};
+
+/// Exercises the whole contract of [`ChunkStore`] on an empty `store`; panics on the
+/// first violation with a message naming it.
+pub async fn run(store: &dyn ChunkStore) {
+    let empty = store.usage().await.expect("usage");
+    assert_eq!(empty.chunks, 0, "a fresh store must be empty");
+
+    // put / get round trip, including the empty chunk and an incompressible one.
+    let payloads: Vec<Vec<u8>> = vec![
+        Vec::new(),
+        b"hello fvfs".to_vec(),
+        b"compressible ".repeat(5000),
+        (0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect(),
+    ];
+    let mut ids = Vec::new();
+    for p in &payloads {
+        let id = store.put_data(p).await.expect("put");
+        assert_eq!(id, ChunkId::of(p));
+        let got = store.get(&id).await.expect("get after put");
+        assert_eq!(&got.data[..], &p[..], "get returns what was put");
+        assert_eq!(frame::decode(&id, &got.frame).unwrap(), *p, "frame is usable as is");
+        ids.push(id);
+    }
+
+    // put is idempotent and create-only.
+    store.put_data(&payloads[1]).await.expect("second put of the same chunk");
+    store.sync().await.expect("sync");
+    assert_eq!(store.get_data(&ids[1]).await.unwrap(), Bytes::from(payloads[1].clone()));
+
+    // has answers in order, for present and missing ids alike.
+    let missing = ChunkId::of(b"never stored");
+    let mut query = ids.clone();
+    query.insert(1, missing);
+    let answer = store.has(&query).await.expect("has");
+    assert_eq!(answer, vec![true, false, true, true, true]);
+    assert!(store.has(&[]).await.expect("has of nothing").is_empty());
+
+    // missing and mislabelled chunks.
+    assert!(
+        matches!(store.get(&missing).await, Err(StoreError::NotFound(id)) if id == missing),
+        "get of a missing id is NotFound"
+    );
+    let liar = ChunkId::of(b"the id says this");
+    store
+        .put(liar, Bytes::from(frame::encode(b"but the frame says that")))
+        .await
+        .expect("put does not have to verify");
+    assert!(
+        matches!(store.get(&liar).await, Err(StoreError::Corrupt { .. })),
+        "get verifies the content against the id"
+    );
+    store.delete(&liar).await.expect("delete");
+
+    // list and usage see exactly what is there.
+    store.sync().await.expect("sync");
+    let listed: HashSet<ChunkId> = store
+        .list()
+        .map(|r| r.expect("list"))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect();
+    assert_eq!(listed, ids.iter().copied().collect(), "list returns every id once");
+    let usage = store.usage().await.expect("usage");
+    assert_eq!(usage.chunks, ids.len() as u64);
+    assert!(usage.bytes > 0);
+
+    // delete, idempotently.
+    store.delete(&ids[2]).await.expect("delete");
+    store.delete(&ids[2]).await.expect("delete of a missing id succeeds");
+    store.sync().await.expect("sync");
+    assert!(matches!(store.get(&ids[2]).await, Err(StoreError::NotFound(_))));
+    assert_eq!(store.has(&ids).await.unwrap(), vec![true, true, false, true]);
+
+    // concurrent puts of the same and of different chunks.
+    let many: Vec<Vec<u8>> = (0..64u32).map(|i| format!("chunk {}", i % 16).into_bytes()).collect();
+    futures::future::join_all(many.iter().map(|d| store.put_data(d)))
+        .await
+        .into_iter()
+        .for_each(|r| {
+            r.expect("concurrent put");
+        });
+    store.sync().await.expect("sync");
+    for d in &many[..16] {
+        assert_eq!(&store.get_data(&ChunkId::of(d)).await.unwrap()[..], &d[..]);
+    }
+    assert_eq!(store.usage().await.unwrap().chunks, 3 + 16);
+}

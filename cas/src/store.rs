@@ -1,0 +1,91 @@
+//! The `ChunkStore` trait: the one interface every tier (memory, local disk, NAS, S3)
+//! implements, and the conveniences built on it.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+
+use crate::{frame, ChunkId, StoreError};
+
+/// A frame read back from a store, already verified against its id.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// The frame as stored (compressed), for copying to another tier as is.
+    pub frame: Bytes,
+    /// The chunk's raw bytes; `ChunkId::of(&data)` is the id that was asked for.
+    pub data: Bytes,
+}
+
+/// How much a store holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub chunks: u64,
+    /// Bytes of frames, as stored.
+    pub bytes: u64,
+}
+
+/// A place that keeps chunk frames by id.
+///
+/// # Contract
+///
+/// - **put** is create-only and idempotent: putting an id that is already present
+///   succeeds and leaves the existing frame alone (ids are content hashes, so both
+///   frames hold the same bytes). The caller provides a frame that decodes to `id`; a
+///   store need not check it on put, because every get does.
+/// - **put is atomic**: once `put` returns, `get` and `has` see the whole frame, and no
+///   reader ever sees a partial one. It is **durable only after the next `sync` returns**:
+///   stores batch the expensive flush so that thousands of small chunks cost one, not
+///   thousands. A crash before `sync` may lose the chunk, never half of it.
+/// - **get** returns the frame and its decoded bytes only if they hash to `id`; a frame
+///   that does not is reported as [`StoreError::Corrupt`], a missing one as
+///   [`StoreError::NotFound`].
+/// - **has** answers for many ids in one call, in order, and counts unsynced puts.
+/// - **delete** removes a chunk; deleting a missing id succeeds. Durable after `sync`.
+/// - **list** streams every id present, in no particular order; chunks put or deleted
+///   while the stream runs may or may not appear.
+/// - **usage** reports chunks and stored bytes; it may walk the store.
+/// - **sync** makes every put and delete that returned before it durable (data and
+///   directory entries on disk, objects acknowledged by the server) when it returns.
+#[async_trait]
+pub trait ChunkStore: Send + Sync {
+    async fn put(&self, id: ChunkId, frame: Bytes) -> Result<(), StoreError>;
+    async fn get(&self, id: &ChunkId) -> Result<Loaded, StoreError>;
+    async fn has(&self, ids: &[ChunkId]) -> Result<Vec<bool>, StoreError>;
+    async fn delete(&self, id: &ChunkId) -> Result<(), StoreError>;
+    fn list(&self) -> BoxStream<'_, Result<ChunkId, StoreError>>;
+    async fn usage(&self) -> Result<Usage, StoreError>;
+    async fn sync(&self) -> Result<(), StoreError>;
+}
+
+/// Conveniences over any [`ChunkStore`]: work with raw bytes instead of frames.
+#[async_trait]
+pub trait ChunkStoreExt: ChunkStore {
+    /// Hashes, frames and puts `data`; returns its id. Durable after `sync`.
+    async fn put_data(&self, data: &[u8]) -> Result<ChunkId, StoreError> {
+        let id = ChunkId::of(data);
+        self.put(id, Bytes::from(frame::encode(data))).await?;
+        Ok(id)
+    }
+
+    /// The verified raw bytes of chunk `id`.
+    async fn get_data(&self, id: &ChunkId) -> Result<Bytes, StoreError> {
+        Ok(self.get(id).await?.data)
+    }
+}
+
+impl<S: ChunkStore + ?Sized> ChunkStoreExt for S {}
+
+/// Decodes a frame fetched for `id`, turning a bad frame into [`StoreError::Corrupt`].
+/// Stores call this on every get.
+pub(crate) fn verify(id: &ChunkId, frame: Bytes) -> Result<Loaded, StoreError> {
+    match frame::decode(id, &frame) {
+        Ok(raw) => Ok(Loaded {
+            frame,
+            data: Bytes::from(raw),
+        }),
+        Err(e) => Err(StoreError::Corrupt {
+            id: *id,
+            reason: e.to_string(),
+        }),
+    }
+}

@@ -1,0 +1,159 @@
+//! The key-value adapter: the only module that knows the metadata engine is sled.
+//!
+//! Everything above it sees a sorted byte map with atomic batches and a durable flush,
+//! so the engine could be swapped by rewriting this file alone.
+//!
+//! # Durability
+//! sled 0.34's `flush` does not survive a power cut on Linux (it writes with
+//! `sync_file_range`, which neither persists new blocks' metadata nor the disk
+//! cache), so [`Kv::flush_durable`] follows it with an `fsync` of sled's `db` file
+//! and of the folder. Values must stay small (well under 64 KiB): sled writes large
+//! values to blob files that it never fsyncs. [`Kv::apply`] enforces that.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// Largest value the adapter accepts, far below sled's blob threshold.
+pub const MAX_VALUE_LEN: usize = 16 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+#[error("metadata database at {}: {detail}", path.display())]
+pub struct KvError {
+    path: PathBuf,
+    detail: String,
+}
+
+/// A set of writes applied all together or not at all.
+#[derive(Default)]
+pub struct Batch {
+    ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl Batch {
+    pub fn insert(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push((key.into(), Some(value.into())));
+    }
+
+    pub fn remove(&mut self, key: impl Into<Vec<u8>>) {
+        self.ops.push((key.into(), None));
+    }
+
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    pub fn extend(&mut self, other: Batch) {
+        self.ops.extend(other.ops);
+    }
+}
+
+/// A sorted map from byte keys to small byte values, stored durably.
+pub struct Kv {
+    path: PathBuf,
+    db: sled::Db,
+}
+
+impl Kv {
+    /// Opens (or creates) the database in folder `path`. Fails if another process has it open.
+    pub fn open(path: &Path) -> Result<Self, KvError> {
+        let db = sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|e| KvError {
+                path: path.to_owned(),
+                detail: e.to_string(),
+            })?;
+        Ok(Self {
+            path: path.to_owned(),
+            db,
+        })
+    }
+
+    fn err(&self, e: impl ToString) -> KvError {
+        KvError {
+            path: self.path.clone(),
+            detail: e.to_string(),
+        }
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        Ok(self.db.get(key).map_err(|e| self.err(e))?.map(|v| v.to_vec()))
+    }
+
+    pub fn contains(&self, key: &[u8]) -> Result<bool, KvError> {
+        self.db.contains_key(key).map_err(|e| self.err(e))
+    }
+
+    /// Every pair whose key starts with `prefix`, in key order (or reversed).
+    pub fn scan_prefix<'a>(
+        &'a self,
+        prefix: &[u8],
+        reverse: bool,
+    ) -> Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>), KvError>> + 'a> {
+        let iter = self.db.scan_prefix(prefix);
+        let map = move |r: sled::Result<(sled::IVec, sled::IVec)>| {
+            r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(|e| self.err(e))
+        };
+        if reverse {
+            Box::new(iter.rev().map(map))
+        } else {
+            Box::new(iter.map(map))
+        }
+    }
+
+    /// Applies `batch` atomically. Visible at once; durable after [`Kv::flush_durable`].
+    pub fn apply(&self, batch: Batch) -> Result<(), KvError> {
+        let mut b = sled::Batch::default();
+        for (k, v) in batch.ops {
+            match v {
+                Some(v) => {
+                    assert!(v.len() <= MAX_VALUE_LEN, "metadata value of {} bytes", v.len());
+                    b.insert(k, v)
+                }
+                None => b.remove(k),
+            }
+        }
+        self.db.apply_batch(b).map_err(|e| self.err(e))
+    }
+
+    /// Makes everything applied so far survive a crash or a power cut.
+    pub fn flush_durable(&self) -> Result<(), KvError> {
+        self.db.flush().map_err(|e| self.err(e))?;
+        for path in [self.path.join("db"), self.path.clone()] {
+            File::open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| self.err(format!("fsync {}: {e}", path.display())))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_scans_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = Kv::open(dir.path()).unwrap();
+        let mut b = Batch::default();
+        for k in [b"v1", b"v3", b"v2", b"x1"] {
+            b.insert(&k[..], &k[..]);
+        }
+        b.remove(&b"v3"[..]);
+        kv.apply(b).unwrap();
+        kv.flush_durable().unwrap();
+        assert!(Kv::open(dir.path()).is_err(), "a second open of the same folder must fail");
+        drop(kv);
+        let kv = Kv::open(dir.path()).unwrap();
+        let keys: Vec<_> = kv.scan_prefix(b"v", true).map(|r| r.unwrap().0).collect();
+        assert_eq!(keys, vec![b"v2".to_vec(), b"v1".to_vec()]);
+        assert_eq!(kv.get(b"x1").unwrap().as_deref(), Some(&b"x1"[..]));
+        assert!(!kv.contains(b"v3").unwrap());
+    }
+}

@@ -1,0 +1,233 @@
+//! Tree nodes: the content-addressed directory, file and chunk-list nodes of the
+//! Merkle manifest.
+//!
+//! Nodes are encoded as canonical CBOR: `serde_cbor`'s packed form of structs with a
+//! fixed field order (fields and enum variants as integer indices), never maps with
+//! unordered keys, so the same tree always encodes to the same bytes and hashes to
+//! the same id. Directory entries are kept sorted by name and unique; [`decode`]
+//! rejects nodes that break that, or that hold names a file system cannot hold.
+//! Golden-hash tests below pin the encoding: changing it would silently break
+//! deduplication against every existing store.
+
+use fvfs_cas::ChunkId;
+use serde::{Deserialize, Serialize};
+
+/// Chunk refs per file node (and per list node) before a file becomes a tree of lists:
+/// 4096 refs of 64 KiB chunks are 256 MiB, about 180 KiB of node.
+pub const LIST_FANOUT: usize = 4096;
+
+/// What a directory entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntryKind {
+    File,
+    Dir,
+    Symlink,
+}
+
+/// One name in a directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Raw bytes of the name: any byte but `/` and NUL, not `.` or `..`; need not be UTF-8.
+    #[serde(with = "serde_bytes")]
+    pub name: Vec<u8>,
+    pub kind: EntryKind,
+    /// Permission bits (including setuid, setgid, sticky), without the file type.
+    pub mode: u32,
+    /// Modification time in nanoseconds since the Unix epoch.
+    pub mtime_ns: i64,
+    /// File: its length. Directory: logical bytes of all files below it. Symlink: 0.
+    pub size: u64,
+    /// The file or directory node; `None` for a symlink.
+    pub id: Option<ChunkId>,
+    /// Symlink target; empty otherwise.
+    #[serde(with = "serde_bytes")]
+    pub target: Vec<u8>,
+}
+
+/// A reference to a chunk (or, in `FileNode::lists`, to a list node) and how many
+/// bytes of file content it covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRef {
+    pub id: ChunkId,
+    pub len: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirNode {
+    pub entries: Vec<Entry>,
+}
+
+/// A file's content. Small files list their chunks; a file with more than
+/// [`LIST_FANOUT`] chunks lists list nodes instead (`chunks` is then empty).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileNode {
+    pub size: u64,
+    pub chunks: Vec<ChunkRef>,
+    pub lists: Vec<ChunkRef>,
+}
+
+/// A run of a large file's chunks.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListNode {
+    pub chunks: Vec<ChunkRef>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Node {
+    Dir(DirNode),
+    File(FileNode),
+    List(ListNode),
+}
+
+/// Why bytes are not a valid tree node.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("not a tree node: {0}")]
+    Cbor(#[from] serde_cbor::Error),
+    #[error("directory entries are not sorted and unique at {0:?}")]
+    Unsorted(String),
+    #[error("invalid file name {0:?}")]
+    BadName(String),
+    #[error("entry {0:?} is inconsistent: {1}")]
+    BadEntry(String, &'static str),
+    #[error("file node sizes do not add up")]
+    BadSize,
+}
+
+impl Node {
+    /// The canonical encoding of this node; its id is `ChunkId::of` these bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_cbor::ser::to_vec_packed(self).expect("tree nodes always serialize")
+    }
+}
+
+/// Decodes and validates a node read from a store (after the store checked its hash).
+pub fn decode(bytes: &[u8]) -> Result<Node, NodeError> {
+    let node: Node = serde_cbor::from_slice(bytes)?;
+    match &node {
+        Node::Dir(d) => validate_dir(d)?,
+        Node::File(f) => {
+            let listed = f.chunks.iter().chain(&f.lists).map(|c| c.len).sum::<u64>();
+            if listed != f.size || (!f.chunks.is_empty() && !f.lists.is_empty()) {
+                return Err(NodeError::BadSize);
+            }
+        }
+        Node::List(_) => {}
+    }
+    Ok(node)
+}
+
+/// Whether `name` can be a directory entry.
+pub fn valid_name(name: &[u8]) -> bool {
+    !name.is_empty() && name != b"." && name != b".." && !name.iter().any(|&b| b == b'/' || b == 0)
+}
+
+fn validate_dir(d: &DirNode) -> Result<(), NodeError> {
+    let show = |n: &[u8]| String::from_utf8_lossy(n).into_owned();
+    for e in &d.entries {
+        if !valid_name(&e.name) {
+            return Err(NodeError::BadName(show(&e.name)));
+        }
+        let consistent = match e.kind {
+            EntryKind::File | EntryKind::Dir => e.id.is_some() && e.target.is_empty(),
+            EntryKind::Symlink => e.id.is_none() && !e.target.is_empty(),
+        };
+        if !consistent {
+            return Err(NodeError::BadEntry(show(&e.name), "kind, id and target disagree"));
+        }
+    }
+    if let Some(w) = d.entries.windows(2).find(|w| w[0].name >= w[1].name) {
+        return Err(NodeError::Unsorted(show(&w[1].name)));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_dir() -> Node {
+        let file = ChunkId::of(b"file node");
+        Node::Dir(DirNode {
+            entries: vec![
+                Entry {
+                    name: b"a.txt".to_vec(),
+                    kind: EntryKind::File,
+                    mode: 0o644,
+                    mtime_ns: 1_700_000_000_123_456_789,
+                    size: 5,
+                    id: Some(file),
+                    target: vec![],
+                },
+                Entry {
+                    name: b"link".to_vec(),
+                    kind: EntryKind::Symlink,
+                    mode: 0o777,
+                    mtime_ns: -5,
+                    size: 0,
+                    id: None,
+                    target: b"a.txt".to_vec(),
+                },
+                Entry {
+                    name: vec![b's', 0xff, 0xfe],
+                    kind: EntryKind::Dir,
+                    mode: 0o755,
+                    mtime_ns: 0,
+                    size: 0,
+                    id: Some(ChunkId::of(b"dir node")),
+                    target: vec![],
+                },
+            ],
+        })
+    }
+
+    fn sample_file() -> Node {
+        Node::File(FileNode {
+            size: 70_000,
+            chunks: vec![
+                ChunkRef { id: ChunkId::of(b"one"), len: 65_536 },
+                ChunkRef { id: ChunkId::of(b"two"), len: 4_464 },
+            ],
+            lists: vec![],
+        })
+    }
+
+    /// Pins the encoding: if these change, every existing store stops deduplicating.
+    #[test]
+    fn golden_hashes() {
+        assert_eq!(ChunkId::of(&sample_dir().encode()).to_hex(), GOLDEN_DIR);
+        assert_eq!(ChunkId::of(&sample_file().encode()).to_hex(), GOLDEN_FILE);
+        assert_eq!(ChunkId::of(&Node::Dir(DirNode::default()).encode()).to_hex(), GOLDEN_EMPTY_DIR);
+    }
+
+    const GOLDEN_DIR: &str = "";
+    const GOLDEN_FILE: &str = "";
+    const GOLDEN_EMPTY_DIR: &str = "";
+
+    #[test]
+    fn round_trip() {
+        for n in [sample_dir(), sample_file(), Node::List(ListNode::default())] {
+            assert_eq!(decode(&n.encode()).unwrap(), n);
+        }
+    }
+
+    #[test]
+    fn rejects_invalid_nodes() {
+        let Node::Dir(mut d) = sample_dir() else { unreachable!() };
+        d.entries.swap(0, 1);
+        assert!(matches!(decode(&Node::Dir(d.clone()).encode()), Err(NodeError::Unsorted(_))));
+        d.entries.swap(0, 1);
+        for bad in [&b".."[..], b"", b"a/b", b"nul\0"] {
+            let mut d = d.clone();
+            d.entries[0].name = bad.to_vec();
+            assert!(decode(&Node::Dir(d).encode()).is_err(), "{bad:?} accepted");
+        }
+        let mut d2 = d.clone();
+        d2.entries[1].id = Some(ChunkId::of(b"x"));
+        assert!(matches!(decode(&Node::Dir(d2).encode()), Err(NodeError::BadEntry(..))));
+        let Node::File(mut f) = sample_file() else { unreachable!() };
+        f.size += 1;
+        assert!(matches!(decode(&Node::File(f).encode()), Err(NodeError::BadSize)));
+        assert!(decode(b"\xff\x00garbage").is_err());
+    }
+}
