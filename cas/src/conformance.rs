@@ -19,7 +19,9 @@ pub async fn run(store: &dyn ChunkStore) {
         Vec::new(),
         b"hello fvfs".to_vec(),
         b"compressible ".repeat(5000),
-        (0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect(),
+        (0..200_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect(),
     ];
     let mut ids = Vec::new();
     for p in &payloads {
@@ -27,14 +29,24 @@ pub async fn run(store: &dyn ChunkStore) {
         assert_eq!(id, ChunkId::of(p));
         let got = store.get(&id).await.expect("get after put");
         assert_eq!(&got.data[..], &p[..], "get returns what was put");
-        assert_eq!(frame::decode(&id, &got.frame).unwrap(), *p, "frame is usable as is");
+        assert_eq!(
+            frame::decode(&id, &got.frame).unwrap(),
+            *p,
+            "frame is usable as is"
+        );
         ids.push(id);
     }
 
     // put is idempotent and create-only.
-    store.put_data(&payloads[1]).await.expect("second put of the same chunk");
+    store
+        .put_data(&payloads[1])
+        .await
+        .expect("second put of the same chunk");
     store.sync().await.expect("sync");
-    assert_eq!(store.get_data(&ids[1]).await.unwrap(), Bytes::from(payloads[1].clone()));
+    assert_eq!(
+        store.get_data(&ids[1]).await.unwrap(),
+        Bytes::from(payloads[1].clone())
+    );
 
     // has answers in order, for present and missing ids alike.
     let missing = ChunkId::of(b"never stored");
@@ -69,20 +81,35 @@ pub async fn run(store: &dyn ChunkStore) {
         .await
         .into_iter()
         .collect();
-    assert_eq!(listed, ids.iter().copied().collect(), "list returns every id once");
+    assert_eq!(
+        listed,
+        ids.iter().copied().collect(),
+        "list returns every id once"
+    );
     let usage = store.usage().await.expect("usage");
     assert_eq!(usage.chunks, ids.len() as u64);
     assert!(usage.bytes > 0);
 
     // delete, idempotently.
     store.delete(&ids[2]).await.expect("delete");
-    store.delete(&ids[2]).await.expect("delete of a missing id succeeds");
+    store
+        .delete(&ids[2])
+        .await
+        .expect("delete of a missing id succeeds");
     store.sync().await.expect("sync");
-    assert!(matches!(store.get(&ids[2]).await, Err(StoreError::NotFound(_))));
-    assert_eq!(store.has(&ids).await.unwrap(), vec![true, true, false, true]);
+    assert!(matches!(
+        store.get(&ids[2]).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        store.has(&ids).await.unwrap(),
+        vec![true, true, false, true]
+    );
 
     // concurrent puts of the same and of different chunks.
-    let many: Vec<Vec<u8>> = (0..64u32).map(|i| format!("chunk {}", i % 16).into_bytes()).collect();
+    let many: Vec<Vec<u8>> = (0..64u32)
+        .map(|i| format!("chunk {}", i % 16).into_bytes())
+        .collect();
     futures::future::join_all(many.iter().map(|d| store.put_data(d)))
         .await
         .into_iter()

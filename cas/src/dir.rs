@@ -208,9 +208,7 @@ impl Inner {
         }
         let path = self.final_path(id);
         match fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                Err(StoreError::io("delete", path, e))
-            }
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StoreError::io("delete", path, e)),
             _ => {
                 self.dirty.store(true, Ordering::Release);
                 Ok(())
@@ -328,7 +326,10 @@ mod tests {
         drop(store);
         let store = DirStore::open(&root).unwrap();
         assert_eq!(&store.get_data(&kept).await.unwrap()[..], b"kept");
-        assert!(matches!(store.get(&lost).await, Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            store.get(&lost).await,
+            Err(StoreError::NotFound(_))
+        ));
         assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 0);
     }
 
@@ -336,21 +337,30 @@ mod tests {
     async fn flipped_byte_on_disk_is_reported_corrupt() {
         let dir = tempfile::tempdir().unwrap();
         let store = DirStore::open(dir.path().join("s")).unwrap();
-        let id = store.put_data(&b"precious photo ".repeat(99)).await.unwrap();
+        let id = store
+            .put_data(&b"precious photo ".repeat(99))
+            .await
+            .unwrap();
         store.sync().await.unwrap();
         let path = store.path_of(&id);
         let mut bytes = fs::read(&path).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
         fs::write(&path, bytes).unwrap();
-        assert!(matches!(store.get(&id).await, Err(StoreError::Corrupt { .. })));
+        assert!(matches!(
+            store.get(&id).await,
+            Err(StoreError::Corrupt { .. })
+        ));
     }
 
     #[test]
     fn refuses_a_foreign_non_empty_directory() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("holiday.jpg"), b"jpeg").unwrap();
-        assert!(matches!(DirStore::open(dir.path()), Err(StoreError::Unavailable(_))));
+        assert!(matches!(
+            DirStore::open(dir.path()),
+            Err(StoreError::Unavailable(_))
+        ));
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

@@ -54,7 +54,11 @@ pub enum FrameError {
 /// # Panics
 /// If `raw` is larger than [`MAX_RAW_LEN`]; callers chunk data well below it.
 pub fn encode(raw: &[u8]) -> Vec<u8> {
-    assert!(raw.len() <= MAX_RAW_LEN, "chunk of {} bytes is too large", raw.len());
+    assert!(
+        raw.len() <= MAX_RAW_LEN,
+        "chunk of {} bytes is too large",
+        raw.len()
+    );
     let compressed = zstd::bulk::compress(raw, ZSTD_LEVEL).ok();
     let (codec, payload) = match &compressed {
         Some(c) if c.len() < raw.len() => (CODEC_ZSTD, c.as_slice()),
@@ -101,7 +105,10 @@ pub fn decode(id: &ChunkId, frame: &[u8]) -> Result<Vec<u8>, FrameError> {
     }
     let actual = ChunkId::of(&raw);
     if actual != *id {
-        return Err(FrameError::HashMismatch { expected: *id, actual });
+        return Err(FrameError::HashMismatch {
+            expected: *id,
+            actual,
+        });
     }
     Ok(raw)
 }
@@ -150,7 +157,10 @@ mod tests {
         huge[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(matches!(decode(&id, &huge), Err(FrameError::TooLarge(_))));
         let other = ChunkId::of(b"other");
-        assert!(matches!(decode(&other, &good), Err(FrameError::HashMismatch { .. })));
+        assert!(matches!(
+            decode(&other, &good),
+            Err(FrameError::HashMismatch { .. })
+        ));
     }
 
     proptest! {

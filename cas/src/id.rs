@@ -102,7 +102,13 @@ mod tests {
             "ea8f163db38682925e4491c5e58d4bb3506ef8c14eb78a86e908c5624a67200f"
         );
         assert_eq!(id.to_hex().parse::<ChunkId>().unwrap(), id);
-        for bad in ["", "zz", &id.to_hex()[..63], &id.to_hex().to_uppercase(), "../etc/passwd"] {
+        for bad in [
+            "",
+            "zz",
+            &id.to_hex()[..63],
+            &id.to_hex().to_uppercase(),
+            "../etc/passwd",
+        ] {
             assert!(bad.parse::<ChunkId>().is_err(), "{bad:?} accepted");
         }
     }

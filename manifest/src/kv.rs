@@ -82,7 +82,11 @@ impl Kv {
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
-        Ok(self.db.get(key).map_err(|e| self.err(e))?.map(|v| v.to_vec()))
+        Ok(self
+            .db
+            .get(key)
+            .map_err(|e| self.err(e))?
+            .map(|v| v.to_vec()))
     }
 
     pub fn contains(&self, key: &[u8]) -> Result<bool, KvError> {
@@ -97,7 +101,8 @@ impl Kv {
     ) -> Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>), KvError>> + 'a> {
         let iter = self.db.scan_prefix(prefix);
         let map = move |r: sled::Result<(sled::IVec, sled::IVec)>| {
-            r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(|e| self.err(e))
+            r.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .map_err(|e| self.err(e))
         };
         if reverse {
             Box::new(iter.rev().map(map))
@@ -112,7 +117,11 @@ impl Kv {
         for (k, v) in batch.ops {
             match v {
                 Some(v) => {
-                    assert!(v.len() <= MAX_VALUE_LEN, "metadata value of {} bytes", v.len());
+                    assert!(
+                        v.len() <= MAX_VALUE_LEN,
+                        "metadata value of {} bytes",
+                        v.len()
+                    );
                     b.insert(k, v)
                 }
                 None => b.remove(k),
@@ -148,7 +157,10 @@ mod tests {
         b.remove(&b"v3"[..]);
         kv.apply(b).unwrap();
         kv.flush_durable().unwrap();
-        assert!(Kv::open(dir.path()).is_err(), "a second open of the same folder must fail");
+        assert!(
+            Kv::open(dir.path()).is_err(),
+            "a second open of the same folder must fail"
+        );
         drop(kv);
         let kv = Kv::open(dir.path()).unwrap();
         let keys: Vec<_> = kv.scan_prefix(b"v", true).map(|r| r.unwrap().0).collect();

@@ -1,0 +1,23 @@
+//! The versioned Merkle directory manifest of fvfs.
+//!
+//! A tree of content-addressed [`node`]s (directories, files, chunk lists) stored as
+//! chunks in a [`fvfs_cas::ChunkStore`], and a small metadata database ([`kv`], sled
+//! behind an adapter) that names versions, snapshots and chunk records. Updates copy
+//! only the path they change ([`TreeEdit`]), so a version is one root id: snapshots and
+//! rollbacks are O(1) and two versions [`diff`] in proportion to what changed.
+
+mod error;
+pub mod kv;
+pub mod meta;
+pub mod node;
+pub mod path;
+mod repo;
+mod tree;
+mod walk;
+
+pub use error::{ManifestError, Result};
+pub use meta::{ChunkKind, ChunkRecord, StatEntry, Totals, Version, VersionKind};
+pub use node::{ChunkRef, DirNode, Entry, EntryKind, FileNode, Node};
+pub use repo::{HeadLock, Pending, Repo};
+pub use tree::TreeEdit;
+pub use walk::{diff, lookup, walk, Change, ChangeKind};

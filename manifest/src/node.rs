@@ -133,7 +133,10 @@ fn validate_dir(d: &DirNode) -> Result<(), NodeError> {
             EntryKind::Symlink => e.id.is_none() && !e.target.is_empty(),
         };
         if !consistent {
-            return Err(NodeError::BadEntry(show(&e.name), "kind, id and target disagree"));
+            return Err(NodeError::BadEntry(
+                show(&e.name),
+                "kind, id and target disagree",
+            ));
         }
     }
     if let Some(w) = d.entries.windows(2).find(|w| w[0].name >= w[1].name) {
@@ -185,8 +188,14 @@ mod tests {
         Node::File(FileNode {
             size: 70_000,
             chunks: vec![
-                ChunkRef { id: ChunkId::of(b"one"), len: 65_536 },
-                ChunkRef { id: ChunkId::of(b"two"), len: 4_464 },
+                ChunkRef {
+                    id: ChunkId::of(b"one"),
+                    len: 65_536,
+                },
+                ChunkRef {
+                    id: ChunkId::of(b"two"),
+                    len: 4_464,
+                },
             ],
             lists: vec![],
         })
@@ -197,12 +206,16 @@ mod tests {
     fn golden_hashes() {
         assert_eq!(ChunkId::of(&sample_dir().encode()).to_hex(), GOLDEN_DIR);
         assert_eq!(ChunkId::of(&sample_file().encode()).to_hex(), GOLDEN_FILE);
-        assert_eq!(ChunkId::of(&Node::Dir(DirNode::default()).encode()).to_hex(), GOLDEN_EMPTY_DIR);
+        assert_eq!(
+            ChunkId::of(&Node::Dir(DirNode::default()).encode()).to_hex(),
+            GOLDEN_EMPTY_DIR
+        );
     }
 
-    const GOLDEN_DIR: &str = "";
-    const GOLDEN_FILE: &str = "";
-    const GOLDEN_EMPTY_DIR: &str = "";
+    const GOLDEN_DIR: &str = "96f250b1a68821a35ddbb33f5f311caa451f8df8a95095919c15a8701c986dd7";
+    const GOLDEN_FILE: &str = "899719e926109ad3c5871fb41375578755114bf6ba71fce52ac63fa061800bc9";
+    const GOLDEN_EMPTY_DIR: &str =
+        "49dfbbfb140cfc23f4274002a989606a0c51edc1995ec1f280a35d29205641a2";
 
     #[test]
     fn round_trip() {
@@ -213,9 +226,14 @@ mod tests {
 
     #[test]
     fn rejects_invalid_nodes() {
-        let Node::Dir(mut d) = sample_dir() else { unreachable!() };
+        let Node::Dir(mut d) = sample_dir() else {
+            unreachable!()
+        };
         d.entries.swap(0, 1);
-        assert!(matches!(decode(&Node::Dir(d.clone()).encode()), Err(NodeError::Unsorted(_))));
+        assert!(matches!(
+            decode(&Node::Dir(d.clone()).encode()),
+            Err(NodeError::Unsorted(_))
+        ));
         d.entries.swap(0, 1);
         for bad in [&b".."[..], b"", b"a/b", b"nul\0"] {
             let mut d = d.clone();
@@ -224,10 +242,18 @@ mod tests {
         }
         let mut d2 = d.clone();
         d2.entries[1].id = Some(ChunkId::of(b"x"));
-        assert!(matches!(decode(&Node::Dir(d2).encode()), Err(NodeError::BadEntry(..))));
-        let Node::File(mut f) = sample_file() else { unreachable!() };
+        assert!(matches!(
+            decode(&Node::Dir(d2).encode()),
+            Err(NodeError::BadEntry(..))
+        ));
+        let Node::File(mut f) = sample_file() else {
+            unreachable!()
+        };
         f.size += 1;
-        assert!(matches!(decode(&Node::File(f).encode()), Err(NodeError::BadSize)));
+        assert!(matches!(
+            decode(&Node::File(f).encode()),
+            Err(NodeError::BadSize)
+        ));
         assert!(decode(b"\xff\x00garbage").is_err());
     }
 }

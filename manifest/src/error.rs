@@ -1,0 +1,37 @@
+//! Errors of the manifest layer.
+
+use fvfs_cas::{ChunkId, StoreError};
+
+use crate::kv::KvError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Db(#[from] KvError),
+    #[error("tree node {id} is damaged: {reason}")]
+    BadNode { id: ChunkId, reason: String },
+    #[error("metadata record {key} is damaged: {reason}")]
+    BadRecord { key: String, reason: String },
+    #[error("{0}: no such file or directory")]
+    NotFound(String),
+    #[error("{0}: not a directory")]
+    NotADirectory(String),
+    #[error("{0}: is a directory")]
+    IsADirectory(String),
+    #[error("{0}: directory not empty")]
+    NotEmpty(String),
+    #[error("invalid path {0:?}: {1}")]
+    InvalidPath(String, &'static str),
+    #[error("no version or snapshot named {0:?}")]
+    UnknownVersion(String),
+    #[error("snapshot {0:?} already exists")]
+    SnapshotExists(String),
+    #[error("invalid snapshot name {0:?}: use 1-128 letters, digits, '.', '_' or '-', not starting with '.' or '-' and not only digits")]
+    BadSnapshotName(String),
+    #[error("the store has no versions yet")]
+    Empty,
+}
+
+pub type Result<T, E = ManifestError> = std::result::Result<T, E>;

@@ -1,0 +1,135 @@
+//! The metadata records kept in the key-value store, and their key layout.
+//!
+//! ```text
+//! h               head: the newest version number (u64, big endian)
+//! v <u64 BE>      Version
+//! s <name>        snapshot name -> version number (u64 BE)
+//! c <32-byte id>  ChunkRecord, one per chunk known to the store
+//! f <source path> StatEntry: migrate's stat cache
+//! k               Totals over all chunk records
+//! ```
+//! Values are packed CBOR structs (or fixed-width integers), all a few dozen bytes.
+
+use fvfs_cas::ChunkId;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+pub(crate) const HEAD: &[u8] = b"h";
+pub(crate) const TOTALS: &[u8] = b"k";
+pub(crate) const VERSION_PREFIX: u8 = b'v';
+pub(crate) const SNAPSHOT_PREFIX: u8 = b's';
+pub(crate) const CHUNK_PREFIX: u8 = b'c';
+pub(crate) const STAT_PREFIX: u8 = b'f';
+
+pub(crate) fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + rest.len());
+    k.push(prefix);
+    k.extend_from_slice(rest);
+    k
+}
+
+pub(crate) fn version_key(n: u64) -> Vec<u8> {
+    key(VERSION_PREFIX, &n.to_be_bytes())
+}
+
+pub(crate) fn chunk_key(id: &ChunkId) -> Vec<u8> {
+    key(CHUNK_PREFIX, id.as_bytes())
+}
+
+pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_cbor::ser::to_vec_packed(v).expect("records always serialize")
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_cbor::Error> {
+    serde_cbor::from_slice(bytes)
+}
+
+/// Why a version was made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VersionKind {
+    Write,
+    Snapshot,
+    Rollback,
+}
+
+impl VersionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VersionKind::Write => "write",
+            VersionKind::Snapshot => "snapshot",
+            VersionKind::Rollback => "rollback",
+        }
+    }
+}
+
+/// One state of the whole tree. Versions are numbered from 1 and never rewritten.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    pub number: u64,
+    /// The root directory node.
+    pub root: ChunkId,
+    pub parent: Option<u64>,
+    /// Seconds since the Unix epoch.
+    pub time: i64,
+    pub kind: VersionKind,
+    pub message: String,
+    /// Logical bytes of all files in the tree.
+    pub logical_bytes: u64,
+}
+
+/// Whether a chunk holds file content or a tree node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChunkKind {
+    Data,
+    Node,
+}
+
+/// Bit of the tier bitmask: the local disk tier.
+pub const TIER_LOCAL: u8 = 0b001;
+/// Bit of the tier bitmask: the NAS tier.
+pub const TIER_NAS: u8 = 0b010;
+/// Bit of the tier bitmask: the S3 tier.
+pub const TIER_S3: u8 = 0b100;
+
+/// What the store knows of one chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChunkRecord {
+    pub kind: ChunkKind,
+    /// Tiers that confirmed holding the chunk (`TIER_*` bits).
+    pub tiers: u8,
+    pub raw_len: u32,
+    pub stored_len: u32,
+    /// Seconds since the Unix epoch.
+    pub last_access: i64,
+    /// Decayed count of recent accesses.
+    pub accesses: f32,
+}
+
+/// Migrate's memory of a source file: if `stat` still says the same, the file is
+/// unchanged and its node can be reused without reading it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatEntry {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    pub ino: u64,
+    pub node: ChunkId,
+}
+
+/// Sums over all chunk records, kept up to date in the same batch as the records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    pub chunks: u64,
+    pub node_chunks: u64,
+    pub raw_bytes: u64,
+    pub stored_bytes: u64,
+}
+
+impl Totals {
+    pub(crate) fn add(&mut self, r: &ChunkRecord) {
+        self.chunks += 1;
+        self.node_chunks += u64::from(r.kind == ChunkKind::Node);
+        self.raw_bytes += u64::from(r.raw_len);
+        self.stored_bytes += u64::from(r.stored_len);
+    }
+}

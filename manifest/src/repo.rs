@@ -1,0 +1,472 @@
+//! The repository: a chunk store for content and nodes, plus the metadata database
+//! that names versions, snapshots and chunks.
+//!
+//! # Invariants
+//! - **Chunks before names.** A version, a chunk record or a stat-cache entry is written
+//!   to the database only after the chunks it refers to were synced to the store
+//!   ([`Repo::checkpoint`] and [`HeadLock::commit`] sync first, then apply one atomic
+//!   batch, then flush it durably). A crash at any point leaves at worst unreferenced
+//!   chunks, never a name that points at nothing.
+//! - **One writer of HEAD.** Versions are made only under [`HeadLock`], so each new
+//!   version's parent is the HEAD it was built on.
+//! - **Versions are immutable.** Snapshots and rollbacks add versions; nothing is
+//!   rewritten, so any version stays readable until garbage collection removes it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use fvfs_cas::{frame, ChunkId, ChunkStore};
+
+use crate::error::{ManifestError, Result};
+use crate::kv::{Batch, Kv};
+use crate::meta::{
+    self, ChunkKind, ChunkRecord, StatEntry, Totals, Version, VersionKind, TIER_LOCAL,
+};
+use crate::node::{self, ChunkRef, DirNode, FileNode, Node};
+
+/// Chunks and records written since the last checkpoint: shared by concurrent writers.
+#[derive(Default)]
+pub struct Pending {
+    records: Mutex<HashMap<ChunkId, ChunkRecord>>,
+    stats: Mutex<Vec<(Vec<u8>, StatEntry)>>,
+}
+
+impl Pending {
+    /// Remembers that source file `path` (as migrate saw it) has `entry`'s stat and node.
+    /// Written at the next checkpoint, with the chunks it needs.
+    pub fn note_stat(&self, path: Vec<u8>, entry: StatEntry) {
+        self.stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((path, entry));
+    }
+
+    fn knows(&self, id: &ChunkId) -> bool {
+        self.records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(id)
+    }
+
+    fn take(&self) -> (HashMap<ChunkId, ChunkRecord>, Vec<(Vec<u8>, StatEntry)>) {
+        let records = std::mem::take(&mut *self.records.lock().unwrap_or_else(|p| p.into_inner()));
+        let stats = std::mem::take(&mut *self.stats.lock().unwrap_or_else(|p| p.into_inner()));
+        (records, stats)
+    }
+}
+
+pub struct Repo {
+    store: Arc<dyn ChunkStore>,
+    kv: Kv,
+    head: tokio::sync::Mutex<()>,
+}
+
+pub(crate) fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Repo {
+    pub fn new(store: Arc<dyn ChunkStore>, kv: Kv) -> Self {
+        Self {
+            store,
+            kv,
+            head: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn ChunkStore> {
+        &self.store
+    }
+
+    /// Whether chunk `id` is already stored (or pending in `pending`).
+    pub fn knows(&self, pending: &Pending, id: &ChunkId) -> Result<bool> {
+        Ok(pending.knows(id) || self.kv.contains(&meta::chunk_key(id))?)
+    }
+
+    /// Stores `data` as a chunk of `kind` unless it is already stored; returns its id.
+    /// Durable, and recorded, at the next checkpoint or commit.
+    pub async fn put_chunk(
+        &self,
+        pending: &Pending,
+        data: &[u8],
+        kind: ChunkKind,
+    ) -> Result<ChunkId> {
+        let id = ChunkId::of(data);
+        if self.knows(pending, &id)? {
+            return Ok(id);
+        }
+        let framed = frame::encode(data);
+        let record = ChunkRecord {
+            kind,
+            tiers: TIER_LOCAL,
+            raw_len: data.len() as u32,
+            stored_len: framed.len() as u32,
+            last_access: now(),
+            accesses: 0.0,
+        };
+        self.store.put(id, Bytes::from(framed)).await?;
+        pending
+            .records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, record);
+        Ok(id)
+    }
+
+    pub async fn put_node(&self, pending: &Pending, node: &Node) -> Result<ChunkId> {
+        self.put_chunk(pending, &node.encode(), ChunkKind::Node)
+            .await
+    }
+
+    /// Stores a file's chunk list as a file node (plus list nodes when it is long).
+    pub async fn put_file(
+        &self,
+        pending: &Pending,
+        chunks: Vec<ChunkRef>,
+    ) -> Result<(ChunkId, u64)> {
+        let size = chunks.iter().map(|c| c.len).sum();
+        let file = if chunks.len() <= node::LIST_FANOUT {
+            FileNode {
+                size,
+                chunks,
+                lists: Vec::new(),
+            }
+        } else {
+            let mut lists = Vec::new();
+            for run in chunks.chunks(node::LIST_FANOUT) {
+                let list = Node::List(node::ListNode {
+                    chunks: run.to_vec(),
+                });
+                let id = self.put_node(pending, &list).await?;
+                lists.push(ChunkRef {
+                    id,
+                    len: run.iter().map(|c| c.len).sum(),
+                });
+            }
+            FileNode {
+                size,
+                chunks: Vec::new(),
+                lists,
+            }
+        };
+        Ok((self.put_node(pending, &Node::File(file)).await?, size))
+    }
+
+    /// Reads and decodes tree node `id`.
+    pub async fn node(&self, id: &ChunkId) -> Result<Node> {
+        let bytes = self.store.get(id).await?.data;
+        node::decode(&bytes).map_err(|e| ManifestError::BadNode {
+            id: *id,
+            reason: e.to_string(),
+        })
+    }
+
+    pub async fn dir(&self, id: &ChunkId) -> Result<DirNode> {
+        match self.node(id).await? {
+            Node::Dir(d) => Ok(d),
+            _ => Err(ManifestError::BadNode {
+                id: *id,
+                reason: "expected a directory node".into(),
+            }),
+        }
+    }
+
+    /// The ordered data chunks of file node `id`, following list nodes.
+    pub async fn file_chunks(&self, id: &ChunkId) -> Result<Vec<ChunkRef>> {
+        let file = match self.node(id).await? {
+            Node::File(f) => f,
+            _ => {
+                return Err(ManifestError::BadNode {
+                    id: *id,
+                    reason: "expected a file node".into(),
+                })
+            }
+        };
+        let mut chunks = file.chunks;
+        for list in &file.lists {
+            match self.node(&list.id).await? {
+                Node::List(l) => chunks.extend(l.chunks),
+                _ => {
+                    return Err(ManifestError::BadNode {
+                        id: list.id,
+                        reason: "expected a list node".into(),
+                    })
+                }
+            }
+        }
+        Ok(chunks)
+    }
+
+    /// Makes everything in `pending` durable and recorded, without making a version:
+    /// migrate calls this periodically so an interrupted run resumes where it stopped.
+    pub async fn checkpoint(&self, pending: &Pending) -> Result<()> {
+        let batch = self.persist_batch(pending).await?;
+        self.kv.apply(batch)?;
+        self.kv.flush_durable()?;
+        Ok(())
+    }
+
+    /// Syncs the store, then builds the batch that records `pending`: chunk records not
+    /// yet known, updated totals, stat-cache entries.
+    async fn persist_batch(&self, pending: &Pending) -> Result<Batch> {
+        let (records, stats) = pending.take();
+        self.store.sync().await?;
+        let mut totals = self.totals()?;
+        let mut batch = Batch::default();
+        for (id, record) in records {
+            let key = meta::chunk_key(&id);
+            if !self.kv.contains(&key)? {
+                totals.add(&record);
+                batch.insert(key, meta::encode(&record));
+            }
+        }
+        batch.insert(meta::TOTALS, meta::encode(&totals));
+        for (path, entry) in stats {
+            batch.insert(meta::key(meta::STAT_PREFIX, &path), meta::encode(&entry));
+        }
+        Ok(batch)
+    }
+
+    fn record<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
+        let Some(bytes) = self.kv.get(key)? else {
+            return Ok(None);
+        };
+        meta::decode(&bytes)
+            .map(Some)
+            .map_err(|e| ManifestError::BadRecord {
+                key: String::from_utf8_lossy(key).into_owned(),
+                reason: e.to_string(),
+            })
+    }
+
+    pub fn totals(&self) -> Result<Totals> {
+        Ok(self.record(meta::TOTALS)?.unwrap_or_default())
+    }
+
+    pub fn chunk_record(&self, id: &ChunkId) -> Result<Option<ChunkRecord>> {
+        self.record(&meta::chunk_key(id))
+    }
+
+    pub fn stat_entry(&self, path: &[u8]) -> Result<Option<StatEntry>> {
+        self.record(&meta::key(meta::STAT_PREFIX, path))
+    }
+
+    pub fn head(&self) -> Result<Option<Version>> {
+        let Some(n) = self.kv.get(meta::HEAD)? else {
+            return Ok(None);
+        };
+        let n =
+            u64::from_be_bytes(
+                n.as_slice()
+                    .try_into()
+                    .map_err(|_| ManifestError::BadRecord {
+                        key: "head".into(),
+                        reason: "not a version number".into(),
+                    })?,
+            );
+        self.version(n).map(Some)
+    }
+
+    pub fn version(&self, n: u64) -> Result<Version> {
+        self.record(&meta::version_key(n))?
+            .ok_or_else(|| ManifestError::UnknownVersion(n.to_string()))
+    }
+
+    /// Every version, newest first.
+    pub fn log(&self) -> impl Iterator<Item = Result<Version>> + '_ {
+        self.kv.scan_prefix(&[meta::VERSION_PREFIX], true).map(|r| {
+            let (_, v) = r?;
+            meta::decode(&v).map_err(|e| ManifestError::BadRecord {
+                key: "version".into(),
+                reason: e.to_string(),
+            })
+        })
+    }
+
+    /// Snapshot names and their versions, sorted by name.
+    pub fn snapshots(&self) -> Result<Vec<(String, u64)>> {
+        self.kv
+            .scan_prefix(&[meta::SNAPSHOT_PREFIX], false)
+            .map(|r| {
+                let (k, v) = r?;
+                let n = v
+                    .as_slice()
+                    .try_into()
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| ManifestError::BadRecord {
+                        key: "snapshot".into(),
+                        reason: "not a version number".into(),
+                    })?;
+                Ok((String::from_utf8_lossy(&k[1..]).into_owned(), n))
+            })
+            .collect()
+    }
+
+    /// Finds a version by number, `HEAD`, `HEAD~N` or snapshot name.
+    pub fn resolve(&self, spec: &str) -> Result<Version> {
+        let unknown = || ManifestError::UnknownVersion(spec.to_owned());
+        if let Some(rest) = spec.strip_prefix("HEAD") {
+            let back: u64 = match rest.strip_prefix('~') {
+                None if rest.is_empty() => 0,
+                Some(n) => n.parse().map_err(|_| unknown())?,
+                None => return Err(unknown()),
+            };
+            let mut v = self.head()?.ok_or(ManifestError::Empty)?;
+            for _ in 0..back {
+                v = self.version(v.parent.ok_or_else(unknown)?)?;
+            }
+            return Ok(v);
+        }
+        if let Ok(n) = spec.trim_start_matches('v').parse::<u64>() {
+            return self.version(n).map_err(|_| unknown());
+        }
+        let n = self
+            .kv
+            .get(&meta::key(meta::SNAPSHOT_PREFIX, spec.as_bytes()))?
+            .ok_or_else(unknown)?;
+        self.version(u64::from_be_bytes(
+            n.as_slice().try_into().map_err(|_| unknown())?,
+        ))
+    }
+
+    /// Takes the HEAD lock: the only way to make versions.
+    pub async fn lock(&self) -> HeadLock<'_> {
+        HeadLock {
+            repo: self,
+            _guard: self.head.lock().await,
+        }
+    }
+
+    /// The id of the empty directory, stored so that an empty tree is a valid root.
+    pub async fn empty_root(&self, pending: &Pending) -> Result<ChunkId> {
+        self.put_node(pending, &Node::Dir(DirNode::default())).await
+    }
+}
+
+/// Exclusive right to move HEAD. Reads through it see the HEAD that commits build on.
+pub struct HeadLock<'a> {
+    repo: &'a Repo,
+    _guard: tokio::sync::MutexGuard<'a, ()>,
+}
+
+impl HeadLock<'_> {
+    pub fn head(&self) -> Result<Option<Version>> {
+        self.repo.head()
+    }
+
+    /// Makes `root` the new HEAD, recording everything in `pending` with it.
+    pub async fn commit(
+        &self,
+        pending: &Pending,
+        root: ChunkId,
+        logical_bytes: u64,
+        kind: VersionKind,
+        message: &str,
+    ) -> Result<Version> {
+        self.commit_with(pending, root, logical_bytes, kind, message, |_, _| {})
+            .await
+    }
+
+    /// [`HeadLock::commit`], adding to the same atomic batch what `extra` writes.
+    async fn commit_with(
+        &self,
+        pending: &Pending,
+        root: ChunkId,
+        logical_bytes: u64,
+        kind: VersionKind,
+        message: &str,
+        extra: impl FnOnce(&Version, &mut Batch),
+    ) -> Result<Version> {
+        let parent = self.head()?;
+        let mut batch = self.repo.persist_batch(pending).await?;
+        let version = Version {
+            number: parent.as_ref().map_or(1, |p| p.number + 1),
+            root,
+            parent: parent.map(|p| p.number),
+            time: now(),
+            kind,
+            message: message.chars().take(1000).collect(),
+            logical_bytes,
+        };
+        batch.insert(meta::version_key(version.number), meta::encode(&version));
+        batch.insert(meta::HEAD, version.number.to_be_bytes().to_vec());
+        extra(&version, &mut batch);
+        self.repo.kv.apply(batch)?;
+        self.repo.kv.flush_durable()?;
+        Ok(version)
+    }
+
+    /// Binds `name` to a new snapshot version of HEAD's tree. O(1) in the tree's size.
+    pub async fn snapshot_create(&self, name: &str) -> Result<Version> {
+        validate_snapshot_name(name)?;
+        let key = meta::key(meta::SNAPSHOT_PREFIX, name.as_bytes());
+        if self.repo.kv.contains(&key)? {
+            return Err(ManifestError::SnapshotExists(name.to_owned()));
+        }
+        let head = self.head()?.ok_or(ManifestError::Empty)?;
+        let message = format!("snapshot {name}");
+        self.commit_with(
+            &Pending::default(),
+            head.root,
+            head.logical_bytes,
+            VersionKind::Snapshot,
+            &message,
+            |v, batch| batch.insert(key, v.number.to_be_bytes().to_vec()),
+        )
+        .await
+    }
+
+    /// Removes the name `name`; the version it named stays in the log.
+    pub fn snapshot_delete(&self, name: &str) -> Result<u64> {
+        let key = meta::key(meta::SNAPSHOT_PREFIX, name.as_bytes());
+        let n = self
+            .repo
+            .kv
+            .get(&key)?
+            .ok_or_else(|| ManifestError::UnknownVersion(name.to_owned()))?;
+        let mut batch = Batch::default();
+        batch.remove(key);
+        self.repo.kv.apply(batch)?;
+        self.repo.kv.flush_durable()?;
+        Ok(n.as_slice()
+            .try_into()
+            .map(u64::from_be_bytes)
+            .unwrap_or_default())
+    }
+
+    /// Makes `target`'s tree HEAD again, as a new version: O(1), and itself undoable.
+    pub async fn rollback(&self, target: &Version) -> Result<Version> {
+        let message = format!("rollback to version {}", target.number);
+        self.commit(
+            &Pending::default(),
+            target.root,
+            target.logical_bytes,
+            VersionKind::Rollback,
+            &message,
+        )
+        .await
+    }
+}
+
+fn validate_snapshot_name(name: &str) -> Result<()> {
+    let ok = (1..=128).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && !name.starts_with(['.', '-'])
+        && !name.starts_with("HEAD")
+        && !name
+            .trim_start_matches('v')
+            .bytes()
+            .all(|b| b.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(ManifestError::BadSnapshotName(name.to_owned()))
+    }
+}

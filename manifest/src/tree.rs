@@ -1,0 +1,231 @@
+//! Path-copy updates of the Merkle tree, grouped into one commit.
+//!
+//! A [`TreeEdit`] starts from a version's root and loads only the directories on the
+//! paths it changes. Changing a path at depth d marks the d directories above it dirty;
+//! [`TreeEdit::seal`] writes each dirty directory once, bottom-up, so one change writes
+//! d + 1 nodes (the new file node included) and a thousand changes in the same folder
+//! still write that folder once. Untouched subtrees keep their ids and cost nothing.
+
+use std::collections::BTreeMap;
+
+use fvfs_cas::ChunkId;
+
+use crate::error::{ManifestError, Result};
+use crate::meta::ChunkKind;
+use crate::node::{DirNode, Entry, EntryKind, Node};
+use crate::path::{components, show};
+use crate::repo::{Pending, Repo};
+
+/// Mode and mtime given to directories created implicitly as parents.
+const DEFAULT_DIR_MODE: u32 = 0o755;
+
+enum Slot {
+    /// An entry as stored; a directory here has not been loaded.
+    Stored(Entry),
+    /// A directory loaded for editing, with its entry (mode, mtime) in the parent.
+    Open(Entry, MDir),
+}
+
+#[derive(Default)]
+struct MDir {
+    entries: BTreeMap<Vec<u8>, Slot>,
+}
+
+impl MDir {
+    fn from_node(node: DirNode) -> Self {
+        Self {
+            entries: node
+                .entries
+                .into_iter()
+                .map(|e| (e.name.clone(), Slot::Stored(e)))
+                .collect(),
+        }
+    }
+}
+
+/// Pending changes to a tree, applied to a new root by [`TreeEdit::seal`].
+pub struct TreeEdit {
+    root: MDir,
+}
+
+fn dir_entry(name: &[u8], mode: u32, mtime_ns: i64) -> Entry {
+    Entry {
+        name: name.to_vec(),
+        kind: EntryKind::Dir,
+        mode,
+        mtime_ns,
+        size: 0,
+        id: None,
+        target: Vec::new(),
+    }
+}
+
+impl TreeEdit {
+    /// Starts editing the tree whose root directory node is `root` (`None`: empty tree).
+    pub async fn open(repo: &Repo, root: Option<ChunkId>) -> Result<Self> {
+        let root = match root {
+            Some(id) => MDir::from_node(repo.dir(&id).await?),
+            None => MDir::default(),
+        };
+        Ok(Self { root })
+    }
+
+    /// The directory at `comps`, loaded for editing; missing ones are created when
+    /// `create` gives their mtime.
+    async fn open_dir(
+        &mut self,
+        repo: &Repo,
+        path: &[u8],
+        comps: &[&[u8]],
+        create: Option<i64>,
+    ) -> Result<&mut MDir> {
+        let mut cur = &mut self.root;
+        for comp in comps {
+            if !cur.entries.contains_key(*comp) {
+                let Some(mtime) = create else {
+                    return Err(ManifestError::NotFound(show(path)));
+                };
+                cur.entries.insert(
+                    comp.to_vec(),
+                    Slot::Open(dir_entry(comp, DEFAULT_DIR_MODE, mtime), MDir::default()),
+                );
+            }
+            let slot = cur.entries.get_mut(*comp).expect("present");
+            if let Slot::Stored(e) = slot {
+                match (e.kind, e.id) {
+                    (EntryKind::Dir, Some(id)) => {
+                        let loaded = MDir::from_node(repo.dir(&id).await?);
+                        *slot = Slot::Open(e.clone(), loaded);
+                    }
+                    _ => return Err(ManifestError::NotADirectory(show(path))),
+                }
+            }
+            let Slot::Open(_, dir) = slot else {
+                unreachable!("just opened")
+            };
+            cur = dir;
+        }
+        Ok(cur)
+    }
+
+    /// Puts `entry` at `path` (its name is taken from the path), creating missing parent
+    /// directories with mtime `parents_mtime_ns`.
+    ///
+    /// A directory entry without an id means "this directory": it is created, or its
+    /// mode and mtime are updated. Any other entry replaces a file or symlink, and
+    /// replaces a directory only with another directory tree.
+    pub async fn insert(
+        &mut self,
+        repo: &Repo,
+        path: &[u8],
+        mut entry: Entry,
+        parents_mtime_ns: i64,
+    ) -> Result<()> {
+        let comps = components(path)?;
+        let Some((name, parents)) = comps.split_last() else {
+            return Err(ManifestError::IsADirectory("/".into()));
+        };
+        let dir = self
+            .open_dir(repo, path, parents, Some(parents_mtime_ns))
+            .await?;
+        entry.name = name.to_vec();
+        let is_dir_update = entry.kind == EntryKind::Dir && entry.id.is_none();
+        let existing = dir.entries.get_mut(*name).map(|slot| match slot {
+            Slot::Stored(e) | Slot::Open(e, _) => e,
+        });
+        match existing {
+            Some(old) if old.kind == EntryKind::Dir && is_dir_update => {
+                (old.mode, old.mtime_ns) = (entry.mode, entry.mtime_ns);
+            }
+            Some(_) if is_dir_update => return Err(ManifestError::NotADirectory(show(path))),
+            Some(old) if old.kind == EntryKind::Dir && entry.kind != EntryKind::Dir => {
+                return Err(ManifestError::IsADirectory(show(path)))
+            }
+            _ if is_dir_update => {
+                dir.entries
+                    .insert(name.to_vec(), Slot::Open(entry, MDir::default()));
+            }
+            _ => {
+                dir.entries.insert(name.to_vec(), Slot::Stored(entry));
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates directory `path` (and its parents) or updates its mode and mtime.
+    pub async fn mkdir(
+        &mut self,
+        repo: &Repo,
+        path: &[u8],
+        mode: u32,
+        mtime_ns: i64,
+    ) -> Result<()> {
+        if components(path)?.is_empty() {
+            return Ok(());
+        }
+        self.insert(repo, path, dir_entry(b"", mode, mtime_ns), mtime_ns)
+            .await
+    }
+
+    /// Removes `path`; a directory only if `recursive` or empty. Returns what was there.
+    pub async fn remove(&mut self, repo: &Repo, path: &[u8], recursive: bool) -> Result<Entry> {
+        let comps = components(path)?;
+        let Some((name, parents)) = comps.split_last() else {
+            return Err(ManifestError::InvalidPath(
+                show(path),
+                "cannot remove the root",
+            ));
+        };
+        let dir = self.open_dir(repo, path, parents, None).await?;
+        let non_empty = match dir.entries.get(*name) {
+            None => return Err(ManifestError::NotFound(show(path))),
+            Some(Slot::Open(_, d)) => !d.entries.is_empty(),
+            Some(Slot::Stored(e)) => is_nonempty_dir(repo, e).await?,
+        };
+        if non_empty && !recursive {
+            return Err(ManifestError::NotEmpty(show(path)));
+        }
+        Ok(match dir.entries.remove(*name).expect("checked") {
+            Slot::Stored(e) | Slot::Open(e, _) => e,
+        })
+    }
+
+    /// Writes every changed directory, bottom-up; returns the new root and its logical size.
+    pub async fn seal(self, repo: &Repo, pending: &Pending) -> Result<(ChunkId, u64)> {
+        let mut nodes = Vec::new();
+        let (root, size) = seal_dir(self.root, &mut nodes);
+        for bytes in &nodes {
+            repo.put_chunk(pending, bytes, ChunkKind::Node).await?;
+        }
+        Ok((root, size))
+    }
+}
+
+async fn is_nonempty_dir(repo: &Repo, e: &Entry) -> Result<bool> {
+    match (e.kind, e.id) {
+        (EntryKind::Dir, Some(id)) => Ok(!repo.dir(&id).await?.entries.is_empty()),
+        _ => Ok(false),
+    }
+}
+
+/// Encodes `dir` and its open subdirectories into `out` (children first); returns the
+/// directory's id and logical size.
+fn seal_dir(dir: MDir, out: &mut Vec<Vec<u8>>) -> (ChunkId, u64) {
+    let entries: Vec<Entry> = dir
+        .entries
+        .into_values()
+        .map(|slot| match slot {
+            Slot::Stored(e) => e,
+            Slot::Open(mut e, sub) => {
+                let (id, size) = seal_dir(sub, out);
+                (e.id, e.size) = (Some(id), size);
+                e
+            }
+        })
+        .collect();
+    let size = entries.iter().map(|e| e.size).sum();
+    let bytes = Node::Dir(DirNode { entries }).encode();
+    let id = ChunkId::of(&bytes);
+    out.push(bytes);
+    (id, size)
+}

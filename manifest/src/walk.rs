@@ -1,0 +1,184 @@
+//! Reading trees: lookup of one path, depth-first walks, and diff between two versions.
+//!
+//! Walks keep an explicit stack, so a deep tree cannot overflow the thread's stack, and
+//! load each directory node once. Diff compares directory ids before descending: equal
+//! subtrees are skipped whole, so diffing two versions costs in proportion to what
+//! changed between them, not to the size of the tree.
+
+use fvfs_cas::ChunkId;
+
+use crate::error::{ManifestError, Result};
+use crate::node::{Entry, EntryKind};
+use crate::path::{components, join, show};
+use crate::repo::Repo;
+
+/// The entry at `path` in the tree rooted at `root`; the root itself is a directory
+/// entry with an empty name.
+pub async fn lookup(repo: &Repo, root: ChunkId, path: &[u8]) -> Result<Entry> {
+    let mut cur = Entry {
+        name: Vec::new(),
+        kind: EntryKind::Dir,
+        mode: 0o755,
+        mtime_ns: 0,
+        size: 0,
+        id: Some(root),
+        target: Vec::new(),
+    };
+    for comp in components(path)? {
+        let (EntryKind::Dir, Some(id)) = (cur.kind, cur.id) else {
+            return Err(ManifestError::NotADirectory(show(path)));
+        };
+        let dir = repo.dir(&id).await?;
+        cur = match dir
+            .entries
+            .binary_search_by(|e| e.name.as_slice().cmp(comp))
+        {
+            Ok(i) => dir.entries[i].clone(),
+            Err(_) => return Err(ManifestError::NotFound(show(path))),
+        };
+    }
+    Ok(cur)
+}
+
+/// Calls `visit(path, entry)` for every entry below directory node `dir`, parents
+/// before their children; `base` is the directory's own path.
+pub async fn walk(
+    repo: &Repo,
+    base: &[u8],
+    dir: ChunkId,
+    visit: &mut (dyn FnMut(&[u8], &Entry) -> Result<()> + Send),
+) -> Result<()> {
+    let mut stack = vec![(base.to_vec(), dir)];
+    while let Some((path, id)) = stack.pop() {
+        let node = repo.dir(&id).await?;
+        for entry in node.entries.iter().rev() {
+            let child = join(&path, &entry.name);
+            visit(&child, entry)?;
+            if let (EntryKind::Dir, Some(id)) = (entry.kind, entry.id) {
+                stack.push((child, id));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    Added,
+    Removed,
+    /// Same kind, different content, symlink target or mode. An mtime alone is not a change.
+    Modified,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub kind: ChangeKind,
+    pub path: Vec<u8>,
+    pub entry: EntryKind,
+}
+
+/// Paths added, removed and modified from tree `a` to tree `b`, sorted by path.
+pub async fn diff(repo: &Repo, a: ChunkId, b: ChunkId) -> Result<Vec<Change>> {
+    let mut out = Vec::new();
+    let mut stack = vec![(b"/".to_vec(), a, b)];
+    while let Some((path, a, b)) = stack.pop() {
+        if a == b {
+            continue;
+        }
+        let (da, db) = (repo.dir(&a).await?, repo.dir(&b).await?);
+        let (mut i, mut j) = (0, 0);
+        while i < da.entries.len() || j < db.entries.len() {
+            let (ea, eb) = (da.entries.get(i), db.entries.get(j));
+            let order = match (ea, eb) {
+                (Some(x), Some(y)) => x.name.cmp(&y.name),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                _ => std::cmp::Ordering::Greater,
+            };
+            match order {
+                std::cmp::Ordering::Less => {
+                    whole(
+                        repo,
+                        &path,
+                        ea.expect("a side"),
+                        ChangeKind::Removed,
+                        &mut out,
+                    )
+                    .await?;
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    whole(
+                        repo,
+                        &path,
+                        eb.expect("b side"),
+                        ChangeKind::Added,
+                        &mut out,
+                    )
+                    .await?;
+                    j += 1;
+                }
+                std::cmp::Ordering::Equal => {
+                    let (x, y) = (ea.expect("a side"), eb.expect("b side"));
+                    let child = join(&path, &x.name);
+                    if x.kind != y.kind {
+                        whole(repo, &path, x, ChangeKind::Removed, &mut out).await?;
+                        whole(repo, &path, y, ChangeKind::Added, &mut out).await?;
+                    } else if x.kind == EntryKind::Dir {
+                        if x.mode != y.mode {
+                            out.push(Change {
+                                kind: ChangeKind::Modified,
+                                path: child.clone(),
+                                entry: x.kind,
+                            });
+                        }
+                        if let (Some(ia), Some(ib)) = (x.id, y.id) {
+                            stack.push((child, ia, ib));
+                        }
+                    } else if (x.id, &x.target, x.mode) != (y.id, &y.target, y.mode) {
+                        out.push(Change {
+                            kind: ChangeKind::Modified,
+                            path: child,
+                            entry: x.kind,
+                        });
+                    }
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+    }
+    out.sort_by(|x, y| {
+        x.path
+            .cmp(&y.path)
+            .then((x.kind as u8).cmp(&(y.kind as u8)))
+    });
+    Ok(out)
+}
+
+/// Reports `entry` (in directory `parent`) and, for a directory, everything below it.
+async fn whole(
+    repo: &Repo,
+    parent: &[u8],
+    entry: &Entry,
+    kind: ChangeKind,
+    out: &mut Vec<Change>,
+) -> Result<()> {
+    let path = join(parent, &entry.name);
+    out.push(Change {
+        kind,
+        path: path.clone(),
+        entry: entry.kind,
+    });
+    if let (EntryKind::Dir, Some(id)) = (entry.kind, entry.id) {
+        walk(repo, &path, id, &mut |p, e| {
+            out.push(Change {
+                kind,
+                path: p.to_vec(),
+                entry: e.kind,
+            });
+            Ok(())
+        })
+        .await?;
+    }
+    Ok(())
+}

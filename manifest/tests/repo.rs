@@ -1,0 +1,267 @@
+//! The manifest against a memory store: path copying, group commit, snapshots,
+//! rollback and diff.
+
+use std::sync::Arc;
+
+use fvfs_cas::{ChunkStore, MemoryStore};
+use fvfs_manifest::kv::Kv;
+use fvfs_manifest::*;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Arc<MemoryStore>,
+    repo: Repo,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let repo = Repo::new(
+        store.clone() as Arc<dyn ChunkStore>,
+        Kv::open(&dir.path().join("meta")).unwrap(),
+    );
+    Fixture {
+        _dir: dir,
+        store,
+        repo,
+    }
+}
+
+fn file_entry(id: fvfs_cas::ChunkId, size: u64) -> Entry {
+    Entry {
+        name: vec![],
+        kind: EntryKind::File,
+        mode: 0o644,
+        mtime_ns: 7,
+        size,
+        id: Some(id),
+        target: vec![],
+    }
+}
+
+/// Writes `files` (path, content) as one commit on top of HEAD.
+async fn write(repo: &Repo, files: &[(&str, &str)]) -> Version {
+    let lock = repo.lock().await;
+    let pending = Pending::default();
+    let mut edit = TreeEdit::open(repo, lock.head().unwrap().map(|v| v.root))
+        .await
+        .unwrap();
+    for (path, content) in files {
+        let data = repo
+            .put_chunk(&pending, content.as_bytes(), ChunkKind::Data)
+            .await
+            .unwrap();
+        let (node, size) = repo
+            .put_file(
+                &pending,
+                vec![ChunkRef {
+                    id: data,
+                    len: content.len() as u64,
+                }],
+            )
+            .await
+            .unwrap();
+        edit.insert(repo, path.as_bytes(), file_entry(node, size), 1)
+            .await
+            .unwrap();
+    }
+    let (root, bytes) = edit.seal(repo, &pending).await.unwrap();
+    lock.commit(&pending, root, bytes, VersionKind::Write, "test")
+        .await
+        .unwrap()
+}
+
+async fn read(repo: &Repo, root: fvfs_cas::ChunkId, path: &str) -> Option<String> {
+    let e = lookup(repo, root, path.as_bytes()).await.ok()?;
+    let mut out = Vec::new();
+    for c in repo.file_chunks(&e.id?).await.unwrap() {
+        out.extend_from_slice(
+            &fvfs_cas::ChunkStoreExt::get_data(repo.store().as_ref(), &c.id)
+                .await
+                .unwrap(),
+        );
+    }
+    Some(String::from_utf8(out).unwrap())
+}
+
+#[tokio::test]
+async fn a_change_at_depth_d_writes_d_plus_one_nodes() {
+    let f = fixture();
+    write(
+        &f.repo,
+        &[("/a/b/c/old", "x"), ("/a/other", "y"), ("/z", "w")],
+    )
+    .await;
+    let before = f.store.usage().await.unwrap().chunks;
+    write(&f.repo, &[("/a/b/c/new", "fresh content")]).await;
+    let after = f.store.usage().await.unwrap().chunks;
+    // depth 4: root, a, b, c directories + the file node, plus one data chunk.
+    assert_eq!(after - before, 4 + 1 + 1);
+}
+
+#[tokio::test]
+async fn group_commit_snapshot_rollback_diff() {
+    let f = fixture();
+    let v1 = write(
+        &f.repo,
+        &[
+            ("/docs/a.txt", "alpha"),
+            ("/docs/b.txt", "beta"),
+            ("/photos/x.jpg", "jpeg"),
+        ],
+    )
+    .await;
+    assert_eq!(v1.number, 1, "three writes, one version");
+    assert_eq!(v1.logical_bytes, 13);
+
+    let snap = f
+        .repo
+        .lock()
+        .await
+        .snapshot_create("before-edit")
+        .await
+        .unwrap();
+    assert_eq!(snap.root, v1.root);
+    assert!(matches!(
+        f.repo.lock().await.snapshot_create("before-edit").await,
+        Err(ManifestError::SnapshotExists(_))
+    ));
+    for bad in ["", "12", ".hidden", "a/b", "HEAD"] {
+        assert!(
+            f.repo.lock().await.snapshot_create(bad).await.is_err(),
+            "{bad:?}"
+        );
+    }
+
+    let v3 = write(
+        &f.repo,
+        &[("/docs/a.txt", "ALPHA"), ("/docs/new/c.txt", "gamma")],
+    )
+    .await;
+    {
+        let lock = f.repo.lock().await;
+        let pending = Pending::default();
+        let mut edit = TreeEdit::open(&f.repo, Some(v3.root)).await.unwrap();
+        assert!(matches!(
+            edit.remove(&f.repo, b"/photos", false).await,
+            Err(ManifestError::NotEmpty(_))
+        ));
+        edit.remove(&f.repo, b"/photos", true).await.unwrap();
+        let (root, bytes) = edit.seal(&f.repo, &pending).await.unwrap();
+        lock.commit(&pending, root, bytes, VersionKind::Write, "rm")
+            .await
+            .unwrap();
+    }
+    let head = f.repo.head().unwrap().unwrap();
+    let changes: Vec<(ChangeKind, String)> = diff(&f.repo, v1.root, head.root)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.kind, String::from_utf8(c.path).unwrap()))
+        .collect();
+    assert_eq!(
+        changes,
+        vec![
+            (ChangeKind::Modified, "/docs/a.txt".into()),
+            (ChangeKind::Added, "/docs/new".into()),
+            (ChangeKind::Added, "/docs/new/c.txt".into()),
+            (ChangeKind::Removed, "/photos".into()),
+            (ChangeKind::Removed, "/photos/x.jpg".into()),
+        ]
+    );
+    assert!(diff(&f.repo, head.root, head.root)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let target = f.repo.resolve("before-edit").unwrap();
+    let rb = f.repo.lock().await.rollback(&target).await.unwrap();
+    assert_eq!(
+        (rb.kind, rb.root, rb.parent),
+        (VersionKind::Rollback, v1.root, Some(head.number))
+    );
+    assert_eq!(
+        read(&f.repo, rb.root, "/docs/a.txt").await.as_deref(),
+        Some("alpha")
+    );
+    assert_eq!(
+        read(&f.repo, rb.root, "/photos/x.jpg").await.as_deref(),
+        Some("jpeg")
+    );
+    // The rollback is itself undoable.
+    let undo = f.repo.resolve("HEAD~1").unwrap();
+    assert_eq!(undo.number, head.number);
+    assert_eq!(
+        read(&f.repo, undo.root, "/docs/new/c.txt").await.as_deref(),
+        Some("gamma")
+    );
+
+    let log: Vec<u64> = f.repo.log().map(|v| v.unwrap().number).collect();
+    assert_eq!(log, vec![5, 4, 3, 2, 1]);
+    assert_eq!(
+        f.repo.snapshots().unwrap(),
+        vec![("before-edit".to_string(), 2)]
+    );
+    assert_eq!(
+        f.repo.lock().await.snapshot_delete("before-edit").unwrap(),
+        2
+    );
+    assert!(f.repo.resolve("before-edit").is_err());
+    assert!(f.repo.resolve("99").is_err());
+    assert!(f.repo.resolve("HEAD~9").is_err());
+}
+
+#[tokio::test]
+async fn edits_refuse_bad_paths_and_type_clashes() {
+    let f = fixture();
+    let v = write(&f.repo, &[("/file", "x"), ("/dir/inner", "y")]).await;
+    let mut edit = TreeEdit::open(&f.repo, Some(v.root)).await.unwrap();
+    let e = file_entry(fvfs_cas::ChunkId::of(b"n"), 1);
+    assert!(matches!(
+        edit.insert(&f.repo, b"/file/below", e.clone(), 0).await,
+        Err(ManifestError::NotADirectory(_))
+    ));
+    assert!(matches!(
+        edit.insert(&f.repo, b"/dir", e.clone(), 0).await,
+        Err(ManifestError::IsADirectory(_))
+    ));
+    assert!(matches!(
+        edit.insert(&f.repo, b"/a/../etc", e.clone(), 0).await,
+        Err(ManifestError::InvalidPath(..))
+    ));
+    assert!(matches!(
+        edit.remove(&f.repo, b"/missing", true).await,
+        Err(ManifestError::NotFound(_))
+    ));
+    assert!(matches!(
+        lookup(&f.repo, v.root, b"/file/x").await,
+        Err(ManifestError::NotADirectory(_))
+    ));
+}
+
+#[tokio::test]
+async fn large_files_become_trees_of_list_nodes() {
+    let f = fixture();
+    let pending = Pending::default();
+    let n = node::LIST_FANOUT * 2 + 3;
+    let mut chunks = Vec::new();
+    for i in 0..n {
+        let data = format!("chunk {i}");
+        let id = f
+            .repo
+            .put_chunk(&pending, data.as_bytes(), ChunkKind::Data)
+            .await
+            .unwrap();
+        chunks.push(ChunkRef {
+            id,
+            len: data.len() as u64,
+        });
+    }
+    let (id, size) = f.repo.put_file(&pending, chunks.clone()).await.unwrap();
+    assert_eq!(size, chunks.iter().map(|c| c.len).sum::<u64>());
+    let Node::File(file) = f.repo.node(&id).await.unwrap() else {
+        panic!("not a file node")
+    };
+    assert_eq!(file.lists.len(), 3);
+    assert_eq!(f.repo.file_chunks(&id).await.unwrap(), chunks);
+}
