@@ -1,0 +1,197 @@
+//! Reading one source file into the store: chunk, hash, deduplicate, compress, put.
+//!
+//! Runs on a worker thread (blocking reads), entering the async store through a
+//! runtime handle. A file whose stat changes while it is read is read again, a few
+//! times, then reported: a half-written file is never imported as if it were whole.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use fvfs_cas::{chunker, ChunkId};
+use fvfs_manifest::{ChunkKind, ChunkRef, ManifestError, Pending, Repo, StatEntry};
+use tokio::runtime::Handle;
+
+use super::walk::{FileJob, Stat};
+
+const READ_ATTEMPTS: usize = 3;
+
+/// Counters shown by the progress bar and the final summary.
+#[derive(Default)]
+pub struct Counters {
+    pub files: AtomicU64,
+    pub files_unchanged: AtomicU64,
+    pub bytes: AtomicU64,
+    pub bytes_new: AtomicU64,
+    pub bytes_dedup: AtomicU64,
+}
+
+/// Why a file was not imported.
+pub enum Failure {
+    /// A problem with this source file only: report it and go on.
+    Source(String),
+    /// A problem with the store (full disk, I/O error): stop the migration.
+    Store(ManifestError),
+}
+
+impl From<ManifestError> for Failure {
+    fn from(e: ManifestError) -> Self {
+        Failure::Store(e)
+    }
+}
+
+/// Shared state of the workers.
+pub struct Ingest<'a> {
+    pub repo: &'a Repo,
+    pub pending: &'a Pending,
+    pub handle: Handle,
+    pub counters: &'a Counters,
+    /// Hard-linked files already read in this run: (dev, ino) -> node and stat.
+    links: Mutex<HashMap<(u64, u64), (ChunkId, Stat)>>,
+}
+
+impl<'a> Ingest<'a> {
+    pub fn new(
+        repo: &'a Repo,
+        pending: &'a Pending,
+        handle: Handle,
+        counters: &'a Counters,
+    ) -> Self {
+        Self {
+            repo,
+            pending,
+            handle,
+            counters,
+            links: Mutex::default(),
+        }
+    }
+
+    /// Imports `job`'s content; returns its file node.
+    pub fn file(&self, job: &FileJob) -> Result<ChunkId, Failure> {
+        let key = job.src.as_os_str().as_encoded_bytes();
+        if let Some(node) = self.unchanged(key, &job.stat)? {
+            self.counters
+                .files_unchanged
+                .fetch_add(1, Ordering::Relaxed);
+            self.done(job.stat.size);
+            return Ok(node);
+        }
+        let mut last = String::new();
+        for _ in 0..READ_ATTEMPTS {
+            match self.read(job)? {
+                Ok((node, stat)) => {
+                    let entry = StatEntry {
+                        size: stat.size,
+                        mtime_ns: stat.mtime_ns,
+                        ctime_ns: stat.ctime_ns,
+                        ino: stat.ino,
+                        node,
+                    };
+                    self.pending.note_stat(key.to_vec(), entry);
+                    if stat.nlink > 1 {
+                        self.links
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert((stat.dev, stat.ino), (node, stat));
+                    }
+                    self.done(stat.size);
+                    return Ok(node);
+                }
+                Err(why) => last = why,
+            }
+        }
+        Err(Failure::Source(last))
+    }
+
+    fn done(&self, size: u64) {
+        self.counters.files.fetch_add(1, Ordering::Relaxed);
+        self.counters.bytes.fetch_add(size, Ordering::Relaxed);
+    }
+
+    /// The node of an unchanged file: same stat as when it was imported (by an earlier
+    /// run, or as another hard link of the same inode in this one).
+    fn unchanged(&self, key: &[u8], stat: &Stat) -> Result<Option<ChunkId>, ManifestError> {
+        if stat.nlink > 1 {
+            if let Some((node, seen)) = self
+                .links
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&(stat.dev, stat.ino))
+            {
+                if seen == stat {
+                    return Ok(Some(*node));
+                }
+            }
+        }
+        let Some(e) = self.repo.stat_entry(key)? else {
+            return Ok(None);
+        };
+        let same = (e.size, e.mtime_ns, e.ctime_ns, e.ino)
+            == (stat.size, stat.mtime_ns, stat.ctime_ns, stat.ino);
+        Ok((same && self.repo.knows(self.pending, &e.node)?).then_some(e.node))
+    }
+
+    /// One attempt at reading the file. The outer error is the store's, the inner one
+    /// the source file's.
+    fn read(&self, job: &FileJob) -> Result<Result<(ChunkId, Stat), String>, ManifestError> {
+        // O_NONBLOCK: if the file was swapped for a FIFO since the walk, open must not hang.
+        let file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc_flags())
+            .open(&job.src)
+        {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(format!("cannot open: {e}"))),
+        };
+        let before = match fstat(&file) {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        if before.ino != job.stat.ino || before.dev != job.stat.dev {
+            return Ok(Err("replaced while being read".into()));
+        }
+        let mut refs = Vec::new();
+        for chunk in chunker::chunks(&file) {
+            let data = match chunk {
+                Ok(d) => d,
+                Err(e) => return Ok(Err(format!("read error: {e}"))),
+            };
+            let id = ChunkId::of(&data);
+            let len = data.len() as u64;
+            if self.repo.knows(self.pending, &id)? {
+                self.counters.bytes_dedup.fetch_add(len, Ordering::Relaxed);
+            } else {
+                self.handle
+                    .block_on(self.repo.put_chunk(self.pending, &data, ChunkKind::Data))?;
+                self.counters.bytes_new.fetch_add(len, Ordering::Relaxed);
+            }
+            refs.push(ChunkRef { id, len });
+        }
+        let after = match fstat(&file) {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        let read: u64 = refs.iter().map(|r| r.len).sum();
+        if after != before || read != after.size {
+            return Ok(Err("changed while being read".into()));
+        }
+        let (node, _) = self
+            .handle
+            .block_on(self.repo.put_file(self.pending, refs))?;
+        Ok(Ok((node, after)))
+    }
+}
+
+fn libc_flags() -> i32 {
+    (rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOFOLLOW).bits() as i32
+}
+
+fn fstat(file: &File) -> Result<Stat, String> {
+    match file.metadata() {
+        Ok(m) if m.is_file() => Ok(Stat::of(&m)),
+        Ok(_) => Err("not a regular file any more".into()),
+        Err(e) => Err(format!("cannot stat: {e}")),
+    }
+}

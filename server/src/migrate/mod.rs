@@ -1,0 +1,322 @@
+//! `fvfsd migrate`: import existing directory trees into fvfs, in parallel, with dedup.
+//!
+//! A walker thread lists the sources; one worker per core reads, chunks, hashes and
+//! compresses files ([`ingest`]); this task collects the results. Every few seconds a
+//! checkpoint makes the chunks read so far durable and records each finished file in
+//! the stat cache (size, mtime, ctime, inode -> file node), so an interrupted run
+//! resumes without reading finished files again, and a re-run on an unchanged tree
+//! reads nothing. At the end, all entries are applied to HEAD in one commit: one
+//! version per migration, and none at all if nothing changed.
+//!
+//! Migrate adds and updates; it never deletes what is already in fvfs.
+
+mod ingest;
+mod walk;
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use fvfs_manifest::{path, Entry, EntryKind, ManifestError, Pending, TreeEdit, VersionKind};
+use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+
+use crate::home::Home;
+use ingest::{Counters, Failure, Ingest};
+use walk::{FileJob, Item, Stat};
+
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A local directory to import (repeatable).
+    #[arg(long = "local-src", value_name = "DIR")]
+    local_src: Vec<PathBuf>,
+    /// A directory on the NAS mount to import (repeatable).
+    #[arg(long = "nas-src", value_name = "DIR")]
+    nas_src: Vec<PathBuf>,
+    /// Where the contents of each source land inside fvfs.
+    #[arg(long, default_value = "/")]
+    dest: PathBuf,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    jobs: Option<usize>,
+}
+
+/// What the collector receives.
+enum Done {
+    Entry(Vec<u8>, Entry),
+    Dir(Vec<u8>, Stat),
+    Skipped(PathBuf, String),
+    Fatal(ManifestError),
+}
+
+fn entry(
+    kind: EntryKind,
+    stat: &Stat,
+    size: u64,
+    id: Option<fvfs_cas::ChunkId>,
+    target: Vec<u8>,
+) -> Entry {
+    Entry {
+        name: Vec::new(),
+        kind,
+        mode: stat.mode,
+        mtime_ns: stat.mtime_ns,
+        size,
+        id,
+        target,
+    }
+}
+
+pub async fn run(home: &Home, args: Args) -> Result<ExitCode> {
+    let dest = args.dest.as_os_str().as_bytes().to_vec();
+    path::components(&dest)?;
+    let mut sources = Vec::new();
+    for src in args.local_src.iter().chain(&args.nas_src) {
+        let meta = std::fs::metadata(src).with_context(|| format!("source {}", src.display()))?;
+        if !meta.is_dir() {
+            bail!("source {} is not a directory", src.display());
+        }
+        let abs = src
+            .canonicalize()
+            .with_context(|| format!("source {}", src.display()))?;
+        sources.push((abs, meta));
+    }
+    if sources.is_empty() {
+        bail!("nothing to migrate: give --local-src DIR or --nas-src DIR");
+    }
+    let repo = home.repo();
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1);
+    let pending = Pending::default();
+    let counters = Counters::default();
+    let bar = progress_bar();
+    let started = Instant::now();
+    let before = repo.totals()?;
+    let abort = AtomicBool::new(false);
+    let ingest = Ingest::new(repo, &pending, tokio::runtime::Handle::current(), &counters);
+
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Done>();
+    let (job_tx, job_rx) = mpsc::sync_channel::<FileJob>(4 * jobs);
+    let job_rx = Mutex::new(job_rx);
+    let mut entries = Vec::new();
+    let mut dirs = Vec::new();
+    let mut skipped = Vec::new();
+    let mut fatal = None;
+
+    std::thread::scope(|scope| -> Result<()> {
+        // Walker: lists sources, hands files to workers, the rest to the collector.
+        let walker_tx = done_tx.clone();
+        let bar_w = bar.clone();
+        let sources = &sources;
+        let dest = &dest;
+        let abort_w = &abort;
+        scope.spawn(move || {
+            for (src, meta) in sources {
+                let _ = walker_tx.send(Done::Dir(dest.clone(), Stat::of(meta)));
+                walk::walk(src, dest, &mut |item| match item {
+                    Item::File(job) if !abort_w.load(Ordering::Relaxed) => {
+                        bar_w.inc_length(job.stat.size);
+                        let _ = job_tx.send(job);
+                    }
+                    Item::File(_) => {}
+                    Item::Dir { dest, stat } => drop(walker_tx.send(Done::Dir(dest, stat))),
+                    Item::Symlink { dest, target, stat } => {
+                        let e = entry(EntryKind::Symlink, &stat, 0, None, target);
+                        let _ = walker_tx.send(Done::Entry(dest, e));
+                    }
+                    Item::Skipped { src, reason } => {
+                        drop(walker_tx.send(Done::Skipped(src, reason)))
+                    }
+                });
+            }
+        });
+        for _ in 0..jobs {
+            let tx = done_tx.clone();
+            let (job_rx, ingest, abort) = (&job_rx, &ingest, &abort);
+            scope.spawn(move || loop {
+                let job = match job_rx.lock().unwrap_or_else(|p| p.into_inner()).recv() {
+                    Ok(job) => job,
+                    Err(_) => return,
+                };
+                if abort.load(Ordering::Relaxed) {
+                    continue;
+                }
+                let msg = match ingest.file(&job) {
+                    Ok(node) => Done::Entry(
+                        job.dest,
+                        entry(
+                            EntryKind::File,
+                            &job.stat,
+                            job.stat.size,
+                            Some(node),
+                            Vec::new(),
+                        ),
+                    ),
+                    Err(Failure::Source(why)) => Done::Skipped(job.src, why),
+                    Err(Failure::Store(e)) => {
+                        abort.store(true, Ordering::Relaxed);
+                        Done::Fatal(e)
+                    }
+                };
+                let _ = tx.send(msg);
+            });
+        }
+        drop(done_tx);
+
+        // Collector: runs on this thread, driving the runtime for checkpoints.
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::block_in_place(|| {
+            handle.block_on(async {
+                let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+                tick.tick().await;
+                loop {
+                    tokio::select! {
+                        msg = done_rx.recv() => match msg {
+                            None => break,
+                            Some(Done::Entry(dest, e)) => entries.push((dest, e)),
+                            Some(Done::Dir(dest, stat)) => dirs.push((dest, stat)),
+                            Some(Done::Skipped(src, why)) => {
+                                bar.suspend(|| eprintln!("fvfsd: skipped {}: {why}", src.display()));
+                                skipped.push(src);
+                            }
+                            Some(Done::Fatal(e)) => {
+                                fatal.get_or_insert(e);
+                            }
+                        },
+                        _ = tick.tick(), if fatal.is_none() => {
+                            if let Err(e) = repo.checkpoint(&pending).await {
+                                abort.store(true, Ordering::Relaxed);
+                                fatal.get_or_insert(e);
+                            }
+                            bar.set_message(message(&counters));
+                            bar.set_position(counters.bytes.load(Ordering::Relaxed));
+                        }
+                    }
+                }
+            })
+        });
+        Ok(())
+    })?;
+    bar.finish_and_clear();
+
+    if let Some(e) = fatal {
+        // Keep what finished: a re-run after freeing space resumes from here.
+        let saved = repo.checkpoint(&pending).await;
+        let note = if saved.is_ok() {
+            "files finished so far are saved; re-run to resume"
+        } else {
+            "re-run to resume"
+        };
+        return Err(anyhow::Error::new(e).context(format!("migration stopped ({note})")));
+    }
+
+    let lock = repo.lock().await;
+    let head = lock.head()?;
+    let mut edit = TreeEdit::open(repo, head.as_ref().map(|v| v.root)).await?;
+    let now = now_ns();
+    dirs.sort_by(|a, b| a.0.cmp(&b.0));
+    for (dest, stat) in &dirs {
+        if let Err(e) = edit.mkdir(repo, dest, stat.mode, stat.mtime_ns).await {
+            eprintln!("fvfsd: skipped {}: {e}", path::show(dest));
+            skipped.push(PathBuf::from(OsStr::from_bytes(dest)));
+        }
+    }
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    for (dest, e) in entries {
+        if let Err(err) = edit.insert(repo, &dest, e, now).await {
+            eprintln!("fvfsd: skipped {}: {err}", path::show(&dest));
+            skipped.push(PathBuf::from(OsStr::from_bytes(&dest)));
+        }
+    }
+    let (root, logical) = edit.seal(repo, &pending).await?;
+    let message = format!(
+        "migrate {} -> {}",
+        sources
+            .iter()
+            .map(|(s, _)| s.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        path::show(&dest)
+    );
+    let version = if head.as_ref().map(|h| h.root) == Some(root) {
+        repo.checkpoint(&pending).await?;
+        None
+    } else {
+        Some(
+            lock.commit(&pending, root, logical, VersionKind::Write, &message)
+                .await?,
+        )
+    };
+    let stored = repo.totals()?;
+    let new_bytes = stored.raw_bytes - before.raw_bytes;
+    let new_stored = stored.stored_bytes - before.stored_bytes;
+    summary(
+        &counters,
+        started.elapsed(),
+        (new_bytes, new_stored),
+        version.map(|v| v.number),
+        skipped.len(),
+    );
+    Ok(if skipped.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+fn progress_bar() -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bytes}/{total_bytes} ({bytes_per_sec}) {msg}",
+        )
+        .expect("static template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+fn message(c: &Counters) -> String {
+    format!(
+        "{} files, {} new, {} deduplicated",
+        c.files.load(Ordering::Relaxed),
+        HumanBytes(c.bytes_new.load(Ordering::Relaxed)),
+        HumanBytes(c.bytes_dedup.load(Ordering::Relaxed))
+    )
+}
+
+/// The final line. `new` is (raw, stored) bytes of chunks this run added to the store:
+/// exact, unlike the progress counters, which race between workers reading equal chunks.
+fn summary(c: &Counters, took: Duration, new: (u64, u64), version: Option<u64>, skipped: usize) {
+    let bytes = c.bytes.load(Ordering::Relaxed);
+    let secs = took.as_secs_f64().max(1e-3);
+    let outcome = match version {
+        Some(n) => format!("committed version {n}"),
+        None => "no changes, no new version".into(),
+    };
+    println!(
+        "migrated {} files ({} unchanged), {} in {:.2}s ({}/s); new unique data {} ({} stored); {} skipped; {outcome}",
+        c.files.load(Ordering::Relaxed),
+        c.files_unchanged.load(Ordering::Relaxed),
+        HumanBytes(bytes),
+        secs,
+        HumanBytes((bytes as f64 / secs) as u64),
+        HumanBytes(new.0),
+        HumanBytes(new.1),
+        skipped
+    );
+}
