@@ -1,1 +1,82 @@
+//! Helpers for the end-to-end tests: finding the real binaries, running them on a
+//! private data directory, generating source trees with the edge cases users have,
+//! and comparing trees byte for byte.
 
+pub mod tree;
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The directory holding the workspace's binaries: tests run from `target/<profile>/deps`.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf()
+}
+
+/// Path of a workspace binary, which must have been built (`cargo build --bins`).
+pub fn bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` first", path.display());
+    path
+}
+
+/// A private fvfs data directory and the `fvfsd` binary to run on it.
+pub struct Fvfsd {
+    pub home: tempfile::TempDir,
+}
+
+impl Default for Fvfsd {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Fvfsd {
+    pub fn new() -> Self {
+        Self { home: tempfile::tempdir().expect("temp dir") }
+    }
+
+    /// A command for `fvfsd ARGS` on this data directory.
+    pub fn cmd<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut c = Command::new(bin("fvfsd"));
+        c.env("FVFS_HOME", self.home.path()).env_remove("RUST_LOG").args(args);
+        c
+    }
+
+    /// Runs `fvfsd ARGS`, expecting exit code `code`; returns stdout.
+    pub fn run_code<I, S>(&self, code: i32, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let out = self.cmd(args).output().expect("run fvfsd");
+        check(&out, code);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `fvfsd ARGS`, expecting success; returns stdout.
+    pub fn run<I, S>(&self, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.run_code(0, args)
+    }
+}
+
+/// Asserts the exit code of a finished command, showing its output if it differs.
+pub fn check(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "exit status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

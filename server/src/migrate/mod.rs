@@ -29,8 +29,6 @@ use crate::home::Home;
 use ingest::{Counters, Failure, Ingest};
 use walk::{FileJob, Item, Stat};
 
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
-
 #[derive(clap::Args)]
 pub struct Args {
     /// A local directory to import (repeatable).
@@ -45,6 +43,9 @@ pub struct Args {
     /// Worker threads (default: one per core).
     #[arg(long)]
     jobs: Option<usize>,
+    /// Seconds between checkpoints: the progress an interrupted run resumes from.
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    checkpoint_secs: f64,
 }
 
 /// What the collector receives.
@@ -175,7 +176,8 @@ pub async fn run(home: &Home, args: Args) -> Result<ExitCode> {
         let handle = tokio::runtime::Handle::current();
         tokio::task::block_in_place(|| {
             handle.block_on(async {
-                let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+                let every = Duration::from_secs_f64(args.checkpoint_secs.clamp(0.05, 3600.0));
+                let mut tick = tokio::time::interval(every);
                 tick.tick().await;
                 loop {
                     tokio::select! {
@@ -192,9 +194,13 @@ pub async fn run(home: &Home, args: Args) -> Result<ExitCode> {
                             }
                         },
                         _ = tick.tick(), if fatal.is_none() => {
-                            if let Err(e) = repo.checkpoint(&pending).await {
-                                abort.store(true, Ordering::Relaxed);
-                                fatal.get_or_insert(e);
+                            let files = counters.files.load(Ordering::Relaxed);
+                            match repo.checkpoint(&pending).await {
+                                Ok(()) => tracing::info!(files, "checkpoint: finished files are durable"),
+                                Err(e) => {
+                                    abort.store(true, Ordering::Relaxed);
+                                    fatal.get_or_insert(e);
+                                }
                             }
                             bar.set_message(message(&counters));
                             bar.set_position(counters.bytes.load(Ordering::Relaxed));
