@@ -2,18 +2,22 @@
 //!
 //! ```text
 //! ROOT/FVFS-STORE     marker: this directory is a chunk store (format 1)
-//! ROOT/tmp/           frames put since the last sync, not yet under their final name
 //! ROOT/ab/abcd...     a frame, named by its id, in one of 256 shards by id prefix
+//! ROOT/ab/abcd....N.tmp  a frame put since the last sync, not yet under its final name
+//! ROOT/OPEN           present while a process has the store open (or crashed with it)
 //! ```
 //!
 //! # Invariant: a file under its final name is whole and durable
 //!
-//! `put` writes the frame to `tmp/` and remembers it as *pending*; readers find pending
-//! frames through that table. `sync` flushes the whole file system (`syncfs`, one call
-//! for any number of chunks, instead of one `fsync` per file), renames every pending
-//! frame to its final name, and flushes again so the renames are durable too. A crash
-//! can therefore leave garbage only in `tmp/`, which `open` clears, and never a
-//! truncated frame under a final name that a later idempotent `put` would trust.
+//! `put` writes the frame to a `.tmp` name beside its final one and remembers it as
+//! *pending*; readers find pending frames through that table. `sync` flushes the whole
+//! file system (`syncfs`, one call for any number of chunks, instead of one `fsync`
+//! per file), renames every pending frame to its final name (within its shard, so
+//! renames never serialise on the file system's cross-directory rename lock), and
+//! flushes again so the renames are durable too. A crash can therefore leave garbage
+//! only under `.tmp` names, never a truncated frame under a final name that a later
+//! idempotent `put` would trust. `OPEN` tells the next `open` that a crash may have
+//! left such files, and only then does it sweep the shards for them.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -30,6 +34,7 @@ use crate::store::verify;
 use crate::{ChunkId, ChunkStore, Loaded, StoreError, Usage};
 
 const MARKER: &str = "FVFS-STORE";
+const OPEN_MARKER: &str = "OPEN";
 const MARKER_TEXT: &str = "fvfs chunk store, format 1\n";
 
 /// A [`ChunkStore`] in a local or network-mounted directory.
@@ -40,8 +45,7 @@ pub struct DirStore {
 
 struct Inner {
     root: PathBuf,
-    tmp: PathBuf,
-    /// Frames written to `tmp/` but not yet renamed: id -> temporary path.
+    /// Frames written under `.tmp` names but not yet renamed: id -> temporary path.
     pending: Mutex<HashMap<ChunkId, PathBuf>>,
     seq: AtomicU64,
     /// Set by put and delete, cleared by sync: a sync with nothing to do is free.
@@ -57,8 +61,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl DirStore {
     /// Opens the store at `root`, creating it if the directory is missing or empty.
     /// Refuses a non-empty directory that is not a chunk store, so a typo in a config
-    /// never scatters chunks into someone's photo folder. Clears `tmp/`: frames there
-    /// were never synced, so no one relies on them.
+    /// never scatters chunks into someone's photo folder. After a crash, removes the
+    /// `.tmp` files it left: they were never synced, so no one relies on them.
     ///
     /// Only one process may open a store for writing at a time; the caller holds the lock.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
@@ -67,13 +71,17 @@ impl DirStore {
         if !marker.exists() {
             Self::create(&root)?;
         }
-        let tmp = root.join("tmp");
-        let _ = fs::remove_dir_all(&tmp);
-        fs::create_dir(&tmp).map_err(|e| StoreError::io("create", &tmp, e))?;
+        let open_marker = root.join(OPEN_MARKER);
+        if open_marker.exists() {
+            remove_stale_tmp(&root)?;
+        } else {
+            File::create(&open_marker).map_err(|e| StoreError::io("create", &open_marker, e))?;
+            // The marker must be durable before any .tmp file can be.
+            syncfs(&root)?;
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 root,
-                tmp,
                 pending: Mutex::default(),
                 seq: AtomicU64::new(0),
                 dirty: AtomicBool::new(false),
@@ -112,11 +120,19 @@ impl DirStore {
         self.inner.final_path(id)
     }
 
+    /// Runs blocking file I/O off the async executor: in place on a multi-threaded
+    /// runtime (other tasks move to another worker; far cheaper than a thread hop per
+    /// small chunk), on the blocking pool otherwise.
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let inner = Arc::clone(&self.inner);
+        if tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread
+        {
+            return tokio::task::block_in_place(move || f(&inner));
+        }
         match tokio::task::spawn_blocking(move || f(&inner)).await {
             Ok(r) => r,
             Err(e) => std::panic::resume_unwind(e.into_panic()),
@@ -135,19 +151,25 @@ impl Inner {
             return Ok(());
         }
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let tmp = self.tmp.join(format!("{}.{seq}", id.to_hex()));
+        let mut tmp = self.final_path(&id).into_os_string();
+        tmp.push(format!(".{seq}.tmp"));
+        let tmp = PathBuf::from(tmp);
         let written = File::create_new(&tmp).and_then(|mut f| f.write_all(frame));
         if let Err(e) = written {
             let _ = fs::remove_file(&tmp);
             return Err(StoreError::io("write", &tmp, e));
         }
         self.dirty.store(true, Ordering::Release);
-        let mut pending = lock(&self.pending);
-        if pending.contains_key(&id) {
-            drop(pending);
-            let _ = fs::remove_file(&tmp);
-        } else {
-            pending.insert(id, tmp);
+        let duplicate = match lock(&self.pending).entry(id) {
+            std::collections::hash_map::Entry::Occupied(_) => Some(tmp),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(tmp);
+                None
+            }
+        };
+        // Another put of the same id won the race: its frame holds the same bytes.
+        if let Some(tmp) = duplicate {
+            let _ = fs::remove_file(tmp);
         }
         Ok(())
     }
@@ -240,6 +262,29 @@ impl Inner {
     }
 }
 
+impl Drop for Inner {
+    /// A clean close: nothing pending means no `.tmp` files, so the next open need not sweep.
+    fn drop(&mut self) {
+        if lock(&self.pending).is_empty() {
+            let _ = fs::remove_file(self.root.join(OPEN_MARKER));
+        }
+    }
+}
+
+/// Removes `.tmp` files that a crashed process left in the shards.
+fn remove_stale_tmp(root: &Path) -> Result<(), StoreError> {
+    for shard in 0..=255u8 {
+        let dir = root.join(hex::encode([shard]));
+        for entry in fs::read_dir(&dir).map_err(|e| StoreError::io("list", &dir, e))? {
+            let path = entry.map_err(|e| StoreError::io("list", &dir, e))?.path();
+            if path.extension().is_some_and(|x| x == "tmp") {
+                fs::remove_file(&path).map_err(|e| StoreError::io("delete", &path, e))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Flushes the file system holding `path`: data, metadata and directory entries.
 fn syncfs(path: &Path) -> Result<(), StoreError> {
     let dir = File::open(path).map_err(|e| StoreError::io("open", path, e))?;
@@ -323,14 +368,19 @@ mod tests {
         let kept = store.put_data(b"kept").await.unwrap();
         store.sync().await.unwrap();
         let lost = store.put_data(b"never synced").await.unwrap();
-        drop(store);
+        // A crash: the process dies with the store open and a frame pending.
+        std::mem::forget(store);
         let store = DirStore::open(&root).unwrap();
         assert_eq!(&store.get_data(&kept).await.unwrap()[..], b"kept");
         assert!(matches!(
             store.get(&lost).await,
             Err(StoreError::NotFound(_))
         ));
-        assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 0);
+        let leftovers = walk_names(&root)
+            .into_iter()
+            .filter(|n| n.ends_with(".tmp"))
+            .count();
+        assert_eq!(leftovers, 0);
     }
 
     #[tokio::test]
@@ -351,6 +401,21 @@ mod tests {
             store.get(&id).await,
             Err(StoreError::Corrupt { .. })
         ));
+    }
+
+    fn walk_names(root: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for shard in fs::read_dir(root).unwrap() {
+            let shard = shard.unwrap().path();
+            if shard.is_dir() {
+                out.extend(
+                    fs::read_dir(shard)
+                        .unwrap()
+                        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned()),
+                );
+            }
+        }
+        out
     }
 
     #[test]

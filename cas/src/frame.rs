@@ -59,7 +59,13 @@ pub fn encode(raw: &[u8]) -> Vec<u8> {
         "chunk of {} bytes is too large",
         raw.len()
     );
-    let compressed = zstd::bulk::compress(raw, ZSTD_LEVEL).ok();
+    thread_local! {
+        // Creating a zstd context costs as much as compressing a small chunk: keep one per thread.
+        static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            std::cell::RefCell::new(zstd::bulk::Compressor::new(ZSTD_LEVEL).ok());
+    }
+    let compressed =
+        COMPRESSOR.with(|c| c.borrow_mut().as_mut().and_then(|c| c.compress(raw).ok()));
     let (codec, payload) = match &compressed {
         Some(c) if c.len() < raw.len() => (CODEC_ZSTD, c.as_slice()),
         _ => (CODEC_RAW, raw),

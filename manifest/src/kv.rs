@@ -51,6 +51,9 @@ impl Batch {
     }
 }
 
+/// A key and its value.
+pub type Pair = (Vec<u8>, Vec<u8>);
+
 /// A sorted map from byte keys to small byte values, stored durably.
 pub struct Kv {
     path: PathBuf,
@@ -63,6 +66,8 @@ impl Kv {
         let db = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
+            // sled's default page cache is 1 GiB; records are tiny and the OS caches the file.
+            .cache_capacity(64 << 20)
             .open()
             .map_err(|e| KvError {
                 path: path.to_owned(),
@@ -98,7 +103,7 @@ impl Kv {
         &'a self,
         prefix: &[u8],
         reverse: bool,
-    ) -> Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>), KvError>> + 'a> {
+    ) -> Box<dyn Iterator<Item = Result<Pair, KvError>> + 'a> {
         let iter = self.db.scan_prefix(prefix);
         let map = move |r: sled::Result<(sled::IVec, sled::IVec)>| {
             r.map(|(k, v)| (k.to_vec(), v.to_vec()))

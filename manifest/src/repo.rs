@@ -4,9 +4,10 @@
 //! # Invariants
 //! - **Chunks before names.** A version, a chunk record or a stat-cache entry is written
 //!   to the database only after the chunks it refers to were synced to the store
-//!   ([`Repo::checkpoint`] and [`HeadLock::commit`] sync first, then apply one atomic
-//!   batch, then flush it durably). A crash at any point leaves at worst unreferenced
-//!   chunks, never a name that points at nothing.
+//!   ([`Repo::checkpoint`] and [`HeadLock::commit`] sync first, then apply the chunk
+//!   records, then the version and HEAD in one atomic batch, then flush durably). A
+//!   crash at any point leaves at worst unreferenced chunks or records, never a name
+//!   that points at nothing; the totals always match the records applied.
 //! - **One writer of HEAD.** Versions are made only under [`HeadLock`], so each new
 //!   version's parent is the HEAD it was built on.
 //! - **Versions are immutable.** Snapshots and rollbacks add versions; nothing is
@@ -26,11 +27,14 @@ use crate::meta::{
 };
 use crate::node::{self, ChunkRef, DirNode, FileNode, Node};
 
+type Records = HashMap<ChunkId, ChunkRecord>;
+type StatNotes = Vec<(Vec<u8>, StatEntry)>;
+
 /// Chunks and records written since the last checkpoint: shared by concurrent writers.
 #[derive(Default)]
 pub struct Pending {
-    records: Mutex<HashMap<ChunkId, ChunkRecord>>,
-    stats: Mutex<Vec<(Vec<u8>, StatEntry)>>,
+    records: Mutex<Records>,
+    stats: Mutex<StatNotes>,
 }
 
 impl Pending {
@@ -50,7 +54,7 @@ impl Pending {
             .contains_key(id)
     }
 
-    fn take(&self) -> (HashMap<ChunkId, ChunkRecord>, Vec<(Vec<u8>, StatEntry)>) {
+    fn take(&self) -> (Records, StatNotes) {
         let records = std::mem::take(&mut *self.records.lock().unwrap_or_else(|p| p.into_inner()));
         let stats = std::mem::take(&mut *self.stats.lock().unwrap_or_else(|p| p.into_inner()));
         (records, stats)
@@ -205,15 +209,17 @@ impl Repo {
     /// Makes everything in `pending` durable and recorded, without making a version:
     /// migrate calls this periodically so an interrupted run resumes where it stopped.
     pub async fn checkpoint(&self, pending: &Pending) -> Result<()> {
-        let batch = self.persist_batch(pending).await?;
-        self.kv.apply(batch)?;
+        self.persist(pending).await?;
         self.kv.flush_durable()?;
         Ok(())
     }
 
-    /// Syncs the store, then builds the batch that records `pending`: chunk records not
-    /// yet known, updated totals, stat-cache entries.
-    async fn persist_batch(&self, pending: &Pending) -> Result<Batch> {
+    /// Syncs the store, then records `pending`: chunk records not yet known (with the
+    /// totals they change) and stat-cache entries. Applied in batches of bounded size,
+    /// because sled holds several KiB per operation of a batch until it is applied;
+    /// each batch is consistent on its own (its records and the totals including them).
+    async fn persist(&self, pending: &Pending) -> Result<()> {
+        const BATCH_OPS: usize = 4096;
         let (records, stats) = pending.take();
         self.store.sync().await?;
         let mut totals = self.totals()?;
@@ -224,12 +230,20 @@ impl Repo {
                 totals.add(&record);
                 batch.insert(key, meta::encode(&record));
             }
+            if batch.len() >= BATCH_OPS {
+                batch.insert(meta::TOTALS, meta::encode(&totals));
+                self.kv.apply(std::mem::take(&mut batch))?;
+            }
         }
         batch.insert(meta::TOTALS, meta::encode(&totals));
         for (path, entry) in stats {
             batch.insert(meta::key(meta::STAT_PREFIX, &path), meta::encode(&entry));
+            if batch.len() >= BATCH_OPS {
+                self.kv.apply(std::mem::take(&mut batch))?;
+            }
         }
-        Ok(batch)
+        self.kv.apply(batch)?;
+        Ok(())
     }
 
     fn record<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
@@ -383,7 +397,9 @@ impl HeadLock<'_> {
         extra: impl FnOnce(&Version, &mut Batch),
     ) -> Result<Version> {
         let parent = self.head()?;
-        let mut batch = self.repo.persist_batch(pending).await?;
+        // Records first (they name only synced chunks), then the version in one batch.
+        self.repo.persist(pending).await?;
+        let mut batch = Batch::default();
         let version = Version {
             number: parent.as_ref().map_or(1, |p| p.number + 1),
             root,

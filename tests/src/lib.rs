@@ -11,13 +11,20 @@ use std::process::{Command, Output};
 /// The directory holding the workspace's binaries: tests run from `target/<profile>/deps`.
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .to_path_buf()
 }
 
 /// Path of a workspace binary, which must have been built (`cargo build --bins`).
 pub fn bin(name: &str) -> PathBuf {
     let path = bin_dir().join(name);
-    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` first", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        path.display()
+    );
     path
 }
 
@@ -34,7 +41,9 @@ impl Default for Fvfsd {
 
 impl Fvfsd {
     pub fn new() -> Self {
-        Self { home: tempfile::tempdir().expect("temp dir") }
+        Self {
+            home: tempfile::tempdir().expect("temp dir"),
+        }
     }
 
     /// A command for `fvfsd ARGS` on this data directory.
@@ -44,7 +53,9 @@ impl Fvfsd {
         S: AsRef<OsStr>,
     {
         let mut c = Command::new(bin("fvfsd"));
-        c.env("FVFS_HOME", self.home.path()).env_remove("RUST_LOG").args(args);
+        c.env("FVFS_HOME", self.home.path())
+            .env_remove("RUST_LOG")
+            .args(args);
         c
     }
 

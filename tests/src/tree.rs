@@ -42,9 +42,21 @@ pub fn write_big(path: &Path, seed: u64, len: usize) {
 }
 
 fn set_mtime(path: &Path, secs: i64, nanos: i64) {
-    let t = rustix::fs::Timespec { tv_sec: secs, tv_nsec: nanos };
-    let times = rustix::fs::Timestamps { last_access: t, last_modification: t };
-    rustix::fs::utimensat(rustix::fs::CWD, path, &times, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).unwrap();
+    let t = rustix::fs::Timespec {
+        tv_sec: secs,
+        tv_nsec: nanos,
+    };
+    let times = rustix::fs::Timestamps {
+        last_access: t,
+        last_modification: t,
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        path,
+        &times,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .unwrap();
 }
 
 /// A tree of at least `files` regular files with the cases that break file tools:
@@ -55,7 +67,9 @@ pub fn generate(root: &Path, files: usize, big: usize) {
     fs::create_dir_all(root).unwrap();
     let per_dir = 200;
     for i in 0..files {
-        let dir = root.join(format!("d{:03}", i / per_dir)).join(format!("s{}", i % 7));
+        let dir = root
+            .join(format!("d{:03}", i / per_dir))
+            .join(format!("s{}", i % 7));
         fs::create_dir_all(&dir).unwrap();
         let len = match i % 10 {
             0 => 0,
@@ -73,18 +87,30 @@ pub fn generate(root: &Path, files: usize, big: usize) {
         if i % 17 == 0 {
             fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
         }
-        set_mtime(&path, 1_600_000_000 + i as i64, (i as i64 * 7919) % 1_000_000_000);
+        set_mtime(
+            &path,
+            1_600_000_000 + i as i64,
+            (i as i64 * 7919) % 1_000_000_000,
+        );
     }
     let odd = root.join("odd");
     fs::create_dir_all(&odd).unwrap();
     write_big(&odd.join("big.bin"), 77, big);
     fs::write(odd.join("empty"), b"").unwrap();
     fs::write(odd.join("n".repeat(255)), b"long name").unwrap();
-    fs::write(odd.join(OsStr::from_bytes(b"latin1-\xe9t\xe9")), b"not utf-8").unwrap();
+    fs::write(
+        odd.join(OsStr::from_bytes(b"latin1-\xe9t\xe9")),
+        b"not utf-8",
+    )
+    .unwrap();
     fs::write(odd.join("sp ace & $ymbols 'q' \"dq\" \\ \u{1f600}"), b"odd").unwrap();
     std::os::unix::fs::symlink("empty", odd.join("link-to-empty")).unwrap();
     std::os::unix::fs::symlink("/nonexistent/target", odd.join("dangling")).unwrap();
-    std::os::unix::fs::symlink(OsStr::from_bytes(b"latin1-\xe9t\xe9"), odd.join("link-non-utf8")).unwrap();
+    std::os::unix::fs::symlink(
+        OsStr::from_bytes(b"latin1-\xe9t\xe9"),
+        odd.join("link-non-utf8"),
+    )
+    .unwrap();
     fs::hard_link(odd.join("empty"), odd.join("hardlink-of-empty")).unwrap();
     fs::write(odd.join("hard-a"), b"hard linked content").unwrap();
     fs::hard_link(odd.join("hard-a"), odd.join("hard-b")).unwrap();
@@ -106,9 +132,20 @@ pub fn generate(root: &Path, files: usize, big: usize) {
 /// What a tree holds, path by path: kind, mode, mtime, and content or target.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Node {
-    File { mode: u32, mtime_ns: i64, content_hash: [u8; 32], len: u64 },
-    Dir { mode: u32, mtime_ns: i64 },
-    Symlink { target: Vec<u8>, mtime_ns: i64 },
+    File {
+        mode: u32,
+        mtime_ns: i64,
+        content_hash: [u8; 32],
+        len: u64,
+    },
+    Dir {
+        mode: u32,
+        mtime_ns: i64,
+    },
+    Symlink {
+        target: Vec<u8>,
+        mtime_ns: i64,
+    },
 }
 
 /// Reads a whole tree (not following symlinks; special files are left out).
@@ -123,13 +160,25 @@ pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, Node> {
             let mtime_ns = m.mtime() * 1_000_000_000 + m.mtime_nsec();
             let mode = m.mode() & 0o7777;
             let node = if m.file_type().is_symlink() {
-                Node::Symlink { target: fs::read_link(&path).unwrap().as_os_str().as_bytes().to_vec(), mtime_ns }
+                Node::Symlink {
+                    target: fs::read_link(&path)
+                        .unwrap()
+                        .as_os_str()
+                        .as_bytes()
+                        .to_vec(),
+                    mtime_ns,
+                }
             } else if m.is_dir() {
                 stack.push(path.clone());
                 Node::Dir { mode, mtime_ns }
             } else if m.is_file() {
                 let content_hash = *blake3_file(&path).as_bytes();
-                Node::File { mode, mtime_ns, content_hash, len: m.len() }
+                Node::File {
+                    mode,
+                    mtime_ns,
+                    content_hash,
+                    len: m.len(),
+                }
             } else {
                 continue;
             };
@@ -150,8 +199,18 @@ pub fn assert_same(a: &Path, b: &Path) {
     let (sa, sb) = (snapshot(a), snapshot(b));
     let only_a: Vec<_> = sa.keys().filter(|k| !sb.contains_key(*k)).take(5).collect();
     let only_b: Vec<_> = sb.keys().filter(|k| !sa.contains_key(*k)).take(5).collect();
-    assert!(only_a.is_empty() && only_b.is_empty(), "only in {}: {only_a:?}; only in {}: {only_b:?}", a.display(), b.display());
-    let differ: Vec<_> = sa.iter().filter(|(k, v)| sb[*k] != **v).map(|(k, v)| (k, v, &sb[k])).take(5).collect();
+    assert!(
+        only_a.is_empty() && only_b.is_empty(),
+        "only in {}: {only_a:?}; only in {}: {only_b:?}",
+        a.display(),
+        b.display()
+    );
+    let differ: Vec<_> = sa
+        .iter()
+        .filter(|(k, v)| sb[*k] != **v)
+        .map(|(k, v)| (k, v, &sb[k]))
+        .take(5)
+        .collect();
     assert!(differ.is_empty(), "entries differ: {differ:#?}");
     assert!(!sa.is_empty(), "compared empty trees");
 }

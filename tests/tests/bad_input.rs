@@ -26,7 +26,14 @@ fn special_files_are_skipped_by_name_and_the_rest_imported() {
     let src = work.path().join("src");
     small_tree(&src);
     let fifo = src.join("pipe");
-    rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, rustix::fs::Mode::from(0o644), 0).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from(0o644),
+        0,
+    )
+    .unwrap();
     let _listener = std::os::unix::net::UnixListener::bind(src.join("sock")).unwrap();
     let dev = rustix::fs::mknodat(
         rustix::fs::CWD,
@@ -36,13 +43,22 @@ fn special_files_are_skipped_by_name_and_the_rest_imported() {
         rustix::fs::makedev(1, 3),
     );
     let d = Fvfsd::new();
-    let out = d.cmd(["migrate", "--local-src", src.to_str().unwrap()]).output().unwrap();
+    let out = d
+        .cmd(["migrate", "--local-src", src.to_str().unwrap()])
+        .output()
+        .unwrap();
     check(&out, 1);
     let err = stderr_of(&out);
-    assert!(err.contains(&format!("{}: special file (named pipe)", fifo.display())), "{err}");
+    assert!(
+        err.contains(&format!("{}: special file (named pipe)", fifo.display())),
+        "{err}"
+    );
     assert!(err.contains("sock: special file (socket)"), "{err}");
     if dev.is_ok() {
-        assert!(err.contains("null-dev: special file (character device)"), "{err}");
+        assert!(
+            err.contains("null-dev: special file (character device)"),
+            "{err}"
+        );
     }
     let dest = work.path().join("out");
     d.run(["export", "/", dest.to_str().unwrap()]);
@@ -52,10 +68,16 @@ fn special_files_are_skipped_by_name_and_the_rest_imported() {
 #[test]
 fn a_missing_source_is_refused_before_anything_is_written() {
     let d = Fvfsd::new();
-    let out = d.cmd(["migrate", "--local-src", "/no/such/dir"]).output().unwrap();
+    let out = d
+        .cmd(["migrate", "--local-src", "/no/such/dir"])
+        .output()
+        .unwrap();
     check(&out, 2);
     let err = stderr_of(&out);
-    assert!(err.contains("/no/such/dir") && err.lines().count() == 1, "{err}");
+    assert!(
+        err.contains("/no/such/dir") && err.lines().count() == 1,
+        "{err}"
+    );
     assert!(d.run(["status"]).contains("versions:    0"));
     let out = d.cmd(["migrate"]).output().unwrap();
     check(&out, 2);
@@ -79,13 +101,19 @@ fn a_file_that_changes_while_being_read_is_reported_not_imported_half_written() 
                 f.write_all(b"another log line\n").unwrap();
             }
         });
-        let out = d.cmd(["migrate", "--local-src", src.to_str().unwrap()]).output().unwrap();
+        let out = d
+            .cmd(["migrate", "--local-src", src.to_str().unwrap()])
+            .output()
+            .unwrap();
         stop.store(true, Ordering::Relaxed);
         out
     });
     check(&out, 1);
     let err = stderr_of(&out);
-    assert!(err.contains(&format!("{}: changed while being read", busy.display())), "{err}");
+    assert!(
+        err.contains(&format!("{}: changed while being read", busy.display())),
+        "{err}"
+    );
     assert!(d.run(["fsck", "--read-data"]).contains("0 problems"));
     // Once the file is quiet, a re-run imports it whole.
     d.run(["migrate", "--local-src", src.to_str().unwrap()]);
@@ -109,7 +137,12 @@ fn unreadable_files_and_directories_are_reported_by_name() {
     fs::set_permissions(&closed, fs::Permissions::from_mode(0o000)).unwrap();
     let home = work.path().join("home");
     fs::create_dir(&home).unwrap();
-    rustix::fs::chown(&home, Some(rustix::fs::Uid::from_raw(65534)), Some(rustix::fs::Gid::from_raw(65534))).unwrap();
+    rustix::fs::chown(
+        &home,
+        Some(rustix::fs::Uid::from_raw(65534)),
+        Some(rustix::fs::Gid::from_raw(65534)),
+    )
+    .unwrap();
     // Root reads everything, so the migration runs as nobody.
     let as_nobody = |args: &[&str]| {
         Command::new("setpriv")
@@ -123,12 +156,27 @@ fn unreadable_files_and_directories_are_reported_by_name() {
     let out = as_nobody(&["migrate", "--local-src", src.to_str().unwrap()]);
     check(&out, 1);
     let err = stderr_of(&out);
-    assert!(err.contains(&format!("{}: cannot open: Permission denied", secret.display())), "{err}");
-    assert!(err.contains(&format!("{}: cannot list directory: Permission denied", closed.display())), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}: cannot open: Permission denied",
+            secret.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{}: cannot list directory: Permission denied",
+            closed.display()
+        )),
+        "{err}"
+    );
     let fsck = as_nobody(&["fsck", "--read-data"]);
     check(&fsck, 0);
     let out_dir = home.join("out");
-    check(&as_nobody(&["export", "/sub", out_dir.to_str().unwrap()]), 0);
+    check(
+        &as_nobody(&["export", "/sub", out_dir.to_str().unwrap()]),
+        0,
+    );
     tree::assert_same(&src.join("sub"), &out_dir);
 }
 
@@ -138,12 +186,21 @@ struct Tmpfs(std::path::PathBuf);
 impl Tmpfs {
     fn mount(dir: &Path, size: &str) -> Option<Self> {
         fs::create_dir_all(dir).unwrap();
-        let ok = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir).status().ok()?.success();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .ok()?
+            .success();
         ok.then(|| Self(dir.to_path_buf()))
     }
 
     fn resize(&self, size: &str) {
-        let ok = Command::new("mount").args(["-o", &format!("remount,size={size}")]).arg(&self.0).status().unwrap();
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
         assert!(ok.success());
     }
 }
@@ -167,11 +224,30 @@ fn a_full_disk_stops_migration_cleanly_and_loses_nothing_committed() {
     let big = work.path().join("big");
     for i in 0..40 {
         fs::create_dir_all(&big).unwrap();
-        fs::write(big.join(format!("noise{i}")), tree::bytes(100 + i, 1 << 20, false)).unwrap();
+        fs::write(
+            big.join(format!("noise{i}")),
+            tree::bytes(100 + i, 1 << 20, false),
+        )
+        .unwrap();
     }
     let run = |args: &[&str]| d.cmd(args).env("FVFS_HOME", &disk.0).output().unwrap();
-    check(&run(&["migrate", "--local-src", small.to_str().unwrap(), "--dest", "/small"]), 0);
-    let out = run(&["migrate", "--local-src", big.to_str().unwrap(), "--dest", "/big"]);
+    check(
+        &run(&[
+            "migrate",
+            "--local-src",
+            small.to_str().unwrap(),
+            "--dest",
+            "/small",
+        ]),
+        0,
+    );
+    let out = run(&[
+        "migrate",
+        "--local-src",
+        big.to_str().unwrap(),
+        "--dest",
+        "/big",
+    ]);
     check(&out, 2);
     let err = stderr_of(&out);
     assert!(err.contains("no space left on device"), "{err}");
@@ -186,7 +262,16 @@ fn a_full_disk_stops_migration_cleanly_and_loses_nothing_committed() {
 
     // With room again, the same command finishes the job.
     disk.resize("96m");
-    check(&run(&["migrate", "--local-src", big.to_str().unwrap(), "--dest", "/big"]), 0);
+    check(
+        &run(&[
+            "migrate",
+            "--local-src",
+            big.to_str().unwrap(),
+            "--dest",
+            "/big",
+        ]),
+        0,
+    );
     let out2 = work.path().join("out2");
     check(&run(&["export", "/big", out2.to_str().unwrap()]), 0);
     tree::assert_same(&big, &out2);
@@ -202,7 +287,10 @@ fn a_store_in_use_is_reported_in_one_line() {
     let out = d.cmd(["snapshot", "list"]).output().unwrap();
     check(&out, 2);
     let err = stderr_of(&out);
-    assert!(err.contains("is in use by another fvfs process") && err.lines().count() == 1, "{err}");
+    assert!(
+        err.contains("is in use by another fvfs process") && err.lines().count() == 1,
+        "{err}"
+    );
     drop(lock);
     d.run(["snapshot", "list"]);
 }
@@ -217,13 +305,23 @@ fn export_refuses_escapes_and_never_overwrites() {
     let dest = work.path().join("dest");
     fs::create_dir(&dest).unwrap();
     fs::write(dest.join("a.txt"), b"mine, keep me").unwrap();
-    let out = d.cmd(["export", "/", dest.to_str().unwrap()]).output().unwrap();
+    let out = d
+        .cmd(["export", "/", dest.to_str().unwrap()])
+        .output()
+        .unwrap();
     check(&out, 2);
     assert!(stderr_of(&out).contains("a.txt"), "{}", stderr_of(&out));
     assert_eq!(fs::read(dest.join("a.txt")).unwrap(), b"mine, keep me");
     for bad in ["/sub/../../etc", "relative", "/missing"] {
-        let out = d.cmd(["export", bad, work.path().join("x").to_str().unwrap()]).output().unwrap();
+        let out = d
+            .cmd(["export", bad, work.path().join("x").to_str().unwrap()])
+            .output()
+            .unwrap();
         check(&out, 2);
-        assert!(stderr_of(&out).contains(bad.trim_start_matches('/')), "{bad}: {}", stderr_of(&out));
+        assert!(
+            stderr_of(&out).contains(bad.trim_start_matches('/')),
+            "{bad}: {}",
+            stderr_of(&out)
+        );
     }
 }

@@ -13,7 +13,13 @@ fn ten_thousand_files_with_edge_cases_round_trip() {
     let src = work.path().join("src");
     tree::generate(&src, 10_000, 300 << 20);
     let d = Fvfsd::new();
-    let out = d.run(["migrate", "--local-src", src.to_str().unwrap(), "--dest", "/imported"]);
+    let out = d.run([
+        "migrate",
+        "--local-src",
+        src.to_str().unwrap(),
+        "--dest",
+        "/imported",
+    ]);
     assert!(out.contains("committed version 1"), "{out}");
 
     let dest = work.path().join("out");
@@ -21,16 +27,28 @@ fn ten_thousand_files_with_edge_cases_round_trip() {
     tree::assert_same(&src, &dest);
 
     // An unchanged tree is not read again and makes no version.
-    let again = d.run(["migrate", "--local-src", src.to_str().unwrap(), "--dest", "/imported"]);
+    let again = d.run([
+        "migrate",
+        "--local-src",
+        src.to_str().unwrap(),
+        "--dest",
+        "/imported",
+    ]);
     assert!(again.contains("no changes, no new version"), "{again}");
-    assert!(again.contains("(10"), "every file should be unchanged: {again}");
+    assert!(
+        again.contains("(10"),
+        "every file should be unchanged: {again}"
+    );
 
     let status = d.run(["status", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(v["versions"], 1);
     let logical = v["logical_bytes"].as_u64().unwrap();
     assert!(logical > 300 << 20, "{status}");
-    assert!(v["stored_bytes"].as_u64().unwrap() < logical, "dedup and compression must save space: {status}");
+    assert!(
+        v["stored_bytes"].as_u64().unwrap() < logical,
+        "dedup and compression must save space: {status}"
+    );
     assert!(v["dedup_ratio"].as_f64().unwrap() > 1.0, "{status}");
 
     let fsck = d.run(["fsck", "--read-data"]);
@@ -47,7 +65,9 @@ fn snapshot_change_rollback_and_diff() {
     let s = src.to_str().unwrap();
     d.run(["migrate", "--local-src", s]);
     d.run(["export", "/", original.to_str().unwrap()]);
-    assert!(d.run(["snapshot", "create", "before"]).contains("version 2"));
+    assert!(d
+        .run(["snapshot", "create", "before"])
+        .contains("version 2"));
     let listed = d.run(["snapshot", "list"]);
     assert!(listed.starts_with("before\tversion 2"), "{listed}");
 
@@ -64,10 +84,16 @@ fn snapshot_change_rollback_and_diff() {
     // The root and d000/s1 change mtime only, which is not reported; odd/ gained an entry.
     assert_eq!(
         lines,
-        ["A /new-dir/", "A /new-dir/new.txt", "A /odd/added", "M /d000/s1/f1.txt"],
+        [
+            "A /new-dir/",
+            "A /new-dir/new.txt",
+            "A /odd/added",
+            "M /d000/s1/f1.txt"
+        ],
         "{diff}"
     );
-    let json: serde_json::Value = serde_json::from_str(&d.run(["diff", "--json", "2", "3"])).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&d.run(["diff", "--json", "2", "3"])).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 4);
 
     let out = d.run(["rollback", "before"]);
@@ -89,7 +115,9 @@ fn snapshot_change_rollback_and_diff() {
     d.run(["snapshot", "delete", "before"]);
     let err = d.cmd(["rollback", "before"]).output().unwrap();
     check(&err, 2);
-    assert!(String::from_utf8_lossy(&err.stderr).contains("no version or snapshot named \"before\""));
+    assert!(
+        String::from_utf8_lossy(&err.stderr).contains("no version or snapshot named \"before\"")
+    );
 }
 
 #[test]
@@ -104,7 +132,15 @@ fn interrupted_migration_resumes_without_rereading_finished_files() {
     let d = Fvfsd::new();
     let s = src.to_str().unwrap();
     let mut child = d
-        .cmd(["migrate", "--jobs", "1", "--checkpoint-secs", "0.05", "--local-src", s])
+        .cmd([
+            "migrate",
+            "--jobs",
+            "1",
+            "--checkpoint-secs",
+            "0.05",
+            "--local-src",
+            s,
+        ])
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -114,7 +150,11 @@ fn interrupted_migration_resumes_without_rereading_finished_files() {
     let mut saved = 0u64;
     for line in BufReader::new(child.stderr.take().unwrap()).lines() {
         let line = line.unwrap();
-        if let Some(n) = line.split("files=").nth(1).and_then(|r| r.split_whitespace().next()?.parse().ok()) {
+        if let Some(n) = line
+            .split("files=")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        {
             if n > 0 {
                 saved = n;
                 break;
@@ -126,8 +166,19 @@ fn interrupted_migration_resumes_without_rereading_finished_files() {
     assert!(saved > 0 && saved < 400, "checkpoint after {saved} files");
 
     let out = d.run(["migrate", "--local-src", s]);
-    let unchanged: u64 = out.split("files (").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
-    assert!(unchanged >= saved, "{unchanged} reused, {saved} were checkpointed: {out}");
+    let unchanged: u64 = out
+        .split("files (")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        unchanged >= saved,
+        "{unchanged} reused, {saved} were checkpointed: {out}"
+    );
     let dest = work.path().join("out");
     d.run(["export", "/", dest.to_str().unwrap()]);
     tree::assert_same(&src, &dest);

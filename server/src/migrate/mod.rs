@@ -44,7 +44,7 @@ pub struct Args {
     #[arg(long)]
     jobs: Option<usize>,
     /// Seconds between checkpoints: the progress an interrupted run resumes from.
-    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    #[arg(long, default_value_t = 2.0, value_name = "SECS")]
     checkpoint_secs: f64,
 }
 

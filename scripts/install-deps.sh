@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the system tools the test suite needs, where they are missing (Debian/Ubuntu).
+# Idempotent: on a machine that has them, it installs nothing.
+set -euo pipefail
+
+missing=()
+need() { command -v "$1" >/dev/null 2>&1 || missing+=("$2"); }
+need setpriv util-linux   # runs a migration as an unprivileged user (unreadable files)
+need mount mount          # tmpfs data dirs for the full-disk test
+need umount mount
+need gcc gcc              # zstd-sys builds C
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
