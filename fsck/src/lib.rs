@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 
 use fvfs_cas::{ChunkId, StoreError};
-use fvfs_manifest::{path, EntryKind, ManifestError, Node, Repo, Version};
+use fvfs_manifest::{path, EntryKind, ManifestError, Repo, Version};
 
 /// What is wrong with one chunk, and where it is used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,68 +49,90 @@ pub async fn check(
     };
     let mut seen_nodes = HashSet::new();
     let mut seen_data = HashSet::new();
-    // (path of the node, node id, is it a directory)
-    let mut stack: Vec<(Vec<u8>, ChunkId, bool)> = versions
-        .iter()
-        .map(|v| (b"/".to_vec(), v.root, true))
-        .collect();
-    while let Some((at, id, is_dir)) = stack.pop() {
+    let mut dirs: Vec<(Vec<u8>, ChunkId)> =
+        versions.iter().map(|v| (b"/".to_vec(), v.root)).collect();
+    while let Some((at, id)) = dirs.pop() {
         if !seen_nodes.insert(id) {
             continue;
         }
         report.nodes += 1;
-        let mut problem = |id: ChunkId, what: String| {
+        if let Some(what) = unrecorded(repo, &id)? {
             report.problems.push(Problem {
                 id,
                 what,
                 path: path::show(&at),
             });
-        };
-        if repo.chunk_record(&id)?.is_none() {
-            problem(id, "tree node has no chunk record".into());
         }
-        let node = match repo.node(&id).await {
-            Ok(n) => n,
+        let dir = match repo.dir(&id).await {
+            Ok(d) => d,
             Err(e) => {
-                problem(id, e.to_string());
+                report.problems.push(Problem {
+                    id,
+                    what: e.to_string(),
+                    path: path::show(&at),
+                });
                 continue;
             }
         };
-        match node {
-            Node::Dir(d) if is_dir => {
-                for e in d.entries {
-                    if let Some(child) = e.id {
-                        stack.push((path::join(&at, &e.name), child, e.kind == EntryKind::Dir));
-                    }
-                }
-            }
-            Node::File(_) if !is_dir => {
-                let chunks = match repo.file_chunks(&id).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        problem(id, e.to_string());
-                        continue;
-                    }
-                };
-                for c in chunks {
-                    if seen_data.insert(c.id) {
-                        report.data_chunks += 1;
-                        if let Some(what) =
-                            check_data(repo, &c.id, read_data, &mut report.data_bytes_read).await?
-                        {
+        for e in dir.entries {
+            let child = path::join(&at, &e.name);
+            match (e.kind, e.id) {
+                (EntryKind::Dir, Some(id)) => dirs.push((child, id)),
+                (EntryKind::File, node) => {
+                    if let Some(node) = node {
+                        if !seen_nodes.insert(node) {
+                            continue;
+                        }
+                        report.nodes += 1;
+                        if let Some(what) = unrecorded(repo, &node)? {
                             report.problems.push(Problem {
-                                id: c.id,
+                                id: node,
                                 what,
-                                path: path::show(&at),
+                                path: path::show(&child),
                             });
                         }
                     }
+                    let chunks = match repo.file_chunks(&e).await {
+                        Ok(c) => c,
+                        Err(err) => {
+                            let id = node.unwrap_or(id);
+                            report.problems.push(Problem {
+                                id,
+                                what: err.to_string(),
+                                path: path::show(&child),
+                            });
+                            continue;
+                        }
+                    };
+                    for c in chunks {
+                        if seen_data.insert(c.id) {
+                            report.data_chunks += 1;
+                            if let Some(what) =
+                                check_data(repo, &c.id, read_data, &mut report.data_bytes_read)
+                                    .await?
+                            {
+                                report.problems.push(Problem {
+                                    id: c.id,
+                                    what,
+                                    path: path::show(&child),
+                                });
+                            }
+                        }
+                    }
                 }
+                _ => {}
             }
-            _ => problem(id, "node kind does not match its directory entry".into()),
         }
     }
     Ok(report)
+}
+
+/// Every stored tree node has a chunk record (its tiers, sizes, access times).
+fn unrecorded(repo: &Repo, id: &ChunkId) -> Result<Option<String>, ManifestError> {
+    Ok(repo
+        .chunk_record(id)?
+        .is_none()
+        .then(|| "tree node has no chunk record".into()))
 }
 
 async fn check_data(

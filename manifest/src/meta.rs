@@ -11,6 +11,8 @@
 //! Values are packed CBOR structs (or fixed-width integers), all a few dozen bytes.
 
 use fvfs_cas::ChunkId;
+
+use crate::node::{ChunkRef, Entry, EntryKind};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -105,15 +107,41 @@ pub struct ChunkRecord {
     pub accesses: f32,
 }
 
+/// A file's content as its directory entry refers to it: a file node, or (for a small
+/// file) its chunks inline.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRef {
+    pub size: u64,
+    pub node: Option<ChunkId>,
+    pub chunks: Vec<ChunkRef>,
+}
+
+impl FileRef {
+    /// The directory entry of this content, with the given mode and mtime.
+    pub fn entry(self, mode: u32, mtime_ns: i64) -> Entry {
+        Entry {
+            name: Vec::new(),
+            kind: EntryKind::File,
+            mode,
+            mtime_ns,
+            size: self.size,
+            id: self.node,
+            chunks: self.chunks,
+            target: Vec::new(),
+        }
+    }
+}
+
 /// Migrate's memory of a source file: if `stat` still says the same, the file is
-/// unchanged and its node can be reused without reading it.
+/// unchanged and its content can be reused without reading it. At most
+/// [`crate::node::INLINE_CHUNKS`] chunks inline, so the record stays small.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatEntry {
     pub size: u64,
     pub mtime_ns: i64,
     pub ctime_ns: i64,
     pub ino: u64,
-    pub node: ChunkId,
+    pub file: FileRef,
 }
 
 /// Sums over all chunk records, kept up to date in the same batch as the records.

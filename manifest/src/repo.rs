@@ -22,10 +22,11 @@ use fvfs_cas::{frame, ChunkId, ChunkStore};
 
 use crate::error::{ManifestError, Result};
 use crate::kv::{Batch, Kv};
+use crate::meta::FileRef;
 use crate::meta::{
     self, ChunkKind, ChunkRecord, StatEntry, Totals, Version, VersionKind, TIER_LOCAL,
 };
-use crate::node::{self, ChunkRef, DirNode, FileNode, Node};
+use crate::node::{self, ChunkRef, DirNode, Entry, FileNode, Node};
 
 type Records = HashMap<ChunkId, ChunkRecord>;
 type StatNotes = Vec<(Vec<u8>, StatEntry)>;
@@ -127,13 +128,17 @@ impl Repo {
             .await
     }
 
-    /// Stores a file's chunk list as a file node (plus list nodes when it is long).
-    pub async fn put_file(
-        &self,
-        pending: &Pending,
-        chunks: Vec<ChunkRef>,
-    ) -> Result<(ChunkId, u64)> {
+    /// Records a file's chunk list: inline for a small file, else in a file node (plus
+    /// list nodes when it is long). Returns what its directory entry holds.
+    pub async fn put_file(&self, pending: &Pending, chunks: Vec<ChunkRef>) -> Result<FileRef> {
         let size = chunks.iter().map(|c| c.len).sum();
+        if chunks.len() <= node::INLINE_CHUNKS {
+            return Ok(FileRef {
+                size,
+                node: None,
+                chunks,
+            });
+        }
         let file = if chunks.len() <= node::LIST_FANOUT {
             FileNode {
                 size,
@@ -158,7 +163,22 @@ impl Repo {
                 lists,
             }
         };
-        Ok((self.put_node(pending, &Node::File(file)).await?, size))
+        let node = self.put_node(pending, &Node::File(file)).await?;
+        Ok(FileRef {
+            size,
+            node: Some(node),
+            chunks: Vec::new(),
+        })
+    }
+
+    /// Whether everything `file` refers to is stored (or pending).
+    pub fn knows_file(&self, pending: &Pending, file: &FileRef) -> Result<bool> {
+        for id in file.node.iter().chain(file.chunks.iter().map(|c| &c.id)) {
+            if !self.knows(pending, id)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Reads and decodes tree node `id`.
@@ -180,13 +200,17 @@ impl Repo {
         }
     }
 
-    /// The ordered data chunks of file node `id`, following list nodes.
-    pub async fn file_chunks(&self, id: &ChunkId) -> Result<Vec<ChunkRef>> {
-        let file = match self.node(id).await? {
+    /// The ordered data chunks of a file entry: inline, or from its file node and the
+    /// list nodes below it.
+    pub async fn file_chunks(&self, entry: &Entry) -> Result<Vec<ChunkRef>> {
+        let Some(id) = entry.id else {
+            return Ok(entry.chunks.clone());
+        };
+        let file = match self.node(&id).await? {
             Node::File(f) => f,
             _ => {
                 return Err(ManifestError::BadNode {
-                    id: *id,
+                    id,
                     reason: "expected a file node".into(),
                 })
             }
@@ -202,6 +226,12 @@ impl Repo {
                     })
                 }
             }
+        }
+        if chunks.iter().map(|c| c.len).sum::<u64>() != entry.size {
+            return Err(ManifestError::BadNode {
+                id,
+                reason: "chunk lengths do not add up to the file size".into(),
+            });
         }
         Ok(chunks)
     }

@@ -29,11 +29,17 @@ enum Slot {
 #[derive(Default)]
 struct MDir {
     entries: BTreeMap<Vec<u8>, Slot>,
+    /// The stored node this was loaded from; `None` for a new directory.
+    base: Option<ChunkId>,
+    /// Whether an entry of this directory itself was added, removed or changed.
+    changed: bool,
 }
 
 impl MDir {
-    fn from_node(node: DirNode) -> Self {
+    fn from_node(id: ChunkId, node: DirNode) -> Self {
         Self {
+            base: Some(id),
+            changed: false,
             entries: node
                 .entries
                 .into_iter()
@@ -56,6 +62,7 @@ fn dir_entry(name: &[u8], mode: u32, mtime_ns: i64) -> Entry {
         mtime_ns,
         size: 0,
         id: None,
+        chunks: Vec::new(),
         target: Vec::new(),
     }
 }
@@ -64,7 +71,7 @@ impl TreeEdit {
     /// Starts editing the tree whose root directory node is `root` (`None`: empty tree).
     pub async fn open(repo: &Repo, root: Option<ChunkId>) -> Result<Self> {
         let root = match root {
-            Some(id) => MDir::from_node(repo.dir(&id).await?),
+            Some(id) => MDir::from_node(id, repo.dir(&id).await?),
             None => MDir::default(),
         };
         Ok(Self { root })
@@ -94,7 +101,7 @@ impl TreeEdit {
             if let Slot::Stored(e) = slot {
                 match (e.kind, e.id) {
                     (EntryKind::Dir, Some(id)) => {
-                        let loaded = MDir::from_node(repo.dir(&id).await?);
+                        let loaded = MDir::from_node(id, repo.dir(&id).await?);
                         *slot = Slot::Open(e.clone(), loaded);
                     }
                     _ => return Err(ManifestError::NotADirectory(show(path))),
@@ -135,8 +142,13 @@ impl TreeEdit {
         });
         match existing {
             Some(old) if old.kind == EntryKind::Dir && is_dir_update => {
+                if (old.mode, old.mtime_ns) == (entry.mode, entry.mtime_ns) {
+                    return Ok(());
+                }
                 (old.mode, old.mtime_ns) = (entry.mode, entry.mtime_ns);
             }
+            // Re-importing an unchanged file changes nothing, and writes nothing.
+            Some(old) if *old == entry => return Ok(()),
             Some(_) if is_dir_update => return Err(ManifestError::NotADirectory(show(path))),
             Some(old) if old.kind == EntryKind::Dir && entry.kind != EntryKind::Dir => {
                 return Err(ManifestError::IsADirectory(show(path)))
@@ -149,6 +161,7 @@ impl TreeEdit {
                 dir.entries.insert(name.to_vec(), Slot::Stored(entry));
             }
         }
+        dir.changed = true;
         Ok(())
     }
 
@@ -185,6 +198,7 @@ impl TreeEdit {
         if non_empty && !recursive {
             return Err(ManifestError::NotEmpty(show(path)));
         }
+        dir.changed = true;
         Ok(match dir.entries.remove(*name).expect("checked") {
             Slot::Stored(e) | Slot::Open(e, _) => e,
         })
@@ -208,9 +222,11 @@ async fn is_nonempty_dir(repo: &Repo, e: &Entry) -> Result<bool> {
     }
 }
 
-/// Encodes `dir` and its open subdirectories into `out` (children first); returns the
-/// directory's id and logical size.
+/// Encodes `dir` and its changed subdirectories into `out` (children first); returns
+/// the directory's id and logical size. A directory loaded but left unchanged, with no
+/// changed directory below it, keeps its id and is not written again.
 fn seal_dir(dir: MDir, out: &mut Vec<Vec<u8>>) -> (ChunkId, u64) {
+    let mut changed = dir.changed;
     let entries: Vec<Entry> = dir
         .entries
         .into_values()
@@ -218,12 +234,16 @@ fn seal_dir(dir: MDir, out: &mut Vec<Vec<u8>>) -> (ChunkId, u64) {
             Slot::Stored(e) => e,
             Slot::Open(mut e, sub) => {
                 let (id, size) = seal_dir(sub, out);
+                changed |= e.id != Some(id);
                 (e.id, e.size) = (Some(id), size);
                 e
             }
         })
         .collect();
     let size = entries.iter().map(|e| e.size).sum();
+    if let (false, Some(base)) = (changed, dir.base) {
+        return (base, size);
+    }
     let bytes = Node::Dir(DirNode { entries }).encode();
     let id = ChunkId::of(&bytes);
     out.push(bytes);

@@ -22,6 +22,7 @@ pub async fn lookup(repo: &Repo, root: ChunkId, path: &[u8]) -> Result<Entry> {
         mtime_ns: 0,
         size: 0,
         id: Some(root),
+        chunks: Vec::new(),
         target: Vec::new(),
     };
     for comp in components(path)? {
@@ -134,7 +135,9 @@ pub async fn diff(repo: &Repo, a: ChunkId, b: ChunkId) -> Result<Vec<Change>> {
                         if let (Some(ia), Some(ib)) = (x.id, y.id) {
                             stack.push((child, ia, ib));
                         }
-                    } else if (x.id, &x.target, x.mode) != (y.id, &y.target, y.mode) {
+                    } else if (x.id, &x.chunks, &x.target, x.mode)
+                        != (y.id, &y.chunks, &y.target, y.mode)
+                    {
                         out.push(Change {
                             kind: ChangeKind::Modified,
                             path: child,

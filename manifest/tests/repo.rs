@@ -28,15 +28,12 @@ fn fixture() -> Fixture {
 }
 
 fn file_entry(id: fvfs_cas::ChunkId, size: u64) -> Entry {
-    Entry {
-        name: vec![],
-        kind: EntryKind::File,
-        mode: 0o644,
-        mtime_ns: 7,
+    FileRef {
         size,
-        id: Some(id),
-        target: vec![],
+        node: None,
+        chunks: vec![ChunkRef { id, len: size }],
     }
+    .entry(0o644, 7)
 }
 
 /// Writes `files` (path, content) as one commit on top of HEAD.
@@ -51,7 +48,7 @@ async fn write(repo: &Repo, files: &[(&str, &str)]) -> Version {
             .put_chunk(&pending, content.as_bytes(), ChunkKind::Data)
             .await
             .unwrap();
-        let (node, size) = repo
+        let file = repo
             .put_file(
                 &pending,
                 vec![ChunkRef {
@@ -61,7 +58,7 @@ async fn write(repo: &Repo, files: &[(&str, &str)]) -> Version {
             )
             .await
             .unwrap();
-        edit.insert(repo, path.as_bytes(), file_entry(node, size), 1)
+        edit.insert(repo, path.as_bytes(), file.entry(0o644, 7), 1)
             .await
             .unwrap();
     }
@@ -74,7 +71,7 @@ async fn write(repo: &Repo, files: &[(&str, &str)]) -> Version {
 async fn read(repo: &Repo, root: fvfs_cas::ChunkId, path: &str) -> Option<String> {
     let e = lookup(repo, root, path.as_bytes()).await.ok()?;
     let mut out = Vec::new();
-    for c in repo.file_chunks(&e.id?).await.unwrap() {
+    for c in repo.file_chunks(&e).await.unwrap() {
         out.extend_from_slice(
             &fvfs_cas::ChunkStoreExt::get_data(repo.store().as_ref(), &c.id)
                 .await
@@ -95,8 +92,9 @@ async fn a_change_at_depth_d_writes_d_plus_one_nodes() {
     let before = f.store.usage().await.unwrap().chunks;
     write(&f.repo, &[("/a/b/c/new", "fresh content")]).await;
     let after = f.store.usage().await.unwrap().chunks;
-    // depth 4: root, a, b, c directories + the file node, plus one data chunk.
-    assert_eq!(after - before, 4 + 1 + 1);
+    // Depth 4: the root, a, b and c directory nodes, plus the file's one data chunk
+    // (a small file's chunk list is inline in c's entry): d + 1 chunks written.
+    assert_eq!(after - before, 4 + 1);
 }
 
 #[tokio::test]
@@ -257,11 +255,24 @@ async fn large_files_become_trees_of_list_nodes() {
             len: data.len() as u64,
         });
     }
-    let (id, size) = f.repo.put_file(&pending, chunks.clone()).await.unwrap();
-    assert_eq!(size, chunks.iter().map(|c| c.len).sum::<u64>());
-    let Node::File(file) = f.repo.node(&id).await.unwrap() else {
+    let file = f.repo.put_file(&pending, chunks.clone()).await.unwrap();
+    assert_eq!(file.size, chunks.iter().map(|c| c.len).sum::<u64>());
+    let Node::File(node) = f.repo.node(&file.node.unwrap()).await.unwrap() else {
         panic!("not a file node")
     };
-    assert_eq!(file.lists.len(), 3);
-    assert_eq!(f.repo.file_chunks(&id).await.unwrap(), chunks);
+    assert_eq!(node.lists.len(), 3);
+    assert_eq!(
+        f.repo
+            .file_chunks(&file.clone().entry(0o644, 0))
+            .await
+            .unwrap(),
+        chunks
+    );
+    // Small files list their chunks inline: no node of their own.
+    let small = f
+        .repo
+        .put_file(&pending, chunks[..16].to_vec())
+        .await
+        .unwrap();
+    assert_eq!((small.node, small.chunks.len()), (None, 16));
 }

@@ -83,7 +83,6 @@ pub async fn run(repo: &Repo, args: Args) -> Result<()> {
 }
 
 async fn write_file(repo: &Repo, entry: &Entry, dest: &Path) -> Result<u64> {
-    let id = entry.id.context("file entry without a node")?;
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -91,7 +90,7 @@ async fn write_file(repo: &Repo, entry: &Entry, dest: &Path) -> Result<u64> {
         .open(dest)
         .with_context(|| format!("cannot create {}", dest.display()))?;
     let mut written = 0;
-    for c in repo.file_chunks(&id).await? {
+    for c in repo.file_chunks(entry).await? {
         let data = repo
             .store()
             .get_data(&c.id)

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use fvfs_cas::{chunker, ChunkId};
-use fvfs_manifest::{ChunkKind, ChunkRef, ManifestError, Pending, Repo, StatEntry};
+use fvfs_manifest::{ChunkKind, ChunkRef, FileRef, ManifestError, Pending, Repo, StatEntry};
 use tokio::runtime::Handle;
 
 use super::walk::{FileJob, Stat};
@@ -48,8 +48,8 @@ pub struct Ingest<'a> {
     pub pending: &'a Pending,
     pub handle: Handle,
     pub counters: &'a Counters,
-    /// Hard-linked files already read in this run: (dev, ino) -> node and stat.
-    links: Mutex<HashMap<(u64, u64), (ChunkId, Stat)>>,
+    /// Hard-linked files already read in this run: (dev, ino) -> content and stat.
+    links: Mutex<HashMap<(u64, u64), (FileRef, Stat)>>,
 }
 
 impl<'a> Ingest<'a> {
@@ -68,8 +68,8 @@ impl<'a> Ingest<'a> {
         }
     }
 
-    /// Imports `job`'s content; returns its file node.
-    pub fn file(&self, job: &FileJob) -> Result<ChunkId, Failure> {
+    /// Imports `job`'s content; returns what its directory entry refers to.
+    pub fn file(&self, job: &FileJob) -> Result<FileRef, Failure> {
         let key = job.src.as_os_str().as_encoded_bytes();
         if let Some(node) = self.unchanged(key, &job.stat)? {
             self.counters
@@ -81,23 +81,23 @@ impl<'a> Ingest<'a> {
         let mut last = String::new();
         for _ in 0..READ_ATTEMPTS {
             match self.read(job)? {
-                Ok((node, stat)) => {
+                Ok((file, stat)) => {
                     let entry = StatEntry {
                         size: stat.size,
                         mtime_ns: stat.mtime_ns,
                         ctime_ns: stat.ctime_ns,
                         ino: stat.ino,
-                        node,
+                        file: file.clone(),
                     };
                     self.pending.note_stat(key.to_vec(), entry);
                     if stat.nlink > 1 {
                         self.links
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
-                            .insert((stat.dev, stat.ino), (node, stat));
+                            .insert((stat.dev, stat.ino), (file.clone(), stat));
                     }
                     self.done(stat.size);
-                    return Ok(node);
+                    return Ok(file);
                 }
                 Err(why) => last = why,
             }
@@ -110,18 +110,18 @@ impl<'a> Ingest<'a> {
         self.counters.bytes.fetch_add(size, Ordering::Relaxed);
     }
 
-    /// The node of an unchanged file: same stat as when it was imported (by an earlier
-    /// run, or as another hard link of the same inode in this one).
-    fn unchanged(&self, key: &[u8], stat: &Stat) -> Result<Option<ChunkId>, ManifestError> {
+    /// The content of an unchanged file: same stat as when it was imported (by an
+    /// earlier run, or as another hard link of the same inode in this one).
+    fn unchanged(&self, key: &[u8], stat: &Stat) -> Result<Option<FileRef>, ManifestError> {
         if stat.nlink > 1 {
-            if let Some((node, seen)) = self
+            if let Some((file, seen)) = self
                 .links
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .get(&(stat.dev, stat.ino))
             {
                 if seen == stat {
-                    return Ok(Some(*node));
+                    return Ok(Some(file.clone()));
                 }
             }
         }
@@ -130,12 +130,12 @@ impl<'a> Ingest<'a> {
         };
         let same = (e.size, e.mtime_ns, e.ctime_ns, e.ino)
             == (stat.size, stat.mtime_ns, stat.ctime_ns, stat.ino);
-        Ok((same && self.repo.knows(self.pending, &e.node)?).then_some(e.node))
+        Ok((same && self.repo.knows_file(self.pending, &e.file)?).then_some(e.file))
     }
 
     /// One attempt at reading the file. The outer error is the store's, the inner one
     /// the source file's.
-    fn read(&self, job: &FileJob) -> Result<Result<(ChunkId, Stat), String>, ManifestError> {
+    fn read(&self, job: &FileJob) -> Result<Result<(FileRef, Stat), String>, ManifestError> {
         // O_NONBLOCK: if the file was swapped for a FIFO since the walk, open must not hang.
         let file = match OpenOptions::new()
             .read(true)
@@ -177,10 +177,10 @@ impl<'a> Ingest<'a> {
         if after != before || read != after.size {
             return Ok(Err("changed while being read".into()));
         }
-        let (node, _) = self
+        let file = self
             .handle
             .block_on(self.repo.put_file(self.pending, refs))?;
-        Ok(Ok((node, after)))
+        Ok(Ok((file, after)))
     }
 }
 

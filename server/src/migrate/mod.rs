@@ -11,23 +11,23 @@
 //! Migrate adds and updates; it never deletes what is already in fvfs.
 
 mod ingest;
+mod pipeline;
 mod walk;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use fvfs_manifest::{path, Entry, EntryKind, ManifestError, Pending, TreeEdit, VersionKind};
+use fvfs_manifest::{path, Pending, TreeEdit, VersionKind};
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 
 use crate::home::Home;
-use ingest::{Counters, Failure, Ingest};
-use walk::{FileJob, Item, Stat};
+use ingest::{Counters, Ingest};
+use pipeline::Collected;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -46,32 +46,6 @@ pub struct Args {
     /// Seconds between checkpoints: the progress an interrupted run resumes from.
     #[arg(long, default_value_t = 2.0, value_name = "SECS")]
     checkpoint_secs: f64,
-}
-
-/// What the collector receives.
-enum Done {
-    Entry(Vec<u8>, Entry),
-    Dir(Vec<u8>, Stat),
-    Skipped(PathBuf, String),
-    Fatal(ManifestError),
-}
-
-fn entry(
-    kind: EntryKind,
-    stat: &Stat,
-    size: u64,
-    id: Option<fvfs_cas::ChunkId>,
-    target: Vec<u8>,
-) -> Entry {
-    Entry {
-        name: Vec::new(),
-        kind,
-        mode: stat.mode,
-        mtime_ns: stat.mtime_ns,
-        size,
-        id,
-        target,
-    }
 }
 
 pub async fn run(home: &Home, args: Args) -> Result<ExitCode> {
@@ -101,116 +75,15 @@ pub async fn run(home: &Home, args: Args) -> Result<ExitCode> {
     let bar = progress_bar();
     let started = Instant::now();
     let before = repo.totals()?;
-    let abort = AtomicBool::new(false);
     let ingest = Ingest::new(repo, &pending, tokio::runtime::Handle::current(), &counters);
 
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Done>();
-    let (job_tx, job_rx) = mpsc::sync_channel::<FileJob>(4 * jobs);
-    let job_rx = Mutex::new(job_rx);
-    let mut entries = Vec::new();
-    let mut dirs = Vec::new();
-    let mut skipped = Vec::new();
-    let mut fatal = None;
-
-    std::thread::scope(|scope| -> Result<()> {
-        // Walker: lists sources, hands files to workers, the rest to the collector.
-        let walker_tx = done_tx.clone();
-        let bar_w = bar.clone();
-        let sources = &sources;
-        let dest = &dest;
-        let abort_w = &abort;
-        scope.spawn(move || {
-            for (src, meta) in sources {
-                let _ = walker_tx.send(Done::Dir(dest.clone(), Stat::of(meta)));
-                walk::walk(src, dest, &mut |item| match item {
-                    Item::File(job) if !abort_w.load(Ordering::Relaxed) => {
-                        bar_w.inc_length(job.stat.size);
-                        let _ = job_tx.send(job);
-                    }
-                    Item::File(_) => {}
-                    Item::Dir { dest, stat } => drop(walker_tx.send(Done::Dir(dest, stat))),
-                    Item::Symlink { dest, target, stat } => {
-                        let e = entry(EntryKind::Symlink, &stat, 0, None, target);
-                        let _ = walker_tx.send(Done::Entry(dest, e));
-                    }
-                    Item::Skipped { src, reason } => {
-                        drop(walker_tx.send(Done::Skipped(src, reason)))
-                    }
-                });
-            }
-        });
-        for _ in 0..jobs {
-            let tx = done_tx.clone();
-            let (job_rx, ingest, abort) = (&job_rx, &ingest, &abort);
-            scope.spawn(move || loop {
-                let job = match job_rx.lock().unwrap_or_else(|p| p.into_inner()).recv() {
-                    Ok(job) => job,
-                    Err(_) => return,
-                };
-                if abort.load(Ordering::Relaxed) {
-                    continue;
-                }
-                let msg = match ingest.file(&job) {
-                    Ok(node) => Done::Entry(
-                        job.dest,
-                        entry(
-                            EntryKind::File,
-                            &job.stat,
-                            job.stat.size,
-                            Some(node),
-                            Vec::new(),
-                        ),
-                    ),
-                    Err(Failure::Source(why)) => Done::Skipped(job.src, why),
-                    Err(Failure::Store(e)) => {
-                        abort.store(true, Ordering::Relaxed);
-                        Done::Fatal(e)
-                    }
-                };
-                let _ = tx.send(msg);
-            });
-        }
-        drop(done_tx);
-
-        // Collector: runs on this thread, driving the runtime for checkpoints.
-        let handle = tokio::runtime::Handle::current();
-        tokio::task::block_in_place(|| {
-            handle.block_on(async {
-                let every = Duration::from_secs_f64(args.checkpoint_secs.clamp(0.05, 3600.0));
-                let mut tick = tokio::time::interval(every);
-                tick.tick().await;
-                loop {
-                    tokio::select! {
-                        msg = done_rx.recv() => match msg {
-                            None => break,
-                            Some(Done::Entry(dest, e)) => entries.push((dest, e)),
-                            Some(Done::Dir(dest, stat)) => dirs.push((dest, stat)),
-                            Some(Done::Skipped(src, why)) => {
-                                bar.suspend(|| eprintln!("fvfsd: skipped {}: {why}", src.display()));
-                                skipped.push(src);
-                            }
-                            Some(Done::Fatal(e)) => {
-                                fatal.get_or_insert(e);
-                            }
-                        },
-                        _ = tick.tick(), if fatal.is_none() => {
-                            let files = counters.files.load(Ordering::Relaxed);
-                            match repo.checkpoint(&pending).await {
-                                Ok(()) => tracing::info!(files, "checkpoint: finished files are durable"),
-                                Err(e) => {
-                                    abort.store(true, Ordering::Relaxed);
-                                    fatal.get_or_insert(e);
-                                }
-                            }
-                            bar.set_message(message(&counters));
-                            bar.set_position(counters.bytes.load(Ordering::Relaxed));
-                        }
-                    }
-                }
-            })
-        });
-        Ok(())
-    })?;
+    let every = Duration::from_secs_f64(args.checkpoint_secs.clamp(0.05, 3600.0));
+    let Collected {
+        mut entries,
+        mut dirs,
+        mut skipped,
+        fatal,
+    } = pipeline::run(&sources, &dest, jobs, &ingest, &bar, every);
     bar.finish_and_clear();
 
     if let Some(e) = fatal {

@@ -1,0 +1,186 @@
+//! The parallel part of a migration: one walker thread, one worker per core, and a
+//! collector that checkpoints every few seconds.
+//!
+//! Work moves in batches (up to [`BATCH_FILES`] files or [`BATCH_BYTES`] of content per
+//! message) because on a warm tree of small files a wake-up per file costs more than
+//! reading the file.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Mutex};
+use std::time::Duration;
+
+use fvfs_manifest::{Entry, EntryKind, ManifestError};
+use indicatif::ProgressBar;
+
+use super::ingest::{Failure, Ingest};
+use super::walk::{self, FileJob, Item, Stat};
+
+const BATCH_FILES: usize = 64;
+const BATCH_BYTES: u64 = 8 << 20;
+
+/// What the collector receives.
+enum Done {
+    Entry(Vec<u8>, Entry),
+    Dir(Vec<u8>, Stat),
+    Skipped(PathBuf, String),
+    Fatal(ManifestError),
+}
+
+/// Everything the walk and the workers produced.
+pub struct Collected {
+    /// Files and symlinks, by destination path.
+    pub entries: Vec<(Vec<u8>, Entry)>,
+    pub dirs: Vec<(Vec<u8>, Stat)>,
+    pub skipped: Vec<PathBuf>,
+    /// A store error that stopped the migration.
+    pub fatal: Option<ManifestError>,
+}
+
+fn symlink_entry(stat: &Stat, target: Vec<u8>) -> Entry {
+    Entry {
+        name: Vec::new(),
+        kind: EntryKind::Symlink,
+        mode: stat.mode,
+        mtime_ns: stat.mtime_ns,
+        size: 0,
+        id: None,
+        chunks: Vec::new(),
+        target,
+    }
+}
+
+/// Walks `sources` into `dest`, ingesting files on `jobs` workers; checkpoints `every`.
+pub fn run(
+    sources: &[(PathBuf, std::fs::Metadata)],
+    dest: &[u8],
+    jobs: usize,
+    ingest: &Ingest<'_>,
+    bar: &ProgressBar,
+    every: Duration,
+) -> Collected {
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<Done>>();
+    let (job_tx, job_rx) = mpsc::sync_channel::<Vec<FileJob>>(2 * jobs);
+    let job_rx = Mutex::new(job_rx);
+    let abort = AtomicBool::new(false);
+    let mut out = Collected {
+        entries: Vec::new(),
+        dirs: Vec::new(),
+        skipped: Vec::new(),
+        fatal: None,
+    };
+
+    std::thread::scope(|scope| {
+        let (walker_tx, abort_w) = (done_tx.clone(), &abort);
+        scope.spawn(move || walker(sources, dest, &job_tx, &walker_tx, abort_w, bar));
+        for _ in 0..jobs {
+            let (tx, job_rx, abort) = (done_tx.clone(), &job_rx, &abort);
+            scope.spawn(move || loop {
+                let Ok(batch) = job_rx.lock().unwrap_or_else(|p| p.into_inner()).recv() else {
+                    return;
+                };
+                let done: Vec<Done> = batch
+                    .into_iter()
+                    .filter(|_| !abort.load(Ordering::Relaxed))
+                    .map(|job| match ingest.file(&job) {
+                        Ok(file) => {
+                            Done::Entry(job.dest, file.entry(job.stat.mode, job.stat.mtime_ns))
+                        }
+                        Err(Failure::Source(why)) => Done::Skipped(job.src, why),
+                        Err(Failure::Store(e)) => {
+                            abort.store(true, Ordering::Relaxed);
+                            Done::Fatal(e)
+                        }
+                    })
+                    .collect();
+                let _ = tx.send(done);
+            });
+        }
+        drop(done_tx);
+
+        // The collector runs on this thread, driving the runtime for checkpoints.
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::block_in_place(|| {
+            handle.block_on(async {
+                let mut tick = tokio::time::interval(every);
+                tick.tick().await;
+                loop {
+                    tokio::select! {
+                        batch = done_rx.recv() => match batch {
+                            None => break,
+                            Some(batch) => batch.into_iter().for_each(|d| collect(&mut out, d, bar)),
+                        },
+                        _ = tick.tick(), if out.fatal.is_none() => {
+                            let files = ingest.counters.files.load(Ordering::Relaxed);
+                            match ingest.repo.checkpoint(ingest.pending).await {
+                                Ok(()) => tracing::info!(files, "checkpoint: finished files are durable"),
+                                Err(e) => {
+                                    abort.store(true, Ordering::Relaxed);
+                                    out.fatal.get_or_insert(e);
+                                }
+                            }
+                            bar.set_message(super::message(ingest.counters));
+                            bar.set_position(ingest.counters.bytes.load(Ordering::Relaxed));
+                        }
+                    }
+                }
+            })
+        });
+    });
+    out
+}
+
+fn collect(out: &mut Collected, done: Done, bar: &ProgressBar) {
+    match done {
+        Done::Entry(dest, e) => out.entries.push((dest, e)),
+        Done::Dir(dest, stat) => out.dirs.push((dest, stat)),
+        Done::Skipped(src, why) => {
+            bar.suspend(|| eprintln!("fvfsd: skipped {}: {why}", src.display()));
+            out.skipped.push(src);
+        }
+        Done::Fatal(e) => {
+            out.fatal.get_or_insert(e);
+        }
+    }
+}
+
+/// Lists the sources: files go to the workers in batches, everything else straight
+/// to the collector.
+fn walker(
+    sources: &[(PathBuf, std::fs::Metadata)],
+    dest: &[u8],
+    job_tx: &mpsc::SyncSender<Vec<FileJob>>,
+    done_tx: &tokio::sync::mpsc::UnboundedSender<Vec<Done>>,
+    abort: &AtomicBool,
+    bar: &ProgressBar,
+) {
+    let (mut files, mut bytes, mut other) = (Vec::new(), 0u64, Vec::new());
+    for (src, meta) in sources {
+        other.push(Done::Dir(dest.to_vec(), Stat::of(meta)));
+        walk::walk(src, dest, &mut |item| {
+            match item {
+                Item::File(job) => {
+                    bytes += job.stat.size;
+                    bar.inc_length(job.stat.size);
+                    files.push(job);
+                }
+                Item::Dir { dest, stat } => other.push(Done::Dir(dest, stat)),
+                Item::Symlink { dest, target, stat } => {
+                    other.push(Done::Entry(dest, symlink_entry(&stat, target)))
+                }
+                Item::Skipped { src, reason } => other.push(Done::Skipped(src, reason)),
+            }
+            if files.len() >= BATCH_FILES || bytes >= BATCH_BYTES {
+                bytes = 0;
+                if !abort.load(Ordering::Relaxed) {
+                    let _ = job_tx.send(std::mem::take(&mut files));
+                }
+            }
+            if other.len() >= BATCH_FILES {
+                let _ = done_tx.send(std::mem::take(&mut other));
+            }
+        });
+    }
+    let _ = job_tx.send(files);
+    let _ = done_tx.send(other);
+}
