@@ -29,6 +29,48 @@ pub fn chunks<R: Read>(reader: R) -> impl Iterator<Item = std::io::Result<Vec<u8
     })
 }
 
+/// Chunks a stream that arrives in pieces (an HTTP body), with the same cut points as
+/// [`chunks`] over the whole stream, holding at most about two `MAX_SIZE` of it.
+///
+/// A chunk's cut point depends only on the `MAX_SIZE` bytes from its start, so a chunk
+/// is final as soon as that many bytes past its start have arrived.
+#[derive(Default)]
+pub struct Incremental {
+    buf: Vec<u8>,
+}
+
+impl Incremental {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `data`; returns the chunks it completed, in order.
+    pub fn push(&mut self, data: &[u8]) -> Vec<Vec<u8>> {
+        self.buf.extend_from_slice(data);
+        let mut out = Vec::new();
+        let mut start = 0;
+        while self.buf.len() - start >= MAX_SIZE {
+            let len = cut_lengths(&self.buf[start..start + MAX_SIZE])[0];
+            out.push(self.buf[start..start + len].to_vec());
+            start += len;
+        }
+        self.buf.drain(..start);
+        out
+    }
+
+    /// The chunks of what is left once the stream has ended.
+    pub fn finish(self) -> Vec<Vec<u8>> {
+        let mut start = 0;
+        cut_lengths(&self.buf)
+            .into_iter()
+            .map(|len| {
+                start += len;
+                self.buf[start - len..start].to_vec()
+            })
+            .collect()
+    }
+}
+
 /// Cut points (chunk lengths) of an in-memory buffer, without copying it.
 pub fn cut_lengths(data: &[u8]) -> Vec<usize> {
     fastcdc::v2020::FastCDC::new(data, MIN_SIZE, AVG_SIZE, MAX_SIZE)
@@ -80,6 +122,22 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Pieces of any size give the same chunks as the whole stream.
+        #[test]
+        fn incremental_matches_whole_stream(seed in any::<u64>(), len in 0usize..1_500_000, piece in 1usize..300_000) {
+            let data = noise(seed, len);
+            let mut inc = Incremental::new();
+            let mut got: Vec<Vec<u8>> = Vec::new();
+            for p in data.chunks(piece) {
+                got.extend(inc.push(p));
+                prop_assert!(inc.buf.len() < MAX_SIZE + piece);
+            }
+            got.extend(inc.finish());
+            let lens: Vec<usize> = got.iter().map(Vec::len).collect();
+            prop_assert_eq!(lens, cut_lengths(&data));
+            prop_assert_eq!(got.concat(), data);
+        }
 
         /// Every chunk is within bounds (the last may be short) and the chunks cover the input.
         #[test]

@@ -6,6 +6,7 @@
 //! only the path they change ([`TreeEdit`]), so a version is one root id: snapshots and
 //! rollbacks are O(1) and two versions [`diff`] in proportion to what changed.
 
+pub mod api;
 mod error;
 pub mod kv;
 pub mod meta;

@@ -1,0 +1,332 @@
+//! What the HTTP API, `fvfsd` and `fvfsc` show of a repository: JSON-serialisable
+//! views (status, versions, snapshots, directory entries, diffs), built here once from
+//! a [`Repo`] and printed here once for humans, so the daemon's answers, the local
+//! commands and the client all say the same thing the same way.
+
+use std::fmt::Write as _;
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::meta::Version;
+use crate::node::{Entry, EntryKind};
+use crate::walk::{Change, ChangeKind};
+use crate::Repo;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VersionInfo {
+    pub number: u64,
+    pub root: String,
+    pub parent: Option<u64>,
+    pub time: i64,
+    pub kind: String,
+    pub message: String,
+    pub logical_bytes: u64,
+    /// Snapshot names bound to this version.
+    pub snapshots: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    pub name: String,
+    pub version: u64,
+    pub time: i64,
+    pub logical_bytes: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatusInfo {
+    pub versions: u64,
+    pub head: Option<VersionInfo>,
+    pub snapshots: usize,
+    pub chunks: u64,
+    pub node_chunks: u64,
+    pub logical_bytes: u64,
+    pub unique_bytes: u64,
+    pub stored_bytes: u64,
+    pub dedup_ratio: f64,
+    pub compression_ratio: f64,
+}
+
+/// A directory entry as the API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryInfo {
+    /// The name, with bytes that are not UTF-8 replaced (U+FFFD).
+    pub name: String,
+    pub kind: String,
+    pub mode: u32,
+    pub mtime_ns: i64,
+    pub size: u64,
+    /// Symlink target.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub target: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeInfo {
+    /// "A" added, "D" removed, "M" modified.
+    pub change: String,
+    pub path: String,
+    pub dir: bool,
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        1.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+pub fn kind_name(k: EntryKind) -> &'static str {
+    match k {
+        EntryKind::File => "file",
+        EntryKind::Dir => "dir",
+        EntryKind::Symlink => "symlink",
+    }
+}
+
+impl EntryInfo {
+    pub fn of(e: &Entry) -> Self {
+        Self {
+            name: String::from_utf8_lossy(&e.name).into_owned(),
+            kind: kind_name(e.kind).to_owned(),
+            mode: e.mode,
+            mtime_ns: e.mtime_ns,
+            size: e.size,
+            target: (e.kind == EntryKind::Symlink)
+                .then(|| String::from_utf8_lossy(&e.target).into_owned()),
+        }
+    }
+}
+
+impl ChangeInfo {
+    pub fn of(c: &Change) -> Self {
+        let change = match c.kind {
+            ChangeKind::Added => "A",
+            ChangeKind::Removed => "D",
+            ChangeKind::Modified => "M",
+        };
+        Self {
+            change: change.into(),
+            path: String::from_utf8_lossy(&c.path).into_owned(),
+            dir: c.entry == EntryKind::Dir,
+        }
+    }
+}
+
+impl Repo {
+    pub fn version_info(&self, v: &Version) -> Result<VersionInfo> {
+        let names = self.snapshots()?;
+        Ok(version_info(v, &names))
+    }
+
+    /// The newest `limit` versions, newest first.
+    pub fn log_info(&self, limit: usize) -> Result<Vec<VersionInfo>> {
+        let names = self.snapshots()?;
+        self.log()
+            .take(limit)
+            .map(|v| Ok(version_info(&v?, &names)))
+            .collect()
+    }
+
+    pub fn snapshot_infos(&self) -> Result<Vec<SnapshotInfo>> {
+        self.snapshots()?
+            .into_iter()
+            .map(|(name, n)| {
+                let v = self.version(n)?;
+                Ok(SnapshotInfo {
+                    name,
+                    version: n,
+                    time: v.time,
+                    logical_bytes: v.logical_bytes,
+                })
+            })
+            .collect()
+    }
+
+    pub fn status_info(&self) -> Result<StatusInfo> {
+        let head = self.head()?;
+        let t = self.totals()?;
+        let logical = head.as_ref().map_or(0, |v| v.logical_bytes);
+        Ok(StatusInfo {
+            versions: head.as_ref().map_or(0, |v| v.number),
+            head: head.as_ref().map(|v| self.version_info(v)).transpose()?,
+            snapshots: self.snapshots()?.len(),
+            chunks: t.chunks,
+            node_chunks: t.node_chunks,
+            logical_bytes: logical,
+            unique_bytes: t.raw_bytes,
+            stored_bytes: t.stored_bytes,
+            dedup_ratio: ratio(logical, t.raw_bytes),
+            compression_ratio: ratio(t.raw_bytes, t.stored_bytes),
+        })
+    }
+
+    /// Changes from version `a` to version `b` (numbers, snapshot names, HEAD~N).
+    pub async fn diff_info(&self, a: &str, b: &str) -> Result<Vec<ChangeInfo>> {
+        let (va, vb) = (self.resolve(a)?, self.resolve(b)?);
+        Ok(crate::diff(self, va.root, vb.root)
+            .await?
+            .iter()
+            .map(ChangeInfo::of)
+            .collect())
+    }
+}
+
+fn version_info(v: &Version, names: &[(String, u64)]) -> VersionInfo {
+    VersionInfo {
+        number: v.number,
+        root: v.root.to_hex(),
+        parent: v.parent,
+        time: v.time,
+        kind: v.kind.as_str().to_owned(),
+        message: v.message.clone(),
+        logical_bytes: v.logical_bytes,
+        snapshots: names
+            .iter()
+            .filter(|(_, n)| *n == v.number)
+            .map(|(s, _)| s.clone())
+            .collect(),
+    }
+}
+
+/// Human-readable output, shared by `fvfsd` and `fvfsc`.
+pub mod show {
+    use super::*;
+
+    /// `1.5 GiB`-style sizes.
+    pub fn bytes(n: u64) -> String {
+        const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+        let mut v = n as f64;
+        let mut u = 0;
+        while v >= 1024.0 && u + 1 < UNITS.len() {
+            v /= 1024.0;
+            u += 1;
+        }
+        if u == 0 {
+            format!("{n} B")
+        } else {
+            format!("{v:.2} {}", UNITS[u])
+        }
+    }
+
+    /// RFC 3339 time, UTC, to the second.
+    pub fn time(secs: i64) -> String {
+        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64))
+            .to_string()
+    }
+
+    pub fn status(s: &StatusInfo) -> String {
+        let mut out = String::new();
+        match &s.head {
+            Some(h) => writeln!(
+                out,
+                "versions:    {} (head {} at {})",
+                s.versions,
+                h.number,
+                time(h.time)
+            ),
+            None => writeln!(out, "versions:    0 (empty store)"),
+        }
+        .ok();
+        writeln!(out, "snapshots:   {}", s.snapshots).ok();
+        writeln!(
+            out,
+            "chunks:      {} ({} tree nodes)",
+            s.chunks, s.node_chunks
+        )
+        .ok();
+        writeln!(out, "logical:     {} at head", bytes(s.logical_bytes)).ok();
+        writeln!(
+            out,
+            "unique:      {} in distinct chunks",
+            bytes(s.unique_bytes)
+        )
+        .ok();
+        writeln!(out, "stored:      {} compressed", bytes(s.stored_bytes)).ok();
+        writeln!(
+            out,
+            "dedup ratio: {:.2}x (compression {:.2}x, overall {:.2}x)",
+            s.dedup_ratio,
+            s.compression_ratio,
+            s.dedup_ratio * s.compression_ratio
+        )
+        .ok();
+        out
+    }
+
+    pub fn log(versions: &[VersionInfo]) -> String {
+        let mut out = String::new();
+        for v in versions {
+            let tags = if v.snapshots.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", v.snapshots.join(", "))
+            };
+            writeln!(
+                out,
+                "{:>6}  {}  {:<8}  {:>10}  {}{}",
+                v.number,
+                time(v.time),
+                v.kind,
+                bytes(v.logical_bytes),
+                v.message,
+                tags
+            )
+            .ok();
+        }
+        out
+    }
+
+    pub fn snapshots(list: &[SnapshotInfo]) -> String {
+        list.iter()
+            .map(|s| {
+                format!(
+                    "{}\tversion {}\t{}\t{}\n",
+                    s.name,
+                    s.version,
+                    time(s.time),
+                    bytes(s.logical_bytes)
+                )
+            })
+            .collect()
+    }
+
+    pub fn diff(changes: &[ChangeInfo]) -> String {
+        changes
+            .iter()
+            .map(|c| format!("{} {}{}\n", c.change, c.path, if c.dir { "/" } else { "" }))
+            .collect()
+    }
+
+    /// `ls -l`-style line of an entry.
+    pub fn entry_long(e: &EntryInfo) -> String {
+        let kind = match e.kind.as_str() {
+            "dir" => 'd',
+            "symlink" => 'l',
+            _ => '-',
+        };
+        let perms: String = (0..9)
+            .map(|i| {
+                if e.mode & (0o400 >> i) != 0 {
+                    ['r', 'w', 'x'][i % 3]
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let target = e
+            .target
+            .as_ref()
+            .map(|t| format!(" -> {t}"))
+            .unwrap_or_default();
+        format!(
+            "{kind}{perms} {:>10}  {}  {}{target}",
+            bytes(e.size),
+            time(e.mtime_ns.div_euclid(1_000_000_000)),
+            e.name
+        )
+    }
+}
