@@ -6,6 +6,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
+use fvfs_cas::ChunkId;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
@@ -328,5 +329,136 @@ pub mod show {
             time(e.mtime_ns.div_euclid(1_000_000_000)),
             e.name
         )
+    }
+}
+
+/// One change in a `POST /v1/commit`. Paths and symlink targets are percent-encoded
+/// bytes (see [`encode_path`]), so names that are not UTF-8 cross JSON intact.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum CommitOp {
+    /// A file whose chunks (and file node, for a large file) are already uploaded.
+    File {
+        path: String,
+        mode: u32,
+        mtime_ns: i64,
+        size: u64,
+        /// The file node of a large file (hex id).
+        #[serde(default)]
+        node: Option<String>,
+        /// A small file's chunks: (hex id, length).
+        #[serde(default)]
+        chunks: Vec<(String, u64)>,
+    },
+    Symlink {
+        path: String,
+        target: String,
+        mode: u32,
+        mtime_ns: i64,
+    },
+    Mkdir {
+        path: String,
+        mode: u32,
+        mtime_ns: i64,
+    },
+    Remove {
+        path: String,
+        #[serde(default)]
+        recursive: bool,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitRequest {
+    #[serde(default)]
+    pub message: String,
+    pub ops: Vec<CommitOp>,
+}
+
+/// Characters left as they are in encoded paths: unreserved ones and `/`.
+const PATH_SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'/')
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Percent-encodes a path (or any bytes) for URLs and JSON.
+pub fn encode_path(bytes: &[u8]) -> String {
+    percent_encoding::percent_encode(bytes, PATH_SET).to_string()
+}
+
+/// The bytes a percent-encoded path names.
+pub fn decode_path(s: &str) -> Vec<u8> {
+    percent_encoding::percent_decode_str(s).collect()
+}
+
+impl CommitOp {
+    /// The entry a put-like op carries, and its path. Ids are parsed; lengths and
+    /// sizes must agree (checked again when the tree node is decoded).
+    pub fn to_entry(&self) -> std::result::Result<Option<(Vec<u8>, Entry)>, String> {
+        let parse = |s: &str| s.parse::<ChunkId>().map_err(|e| e.to_string());
+        let entry = |kind, mode: &u32, mtime_ns: &i64| Entry {
+            name: Vec::new(),
+            kind,
+            mode: *mode & 0o7777,
+            mtime_ns: *mtime_ns,
+            size: 0,
+            id: None,
+            chunks: Vec::new(),
+            target: Vec::new(),
+        };
+        Ok(Some(match self {
+            CommitOp::File {
+                path,
+                mode,
+                mtime_ns,
+                size,
+                node,
+                chunks,
+            } => {
+                let mut e = entry(EntryKind::File, mode, mtime_ns);
+                e.size = *size;
+                e.id = node.as_deref().map(parse).transpose()?;
+                e.chunks = chunks
+                    .iter()
+                    .map(|(id, len)| {
+                        Ok(crate::ChunkRef {
+                            id: parse(id)?,
+                            len: *len,
+                        })
+                    })
+                    .collect::<std::result::Result<_, String>>()?;
+                let listed: u64 = e.chunks.iter().map(|c| c.len).sum();
+                if e.id.is_none()
+                    && (listed != *size || e.chunks.len() > crate::node::INLINE_CHUNKS)
+                {
+                    return Err(format!(
+                        "{path}: give a node, or at most {} chunks adding up to size",
+                        crate::node::INLINE_CHUNKS
+                    ));
+                }
+                if e.id.is_some() && !e.chunks.is_empty() {
+                    return Err(format!("{path}: give a node or chunks, not both"));
+                }
+                (decode_path(path), e)
+            }
+            CommitOp::Symlink {
+                path,
+                target,
+                mode,
+                mtime_ns,
+            } => {
+                let mut e = entry(EntryKind::Symlink, mode, mtime_ns);
+                e.target = decode_path(target);
+                if e.target.is_empty() || e.target.contains(&0) {
+                    return Err(format!(
+                        "{path}: a symlink target must be non-empty and hold no NUL"
+                    ));
+                }
+                (decode_path(path), e)
+            }
+            CommitOp::Mkdir { .. } | CommitOp::Remove { .. } => return Ok(None),
+        }))
     }
 }

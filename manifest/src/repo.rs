@@ -48,6 +48,19 @@ impl Pending {
             .push((path, entry));
     }
 
+    /// Moves everything `other` holds into this one, so that one commit records both.
+    pub fn absorb(&self, other: &Pending) {
+        let (records, stats) = other.take();
+        self.records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(records);
+        self.stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(stats);
+    }
+
     fn knows(&self, id: &ChunkId) -> bool {
         self.records
             .lock()

@@ -20,29 +20,19 @@ use fvfs_manifest::Repo;
 
 pub struct Home {
     dir: PathBuf,
-    repo: Repo,
+    repo: Arc<Repo>,
     _lock: File,
 }
 
-/// `$FVFS_HOME` (given by clap), else `~/.local/share/fvfs`.
-fn default_dir() -> Result<PathBuf> {
-    let home =
-        std::env::var_os("HOME").context("neither FVFS_HOME nor HOME is set: pass --home DIR")?;
-    Ok(Path::new(&home).join(".local/share/fvfs"))
-}
-
 impl Home {
-    pub fn open(dir: Option<PathBuf>) -> Result<Self> {
-        let dir = match dir {
-            Some(d) => d,
-            None => default_dir()?,
-        };
+    /// Opens the store in `dir`, with the local tier's chunks in `chunks`.
+    pub fn open(dir: PathBuf, chunks: &Path) -> Result<Self> {
         fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create data directory {}", dir.display()))?;
         let lock = lock(&dir)?;
-        let store = DirStore::open(dir.join("chunks"))?;
+        let store = DirStore::open(chunks)?;
         let kv = Kv::open(&dir.join("meta"))?;
-        let repo = Repo::new(Arc::new(store) as Arc<dyn ChunkStore>, kv);
+        let repo = Arc::new(Repo::new(Arc::new(store) as Arc<dyn ChunkStore>, kv));
         Ok(Self {
             dir,
             repo,
@@ -57,7 +47,41 @@ impl Home {
     pub fn repo(&self) -> &Repo {
         &self.repo
     }
+
+    pub fn repo_arc(&self) -> Arc<Repo> {
+        self.repo.clone()
+    }
+
+    /// This store's stable identity, announced over mDNS (made at first use).
+    pub fn node_id(&self) -> Result<String> {
+        let path = self.dir.join("node-id");
+        if let Ok(id) = fs::read_to_string(&path) {
+            return Ok(id.trim().to_owned());
+        }
+        let mut raw = [0u8; 16];
+        File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut raw))
+            .context("reading /dev/urandom")?;
+        let id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        fs::write(&path, format!("{id}\n"))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(id)
+    }
+
+    /// Tells other fvfsd commands where the running daemon answers.
+    pub fn write_daemon_info(&self, listen: std::net::SocketAddr) -> Result<()> {
+        let path = self.dir.join(DAEMON_INFO);
+        fs::write(&path, format!("http://{listen}\n"))
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    pub fn remove_daemon_info(&self) {
+        let _ = fs::remove_file(self.dir.join(DAEMON_INFO));
+    }
 }
+
+/// File in the data directory holding the URL of the daemon using it.
+pub const DAEMON_INFO: &str = "daemon.url";
 
 fn lock(dir: &Path) -> Result<File> {
     let path = dir.join("lock");

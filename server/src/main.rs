@@ -4,10 +4,13 @@
 //! (`$FVFS_HOME`, else `~/.local/share/fvfs`). Exit codes: 0 success, 1 the command
 //! ran but found problems (paths migrate skipped, fsck findings), 2 it could not run.
 
+mod config;
 mod export;
 mod home;
+mod mdns;
 mod migrate;
 mod report;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,15 +25,30 @@ use clap::{Parser, Subcommand};
     about = "fvfs daemon and store administration"
 )]
 struct Cli {
-    /// Data directory (default: $FVFS_HOME, else ~/.local/share/fvfs).
+    /// Data directory (default: $FVFS_HOME, else the config's data_dir, else
+    /// ~/.local/share/fvfs).
     #[arg(long, global = true, env = "FVFS_HOME", hide_env_values = true)]
     home: Option<PathBuf>,
+    /// TOML config file (see config.example.toml); no file is needed.
+    #[arg(long, global = true, env = "FVFS_CONFIG")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the store over HTTP and announce it on the LAN (mDNS).
+    Serve {
+        /// Address and port to listen on (default: the config's, else 127.0.0.1:7734).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Do not announce over mDNS.
+        #[arg(long)]
+        no_mdns: bool,
+    },
+    /// Print the API token clients need when the daemon listens beyond loopback.
+    Token,
     /// Import existing directory trees, deduplicating their content.
     Migrate(migrate::Args),
     /// Create, list or delete named snapshots.
@@ -107,9 +125,27 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
-    let home = home::Home::open(cli.home)?;
+    let config = match &cli.config {
+        Some(path) => config::Config::load(path)?,
+        None => config::Config::default(),
+    };
+    let dir = config.data_dir(cli.home)?;
+    let home = home::Home::open(dir.clone(), &config.local_path(&dir))?;
     let repo = home.repo();
     match cli.command {
+        Command::Serve { listen, no_mdns } => {
+            for note in config.not_in_effect() {
+                tracing::warn!("config: {note}");
+            }
+            let options = serve::Options {
+                listen: listen.unwrap_or_else(|| config.listen()),
+                mdns: config.daemon.mdns && !no_mdns,
+                node_name: config.daemon.node_name.clone(),
+                watermarks: config.local_watermarks(),
+            };
+            serve::run(&home, options).await?
+        }
+        Command::Token => println!("{}", serve::token(home.dir())?),
         Command::Migrate(args) => return migrate::run(&home, args).await,
         Command::Snapshot { action } => match action {
             SnapshotAction::Create { name } => {
@@ -133,7 +169,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Diff { a, b, json } => report::diff(repo, &a, &b, json).await?,
         Command::Export(args) => export::run(repo, args).await?,
-        Command::Status { json } => report::status(&home, json).await?,
+        Command::Status { json } => report::status(&home, json)?,
         Command::Fsck { read_data, all } => return report::fsck(repo, read_data, all).await,
     }
     Ok(ExitCode::SUCCESS)

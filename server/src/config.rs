@@ -1,0 +1,323 @@
+//! The TOML configuration of fvfsd (`--config FILE`), documented key by key in
+//! `config.example.toml` at the repository root.
+//!
+//! Every key is optional and no file is needed at all: the defaults are the embedded
+//! default (data in `$FVFS_HOME` or `~/.local/share/fvfs`, local tier only, HTTP on
+//! 127.0.0.1:7734). Unknown keys are refused with their name, so a typo is an error
+//! rather than a silently ignored setting. The sections of the first fvfs config
+//! (daemon, tiers.local, tiers.nas, tiers.s3, upload, eviction) stay valid.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+/// Port of the HTTP API unless configured otherwise.
+pub const DEFAULT_PORT: u16 = 7734;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub daemon: Daemon,
+    #[serde(default)]
+    pub tiers: Tiers,
+    #[serde(default)]
+    pub upload: Upload,
+    #[serde(default)]
+    pub eviction: Eviction,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Daemon {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub http_port: Option<u16>,
+    #[serde(default = "yes")]
+    pub mdns: bool,
+    pub node_name: Option<String>,
+    /// Accepted from the first fvfs config; the mount is `fvfsc mount` now.
+    pub mount_path: Option<PathBuf>,
+    /// Accepted from the first fvfs config; metadata lives in sled under data_dir.
+    pub metadata_db: Option<PathBuf>,
+}
+
+impl Default for Daemon {
+    fn default() -> Self {
+        Self {
+            data_dir: None,
+            listen: None,
+            http_port: None,
+            mdns: true,
+            node_name: None,
+            mount_path: None,
+            metadata_db: None,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tiers {
+    pub local: Option<Tier>,
+    pub nas: Option<Tier>,
+    pub s3: Option<S3>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tier {
+    pub path: Option<PathBuf>,
+    pub high_watermark_gb: Option<f64>,
+    pub low_watermark_gb: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3 {
+    pub bucket: String,
+    pub region: Option<String>,
+    pub prefix: Option<String>,
+    pub endpoint: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upload {
+    #[serde(default = "default_flush_mb")]
+    pub flush_size_mb: u64,
+    #[serde(default = "default_flush_secs")]
+    pub flush_interval_secs: u64,
+}
+
+impl Default for Upload {
+    fn default() -> Self {
+        Self {
+            flush_size_mb: default_flush_mb(),
+            flush_interval_secs: default_flush_secs(),
+        }
+    }
+}
+
+fn default_flush_mb() -> u64 {
+    256
+}
+
+fn default_flush_secs() -> u64 {
+    300
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Eviction {
+    #[serde(default = "default_evict_secs")]
+    pub interval_secs: u64,
+    #[serde(default = "default_recency")]
+    pub recency_weight: f64,
+    #[serde(default = "default_frequency")]
+    pub frequency_weight: f64,
+}
+
+impl Default for Eviction {
+    fn default() -> Self {
+        Self {
+            interval_secs: default_evict_secs(),
+            recency_weight: default_recency(),
+            frequency_weight: default_frequency(),
+        }
+    }
+}
+
+fn default_evict_secs() -> u64 {
+    600
+}
+
+fn default_recency() -> f64 {
+    0.7
+}
+
+fn default_frequency() -> f64 {
+    0.3
+}
+
+impl Config {
+    /// Reads `path`; errors name the file, and the key for unknown or mistyped keys.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        let config: Config = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("config {}: {}", path.display(), e.message().trim()))?;
+        config
+            .validate()
+            .with_context(|| format!("config {}", path.display()))?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        for (name, tier) in [("local", &self.tiers.local), ("nas", &self.tiers.nas)] {
+            if let Some(Tier {
+                high_watermark_gb: Some(h),
+                low_watermark_gb: Some(l),
+                ..
+            }) = tier
+            {
+                if l > h {
+                    bail!("[tiers.{name}] low_watermark_gb ({l}) is above high_watermark_gb ({h})");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The data directory: `--home`/`$FVFS_HOME` first, then the config, then the default.
+    pub fn data_dir(&self, home: Option<PathBuf>) -> Result<PathBuf> {
+        if let Some(h) = home {
+            return Ok(h);
+        }
+        let home_dir = || {
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .context("HOME is not set: give --home DIR or FVFS_HOME")
+        };
+        match &self.daemon.data_dir {
+            Some(d) => match d.strip_prefix("~") {
+                Ok(rest) => Ok(home_dir()?.join(rest)),
+                Err(_) => Ok(d.clone()),
+            },
+            None => Ok(home_dir()?.join(".local/share/fvfs")),
+        }
+    }
+
+    /// What the config asks for that this build does not do yet, one line each, so the
+    /// daemon can say so at start instead of silently ignoring it.
+    pub fn not_in_effect(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if let Some(nas) = &self.tiers.nas {
+            let path = nas
+                .path
+                .as_deref()
+                .map_or("(no path)".into(), |p| p.display().to_string());
+            notes.push(format!("[tiers.nas] at {path}: NAS replication is not in this build yet; chunks stay on the local tier"));
+        }
+        if let Some(s3) = &self.tiers.s3 {
+            let at = s3.endpoint.as_deref().unwrap_or("AWS");
+            let (region, prefix) = (
+                s3.region.as_deref().unwrap_or("-"),
+                s3.prefix.as_deref().unwrap_or(""),
+            );
+            notes.push(format!(
+                "[tiers.s3] bucket {} ({at}, region {region}, prefix {prefix:?}): S3 upload is not in this build yet",
+                s3.bucket
+            ));
+            notes.push(format!(
+                "[upload] flush_size_mb = {}, flush_interval_secs = {} apply once S3 upload exists",
+                self.upload.flush_size_mb, self.upload.flush_interval_secs
+            ));
+        }
+        if self.tiers.nas.is_some() || self.tiers.s3.is_some() {
+            let e = &self.eviction;
+            notes.push(format!(
+                "[eviction] every {} s, weights {}/{}: nothing is evicted until a colder tier holds the chunks",
+                e.interval_secs, e.recency_weight, e.frequency_weight
+            ));
+        }
+        if let Some(p) = &self.daemon.mount_path {
+            notes.push(format!(
+                "[daemon] mount_path {}: mount with `fvfsc mount` instead",
+                p.display()
+            ));
+        }
+        if let Some(p) = &self.daemon.metadata_db {
+            notes.push(format!(
+                "[daemon] metadata_db {}: metadata lives in sled under data_dir",
+                p.display()
+            ));
+        }
+        notes
+    }
+
+    /// The local tier's watermarks in bytes (high, low), if configured.
+    pub fn local_watermarks(&self) -> Option<(u64, u64)> {
+        let t = self.tiers.local.as_ref()?;
+        let gb = |v: f64| (v * (1u64 << 30) as f64) as u64;
+        Some((gb(t.high_watermark_gb?), gb(t.low_watermark_gb?)))
+    }
+
+    /// Where the local tier's chunks live: `[tiers.local] path`, else `data_dir/chunks`.
+    pub fn local_path(&self, data_dir: &Path) -> PathBuf {
+        self.tiers
+            .local
+            .as_ref()
+            .and_then(|t| t.path.clone())
+            .unwrap_or_else(|| data_dir.join("chunks"))
+    }
+
+    /// Where the HTTP API listens: `listen`, else 127.0.0.1 on `http_port` (default 7734).
+    pub fn listen(&self) -> SocketAddr {
+        self.daemon.listen.unwrap_or_else(|| {
+            SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                self.daemon.http_port.unwrap_or(DEFAULT_PORT),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str::<Config>(text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_example_config_and_the_original_sections_parse() {
+        let example = include_str!("../../config.example.toml");
+        let c = parse(example).unwrap();
+        assert_eq!(c.listen().port(), 7734);
+        assert_eq!(c.upload.flush_size_mb, 256);
+        let original = r#"
+            [daemon]
+            mount_path  = "/mnt/fvfs"
+            http_port   = 7734
+            metadata_db = "/var/fvfsd/meta.db"
+            [tiers.local]
+            path = "/Users/freddie/fvfs-cache"
+            high_watermark_gb = 200
+            low_watermark_gb  = 150
+            [tiers.nas]
+            path = "/Volumes/NAS/fvfs"
+            high_watermark_gb = 2000
+            low_watermark_gb  = 1500
+            [tiers.s3]
+            bucket = "freddie-fvfs"
+            region = "us-east-1"
+            prefix = "fvfs/"
+            [upload]
+            flush_size_mb       = 256
+            flush_interval_secs = 300
+            [eviction]
+            interval_secs    = 600
+            recency_weight   = 0.7
+            frequency_weight = 0.3
+        "#;
+        let c = parse(original).unwrap();
+        assert_eq!(c.tiers.s3.unwrap().bucket, "freddie-fvfs");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = parse("[daemon]\nlisten_port = 1\n").unwrap_err();
+        assert!(err.contains("listen_port"), "{err}");
+        let err = parse("[tiers.s3]\nbucket = \"b\"\nendpiont = \"x\"\n").unwrap_err();
+        assert!(err.contains("endpiont"), "{err}");
+        assert!(parse("[daemon]\nlisten = \"not an address\"\n").is_err());
+    }
+}

@@ -1,0 +1,270 @@
+//! Routes by path: read, write and delete files; an entry's metadata; directory
+//! listings; disk usage of a subtree.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use fvfs_cas::chunker::Incremental;
+use fvfs_manifest::api::EntryInfo;
+use fvfs_manifest::meta::{TIER_LOCAL, TIER_NAS, TIER_S3};
+use fvfs_manifest::{
+    lookup, path, walk, ChunkKind, ChunkRef, Entry, EntryKind, Pending, Repo, Version,
+};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response, StatusCode};
+use serde_json::json;
+
+use super::http::{json, ok, ApiError, Body};
+use super::writer::Op;
+use super::{query, State};
+
+/// The version a read names with `?version=` (number, snapshot, HEAD~N), else HEAD.
+fn version(state: &State, req: Option<&Request<Incoming>>) -> Result<Version, ApiError> {
+    let spec = req
+        .and_then(|r| query(r).remove("version"))
+        .unwrap_or_else(|| "HEAD".into());
+    Ok(state.repo.resolve(&spec)?)
+}
+
+async fn entry_at(
+    state: &State,
+    path: &[u8],
+    req: Option<&Request<Incoming>>,
+) -> Result<(Version, Entry), ApiError> {
+    let v = version(state, req)?;
+    let e = lookup(&state.repo, v.root, path).await?;
+    Ok((v, e))
+}
+
+/// Streams a file's content, chunk by chunk, each verified.
+pub async fn get(state: &Arc<State>, path: Vec<u8>) -> Result<Response<Body>, ApiError> {
+    let (v, entry) = entry_at(state, &path, None).await?;
+    match entry.kind {
+        EntryKind::Dir => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "is_a_directory",
+                format!("{} is a directory", path::show(&path)),
+            ))
+        }
+        EntryKind::Symlink => {
+            let target = path::show(&entry.target);
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "is_a_symlink",
+                format!("{} is a symlink to {target}", path::show(&path)),
+            ));
+        }
+        EntryKind::File => {}
+    }
+    let chunks = state.repo.file_chunks(&entry).await?;
+    let st = state.clone();
+    let stream = futures::stream::iter(chunks).then(move |c: ChunkRef| {
+        let st = st.clone();
+        async move {
+            let loaded = st
+                .repo
+                .store()
+                .get(&c.id)
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            st.metrics
+                .bytes_out
+                .fetch_add(loaded.data.len() as u64, Ordering::Relaxed);
+            Ok(Frame::data(loaded.data))
+        }
+    });
+    Ok(Response::builder()
+        .header("content-type", "application/octet-stream")
+        .header("content-length", entry.size)
+        .header("x-fvfs-version", v.number)
+        .body(BodyExt::boxed_unsync(StreamBody::new(stream)))
+        .expect("valid response"))
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// Stores a streamed body as the file at `path`: chunked as it arrives, so memory
+/// stays at a few chunks whatever the size. Nothing is committed unless the whole body
+/// arrived; the answer comes once the new version is durable.
+pub async fn put(
+    state: &Arc<State>,
+    path: Vec<u8>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    if path::components(&path)?.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "is_a_directory",
+            "cannot write the root directory",
+        ));
+    }
+    let q = query(&req);
+    let mode = match q.get("mode") {
+        Some(m) => u32::from_str_radix(m, 8)
+            .ok()
+            .filter(|m| *m <= 0o7777)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("mode {m:?} is not octal permission bits"))
+            })?,
+        None => 0o644,
+    };
+    let mtime_ns = match q.get("mtime_ns") {
+        Some(t) => t
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("mtime_ns {t:?} is not a number")))?,
+        None => now_ns(),
+    };
+    let pending = Pending::default();
+    let mut refs = Vec::new();
+    let mut chunker = Incremental::new();
+    let mut body = req.into_body();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            ApiError::bad_request(format!("upload of {} interrupted: {e}", path::show(&path)))
+        })?;
+        if let Ok(data) = frame.into_data() {
+            state
+                .metrics
+                .bytes_in
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
+            for chunk in chunker.push(&data) {
+                refs.push(store_chunk(&state.repo, &pending, &chunk).await?);
+            }
+        }
+    }
+    for chunk in chunker.finish() {
+        refs.push(store_chunk(&state.repo, &pending, &chunk).await?);
+    }
+    let file = state.repo.put_file(&pending, refs).await?;
+    let size = file.size;
+    let message = format!("put {}", path::show(&path));
+    let v = state
+        .writer
+        .submit(
+            vec![Op::Put {
+                path,
+                entry: file.entry(mode, mtime_ns),
+            }],
+            pending,
+            message,
+        )
+        .await?;
+    Ok(json(
+        StatusCode::CREATED,
+        &json!({"version": v.number, "size": size}),
+    ))
+}
+
+async fn store_chunk(repo: &Repo, pending: &Pending, data: &[u8]) -> Result<ChunkRef, ApiError> {
+    let id = repo.put_chunk(pending, data, ChunkKind::Data).await?;
+    Ok(ChunkRef {
+        id,
+        len: data.len() as u64,
+    })
+}
+
+pub async fn delete(
+    state: &Arc<State>,
+    path: Vec<u8>,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let recursive = matches!(
+        query(req).get("recursive").map(String::as_str),
+        Some("1" | "true" | "yes")
+    );
+    let message = format!("rm {}", path::show(&path));
+    let v = state
+        .writer
+        .submit(
+            vec![Op::Remove { path, recursive }],
+            Pending::default(),
+            message,
+        )
+        .await?;
+    ok(&json!({"version": v.number}))
+}
+
+pub async fn meta(
+    state: &Arc<State>,
+    path: Vec<u8>,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let (v, entry) = entry_at(state, &path, Some(req)).await?;
+    let mut info = EntryInfo::of(&entry);
+    if info.name.is_empty() {
+        info.name = "/".into();
+    }
+    ok(&json!({"version": v.number, "entry": info}))
+}
+
+pub async fn ls(
+    state: &Arc<State>,
+    path: Vec<u8>,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let (v, entry) = entry_at(state, &path, Some(req)).await?;
+    let entries: Vec<EntryInfo> = match (entry.kind, entry.id) {
+        (EntryKind::Dir, Some(id)) => state
+            .repo
+            .dir(&id)
+            .await?
+            .entries
+            .iter()
+            .map(EntryInfo::of)
+            .collect(),
+        _ => vec![EntryInfo::of(&entry)],
+    };
+    ok(&json!({"version": v.number, "path": path::show(&path), "entries": entries}))
+}
+
+/// Logical bytes below a path, unique bytes after dedup, and bytes per tier.
+pub async fn du(state: &Arc<State>, path: Vec<u8>) -> Result<Response<Body>, ApiError> {
+    let (v, top) = entry_at(state, &path, None).await?;
+    let mut files = Vec::new();
+    match (top.kind, top.id) {
+        (EntryKind::Dir, Some(id)) => {
+            walk(&state.repo, &path, id, &mut |_, e| {
+                if e.kind == EntryKind::File {
+                    files.push(e.clone());
+                }
+                Ok(())
+            })
+            .await?
+        }
+        (EntryKind::File, _) => files.push(top.clone()),
+        _ => {}
+    }
+    let (mut seen, mut unique, mut logical) = (HashSet::new(), 0u64, 0u64);
+    let mut tiers = [0u64; 3];
+    for f in &files {
+        logical += f.size;
+        for c in state.repo.file_chunks(f).await? {
+            if seen.insert(c.id) {
+                unique += c.len;
+                let mask = state.repo.chunk_record(&c.id)?.map_or(0, |r| r.tiers);
+                for (i, bit) in [TIER_LOCAL, TIER_NAS, TIER_S3].into_iter().enumerate() {
+                    if mask & bit != 0 {
+                        tiers[i] += c.len;
+                    }
+                }
+            }
+        }
+    }
+    ok(&json!({
+        "version": v.number,
+        "path": path::show(&path),
+        "files": files.len(),
+        "logical_bytes": logical,
+        "unique_bytes": unique,
+        "tiers": {"local": tiers[0], "nas": tiers[1], "s3": tiers[2]},
+    }))
+}

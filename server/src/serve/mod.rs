@@ -1,0 +1,317 @@
+//! `fvfsd serve`: the HTTP/1.1 API (hyper) over the store, with mDNS registration and
+//! graceful shutdown.
+//!
+//! Routes (see also README.md): files, meta, ls, du by path; chunks, the missing-ids
+//! batch and tree nodes by id; versions, snapshots, rollback, diff and commits; status,
+//! devices, admin and `/metrics`. Every error is JSON `{"error", "detail"}`.
+//!
+//! # Invariants
+//! - Loopback needs no token; any other listen address requires `Bearer TOKEN` on
+//!   every route, checked before anything else is read.
+//! - Paths are percent-decoded then normalised by `fvfs_manifest::path`, which refuses
+//!   `..` and NUL: no request can name anything outside the tree.
+//! - Bodies stream both ways in chunk-sized pieces; no handler holds a whole file.
+//! - Every tree change goes through the group-commit [`writer`], and is answered only
+//!   once durable. On SIGINT/SIGTERM the daemon stops accepting, lets requests in flight
+//!   finish (up to 30 s), then flushes the store and the database.
+
+mod admin;
+mod auth;
+mod files;
+mod http;
+mod metrics;
+mod store;
+mod versions;
+mod writer;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use fvfs_manifest::{Pending, Repo};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response};
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::home::Home;
+use crate::mdns::{Announcement, Devices};
+pub use auth::token;
+use http::{ApiError, Body};
+use metrics::Metrics;
+use writer::Writer;
+
+/// Largest request head (request line and headers) accepted; larger gets 431.
+const MAX_HEAD: usize = 64 * 1024;
+
+pub struct State {
+    repo: Arc<Repo>,
+    /// Chunks uploaded on their own, recorded with the next commit.
+    staged: Arc<Pending>,
+    writer: Writer,
+    /// Required bearer token; `None` on loopback.
+    token: Option<String>,
+    metrics: Metrics,
+    devices: Arc<Devices>,
+    node_id: String,
+    listen: SocketAddr,
+    watermarks: Option<(u64, u64)>,
+    started: Instant,
+}
+
+/// How to serve.
+pub struct Options {
+    pub listen: SocketAddr,
+    pub mdns: bool,
+    /// Name announced over mDNS; default: the host name.
+    pub node_name: Option<String>,
+    /// The local tier's (high, low) watermarks in bytes, shown in status.
+    pub watermarks: Option<(u64, u64)>,
+}
+
+/// Serves until SIGINT or SIGTERM.
+pub async fn run(home: &Home, options: Options) -> Result<()> {
+    let Options {
+        listen,
+        mdns,
+        node_name,
+        watermarks,
+    } = options;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let listen = listener.local_addr()?;
+    let token = (!listen.ip().is_loopback())
+        .then(|| auth::token(home.dir()))
+        .transpose()?;
+    let node_id = home.node_id()?;
+    let devices = Arc::new(Devices::default());
+    let announcement = match mdns {
+        true => Announcement::start(listen, &node_id, node_name.as_deref(), &devices)
+            .map_err(|e| tracing::warn!("mDNS unavailable, not announcing: {e:#}"))
+            .ok(),
+        false => None,
+    };
+    let repo = home.repo_arc();
+    let staged = Arc::new(Pending::default());
+    let state = Arc::new(State {
+        writer: Writer::spawn(repo.clone(), staged.clone()),
+        repo,
+        staged,
+        token,
+        metrics: Metrics::default(),
+        devices,
+        node_id,
+        listen,
+        watermarks,
+        started: Instant::now(),
+    });
+    home.write_daemon_info(listen)?;
+    // The line scripts and tests wait for: the daemon answers from now on.
+    println!("fvfsd: listening on http://{listen}");
+    tracing::info!(%listen, auth = state.token.is_some(), "serving");
+
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        continue;
+                    }
+                };
+                let state = state.clone();
+                let service = service_fn(move |req| handle(state.clone(), peer, req));
+                let conn = http1::Builder::new().max_buf_size(MAX_HEAD).serve_connection(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%peer, "connection ended: {e}");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still running after 30 s; stopping anyway");
+    }
+    if let Some(a) = announcement {
+        a.stop();
+    }
+    state.repo.checkpoint(&state.staged).await?;
+    home.remove_daemon_info();
+    println!("fvfsd: stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn handle(
+    state: Arc<State>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let (route, result) = route(&state, peer, req).await;
+    let response = result.unwrap_or_else(|e| e.response());
+    state.metrics.request(route, response.status().as_u16());
+    Ok(response)
+}
+
+/// The query string as a map; values percent-decoded.
+pub(crate) fn query(req: &Request<Incoming>) -> HashMap<String, String> {
+    req.uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            let v = percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned();
+            (k.to_owned(), v)
+        })
+        .collect()
+}
+
+/// The fvfs path named by the rest of a URL path, percent-decoded.
+fn fs_path(rest: &str) -> Vec<u8> {
+    let mut p = b"/".to_vec();
+    p.extend(percent_encoding::percent_decode_str(rest));
+    p
+}
+
+fn check_token(state: &State, req: &Request<Incoming>) -> Result<(), ApiError> {
+    let Some(token) = &state.token else {
+        return Ok(());
+    };
+    let presented = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(p) if auth::matches(p.trim(), token) => Ok(()),
+        Some(_) => Err(ApiError::new(hyper::StatusCode::UNAUTHORIZED, "unauthorized", "wrong token")),
+        None => Err(ApiError::new(
+            hyper::StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this daemon listens beyond loopback: send Authorization: Bearer TOKEN (see `fvfsd token`)",
+        )),
+    }
+}
+
+async fn route(
+    state: &Arc<State>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> (&'static str, Result<Response<Body>, ApiError>) {
+    if let Err(e) = check_token(state, &req) {
+        return ("auth", Err(e));
+    }
+    if let Some(agent) = req
+        .headers()
+        .get(hyper::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+    {
+        if agent.starts_with("fvfsc/") {
+            state.devices.client_seen(peer.ip(), agent);
+        }
+    }
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let Some(rest) = path.strip_prefix("/v1/") else {
+        return match (method, path.as_str()) {
+            (Method::GET, "/metrics") => ("metrics", admin::metrics(state).await),
+            _ => (
+                "unknown",
+                Err(ApiError::not_found(format!("no route {path}"))),
+            ),
+        };
+    };
+    let (head, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    let m = &method;
+    let wrong_method = |route: &'static str| {
+        (
+            route,
+            Err(ApiError::new(
+                hyper::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{m} is not allowed on {path}"),
+            )),
+        )
+    };
+    match head {
+        "files" => match method {
+            Method::GET => ("files", files::get(state, fs_path(tail)).await),
+            Method::PUT => ("files", files::put(state, fs_path(tail), req).await),
+            Method::DELETE => ("files", files::delete(state, fs_path(tail), &req).await),
+            _ => wrong_method("files"),
+        },
+        "meta" if method == Method::GET => ("meta", files::meta(state, fs_path(tail), &req).await),
+        "ls" if method == Method::GET => ("ls", files::ls(state, fs_path(tail), &req).await),
+        "du" if method == Method::GET => ("du", files::du(state, fs_path(tail)).await),
+        "chunks" if tail == "missing" => match method {
+            Method::POST => ("chunks_missing", store::missing(state, req).await),
+            _ => wrong_method("chunks_missing"),
+        },
+        "chunks" => match method {
+            Method::GET => ("chunks", store::get(state, tail).await),
+            Method::HEAD => ("chunks", store::head(state, tail)),
+            Method::PUT => ("chunks", store::put(state, tail, req).await),
+            _ => wrong_method("chunks"),
+        },
+        "nodes" if method == Method::GET => ("nodes", store::node(state, tail).await),
+        "versions" if method == Method::GET => ("versions", versions::versions(state, tail, &req)),
+        "snapshots" => match method {
+            Method::GET => ("snapshots", versions::snapshots(state)),
+            Method::POST => ("snapshots", versions::snapshot_create(state, req).await),
+            Method::DELETE => ("snapshots", versions::snapshot_delete(state, tail).await),
+            _ => wrong_method("snapshots"),
+        },
+        "rollback" if method == Method::POST => ("rollback", versions::rollback(state, req).await),
+        "diff" if method == Method::GET => ("diff", versions::diff(state, &req).await),
+        "commit" if method == Method::POST => ("commit", versions::commit(state, req).await),
+        "status" if method == Method::GET => ("status", admin::status(state).await),
+        "devices" if method == Method::GET => ("devices", admin::devices(state)),
+        "admin" => match (m.clone(), tail) {
+            (Method::POST, "flush") => ("admin_flush", admin::flush(state).await),
+            (Method::POST, "evict") => ("admin_evict", admin::evict(state)),
+            (Method::GET, "wal") => ("admin_wal", admin::wal(state)),
+            (Method::POST, "fsck") => ("admin_fsck", admin::fsck(state).await),
+            (_, "flush" | "evict" | "wal" | "fsck") => wrong_method("admin"),
+            _ => (
+                "unknown",
+                Err(ApiError::not_found(format!("no route {path}"))),
+            ),
+        },
+        "meta" | "ls" | "du" | "nodes" | "versions" | "rollback" | "diff" | "commit" | "status"
+        | "devices" => wrong_method("method"),
+        _ => (
+            "unknown",
+            Err(ApiError::not_found(format!("no route {path}"))),
+        ),
+    }
+}

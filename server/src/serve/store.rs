@@ -1,0 +1,161 @@
+//! Content-addressed routes: chunks by id (GET, HEAD, PUT), the batch question "which
+//! of these ids are missing", and tree nodes by id.
+//!
+//! A PUT is hashed and refused unless the body hashes to the id in the URL, and a node
+//! must decode; uploaded chunks are staged and become durable with the next commit
+//! (or `POST /v1/admin/flush`).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fvfs_cas::{chunker, frame, ChunkId};
+use fvfs_manifest::{node, ChunkKind};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::http::{full, json, ok, ApiError, Body};
+use super::{query, State};
+
+/// Most ids one missing-chunks question may hold.
+pub const MAX_MISSING_IDS: usize = 10_000;
+
+fn parse_id(s: &str) -> Result<ChunkId, ApiError> {
+    s.parse()
+        .map_err(|e: fvfs_cas::ParseIdError| ApiError::bad_request(e.to_string()))
+}
+
+fn bytes_response(data: Bytes, content_type: &str) -> Response<Body> {
+    Response::builder()
+        .header("content-type", content_type)
+        .header("content-length", data.len())
+        .body(full(data))
+        .expect("valid response")
+}
+
+/// Reads a whole request body of at most `limit` bytes; 413 beyond.
+pub async fn body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
+    match Limited::new(req.into_body(), limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("body over {limit} bytes"),
+        )),
+        Err(e) => Err(ApiError::bad_request(format!("body interrupted: {e}"))),
+    }
+}
+
+pub async fn get(state: &Arc<State>, id: &str) -> Result<Response<Body>, ApiError> {
+    let id = parse_id(id)?;
+    let data = state.repo.store().get(&id).await?.data;
+    state
+        .metrics
+        .bytes_out
+        .fetch_add(data.len() as u64, Ordering::Relaxed);
+    Ok(bytes_response(data, "application/octet-stream"))
+}
+
+pub fn head(state: &Arc<State>, id: &str) -> Result<Response<Body>, ApiError> {
+    let id = parse_id(id)?;
+    match state.repo.chunk_record(&id)? {
+        Some(r) => Ok(Response::builder()
+            .header("content-length", r.raw_len)
+            .body(full(Bytes::new()))
+            .expect("valid response")),
+        None if state.repo.knows(&state.staged, &id)? => Ok(Response::new(full(Bytes::new()))),
+        None => Err(ApiError::not_found(format!("chunk {id} not found"))),
+    }
+}
+
+pub async fn put(
+    state: &Arc<State>,
+    id: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let id = parse_id(id)?;
+    let kind = match query(&req).get("kind").map(String::as_str) {
+        None | Some("data") => ChunkKind::Data,
+        Some("node") => ChunkKind::Node,
+        Some(k) => {
+            return Err(ApiError::bad_request(format!(
+                "unknown chunk kind {k:?}: use data or node"
+            )))
+        }
+    };
+    let limit = if kind == ChunkKind::Data {
+        chunker::MAX_SIZE
+    } else {
+        frame::MAX_RAW_LEN
+    };
+    let data = body(req, limit).await?;
+    state
+        .metrics
+        .bytes_in
+        .fetch_add(data.len() as u64, Ordering::Relaxed);
+    let actual = ChunkId::of(&data);
+    if actual != id {
+        return Err(
+            ApiError::bad_request(format!("body hashes to {actual}, not {id}"))
+                .with_error("hash_mismatch"),
+        );
+    }
+    if kind == ChunkKind::Node {
+        node::decode(&data).map_err(|e| {
+            ApiError::bad_request(format!("not a tree node: {e}")).with_error("bad_node")
+        })?;
+    }
+    let known = state.repo.knows(&state.staged, &id)?;
+    state.repo.put_chunk(&state.staged, &data, kind).await?;
+    Ok(json(
+        if known {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        },
+        &json!({"id": id.to_hex(), "stored": !known}),
+    ))
+}
+
+#[derive(Deserialize)]
+struct MissingQuery {
+    ids: Vec<String>,
+}
+
+/// Which of up to 10,000 ids the store lacks: the client uploads only those.
+pub async fn missing(
+    state: &Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let raw = body(req, 80 * MAX_MISSING_IDS + 1024).await?;
+    let q: MissingQuery = serde_json::from_slice(&raw)
+        .map_err(|e| ApiError::bad_request(format!("expected {{\"ids\": [...]}}: {e}")))?;
+    if q.ids.len() > MAX_MISSING_IDS {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("{} ids; at most {MAX_MISSING_IDS} per request", q.ids.len()),
+        ));
+    }
+    let mut missing = Vec::new();
+    for s in &q.ids {
+        if !state.repo.knows(&state.staged, &parse_id(s)?)? {
+            missing.push(s.as_str());
+        }
+    }
+    ok(&json!({"missing": missing}))
+}
+
+/// A tree node's canonical CBOR; clients verify it against the id and decode it.
+pub async fn node(state: &Arc<State>, id: &str) -> Result<Response<Body>, ApiError> {
+    let id = parse_id(id)?;
+    let data = state.repo.store().get(&id).await?.data;
+    node::decode(&data).map_err(|e| {
+        ApiError::bad_request(format!("chunk {id} is not a tree node: {e}"))
+            .with_error("not_a_node")
+    })?;
+    Ok(bytes_response(data, "application/cbor"))
+}

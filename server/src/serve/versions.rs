@@ -1,0 +1,168 @@
+//! Routes of the version history: versions, snapshots, rollback, diff, and commits of
+//! entries whose chunks the client already uploaded.
+
+use std::sync::Arc;
+
+use fvfs_manifest::api::{decode_path, CommitOp, CommitRequest};
+use fvfs_manifest::{EntryKind, Node, Pending};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::http::{json, ok, ApiError, Body};
+use super::store::body;
+use super::writer::Op;
+use super::{query, State};
+
+/// Largest commit request: about 50,000 operations.
+const MAX_COMMIT_BODY: usize = 64 << 20;
+
+pub fn versions(
+    state: &Arc<State>,
+    spec: &str,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    if !spec.is_empty() {
+        let spec = percent_encoding::percent_decode_str(spec).decode_utf8_lossy();
+        let v = state.repo.resolve(&spec)?;
+        return ok(&state.repo.version_info(&v)?);
+    }
+    let limit = match query(req).get("limit") {
+        Some(l) => l
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("limit {l:?} is not a number")))?,
+        None => usize::MAX,
+    };
+    ok(&state.repo.log_info(limit)?)
+}
+
+pub fn snapshots(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
+    ok(&state.repo.snapshot_infos()?)
+}
+
+#[derive(Deserialize)]
+struct NameBody {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct RollbackBody {
+    to: String,
+}
+
+async fn json_body<T: for<'de> Deserialize<'de>>(
+    req: Request<Incoming>,
+    limit: usize,
+    shape: &str,
+) -> Result<T, ApiError> {
+    let raw = body(req, limit).await?;
+    serde_json::from_slice(&raw)
+        .map_err(|e| ApiError::bad_request(format!("expected {shape}: {e}")))
+}
+
+pub async fn snapshot_create(
+    state: &Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let b: NameBody = json_body(req, 4096, "{\"name\": ...}").await?;
+    let v = state.repo.lock().await.snapshot_create(&b.name).await?;
+    Ok(json(StatusCode::CREATED, &state.repo.version_info(&v)?))
+}
+
+pub async fn snapshot_delete(state: &Arc<State>, name: &str) -> Result<Response<Body>, ApiError> {
+    let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+    let n = state.repo.lock().await.snapshot_delete(&name)?;
+    ok(&json!({"deleted": name, "version": n}))
+}
+
+pub async fn rollback(
+    state: &Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let b: RollbackBody = json_body(req, 4096, "{\"to\": VERSION}").await?;
+    let target = state.repo.resolve(&b.to)?;
+    let v = state.repo.lock().await.rollback(&target).await?;
+    ok(&state.repo.version_info(&v)?)
+}
+
+pub async fn diff(state: &Arc<State>, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let q = query(req);
+    let (Some(a), Some(b)) = (q.get("a"), q.get("b")) else {
+        return Err(ApiError::bad_request("give two versions: /v1/diff?a=A&b=B"));
+    };
+    ok(&state.repo.diff_info(a, b).await?)
+}
+
+/// Applies entries whose content the client uploaded beforehand; refuses the whole
+/// commit (409, listing ids) if any chunk or node it names is not in the store.
+pub async fn commit(
+    state: &Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let c: CommitRequest = json_body(req, MAX_COMMIT_BODY, "{\"ops\": [...]}").await?;
+    let mut ops = Vec::with_capacity(c.ops.len());
+    let mut missing = Vec::new();
+    for op in &c.ops {
+        match op.to_entry().map_err(ApiError::bad_request)? {
+            Some((path, entry)) => {
+                for id in entry.id.iter().chain(entry.chunks.iter().map(|c| &c.id)) {
+                    if !state.repo.knows(&state.staged, id)? {
+                        missing.push(id.to_hex());
+                    }
+                }
+                if let (EntryKind::File, Some(id), true) =
+                    (entry.kind, entry.id, missing.is_empty())
+                {
+                    match state.repo.node(&id).await? {
+                        Node::File(f) if f.size == entry.size => {}
+                        _ => {
+                            return Err(ApiError::bad_request(format!(
+                                "{id} is not a file node of {} bytes",
+                                entry.size
+                            )))
+                        }
+                    }
+                }
+                ops.push(Op::Put { path, entry });
+            }
+            None => ops.push(match op {
+                CommitOp::Mkdir {
+                    path,
+                    mode,
+                    mtime_ns,
+                } => Op::Mkdir {
+                    path: decode_path(path),
+                    mode: *mode & 0o7777,
+                    mtime_ns: *mtime_ns,
+                },
+                CommitOp::Remove { path, recursive } => Op::Remove {
+                    path: decode_path(path),
+                    recursive: *recursive,
+                },
+                _ => unreachable!("put-like ops have entries"),
+            }),
+        }
+    }
+    if !missing.is_empty() {
+        missing.truncate(20);
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "missing_chunks",
+            format!("upload these first: {}", missing.join(" ")),
+        ));
+    }
+    if ops.is_empty() {
+        return Err(ApiError::bad_request("a commit needs at least one op"));
+    }
+    let message = if c.message.is_empty() {
+        format!("commit of {} changes", ops.len())
+    } else {
+        c.message
+    };
+    let v = state
+        .writer
+        .submit(ops, Pending::default(), message)
+        .await?;
+    ok(&state.repo.version_info(&v)?)
+}

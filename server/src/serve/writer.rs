@@ -1,0 +1,180 @@
+//! Group commit: every change to the tree that the daemon accepts goes through one
+//! writer task, which applies whatever requests are waiting to HEAD together and makes
+//! them one version with one store sync and one durable database flush.
+//!
+//! # Invariants
+//! - A request is answered only after the version holding it is durable.
+//! - A request's operations apply all together or not at all: if one fails (a path that
+//!   is a directory, say), the batch is rebuilt without that request, which alone gets
+//!   the error.
+//! - Chunks uploaded on their own (`PUT /v1/chunks/{id}`) wait in `staged` and become
+//!   durable and recorded with the next commit, whichever request it is for.
+
+use std::sync::Arc;
+
+use fvfs_manifest::{Entry, ManifestError, Pending, Repo, TreeEdit, Version, VersionKind};
+use tokio::sync::{mpsc, oneshot};
+
+/// One change to the tree.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Put a file or symlink entry (or a whole directory tree by id) at a path.
+    Put {
+        path: Vec<u8>,
+        entry: Entry,
+    },
+    Remove {
+        path: Vec<u8>,
+        recursive: bool,
+    },
+    Mkdir {
+        path: Vec<u8>,
+        mode: u32,
+        mtime_ns: i64,
+    },
+}
+
+struct Request {
+    ops: Vec<Op>,
+    pending: Pending,
+    message: String,
+    reply: oneshot::Sender<Result<Version, ManifestError>>,
+}
+
+/// Handle to the writer task.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Request>,
+}
+
+/// Most requests folded into one version.
+const MAX_GROUP: usize = 512;
+
+impl Writer {
+    pub fn spawn(repo: Arc<Repo>, staged: Arc<Pending>) -> Self {
+        let (tx, rx) = mpsc::channel(1024);
+        tokio::spawn(run(repo, staged, rx));
+        Self { tx }
+    }
+
+    /// Applies `ops` (whose new chunks are in `pending`) and returns the durable version.
+    pub async fn submit(
+        &self,
+        ops: Vec<Op>,
+        pending: Pending,
+        message: String,
+    ) -> Result<Version, ManifestError> {
+        let (reply, rx) = oneshot::channel();
+        let gone = || {
+            ManifestError::Store(fvfs_cas::StoreError::Unavailable(
+                "the daemon is shutting down".into(),
+            ))
+        };
+        self.tx
+            .send(Request {
+                ops,
+                pending,
+                message,
+                reply,
+            })
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+}
+
+async fn run(repo: Arc<Repo>, staged: Arc<Pending>, mut rx: mpsc::Receiver<Request>) {
+    while let Some(first) = rx.recv().await {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(r) => group.push(r),
+                Err(_) => break,
+            }
+        }
+        commit_group(&repo, &staged, group).await;
+    }
+}
+
+async fn commit_group(repo: &Repo, staged: &Pending, group: Vec<Request>) {
+    let lock = repo.lock().await;
+    let all = Pending::default();
+    all.absorb(staged);
+    let mut failed: Vec<Option<ManifestError>> = group.iter().map(|_| None).collect();
+    let result = async {
+        let head = lock.head()?;
+        // Rebuild the edit without a failing request until every remaining one applies.
+        let edit = 'attempt: loop {
+            let mut edit = TreeEdit::open(repo, head.as_ref().map(|v| v.root)).await?;
+            for (i, req) in group.iter().enumerate() {
+                if failed[i].is_some() {
+                    continue;
+                }
+                for op in &req.ops {
+                    if let Err(e) = apply(repo, &mut edit, op).await {
+                        failed[i] = Some(e);
+                        continue 'attempt;
+                    }
+                }
+            }
+            break edit;
+        };
+        for req in &group {
+            all.absorb(&req.pending);
+        }
+        let (root, logical) = edit.seal(repo, &all).await?;
+        let messages: Vec<&str> = group
+            .iter()
+            .zip(&failed)
+            .filter(|(_, f)| f.is_none())
+            .map(|(r, _)| r.message.as_str())
+            .collect();
+        let message = match messages.len() {
+            0 | 1 => messages.first().copied().unwrap_or("").to_owned(),
+            n => format!("{} (and {} more writes)", messages[0], n - 1),
+        };
+        match head {
+            Some(h) if h.root == root => {
+                repo.checkpoint(&all).await?;
+                Ok(h)
+            }
+            _ => {
+                lock.commit(&all, root, logical, VersionKind::Write, &message)
+                    .await
+            }
+        }
+    }
+    .await;
+    for (req, fail) in group.into_iter().zip(failed) {
+        let answer = match (fail, &result) {
+            (Some(e), _) => Err(e),
+            (None, Ok(v)) => Ok(v.clone()),
+            (None, Err(e)) => Err(clone_error(e)),
+        };
+        let _ = req.reply.send(answer);
+    }
+}
+
+async fn apply(repo: &Repo, edit: &mut TreeEdit, op: &Op) -> Result<(), ManifestError> {
+    match op {
+        Op::Put { path, entry } => edit.insert(repo, path, entry.clone(), entry.mtime_ns).await,
+        Op::Remove { path, recursive } => edit.remove(repo, path, *recursive).await.map(drop),
+        Op::Mkdir {
+            path,
+            mode,
+            mtime_ns,
+        } => edit.mkdir(repo, path, *mode, *mtime_ns).await,
+    }
+}
+
+/// The same failure for every request of a group whose commit failed.
+fn clone_error(e: &ManifestError) -> ManifestError {
+    match e {
+        ManifestError::Store(fvfs_cas::StoreError::NoSpace { path }) => {
+            ManifestError::Store(fvfs_cas::StoreError::NoSpace { path: path.clone() })
+        }
+        other => ManifestError::Store(fvfs_cas::StoreError::Unavailable(format!(
+            "commit failed: {other}"
+        ))),
+    }
+}
