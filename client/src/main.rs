@@ -1,21 +1,423 @@
 //! `fvfsc`: the fvfs client for any device on the LAN.
 //!
-//! The client talks to `fvfsd serve` over HTTP; until the daemon's API exists (the
-//! daemon-and-client issue), it only identifies itself, so that packaging and scripts
-//! can already rely on the binary's name and `--version`.
+//! Finds the daemon ([`discover`]), then does everything over its HTTP API ([`api`]).
+//! Exit codes scripts can rely on: 0 success; 1 the daemon refused the request (the
+//! reason is printed); 2 no daemon, bad arguments or an unexpected answer; 3 not found.
 
-use clap::Parser;
+mod api;
+mod discover;
+mod put;
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use bytes::Bytes;
+use clap::{CommandFactory, Parser, Subcommand};
+use fvfs_manifest::api::{
+    encode_path, show, ChangeInfo, EntryInfo, SnapshotInfo, StatusInfo, VersionInfo,
+};
+use http_body_util::BodyExt;
+use hyper::Method;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use api::{full, Api, Failure};
 
 #[derive(Parser)]
 #[command(
     name = "fvfsc",
     version,
-    about = "fvfs client (commands arrive with `fvfsd serve`)"
+    about = "fvfs client: browse, read and write your fvfs from any device"
 )]
-struct Cli {}
+struct Cli {
+    /// Daemon URL (default: $FVFS_URL, the client config, a local daemon, mDNS).
+    #[arg(long, global = true)]
+    url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    Cli::parse();
-    eprintln!("fvfsc: no commands yet; use `fvfsd` on the server for now (see README.md)");
-    std::process::exit(2);
+#[derive(Subcommand)]
+enum Command {
+    /// List a directory.
+    Ls {
+        path: OsString,
+        /// Long listing: kind, mode, size, mtime.
+        #[arg(short = 'l')]
+        long: bool,
+        /// A version to look in (number, snapshot, HEAD~N).
+        #[arg(long)]
+        version: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a file's content to stdout.
+    Cat { path: OsString },
+    /// Write a file from stdin, from --from FILE, or a whole tree with -r DIR.
+    Put {
+        path: OsString,
+        /// Read the content from this file instead of stdin.
+        #[arg(long, conflicts_with = "recursive")]
+        from: Option<PathBuf>,
+        /// Upload this directory's contents to PATH (only missing chunks are sent).
+        #[arg(short = 'r', value_name = "DIR")]
+        recursive: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a file, or a directory with -r.
+    Rm {
+        path: OsString,
+        #[arg(short = 'r')]
+        recursive: bool,
+    },
+    /// Daemon health, store and tiers.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replication work waiting per tier.
+    Wal {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create, list or delete snapshots.
+    Snapshot {
+        #[command(subcommand)]
+        action: SnapshotAction,
+    },
+    /// Versions, newest first.
+    Log {
+        #[arg(short = 'n', long)]
+        limit: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make an older version current again (as a new version).
+    Rollback { version: String },
+    /// Changes between two versions.
+    Diff {
+        a: String,
+        b: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Logical bytes, unique bytes after dedup and bytes per tier below a path.
+    Du {
+        path: OsString,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script.
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand)]
+enum SnapshotAction {
+    Create {
+        name: String,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    Delete {
+        name: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Completions { shell } = cli.command {
+        clap_complete::generate(shell, &mut Cli::command(), "fvfsc", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            let code = e.downcast_ref::<Failure>().map_or(2, Failure::exit_code);
+            eprintln!("fvfsc: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// An fvfs path argument, checked and percent-encoded for URLs.
+fn fs_path(p: &OsString) -> Result<String> {
+    let bytes = p.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        bail!("{}: fvfs paths start with '/'", p.to_string_lossy());
+    }
+    Ok(encode_path(bytes))
+}
+
+fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let config = discover::ClientConfig::load()?;
+    let url = match cli.url.clone() {
+        Some(u) => u,
+        None => {
+            discover::daemon_url(&config, Duration::from_secs(10))
+                .await
+                .0
+        }
+    };
+    let token = std::env::var("FVFS_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .or(config.token);
+    let api = Api::new(url, token);
+    match cli.command {
+        Command::Ls {
+            path,
+            long,
+            version,
+            json,
+        } => {
+            let q = version
+                .map(|v| format!("?version={}", encode_path(v.as_bytes())))
+                .unwrap_or_default();
+            #[derive(Deserialize, serde::Serialize)]
+            struct Listing {
+                entries: Vec<EntryInfo>,
+            }
+            let listing: Listing = api.get(&format!("/v1/ls{}{q}", fs_path(&path)?)).await?;
+            if json {
+                print_json(&listing.entries)?;
+            } else {
+                let mut out = std::io::stdout().lock();
+                for e in &listing.entries {
+                    let suffix = if e.kind == "dir" { "/" } else { "" };
+                    if long {
+                        writeln!(out, "{}{suffix}", show::entry_long(e))?;
+                    } else {
+                        writeln!(out, "{}{suffix}", e.name)?;
+                    }
+                }
+            }
+        }
+        Command::Cat { path } => {
+            let resp = api
+                .send(
+                    Method::GET,
+                    &format!("/v1/files{}", fs_path(&path)?),
+                    full(Bytes::new()),
+                    None,
+                )
+                .await?;
+            let mut body = resp.into_body();
+            let mut out = std::io::stdout().lock();
+            while let Some(frame) = body.frame().await {
+                if let Ok(data) = frame
+                    .map_err(|e| Failure::Protocol(e.to_string()))?
+                    .into_data()
+                {
+                    out.write_all(&data)?;
+                }
+            }
+            out.flush()?;
+        }
+        Command::Put {
+            path,
+            from,
+            recursive,
+            json,
+        } => {
+            let dest = fs_path(&path)?;
+            let answer = match (from, recursive) {
+                (_, Some(dir)) => {
+                    let s = put::put_tree(&api, &dir, path.as_bytes()).await?;
+                    for (p, why) in &s.skipped {
+                        eprintln!("fvfsc: skipped {}: {why}", p.display());
+                    }
+                    let v = json!({"version": s.version.number, "files": s.files, "bytes": s.bytes, "sent_bytes": s.sent_bytes, "skipped": s.skipped.len()});
+                    if !json {
+                        println!(
+                            "version {}: {} files, {} ({} sent, the rest already stored); {} skipped",
+                            s.version.number,
+                            s.files,
+                            show::bytes(s.bytes),
+                            show::bytes(s.sent_bytes),
+                            s.skipped.len()
+                        );
+                    }
+                    if !s.skipped.is_empty() {
+                        if json {
+                            print_json(&v)?;
+                        }
+                        return Ok(ExitCode::from(1));
+                    }
+                    v
+                }
+                (Some(file), None) => {
+                    let f = tokio::fs::File::open(&file)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+                    let mode =
+                        std::os::unix::fs::PermissionsExt::mode(&f.metadata().await?.permissions())
+                            & 0o7777;
+                    put::put_stream(&api, &dest, Some(mode), f).await?
+                }
+                (None, None) => put::put_stream(&api, &dest, None, tokio::io::stdin()).await?,
+            };
+            if json {
+                print_json(&answer)?;
+            } else if answer.get("files").is_none() {
+                println!("version {}: {} bytes", answer["version"], answer["size"]);
+            }
+        }
+        Command::Rm { path, recursive } => {
+            let q = if recursive { "?recursive=true" } else { "" };
+            let v: Value = api
+                .json(
+                    Method::DELETE,
+                    &format!("/v1/files{}{q}", fs_path(&path)?),
+                    None,
+                )
+                .await?;
+            println!("version {}", v["version"]);
+        }
+        Command::Status { json } => {
+            let v: Value = api.get("/v1/status").await?;
+            if json {
+                print_json(&v)?;
+            } else {
+                let store: StatusInfo = serde_json::from_value(v["store"].clone())?;
+                let d = &v["daemon"];
+                println!(
+                    "daemon:      {} (fvfsd {}, node {}, up {} s)",
+                    api.base,
+                    d["version"].as_str().unwrap_or("?"),
+                    d["node_id"].as_str().unwrap_or("?"),
+                    d["uptime_secs"]
+                );
+                print!("{}", show::status(&store));
+                for t in v["tiers"].as_array().into_iter().flatten() {
+                    println!(
+                        "tier {}:  {} in {} chunks, {}, queue {}",
+                        t["name"].as_str().unwrap_or("?"),
+                        show::bytes(t["bytes"].as_u64().unwrap_or(0)),
+                        t["chunks"],
+                        if t["available"] == true {
+                            "available"
+                        } else {
+                            "UNAVAILABLE"
+                        },
+                        t["queue_depth"]
+                    );
+                }
+            }
+        }
+        Command::Wal { json } => {
+            let v: Value = api.get("/v1/admin/wal").await?;
+            if json {
+                print_json(&v)?;
+            } else if v["pending"] == 0 {
+                println!("no replication work pending");
+            } else {
+                print_json(&v["tiers"])?;
+            }
+        }
+        Command::Snapshot { action } => match action {
+            SnapshotAction::Create { name } => {
+                let v: VersionInfo = api
+                    .json(
+                        Method::POST,
+                        "/v1/snapshots",
+                        Some(&json!({ "name": name })),
+                    )
+                    .await?;
+                println!("snapshot {name} = version {}", v.number);
+            }
+            SnapshotAction::List { json } => {
+                let list: Vec<SnapshotInfo> = api.get("/v1/snapshots").await?;
+                if json {
+                    print_json(&list)?;
+                } else {
+                    print!("{}", show::snapshots(&list));
+                }
+            }
+            SnapshotAction::Delete { name } => {
+                let v: Value = api
+                    .json(
+                        Method::DELETE,
+                        &format!("/v1/snapshots/{}", encode_path(name.as_bytes())),
+                        None,
+                    )
+                    .await?;
+                println!(
+                    "deleted snapshot {name} (version {} stays in the log)",
+                    v["version"]
+                );
+            }
+        },
+        Command::Log { limit, json } => {
+            let q = limit.map(|n| format!("?limit={n}")).unwrap_or_default();
+            let list: Vec<VersionInfo> = api.get(&format!("/v1/versions{q}")).await?;
+            if json {
+                print_json(&list)?;
+            } else {
+                print!("{}", show::log(&list));
+            }
+        }
+        Command::Rollback { version } => {
+            let v: VersionInfo = api
+                .json(
+                    Method::POST,
+                    "/v1/rollback",
+                    Some(&json!({ "to": version })),
+                )
+                .await?;
+            println!("version {}: {}", v.number, v.message);
+        }
+        Command::Diff { a, b, json } => {
+            let q = format!(
+                "?a={}&b={}",
+                encode_path(a.as_bytes()),
+                encode_path(b.as_bytes())
+            );
+            let list: Vec<ChangeInfo> = api.get(&format!("/v1/diff{q}")).await?;
+            if json {
+                print_json(&list)?;
+            } else {
+                print!("{}", show::diff(&list));
+            }
+        }
+        Command::Du { path, json } => {
+            let v: Value = api.get(&format!("/v1/du{}", fs_path(&path)?)).await?;
+            if json {
+                print_json(&v)?;
+            } else {
+                let b = |k: &Value| show::bytes(k.as_u64().unwrap_or(0));
+                println!(
+                    "{}\t{} logical in {} files, {} unique after dedup",
+                    v["path"].as_str().unwrap_or("?"),
+                    b(&v["logical_bytes"]),
+                    v["files"],
+                    b(&v["unique_bytes"])
+                );
+                println!(
+                    "tiers:\tlocal {}, nas {}, s3 {}",
+                    b(&v["tiers"]["local"]),
+                    b(&v["tiers"]["nas"]),
+                    b(&v["tiers"]["s3"])
+                );
+            }
+        }
+        Command::Completions { .. } => unreachable!("handled before the runtime starts"),
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -103,6 +103,59 @@ pub enum NodeError {
     BadSize,
 }
 
+/// How a file's chunk list is stored: inline in its directory entry, or as a file node
+/// (with list nodes below it when the file has more than [`LIST_FANOUT`] chunks).
+pub enum FileLayout {
+    Inline(Vec<ChunkRef>),
+    /// The file node, then the list nodes it refers to (store those first).
+    Nodes {
+        file: Node,
+        lists: Vec<Node>,
+    },
+}
+
+/// The layout of a file made of `chunks`, in order.
+pub fn file_layout(chunks: Vec<ChunkRef>) -> FileLayout {
+    let size = chunks.iter().map(|c| c.len).sum();
+    if chunks.len() <= INLINE_CHUNKS {
+        return FileLayout::Inline(chunks);
+    }
+    if chunks.len() <= LIST_FANOUT {
+        return FileLayout::Nodes {
+            file: Node::File(FileNode {
+                size,
+                chunks,
+                lists: Vec::new(),
+            }),
+            lists: Vec::new(),
+        };
+    }
+    let lists: Vec<Node> = chunks
+        .chunks(LIST_FANOUT)
+        .map(|run| {
+            Node::List(ListNode {
+                chunks: run.to_vec(),
+            })
+        })
+        .collect();
+    let refs = lists
+        .iter()
+        .zip(chunks.chunks(LIST_FANOUT))
+        .map(|(node, run)| ChunkRef {
+            id: ChunkId::of(&node.encode()),
+            len: run.iter().map(|c| c.len).sum(),
+        })
+        .collect();
+    FileLayout::Nodes {
+        file: Node::File(FileNode {
+            size,
+            chunks: Vec::new(),
+            lists: refs,
+        }),
+        lists,
+    }
+}
+
 impl Node {
     /// The canonical encoding of this node; its id is `ChunkId::of` these bytes.
     pub fn encode(&self) -> Vec<u8> {

@@ -26,7 +26,7 @@ use crate::meta::FileRef;
 use crate::meta::{
     self, ChunkKind, ChunkRecord, StatEntry, Totals, Version, VersionKind, TIER_LOCAL,
 };
-use crate::node::{self, ChunkRef, DirNode, Entry, FileNode, Node};
+use crate::node::{self, ChunkRef, DirNode, Entry, Node};
 
 type Records = HashMap<ChunkId, ChunkRecord>;
 type StatNotes = Vec<(Vec<u8>, StatEntry)>;
@@ -145,43 +145,24 @@ impl Repo {
     /// list nodes when it is long). Returns what its directory entry holds.
     pub async fn put_file(&self, pending: &Pending, chunks: Vec<ChunkRef>) -> Result<FileRef> {
         let size = chunks.iter().map(|c| c.len).sum();
-        if chunks.len() <= node::INLINE_CHUNKS {
-            return Ok(FileRef {
+        match node::file_layout(chunks) {
+            node::FileLayout::Inline(chunks) => Ok(FileRef {
                 size,
                 node: None,
                 chunks,
-            });
+            }),
+            node::FileLayout::Nodes { file, lists } => {
+                for list in &lists {
+                    self.put_node(pending, list).await?;
+                }
+                let node = self.put_node(pending, &file).await?;
+                Ok(FileRef {
+                    size,
+                    node: Some(node),
+                    chunks: Vec::new(),
+                })
+            }
         }
-        let file = if chunks.len() <= node::LIST_FANOUT {
-            FileNode {
-                size,
-                chunks,
-                lists: Vec::new(),
-            }
-        } else {
-            let mut lists = Vec::new();
-            for run in chunks.chunks(node::LIST_FANOUT) {
-                let list = Node::List(node::ListNode {
-                    chunks: run.to_vec(),
-                });
-                let id = self.put_node(pending, &list).await?;
-                lists.push(ChunkRef {
-                    id,
-                    len: run.iter().map(|c| c.len).sum(),
-                });
-            }
-            FileNode {
-                size,
-                chunks: Vec::new(),
-                lists,
-            }
-        };
-        let node = self.put_node(pending, &Node::File(file)).await?;
-        Ok(FileRef {
-            size,
-            node: Some(node),
-            chunks: Vec::new(),
-        })
     }
 
     /// Whether everything `file` refers to is stored (or pending).

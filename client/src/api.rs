@@ -1,0 +1,171 @@
+//! The HTTP client of fvfsc: requests to fvfsd with the token and a user agent, and
+//! errors a script can act on (the daemon's `{"error", "detail"}`, or no daemon at all).
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+pub fn full(data: impl Into<Bytes>) -> Body {
+    Full::new(data.into())
+        .map_err(|e: Infallible| match e {})
+        .boxed_unsync()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("cannot reach fvfsd at {url}: {detail}")]
+    Unreachable { url: String, detail: String },
+    #[error("{detail}")]
+    Refused {
+        status: StatusCode,
+        error: String,
+        detail: String,
+    },
+    #[error("unexpected answer from fvfsd: {0}")]
+    Protocol(String),
+}
+
+impl Failure {
+    /// The exit code: 3 not found, 1 refused otherwise, 2 no daemon or bad answer.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Refused { status, .. } if *status == StatusCode::NOT_FOUND => 3,
+            Failure::Refused { .. } => 1,
+            _ => 2,
+        }
+    }
+}
+
+pub struct Api {
+    pub base: String,
+    token: Option<String>,
+    agent: String,
+    client: Client<HttpConnector, Body>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: String,
+    detail: String,
+}
+
+impl Api {
+    pub fn new(base: String, token: Option<String>) -> Self {
+        let host = rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned();
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+            agent: format!("fvfsc/{} ({host})", env!("CARGO_PKG_VERSION")),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// Sends a request; a non-2xx answer becomes [`Failure::Refused`].
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Body,
+        content_type: Option<&str>,
+    ) -> Result<Response<Incoming>, Failure> {
+        let url = format!("{}{path}", self.base);
+        let mut req = Request::builder()
+            .method(method)
+            .uri(&url)
+            .header("user-agent", &self.agent);
+        if let Some(t) = &self.token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let req = req
+            .body(body)
+            .map_err(|e| Failure::Protocol(e.to_string()))?;
+        let resp = self.client.request(req).await.map_err(|e| {
+            let mut detail = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                detail = format!("{detail}: {s}");
+                source = s.source();
+            }
+            Failure::Unreachable {
+                url: self.base.clone(),
+                detail,
+            }
+        })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let raw = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        Err(match serde_json::from_slice::<ErrorBody>(&raw) {
+            Ok(e) => Failure::Refused {
+                status,
+                error: e.error,
+                detail: e.detail,
+            },
+            Err(_) => Failure::Refused {
+                status,
+                error: "http".into(),
+                detail: format!("HTTP {status}"),
+            },
+        })
+    }
+
+    pub async fn bytes(
+        &self,
+        method: Method,
+        path: &str,
+        body: Body,
+        content_type: Option<&str>,
+    ) -> Result<Bytes, Failure> {
+        let resp = self.send(method, path, body, content_type).await?;
+        resp.into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .map_err(|e| Failure::Protocol(e.to_string()))
+    }
+
+    /// A JSON request (`body` serialised unless `None`) and its JSON answer.
+    pub async fn json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<T, Failure> {
+        let (body, ct) = match body {
+            Some(b) => (
+                full(serde_json::to_vec(b).expect("JSON values serialise")),
+                Some("application/json"),
+            ),
+            None => (full(Bytes::new()), None),
+        };
+        let raw = self.bytes(method, path, body, ct).await?;
+        serde_json::from_slice(&raw).map_err(|e| Failure::Protocol(format!("{path}: {e}")))
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Failure> {
+        self.json(Method::GET, path, None).await
+    }
+}
