@@ -4,7 +4,6 @@
 //! Exit codes scripts can rely on: 0 success; 1 the daemon refused the request (the
 //! reason is printed); 2 no daemon, bad arguments or an unexpected answer; 3 not found.
 
-mod api;
 mod discover;
 mod put;
 
@@ -26,7 +25,7 @@ use hyper::Method;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use api::{full, Api, Failure};
+use fvfs_manifest::client::{full, Api, Failure};
 
 #[derive(Parser)]
 #[command(
@@ -179,7 +178,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         .ok()
         .filter(|t| !t.is_empty())
         .or(config.token);
-    let api = Api::new(url, token);
+    let api = Api::new(url, token, "fvfsc");
     match cli.command {
         Command::Ls {
             path,

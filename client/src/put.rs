@@ -24,7 +24,7 @@ use hyper::Method;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api::{full, Api, Body};
+use fvfs_manifest::client::{full, Api, Body};
 
 /// Chunks held before asking the daemon which it lacks.
 const BUFFER_BYTES: usize = 32 << 20;

@@ -13,7 +13,7 @@ use fvfs_cas::{ChunkId, StoreError};
 use fvfs_manifest::{path, EntryKind, ManifestError, Repo, Version};
 
 /// What is wrong with one chunk, and where it is used.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Problem {
     pub id: ChunkId,
     pub what: String,
@@ -21,7 +21,7 @@ pub struct Problem {
     pub path: String,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Report {
     pub versions: usize,
     pub nodes: u64,
@@ -34,6 +34,43 @@ impl Report {
     pub fn is_clean(&self) -> bool {
         self.problems.is_empty()
     }
+
+    /// The problems, one line each, then the summary line.
+    pub fn render(&self) -> String {
+        let mut out: String = self
+            .problems
+            .iter()
+            .map(|p| format!("problem: {} (chunk {}, used by {})\n", p.what, p.id, p.path))
+            .collect();
+        let read = if self.data_bytes_read > 0 {
+            format!(
+                " ({} read and verified)",
+                fvfs_manifest::api::show::bytes(self.data_bytes_read)
+            )
+        } else {
+            String::new()
+        };
+        out.push_str(&format!(
+            "checked {} versions: {} tree nodes, {} data chunks{read}; {} problems\n",
+            self.versions,
+            self.nodes,
+            self.data_chunks,
+            self.problems.len()
+        ));
+        out
+    }
+}
+
+/// The versions fsck looks at: every one with `all`, else HEAD and the snapshots.
+pub fn versions_to_check(repo: &Repo, all: bool) -> Result<Vec<Version>, ManifestError> {
+    if all {
+        return repo.log().collect();
+    }
+    let mut versions: Vec<Version> = repo.head()?.into_iter().collect();
+    for (_, n) in repo.snapshots()? {
+        versions.push(repo.version(n)?);
+    }
+    Ok(versions)
 }
 
 /// Checks the trees of `versions`; reads every data chunk back when `read_data`.

@@ -7,6 +7,8 @@
 //! rollbacks are O(1) and two versions [`diff`] in proportion to what changed.
 
 pub mod api;
+#[cfg(feature = "client")]
+pub mod client;
 mod error;
 pub mod kv;
 pub mod meta;

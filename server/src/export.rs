@@ -18,7 +18,8 @@ use fvfs_cas::ChunkStoreExt;
 use fvfs_manifest::{lookup, path, walk, Entry, EntryKind, Repo};
 use rustix::fs::{AtFlags, Timespec, Timestamps, CWD};
 
-#[derive(clap::Args)]
+/// What to export. Also the body of `POST /v1/admin/export`.
+#[derive(clap::Args, serde::Serialize, serde::Deserialize)]
 pub struct Args {
     /// Version number, snapshot name or HEAD~N to export (default: HEAD).
     #[arg(long)]
@@ -29,7 +30,8 @@ pub struct Args {
     dir: PathBuf,
 }
 
-pub async fn run(repo: &Repo, args: Args) -> Result<()> {
+/// Exports; returns the summary line.
+pub async fn run(repo: &Repo, args: Args) -> Result<String> {
     let version = repo.resolve(args.version.as_deref().unwrap_or("HEAD"))?;
     let src = args.path.as_os_str().as_bytes();
     let top = lookup(repo, version.root, src).await?;
@@ -72,14 +74,13 @@ pub async fn run(repo: &Repo, args: Args) -> Result<()> {
             .with_context(|| format!("cannot set mode of {}", dest.display()))?;
         set_mtime(dest, entry)?;
     }
-    println!(
+    Ok(format!(
         "exported {} of version {}: {files} files, {} directories, {bytes} bytes into {}",
         path::show(src),
         version.number,
         dirs.len(),
         args.dir.display()
-    );
-    Ok(())
+    ))
 }
 
 async fn write_file(repo: &Repo, entry: &Entry, dest: &Path) -> Result<u64> {

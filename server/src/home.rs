@@ -13,7 +13,7 @@ use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use fvfs_cas::{ChunkStore, DirStore};
 use fvfs_manifest::kv::Kv;
 use fvfs_manifest::Repo;
@@ -80,6 +80,26 @@ impl Home {
     }
 }
 
+/// Another process holds the store.
+#[derive(Debug)]
+pub struct Busy {
+    pub dir: PathBuf,
+    pub pid: String,
+}
+
+impl std::fmt::Display for Busy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the store in {} is in use by another fvfs process (pid {}) and no running daemon answers for it; wait for that command to finish",
+            self.dir.display(),
+            self.pid
+        )
+    }
+}
+
+impl std::error::Error for Busy {}
+
 /// File in the data directory holding the URL of the daemon using it.
 pub const DAEMON_INFO: &str = "daemon.url";
 
@@ -95,11 +115,11 @@ fn lock(dir: &Path) -> Result<File> {
     if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
         let mut pid = String::new();
         let _ = file.read_to_string(&mut pid);
-        bail!(
-            "the store in {} is in use by another fvfs process (pid {}); stop `fvfsd serve` or wait for that command to finish",
-            dir.display(),
-            pid.trim()
-        );
+        return Err(Busy {
+            dir: dir.to_owned(),
+            pid: pid.trim().to_owned(),
+        }
+        .into());
     }
     file.set_len(0)?;
     file.rewind()?;

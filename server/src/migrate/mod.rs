@@ -14,7 +14,6 @@ mod ingest;
 mod pipeline;
 mod walk;
 
-use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,14 +21,15 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use fvfs_manifest::{path, Pending, TreeEdit, VersionKind};
+use fvfs_manifest::{path, Pending, Repo, TreeEdit, VersionKind};
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 
-use crate::home::Home;
 use ingest::{Counters, Ingest};
 use pipeline::Collected;
 
-#[derive(clap::Args)]
+/// What to import. Also the body of `POST /v1/admin/migrate`, so a running daemon can
+/// do the import when it holds the store.
+#[derive(clap::Args, serde::Serialize, serde::Deserialize)]
 pub struct Args {
     /// A local directory to import (repeatable).
     #[arg(long = "local-src", value_name = "DIR")]
@@ -48,7 +48,32 @@ pub struct Args {
     checkpoint_secs: f64,
 }
 
-pub async fn run(home: &Home, args: Args) -> Result<ExitCode> {
+/// What a migration did.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Outcome {
+    /// The summary line.
+    pub summary: String,
+    /// Each path not imported, with the reason.
+    pub skipped: Vec<String>,
+    pub version: Option<u64>,
+}
+
+impl Outcome {
+    /// Prints the outcome; exit code 1 if anything was skipped.
+    pub fn report(&self) -> ExitCode {
+        for s in &self.skipped {
+            eprintln!("fvfsd: skipped {s}");
+        }
+        println!("{}", self.summary);
+        if self.skipped.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        }
+    }
+}
+
+pub async fn run(repo: &Repo, args: Args) -> Result<Outcome> {
     let dest = args.dest.as_os_str().as_bytes().to_vec();
     path::components(&dest)?;
     let mut sources = Vec::new();
@@ -65,7 +90,6 @@ pub async fn run(home: &Home, args: Args) -> Result<ExitCode> {
     if sources.is_empty() {
         bail!("nothing to migrate: give --local-src DIR or --nas-src DIR");
     }
-    let repo = home.repo();
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
@@ -104,15 +128,13 @@ pub async fn run(home: &Home, args: Args) -> Result<ExitCode> {
     dirs.sort_by(|a, b| a.0.cmp(&b.0));
     for (dest, stat) in &dirs {
         if let Err(e) = edit.mkdir(repo, dest, stat.mode, stat.mtime_ns).await {
-            eprintln!("fvfsd: skipped {}: {e}", path::show(dest));
-            skipped.push(PathBuf::from(OsStr::from_bytes(dest)));
+            skipped.push(format!("{}: {e}", path::show(dest)));
         }
     }
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     for (dest, e) in entries {
         if let Err(err) = edit.insert(repo, &dest, e, now).await {
-            eprintln!("fvfsd: skipped {}: {err}", path::show(&dest));
-            skipped.push(PathBuf::from(OsStr::from_bytes(&dest)));
+            skipped.push(format!("{}: {err}", path::show(&dest)));
         }
     }
     let (root, logical) = edit.seal(repo, &pending).await?;
@@ -137,17 +159,17 @@ pub async fn run(home: &Home, args: Args) -> Result<ExitCode> {
     let stored = repo.totals()?;
     let new_bytes = stored.raw_bytes - before.raw_bytes;
     let new_stored = stored.stored_bytes - before.stored_bytes;
-    summary(
+    let summary = summary(
         &counters,
         started.elapsed(),
         (new_bytes, new_stored),
-        version.map(|v| v.number),
+        version.as_ref().map(|v| v.number),
         skipped.len(),
     );
-    Ok(if skipped.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+    Ok(Outcome {
+        summary,
+        skipped,
+        version: version.map(|v| v.number),
     })
 }
 
@@ -180,14 +202,20 @@ fn message(c: &Counters) -> String {
 
 /// The final line. `new` is (raw, stored) bytes of chunks this run added to the store:
 /// exact, unlike the progress counters, which race between workers reading equal chunks.
-fn summary(c: &Counters, took: Duration, new: (u64, u64), version: Option<u64>, skipped: usize) {
+fn summary(
+    c: &Counters,
+    took: Duration,
+    new: (u64, u64),
+    version: Option<u64>,
+    skipped: usize,
+) -> String {
     let bytes = c.bytes.load(Ordering::Relaxed);
     let secs = took.as_secs_f64().max(1e-3);
     let outcome = match version {
         Some(n) => format!("committed version {n}"),
         None => "no changes, no new version".into(),
     };
-    println!(
+    format!(
         "migrated {} files ({} unchanged), {} in {:.2}s ({}/s); new unique data {} ({} stored); {} skipped; {outcome}",
         c.files.load(Ordering::Relaxed),
         c.files_unchanged.load(Ordering::Relaxed),
@@ -197,5 +225,5 @@ fn summary(c: &Counters, took: Duration, new: (u64, u64), version: Option<u64>, 
         HumanBytes(new.0),
         HumanBytes(new.1),
         skipped
-    );
+    )
 }

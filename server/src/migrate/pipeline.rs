@@ -32,7 +32,8 @@ pub struct Collected {
     /// Files and symlinks, by destination path.
     pub entries: Vec<(Vec<u8>, Entry)>,
     pub dirs: Vec<(Vec<u8>, Stat)>,
-    pub skipped: Vec<PathBuf>,
+    /// "path: reason" of each source path not imported.
+    pub skipped: Vec<String>,
     /// A store error that stopped the migration.
     pub fatal: Option<ManifestError>,
 }
@@ -108,7 +109,7 @@ pub fn run(
                     tokio::select! {
                         batch = done_rx.recv() => match batch {
                             None => break,
-                            Some(batch) => batch.into_iter().for_each(|d| collect(&mut out, d, bar)),
+                            Some(batch) => batch.into_iter().for_each(|d| collect(&mut out, d)),
                         },
                         _ = tick.tick(), if out.fatal.is_none() => {
                             let files = ingest.counters.files.load(Ordering::Relaxed);
@@ -130,14 +131,11 @@ pub fn run(
     out
 }
 
-fn collect(out: &mut Collected, done: Done, bar: &ProgressBar) {
+fn collect(out: &mut Collected, done: Done) {
     match done {
         Done::Entry(dest, e) => out.entries.push((dest, e)),
         Done::Dir(dest, stat) => out.dirs.push((dest, stat)),
-        Done::Skipped(src, why) => {
-            bar.suspend(|| eprintln!("fvfsd: skipped {}: {why}", src.display()));
-            out.skipped.push(src);
-        }
+        Done::Skipped(src, why) => out.skipped.push(format!("{}: {why}", src.display())),
         Done::Fatal(e) => {
             out.fatal.get_or_insert(e);
         }

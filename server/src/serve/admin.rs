@@ -1,13 +1,17 @@
 //! Status, devices, administration and metrics routes.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use fvfs_manifest::meta::TIER_LOCAL;
-use hyper::Response;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
 use serde_json::json;
 
 use super::http::{full, ok, ApiError, Body};
-use super::State;
+use super::store::body;
+use super::{query, State};
+use crate::{export, migrate};
 
 /// The tiers this daemon runs, with their contents. Only the local tier exists until
 /// NAS and S3 tiering land; it is always available and has no replication queue.
@@ -59,20 +63,52 @@ pub fn wal(_state: &Arc<State>) -> Result<Response<Body>, ApiError> {
     ok(&json!({"tiers": [], "pending": 0}))
 }
 
-pub async fn fsck(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
-    let mut versions: Vec<_> = state.repo.head()?.into_iter().collect();
-    for (_, n) in state.repo.snapshots()? {
-        versions.push(state.repo.version(n)?);
+pub async fn fsck(state: &Arc<State>, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let q = query(req);
+    let flag = |k: &str| q.get(k).is_some_and(|v| v == "true" || v == "1");
+    let versions = fvfs_fsck::versions_to_check(&state.repo, flag("all"))?;
+    ok(&fvfs_fsck::check(&state.repo, &versions, flag("read_data")).await?)
+}
+
+/// Migrate and export act on the daemon's own file system: only for callers on this machine.
+fn local_only(peer: SocketAddr) -> Result<(), ApiError> {
+    if peer.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only callers on the daemon's machine may migrate or export",
+        ))
     }
-    let report = fvfs_fsck::check(&state.repo, &versions, false).await?;
-    let problems: Vec<_> = report
-        .problems
-        .iter()
-        .map(|p| json!({"chunk": p.id.to_hex(), "what": p.what, "path": p.path}))
-        .collect();
-    ok(
-        &json!({"versions": report.versions, "nodes": report.nodes, "data_chunks": report.data_chunks, "problems": problems}),
-    )
+}
+
+pub async fn migrate(
+    state: &Arc<State>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    local_only(peer)?;
+    let args: migrate::Args = serde_json::from_slice(&body(req, 1 << 20).await?)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let outcome = migrate::run(&state.repo, args)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
+    ok(&outcome)
+}
+
+pub async fn export(
+    state: &Arc<State>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    local_only(peer)?;
+    let args: export::Args = serde_json::from_slice(&body(req, 1 << 20).await?)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let summary = export::run(&state.repo, args)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
+    ok(&json!({ "summary": summary }))
 }
 
 pub async fn metrics(state: &Arc<State>) -> Result<Response<Body>, ApiError> {

@@ -300,8 +300,10 @@ async fn route(
             (Method::POST, "flush") => ("admin_flush", admin::flush(state).await),
             (Method::POST, "evict") => ("admin_evict", admin::evict(state)),
             (Method::GET, "wal") => ("admin_wal", admin::wal(state)),
-            (Method::POST, "fsck") => ("admin_fsck", admin::fsck(state).await),
-            (_, "flush" | "evict" | "wal" | "fsck") => wrong_method("admin"),
+            (Method::POST, "fsck") => ("admin_fsck", admin::fsck(state, &req).await),
+            (Method::POST, "migrate") => ("admin_migrate", admin::migrate(state, peer, req).await),
+            (Method::POST, "export") => ("admin_export", admin::export(state, peer, req).await),
+            (_, "flush" | "evict" | "wal" | "fsck" | "migrate" | "export") => wrong_method("admin"),
             _ => (
                 "unknown",
                 Err(ApiError::not_found(format!("no route {path}"))),

@@ -1,5 +1,7 @@
-//! The HTTP client of fvfsc: requests to fvfsd with the token and a user agent, and
-//! errors a script can act on (the daemon's `{"error", "detail"}`, or no daemon at all).
+//! The HTTP client of the daemon's API (feature `client`): requests with the token and
+//! a user agent, and errors a script can act on (the daemon's `{"error", "detail"}`,
+//! or no daemon at all). Used by fvfsc, and by fvfsd commands when a daemon holds the
+//! store.
 
 use std::convert::Infallible;
 
@@ -61,7 +63,8 @@ struct ErrorBody {
 }
 
 impl Api {
-    pub fn new(base: String, token: Option<String>) -> Self {
+    /// A client of the daemon at `base`; `program` names the caller in the user agent.
+    pub fn new(base: String, token: Option<String>, program: &str) -> Self {
         let host = rustix::system::uname()
             .nodename()
             .to_string_lossy()
@@ -69,7 +72,7 @@ impl Api {
         Self {
             base: base.trim_end_matches('/').to_owned(),
             token,
-            agent: format!("fvfsc/{} ({host})", env!("CARGO_PKG_VERSION")),
+            agent: format!("{program}/{} ({host})", env!("CARGO_PKG_VERSION")),
             client: Client::builder(TokioExecutor::new()).build_http(),
         }
     }
