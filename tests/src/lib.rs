@@ -2,6 +2,7 @@
 //! private data directory, generating source trees with the edge cases users have,
 //! and comparing trees byte for byte.
 
+pub mod daemon;
 pub mod tree;
 
 use std::ffi::OsStr;

@@ -48,7 +48,7 @@ use metrics::Metrics;
 use writer::Writer;
 
 /// Largest request head (request line and headers) accepted; larger gets 431.
-const MAX_HEAD: usize = 64 * 1024;
+const MAX_HEAD: usize = 32 * 1024;
 
 pub struct State {
     repo: Arc<Repo>,

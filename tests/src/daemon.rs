@@ -1,0 +1,127 @@
+//! A real `fvfsd serve` for tests, on a free port, stopped with SIGTERM on drop; and a
+//! raw HTTP/1.1 client, so tests can send exactly the malformed requests a hostile peer
+//! would.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+
+use crate::{bin, Fvfsd};
+
+pub struct Daemon {
+    child: Option<Child>,
+    /// `http://ADDR:PORT`.
+    pub url: String,
+    /// `ADDR:PORT`.
+    pub addr: String,
+}
+
+impl Daemon {
+    /// Starts `fvfsd serve --listen LISTEN` (port 0: a free one) on `store`'s data dir,
+    /// and returns once it printed the address it answers on.
+    pub fn start(store: &Fvfsd, listen: &str, extra: &[&str]) -> Self {
+        let mut cmd = store.cmd(["serve", "--listen", listen]);
+        cmd.args(extra);
+        Self::spawn(cmd)
+    }
+
+    /// Starts a prepared `serve` command (for example inside a network namespace).
+    pub fn spawn(mut cmd: Command) -> Self {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start fvfsd serve");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        out.read_line(&mut line).expect("read fvfsd's first line");
+        let url = line
+            .trim()
+            .strip_prefix("fvfsd: listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        // Keep draining stdout so the daemon never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        let addr = url.trim_start_matches("http://").to_owned();
+        Self {
+            child: Some(child),
+            url,
+            addr,
+        }
+    }
+
+    /// Sends SIGTERM and waits; returns the exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        rustix::process::kill_process(
+            rustix::process::Pid::from_child(&child),
+            rustix::process::Signal::TERM,
+        )
+        .ok();
+        child.wait().ok()?.code()
+    }
+
+    /// kill -9, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// An `fvfsc` command aimed at this daemon.
+    pub fn fvfsc<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(&self, args: I) -> Command {
+        let mut c = Command::new(bin("fvfsc"));
+        c.env("FVFS_URL", &self.url)
+            .env_remove("FVFS_TOKEN")
+            .args(args);
+        c
+    }
+
+    /// Sends raw bytes and returns the status code and the body of the answer.
+    pub fn raw(&self, request: &[u8]) -> (u16, String) {
+        raw(&self.addr, request)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Sends `request` as is to `addr` and reads the whole answer (the request should say
+/// `Connection: close`).
+pub fn raw(addr: &str, request: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.write_all(request).expect("send");
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A request with a body.
+pub fn request(method: &str, path: &str, headers: &[&str], body: &[u8]) -> Vec<u8> {
+    let mut r = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for h in headers {
+        r.push_str(h);
+        r.push_str("\r\n");
+    }
+    r.push_str("\r\n");
+    let mut r = r.into_bytes();
+    r.extend_from_slice(body);
+    r
+}

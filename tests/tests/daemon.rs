@@ -1,0 +1,365 @@
+//! End to end with the real `fvfsd serve` and `fvfsc`: every command, raw HTTP routes,
+//! bad requests, tokens, commands through the daemon, graceful shutdown.
+
+use std::fs;
+use std::process::Output;
+
+use fvfs_tests::daemon::{request, Daemon};
+use fvfs_tests::{check, tree, Fvfsd};
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs an fvfsc command, expecting exit code `code`; returns stdout.
+fn fvfsc(d: &Daemon, code: i32, args: &[&str]) -> String {
+    let out = d.fvfsc(args).output().unwrap();
+    check(&out, code);
+    stdout(&out)
+}
+
+#[test]
+fn fvfsc_commands_against_a_real_daemon() {
+    let store = Fvfsd::new();
+    let d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
+    let work = tempfile::tempdir().unwrap();
+
+    // put from stdin, from a file, and a whole tree.
+    let mut child = d
+        .fvfsc(["put", "/notes/hello.txt"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"hello from stdin\n").unwrap();
+    check(&child.wait_with_output().unwrap(), 0);
+    let big = work.path().join("big.bin");
+    tree::write_big(&big, 3, 5 << 20);
+    fvfsc(&d, 0, &["put", "/big.bin", "--from", big.to_str().unwrap()]);
+    let src = work.path().join("src");
+    tree::generate(&src, 500, 2 << 20);
+    let out = fvfsc(
+        &d,
+        0,
+        &["put", "/tree", "-r", src.to_str().unwrap(), "--json"],
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["files"], 500 + 10, "{out}");
+    // The second upload of the same tree sends no chunk at all.
+    let again: serde_json::Value = serde_json::from_str(&fvfsc(
+        &d,
+        0,
+        &["put", "/tree2", "-r", src.to_str().unwrap(), "--json"],
+    ))
+    .unwrap();
+    assert_eq!(again["sent_bytes"], 0, "dedup across uploads: {again}");
+
+    // Read everything back: cat, and an export by the daemon compared byte for byte.
+    assert_eq!(
+        fvfsc(&d, 0, &["cat", "/notes/hello.txt"]),
+        "hello from stdin\n"
+    );
+    let cat = d.fvfsc(["cat", "/big.bin"]).output().unwrap();
+    assert_eq!(cat.stdout, fs::read(&big).unwrap());
+    let exported = work.path().join("exported");
+    store.run(["export", "/tree", exported.to_str().unwrap()]);
+    tree::assert_same(&src, &exported);
+
+    // ls, -l, --json.
+    let ls = fvfsc(&d, 0, &["ls", "/"]);
+    assert_eq!(ls, "big.bin\nnotes/\ntree/\ntree2/\n");
+    let long = fvfsc(&d, 0, &["ls", "-l", "/notes"]);
+    assert!(
+        long.starts_with("-rw-r--r--") && long.contains("hello.txt"),
+        "{long}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&fvfsc(&d, 0, &["ls", "--json", "/tree/odd"])).unwrap();
+    assert!(
+        json.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "dangling" && e["kind"] == "symlink"),
+        "{json}"
+    );
+
+    // Snapshots, log, diff, rollback.
+    assert!(
+        fvfsc(&d, 0, &["snapshot", "create", "before-rm"]).contains("snapshot before-rm = version")
+    );
+    fvfsc(&d, 0, &["rm", "/notes/hello.txt"]);
+    assert_eq!(
+        d.fvfsc(["cat", "/notes/hello.txt"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(3),
+        "not found is exit code 3"
+    );
+    let out = d.fvfsc(["rm", "/tree"]).output().unwrap();
+    check(&out, 1);
+    assert!(
+        stderr(&out).contains("directory not empty"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        fvfsc(&d, 0, &["diff", "before-rm", "HEAD"]),
+        "D /notes/hello.txt\n"
+    );
+    fvfsc(&d, 0, &["rollback", "before-rm"]);
+    assert_eq!(
+        fvfsc(&d, 0, &["cat", "/notes/hello.txt"]),
+        "hello from stdin\n"
+    );
+    let log: serde_json::Value =
+        serde_json::from_str(&fvfsc(&d, 0, &["log", "--json", "-n", "2"])).unwrap();
+    assert_eq!(log[0]["kind"], "rollback");
+    let snaps: serde_json::Value =
+        serde_json::from_str(&fvfsc(&d, 0, &["snapshot", "list", "--json"])).unwrap();
+    assert_eq!(snaps[0]["name"], "before-rm");
+    fvfsc(&d, 0, &["snapshot", "delete", "before-rm"]);
+    assert_eq!(fvfsc(&d, 0, &["snapshot", "list"]), "");
+
+    // du, status, wal, completions.
+    let du = |p: &str| -> serde_json::Value {
+        serde_json::from_str(&fvfsc(&d, 0, &["du", "--json", p])).unwrap()
+    };
+    let (all, tree, tree2) = (du("/"), du("/tree"), du("/tree2"));
+    assert_eq!(tree["unique_bytes"], tree2["unique_bytes"]);
+    // tree2 shares every chunk with tree: it adds nothing unique to the whole.
+    let expected = tree["unique_bytes"].as_u64().unwrap() + (5 << 20) + 17;
+    assert_eq!(all["unique_bytes"].as_u64().unwrap(), expected, "{all}");
+    assert_eq!(all["tiers"]["local"], all["unique_bytes"]);
+    let status: serde_json::Value =
+        serde_json::from_str(&fvfsc(&d, 0, &["status", "--json"])).unwrap();
+    assert_eq!(status["tiers"][0]["name"], "local");
+    // About 19.8 MB logical over 12.5 MB unique: tree2 is free.
+    assert!(
+        status["store"]["dedup_ratio"].as_f64().unwrap() > 1.5,
+        "{status}"
+    );
+    assert!(fvfsc(&d, 0, &["wal"]).contains("no replication work pending"));
+    assert!(fvfsc(&d, 0, &["completions", "bash"]).contains("fvfsc"));
+}
+
+#[test]
+fn bad_requests_get_the_right_status_and_the_daemon_keeps_serving() {
+    let store = Fvfsd::new();
+    let d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
+    let put = |path: &str, body: &[u8]| d.raw(&request("PUT", path, &[], body));
+    assert_eq!(put("/v1/files/ok.txt", b"fine").0, 201);
+
+    for path in [
+        "/v1/files/a/../../etc/passwd",
+        "/v1/files/%2e%2e/x",
+        "/v1/files/a/%2E%2E/%2e%2e/x",
+        "/v1/files/nul%00byte",
+    ] {
+        let (status, body) = put(path, b"x");
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(body.contains("\"error\":\"bad_path\""), "{path}: {body}");
+    }
+    for id in ["zz", "../../etc/passwd", &"A".repeat(64)] {
+        assert_eq!(
+            d.raw(&request("GET", &format!("/v1/chunks/{id}"), &[], b""))
+                .0,
+            400,
+            "{id}"
+        );
+    }
+    let wrong = fvfs_cas::ChunkId::of(b"what the id says").to_hex();
+    let (status, body) = put(&format!("/v1/chunks/{wrong}"), b"something else");
+    assert_eq!(
+        (status, body.contains("hash_mismatch")),
+        (400, true),
+        "{body}"
+    );
+    let huge = vec![7u8; 300 << 10];
+    let huge_id = fvfs_cas::ChunkId::of(&huge).to_hex();
+    assert_eq!(put(&format!("/v1/chunks/{huge_id}"), &huge).0, 413);
+    let too_many: Vec<String> = (0..10_001)
+        .map(|i| fvfs_cas::ChunkId::of(&i.to_string().into_bytes()).to_hex())
+        .collect();
+    let body = serde_json::to_vec(&serde_json::json!({ "ids": too_many })).unwrap();
+    assert_eq!(
+        d.raw(&request("POST", "/v1/chunks/missing", &[], &body)).0,
+        413
+    );
+    assert_eq!(d.raw(&request("GET", "/v1/nope", &[], b"")).0, 404);
+    assert_eq!(d.raw(&request("GET", "/", &[], b"")).0, 404);
+    assert_eq!(
+        d.raw(&request("PATCH", "/v1/files/ok.txt", &[], b"")).0,
+        405
+    );
+    assert_eq!(d.raw(&request("POST", "/v1/status", &[], b"")).0, 405);
+    let long_header = format!("X-Junk: {}", "j".repeat(100_000));
+    assert_eq!(
+        d.raw(&request("GET", "/v1/status", &[&long_header], b"")).0,
+        431
+    );
+    assert_eq!(
+        d.raw(&request("POST", "/v1/snapshots", &[], b"{not json"))
+            .0,
+        400
+    );
+    assert_eq!(d.raw(&request("GET", "/v1/files/missing", &[], b"")).0, 404);
+    assert_eq!(
+        d.raw(&request("GET", "/v1/files/", &[], b"")).0,
+        409,
+        "reading a directory"
+    );
+    assert_eq!(
+        d.raw(&request("PUT", "/v1/files/ok.txt/below", &[], b"x"))
+            .0,
+        409,
+        "a file is not a directory"
+    );
+
+    // A truncated upload: the client promises 1 MB, sends 10 bytes and goes away.
+    {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(&d.addr).unwrap();
+        s.write_all(b"PUT /v1/files/truncated HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n0123456789").unwrap();
+    }
+    // Nothing half-written appears, and the daemon still answers everyone.
+    assert_eq!(
+        d.raw(&request("GET", "/v1/files/ok.txt", &[], b"")),
+        (200, "fine".into())
+    );
+    assert_eq!(
+        d.raw(&request("GET", "/v1/meta/truncated", &[], b"")).0,
+        404
+    );
+
+    // Concurrent writers to one path: each succeeds, and the file is one of them, whole.
+    let bodies: Vec<Vec<u8>> = (0..8u64)
+        .map(|i| tree::bytes(i, 200_000 + i as usize * 1000, false))
+        .collect();
+    std::thread::scope(|s| {
+        for b in &bodies {
+            s.spawn(|| assert_eq!(put("/v1/files/contended.bin", b).0, 201));
+        }
+    });
+    let out = d.fvfsc(["cat", "/contended.bin"]).output().unwrap();
+    assert!(
+        bodies.contains(&out.stdout),
+        "the file must be exactly one writer's content"
+    );
+
+    let metrics = d.raw(&request("GET", "/metrics", &[], b"")).1;
+    assert!(
+        metrics.contains("fvfs_http_requests_total{route=\"files\",status=\"201\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("fvfs_tier_chunks{tier=\"local\"}"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn beyond_loopback_every_route_needs_the_token() {
+    let store = Fvfsd::new();
+    let d = Daemon::start(&store, "0.0.0.0:0", &["--no-mdns"]);
+    let port = d.addr.rsplit(':').next().unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let token = store.run(["token"]).trim().to_owned();
+    assert_eq!(token.len(), 64);
+    let mode = fs::metadata(store.home.path().join("token"))
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
+        .unwrap();
+    assert_eq!(mode, 0o600);
+    let (status, body) = fvfs_tests::daemon::raw(&addr, &request("GET", "/v1/status", &[], b""));
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("Bearer"), "{body}");
+    assert_eq!(
+        fvfs_tests::daemon::raw(
+            &addr,
+            &request("GET", "/metrics", &["Authorization: Bearer wrong"], b"")
+        )
+        .0,
+        401
+    );
+    let auth = format!("Authorization: Bearer {token}");
+    assert_eq!(
+        fvfs_tests::daemon::raw(&addr, &request("GET", "/v1/status", &[&auth], b"")).0,
+        200
+    );
+    let status = d
+        .fvfsc(["--url", &format!("http://{addr}"), "status"])
+        .output()
+        .unwrap();
+    check(&status, 1);
+    assert!(stderr(&status).contains("Bearer"), "{}", stderr(&status));
+    let ok = d
+        .fvfsc(["--url", &format!("http://{addr}"), "status"])
+        .env("FVFS_TOKEN", &token)
+        .output()
+        .unwrap();
+    check(&ok, 0);
+    let mdns = d.raw(&request("GET", "/v1/status", &[&auth], b"")).1;
+    assert!(!mdns.contains(&token), "the token never appears in answers");
+}
+
+#[test]
+fn fvfsd_commands_go_through_the_running_daemon_and_shutdown_is_clean() {
+    let store = Fvfsd::new();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    tree::generate(&src, 200, 1 << 20);
+    let mut d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
+    let out = store.run([
+        "migrate",
+        "--local-src",
+        src.to_str().unwrap(),
+        "--dest",
+        "/m",
+    ]);
+    assert!(out.contains("committed version 1"), "{out}");
+    assert!(store.run(["snapshot", "create", "s"]).contains("version 2"));
+    assert!(store
+        .run(["status"])
+        .contains(&format!("served by {}", d.url)));
+    assert!(store.run(["fsck", "--read-data"]).contains("0 problems"));
+    let exported = work.path().join("out");
+    store.run(["export", "--version", "s", "/m", exported.to_str().unwrap()]);
+    tree::assert_same(&src, &exported);
+    let busy = store.cmd(["serve"]).output().unwrap();
+    check(&busy, 2);
+    assert!(stderr(&busy).contains("already serves this store"));
+
+    // SIGTERM: clean exit, everything acknowledged is there after a restart.
+    assert_eq!(d.stop(), Some(0));
+    assert!(!store.home.path().join("daemon.url").exists());
+    assert!(store.run(["log"]).contains("[s]"));
+    let d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
+    let cat = d.fvfsc(["cat", "/m/odd/hard-a"]).output().unwrap();
+    assert_eq!(cat.stdout, b"hard linked content");
+}
+
+#[test]
+fn kill_9_loses_no_acknowledged_write() {
+    let store = Fvfsd::new();
+    let mut d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
+    let mut written = Vec::new();
+    for i in 0..20u64 {
+        let body = tree::bytes(i, 50_000 + i as usize, i % 2 == 0);
+        let (status, _) = d.raw(&request("PUT", &format!("/v1/files/f{i}"), &[], &body));
+        assert_eq!(status, 201);
+        written.push(body);
+    }
+    d.kill();
+    // The daemon died holding the store: a command opens it directly again.
+    assert!(store.run(["fsck", "--read-data"]).contains("0 problems"));
+    let d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
+    for (i, body) in written.iter().enumerate() {
+        let out = d.fvfsc(["cat", &format!("/f{i}")]).output().unwrap();
+        assert_eq!(&out.stdout, body, "f{i}");
+    }
+}
