@@ -9,6 +9,7 @@ need setpriv util-linux   # runs a migration as an unprivileged user (unreadable
 need mount mount          # tmpfs data dirs for the full-disk test
 need umount mount
 need gcc gcc              # zstd-sys builds C
+need ip iproute2          # network namespaces for the mDNS test
 
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}"

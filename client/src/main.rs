@@ -112,6 +112,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// fvfs daemons (seen over mDNS) and clients (seen over HTTP) the daemon knows of.
+    Devices {
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
 }
@@ -414,6 +419,28 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     b(&v["tiers"]["nas"]),
                     b(&v["tiers"]["s3"])
                 );
+            }
+        }
+        Command::Devices { json } => {
+            let v: Value = api.get("/v1/devices").await?;
+            if json {
+                print_json(&v)?;
+            } else {
+                for d in v["daemons"].as_array().into_iter().flatten() {
+                    println!(
+                        "daemon  {}  port {}  {}",
+                        d["name"].as_str().unwrap_or("?"),
+                        d["port"],
+                        d["addresses"]
+                    );
+                }
+                for c in v["clients"].as_array().into_iter().flatten() {
+                    println!(
+                        "client  {}  {}",
+                        c["address"].as_str().unwrap_or("?"),
+                        c["agent"].as_str().unwrap_or("?")
+                    );
+                }
             }
         }
         Command::Completions { .. } => unreachable!("handled before the runtime starts"),
