@@ -10,6 +10,8 @@ pub enum ManifestError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Db(#[from] KvError),
+    #[error("frame for chunk {id} was refused: {reason}")]
+    BadFrame { id: ChunkId, reason: String },
     #[error("tree node {id} is damaged: {reason}")]
     BadNode { id: ChunkId, reason: String },
     #[error("metadata record {key} is damaged: {reason}")]

@@ -115,25 +115,69 @@ impl Repo {
         kind: ChunkKind,
     ) -> Result<ChunkId> {
         let id = ChunkId::of(data);
-        if self.knows(pending, &id)? {
-            return Ok(id);
+        if !self.knows(pending, &id)? {
+            self.store_frame(
+                pending,
+                id,
+                Bytes::from(frame::encode(data)),
+                data.len(),
+                kind,
+            )
+            .await?;
         }
-        let framed = frame::encode(data);
+        Ok(id)
+    }
+
+    /// Stores a frame encoded elsewhere (by a client), after checking that it decodes
+    /// to `id`; returns whether it was new. A tree node must also decode as one.
+    pub async fn put_frame(
+        &self,
+        pending: &Pending,
+        id: ChunkId,
+        framed: Bytes,
+        kind: ChunkKind,
+    ) -> Result<bool> {
+        if self.knows(pending, &id)? {
+            return Ok(false);
+        }
+        let raw = frame::decode(&id, &framed).map_err(|e| ManifestError::BadFrame {
+            id,
+            reason: e.to_string(),
+        })?;
+        if kind == ChunkKind::Node {
+            node::decode(&raw).map_err(|e| ManifestError::BadFrame {
+                id,
+                reason: format!("not a tree node: {e}"),
+            })?;
+        }
+        self.store_frame(pending, id, framed, raw.len(), kind)
+            .await?;
+        Ok(true)
+    }
+
+    async fn store_frame(
+        &self,
+        pending: &Pending,
+        id: ChunkId,
+        framed: Bytes,
+        raw_len: usize,
+        kind: ChunkKind,
+    ) -> Result<()> {
         let record = ChunkRecord {
             kind,
             tiers: TIER_LOCAL,
-            raw_len: data.len() as u32,
+            raw_len: raw_len as u32,
             stored_len: framed.len() as u32,
             last_access: now(),
             accesses: 0.0,
         };
-        self.store.put(id, Bytes::from(framed)).await?;
+        self.store.put(id, framed).await?;
         pending
             .records
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, record);
-        Ok(id)
+        Ok(())
     }
 
     pub async fn put_node(&self, pending: &Pending, node: &Node) -> Result<ChunkId> {

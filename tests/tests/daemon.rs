@@ -180,6 +180,16 @@ fn bad_requests_get_the_right_status_and_the_daemon_keeps_serving() {
         (400, true),
         "{body}"
     );
+    // A batch whose frame does not decode to its id is refused, and stores nothing.
+    let mut batch = vec![0u8];
+    batch.extend_from_slice(fvfs_cas::ChunkId::of(b"claimed").as_bytes());
+    let framed = fvfs_cas::frame::encode(b"actual content");
+    batch.extend_from_slice(&(framed.len() as u32).to_le_bytes());
+    batch.extend_from_slice(&framed);
+    let (status, body) = d.raw(&request("POST", "/v1/chunks", &[], &batch));
+    assert_eq!((status, body.contains("bad_frame")), (400, true), "{body}");
+    let (status, body) = d.raw(&request("POST", "/v1/chunks", &[], &batch[..20]));
+    assert_eq!((status, body.contains("bad_batch")), (400, true), "{body}");
     let huge = vec![7u8; 300 << 10];
     let huge_id = fvfs_cas::ChunkId::of(&huge).to_hex();
     assert_eq!(put(&format!("/v1/chunks/{huge_id}"), &huge).0, 413);

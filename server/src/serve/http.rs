@@ -111,6 +111,7 @@ impl From<ManifestError> for ApiError {
             M::NotEmpty(_) => (StatusCode::CONFLICT, "not_empty"),
             M::SnapshotExists(_) => (StatusCode::CONFLICT, "exists"),
             M::InvalidPath(..) => (StatusCode::BAD_REQUEST, "bad_path"),
+            M::BadFrame { .. } => (StatusCode::BAD_REQUEST, "bad_frame"),
             M::BadSnapshotName(_) => (StatusCode::BAD_REQUEST, "bad_name"),
             M::BadNode { .. } | M::BadRecord { .. } => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "corrupt")

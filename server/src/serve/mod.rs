@@ -273,6 +273,10 @@ async fn route(
         "meta" if method == Method::GET => ("meta", files::meta(state, fs_path(tail), &req).await),
         "ls" if method == Method::GET => ("ls", files::ls(state, fs_path(tail), &req).await),
         "du" if method == Method::GET => ("du", files::du(state, fs_path(tail)).await),
+        "chunks" if tail.is_empty() => match method {
+            Method::POST => ("chunks_batch", store::put_batch(state, req).await),
+            _ => wrong_method("chunks_batch"),
+        },
         "chunks" if tail == "missing" => match method {
             Method::POST => ("chunks_missing", store::missing(state, req).await),
             _ => wrong_method("chunks_missing"),

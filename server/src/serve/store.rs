@@ -159,3 +159,44 @@ pub async fn node(state: &Arc<State>, id: &str) -> Result<Response<Body>, ApiErr
     })?;
     Ok(bytes_response(data, "application/cbor"))
 }
+
+/// Many client-framed chunks in one streamed request (`fvfs_manifest::api::batch`):
+/// each frame must decode to its id, and nodes must decode as nodes; stored chunks are
+/// staged like single PUTs. Memory: one record at a time.
+pub async fn put_batch(
+    state: &Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    use fvfs_manifest::api::batch::Parser;
+    let mut parser = Parser::default();
+    let (mut stored, mut present) = (0u64, 0u64);
+    let mut body = req.into_body();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_request(format!("upload interrupted: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        state
+            .metrics
+            .bytes_in
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        for (kind, id, framed) in parser
+            .push(&data)
+            .map_err(|e| ApiError::bad_request(e).with_error("bad_batch"))?
+        {
+            if state
+                .repo
+                .put_frame(&state.staged, id, framed, kind)
+                .await?
+            {
+                stored += 1;
+            } else {
+                present += 1;
+            }
+        }
+    }
+    if !parser.finished() {
+        return Err(ApiError::bad_request("the body ends inside a record").with_error("bad_batch"));
+    }
+    ok(&json!({"stored": stored, "present": present}))
+}
