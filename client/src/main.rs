@@ -17,9 +17,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use bytes::Bytes;
 use clap::{CommandFactory, Parser, Subcommand};
-use fvfs_manifest::api::{
-    encode_path, show, ChangeInfo, EntryInfo, SnapshotInfo, StatusInfo, VersionInfo,
-};
+use fvfs_manifest::api::{encode_path, show, EntryInfo};
 use http_body_util::BodyExt;
 use hyper::Method;
 use serde::Deserialize;
@@ -169,6 +167,20 @@ fn print_json(v: &impl serde::Serialize) -> Result<()> {
     Ok(())
 }
 
+/// Prints `v` as JSON, or its human form.
+fn show_or_json<T: serde::Serialize>(
+    v: &T,
+    json: bool,
+    human: impl FnOnce(&T) -> String,
+) -> Result<()> {
+    if json {
+        print_json(v)
+    } else {
+        print!("{}", human(v));
+        Ok(())
+    }
+}
+
 async fn run(cli: Cli) -> Result<ExitCode> {
     let config = discover::ClientConfig::load()?;
     let url = match cli.url.clone() {
@@ -295,11 +307,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             println!("version {}", v["version"]);
         }
         Command::Status { json } => {
-            let v: Value = api.get("/v1/status").await?;
+            let (v, store) = api.status().await?;
             if json {
                 print_json(&v)?;
             } else {
-                let store: StatusInfo = serde_json::from_value(v["store"].clone())?;
                 let d = &v["daemon"];
                 println!(
                     "daemon:      {} (fvfsd {}, node {}, up {} s)",
@@ -336,69 +347,27 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Snapshot { action } => match action {
-            SnapshotAction::Create { name } => {
-                let v: VersionInfo = api
-                    .json(
-                        Method::POST,
-                        "/v1/snapshots",
-                        Some(&json!({ "name": name })),
-                    )
-                    .await?;
-                println!("snapshot {name} = version {}", v.number);
-            }
+            SnapshotAction::Create { name } => println!(
+                "snapshot {name} = version {}",
+                api.snapshot_create(&name).await?.number
+            ),
             SnapshotAction::List { json } => {
-                let list: Vec<SnapshotInfo> = api.get("/v1/snapshots").await?;
-                if json {
-                    print_json(&list)?;
-                } else {
-                    print!("{}", show::snapshots(&list));
-                }
+                show_or_json(&api.snapshots().await?, json, |l| show::snapshots(l))?
             }
             SnapshotAction::Delete { name } => {
-                let v: Value = api
-                    .json(
-                        Method::DELETE,
-                        &format!("/v1/snapshots/{}", encode_path(name.as_bytes())),
-                        None,
-                    )
-                    .await?;
-                println!(
-                    "deleted snapshot {name} (version {} stays in the log)",
-                    v["version"]
-                );
+                let n = api.snapshot_delete(&name).await?;
+                println!("deleted snapshot {name} (version {n} stays in the log)");
             }
         },
         Command::Log { limit, json } => {
-            let q = limit.map(|n| format!("?limit={n}")).unwrap_or_default();
-            let list: Vec<VersionInfo> = api.get(&format!("/v1/versions{q}")).await?;
-            if json {
-                print_json(&list)?;
-            } else {
-                print!("{}", show::log(&list));
-            }
+            show_or_json(&api.log(limit).await?, json, |l| show::log(l))?
         }
         Command::Rollback { version } => {
-            let v: VersionInfo = api
-                .json(
-                    Method::POST,
-                    "/v1/rollback",
-                    Some(&json!({ "to": version })),
-                )
-                .await?;
+            let v = api.rollback(&version).await?;
             println!("version {}: {}", v.number, v.message);
         }
         Command::Diff { a, b, json } => {
-            let q = format!(
-                "?a={}&b={}",
-                encode_path(a.as_bytes()),
-                encode_path(b.as_bytes())
-            );
-            let list: Vec<ChangeInfo> = api.get(&format!("/v1/diff{q}")).await?;
-            if json {
-                print_json(&list)?;
-            } else {
-                print!("{}", show::diff(&list));
-            }
+            show_or_json(&api.diff(&a, &b).await?, json, |l| show::diff(l))?
         }
         Command::Du { path, json } => {
             let v: Value = api.get(&format!("/v1/du{}", fs_path(&path)?)).await?;

@@ -16,6 +16,8 @@ use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use crate::api::{encode_path, ChangeInfo, SnapshotInfo, StatusInfo, VersionInfo};
+
 pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
 pub fn full(data: impl Into<Bytes>) -> Body {
@@ -170,5 +172,71 @@ impl Api {
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Failure> {
         self.json(Method::GET, path, None).await
+    }
+}
+
+/// The typed calls that both fvfsc and fvfsd (through a running daemon) make.
+impl Api {
+    pub async fn snapshot_create(&self, name: &str) -> Result<VersionInfo, Failure> {
+        self.json(
+            Method::POST,
+            "/v1/snapshots",
+            Some(&serde_json::json!({ "name": name })),
+        )
+        .await
+    }
+
+    pub async fn snapshots(&self) -> Result<Vec<SnapshotInfo>, Failure> {
+        self.get("/v1/snapshots").await
+    }
+
+    /// Deletes a snapshot name; returns the version it named.
+    pub async fn snapshot_delete(&self, name: &str) -> Result<u64, Failure> {
+        let v: serde_json::Value = self
+            .json(
+                Method::DELETE,
+                &format!("/v1/snapshots/{}", encode_path(name.as_bytes())),
+                None,
+            )
+            .await?;
+        v["version"]
+            .as_u64()
+            .ok_or_else(|| Failure::Protocol("snapshot delete: no version".into()))
+    }
+
+    pub async fn log(&self, limit: Option<usize>) -> Result<Vec<VersionInfo>, Failure> {
+        let q = limit.map(|n| format!("?limit={n}")).unwrap_or_default();
+        self.get(&format!("/v1/versions{q}")).await
+    }
+
+    pub async fn version(&self, spec: &str) -> Result<VersionInfo, Failure> {
+        self.get(&format!("/v1/versions/{}", encode_path(spec.as_bytes())))
+            .await
+    }
+
+    pub async fn rollback(&self, to: &str) -> Result<VersionInfo, Failure> {
+        self.json(
+            Method::POST,
+            "/v1/rollback",
+            Some(&serde_json::json!({ "to": to })),
+        )
+        .await
+    }
+
+    pub async fn diff(&self, a: &str, b: &str) -> Result<Vec<ChangeInfo>, Failure> {
+        self.get(&format!(
+            "/v1/diff?a={}&b={}",
+            encode_path(a.as_bytes()),
+            encode_path(b.as_bytes())
+        ))
+        .await
+    }
+
+    /// The whole status answer, and its store part.
+    pub async fn status(&self) -> Result<(serde_json::Value, StatusInfo), Failure> {
+        let v: serde_json::Value = self.get("/v1/status").await?;
+        let store = serde_json::from_value(v["store"].clone())
+            .map_err(|e| Failure::Protocol(format!("status: {e}")))?;
+        Ok((v, store))
     }
 }

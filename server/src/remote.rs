@@ -6,11 +6,10 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
-use fvfs_manifest::api::{encode_path, ChangeInfo, SnapshotInfo, StatusInfo, VersionInfo};
+use anyhow::Result;
 use fvfs_manifest::client::Api;
 use hyper::Method;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::cli::{Command, SnapshotAction};
 use crate::home::DAEMON_INFO;
@@ -67,74 +66,31 @@ async fn through(api: &Api, command: Command) -> Result<ExitCode> {
             println!("{}", v["summary"].as_str().unwrap_or_default());
         }
         Command::Snapshot { action } => match action {
-            SnapshotAction::Create { name } => {
-                let v: VersionInfo = api
-                    .json(
-                        Method::POST,
-                        "/v1/snapshots",
-                        Some(&json!({ "name": name })),
-                    )
-                    .await?;
-                println!("snapshot {name} = version {}", v.number);
-            }
-            SnapshotAction::List { json } => {
-                report::snapshots(&api.get::<Vec<SnapshotInfo>>("/v1/snapshots").await?, json)?
-            }
+            SnapshotAction::Create { name } => println!(
+                "snapshot {name} = version {}",
+                api.snapshot_create(&name).await?.number
+            ),
+            SnapshotAction::List { json } => report::snapshots(&api.snapshots().await?, json)?,
             SnapshotAction::Delete { name } => {
-                let v: Value = api
-                    .json(
-                        Method::DELETE,
-                        &format!("/v1/snapshots/{}", encode_path(name.as_bytes())),
-                        None,
-                    )
-                    .await?;
-                println!(
-                    "deleted snapshot {name} (version {} stays in the log)",
-                    v["version"]
-                );
+                let n = api.snapshot_delete(&name).await?;
+                println!("deleted snapshot {name} (version {n} stays in the log)");
             }
         },
-        Command::Log { limit, json } => {
-            let q = limit.map(|n| format!("?limit={n}")).unwrap_or_default();
-            report::log(
-                &api.get::<Vec<VersionInfo>>(&format!("/v1/versions{q}"))
-                    .await?,
-                json,
-            )?
-        }
+        Command::Log { limit, json } => report::log(&api.log(limit).await?, json)?,
         Command::Rollback { version } => {
-            let target: VersionInfo = api
-                .get(&format!("/v1/versions/{}", encode_path(version.as_bytes())))
-                .await?;
-            let v: VersionInfo = api
-                .json(
-                    Method::POST,
-                    "/v1/rollback",
-                    Some(&json!({ "to": version })),
-                )
-                .await?;
+            let target = api.version(&version).await?;
+            let v = api.rollback(&version).await?;
             println!(
                 "version {}: rolled back to version {}",
                 v.number, target.number
             );
         }
-        Command::Diff { a, b, json } => {
-            let q = format!(
-                "?a={}&b={}",
-                encode_path(a.as_bytes()),
-                encode_path(b.as_bytes())
-            );
-            report::diff(
-                &api.get::<Vec<ChangeInfo>>(&format!("/v1/diff{q}")).await?,
-                json,
-            )?
-        }
-        Command::Status { json } => {
-            let v: Value = api.get("/v1/status").await?;
-            let store: StatusInfo =
-                serde_json::from_value(v["store"].clone()).context("status answer")?;
-            report::status(&store, &format!("served by {}", api.base), json)?
-        }
+        Command::Diff { a, b, json } => report::diff(&api.diff(&a, &b).await?, json)?,
+        Command::Status { json } => report::status(
+            &api.status().await?.1,
+            &format!("served by {}", api.base),
+            json,
+        )?,
         Command::Fsck { read_data, all } => {
             let report: fvfs_fsck::Report = api
                 .json(
