@@ -68,6 +68,19 @@ impl Pending {
             .contains_key(id)
     }
 
+    /// Whether nothing waits to be recorded.
+    pub fn is_empty(&self) -> bool {
+        self.records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+            && self
+                .stats
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty()
+    }
+
     fn take(&self) -> (Records, StatNotes) {
         let records = std::mem::take(&mut *self.records.lock().unwrap_or_else(|p| p.into_inner()));
         let stats = std::mem::take(&mut *self.stats.lock().unwrap_or_else(|p| p.into_inner()));
@@ -79,6 +92,7 @@ pub struct Repo {
     store: Arc<dyn ChunkStore>,
     kv: Kv,
     head: tokio::sync::Mutex<()>,
+    persisting: tokio::sync::Mutex<()>,
 }
 
 pub(crate) fn now() -> i64 {
@@ -94,6 +108,7 @@ impl Repo {
             store,
             kv,
             head: tokio::sync::Mutex::new(()),
+            persisting: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -286,17 +301,29 @@ impl Repo {
     /// totals they change) and stat-cache entries. Applied in batches of bounded size,
     /// because sled holds several KiB per operation of a batch until it is applied;
     /// each batch is consistent on its own (its records and the totals including them).
+    ///
+    /// Records stay in `pending` until they are in the database, so [`Repo::knows`]
+    /// never misses a chunk that is on its way; persists run one at a time, so the
+    /// totals are never updated by two at once.
     async fn persist(&self, pending: &Pending) -> Result<()> {
         const BATCH_OPS: usize = 4096;
-        let (records, stats) = pending.take();
+        let _one_at_a_time = self.persisting.lock().await;
+        let records: Vec<(ChunkId, ChunkRecord)> = pending
+            .records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(id, r)| (*id, *r))
+            .collect();
+        let stats = std::mem::take(&mut *pending.stats.lock().unwrap_or_else(|p| p.into_inner()));
         self.store.sync().await?;
         let mut totals = self.totals()?;
         let mut batch = Batch::default();
-        for (id, record) in records {
-            let key = meta::chunk_key(&id);
+        for (id, record) in &records {
+            let key = meta::chunk_key(id);
             if !self.kv.contains(&key)? {
-                totals.add(&record);
-                batch.insert(key, meta::encode(&record));
+                totals.add(record);
+                batch.insert(key, meta::encode(record));
             }
             if batch.len() >= BATCH_OPS {
                 batch.insert(meta::TOTALS, meta::encode(&totals));
@@ -311,6 +338,10 @@ impl Repo {
             }
         }
         self.kv.apply(batch)?;
+        let mut map = pending.records.lock().unwrap_or_else(|p| p.into_inner());
+        for (id, _) in &records {
+            map.remove(id);
+        }
         Ok(())
     }
 

@@ -430,3 +430,37 @@ fn a_large_put_and_get_stream_through_bounded_memory() {
         grown >> 20
     );
 }
+
+#[test]
+fn concurrent_tree_uploads_sharing_chunks_all_commit() {
+    let store = Fvfsd::new();
+    let d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    tree::generate(&src, 300, 1 << 20);
+    // Four clients upload the same tree (every chunk shared) at once, while flushes run:
+    // none may see another's chunks vanish between upload and commit.
+    std::thread::scope(|s| {
+        for i in 0..4 {
+            let (d, src) = (&d, &src);
+            s.spawn(move || {
+                fvfsc(
+                    d,
+                    0,
+                    &["put", &format!("/copy{i}"), "-r", src.to_str().unwrap()],
+                )
+            });
+        }
+        s.spawn(|| {
+            for _ in 0..10 {
+                assert_eq!(d.raw(&request("POST", "/v1/admin/flush", &[], b"")).0, 200);
+            }
+        });
+    });
+    for i in 0..4 {
+        let out = work.path().join(format!("out{i}"));
+        store.run(["export", &format!("/copy{i}"), out.to_str().unwrap()]);
+        tree::assert_same(&src, &out);
+    }
+    assert!(store.run(["fsck", "--read-data"]).contains("0 problems"));
+}

@@ -112,6 +112,22 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
         watermarks,
         started: Instant::now(),
     });
+    // Uploaded chunks become durable in the background too, so a big upload's commit
+    // has little left to do and memory for their records stays bounded.
+    let checkpoints = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            loop {
+                tick.tick().await;
+                if !state.staged.is_empty() {
+                    if let Err(e) = state.repo.checkpoint(&state.staged).await {
+                        tracing::warn!("checkpoint of uploaded chunks failed: {e}");
+                    }
+                }
+            }
+        })
+    };
     home.write_daemon_info(listen)?;
     // The line scripts and tests wait for: the daemon answers from now on.
     println!("fvfsd: listening on http://{listen}");
@@ -153,6 +169,7 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
     if let Some(a) = announcement {
         a.stop();
     }
+    checkpoints.abort();
     state.repo.checkpoint(&state.staged).await?;
     home.remove_daemon_info();
     println!("fvfsd: stopped");

@@ -7,8 +7,9 @@
 //! - A request's operations apply all together or not at all: if one fails (a path that
 //!   is a directory, say), the batch is rebuilt without that request, which alone gets
 //!   the error.
-//! - Chunks uploaded on their own (`PUT /v1/chunks/{id}`) wait in `staged` and become
-//!   durable and recorded with the next commit, whichever request it is for.
+//! - Chunks uploaded on their own (`PUT /v1/chunks/{id}`, `POST /v1/chunks`) wait in
+//!   `staged` and become durable and recorded at the next commit or background
+//!   checkpoint (every 2 s), whichever comes first.
 
 use std::sync::Arc;
 
@@ -97,11 +98,14 @@ async fn run(repo: Arc<Repo>, staged: Arc<Pending>, mut rx: mpsc::Receiver<Reque
 }
 
 async fn commit_group(repo: &Repo, staged: &Pending, group: Vec<Request>) {
+    let started = std::time::Instant::now();
     let lock = repo.lock().await;
     let all = Pending::default();
-    all.absorb(staged);
     let mut failed: Vec<Option<ManifestError>> = group.iter().map(|_| None).collect();
     let result = async {
+        // Chunks uploaded on their own become durable and recorded first: this commit
+        // may name them. They stay visible to other requests' checks meanwhile.
+        repo.checkpoint(staged).await?;
         let head = lock.head()?;
         // Rebuild the edit without a failing request until every remaining one applies.
         let edit = 'attempt: loop {
@@ -145,6 +149,18 @@ async fn commit_group(repo: &Repo, staged: &Pending, group: Vec<Request>) {
         }
     }
     .await;
+    let ops: usize = group.iter().map(|r| r.ops.len()).sum();
+    let ms = started.elapsed().as_millis() as u64;
+    match &result {
+        Ok(v) => tracing::info!(
+            requests = group.len(),
+            ops,
+            ms,
+            version = v.number,
+            "committed"
+        ),
+        Err(e) => tracing::warn!(requests = group.len(), ops, ms, "commit failed: {e}"),
+    }
     for (req, fail) in group.into_iter().zip(failed) {
         let answer = match (fail, &result) {
             (Some(e), _) => Err(e),
