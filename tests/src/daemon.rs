@@ -99,7 +99,8 @@ impl Drop for Daemon {
 /// `Connection: close`).
 pub fn raw(addr: &str, request: &[u8]) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect");
-    s.write_all(request).expect("send");
+    // A daemon may answer (413, 507...) and close before the whole body is sent.
+    let _ = s.write_all(request);
     let mut answer = Vec::new();
     let _ = s.read_to_end(&mut answer);
     let text = String::from_utf8_lossy(&answer).into_owned();

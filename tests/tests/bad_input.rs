@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use fvfs_tests::tmpfs::Tmpfs;
 use fvfs_tests::{check, tree, Fvfsd};
 
 fn stderr_of(out: &std::process::Output) -> String {
@@ -180,37 +181,6 @@ fn unreadable_files_and_directories_are_reported_by_name() {
     tree::assert_same(&src.join("sub"), &out_dir);
 }
 
-/// Mounts a small tmpfs as the data directory; `None` where mounting is refused.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Option<Self> {
-        fs::create_dir_all(dir).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .ok()?
-            .success();
-        ok.then(|| Self(dir.to_path_buf()))
-    }
-
-    fn resize(&self, size: &str) {
-        let ok = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(&self.0)
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn a_full_disk_stops_migration_cleanly_and_loses_nothing_committed() {
     let work = tempfile::tempdir().unwrap();
@@ -230,7 +200,7 @@ fn a_full_disk_stops_migration_cleanly_and_loses_nothing_committed() {
         )
         .unwrap();
     }
-    let run = |args: &[&str]| d.cmd(args).env("FVFS_HOME", &disk.0).output().unwrap();
+    let run = |args: &[&str]| d.cmd(args).env("FVFS_HOME", disk.path()).output().unwrap();
     check(
         &run(&[
             "migrate",

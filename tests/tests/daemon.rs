@@ -464,3 +464,34 @@ fn concurrent_tree_uploads_sharing_chunks_all_commit() {
     }
     assert!(store.run(["fsck", "--read-data"]).contains("0 problems"));
 }
+
+#[test]
+fn a_full_disk_answers_507_and_keeps_what_was_committed() {
+    let work = tempfile::tempdir().unwrap();
+    let Some(disk) = fvfs_tests::tmpfs::Tmpfs::mount(&work.path().join("home"), "12m") else {
+        eprintln!("SKIPPED: this kernel refuses to mount tmpfs here (not root?)");
+        return;
+    };
+    let store = Fvfsd {
+        home: tempfile::tempdir_in(disk.path()).unwrap(),
+    };
+    let d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
+    assert_eq!(
+        d.raw(&request("PUT", "/v1/files/small", &[], b"kept")).0,
+        201
+    );
+    let (status, body) = d.raw(&request(
+        "PUT",
+        "/v1/files/huge",
+        &[],
+        &tree::bytes(5, 24 << 20, false),
+    ));
+    assert_eq!(status, 507, "{body}");
+    assert!(body.contains("no_space"), "{body}");
+    // The daemon still serves, and what it acknowledged before is whole.
+    assert_eq!(
+        d.raw(&request("GET", "/v1/files/small", &[], b"")),
+        (200, "kept".into())
+    );
+    assert_eq!(d.raw(&request("GET", "/v1/meta/huge", &[], b"")).0, 404);
+}

@@ -137,7 +137,10 @@ pub async fn put(
                 .bytes_in
                 .fetch_add(data.len() as u64, Ordering::Relaxed);
             for chunk in chunker.push(&data) {
-                refs.push(store_chunk(&state.repo, &pending, &chunk).await?);
+                match store_chunk(&state.repo, &pending, &chunk).await {
+                    Ok(r) => refs.push(r),
+                    Err(e) => return Err(drain(body, e).await),
+                }
             }
         }
     }
@@ -162,6 +165,22 @@ pub async fn put(
         StatusCode::CREATED,
         &json!({"version": v.number, "size": size}),
     ))
+}
+
+/// Most of a failed upload's remaining body read and discarded, so that the client,
+/// still sending, gets the error answer instead of a reset connection.
+const DRAIN_LIMIT: u64 = 64 << 20;
+
+async fn drain(mut body: Incoming, error: ApiError) -> ApiError {
+    let mut left = DRAIN_LIMIT;
+    while let Some(Ok(frame)) = body.frame().await {
+        let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+        if n >= left {
+            break;
+        }
+        left -= n;
+    }
+    error
 }
 
 async fn store_chunk(repo: &Repo, pending: &Pending, data: &[u8]) -> Result<ChunkRef, ApiError> {
