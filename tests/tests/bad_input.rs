@@ -103,7 +103,14 @@ fn a_file_that_changes_while_being_read_is_reported_not_imported_half_written() 
             }
         });
         let out = d
-            .cmd(["migrate", "--local-src", src.to_str().unwrap()])
+            // One worker leaves the other core to the appender while every read runs.
+            .cmd([
+                "migrate",
+                "--jobs",
+                "1",
+                "--local-src",
+                src.to_str().unwrap(),
+            ])
             .output()
             .unwrap();
         stop.store(true, Ordering::Relaxed);
