@@ -115,6 +115,28 @@ impl DirStore {
         &self.inner.root
     }
 
+    /// [`ChunkStore::list`], as a stream that owns its handle on the store: one shard
+    /// in memory at a time, whatever the store's size.
+    pub fn list_owned(&self) -> BoxStream<'static, Result<ChunkId, StoreError>> {
+        let this = self.clone();
+        stream::iter(0..=255u8)
+            .then(move |shard| {
+                let this = this.clone();
+                async move { this.blocking(move |s| s.scan_shard(shard)).await }
+            })
+            .flat_map(|r| match r {
+                Ok(ids) => stream::iter(ids.into_iter().map(|(id, _)| Ok(id)).collect::<Vec<_>>()),
+                Err(e) => stream::iter(vec![Err(e)]),
+            })
+            .boxed()
+    }
+
+    /// Whether `root` holds a chunk store (its marker file is there). A network mount
+    /// that went away leaves an empty mountpoint, which does not.
+    pub fn exists_at(root: &Path) -> bool {
+        root.join(MARKER).is_file()
+    }
+
     /// Where the frame of `id` lives once synced.
     pub fn path_of(&self, id: &ChunkId) -> PathBuf {
         self.inner.final_path(id)
@@ -321,13 +343,7 @@ impl ChunkStore for DirStore {
     }
 
     fn list(&self) -> BoxStream<'_, Result<ChunkId, StoreError>> {
-        stream::iter(0..=255u8)
-            .then(move |shard| self.blocking(move |s| s.scan_shard(shard)))
-            .flat_map(|r| match r {
-                Ok(ids) => stream::iter(ids.into_iter().map(|(id, _)| Ok(id)).collect::<Vec<_>>()),
-                Err(e) => stream::iter(vec![Err(e)]),
-            })
-            .boxed()
+        self.list_owned()
     }
 
     async fn usage(&self) -> Result<Usage, StoreError> {

@@ -1,7 +1,12 @@
 //! Tiers of fvfs: local disk (hot), NAS (warm) and S3 (cold, the source of truth).
 //!
-//! This crate will hold the S3 chunk store with its packs, the crash-safe replication
-//! queue, promotion on read and watermark eviction (the tiering issue). The per-chunk
-//! tier bitmask it drives is part of the data model and lives with the chunk record
-//! in `fvfs_manifest::meta` (`TIER_LOCAL`, `TIER_NAS`, `TIER_S3`), so that the
-//! manifest can record where every chunk is without depending on this crate.
+//! Here so far: the [`NasStore`]. To come (the tiering issue): the S3 chunk store with
+//! its packs, the crash-safe replication queue, promotion on read and watermark
+//! eviction. The per-chunk tier bitmask they drive is part of the data model and lives
+//! with the chunk record in `fvfs_manifest::meta` (`TIER_LOCAL`, `TIER_NAS`,
+//! `TIER_S3`), so that the manifest can record where every chunk is without depending
+//! on this crate.
+
+mod nas;
+
+pub use nas::NasStore;
