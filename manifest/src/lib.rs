@@ -19,7 +19,10 @@ mod tree;
 mod walk;
 
 pub use error::{ManifestError, Result};
-pub use meta::{ChunkKind, ChunkRecord, FileRef, StatEntry, Totals, Version, VersionKind};
+pub use meta::{
+    ChunkKind, ChunkRecord, FileRef, QueueEntry, QueueStatus, StatEntry, Totals, Version,
+    VersionKind,
+};
 pub use node::{ChunkRef, DirNode, Entry, EntryKind, FileNode, Node};
 pub use repo::{HeadLock, Pending, Repo};
 pub use tree::TreeEdit;

@@ -7,6 +7,8 @@
 //! c <32-byte id>  ChunkRecord, one per chunk known to the store
 //! f <source path> StatEntry: migrate's stat cache
 //! k               Totals over all chunk records
+//! q <tier> <id>   QueueEntry: chunk waiting to be copied to a colder tier
+//! t <tier>        the tier was initialised once (so a vanished mount is never re-created)
 //! ```
 //! Values are packed CBOR structs (or fixed-width integers), all a few dozen bytes.
 
@@ -22,6 +24,14 @@ pub(crate) const VERSION_PREFIX: u8 = b'v';
 pub(crate) const SNAPSHOT_PREFIX: u8 = b's';
 pub(crate) const CHUNK_PREFIX: u8 = b'c';
 pub(crate) const STAT_PREFIX: u8 = b'f';
+pub(crate) const QUEUE_PREFIX: u8 = b'q';
+pub(crate) const TIER_PREFIX: u8 = b't';
+
+pub(crate) fn queue_key(tier: u8, id: &ChunkId) -> Vec<u8> {
+    let mut k = vec![QUEUE_PREFIX, tier];
+    k.extend_from_slice(id.as_bytes());
+    k
+}
 
 pub(crate) fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + rest.len());
@@ -160,4 +170,26 @@ impl Totals {
         self.raw_bytes += u64::from(r.raw_len);
         self.stored_bytes += u64::from(r.stored_len);
     }
+}
+
+/// A chunk waiting to reach a colder tier: written in the same batch as the chunk's
+/// record, removed in the same batch that sets the tier's bit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueEntry {
+    /// When it was queued (seconds since the Unix epoch).
+    pub since: i64,
+    pub attempts: u32,
+    /// Not before this time (exponential backoff after failures).
+    pub next_try: i64,
+    /// The last failure, if any.
+    pub error: String,
+}
+
+/// What waits for one tier.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueStatus {
+    pub pending: u64,
+    /// Seconds since the oldest waiting chunk was queued.
+    pub oldest_age_secs: Option<i64>,
+    pub last_error: Option<String>,
 }

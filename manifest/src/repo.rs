@@ -17,14 +17,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+mod queue;
+
 use bytes::Bytes;
 use fvfs_cas::{frame, ChunkId, ChunkStore};
 
 use crate::error::{ManifestError, Result};
 use crate::kv::{Batch, Kv};
-use crate::meta::FileRef;
 use crate::meta::{
-    self, ChunkKind, ChunkRecord, StatEntry, Totals, Version, VersionKind, TIER_LOCAL,
+    self, ChunkKind, ChunkRecord, FileRef, QueueEntry, StatEntry, Totals, Version, VersionKind,
+    TIER_LOCAL, TIER_NAS, TIER_S3,
 };
 use crate::node::{self, ChunkRef, DirNode, Entry, Node};
 
@@ -93,6 +95,8 @@ pub struct Repo {
     kv: Kv,
     head: tokio::sync::Mutex<()>,
     persisting: tokio::sync::Mutex<()>,
+    /// Tiers (bits) every new chunk is queued for.
+    replicas: std::sync::atomic::AtomicU8,
 }
 
 pub(crate) fn now() -> i64 {
@@ -109,6 +113,7 @@ impl Repo {
             kv,
             head: tokio::sync::Mutex::new(()),
             persisting: tokio::sync::Mutex::new(()),
+            replicas: std::sync::atomic::AtomicU8::new(0),
         }
     }
 
@@ -319,11 +324,24 @@ impl Repo {
         self.store.sync().await?;
         let mut totals = self.totals()?;
         let mut batch = Batch::default();
+        let replicas = self.replicas.load(std::sync::atomic::Ordering::Relaxed);
+        let queued = meta::encode(&QueueEntry {
+            since: now(),
+            attempts: 0,
+            next_try: 0,
+            error: String::new(),
+        });
         for (id, record) in &records {
             let key = meta::chunk_key(id);
             if !self.kv.contains(&key)? {
                 totals.add(record);
                 batch.insert(key, meta::encode(record));
+                for bit in [TIER_NAS, TIER_S3]
+                    .into_iter()
+                    .filter(|b| replicas & b != 0)
+                {
+                    batch.insert(meta::queue_key(bit, id), queued.clone());
+                }
             }
             if batch.len() >= BATCH_OPS {
                 batch.insert(meta::TOTALS, meta::encode(&totals));

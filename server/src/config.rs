@@ -160,6 +160,9 @@ impl Config {
     }
 
     fn validate(&self) -> Result<()> {
+        if self.tiers.nas.as_ref().is_some_and(|t| t.path.is_none()) {
+            bail!("[tiers.nas] needs a path: the directory of the mounted share");
+        }
         for (name, tier) in [("local", &self.tiers.local), ("nas", &self.tiers.nas)] {
             if let Some(Tier {
                 high_watermark_gb: Some(h),
@@ -198,13 +201,6 @@ impl Config {
     /// daemon can say so at start instead of silently ignoring it.
     pub fn not_in_effect(&self) -> Vec<String> {
         let mut notes = Vec::new();
-        if let Some(nas) = &self.tiers.nas {
-            let path = nas
-                .path
-                .as_deref()
-                .map_or("(no path)".into(), |p| p.display().to_string());
-            notes.push(format!("[tiers.nas] at {path}: NAS replication is not in this build yet; chunks stay on the local tier"));
-        }
         if let Some(s3) = &self.tiers.s3 {
             let at = s3.endpoint.as_deref().unwrap_or("AWS");
             let (region, prefix) = (
@@ -223,7 +219,7 @@ impl Config {
         if self.tiers.nas.is_some() || self.tiers.s3.is_some() {
             let e = &self.eviction;
             notes.push(format!(
-                "[eviction] every {} s, weights {}/{}: nothing is evicted until a colder tier holds the chunks",
+                "[eviction] every {} s, weights {}/{}: eviction is not in this build yet; local copies are kept",
                 e.interval_secs, e.recency_weight, e.frequency_weight
             ));
         }
@@ -240,6 +236,11 @@ impl Config {
             ));
         }
         notes
+    }
+
+    /// The NAS tier's directory, if the tier is configured.
+    pub fn nas_path(&self) -> Option<&Path> {
+        self.tiers.nas.as_ref().and_then(|t| t.path.as_deref())
     }
 
     /// The local tier's watermarks in bytes (high, low), if configured.

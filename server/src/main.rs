@@ -64,6 +64,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 /// Runs `command` on the store opened by this process.
 async fn local(home: &home::Home, config: &config::Config, command: Command) -> Result<ExitCode> {
     let repo = home.repo();
+    // With a NAS tier, every chunk recorded (by any command) is queued for it.
+    if let Some(path) = config.nas_path() {
+        if let Some(why) = fvfs_tiering::prepare_nas(repo, path)? {
+            tracing::warn!("NAS tier unavailable: {why}");
+        }
+        repo.set_replicas(fvfs_manifest::meta::TIER_NAS);
+    }
     let where_ = home.dir().display().to_string();
     match command {
         Command::Serve { listen, no_mdns } => {
@@ -75,6 +82,7 @@ async fn local(home: &home::Home, config: &config::Config, command: Command) -> 
                 mdns: config.daemon.mdns && !no_mdns,
                 node_name: config.daemon.node_name.clone(),
                 watermarks: config.local_watermarks(),
+                nas: config.nas_path().map(|p| p.to_path_buf()),
             };
             serve::run(home, options).await?
         }

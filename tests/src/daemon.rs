@@ -20,8 +20,13 @@ impl Daemon {
     /// Starts `fvfsd serve --listen LISTEN` (port 0: a free one) on `store`'s data dir,
     /// and returns once it printed the address it answers on.
     pub fn start(store: &Fvfsd, listen: &str, extra: &[&str]) -> Self {
-        let mut cmd = store.cmd(["serve", "--listen", listen]);
-        cmd.args(extra);
+        Self::start_with(store, &[], listen, extra)
+    }
+
+    /// Like [`Daemon::start`], with global options (such as `--config FILE`) before `serve`.
+    pub fn start_with(store: &Fvfsd, global: &[&str], listen: &str, extra: &[&str]) -> Self {
+        let mut cmd = store.cmd(global);
+        cmd.args(["serve", "--listen", listen]).args(extra);
         Self::spawn(cmd)
     }
 

@@ -13,11 +13,11 @@ use super::store::body;
 use super::{query, State};
 use crate::{export, migrate};
 
-/// The tiers this daemon runs, with their contents. Only the local tier exists until
-/// NAS and S3 tiering land; it is always available and has no replication queue.
+/// The tiers this daemon runs: the local one, always available with nothing queued,
+/// then each colder tier with its availability and replication queue.
 fn tiers(state: &State) -> Result<serde_json::Value, ApiError> {
     let t = state.repo.totals()?;
-    Ok(json!([{
+    let mut tiers = vec![json!({
         "name": "local",
         "bit": TIER_LOCAL,
         "chunks": t.chunks,
@@ -26,7 +26,21 @@ fn tiers(state: &State) -> Result<serde_json::Value, ApiError> {
         "low_watermark_bytes": state.watermarks.map(|w| w.1),
         "available": true,
         "queue_depth": 0,
-    }]))
+    })];
+    for r in &state.replicators {
+        let q = r
+            .status(&state.repo)
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "db_error", e))?;
+        tiers.push(json!({
+            "name": r.name,
+            "bit": r.bit,
+            "available": r.available(),
+            "queue_depth": q.pending,
+            "oldest_age_secs": q.oldest_age_secs,
+            "last_error": r.last_error().or(q.last_error),
+        }));
+    }
+    Ok(serde_json::Value::Array(tiers))
 }
 
 pub async fn status(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
@@ -48,19 +62,40 @@ pub fn devices(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
 }
 
 /// Makes everything accepted so far durable: staged chunks and their records.
+/// Makes everything accepted so far durable on the local tier, then waits until every
+/// colder tier holds it too; 503 (naming the tier and why) if one is unavailable.
 pub async fn flush(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
     state.repo.checkpoint(&state.staged).await?;
-    ok(&json!({"flushed": true, "tiers": ["local"]}))
+    let mut tiers = vec!["local"];
+    for r in &state.replicators {
+        r.drain(&state.repo)
+            .await
+            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "tier_unavailable", e))?;
+        tiers.push(r.name);
+    }
+    ok(&json!({"flushed": true, "tiers": tiers}))
 }
 
 pub fn evict(_state: &Arc<State>) -> Result<Response<Body>, ApiError> {
     ok(
-        &json!({"evicted_chunks": 0, "evicted_bytes": 0, "detail": "no colder tier is configured: local chunks are never evicted"}),
+        &json!({"evicted_chunks": 0, "evicted_bytes": 0, "detail": "eviction is not in this build yet: local copies are kept"}),
     )
 }
 
-pub fn wal(_state: &Arc<State>) -> Result<Response<Body>, ApiError> {
-    ok(&json!({"tiers": [], "pending": 0}))
+/// Replication work waiting per colder tier: count, oldest age, last error.
+pub fn wal(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
+    let tiers: Vec<_> = tiers(state)?
+        .as_array()
+        .into_iter()
+        .flatten()
+        .skip(1)
+        .cloned()
+        .collect();
+    let pending: u64 = tiers
+        .iter()
+        .map(|t| t["queue_depth"].as_u64().unwrap_or(0))
+        .sum();
+    ok(&json!({"tiers": tiers, "pending": pending}))
 }
 
 pub async fn fsck(state: &Arc<State>, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
@@ -113,7 +148,7 @@ pub async fn export(
 
 pub async fn metrics(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
     let t = state.repo.totals()?;
-    let gauges = [
+    let mut gauges = vec![
         (
             "fvfs_tier_chunks",
             "Chunks held per tier.",
@@ -126,25 +161,33 @@ pub async fn metrics(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
             "{tier=\"local\"}".to_owned(),
             t.stored_bytes as f64,
         ),
-        (
-            "fvfs_replication_queue_depth",
-            "Chunks waiting to reach a tier.",
-            "{tier=\"nas\"}".to_owned(),
-            0.0,
-        ),
-        (
-            "fvfs_replication_queue_depth",
-            "Chunks waiting to reach a tier.",
-            "{tier=\"s3\"}".to_owned(),
-            0.0,
-        ),
-        (
-            "fvfs_versions",
-            "Versions in the log.",
-            String::new(),
-            state.repo.head()?.map_or(0, |v| v.number) as f64,
-        ),
     ];
+    for r in &state.replicators {
+        let q = r
+            .status(&state.repo)
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "db_error", e))?;
+        let labels = format!("{{tier=\"{}\"}}", r.name);
+        gauges.push((
+            "fvfs_replication_queue_depth",
+            "Chunks waiting to reach a tier.",
+            labels.clone(),
+            q.pending as f64,
+        ));
+        gauges.push((
+            "fvfs_tier_available",
+            "Whether a tier answers (1) or not (0).",
+            labels,
+            f64::from(u8::from(r.available())),
+        ));
+    }
+    gauges.push((
+        "fvfs_versions",
+        "Versions in the log.",
+        String::new(),
+        state.repo.head()?.map_or(0, |v| v.number) as f64,
+    ));
+    // The exposition format wants each metric's samples together.
+    gauges.sort_by(|a, b| a.0.cmp(b.0));
     Ok(Response::builder()
         .header("content-type", "text/plain; version=0.0.4")
         .body(full(state.metrics.render(&gauges)))

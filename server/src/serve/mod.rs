@@ -40,6 +40,9 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use fvfs_manifest::meta::TIER_NAS;
+use fvfs_tiering::{NasStore, Replicator};
+
 use crate::home::Home;
 use crate::mdns::{Announcement, Devices};
 pub use auth::token;
@@ -62,6 +65,8 @@ pub struct State {
     node_id: String,
     listen: SocketAddr,
     watermarks: Option<(u64, u64)>,
+    /// One worker per colder tier, draining the replication queue.
+    replicators: Vec<Arc<Replicator>>,
     started: Instant,
 }
 
@@ -73,6 +78,8 @@ pub struct Options {
     pub node_name: Option<String>,
     /// The local tier's (high, low) watermarks in bytes, shown in status.
     pub watermarks: Option<(u64, u64)>,
+    /// The NAS tier's directory, replicated to when set.
+    pub nas: Option<std::path::PathBuf>,
 }
 
 /// Serves until SIGINT or SIGTERM.
@@ -82,6 +89,7 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
         mdns,
         node_name,
         watermarks,
+        nas,
     } = options;
     let listener = TcpListener::bind(listen)
         .await
@@ -100,8 +108,20 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
     };
     let repo = home.repo_arc();
     let staged = Arc::new(Pending::default());
+    let replicators: Vec<Arc<Replicator>> = nas
+        .map(|path| {
+            Replicator::spawn(
+                repo.clone(),
+                "nas",
+                TIER_NAS,
+                Arc::new(NasStore::new(path)) as Arc<dyn fvfs_cas::ChunkStore>,
+            )
+        })
+        .into_iter()
+        .collect();
     let state = Arc::new(State {
         writer: Writer::spawn(repo.clone(), staged.clone()),
+        replicators,
         repo,
         staged,
         token,

@@ -1,0 +1,153 @@
+//! The replication queue: chunks waiting to be copied to a colder tier.
+//!
+//! # Invariants
+//! - A chunk is queued for every replica tier in the same batch that records it
+//!   ([`Repo::persist`](super::Repo)), so no recorded chunk is ever forgotten, crash or not.
+//! - A tier's bit is set, and the chunk unqueued, in one durable batch, and only after
+//!   the tier confirmed the copy (its own sync returned).
+
+use fvfs_cas::ChunkId;
+
+use super::{now, Repo};
+use crate::error::{ManifestError, Result};
+use crate::kv::Batch;
+use crate::meta::{self, QueueEntry, QueueStatus, TIER_NAS, TIER_S3};
+
+/// The replication queue (see `meta::QueueEntry`).
+impl Repo {
+    /// Queues every chunk recorded from now on for the tiers in `mask` (`TIER_*` bits).
+    pub fn set_replicas(&self, mask: u8) {
+        self.replicas.store(
+            mask & (TIER_NAS | TIER_S3),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    fn queue(&self, tier: u8) -> impl Iterator<Item = Result<(ChunkId, QueueEntry)>> + '_ {
+        self.kv
+            .scan_prefix(&[meta::QUEUE_PREFIX, tier], false)
+            .map(|r| {
+                let (k, v) = r?;
+                let id = ChunkId::from_slice(&k[2..]).ok_or_else(|| ManifestError::BadRecord {
+                    key: "queue".into(),
+                    reason: "bad id".into(),
+                })?;
+                let e = meta::decode(&v).map_err(|e| ManifestError::BadRecord {
+                    key: "queue".into(),
+                    reason: e.to_string(),
+                })?;
+                Ok((id, e))
+            })
+    }
+
+    /// Up to `limit` chunks waiting for `tier` whose retry time has come.
+    pub fn replication_due(&self, tier: u8, limit: usize) -> Result<Vec<ChunkId>> {
+        let now = now();
+        let mut out = Vec::new();
+        for item in self.queue(tier) {
+            let (id, e) = item?;
+            if e.next_try <= now {
+                out.push(id);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `tier` confirmed holding `ids` (after its own sync): set their bits and unqueue
+    /// them in one durable batch.
+    pub async fn replication_done(&self, tier: u8, ids: &[ChunkId]) -> Result<()> {
+        let _one_at_a_time = self.persisting.lock().await;
+        let mut batch = Batch::default();
+        for id in ids {
+            if let Some(mut r) = self.chunk_record(id)? {
+                r.tiers |= tier;
+                batch.insert(meta::chunk_key(id), meta::encode(&r));
+            }
+            batch.remove(meta::queue_key(tier, id));
+        }
+        self.kv.apply(batch)?;
+        self.kv.flush_durable()?;
+        Ok(())
+    }
+
+    /// Copying `ids` to `tier` failed: note why, and retry after `backoff_secs`.
+    pub async fn replication_failed(
+        &self,
+        tier: u8,
+        ids: &[ChunkId],
+        error: &str,
+        backoff_secs: i64,
+    ) -> Result<()> {
+        let _one_at_a_time = self.persisting.lock().await;
+        let mut batch = Batch::default();
+        for id in ids {
+            let key = meta::queue_key(tier, id);
+            let Some(v) = self.kv.get(&key)? else {
+                continue;
+            };
+            let mut e: QueueEntry = meta::decode(&v).map_err(|e| ManifestError::BadRecord {
+                key: "queue".into(),
+                reason: e.to_string(),
+            })?;
+            e.attempts += 1;
+            e.next_try = now() + backoff_secs;
+            e.error = error.chars().take(300).collect();
+            batch.insert(key, meta::encode(&e));
+        }
+        self.kv.apply(batch)?;
+        self.kv.flush_durable()?;
+        Ok(())
+    }
+
+    /// What waits for `tier`. Walks its queue.
+    pub fn replication_status(&self, tier: u8) -> Result<QueueStatus> {
+        let mut s = QueueStatus::default();
+        let (now, mut oldest) = (now(), i64::MAX);
+        for item in self.queue(tier) {
+            let (_, e) = item?;
+            s.pending += 1;
+            oldest = oldest.min(e.since);
+            if !e.error.is_empty() {
+                s.last_error = Some(e.error);
+            }
+        }
+        s.oldest_age_secs = (s.pending > 0).then(|| now - oldest);
+        Ok(s)
+    }
+
+    /// Whether `tier` was initialised before (a store made there once).
+    pub fn tier_initialised(&self, tier: u8) -> Result<bool> {
+        Ok(self.kv.contains(&[meta::TIER_PREFIX, tier])?)
+    }
+
+    pub fn mark_tier_initialised(&self, tier: u8) -> Result<()> {
+        let mut batch = Batch::default();
+        batch.insert(vec![meta::TIER_PREFIX, tier], vec![1]);
+        self.kv.apply(batch)?;
+        self.kv.flush_durable()?;
+        Ok(())
+    }
+}
+
+impl Repo {
+    /// Makes every chunk waiting for `tier` due now (a flush asks for a retry now,
+    /// whatever the backoff said).
+    pub async fn replication_retry_now(&self, tier: u8) -> Result<()> {
+        let _one_at_a_time = self.persisting.lock().await;
+        let mut batch = Batch::default();
+        for item in self.queue(tier) {
+            let (id, mut e) = item?;
+            if e.next_try > 0 {
+                e.next_try = 0;
+                batch.insert(meta::queue_key(tier, &id), meta::encode(&e));
+            }
+        }
+        if !batch.is_empty() {
+            self.kv.apply(batch)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,123 @@
+//! The NAS tier end to end: chunks replicate after the local write, the bitmask says
+//! so only once the NAS holds them, a vanished mount is never written to while writes
+//! keep succeeding locally, and the queue survives kill -9 and drains when it returns.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::Path;
+
+use fvfs_tests::daemon::{request, Daemon};
+use fvfs_tests::{tree, Fvfsd};
+
+/// Names of the chunk files of a directory store.
+fn chunk_names(root: &Path) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for shard in fs::read_dir(root).unwrap() {
+        let shard = shard.unwrap().path();
+        if shard.is_dir() {
+            for f in fs::read_dir(&shard).unwrap() {
+                let name = f.unwrap().file_name().to_string_lossy().into_owned();
+                if name.len() == 64 {
+                    out.insert(name);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+#[test]
+fn nas_replication_survives_an_unmounted_share_and_kill_9() {
+    let work = tempfile::tempdir().unwrap();
+    let nas = work.path().join("nas");
+    fs::create_dir(&nas).unwrap();
+    let config = work.path().join("fvfsd.toml");
+    fs::write(
+        &config,
+        format!("[tiers.nas]\npath = {:?}\n", nas.to_str().unwrap()),
+    )
+    .unwrap();
+    let store = Fvfsd::new();
+    let global = ["--config", config.to_str().unwrap()];
+    let put = |d: &Daemon, name: &str, seed: u64| {
+        let (status, body) = d.raw(&request(
+            "PUT",
+            &format!("/v1/files/{name}"),
+            &[],
+            &tree::bytes(seed, 300_000, seed.is_multiple_of(2)),
+        ));
+        assert_eq!(status, 201, "{body}");
+    };
+
+    let mut d = Daemon::start_with(&store, &global, "127.0.0.1:0", &["--no-mdns"]);
+    for i in 0..5 {
+        put(&d, &format!("a{i}"), i);
+    }
+    let (status, body) = d.raw(&request("POST", "/v1/admin/flush", &[], b""));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["tiers"], serde_json::json!(["local", "nas"]));
+    let local = store.home.path().join("chunks");
+    assert_eq!(
+        chunk_names(&nas),
+        chunk_names(&local),
+        "the NAS holds every chunk"
+    );
+    let du = json(&d.raw(&request("GET", "/v1/du/", &[], b"")).1);
+    assert_eq!(
+        du["tiers"]["nas"], du["unique_bytes"],
+        "bits set for everything: {du}"
+    );
+
+    // The share goes away: its mountpoint stays, empty.
+    let away = work.path().join("nas-away");
+    fs::rename(&nas, &away).unwrap();
+    fs::create_dir(&nas).unwrap();
+    for i in 5..10 {
+        put(&d, &format!("b{i}"), i);
+    }
+    let (status, body) = d.raw(&request("POST", "/v1/admin/flush", &[], b""));
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("tier_unavailable"), "{body}");
+    let wal = json(&d.raw(&request("GET", "/v1/admin/wal", &[], b"")).1);
+    assert!(wal["pending"].as_u64().unwrap() > 0, "{wal}");
+    assert_eq!(wal["tiers"][0]["available"], false, "{wal}");
+    assert!(
+        wal["tiers"][0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("not there"),
+        "{wal}"
+    );
+    assert_eq!(
+        fs::read_dir(&nas).unwrap().count(),
+        0,
+        "nothing written to the bare mountpoint"
+    );
+    let du = json(&d.raw(&request("GET", "/v1/du/", &[], b"")).1);
+    assert!(
+        du["tiers"]["nas"].as_u64() < du["unique_bytes"].as_u64(),
+        "{du}"
+    );
+
+    // Crash with work queued, bring the share back, restart: the queue drains.
+    d.kill();
+    fs::remove_dir(&nas).unwrap();
+    fs::rename(&away, &nas).unwrap();
+    let d = Daemon::start_with(&store, &global, "127.0.0.1:0", &["--no-mdns"]);
+    let (status, body) = d.raw(&request("POST", "/v1/admin/flush", &[], b""));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(chunk_names(&nas), chunk_names(&local));
+    let du = json(&d.raw(&request("GET", "/v1/du/", &[], b"")).1);
+    assert_eq!(du["tiers"]["nas"], du["unique_bytes"], "{du}");
+    let status = json(&d.raw(&request("GET", "/v1/status", &[], b"")).1);
+    assert_eq!(status["tiers"][1]["queue_depth"], 0, "{status}");
+    let metrics = d.raw(&request("GET", "/metrics", &[], b"")).1;
+    assert!(
+        metrics.contains("fvfs_replication_queue_depth{tier=\"nas\"} 0"),
+        "{metrics}"
+    );
+}
