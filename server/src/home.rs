@@ -17,27 +17,50 @@ use anyhow::{Context, Result};
 use fvfs_cas::{ChunkStore, DirStore};
 use fvfs_manifest::kv::Kv;
 use fvfs_manifest::Repo;
+use fvfs_tiering::{NasStore, TieredStore};
 
 pub struct Home {
     dir: PathBuf,
     repo: Arc<Repo>,
+    /// The NAS tier's store, when configured; reads fall back to it through `tiers`.
+    nas: Option<Arc<dyn ChunkStore>>,
+    tiers: Option<Arc<TieredStore>>,
     _lock: File,
 }
 
 impl Home {
     /// Opens the store in `dir`, with the local tier's chunks in `chunks`.
-    pub fn open(dir: PathBuf, chunks: &Path) -> Result<Self> {
+    /// Opens the store in `dir`, with the local tier's chunks in `chunks` and, when
+    /// given, the NAS tier at `nas` (reads fall back to it).
+    pub fn open(dir: PathBuf, chunks: &Path, nas: Option<&Path>) -> Result<Self> {
         fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create data directory {}", dir.display()))?;
         let lock = lock(&dir)?;
-        let store = DirStore::open(chunks)?;
+        let local: Arc<dyn ChunkStore> = Arc::new(DirStore::open(chunks)?);
         let kv = Kv::open(&dir.join("meta"))?;
-        let repo = Arc::new(Repo::new(Arc::new(store) as Arc<dyn ChunkStore>, kv));
+        let nas: Option<Arc<dyn ChunkStore>> =
+            nas.map(|p| Arc::new(NasStore::new(p)) as Arc<dyn ChunkStore>);
+        let tiers = nas
+            .clone()
+            .map(|n| Arc::new(TieredStore::new(local.clone(), vec![("nas", n)])));
+        let store = tiers.clone().map_or(local, |t| t as Arc<dyn ChunkStore>);
+        let repo = Arc::new(Repo::new(store, kv));
         Ok(Self {
             dir,
             repo,
+            nas,
+            tiers,
             _lock: lock,
         })
+    }
+
+    pub fn nas(&self) -> Option<Arc<dyn ChunkStore>> {
+        self.nas.clone()
+    }
+
+    /// The read-through store, when there are colder tiers (for its counters).
+    pub fn tiers(&self) -> Option<Arc<TieredStore>> {
+        self.tiers.clone()
     }
 
     pub fn dir(&self) -> &Path {

@@ -54,7 +54,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         println!("{}", serve::token(&dir)?);
         return Ok(ExitCode::SUCCESS);
     }
-    match home::Home::open(dir.clone(), &config.local_path(&dir)) {
+    match home::Home::open(dir.clone(), &config.local_path(&dir), config.nas_path()) {
         Ok(home) => local(&home, &config, cli.command).await,
         Err(e) if e.is::<home::Busy>() => remote::run(&dir, e, cli.command).await,
         Err(e) => Err(e),
@@ -82,7 +82,6 @@ async fn local(home: &home::Home, config: &config::Config, command: Command) -> 
                 mdns: config.daemon.mdns && !no_mdns,
                 node_name: config.daemon.node_name.clone(),
                 watermarks: config.local_watermarks(),
-                nas: config.nas_path().map(|p| p.to_path_buf()),
             };
             serve::run(home, options).await?
         }

@@ -121,3 +121,48 @@ fn nas_replication_survives_an_unmounted_share_and_kill_9() {
         "{metrics}"
     );
 }
+
+#[test]
+fn a_corrupt_local_copy_is_read_from_the_nas_and_repaired() {
+    let work = tempfile::tempdir().unwrap();
+    let nas = work.path().join("nas");
+    fs::create_dir(&nas).unwrap();
+    let config = work.path().join("fvfsd.toml");
+    fs::write(
+        &config,
+        format!("[tiers.nas]\npath = {:?}\n", nas.to_str().unwrap()),
+    )
+    .unwrap();
+    let store = Fvfsd::new();
+    let global = ["--config", config.to_str().unwrap()];
+    let d = Daemon::start_with(&store, &global, "127.0.0.1:0", &["--no-mdns"]);
+    let content = tree::bytes(42, 100_000, false);
+    assert_eq!(
+        d.raw(&request("PUT", "/v1/files/photo.raw", &[], &content))
+            .0,
+        201
+    );
+    assert_eq!(d.raw(&request("POST", "/v1/admin/flush", &[], b"")).0, 200);
+
+    // Flip a byte in every local chunk file.
+    let local = store.home.path().join("chunks");
+    for name in chunk_names(&local) {
+        let path = local.join(&name[..2]).join(&name);
+        let mut bytes = fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x20;
+        fs::write(&path, bytes).unwrap();
+    }
+    let cat = d.fvfsc(["cat", "/photo.raw"]).output().unwrap();
+    fvfs_tests::check(&cat, 0);
+    assert!(cat.stdout == content, "served whole from the NAS");
+    let metrics = d.raw(&request("GET", "/metrics", &[], b"")).1;
+    assert!(metrics.contains("fvfs_repaired_chunks "), "{metrics}");
+    assert!(
+        !metrics.contains("fvfs_repaired_chunks 0\n"),
+        "the bad copies are counted: {metrics}"
+    );
+    // Once flushed, the local copies are whole again.
+    assert_eq!(d.raw(&request("POST", "/v1/admin/flush", &[], b"")).0, 200);
+    assert!(store.run(["fsck", "--read-data"]).contains("0 problems"));
+}

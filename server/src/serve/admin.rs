@@ -180,6 +180,20 @@ pub async fn metrics(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
             f64::from(u8::from(r.available())),
         ));
     }
+    if let Some(t) = &state.tiers {
+        gauges.push((
+            "fvfs_promoted_chunks",
+            "Chunks read from a colder tier and copied back to local.",
+            String::new(),
+            t.promoted() as f64,
+        ));
+        gauges.push((
+            "fvfs_repaired_chunks",
+            "Corrupt local copies replaced from a colder tier.",
+            String::new(),
+            t.repaired() as f64,
+        ));
+    }
     gauges.push((
         "fvfs_versions",
         "Versions in the log.",

@@ -41,7 +41,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use fvfs_manifest::meta::TIER_NAS;
-use fvfs_tiering::{NasStore, Replicator};
+use fvfs_tiering::{Replicator, TieredStore};
 
 use crate::home::Home;
 use crate::mdns::{Announcement, Devices};
@@ -67,6 +67,8 @@ pub struct State {
     watermarks: Option<(u64, u64)>,
     /// One worker per colder tier, draining the replication queue.
     replicators: Vec<Arc<Replicator>>,
+    /// Reads through the tiers, when there are colder ones (its counters go to metrics).
+    tiers: Option<Arc<TieredStore>>,
     started: Instant,
 }
 
@@ -78,8 +80,6 @@ pub struct Options {
     pub node_name: Option<String>,
     /// The local tier's (high, low) watermarks in bytes, shown in status.
     pub watermarks: Option<(u64, u64)>,
-    /// The NAS tier's directory, replicated to when set.
-    pub nas: Option<std::path::PathBuf>,
 }
 
 /// Serves until SIGINT or SIGTERM.
@@ -89,7 +89,6 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
         mdns,
         node_name,
         watermarks,
-        nas,
     } = options;
     let listener = TcpListener::bind(listen)
         .await
@@ -108,20 +107,15 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
     };
     let repo = home.repo_arc();
     let staged = Arc::new(Pending::default());
-    let replicators: Vec<Arc<Replicator>> = nas
-        .map(|path| {
-            Replicator::spawn(
-                repo.clone(),
-                "nas",
-                TIER_NAS,
-                Arc::new(NasStore::new(path)) as Arc<dyn fvfs_cas::ChunkStore>,
-            )
-        })
+    let replicators: Vec<Arc<Replicator>> = home
+        .nas()
+        .map(|nas| Replicator::spawn(repo.clone(), "nas", TIER_NAS, nas))
         .into_iter()
         .collect();
     let state = Arc::new(State {
         writer: Writer::spawn(repo.clone(), staged.clone()),
         replicators,
+        tiers: home.tiers(),
         repo,
         staged,
         token,

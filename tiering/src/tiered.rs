@@ -1,0 +1,144 @@
+//! Reads through the tiers: local first, then each colder tier in order.
+//!
+//! A chunk the local tier lacks, or holds corrupt, is read from the first colder tier
+//! that has it whole (every store's get verifies the hash), then promoted: written back
+//! to the local tier (durable at its next sync), replacing a corrupt copy, which is
+//! reported and counted. Writes and everything else go to the local tier.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use fvfs_cas::{ChunkId, ChunkStore, Loaded, StoreError, Usage};
+
+pub struct TieredStore {
+    local: Arc<dyn ChunkStore>,
+    /// Colder tiers, warmest first, each with its name for reports.
+    colder: Vec<(&'static str, Arc<dyn ChunkStore>)>,
+    /// Corrupt local copies found and replaced from a colder tier.
+    repaired: AtomicU64,
+    /// Chunks read from a colder tier and promoted.
+    promoted: AtomicU64,
+}
+
+impl TieredStore {
+    pub fn new(
+        local: Arc<dyn ChunkStore>,
+        colder: Vec<(&'static str, Arc<dyn ChunkStore>)>,
+    ) -> Self {
+        Self {
+            local,
+            colder,
+            repaired: AtomicU64::new(0),
+            promoted: AtomicU64::new(0),
+        }
+    }
+
+    /// Corrupt local copies replaced so far.
+    pub fn repaired(&self) -> u64 {
+        self.repaired.load(Ordering::Relaxed)
+    }
+
+    /// Chunks promoted from a colder tier so far.
+    pub fn promoted(&self) -> u64 {
+        self.promoted.load(Ordering::Relaxed)
+    }
+}
+
+#[async_trait]
+impl ChunkStore for TieredStore {
+    async fn put(&self, id: ChunkId, frame: Bytes) -> Result<(), StoreError> {
+        self.local.put(id, frame).await
+    }
+
+    async fn get(&self, id: &ChunkId) -> Result<Loaded, StoreError> {
+        let first = match self.local.get(id).await {
+            Ok(loaded) => return Ok(loaded),
+            Err(e @ (StoreError::NotFound(_) | StoreError::Corrupt { .. })) => e,
+            Err(e) => return Err(e),
+        };
+        let corrupt = matches!(first, StoreError::Corrupt { .. });
+        for (name, tier) in &self.colder {
+            let Ok(loaded) = tier.get(id).await else {
+                continue;
+            };
+            if corrupt {
+                tracing::warn!(%id, tier = name, "local copy is corrupt ({first}); replaced by the {name} copy");
+                self.local.delete(id).await?;
+                self.repaired.fetch_add(1, Ordering::Relaxed);
+            }
+            self.local.put(*id, loaded.frame.clone()).await?;
+            self.promoted.fetch_add(1, Ordering::Relaxed);
+            return Ok(loaded);
+        }
+        Err(first)
+    }
+
+    async fn has(&self, ids: &[ChunkId]) -> Result<Vec<bool>, StoreError> {
+        self.local.has(ids).await
+    }
+
+    async fn delete(&self, id: &ChunkId) -> Result<(), StoreError> {
+        self.local.delete(id).await
+    }
+
+    fn list(&self) -> BoxStream<'_, Result<ChunkId, StoreError>> {
+        self.local.list()
+    }
+
+    async fn usage(&self) -> Result<Usage, StoreError> {
+        self.local.usage().await
+    }
+
+    async fn sync(&self) -> Result<(), StoreError> {
+        self.local.sync().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fvfs_cas::{frame, ChunkStoreExt, MemoryStore};
+
+    #[tokio::test]
+    async fn passes_conformance() {
+        fvfs_cas::conformance::run(&TieredStore::new(Arc::new(MemoryStore::new()), vec![])).await;
+    }
+
+    #[tokio::test]
+    async fn missing_and_corrupt_local_copies_come_from_the_colder_tier() {
+        let (local, nas) = (Arc::new(MemoryStore::new()), Arc::new(MemoryStore::new()));
+        let t = TieredStore::new(
+            local.clone(),
+            vec![("nas", nas.clone() as Arc<dyn ChunkStore>)],
+        );
+        let only_nas = nas.put_data(b"only on the nas").await.unwrap();
+        assert_eq!(
+            &t.get_data(&only_nas).await.unwrap()[..],
+            b"only on the nas"
+        );
+        assert!(local.has(&[only_nas]).await.unwrap()[0], "promoted");
+
+        let data = b"precious".repeat(100);
+        let id = nas.put_data(&data).await.unwrap();
+        local
+            .put(id, Bytes::from(frame::encode(b"something else")))
+            .await
+            .unwrap();
+        assert_eq!(&t.get_data(&id).await.unwrap()[..], &data[..]);
+        assert_eq!((t.repaired(), t.promoted()), (1, 2));
+        assert_eq!(
+            &local.get_data(&id).await.unwrap()[..],
+            &data[..],
+            "the bad copy was replaced"
+        );
+
+        let nowhere = ChunkId::of(b"nowhere");
+        assert!(matches!(
+            t.get(&nowhere).await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+}
