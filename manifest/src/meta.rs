@@ -161,6 +161,11 @@ pub struct Totals {
     pub node_chunks: u64,
     pub raw_bytes: u64,
     pub stored_bytes: u64,
+    /// Chunks, and their stored bytes, that the NAS tier confirmed holding.
+    #[serde(default)]
+    pub nas_chunks: u64,
+    #[serde(default)]
+    pub nas_bytes: u64,
 }
 
 impl Totals {

@@ -115,6 +115,14 @@ fn nas_replication_survives_an_unmounted_share_and_kill_9() {
     assert_eq!(du["tiers"]["nas"], du["unique_bytes"], "{du}");
     let status = json(&d.raw(&request("GET", "/v1/status", &[], b"")).1);
     assert_eq!(status["tiers"][1]["queue_depth"], 0, "{status}");
+    assert_eq!(
+        status["tiers"][1]["chunks"], status["tiers"][0]["chunks"],
+        "{status}"
+    );
+    assert_eq!(
+        status["tiers"][1]["bytes"], status["tiers"][0]["bytes"],
+        "{status}"
+    );
     let metrics = d.raw(&request("GET", "/metrics", &[], b"")).1;
     assert!(
         metrics.contains("fvfs_replication_queue_depth{tier=\"nas\"} 0"),

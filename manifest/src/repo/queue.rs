@@ -61,13 +61,19 @@ impl Repo {
     pub async fn replication_done(&self, tier: u8, ids: &[ChunkId]) -> Result<()> {
         let _one_at_a_time = self.persisting.lock().await;
         let mut batch = Batch::default();
+        let mut totals = self.totals()?;
         for id in ids {
             if let Some(mut r) = self.chunk_record(id)? {
+                if r.tiers & tier == 0 && tier == TIER_NAS {
+                    totals.nas_chunks += 1;
+                    totals.nas_bytes += u64::from(r.stored_len);
+                }
                 r.tiers |= tier;
                 batch.insert(meta::chunk_key(id), meta::encode(&r));
             }
             batch.remove(meta::queue_key(tier, id));
         }
+        batch.insert(meta::TOTALS, meta::encode(&totals));
         self.kv.apply(batch)?;
         self.kv.flush_durable()?;
         Ok(())

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use fvfs_manifest::meta::TIER_LOCAL;
+use fvfs_manifest::meta::{TIER_LOCAL, TIER_NAS};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde_json::json;
@@ -34,6 +34,9 @@ fn tiers(state: &State) -> Result<serde_json::Value, ApiError> {
         tiers.push(json!({
             "name": r.name,
             "bit": r.bit,
+            // Only the NAS tier keeps totals so far; others report none rather than wrong ones.
+            "chunks": (r.bit == TIER_NAS).then_some(t.nas_chunks),
+            "bytes": (r.bit == TIER_NAS).then_some(t.nas_bytes),
             "available": r.available(),
             "queue_depth": q.pending,
             "oldest_age_secs": q.oldest_age_secs,
