@@ -115,12 +115,7 @@ async fn local(home: &home::Home, config: &config::Config, command: Command) -> 
         Command::Fsck { read_data, all } => {
             let versions = fvfs_fsck::versions_to_check(repo, all)?;
             let report = fvfs_fsck::check(repo, &versions, read_data).await?;
-            print!("{}", report.render());
-            return Ok(if report.is_clean() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            });
+            return Ok(report::fsck(&report));
         }
     }
     Ok(ExitCode::SUCCESS)

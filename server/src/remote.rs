@@ -99,12 +99,7 @@ async fn through(api: &Api, command: Command) -> Result<ExitCode> {
                     None,
                 )
                 .await?;
-            print!("{}", report.render());
-            return Ok(if report.is_clean() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            });
+            return Ok(report::fsck(&report));
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -4,6 +4,7 @@
 //! prints the views themselves.
 
 use std::io::Write;
+use std::process::ExitCode;
 
 use anyhow::Result;
 use fvfs_manifest::api::{show, ChangeInfo, SnapshotInfo, StatusInfo, VersionInfo};
@@ -40,4 +41,14 @@ pub fn snapshots(s: &[SnapshotInfo], json: bool) -> Result<()> {
 
 pub fn diff(c: &[ChangeInfo], json: bool) -> Result<()> {
     print(c, json, show::diff)
+}
+
+/// Prints an fsck report; exit code 1 if it found problems.
+pub fn fsck(report: &fvfs_fsck::Report) -> ExitCode {
+    print!("{}", report.render());
+    if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }

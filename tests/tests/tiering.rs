@@ -26,6 +26,19 @@ fn chunk_names(root: &Path) -> BTreeSet<String> {
     out
 }
 
+/// A NAS directory (empty, as a freshly mounted share) and a config naming it.
+fn nas_config(work: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let nas = work.join("nas");
+    fs::create_dir(&nas).unwrap();
+    let config = work.join("fvfsd.toml");
+    fs::write(
+        &config,
+        format!("[tiers.nas]\npath = {:?}\n", nas.to_str().unwrap()),
+    )
+    .unwrap();
+    (nas, config)
+}
+
 fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
@@ -33,14 +46,7 @@ fn json(body: &str) -> serde_json::Value {
 #[test]
 fn nas_replication_survives_an_unmounted_share_and_kill_9() {
     let work = tempfile::tempdir().unwrap();
-    let nas = work.path().join("nas");
-    fs::create_dir(&nas).unwrap();
-    let config = work.path().join("fvfsd.toml");
-    fs::write(
-        &config,
-        format!("[tiers.nas]\npath = {:?}\n", nas.to_str().unwrap()),
-    )
-    .unwrap();
+    let (nas, config) = nas_config(work.path());
     let store = Fvfsd::new();
     let global = ["--config", config.to_str().unwrap()];
     let put = |d: &Daemon, name: &str, seed: u64| {
@@ -133,14 +139,7 @@ fn nas_replication_survives_an_unmounted_share_and_kill_9() {
 #[test]
 fn a_corrupt_local_copy_is_read_from_the_nas_and_repaired() {
     let work = tempfile::tempdir().unwrap();
-    let nas = work.path().join("nas");
-    fs::create_dir(&nas).unwrap();
-    let config = work.path().join("fvfsd.toml");
-    fs::write(
-        &config,
-        format!("[tiers.nas]\npath = {:?}\n", nas.to_str().unwrap()),
-    )
-    .unwrap();
+    let (_nas, config) = nas_config(work.path());
     let store = Fvfsd::new();
     let global = ["--config", config.to_str().unwrap()];
     let d = Daemon::start_with(&store, &global, "127.0.0.1:0", &["--no-mdns"]);
