@@ -9,7 +9,7 @@ use hyper::{Request, Response, StatusCode};
 use serde_json::json;
 
 use super::http::{full, ok, ApiError, Body};
-use super::store::body;
+use super::store::json_body;
 use super::{query, State};
 use crate::{export, migrate};
 
@@ -127,8 +127,7 @@ pub async fn migrate(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     local_only(peer)?;
-    let args: migrate::Args = serde_json::from_slice(&body(req, 1 << 20).await?)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let args: migrate::Args = json_body(req, 1 << 20, "migrate arguments").await?;
     let outcome = migrate::run(&state.repo, args)
         .await
         .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
@@ -141,8 +140,7 @@ pub async fn export(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     local_only(peer)?;
-    let args: export::Args = serde_json::from_slice(&body(req, 1 << 20).await?)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let args: export::Args = json_body(req, 1 << 20, "export arguments").await?;
     let summary = export::run(&state.repo, args)
         .await
         .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;

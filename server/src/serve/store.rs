@@ -49,6 +49,17 @@ pub async fn body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiErro
     }
 }
 
+/// Reads a JSON request body of at most `limit` bytes; `shape` says what was expected.
+pub async fn json_body<T: for<'de> Deserialize<'de>>(
+    req: Request<Incoming>,
+    limit: usize,
+    shape: &str,
+) -> Result<T, ApiError> {
+    let raw = body(req, limit).await?;
+    serde_json::from_slice(&raw)
+        .map_err(|e| ApiError::bad_request(format!("expected {shape}: {e}")))
+}
+
 pub async fn get(state: &Arc<State>, id: &str) -> Result<Response<Body>, ApiError> {
     let id = parse_id(id)?;
     let data = state.repo.store().get(&id).await?.data;
@@ -130,9 +141,7 @@ pub async fn missing(
     state: &Arc<State>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let raw = body(req, 80 * MAX_MISSING_IDS + 1024).await?;
-    let q: MissingQuery = serde_json::from_slice(&raw)
-        .map_err(|e| ApiError::bad_request(format!("expected {{\"ids\": [...]}}: {e}")))?;
+    let q: MissingQuery = json_body(req, 80 * MAX_MISSING_IDS + 1024, "{\"ids\": [...]}").await?;
     if q.ids.len() > MAX_MISSING_IDS {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

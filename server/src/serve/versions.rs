@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::http::{json, ok, ApiError, Body};
-use super::store::body;
+use super::store::json_body;
 use super::writer::Op;
 use super::{query, State};
 
@@ -49,16 +49,6 @@ struct NameBody {
 #[derive(Deserialize)]
 struct RollbackBody {
     to: String,
-}
-
-async fn json_body<T: for<'de> Deserialize<'de>>(
-    req: Request<Incoming>,
-    limit: usize,
-    shape: &str,
-) -> Result<T, ApiError> {
-    let raw = body(req, limit).await?;
-    serde_json::from_slice(&raw)
-        .map_err(|e| ApiError::bad_request(format!("expected {shape}: {e}")))
 }
 
 pub async fn snapshot_create(
