@@ -10,6 +10,9 @@ need mount mount          # tmpfs data dirs for the full-disk test
 need umount mount
 need gcc gcc              # zstd-sys builds C
 need ip iproute2          # network namespaces for the mDNS test
+need curl curl            # scripts/garage.sh checks that Garage answers
+need python3 python3      # scripts/garage.sh picks free ports
+need ss iproute2          # scripts/garage.sh checks who owns Garage's ports
 
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}"

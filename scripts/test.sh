@@ -1,11 +1,22 @@
 #!/usr/bin/env bash
-# The whole test suite, on a fresh machine: installs what the tests need, builds the
-# real binaries, and runs every unit, property and end-to-end test.
+# The whole test suite, on a fresh machine: installs what the tests need (system tools,
+# the Garage S3 server), builds the real binaries, starts Garage on loopback, runs every
+# unit, property and end-to-end test, and stops Garage at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Reuse one build cache outside the clone, so CI does not rebuild everything each time.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/fvfs/target}"
 
 scripts/install-deps.sh
+# Garage 2.5.0, built once (~10 min) into a cache folder that later runs reuse.
+scripts/garage.sh install
 cargo build --workspace --bins --locked
+
+garage_dir="$(mktemp -d "${TMPDIR:-/tmp}/fvfs-garage.XXXXXX")"
+trap 'scripts/garage.sh stop "$garage_dir"; rm -rf "$garage_dir"' EXIT
+# shellcheck disable=SC1090
+source "$(scripts/garage.sh start "$garage_dir")"
+# Tests that stop and restart an S3 server start their own through this script.
+export FVFS_GARAGE_SCRIPT="$PWD/scripts/garage.sh"
+
 cargo test --workspace --locked

@@ -77,7 +77,7 @@ impl<S: ChunkStore + ?Sized> ChunkStoreExt for S {}
 
 /// Decodes a frame fetched for `id`, turning a bad frame into [`StoreError::Corrupt`].
 /// Stores call this on every get.
-pub(crate) fn verify(id: &ChunkId, frame: Bytes) -> Result<Loaded, StoreError> {
+pub fn verify(id: &ChunkId, frame: Bytes) -> Result<Loaded, StoreError> {
     match frame::decode(id, &frame) {
         Ok(raw) => Ok(Loaded {
             frame,

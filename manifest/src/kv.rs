@@ -54,7 +54,9 @@ impl Batch {
 /// A key and its value.
 pub type Pair = (Vec<u8>, Vec<u8>);
 
-/// A sorted map from byte keys to small byte values, stored durably.
+/// A sorted map from byte keys to small byte values, stored durably. Clones share the
+/// same database.
+#[derive(Clone)]
 pub struct Kv {
     path: PathBuf,
     db: sled::Db,

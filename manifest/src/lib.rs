@@ -20,10 +20,10 @@ mod walk;
 
 pub use error::{ManifestError, Result};
 pub use meta::{
-    ChunkKind, ChunkRecord, FileRef, QueueEntry, QueueStatus, StatEntry, Totals, Version,
+    ChunkKind, ChunkRecord, FileRef, PackLoc, QueueEntry, QueueStatus, StatEntry, Totals, Version,
     VersionKind,
 };
 pub use node::{ChunkRef, DirNode, Entry, EntryKind, FileNode, Node};
-pub use repo::{HeadLock, Pending, Repo};
+pub use repo::{HeadLock, PackLocs, Pending, Recovered, Repo};
 pub use tree::TreeEdit;
 pub use walk::{diff, lookup, walk, Change, ChangeKind};

@@ -9,6 +9,8 @@
 //! k               Totals over all chunk records
 //! q <tier> <id>   QueueEntry: chunk waiting to be copied to a colder tier
 //! t <tier>        the tier was initialised once (so a vanished mount is never re-created)
+//! p <32-byte id>  PackLoc: where the S3 tier keeps the chunk (pack, offset, length)
+//! l               the newest version number published to S3 (u64 BE)
 //! ```
 //! Values are packed CBOR structs (or fixed-width integers), all a few dozen bytes.
 
@@ -26,6 +28,8 @@ pub(crate) const CHUNK_PREFIX: u8 = b'c';
 pub(crate) const STAT_PREFIX: u8 = b'f';
 pub(crate) const QUEUE_PREFIX: u8 = b'q';
 pub(crate) const TIER_PREFIX: u8 = b't';
+pub(crate) const PACK_PREFIX: u8 = b'p';
+pub(crate) const PUBLISHED: &[u8] = b"l";
 
 pub(crate) fn queue_key(tier: u8, id: &ChunkId) -> Vec<u8> {
     let mut k = vec![QUEUE_PREFIX, tier];
@@ -166,6 +170,11 @@ pub struct Totals {
     pub nas_chunks: u64,
     #[serde(default)]
     pub nas_bytes: u64,
+    /// Chunks, and their stored bytes, that the S3 tier confirmed holding.
+    #[serde(default)]
+    pub s3_chunks: u64,
+    #[serde(default)]
+    pub s3_bytes: u64,
 }
 
 impl Totals {
@@ -174,6 +183,17 @@ impl Totals {
         self.node_chunks += u64::from(r.kind == ChunkKind::Node);
         self.raw_bytes += u64::from(r.raw_len);
         self.stored_bytes += u64::from(r.stored_len);
+    }
+
+    /// Counts a chunk of `stored_len` bytes that colder tier `tier` newly holds.
+    pub(crate) fn count_on(&mut self, tier: u8, stored_len: u32) {
+        let (chunks, bytes) = match tier {
+            TIER_NAS => (&mut self.nas_chunks, &mut self.nas_bytes),
+            TIER_S3 => (&mut self.s3_chunks, &mut self.s3_bytes),
+            _ => return,
+        };
+        *chunks += 1;
+        *bytes += u64::from(stored_len);
     }
 }
 
@@ -197,4 +217,34 @@ pub struct QueueStatus {
     /// Seconds since the oldest waiting chunk was queued.
     pub oldest_age_secs: Option<i64>,
     pub last_error: Option<String>,
+}
+
+/// Where the S3 tier keeps a chunk: a byte range of a pack object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackLoc {
+    /// The pack's name: the BLAKE3 hash of the whole pack object.
+    pub pack: [u8; 32],
+    pub offset: u64,
+    pub len: u32,
+}
+
+impl PackLoc {
+    pub const ENCODED_LEN: usize = 44;
+
+    pub fn encode(&self) -> [u8; Self::ENCODED_LEN] {
+        let mut out = [0u8; Self::ENCODED_LEN];
+        out[..32].copy_from_slice(&self.pack);
+        out[32..40].copy_from_slice(&self.offset.to_le_bytes());
+        out[40..].copy_from_slice(&self.len.to_le_bytes());
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let bytes: &[u8; Self::ENCODED_LEN] = bytes.try_into().ok()?;
+        Some(Self {
+            pack: bytes[..32].try_into().ok()?,
+            offset: u64::from_le_bytes(bytes[32..40].try_into().ok()?),
+            len: u32::from_le_bytes(bytes[40..].try_into().ok()?),
+        })
+    }
 }

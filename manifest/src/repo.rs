@@ -17,7 +17,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+mod packs;
 mod queue;
+
+pub use packs::{PackLocs, Recovered};
 
 use bytes::Bytes;
 use fvfs_cas::{frame, ChunkId, ChunkStore};

@@ -102,14 +102,14 @@ impl ChunkStore for NasStore {
 /// Gets the NAS tier at `root` ready for `repo`: creates the store there the first
 /// time the tier is configured, and never again (see the module's invariant). Returns
 /// why the tier is unavailable now, if it is; replication retries until it is back.
-pub fn prepare(
+pub async fn prepare(
     repo: &fvfs_manifest::Repo,
     root: &Path,
 ) -> Result<Option<String>, fvfs_manifest::ManifestError> {
     use fvfs_manifest::meta::TIER_NAS;
     if DirStore::exists_at(root) {
         if !repo.tier_initialised(TIER_NAS)? {
-            repo.mark_tier_initialised(TIER_NAS)?;
+            repo.mark_tier_initialised(TIER_NAS).await?;
         }
         return Ok(None);
     }
@@ -121,7 +121,7 @@ pub fn prepare(
     }
     match NasStore::init(root) {
         Ok(()) => {
-            repo.mark_tier_initialised(TIER_NAS)?;
+            repo.mark_tier_initialised(TIER_NAS).await?;
             Ok(None)
         }
         Err(e) => Ok(Some(e.to_string())),

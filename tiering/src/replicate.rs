@@ -1,20 +1,26 @@
 //! Replication workers: one per colder tier, draining that tier's queue.
 //!
-//! A worker takes due chunks in batches, copies their frames from the local store to
-//! the tier with bounded concurrency, syncs the tier, and only then sets the tier's bit
-//! and unqueues them (`Repo::replication_done`). On failure the tier is marked
-//! unavailable, the error is kept for status, and the batch is retried with exponential
-//! backoff (1 s doubling to 60 s); writes keep landing on the local tier meanwhile, and
-//! the queue, kept in sled, survives crashes and resumes at the next start.
+//! A worker takes due chunks in batches and copies their frames (read through the
+//! tiers) to its tier with bounded concurrency. It syncs the tier when its
+//! [`FlushPolicy`] says so (every batch for the NAS; for S3 once `flush_size_mb` waits,
+//! `flush_interval_secs` passed, or a flush was asked for, so packs are large), and
+//! only then sets the tier's bit and unqueues the chunks (`Repo::replication_done`),
+//! then runs the tier's epilogue (S3 publishes the version log). On failure the tier is
+//! marked unavailable, the error is kept for status, and the chunks are retried with
+//! exponential backoff (1 s doubling to 60 s); writes keep landing on the local tier
+//! meanwhile, and the queue, kept in sled, survives crashes and resumes at the next start.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use fvfs_cas::{ChunkStore, StoreError};
+use fvfs_cas::{ChunkId, ChunkStore, StoreError};
 use fvfs_manifest::{QueueStatus, Repo};
 use tokio::sync::Notify;
+
+use crate::s3::log::LogPublisher;
 
 /// Chunks copied per batch.
 const BATCH: usize = 256;
@@ -22,12 +28,33 @@ const BATCH: usize = 256;
 const CONCURRENCY: usize = 8;
 const MAX_BACKOFF_SECS: u64 = 60;
 
+/// When a worker syncs its tier and confirms what it copied.
+#[derive(Clone, Copy, Debug)]
+pub struct FlushPolicy {
+    /// Sync once this many bytes of frames wait unconfirmed (0: after every batch).
+    pub size_bytes: u64,
+    /// Sync once the oldest unconfirmed copy is this old.
+    pub interval: Duration,
+}
+
+impl FlushPolicy {
+    /// Sync after every batch (a directory store: syncing is cheap, packs do not exist).
+    pub const EVERY_BATCH: FlushPolicy = FlushPolicy {
+        size_bytes: 0,
+        interval: Duration::ZERO,
+    };
+}
+
 /// A colder tier and the worker that feeds it.
 pub struct Replicator {
     pub name: &'static str,
     pub bit: u8,
     store: Arc<dyn ChunkStore>,
+    policy: FlushPolicy,
+    epilogue: Option<Arc<LogPublisher>>,
     available: AtomicBool,
+    /// A flush is waiting: sync as soon as nothing more is due.
+    flush: AtomicBool,
     last_error: Mutex<Option<String>>,
     /// Wakes the worker (new work, or a flush).
     wake: Notify,
@@ -35,19 +62,34 @@ pub struct Replicator {
     progress: Notify,
 }
 
+/// Copies made but not yet confirmed by a sync of the tier.
+#[derive(Default)]
+struct Unconfirmed {
+    ids: Vec<ChunkId>,
+    set: HashSet<ChunkId>,
+    bytes: u64,
+    since: Option<Instant>,
+}
+
 impl Replicator {
-    /// Starts the worker copying `repo`'s queued chunks for tier `bit` into `store`.
+    /// Starts the worker copying `repo`'s queued chunks for tier `bit` into `store`,
+    /// syncing by `policy`, running `epilogue` after every confirmed sync.
     pub fn spawn(
         repo: Arc<Repo>,
         name: &'static str,
         bit: u8,
         store: Arc<dyn ChunkStore>,
+        policy: FlushPolicy,
+        epilogue: Option<Arc<LogPublisher>>,
     ) -> Arc<Self> {
         let r = Arc::new(Self {
             name,
             bit,
             store,
+            policy,
+            epilogue,
             available: AtomicBool::new(true),
+            flush: AtomicBool::new(false),
             last_error: Mutex::new(None),
             wake: Notify::new(),
             progress: Notify::new(),
@@ -72,21 +114,19 @@ impl Replicator {
         self.wake.notify_one();
     }
 
-    /// Retries everything queued for this tier now and waits until nothing is left;
-    /// fails as soon as the tier fails.
+    /// Retries everything queued for this tier now, syncs, and waits until nothing is
+    /// left and (for S3) the version log up to the current HEAD is published; fails as
+    /// soon as the tier fails.
     pub async fn drain(&self, repo: &Repo) -> Result<(), String> {
-        repo.replication_retry_now(self.bit)
-            .await
-            .map_err(|e| e.to_string())?;
+        let err = |e: fvfs_manifest::ManifestError| e.to_string();
+        let head = repo.head().map_err(err)?.map_or(0, |v| v.number);
+        repo.replication_retry_now(self.bit).await.map_err(err)?;
         self.available.store(true, Ordering::Relaxed);
         loop {
             let progress = self.progress.notified();
-            if repo
-                .replication_status(self.bit)
-                .map_err(|e| e.to_string())?
-                .pending
-                == 0
-            {
+            let drained = repo.replication_status(self.bit).map_err(err)?.pending == 0;
+            let published = self.epilogue.is_none() || repo.published().map_err(err)? >= head;
+            if drained && published {
                 return Ok(());
             }
             if !self.available() {
@@ -96,6 +136,7 @@ impl Replicator {
                     self.last_error().unwrap_or_default()
                 ));
             }
+            self.flush.store(true, Ordering::Relaxed);
             self.wake();
             progress.await;
         }
@@ -105,40 +146,76 @@ impl Replicator {
         repo.replication_status(self.bit).map_err(|e| e.to_string())
     }
 
+    fn failed(&self, msg: String) {
+        self.available.store(false, Ordering::Relaxed);
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg);
+    }
+
     async fn run(self: Arc<Self>, repo: Arc<Repo>) {
         let mut backoff = 1u64;
+        let mut pending = Unconfirmed::default();
         loop {
-            let due = match repo.replication_due(self.bit, BATCH) {
+            let due = match repo.replication_due_except(self.bit, BATCH, &pending.set) {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::error!(tier = self.name, "cannot read the replication queue: {e}");
                     Vec::new()
                 }
             };
-            if due.is_empty() {
-                self.progress.notify_waiters();
-                let _ = tokio::time::timeout(Duration::from_secs(1), self.wake.notified()).await;
-                continue;
+            let mut result = Ok(());
+            if !due.is_empty() {
+                match self.copy(&repo, &due).await {
+                    Ok(bytes) => {
+                        pending.bytes += bytes;
+                        pending.since.get_or_insert_with(Instant::now);
+                        pending.set.extend(due.iter().copied());
+                        pending.ids.extend(due.iter().copied());
+                    }
+                    Err(e) => result = Err((e, due.clone())),
+                }
             }
-            match self.copy(&repo, &due).await {
-                Ok(()) => match repo.replication_done(self.bit, &due).await {
-                    Ok(()) => {
-                        backoff = 1;
-                        self.available.store(true, Ordering::Relaxed);
-                        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            let flush_asked = self.flush.load(Ordering::Relaxed) && due.is_empty();
+            let time_to_sync = !pending.ids.is_empty()
+                && (pending.bytes >= self.policy.size_bytes
+                    || pending.since.is_some_and(|t| t.elapsed() >= self.policy.interval)
+                    || flush_asked);
+            if result.is_ok() && time_to_sync {
+                let ids = std::mem::take(&mut pending).ids;
+                result = self.confirm(&repo, &ids).await.map_err(|e| (e, ids));
+            }
+            if result.is_ok() && due.is_empty() && pending.ids.is_empty() {
+                self.flush.store(false, Ordering::Relaxed);
+                if let Some(epilogue) = &self.epilogue {
+                    result = epilogue.publish(&repo).await.map_err(|e| (e, Vec::new()));
+                }
+            }
+            match result {
+                Ok(()) => {
+                    if backoff > 1 || !self.available() {
+                        tracing::info!(tier = self.name, "tier available again");
                     }
-                    Err(e) => {
-                        tracing::error!(tier = self.name, "cannot record replicated chunks: {e}")
+                    backoff = 1;
+                    self.available.store(true, Ordering::Relaxed);
+                    *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                    self.progress.notify_waiters();
+                    if due.is_empty() {
+                        let _ =
+                            tokio::time::timeout(Duration::from_secs(1), self.wake.notified())
+                                .await;
                     }
-                },
-                Err(e) => {
+                }
+                Err((e, ids)) => {
                     let msg = e.to_string();
                     tracing::warn!(tier = self.name, backoff, "replication failed: {msg}");
-                    self.available.store(false, Ordering::Relaxed);
-                    *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg.clone());
-                    let _ = repo
-                        .replication_failed(self.bit, &due, &msg, backoff as i64)
-                        .await;
+                    self.failed(msg.clone());
+                    let mut ids = ids;
+                    ids.append(&mut std::mem::take(&mut pending).ids);
+                    if let Err(e) = repo
+                        .replication_failed(self.bit, &ids, &msg, backoff as i64)
+                        .await
+                    {
+                        tracing::error!(tier = self.name, "cannot record the failure: {e}");
+                    }
                     self.progress.notify_waiters();
                     let _ =
                         tokio::time::timeout(Duration::from_secs(backoff), self.wake.notified())
@@ -146,20 +223,29 @@ impl Replicator {
                     backoff = (backoff * 2).min(MAX_BACKOFF_SECS);
                 }
             }
-            self.progress.notify_waiters();
         }
     }
 
-    /// Copies the frames of `ids` from the local store to this tier, then syncs it.
-    async fn copy(&self, repo: &Repo, ids: &[fvfs_cas::ChunkId]) -> Result<(), StoreError> {
-        futures::stream::iter(ids.iter().copied())
+    /// Copies the frames of `ids` (read through the tiers) to this tier; returns their bytes.
+    async fn copy(&self, repo: &Repo, ids: &[ChunkId]) -> Result<u64, StoreError> {
+        let sizes: Vec<u64> = futures::stream::iter(ids.iter().copied())
             .map(|id| async move {
                 let loaded = repo.store().get(&id).await?;
-                self.store.put(id, loaded.frame).await
+                let len = loaded.frame.len() as u64;
+                self.store.put(id, loaded.frame).await?;
+                Ok::<u64, StoreError>(len)
             })
             .buffer_unordered(CONCURRENCY)
-            .try_collect::<Vec<()>>()
+            .try_collect()
             .await?;
-        self.store.sync().await
+        Ok(sizes.iter().sum())
+    }
+
+    /// Syncs the tier, then sets the bits of `ids` and unqueues them.
+    async fn confirm(&self, repo: &Repo, ids: &[ChunkId]) -> Result<(), StoreError> {
+        self.store.sync().await?;
+        repo.replication_done(self.bit, ids)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("metadata database: {e}")))
     }
 }

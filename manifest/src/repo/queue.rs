@@ -40,13 +40,19 @@ impl Repo {
             })
     }
 
-    /// Up to `limit` chunks waiting for `tier` whose retry time has come.
-    pub fn replication_due(&self, tier: u8, limit: usize) -> Result<Vec<ChunkId>> {
+    /// Up to `limit` chunks waiting for `tier` whose retry time has come, leaving out
+    /// those in `skip` (copied already, waiting for the tier's sync).
+    pub fn replication_due_except(
+        &self,
+        tier: u8,
+        limit: usize,
+        skip: &std::collections::HashSet<ChunkId>,
+    ) -> Result<Vec<ChunkId>> {
         let now = now();
         let mut out = Vec::new();
         for item in self.queue(tier) {
             let (id, e) = item?;
-            if e.next_try <= now {
+            if e.next_try <= now && !skip.contains(&id) {
                 out.push(id);
                 if out.len() >= limit {
                     break;
@@ -64,9 +70,8 @@ impl Repo {
         let mut totals = self.totals()?;
         for id in ids {
             if let Some(mut r) = self.chunk_record(id)? {
-                if r.tiers & tier == 0 && tier == TIER_NAS {
-                    totals.nas_chunks += 1;
-                    totals.nas_bytes += u64::from(r.stored_len);
+                if r.tiers & tier == 0 {
+                    totals.count_on(tier, r.stored_len);
                 }
                 r.tiers |= tier;
                 batch.insert(meta::chunk_key(id), meta::encode(&r));
@@ -129,8 +134,34 @@ impl Repo {
         Ok(self.kv.contains(&[meta::TIER_PREFIX, tier])?)
     }
 
-    pub fn mark_tier_initialised(&self, tier: u8) -> Result<()> {
+    /// Marks `tier` initialised and queues for it every chunk recorded so far that it
+    /// lacks (a tier added to an existing store receives all of it), in bounded batches
+    /// with the mark last, so a crash in between redoes the backfill at the next start.
+    pub async fn mark_tier_initialised(&self, tier: u8) -> Result<()> {
+        let _one_at_a_time = self.persisting.lock().await;
+        let queued = meta::encode(&QueueEntry {
+            since: now(),
+            attempts: 0,
+            next_try: 0,
+            error: String::new(),
+        });
         let mut batch = Batch::default();
+        for item in self.kv.scan_prefix(&[meta::CHUNK_PREFIX], false) {
+            let (k, v) = item?;
+            let r: meta::ChunkRecord = meta::decode(&v).map_err(|e| ManifestError::BadRecord {
+                key: "chunk".into(),
+                reason: e.to_string(),
+            })?;
+            let Some(id) = ChunkId::from_slice(&k[1..]) else {
+                continue;
+            };
+            if r.tiers & tier == 0 {
+                batch.insert(meta::queue_key(tier, &id), queued.clone());
+            }
+            if batch.len() >= 4096 {
+                self.kv.apply(std::mem::take(&mut batch))?;
+            }
+        }
         batch.insert(vec![meta::TIER_PREFIX, tier], vec![1]);
         self.kv.apply(batch)?;
         self.kv.flush_durable()?;
@@ -155,5 +186,18 @@ impl Repo {
             self.kv.apply(batch)?;
         }
         Ok(())
+    }
+}
+
+impl Repo {
+    /// When the oldest chunk still waiting for `tier` was queued (seconds since the
+    /// Unix epoch), if any waits.
+    pub fn replication_oldest(&self, tier: u8) -> Result<Option<i64>> {
+        let mut oldest = None;
+        for item in self.queue(tier) {
+            let (_, e) = item?;
+            oldest = Some(oldest.map_or(e.since, |o: i64| o.min(e.since)));
+        }
+        Ok(oldest)
     }
 }

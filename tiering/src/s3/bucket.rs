@@ -1,0 +1,190 @@
+//! A thin client for one bucket and key prefix: the few S3 calls the tier makes, with
+//! settings that work on AWS and on S3-compatible servers (Garage, MinIO...).
+//!
+//! Path-style addressing is forced when an endpoint is given, and checksums are computed
+//! and validated only "when required", which third-party servers need. Every call has
+//! a connect timeout and an attempt timeout, and is retried three times by the SDK, so a
+//! slow or failing server turns into an [`StoreError::Unavailable`] within a bounded
+//! time instead of a hang. Credentials come from the standard AWS chain (environment,
+//! profile files...), so `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` work.
+
+use std::time::Duration;
+
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{
+    BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::Client;
+use bytes::Bytes;
+use fvfs_cas::StoreError;
+
+/// Where the S3 tier lives (`[tiers.s3]` of the config).
+#[derive(Clone, Debug, Default)]
+pub struct S3Settings {
+    pub bucket: String,
+    pub region: Option<String>,
+    /// Prepended to every key; `photos` and `photos/` mean the same.
+    pub prefix: Option<String>,
+    /// For S3-compatible servers, e.g. `http://127.0.0.1:3900`.
+    pub endpoint: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Bucket {
+    client: Client,
+    bucket: String,
+    prefix: String,
+}
+
+/// An object listed under a prefix.
+pub struct Listed {
+    /// The key without the bucket prefix.
+    pub key: String,
+    pub size: u64,
+}
+
+impl Bucket {
+    /// Builds the client. Nothing is sent until the first call, so a daemon starts
+    /// (and keeps working on its local tier) while S3 is unreachable.
+    pub async fn connect(s: &S3Settings) -> Self {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(region) = &s.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        let shared = loader.load().await;
+        let mut conf = aws_sdk_s3::config::Builder::from(&shared)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(3)
+                    .with_initial_backoff(Duration::from_millis(200)),
+            )
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(120))
+                    .build(),
+            );
+        if shared.region().is_none() {
+            conf = conf.region(Region::new("us-east-1"));
+        }
+        if let Some(endpoint) = &s.endpoint {
+            conf = conf.endpoint_url(endpoint).force_path_style(true);
+        }
+        let prefix = match s.prefix.as_deref().map(|p| p.trim_matches('/')) {
+            None | Some("") => String::new(),
+            Some(p) => format!("{p}/"),
+        };
+        Self {
+            client: Client::from_conf(conf.build()),
+            bucket: s.bucket.clone(),
+            prefix,
+        }
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    fn fail<E, R>(&self, op: &str, key: &str, e: SdkError<E, R>) -> StoreError
+    where
+        E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
+        R: std::fmt::Debug,
+    {
+        let detail = match e.as_service_error().and_then(|s| s.code()) {
+            Some(code) => format!(
+                "{code}: {}",
+                e.as_service_error()
+                    .and_then(|s| s.message())
+                    .unwrap_or_default()
+            ),
+            None => DisplayErrorContext(&e).to_string(),
+        };
+        StoreError::Unavailable(format!(
+            "S3 {op} s3://{}/{}: {detail}",
+            self.bucket,
+            self.key(key)
+        ))
+    }
+
+    /// Stores an object; returns once the server acknowledged it (durable there).
+    pub async fn put(&self, key: &str, body: Bytes) -> Result<(), StoreError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .content_length(body.len() as i64)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| self.fail("PUT", key, e))?;
+        Ok(())
+    }
+
+    /// The whole object, or `None` if there is none under `key`.
+    pub async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        self.get_range(key, None).await
+    }
+
+    /// Bytes of an object: `range` is an HTTP range spec (`bytes=0-99`, `bytes=-4096`).
+    pub async fn get_range(&self, key: &str, range: Option<String>) -> Result<Option<Bytes>, StoreError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .set_range(range)
+            .send()
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                return Ok(None)
+            }
+            Err(e) => return Err(self.fail("GET", key, e)),
+        };
+        let body = out.body.collect().await.map_err(|e| {
+            StoreError::Unavailable(format!("S3 GET {}: reading the body: {e}", self.key(key)))
+        })?;
+        Ok(Some(body.into_bytes()))
+    }
+
+    /// Every object under `dir` (a key prefix below the bucket prefix).
+    pub async fn list(&self, dir: &str) -> Result<Vec<Listed>, StoreError> {
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(self.key(dir))
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.fail("LIST", dir, e))?;
+            for o in page.contents() {
+                if let Some(key) = o.key().and_then(|k| k.strip_prefix(&self.prefix)) {
+                    out.push(Listed {
+                        key: key.to_owned(),
+                        size: o.size().unwrap_or(0).max(0) as u64,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .send()
+            .await
+            .map_err(|e| self.fail("DELETE", key, e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,129 @@
+//! The version log and snapshot names in S3, so that S3 alone can rebuild everything.
+//!
+//! ```text
+//! log/<first>-<last>   CBOR list of the versions first..=last (16 hex digits each)
+//! snapshots            CBOR list of (name, version number), sorted by name
+//! ```
+//!
+//! # Invariant: a published version is whole in S3
+//! A version is published only when every chunk queued for S3 before it was made has
+//! reached S3 (no S3 queue entry is as old as the version; chunks are queued before
+//! the version naming them is committed) and its root node has its S3 bit. Segments
+//! are written in order and the published mark (in the metadata database) only grows
+//! after the segment is stored; a crash between the two re-publishes an overlapping
+//! segment, and readers keep one copy of each version.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use fvfs_cas::StoreError;
+use fvfs_manifest::meta::TIER_S3;
+use fvfs_manifest::{Repo, Version};
+
+use super::Bucket;
+
+const LOG_DIR: &str = "log/";
+const SNAPSHOTS: &str = "snapshots";
+/// Versions per log segment at most (a segment stays a few hundred KiB).
+const SEGMENT_MAX: usize = 4096;
+
+fn meta_err(e: fvfs_manifest::ManifestError) -> StoreError {
+    StoreError::Unavailable(format!("metadata database: {e}"))
+}
+
+fn cbor<T: serde::Serialize>(v: &T) -> Bytes {
+    Bytes::from(serde_cbor::ser::to_vec_packed(v).expect("versions always serialize"))
+}
+
+/// Publishes new versions and snapshot names to S3.
+pub struct LogPublisher {
+    bucket: Bucket,
+    /// Snapshot names as last written to S3 (`None`: not written by this process yet).
+    snapshots: Mutex<Option<Vec<(String, u64)>>>,
+}
+
+impl LogPublisher {
+    pub fn new(bucket: Bucket) -> Self {
+        Self {
+            bucket,
+            snapshots: Mutex::new(None),
+        }
+    }
+
+    /// Writes what became whole in S3 since the last call. Cheap when nothing did.
+    pub async fn publish(&self, repo: &Repo) -> Result<(), StoreError> {
+        let published = repo.published().map_err(meta_err)?;
+        let oldest_queued = repo.replication_oldest(TIER_S3).map_err(meta_err)?;
+        let mut ready: Vec<Version> = Vec::new();
+        let mut newer: Vec<Version> = repo
+            .log()
+            .take_while(|v| v.as_ref().map_or(true, |v| v.number > published))
+            .collect::<Result<_, _>>()
+            .map_err(meta_err)?;
+        newer.reverse();
+        for v in newer {
+            let queued_before = oldest_queued.is_some_and(|since| since <= v.time);
+            let root_in_s3 = repo
+                .chunk_record(&v.root)
+                .map_err(meta_err)?
+                .is_some_and(|r| r.tiers & TIER_S3 != 0);
+            if queued_before || !root_in_s3 {
+                break;
+            }
+            ready.push(v);
+        }
+        for segment in ready.chunks(SEGMENT_MAX) {
+            let (first, last) = (segment[0].number, segment[segment.len() - 1].number);
+            self.bucket
+                .put(&format!("{LOG_DIR}{first:016x}-{last:016x}"), cbor(&segment))
+                .await?;
+            repo.set_published(last).map_err(meta_err)?;
+        }
+        let published = repo.published().map_err(meta_err)?;
+        let names: Vec<(String, u64)> = repo
+            .snapshots()
+            .map_err(meta_err)?
+            .into_iter()
+            .filter(|(_, n)| *n <= published)
+            .collect();
+        let unchanged = self
+            .snapshots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|s| *s == names);
+        if !unchanged {
+            self.bucket.put(SNAPSHOTS, cbor(&names)).await?;
+            *self.snapshots.lock().unwrap_or_else(|p| p.into_inner()) = Some(names);
+        }
+        Ok(())
+    }
+}
+
+/// The version log and snapshot names stored in S3, for recovery: versions by
+/// number (one copy each), and the snapshot names that name a known version.
+pub async fn read(bucket: &Bucket) -> Result<(Vec<Version>, Vec<(String, u64)>), StoreError> {
+    let mut versions = BTreeMap::new();
+    for obj in bucket.list(LOG_DIR).await? {
+        let Some(bytes) = bucket.get(&obj.key).await? else {
+            continue;
+        };
+        let segment: Vec<Version> = serde_cbor::from_slice(&bytes).map_err(|e| {
+            StoreError::Unavailable(format!("version log segment {}: {e}", obj.key))
+        })?;
+        for v in segment {
+            versions.insert(v.number, v);
+        }
+    }
+    let snapshots: Vec<(String, u64)> = match bucket.get(SNAPSHOTS).await? {
+        None => Vec::new(),
+        Some(bytes) => serde_cbor::from_slice(&bytes)
+            .map_err(|e| StoreError::Unavailable(format!("snapshot names: {e}")))?,
+    };
+    let snapshots = snapshots
+        .into_iter()
+        .filter(|(_, n)| versions.contains_key(n))
+        .collect();
+    Ok((versions.into_values().collect(), snapshots))
+}

@@ -1,0 +1,225 @@
+//! The pack object format of the S3 tier: many chunk frames in one object, with their
+//! index at the end, so a TiB costs thousands of requests and one chunk is one ranged GET.
+//!
+//! ```text
+//! pack    = frame* index trailer
+//! index   = "FVPI" version:u8 count:u32 entry*            (little endian)
+//! entry   = id:[u8; 32] offset:u64 len:u32 raw_len:u32    (48 bytes, by offset)
+//! trailer = index_len:u32 index_hash:[u8; 32] "FVPACK1\0"  (44 bytes)
+//! ```
+//! A pack is named by the BLAKE3 hash of all its bytes. The index lets `fvfsd recover`
+//! find every chunk from S3 alone with one suffix-range GET per pack; its hash in the
+//! trailer catches a damaged index before anything trusts its offsets, and every frame
+//! is verified against its id when read anyway. [`parse_tail`] is a decoder of
+//! untrusted bytes: it bounds every length and never panics.
+
+use fvfs_cas::{frame, ChunkId};
+
+const INDEX_MAGIC: &[u8; 4] = b"FVPI";
+const INDEX_VERSION: u8 = 1;
+const TRAILER_MAGIC: &[u8; 8] = b"FVPACK1\0";
+const ENTRY_LEN: usize = 48;
+const INDEX_HEADER_LEN: usize = 9;
+pub const TRAILER_LEN: usize = 44;
+/// Bytes read from a pack's end to find its index in one request, for typical packs.
+pub const TAIL_GUESS: u64 = 256 * 1024;
+
+/// One frame's place in a pack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub id: ChunkId,
+    pub offset: u64,
+    pub len: u32,
+    pub raw_len: u32,
+}
+
+/// A pack being filled.
+#[derive(Default)]
+pub struct Builder {
+    buf: Vec<u8>,
+    entries: Vec<Entry>,
+}
+
+impl Builder {
+    /// Appends a frame (already encoded) for `id`.
+    pub fn push(&mut self, id: ChunkId, frame_bytes: &[u8]) -> Entry {
+        let entry = Entry {
+            id,
+            offset: self.buf.len() as u64,
+            len: frame_bytes.len() as u32,
+            raw_len: frame::raw_len(frame_bytes).unwrap_or(0) as u32,
+        };
+        self.buf.extend_from_slice(frame_bytes);
+        self.entries.push(entry);
+        entry
+    }
+
+    /// Bytes of frames so far.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// The frame at `entry`, which must come from this builder.
+    pub fn frame(&self, entry: &Entry) -> &[u8] {
+        &self.buf[entry.offset as usize..entry.offset as usize + entry.len as usize]
+    }
+
+    /// The finished pack object and its name.
+    pub fn finish(self) -> (Vec<u8>, [u8; 32], Vec<Entry>) {
+        let mut buf = self.buf;
+        let mut index = Vec::with_capacity(INDEX_HEADER_LEN + ENTRY_LEN * self.entries.len());
+        index.extend_from_slice(INDEX_MAGIC);
+        index.push(INDEX_VERSION);
+        index.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
+        for e in &self.entries {
+            index.extend_from_slice(e.id.as_bytes());
+            index.extend_from_slice(&e.offset.to_le_bytes());
+            index.extend_from_slice(&e.len.to_le_bytes());
+            index.extend_from_slice(&e.raw_len.to_le_bytes());
+        }
+        let hash = blake3::hash(&index);
+        buf.extend_from_slice(&index);
+        buf.extend_from_slice(&(index.len() as u32).to_le_bytes());
+        buf.extend_from_slice(hash.as_bytes());
+        buf.extend_from_slice(TRAILER_MAGIC);
+        let name = *blake3::hash(&buf).as_bytes();
+        (buf, name, self.entries)
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PackError {
+    #[error("pack too short for its trailer")]
+    Short,
+    #[error("not an fvfs pack (bad trailer magic)")]
+    Magic,
+    #[error("pack index needs the last {0} bytes of the pack")]
+    NeedTail(u64),
+    #[error("pack index does not match its hash")]
+    Hash,
+    #[error("malformed pack index: {0}")]
+    Index(&'static str),
+}
+
+/// Parses the index at the end of a pack of `pack_len` bytes, given its last `tail`
+/// bytes. Asks for a longer tail ([`PackError::NeedTail`]) when the index does not fit.
+pub fn parse_tail(tail: &[u8], pack_len: u64) -> Result<Vec<Entry>, PackError> {
+    if tail.len() < TRAILER_LEN || (tail.len() as u64) > pack_len {
+        return Err(PackError::Short);
+    }
+    let trailer = &tail[tail.len() - TRAILER_LEN..];
+    if &trailer[36..] != TRAILER_MAGIC {
+        return Err(PackError::Magic);
+    }
+    let index_len = u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes")) as usize;
+    let needed = index_len as u64 + TRAILER_LEN as u64;
+    if needed > pack_len {
+        return Err(PackError::Index("longer than the pack"));
+    }
+    if needed > tail.len() as u64 {
+        return Err(PackError::NeedTail(needed));
+    }
+    let index = &tail[tail.len() - TRAILER_LEN - index_len..tail.len() - TRAILER_LEN];
+    if blake3::hash(index).as_bytes() != &trailer[4..36] {
+        return Err(PackError::Hash);
+    }
+    if index.len() < INDEX_HEADER_LEN || &index[..4] != INDEX_MAGIC {
+        return Err(PackError::Index("bad magic"));
+    }
+    if index[4] != INDEX_VERSION {
+        return Err(PackError::Index("unknown version"));
+    }
+    let count = u32::from_le_bytes(index[5..9].try_into().expect("4 bytes")) as usize;
+    let body = &index[INDEX_HEADER_LEN..];
+    if body.len() != count.checked_mul(ENTRY_LEN).ok_or(PackError::Index("count"))? {
+        return Err(PackError::Index("count does not match length"));
+    }
+    let frames_end = pack_len - needed;
+    body.chunks_exact(ENTRY_LEN)
+        .map(|e| {
+            let entry = Entry {
+                id: ChunkId::from_slice(&e[..32]).ok_or(PackError::Index("id"))?,
+                offset: u64::from_le_bytes(e[32..40].try_into().expect("8 bytes")),
+                len: u32::from_le_bytes(e[40..44].try_into().expect("4 bytes")),
+                raw_len: u32::from_le_bytes(e[44..48].try_into().expect("4 bytes")),
+            };
+            match entry.offset.checked_add(u64::from(entry.len)) {
+                Some(end) if end <= frames_end => Ok(entry),
+                _ => Err(PackError::Index("entry outside the pack")),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn pack_of(chunks: &[Vec<u8>]) -> (Vec<u8>, Vec<Entry>) {
+        let mut b = Builder::default();
+        for c in chunks {
+            b.push(ChunkId::of(c), &frame::encode(c));
+        }
+        let (buf, name, entries) = b.finish();
+        assert_eq!(&name, blake3::hash(&buf).as_bytes());
+        (buf, entries)
+    }
+
+    #[test]
+    fn index_round_trips_and_frames_decode() {
+        let chunks: Vec<Vec<u8>> = (0..50u8).map(|i| vec![i; 1000 + i as usize]).collect();
+        let (buf, entries) = pack_of(&chunks);
+        let parsed = parse_tail(&buf, buf.len() as u64).unwrap();
+        assert_eq!(parsed, entries);
+        for (e, c) in parsed.iter().zip(&chunks) {
+            let f = &buf[e.offset as usize..(e.offset + u64::from(e.len)) as usize];
+            assert_eq!(frame::decode(&e.id, f).unwrap(), *c);
+            assert_eq!(e.raw_len as usize, c.len());
+        }
+    }
+
+    #[test]
+    fn short_tail_asks_for_more_and_damage_is_caught() {
+        let chunks: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 10]).collect();
+        let (mut buf, _) = pack_of(&chunks);
+        let len = buf.len() as u64;
+        let need = match parse_tail(&buf[buf.len() - 100..], len) {
+            Err(PackError::NeedTail(n)) => n,
+            other => panic!("{other:?}"),
+        };
+        assert!(parse_tail(&buf[buf.len() - need as usize..], len).is_ok());
+        let i = buf.len() - TRAILER_LEN - 5;
+        buf[i] ^= 1;
+        assert_eq!(parse_tail(&buf, len), Err(PackError::Hash));
+        let last = buf.len() - 1;
+        buf[last] ^= 1;
+        assert_eq!(parse_tail(&buf, len), Err(PackError::Magic));
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_tails(tail in proptest::collection::vec(any::<u8>(), 0..400), extra in 0u64..1000) {
+            let _ = parse_tail(&tail, tail.len() as u64 + extra);
+        }
+
+        #[test]
+        fn never_panics_on_mutated_packs(flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8)) {
+            let chunks: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 30]).collect();
+            let (mut buf, _) = pack_of(&chunks);
+            for (at, x) in flips {
+                let n = buf.len();
+                buf[at % n] ^= x;
+            }
+            let _ = parse_tail(&buf, buf.len() as u64);
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The S3 store against a real S3 server: Garage, started by `scripts/test.sh`, which
+//! exports `FVFS_S3_ENDPOINT`, `FVFS_S3_BUCKET` and the credentials. Each test works
+//! under its own key prefix.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fvfs_cas::{frame, ChunkId, ChunkStore, ChunkStoreExt, StoreError};
+use fvfs_tiering::s3::{pack, MemoryLocations};
+use fvfs_tiering::{Bucket, S3Settings, S3Store};
+
+fn settings(prefix: &str) -> S3Settings {
+    let var = |k: &str| {
+        std::env::var(k).unwrap_or_else(|_| {
+            panic!("{k} is not set: run the tests with scripts/test.sh, which starts Garage")
+        })
+    };
+    S3Settings {
+        bucket: var("FVFS_S3_BUCKET"),
+        region: Some("garage".into()),
+        prefix: Some(format!("{prefix}-{}", std::process::id())),
+        endpoint: Some(var("FVFS_S3_ENDPOINT")),
+    }
+}
+
+async fn store(prefix: &str) -> S3Store {
+    let bucket = Bucket::connect(&settings(prefix)).await;
+    S3Store::new(bucket, Arc::new(MemoryLocations::default()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_conformance_against_garage() {
+    fvfs_cas::conformance::run(&store("conformance").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_chunks_make_one_pack_and_each_read_is_one_ranged_get() {
+    let s = store("packing").await;
+    let chunks: Vec<Vec<u8>> = (0..300u32)
+        .map(|i| {
+            let mut c = i.to_le_bytes().to_vec();
+            c.extend((0..2996u32).map(|j| (i * 7 + j * 13) as u8));
+            c
+        })
+        .collect();
+    for c in &chunks {
+        s.put_data(c).await.unwrap();
+    }
+    s.sync().await.unwrap();
+    let (puts, _) = s.requests();
+    assert_eq!(puts, 1, "300 chunks are one pack, one PUT");
+    let packs = s.bucket().list("packs/").await.unwrap();
+    assert_eq!(packs.len(), 1);
+
+    // A fresh store (new locations) rebuilds them from the pack index alone.
+    let fresh = store("packing").await;
+    let found = fresh.scan_packs().await.unwrap();
+    assert_eq!(found.len(), chunks.len());
+    let (_, gets_before) = s.requests();
+    for c in chunks.iter().step_by(37) {
+        assert_eq!(&s.get_data(&ChunkId::of(c)).await.unwrap()[..], &c[..]);
+    }
+    let (_, gets_after) = s.requests();
+    assert_eq!(gets_after - gets_before, chunks.iter().step_by(37).count() as u64);
+    let raw: u64 = found.iter().map(|f| u64::from(f.raw_len)).sum();
+    assert_eq!(raw, 300 * 3000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_pack_byte_is_reported_not_returned() {
+    let s = store("corrupt").await;
+    let data = b"the only copy".repeat(50);
+    let id = s.put_data(&data).await.unwrap();
+    s.sync().await.unwrap();
+    let listed = s.bucket().list("packs/").await.unwrap();
+    let key = &listed[0].key;
+    let mut object = s.bucket().get(key).await.unwrap().unwrap().to_vec();
+    object[frame::HEADER_LEN + 2] ^= 0x55;
+    s.bucket().put(key, Bytes::from(object)).await.unwrap();
+    assert!(matches!(s.get(&id).await, Err(StoreError::Corrupt { .. })));
+    let entries = pack::parse_tail(&s.bucket().get(key).await.unwrap().unwrap(), listed[0].size);
+    assert!(entries.is_ok(), "the index is intact, only the frame is bad");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_does_not_answer_is_unavailable_and_loses_nothing() {
+    let mut bad = settings("down");
+    // A port nobody listens on: connection refused at once.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    bad.endpoint = Some(format!("http://{}", listener.local_addr().unwrap()));
+    drop(listener);
+    let s = S3Store::new(Bucket::connect(&bad).await, Arc::new(MemoryLocations::default()));
+    let id = s.put_data(b"kept while S3 is down").await.unwrap();
+    assert!(matches!(s.sync().await, Err(StoreError::Unavailable(_))));
+    assert_eq!(
+        &s.get_data(&id).await.unwrap()[..],
+        b"kept while S3 is down",
+        "the frame waits in the open pack for the next sync"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_bucket_is_a_clear_error() {
+    let mut missing = settings("nobucket");
+    missing.bucket = "no-such-bucket-fvfs".into();
+    let s = S3Store::new(Bucket::connect(&missing).await, Arc::new(MemoryLocations::default()));
+    s.put_data(b"x").await.unwrap();
+    let err = s.sync().await.unwrap_err().to_string();
+    assert!(err.contains("no-such-bucket-fvfs"), "{err}");
+    assert!(err.contains("NoSuchBucket"), "{err}");
+}
