@@ -28,6 +28,9 @@ pub struct Report {
     pub data_chunks: u64,
     pub data_bytes_read: u64,
     pub problems: Vec<Problem>,
+    /// Every tree node reached (recovery marks them as nodes); not part of the report.
+    #[serde(skip)]
+    pub node_ids: Vec<ChunkId>,
 }
 
 impl Report {
@@ -161,6 +164,7 @@ pub async fn check(
             }
         }
     }
+    report.node_ids = seen_nodes.into_iter().collect();
     Ok(report)
 }
 

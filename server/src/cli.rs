@@ -68,6 +68,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Rebuild a lost store (data directory and metadata gone) from the S3 tier alone.
+    Recover {
+        /// Read everything from the S3 tier of the config (the only source so far).
+        #[arg(long, required = true)]
+        from_s3: bool,
+    },
     /// Check that every reachable tree node and chunk is present and intact.
     Fsck {
         /// Also read and verify every data chunk.

@@ -146,6 +146,12 @@ fn default_frequency() -> f64 {
     0.3
 }
 
+fn watermarks(tier: Option<&Tier>) -> Option<(u64, u64)> {
+    let t = tier?;
+    let gb = |v: f64| (v * (1u64 << 30) as f64) as u64;
+    Some((gb(t.high_watermark_gb?), gb(t.low_watermark_gb?)))
+}
+
 impl Config {
     /// Reads `path`; errors name the file, and the key for unknown or mistyped keys.
     pub fn load(path: &Path) -> Result<Self> {
@@ -160,6 +166,12 @@ impl Config {
     }
 
     fn validate(&self) -> Result<()> {
+        if self.tiers.s3.as_ref().is_some_and(|s| s.bucket.is_empty()) {
+            bail!("[tiers.s3] bucket is empty");
+        }
+        if self.upload.flush_size_mb == 0 {
+            bail!("[upload] flush_size_mb must be at least 1");
+        }
         if self.tiers.nas.as_ref().is_some_and(|t| t.path.is_none()) {
             bail!("[tiers.nas] needs a path: the directory of the mounted share");
         }
@@ -201,28 +213,6 @@ impl Config {
     /// daemon can say so at start instead of silently ignoring it.
     pub fn not_in_effect(&self) -> Vec<String> {
         let mut notes = Vec::new();
-        if let Some(s3) = &self.tiers.s3 {
-            let at = s3.endpoint.as_deref().unwrap_or("AWS");
-            let (region, prefix) = (
-                s3.region.as_deref().unwrap_or("-"),
-                s3.prefix.as_deref().unwrap_or(""),
-            );
-            notes.push(format!(
-                "[tiers.s3] bucket {} ({at}, region {region}, prefix {prefix:?}): S3 upload is not in this build yet",
-                s3.bucket
-            ));
-            notes.push(format!(
-                "[upload] flush_size_mb = {}, flush_interval_secs = {} apply once S3 upload exists",
-                self.upload.flush_size_mb, self.upload.flush_interval_secs
-            ));
-        }
-        if self.tiers.nas.is_some() || self.tiers.s3.is_some() {
-            let e = &self.eviction;
-            notes.push(format!(
-                "[eviction] every {} s, weights {}/{}: eviction is not in this build yet; local copies are kept",
-                e.interval_secs, e.recency_weight, e.frequency_weight
-            ));
-        }
         if let Some(p) = &self.daemon.mount_path {
             notes.push(format!(
                 "[daemon] mount_path {}: mount with `fvfsc mount` instead",
@@ -245,9 +235,30 @@ impl Config {
 
     /// The local tier's watermarks in bytes (high, low), if configured.
     pub fn local_watermarks(&self) -> Option<(u64, u64)> {
-        let t = self.tiers.local.as_ref()?;
-        let gb = |v: f64| (v * (1u64 << 30) as f64) as u64;
-        Some((gb(t.high_watermark_gb?), gb(t.low_watermark_gb?)))
+        watermarks(self.tiers.local.as_ref())
+    }
+
+    /// The NAS tier's watermarks in bytes (high, low), if configured.
+    pub fn nas_watermarks(&self) -> Option<(u64, u64)> {
+        watermarks(self.tiers.nas.as_ref())
+    }
+
+    /// When the S3 worker uploads what waits for S3 (`[upload]`).
+    pub fn s3_flush(&self) -> fvfs_tiering::FlushPolicy {
+        fvfs_tiering::FlushPolicy {
+            size_bytes: self.upload.flush_size_mb << 20,
+            interval: std::time::Duration::from_secs(self.upload.flush_interval_secs),
+        }
+    }
+
+    /// The S3 tier's settings, if the tier is configured.
+    pub fn s3(&self) -> Option<fvfs_tiering::S3Settings> {
+        self.tiers.s3.as_ref().map(|s| fvfs_tiering::S3Settings {
+            bucket: s.bucket.clone(),
+            region: s.region.clone(),
+            prefix: s.prefix.clone(),
+            endpoint: s.endpoint.clone(),
+        })
     }
 
     /// Where the local tier's chunks live: `[tiers.local] path`, else `data_dir/chunks`.

@@ -17,22 +17,29 @@ use anyhow::{Context, Result};
 use fvfs_cas::{ChunkStore, DirStore};
 use fvfs_manifest::kv::Kv;
 use fvfs_manifest::Repo;
-use fvfs_tiering::{NasStore, TieredStore};
+use fvfs_tiering::{Bucket, NasStore, S3Settings, S3Store, TieredStore};
 
 pub struct Home {
     dir: PathBuf,
     repo: Arc<Repo>,
     /// The NAS tier's store, when configured; reads fall back to it through `tiers`.
     nas: Option<Arc<dyn ChunkStore>>,
+    /// The S3 tier's store, when configured; reads fall back to it after the NAS.
+    s3: Option<Arc<S3Store>>,
     tiers: Option<Arc<TieredStore>>,
     _lock: File,
 }
 
 impl Home {
-    /// Opens the store in `dir`, with the local tier's chunks in `chunks`.
     /// Opens the store in `dir`, with the local tier's chunks in `chunks` and, when
-    /// given, the NAS tier at `nas` (reads fall back to it).
-    pub fn open(dir: PathBuf, chunks: &Path, nas: Option<&Path>) -> Result<Self> {
+    /// given, the NAS tier at `nas` and the S3 tier `s3` (reads fall back to them, in
+    /// that order). Nothing is sent to S3 here: a daemon starts while S3 is down.
+    pub async fn open(
+        dir: PathBuf,
+        chunks: &Path,
+        nas: Option<&Path>,
+        s3: Option<&S3Settings>,
+    ) -> Result<Self> {
         fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create data directory {}", dir.display()))?;
         let lock = lock(&dir)?;
@@ -40,15 +47,26 @@ impl Home {
         let kv = Kv::open(&dir.join("meta"))?;
         let nas: Option<Arc<dyn ChunkStore>> =
             nas.map(|p| Arc::new(NasStore::new(p)) as Arc<dyn ChunkStore>);
-        let tiers = nas
-            .clone()
-            .map(|n| Arc::new(TieredStore::new(local.clone(), vec![("nas", n)])));
+        let s3 = match s3 {
+            Some(settings) => {
+                let bucket = Bucket::connect(settings).await;
+                let locs = Arc::new(fvfs_manifest::PackLocs::new(kv.clone()));
+                Some(Arc::new(S3Store::new(bucket, locs)))
+            }
+            None => None,
+        };
+        let mut colder: Vec<(&'static str, Arc<dyn ChunkStore>)> = Vec::new();
+        colder.extend(nas.clone().map(|n| ("nas", n)));
+        colder.extend(s3.clone().map(|s| ("s3", s as Arc<dyn ChunkStore>)));
+        let tiers =
+            (!colder.is_empty()).then(|| Arc::new(TieredStore::new(local.clone(), colder)));
         let store = tiers.clone().map_or(local, |t| t as Arc<dyn ChunkStore>);
         let repo = Arc::new(Repo::new(store, kv));
         Ok(Self {
             dir,
             repo,
             nas,
+            s3,
             tiers,
             _lock: lock,
         })
@@ -56,6 +74,10 @@ impl Home {
 
     pub fn nas(&self) -> Option<Arc<dyn ChunkStore>> {
         self.nas.clone()
+    }
+
+    pub fn s3(&self) -> Option<Arc<S3Store>> {
+        self.s3.clone()
     }
 
     /// The read-through store, when there are colder tiers (for its counters).

@@ -13,6 +13,7 @@ mod export;
 mod home;
 mod mdns;
 mod migrate;
+mod recover;
 mod remote;
 mod report;
 mod serve;
@@ -21,6 +22,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Parser;
+use fvfs_manifest::meta::{TIER_NAS, TIER_S3};
 use cli::{Cli, Command, SnapshotAction};
 
 fn main() -> ExitCode {
@@ -54,7 +56,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         println!("{}", serve::token(&dir)?);
         return Ok(ExitCode::SUCCESS);
     }
-    match home::Home::open(dir.clone(), &config.local_path(&dir), config.nas_path()) {
+    let s3 = config.s3();
+    let opened = home::Home::open(
+        dir.clone(),
+        &config.local_path(&dir),
+        config.nas_path(),
+        s3.as_ref(),
+    )
+    .await;
+    match opened {
         Ok(home) => local(&home, &config, cli.command).await,
         Err(e) if e.is::<home::Busy>() => remote::run(&dir, e, cli.command).await,
         Err(e) => Err(e),
@@ -64,13 +74,22 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 /// Runs `command` on the store opened by this process.
 async fn local(home: &home::Home, config: &config::Config, command: Command) -> Result<ExitCode> {
     let repo = home.repo();
-    // With a NAS tier, every chunk recorded (by any command) is queued for it.
+    // With colder tiers, every chunk recorded (by any command) is queued for them; a
+    // tier configured for the first time is sent everything recorded before.
+    let mut replicas = 0;
     if let Some(path) = config.nas_path() {
-        if let Some(why) = fvfs_tiering::prepare_nas(repo, path)? {
+        if let Some(why) = fvfs_tiering::prepare_nas(repo, path).await? {
             tracing::warn!("NAS tier unavailable: {why}");
         }
-        repo.set_replicas(fvfs_manifest::meta::TIER_NAS);
+        replicas |= TIER_NAS;
     }
+    if config.s3().is_some() {
+        if !repo.tier_initialised(TIER_S3)? {
+            repo.mark_tier_initialised(TIER_S3).await?;
+        }
+        replicas |= TIER_S3;
+    }
+    repo.set_replicas(replicas);
     let where_ = home.dir().display().to_string();
     match command {
         Command::Serve { listen, no_mdns } => {
@@ -82,6 +101,7 @@ async fn local(home: &home::Home, config: &config::Config, command: Command) -> 
                 mdns: config.daemon.mdns && !no_mdns,
                 node_name: config.daemon.node_name.clone(),
                 watermarks: config.local_watermarks(),
+                s3_flush: config.s3_flush(),
             };
             serve::run(home, options).await?
         }
@@ -112,6 +132,7 @@ async fn local(home: &home::Home, config: &config::Config, command: Command) -> 
         Command::Diff { a, b, json } => report::diff(&repo.diff_info(&a, &b).await?, json)?,
         Command::Export(args) => println!("{}", export::run(repo, args).await?),
         Command::Status { json } => report::status(&repo.status_info()?, &where_, json)?,
+        Command::Recover { from_s3: _ } => return recover::run(home, config).await,
         Command::Fsck { read_data, all } => {
             let versions = fvfs_fsck::versions_to_check(repo, all)?;
             let report = fvfs_fsck::check(repo, &versions, read_data).await?;

@@ -45,6 +45,9 @@ async fn through(api: &Api, command: Command) -> Result<ExitCode> {
             anyhow::bail!("a daemon already serves this store at {}", api.base)
         }
         Command::Token => unreachable!("answered before the store is opened"),
+        Command::Recover { .. } => {
+            anyhow::bail!("a daemon serves this store at {}: recover rebuilds a lost store, stop the daemon and use an empty data directory", api.base)
+        }
         Command::Migrate(args) => {
             let outcome: migrate::Outcome = api
                 .json(

@@ -76,8 +76,28 @@ impl ChunkStore for TieredStore {
         Err(first)
     }
 
+    /// Present on any tier: a chunk evicted from the local tier is still readable.
     async fn has(&self, ids: &[ChunkId]) -> Result<Vec<bool>, StoreError> {
-        self.local.has(ids).await
+        let mut found = self.local.has(ids).await?;
+        for (_, tier) in &self.colder {
+            let missing: Vec<ChunkId> = ids
+                .iter()
+                .zip(&found)
+                .filter(|(_, f)| !**f)
+                .map(|(id, _)| *id)
+                .collect();
+            if missing.is_empty() {
+                break;
+            }
+            let Ok(there) = tier.has(&missing).await else {
+                continue;
+            };
+            let mut there = there.into_iter();
+            for f in found.iter_mut().filter(|f| !**f) {
+                *f = there.next().unwrap_or(false);
+            }
+        }
+        Ok(found)
     }
 
     async fn delete(&self, id: &ChunkId) -> Result<(), StoreError> {

@@ -34,9 +34,8 @@ fn tiers(state: &State) -> Result<serde_json::Value, ApiError> {
         tiers.push(json!({
             "name": r.name,
             "bit": r.bit,
-            // Only the NAS tier keeps totals so far; others report none rather than wrong ones.
-            "chunks": (r.bit == TIER_NAS).then_some(t.nas_chunks),
-            "bytes": (r.bit == TIER_NAS).then_some(t.nas_bytes),
+            "chunks": if r.bit == TIER_NAS { t.nas_chunks } else { t.s3_chunks },
+            "bytes": if r.bit == TIER_NAS { t.nas_bytes } else { t.s3_bytes },
             "available": r.available(),
             "queue_depth": q.pending,
             "oldest_age_secs": q.oldest_age_secs,

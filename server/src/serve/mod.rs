@@ -40,8 +40,9 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use fvfs_manifest::meta::TIER_NAS;
-use fvfs_tiering::{Replicator, TieredStore};
+use fvfs_manifest::meta::{TIER_NAS, TIER_S3};
+use fvfs_tiering::s3::log::LogPublisher;
+use fvfs_tiering::{FlushPolicy, Replicator, TieredStore};
 
 use crate::home::Home;
 use crate::mdns::{Announcement, Devices};
@@ -80,6 +81,8 @@ pub struct Options {
     pub node_name: Option<String>,
     /// The local tier's (high, low) watermarks in bytes, shown in status.
     pub watermarks: Option<(u64, u64)>,
+    /// When the S3 worker uploads what waits (`[upload]`).
+    pub s3_flush: FlushPolicy,
 }
 
 /// Serves until SIGINT or SIGTERM.
@@ -89,6 +92,7 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
         mdns,
         node_name,
         watermarks,
+        s3_flush,
     } = options;
     let listener = TcpListener::bind(listen)
         .await
@@ -107,11 +111,15 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
     };
     let repo = home.repo_arc();
     let staged = Arc::new(Pending::default());
-    let replicators: Vec<Arc<Replicator>> = home
-        .nas()
-        .map(|nas| Replicator::spawn(repo.clone(), "nas", TIER_NAS, nas))
-        .into_iter()
-        .collect();
+    let mut replicators: Vec<Arc<Replicator>> = Vec::new();
+    if let Some(nas) = home.nas() {
+        let policy = FlushPolicy::EVERY_BATCH;
+        replicators.push(Replicator::spawn(repo.clone(), "nas", TIER_NAS, nas, policy, None));
+    }
+    if let Some(s3) = home.s3() {
+        let log = Arc::new(LogPublisher::new(s3.bucket().clone()));
+        replicators.push(Replicator::spawn(repo.clone(), "s3", TIER_S3, s3, s3_flush, Some(log)));
+    }
     let state = Arc::new(State {
         writer: Writer::spawn(repo.clone(), staged.clone()),
         replicators,
