@@ -3,6 +3,7 @@
 //! and comparing trees byte for byte.
 
 pub mod daemon;
+pub mod garage;
 pub mod tmpfs;
 pub mod tree;
 

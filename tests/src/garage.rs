@@ -1,0 +1,111 @@
+//! S3 for end-to-end tests: the Garage server `scripts/test.sh` started for the whole
+//! run (its address and keys in the environment), or a private one started through
+//! `scripts/garage.sh` for tests that stop and restart it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Where an S3 server answers, and the credentials for it.
+#[derive(Clone, Debug)]
+pub struct S3Env {
+    pub endpoint: String,
+    pub bucket: String,
+    pub key_id: String,
+    pub secret: String,
+}
+
+impl S3Env {
+    /// The server shared by the whole test run.
+    pub fn shared() -> Self {
+        let var = |k: &str| {
+            std::env::var(k).unwrap_or_else(|_| {
+                panic!("{k} is not set: run the tests with scripts/test.sh, which starts Garage")
+            })
+        };
+        Self {
+            endpoint: var("FVFS_S3_ENDPOINT"),
+            bucket: var("FVFS_S3_BUCKET"),
+            key_id: var("AWS_ACCESS_KEY_ID"),
+            secret: var("AWS_SECRET_ACCESS_KEY"),
+        }
+    }
+
+    /// Environment for an fvfsd talking to this server.
+    pub fn apply(&self, cmd: &mut Command) {
+        cmd.env("AWS_ACCESS_KEY_ID", &self.key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &self.secret)
+            .env("AWS_REGION", "garage");
+    }
+
+    /// A config file with this server as the S3 tier under `prefix`, and `extra` TOML.
+    pub fn config(&self, dir: &Path, prefix: &str, extra: &str) -> PathBuf {
+        let path = dir.join("fvfsd.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[tiers.s3]\nbucket = {:?}\nendpoint = {:?}\nregion = \"garage\"\nprefix = {prefix:?}\n{extra}",
+                self.bucket, self.endpoint
+            ),
+        )
+        .expect("write config");
+        path
+    }
+}
+
+/// A Garage server of this test's own, stopped on drop.
+pub struct Garage {
+    dir: tempfile::TempDir,
+    pub env: S3Env,
+}
+
+fn script(args: &[&str]) -> String {
+    let path = std::env::var("FVFS_GARAGE_SCRIPT")
+        .expect("FVFS_GARAGE_SCRIPT is not set: run the tests with scripts/test.sh");
+    let out = Command::new(path).args(args).output().expect("run garage.sh");
+    assert!(
+        out.status.success(),
+        "garage.sh {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn read_env(path: &str) -> S3Env {
+    let text = std::fs::read_to_string(path).expect("garage env file");
+    let vars: BTreeMap<&str, &str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
+        .collect();
+    let get = |k: &str| vars.get(k).unwrap_or_else(|| panic!("{k} missing in {path}")).to_string();
+    S3Env {
+        endpoint: get("FVFS_S3_ENDPOINT"),
+        bucket: get("FVFS_S3_BUCKET"),
+        key_id: get("AWS_ACCESS_KEY_ID"),
+        secret: get("AWS_SECRET_ACCESS_KEY"),
+    }
+}
+
+impl Garage {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let env_file = script(&["start", dir.path().to_str().expect("utf-8")]);
+        let env = read_env(&env_file);
+        Self { dir, env }
+    }
+
+    pub fn stop(&self) {
+        script(&["stop", self.dir.path().to_str().expect("utf-8")]);
+    }
+
+    /// Starts it again with the same data, address and keys.
+    pub fn restart(&self) {
+        script(&["restart", self.dir.path().to_str().expect("utf-8")]);
+    }
+}
+
+impl Drop for Garage {
+    fn drop(&mut self) {
+        let _ = std::panic::catch_unwind(|| self.stop());
+    }
+}
