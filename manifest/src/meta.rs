@@ -11,6 +11,9 @@
 //! t <tier>        the tier was initialised once (so a vanished mount is never re-created)
 //! p <32-byte id>  PackLoc: where the S3 tier keeps the chunk (pack, offset, length)
 //! l               the newest version number published to S3 (u64 BE)
+//! e <tier> <u64 BE last access> <id>
+//!                 eviction candidate of a tier: a chunk it holds that S3 holds too,
+//!                 ordered by last access (empty value)
 //! ```
 //! Values are packed CBOR structs (or fixed-width integers), all a few dozen bytes.
 
@@ -30,6 +33,14 @@ pub(crate) const QUEUE_PREFIX: u8 = b'q';
 pub(crate) const TIER_PREFIX: u8 = b't';
 pub(crate) const PACK_PREFIX: u8 = b'p';
 pub(crate) const PUBLISHED: &[u8] = b"l";
+pub(crate) const CANDIDATE_PREFIX: u8 = b'e';
+
+pub(crate) fn candidate_key(tier: u8, last_access: i64, id: &ChunkId) -> Vec<u8> {
+    let mut k = vec![CANDIDATE_PREFIX, tier];
+    k.extend_from_slice(&(last_access.max(0) as u64).to_be_bytes());
+    k.extend_from_slice(id.as_bytes());
+    k
+}
 
 pub(crate) fn queue_key(tier: u8, id: &ChunkId) -> Vec<u8> {
     let mut k = vec![QUEUE_PREFIX, tier];
@@ -175,6 +186,12 @@ pub struct Totals {
     pub s3_chunks: u64,
     #[serde(default)]
     pub s3_bytes: u64,
+    /// Chunks, and their stored bytes, that the local tier no longer holds (evicted,
+    /// or never fetched after a recovery).
+    #[serde(default)]
+    pub evicted_chunks: u64,
+    #[serde(default)]
+    pub evicted_bytes: u64,
 }
 
 impl Totals {
@@ -183,6 +200,14 @@ impl Totals {
         self.node_chunks += u64::from(r.kind == ChunkKind::Node);
         self.raw_bytes += u64::from(r.raw_len);
         self.stored_bytes += u64::from(r.stored_len);
+    }
+
+    /// Chunks and bytes the local tier holds.
+    pub fn local(&self) -> (u64, u64) {
+        (
+            self.chunks.saturating_sub(self.evicted_chunks),
+            self.stored_bytes.saturating_sub(self.evicted_bytes),
+        )
     }
 
     /// Counts a chunk of `stored_len` bytes that colder tier `tier` newly holds.

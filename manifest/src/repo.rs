@@ -17,8 +17,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+mod evict;
 mod packs;
 mod queue;
+
+pub use evict::recent_accesses;
 
 pub use packs::{PackLocs, Recovered};
 

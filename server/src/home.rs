@@ -58,8 +58,7 @@ impl Home {
         let mut colder: Vec<(&'static str, Arc<dyn ChunkStore>)> = Vec::new();
         colder.extend(nas.clone().map(|n| ("nas", n)));
         colder.extend(s3.clone().map(|s| ("s3", s as Arc<dyn ChunkStore>)));
-        let tiers =
-            (!colder.is_empty()).then(|| Arc::new(TieredStore::new(local.clone(), colder)));
+        let tiers = (!colder.is_empty()).then(|| Arc::new(TieredStore::new(local.clone(), colder)));
         let store = tiers.clone().map_or(local, |t| t as Arc<dyn ChunkStore>);
         let repo = Arc::new(Repo::new(store, kv));
         Ok(Self {

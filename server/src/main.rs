@@ -22,8 +22,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Parser;
-use fvfs_manifest::meta::{TIER_NAS, TIER_S3};
 use cli::{Cli, Command, SnapshotAction};
+use fvfs_manifest::meta::{TIER_NAS, TIER_S3};
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -102,6 +102,12 @@ async fn local(home: &home::Home, config: &config::Config, command: Command) -> 
                 node_name: config.daemon.node_name.clone(),
                 watermarks: config.local_watermarks(),
                 s3_flush: config.s3_flush(),
+                nas_watermarks: config.nas_watermarks(),
+                evict_every: std::time::Duration::from_secs(config.eviction.interval_secs.max(1)),
+                weights: fvfs_tiering::evict::Weights {
+                    recency: config.eviction.recency_weight,
+                    frequency: config.eviction.frequency_weight,
+                },
             };
             serve::run(home, options).await?
         }

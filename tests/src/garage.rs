@@ -62,7 +62,10 @@ pub struct Garage {
 fn script(args: &[&str]) -> String {
     let path = std::env::var("FVFS_GARAGE_SCRIPT")
         .expect("FVFS_GARAGE_SCRIPT is not set: run the tests with scripts/test.sh");
-    let out = Command::new(path).args(args).output().expect("run garage.sh");
+    let out = Command::new(path)
+        .args(args)
+        .output()
+        .expect("run garage.sh");
     assert!(
         out.status.success(),
         "garage.sh {args:?} failed:\n{}",
@@ -77,7 +80,11 @@ fn read_env(path: &str) -> S3Env {
         .lines()
         .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
         .collect();
-    let get = |k: &str| vars.get(k).unwrap_or_else(|| panic!("{k} missing in {path}")).to_string();
+    let get = |k: &str| {
+        vars.get(k)
+            .unwrap_or_else(|| panic!("{k} missing in {path}"))
+            .to_string()
+    };
     S3Env {
         endpoint: get("FVFS_S3_ENDPOINT"),
         bucket: get("FVFS_S3_BUCKET"),

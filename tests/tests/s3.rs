@@ -82,10 +82,19 @@ fn recover_and_compare(
         }
         assert_eq!(found.len(), files.len(), "files of {version}");
         for (name, content) in files {
-            assert!(found.get(name) == Some(content), "{version}:/{name} differs");
+            assert!(
+                found.get(name) == Some(content),
+                "{version}:/{name} differs"
+            );
         }
     }
-    let mut cmd = fresh.cmd(["--config", config.to_str().unwrap(), "fsck", "--all", "--read-data"]);
+    let mut cmd = fresh.cmd([
+        "--config",
+        config.to_str().unwrap(),
+        "fsck",
+        "--all",
+        "--read-data",
+    ]);
     s3.apply(&mut cmd);
     let out = cmd.output().unwrap();
     fvfs_tests::check(&out, 0);
@@ -106,7 +115,7 @@ fn replication_to_s3_then_recover_from_s3_alone() {
 
     let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     for i in 0..6u64 {
-        let content = tree::bytes(i, 200_000 + i as usize * 1000, i % 2 == 0);
+        let content = tree::bytes(i, 200_000 + i as usize * 1000, i.is_multiple_of(2));
         put(&d, &format!("f{i}"), &content);
         files.insert(format!("f{i}"), content);
     }
@@ -144,7 +153,7 @@ fn garage_stopped_mid_flush_and_a_killed_daemon_lose_nothing() {
     let mut d = serve(&store, &config, &s3);
     let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut write = |d: &Daemon, i: u64| {
-        let content = tree::bytes(i, 300_000, i % 3 == 0);
+        let content = tree::bytes(i, 300_000, i.is_multiple_of(3));
         put(d, &format!("f{i}"), &content);
         files.insert(format!("f{i}"), content);
     };
@@ -179,7 +188,10 @@ fn garage_stopped_mid_flush_and_a_killed_daemon_lose_nothing() {
     assert_eq!(s3_tier["available"], false, "{s3_tier}");
     assert!(s3_tier["last_error"].as_str().is_some(), "{s3_tier}");
     let wal = json(&d.raw(&request("GET", "/v1/admin/wal", &[], b"")).1);
-    assert!(wal["tiers"][0]["oldest_age_secs"].as_i64().is_some(), "{wal}");
+    assert!(
+        wal["tiers"][0]["oldest_age_secs"].as_i64().is_some(),
+        "{wal}"
+    );
 
     // The daemon dies with work queued; Garage comes back; a new daemon drains it all.
     d.kill();
@@ -195,4 +207,88 @@ fn garage_stopped_mid_flush_and_a_killed_daemon_lose_nothing() {
     drop(d);
     let expect = BTreeMap::from([("HEAD", files)]);
     recover_and_compare(&config, &s3, &expect);
+}
+
+fn chunk_files(root: &Path) -> usize {
+    fs::read_dir(root)
+        .unwrap()
+        .filter_map(|s| s.ok())
+        .filter(|s| s.path().is_dir())
+        .map(|s| {
+            fs::read_dir(s.path())
+                .unwrap()
+                .filter(|f| f.as_ref().unwrap().file_name().len() == 64)
+                .count()
+        })
+        .sum()
+}
+
+#[test]
+fn eviction_under_a_small_watermark_drops_only_s3_backed_copies() {
+    let s3 = S3Env::shared();
+    let work = tempfile::tempdir().unwrap();
+    let prefix = format!(
+        "evict-{}",
+        work.path().file_name().unwrap().to_string_lossy()
+    );
+    // High 512 KiB, low 256 KiB; S3 uploads only when flushed; eviction only when asked.
+    let config = s3.config(
+        work.path(),
+        &prefix,
+        "[upload]\nflush_size_mb = 1024\nflush_interval_secs = 3600\n\
+         [tiers.local]\nhigh_watermark_gb = 0.00048828125\nlow_watermark_gb = 0.000244140625\n\
+         [eviction]\ninterval_secs = 3600\n",
+    );
+    let store = Fvfsd::new();
+    let d = serve(&store, &config, &s3);
+    let mut files = BTreeMap::new();
+    for i in 0..8u64 {
+        let content = tree::bytes(100 + i, 300_000, false);
+        put(&d, &format!("f{i}"), &content);
+        files.insert(format!("f{i}"), content);
+    }
+    let chunks = store.home.path().join("chunks");
+    let held = chunk_files(&chunks);
+    let evict = |d: &Daemon| {
+        let (status, body) = d.raw(&request("POST", "/v1/admin/evict", &[], b""));
+        assert_eq!(status, 200, "{body}");
+        json(&body)
+    };
+
+    // Over the watermark, but nothing is in S3 yet: nothing may go.
+    let none = evict(&d);
+    assert_eq!(none["evicted_chunks"], 0, "{none}");
+    assert_eq!(chunk_files(&chunks), held);
+
+    assert_eq!(flush(&d).0, 200);
+    let some = evict(&d);
+    assert!(some["evicted_chunks"].as_u64().unwrap() > 0, "{some}");
+    let local = tier(&d, "local");
+    assert!(local["bytes"].as_u64().unwrap() <= 256 * 1024, "{local}");
+    assert_eq!(local["high_watermark_bytes"], 512 * 1024, "{local}");
+    assert_eq!(
+        chunk_files(&chunks) as u64,
+        local["chunks"].as_u64().unwrap(),
+        "the files left are the chunks the local bit claims"
+    );
+    assert!(chunk_files(&chunks) < held);
+
+    // Every byte still reads back (from S3, verified and promoted).
+    for (name, content) in &files {
+        let got = d.fvfsc(["cat", &format!("/{name}")]).output().unwrap();
+        fvfs_tests::check(&got, 0);
+        assert!(got.stdout == *content, "{name} reads back whole");
+    }
+    let metrics = d.raw(&request("GET", "/metrics", &[], b"")).1;
+    let evicted = some["evicted_chunks"].as_u64().unwrap();
+    assert!(
+        metrics.contains(&format!("fvfs_promoted_chunks {evicted}\n")),
+        "each evicted chunk was read from S3 and promoted once: {metrics}"
+    );
+    // The next run records the promotions and evicts down again.
+    let again = evict(&d);
+    assert!(again["evicted_chunks"].as_u64().unwrap() > 0, "{again}");
+    assert!(tier(&d, "local")["bytes"].as_u64().unwrap() <= 256 * 1024);
+    let fsck = store.run(["fsck", "--read-data"]);
+    assert!(fsck.contains("0 problems"), "{fsck}");
 }

@@ -3,16 +3,18 @@
 //! The [`NasStore`] and the [`S3Store`] (with its packs and version log), the
 //! [`Replicator`] that drains the crash-safe replication queue into a tier, the
 //! [`TieredStore`] that reads through the tiers and promotes, and the watermark
-//! [`evict`]ion. The per-chunk tier bitmask they drive is part of the data model and
+//! [`evict`]ion ([`Evictor`]). The per-chunk tier bitmask they drive is part of the data model and
 //! lives with the chunk record in `fvfs_manifest::meta` (`TIER_LOCAL`, `TIER_NAS`,
 //! `TIER_S3`), so that the manifest can record where every chunk is without depending
 //! on this crate.
 
+pub mod evict;
 mod nas;
 mod replicate;
 pub mod s3;
 mod tiered;
 
+pub use evict::Evictor;
 pub use nas::{prepare as prepare_nas, NasStore};
 pub use replicate::{FlushPolicy, Replicator};
 pub use s3::{Bucket, S3Settings, S3Store};

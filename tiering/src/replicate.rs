@@ -177,7 +177,9 @@ impl Replicator {
             let flush_asked = self.flush.load(Ordering::Relaxed) && due.is_empty();
             let time_to_sync = !pending.ids.is_empty()
                 && (pending.bytes >= self.policy.size_bytes
-                    || pending.since.is_some_and(|t| t.elapsed() >= self.policy.interval)
+                    || pending
+                        .since
+                        .is_some_and(|t| t.elapsed() >= self.policy.interval)
                     || flush_asked);
             if result.is_ok() && time_to_sync {
                 let ids = std::mem::take(&mut pending).ids;
@@ -199,9 +201,8 @@ impl Replicator {
                     *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
                     self.progress.notify_waiters();
                     if due.is_empty() {
-                        let _ =
-                            tokio::time::timeout(Duration::from_secs(1), self.wake.notified())
-                                .await;
+                        let _ = tokio::time::timeout(Duration::from_secs(1), self.wake.notified())
+                            .await;
                     }
                 }
                 Err((e, ids)) => {

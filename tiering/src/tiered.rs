@@ -3,10 +3,12 @@
 //! A chunk the local tier lacks, or holds corrupt, is read from the first colder tier
 //! that has it whole (every store's get verifies the hash), then promoted: written back
 //! to the local tier (durable at its next sync), replacing a corrupt copy, which is
-//! reported and counted. Writes and everything else go to the local tier.
+//! reported and counted. Writes and everything else go to the local tier. Reads and
+//! promotions are remembered for eviction ([`TieredStore::take_reads`]).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -21,6 +23,9 @@ pub struct TieredStore {
     repaired: AtomicU64,
     /// Chunks read from a colder tier and promoted.
     promoted: AtomicU64,
+    /// Reads per chunk since the last [`TieredStore::take_reads`], and the chunks
+    /// promoted since then.
+    reads: Mutex<(HashMap<ChunkId, u32>, Vec<ChunkId>)>,
 }
 
 impl TieredStore {
@@ -33,6 +38,27 @@ impl TieredStore {
             colder,
             repaired: AtomicU64::new(0),
             promoted: AtomicU64::new(0),
+            reads: Mutex::new(Default::default()),
+        }
+    }
+
+    /// The local tier.
+    pub fn local(&self) -> &Arc<dyn ChunkStore> {
+        &self.local
+    }
+
+    /// Reads per chunk, and chunks promoted, since the last call.
+    pub fn take_reads(&self) -> (Vec<(ChunkId, u32)>, Vec<ChunkId>) {
+        let (reads, promoted) =
+            std::mem::take(&mut *self.reads.lock().unwrap_or_else(|p| p.into_inner()));
+        (reads.into_iter().collect(), promoted)
+    }
+
+    fn note_read(&self, id: &ChunkId, promoted: bool) {
+        let mut reads = self.reads.lock().unwrap_or_else(|p| p.into_inner());
+        *reads.0.entry(*id).or_default() += 1;
+        if promoted {
+            reads.1.push(*id);
         }
     }
 
@@ -55,7 +81,10 @@ impl ChunkStore for TieredStore {
 
     async fn get(&self, id: &ChunkId) -> Result<Loaded, StoreError> {
         let first = match self.local.get(id).await {
-            Ok(loaded) => return Ok(loaded),
+            Ok(loaded) => {
+                self.note_read(id, false);
+                return Ok(loaded);
+            }
             Err(e @ (StoreError::NotFound(_) | StoreError::Corrupt { .. })) => e,
             Err(e) => return Err(e),
         };
@@ -71,6 +100,7 @@ impl ChunkStore for TieredStore {
             }
             self.local.put(*id, loaded.frame.clone()).await?;
             self.promoted.fetch_add(1, Ordering::Relaxed);
+            self.note_read(id, true);
             return Ok(loaded);
         }
         Err(first)

@@ -61,7 +61,10 @@ async fn many_chunks_make_one_pack_and_each_read_is_one_ranged_get() {
         assert_eq!(&s.get_data(&ChunkId::of(c)).await.unwrap()[..], &c[..]);
     }
     let (_, gets_after) = s.requests();
-    assert_eq!(gets_after - gets_before, chunks.iter().step_by(37).count() as u64);
+    assert_eq!(
+        gets_after - gets_before,
+        chunks.iter().step_by(37).count() as u64
+    );
     let raw: u64 = found.iter().map(|f| u64::from(f.raw_len)).sum();
     assert_eq!(raw, 300 * 3000);
 }
@@ -79,7 +82,10 @@ async fn a_corrupt_pack_byte_is_reported_not_returned() {
     s.bucket().put(key, Bytes::from(object)).await.unwrap();
     assert!(matches!(s.get(&id).await, Err(StoreError::Corrupt { .. })));
     let entries = pack::parse_tail(&s.bucket().get(key).await.unwrap().unwrap(), listed[0].size);
-    assert!(entries.is_ok(), "the index is intact, only the frame is bad");
+    assert!(
+        entries.is_ok(),
+        "the index is intact, only the frame is bad"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,7 +95,10 @@ async fn a_server_that_does_not_answer_is_unavailable_and_loses_nothing() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     bad.endpoint = Some(format!("http://{}", listener.local_addr().unwrap()));
     drop(listener);
-    let s = S3Store::new(Bucket::connect(&bad).await, Arc::new(MemoryLocations::default()));
+    let s = S3Store::new(
+        Bucket::connect(&bad).await,
+        Arc::new(MemoryLocations::default()),
+    );
     let id = s.put_data(b"kept while S3 is down").await.unwrap();
     assert!(matches!(s.sync().await, Err(StoreError::Unavailable(_))));
     assert_eq!(
@@ -103,7 +112,10 @@ async fn a_server_that_does_not_answer_is_unavailable_and_loses_nothing() {
 async fn a_missing_bucket_is_a_clear_error() {
     let mut missing = settings("nobucket");
     missing.bucket = "no-such-bucket-fvfs".into();
-    let s = S3Store::new(Bucket::connect(&missing).await, Arc::new(MemoryLocations::default()));
+    let s = S3Store::new(
+        Bucket::connect(&missing).await,
+        Arc::new(MemoryLocations::default()),
+    );
     s.put_data(b"x").await.unwrap();
     let err = s.sync().await.unwrap_err().to_string();
     assert!(err.contains("no-such-bucket-fvfs"), "{err}");

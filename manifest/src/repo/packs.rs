@@ -74,15 +74,12 @@ impl PackLocs {
 
     /// Every chunk the S3 tier holds, with its location.
     pub fn iter(&self) -> impl Iterator<Item = Result<(ChunkId, PackLoc)>> + '_ {
-        self.kv
-            .scan_prefix(&[meta::PACK_PREFIX], false)
-            .map(|r| {
-                let (k, v) = r?;
-                let id =
-                    ChunkId::from_slice(&k[1..]).ok_or_else(|| bad("pack location", "bad id"))?;
-                let loc = PackLoc::decode(&v).ok_or_else(|| bad("pack location", "bad length"))?;
-                Ok((id, loc))
-            })
+        self.kv.scan_prefix(&[meta::PACK_PREFIX], false).map(|r| {
+            let (k, v) = r?;
+            let id = ChunkId::from_slice(&k[1..]).ok_or_else(|| bad("pack location", "bad id"))?;
+            let loc = PackLoc::decode(&v).ok_or_else(|| bad("pack location", "bad length"))?;
+            Ok((id, loc))
+        })
     }
 }
 
@@ -130,6 +127,8 @@ impl Repo {
             };
             totals.add(&record);
             totals.count_on(TIER_S3, f.loc.len);
+            totals.evicted_chunks += 1;
+            totals.evicted_bytes += u64::from(f.loc.len);
             batch.insert(key, meta::encode(&record));
             batch.insert(loc_key(&f.id), f.loc.encode().to_vec());
             if batch.len() >= 4096 {
@@ -162,7 +161,11 @@ impl Repo {
 
     /// Recovery, step 3: the version log, HEAD (the newest version) and snapshot names,
     /// then a durable flush of everything restored.
-    pub fn restore_versions(&self, versions: &[Version], snapshots: &[(String, u64)]) -> Result<()> {
+    pub fn restore_versions(
+        &self,
+        versions: &[Version],
+        snapshots: &[(String, u64)],
+    ) -> Result<()> {
         let mut batch = Batch::default();
         let mut head = 0;
         for v in versions {

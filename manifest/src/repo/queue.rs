@@ -75,6 +75,7 @@ impl Repo {
                 }
                 r.tiers |= tier;
                 batch.insert(meta::chunk_key(id), meta::encode(&r));
+                super::evict::add_candidates(&mut batch, id, &r);
             }
             batch.remove(meta::queue_key(tier, id));
         }

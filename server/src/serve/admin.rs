@@ -17,11 +17,12 @@ use crate::{export, migrate};
 /// then each colder tier with its availability and replication queue.
 fn tiers(state: &State) -> Result<serde_json::Value, ApiError> {
     let t = state.repo.totals()?;
+    let (local_chunks, local_bytes) = t.local();
     let mut tiers = vec![json!({
         "name": "local",
         "bit": TIER_LOCAL,
-        "chunks": t.chunks,
-        "bytes": t.stored_bytes,
+        "chunks": local_chunks,
+        "bytes": local_bytes,
         "high_watermark_bytes": state.watermarks.map(|w| w.0),
         "low_watermark_bytes": state.watermarks.map(|w| w.1),
         "available": true,
@@ -36,6 +37,8 @@ fn tiers(state: &State) -> Result<serde_json::Value, ApiError> {
             "bit": r.bit,
             "chunks": if r.bit == TIER_NAS { t.nas_chunks } else { t.s3_chunks },
             "bytes": if r.bit == TIER_NAS { t.nas_bytes } else { t.s3_bytes },
+            "high_watermark_bytes": (r.bit == TIER_NAS).then_some(state.nas_watermarks.map(|w| w.0)).flatten(),
+            "low_watermark_bytes": (r.bit == TIER_NAS).then_some(state.nas_watermarks.map(|w| w.1)).flatten(),
             "available": r.available(),
             "queue_depth": q.pending,
             "oldest_age_secs": q.oldest_age_secs,
@@ -78,10 +81,24 @@ pub async fn flush(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
     ok(&json!({"flushed": true, "tiers": tiers}))
 }
 
-pub fn evict(_state: &Arc<State>) -> Result<Response<Body>, ApiError> {
-    ok(
-        &json!({"evicted_chunks": 0, "evicted_bytes": 0, "detail": "eviction is not in this build yet: local copies are kept"}),
-    )
+/// Runs eviction now: every tier over its high watermark goes under its low one,
+/// dropping only copies that S3 holds.
+pub async fn evict(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
+    let Some(evictor) = &state.evictor else {
+        return ok(
+            &json!({"evicted_chunks": 0, "evicted_bytes": 0, "tiers": [],
+            "detail": "no colder tier: the local tier is the only copy"}),
+        );
+    };
+    let tiers = evictor
+        .run()
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "evict_failed", e))?;
+    ok(&json!({
+        "evicted_chunks": tiers.iter().map(|t| t.chunks).sum::<u64>(),
+        "evicted_bytes": tiers.iter().map(|t| t.bytes).sum::<u64>(),
+        "tiers": tiers,
+    }))
 }
 
 /// Replication work waiting per colder tier: count, oldest age, last error.

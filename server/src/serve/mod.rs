@@ -40,9 +40,10 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use fvfs_manifest::meta::{TIER_NAS, TIER_S3};
+use fvfs_manifest::meta::{TIER_LOCAL, TIER_NAS, TIER_S3};
+use fvfs_tiering::evict::{EvictTier, Weights};
 use fvfs_tiering::s3::log::LogPublisher;
-use fvfs_tiering::{FlushPolicy, Replicator, TieredStore};
+use fvfs_tiering::{Evictor, FlushPolicy, Replicator, TieredStore};
 
 use crate::home::Home;
 use crate::mdns::{Announcement, Devices};
@@ -66,6 +67,9 @@ pub struct State {
     node_id: String,
     listen: SocketAddr,
     watermarks: Option<(u64, u64)>,
+    nas_watermarks: Option<(u64, u64)>,
+    /// Evicts by watermarks and records reads for it, when there are colder tiers.
+    evictor: Option<Arc<Evictor>>,
     /// One worker per colder tier, draining the replication queue.
     replicators: Vec<Arc<Replicator>>,
     /// Reads through the tiers, when there are colder ones (its counters go to metrics).
@@ -83,6 +87,29 @@ pub struct Options {
     pub watermarks: Option<(u64, u64)>,
     /// When the S3 worker uploads what waits (`[upload]`).
     pub s3_flush: FlushPolicy,
+    /// The NAS tier's (high, low) watermarks in bytes.
+    pub nas_watermarks: Option<(u64, u64)>,
+    /// How often eviction runs, and its score's weights (`[eviction]`).
+    pub evict_every: Duration,
+    pub weights: Weights,
+}
+
+/// Records reads every few seconds, and evicts every `every`.
+async fn evict_loop(evictor: Arc<Evictor>, every: Duration) {
+    const RECORD_READS: Duration = Duration::from_secs(5);
+    let mut last_run = Instant::now();
+    loop {
+        tokio::time::sleep(RECORD_READS.min(every)).await;
+        let result = if last_run.elapsed() >= every {
+            last_run = Instant::now();
+            evictor.run().await.map(drop)
+        } else {
+            evictor.record_reads().await
+        };
+        if let Err(e) = result {
+            tracing::warn!("eviction: {e}");
+        }
+    }
 }
 
 /// Serves until SIGINT or SIGTERM.
@@ -93,6 +120,9 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
         node_name,
         watermarks,
         s3_flush,
+        nas_watermarks,
+        evict_every,
+        weights,
     } = options;
     let listener = TcpListener::bind(listen)
         .await
@@ -114,11 +144,49 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
     let mut replicators: Vec<Arc<Replicator>> = Vec::new();
     if let Some(nas) = home.nas() {
         let policy = FlushPolicy::EVERY_BATCH;
-        replicators.push(Replicator::spawn(repo.clone(), "nas", TIER_NAS, nas, policy, None));
+        replicators.push(Replicator::spawn(
+            repo.clone(),
+            "nas",
+            TIER_NAS,
+            nas,
+            policy,
+            None,
+        ));
     }
     if let Some(s3) = home.s3() {
         let log = Arc::new(LogPublisher::new(s3.bucket().clone()));
-        replicators.push(Replicator::spawn(repo.clone(), "s3", TIER_S3, s3, s3_flush, Some(log)));
+        replicators.push(Replicator::spawn(
+            repo.clone(),
+            "s3",
+            TIER_S3,
+            s3,
+            s3_flush,
+            Some(log),
+        ));
+    }
+    let evictor = home.tiers().map(|reads| {
+        let mut tiers = Vec::new();
+        if let Some(marks) = watermarks {
+            let store = reads.local().clone();
+            tiers.push(EvictTier {
+                name: "local",
+                bit: TIER_LOCAL,
+                store,
+                marks,
+            });
+        }
+        if let (Some(marks), Some(store)) = (nas_watermarks, home.nas()) {
+            tiers.push(EvictTier {
+                name: "nas",
+                bit: TIER_NAS,
+                store,
+                marks,
+            });
+        }
+        Arc::new(Evictor::new(repo.clone(), reads, tiers, weights))
+    });
+    if let Some(evictor) = &evictor {
+        tokio::spawn(evict_loop(evictor.clone(), evict_every));
     }
     let state = Arc::new(State {
         writer: Writer::spawn(repo.clone(), staged.clone()),
@@ -132,6 +200,8 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
         node_id,
         listen,
         watermarks,
+        nas_watermarks,
+        evictor,
         started: Instant::now(),
     });
     // Uploaded chunks become durable in the background too, so a big upload's commit
@@ -341,7 +411,7 @@ async fn route(
         "devices" if method == Method::GET => ("devices", admin::devices(state)),
         "admin" => match (m.clone(), tail) {
             (Method::POST, "flush") => ("admin_flush", admin::flush(state).await),
-            (Method::POST, "evict") => ("admin_evict", admin::evict(state)),
+            (Method::POST, "evict") => ("admin_evict", admin::evict(state).await),
             (Method::GET, "wal") => ("admin_wal", admin::wal(state)),
             (Method::POST, "fsck") => ("admin_fsck", admin::fsck(state, &req).await),
             (Method::POST, "migrate") => ("admin_migrate", admin::migrate(state, peer, req).await),

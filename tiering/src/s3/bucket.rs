@@ -131,7 +131,11 @@ impl Bucket {
     }
 
     /// Bytes of an object: `range` is an HTTP range spec (`bytes=0-99`, `bytes=-4096`).
-    pub async fn get_range(&self, key: &str, range: Option<String>) -> Result<Option<Bytes>, StoreError> {
+    pub async fn get_range(
+        &self,
+        key: &str,
+        range: Option<String>,
+    ) -> Result<Option<Bytes>, StoreError> {
         let out = self
             .client
             .get_object()
@@ -142,9 +146,7 @@ impl Bucket {
             .await;
         let out = match out {
             Ok(out) => out,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
-                return Ok(None)
-            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
             Err(e) => return Err(self.fail("GET", key, e)),
         };
         let body = out.body.collect().await.map_err(|e| {

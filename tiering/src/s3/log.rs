@@ -76,7 +76,10 @@ impl LogPublisher {
         for segment in ready.chunks(SEGMENT_MAX) {
             let (first, last) = (segment[0].number, segment[segment.len() - 1].number);
             self.bucket
-                .put(&format!("{LOG_DIR}{first:016x}-{last:016x}"), cbor(&segment))
+                .put(
+                    &format!("{LOG_DIR}{first:016x}-{last:016x}"),
+                    cbor(&segment),
+                )
                 .await?;
             repo.set_published(last).map_err(meta_err)?;
         }

@@ -68,7 +68,12 @@ pub struct MemoryLocations(Mutex<HashMap<ChunkId, PackLoc>>);
 
 impl Locations for MemoryLocations {
     fn get(&self, id: &ChunkId) -> Result<Option<PackLoc>, StoreError> {
-        Ok(self.0.lock().unwrap_or_else(|p| p.into_inner()).get(id).copied())
+        Ok(self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .copied())
     }
     fn record(&self, locs: &[(ChunkId, PackLoc)]) -> Result<(), StoreError> {
         self.0
@@ -147,7 +152,10 @@ impl S3Store {
 
     /// PUT and GET requests this store made (for metrics and benchmarks).
     pub fn requests(&self) -> (u64, u64) {
-        (self.puts.load(Ordering::Relaxed), self.gets.load(Ordering::Relaxed))
+        (
+            self.puts.load(Ordering::Relaxed),
+            self.gets.load(Ordering::Relaxed),
+        )
     }
 
     fn mem(&self) -> std::sync::MutexGuard<'_, InMemory> {
@@ -197,7 +205,8 @@ impl S3Store {
             // Back into the open pack: the next sync retries them.
             for (id, entry) in &live {
                 if !mem.live.contains_key(id) {
-                    let frame = &object[entry.offset as usize..(entry.offset + u64::from(entry.len)) as usize];
+                    let frame = &object
+                        [entry.offset as usize..(entry.offset + u64::from(entry.len)) as usize];
                     let new = mem.open.push(*id, frame);
                     mem.live.insert(*id, new);
                 }
@@ -253,8 +262,7 @@ impl S3Store {
             match pack::parse_tail(&tail, size) {
                 Err(pack::PackError::NeedTail(n)) if n > want => want = n,
                 other => {
-                    return other
-                        .map_err(|e| StoreError::Unavailable(format!("pack {key}: {e}")))
+                    return other.map_err(|e| StoreError::Unavailable(format!("pack {key}: {e}")))
                 }
             }
         }
@@ -317,7 +325,11 @@ impl ChunkStore for S3Store {
     fn list(&self) -> BoxStream<'_, Result<ChunkId, StoreError>> {
         let mut ids: Vec<ChunkId> = {
             let mem = self.mem();
-            mem.live.keys().chain(mem.uploading.keys()).copied().collect()
+            mem.live
+                .keys()
+                .chain(mem.uploading.keys())
+                .copied()
+                .collect()
         };
         match self.locs.all() {
             Ok(all) => {

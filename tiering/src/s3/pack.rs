@@ -139,7 +139,11 @@ pub fn parse_tail(tail: &[u8], pack_len: u64) -> Result<Vec<Entry>, PackError> {
     }
     let count = u32::from_le_bytes(index[5..9].try_into().expect("4 bytes")) as usize;
     let body = &index[INDEX_HEADER_LEN..];
-    if body.len() != count.checked_mul(ENTRY_LEN).ok_or(PackError::Index("count"))? {
+    if body.len()
+        != count
+            .checked_mul(ENTRY_LEN)
+            .ok_or(PackError::Index("count"))?
+    {
         return Err(PackError::Index("count does not match length"));
     }
     let frames_end = pack_len - needed;
