@@ -211,6 +211,21 @@ pub async fn metrics(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
             t.repaired() as f64,
         ));
     }
+    if let Some(bucket) = &state.bucket {
+        let (puts, gets) = bucket.requests();
+        gauges.push((
+            "fvfs_s3_requests",
+            "Requests sent to S3 since start, by method.",
+            "{method=\"PUT\"}".into(),
+            puts as f64,
+        ));
+        gauges.push((
+            "fvfs_s3_requests",
+            "Requests sent to S3 since start, by method.",
+            "{method=\"GET\"}".into(),
+            gets as f64,
+        ));
+    }
     gauges.push((
         "fvfs_versions",
         "Versions in the log.",

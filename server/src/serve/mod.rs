@@ -70,6 +70,8 @@ pub struct State {
     nas_watermarks: Option<(u64, u64)>,
     /// Evicts by watermarks and records reads for it, when there are colder tiers.
     evictor: Option<Arc<Evictor>>,
+    /// The S3 tier's bucket, for its request counters.
+    bucket: Option<fvfs_tiering::Bucket>,
     /// One worker per colder tier, draining the replication queue.
     replicators: Vec<Arc<Replicator>>,
     /// Reads through the tiers, when there are colder ones (its counters go to metrics).
@@ -202,6 +204,7 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
         watermarks,
         nas_watermarks,
         evictor,
+        bucket: home.s3().map(|s| s.bucket().clone()),
         started: Instant::now(),
     });
     // Uploaded chunks become durable in the background too, so a big upload's commit

@@ -8,6 +8,8 @@
 //! time instead of a hang. Credentials come from the standard AWS chain (environment,
 //! profile files...), so `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` work.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_s3::config::retry::RetryConfig;
@@ -32,11 +34,19 @@ pub struct S3Settings {
     pub endpoint: Option<String>,
 }
 
+/// Requests sent, by kind (clones of a bucket share them).
+#[derive(Default)]
+struct Counters {
+    puts: AtomicU64,
+    gets: AtomicU64,
+}
+
 #[derive(Clone)]
 pub struct Bucket {
     client: Client,
     bucket: String,
     prefix: String,
+    counters: Arc<Counters>,
 }
 
 /// An object listed under a prefix.
@@ -83,7 +93,16 @@ impl Bucket {
             client: Client::from_conf(conf.build()),
             bucket: s.bucket.clone(),
             prefix,
+            counters: Arc::default(),
         }
+    }
+
+    /// PUT and GET requests sent so far (for metrics and benchmarks).
+    pub fn requests(&self) -> (u64, u64) {
+        (
+            self.counters.puts.load(Ordering::Relaxed),
+            self.counters.gets.load(Ordering::Relaxed),
+        )
     }
 
     fn key(&self, key: &str) -> String {
@@ -113,6 +132,7 @@ impl Bucket {
 
     /// Stores an object; returns once the server acknowledged it (durable there).
     pub async fn put(&self, key: &str, body: Bytes) -> Result<(), StoreError> {
+        self.counters.puts.fetch_add(1, Ordering::Relaxed);
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -136,6 +156,7 @@ impl Bucket {
         key: &str,
         range: Option<String>,
     ) -> Result<Option<Bytes>, StoreError> {
+        self.counters.gets.fetch_add(1, Ordering::Relaxed);
         let out = self
             .client
             .get_object()

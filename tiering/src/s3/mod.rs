@@ -20,7 +20,6 @@ pub mod log;
 pub mod pack;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -126,8 +125,6 @@ pub struct S3Store {
     mem: Mutex<InMemory>,
     /// One upload at a time keeps memory bounded and packs in order.
     uploads: tokio::sync::Mutex<()>,
-    puts: AtomicU64,
-    gets: AtomicU64,
 }
 
 fn pack_key(name: &[u8; 32]) -> String {
@@ -141,8 +138,6 @@ impl S3Store {
             locs,
             mem: Mutex::new(InMemory::default()),
             uploads: tokio::sync::Mutex::new(()),
-            puts: AtomicU64::new(0),
-            gets: AtomicU64::new(0),
         }
     }
 
@@ -150,12 +145,9 @@ impl S3Store {
         &self.bucket
     }
 
-    /// PUT and GET requests this store made (for metrics and benchmarks).
+    /// PUT and GET requests sent to the bucket (for metrics and benchmarks).
     pub fn requests(&self) -> (u64, u64) {
-        (
-            self.puts.load(Ordering::Relaxed),
-            self.gets.load(Ordering::Relaxed),
-        )
+        self.bucket.requests()
     }
 
     fn mem(&self) -> std::sync::MutexGuard<'_, InMemory> {
@@ -181,7 +173,6 @@ impl S3Store {
         };
         let (object, name, _) = builder.finish();
         let object = Bytes::from(object);
-        self.puts.fetch_add(1, Ordering::Relaxed);
         let stored = self.bucket.put(&pack_key(&name), object.clone()).await;
         let recorded = stored.and_then(|()| {
             let locs: Vec<(ChunkId, PackLoc)> = live
@@ -253,7 +244,6 @@ impl S3Store {
     async fn pack_index(&self, key: &str, size: u64) -> Result<Vec<pack::Entry>, StoreError> {
         let mut want = pack::TAIL_GUESS.min(size);
         loop {
-            self.gets.fetch_add(1, Ordering::Relaxed);
             let tail = self
                 .bucket
                 .get_range(key, Some(format!("bytes=-{want}")))
@@ -299,7 +289,6 @@ impl ChunkStore for S3Store {
             loc.offset,
             loc.offset + u64::from(loc.len).max(1) - 1
         );
-        self.gets.fetch_add(1, Ordering::Relaxed);
         let frame = self
             .bucket
             .get_range(&pack_key(&loc.pack), Some(range))
