@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The S3 tier against a private Garage 2.5.0 on loopback, side by side with restic:
-#  1. time for a real tree to be fully durable in S3: `fvfsd migrate` then `fvfsd serve`
-#     and `POST /v1/admin/flush` (returns once packs, locations and the version log are
-#     in Garage) versus `restic backup` to the same Garage;
+#  1. time for a real tree to be fully durable in S3: `fvfsd serve` running, `fvfsd
+#     migrate` (through the daemon, which uploads packs while it ingests), then
+#     `POST /v1/admin/flush` (returns once packs, locations and the version log are in
+#     Garage) versus `restic backup` to the same Garage;
 #  2. S3 requests per GiB ingested (PUTs counted by the daemon; target <= 64);
 #  3. read of one large file cold from S3 (store recovered from S3, nothing local)
 #     versus the same read from the local tier.
@@ -59,9 +60,9 @@ endpoint = "$FVFS_S3_ENDPOINT"
 region = "garage"
 prefix = "fvfs-$r"
 CONF
+  url=$(serve "$work/h$r" "$work/c$r.toml")
   t0=$(now)
   "$bin/fvfsd" --config "$work/c$r.toml" --home "$work/h$r" migrate --local-src "$src" >/dev/null 2>&1
-  url=$(serve "$work/h$r" "$work/c$r.toml")
   curl -sf -XPOST "$url/v1/admin/flush" >/dev/null
   t1=$(now)
   puts+=("$(curl -sf "$url/metrics" | sed -n 's/^fvfs_s3_requests{method="PUT"} //p')")

@@ -21,4 +21,4 @@ pub use dir::DirStore;
 pub use error::StoreError;
 pub use id::{ChunkId, ParseIdError};
 pub use memory::MemoryStore;
-pub use store::{verify, ChunkStore, ChunkStoreExt, Loaded, Usage};
+pub use store::{read_ahead, verify, ChunkStore, ChunkStoreExt, Loaded, Usage, READ_AHEAD};

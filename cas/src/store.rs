@@ -89,3 +89,23 @@ pub fn verify(id: &ChunkId, frame: Bytes) -> Result<Loaded, StoreError> {
         }),
     }
 }
+
+/// Chunks a reader fetches ahead of itself when streaming content: a cold tier
+/// answers each chunk with one round trip, so reading them one after another would
+/// cost the sum of the round trips.
+pub const READ_AHEAD: usize = 16;
+
+/// The verified raw bytes of `ids`, in order, with up to [`READ_AHEAD`] fetches in
+/// flight.
+pub fn read_ahead(
+    store: std::sync::Arc<dyn ChunkStore>,
+    ids: Vec<ChunkId>,
+) -> impl futures::Stream<Item = Result<Bytes, StoreError>> + Send + 'static {
+    use futures::StreamExt;
+    futures::stream::iter(ids)
+        .map(move |id| {
+            let store = store.clone();
+            async move { store.get(&id).await.map(|l| l.data) }
+        })
+        .buffered(READ_AHEAD)
+}

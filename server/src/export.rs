@@ -14,7 +14,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use fvfs_cas::ChunkStoreExt;
+use futures::StreamExt;
 use fvfs_manifest::{lookup, path, walk, Entry, EntryKind, Repo};
 use rustix::fs::{AtFlags, Timespec, Timestamps, CWD};
 
@@ -91,12 +91,15 @@ async fn write_file(repo: &Repo, entry: &Entry, dest: &Path) -> Result<u64> {
         .open(dest)
         .with_context(|| format!("cannot create {}", dest.display()))?;
     let mut written = 0;
-    for c in repo.file_chunks(entry).await? {
-        let data = repo
-            .store()
-            .get_data(&c.id)
-            .await
-            .with_context(|| format!("reading {}", dest.display()))?;
+    let ids = repo
+        .file_chunks(entry)
+        .await?
+        .iter()
+        .map(|c| c.id)
+        .collect();
+    let mut chunks = std::pin::pin!(fvfs_cas::read_ahead(repo.store().clone(), ids));
+    while let Some(data) = chunks.next().await {
+        let data = data.with_context(|| format!("reading {}", dest.display()))?;
         file.write_all(&data)
             .with_context(|| format!("cannot write {}", dest.display()))?;
         written += data.len() as u64;

@@ -61,22 +61,20 @@ pub async fn get(state: &Arc<State>, path: Vec<u8>) -> Result<Response<Body>, Ap
         }
         EntryKind::File => {}
     }
-    let chunks = state.repo.file_chunks(&entry).await?;
+    let ids = state
+        .repo
+        .file_chunks(&entry)
+        .await?
+        .iter()
+        .map(|c| c.id)
+        .collect();
     let st = state.clone();
-    let stream = futures::stream::iter(chunks).then(move |c: ChunkRef| {
-        let st = st.clone();
-        async move {
-            let loaded = st
-                .repo
-                .store()
-                .get(&c.id)
-                .await
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
-            st.metrics
-                .bytes_out
-                .fetch_add(loaded.data.len() as u64, Ordering::Relaxed);
-            Ok(Frame::data(loaded.data))
-        }
+    let stream = fvfs_cas::read_ahead(state.repo.store().clone(), ids).map(move |data| {
+        let data = data.map_err(|e| std::io::Error::other(e.to_string()))?;
+        st.metrics
+            .bytes_out
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        Ok(Frame::data(data))
     });
     Ok(Response::builder()
         .header("content-type", "application/octet-stream")

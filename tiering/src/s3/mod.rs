@@ -13,6 +13,8 @@
 //!   still in memory, which are durable only after `sync` (the store contract).
 //! - A failed upload puts its frames back into the open pack, so the next `sync`
 //!   retries them: nothing `put` accepted is dropped.
+//! - `sync` waits for every upload in flight before it uploads the rest, so when it
+//!   returns, every frame of every `put` that returned before it is in S3.
 //! - Objects are never overwritten: a pack's name is the hash of its bytes.
 
 mod bucket;
@@ -32,6 +34,8 @@ pub use bucket::{Bucket, S3Settings};
 
 /// An open pack is uploaded by `put` itself once it holds this much.
 pub const PACK_MAX: usize = 32 << 20;
+/// Pack uploads in flight at once (memory: this many packs, plus the open one).
+const UPLOADS: u32 = 2;
 
 /// Where the S3 tier's chunks are: the daemon keeps this in its metadata database.
 pub trait Locations: Send + Sync {
@@ -123,8 +127,9 @@ pub struct S3Store {
     bucket: Bucket,
     locs: Arc<dyn Locations>,
     mem: Mutex<InMemory>,
-    /// One upload at a time keeps memory bounded and packs in order.
-    uploads: tokio::sync::Mutex<()>,
+    /// Bounds the uploads in flight; `sync` takes every permit, so it returns only
+    /// once every upload that took frames of earlier puts has finished.
+    uploads: tokio::sync::Semaphore,
 }
 
 fn pack_key(name: &[u8; 32]) -> String {
@@ -137,7 +142,7 @@ impl S3Store {
             bucket,
             locs,
             mem: Mutex::new(InMemory::default()),
-            uploads: tokio::sync::Mutex::new(()),
+            uploads: tokio::sync::Semaphore::new(UPLOADS as usize),
         }
     }
 
@@ -154,9 +159,14 @@ impl S3Store {
         self.mem.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Uploads the open pack, if any, and records where its frames are.
-    async fn seal(&self) -> Result<(), StoreError> {
-        let _one = self.uploads.lock().await;
+    /// Uploads the open pack, if any, and records where its frames are. With `all`,
+    /// first waits for every upload in flight (what `sync` needs).
+    async fn seal(&self, all: bool) -> Result<(), StoreError> {
+        let _permits = self
+            .uploads
+            .acquire_many(if all { UPLOADS } else { 1 })
+            .await
+            .map_err(|_| StoreError::Unavailable("S3 store closed".into()))?;
         let (builder, live) = {
             let mut mem = self.mem();
             if mem.live.is_empty() {
@@ -274,7 +284,7 @@ impl ChunkStore for S3Store {
             mem.open.len() >= PACK_MAX
         };
         if full {
-            self.seal().await?;
+            self.seal(false).await?;
         }
         Ok(())
     }
@@ -341,6 +351,6 @@ impl ChunkStore for S3Store {
     }
 
     async fn sync(&self) -> Result<(), StoreError> {
-        self.seal().await
+        self.seal(true).await
     }
 }
