@@ -5,6 +5,7 @@
 //! reason is printed); 2 no daemon, bad arguments or an unexpected answer; 3 not found.
 
 mod discover;
+mod mount;
 mod put;
 
 use std::ffi::OsString;
@@ -115,8 +116,48 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Mount fvfs as a file system at MOUNTPOINT, in the foreground (until Ctrl-C,
+    /// SIGTERM or `fvfsc umount`).
+    Mount {
+        mountpoint: PathBuf,
+        /// The persistent chunk cache, shared by the device's mounts.
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        /// The cache's size limit on disk (e.g. 10G, 512M).
+        #[arg(long, default_value = "10G", value_parser = parse_size)]
+        cache_size: u64,
+        #[arg(long)]
+        read_only: bool,
+    },
+    /// Unmount a mount made by `fvfsc mount` (also a stale one).
+    Umount { mountpoint: PathBuf },
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
+}
+
+/// `10G`, `512M`, `64K` or a number of bytes.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let (digits, unit) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => s.split_at(i),
+        None => (s, ""),
+    };
+    let n: f64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 10G"))?;
+    let mult = match unit
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => 1u64,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use K, M, G or T)")),
+    };
+    Ok((n * mult as f64) as u64)
 }
 
 #[derive(Subcommand)]
@@ -139,11 +180,44 @@ fn main() -> ExitCode {
         clap_complete::generate(shell, &mut Cli::command(), "fvfsc", &mut std::io::stdout());
         return ExitCode::SUCCESS;
     }
+    if let Command::Umount { mountpoint } = &cli.command {
+        return report(mount::umount(mountpoint).map(|()| ExitCode::SUCCESS));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match runtime.block_on(run(cli)) {
+    if let Command::Mount {
+        mountpoint,
+        cache_dir,
+        cache_size,
+        read_only,
+    } = &cli.command
+    {
+        let result = runtime.block_on(api_for(&cli)).and_then(|api| {
+            let options = mount::Options {
+                cache_dir: cache_dir.clone().unwrap_or_else(default_cache_dir),
+                cache_bytes: *cache_size,
+                read_only: *read_only,
+            };
+            mount::run(runtime, api, mountpoint, options)
+        });
+        return report(result.map(|()| ExitCode::SUCCESS));
+    }
+    report(runtime.block_on(run(cli)))
+}
+
+/// `~/.cache/fvfs/client`, or `$XDG_CACHE_HOME/fvfs/client`.
+fn default_cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
+        .join("fvfs/client")
+}
+
+fn report(result: Result<ExitCode>) -> ExitCode {
+    match result {
         Ok(code) => code,
         Err(e) => {
             let code = e.downcast_ref::<Failure>().map_or(2, Failure::exit_code);
@@ -181,7 +255,8 @@ fn show_or_json<T: serde::Serialize>(
     }
 }
 
-async fn run(cli: Cli) -> Result<ExitCode> {
+/// The daemon's API: found by discovery unless `--url` names it.
+async fn api_for(cli: &Cli) -> Result<Api> {
     let config = discover::ClientConfig::load()?;
     let url = match cli.url.clone() {
         Some(u) => u,
@@ -195,7 +270,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         .ok()
         .filter(|t| !t.is_empty())
         .or(config.token);
-    let api = Api::new(url, token, "fvfsc");
+    Ok(Api::new(url, token, "fvfsc"))
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let api = api_for(&cli).await?;
     match cli.command {
         Command::Ls {
             path,
@@ -412,7 +491,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
-        Command::Completions { .. } => unreachable!("handled before the runtime starts"),
+        Command::Completions { .. } | Command::Mount { .. } | Command::Umount { .. } => {
+            unreachable!("handled before the runtime starts")
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

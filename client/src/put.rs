@@ -267,7 +267,8 @@ fn list(src: &Path, dest: &[u8], skipped: &mut Vec<(PathBuf, String)>) -> Vec<It
 /// The commit op of a file, sending its file and list nodes when it has them.
 async fn file_op(
     at: &[u8],
-    m: &fs::Metadata,
+    mode: u32,
+    mtime_ns: i64,
     refs: Vec<ChunkRef>,
     tx: &tokio::sync::mpsc::Sender<Outgoing>,
 ) -> Result<CommitOp> {
@@ -292,8 +293,8 @@ async fn file_op(
     };
     Ok(CommitOp::File {
         path: encode_path(at),
-        mode: m.mode() & 0o7777,
-        mtime_ns: mtime_ns(m),
+        mode,
+        mtime_ns,
         size,
         node,
         chunks,
@@ -355,7 +356,8 @@ pub async fn put_tree(api: &Api, src: &Path, dest: &[u8]) -> Result<Summary> {
                 Ok(refs) => {
                     bytes += refs.iter().map(|r| r.len).sum::<u64>();
                     count += 1;
-                    file_ops.push(file_op(&at, &m, refs, &tx).await?);
+                    let (mode, mtime) = (m.mode() & 0o7777, mtime_ns(&m));
+                    file_ops.push(file_op(&at, mode, mtime, refs, &tx).await?);
                 }
                 Err(e) => unreadable.push((path, format!("cannot read: {e}"))),
             }
@@ -371,21 +373,12 @@ pub async fn put_tree(api: &Api, src: &Path, dest: &[u8]) -> Result<Summary> {
     if ops.is_empty() {
         bail!("{} is empty: nothing to upload", src.display());
     }
-    let request = CommitRequest {
-        message: format!(
-            "put -r {} -> {}",
-            src.display(),
-            String::from_utf8_lossy(dest)
-        ),
-        ops,
-    };
-    let version: VersionInfo = api
-        .json(
-            Method::POST,
-            "/v1/commit",
-            Some(&serde_json::to_value(&request)?),
-        )
-        .await?;
+    let message = format!(
+        "put -r {} -> {}",
+        src.display(),
+        String::from_utf8_lossy(dest)
+    );
+    let version = commit(api, message, ops).await?;
     Ok(Summary {
         files,
         bytes,
@@ -393,4 +386,39 @@ pub async fn put_tree(api: &Api, src: &Path, dest: &[u8]) -> Result<Summary> {
         skipped,
         version,
     })
+}
+
+/// Commits `ops` as one version; returns once the daemon made it durable.
+pub async fn commit(
+    api: &Api,
+    message: String,
+    ops: Vec<CommitOp>,
+) -> Result<VersionInfo, fvfs_manifest::client::Failure> {
+    let request = CommitRequest { message, ops };
+    let body = serde_json::to_value(&request).expect("commit requests serialise");
+    api.json(Method::POST, "/v1/commit", Some(&body)).await
+}
+
+/// Uploads the local file `local` (chunked here, only chunks the daemon lacks sent)
+/// and commits it at `dest` with `mode` and `mtime_ns`.
+pub async fn put_file(
+    api: &Api,
+    local: &Path,
+    dest: &[u8],
+    mode: u32,
+    mtime_ns: i64,
+) -> Result<VersionInfo> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Outgoing>(256);
+    let upload = uploader(api, rx);
+    let seen = Arc::new(Mutex::new(HashSet::new()));
+    let local = local.to_owned();
+    let chunk = async move {
+        let refs = chunk_file(local, seen, tx.clone()).await?;
+        let op = file_op(dest, mode, mtime_ns, refs, &tx).await?;
+        drop(tx);
+        Ok::<_, anyhow::Error>(op)
+    };
+    let (op, _) = futures::try_join!(chunk, upload)?;
+    let message = format!("write {}", String::from_utf8_lossy(dest));
+    Ok(commit(api, message, vec![op]).await?)
 }

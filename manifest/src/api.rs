@@ -366,6 +366,8 @@ pub enum CommitOp {
         #[serde(default)]
         recursive: bool,
     },
+    /// Moves a file, symlink or directory (as rename(2)).
+    Rename { from: String, to: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -458,7 +460,9 @@ impl CommitOp {
                 }
                 (decode_path(path), e)
             }
-            CommitOp::Mkdir { .. } | CommitOp::Remove { .. } => return Ok(None),
+            CommitOp::Mkdir { .. } | CommitOp::Remove { .. } | CommitOp::Rename { .. } => {
+                return Ok(None)
+            }
         }))
     }
 }

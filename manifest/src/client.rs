@@ -51,6 +51,7 @@ impl Failure {
     }
 }
 
+#[derive(Clone)]
 pub struct Api {
     pub base: String,
     token: Option<String>,

@@ -213,6 +213,40 @@ fn validate_dir(d: &DirNode) -> Result<(), NodeError> {
     Ok(())
 }
 
+/// A file's chunks, in order: inline in its entry, or listed by its file node and the
+/// file node's list nodes, each fetched with `fetch` (the daemon's store, or a client's
+/// cache of the daemon's). Checks that their lengths add up to the entry's size.
+pub async fn file_chunks<E, F, Fut>(entry: &Entry, fetch: F) -> Result<Vec<ChunkRef>, E>
+where
+    F: Fn(ChunkId) -> Fut,
+    Fut: std::future::Future<Output = Result<Node, E>>,
+    E: From<crate::ManifestError>,
+{
+    let bad = |id: ChunkId, reason: &str| {
+        E::from(crate::ManifestError::BadNode {
+            id,
+            reason: reason.into(),
+        })
+    };
+    let Some(id) = entry.id else {
+        return Ok(entry.chunks.clone());
+    };
+    let Node::File(file) = fetch(id).await? else {
+        return Err(bad(id, "expected a file node"));
+    };
+    let mut chunks = file.chunks;
+    for list in &file.lists {
+        match fetch(list.id).await? {
+            Node::List(l) => chunks.extend(l.chunks),
+            _ => return Err(bad(list.id, "expected a list node")),
+        }
+    }
+    if chunks.iter().map(|c| c.len).sum::<u64>() != entry.size {
+        return Err(bad(id, "chunk lengths do not add up to the file size"));
+    }
+    Ok(chunks)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -267,37 +267,7 @@ impl Repo {
     /// The ordered data chunks of a file entry: inline, or from its file node and the
     /// list nodes below it.
     pub async fn file_chunks(&self, entry: &Entry) -> Result<Vec<ChunkRef>> {
-        let Some(id) = entry.id else {
-            return Ok(entry.chunks.clone());
-        };
-        let file = match self.node(&id).await? {
-            Node::File(f) => f,
-            _ => {
-                return Err(ManifestError::BadNode {
-                    id,
-                    reason: "expected a file node".into(),
-                })
-            }
-        };
-        let mut chunks = file.chunks;
-        for list in &file.lists {
-            match self.node(&list.id).await? {
-                Node::List(l) => chunks.extend(l.chunks),
-                _ => {
-                    return Err(ManifestError::BadNode {
-                        id: list.id,
-                        reason: "expected a list node".into(),
-                    })
-                }
-            }
-        }
-        if chunks.iter().map(|c| c.len).sum::<u64>() != entry.size {
-            return Err(ManifestError::BadNode {
-                id,
-                reason: "chunk lengths do not add up to the file size".into(),
-            });
-        }
-        Ok(chunks)
+        crate::node::file_chunks(entry, |id| async move { self.node(&id).await }).await
     }
 
     /// Makes everything in `pending` durable and recorded, without making a version:

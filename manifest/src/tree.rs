@@ -204,6 +204,65 @@ impl TreeEdit {
         })
     }
 
+    /// Moves `from` to `to`, which may replace a file or symlink, or an empty directory
+    /// by a directory (as rename(2)). Moves the subtree as it stands in this edit,
+    /// changes made to it earlier in the same edit included.
+    pub async fn rename(&mut self, repo: &Repo, from: &[u8], to: &[u8]) -> Result<()> {
+        let (fc, tc) = (components(from)?, components(to)?);
+        if fc == tc {
+            return Ok(());
+        }
+        let (Some((fname, fparents)), Some((tname, tparents))) = (fc.split_last(), tc.split_last())
+        else {
+            return Err(ManifestError::InvalidPath(
+                show(from),
+                "cannot move the root",
+            ));
+        };
+        if tc.len() > fc.len() && tc.starts_with(&fc) {
+            return Err(ManifestError::InvalidPath(
+                show(to),
+                "cannot move a directory into itself",
+            ));
+        }
+        let src = self.open_dir(repo, from, fparents, None).await?;
+        let slot = src
+            .entries
+            .remove(*fname)
+            .ok_or_else(|| ManifestError::NotFound(show(from)))?;
+        src.changed = true;
+        let moving_dir = match &slot {
+            Slot::Stored(e) | Slot::Open(e, _) => e.kind == EntryKind::Dir,
+        };
+        let dest = self.open_dir(repo, to, tparents, None).await?;
+        if let Some(existing) = dest.entries.get(*tname) {
+            let (old, non_empty) = match existing {
+                Slot::Open(e, d) => (e.clone(), !d.entries.is_empty()),
+                Slot::Stored(e) => (e.clone(), is_nonempty_dir(repo, e).await?),
+            };
+            match (old.kind == EntryKind::Dir, moving_dir) {
+                (true, false) => return Err(ManifestError::IsADirectory(show(to))),
+                (false, true) => return Err(ManifestError::NotADirectory(show(to))),
+                (true, true) if non_empty => return Err(ManifestError::NotEmpty(show(to))),
+                _ => {}
+            }
+        }
+        let dest = self.open_dir(repo, to, tparents, None).await?;
+        let slot = match slot {
+            Slot::Stored(mut e) => {
+                e.name = tname.to_vec();
+                Slot::Stored(e)
+            }
+            Slot::Open(mut e, d) => {
+                e.name = tname.to_vec();
+                Slot::Open(e, d)
+            }
+        };
+        dest.entries.insert(tname.to_vec(), slot);
+        dest.changed = true;
+        Ok(())
+    }
+
     /// Writes every changed directory, bottom-up; returns the new root and its logical size.
     pub async fn seal(self, repo: &Repo, pending: &Pending) -> Result<(ChunkId, u64)> {
         let mut nodes = Vec::new();

@@ -130,6 +130,10 @@ pub async fn commit(
                     path: decode_path(path),
                     recursive: *recursive,
                 },
+                CommitOp::Rename { from, to } => Op::Rename {
+                    from: decode_path(from),
+                    to: decode_path(to),
+                },
                 _ => unreachable!("put-like ops have entries"),
             }),
         }

@@ -33,6 +33,10 @@ pub enum Op {
         mode: u32,
         mtime_ns: i64,
     },
+    Rename {
+        from: Vec<u8>,
+        to: Vec<u8>,
+    },
 }
 
 struct Request {
@@ -180,6 +184,7 @@ async fn apply(repo: &Repo, edit: &mut TreeEdit, op: &Op) -> Result<(), Manifest
             mode,
             mtime_ns,
         } => edit.mkdir(repo, path, *mode, *mtime_ns).await,
+        Op::Rename { from, to } => edit.rename(repo, from, to).await,
     }
 }
 

@@ -1,0 +1,95 @@
+//! `fvfsc mount`: the whole fvfs tree as an ordinary file system, loaded lazily.
+//!
+//! Runs in the foreground until SIGINT or SIGTERM, or `fvfsc umount`; then unmounts
+//! explicitly (fuser's auto-unmount is not used: it can hang an in-process unmount).
+//! Chunks and tree nodes come through a persistent chunk cache shared by the device's
+//! mounts ([`cache`]); writes go through local write-back files ([`fs`]).
+
+mod cache;
+mod fs;
+mod lru;
+mod remote;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use fuser::{Config, MountOption, Session, SessionACL};
+use fvfs_manifest::client::Api;
+
+pub struct Options {
+    pub cache_dir: PathBuf,
+    pub cache_bytes: u64,
+    pub read_only: bool,
+}
+
+/// Mounts fvfs at `mountpoint` and serves it until a signal or an unmount.
+pub fn run(
+    runtime: tokio::runtime::Runtime,
+    api: Api,
+    mountpoint: &Path,
+    opts: Options,
+) -> Result<()> {
+    if !mountpoint.is_dir() {
+        bail!("{} is not a directory", mountpoint.display());
+    }
+    let cache = Arc::new(
+        cache::ChunkCache::open(&opts.cache_dir.join("chunks"), opts.cache_bytes)
+            .with_context(|| format!("chunk cache in {}", opts.cache_dir.display()))?,
+    );
+    let staging = opts.cache_dir.join("staging");
+    std::fs::create_dir_all(&staging)?;
+    let remote = remote::Remote { api, cache };
+    let fs = fs::FvfsFs::new(runtime.handle().clone(), remote, staging, opts.read_only);
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::FSName("fvfs".into()),
+        MountOption::Subtype("fvfs".into()),
+        MountOption::DefaultPermissions,
+    ];
+    if opts.read_only {
+        config.mount_options.push(MountOption::RO);
+    }
+    config.acl = SessionACL::Owner;
+    config.n_threads = Some(4);
+    let mut session = Session::new(fs, mountpoint, &config)
+        .with_context(|| format!("cannot mount on {}", mountpoint.display()))?;
+    let mut unmounter = session.unmount_callable();
+    runtime.spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        if let Err(e) = unmounter.unmount() {
+            tracing::error!("unmount: {e}");
+        }
+    });
+    eprintln!("fvfsc: mounted on {}", mountpoint.display());
+    session.run().context("serving the mount")?;
+    eprintln!("fvfsc: unmounted {}", mountpoint.display());
+    Ok(())
+}
+
+/// Unmounts `mountpoint` (also a stale one whose process is gone).
+pub fn umount(mountpoint: &Path) -> Result<()> {
+    let status = Command::new("fusermount3")
+        .arg("-u")
+        .arg(mountpoint)
+        .status()
+        .context("running fusermount3 (install fuse3)")?;
+    if status.success() {
+        return Ok(());
+    }
+    // A mount whose process died ("Transport endpoint is not connected"): detach it.
+    let lazy = Command::new("fusermount3")
+        .arg("-uz")
+        .arg(mountpoint)
+        .status()?;
+    if !lazy.success() {
+        bail!("cannot unmount {}", mountpoint.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,139 @@
+//! What the mount asks the daemon, through the chunk cache: chunks and tree nodes by
+//! id (content-addressed, so cached forever and verified on arrival), the roots of HEAD
+//! and of snapshots, and commits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fuser::Errno;
+use fvfs_cas::ChunkId;
+use fvfs_manifest::api::{CommitOp, SnapshotInfo, VersionInfo};
+use fvfs_manifest::client::{full, Api, Failure};
+use fvfs_manifest::node::{self, DirNode, Node};
+use fvfs_manifest::{ChunkRef, Entry};
+use hyper::{Method, StatusCode};
+
+use super::cache::ChunkCache;
+
+/// How long one request to the daemon may take before the mount answers EIO: an
+/// unreachable daemon must fail calls quickly, not hang the programs using the mount.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The errno for a failed call to the daemon.
+pub fn errno(f: &Failure) -> Errno {
+    match f {
+        Failure::Refused { status, error, .. } => match error.as_str() {
+            "not_found" => Errno::ENOENT,
+            "not_a_directory" => Errno::ENOTDIR,
+            "is_a_directory" => Errno::EISDIR,
+            "not_empty" => Errno::ENOTEMPTY,
+            "exists" => Errno::EEXIST,
+            "no_space" => Errno::ENOSPC,
+            "bad_path" => Errno::EINVAL,
+            _ if *status == StatusCode::NOT_FOUND => Errno::ENOENT,
+            _ => Errno::EIO,
+        },
+        _ => Errno::EIO,
+    }
+}
+
+pub struct Remote {
+    pub api: Api,
+    pub cache: Arc<ChunkCache>,
+}
+
+impl Remote {
+    async fn timed<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, Failure>>,
+    ) -> Result<T, Errno> {
+        match tokio::time::timeout(TIMEOUT, call).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(f)) => {
+                tracing::debug!("daemon: {f}");
+                Err(errno(&f))
+            }
+            Err(_) => Err(Errno::EIO),
+        }
+    }
+
+    /// A chunk's raw bytes, from the cache or the daemon (then cached), verified.
+    pub async fn chunk(&self, id: ChunkId) -> Result<Bytes, Errno> {
+        if let Some(data) = self.cache.get(&id) {
+            return Ok(data);
+        }
+        let path = format!("/v1/chunks/{}", id.to_hex());
+        let data = self
+            .timed(self.api.bytes(Method::GET, &path, full(Bytes::new()), None))
+            .await?;
+        if ChunkId::of(&data) != id {
+            tracing::error!(%id, "the daemon sent bytes that do not match the chunk id");
+            return Err(Errno::EIO);
+        }
+        self.cache.put(id, data.clone());
+        Ok(data)
+    }
+
+    pub async fn node(&self, id: ChunkId) -> Result<Node, Errno> {
+        let raw = self.chunk(id).await?;
+        node::decode(&raw).map_err(|e| {
+            tracing::error!(%id, "bad tree node: {e}");
+            Errno::EIO
+        })
+    }
+
+    pub async fn dir(&self, id: ChunkId) -> Result<DirNode, Errno> {
+        match self.node(id).await? {
+            Node::Dir(d) => Ok(d),
+            _ => Err(Errno::EIO),
+        }
+    }
+
+    pub async fn file_chunks(&self, entry: &Entry) -> Result<Vec<ChunkRef>, Errno> {
+        node::file_chunks(entry, |id| async move {
+            self.node(id).await.map_err(MountError)
+        })
+        .await
+        .map_err(|e| e.0)
+    }
+
+    /// The root of a version (`HEAD`, a number or a snapshot name); `None` for an
+    /// empty store.
+    pub async fn root(&self, spec: &str) -> Result<Option<ChunkId>, Errno> {
+        let path = format!("/v1/versions/{spec}");
+        match tokio::time::timeout(TIMEOUT, self.api.get::<VersionInfo>(&path)).await {
+            Ok(Ok(v)) => v.root.parse().map(Some).map_err(|_| Errno::EIO),
+            Ok(Err(Failure::Refused { status, .. })) if status == StatusCode::NOT_FOUND => Ok(None),
+            Ok(Err(f)) => Err(errno(&f)),
+            Err(_) => Err(Errno::EIO),
+        }
+    }
+
+    pub async fn snapshots(&self) -> Result<Vec<SnapshotInfo>, Errno> {
+        self.timed(self.api.snapshots()).await
+    }
+
+    /// Commits `ops`; returns the new HEAD's root.
+    pub async fn commit(&self, message: String, ops: Vec<CommitOp>) -> Result<ChunkId, Errno> {
+        let v = self
+            .timed(crate::put::commit(&self.api, message, ops))
+            .await?;
+        v.root.parse().map_err(|_| Errno::EIO)
+    }
+}
+
+/// An errno that converts from manifest errors (a bad node is EIO).
+pub struct MountError(pub Errno);
+
+impl From<Errno> for MountError {
+    fn from(e: Errno) -> Self {
+        Self(e)
+    }
+}
+
+impl From<fvfs_manifest::ManifestError> for MountError {
+    fn from(_: fvfs_manifest::ManifestError) -> Self {
+        Self(Errno::EIO)
+    }
+}
