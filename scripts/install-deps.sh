@@ -13,6 +13,11 @@ need ip iproute2          # network namespaces for the mDNS test
 need curl curl            # scripts/garage.sh checks that Garage answers
 need python3 python3      # scripts/garage.sh picks free ports
 need ss iproute2          # scripts/garage.sh checks who owns Garage's ports
+need fusermount3 fuse3    # fvfsc umount; FUSE mounts in tests
+need rsync rsync          # programs run on the mount in tests
+need sqlite3 sqlite3
+need git git
+need tar tar
 
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}"

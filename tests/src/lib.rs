@@ -4,6 +4,7 @@
 
 pub mod daemon;
 pub mod garage;
+pub mod mount;
 pub mod tmpfs;
 pub mod tree;
 

@@ -735,6 +735,10 @@ impl Filesystem for FvfsFs {
         let (view, dir) = tri!(reply, self.node(parent));
         tri!(reply, self.writable(&view));
         let path = tri!(reply, child(&dir, name));
+        // The parent must still exist (and the daemon answer) before anything is staged.
+        if tri!(reply, self.entry(&view, &dir)).kind != EntryKind::Dir {
+            return reply.error(Errno::ENOTDIR);
+        }
         let mode = mode & !umask & 0o7777;
         let wb = tri!(reply, self.open_write(&path, mode, None));
         let ino = lock(&self.inodes).ino(view.clone(), path.clone());
@@ -836,6 +840,37 @@ impl Filesystem for FvfsFs {
         reply.attr(&Self::ttl(&view), &attr);
     }
 
+    /// A hard link becomes a second entry sharing the file's content (no extra space);
+    /// the two are separate files afterwards, as when migrate imports hard links.
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let (view, path) = tri!(reply, self.node(ino));
+        let (to_view, dir) = tri!(reply, self.node(newparent));
+        tri!(reply, self.writable(&to_view));
+        let to = tri!(reply, child(&dir, newname));
+        if self.entry(&to_view, &to).is_ok() {
+            return reply.error(Errno::EEXIST);
+        }
+        if let Some(wb) = lock(&self.writing).get(&path).cloned() {
+            tri!(reply, self.write_back(&mut lock(&wb)));
+        }
+        let entry = tri!(reply, self.entry(&view, &path));
+        let op = match entry.kind {
+            EntryKind::File => file_op(&to, &entry, entry.mode, entry.mtime_ns),
+            _ => return reply.error(Errno::EPERM),
+        };
+        tri!(reply, self.commit("link", vec![op]));
+        let ino = lock(&self.inodes).ino(to_view.clone(), to.clone());
+        let attr = tri!(reply, self.stat(ino, &to_view, &to));
+        reply.entry(&LIVE_TTL, &attr, Generation(0));
+    }
+
     fn rename(
         &self,
         _req: &Request,
@@ -873,6 +908,22 @@ impl Filesystem for FvfsFs {
         }
         lock(&self.inodes).moved(&from, &to);
         reply.ok();
+    }
+}
+
+/// The commit op putting `entry`'s content at `path` with `mode` and `mtime_ns`.
+fn file_op(path: &[u8], entry: &Entry, mode: u32, mtime_ns: i64) -> CommitOp {
+    CommitOp::File {
+        path: encode_path(path),
+        mode,
+        mtime_ns,
+        size: entry.size,
+        node: entry.id.map(|id| id.to_hex()),
+        chunks: entry
+            .chunks
+            .iter()
+            .map(|c| (c.id.to_hex(), c.len))
+            .collect(),
     }
 }
 

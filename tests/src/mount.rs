@@ -1,0 +1,99 @@
+//! A real `fvfsc mount` for tests: started against a daemon, ready once the kernel lists
+//! the mount, and unmounted (explicitly, also when stale) on drop.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::bin;
+use crate::daemon::Daemon;
+
+/// Whether the kernel lists a mount at `dir`.
+pub fn is_mounted(dir: &Path) -> bool {
+    let dir = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(dir.to_str().unwrap_or("")))
+}
+
+pub struct Mount {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    pub cache: PathBuf,
+}
+
+impl Mount {
+    /// Mounts `daemon`'s tree at `dir` with its chunk cache in `cache`, plus `extra`
+    /// arguments; returns once the mount is listed by the kernel.
+    pub fn start(daemon: &Daemon, dir: &Path, cache: &Path, extra: &[&str]) -> Self {
+        fs::create_dir_all(dir).unwrap();
+        let mut child = Command::new(bin("fvfsc"))
+            .env("FVFS_URL", &daemon.url)
+            .env_remove("FVFS_TOKEN")
+            .arg("mount")
+            .arg(dir)
+            .arg("--cache-dir")
+            .arg(cache)
+            .args(extra)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start fvfsc mount");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !is_mounted(dir) {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("fvfsc mount exited with {status}");
+            }
+            assert!(Instant::now() < deadline, "mount never appeared");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            child: Some(child),
+            dir: dir.to_owned(),
+            cache: cache.to_owned(),
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    /// `fvfsc umount`, then waits for the mount process to exit; returns its status.
+    pub fn unmount(&mut self) -> Option<i32> {
+        let status = Command::new(bin("fvfsc"))
+            .arg("umount")
+            .arg(&self.dir)
+            .status()
+            .expect("run fvfsc umount");
+        assert!(status.success(), "fvfsc umount failed");
+        let code = self
+            .child
+            .take()
+            .map(|mut c| c.wait().expect("wait for fvfsc mount").code());
+        assert!(!is_mounted(&self.dir), "still mounted after umount");
+        code.flatten()
+    }
+
+    /// Kills the mount process, leaving a stale mount behind.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if self.child.is_some() || is_mounted(&self.dir) {
+            let _ = Command::new(bin("fvfsc"))
+                .arg("umount")
+                .arg(&self.dir)
+                .status();
+            if let Some(mut c) = self.child.take() {
+                let _ = c.wait();
+            }
+        }
+    }
+}

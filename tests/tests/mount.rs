@@ -1,0 +1,375 @@
+//! `fvfsc mount` end to end: real FUSE mounts against a real daemon, read back and
+//! written by the programs people run on their files.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use fvfs_tests::daemon::Daemon;
+use fvfs_tests::mount::{is_mounted, Mount};
+use fvfs_tests::tree::{self, Node};
+use fvfs_tests::Fvfsd;
+
+/// A tree's content without permission bits (a snapshot view is read-only).
+fn content(root: &Path) -> BTreeMap<PathBuf, Node> {
+    tree::snapshot(root)
+        .into_iter()
+        .map(|(p, n)| {
+            let n = match n {
+                Node::File {
+                    mtime_ns,
+                    content_hash,
+                    len,
+                    ..
+                } => Node::File {
+                    mode: 0,
+                    mtime_ns,
+                    content_hash,
+                    len,
+                },
+                Node::Dir { mtime_ns, .. } => Node::Dir { mode: 0, mtime_ns },
+                other => other,
+            };
+            (p, n)
+        })
+        .collect()
+}
+
+/// A tree with mtimes in whole seconds: tar keeps no more.
+fn to_the_second(root: &Path) -> BTreeMap<PathBuf, Node> {
+    tree::snapshot(root)
+        .into_iter()
+        .map(|(p, n)| {
+            let s = |ns: i64| ns.div_euclid(1_000_000_000);
+            let n = match n {
+                Node::File {
+                    mode,
+                    mtime_ns,
+                    content_hash,
+                    len,
+                } => Node::File {
+                    mode,
+                    mtime_ns: s(mtime_ns),
+                    content_hash,
+                    len,
+                },
+                Node::Dir { mode, mtime_ns } => Node::Dir {
+                    mode,
+                    mtime_ns: s(mtime_ns),
+                },
+                Node::Symlink { target, mtime_ns } => Node::Symlink {
+                    target,
+                    mtime_ns: s(mtime_ns),
+                },
+            };
+            (p, n)
+        })
+        .collect()
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn serve(store: &Fvfsd) -> Daemon {
+    Daemon::start(store, "127.0.0.1:0", &["--no-mdns"])
+}
+
+#[test]
+fn a_migrated_tree_reads_back_whole_and_snapshots_are_read_only() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    tree::generate(&src, 3000, 5 << 20);
+    fs::write(src.join("plain.txt"), b"plain").unwrap();
+    let store = Fvfsd::new();
+    store.run([
+        "migrate",
+        "--local-src",
+        src.to_str().unwrap(),
+        "--dest",
+        "/data",
+    ]);
+    store.run(["snapshot", "create", "first"]);
+    let d = serve(&store);
+    let mut m = Mount::start(
+        &d,
+        &work.path().join("mnt"),
+        &work.path().join("cache"),
+        &[],
+    );
+
+    tree::assert_same(&src, &m.path("data"));
+    assert_eq!(content(&src), content(&m.path(".snapshots/first/data")));
+
+    // Snapshots refuse every change.
+    let snap = m.path(".snapshots/first/data");
+    let err = fs::write(snap.join("new.txt"), b"x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(30), "EROFS: {err}");
+    let err = fs::create_dir(snap.join("d")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(30), "EROFS: {err}");
+    // Errors are the right errno.
+    let missing = fs::metadata(m.path("data/no-such-file")).unwrap_err();
+    assert_eq!(missing.raw_os_error(), Some(2), "ENOENT");
+    let notdir = fs::metadata(m.path("data/plain.txt/x")).unwrap_err();
+    assert_eq!(notdir.raw_os_error(), Some(20), "ENOTDIR");
+    let notempty = fs::remove_dir(m.path("data")).unwrap_err();
+    assert_eq!(notempty.raw_os_error(), Some(39), "ENOTEMPTY");
+    assert_eq!(m.unmount(), Some(0));
+}
+
+#[test]
+fn programs_people_run_work_on_the_mount() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    tree::generate(&src, 300, 1 << 20);
+    tree::write_big(&src.join("known.bin"), 7, 3 << 20);
+    let store = Fvfsd::new();
+    let d = serve(&store);
+    let m = Mount::start(
+        &d,
+        &work.path().join("mnt"),
+        &work.path().join("cache"),
+        &[],
+    );
+
+    // cp -a in, and the daemon sees it.
+    run(Command::new("cp").arg("-a").arg(&src).arg(m.path("cp")));
+    tree::assert_same(&src, &m.path("cp"));
+    let cat = d.fvfsc(["cat", "/cp/known.bin"]).output().unwrap();
+    assert!(
+        cat.stdout == fs::read(src.join("known.bin")).unwrap(),
+        "the daemon serves what cp wrote"
+    );
+
+    // tar in and out.
+    fs::create_dir(m.path("tar")).unwrap();
+    let archive = work.path().join("in.tar");
+    run(Command::new("tar")
+        .arg("-cf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&src)
+        .arg("."));
+    run(Command::new("tar")
+        .arg("-xf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(m.path("tar")));
+    assert!(
+        to_the_second(&src) == to_the_second(&m.path("tar")),
+        "tar into the mount"
+    );
+    let out = work.path().join("out");
+    fs::create_dir(&out).unwrap();
+    let back = work.path().join("out.tar");
+    run(Command::new("tar")
+        .arg("-cf")
+        .arg(&back)
+        .arg("-C")
+        .arg(m.path("tar"))
+        .arg("."));
+    run(Command::new("tar")
+        .arg("-xf")
+        .arg(&back)
+        .arg("-C")
+        .arg(&out));
+    assert!(
+        to_the_second(&src) == to_the_second(&out),
+        "tar out of the mount"
+    );
+
+    // rsync -a both ways.
+    run(Command::new("rsync")
+        .arg("-a")
+        .arg(format!("{}/", src.display()))
+        .arg(m.path("rsync")));
+    tree::assert_same(&src, &m.path("rsync"));
+    let synced = work.path().join("synced");
+    run(Command::new("rsync")
+        .arg("-a")
+        .arg(format!("{}/", m.path("rsync").display()))
+        .arg(&synced));
+    tree::assert_same(&src, &synced);
+
+    // git: init, add, commit, status.
+    let repo = m.path("repo");
+    run(Command::new("git").arg("init").arg("-q").arg(&repo));
+    fs::write(repo.join("a.txt"), b"first\n").unwrap();
+    fs::create_dir(repo.join("sub")).unwrap();
+    fs::write(repo.join("sub/b.txt"), b"second\n").unwrap();
+    let git = |args: &[&str]| {
+        run(Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(["-c", "user.email=t@example.org", "-c", "user.name=t"])
+            .args(args))
+    };
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "one"]);
+    fs::write(repo.join("a.txt"), b"changed\n").unwrap();
+    git(&["commit", "-qam", "two"]);
+    assert_eq!(git(&["status", "--porcelain"]), "", "a clean work tree");
+    assert_eq!(git(&["log", "--oneline"]).lines().count(), 2);
+    git(&["fsck", "--no-progress"]);
+
+    // sqlite3 with transactions, one of them rolled back.
+    let db = m.path("db.sqlite");
+    let sql = |q: &str| run(Command::new("sqlite3").arg(&db).arg(q));
+    sql("create table t(n integer); begin; insert into t values(1); insert into t values(2); commit;");
+    sql("begin; insert into t values(3); rollback;");
+    sql("begin; update t set n = n * 10; commit;");
+    assert_eq!(sql("select sum(n) from t;").trim(), "30");
+    assert_eq!(sql("pragma integrity_check;").trim(), "ok");
+}
+
+#[test]
+fn concurrent_writers_each_get_their_bytes() {
+    let work = tempfile::tempdir().unwrap();
+    let store = Fvfsd::new();
+    let d = serve(&store);
+    let m = Mount::start(
+        &d,
+        &work.path().join("mnt"),
+        &work.path().join("cache"),
+        &[],
+    );
+    fs::create_dir(m.path("w")).unwrap();
+    let writers: Vec<_> = (0..4u64)
+        .map(|t| {
+            let dir = m.path("w");
+            std::thread::spawn(move || {
+                for i in 0..10u64 {
+                    let data = tree::bytes(t * 100 + i, 50_000 + (i as usize) * 7_000, i % 2 == 0);
+                    let mut f = fs::File::create(dir.join(format!("t{t}-{i}"))).unwrap();
+                    f.write_all(&data).unwrap();
+                    f.sync_all().unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    // Every file, read by the daemon (not through this mount), holds its writer's bytes.
+    for t in 0..4u64 {
+        for i in 0..10u64 {
+            let expect = tree::bytes(t * 100 + i, 50_000 + (i as usize) * 7_000, i % 2 == 0);
+            let got = d.fvfsc(["cat", &format!("/w/t{t}-{i}")]).output().unwrap();
+            assert!(got.stdout == expect, "/w/t{t}-{i}");
+        }
+    }
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    for e in fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let m = e.metadata().unwrap();
+        total += if m.is_dir() {
+            dir_bytes(&e.path())
+        } else {
+            m.len()
+        };
+    }
+    total
+}
+
+#[test]
+fn the_cache_limit_holds_while_reading_ten_times_more() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir(&src).unwrap();
+    for i in 0..20u64 {
+        fs::write(src.join(format!("f{i}")), tree::bytes(i, 1 << 20, false)).unwrap();
+    }
+    let store = Fvfsd::new();
+    store.run(["migrate", "--local-src", src.to_str().unwrap()]);
+    let d = serve(&store);
+    let cache = work.path().join("cache");
+    let m = Mount::start(
+        &d,
+        &work.path().join("mnt"),
+        &cache,
+        &["--cache-size", "2M"],
+    );
+    // At most a few chunks (256 KiB each at most) over the limit, at any time.
+    let bound = (2 << 20) + 4 * (256 << 10);
+    for i in 0..20u64 {
+        let got = fs::read(m.path(&format!("f{i}"))).unwrap();
+        assert!(got == tree::bytes(i, 1 << 20, false), "f{i}");
+        let held = dir_bytes(&cache.join("chunks"));
+        assert!(held <= bound, "cache holds {held} bytes after f{i}");
+    }
+    // Still right when read again (partly from the cache, partly refetched).
+    for i in (0..20u64).rev() {
+        assert!(fs::read(m.path(&format!("f{i}"))).unwrap() == tree::bytes(i, 1 << 20, false));
+    }
+}
+
+#[test]
+fn the_mount_survives_its_daemon_and_leaves_nothing_stale() {
+    let work = tempfile::tempdir().unwrap();
+    let store = Fvfsd::new();
+    let mut d = serve(&store);
+    let addr = d.addr.clone();
+    let mut m = Mount::start(
+        &d,
+        &work.path().join("mnt"),
+        &work.path().join("cache"),
+        &[],
+    );
+    fs::write(m.path("cached.txt"), b"read before the daemon died").unwrap();
+    fs::create_dir(m.path("dir")).unwrap();
+    fs::write(m.path("dir/other.txt"), b"never read here").unwrap();
+    assert_eq!(
+        fs::read(m.path("cached.txt")).unwrap(),
+        b"read before the daemon died"
+    );
+
+    d.kill();
+    // What was read stays readable (the kernel may re-ask; the chunk cache answers)...
+    assert_eq!(
+        fs::read(m.path("cached.txt")).unwrap(),
+        b"read before the daemon died"
+    );
+    // ...anything else fails with EIO instead of hanging: a new file, and an fsync of a
+    // file opened before.
+    let write = || -> std::io::Result<()> {
+        let mut f = fs::File::create(m.path("new.txt"))?;
+        f.write_all(b"x")?;
+        f.sync_all()
+    };
+    let err = write().unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(5), "EIO: {err}");
+    let uncached = fs::read(m.path("dir/other.txt")).unwrap_err();
+    assert_eq!(uncached.raw_os_error(), Some(5), "EIO: {uncached}");
+
+    // The daemon comes back on the same address: the mount works again by itself.
+    let d = Daemon::start(&store, &addr, &["--no-mdns"]);
+    fs::write(m.path("after.txt"), b"after the restart").unwrap();
+    let got = d.fvfsc(["cat", "/after.txt"]).output().unwrap();
+    assert_eq!(got.stdout, b"after the restart");
+    assert_eq!(
+        fs::read(m.path("dir/other.txt")).unwrap(),
+        b"never read here"
+    );
+
+    // A killed mount process leaves a stale mount; fvfsc umount clears it.
+    m.kill();
+    assert!(is_mounted(&m.dir), "the kernel keeps the dead mount");
+    let stale = fs::metadata(m.path("cached.txt")).unwrap_err();
+    assert_eq!(stale.raw_os_error(), Some(107), "ENOTCONN: {stale}");
+    run(Command::new(fvfs_tests::bin("fvfsc"))
+        .arg("umount")
+        .arg(&m.dir));
+    assert!(!is_mounted(&m.dir));
+}
