@@ -50,6 +50,8 @@ enum View {
 struct Inodes {
     by_key: HashMap<(View, Vec<u8>), u64>,
     by_ino: HashMap<u64, (View, Vec<u8>)>,
+    /// The content each inode had when last opened for reading (see `open`).
+    content: HashMap<u64, [u8; 32]>,
     next: u64,
 }
 
@@ -169,6 +171,7 @@ impl FvfsFs {
         let mut inodes = Inodes {
             by_key: HashMap::new(),
             by_ino: HashMap::new(),
+            content: HashMap::new(),
             next: 1,
         };
         inodes.by_key.insert((View::Live, b"/".to_vec()), 1);
@@ -208,15 +211,24 @@ impl FvfsFs {
         }
     }
 
+    /// HEAD's root, re-read after [`LIVE_TTL`]. While the daemon does not answer, the
+    /// last root known stays in use (retried at every call), so what is cached stays
+    /// readable offline.
     fn live_root(&self) -> Result<Option<ChunkId>, Errno> {
-        if let Some((root, at)) = *lock(&self.live) {
+        let known = *lock(&self.live);
+        if let Some((root, at)) = known {
             if at.elapsed() < LIVE_TTL {
                 return Ok(root);
             }
         }
-        let root = self.block(self.remote.root("HEAD"))?;
-        *lock(&self.live) = Some((root, Instant::now()));
-        Ok(root)
+        match self.block(self.remote.root("HEAD")) {
+            Ok(root) => {
+                *lock(&self.live) = Some((root, Instant::now()));
+                Ok(root)
+            }
+            Err(Errno::EIO) if known.is_some() => Ok(known.and_then(|(root, _)| root)),
+            Err(e) => Err(e),
+        }
     }
 
     fn snapshot_root(&self, name: &str) -> Result<ChunkId, Errno> {
@@ -248,11 +260,11 @@ impl FvfsFs {
                 return Err(Errno::ENOTDIR);
             }
             let dir = self.block(self.remote.dir(entry.id.ok_or(Errno::EIO)?))?;
-            entry = dir
+            let at = dir
                 .entries
-                .into_iter()
-                .find(|e| e.name == name)
-                .ok_or(Errno::ENOENT)?;
+                .binary_search_by(|e| e.name.as_slice().cmp(name))
+                .map_err(|_| Errno::ENOENT)?;
+            entry = dir.entries[at].clone();
         }
         Ok(entry)
     }
@@ -347,6 +359,11 @@ impl FvfsFs {
         let root = version.root.parse().map_err(|_| Errno::EIO)?;
         *lock(&self.live) = Some((Some(root), Instant::now()));
         wb.dirty = false;
+        // The next open must not trust what the kernel cached of the old content.
+        let mut inodes = lock(&self.inodes);
+        if let Some(ino) = inodes.by_key.get(&(View::Live, wb.path.clone())).copied() {
+            inodes.content.remove(&ino);
+        }
         Ok(())
     }
 
@@ -374,7 +391,7 @@ impl FvfsFs {
         if let Some(entry) = initial {
             let chunks = self.block(self.remote.file_chunks(entry))?;
             let mut at = 0;
-            for c in chunks {
+            for (_, c) in chunks.iter() {
                 let data = self.block(self.remote.chunk(c.id))?;
                 file.write_all_at(&data, at).map_err(|_| Errno::EIO)?;
                 at += data.len() as u64;
@@ -422,9 +439,9 @@ impl FvfsFs {
         // Read-ahead: warm the cache with the next chunks while the reader uses these.
         for id in ahead {
             if self.remote.cache.get(&id).is_none() {
-                let (api, cache) = (self.remote.api.clone(), self.remote.cache.clone());
+                let remote = self.remote.clone();
                 self.rt.spawn(async move {
-                    let _ = Remote { api, cache }.chunk(id).await;
+                    let _ = remote.chunk(id).await;
                 });
             }
         }
@@ -509,7 +526,7 @@ impl Filesystem for FvfsFs {
             }
             if let Some(id) = entry.id {
                 let dir = tri!(reply, self.block(self.remote.dir(id)));
-                for e in dir.entries {
+                for e in dir.entries.iter().cloned() {
                     let kind = match e.kind {
                         EntryKind::Dir => FileType::Directory,
                         EntryKind::File => FileType::RegularFile,
@@ -582,26 +599,16 @@ impl Filesystem for FvfsFs {
             return reply.error(Errno::EISDIR);
         }
         let chunks = tri!(reply, self.block(self.remote.file_chunks(&entry)));
-        let mut at = 0;
-        let chunks: Vec<(u64, ChunkRef)> = chunks
-            .into_iter()
-            .map(|c| {
-                let start = at;
-                at += c.len;
-                (start, c)
-            })
-            .collect();
-        let keep = if view == View::Live {
-            FopenFlags::empty()
-        } else {
+        // The kernel may keep what it cached of this inode if the content is the one it
+        // cached (snapshots never change; a live file is checked by its content key).
+        let key = content_key(&entry);
+        let unchanged = lock(&self.inodes).content.insert(u64::from(ino), key) == Some(key);
+        let keep = if view != View::Live || unchanged {
             FopenFlags::FOPEN_KEEP_CACHE
+        } else {
+            FopenFlags::empty()
         };
-        reply.opened(
-            self.handle(Handle::Read {
-                chunks: Arc::new(chunks),
-            }),
-            keep,
-        );
+        reply.opened(self.handle(Handle::Read { chunks }), keep);
     }
 
     fn read(
@@ -909,6 +916,18 @@ impl Filesystem for FvfsFs {
         lock(&self.inodes).moved(&from, &to);
         reply.ok();
     }
+}
+
+/// What identifies a file's content: its file node, or the hash of its inline chunk ids.
+fn content_key(entry: &Entry) -> [u8; 32] {
+    if let Some(id) = entry.id {
+        return *id.as_bytes();
+    }
+    let mut h = blake3::Hasher::new();
+    for c in &entry.chunks {
+        h.update(c.id.as_bytes());
+    }
+    *h.finalize().as_bytes()
 }
 
 /// The commit op putting `entry`'s content at `path` with `mode` and `mtime_ns`.

@@ -40,7 +40,7 @@ pub fn run(
     );
     let staging = opts.cache_dir.join("staging");
     std::fs::create_dir_all(&staging)?;
-    let remote = remote::Remote { api, cache };
+    let remote = remote::Remote::new(api, cache);
     let fs = fs::FvfsFs::new(runtime.handle().clone(), remote, staging, opts.read_only);
     let mut config = Config::default();
     config.mount_options = vec![

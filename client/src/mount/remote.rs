@@ -38,12 +38,53 @@ pub fn errno(f: &Failure) -> Errno {
     }
 }
 
+/// Decoded directories and chunk lists kept at most (they are content-addressed, so
+/// never stale; the memo is simply emptied when full).
+const MEMO: usize = 16_384;
+
+#[derive(Clone)]
 pub struct Remote {
     pub api: Api,
     pub cache: Arc<ChunkCache>,
+    dirs: Arc<Memo<DirNode>>,
+    files: Arc<Memo<Vec<(u64, ChunkRef)>>>,
+}
+
+/// Decoded nodes by id.
+struct Memo<T>(std::sync::Mutex<std::collections::HashMap<ChunkId, Arc<T>>>);
+
+impl<T> Memo<T> {
+    fn new() -> Self {
+        Self(std::sync::Mutex::default())
+    }
+
+    fn get(&self, id: &ChunkId) -> Option<Arc<T>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    fn put(&self, id: ChunkId, value: Arc<T>) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= MEMO {
+            m.clear();
+        }
+        m.insert(id, value);
+    }
 }
 
 impl Remote {
+    pub fn new(api: Api, cache: Arc<ChunkCache>) -> Self {
+        Self {
+            api,
+            cache,
+            dirs: Arc::new(Memo::new()),
+            files: Arc::new(Memo::new()),
+        }
+    }
+
     async fn timed<T>(
         &self,
         call: impl std::future::Future<Output = Result<T, Failure>>,
@@ -83,19 +124,43 @@ impl Remote {
         })
     }
 
-    pub async fn dir(&self, id: ChunkId) -> Result<DirNode, Errno> {
+    /// A directory node, decoded once and shared.
+    pub async fn dir(&self, id: ChunkId) -> Result<Arc<DirNode>, Errno> {
+        if let Some(d) = self.dirs.get(&id) {
+            return Ok(d);
+        }
         match self.node(id).await? {
-            Node::Dir(d) => Ok(d),
+            Node::Dir(d) => {
+                let d = Arc::new(d);
+                self.dirs.put(id, d.clone());
+                Ok(d)
+            }
             _ => Err(Errno::EIO),
         }
     }
 
-    pub async fn file_chunks(&self, entry: &Entry) -> Result<Vec<ChunkRef>, Errno> {
-        node::file_chunks(entry, |id| async move {
-            self.node(id).await.map_err(MountError)
-        })
-        .await
-        .map_err(|e| e.0)
+    /// A file's chunks with the offset each starts at (memoised for large files).
+    pub async fn file_chunks(&self, entry: &Entry) -> Result<Arc<Vec<(u64, ChunkRef)>>, Errno> {
+        if let Some(known) = entry.id.and_then(|id| self.files.get(&id)) {
+            return Ok(known);
+        }
+        let fetch = |id| async move { self.node(id).await.map_err(MountError) };
+        let chunks = node::file_chunks(entry, fetch).await.map_err(|e| e.0)?;
+        let mut at = 0;
+        let placed: Arc<Vec<(u64, ChunkRef)>> = Arc::new(
+            chunks
+                .into_iter()
+                .map(|c| {
+                    let start = at;
+                    at += c.len;
+                    (start, c)
+                })
+                .collect(),
+        );
+        if let Some(id) = entry.id {
+            self.files.put(id, placed.clone());
+        }
+        Ok(placed)
     }
 
     /// The root of a version (`HEAD`, a number or a snapshot name); `None` for an

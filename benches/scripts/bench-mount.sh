@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# fvfsc mount side by side with bindfs (a passthrough FUSE mount of the same files), in
+# one run, on a real tree (default: the Rust sysroot, about 50,000 files):
+#  1. `tar -cf - .` of the whole tree: bindfs (warm), fvfs with a cold cache (every
+#     chunk fetched from a daemon on loopback), fvfs warm (second pass);
+#  2. sequential read of the largest file with fio: bindfs and fvfs, warm;
+#  3. time to first byte of one file in a fresh mount (empty cache) of the tree, and
+#     the bytes fetched for it (what the chunk cache holds afterwards).
+# Needs bindfs and fio (Debian packages). Medians of REPS (default 3) runs.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/fvfs/target}"
+for t in bindfs fio fusermount3; do
+  command -v "$t" >/dev/null || { echo "missing $t: apt-get install bindfs fio fuse3" >&2; exit 2; }
+done
+profile="${PROFILE:-release}"
+if [ "$profile" = release ]; then
+  cargo build --release --locked --bin fvfsd --bin fvfsc >&2
+else
+  cargo build --locked --bin fvfsd --bin fvfsc >&2
+fi
+bin="$CARGO_TARGET_DIR/$profile"
+src="$(realpath "${1:-$(rustc --print sysroot)}")"
+reps="${REPS:-3}"
+work="$(mktemp -d "${BENCH_TMP:-/var/tmp}/fvfs-mountbench.XXXXXX")"
+cleanup() {
+  for m in "$work"/mnt*; do fusermount3 -uz "$m" 2>/dev/null || true; done
+  pkill -f "$work/home" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+now() { date +%s.%N; }
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+elapsed() { local t0; t0=$(now); "$@" >/dev/null 2>&1; echo "$(now) - $t0" | bc; }
+tar_of() { tar -cf - -C "$1" . | cat >/dev/null; }
+wait_mounted() { for _ in $(seq 1 600); do mountpoint -q "$1" && return; sleep 0.05; done; echo "no mount at $1" >&2; exit 1; }
+
+"$bin/fvfsd" --home "$work/home" migrate --local-src "$src" --dest /t >/dev/null 2>&1
+"$bin/fvfsd" --home "$work/home" serve --listen 127.0.0.1:0 --no-mdns >"$work/serve.out" 2>/dev/null &
+for _ in $(seq 1 200); do url=$(sed -n 's/^fvfsd: listening on //p' "$work/serve.out"); [ -n "$url" ] && break; sleep 0.05; done
+export FVFS_URL="$url"
+mount_fvfs() { # DIR CACHE
+  mkdir -p "$1"
+  "$bin/fvfsc" mount "$1" --cache-dir "$2" --cache-size 20G >/dev/null 2>&1 &
+  wait_mounted "$1"
+}
+mkdir -p "$work/mnt-bind"
+bindfs "$src" "$work/mnt-bind"
+big=$(find "$src" -type f -printf '%s %P\n' | sort -n | tail -1 | cut -d' ' -f2-)
+files=$(find "$src" -type f | wc -l)
+tar_of "$src"; tar_of "$work/mnt-bind"   # warm the page cache under bindfs
+
+bind=(); cold=(); warm=(); fio_b=(); fio_f=(); ttfb=(); fetched=()
+for r in $(seq 1 "$reps"); do
+  bind+=("$(elapsed tar_of "$work/mnt-bind")")
+  mount_fvfs "$work/mnt$r" "$work/cache$r"
+  cold+=("$(elapsed tar_of "$work/mnt$r/t")")
+  warm+=("$(elapsed tar_of "$work/mnt$r/t")")
+  for target in "$work/mnt-bind/$big" "$work/mnt$r/t/$big"; do
+    cat "$target" >/dev/null
+    bw=$(fio --name=seq --filename="$target" --rw=read --bs=1M --readonly --output-format=terse --terse-version=3 | awk -F';' '{print $7}')
+    if [[ "$target" == *mnt-bind* ]]; then fio_b+=("$bw"); else fio_f+=("$bw"); fi
+  done
+  fusermount3 -u "$work/mnt$r"
+  # Time to first byte in a fresh mount with an empty cache.
+  mount_fvfs "$work/mnt-f$r" "$work/cache-f$r"
+  ttfb+=("$(elapsed head -c 1 "$work/mnt-f$r/t/$big")")
+  fetched+=("$(du -sb "$work/cache-f$r/chunks" | cut -f1)")
+  fusermount3 -u "$work/mnt-f$r"
+done
+fusermount3 -u "$work/mnt-bind"
+m() { printf '%s\n' "$@" | median; }
+bm=$(m "${bind[@]}"); cm=$(m "${cold[@]}"); wm=$(m "${warm[@]}")
+fb=$(m "${fio_b[@]}"); ff=$(m "${fio_f[@]}"); tm=$(m "${ttfb[@]}"); fm=$(m "${fetched[@]}")
+echo "| measure ($files files, $(basename "$src")) | fvfs | bindfs | ratio |"
+echo "|---|---|---|---|"
+printf '| tar -cf - . warm | %.2f s | %.2f s | fvfs/bindfs %.2fx |\n' "$wm" "$bm" "$(echo "$wm / $bm" | bc -l)"
+printf '| tar -cf - . cold cache (daemon on loopback) | %.2f s | | fvfs/bindfs %.2fx |\n' "$cm" "$(echo "$cm / $bm" | bc -l)"
+printf '| fio sequential read of %s, warm | %.0f MB/s | %.0f MB/s | %.2fx |\n' "$big" "$(echo "$ff / 1000" | bc -l)" "$(echo "$fb / 1000" | bc -l)" "$(echo "$ff / $fb" | bc -l)"
+printf '| first byte of %s in a fresh mount | %.1f ms | | fetched %s bytes |\n' "$big" "$(echo "$tm * 1000" | bc -l)" "$fm"
