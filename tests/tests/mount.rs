@@ -123,6 +123,15 @@ fn a_migrated_tree_reads_back_whole_and_snapshots_are_read_only() {
     assert_eq!(notdir.raw_os_error(), Some(20), "ENOTDIR");
     let notempty = fs::remove_dir(m.path("data")).unwrap_err();
     assert_eq!(notempty.raw_os_error(), Some(39), "ENOTEMPTY");
+    let exists = fs::create_dir(m.path("data")).unwrap_err();
+    assert_eq!(exists.raw_os_error(), Some(17), "EEXIST");
+    let isdir = fs::remove_file(m.path("data")).unwrap_err();
+    assert_eq!(isdir.raw_os_error(), Some(21), "EISDIR");
+    let isdir = fs::OpenOptions::new()
+        .write(true)
+        .open(m.path("data"))
+        .unwrap_err();
+    assert_eq!(isdir.raw_os_error(), Some(21), "EISDIR");
     assert_eq!(m.unmount(), Some(0));
 }
 

@@ -568,22 +568,19 @@ impl Filesystem for FvfsFs {
         let writing = flags.acc_mode() != OpenAccMode::O_RDONLY || flags.0 & libc_trunc() != 0;
         if writing {
             tri!(reply, self.writable(&view));
-            let entry = tri!(
-                reply,
-                self.entry(&view, &path).or_else(|e| {
-                    if lock(&self.writing).contains_key(&path) {
-                        Ok(dir_entry(0o644))
-                    } else {
-                        Err(e)
-                    }
-                })
-            );
             let truncate = flags.0 & libc_trunc() != 0;
-            let initial = (!truncate
-                && entry.kind == EntryKind::File
-                && !lock(&self.writing).contains_key(&path))
-            .then_some(&entry);
-            let wb = tri!(reply, self.open_write(&path, entry.mode, initial));
+            let in_progress = lock(&self.writing).get(&path).cloned();
+            let wb = match in_progress {
+                Some(wb) => wb,
+                None => {
+                    let entry = tri!(reply, self.entry(&view, &path));
+                    if entry.kind == EntryKind::Dir {
+                        return reply.error(Errno::EISDIR);
+                    }
+                    let initial = (!truncate).then_some(&entry);
+                    tri!(reply, self.open_write(&path, entry.mode, initial))
+                }
+            };
             if truncate {
                 let mut w = lock(&wb);
                 tri!(reply, w.file.set_len(0).map_err(|_| Errno::EIO));
@@ -603,10 +600,11 @@ impl Filesystem for FvfsFs {
         // cached (snapshots never change; a live file is checked by its content key).
         let key = content_key(&entry);
         let unchanged = lock(&self.inodes).content.insert(u64::from(ino), key) == Some(key);
+        // A read-only handle has nothing to commit: no FLUSH round trip at close.
         let keep = if view != View::Live || unchanged {
-            FopenFlags::FOPEN_KEEP_CACHE
+            FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH
         } else {
-            FopenFlags::empty()
+            FopenFlags::FOPEN_NOFLUSH
         };
         reply.opened(self.handle(Handle::Read { chunks }), keep);
     }
