@@ -1,16 +1,44 @@
-//! Integrity checking of an fvfs repository.
+//! Integrity checking and repair of an fvfs repository, tier by tier.
 //!
-//! [`check`] walks the trees of the chosen versions and verifies that every reachable
-//! tree node is present, hashes to its id and decodes; that every file's chunk list
-//! adds up; that every referenced chunk is present in the store and has a chunk
-//! record; and, with `read_data`, that every data chunk decodes to its id. Shared
-//! subtrees are checked once, so checking all versions costs about as much as
-//! checking the union of their distinct nodes. Each problem names the paths it affects.
+//! [`check`] walks the trees of the chosen versions, reading tree nodes from the first
+//! tier that holds them whole (without promoting or healing anything, so damage is seen,
+//! not hidden), and verifies that every reachable node decodes, that every file's chunk
+//! list adds up, and that every referenced chunk has a chunk record. Then, for every
+//! reachable chunk and every tier, it checks that a tier whose bit the record sets holds
+//! the chunk (with `read_data`: that the stored frame decodes to its id). Chunks are
+//! checked with bounded concurrency; memory holds the set of reachable ids, not data.
+//!
+//! With `repair`, a chunk missing or damaged on a tier its bitmask claims is copied
+//! again from a tier that holds it whole; a chunk no tier holds whole is reported as
+//! unrepairable, with the paths that need it. Shared subtrees are checked once.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
-use fvfs_cas::{ChunkId, StoreError};
+use futures::StreamExt;
+use fvfs_cas::{ChunkId, ChunkStore, StoreError};
+use fvfs_manifest::node::{self, Node};
 use fvfs_manifest::{path, EntryKind, ManifestError, Repo, Version};
+
+/// Chunks checked at once.
+const CONCURRENCY: usize = 8;
+
+/// One tier as fsck sees it: its own store (not the read-through one).
+#[derive(Clone)]
+pub struct Tier {
+    pub name: &'static str,
+    pub bit: u8,
+    pub store: Arc<dyn ChunkStore>,
+}
+
+/// What to do.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Read and verify every stored copy, not only check it is there.
+    pub read_data: bool,
+    /// Copy missing or damaged chunks again from a healthy tier.
+    pub repair: bool,
+}
 
 /// What is wrong with one chunk, and where it is used.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -19,6 +47,12 @@ pub struct Problem {
     pub what: String,
     /// The first path found that uses the chunk.
     pub path: String,
+    /// The tier concerned, if the problem is a tier's copy.
+    #[serde(default)]
+    pub tier: Option<String>,
+    /// Whether `repair` fixed it.
+    #[serde(default)]
+    pub repaired: bool,
 }
 
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -34,8 +68,9 @@ pub struct Report {
 }
 
 impl Report {
+    /// No problem left unrepaired.
     pub fn is_clean(&self) -> bool {
-        self.problems.is_empty()
+        self.problems.iter().all(|p| p.repaired)
     }
 
     /// The problems, one line each, then the summary line.
@@ -43,7 +78,18 @@ impl Report {
         let mut out: String = self
             .problems
             .iter()
-            .map(|p| format!("problem: {} (chunk {}, used by {})\n", p.what, p.id, p.path))
+            .map(|p| {
+                let tier = p
+                    .tier
+                    .as_deref()
+                    .map(|t| format!("{t}: "))
+                    .unwrap_or_default();
+                let fixed = if p.repaired { "repaired" } else { "problem" };
+                format!(
+                    "{fixed}: {tier}{} (chunk {}, used by {})\n",
+                    p.what, p.id, p.path
+                )
+            })
             .collect();
         let read = if self.data_bytes_read > 0 {
             format!(
@@ -53,19 +99,28 @@ impl Report {
         } else {
             String::new()
         };
+        let repaired = self.problems.iter().filter(|p| p.repaired).count();
         out.push_str(&format!(
-            "checked {} versions: {} tree nodes, {} data chunks{read}; {} problems\n",
+            "checked {} versions: {} tree nodes, {} data chunks{read}; {} problems, {repaired} repaired\n",
             self.versions,
             self.nodes,
             self.data_chunks,
-            self.problems.len()
+            self.problems.len() - repaired,
         ));
         out
     }
 }
 
-/// The versions fsck looks at: every one with `all`, else HEAD and the snapshots.
-pub fn versions_to_check(repo: &Repo, all: bool) -> Result<Vec<Version>, ManifestError> {
+/// The versions fsck looks at: `version` alone if given, every one with `all`, else
+/// HEAD and the snapshots.
+pub fn versions_to_check(
+    repo: &Repo,
+    all: bool,
+    version: Option<&str>,
+) -> Result<Vec<Version>, ManifestError> {
+    if let Some(spec) = version {
+        return Ok(vec![repo.resolve(spec)?]);
+    }
     if all {
         return repo.log().collect();
     }
@@ -76,41 +131,61 @@ pub fn versions_to_check(repo: &Repo, all: bool) -> Result<Vec<Version>, Manifes
     Ok(versions)
 }
 
-/// Checks the trees of `versions`; reads every data chunk back when `read_data`.
-/// Fails only when the check itself cannot run (the metadata database is unreadable).
+/// The node `id` from the first tier holding it whole.
+async fn read_node(tiers: &[Tier], id: ChunkId) -> Result<Node, ManifestError> {
+    let mut last = StoreError::NotFound(id);
+    for t in tiers {
+        match t.store.get(&id).await {
+            Ok(loaded) => {
+                return node::decode(&loaded.data).map_err(|e| ManifestError::BadNode {
+                    id,
+                    reason: e.to_string(),
+                })
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last.into())
+}
+
+/// Checks `versions` on `tiers` (warmest first; the first must be the local tier).
 pub async fn check(
     repo: &Repo,
+    tiers: &[Tier],
     versions: &[Version],
-    read_data: bool,
+    opts: Options,
 ) -> Result<Report, ManifestError> {
     let mut report = Report {
         versions: versions.len(),
         ..Report::default()
     };
-    let mut seen_nodes = HashSet::new();
-    let mut seen_data = HashSet::new();
+    // Walk: every reachable chunk once, with the first path using it.
+    let mut seen: HashMap<ChunkId, String> = HashMap::new();
+    let mut nodes: HashSet<ChunkId> = HashSet::new();
     let mut dirs: Vec<(Vec<u8>, ChunkId)> =
         versions.iter().map(|v| (b"/".to_vec(), v.root)).collect();
+    let problem = |id, what: String, at: &[u8]| Problem {
+        id,
+        what,
+        path: path::show(at),
+        tier: None,
+        repaired: false,
+    };
     while let Some((at, id)) = dirs.pop() {
-        if !seen_nodes.insert(id) {
+        if !nodes.insert(id) {
             continue;
         }
-        report.nodes += 1;
-        if let Some(what) = unrecorded(repo, &id)? {
-            report.problems.push(Problem {
-                id,
-                what,
-                path: path::show(&at),
-            });
-        }
-        let dir = match repo.dir(&id).await {
-            Ok(d) => d,
+        seen.entry(id).or_insert_with(|| path::show(&at));
+        let dir = match read_node(tiers, id).await {
+            Ok(Node::Dir(d)) => d,
+            Ok(_) => {
+                report
+                    .problems
+                    .push(problem(id, "not a directory node".into(), &at));
+                continue;
+            }
             Err(e) => {
-                report.problems.push(Problem {
-                    id,
-                    what: e.to_string(),
-                    path: path::show(&at),
-                });
+                report.problems.push(problem(id, e.to_string(), &at));
                 continue;
             }
         };
@@ -118,85 +193,133 @@ pub async fn check(
             let child = path::join(&at, &e.name);
             match (e.kind, e.id) {
                 (EntryKind::Dir, Some(id)) => dirs.push((child, id)),
-                (EntryKind::File, node) => {
-                    if let Some(node) = node {
-                        if !seen_nodes.insert(node) {
-                            continue;
+                (EntryKind::File, file_node) => {
+                    let chunks = node::file_chunks(&e, |id| read_node(tiers, id)).await;
+                    if let Some(n) = file_node {
+                        // The file node and its list nodes are chunks to check too.
+                        let mut ids = vec![n];
+                        if let Ok(Node::File(f)) = read_node(tiers, n).await {
+                            ids.extend(f.lists.iter().map(|l| l.id));
                         }
-                        report.nodes += 1;
-                        if let Some(what) = unrecorded(repo, &node)? {
-                            report.problems.push(Problem {
-                                id: node,
-                                what,
-                                path: path::show(&child),
-                            });
+                        for id in ids {
+                            nodes.insert(id);
+                            seen.entry(id).or_insert_with(|| path::show(&child));
                         }
                     }
-                    let chunks = match repo.file_chunks(&e).await {
-                        Ok(c) => c,
-                        Err(err) => {
-                            let id = node.unwrap_or(id);
-                            report.problems.push(Problem {
-                                id,
-                                what: err.to_string(),
-                                path: path::show(&child),
-                            });
-                            continue;
-                        }
-                    };
-                    for c in chunks {
-                        if seen_data.insert(c.id) {
-                            report.data_chunks += 1;
-                            if let Some(what) =
-                                check_data(repo, &c.id, read_data, &mut report.data_bytes_read)
-                                    .await?
-                            {
-                                report.problems.push(Problem {
-                                    id: c.id,
-                                    what,
-                                    path: path::show(&child),
-                                });
+                    match chunks {
+                        Ok(chunks) => {
+                            for c in chunks {
+                                seen.entry(c.id).or_insert_with(|| path::show(&child));
                             }
                         }
+                        Err(err) => report.problems.push(problem(
+                            file_node.unwrap_or(e.id.unwrap_or(ChunkId::of(b""))),
+                            err.to_string(),
+                            &child,
+                        )),
                     }
                 }
                 _ => {}
             }
         }
     }
-    report.node_ids = seen_nodes.into_iter().collect();
+    report.nodes = nodes.len() as u64;
+    report.data_chunks = (seen.len() - nodes.len()) as u64;
+
+    // Every chunk on every tier its record claims.
+    let checked: Vec<(Vec<Problem>, u64)> = futures::stream::iter(seen)
+        .map(|(id, used_by)| check_chunk(repo, tiers, id, used_by, opts))
+        .buffer_unordered(CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    for (problems, bytes) in checked {
+        report.problems.extend(problems);
+        report.data_bytes_read += bytes;
+    }
+    if opts.repair {
+        for t in tiers {
+            t.store.sync().await?;
+        }
+    }
+    report.problems.sort_by(|a, b| a.path.cmp(&b.path));
+    report.node_ids = nodes.into_iter().collect();
     Ok(report)
 }
 
-/// Every stored tree node has a chunk record (its tiers, sizes, access times).
-fn unrecorded(repo: &Repo, id: &ChunkId) -> Result<Option<String>, ManifestError> {
-    Ok(repo
-        .chunk_record(id)?
-        .is_none()
-        .then(|| "tree node has no chunk record".into()))
-}
-
-async fn check_data(
+/// Checks (and repairs) one chunk on every tier; returns its problems and bytes read.
+async fn check_chunk(
     repo: &Repo,
-    id: &ChunkId,
-    read_data: bool,
-    bytes: &mut u64,
-) -> Result<Option<String>, ManifestError> {
-    if repo.chunk_record(id)?.is_none() {
-        return Ok(Some("data chunk has no chunk record".into()));
-    }
-    if read_data {
-        return Ok(match repo.store().get(id).await {
-            Ok(loaded) => {
-                *bytes += loaded.data.len() as u64;
-                None
+    tiers: &[Tier],
+    id: ChunkId,
+    used_by: String,
+    opts: Options,
+) -> Result<(Vec<Problem>, u64), ManifestError> {
+    let Some(record) = repo.chunk_record(&id)? else {
+        let p = Problem {
+            id,
+            what: "no chunk record".into(),
+            path: used_by,
+            tier: None,
+            repaired: false,
+        };
+        return Ok((vec![p], 0));
+    };
+    let mut bytes = 0;
+    let mut healthy: Option<bytes::Bytes> = None;
+    let mut bad: Vec<(&Tier, String)> = Vec::new();
+    for t in tiers {
+        let claimed = record.tiers & t.bit != 0;
+        let state = if opts.read_data || (claimed && healthy.is_none() && opts.repair) {
+            match t.store.get(&id).await {
+                Ok(loaded) => {
+                    bytes += loaded.data.len() as u64;
+                    healthy.get_or_insert(loaded.frame);
+                    Ok(())
+                }
+                Err(e) => Err(e.to_string()),
             }
-            Err(e) => Some(e.to_string()),
+        } else {
+            match t.store.has(&[id]).await {
+                Ok(h) if h == [true] => Ok(()),
+                Ok(_) => Err(StoreError::NotFound(id).to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        if let (true, Err(what)) = (claimed, state) {
+            bad.push((t, what));
+        }
+    }
+    let mut problems = Vec::new();
+    for (t, what) in bad {
+        let mut repaired = false;
+        if opts.repair {
+            if healthy.is_none() {
+                // Look for a whole copy on any tier, claimed or not.
+                for other in tiers {
+                    if let Ok(l) = other.store.get(&id).await {
+                        healthy = Some(l.frame);
+                        break;
+                    }
+                }
+            }
+            if let Some(frame) = &healthy {
+                repaired = t.store.delete(&id).await.is_ok()
+                    && t.store.put(id, frame.clone()).await.is_ok();
+            }
+        }
+        problems.push(Problem {
+            id,
+            what: if opts.repair && !repaired {
+                format!("{what}; no tier holds a whole copy, cannot repair")
+            } else {
+                what
+            },
+            path: used_by.clone(),
+            tier: Some(t.name.to_owned()),
+            repaired,
         });
     }
-    Ok(match repo.store().has(&[*id]).await {
-        Ok(present) if present == [true] => None,
-        Ok(_) => Some(StoreError::NotFound(*id).to_string()),
-        Err(e) => Some(e.to_string()),
-    })
+    Ok((problems, bytes))
 }

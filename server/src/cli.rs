@@ -80,8 +80,14 @@ pub enum Command {
         #[arg(long)]
         read_data: bool,
         /// Check every version, not only HEAD and the snapshots.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "version")]
         all: bool,
+        /// Check only this version (number, snapshot name or HEAD~N).
+        #[arg(long)]
+        version: Option<String>,
+        /// Copy missing or damaged chunks again from a tier that holds them whole.
+        #[arg(long)]
+        repair: bool,
     },
 }
 

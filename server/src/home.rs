@@ -79,6 +79,35 @@ impl Home {
         self.s3.clone()
     }
 
+    /// Every tier's own store, warmest first, for fsck.
+    pub fn fsck_tiers(&self) -> Vec<fvfs_fsck::Tier> {
+        use fvfs_manifest::meta::{TIER_LOCAL, TIER_NAS, TIER_S3};
+        let local = match &self.tiers {
+            Some(t) => t.local().clone(),
+            None => self.repo.store().clone(),
+        };
+        let mut tiers = vec![fvfs_fsck::Tier {
+            name: "local",
+            bit: TIER_LOCAL,
+            store: local,
+        }];
+        if let Some(nas) = &self.nas {
+            tiers.push(fvfs_fsck::Tier {
+                name: "nas",
+                bit: TIER_NAS,
+                store: nas.clone(),
+            });
+        }
+        if let Some(s3) = &self.s3 {
+            tiers.push(fvfs_fsck::Tier {
+                name: "s3",
+                bit: TIER_S3,
+                store: s3.clone(),
+            });
+        }
+        tiers
+    }
+
     /// The read-through store, when there are colder tiers (for its counters).
     pub fn tiers(&self) -> Option<Arc<TieredStore>> {
         self.tiers.clone()

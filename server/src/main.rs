@@ -139,9 +139,15 @@ async fn local(home: &home::Home, config: &config::Config, command: Command) -> 
         Command::Export(args) => println!("{}", export::run(repo, args).await?),
         Command::Status { json } => report::status(&repo.status_info()?, &where_, json)?,
         Command::Recover { from_s3: _ } => return recover::run(home, config).await,
-        Command::Fsck { read_data, all } => {
-            let versions = fvfs_fsck::versions_to_check(repo, all)?;
-            let report = fvfs_fsck::check(repo, &versions, read_data).await?;
+        Command::Fsck {
+            read_data,
+            all,
+            version,
+            repair,
+        } => {
+            let versions = fvfs_fsck::versions_to_check(repo, all, version.as_deref())?;
+            let opts = fvfs_fsck::Options { read_data, repair };
+            let report = fvfs_fsck::check(repo, &home.fsck_tiers(), &versions, opts).await?;
             return Ok(report::fsck(&report));
         }
     }

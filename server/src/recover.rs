@@ -38,7 +38,7 @@ pub async fn run(home: &Home, config: &Config) -> Result<ExitCode> {
         found.len(),
         versions.len()
     );
-    let report = fvfs_fsck::check(repo, &versions, false).await?;
+    let report = fvfs_fsck::check(repo, &home.fsck_tiers(), &versions, Default::default()).await?;
     repo.restore_mark_nodes(&report.node_ids)?;
     repo.store().sync().await?;
     repo.restore_versions(&versions, &snapshots)?;

@@ -94,11 +94,21 @@ async fn through(api: &Api, command: Command) -> Result<ExitCode> {
             &format!("served by {}", api.base),
             json,
         )?,
-        Command::Fsck { read_data, all } => {
+        Command::Fsck {
+            read_data,
+            all,
+            version,
+            repair,
+        } => {
+            let version = version
+                .map(|v| format!("&version={}", fvfs_manifest::api::encode_path(v.as_bytes())))
+                .unwrap_or_default();
             let report: fvfs_fsck::Report = api
                 .json(
                     Method::POST,
-                    &format!("/v1/admin/fsck?read_data={read_data}&all={all}"),
+                    &format!(
+                        "/v1/admin/fsck?read_data={read_data}&all={all}&repair={repair}{version}"
+                    ),
                     None,
                 )
                 .await?;

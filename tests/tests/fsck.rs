@@ -8,18 +8,7 @@ use fvfs_tests::{check, tree, Fvfsd};
 
 /// Chunk files of the local store, largest first.
 fn chunk_files(d: &Fvfsd) -> Vec<PathBuf> {
-    let mut files: Vec<(u64, PathBuf)> = Vec::new();
-    for shard in fs::read_dir(d.home.path().join("chunks")).unwrap() {
-        let shard = shard.unwrap().path();
-        if shard.is_dir() {
-            for f in fs::read_dir(&shard).unwrap() {
-                let f = f.unwrap();
-                files.push((f.metadata().unwrap().len(), f.path()));
-            }
-        }
-    }
-    files.sort();
-    files.into_iter().rev().map(|(_, p)| p).collect()
+    store_files(&d.home.path().join("chunks"))
 }
 
 #[test]
@@ -65,4 +54,110 @@ fn damage_is_found_and_named() {
         .unwrap();
     check(&out, 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("only.bin"));
+}
+
+/// Chunk files (64-hex names) under a directory store, largest first.
+fn store_files(root: &std::path::Path) -> Vec<PathBuf> {
+    let mut files: Vec<(u64, PathBuf)> = Vec::new();
+    for shard in fs::read_dir(root).unwrap() {
+        let shard = shard.unwrap().path();
+        if shard.is_dir() {
+            for f in fs::read_dir(&shard).unwrap() {
+                let f = f.unwrap();
+                if f.file_name().len() == 64 {
+                    files.push((f.metadata().unwrap().len(), f.path()));
+                }
+            }
+        }
+    }
+    files.sort();
+    files.into_iter().rev().map(|(_, p)| p).collect()
+}
+
+fn flip_last_byte(path: &std::path::Path) {
+    let mut bytes = fs::read(path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn tier_damage_is_repaired_from_a_healthy_tier_or_reported() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("big.bin"), tree::bytes(5, 400_000, false)).unwrap();
+    fs::write(src.join("small.txt"), b"small").unwrap();
+    let nas = work.path().join("nas");
+    fs::create_dir(&nas).unwrap();
+    let config = work.path().join("fvfsd.toml");
+    fs::write(
+        &config,
+        format!("[tiers.nas]\npath = {:?}\n", nas.to_str().unwrap()),
+    )
+    .unwrap();
+    let c = ["--config", config.to_str().unwrap()];
+    let d = Fvfsd::new();
+    d.run([c[0], c[1], "migrate", "--local-src", src.to_str().unwrap()]);
+    {
+        // The daemon's replicator copies everything to the NAS.
+        let daemon = fvfs_tests::daemon::Daemon::start_with(&d, &c, "127.0.0.1:0", &["--no-mdns"]);
+        let (status, body) = daemon.raw(&fvfs_tests::daemon::request(
+            "POST",
+            "/v1/admin/flush",
+            &[],
+            b"",
+        ));
+        assert_eq!(status, 200, "{body}");
+    }
+    let fsck = |extra: &[&str], code: i32| {
+        let mut args = vec![c[0], c[1], "fsck"];
+        args.extend_from_slice(extra);
+        d.run_code(code, args)
+    };
+    assert!(fsck(&["--read-data"], 0).contains(" 0 problems"));
+
+    // One chunk of big.bin damaged locally, another missing on the NAS.
+    let local = store_files(&d.home.path().join("chunks"));
+    flip_last_byte(&local[0]);
+    let missing = nas.join(local[1].strip_prefix(d.home.path().join("chunks")).unwrap());
+    fs::remove_file(&missing).unwrap();
+
+    let quick = fsck(&[], 1);
+    assert!(
+        quick.contains("problem: nas: ") && quick.contains("/big.bin"),
+        "{quick}"
+    );
+    let full = fsck(&["--read-data"], 1);
+    assert!(
+        full.contains("problem: local: ") && full.contains("corrupt"),
+        "{full}"
+    );
+    assert!(
+        full.contains("problem: nas: ") && full.contains(" 2 problems"),
+        "{full}"
+    );
+    let repaired = fsck(&["--read-data", "--repair"], 0);
+    assert!(repaired.contains("0 problems, 2 repaired"), "{repaired}");
+    assert!(fsck(&["--read-data"], 0).contains(" 0 problems, 0 repaired"));
+    assert!(missing.exists(), "the NAS copy is back");
+
+    // The root tree node damaged on every tier: found, named, not repairable.
+    let log = d.run([c[0], c[1], "log", "--json"]);
+    let root = serde_json::from_str::<serde_json::Value>(&log).unwrap()[0]["root"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for store in [d.home.path().join("chunks"), nas.clone()] {
+        flip_last_byte(&store.join(&root[..2]).join(&root));
+    }
+    let broken = fsck(&["--repair"], 1);
+    assert!(
+        broken.contains(&root) && broken.contains("used by /"),
+        "{broken}"
+    );
+    assert!(
+        broken.contains("cannot repair") || broken.contains("corrupt"),
+        "{broken}"
+    );
 }

@@ -292,3 +292,77 @@ fn eviction_under_a_small_watermark_drops_only_s3_backed_copies() {
     let fsck = store.run(["fsck", "--read-data"]);
     assert!(fsck.contains("0 problems"), "{fsck}");
 }
+
+/// A signed S3 request with curl (the tests have no S3 client of their own).
+fn s3_curl(s3: &S3Env, method: &str, path_and_query: &str) -> String {
+    let out = std::process::Command::new("curl")
+        .args(["-sf", "--noproxy", "*", "-X", method])
+        .args(["--aws-sigv4", "aws:amz:garage:s3"])
+        .args(["--user", &format!("{}:{}", s3.key_id, s3.secret)])
+        .args([
+            "-H",
+            "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        ])
+        .arg(format!("{}/{}{path_and_query}", s3.endpoint, s3.bucket))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "curl {method} {path_and_query}: {out:?}"
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_deleted_s3_pack_is_found_and_uploaded_again() {
+    let s3 = S3Env::shared();
+    let work = tempfile::tempdir().unwrap();
+    let prefix = format!(
+        "pack-{}",
+        work.path().file_name().unwrap().to_string_lossy()
+    );
+    let config = s3.config(work.path(), &prefix, "");
+    let store = Fvfsd::new();
+    let content = tree::bytes(77, 300_000, false);
+    {
+        let d = serve(&store, &config, &s3);
+        put(&d, "photo.raw", &content);
+        assert_eq!(flush(&d).0, 200);
+    }
+    let listing = s3_curl(
+        &s3,
+        "GET",
+        &format!("/?list-type=2&prefix={prefix}%2Fpacks%2F"),
+    );
+    let packs: Vec<&str> = listing
+        .split("<Key>")
+        .skip(1)
+        .filter_map(|s| s.split("</Key>").next())
+        .collect();
+    assert_eq!(packs.len(), 1, "{listing}");
+    s3_curl(&s3, "DELETE", &format!("/{}", packs[0]));
+
+    let fsck = |extra: &[&str], code: i32| {
+        let mut cmd = store.cmd(["--config", config.to_str().unwrap(), "fsck", "--read-data"]);
+        cmd.args(extra);
+        s3.apply(&mut cmd);
+        let out = cmd.output().unwrap();
+        fvfs_tests::check(&out, code);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let found = fsck(&[], 1);
+    assert!(
+        found.contains("problem: s3: ") && found.contains("/photo.raw"),
+        "{found}"
+    );
+    assert!(found.contains("missing from S3"), "{found}");
+    let repaired = fsck(&["--repair"], 0);
+    assert!(repaired.contains("0 problems,"), "{repaired}");
+    assert!(fsck(&[], 0).contains(" 0 problems, 0 repaired"));
+    let listing = s3_curl(
+        &s3,
+        "GET",
+        &format!("/?list-type=2&prefix={prefix}%2Fpacks%2F"),
+    );
+    assert_eq!(listing.matches("<Key>").count(), 1, "a new pack: {listing}");
+}

@@ -120,8 +120,15 @@ pub fn wal(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
 pub async fn fsck(state: &Arc<State>, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let q = query(req);
     let flag = |k: &str| q.get(k).is_some_and(|v| v == "true" || v == "1");
-    let versions = fvfs_fsck::versions_to_check(&state.repo, flag("all"))?;
-    ok(&fvfs_fsck::check(&state.repo, &versions, flag("read_data")).await?)
+    let version = q
+        .get("version")
+        .map(|v| String::from_utf8_lossy(&fvfs_manifest::api::decode_path(v)).into_owned());
+    let versions = fvfs_fsck::versions_to_check(&state.repo, flag("all"), version.as_deref())?;
+    let opts = fvfs_fsck::Options {
+        read_data: flag("read_data"),
+        repair: flag("repair"),
+    };
+    ok(&fvfs_fsck::check(&state.repo, &state.fsck_tiers, &versions, opts).await?)
 }
 
 /// Migrate and export act on the daemon's own file system: only for callers on this machine.

@@ -72,6 +72,8 @@ pub struct State {
     evictor: Option<Arc<Evictor>>,
     /// The S3 tier's bucket, for its request counters.
     bucket: Option<fvfs_tiering::Bucket>,
+    /// Every tier's own store, for fsck.
+    fsck_tiers: Vec<fvfs_fsck::Tier>,
     /// One worker per colder tier, draining the replication queue.
     replicators: Vec<Arc<Replicator>>,
     /// Reads through the tiers, when there are colder ones (its counters go to metrics).
@@ -205,6 +207,7 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
         nas_watermarks,
         evictor,
         bucket: home.s3().map(|s| s.bucket().clone()),
+        fsck_tiers: home.fsck_tiers(),
         started: Instant::now(),
     });
     // Uploaded chunks become durable in the background too, so a big upload's commit
