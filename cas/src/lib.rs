@@ -12,6 +12,8 @@ pub mod chunker;
 pub mod conformance;
 mod dir;
 mod error;
+#[cfg(feature = "faults")]
+pub mod faults;
 pub mod frame;
 mod id;
 mod memory;

@@ -79,28 +79,34 @@ impl ChunkStore for TieredStore {
         self.local.put(id, frame).await
     }
 
+    /// Local first; on any local failure (missing, corrupt, a dying disk) the colder
+    /// tiers in order. A copy found there is returned even if promoting it fails.
     async fn get(&self, id: &ChunkId) -> Result<Loaded, StoreError> {
         let first = match self.local.get(id).await {
             Ok(loaded) => {
                 self.note_read(id, false);
                 return Ok(loaded);
             }
-            Err(e @ (StoreError::NotFound(_) | StoreError::Corrupt { .. })) => e,
-            Err(e) => return Err(e),
+            Err(e) => e,
         };
         let corrupt = matches!(first, StoreError::Corrupt { .. });
         for (name, tier) in &self.colder {
             let Ok(loaded) = tier.get(id).await else {
                 continue;
             };
-            if corrupt {
-                tracing::warn!(%id, tier = name, "local copy is corrupt ({first}); replaced by the {name} copy");
-                self.local.delete(id).await?;
+            if !matches!(first, StoreError::NotFound(_)) {
+                tracing::warn!(%id, tier = name, "local read failed ({first}); served from the {name} copy");
+            }
+            if corrupt && self.local.delete(id).await.is_ok() {
                 self.repaired.fetch_add(1, Ordering::Relaxed);
             }
-            self.local.put(*id, loaded.frame.clone()).await?;
-            self.promoted.fetch_add(1, Ordering::Relaxed);
-            self.note_read(id, true);
+            match self.local.put(*id, loaded.frame.clone()).await {
+                Ok(()) => {
+                    self.promoted.fetch_add(1, Ordering::Relaxed);
+                    self.note_read(id, true);
+                }
+                Err(e) => tracing::warn!(%id, "cannot promote to the local tier: {e}"),
+            }
             return Ok(loaded);
         }
         Err(first)
