@@ -103,7 +103,17 @@ impl Drop for Daemon {
 /// Sends `request` as is to `addr` and reads the whole answer (the request should say
 /// `Connection: close`).
 pub fn raw(addr: &str, request: &[u8]) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect");
+    exchange(TcpStream::connect(addr).expect("connect"), request)
+}
+
+/// Like [`raw`], for a daemon that may be dead: `None` when it cannot be reached or
+/// closes without answering.
+pub fn try_raw(addr: &str, request: &[u8]) -> Option<(u16, String)> {
+    let answer = exchange(TcpStream::connect(addr).ok()?, request);
+    (answer.0 != 0).then_some(answer)
+}
+
+fn exchange(mut s: TcpStream, request: &[u8]) -> (u16, String) {
     // A daemon may answer (413, 507...) and close before the whole body is sent.
     let _ = s.write_all(request);
     let mut answer = Vec::new();
