@@ -116,3 +116,45 @@ impl Drop for Garage {
         let _ = std::panic::catch_unwind(|| self.stop());
     }
 }
+
+/// A Garage cluster of this test's own (`replication_factor` = its size), on loopback;
+/// every node stopped on drop.
+pub struct GarageCluster {
+    dir: tempfile::TempDir,
+    pub env: S3Env,
+}
+
+impl GarageCluster {
+    pub fn start(nodes: usize) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().to_str().expect("utf-8");
+        let env_file = script(&["cluster", path, &nodes.to_string()]);
+        let env = read_env(&env_file);
+        Self { dir, env }
+    }
+
+    fn node(&self, k: usize) -> String {
+        self.dir
+            .path()
+            .join(format!("node{k}"))
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// Stops node `k` (1-based).
+    pub fn stop_node(&self, k: usize) {
+        script(&["stop", &self.node(k)]);
+    }
+
+    /// Starts node `k` again, with its data; returns once it serves S3.
+    pub fn restart_node(&self, k: usize) {
+        script(&["restart", &self.node(k)]);
+    }
+}
+
+impl Drop for GarageCluster {
+    fn drop(&mut self) {
+        let path = self.dir.path().to_string_lossy().into_owned();
+        let _ = std::panic::catch_unwind(|| script(&["cluster-stop", &path]));
+    }
+}

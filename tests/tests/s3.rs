@@ -8,7 +8,7 @@ use std::fs;
 use std::path::Path;
 
 use fvfs_tests::daemon::{request, Daemon};
-use fvfs_tests::garage::{Garage, S3Env};
+use fvfs_tests::garage::{Garage, GarageCluster, S3Env};
 use fvfs_tests::{tree, Fvfsd};
 
 fn json(body: &str) -> serde_json::Value {
@@ -365,4 +365,43 @@ fn a_deleted_s3_pack_is_found_and_uploaded_again() {
         &format!("/?list-type=2&prefix={prefix}%2Fpacks%2F"),
     );
     assert_eq!(listing.matches("<Key>").count(), 1, "a new pack: {listing}");
+}
+
+#[test]
+fn a_three_node_garage_keeps_taking_writes_with_one_node_down() {
+    let cluster = GarageCluster::start(3);
+    let s3 = cluster.env.clone();
+    let work = tempfile::tempdir().unwrap();
+    let config = s3.config(
+        work.path(),
+        "cluster",
+        "[upload]\nflush_size_mb = 1\nflush_interval_secs = 3600\n",
+    );
+    let store = Fvfsd::new();
+    let d = serve(&store, &config, &s3);
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut write = |i: u64| {
+        let content = tree::bytes(500 + i, 250_000, i.is_multiple_of(2));
+        put(&d, &format!("f{i}"), &content);
+        files.insert(format!("f{i}"), content);
+    };
+    for i in 0..5 {
+        write(i);
+    }
+    assert_eq!(flush(&d).0, 200);
+
+    // One node of three goes down: writes and uploads go on (quorum 2 of 3).
+    cluster.stop_node(3);
+    for i in 5..10 {
+        write(i);
+    }
+    let (status, body) = flush(&d);
+    assert_eq!(status, 200, "{body}");
+    assert_all_in_s3(&d);
+    drop(d);
+
+    // Back to three nodes; the bucket alone rebuilds the store.
+    cluster.restart_node(3);
+    let expect = BTreeMap::from([("HEAD", files)]);
+    recover_and_compare(&config, &s3, &expect);
 }
