@@ -95,3 +95,17 @@ pub fn check(out: &Output, code: i32) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A NAS directory in `work` (empty, as a freshly mounted share) and a config file
+/// naming it as the NAS tier; returns both paths.
+pub fn nas_config(work: &Path) -> (PathBuf, PathBuf) {
+    let nas = work.join("nas");
+    std::fs::create_dir(&nas).expect("create the NAS dir");
+    let config = work.join("fvfsd.toml");
+    std::fs::write(
+        &config,
+        format!("[tiers.nas]\npath = {:?}\n", nas.to_str().expect("utf-8")),
+    )
+    .expect("write config");
+    (nas, config)
+}

@@ -6,11 +6,10 @@
 //! `FVFS_CRASH_ITERATIONS` runs more of them (the CI run is bounded).
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::time::{Duration, Instant};
 
 use fvfs_tests::daemon::{request, try_raw, Daemon};
-use fvfs_tests::{tree, Fvfsd};
+use fvfs_tests::{nas_config, tree, Fvfsd};
 
 /// A small deterministic generator (xorshift), so a seed replays the same workload.
 struct Rng(u64);
@@ -51,14 +50,7 @@ fn acknowledged_writes_survive_kill_9() {
             | 1
     });
     let work = tempfile::tempdir().unwrap();
-    let nas = work.path().join("nas");
-    fs::create_dir(&nas).unwrap();
-    let config = work.path().join("fvfsd.toml");
-    fs::write(
-        &config,
-        format!("[tiers.nas]\npath = {:?}\n", nas.to_str().unwrap()),
-    )
-    .unwrap();
+    let (_nas, config) = nas_config(work.path());
     let global = ["--config", config.to_str().unwrap()];
     let store = Fvfsd::new();
     let mut model: BTreeMap<String, Expect> = BTreeMap::new();

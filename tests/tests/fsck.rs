@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::PathBuf;
 
-use fvfs_tests::{check, tree, Fvfsd};
+use fvfs_tests::{check, nas_config, tree, Fvfsd};
 
 /// Chunk files of the local store, largest first.
 fn chunk_files(d: &Fvfsd) -> Vec<PathBuf> {
@@ -88,14 +88,7 @@ fn tier_damage_is_repaired_from_a_healthy_tier_or_reported() {
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("big.bin"), tree::bytes(5, 400_000, false)).unwrap();
     fs::write(src.join("small.txt"), b"small").unwrap();
-    let nas = work.path().join("nas");
-    fs::create_dir(&nas).unwrap();
-    let config = work.path().join("fvfsd.toml");
-    fs::write(
-        &config,
-        format!("[tiers.nas]\npath = {:?}\n", nas.to_str().unwrap()),
-    )
-    .unwrap();
+    let (nas, config) = nas_config(work.path());
     let c = ["--config", config.to_str().unwrap()];
     let d = Fvfsd::new();
     d.run([c[0], c[1], "migrate", "--local-src", src.to_str().unwrap()]);

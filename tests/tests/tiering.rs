@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 
 use fvfs_tests::daemon::{request, Daemon};
-use fvfs_tests::{tree, Fvfsd};
+use fvfs_tests::{nas_config, tree, Fvfsd};
 
 /// Names of the chunk files of a directory store.
 fn chunk_names(root: &Path) -> BTreeSet<String> {
@@ -24,19 +24,6 @@ fn chunk_names(root: &Path) -> BTreeSet<String> {
         }
     }
     out
-}
-
-/// A NAS directory (empty, as a freshly mounted share) and a config naming it.
-fn nas_config(work: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let nas = work.join("nas");
-    fs::create_dir(&nas).unwrap();
-    let config = work.join("fvfsd.toml");
-    fs::write(
-        &config,
-        format!("[tiers.nas]\npath = {:?}\n", nas.to_str().unwrap()),
-    )
-    .unwrap();
-    (nas, config)
 }
 
 fn json(body: &str) -> serde_json::Value {

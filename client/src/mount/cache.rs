@@ -84,6 +84,11 @@ impl ChunkCache {
         lock(&self.disk).bytes()
     }
 
+    /// Whether the chunk is cached (without reading it).
+    pub fn contains(&self, id: &ChunkId) -> bool {
+        lock(&self.memory).1.contains_key(id) || lock(&self.disk).contains(id)
+    }
+
     /// The chunk's bytes if cached (verified).
     pub fn get(&self, id: &ChunkId) -> Option<Bytes> {
         {

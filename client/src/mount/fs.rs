@@ -438,7 +438,7 @@ impl FvfsFs {
         ))?;
         // Read-ahead: warm the cache with the next chunks while the reader uses these.
         for id in ahead {
-            if self.remote.cache.get(&id).is_none() {
+            if !self.remote.cache.contains(&id) {
                 let remote = self.remote.clone();
                 self.rt.spawn(async move {
                     let _ = remote.chunk(id).await;
@@ -761,21 +761,14 @@ impl Filesystem for FvfsFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let (view, dir) = tri!(reply, self.node(parent));
-        tri!(reply, self.writable(&view));
-        let path = tri!(reply, child(&dir, name));
-        if self.entry(&view, &path).is_ok() {
-            return reply.error(Errno::EEXIST);
-        }
-        let op = CommitOp::Mkdir {
-            path: encode_path(&path),
-            mode: mode & !umask & 0o7777,
-            mtime_ns: now_ns(),
-        };
-        tri!(reply, self.commit("mkdir", vec![op]));
-        let ino = lock(&self.inodes).ino(view.clone(), path.clone());
-        let attr = tri!(reply, self.stat(ino, &view, &path));
-        reply.entry(&LIVE_TTL, &attr, Generation(0));
+        let mode = mode & !umask & 0o7777;
+        self.make(parent, name, "mkdir", reply, |path| {
+            Ok(CommitOp::Mkdir {
+                path: encode_path(path),
+                mode,
+                mtime_ns: now_ns(),
+            })
+        });
     }
 
     fn symlink(
@@ -786,22 +779,14 @@ impl Filesystem for FvfsFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let (view, dir) = tri!(reply, self.node(parent));
-        tri!(reply, self.writable(&view));
-        let path = tri!(reply, child(&dir, name));
-        if self.entry(&view, &path).is_ok() {
-            return reply.error(Errno::EEXIST);
-        }
-        let op = CommitOp::Symlink {
-            path: encode_path(&path),
-            target: encode_path(target.as_os_str().as_bytes()),
-            mode: 0o777,
-            mtime_ns: now_ns(),
-        };
-        tri!(reply, self.commit("symlink", vec![op]));
-        let ino = lock(&self.inodes).ino(view.clone(), path.clone());
-        let attr = tri!(reply, self.stat(ino, &view, &path));
-        reply.entry(&LIVE_TTL, &attr, Generation(0));
+        self.make(parent, name, "symlink", reply, |path| {
+            Ok(CommitOp::Symlink {
+                path: encode_path(path),
+                target: encode_path(target.as_os_str().as_bytes()),
+                mode: 0o777,
+                mtime_ns: now_ns(),
+            })
+        });
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -856,24 +841,16 @@ impl Filesystem for FvfsFs {
         reply: ReplyEntry,
     ) {
         let (view, path) = tri!(reply, self.node(ino));
-        let (to_view, dir) = tri!(reply, self.node(newparent));
-        tri!(reply, self.writable(&to_view));
-        let to = tri!(reply, child(&dir, newname));
-        if self.entry(&to_view, &to).is_ok() {
-            return reply.error(Errno::EEXIST);
-        }
-        if let Some(wb) = lock(&self.writing).get(&path).cloned() {
-            tri!(reply, self.write_back(&mut lock(&wb)));
-        }
-        let entry = tri!(reply, self.entry(&view, &path));
-        let op = match entry.kind {
-            EntryKind::File => file_op(&to, &entry, entry.mode, entry.mtime_ns),
-            _ => return reply.error(Errno::EPERM),
-        };
-        tri!(reply, self.commit("link", vec![op]));
-        let ino = lock(&self.inodes).ino(to_view.clone(), to.clone());
-        let attr = tri!(reply, self.stat(ino, &to_view, &to));
-        reply.entry(&LIVE_TTL, &attr, Generation(0));
+        self.make(newparent, newname, "link", reply, |to| {
+            if let Some(wb) = lock(&self.writing).get(&path).cloned() {
+                self.write_back(&mut lock(&wb))?;
+            }
+            let entry = self.entry(&view, &path)?;
+            match entry.kind {
+                EntryKind::File => Ok(file_op(to, &entry, entry.mode, entry.mtime_ns)),
+                _ => Err(Errno::EPERM),
+            }
+        });
     }
 
     fn rename(
@@ -950,6 +927,29 @@ fn libc_trunc() -> i32 {
 }
 
 impl FvfsFs {
+    /// Makes a new entry `name` in live directory `parent` by committing what `op` builds
+    /// for its path (refused if the name exists); answers with its attributes.
+    fn make(
+        &self,
+        parent: INodeNo,
+        name: &OsStr,
+        what: &str,
+        reply: ReplyEntry,
+        op: impl FnOnce(&[u8]) -> Result<CommitOp, Errno>,
+    ) {
+        let (view, dir) = tri!(reply, self.node(parent));
+        tri!(reply, self.writable(&view));
+        let path = tri!(reply, child(&dir, name));
+        if self.entry(&view, &path).is_ok() {
+            return reply.error(Errno::EEXIST);
+        }
+        let op = tri!(reply, op(&path));
+        tri!(reply, self.commit(what, vec![op]));
+        let ino = lock(&self.inodes).ino(view.clone(), path.clone());
+        let attr = tri!(reply, self.stat(ino, &view, &path));
+        reply.entry(&LIVE_TTL, &attr, Generation(0));
+    }
+
     /// Truncates, or sets the mode or mtime of, the live path `path`.
     fn change(
         &self,
