@@ -36,7 +36,7 @@ fn repo_with_files(dir: &std::path::Path, rt: &tokio::runtime::Runtime, files: u
                 .await
                 .unwrap();
             let path = format!("/d{}/f{i}", i / 1000);
-            edit.insert(&repo, path.as_bytes(), file.entry(0o644, 0), 0)
+            edit.insert(&repo, &pending, path.as_bytes(), file.entry(0o644, 0), 0)
                 .await
                 .unwrap();
         }

@@ -18,7 +18,13 @@ use std::sync::Arc;
 use futures::StreamExt;
 use fvfs_cas::{ChunkId, ChunkStore, StoreError};
 use fvfs_manifest::node::{self, Node};
-use fvfs_manifest::{path, EntryKind, ManifestError, Repo, Version};
+use fvfs_manifest::{path, ManifestError, Repo, Version};
+
+pub mod gc;
+pub mod retention;
+mod walk;
+
+use walk::Found;
 
 /// Chunks checked at once.
 const CONCURRENCY: usize = 8;
@@ -162,67 +168,32 @@ pub async fn check(
     // Walk: every reachable chunk once, with the first path using it.
     let mut seen: HashMap<ChunkId, String> = HashMap::new();
     let mut nodes: HashSet<ChunkId> = HashSet::new();
-    let mut dirs: Vec<(Vec<u8>, ChunkId)> =
-        versions.iter().map(|v| (b"/".to_vec(), v.root)).collect();
-    let problem = |id, what: String, at: &[u8]| Problem {
-        id,
-        what,
-        path: path::show(at),
-        tier: None,
-        repaired: false,
-    };
-    while let Some((at, id)) = dirs.pop() {
-        if !nodes.insert(id) {
-            continue;
-        }
-        seen.entry(id).or_insert_with(|| path::show(&at));
-        let dir = match read_node(tiers, id).await {
-            Ok(Node::Dir(d)) => d,
-            Ok(_) => {
-                report
-                    .problems
-                    .push(problem(id, "not a directory node".into(), &at));
-                continue;
+    let problems = &mut report.problems;
+    walk::reachable(
+        versions.iter().map(|v| v.root),
+        |id| read_node(tiers, id),
+        |found| match found {
+            Found::Node(id, at) => {
+                seen.entry(id).or_insert_with(|| path::show(at));
+                nodes.insert(id)
             }
-            Err(e) => {
-                report.problems.push(problem(id, e.to_string(), &at));
-                continue;
+            Found::Data(id, at) => {
+                seen.entry(id).or_insert_with(|| path::show(at));
+                true
             }
-        };
-        for e in dir.entries {
-            let child = path::join(&at, &e.name);
-            match (e.kind, e.id) {
-                (EntryKind::Dir, Some(id)) => dirs.push((child, id)),
-                (EntryKind::File, file_node) => {
-                    let chunks = node::file_chunks(&e, |id| read_node(tiers, id)).await;
-                    if let Some(n) = file_node {
-                        // The file node and its list nodes are chunks to check too.
-                        let mut ids = vec![n];
-                        if let Ok(Node::File(f)) = read_node(tiers, n).await {
-                            ids.extend(f.lists.iter().map(|l| l.id));
-                        }
-                        for id in ids {
-                            nodes.insert(id);
-                            seen.entry(id).or_insert_with(|| path::show(&child));
-                        }
-                    }
-                    match chunks {
-                        Ok(chunks) => {
-                            for c in chunks {
-                                seen.entry(c.id).or_insert_with(|| path::show(&child));
-                            }
-                        }
-                        Err(err) => report.problems.push(problem(
-                            file_node.unwrap_or(e.id.unwrap_or(ChunkId::of(b""))),
-                            err.to_string(),
-                            &child,
-                        )),
-                    }
-                }
-                _ => {}
+            Found::Broken(id, what, at) => {
+                problems.push(Problem {
+                    id,
+                    what,
+                    path: path::show(at),
+                    tier: None,
+                    repaired: false,
+                });
+                true
             }
-        }
-    }
+        },
+    )
+    .await;
     report.nodes = nodes.len() as u64;
     report.data_chunks = (seen.len() - nodes.len()) as u64;
 

@@ -152,7 +152,7 @@ impl Repo {
         let t = self.totals()?;
         let logical = head.as_ref().map_or(0, |v| v.logical_bytes);
         Ok(StatusInfo {
-            versions: head.as_ref().map_or(0, |v| v.number),
+            versions: self.log().count() as u64,
             head: head.as_ref().map(|v| self.version_info(v)).transpose()?,
             snapshots: self.snapshots()?.len(),
             chunks: t.chunks,

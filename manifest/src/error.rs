@@ -34,6 +34,18 @@ pub enum ManifestError {
     BadSnapshotName(String),
     #[error("the store has no versions yet")]
     Empty,
+    #[error("{0}")]
+    Busy(&'static str),
+    #[error("{path}: its content is no longer stored (collected meanwhile): {}; upload it again", show_ids(.missing))]
+    ContentGone { path: String, missing: Vec<ChunkId> },
+}
+
+fn show_ids(ids: &[ChunkId]) -> String {
+    let shown: Vec<String> = ids.iter().take(5).map(|i| i.to_string()).collect();
+    match ids.len() {
+        n if n > 5 => format!("{} and {} more", shown.join(" "), n - 5),
+        _ => shown.join(" "),
+    }
 }
 
 pub type Result<T, E = ManifestError> = std::result::Result<T, E>;

@@ -24,6 +24,8 @@ pub use meta::{
     VersionKind,
 };
 pub use node::{ChunkRef, DirNode, Entry, EntryKind, FileNode, Node};
-pub use repo::{recent_accesses, HeadLock, PackLocs, Pending, Recovered, Repo};
+pub use repo::{
+    recent_accesses, Condemned, GcSession, HeadLock, PackLocs, Pending, Recovered, Repo,
+};
 pub use tree::TreeEdit;
 pub use walk::{diff, lookup, walk, Change, ChangeKind};

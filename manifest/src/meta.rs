@@ -14,6 +14,9 @@
 //! e <tier> <u64 BE last access> <id>
 //!                 eviction candidate of a tier: a chunk it holds that S3 holds too,
 //!                 ordered by last access (empty value)
+//! g <32-byte id>  ChunkRecord of a chunk garbage collection condemned: its record is
+//!                 gone, its copies are being deleted (removed once they are)
+//! d <u64 BE>      a version garbage collection dropped, not yet marked dropped in S3
 //! ```
 //! Values are packed CBOR structs (or fixed-width integers), all a few dozen bytes.
 
@@ -34,6 +37,12 @@ pub(crate) const TIER_PREFIX: u8 = b't';
 pub(crate) const PACK_PREFIX: u8 = b'p';
 pub(crate) const PUBLISHED: &[u8] = b"l";
 pub(crate) const CANDIDATE_PREFIX: u8 = b'e';
+pub(crate) const TOMBSTONE_PREFIX: u8 = b'g';
+pub(crate) const DROPPED_PREFIX: u8 = b'd';
+
+pub(crate) fn dropped_key(n: u64) -> Vec<u8> {
+    key(DROPPED_PREFIX, &n.to_be_bytes())
+}
 
 pub(crate) fn candidate_key(tier: u8, last_access: i64, id: &ChunkId) -> Vec<u8> {
     let mut k = vec![CANDIDATE_PREFIX, tier];
@@ -200,6 +209,28 @@ impl Totals {
         self.node_chunks += u64::from(r.kind == ChunkKind::Node);
         self.raw_bytes += u64::from(r.raw_len);
         self.stored_bytes += u64::from(r.stored_len);
+    }
+
+    /// Takes out a record that is deleted, on whichever tiers it claims.
+    pub(crate) fn remove(&mut self, r: &ChunkRecord) {
+        let sub = |v: &mut u64, n: u64| *v = v.saturating_sub(n);
+        let stored = u64::from(r.stored_len);
+        sub(&mut self.chunks, 1);
+        sub(&mut self.node_chunks, u64::from(r.kind == ChunkKind::Node));
+        sub(&mut self.raw_bytes, u64::from(r.raw_len));
+        sub(&mut self.stored_bytes, stored);
+        if r.tiers & TIER_NAS != 0 {
+            sub(&mut self.nas_chunks, 1);
+            sub(&mut self.nas_bytes, stored);
+        }
+        if r.tiers & TIER_S3 != 0 {
+            sub(&mut self.s3_chunks, 1);
+            sub(&mut self.s3_bytes, stored);
+        }
+        if r.tiers & TIER_LOCAL == 0 {
+            sub(&mut self.evicted_chunks, 1);
+            sub(&mut self.evicted_bytes, stored);
+        }
     }
 
     /// Chunks and bytes the local tier holds.

@@ -18,10 +18,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 mod evict;
+mod gc;
 mod packs;
 mod queue;
 
 pub use evict::recent_accesses;
+pub use gc::{Condemned, GcSession};
 
 pub use packs::{PackLocs, Recovered};
 
@@ -103,6 +105,8 @@ pub struct Repo {
     persisting: tokio::sync::Mutex<()>,
     /// Tiers (bits) every new chunk is queued for.
     replicas: std::sync::atomic::AtomicU8,
+    /// Keeps writers' chunks alive while a garbage collection runs.
+    fence: gc::Fence,
 }
 
 pub(crate) fn now() -> i64 {
@@ -120,6 +124,7 @@ impl Repo {
             head: tokio::sync::Mutex::new(()),
             persisting: tokio::sync::Mutex::new(()),
             replicas: std::sync::atomic::AtomicU8::new(0),
+            fence: gc::Fence::default(),
         }
     }
 
@@ -127,8 +132,10 @@ impl Repo {
         &self.store
     }
 
-    /// Whether chunk `id` is already stored (or pending in `pending`).
+    /// Whether chunk `id` is already stored (or pending in `pending`). While a garbage
+    /// collection runs, a "yes" stays true until it ends (see `repo/gc.rs`).
     pub fn knows(&self, pending: &Pending, id: &ChunkId) -> Result<bool> {
+        self.fence.protect(id);
         Ok(pending.knows(id) || self.kv.contains(&meta::chunk_key(id))?)
     }
 
@@ -197,6 +204,7 @@ impl Repo {
             last_access: now(),
             accesses: 0.0,
         };
+        self.gc_wait_buried(&id).await;
         self.store.put(id, framed).await?;
         pending
             .records
@@ -243,6 +251,45 @@ impl Repo {
             }
         }
         Ok(true)
+    }
+
+    /// What `entry` names (file node, list nodes, data chunks) that is neither stored
+    /// nor in `pending`: empty when the entry can be committed. Asked through
+    /// [`Repo::knows`], so what is found stays stored while a garbage collection runs.
+    pub async fn entry_missing(&self, pending: &Pending, entry: &Entry) -> Result<Vec<ChunkId>> {
+        let unknown = |ids: &mut dyn Iterator<Item = &ChunkId>| -> Result<Vec<ChunkId>> {
+            let mut missing = Vec::new();
+            for id in ids {
+                if !self.knows(pending, id)? {
+                    missing.push(*id);
+                }
+            }
+            Ok(missing)
+        };
+        let missing = unknown(&mut entry.id.iter().chain(entry.chunks.iter().map(|c| &c.id)))?;
+        let (Some(id), true, node::EntryKind::File) = (entry.id, missing.is_empty(), entry.kind)
+        else {
+            return Ok(missing);
+        };
+        let Node::File(file) = self.node(&id).await? else {
+            return Err(ManifestError::BadNode {
+                id,
+                reason: "expected a file node".into(),
+            });
+        };
+        let mut missing = unknown(&mut file.chunks.iter().chain(&file.lists).map(|c| &c.id))?;
+        let lists: Vec<ChunkId> = file
+            .lists
+            .iter()
+            .map(|l| l.id)
+            .filter(|id| !missing.contains(id))
+            .collect();
+        for id in lists {
+            if let Node::List(l) = self.node(&id).await? {
+                missing.extend(unknown(&mut l.chunks.iter().map(|c| &c.id))?);
+            }
+        }
+        Ok(missing)
     }
 
     /// Reads and decodes tree node `id`.
@@ -297,6 +344,7 @@ impl Repo {
             .map(|(id, r)| (*id, *r))
             .collect();
         let stats = std::mem::take(&mut *pending.stats.lock().unwrap_or_else(|p| p.into_inner()));
+        self.fence.protect_all(records.iter().map(|(id, _)| id));
         self.store.sync().await?;
         let mut totals = self.totals()?;
         let mut batch = Batch::default();

@@ -121,9 +121,27 @@ impl TreeEdit {
     /// A directory entry without an id means "this directory": it is created, or its
     /// mode and mtime are updated. Any other entry replaces a file or symlink, and
     /// replaces a directory only with another directory tree.
+    ///
+    /// Content the entry names (its file node, list nodes and chunks) must be stored or
+    /// in `pending`, else [`ManifestError::ContentGone`]: checked through [`Repo::knows`]
+    /// so that a running garbage collection keeps it (see `repo/gc.rs`).
     pub async fn insert(
         &mut self,
         repo: &Repo,
+        pending: &Pending,
+        path: &[u8],
+        entry: Entry,
+        parents_mtime_ns: i64,
+    ) -> Result<()> {
+        self.place(repo, Some(pending), path, entry, parents_mtime_ns)
+            .await
+    }
+
+    /// [`TreeEdit::insert`]; `pending` is `None` for entries that name no content.
+    async fn place(
+        &mut self,
+        repo: &Repo,
+        pending: Option<&Pending>,
         path: &[u8],
         mut entry: Entry,
         parents_mtime_ns: i64,
@@ -158,6 +176,16 @@ impl TreeEdit {
                     .insert(name.to_vec(), Slot::Open(entry, MDir::default()));
             }
             _ => {
+                let missing = match pending {
+                    Some(p) => repo.entry_missing(p, &entry).await?,
+                    None => Vec::new(),
+                };
+                if !missing.is_empty() {
+                    return Err(ManifestError::ContentGone {
+                        path: show(path),
+                        missing,
+                    });
+                }
                 dir.entries.insert(name.to_vec(), Slot::Stored(entry));
             }
         }
@@ -176,7 +204,7 @@ impl TreeEdit {
         if components(path)?.is_empty() {
             return Ok(());
         }
-        self.insert(repo, path, dir_entry(b"", mode, mtime_ns), mtime_ns)
+        self.place(repo, None, path, dir_entry(b"", mode, mtime_ns), mtime_ns)
             .await
     }
 

@@ -111,7 +111,9 @@ async fn apply_tree(repo: &Repo, edit: &mut TreeEdit, pending: &Pending, op: &Op
                 }]
             };
             let file = repo.put_file(pending, chunks).await.unwrap();
-            edit.insert(repo, p, file.entry(0o644, 1), 0).await.is_ok()
+            edit.insert(repo, pending, p, file.entry(0o644, 1), 0)
+                .await
+                .is_ok()
         }
         Op::Mkdir(p) => edit.mkdir(repo, p, 0o755, 0).await.is_ok(),
         Op::Remove(p, r) => edit.remove(repo, p, *r).await.is_ok(),

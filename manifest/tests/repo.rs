@@ -58,7 +58,7 @@ async fn write(repo: &Repo, files: &[(&str, &str)]) -> Version {
             )
             .await
             .unwrap();
-        edit.insert(repo, path.as_bytes(), file.entry(0o644, 7), 1)
+        edit.insert(repo, &pending, path.as_bytes(), file.entry(0o644, 7), 1)
             .await
             .unwrap();
     }
@@ -216,17 +216,31 @@ async fn edits_refuse_bad_paths_and_type_clashes() {
     let mut edit = TreeEdit::open(&f.repo, Some(v.root)).await.unwrap();
     let e = file_entry(fvfs_cas::ChunkId::of(b"n"), 1);
     assert!(matches!(
-        edit.insert(&f.repo, b"/file/below", e.clone(), 0).await,
+        edit.insert(&f.repo, &Pending::default(), b"/file/below", e.clone(), 0)
+            .await,
         Err(ManifestError::NotADirectory(_))
     ));
     assert!(matches!(
-        edit.insert(&f.repo, b"/dir", e.clone(), 0).await,
+        edit.insert(&f.repo, &Pending::default(), b"/dir", e.clone(), 0)
+            .await,
         Err(ManifestError::IsADirectory(_))
     ));
     assert!(matches!(
-        edit.insert(&f.repo, b"/a/../etc", e.clone(), 0).await,
+        edit.insert(&f.repo, &Pending::default(), b"/a/../etc", e.clone(), 0)
+            .await,
         Err(ManifestError::InvalidPath(..))
     ));
+    // Content that is not stored cannot be named: the entry is refused with its ids.
+    match edit
+        .insert(&f.repo, &Pending::default(), b"/new", e.clone(), 0)
+        .await
+    {
+        Err(ManifestError::ContentGone { path, missing }) => {
+            assert_eq!(path, "/new");
+            assert_eq!(missing, vec![fvfs_cas::ChunkId::of(b"n")]);
+        }
+        other => panic!("expected ContentGone, got {other:?}"),
+    }
     assert!(matches!(
         edit.remove(&f.repo, b"/missing", true).await,
         Err(ManifestError::NotFound(_))

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::{export, migrate};
 
@@ -74,6 +74,9 @@ pub enum Command {
         #[arg(long, required = true)]
         from_s3: bool,
     },
+    /// Drop versions the retention policy does not keep and free what nothing reaches,
+    /// on every tier; compact S3 packs. Writers may go on meanwhile.
+    Gc(GcArgs),
     /// Check that every reachable tree node and chunk is present and intact.
     Fsck {
         /// Also read and verify every data chunk.
@@ -102,4 +105,88 @@ pub enum SnapshotAction {
     },
     /// Remove a snapshot name (the version stays in the log).
     Delete { name: String },
+}
+
+/// `fvfsd gc`: the rules override the config's `[gc]` keys one by one; with no rule
+/// anywhere, every version is kept and only what no version reaches is freed.
+#[derive(Args, Clone, Debug, Default, PartialEq)]
+pub struct GcArgs {
+    /// Count what would be freed; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Keep the newest N versions.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u64>,
+    /// Keep the newest version of each of the last D days that have versions.
+    #[arg(long, value_name = "D")]
+    pub keep_daily: Option<u64>,
+    /// Keep the newest version of each of the last W weeks that have versions.
+    #[arg(long, value_name = "W")]
+    pub keep_weekly: Option<u64>,
+    /// Keep unreachable chunks written or read in the last SECS seconds (default:
+    /// `[gc] grace_secs`, 3600), for writes still on their way to a commit.
+    #[arg(long, value_name = "SECS")]
+    pub grace_secs: Option<i64>,
+}
+
+impl GcArgs {
+    /// The query string that carries these to a daemon.
+    pub fn to_query(&self) -> String {
+        let mut q = vec![format!("dry_run={}", self.dry_run)];
+        for (k, v) in [
+            ("keep_last", self.keep_last),
+            ("keep_daily", self.keep_daily),
+            ("keep_weekly", self.keep_weekly),
+        ] {
+            q.extend(v.map(|v| format!("{k}={v}")));
+        }
+        q.extend(self.grace_secs.map(|v| format!("grace_secs={v}")));
+        q.join("&")
+    }
+
+    /// Reads what [`GcArgs::to_query`] wrote.
+    pub fn from_query(q: &std::collections::HashMap<String, String>) -> Result<Self, String> {
+        fn num<T: std::str::FromStr>(
+            q: &std::collections::HashMap<String, String>,
+            k: &str,
+        ) -> Result<Option<T>, String> {
+            q.get(k)
+                .map(|v| v.parse().map_err(|_| format!("{k}={v:?} is not a number")))
+                .transpose()
+        }
+        Ok(Self {
+            dry_run: q.get("dry_run").is_some_and(|v| v == "true" || v == "1"),
+            keep_last: num(q, "keep_last")?,
+            keep_daily: num(q, "keep_daily")?,
+            keep_weekly: num(q, "keep_weekly")?,
+            grace_secs: num(q, "grace_secs")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gc_args_travel_through_a_query_string() {
+        let args = GcArgs {
+            dry_run: true,
+            keep_last: Some(3),
+            keep_daily: None,
+            keep_weekly: Some(2),
+            grace_secs: Some(0),
+        };
+        let q = args
+            .to_query()
+            .split('&')
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap();
+                (k.to_owned(), v.to_owned())
+            })
+            .collect();
+        assert_eq!(GcArgs::from_query(&q).unwrap(), args);
+        let bad = [("keep_last".to_owned(), "-1".to_owned())].into();
+        assert!(GcArgs::from_query(&bad).unwrap_err().contains("keep_last"));
+    }
 }

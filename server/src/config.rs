@@ -27,6 +27,8 @@ pub struct Config {
     pub upload: Upload,
     #[serde(default)]
     pub eviction: Eviction,
+    #[serde(default)]
+    pub gc: Gc,
 }
 
 #[derive(Debug, Deserialize)]
@@ -132,6 +134,57 @@ impl Default for Eviction {
             frequency_weight: default_frequency(),
         }
     }
+}
+
+/// `[gc]`: the retention policy (no rule: keep every version) and how collection runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gc {
+    pub keep_last: Option<u64>,
+    pub keep_daily: Option<u64>,
+    pub keep_weekly: Option<u64>,
+    #[serde(default = "default_grace")]
+    pub grace_secs: i64,
+    /// S3 packs whose live share fell under this fraction are rewritten.
+    #[serde(default = "default_compact")]
+    pub compact_below: f64,
+}
+
+impl Default for Gc {
+    fn default() -> Self {
+        Self {
+            keep_last: None,
+            keep_daily: None,
+            keep_weekly: None,
+            grace_secs: default_grace(),
+            compact_below: default_compact(),
+        }
+    }
+}
+
+impl Gc {
+    /// The options of one collection: `args` override the config key by key.
+    pub fn options(&self, args: &crate::cli::GcArgs, offline: bool) -> fvfs_fsck::gc::Options {
+        fvfs_fsck::gc::Options {
+            retention: fvfs_fsck::retention::Retention {
+                keep_last: args.keep_last.or(self.keep_last),
+                keep_daily: args.keep_daily.or(self.keep_daily),
+                keep_weekly: args.keep_weekly.or(self.keep_weekly),
+            },
+            dry_run: args.dry_run,
+            grace_secs: args.grace_secs.unwrap_or(self.grace_secs),
+            compact_below: self.compact_below.clamp(0.0, 1.0),
+            offline,
+        }
+    }
+}
+
+fn default_grace() -> i64 {
+    3600
+}
+
+fn default_compact() -> f64 {
+    0.5
 }
 
 fn default_evict_secs() -> u64 {

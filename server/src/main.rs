@@ -108,6 +108,7 @@ async fn local(home: &home::Home, config: &config::Config, command: Command) -> 
                     recency: config.eviction.recency_weight,
                     frequency: config.eviction.frequency_weight,
                 },
+                gc: config.gc.clone(),
             };
             serve::run(home, options).await?
         }
@@ -139,6 +140,13 @@ async fn local(home: &home::Home, config: &config::Config, command: Command) -> 
         Command::Export(args) => println!("{}", export::run(repo, args).await?),
         Command::Status { json } => report::status(&repo.status_info()?, &where_, json)?,
         Command::Recover { from_s3: _ } => return recover::run(home, config).await,
+        Command::Gc(args) => {
+            let opts = config.gc.options(&args, true);
+            let s3 = home.s3();
+            let report =
+                fvfs_fsck::gc::collect(repo, &home.fsck_tiers(), s3.as_deref(), &opts).await?;
+            return Ok(report::gc(&report));
+        }
         Command::Fsck {
             read_data,
             all,

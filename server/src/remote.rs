@@ -94,6 +94,16 @@ async fn through(api: &Api, command: Command) -> Result<ExitCode> {
             &format!("served by {}", api.base),
             json,
         )?,
+        Command::Gc(args) => {
+            let report: fvfs_fsck::gc::Report = api
+                .json(
+                    Method::POST,
+                    &format!("/v1/admin/gc?{}", args.to_query()),
+                    None,
+                )
+                .await?;
+            return Ok(report::gc(&report));
+        }
         Command::Fsck {
             read_data,
             all,

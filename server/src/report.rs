@@ -52,3 +52,13 @@ pub fn fsck(report: &fvfs_fsck::Report) -> ExitCode {
         ExitCode::from(1)
     }
 }
+
+/// Prints a gc report; exit code 1 if something is left for the next run.
+pub fn gc(report: &fvfs_fsck::gc::Report) -> ExitCode {
+    print!("{}", report.render());
+    if report.is_complete() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

@@ -133,7 +133,7 @@ pub async fn run(repo: &Repo, args: Args) -> Result<Outcome> {
     }
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     for (dest, e) in entries {
-        if let Err(err) = edit.insert(repo, &dest, e, now).await {
+        if let Err(err) = edit.insert(repo, &pending, &dest, e, now).await {
             skipped.push(format!("{}: {err}", path::show(&dest)));
         }
     }

@@ -131,6 +131,15 @@ pub async fn fsck(state: &Arc<State>, req: &Request<Incoming>) -> Result<Respons
     ok(&fvfs_fsck::check(&state.repo, &state.fsck_tiers, &versions, opts).await?)
 }
 
+/// `POST /v1/admin/gc?dry_run&keep_last&keep_daily&keep_weekly&grace_secs`: a
+/// collection while the daemon serves (never offline: writers run).
+pub async fn gc(state: &Arc<State>, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let args = crate::cli::GcArgs::from_query(&query(req)).map_err(ApiError::bad_request)?;
+    let opts = state.gc.options(&args, false);
+    let s3 = state.s3.as_deref();
+    ok(&fvfs_fsck::gc::collect(&state.repo, &state.fsck_tiers, s3, &opts).await?)
+}
+
 /// Migrate and export act on the daemon's own file system: only for callers on this machine.
 fn local_only(peer: SocketAddr) -> Result<(), ApiError> {
     if peer.ip().is_loopback() {
@@ -218,8 +227,8 @@ pub async fn metrics(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
             t.repaired() as f64,
         ));
     }
-    if let Some(bucket) = &state.bucket {
-        let (puts, gets) = bucket.requests();
+    if let Some(s3) = &state.s3 {
+        let (puts, gets) = s3.requests();
         gauges.push((
             "fvfs_s3_requests",
             "Requests sent to S3 since start, by method.",

@@ -110,6 +110,8 @@ impl From<ManifestError> for ApiError {
             M::IsADirectory(_) => (StatusCode::CONFLICT, "is_a_directory"),
             M::NotEmpty(_) => (StatusCode::CONFLICT, "not_empty"),
             M::SnapshotExists(_) => (StatusCode::CONFLICT, "exists"),
+            M::ContentGone { .. } => (StatusCode::CONFLICT, "missing_chunks"),
+            M::Busy(_) => (StatusCode::CONFLICT, "busy"),
             M::InvalidPath(..) => (StatusCode::BAD_REQUEST, "bad_path"),
             M::BadFrame { .. } => (StatusCode::BAD_REQUEST, "bad_frame"),
             M::BadSnapshotName(_) => (StatusCode::BAD_REQUEST, "bad_name"),

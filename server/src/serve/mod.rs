@@ -70,8 +70,10 @@ pub struct State {
     nas_watermarks: Option<(u64, u64)>,
     /// Evicts by watermarks and records reads for it, when there are colder tiers.
     evictor: Option<Arc<Evictor>>,
-    /// The S3 tier's bucket, for its request counters.
-    bucket: Option<fvfs_tiering::Bucket>,
+    /// The S3 tier's store (its request counters, pack compaction).
+    s3: Option<Arc<fvfs_tiering::S3Store>>,
+    /// Garbage collection defaults (`[gc]`).
+    gc: crate::config::Gc,
     /// Every tier's own store, for fsck.
     fsck_tiers: Vec<fvfs_fsck::Tier>,
     /// One worker per colder tier, draining the replication queue.
@@ -96,6 +98,8 @@ pub struct Options {
     /// How often eviction runs, and its score's weights (`[eviction]`).
     pub evict_every: Duration,
     pub weights: Weights,
+    /// Garbage collection defaults (`[gc]`).
+    pub gc: crate::config::Gc,
 }
 
 /// Records reads every few seconds, and evicts every `every`.
@@ -127,6 +131,7 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
         nas_watermarks,
         evict_every,
         weights,
+        gc,
     } = options;
     let listener = TcpListener::bind(listen)
         .await
@@ -206,7 +211,8 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
         watermarks,
         nas_watermarks,
         evictor,
-        bucket: home.s3().map(|s| s.bucket().clone()),
+        s3: home.s3(),
+        gc,
         fsck_tiers: home.fsck_tiers(),
         started: Instant::now(),
     });
@@ -420,9 +426,12 @@ async fn route(
             (Method::POST, "evict") => ("admin_evict", admin::evict(state).await),
             (Method::GET, "wal") => ("admin_wal", admin::wal(state)),
             (Method::POST, "fsck") => ("admin_fsck", admin::fsck(state, &req).await),
+            (Method::POST, "gc") => ("admin_gc", admin::gc(state, &req).await),
             (Method::POST, "migrate") => ("admin_migrate", admin::migrate(state, peer, req).await),
             (Method::POST, "export") => ("admin_export", admin::export(state, peer, req).await),
-            (_, "flush" | "evict" | "wal" | "fsck" | "migrate" | "export") => wrong_method("admin"),
+            (_, "flush" | "evict" | "wal" | "fsck" | "gc" | "migrate" | "export") => {
+                wrong_method("admin")
+            }
             _ => (
                 "unknown",
                 Err(ApiError::not_found(format!("no route {path}"))),

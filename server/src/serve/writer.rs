@@ -119,7 +119,7 @@ async fn commit_group(repo: &Repo, staged: &Pending, group: Vec<Request>) {
                     continue;
                 }
                 for op in &req.ops {
-                    if let Err(e) = apply(repo, &mut edit, op).await {
+                    if let Err(e) = apply(repo, &mut edit, &req.pending, op).await {
                         failed[i] = Some(e);
                         continue 'attempt;
                     }
@@ -175,9 +175,17 @@ async fn commit_group(repo: &Repo, staged: &Pending, group: Vec<Request>) {
     }
 }
 
-async fn apply(repo: &Repo, edit: &mut TreeEdit, op: &Op) -> Result<(), ManifestError> {
+async fn apply(
+    repo: &Repo,
+    edit: &mut TreeEdit,
+    pending: &Pending,
+    op: &Op,
+) -> Result<(), ManifestError> {
     match op {
-        Op::Put { path, entry } => edit.insert(repo, path, entry.clone(), entry.mtime_ns).await,
+        Op::Put { path, entry } => {
+            edit.insert(repo, pending, path, entry.clone(), entry.mtime_ns)
+                .await
+        }
         Op::Remove { path, recursive } => edit.remove(repo, path, *recursive).await.map(drop),
         Op::Mkdir {
             path,

@@ -3,6 +3,7 @@
 //! ```text
 //! log/<first>-<last>   CBOR list of the versions first..=last (16 hex digits each)
 //! snapshots            CBOR list of (name, version number), sorted by name
+//! dropped/<blake3>     CBOR list of version numbers garbage collection dropped
 //! ```
 //!
 //! # Invariant: a published version is whole in S3
@@ -12,6 +13,11 @@
 //! are written in order and the published mark (in the metadata database) only grows
 //! after the segment is stored; a crash between the two re-publishes an overlapping
 //! segment, and readers keep one copy of each version.
+//!
+//! # Invariant: a dropped version is dropped in S3 before its chunks go
+//! Garbage collection records the versions it dropped ([`record_dropped`]) before any
+//! pack is deleted or rewritten, so recovery never brings back a version whose chunks
+//! are gone.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -25,6 +31,7 @@ use super::Bucket;
 
 const LOG_DIR: &str = "log/";
 const SNAPSHOTS: &str = "snapshots";
+const DROPPED_DIR: &str = "dropped/";
 /// Versions per log segment at most (a segment stays a few hundred KiB).
 const SEGMENT_MAX: usize = 4096;
 
@@ -104,8 +111,19 @@ impl LogPublisher {
     }
 }
 
+/// Records in S3 that versions `numbers` were dropped by garbage collection.
+pub async fn record_dropped(bucket: &Bucket, numbers: &[u64]) -> Result<(), StoreError> {
+    if numbers.is_empty() {
+        return Ok(());
+    }
+    let body = cbor(&numbers);
+    let name = blake3::hash(&body).to_hex();
+    bucket.put(&format!("{DROPPED_DIR}{name}"), body).await
+}
+
 /// The version log and snapshot names stored in S3, for recovery: versions by
-/// number (one copy each), and the snapshot names that name a known version.
+/// number (one copy each, none that garbage collection dropped), and the snapshot
+/// names that name a known version.
 pub async fn read(bucket: &Bucket) -> Result<(Vec<Version>, Vec<(String, u64)>), StoreError> {
     let mut versions = BTreeMap::new();
     for obj in bucket.list(LOG_DIR).await? {
@@ -117,6 +135,16 @@ pub async fn read(bucket: &Bucket) -> Result<(Vec<Version>, Vec<(String, u64)>),
         })?;
         for v in segment {
             versions.insert(v.number, v);
+        }
+    }
+    for obj in bucket.list(DROPPED_DIR).await? {
+        let Some(bytes) = bucket.get(&obj.key).await? else {
+            continue;
+        };
+        let dropped: Vec<u64> = serde_cbor::from_slice(&bytes)
+            .map_err(|e| StoreError::Unavailable(format!("dropped versions {}: {e}", obj.key)))?;
+        for n in dropped {
+            versions.remove(&n);
         }
     }
     let snapshots: Vec<(String, u64)> = match bucket.get(SNAPSHOTS).await? {

@@ -18,6 +18,7 @@
 //! - Objects are never overwritten: a pack's name is the hash of its bytes.
 
 mod bucket;
+mod compact;
 pub mod log;
 pub mod pack;
 
@@ -31,6 +32,7 @@ use fvfs_cas::{ChunkId, ChunkStore, Loaded, StoreError, Usage};
 use fvfs_manifest::{PackLoc, PackLocs, Recovered};
 
 pub use bucket::{Bucket, S3Settings};
+pub use compact::Compaction;
 
 /// An open pack is uploaded by `put` itself once it holds this much.
 pub const PACK_MAX: usize = 32 << 20;
@@ -222,12 +224,7 @@ impl S3Store {
         let listed = self.bucket.list("packs/").await?;
         let mut found = Vec::new();
         for obj in listed {
-            let Some(name) = obj
-                .key
-                .strip_prefix("packs/")
-                .and_then(|h| hex::decode(h).ok())
-                .and_then(|h| <[u8; 32]>::try_from(h).ok())
-            else {
+            let Some(name) = compact::pack_name(&obj.key) else {
                 tracing::warn!(key = obj.key, "not a pack name; skipped");
                 continue;
             };

@@ -1,0 +1,396 @@
+//! Garbage collection: drop the versions the retention policy does not keep, mark every
+//! chunk reachable from the kept ones, sweep the rest from every tier, and give back
+//! S3 space by compacting packs.
+//!
+//! Writers go on meanwhile: the fence in `fvfs_manifest` (`repo/gc.rs`) keeps every
+//! chunk a writer relies on, and the grace period keeps recent records (see there for
+//! the invariant and its proof). The order of the steps is what makes the rest safe:
+//! - nothing is deleted unless the mark walked every kept version without a broken
+//!   node (a tree that cannot be read could hide live chunks);
+//! - records go before copies, with tombstones, so an interrupted collection leaves
+//!   extra copies, never a record naming a missing one, and the next run finishes;
+//! - S3's log learns which versions were dropped before any pack is deleted or
+//!   rewritten, so S3 alone never rebuilds a version whose chunks are gone.
+
+use std::collections::HashSet;
+
+use futures::StreamExt;
+use fvfs_cas::{ChunkId, StoreError};
+use fvfs_manifest::meta::TIER_S3;
+use fvfs_manifest::{Condemned, GcSession, ManifestError, Repo};
+use fvfs_tiering::{Compaction, S3Store};
+
+use crate::retention::Retention;
+use crate::walk::{self, Found};
+use crate::Tier;
+
+/// Chunk records looked at, and condemned, at once.
+const PAGE: usize = 1024;
+/// Copies deleted at once.
+const CONCURRENCY: usize = 16;
+
+/// What to collect.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    pub retention: Retention,
+    /// Count, delete nothing.
+    pub dry_run: bool,
+    /// Records touched (written or read) this recently are kept.
+    pub grace_secs: i64,
+    /// S3 packs whose live share is under this (0..1) are rewritten.
+    pub compact_below: f64,
+    /// No daemon runs on the store: copies no record names (left by crashes) are
+    /// deleted too. Never set while writers run, whose new chunks have no record yet.
+    pub offline: bool,
+}
+
+/// Freed on one tier.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Freed {
+    pub tier: String,
+    pub chunks: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Report {
+    pub dry_run: bool,
+    pub versions_kept: usize,
+    /// Numbers of the versions dropped (or, dry, that would be).
+    pub versions_dropped: Vec<u64>,
+    /// Chunks reachable from the kept versions.
+    pub reachable: u64,
+    /// Chunks whose records were removed (or would be).
+    pub chunks_freed: u64,
+    /// Per tier: copies deleted and their stored bytes (for S3, locations forgotten;
+    /// the space comes back with `compaction`).
+    pub tiers: Vec<Freed>,
+    /// Unreachable chunks kept because a writer used them or they are recent.
+    pub kept_recent: u64,
+    /// Chunks an interrupted collection had condemned, finished now.
+    pub resumed: u64,
+    /// Copies that no record named, deleted (offline runs only).
+    pub orphans: u64,
+    /// Copies that could not be deleted (their tombstones stay for the next run).
+    pub failed: Vec<String>,
+    pub compaction: Option<Compaction>,
+    /// Why the S3 step did not run, if it did not.
+    pub s3_skipped: Option<String>,
+}
+
+impl Report {
+    /// Whether everything condemned was deleted and the S3 step ran (when there is S3).
+    pub fn is_complete(&self) -> bool {
+        self.failed.is_empty() && self.s3_skipped.is_none()
+    }
+
+    pub fn render(&self) -> String {
+        use fvfs_manifest::api::show::bytes;
+        let would = if self.dry_run { "would be " } else { "" };
+        let mut out = format!(
+            "versions: {} kept, {} {would}dropped{}\n",
+            self.versions_kept,
+            self.versions_dropped.len(),
+            match (self.versions_dropped.first(), self.versions_dropped.last()) {
+                (Some(a), Some(b)) if a != b => format!(" ({a}..{b})"),
+                (Some(a), _) => format!(" ({a})"),
+                _ => String::new(),
+            }
+        );
+        out.push_str(&format!(
+            "chunks: {} reachable, {} {would}freed, {} unreachable but kept (recent or in use)\n",
+            self.reachable, self.chunks_freed, self.kept_recent
+        ));
+        for t in &self.tiers {
+            out.push_str(&format!(
+                "  {}: {} chunks, {} {would}freed\n",
+                t.tier,
+                t.chunks,
+                bytes(t.bytes)
+            ));
+        }
+        if self.resumed > 0 {
+            out.push_str(&format!(
+                "finished {} chunks of an interrupted collection\n",
+                self.resumed
+            ));
+        }
+        if self.orphans > 0 {
+            out.push_str(&format!(
+                "deleted {} stray copies no record named\n",
+                self.orphans
+            ));
+        }
+        if let Some(c) = &self.compaction {
+            out.push_str(&format!(
+                "s3 packs: {} of {} ({}): {} {would}deleted, {} {would}rewritten ({} moved), {} {would}freed\n",
+                c.packs,
+                c.packs,
+                bytes(c.pack_bytes),
+                c.packs_deleted,
+                c.packs_rewritten,
+                bytes(c.bytes_moved),
+                bytes(c.bytes_freed)
+            ));
+        }
+        if let Some(why) = &self.s3_skipped {
+            out.push_str(&format!("s3 packs not compacted: {why}\n"));
+        }
+        for f in &self.failed {
+            out.push_str(&format!("not deleted (next gc retries): {f}\n"));
+        }
+        out
+    }
+
+    fn freed(&mut self, tier: &Tier, bytes: u64) {
+        let i = match self.tiers.iter().position(|f| f.tier == tier.name) {
+            Some(i) => i,
+            None => {
+                self.tiers.push(Freed {
+                    tier: tier.name.to_owned(),
+                    ..Freed::default()
+                });
+                self.tiers.len() - 1
+            }
+        };
+        self.tiers[i].chunks += 1;
+        self.tiers[i].bytes += bytes;
+    }
+}
+
+/// Collects garbage in `repo`, whose tiers are `tiers` (warmest first) and whose S3
+/// tier, if any, is `s3`.
+pub async fn collect(
+    repo: &Repo,
+    tiers: &[Tier],
+    s3: Option<&S3Store>,
+    opts: &Options,
+) -> Result<Report, ManifestError> {
+    let named: HashSet<u64> = repo.snapshots()?.into_iter().map(|(_, n)| n).collect();
+    let session = {
+        let lock = repo.lock().await;
+        repo.gc_begin(
+            &lock,
+            |versions| opts.retention.keep(versions, &named),
+            opts.grace_secs,
+            opts.dry_run,
+        )
+        .await?
+    };
+    let mut report = Report {
+        dry_run: opts.dry_run,
+        versions_kept: session.kept.len(),
+        versions_dropped: session.dropped.clone(),
+        ..Report::default()
+    };
+    for t in tiers {
+        report.tiers.push(Freed {
+            tier: t.name.to_owned(),
+            ..Freed::default()
+        });
+    }
+    if !opts.dry_run {
+        let leftover = repo.gc_tombstones(&session)?;
+        report.resumed = leftover.chunks.len() as u64;
+        bury(repo, tiers, leftover, &mut report).await?;
+    }
+    let marked = mark(repo, &session).await?;
+    report.reachable = marked.len() as u64;
+    sweep(repo, tiers, &session, &marked, opts, &mut report).await?;
+    if opts.offline {
+        report.orphans = strays(repo, tiers, &marked, opts.dry_run).await?;
+    }
+    forget_stray_locations(repo, opts.dry_run)?;
+    if let Some(s3) = s3 {
+        compact(repo, s3, opts, &mut report).await?;
+    }
+    drop(session);
+    Ok(report)
+}
+
+/// Every chunk reachable from the kept versions. Fails, before anything is deleted,
+/// if any of their nodes cannot be read.
+async fn mark(repo: &Repo, session: &GcSession<'_>) -> Result<HashSet<ChunkId>, ManifestError> {
+    let mut marked = HashSet::new();
+    let mut broken = None;
+    walk::reachable(
+        session.kept.iter().map(|v| v.root),
+        |id| async move { repo.node(&id).await },
+        |found| match found {
+            Found::Node(id, _) => marked.insert(id),
+            Found::Data(id, _) => {
+                marked.insert(id);
+                true
+            }
+            Found::Broken(id, what, at) => {
+                broken.get_or_insert_with(|| {
+                    format!(
+                        "{} (chunk {id}, at {}): {what}",
+                        "a kept version cannot be read",
+                        fvfs_manifest::path::show(at)
+                    )
+                });
+                true
+            }
+        },
+    )
+    .await;
+    match broken {
+        None => Ok(marked),
+        Some(why) => Err(ManifestError::Store(StoreError::Unavailable(format!(
+            "garbage collection stopped before deleting anything: {why}; run fsck"
+        )))),
+    }
+}
+
+/// Condemns every record not marked, page by page, and deletes its copies.
+async fn sweep(
+    repo: &Repo,
+    tiers: &[Tier],
+    session: &GcSession<'_>,
+    marked: &HashSet<ChunkId>,
+    opts: &Options,
+    report: &mut Report,
+) -> Result<(), ManifestError> {
+    let mut after: Option<ChunkId> = None;
+    loop {
+        let page = repo.chunk_records_after(after.as_ref(), PAGE)?;
+        let Some((last, _)) = page.last() else {
+            return Ok(());
+        };
+        after = Some(*last);
+        let unmarked: Vec<_> = page
+            .into_iter()
+            .filter(|(id, _)| !marked.contains(id))
+            .collect();
+        if opts.dry_run {
+            for (_, r) in &unmarked {
+                if r.last_access > session.condemn_before {
+                    report.kept_recent += 1;
+                    continue;
+                }
+                report.chunks_freed += 1;
+                for t in tiers.iter().filter(|t| r.tiers & t.bit != 0) {
+                    report.freed(t, u64::from(r.stored_len));
+                }
+            }
+            continue;
+        }
+        let ids: Vec<ChunkId> = unmarked.iter().map(|(id, _)| *id).collect();
+        let condemned = repo.gc_condemn(session, &ids).await?;
+        report.kept_recent += (ids.len() - condemned.chunks.len()) as u64;
+        report.chunks_freed += condemned.chunks.len() as u64;
+        bury(repo, tiers, condemned, report).await?;
+    }
+}
+
+/// Deletes the copies of condemned chunks from every tier, then their tombstones.
+/// A copy that cannot be deleted keeps its tombstone, for the next collection.
+async fn bury(
+    repo: &Repo,
+    tiers: &[Tier],
+    condemned: Condemned,
+    report: &mut Report,
+) -> Result<(), ManifestError> {
+    let results: Vec<_> = futures::stream::iter(condemned.chunks)
+        .map(|(id, r)| async move {
+            let mut errors = Vec::new();
+            for t in tiers {
+                // Every tier, whatever the bits say: a copy may exist unclaimed.
+                if let Err(e) = t.store.delete(&id).await {
+                    errors.push(format!("{}: chunk {id}: {e}", t.name));
+                }
+            }
+            (id, r, errors)
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    let mut done = Vec::with_capacity(results.len());
+    for (id, r, errors) in results {
+        if !errors.is_empty() {
+            report.failed.extend(errors);
+            continue;
+        }
+        for t in tiers.iter().filter(|t| r.tiers & t.bit != 0) {
+            report.freed(t, u64::from(r.stored_len));
+        }
+        done.push(id);
+    }
+    repo.gc_buried(&done)
+}
+
+/// Copies on the local and NAS tiers that no record names and nothing reaches
+/// (offline only: a writer's new chunk has no record until its commit).
+async fn strays(
+    repo: &Repo,
+    tiers: &[Tier],
+    marked: &HashSet<ChunkId>,
+    dry_run: bool,
+) -> Result<u64, ManifestError> {
+    let mut deleted = 0;
+    for t in tiers.iter().filter(|t| t.bit != TIER_S3) {
+        let mut ids = t.store.list();
+        let mut stray = Vec::new();
+        while let Some(id) = ids.next().await {
+            let id = id?;
+            if !marked.contains(&id) && repo.chunk_record(&id)?.is_none() {
+                stray.push(id);
+            }
+        }
+        drop(ids);
+        for id in stray {
+            if !dry_run {
+                t.store.delete(&id).await?;
+            }
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
+}
+
+/// S3 locations of chunks without a record (a replication that finished while the
+/// chunk was being collected): forgotten, so compaction can take their packs.
+fn forget_stray_locations(repo: &Repo, dry_run: bool) -> Result<(), ManifestError> {
+    let locs = repo.pack_locs();
+    let stray: Vec<ChunkId> = locs
+        .iter()
+        .filter_map(|r| match r {
+            Ok((id, _)) => match repo.chunk_record(&id) {
+                Ok(None) => Some(Ok(id)),
+                Ok(Some(_)) => None,
+                Err(e) => Some(Err(e)),
+            },
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<Result<_, _>>()?;
+    if !dry_run {
+        for id in stray {
+            locs.forget(&id)?;
+        }
+    }
+    Ok(())
+}
+
+/// Tells S3's log which versions were dropped, then compacts the packs. If S3 cannot
+/// be told, no pack is touched (the next collection tries again).
+async fn compact(
+    repo: &Repo,
+    s3: &S3Store,
+    opts: &Options,
+    report: &mut Report,
+) -> Result<(), ManifestError> {
+    if !opts.dry_run {
+        let dropped = repo.gc_dropped_unpublished()?;
+        if let Err(e) = fvfs_tiering::s3::log::record_dropped(s3.bucket(), &dropped).await {
+            report.s3_skipped = Some(format!("S3 could not record the dropped versions: {e}"));
+            return Ok(());
+        }
+        repo.gc_dropped_published(&dropped)?;
+    }
+    match s3.compact(opts.compact_below, opts.dry_run).await {
+        Ok(c) => report.compaction = Some(c),
+        Err(e) => report.s3_skipped = Some(e.to_string()),
+    }
+    Ok(())
+}

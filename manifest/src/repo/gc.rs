@@ -1,0 +1,317 @@
+//! What garbage collection needs from the repository: the fence that keeps writers'
+//! chunks alive while a collection runs, the dropping of versions, and the durable
+//! condemnation of chunk records (with tombstones, so an interrupted collection resumes).
+//!
+//! # Invariant: a chunk a writer relies on is never collected
+//! A collection runs in four steps: [`Repo::gc_begin`] (under the HEAD lock: the fence
+//! goes up, versions are dropped, the kept versions are fixed), a mark of everything
+//! reachable from the kept versions, the sweep ([`Repo::gc_condemn`] then the copies'
+//! deletion, then [`Repo::gc_buried`]), and [`GcSession`]'s drop (fence down). Writers
+//! reach chunks in three ways, each covered:
+//! - **Through [`Repo::knows`]** (dedup before storing, `chunks/missing`, commit checks):
+//!   while the fence is up every id asked about is *protected* before the answer is
+//!   read, and condemnation skips protected ids under the same lock; so an answer "it
+//!   is there" stays true until the collection ends. An id already condemned is
+//!   answered "not there", and storing it again waits until its old copies are gone
+//!   ([`Repo::gc_wait_buried`]), so a fresh copy is never deleted by mistake.
+//! - **Through HEAD's tree** (edits reuse unchanged subtrees): HEAD when the fence went
+//!   up is kept and marked, and every later HEAD is made of its subtrees and of nodes
+//!   written through `knows`; rollbacks can only reach kept versions, because dropped
+//!   ones were deleted under the HEAD lock before it was released.
+//! - **Through entries a client names** (a commit of uploaded files, migrate's stat
+//!   cache): [`crate::TreeEdit::insert`] checks, under the HEAD lock, that everything
+//!   the entry needs is stored, through `knows`; a check before the fence went up is
+//!   followed by the version's commit before the fence can go up.
+//!
+//! Records made before the fence went up and named by no version yet (a long migrate's
+//! checkpoints, chunks uploaded for a commit still to come) are protected by the grace
+//! period: only records whose `last_access` is older than the collection's start minus
+//! the grace are condemned. Without it the insert check would refuse their entries
+//! (an error, never a loss).
+//!
+//! Records go first, then copies: the condemned records are removed and tombstones
+//! (`g<id>`, holding the record) written in one durable batch; the copies are deleted;
+//! the tombstones removed. A crash leaves tombstones, and the next collection finishes
+//! their deletion first ([`Repo::gc_tombstones`]) unless a writer stored the chunk again.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use fvfs_cas::ChunkId;
+
+use super::{now, HeadLock, Repo};
+use crate::error::{ManifestError, Result};
+use crate::kv::Batch;
+use crate::meta::{self, ChunkRecord, Version, TIER_LOCAL, TIER_NAS, TIER_S3};
+
+/// The fence between a running collection and the writers.
+#[derive(Default)]
+pub(crate) struct Fence {
+    state: Mutex<FenceState>,
+    buried: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct FenceState {
+    active: bool,
+    /// Ids a writer asked about while the collection runs: never condemned.
+    protected: HashSet<ChunkId>,
+    /// Ids whose records are gone and whose copies are being deleted.
+    condemned: HashSet<ChunkId>,
+}
+
+impl Fence {
+    fn state(&self) -> std::sync::MutexGuard<'_, FenceState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Called before a writer looks `id` up.
+    pub(crate) fn protect(&self, id: &ChunkId) {
+        let mut s = self.state();
+        if s.active {
+            s.protected.insert(*id);
+        }
+    }
+
+    pub(crate) fn protect_all<'a>(&self, ids: impl Iterator<Item = &'a ChunkId>) {
+        let mut s = self.state();
+        if s.active {
+            s.protected.extend(ids);
+        }
+    }
+}
+
+/// A running collection: the fence is up until it is dropped.
+pub struct GcSession<'a> {
+    repo: &'a Repo,
+    /// The kept versions, HEAD first.
+    pub kept: Vec<Version>,
+    /// The versions dropped (numbers), oldest first.
+    pub dropped: Vec<u64>,
+    /// Records whose `last_access` is after this are kept (the grace period).
+    pub condemn_before: i64,
+}
+
+impl Drop for GcSession<'_> {
+    fn drop(&mut self) {
+        let mut s = self.repo.fence.state();
+        s.active = false;
+        s.protected.clear();
+        s.condemned.clear();
+        drop(s);
+        self.repo.fence.buried.notify_waiters();
+    }
+}
+
+/// Chunks condemned: their records are gone, their copies are to be deleted.
+pub struct Condemned {
+    pub chunks: Vec<(ChunkId, ChunkRecord)>,
+}
+
+fn tombstone_key(id: &ChunkId) -> Vec<u8> {
+    meta::key(meta::TOMBSTONE_PREFIX, id.as_bytes())
+}
+
+impl Repo {
+    /// Starts a collection: raises the fence and, with `dry_run` false, drops the
+    /// versions `keep` does not keep (durably, with notes of which to drop from S3's
+    /// log). `keep` sees every version, newest first, and HEAD is always kept.
+    /// Fails if a collection already runs.
+    pub async fn gc_begin(
+        &self,
+        lock: &HeadLock<'_>,
+        keep: impl FnOnce(&[Version]) -> HashSet<u64>,
+        grace_secs: i64,
+        dry_run: bool,
+    ) -> Result<GcSession<'_>> {
+        {
+            let mut s = self.fence.state();
+            if s.active {
+                return Err(ManifestError::Busy(
+                    "a garbage collection is already running",
+                ));
+            }
+            s.active = true;
+        }
+        let session_start = now();
+        let mut session = GcSession {
+            repo: self,
+            kept: Vec::new(),
+            dropped: Vec::new(),
+            condemn_before: session_start.saturating_sub(grace_secs.max(0)),
+        };
+        let versions: Vec<Version> = self.log().collect::<Result<_>>()?;
+        let mut keep = keep(&versions);
+        if let Some(head) = lock.head()? {
+            keep.insert(head.number);
+        }
+        let note_for_s3 = self.replicas.load(std::sync::atomic::Ordering::Relaxed) & TIER_S3 != 0;
+        let mut batch = Batch::default();
+        for v in versions {
+            if keep.contains(&v.number) {
+                session.kept.push(v);
+            } else {
+                session.dropped.push(v.number);
+                batch.remove(meta::version_key(v.number));
+                if note_for_s3 {
+                    batch.insert(meta::dropped_key(v.number), Vec::new());
+                }
+            }
+        }
+        session.dropped.reverse();
+        if !dry_run && !batch.is_empty() {
+            self.kv.apply(batch)?;
+            self.kv.flush_durable()?;
+        }
+        Ok(session)
+    }
+
+    /// Versions dropped by collections but not yet marked dropped in S3's log.
+    pub fn gc_dropped_unpublished(&self) -> Result<Vec<u64>> {
+        self.kv
+            .scan_prefix(&[meta::DROPPED_PREFIX], false)
+            .map(|r| {
+                let (k, _) = r?;
+                Ok(k[1..].try_into().map(u64::from_be_bytes).unwrap_or(0))
+            })
+            .collect()
+    }
+
+    /// S3's log now says `numbers` are dropped.
+    pub fn gc_dropped_published(&self, numbers: &[u64]) -> Result<()> {
+        let mut batch = Batch::default();
+        for n in numbers {
+            batch.remove(meta::dropped_key(*n));
+        }
+        self.kv.apply(batch)?;
+        self.kv.flush_durable()?;
+        Ok(())
+    }
+
+    /// Every chunk record, in id order, from `after` on (exclusive), at most `limit`.
+    pub fn chunk_records_after(
+        &self,
+        after: Option<&ChunkId>,
+        limit: usize,
+    ) -> Result<Vec<(ChunkId, ChunkRecord)>> {
+        let mut out = Vec::new();
+        for item in self.kv.scan_prefix(&[meta::CHUNK_PREFIX], false) {
+            let (k, v) = item?;
+            let id = ChunkId::from_slice(&k[1..]).ok_or_else(|| ManifestError::BadRecord {
+                key: "chunk".into(),
+                reason: "bad id".into(),
+            })?;
+            if after.is_some_and(|a| id <= *a) {
+                continue;
+            }
+            let r: ChunkRecord = meta::decode(&v).map_err(|e| ManifestError::BadRecord {
+                key: format!("chunk {id}"),
+                reason: e.to_string(),
+            })?;
+            out.push((id, r));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes the records of `ids` that no writer protected, that still exist and
+    /// that are older than the grace period, with their queue entries, eviction
+    /// candidates and S3 locations, writing tombstones in the same durable batch;
+    /// returns what was condemned (the caller deletes the copies, then calls
+    /// [`Repo::gc_buried`]).
+    pub async fn gc_condemn(&self, session: &GcSession<'_>, ids: &[ChunkId]) -> Result<Condemned> {
+        let _one_at_a_time = self.persisting.lock().await;
+        let mut totals = self.totals()?;
+        let mut batch = Batch::default();
+        let mut chunks = Vec::new();
+        let mut fence = self.fence.state();
+        for id in ids {
+            if fence.protected.contains(id) {
+                continue;
+            }
+            let Some(r) = self.chunk_record(id)? else {
+                continue;
+            };
+            if r.last_access > session.condemn_before {
+                continue;
+            }
+            batch.remove(meta::chunk_key(id));
+            for t in [TIER_NAS, TIER_S3] {
+                batch.remove(meta::queue_key(t, id));
+            }
+            for t in [TIER_LOCAL, TIER_NAS] {
+                batch.remove(meta::candidate_key(t, r.last_access, id));
+            }
+            batch.remove(meta::key(meta::PACK_PREFIX, id.as_bytes()));
+            batch.insert(tombstone_key(id), meta::encode(&r));
+            totals.remove(&r);
+            chunks.push((*id, r));
+        }
+        if chunks.is_empty() {
+            return Ok(Condemned { chunks });
+        }
+        batch.insert(meta::TOTALS, meta::encode(&totals));
+        self.kv.apply(batch)?;
+        self.kv.flush_durable()?;
+        fence.condemned.extend(chunks.iter().map(|(id, _)| *id));
+        Ok(Condemned { chunks })
+    }
+
+    /// Tombstones left by an interrupted collection whose chunk was not stored again:
+    /// condemned anew in `session` (their copies are to be deleted, then buried).
+    /// Tombstones of chunks stored again since are simply removed.
+    pub fn gc_tombstones(&self, _session: &GcSession<'_>) -> Result<Condemned> {
+        let mut chunks = Vec::new();
+        let mut stale = Batch::default();
+        let mut fence = self.fence.state();
+        for item in self.kv.scan_prefix(&[meta::TOMBSTONE_PREFIX], false) {
+            let (k, v) = item?;
+            let Some(id) = ChunkId::from_slice(&k[1..]) else {
+                stale.remove(k);
+                continue;
+            };
+            if self.kv.contains(&meta::chunk_key(&id))? || fence.protected.contains(&id) {
+                stale.remove(k);
+                continue;
+            }
+            let r: ChunkRecord = meta::decode(&v).map_err(|e| ManifestError::BadRecord {
+                key: format!("tombstone {id}"),
+                reason: e.to_string(),
+            })?;
+            fence.condemned.insert(id);
+            chunks.push((id, r));
+        }
+        self.kv.apply(stale)?;
+        Ok(Condemned { chunks })
+    }
+
+    /// The copies of `ids` are deleted from every tier: tombstones go, and writers
+    /// waiting to store them again go on.
+    pub fn gc_buried(&self, ids: &[ChunkId]) -> Result<()> {
+        let mut batch = Batch::default();
+        for id in ids {
+            batch.remove(tombstone_key(id));
+        }
+        self.kv.apply(batch)?;
+        let mut fence = self.fence.state();
+        for id in ids {
+            fence.condemned.remove(id);
+        }
+        drop(fence);
+        self.fence.buried.notify_waiters();
+        Ok(())
+    }
+
+    /// Waits while `id`'s old copies are being deleted, so a new copy is not.
+    pub(crate) async fn gc_wait_buried(&self, id: &ChunkId) {
+        loop {
+            let notified = self.fence.buried.notified();
+            if !self.fence.state().condemned.contains(id) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}

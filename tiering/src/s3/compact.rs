@@ -1,0 +1,166 @@
+//! Pack compaction: giving back the S3 space of chunks garbage collection dropped.
+//!
+//! A pack is immutable, so dropping a chunk only forgets its location; its bytes stay
+//! until the pack goes. [`S3Store::compact`] deletes packs no location names any more,
+//! and rewrites packs whose live share fell under a threshold: their live frames go
+//! into new packs (through the open pack, as replication does), then the old pack is
+//! deleted.
+//!
+//! # Invariants
+//! - **A pack is deleted only when no location names it**, checked while no upload is
+//!   in flight (all upload permits held), so a pack whose locations are about to be
+//!   recorded is never taken for an empty one.
+//! - **Moved frames never have a gap.** A live frame is re-added to the open pack
+//!   without forgetting its old location (reads are served from memory, then from the
+//!   new pack once its location replaces the old one); the old pack is deleted only
+//!   after the new locations are recorded. A failed upload leaves the old locations,
+//!   and so the old pack, in place.
+
+use std::collections::HashMap;
+
+use fvfs_cas::{ChunkId, StoreError};
+use fvfs_manifest::meta::PackLoc;
+
+use super::{S3Store, PACK_MAX, UPLOADS};
+use fvfs_cas::ChunkStore;
+
+/// What a compaction did (or, dry, would do).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Compaction {
+    /// Packs in the bucket before.
+    pub packs: u64,
+    /// Their bytes.
+    pub pack_bytes: u64,
+    /// Packs deleted because nothing in them was live.
+    pub packs_deleted: u64,
+    /// Packs rewritten because their live share was low, then deleted.
+    pub packs_rewritten: u64,
+    /// Bytes of the packs deleted or rewritten.
+    pub bytes_freed: u64,
+    /// Live frame bytes uploaded again by the rewrite.
+    pub bytes_moved: u64,
+}
+
+/// Live bytes and locations of one pack.
+#[derive(Default)]
+struct PackUse {
+    live_bytes: u64,
+    chunks: Vec<(ChunkId, PackLoc)>,
+}
+
+impl S3Store {
+    /// Live locations grouped by pack.
+    fn pack_uses(&self) -> Result<HashMap<[u8; 32], PackUse>, StoreError> {
+        let mut uses: HashMap<[u8; 32], PackUse> = HashMap::new();
+        for (id, loc) in self.locs.all()? {
+            let u = uses.entry(loc.pack).or_default();
+            u.live_bytes += u64::from(loc.len);
+            u.chunks.push((id, loc));
+        }
+        Ok(uses)
+    }
+
+    /// Deletes packs with nothing live and rewrites those whose live share is under
+    /// `min_live` (0..1). With `dry_run`, only counts.
+    pub async fn compact(&self, min_live: f64, dry_run: bool) -> Result<Compaction, StoreError> {
+        let mut report = Compaction::default();
+        let mut rewrite: Vec<(String, u64, PackUse)> = Vec::new();
+        {
+            let _quiet = self.quiet().await?;
+            let mut uses = self.pack_uses()?;
+            for obj in self.bucket.list("packs/").await? {
+                report.packs += 1;
+                report.pack_bytes += obj.size;
+                let Some(name) = pack_name(&obj.key) else {
+                    continue;
+                };
+                match uses.remove(&name) {
+                    None => {
+                        if !dry_run {
+                            self.bucket.delete(&obj.key).await?;
+                        }
+                        report.packs_deleted += 1;
+                        report.bytes_freed += obj.size;
+                    }
+                    Some(u) if (u.live_bytes as f64) < min_live * obj.size as f64 => {
+                        rewrite.push((obj.key, obj.size, u));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        if dry_run {
+            for (_, size, u) in &rewrite {
+                report.packs_rewritten += 1;
+                report.bytes_freed += size;
+                report.bytes_moved += u.live_bytes;
+            }
+            return Ok(report);
+        }
+        let mut moved = Vec::new();
+        for (key, size, u) in rewrite {
+            let Some(object) = self.bucket.get(&key).await? else {
+                continue;
+            };
+            let mut whole = true;
+            for (id, loc) in &u.chunks {
+                let range = loc.offset as usize..(loc.offset + u64::from(loc.len)) as usize;
+                match object
+                    .get(range)
+                    .map(|f| fvfs_cas::verify(id, object.slice_ref(f)))
+                {
+                    Some(Ok(loaded)) => {
+                        if self.push_moved(*id, &loaded.frame) {
+                            self.seal(false).await?;
+                        }
+                        report.bytes_moved += u64::from(loc.len);
+                    }
+                    _ => {
+                        tracing::error!(pack = key, chunk = %id, "damaged frame left in place for fsck");
+                        whole = false;
+                    }
+                }
+            }
+            if whole {
+                moved.push((key, size));
+            }
+        }
+        self.sync().await?;
+        let _quiet = self.quiet().await?;
+        let uses = self.pack_uses()?;
+        for (key, size) in moved {
+            if pack_name(&key).is_some_and(|n| !uses.contains_key(&n)) {
+                self.bucket.delete(&key).await?;
+                report.packs_rewritten += 1;
+                report.bytes_freed += size;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Holds every upload permit: no pack is being uploaded meanwhile.
+    async fn quiet(&self) -> Result<tokio::sync::SemaphorePermit<'_>, StoreError> {
+        self.uploads
+            .acquire_many(UPLOADS)
+            .await
+            .map_err(|_| StoreError::Unavailable("S3 store closed".into()))
+    }
+
+    /// Adds a frame to the open pack even though a location names it already; returns
+    /// whether the open pack is full.
+    fn push_moved(&self, id: ChunkId, frame: &[u8]) -> bool {
+        let mut mem = self.mem();
+        if !mem.holds(&id) {
+            let e = mem.open.push(id, frame);
+            mem.live.insert(id, e);
+        }
+        mem.open.len() >= PACK_MAX
+    }
+}
+
+/// The pack name in an object key `packs/<hex>`.
+pub(super) fn pack_name(key: &str) -> Option<[u8; 32]> {
+    key.strip_prefix("packs/")
+        .and_then(|h| hex::decode(h).ok())
+        .and_then(|h| <[u8; 32]>::try_from(h).ok())
+}
