@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::PathBuf;
 
-use fvfs_tests::{check, nas_config, tree, Fvfsd};
+use fvfs_tests::{check, nas_config, store_files, tree, Fvfsd};
 
 /// Chunk files of the local store, largest first.
 fn chunk_files(d: &Fvfsd) -> Vec<PathBuf> {
@@ -54,24 +54,6 @@ fn damage_is_found_and_named() {
         .unwrap();
     check(&out, 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("only.bin"));
-}
-
-/// Chunk files (64-hex names) under a directory store, largest first.
-fn store_files(root: &std::path::Path) -> Vec<PathBuf> {
-    let mut files: Vec<(u64, PathBuf)> = Vec::new();
-    for shard in fs::read_dir(root).unwrap() {
-        let shard = shard.unwrap().path();
-        if shard.is_dir() {
-            for f in fs::read_dir(&shard).unwrap() {
-                let f = f.unwrap();
-                if f.file_name().len() == 64 {
-                    files.push((f.metadata().unwrap().len(), f.path()));
-                }
-            }
-        }
-    }
-    files.sort();
-    files.into_iter().rev().map(|(_, p)| p).collect()
 }
 
 fn flip_last_byte(path: &std::path::Path) {

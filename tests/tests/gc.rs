@@ -1,0 +1,343 @@
+//! Garbage collection on real stores: what it frees is exactly what the kept versions
+//! do not reach, writes that race with it always read back whole, and a collection
+//! killed with SIGKILL leaves a store that fsck finds clean and that a second
+//! collection finishes.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use fvfs_tests::daemon::{request, Daemon};
+use fvfs_tests::{check, nas_config, store_files, tree, Fvfsd};
+use serde_json::Value;
+
+fn post_json(d: &Daemon, path: &str) -> Value {
+    let (status, body) = d.raw(&request("POST", path, &[], b""));
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn status(d: &Daemon) -> Value {
+    let (code, body) = d.raw(&request("GET", "/v1/status", &[], b""));
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    v["store"].clone()
+}
+
+fn put(d: &Daemon, path: &str, content: &[u8]) -> u16 {
+    d.raw(&request("PUT", &format!("/v1/files{path}"), &[], content))
+        .0
+}
+
+fn delete(d: &Daemon, path: &str) -> u16 {
+    d.raw(&request("DELETE", &format!("/v1/files{path}"), &[], b""))
+        .0
+}
+
+fn cat(d: &Daemon, path: &str) -> Vec<u8> {
+    let out = d.fvfsc(["cat", path]).output().unwrap();
+    check(&out, 0);
+    out.stdout
+}
+
+fn snapshot(d: &Daemon, name: &str) {
+    let body = format!("{{\"name\":\"{name}\"}}");
+    let (code, text) = d.raw(&request(
+        "POST",
+        "/v1/snapshots",
+        &["content-type: application/json"],
+        body.as_bytes(),
+    ));
+    assert_eq!(code, 201, "{text}");
+}
+
+fn u(v: &Value, k: &str) -> u64 {
+    v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"))
+}
+
+#[test]
+fn gc_frees_exactly_what_the_kept_versions_do_not_reach() {
+    let work = tempfile::tempdir().unwrap();
+    let (nas, config) = nas_config(work.path());
+    let store = Fvfsd::new();
+    let global = ["--config", config.to_str().unwrap()];
+    let d = Daemon::start_with(&store, &global, "127.0.0.1:0", &["--no-mdns"]);
+    let mut expect: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for i in 0..10u64 {
+        let content = tree::bytes(i, 150_000 + i as usize * 1000, false);
+        assert_eq!(put(&d, &format!("/f{i}"), &content), 201);
+        expect.insert(format!("/f{i}"), content);
+    }
+    snapshot(&d, "keep");
+    let kept_by_snapshot = expect.clone();
+    // Rewrite half, delete some, over several versions.
+    for i in 0..5u64 {
+        let content = tree::bytes(100 + i, 120_000, true);
+        assert_eq!(put(&d, &format!("/f{i}"), &content), 201);
+        expect.insert(format!("/f{i}"), content);
+    }
+    for i in 5..8u64 {
+        assert_eq!(delete(&d, &format!("/f{i}")), 200);
+        expect.remove(&format!("/f{i}"));
+    }
+    // Content that only a dropped version held: written, then overwritten.
+    assert_eq!(put(&d, "/tmp", &tree::bytes(999, 400_000, false)), 201);
+    assert_eq!(put(&d, "/tmp", b"small now"), 201);
+    expect.insert("/tmp".into(), b"small now".to_vec());
+    post_json(&d, "/v1/admin/flush");
+
+    // What HEAD and the snapshot reach (fsck's default set is exactly those).
+    let reach = post_json(&d, "/v1/admin/fsck");
+    let reachable = u(&reach, "nodes") + u(&reach, "data_chunks");
+    let before = status(&d);
+    let versions_before = u(&before, "versions");
+    assert!(versions_before > 10);
+
+    let dry = post_json(&d, "/v1/admin/gc?dry_run=true&keep_last=1&grace_secs=0");
+    let report = post_json(&d, "/v1/admin/gc?keep_last=1&grace_secs=0");
+    let after = status(&d);
+    let freed = u(&report, "chunks_freed");
+    assert_eq!(u(&report, "reachable"), reachable, "{report}");
+    assert_eq!(freed, u(&before, "chunks") - reachable, "{report}");
+    assert_eq!(u(&after, "chunks"), reachable);
+    assert_eq!(
+        u(&dry, "chunks_freed"),
+        freed,
+        "a dry run counts the same: {dry}"
+    );
+    assert_eq!(dry["tiers"], report["tiers"], "{dry}\n{report}");
+    assert_eq!(u(&after, "versions"), 2, "HEAD and the snapshot");
+    assert_eq!(
+        report["versions_dropped"].as_array().unwrap().len() as u64,
+        versions_before - 2
+    );
+    // Bytes: the local tier's report is what the totals lost, and the files are gone.
+    let local = &report["tiers"][0];
+    assert_eq!(local["tier"], "local");
+    assert_eq!(
+        u(local, "bytes"),
+        u(&before, "stored_bytes") - u(&after, "stored_bytes")
+    );
+    assert_eq!(
+        store_files(&store.home.path().join("chunks")).len() as u64,
+        reachable
+    );
+    let nas_tier = &report["tiers"][1];
+    assert_eq!(
+        (nas_tier["tier"].as_str(), u(nas_tier, "chunks")),
+        (Some("nas"), freed)
+    );
+    assert_eq!(store_files(&nas).len() as u64, reachable);
+
+    for (path, content) in &expect {
+        assert_eq!(&cat(&d, path), content, "{path}");
+    }
+    // A file only the snapshot still has reads back from it.
+    let out_dir = work.path().join("export");
+    let out_arg = out_dir.to_str().unwrap();
+    store.run(["export", "--version", "keep", "/", out_arg]);
+    for (path, content) in &kept_by_snapshot {
+        assert_eq!(
+            &std::fs::read(out_dir.join(&path[1..])).unwrap(),
+            content,
+            "{path}"
+        );
+    }
+    let fsck = post_json(&d, "/v1/admin/fsck?all=true&read_data=true");
+    assert_eq!(fsck["problems"], Value::Array(vec![]), "{fsck}");
+    // Nothing is left to free.
+    let again = post_json(&d, "/v1/admin/gc?keep_last=1&grace_secs=0");
+    assert_eq!(u(&again, "chunks_freed"), 0, "{again}");
+}
+
+#[test]
+fn writes_racing_with_gc_always_read_back_whole() {
+    let writes: usize = std::env::var("FVFS_GC_RACE_WRITES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(150);
+    let store = Fvfsd::new();
+    let d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
+    // A small pool of contents: writers keep deleting them (so collections find them
+    // unreachable) and writing them again (so writes deduplicate against garbage).
+    let pool: Vec<Vec<u8>> = (0..6)
+        .map(|k| tree::bytes(k, 200_000, k % 2 == 0))
+        .collect();
+    let addr = d.addr.clone();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let collector = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let (mut runs, mut freed) = (0u64, 0u64);
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let (code, body) = fvfs_tests::daemon::raw(
+                    &addr,
+                    &request("POST", "/v1/admin/gc?keep_last=1&grace_secs=0", &[], b""),
+                );
+                assert_eq!(code, 200, "{body}");
+                let v: Value = serde_json::from_str(&body).unwrap();
+                freed += u(&v, "chunks_freed");
+                runs += 1;
+            }
+            (runs, freed)
+        })
+    };
+    let mut model: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut refused = 0;
+    for k in 1..=writes {
+        let path = format!("/p{}", k % 4);
+        let content = &pool[(k * 7 + k / 3) % pool.len()];
+        match put(&d, &path, content) {
+            201 => {
+                model.insert(path.clone(), content.clone());
+            }
+            // The content was collected between the dedup check and the commit: the
+            // write is refused (not acknowledged), never committed half.
+            409 => refused += 1,
+            s => panic!("PUT {path}: {s}"),
+        }
+        if k.is_multiple_of(3) {
+            let victim = format!("/p{}", (k / 3) % 4);
+            if delete(&d, &victim) == 200 {
+                model.remove(&victim);
+            }
+        }
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (runs, freed) = collector.join().unwrap();
+    eprintln!("{writes} writes, {refused} refused, {freed} chunks freed over {runs} collections");
+    assert!(runs > 1, "collections must have run while the writes did");
+    assert!(
+        freed > 0,
+        "the collections must have found garbage to race with"
+    );
+    for (path, content) in &model {
+        assert_eq!(&cat(&d, path), content, "{path}");
+    }
+    let fsck = post_json(&d, "/v1/admin/fsck?all=true&read_data=true");
+    assert_eq!(fsck["problems"], Value::Array(vec![]), "{fsck}");
+}
+
+#[test]
+fn gc_killed_midway_leaves_a_clean_store_and_the_next_run_finishes() {
+    let work = tempfile::tempdir().unwrap();
+    let (nas, config) = nas_config(work.path());
+    let cfg = config.to_str().unwrap();
+    let src = work.path().join("src");
+    let mut killed_midway = 0;
+    let iterations = 3;
+    for round in 0..iterations {
+        let store = Fvfsd::new();
+        let migrate = |dir: &std::path::Path, dest: &str| {
+            store.run([
+                "--config",
+                cfg,
+                "migrate",
+                "--local-src",
+                dir.to_str().unwrap(),
+                "--dest",
+                dest,
+            ]);
+        };
+        // v1: one file that stays; v2: 1,500 small files; v3: rollback to v1, so that
+        // keeping the last version leaves the 1,500 files unreachable.
+        let keep = work.path().join(format!("keep{round}"));
+        std::fs::create_dir_all(&keep).unwrap();
+        std::fs::write(keep.join("survivor"), tree::bytes(round, 90_000, true)).unwrap();
+        migrate(&keep, "/new");
+        std::fs::create_dir_all(&src).unwrap();
+        for i in 0..1500u64 {
+            let f = src.join(format!("f{i}"));
+            std::fs::write(f, tree::bytes(round * 10_000 + i, 3000, false)).unwrap();
+        }
+        migrate(&src, "/");
+        let d = Daemon::start_with(&store, &["--config", cfg], "127.0.0.1:0", &["--no-mdns"]);
+        post_json(&d, "/v1/admin/flush");
+        drop(d);
+        store.run(["--config", cfg, "rollback", "1"]);
+
+        let mut gc = store
+            .cmd([
+                "--config",
+                cfg,
+                "gc",
+                "--keep-last",
+                "1",
+                "--grace-secs",
+                "0",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(30 + round * 60));
+        let _ = gc.kill();
+        let status = gc.wait().unwrap();
+        if status.code().is_none() {
+            killed_midway += 1;
+        }
+        let out = store
+            .cmd(["--config", cfg, "fsck", "--all", "--read-data"])
+            .output()
+            .unwrap();
+        check(&out, 0);
+        let out = store
+            .cmd([
+                "--config",
+                cfg,
+                "gc",
+                "--keep-last",
+                "1",
+                "--grace-secs",
+                "0",
+            ])
+            .output()
+            .unwrap();
+        check(&out, 0);
+        let text = String::from_utf8_lossy(&out.stdout);
+        eprintln!("round {round} ({status}):\n{text}");
+        // Nothing unreachable is left anywhere: records, local files, NAS files.
+        let fsck = store.run(["--config", cfg, "fsck", "--all", "--read-data"]);
+        let st: Value =
+            serde_json::from_str(&store.run(["--config", cfg, "status", "--json"])).unwrap();
+        let reachable: u64 = fsck
+            .split("versions: ")
+            .nth(1)
+            .map(|rest| {
+                let nodes: u64 = rest.split(" tree nodes").next().unwrap().parse().unwrap();
+                let data: u64 = rest
+                    .split(", ")
+                    .nth(1)
+                    .and_then(|s| s.split(" data chunks").next())
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                nodes + data
+            })
+            .unwrap();
+        assert_eq!(u(&st, "chunks"), reachable, "{fsck}");
+        assert_eq!(
+            store_files(&store.home.path().join("chunks")).len() as u64,
+            reachable
+        );
+        assert!(store_files(&nas).len() as u64 <= reachable);
+        let out = store
+            .cmd([
+                "--config",
+                cfg,
+                "export",
+                "/new/survivor",
+                work.path().join("out").to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        check(&out, 0);
+        std::fs::remove_dir_all(work.path().join("out")).ok();
+        std::fs::remove_dir_all(&src).unwrap();
+        for f in store_files(&nas) {
+            std::fs::remove_file(f).unwrap();
+        }
+    }
+    assert!(
+        killed_midway > 0,
+        "no collection was killed before it finished"
+    );
+}
