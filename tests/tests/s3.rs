@@ -405,3 +405,67 @@ fn a_three_node_garage_keeps_taking_writes_with_one_node_down() {
     let expect = BTreeMap::from([("HEAD", files)]);
     recover_and_compare(&config, &s3, &expect);
 }
+
+/// Bytes of the packs under `prefix`, from a bucket listing.
+fn pack_bytes(s3: &S3Env, prefix: &str) -> u64 {
+    s3_curl(
+        s3,
+        "GET",
+        &format!("/?list-type=2&prefix={prefix}%2Fpacks%2F"),
+    )
+    .split("<Size>")
+    .skip(1)
+    .filter_map(|s| s.split("</Size>").next()?.parse::<u64>().ok())
+    .sum()
+}
+
+#[test]
+fn gc_gives_back_s3_space_and_recovery_forgets_dropped_versions() {
+    let s3 = S3Env::shared();
+    let work = tempfile::tempdir().unwrap();
+    let prefix = format!("gc-{}", work.path().file_name().unwrap().to_string_lossy());
+    let config = s3.config(work.path(), &prefix, "");
+    let store = Fvfsd::new();
+    let d = serve(&store, &config, &s3);
+    // Pack 1: a big file that will be overwritten, and a small one that stays.
+    let keep = tree::bytes(5, 200_000, false);
+    put(&d, "big", &tree::bytes(6, 1_500_000, false));
+    put(&d, "keep", &keep);
+    assert_eq!(flush(&d).0, 200);
+    // Pack 2: the big file replaced.
+    let small = tree::bytes(7, 50_000, true);
+    put(&d, "big", &small);
+    assert_eq!(flush(&d).0, 200);
+    let before = pack_bytes(&s3, &prefix);
+
+    let (status, body) = d.raw(&request(
+        "POST",
+        "/v1/admin/gc?keep_last=1&grace_secs=0",
+        &[],
+        b"",
+    ));
+    assert_eq!(status, 200, "{body}");
+    let report = json(&body);
+    let c = &report["compaction"];
+    assert_eq!(
+        c["packs_rewritten"], 1,
+        "the first pack is mostly garbage: {report}"
+    );
+    let freed = c["bytes_freed"].as_u64().unwrap();
+    assert!(freed > 1_400_000, "{report}");
+    let after = pack_bytes(&s3, &prefix);
+    // What is left: the untouched pack, plus the moved frames in a new pack (with its
+    // index and trailer).
+    let moved = c["bytes_moved"].as_u64().unwrap();
+    let overhead = after - (before - freed) - moved;
+    assert!(overhead < 4096, "{before} - {freed} + {moved} vs {after}");
+    assert!(after < before - 1_300_000, "{before} -> {after}");
+    assert_all_in_s3(&d);
+    drop(d);
+
+    // S3 alone rebuilds HEAD, and not the dropped versions (their chunks are gone:
+    // recovery would report them incomplete).
+    drop(store);
+    let head = BTreeMap::from([("big".to_owned(), small), ("keep".to_owned(), keep)]);
+    recover_and_compare(&config, &s3, &BTreeMap::from([("HEAD", head)]));
+}
