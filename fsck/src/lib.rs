@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use fvfs_cas::{ChunkId, ChunkStore, StoreError};
+use fvfs_manifest::meta::TIER_S3;
 use fvfs_manifest::node::{self, Node};
 use fvfs_manifest::{path, ManifestError, Repo, Version};
 
@@ -68,6 +69,14 @@ pub struct Report {
     pub data_chunks: u64,
     pub data_bytes_read: u64,
     pub problems: Vec<Problem>,
+    /// Copies a tier holds durably though the chunk's bitmask does not claim them (a
+    /// crash between a copy and its bit, or between a bit cleared and the copy's
+    /// deletion): harmless, so not problems; with `repair` they are claimed.
+    #[serde(default)]
+    pub unclaimed: u64,
+    /// Of those, claimed by `repair` (bit set, queue entry gone).
+    #[serde(default)]
+    pub claimed: u64,
     /// Every tree node reached (recovery marks them as nodes); not part of the report.
     #[serde(skip)]
     pub node_ids: Vec<ChunkId>,
@@ -106,6 +115,12 @@ impl Report {
             String::new()
         };
         let repaired = self.problems.iter().filter(|p| p.repaired).count();
+        if self.unclaimed > 0 {
+            out.push_str(&format!(
+                "{} copies held by a tier whose bit did not claim them, {} claimed now\n",
+                self.unclaimed, self.claimed
+            ));
+        }
         out.push_str(&format!(
             "checked {} versions: {} tree nodes, {} data chunks{read}; {} problems, {repaired} repaired\n",
             self.versions,
@@ -198,16 +213,23 @@ pub async fn check(
     report.data_chunks = (seen.len() - nodes.len()) as u64;
 
     // Every chunk on every tier its record claims.
-    let checked: Vec<(Vec<Problem>, u64)> = futures::stream::iter(seen)
+    let checked: Vec<Checked> = futures::stream::iter(seen)
         .map(|(id, used_by)| check_chunk(repo, tiers, id, used_by, opts))
         .buffer_unordered(CONCURRENCY)
         .collect::<Vec<_>>()
         .await
         .into_iter()
         .collect::<Result<_, _>>()?;
-    for (problems, bytes) in checked {
-        report.problems.extend(problems);
-        report.data_bytes_read += bytes;
+    for c in checked {
+        report.problems.extend(c.problems);
+        report.data_bytes_read += c.bytes;
+        report.unclaimed += c.unclaimed.len() as u64;
+        if opts.repair {
+            for bit in c.unclaimed {
+                repo.claim_copy(bit, &c.id).await?;
+                report.claimed += 1;
+            }
+        }
     }
     if opts.repair {
         for t in tiers {
@@ -219,23 +241,38 @@ pub async fn check(
     Ok(report)
 }
 
-/// Checks (and repairs) one chunk on every tier; returns its problems and bytes read.
+/// What checking one chunk found.
+struct Checked {
+    id: ChunkId,
+    problems: Vec<Problem>,
+    bytes: u64,
+    /// Bits of tiers holding an unclaimed durable copy.
+    unclaimed: Vec<u8>,
+}
+
+/// Checks (and repairs) one chunk on every tier.
 async fn check_chunk(
     repo: &Repo,
     tiers: &[Tier],
     id: ChunkId,
     used_by: String,
     opts: Options,
-) -> Result<(Vec<Problem>, u64), ManifestError> {
+) -> Result<Checked, ManifestError> {
+    let mut checked = Checked {
+        id,
+        problems: Vec::new(),
+        bytes: 0,
+        unclaimed: Vec::new(),
+    };
     let Some(record) = repo.chunk_record(&id)? else {
-        let p = Problem {
+        checked.problems.push(Problem {
             id,
             what: "no chunk record".into(),
             path: used_by,
             tier: None,
             repaired: false,
-        };
-        return Ok((vec![p], 0));
+        });
+        return Ok(checked);
     };
     let mut bytes = 0;
     let mut healthy: Option<bytes::Bytes> = None;
@@ -258,11 +295,15 @@ async fn check_chunk(
                 Err(e) => Err(e.to_string()),
             }
         };
-        if let (true, Err(what)) = (claimed, state) {
-            bad.push((t, what));
+        match (claimed, state) {
+            (true, Err(what)) => bad.push((t, what)),
+            // An S3 frame still in memory is not a durable copy: only a location is.
+            (false, Ok(())) if t.bit != TIER_S3 || repo.pack_locs().get(&id)?.is_some() => {
+                checked.unclaimed.push(t.bit)
+            }
+            _ => {}
         }
     }
-    let mut problems = Vec::new();
     for (t, what) in bad {
         let mut repaired = false;
         if opts.repair {
@@ -280,7 +321,7 @@ async fn check_chunk(
                     && t.store.put(id, frame.clone()).await.is_ok();
             }
         }
-        problems.push(Problem {
+        checked.problems.push(Problem {
             id,
             what: if opts.repair && !repaired {
                 format!("{what}; no tier holds a whole copy, cannot repair")
@@ -292,5 +333,6 @@ async fn check_chunk(
             repaired,
         });
     }
-    Ok((problems, bytes))
+    checked.bytes = bytes;
+    Ok(checked)
 }

@@ -136,3 +136,49 @@ fn tier_damage_is_repaired_from_a_healthy_tier_or_reported() {
         "{broken}"
     );
 }
+
+#[test]
+fn a_copy_its_bitmask_does_not_claim_is_reported_then_claimed() {
+    let work = tempfile::tempdir().unwrap();
+    let (nas, config) = nas_config(work.path());
+    let cfg = config.to_str().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("doc.bin"), tree::bytes(3, 200_000, false)).unwrap();
+    let d = Fvfsd::new();
+    // Offline: the chunks are queued for the NAS, not copied yet.
+    d.run([
+        "--config",
+        cfg,
+        "migrate",
+        "--local-src",
+        src.to_str().unwrap(),
+    ]);
+    let chunks = d.home.path().join("chunks");
+    let local = &store_files(&chunks)[0];
+    let on_nas = nas.join(local.strip_prefix(&chunks).unwrap());
+    fs::create_dir_all(on_nas.parent().unwrap()).unwrap();
+    fs::copy(local, &on_nas).unwrap();
+
+    let out = d.run(["--config", cfg, "fsck", "--read-data"]);
+    assert!(
+        out.contains("1 copies held by a tier whose bit did not claim them, 0 claimed now")
+            && out.contains("0 problems"),
+        "{out}"
+    );
+    let out = d.run(["--config", cfg, "fsck", "--repair"]);
+    assert!(out.contains("1 claimed now"), "{out}");
+    let out = d.run(["--config", cfg, "fsck", "--read-data"]);
+    assert!(!out.contains("did not claim"), "{out}");
+    // A claimed copy is checked like any other: damage to it is now a problem.
+    let mut bytes = fs::read(&on_nas).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::write(&on_nas, bytes).unwrap();
+    let out = d
+        .cmd(["--config", cfg, "fsck", "--read-data"])
+        .output()
+        .unwrap();
+    check(&out, 1);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nas: "));
+}

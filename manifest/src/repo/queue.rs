@@ -11,7 +11,7 @@ use fvfs_cas::ChunkId;
 use super::{now, Repo};
 use crate::error::{ManifestError, Result};
 use crate::kv::Batch;
-use crate::meta::{self, QueueEntry, QueueStatus, TIER_NAS, TIER_S3};
+use crate::meta::{self, QueueEntry, QueueStatus, TIER_LOCAL, TIER_NAS, TIER_S3};
 
 /// The replication queue (see `meta::QueueEntry`).
 impl Repo {
@@ -83,6 +83,16 @@ impl Repo {
         self.kv.apply(batch)?;
         self.kv.flush_durable()?;
         Ok(())
+    }
+
+    /// fsck found a durable copy of `id` on `tier` that its bitmask does not claim:
+    /// the bit is set (and the chunk unqueued for that tier).
+    pub async fn claim_copy(&self, tier: u8, id: &ChunkId) -> Result<()> {
+        if tier == TIER_LOCAL {
+            self.note_promoted(&[*id]).await
+        } else {
+            self.replication_done(tier, &[*id]).await
+        }
     }
 
     /// Copying `ids` to `tier` failed: note why, and retry after `backoff_secs`.
