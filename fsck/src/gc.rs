@@ -22,7 +22,7 @@ use fvfs_tiering::{Compaction, S3Store};
 
 use crate::retention::Retention;
 use crate::walk::{self, Found};
-use crate::Tier;
+use crate::{Progress, Tier};
 
 /// Chunk records looked at, and condemned, at once.
 const PAGE: usize = 1024;
@@ -158,13 +158,12 @@ impl Report {
     }
 }
 
-/// Collects garbage in `repo`, whose tiers are `tiers` (warmest first) and whose S3
-/// tier, if any, is `s3`.
+/// Collects garbage in `repo`, whose tiers are `tiers` (warmest first).
 pub async fn collect(
     repo: &Repo,
     tiers: &[Tier],
-    s3: Option<&S3Store>,
     opts: &Options,
+    progress: &Progress,
 ) -> Result<Report, ManifestError> {
     let named: HashSet<u64> = repo.snapshots()?.into_iter().map(|(_, n)| n).collect();
     let session = {
@@ -194,14 +193,17 @@ pub async fn collect(
         report.resumed = leftover.chunks.len() as u64;
         bury(repo, tiers, leftover, &mut report).await?;
     }
-    let marked = mark(repo, &session).await?;
+    progress.phase("marking what the kept versions reach", 0);
+    let marked = mark(repo, &session, progress).await?;
     report.reachable = marked.len() as u64;
-    sweep(repo, tiers, &session, &marked, opts, &mut report).await?;
+    progress.phase("sweeping", repo.totals()?.chunks);
+    sweep(repo, tiers, &session, &marked, opts, progress, &mut report).await?;
     if opts.offline {
         report.orphans = strays(repo, tiers, &marked, opts.dry_run).await?;
     }
     forget_stray_locations(repo, opts.dry_run)?;
-    if let Some(s3) = s3 {
+    if let Some(s3) = tiers.iter().find_map(|t| t.s3.as_deref()) {
+        progress.phase("compacting S3 packs", 0);
         compact(repo, s3, opts, &mut report).await?;
     }
     drop(session);
@@ -210,14 +212,22 @@ pub async fn collect(
 
 /// Every chunk reachable from the kept versions. Fails, before anything is deleted,
 /// if any of their nodes cannot be read.
-async fn mark(repo: &Repo, session: &GcSession<'_>) -> Result<HashSet<ChunkId>, ManifestError> {
+async fn mark(
+    repo: &Repo,
+    session: &GcSession<'_>,
+    progress: &Progress,
+) -> Result<HashSet<ChunkId>, ManifestError> {
     let mut marked = HashSet::new();
     let mut broken = None;
     walk::reachable(
         session.kept.iter().map(|v| v.root),
         |id| async move { repo.node(&id).await },
         |found| match found {
-            Found::Node(id, _) => marked.insert(id),
+            Found::Node(id, _) => {
+                let new = marked.insert(id);
+                progress.add(u64::from(new), 0);
+                new
+            }
             Found::Data(id, _) => {
                 marked.insert(id);
                 true
@@ -250,6 +260,7 @@ async fn sweep(
     session: &GcSession<'_>,
     marked: &HashSet<ChunkId>,
     opts: &Options,
+    progress: &Progress,
     report: &mut Report,
 ) -> Result<(), ManifestError> {
     let mut after: Option<ChunkId> = None;
@@ -259,6 +270,7 @@ async fn sweep(
             return Ok(());
         };
         after = Some(*last);
+        progress.add(page.len() as u64, 0);
         let unmarked: Vec<_> = page
             .into_iter()
             .filter(|(id, _)| !marked.contains(id))

@@ -15,20 +15,24 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use futures::StreamExt;
 use fvfs_cas::{ChunkId, ChunkStore, StoreError};
 use fvfs_manifest::meta::TIER_S3;
 use fvfs_manifest::node::{self, Node};
 use fvfs_manifest::{path, ManifestError, Repo, Version};
+use fvfs_tiering::S3Store;
 
 pub mod gc;
+pub mod progress;
 pub mod retention;
 mod walk;
 
+pub use progress::Progress;
+
 use walk::Found;
 
-/// Chunks checked at once.
-const CONCURRENCY: usize = 8;
+/// Chunks checked at once: enough reads in flight to keep a disk's queue full (a
+/// store is tens of thousands of small files).
+const CONCURRENCY: usize = 32;
 
 /// One tier as fsck sees it: its own store (not the read-through one).
 #[derive(Clone)]
@@ -36,6 +40,8 @@ pub struct Tier {
     pub name: &'static str,
     pub bit: u8,
     pub store: Arc<dyn ChunkStore>,
+    /// The same store, when this is the S3 tier: fsck lists its packs, gc compacts them.
+    pub s3: Option<Arc<S3Store>>,
 }
 
 /// What to do.
@@ -171,10 +177,11 @@ async fn read_node(tiers: &[Tier], id: ChunkId) -> Result<Node, ManifestError> {
 
 /// Checks `versions` on `tiers` (warmest first; the first must be the local tier).
 pub async fn check(
-    repo: &Repo,
+    repo: &Arc<Repo>,
     tiers: &[Tier],
     versions: &[Version],
     opts: Options,
+    progress: &Arc<Progress>,
 ) -> Result<Report, ManifestError> {
     let mut report = Report {
         versions: versions.len(),
@@ -184,13 +191,16 @@ pub async fn check(
     let mut seen: HashMap<ChunkId, String> = HashMap::new();
     let mut nodes: HashSet<ChunkId> = HashSet::new();
     let problems = &mut report.problems;
+    progress.phase("walking the trees", 0);
     walk::reachable(
         versions.iter().map(|v| v.root),
         |id| read_node(tiers, id),
         |found| match found {
             Found::Node(id, at) => {
                 seen.entry(id).or_insert_with(|| path::show(at));
-                nodes.insert(id)
+                let new = nodes.insert(id);
+                progress.add(u64::from(new), 0);
+                new
             }
             Found::Data(id, at) => {
                 seen.entry(id).or_insert_with(|| path::show(at));
@@ -213,13 +223,19 @@ pub async fn check(
     report.data_chunks = (seen.len() - nodes.len()) as u64;
 
     // Every chunk on every tier its record claims.
-    let checked: Vec<Checked> = futures::stream::iter(seen)
-        .map(|(id, used_by)| check_chunk(repo, tiers, id, used_by, opts))
-        .buffer_unordered(CONCURRENCY)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<_, _>>()?;
+    // Without reading data, an S3 copy is there if its pack is: one listing tells.
+    let mut listed = None;
+    if !opts.read_data {
+        if let Some(s3) = tiers.iter().find_map(|t| t.s3.as_ref()) {
+            listed = Some(Arc::new(s3.pack_names().await?));
+        }
+    }
+    progress.phase("checking chunks on every tier", seen.len() as u64);
+    // In id order, which is the stores' shard order: each shard directory is read
+    // through once instead of being visited at random.
+    let mut seen: Vec<(ChunkId, String)> = seen.into_iter().collect();
+    seen.sort_unstable_by_key(|(id, _)| *id);
+    let checked = check_all(repo, tiers, seen, opts, listed, progress).await?;
     for c in checked {
         report.problems.extend(c.problems);
         report.data_bytes_read += c.bytes;
@@ -241,6 +257,49 @@ pub async fn check(
     Ok(report)
 }
 
+/// Checks `chunks` in [`CONCURRENCY`] tasks of their own: store reads block their
+/// thread, so futures sharing one task would read one chunk at a time.
+async fn check_all(
+    repo: &Arc<Repo>,
+    tiers: &[Tier],
+    chunks: Vec<(ChunkId, String)>,
+    opts: Options,
+    listed: Option<Arc<HashSet<[u8; 32]>>>,
+    progress: &Arc<Progress>,
+) -> Result<Vec<Checked>, ManifestError> {
+    let queue = Arc::new(std::sync::Mutex::new(chunks.into_iter()));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..CONCURRENCY {
+        let (repo, tiers, queue) = (repo.clone(), tiers.to_vec(), queue.clone());
+        let (listed, progress) = (listed.clone(), progress.clone());
+        workers.spawn(async move {
+            let mut done = Vec::new();
+            loop {
+                let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
+                let Some((id, used_by)) = next else {
+                    return Ok::<_, ManifestError>(done);
+                };
+                let c = check_chunk(&repo, &tiers, id, used_by, opts, listed.as_deref()).await?;
+                progress.add(1, c.bytes);
+                done.push(c);
+            }
+        });
+    }
+    let mut checked = Vec::new();
+    while let Some(result) = workers.join_next().await {
+        match result {
+            Ok(r) => checked.extend(r?),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => {
+                return Err(ManifestError::Store(StoreError::Unavailable(format!(
+                    "fsck worker stopped: {e}"
+                ))))
+            }
+        }
+    }
+    Ok(checked)
+}
+
 /// What checking one chunk found.
 struct Checked {
     id: ChunkId,
@@ -257,6 +316,7 @@ async fn check_chunk(
     id: ChunkId,
     used_by: String,
     opts: Options,
+    listed: Option<&HashSet<[u8; 32]>>,
 ) -> Result<Checked, ManifestError> {
     let mut checked = Checked {
         id,
@@ -290,7 +350,16 @@ async fn check_chunk(
             }
         } else {
             match t.store.has(&[id]).await {
-                Ok(h) if h == [true] => Ok(()),
+                Ok(h) if h == [true] => match (t.bit, listed) {
+                    (TIER_S3, Some(packs)) => match repo.pack_locs().get(&id)? {
+                        Some(loc) if !packs.contains(&loc.pack) => Err(format!(
+                            "its pack {} is missing from S3",
+                            hex_name(&loc.pack)
+                        )),
+                        _ => Ok(()),
+                    },
+                    _ => Ok(()),
+                },
                 Ok(_) => Err(StoreError::NotFound(id).to_string()),
                 Err(e) => Err(e.to_string()),
             }
@@ -335,4 +404,8 @@ async fn check_chunk(
     }
     checked.bytes = bytes;
     Ok(checked)
+}
+
+fn hex_name(pack: &[u8; 32]) -> String {
+    pack.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -118,6 +118,28 @@ impl Kv {
         }
     }
 
+    /// Every pair whose key starts with `prefix` and comes after `after` (all of them
+    /// if `None`), in key order: a scan that resumes where an earlier one stopped.
+    pub fn scan_after<'a>(
+        &'a self,
+        prefix: &'a [u8],
+        after: Option<&[u8]>,
+    ) -> Box<dyn Iterator<Item = Result<Pair, KvError>> + 'a> {
+        use std::ops::Bound;
+        let start = match after {
+            Some(k) => Bound::Excluded(sled::IVec::from(k)),
+            None => Bound::Included(sled::IVec::from(prefix)),
+        };
+        let iter = self
+            .db
+            .range::<sled::IVec, _>((start, Bound::Unbounded))
+            .take_while(move |r| r.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)));
+        Box::new(iter.map(move |r| {
+            r.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .map_err(|e| self.err(e))
+        }))
+    }
+
     /// Applies `batch` atomically. Visible at once; durable after [`Kv::flush_durable`].
     pub fn apply(&self, batch: Batch) -> Result<(), KvError> {
         let mut b = sled::Batch::default();

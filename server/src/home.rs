@@ -79,7 +79,7 @@ impl Home {
         self.s3.clone()
     }
 
-    /// Every tier's own store, warmest first, for fsck.
+    /// Every tier's own store, warmest first, for fsck and gc.
     pub fn fsck_tiers(&self) -> Vec<fvfs_fsck::Tier> {
         use fvfs_manifest::meta::{TIER_LOCAL, TIER_NAS, TIER_S3};
         let local = match &self.tiers {
@@ -90,12 +90,14 @@ impl Home {
             name: "local",
             bit: TIER_LOCAL,
             store: local,
+            s3: None,
         }];
         if let Some(nas) = &self.nas {
             tiers.push(fvfs_fsck::Tier {
                 name: "nas",
                 bit: TIER_NAS,
                 store: nas.clone(),
+                s3: None,
             });
         }
         if let Some(s3) = &self.s3 {
@@ -103,6 +105,7 @@ impl Home {
                 name: "s3",
                 bit: TIER_S3,
                 store: s3.clone(),
+                s3: Some(s3.clone()),
             });
         }
         tiers

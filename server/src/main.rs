@@ -13,6 +13,7 @@ mod export;
 mod home;
 mod mdns;
 mod migrate;
+mod progress;
 mod recover;
 mod remote;
 mod report;
@@ -142,9 +143,10 @@ async fn local(home: &home::Home, config: &config::Config, command: Command) -> 
         Command::Recover { from_s3: _ } => return recover::run(home, config).await,
         Command::Gc(args) => {
             let opts = config.gc.options(&args, true);
-            let s3 = home.s3();
-            let report =
-                fvfs_fsck::gc::collect(repo, &home.fsck_tiers(), s3.as_deref(), &opts).await?;
+            let progress = fvfs_fsck::Progress::new("gc");
+            let tiers = home.fsck_tiers();
+            let work = fvfs_fsck::gc::collect(repo, &tiers, &opts, &progress);
+            let report = progress::with_bar(&progress, work).await?;
             return Ok(report::gc(&report));
         }
         Command::Fsck {
@@ -155,7 +157,11 @@ async fn local(home: &home::Home, config: &config::Config, command: Command) -> 
         } => {
             let versions = fvfs_fsck::versions_to_check(repo, all, version.as_deref())?;
             let opts = fvfs_fsck::Options { read_data, repair };
-            let report = fvfs_fsck::check(repo, &home.fsck_tiers(), &versions, opts).await?;
+            let progress = std::sync::Arc::new(fvfs_fsck::Progress::new("fsck"));
+            let tiers = home.fsck_tiers();
+            let repo = home.repo_arc();
+            let work = fvfs_fsck::check(&repo, &tiers, &versions, opts, &progress);
+            let report = progress::with_bar(&progress, work).await?;
             return Ok(report::fsck(&report));
         }
     }

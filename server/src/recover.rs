@@ -38,7 +38,11 @@ pub async fn run(home: &Home, config: &Config) -> Result<ExitCode> {
         found.len(),
         versions.len()
     );
-    let report = fvfs_fsck::check(repo, &home.fsck_tiers(), &versions, Default::default()).await?;
+    let progress = std::sync::Arc::new(fvfs_fsck::Progress::new("recover"));
+    let tiers = home.fsck_tiers();
+    let arc = home.repo_arc();
+    let work = fvfs_fsck::check(&arc, &tiers, &versions, Default::default(), &progress);
+    let report = crate::progress::with_bar(&progress, work).await?;
     repo.restore_mark_nodes(&report.node_ids)?;
     repo.store().sync().await?;
     repo.restore_versions(&versions, &snapshots)?;

@@ -1,5 +1,6 @@
-//! Crash testing: a random workload against a real daemon, killed with SIGKILL at a
-//! random moment, then restarted and checked. Every write the daemon acknowledged must
+//! Crash testing: a random workload (writes, deletes, snapshots, garbage collections)
+//! against a real daemon, killed with SIGKILL at a random moment, then restarted and
+//! checked. Every write the daemon acknowledged must
 //! read back exactly, a write in flight at the kill may have landed or not (never half),
 //! fsck must be clean and the replication queue must drain. Each iteration logs its
 //! seed: `FVFS_CRASH_SEED=<seed> cargo test --test crash` replays it, and
@@ -74,19 +75,23 @@ fn acknowledged_writes_survive_kill_9() {
         });
         loop {
             let path = format!("/f{}", rng.below(12));
-            let op = rng.below(10);
-            let (req, new) = if op < 7 {
+            let op = rng.below(20);
+            let (req, new) = if op < 14 {
                 let len = rng.below(300_000) as usize;
                 let content = tree::bytes(rng.next(), len, rng.below(2) == 0);
                 (
                     request("PUT", &format!("/v1/files{path}"), &[], &content),
                     Some(content),
                 )
-            } else if op < 9 {
+            } else if op < 18 {
                 (
                     request("DELETE", &format!("/v1/files{path}"), &[], b""),
                     None,
                 )
+            } else if op == 18 {
+                // A collection that keeps the last two versions (and the snapshots).
+                let gc = "/v1/admin/gc?keep_last=2&grace_secs=0";
+                (request("POST", gc, &[], b""), Some(Vec::new()))
             } else {
                 let name = format!("s{}", rng.next());
                 (
@@ -99,7 +104,8 @@ fn acknowledged_writes_survive_kill_9() {
                     Some(Vec::new()),
                 )
             };
-            let is_snapshot = op >= 9;
+            // Snapshots and collections change no path.
+            let is_snapshot = op >= 18;
             let e = model.entry(path.clone()).or_default();
             if !is_snapshot {
                 e.in_flight = Some(new.clone());
@@ -117,6 +123,13 @@ fn acknowledged_writes_survive_kill_9() {
                         e.in_flight = None;
                         acked_total += 1;
                     }
+                }
+                // A write whose deduplicated content a collection took meanwhile is
+                // refused, not acknowledged: nothing changed.
+                Some((409, body))
+                    if new.is_some() && !is_snapshot && body.contains("missing_chunks") =>
+                {
+                    model.get_mut(&path).unwrap().in_flight = None;
                 }
                 Some((status, body)) if status < 500 => {
                     panic!("seed {seed}: {path} answered {status}: {body}")

@@ -350,6 +350,16 @@ fn a_deleted_s3_pack_is_found_and_uploaded_again() {
         fvfs_tests::check(&out, code);
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
+    // Without reading data, one listing of the bucket shows the pack is gone.
+    let mut cmd = store.cmd(["--config", config.to_str().unwrap(), "fsck"]);
+    s3.apply(&mut cmd);
+    let out = cmd.output().unwrap();
+    fvfs_tests::check(&out, 1);
+    let plain = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        plain.contains("missing from S3") && plain.contains("/photo.raw"),
+        "{plain}"
+    );
     let found = fsck(&[], 1);
     assert!(
         found.contains("problem: s3: ") && found.contains("/photo.raw"),

@@ -195,15 +195,13 @@ impl Repo {
         limit: usize,
     ) -> Result<Vec<(ChunkId, ChunkRecord)>> {
         let mut out = Vec::new();
-        for item in self.kv.scan_prefix(&[meta::CHUNK_PREFIX], false) {
+        let after = after.map(meta::chunk_key);
+        for item in self.kv.scan_after(&[meta::CHUNK_PREFIX], after.as_deref()) {
             let (k, v) = item?;
             let id = ChunkId::from_slice(&k[1..]).ok_or_else(|| ManifestError::BadRecord {
                 key: "chunk".into(),
                 reason: "bad id".into(),
             })?;
-            if after.is_some_and(|a| id <= *a) {
-                continue;
-            }
             let r: ChunkRecord = meta::decode(&v).map_err(|e| ManifestError::BadRecord {
                 key: format!("chunk {id}"),
                 reason: e.to_string(),

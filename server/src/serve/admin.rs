@@ -59,6 +59,7 @@ pub async fn status(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
         },
         "store": state.repo.status_info()?,
         "tiers": tiers(state)?,
+        "maintenance": state.maintenance.snapshots(),
     }))
 }
 
@@ -128,7 +129,15 @@ pub async fn fsck(state: &Arc<State>, req: &Request<Incoming>) -> Result<Respons
         read_data: flag("read_data"),
         repair: flag("repair"),
     };
-    ok(&fvfs_fsck::check(&state.repo, &state.fsck_tiers, &versions, opts).await?)
+    let task = state.maintenance.start("fsck");
+    ok(&fvfs_fsck::check(
+        &state.repo,
+        &state.fsck_tiers,
+        &versions,
+        opts,
+        &task.progress,
+    )
+    .await?)
 }
 
 /// `POST /v1/admin/gc?dry_run&keep_last&keep_daily&keep_weekly&grace_secs`: a
@@ -136,8 +145,9 @@ pub async fn fsck(state: &Arc<State>, req: &Request<Incoming>) -> Result<Respons
 pub async fn gc(state: &Arc<State>, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let args = crate::cli::GcArgs::from_query(&query(req)).map_err(ApiError::bad_request)?;
     let opts = state.gc.options(&args, false);
-    let s3 = state.s3.as_deref();
-    ok(&fvfs_fsck::gc::collect(&state.repo, &state.fsck_tiers, s3, &opts).await?)
+    let task = state.maintenance.start("gc");
+    let work = fvfs_fsck::gc::collect(&state.repo, &state.fsck_tiers, &opts, &task.progress);
+    ok(&work.await?)
 }
 
 /// Migrate and export act on the daemon's own file system: only for callers on this machine.

@@ -74,6 +74,8 @@ pub struct State {
     s3: Option<Arc<fvfs_tiering::S3Store>>,
     /// Garbage collection defaults (`[gc]`).
     gc: crate::config::Gc,
+    /// fsck and gc runs in progress, for status.
+    maintenance: crate::progress::Running,
     /// Every tier's own store, for fsck.
     fsck_tiers: Vec<fvfs_fsck::Tier>,
     /// One worker per colder tier, draining the replication queue.
@@ -213,6 +215,7 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
         evictor,
         s3: home.s3(),
         gc,
+        maintenance: Default::default(),
         fsck_tiers: home.fsck_tiers(),
         started: Instant::now(),
     });

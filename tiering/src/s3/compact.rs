@@ -138,6 +138,17 @@ impl S3Store {
         Ok(report)
     }
 
+    /// The names of the packs in the bucket (one listing).
+    pub async fn pack_names(&self) -> Result<std::collections::HashSet<[u8; 32]>, StoreError> {
+        Ok(self
+            .bucket
+            .list("packs/")
+            .await?
+            .iter()
+            .filter_map(|o| pack_name(&o.key))
+            .collect())
+    }
+
     /// Holds every upload permit: no pack is being uploaded meanwhile.
     async fn quiet(&self) -> Result<tokio::sync::SemaphorePermit<'_>, StoreError> {
         self.uploads

@@ -1,0 +1,58 @@
+//! Progress of a running fsck or gc, shared with whoever shows it: a progress bar on
+//! the command line, the daemon's status. Updates are atomic counters, so the checking
+//! tasks never wait for a reader.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// What a task is doing now.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Snapshot {
+    pub task: String,
+    pub phase: String,
+    /// Items done in this phase, out of `total` (0: not known in advance).
+    pub done: u64,
+    pub total: u64,
+    /// Bytes read and verified so far, over all phases.
+    pub bytes: u64,
+}
+
+pub struct Progress {
+    task: &'static str,
+    phase: Mutex<(String, u64)>,
+    done: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Progress {
+    pub fn new(task: &'static str) -> Self {
+        Self {
+            task,
+            phase: Mutex::new((String::from("starting"), 0)),
+            done: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// A new phase of `total` items (0 if unknown); its count starts again.
+    pub fn phase(&self, name: &str, total: u64) {
+        *self.phase.lock().unwrap_or_else(|p| p.into_inner()) = (name.to_owned(), total);
+        self.done.store(0, Ordering::Relaxed);
+    }
+
+    pub fn add(&self, items: u64, bytes: u64) {
+        self.done.fetch_add(items, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let (phase, total) = self.phase.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Snapshot {
+            task: self.task.to_owned(),
+            phase,
+            done: self.done.load(Ordering::Relaxed),
+            total,
+            bytes: self.bytes.load(Ordering::Relaxed),
+        }
+    }
+}
