@@ -1,0 +1,141 @@
+//! Load: many clients at once, over HTTP and through a FUSE mount, writing and reading
+//! for a bounded number of operations. Every answer must be a success, every write must
+//! read back as last written, and neither the daemon's nor the mount's memory may grow
+//! past a bound (sampled from /proc while the load runs).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use fvfs_tests::daemon::{request, Daemon};
+use fvfs_tests::mount::Mount;
+use fvfs_tests::{tree, Fvfsd};
+
+/// Resident memory of process `pid`, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
+
+fn env_usize(key: &str, default: usize) -> usize {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Memory either process may use under this load: the mount's memory cache (64 MiB)
+/// and the daemon's buffers are well under it; a leak of the written bytes is not.
+const RSS_LIMIT: u64 = 400 << 20;
+
+#[test]
+fn many_http_and_fuse_clients_lose_nothing_and_stay_bounded() {
+    let ops = env_usize("FVFS_LOAD_OPS", 40);
+    let work = tempfile::tempdir().unwrap();
+    let store = Fvfsd::new();
+    let d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
+    let m = Mount::start(
+        &d,
+        &work.path().join("mnt"),
+        &work.path().join("cache"),
+        &[],
+    );
+    let (daemon_pid, mount_pid) = (d.pid(), m.pid().unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut peak = (0, 0);
+            while !stop.load(Ordering::Relaxed) {
+                peak = (peak.0.max(rss(daemon_pid)), peak.1.max(rss(mount_pid)));
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            peak
+        })
+    };
+    let mut clients = Vec::new();
+    // HTTP clients: each writes its own paths, reads back at once, and keeps its model.
+    for t in 0..8u64 {
+        let addr = d.addr.clone();
+        clients.push(std::thread::spawn(move || {
+            let mut model = BTreeMap::new();
+            for k in 0..ops as u64 {
+                let path = format!("/http{t}/f{}", k % 5);
+                let content = tree::bytes(
+                    t * 1_000_000 + k,
+                    ((k * 37_003) % 300_000) as usize,
+                    k % 3 == 0,
+                );
+                let put = request("PUT", &format!("/v1/files{path}"), &[], &content);
+                let (status, body) = fvfs_tests::daemon::raw(&addr, &put);
+                assert_eq!(status, 201, "PUT {path}: {body}");
+                let (status, got) = fvfs_tests::daemon::raw(
+                    &addr,
+                    &request("GET", &format!("/v1/files{path}"), &[], b""),
+                );
+                assert_eq!(status, 200, "GET {path}");
+                assert_eq!(got, String::from_utf8_lossy(&content), "GET {path}");
+                model.insert(path, content);
+            }
+            model
+        }));
+    }
+    // FUSE clients: write with fsync through the mount, read back through the mount.
+    for t in 0..3u64 {
+        let dir = m.path(&format!("fuse{t}"));
+        clients.push(std::thread::spawn(move || {
+            fs::create_dir_all(&dir).unwrap();
+            let mut model = BTreeMap::new();
+            for k in 0..ops as u64 {
+                let name = format!("f{}", k % 5);
+                let content = tree::bytes(
+                    t * 7_000_000 + k,
+                    ((k * 53_017) % 400_000) as usize,
+                    k % 2 == 0,
+                );
+                let mut f = fs::File::create(dir.join(&name)).unwrap();
+                f.write_all(&content).unwrap();
+                f.sync_all().unwrap();
+                drop(f);
+                assert_eq!(
+                    fs::read(dir.join(&name)).unwrap(),
+                    content,
+                    "fuse{t}/{name}"
+                );
+                model.insert(format!("/fuse{t}/{name}"), content);
+            }
+            model
+        }));
+    }
+    let mut expect = BTreeMap::new();
+    for c in clients {
+        expect.extend(c.join().unwrap());
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (daemon_peak, mount_peak) = sampler.join().unwrap();
+    eprintln!(
+        "{} paths, peak RSS: daemon {} MiB, mount {} MiB",
+        expect.len(),
+        daemon_peak >> 20,
+        mount_peak >> 20
+    );
+    // Every last write reads back, through the daemon (what the mount wrote is committed).
+    for (path, content) in &expect {
+        let out = d.fvfsc(["cat", path]).output().unwrap();
+        fvfs_tests::check(&out, 0);
+        assert!(out.stdout == *content, "{path} differs");
+    }
+    assert!(daemon_peak > 0 && mount_peak > 0, "RSS was sampled");
+    assert!(daemon_peak < RSS_LIMIT, "daemon peak RSS {daemon_peak}");
+    assert!(mount_peak < RSS_LIMIT, "mount peak RSS {mount_peak}");
+    let (status, body) = d.raw(&request("POST", "/v1/admin/fsck?read_data=true", &[], b""));
+    assert_eq!(status, 200);
+    assert!(body.contains("\"problems\":[]"), "{body}");
+}
