@@ -97,6 +97,13 @@ impl Drop for Mount {
                 .arg(&self.dir)
                 .status();
             if let Some(mut c) = self.child.take() {
+                // A mount that does not exit once unmounted is stuck: killed, so a
+                // failing test ends instead of hanging the run.
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let _ = c.kill();
                 let _ = c.wait();
             }
         }

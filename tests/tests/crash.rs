@@ -1,4 +1,5 @@
-//! Crash testing: a random workload (writes, deletes, snapshots, garbage collections)
+//! Crash testing: a random workload (HTTP and `fvfsc put` writes, deletes, snapshots,
+//! rollbacks to them, garbage collections)
 //! against a real daemon, killed with SIGKILL at a random moment, then restarted and
 //! checked. Every write the daemon acknowledged must
 //! read back exactly, a write in flight at the kill may have landed or not (never half),
@@ -38,6 +39,58 @@ struct Expect {
     in_flight: Option<Option<Vec<u8>>>,
 }
 
+/// The paths an operation changes, and what each holds if it lands (`None`: gone).
+type Changes = Vec<(String, Option<Vec<u8>>)>;
+
+/// One operation of the workload, as sent.
+enum Send {
+    Http(Vec<u8>),
+    /// `fvfsc put PATH` with the content on stdin (chunked and uploaded by the client).
+    Put(String, Vec<u8>),
+    /// A snapshot, by name.
+    Snapshot(String, Vec<u8>),
+}
+
+impl Send {
+    fn kind(&self) -> &'static str {
+        match self {
+            Send::Http(req) if req.starts_with(b"PUT") => "PUT",
+            Send::Http(req) if req.starts_with(b"DELETE") => "DELETE",
+            Send::Http(req) if req.windows(8).any(|w| w == b"rollback") => "rollback",
+            Send::Http(_) => "gc",
+            Send::Put(..) => "fvfsc put",
+            Send::Snapshot(..) => "snapshot",
+        }
+    }
+}
+
+/// `fvfsc put` of `content` at `path`: (200, "") if it succeeded, the daemon's status
+/// and message if it refused, `None` if the daemon did not answer (it died).
+fn fvfsc_put(d: &Daemon, path: &str, content: &[u8]) -> Option<(u16, String)> {
+    use std::io::Write;
+    let mut child = d
+        .fvfsc(["put", path])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = child.stdin.take().unwrap().write_all(content);
+    let out = child.wait_with_output().unwrap();
+    if out.status.success() {
+        return Some((200, String::new()));
+    }
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    // Refused by a live daemon (exit 1, the reason printed), or no daemon any more.
+    try_raw(&d.addr, &request("GET", "/v1/status", &[], b""))?;
+    let status = if said.contains("missing_chunks") || said.contains("upload") {
+        409
+    } else {
+        400
+    };
+    Some((status, said))
+}
+
 fn env_u64(key: &str) -> Option<u64> {
     std::env::var(key).ok().and_then(|v| v.parse().ok())
 }
@@ -51,7 +104,10 @@ fn acknowledged_writes_survive_kill_9() {
     let global = ["--config", config.to_str().unwrap()];
     let store = Fvfsd::new();
     let mut model: BTreeMap<String, Expect> = BTreeMap::new();
+    // Snapshots acknowledged, with what each path held then (rollback targets).
+    let mut saved: Vec<(String, BTreeMap<String, Vec<u8>>)> = Vec::new();
     let mut acked_total = 0u64;
+    let mut kinds: BTreeMap<&str, u64> = BTreeMap::new();
     for i in 0..iterations {
         let seed = first_seed.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1;
         eprintln!("crash iteration {i}: FVFS_CRASH_SEED={seed}");
@@ -72,60 +128,100 @@ fn acknowledged_writes_survive_kill_9() {
         loop {
             let path = format!("/f{}", rng.below(12));
             let op = rng.below(20);
-            let (req, new) = if op < 14 {
-                let len = rng.below(300_000) as usize;
-                let content = tree::bytes(rng.next(), len, rng.below(2) == 0);
-                (
-                    request("PUT", &format!("/v1/files{path}"), &[], &content),
-                    Some(content),
-                )
-            } else if op < 18 {
-                (
-                    request("DELETE", &format!("/v1/files{path}"), &[], b""),
-                    None,
-                )
-            } else if op == 18 {
+            let content = tree::bytes(rng.next(), rng.below(300_000) as usize, rng.below(2) == 0);
+            // What the operation sends, and what each path it changes holds if it lands.
+            let (send, changes): (Send, Changes) = match op {
+                0..=11 => (
+                    Send::Http(request("PUT", &format!("/v1/files{path}"), &[], &content)),
+                    vec![(path.clone(), Some(content))],
+                ),
+                12..=13 => (
+                    Send::Put(path.clone(), content.clone()),
+                    vec![(path.clone(), Some(content))],
+                ),
+                14..=16 => (
+                    Send::Http(request("DELETE", &format!("/v1/files{path}"), &[], b"")),
+                    vec![(path.clone(), None)],
+                ),
                 // A collection that keeps the last two versions (and the snapshots).
-                let gc = "/v1/admin/gc?keep_last=2&grace_secs=0";
-                (request("POST", gc, &[], b""), Some(Vec::new()))
-            } else {
-                let name = format!("s{}", rng.next());
-                (
-                    request(
+                17 => (
+                    Send::Http(request(
                         "POST",
-                        "/v1/snapshots",
-                        &["content-type: application/json"],
-                        format!("{{\"name\":\"{name}\"}}").as_bytes(),
-                    ),
-                    Some(Vec::new()),
-                )
+                        "/v1/admin/gc?keep_last=2&grace_secs=0",
+                        &[],
+                        b"",
+                    )),
+                    vec![],
+                ),
+                18 if !saved.is_empty() => {
+                    let (name, files) = &saved[rng.below(saved.len() as u64) as usize];
+                    let body = format!("{{\"to\":\"{name}\"}}");
+                    let paths: std::collections::BTreeSet<&String> =
+                        model.keys().chain(files.keys()).collect();
+                    (
+                        Send::Http(request(
+                            "POST",
+                            "/v1/rollback",
+                            &["content-type: application/json"],
+                            body.as_bytes(),
+                        )),
+                        paths
+                            .into_iter()
+                            .map(|p| (p.clone(), files.get(p).cloned()))
+                            .collect(),
+                    )
+                }
+                _ => {
+                    let name = format!("s{}", rng.next());
+                    let body = format!("{{\"name\":\"{name}\"}}");
+                    (
+                        Send::Snapshot(
+                            name,
+                            request(
+                                "POST",
+                                "/v1/snapshots",
+                                &["content-type: application/json"],
+                                body.as_bytes(),
+                            ),
+                        ),
+                        vec![],
+                    )
+                }
             };
-            // Snapshots and collections change no path.
-            let is_snapshot = op >= 18;
-            let e = model.entry(path.clone()).or_default();
-            if !is_snapshot {
-                e.in_flight = Some(new.clone());
+            for (p, lands) in &changes {
+                model.entry(p.clone()).or_default().in_flight = Some(lands.clone());
             }
+            let answer = match &send {
+                Send::Http(req) | Send::Snapshot(_, req) => try_raw(&addr, req),
+                Send::Put(p, content) => fvfsc_put(&d, p, content),
+            };
             // A DELETE of a missing file and a snapshot of an empty store are refused
             // with 404: answered, with nothing to change.
-            let answered = |status: u16| {
-                (200..300).contains(&status) || (status == 404 && (new.is_none() || is_snapshot))
-            };
-            match try_raw(&addr, &req) {
-                Some((status, _)) if answered(status) => {
-                    let e = model.get_mut(&path).unwrap();
-                    if !is_snapshot {
-                        e.acked = new;
-                        e.in_flight = None;
-                        acked_total += 1;
-                    }
+            let status = answer.as_ref().map(|(s, _)| *s);
+            let answered = status.is_some_and(|s| (200..300).contains(&s) || s == 404 && op >= 14);
+            if answered {
+                for (p, lands) in changes {
+                    let e = model.get_mut(&p).unwrap();
+                    (e.acked, e.in_flight) = (lands, None);
                 }
+                if let (Send::Snapshot(name, _), Some(200..=299)) = (&send, status) {
+                    let files = model
+                        .iter()
+                        .filter_map(|(p, e)| Some((p.clone(), e.acked.clone()?)))
+                        .collect();
+                    saved.push((name.clone(), files));
+                }
+                acked_total += 1;
+                *kinds.entry(send.kind()).or_insert(0u64) += 1;
+                continue;
+            }
+            match answer {
                 // A write whose deduplicated content a collection took meanwhile is
                 // refused, not acknowledged: nothing changed.
-                Some((409, body))
-                    if new.is_some() && !is_snapshot && body.contains("missing_chunks") =>
-                {
-                    model.get_mut(&path).unwrap().in_flight = None;
+                Some((409, body)) if body.contains("missing_chunks") => {
+                    for (p, _) in changes {
+                        model.get_mut(&p).unwrap().in_flight = None;
+                    }
                 }
                 Some((status, body)) if status < 500 => {
                     panic!("seed {seed}: {path} answered {status}: {body}")
@@ -174,7 +270,14 @@ fn acknowledged_writes_survive_kill_9() {
             "seed {seed}: fsck: {body}"
         );
     }
-    eprintln!("{iterations} kill -9 iterations, {acked_total} acknowledged writes checked, 0 lost");
+    eprintln!(
+        "{iterations} kill -9 iterations, {acked_total} acknowledged operations checked, 0 lost: {kinds:?}"
+    );
+    // Over a run, every kind of operation was acknowledged at least once (each is a
+    // twentieth of the workload or more, and a run acknowledges hundreds).
+    if acked_total > 400 {
+        assert_eq!(kinds.len(), 6, "{kinds:?}");
+    }
 }
 
 /// The first seed of a run: `FVFS_CRASH_SEED`, else the clock.

@@ -385,3 +385,44 @@ fn the_mount_survives_its_daemon_and_leaves_nothing_stale() {
         .arg(&m.dir));
     assert!(!is_mounted(&m.dir));
 }
+
+/// Regression: `stat` of a file took the table of files being written and then the
+/// file's own lock, while closing it took them in the other order; a `git add` in CI
+/// hung on it. Writers close a file over and over while others stat it.
+#[test]
+fn stat_racing_close_never_deadlocks() {
+    let work = tempfile::tempdir().unwrap();
+    let store = Fvfsd::new();
+    let d = serve(&store);
+    let m = Mount::start(
+        &d,
+        &work.path().join("mnt"),
+        &work.path().join("cache"),
+        &[],
+    );
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    for t in 0..4u64 {
+        let (dir, done) = (m.path(""), done_tx.clone());
+        std::thread::spawn(move || {
+            for i in 0..400u64 {
+                // Writers make a new file each time (so closing it releases a
+                // write-back); the others stat it, missing the kernel's attr cache.
+                let file = dir.join(format!("f{}-{i}", t / 2));
+                if t % 2 == 0 {
+                    fs::write(&file, format!("{t}-{i}")).unwrap();
+                } else {
+                    for _ in 0..20 {
+                        let _ = fs::metadata(&file);
+                    }
+                }
+            }
+            done.send(()).unwrap();
+        });
+    }
+    // A hang detector, not a speed limit: the whole takes a few seconds.
+    for _ in 0..4 {
+        done_rx
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("the mount deadlocked");
+    }
+}

@@ -118,6 +118,7 @@ pub struct FvfsFs {
     snapshots: Mutex<HashMap<String, ChunkId>>,
     handles: Mutex<HashMap<u64, Handle>>,
     /// Files being written here, by live path: seen by lookups before they are committed.
+    /// Lock order: this map before any write-back's own lock.
     writing: Mutex<HashMap<Vec<u8>, Arc<Mutex<WriteBack>>>>,
     next_fh: AtomicU64,
 }
@@ -306,7 +307,8 @@ impl FvfsFs {
     /// Attributes of `ino`, counting a file being written here.
     fn stat(&self, ino: u64, view: &View, path: &[u8]) -> Result<FileAttr, Errno> {
         if *view == View::Live {
-            if let Some(wb) = lock(&self.writing).get(path).cloned() {
+            let open = lock(&self.writing).get(path).cloned();
+            if let Some(wb) = open {
                 let wb = lock(&wb);
                 let m = wb.file.metadata().map_err(|_| Errno::EIO)?;
                 let entry = Entry {
@@ -728,9 +730,10 @@ impl Filesystem for FvfsFs {
                 .values()
                 .any(|h| matches!(h, Handle::Write(w) if Arc::ptr_eq(w, &wb)));
             if !still_open && result.is_ok() {
-                let w = lock(&wb);
-                lock(&self.writing).remove(&w.path);
-                let _ = std::fs::remove_file(&w.local);
+                // Lock order: the `writing` map before a write-back, never the reverse
+                // (so the entry is found by identity: a rename may move it meanwhile).
+                lock(&self.writing).retain(|_, w| !Arc::ptr_eq(w, &wb));
+                let _ = std::fs::remove_file(&lock(&wb).local);
             }
             tri!(reply, result);
         }
@@ -852,7 +855,8 @@ impl Filesystem for FvfsFs {
     ) {
         let (view, path) = tri!(reply, self.node(ino));
         self.make(newparent, newname, "link", reply, |to| {
-            if let Some(wb) = lock(&self.writing).get(&path).cloned() {
+            let open = lock(&self.writing).get(&path).cloned();
+            if let Some(wb) = open {
                 self.write_back(&mut lock(&wb))?;
             }
             let entry = self.entry(&view, &path)?;
