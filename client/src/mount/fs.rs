@@ -29,7 +29,7 @@ use fvfs_cas::ChunkId;
 use fvfs_manifest::api::{encode_path, CommitOp};
 use fvfs_manifest::{path as fpath, ChunkRef, Entry, EntryKind};
 
-use super::remote::Remote;
+use super::remote::{Head, Remote};
 
 /// How long the kernel and this mount trust what they know of the live tree.
 pub const LIVE_TTL: Duration = Duration::from_secs(1);
@@ -114,7 +114,7 @@ pub struct FvfsFs {
     uid: u32,
     gid: u32,
     inodes: Mutex<Inodes>,
-    live: Mutex<Option<(Option<ChunkId>, Instant)>>,
+    live: Mutex<Option<(Option<Head>, Instant)>>,
     snapshots: Mutex<HashMap<String, ChunkId>>,
     handles: Mutex<HashMap<u64, Handle>>,
     /// Files being written here, by live path: seen by lookups before they are committed.
@@ -217,26 +217,40 @@ impl FvfsFs {
     /// readable offline.
     fn live_root(&self) -> Result<Option<ChunkId>, Errno> {
         let known = *lock(&self.live);
-        if let Some((root, at)) = known {
+        if let Some((head, at)) = known {
             if at.elapsed() < LIVE_TTL {
-                return Ok(root);
+                return Ok(head.map(|h| h.root));
             }
         }
-        match self.block(self.remote.root("HEAD")) {
-            Ok(root) => {
-                *lock(&self.live) = Some((root, Instant::now()));
-                Ok(root)
-            }
-            Err(Errno::EIO) if known.is_some() => Ok(known.and_then(|(root, _)| root)),
+        match self.block(self.remote.version("HEAD")) {
+            Ok(head) => Ok(self.saw_head(head)),
+            Err(Errno::EIO) if known.is_some() => Ok(known.and_then(|(h, _)| h.map(|h| h.root))),
             Err(e) => Err(e),
         }
+    }
+
+    /// Follows HEAD to `head` unless a newer version is known already: answers to
+    /// concurrent commits arrive in any order, and an older one must not bring back a
+    /// tree without the other's file. Returns the root now followed.
+    fn saw_head(&self, head: Option<Head>) -> Option<ChunkId> {
+        let mut live = lock(&self.live);
+        let known = live.and_then(|(h, _)| h);
+        let follow = match (known, head) {
+            (Some(k), Some(h)) if h.number < k.number => known,
+            _ => head,
+        };
+        *live = Some((follow, Instant::now()));
+        follow.map(|h| h.root)
     }
 
     fn snapshot_root(&self, name: &str) -> Result<ChunkId, Errno> {
         if let Some(root) = lock(&self.snapshots).get(name) {
             return Ok(*root);
         }
-        let root = self.block(self.remote.root(name))?.ok_or(Errno::ENOENT)?;
+        let root = self
+            .block(self.remote.version(name))?
+            .ok_or(Errno::ENOENT)?
+            .root;
         lock(&self.snapshots).insert(name.to_owned(), root);
         Ok(root)
     }
@@ -333,8 +347,8 @@ impl FvfsFs {
     }
 
     fn commit(&self, what: &str, ops: Vec<CommitOp>) -> Result<(), Errno> {
-        let root = self.block(self.remote.commit(what.to_owned(), ops))?;
-        *lock(&self.live) = Some((Some(root), Instant::now()));
+        let head = self.block(self.remote.commit(what.to_owned(), ops))?;
+        self.saw_head(Some(head));
         Ok(())
     }
 
@@ -358,8 +372,7 @@ impl FvfsFs {
                 None => Errno::EIO,
             }
         })?;
-        let root = version.root.parse().map_err(|_| Errno::EIO)?;
-        *lock(&self.live) = Some((Some(root), Instant::now()));
+        self.saw_head(Some(Head::of(&version)?));
         wb.dirty = false;
         // The next open must not trust what the kernel cached of the old content.
         let mut inodes = lock(&self.inodes);

@@ -165,10 +165,10 @@ impl Remote {
 
     /// The root of a version (`HEAD`, a number or a snapshot name); `None` for an
     /// empty store.
-    pub async fn root(&self, spec: &str) -> Result<Option<ChunkId>, Errno> {
+    pub async fn version(&self, spec: &str) -> Result<Option<Head>, Errno> {
         let path = format!("/v1/versions/{spec}");
         match tokio::time::timeout(TIMEOUT, self.api.get::<VersionInfo>(&path)).await {
-            Ok(Ok(v)) => v.root.parse().map(Some).map_err(|_| Errno::EIO),
+            Ok(Ok(v)) => Head::of(&v).map(Some),
             Ok(Err(Failure::Refused { status, .. })) if status == StatusCode::NOT_FOUND => Ok(None),
             Ok(Err(f)) => Err(errno(&f)),
             Err(_) => Err(Errno::EIO),
@@ -179,12 +179,28 @@ impl Remote {
         self.timed(self.api.snapshots()).await
     }
 
-    /// Commits `ops`; returns the new HEAD's root.
-    pub async fn commit(&self, message: String, ops: Vec<CommitOp>) -> Result<ChunkId, Errno> {
+    /// Commits `ops`; returns the new HEAD.
+    pub async fn commit(&self, message: String, ops: Vec<CommitOp>) -> Result<Head, Errno> {
         let v = self
             .timed(crate::put::commit(&self.api, message, ops))
             .await?;
-        v.root.parse().map_err(|_| Errno::EIO)
+        Head::of(&v)
+    }
+}
+
+/// A version as the mount follows it: its number orders what answers bring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    pub number: u64,
+    pub root: ChunkId,
+}
+
+impl Head {
+    pub fn of(v: &VersionInfo) -> Result<Self, Errno> {
+        Ok(Self {
+            number: v.number,
+            root: v.root.parse().map_err(|_| Errno::EIO)?,
+        })
     }
 }
 
