@@ -1,5 +1,6 @@
-//! Crash testing: a random workload (HTTP and `fvfsc put` writes, deletes, snapshots,
-//! rollbacks to them, garbage collections)
+//! Crash testing: a random workload (HTTP and `fvfsc put` writes, migrations through
+//! the daemon, deletes, snapshots, rollbacks to them, garbage collections, replication
+//! to a NAS directory and to Garage)
 //! against a real daemon, killed with SIGKILL at a random moment, then restarted and
 //! checked. Every write the daemon acknowledged must
 //! read back exactly, a write in flight at the kill may have landed or not (never half),
@@ -47,6 +48,8 @@ enum Send {
     Http(Vec<u8>),
     /// `fvfsc put PATH` with the content on stdin (chunked and uploaded by the client).
     Put(String, Vec<u8>),
+    /// `fvfsd migrate` of a source directory to `/m`, through the daemon.
+    Migrate(std::path::PathBuf),
     /// A snapshot, by name.
     Snapshot(String, Vec<u8>),
 }
@@ -59,29 +62,29 @@ impl Send {
             Send::Http(req) if req.windows(8).any(|w| w == b"rollback") => "rollback",
             Send::Http(_) => "gc",
             Send::Put(..) => "fvfsc put",
+            Send::Migrate(..) => "migrate",
             Send::Snapshot(..) => "snapshot",
         }
     }
 }
 
-/// `fvfsc put` of `content` at `path`: (200, "") if it succeeded, the daemon's status
-/// and message if it refused, `None` if the daemon did not answer (it died).
-fn fvfsc_put(d: &Daemon, path: &str, content: &[u8]) -> Option<(u16, String)> {
+/// Runs a client command (`fvfsc put`, `fvfsd migrate` through the daemon) with
+/// `stdin`: (200, "") if it succeeded, a status and the message if the live daemon
+/// refused, `None` if the daemon did not answer any more (it died).
+fn run_tool(d: &Daemon, mut cmd: std::process::Command, stdin: &[u8]) -> Option<(u16, String)> {
     use std::io::Write;
-    let mut child = d
-        .fvfsc(["put", path])
+    let mut child = cmd
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let _ = child.stdin.take().unwrap().write_all(content);
+    let _ = child.stdin.take().unwrap().write_all(stdin);
     let out = child.wait_with_output().unwrap();
     if out.status.success() {
         return Some((200, String::new()));
     }
     let said = String::from_utf8_lossy(&out.stderr).into_owned();
-    // Refused by a live daemon (exit 1, the reason printed), or no daemon any more.
     try_raw(&d.addr, &request("GET", "/v1/status", &[], b""))?;
     let status = if said.contains("missing_chunks") || said.contains("upload") {
         409
@@ -101,12 +104,25 @@ fn acknowledged_writes_survive_kill_9() {
     let first_seed = first_seed();
     let work = tempfile::tempdir().unwrap();
     let (_nas, config) = nas_config(work.path());
+    // And the shared Garage as the S3 tier: replication to it is part of the workload.
+    let s3 = fvfs_tests::garage::S3Env::shared();
+    let prefix = format!(
+        "crash-{}",
+        work.path().file_name().unwrap().to_string_lossy()
+    );
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "[tiers.s3]\nbucket = {:?}\nendpoint = {:?}\nregion = \"garage\"\nprefix = {prefix:?}\n[upload]\nflush_interval_secs = 1\n",
+        s3.bucket, s3.endpoint
+    ));
+    std::fs::write(&config, text).unwrap();
     let global = ["--config", config.to_str().unwrap()];
     let store = Fvfsd::new();
     let mut model: BTreeMap<String, Expect> = BTreeMap::new();
     // Snapshots acknowledged, with what each path held then (rollback targets).
     let mut saved: Vec<(String, BTreeMap<String, Vec<u8>>)> = Vec::new();
     let mut acked_total = 0u64;
+    let mut migrations = 0u64;
     let mut kinds: BTreeMap<&str, u64> = BTreeMap::new();
     for i in 0..iterations {
         let seed = first_seed.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1;
@@ -131,10 +147,27 @@ fn acknowledged_writes_survive_kill_9() {
             let content = tree::bytes(rng.next(), rng.below(300_000) as usize, rng.below(2) == 0);
             // What the operation sends, and what each path it changes holds if it lands.
             let (send, changes): (Send, Changes) = match op {
-                0..=11 => (
+                0..=10 => (
                     Send::Http(request("PUT", &format!("/v1/files{path}"), &[], &content)),
                     vec![(path.clone(), Some(content))],
                 ),
+                11 => {
+                    // Three files of a local tree, imported under /m (never deleted).
+                    migrations += 1;
+                    let src = work.path().join(format!("src{migrations}"));
+                    std::fs::create_dir_all(&src).unwrap();
+                    let mut changes = Vec::new();
+                    for _ in 0..3 {
+                        let name = format!("x{}", rng.below(6));
+                        let data = tree::bytes(rng.next(), rng.below(100_000) as usize, true);
+                        std::fs::write(src.join(&name), &data).unwrap();
+                        changes.retain(|(p, _): &(String, Option<Vec<u8>>)| {
+                            *p != format!("/m/{name}")
+                        });
+                        changes.push((format!("/m/{name}"), Some(data)));
+                    }
+                    (Send::Migrate(src), changes)
+                }
                 12..=13 => (
                     Send::Put(path.clone(), content.clone()),
                     vec![(path.clone(), Some(content))],
@@ -193,7 +226,18 @@ fn acknowledged_writes_survive_kill_9() {
             }
             let answer = match &send {
                 Send::Http(req) | Send::Snapshot(_, req) => try_raw(&addr, req),
-                Send::Put(p, content) => fvfsc_put(&d, p, content),
+                Send::Put(p, content) => run_tool(&d, d.fvfsc(["put", p.as_str()]), content),
+                Send::Migrate(src) => {
+                    let mut cmd = store.cmd(global);
+                    cmd.args([
+                        "migrate",
+                        "--local-src",
+                        src.to_str().unwrap(),
+                        "--dest",
+                        "/m",
+                    ]);
+                    run_tool(&d, cmd, b"")
+                }
             };
             // A DELETE of a missing file and a snapshot of an empty store are refused
             // with 404: answered, with nothing to change.
@@ -276,7 +320,7 @@ fn acknowledged_writes_survive_kill_9() {
     // Over a run, every kind of operation was acknowledged at least once (each is a
     // twentieth of the workload or more, and a run acknowledges hundreds).
     if acked_total > 400 {
-        assert_eq!(kinds.len(), 6, "{kinds:?}");
+        assert_eq!(kinds.len(), 7, "{kinds:?}");
     }
 }
 
