@@ -413,6 +413,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         t["queue_depth"]
                     );
                 }
+                for m in v["maintenance"].as_array().into_iter().flatten() {
+                    let total = m["total"].as_u64().unwrap_or(0);
+                    println!(
+                        "running:     {} {}: {}{} ({} read)",
+                        m["task"].as_str().unwrap_or("?"),
+                        m["phase"].as_str().unwrap_or("?"),
+                        m["done"].as_u64().unwrap_or(0),
+                        if total > 0 {
+                            format!("/{total}")
+                        } else {
+                            String::new()
+                        },
+                        show::bytes(m["bytes"].as_u64().unwrap_or(0))
+                    );
+                }
             }
         }
         Command::Wal { json } => {
