@@ -188,7 +188,9 @@ pub async fn collect(
             ..Freed::default()
         });
     }
-    if !opts.dry_run {
+    // Leftovers of an interrupted run only where no writer runs (see
+    // `finish_interrupted`: a daemon finishes them as it starts).
+    if opts.offline && !opts.dry_run {
         let leftover = repo.gc_tombstones(&session)?;
         report.resumed = leftover.chunks.len() as u64;
         bury(repo, tiers, leftover, &mut report).await?;
@@ -208,6 +210,30 @@ pub async fn collect(
     }
     drop(session);
     Ok(report)
+}
+
+/// Finishes the deletions of an interrupted collection (its tombstones); returns how
+/// many. Only while no writer runs (a process opening the store, before its command):
+/// a tombstoned chunk has no record, so a writer storing it again finds its old file
+/// and relies on it while its own record is still pending, which no fence can see.
+pub async fn finish_interrupted(repo: &Repo, tiers: &[Tier]) -> Result<u64, ManifestError> {
+    if !repo.gc_interrupted()? {
+        return Ok(0);
+    }
+    let session = {
+        let lock = repo.lock().await;
+        let everything =
+            |versions: &[fvfs_manifest::Version]| versions.iter().map(|v| v.number).collect();
+        repo.gc_begin(&lock, everything, 0, true).await?
+    };
+    let leftover = repo.gc_tombstones(&session)?;
+    let mut report = Report::default();
+    let n = leftover.chunks.len() as u64;
+    bury(repo, tiers, leftover, &mut report).await?;
+    for f in &report.failed {
+        tracing::warn!("interrupted collection: not deleted yet: {f}");
+    }
+    Ok(n)
 }
 
 /// Every chunk reachable from the kept versions. Fails, before anything is deleted,

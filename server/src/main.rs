@@ -91,6 +91,11 @@ async fn local(home: &home::Home, config: &config::Config, command: Command) -> 
         replicas |= TIER_S3;
     }
     repo.set_replicas(replicas);
+    // A collection killed midway is finished before anything else writes.
+    let finished = fvfs_fsck::gc::finish_interrupted(repo, &home.fsck_tiers()).await?;
+    if finished > 0 {
+        tracing::info!("finished {finished} deletions of an interrupted garbage collection");
+    }
     let where_ = home.dir().display().to_string();
     match command {
         Command::Serve { listen, no_mdns } => {

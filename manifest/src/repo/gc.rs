@@ -31,8 +31,11 @@
 //!
 //! Records go first, then copies: the condemned records are removed and tombstones
 //! (`g<id>`, holding the record) written in one durable batch; the copies are deleted;
-//! the tombstones removed. A crash leaves tombstones, and the next collection finishes
-//! their deletion first ([`Repo::gc_tombstones`]) unless a writer stored the chunk again.
+//! the tombstones removed. A crash leaves tombstones; they are finished
+//! ([`Repo::gc_tombstones`]) only where no writer runs (when a process opens the store,
+//! and by an offline collection), because a tombstoned chunk has no record: a writer
+//! storing it again would find its old file and rely on it while its own record is
+//! still pending, out of the fence's sight.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -255,6 +258,16 @@ impl Repo {
         self.kv.flush_durable()?;
         fence.condemned.extend(chunks.iter().map(|(id, _)| *id));
         Ok(Condemned { chunks })
+    }
+
+    /// Whether an interrupted collection left tombstones.
+    pub fn gc_interrupted(&self) -> Result<bool> {
+        Ok(self
+            .kv
+            .scan_prefix(&[meta::TOMBSTONE_PREFIX], false)
+            .next()
+            .transpose()?
+            .is_some())
     }
 
     /// Tombstones left by an interrupted collection whose chunk was not stored again:
