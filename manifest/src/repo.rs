@@ -205,12 +205,16 @@ impl Repo {
             accesses: 0.0,
         };
         self.gc_wait_buried(&id).await;
-        self.store.put(id, framed).await?;
-        pending
-            .records
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, record);
+        self.fence.staging(&id);
+        if let Err(e) = self.store.put(id, framed).await {
+            self.fence.recorded([id].iter());
+            return Err(e.into());
+        }
+        let mut staged = pending.records.lock().unwrap_or_else(|p| p.into_inner());
+        if staged.insert(id, record).is_some() {
+            // Stored twice through one pending set: counted once.
+            self.fence.recorded([id].iter());
+        }
         Ok(())
     }
 
@@ -384,6 +388,7 @@ impl Repo {
         for (id, _) in &records {
             map.remove(id);
         }
+        self.fence.recorded(records.iter().map(|(id, _)| id));
         Ok(())
     }
 

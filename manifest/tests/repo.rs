@@ -290,3 +290,50 @@ async fn large_files_become_trees_of_list_nodes() {
         .unwrap();
     assert_eq!((small.node, small.chunks.len()), (None, 16));
 }
+
+/// A chunk one writer stored and has not recorded yet is never condemned, even when
+/// another writer recorded the same chunk and nothing reaches it; a protected one
+/// neither; once recorded and unprotected, it is.
+#[tokio::test]
+async fn gc_never_condemns_what_a_writer_still_relies_on() {
+    let f = fixture();
+    let data = b"shared by two writers".as_slice();
+    let (a, b) = (Pending::default(), Pending::default());
+    let id = f.repo.put_chunk(&a, data, ChunkKind::Data).await.unwrap();
+    // B does not know A's pending copy: it stores the same chunk and records it.
+    f.repo.put_chunk(&b, data, ChunkKind::Data).await.unwrap();
+    f.repo.checkpoint(&b).await.unwrap();
+    assert!(f.repo.chunk_record(&id).unwrap().is_some());
+
+    let keep_all = |v: &[Version]| v.iter().map(|v| v.number).collect();
+    {
+        let lock = f.repo.lock().await;
+        let session = f.repo.gc_begin(&lock, keep_all, 0, false).await.unwrap();
+        drop(lock);
+        let condemned = f.repo.gc_condemn(&session, &[id]).await.unwrap();
+        assert!(condemned.chunks.is_empty(), "A still relies on it");
+    }
+    f.repo.checkpoint(&a).await.unwrap();
+    {
+        let lock = f.repo.lock().await;
+        let session = f.repo.gc_begin(&lock, keep_all, 0, false).await.unwrap();
+        drop(lock);
+        // A writer asking about it during the collection protects it.
+        assert!(f.repo.knows(&Pending::default(), &id).unwrap());
+        assert!(f
+            .repo
+            .gc_condemn(&session, &[id])
+            .await
+            .unwrap()
+            .chunks
+            .is_empty());
+    }
+    let lock = f.repo.lock().await;
+    let session = f.repo.gc_begin(&lock, keep_all, 0, false).await.unwrap();
+    drop(lock);
+    let condemned = f.repo.gc_condemn(&session, &[id]).await.unwrap();
+    assert_eq!(condemned.chunks.len(), 1);
+    assert!(f.repo.chunk_record(&id).unwrap().is_none());
+    f.repo.gc_buried(&[id]).unwrap();
+    assert!(!f.repo.gc_interrupted().unwrap());
+}

@@ -23,6 +23,10 @@
 //!   the entry needs is stored, through `knows`; a check before the fence went up is
 //!   followed by the version's commit before the fence can go up.
 //!
+//! A chunk a writer stored and has not recorded yet is never condemned, whoever made
+//! the record (`staged`: another writer may have recorded the same chunk first, and
+//! this one relies on the copy with its own record still pending).
+//!
 //! Records made before the fence went up and named by no version yet (a long migrate's
 //! checkpoints, chunks uploaded for a commit still to come) are protected by the grace
 //! period: only records whose `last_access` is older than the collection's start minus
@@ -37,7 +41,7 @@
 //! storing it again would find its old file and rely on it while its own record is
 //! still pending, out of the fence's sight.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use fvfs_cas::ChunkId;
@@ -61,6 +65,11 @@ struct FenceState {
     protected: HashSet<ChunkId>,
     /// Ids whose records are gone and whose copies are being deleted.
     condemned: HashSet<ChunkId>,
+    /// Ids stored by writers and not yet recorded (how many writers): never condemned,
+    /// because a writer relies on the copy whatever record another writer made. Kept
+    /// whether or not a collection runs; a writer that gives up leaves its count (a
+    /// chunk kept until restart, never one lost).
+    staged: HashMap<ChunkId, u32>,
 }
 
 impl Fence {
@@ -73,6 +82,24 @@ impl Fence {
         let mut s = self.state();
         if s.active {
             s.protected.insert(*id);
+        }
+    }
+
+    /// A writer stores `id`; it stays safe from condemnation until [`Fence::recorded`].
+    pub(crate) fn staging(&self, id: &ChunkId) {
+        *self.state().staged.entry(*id).or_insert(0) += 1;
+    }
+
+    /// Writers' staged `ids` are recorded now.
+    pub(crate) fn recorded<'a>(&self, ids: impl Iterator<Item = &'a ChunkId>) {
+        let mut s = self.state();
+        for id in ids {
+            if let Some(n) = s.staged.get_mut(id) {
+                *n -= 1;
+                if *n == 0 {
+                    s.staged.remove(id);
+                }
+            }
         }
     }
 
@@ -229,7 +256,7 @@ impl Repo {
         let mut chunks = Vec::new();
         let mut fence = self.fence.state();
         for id in ids {
-            if fence.protected.contains(id) {
+            if fence.protected.contains(id) || fence.staged.contains_key(id) {
                 continue;
             }
             let Some(r) = self.chunk_record(id)? else {
@@ -283,7 +310,10 @@ impl Repo {
                 stale.remove(k);
                 continue;
             };
-            if self.kv.contains(&meta::chunk_key(&id))? || fence.protected.contains(&id) {
+            if self.kv.contains(&meta::chunk_key(&id))?
+                || fence.protected.contains(&id)
+                || fence.staged.contains_key(&id)
+            {
                 stale.remove(k);
                 continue;
             }
