@@ -11,6 +11,20 @@ use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 
 /// Runs `work`, drawing `progress` on stderr meanwhile.
 pub async fn with_bar<T>(progress: &Progress, work: impl Future<Output = T>) -> T {
+    with_bar_from(|| async { Some(progress.snapshot()) }, work).await
+}
+
+/// Runs `work`, drawing what `source` tells (polled every 200 ms; `None`: nothing new,
+/// as when a daemon's status does not list the task yet).
+pub async fn with_bar_from<T, F, Fut>(mut source: F, work: impl Future<Output = T>) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<Snapshot>>,
+{
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return work.await;
+    }
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg} {pos}/{len}")
@@ -22,7 +36,7 @@ pub async fn with_bar<T>(progress: &Progress, work: impl Future<Output = T>) -> 
         tokio::select! {
             out = &mut work => break out,
             _ = tick.tick() => {
-                let s = progress.snapshot();
+                let Some(s) = source().await else { continue };
                 bar.set_message(format!("{} {} ({} read)", s.task, s.phase, HumanBytes(s.bytes)));
                 bar.set_length(s.total.max(s.done));
                 bar.set_position(s.done);

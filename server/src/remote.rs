@@ -95,13 +95,10 @@ async fn through(api: &Api, command: Command) -> Result<ExitCode> {
             json,
         )?,
         Command::Gc(args) => {
-            let report: fvfs_fsck::gc::Report = api
-                .json(
-                    Method::POST,
-                    &format!("/v1/admin/gc?{}", args.to_query()),
-                    None,
-                )
-                .await?;
+            let path = format!("/v1/admin/gc?{}", args.to_query());
+            let work = api.json(Method::POST, &path, None);
+            let report: fvfs_fsck::gc::Report =
+                crate::progress::with_bar_from(|| running(api, "gc"), work).await?;
             return Ok(report::gc(&report));
         }
         Command::Fsck {
@@ -113,17 +110,23 @@ async fn through(api: &Api, command: Command) -> Result<ExitCode> {
             let version = version
                 .map(|v| format!("&version={}", fvfs_manifest::api::encode_path(v.as_bytes())))
                 .unwrap_or_default();
-            let report: fvfs_fsck::Report = api
-                .json(
-                    Method::POST,
-                    &format!(
-                        "/v1/admin/fsck?read_data={read_data}&all={all}&repair={repair}{version}"
-                    ),
-                    None,
-                )
-                .await?;
+            let path =
+                format!("/v1/admin/fsck?read_data={read_data}&all={all}&repair={repair}{version}");
+            let work = api.json(Method::POST, &path, None);
+            let report: fvfs_fsck::Report =
+                crate::progress::with_bar_from(|| running(api, "fsck"), work).await?;
             return Ok(report::fsck(&report));
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The daemon's progress of a running `task`, from its status.
+async fn running(api: &Api, task: &str) -> Option<fvfs_fsck::progress::Snapshot> {
+    let (status, _) = api.status().await.ok()?;
+    status["maintenance"]
+        .as_array()?
+        .iter()
+        .filter_map(|m| serde_json::from_value::<fvfs_fsck::progress::Snapshot>(m.clone()).ok())
+        .find(|m| m.task == task)
 }
