@@ -8,7 +8,7 @@
 //! seed: `FVFS_CRASH_SEED=<seed> cargo test --test crash` replays it, and
 //! `FVFS_CRASH_ITERATIONS` runs more of them (the CI run is bounded). A second test
 //! kills the FUSE mount instead, while it writes with fsync: every file whose fsync
-//! returned must be in the daemon, exactly.
+//! returned must be in the daemon, exactly; a third kills the daemon under such a mount.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -399,6 +399,88 @@ fn fsynced_writes_survive_killing_the_mount() {
         }
     }
     eprintln!("{acked_total} fsynced writes checked after {iterations} kills of the mount");
+    assert!(
+        acked_total > 0,
+        "no write was acknowledged before the kills"
+    );
+    let (status, body) = d.raw(&request(
+        "POST",
+        "/v1/admin/fsck?read_data=true&all=true",
+        &[],
+        b"",
+    ));
+    assert_eq!(status, 200);
+    assert!(body.contains("\"problems\":[]"), "{body}");
+}
+
+/// The daemon is killed under a mount that writes with fsync: every file whose fsync
+/// returned is in the restarted daemon, exactly; the mount carries on by itself once
+/// the daemon is back on its address.
+#[test]
+fn fsynced_writes_through_a_mount_survive_killing_the_daemon() {
+    use std::io::Write;
+    let iterations = env_u64("FVFS_CRASH_ITERATIONS").unwrap_or(3);
+    let first_seed = first_seed();
+    let work = tempfile::tempdir().unwrap();
+    let store = Fvfsd::new();
+    let mut d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
+    let addr = d.addr.clone();
+    let dir = work.path().join("mnt");
+    let _m = fvfs_tests::mount::Mount::start(&d, &dir, &work.path().join("cache"), &[]);
+    let mut model: BTreeMap<String, Expect> = BTreeMap::new();
+    let mut acked_total = 0u64;
+    for i in 0..iterations {
+        let seed = first_seed.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1;
+        eprintln!("daemon-under-mount crash iteration {i}: FVFS_CRASH_SEED={seed}");
+        let mut rng = Rng(seed);
+        let pid = d.pid();
+        let kill_at = Instant::now() + Duration::from_millis(100 + rng.below(1400));
+        let killer = std::thread::spawn(move || {
+            std::thread::sleep(kill_at.saturating_duration_since(Instant::now()));
+            rustix::process::kill_process(
+                rustix::process::Pid::from_raw(pid as i32).unwrap(),
+                rustix::process::Signal::KILL,
+            )
+            .ok();
+        });
+        loop {
+            let name = format!("g{}", rng.below(6));
+            let content = tree::bytes(rng.next(), rng.below(200_000) as usize, rng.below(2) == 0);
+            let e = model.entry(format!("/{name}")).or_default();
+            e.in_flight = Some(Some(content.clone()));
+            let written = std::fs::File::create(dir.join(&name)).and_then(|mut f| {
+                f.write_all(&content)?;
+                f.sync_all()
+            });
+            if written.is_err() {
+                break; // The daemon died: the fsync could not commit.
+            }
+            e.acked = Some(content);
+            e.in_flight = None;
+            acked_total += 1;
+        }
+        killer.join().unwrap();
+        d.kill();
+        d = Daemon::start(&store, &addr, &["--no-mdns"]);
+        for (path, e) in model.iter_mut() {
+            let (status, _) = d.raw(&request("GET", &format!("/v1/meta{path}"), &[], b""));
+            let got = match status {
+                200 => Some(d.fvfsc(["cat", path]).output().unwrap().stdout),
+                404 => None,
+                s => panic!("seed {seed}: {path}: status {s}"),
+            };
+            let ok = got == e.acked || e.in_flight.as_ref().is_some_and(|f| got == *f);
+            assert!(
+                ok,
+                "seed {seed}: {path} holds {:?} bytes, fsynced {:?}",
+                got.as_ref().map(Vec::len),
+                e.acked.as_ref().map(Vec::len)
+            );
+            e.acked = got;
+            e.in_flight = None;
+        }
+    }
+    eprintln!("{acked_total} fsynced writes checked after {iterations} kills of the daemon under the mount");
     assert!(
         acked_total > 0,
         "no write was acknowledged before the kills"
