@@ -152,7 +152,7 @@ impl Repo {
         let t = self.totals()?;
         let logical = head.as_ref().map_or(0, |v| v.logical_bytes);
         Ok(StatusInfo {
-            versions: self.log().count() as u64,
+            versions: self.version_count()?,
             head: head.as_ref().map(|v| self.version_info(v)).transpose()?,
             snapshots: self.snapshots()?.len(),
             chunks: t.chunks,

@@ -437,6 +437,16 @@ impl Repo {
             .ok_or_else(|| ManifestError::UnknownVersion(n.to_string()))
     }
 
+    /// How many versions exist (garbage collection drops some), without decoding them.
+    pub fn version_count(&self) -> Result<u64> {
+        let mut n = 0;
+        for item in self.kv.scan_prefix(&[meta::VERSION_PREFIX], false) {
+            item?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// Every version, newest first.
     pub fn log(&self) -> impl Iterator<Item = Result<Version>> + '_ {
         self.kv.scan_prefix(&[meta::VERSION_PREFIX], true).map(|r| {

@@ -133,14 +133,7 @@ fn acknowledged_writes_survive_kill_9() {
         let kill_at = Instant::now() + Duration::from_millis(50 + rng.below(1450));
         let addr = d.addr.clone();
         let pid = d.pid();
-        let killer = std::thread::spawn(move || {
-            std::thread::sleep(kill_at.saturating_duration_since(Instant::now()));
-            rustix::process::kill_process(
-                rustix::process::Pid::from_raw(pid as i32).unwrap(),
-                rustix::process::Signal::KILL,
-            )
-            .ok();
-        });
+        let killer = kill_later(pid, kill_at);
         loop {
             let path = format!("/f{}", rng.below(12));
             let op = rng.below(20);
@@ -277,42 +270,16 @@ fn acknowledged_writes_survive_kill_9() {
         killer.join().unwrap();
         d.kill();
 
-        // Restart and check every path against the model.
+        // Restart and check every path against the model: whatever landed is the
+        // truth for the next iteration.
         let d = Daemon::start_with(&store, &global, "127.0.0.1:0", &["--no-mdns"]);
-        for (path, e) in model.iter_mut() {
-            let (status, _) = d.raw(&request("GET", &format!("/v1/meta{path}"), &[], b""));
-            let got = match status {
-                200 => Some(d.fvfsc(["cat", path]).output().unwrap().stdout),
-                404 => None,
-                s => panic!("seed {seed}: {path}: status {s}"),
-            };
-            let ok = got == e.acked || e.in_flight.as_ref().is_some_and(|f| got == *f);
-            assert!(
-                ok,
-                "seed {seed}: {path} holds {:?} bytes, acknowledged {:?}",
-                got.as_ref().map(Vec::len),
-                e.acked.as_ref().map(Vec::len)
-            );
-            // Whatever landed is now the truth for the next iteration.
-            e.acked = got;
-            e.in_flight = None;
-        }
+        check_model(&d, &mut model, seed);
         let (status, body) = d.raw(&request("POST", "/v1/admin/flush", &[], b""));
         assert_eq!(
             status, 200,
             "seed {seed}: the replication queue drains: {body}"
         );
-        let (status, body) = d.raw(&request(
-            "POST",
-            "/v1/admin/fsck?read_data=true&all=true",
-            &[],
-            b"",
-        ));
-        assert_eq!(status, 200, "{body}");
-        assert!(
-            body.contains("\"problems\":[]"),
-            "seed {seed}: fsck: {body}"
-        );
+        assert_fsck_clean(&d, &format!("seed {seed}"));
     }
     eprintln!(
         "{iterations} kill -9 iterations, {acked_total} acknowledged operations checked, 0 lost: {kinds:?}"
@@ -322,6 +289,81 @@ fn acknowledged_writes_survive_kill_9() {
     if acked_total > 400 {
         assert_eq!(kinds.len(), 7, "{kinds:?}");
     }
+}
+
+/// Kills process `pid` with SIGKILL at `at`, from a thread of its own.
+fn kill_later(pid: u32, at: Instant) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        std::thread::sleep(at.saturating_duration_since(Instant::now()));
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(pid as i32).unwrap(),
+            rustix::process::Signal::KILL,
+        )
+        .ok();
+    })
+}
+
+/// Checks every path of `model` against the daemon: it holds the acknowledged content,
+/// or what the operation in flight at the kill would have made it. What it holds then
+/// becomes the model's truth.
+fn check_model(d: &Daemon, model: &mut BTreeMap<String, Expect>, seed: u64) {
+    for (path, e) in model.iter_mut() {
+        let (status, _) = d.raw(&request("GET", &format!("/v1/meta{path}"), &[], b""));
+        let got = match status {
+            200 => Some(d.fvfsc(["cat", path]).output().unwrap().stdout),
+            404 => None,
+            s => panic!("seed {seed}: {path}: status {s}"),
+        };
+        let ok = got == e.acked || e.in_flight.as_ref().is_some_and(|f| got == *f);
+        assert!(
+            ok,
+            "seed {seed}: {path} holds {:?} bytes, acknowledged {:?}",
+            got.as_ref().map(Vec::len),
+            e.acked.as_ref().map(Vec::len)
+        );
+        e.acked = got;
+        e.in_flight = None;
+    }
+}
+
+/// Writes files `/<prefix>0..5` with fsync through the mount at `dir` until a write
+/// fails (the mount or its daemon died); returns how many fsyncs returned.
+fn write_fsynced(
+    dir: &std::path::Path,
+    prefix: &str,
+    rng: &mut Rng,
+    model: &mut BTreeMap<String, Expect>,
+) -> u64 {
+    use std::io::Write;
+    let mut acked = 0;
+    loop {
+        let name = format!("{prefix}{}", rng.below(6));
+        let content = tree::bytes(rng.next(), rng.below(200_000) as usize, rng.below(2) == 0);
+        let e = model.entry(format!("/{name}")).or_default();
+        e.in_flight = Some(Some(content.clone()));
+        let written = std::fs::File::create(dir.join(&name)).and_then(|mut f| {
+            f.write_all(&content)?;
+            f.sync_all()
+        });
+        if written.is_err() {
+            return acked;
+        }
+        e.acked = Some(content);
+        e.in_flight = None;
+        acked += 1;
+    }
+}
+
+/// `fsck --read-data --all` through the daemon finds nothing.
+fn assert_fsck_clean(d: &Daemon, context: &str) {
+    let (status, body) = d.raw(&request(
+        "POST",
+        "/v1/admin/fsck?read_data=true&all=true",
+        &[],
+        b"",
+    ));
+    assert_eq!(status, 200, "{context}: {body}");
+    assert!(body.contains("\"problems\":[]"), "{context}: fsck: {body}");
 }
 
 /// The first seed of a run: `FVFS_CRASH_SEED`, else the clock.
@@ -337,7 +379,6 @@ fn first_seed() -> u64 {
 
 #[test]
 fn fsynced_writes_survive_killing_the_mount() {
-    use std::io::Write;
     let iterations = env_u64("FVFS_CRASH_ITERATIONS").unwrap_or(3);
     let first_seed = first_seed();
     let work = tempfile::tempdir().unwrap();
@@ -353,64 +394,19 @@ fn fsynced_writes_survive_killing_the_mount() {
         let mut m = fvfs_tests::mount::Mount::start(&d, &dir, &work.path().join("cache"), &[]);
         let pid = m.pid().unwrap();
         let kill_at = Instant::now() + Duration::from_millis(100 + rng.below(1400));
-        let killer = std::thread::spawn(move || {
-            std::thread::sleep(kill_at.saturating_duration_since(Instant::now()));
-            rustix::process::kill_process(
-                rustix::process::Pid::from_raw(pid as i32).unwrap(),
-                rustix::process::Signal::KILL,
-            )
-            .ok();
-        });
-        loop {
-            let name = format!("f{}", rng.below(6));
-            let content = tree::bytes(rng.next(), rng.below(200_000) as usize, rng.below(2) == 0);
-            let e = model.entry(format!("/{name}")).or_default();
-            e.in_flight = Some(Some(content.clone()));
-            let written = std::fs::File::create(dir.join(&name)).and_then(|mut f| {
-                f.write_all(&content)?;
-                f.sync_all()
-            });
-            if written.is_err() {
-                break; // The mount died.
-            }
-            e.acked = Some(content);
-            e.in_flight = None;
-            acked_total += 1;
-        }
+        let killer = kill_later(pid, kill_at);
+        acked_total += write_fsynced(&dir, "f", &mut rng, &mut model);
         killer.join().unwrap();
         m.kill();
         drop(m); // Clears the stale mount.
-        for (path, e) in model.iter_mut() {
-            let (status, _) = d.raw(&request("GET", &format!("/v1/meta{path}"), &[], b""));
-            let got = match status {
-                200 => Some(d.fvfsc(["cat", path]).output().unwrap().stdout),
-                404 => None,
-                s => panic!("seed {seed}: {path}: status {s}"),
-            };
-            let ok = got == e.acked || e.in_flight.as_ref().is_some_and(|f| got == *f);
-            assert!(
-                ok,
-                "seed {seed}: {path} holds {:?} bytes, fsynced {:?}",
-                got.as_ref().map(Vec::len),
-                e.acked.as_ref().map(Vec::len)
-            );
-            e.acked = got;
-            e.in_flight = None;
-        }
+        check_model(&d, &mut model, seed);
     }
     eprintln!("{acked_total} fsynced writes checked after {iterations} kills of the mount");
     assert!(
         acked_total > 0,
         "no write was acknowledged before the kills"
     );
-    let (status, body) = d.raw(&request(
-        "POST",
-        "/v1/admin/fsck?read_data=true&all=true",
-        &[],
-        b"",
-    ));
-    assert_eq!(status, 200);
-    assert!(body.contains("\"problems\":[]"), "{body}");
+    assert_fsck_clean(&d, "after the kills");
 }
 
 /// The daemon is killed under a mount that writes with fsync: every file whose fsync
@@ -418,7 +414,6 @@ fn fsynced_writes_survive_killing_the_mount() {
 /// the daemon is back on its address.
 #[test]
 fn fsynced_writes_through_a_mount_survive_killing_the_daemon() {
-    use std::io::Write;
     let iterations = env_u64("FVFS_CRASH_ITERATIONS").unwrap_or(3);
     let first_seed = first_seed();
     let work = tempfile::tempdir().unwrap();
@@ -435,62 +430,17 @@ fn fsynced_writes_through_a_mount_survive_killing_the_daemon() {
         let mut rng = Rng(seed);
         let pid = d.pid();
         let kill_at = Instant::now() + Duration::from_millis(100 + rng.below(1400));
-        let killer = std::thread::spawn(move || {
-            std::thread::sleep(kill_at.saturating_duration_since(Instant::now()));
-            rustix::process::kill_process(
-                rustix::process::Pid::from_raw(pid as i32).unwrap(),
-                rustix::process::Signal::KILL,
-            )
-            .ok();
-        });
-        loop {
-            let name = format!("g{}", rng.below(6));
-            let content = tree::bytes(rng.next(), rng.below(200_000) as usize, rng.below(2) == 0);
-            let e = model.entry(format!("/{name}")).or_default();
-            e.in_flight = Some(Some(content.clone()));
-            let written = std::fs::File::create(dir.join(&name)).and_then(|mut f| {
-                f.write_all(&content)?;
-                f.sync_all()
-            });
-            if written.is_err() {
-                break; // The daemon died: the fsync could not commit.
-            }
-            e.acked = Some(content);
-            e.in_flight = None;
-            acked_total += 1;
-        }
+        let killer = kill_later(pid, kill_at);
+        acked_total += write_fsynced(&dir, "g", &mut rng, &mut model);
         killer.join().unwrap();
         d.kill();
         d = Daemon::start(&store, &addr, &["--no-mdns"]);
-        for (path, e) in model.iter_mut() {
-            let (status, _) = d.raw(&request("GET", &format!("/v1/meta{path}"), &[], b""));
-            let got = match status {
-                200 => Some(d.fvfsc(["cat", path]).output().unwrap().stdout),
-                404 => None,
-                s => panic!("seed {seed}: {path}: status {s}"),
-            };
-            let ok = got == e.acked || e.in_flight.as_ref().is_some_and(|f| got == *f);
-            assert!(
-                ok,
-                "seed {seed}: {path} holds {:?} bytes, fsynced {:?}",
-                got.as_ref().map(Vec::len),
-                e.acked.as_ref().map(Vec::len)
-            );
-            e.acked = got;
-            e.in_flight = None;
-        }
+        check_model(&d, &mut model, seed);
     }
     eprintln!("{acked_total} fsynced writes checked after {iterations} kills of the daemon under the mount");
     assert!(
         acked_total > 0,
         "no write was acknowledged before the kills"
     );
-    let (status, body) = d.raw(&request(
-        "POST",
-        "/v1/admin/fsck?read_data=true&all=true",
-        &[],
-        b"",
-    ));
-    assert_eq!(status, 200);
-    assert!(body.contains("\"problems\":[]"), "{body}");
+    assert_fsck_clean(&d, "after the kills");
 }

@@ -223,6 +223,15 @@ fn gc_killed_midway_leaves_a_clean_store_and_the_next_run_finishes() {
     let (nas, config) = nas_config(work.path());
     let cfg = config.to_str().unwrap();
     let src = work.path().join("src");
+    let gc_args = [
+        "--config",
+        cfg,
+        "gc",
+        "--keep-last",
+        "1",
+        "--grace-secs",
+        "0",
+    ];
     let mut killed_midway = 0;
     let iterations = 3;
     for round in 0..iterations {
@@ -256,15 +265,7 @@ fn gc_killed_midway_leaves_a_clean_store_and_the_next_run_finishes() {
         store.run(["--config", cfg, "rollback", "1"]);
 
         let mut gc = store
-            .cmd([
-                "--config",
-                cfg,
-                "gc",
-                "--keep-last",
-                "1",
-                "--grace-secs",
-                "0",
-            ])
+            .cmd(gc_args)
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
@@ -279,18 +280,7 @@ fn gc_killed_midway_leaves_a_clean_store_and_the_next_run_finishes() {
             .output()
             .unwrap();
         check(&out, 0);
-        let out = store
-            .cmd([
-                "--config",
-                cfg,
-                "gc",
-                "--keep-last",
-                "1",
-                "--grace-secs",
-                "0",
-            ])
-            .output()
-            .unwrap();
+        let out = store.cmd(gc_args).output().unwrap();
         check(&out, 0);
         let text = String::from_utf8_lossy(&out.stdout);
         eprintln!("round {round} ({status}):\n{text}");

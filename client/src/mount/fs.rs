@@ -424,6 +424,14 @@ impl FvfsFs {
         Ok(wb)
     }
 
+    /// Drops write-back `wb` from the files being written, and its local file. Takes
+    /// the `writing` map without holding `wb`'s lock (the lock order), and finds the
+    /// entry by identity: a rename may have moved it.
+    fn forget_write(&self, wb: &Arc<Mutex<WriteBack>>) {
+        lock(&self.writing).retain(|_, w| !Arc::ptr_eq(w, wb));
+        let _ = std::fs::remove_file(&lock(wb).local);
+    }
+
     fn handle(&self, h: Handle) -> FileHandle {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         lock(&self.handles).insert(fh, h);
@@ -743,10 +751,7 @@ impl Filesystem for FvfsFs {
                 .values()
                 .any(|h| matches!(h, Handle::Write(w) if Arc::ptr_eq(w, &wb)));
             if !still_open && result.is_ok() {
-                // Lock order: the `writing` map before a write-back, never the reverse
-                // (so the entry is found by identity: a rename may move it meanwhile).
-                lock(&self.writing).retain(|_, w| !Arc::ptr_eq(w, &wb));
-                let _ = std::fs::remove_file(&lock(&wb).local);
+                self.forget_write(&wb);
             }
             tri!(reply, result);
         }
@@ -1005,26 +1010,16 @@ impl FvfsFs {
         let op = match entry.kind {
             EntryKind::File if size.is_some_and(|s| s != entry.size) => {
                 let wb = self.open_write(path, mode, Some(&entry))?;
-                let mut w = lock(&wb);
-                w.file.set_len(size.unwrap_or(0)).map_err(|_| Errno::EIO)?;
-                (w.dirty, w.mtime_ns) = (true, mtime_ns);
-                let result = self.write_back(&mut w);
-                lock(&self.writing).remove(path);
-                let _ = std::fs::remove_file(&w.local);
+                let result = {
+                    let mut w = lock(&wb);
+                    w.file.set_len(size.unwrap_or(0)).map_err(|_| Errno::EIO)?;
+                    (w.dirty, w.mtime_ns) = (true, mtime_ns);
+                    self.write_back(&mut w)
+                };
+                self.forget_write(&wb);
                 return result;
             }
-            EntryKind::File => CommitOp::File {
-                path: encoded,
-                mode,
-                mtime_ns,
-                size: entry.size,
-                node: entry.id.map(|id| id.to_hex()),
-                chunks: entry
-                    .chunks
-                    .iter()
-                    .map(|c| (c.id.to_hex(), c.len))
-                    .collect(),
-            },
+            EntryKind::File => file_op(path, &entry, mode, mtime_ns),
             EntryKind::Dir => CommitOp::Mkdir {
                 path: encoded,
                 mode,
