@@ -426,3 +426,33 @@ fn stat_racing_close_never_deadlocks() {
             .expect("the mount deadlocked");
     }
 }
+
+/// Another client removes a file the kernel still has looked up, and this mount learns
+/// of it (through its own next commit): creating the file again must work, not fail
+/// with ENOENT because the old name is gone (found by the crash workload).
+#[test]
+fn a_file_another_client_removed_can_be_written_again() {
+    let work = tempfile::tempdir().unwrap();
+    let store = Fvfsd::new();
+    let d = serve(&store);
+    let m = Mount::start(
+        &d,
+        &work.path().join("mnt"),
+        &work.path().join("cache"),
+        &[],
+    );
+    for round in 0..10 {
+        let (f, g) = (m.path("f"), m.path("g"));
+        fs::write(&f, format!("old {round}")).unwrap();
+        assert!(fs::metadata(&f).is_ok()); // The kernel holds the name for a second.
+        run(&mut d.fvfsc(["rm", "/f"]));
+        fs::write(&g, format!("{round}")).unwrap(); // The mount follows HEAD.
+        let new = format!("new {round}");
+        let mut file = fs::File::create(&f).expect("create a file removed elsewhere");
+        file.write_all(new.as_bytes()).unwrap();
+        file.sync_all().unwrap();
+        drop(file);
+        assert_eq!(run(&mut d.fvfsc(["cat", "/f"])), new);
+        assert_eq!(fs::read_to_string(&f).unwrap(), new);
+    }
+}

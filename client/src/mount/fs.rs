@@ -519,13 +519,16 @@ impl Filesystem for FvfsFs {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         let (view, path) = tri!(reply, self.node(ino));
-        let attr = tri!(reply, self.stat(u64::from(ino), &view, &path));
+        let attr = tri!(
+            reply,
+            self.stat(u64::from(ino), &view, &path).map_err(stale)
+        );
         reply.attr(&Self::ttl(&view), &attr);
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         let (view, path) = tri!(reply, self.node(ino));
-        let entry = tri!(reply, self.entry(&view, &path));
+        let entry = tri!(reply, self.entry(&view, &path).map_err(stale));
         if entry.kind != EntryKind::Symlink {
             return reply.error(Errno::EINVAL);
         }
@@ -553,7 +556,7 @@ impl Filesystem for FvfsFs {
                 ));
             }
         } else {
-            let entry = tri!(reply, self.entry(&view, &path));
+            let entry = tri!(reply, self.entry(&view, &path).map_err(stale));
             if entry.kind != EntryKind::Dir {
                 return reply.error(Errno::ENOTDIR);
             }
@@ -606,7 +609,7 @@ impl Filesystem for FvfsFs {
             let wb = match in_progress {
                 Some(wb) => wb,
                 None => {
-                    let entry = tri!(reply, self.entry(&view, &path));
+                    let entry = tri!(reply, self.entry(&view, &path).map_err(stale));
                     if entry.kind == EntryKind::Dir {
                         return reply.error(Errno::EISDIR);
                     }
@@ -624,7 +627,7 @@ impl Filesystem for FvfsFs {
         if let Some(wb) = lock(&self.writing).get(&path).cloned() {
             return reply.opened(self.handle(Handle::Write(wb)), FopenFlags::empty());
         }
-        let entry = tri!(reply, self.entry(&view, &path));
+        let entry = tri!(reply, self.entry(&view, &path).map_err(stale));
         if entry.kind == EntryKind::Dir {
             return reply.error(Errno::EISDIR);
         }
@@ -855,9 +858,15 @@ impl Filesystem for FvfsFs {
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_nanos() as i64),
             });
-            tri!(reply, self.change(&path, size, mode, mtime_ns));
+            tri!(
+                reply,
+                self.change(&path, size, mode, mtime_ns).map_err(stale)
+            );
         }
-        let attr = tri!(reply, self.stat(u64::from(ino), &view, &path));
+        let attr = tri!(
+            reply,
+            self.stat(u64::from(ino), &view, &path).map_err(stale)
+        );
         reply.attr(&Self::ttl(&view), &attr);
     }
 
@@ -950,6 +959,18 @@ fn file_op(path: &[u8], entry: &Entry, mode: u32, mtime_ns: i64) -> CommitOp {
             .iter()
             .map(|c| (c.id.to_hex(), c.len))
             .collect(),
+    }
+}
+
+/// For an operation on an inode: a path that is gone now (another client removed it
+/// since the kernel looked it up) is a stale handle, not a missing file. The kernel
+/// then looks the name up again and retries once, so an open with O_CREAT creates the
+/// file instead of failing with ENOENT.
+fn stale(e: Errno) -> Errno {
+    if e == Errno::ENOENT {
+        Errno::ESTALE
+    } else {
+        e
     }
 }
 
