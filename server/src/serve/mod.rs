@@ -254,7 +254,12 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
                 };
                 let state = state.clone();
                 let service = service_fn(move |req| handle(state.clone(), peer, req));
-                let conn = http1::Builder::new().max_buf_size(MAX_HEAD).serve_connection(TokioIo::new(stream), service);
+                // half_close: a client may end its side once the request is sent and
+                // still wait for the answer (hyper would drop the connection unanswered).
+                let conn = http1::Builder::new()
+                    .max_buf_size(MAX_HEAD)
+                    .half_close(true)
+                    .serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
