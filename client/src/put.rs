@@ -28,7 +28,7 @@ use hyper::Method;
 use serde::Deserialize;
 use serde_json::json;
 
-use fvfs_manifest::client::{full, Api, Body};
+use fvfs_manifest::client::{full, Api, Body, Failure};
 
 /// Chunks held before asking the daemon which it lacks.
 const BUFFER_BYTES: usize = 16 << 20;
@@ -304,6 +304,10 @@ async fn file_op(
 /// Uploads the tree `src` to `dest` and commits it as one version. Files are read on
 /// one thread per core; one uploader sends what the daemon lacks.
 pub async fn put_tree(api: &Api, src: &Path, dest: &[u8]) -> Result<Summary> {
+    resend_if_collected(|| put_tree_once(api, src, dest)).await
+}
+
+async fn put_tree_once(api: &Api, src: &Path, dest: &[u8]) -> Result<Summary> {
     let meta = fs::metadata(src).with_context(|| format!("{}", src.display()))?;
     if !meta.is_dir() {
         bail!(
@@ -408,6 +412,46 @@ pub async fn put_file(
     mode: u32,
     mtime_ns: i64,
 ) -> Result<VersionInfo> {
+    resend_if_collected(|| put_file_once(api, local, dest, mode, mtime_ns)).await
+}
+
+/// Rounds of a write whose commit the daemon refused because a collection freed a
+/// chunk it named (`missing_chunks`): the daemon said it had the chunk, then a
+/// collection took it (unreachable and older than the grace) before the commit. Each
+/// round asks again which chunks the daemon lacks and sends those.
+const ROUNDS_AFTER_COLLECTION: usize = 5;
+
+async fn resend_if_collected<T, F>(attempt: impl Fn() -> F) -> Result<T>
+where
+    F: std::future::Future<Output = Result<T>>,
+{
+    let mut round = 1;
+    loop {
+        match attempt().await {
+            Err(e) if round < ROUNDS_AFTER_COLLECTION && collected(&e) => {
+                tracing::info!("a collection freed content this write named; sending again");
+                round += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Whether the daemon refused a commit for chunks it no longer has.
+fn collected(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<Failure>(),
+        Some(Failure::Refused { error, .. }) if error == "missing_chunks"
+    )
+}
+
+async fn put_file_once(
+    api: &Api,
+    local: &Path,
+    dest: &[u8],
+    mode: u32,
+    mtime_ns: i64,
+) -> Result<VersionInfo> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Outgoing>(256);
     let upload = uploader(api, rx);
     let seen = Arc::new(Mutex::new(HashSet::new()));
@@ -421,4 +465,53 @@ pub async fn put_file(
     let (op, _) = futures::try_join!(chunk, upload)?;
     let message = format!("write {}", String::from_utf8_lossy(dest));
     Ok(commit(api, message, vec![op]).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::StatusCode;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn refusal(error: &str) -> anyhow::Error {
+        Failure::Refused {
+            status: StatusCode::CONFLICT,
+            error: error.into(),
+            detail: String::new(),
+        }
+        .into()
+    }
+
+    #[tokio::test]
+    async fn a_write_whose_content_was_collected_is_sent_again() {
+        let tries = AtomicUsize::new(0);
+        let got = resend_if_collected(|| async {
+            match tries.fetch_add(1, Ordering::Relaxed) {
+                0 | 1 => Err(refusal("missing_chunks")),
+                n => Ok(n),
+            }
+        })
+        .await;
+        assert_eq!(got.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn other_refusals_and_endless_collections_are_reported() {
+        let tries = AtomicUsize::new(0);
+        let got: Result<()> = resend_if_collected(|| async {
+            tries.fetch_add(1, Ordering::Relaxed);
+            Err(refusal("conflict"))
+        })
+        .await;
+        assert!(got.is_err());
+        assert_eq!(tries.load(Ordering::Relaxed), 1);
+        tries.store(0, Ordering::Relaxed);
+        let got: Result<()> = resend_if_collected(|| async {
+            tries.fetch_add(1, Ordering::Relaxed);
+            Err(refusal("missing_chunks"))
+        })
+        .await;
+        assert!(collected(&got.unwrap_err()));
+        assert_eq!(tries.load(Ordering::Relaxed), ROUNDS_AFTER_COLLECTION);
+    }
 }

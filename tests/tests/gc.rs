@@ -1,5 +1,6 @@
 //! Garbage collection on real stores: what it frees is exactly what the kept versions
-//! do not reach, writes that race with it always read back whole, and a collection
+//! do not reach, writes that race with it (over HTTP and through a mount) always read
+//! back whole, and a collection
 //! killed with SIGKILL leaves a store that fsck finds clean and that a second
 //! collection finishes.
 
@@ -181,9 +182,33 @@ fn writes_racing_with_gc_always_read_back_whole() {
             (runs, freed)
         })
     };
+    // And a mount writing the same contents with fsync: its writes are sent again
+    // when a collection takes what they named, so none may fail.
+    let work = tempfile::tempdir().unwrap();
+    let m = fvfs_tests::mount::Mount::start(
+        &d,
+        &work.path().join("mnt"),
+        &work.path().join("cache"),
+        &[],
+    );
     let mut model: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut refused = 0;
     for k in 1..=writes {
+        let name = format!("m{}", k % 4);
+        let content = &pool[(k * 5 + k / 2) % pool.len()];
+        let mut f = std::fs::File::create(m.path(&name)).unwrap();
+        std::io::Write::write_all(&mut f, content).unwrap();
+        f.sync_all()
+            .expect("fsync through the mount while collections run");
+        drop(f);
+        model.insert(format!("/{name}"), content.clone());
+        if k % 4 == 1 {
+            let victim = format!("m{}", (k / 4) % 4);
+            if std::fs::remove_file(m.path(&victim)).is_ok() {
+                model.remove(&format!("/{victim}"));
+            }
+        }
+
         let path = format!("/p{}", k % 4);
         let content = &pool[(k * 7 + k / 3) % pool.len()];
         match put(&d, &path, content) {

@@ -53,8 +53,21 @@ fn many_http_and_fuse_clients_lose_nothing_and_stay_bounded() {
         let stop = stop.clone();
         std::thread::spawn(move || {
             let mut peak = (0, 0);
+            let start = std::time::Instant::now();
+            let mut shown = 0;
             while !stop.load(Ordering::Relaxed) {
-                peak = (peak.0.max(rss(daemon_pid)), peak.1.max(rss(mount_pid)));
+                let now = (rss(daemon_pid), rss(mount_pid));
+                peak = (peak.0.max(now.0), peak.1.max(now.1));
+                // A long run (a soak) shows its memory curve, once a minute.
+                let minutes = start.elapsed().as_secs() / 60;
+                if minutes > shown {
+                    shown = minutes;
+                    eprintln!(
+                        "{minutes} min: RSS daemon {} MiB, mount {} MiB",
+                        now.0 >> 20,
+                        now.1 >> 20
+                    );
+                }
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
             peak
