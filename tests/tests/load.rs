@@ -1,5 +1,6 @@
 //! Load: many clients at once, over HTTP and through a FUSE mount, writing and reading
-//! for a bounded number of operations. Every answer must be a success, every write must
+//! for a bounded number of operations while collections run. Every answer must be a
+//! success, every write must
 //! read back as last written, and neither the daemon's nor the mount's memory may grow
 //! past a bound (sampled from /proc while the load runs).
 
@@ -73,6 +74,29 @@ fn many_http_and_fuse_clients_lose_nothing_and_stay_bounded() {
             peak
         })
     };
+    // Collections run all along, as a home server's would: every superseded version
+    // but the last 10 is dropped, and what stayed unreachable for 30 s is freed (a
+    // soak's disk stays bounded by the live data).
+    let (stop_gc, gc_stopped) = std::sync::mpsc::channel::<()>();
+    let collector = {
+        let addr = d.addr.clone();
+        std::thread::spawn(move || {
+            let (mut runs, mut freed) = (0u64, 0u64);
+            loop {
+                let gc = request("POST", "/v1/admin/gc?keep_last=10&grace_secs=30", &[], b"");
+                let (status, body) = fvfs_tests::daemon::raw(&addr, &gc);
+                assert_eq!(status, 200, "gc: {body}");
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                freed += v["chunks_freed"].as_u64().unwrap_or(0);
+                runs += 1;
+                let every = std::time::Duration::from_secs(10);
+                if gc_stopped.recv_timeout(every) != Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                {
+                    return (runs, freed);
+                }
+            }
+        })
+    };
     let mut clients = Vec::new();
     // HTTP clients: each writes its own paths, reads back at once, and keeps its model.
     for t in 0..8u64 {
@@ -132,9 +156,11 @@ fn many_http_and_fuse_clients_lose_nothing_and_stay_bounded() {
         expect.extend(c.join().unwrap());
     }
     stop.store(true, Ordering::Relaxed);
+    stop_gc.send(()).unwrap();
+    let (runs, freed) = collector.join().unwrap();
     let (daemon_peak, mount_peak) = sampler.join().unwrap();
     eprintln!(
-        "{} paths, peak RSS: daemon {} MiB, mount {} MiB",
+        "{} paths, peak RSS: daemon {} MiB, mount {} MiB; {runs} collections freed {freed} chunks",
         expect.len(),
         daemon_peak >> 20,
         mount_peak >> 20
