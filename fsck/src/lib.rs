@@ -235,6 +235,8 @@ pub async fn check(
     // through once instead of being visited at random.
     let mut seen: Vec<(ChunkId, String)> = seen.into_iter().collect();
     seen.sort_unstable_by_key(|(id, _)| *id);
+    // Copies found unclaimed are claimed only if no collection deleted them meanwhile.
+    let mark = repo.copy_mark();
     let checked = check_all(repo, tiers, seen, opts, listed, progress).await?;
     for c in checked {
         report.problems.extend(c.problems);
@@ -242,7 +244,7 @@ pub async fn check(
         report.unclaimed += c.unclaimed.len() as u64;
         if opts.repair {
             for bit in c.unclaimed {
-                repo.claim_copy(bit, &c.id).await?;
+                repo.claim_copy(bit, &c.id, &mark).await?;
                 report.claimed += 1;
             }
         }

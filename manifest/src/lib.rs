@@ -25,7 +25,7 @@ pub use meta::{
 };
 pub use node::{ChunkRef, DirNode, Entry, EntryKind, FileNode, Node};
 pub use repo::{
-    recent_accesses, Condemned, GcSession, HeadLock, PackLocs, Pending, Recovered, Repo,
+    recent_accesses, Condemned, CopyMark, GcSession, HeadLock, PackLocs, Pending, Recovered, Repo,
 };
 pub use tree::TreeEdit;
 pub use walk::{diff, lookup, walk, Change, ChangeKind};

@@ -23,7 +23,7 @@ mod packs;
 mod queue;
 
 pub use evict::recent_accesses;
-pub use gc::{Condemned, GcSession};
+pub use gc::{Condemned, CopyMark, GcSession};
 
 pub use packs::{PackLocs, Recovered};
 
@@ -106,7 +106,7 @@ pub struct Repo {
     /// Tiers (bits) every new chunk is queued for.
     replicas: std::sync::atomic::AtomicU8,
     /// Keeps writers' chunks alive while a garbage collection runs.
-    fence: gc::Fence,
+    fence: Arc<gc::Fence>,
 }
 
 pub(crate) fn now() -> i64 {
@@ -124,7 +124,7 @@ impl Repo {
             head: tokio::sync::Mutex::new(()),
             persisting: tokio::sync::Mutex::new(()),
             replicas: std::sync::atomic::AtomicU8::new(0),
-            fence: gc::Fence::default(),
+            fence: Arc::default(),
         }
     }
 

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use fvfs_cas::{ChunkId, ChunkStore, StoreError};
-use fvfs_manifest::{QueueStatus, Repo};
+use fvfs_manifest::{CopyMark, QueueStatus, Repo};
 use tokio::sync::Notify;
 
 use crate::s3::log::LogPublisher;
@@ -69,6 +69,8 @@ struct Unconfirmed {
     set: HashSet<ChunkId>,
     bytes: u64,
     since: Option<Instant>,
+    /// Taken before the first of these copies read its chunk.
+    mark: Option<CopyMark>,
 }
 
 impl Replicator {
@@ -164,6 +166,7 @@ impl Replicator {
             };
             let mut result = Ok(());
             if !due.is_empty() {
+                pending.mark.get_or_insert_with(|| repo.copy_mark());
                 match self.copy(&repo, &due).await {
                     Ok(bytes) => {
                         pending.bytes += bytes;
@@ -182,8 +185,9 @@ impl Replicator {
                         .is_some_and(|t| t.elapsed() >= self.policy.interval)
                     || flush_asked);
             if result.is_ok() && time_to_sync {
-                let ids = std::mem::take(&mut pending).ids;
-                result = self.confirm(&repo, &ids).await.map_err(|e| (e, ids));
+                let Unconfirmed { ids, mark, .. } = std::mem::take(&mut pending);
+                let mark = mark.unwrap_or_else(|| repo.copy_mark());
+                result = self.confirm(&repo, &ids, &mark).await.map_err(|e| (e, ids));
             }
             if result.is_ok() && due.is_empty() && pending.ids.is_empty() {
                 self.flush.store(false, Ordering::Relaxed);
@@ -242,10 +246,15 @@ impl Replicator {
         Ok(sizes.iter().sum())
     }
 
-    /// Syncs the tier, then sets the bits of `ids` and unqueues them.
-    async fn confirm(&self, repo: &Repo, ids: &[ChunkId]) -> Result<(), StoreError> {
+    /// Syncs the tier, then sets the bits of `ids` (copied since `mark`) and unqueues them.
+    async fn confirm(
+        &self,
+        repo: &Repo,
+        ids: &[ChunkId],
+        mark: &CopyMark,
+    ) -> Result<(), StoreError> {
         self.store.sync().await?;
-        repo.replication_done(self.bit, ids)
+        repo.replication_done(self.bit, ids, mark)
             .await
             .map_err(|e| StoreError::Unavailable(format!("metadata database: {e}")))
     }

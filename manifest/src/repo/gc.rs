@@ -33,6 +33,11 @@
 //! the grace are condemned. Without it the insert check would refuse their entries
 //! (an error, never a loss).
 //!
+//! A replication batch never confirms a copy that a collection deleted meanwhile: it
+//! holds a [`CopyMark`] from before it read the chunks, and [`Repo::replication_done`]
+//! leaves queued every chunk buried since the mark (a writer may have stored it again
+//! with a new record and queue entry; that copy is made afresh).
+//!
 //! Records go first, then copies: the condemned records are removed and tombstones
 //! (`g<id>`, holding the record) written in one durable batch; the copies are deleted;
 //! the tombstones removed. A crash leaves tombstones; they are finished
@@ -41,8 +46,8 @@
 //! storing it again would find its old file and rely on it while its own record is
 //! still pending, out of the fence's sight.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use fvfs_cas::ChunkId;
 
@@ -70,6 +75,46 @@ struct FenceState {
     /// whether or not a collection runs; a writer that gives up leaves its count (a
     /// chunk kept until restart, never one lost).
     staged: HashMap<ChunkId, u32>,
+    /// Burials so far, and after which burial each id's copies were last deleted: kept
+    /// only while a replication batch that began before it is in flight.
+    burials: u64,
+    buried_at: HashMap<ChunkId, u64>,
+    /// Replication batches in flight, by the burial count when each began.
+    copying: BTreeMap<u64, usize>,
+}
+
+/// A replication batch in flight, taken before it reads the chunks it copies: what a
+/// collection buries afterwards is not confirmed by it (see the module's invariant).
+pub struct CopyMark {
+    fence: Arc<Fence>,
+    at: u64,
+}
+
+impl Drop for CopyMark {
+    fn drop(&mut self) {
+        let mut s = self.fence.state();
+        if let Some(n) = s.copying.get_mut(&self.at) {
+            *n -= 1;
+            if *n == 0 {
+                s.copying.remove(&self.at);
+            }
+        }
+        match s.copying.keys().next().copied() {
+            None => s.buried_at.clear(),
+            Some(oldest) => s.buried_at.retain(|_, b| *b > oldest),
+        }
+    }
+}
+
+impl CopyMark {
+    /// Whether a collection deleted `id`'s copies since this mark was taken.
+    pub(crate) fn buried_since(&self, id: &ChunkId) -> bool {
+        self.fence
+            .state()
+            .buried_at
+            .get(id)
+            .is_some_and(|b| *b > self.at)
+    }
 }
 
 impl Fence {
@@ -337,12 +382,28 @@ impl Repo {
         }
         self.kv.apply(batch)?;
         let mut fence = self.fence.state();
+        fence.burials += 1;
+        let (copying, burial) = (!fence.copying.is_empty(), fence.burials);
         for id in ids {
             fence.condemned.remove(id);
+            if copying {
+                fence.buried_at.insert(*id, burial);
+            }
         }
         drop(fence);
         self.fence.buried.notify_waiters();
         Ok(())
+    }
+
+    /// Marks the start of a replication batch: take it before reading the chunks.
+    pub fn copy_mark(&self) -> CopyMark {
+        let mut s = self.fence.state();
+        let at = s.burials;
+        *s.copying.entry(at).or_insert(0) += 1;
+        CopyMark {
+            fence: self.fence.clone(),
+            at,
+        }
     }
 
     /// Waits while `id`'s old copies are being deleted, so a new copy is not.

@@ -8,6 +8,7 @@
 
 use fvfs_cas::ChunkId;
 
+use super::gc::CopyMark;
 use super::{now, Repo};
 use crate::error::{ManifestError, Result};
 use crate::kv::Batch;
@@ -62,13 +63,18 @@ impl Repo {
         Ok(out)
     }
 
-    /// `tier` confirmed holding `ids` (after its own sync): set their bits and unqueue
-    /// them in one durable batch.
-    pub async fn replication_done(&self, tier: u8, ids: &[ChunkId]) -> Result<()> {
+    /// `tier` confirmed holding `ids` (after its own sync), copied by the batch that
+    /// took `mark`: set their bits and unqueue them in one durable batch. Chunks a
+    /// collection buried since `mark` stay queued: the copy confirmed may be the one it
+    /// deleted, and a record made since names a chunk stored again.
+    pub async fn replication_done(&self, tier: u8, ids: &[ChunkId], mark: &CopyMark) -> Result<()> {
         let _one_at_a_time = self.persisting.lock().await;
         let mut batch = Batch::default();
         let mut totals = self.totals()?;
         for id in ids {
+            if mark.buried_since(id) {
+                continue;
+            }
             if let Some(mut r) = self.chunk_record(id)? {
                 if r.tiers & tier == 0 {
                     totals.count_on(tier, r.stored_len);
@@ -87,11 +93,11 @@ impl Repo {
 
     /// fsck found a durable copy of `id` on `tier` that its bitmask does not claim:
     /// the bit is set (and the chunk unqueued for that tier).
-    pub async fn claim_copy(&self, tier: u8, id: &ChunkId) -> Result<()> {
+    pub async fn claim_copy(&self, tier: u8, id: &ChunkId, mark: &CopyMark) -> Result<()> {
         if tier == TIER_LOCAL {
             self.note_promoted(&[*id]).await
         } else {
-            self.replication_done(tier, &[*id]).await
+            self.replication_done(tier, &[*id], mark).await
         }
     }
 
