@@ -42,11 +42,12 @@ fn many_http_and_fuse_clients_lose_nothing_and_stay_bounded() {
     let work = tempfile::tempdir().unwrap();
     let store = Fvfsd::new();
     let d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
+    // A cache limit this disk can afford (the default, 10 GiB, might not be free).
     let m = Mount::start(
         &d,
         &work.path().join("mnt"),
         &work.path().join("cache"),
-        &[],
+        &["--cache-size", "512M"],
     );
     let (daemon_pid, mount_pid) = (d.pid(), m.pid().unwrap());
     let stop = Arc::new(AtomicBool::new(false));
