@@ -133,6 +133,10 @@ fn acknowledged_writes_survive_kill_9() {
     let mut acked_total = 0u64;
     let mut migrations = 0u64;
     let mut kinds: BTreeMap<&str, u64> = BTreeMap::new();
+    // Which operation each kill interrupted, and how many paths an interrupted
+    // operation had changed anyway (it landed before the kill, unanswered).
+    let mut kill_points: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut landed = 0u64;
     // One mount for the whole run: it outlives every kill, the daemon comes back on the
     // same address.
     let mut d = Daemon::start_with(&store, &global, "127.0.0.1:0", &["--no-mdns"]);
@@ -151,7 +155,7 @@ fn acknowledged_writes_survive_kill_9() {
         let kill_at = Instant::now() + Duration::from_millis(50 + rng.below(1450));
         let pid = d.pid();
         let killer = kill_later(pid, kill_at);
-        loop {
+        let killed_during = loop {
             let path = format!("/f{}", rng.below(12));
             let op = rng.below(23);
             let content = tree::bytes(rng.next(), rng.below(300_000) as usize, rng.below(2) == 0);
@@ -292,16 +296,17 @@ fn acknowledged_writes_survive_kill_9() {
                     panic!("seed {seed}: {path} answered {status}: {body}")
                 }
                 // The daemon died (connection reset or refused): stop this iteration.
-                _ => break,
+                _ => break send.kind(),
             }
-        }
+        };
+        *kill_points.entry(killed_during).or_insert(0u64) += 1;
         killer.join().unwrap();
         d.kill();
 
         // Restart and check every path against the model: whatever landed is the
         // truth for the next iteration.
         d = Daemon::start_with(&store, &global, &addr, &["--no-mdns"]);
-        check_model(&d, &mut model, seed);
+        landed += check_model(&d, &mut model, seed);
         let (status, body) = d.raw(&request("POST", "/v1/admin/flush", &[], b""));
         assert_eq!(
             status, 200,
@@ -312,7 +317,7 @@ fn acknowledged_writes_survive_kill_9() {
     }
     drop(mount);
     eprintln!(
-        "{iterations} kill -9 iterations, {acked_total} acknowledged operations checked, 0 lost: {kinds:?}"
+        "{iterations} kill -9 iterations, {acked_total} acknowledged operations checked, 0 lost: {kinds:?}; killed during {kill_points:?}; {landed} paths changed by an interrupted operation"
     );
     // Over a run, every kind of operation was acknowledged at least once (each is a
     // twentieth of the workload or more, and a run acknowledges hundreds).
@@ -335,8 +340,9 @@ fn kill_later(pid: u32, at: Instant) -> std::thread::JoinHandle<()> {
 
 /// Checks every path of `model` against the daemon: it holds the acknowledged content,
 /// or what the operation in flight at the kill would have made it. What it holds then
-/// becomes the model's truth.
-fn check_model(d: &Daemon, model: &mut BTreeMap<String, Expect>, seed: u64) {
+/// becomes the model's truth. Returns how many paths the operation in flight changed.
+fn check_model(d: &Daemon, model: &mut BTreeMap<String, Expect>, seed: u64) -> u64 {
+    let mut landed = 0;
     for (path, e) in model.iter_mut() {
         let (status, _) = d.raw(&request("GET", &format!("/v1/meta{path}"), &[], b""));
         let got = match status {
@@ -351,9 +357,11 @@ fn check_model(d: &Daemon, model: &mut BTreeMap<String, Expect>, seed: u64) {
             got.as_ref().map(Vec::len),
             e.acked.as_ref().map(Vec::len)
         );
+        landed += u64::from(got != e.acked);
         e.acked = got;
         e.in_flight = None;
     }
+    landed
 }
 
 /// Writes files `/<prefix>0..5` with fsync through the mount at `dir` until a write
