@@ -5,9 +5,11 @@
 //! one the daemon still answers, never with a server error, and files the fuzzer has
 //! no name for read back unchanged; at the end fsck reading every byte is clean.
 //!
-//! proptest drives it (cargo-fuzz needs a nightly toolchain): `PROPTEST_CASES` bounds
-//! the run (256 by default), each run draws a fresh seed, and a failure prints the
-//! smallest request that still fails. `benches/scripts/fuzz-long.sh` runs it for hours.
+//! The corpus (`tests/fuzz-corpus/http/`, raw requests that found bugs or guard a rule)
+//! is replayed first. Then proptest drives it (cargo-fuzz needs a nightly toolchain):
+//! `PROPTEST_CASES` bounds the run (256 by default), each run draws a fresh seed, and a
+//! failure prints the request that failed. `benches/scripts/fuzz-long.sh` runs it for
+//! hours.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -416,23 +418,41 @@ fn hostile_requests_get_clean_refusals_and_touch_nothing_else() {
     });
     // Answers by class (2xx, 4xx, closed): the run must reach past the refusals too.
     let answers = std::sync::Mutex::new(std::collections::BTreeMap::<u16, u64>::new());
-    let result = runner.run(&hostile(), |h| {
-        let bytes = h.bytes();
-        let status = send(&d.addr, &bytes);
+    // Sends one request and checks the daemon: an answer below 500 (`must_answer`: a
+    // request hyper can parse gets one), and the kept files unchanged.
+    let check = |bytes: &[u8], must_answer: bool| -> Result<(), String> {
+        let status = send(&d.addr, bytes);
         *answers.lock().unwrap().entry(status / 100).or_default() += 1;
         let shown = String::from_utf8_lossy(&bytes[..bytes.len().min(400)]).into_owned();
-        prop_assert!(status < 500, "answered {status} to {shown:?}");
-        if status == 0 && matches!(h, Hostile::Request { .. }) {
-            return Err(TestCaseError::fail(format!("no answer to {shown:?}")));
+        if status >= 500 || status == 0 && must_answer {
+            return Err(format!("answered {status} to {shown:?}"));
         }
         for (path, content) in KEPT {
             let (status, body) = get(&d, &format!("/v1/files{path}"));
-            prop_assert!(
-                status == 200 && body.as_bytes() == *content,
-                "{path} changed ({status}) after {shown:?}"
-            );
+            if status != 200 || body.as_bytes() != *content {
+                return Err(format!("{path} changed ({status}) after {shown:?}"));
+            }
         }
         Ok(())
+    };
+    // First the corpus: requests that found bugs or guard a rule (`.raw`: bytes that
+    // need not be HTTP). A request the fuzzer finds failing belongs there.
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz-corpus/http");
+    let mut files: Vec<_> = std::fs::read_dir(&corpus)
+        .expect("the corpus")
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 10, "corpus at {}", corpus.display());
+    for file in &files {
+        let must_answer = file.extension().is_some_and(|e| e == "http");
+        if let Err(e) = check(&std::fs::read(file).unwrap(), must_answer) {
+            panic!("{}: {e}", file.display());
+        }
+    }
+    let result = runner.run(&hostile(), |h| {
+        check(&h.bytes(), matches!(h, Hostile::Request { .. }))
+            .map_err(|e| TestCaseError::fail(format!("{e}\n(add it to tests/fuzz-corpus/http/)")))
     });
     if let Err(e) = result {
         panic!("{e}");
