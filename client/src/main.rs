@@ -15,6 +15,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// jemalloc, as in `fvfsd`: a mount runs for weeks with FUSE threads allocating and
+/// freeing chunk buffers, which fragments glibc's per-thread arenas.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use anyhow::{bail, Result};
 use bytes::Bytes;
 use clap::{CommandFactory, Parser, Subcommand};
