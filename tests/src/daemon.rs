@@ -92,6 +92,14 @@ impl Daemon {
     pub fn raw(&self, request: &[u8]) -> (u16, String) {
         raw(&self.addr, request)
     }
+
+    /// `fsck --read-data --all` through the daemon finds nothing.
+    pub fn assert_fsck_clean(&self, context: &str) {
+        let fsck = request("POST", "/v1/admin/fsck?read_data=true&all=true", &[], b"");
+        let (status, body) = self.raw(&fsck);
+        assert_eq!(status, 200, "{context}: {body}");
+        assert!(body.contains("\"problems\":[]"), "{context}: fsck: {body}");
+    }
 }
 
 impl Drop for Daemon {

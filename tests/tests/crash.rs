@@ -313,7 +313,7 @@ fn acknowledged_writes_survive_kill_9() {
             "seed {seed}: the replication queue drains: {body}"
         );
         // The restarted daemon serves the next iteration.
-        assert_fsck_clean(&d, &format!("seed {seed}"));
+        d.assert_fsck_clean(&format!("seed {seed}"));
     }
     drop(mount);
     eprintln!(
@@ -395,18 +395,6 @@ fn write_synced(file: &std::path::Path, content: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
-/// `fsck --read-data --all` through the daemon finds nothing.
-fn assert_fsck_clean(d: &Daemon, context: &str) {
-    let (status, body) = d.raw(&request(
-        "POST",
-        "/v1/admin/fsck?read_data=true&all=true",
-        &[],
-        b"",
-    ));
-    assert_eq!(status, 200, "{context}: {body}");
-    assert!(body.contains("\"problems\":[]"), "{context}: fsck: {body}");
-}
-
 /// The first seed of a run: `FVFS_CRASH_SEED`, else the clock.
 fn first_seed() -> u64 {
     env_u64("FVFS_CRASH_SEED").unwrap_or_else(|| {
@@ -447,7 +435,7 @@ fn fsynced_writes_survive_killing_the_mount() {
         acked_total > 0,
         "no write was acknowledged before the kills"
     );
-    assert_fsck_clean(&d, "after the kills");
+    d.assert_fsck_clean("after the kills");
 }
 
 /// The daemon is killed under a mount that writes with fsync: every file whose fsync
@@ -483,5 +471,5 @@ fn fsynced_writes_through_a_mount_survive_killing_the_daemon() {
         acked_total > 0,
         "no write was acknowledged before the kills"
     );
-    assert_fsck_clean(&d, "after the kills");
+    d.assert_fsck_clean("after the kills");
 }
