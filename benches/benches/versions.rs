@@ -5,12 +5,12 @@
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use fvfs_cas::{ChunkStore, DirStore};
+use fvfs_cas::{ChunkStore, PackOptions, PackStore};
 use fvfs_manifest::kv::Kv;
 use fvfs_manifest::{ChunkKind, ChunkRef, Pending, Repo, TreeEdit, VersionKind};
 
 fn repo_with_files(dir: &std::path::Path, rt: &tokio::runtime::Runtime, files: usize) -> Repo {
-    let store = DirStore::open(dir.join("chunks")).unwrap();
+    let store = PackStore::open(dir.join("chunks"), PackOptions::default()).unwrap();
     let repo = Repo::new(
         Arc::new(store) as Arc<dyn ChunkStore>,
         Kv::open(&dir.join("meta")).unwrap(),

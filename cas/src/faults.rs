@@ -112,4 +112,16 @@ impl<S: ChunkStore> ChunkStore for FaultyStore<S> {
         self.before(Op::Sync).await?;
         self.inner.sync().await
     }
+
+    fn read_order(&self, id: &ChunkId) -> u64 {
+        self.inner.read_order(id)
+    }
+
+    async fn check_store(&self, repair: bool) -> Result<Vec<String>, StoreError> {
+        self.inner.check_store(repair).await
+    }
+
+    async fn compact(&self) -> Result<crate::Compacted, StoreError> {
+        self.inner.compact().await
+    }
 }

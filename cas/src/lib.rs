@@ -3,24 +3,30 @@
 //! Everything fvfs stores, file content and tree nodes alike, is a *chunk*: a byte
 //! string named by its BLAKE3-256 hash ([`ChunkId`]). This crate cuts files into chunks
 //! ([`chunker`]), turns chunks into self-describing compressed [`frame`]s, and keeps
-//! frames in [`ChunkStore`]s: a [`MemoryStore`] for tests and a [`DirStore`] for local
-//! disks and NAS mounts. Every read is verified against the id, so a store can lose a
+//! frames in [`ChunkStore`]s: a [`MemoryStore`] for tests and a [`PackStore`] for local
+//! disks and NAS mounts. [`kv`] is the small durable database both the pack store's
+//! index and the manifest use; [`platform`] holds the OS calls durability rests on. Every read is verified against the id, so a store can lose a
 //! chunk but never hand back wrong bytes.
 
 pub mod chunker;
 #[cfg(feature = "conformance")]
 pub mod conformance;
-mod dir;
 mod error;
+pub mod failpoint;
 #[cfg(feature = "faults")]
 pub mod faults;
 pub mod frame;
 mod id;
+pub mod kv;
 mod memory;
+pub mod pack;
+pub mod platform;
 mod store;
 
-pub use dir::DirStore;
 pub use error::StoreError;
 pub use id::{ChunkId, ParseIdError};
 pub use memory::MemoryStore;
-pub use store::{read_ahead, verify, ChunkStore, ChunkStoreExt, Loaded, Usage, READ_AHEAD};
+pub use pack::{PackOptions, PackStore};
+pub use store::{
+    read_ahead, verify, ChunkStore, ChunkStoreExt, Compacted, Loaded, Usage, READ_AHEAD,
+};

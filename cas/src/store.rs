@@ -55,6 +55,38 @@ pub trait ChunkStore: Send + Sync {
     fn list(&self) -> BoxStream<'_, Result<ChunkId, StoreError>>;
     async fn usage(&self) -> Result<Usage, StoreError>;
     async fn sync(&self) -> Result<(), StoreError>;
+
+    /// A key by which to sort ids before reading many of them: ids with close keys
+    /// are close on the medium. Stores without a layout to follow answer 0.
+    fn read_order(&self, _id: &ChunkId) -> u64 {
+        0
+    }
+
+    /// Checks the store's own bookkeeping (for a pack store: that every location
+    /// names a record of that chunk) and, with `repair`, rebuilds it from the data
+    /// itself. Returns one line per problem found; stores with no bookkeeping of
+    /// their own find none.
+    async fn check_store(&self, _repair: bool) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Gives back the space of freed chunks that is still held (for a pack store:
+    /// rewrites sparse segments). Durable when it returns; stores that free space
+    /// at once do nothing.
+    async fn compact(&self) -> Result<Compacted, StoreError> {
+        Ok(Compacted::default())
+    }
+}
+
+/// What a [`ChunkStore::compact`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Compacted {
+    /// Files rewritten and removed.
+    pub segments: u64,
+    /// Bytes of live chunks copied.
+    pub moved_bytes: u64,
+    /// Bytes the removed files held.
+    pub freed_bytes: u64,
 }
 
 /// Conveniences over any [`ChunkStore`]: work with raw bytes instead of frames.
@@ -74,6 +106,25 @@ pub trait ChunkStoreExt: ChunkStore {
 }
 
 impl<S: ChunkStore + ?Sized> ChunkStoreExt for S {}
+
+/// Runs blocking file I/O off the async executor: in place on a multi-threaded
+/// runtime (other tasks move to another worker; far cheaper than a thread hop per
+/// small chunk), on the blocking pool otherwise.
+pub(crate) async fn blocking<I: Send + Sync + 'static, T: Send + 'static>(
+    inner: &std::sync::Arc<I>,
+    f: impl FnOnce(&I) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let inner = std::sync::Arc::clone(inner);
+    if tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::MultiThread
+    {
+        return tokio::task::block_in_place(move || f(&inner));
+    }
+    match tokio::task::spawn_blocking(move || f(&inner)).await {
+        Ok(r) => r,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
 
 /// Decodes a frame fetched for `id`, turning a bad frame into [`StoreError::Corrupt`].
 /// Stores call this on every get.

@@ -74,6 +74,9 @@ pub struct Report {
     /// Copies that could not be deleted (their tombstones stay for the next run).
     pub failed: Vec<String>,
     pub compaction: Option<Compaction>,
+    /// Per local or NAS tier: sparse segment files rewritten and the space given back.
+    #[serde(default)]
+    pub segments: Vec<(String, fvfs_cas::Compacted)>,
     /// Why the S3 step did not run, if it did not.
     pub s3_skipped: Option<String>,
 }
@@ -131,6 +134,14 @@ impl Report {
                 c.packs_rewritten,
                 bytes(c.bytes_moved),
                 bytes(c.bytes_freed)
+            ));
+        }
+        for (tier, c) in self.segments.iter().filter(|(_, c)| c.segments > 0) {
+            out.push_str(&format!(
+                "{tier} segments: {} rewritten ({} moved), {} freed\n",
+                c.segments,
+                bytes(c.moved_bytes),
+                bytes(c.freed_bytes)
             ));
         }
         if let Some(why) = &self.s3_skipped {
@@ -204,6 +215,17 @@ pub async fn collect(
         report.orphans = strays(repo, tiers, &marked, opts.dry_run).await?;
     }
     forget_stray_locations(repo, opts.dry_run)?;
+    if !opts.dry_run {
+        progress.phase("compacting segments", 0);
+        for t in tiers.iter().filter(|t| t.s3.is_none()) {
+            match t.store.compact().await {
+                Ok(c) => report.segments.push((t.name.to_owned(), c)),
+                Err(e) => report
+                    .failed
+                    .push(format!("compacting the {} tier: {e}", t.name)),
+            }
+        }
+    }
     if let Some(s3) = tiers.iter().find_map(|t| t.s3.as_deref()) {
         progress.phase("compacting S3 packs", 0);
         compact(repo, s3, opts, &mut report).await?;

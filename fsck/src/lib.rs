@@ -68,6 +68,15 @@ pub struct Problem {
     pub repaired: bool,
 }
 
+/// What is wrong with a tier's own bookkeeping.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoreProblem {
+    pub tier: String,
+    pub what: String,
+    /// Whether `repair` rebuilt the bookkeeping from the data.
+    pub repaired: bool,
+}
+
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Report {
     pub versions: usize,
@@ -75,6 +84,9 @@ pub struct Report {
     pub data_chunks: u64,
     pub data_bytes_read: u64,
     pub problems: Vec<Problem>,
+    /// Problems with a tier's own bookkeeping (a pack store's index), one line each.
+    #[serde(default)]
+    pub stores: Vec<StoreProblem>,
     /// Copies a tier holds durably though the chunk's bitmask does not claim them (a
     /// crash between a copy and its bit, or between a bit cleared and the copy's
     /// deletion): harmless, so not problems; with `repair` they are claimed.
@@ -91,12 +103,20 @@ pub struct Report {
 impl Report {
     /// No problem left unrepaired.
     pub fn is_clean(&self) -> bool {
-        self.problems.iter().all(|p| p.repaired)
+        self.problems.iter().all(|p| p.repaired) && self.stores.iter().all(|p| p.repaired)
     }
 
     /// The problems, one line each, then the summary line.
     pub fn render(&self) -> String {
         let mut out: String = self
+            .stores
+            .iter()
+            .map(|p| {
+                let fixed = if p.repaired { "repaired" } else { "problem" };
+                format!("{fixed}: {}: {}\n", p.tier, p.what)
+            })
+            .collect();
+        out += &self
             .problems
             .iter()
             .map(|p| {
@@ -111,7 +131,7 @@ impl Report {
                     p.what, p.id, p.path
                 )
             })
-            .collect();
+            .collect::<String>();
         let read = if self.data_bytes_read > 0 {
             format!(
                 " ({} read and verified)",
@@ -132,7 +152,8 @@ impl Report {
             self.versions,
             self.nodes,
             self.data_chunks,
-            self.problems.len() - repaired,
+            self.problems.len() + self.stores.len() - repaired
+                - self.stores.iter().filter(|p| p.repaired).count(),
         ));
         out
     }
@@ -190,6 +211,17 @@ pub async fn check(
     // Walk: every reachable chunk once, with the first path using it.
     let mut seen: HashMap<ChunkId, String> = HashMap::new();
     let mut nodes: HashSet<ChunkId> = HashSet::new();
+    // Each tier's own bookkeeping first: a rebuilt index may bring chunks back.
+    progress.phase("checking the stores' indexes", 0);
+    for t in tiers {
+        for what in t.store.check_store(opts.repair).await? {
+            report.stores.push(StoreProblem {
+                tier: t.name.to_owned(),
+                what,
+                repaired: opts.repair,
+            });
+        }
+    }
     let problems = &mut report.problems;
     progress.phase("walking the trees", 0);
     walk::reachable(
@@ -231,10 +263,14 @@ pub async fn check(
         }
     }
     progress.phase("checking chunks on every tier", seen.len() as u64);
-    // In id order, which is the stores' shard order: each shard directory is read
-    // through once instead of being visited at random.
-    let mut seen: Vec<(ChunkId, String)> = seen.into_iter().collect();
-    seen.sort_unstable_by_key(|(id, _)| *id);
+    // In the local tier's storage order: its segments are read front to back
+    // instead of at random.
+    let mut seen: Vec<(u64, ChunkId, String)> = seen
+        .into_iter()
+        .map(|(id, p)| (tiers[0].store.read_order(&id), id, p))
+        .collect();
+    seen.sort_unstable_by_key(|(order, id, _)| (*order, *id));
+    let seen: Vec<(ChunkId, String)> = seen.into_iter().map(|(_, id, p)| (id, p)).collect();
     // Copies found unclaimed are claimed only if no collection deleted them meanwhile.
     let mark = repo.copy_mark();
     let checked = check_all(repo, tiers, seen, opts, listed, progress).await?;

@@ -10,7 +10,7 @@ pub mod api;
 #[cfg(feature = "client")]
 pub mod client;
 mod error;
-pub mod kv;
+pub use fvfs_cas::kv;
 pub mod meta;
 pub mod node;
 pub mod path;

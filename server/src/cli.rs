@@ -77,6 +77,9 @@ pub enum Command {
     /// Drop versions the retention policy does not keep and free what nothing reaches,
     /// on every tier; compact S3 packs. Writers may go on meanwhile.
     Gc(GcArgs),
+    /// Convert the local and NAS chunk stores from the one-file-per-chunk layout of
+    /// earlier versions to pack files, in place (resumable; run while no daemon runs).
+    ConvertStore,
     /// Check that every reachable tree node and chunk is present and intact.
     Fsck {
         /// Also read and verify every data chunk.

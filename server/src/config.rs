@@ -78,6 +78,8 @@ pub struct Tier {
     pub path: Option<PathBuf>,
     pub high_watermark_gb: Option<f64>,
     pub low_watermark_gb: Option<f64>,
+    /// A segment file stops taking records at this size (MiB).
+    pub segment_mb: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -282,6 +284,27 @@ impl Config {
     }
 
     /// The NAS tier's directory, if the tier is configured.
+    /// How the local tier's pack store is laid out and compacted.
+    pub fn local_packs(&self) -> fvfs_cas::PackOptions {
+        self.packs(self.tiers.local.as_ref())
+    }
+
+    /// How the NAS tier's pack store is laid out and compacted.
+    pub fn nas_packs(&self) -> fvfs_cas::PackOptions {
+        self.packs(self.tiers.nas.as_ref())
+    }
+
+    fn packs(&self, tier: Option<&Tier>) -> fvfs_cas::PackOptions {
+        let default = fvfs_cas::PackOptions::default();
+        fvfs_cas::PackOptions {
+            segment_bytes: tier
+                .and_then(|t| t.segment_mb)
+                .map_or(default.segment_bytes, |mb| mb.clamp(1, 1024) << 20),
+            compact_below: self.gc.compact_below,
+            ..default
+        }
+    }
+
     pub fn nas_path(&self) -> Option<&Path> {
         self.tiers.nas.as_ref().and_then(|t| t.path.as_deref())
     }

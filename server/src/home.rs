@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! HOME/lock      flock(2)ed by the process using the store; holds its pid
-//! HOME/chunks/   the local chunk store (fvfs_cas::DirStore)
+//! HOME/chunks/   the local chunk store (fvfs_cas::PackStore)
 //! HOME/meta/     the metadata database (sled)
 //! ```
 //! sled admits one process per database, so every command takes the lock first and,
@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use fvfs_cas::{ChunkStore, DirStore};
+use fvfs_cas::{ChunkStore, PackOptions, PackStore};
 use fvfs_manifest::kv::Kv;
 use fvfs_manifest::Repo;
 use fvfs_tiering::{Bucket, NasStore, S3Settings, S3Store, TieredStore};
@@ -36,17 +36,17 @@ impl Home {
     /// that order). Nothing is sent to S3 here: a daemon starts while S3 is down.
     pub async fn open(
         dir: PathBuf,
-        chunks: &Path,
-        nas: Option<&Path>,
+        chunks: (&Path, PackOptions),
+        nas: Option<(&Path, PackOptions)>,
         s3: Option<&S3Settings>,
     ) -> Result<Self> {
         fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create data directory {}", dir.display()))?;
         let lock = lock(&dir)?;
-        let local: Arc<dyn ChunkStore> = Arc::new(DirStore::open(chunks)?);
+        let local: Arc<dyn ChunkStore> = Arc::new(PackStore::open(chunks.0, chunks.1)?);
         let kv = Kv::open(&dir.join("meta"))?;
         let nas: Option<Arc<dyn ChunkStore>> =
-            nas.map(|p| Arc::new(NasStore::new(p)) as Arc<dyn ChunkStore>);
+            nas.map(|(p, o)| Arc::new(NasStore::new(p, o)) as Arc<dyn ChunkStore>);
         let s3 = match s3 {
             Some(settings) => {
                 let bucket = Bucket::connect(settings).await;
@@ -179,7 +179,8 @@ impl std::error::Error for Busy {}
 /// File in the data directory holding the URL of the daemon using it.
 pub const DAEMON_INFO: &str = "daemon.url";
 
-fn lock(dir: &Path) -> Result<File> {
+/// Takes the data directory's lock (see the module's doc), or says who holds it.
+pub fn lock(dir: &Path) -> Result<File> {
     let path = dir.join("lock");
     let mut file = OpenOptions::new()
         .read(true)
@@ -188,7 +189,7 @@ fn lock(dir: &Path) -> Result<File> {
         .truncate(false)
         .open(&path)
         .with_context(|| format!("cannot open {}", path.display()))?;
-    if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+    if !fvfs_cas::platform::lock_exclusive(&file).unwrap_or(false) {
         let mut pid = String::new();
         let _ = file.read_to_string(&mut pid);
         return Err(Busy {

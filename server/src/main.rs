@@ -9,6 +9,7 @@
 
 mod cli;
 mod config;
+mod convert;
 mod export;
 mod home;
 mod mdns;
@@ -65,10 +66,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let s3 = config.s3();
+    let chunks = config.local_path(&dir);
+    if let Command::ConvertStore = cli.command {
+        return convert::run(&dir, &config, &chunks);
+    }
     let opened = home::Home::open(
         dir.clone(),
-        &config.local_path(&dir),
-        config.nas_path(),
+        (&chunks, config.local_packs()),
+        config.nas_path().map(|p| (p, config.nas_packs())),
         s3.as_ref(),
     )
     .await;
@@ -125,7 +130,9 @@ async fn local(home: &home::Home, config: &config::Config, command: Command) -> 
             };
             serve::run(home, options).await?
         }
-        Command::Token => unreachable!("answered before the store is opened"),
+        Command::Token | Command::ConvertStore => {
+            unreachable!("answered before the store is opened")
+        }
         Command::Migrate(args) => return Ok(migrate::run(repo, args).await?.report()),
         Command::Snapshot { action } => match action {
             SnapshotAction::Create { name } => {

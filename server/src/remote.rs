@@ -44,7 +44,9 @@ async fn through(api: &Api, command: Command) -> Result<ExitCode> {
         Command::Serve { .. } => {
             anyhow::bail!("a daemon already serves this store at {}", api.base)
         }
-        Command::Token => unreachable!("answered before the store is opened"),
+        Command::Token | Command::ConvertStore => {
+            unreachable!("answered before the store is opened")
+        }
         Command::Recover { .. } => {
             anyhow::bail!("a daemon serves this store at {}: recover rebuilds a lost store, stop the daemon and use an empty data directory", api.base)
         }

@@ -1,9 +1,9 @@
-//! The NAS tier: a directory chunk store on a mounted share, which refuses to work
-//! while the share is not mounted.
+//! The NAS tier: a pack store on a mounted share, which refuses to work while the
+//! share is not mounted.
 //!
 //! # Invariant: never write to a bare mountpoint
 //! When an SMB or NFS mount goes away, its path stays as an empty directory on the
-//! local disk. A plain [`DirStore`] there would create a fresh store and quietly fill
+//! local disk. A plain [`PackStore`] there would create a fresh store and quietly fill
 //! the local disk with "NAS" copies. So a `NasStore` is created once, explicitly
 //! ([`NasStore::init`], when the tier is first configured), and afterwards every
 //! operation first checks that the store's marker is present; without it the tier is
@@ -15,12 +15,13 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
-use fvfs_cas::{ChunkId, ChunkStore, DirStore, Loaded, StoreError, Usage};
+use fvfs_cas::{ChunkId, ChunkStore, Compacted, Loaded, PackOptions, PackStore, StoreError, Usage};
 
 pub struct NasStore {
     root: PathBuf,
+    opts: PackOptions,
     /// Opened on first use once the share is there; reopened after it came back.
-    open: Mutex<Option<DirStore>>,
+    open: Mutex<Option<PackStore>>,
 }
 
 impl NasStore {
@@ -33,13 +34,14 @@ impl NasStore {
                 root.display()
             )));
         }
-        DirStore::open(root).map(drop)
+        PackStore::open(root, PackOptions::default()).map(drop)
     }
 
     /// The NAS store at `root`; nothing is touched until it is used.
-    pub fn new(root: impl Into<PathBuf>) -> Self {
+    pub fn new(root: impl Into<PathBuf>, opts: PackOptions) -> Self {
         Self {
             root: root.into(),
+            opts,
             open: Mutex::new(None),
         }
     }
@@ -49,9 +51,10 @@ impl NasStore {
     }
 
     /// The underlying store, if the share is mounted now.
-    fn store(&self) -> Result<DirStore, StoreError> {
+    fn store(&self) -> Result<PackStore, StoreError> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if !DirStore::exists_at(&self.root) {
+        // A store in the old layout opens to an error naming the command converting it.
+        if !PackStore::exists_at(&self.root) && !fvfs_cas::pack::is_legacy(&self.root) {
             *open = None;
             return Err(StoreError::Unavailable(format!(
                 "NAS store {} is not there (share not mounted, or never initialised)",
@@ -59,7 +62,7 @@ impl NasStore {
             )));
         }
         if open.is_none() {
-            *open = Some(DirStore::open(&self.root)?);
+            *open = Some(PackStore::open(&self.root, self.opts)?);
         }
         Ok(open.clone().expect("just opened"))
     }
@@ -97,6 +100,18 @@ impl ChunkStore for NasStore {
     async fn sync(&self) -> Result<(), StoreError> {
         self.store()?.sync().await
     }
+
+    fn read_order(&self, id: &ChunkId) -> u64 {
+        self.store().map_or(0, |s| s.read_order(id))
+    }
+
+    async fn check_store(&self, repair: bool) -> Result<Vec<String>, StoreError> {
+        self.store()?.check_store(repair).await
+    }
+
+    async fn compact(&self) -> Result<Compacted, StoreError> {
+        self.store()?.compact().await
+    }
 }
 
 /// Gets the NAS tier at `root` ready for `repo`: creates the store there the first
@@ -107,7 +122,7 @@ pub async fn prepare(
     root: &Path,
 ) -> Result<Option<String>, fvfs_manifest::ManifestError> {
     use fvfs_manifest::meta::TIER_NAS;
-    if DirStore::exists_at(root) {
+    if PackStore::exists_at(root) || fvfs_cas::pack::is_legacy(root) {
         if !repo.tier_initialised(TIER_NAS)? {
             repo.mark_tier_initialised(TIER_NAS).await?;
         }
@@ -137,7 +152,7 @@ mod tests {
     async fn passes_conformance() {
         let dir = tempfile::tempdir().unwrap();
         NasStore::init(dir.path()).unwrap();
-        fvfs_cas::conformance::run(&NasStore::new(dir.path())).await;
+        fvfs_cas::conformance::run(&NasStore::new(dir.path(), PackOptions::default())).await;
     }
 
     #[tokio::test]
@@ -149,7 +164,7 @@ mod tests {
         NasStore::init(&share).unwrap();
         // "Mount" the share, store a chunk, then "unmount": an empty directory remains.
         std::fs::rename(&share, &mountpoint).unwrap();
-        let nas = NasStore::new(&mountpoint);
+        let nas = NasStore::new(&mountpoint, PackOptions::default());
         let id = nas.put_data(b"photo").await.unwrap();
         nas.sync().await.unwrap();
         std::fs::rename(&mountpoint, &share).unwrap();

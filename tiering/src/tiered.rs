@@ -151,6 +151,18 @@ impl ChunkStore for TieredStore {
     async fn sync(&self) -> Result<(), StoreError> {
         self.local.sync().await
     }
+
+    fn read_order(&self, id: &ChunkId) -> u64 {
+        self.local.read_order(id)
+    }
+
+    async fn check_store(&self, repair: bool) -> Result<Vec<String>, StoreError> {
+        self.local.check_store(repair).await
+    }
+
+    async fn compact(&self) -> Result<fvfs_cas::Compacted, StoreError> {
+        self.local.compact().await
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! The key-value adapter: the only module that knows the metadata engine is sled.
+//! The key-value adapter: the only module that knows the metadata engine is sled. The
+//! manifest keeps its records in one; each pack store keeps its chunk locations in one.
 //!
 //! Everything above it sees a sorted byte map with atomic batches and a durable flush,
 //! so the engine could be swapped by rewriting this file alone.
@@ -6,8 +7,9 @@
 //! # Durability
 //! sled 0.34's `flush` does not survive a power cut on Linux (it writes with
 //! `sync_file_range`, which neither persists new blocks' metadata nor the disk
-//! cache), so [`Kv::flush_durable`] follows it with an `fsync` of sled's `db` file
-//! and of the folder. Values must stay small (well under 64 KiB): sled writes large
+//! cache), so [`Kv::flush_durable`] follows it with an `fsync` of sled's `db` and
+//! `conf` files and of the folder (and [`Kv::open`] makes the folder's own entry in
+//! its parent durable). Values must stay small (well under 64 KiB): sled writes large
 //! values to blob files that it never fsyncs. [`Kv::apply`] enforces that.
 
 use std::fs::File;
@@ -65,6 +67,7 @@ pub struct Kv {
 impl Kv {
     /// Opens (or creates) the database in folder `path`. Fails if another process has it open.
     pub fn open(path: &Path) -> Result<Self, KvError> {
+        let fresh = !path.exists();
         let db = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
@@ -75,10 +78,17 @@ impl Kv {
                 path: path.to_owned(),
                 detail: e.to_string(),
             })?;
-        Ok(Self {
+        let kv = Self {
             path: path.to_owned(),
             db,
-        })
+        };
+        if fresh {
+            kv.flush_durable()?;
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                crate::platform::sync_dir(parent).map_err(|e| kv.err(e))?;
+            }
+        }
+        Ok(kv)
     }
 
     fn err(&self, e: impl ToString) -> KvError {
@@ -162,9 +172,13 @@ impl Kv {
     /// Makes everything applied so far survive a crash or a power cut.
     pub fn flush_durable(&self) -> Result<(), KvError> {
         self.db.flush().map_err(|e| self.err(e))?;
-        for path in [self.path.join("db"), self.path.clone()] {
+        for path in [
+            self.path.join("db"),
+            self.path.join("conf"),
+            self.path.clone(),
+        ] {
             File::open(&path)
-                .and_then(|f| f.sync_all())
+                .and_then(|f| crate::platform::sync_all(&f))
                 .map_err(|e| self.err(format!("fsync {}: {e}", path.display())))?;
         }
         Ok(())

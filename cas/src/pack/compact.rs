@@ -1,0 +1,133 @@
+//! Compaction: segments whose live share fell below `compact_below` are rewritten.
+//!
+//! Crash-safe by order, one segment at a time, with `sync_lock` held (no sync, delete
+//! or other compaction meanwhile; puts go on in other segments):
+//! 1. every live record (its location still names it) is appended to an open segment;
+//! 2. that segment is fdatasynced (and the folder);
+//! 3. one index update switches the locations, adds the new segment's length and
+//!    forgets the old segment, flushed durably;
+//! 4. the old file is removed and the folder synced.
+//! A crash before 3 leaves the old locations (the copies are cut at open, past the
+//! synced length); after 3, the old file is one the index does not know, which
+//! `open` removes. Failpoints (`FVFS_FAILPOINT=compact-N`) abort the process after
+//! step N, for the test that kills a daemon at every step.
+
+use std::collections::HashSet;
+use std::fs::File;
+
+use super::index::{self, Loc};
+use super::scan::{self, Found};
+use super::{lock, Inner, UPDATING};
+use crate::kv::Batch;
+use crate::{failpoint, platform, ChunkId, Compacted, StoreError};
+
+pub(super) fn compact(inner: &Inner) -> Result<Compacted, StoreError> {
+    let _one_at_a_time = lock(&inner.sync_lock);
+    inner.sync_locked()?;
+    let active: HashSet<u32> = lock(&inner.active).clone();
+    let mut sparse: Vec<(u32, u64)> = lock(&inner.state)
+        .stats
+        .iter()
+        .filter(|(seg, s)| {
+            !active.contains(seg)
+                && s.synced_len > 0
+                && (s.live_bytes as f64) < inner.opts.compact_below * s.synced_len as f64
+        })
+        .map(|(seg, s)| (*seg, s.synced_len))
+        .collect();
+    sparse.sort_unstable();
+    let mut done = Compacted::default();
+    for (seg, len) in sparse {
+        done.moved_bytes += rewrite(inner, seg)?;
+        done.segments += 1;
+        done.freed_bytes += len;
+    }
+    Ok(done)
+}
+
+/// Moves the live records of `seg` elsewhere and removes it; returns the bytes moved.
+fn rewrite(inner: &Inner, seg: u32) -> Result<u64, StoreError> {
+    let path = inner.segment_path(seg);
+    let file = File::open(&path).map_err(|e| StoreError::io("open", &path, e))?;
+    let len = lock(&inner.state)
+        .stats
+        .get(&seg)
+        .map_or(0, |s| s.synced_len);
+    let mut moved: Vec<(ChunkId, Loc)> = Vec::new();
+    let mut writer = None;
+    let copied = scan::scan(&file, &path, len, |found| -> Result<(), StoreError> {
+        let Found::Record {
+            offset,
+            header,
+            frame,
+            intact: true,
+        } = found
+        else {
+            return Ok(());
+        };
+        let live = inner
+            .kv
+            .get(&index::loc_key(&header.id))
+            .map_err(|e| inner.kv_err(e))?
+            .and_then(|b| Loc::decode(&b))
+            .is_some_and(|l| l.seg == seg && l.offset == offset);
+        if live {
+            let w = match &mut writer {
+                Some(w) => w,
+                None => writer.insert(inner.checkout()?),
+            };
+            moved.push((header.id, inner.append(w, &header.id, frame)?));
+        }
+        Ok(())
+    });
+    let target = writer.as_ref().map(|w| (w.seg, w.file.clone()));
+    if let Some(w) = writer {
+        inner.checkin(w);
+    }
+    copied?;
+    failpoint::hit("compact-1");
+    if let Some((tseg, tfile)) = &target {
+        platform::sync_data(tfile)
+            .map_err(|e| StoreError::io("sync", inner.segment_path(*tseg), e))?;
+    }
+    platform::sync_dir(&inner.segments).map_err(|e| StoreError::io("sync", &inner.segments, e))?;
+    failpoint::hit("compact-2");
+
+    // The new segment's length first and the old segment's removal last, so a
+    // crash between batches leaves every location inside a segment the index knows.
+    let mut stats = lock(&inner.state).stats.clone();
+    let mut batch = Batch::default();
+    batch.insert(UPDATING, Vec::new());
+    if let Some((tseg, _)) = target {
+        let t = stats.entry(tseg).or_default();
+        for (_, loc) in &moved {
+            t.live_bytes += loc.record_len();
+            t.live_records += 1;
+            t.synced_len = t.synced_len.max(loc.end());
+        }
+        batch.insert(index::seg_key(tseg), t.encode().to_vec());
+    }
+    for (id, loc) in &moved {
+        batch.insert(index::loc_key(id).to_vec(), loc.encode().to_vec());
+        if batch.len() >= super::BATCH_OPS {
+            inner
+                .kv
+                .apply(std::mem::take(&mut batch))
+                .map_err(|e| inner.kv_err(e))?;
+        }
+    }
+    stats.remove(&seg);
+    batch.remove(index::seg_key(seg).to_vec());
+    batch.remove(UPDATING);
+    inner.kv.apply(batch).map_err(|e| inner.kv_err(e))?;
+    inner.kv.flush_durable().map_err(|e| inner.kv_err(e))?;
+    lock(&inner.state).stats = stats;
+    failpoint::hit("compact-3");
+
+    lock(&inner.readers).remove(&seg);
+    drop(file);
+    std::fs::remove_file(&path).map_err(|e| StoreError::io("delete", &path, e))?;
+    platform::sync_dir(&inner.segments).map_err(|e| StoreError::io("sync", &inner.segments, e))?;
+    failpoint::hit("compact-4");
+    Ok(moved.iter().map(|(_, l)| l.record_len()).sum())
+}

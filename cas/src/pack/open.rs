@@ -1,0 +1,330 @@
+//! Opening a pack store: creating it, recovering from a crash, and rebuilding or
+//! checking its index against the segments.
+//!
+//! Recovery trusts the index and cuts the segments to it: every segment is cut back
+//! to its synced length, and a segment the index does not know is removed (its
+//! records were never synced, or a compaction moved them all before it crashed). An
+//! index that is missing while segments exist is rebuilt from them by a scan.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, Mutex};
+
+use super::index::{self, Loc, SegStat};
+use super::scan::{self, Found};
+use super::{lock, Inner, PackOptions, State, Writer, MARKER, MARKER_TEXT, UPDATING};
+use crate::kv::{Batch, Kv};
+use crate::{platform, ChunkId, StoreError};
+
+pub(super) fn open(root: PathBuf, opts: PackOptions) -> Result<Inner, StoreError> {
+    let segments = root.join("segments");
+    if !root.join(MARKER).exists() {
+        create(&root, &segments)?;
+    }
+    let index_dir = root.join("index");
+    let had_index = index_dir.join("db").exists();
+    let kv = Kv::open(&index_dir).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    let mut inner = Inner {
+        root,
+        segments,
+        kv,
+        opts,
+        state: Mutex::new(State::default()),
+        pool: Mutex::new(Vec::new()),
+        active: Mutex::new(Default::default()),
+        next_seg: AtomicU32::new(1),
+        readers: Mutex::new(HashMap::new()),
+        sync_lock: Mutex::new(()),
+    };
+    let files = segment_files(&inner.segments)?;
+    if !had_index && !files.is_empty() {
+        rebuild(&inner)?;
+    }
+    let stats = load_stats(&inner)?;
+    let mut removed = false;
+    let mut writers = Vec::new();
+    for (seg, path) in &files {
+        let Some(stat) = stats.get(seg) else {
+            fs::remove_file(path).map_err(|e| StoreError::io("delete", path, e))?;
+            removed = true;
+            continue;
+        };
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| StoreError::io("open", path, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| StoreError::io("stat", path, e))?
+            .len();
+        if len > stat.synced_len {
+            file.set_len(stat.synced_len)
+                .and_then(|()| platform::sync_data(&file))
+                .map_err(|e| StoreError::io("truncate", path, e))?;
+        }
+        if stat.synced_len < opts.segment_bytes && writers.len() < opts.max_open {
+            writers.push(Writer {
+                seg: *seg,
+                file: Arc::new(file),
+                len: stat.synced_len.min(len),
+            });
+        }
+    }
+    if removed {
+        platform::sync_dir(&inner.segments)
+            .map_err(|e| StoreError::io("sync", &inner.segments, e))?;
+    }
+    let last = files
+        .iter()
+        .map(|(s, _)| *s)
+        .chain(stats.keys().copied())
+        .max()
+        .unwrap_or(0);
+    inner.next_seg = AtomicU32::new(last + 1);
+    *lock(&inner.active) = writers.iter().map(|w| w.seg).collect();
+    *lock(&inner.pool) = writers;
+    if inner.kv.contains(UPDATING).map_err(|e| inner.kv_err(e))? {
+        recount(&inner)?;
+    }
+    let totals = inner
+        .kv
+        .get(index::TOTALS)
+        .map_err(|e| inner.kv_err(e))?
+        .and_then(|b| index::decode_totals(&b))
+        .unwrap_or((0, 0));
+    let mut st = lock(&inner.state);
+    st.stats = load_stats(&inner)?;
+    st.totals = totals;
+    drop(st);
+    Ok(inner)
+}
+
+/// Makes an empty pack store at `root` (refusing a foreign non-empty directory).
+fn create(root: &Path, segments: &Path) -> Result<(), StoreError> {
+    fs::create_dir_all(root).map_err(|e| StoreError::io("create", root, e))?;
+    // A store being converted from the chunk-file layout holds that layout too.
+    let legacy = super::is_legacy(root);
+    let foreign = fs::read_dir(root)
+        .map_err(|e| StoreError::io("read", root, e))?
+        .filter_map(Result::ok)
+        .any(|e| match e.file_name().to_str() {
+            Some("segments" | "index") => false,
+            Some("FVFS-STORE" | "OPEN" | "damaged") => !legacy,
+            Some(n) => !(legacy && n.len() == 2 && n.bytes().all(|b| b.is_ascii_hexdigit())),
+            None => true,
+        });
+    if foreign {
+        return Err(StoreError::Unavailable(format!(
+            "{} is not empty and not an fvfs chunk store",
+            root.display()
+        )));
+    }
+    fs::create_dir_all(segments).map_err(|e| StoreError::io("create", segments, e))?;
+    let marker = root.join(MARKER);
+    let written = File::create(&marker).and_then(|mut f| {
+        use std::io::Write;
+        f.write_all(MARKER_TEXT.as_bytes())?;
+        platform::sync_all(&f)
+    });
+    written.map_err(|e| StoreError::io("write", &marker, e))?;
+    platform::sync_dir(root).map_err(|e| StoreError::io("sync", root, e))?;
+    if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+        platform::sync_dir(parent).map_err(|e| StoreError::io("sync", parent, e))?;
+    }
+    Ok(())
+}
+
+/// Segment numbers and paths in `dir`, in order.
+pub(super) fn segment_files(dir: &Path) -> Result<Vec<(u32, PathBuf)>, StoreError> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| StoreError::io("list", dir, e))? {
+        let entry = entry.map_err(|e| StoreError::io("list", dir, e))?;
+        let name = entry.file_name();
+        let Some(seg) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".seg"))
+            .and_then(|n| n.parse().ok())
+        else {
+            continue;
+        };
+        out.push((seg, entry.path()));
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn load_stats(inner: &Inner) -> Result<HashMap<u32, SegStat>, StoreError> {
+    let mut stats = HashMap::new();
+    for pair in inner.kv.scan_prefix(&[index::SEG_PREFIX], false) {
+        let (k, v) = pair.map_err(|e| inner.kv_err(e))?;
+        if let (Some(seg), Some(stat)) = (index::seg_of_key(&k), SegStat::decode(&v)) {
+            stats.insert(seg, stat);
+        }
+    }
+    Ok(stats)
+}
+
+/// Recomputes every segment's live counts and the totals from the locations.
+fn recount(inner: &Inner) -> Result<(), StoreError> {
+    let mut stats = load_stats(inner)?;
+    for s in stats.values_mut() {
+        s.live_bytes = 0;
+        s.live_records = 0;
+    }
+    let mut totals = (0u64, 0u64);
+    for pair in inner.kv.scan_prefix(&[index::LOC_PREFIX], false) {
+        let (_, v) = pair.map_err(|e| inner.kv_err(e))?;
+        let Some(loc) = Loc::decode(&v) else { continue };
+        let s = stats.entry(loc.seg).or_default();
+        s.live_bytes += loc.record_len();
+        s.live_records += 1;
+        s.synced_len = s.synced_len.max(loc.end());
+        totals.0 += 1;
+        totals.1 += loc.record_len();
+    }
+    let mut batch = Batch::default();
+    for (seg, s) in &stats {
+        batch.insert(index::seg_key(*seg), s.encode().to_vec());
+    }
+    batch.insert(
+        index::TOTALS,
+        index::encode_totals(totals.0, totals.1).to_vec(),
+    );
+    batch.remove(UPDATING);
+    inner.kv.apply(batch).map_err(|e| inner.kv_err(e))?;
+    inner.kv.flush_durable().map_err(|e| inner.kv_err(e))
+}
+
+/// Indexes every intact record of every segment that the index lacks or names
+/// wrongly, then recounts. Records of deleted chunks whose bytes were not freed yet
+/// come back as extra copies (never a loss; an offline gc removes them). Returns one
+/// line per damaged range found.
+fn rebuild(inner: &Inner) -> Result<Vec<String>, StoreError> {
+    let mut problems = Vec::new();
+    let mut batch = Batch::default();
+    batch.insert(UPDATING, Vec::new());
+    for (seg, path) in segment_files(&inner.segments)? {
+        let file = File::open(&path).map_err(|e| StoreError::io("open", &path, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| StoreError::io("stat", &path, e))?
+            .len();
+        let mut end = 0;
+        scan::scan(&file, &path, len, |found| -> Result<(), StoreError> {
+            match found {
+                Found::Record {
+                    offset,
+                    header,
+                    intact: true,
+                    ..
+                } => {
+                    let loc = Loc {
+                        seg,
+                        offset,
+                        frame_len: header.frame_len,
+                    };
+                    end = loc.end();
+                    let key = index::loc_key(&header.id);
+                    let known = inner.kv.get(&key).map_err(|e| inner.kv_err(e))?;
+                    if !known
+                        .and_then(|b| Loc::decode(&b))
+                        .is_some_and(|l| names(inner, &l, &header.id))
+                    {
+                        batch.insert(key.to_vec(), loc.encode().to_vec());
+                    }
+                }
+                Found::Record { offset, header, .. } => problems.push(format!(
+                    "segment {seg}: record of chunk {} at {offset} is damaged",
+                    header.id
+                )),
+                Found::Damaged { offset, len } => {
+                    problems.push(format!("segment {seg}: {len} damaged bytes at {offset}"))
+                }
+            }
+            if batch.len() >= super::BATCH_OPS {
+                inner
+                    .kv
+                    .apply(std::mem::take(&mut batch))
+                    .map_err(|e| inner.kv_err(e))?;
+            }
+            Ok(())
+        })?;
+        let stat = SegStat {
+            synced_len: end,
+            ..SegStat::default()
+        };
+        batch.insert(index::seg_key(seg), stat.encode().to_vec());
+    }
+    inner.kv.apply(batch).map_err(|e| inner.kv_err(e))?;
+    // Entries naming nothing intact (a lost segment, a damaged record) go.
+    let mut batch = Batch::default();
+    for pair in inner.kv.scan_prefix(&[index::LOC_PREFIX], false) {
+        let (k, v) = pair.map_err(|e| inner.kv_err(e))?;
+        let id = ChunkId::from_slice(&k[1..]).expect("32-byte key");
+        if !Loc::decode(&v).is_some_and(|l| names(inner, &l, &id)) {
+            batch.remove(k);
+        }
+    }
+    inner.kv.apply(batch).map_err(|e| inner.kv_err(e))?;
+    recount(inner)?;
+    Ok(problems)
+}
+
+/// Whether the record at `loc` is an intact record of `id`.
+fn names(inner: &Inner, loc: &Loc, id: &ChunkId) -> bool {
+    inner.read(id, *loc).is_ok()
+}
+
+/// Whether the record at `loc` has a whole header naming `id` (the frame is read
+/// and verified by fsck's `--read-data`, not here).
+fn header_names(inner: &Inner, loc: &Loc, id: &ChunkId) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut head = [0u8; super::record::HEADER_LEN];
+    inner
+        .reader(loc.seg)
+        .is_ok_and(|f| f.read_exact_at(&mut head, loc.offset).is_ok())
+        && super::record::decode_header(&head)
+            .is_some_and(|h| h.id == *id && h.frame_len == loc.frame_len)
+}
+
+/// [`crate::ChunkStore::check_store`] of a pack store: every location names a
+/// record of its chunk inside its segment's synced length. With `repair`, the index
+/// is rebuilt from the segments (and the problems it found are reported).
+pub(super) fn check(inner: &Inner, repair: bool) -> Result<Vec<String>, StoreError> {
+    let _one_at_a_time = lock(&inner.sync_lock);
+    inner.sync_locked()?;
+    let stats = lock(&inner.state).stats.clone();
+    let mut problems = Vec::new();
+    for pair in inner.kv.scan_prefix(&[index::LOC_PREFIX], false) {
+        let (k, v) = pair.map_err(|e| inner.kv_err(e))?;
+        let id = ChunkId::from_slice(&k[1..]).expect("32-byte key");
+        let Some(loc) = Loc::decode(&v) else {
+            problems.push(format!("index entry of chunk {id} is malformed"));
+            continue;
+        };
+        let within = stats
+            .get(&loc.seg)
+            .is_some_and(|s| loc.end() <= s.synced_len);
+        if !within || !header_names(inner, &loc, &id) {
+            problems.push(format!(
+                "index names chunk {id} at segment {} offset {}, where no intact record of it is",
+                loc.seg, loc.offset
+            ));
+        }
+    }
+    if repair {
+        problems.extend(rebuild(inner)?);
+        lock(&inner.state).stats = load_stats(inner)?;
+        let totals = inner
+            .kv
+            .get(index::TOTALS)
+            .map_err(|e| inner.kv_err(e))?
+            .and_then(|b| index::decode_totals(&b))
+            .unwrap_or((0, 0));
+        lock(&inner.state).totals = totals;
+    }
+    Ok(problems)
+}

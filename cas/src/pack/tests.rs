@@ -1,0 +1,241 @@
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+
+use super::*;
+use crate::ChunkStoreExt;
+
+fn small() -> PackOptions {
+    PackOptions {
+        segment_bytes: 256 << 10,
+        ..PackOptions::default()
+    }
+}
+
+/// Incompressible bytes, different for each seed.
+fn noise(seed: u32, len: usize) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    blake3::Hasher::new()
+        .update(&seed.to_le_bytes())
+        .finalize_xof()
+        .fill(&mut out);
+    out
+}
+
+#[tokio::test]
+async fn passes_conformance() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::conformance::run(&PackStore::open(dir.path().join("s"), small()).unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_conformance_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("s");
+    crate::conformance::reopen(|| PackStore::open(&root, small()).unwrap()).await;
+}
+
+#[tokio::test]
+async fn a_torn_tail_is_cut_and_appending_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("s");
+    let store = PackStore::open(&root, small()).unwrap();
+    let a = store.put_data(b"first").await.unwrap();
+    store.sync().await.unwrap();
+    let (seg, _) = store.locate(&a).unwrap().unwrap();
+    drop(store);
+    // A crash mid-append: half a record, then garbage.
+    let rec = record::encode(&ChunkId::of(b"torn"), &crate::frame::encode(b"torn"));
+    let mut f = fs::OpenOptions::new().append(true).open(&seg).unwrap();
+    f.write_all(&rec[..rec.len() / 2]).unwrap();
+    f.write_all(b"\xff\xfe garbage").unwrap();
+    let before = fs::metadata(&seg).unwrap().len();
+    drop(f);
+
+    let store = PackStore::open(&root, small()).unwrap();
+    assert!(fs::metadata(&seg).unwrap().len() < before, "tail cut");
+    assert_eq!(&store.get_data(&a).await.unwrap()[..], b"first");
+    let b = store.put_data(b"second").await.unwrap();
+    store.sync().await.unwrap();
+    drop(store);
+    let store = PackStore::open(&root, small()).unwrap();
+    assert_eq!(&store.get_data(&b).await.unwrap()[..], b"second");
+    assert!(store.check_store(false).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_damaged_record_is_corrupt_and_the_rest_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("s");
+    let store = PackStore::open(&root, small()).unwrap();
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(store.put_data(&noise(i, 3000)).await.unwrap());
+    }
+    store.sync().await.unwrap();
+    // A flipped bit in one frame, another in one header.
+    let (seg, off) = store.locate(&ids[7]).unwrap().unwrap();
+    let (seg9, off9) = store.locate(&ids[9]).unwrap().unwrap();
+    assert_eq!(seg, seg9, "one writer, one segment");
+    let mut bytes = fs::read(&seg).unwrap();
+    bytes[off as usize + record::HEADER_LEN + 100] ^= 0x10;
+    bytes[off9 as usize + 20] ^= 0x10;
+    fs::write(&seg, &bytes).unwrap();
+    for bad in [7, 9] {
+        assert!(matches!(
+            store.get(&ids[bad]).await,
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
+    for (i, id) in ids.iter().enumerate().filter(|(i, _)| ![7, 9].contains(i)) {
+        assert_eq!(store.get_data(id).await.unwrap(), noise(i as u32, 3000));
+    }
+    // The index check reads headers: it names the chunk whose header is damaged.
+    let problems = store.check_store(false).await.unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains(&ids[9].to_hex()));
+    // Repair rebuilds the index from the segments: entries naming damage go (fsck
+    // then copies those chunks again from another tier), the rest stays.
+    let repaired = store.check_store(true).await.unwrap();
+    assert!(repaired.len() >= 2, "{repaired:?}");
+    for bad in [7, 9] {
+        assert!(matches!(
+            store.get(&ids[bad]).await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+    assert!(store.check_store(false).await.unwrap().is_empty());
+    for (i, id) in ids.iter().enumerate().filter(|(i, _)| ![7, 9].contains(i)) {
+        assert_eq!(store.get_data(id).await.unwrap(), noise(i as u32, 3000));
+    }
+}
+
+#[tokio::test]
+async fn a_deleted_index_is_rebuilt_from_the_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("s");
+    let store = PackStore::open(&root, small()).unwrap();
+    let mut ids = Vec::new();
+    for i in 0..300 {
+        ids.push(store.put_data(&noise(i, 2000)).await.unwrap());
+    }
+    store.sync().await.unwrap();
+    let usage = store.usage().await.unwrap();
+    drop(store);
+    fs::remove_dir_all(root.join("index")).unwrap();
+    let store = PackStore::open(&root, small()).unwrap();
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(store.get_data(id).await.unwrap(), noise(i as u32, 2000));
+    }
+    assert_eq!(store.usage().await.unwrap(), usage);
+}
+
+#[tokio::test]
+async fn deleting_punches_a_hole_and_compaction_removes_sparse_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("s");
+    let store = PackStore::open(&root, small()).unwrap();
+    let mut ids = Vec::new();
+    for i in 0..400 {
+        ids.push(store.put_data(&noise(i, 8000)).await.unwrap());
+    }
+    store.sync().await.unwrap();
+    let blocks = |root: &Path| -> u64 {
+        fs::read_dir(root.join("segments"))
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().blocks())
+            .sum()
+    };
+    let full = blocks(&root);
+    for id in &ids[..300] {
+        store.delete(id).await.unwrap();
+    }
+    store.sync().await.unwrap();
+    let punched = blocks(&root);
+    assert!(
+        punched < full / 2,
+        "holes punched: {full} -> {punched} blocks"
+    );
+    let segments = open::segment_files(&root.join("segments")).unwrap().len();
+    let done = store.compact().await.unwrap();
+    assert!(done.segments > 0);
+    assert!(open::segment_files(&root.join("segments")).unwrap().len() < segments);
+    for (i, id) in ids.iter().enumerate().skip(300) {
+        assert_eq!(store.get_data(id).await.unwrap(), noise(i as u32, 8000));
+    }
+    assert!(store.check_store(false).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_use_their_own_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = PackStore::open(dir.path().join("s"), PackOptions::default()).unwrap();
+    let tasks: Vec<_> = (0..8u32)
+        .map(|t| {
+            let s = store.clone();
+            tokio::spawn(async move {
+                for i in 0..100 {
+                    s.put_data(&noise(t * 1000 + i, 5000)).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    store.sync().await.unwrap();
+    assert_eq!(store.usage().await.unwrap().chunks, 800);
+    let listed = store.list().count().await;
+    assert_eq!(listed, 800);
+    for t in 0..8u32 {
+        for i in 0..100 {
+            let d = noise(t * 1000 + i, 5000);
+            assert_eq!(store.get_data(&ChunkId::of(&d)).await.unwrap(), d);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_chunk_file_store_is_refused_then_converted() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("s");
+    fs::create_dir_all(&root).unwrap();
+    fs::write(root.join("FVFS-STORE"), "fvfs chunk store, format 1\n").unwrap();
+    let mut ids = Vec::new();
+    for i in 0..50 {
+        let data = noise(i, 1000);
+        let id = ChunkId::of(&data);
+        let shard = root.join(&id.to_hex()[..2]);
+        fs::create_dir_all(&shard).unwrap();
+        fs::write(shard.join(id.to_hex()), crate::frame::encode(&data)).unwrap();
+        ids.push(id);
+    }
+    // One damaged chunk file, one never-synced temporary.
+    let bad = ids[3];
+    let bad_path = root.join(&bad.to_hex()[..2]).join(bad.to_hex());
+    fs::write(&bad_path, b"FV\x01\x00garbage").unwrap();
+    fs::write(bad_path.with_extension("7.tmp"), b"x").unwrap();
+
+    let err = PackStore::open(&root, small()).err().expect("refused");
+    assert!(err.to_string().contains("fvfsd convert-store"), "{err}");
+    let converted = convert_legacy(&root, small(), |_, _| {}).unwrap();
+    assert_eq!(converted.chunks, 49);
+    assert_eq!(converted.damaged, vec![bad]);
+    let store = PackStore::open(&root, small()).unwrap();
+    for (i, id) in ids.iter().enumerate().filter(|(i, _)| *i != 3) {
+        assert_eq!(store.get_data(id).await.unwrap(), noise(i as u32, 1000));
+    }
+    assert!(root.join("damaged").join(bad.to_hex()).exists());
+    assert!(!root.join("FVFS-STORE").exists());
+}
+
+#[test]
+fn refuses_a_foreign_non_empty_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("holiday.jpg"), b"jpeg").unwrap();
+    assert!(matches!(
+        PackStore::open(dir.path(), small()),
+        Err(StoreError::Unavailable(_))
+    ));
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+}

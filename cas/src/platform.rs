@@ -1,0 +1,84 @@
+//! The few operating-system calls durability and space depend on, with the macOS
+//! variants next to the Linux ones. Nothing else in fvfs calls them directly.
+//!
+//! - [`sync_data`] / [`sync_all`]: a file's data (and, for `sync_all`, its metadata)
+//!   on stable storage when they return. On macOS `fsync` only reaches the drive's
+//!   cache, so both use `F_FULLFSYNC` there.
+//! - [`sync_dir`]: a folder's entries (files created, renamed, removed) durable. Only
+//!   per-file and per-folder syncs are portable promises: `syncfs` flushes nothing on
+//!   FUSE and some network file systems, and macOS has none.
+//! - [`punch_hole`]: frees a byte range in the middle of a file, keeping its size.
+//! - [`lock_exclusive`]: an advisory whole-file lock, without waiting.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+/// Makes `file`'s data, and the metadata needed to read it back (its size), durable.
+pub fn sync_data(file: &File) -> io::Result<()> {
+    #[cfg(target_vendor = "apple")]
+    {
+        rustix::fs::fcntl_fullfsync(file).map_err(io::Error::from)
+    }
+    #[cfg(not(target_vendor = "apple"))]
+    {
+        rustix::fs::fdatasync(file).map_err(io::Error::from)
+    }
+}
+
+/// Makes `file`'s data and all of its metadata durable.
+pub fn sync_all(file: &File) -> io::Result<()> {
+    #[cfg(target_vendor = "apple")]
+    {
+        rustix::fs::fcntl_fullfsync(file).map_err(io::Error::from)
+    }
+    #[cfg(not(target_vendor = "apple"))]
+    {
+        file.sync_all()
+    }
+}
+
+/// Makes the entries of folder `dir` durable: call it after creating, renaming or
+/// removing a file in it.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    sync_all(&File::open(dir)?)
+}
+
+/// Frees the bytes `offset..offset + len` of `file` (they read back as zeros; the
+/// size is unchanged). `Ok(false)` when the file system cannot: the space then waits
+/// for the file to be rewritten.
+pub fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<bool> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use rustix::fs::FallocateFlags;
+        match rustix::fs::fallocate(
+            file,
+            FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+            offset,
+            len,
+        ) {
+            Ok(()) => Ok(true),
+            Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::NOSYS) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        // macOS has F_PUNCHHOLE, but only through a raw fcntl with a struct argument,
+        // which rustix does not wrap and `unsafe_code = "forbid"` rules out here:
+        // freed space waits for compaction, as on a file system that refuses.
+        let _ = (file, offset, len);
+        Ok(false)
+    }
+}
+
+/// Takes an exclusive advisory lock on `file` without waiting; `Ok(false)` if another
+/// process holds it. Released when every handle to the file is closed.
+pub fn lock_exclusive(file: &File) -> io::Result<bool> {
+    use rustix::fs::{flock, FlockOperation};
+    match flock(file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
