@@ -1,0 +1,323 @@
+//! Power cuts: the daemon's data directory and its NAS tier live on `fvfs-powerloss`, a
+//! FUSE file system that keeps every write in memory until its file is fsynced (and
+//! every new name until its folder is), and drops all of it on command. A random
+//! workload (HTTP PUT and DELETE, `fvfsc put -r`, migrations through the daemon,
+//! snapshots, collections) runs until a SIGKILL at a random moment; then the power is
+//! cut and the daemon restarted on what the "disk" kept. Every acknowledged write must
+//! read back byte for byte (the one in flight may have landed or not, never half),
+//! every acknowledged snapshot must exist, `fsck --read-data --all` must be clean and
+//! new writes must be accepted. `FVFS_POWERLOSS_CUTS` sets the number of cuts (CI
+//! runs a few; `benches/README.md` records a long run), `FVFS_POWERLOSS_SEED` replays.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use fvfs_powerloss::Harness;
+use fvfs_tests::daemon::{request, try_raw, Daemon};
+use fvfs_tests::{bin, tree, Fvfsd};
+
+/// xorshift: a seed replays the same workload.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// A path's acknowledged content (`None`: absent) and, while an operation is in
+/// flight, what it would make it.
+#[derive(Default)]
+struct Expect {
+    acked: Option<Vec<u8>>,
+    in_flight: Option<Option<Vec<u8>>>,
+}
+
+fn env_u64(key: &str) -> Option<u64> {
+    std::env::var(key).ok().and_then(|v| v.parse().ok())
+}
+
+/// Every file under `dir`, as fvfs paths under `dest`, with its content.
+fn files_of(dir: &Path, dest: &str) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let name = format!("{dest}/{}", entry.file_name().to_str().unwrap());
+        if entry.file_type().unwrap().is_dir() {
+            out.extend(files_of(&entry.path(), &name));
+        } else {
+            out.push((name, std::fs::read(entry.path()).unwrap()));
+        }
+    }
+    out
+}
+
+/// A small source tree: `files` files in a few folders, some sharing content.
+fn small_tree(root: &Path, files: u64, rng: &mut Rng) {
+    for i in 0..files {
+        let dir = root.join(format!("d{}", i % 4));
+        std::fs::create_dir_all(&dir).unwrap();
+        let seed = if i % 5 == 4 { 7 } else { rng.next() };
+        let len = rng.below(if i == 0 { 1_500_000 } else { 40_000 }) as usize;
+        std::fs::write(
+            dir.join(format!("f{i}")),
+            tree::bytes(seed, len, i % 2 == 0),
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn acknowledged_writes_survive_power_cuts() {
+    let cuts = env_u64("FVFS_POWERLOSS_CUTS").unwrap_or(6);
+    let seed = env_u64("FVFS_POWERLOSS_SEED").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+            | 1
+    });
+    eprintln!("powerloss seed {seed} (FVFS_POWERLOSS_SEED replays it)");
+    let mut rng = Rng(seed);
+    let work = tempfile::tempdir().unwrap();
+    let mut disk = Harness::start(&bin("fvfs-powerloss"), &work.path().join("disk"));
+    // The data directory and the NAS share exist durably before fvfs starts, as on
+    // a real server.
+    let nas = disk.path("nas");
+    std::fs::create_dir(&nas).unwrap();
+    let config = work.path().join("fvfsd.toml");
+    std::fs::write(
+        &config,
+        format!("[tiers.nas]\npath = {:?}\n", nas.to_str().unwrap()),
+    )
+    .unwrap();
+    let global = ["--config", config.to_str().unwrap()];
+    let store = Fvfsd {
+        home: tempfile::tempdir_in(disk.mountpoint()).unwrap(),
+    };
+    std::fs::File::open(disk.mountpoint())
+        .unwrap()
+        .sync_all()
+        .unwrap();
+    let sources = work.path().join("src");
+
+    let mut model: BTreeMap<String, Expect> = BTreeMap::new();
+    let mut snapshots: BTreeSet<String> = BTreeSet::new();
+    let (mut acked_ops, mut landed_in_flight) = (0u64, 0u64);
+    for cut in 0..cuts {
+        let d = Daemon::start_with(&store, &global, "127.0.0.1:0", &[]);
+        if cut > 0 {
+            landed_in_flight += check(&d, &store, &mut model, &snapshots, work.path(), seed);
+        }
+        let killer = {
+            let (pid, after) = (d.pid(), Duration::from_millis(300 + rng.below(2500)));
+            std::thread::spawn(move || {
+                std::thread::sleep(after);
+                rustix::process::kill_process(
+                    rustix::process::Pid::from_raw(pid as i32).unwrap(),
+                    rustix::process::Signal::KILL,
+                )
+                .ok();
+            })
+        };
+        let started = Instant::now();
+        loop {
+            let k = rng.below(40);
+            let (changes, snapshot, answer) = match rng.below(10) {
+                0..=3 => {
+                    let path = format!("/p/f{k}");
+                    let content =
+                        tree::bytes(rng.next(), rng.below(300_000) as usize, rng.below(2) == 0);
+                    let req = request("PUT", &format!("/v1/files{path}"), &[], &content);
+                    mark(&mut model, &[(path, Some(content))]);
+                    (None, None, try_raw(&d.addr, &req).map(|(s, _)| s))
+                }
+                4 => {
+                    let path = format!("/p/f{k}");
+                    let req = request("DELETE", &format!("/v1/files{path}"), &[], b"");
+                    mark(&mut model, &[(path, None)]);
+                    (
+                        None,
+                        None,
+                        try_raw(&d.addr, &req).map(|(s, _)| if s == 404 { 200 } else { s }),
+                    )
+                }
+                5 | 6 => {
+                    let src = sources.join(format!("t{}", rng.next()));
+                    let files = 1 + rng.below(30);
+                    small_tree(&src, files, &mut rng);
+                    let (dest, migrate) = if rng.below(2) == 0 {
+                        (format!("/t{k}"), false)
+                    } else {
+                        ("/m".to_owned(), true)
+                    };
+                    let files = files_of(&src, &dest);
+                    let changes: Vec<_> = files.into_iter().map(|(p, c)| (p, Some(c))).collect();
+                    mark(&mut model, &changes);
+                    let mut cmd = if migrate {
+                        let mut c = store.cmd(global);
+                        c.args([
+                            "migrate",
+                            "--local-src",
+                            src.to_str().unwrap(),
+                            "--dest",
+                            "/m",
+                        ]);
+                        c
+                    } else {
+                        d.fvfsc(["put", &dest, "-r", src.to_str().unwrap()])
+                    };
+                    let out = cmd.output().unwrap();
+                    let answer = if out.status.success() {
+                        Some(200)
+                    } else {
+                        // Refused by a live daemon is a bug; a dead one is the kill.
+                        try_raw(&d.addr, &request("GET", "/v1/status", &[], b"")).map(|_| {
+                            panic!(
+                                "seed {seed}: {} failed with the daemon up: {}",
+                                if migrate { "migrate" } else { "fvfsc put -r" },
+                                String::from_utf8_lossy(&out.stderr)
+                            )
+                        })
+                    };
+                    (Some(changes), None, answer)
+                }
+                7 | 8 => {
+                    let name = format!("s{}", rng.next());
+                    let body = format!("{{\"name\":\"{name}\"}}");
+                    let req = request(
+                        "POST",
+                        "/v1/snapshots",
+                        &["content-type: application/json"],
+                        body.as_bytes(),
+                    );
+                    let answer = try_raw(&d.addr, &req).map(|(s, _)| s);
+                    (None, Some(name), answer)
+                }
+                _ => {
+                    let req = request("POST", "/v1/admin/gc?keep_last=3&grace_secs=0", &[], b"");
+                    (None, None, try_raw(&d.addr, &req).map(|(s, _)| s))
+                }
+            };
+            drop(changes);
+            match answer {
+                Some(200 | 201) => {
+                    acked_ops += 1;
+                    for e in model.values_mut() {
+                        if let Some(lands) = e.in_flight.take() {
+                            e.acked = lands;
+                        }
+                    }
+                    snapshots.extend(snapshot);
+                }
+                // A snapshot of nothing new, a gc with nothing to do: no change.
+                Some(404 | 409) => {
+                    for e in model.values_mut() {
+                        e.in_flight = None;
+                    }
+                }
+                Some(s) => panic!("seed {seed}: status {s} from a live daemon"),
+                None => break,
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(600),
+                "the kill never came"
+            );
+        }
+        killer.join().unwrap();
+        drop(d);
+        disk.cut();
+    }
+    let d = Daemon::start_with(&store, &global, "127.0.0.1:0", &[]);
+    landed_in_flight += check(&d, &store, &mut model, &snapshots, work.path(), seed);
+    eprintln!(
+        "{cuts} power cuts: {acked_ops} acknowledged operations, {} paths, {} snapshots, 0 lost; {landed_in_flight} paths changed by operations in flight; disk: {}",
+        model.len(),
+        snapshots.len(),
+        disk.stats()
+    );
+}
+
+/// Notes what `changes` would make each path, while the operation is in flight.
+fn mark(model: &mut BTreeMap<String, Expect>, changes: &[(String, Option<Vec<u8>>)]) {
+    for (p, lands) in changes {
+        model.entry(p.clone()).or_default().in_flight = Some(lands.clone());
+    }
+}
+
+/// After a cut and a restart: every path holds what was acknowledged (or what the
+/// operation in flight would have made it), every acknowledged snapshot exists, fsck
+/// is clean and a new write is accepted. Returns how many paths the in-flight
+/// operation changed; what the daemon holds becomes the model's truth.
+fn check(
+    d: &Daemon,
+    store: &Fvfsd,
+    model: &mut BTreeMap<String, Expect>,
+    snapshots: &BTreeSet<String>,
+    work: &Path,
+    seed: u64,
+) -> u64 {
+    let out: PathBuf = work.join("export");
+    let _ = std::fs::remove_dir_all(&out);
+    let exported = store
+        .cmd(["export", "/", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let mut got: BTreeMap<String, Vec<u8>> = if exported.status.success() {
+        files_of(&out, "").into_iter().collect()
+    } else {
+        // An empty store has no root to export.
+        assert!(
+            model.values().all(|e| e.acked.is_none()),
+            "seed {seed}: export failed: {}",
+            String::from_utf8_lossy(&exported.stderr)
+        );
+        BTreeMap::new()
+    };
+    let mut landed = 0;
+    for (path, e) in model.iter_mut() {
+        let now = got.remove(path);
+        let ok = now == e.acked || e.in_flight.as_ref().is_some_and(|f| now == *f);
+        assert!(
+            ok,
+            "seed {seed}: {path} holds {:?} bytes after a power cut, acknowledged {:?}",
+            now.as_ref().map(Vec::len),
+            e.acked.as_ref().map(Vec::len)
+        );
+        landed += u64::from(now != e.acked);
+        e.acked = now;
+        e.in_flight = None;
+    }
+    assert!(
+        got.is_empty(),
+        "seed {seed}: files nobody wrote: {:?}",
+        got.keys().collect::<Vec<_>>()
+    );
+    let (status, body) = d.raw(&request("GET", "/v1/snapshots", &[], b""));
+    assert_eq!(status, 200);
+    for name in snapshots {
+        assert!(
+            body.contains(&format!("\"{name}\"")),
+            "seed {seed}: snapshot {name} lost: {body}"
+        );
+    }
+    d.assert_fsck_clean(&format!("seed {seed}"));
+    let (status, body) = d.raw(&request(
+        "PUT",
+        "/v1/files/after-cut",
+        &[],
+        b"still writable",
+    ));
+    assert!(matches!(status, 200 | 201), "seed {seed}: {status} {body}");
+    let (status, body) = d.raw(&request("DELETE", "/v1/files/after-cut", &[], b""));
+    assert_eq!(status, 200, "seed {seed}: {body}");
+    landed
+}
