@@ -5,8 +5,9 @@
 #
 # Usage: benches/scripts/compare-ingest.sh [DIR [DIR2]]
 #   DIR   a real tree (default: the Rust toolchain's sysroot, `rustc --print sysroot`)
-#   DIR2  a second version of it (default: a copy of DIR in which every tenth file has
-#         100 bytes inserted in its middle and every hundredth is deleted)
+#   DIR2  a second version of it (default: the nightly toolchain's sysroot when DIR is
+#         the default and nightly is installed; else a copy of DIR in which every tenth
+#         file has 100 bytes inserted in its middle and every hundredth is deleted)
 # Needs restic, borg and casync (Debian packages); prints a markdown table of medians
 # and ratios. The page cache is warmed before each tool so all read from memory.
 set -euo pipefail
@@ -25,6 +26,8 @@ export RESTIC_PASSWORD=bench BORG_PASSPHRASE="" BORG_UNKNOWN_UNENCRYPTED_REPO_AC
 
 if [ -n "${2:-}" ]; then
   src2="$(realpath "$2")"
+elif [ -z "${1:-}" ] && nightly="$(rustup run nightly rustc --print sysroot 2>/dev/null)"; then
+  src2="$(realpath "$nightly")"
 else
   src2="$work/v2"
   cp -a "$src" "$src2"
@@ -44,13 +47,13 @@ PY
 fi
 
 warm() { tar -cf - "$@" >/dev/null 2>&1 || true; }
-# run NAME CMD...: time one command; sets secs and rss_mb.
+# run NAME CMD...: time one command; sets secs, rss_mb, user and sys (CPU seconds).
 run() {
   local name=$1; shift
   warm "$src" "$src2"
-  /usr/bin/time -f "%e %M" -o "$work/time" "$@" >"$work/out" 2>"$work/err" || {
+  /usr/bin/time -f "%e %M %U %S" -o "$work/time" "$@" >"$work/out" 2>"$work/err" || {
     echo "$name failed:" >&2; cat "$work/err" "$work/out" >&2; exit 1; }
-  read -r secs rss < "$work/time"
+  read -r secs rss user sys < "$work/time"
   rss_mb=$((rss / 1024))
 }
 size() { du -sb "$1" | cut -f1; }
@@ -60,24 +63,24 @@ ratio() { echo "scale=2; $1 / $2" | bc; }
 files=$(find "$src" -type f | wc -l); bytes=$(du -sb --apparent-size "$src" | cut -f1)
 echo "tree: $src, $files files, $(mb "$bytes") MB; second version: $src2" >&2
 
-declare -A first second rerun stored1 stored2 rss
+declare -A first second rerun stored1 stored2 rss cpu
 # fvfs
 export FVFS_HOME="$work/fvfs"
-run fvfs "$fvfsd" migrate --local-src "$src" --dest /tree; first[fvfs]=$secs; rss[fvfs]=$rss_mb
+run fvfs "$fvfsd" migrate --local-src "$src" --dest /tree; first[fvfs]=$secs; rss[fvfs]=$rss_mb; cpu[fvfs]="$user / $sys"
 stored1[fvfs]=$(size "$work/fvfs")
 run fvfs "$fvfsd" migrate --local-src "$src" --dest /tree; rerun[fvfs]=$secs
 run fvfs "$fvfsd" migrate --local-src "$src2" --dest /tree; second[fvfs]=$secs
 stored2[fvfs]=$(size "$work/fvfs")
 # restic
 restic init -q --repository-version 2 -r "$work/restic" >/dev/null
-run restic restic backup -q -r "$work/restic" "$src"; first[restic]=$secs; rss[restic]=$rss_mb
+run restic restic backup -q -r "$work/restic" "$src"; first[restic]=$secs; rss[restic]=$rss_mb; cpu[restic]="$user / $sys"
 stored1[restic]=$(size "$work/restic")
 run restic restic backup -q -r "$work/restic" "$src"; rerun[restic]=$secs
 run restic restic backup -q -r "$work/restic" "$src2"; second[restic]=$secs
 stored2[restic]=$(size "$work/restic")
 # borg
 borg init -e none "$work/borg"
-run borg borg create --compression zstd,3 "$work/borg::a" "$src"; first[borg]=$secs; rss[borg]=$rss_mb
+run borg borg create --compression zstd,3 "$work/borg::a" "$src"; first[borg]=$secs; rss[borg]=$rss_mb; cpu[borg]="$user / $sys"
 stored1[borg]=$(size "$work/borg")
 run borg borg create --compression zstd,3 "$work/borg::b" "$src"; rerun[borg]=$secs
 run borg borg create --compression zstd,3 "$work/borg::c" "$src2"; second[borg]=$secs
@@ -85,15 +88,15 @@ stored2[borg]=$(size "$work/borg")
 # casync, same average chunk size as fvfs
 cs=16384:65536:262144
 run casync casync make --chunk-size=$cs --compression=zstd --store="$work/casync.castr" "$work/a.caidx" "$src"
-first[casync]=$secs; rss[casync]=$rss_mb; stored1[casync]=$(size "$work/casync.castr")
+first[casync]=$secs; rss[casync]=$rss_mb; cpu[casync]="$user / $sys"; stored1[casync]=$(size "$work/casync.castr")
 run casync casync make --chunk-size=$cs --compression=zstd --store="$work/casync.castr" "$work/b.caidx" "$src2"
 second[casync]=$secs; stored2[casync]=$(size "$work/casync.castr"); rerun[casync]="-"
 
 echo
-echo "| tool | first ingest | MB/s | peak RSS | stored | second version on top | stored, both | re-run unchanged |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| tool | first ingest | CPU user / system | MB/s | peak RSS | stored | second version on top | stored, both | re-run unchanged |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for t in fvfs restic borg casync; do
-  echo "| $t | ${first[$t]} s | $(mb "$(ratio "$bytes" "${first[$t]}")") | ${rss[$t]} MB | $(mb "${stored1[$t]}") MB | ${second[$t]} s | $(mb "${stored2[$t]}") MB | ${rerun[$t]} s |"
+  echo "| $t | ${first[$t]} s | ${cpu[$t]} s | $(mb "$(ratio "$bytes" "${first[$t]}")") | ${rss[$t]} MB | $(mb "${stored1[$t]}") MB | ${second[$t]} s | $(mb "${stored2[$t]}") MB | ${rerun[$t]} s |"
 done
 echo
 echo "ratios (higher is better for fvfs):"

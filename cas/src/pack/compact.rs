@@ -7,6 +7,7 @@
 //! 3. one index update switches the locations, adds the new segment's length and
 //!    forgets the old segment, flushed durably;
 //! 4. the old file is removed and the folder synced.
+//!
 //! A crash before 3 leaves the old locations (the copies are cut at open, past the
 //! synced length); after 3, the old file is one the index does not know, which
 //! `open` removes. Failpoints (`FVFS_FAILPOINT=compact-N`) abort the process after

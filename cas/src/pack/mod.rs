@@ -373,11 +373,12 @@ impl Inner {
         self.checkin(w);
         let loc = appended?;
         let mut st = lock(&self.state);
-        if st.pending.contains_key(&id) {
+        match st.pending.entry(id) {
             // Another put of the same id won the race: its record holds the same bytes.
-            st.dead.push(loc);
-        } else {
-            st.pending.insert(id, loc);
+            std::collections::hash_map::Entry::Occupied(_) => st.dead.push(loc),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(loc);
+            }
         }
         Ok(())
     }
@@ -637,7 +638,7 @@ impl ChunkStore for PackStore {
     }
 
     async fn compact(&self) -> Result<Compacted, StoreError> {
-        blocking(&self.inner, |s| compact::compact(s)).await
+        blocking(&self.inner, compact::compact).await
     }
 }
 

@@ -1,0 +1,84 @@
+//! A pack store at scale: fills one with N tiny synthetic chunks (default ten million),
+//! then reports how long opening it takes and the process's RSS after the open, a
+//! `has` of a sample, a collection-sized delete (10%) with its sync, the index check
+//! fsck runs, and a compaction.
+//!
+//! Usage: `pack-scale DIR [N]` (DIR is created, and reused if it holds a store of N).
+
+use std::time::Instant;
+
+use fvfs_cas::{ChunkId, ChunkStore, PackOptions, PackStore};
+
+fn rss_mb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb / 1024)
+}
+
+/// Chunk `i`: 24 bytes, unique.
+fn chunk(i: u64) -> Vec<u8> {
+    format!("synthetic chunk {i:08}").into_bytes()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let dir = std::path::PathBuf::from(args.next().ok_or("usage: pack-scale DIR [N]")?);
+    let n: u64 = args.next().map_or(Ok(10_000_000), |s| s.parse())?;
+    let opts = PackOptions::default();
+    let marker = dir.join("filled");
+    if std::fs::read_to_string(&marker).ok().as_deref() != Some(&n.to_string()) {
+        let _ = std::fs::remove_dir_all(&dir);
+        let t = Instant::now();
+        let store = PackStore::open(&dir, opts)?;
+        for i in 0..n {
+            let data = chunk(i);
+            let frame = bytes::Bytes::from(fvfs_cas::frame::encode(&data));
+            store.put(ChunkId::of(&data), frame).await?;
+            if i % 100_000 == 99_999 {
+                store.sync().await?;
+            }
+        }
+        store.sync().await?;
+        println!("fill: {n} chunks in {:.1} s", t.elapsed().as_secs_f64());
+        drop(store);
+        std::fs::write(&marker, n.to_string())?;
+    }
+    let before = rss_mb();
+    let t = Instant::now();
+    let store = PackStore::open(&dir, opts)?;
+    println!(
+        "open: {:.2} s, RSS {} MB (before open {before} MB)",
+        t.elapsed().as_secs_f64(),
+        rss_mb()
+    );
+    let sample: Vec<ChunkId> = (0..10_000)
+        .map(|i| ChunkId::of(&chunk(i * (n / 10_000))))
+        .collect();
+    let t = Instant::now();
+    let found = store.has(&sample).await?;
+    assert!(found.iter().all(|f| *f));
+    println!("has of 10,000: {:.3} s", t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    for i in (0..n).step_by(10) {
+        store.delete(&ChunkId::of(&chunk(i))).await?;
+    }
+    store.sync().await?;
+    println!("delete 10% + sync: {:.1} s", t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    let problems = store.check_store(false).await?;
+    println!(
+        "index check (fsck): {:.1} s, {} problems",
+        t.elapsed().as_secs_f64(),
+        problems.len()
+    );
+    let t = Instant::now();
+    let c = store.compact().await?;
+    println!("compact: {:.1} s, {c:?}", t.elapsed().as_secs_f64());
+    println!("RSS at the end: {} MB", rss_mb());
+    std::fs::remove_file(&marker)?;
+    Ok(())
+}
