@@ -321,3 +321,87 @@ fn check(
     assert_eq!(status, 200, "seed {seed}: {body}");
     landed
 }
+
+/// Compaction killed after each of its steps (`FVFS_FAILPOINT=compact-N` aborts the
+/// process there): the next process finds every kept file whole and fsck clean.
+#[test]
+fn a_compaction_killed_at_every_step_loses_nothing() {
+    use std::os::unix::process::ExitStatusExt;
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("fvfsd.toml");
+    // Small segments, so the deleted tree fills segments of its own that retire.
+    std::fs::write(&config, "[tiers.local]\nsegment_mb = 1\n").unwrap();
+    let global = ["--config", config.to_str().unwrap()];
+    let store = Fvfsd::new();
+    let kept = work.path().join("kept");
+    tree::generate(&kept, 200, 2 << 20);
+    let mut migrate = |src: &Path, dest: &str| {
+        let out = store
+            .cmd(global)
+            .args([
+                "migrate",
+                "--local-src",
+                src.to_str().unwrap(),
+                "--dest",
+                dest,
+            ])
+            .output()
+            .unwrap();
+        fvfs_tests::check(&out, 0);
+    };
+    migrate(&kept, "/kept");
+    for step in 1..=4 {
+        let doomed = work.path().join(format!("doomed{step}"));
+        tree::generate(&doomed, 100, 3 << 20);
+        migrate(&doomed, "/doomed");
+        {
+            let d = Daemon::start_with(&store, &global, "127.0.0.1:0", &[]);
+            let (status, body) = d.raw(&request(
+                "DELETE",
+                "/v1/files/doomed?recursive=true",
+                &[],
+                b"",
+            ));
+            assert_eq!(status, 200, "{body}");
+        }
+        let gc = store
+            .cmd(global)
+            .args(["gc", "--keep-last", "1", "--grace-secs", "0"])
+            .env("FVFS_FAILPOINT", format!("compact-{step}"))
+            .output()
+            .unwrap();
+        assert_eq!(
+            gc.status.signal(),
+            Some(6),
+            "step {step}: the gc should have died at the failpoint: {}",
+            String::from_utf8_lossy(&gc.stderr)
+        );
+        let out = store
+            .cmd(global)
+            .args(["fsck", "--read-data", "--all"])
+            .output()
+            .unwrap();
+        fvfs_tests::check(&out, 0);
+        let back = work.path().join(format!("back{step}"));
+        let out = store
+            .cmd(global)
+            .args(["export", "/kept", back.to_str().unwrap()])
+            .output()
+            .unwrap();
+        fvfs_tests::check(&out, 0);
+        tree::assert_same(&kept, &back);
+    }
+    // And a gc that runs to its end gives the space back.
+    let out = store
+        .cmd(global)
+        .args(["gc", "--keep-last", "1", "--grace-secs", "0"])
+        .output()
+        .unwrap();
+    fvfs_tests::check(&out, 0);
+    let out = store
+        .cmd(global)
+        .args(["fsck", "--read-data", "--all"])
+        .output()
+        .unwrap();
+    fvfs_tests::check(&out, 0);
+}
