@@ -14,23 +14,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use fvfs_tests::daemon::{request, try_raw, Daemon};
-use fvfs_tests::{nas_config, tree, Fvfsd};
-
-/// A small deterministic generator (xorshift), so a seed replays the same workload.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use fvfs_tests::{nas_config, tree, Fvfsd, Rng};
 
 /// What a path should hold: the acknowledged content (`None`: deleted), and the content
 /// of a write that was in flight when the daemon died (it may or may not have landed).
@@ -158,7 +142,11 @@ fn acknowledged_writes_survive_kill_9() {
         let killed_during = loop {
             let path = format!("/f{}", rng.below(12));
             let op = rng.below(23);
-            let content = tree::bytes(rng.next(), rng.below(300_000) as usize, rng.below(2) == 0);
+            let content = tree::bytes(
+                rng.next_u64(),
+                rng.below(300_000) as usize,
+                rng.below(2) == 0,
+            );
             // What the operation sends, and what each path it changes holds if it lands.
             let (send, changes): (Send, Changes) = match op {
                 0..=10 => (
@@ -173,7 +161,7 @@ fn acknowledged_writes_survive_kill_9() {
                     let mut changes = Vec::new();
                     for _ in 0..3 {
                         let name = format!("x{}", rng.below(6));
-                        let data = tree::bytes(rng.next(), rng.below(100_000) as usize, true);
+                        let data = tree::bytes(rng.next_u64(), rng.below(100_000) as usize, true);
                         std::fs::write(src.join(&name), &data).unwrap();
                         changes.retain(|(p, _): &(String, Option<Vec<u8>>)| {
                             *p != format!("/m/{name}")
@@ -223,7 +211,7 @@ fn acknowledged_writes_survive_kill_9() {
                     )
                 }
                 _ => {
-                    let name = format!("s{}", rng.next());
+                    let name = format!("s{}", rng.next_u64());
                     let body = format!("{{\"name\":\"{name}\"}}");
                     (
                         Send::Snapshot(
@@ -375,7 +363,11 @@ fn write_fsynced(
     let mut acked = 0;
     loop {
         let name = format!("{prefix}{}", rng.below(6));
-        let content = tree::bytes(rng.next(), rng.below(200_000) as usize, rng.below(2) == 0);
+        let content = tree::bytes(
+            rng.next_u64(),
+            rng.below(200_000) as usize,
+            rng.below(2) == 0,
+        );
         let e = model.entry(format!("/{name}")).or_default();
         e.in_flight = Some(Some(content.clone()));
         if write_synced(&dir.join(&name), &content).is_err() {

@@ -15,23 +15,7 @@ use std::time::{Duration, Instant};
 
 use fvfs_powerloss::Harness;
 use fvfs_tests::daemon::{request, try_raw, Daemon};
-use fvfs_tests::{bin, tree, Fvfsd};
-
-/// xorshift: a seed replays the same workload.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use fvfs_tests::{bin, tree, Fvfsd, Rng};
 
 /// A path's acknowledged content (`None`: absent) and, while an operation is in
 /// flight, what it would make it.
@@ -65,7 +49,7 @@ fn small_tree(root: &Path, files: u64, rng: &mut Rng) {
     for i in 0..files {
         let dir = root.join(format!("d{}", i % 4));
         std::fs::create_dir_all(&dir).unwrap();
-        let seed = if i % 5 == 4 { 7 } else { rng.next() };
+        let seed = if i % 5 == 4 { 7 } else { rng.next_u64() };
         let len = rng.below(if i == 0 { 1_500_000 } else { 40_000 }) as usize;
         std::fs::write(
             dir.join(format!("f{i}")),
@@ -134,8 +118,11 @@ fn acknowledged_writes_survive_power_cuts() {
             let (changes, snapshot, answer) = match rng.below(10) {
                 0..=3 => {
                     let path = format!("/p/f{k}");
-                    let content =
-                        tree::bytes(rng.next(), rng.below(300_000) as usize, rng.below(2) == 0);
+                    let content = tree::bytes(
+                        rng.next_u64(),
+                        rng.below(300_000) as usize,
+                        rng.below(2) == 0,
+                    );
                     let req = request("PUT", &format!("/v1/files{path}"), &[], &content);
                     mark(&mut model, &[(path, Some(content))]);
                     (None, None, try_raw(&d.addr, &req).map(|(s, _)| s))
@@ -151,7 +138,7 @@ fn acknowledged_writes_survive_power_cuts() {
                     )
                 }
                 5 | 6 => {
-                    let src = sources.join(format!("t{}", rng.next()));
+                    let src = sources.join(format!("t{}", rng.next_u64()));
                     let files = 1 + rng.below(30);
                     small_tree(&src, files, &mut rng);
                     let (dest, migrate) = if rng.below(2) == 0 {
@@ -191,7 +178,7 @@ fn acknowledged_writes_survive_power_cuts() {
                     (Some(changes), None, answer)
                 }
                 7 | 8 => {
-                    let name = format!("s{}", rng.next());
+                    let name = format!("s{}", rng.next_u64());
                     let body = format!("{{\"name\":\"{name}\"}}");
                     let req = request(
                         "POST",
@@ -335,7 +322,7 @@ fn a_compaction_killed_at_every_step_loses_nothing() {
     let store = Fvfsd::new();
     let kept = work.path().join("kept");
     tree::generate(&kept, 200, 2 << 20);
-    let mut migrate = |src: &Path, dest: &str| {
+    let migrate = |src: &Path, dest: &str| {
         let out = store
             .cmd(global)
             .args([

@@ -102,9 +102,7 @@ fn rewrite(inner: &Inner, seg: u32) -> Result<u64, StoreError> {
     if let Some((tseg, _)) = target {
         let t = stats.entry(tseg).or_default();
         for (_, loc) in &moved {
-            t.live_bytes += loc.record_len();
-            t.live_records += 1;
-            t.synced_len = t.synced_len.max(loc.end());
+            t.add(loc);
         }
         batch.insert(index::seg_key(tseg), t.encode().to_vec());
     }

@@ -66,6 +66,13 @@ pub struct SegStat {
 }
 
 impl SegStat {
+    /// Counts the record at `loc` (of this segment) as live and synced.
+    pub fn add(&mut self, loc: &Loc) {
+        self.live_bytes += loc.record_len();
+        self.live_records += 1;
+        self.synced_len = self.synced_len.max(loc.end());
+    }
+
     pub fn encode(&self) -> [u8; 24] {
         let mut out = [0u8; 24];
         out[..8].copy_from_slice(&self.synced_len.to_le_bytes());

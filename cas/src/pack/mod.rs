@@ -506,10 +506,7 @@ impl Inner {
             totals.1 = totals.1.saturating_sub(loc.record_len());
         }
         for (_, loc) in pending {
-            let s = stats.entry(loc.seg).or_default();
-            s.live_bytes += loc.record_len();
-            s.live_records += 1;
-            s.synced_len = s.synced_len.max(loc.end());
+            stats.entry(loc.seg).or_default().add(loc);
             totals.0 += 1;
             totals.1 += loc.record_len();
         }

@@ -89,6 +89,13 @@ pub(super) fn open(root: PathBuf, opts: PackOptions) -> Result<Inner, StoreError
     if inner.kv.contains(UPDATING).map_err(|e| inner.kv_err(e))? {
         recount(&inner)?;
     }
+    reload(&inner)?;
+    Ok(inner)
+}
+
+/// Loads the segment statistics and totals from the index into memory.
+fn reload(inner: &Inner) -> Result<(), StoreError> {
+    let stats = load_stats(inner)?;
     let totals = inner
         .kv
         .get(index::TOTALS)
@@ -96,10 +103,9 @@ pub(super) fn open(root: PathBuf, opts: PackOptions) -> Result<Inner, StoreError
         .and_then(|b| index::decode_totals(&b))
         .unwrap_or((0, 0));
     let mut st = lock(&inner.state);
-    st.stats = load_stats(&inner)?;
+    st.stats = stats;
     st.totals = totals;
-    drop(st);
-    Ok(inner)
+    Ok(())
 }
 
 /// Makes an empty pack store at `root` (refusing a foreign non-empty directory).
@@ -178,10 +184,7 @@ fn recount(inner: &Inner) -> Result<(), StoreError> {
     for pair in inner.kv.scan_prefix(&[index::LOC_PREFIX], false) {
         let (_, v) = pair.map_err(|e| inner.kv_err(e))?;
         let Some(loc) = Loc::decode(&v) else { continue };
-        let s = stats.entry(loc.seg).or_default();
-        s.live_bytes += loc.record_len();
-        s.live_records += 1;
-        s.synced_len = s.synced_len.max(loc.end());
+        stats.entry(loc.seg).or_default().add(&loc);
         totals.0 += 1;
         totals.1 += loc.record_len();
     }
@@ -317,14 +320,7 @@ pub(super) fn check(inner: &Inner, repair: bool) -> Result<Vec<String>, StoreErr
     }
     if repair {
         problems.extend(rebuild(inner)?);
-        lock(&inner.state).stats = load_stats(inner)?;
-        let totals = inner
-            .kv
-            .get(index::TOTALS)
-            .map_err(|e| inner.kv_err(e))?
-            .and_then(|b| index::decode_totals(&b))
-            .unwrap_or((0, 0));
-        lock(&inner.state).totals = totals;
+        reload(inner)?;
     }
     Ok(problems)
 }
