@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 
-use crate::{ChunkId, ChunkStore, Loaded, StoreError, Usage};
+use crate::{ChunkId, ChunkStore, Loaded, StoreError, StoreFault, Usage};
 
 /// The operations a schedule can target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,7 +117,7 @@ impl<S: ChunkStore> ChunkStore for FaultyStore<S> {
         self.inner.read_order(id)
     }
 
-    async fn check_store(&self, repair: bool) -> Result<Vec<String>, StoreError> {
+    async fn check_store(&self, repair: bool) -> Result<Vec<StoreFault>, StoreError> {
         self.inner.check_store(repair).await
     }
 

@@ -64,9 +64,9 @@ pub trait ChunkStore: Send + Sync {
 
     /// Checks the store's own bookkeeping (for a pack store: that every location
     /// names a record of that chunk) and, with `repair`, rebuilds it from the data
-    /// itself. Returns one line per problem found; stores with no bookkeeping of
-    /// their own find none.
-    async fn check_store(&self, _repair: bool) -> Result<Vec<String>, StoreError> {
+    /// itself. Returns the problems found; stores with no bookkeeping of their own
+    /// find none.
+    async fn check_store(&self, _repair: bool) -> Result<Vec<StoreFault>, StoreError> {
         Ok(Vec::new())
     }
 
@@ -75,6 +75,29 @@ pub trait ChunkStore: Send + Sync {
     /// at once do nothing.
     async fn compact(&self) -> Result<Compacted, StoreError> {
         Ok(Compacted::default())
+    }
+}
+
+/// One problem [`ChunkStore::check_store`] found in a store's own bookkeeping.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreFault {
+    /// The chunk concerned, when the problem is about one (so a report can name the
+    /// files using it).
+    pub chunk: Option<ChunkId>,
+    /// What is wrong, in one line.
+    pub what: String,
+}
+
+impl StoreFault {
+    pub fn of(chunk: ChunkId, what: String) -> Self {
+        Self {
+            chunk: Some(chunk),
+            what,
+        }
+    }
+
+    pub fn other(what: String) -> Self {
+        Self { chunk: None, what }
     }
 }
 

@@ -73,6 +73,10 @@ pub struct Problem {
 pub struct StoreProblem {
     pub tier: String,
     pub what: String,
+    /// The first path found that uses the chunk concerned, if the problem is one
+    /// chunk's and a checked version reaches it.
+    #[serde(default)]
+    pub path: Option<String>,
     /// Whether `repair` rebuilt the bookkeeping from the data.
     pub repaired: bool,
 }
@@ -113,7 +117,12 @@ impl Report {
             .iter()
             .map(|p| {
                 let fixed = if p.repaired { "repaired" } else { "problem" };
-                format!("{fixed}: {}: {}\n", p.tier, p.what)
+                let used = p
+                    .path
+                    .as_deref()
+                    .map(|path| format!(" (used by {path})"))
+                    .unwrap_or_default();
+                format!("{fixed}: {}: {}{used}\n", p.tier, p.what)
             })
             .collect();
         out += &self
@@ -140,7 +149,8 @@ impl Report {
         } else {
             String::new()
         };
-        let repaired = self.problems.iter().filter(|p| p.repaired).count();
+        let repaired = self.problems.iter().filter(|p| p.repaired).count()
+            + self.stores.iter().filter(|p| p.repaired).count();
         if self.unclaimed > 0 {
             out.push_str(&format!(
                 "{} copies held by a tier whose bit did not claim them, {} claimed now\n",
@@ -152,8 +162,7 @@ impl Report {
             self.versions,
             self.nodes,
             self.data_chunks,
-            self.problems.len() + self.stores.len() - repaired
-                - self.stores.iter().filter(|p| p.repaired).count(),
+            self.problems.len() + self.stores.len() - repaired,
         ));
         out
     }
@@ -213,11 +222,16 @@ pub async fn check(
     let mut nodes: HashSet<ChunkId> = HashSet::new();
     // Each tier's own bookkeeping first: a rebuilt index may bring chunks back.
     progress.phase("checking the stores' indexes", 0);
+    let mut faulty: Vec<(ChunkId, usize)> = Vec::new();
     for t in tiers {
-        for what in t.store.check_store(opts.repair).await? {
+        for fault in t.store.check_store(opts.repair).await? {
+            if let Some(id) = fault.chunk {
+                faulty.push((id, report.stores.len()));
+            }
             report.stores.push(StoreProblem {
                 tier: t.name.to_owned(),
-                what,
+                what: fault.what,
+                path: None,
                 repaired: opts.repair,
             });
         }
@@ -253,6 +267,9 @@ pub async fn check(
     .await;
     report.nodes = nodes.len() as u64;
     report.data_chunks = (seen.len() - nodes.len()) as u64;
+    for (id, at) in faulty {
+        report.stores[at].path = seen.get(&id).cloned();
+    }
 
     // Every chunk on every tier its record claims.
     // Without reading data, an S3 copy is there if its pack is: one listing tells.

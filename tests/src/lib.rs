@@ -5,6 +5,7 @@
 pub mod daemon;
 pub mod garage;
 pub mod mount;
+pub mod packs;
 pub mod tmpfs;
 pub mod tree;
 
@@ -124,22 +125,4 @@ pub fn nas_config(work: &Path) -> (PathBuf, PathBuf) {
     )
     .expect("write config");
     (nas, config)
-}
-
-/// Chunk files (64-hex names) under a directory store, largest first.
-pub fn store_files(root: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<(u64, PathBuf)> = Vec::new();
-    for shard in std::fs::read_dir(root).unwrap() {
-        let shard = shard.unwrap().path();
-        if shard.is_dir() {
-            for f in std::fs::read_dir(&shard).unwrap() {
-                let f = f.unwrap();
-                if f.file_name().len() == 64 {
-                    files.push((f.metadata().unwrap().len(), f.path()));
-                }
-            }
-        }
-    }
-    files.sort();
-    files.into_iter().rev().map(|(_, p)| p).collect()
 }

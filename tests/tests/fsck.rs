@@ -1,14 +1,16 @@
-//! fsck on deliberately damaged stores: a flipped byte in a chunk file and a deleted
-//! chunk are found, named by the paths that use them, with exit code 1.
+//! fsck on deliberately damaged stores: a flipped byte in a record's frame and a
+//! record wiped from its segment (a lost sector) are found, named by the paths that
+//! use them, with exit code 1, and repaired from another tier where one is whole.
 
 use std::fs;
-use std::path::PathBuf;
 
-use fvfs_tests::{check, nas_config, store_files, tree, Fvfsd};
+use fvfs_cas::ChunkId;
+use fvfs_tests::packs::{self, Record};
+use fvfs_tests::{check, nas_config, tree, Fvfsd};
 
-/// Chunk files of the local store, largest first.
-fn chunk_files(d: &Fvfsd) -> Vec<PathBuf> {
-    store_files(&d.home.path().join("chunks"))
+/// Records of the local store, largest first.
+fn local_records(d: &Fvfsd) -> Vec<Record> {
+    packs::records(&d.home.path().join("chunks"))
 }
 
 #[test]
@@ -21,13 +23,9 @@ fn damage_is_found_and_named() {
     d.run(["migrate", "--local-src", src.to_str().unwrap()]);
     assert!(d.run(["fsck", "--read-data"]).contains("0 problems"));
 
-    // The largest chunk files are data chunks of only.bin (incompressible, ~64 KiB).
-    let files = chunk_files(&d);
-    let flipped = &files[0];
-    let mut bytes = fs::read(flipped).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 0x01;
-    fs::write(flipped, bytes).unwrap();
+    // The largest records are data chunks of only.bin (incompressible, ~64 KiB).
+    let records = local_records(&d);
+    records[0].flip_last_byte();
     // Without --read-data the chunk is present; reading it finds the flip.
     assert!(d.run(["fsck"]).contains("0 problems"));
     let out = d.cmd(["fsck", "--read-data"]).output().unwrap();
@@ -39,12 +37,15 @@ fn damage_is_found_and_named() {
     );
     assert!(text.contains("1 problems"), "{text}");
 
-    fs::remove_file(&files[1]).unwrap();
+    // A record gone from its segment: the index check finds it without reading data.
+    records[1].wipe();
     let out = d.cmd(["fsck"]).output().unwrap();
     check(&out, 1);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("not found") && text.contains("used by /only.bin"),
+        text.contains(&format!("chunk {}", records[1].id))
+            && text.contains("no intact record")
+            && text.contains("used by /only.bin"),
         "{text}"
     );
     // Reading the damaged file fails loudly instead of returning wrong bytes.
@@ -54,13 +55,6 @@ fn damage_is_found_and_named() {
         .unwrap();
     check(&out, 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("only.bin"));
-}
-
-fn flip_last_byte(path: &std::path::Path) {
-    let mut bytes = fs::read(path).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 0x01;
-    fs::write(path, bytes).unwrap();
 }
 
 #[test]
@@ -92,11 +86,13 @@ fn tier_damage_is_repaired_from_a_healthy_tier_or_reported() {
     };
     assert!(fsck(&["--read-data"], 0).contains(" 0 problems"));
 
-    // One chunk of big.bin damaged locally, another missing on the NAS.
-    let local = store_files(&d.home.path().join("chunks"));
-    flip_last_byte(&local[0]);
-    let missing = nas.join(local[1].strip_prefix(d.home.path().join("chunks")).unwrap());
-    fs::remove_file(&missing).unwrap();
+    // One chunk of big.bin damaged locally, another wiped from the NAS.
+    let local = local_records(&d);
+    local[0].flip_last_byte();
+    let missing = local[1].id;
+    for r in packs::find(&nas, &missing) {
+        r.wipe();
+    }
 
     let quick = fsck(&[], 1);
     assert!(
@@ -108,14 +104,17 @@ fn tier_damage_is_repaired_from_a_healthy_tier_or_reported() {
         full.contains("problem: local: ") && full.contains("corrupt"),
         "{full}"
     );
+    // The wiped record twice: the NAS index names it, and reading it fails.
     assert!(
-        full.contains("problem: nas: ") && full.contains(" 2 problems"),
+        full.contains("problem: nas: ") && full.contains(" 3 problems"),
         "{full}"
     );
+    // Both indexes are rebuilt from their segments, which drops the entries naming
+    // damage (two lines); then both chunks are copied back from the other tier.
     let repaired = fsck(&["--read-data", "--repair"], 0);
-    assert!(repaired.contains("0 problems, 2 repaired"), "{repaired}");
+    assert!(repaired.contains("0 problems, 4 repaired"), "{repaired}");
     assert!(fsck(&["--read-data"], 0).contains(" 0 problems, 0 repaired"));
-    assert!(missing.exists(), "the NAS copy is back");
+    assert!(packs::ids(&nas).contains(&missing), "the NAS copy is back");
 
     // The root tree node damaged on every tier: found, named, not repairable.
     let log = d.run([c[0], c[1], "log", "--json"]);
@@ -123,8 +122,11 @@ fn tier_damage_is_repaired_from_a_healthy_tier_or_reported() {
         .as_str()
         .unwrap()
         .to_owned();
+    let root_id: ChunkId = root.parse().unwrap();
     for store in [d.home.path().join("chunks"), nas.clone()] {
-        flip_last_byte(&store.join(&root[..2]).join(&root));
+        for r in packs::find(&store, &root_id) {
+            r.flip_last_byte();
+        }
     }
     let broken = fsck(&["--repair"], 1);
     assert!(
@@ -154,11 +156,8 @@ fn a_copy_its_bitmask_does_not_claim_is_reported_then_claimed() {
         "--local-src",
         src.to_str().unwrap(),
     ]);
-    let chunks = d.home.path().join("chunks");
-    let local = &store_files(&chunks)[0];
-    let on_nas = nas.join(local.strip_prefix(&chunks).unwrap());
-    fs::create_dir_all(on_nas.parent().unwrap()).unwrap();
-    fs::copy(local, &on_nas).unwrap();
+    let local = &local_records(&d)[0];
+    local.copy_to(&nas);
 
     let out = d.run(["--config", cfg, "fsck", "--read-data"]);
     assert!(
@@ -171,10 +170,9 @@ fn a_copy_its_bitmask_does_not_claim_is_reported_then_claimed() {
     let out = d.run(["--config", cfg, "fsck", "--read-data"]);
     assert!(!out.contains("did not claim"), "{out}");
     // A claimed copy is checked like any other: damage to it is now a problem.
-    let mut bytes = fs::read(&on_nas).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 1;
-    fs::write(&on_nas, bytes).unwrap();
+    for r in packs::find(&nas, &local.id) {
+        r.flip_last_byte();
+    }
     let out = d
         .cmd(["--config", cfg, "fsck", "--read-data"])
         .output()

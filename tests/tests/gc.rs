@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use fvfs_tests::daemon::{request, Daemon};
-use fvfs_tests::{check, nas_config, store_files, tree, Fvfsd};
+use fvfs_tests::{check, nas_config, packs, tree, Fvfsd};
 use serde_json::Value;
 
 fn post_json(d: &Daemon, path: &str) -> Value {
@@ -111,7 +111,7 @@ fn gc_frees_exactly_what_the_kept_versions_do_not_reach() {
         report["versions_dropped"].as_array().unwrap().len() as u64,
         versions_before - 2
     );
-    // Bytes: the local tier's report is what the totals lost, and the files are gone.
+    // Bytes: the local tier's report is what the totals lost, and the records are gone.
     let local = &report["tiers"][0];
     assert_eq!(local["tier"], "local");
     assert_eq!(
@@ -119,7 +119,7 @@ fn gc_frees_exactly_what_the_kept_versions_do_not_reach() {
         u(&before, "stored_bytes") - u(&after, "stored_bytes")
     );
     assert_eq!(
-        store_files(&store.home.path().join("chunks")).len() as u64,
+        packs::ids(&store.home.path().join("chunks")).len() as u64,
         reachable
     );
     let nas_tier = &report["tiers"][1];
@@ -127,7 +127,7 @@ fn gc_frees_exactly_what_the_kept_versions_do_not_reach() {
         (nas_tier["tier"].as_str(), u(nas_tier, "chunks")),
         (Some("nas"), freed)
     );
-    assert_eq!(store_files(&nas).len() as u64, reachable);
+    assert_eq!(packs::ids(&nas).len() as u64, reachable);
 
     for (path, content) in &expect {
         assert_eq!(&cat(&d, path), content, "{path}");
@@ -330,10 +330,10 @@ fn gc_killed_midway_leaves_a_clean_store_and_the_next_run_finishes() {
             .unwrap();
         assert_eq!(u(&st, "chunks"), reachable, "{fsck}");
         assert_eq!(
-            store_files(&store.home.path().join("chunks")).len() as u64,
+            packs::ids(&store.home.path().join("chunks")).len() as u64,
             reachable
         );
-        assert!(store_files(&nas).len() as u64 <= reachable);
+        assert!(packs::ids(&nas).len() as u64 <= reachable);
         let out = store
             .cmd([
                 "--config",
@@ -347,9 +347,9 @@ fn gc_killed_midway_leaves_a_clean_store_and_the_next_run_finishes() {
         check(&out, 0);
         std::fs::remove_dir_all(work.path().join("out")).ok();
         std::fs::remove_dir_all(&src).unwrap();
-        for f in store_files(&nas) {
-            std::fs::remove_file(f).unwrap();
-        }
+        // The next round starts with an empty share.
+        std::fs::remove_dir_all(&nas).unwrap();
+        std::fs::create_dir(&nas).unwrap();
     }
     assert!(
         killed_midway > 0,

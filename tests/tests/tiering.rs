@@ -2,29 +2,10 @@
 //! so only once the NAS holds them, a vanished mount is never written to while writes
 //! keep succeeding locally, and the queue survives kill -9 and drains when it returns.
 
-use std::collections::BTreeSet;
 use std::fs;
-use std::path::Path;
 
 use fvfs_tests::daemon::{request, Daemon};
-use fvfs_tests::{nas_config, tree, Fvfsd};
-
-/// Names of the chunk files of a directory store.
-fn chunk_names(root: &Path) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    for shard in fs::read_dir(root).unwrap() {
-        let shard = shard.unwrap().path();
-        if shard.is_dir() {
-            for f in fs::read_dir(&shard).unwrap() {
-                let name = f.unwrap().file_name().to_string_lossy().into_owned();
-                if name.len() == 64 {
-                    out.insert(name);
-                }
-            }
-        }
-    }
-    out
-}
+use fvfs_tests::{nas_config, packs, tree, Fvfsd};
 
 fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
@@ -55,8 +36,8 @@ fn nas_replication_survives_an_unmounted_share_and_kill_9() {
     assert_eq!(json(&body)["tiers"], serde_json::json!(["local", "nas"]));
     let local = store.home.path().join("chunks");
     assert_eq!(
-        chunk_names(&nas),
-        chunk_names(&local),
+        packs::ids(&nas),
+        packs::ids(&local),
         "the NAS holds every chunk"
     );
     let du = json(&d.raw(&request("GET", "/v1/du/", &[], b"")).1);
@@ -103,7 +84,7 @@ fn nas_replication_survives_an_unmounted_share_and_kill_9() {
     let d = Daemon::start_with(&store, &global, "127.0.0.1:0", &["--no-mdns"]);
     let (status, body) = d.raw(&request("POST", "/v1/admin/flush", &[], b""));
     assert_eq!(status, 200, "{body}");
-    assert_eq!(chunk_names(&nas), chunk_names(&local));
+    assert_eq!(packs::ids(&nas), packs::ids(&local));
     let du = json(&d.raw(&request("GET", "/v1/du/", &[], b"")).1);
     assert_eq!(du["tiers"]["nas"], du["unique_bytes"], "{du}");
     let status = json(&d.raw(&request("GET", "/v1/status", &[], b"")).1);
@@ -138,14 +119,9 @@ fn a_corrupt_local_copy_is_read_from_the_nas_and_repaired() {
     );
     assert_eq!(d.raw(&request("POST", "/v1/admin/flush", &[], b"")).0, 200);
 
-    // Flip a byte in every local chunk file.
-    let local = store.home.path().join("chunks");
-    for name in chunk_names(&local) {
-        let path = local.join(&name[..2]).join(&name);
-        let mut bytes = fs::read(&path).unwrap();
-        let last = bytes.len() - 1;
-        bytes[last] ^= 0x20;
-        fs::write(&path, bytes).unwrap();
+    // Flip a byte in every local record.
+    for record in packs::records(&store.home.path().join("chunks")) {
+        record.flip_last_byte();
     }
     let cat = d.fvfsc(["cat", "/photo.raw"]).output().unwrap();
     fvfs_tests::check(&cat, 0);

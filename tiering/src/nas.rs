@@ -15,7 +15,9 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
-use fvfs_cas::{ChunkId, ChunkStore, Compacted, Loaded, PackOptions, PackStore, StoreError, Usage};
+use fvfs_cas::{
+    ChunkId, ChunkStore, Compacted, Loaded, PackOptions, PackStore, StoreError, StoreFault, Usage,
+};
 
 pub struct NasStore {
     root: PathBuf,
@@ -105,7 +107,7 @@ impl ChunkStore for NasStore {
         self.store().map_or(0, |s| s.read_order(id))
     }
 
-    async fn check_store(&self, repair: bool) -> Result<Vec<String>, StoreError> {
+    async fn check_store(&self, repair: bool) -> Result<Vec<StoreFault>, StoreError> {
         self.store()?.check_store(repair).await
     }
 

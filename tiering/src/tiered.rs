@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use fvfs_cas::{ChunkId, ChunkStore, Loaded, StoreError, Usage};
+use fvfs_cas::{ChunkId, ChunkStore, Loaded, StoreError, StoreFault, Usage};
 
 pub struct TieredStore {
     local: Arc<dyn ChunkStore>,
@@ -156,7 +156,7 @@ impl ChunkStore for TieredStore {
         self.local.read_order(id)
     }
 
-    async fn check_store(&self, repair: bool) -> Result<Vec<String>, StoreError> {
+    async fn check_store(&self, repair: bool) -> Result<Vec<StoreFault>, StoreError> {
         self.local.check_store(repair).await
     }
 

@@ -47,7 +47,7 @@ use futures::stream::{self, BoxStream, StreamExt};
 
 use crate::kv::{Batch, Kv};
 use crate::store::{blocking, verify};
-use crate::{platform, ChunkId, ChunkStore, Compacted, Loaded, StoreError, Usage};
+use crate::{platform, ChunkId, ChunkStore, Compacted, Loaded, StoreError, StoreFault, Usage};
 use index::{Loc, SegStat};
 
 pub use convert::{convert_legacy, is_legacy, Converted};
@@ -630,7 +630,7 @@ impl ChunkStore for PackStore {
             .map_or(u64::MAX, |l| l.order_key())
     }
 
-    async fn check_store(&self, repair: bool) -> Result<Vec<String>, StoreError> {
+    async fn check_store(&self, repair: bool) -> Result<Vec<StoreFault>, StoreError> {
         blocking(&self.inner, move |s| open::check(s, repair)).await
     }
 

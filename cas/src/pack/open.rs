@@ -16,7 +16,7 @@ use super::index::{self, Loc, SegStat};
 use super::scan::{self, Found};
 use super::{lock, Inner, PackOptions, State, Writer, MARKER, MARKER_TEXT, UPDATING};
 use crate::kv::{Batch, Kv};
-use crate::{platform, ChunkId, StoreError};
+use crate::{platform, ChunkId, StoreError, StoreFault};
 
 pub(super) fn open(root: PathBuf, opts: PackOptions) -> Result<Inner, StoreError> {
     let segments = root.join("segments");
@@ -205,7 +205,7 @@ fn recount(inner: &Inner) -> Result<(), StoreError> {
 /// wrongly, then recounts. Records of deleted chunks whose bytes were not freed yet
 /// come back as extra copies (never a loss; an offline gc removes them). Returns one
 /// line per damaged range found.
-fn rebuild(inner: &Inner) -> Result<Vec<String>, StoreError> {
+fn rebuild(inner: &Inner) -> Result<Vec<StoreFault>, StoreError> {
     let mut problems = Vec::new();
     let mut batch = Batch::default();
     batch.insert(UPDATING, Vec::new());
@@ -239,13 +239,16 @@ fn rebuild(inner: &Inner) -> Result<Vec<String>, StoreError> {
                         batch.insert(key.to_vec(), loc.encode().to_vec());
                     }
                 }
-                Found::Record { offset, header, .. } => problems.push(format!(
-                    "segment {seg}: record of chunk {} at {offset} is damaged",
-                    header.id
+                Found::Record { offset, header, .. } => problems.push(StoreFault::of(
+                    header.id,
+                    format!(
+                        "segment {seg}: record of chunk {} at {offset} is damaged",
+                        header.id
+                    ),
                 )),
-                Found::Damaged { offset, len } => {
-                    problems.push(format!("segment {seg}: {len} damaged bytes at {offset}"))
-                }
+                Found::Damaged { offset, len } => problems.push(StoreFault::other(format!(
+                    "segment {seg}: {len} damaged bytes at {offset}"
+                ))),
             }
             if batch.len() >= super::BATCH_OPS {
                 inner
@@ -296,7 +299,7 @@ fn header_names(inner: &Inner, loc: &Loc, id: &ChunkId) -> bool {
 /// [`crate::ChunkStore::check_store`] of a pack store: every location names a
 /// record of its chunk inside its segment's synced length. With `repair`, the index
 /// is rebuilt from the segments (and the problems it found are reported).
-pub(super) fn check(inner: &Inner, repair: bool) -> Result<Vec<String>, StoreError> {
+pub(super) fn check(inner: &Inner, repair: bool) -> Result<Vec<StoreFault>, StoreError> {
     let _one_at_a_time = lock(&inner.sync_lock);
     inner.sync_locked()?;
     let stats = lock(&inner.state).stats.clone();
@@ -305,16 +308,22 @@ pub(super) fn check(inner: &Inner, repair: bool) -> Result<Vec<String>, StoreErr
         let (k, v) = pair.map_err(|e| inner.kv_err(e))?;
         let id = ChunkId::from_slice(&k[1..]).expect("32-byte key");
         let Some(loc) = Loc::decode(&v) else {
-            problems.push(format!("index entry of chunk {id} is malformed"));
+            problems.push(StoreFault::of(
+                id,
+                format!("index entry of chunk {id} is malformed"),
+            ));
             continue;
         };
         let within = stats
             .get(&loc.seg)
             .is_some_and(|s| loc.end() <= s.synced_len);
         if !within || !header_names(inner, &loc, &id) {
-            problems.push(format!(
-                "index names chunk {id} at segment {} offset {}, where no intact record of it is",
-                loc.seg, loc.offset
+            problems.push(StoreFault::of(
+                id,
+                format!(
+                    "index names chunk {id} at segment {} offset {}, where no intact record of it is",
+                    loc.seg, loc.offset
+                ),
             ));
         }
     }

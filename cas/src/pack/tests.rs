@@ -93,7 +93,8 @@ async fn a_damaged_record_is_corrupt_and_the_rest_reads() {
     // The index check reads headers: it names the chunk whose header is damaged.
     let problems = store.check_store(false).await.unwrap();
     assert_eq!(problems.len(), 1, "{problems:?}");
-    assert!(problems[0].contains(&ids[9].to_hex()));
+    assert_eq!(problems[0].chunk, Some(ids[9]), "{problems:?}");
+    assert!(problems[0].what.contains(&ids[9].to_hex()));
     // Repair rebuilds the index from the segments: entries naming damage go (fsck
     // then copies those chunks again from another tier), the rest stays.
     let repaired = store.check_store(true).await.unwrap();
