@@ -9,6 +9,7 @@
 //!   FUSE and some network file systems, and macOS has none.
 //! - [`punch_hole`]: frees a byte range in the middle of a file, keeping its size.
 //! - [`lock_exclusive`]: an advisory whole-file lock, without waiting.
+//! - [`write_durably`]: a small file written whole or not at all, and durable.
 
 use std::fs::File;
 use std::io;
@@ -42,6 +43,34 @@ pub fn sync_all(file: &File) -> io::Result<()> {
 /// removing a file in it.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     sync_all(&File::open(dir)?)
+}
+
+/// Writes `bytes` to `path` (created with permissions `mode`) so that after a crash or
+/// power cut the file is either absent or whole: written under a temporary name,
+/// synced, renamed, and the folder synced. For small files (tokens, identities).
+pub fn write_durably(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp_name = path.file_name().unwrap_or_default().to_owned();
+    tmp_name.push(format!(".tmp{}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let written = File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .and_then(|mut f| {
+            f.write_all(bytes)?;
+            sync_all(&f)
+        })
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    sync_dir(dir)
 }
 
 /// Frees the bytes `offset..offset + len` of `file` (they read back as zeros; the

@@ -132,14 +132,17 @@ impl Home {
     pub fn node_id(&self) -> Result<String> {
         let path = self.dir.join("node-id");
         if let Ok(id) = fs::read_to_string(&path) {
-            return Ok(id.trim().to_owned());
+            let id = id.trim();
+            if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Ok(id.to_owned());
+            }
         }
         let mut raw = [0u8; 16];
         File::open("/dev/urandom")
             .and_then(|mut f| f.read_exact(&mut raw))
             .context("reading /dev/urandom")?;
         let id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-        fs::write(&path, format!("{id}\n"))
+        fvfs_cas::platform::write_durably(&path, format!("{id}\n").as_bytes(), 0o644)
             .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(id)
     }

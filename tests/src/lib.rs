@@ -5,8 +5,8 @@
 pub mod daemon;
 pub mod garage;
 pub mod mount;
+pub mod mounts;
 pub mod packs;
-pub mod tmpfs;
 pub mod tree;
 
 use std::ffi::OsStr;

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use fvfs_tests::tmpfs::Tmpfs;
+use fvfs_tests::mounts::Tmpfs;
 use fvfs_tests::{check, tree, Fvfsd};
 
 fn stderr_of(out: &std::process::Output) -> String {

@@ -468,7 +468,7 @@ fn concurrent_tree_uploads_sharing_chunks_all_commit() {
 #[test]
 fn a_full_disk_answers_507_and_keeps_what_was_committed() {
     let work = tempfile::tempdir().unwrap();
-    let Some(disk) = fvfs_tests::tmpfs::Tmpfs::mount(&work.path().join("home"), "12m") else {
+    let Some(disk) = fvfs_tests::mounts::Tmpfs::mount(&work.path().join("home"), "12m") else {
         eprintln!("SKIPPED: this kernel refuses to mount tmpfs here (not root?)");
         return;
     };
@@ -494,4 +494,29 @@ fn a_full_disk_answers_507_and_keeps_what_was_committed() {
         (200, "kept".into())
     );
     assert_eq!(d.raw(&request("GET", "/v1/meta/huge", &[], b"")).0, 404);
+    // Stopped on a full disk, the store cannot open (its index needs room to write):
+    // one clear line, nothing changed.
+    drop(d);
+    let out = store
+        .cmd(["fsck", "--all", "--read-data"])
+        .output()
+        .unwrap();
+    check(&out, 2);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("No space left on device"), "{err}");
+    // With room again, the tail of the failed upload is cut back at open, fsck finds
+    // every byte as written, and the daemon takes writes.
+    disk.resize("64m");
+    let fsck = store.run(["fsck", "--all", "--read-data"]);
+    assert!(fsck.contains(" 0 problems"), "{fsck}");
+    let d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
+    assert_eq!(
+        d.raw(&request("PUT", "/v1/files/after", &[], b"room again"))
+            .0,
+        201
+    );
+    assert_eq!(
+        d.raw(&request("GET", "/v1/files/small", &[], b"")),
+        (200, "kept".into())
+    );
 }

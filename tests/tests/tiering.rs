@@ -105,6 +105,68 @@ fn nas_replication_survives_an_unmounted_share_and_kill_9() {
 }
 
 #[test]
+fn a_nas_share_unmounted_mid_segment_comes_back_without_a_restart() {
+    let work = tempfile::tempdir().unwrap();
+    let (nas, config) = nas_config(work.path());
+    let share = work.path().join("share");
+    fs::create_dir(&share).unwrap();
+    let Some(mount) = fvfs_tests::mounts::Bind::mount(&share, &nas) else {
+        eprintln!("SKIPPED: this kernel refuses bind mounts here (not root?)");
+        return;
+    };
+    let store = Fvfsd::new();
+    let global = ["--config", config.to_str().unwrap()];
+    let d = Daemon::start_with(&store, &global, "127.0.0.1:0", &["--no-mdns"]);
+    let put = |name: &str, seed: u64, len: usize| {
+        let body = tree::bytes(seed, len, false);
+        let (status, text) = d.raw(&request("PUT", &format!("/v1/files/{name}"), &[], &body));
+        assert_eq!(status, 201, "{text}");
+    };
+    let flush = || d.raw(&request("POST", "/v1/admin/flush", &[], b""));
+    for i in 0..3 {
+        put(&format!("a{i}"), i, 300_000);
+    }
+    assert_eq!(flush().0, 200);
+    // The NAS store has a segment open and partly filled; a large write is being
+    // replicated into it when the share drops.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            put("big", 99, 8 << 20);
+            let _ = flush();
+        });
+        s.spawn(|| mount.detach());
+    });
+    for i in 3..6 {
+        put(&format!("b{i}"), i, 300_000);
+    }
+    let (status, body) = flush();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("tier_unavailable"), "{body}");
+    assert_eq!(
+        fs::read_dir(&nas).unwrap().count(),
+        0,
+        "nothing written to the bare mountpoint"
+    );
+
+    // The share comes back under the same daemon: the store reopens where its last
+    // sync left it and the queue drains into it.
+    mount.reattach();
+    let (status, body) = flush();
+    assert_eq!(status, 200, "{body}");
+    let local = store.home.path().join("chunks");
+    assert_eq!(packs::ids(&nas), packs::ids(&local));
+    let status = json(&d.raw(&request("GET", "/v1/status", &[], b"")).1);
+    assert_eq!(status["tiers"][1]["queue_depth"], 0, "{status}");
+    assert_eq!(
+        status["tiers"][1]["chunks"], status["tiers"][0]["chunks"],
+        "{status}"
+    );
+    drop(d);
+    let fsck = store.run([global[0], global[1], "fsck", "--all", "--read-data"]);
+    assert!(fsck.contains(" 0 problems"), "{fsck}");
+}
+
+#[test]
 fn a_corrupt_local_copy_is_read_from_the_nas_and_repaired() {
     let work = tempfile::tempdir().unwrap();
     let (_nas, config) = nas_config(work.path());

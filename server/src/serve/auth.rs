@@ -1,9 +1,9 @@
 //! The API token: made at first start, kept 0600 in the data directory, required as
 //! `Authorization: Bearer TOKEN` whenever the daemon listens beyond loopback.
 
-use std::fs::{self, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -36,14 +36,10 @@ pub fn token(dir: &Path) -> Result<String> {
                 .and_then(|mut f| f.read_exact(&mut raw))
                 .context("reading /dev/urandom")?;
             let t = fvfs_cas::ChunkId::from_bytes(raw).to_hex();
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
+            // Whole or absent after a power cut: a torn token file would lock
+            // every client out until someone deletes it.
+            fvfs_cas::platform::write_durably(&path, format!("{t}\n").as_bytes(), 0o600)
                 .with_context(|| format!("cannot create {}", path.display()))?;
-            writeln!(f, "{t}")?;
-            f.sync_all()?;
             Ok(t)
         }
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
