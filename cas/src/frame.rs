@@ -98,13 +98,27 @@ pub fn raw_len(frame: &[u8]) -> Result<usize, FrameError> {
     Ok(len)
 }
 
+/// `payload` decompressed, if it is a zstd frame of at most `len` bytes.
+fn decompress(payload: &[u8], len: usize) -> Option<Vec<u8>> {
+    thread_local! {
+        // Creating a context costs more than decompressing a small chunk (fsck and
+        // every read decode one frame after another): keep one per thread.
+        static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            std::cell::RefCell::new(zstd::bulk::Decompressor::new().ok());
+    }
+    DECOMPRESSOR.with(|d| match d.borrow_mut().as_mut() {
+        Some(d) => d.decompress(payload, len).ok(),
+        None => zstd::bulk::decompress(payload, len).ok(),
+    })
+}
+
 /// Decodes a frame and checks that its content hashes to `id`.
 pub fn decode(id: &ChunkId, frame: &[u8]) -> Result<Vec<u8>, FrameError> {
     let len = raw_len(frame)?;
     let payload = &frame[HEADER_LEN..];
     let raw = match frame[3] {
         CODEC_RAW => payload.to_vec(),
-        _ => zstd::bulk::decompress(payload, len).map_err(|_| FrameError::BadPayload(len))?,
+        _ => decompress(payload, len).ok_or(FrameError::BadPayload(len))?,
     };
     if raw.len() != len {
         return Err(FrameError::BadPayload(len));

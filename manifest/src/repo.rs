@@ -149,16 +149,30 @@ impl Repo {
     ) -> Result<ChunkId> {
         let id = ChunkId::of(data);
         if !self.knows(pending, &id)? {
-            self.store_frame(
-                pending,
-                id,
-                Bytes::from(frame::encode(data)),
-                data.len(),
-                kind,
-            )
-            .await?;
+            self.put_hashed_chunk(pending, id, data, kind).await?;
         }
         Ok(id)
+    }
+
+    /// Compresses and stores `data`, whose id the caller has just computed from it
+    /// (and found unknown with [`Repo::knows`]): [`Repo::put_chunk`] without hashing
+    /// and looking up a second time.
+    pub async fn put_hashed_chunk(
+        &self,
+        pending: &Pending,
+        id: ChunkId,
+        data: &[u8],
+        kind: ChunkKind,
+    ) -> Result<()> {
+        debug_assert_eq!(id, ChunkId::of(data));
+        self.store_frame(
+            pending,
+            id,
+            Bytes::from(frame::encode(data)),
+            data.len(),
+            kind,
+        )
+        .await
     }
 
     /// Stores a frame encoded elsewhere (by a client), after checking that it decodes

@@ -17,6 +17,12 @@ use tokio::runtime::Handle;
 use super::walk::{FileJob, Stat};
 
 const READ_ATTEMPTS: usize = 3;
+/// Files at least this large have their new chunks compressed and stored by helper
+/// threads while the worker reads on: otherwise the few largest files of a tree keep
+/// one core busy at the end while the others have nothing left to do.
+const HELPED_FILE_BYTES: u64 = 8 << 20;
+/// Chunks read ahead of the helpers, at most.
+const HELPER_QUEUE: usize = 8;
 
 /// Counters shown by the progress bar and the final summary.
 #[derive(Default)]
@@ -152,23 +158,15 @@ impl<'a> Ingest<'a> {
         if before.ino != job.stat.ino || before.dev != job.stat.dev {
             return Ok(Err("replaced while being read".into()));
         }
-        let mut refs = Vec::new();
-        for chunk in chunker::chunks(&file) {
-            let data = match chunk {
-                Ok(d) => d,
-                Err(e) => return Ok(Err(format!("read error: {e}"))),
-            };
-            let id = ChunkId::of(&data);
-            let len = data.len() as u64;
-            if self.repo.knows(self.pending, &id)? {
-                self.counters.bytes_dedup.fetch_add(len, Ordering::Relaxed);
-            } else {
-                self.handle
-                    .block_on(self.repo.put_chunk(self.pending, &data, ChunkKind::Data))?;
-                self.counters.bytes_new.fetch_add(len, Ordering::Relaxed);
-            }
-            refs.push(ChunkRef { id, len });
-        }
+        let refs = if before.size >= HELPED_FILE_BYTES {
+            self.chunks_helped(&file)?
+        } else {
+            self.chunks(&file, |id, data| self.store(id, &data))?
+        };
+        let refs = match refs {
+            Ok(refs) => refs,
+            Err(why) => return Ok(Err(why)),
+        };
         let after = match fstat(&file) {
             Ok(s) => s,
             Err(e) => return Ok(Err(e)),
@@ -181,6 +179,88 @@ impl<'a> Ingest<'a> {
             .handle
             .block_on(self.repo.put_file(self.pending, refs))?;
         Ok(Ok((file, after)))
+    }
+
+    /// Cuts `file` into chunks, handing each one not stored yet to `store`; returns
+    /// the file's chunk list (or why the source could not be read).
+    fn chunks(
+        &self,
+        file: &File,
+        mut store: impl FnMut(ChunkId, Vec<u8>) -> Result<(), ManifestError>,
+    ) -> Result<Result<Vec<ChunkRef>, String>, ManifestError> {
+        let mut refs = Vec::new();
+        for chunk in chunker::chunks(file) {
+            let data = match chunk {
+                Ok(d) => d,
+                Err(e) => return Ok(Err(format!("read error: {e}"))),
+            };
+            let id = ChunkId::of(&data);
+            let len = data.len() as u64;
+            if self.repo.knows(self.pending, &id)? {
+                self.counters.bytes_dedup.fetch_add(len, Ordering::Relaxed);
+            } else {
+                store(id, data)?;
+            }
+            refs.push(ChunkRef { id, len });
+        }
+        Ok(Ok(refs))
+    }
+
+    /// Compresses and stores a new chunk.
+    fn store(&self, id: ChunkId, data: &[u8]) -> Result<(), ManifestError> {
+        self.handle.block_on(self.repo.put_hashed_chunk(
+            self.pending,
+            id,
+            data,
+            ChunkKind::Data,
+        ))?;
+        self.counters
+            .bytes_new
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// [`Ingest::chunks`] of a large file, with one helper thread per core compressing
+    /// and storing while this one reads, chunks and hashes. Every chunk is stored when
+    /// it returns; the first store error stops the reading.
+    fn chunks_helped(&self, file: &File) -> Result<Result<Vec<ChunkRef>, String>, ManifestError> {
+        let helpers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let failed: Mutex<Option<ManifestError>> = Mutex::new(None);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(ChunkId, Vec<u8>)>(HELPER_QUEUE);
+        let rx = Mutex::new(rx);
+        let refs = std::thread::scope(|scope| {
+            for _ in 0..helpers {
+                let (rx, failed) = (&rx, &failed);
+                scope.spawn(move || loop {
+                    let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    let Ok((id, data)) = next else { return };
+                    // After a failure, drain the queue so the reader never blocks.
+                    if failed.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+                        continue;
+                    }
+                    if let Err(e) = self.store(id, &data) {
+                        failed
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get_or_insert(e);
+                    }
+                });
+            }
+            let refs = self.chunks(file, |id, data| {
+                if let Some(e) = failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    return Err(e);
+                }
+                tx.send((id, data))
+                    .expect("helpers run until the sender is dropped");
+                Ok(())
+            });
+            drop(tx);
+            refs
+        });
+        match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(e) => Err(e),
+            None => refs,
+        }
     }
 }
 
