@@ -68,16 +68,24 @@ impl FromStr for ChunkId {
     }
 }
 
+/// In binary formats (the CBOR of hashed tree nodes) an id is 32 raw bytes, which node
+/// hashes depend on; in human-readable ones (JSON answers) it is the 64-character hex
+/// name users see everywhere else. JSON also accepts the array of 32 numbers that
+/// earlier versions wrote.
 impl Serialize for ChunkId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&self.0)
+        if s.is_human_readable() {
+            s.serialize_str(&self.to_hex())
+        } else {
+            s.serialize_bytes(&self.0)
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for ChunkId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
-        impl serde::de::Visitor<'_> for V {
+        impl<'de> serde::de::Visitor<'de> for V {
             type Value = ChunkId;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a 32-byte chunk id")
@@ -85,14 +93,55 @@ impl<'de> Deserialize<'de> for ChunkId {
             fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<ChunkId, E> {
                 ChunkId::from_slice(v).ok_or_else(|| E::invalid_length(v.len(), &self))
             }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ChunkId, E> {
+                v.parse()
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Str(v), &self))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<ChunkId, A::Error> {
+                let mut out = [0u8; 32];
+                for (i, byte) in out.iter_mut().enumerate() {
+                    *byte = seq
+                        .next_element()?
+                        .ok_or_else(|| serde::de::Error::invalid_length(i, &self))?;
+                }
+                if seq.next_element::<u8>()?.is_some() {
+                    return Err(serde::de::Error::invalid_length(33, &self));
+                }
+                Ok(ChunkId(out))
+            }
         }
-        d.deserialize_bytes(V)
+        if d.is_human_readable() {
+            d.deserialize_any(V)
+        } else {
+            d.deserialize_bytes(V)
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_names_ids_in_hex_and_cbor_keeps_raw_bytes() {
+        let id = ChunkId::of(b"hello");
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, format!("\"{}\"", id.to_hex()));
+        assert_eq!(serde_json::from_str::<ChunkId>(&json).unwrap(), id);
+        // The array earlier versions wrote still reads.
+        let array = serde_json::to_string(&id.as_bytes().to_vec()).unwrap();
+        assert_eq!(serde_json::from_str::<ChunkId>(&array).unwrap(), id);
+        assert!(serde_json::from_str::<ChunkId>("[1,2,3]").is_err());
+        assert!(serde_json::from_str::<ChunkId>("\"abc\"").is_err());
+        // CBOR (what node hashes are computed over): a 32-byte string, as always.
+        let cbor = serde_cbor::to_vec(&id).unwrap();
+        assert_eq!(&cbor[..2], &[0x58, 32]);
+        assert_eq!(&cbor[2..], id.as_bytes());
+        assert_eq!(serde_cbor::from_slice::<ChunkId>(&cbor).unwrap(), id);
+    }
 
     #[test]
     fn hex_round_trip_and_rejects_bad_input() {

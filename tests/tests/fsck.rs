@@ -36,6 +36,18 @@ fn damage_is_found_and_named() {
         "{text}"
     );
     assert!(text.contains("1 problems"), "{text}");
+    // The same through a running daemon: its report travels as JSON (chunk ids in hex).
+    {
+        let _daemon = fvfs_tests::daemon::Daemon::start(&d, "127.0.0.1:0", &["--no-mdns"]);
+        let out = d.cmd(["fsck", "--read-data"]).output().unwrap();
+        check(&out, 1);
+        let remote = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            remote.contains(&format!("chunk {}", records[0].id))
+                && remote.contains("used by /only.bin"),
+            "{remote}"
+        );
+    }
 
     // A record gone from its segment: the index check finds it without reading data.
     records[1].wipe();
