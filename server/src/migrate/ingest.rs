@@ -227,10 +227,12 @@ impl<'a> Ingest<'a> {
         let helpers = std::thread::available_parallelism().map_or(2, |n| n.get());
         let failed: Mutex<Option<ManifestError>> = Mutex::new(None);
         let (tx, rx) = std::sync::mpsc::sync_channel::<(ChunkId, Vec<u8>)>(HELPER_QUEUE);
-        let rx = Mutex::new(rx);
+        // Owned by the helpers alone: if they all stopped (a panic), sending fails
+        // instead of waiting for ever.
+        let rx = std::sync::Arc::new(Mutex::new(rx));
         let refs = std::thread::scope(|scope| {
             for _ in 0..helpers {
-                let (rx, failed) = (&rx, &failed);
+                let (rx, failed) = (rx.clone(), &failed);
                 scope.spawn(move || loop {
                     let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
                     let Ok((id, data)) = next else { return };
@@ -246,12 +248,12 @@ impl<'a> Ingest<'a> {
                     }
                 });
             }
+            drop(rx);
             let refs = self.chunks(file, |id, data| {
                 if let Some(e) = failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
                     return Err(e);
                 }
-                tx.send((id, data))
-                    .expect("helpers run until the sender is dropped");
+                tx.send((id, data)).expect("a helper thread panicked");
                 Ok(())
             });
             drop(tx);
