@@ -29,6 +29,45 @@ pub fn chunks<R: Read>(reader: R) -> impl Iterator<Item = std::io::Result<Vec<u8
     })
 }
 
+/// [`chunks`] of a stream expected to hold `size` bytes (a file's length when it was
+/// stat'ed), with the same chunks whatever it really holds. A stream of at most
+/// `MAX_SIZE` bytes is read whole into a buffer of its own length and cut in memory:
+/// most files of a tree are small, and a zeroed `MAX_SIZE` buffer per file cost more
+/// (allocation, page faults) than hashing them. A longer one is streamed.
+pub fn chunks_sized<'a, R: Read + 'a>(
+    reader: R,
+    size: u64,
+) -> Box<dyn Iterator<Item = std::io::Result<Vec<u8>>> + 'a> {
+    if size > MAX_SIZE as u64 {
+        return Box::new(chunks(reader));
+    }
+    let mut head = Vec::with_capacity(size as usize + 1);
+    let mut reader = reader;
+    if let Err(e) = (&mut reader)
+        .take(MAX_SIZE as u64 + 1)
+        .read_to_end(&mut head)
+    {
+        return Box::new(std::iter::once(Err(e)));
+    }
+    if head.len() > MAX_SIZE {
+        // It grew since its size was taken: stream what was read, then the rest.
+        return Box::new(chunks(std::io::Cursor::new(head).chain(reader)));
+    }
+    let lens = cut_lengths(&head);
+    if lens.len() == 1 {
+        return Box::new(std::iter::once(Ok(head)));
+    }
+    let mut start = 0;
+    let pieces: Vec<_> = lens
+        .into_iter()
+        .map(|len| {
+            start += len;
+            Ok(head[start - len..start].to_vec())
+        })
+        .collect();
+    Box::new(pieces.into_iter())
+}
+
 /// Chunks a stream that arrives in pieces (an HTTP body), with the same cut points as
 /// [`chunks`] over the whole stream, holding at most about two `MAX_SIZE` of it.
 ///
@@ -137,6 +176,15 @@ mod tests {
             let lens: Vec<usize> = got.iter().map(Vec::len).collect();
             prop_assert_eq!(lens, cut_lengths(&data));
             prop_assert_eq!(got.concat(), data);
+        }
+
+        /// Whatever size the caller expected, the same chunks as streaming.
+        #[test]
+        fn sized_matches_stream(seed in any::<u64>(), len in 0usize..700_000, hint in 0u64..700_000) {
+            let data = noise(seed, len);
+            let sized: Vec<Vec<u8>> = chunks_sized(&data[..], hint).map(Result::unwrap).collect();
+            let streamed: Vec<Vec<u8>> = chunks(&data[..]).map(Result::unwrap).collect();
+            prop_assert_eq!(sized, streamed);
         }
 
         /// Every chunk is within bounds (the last may be short) and the chunks cover the input.

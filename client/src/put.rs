@@ -170,7 +170,9 @@ async fn chunk_file(
 ) -> std::io::Result<Vec<ChunkRef>> {
     tokio::task::spawn_blocking(move || {
         let mut refs = Vec::new();
-        for chunk in chunker::chunks(fs::File::open(&path)?) {
+        let file = fs::File::open(&path)?;
+        let size = file.metadata()?.len();
+        for chunk in chunker::chunks_sized(file, size) {
             let data = chunk?;
             let id = ChunkId::of(&data);
             refs.push(ChunkRef {

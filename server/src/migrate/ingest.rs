@@ -159,9 +159,9 @@ impl<'a> Ingest<'a> {
             return Ok(Err("replaced while being read".into()));
         }
         let refs = if before.size >= HELPED_FILE_BYTES {
-            self.chunks_helped(&file)?
+            self.chunks_helped(&file, before.size)?
         } else {
-            self.chunks(&file, |id, data| self.store(id, &data))?
+            self.chunks(&file, before.size, |id, data| self.store(id, &data))?
         };
         let refs = match refs {
             Ok(refs) => refs,
@@ -186,10 +186,11 @@ impl<'a> Ingest<'a> {
     fn chunks(
         &self,
         file: &File,
+        size: u64,
         mut store: impl FnMut(ChunkId, Vec<u8>) -> Result<(), ManifestError>,
     ) -> Result<Result<Vec<ChunkRef>, String>, ManifestError> {
         let mut refs = Vec::new();
-        for chunk in chunker::chunks(file) {
+        for chunk in chunker::chunks_sized(file, size) {
             let data = match chunk {
                 Ok(d) => d,
                 Err(e) => return Ok(Err(format!("read error: {e}"))),
@@ -223,7 +224,11 @@ impl<'a> Ingest<'a> {
     /// [`Ingest::chunks`] of a large file, with one helper thread per core compressing
     /// and storing while this one reads, chunks and hashes. Every chunk is stored when
     /// it returns; the first store error stops the reading.
-    fn chunks_helped(&self, file: &File) -> Result<Result<Vec<ChunkRef>, String>, ManifestError> {
+    fn chunks_helped(
+        &self,
+        file: &File,
+        size: u64,
+    ) -> Result<Result<Vec<ChunkRef>, String>, ManifestError> {
         let helpers = std::thread::available_parallelism().map_or(2, |n| n.get());
         let failed: Mutex<Option<ManifestError>> = Mutex::new(None);
         let (tx, rx) = std::sync::mpsc::sync_channel::<(ChunkId, Vec<u8>)>(HELPER_QUEUE);
@@ -249,7 +254,7 @@ impl<'a> Ingest<'a> {
                 });
             }
             drop(rx);
-            let refs = self.chunks(file, |id, data| {
+            let refs = self.chunks(file, size, |id, data| {
                 if let Some(e) = failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
                     return Err(e);
                 }
