@@ -60,6 +60,10 @@ pub struct Replicator {
     wake: Notify,
     /// Wakes those waiting for the queue to drain, after every batch.
     progress: Notify,
+    /// Asked to stop: the worker returns at the top of its next round.
+    stopping: AtomicBool,
+    /// The worker, until [`Replicator::stop`] waits for it.
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// Copies made but not yet confirmed by a sync of the tier.
@@ -95,9 +99,26 @@ impl Replicator {
             last_error: Mutex::new(None),
             wake: Notify::new(),
             progress: Notify::new(),
+            stopping: AtomicBool::new(false),
+            task: Mutex::new(None),
         });
-        tokio::spawn(r.clone().run(repo));
+        let task = tokio::spawn(r.clone().run(repo));
+        *r.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
         r
+    }
+
+    /// Stops the worker after the round it is in (what it copied but did not sync yet
+    /// stays queued) and waits for it, at most `limit`: a runtime shutting down under a
+    /// worker that is still copying would fail its next timer.
+    pub async fn stop(&self, limit: Duration) {
+        self.stopping.store(true, Ordering::Relaxed);
+        self.wake();
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(task) = task {
+            if tokio::time::timeout(limit, task).await.is_err() {
+                tracing::warn!(tier = self.name, "replication still busy; stopping anyway");
+            }
+        }
     }
 
     pub fn available(&self) -> bool {
@@ -156,7 +177,7 @@ impl Replicator {
     async fn run(self: Arc<Self>, repo: Arc<Repo>) {
         let mut backoff = 1u64;
         let mut pending = Unconfirmed::default();
-        loop {
+        while !self.stopping.load(Ordering::Relaxed) {
             let due = match repo.replication_due_except(self.bit, BATCH, &pending.set) {
                 Ok(d) => d,
                 Err(e) => {

@@ -281,6 +281,9 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
     if let Some(a) = announcement {
         a.stop();
     }
+    for r in &state.replicators {
+        r.stop(Duration::from_secs(10)).await;
+    }
     checkpoints.abort();
     state.repo.checkpoint(&state.staged).await?;
     home.remove_daemon_info();
