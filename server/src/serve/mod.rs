@@ -13,7 +13,8 @@
 //! - Bodies stream both ways in chunk-sized pieces; no handler holds a whole file.
 //! - Every tree change goes through the group-commit [`writer`], and is answered only
 //!   once durable. On SIGINT/SIGTERM the daemon stops accepting, lets requests in flight
-//!   finish (up to 30 s), then flushes the store and the database.
+//!   finish (up to 30 s), stops the replication workers after their current round
+//!   (up to 10 s each), then flushes the store and the database.
 
 mod admin;
 mod auth;
