@@ -35,14 +35,13 @@ pub fn chunks<R: Read>(reader: R) -> impl Iterator<Item = std::io::Result<Vec<u8
 /// most files of a tree are small, and a zeroed `MAX_SIZE` buffer per file cost more
 /// (allocation, page faults) than hashing them. A longer one is streamed.
 pub fn chunks_sized<'a, R: Read + 'a>(
-    reader: R,
+    mut reader: R,
     size: u64,
 ) -> Box<dyn Iterator<Item = std::io::Result<Vec<u8>>> + 'a> {
     if size > MAX_SIZE as u64 {
         return Box::new(chunks(reader));
     }
     let mut head = Vec::with_capacity(size as usize + 1);
-    let mut reader = reader;
     if let Err(e) = (&mut reader)
         .take(MAX_SIZE as u64 + 1)
         .read_to_end(&mut head)

@@ -210,7 +210,7 @@ fn garage_stopped_mid_flush_and_a_killed_daemon_lose_nothing() {
 }
 
 /// Chunks the local pack store holds, read from its segments.
-fn chunk_files(root: &Path) -> usize {
+fn local_chunks(root: &Path) -> usize {
     fvfs_tests::packs::ids(root).len()
 }
 
@@ -239,7 +239,7 @@ fn eviction_under_a_small_watermark_drops_only_s3_backed_copies() {
         files.insert(format!("f{i}"), content);
     }
     let chunks = store.home.path().join("chunks");
-    let held = chunk_files(&chunks);
+    let held = local_chunks(&chunks);
     let evict = |d: &Daemon| {
         let (status, body) = d.raw(&request("POST", "/v1/admin/evict", &[], b""));
         assert_eq!(status, 200, "{body}");
@@ -249,7 +249,7 @@ fn eviction_under_a_small_watermark_drops_only_s3_backed_copies() {
     // Over the watermark, but nothing is in S3 yet: nothing may go.
     let none = evict(&d);
     assert_eq!(none["evicted_chunks"], 0, "{none}");
-    assert_eq!(chunk_files(&chunks), held);
+    assert_eq!(local_chunks(&chunks), held);
 
     assert_eq!(flush(&d).0, 200);
     let some = evict(&d);
@@ -258,11 +258,11 @@ fn eviction_under_a_small_watermark_drops_only_s3_backed_copies() {
     assert!(local["bytes"].as_u64().unwrap() <= 256 * 1024, "{local}");
     assert_eq!(local["high_watermark_bytes"], 512 * 1024, "{local}");
     assert_eq!(
-        chunk_files(&chunks) as u64,
+        local_chunks(&chunks) as u64,
         local["chunks"].as_u64().unwrap(),
         "the records left are the chunks the local bit claims"
     );
-    assert!(chunk_files(&chunks) < held);
+    assert!(local_chunks(&chunks) < held);
 
     // Every byte still reads back (from S3, verified and promoted).
     for (name, content) in &files {
