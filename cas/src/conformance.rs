@@ -56,6 +56,30 @@ pub async fn run(store: &dyn ChunkStore) {
     assert_eq!(answer, vec![true, false, true, true, true]);
     assert!(store.has(&[]).await.expect("has of nothing").is_empty());
 
+    // get_many answers every id once, in any order, with what get answers.
+    let mut answers: Vec<_> = store.get_many(query.clone()).collect().await;
+    answers.sort_by_key(|(id, _)| *id);
+    let mut asked = query.clone();
+    asked.sort_unstable();
+    assert_eq!(
+        answers.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        asked,
+        "get_many answers each id once"
+    );
+    for (id, answer) in answers {
+        match payloads.iter().find(|p| ChunkId::of(p) == id) {
+            Some(p) => assert_eq!(
+                &answer.expect("get_many of a stored chunk").data[..],
+                &p[..]
+            ),
+            None => assert!(
+                matches!(answer, Err(StoreError::NotFound(m)) if m == missing),
+                "get_many of a missing chunk"
+            ),
+        }
+    }
+    assert!(store.get_many(Vec::new()).next().await.is_none());
+
     // missing and mislabelled chunks.
     assert!(
         matches!(store.get(&missing).await, Err(StoreError::NotFound(id)) if id == missing),

@@ -28,5 +28,6 @@ pub use id::{ChunkId, ParseIdError};
 pub use memory::MemoryStore;
 pub use pack::{PackOptions, PackStore};
 pub use store::{
-    read_ahead, verify, ChunkStore, ChunkStoreExt, Compacted, Loaded, StoreFault, Usage, READ_AHEAD,
+    read_ahead, verify, ChunkStore, ChunkStoreExt, ChunkStream, Compacted, Loaded, StoreFault,
+    Usage, READ_AHEAD,
 };

@@ -28,4 +28,4 @@ pub use repo::{
     recent_accesses, Condemned, CopyMark, GcSession, HeadLock, PackLocs, Pending, Recovered, Repo,
 };
 pub use tree::TreeEdit;
-pub use walk::{diff, lookup, walk, Change, ChangeKind};
+pub use walk::{diff, fetch_trees, lookup, walk, Change, ChangeKind};

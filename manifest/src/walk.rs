@@ -1,14 +1,18 @@
-//! Reading trees: lookup of one path, depth-first walks, and diff between two versions.
+//! Reading trees: lookup of one path, depth-first walks, diff between two versions, and
+//! bulk fetching of whole trees.
 //!
 //! Walks keep an explicit stack, so a deep tree cannot overflow the thread's stack, and
 //! load each directory node once. Diff compares directory ids before descending: equal
 //! subtrees are skipped whole, so diffing two versions costs in proportion to what
 //! changed between them, not to the size of the tree.
 
+use std::collections::HashSet;
+
+use futures::StreamExt;
 use fvfs_cas::ChunkId;
 
 use crate::error::{ManifestError, Result};
-use crate::node::{Entry, EntryKind};
+use crate::node::{self, Entry, EntryKind, Node};
 use crate::path::{components, join, show};
 use crate::repo::Repo;
 
@@ -184,4 +188,38 @@ async fn whole(
         .await?;
     }
     Ok(())
+}
+
+/// Reads every tree node reachable from `roots` (directory, file and list nodes),
+/// level by level: each level's nodes are asked of the store in one `get_many`, so a
+/// cold tier serves them by pack with many in flight, and a node shared by several
+/// trees is read once. The tiered store keeps what it read in the local tier, so
+/// walks that follow read locally. Nodes that cannot be read are skipped: the walk
+/// that follows reports them. `done` is told of each node read and its bytes;
+/// returns the number of nodes read.
+pub async fn fetch_trees(
+    repo: &Repo,
+    roots: impl IntoIterator<Item = ChunkId>,
+    done: impl Fn(u64),
+) -> u64 {
+    let mut seen = HashSet::new();
+    let mut level: Vec<ChunkId> = roots.into_iter().filter(|r| seen.insert(*r)).collect();
+    let mut read = 0;
+    while !level.is_empty() {
+        let mut next = Vec::new();
+        let mut answers = repo.store().get_many(std::mem::take(&mut level));
+        while let Some((_, answer)) = answers.next().await {
+            let Ok(loaded) = answer else { continue };
+            read += 1;
+            done(loaded.frame.len() as u64);
+            let children: Vec<ChunkId> = match node::decode(&loaded.data) {
+                Ok(Node::Dir(d)) => d.entries.iter().filter_map(|e| e.id).collect(),
+                Ok(Node::File(f)) => f.lists.iter().map(|l| l.id).collect(),
+                Ok(Node::List(_)) | Err(_) => Vec::new(),
+            };
+            next.extend(children.into_iter().filter(|c| seen.insert(*c)));
+        }
+        level = next;
+    }
+    read
 }

@@ -73,6 +73,11 @@ pub enum Command {
         /// Read everything from the S3 tier of the config (the only source so far).
         #[arg(long, required = true)]
         from_s3: bool,
+        /// Also bring every chunk back to the local tier now (read by pack at full
+        /// speed), as the server was; without it, content stays in S3 and is fetched
+        /// and kept locally when read.
+        #[arg(long)]
+        rehydrate: bool,
     },
     /// Drop versions the retention policy does not keep and free what nothing reaches,
     /// on every tier; compact S3 packs. Writers may go on meanwhile.

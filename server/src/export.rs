@@ -1,22 +1,48 @@
 //! `fvfsd export`: write a tree of any version back to a local directory, byte for
 //! byte, with modes, mtimes and symlinks.
 //!
-//! Nothing existing is overwritten: files are created with `O_EXCL`, so exporting into
-//! the wrong folder fails on the first clash instead of replacing someone's file.
-//! Directories are created writable and get their real mode and mtime last, deepest
-//! first, so read-only directories and their mtimes come out right.
+//! Reads are planned, not made file by file: the tree is walked a window of files at
+//! a time ([`MAX_FILES`], [`MAX_CHUNKS`]: memory stays bounded whatever the tree's
+//! size), the distinct chunks a window needs are asked of the store in one
+//! `get_many` (a cold S3 tier answers by pack, neighbouring frames in one GET, several
+//! GETs in flight), and each chunk is written wherever the window's files use it, in
+//! whatever order chunks arrive. Small files are never a round trip each.
+//!
+//! # Invariants
+//! - Nothing existing is overwritten: a file is written under a temporary name beside
+//!   its own and renamed to it, never over an existing name, once complete; it then
+//!   gets its mode and mtime. So a name in the export folder is either absent or a
+//!   whole file of the version.
+//! - A second run into the same folder resumes: a file already there with the size and
+//!   mtime it should have is kept; any other existing file is a clash and stops the
+//!   export. Left-over temporary files of a stopped run are overwritten.
+//! - A chunk that no tier can give whole fails only the files using it: they are named
+//!   with the reason (its pack, for S3), everything else is exported, and the exit code
+//!   is 1. An unreachable tier stops the export with one line; run it again to finish.
+//! - Directories are created writable and get their real mode and mtime last, deepest
+//!   first, so read-only directories and their mtimes come out right.
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs::{self, OpenOptions, Permissions};
-use std::io::Write;
+use std::fs::{self, File, OpenOptions, Permissions};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use futures::StreamExt;
-use fvfs_manifest::{lookup, path, walk, Entry, EntryKind, Repo};
+use fvfs_cas::{platform, ChunkId, StoreError};
+use fvfs_manifest::{lookup, path, Entry, EntryKind, Repo};
+use fvfs_tiering::S3Store;
 use rustix::fs::{AtFlags, Timespec, Timestamps, CWD};
+
+use crate::report::Outcome;
+
+/// Files in one window of the plan.
+const MAX_FILES: usize = 20_000;
+/// Chunk references in one window of the plan (about 6 GiB of content at the average
+/// chunk size): large enough that a window reads whole packs.
+const MAX_CHUNKS: usize = 100_000;
 
 /// What to export. Also the body of `POST /v1/admin/export`.
 #[derive(clap::Args, serde::Serialize, serde::Deserialize)]
@@ -30,96 +56,318 @@ pub struct Args {
     dir: PathBuf,
 }
 
-/// Exports; returns the summary line.
-pub async fn run(repo: &Repo, args: Args) -> Result<String> {
+/// Exports; `s3` (when the store has that tier) only counts the requests it cost.
+pub async fn run(repo: &Repo, s3: Option<&S3Store>, args: Args) -> Result<Outcome> {
     let version = repo.resolve(args.version.as_deref().unwrap_or("HEAD"))?;
     let src = args.path.as_os_str().as_bytes();
     let top = lookup(repo, version.root, src).await?;
     fs::create_dir_all(&args.dir)
         .with_context(|| format!("cannot create {}", args.dir.display()))?;
-    let mut entries = Vec::new();
+    let requests_before = s3.map(S3Store::requests);
+    let mut x = Export {
+        repo,
+        version: version.number,
+        window: Window::default(),
+        dirs: Vec::new(),
+        done: Done::default(),
+        skipped: Vec::new(),
+    };
     match (top.kind, top.id) {
-        (EntryKind::Dir, Some(id)) => {
-            walk(repo, b"", id, &mut |p, e| {
-                entries.push((p[1..].to_vec(), e.clone()));
-                Ok(())
-            })
-            .await?
-        }
-        _ => entries.push((top.name.clone(), top.clone())),
+        (EntryKind::Dir, Some(id)) => x.tree(&args.dir, id).await?,
+        _ => x.entry(&args.dir, &top).await?,
     }
-    let mut dirs = Vec::new();
-    let (mut files, mut bytes) = (0u64, 0u64);
-    for (rel, entry) in &entries {
-        let dest = args.dir.join(OsStr::from_bytes(rel));
-        match entry.kind {
-            EntryKind::Dir => {
-                fs::create_dir(&dest)
-                    .with_context(|| format!("cannot create {}", dest.display()))?;
-                dirs.push((dest, entry));
-            }
-            EntryKind::Symlink => {
-                std::os::unix::fs::symlink(OsStr::from_bytes(&entry.target), &dest)
-                    .with_context(|| format!("cannot create symlink {}", dest.display()))?;
-                set_mtime(&dest, entry)?;
-            }
-            EntryKind::File => {
-                bytes += write_file(repo, entry, &dest).await?;
-                files += 1;
-            }
-        }
-    }
-    for (dest, entry) in dirs.iter().rev() {
-        fs::set_permissions(dest, Permissions::from_mode(entry.mode))
+    x.flush().await?;
+    for (dest, mode, mtime_ns) in x.dirs.iter().rev() {
+        fs::set_permissions(dest, Permissions::from_mode(*mode))
             .with_context(|| format!("cannot set mode of {}", dest.display()))?;
-        set_mtime(dest, entry)?;
+        set_mtime(dest, *mtime_ns)?;
     }
-    Ok(format!(
-        "exported {} of version {}: {files} files, {} directories, {bytes} bytes into {}",
+    let d = &x.done;
+    let mut summary = format!(
+        "exported {} of version {}: {} files, {} directories, {} bytes into {}",
         path::show(src),
         version.number,
-        dirs.len(),
+        d.files,
+        x.dirs.len(),
+        d.bytes,
         args.dir.display()
-    ))
-}
-
-async fn write_file(repo: &Repo, entry: &Entry, dest: &Path) -> Result<u64> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(dest)
-        .with_context(|| format!("cannot create {}", dest.display()))?;
-    let mut written = 0;
-    let ids = repo
-        .file_chunks(entry)
-        .await?
-        .iter()
-        .map(|c| c.id)
-        .collect();
-    let mut chunks = std::pin::pin!(fvfs_cas::read_ahead(repo.store().clone(), ids));
-    while let Some(data) = chunks.next().await {
-        let data = data.with_context(|| format!("reading {}", dest.display()))?;
-        file.write_all(&data)
-            .with_context(|| format!("cannot write {}", dest.display()))?;
-        written += data.len() as u64;
-    }
-    anyhow::ensure!(
-        written == entry.size,
-        "{}: read {written} bytes, expected {}",
-        dest.display(),
-        entry.size
     );
-    file.set_permissions(Permissions::from_mode(entry.mode))?;
-    drop(file);
-    set_mtime(dest, entry)?;
-    Ok(written)
+    if d.kept > 0 {
+        summary += &format!(" ({} files already there kept)", d.kept);
+    }
+    if !x.skipped.is_empty() {
+        summary += &format!("; {} files not exported", x.skipped.len());
+    }
+    if let (Some(s3), Some(before)) = (s3, requests_before) {
+        let used = s3.requests() - before;
+        if used.gets > 0 {
+            let gib = (d.bytes as f64 / f64::from(1 << 30)).max(1.0 / 1024.0);
+            summary += &format!("; S3: {used}, {:.0} GETs per GiB", used.gets as f64 / gib);
+        }
+    }
+    Ok(Outcome {
+        summary,
+        skipped: x.skipped,
+        version: Some(version.number),
+    })
 }
 
-fn set_mtime(dest: &Path, entry: &Entry) -> Result<()> {
+struct Export<'a> {
+    repo: &'a Repo,
+    version: u64,
+    window: Window,
+    /// Every directory created or found, with the mode and mtime it gets at the end.
+    dirs: Vec<(PathBuf, u32, i64)>,
+    done: Done,
+    /// `path (version N): reason` of each file not exported.
+    skipped: Vec<String>,
+}
+
+#[derive(Default)]
+struct Done {
+    files: u64,
+    bytes: u64,
+    kept: u64,
+}
+
+/// Files being written and the chunks they wait for.
+#[derive(Default)]
+struct Window {
+    files: Vec<Pending>,
+    /// Where each chunk goes: (index in `files`, offset in that file).
+    uses: HashMap<ChunkId, Vec<(usize, u64)>>,
+    chunks: usize,
+}
+
+struct Pending {
+    dest: PathBuf,
+    tmp: PathBuf,
+    entry: Entry,
+    /// Chunk references not yet written.
+    left: usize,
+    /// Why it cannot be completed.
+    failed: Option<String>,
+}
+
+impl Export<'_> {
+    /// Everything below directory node `id`, into the existing folder `dir`.
+    async fn tree(&mut self, dir: &Path, id: ChunkId) -> Result<()> {
+        let mut stack = vec![(dir.to_path_buf(), id)];
+        while let Some((dir, id)) = stack.pop() {
+            let node = match self.repo.dir(&id).await {
+                Ok(node) => node,
+                Err(e) => {
+                    self.skip(&dir, &format!("its directory node cannot be read: {e}"));
+                    continue;
+                }
+            };
+            for e in node.entries {
+                let dest = dir.join(OsStr::from_bytes(&e.name));
+                match (e.kind, e.id) {
+                    (EntryKind::Dir, Some(child)) => {
+                        make_dir(&dest)?;
+                        self.dirs.push((dest.clone(), e.mode, e.mtime_ns));
+                        stack.push((dest, child));
+                    }
+                    _ => self.entry(&dir, &e).await?,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A file or symlink (or an empty directory) named `e.name` in folder `dir`.
+    async fn entry(&mut self, dir: &Path, e: &Entry) -> Result<()> {
+        let dest = dir.join(OsStr::from_bytes(&e.name));
+        match e.kind {
+            EntryKind::Dir => {
+                make_dir(&dest)?;
+                self.dirs.push((dest, e.mode, e.mtime_ns));
+            }
+            EntryKind::Symlink => {
+                let target = OsStr::from_bytes(&e.target);
+                match fs::read_link(&dest) {
+                    Ok(t) if t == target => {}
+                    Ok(_) => bail!(
+                        "cannot create symlink {}: it already exists",
+                        dest.display()
+                    ),
+                    Err(_) => std::os::unix::fs::symlink(target, &dest)
+                        .with_context(|| format!("cannot create symlink {}", dest.display()))?,
+                }
+                set_mtime(&dest, e.mtime_ns)?;
+            }
+            EntryKind::File => self.file(dest, e).await?,
+        }
+        Ok(())
+    }
+
+    async fn file(&mut self, dest: PathBuf, e: &Entry) -> Result<()> {
+        if let Ok(meta) = fs::symlink_metadata(&dest) {
+            if meta.is_file() && meta.len() == e.size && mtime_ns(&meta) == e.mtime_ns {
+                self.done.kept += 1;
+                return Ok(());
+            }
+            bail!("cannot create {}: it already exists", dest.display());
+        }
+        let chunks = match self.repo.file_chunks(e).await {
+            Ok(c) => c,
+            Err(err) => {
+                self.skip(&dest, &err.to_string());
+                return Ok(());
+            }
+        };
+        let tmp = temp_name(&dest);
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        file.set_len(e.size)
+            .with_context(|| format!("cannot size {}", tmp.display()))?;
+        let pending = Pending {
+            dest,
+            tmp,
+            entry: e.clone(),
+            left: chunks.len(),
+            failed: None,
+        };
+        if chunks.is_empty() {
+            return complete(&pending, &mut self.done);
+        }
+        let w = &mut self.window;
+        let mut offset = 0;
+        for c in &chunks {
+            w.uses
+                .entry(c.id)
+                .or_default()
+                .push((w.files.len(), offset));
+            offset += c.len;
+        }
+        w.chunks += chunks.len();
+        w.files.push(pending);
+        if w.files.len() >= MAX_FILES || w.chunks >= MAX_CHUNKS {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Reads every chunk the window waits for and completes its files.
+    async fn flush(&mut self) -> Result<()> {
+        let mut window = std::mem::take(&mut self.window);
+        let ids: Vec<ChunkId> = window.uses.keys().copied().collect();
+        let store = self.repo.store().clone();
+        let mut answers = store.get_many(ids);
+        while let Some((id, answer)) = answers.next().await {
+            let places = window.uses.remove(&id).unwrap_or_default();
+            let data = match answer {
+                Ok(loaded) => loaded.data,
+                Err(StoreError::Unavailable(why)) => {
+                    drop(answers);
+                    remove_temps(&window);
+                    bail!(
+                        "{why}\nexport stopped: {} files written so far are kept; run the same export again to finish",
+                        self.done.files
+                    );
+                }
+                Err(e) => {
+                    for (f, _) in places {
+                        window.files[f].failed.get_or_insert_with(|| e.to_string());
+                    }
+                    continue;
+                }
+            };
+            for (f, offset) in places {
+                let p = &mut window.files[f];
+                if p.failed.is_some() {
+                    continue;
+                }
+                write_at(&p.tmp, &data, offset)?;
+                p.left -= 1;
+                if p.left == 0 {
+                    complete(p, &mut self.done)?;
+                }
+            }
+        }
+        for p in &window.files {
+            if p.left > 0 {
+                let why = p
+                    .failed
+                    .as_deref()
+                    .unwrap_or("the store did not answer for a chunk");
+                let _ = fs::remove_file(&p.tmp);
+                self.skip(&p.dest, why);
+            }
+        }
+        Ok(())
+    }
+
+    fn skip(&mut self, dest: &Path, why: &str) {
+        self.skipped.push(format!(
+            "{} (version {}): {why}",
+            dest.display(),
+            self.version
+        ));
+    }
+}
+
+/// A file whose bytes are all written: into place, with its mode and mtime.
+fn complete(p: &Pending, done: &mut Done) -> Result<()> {
+    fs::set_permissions(&p.tmp, Permissions::from_mode(p.entry.mode))
+        .with_context(|| format!("cannot set mode of {}", p.tmp.display()))?;
+    if let Err(e) = platform::rename_new(&p.tmp, &p.dest) {
+        let _ = fs::remove_file(&p.tmp);
+        bail!("cannot create {}: {e}", p.dest.display());
+    }
+    set_mtime(&p.dest, p.entry.mtime_ns)?;
+    done.files += 1;
+    done.bytes += p.entry.size;
+    Ok(())
+}
+
+fn make_dir(dest: &Path) -> Result<()> {
+    match fs::create_dir(dest) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dest.is_dir() => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot create {}", dest.display())),
+    }
+}
+
+/// Where `dest` is written until it is complete: beside it, hidden, and the same for
+/// every run (so a stopped run's leftover is overwritten, and names stay short).
+fn temp_name(dest: &Path) -> PathBuf {
+    let name = dest.file_name().unwrap_or_default().as_bytes();
+    let tag = ChunkId::of(name).to_string();
+    dest.with_file_name(format!(".fvfs-export-{}", &tag[..16]))
+}
+
+fn remove_temps(window: &Window) {
+    for p in &window.files {
+        if p.left > 0 {
+            let _ = fs::remove_file(&p.tmp);
+        }
+    }
+}
+
+fn write_at(path: &Path, data: &[u8], offset: u64) -> Result<()> {
+    File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.write_all_at(data, offset))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn mtime_ns(meta: &fs::Metadata) -> i64 {
+    use std::os::unix::fs::MetadataExt;
+    meta.mtime() * 1_000_000_000 + meta.mtime_nsec()
+}
+
+fn set_mtime(dest: &Path, mtime_ns: i64) -> Result<()> {
     let t = Timespec {
-        tv_sec: entry.mtime_ns.div_euclid(1_000_000_000),
-        tv_nsec: entry.mtime_ns.rem_euclid(1_000_000_000),
+        tv_sec: mtime_ns.div_euclid(1_000_000_000),
+        tv_nsec: mtime_ns.rem_euclid(1_000_000_000),
     };
     let times = Timestamps {
         last_access: t,

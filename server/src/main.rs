@@ -133,7 +133,7 @@ async fn local(home: &home::Home, config: &config::Config, command: Command) -> 
         Command::Token | Command::ConvertStore => {
             unreachable!("answered before the store is opened")
         }
-        Command::Migrate(args) => return Ok(migrate::run(repo, args).await?.report()),
+        Command::Migrate(args) => return Ok(migrate::run(repo, args).await?.report("skipped")),
         Command::Snapshot { action } => match action {
             SnapshotAction::Create { name } => {
                 let v = repo.lock().await.snapshot_create(&name).await?;
@@ -157,9 +157,17 @@ async fn local(home: &home::Home, config: &config::Config, command: Command) -> 
             );
         }
         Command::Diff { a, b, json } => report::diff(&repo.diff_info(&a, &b).await?, json)?,
-        Command::Export(args) => println!("{}", export::run(repo, args).await?),
+        Command::Export(args) => {
+            let s3 = home.s3();
+            return Ok(export::run(repo, s3.as_deref(), args)
+                .await?
+                .report("not exported"));
+        }
         Command::Status { json } => report::status(&repo.status_info()?, &where_, json)?,
-        Command::Recover { from_s3: _ } => return recover::run(home, config).await,
+        Command::Recover {
+            from_s3: _,
+            rehydrate,
+        } => return recover::run(home, config, rehydrate).await,
         Command::Gc(args) => {
             let opts = config.gc.options(&args, true);
             let progress = fvfs_fsck::Progress::new("gc");

@@ -1,24 +1,34 @@
 //! `fvfsd recover --from-s3`: rebuilds a lost store from the S3 tier alone.
 //!
 //! Into an empty data directory: every pack index in the bucket gives the chunks and
-//! where they are (one suffix-range GET per pack), the version log and snapshot names
-//! give the versions, and a walk of every version's tree (reading nodes from S3 and
-//! promoting them to the local tier) proves each one whole and tells tree nodes from
-//! data. File content stays in S3 and is fetched, verified and promoted when read. A
-//! configured NAS tier is queued to receive everything again.
+//! where they are (one suffix-range GET per pack, many in flight), the version log and
+//! snapshot names give the versions, every tree node of every version is fetched by
+//! pack, level by level, each shared node once ([`fvfs_manifest::fetch_trees`]), and
+//! kept in the local tier; a walk of every version's tree then proves each one whole
+//! and tells tree nodes from data, reading locally. File content stays in S3 and is
+//! fetched, verified and promoted when read, unless `--rehydrate` asks for all of it
+//! back in the local tier now (read by pack, in pack order). A configured NAS tier is
+//! queued to receive everything again.
 
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use anyhow::{bail, Context, Result};
+use futures::StreamExt;
+use fvfs_cas::StoreError;
 use fvfs_manifest::meta::TIER_NAS;
+use fvfs_manifest::{fetch_trees, Recovered, Repo};
 
 use crate::config::Config;
 use crate::home::Home;
+use crate::progress::with_bar;
 
-pub async fn run(home: &Home, config: &Config) -> Result<ExitCode> {
+pub async fn run(home: &Home, config: &Config, rehydrate: bool) -> Result<ExitCode> {
     let s3 = home
         .s3()
         .context("recover --from-s3 needs the S3 tier: give a config with [tiers.s3]")?;
+    let tiers = home.tiers().context("recover needs the tiered store")?;
     let repo = home.repo();
     if !repo.is_empty()? {
         bail!(
@@ -26,35 +36,41 @@ pub async fn run(home: &Home, config: &Config) -> Result<ExitCode> {
             home.dir().display()
         );
     }
-    eprintln!("reading pack indexes from S3...");
-    let found = s3.scan_packs().await?;
+    let started = std::time::Instant::now();
+    let progress = Arc::new(fvfs_fsck::Progress::new("recover"));
+    progress.phase("pack indexes", 0);
+    let found = with_bar(&progress, s3.scan_packs(|bytes| progress.add(1, bytes))).await?;
     repo.restore_chunks(&found)?;
     let (versions, snapshots) = fvfs_tiering::s3::log::read(s3.bucket()).await?;
     if versions.is_empty() {
         bail!("no version log in S3 under this bucket and prefix: nothing to recover");
     }
-    eprintln!(
-        "found {} chunks; checking {} versions...",
-        found.len(),
-        versions.len()
-    );
-    let progress = std::sync::Arc::new(fvfs_fsck::Progress::new("recover"));
-    let tiers = home.fsck_tiers();
-    let arc = home.repo_arc();
-    let work = fvfs_fsck::check(&arc, &tiers, &versions, Default::default(), &progress);
-    let report = crate::progress::with_bar(&progress, work).await?;
+    progress.phase("tree nodes", 0);
+    let roots = versions.iter().map(|v| v.root);
+    let nodes = with_bar(&progress, fetch_trees(repo, roots, |b| progress.add(1, b))).await;
+    let (arc, fsck_tiers) = (home.repo_arc(), home.fsck_tiers());
+    let work = fvfs_fsck::check(&arc, &fsck_tiers, &versions, Default::default(), &progress);
+    let report = with_bar(&progress, work).await?;
     repo.restore_mark_nodes(&report.node_ids)?;
+    if rehydrate {
+        progress.phase("rehydrating the local tier", found.len() as u64);
+        with_bar(&progress, rehydrate_all(repo, &found, &progress)).await?;
+    }
     repo.store().sync().await?;
+    repo.note_promoted(&tiers.take_reads().1).await?;
     repo.restore_versions(&versions, &snapshots)?;
     if config.nas_path().is_some() {
         repo.mark_tier_initialised(TIER_NAS).await?;
     }
     let head = versions.last().map_or(0, |v| v.number);
     println!(
-        "recovered {} versions (HEAD = version {head}), {} snapshots, {} chunks from S3",
+        "recovered {} versions (HEAD = version {head}), {} snapshots, {} chunks ({nodes} tree nodes{}) from S3 in {:.1} s; S3: {}",
         versions.len(),
         snapshots.len(),
-        found.len()
+        found.len(),
+        if rehydrate { ", all now local" } else { "" },
+        started.elapsed().as_secs_f64(),
+        s3.requests(),
     );
     if report.is_clean() {
         return Ok(ExitCode::SUCCESS);
@@ -62,4 +78,27 @@ pub async fn run(home: &Home, config: &Config) -> Result<ExitCode> {
     print!("{}", report.render());
     println!("some versions are incomplete in S3; the paths above cannot be read");
     Ok(ExitCode::from(1))
+}
+
+/// Every chunk found back in the local tier, read by pack in bounded batches.
+async fn rehydrate_all(
+    repo: &Repo,
+    found: &[Recovered],
+    progress: &fvfs_fsck::Progress,
+) -> Result<()> {
+    const BATCH: usize = 65_536;
+    let mut found: Vec<&Recovered> = found.iter().collect();
+    found.sort_unstable_by_key(|f| (f.loc.pack, f.loc.offset));
+    for batch in found.chunks(BATCH) {
+        let ids = batch.iter().map(|f| f.id).collect();
+        let mut answers = repo.store().get_many(ids);
+        while let Some((id, answer)) = answers.next().await {
+            match answer {
+                Ok(loaded) => progress.add(1, loaded.frame.len() as u64),
+                Err(StoreError::Unavailable(e)) => bail!("S3 stopped answering: {e}"),
+                Err(e) => eprintln!("fvfsd: chunk {id} not rehydrated: {e}"),
+            }
+        }
+    }
+    Ok(())
 }

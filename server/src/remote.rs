@@ -9,11 +9,10 @@ use std::process::ExitCode;
 use anyhow::Result;
 use fvfs_manifest::client::Api;
 use hyper::Method;
-use serde_json::Value;
 
 use crate::cli::{Command, SnapshotAction};
 use crate::home::DAEMON_INFO;
-use crate::{migrate, report};
+use crate::report::{self, Outcome};
 
 /// Runs `command` through the daemon that holds the store in `dir`; `busy` is the
 /// lock error, reported as is when no daemon answers.
@@ -51,24 +50,24 @@ async fn through(api: &Api, command: Command) -> Result<ExitCode> {
             anyhow::bail!("a daemon serves this store at {}: recover rebuilds a lost store, stop the daemon and use an empty data directory", api.base)
         }
         Command::Migrate(args) => {
-            let outcome: migrate::Outcome = api
+            let outcome: Outcome = api
                 .json(
                     Method::POST,
                     "/v1/admin/migrate",
                     Some(&serde_json::to_value(&args)?),
                 )
                 .await?;
-            return Ok(outcome.report());
+            return Ok(outcome.report("skipped"));
         }
         Command::Export(args) => {
-            let v: Value = api
+            let outcome: Outcome = api
                 .json(
                     Method::POST,
                     "/v1/admin/export",
                     Some(&serde_json::to_value(&args)?),
                 )
                 .await?;
-            println!("{}", v["summary"].as_str().unwrap_or_default());
+            return Ok(outcome.report("not exported"));
         }
         Command::Snapshot { action } => match action {
             SnapshotAction::Create { name } => println!(

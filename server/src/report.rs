@@ -10,6 +10,32 @@ use anyhow::Result;
 use fvfs_manifest::api::{show, ChangeInfo, SnapshotInfo, StatusInfo, VersionInfo};
 use serde::Serialize;
 
+/// What a bulk command (migrate, export) did: its summary line, and each path it
+/// could not do, with the reason.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Outcome {
+    pub summary: String,
+    pub skipped: Vec<String>,
+    /// The version made (migrate) or read (export).
+    pub version: Option<u64>,
+}
+
+impl Outcome {
+    /// Prints the outcome, each path left out as `fvfsd: <what> <path>: <reason>`;
+    /// exit code 1 if any was.
+    pub fn report(&self, what: &str) -> ExitCode {
+        for s in &self.skipped {
+            eprintln!("fvfsd: {what} {s}");
+        }
+        println!("{}", self.summary);
+        if self.skipped.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        }
+    }
+}
+
 /// Prints `value` as JSON, or its human form.
 pub fn print<T: Serialize + ?Sized>(
     value: &T,

@@ -19,6 +19,7 @@ fn damage_is_found_and_named() {
     let src = work.path().join("src");
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("only.bin"), tree::bytes(1, 200_000, false)).unwrap();
+    fs::write(src.join("fine.txt"), b"not damaged").unwrap();
     let d = Fvfsd::new();
     d.run(["migrate", "--local-src", src.to_str().unwrap()]);
     assert!(d.run(["fsck", "--read-data"]).contains("0 problems"));
@@ -60,13 +61,26 @@ fn damage_is_found_and_named() {
             && text.contains("used by /only.bin"),
         "{text}"
     );
-    // Reading the damaged file fails loudly instead of returning wrong bytes.
+    // Export names the damaged file instead of writing wrong bytes, and exports the rest.
+    let out_dir = work.path().join("out");
     let out = d
-        .cmd(["export", "/", work.path().join("out").to_str().unwrap()])
+        .cmd(["export", "/", out_dir.to_str().unwrap()])
         .output()
         .unwrap();
-    check(&out, 2);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("only.bin"));
+    check(&out, 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not exported")
+            && err.contains("only.bin")
+            && records[..2].iter().any(|r| err.contains(&r.id.to_string())),
+        "{err}"
+    );
+    assert_eq!(fs::read(out_dir.join("fine.txt")).unwrap(), b"not damaged");
+    let left: Vec<_> = fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["fine.txt"], "no partial file is left");
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Replication workers: one per colder tier, draining that tier's queue.
 //!
-//! A worker takes due chunks in batches and copies their frames (read through the
-//! tiers) to its tier with bounded concurrency. It syncs the tier when its
+//! A worker takes due chunks in large batches and copies their frames (read through
+//! the tiers in bulk, in the local tier's order) to its tier. It syncs the tier when its
 //! [`FlushPolicy`] says so (every batch for the NAS; for S3 once `flush_size_mb` waits,
 //! `flush_interval_secs` passed, or a flush was asked for, so packs are large), and
 //! only then sets the tier's bit and unqueues the chunks (`Repo::replication_done`),
@@ -15,17 +15,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use fvfs_cas::{ChunkId, ChunkStore, StoreError};
 use fvfs_manifest::{CopyMark, QueueStatus, Repo};
 use tokio::sync::Notify;
 
 use crate::s3::log::LogPublisher;
 
-/// Chunks copied per batch.
-const BATCH: usize = 256;
-/// Copies in flight at once.
-const CONCURRENCY: usize = 8;
+/// Chunks taken from the queue per round, copied in the local tier's order: the
+/// queue is in id order, which is no order on disk, so a large round turns random
+/// reads into sequential ones, and keeps neighbours together in the colder tier's packs.
+const BATCH: usize = 4096;
 const MAX_BACKOFF_SECS: u64 = 60;
 
 /// When a worker syncs its tier and confirms what it copied.
@@ -252,19 +252,17 @@ impl Replicator {
         }
     }
 
-    /// Copies the frames of `ids` (read through the tiers) to this tier; returns their bytes.
+    /// Copies the frames of `ids` (read through the tiers, in bulk) to this tier;
+    /// returns their bytes.
     async fn copy(&self, repo: &Repo, ids: &[ChunkId]) -> Result<u64, StoreError> {
-        let sizes: Vec<u64> = futures::stream::iter(ids.iter().copied())
-            .map(|id| async move {
-                let loaded = repo.store().get(&id).await?;
-                let len = loaded.frame.len() as u64;
-                self.store.put(id, loaded.frame).await?;
-                Ok::<u64, StoreError>(len)
-            })
-            .buffer_unordered(CONCURRENCY)
-            .try_collect()
-            .await?;
-        Ok(sizes.iter().sum())
+        let mut bytes = 0;
+        let mut frames = repo.store().get_many(ids.to_vec());
+        while let Some((id, loaded)) = frames.next().await {
+            let frame = loaded?.frame;
+            bytes += frame.len() as u64;
+            self.store.put(id, frame).await?;
+        }
+        Ok(bytes)
     }
 
     /// Syncs the tier, then sets the bits of `ids` (copied since `mark`) and unqueues them.

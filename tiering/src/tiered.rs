@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::stream::BoxStream;
-use fvfs_cas::{ChunkId, ChunkStore, Loaded, StoreError, StoreFault, Usage};
+use futures::stream::{self, BoxStream, StreamExt};
+use fvfs_cas::{ChunkId, ChunkStore, ChunkStream, Loaded, StoreError, StoreFault, Usage};
 
 pub struct TieredStore {
     local: Arc<dyn ChunkStore>,
@@ -62,6 +62,68 @@ impl TieredStore {
         }
     }
 
+    /// Writes a copy found on tier `name` back to the local tier, replacing a corrupt
+    /// local copy (`first` is what the local tier answered).
+    async fn promote(&self, id: &ChunkId, first: &StoreError, name: &str, loaded: &Loaded) {
+        if !matches!(first, StoreError::NotFound(_)) {
+            tracing::warn!(%id, tier = name, "local read failed ({first}); served from the {name} copy");
+        }
+        if matches!(first, StoreError::Corrupt { .. }) && self.local.delete(id).await.is_ok() {
+            self.repaired.fetch_add(1, Ordering::Relaxed);
+        }
+        match self.local.put(*id, loaded.frame.clone()).await {
+            Ok(()) => {
+                self.promoted.fetch_add(1, Ordering::Relaxed);
+                self.note_read(id, true);
+            }
+            Err(e) => tracing::warn!(%id, "cannot promote to the local tier: {e}"),
+        }
+    }
+
+    /// `pending` (each with the local tier's answer) asked of colder tier `i` and
+    /// those after it; what none has is answered with the local tier's error, or the
+    /// coldest tier's when the local one simply lacked it.
+    fn colder_many(&self, i: usize, pending: Vec<(ChunkId, StoreError)>) -> ChunkStream<'_> {
+        let Some((name, tier)) = self.colder.get(i).filter(|_| !pending.is_empty()) else {
+            return stream::iter(pending.into_iter().map(|(id, e)| (id, Err(e)))).boxed();
+        };
+        let mut first: HashMap<ChunkId, StoreError> = pending.into_iter().collect();
+        let ids = first.keys().copied().collect();
+        let last = i + 1 == self.colder.len();
+        let failed = Arc::new(Mutex::new(Vec::new()));
+        let keep = failed.clone();
+        let found = tier
+            .get_many(ids)
+            .then(move |(id, r)| {
+                let local_error = first.remove(&id).unwrap_or(StoreError::NotFound(id));
+                let keep = keep.clone();
+                async move {
+                    match r {
+                        Ok(loaded) => {
+                            self.promote(&id, &local_error, name, &loaded).await;
+                            Some((id, Ok(loaded)))
+                        }
+                        Err(e) => {
+                            let shown = match local_error {
+                                StoreError::NotFound(_) if last => e,
+                                local_error => local_error,
+                            };
+                            keep.lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .push((id, shown));
+                            None
+                        }
+                    }
+                }
+            })
+            .filter_map(std::future::ready);
+        let rest = stream::once(async move {
+            std::mem::take(&mut *failed.lock().unwrap_or_else(|p| p.into_inner()))
+        })
+        .flat_map(move |pending| self.colder_many(i + 1, pending));
+        found.chain(rest).boxed()
+    }
+
     /// Corrupt local copies replaced so far.
     pub fn repaired(&self) -> u64 {
         self.repaired.load(Ordering::Relaxed)
@@ -89,27 +151,57 @@ impl ChunkStore for TieredStore {
             }
             Err(e) => e,
         };
-        let corrupt = matches!(first, StoreError::Corrupt { .. });
         for (name, tier) in &self.colder {
-            let Ok(loaded) = tier.get(id).await else {
-                continue;
-            };
-            if !matches!(first, StoreError::NotFound(_)) {
-                tracing::warn!(%id, tier = name, "local read failed ({first}); served from the {name} copy");
+            if let Ok(loaded) = tier.get(id).await {
+                self.promote(id, &first, name, &loaded).await;
+                return Ok(loaded);
             }
-            if corrupt && self.local.delete(id).await.is_ok() {
-                self.repaired.fetch_add(1, Ordering::Relaxed);
-            }
-            match self.local.put(*id, loaded.frame.clone()).await {
-                Ok(()) => {
-                    self.promoted.fetch_add(1, Ordering::Relaxed);
-                    self.note_read(id, true);
-                }
-                Err(e) => tracing::warn!(%id, "cannot promote to the local tier: {e}"),
-            }
-            return Ok(loaded);
         }
         Err(first)
+    }
+
+    /// What the local tier holds, read in its own order; everything else (and local
+    /// failures) asked of each colder tier in turn, in bulk, and promoted.
+    fn get_many(&self, ids: Vec<ChunkId>) -> ChunkStream<'_> {
+        stream::once(async move {
+            let held = self
+                .local
+                .has(&ids)
+                .await
+                .unwrap_or_else(|_| vec![false; ids.len()]);
+            let (here, away): (Vec<_>, Vec<_>) = ids.into_iter().zip(held).partition(|(_, h)| *h);
+            let here = here.into_iter().map(|(id, _)| id).collect();
+            let away = away
+                .into_iter()
+                .map(|(id, _)| (id, StoreError::NotFound(id)))
+                .collect();
+            (here, away)
+        })
+        .flat_map(
+            move |(here, away): (Vec<ChunkId>, Vec<(ChunkId, StoreError)>)| {
+                let failed = Arc::new(Mutex::new(away));
+                let keep = failed.clone();
+                let local = self.local.get_many(here).filter_map(move |(id, r)| {
+                    let answer = match r {
+                        Ok(loaded) => {
+                            self.note_read(&id, false);
+                            Some((id, Ok(loaded)))
+                        }
+                        Err(e) => {
+                            keep.lock().unwrap_or_else(|p| p.into_inner()).push((id, e));
+                            None
+                        }
+                    };
+                    std::future::ready(answer)
+                });
+                let rest = stream::once(async move {
+                    std::mem::take(&mut *failed.lock().unwrap_or_else(|p| p.into_inner()))
+                })
+                .flat_map(move |pending| self.colder_many(0, pending));
+                local.chain(rest)
+            },
+        )
+        .boxed()
     }
 
     /// Present on any tier: a chunk evicted from the local tier is still readable.
@@ -208,5 +300,38 @@ mod tests {
             t.get(&nowhere).await,
             Err(StoreError::NotFound(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn get_many_reads_local_then_colder_tiers_and_promotes() {
+        let (local, nas) = (Arc::new(MemoryStore::new()), Arc::new(MemoryStore::new()));
+        let t = TieredStore::new(
+            local.clone(),
+            vec![("nas", nas.clone() as Arc<dyn ChunkStore>)],
+        );
+        let here = local.put_data(b"local").await.unwrap();
+        let away = nas.put_data(b"away on the nas").await.unwrap();
+        let data = b"precious".repeat(10);
+        let bad = nas.put_data(&data).await.unwrap();
+        local
+            .put(bad, Bytes::from(frame::encode(b"rot")))
+            .await
+            .unwrap();
+        let nowhere = ChunkId::of(b"nowhere");
+        let mut got: Vec<_> = t.get_many(vec![here, away, bad, nowhere]).collect().await;
+        got.sort_by_key(|(id, _)| *id);
+        let mut want = vec![here, away, bad, nowhere];
+        want.sort_unstable();
+        assert_eq!(got.iter().map(|(id, _)| *id).collect::<Vec<_>>(), want);
+        for (id, r) in got {
+            if id == nowhere {
+                assert!(matches!(r, Err(StoreError::NotFound(_))));
+            } else {
+                assert_eq!(ChunkId::of(&r.unwrap().data), id);
+            }
+        }
+        assert_eq!((t.promoted(), t.repaired()), (2, 1));
+        assert_eq!(&local.get_data(&bad).await.unwrap()[..], &data[..]);
+        assert!(local.has(&[away]).await.unwrap()[0]);
     }
 }

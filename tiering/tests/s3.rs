@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use fvfs_cas::{frame, ChunkId, ChunkStore, ChunkStoreExt, StoreError};
 use fvfs_tiering::s3::{pack, MemoryLocations};
 use fvfs_tiering::{Bucket, S3Settings, S3Store};
@@ -47,24 +48,33 @@ async fn many_chunks_make_one_pack_and_each_read_is_one_ranged_get() {
         s.put_data(c).await.unwrap();
     }
     s.sync().await.unwrap();
-    let (puts, _) = s.requests();
-    assert_eq!(puts, 1, "300 chunks are one pack, one PUT");
+    assert_eq!(s.requests().puts, 1, "300 chunks are one pack, one PUT");
     let packs = s.bucket().list("packs/").await.unwrap();
     assert_eq!(packs.len(), 1);
 
     // A fresh store (new locations) rebuilds them from the pack index alone.
     let fresh = store("packing").await;
-    let found = fresh.scan_packs().await.unwrap();
+    let found = fresh.scan_packs(|_| {}).await.unwrap();
     assert_eq!(found.len(), chunks.len());
-    let (_, gets_before) = s.requests();
+    let before = s.requests();
     for c in chunks.iter().step_by(37) {
         assert_eq!(&s.get_data(&ChunkId::of(c)).await.unwrap()[..], &c[..]);
     }
-    let (_, gets_after) = s.requests();
     assert_eq!(
-        gets_after - gets_before,
+        (s.requests() - before).gets,
         chunks.iter().step_by(37).count() as u64
     );
+
+    // Read in bulk, the whole pack comes in one GET, each chunk verified.
+    let before = s.requests();
+    let ids: Vec<ChunkId> = chunks.iter().map(|c| ChunkId::of(c)).collect();
+    let got: Vec<_> = s.get_many(ids.clone()).collect().await;
+    assert_eq!((s.requests() - before).gets, 1);
+    assert_eq!(got.len(), chunks.len());
+    for (id, r) in got {
+        let data = r.unwrap().data;
+        assert_eq!(ChunkId::of(&data), id);
+    }
     let raw: u64 = found.iter().map(|f| u64::from(f.raw_len)).sum();
     assert_eq!(raw, 300 * 3000);
 }

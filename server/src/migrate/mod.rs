@@ -16,12 +16,13 @@ mod walk;
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use fvfs_manifest::{path, Pending, Repo, TreeEdit, VersionKind};
+
+use crate::report::Outcome;
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 
 use ingest::{Counters, Ingest};
@@ -46,31 +47,6 @@ pub struct Args {
     /// Seconds between checkpoints: the progress an interrupted run resumes from.
     #[arg(long, default_value_t = 2.0, value_name = "SECS")]
     checkpoint_secs: f64,
-}
-
-/// What a migration did.
-#[derive(serde::Serialize, serde::Deserialize)]
-pub struct Outcome {
-    /// The summary line.
-    pub summary: String,
-    /// Each path not imported, with the reason.
-    pub skipped: Vec<String>,
-    pub version: Option<u64>,
-}
-
-impl Outcome {
-    /// Prints the outcome; exit code 1 if anything was skipped.
-    pub fn report(&self) -> ExitCode {
-        for s in &self.skipped {
-            eprintln!("fvfsd: skipped {s}");
-        }
-        println!("{}", self.summary);
-        if self.skipped.is_empty() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(1)
-        }
-    }
 }
 
 pub async fn run(repo: &Repo, args: Args) -> Result<Outcome> {

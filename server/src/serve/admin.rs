@@ -183,10 +183,10 @@ pub async fn export(
 ) -> Result<Response<Body>, ApiError> {
     local_only(peer)?;
     let args: export::Args = json_body(req, 1 << 20, "export arguments").await?;
-    let summary = export::run(&state.repo, args)
+    let outcome = export::run(&state.repo, state.s3.as_deref(), args)
         .await
         .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
-    ok(&json!({ "summary": summary }))
+    ok(&outcome)
 }
 
 pub async fn metrics(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
@@ -238,19 +238,22 @@ pub async fn metrics(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
         ));
     }
     if let Some(s3) = &state.s3 {
-        let (puts, gets) = s3.requests();
-        gauges.push((
-            "fvfs_s3_requests",
-            "Requests sent to S3 since start, by method.",
-            "{method=\"PUT\"}".into(),
-            puts as f64,
-        ));
-        gauges.push((
-            "fvfs_s3_requests",
-            "Requests sent to S3 since start, by method.",
-            "{method=\"GET\"}".into(),
-            gets as f64,
-        ));
+        let r = s3.requests();
+        for (method, n, bytes) in [("PUT", r.puts, r.put_bytes), ("GET", r.gets, r.get_bytes)] {
+            let labels = format!("{{method=\"{method}\"}}");
+            gauges.push((
+                "fvfs_s3_requests",
+                "Requests sent to S3 since start, by method.",
+                labels.clone(),
+                n as f64,
+            ));
+            gauges.push((
+                "fvfs_s3_bytes",
+                "Bytes carried by requests to S3 since start (PUT bodies sent, GET bodies received).",
+                labels,
+                bytes as f64,
+            ));
+        }
     }
     gauges.push((
         "fvfs_versions",

@@ -39,6 +39,43 @@ pub struct S3Settings {
 struct Counters {
     puts: AtomicU64,
     gets: AtomicU64,
+    put_bytes: AtomicU64,
+    get_bytes: AtomicU64,
+}
+
+/// Requests sent to a bucket so far, and the bytes they carried.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Requests {
+    pub puts: u64,
+    pub gets: u64,
+    /// Bytes sent in PUT bodies.
+    pub put_bytes: u64,
+    /// Bytes received in GET bodies.
+    pub get_bytes: u64,
+}
+
+impl std::ops::Sub for Requests {
+    type Output = Requests;
+    fn sub(self, before: Requests) -> Requests {
+        Requests {
+            puts: self.puts - before.puts,
+            gets: self.gets - before.gets,
+            put_bytes: self.put_bytes - before.put_bytes,
+            get_bytes: self.get_bytes - before.get_bytes,
+        }
+    }
+}
+
+impl std::fmt::Display for Requests {
+    /// `N GETs (X MiB)`, and the same for PUTs when there were any.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mib = |b: u64| b as f64 / f64::from(1 << 20);
+        write!(f, "{} GETs ({:.1} MiB)", self.gets, mib(self.get_bytes))?;
+        if self.puts > 0 {
+            write!(f, ", {} PUTs ({:.1} MiB)", self.puts, mib(self.put_bytes))?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone)]
@@ -97,12 +134,15 @@ impl Bucket {
         }
     }
 
-    /// PUT and GET requests sent so far (for metrics and benchmarks).
-    pub fn requests(&self) -> (u64, u64) {
-        (
-            self.counters.puts.load(Ordering::Relaxed),
-            self.counters.gets.load(Ordering::Relaxed),
-        )
+    /// Requests sent so far (for metrics, summaries and benchmarks).
+    pub fn requests(&self) -> Requests {
+        let c = &self.counters;
+        Requests {
+            puts: c.puts.load(Ordering::Relaxed),
+            gets: c.gets.load(Ordering::Relaxed),
+            put_bytes: c.put_bytes.load(Ordering::Relaxed),
+            get_bytes: c.get_bytes.load(Ordering::Relaxed),
+        }
     }
 
     fn key(&self, key: &str) -> String {
@@ -133,6 +173,9 @@ impl Bucket {
     /// Stores an object; returns once the server acknowledged it (durable there).
     pub async fn put(&self, key: &str, body: Bytes) -> Result<(), StoreError> {
         self.counters.puts.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .put_bytes
+            .fetch_add(body.len() as u64, Ordering::Relaxed);
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -173,7 +216,11 @@ impl Bucket {
         let body = out.body.collect().await.map_err(|e| {
             StoreError::Unavailable(format!("S3 GET {}: reading the body: {e}", self.key(key)))
         })?;
-        Ok(Some(body.into_bytes()))
+        let body = body.into_bytes();
+        self.counters
+            .get_bytes
+            .fetch_add(body.len() as u64, Ordering::Relaxed);
+        Ok(Some(body))
     }
 
     /// Every object under `dir` (a key prefix below the bucket prefix).

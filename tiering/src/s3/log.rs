@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use fvfs_cas::StoreError;
 use fvfs_manifest::meta::TIER_S3;
 use fvfs_manifest::{Repo, Version};
@@ -126,23 +127,16 @@ pub async fn record_dropped(bucket: &Bucket, numbers: &[u64]) -> Result<(), Stor
 /// names that name a known version.
 pub async fn read(bucket: &Bucket) -> Result<(Vec<Version>, Vec<(String, u64)>), StoreError> {
     let mut versions = BTreeMap::new();
-    for obj in bucket.list(LOG_DIR).await? {
-        let Some(bytes) = bucket.get(&obj.key).await? else {
-            continue;
-        };
-        let segment: Vec<Version> = serde_cbor::from_slice(&bytes).map_err(|e| {
-            StoreError::Unavailable(format!("version log segment {}: {e}", obj.key))
-        })?;
+    for (key, bytes) in objects(bucket, LOG_DIR).await? {
+        let segment: Vec<Version> = serde_cbor::from_slice(&bytes)
+            .map_err(|e| StoreError::Unavailable(format!("version log segment {key}: {e}")))?;
         for v in segment {
             versions.insert(v.number, v);
         }
     }
-    for obj in bucket.list(DROPPED_DIR).await? {
-        let Some(bytes) = bucket.get(&obj.key).await? else {
-            continue;
-        };
+    for (key, bytes) in objects(bucket, DROPPED_DIR).await? {
         let dropped: Vec<u64> = serde_cbor::from_slice(&bytes)
-            .map_err(|e| StoreError::Unavailable(format!("dropped versions {}: {e}", obj.key)))?;
+            .map_err(|e| StoreError::Unavailable(format!("dropped versions {key}: {e}")))?;
         for n in dropped {
             versions.remove(&n);
         }
@@ -157,4 +151,23 @@ pub async fn read(bucket: &Bucket) -> Result<(Vec<Version>, Vec<(String, u64)>),
         .filter(|(_, n)| versions.contains_key(n))
         .collect();
     Ok((versions.into_values().collect(), snapshots))
+}
+
+/// Every object under `dir` with its bytes, several GETs in flight (a log of many
+/// segments is read in a few round trips, not one per segment).
+async fn objects(bucket: &Bucket, dir: &str) -> Result<Vec<(String, Bytes)>, StoreError> {
+    let listed = bucket.list(dir).await?;
+    let got: Vec<_> = futures::stream::iter(listed)
+        .map(|obj| async move {
+            let bytes = bucket.get(&obj.key).await?;
+            Ok::<_, StoreError>(bytes.map(|b| (obj.key, b)))
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut out = Vec::with_capacity(got.len());
+    for g in got {
+        out.extend(g?);
+    }
+    Ok(out)
 }

@@ -1,24 +1,29 @@
 //! The S3 tier: the source of truth, from which the whole filesystem can be rebuilt.
 //!
 //! Frames are appended to an open pack in memory and uploaded as one object
-//! ([`pack`] format, named by its hash) when it reaches [`PACK_MAX`] or at `sync`; the
-//! replicator calls `sync` when `flush_size_mb` waits or `flush_interval_secs` passed,
-//! so packs are large (at least 16 MiB under steady writes) and a GiB costs a few dozen
-//! PUTs. Where each chunk sits (pack, offset, length) is kept in [`Locations`] (the
-//! metadata database in the daemon), so one chunk read is one ranged GET.
+//! ([`pack`] format, named by its hash) when it reaches [`PACK_MAX`] (in the
+//! background, up to [`UPLOADS`] at once, while the writer fills the next) or at
+//! `sync`; the replicator calls `sync` when `flush_size_mb` waits or
+//! `flush_interval_secs` passed, so packs are large (at least 16 MiB under steady
+//! writes) and a GiB costs a few dozen PUTs. Where each chunk sits (pack, offset,
+//! length) is kept in [`Locations`] (the metadata database in the daemon): one chunk
+//! read is one ranged GET, and bulk reads ([`ChunkStore::get_many`], `fetch`) fetch
+//! neighbouring frames of a pack in one GET, several in flight.
 //!
 //! # Invariants
 //! - A location is recorded only after its pack was acknowledged by the server, so a
 //!   recorded location never names a missing pack; `has` and `get` answer for frames
 //!   still in memory, which are durable only after `sync` (the store contract).
 //! - A failed upload puts its frames back into the open pack, so the next `sync`
-//!   retries them: nothing `put` accepted is dropped.
+//!   retries them: nothing `put` accepted is dropped. A background upload's failure is
+//!   reported by the next `put`.
 //! - `sync` waits for every upload in flight before it uploads the rest, so when it
 //!   returns, every frame of every `put` that returned before it is in S3.
 //! - Objects are never overwritten: a pack's name is the hash of its bytes.
 
 mod bucket;
 mod compact;
+mod fetch;
 pub mod log;
 pub mod pack;
 
@@ -31,13 +36,13 @@ use futures::stream::{self, BoxStream, StreamExt};
 use fvfs_cas::{ChunkId, ChunkStore, Loaded, StoreError, Usage};
 use fvfs_manifest::{PackLoc, PackLocs, Recovered};
 
-pub use bucket::{Bucket, S3Settings};
+pub use bucket::{Bucket, Requests, S3Settings};
 pub use compact::Compaction;
 
 /// An open pack is uploaded by `put` itself once it holds this much.
 pub const PACK_MAX: usize = 32 << 20;
 /// Pack uploads in flight at once (memory: this many packs, plus the open one).
-const UPLOADS: u32 = 2;
+const UPLOADS: u32 = 3;
 
 /// Where the S3 tier's chunks are: the daemon keeps this in its metadata database.
 pub trait Locations: Send + Sync {
@@ -125,66 +130,41 @@ impl InMemory {
     }
 }
 
-pub struct S3Store {
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One pack upload: what it needs, so it can run in a task of its own.
+struct Upload {
     bucket: Bucket,
     locs: Arc<dyn Locations>,
-    mem: Mutex<InMemory>,
-    /// Bounds the uploads in flight; `sync` takes every permit, so it returns only
-    /// once every upload that took frames of earlier puts has finished.
-    uploads: tokio::sync::Semaphore,
+    mem: Arc<Mutex<InMemory>>,
 }
 
-fn pack_key(name: &[u8; 32]) -> String {
-    format!("packs/{}", hex::encode(name))
-}
-
-impl S3Store {
-    pub fn new(bucket: Bucket, locs: Arc<dyn Locations>) -> Self {
-        Self {
-            bucket,
-            locs,
-            mem: Mutex::new(InMemory::default()),
-            uploads: tokio::sync::Semaphore::new(UPLOADS as usize),
-        }
-    }
-
-    pub fn bucket(&self) -> &Bucket {
-        &self.bucket
-    }
-
-    /// PUT and GET requests sent to the bucket (for metrics and benchmarks).
-    pub fn requests(&self) -> (u64, u64) {
-        self.bucket.requests()
-    }
-
-    fn mem(&self) -> std::sync::MutexGuard<'_, InMemory> {
-        self.mem.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Uploads the open pack, if any, and records where its frames are. With `all`,
-    /// first waits for every upload in flight (what `sync` needs).
-    async fn seal(&self, all: bool) -> Result<(), StoreError> {
-        let _permits = self
-            .uploads
-            .acquire_many(if all { UPLOADS } else { 1 })
-            .await
-            .map_err(|_| StoreError::Unavailable("S3 store closed".into()))?;
-        let (builder, live) = {
-            let mut mem = self.mem();
+impl Upload {
+    /// Takes the open pack if it holds at least `min` bytes, PUTs it and records where
+    /// its frames are; on failure puts them back into the open pack, so the next sync
+    /// retries them.
+    async fn run(self, min: usize) -> Result<(), StoreError> {
+        let (object, name, live) = {
+            let mut mem = lock(&self.mem);
             if mem.live.is_empty() {
                 mem.open = pack::Builder::default();
                 return Ok(());
             }
-            let builder = std::mem::take(&mut mem.open);
+            if mem.open.len() < min {
+                // Another upload took the pack that was full.
+                return Ok(());
+            }
             let live = std::mem::take(&mut mem.live);
+            let (object, name, _) = std::mem::take(&mut mem.open).finish();
+            let object = Bytes::from(object);
             for (id, e) in &live {
-                let frame = Bytes::copy_from_slice(builder.frame(e));
+                let frame = object.slice(e.offset as usize..(e.offset + u64::from(e.len)) as usize);
                 mem.uploading.insert(*id, frame);
             }
-            (builder, live)
+            (object, name, live)
         };
-        let (object, name, _) = builder.finish();
-        let object = Bytes::from(object);
         let stored = self.bucket.put(&pack_key(&name), object.clone()).await;
         let recorded = stored.and_then(|()| {
             let locs: Vec<(ChunkId, PackLoc)> = live
@@ -200,7 +180,7 @@ impl S3Store {
                 .collect();
             self.locs.record(&locs)
         });
-        let mut mem = self.mem();
+        let mut mem = lock(&self.mem);
         for id in live.keys() {
             mem.uploading.remove(id);
         }
@@ -218,20 +198,106 @@ impl S3Store {
         }
         Ok(())
     }
+}
 
-    /// Every chunk in the bucket's packs, read from the pack indexes alone (recovery).
-    pub async fn scan_packs(&self) -> Result<Vec<Recovered>, StoreError> {
+pub struct S3Store {
+    bucket: Bucket,
+    locs: Arc<dyn Locations>,
+    mem: Arc<Mutex<InMemory>>,
+    /// Bounds the uploads in flight; `sync` takes every permit, so it returns only
+    /// once every upload that took frames of earlier puts has finished.
+    uploads: Arc<tokio::sync::Semaphore>,
+    /// Why the last upload started by a `put` failed (its frames are back in the open
+    /// pack); the next `put` reports it, so the replicator backs off.
+    failed: Arc<Mutex<Option<String>>>,
+}
+
+fn pack_key(name: &[u8; 32]) -> String {
+    format!("packs/{}", hex::encode(name))
+}
+
+impl S3Store {
+    pub fn new(bucket: Bucket, locs: Arc<dyn Locations>) -> Self {
+        Self {
+            bucket,
+            locs,
+            mem: Arc::default(),
+            uploads: Arc::new(tokio::sync::Semaphore::new(UPLOADS as usize)),
+            failed: Arc::default(),
+        }
+    }
+
+    pub fn bucket(&self) -> &Bucket {
+        &self.bucket
+    }
+
+    /// Requests sent to the bucket (for metrics, summaries and benchmarks).
+    pub fn requests(&self) -> Requests {
+        self.bucket.requests()
+    }
+
+    fn mem(&self) -> std::sync::MutexGuard<'_, InMemory> {
+        lock(&self.mem)
+    }
+
+    /// Uploads the open pack, if any, and records where its frames are. With `all`,
+    /// first waits for every upload in flight and then uploads in place (what `sync`
+    /// needs); without, waits only for a free upload slot and uploads in the
+    /// background, so the writer goes on filling the next pack meanwhile.
+    async fn seal(&self, all: bool) -> Result<(), StoreError> {
+        let closed = |_| StoreError::Unavailable("S3 store closed".into());
+        let upload = Upload {
+            bucket: self.bucket.clone(),
+            locs: self.locs.clone(),
+            mem: self.mem.clone(),
+        };
+        if all {
+            let _permits = self.uploads.acquire_many(UPLOADS).await.map_err(closed)?;
+            // Whatever a background upload failed to store is back in the open pack.
+            lock(&self.failed).take();
+            return upload.run(0).await;
+        }
+        let permit = self.uploads.clone().acquire_owned().await.map_err(closed)?;
+        let failed = self.failed.clone();
+        tokio::spawn(async move {
+            if let Err(e) = upload.run(PACK_MAX).await {
+                tracing::warn!("pack upload failed, its frames wait for the next sync: {e}");
+                *lock(&failed) = Some(e.to_string());
+            }
+            drop(permit);
+        });
+        Ok(())
+    }
+
+    /// Every chunk in the bucket's packs, read from the pack indexes alone (recovery),
+    /// [`fetch::IN_FLIGHT`] packs at a time; `done` is told of each pack read.
+    pub async fn scan_packs(
+        &self,
+        done: impl Fn(u64) + Sync,
+    ) -> Result<Vec<Recovered>, StoreError> {
         let listed = self.bucket.list("packs/").await?;
+        let done = &done;
+        let indexes = stream::iter(listed)
+            .filter_map(|obj| async move {
+                let name = compact::pack_name(&obj.key);
+                if name.is_none() {
+                    tracing::warn!(key = obj.key, "not a pack name; skipped");
+                }
+                name.map(|n| (n, obj))
+            })
+            .map(|(name, obj)| async move {
+                let entries = self.pack_index(&obj.key, obj.size).await;
+                done(obj.size);
+                (name, obj.key, entries)
+            })
+            .buffer_unordered(fetch::IN_FLIGHT * 2);
+        let mut indexes = std::pin::pin!(indexes);
         let mut found = Vec::new();
-        for obj in listed {
-            let Some(name) = compact::pack_name(&obj.key) else {
-                tracing::warn!(key = obj.key, "not a pack name; skipped");
-                continue;
-            };
-            let entries = match self.pack_index(&obj.key, obj.size).await {
+        while let Some((name, key, entries)) = indexes.next().await {
+            let entries = match entries? {
                 Ok(e) => e,
                 Err(e) => {
-                    tracing::error!(key = obj.key, "unreadable pack index, skipped: {e}");
+                    tracing::error!(key, "unreadable pack index, skipped: {e}");
                     continue;
                 }
             };
@@ -248,19 +314,25 @@ impl S3Store {
         Ok(found)
     }
 
-    async fn pack_index(&self, key: &str, size: u64) -> Result<Vec<pack::Entry>, StoreError> {
+    /// The index of pack `key` of `size` bytes; the inner error says why the pack
+    /// itself is unusable (damaged, vanished), the outer one that S3 did not answer.
+    async fn pack_index(
+        &self,
+        key: &str,
+        size: u64,
+    ) -> Result<Result<Vec<pack::Entry>, String>, StoreError> {
         let mut want = pack::TAIL_GUESS.min(size);
         loop {
-            let tail = self
+            let Some(tail) = self
                 .bucket
                 .get_range(key, Some(format!("bytes=-{want}")))
                 .await?
-                .ok_or_else(|| StoreError::Unavailable(format!("{key} vanished")))?;
+            else {
+                return Ok(Err(format!("{key} vanished")));
+            };
             match pack::parse_tail(&tail, size) {
                 Err(pack::PackError::NeedTail(n)) if n > want => want = n,
-                other => {
-                    return other.map_err(|e| StoreError::Unavailable(format!("pack {key}: {e}")))
-                }
+                other => return Ok(other.map_err(|e| format!("pack {key}: {e}"))),
             }
         }
     }
@@ -269,6 +341,9 @@ impl S3Store {
 #[async_trait]
 impl ChunkStore for S3Store {
     async fn put(&self, id: ChunkId, frame: Bytes) -> Result<(), StoreError> {
+        if let Some(e) = lock(&self.failed).take() {
+            return Err(StoreError::Unavailable(e));
+        }
         if self.locs.get(&id)?.is_some() {
             return Ok(());
         }
@@ -305,6 +380,10 @@ impl ChunkStore for S3Store {
                 reason: format!("its pack {} is missing from S3", hex::encode(loc.pack)),
             })?;
         fvfs_cas::verify(id, frame)
+    }
+
+    fn get_many(&self, ids: Vec<ChunkId>) -> fvfs_cas::ChunkStream<'_> {
+        self.fetch_many(ids)
     }
 
     async fn has(&self, ids: &[ChunkId]) -> Result<Vec<bool>, StoreError> {
