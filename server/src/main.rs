@@ -159,9 +159,13 @@ async fn local(home: &home::Home, config: &config::Config, command: Command) -> 
         Command::Diff { a, b, json } => report::diff(&repo.diff_info(&a, &b).await?, json)?,
         Command::Export(args) => {
             let s3 = home.s3();
-            return Ok(export::run(repo, s3.as_deref(), args)
-                .await?
-                .report("not exported"));
+            let outcome = export::run(repo, s3.as_deref(), args).await;
+            // What was fetched from a colder tier stays local, also when the export
+            // stopped: a second run does not fetch it again.
+            if let Some(tiers) = home.tiers() {
+                tiers.record_reads(repo).await?;
+            }
+            return Ok(outcome?.report("not exported"));
         }
         Command::Status { json } => report::status(&repo.status_info()?, &where_, json)?,
         Command::Recover {

@@ -57,7 +57,7 @@ pub async fn run(home: &Home, config: &Config, rehydrate: bool) -> Result<ExitCo
         with_bar(&progress, rehydrate_all(repo, &found, &progress)).await?;
     }
     repo.store().sync().await?;
-    repo.note_promoted(&tiers.take_reads().1).await?;
+    tiers.record_reads(repo).await?;
     repo.restore_versions(&versions, &snapshots)?;
     if config.nas_path().is_some() {
         repo.mark_tier_initialised(TIER_NAS).await?;

@@ -38,6 +38,68 @@ impl S3Env {
             .env("AWS_REGION", "garage");
     }
 
+    /// `fvfsd serve` on `store` with `config` (naming this server), on a free loopback port.
+    pub fn serve(&self, store: &crate::Fvfsd, config: &Path) -> crate::daemon::Daemon {
+        crate::daemon::Daemon::spawn(self.fvfsd(
+            store,
+            config,
+            ["serve", "--listen", "127.0.0.1:0", "--no-mdns"],
+        ))
+    }
+
+    /// `fvfsd --config CONFIG ARGS` on `store`, with this server's credentials.
+    pub fn fvfsd<const N: usize>(
+        &self,
+        store: &crate::Fvfsd,
+        config: &Path,
+        args: [&str; N],
+    ) -> Command {
+        let mut cmd = store.cmd(["--config", config.to_str().expect("utf-8 path")]);
+        cmd.args(args);
+        self.apply(&mut cmd);
+        cmd
+    }
+
+    /// A signed S3 request with curl (the tests have no S3 client of their own); the
+    /// response body.
+    pub fn curl(&self, method: &str, path_and_query: &str) -> String {
+        let out = Command::new("curl")
+            .args(["-sf", "--noproxy", "*", "-X", method])
+            .args(["--aws-sigv4", "aws:amz:garage:s3"])
+            .args(["--user", &format!("{}:{}", self.key_id, self.secret)])
+            .args([
+                "-H",
+                "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            ])
+            .arg(format!("{}/{}{path_and_query}", self.endpoint, self.bucket))
+            .output()
+            .expect("run curl");
+        assert!(
+            out.status.success(),
+            "curl {method} {path_and_query}: {out:?}"
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The packs under `prefix`: key and size, from a bucket listing.
+    pub fn packs(&self, prefix: &str) -> Vec<(String, u64)> {
+        let listing = self.curl("GET", &format!("/?list-type=2&prefix={prefix}%2Fpacks%2F"));
+        listing
+            .split("<Contents>")
+            .skip(1)
+            .map(|c| {
+                let field = |f: &str| {
+                    c.split(&format!("<{f}>"))
+                        .nth(1)
+                        .and_then(|s| s.split(&format!("</{f}>")).next())
+                        .unwrap_or_else(|| panic!("no {f} in {c}"))
+                        .to_owned()
+                };
+                (field("Key"), field("Size").parse().expect("a size"))
+            })
+            .collect()
+    }
+
     /// A config file with this server as the S3 tier under `prefix`, and `extra` TOML.
     pub fn config(&self, dir: &Path, prefix: &str, extra: &str) -> PathBuf {
         let path = dir.join("fvfsd.toml");

@@ -15,13 +15,6 @@ fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
 
-fn serve(store: &Fvfsd, config: &Path, s3: &S3Env) -> Daemon {
-    let mut cmd = store.cmd(["--config", config.to_str().unwrap()]);
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--no-mdns"]);
-    s3.apply(&mut cmd);
-    Daemon::spawn(cmd)
-}
-
 fn put(d: &Daemon, name: &str, content: &[u8]) {
     let (status, body) = d.raw(&request("PUT", &format!("/v1/files/{name}"), &[], content));
     assert_eq!(status, 201, "{body}");
@@ -111,7 +104,7 @@ fn replication_to_s3_then_recover_from_s3_alone() {
         "[upload]\nflush_size_mb = 1\nflush_interval_secs = 1\n",
     );
     let store = Fvfsd::new();
-    let d = serve(&store, &config, &s3);
+    let d = s3.serve(&store, &config);
 
     let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     for i in 0..6u64 {
@@ -150,7 +143,7 @@ fn garage_stopped_mid_flush_and_a_killed_daemon_lose_nothing() {
         "[upload]\nflush_size_mb = 1\nflush_interval_secs = 3600\n",
     );
     let store = Fvfsd::new();
-    let mut d = serve(&store, &config, &s3);
+    let mut d = s3.serve(&store, &config);
     let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut write = |d: &Daemon, i: u64| {
         let content = tree::bytes(i, 300_000, i.is_multiple_of(3));
@@ -196,7 +189,7 @@ fn garage_stopped_mid_flush_and_a_killed_daemon_lose_nothing() {
     // The daemon dies with work queued; Garage comes back; a new daemon drains it all.
     d.kill();
     garage.restart();
-    let d = serve(&store, &config, &s3);
+    let d = s3.serve(&store, &config);
     let (status, body) = flush(&d);
     assert_eq!(status, 200, "{body}");
     assert_all_in_s3(&d);
@@ -231,7 +224,7 @@ fn eviction_under_a_small_watermark_drops_only_s3_backed_copies() {
          [eviction]\ninterval_secs = 3600\n",
     );
     let store = Fvfsd::new();
-    let d = serve(&store, &config, &s3);
+    let d = s3.serve(&store, &config);
     let mut files = BTreeMap::new();
     for i in 0..8u64 {
         let content = tree::bytes(100 + i, 300_000, false);
@@ -284,26 +277,6 @@ fn eviction_under_a_small_watermark_drops_only_s3_backed_copies() {
     assert!(fsck.contains("0 problems"), "{fsck}");
 }
 
-/// A signed S3 request with curl (the tests have no S3 client of their own).
-fn s3_curl(s3: &S3Env, method: &str, path_and_query: &str) -> String {
-    let out = std::process::Command::new("curl")
-        .args(["-sf", "--noproxy", "*", "-X", method])
-        .args(["--aws-sigv4", "aws:amz:garage:s3"])
-        .args(["--user", &format!("{}:{}", s3.key_id, s3.secret)])
-        .args([
-            "-H",
-            "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-        ])
-        .arg(format!("{}/{}{path_and_query}", s3.endpoint, s3.bucket))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "curl {method} {path_and_query}: {out:?}"
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn a_deleted_s3_pack_is_found_and_uploaded_again() {
     let s3 = S3Env::shared();
@@ -316,22 +289,13 @@ fn a_deleted_s3_pack_is_found_and_uploaded_again() {
     let store = Fvfsd::new();
     let content = tree::bytes(77, 300_000, false);
     {
-        let d = serve(&store, &config, &s3);
+        let d = s3.serve(&store, &config);
         put(&d, "photo.raw", &content);
         assert_eq!(flush(&d).0, 200);
     }
-    let listing = s3_curl(
-        &s3,
-        "GET",
-        &format!("/?list-type=2&prefix={prefix}%2Fpacks%2F"),
-    );
-    let packs: Vec<&str> = listing
-        .split("<Key>")
-        .skip(1)
-        .filter_map(|s| s.split("</Key>").next())
-        .collect();
-    assert_eq!(packs.len(), 1, "{listing}");
-    s3_curl(&s3, "DELETE", &format!("/{}", packs[0]));
+    let packs = s3.packs(&prefix);
+    assert_eq!(packs.len(), 1, "{packs:?}");
+    s3.curl("DELETE", &format!("/{}", packs[0].0));
 
     let fsck = |extra: &[&str], code: i32| {
         let mut cmd = store.cmd(["--config", config.to_str().unwrap(), "fsck", "--read-data"]);
@@ -360,12 +324,7 @@ fn a_deleted_s3_pack_is_found_and_uploaded_again() {
     let repaired = fsck(&["--repair"], 0);
     assert!(repaired.contains("0 problems,"), "{repaired}");
     assert!(fsck(&[], 0).contains(" 0 problems, 0 repaired"));
-    let listing = s3_curl(
-        &s3,
-        "GET",
-        &format!("/?list-type=2&prefix={prefix}%2Fpacks%2F"),
-    );
-    assert_eq!(listing.matches("<Key>").count(), 1, "a new pack: {listing}");
+    assert_eq!(s3.packs(&prefix).len(), 1, "a new pack");
 }
 
 #[test]
@@ -379,7 +338,7 @@ fn a_three_node_garage_keeps_taking_writes_with_one_node_down() {
         "[upload]\nflush_size_mb = 1\nflush_interval_secs = 3600\n",
     );
     let store = Fvfsd::new();
-    let d = serve(&store, &config, &s3);
+    let d = s3.serve(&store, &config);
     let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut write = |i: u64| {
         let content = tree::bytes(500 + i, 250_000, i.is_multiple_of(2));
@@ -407,19 +366,6 @@ fn a_three_node_garage_keeps_taking_writes_with_one_node_down() {
     recover_and_compare(&config, &s3, &expect);
 }
 
-/// Bytes of the packs under `prefix`, from a bucket listing.
-fn pack_bytes(s3: &S3Env, prefix: &str) -> u64 {
-    s3_curl(
-        s3,
-        "GET",
-        &format!("/?list-type=2&prefix={prefix}%2Fpacks%2F"),
-    )
-    .split("<Size>")
-    .skip(1)
-    .filter_map(|s| s.split("</Size>").next()?.parse::<u64>().ok())
-    .sum()
-}
-
 #[test]
 fn gc_gives_back_s3_space_and_recovery_forgets_dropped_versions() {
     let s3 = S3Env::shared();
@@ -427,7 +373,7 @@ fn gc_gives_back_s3_space_and_recovery_forgets_dropped_versions() {
     let prefix = format!("gc-{}", work.path().file_name().unwrap().to_string_lossy());
     let config = s3.config(work.path(), &prefix, "");
     let store = Fvfsd::new();
-    let d = serve(&store, &config, &s3);
+    let d = s3.serve(&store, &config);
     // Pack 1: a big file that will be overwritten, and a small one that stays.
     let keep = tree::bytes(5, 200_000, false);
     put(&d, "big", &tree::bytes(6, 1_500_000, false));
@@ -437,7 +383,7 @@ fn gc_gives_back_s3_space_and_recovery_forgets_dropped_versions() {
     let small = tree::bytes(7, 50_000, true);
     put(&d, "big", &small);
     assert_eq!(flush(&d).0, 200);
-    let before = pack_bytes(&s3, &prefix);
+    let before = s3.packs(&prefix).iter().map(|(_, size)| size).sum::<u64>();
 
     let (status, body) = d.raw(&request(
         "POST",
@@ -454,7 +400,7 @@ fn gc_gives_back_s3_space_and_recovery_forgets_dropped_versions() {
     );
     let freed = c["bytes_freed"].as_u64().unwrap();
     assert!(freed > 1_400_000, "{report}");
-    let after = pack_bytes(&s3, &prefix);
+    let after = s3.packs(&prefix).iter().map(|(_, size)| size).sum::<u64>();
     // What is left: the untouched pack, plus the moved frames in a new pack (with its
     // index and trailer).
     let moved = c["bytes_moved"].as_u64().unwrap();

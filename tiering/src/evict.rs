@@ -95,15 +95,7 @@ impl Evictor {
 
     /// Records reads and promotions seen since the last call.
     pub async fn record_reads(&self) -> Result<(), String> {
-        let (reads, promoted) = self.reads.take_reads();
-        if !promoted.is_empty() {
-            self.reads.local().sync().await.map_err(err)?;
-            self.repo.note_promoted(&promoted).await.map_err(err)?;
-        }
-        if !reads.is_empty() {
-            self.repo.note_accesses(&reads).await.map_err(err)?;
-        }
-        Ok(())
+        self.reads.record_reads(&self.repo).await.map_err(err)
     }
 
     /// Records reads, then brings every tier over its high watermark under its low one.

@@ -4,7 +4,7 @@
 //! that has it whole (every store's get verifies the hash), then promoted: written back
 //! to the local tier (durable at its next sync), replacing a corrupt copy, which is
 //! reported and counted. Writes and everything else go to the local tier. Reads and
-//! promotions are remembered for eviction ([`TieredStore::take_reads`]).
+//! promotions are remembered for eviction ([`TieredStore::record_reads`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 use fvfs_cas::{ChunkId, ChunkStore, ChunkStream, Loaded, StoreError, StoreFault, Usage};
+use fvfs_manifest::{ManifestError, Repo};
 
 pub struct TieredStore {
     local: Arc<dyn ChunkStore>,
@@ -48,7 +49,7 @@ impl TieredStore {
     }
 
     /// Reads per chunk, and chunks promoted, since the last call.
-    pub fn take_reads(&self) -> (Vec<(ChunkId, u32)>, Vec<ChunkId>) {
+    fn take_reads(&self) -> (Vec<(ChunkId, u32)>, Vec<ChunkId>) {
         let (reads, promoted) =
             std::mem::take(&mut *self.reads.lock().unwrap_or_else(|p| p.into_inner()));
         (reads.into_iter().collect(), promoted)
@@ -122,6 +123,21 @@ impl TieredStore {
         })
         .flat_map(move |pending| self.colder_many(i + 1, pending));
         found.chain(rest).boxed()
+    }
+
+    /// Records in `repo` the reads and promotions since the last call: promoted chunks
+    /// get their local bit once the local tier synced them (the daemon does this every
+    /// eviction round; a command that read through the tiers, before it exits).
+    pub async fn record_reads(&self, repo: &Repo) -> Result<(), ManifestError> {
+        let (reads, promoted) = self.take_reads();
+        if !promoted.is_empty() {
+            self.local.sync().await?;
+            repo.note_promoted(&promoted).await?;
+        }
+        if !reads.is_empty() {
+            repo.note_accesses(&reads).await?;
+        }
+        Ok(())
     }
 
     /// Corrupt local copies replaced so far.

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Restores from S3 alone, side by side with restic on the same private Garage 2.5.0 on
+# loopback, in one run, on a real tree (default: the Rust sysroot):
+#  1. durable in the bucket: `fvfsd migrate` through a running daemon + `POST
+#     /v1/admin/flush`, versus `restic backup` (both from a warm page cache);
+#  2. `fvfsd recover --from-s3` of that store (one version), then with 100 versions;
+#  3. restore of the whole tree from the bucket alone: recover + `fvfsd export`, versus
+#     `restic restore latest` (both into an empty folder), with GETs per GiB restored;
+#  4. a `restic restore --include` of the largest folder of large files versus fvfs
+#     (recover, then export of that folder);
+#  5. the largest file read cold from S3 through a daemon (`fvfsc cat`), in MB/s.
+#  6. `tar` of the whole tree through a fresh `fvfsc mount` of a recovered store (every
+#     chunk cold in S3), versus `restic restore`.
+# Usage: benches/scripts/bench-restore.sh [DIR]. Medians of REPS (default 3) runs.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/fvfs/target}"
+for t in restic fusermount3; do
+  command -v "$t" >/dev/null || { echo "missing $t: apt-get install restic fuse3" >&2; exit 2; }
+done
+scripts/garage.sh install
+profile="${PROFILE:-release}"
+if [ "$profile" = release ]; then
+  cargo build --release --locked --bin fvfsd --bin fvfsc >&2
+else
+  cargo build --locked --bin fvfsd --bin fvfsc >&2
+fi
+bin="$CARGO_TARGET_DIR/$profile"
+src="$(realpath "${1:-$(rustc --print sysroot)}")"
+reps="${REPS:-3}"
+work="$(mktemp -d "${BENCH_TMP:-/var/tmp}/fvfs-restorebench.XXXXXX")"
+cleanup() {
+  for m in "$work"/mnt*; do fusermount3 -uz "$m" 2>/dev/null || true; done
+  pkill -f "$work/" 2>/dev/null || true
+  scripts/garage.sh stop "$work/garage" || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+# shellcheck disable=SC1090
+source "$(scripts/garage.sh start "$work/garage")"
+export RESTIC_PASSWORD=bench RESTIC_REPOSITORY="s3:$FVFS_S3_ENDPOINT/$FVFS_S3_BUCKET/restic"
+
+now() { date +%s.%N; }
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+since() { echo "$(now) - $1" | bc; }
+serve() { # HOME -> prints the URL once listening
+  "$bin/fvfsd" --config "$work/c.toml" --home "$1" serve --listen 127.0.0.1:0 --no-mdns >"$1.out" 2>"$1.err" &
+  for _ in $(seq 1 200); do
+    url=$(sed -n 's/^fvfsd: listening on //p' "$1.out" 2>/dev/null)
+    [ -n "$url" ] && { echo "$url"; return; }
+    sleep 0.05
+  done
+  echo "fvfsd did not start: $(cat "$1.err")" >&2; exit 1
+}
+stop() { pkill -TERM -f "home $1 serve" || true; while pgrep -f "home $1 serve" >/dev/null; do sleep 0.1; done; }
+drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; }
+fvfsd() { "$bin/fvfsd" --config "$work/c.toml" "$@"; }
+recover() { rm -rf "$1"; fvfsd --home "$1" recover --from-s3 "${@:2}" >"$1.recover" 2>&1; }
+
+cat >"$work/c.toml" <<CONF
+[tiers.s3]
+bucket = "$FVFS_S3_BUCKET"
+endpoint = "$FVFS_S3_ENDPOINT"
+region = "garage"
+prefix = "fvfs"
+CONF
+find "$src" -type f -exec cat {} + >/dev/null  # warm the page cache
+bytes=$(du -sb --apparent-size "$src" | cut -f1)
+gib=$(echo "scale=4; $bytes / 1073741824" | bc)
+big=$(find "$src" -type f -printf '%s %P\n' | sort -n | tail -1 | cut -d' ' -f2-)
+big_size=$(stat -c %s "$src/$big")
+bigdir=$(dirname "$big")
+
+# 1. Durable in the bucket, once each (the bucket then serves every restore below).
+url=$(serve "$work/h")
+t0=$(now)
+fvfsd --home "$work/h" migrate --local-src "$src" >/dev/null 2>&1
+curl -sf -XPOST "$url/v1/admin/flush" >/dev/null
+fv_durable=$(since "$t0")
+restic init >/dev/null 2>&1
+t0=$(now); restic backup -q "$src" >/dev/null 2>&1; rs_durable=$(since "$t0")
+
+# 2-5, repeated.
+rec1=(); exp=(); gets=(); rs_all=(); rs_dir=(); fv_dir=(); cat_mbs=(); mount_tar=()
+for r in $(seq 1 "$reps"); do
+  drop_caches
+  t0=$(now); recover "$work/r$r"; rec1+=("$(since "$t0")")
+  t0=$(now)
+  fvfsd --home "$work/r$r" export / "$work/out$r" >"$work/exp$r.out" 2>&1
+  exp+=("$(echo "$(since "$t0") + ${rec1[-1]}" | bc)")
+  gets+=("$(sed -n 's/.*S3: \([0-9]*\) GETs.*/\1/p' "$work/exp$r.out")")
+  rm -rf "$work/out$r"
+  drop_caches
+  t0=$(now); restic restore latest --target "$work/rs$r" >/dev/null 2>&1; rs_all+=("$(since "$t0")")
+  rm -rf "$work/rs$r"
+  t0=$(now)
+  restic restore latest --target "$work/rsd$r" --include "$src/$bigdir" >/dev/null 2>&1
+  rs_dir+=("$(since "$t0")"); rm -rf "$work/rsd$r"
+  t0=$(now); recover "$work/d$r"
+  fvfsd --home "$work/d$r" export "/$bigdir" "$work/outd$r" >/dev/null 2>&1
+  fv_dir+=("$(since "$t0")"); rm -rf "$work/outd$r"
+  # Cold read of the largest file through a daemon on a store holding no content.
+  recover "$work/c$r"
+  url=$(serve "$work/c$r")
+  t0=$(now); FVFS_URL=$url "$bin/fvfsc" cat "/$big" >/dev/null; t=$(since "$t0")
+  cat_mbs+=("$(echo "$big_size / $t / 1000000" | bc -l)")
+  # tar through a fresh mount of the same cold store (this daemon).
+  mkdir -p "$work/mnt$r"
+  FVFS_URL=$url "$bin/fvfsc" mount "$work/mnt$r" --cache-dir "$work/cache$r" --cache-size 20G >/dev/null 2>&1 &
+  for _ in $(seq 1 600); do mountpoint -q "$work/mnt$r" && break; sleep 0.05; done
+  t0=$(now); tar -cf - -C "$work/mnt$r" . | cat >/dev/null; mount_tar+=("$(since "$t0")")
+  fusermount3 -u "$work/mnt$r"; stop "$work/c$r"
+  rm -rf "$work/r$r" "$work/d$r" "$work/c$r" "$work/cache$r"
+done
+
+# 2b. A hundred versions: 99 small changes on top, then recover.
+url=$(serve "$work/h")
+for i in $(seq 1 99); do echo "$i" | FVFS_URL=$url "$bin/fvfsc" put "/versions/$i" >/dev/null; done
+curl -sf -XPOST "$url/v1/admin/flush" >/dev/null
+stop "$work/h"
+rec100=()
+for r in $(seq 1 "$reps"); do
+  drop_caches; t0=$(now); recover "$work/v$r"; rec100+=("$(since "$t0")"); rm -rf "$work/v$r"
+done
+
+m() { printf '%s\n' "$@" | median; }
+rec1m=$(m "${rec1[@]}"); expm=$(m "${exp[@]}"); getsm=$(m "${gets[@]}"); rsm=$(m "${rs_all[@]}")
+rsdm=$(m "${rs_dir[@]}"); fvdm=$(m "${fv_dir[@]}"); catm=$(m "${cat_mbs[@]}"); tarm=$(m "${mount_tar[@]}")
+rec100m=$(m "${rec100[@]}")
+echo "| measure ($(basename "$src"), $gib GiB; medians of $reps) | fvfs | restic | ratio |"
+echo "|---|---|---|---|"
+printf '| durable in the bucket (one run) | %.2f s | %.2f s | restic/fvfs %.2fx |\n' "$fv_durable" "$rs_durable" "$(echo "$rs_durable / $fv_durable" | bc -l)"
+printf '| recover --from-s3, one version | %.2f s | | |\n' "$rec1m"
+printf '| recover --from-s3, 100 versions | %.2f s | | |\n' "$rec100m"
+printf '| whole tree from the bucket alone (recover + export; restic restore) | %.2f s | %.2f s | restic/fvfs %.2fx |\n' "$expm" "$rsm" "$(echo "$rsm / $expm" | bc -l)"
+printf '| GETs per GiB restored (export) | %.1f | | |\n' "$(echo "$getsm / $gib" | bc -l)"
+printf '| folder %s (recover + export; restore --include) | %.2f s | %.2f s | restic/fvfs %.2fx |\n' "$bigdir" "$fvdm" "$rsdm" "$(echo "$rsdm / $fvdm" | bc -l)"
+printf '| %s (%s bytes) read cold from S3 through the daemon | %.0f MB/s | | |\n' "$big" "$big_size" "$catm"
+printf '| tar of the tree through a fresh mount of a cold store vs restic restore | %.2f s | %.2f s | fvfs/restic %.2fx |\n' "$tarm" "$rsm" "$(echo "$tarm / $rsm" | bc -l)"

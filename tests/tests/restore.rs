@@ -1,0 +1,318 @@
+//! Restores from the S3 bucket alone, against a real Garage: `recover --from-s3` into an
+//! empty data directory, then `export`. Reads go by pack (the number of GETs is bounded
+//! by the packs, not the chunks); a pack lost in the middle of a restore fails only the
+//! files using it, named with their version; an S3 server that stops mid-restore
+//! stops it with one line, and a second run finishes it.
+
+use std::fs;
+use std::path::Path;
+
+use fvfs_tests::daemon::{request, Daemon};
+use fvfs_tests::garage::{Garage, S3Env};
+use fvfs_tests::{check, tree, Fvfsd};
+
+/// Small packs, so that even a test's data spans several.
+const SMALL_PACKS: &str = "[upload]\nflush_size_mb = 1\nflush_interval_secs = 1\n";
+
+fn prefix(work: &Path, what: &str) -> String {
+    format!("{what}-{}", work.file_name().unwrap().to_string_lossy())
+}
+
+/// Migrates `src` through a daemon with `config`, and waits until S3 holds all of it.
+fn store_in_s3(s3: &S3Env, config: &Path, src: &Path) {
+    let store = Fvfsd::new();
+    let d = s3.serve(&store, config);
+    check(
+        &s3.fvfsd(
+            &store,
+            config,
+            ["migrate", "--local-src", src.to_str().unwrap()],
+        )
+        .output()
+        .unwrap(),
+        0,
+    );
+    flush(&d);
+}
+
+fn flush(d: &Daemon) {
+    let (status, body) = d.raw(&request("POST", "/v1/admin/flush", &[], b""));
+    assert_eq!(status, 200, "{body}");
+}
+
+/// `recover --from-s3` into a fresh store; returns it.
+fn recover(s3: &S3Env, config: &Path, code: i32) -> Fvfsd {
+    let fresh = Fvfsd::new();
+    let out = s3
+        .fvfsd(&fresh, config, ["recover", "--from-s3"])
+        .output()
+        .unwrap();
+    check(&out, code);
+    fresh
+}
+
+/// The number in "S3: N GETs" of an export's summary.
+fn gets(summary: &str) -> u64 {
+    let at = summary
+        .find("S3: ")
+        .unwrap_or_else(|| panic!("no S3 figures: {summary}"));
+    summary[at + 4..]
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no GET count: {summary}"))
+}
+
+#[test]
+fn a_tree_restores_from_the_bucket_alone_by_pack_not_by_chunk() {
+    let s3 = S3Env::shared();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    tree::generate(&src, 10_000, 3 << 20);
+    for (i, size) in [(1u64, 9 << 20), (2, 5 << 20)] {
+        tree::write_big(&src.join(format!("large{i}.bin")), i, size);
+    }
+    let prefix = prefix(work.path(), "restore");
+    let config = s3.config(work.path(), &prefix, SMALL_PACKS);
+    store_in_s3(&s3, &config, &src);
+    let packs = s3.packs(&prefix).len() as u64;
+
+    let fresh = recover(&s3, &config, 0);
+    let out_dir = work.path().join("out");
+    let out = s3
+        .fvfsd(&fresh, &config, ["export", "/", out_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    check(&out, 0);
+    tree::assert_same(&src, &out_dir);
+    let summary = String::from_utf8_lossy(&out.stdout);
+    let used = gets(&summary);
+    // Each pack is read in at most a couple of ranges; one GET per chunk would be
+    // more than ten thousand.
+    assert!(
+        used <= 2 * packs + 2,
+        "{used} GETs for {packs} packs: {summary}"
+    );
+    // A second export reads locally what the first promoted: no GET at all.
+    let again = work.path().join("again");
+    let out = s3
+        .fvfsd(&fresh, &config, ["export", "/", again.to_str().unwrap()])
+        .output()
+        .unwrap();
+    check(&out, 0);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("S3: "));
+    tree::assert_same(&src, &again);
+}
+
+#[test]
+fn a_pack_lost_mid_restore_fails_only_its_files_and_names_them() {
+    let s3 = S3Env::shared();
+    let work = tempfile::tempdir().unwrap();
+    let prefix = prefix(work.path(), "lost");
+    let config = s3.config(work.path(), &prefix, SMALL_PACKS);
+    let store = Fvfsd::new();
+    let d = s3.serve(&store, &config);
+    let put = |name: &str, content: &[u8]| {
+        let (status, body) = d.raw(&request("PUT", &format!("/v1/files/{name}"), &[], content));
+        assert_eq!(status, 201, "{body}");
+    };
+    // Two flushes, two packs: the first holds kept/*, the second doomed/*.
+    let kept: Vec<Vec<u8>> = (0..20u64)
+        .map(|i| tree::bytes(i, 3000 + i as usize, true))
+        .collect();
+    for (i, c) in kept.iter().enumerate() {
+        put(&format!("kept/{i}.txt"), c);
+    }
+    flush(&d);
+    let first = s3.packs(&prefix);
+    for i in 0..5u64 {
+        put(
+            &format!("doomed/{i}.bin"),
+            &tree::bytes(100 + i, 50_000, false),
+        );
+    }
+    flush(&d);
+    drop(d);
+    let doomed_pack: Vec<String> = s3
+        .packs(&prefix)
+        .into_iter()
+        .filter(|p| !first.contains(p))
+        .map(|(key, _)| key)
+        .collect();
+    assert!(!doomed_pack.is_empty());
+
+    let fresh = recover(&s3, &config, 0);
+    for key in &doomed_pack {
+        s3.curl("DELETE", &format!("/{key}"));
+    }
+    let out_dir = work.path().join("out");
+    let out = s3
+        .fvfsd(&fresh, &config, ["export", "/", out_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    check(&out, 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    for i in 0..5 {
+        assert!(
+            err.contains(&format!(
+                "not exported {}",
+                out_dir.join(format!("doomed/{i}.bin")).display()
+            )),
+            "{err}"
+        );
+    }
+    let pack_name = doomed_pack[0].rsplit('/').next().unwrap();
+    assert!(
+        err.contains(&format!("its pack {pack_name} is missing from S3")),
+        "{err}"
+    );
+    assert!(err.contains("(version "), "{err}");
+    for (i, c) in kept.iter().enumerate() {
+        assert_eq!(&fs::read(out_dir.join(format!("kept/{i}.txt"))).unwrap(), c);
+    }
+    assert_eq!(
+        fs::read_dir(out_dir.join("doomed")).unwrap().count(),
+        0,
+        "nothing half-written is left"
+    );
+}
+
+#[test]
+fn s3_stopping_mid_restore_stops_it_in_one_line_and_a_second_run_finishes() {
+    let garage = Garage::start();
+    let s3 = garage.env.clone();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    tree::generate(&src, 600, 1 << 20);
+    let config = s3.config(work.path(), "stop", SMALL_PACKS);
+    store_in_s3(&s3, &config, &src);
+    let fresh = recover(&s3, &config, 0);
+    // One folder read now: its chunks come back to the local tier.
+    let first = work.path().join("first");
+    let export = |path: &str, dir: &Path| {
+        s3.fvfsd(&fresh, &config, ["export", path, dir.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    check(&export("/d000", &first), 0);
+
+    garage.stop();
+    let out_dir = work.path().join("out");
+    let out = export("/", &out_dir);
+    check(&out, 2);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("export stopped") && err.contains("run the same export again"),
+        "{err}"
+    );
+    let written = walk_files(&out_dir);
+    assert!(written > 0, "what was local is exported before the stop");
+    assert!(
+        !walk_names(&out_dir)
+            .iter()
+            .any(|n| n.starts_with(".fvfs-export-")),
+        "no temporary file is left"
+    );
+
+    garage.restart();
+    let out = export("/", &out_dir);
+    check(&out, 0);
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        summary.contains(&format!("({written} files already there kept)")),
+        "{summary}"
+    );
+    tree::assert_same(&src, &out_dir);
+}
+
+fn walk_names(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        out.push(e.file_name().to_string_lossy().into_owned());
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk_names(&e.path()));
+        }
+    }
+    out
+}
+
+fn walk_files(dir: &Path) -> usize {
+    let mut n = 0;
+    for e in fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let t = e.file_type().unwrap();
+        if t.is_dir() {
+            n += walk_files(&e.path());
+        } else if t.is_file() {
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn recover_brings_back_fifty_versions_and_five_snapshots() {
+    let s3 = S3Env::shared();
+    let work = tempfile::tempdir().unwrap();
+    let prefix = prefix(work.path(), "fifty");
+    let config = s3.config(work.path(), &prefix, SMALL_PACKS);
+    let store = Fvfsd::new();
+    let d = s3.serve(&store, &config);
+    for i in 0..50u64 {
+        let (status, body) = d.raw(&request(
+            "PUT",
+            &format!("/v1/files/dir{}/f{i}", i % 4),
+            &[],
+            &tree::bytes(i, 1000 + i as usize * 37, true),
+        ));
+        assert_eq!(status, 201, "{body}");
+        if i % 10 == 9 {
+            check(
+                &d.fvfsc(["snapshot", "create", &format!("s{i}")])
+                    .output()
+                    .unwrap(),
+                0,
+            );
+        }
+    }
+    flush(&d);
+    drop(d);
+
+    let fresh = recover(&s3, &config, 0);
+    let log = fresh.run(["log", "--json"]);
+    let versions: serde_json::Value = serde_json::from_str(&log).unwrap();
+    assert!(versions.as_array().unwrap().len() >= 50, "{log}");
+    let snaps = fresh.run(["snapshot", "list"]);
+    for i in [9, 19, 29, 39, 49] {
+        assert!(snaps.contains(&format!("s{i}")), "{snaps}");
+        // Each snapshot holds exactly the files written before it.
+        let dir = work.path().join(format!("s{i}"));
+        let out = s3
+            .fvfsd(
+                &fresh,
+                &config,
+                [
+                    "export",
+                    "--version",
+                    &format!("s{i}"),
+                    "/",
+                    dir.to_str().unwrap(),
+                ],
+            )
+            .output()
+            .unwrap();
+        check(&out, 0);
+        for j in 0..50u64 {
+            let got = fs::read(dir.join(format!("dir{}/f{j}", j % 4))).ok();
+            let want = (j <= i).then(|| tree::bytes(j, 1000 + j as usize * 37, true));
+            assert_eq!(got, want, "s{i}: dir{}/f{j}", j % 4);
+        }
+    }
+    check(
+        &s3.fvfsd(&fresh, &config, ["fsck", "--all", "--read-data"])
+            .output()
+            .unwrap(),
+        0,
+    );
+}
