@@ -22,10 +22,14 @@ use tokio::sync::Notify;
 
 use crate::s3::log::LogPublisher;
 
-/// Chunks taken from the queue per round, copied in the local tier's order: the
-/// queue is in id order, which is no order on disk, so a large round turns random
-/// reads into sequential ones, and keeps neighbours together in the colder tier's packs.
+/// Chunks copied per round.
 const BATCH: usize = 4096;
+/// Due chunks taken from the queue at once and put in the local tier's order. The
+/// queue is in id order, which is no order on disk; copying in the order chunks were
+/// written reads the local segments front to back and keeps neighbours (the chunks of
+/// one file, the files of one folder) together in the colder tier's packs, so that
+/// reading them back is a few large GETs.
+const BACKLOG: usize = 1 << 20;
 const MAX_BACKOFF_SECS: u64 = 60;
 
 /// When a worker syncs its tier and confirms what it copied.
@@ -75,6 +79,46 @@ struct Unconfirmed {
     since: Option<Instant>,
     /// Taken before the first of these copies read its chunk.
     mark: Option<CopyMark>,
+}
+
+/// Due chunks in the local tier's order, taken from the queue in one scan and copied
+/// a batch at a time (each batch checked against the queue again).
+#[derive(Default)]
+struct Backlog(Vec<ChunkId>);
+
+impl Backlog {
+    /// The next batch still due; rescans the queue when the backlog is used up.
+    fn next(
+        &mut self,
+        repo: &Repo,
+        bit: u8,
+        skip: &HashSet<ChunkId>,
+    ) -> Result<Vec<ChunkId>, String> {
+        let err = |e: fvfs_manifest::ManifestError| e.to_string();
+        loop {
+            if self.0.is_empty() {
+                let mut due = repo
+                    .replication_due_except(bit, BACKLOG, skip)
+                    .map_err(err)?;
+                if due.is_empty() {
+                    return Ok(due);
+                }
+                // Reversed, so that the batches are taken from the end.
+                due.sort_by_cached_key(|id| std::cmp::Reverse(repo.store().read_order(id)));
+                self.0 = due;
+            }
+            let taken = self.0.split_off(self.0.len().saturating_sub(BATCH));
+            let mut taken: Vec<ChunkId> = taken
+                .into_iter()
+                .rev()
+                .filter(|id| !skip.contains(id))
+                .collect();
+            taken = repo.replication_still_due(bit, &taken).map_err(err)?;
+            if !taken.is_empty() {
+                return Ok(taken);
+            }
+        }
+    }
 }
 
 impl Replicator {
@@ -177,8 +221,9 @@ impl Replicator {
     async fn run(self: Arc<Self>, repo: Arc<Repo>) {
         let mut backoff = 1u64;
         let mut pending = Unconfirmed::default();
+        let mut backlog = Backlog::default();
         while !self.stopping.load(Ordering::Relaxed) {
-            let due = match repo.replication_due_except(self.bit, BATCH, &pending.set) {
+            let due = match backlog.next(&repo, self.bit, &pending.set) {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::error!(tier = self.name, "cannot read the replication queue: {e}");

@@ -63,6 +63,27 @@ impl Repo {
         Ok(out)
     }
 
+    /// Those of `ids` still waiting for `tier` with their retry time come (a worker
+    /// copying from a list it took earlier skips what was copied, collected or failed
+    /// since).
+    pub fn replication_still_due(&self, tier: u8, ids: &[ChunkId]) -> Result<Vec<ChunkId>> {
+        let now = now();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(v) = self.kv.get(&meta::queue_key(tier, id))? else {
+                continue;
+            };
+            let e: QueueEntry = meta::decode(&v).map_err(|e| ManifestError::BadRecord {
+                key: "queue".into(),
+                reason: e.to_string(),
+            })?;
+            if e.next_try <= now {
+                out.push(*id);
+            }
+        }
+        Ok(out)
+    }
+
     /// `tier` confirmed holding `ids` (after its own sync), copied by the batch that
     /// took `mark`: set their bits and unqueue them in one durable batch. Chunks a
     /// collection buried since `mark` stay queued: the copy confirmed may be the one it

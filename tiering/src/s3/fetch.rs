@@ -1,6 +1,10 @@
-//! Bulk reads from S3 by pack: the chunks asked for are grouped by the pack holding
-//! them, neighbouring frames are fetched in one ranged GET ([`plan`]), several GETs are
-//! in flight, and frames are verified on the blocking pool as their bytes arrive.
+//! Reads from S3 by pack. In bulk: the chunks asked for are grouped by the pack
+//! holding them, neighbouring frames are fetched in one ranged GET ([`plan`]), several
+//! GETs are in flight, and frames are verified on the blocking pool as their bytes
+//! arrive. One at a time: a read takes [`READ_AROUND`] bytes of the pack from the
+//! frame on and keeps the last few such ranges ([`Around`]), because whoever reads one
+//! chunk cold (a mount walking a tree, a daemon serving file after file) mostly reads
+//! its neighbours next, and packs keep the order in which chunks were written.
 //!
 //! # Invariants
 //! - Every id given is answered exactly once: a range that fails answers each of its
@@ -14,7 +18,7 @@ use futures::stream::{self, StreamExt};
 use fvfs_cas::{ChunkId, ChunkStream, Loaded, StoreError};
 use fvfs_manifest::PackLoc;
 
-use super::{pack_key, Bucket, S3Store};
+use super::{lock, pack_key, Bucket, S3Store};
 
 /// Largest range fetched in one GET: a whole pack fits.
 pub const MAX_RANGE: u64 = super::PACK_MAX as u64 + (4 << 20);
@@ -25,6 +29,32 @@ pub const GAP: u64 = 1 << 20;
 pub const IN_FLIGHT: usize = 6;
 /// Frames decoded per task on the blocking pool.
 const BATCH: usize = 16;
+/// Bytes of a pack read from a single chunk's frame on.
+pub const READ_AROUND: u64 = 1 << 20;
+/// Ranges kept by [`Around`].
+const AROUND_KEPT: usize = 32;
+
+/// The last ranges read around single chunks, newest last.
+#[derive(Default)]
+pub struct Around(std::collections::VecDeque<([u8; 32], u64, Bytes)>);
+
+impl Around {
+    /// The frame at `loc`, if a kept range holds it whole.
+    fn frame(&self, loc: &PackLoc) -> Option<Bytes> {
+        self.0.iter().rev().find_map(|(pack, start, bytes)| {
+            let at = loc.offset.checked_sub(*start)? as usize;
+            (*pack == loc.pack && at + loc.len as usize <= bytes.len())
+                .then(|| bytes.slice(at..at + loc.len as usize))
+        })
+    }
+
+    fn keep(&mut self, pack: [u8; 32], start: u64, bytes: Bytes) {
+        if self.0.len() == AROUND_KEPT {
+            self.0.pop_front();
+        }
+        self.0.push_back((pack, start, bytes));
+    }
+}
 
 /// One GET: bytes `start..end` of `pack`, holding the frames listed (offsets in the pack).
 #[derive(Debug, PartialEq, Eq)]
@@ -63,6 +93,39 @@ pub fn plan(mut wanted: Vec<(ChunkId, PackLoc)>) -> Vec<Range> {
 }
 
 impl S3Store {
+    /// Chunk `id` at `loc`: from a range read before, or with a GET of
+    /// [`READ_AROUND`] bytes from its frame on (S3 cuts a range at the pack's end).
+    pub(super) async fn fetch_one(&self, id: &ChunkId, loc: PackLoc) -> Result<Loaded, StoreError> {
+        let kept = lock(&self.around).frame(&loc);
+        if let Some(frame) = kept {
+            return fvfs_cas::verify(id, frame);
+        }
+        let pack = hex::encode(loc.pack);
+        let want = u64::from(loc.len).max(READ_AROUND);
+        let bytes = self
+            .bucket
+            .get_range(
+                &pack_key(&loc.pack),
+                Some(format!("bytes={}-{}", loc.offset, loc.offset + want - 1)),
+            )
+            .await?
+            .ok_or_else(|| StoreError::Corrupt {
+                id: *id,
+                reason: format!("its pack {pack} is missing from S3"),
+            })?;
+        let Some(frame) = bytes
+            .get(..loc.len as usize)
+            .map(|_| bytes.slice(..loc.len as usize))
+        else {
+            return Err(StoreError::Corrupt {
+                id: *id,
+                reason: format!("pack {pack} is shorter than its index says"),
+            });
+        };
+        lock(&self.around).keep(loc.pack, loc.offset, bytes);
+        fvfs_cas::verify(id, frame)
+    }
+
     /// Answers `ids` by pack (see the module doc); frames still in memory and ids with
     /// no location are answered first.
     pub(super) fn fetch_many(&self, ids: Vec<ChunkId>) -> ChunkStream<'_> {

@@ -210,6 +210,8 @@ pub struct S3Store {
     /// Why the last upload started by a `put` failed (its frames are back in the open
     /// pack); the next `put` reports it, so the replicator backs off.
     failed: Arc<Mutex<Option<String>>>,
+    /// Pack ranges read around single chunks, for the reads that follow.
+    around: Mutex<fetch::Around>,
 }
 
 fn pack_key(name: &[u8; 32]) -> String {
@@ -224,6 +226,7 @@ impl S3Store {
             mem: Arc::default(),
             uploads: Arc::new(tokio::sync::Semaphore::new(UPLOADS as usize)),
             failed: Arc::default(),
+            around: Mutex::default(),
         }
     }
 
@@ -366,20 +369,7 @@ impl ChunkStore for S3Store {
             return fvfs_cas::verify(id, frame);
         }
         let loc = self.locs.get(id)?.ok_or(StoreError::NotFound(*id))?;
-        let range = format!(
-            "bytes={}-{}",
-            loc.offset,
-            loc.offset + u64::from(loc.len).max(1) - 1
-        );
-        let frame = self
-            .bucket
-            .get_range(&pack_key(&loc.pack), Some(range))
-            .await?
-            .ok_or_else(|| StoreError::Corrupt {
-                id: *id,
-                reason: format!("its pack {} is missing from S3", hex::encode(loc.pack)),
-            })?;
-        fvfs_cas::verify(id, frame)
+        self.fetch_one(id, loc).await
     }
 
     fn get_many(&self, ids: Vec<ChunkId>) -> fvfs_cas::ChunkStream<'_> {
