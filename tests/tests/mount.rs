@@ -456,3 +456,47 @@ fn a_file_another_client_removed_can_be_written_again() {
         assert_eq!(fs::read_to_string(&f).unwrap(), new);
     }
 }
+
+/// Requests the daemon answered on `route` with 200, from its metrics.
+fn served(d: &Daemon, route: &str) -> u64 {
+    let (_, metrics) = d.raw(&fvfs_tests::daemon::request("GET", "/metrics", &[], b""));
+    let sample = format!("fvfs_http_requests_total{{route=\"{route}\",status=\"200\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&sample))
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+#[test]
+fn a_folder_of_small_files_is_fetched_in_one_request_not_one_per_file() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    let files: Vec<Vec<u8>> = (0..200u64)
+        .map(|i| tree::bytes(i, 500 + i as usize * 13, true))
+        .collect();
+    for (i, c) in files.iter().enumerate() {
+        fs::write(src.join(format!("f{i:03}.txt")), c).unwrap();
+    }
+    let store = Fvfsd::new();
+    store.run(["migrate", "--local-src", src.to_str().unwrap()]);
+    let d = serve(&store);
+    let mut m = Mount::start(
+        &d,
+        &work.path().join("mnt"),
+        &work.path().join("cache"),
+        &[],
+    );
+    let (singles, batches) = (served(&d, "chunks"), served(&d, "chunks_read"));
+    for (i, c) in files.iter().enumerate() {
+        assert_eq!(&fs::read(m.path(&format!("f{i:03}.txt"))).unwrap(), c);
+    }
+    assert_eq!(served(&d, "chunks_read") - batches, 1);
+    // The first file opened may be read before its folder's batch; no other.
+    assert!(
+        served(&d, "chunks") - singles <= 1,
+        "{} single-chunk reads",
+        served(&d, "chunks") - singles
+    );
+    assert_eq!(m.unmount(), Some(0));
+}

@@ -631,6 +631,10 @@ impl Filesystem for FvfsFs {
         if entry.kind == EntryKind::Dir {
             return reply.error(Errno::EISDIR);
         }
+        let folder = &path[..path.iter().rposition(|b| *b == b'/').unwrap_or(0)];
+        if let Ok(Entry { id: Some(dir), .. }) = self.entry(&view, folder) {
+            self.block(self.remote.warm_folder(dir));
+        }
         let chunks = tri!(reply, self.block(self.remote.file_chunks(&entry)));
         // The kernel may keep what it cached of this inode if the content is the one it
         // cached (snapshots never change; a live file is checked by its content key).

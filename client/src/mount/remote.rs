@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fuser::Errno;
-use fvfs_cas::ChunkId;
-use fvfs_manifest::api::{CommitOp, SnapshotInfo, VersionInfo};
+use fvfs_cas::{frame, ChunkId};
+use fvfs_manifest::api::{batch, CommitOp, SnapshotInfo, VersionInfo};
 use fvfs_manifest::client::{full, Api, Failure};
 use fvfs_manifest::node::{self, DirNode, Node};
 use fvfs_manifest::{ChunkRef, Entry};
@@ -38,6 +38,10 @@ pub fn errno(f: &Failure) -> Errno {
     }
 }
 
+/// Chunks and bytes one folder's read-ahead fetches at most.
+const WARM_IDS: usize = 1024;
+const WARM_BYTES: u64 = 32 << 20;
+
 /// Decoded directories and chunk lists kept at most (they are content-addressed, so
 /// never stale; the memo is simply emptied when full).
 const MEMO: usize = 16_384;
@@ -48,6 +52,8 @@ pub struct Remote {
     pub cache: Arc<ChunkCache>,
     dirs: Arc<Memo<DirNode>>,
     files: Arc<Memo<Vec<(u64, ChunkRef)>>>,
+    /// Folders whose small files were fetched together (see [`Remote::warm_folder`]).
+    warmed: Arc<Memo<()>>,
 }
 
 /// Decoded nodes by id.
@@ -82,6 +88,7 @@ impl Remote {
             cache,
             dirs: Arc::new(Memo::new()),
             files: Arc::new(Memo::new()),
+            warmed: Arc::new(Memo::new()),
         }
     }
 
@@ -114,6 +121,67 @@ impl Remote {
         }
         self.cache.put(id, data.clone());
         Ok(data)
+    }
+
+    /// Once per folder: the chunks of its small files (listed in the folder's node)
+    /// that the cache lacks, fetched in one request, so that programs reading a
+    /// folder's files one after another (tar, cp, rsync, builds) cost one round trip
+    /// per folder, and a cold S3 tier behind the daemon a few GETs by pack, instead of
+    /// one of each per file. At most [`WARM_IDS`] chunks, [`WARM_BYTES`] bytes; a
+    /// failure only means the files are read one by one.
+    pub async fn warm_folder(&self, dir: ChunkId) {
+        if self.warmed.get(&dir).is_some() {
+            return;
+        }
+        self.warmed.put(dir, Arc::new(()));
+        let Ok(node) = self.dir(dir).await else {
+            return;
+        };
+        let (mut ids, mut bytes) = (Vec::new(), 0);
+        for c in node
+            .entries
+            .iter()
+            .filter(|e| e.id.is_none())
+            .flat_map(|e| &e.chunks)
+        {
+            if ids.len() == WARM_IDS || bytes + c.len > WARM_BYTES {
+                break;
+            }
+            if !self.cache.contains(&c.id) {
+                ids.push(c.id);
+                bytes += c.len;
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.len() > 1 {
+            if let Err(e) = self.read_many(&ids).await {
+                tracing::debug!("folder read-ahead failed: {e:?}");
+            }
+        }
+    }
+
+    /// Chunks fetched in one `POST /v1/chunks/read`, each verified, into the cache.
+    async fn read_many(&self, ids: &[ChunkId]) -> Result<(), Errno> {
+        let body =
+            serde_json::to_vec(&serde_json::json!({ "ids": ids })).map_err(|_| Errno::EIO)?;
+        let answer = self
+            .timed(self.api.bytes(
+                Method::POST,
+                "/v1/chunks/read",
+                full(body),
+                Some("application/json"),
+            ))
+            .await?;
+        let mut parser = batch::Parser::default();
+        let records = parser.push(&answer).map_err(|_| Errno::EIO)?;
+        for (_, id, framed) in records {
+            match frame::decode(&id, &framed) {
+                Ok(raw) => self.cache.put(id, Bytes::from(raw)),
+                Err(e) => tracing::error!(%id, "the daemon sent a bad frame: {e}"),
+            }
+        }
+        Ok(())
     }
 
     pub async fn node(&self, id: ChunkId) -> Result<Node, Errno> {

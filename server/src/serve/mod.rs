@@ -410,6 +410,10 @@ async fn route(
             Method::POST => ("chunks_batch", store::put_batch(state, req).await),
             _ => wrong_method("chunks_batch"),
         },
+        "chunks" if tail == "read" => match method {
+            Method::POST => ("chunks_read", store::read_many(state, req).await),
+            _ => wrong_method("chunks_read"),
+        },
         "chunks" if tail == "missing" => match method {
             Method::POST => ("chunks_missing", store::missing(state, req).await),
             _ => wrong_method("chunks_missing"),

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use fvfs_cas::{chunker, frame, ChunkId};
 use fvfs_manifest::{node, ChunkKind};
 use http_body_util::{BodyExt, Limited};
@@ -156,6 +157,49 @@ pub async fn missing(
         }
     }
     ok(&json!({"missing": missing}))
+}
+
+/// Chunks one `POST /v1/chunks/read` may ask for.
+pub const MAX_READ_IDS: usize = 1024;
+/// Frame bytes one answer carries at most; chunks past it are left out.
+const MAX_READ_BYTES: usize = 64 << 20;
+
+/// Many chunks in one answer, in the batch format of uploads (each record: kind, id,
+/// frame), read from the store with `get_many` (a cold tier answers by pack). Chunks
+/// that cannot be read, or do not fit, are left out: the client reads those one by
+/// one and gets their errors then. For readers that know what they will read next
+/// (the mount, on the first read in a folder).
+pub async fn read_many(
+    state: &Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let q: MissingQuery = json_body(req, 80 * MAX_READ_IDS + 1024, "{\"ids\": [...]}").await?;
+    if q.ids.len() > MAX_READ_IDS {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("{} ids; at most {MAX_READ_IDS} per request", q.ids.len()),
+        ));
+    }
+    let ids = q
+        .ids
+        .iter()
+        .map(|s| parse_id(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut out = Vec::new();
+    let mut answers = state.repo.store().get_many(ids);
+    while let Some((id, answer)) = answers.next().await {
+        if let Ok(loaded) = answer {
+            if out.len() + loaded.frame.len() <= MAX_READ_BYTES {
+                fvfs_manifest::api::batch::push(&mut out, ChunkKind::Data, &id, &loaded.frame);
+            }
+        }
+    }
+    state
+        .metrics
+        .bytes_out
+        .fetch_add(out.len() as u64, Ordering::Relaxed);
+    Ok(bytes_response(Bytes::from(out), "application/octet-stream"))
 }
 
 /// A tree node's canonical CBOR; clients verify it against the id and decode it.
