@@ -77,6 +77,7 @@ t0=$(now)
 fvfsd --home "$work/h" migrate --local-src "$src" >/dev/null 2>&1
 curl -sf -XPOST "$url/v1/admin/flush" >/dev/null
 fv_durable=$(since "$t0")
+stop "$work/h"
 restic init >/dev/null 2>&1
 t0=$(now); restic backup -q "$src" >/dev/null 2>&1; rs_durable=$(since "$t0")
 
@@ -110,6 +111,8 @@ for r in $(seq 1 "$reps"); do
   for _ in $(seq 1 600); do mountpoint -q "$work/mnt$r" && break; sleep 0.05; done
   t0=$(now); tar -cf - -C "$work/mnt$r" . | cat >/dev/null; mount_tar+=("$(since "$t0")")
   fusermount3 -u "$work/mnt$r"; stop "$work/c$r"
+  echo "rep $r: recover ${rec1[-1]} s, restore ${exp[-1]} s ($(cat "$work/exp$r.out")), restic ${rs_all[-1]} s," \
+    "folder ${fv_dir[-1]} / ${rs_dir[-1]} s, cat ${cat_mbs[-1]} MB/s, mount tar ${mount_tar[-1]} s" >&2
   rm -rf "$work/r$r" "$work/d$r" "$work/c$r" "$work/cache$r"
 done
 

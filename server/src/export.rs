@@ -28,6 +28,8 @@ use std::fs::{self, File, OpenOptions, Permissions};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
 use futures::StreamExt;
@@ -43,6 +45,9 @@ const MAX_FILES: usize = 20_000;
 /// Chunk references in one window of the plan (about 6 GiB of content at the average
 /// chunk size): large enough that a window reads whole packs.
 const MAX_CHUNKS: usize = 100_000;
+/// Chunks being written at once, on the blocking pool (creating, writing and renaming
+/// files is most of an export's work for small files).
+const WRITERS: usize = 4;
 
 /// What to export. Also the body of `POST /v1/admin/export`.
 #[derive(clap::Args, serde::Serialize, serde::Deserialize)]
@@ -139,14 +144,46 @@ struct Window {
     chunks: usize,
 }
 
+/// A file of the window, shared with the tasks writing its chunks.
 struct Pending {
     dest: PathBuf,
     tmp: PathBuf,
-    entry: Entry,
-    /// Chunk references not yet written.
-    left: usize,
+    mode: u32,
+    mtime_ns: i64,
+    size: u64,
+    /// Chunk references not yet written: the writer that brings it to 0 completes it.
+    left: AtomicUsize,
     /// Why it cannot be completed.
-    failed: Option<String>,
+    failed: Mutex<Option<String>>,
+}
+
+impl Pending {
+    fn fail(&self, why: String) {
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(why);
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// What a writer task completed.
+#[derive(Default)]
+struct Written {
+    files: u64,
+    bytes: u64,
+}
+
+/// Why a window stopped: the store became unreachable, or writing failed.
+enum Stop {
+    Unavailable(String),
+    Failed(anyhow::Error),
 }
 
 impl Export<'_> {
@@ -217,25 +254,19 @@ impl Export<'_> {
                 return Ok(());
             }
         };
-        let tmp = temp_name(&dest);
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
-        file.set_len(e.size)
-            .with_context(|| format!("cannot size {}", tmp.display()))?;
         let pending = Pending {
+            tmp: temp_name(&dest),
             dest,
-            tmp,
-            entry: e.clone(),
-            left: chunks.len(),
-            failed: None,
+            mode: e.mode,
+            mtime_ns: e.mtime_ns,
+            size: e.size,
+            left: AtomicUsize::new(chunks.len()),
+            failed: Mutex::new(None),
         };
         if chunks.is_empty() {
-            return complete(&pending, &mut self.done);
+            complete(&pending)?;
+            self.done.files += 1;
+            return Ok(());
         }
         let w = &mut self.window;
         let mut offset = 0;
@@ -254,51 +285,65 @@ impl Export<'_> {
         Ok(())
     }
 
-    /// Reads every chunk the window waits for and completes its files.
+    /// Reads every chunk the window waits for and completes its files; chunks are
+    /// written by [`WRITERS`] tasks on the blocking pool as they arrive.
     async fn flush(&mut self) -> Result<()> {
-        let mut window = std::mem::take(&mut self.window);
-        let ids: Vec<ChunkId> = window.uses.keys().copied().collect();
+        let Window {
+            files, mut uses, ..
+        } = std::mem::take(&mut self.window);
+        let files = Arc::new(files);
+        let ids: Vec<ChunkId> = uses.keys().copied().collect();
         let store = self.repo.store().clone();
-        let mut answers = store.get_many(ids);
-        while let Some((id, answer)) = answers.next().await {
-            let places = window.uses.remove(&id).unwrap_or_default();
-            let data = match answer {
-                Ok(loaded) => loaded.data,
-                Err(StoreError::Unavailable(why)) => {
-                    drop(answers);
-                    remove_temps(&window);
-                    bail!(
-                        "{why}\nexport stopped: {} files written so far are kept; run the same export again to finish",
-                        self.done.files
-                    );
-                }
-                Err(e) => {
-                    for (f, _) in places {
-                        window.files[f].failed.get_or_insert_with(|| e.to_string());
+        let mut writes = store
+            .get_many(ids)
+            .map(|(id, answer)| {
+                let places = uses.remove(&id).unwrap_or_default();
+                let files = files.clone();
+                async move {
+                    match answer {
+                        Ok(loaded) => tokio::task::spawn_blocking(move || {
+                            write_chunk(&files, &loaded.data, &places).map_err(Stop::Failed)
+                        })
+                        .await
+                        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())),
+                        Err(StoreError::Unavailable(why)) => Err(Stop::Unavailable(why)),
+                        Err(e) => {
+                            for (f, _) in places {
+                                files[f].fail(e.to_string());
+                            }
+                            Ok(Written::default())
+                        }
                     }
-                    continue;
                 }
-            };
-            for (f, offset) in places {
-                let p = &mut window.files[f];
-                if p.failed.is_some() {
-                    continue;
+            })
+            .buffer_unordered(WRITERS);
+        while let Some(written) = writes.next().await {
+            match written {
+                Ok(w) => {
+                    self.done.files += w.files;
+                    self.done.bytes += w.bytes;
                 }
-                write_at(&p.tmp, &data, offset)?;
-                p.left -= 1;
-                if p.left == 0 {
-                    complete(p, &mut self.done)?;
+                Err(stop) => {
+                    drop(writes);
+                    remove_temps(&files);
+                    return Err(match stop {
+                        Stop::Failed(e) => e,
+                        Stop::Unavailable(why) => anyhow::anyhow!(
+                            "{why}\nexport stopped: {} files written so far are kept; run the same export again to finish",
+                            self.done.files
+                        ),
+                    });
                 }
             }
         }
-        for p in &window.files {
-            if p.left > 0 {
+        drop(writes);
+        for p in files.iter() {
+            if p.left.load(Ordering::Acquire) > 0 {
                 let why = p
-                    .failed
-                    .as_deref()
-                    .unwrap_or("the store did not answer for a chunk");
+                    .failure()
+                    .unwrap_or_else(|| "the store did not answer for a chunk".into());
                 let _ = fs::remove_file(&p.tmp);
-                self.skip(&p.dest, why);
+                self.skip(&p.dest, &why);
             }
         }
         Ok(())
@@ -313,18 +358,37 @@ impl Export<'_> {
     }
 }
 
-/// A file whose bytes are all written: into place, with its mode and mtime.
-fn complete(p: &Pending, done: &mut Done) -> Result<()> {
-    fs::set_permissions(&p.tmp, Permissions::from_mode(p.entry.mode))
-        .with_context(|| format!("cannot set mode of {}", p.tmp.display()))?;
+/// Writes `data` wherever `places` say, completing each file it was the last chunk of.
+fn write_chunk(files: &[Pending], data: &[u8], places: &[(usize, u64)]) -> Result<Written> {
+    let mut w = Written::default();
+    for &(f, offset) in places {
+        let p = &files[f];
+        if p.failure().is_some() {
+            continue;
+        }
+        write_at(&p.tmp, data, offset)?;
+        if p.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+            complete(p)?;
+            w.files += 1;
+            w.bytes += p.size;
+        }
+    }
+    Ok(w)
+}
+
+/// A file whose bytes are all written: cut to its size (a stopped run may have left a
+/// longer one), into place, with its mode and mtime.
+fn complete(p: &Pending) -> Result<()> {
+    let file = open_temp(&p.tmp)?;
+    file.set_len(p.size)
+        .and_then(|()| file.set_permissions(Permissions::from_mode(p.mode)))
+        .with_context(|| format!("cannot finish {}", p.tmp.display()))?;
+    drop(file);
     if let Err(e) = platform::rename_new(&p.tmp, &p.dest) {
         let _ = fs::remove_file(&p.tmp);
         bail!("cannot create {}: {e}", p.dest.display());
     }
-    set_mtime(&p.dest, p.entry.mtime_ns)?;
-    done.files += 1;
-    done.bytes += p.entry.size;
-    Ok(())
+    set_mtime(&p.dest, p.mtime_ns)
 }
 
 fn make_dir(dest: &Path) -> Result<()> {
@@ -343,19 +407,29 @@ fn temp_name(dest: &Path) -> PathBuf {
     dest.with_file_name(format!(".fvfs-export-{}", &tag[..16]))
 }
 
-fn remove_temps(window: &Window) {
-    for p in &window.files {
-        if p.left > 0 {
+fn remove_temps(files: &[Pending]) {
+    for p in files {
+        if p.left.load(Ordering::Acquire) > 0 {
             let _ = fs::remove_file(&p.tmp);
         }
     }
 }
 
-fn write_at(path: &Path, data: &[u8], offset: u64) -> Result<()> {
-    File::options()
+/// A file's temporary copy, created if it is not there yet (by whichever of its
+/// chunks is written first).
+fn open_temp(tmp: &Path) -> Result<File> {
+    OpenOptions::new()
         .write(true)
-        .open(path)
-        .and_then(|f| f.write_all_at(data, offset))
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(tmp)
+        .with_context(|| format!("cannot create {}", tmp.display()))
+}
+
+fn write_at(path: &Path, data: &[u8], offset: u64) -> Result<()> {
+    open_temp(path)?
+        .write_all_at(data, offset)
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
