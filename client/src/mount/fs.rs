@@ -35,8 +35,8 @@ use super::remote::{Head, Remote};
 pub const LIVE_TTL: Duration = Duration::from_secs(1);
 /// Snapshots never change.
 const SNAPSHOT_TTL: Duration = Duration::from_secs(24 * 3600);
-/// Chunks fetched ahead of a sequential reader.
-const READ_AHEAD: usize = 8;
+/// Chunks fetched ahead of a sequential reader (in batches of at least half of them).
+const READ_AHEAD: usize = 32;
 const SNAPSHOTS: &[u8] = b".snapshots";
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -456,18 +456,13 @@ impl FvfsFs {
             .take(READ_AHEAD)
             .map(|(_, c)| c.id)
             .collect();
+        // Read-ahead: the next chunks come in one batch while the reader uses these.
+        if let Some(batch) = self.remote.read_ahead(&ahead) {
+            self.rt.spawn(batch);
+        }
         let fetched = self.block(futures::future::try_join_all(
             wanted.iter().map(|(_, c)| self.remote.chunk(c.id)),
         ))?;
-        // Read-ahead: warm the cache with the next chunks while the reader uses these.
-        for id in ahead {
-            if !self.remote.cache.contains(&id) {
-                let remote = self.remote.clone();
-                self.rt.spawn(async move {
-                    let _ = remote.chunk(id).await;
-                });
-            }
-        }
         let mut out = Vec::with_capacity(size as usize);
         for ((start, _), data) in wanted.iter().zip(fetched) {
             let from = offset.saturating_sub(*start) as usize;
@@ -631,9 +626,12 @@ impl Filesystem for FvfsFs {
         if entry.kind == EntryKind::Dir {
             return reply.error(Errno::EISDIR);
         }
-        let folder = &path[..path.iter().rposition(|b| *b == b'/').unwrap_or(0)];
-        if let Ok(Entry { id: Some(dir), .. }) = self.entry(&view, folder) {
-            self.block(self.remote.warm_folder(dir));
+        let slash = path.iter().rposition(|b| *b == b'/').unwrap_or(0);
+        if let Ok(Entry { id: Some(dir), .. }) = self.entry(&view, &path[..slash]) {
+            let name = &path[(slash + 1).min(path.len())..];
+            if let Some(batch) = self.block(self.remote.read_ahead_in_folder(dir, name)) {
+                self.rt.spawn(batch);
+            }
         }
         let chunks = tri!(reply, self.block(self.remote.file_chunks(&entry)));
         // The kernel may keep what it cached of this inode if the content is the one it

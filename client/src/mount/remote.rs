@@ -2,11 +2,13 @@
 //! id (content-addressed, so cached forever and verified on arrival), the roots of HEAD
 //! and of snapshots, and commits.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use fuser::Errno;
+use futures::FutureExt;
 use fvfs_cas::{frame, ChunkId};
 use fvfs_manifest::api::{batch, CommitOp, SnapshotInfo, VersionInfo};
 use fvfs_manifest::client::{full, Api, Failure};
@@ -38,9 +40,9 @@ pub fn errno(f: &Failure) -> Errno {
     }
 }
 
-/// Chunks and bytes one folder's read-ahead fetches at most.
-const WARM_IDS: usize = 1024;
-const WARM_BYTES: u64 = 32 << 20;
+/// Files and bytes a folder's read-ahead looks ahead.
+const FOLDER_AHEAD: usize = 256;
+const FOLDER_AHEAD_BYTES: u64 = 32 << 20;
 
 /// Decoded directories and chunk lists kept at most (they are content-addressed, so
 /// never stale; the memo is simply emptied when full).
@@ -52,9 +54,13 @@ pub struct Remote {
     pub cache: Arc<ChunkCache>,
     dirs: Arc<Memo<DirNode>>,
     files: Arc<Memo<Vec<(u64, ChunkRef)>>>,
-    /// Folders whose small files were fetched together (see [`Remote::warm_folder`]).
-    warmed: Arc<Memo<()>>,
+    /// Chunks a read-ahead batch is fetching: a read of one waits for the batch
+    /// instead of asking for it again.
+    inflight: Arc<std::sync::Mutex<HashMap<ChunkId, Batch>>>,
 }
+
+/// A read-ahead batch in flight, shared by the reads waiting for it.
+type Batch = futures::future::Shared<futures::future::BoxFuture<'static, ()>>;
 
 /// Decoded nodes by id.
 struct Memo<T>(std::sync::Mutex<std::collections::HashMap<ChunkId, Arc<T>>>);
@@ -88,7 +94,7 @@ impl Remote {
             cache,
             dirs: Arc::new(Memo::new()),
             files: Arc::new(Memo::new()),
-            warmed: Arc::new(Memo::new()),
+            inflight: Arc::default(),
         }
     }
 
@@ -111,6 +117,13 @@ impl Remote {
         if let Some(data) = self.cache.get(&id) {
             return Ok(data);
         }
+        let batch = lock(&self.inflight).get(&id).cloned();
+        if let Some(batch) = batch {
+            batch.await;
+            if let Some(data) = self.cache.get(&id) {
+                return Ok(data);
+            }
+        }
         let path = format!("/v1/chunks/{}", id.to_hex());
         let data = self
             .timed(self.api.bytes(Method::GET, &path, full(Bytes::new()), None))
@@ -123,42 +136,67 @@ impl Remote {
         Ok(data)
     }
 
-    /// Once per folder: the chunks of its small files (listed in the folder's node)
-    /// that the cache lacks, fetched in one request, so that programs reading a
-    /// folder's files one after another (tar, cp, rsync, builds) cost one round trip
-    /// per folder, and a cold S3 tier behind the daemon a few GETs by pack, instead of
-    /// one of each per file. At most [`WARM_IDS`] chunks, [`WARM_BYTES`] bytes; a
-    /// failure only means the files are read one by one.
-    pub async fn warm_folder(&self, dir: ChunkId) {
-        if self.warmed.get(&dir).is_some() {
-            return;
-        }
-        self.warmed.put(dir, Arc::new(()));
-        let Ok(node) = self.dir(dir).await else {
-            return;
-        };
-        let (mut ids, mut bytes) = (Vec::new(), 0);
-        for c in node
-            .entries
+    /// A file named `name` of folder `dir` is being opened for reading: the small
+    /// files from it on in the folder's order (the order in which tar, cp, rsync and
+    /// builds read a folder) are fetched ahead in batches ([`Remote::read_ahead`]), so
+    /// that a folder of small files costs a request per [`FOLDER_AHEAD`] / 2 files, and
+    /// a cold S3 tier behind the daemon a few GETs by pack, instead of one of each per
+    /// file. A failure only means the files are read one by one.
+    pub async fn read_ahead_in_folder(
+        &self,
+        dir: ChunkId,
+        name: &[u8],
+    ) -> Option<impl std::future::Future<Output = ()>> {
+        let node = self.dir(dir).await.ok()?;
+        let from = node.entries.partition_point(|e| e.name.as_slice() < name);
+        let mut bytes = 0;
+        let ahead: Vec<ChunkId> = node.entries[from..]
             .iter()
             .filter(|e| e.id.is_none())
+            .take(FOLDER_AHEAD)
             .flat_map(|e| &e.chunks)
-        {
-            if ids.len() == WARM_IDS || bytes + c.len > WARM_BYTES {
-                break;
-            }
-            if !self.cache.contains(&c.id) {
-                ids.push(c.id);
+            .take_while(|c| {
                 bytes += c.len;
+                bytes <= FOLDER_AHEAD_BYTES
+            })
+            .map(|c| c.id)
+            .collect();
+        self.read_ahead(&ahead)
+    }
+
+    /// A sequential reader's next chunks (`ahead`, in file order): when at least half
+    /// of them are neither cached nor being fetched, those are fetched in one request,
+    /// so that a cold tier behind the daemon serves them by pack. Returns the batch to
+    /// run, if one is due.
+    pub fn read_ahead(&self, ahead: &[ChunkId]) -> Option<impl std::future::Future<Output = ()>> {
+        let mut inflight = lock(&self.inflight);
+        let mut wanted: Vec<ChunkId> = ahead
+            .iter()
+            .filter(|id| !inflight.contains_key(id) && !self.cache.contains(id))
+            .copied()
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        if wanted.is_empty() || wanted.len() * 2 < ahead.len() {
+            return None;
+        }
+        let me = self.clone();
+        let ids = wanted.clone();
+        let batch: Batch = async move {
+            if let Err(e) = me.read_many(&ids).await {
+                tracing::debug!("read-ahead failed: {e:?}");
+            }
+            let mut inflight = lock(&me.inflight);
+            for id in &ids {
+                inflight.remove(id);
             }
         }
-        ids.sort_unstable();
-        ids.dedup();
-        if ids.len() > 1 {
-            if let Err(e) = self.read_many(&ids).await {
-                tracing::debug!("folder read-ahead failed: {e:?}");
-            }
+        .boxed()
+        .shared();
+        for id in wanted {
+            inflight.insert(id, batch.clone());
         }
+        Some(batch)
     }
 
     /// Chunks fetched in one `POST /v1/chunks/read`, each verified, into the cache.
@@ -285,4 +323,8 @@ impl From<fvfs_manifest::ManifestError> for MountError {
     fn from(_: fvfs_manifest::ManifestError) -> Self {
         Self(Errno::EIO)
     }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
