@@ -468,7 +468,7 @@ fn served(d: &Daemon, route: &str) -> u64 {
 }
 
 #[test]
-fn a_folder_of_small_files_is_fetched_in_one_request_not_one_per_file() {
+fn folders_of_small_files_and_large_files_are_read_ahead_in_batches() {
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     fs::create_dir_all(&src).unwrap();
@@ -478,6 +478,8 @@ fn a_folder_of_small_files_is_fetched_in_one_request_not_one_per_file() {
     for (i, c) in files.iter().enumerate() {
         fs::write(src.join(format!("f{i:03}.txt")), c).unwrap();
     }
+    fs::create_dir(src.join("large")).unwrap();
+    tree::write_big(&src.join("large/big.bin"), 3, 12 << 20);
     let store = Fvfsd::new();
     store.run(["migrate", "--local-src", src.to_str().unwrap()]);
     let d = serve(&store);
@@ -492,11 +494,24 @@ fn a_folder_of_small_files_is_fetched_in_one_request_not_one_per_file() {
         assert_eq!(&fs::read(m.path(&format!("f{i:03}.txt"))).unwrap(), c);
     }
     assert_eq!(served(&d, "chunks_read") - batches, 1);
-    // The first file opened may be read before its folder's batch; no other.
+    // At most one chunk (a tree node the mount had not needed yet) comes on its own.
     assert!(
         served(&d, "chunks") - singles <= 1,
         "{} single-chunk reads",
         served(&d, "chunks") - singles
     );
+
+    // A large file: its chunks come 16 or more per request, ahead of the reader.
+    let (singles, batches) = (served(&d, "chunks"), served(&d, "chunks_read"));
+    let got = fs::read(m.path("large/big.bin")).unwrap();
+    assert_eq!(got, fs::read(src.join("large/big.bin")).unwrap());
+    let (singles, batches) = (
+        served(&d, "chunks") - singles,
+        served(&d, "chunks_read") - batches,
+    );
+    // About 190 chunks of 64 KiB: the first one, the file's node and its list nodes
+    // alone; the rest in batches.
+    assert!(singles <= 6, "{singles} single-chunk reads");
+    assert!((1..=190 / 8).contains(&batches), "{batches} batches");
     assert_eq!(m.unmount(), Some(0));
 }
