@@ -15,6 +15,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use futures::StreamExt;
 use fvfs_cas::{ChunkId, ChunkStore, StoreError};
 use fvfs_manifest::meta::TIER_S3;
 use fvfs_manifest::node::{self, Node};
@@ -30,9 +31,12 @@ pub use progress::Progress;
 
 use walk::Found;
 
-/// Chunks checked at once: enough reads in flight to keep a disk's queue full (a
-/// store is tens of thousands of small files).
-const CONCURRENCY: usize = 32;
+/// Checkers at once, each taking [`READ_BATCH`] chunks: enough reads in flight to keep
+/// a disk's queue full and a cold tier's link busy.
+const CONCURRENCY: usize = 8;
+/// Chunks a checker takes at once; with `read_data` each tier reads them in one
+/// `get_many`.
+const READ_BATCH: usize = 16;
 
 /// One tier as fsck sees it: its own store (not the read-through one).
 #[derive(Clone)]
@@ -330,13 +334,30 @@ async fn check_all(
         workers.spawn(async move {
             let mut done = Vec::new();
             loop {
-                let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
-                let Some((id, used_by)) = next else {
+                let batch: Vec<(ChunkId, String)> = queue
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .by_ref()
+                    .take(READ_BATCH)
+                    .collect();
+                if batch.is_empty() {
                     return Ok::<_, ManifestError>(done);
-                };
-                let c = check_chunk(&repo, &tiers, id, used_by, opts, listed.as_deref()).await?;
-                progress.add(1, c.bytes);
-                done.push(c);
+                }
+                let mut read = read_ahead(&tiers, &batch, opts).await;
+                for (id, used_by) in batch {
+                    let c = check_chunk(
+                        &repo,
+                        &tiers,
+                        id,
+                        used_by,
+                        opts,
+                        listed.as_deref(),
+                        &mut read,
+                    )
+                    .await?;
+                    progress.add(1, c.bytes);
+                    done.push(c);
+                }
             }
         });
     }
@@ -355,6 +376,27 @@ async fn check_all(
     Ok(checked)
 }
 
+/// With `read_data`, every tier's copies of `batch` read in one `get_many` per tier (a
+/// pack store in file order, S3 by pack: neighbouring frames in one GET), by tier.
+async fn read_ahead(tiers: &[Tier], batch: &[(ChunkId, String)], opts: Options) -> Vec<Read> {
+    let mut out = Vec::with_capacity(tiers.len());
+    for t in tiers {
+        let mut got = HashMap::new();
+        if opts.read_data {
+            let ids = batch.iter().map(|(id, _)| *id).collect();
+            let mut answers = t.store.get_many(ids);
+            while let Some((id, answer)) = answers.next().await {
+                got.insert(id, answer);
+            }
+        }
+        out.push(got);
+    }
+    out
+}
+
+/// Chunks one tier was read for ahead of their checks.
+type Read = HashMap<ChunkId, Result<fvfs_cas::Loaded, StoreError>>;
+
 /// What checking one chunk found.
 struct Checked {
     id: ChunkId,
@@ -372,6 +414,7 @@ async fn check_chunk(
     used_by: String,
     opts: Options,
     listed: Option<&HashSet<[u8; 32]>>,
+    read: &mut [Read],
 ) -> Result<Checked, ManifestError> {
     let mut checked = Checked {
         id,
@@ -392,10 +435,14 @@ async fn check_chunk(
     let mut bytes = 0;
     let mut healthy: Option<bytes::Bytes> = None;
     let mut bad: Vec<(&Tier, String)> = Vec::new();
-    for t in tiers {
+    for (t, read) in tiers.iter().zip(read.iter_mut()) {
         let claimed = record.tiers & t.bit != 0;
         let state = if opts.read_data || (claimed && healthy.is_none() && opts.repair) {
-            match t.store.get(&id).await {
+            let got = match read.remove(&id) {
+                Some(answer) => answer,
+                None => t.store.get(&id).await,
+            };
+            match got {
                 Ok(loaded) => {
                     bytes += loaded.data.len() as u64;
                     healthy.get_or_insert(loaded.frame);

@@ -370,3 +370,78 @@ fn a_compaction_killed_at_every_step_loses_nothing() {
     run(&["gc", "--keep-last", "1", "--grace-secs", "0"]);
     run(&["fsck", "--read-data", "--all"]);
 }
+
+/// A collection killed after the index dropped its chunks and before their bytes were
+/// freed (`FVFS_FAILPOINT=pack-punch`): the next process to open the store frees them,
+/// and everything kept reads back whole.
+#[test]
+fn space_freed_by_a_killed_gc_is_given_back_at_the_next_open() {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::process::ExitStatusExt;
+    let work = tempfile::tempdir().unwrap();
+    let store = Fvfsd::new();
+    let kept = work.path().join("kept");
+    tree::generate(&kept, 100, 1 << 20);
+    let doomed = work.path().join("doomed");
+    std::fs::create_dir_all(&doomed).unwrap();
+    for i in 0..8u64 {
+        std::fs::write(
+            doomed.join(format!("d{i}")),
+            tree::bytes(9000 + i, 1 << 20, false),
+        )
+        .unwrap();
+    }
+    store.run([
+        "migrate",
+        "--local-src",
+        kept.to_str().unwrap(),
+        "--dest",
+        "/kept",
+    ]);
+    store.run([
+        "migrate",
+        "--local-src",
+        doomed.to_str().unwrap(),
+        "--dest",
+        "/doomed",
+    ]);
+    store.run(["rollback", "1"]);
+    let segments = store.home.path().join("chunks/segments");
+    let blocks = || -> u64 {
+        std::fs::read_dir(&segments)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().blocks() * 512)
+            .sum()
+    };
+    let before = blocks();
+    let gc = store
+        .cmd(["gc", "--keep-last", "1", "--grace-secs", "0"])
+        .env("FVFS_FAILPOINT", "pack-punch")
+        .output()
+        .unwrap();
+    assert_eq!(
+        gc.status.signal(),
+        Some(6),
+        "the gc should have died at the failpoint: {}",
+        String::from_utf8_lossy(&gc.stderr)
+    );
+    assert!(
+        blocks() + (4 << 20) > before,
+        "nothing was freed before the kill"
+    );
+    // The next process opens the store, and frees what the killed one could not.
+    run_fsck_clean(&store);
+    assert!(
+        blocks() + (6 << 20) < before,
+        "8 MiB of dropped content freed: {before} -> {} bytes",
+        blocks()
+    );
+    let back = work.path().join("back");
+    store.run(["export", "/kept", back.to_str().unwrap()]);
+    tree::assert_same(&kept, &back);
+}
+
+fn run_fsck_clean(store: &Fvfsd) {
+    let out = store.run(["fsck", "--read-data", "--all"]);
+    assert!(out.contains(" 0 problems"), "{out}");
+}

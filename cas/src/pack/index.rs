@@ -5,6 +5,10 @@
 //! l<id>          -> Loc: segment u32, offset u64, frame length u32 (little endian)
 //! s<segment BE>  -> SegStat: synced length, live bytes, live records (u64 each)
 //! u              -> totals: live records, live bytes
+//! f<seg BE><offset BE> -> length u64: bytes freed, written in the batch that drops
+//!                   their locations and removed once punched (so a crash in between
+//!                   punches them at the next open; segments are append-only, so
+//!                   punching a range twice is harmless)
 //! ```
 //! Every value is fixed-size and tiny, so ten million chunks are a few hundred MB of
 //! database and opening it costs no scan.
@@ -14,6 +18,25 @@ use crate::ChunkId;
 pub const LOC_PREFIX: u8 = b'l';
 pub const SEG_PREFIX: u8 = b's';
 pub const TOTALS: &[u8] = b"u";
+pub const FREE_PREFIX: u8 = b'f';
+
+/// The key noting that `len` bytes at `offset` of segment `seg` are to be punched.
+pub fn free_key(seg: u32, offset: u64) -> [u8; 13] {
+    let mut k = [0u8; 13];
+    k[0] = FREE_PREFIX;
+    k[1..5].copy_from_slice(&seg.to_be_bytes());
+    k[5..].copy_from_slice(&offset.to_be_bytes());
+    k
+}
+
+/// The segment and offset of a [`free_key`].
+pub fn decode_free_key(k: &[u8]) -> Option<(u32, u64)> {
+    let k: &[u8; 13] = k.try_into().ok()?;
+    Some((
+        u32::from_be_bytes(k[1..5].try_into().ok()?),
+        u64::from_be_bytes(k[5..].try_into().ok()?),
+    ))
+}
 
 /// Where a record is: its segment, the offset of its header, its frame's length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -20,8 +20,10 @@
 //!   and removes segments the index does not know (created, never synced; or
 //!   emptied by a compaction that crashed before removing them).
 //! - **Space is freed only after the index forgot it.** `delete` hides the chunk at
-//!   once; the next `sync` removes its location durably and only then punches the
-//!   record's hole, so a crash never leaves a location naming zeros.
+//!   once; the next `sync` removes its location durably (noting the freed range in
+//!   the same batch) and only then punches the record's hole, so a crash never leaves
+//!   a location naming zeros; a range noted and not yet punched when a crash came is
+//!   punched at the next open (or before an index rebuild, so it never comes back).
 //! - **One writer per open segment.** A put checks a segment out of the pool, appends
 //!   and returns it: concurrent puts never wait on each other's writes.
 //! - `sync`, `delete` and compaction run one at a time (`sync_lock`), so each sync
@@ -47,7 +49,9 @@ use futures::stream::{self, BoxStream, StreamExt};
 
 use crate::kv::{Batch, Kv};
 use crate::store::{blocking, verify};
-use crate::{platform, ChunkId, ChunkStore, Compacted, Loaded, StoreError, StoreFault, Usage};
+use crate::{
+    failpoint, platform, ChunkId, ChunkStore, Compacted, Loaded, StoreError, StoreFault, Usage,
+};
 use index::{Loc, SegStat};
 
 pub use convert::{convert_legacy, is_legacy, Converted};
@@ -442,7 +446,13 @@ impl Inner {
             st.created |= created;
             st.dead.extend(&dead);
         };
-        if let Err(e) = self.persist(&pending, &deleting, &files, created) {
+        // The index no longer names these records once persisted: their bytes go.
+        let freed = free_ranges(
+            dead.iter()
+                .chain(deleting.iter().map(|(_, l)| l))
+                .map(|l| (l.seg, l.offset, l.end())),
+        );
+        if let Err(e) = self.persist(&pending, &deleting, &freed, &files, created) {
             restore(&mut lock(&self.state));
             return Err(e);
         }
@@ -456,26 +466,25 @@ impl Inner {
             st.deleting.remove(id);
         }
         drop(st);
-        // The index no longer names these records (durably): free their bytes.
-        let mut freed: Vec<(u32, u64, u64)> = dead
-            .iter()
-            .chain(deleting.iter().map(|(_, l)| l))
-            .map(|l| (l.seg, l.offset, l.end()))
-            .collect();
-        freed.sort_unstable();
-        // Neighbours in one range: a file system frees only whole blocks, and
-        // records are often smaller than one.
-        let mut ranges: Vec<(u32, u64, u64)> = Vec::new();
-        for (seg, start, end) in freed {
-            match ranges.last_mut() {
-                Some(last) if last.0 == seg && last.2 == start => last.2 = end,
-                _ => ranges.push((seg, start, end)),
-            }
-        }
-        for (seg, start, end) in ranges {
-            self.punch(seg, start, end - start);
-        }
+        self.punch_all(&freed);
         Ok(())
+    }
+
+    /// Punches `freed` (ranges noted in the index by `persist`), then forgets them.
+    pub(super) fn punch_all(&self, freed: &[(u32, u64, u64)]) {
+        if freed.is_empty() {
+            return;
+        }
+        failpoint::hit("pack-punch");
+        let mut done = Batch::default();
+        for &(seg, start, end) in freed {
+            self.punch(seg, start, end - start);
+            done.remove(index::free_key(seg, start).to_vec());
+        }
+        // Not flushed: forgotten or not, punching again at the next open is harmless.
+        if let Err(e) = self.kv.apply(done) {
+            warn_once(&self.kv_err(e));
+        }
     }
 
     /// Data first, then the index that names it (the module's first invariant).
@@ -483,6 +492,7 @@ impl Inner {
         &self,
         pending: &[(ChunkId, Loc)],
         deleting: &[(ChunkId, Loc)],
+        freed: &[(u32, u64, u64)],
         files: &HashMap<u32, Arc<File>>,
         created: bool,
     ) -> Result<(), StoreError> {
@@ -516,6 +526,12 @@ impl Inner {
         batch.insert(UPDATING, Vec::new());
         for (seg, s) in &stats {
             batch.insert(index::seg_key(*seg), s.encode().to_vec());
+        }
+        for &(seg, start, end) in freed {
+            batch.insert(
+                index::free_key(seg, start).to_vec(),
+                (end - start).to_le_bytes().to_vec(),
+            );
         }
         for (id, _) in deleting {
             batch.remove(index::loc_key(id).to_vec());
@@ -568,6 +584,21 @@ impl Inner {
             bytes: (st.totals.1 + pending).saturating_sub(deleting),
         }
     }
+}
+
+/// Byte ranges (segment, start, end) merged where neighbours touch: a file system frees
+/// only whole blocks, and records are often smaller than one.
+fn free_ranges(freed: impl Iterator<Item = (u32, u64, u64)>) -> Vec<(u32, u64, u64)> {
+    let mut freed: Vec<(u32, u64, u64)> = freed.collect();
+    freed.sort_unstable();
+    let mut ranges: Vec<(u32, u64, u64)> = Vec::new();
+    for (seg, start, end) in freed {
+        match ranges.last_mut() {
+            Some(last) if last.0 == seg && last.2 == start => last.2 = end,
+            _ => ranges.push((seg, start, end)),
+        }
+    }
+    ranges
 }
 
 /// cas has no logging of its own: a failed punch is reported on stderr once per

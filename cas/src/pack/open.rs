@@ -90,7 +90,30 @@ pub(super) fn open(root: PathBuf, opts: PackOptions) -> Result<Inner, StoreError
         recount(&inner)?;
     }
     reload(&inner)?;
+    punch_leftovers(&inner)?;
     Ok(inner)
+}
+
+/// Ranges freed by a sync that stopped before punching them: punched now (those of
+/// segments compaction removed since are simply forgotten).
+fn punch_leftovers(inner: &Inner) -> Result<(), StoreError> {
+    let mut freed = Vec::new();
+    for pair in inner.kv.scan_prefix(&[index::FREE_PREFIX], false) {
+        let (k, v) = pair.map_err(|e| inner.kv_err(e))?;
+        let len = v.as_slice().try_into().map(u64::from_le_bytes).unwrap_or(0);
+        if let Some((seg, offset)) = index::decode_free_key(&k) {
+            freed.push((seg, offset, offset + len));
+        }
+    }
+    let (gone, there): (Vec<_>, Vec<_>) = freed
+        .into_iter()
+        .partition(|(seg, ..)| !inner.segment_path(*seg).exists());
+    inner.punch_all(&there);
+    let mut batch = Batch::default();
+    for (seg, offset, _) in gone {
+        batch.remove(index::free_key(seg, offset).to_vec());
+    }
+    inner.kv.apply(batch).map_err(|e| inner.kv_err(e))
 }
 
 /// Loads the segment statistics and totals from the index into memory.
@@ -206,6 +229,8 @@ fn recount(inner: &Inner) -> Result<(), StoreError> {
 /// come back as extra copies (never a loss; an offline gc removes them). Returns one
 /// line per damaged range found.
 fn rebuild(inner: &Inner) -> Result<Vec<StoreFault>, StoreError> {
+    // Freed records still in place must not come back as live ones.
+    punch_leftovers(inner)?;
     let mut problems = Vec::new();
     let mut batch = Batch::default();
     batch.insert(UPDATING, Vec::new());
