@@ -194,7 +194,7 @@ pub const READ_AHEAD: usize = 16;
 const WINDOW: usize = 32;
 /// Windows in flight: enough to keep a cold tier's link busy, few enough that a
 /// daemon streaming many files stays small.
-const WINDOWS: usize = 3;
+const WINDOWS: usize = 4;
 
 /// The verified raw bytes of `ids`, in order. They are fetched a window of
 /// [`WINDOW`] chunks at a time with [`ChunkStore::get_many`] (so a cold tier reads a
