@@ -11,20 +11,16 @@
 # REPS (default 3) repetitions, medians printed as a markdown table.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/fvfs/target}"
+# shellcheck source=benches/scripts/common.sh
+source benches/scripts/common.sh
 for tool in restic borg; do
   command -v "$tool" >/dev/null || {
     echo "missing $tool: apt-get install restic borgbackup" >&2
     exit 2
   }
 done
-profile="${PROFILE:-release}"
-if [ "$profile" = release ]; then
-  cargo build --release --locked --bin fvfsd >&2
-else
-  cargo build --locked --bin fvfsd >&2
-fi
-fvfsd="$CARGO_TARGET_DIR/$profile/fvfsd"
+build_bins fvfsd
+fvfsd="$bin/fvfsd"
 src="$(realpath "${1:-$(rustc --print sysroot)}")"
 reps="${REPS:-3}"
 versions="${VERSIONS:-10}"
@@ -33,9 +29,7 @@ work="$(mktemp -d "${BENCH_TMP:-/var/tmp}/fvfs-maint.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 export RESTIC_PASSWORD=bench BORG_PASSPHRASE="" BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
 
-now() { date +%s.%N; }
 since() { echo "$(now) - $1" | bc; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 # The tree: a copy of DIR plus a directory rewritten for each version.
 tree="$work/tree"

@@ -9,17 +9,12 @@
 # Needs bindfs and fio (Debian packages). Medians of REPS (default 3) runs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/fvfs/target}"
+# shellcheck source=benches/scripts/common.sh
+source benches/scripts/common.sh
 for t in bindfs fio fusermount3; do
   command -v "$t" >/dev/null || { echo "missing $t: apt-get install bindfs fio fuse3" >&2; exit 2; }
 done
-profile="${PROFILE:-release}"
-if [ "$profile" = release ]; then
-  cargo build --release --locked --bin fvfsd --bin fvfsc >&2
-else
-  cargo build --locked --bin fvfsd --bin fvfsc >&2
-fi
-bin="$CARGO_TARGET_DIR/$profile"
+build_bins fvfsd fvfsc
 src="$(realpath "${1:-$(rustc --print sysroot)}")"
 reps="${REPS:-3}"
 work="$(mktemp -d "${BENCH_TMP:-/var/tmp}/fvfs-mountbench.XXXXXX")"
@@ -29,8 +24,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-now() { date +%s.%N; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 elapsed() { local t0; t0=$(now); "$@" >/dev/null 2>&1; echo "$(now) - $t0" | bc; }
 tar_of() { tar -cf - -C "$1" . | cat >/dev/null; }
 wait_mounted() { for _ in $(seq 1 600); do mountpoint -q "$1" && return; sleep 0.05; done; echo "no mount at $1" >&2; exit 1; }

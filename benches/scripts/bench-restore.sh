@@ -14,18 +14,13 @@
 # Usage: benches/scripts/bench-restore.sh [DIR]. Medians of REPS (default 3) runs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/fvfs/target}"
+# shellcheck source=benches/scripts/common.sh
+source benches/scripts/common.sh
 for t in restic fusermount3; do
   command -v "$t" >/dev/null || { echo "missing $t: apt-get install restic fuse3" >&2; exit 2; }
 done
 scripts/garage.sh install
-profile="${PROFILE:-release}"
-if [ "$profile" = release ]; then
-  cargo build --release --locked --bin fvfsd --bin fvfsc >&2
-else
-  cargo build --locked --bin fvfsd --bin fvfsc >&2
-fi
-bin="$CARGO_TARGET_DIR/$profile"
+build_bins fvfsd fvfsc
 src="$(realpath "${1:-$(rustc --print sysroot)}")"
 reps="${REPS:-3}"
 work="$(mktemp -d "${BENCH_TMP:-/var/tmp}/fvfs-restorebench.XXXXXX")"
@@ -40,8 +35,6 @@ trap cleanup EXIT
 source "$(scripts/garage.sh start "$work/garage")"
 export RESTIC_PASSWORD=bench RESTIC_REPOSITORY="s3:$FVFS_S3_ENDPOINT/$FVFS_S3_BUCKET/restic"
 
-now() { date +%s.%N; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 since() { echo "$(now) - $1" | bc; }
 serve() { # HOME -> prints the URL once listening
   "$bin/fvfsd" --config "$work/c.toml" --home "$1" serve --listen 127.0.0.1:0 --no-mdns >"$1.out" 2>"$1.err" &

@@ -13,17 +13,11 @@
 # reports medians.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/fvfs/target}"
+# shellcheck source=benches/scripts/common.sh
+source benches/scripts/common.sh
 command -v restic >/dev/null || { echo "missing restic: apt-get install restic" >&2; exit 2; }
 scripts/garage.sh install
-# PROFILE=debug reuses the test build (dependencies at -O3, fvfs at -O1).
-profile="${PROFILE:-release}"
-if [ "$profile" = release ]; then
-  cargo build --release --locked --bin fvfsd --bin fvfsc >&2
-else
-  cargo build --locked --bin fvfsd --bin fvfsc >&2
-fi
-bin="$CARGO_TARGET_DIR/$profile"
+build_bins fvfsd fvfsc
 src="$(realpath "${1:-$(rustc --print sysroot)}")"
 reps="${REPS:-3}"
 work="$(mktemp -d "${BENCH_TMP:-/var/tmp}/fvfs-s3bench.XXXXXX")"
@@ -33,8 +27,6 @@ trap cleanup EXIT
 source "$(scripts/garage.sh start "$work/garage")"
 export RESTIC_PASSWORD=bench
 
-now() { date +%s.%N; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 serve() { # HOME CONFIG -> prints the URL once listening
   "$bin/fvfsd" --config "$2" --home "$1" serve --listen 127.0.0.1:0 --no-mdns >"$1.out" 2>"$1.err" &
   for _ in $(seq 1 200); do

@@ -6,6 +6,7 @@
 
 use std::fs;
 use std::path::Path;
+use std::process::Output;
 
 use fvfs_tests::daemon::{request, Daemon};
 use fvfs_tests::garage::{Garage, S3Env};
@@ -51,6 +52,24 @@ fn recover(s3: &S3Env, config: &Path, code: i32) -> Fvfsd {
     fresh
 }
 
+/// `fvfsd export --version VERSION PATH DIR` on `store`, reading through `config`'s S3.
+fn export(
+    s3: &S3Env,
+    store: &Fvfsd,
+    config: &Path,
+    version: &str,
+    path: &str,
+    dir: &Path,
+) -> Output {
+    s3.fvfsd(
+        store,
+        config,
+        ["export", "--version", version, path, dir.to_str().unwrap()],
+    )
+    .output()
+    .unwrap()
+}
+
 /// The number in "S3: N GETs" of an export's summary.
 fn gets(summary: &str) -> u64 {
     let at = summary
@@ -79,10 +98,7 @@ fn a_tree_restores_from_the_bucket_alone_by_pack_not_by_chunk() {
 
     let fresh = recover(&s3, &config, 0);
     let out_dir = work.path().join("out");
-    let out = s3
-        .fvfsd(&fresh, &config, ["export", "/", out_dir.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = export(&s3, &fresh, &config, "HEAD", "/", &out_dir);
     check(&out, 0);
     tree::assert_same(&src, &out_dir);
     let summary = String::from_utf8_lossy(&out.stdout);
@@ -95,10 +111,7 @@ fn a_tree_restores_from_the_bucket_alone_by_pack_not_by_chunk() {
     );
     // A second export reads locally what the first promoted: no GET at all.
     let again = work.path().join("again");
-    let out = s3
-        .fvfsd(&fresh, &config, ["export", "/", again.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = export(&s3, &fresh, &config, "HEAD", "/", &again);
     check(&out, 0);
     assert!(!String::from_utf8_lossy(&out.stdout).contains("S3: "));
     tree::assert_same(&src, &again);
@@ -146,10 +159,7 @@ fn a_pack_lost_mid_restore_fails_only_its_files_and_names_them() {
         s3.curl("DELETE", &format!("/{key}"));
     }
     let out_dir = work.path().join("out");
-    let out = s3
-        .fvfsd(&fresh, &config, ["export", "/", out_dir.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = export(&s3, &fresh, &config, "HEAD", "/", &out_dir);
     check(&out, 1);
     let err = String::from_utf8_lossy(&out.stderr);
     for i in 0..5 {
@@ -189,11 +199,7 @@ fn s3_stopping_mid_restore_stops_it_in_one_line_and_a_second_run_finishes() {
     let fresh = recover(&s3, &config, 0);
     // One folder read now: its chunks come back to the local tier.
     let first = work.path().join("first");
-    let export = |path: &str, dir: &Path| {
-        s3.fvfsd(&fresh, &config, ["export", path, dir.to_str().unwrap()])
-            .output()
-            .unwrap()
-    };
+    let export = |path: &str, dir: &Path| export(&s3, &fresh, &config, "HEAD", path, dir);
     check(&export("/d000", &first), 0);
 
     garage.stop();
@@ -288,20 +294,7 @@ fn recover_brings_back_fifty_versions_and_five_snapshots() {
         assert!(snaps.contains(&format!("s{i}")), "{snaps}");
         // Each snapshot holds exactly the files written before it.
         let dir = work.path().join(format!("s{i}"));
-        let out = s3
-            .fvfsd(
-                &fresh,
-                &config,
-                [
-                    "export",
-                    "--version",
-                    &format!("s{i}"),
-                    "/",
-                    dir.to_str().unwrap(),
-                ],
-            )
-            .output()
-            .unwrap();
+        let out = export(&s3, &fresh, &config, &format!("s{i}"), "/", &dir);
         check(&out, 0);
         for j in 0..50u64 {
             let got = fs::read(dir.join(format!("dir{}/f{j}", j % 4))).ok();

@@ -91,38 +91,22 @@ impl TieredStore {
         let mut first: HashMap<ChunkId, StoreError> = pending.into_iter().collect();
         let ids = first.keys().copied().collect();
         let last = i + 1 == self.colder.len();
-        let failed = Arc::new(Mutex::new(Vec::new()));
-        let keep = failed.clone();
-        let found = tier
-            .get_many(ids)
-            .then(move |(id, r)| {
-                let local_error = first.remove(&id).unwrap_or(StoreError::NotFound(id));
-                let keep = keep.clone();
-                async move {
-                    match r {
-                        Ok(loaded) => {
-                            self.promote(&id, &local_error, name, &loaded).await;
-                            Some((id, Ok(loaded)))
-                        }
-                        Err(e) => {
-                            let shown = match local_error {
-                                StoreError::NotFound(_) if last => e,
-                                local_error => local_error,
-                            };
-                            keep.lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .push((id, shown));
-                            None
-                        }
+        let found = tier.get_many(ids).then(move |(id, r)| {
+            let local_error = first.remove(&id).unwrap_or(StoreError::NotFound(id));
+            async move {
+                match r {
+                    Ok(loaded) => {
+                        self.promote(&id, &local_error, name, &loaded).await;
+                        Ok((id, loaded))
                     }
+                    Err(e) => Err(match local_error {
+                        StoreError::NotFound(_) if last => (id, e),
+                        local_error => (id, local_error),
+                    }),
                 }
-            })
-            .filter_map(std::future::ready);
-        let rest = stream::once(async move {
-            std::mem::take(&mut *failed.lock().unwrap_or_else(|p| p.into_inner()))
-        })
-        .flat_map(move |pending| self.colder_many(i + 1, pending));
-        found.chain(rest).boxed()
+            }
+        });
+        then_the_rest(found.boxed(), move |failed| self.colder_many(i + 1, failed))
     }
 
     /// Records in `repo` the reads and promotions since the last call: promoted chunks
@@ -149,6 +133,32 @@ impl TieredStore {
     pub fn promoted(&self) -> u64 {
         self.promoted.load(Ordering::Relaxed)
     }
+}
+
+/// The chunks `answers` found, passed on as they come; once it ends, what it did not
+/// find (each with its error) handed to `next`, the next place to look.
+fn then_the_rest<'a>(
+    answers: BoxStream<'a, Result<(ChunkId, Loaded), (ChunkId, StoreError)>>,
+    next: impl FnOnce(Vec<(ChunkId, StoreError)>) -> ChunkStream<'a> + Send + 'a,
+) -> ChunkStream<'a> {
+    let failed = Arc::new(Mutex::new(Vec::new()));
+    let keep = failed.clone();
+    let found = answers.filter_map(move |a| {
+        std::future::ready(match a {
+            Ok((id, loaded)) => Some((id, Ok(loaded))),
+            Err(miss) => {
+                keep.lock().unwrap_or_else(|p| p.into_inner()).push(miss);
+                None
+            }
+        })
+    });
+    let rest = stream::once(async move {
+        next(std::mem::take(
+            &mut *failed.lock().unwrap_or_else(|p| p.into_inner()),
+        ))
+    })
+    .flatten();
+    found.chain(rest).boxed()
 }
 
 #[async_trait]
@@ -186,37 +196,26 @@ impl ChunkStore for TieredStore {
                 .await
                 .unwrap_or_else(|_| vec![false; ids.len()]);
             let (here, away): (Vec<_>, Vec<_>) = ids.into_iter().zip(held).partition(|(_, h)| *h);
-            let here = here.into_iter().map(|(id, _)| id).collect();
-            let away = away
+            let away: Vec<(ChunkId, StoreError)> = away
                 .into_iter()
                 .map(|(id, _)| (id, StoreError::NotFound(id)))
                 .collect();
-            (here, away)
+            let answers = self
+                .local
+                .get_many(here.into_iter().map(|(id, _)| id).collect());
+            let found = answers.map(move |(id, r)| match r {
+                Ok(loaded) => {
+                    self.note_read(&id, false);
+                    Ok((id, loaded))
+                }
+                Err(e) => Err((id, e)),
+            });
+            then_the_rest(found.boxed(), move |mut failed| {
+                failed.extend(away);
+                self.colder_many(0, failed)
+            })
         })
-        .flat_map(
-            move |(here, away): (Vec<ChunkId>, Vec<(ChunkId, StoreError)>)| {
-                let failed = Arc::new(Mutex::new(away));
-                let keep = failed.clone();
-                let local = self.local.get_many(here).filter_map(move |(id, r)| {
-                    let answer = match r {
-                        Ok(loaded) => {
-                            self.note_read(&id, false);
-                            Some((id, Ok(loaded)))
-                        }
-                        Err(e) => {
-                            keep.lock().unwrap_or_else(|p| p.into_inner()).push((id, e));
-                            None
-                        }
-                    };
-                    std::future::ready(answer)
-                });
-                let rest = stream::once(async move {
-                    std::mem::take(&mut *failed.lock().unwrap_or_else(|p| p.into_inner()))
-                })
-                .flat_map(move |pending| self.colder_many(0, pending));
-                local.chain(rest)
-            },
-        )
+        .flatten()
         .boxed()
     }
 

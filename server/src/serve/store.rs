@@ -133,8 +133,21 @@ pub async fn put(
 }
 
 #[derive(Deserialize)]
-struct MissingQuery {
+struct IdList {
     ids: Vec<String>,
+}
+
+/// The ids of a `{"ids": [...]}` body of at most `max` ids (413 beyond).
+async fn id_list(req: Request<Incoming>, max: usize) -> Result<Vec<String>, ApiError> {
+    let q: IdList = json_body(req, 80 * max + 1024, "{\"ids\": [...]}").await?;
+    if q.ids.len() > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("{} ids; at most {max} per request", q.ids.len()),
+        ));
+    }
+    Ok(q.ids)
 }
 
 /// Which of up to 10,000 ids the store lacks: the client uploads only those.
@@ -142,16 +155,9 @@ pub async fn missing(
     state: &Arc<State>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let q: MissingQuery = json_body(req, 80 * MAX_MISSING_IDS + 1024, "{\"ids\": [...]}").await?;
-    if q.ids.len() > MAX_MISSING_IDS {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("{} ids; at most {MAX_MISSING_IDS} per request", q.ids.len()),
-        ));
-    }
+    let ids = id_list(req, MAX_MISSING_IDS).await?;
     let mut missing = Vec::new();
-    for s in &q.ids {
+    for s in &ids {
         if !state.repo.knows(&state.staged, &parse_id(s)?)? {
             missing.push(s.as_str());
         }
@@ -173,16 +179,8 @@ pub async fn read_many(
     state: &Arc<State>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let q: MissingQuery = json_body(req, 80 * MAX_READ_IDS + 1024, "{\"ids\": [...]}").await?;
-    if q.ids.len() > MAX_READ_IDS {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("{} ids; at most {MAX_READ_IDS} per request", q.ids.len()),
-        ));
-    }
-    let ids = q
-        .ids
+    let ids = id_list(req, MAX_READ_IDS)
+        .await?
         .iter()
         .map(|s| parse_id(s))
         .collect::<Result<Vec<_>, _>>()?;
