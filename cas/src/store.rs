@@ -150,25 +150,6 @@ pub trait ChunkStoreExt: ChunkStore {
 
 impl<S: ChunkStore + ?Sized> ChunkStoreExt for S {}
 
-/// Runs blocking file I/O off the async executor: in place on a multi-threaded
-/// runtime (other tasks move to another worker; far cheaper than a thread hop per
-/// small chunk), on the blocking pool otherwise.
-pub(crate) async fn blocking<I: Send + Sync + 'static, T: Send + 'static>(
-    inner: &std::sync::Arc<I>,
-    f: impl FnOnce(&I) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    let inner = std::sync::Arc::clone(inner);
-    if tokio::runtime::Handle::current().runtime_flavor()
-        == tokio::runtime::RuntimeFlavor::MultiThread
-    {
-        return tokio::task::block_in_place(move || f(&inner));
-    }
-    match tokio::task::spawn_blocking(move || f(&inner)).await {
-        Ok(r) => r,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    }
-}
-
 /// Decodes a frame fetched for `id`, turning a bad frame into [`StoreError::Corrupt`].
 /// Stores call this on every get.
 pub fn verify(id: &ChunkId, frame: Bytes) -> Result<Loaded, StoreError> {

@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use serde::Deserialize;
 
-const SERVICE: &str = "_fvfs._tcp.local.";
-const DEFAULT_URL: &str = "http://localhost:7734";
+use fvfs_api::{DEFAULT_PORT, MDNS_SERVICE as SERVICE};
 
 /// `~/.config/fvfs/client.toml`: `url` and `token`, both optional.
 #[derive(Default, Deserialize)]
@@ -50,7 +49,7 @@ pub async fn daemon_url(config: &ClientConfig, mdns_timeout: Duration) -> (Strin
     if let Some(url) = &config.url {
         return (url.clone(), "config");
     }
-    let local = SocketAddr::from(([127, 0, 0, 1], 7734));
+    let local = SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT));
     if tokio::time::timeout(
         Duration::from_millis(300),
         tokio::net::TcpStream::connect(local),
@@ -58,11 +57,11 @@ pub async fn daemon_url(config: &ClientConfig, mdns_timeout: Duration) -> (Strin
     .await
     .is_ok_and(|r| r.is_ok())
     {
-        return (DEFAULT_URL.into(), "local");
+        return (format!("http://localhost:{DEFAULT_PORT}"), "local");
     }
     match tokio::task::spawn_blocking(move || browse(mdns_timeout)).await {
         Ok(Some(addr)) => (format!("http://{addr}"), "mdns"),
-        _ => (DEFAULT_URL.into(), "default"),
+        _ => (format!("http://localhost:{DEFAULT_PORT}"), "default"),
     }
 }
 

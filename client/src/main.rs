@@ -23,13 +23,15 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use anyhow::{bail, Result};
 use bytes::Bytes;
 use clap::{CommandFactory, Parser, Subcommand};
-use fvfs_manifest::api::{encode_path, show, EntryInfo};
+use fvfs_api::path::encode_path;
+use fvfs_api::show;
+use fvfs_api::views::EntryInfo;
 use http_body_util::BodyExt;
 use hyper::Method;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use fvfs_manifest::client::{full, Api, Failure};
+use fvfs_api::client::{full, Api, Failure};
 
 #[derive(Parser)]
 #[command(
@@ -225,6 +227,7 @@ fn report(result: Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
+            fvfs_api::out::quiet_on_closed_pipe(e.chain());
             let code = e.downcast_ref::<Failure>().map_or(2, Failure::exit_code);
             eprintln!("fvfsc: {e:#}");
             ExitCode::from(code)
@@ -242,7 +245,7 @@ fn fs_path(p: &OsString) -> Result<String> {
 }
 
 fn print_json(v: &impl serde::Serialize) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    fvfs_api::outln!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
@@ -255,7 +258,7 @@ fn show_or_json<T: serde::Serialize>(
     if json {
         print_json(v)
     } else {
-        print!("{}", human(v));
+        fvfs_api::out!("{}", human(v));
         Ok(())
     }
 }
@@ -345,7 +348,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     }
                     let v = json!({"version": s.version.number, "files": s.files, "bytes": s.bytes, "sent_bytes": s.sent_bytes, "skipped": s.skipped.len()});
                     if !json {
-                        println!(
+                        fvfs_api::outln!(
                             "version {}: {} files, {} ({} sent, the rest already stored); {} skipped",
                             s.version.number,
                             s.files,
@@ -376,7 +379,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if json {
                 print_json(&answer)?;
             } else if answer.get("files").is_none() {
-                println!("version {}: {} bytes", answer["version"], answer["size"]);
+                fvfs_api::outln!("version {}: {} bytes", answer["version"], answer["size"]);
             }
         }
         Command::Rm { path, recursive } => {
@@ -388,7 +391,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     None,
                 )
                 .await?;
-            println!("version {}", v["version"]);
+            fvfs_api::outln!("version {}", v["version"]);
         }
         Command::Status { json } => {
             let (v, store) = api.status().await?;
@@ -396,16 +399,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 print_json(&v)?;
             } else {
                 let d = &v["daemon"];
-                println!(
+                fvfs_api::outln!(
                     "daemon:      {} (fvfsd {}, node {}, up {} s)",
                     api.base,
                     d["version"].as_str().unwrap_or("?"),
                     d["node_id"].as_str().unwrap_or("?"),
                     d["uptime_secs"]
                 );
-                print!("{}", show::status(&store));
+                fvfs_api::out!("{}", show::status(&store));
                 for t in v["tiers"].as_array().into_iter().flatten() {
-                    println!(
+                    fvfs_api::outln!(
                         "tier {}:  {} in {} chunks, {}, queue {}",
                         t["name"].as_str().unwrap_or("?"),
                         show::bytes(t["bytes"].as_u64().unwrap_or(0)),
@@ -420,7 +423,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 for m in v["maintenance"].as_array().into_iter().flatten() {
                     let total = m["total"].as_u64().unwrap_or(0);
-                    println!(
+                    fvfs_api::outln!(
                         "running:     {} {}: {}{} ({} read)",
                         m["task"].as_str().unwrap_or("?"),
                         m["phase"].as_str().unwrap_or("?"),
@@ -440,13 +443,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if json {
                 print_json(&v)?;
             } else if v["pending"] == 0 {
-                println!("no replication work pending");
+                fvfs_api::outln!("no replication work pending");
             } else {
                 print_json(&v["tiers"])?;
             }
         }
         Command::Snapshot { action } => match action {
-            SnapshotAction::Create { name } => println!(
+            SnapshotAction::Create { name } => fvfs_api::outln!(
                 "snapshot {name} = version {}",
                 api.snapshot_create(&name).await?.number
             ),
@@ -455,7 +458,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             SnapshotAction::Delete { name } => {
                 let n = api.snapshot_delete(&name).await?;
-                println!("deleted snapshot {name} (version {n} stays in the log)");
+                fvfs_api::outln!("deleted snapshot {name} (version {n} stays in the log)");
             }
         },
         Command::Log { limit, json } => {
@@ -463,7 +466,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Rollback { version } => {
             let v = api.rollback(&version).await?;
-            println!("version {}: {}", v.number, v.message);
+            fvfs_api::outln!("version {}: {}", v.number, v.message);
         }
         Command::Diff { a, b, json } => {
             show_or_json(&api.diff(&a, &b).await?, json, |l| show::diff(l))?
@@ -474,14 +477,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 print_json(&v)?;
             } else {
                 let b = |k: &Value| show::bytes(k.as_u64().unwrap_or(0));
-                println!(
+                fvfs_api::outln!(
                     "{}\t{} logical in {} files, {} unique after dedup",
                     v["path"].as_str().unwrap_or("?"),
                     b(&v["logical_bytes"]),
                     v["files"],
                     b(&v["unique_bytes"])
                 );
-                println!(
+                fvfs_api::outln!(
                     "tiers:\tlocal {}, nas {}, s3 {}",
                     b(&v["tiers"]["local"]),
                     b(&v["tiers"]["nas"]),
@@ -495,7 +498,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 print_json(&v)?;
             } else {
                 for d in v["daemons"].as_array().into_iter().flatten() {
-                    println!(
+                    fvfs_api::outln!(
                         "daemon  {}  port {}  {}",
                         d["name"].as_str().unwrap_or("?"),
                         d["port"],
@@ -503,7 +506,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     );
                 }
                 for c in v["clients"].as_array().into_iter().flatten() {
-                    println!(
+                    fvfs_api::outln!(
                         "client  {}  {}",
                         c["address"].as_str().unwrap_or("?"),
                         c["agent"].as_str().unwrap_or("?")

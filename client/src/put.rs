@@ -20,15 +20,18 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use std::sync::{Arc, Mutex};
 
+use fvfs_api::batch;
+use fvfs_api::commit::{CommitOp, CommitRequest};
+use fvfs_api::path::encode_path;
+use fvfs_api::views::VersionInfo;
+use fvfs_api::ErrorCode;
 use fvfs_cas::{chunker, frame, ChunkId};
-use fvfs_manifest::api::{batch, encode_path, CommitOp, CommitRequest, VersionInfo};
-use fvfs_manifest::node::{file_layout, FileLayout};
-use fvfs_manifest::{ChunkKind, ChunkRef};
+use fvfs_node::{file_layout, ChunkKind, ChunkRef, FileLayout};
 use hyper::Method;
 use serde::Deserialize;
 use serde_json::json;
 
-use fvfs_manifest::client::{full, Api, Body, Failure};
+use fvfs_api::client::{full, Api, Body, Failure};
 
 /// Chunks held before asking the daemon which it lacks.
 const BUFFER_BYTES: usize = 16 << 20;
@@ -206,7 +209,7 @@ enum Item {
 }
 
 fn mtime_ns(m: &fs::Metadata) -> i64 {
-    m.mtime() * 1_000_000_000 + m.mtime_nsec()
+    fvfs_node::unix_ns(m.mtime(), m.mtime_nsec())
 }
 
 /// Lists `src` below `dest`; special and unreadable entries go to `skipped`.
@@ -399,7 +402,7 @@ pub async fn commit(
     api: &Api,
     message: String,
     ops: Vec<CommitOp>,
-) -> Result<VersionInfo, fvfs_manifest::client::Failure> {
+) -> Result<VersionInfo, fvfs_api::client::Failure> {
     let request = CommitRequest { message, ops };
     let body = serde_json::to_value(&request).expect("commit requests serialise");
     api.json(Method::POST, "/v1/commit", Some(&body)).await
@@ -443,7 +446,7 @@ where
 fn collected(e: &anyhow::Error) -> bool {
     matches!(
         e.downcast_ref::<Failure>(),
-        Some(Failure::Refused { error, .. }) if error == "missing_chunks"
+        Some(Failure::Refused { error, .. }) if *error == ErrorCode::MissingChunks
     )
 }
 
@@ -475,10 +478,10 @@ mod tests {
     use hyper::StatusCode;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    fn refusal(error: &str) -> anyhow::Error {
+    fn refusal(error: ErrorCode) -> anyhow::Error {
         Failure::Refused {
             status: StatusCode::CONFLICT,
-            error: error.into(),
+            error,
             detail: String::new(),
         }
         .into()
@@ -489,7 +492,7 @@ mod tests {
         let tries = AtomicUsize::new(0);
         let got = resend_if_collected(|| async {
             match tries.fetch_add(1, Ordering::Relaxed) {
-                0 | 1 => Err(refusal("missing_chunks")),
+                0 | 1 => Err(refusal(ErrorCode::MissingChunks)),
                 n => Ok(n),
             }
         })
@@ -502,7 +505,7 @@ mod tests {
         let tries = AtomicUsize::new(0);
         let got: Result<()> = resend_if_collected(|| async {
             tries.fetch_add(1, Ordering::Relaxed);
-            Err(refusal("conflict"))
+            Err(refusal(ErrorCode::Busy))
         })
         .await;
         assert!(got.is_err());
@@ -510,7 +513,7 @@ mod tests {
         tries.store(0, Ordering::Relaxed);
         let got: Result<()> = resend_if_collected(|| async {
             tries.fetch_add(1, Ordering::Relaxed);
-            Err(refusal("missing_chunks"))
+            Err(refusal(ErrorCode::MissingChunks))
         })
         .await;
         assert!(collected(&got.unwrap_err()));

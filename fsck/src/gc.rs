@@ -88,7 +88,7 @@ impl Report {
     }
 
     pub fn render(&self) -> String {
-        use fvfs_manifest::api::show::bytes;
+        use fvfs_api::show::bytes;
         let would = if self.dry_run { "would be " } else { "" };
         let mut out = format!(
             "versions: {} kept, {} {would}dropped{}\n",
@@ -126,8 +126,7 @@ impl Report {
         }
         if let Some(c) = &self.compaction {
             out.push_str(&format!(
-                "s3 packs: {} of {} ({}): {} {would}deleted, {} {would}rewritten ({} moved), {} {would}freed\n",
-                c.packs,
+                "s3 packs: {} ({}): {} {would}deleted, {} {would}rewritten ({} moved), {} {would}freed\n",
                 c.packs,
                 bytes(c.pack_bytes),
                 c.packs_deleted,
@@ -453,4 +452,31 @@ async fn compact(
         Err(e) => report.s3_skipped = Some(e.to_string()),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_names_the_pack_count_once() {
+        let report = Report {
+            compaction: Some(Compaction {
+                packs: 7,
+                pack_bytes: 3 << 20,
+                packs_deleted: 2,
+                packs_rewritten: 1,
+                bytes_freed: 1 << 20,
+                bytes_moved: 1 << 10,
+            }),
+            ..Report::default()
+        };
+        let text = report.render();
+        assert!(
+            text.contains(
+                "s3 packs: 7 (3.00 MiB): 2 deleted, 1 rewritten (1.00 KiB moved), 1.00 MiB freed\n"
+            ),
+            "{text}"
+        );
+    }
 }

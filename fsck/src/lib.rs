@@ -148,7 +148,7 @@ impl Report {
         let read = if self.data_bytes_read > 0 {
             format!(
                 " ({} read and verified)",
-                fvfs_manifest::api::show::bytes(self.data_bytes_read)
+                fvfs_api::show::bytes(self.data_bytes_read)
             )
         } else {
             String::new()

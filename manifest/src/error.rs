@@ -49,3 +49,18 @@ fn show_ids(ids: &[ChunkId]) -> String {
 }
 
 pub type Result<T, E = ManifestError> = std::result::Result<T, E>;
+
+impl From<fvfs_node::path::PathError> for ManifestError {
+    fn from(e: fvfs_node::path::PathError) -> Self {
+        ManifestError::InvalidPath(e.0, e.1)
+    }
+}
+
+impl From<fvfs_node::DamagedNode> for ManifestError {
+    fn from(e: fvfs_node::DamagedNode) -> Self {
+        ManifestError::BadNode {
+            id: e.id,
+            reason: e.reason.into(),
+        }
+    }
+}

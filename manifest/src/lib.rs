@@ -6,26 +6,25 @@
 //! only the path they change ([`TreeEdit`]), so a version is one root id: snapshots and
 //! rollbacks are O(1) and two versions [`diff`] in proportion to what changed.
 
-pub mod api;
-#[cfg(feature = "client")]
-pub mod client;
 mod error;
 pub use fvfs_cas::kv;
 pub mod meta;
-pub mod node;
-pub mod path;
+pub use fvfs_node as node;
+pub use fvfs_node::path;
 mod repo;
 mod tree;
+mod views;
 mod walk;
 
 pub use error::{ManifestError, Result};
+pub use fvfs_node::ChunkKind;
+pub use fvfs_node::{Change, ChangeKind};
 pub use meta::{
-    ChunkKind, ChunkRecord, FileRef, PackLoc, QueueEntry, QueueStatus, StatEntry, Totals, Version,
-    VersionKind,
+    ChunkRecord, FileRef, PackLoc, QueueEntry, QueueStatus, StatEntry, Totals, Version, VersionKind,
 };
 pub use node::{ChunkRef, DirNode, Entry, EntryKind, FileNode, Node};
 pub use repo::{
     recent_accesses, Condemned, CopyMark, GcSession, HeadLock, PackLocs, Pending, Recovered, Repo,
 };
 pub use tree::TreeEdit;
-pub use walk::{diff, fetch_trees, lookup, walk, Change, ChangeKind};
+pub use walk::{diff, fetch_trees, lookup, walk};

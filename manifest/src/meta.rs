@@ -22,7 +22,7 @@
 
 use fvfs_cas::ChunkId;
 
-use crate::node::{ChunkRef, Entry, EntryKind};
+use crate::node::{ChunkKind, ChunkRef, Entry, EntryKind};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -111,13 +111,6 @@ pub struct Version {
     pub message: String,
     /// Logical bytes of all files in the tree.
     pub logical_bytes: u64,
-}
-
-/// Whether a chunk holds file content or a tree node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ChunkKind {
-    Data,
-    Node,
 }
 
 /// Bit of the tier bitmask: the local disk tier.

@@ -33,10 +33,10 @@ use fvfs_cas::{frame, ChunkId, ChunkStore};
 use crate::error::{ManifestError, Result};
 use crate::kv::{Batch, Kv};
 use crate::meta::{
-    self, ChunkKind, ChunkRecord, FileRef, QueueEntry, StatEntry, Totals, Version, VersionKind,
-    TIER_LOCAL, TIER_NAS, TIER_S3,
+    self, ChunkRecord, FileRef, QueueEntry, StatEntry, Totals, Version, VersionKind, TIER_LOCAL,
+    TIER_NAS, TIER_S3,
 };
-use crate::node::{self, ChunkRef, DirNode, Entry, Node};
+use crate::node::{self, ChunkKind, ChunkRef, DirNode, Entry, Node};
 
 type Records = HashMap<ChunkId, ChunkRecord>;
 type StatNotes = Vec<(Vec<u8>, StatEntry)>;

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use fvfs_cas::ChunkId;
 
 use crate::error::{ManifestError, Result};
-use crate::meta::ChunkKind;
+use crate::node::ChunkKind;
 use crate::node::{DirNode, Entry, EntryKind, Node};
 use crate::path::{components, show};
 use crate::repo::{Pending, Repo};

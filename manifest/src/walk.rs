@@ -12,7 +12,7 @@ use futures::StreamExt;
 use fvfs_cas::ChunkId;
 
 use crate::error::{ManifestError, Result};
-use crate::node::{self, Entry, EntryKind, Node};
+use crate::node::{self, Change, ChangeKind, Entry, EntryKind, Node};
 use crate::path::{components, join, show};
 use crate::repo::Repo;
 
@@ -65,21 +65,6 @@ pub async fn walk(
         }
     }
     Ok(())
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ChangeKind {
-    Added,
-    Removed,
-    /// Same kind, different content, symlink target or mode. An mtime alone is not a change.
-    Modified,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Change {
-    pub kind: ChangeKind,
-    pub path: Vec<u8>,
-    pub entry: EntryKind,
 }
 
 /// Paths added, removed and modified from tree `a` to tree `b`, sorted by path.

@@ -5,8 +5,9 @@
 //! these run under proptest, bounded by `PROPTEST_CASES` (default 256 per property);
 //! proptest keeps failing seeds in `proptest-regressions/` next to this file.
 
+use fvfs_api::batch;
+use fvfs_api::path::{decode_path, encode_path};
 use fvfs_cas::{frame, ChunkId};
-use fvfs_manifest::api::{batch, decode_path, encode_path};
 use fvfs_manifest::node::{self, ChunkRef, DirNode, Entry, EntryKind, Node};
 use fvfs_manifest::{path, ChunkKind};
 use proptest::prelude::*;

@@ -11,10 +11,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use fvfs_api::DEFAULT_PORT;
 use serde::Deserialize;
 
 /// Port of the HTTP API unless configured otherwise.
-pub const DEFAULT_PORT: u16 = 7734;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -32,7 +32,7 @@ pub fn run(dir: &Path, config: &Config, local: &Path) -> Result<ExitCode> {
 /// Converts one tier; returns how many damaged chunk files it set aside.
 fn convert(name: &str, root: &Path, opts: PackOptions) -> Result<usize> {
     if !pack::is_legacy(root) {
-        println!("{name} store {}: nothing to convert", root.display());
+        fvfs_api::outln!("{name} store {}: nothing to convert", root.display());
         return Ok(0);
     }
     let bar = ProgressBar::with_draw_target(Some(256), ProgressDrawTarget::stderr());
@@ -50,7 +50,7 @@ fn convert(name: &str, root: &Path, opts: PackOptions) -> Result<usize> {
             root.display()
         );
     }
-    println!(
+    fvfs_api::outln!(
         "{name} store {}: {} chunks ({} bytes) moved into pack files",
         root.display(),
         done.chunks,

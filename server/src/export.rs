@@ -435,7 +435,7 @@ fn write_at(path: &Path, data: &[u8], offset: u64) -> Result<()> {
 
 fn mtime_ns(meta: &fs::Metadata) -> i64 {
     use std::os::unix::fs::MetadataExt;
-    meta.mtime() * 1_000_000_000 + meta.mtime_nsec()
+    fvfs_manifest::node::unix_ns(meta.mtime(), meta.mtime_nsec())
 }
 
 fn set_mtime(dest: &Path, mtime_ns: i64) -> Result<()> {

@@ -48,6 +48,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
+            fvfs_api::out::quiet_on_closed_pipe(e.chain());
             eprintln!("fvfsd: error: {e:#}");
             ExitCode::from(2)
         }
@@ -62,7 +63,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let dir = config.data_dir(cli.home)?;
     if let Command::Token = cli.command {
         std::fs::create_dir_all(&dir)?;
-        println!("{}", serve::token(&dir)?);
+        fvfs_api::outln!("{}", serve::token(&dir)?);
         return Ok(ExitCode::SUCCESS);
     }
     let s3 = config.s3();
@@ -137,12 +138,12 @@ async fn local(home: &home::Home, config: &config::Config, command: Command) -> 
         Command::Snapshot { action } => match action {
             SnapshotAction::Create { name } => {
                 let v = repo.lock().await.snapshot_create(&name).await?;
-                println!("snapshot {name} = version {}", v.number);
+                fvfs_api::outln!("snapshot {name} = version {}", v.number);
             }
             SnapshotAction::List { json } => report::snapshots(&repo.snapshot_infos()?, json)?,
             SnapshotAction::Delete { name } => {
                 let n = repo.lock().await.snapshot_delete(&name)?;
-                println!("deleted snapshot {name} (version {n} stays in the log)");
+                fvfs_api::outln!("deleted snapshot {name} (version {n} stays in the log)");
             }
         },
         Command::Log { limit, json } => {
@@ -151,9 +152,10 @@ async fn local(home: &home::Home, config: &config::Config, command: Command) -> 
         Command::Rollback { version } => {
             let target = repo.resolve(&version)?;
             let v = repo.lock().await.rollback(&target).await?;
-            println!(
+            fvfs_api::outln!(
                 "version {}: rolled back to version {}",
-                v.number, target.number
+                v.number,
+                target.number
             );
         }
         Command::Diff { a, b, json } => report::diff(&repo.diff_info(&a, &b).await?, json)?,

@@ -8,11 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
+use fvfs_api::MDNS_SERVICE as SERVICE;
 use mdns_sd::{ServiceDaemon, ServiceEvent, ServiceInfo};
 use serde::Serialize;
-
-/// The DNS-SD service type of fvfs daemons.
-pub const SERVICE: &str = "_fvfs._tcp.local.";
 
 fn now() -> u64 {
     SystemTime::now()

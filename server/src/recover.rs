@@ -63,7 +63,7 @@ pub async fn run(home: &Home, config: &Config, rehydrate: bool) -> Result<ExitCo
         repo.mark_tier_initialised(TIER_NAS).await?;
     }
     let head = versions.last().map_or(0, |v| v.number);
-    println!(
+    fvfs_api::outln!(
         "recovered {} versions (HEAD = version {head}), {} snapshots, {} chunks ({nodes} tree nodes{}) from S3 in {:.1} s; S3: {}",
         versions.len(),
         snapshots.len(),
@@ -75,8 +75,8 @@ pub async fn run(home: &Home, config: &Config, rehydrate: bool) -> Result<ExitCo
     if report.is_clean() {
         return Ok(ExitCode::SUCCESS);
     }
-    print!("{}", report.render());
-    println!("some versions are incomplete in S3; the paths above cannot be read");
+    fvfs_api::out!("{}", report.render());
+    fvfs_api::outln!("some versions are incomplete in S3; the paths above cannot be read");
     Ok(ExitCode::from(1))
 }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use fvfs_manifest::client::Api;
+use fvfs_api::client::Api;
 use hyper::Method;
 
 use crate::cli::{Command, SnapshotAction};
@@ -29,7 +29,7 @@ pub async fn run(dir: &Path, busy: anyhow::Error, command: Command) -> Result<Ex
         Err(e)
             if matches!(
                 e.downcast_ref(),
-                Some(fvfs_manifest::client::Failure::Unreachable { .. })
+                Some(fvfs_api::client::Failure::Unreachable { .. })
             ) =>
         {
             Err(busy)
@@ -70,23 +70,24 @@ async fn through(api: &Api, command: Command) -> Result<ExitCode> {
             return Ok(outcome.report("not exported"));
         }
         Command::Snapshot { action } => match action {
-            SnapshotAction::Create { name } => println!(
+            SnapshotAction::Create { name } => fvfs_api::outln!(
                 "snapshot {name} = version {}",
                 api.snapshot_create(&name).await?.number
             ),
             SnapshotAction::List { json } => report::snapshots(&api.snapshots().await?, json)?,
             SnapshotAction::Delete { name } => {
                 let n = api.snapshot_delete(&name).await?;
-                println!("deleted snapshot {name} (version {n} stays in the log)");
+                fvfs_api::outln!("deleted snapshot {name} (version {n} stays in the log)");
             }
         },
         Command::Log { limit, json } => report::log(&api.log(limit).await?, json)?,
         Command::Rollback { version } => {
             let target = api.version(&version).await?;
             let v = api.rollback(&version).await?;
-            println!(
+            fvfs_api::outln!(
                 "version {}: rolled back to version {}",
-                v.number, target.number
+                v.number,
+                target.number
             );
         }
         Command::Diff { a, b, json } => report::diff(&api.diff(&a, &b).await?, json)?,
@@ -109,7 +110,7 @@ async fn through(api: &Api, command: Command) -> Result<ExitCode> {
             repair,
         } => {
             let version = version
-                .map(|v| format!("&version={}", fvfs_manifest::api::encode_path(v.as_bytes())))
+                .map(|v| format!("&version={}", fvfs_api::path::encode_path(v.as_bytes())))
                 .unwrap_or_default();
             let path =
                 format!("/v1/admin/fsck?read_data={read_data}&all={all}&repair={repair}{version}");

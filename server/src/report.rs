@@ -1,13 +1,14 @@
 //! How read-only commands print: the same for a store opened here and for one reached
 //! through a running daemon. The views and their human form are
-//! `fvfs_manifest::api`'s, shared with the daemon's answers and with fvfsc; `--json`
+//! `fvfs_api`'s, shared with the daemon's answers and with fvfsc; `--json`
 //! prints the views themselves.
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use fvfs_manifest::api::{show, ChangeInfo, SnapshotInfo, StatusInfo, VersionInfo};
+use fvfs_api::show;
+use fvfs_api::views::{ChangeInfo, SnapshotInfo, StatusInfo, VersionInfo};
 use serde::Serialize;
 
 /// What a bulk command (migrate, export) did: its summary line, and each path it
@@ -27,7 +28,7 @@ impl Outcome {
         for s in &self.skipped {
             eprintln!("fvfsd: {what} {s}");
         }
-        println!("{}", self.summary);
+        fvfs_api::outln!("{}", self.summary);
         if self.skipped.is_empty() {
             ExitCode::SUCCESS
         } else {
@@ -71,7 +72,7 @@ pub fn diff(c: &[ChangeInfo], json: bool) -> Result<()> {
 
 /// Prints an fsck report; exit code 1 if it found problems.
 pub fn fsck(report: &fvfs_fsck::Report) -> ExitCode {
-    print!("{}", report.render());
+    fvfs_api::out!("{}", report.render());
     if report.is_clean() {
         ExitCode::SUCCESS
     } else {
@@ -81,7 +82,7 @@ pub fn fsck(report: &fvfs_fsck::Report) -> ExitCode {
 
 /// Prints a gc report; exit code 1 if something is left for the next run.
 pub fn gc(report: &fvfs_fsck::gc::Report) -> ExitCode {
-    print!("{}", report.render());
+    fvfs_api::out!("{}", report.render());
     if report.is_complete() {
         ExitCode::SUCCESS
     } else {

@@ -184,3 +184,68 @@ fn interrupted_migration_resumes_without_rereading_finished_files() {
     tree::assert_same(&src, &dest);
     assert!(d.run(["fsck", "--read-data"]).contains("0 problems"));
 }
+
+#[test]
+fn times_far_from_1970_are_kept_or_saturate_never_wrap() {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let year = |secs: u64| Duration::from_secs(secs);
+    let dated = [
+        // 1960-01-01: before the epoch, representable: kept to the second.
+        ("1960", UNIX_EPOCH - year(315_619_200)),
+        // 2300-01-01: past what nanoseconds in an i64 hold (ext4 keeps times up to
+        // 2446; its lower bound, 1901, is within the i64 range, so the early side is
+        // left to the unit tests of `fvfs_node::unix_ns`).
+        ("2300", UNIX_EPOCH + year(10_413_792_000)),
+    ];
+    for (name, t) in &dated {
+        let f = fs::File::create(src.join(name)).unwrap();
+        f.set_modified(*t).unwrap();
+    }
+    let d = Fvfsd::new();
+    d.run(["migrate", "--local-src", src.to_str().unwrap()]);
+    let out = work.path().join("out");
+    d.run(["export", "/", out.to_str().unwrap()]);
+    let mtime = |name: &str| fs::metadata(out.join(name)).unwrap().modified().unwrap();
+    assert_eq!(mtime("1960"), dated[0].1);
+    let secs_from_epoch = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_secs();
+    // i64::MAX ns is 2262-04-11T23:47:16Z; before the fix, 2300 came back as 1901.
+    assert_eq!(secs_from_epoch(mtime("2300")), 9_223_372_036);
+}
+
+#[test]
+fn a_reader_that_stops_early_ends_commands_quietly() {
+    use fvfs_tests::daemon::Daemon;
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    // 6,000 files: the diff's output (about 150 KB) outgrows a pipe's buffer, so the
+    // command is still writing when its reader goes away.
+    tree::generate(&src, 6_000, 0);
+    let d = Fvfsd::new();
+    let s = src.to_str().unwrap();
+    d.run(["migrate", "--local-src", s, "--dest", "/a"]);
+    d.run(["migrate", "--local-src", s, "--dest", "/b"]);
+    let read_one_line_then_close = |mut cmd: std::process::Command, who: &str| {
+        let mut child = cmd
+            .args(["diff", "1", "2"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(first.starts_with("A /b/"), "{who}: {first}");
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.is_empty(), "{who} complained: {stderr}");
+        // What a shell reports for `cmd | head` when cmd ends by SIGPIPE.
+        assert_eq!(out.status.code(), Some(141), "{who}");
+    };
+    read_one_line_then_close(d.cmd(Vec::<&str>::new()), "fvfsd");
+    let daemon = Daemon::start(&d, "127.0.0.1:0", &["--no-mdns"]);
+    read_one_line_then_close(daemon.fvfsc(Vec::<&str>::new()), "fvfsc");
+}

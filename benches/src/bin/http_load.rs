@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
+use fvfs_api::client::{full, Api};
+use fvfs_api::commit::{CommitOp, CommitRequest};
 use fvfs_cas::ChunkId;
-use fvfs_manifest::api::{CommitOp, CommitRequest};
-use fvfs_manifest::client::{full, Api};
 use hyper::Method;
 use serde_json::json;
 

@@ -48,7 +48,7 @@ use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 
 use crate::kv::{Batch, Kv};
-use crate::store::{blocking, verify};
+use crate::store::verify;
 use crate::{
     failpoint, platform, ChunkId, ChunkStore, Compacted, Loaded, StoreError, StoreFault, Usage,
 };
@@ -667,6 +667,25 @@ impl ChunkStore for PackStore {
 
     async fn compact(&self) -> Result<Compacted, StoreError> {
         blocking(&self.inner, compact::compact).await
+    }
+}
+
+/// Runs blocking file I/O off the async executor: in place on a multi-threaded
+/// runtime (other tasks move to another worker; far cheaper than a thread hop per
+/// small chunk), on the blocking pool otherwise.
+async fn blocking<I: Send + Sync + 'static, T: Send + 'static>(
+    inner: &std::sync::Arc<I>,
+    f: impl FnOnce(&I) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let inner = std::sync::Arc::clone(inner);
+    if tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::MultiThread
+    {
+        return tokio::task::block_in_place(move || f(&inner));
+    }
+    match tokio::task::spawn_blocking(move || f(&inner)).await {
+        Ok(r) => r,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
 }
 

@@ -18,16 +18,17 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate, ReplyData,
     ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
+use fvfs_api::commit::CommitOp;
+use fvfs_api::path::encode_path;
 use fvfs_cas::ChunkId;
-use fvfs_manifest::api::{encode_path, CommitOp};
-use fvfs_manifest::{path as fpath, ChunkRef, Entry, EntryKind};
+use fvfs_node::{path as fpath, ChunkRef, Entry, EntryKind};
 
 use super::remote::{Head, Remote};
 
@@ -127,23 +128,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn time(ns: i64) -> SystemTime {
-    if ns >= 0 {
-        UNIX_EPOCH + Duration::from_nanos(ns as u64)
-    } else {
-        UNIX_EPOCH
-    }
-}
-
 fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
+    fvfs_node::time_ns(SystemTime::now())
 }
 
 fn child(parent: &[u8], name: &OsStr) -> Result<Vec<u8>, Errno> {
     let name = name.as_bytes();
-    if !fvfs_manifest::node::valid_name(name) {
+    if !fvfs_node::valid_name(name) {
         return Err(Errno::EINVAL);
     }
     Ok(fpath::join(parent, name))
@@ -298,7 +289,7 @@ impl FvfsFs {
             EntryKind::Symlink => entry.target.len() as u64,
             _ => entry.size,
         };
-        let t = time(entry.mtime_ns);
+        let t = fvfs_node::system_time(entry.mtime_ns);
         FileAttr {
             ino: INodeNo(ino),
             size,
@@ -367,7 +358,7 @@ impl FvfsFs {
         ));
         let version = version.map_err(|e| {
             tracing::warn!("writing {}: {e:#}", fpath::show(&wb.path));
-            match e.downcast_ref::<fvfs_manifest::client::Failure>() {
+            match e.downcast_ref::<fvfs_api::client::Failure>() {
                 Some(f) => super::remote::errno(f),
                 None => Errno::EIO,
             }
@@ -856,9 +847,7 @@ impl Filesystem for FvfsFs {
             tri!(reply, self.writable(&view));
             let mtime_ns = mtime.map(|t| match t {
                 TimeOrNow::Now => now_ns(),
-                TimeOrNow::SpecificTime(t) => t
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos() as i64),
+                TimeOrNow::SpecificTime(t) => fvfs_node::time_ns(t),
             });
             tri!(
                 reply,

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use fuser::{Config, MountOption, Session, SessionACL};
-use fvfs_manifest::client::Api;
+use fvfs_api::client::Api;
 
 pub struct Options {
     pub cache_dir: PathBuf,

@@ -9,11 +9,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use fuser::Errno;
 use futures::FutureExt;
+use fvfs_api::batch;
+use fvfs_api::client::{full, Api, Failure};
+use fvfs_api::commit::CommitOp;
+use fvfs_api::views::{SnapshotInfo, VersionInfo};
+use fvfs_api::ErrorCode;
 use fvfs_cas::{frame, ChunkId};
-use fvfs_manifest::api::{batch, CommitOp, SnapshotInfo, VersionInfo};
-use fvfs_manifest::client::{full, Api, Failure};
-use fvfs_manifest::node::{self, DirNode, Node};
-use fvfs_manifest::{ChunkRef, Entry};
+use fvfs_node::{self as node, ChunkRef, DirNode, Entry, Node};
 use hyper::{Method, StatusCode};
 
 use super::cache::ChunkCache;
@@ -25,15 +27,14 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 /// The errno for a failed call to the daemon.
 pub fn errno(f: &Failure) -> Errno {
     match f {
-        Failure::Refused { status, error, .. } => match error.as_str() {
-            "not_found" => Errno::ENOENT,
-            "not_a_directory" => Errno::ENOTDIR,
-            "is_a_directory" => Errno::EISDIR,
-            "not_empty" => Errno::ENOTEMPTY,
-            "exists" => Errno::EEXIST,
-            "no_space" => Errno::ENOSPC,
-            "bad_path" => Errno::EINVAL,
-            _ if *status == StatusCode::NOT_FOUND => Errno::ENOENT,
+        Failure::Refused { error, .. } => match error {
+            ErrorCode::NotFound => Errno::ENOENT,
+            ErrorCode::NotADirectory => Errno::ENOTDIR,
+            ErrorCode::IsADirectory => Errno::EISDIR,
+            ErrorCode::NotEmpty => Errno::ENOTEMPTY,
+            ErrorCode::Exists => Errno::EEXIST,
+            ErrorCode::NoSpace => Errno::ENOSPC,
+            ErrorCode::BadPath => Errno::EINVAL,
             _ => Errno::EIO,
         },
         _ => Errno::EIO,
@@ -310,7 +311,7 @@ impl Head {
     }
 }
 
-/// An errno that converts from manifest errors (a bad node is EIO).
+/// An errno that converts from a damaged tree (EIO).
 pub struct MountError(pub Errno);
 
 impl From<Errno> for MountError {
@@ -319,8 +320,8 @@ impl From<Errno> for MountError {
     }
 }
 
-impl From<fvfs_manifest::ManifestError> for MountError {
-    fn from(_: fvfs_manifest::ManifestError) -> Self {
+impl From<fvfs_node::DamagedNode> for MountError {
+    fn from(_: fvfs_node::DamagedNode) -> Self {
         Self(Errno::EIO)
     }
 }

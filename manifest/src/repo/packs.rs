@@ -12,7 +12,8 @@ use fvfs_cas::ChunkId;
 use super::Repo;
 use crate::error::{ManifestError, Result};
 use crate::kv::{Batch, Kv};
-use crate::meta::{self, ChunkKind, ChunkRecord, PackLoc, Totals, Version, TIER_S3};
+use crate::meta::{self, ChunkRecord, PackLoc, Totals, Version, TIER_S3};
+use crate::node::ChunkKind;
 
 fn loc_key(id: &ChunkId) -> Vec<u8> {
     meta::key(meta::PACK_PREFIX, id.as_bytes())

@@ -17,7 +17,7 @@ mod walk;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use fvfs_manifest::{path, Pending, Repo, TreeEdit, VersionKind};
@@ -150,9 +150,7 @@ pub async fn run(repo: &Repo, args: Args) -> Result<Outcome> {
 }
 
 fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
+    fvfs_manifest::node::time_ns(SystemTime::now())
 }
 
 fn progress_bar() -> ProgressBar {

@@ -27,8 +27,8 @@ impl Stat {
     pub fn of(m: &Metadata) -> Self {
         Self {
             size: m.len(),
-            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
-            ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+            mtime_ns: fvfs_manifest::node::unix_ns(m.mtime(), m.mtime_nsec()),
+            ctime_ns: fvfs_manifest::node::unix_ns(m.ctime(), m.ctime_nsec()),
             ino: m.ino(),
             dev: m.dev(),
             nlink: m.nlink(),

@@ -1,11 +1,12 @@
 //! Status, devices, administration and metrics routes.
 
+use fvfs_api::ErrorCode;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use fvfs_manifest::meta::{TIER_LOCAL, TIER_NAS};
 use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Request, Response};
 use serde_json::json;
 
 use super::http::{full, ok, ApiError, Body};
@@ -31,7 +32,7 @@ fn tiers(state: &State) -> Result<serde_json::Value, ApiError> {
     for r in &state.replicators {
         let q = r
             .status(&state.repo)
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "db_error", e))?;
+            .map_err(|e| ApiError::new(ErrorCode::DbError, e))?;
         tiers.push(json!({
             "name": r.name,
             "bit": r.bit,
@@ -76,7 +77,7 @@ pub async fn flush(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
     for r in &state.replicators {
         r.drain(&state.repo)
             .await
-            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "tier_unavailable", e))?;
+            .map_err(|e| ApiError::new(ErrorCode::TierUnavailable, e))?;
         tiers.push(r.name);
     }
     ok(&json!({"flushed": true, "tiers": tiers}))
@@ -94,7 +95,7 @@ pub async fn evict(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
     let tiers = evictor
         .run()
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "evict_failed", e))?;
+        .map_err(|e| ApiError::new(ErrorCode::EvictFailed, e))?;
     ok(&json!({
         "evicted_chunks": tiers.iter().map(|t| t.chunks).sum::<u64>(),
         "evicted_bytes": tiers.iter().map(|t| t.bytes).sum::<u64>(),
@@ -123,7 +124,7 @@ pub async fn fsck(state: &Arc<State>, req: &Request<Incoming>) -> Result<Respons
     let flag = |k: &str| q.get(k).is_some_and(|v| v == "true" || v == "1");
     let version = q
         .get("version")
-        .map(|v| String::from_utf8_lossy(&fvfs_manifest::api::decode_path(v)).into_owned());
+        .map(|v| String::from_utf8_lossy(&fvfs_api::path::decode_path(v)).into_owned());
     let versions = fvfs_fsck::versions_to_check(&state.repo, flag("all"), version.as_deref())?;
     let opts = fvfs_fsck::Options {
         read_data: flag("read_data"),
@@ -156,8 +157,7 @@ fn local_only(peer: SocketAddr) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             "only callers on the daemon's machine may migrate or export",
         ))
     }
@@ -208,7 +208,7 @@ pub async fn metrics(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
     for r in &state.replicators {
         let q = r
             .status(&state.repo)
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "db_error", e))?;
+            .map_err(|e| ApiError::new(ErrorCode::DbError, e))?;
         let labels = format!("{{tier=\"{}\"}}", r.name);
         gauges.push((
             "fvfs_replication_queue_depth",

@@ -1,14 +1,15 @@
 //! Routes by path: read, write and delete files; an entry's metadata; directory
 //! listings; disk usage of a subtree.
 
+use fvfs_api::ErrorCode;
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use futures::StreamExt;
+use fvfs_api::views::EntryInfo;
 use fvfs_cas::chunker::Incremental;
-use fvfs_manifest::api::EntryInfo;
 use fvfs_manifest::meta::{TIER_LOCAL, TIER_NAS, TIER_S3};
 use fvfs_manifest::{
     lookup, path, walk, ChunkKind, ChunkRef, Entry, EntryKind, Pending, Repo, Version,
@@ -46,16 +47,14 @@ pub async fn get(state: &Arc<State>, path: Vec<u8>) -> Result<Response<Body>, Ap
     match entry.kind {
         EntryKind::Dir => {
             return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "is_a_directory",
+                ErrorCode::IsADirectory,
                 format!("{} is a directory", path::show(&path)),
             ))
         }
         EntryKind::Symlink => {
             let target = path::show(&entry.target);
             return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "is_a_symlink",
+                ErrorCode::IsASymlink,
                 format!("{} is a symlink to {target}", path::show(&path)),
             ));
         }
@@ -85,9 +84,7 @@ pub async fn get(state: &Arc<State>, path: Vec<u8>) -> Result<Response<Body>, Ap
 }
 
 fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
+    fvfs_manifest::node::time_ns(SystemTime::now())
 }
 
 /// Stores a streamed body as the file at `path`: chunked as it arrives, so memory
@@ -100,8 +97,7 @@ pub async fn put(
 ) -> Result<Response<Body>, ApiError> {
     if path::components(&path)?.is_empty() {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "is_a_directory",
+            ErrorCode::IsADirectory,
             "cannot write the root directory",
         ));
     }

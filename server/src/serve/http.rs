@@ -4,7 +4,9 @@
 use std::convert::Infallible;
 
 use bytes::Bytes;
+use fvfs_api::{ErrorBody, ErrorCode};
 use fvfs_cas::StoreError;
+use fvfs_manifest::path::PathError;
 use fvfs_manifest::ManifestError;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
@@ -33,93 +35,86 @@ pub fn ok<T: Serialize>(value: &T) -> Result<Response<Body>, ApiError> {
     Ok(json(StatusCode::OK, value))
 }
 
-/// An error answer.
+/// An error answer: its code (which implies the status) and a sentence for people.
 #[derive(Debug)]
 pub struct ApiError {
-    pub status: StatusCode,
-    pub error: &'static str,
+    pub code: ErrorCode,
     pub detail: String,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, error: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
         Self {
-            status,
-            error,
+            code,
             detail: detail.into(),
         }
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", detail)
+        Self::new(ErrorCode::BadRequest, detail)
     }
 
     pub fn not_found(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", detail)
+        Self::new(ErrorCode::NotFound, detail)
     }
 
-    /// The same error under a more precise code.
-    pub fn with_error(mut self, error: &'static str) -> Self {
-        self.error = error;
-        self
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.code.status()).expect("error codes map to valid statuses")
     }
 
     pub fn response(&self) -> Response<Body> {
-        #[derive(Serialize)]
-        struct E<'a> {
-            error: &'a str,
-            detail: &'a str,
-        }
         json(
-            self.status,
-            &E {
-                error: self.error,
-                detail: &self.detail,
+            self.status(),
+            &ErrorBody {
+                error: self.code,
+                detail: self.detail.clone(),
             },
         )
     }
 }
 
-/// The status and error code of a store failure.
-fn store_status(e: &StoreError) -> (StatusCode, &'static str) {
+/// The code of a store failure.
+fn store_code(e: &StoreError) -> ErrorCode {
     match e {
-        StoreError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-        StoreError::NoSpace { .. } => (StatusCode::INSUFFICIENT_STORAGE, "no_space"),
-        StoreError::Corrupt { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "corrupt"),
-        StoreError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-        StoreError::Io { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "io_error"),
+        StoreError::NotFound(_) => ErrorCode::NotFound,
+        StoreError::NoSpace { .. } => ErrorCode::NoSpace,
+        StoreError::Corrupt { .. } => ErrorCode::Corrupt,
+        StoreError::Unavailable(_) => ErrorCode::Unavailable,
+        StoreError::Io { .. } => ErrorCode::IoError,
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        let (status, error) = store_status(&e);
-        Self::new(status, error, e.to_string())
+        Self::new(store_code(&e), e.to_string())
+    }
+}
+
+impl From<PathError> for ApiError {
+    fn from(e: PathError) -> Self {
+        Self::new(ErrorCode::BadPath, e.to_string())
     }
 }
 
 impl From<ManifestError> for ApiError {
     fn from(e: ManifestError) -> Self {
+        use ErrorCode as C;
         use ManifestError as M;
-        let (status, error) = match &e {
-            M::Store(s) => store_status(s),
-            M::NotFound(_) | M::UnknownVersion(_) | M::Empty => {
-                (StatusCode::NOT_FOUND, "not_found")
-            }
-            M::NotADirectory(_) => (StatusCode::CONFLICT, "not_a_directory"),
-            M::IsADirectory(_) => (StatusCode::CONFLICT, "is_a_directory"),
-            M::NotEmpty(_) => (StatusCode::CONFLICT, "not_empty"),
-            M::SnapshotExists(_) => (StatusCode::CONFLICT, "exists"),
-            M::ContentGone { .. } => (StatusCode::CONFLICT, "missing_chunks"),
-            M::Busy(_) => (StatusCode::CONFLICT, "busy"),
-            M::InvalidPath(..) => (StatusCode::BAD_REQUEST, "bad_path"),
-            M::BadFrame { .. } => (StatusCode::BAD_REQUEST, "bad_frame"),
-            M::BadSnapshotName(_) => (StatusCode::BAD_REQUEST, "bad_name"),
-            M::BadNode { .. } | M::BadRecord { .. } => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "corrupt")
-            }
-            M::Db(_) => (StatusCode::INTERNAL_SERVER_ERROR, "db_error"),
+        let code = match &e {
+            M::Store(s) => store_code(s),
+            M::NotFound(_) | M::UnknownVersion(_) | M::Empty => C::NotFound,
+            M::NotADirectory(_) => C::NotADirectory,
+            M::IsADirectory(_) => C::IsADirectory,
+            M::NotEmpty(_) => C::NotEmpty,
+            M::SnapshotExists(_) => C::Exists,
+            M::ContentGone { .. } => C::MissingChunks,
+            M::Busy(_) => C::Busy,
+            M::InvalidPath(..) => C::BadPath,
+            M::BadFrame { .. } => C::BadFrame,
+            M::BadSnapshotName(_) => C::BadName,
+            M::BadNode { .. } | M::BadRecord { .. } => C::Corrupt,
+            M::Db(_) => C::DbError,
         };
-        Self::new(status, error, e.to_string())
+        Self::new(code, e.to_string())
     }
 }

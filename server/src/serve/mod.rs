@@ -25,6 +25,7 @@ mod store;
 mod versions;
 mod writer;
 
+use fvfs_api::ErrorCode;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -238,7 +239,7 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
     };
     home.write_daemon_info(listen)?;
     // The line scripts and tests wait for: the daemon answers from now on.
-    println!("fvfsd: listening on http://{listen}");
+    fvfs_api::outln!("fvfsd: listening on http://{listen}");
     tracing::info!(%listen, auth = state.token.is_some(), "serving");
 
     let graceful = GracefulShutdown::new();
@@ -288,7 +289,7 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
     checkpoints.abort();
     state.repo.checkpoint(&state.staged).await?;
     home.remove_daemon_info();
-    println!("fvfsd: stopped");
+    fvfs_api::outln!("fvfsd: stopped");
     Ok(())
 }
 
@@ -347,10 +348,8 @@ fn check_token(state: &State, req: &Request<Incoming>) -> Result<(), ApiError> {
         .and_then(|v| v.strip_prefix("Bearer "));
     match presented {
         Some(p) if auth::matches(p.trim(), token) => Ok(()),
-        Some(_) => Err(ApiError::new(hyper::StatusCode::UNAUTHORIZED, "unauthorized", "wrong token")),
-        None => Err(ApiError::new(
-            hyper::StatusCode::UNAUTHORIZED,
-            "unauthorized",
+        Some(_) => Err(ApiError::new(ErrorCode::Unauthorized, "wrong token")),
+        None => Err(ApiError::new(ErrorCode::Unauthorized,
             "this daemon listens beyond loopback: send Authorization: Bearer TOKEN (see `fvfsd token`)",
         )),
     }
@@ -390,8 +389,7 @@ async fn route(
         (
             route,
             Err(ApiError::new(
-                hyper::StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
+                ErrorCode::MethodNotAllowed,
                 format!("{m} is not allowed on {path}"),
             )),
         )

@@ -5,6 +5,7 @@
 //! must decode; uploaded chunks are staged and become durable with the next commit
 //! (or `POST /v1/admin/flush`).
 
+use fvfs_api::ErrorCode;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -42,8 +43,7 @@ pub async fn body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiErro
     match Limited::new(req.into_body(), limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
+            ErrorCode::TooLarge,
             format!("body over {limit} bytes"),
         )),
         Err(e) => Err(ApiError::bad_request(format!("body interrupted: {e}"))),
@@ -110,15 +110,14 @@ pub async fn put(
         .fetch_add(data.len() as u64, Ordering::Relaxed);
     let actual = ChunkId::of(&data);
     if actual != id {
-        return Err(
-            ApiError::bad_request(format!("body hashes to {actual}, not {id}"))
-                .with_error("hash_mismatch"),
-        );
+        return Err(ApiError::new(
+            ErrorCode::HashMismatch,
+            format!("body hashes to {actual}, not {id}"),
+        ));
     }
     if kind == ChunkKind::Node {
-        node::decode(&data).map_err(|e| {
-            ApiError::bad_request(format!("not a tree node: {e}")).with_error("bad_node")
-        })?;
+        node::decode(&data)
+            .map_err(|e| ApiError::new(ErrorCode::BadNode, format!("not a tree node: {e}")))?;
     }
     let known = state.repo.knows(&state.staged, &id)?;
     state.repo.put_chunk(&state.staged, &data, kind).await?;
@@ -142,8 +141,7 @@ async fn id_list(req: Request<Incoming>, max: usize) -> Result<Vec<String>, ApiE
     let q: IdList = json_body(req, 80 * max + 1024, "{\"ids\": [...]}").await?;
     if q.ids.len() > max {
         return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
+            ErrorCode::TooLarge,
             format!("{} ids; at most {max} per request", q.ids.len()),
         ));
     }
@@ -189,7 +187,7 @@ pub async fn read_many(
     while let Some((id, answer)) = answers.next().await {
         if let Ok(loaded) = answer {
             if out.len() + loaded.frame.len() <= MAX_READ_BYTES {
-                fvfs_manifest::api::batch::push(&mut out, ChunkKind::Data, &id, &loaded.frame);
+                fvfs_api::batch::push(&mut out, ChunkKind::Data, &id, &loaded.frame);
             }
         }
     }
@@ -205,20 +203,22 @@ pub async fn node(state: &Arc<State>, id: &str) -> Result<Response<Body>, ApiErr
     let id = parse_id(id)?;
     let data = state.repo.store().get(&id).await?.data;
     node::decode(&data).map_err(|e| {
-        ApiError::bad_request(format!("chunk {id} is not a tree node: {e}"))
-            .with_error("not_a_node")
+        ApiError::new(
+            ErrorCode::NotANode,
+            format!("chunk {id} is not a tree node: {e}"),
+        )
     })?;
     Ok(bytes_response(data, "application/cbor"))
 }
 
-/// Many client-framed chunks in one streamed request (`fvfs_manifest::api::batch`):
+/// Many client-framed chunks in one streamed request (`fvfs_api::batch`):
 /// each frame must decode to its id, and nodes must decode as nodes; stored chunks are
 /// staged like single PUTs. Memory: one record at a time.
 pub async fn put_batch(
     state: &Arc<State>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    use fvfs_manifest::api::batch::Parser;
+    use fvfs_api::batch::Parser;
     let mut parser = Parser::default();
     let (mut stored, mut present) = (0u64, 0u64);
     let mut body = req.into_body();
@@ -233,7 +233,7 @@ pub async fn put_batch(
             .fetch_add(data.len() as u64, Ordering::Relaxed);
         for (kind, id, framed) in parser
             .push(&data)
-            .map_err(|e| ApiError::bad_request(e).with_error("bad_batch"))?
+            .map_err(|e| ApiError::new(ErrorCode::BadBatch, e))?
         {
             if state
                 .repo
@@ -247,7 +247,10 @@ pub async fn put_batch(
         }
     }
     if !parser.finished() {
-        return Err(ApiError::bad_request("the body ends inside a record").with_error("bad_batch"));
+        return Err(ApiError::new(
+            ErrorCode::BadBatch,
+            "the body ends inside a record",
+        ));
     }
     ok(&json!({"stored": stored, "present": present}))
 }

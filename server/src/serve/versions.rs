@@ -1,9 +1,11 @@
 //! Routes of the version history: versions, snapshots, rollback, diff, and commits of
 //! entries whose chunks the client already uploaded.
 
+use fvfs_api::ErrorCode;
 use std::sync::Arc;
 
-use fvfs_manifest::api::{decode_path, CommitOp, CommitRequest};
+use fvfs_api::commit::{CommitOp, CommitRequest};
+use fvfs_api::path::decode_path;
 use fvfs_manifest::{EntryKind, Node, Pending};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
@@ -141,8 +143,7 @@ pub async fn commit(
     if !missing.is_empty() {
         missing.truncate(20);
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "missing_chunks",
+            ErrorCode::MissingChunks,
             format!("upload these first: {}", missing.join(" ")),
         ));
     }

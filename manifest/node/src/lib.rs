@@ -1,5 +1,8 @@
 //! Tree nodes: the content-addressed directory, file and chunk-list nodes of the
-//! Merkle manifest.
+//! Merkle manifest, and the [`path`]s that name entries in them.
+//!
+//! This crate holds only the types and their encoding (no store, no database), so
+//! the API types and fvfsc can use them without compiling the daemon's storage.
 //!
 //! Nodes are encoded as canonical CBOR: `serde_cbor`'s packed form of structs with a
 //! fixed field order (fields and enum variants as integer indices), never maps with
@@ -9,8 +12,12 @@
 //! Golden-hash tests below pin the encoding: changing it would silently break
 //! deduplication against every existing store.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use fvfs_cas::ChunkId;
 use serde::{Deserialize, Serialize};
+
+pub mod path;
 
 /// Chunk refs per file node (and per list node) before a file becomes a tree of lists:
 /// 4096 refs of 64 KiB chunks are 256 MiB, about 180 KiB of node.
@@ -21,6 +28,13 @@ pub const LIST_FANOUT: usize = 4096;
 /// Rust toolchain's 52,000 files are under 16 KiB), and a file node per file would
 /// double the chunks, the objects and the writes that storing them costs.
 pub const INLINE_CHUNKS: usize = 16;
+
+/// Whether a chunk holds file content or a tree node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChunkKind {
+    Data,
+    Node,
+}
 
 /// What a directory entry is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +100,23 @@ pub enum Node {
     Dir(DirNode),
     File(FileNode),
     List(ListNode),
+}
+
+/// What changed at one path between two trees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    Added,
+    Removed,
+    /// Same kind, different content, symlink target or mode. An mtime alone is not a change.
+    Modified,
+}
+
+/// One path that differs between two trees, and the kind of its entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub kind: ChangeKind,
+    pub path: Vec<u8>,
+    pub entry: EntryKind,
 }
 
 /// Why bytes are not a valid tree node.
@@ -213,6 +244,14 @@ fn validate_dir(d: &DirNode) -> Result<(), NodeError> {
     Ok(())
 }
 
+/// A node that decoded but does not fit where the tree refers to it.
+#[derive(Debug, thiserror::Error)]
+#[error("tree node {id} is damaged: {reason}")]
+pub struct DamagedNode {
+    pub id: ChunkId,
+    pub reason: &'static str,
+}
+
 /// A file's chunks, in order: inline in its entry, or listed by its file node and the
 /// file node's list nodes, each fetched with `fetch` (the daemon's store, or a client's
 /// cache of the daemon's). Checks that their lengths add up to the entry's size.
@@ -220,14 +259,9 @@ pub async fn file_chunks<E, F, Fut>(entry: &Entry, fetch: F) -> Result<Vec<Chunk
 where
     F: Fn(ChunkId) -> Fut,
     Fut: std::future::Future<Output = Result<Node, E>>,
-    E: From<crate::ManifestError>,
+    E: From<DamagedNode>,
 {
-    let bad = |id: ChunkId, reason: &str| {
-        E::from(crate::ManifestError::BadNode {
-            id,
-            reason: reason.into(),
-        })
-    };
+    let bad = |id: ChunkId, reason: &'static str| E::from(DamagedNode { id, reason });
     let Some(id) = entry.id else {
         return Ok(entry.chunks.clone());
     };
@@ -247,9 +281,58 @@ where
     Ok(chunks)
 }
 
+/// Nanoseconds since the Unix epoch of a file system time (`secs`, `nsec` as `stat`
+/// gives them), saturating at what an `i64` holds (1677-09-21 to 2262-04-11): a file
+/// dated 2300 is kept as 2262, never wrapped round to 1901.
+pub fn unix_ns(secs: i64, nsec: i64) -> i64 {
+    secs.checked_mul(1_000_000_000)
+        .and_then(|ns| ns.checked_add(nsec))
+        .unwrap_or(if secs < 0 { i64::MIN } else { i64::MAX })
+}
+
+/// The time `ns` nanoseconds from the Unix epoch (before it when negative).
+pub fn system_time(ns: i64) -> SystemTime {
+    let d = Duration::from_nanos(ns.unsigned_abs());
+    if ns >= 0 {
+        UNIX_EPOCH + d
+    } else {
+        UNIX_EPOCH - d
+    }
+}
+
+/// Nanoseconds from the Unix epoch to `t` (negative before it), saturating like
+/// [`unix_ns`].
+pub fn time_ns(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+        Err(before) => i64::try_from(before.duration().as_nanos()).map_or(i64::MIN, |n| -n),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_outside_the_i64_range_saturate_and_negative_ones_stay_before_1970() {
+        assert_eq!(unix_ns(1, 5), 1_000_000_005);
+        assert_eq!(unix_ns(-1, 500_000_000), -500_000_000);
+        // 2300-01-01 and 1600-01-01.
+        assert_eq!(unix_ns(10_413_792_000, 0), i64::MAX);
+        assert_eq!(unix_ns(-11_676_096_000, 0), i64::MIN);
+        assert_eq!(
+            system_time(-1_500_000_000),
+            UNIX_EPOCH - Duration::from_millis(1500)
+        );
+        assert_eq!(system_time(2_000_000_001), UNIX_EPOCH + Duration::new(2, 1));
+        for ns in [0, 1, -1, -1_500_000_000, 1 << 62, i64::MAX, i64::MIN + 1] {
+            assert_eq!(time_ns(system_time(ns)), ns);
+        }
+        let far = UNIX_EPOCH + Duration::from_secs(10_413_792_000);
+        assert_eq!(time_ns(far), i64::MAX);
+        let last = system_time(i64::MAX).duration_since(UNIX_EPOCH).unwrap();
+        assert_eq!(last.as_secs() / (365 * 86_400), 292, "2262, not 1901");
+    }
 
     fn sample_dir() -> Node {
         let file = ChunkId::of(b"file node");

@@ -14,9 +14,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 
-use crate::api::{encode_path, ChangeInfo, SnapshotInfo, StatusInfo, VersionInfo};
+use crate::path::encode_path;
+use crate::views::{ChangeInfo, SnapshotInfo, StatusInfo, VersionInfo};
+use crate::{ErrorBody, ErrorCode};
 
 pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
@@ -33,7 +34,7 @@ pub enum Failure {
     #[error("{detail}")]
     Refused {
         status: StatusCode,
-        error: String,
+        error: ErrorCode,
         detail: String,
     },
     #[error("unexpected answer from fvfsd: {0}")]
@@ -57,12 +58,6 @@ pub struct Api {
     token: Option<String>,
     agent: String,
     client: Client<HttpConnector, Body>,
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: String,
-    detail: String,
 }
 
 impl Api {
@@ -132,7 +127,7 @@ impl Api {
             },
             Err(_) => Failure::Refused {
                 status,
-                error: "http".into(),
+                error: ErrorCode::Unknown,
                 detail: format!("HTTP {status}"),
             },
         })

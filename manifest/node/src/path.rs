@@ -3,23 +3,27 @@
 //! `//a/./b/` becomes `[a, b]`; `..` is refused outright rather than resolved, so no
 //! path handed to fvfs can climb out of the tree it names, whatever its encoding.
 
-use crate::error::{ManifestError, Result};
-use crate::node::valid_name;
+use crate::valid_name;
+
+/// Why a path was refused: the path (as text) and the reason.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid path {0:?}: {1}")]
+pub struct PathError(pub String, pub &'static str);
 
 /// Splits a path into its components, refusing `..`, NUL bytes and relative paths.
-pub fn components(path: &[u8]) -> Result<Vec<&[u8]>> {
+pub fn components(path: &[u8]) -> Result<Vec<&[u8]>, PathError> {
     let show = || String::from_utf8_lossy(path).into_owned();
     if path.first() != Some(&b'/') {
-        return Err(ManifestError::InvalidPath(show(), "must start with '/'"));
+        return Err(PathError(show(), "must start with '/'"));
     }
     if path.contains(&0) {
-        return Err(ManifestError::InvalidPath(show(), "contains a NUL byte"));
+        return Err(PathError(show(), "contains a NUL byte"));
     }
     let mut out = Vec::new();
     for c in path.split(|&b| b == b'/') {
         match c {
             b"" | b"." => {}
-            b".." => return Err(ManifestError::InvalidPath(show(), "'..' is not allowed")),
+            b".." => return Err(PathError(show(), "'..' is not allowed")),
             c => {
                 debug_assert!(valid_name(c));
                 out.push(c);

@@ -1,0 +1,107 @@
+//! The body of `POST /v1/chunks`: many chunks, already framed (compressed) by the
+//! client, in one request. Each record is `kind` (0 data, 1 tree node), the 32-byte
+//! id, the frame's length (u32, little endian), then the frame.
+
+use bytes::Bytes;
+use fvfs_cas::{frame, ChunkId};
+
+use fvfs_node::ChunkKind;
+
+const HEADER: usize = 1 + 32 + 4;
+/// Largest frame a record may carry.
+pub const MAX_FRAME: usize = frame::HEADER_LEN + frame::MAX_RAW_LEN + (1 << 20);
+
+/// Appends one record to `out`.
+pub fn push(out: &mut Vec<u8>, kind: ChunkKind, id: &ChunkId, framed: &[u8]) {
+    out.push(u8::from(kind == ChunkKind::Node));
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(&(framed.len() as u32).to_le_bytes());
+    out.extend_from_slice(framed);
+}
+
+/// Splits a body arriving in pieces into records, holding at most one record.
+#[derive(Default)]
+pub struct Parser {
+    buf: Vec<u8>,
+}
+
+impl Parser {
+    /// The records `data` completed; an error for a malformed one.
+    pub fn push(&mut self, data: &[u8]) -> Result<Vec<(ChunkKind, ChunkId, Bytes)>, String> {
+        self.buf.extend_from_slice(data);
+        let mut out = Vec::new();
+        let mut at = 0;
+        while self.buf.len() - at >= HEADER {
+            let h = &self.buf[at..at + HEADER];
+            let kind = match h[0] {
+                0 => ChunkKind::Data,
+                1 => ChunkKind::Node,
+                k => return Err(format!("record {}: unknown kind {k}", out.len())),
+            };
+            let id = ChunkId::from_slice(&h[1..33]).expect("32 bytes");
+            let len = u32::from_le_bytes(h[33..37].try_into().expect("4 bytes")) as usize;
+            if len > MAX_FRAME {
+                return Err(format!(
+                    "record for {id}: frame of {len} bytes is too large"
+                ));
+            }
+            if self.buf.len() - at - HEADER < len {
+                break;
+            }
+            out.push((
+                kind,
+                id,
+                Bytes::copy_from_slice(&self.buf[at + HEADER..at + HEADER + len]),
+            ));
+            at += HEADER + len;
+        }
+        self.buf.drain(..at);
+        Ok(out)
+    }
+
+    /// Whether the body ended on a record boundary.
+    pub fn finished(&self) -> bool {
+        self.buf.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_in_any_pieces_and_garbage_is_refused() {
+        let mut body = Vec::new();
+        let items: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 1000 * i as usize]).collect();
+        for (i, d) in items.iter().enumerate() {
+            let kind = if i == 2 {
+                ChunkKind::Node
+            } else {
+                ChunkKind::Data
+            };
+            push(&mut body, kind, &ChunkId::of(d), &frame::encode(d));
+        }
+        for piece in [1, 7, 100, body.len()] {
+            let mut p = Parser::default();
+            let mut got = Vec::new();
+            for part in body.chunks(piece) {
+                got.extend(p.push(part).unwrap());
+            }
+            assert!(p.finished());
+            assert_eq!(got.len(), 5);
+            for ((kind, id, f), d) in got.iter().zip(&items) {
+                assert_eq!(frame::decode(id, f).unwrap(), *d);
+                assert_eq!(*kind == ChunkKind::Node, d.len() == 2000);
+            }
+        }
+        let mut p = Parser::default();
+        assert!(p.push(&[9; 40]).is_err());
+        let mut p = Parser::default();
+        let mut huge = vec![0u8; 33];
+        huge.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert!(p.push(&huge).is_err());
+        let mut p = Parser::default();
+        p.push(&body[..body.len() - 1]).unwrap();
+        assert!(!p.finished(), "a truncated body is noticed");
+    }
+}

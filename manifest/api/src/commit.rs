@@ -1,0 +1,123 @@
+//! The body of `POST /v1/commit`: the changes a client asks for, with paths and
+//! targets percent-encoded (see [`crate::path`]).
+
+use fvfs_cas::ChunkId;
+use fvfs_node::{ChunkRef, Entry, EntryKind, INLINE_CHUNKS};
+use serde::{Deserialize, Serialize};
+
+use crate::path::decode_path;
+
+/// One change in a `POST /v1/commit`. Paths and symlink targets are percent-encoded
+/// bytes (see [`encode_path`]), so names that are not UTF-8 cross JSON intact.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum CommitOp {
+    /// A file whose chunks (and file node, for a large file) are already uploaded.
+    File {
+        path: String,
+        mode: u32,
+        mtime_ns: i64,
+        size: u64,
+        /// The file node of a large file (hex id).
+        #[serde(default)]
+        node: Option<String>,
+        /// A small file's chunks: (hex id, length).
+        #[serde(default)]
+        chunks: Vec<(String, u64)>,
+    },
+    Symlink {
+        path: String,
+        target: String,
+        mode: u32,
+        mtime_ns: i64,
+    },
+    Mkdir {
+        path: String,
+        mode: u32,
+        mtime_ns: i64,
+    },
+    Remove {
+        path: String,
+        #[serde(default)]
+        recursive: bool,
+    },
+    /// Moves a file, symlink or directory (as rename(2)).
+    Rename { from: String, to: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitRequest {
+    #[serde(default)]
+    pub message: String,
+    pub ops: Vec<CommitOp>,
+}
+
+impl CommitOp {
+    /// The entry a put-like op carries, and its path. Ids are parsed; lengths and
+    /// sizes must agree (checked again when the tree node is decoded).
+    pub fn to_entry(&self) -> std::result::Result<Option<(Vec<u8>, Entry)>, String> {
+        let parse = |s: &str| s.parse::<ChunkId>().map_err(|e| e.to_string());
+        let entry = |kind, mode: &u32, mtime_ns: &i64| Entry {
+            name: Vec::new(),
+            kind,
+            mode: *mode & 0o7777,
+            mtime_ns: *mtime_ns,
+            size: 0,
+            id: None,
+            chunks: Vec::new(),
+            target: Vec::new(),
+        };
+        Ok(Some(match self {
+            CommitOp::File {
+                path,
+                mode,
+                mtime_ns,
+                size,
+                node,
+                chunks,
+            } => {
+                let mut e = entry(EntryKind::File, mode, mtime_ns);
+                e.size = *size;
+                e.id = node.as_deref().map(parse).transpose()?;
+                e.chunks = chunks
+                    .iter()
+                    .map(|(id, len)| {
+                        Ok(ChunkRef {
+                            id: parse(id)?,
+                            len: *len,
+                        })
+                    })
+                    .collect::<std::result::Result<_, String>>()?;
+                let listed: u64 = e.chunks.iter().map(|c| c.len).sum();
+                if e.id.is_none() && (listed != *size || e.chunks.len() > INLINE_CHUNKS) {
+                    return Err(format!(
+                        "{path}: give a node, or at most {} chunks adding up to size",
+                        INLINE_CHUNKS
+                    ));
+                }
+                if e.id.is_some() && !e.chunks.is_empty() {
+                    return Err(format!("{path}: give a node or chunks, not both"));
+                }
+                (decode_path(path), e)
+            }
+            CommitOp::Symlink {
+                path,
+                target,
+                mode,
+                mtime_ns,
+            } => {
+                let mut e = entry(EntryKind::Symlink, mode, mtime_ns);
+                e.target = decode_path(target);
+                if e.target.is_empty() || e.target.contains(&0) {
+                    return Err(format!(
+                        "{path}: a symlink target must be non-empty and hold no NUL"
+                    ));
+                }
+                (decode_path(path), e)
+            }
+            CommitOp::Mkdir { .. } | CommitOp::Remove { .. } | CommitOp::Rename { .. } => {
+                return Ok(None)
+            }
+        }))
+    }
+}

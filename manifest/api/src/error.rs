@@ -1,0 +1,104 @@
+//! The error codes of the API: every error answer is `{"error": CODE, "detail": TEXT}`
+//! with the HTTP status its code implies, and clients act on the code, never on text.
+
+use serde::{Deserialize, Serialize};
+
+/// What went wrong, as the daemon names it in an error answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    BadPath,
+    BadName,
+    BadFrame,
+    BadNode,
+    BadBatch,
+    HashMismatch,
+    NotANode,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    NotADirectory,
+    IsADirectory,
+    IsASymlink,
+    NotEmpty,
+    Exists,
+    /// A commit names chunks the daemon does not hold: upload them first.
+    MissingChunks,
+    Busy,
+    TooLarge,
+    NoSpace,
+    Corrupt,
+    IoError,
+    DbError,
+    EvictFailed,
+    Unavailable,
+    TierUnavailable,
+    /// A code this client does not know (a newer daemon), or an answer without one.
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorCode {
+    /// The HTTP status of an answer with this code.
+    pub fn status(self) -> u16 {
+        use ErrorCode as E;
+        match self {
+            E::BadRequest
+            | E::BadPath
+            | E::BadName
+            | E::BadFrame
+            | E::BadNode
+            | E::BadBatch
+            | E::HashMismatch
+            | E::NotANode => 400,
+            E::Unauthorized => 401,
+            E::Forbidden => 403,
+            E::NotFound => 404,
+            E::MethodNotAllowed => 405,
+            E::NotADirectory
+            | E::IsADirectory
+            | E::IsASymlink
+            | E::NotEmpty
+            | E::Exists
+            | E::MissingChunks
+            | E::Busy => 409,
+            E::TooLarge => 413,
+            E::NoSpace => 507,
+            E::Unavailable | E::TierUnavailable => 503,
+            E::Corrupt | E::IoError | E::DbError | E::EvictFailed | E::Unknown => 500,
+        }
+    }
+}
+
+/// The body of every error answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorCode,
+    pub detail: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_travel_as_snake_case_and_unknown_ones_still_read() {
+        let body = ErrorBody {
+            error: ErrorCode::MissingChunks,
+            detail: "upload these first".into(),
+        };
+        let json = serde_json::to_string(&body).unwrap();
+        assert_eq!(
+            json,
+            r#"{"error":"missing_chunks","detail":"upload these first"}"#
+        );
+        assert_eq!(serde_json::from_str::<ErrorBody>(&json).unwrap(), body);
+        let newer: ErrorBody =
+            serde_json::from_str(r#"{"error":"quota_exceeded","detail":"x"}"#).unwrap();
+        assert_eq!(newer.error, ErrorCode::Unknown);
+        assert_eq!(ErrorCode::NotFound.status(), 404);
+        assert_eq!(ErrorCode::NoSpace.status(), 507);
+    }
+}

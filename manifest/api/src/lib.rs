@@ -1,0 +1,27 @@
+//! The API of `fvfsd`, shared by the daemon, `fvfsc` and `fvfsd`'s commands that reach
+//! a running daemon: every request and answer type ([`views`], [`commit`],
+//! [`reports`]), the [`ErrorCode`]s both sides act on, the protocol's constants, the
+//! encodings of paths ([`path`]) and chunk batches ([`batch`]), how answers print for
+//! people ([`show`], [`out`]) and, behind feature `client`, the HTTP [`client`].
+//!
+//! It depends only on `fvfs-cas` (without the pack store) and the node types, so fvfsc
+//! compiles no database.
+
+pub mod batch;
+#[cfg(feature = "client")]
+pub mod client;
+pub mod commit;
+mod error;
+pub mod out;
+pub mod path;
+pub mod reports;
+pub mod show;
+pub mod views;
+
+pub use error::{ErrorBody, ErrorCode};
+
+/// The port the daemon listens on unless configured otherwise.
+pub const DEFAULT_PORT: u16 = 7734;
+
+/// The mDNS service type the daemon announces and clients browse for.
+pub const MDNS_SERVICE: &str = "_fvfs._tcp.local.";

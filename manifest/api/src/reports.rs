@@ -1,0 +1,1 @@
+//! Typed answers of the API routes that are not plain views.
