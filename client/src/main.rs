@@ -24,12 +24,10 @@ use anyhow::{bail, Result};
 use bytes::Bytes;
 use clap::{CommandFactory, Parser, Subcommand};
 use fvfs_api::path::encode_path;
+use fvfs_api::reports::{Backlog, Devices, DiskUsage, Listing, Written};
 use fvfs_api::show;
-use fvfs_api::views::EntryInfo;
 use http_body_util::BodyExt;
 use hyper::Method;
-use serde::Deserialize;
-use serde_json::{json, Value};
 
 use fvfs_api::client::{full, Api, Failure};
 
@@ -244,23 +242,15 @@ fn fs_path(p: &OsString) -> Result<String> {
     Ok(encode_path(bytes))
 }
 
-fn print_json(v: &impl serde::Serialize) -> Result<()> {
-    fvfs_api::outln!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
-}
-
 /// Prints `v` as JSON, or its human form.
-fn show_or_json<T: serde::Serialize>(
-    v: &T,
-    json: bool,
-    human: impl FnOnce(&T) -> String,
-) -> Result<()> {
-    if json {
-        print_json(v)
-    } else {
-        fvfs_api::out!("{}", human(v));
-        Ok(())
-    }
+/// What `fvfsc put -r --json` prints.
+#[derive(serde::Serialize)]
+struct TreePut {
+    version: u64,
+    files: u64,
+    bytes: u64,
+    sent_bytes: u64,
+    skipped: usize,
 }
 
 /// The daemon's API: found by discovery unless `--url` names it.
@@ -293,13 +283,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let q = version
                 .map(|v| format!("?version={}", encode_path(v.as_bytes())))
                 .unwrap_or_default();
-            #[derive(Deserialize, serde::Serialize)]
-            struct Listing {
-                entries: Vec<EntryInfo>,
-            }
             let listing: Listing = api.get(&format!("/v1/ls{}{q}", fs_path(&path)?)).await?;
             if json {
-                print_json(&listing.entries)?;
+                fvfs_api::out::json(&listing.entries);
             } else {
                 let mut out = std::io::stdout().lock();
                 for e in &listing.entries {
@@ -346,8 +332,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     for (p, why) in &s.skipped {
                         eprintln!("fvfsc: skipped {}: {why}", p.display());
                     }
-                    let v = json!({"version": s.version.number, "files": s.files, "bytes": s.bytes, "sent_bytes": s.sent_bytes, "skipped": s.skipped.len()});
-                    if !json {
+                    let tree = TreePut {
+                        version: s.version.number,
+                        files: s.files,
+                        bytes: s.bytes,
+                        sent_bytes: s.sent_bytes,
+                        skipped: s.skipped.len(),
+                    };
+                    if json {
+                        fvfs_api::out::json(&tree);
+                    } else {
                         fvfs_api::outln!(
                             "version {}: {} files, {} ({} sent, the rest already stored); {} skipped",
                             s.version.number,
@@ -357,13 +351,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                             s.skipped.len()
                         );
                     }
-                    if !s.skipped.is_empty() {
-                        if json {
-                            print_json(&v)?;
-                        }
-                        return Ok(ExitCode::from(1));
-                    }
-                    v
+                    return Ok(if s.skipped.is_empty() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    });
                 }
                 (Some(file), None) => {
                     let f = tokio::fs::File::open(&file)
@@ -377,75 +369,30 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 (None, None) => put::put_stream(&api, &dest, None, tokio::io::stdin()).await?,
             };
             if json {
-                print_json(&answer)?;
-            } else if answer.get("files").is_none() {
-                fvfs_api::outln!("version {}: {} bytes", answer["version"], answer["size"]);
+                fvfs_api::out::json(&answer);
+            } else {
+                let size = answer.size.unwrap_or_default();
+                fvfs_api::outln!("version {}: {size} bytes", answer.version);
             }
         }
         Command::Rm { path, recursive } => {
             let q = if recursive { "?recursive=true" } else { "" };
-            let v: Value = api
-                .json(
-                    Method::DELETE,
-                    &format!("/v1/files{}{q}", fs_path(&path)?),
-                    None,
-                )
-                .await?;
-            fvfs_api::outln!("version {}", v["version"]);
+            let path = format!("/v1/files{}{q}", fs_path(&path)?);
+            let v: Written = api.call(Method::DELETE, &path).await?;
+            fvfs_api::outln!("version {}", v.version);
         }
         Command::Status { json } => {
-            let (v, store) = api.status().await?;
-            if json {
-                print_json(&v)?;
-            } else {
-                let d = &v["daemon"];
-                fvfs_api::outln!(
-                    "daemon:      {} (fvfsd {}, node {}, up {} s)",
-                    api.base,
-                    d["version"].as_str().unwrap_or("?"),
-                    d["node_id"].as_str().unwrap_or("?"),
-                    d["uptime_secs"]
-                );
-                fvfs_api::out!("{}", show::status(&store));
-                for t in v["tiers"].as_array().into_iter().flatten() {
-                    fvfs_api::outln!(
-                        "tier {}:  {} in {} chunks, {}, queue {}",
-                        t["name"].as_str().unwrap_or("?"),
-                        show::bytes(t["bytes"].as_u64().unwrap_or(0)),
-                        t["chunks"],
-                        if t["available"] == true {
-                            "available"
-                        } else {
-                            "UNAVAILABLE"
-                        },
-                        t["queue_depth"]
-                    );
-                }
-                for m in v["maintenance"].as_array().into_iter().flatten() {
-                    let total = m["total"].as_u64().unwrap_or(0);
-                    fvfs_api::outln!(
-                        "running:     {} {}: {}{} ({} read)",
-                        m["task"].as_str().unwrap_or("?"),
-                        m["phase"].as_str().unwrap_or("?"),
-                        m["done"].as_u64().unwrap_or(0),
-                        if total > 0 {
-                            format!("/{total}")
-                        } else {
-                            String::new()
-                        },
-                        show::bytes(m["bytes"].as_u64().unwrap_or(0))
-                    );
-                }
-            }
+            let status = api.status().await?;
+            fvfs_api::out::json_or(&status, json, |s| show::daemon_status(&api.base, s))
         }
         Command::Wal { json } => {
-            let v: Value = api.get("/v1/admin/wal").await?;
+            let backlog: Backlog = api.get("/v1/admin/wal").await?;
             if json {
-                print_json(&v)?;
-            } else if v["pending"] == 0 {
+                fvfs_api::out::json(&backlog);
+            } else if backlog.pending == 0 {
                 fvfs_api::outln!("no replication work pending");
             } else {
-                print_json(&v["tiers"])?;
+                fvfs_api::out::json(&backlog.tiers);
             }
         }
         Command::Snapshot { action } => match action {
@@ -454,7 +401,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 api.snapshot_create(&name).await?.number
             ),
             SnapshotAction::List { json } => {
-                show_or_json(&api.snapshots().await?, json, |l| show::snapshots(l))?
+                fvfs_api::out::json_or(&api.snapshots().await?, json, |l| show::snapshots(l))
             }
             SnapshotAction::Delete { name } => {
                 let n = api.snapshot_delete(&name).await?;
@@ -462,57 +409,22 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         },
         Command::Log { limit, json } => {
-            show_or_json(&api.log(limit).await?, json, |l| show::log(l))?
+            fvfs_api::out::json_or(&api.log(limit).await?, json, |l| show::log(l))
         }
         Command::Rollback { version } => {
             let v = api.rollback(&version).await?;
             fvfs_api::outln!("version {}: {}", v.number, v.message);
         }
         Command::Diff { a, b, json } => {
-            show_or_json(&api.diff(&a, &b).await?, json, |l| show::diff(l))?
+            fvfs_api::out::json_or(&api.diff(&a, &b).await?, json, |l| show::diff(l))
         }
         Command::Du { path, json } => {
-            let v: Value = api.get(&format!("/v1/du{}", fs_path(&path)?)).await?;
-            if json {
-                print_json(&v)?;
-            } else {
-                let b = |k: &Value| show::bytes(k.as_u64().unwrap_or(0));
-                fvfs_api::outln!(
-                    "{}\t{} logical in {} files, {} unique after dedup",
-                    v["path"].as_str().unwrap_or("?"),
-                    b(&v["logical_bytes"]),
-                    v["files"],
-                    b(&v["unique_bytes"])
-                );
-                fvfs_api::outln!(
-                    "tiers:\tlocal {}, nas {}, s3 {}",
-                    b(&v["tiers"]["local"]),
-                    b(&v["tiers"]["nas"]),
-                    b(&v["tiers"]["s3"])
-                );
-            }
+            let usage: DiskUsage = api.get(&format!("/v1/du{}", fs_path(&path)?)).await?;
+            fvfs_api::out::json_or(&usage, json, show::du)
         }
         Command::Devices { json } => {
-            let v: Value = api.get("/v1/devices").await?;
-            if json {
-                print_json(&v)?;
-            } else {
-                for d in v["daemons"].as_array().into_iter().flatten() {
-                    fvfs_api::outln!(
-                        "daemon  {}  port {}  {}",
-                        d["name"].as_str().unwrap_or("?"),
-                        d["port"],
-                        d["addresses"]
-                    );
-                }
-                for c in v["clients"].as_array().into_iter().flatten() {
-                    fvfs_api::outln!(
-                        "client  {}  {}",
-                        c["address"].as_str().unwrap_or("?"),
-                        c["agent"].as_str().unwrap_or("?")
-                    );
-                }
-            }
+            let devices: Devices = api.get("/v1/devices").await?;
+            fvfs_api::out::json_or(&devices, json, show::devices)
         }
         Command::Completions { .. } | Command::Mount { .. } | Command::Umount { .. } => {
             unreachable!("handled before the runtime starts")

@@ -23,13 +23,12 @@ use std::sync::{Arc, Mutex};
 use fvfs_api::batch;
 use fvfs_api::commit::{CommitOp, CommitRequest};
 use fvfs_api::path::encode_path;
+use fvfs_api::reports::{Ids, Missing, Written};
 use fvfs_api::views::VersionInfo;
 use fvfs_api::ErrorCode;
 use fvfs_cas::{chunker, frame, ChunkId};
 use fvfs_node::{file_layout, ChunkKind, ChunkRef, FileLayout};
 use hyper::Method;
-use serde::Deserialize;
-use serde_json::json;
 
 use fvfs_api::client::{full, Api, Body, Failure};
 
@@ -46,7 +45,7 @@ pub async fn put_stream(
     dest: &str,
     mode: Option<u32>,
     reader: impl tokio::io::AsyncRead + Send + Unpin + 'static,
-) -> Result<serde_json::Value> {
+) -> Result<Written> {
     let stream = futures::stream::unfold(reader, |mut r| async move {
         use tokio::io::AsyncReadExt;
         let mut buf = vec![0u8; 256 << 10];
@@ -70,11 +69,6 @@ pub async fn put_stream(
         )
         .await?;
     Ok(serde_json::from_slice(&raw)?)
-}
-
-#[derive(Deserialize)]
-struct Missing {
-    missing: Vec<String>,
 }
 
 /// A chunk on its way to the daemon: raw bytes, framed only if the daemon lacks it.
@@ -113,21 +107,14 @@ async fn uploader(api: &Api, mut rx: tokio::sync::mpsc::Receiver<Outgoing>) -> R
 /// Sends whichever of `items` the daemon lacks: framed on the blocking pool, in
 /// requests of about [`BATCH_BYTES`], several in flight.
 async fn offer(api: &Api, items: Vec<Outgoing>) -> Result<u64> {
-    let ids: Vec<String> = items.iter().map(|(id, _, _)| id.to_hex()).collect();
-    let answer: Missing = api
-        .json(
-            Method::POST,
-            "/v1/chunks/missing",
-            Some(&json!({ "ids": ids })),
-        )
-        .await?;
-    let missing: HashSet<String> = answer.missing.into_iter().collect();
+    let ids = Ids {
+        ids: items.iter().map(|(id, _, _)| *id).collect(),
+    };
+    let answer: Missing = api.json(Method::POST, "/v1/chunks/missing", &ids).await?;
+    let missing: HashSet<ChunkId> = answer.missing.into_iter().collect();
     let mut groups: Vec<Vec<Outgoing>> = vec![Vec::new()];
     let mut group_bytes = 0;
-    for item in items
-        .into_iter()
-        .filter(|(id, _, _)| missing.contains(&id.to_hex()))
-    {
+    for item in items.into_iter().filter(|(id, _, _)| missing.contains(id)) {
         group_bytes += item.1.len();
         groups.last_mut().expect("one group").push(item);
         if group_bytes >= BATCH_BYTES {
@@ -405,7 +392,7 @@ pub async fn commit(
 ) -> Result<VersionInfo, fvfs_api::client::Failure> {
     let request = CommitRequest { message, ops };
     let body = serde_json::to_value(&request).expect("commit requests serialise");
-    api.json(Method::POST, "/v1/commit", Some(&body)).await
+    api.json(Method::POST, "/v1/commit", &body).await
 }
 
 /// Uploads the local file `local` (chunked here, only chunks the daemon lacks sent)

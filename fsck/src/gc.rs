@@ -15,10 +15,11 @@
 use std::collections::HashSet;
 
 use futures::StreamExt;
+use fvfs_api::reports::{Freed, GcReport};
 use fvfs_cas::{ChunkId, StoreError};
 use fvfs_manifest::meta::TIER_S3;
 use fvfs_manifest::{Condemned, GcSession, ManifestError, Repo};
-use fvfs_tiering::{Compaction, S3Store};
+use fvfs_tiering::S3Store;
 
 use crate::retention::Retention;
 use crate::walk::{self, Found};
@@ -44,137 +45,13 @@ pub struct Options {
     pub offline: bool,
 }
 
-/// Freed on one tier.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Freed {
-    pub tier: String,
-    pub chunks: u64,
-    pub bytes: u64,
-}
-
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-pub struct Report {
-    pub dry_run: bool,
-    pub versions_kept: usize,
-    /// Numbers of the versions dropped (or, dry, that would be).
-    pub versions_dropped: Vec<u64>,
-    /// Chunks reachable from the kept versions.
-    pub reachable: u64,
-    /// Chunks whose records were removed (or would be).
-    pub chunks_freed: u64,
-    /// Per tier: copies deleted and their stored bytes (for S3, locations forgotten;
-    /// the space comes back with `compaction`).
-    pub tiers: Vec<Freed>,
-    /// Unreachable chunks kept because a writer used them or they are recent.
-    pub kept_recent: u64,
-    /// Chunks an interrupted collection had condemned, finished now.
-    pub resumed: u64,
-    /// Copies that no record named, deleted (offline runs only).
-    pub orphans: u64,
-    /// Copies that could not be deleted (their tombstones stay for the next run).
-    pub failed: Vec<String>,
-    pub compaction: Option<Compaction>,
-    /// Per local or NAS tier: sparse segment files rewritten and the space given back.
-    #[serde(default)]
-    pub segments: Vec<(String, fvfs_cas::Compacted)>,
-    /// Why the S3 step did not run, if it did not.
-    pub s3_skipped: Option<String>,
-}
-
-impl Report {
-    /// Whether everything condemned was deleted and the S3 step ran (when there is S3).
-    pub fn is_complete(&self) -> bool {
-        self.failed.is_empty() && self.s3_skipped.is_none()
-    }
-
-    pub fn render(&self) -> String {
-        use fvfs_api::show::bytes;
-        let would = if self.dry_run { "would be " } else { "" };
-        let mut out = format!(
-            "versions: {} kept, {} {would}dropped{}\n",
-            self.versions_kept,
-            self.versions_dropped.len(),
-            match (self.versions_dropped.first(), self.versions_dropped.last()) {
-                (Some(a), Some(b)) if a != b => format!(" ({a}..{b})"),
-                (Some(a), _) => format!(" ({a})"),
-                _ => String::new(),
-            }
-        );
-        out.push_str(&format!(
-            "chunks: {} reachable, {} {would}freed, {} unreachable but kept (recent or in use)\n",
-            self.reachable, self.chunks_freed, self.kept_recent
-        ));
-        for t in &self.tiers {
-            out.push_str(&format!(
-                "  {}: {} chunks, {} {would}freed\n",
-                t.tier,
-                t.chunks,
-                bytes(t.bytes)
-            ));
-        }
-        if self.resumed > 0 {
-            out.push_str(&format!(
-                "finished {} chunks of an interrupted collection\n",
-                self.resumed
-            ));
-        }
-        if self.orphans > 0 {
-            out.push_str(&format!(
-                "deleted {} stray copies no record named\n",
-                self.orphans
-            ));
-        }
-        if let Some(c) = &self.compaction {
-            out.push_str(&format!(
-                "s3 packs: {} ({}): {} {would}deleted, {} {would}rewritten ({} moved), {} {would}freed\n",
-                c.packs,
-                bytes(c.pack_bytes),
-                c.packs_deleted,
-                c.packs_rewritten,
-                bytes(c.bytes_moved),
-                bytes(c.bytes_freed)
-            ));
-        }
-        for (tier, c) in self.segments.iter().filter(|(_, c)| c.segments > 0) {
-            out.push_str(&format!(
-                "{tier} segments: {} rewritten ({} moved), {} freed\n",
-                c.segments,
-                bytes(c.moved_bytes),
-                bytes(c.freed_bytes)
-            ));
-        }
-        if let Some(why) = &self.s3_skipped {
-            out.push_str(&format!("s3 packs not compacted: {why}\n"));
-        }
-        for f in &self.failed {
-            out.push_str(&format!("not deleted (next gc retries): {f}\n"));
-        }
-        out
-    }
-
-    fn freed(&mut self, tier: &Tier, bytes: u64) {
-        let i = match self.tiers.iter().position(|f| f.tier == tier.name) {
-            Some(i) => i,
-            None => {
-                self.tiers.push(Freed {
-                    tier: tier.name.to_owned(),
-                    ..Freed::default()
-                });
-                self.tiers.len() - 1
-            }
-        };
-        self.tiers[i].chunks += 1;
-        self.tiers[i].bytes += bytes;
-    }
-}
-
 /// Collects garbage in `repo`, whose tiers are `tiers` (warmest first).
 pub async fn collect(
     repo: &Repo,
     tiers: &[Tier],
     opts: &Options,
     progress: &Progress,
-) -> Result<Report, ManifestError> {
+) -> Result<GcReport, ManifestError> {
     let named: HashSet<u64> = repo.snapshots()?.into_iter().map(|(_, n)| n).collect();
     let session = {
         let lock = repo.lock().await;
@@ -186,11 +63,11 @@ pub async fn collect(
         )
         .await?
     };
-    let mut report = Report {
+    let mut report = GcReport {
         dry_run: opts.dry_run,
         versions_kept: session.kept.len(),
         versions_dropped: session.dropped.clone(),
-        ..Report::default()
+        ..GcReport::default()
     };
     for t in tiers {
         report.tiers.push(Freed {
@@ -248,7 +125,7 @@ pub async fn finish_interrupted(repo: &Repo, tiers: &[Tier]) -> Result<u64, Mani
         repo.gc_begin(&lock, everything, 0, true).await?
     };
     let leftover = repo.gc_tombstones(&session)?;
-    let mut report = Report::default();
+    let mut report = GcReport::default();
     let n = leftover.chunks.len() as u64;
     bury(repo, tiers, leftover, &mut report).await?;
     for f in &report.failed {
@@ -308,7 +185,7 @@ async fn sweep(
     marked: &HashSet<ChunkId>,
     opts: &Options,
     progress: &Progress,
-    report: &mut Report,
+    report: &mut GcReport,
 ) -> Result<(), ManifestError> {
     let mut after: Option<ChunkId> = None;
     loop {
@@ -330,7 +207,7 @@ async fn sweep(
                 }
                 report.chunks_freed += 1;
                 for t in tiers.iter().filter(|t| r.tiers & t.bit != 0) {
-                    report.freed(t, u64::from(r.stored_len));
+                    freed(report, t, u64::from(r.stored_len));
                 }
             }
             continue;
@@ -349,7 +226,7 @@ async fn bury(
     repo: &Repo,
     tiers: &[Tier],
     condemned: Condemned,
-    report: &mut Report,
+    report: &mut GcReport,
 ) -> Result<(), ManifestError> {
     let results: Vec<_> = futures::stream::iter(condemned.chunks)
         .map(|(id, r)| async move {
@@ -372,7 +249,7 @@ async fn bury(
             continue;
         }
         for t in tiers.iter().filter(|t| r.tiers & t.bit != 0) {
-            report.freed(t, u64::from(r.stored_len));
+            freed(report, t, u64::from(r.stored_len));
         }
         done.push(id);
     }
@@ -437,7 +314,7 @@ async fn compact(
     repo: &Repo,
     s3: &S3Store,
     opts: &Options,
-    report: &mut Report,
+    report: &mut GcReport,
 ) -> Result<(), ManifestError> {
     if !opts.dry_run {
         let dropped = repo.gc_dropped_unpublished()?;
@@ -454,29 +331,18 @@ async fn compact(
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_report_names_the_pack_count_once() {
-        let report = Report {
-            compaction: Some(Compaction {
-                packs: 7,
-                pack_bytes: 3 << 20,
-                packs_deleted: 2,
-                packs_rewritten: 1,
-                bytes_freed: 1 << 20,
-                bytes_moved: 1 << 10,
-            }),
-            ..Report::default()
-        };
-        let text = report.render();
-        assert!(
-            text.contains(
-                "s3 packs: 7 (3.00 MiB): 2 deleted, 1 rewritten (1.00 KiB moved), 1.00 MiB freed\n"
-            ),
-            "{text}"
-        );
-    }
+/// Counts one copy of `bytes` deleted from `tier`.
+fn freed(report: &mut GcReport, tier: &Tier, bytes: u64) {
+    let i = match report.tiers.iter().position(|f| f.tier == tier.name) {
+        Some(i) => i,
+        None => {
+            report.tiers.push(Freed {
+                tier: tier.name.to_owned(),
+                ..Freed::default()
+            });
+            report.tiers.len() - 1
+        }
+    };
+    report.tiers[i].chunks += 1;
+    report.tiers[i].bytes += bytes;
 }

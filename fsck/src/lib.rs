@@ -16,6 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use futures::StreamExt;
+use fvfs_api::reports::{FsckReport, Problem, StoreProblem};
 use fvfs_cas::{ChunkId, ChunkStore, StoreError};
 use fvfs_manifest::meta::TIER_S3;
 use fvfs_manifest::node::{self, Node};
@@ -57,119 +58,11 @@ pub struct Options {
     pub repair: bool,
 }
 
-/// What is wrong with one chunk, and where it is used.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Problem {
-    pub id: ChunkId,
-    pub what: String,
-    /// The first path found that uses the chunk.
-    pub path: String,
-    /// The tier concerned, if the problem is a tier's copy.
-    #[serde(default)]
-    pub tier: Option<String>,
-    /// Whether `repair` fixed it.
-    #[serde(default)]
-    pub repaired: bool,
-}
-
-/// What is wrong with a tier's own bookkeeping.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct StoreProblem {
-    pub tier: String,
-    pub what: String,
-    /// The first path found that uses the chunk concerned, if the problem is one
-    /// chunk's and a checked version reaches it.
-    #[serde(default)]
-    pub path: Option<String>,
-    /// Whether `repair` rebuilt the bookkeeping from the data.
-    pub repaired: bool,
-}
-
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-pub struct Report {
-    pub versions: usize,
-    pub nodes: u64,
-    pub data_chunks: u64,
-    pub data_bytes_read: u64,
-    pub problems: Vec<Problem>,
-    /// Problems with a tier's own bookkeeping (a pack store's index), one line each.
-    #[serde(default)]
-    pub stores: Vec<StoreProblem>,
-    /// Copies a tier holds durably though the chunk's bitmask does not claim them (a
-    /// crash between a copy and its bit, or between a bit cleared and the copy's
-    /// deletion): harmless, so not problems; with `repair` they are claimed.
-    #[serde(default)]
-    pub unclaimed: u64,
-    /// Of those, claimed by `repair` (bit set, queue entry gone).
-    #[serde(default)]
-    pub claimed: u64,
-    /// Every tree node reached (recovery marks them as nodes); not part of the report.
-    #[serde(skip)]
+/// What [`check`] found, and every tree node it reached (recovery marks them as
+/// nodes).
+pub struct Checked {
+    pub report: FsckReport,
     pub node_ids: Vec<ChunkId>,
-}
-
-impl Report {
-    /// No problem left unrepaired.
-    pub fn is_clean(&self) -> bool {
-        self.problems.iter().all(|p| p.repaired) && self.stores.iter().all(|p| p.repaired)
-    }
-
-    /// The problems, one line each, then the summary line.
-    pub fn render(&self) -> String {
-        let mut out: String = self
-            .stores
-            .iter()
-            .map(|p| {
-                let fixed = if p.repaired { "repaired" } else { "problem" };
-                let used = p
-                    .path
-                    .as_deref()
-                    .map(|path| format!(" (used by {path})"))
-                    .unwrap_or_default();
-                format!("{fixed}: {}: {}{used}\n", p.tier, p.what)
-            })
-            .collect();
-        out += &self
-            .problems
-            .iter()
-            .map(|p| {
-                let tier = p
-                    .tier
-                    .as_deref()
-                    .map(|t| format!("{t}: "))
-                    .unwrap_or_default();
-                let fixed = if p.repaired { "repaired" } else { "problem" };
-                format!(
-                    "{fixed}: {tier}{} (chunk {}, used by {})\n",
-                    p.what, p.id, p.path
-                )
-            })
-            .collect::<String>();
-        let read = if self.data_bytes_read > 0 {
-            format!(
-                " ({} read and verified)",
-                fvfs_api::show::bytes(self.data_bytes_read)
-            )
-        } else {
-            String::new()
-        };
-        let repaired = self.problems.iter().filter(|p| p.repaired).count()
-            + self.stores.iter().filter(|p| p.repaired).count();
-        if self.unclaimed > 0 {
-            out.push_str(&format!(
-                "{} copies held by a tier whose bit did not claim them, {} claimed now\n",
-                self.unclaimed, self.claimed
-            ));
-        }
-        out.push_str(&format!(
-            "checked {} versions: {} tree nodes, {} data chunks{read}; {} problems, {repaired} repaired\n",
-            self.versions,
-            self.nodes,
-            self.data_chunks,
-            self.problems.len() + self.stores.len() - repaired,
-        ));
-        out
-    }
 }
 
 /// The versions fsck looks at: `version` alone if given, every one with `all`, else
@@ -216,10 +109,10 @@ pub async fn check(
     versions: &[Version],
     opts: Options,
     progress: &Arc<Progress>,
-) -> Result<Report, ManifestError> {
-    let mut report = Report {
+) -> Result<Checked, ManifestError> {
+    let mut report = FsckReport {
         versions: versions.len(),
-        ..Report::default()
+        ..FsckReport::default()
     };
     // Walk: every reachable chunk once, with the first path using it.
     let mut seen: HashMap<ChunkId, String> = HashMap::new();
@@ -312,8 +205,10 @@ pub async fn check(
         }
     }
     report.problems.sort_by(|a, b| a.path.cmp(&b.path));
-    report.node_ids = nodes.into_iter().collect();
-    Ok(report)
+    Ok(Checked {
+        report,
+        node_ids: nodes.into_iter().collect(),
+    })
 }
 
 /// Checks `chunks` in [`CONCURRENCY`] tasks of their own: store reads block their
@@ -325,7 +220,7 @@ async fn check_all(
     opts: Options,
     listed: Option<Arc<HashSet<[u8; 32]>>>,
     progress: &Arc<Progress>,
-) -> Result<Vec<Checked>, ManifestError> {
+) -> Result<Vec<ChunkChecked>, ManifestError> {
     let queue = Arc::new(std::sync::Mutex::new(chunks.into_iter()));
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..CONCURRENCY {
@@ -398,7 +293,7 @@ async fn read_ahead(tiers: &[Tier], batch: &[(ChunkId, String)], opts: Options) 
 type Read = HashMap<ChunkId, Result<fvfs_cas::Loaded, StoreError>>;
 
 /// What checking one chunk found.
-struct Checked {
+struct ChunkChecked {
     id: ChunkId,
     problems: Vec<Problem>,
     bytes: u64,
@@ -415,8 +310,8 @@ async fn check_chunk(
     opts: Options,
     listed: Option<&HashSet<[u8; 32]>>,
     read: &mut [Read],
-) -> Result<Checked, ManifestError> {
-    let mut checked = Checked {
+) -> Result<ChunkChecked, ManifestError> {
+    let mut checked = ChunkChecked {
         id,
         problems: Vec::new(),
         bytes: 0,

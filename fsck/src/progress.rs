@@ -5,17 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-/// What a task is doing now.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Snapshot {
-    pub task: String,
-    pub phase: String,
-    /// Items done in this phase, out of `total` (0: not known in advance).
-    pub done: u64,
-    pub total: u64,
-    /// Bytes read and verified so far, over all phases.
-    pub bytes: u64,
-}
+use fvfs_api::reports::TaskProgress;
 
 pub struct Progress {
     task: &'static str,
@@ -45,9 +35,9 @@ impl Progress {
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    pub fn snapshot(&self) -> Snapshot {
+    pub fn snapshot(&self) -> TaskProgress {
         let (phase, total) = self.phase.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        Snapshot {
+        TaskProgress {
             task: self.task.to_owned(),
             phase,
             done: self.done.load(Ordering::Relaxed),

@@ -22,6 +22,7 @@
 //! - Directories are created writable and get their real mode and mtime last, deepest
 //!   first, so read-only directories and their mtimes come out right.
 
+use fvfs_api::reports::Outcome;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions, Permissions};
@@ -37,8 +38,6 @@ use fvfs_cas::{platform, ChunkId, StoreError};
 use fvfs_manifest::{lookup, path, Entry, EntryKind, Repo};
 use fvfs_tiering::S3Store;
 use rustix::fs::{AtFlags, Timespec, Timestamps, CWD};
-
-use crate::report::Outcome;
 
 /// Files in one window of the plan.
 const MAX_FILES: usize = 20_000;

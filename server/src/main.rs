@@ -134,20 +134,22 @@ async fn local(home: &home::Home, config: &config::Config, command: Command) -> 
         Command::Token | Command::ConvertStore => {
             unreachable!("answered before the store is opened")
         }
-        Command::Migrate(args) => return Ok(migrate::run(repo, args).await?.report("skipped")),
+        Command::Migrate(args) => {
+            return Ok(report::outcome(&migrate::run(repo, args).await?, "skipped"))
+        }
         Command::Snapshot { action } => match action {
             SnapshotAction::Create { name } => {
                 let v = repo.lock().await.snapshot_create(&name).await?;
                 fvfs_api::outln!("snapshot {name} = version {}", v.number);
             }
-            SnapshotAction::List { json } => report::snapshots(&repo.snapshot_infos()?, json)?,
+            SnapshotAction::List { json } => report::snapshots(&repo.snapshot_infos()?, json),
             SnapshotAction::Delete { name } => {
                 let n = repo.lock().await.snapshot_delete(&name)?;
                 fvfs_api::outln!("deleted snapshot {name} (version {n} stays in the log)");
             }
         },
         Command::Log { limit, json } => {
-            report::log(&repo.log_info(limit.unwrap_or(usize::MAX))?, json)?
+            report::log(&repo.log_info(limit.unwrap_or(usize::MAX))?, json)
         }
         Command::Rollback { version } => {
             let target = repo.resolve(&version)?;
@@ -158,7 +160,7 @@ async fn local(home: &home::Home, config: &config::Config, command: Command) -> 
                 target.number
             );
         }
-        Command::Diff { a, b, json } => report::diff(&repo.diff_info(&a, &b).await?, json)?,
+        Command::Diff { a, b, json } => report::diff(&repo.diff_info(&a, &b).await?, json),
         Command::Export(args) => {
             let s3 = home.s3();
             let outcome = export::run(repo, s3.as_deref(), args).await;
@@ -167,9 +169,9 @@ async fn local(home: &home::Home, config: &config::Config, command: Command) -> 
             if let Some(tiers) = home.tiers() {
                 tiers.record_reads(repo).await?;
             }
-            return Ok(outcome?.report("not exported"));
+            return Ok(report::outcome(&outcome?, "not exported"));
         }
-        Command::Status { json } => report::status(&repo.status_info()?, &where_, json)?,
+        Command::Status { json } => report::status(&repo.status_info()?, &where_, json),
         Command::Recover {
             from_s3: _,
             rehydrate,
@@ -194,8 +196,8 @@ async fn local(home: &home::Home, config: &config::Config, command: Command) -> 
             let tiers = home.fsck_tiers();
             let repo = home.repo_arc();
             let work = fvfs_fsck::check(&repo, &tiers, &versions, opts, &progress);
-            let report = progress::with_bar(&progress, work).await?;
-            return Ok(report::fsck(&report));
+            let checked = progress::with_bar(&progress, work).await?;
+            return Ok(report::fsck(&checked.report));
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
+use fvfs_api::reports::{self, ClientSeen, DaemonSeen};
 use fvfs_api::MDNS_SERVICE as SERVICE;
 use mdns_sd::{ServiceDaemon, ServiceEvent, ServiceInfo};
-use serde::Serialize;
 
 fn now() -> u64 {
     SystemTime::now()
@@ -18,29 +18,11 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-#[derive(Clone, Debug, Serialize)]
-pub struct Daemon {
-    pub name: String,
-    pub host: String,
-    pub addresses: Vec<IpAddr>,
-    pub port: u16,
-    pub version: Option<String>,
-    pub node_id: Option<String>,
-    pub last_seen: u64,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct Client {
-    pub address: IpAddr,
-    pub agent: String,
-    pub last_seen: u64,
-}
-
 /// Daemons seen over mDNS and clients seen over HTTP.
 #[derive(Default)]
 pub struct Devices {
-    daemons: Mutex<BTreeMap<String, Daemon>>,
-    clients: Mutex<BTreeMap<IpAddr, Client>>,
+    daemons: Mutex<BTreeMap<String, DaemonSeen>>,
+    clients: Mutex<BTreeMap<IpAddr, ClientSeen>>,
 }
 
 impl Devices {
@@ -51,7 +33,7 @@ impl Devices {
             .unwrap_or_else(|p| p.into_inner())
             .insert(
                 address,
-                Client {
+                ClientSeen {
                     address,
                     agent,
                     last_seen: now(),
@@ -59,22 +41,22 @@ impl Devices {
             );
     }
 
-    pub fn list(&self) -> serde_json::Value {
-        let daemons: Vec<Daemon> = self
+    pub fn list(&self) -> reports::Devices {
+        let daemons: Vec<DaemonSeen> = self
             .daemons
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .values()
             .cloned()
             .collect();
-        let clients: Vec<Client> = self
+        let clients: Vec<ClientSeen> = self
             .clients
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .values()
             .cloned()
             .collect();
-        serde_json::json!({"daemons": daemons, "clients": clients})
+        reports::Devices { daemons, clients }
     }
 }
 
@@ -158,7 +140,7 @@ impl Announcement {
                 let mut daemons = devices.daemons.lock().unwrap_or_else(|p| p.into_inner());
                 match event {
                     ServiceEvent::ServiceResolved(s) => {
-                        let d = Daemon {
+                        let d = DaemonSeen {
                             name: s.get_fullname().to_owned(),
                             host: s.host.clone(),
                             addresses: s.get_addresses().iter().map(|a| a.to_ip_addr()).collect(),

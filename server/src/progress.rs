@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fvfs_fsck::progress::Snapshot;
+use fvfs_api::reports::TaskProgress;
 use fvfs_fsck::Progress;
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 
@@ -19,7 +19,7 @@ pub async fn with_bar<T>(progress: &Progress, work: impl Future<Output = T>) -> 
 pub async fn with_bar_from<T, F, Fut>(mut source: F, work: impl Future<Output = T>) -> T
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Option<Snapshot>>,
+    Fut: Future<Output = Option<TaskProgress>>,
 {
     use std::io::IsTerminal;
     if !std::io::stderr().is_terminal() {
@@ -71,7 +71,7 @@ impl Running {
         }
     }
 
-    pub fn snapshots(&self) -> Vec<Snapshot> {
+    pub fn snapshots(&self) -> Vec<TaskProgress> {
         self.list().iter().map(|p| p.snapshot()).collect()
     }
 }

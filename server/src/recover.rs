@@ -50,8 +50,8 @@ pub async fn run(home: &Home, config: &Config, rehydrate: bool) -> Result<ExitCo
     let nodes = with_bar(&progress, fetch_trees(repo, roots, |b| progress.add(1, b))).await;
     let (arc, fsck_tiers) = (home.repo_arc(), home.fsck_tiers());
     let work = fvfs_fsck::check(&arc, &fsck_tiers, &versions, Default::default(), &progress);
-    let report = with_bar(&progress, work).await?;
-    repo.restore_mark_nodes(&report.node_ids)?;
+    let checked = with_bar(&progress, work).await?;
+    repo.restore_mark_nodes(&checked.node_ids)?;
     if rehydrate {
         progress.phase("rehydrating the local tier", found.len() as u64);
         with_bar(&progress, rehydrate_all(repo, &found, &progress)).await?;
@@ -72,10 +72,10 @@ pub async fn run(home: &Home, config: &Config, rehydrate: bool) -> Result<ExitCo
         started.elapsed().as_secs_f64(),
         s3.requests(),
     );
-    if report.is_clean() {
+    if checked.report.is_clean() {
         return Ok(ExitCode::SUCCESS);
     }
-    fvfs_api::out!("{}", report.render());
+    fvfs_api::out!("{}", fvfs_api::show::fsck(&checked.report));
     fvfs_api::outln!("some versions are incomplete in S3; the paths above cannot be read");
     Ok(ExitCode::from(1))
 }

@@ -8,11 +8,12 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use fvfs_api::client::Api;
+use fvfs_api::reports::{FsckReport, GcReport, Outcome, TaskProgress};
 use hyper::Method;
 
 use crate::cli::{Command, SnapshotAction};
 use crate::home::DAEMON_INFO;
-use crate::report::{self, Outcome};
+use crate::report;
 
 /// Runs `command` through the daemon that holds the store in `dir`; `busy` is the
 /// lock error, reported as is when no daemon answers.
@@ -50,37 +51,25 @@ async fn through(api: &Api, command: Command) -> Result<ExitCode> {
             anyhow::bail!("a daemon serves this store at {}: recover rebuilds a lost store, stop the daemon and use an empty data directory", api.base)
         }
         Command::Migrate(args) => {
-            let outcome: Outcome = api
-                .json(
-                    Method::POST,
-                    "/v1/admin/migrate",
-                    Some(&serde_json::to_value(&args)?),
-                )
-                .await?;
-            return Ok(outcome.report("skipped"));
+            let outcome: Outcome = api.json(Method::POST, "/v1/admin/migrate", &args).await?;
+            return Ok(report::outcome(&outcome, "skipped"));
         }
         Command::Export(args) => {
-            let outcome: Outcome = api
-                .json(
-                    Method::POST,
-                    "/v1/admin/export",
-                    Some(&serde_json::to_value(&args)?),
-                )
-                .await?;
-            return Ok(outcome.report("not exported"));
+            let outcome: Outcome = api.json(Method::POST, "/v1/admin/export", &args).await?;
+            return Ok(report::outcome(&outcome, "not exported"));
         }
         Command::Snapshot { action } => match action {
             SnapshotAction::Create { name } => fvfs_api::outln!(
                 "snapshot {name} = version {}",
                 api.snapshot_create(&name).await?.number
             ),
-            SnapshotAction::List { json } => report::snapshots(&api.snapshots().await?, json)?,
+            SnapshotAction::List { json } => report::snapshots(&api.snapshots().await?, json),
             SnapshotAction::Delete { name } => {
                 let n = api.snapshot_delete(&name).await?;
                 fvfs_api::outln!("deleted snapshot {name} (version {n} stays in the log)");
             }
         },
-        Command::Log { limit, json } => report::log(&api.log(limit).await?, json)?,
+        Command::Log { limit, json } => report::log(&api.log(limit).await?, json),
         Command::Rollback { version } => {
             let target = api.version(&version).await?;
             let v = api.rollback(&version).await?;
@@ -90,16 +79,16 @@ async fn through(api: &Api, command: Command) -> Result<ExitCode> {
                 target.number
             );
         }
-        Command::Diff { a, b, json } => report::diff(&api.diff(&a, &b).await?, json)?,
+        Command::Diff { a, b, json } => report::diff(&api.diff(&a, &b).await?, json),
         Command::Status { json } => report::status(
-            &api.status().await?.1,
+            &api.status().await?.store,
             &format!("served by {}", api.base),
             json,
-        )?,
+        ),
         Command::Gc(args) => {
             let path = format!("/v1/admin/gc?{}", args.to_query());
-            let work = api.json(Method::POST, &path, None);
-            let report: fvfs_fsck::gc::Report =
+            let work = api.call(Method::POST, &path);
+            let report: GcReport =
                 crate::progress::with_bar_from(|| running(api, "gc"), work).await?;
             return Ok(report::gc(&report));
         }
@@ -114,8 +103,8 @@ async fn through(api: &Api, command: Command) -> Result<ExitCode> {
                 .unwrap_or_default();
             let path =
                 format!("/v1/admin/fsck?read_data={read_data}&all={all}&repair={repair}{version}");
-            let work = api.json(Method::POST, &path, None);
-            let report: fvfs_fsck::Report =
+            let work = api.call(Method::POST, &path);
+            let report: FsckReport =
                 crate::progress::with_bar_from(|| running(api, "fsck"), work).await?;
             return Ok(report::fsck(&report));
         }
@@ -124,11 +113,7 @@ async fn through(api: &Api, command: Command) -> Result<ExitCode> {
 }
 
 /// The daemon's progress of a running `task`, from its status.
-async fn running(api: &Api, task: &str) -> Option<fvfs_fsck::progress::Snapshot> {
-    let (status, _) = api.status().await.ok()?;
-    status["maintenance"]
-        .as_array()?
-        .iter()
-        .filter_map(|m| serde_json::from_value::<fvfs_fsck::progress::Snapshot>(m.clone()).ok())
-        .find(|m| m.task == task)
+async fn running(api: &Api, task: &str) -> Option<TaskProgress> {
+    let status = api.status().await.ok()?;
+    status.maintenance.into_iter().find(|m| m.task == task)
 }

@@ -15,10 +15,10 @@
 
 use std::sync::Arc;
 
+use fvfs_api::reports::Evicted;
 use fvfs_cas::{ChunkId, ChunkStore};
 use fvfs_manifest::meta::TIER_NAS;
 use fvfs_manifest::{recent_accesses, Repo};
-use serde::Serialize;
 
 use crate::TieredStore;
 
@@ -38,17 +38,6 @@ pub struct EvictTier {
     pub bit: u8,
     pub store: Arc<dyn ChunkStore>,
     pub marks: (u64, u64),
-}
-
-/// What one run freed on one tier.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Evicted {
-    pub tier: &'static str,
-    pub chunks: u64,
-    pub bytes: u64,
-    /// Bytes the tier held before and after.
-    pub before: u64,
-    pub after: u64,
 }
 
 pub struct Evictor {
@@ -112,7 +101,7 @@ impl Evictor {
     async fn evict(&self, tier: &EvictTier) -> Result<Evicted, String> {
         let before = self.held(tier.bit)?;
         let mut done = Evicted {
-            tier: tier.name,
+            tier: tier.name.to_owned(),
             before,
             after: before,
             ..Evicted::default()

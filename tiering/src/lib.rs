@@ -17,5 +17,5 @@ mod tiered;
 pub use evict::Evictor;
 pub use nas::{prepare as prepare_nas, NasStore};
 pub use replicate::{FlushPolicy, Replicator};
-pub use s3::{Bucket, Compaction, S3Settings, S3Store};
+pub use s3::{Bucket, S3Settings, S3Store};
 pub use tiered::TieredStore;

@@ -83,7 +83,7 @@ async fn main() {
     for _ in 0..21 {
         let t = Instant::now();
         let v: serde_json::Value = api
-            .json(Method::POST, "/v1/chunks/missing", Some(&body))
+            .json(Method::POST, "/v1/chunks/missing", &body)
             .await
             .expect("missing");
         times.push(t.elapsed());
@@ -115,7 +115,7 @@ async fn main() {
     })
     .expect("json");
     let _: serde_json::Value = api
-        .json(Method::POST, "/v1/commit", Some(&commit))
+        .json(Method::POST, "/v1/commit", &commit)
         .await
         .expect("commit");
     let mut times = Vec::new();

@@ -12,6 +12,7 @@ use futures::FutureExt;
 use fvfs_api::batch;
 use fvfs_api::client::{full, Api, Failure};
 use fvfs_api::commit::CommitOp;
+use fvfs_api::reports::Ids;
 use fvfs_api::views::{SnapshotInfo, VersionInfo};
 use fvfs_api::ErrorCode;
 use fvfs_cas::{frame, ChunkId};
@@ -202,8 +203,8 @@ impl Remote {
 
     /// Chunks fetched in one `POST /v1/chunks/read`, each verified, into the cache.
     async fn read_many(&self, ids: &[ChunkId]) -> Result<(), Errno> {
-        let body =
-            serde_json::to_vec(&serde_json::json!({ "ids": ids })).map_err(|_| Errno::EIO)?;
+        let ids = Ids { ids: ids.to_vec() };
+        let body = serde_json::to_vec(&ids).map_err(|_| Errno::EIO)?;
         let answer = self
             .timed(self.api.bytes(
                 Method::POST,

@@ -14,9 +14,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use crate::path::encode_path;
-use crate::views::{ChangeInfo, SnapshotInfo, StatusInfo, VersionInfo};
+use crate::reports::{Rollback, SnapshotCreate, SnapshotDeleted, Status};
+use crate::views::{ChangeInfo, SnapshotInfo, VersionInfo};
 use crate::{ErrorBody, ErrorCode};
 
 pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
@@ -148,38 +150,44 @@ impl Api {
             .map_err(|e| Failure::Protocol(e.to_string()))
     }
 
-    /// A JSON request (`body` serialised unless `None`) and its JSON answer.
-    pub async fn json<T: DeserializeOwned>(
+    /// A JSON request with `body` and its JSON answer.
+    pub async fn json<T: DeserializeOwned, B: Serialize + ?Sized>(
         &self,
         method: Method,
         path: &str,
-        body: Option<&serde_json::Value>,
+        body: &B,
     ) -> Result<T, Failure> {
-        let (body, ct) = match body {
-            Some(b) => (
-                full(serde_json::to_vec(b).expect("JSON values serialise")),
-                Some("application/json"),
-            ),
-            None => (full(Bytes::new()), None),
-        };
-        let raw = self.bytes(method, path, body, ct).await?;
-        serde_json::from_slice(&raw).map_err(|e| Failure::Protocol(format!("{path}: {e}")))
+        let body = serde_json::to_vec(body).map_err(|e| Failure::Protocol(e.to_string()))?;
+        let raw = self
+            .bytes(method, path, full(body), Some("application/json"))
+            .await?;
+        decode(path, &raw)
+    }
+
+    /// A request without a body and its JSON answer.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+    ) -> Result<T, Failure> {
+        let raw = self.bytes(method, path, full(Bytes::new()), None).await?;
+        decode(path, &raw)
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Failure> {
-        self.json(Method::GET, path, None).await
+        self.call(Method::GET, path).await
     }
+}
+
+fn decode<T: DeserializeOwned>(path: &str, raw: &[u8]) -> Result<T, Failure> {
+    serde_json::from_slice(raw).map_err(|e| Failure::Protocol(format!("{path}: {e}")))
 }
 
 /// The typed calls that both fvfsc and fvfsd (through a running daemon) make.
 impl Api {
     pub async fn snapshot_create(&self, name: &str) -> Result<VersionInfo, Failure> {
-        self.json(
-            Method::POST,
-            "/v1/snapshots",
-            Some(&serde_json::json!({ "name": name })),
-        )
-        .await
+        let body = SnapshotCreate { name: name.into() };
+        self.json(Method::POST, "/v1/snapshots", &body).await
     }
 
     pub async fn snapshots(&self) -> Result<Vec<SnapshotInfo>, Failure> {
@@ -188,16 +196,9 @@ impl Api {
 
     /// Deletes a snapshot name; returns the version it named.
     pub async fn snapshot_delete(&self, name: &str) -> Result<u64, Failure> {
-        let v: serde_json::Value = self
-            .json(
-                Method::DELETE,
-                &format!("/v1/snapshots/{}", encode_path(name.as_bytes())),
-                None,
-            )
-            .await?;
-        v["version"]
-            .as_u64()
-            .ok_or_else(|| Failure::Protocol("snapshot delete: no version".into()))
+        let path = format!("/v1/snapshots/{}", encode_path(name.as_bytes()));
+        let gone: SnapshotDeleted = self.call(Method::DELETE, &path).await?;
+        Ok(gone.version)
     }
 
     pub async fn log(&self, limit: Option<usize>) -> Result<Vec<VersionInfo>, Failure> {
@@ -211,12 +212,8 @@ impl Api {
     }
 
     pub async fn rollback(&self, to: &str) -> Result<VersionInfo, Failure> {
-        self.json(
-            Method::POST,
-            "/v1/rollback",
-            Some(&serde_json::json!({ "to": to })),
-        )
-        .await
+        let body = Rollback { to: to.into() };
+        self.json(Method::POST, "/v1/rollback", &body).await
     }
 
     pub async fn diff(&self, a: &str, b: &str) -> Result<Vec<ChangeInfo>, Failure> {
@@ -228,11 +225,7 @@ impl Api {
         .await
     }
 
-    /// The whole status answer, and its store part.
-    pub async fn status(&self) -> Result<(serde_json::Value, StatusInfo), Failure> {
-        let v: serde_json::Value = self.get("/v1/status").await?;
-        let store = serde_json::from_value(v["store"].clone())
-            .map_err(|e| Failure::Protocol(format!("status: {e}")))?;
-        Ok((v, store))
+    pub async fn status(&self) -> Result<Status, Failure> {
+        self.get("/v1/status").await
     }
 }

@@ -22,6 +22,25 @@ pub fn write(args: Arguments<'_>) {
     }
 }
 
+/// Prints `value` as pretty JSON, or its human form (`human`).
+pub fn json_or<T: serde::Serialize + ?Sized>(
+    value: &T,
+    json: bool,
+    human: impl FnOnce(&T) -> String,
+) {
+    if json {
+        let text = serde_json::to_string_pretty(value).expect("API values serialise");
+        write(format_args!("{text}\n"));
+    } else {
+        write(format_args!("{}", human(value)));
+    }
+}
+
+/// Prints `value` as pretty JSON.
+pub fn json<T: serde::Serialize + ?Sized>(value: &T) {
+    json_or(value, true, |_| String::new());
+}
+
 /// Exits quietly with [`CLOSED_PIPE`] if an error's chain of causes (`anyhow`'s
 /// `chain()`) holds a closed pipe.
 pub fn quiet_on_closed_pipe<'a>(chain: impl IntoIterator<Item = &'a (dyn Error + 'static)>) {

@@ -14,6 +14,7 @@ mod ingest;
 mod pipeline;
 mod walk;
 
+use fvfs_api::reports::Outcome;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -22,7 +23,6 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{bail, Context, Result};
 use fvfs_manifest::{path, Pending, Repo, TreeEdit, VersionKind};
 
-use crate::report::Outcome;
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 
 use ingest::{Counters, Ingest};

@@ -1,13 +1,13 @@
 //! Status, devices, administration and metrics routes.
 
-use fvfs_api::ErrorCode;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use fvfs_api::reports::{Backlog, DaemonInfo, Eviction, Flushed, Status, TierStatus};
+use fvfs_api::ErrorCode;
 use fvfs_manifest::meta::{TIER_LOCAL, TIER_NAS};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use serde_json::json;
 
 use super::http::{full, ok, ApiError, Body};
 use super::store::json_body;
@@ -16,52 +16,56 @@ use crate::{export, migrate};
 
 /// The tiers this daemon runs: the local one, always available with nothing queued,
 /// then each colder tier with its availability and replication queue.
-fn tiers(state: &State) -> Result<serde_json::Value, ApiError> {
+fn tiers(state: &State) -> Result<Vec<TierStatus>, ApiError> {
     let t = state.repo.totals()?;
     let (local_chunks, local_bytes) = t.local();
-    let mut tiers = vec![json!({
-        "name": "local",
-        "bit": TIER_LOCAL,
-        "chunks": local_chunks,
-        "bytes": local_bytes,
-        "high_watermark_bytes": state.watermarks.map(|w| w.0),
-        "low_watermark_bytes": state.watermarks.map(|w| w.1),
-        "available": true,
-        "queue_depth": 0,
-    })];
+    let mut tiers = vec![TierStatus {
+        name: "local".into(),
+        bit: TIER_LOCAL,
+        chunks: local_chunks,
+        bytes: local_bytes,
+        high_watermark_bytes: state.watermarks.map(|w| w.0),
+        low_watermark_bytes: state.watermarks.map(|w| w.1),
+        available: true,
+        queue_depth: 0,
+        oldest_age_secs: None,
+        last_error: None,
+    }];
     for r in &state.replicators {
         let q = r
             .status(&state.repo)
             .map_err(|e| ApiError::new(ErrorCode::DbError, e))?;
-        tiers.push(json!({
-            "name": r.name,
-            "bit": r.bit,
-            "chunks": if r.bit == TIER_NAS { t.nas_chunks } else { t.s3_chunks },
-            "bytes": if r.bit == TIER_NAS { t.nas_bytes } else { t.s3_bytes },
-            "high_watermark_bytes": (r.bit == TIER_NAS).then_some(state.nas_watermarks.map(|w| w.0)).flatten(),
-            "low_watermark_bytes": (r.bit == TIER_NAS).then_some(state.nas_watermarks.map(|w| w.1)).flatten(),
-            "available": r.available(),
-            "queue_depth": q.pending,
-            "oldest_age_secs": q.oldest_age_secs,
-            "last_error": r.last_error().or(q.last_error),
-        }));
+        let nas = r.bit == TIER_NAS;
+        let marks = if nas { state.nas_watermarks } else { None };
+        tiers.push(TierStatus {
+            name: r.name.into(),
+            bit: r.bit,
+            chunks: if nas { t.nas_chunks } else { t.s3_chunks },
+            bytes: if nas { t.nas_bytes } else { t.s3_bytes },
+            high_watermark_bytes: marks.map(|w| w.0),
+            low_watermark_bytes: marks.map(|w| w.1),
+            available: r.available(),
+            queue_depth: q.pending,
+            oldest_age_secs: q.oldest_age_secs,
+            last_error: r.last_error().or(q.last_error),
+        });
     }
-    Ok(serde_json::Value::Array(tiers))
+    Ok(tiers)
 }
 
 pub async fn status(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
-    ok(&json!({
-        "daemon": {
-            "version": env!("CARGO_PKG_VERSION"),
-            "node_id": state.node_id,
-            "listen": state.listen.to_string(),
-            "auth": state.token.is_some(),
-            "uptime_secs": state.started.elapsed().as_secs(),
+    ok(&Status {
+        daemon: DaemonInfo {
+            version: env!("CARGO_PKG_VERSION").into(),
+            node_id: state.node_id.clone(),
+            listen: state.listen.to_string(),
+            auth: state.token.is_some(),
+            uptime_secs: state.started.elapsed().as_secs(),
         },
-        "store": state.repo.status_info()?,
-        "tiers": tiers(state)?,
-        "maintenance": state.maintenance.snapshots(),
-    }))
+        store: state.repo.status_info()?,
+        tiers: tiers(state)?,
+        maintenance: state.maintenance.snapshots(),
+    })
 }
 
 pub fn devices(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
@@ -73,50 +77,45 @@ pub fn devices(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
 /// colder tier holds it too; 503 (naming the tier and why) if one is unavailable.
 pub async fn flush(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
     state.repo.checkpoint(&state.staged).await?;
-    let mut tiers = vec!["local"];
+    let mut tiers = vec!["local".to_owned()];
     for r in &state.replicators {
         r.drain(&state.repo)
             .await
             .map_err(|e| ApiError::new(ErrorCode::TierUnavailable, e))?;
-        tiers.push(r.name);
+        tiers.push(r.name.to_owned());
     }
-    ok(&json!({"flushed": true, "tiers": tiers}))
+    ok(&Flushed {
+        flushed: true,
+        tiers,
+    })
 }
 
 /// Runs eviction now: every tier over its high watermark goes under its low one,
 /// dropping only copies that S3 holds.
 pub async fn evict(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
     let Some(evictor) = &state.evictor else {
-        return ok(
-            &json!({"evicted_chunks": 0, "evicted_bytes": 0, "tiers": [],
-            "detail": "no colder tier: the local tier is the only copy"}),
-        );
+        return ok(&Eviction {
+            detail: Some("no colder tier: the local tier is the only copy".into()),
+            ..Eviction::default()
+        });
     };
     let tiers = evictor
         .run()
         .await
         .map_err(|e| ApiError::new(ErrorCode::EvictFailed, e))?;
-    ok(&json!({
-        "evicted_chunks": tiers.iter().map(|t| t.chunks).sum::<u64>(),
-        "evicted_bytes": tiers.iter().map(|t| t.bytes).sum::<u64>(),
-        "tiers": tiers,
-    }))
+    ok(&Eviction {
+        evicted_chunks: tiers.iter().map(|t| t.chunks).sum(),
+        evicted_bytes: tiers.iter().map(|t| t.bytes).sum(),
+        tiers,
+        detail: None,
+    })
 }
 
 /// Replication work waiting per colder tier: count, oldest age, last error.
 pub fn wal(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
-    let tiers: Vec<_> = tiers(state)?
-        .as_array()
-        .into_iter()
-        .flatten()
-        .skip(1)
-        .cloned()
-        .collect();
-    let pending: u64 = tiers
-        .iter()
-        .map(|t| t["queue_depth"].as_u64().unwrap_or(0))
-        .sum();
-    ok(&json!({"tiers": tiers, "pending": pending}))
+    let tiers: Vec<TierStatus> = tiers(state)?.into_iter().skip(1).collect();
+    let pending = tiers.iter().map(|t| t.queue_depth).sum();
+    ok(&Backlog { tiers, pending })
 }
 
 pub async fn fsck(state: &Arc<State>, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
@@ -131,14 +130,14 @@ pub async fn fsck(state: &Arc<State>, req: &Request<Incoming>) -> Result<Respons
         repair: flag("repair"),
     };
     let task = state.maintenance.start("fsck");
-    ok(&fvfs_fsck::check(
+    let checked = fvfs_fsck::check(
         &state.repo,
         &state.fsck_tiers,
         &versions,
         opts,
         &task.progress,
-    )
-    .await?)
+    );
+    ok(&checked.await?.report)
 }
 
 /// `POST /v1/admin/gc?dry_run&keep_last&keep_daily&keep_weekly&grace_secs`: a

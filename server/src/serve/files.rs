@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use futures::StreamExt;
+use fvfs_api::reports::{DiskUsage, Listing, Meta, TierBytes, Written};
 use fvfs_api::views::EntryInfo;
 use fvfs_cas::chunker::Incremental;
 use fvfs_manifest::meta::{TIER_LOCAL, TIER_NAS, TIER_S3};
@@ -17,7 +18,6 @@ use fvfs_manifest::{
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response, StatusCode};
-use serde_json::json;
 
 use super::http::{json, ok, ApiError, Body};
 use super::writer::Op;
@@ -157,7 +157,10 @@ pub async fn put(
         .await?;
     Ok(json(
         StatusCode::CREATED,
-        &json!({"version": v.number, "size": size}),
+        &Written {
+            version: v.number,
+            size: Some(size),
+        },
     ))
 }
 
@@ -203,7 +206,10 @@ pub async fn delete(
             message,
         )
         .await?;
-    ok(&json!({"version": v.number}))
+    ok(&Written {
+        version: v.number,
+        size: None,
+    })
 }
 
 pub async fn meta(
@@ -216,7 +222,10 @@ pub async fn meta(
     if info.name.is_empty() {
         info.name = "/".into();
     }
-    ok(&json!({"version": v.number, "entry": info}))
+    ok(&Meta {
+        version: v.number,
+        entry: info,
+    })
 }
 
 pub async fn ls(
@@ -236,7 +245,11 @@ pub async fn ls(
             .collect(),
         _ => vec![EntryInfo::of(&entry)],
     };
-    ok(&json!({"version": v.number, "path": path::show(&path), "entries": entries}))
+    ok(&Listing {
+        version: v.number,
+        path: path::show(&path),
+        entries,
+    })
 }
 
 /// Logical bytes below a path, unique bytes after dedup, and bytes per tier.
@@ -272,12 +285,16 @@ pub async fn du(state: &Arc<State>, path: Vec<u8>) -> Result<Response<Body>, Api
             }
         }
     }
-    ok(&json!({
-        "version": v.number,
-        "path": path::show(&path),
-        "files": files.len(),
-        "logical_bytes": logical,
-        "unique_bytes": unique,
-        "tiers": {"local": tiers[0], "nas": tiers[1], "s3": tiers[2]},
-    }))
+    ok(&DiskUsage {
+        version: v.number,
+        path: path::show(&path),
+        files: files.len() as u64,
+        logical_bytes: logical,
+        unique_bytes: unique,
+        tiers: TierBytes {
+            local: tiers[0],
+            nas: tiers[1],
+            s3: tiers[2],
+        },
+    })
 }

@@ -5,19 +5,19 @@
 //! must decode; uploaded chunks are staged and become durable with the next commit
 //! (or `POST /v1/admin/flush`).
 
-use fvfs_api::ErrorCode;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use fvfs_api::reports::{BatchStored, ChunkStored, Ids, Missing};
+use fvfs_api::ErrorCode;
 use fvfs_cas::{chunker, frame, ChunkId};
 use fvfs_manifest::{node, ChunkKind};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::http::{full, json, ok, ApiError, Body};
 use super::{query, State};
@@ -127,18 +127,13 @@ pub async fn put(
         } else {
             StatusCode::CREATED
         },
-        &json!({"id": id.to_hex(), "stored": !known}),
+        &ChunkStored { id, stored: !known },
     ))
 }
 
-#[derive(Deserialize)]
-struct IdList {
-    ids: Vec<String>,
-}
-
 /// The ids of a `{"ids": [...]}` body of at most `max` ids (413 beyond).
-async fn id_list(req: Request<Incoming>, max: usize) -> Result<Vec<String>, ApiError> {
-    let q: IdList = json_body(req, 80 * max + 1024, "{\"ids\": [...]}").await?;
+async fn id_list(req: Request<Incoming>, max: usize) -> Result<Vec<ChunkId>, ApiError> {
+    let q: Ids = json_body(req, 80 * max + 1024, "{\"ids\": [...]}").await?;
     if q.ids.len() > max {
         return Err(ApiError::new(
             ErrorCode::TooLarge,
@@ -155,12 +150,12 @@ pub async fn missing(
 ) -> Result<Response<Body>, ApiError> {
     let ids = id_list(req, MAX_MISSING_IDS).await?;
     let mut missing = Vec::new();
-    for s in &ids {
-        if !state.repo.knows(&state.staged, &parse_id(s)?)? {
-            missing.push(s.as_str());
+    for id in ids {
+        if !state.repo.knows(&state.staged, &id)? {
+            missing.push(id);
         }
     }
-    ok(&json!({"missing": missing}))
+    ok(&Missing { missing })
 }
 
 /// Chunks one `POST /v1/chunks/read` may ask for.
@@ -177,11 +172,7 @@ pub async fn read_many(
     state: &Arc<State>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let ids = id_list(req, MAX_READ_IDS)
-        .await?
-        .iter()
-        .map(|s| parse_id(s))
-        .collect::<Result<Vec<_>, _>>()?;
+    let ids = id_list(req, MAX_READ_IDS).await?;
     let mut out = Vec::new();
     let mut answers = state.repo.store().get_many(ids);
     while let Some((id, answer)) = answers.next().await {
@@ -252,5 +243,5 @@ pub async fn put_batch(
             "the body ends inside a record",
         ));
     }
-    ok(&json!({"stored": stored, "present": present}))
+    ok(&BatchStored { stored, present })
 }

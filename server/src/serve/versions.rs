@@ -6,11 +6,10 @@ use std::sync::Arc;
 
 use fvfs_api::commit::{CommitOp, CommitRequest};
 use fvfs_api::path::decode_path;
+use fvfs_api::reports::{Rollback, SnapshotCreate, SnapshotDeleted};
 use fvfs_manifest::{EntryKind, Node, Pending};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use serde::Deserialize;
-use serde_json::json;
 
 use super::http::{json, ok, ApiError, Body};
 use super::store::json_body;
@@ -43,21 +42,11 @@ pub fn snapshots(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
     ok(&state.repo.snapshot_infos()?)
 }
 
-#[derive(Deserialize)]
-struct NameBody {
-    name: String,
-}
-
-#[derive(Deserialize)]
-struct RollbackBody {
-    to: String,
-}
-
 pub async fn snapshot_create(
     state: &Arc<State>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let b: NameBody = json_body(req, 4096, "{\"name\": ...}").await?;
+    let b: SnapshotCreate = json_body(req, 4096, "{\"name\": ...}").await?;
     let v = state.repo.lock().await.snapshot_create(&b.name).await?;
     Ok(json(StatusCode::CREATED, &state.repo.version_info(&v)?))
 }
@@ -65,14 +54,17 @@ pub async fn snapshot_create(
 pub async fn snapshot_delete(state: &Arc<State>, name: &str) -> Result<Response<Body>, ApiError> {
     let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
     let n = state.repo.lock().await.snapshot_delete(&name)?;
-    ok(&json!({"deleted": name, "version": n}))
+    ok(&SnapshotDeleted {
+        deleted: name.into_owned(),
+        version: n,
+    })
 }
 
 pub async fn rollback(
     state: &Arc<State>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let b: RollbackBody = json_body(req, 4096, "{\"to\": VERSION}").await?;
+    let b: Rollback = json_body(req, 4096, "{\"to\": VERSION}").await?;
     let target = state.repo.resolve(&b.to)?;
     let v = state.repo.lock().await.rollback(&target).await?;
     ok(&state.repo.version_info(&v)?)

@@ -18,28 +18,12 @@
 
 use std::collections::HashMap;
 
+use fvfs_api::reports::Compaction;
 use fvfs_cas::{ChunkId, StoreError};
 use fvfs_manifest::meta::PackLoc;
 
 use super::{S3Store, PACK_MAX, UPLOADS};
 use fvfs_cas::ChunkStore;
-
-/// What a compaction did (or, dry, would do).
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Compaction {
-    /// Packs in the bucket before.
-    pub packs: u64,
-    /// Their bytes.
-    pub pack_bytes: u64,
-    /// Packs deleted because nothing in them was live.
-    pub packs_deleted: u64,
-    /// Packs rewritten because their live share was low, then deleted.
-    pub packs_rewritten: u64,
-    /// Bytes of the packs deleted or rewritten.
-    pub bytes_freed: u64,
-    /// Live frame bytes uploaded again by the rewrite.
-    pub bytes_moved: u64,
-}
 
 /// Live bytes and locations of one pack.
 #[derive(Default)]

@@ -37,7 +37,6 @@ use fvfs_cas::{ChunkId, ChunkStore, Loaded, StoreError, Usage};
 use fvfs_manifest::{PackLoc, PackLocs, Recovered};
 
 pub use bucket::{Bucket, Requests, S3Settings};
-pub use compact::Compaction;
 
 /// An open pack is uploaded by `put` itself once it holds this much.
 pub const PACK_MAX: usize = 32 << 20;
