@@ -19,4 +19,5 @@ source "$(scripts/garage.sh start "$garage_dir")"
 # Tests that stop and restart an S3 server start their own through this script.
 export FVFS_GARAGE_SCRIPT="$PWD/scripts/garage.sh"
 
-cargo test --workspace --locked
+# Feature `integration`: the tests that need root, FUSE, namespaces and Garage too.
+cargo test --workspace --locked --features fvfs-tests/integration,fvfs-powerloss/integration,fvfs-tiering/integration

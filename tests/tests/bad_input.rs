@@ -3,12 +3,9 @@
 //! naming the path; nothing committed is lost and the store stays consistent.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use fvfs_tests::mounts::Tmpfs;
 use fvfs_tests::{check, tree, Fvfsd};
 
 fn stderr_of(out: &std::process::Output) -> String {
@@ -130,8 +127,12 @@ fn a_file_that_changes_while_being_read_is_reported_not_imported_half_written() 
     tree::assert_same(&src, &dest);
 }
 
+// Needs root (chown, setpriv): runs with feature `integration` (scripts/test.sh).
+#[cfg(feature = "integration")]
 #[test]
 fn unreadable_files_and_directories_are_reported_by_name() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Command;
     let work = tempfile::tempdir().unwrap();
     fs::set_permissions(work.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let src = work.path().join("src");
@@ -188,13 +189,13 @@ fn unreadable_files_and_directories_are_reported_by_name() {
     tree::assert_same(&src.join("sub"), &out_dir);
 }
 
+// Needs root (mounts): runs with feature `integration`, which scripts/test.sh turns on.
+#[cfg(feature = "integration")]
 #[test]
 fn a_full_disk_stops_migration_cleanly_and_loses_nothing_committed() {
     let work = tempfile::tempdir().unwrap();
-    let Some(disk) = Tmpfs::mount(&work.path().join("home"), "12m") else {
-        eprintln!("SKIPPED: this kernel refuses to mount tmpfs here (not root?)");
-        return;
-    };
+    let disk = fvfs_tests::mounts::Tmpfs::mount(&work.path().join("home"), "12m")
+        .expect("a tmpfs mount (needs root)");
     let d = Fvfsd::new();
     let small = work.path().join("small");
     small_tree(&small);

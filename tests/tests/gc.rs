@@ -150,6 +150,8 @@ fn gc_frees_exactly_what_the_kept_versions_do_not_reach() {
     assert_eq!(u(&again, "chunks_freed"), 0, "{again}");
 }
 
+// Needs FUSE: runs with feature `integration`, which scripts/test.sh turns on.
+#[cfg(feature = "integration")]
 #[test]
 fn writes_racing_with_gc_always_read_back_whole() {
     let writes: usize = std::env::var("FVFS_GC_RACE_WRITES")
