@@ -5,6 +5,12 @@
 //! to its synced length, and a segment the index does not know is removed (its
 //! records were never synced, or a compaction moved them all before it crashed). An
 //! index that is missing while segments exist is rebuilt from them by a scan.
+//!
+//! A full disk must not keep a store from opening: every store keeps a [`RESERVE`]
+//! file, deleted first thing at open (so the index, and the manifest database opened
+//! after the local store, have room to open and recovery can cut unsynced tails and
+//! give their space back) and written again once the store is open, if the disk has
+//! room for it twice over.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -18,7 +24,17 @@ use super::{lock, Inner, PackOptions, State, Writer, MARKER, MARKER_TEXT, UPDATI
 use crate::kv::{Batch, Kv};
 use crate::{platform, ChunkId, StoreError, StoreFault};
 
+/// The reserve file of a store, and its size.
+const RESERVE: &str = "reserve";
+const RESERVE_BYTES: usize = 4 << 20;
+
 pub(super) fn open(root: PathBuf, opts: PackOptions) -> Result<Inner, StoreError> {
+    match fs::remove_file(root.join(RESERVE)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(StoreError::io("delete", root.join(RESERVE), e))
+        }
+        _ => {}
+    }
     let segments = root.join("segments");
     if !root.join(MARKER).exists() {
         create(&root, &segments)?;
@@ -91,7 +107,24 @@ pub(super) fn open(root: PathBuf, opts: PackOptions) -> Result<Inner, StoreError
     }
     reload(&inner)?;
     punch_leftovers(&inner)?;
+    keep_reserve(&inner.root);
     Ok(inner)
+}
+
+/// Writes the reserve file again if the disk has room for it and as much again; a
+/// disk fuller than that keeps the space free for what opens after the store (the
+/// manifest database, a check, a collection), and the next open tries again.
+fn keep_reserve(root: &Path) {
+    use std::io::Write;
+    let free = rustix::fs::statvfs(root).map_or(0, |s| s.f_bavail.saturating_mul(s.f_frsize));
+    if free < 2 * RESERVE_BYTES as u64 {
+        return;
+    }
+    let path = root.join(RESERVE);
+    let written = File::create(&path).and_then(|mut f| f.write_all(&vec![0; RESERVE_BYTES]));
+    if written.is_err() {
+        let _ = fs::remove_file(&path);
+    }
 }
 
 /// Ranges freed by a sync that stopped before punching them: punched now (those of
