@@ -7,7 +7,7 @@
 # Usage: benches/scripts/bench-daemon.sh [DIR]   (default: the Rust toolchain's sysroot)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/fvfs/target}"
+source benches/scripts/common.sh
 command -v restic >/dev/null || { echo "missing restic: apt-get install restic" >&2; exit 2; }
 cargo build --release --locked --bins >&2
 bin="$CARGO_TARGET_DIR/release"
@@ -16,15 +16,7 @@ work="$(mktemp -d "${BENCH_TMP:-/var/tmp}/fvfs-bench.XXXXXX")"
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 
-# serve HOME: starts a daemon on a free port; sets url.
-serve() {
-  FVFS_HOME="$1" "$bin/fvfsd" serve --no-mdns --listen 127.0.0.1:0 >"$1.out" 2>"$1.err" &
-  pids+=($!)
-  until grep -q "listening on" "$1.out" 2>/dev/null; do sleep 0.05; done
-  url=$(sed -n 's/^fvfsd: listening on //p' "$1.out")
-}
-
-serve "$work/load"
+serve "$bin" "$work/load"
 "$bin/http-load" "$url"
 ls_ms=()
 for _ in $(seq 11); do
@@ -34,7 +26,7 @@ done
 echo "fvfsc ls of the 10,000-entry directory, whole command: median $(printf '%s\n' "${ls_ms[@]}" | sort -n | sed -n 6p) ms"
 
 tar -cf - "$src" >/dev/null 2>&1 || true
-serve "$work/put"
+serve "$bin" "$work/put"
 a=$(date +%s%N); FVFS_URL=$url "$bin/fvfsc" put /tree -r "$src" >/dev/null 2>&1 || true; b=$(date +%s%N)
 fvfs_s=$(echo "scale=2; ($b - $a) / 1000000000" | bc)
 export RESTIC_PASSWORD=bench

@@ -19,3 +19,12 @@ build_bins() {
 now() { date +%s.%N; }
 # The median of the numbers on stdin, one per line.
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+# serve BINDIR HOME: starts `fvfsd serve` of BINDIR on HOME on a free loopback port (its
+# pid appended to the caller's `pids`); sets url.
+serve() {
+  FVFS_HOME="$2" "$1/fvfsd" serve --no-mdns --listen 127.0.0.1:0 >"$2.out" 2>"$2.err" &
+  pids+=($!)
+  until grep -q "listening on" "$2.out" 2>/dev/null; do sleep 0.05; done
+  url=$(sed -n 's/^fvfsd: listening on //p' "$2.out")
+}

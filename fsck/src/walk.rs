@@ -39,6 +39,11 @@ pub async fn reachable<R, Fut>(
         }
         let dir = match read(id).await {
             Ok(Node::Dir(d)) => d,
+            // A large directory: its parts are nodes of the same directory.
+            Ok(Node::DirIndex(ix)) => {
+                dirs.extend(ix.parts.into_iter().map(|p| (at.clone(), p.id)));
+                continue;
+            }
             Ok(_) => {
                 visit(Found::Broken(id, "not a directory node".into(), &at));
                 continue;

@@ -28,6 +28,7 @@ pub use gc::{Condemned, CopyMark, GcSession};
 pub use packs::{PackLocs, Recovered};
 
 use bytes::Bytes;
+use futures::StreamExt;
 use fvfs_cas::{frame, ChunkId, ChunkStore};
 
 use crate::error::{ManifestError, Result};
@@ -319,14 +320,32 @@ impl Repo {
         })
     }
 
+    /// The whole directory whose top node is `id`: one node, or the parts of a large
+    /// directory, each level read in one `get_many`.
     pub async fn dir(&self, id: &ChunkId) -> Result<DirNode> {
-        match self.node(id).await? {
-            Node::Dir(d) => Ok(d),
-            _ => Err(ManifestError::BadNode {
-                id: *id,
-                reason: "expected a directory node".into(),
-            }),
+        let top = self.node(id).await?;
+        node::dir::assemble(*id, top, |ids| self.nodes(ids)).await
+    }
+
+    /// Reads and decodes the tree nodes `ids`, in their order, in one bulk read.
+    async fn nodes(&self, ids: Vec<ChunkId>) -> Result<Vec<Node>> {
+        let mut found: HashMap<ChunkId, Node> = HashMap::with_capacity(ids.len());
+        let mut answers = self.store.get_many(ids.clone());
+        while let Some((id, answer)) = answers.next().await {
+            let node = node::decode(&answer?.data).map_err(|e| ManifestError::BadNode {
+                id,
+                reason: e.to_string(),
+            })?;
+            found.insert(id, node);
         }
+        ids.iter()
+            .map(|id| {
+                found
+                    .get(id)
+                    .cloned()
+                    .ok_or(ManifestError::Store(fvfs_cas::StoreError::NotFound(*id)))
+            })
+            .collect()
     }
 
     /// The ordered data chunks of a file entry: inline, or from its file node and the

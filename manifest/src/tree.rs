@@ -12,7 +12,7 @@ use fvfs_cas::ChunkId;
 
 use crate::error::{ManifestError, Result};
 use crate::node::ChunkKind;
-use crate::node::{DirNode, Entry, EntryKind, Node};
+use crate::node::{self, DirNode, Entry, EntryKind};
 use crate::path::{components, show};
 use crate::repo::{Pending, Repo};
 
@@ -331,8 +331,5 @@ fn seal_dir(dir: MDir, out: &mut Vec<Vec<u8>>) -> (ChunkId, u64) {
     if let (false, Some(base)) = (changed, dir.base) {
         return (base, size);
     }
-    let bytes = Node::Dir(DirNode { entries }).encode();
-    let id = ChunkId::of(&bytes);
-    out.push(bytes);
-    (id, size)
+    (node::dir::encode_dir(entries, out), size)
 }

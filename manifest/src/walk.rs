@@ -200,6 +200,7 @@ pub async fn fetch_trees(
             let children: Vec<ChunkId> = match node::decode(&loaded.data) {
                 Ok(Node::Dir(d)) => d.entries.iter().filter_map(|e| e.id).collect(),
                 Ok(Node::File(f)) => f.lists.iter().map(|l| l.id).collect(),
+                Ok(Node::DirIndex(ix)) => ix.parts.iter().map(|p| p.id).collect(),
                 Ok(Node::List(_)) | Err(_) => Vec::new(),
             };
             next.extend(children.into_iter().filter(|c| seen.insert(*c)));

@@ -358,3 +358,47 @@ fn gc_killed_midway_leaves_a_clean_store_and_the_next_run_finishes() {
         "no collection was killed before it finished"
     );
 }
+
+#[test]
+fn a_directory_of_ten_thousand_files_is_split_collected_safely_and_edited_in_place() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    let big = src.join("big");
+    std::fs::create_dir_all(&big).unwrap();
+    for i in 0..10_000 {
+        std::fs::write(big.join(format!("f{i:05}")), format!("{i}")).unwrap();
+    }
+    let d = Fvfsd::new();
+    let s = src.to_str().unwrap();
+    let node_chunks = || {
+        let v: Value = serde_json::from_str(&d.run(["status", "--json"])).unwrap();
+        v["node_chunks"].as_u64().unwrap()
+    };
+    d.run(["migrate", "--local-src", s]);
+    let first = node_chunks();
+    // The root, the index of /big and its parts (about 512 entries each).
+    assert!(
+        (8..60).contains(&first),
+        "{first} tree nodes for one split directory"
+    );
+
+    // One more file: one part, the index and the root are new; the rest is shared.
+    std::fs::write(big.join("f05000x"), b"new").unwrap();
+    d.run(["migrate", "--local-src", s]);
+    let added = node_chunks() - first;
+    assert!(
+        (2..=4).contains(&added),
+        "{added} new tree nodes for one new file"
+    );
+    assert_eq!(d.run(["diff", "1", "2"]), "A /big/f05000x\n");
+
+    // Only the newest version kept: the parts it shares with the dropped one must
+    // survive the collection, and everything reads back whole.
+    let gc = d.run(["gc", "--keep-last", "1", "--grace-secs", "0"]);
+    assert!(gc.contains("1 dropped"), "{gc}");
+    let fsck = d.run(["fsck", "--read-data"]);
+    assert!(fsck.contains("0 problems"), "{fsck}");
+    let out = work.path().join("out");
+    d.run(["export", "/", out.to_str().unwrap()]);
+    tree::assert_same(&src, &out);
+}

@@ -515,3 +515,35 @@ fn folders_of_small_files_and_large_files_are_read_ahead_in_batches() {
     assert!((1..=190 / 8).contains(&batches), "{batches} batches");
     assert_eq!(m.unmount(), Some(0));
 }
+
+#[test]
+fn a_split_directory_lists_reads_and_takes_new_files_through_the_mount() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    let big = src.join("big");
+    fs::create_dir_all(&big).unwrap();
+    // Past the 4,096 entries a directory node holds: stored as an index and parts.
+    for i in 0..9_000 {
+        fs::write(big.join(format!("f{i:05}")), format!("{i}")).unwrap();
+    }
+    let store = Fvfsd::new();
+    store.run(["migrate", "--local-src", src.to_str().unwrap()]);
+    let d = serve(&store);
+    let m = Mount::start(
+        &d,
+        &work.path().join("mnt"),
+        &work.path().join("cache"),
+        &[],
+    );
+    tree::assert_same(&big, &m.path("big"));
+    fs::write(m.path("big/f04500x"), b"between").unwrap();
+    fs::remove_file(m.path("big/f08999")).unwrap();
+    let names: Vec<String> = fs::read_dir(m.path("big"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 9_000);
+    assert!(names.contains(&"f04500x".to_owned()) && !names.contains(&"f08999".to_owned()));
+    assert_eq!(fs::read(m.path("big/f04500x")).unwrap(), b"between");
+    assert_eq!(fs::read(m.path("big/f00042")).unwrap(), b"42");
+}

@@ -46,6 +46,10 @@ pub fn errno(f: &Failure) -> Errno {
 const FOLDER_AHEAD: usize = 256;
 const FOLDER_AHEAD_BYTES: u64 = 32 << 20;
 
+/// Parts of a large directory asked for in one `POST /v1/chunks/read` (each at most a
+/// few hundred KiB: far under the answer's 64 MiB).
+const PARTS_PER_REQUEST: usize = 64;
+
 /// Decoded directories and chunk lists kept at most (they are content-addressed, so
 /// never stale; the memo is simply emptied when full).
 const MEMO: usize = 16_384;
@@ -232,19 +236,32 @@ impl Remote {
         })
     }
 
-    /// A directory node, decoded once and shared.
+    /// A directory (one node, or the parts of a large one, each level fetched in
+    /// batches), decoded once and shared.
     pub async fn dir(&self, id: ChunkId) -> Result<Arc<DirNode>, Errno> {
         if let Some(d) = self.dirs.get(&id) {
             return Ok(d);
         }
-        match self.node(id).await? {
-            Node::Dir(d) => {
-                let d = Arc::new(d);
-                self.dirs.put(id, d.clone());
-                Ok(d)
+        let top = self.node(id).await?;
+        let d = Arc::new(
+            node::dir::assemble(id, top, |ids| self.nodes(ids))
+                .await
+                .map_err(|e: MountError| e.0)?,
+        );
+        self.dirs.put(id, d.clone());
+        Ok(d)
+    }
+
+    /// The nodes `ids`, in their order, fetched [`PARTS_PER_REQUEST`] to a request.
+    async fn nodes(&self, ids: Vec<ChunkId>) -> Result<Vec<Node>, MountError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for batch in ids.chunks(PARTS_PER_REQUEST) {
+            self.read_many(batch).await?;
+            for id in batch {
+                out.push(self.node(*id).await?);
             }
-            _ => Err(Errno::EIO),
         }
+        Ok(out)
     }
 
     /// A file's chunks with the offset each starts at (memoised for large files).

@@ -17,7 +17,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fvfs_cas::ChunkId;
 use serde::{Deserialize, Serialize};
 
+pub mod dir;
 pub mod path;
+
+pub use dir::{DirIndex, DirPart};
 
 /// Chunk refs per file node (and per list node) before a file becomes a tree of lists:
 /// 4096 refs of 64 KiB chunks are 256 MiB, about 180 KiB of node.
@@ -100,6 +103,9 @@ pub enum Node {
     Dir(DirNode),
     File(FileNode),
     List(ListNode),
+    /// The parts of a directory too large for one node (see [`dir`]). Last, so the
+    /// encodings of the variants before it are unchanged.
+    DirIndex(DirIndex),
 }
 
 /// What changed at one path between two trees.
@@ -132,6 +138,8 @@ pub enum NodeError {
     BadEntry(String, &'static str),
     #[error("file node sizes do not add up")]
     BadSize,
+    #[error("directory index is inconsistent: {0}")]
+    BadIndex(&'static str),
 }
 
 /// How a file's chunk list is stored: inline in its directory entry, or as a file node
@@ -206,6 +214,17 @@ pub fn decode(bytes: &[u8]) -> Result<Node, NodeError> {
             }
         }
         Node::List(_) => {}
+        Node::DirIndex(ix) => {
+            if ix.parts.is_empty() {
+                return Err(NodeError::BadIndex("it lists no part"));
+            }
+            if ix.parts.iter().any(|p| !valid_name(&p.first)) {
+                return Err(NodeError::BadIndex("a part starts at an invalid name"));
+            }
+            if ix.parts.windows(2).any(|w| w[0].first >= w[1].first) {
+                return Err(NodeError::BadIndex("its parts are not sorted and unique"));
+            }
+        }
     }
     Ok(node)
 }

@@ -1,0 +1,286 @@
+//! Large directories as a tree of nodes, so a commit into a directory of a million
+//! entries writes a few small nodes instead of the whole listing.
+//!
+//! A directory of at most [`DIR_NODE_MAX`] entries is one [`DirNode`], exactly as
+//! before splitting existed, so the ids of such directories never change. A larger
+//! one is cut into parts (each a `DirNode` holding a run of the sorted entries) listed
+//! by a [`DirIndex`]; past [`DIR_NODE_MAX`] parts, the index is cut the same way,
+//! level after level.
+//!
+//! # Invariants
+//! - **Canonical.** Where a part ends depends only on the names (a part ends after a
+//!   name whose keyed hash has its low bits zero, or at [`PART_MAX`] items), never on
+//!   the order of the edits that made the directory: equal directories have equal ids,
+//!   and dedup across versions and stores keeps working.
+//! - **Local.** Changing, adding or removing one entry changes the part holding it
+//!   (and, rarely, its neighbour) and the index nodes above it: O(log n) bytes written.
+//! - **Bounded.** No node holds more than [`PART_MAX`] (parts) or [`DIR_NODE_MAX`]
+//!   (a directory kept whole) items, far under the frame limit.
+//! - **Checked on the way back.** [`assemble`] refuses parts that are not the kind the
+//!   index says, whose first name is not the one the index lists, or whose entries are
+//!   not sorted and unique across parts.
+
+use std::future::Future;
+
+use fvfs_cas::ChunkId;
+use serde::{Deserialize, Serialize};
+
+use crate::{DamagedNode, DirNode, Entry, Node};
+
+/// Entries a directory keeps in one node; a larger directory is split.
+pub const DIR_NODE_MAX: usize = 4096;
+/// A part ends after a name whose hash is 0 modulo this: parts average this many items.
+const PART_TARGET: u64 = 512;
+/// A part ends after this many items whatever the names (a run of unlucky hashes).
+pub const PART_MAX: usize = 4096;
+
+/// The parts of a large directory, or of a level of its index, in name order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirIndex {
+    pub parts: Vec<DirPart>,
+}
+
+/// One part: the name of its first entry and the node holding the run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirPart {
+    #[serde(with = "serde_bytes")]
+    pub first: Vec<u8>,
+    pub id: ChunkId,
+}
+
+/// Whether a part of level `level` ends after the item named `name`.
+fn ends_after(level: u8, name: &[u8]) -> bool {
+    let mut h = blake3::Hasher::new();
+    h.update(b"fvfs dir part");
+    h.update(&[level]);
+    h.update(name);
+    let word = u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes"));
+    word % PART_TARGET == 0
+}
+
+/// Cuts `items` (sorted by `name`) into runs: after a name [`ends_after`], or at
+/// [`PART_MAX`] items.
+fn cut<T>(items: Vec<T>, level: u8, name: impl Fn(&T) -> &[u8]) -> Vec<Vec<T>> {
+    let mut runs = vec![Vec::new()];
+    for item in items {
+        let end = ends_after(level, name(&item));
+        let run = runs.last_mut().expect("never empty");
+        run.push(item);
+        if end || run.len() == PART_MAX {
+            runs.push(Vec::new());
+        }
+    }
+    runs.retain(|r| !r.is_empty());
+    runs
+}
+
+/// Encodes a directory of `entries` (sorted, unique): its nodes go to `out`, children
+/// first; returns the id of its top node.
+pub fn encode_dir(entries: Vec<Entry>, out: &mut Vec<Vec<u8>>) -> ChunkId {
+    let mut put = |node: Node| {
+        let bytes = node.encode();
+        let id = ChunkId::of(&bytes);
+        out.push(bytes);
+        id
+    };
+    if entries.len() <= DIR_NODE_MAX {
+        return put(Node::Dir(DirNode { entries }));
+    }
+    let mut parts: Vec<DirPart> = cut(entries, 0, |e| &e.name)
+        .into_iter()
+        .map(|run| DirPart {
+            first: run[0].name.clone(),
+            id: put(Node::Dir(DirNode { entries: run })),
+        })
+        .collect();
+    let mut level = 1;
+    while parts.len() > DIR_NODE_MAX {
+        parts = cut(parts, level, |p| &p.first)
+            .into_iter()
+            .map(|run| DirPart {
+                first: run[0].first.clone(),
+                id: put(Node::DirIndex(DirIndex { parts: run })),
+            })
+            .collect();
+        level += 1;
+    }
+    put(Node::DirIndex(DirIndex { parts }))
+}
+
+/// The whole directory whose top node is `top` (read as `id`): itself if it is a
+/// directory node, else its parts, level by level, fetched with `fetch_many` (which
+/// answers the nodes of the ids it is given, in their order).
+pub async fn assemble<E, F, Fut>(id: ChunkId, top: Node, fetch_many: F) -> Result<DirNode, E>
+where
+    F: Fn(Vec<ChunkId>) -> Fut,
+    Fut: Future<Output = Result<Vec<Node>, E>>,
+    E: From<DamagedNode>,
+{
+    let bad = |id: ChunkId, reason: &'static str| E::from(DamagedNode { id, reason });
+    let mut level = match top {
+        Node::Dir(d) => return Ok(d),
+        Node::DirIndex(ix) if !ix.parts.is_empty() => ix.parts,
+        _ => return Err(bad(id, "expected a directory node")),
+    };
+    loop {
+        let ids: Vec<ChunkId> = level.iter().map(|p| p.id).collect();
+        let nodes = fetch_many(ids).await?;
+        if nodes.len() != level.len() {
+            return Err(bad(id, "a part of the directory is missing"));
+        }
+        let leaves = matches!(nodes.first(), Some(Node::Dir(_)));
+        if leaves {
+            let mut entries: Vec<Entry> = Vec::new();
+            for (part, node) in level.iter().zip(nodes) {
+                let Node::Dir(d) = node else {
+                    return Err(bad(part.id, "parts of one level are of different kinds"));
+                };
+                if d.entries.first().map(|e| &e.name) != Some(&part.first) {
+                    return Err(bad(part.id, "the part does not start where its index says"));
+                }
+                if entries.last().map(|e| &e.name) >= Some(&part.first) {
+                    return Err(bad(part.id, "the parts overlap or are out of order"));
+                }
+                entries.extend(d.entries);
+            }
+            return Ok(DirNode { entries });
+        }
+        let mut next: Vec<DirPart> = Vec::new();
+        for (part, node) in level.iter().zip(nodes) {
+            let Node::DirIndex(ix) = node else {
+                return Err(bad(part.id, "parts of one level are of different kinds"));
+            };
+            if ix.parts.first().map(|p| &p.first) != Some(&part.first) {
+                return Err(bad(part.id, "the part does not start where its index says"));
+            }
+            if next.last().map(|p| &p.first) >= Some(&part.first) {
+                return Err(bad(part.id, "the parts overlap or are out of order"));
+            }
+            next.extend(ix.parts);
+        }
+        level = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::{decode, EntryKind};
+
+    fn entry(name: String) -> Entry {
+        Entry {
+            name: name.into_bytes(),
+            kind: EntryKind::Symlink,
+            mode: 0o777,
+            mtime_ns: 0,
+            size: 0,
+            id: None,
+            chunks: Vec::new(),
+            target: b"t".to_vec(),
+        }
+    }
+
+    fn entries(n: usize) -> Vec<Entry> {
+        (0..n).map(|i| entry(format!("f{i:07}"))).collect()
+    }
+
+    /// Encodes, then reads back through `assemble` from the nodes written.
+    fn round_trip(list: Vec<Entry>) -> (ChunkId, HashMap<ChunkId, Vec<u8>>, DirNode) {
+        let mut out = Vec::new();
+        let top = encode_dir(list, &mut out);
+        let store: HashMap<ChunkId, Vec<u8>> =
+            out.into_iter().map(|b| (ChunkId::of(&b), b)).collect();
+        let fetch = |ids: Vec<ChunkId>| {
+            let nodes = ids.iter().map(|id| decode(&store[id]).unwrap()).collect();
+            async move { Ok::<_, DamagedNode>(nodes) }
+        };
+        let top_node = decode(&store[&top]).unwrap();
+        let dir = futures_lite(assemble(top, top_node, fetch)).unwrap();
+        (top, store, dir)
+    }
+
+    /// Runs a future that never waits (every fetch above is ready at once).
+    fn futures_lite<F: Future>(f: F) -> F::Output {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut f = std::pin::pin!(f);
+        match f.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => unreachable!("no fetch waits"),
+        }
+    }
+
+    #[test]
+    fn small_directories_stay_one_node_and_large_ones_round_trip() {
+        let (_, store, dir) = round_trip(entries(DIR_NODE_MAX));
+        assert_eq!(store.len(), 1, "a directory at the limit is one node");
+        assert_eq!(dir.entries, entries(DIR_NODE_MAX));
+
+        let (top, store, dir) = round_trip(entries(100_000));
+        assert_eq!(dir.entries, entries(100_000));
+        assert!(matches!(decode(&store[&top]).unwrap(), Node::DirIndex(_)));
+        let parts = store.len() - 1;
+        assert!((100..400).contains(&parts), "{parts} parts");
+        assert!(store.values().all(|b| b.len() < 1 << 20));
+        // Pinned: the cut points are part of the format (dedup across stores).
+        assert_eq!(
+            top.to_hex(),
+            "dcc1403dd9d2aeec104465a5b2d04d3a04c1856c1efb22e2abfb1fbe01763be6"
+        );
+    }
+
+    #[test]
+    fn one_change_rewrites_one_part_and_the_index_whatever_the_history() {
+        let (before, old, _) = round_trip(entries(100_000));
+        let mut changed = entries(100_000);
+        changed.insert(50_000, entry("f0049999x".into()));
+        let (after, new, _) = round_trip(changed.clone());
+        assert_ne!(before, after);
+        let written = new.keys().filter(|id| !old.contains_key(id)).count();
+        assert!(written <= 3, "{written} nodes written for one new entry");
+
+        // The same set reached another way has the same id.
+        let mut again = entries(100_001);
+        again.remove(100_000);
+        again.insert(50_000, entry("f0049999x".into()));
+        assert_eq!(round_trip(again).0, after);
+    }
+
+    #[test]
+    fn a_very_large_directory_gets_a_second_index_level() {
+        // Past DIR_NODE_MAX parts (about two million entries at 512 a part) the index
+        // itself is cut; forced cuts at PART_MAX keep every node bounded.
+        let many: Vec<DirPart> = (0..(DIR_NODE_MAX * 3))
+            .map(|i| DirPart {
+                first: format!("p{i:08}").into_bytes(),
+                id: ChunkId::of(&i.to_le_bytes()),
+            })
+            .collect();
+        let runs = cut(many, 1, |p| &p.first);
+        assert!(runs.len() > 1 && runs.iter().all(|r| r.len() <= PART_MAX));
+        let forced = cut((0..PART_MAX * 2 + 1).collect::<Vec<usize>>(), 0, |_| {
+            b"same"
+        });
+        assert_eq!(
+            forced.iter().map(Vec::len).collect::<Vec<_>>()[..2],
+            [PART_MAX, PART_MAX]
+        );
+    }
+
+    #[test]
+    fn damaged_splits_are_refused() {
+        let (top, store, _) = round_trip(entries(20_000));
+        let Node::DirIndex(mut ix) = decode(&store[&top]).unwrap() else {
+            panic!("split expected");
+        };
+        ix.parts.swap(0, 1);
+        let fetch = |ids: Vec<ChunkId>| {
+            let nodes = ids.iter().map(|id| decode(&store[id]).unwrap()).collect();
+            async move { Ok::<_, DamagedNode>(nodes) }
+        };
+        let err = futures_lite(assemble(top, Node::DirIndex(ix), fetch)).unwrap_err();
+        assert!(err.reason.contains("out of order"), "{err}");
+    }
+}
