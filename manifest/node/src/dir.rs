@@ -3,19 +3,20 @@
 //!
 //! A directory of at most [`DIR_NODE_MAX`] entries is one [`DirNode`], exactly as
 //! before splitting existed, so the ids of such directories never change. A larger
-//! one is cut into parts (each a `DirNode` holding a run of the sorted entries) listed
-//! by a [`DirIndex`]; past [`DIR_NODE_MAX`] parts, the index is cut the same way,
-//! level after level.
+//! one is cut into parts (each a `DirNode` holding a run of about 512 of the sorted
+//! entries) listed by a [`DirIndex`]; past [`INDEX_MAX`] parts, the index is cut the
+//! same way into index nodes of about 64 parts, level after level, so one edit
+//! rewrites a part and one small index node per level: O(log n) bytes.
 //!
 //! # Invariants
-//! - **Canonical.** Where a part ends depends only on the names (a part ends after a
-//!   name whose keyed hash has its low bits zero, or at [`PART_MAX`] items), never on
+//! - **Canonical.** Where a part ends depends only on the names (after a name whose
+//!   keyed hash is 0 modulo the level's target, or at the most a node holds), never on
 //!   the order of the edits that made the directory: equal directories have equal ids,
 //!   and dedup across versions and stores keeps working.
 //! - **Local.** Changing, adding or removing one entry changes the part holding it
 //!   (and, rarely, its neighbour) and the index nodes above it: O(log n) bytes written.
-//! - **Bounded.** No node holds more than [`PART_MAX`] (parts) or [`DIR_NODE_MAX`]
-//!   (a directory kept whole) items, far under the frame limit.
+//! - **Bounded.** No node holds more than [`DIR_NODE_MAX`] entries or [`INDEX_MAX`]
+//!   parts, far under the frame limit.
 //! - **Checked on the way back.** [`assemble`] refuses parts that are not the kind the
 //!   index says, whose first name is not the one the index lists, or whose entries are
 //!   not sorted and unique across parts.
@@ -27,12 +28,34 @@ use serde::{Deserialize, Serialize};
 
 use crate::{DamagedNode, DirNode, Entry, Node};
 
-/// Entries a directory keeps in one node; a larger directory is split.
+/// Entries a directory keeps in one node; a larger directory is split. Also the most
+/// entries a part holds (a run of unlucky hashes is cut there).
 pub const DIR_NODE_MAX: usize = 4096;
-/// A part ends after a name whose hash is 0 modulo this: parts average this many items.
-const PART_TARGET: u64 = 512;
-/// A part ends after this many items whatever the names (a run of unlucky hashes).
-pub const PART_MAX: usize = 4096;
+/// Parts one index node lists; more are cut into a level of index nodes. Also the
+/// most parts an index node of a lower level holds.
+pub const INDEX_MAX: usize = 256;
+
+/// How a level is cut: a run ends after a name whose hash is 0 modulo `target` (runs
+/// average `target` items), or at `max` items whatever the names.
+struct Cut {
+    target: u64,
+    max: usize,
+}
+
+/// Level 0 cuts entries into parts; the levels above cut parts into index nodes.
+fn cut_of(level: u8) -> Cut {
+    if level == 0 {
+        Cut {
+            target: 512,
+            max: DIR_NODE_MAX,
+        }
+    } else {
+        Cut {
+            target: 64,
+            max: INDEX_MAX,
+        }
+    }
+}
 
 /// The parts of a large directory, or of a level of its index, in name order.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,25 +71,26 @@ pub struct DirPart {
     pub id: ChunkId,
 }
 
-/// Whether a part of level `level` ends after the item named `name`.
-fn ends_after(level: u8, name: &[u8]) -> bool {
+/// Whether a run of level `level` ends after the item named `name`.
+fn ends_after(level: u8, name: &[u8], target: u64) -> bool {
     let mut h = blake3::Hasher::new();
     h.update(b"fvfs dir part");
     h.update(&[level]);
     h.update(name);
     let word = u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes"));
-    word % PART_TARGET == 0
+    word % target == 0
 }
 
-/// Cuts `items` (sorted by `name`) into runs: after a name [`ends_after`], or at
-/// [`PART_MAX`] items.
+/// Cuts `items` (sorted by `name`) into runs: after a name [`ends_after`], or at the
+/// level's most items.
 fn cut<T>(items: Vec<T>, level: u8, name: impl Fn(&T) -> &[u8]) -> Vec<Vec<T>> {
+    let Cut { target, max } = cut_of(level);
     let mut runs = vec![Vec::new()];
     for item in items {
-        let end = ends_after(level, name(&item));
+        let end = ends_after(level, name(&item), target);
         let run = runs.last_mut().expect("never empty");
         run.push(item);
-        if end || run.len() == PART_MAX {
+        if end || run.len() == max {
             runs.push(Vec::new());
         }
     }
@@ -94,7 +118,7 @@ pub fn encode_dir(entries: Vec<Entry>, out: &mut Vec<Vec<u8>>) -> ChunkId {
         })
         .collect();
     let mut level = 1;
-    while parts.len() > DIR_NODE_MAX {
+    while parts.len() > INDEX_MAX {
         parts = cut(parts, level, |p| &p.first)
             .into_iter()
             .map(|run| DirPart {
@@ -249,24 +273,40 @@ mod tests {
     }
 
     #[test]
-    fn a_very_large_directory_gets_a_second_index_level() {
-        // Past DIR_NODE_MAX parts (about two million entries at 512 a part) the index
-        // itself is cut; forced cuts at PART_MAX keep every node bounded.
-        let many: Vec<DirPart> = (0..(DIR_NODE_MAX * 3))
-            .map(|i| DirPart {
-                first: format!("p{i:08}").into_bytes(),
-                id: ChunkId::of(&i.to_le_bytes()),
-            })
-            .collect();
-        let runs = cut(many, 1, |p| &p.first);
-        assert!(runs.len() > 1 && runs.iter().all(|r| r.len() <= PART_MAX));
-        let forced = cut((0..PART_MAX * 2 + 1).collect::<Vec<usize>>(), 0, |_| {
+    fn a_million_entries_get_two_index_levels_and_one_edit_stays_small() {
+        let (top, store, dir) = round_trip(entries(1_000_000));
+        assert_eq!(dir.entries.len(), 1_000_000);
+        let Node::DirIndex(ix) = decode(&store[&top]).unwrap() else {
+            panic!("split expected");
+        };
+        assert!(ix.parts.len() <= INDEX_MAX);
+        assert!(matches!(
+            decode(&store[&ix.parts[0].id]).unwrap(),
+            Node::DirIndex(_)
+        ));
+        let mut changed = entries(1_000_000);
+        changed[777_777].mode = 0o600;
+        let (_, new, _) = round_trip(changed);
+        let written: usize = new
+            .iter()
+            .filter(|(id, _)| !store.contains_key(id))
+            .map(|(_, b)| b.len())
+            .sum();
+        assert!(
+            written < 100_000,
+            "{written} bytes of nodes for one changed entry"
+        );
+    }
+
+    #[test]
+    fn unlucky_names_are_cut_at_the_most_a_node_holds() {
+        let forced = cut((0..DIR_NODE_MAX * 2 + 1).collect::<Vec<usize>>(), 0, |_| {
             b"same"
         });
-        assert_eq!(
-            forced.iter().map(Vec::len).collect::<Vec<_>>()[..2],
-            [PART_MAX, PART_MAX]
-        );
+        let lens: Vec<usize> = forced.iter().map(Vec::len).collect();
+        assert_eq!(lens, [DIR_NODE_MAX, DIR_NODE_MAX, 1]);
+        let forced = cut((0..INDEX_MAX + 1).collect::<Vec<usize>>(), 1, |_| b"same");
+        assert_eq!(forced.len(), 2);
     }
 
     #[test]

@@ -1,0 +1,181 @@
+//! fsck and gc over in-memory stores, no binaries, no root: what a check finds on a
+//! damaged store, what a collection frees and keeps, and that a store failing under
+//! a collection loses nothing.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use fvfs_cas::faults::{Fault, FaultyStore, Op};
+use fvfs_cas::{ChunkId, ChunkStore, MemoryStore};
+use fvfs_fsck::gc::{self, Options as GcOptions};
+use fvfs_fsck::retention::Retention;
+use fvfs_fsck::{Options, Progress, Tier};
+use fvfs_manifest::kv::Kv;
+use fvfs_manifest::meta::TIER_LOCAL;
+use fvfs_manifest::*;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Arc<FaultyStore<MemoryStore>>,
+    repo: Arc<Repo>,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(FaultyStore::new(MemoryStore::new()));
+    let repo = Arc::new(Repo::new(
+        store.clone() as Arc<dyn ChunkStore>,
+        Kv::open(&dir.path().join("meta")).unwrap(),
+    ));
+    Fixture {
+        _dir: dir,
+        store,
+        repo,
+    }
+}
+
+impl Fixture {
+    fn tiers(&self) -> Vec<Tier> {
+        vec![Tier {
+            name: "local",
+            bit: TIER_LOCAL,
+            store: self.store.clone(),
+            s3: None,
+        }]
+    }
+
+    /// Writes `files` (path, content) as one commit on top of HEAD; returns the
+    /// data chunk of each.
+    async fn write(&self, files: &[(&str, &str)]) -> Vec<ChunkId> {
+        let repo = &self.repo;
+        let lock = repo.lock().await;
+        let pending = Pending::default();
+        let mut edit = TreeEdit::open(repo, lock.head().unwrap().map(|v| v.root))
+            .await
+            .unwrap();
+        let mut ids = Vec::new();
+        for (path, content) in files {
+            let data = repo
+                .put_chunk(&pending, content.as_bytes(), ChunkKind::Data)
+                .await
+                .unwrap();
+            ids.push(data);
+            let refs = vec![ChunkRef {
+                id: data,
+                len: content.len() as u64,
+            }];
+            let file = repo.put_file(&pending, refs).await.unwrap();
+            edit.insert(repo, &pending, path.as_bytes(), file.entry(0o644, 7), 1)
+                .await
+                .unwrap();
+        }
+        let (root, bytes) = edit.seal(repo, &pending).await.unwrap();
+        lock.commit(&pending, root, bytes, VersionKind::Write, "test")
+            .await
+            .unwrap();
+        ids
+    }
+
+    async fn check(&self, read_data: bool) -> fvfs_api::reports::FsckReport {
+        let versions = fvfs_fsck::versions_to_check(&self.repo, true, None).unwrap();
+        let opts = Options {
+            read_data,
+            repair: false,
+        };
+        let progress = Arc::new(Progress::new("fsck"));
+        fvfs_fsck::check(&self.repo, &self.tiers(), &versions, opts, &progress)
+            .await
+            .unwrap()
+            .report
+    }
+
+    async fn collect(&self, keep_last: u64) -> Result<fvfs_api::reports::GcReport, ManifestError> {
+        let opts = GcOptions {
+            retention: Retention {
+                keep_last: Some(keep_last),
+                keep_daily: None,
+                keep_weekly: None,
+            },
+            dry_run: false,
+            grace_secs: 0,
+            compact_below: 0.0,
+            offline: true,
+        };
+        let progress = Progress::new("gc");
+        gc::collect(&self.repo, &self.tiers(), &opts, &progress).await
+    }
+
+    async fn stored(&self) -> Vec<ChunkId> {
+        let mut ids: Vec<ChunkId> = self.store.list().map(|r| r.unwrap()).collect().await;
+        ids.sort();
+        ids
+    }
+}
+
+#[tokio::test]
+async fn fsck_names_the_path_of_a_missing_and_of_a_corrupt_chunk() {
+    let f = fixture();
+    let ids = f
+        .write(&[("/docs/a.txt", "alpha"), ("/docs/b.txt", "bravo")])
+        .await;
+    let clean = f.check(true).await;
+    assert!(clean.is_clean() && clean.problems.is_empty(), "{clean:?}");
+    assert_eq!(clean.data_chunks, 2);
+
+    f.store.delete(&ids[0]).await.unwrap();
+    let missing = f.check(false).await;
+    assert!(!missing.is_clean());
+    assert_eq!(missing.problems.len(), 1, "{missing:?}");
+    assert_eq!(missing.problems[0].id, ids[0]);
+    assert_eq!(missing.problems[0].path, "/docs/a.txt");
+
+    // The other chunk's copy replaced by different bytes: a dying disk.
+    f.store.delete(&ids[1]).await.unwrap();
+    let wrong = bytes::Bytes::from(fvfs_cas::frame::encode(b"not bravo"));
+    f.store.put(ids[1], wrong).await.unwrap();
+    let corrupt = f.check(true).await;
+    let found: Vec<(&str, ChunkId)> = corrupt
+        .problems
+        .iter()
+        .map(|p| (p.path.as_str(), p.id))
+        .collect();
+    assert!(found.contains(&("/docs/b.txt", ids[1])), "{corrupt:?}");
+    assert!(
+        found.iter().all(|(path, _)| path.starts_with("/docs/")),
+        "{corrupt:?}"
+    );
+}
+
+#[tokio::test]
+async fn gc_frees_what_only_dropped_versions_reach_and_keeps_the_rest_readable() {
+    let f = fixture();
+    let old = f.write(&[("/a", "first a"), ("/b", "shared b")]).await;
+    f.write(&[("/a", "second a")]).await;
+    let before = f.stored().await;
+    let report = f.collect(1).await.unwrap();
+    assert_eq!(report.versions_dropped, vec![1]);
+    let after = f.stored().await;
+    assert!(
+        !after.contains(&old[0]),
+        "the dropped version's own chunk is freed"
+    );
+    assert!(
+        after.contains(&old[1]),
+        "a chunk the kept version shares stays"
+    );
+    assert!(after.len() < before.len());
+    let check = f.check(true).await;
+    assert!(check.is_clean() && check.problems.is_empty(), "{check:?}");
+}
+
+#[tokio::test]
+async fn gc_that_cannot_read_a_kept_node_deletes_nothing() {
+    let f = fixture();
+    f.write(&[("/a", "first a"), ("/dir/b", "b")]).await;
+    f.write(&[("/a", "second a")]).await;
+    let before = f.stored().await;
+    // The mark phase meets an unavailable store: it must stop before the sweep.
+    f.store.schedule(Op::Get, Fault::Fail, u32::MAX);
+    assert!(f.collect(1).await.is_err());
+    assert_eq!(f.stored().await, before, "nothing deleted");
+}
