@@ -328,7 +328,7 @@ impl Repo {
     }
 
     /// Reads and decodes the tree nodes `ids`, in their order, in one bulk read.
-    async fn nodes(&self, ids: Vec<ChunkId>) -> Result<Vec<Node>> {
+    pub(crate) async fn nodes(&self, ids: Vec<ChunkId>) -> Result<Vec<Node>> {
         let mut found: HashMap<ChunkId, Node> = HashMap::with_capacity(ids.len());
         let mut answers = self.store.get_many(ids.clone());
         while let Some((id, answer)) = answers.next().await {

@@ -388,3 +388,105 @@ async fn a_copy_a_collection_deleted_is_never_confirmed() {
     assert_ne!(nas_bit(&f), 0);
     assert_eq!(queued(&f), 0);
 }
+
+/// Edits of a directory large enough to be split, over several commits: after each,
+/// the directory's id is the one a fresh encoding of the expected entries gives (the
+/// lazy, part-at-a-time edit is canonical), and it reads back whole.
+#[tokio::test]
+async fn a_split_directory_edited_part_by_part_stays_canonical() {
+    use std::collections::BTreeMap;
+
+    let f = fixture();
+    let repo = &f.repo;
+    let pending = Pending::default();
+    let data = repo
+        .put_chunk(&pending, b"x", ChunkKind::Data)
+        .await
+        .unwrap();
+    let mut model: BTreeMap<String, Entry> = BTreeMap::new();
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for round in 0..8 {
+        let lock = repo.lock().await;
+        let mut edit = TreeEdit::open(repo, lock.head().unwrap().map(|v| v.root))
+            .await
+            .unwrap();
+        // First a big fill, then a few scattered edits per round; round 6 removes
+        // enough to shrink the directory back into one node, round 7 grows it again.
+        let (adds, removes) = match round {
+            0 => (12_000, 0),
+            6 => (0, model.len() - 3_000),
+            7 => (2_000, 10),
+            _ => (30, 300),
+        };
+        for _ in 0..adds {
+            let name = format!("n{:08}", next() % 100_000_000);
+            let mut e = file_entry(data, 1);
+            e.mtime_ns = (next() % 1000) as i64;
+            edit.insert(
+                repo,
+                &pending,
+                format!("/big/{name}").as_bytes(),
+                e.clone(),
+                1,
+            )
+            .await
+            .unwrap();
+            e.name = name.clone().into_bytes();
+            model.insert(name, e);
+        }
+        for _ in 0..removes {
+            let i = (next() % model.len() as u64) as usize;
+            let name = model.keys().nth(i).unwrap().clone();
+            edit.remove(repo, format!("/big/{name}").as_bytes(), false)
+                .await
+                .unwrap();
+            model.remove(&name);
+        }
+        if round > 0 && round < 6 {
+            // A rename inside the directory, and one out of it.
+            let name = model.keys().nth(model.len() / 2).unwrap().clone();
+            let to = format!("{name}-moved");
+            edit.rename(
+                repo,
+                format!("/big/{name}").as_bytes(),
+                format!("/big/{to}").as_bytes(),
+            )
+            .await
+            .unwrap();
+            let mut e = model.remove(&name).unwrap();
+            e.name = to.clone().into_bytes();
+            model.insert(to, e);
+            let name = model.keys().next().unwrap().clone();
+            edit.rename(
+                repo,
+                format!("/big/{name}").as_bytes(),
+                format!("/out-{round}").as_bytes(),
+            )
+            .await
+            .unwrap();
+            model.remove(&name);
+        }
+        let (root, bytes) = edit.seal(repo, &pending).await.unwrap();
+        let v = lock
+            .commit(&pending, root, bytes, VersionKind::Write, "edit")
+            .await
+            .unwrap();
+        let big = lookup(repo, v.root, b"/big").await.unwrap();
+        let expected: Vec<Entry> = model.values().cloned().collect();
+        let mut out = Vec::new();
+        let id = fvfs_manifest::node::dir::encode_dir(expected.clone(), &mut out);
+        assert_eq!(big.id, Some(id), "round {round}: not the canonical id");
+        assert_eq!(big.size, model.len() as u64, "round {round}: size");
+        assert_eq!(
+            repo.dir(&id).await.unwrap().entries,
+            expected,
+            "round {round}"
+        );
+    }
+}

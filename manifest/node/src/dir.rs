@@ -60,15 +60,59 @@ fn cut_of(level: u8) -> Cut {
 /// The parts of a large directory, or of a level of its index, in name order.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DirIndex {
+    /// 1: the parts are directory nodes (runs of entries); n: index nodes of depth n-1.
+    pub depth: u8,
     pub parts: Vec<DirPart>,
 }
 
-/// One part: the name of its first entry and the node holding the run.
+/// One part: the name of its first entry, the node holding the run, and how many
+/// entries and logical bytes are below it (so an edit can size and count the whole
+/// directory without reading the parts it leaves alone).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DirPart {
     #[serde(with = "serde_bytes")]
     pub first: Vec<u8>,
     pub id: ChunkId,
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+/// Says where the runs of one level end, fed the names of its items in order from a
+/// cut point (the start of the directory, or the end of an unchanged part).
+pub struct Cutter {
+    level: u8,
+    cut: Cut,
+    run: usize,
+}
+
+impl Cutter {
+    /// A cutter of parts (level 0: entries into parts).
+    pub fn parts() -> Self {
+        Self::new(0)
+    }
+
+    fn new(level: u8) -> Self {
+        Self {
+            level,
+            cut: cut_of(level),
+            run: 0,
+        }
+    }
+
+    /// Whether a run ends after the item named `name`.
+    pub fn ends_after(&mut self, name: &[u8]) -> bool {
+        self.run += 1;
+        let end = self.run == self.cut.max || ends_after(self.level, name, self.cut.target);
+        if end {
+            self.run = 0;
+        }
+        end
+    }
+
+    /// Whether the items fed so far ended on a cut (or none were fed).
+    pub fn at_cut(&self) -> bool {
+        self.run == 0
+    }
 }
 
 /// Whether a run of level `level` ends after the item named `name`.
@@ -81,16 +125,14 @@ fn ends_after(level: u8, name: &[u8], target: u64) -> bool {
     word % target == 0
 }
 
-/// Cuts `items` (sorted by `name`) into runs: after a name [`ends_after`], or at the
-/// level's most items.
+/// Cuts `items` (sorted by `name`) into runs where a [`Cutter`] of `level` says.
 fn cut<T>(items: Vec<T>, level: u8, name: impl Fn(&T) -> &[u8]) -> Vec<Vec<T>> {
-    let Cut { target, max } = cut_of(level);
+    let mut cutter = Cutter::new(level);
     let mut runs = vec![Vec::new()];
     for item in items {
-        let end = ends_after(level, name(&item), target);
-        let run = runs.last_mut().expect("never empty");
-        run.push(item);
-        if end || run.len() == max {
+        let end = cutter.ends_after(name(&item));
+        runs.last_mut().expect("never empty").push(item);
+        if end {
             runs.push(Vec::new());
         }
     }
@@ -98,37 +140,104 @@ fn cut<T>(items: Vec<T>, level: u8, name: impl Fn(&T) -> &[u8]) -> Vec<Vec<T>> {
     runs
 }
 
+/// Encodes `node` into `out`; returns its id.
+fn put(node: Node, out: &mut Vec<Vec<u8>>) -> ChunkId {
+    let bytes = node.encode();
+    let id = ChunkId::of(&bytes);
+    out.push(bytes);
+    id
+}
+
 /// Encodes a directory of `entries` (sorted, unique): its nodes go to `out`, children
 /// first; returns the id of its top node.
 pub fn encode_dir(entries: Vec<Entry>, out: &mut Vec<Vec<u8>>) -> ChunkId {
-    let mut put = |node: Node| {
-        let bytes = node.encode();
-        let id = ChunkId::of(&bytes);
-        out.push(bytes);
-        id
-    };
     if entries.len() <= DIR_NODE_MAX {
-        return put(Node::Dir(DirNode { entries }));
+        return put(Node::Dir(DirNode { entries }), out);
     }
-    let mut parts: Vec<DirPart> = cut(entries, 0, |e| &e.name)
+    let parts = encode_parts(entries, out);
+    encode_index(parts, out)
+}
+
+/// Cuts `entries` (sorted, unique, starting at a cut point) into parts and encodes
+/// each into `out`.
+pub fn encode_parts(entries: Vec<Entry>, out: &mut Vec<Vec<u8>>) -> Vec<DirPart> {
+    cut(entries, 0, |e| &e.name)
         .into_iter()
         .map(|run| DirPart {
             first: run[0].name.clone(),
-            id: put(Node::Dir(DirNode { entries: run })),
+            entries: run.len() as u64,
+            bytes: run.iter().map(|e| e.size).sum(),
+            id: put(Node::Dir(DirNode { entries: run }), out),
         })
-        .collect();
-    let mut level = 1;
+        .collect()
+}
+
+/// Encodes the index over a large directory's `parts` (all of them, in order): one
+/// index node, or levels of them past [`INDEX_MAX`] parts; returns the top's id.
+pub fn encode_index(mut parts: Vec<DirPart>, out: &mut Vec<Vec<u8>>) -> ChunkId {
+    let mut depth = 1;
     while parts.len() > INDEX_MAX {
-        parts = cut(parts, level, |p| &p.first)
+        parts = cut(parts, depth, |p| &p.first)
             .into_iter()
             .map(|run| DirPart {
                 first: run[0].first.clone(),
-                id: put(Node::DirIndex(DirIndex { parts: run })),
+                entries: run.iter().map(|p| p.entries).sum(),
+                bytes: run.iter().map(|p| p.bytes).sum(),
+                id: put(Node::DirIndex(DirIndex { depth, parts: run }), out),
             })
             .collect();
-        level += 1;
+        depth += 1;
     }
-    put(Node::DirIndex(DirIndex { parts }))
+    put(Node::DirIndex(DirIndex { depth, parts }), out)
+}
+
+/// The parts (runs of entries) of the large directory whose top index is `top` (read as
+/// `id`), reading only its index nodes, a level at a time with `fetch_many`.
+pub async fn leaf_parts<E, F, Fut>(
+    id: ChunkId,
+    top: DirIndex,
+    fetch_many: F,
+) -> Result<Vec<DirPart>, E>
+where
+    F: Fn(Vec<ChunkId>) -> Fut,
+    Fut: Future<Output = Result<Vec<Node>, E>>,
+    E: From<DamagedNode>,
+{
+    let (mut depth, mut parts) = (top.depth, top.parts);
+    while depth > 1 {
+        let nodes = fetch_many(parts.iter().map(|p| p.id).collect()).await?;
+        parts = next_level(id, depth, &parts, nodes)?;
+        depth -= 1;
+    }
+    Ok(parts)
+}
+
+/// The parts listed by the index nodes `nodes` (of depth `depth - 1`) that `parts`
+/// name, checked against what `parts` say of them.
+fn next_level(
+    id: ChunkId,
+    depth: u8,
+    parts: &[DirPart],
+    nodes: Vec<Node>,
+) -> Result<Vec<DirPart>, DamagedNode> {
+    let bad = |id: ChunkId, reason: &'static str| DamagedNode { id, reason };
+    if nodes.len() != parts.len() {
+        return Err(bad(id, "a part of the directory is missing"));
+    }
+    let mut next: Vec<DirPart> = Vec::new();
+    for (part, node) in parts.iter().zip(nodes) {
+        let Node::DirIndex(ix) = node else {
+            return Err(bad(part.id, "expected an index node of the directory"));
+        };
+        if ix.depth + 1 != depth || ix.parts.first().map(|p| &p.first) != Some(&part.first) {
+            return Err(bad(part.id, "the part does not start where its index says"));
+        }
+        if next.last().map(|p| &p.first) >= Some(&part.first) {
+            return Err(bad(part.id, "the parts overlap or are out of order"));
+        }
+        next.extend(ix.parts);
+    }
+    Ok(next)
 }
 
 /// The whole directory whose top node is `top` (read as `id`): itself if it is a
@@ -140,50 +249,49 @@ where
     Fut: Future<Output = Result<Vec<Node>, E>>,
     E: From<DamagedNode>,
 {
-    let bad = |id: ChunkId, reason: &'static str| E::from(DamagedNode { id, reason });
-    let mut level = match top {
+    let top = match top {
         Node::Dir(d) => return Ok(d),
-        Node::DirIndex(ix) if !ix.parts.is_empty() => ix.parts,
-        _ => return Err(bad(id, "expected a directory node")),
+        Node::DirIndex(ix) => ix,
+        _ => {
+            return Err(E::from(DamagedNode {
+                id,
+                reason: "expected a directory node",
+            }))
+        }
     };
-    loop {
-        let ids: Vec<ChunkId> = level.iter().map(|p| p.id).collect();
-        let nodes = fetch_many(ids).await?;
-        if nodes.len() != level.len() {
-            return Err(bad(id, "a part of the directory is missing"));
-        }
-        let leaves = matches!(nodes.first(), Some(Node::Dir(_)));
-        if leaves {
-            let mut entries: Vec<Entry> = Vec::new();
-            for (part, node) in level.iter().zip(nodes) {
-                let Node::Dir(d) = node else {
-                    return Err(bad(part.id, "parts of one level are of different kinds"));
-                };
-                if d.entries.first().map(|e| &e.name) != Some(&part.first) {
-                    return Err(bad(part.id, "the part does not start where its index says"));
-                }
-                if entries.last().map(|e| &e.name) >= Some(&part.first) {
-                    return Err(bad(part.id, "the parts overlap or are out of order"));
-                }
-                entries.extend(d.entries);
-            }
-            return Ok(DirNode { entries });
-        }
-        let mut next: Vec<DirPart> = Vec::new();
-        for (part, node) in level.iter().zip(nodes) {
-            let Node::DirIndex(ix) = node else {
-                return Err(bad(part.id, "parts of one level are of different kinds"));
-            };
-            if ix.parts.first().map(|p| &p.first) != Some(&part.first) {
-                return Err(bad(part.id, "the part does not start where its index says"));
-            }
-            if next.last().map(|p| &p.first) >= Some(&part.first) {
-                return Err(bad(part.id, "the parts overlap or are out of order"));
-            }
-            next.extend(ix.parts);
-        }
-        level = next;
+    let parts = leaf_parts(id, top, &fetch_many).await?;
+    let nodes = fetch_many(parts.iter().map(|p| p.id).collect()).await?;
+    Ok(join_parts(id, &parts, nodes)?)
+}
+
+/// The entries of the directory nodes `nodes` that `parts` name, in order, checked
+/// against what `parts` say of them.
+pub fn join_parts(
+    id: ChunkId,
+    parts: &[DirPart],
+    nodes: Vec<Node>,
+) -> Result<DirNode, DamagedNode> {
+    let bad = |id: ChunkId, reason: &'static str| DamagedNode { id, reason };
+    if nodes.len() != parts.len() {
+        return Err(bad(id, "a part of the directory is missing"));
     }
+    let mut entries: Vec<Entry> = Vec::new();
+    for (part, node) in parts.iter().zip(nodes) {
+        let Node::Dir(d) = node else {
+            return Err(bad(part.id, "expected a part of the directory"));
+        };
+        if d.entries.first().map(|e| &e.name) != Some(&part.first) {
+            return Err(bad(part.id, "the part does not start where its index says"));
+        }
+        if d.entries.len() as u64 != part.entries {
+            return Err(bad(part.id, "the part does not hold what its index says"));
+        }
+        if entries.last().map(|e| &e.name) >= Some(&part.first) {
+            return Err(bad(part.id, "the parts overlap or are out of order"));
+        }
+        entries.extend(d.entries);
+    }
+    Ok(DirNode { entries })
 }
 
 #[cfg(test)]
@@ -251,7 +359,7 @@ mod tests {
         // Pinned: the cut points are part of the format (dedup across stores).
         assert_eq!(
             top.to_hex(),
-            "dcc1403dd9d2aeec104465a5b2d04d3a04c1856c1efb22e2abfb1fbe01763be6"
+            "ca5953524a7d1455fa100366a9b53ceeb7dfb37ddb3fae857251ad4ba4342cf4"
         );
     }
 

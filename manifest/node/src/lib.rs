@@ -215,8 +215,8 @@ pub fn decode(bytes: &[u8]) -> Result<Node, NodeError> {
         }
         Node::List(_) => {}
         Node::DirIndex(ix) => {
-            if ix.parts.is_empty() {
-                return Err(NodeError::BadIndex("it lists no part"));
+            if ix.parts.is_empty() || ix.depth == 0 {
+                return Err(NodeError::BadIndex("it lists no part, or is of depth 0"));
             }
             if ix.parts.iter().any(|p| !valid_name(&p.first)) {
                 return Err(NodeError::BadIndex("a part starts at an invalid name"));
