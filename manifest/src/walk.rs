@@ -33,16 +33,39 @@ pub async fn lookup(repo: &Repo, root: ChunkId, path: &[u8]) -> Result<Entry> {
         let (EntryKind::Dir, Some(id)) = (cur.kind, cur.id) else {
             return Err(ManifestError::NotADirectory(show(path)));
         };
-        let dir = repo.dir(&id).await?;
-        cur = match dir
-            .entries
-            .binary_search_by(|e| e.name.as_slice().cmp(comp))
-        {
-            Ok(i) => dir.entries[i].clone(),
-            Err(_) => return Err(ManifestError::NotFound(show(path))),
+        cur = match entry_in(repo, id, comp).await? {
+            Some(e) => e,
+            None => return Err(ManifestError::NotFound(show(path))),
         };
     }
     Ok(cur)
+}
+
+/// The entry named `name` in the directory whose top node is `id`; in a large
+/// directory, read down through the one index node and part that can hold it.
+async fn entry_in(repo: &Repo, id: ChunkId, name: &[u8]) -> Result<Option<Entry>> {
+    let mut node_id = id;
+    loop {
+        match repo.node(&node_id).await? {
+            Node::Dir(mut d) => {
+                let found = d.entries.binary_search_by(|e| e.name.as_slice().cmp(name));
+                return Ok(found.ok().map(|i| d.entries.swap_remove(i)));
+            }
+            Node::DirIndex(ix) => {
+                let i = ix.parts.partition_point(|p| p.first.as_slice() <= name);
+                let Some(part) = i.checked_sub(1).map(|i| &ix.parts[i]) else {
+                    return Ok(None);
+                };
+                node_id = part.id;
+            }
+            _ => {
+                return Err(ManifestError::BadNode {
+                    id: node_id,
+                    reason: "expected a directory node".into(),
+                })
+            }
+        }
+    }
 }
 
 /// Calls `visit(path, entry)` for every entry below directory node `dir`, parents
