@@ -16,14 +16,14 @@ use std::collections::HashSet;
 
 use futures::StreamExt;
 use fvfs_api::reports::{Freed, GcReport};
-use fvfs_cas::{ChunkId, StoreError};
+use fvfs_cas::ChunkId;
 use fvfs_manifest::meta::TIER_S3;
 use fvfs_manifest::{Condemned, GcSession, ManifestError, Repo};
 use fvfs_tiering::S3Store;
 
 use crate::retention::Retention;
 use crate::walk::{self, Found};
-use crate::{Progress, Tier};
+use crate::{FsckError, Progress, Tier};
 
 /// Chunk records looked at, and condemned, at once.
 const PAGE: usize = 1024;
@@ -51,7 +51,7 @@ pub async fn collect(
     tiers: &[Tier],
     opts: &Options,
     progress: &Progress,
-) -> Result<GcReport, ManifestError> {
+) -> Result<GcReport, FsckError> {
     let named: HashSet<u64> = repo.snapshots()?.into_iter().map(|(_, n)| n).collect();
     let session = {
         let lock = repo.lock().await;
@@ -140,7 +140,7 @@ async fn mark(
     repo: &Repo,
     session: &GcSession<'_>,
     progress: &Progress,
-) -> Result<HashSet<ChunkId>, ManifestError> {
+) -> Result<HashSet<ChunkId>, FsckError> {
     let mut marked = HashSet::new();
     let mut broken = None;
     walk::reachable(
@@ -171,9 +171,7 @@ async fn mark(
     .await;
     match broken {
         None => Ok(marked),
-        Some(why) => Err(ManifestError::Store(StoreError::Unavailable(format!(
-            "garbage collection stopped before deleting anything: {why}; run fsck"
-        )))),
+        Some(why) => Err(FsckError::Unreadable(why)),
     }
 }
 

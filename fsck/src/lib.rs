@@ -23,11 +23,13 @@ use fvfs_manifest::node::{self, Node};
 use fvfs_manifest::{path, ManifestError, Repo, Version};
 use fvfs_tiering::S3Store;
 
+mod error;
 pub mod gc;
 pub mod progress;
 pub mod retention;
 mod walk;
 
+pub use error::FsckError;
 pub use progress::Progress;
 
 use walk::Found;
@@ -109,7 +111,7 @@ pub async fn check(
     versions: &[Version],
     opts: Options,
     progress: &Arc<Progress>,
-) -> Result<Checked, ManifestError> {
+) -> Result<Checked, FsckError> {
     let mut report = FsckReport {
         versions: versions.len(),
         ..FsckReport::default()
@@ -220,7 +222,7 @@ async fn check_all(
     opts: Options,
     listed: Option<Arc<HashSet<[u8; 32]>>>,
     progress: &Arc<Progress>,
-) -> Result<Vec<ChunkChecked>, ManifestError> {
+) -> Result<Vec<ChunkChecked>, FsckError> {
     let queue = Arc::new(std::sync::Mutex::new(chunks.into_iter()));
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..CONCURRENCY {
@@ -261,11 +263,7 @@ async fn check_all(
         match result {
             Ok(r) => checked.extend(r?),
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => {
-                return Err(ManifestError::Store(StoreError::Unavailable(format!(
-                    "fsck worker stopped: {e}"
-                ))))
-            }
+            Err(e) => return Err(FsckError::Worker(e.to_string())),
         }
     }
     Ok(checked)

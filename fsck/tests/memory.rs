@@ -9,7 +9,7 @@ use fvfs_cas::faults::{Fault, FaultyStore, Op};
 use fvfs_cas::{ChunkId, ChunkStore, MemoryStore};
 use fvfs_fsck::gc::{self, Options as GcOptions};
 use fvfs_fsck::retention::Retention;
-use fvfs_fsck::{Options, Progress, Tier};
+use fvfs_fsck::{FsckError, Options, Progress, Tier};
 use fvfs_manifest::kv::Kv;
 use fvfs_manifest::meta::TIER_LOCAL;
 use fvfs_manifest::*;
@@ -89,7 +89,7 @@ impl Fixture {
             .report
     }
 
-    async fn collect(&self, keep_last: u64) -> Result<fvfs_api::reports::GcReport, ManifestError> {
+    async fn collect(&self, keep_last: u64) -> Result<fvfs_api::reports::GcReport, FsckError> {
         let opts = GcOptions {
             retention: Retention {
                 keep_last: Some(keep_last),
@@ -176,6 +176,11 @@ async fn gc_that_cannot_read_a_kept_node_deletes_nothing() {
     let before = f.stored().await;
     // The mark phase meets an unavailable store: it must stop before the sweep.
     f.store.schedule(Op::Get, Fault::Fail, u32::MAX);
-    assert!(f.collect(1).await.is_err());
+    let err = f.collect(1).await.unwrap_err();
+    assert!(matches!(err, FsckError::Unreadable(_)), "{err}");
+    assert!(
+        err.to_string().contains("before deleting anything"),
+        "{err}"
+    );
     assert_eq!(f.stored().await, before, "nothing deleted");
 }

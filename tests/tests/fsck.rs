@@ -206,3 +206,45 @@ fn a_copy_its_bitmask_does_not_claim_is_reported_then_claimed() {
     check(&out, 1);
     assert!(String::from_utf8_lossy(&out.stdout).contains("nas: "));
 }
+
+#[test]
+fn a_collection_refused_on_a_damaged_tree_says_so_and_deletes_nothing() {
+    use fvfs_tests::daemon::{request, Daemon};
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a.txt"), b"first").unwrap();
+    let d = Fvfsd::new();
+    d.run(["migrate", "--local-src", src.to_str().unwrap()]);
+    fs::write(src.join("a.txt"), b"second").unwrap();
+    d.run(["migrate", "--local-src", src.to_str().unwrap()]);
+    let log = d.run(["log", "--json"]);
+    let root: ChunkId = serde_json::from_str::<serde_json::Value>(&log).unwrap()[0]["root"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    for r in packs::find(&d.home.path().join("chunks"), &root) {
+        r.flip_last_byte();
+    }
+    let before = packs::ids(&d.home.path().join("chunks"));
+    let daemon = Daemon::start(&d, "127.0.0.1:0", &["--no-mdns"]);
+    let (status, body) = daemon.raw(&request(
+        "POST",
+        "/v1/admin/gc?keep_last=1&grace_secs=0",
+        &[],
+        b"",
+    ));
+    // A damaged tree, not an unavailable store (it used to answer 503 "unavailable").
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body.contains(r#""error":"corrupt""#) && body.contains("before deleting anything"),
+        "{body}"
+    );
+    drop(daemon);
+    assert_eq!(
+        packs::ids(&d.home.path().join("chunks")),
+        before,
+        "nothing deleted"
+    );
+}

@@ -35,6 +35,8 @@ pub enum ErrorCode {
     EvictFailed,
     Unavailable,
     TierUnavailable,
+    /// The daemon failed in a way no other code names.
+    Internal,
     /// A code this client does not know (a newer daemon), or an answer without one.
     #[serde(other)]
     Unknown,
@@ -67,7 +69,7 @@ impl ErrorCode {
             E::TooLarge => 413,
             E::NoSpace => 507,
             E::Unavailable | E::TierUnavailable => 503,
-            E::Corrupt | E::IoError | E::DbError | E::EvictFailed | E::Unknown => 500,
+            E::Corrupt | E::IoError | E::DbError | E::EvictFailed | E::Internal | E::Unknown => 500,
         }
     }
 }

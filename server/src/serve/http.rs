@@ -6,6 +6,7 @@ use std::convert::Infallible;
 use bytes::Bytes;
 use fvfs_api::{ErrorBody, ErrorCode};
 use fvfs_cas::StoreError;
+use fvfs_fsck::FsckError;
 use fvfs_manifest::path::PathError;
 use fvfs_manifest::ManifestError;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -93,6 +94,16 @@ impl From<StoreError> for ApiError {
 impl From<PathError> for ApiError {
     fn from(e: PathError) -> Self {
         Self::new(ErrorCode::BadPath, e.to_string())
+    }
+}
+
+impl From<FsckError> for ApiError {
+    fn from(e: FsckError) -> Self {
+        match e {
+            FsckError::Manifest(m) => m.into(),
+            FsckError::Unreadable(_) => Self::new(ErrorCode::Corrupt, e.to_string()),
+            FsckError::Worker(_) => Self::new(ErrorCode::Internal, e.to_string()),
+        }
     }
 }
 
