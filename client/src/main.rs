@@ -412,8 +412,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             fvfs_api::out::json_or(&api.log(limit).await?, json, |l| show::log(l))
         }
         Command::Rollback { version } => {
+            let target = api.version(&version).await?;
             let v = api.rollback(&version).await?;
-            fvfs_api::outln!("version {}: {}", v.number, v.message);
+            fvfs_api::out!("{}", show::rolled_back(&v, &target));
         }
         Command::Diff { a, b, json } => {
             fvfs_api::out::json_or(&api.diff(&a, &b).await?, json, |l| show::diff(l))

@@ -154,10 +154,10 @@ async fn local(home: &home::Home, config: &config::Config, command: Command) -> 
         Command::Rollback { version } => {
             let target = repo.resolve(&version)?;
             let v = repo.lock().await.rollback(&target).await?;
-            fvfs_api::outln!(
-                "version {}: rolled back to version {}",
-                v.number,
-                target.number
+            let show = |v| repo.version_info(v);
+            fvfs_api::out!(
+                "{}",
+                fvfs_api::show::rolled_back(&show(&v)?, &show(&target)?)
             );
         }
         Command::Diff { a, b, json } => report::diff(&repo.diff_info(&a, &b).await?, json),

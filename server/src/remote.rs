@@ -73,11 +73,7 @@ async fn through(api: &Api, command: Command) -> Result<ExitCode> {
         Command::Rollback { version } => {
             let target = api.version(&version).await?;
             let v = api.rollback(&version).await?;
-            fvfs_api::outln!(
-                "version {}: rolled back to version {}",
-                v.number,
-                target.number
-            );
+            fvfs_api::out!("{}", fvfs_api::show::rolled_back(&v, &target));
         }
         Command::Diff { a, b, json } => report::diff(&api.diff(&a, &b).await?, json),
         Command::Status { json } => report::status(

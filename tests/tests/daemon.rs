@@ -112,7 +112,9 @@ fn fvfsc_commands_against_a_real_daemon() {
         fvfsc(&d, 0, &["diff", "before-rm", "HEAD"]),
         "D /notes/hello.txt\n"
     );
-    fvfsc(&d, 0, &["rollback", "before-rm"]);
+    // Printed as fvfsd prints it (fvfsc printed the version's message instead).
+    let rolled = fvfsc(&d, 0, &["rollback", "before-rm"]);
+    assert_eq!(rolled, "version 7: rolled back to version 5\n");
     assert_eq!(
         fvfsc(&d, 0, &["cat", "/notes/hello.txt"]),
         "hello from stdin\n"

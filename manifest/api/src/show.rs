@@ -194,6 +194,14 @@ pub fn fsck(r: &FsckReport) -> String {
     out
 }
 
+/// What `rollback` prints, from the store or through a daemon, in fvfsd and fvfsc.
+pub fn rolled_back(new: &VersionInfo, target: &VersionInfo) -> String {
+    format!(
+        "version {}: rolled back to version {}\n",
+        new.number, target.number
+    )
+}
+
 /// A gc report: versions, chunks and bytes freed per tier, compaction, what failed.
 pub fn gc(r: &GcReport) -> String {
     let would = if r.dry_run { "would be " } else { "" };
