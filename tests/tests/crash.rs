@@ -5,7 +5,7 @@
 //! address (the mount carries on) and checked. Every write the daemon acknowledged
 //! (answer received, fsync returned) must read back exactly, a write in flight at the kill may have landed or not (never half),
 //! fsck must be clean and the replication queue must drain. Each iteration logs its
-//! seed: `FVFS_CRASH_SEED=<seed> cargo test --test crash` replays it, and
+//! seed: `FVFS_CRASH_SEED=<seed> cargo test --features integration --test crash` replays it, and
 //! `FVFS_CRASH_ITERATIONS` runs more of them (the CI run is bounded). A second test
 //! kills the FUSE mount instead, while it writes with fsync: every file whose fsync
 //! returned must be in the daemon, exactly; a third kills the daemon under such a mount.
