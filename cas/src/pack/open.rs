@@ -7,10 +7,10 @@
 //! index that is missing while segments exist is rebuilt from them by a scan.
 //!
 //! A full disk must not keep a store from opening: every store keeps a [`RESERVE`]
-//! file, deleted first thing at open (so the index, and the manifest database opened
-//! after the local store, have room to open and recovery can cut unsynced tails and
-//! give their space back) and written again once the store is open, if the disk has
-//! room for it twice over.
+//! file while its disk has room for it twice over. An open that finds less room than
+//! that deletes it first thing (so the index, and the manifest database opened after
+//! the local store, have room to open and recovery can cut unsynced tails and give
+//! their space back); an open that finds it missing and the room there writes it again.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -29,11 +29,13 @@ const RESERVE: &str = "reserve";
 const RESERVE_BYTES: usize = 4 << 20;
 
 pub(super) fn open(root: PathBuf, opts: PackOptions) -> Result<Inner, StoreError> {
-    match fs::remove_file(root.join(RESERVE)) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(StoreError::io("delete", root.join(RESERVE), e))
+    if free_bytes(&root) < 2 * RESERVE_BYTES as u64 {
+        match fs::remove_file(root.join(RESERVE)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(StoreError::io("delete", root.join(RESERVE), e))
+            }
+            _ => {}
         }
-        _ => {}
     }
     let segments = root.join("segments");
     if !root.join(MARKER).exists() {
@@ -111,16 +113,20 @@ pub(super) fn open(root: PathBuf, opts: PackOptions) -> Result<Inner, StoreError
     Ok(inner)
 }
 
-/// Writes the reserve file again if the disk has room for it and as much again; a
-/// disk fuller than that keeps the space free for what opens after the store (the
-/// manifest database, a check, a collection), and the next open tries again.
+/// Bytes an unprivileged writer may still use on `root`'s file system (0 if unknown).
+fn free_bytes(root: &Path) -> u64 {
+    rustix::fs::statvfs(root).map_or(0, |s| s.f_bavail.saturating_mul(s.f_frsize))
+}
+
+/// Writes the reserve file if it is missing and the disk has room for it and as much
+/// again; a disk fuller than that keeps the space free for what opens after the store
+/// (the manifest database, a check, a collection), and the next open tries again.
 fn keep_reserve(root: &Path) {
     use std::io::Write;
-    let free = rustix::fs::statvfs(root).map_or(0, |s| s.f_bavail.saturating_mul(s.f_frsize));
-    if free < 2 * RESERVE_BYTES as u64 {
+    let path = root.join(RESERVE);
+    if path.exists() || free_bytes(root) < 2 * RESERVE_BYTES as u64 {
         return;
     }
-    let path = root.join(RESERVE);
     let written = File::create(&path).and_then(|mut f| f.write_all(&vec![0; RESERVE_BYTES]));
     if written.is_err() {
         let _ = fs::remove_file(&path);
