@@ -1,0 +1,345 @@
+//! The mount's inode table: which name in which directory each inode number stands for.
+//!
+//! # Invariants
+//! - Inode [`ROOT`] is the live tree's root and [`SNAPSHOTS`] is `/.snapshots`; both
+//!   live as long as the mount. Below `/.snapshots`, each name is a snapshot's root.
+//! - Every other inode is one name in its parent directory (an edge), or detached:
+//!   unlinked or replaced, still valid for what has it open, never a path again. A
+//!   path is computed from the edges when needed, so a rename moves one edge and
+//!   everything below follows, with no scan.
+//! - An inode is dropped once the kernel has forgotten every lookup of it and nothing
+//!   here holds it (a write-back, or a child still in the table): the table holds what
+//!   the kernel caches plus what is being written, whatever the number of lookups.
+//! - An inode keeps its kind: a name that now holds another kind gets a new inode.
+
+use std::collections::HashMap;
+
+use fvfs_node::{path as fpath, EntryKind};
+
+pub const ROOT: u64 = 1;
+pub const SNAPSHOTS: u64 = 2;
+pub const SNAPSHOTS_NAME: &[u8] = b".snapshots";
+
+/// Which tree an inode is in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum View {
+    /// The live tree (HEAD).
+    Live,
+    /// `/.snapshots` itself.
+    SnapshotList,
+    /// One snapshot, read-only.
+    Snapshot(String),
+}
+
+struct Inode {
+    /// Parent inode and name; `None` once detached.
+    edge: Option<(u64, Box<[u8]>)>,
+    kind: EntryKind,
+    /// Lookups the kernel has not forgotten yet.
+    lookups: u64,
+    /// Write-backs and children in the table.
+    holds: u64,
+    /// The content this inode had when last opened for reading (see `FvfsFs::open`).
+    content: Option<[u8; 32]>,
+}
+
+pub struct Inodes {
+    nodes: HashMap<u64, Inode>,
+    names: HashMap<(u64, Box<[u8]>), u64>,
+    next: u64,
+}
+
+impl Inodes {
+    pub fn new() -> Self {
+        let root = |edge| Inode {
+            edge,
+            kind: EntryKind::Dir,
+            lookups: 0,
+            holds: 0,
+            content: None,
+        };
+        let nodes = HashMap::from([
+            (ROOT, root(None)),
+            (SNAPSHOTS, root(Some((ROOT, SNAPSHOTS_NAME.into())))),
+        ]);
+        Self {
+            nodes,
+            names: HashMap::new(),
+            next: SNAPSHOTS,
+        }
+    }
+
+    /// Inodes in the table (the two roots included).
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// The view and path `ino` stands for now; `None` if it, or a directory above it,
+    /// is detached or unknown.
+    pub fn locate(&self, ino: u64) -> Option<(View, Vec<u8>)> {
+        let mut names: Vec<&[u8]> = Vec::new();
+        let mut at = ino;
+        let view = loop {
+            match at {
+                ROOT => break View::Live,
+                SNAPSHOTS => match names.pop() {
+                    None => break View::SnapshotList,
+                    Some(name) => break View::Snapshot(String::from_utf8_lossy(name).into()),
+                },
+                _ => {
+                    let (parent, name) = self.nodes.get(&at)?.edge.as_ref()?;
+                    names.push(name);
+                    at = *parent;
+                }
+            }
+        };
+        let mut path = b"/".to_vec();
+        for name in names.iter().rev() {
+            path = fpath::join(&path, name);
+        }
+        Some((view, path))
+    }
+
+    /// The inode named `name` in `parent`, if the table has one.
+    pub fn known(&self, parent: u64, name: &[u8]) -> Option<u64> {
+        self.names.get(&(parent, name.into())).copied()
+    }
+
+    /// The directory `ino` is in and its name there, unless it is detached.
+    pub fn edge(&self, ino: u64) -> Option<(u64, &[u8])> {
+        let (parent, name) = self.nodes.get(&ino)?.edge.as_ref()?;
+        Some((*parent, name))
+    }
+
+    pub fn kind(&self, ino: u64) -> Option<EntryKind> {
+        self.nodes.get(&ino).map(|n| n.kind)
+    }
+
+    /// The inode of `name` in `parent`, holding `kind`; a new one if the table has none
+    /// or the one it has is of another kind (that one is detached). Counts a lookup
+    /// when `looked_up` (the kernel is told of it in an entry reply); a readdir only
+    /// names it, and [`Inodes::sweep`] drops it later if no lookup came.
+    pub fn child(&mut self, parent: u64, name: &[u8], kind: EntryKind, looked_up: bool) -> u64 {
+        let ino = match self.known(parent, name) {
+            Some(ino) if self.kind(ino) == Some(kind) => ino,
+            found => {
+                if found.is_some() {
+                    self.detach(parent, name);
+                }
+                self.next += 1;
+                let ino = self.next;
+                self.nodes.insert(
+                    ino,
+                    Inode {
+                        edge: Some((parent, name.into())),
+                        kind,
+                        lookups: 0,
+                        holds: 0,
+                        content: None,
+                    },
+                );
+                self.names.insert((parent, name.into()), ino);
+                self.hold(parent);
+                ino
+            }
+        };
+        if looked_up {
+            if let Some(n) = self.nodes.get_mut(&ino) {
+                n.lookups += 1;
+            }
+        }
+        ino
+    }
+
+    /// The kernel forgot `n` lookups of `ino`.
+    pub fn forget(&mut self, ino: u64, n: u64) {
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            node.lookups = node.lookups.saturating_sub(n);
+        }
+        self.drop_unused(ino);
+    }
+
+    /// Drops those of `inos` nobody looked up or holds (names a readdir handed out).
+    pub fn sweep(&mut self, inos: &[u64]) {
+        for ino in inos {
+            self.drop_unused(*ino);
+        }
+    }
+
+    pub fn hold(&mut self, ino: u64) {
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            node.holds += 1;
+        }
+    }
+
+    pub fn release(&mut self, ino: u64) {
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            node.holds = node.holds.saturating_sub(1);
+        }
+        self.drop_unused(ino);
+    }
+
+    /// `name` in `parent` is gone (removed, or replaced by a rename): its inode stays
+    /// for those who have it, but is no path any more.
+    pub fn detach(&mut self, parent: u64, name: &[u8]) {
+        let Some(ino) = self.names.remove(&(parent, name.into())) else {
+            return;
+        };
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            node.edge = None;
+        }
+        self.release(parent);
+        self.drop_unused(ino);
+    }
+
+    /// `from_name` in `from` is now `to_name` in `to` (whatever was there is detached).
+    pub fn rename(&mut self, from: u64, from_name: &[u8], to: u64, to_name: &[u8]) {
+        let Some(ino) = self.known(from, from_name) else {
+            self.detach(to, to_name);
+            return;
+        };
+        if (from, from_name) == (to, to_name) {
+            return;
+        }
+        self.detach(to, to_name);
+        self.names.remove(&(from, from_name.into()));
+        self.names.insert((to, to_name.into()), ino);
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            node.edge = Some((to, to_name.into()));
+        }
+        self.hold(to);
+        self.release(from);
+    }
+
+    /// Records `key` as `ino`'s content; whether it was the content recorded before.
+    pub fn same_content(&mut self, ino: u64, key: Option<[u8; 32]>) -> bool {
+        let Some(node) = self.nodes.get_mut(&ino) else {
+            return false;
+        };
+        let before = std::mem::replace(&mut node.content, key);
+        key.is_some() && before == key
+    }
+
+    /// Drops `ino` if unused, then each parent that this leaves unused.
+    fn drop_unused(&mut self, mut ino: u64) {
+        loop {
+            let Some(node) = self.nodes.get(&ino) else {
+                return;
+            };
+            if ino == ROOT || ino == SNAPSHOTS || node.lookups > 0 || node.holds > 0 {
+                return;
+            }
+            let node = self.nodes.remove(&ino).expect("just found");
+            let Some((parent, name)) = node.edge else {
+                return;
+            };
+            self.names.remove(&(parent, name));
+            match self.nodes.get_mut(&parent) {
+                Some(p) => p.holds = p.holds.saturating_sub(1),
+                None => return,
+            }
+            ino = parent;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(t: &Inodes, ino: u64) -> Option<(View, String)> {
+        t.locate(ino)
+            .map(|(v, p)| (v, String::from_utf8(p).expect("utf-8")))
+    }
+
+    #[test]
+    fn paths_follow_renames_of_any_directory_above() {
+        let mut t = Inodes::new();
+        let a = t.child(ROOT, b"a", EntryKind::Dir, true);
+        let b = t.child(a, b"b", EntryKind::Dir, true);
+        let f = t.child(b, b"f", EntryKind::File, true);
+        assert_eq!(path(&t, f), Some((View::Live, "/a/b/f".into())));
+        t.rename(ROOT, b"a", ROOT, b"z");
+        assert_eq!(path(&t, f), Some((View::Live, "/z/b/f".into())));
+        assert_eq!(t.known(ROOT, b"a"), None);
+        assert_eq!(t.known(ROOT, b"z"), Some(a));
+        // The same name of the same kind is the same inode; of another kind, a new one.
+        assert_eq!(t.child(b, b"f", EntryKind::File, true), f);
+        let d = t.child(b, b"f", EntryKind::Dir, true);
+        assert_ne!(d, f);
+        assert_eq!(path(&t, f), None);
+    }
+
+    #[test]
+    fn unlinked_and_replaced_inodes_are_no_path() {
+        let mut t = Inodes::new();
+        let f = t.child(ROOT, b"f", EntryKind::File, true);
+        let g = t.child(ROOT, b"g", EntryKind::File, true);
+        t.rename(ROOT, b"g", ROOT, b"f");
+        assert_eq!(path(&t, f), None, "replaced by the rename");
+        assert_eq!(path(&t, g), Some((View::Live, "/f".into())));
+        t.detach(ROOT, b"f");
+        assert_eq!(path(&t, g), None);
+        // A new file of that name is a new inode.
+        assert_ne!(t.child(ROOT, b"f", EntryKind::File, true), g);
+    }
+
+    #[test]
+    fn snapshots_are_views_of_their_own() {
+        let mut t = Inodes::new();
+        assert_eq!(path(&t, SNAPSHOTS), Some((View::SnapshotList, "/".into())));
+        let s = t.child(SNAPSHOTS, b"monday", EntryKind::Dir, true);
+        let f = t.child(s, b"f", EntryKind::File, true);
+        assert_eq!(
+            path(&t, f),
+            Some((View::Snapshot("monday".into()), "/f".into()))
+        );
+    }
+
+    #[test]
+    fn forgotten_inodes_leave_the_table_and_their_parents_with_them() {
+        let mut t = Inodes::new();
+        let a = t.child(ROOT, b"a", EntryKind::Dir, true);
+        let mut files = Vec::new();
+        for i in 0..1000 {
+            files.push(t.child(a, format!("f{i}").as_bytes(), EntryKind::File, true));
+        }
+        // Named by a readdir only: dropped by the sweep.
+        let listed = t.child(a, b"listed", EntryKind::File, false);
+        t.sweep(&[listed]);
+        assert_eq!(t.known(a, b"listed"), None);
+        t.forget(a, 1);
+        assert_eq!(t.len(), 1003, "children keep their directory");
+        for f in &files {
+            t.forget(*f, 1);
+        }
+        assert_eq!(t.len(), 2, "only the roots stay");
+        assert_eq!(t.locate(a), None);
+    }
+
+    #[test]
+    fn a_held_inode_outlives_its_lookups_and_its_name() {
+        let mut t = Inodes::new();
+        let a = t.child(ROOT, b"a", EntryKind::Dir, true);
+        let f = t.child(a, b"f", EntryKind::File, true);
+        t.hold(f);
+        t.forget(f, 1);
+        t.forget(a, 1);
+        assert_eq!(path(&t, f), Some((View::Live, "/a/f".into())));
+        t.detach(a, b"f");
+        assert_eq!(t.len(), 3, "the held file; its former parent is dropped");
+        t.release(f);
+        assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn same_content_is_told_only_for_a_repeat() {
+        let mut t = Inodes::new();
+        let f = t.child(ROOT, b"f", EntryKind::File, true);
+        assert!(!t.same_content(f, Some([1; 32])));
+        assert!(t.same_content(f, Some([1; 32])));
+        assert!(!t.same_content(f, None));
+        assert!(!t.same_content(f, Some([1; 32])));
+    }
+}

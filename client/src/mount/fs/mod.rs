@@ -1,0 +1,699 @@
+//! The FUSE file system: the live tree at the mount's root, every snapshot read-only
+//! under `/.snapshots/<name>/`, loaded lazily through the chunk cache.
+//!
+//! Its rooms: the inode table ([`inodes`]), the trees it shows ([`view`]), the read
+//! path ([`read`]), write-back files ([`writeback`]) and changes to the tree
+//! ([`namespace`]); this module answers the kernel.
+//!
+//! # Invariants
+//! - An inode is a name in a directory of one view: the live tree (whose root is
+//!   HEAD, re-read after at most [`LIVE_TTL`] and after this mount's own commits) or
+//!   one snapshot (immutable: attributes and content are cached by the kernel for long).
+//! - Writes go to a local write-back file of the inode; on fsync, flush and close a
+//!   changed file is chunked, only the chunks the daemon lacks are sent, and it is
+//!   committed where its inode is then. fsync returns after the daemon made the commit
+//!   durable.
+//! - Every chunk is verified against its id before use (in [`super::remote`]).
+
+mod inodes;
+mod namespace;
+mod read;
+mod view;
+mod writeback;
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use fuser::{
+    Errno, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite, Request, TimeOrNow, WriteFlags,
+};
+use fvfs_api::commit::CommitOp;
+use fvfs_api::path::encode_path;
+use fvfs_cas::ChunkId;
+use fvfs_node::{Entry, EntryKind};
+
+use self::inodes::{Inodes, View, ROOT, SNAPSHOTS, SNAPSHOTS_NAME};
+use self::writeback::{WriteBack, Writing};
+use super::remote::{Head, Remote};
+
+/// How long the kernel and this mount trust what they know of the live tree.
+pub const LIVE_TTL: Duration = Duration::from_secs(1);
+/// The longest name a directory entry may have, as on Linux's local file systems.
+const NAME_MAX: usize = 255;
+
+/// An open file.
+enum Handle {
+    /// Read-only: the file's entry as opened, and its chunks and where each starts.
+    Read(Arc<Entry>, read::Chunks),
+    /// Read-write through inode `ino`'s write-back file.
+    Write { ino: u64, wb: Arc<Mutex<WriteBack>> },
+}
+
+/// An open directory: the listing handed out, built at its first read.
+struct Listing {
+    dir: u64,
+    entries: Vec<(Vec<u8>, FileType, u64)>,
+}
+
+pub struct FvfsFs {
+    rt: tokio::runtime::Handle,
+    remote: Remote,
+    read_only: bool,
+    uid: u32,
+    gid: u32,
+    inodes: Mutex<Inodes>,
+    /// Held exclusively by operations that move or remove names (see [`namespace`]).
+    names: RwLock<()>,
+    live: Mutex<Option<(Option<Head>, Instant)>>,
+    snapshots: Mutex<HashMap<String, ChunkId>>,
+    handles: Mutex<HashMap<u64, Handle>>,
+    listings: Mutex<HashMap<u64, Listing>>,
+    writing: Writing,
+    next_fh: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn now_ns() -> i64 {
+    fvfs_node::time_ns(SystemTime::now())
+}
+
+/// A name a directory entry may have.
+fn check_name(name: &[u8]) -> Result<(), Errno> {
+    if name.len() > NAME_MAX {
+        return Err(Errno::ENAMETOOLONG);
+    }
+    if !fvfs_node::valid_name(name) {
+        return Err(Errno::EINVAL);
+    }
+    Ok(())
+}
+
+fn dir_entry(mode: u32) -> Entry {
+    Entry {
+        name: Vec::new(),
+        kind: EntryKind::Dir,
+        mode,
+        mtime_ns: 0,
+        size: 0,
+        id: None,
+        chunks: Vec::new(),
+        target: Vec::new(),
+    }
+}
+
+impl FvfsFs {
+    pub fn new(
+        rt: tokio::runtime::Handle,
+        remote: Remote,
+        staging: PathBuf,
+        read_only: bool,
+    ) -> Self {
+        Self {
+            rt,
+            remote,
+            read_only,
+            uid: rustix::process::getuid().as_raw(),
+            gid: rustix::process::getgid().as_raw(),
+            inodes: Mutex::new(Inodes::new()),
+            names: RwLock::new(()),
+            live: Mutex::new(None),
+            snapshots: Mutex::new(HashMap::new()),
+            handles: Mutex::new(HashMap::new()),
+            listings: Mutex::new(HashMap::new()),
+            writing: Writing::new(staging),
+            next_fh: AtomicU64::new(1),
+        }
+    }
+
+    fn block<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+        self.rt.block_on(f)
+    }
+
+    fn fh(&self) -> u64 {
+        self.next_fh.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn handle(&self, h: Handle) -> FileHandle {
+        let fh = self.fh();
+        lock(&self.handles).insert(fh, h);
+        FileHandle(fh)
+    }
+
+    /// The inode and attributes of `name` in `parent`.
+    fn look_up(&self, parent: u64, name: &[u8]) -> Result<(View, fuser::FileAttr), Errno> {
+        if parent == ROOT && name == SNAPSHOTS_NAME {
+            let attr = self.attr(SNAPSHOTS, &View::SnapshotList, &dir_entry(0o555));
+            return Ok((View::SnapshotList, attr));
+        }
+        check_name(name)?;
+        let (view, dir) = self.locate(parent)?;
+        // A file created here and not committed yet is known here only.
+        let known = lock(&self.inodes).known(parent, name);
+        if let Some(ino) = known.filter(|ino| self.writing.get(*ino).is_some()) {
+            let attr = self.stat(ino)?;
+            lock(&self.inodes).child(parent, name, EntryKind::File, true);
+            return Ok((View::Live, attr));
+        }
+        let (view, path) = match view {
+            View::SnapshotList => (
+                View::Snapshot(String::from_utf8_lossy(name).into_owned()),
+                b"/".to_vec(),
+            ),
+            view => (view, fvfs_node::path::join(&dir, name)),
+        };
+        let entry = self.entry(&view, &path)?;
+        let ino = lock(&self.inodes).child(parent, name, entry.kind, true);
+        Ok((view.clone(), self.attr(ino, &view, &entry)))
+    }
+
+    /// The names in directory `ino` (their inodes named, not looked up).
+    fn list(&self, ino: u64) -> Result<Vec<(Vec<u8>, FileType, u64)>, Errno> {
+        let (view, path) = self.locate(ino)?;
+        let mut names: Vec<(Vec<u8>, FileType)> = Vec::new();
+        if view == View::SnapshotList {
+            for s in self.block(self.remote.snapshots())? {
+                names.push((s.name.into_bytes(), FileType::Directory));
+            }
+        } else {
+            let entry = self.entry(&view, &path).map_err(stale)?;
+            if entry.kind != EntryKind::Dir {
+                return Err(Errno::ENOTDIR);
+            }
+            if let Some(id) = entry.id {
+                let dir = self.block(self.remote.dir(id))?;
+                names.extend(
+                    dir.entries
+                        .iter()
+                        .map(|e| (e.name.clone(), view::file_type(e.kind))),
+                );
+            }
+        }
+        // Files created here and not committed yet are listed too.
+        let staged = self.writing.inodes();
+        let mut all = vec![
+            (b".".to_vec(), FileType::Directory, ino),
+            (b"..".to_vec(), FileType::Directory, ROOT),
+        ];
+        let mut inodes = lock(&self.inodes);
+        for (name, kind) in names {
+            let entry_kind = match kind {
+                FileType::Directory => EntryKind::Dir,
+                FileType::Symlink => EntryKind::Symlink,
+                _ => EntryKind::File,
+            };
+            let child = inodes.child(ino, &name, entry_kind, false);
+            all.push((name, kind, child));
+        }
+        for staged in staged {
+            if let Some((parent, name)) = inodes.edge(staged) {
+                if parent == ino && !all.iter().any(|(n, ..)| n.as_slice() == name) {
+                    all.push((name.to_vec(), FileType::RegularFile, staged));
+                }
+            }
+        }
+        if ino == ROOT {
+            all.push((SNAPSHOTS_NAME.to_vec(), FileType::Directory, SNAPSHOTS));
+        }
+        Ok(all)
+    }
+
+    fn sync_handle(&self, fh: FileHandle) -> Result<(), Errno> {
+        let (ino, wb) = match lock(&self.handles).get(&fh.0) {
+            Some(Handle::Write { ino, wb }) => (*ino, wb.clone()),
+            Some(Handle::Read(..)) => return Ok(()),
+            None => return Err(Errno::EBADF),
+        };
+        let result = self.write_back(ino, &mut lock(&wb));
+        result
+    }
+}
+
+macro_rules! tri {
+    ($reply:expr, $e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(errno) => return $reply.error(errno),
+        }
+    };
+}
+
+impl Filesystem for FvfsFs {
+    /// O_TRUNC arrives with open, so a truncating rewrite is committed together with
+    /// its data (at flush or fsync), never first as an empty file: a crash between the
+    /// two leaves the old content, not nothing.
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        if let Err(missing) = config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC) {
+            tracing::warn!("kernel lacks {missing:?}: truncation is committed on its own");
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let (view, attr) = tri!(reply, self.look_up(u64::from(parent), name.as_bytes()));
+        reply.entry(&view::ttl(&view), &attr, Generation(0));
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        lock(&self.inodes).forget(u64::from(ino), nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        let ino = u64::from(ino);
+        let opened = fh.and_then(|fh| match lock(&self.handles).get(&fh.0) {
+            Some(Handle::Read(entry, _)) => Some(entry.clone()),
+            _ => None,
+        });
+        let attr = match opened {
+            // fstat of a file open for reading: as opened (also once unlinked).
+            Some(entry) => {
+                let located = lock(&self.inodes).locate(ino);
+                let mut attr = self.attr(ino, &located.clone().map_or(View::Live, |l| l.0), &entry);
+                if located.is_none() {
+                    attr.nlink = 0;
+                }
+                attr
+            }
+            None => tri!(reply, self.stat(ino).map_err(stale)),
+        };
+        let live = lock(&self.inodes)
+            .locate(ino)
+            .is_none_or(|(v, _)| v == View::Live);
+        reply.attr(if live { &LIVE_TTL } else { &view::SNAPSHOT_TTL }, &attr);
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let (view, path) = tri!(reply, self.locate(u64::from(ino)).map_err(stale));
+        let entry = tri!(reply, self.entry(&view, &path).map_err(stale));
+        if entry.kind != EntryKind::Symlink {
+            return reply.error(Errno::EINVAL);
+        }
+        reply.data(&entry.target);
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let fh = self.fh();
+        let listing = Listing {
+            dir: u64::from(ino),
+            entries: Vec::new(),
+        };
+        lock(&self.listings).insert(fh, listing);
+        reply.opened(FileHandle(fh), FopenFlags::empty());
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let known = lock(&self.listings)
+            .get(&fh.0)
+            .filter(|l| offset > 0 && !l.entries.is_empty())
+            .map(|l| l.entries.len());
+        if known.is_none() {
+            // A first read (or a rewind) lists the directory afresh.
+            let entries = tri!(reply, self.list(u64::from(ino)));
+            let mut listings = lock(&self.listings);
+            let old = listings.insert(
+                fh.0,
+                Listing {
+                    dir: u64::from(ino),
+                    entries,
+                },
+            );
+            drop(listings);
+            if let Some(old) = old {
+                self.sweep(&old);
+            }
+        }
+        let listings = lock(&self.listings);
+        let Some(listing) = listings.get(&fh.0) else {
+            return reply.error(Errno::EBADF);
+        };
+        for (i, (name, kind, ino)) in listing.entries.iter().enumerate().skip(offset as usize) {
+            if reply.add(
+                INodeNo(*ino),
+                (i + 1) as u64,
+                *kind,
+                OsStr::from_bytes(name),
+            ) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        let listing = lock(&self.listings).remove(&fh.0);
+        if let Some(listing) = listing {
+            self.sweep(&listing);
+        }
+        reply.ok();
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let ino = u64::from(ino);
+        let truncate = flags.0 & O_TRUNC != 0;
+        if flags.acc_mode() != OpenAccMode::O_RDONLY || truncate {
+            let wb = tri!(reply, self.open_write(ino, !truncate).map_err(stale));
+            if truncate {
+                let mut w = lock(&wb);
+                if let Err(e) = w.file.set_len(0) {
+                    drop(w);
+                    self.close_write(ino, &wb);
+                    tracing::warn!("truncating a write-back: {e}");
+                    return reply.error(Errno::EIO);
+                }
+                w.dirty = true;
+            }
+            return reply.opened(self.handle(Handle::Write { ino, wb }), FopenFlags::empty());
+        }
+        if self.writing.get(ino).is_some() {
+            // Being written here: read what is written (joining the write-back).
+            let wb = tri!(reply, self.open_write(ino, true).map_err(stale));
+            return reply.opened(self.handle(Handle::Write { ino, wb }), FopenFlags::empty());
+        }
+        let (entry, chunks, keep) = tri!(reply, self.open_read(ino).map_err(stale));
+        reply.opened(self.handle(Handle::Read(Arc::new(entry), chunks)), keep);
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let handle = match lock(&self.handles).get(&fh.0) {
+            Some(Handle::Read(entry, chunks)) => Handle::Read(entry.clone(), chunks.clone()),
+            Some(Handle::Write { ino, wb }) => Handle::Write {
+                ino: *ino,
+                wb: wb.clone(),
+            },
+            None => return reply.error(Errno::EBADF),
+        };
+        match handle {
+            Handle::Read(_, chunks) => {
+                let data = tri!(reply, self.read_chunks(&chunks, offset, size));
+                reply.data(&data);
+            }
+            Handle::Write { wb, .. } => {
+                let w = lock(&wb);
+                let mut buf = vec![0u8; size as usize];
+                let n = tri!(
+                    reply,
+                    w.file.read_at(&mut buf, offset).map_err(|_| Errno::EIO)
+                );
+                reply.data(&buf[..n]);
+            }
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _wf: WriteFlags,
+        _flags: OpenFlags,
+        _lock: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let wb = match lock(&self.handles).get(&fh.0) {
+            Some(Handle::Write { wb, .. }) => wb.clone(),
+            _ => return reply.error(Errno::EBADF),
+        };
+        let mut w = lock(&wb);
+        tri!(
+            reply,
+            w.file.write_all_at(data, offset).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::StorageFull {
+                    Errno::ENOSPC
+                } else {
+                    Errno::EIO
+                }
+            })
+        );
+        w.dirty = true;
+        w.mtime_ns = now_ns();
+        reply.written(data.len() as u32);
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _lock: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        tri!(reply, self.sync_handle(fh));
+        reply.ok();
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        tri!(reply, self.sync_handle(fh));
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        let Some(handle) = lock(&self.handles).remove(&fh.0) else {
+            return reply.ok();
+        };
+        if let Handle::Write { ino, wb } = handle {
+            let result = self.write_back(ino, &mut lock(&wb));
+            // The last user removes the write-back (kept while uncommitted, for retries).
+            self.close_write(ino, &wb);
+            tri!(reply, result);
+        }
+        reply.ok();
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let mode = mode & !umask & 0o7777;
+        let (ino, wb) = tri!(
+            reply,
+            self.create_file(u64::from(parent), name.as_bytes(), mode)
+        );
+        let attr = match self.stat(ino) {
+            Ok(attr) => attr,
+            Err(e) => {
+                self.close_write(ino, &wb);
+                return reply.error(e);
+            }
+        };
+        let fh = self.handle(Handle::Write { ino, wb });
+        reply.created(&LIVE_TTL, &attr, Generation(0), fh, FopenFlags::empty());
+    }
+
+    fn mkdir(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let mode = mode & !umask & 0o7777;
+        let attr = tri!(
+            reply,
+            self.make(u64::from(parent), name.as_bytes(), "mkdir", |path| {
+                Ok(CommitOp::Mkdir {
+                    path: encode_path(path),
+                    mode,
+                    mtime_ns: now_ns(),
+                })
+            })
+        );
+        reply.entry(&LIVE_TTL, &attr, Generation(0));
+    }
+
+    fn symlink(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let attr = tri!(
+            reply,
+            self.make(u64::from(parent), name.as_bytes(), "symlink", |path| {
+                Ok(CommitOp::Symlink {
+                    path: encode_path(path),
+                    target: encode_path(target.as_os_str().as_bytes()),
+                    mode: 0o777,
+                    mtime_ns: now_ns(),
+                })
+            })
+        );
+        reply.entry(&LIVE_TTL, &attr, Generation(0));
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        tri!(
+            reply,
+            self.remove(u64::from(parent), name.as_bytes(), false)
+        );
+        reply.ok();
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        tri!(reply, self.remove(u64::from(parent), name.as_bytes(), true));
+        reply.ok();
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        _uid: Option<u32>,
+        _gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let ino = u64::from(ino);
+        if size.is_some() || mode.is_some() || mtime.is_some() {
+            let mtime_ns = mtime.map(|t| match t {
+                TimeOrNow::Now => now_ns(),
+                TimeOrNow::SpecificTime(t) => fvfs_node::time_ns(t),
+            });
+            tri!(reply, self.change(ino, size, mode, mtime_ns).map_err(stale));
+        }
+        let attr = tri!(reply, self.stat(ino).map_err(stale));
+        reply.attr(&LIVE_TTL, &attr);
+    }
+
+    /// A hard link becomes a second entry sharing the file's content (no extra space);
+    /// the two are separate files afterwards, as when migrate imports hard links.
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let attr = tri!(
+            reply,
+            self.link(u64::from(ino), u64::from(newparent), newname.as_bytes())
+        );
+        reply.entry(&LIVE_TTL, &attr, Generation(0));
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: fuser::RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let no_replace = flags == fuser::RenameFlags::RENAME_NOREPLACE;
+        if !flags.is_empty() && !no_replace {
+            return reply.error(Errno::EINVAL);
+        }
+        tri!(
+            reply,
+            self.rename(
+                u64::from(parent),
+                name.as_bytes(),
+                u64::from(newparent),
+                newname.as_bytes(),
+                no_replace,
+            )
+        );
+        reply.ok();
+    }
+}
+
+impl FvfsFs {
+    /// Lets go of the inodes a listing named that the kernel never looked up.
+    fn sweep(&self, listing: &Listing) {
+        let named: Vec<u64> = listing
+            .entries
+            .iter()
+            .map(|(_, _, ino)| *ino)
+            .filter(|ino| *ino != listing.dir)
+            .collect();
+        lock(&self.inodes).sweep(&named);
+    }
+}
+
+/// For an operation on an inode: a path that is gone now (another client removed it
+/// since the kernel looked it up) is a stale handle, not a missing file. The kernel
+/// then looks the name up again and retries once, so an open with O_CREAT creates the
+/// file instead of failing with ENOENT.
+fn stale(e: Errno) -> Errno {
+    if e == Errno::ENOENT {
+        Errno::ESTALE
+    } else {
+        e
+    }
+}
+
+/// O_TRUNC, as the kernel passes it in open flags.
+const O_TRUNC: i32 = 0o1000;

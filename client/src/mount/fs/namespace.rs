@@ -1,0 +1,340 @@
+//! Changes to the live tree: write-backs committed where their inode is now, new
+//! names, removals, renames, links and attribute changes.
+//!
+//! # Invariants
+//! - Operations that move or remove names (rename, unlink, rmdir) hold the namespace
+//!   lock exclusively from the daemon's commit to the inode table's update; commits at
+//!   an inode's path hold it shared from finding the path to the commit. So no commit
+//!   lands at a path its inode has just left (what brought removed files back).
+//! - Lock order: a write-back's lock, then the namespace lock, then the inode table.
+//!   Whoever holds the namespace lock takes no write-back's lock nor the write-back
+//!   map's.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+
+use fuser::{Errno, FileAttr};
+use fvfs_api::commit::CommitOp;
+use fvfs_api::path::encode_path;
+use fvfs_node::{path as fpath, Entry, EntryKind};
+
+use super::inodes::View;
+use super::writeback::WriteBack;
+use super::{check_name, lock, now_ns, FvfsFs};
+use crate::mount::remote::Head;
+
+impl FvfsFs {
+    pub(super) fn writable(&self, view: &View) -> Result<(), Errno> {
+        if *view != View::Live || self.read_only {
+            return Err(Errno::EROFS);
+        }
+        Ok(())
+    }
+
+    fn commit(&self, what: &str, ops: Vec<CommitOp>) -> Result<(), Errno> {
+        let head = self.block(self.remote.commit(what.to_owned(), ops))?;
+        self.saw_head(Some(head));
+        Ok(())
+    }
+
+    /// Uploads a changed write-back and commits it where inode `ino` is now; one whose
+    /// inode is no path any more (unlinked, replaced) has nothing to commit.
+    pub(super) fn write_back(&self, ino: u64, w: &mut WriteBack) -> Result<(), Errno> {
+        if !w.dirty {
+            return Ok(());
+        }
+        let _names = self.names.read().unwrap_or_else(|p| p.into_inner());
+        let Some((View::Live, path)) = lock(&self.inodes).locate(ino) else {
+            w.dirty = false;
+            return Ok(());
+        };
+        w.file.sync_data().map_err(|_| Errno::EIO)?;
+        let version = self.block(crate::put::put_file(
+            &self.remote.api,
+            w.local(),
+            &path,
+            w.mode,
+            w.mtime_ns,
+        ));
+        let version = version.map_err(|e| {
+            tracing::warn!("writing {}: {e:#}", fpath::show(&path));
+            match e.downcast_ref::<fvfs_api::client::Failure>() {
+                Some(f) => crate::mount::remote::errno(f),
+                None => Errno::EIO,
+            }
+        })?;
+        self.saw_head(Some(Head::of(&version)?));
+        w.dirty = false;
+        // The next open must not trust what the kernel cached of the old content.
+        lock(&self.inodes).same_content(ino, None);
+        Ok(())
+    }
+
+    /// Inode `ino`'s write-back, with one more user: the one in progress, or a new one
+    /// holding the file's content (`keep`) or nothing (to be truncated).
+    pub(super) fn open_write(&self, ino: u64, keep: bool) -> Result<Arc<Mutex<WriteBack>>, Errno> {
+        let located = lock(&self.inodes).locate(ino);
+        let (view, path) = match located {
+            Some(at) => at,
+            // Unlinked while open: only its write-back, if any, is left.
+            None if self.writing.get(ino).is_some() => (View::Live, Vec::new()),
+            None => return Err(Errno::ENOENT),
+        };
+        self.writable(&view)?;
+        self.writing.open(
+            ino,
+            0,
+            now_ns(),
+            || lock(&self.inodes).hold(ino),
+            |w| {
+                let entry = self.entry(&view, &path)?;
+                if entry.kind == EntryKind::Dir {
+                    return Err(Errno::EISDIR);
+                }
+                (w.mode, w.mtime_ns) = (entry.mode, entry.mtime_ns);
+                if !keep {
+                    w.dirty = true;
+                    return Ok(());
+                }
+                let chunks = self.block(self.remote.file_chunks(&entry))?;
+                let mut at = 0;
+                for (_, c) in chunks.iter() {
+                    let data = self.block(self.remote.chunk(c.id))?;
+                    std::os::unix::fs::FileExt::write_all_at(&w.file, &data, at)
+                        .map_err(|_| Errno::EIO)?;
+                    at += data.len() as u64;
+                }
+                Ok(())
+            },
+        )
+    }
+
+    /// One user of `ino`'s write-back is done (the inode is let go with it).
+    pub(super) fn close_write(&self, ino: u64, wb: &Arc<Mutex<WriteBack>>) {
+        if self.writing.close(ino, wb) {
+            lock(&self.inodes).release(ino);
+        }
+    }
+
+    /// A new file `name` in `parent`, being written here (committed at its first
+    /// flush, fsync or close).
+    pub(super) fn create_file(
+        &self,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+    ) -> Result<(u64, Arc<Mutex<WriteBack>>), Errno> {
+        check_name(name)?;
+        let (view, dir) = self.locate(parent)?;
+        self.writable(&view)?;
+        // The parent must still exist (and the daemon answer) before anything is staged.
+        if self.entry(&view, &dir)?.kind != EntryKind::Dir {
+            return Err(Errno::ENOTDIR);
+        }
+        let ino = lock(&self.inodes).child(parent, name, EntryKind::File, true);
+        let wb = self.writing.open(
+            ino,
+            mode,
+            now_ns(),
+            || lock(&self.inodes).hold(ino),
+            |w| {
+                w.dirty = true;
+                Ok(())
+            },
+        );
+        match wb {
+            Ok(wb) => Ok((ino, wb)),
+            Err(e) => {
+                lock(&self.inodes).forget(ino, 1);
+                Err(e)
+            }
+        }
+    }
+
+    /// Makes a new entry `name` in live directory `parent` by committing what `op`
+    /// builds for its path (refused if the name exists); its inode and attributes.
+    pub(super) fn make(
+        &self,
+        parent: u64,
+        name: &[u8],
+        what: &str,
+        op: impl FnOnce(&[u8]) -> Result<CommitOp, Errno>,
+    ) -> Result<FileAttr, Errno> {
+        check_name(name)?;
+        let _names = self.names.read().unwrap_or_else(|p| p.into_inner());
+        let (view, dir) = self.locate(parent)?;
+        self.writable(&view)?;
+        let path = fpath::join(&dir, name);
+        if self.entry(&view, &path).is_ok() {
+            return Err(Errno::EEXIST);
+        }
+        let op = op(&path)?;
+        self.commit(what, vec![op])?;
+        let entry = self.entry(&view, &path)?;
+        let ino = lock(&self.inodes).child(parent, name, entry.kind, true);
+        Ok(self.attr(ino, &view, &entry))
+    }
+
+    /// A second name for file `ino`: an entry sharing its content (no extra space).
+    pub(super) fn link(&self, ino: u64, parent: u64, name: &[u8]) -> Result<FileAttr, Errno> {
+        if let Some(wb) = self.writing.get(ino) {
+            self.write_back(ino, &mut lock(&wb))?;
+        }
+        let (view, path) = self.locate(ino)?;
+        self.make(parent, name, "link", |to| {
+            let entry = self.entry(&view, &path)?;
+            match entry.kind {
+                EntryKind::File => Ok(file_op(to, &entry, entry.mode, entry.mtime_ns)),
+                _ => Err(Errno::EPERM),
+            }
+        })
+    }
+
+    /// Removes `name` from `parent` (a directory if `dir`, else anything else).
+    pub(super) fn remove(&self, parent: u64, name: &[u8], dir: bool) -> Result<(), Errno> {
+        check_name(name)?;
+        let known = lock(&self.inodes).known(parent, name);
+        let staged = known.is_some_and(|ino| self.writing.get(ino).is_some());
+        let _names = self.names.write().unwrap_or_else(|p| p.into_inner());
+        let (view, parent_path) = self.locate(parent)?;
+        self.writable(&view)?;
+        let path = fpath::join(&parent_path, name);
+        match self.entry(&view, &path) {
+            Ok(entry) => {
+                match (dir, entry.kind == EntryKind::Dir) {
+                    (true, false) => return Err(Errno::ENOTDIR),
+                    (false, true) => return Err(Errno::EISDIR),
+                    _ => {}
+                }
+                let op = CommitOp::Remove {
+                    path: encode_path(&path),
+                    recursive: false,
+                };
+                self.commit("remove", vec![op])?;
+            }
+            // A file created here and never committed: only here to remove.
+            Err(Errno::ENOENT) if staged && !dir => {}
+            Err(e) => return Err(e),
+        }
+        lock(&self.inodes).detach(parent, name);
+        Ok(())
+    }
+
+    /// Renames `name` in `parent` to `new_name` in `new_parent`, replacing what is
+    /// there unless `no_replace`.
+    pub(super) fn rename(
+        &self,
+        parent: u64,
+        name: &[u8],
+        new_parent: u64,
+        new_name: &[u8],
+        no_replace: bool,
+    ) -> Result<(), Errno> {
+        check_name(name)?;
+        check_name(new_name)?;
+        // A file being written here is committed first, so that it exists to be moved.
+        let source = lock(&self.inodes).known(parent, name);
+        if let Some(wb) = source.and_then(|ino| self.writing.get(ino)) {
+            self.write_back(source.unwrap_or_default(), &mut lock(&wb))?;
+        }
+        let _names = self.names.write().unwrap_or_else(|p| p.into_inner());
+        let (view, from_dir) = self.locate(parent)?;
+        let (to_view, to_dir) = self.locate(new_parent)?;
+        self.writable(&view)?;
+        self.writable(&to_view)?;
+        let from = fpath::join(&from_dir, name);
+        let to = fpath::join(&to_dir, new_name);
+        if no_replace && self.entry(&to_view, &to).is_ok() {
+            return Err(Errno::EEXIST);
+        }
+        let op = CommitOp::Rename {
+            from: encode_path(&from),
+            to: encode_path(&to),
+        };
+        self.commit("rename", vec![op])?;
+        lock(&self.inodes).rename(parent, name, new_parent, new_name);
+        Ok(())
+    }
+
+    /// Truncates, or sets the mode or mtime of, live inode `ino`.
+    pub(super) fn change(
+        &self,
+        ino: u64,
+        size: Option<u64>,
+        mode: Option<u32>,
+        mtime_ns: Option<i64>,
+    ) -> Result<(), Errno> {
+        if self.writing.get(ino).is_some() || size.is_some() {
+            // A change to the content goes through a write-back (the open one, if any).
+            let located = lock(&self.inodes).locate(ino);
+            if let Some((view, path)) = &located {
+                self.writable(view)?;
+                let entry = self.entry(view, path);
+                if size.is_some() && entry.as_ref().is_ok_and(|e| e.kind != EntryKind::File) {
+                    return Err(Errno::EISDIR);
+                }
+            }
+            let wb = self.open_write(ino, true)?;
+            let result = {
+                let mut w = lock(&wb);
+                let resized = match size {
+                    Some(size) => w.file.set_len(size).map_err(|_| Errno::EIO),
+                    None => Ok(()),
+                };
+                resized.map(|()| {
+                    w.mode = mode.map_or(w.mode, |m| m & 0o7777);
+                    // Truncating changes the mtime; a chmod does not.
+                    let touched = if size.is_some() { now_ns() } else { w.mtime_ns };
+                    w.mtime_ns = mtime_ns.unwrap_or(touched);
+                    w.dirty = true;
+                })
+            };
+            // Committed now unless a handle has it open (then at its flush or close).
+            let shared = self.writing.users(&wb) > 1;
+            let committed = match result {
+                Ok(()) if !shared => self.write_back(ino, &mut lock(&wb)),
+                other => other,
+            };
+            self.close_write(ino, &wb);
+            return committed;
+        }
+        let _names = self.names.read().unwrap_or_else(|p| p.into_inner());
+        let (view, path) = self.locate(ino)?;
+        self.writable(&view)?;
+        let entry = self.entry(&view, &path)?;
+        let mode = mode.map_or(entry.mode, |m| m & 0o7777);
+        let mtime_ns = mtime_ns.unwrap_or(entry.mtime_ns);
+        let encoded = encode_path(&path);
+        let op = match entry.kind {
+            EntryKind::File => file_op(&path, &entry, mode, mtime_ns),
+            EntryKind::Dir => CommitOp::Mkdir {
+                path: encoded,
+                mode,
+                mtime_ns,
+            },
+            EntryKind::Symlink => CommitOp::Symlink {
+                path: encoded,
+                target: encode_path(&entry.target),
+                mode: entry.mode,
+                mtime_ns,
+            },
+        };
+        self.commit("setattr", vec![op])
+    }
+}
+
+/// The commit op putting `entry`'s content at `path` with `mode` and `mtime_ns`.
+fn file_op(path: &[u8], entry: &Entry, mode: u32, mtime_ns: i64) -> CommitOp {
+    CommitOp::File {
+        path: encode_path(path),
+        mode,
+        mtime_ns,
+        size: entry.size,
+        node: entry.id.map(|id| id.to_hex()),
+        chunks: entry
+            .chunks
+            .iter()
+            .map(|c| (c.id.to_hex(), c.len))
+            .collect(),
+    }
+}

@@ -1,0 +1,97 @@
+//! The read path: opening a file of the tree for reading (with the folder's
+//! read-ahead and the kernel's page cache kept when the content is unchanged) and
+//! reading its chunks with read-ahead.
+
+use std::sync::Arc;
+
+use fuser::{Errno, FopenFlags};
+use fvfs_cas::ChunkId;
+use fvfs_node::{ChunkRef, Entry, EntryKind};
+
+use super::inodes::View;
+use super::{lock, FvfsFs};
+
+/// Chunks fetched ahead of a sequential reader (in batches of at least half of them).
+const READ_AHEAD: usize = 32;
+
+/// A file of the tree open for reading: its chunks and where each starts.
+pub type Chunks = Arc<Vec<(u64, ChunkRef)>>;
+
+impl FvfsFs {
+    /// Opens inode `ino` of the tree for reading: its entry, its chunks, and the flags
+    /// for the kernel.
+    pub(super) fn open_read(&self, ino: u64) -> Result<(Entry, Chunks, FopenFlags), Errno> {
+        let (view, path) = self.locate(ino)?;
+        let entry = self.entry(&view, &path)?;
+        if entry.kind == EntryKind::Dir {
+            return Err(Errno::EISDIR);
+        }
+        let slash = path.iter().rposition(|b| *b == b'/').unwrap_or(0);
+        if let Ok(Entry { id: Some(dir), .. }) = self.entry(&view, &path[..slash.max(1)]) {
+            let name = &path[(slash + 1).min(path.len())..];
+            if let Some(batch) = self.block(self.remote.read_ahead_in_folder(dir, name)) {
+                self.rt.spawn(batch);
+            }
+        }
+        let chunks = self.block(self.remote.file_chunks(&entry))?;
+        // The kernel may keep what it cached of this inode if the content is the one it
+        // cached (snapshots never change; a live file is checked by its content key).
+        let unchanged = lock(&self.inodes).same_content(ino, Some(content_key(&entry)));
+        // A read-only handle has nothing to commit: no FLUSH round trip at close.
+        let flags = if view != View::Live || unchanged {
+            FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH
+        } else {
+            FopenFlags::FOPEN_NOFLUSH
+        };
+        Ok((entry, chunks, flags))
+    }
+
+    /// `size` bytes at `offset` of a file made of `chunks`; the chunks after them are
+    /// fetched ahead in one batch.
+    pub(super) fn read_chunks(
+        &self,
+        chunks: &[(u64, ChunkRef)],
+        offset: u64,
+        size: u32,
+    ) -> Result<Vec<u8>, Errno> {
+        let end = offset.saturating_add(u64::from(size));
+        let first = chunks.partition_point(|(start, c)| start + c.len <= offset);
+        let wanted: Vec<(u64, ChunkRef)> = chunks[first..]
+            .iter()
+            .take_while(|(start, _)| *start < end)
+            .copied()
+            .collect();
+        let ahead: Vec<ChunkId> = chunks[first + wanted.len()..]
+            .iter()
+            .take(READ_AHEAD)
+            .map(|(_, c)| c.id)
+            .collect();
+        if let Some(batch) = self.remote.read_ahead(&ahead) {
+            self.rt.spawn(batch);
+        }
+        let fetched = self.block(futures::future::try_join_all(
+            wanted.iter().map(|(_, c)| self.remote.chunk(c.id)),
+        ))?;
+        let mut out = Vec::with_capacity(size as usize);
+        for ((start, _), data) in wanted.iter().zip(fetched) {
+            let from = offset.saturating_sub(*start) as usize;
+            let to = ((end - start) as usize).min(data.len());
+            if from < to {
+                out.extend_from_slice(&data[from..to]);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// What identifies a file's content: its file node, or the hash of its inline chunk ids.
+fn content_key(entry: &Entry) -> [u8; 32] {
+    if let Some(id) = entry.id {
+        return *id.as_bytes();
+    }
+    let mut h = blake3::Hasher::new();
+    for c in &entry.chunks {
+        h.update(c.id.as_bytes());
+    }
+    *h.finalize().as_bytes()
+}

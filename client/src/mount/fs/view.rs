@@ -1,0 +1,167 @@
+//! Reading the trees a mount shows: the live root (HEAD, followed forward only), the
+//! snapshot roots, entries by path, and the attributes the kernel is told.
+
+use std::time::{Duration, Instant};
+
+use fuser::{Errno, FileAttr, FileType, INodeNo};
+use fvfs_cas::ChunkId;
+use fvfs_node::{Entry, EntryKind};
+
+use super::inodes::View;
+use super::{dir_entry, lock, FvfsFs, LIVE_TTL};
+use crate::mount::remote::Head;
+
+/// Snapshots never change.
+pub const SNAPSHOT_TTL: Duration = Duration::from_secs(24 * 3600);
+
+pub fn ttl(view: &View) -> Duration {
+    match view {
+        View::Live => LIVE_TTL,
+        _ => SNAPSHOT_TTL,
+    }
+}
+
+pub fn file_type(kind: EntryKind) -> FileType {
+    match kind {
+        EntryKind::Dir => FileType::Directory,
+        EntryKind::File => FileType::RegularFile,
+        EntryKind::Symlink => FileType::Symlink,
+    }
+}
+
+impl FvfsFs {
+    /// HEAD's root, re-read after [`LIVE_TTL`]. While the daemon does not answer, the
+    /// last root known stays in use (retried at every call), so what is cached stays
+    /// readable offline.
+    fn live_root(&self) -> Result<Option<ChunkId>, Errno> {
+        let known = *lock(&self.live);
+        if let Some((head, at)) = known {
+            if at.elapsed() < LIVE_TTL {
+                return Ok(head.map(|h| h.root));
+            }
+        }
+        match self.block(self.remote.version("HEAD")) {
+            Ok(head) => Ok(self.saw_head(head)),
+            Err(Errno::EIO) if known.is_some() => Ok(known.and_then(|(h, _)| h.map(|h| h.root))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Follows HEAD to `head` unless a newer version is known already: answers to
+    /// concurrent commits arrive in any order, and an older one must not bring back a
+    /// tree without the other's file. Returns the root now followed.
+    pub(super) fn saw_head(&self, head: Option<Head>) -> Option<ChunkId> {
+        let mut live = lock(&self.live);
+        let known = live.and_then(|(h, _)| h);
+        let follow = match (known, head) {
+            (Some(k), Some(h)) if h.number < k.number => known,
+            _ => head,
+        };
+        *live = Some((follow, Instant::now()));
+        follow.map(|h| h.root)
+    }
+
+    fn snapshot_root(&self, name: &str) -> Result<ChunkId, Errno> {
+        if let Some(root) = lock(&self.snapshots).get(name) {
+            return Ok(*root);
+        }
+        let root = self
+            .block(self.remote.version(name))?
+            .ok_or(Errno::ENOENT)?
+            .root;
+        lock(&self.snapshots).insert(name.to_owned(), root);
+        Ok(root)
+    }
+
+    /// The directory entry at `path` of `view`.
+    pub(super) fn entry(&self, view: &View, path: &[u8]) -> Result<Entry, Errno> {
+        let root = match view {
+            View::SnapshotList => return Ok(dir_entry(0o555)),
+            View::Live => match self.live_root()? {
+                Some(r) => r,
+                None if path == b"/" => return Ok(dir_entry(0o755)),
+                None => return Err(Errno::ENOENT),
+            },
+            View::Snapshot(name) => self.snapshot_root(name)?,
+        };
+        let mut entry = Entry {
+            id: Some(root),
+            ..dir_entry(0o755)
+        };
+        for name in path.split(|b| *b == b'/').filter(|c| !c.is_empty()) {
+            if entry.kind != EntryKind::Dir {
+                return Err(Errno::ENOTDIR);
+            }
+            let dir = self.block(self.remote.dir(entry.id.ok_or(Errno::EIO)?))?;
+            let at = dir
+                .entries
+                .binary_search_by(|e| e.name.as_slice().cmp(name))
+                .map_err(|_| Errno::ENOENT)?;
+            entry = dir.entries[at].clone();
+        }
+        Ok(entry)
+    }
+
+    /// The view and path inode `ino` stands for now (ENOENT once it is no path).
+    pub(super) fn locate(&self, ino: u64) -> Result<(View, Vec<u8>), Errno> {
+        lock(&self.inodes).locate(ino).ok_or(Errno::ENOENT)
+    }
+
+    pub(super) fn attr(&self, ino: u64, view: &View, entry: &Entry) -> FileAttr {
+        let nlink = match entry.kind {
+            EntryKind::Dir => 2,
+            _ => 1,
+        };
+        let mut perm = (entry.mode & 0o7777) as u16;
+        if *view != View::Live || self.read_only {
+            perm &= !0o222;
+        }
+        let size = match entry.kind {
+            EntryKind::Symlink => entry.target.len() as u64,
+            _ => entry.size,
+        };
+        let t = fvfs_node::system_time(entry.mtime_ns);
+        FileAttr {
+            ino: INodeNo(ino),
+            size,
+            blocks: size.div_ceil(512),
+            atime: t,
+            mtime: t,
+            ctime: t,
+            crtime: t,
+            kind: file_type(entry.kind),
+            perm,
+            nlink,
+            uid: self.uid,
+            gid: self.gid,
+            rdev: 0,
+            flags: 0,
+            blksize: 4096,
+        }
+    }
+
+    /// Attributes of `ino`: of its write-back if it is being written here (an unlinked
+    /// one has no links), else of its entry in the tree.
+    pub(super) fn stat(&self, ino: u64) -> Result<FileAttr, Errno> {
+        if let Some(wb) = self.writing.get(ino) {
+            let w = lock(&wb);
+            let m = w.file.metadata().map_err(|_| Errno::EIO)?;
+            let entry = Entry {
+                kind: EntryKind::File,
+                mode: w.mode,
+                mtime_ns: w.mtime_ns,
+                size: m.len(),
+                ..dir_entry(0)
+            };
+            drop(w);
+            let mut attr = self.attr(ino, &View::Live, &entry);
+            if lock(&self.inodes).locate(ino).is_none() {
+                attr.nlink = 0;
+            }
+            return Ok(attr);
+        }
+        let (view, path) = self.locate(ino)?;
+        let entry = self.entry(&view, &path)?;
+        Ok(self.attr(ino, &view, &entry))
+    }
+}

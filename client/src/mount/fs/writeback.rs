@@ -1,0 +1,145 @@
+//! Files being written through the mount: one local write-back file per inode.
+//!
+//! # Invariants
+//! - There is at most one write-back per inode; getting or creating it is one atomic
+//!   step, so two opens for writing share it.
+//! - A write-back is keyed by inode, not path: it is committed wherever its inode is
+//!   when the commit happens (after any rename of it or of a directory above it), and
+//!   never once its inode is detached (unlinked or replaced) — it stays readable and
+//!   writable through its handles.
+//! - A write-back lives while handles have it open, and after the last close while its
+//!   changes are not committed (a failed commit is retried by the next one).
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use fuser::Errno;
+
+use super::lock;
+
+pub struct WriteBack {
+    pub file: File,
+    local: PathBuf,
+    pub mode: u32,
+    pub mtime_ns: i64,
+    /// Changed since the last commit.
+    pub dirty: bool,
+    /// Filled with its initial content (the first opener does it; others wait).
+    loaded: bool,
+    /// Open handles (and setattr calls in progress) using it.
+    users: u64,
+}
+
+/// The write-backs of a mount, by inode.
+pub struct Writing {
+    staging: PathBuf,
+    next: AtomicU64,
+    files: Mutex<HashMap<u64, Arc<Mutex<WriteBack>>>>,
+}
+
+impl Writing {
+    pub fn new(staging: PathBuf) -> Self {
+        Self {
+            staging,
+            next: AtomicU64::new(0),
+            files: Mutex::default(),
+        }
+    }
+
+    /// `ino`'s write-back, if it has one.
+    pub fn get(&self, ino: u64) -> Option<Arc<Mutex<WriteBack>>> {
+        lock(&self.files).get(&ino).cloned()
+    }
+
+    /// `ino`'s write-back, with one more user; created empty (`mode`) if missing, and
+    /// filled by `load` if nobody has filled it yet. `created` runs once, when a new
+    /// write-back joins the map (the caller holds the inode for it).
+    pub fn open(
+        &self,
+        ino: u64,
+        mode: u32,
+        mtime_ns: i64,
+        created: impl FnOnce(),
+        load: impl FnOnce(&mut WriteBack) -> Result<(), Errno>,
+    ) -> Result<Arc<Mutex<WriteBack>>, Errno> {
+        let wb = {
+            let mut files = lock(&self.files);
+            let wb = match files.get(&ino) {
+                Some(wb) => wb.clone(),
+                None => {
+                    let local = self.staging.join(format!(
+                        "{}-{}",
+                        std::process::id(),
+                        self.next.fetch_add(1, Ordering::Relaxed)
+                    ));
+                    let file = OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .create_new(true)
+                        .open(&local)
+                        .map_err(|_| Errno::EIO)?;
+                    let wb = Arc::new(Mutex::new(WriteBack {
+                        file,
+                        local,
+                        mode,
+                        mtime_ns,
+                        dirty: false,
+                        loaded: false,
+                        users: 0,
+                    }));
+                    files.insert(ino, wb.clone());
+                    created();
+                    wb
+                }
+            };
+            lock(&wb).users += 1;
+            wb
+        };
+        let mut w = lock(&wb);
+        if !w.loaded {
+            if let Err(e) = load(&mut w) {
+                drop(w);
+                self.close(ino, &wb);
+                return Err(e);
+            }
+            w.loaded = true;
+        }
+        drop(w);
+        Ok(wb)
+    }
+
+    /// The inodes being written.
+    pub fn inodes(&self) -> Vec<u64> {
+        lock(&self.files).keys().copied().collect()
+    }
+
+    /// Users of `wb` now.
+    pub fn users(&self, wb: &Mutex<WriteBack>) -> u64 {
+        lock(wb).users
+    }
+
+    /// One user of `ino`'s write-back is done; the write-back is dropped (with its
+    /// local file) if it was the last and nothing is left to commit. Whether it was.
+    pub fn close(&self, ino: u64, wb: &Arc<Mutex<WriteBack>>) -> bool {
+        let mut files = lock(&self.files);
+        let mut w = lock(wb);
+        w.users = w.users.saturating_sub(1);
+        if w.users > 0 || (w.dirty && w.loaded) {
+            return false;
+        }
+        if files.get(&ino).is_some_and(|f| Arc::ptr_eq(f, wb)) {
+            files.remove(&ino);
+        }
+        let _ = std::fs::remove_file(&w.local);
+        true
+    }
+}
+
+impl WriteBack {
+    pub fn local(&self) -> &Path {
+        &self.local
+    }
+}

@@ -1,0 +1,390 @@
+//! The mount behaves like a local file system: every case here runs on a local
+//! directory and on a real `fvfsc mount`, and both must give the same transcript; and
+//! what is written through an inode lands where that inode is, or nowhere once it is
+//! unlinked (files used to come back from the dead).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use fvfs_tests::daemon::Daemon;
+use fvfs_tests::mount::Mount;
+use fvfs_tests::Fvfsd;
+
+struct Fixture {
+    work: tempfile::TempDir,
+    d: Daemon,
+    m: Mount,
+    _store: Fvfsd,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let work = tempfile::tempdir().unwrap();
+        let store = Fvfsd::new();
+        let d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
+        let m = Mount::start(
+            &d,
+            &work.path().join("mnt"),
+            &work.path().join("cache"),
+            &[],
+        );
+        Self {
+            work,
+            d,
+            m,
+            _store: store,
+        }
+    }
+
+    /// A second mount of the same daemon.
+    fn another_mount(&self, name: &str) -> Mount {
+        let dir = self.work.path().join(name);
+        Mount::start(
+            &self.d,
+            &dir,
+            &self.work.path().join(format!("{name}-cache")),
+            &[],
+        )
+    }
+
+    /// What the daemon has at `path` (its content), or `None`.
+    fn daemon_has(&self, path: &str) -> Option<String> {
+        let out = self.d.fvfsc(["cat", path]).output().expect("run fvfsc cat");
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+fn errno(r: std::io::Result<impl Sized>) -> String {
+    match r {
+        Ok(_) => "ok".into(),
+        Err(e) => match e.raw_os_error() {
+            Some(n) => format!("errno {n}"),
+            None => e.to_string(),
+        },
+    }
+}
+
+fn read_all(f: &mut File) -> String {
+    let mut s = String::new();
+    f.seek(SeekFrom::Start(0)).unwrap();
+    f.read_to_string(&mut s).unwrap();
+    s
+}
+
+/// Waits until `cond` holds on a mount that learns of others' commits after its TTL.
+fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_file_unlinked_while_open_stays_usable_and_never_comes_back() {
+    let fx = Fixture::new();
+    let mut other = fx.another_mount("other");
+    for (sync_before, sync_after) in [(false, false), (true, false), (false, true), (true, true)] {
+        let name = format!("tmp-{sync_before}-{sync_after}");
+        let p = fx.m.path(&name);
+        let mut f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&p)
+            .unwrap();
+        f.write_all(b"first").unwrap();
+        if sync_before {
+            f.sync_all().unwrap();
+            assert_eq!(fx.daemon_has(&format!("/{name}")).as_deref(), Some("first"));
+        }
+        fs::remove_file(&p).unwrap();
+        assert_eq!(errno(fs::metadata(&p)), "errno 2");
+        f.write_all(b" second").unwrap();
+        if sync_after {
+            f.sync_all().unwrap();
+        }
+        assert_eq!(
+            read_all(&mut f),
+            "first second",
+            "{name}: the handle still works"
+        );
+        assert_eq!(f.metadata().unwrap().nlink(), 0, "{name}: no name left");
+        drop(f);
+        assert_eq!(errno(fs::metadata(&p)), "errno 2");
+        assert_eq!(fx.daemon_has(&format!("/{name}")), None, "{name} came back");
+        let seen = other.path(&name);
+        eventually("the other mount forgets the file", || !seen.exists());
+    }
+    // A reader also keeps an unlinked file (its content as it was).
+    let p = fx.m.path("kept");
+    fs::write(&p, "kept content").unwrap();
+    let mut r = File::open(&p).unwrap();
+    fs::remove_file(&p).unwrap();
+    assert_eq!(read_all(&mut r), "kept content");
+    drop(r);
+    // Nothing is committed late either: after the mount is gone, the tree is empty.
+    assert_eq!(other.unmount(), Some(0));
+    let mut m = fx.m;
+    assert_eq!(m.unmount(), Some(0));
+    let listing = fx.d.fvfsc(["ls", "/"]).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&listing.stdout).trim(),
+        "",
+        "tree left empty"
+    );
+}
+
+#[test]
+fn a_file_open_while_a_directory_above_is_renamed_lands_in_the_new_place() {
+    let fx = Fixture::new();
+    let other = fx.another_mount("other");
+    // (the file existed before; fsync before the rename; the directory renamed, its new
+    // name, and where the file is then)
+    let cases = [
+        (false, false, "a", "a-moved", "a-moved/b/f"),
+        (true, false, "a", "a-moved", "a-moved/b/f"),
+        (false, true, "a", "a-moved", "a-moved/b/f"),
+        (false, false, "a/b", "b-moved", "b-moved/f"),
+        (true, true, "a/b", "a/b-moved", "a/b-moved/f"),
+    ];
+    for (i, (existed, sync_before, from, to, moved)) in cases.into_iter().enumerate() {
+        let root = format!("case{i}");
+        fs::create_dir_all(fx.m.path(&format!("{root}/a/b"))).unwrap();
+        let file = fx.m.path(&format!("{root}/a/b/f"));
+        if existed {
+            fs::write(&file, "old").unwrap();
+        }
+        let mut f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&file)
+            .unwrap();
+        f.write_all(b"one ").unwrap();
+        if sync_before {
+            f.sync_all().unwrap();
+        }
+        let rel = |p: &str| format!("{root}/{p}");
+        fs::rename(fx.m.path(&rel(from)), fx.m.path(&rel(to))).unwrap();
+        f.write_all(b"two").unwrap();
+        drop(f);
+        let now = format!("/{}", rel(moved));
+        assert_eq!(
+            fx.daemon_has(&now).as_deref(),
+            Some("one two"),
+            "case {i}: {now}"
+        );
+        assert_eq!(fs::read_to_string(fx.m.path(&now[1..])).unwrap(), "one two");
+        let gone = format!("/{}", rel(from));
+        assert_eq!(fx.daemon_has(&format!("{gone}/b/f")), None, "case {i}");
+        assert_eq!(fx.daemon_has(&format!("{gone}/f")), None, "case {i}");
+        assert!(
+            !fx.m.path(&gone[1..]).exists(),
+            "case {i}: {gone} came back"
+        );
+        let seen = other.path(&now[1..]);
+        eventually("the other mount sees the moved file", || {
+            fs::read_to_string(&seen).is_ok_and(|s| s == "one two")
+        });
+        assert!(
+            !other.path(&gone[1..]).exists(),
+            "case {i}: {gone} in the other mount"
+        );
+    }
+    // The open file itself renamed, then written: committed under its new name only.
+    let mut f = File::create(fx.m.path("before")).unwrap();
+    f.write_all(b"x").unwrap();
+    fs::rename(fx.m.path("before"), fx.m.path("after")).unwrap();
+    f.write_all(b"y").unwrap();
+    drop(f);
+    assert_eq!(fx.daemon_has("/after").as_deref(), Some("xy"));
+    assert_eq!(fx.daemon_has("/before"), None);
+}
+
+#[test]
+fn opens_racing_for_one_file_share_one_write_back() {
+    let fx = Fixture::new();
+    let p = fx.m.path("shared");
+    fs::write(&p, vec![b'.'; 8 * 4096]).unwrap();
+    for round in 0..5u8 {
+        let barrier = std::sync::Barrier::new(8);
+        std::thread::scope(|s| {
+            for i in 0..8u64 {
+                let (p, barrier) = (&p, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    let f = OpenOptions::new().write(true).open(p).unwrap();
+                    f.write_all_at(&[b'a' + round + i as u8; 4096], i * 4096)
+                        .unwrap();
+                });
+            }
+        });
+        let content = fs::read(&p).unwrap();
+        let daemon = fx.daemon_has("/shared").unwrap().into_bytes();
+        for i in 0..8u64 {
+            let want = b'a' + round + i as u8;
+            let block = (i * 4096) as usize..((i + 1) * 4096) as usize;
+            assert!(
+                content[block.clone()].iter().all(|b| *b == want),
+                "round {round} block {i}"
+            );
+            assert!(
+                daemon[block].iter().all(|b| *b == want),
+                "round {round} block {i} (daemon)"
+            );
+        }
+    }
+}
+
+/// One POSIX behaviour: does things in `dir` and says what it saw.
+type Case = fn(&Path) -> Vec<String>;
+
+fn names_up_to_the_limit(dir: &Path) -> Vec<String> {
+    let long = "n".repeat(256);
+    let max = "m".repeat(255);
+    vec![
+        errno(File::create(dir.join(&long))),
+        errno(fs::create_dir(dir.join(&long))),
+        errno(fs::metadata(dir.join(&long))),
+        errno(fs::write(dir.join(&max), "ok")),
+        errno(fs::rename(dir.join(&max), dir.join(&long))),
+        errno(fs::read_to_string(dir.join(&max))),
+        errno(fs::hard_link(dir.join(&max), dir.join(&long))),
+        errno(std::os::unix::fs::symlink("t", dir.join(&long))),
+    ]
+}
+
+fn removing_the_wrong_kind(dir: &Path) -> Vec<String> {
+    fs::create_dir(dir.join("d")).unwrap();
+    fs::write(dir.join("d/f"), "x").unwrap();
+    vec![
+        errno(fs::remove_dir(dir.join("d"))),
+        errno(fs::remove_file(dir.join("d"))),
+        errno(fs::remove_dir(dir.join("d/f"))),
+        errno(fs::create_dir(dir.join("d"))),
+        errno(fs::remove_file(dir.join("nothing"))),
+        errno(OpenOptions::new().write(true).open(dir.join("d"))),
+        errno(
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(dir.join("d/f")),
+        ),
+        errno(fs::metadata(dir.join("d/f/x"))),
+    ]
+}
+
+fn renames(dir: &Path) -> Vec<String> {
+    fs::write(dir.join("a"), "A").unwrap();
+    fs::write(dir.join("b"), "B").unwrap();
+    fs::create_dir(dir.join("d")).unwrap();
+    let cwd = rustix::fs::CWD;
+    let no_replace = rustix::fs::renameat_with(
+        cwd,
+        dir.join("a"),
+        cwd,
+        dir.join("b"),
+        rustix::fs::RenameFlags::NOREPLACE,
+    )
+    .map_err(std::io::Error::from);
+    let mut seen = vec![
+        errno(no_replace),
+        errno(fs::rename(dir.join("a"), dir.join("b"))),
+        errno(fs::read_to_string(dir.join("b"))),
+        errno(fs::metadata(dir.join("a"))),
+        errno(fs::rename(dir.join("b"), dir.join("d/b"))),
+        errno(fs::rename(dir.join("d"), dir.join("e"))),
+    ];
+    seen.push(fs::read_to_string(dir.join("e/b")).unwrap());
+    seen.push(errno(fs::rename(dir.join("missing"), dir.join("x"))));
+    seen
+}
+
+fn unlinked_while_open(dir: &Path) -> Vec<String> {
+    let p = dir.join("t");
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&p)
+        .unwrap();
+    f.write_all(b"abc").unwrap();
+    fs::remove_file(&p).unwrap();
+    f.write_all(b"def").unwrap();
+    let meta = f.metadata().unwrap();
+    let mut seen = vec![
+        read_all(&mut f),
+        meta.nlink().to_string(),
+        meta.len().to_string(),
+        errno(fs::metadata(&p)),
+    ];
+    f.set_len(2).unwrap();
+    seen.push(read_all(&mut f));
+    drop(f);
+    seen.push(errno(fs::metadata(&p)));
+    seen
+}
+
+fn listing_shows_files_being_written(dir: &Path) -> Vec<String> {
+    let mut f = File::create(dir.join("new")).unwrap();
+    f.write_all(b"x").unwrap();
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".snapshots")
+        .collect();
+    names.sort();
+    names.push(fs::metadata(dir.join("new")).unwrap().len().to_string());
+    names
+}
+
+fn truncation(dir: &Path) -> Vec<String> {
+    let p = dir.join("f");
+    fs::write(&p, "0123456789").unwrap();
+    let f = OpenOptions::new().write(true).open(&p).unwrap();
+    f.set_len(4).unwrap();
+    let shrunk = fs::read_to_string(&p).unwrap();
+    f.set_len(6).unwrap();
+    drop(f);
+    let grown = fs::read(&p).unwrap();
+    let g = File::open(&p).unwrap();
+    vec![shrunk, format!("{grown:?}"), errno(g.set_len(1))]
+}
+
+const CASES: &[(&str, Case)] = &[
+    ("names up to the limit", names_up_to_the_limit),
+    ("removing the wrong kind", removing_the_wrong_kind),
+    ("renames", renames),
+    ("unlinked while open", unlinked_while_open),
+    (
+        "listing shows files being written",
+        listing_shows_files_being_written,
+    ),
+    ("truncation", truncation),
+];
+
+#[test]
+fn the_mount_answers_as_a_local_directory_does() {
+    let fx = Fixture::new();
+    let local = tempfile::tempdir().unwrap();
+    for (i, (name, case)) in CASES.iter().enumerate() {
+        let here = local.path().join(i.to_string());
+        let there = fx.m.path(&i.to_string());
+        fs::create_dir(&here).unwrap();
+        fs::create_dir(&there).unwrap();
+        let want = case(&here);
+        let got = case(&there);
+        assert_eq!(
+            got, want,
+            "{name}: mount (left) and local directory (right) differ"
+        );
+    }
+}
