@@ -27,7 +27,7 @@ use fvfs_api::reports::{Ids, Missing, Written};
 use fvfs_api::views::VersionInfo;
 use fvfs_api::ErrorCode;
 use fvfs_cas::{chunker, frame, ChunkId};
-use fvfs_node::{file_layout, ChunkKind, ChunkRef, FileLayout};
+use fvfs_node::{file_layout, ChunkKind, ChunkRef, FileLayout, Meta};
 use hyper::Method;
 
 use fvfs_api::client::{full, Api, Body, Failure};
@@ -256,11 +256,18 @@ fn list(src: &Path, dest: &[u8], skipped: &mut Vec<(PathBuf, String)>) -> Vec<It
     out
 }
 
+/// What a file is committed with besides its content.
+#[derive(Clone, Debug, Default)]
+pub struct Attrs {
+    pub mode: u32,
+    pub mtime_ns: i64,
+    pub meta: Option<Meta>,
+}
+
 /// The commit op of a file, sending its file and list nodes when it has them.
 async fn file_op(
     at: &[u8],
-    mode: u32,
-    mtime_ns: i64,
+    attrs: &Attrs,
     refs: Vec<ChunkRef>,
     tx: &tokio::sync::mpsc::Sender<Outgoing>,
 ) -> Result<CommitOp> {
@@ -285,11 +292,12 @@ async fn file_op(
     };
     Ok(CommitOp::File {
         path: encode_path(at),
-        mode,
-        mtime_ns,
+        mode: attrs.mode,
+        mtime_ns: attrs.mtime_ns,
         size,
         node,
         chunks,
+        meta: attrs.meta.clone(),
     })
 }
 
@@ -315,6 +323,7 @@ async fn put_tree_once(api: &Api, src: &Path, dest: &[u8]) -> Result<Summary> {
             path: encode_path(dest),
             mode: meta.mode() & 0o7777,
             mtime_ns: mtime_ns(&meta),
+            meta: None,
         });
     }
     let mut files = Vec::new();
@@ -324,12 +333,14 @@ async fn put_tree_once(api: &Api, src: &Path, dest: &[u8]) -> Result<Summary> {
                 path: encode_path(&at),
                 mode: m.mode() & 0o7777,
                 mtime_ns: mtime_ns(&m),
+                meta: None,
             }),
             Item::Symlink(at, target, m) => ops.push(CommitOp::Symlink {
                 path: encode_path(&at),
                 target: encode_path(&target),
                 mode: m.mode() & 0o7777,
                 mtime_ns: mtime_ns(&m),
+                meta: None,
             }),
             Item::File(path, at, m) => files.push((path, at, m)),
         }
@@ -353,7 +364,12 @@ async fn put_tree_once(api: &Api, src: &Path, dest: &[u8]) -> Result<Summary> {
                     bytes += refs.iter().map(|r| r.len).sum::<u64>();
                     count += 1;
                     let (mode, mtime) = (m.mode() & 0o7777, mtime_ns(&m));
-                    file_ops.push(file_op(&at, mode, mtime, refs, &tx).await?);
+                    let attrs = Attrs {
+                        mode,
+                        mtime_ns: mtime,
+                        meta: None,
+                    };
+                    file_ops.push(file_op(&at, &attrs, refs, &tx).await?);
                 }
                 Err(e) => unreadable.push((path, format!("cannot read: {e}"))),
             }
@@ -396,15 +412,9 @@ pub async fn commit(
 }
 
 /// Uploads the local file `local` (chunked here, only chunks the daemon lacks sent)
-/// and commits it at `dest` with `mode` and `mtime_ns`.
-pub async fn put_file(
-    api: &Api,
-    local: &Path,
-    dest: &[u8],
-    mode: u32,
-    mtime_ns: i64,
-) -> Result<VersionInfo> {
-    resend_if_collected(|| put_file_once(api, local, dest, mode, mtime_ns)).await
+/// and commits it at `dest` with `attrs`.
+pub async fn put_file(api: &Api, local: &Path, dest: &[u8], attrs: &Attrs) -> Result<VersionInfo> {
+    resend_if_collected(|| put_file_once(api, local, dest, attrs)).await
 }
 
 /// Rounds of a write whose commit the daemon refused because a collection freed a
@@ -437,20 +447,14 @@ fn collected(e: &anyhow::Error) -> bool {
     )
 }
 
-async fn put_file_once(
-    api: &Api,
-    local: &Path,
-    dest: &[u8],
-    mode: u32,
-    mtime_ns: i64,
-) -> Result<VersionInfo> {
+async fn put_file_once(api: &Api, local: &Path, dest: &[u8], attrs: &Attrs) -> Result<VersionInfo> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Outgoing>(256);
     let upload = uploader(api, rx);
     let seen = Arc::new(Mutex::new(HashSet::new()));
     let local = local.to_owned();
     let chunk = async move {
         let refs = chunk_file(local, seen, tx.clone()).await?;
-        let op = file_op(dest, mode, mtime_ns, refs, &tx).await?;
+        let op = file_op(dest, attrs, refs, &tx).await?;
         drop(tx);
         Ok::<_, anyhow::Error>(op)
     };

@@ -155,6 +155,7 @@ impl FileRef {
             id: self.node,
             chunks: self.chunks,
             target: Vec::new(),
+            meta: None,
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::error::{ManifestError, Result};
 use futures::future::BoxFuture;
 
 use crate::node::dir::{self as dirs, Cutter, DirPart};
-use crate::node::{ChunkKind, DirNode, Entry, EntryKind, Node};
+use crate::node::{ChunkKind, DirNode, Entry, EntryKind, Meta, Node};
 use crate::path::{components, show};
 use crate::repo::{Pending, Repo};
 
@@ -201,6 +201,7 @@ fn dir_entry(name: &[u8], mode: u32, mtime_ns: i64) -> Entry {
         id: None,
         chunks: Vec::new(),
         target: Vec::new(),
+        meta: None,
     }
 }
 
@@ -299,10 +300,12 @@ impl TreeEdit {
         });
         match existing {
             Some(old) if old.kind == EntryKind::Dir && is_dir_update => {
-                if (old.mode, old.mtime_ns) == (entry.mode, entry.mtime_ns) {
+                // Without meta, an update keeps the directory's own.
+                let meta = entry.meta.or_else(|| old.meta.clone());
+                if (old.mode, old.mtime_ns, &old.meta) == (entry.mode, entry.mtime_ns, &meta) {
                     return Ok(());
                 }
-                (old.mode, old.mtime_ns) = (entry.mode, entry.mtime_ns);
+                (old.mode, old.mtime_ns, old.meta) = (entry.mode, entry.mtime_ns, meta);
             }
             // Re-importing an unchanged file changes nothing, and writes nothing.
             Some(old) if *old == entry => return Ok(()),
@@ -332,19 +335,24 @@ impl TreeEdit {
         Ok(())
     }
 
-    /// Creates directory `path` (and its parents) or updates its mode and mtime.
+    /// Creates directory `path` (and its parents) or updates its mode and mtime, and
+    /// its meta when `meta` is given.
     pub async fn mkdir(
         &mut self,
         repo: &Repo,
         path: &[u8],
         mode: u32,
         mtime_ns: i64,
+        meta: Option<Box<Meta>>,
     ) -> Result<()> {
         if components(path)?.is_empty() {
             return Ok(());
         }
-        self.place(repo, None, path, dir_entry(b"", mode, mtime_ns), mtime_ns)
-            .await
+        let entry = Entry {
+            meta,
+            ..dir_entry(b"", mode, mtime_ns)
+        };
+        self.place(repo, None, path, entry, mtime_ns).await
     }
 
     /// Removes `path`; a directory only if `recursive` or empty. Returns what was there.

@@ -28,6 +28,7 @@ pub async fn lookup(repo: &Repo, root: ChunkId, path: &[u8]) -> Result<Entry> {
         id: Some(root),
         chunks: Vec::new(),
         target: Vec::new(),
+        meta: None,
     };
     for comp in components(path)? {
         let (EntryKind::Dir, Some(id)) = (cur.kind, cur.id) else {

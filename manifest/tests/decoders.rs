@@ -45,6 +45,7 @@ fn entry() -> impl Strategy<Value = Entry> {
                     id: Some(id),
                     chunks: vec![],
                     target: vec![],
+                    meta: None,
                 },
                 1 => Entry {
                     name,
@@ -55,6 +56,7 @@ fn entry() -> impl Strategy<Value = Entry> {
                     id: None,
                     chunks: vec![ChunkRef { id, len: 7 }],
                     target: vec![],
+                    meta: None,
                 },
                 _ => Entry {
                     name,
@@ -65,6 +67,7 @@ fn entry() -> impl Strategy<Value = Entry> {
                     id: None,
                     chunks: vec![],
                     target: seed.to_vec(),
+                    meta: None,
                 },
             }
         })

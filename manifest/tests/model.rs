@@ -115,7 +115,7 @@ async fn apply_tree(repo: &Repo, edit: &mut TreeEdit, pending: &Pending, op: &Op
                 .await
                 .is_ok()
         }
-        Op::Mkdir(p) => edit.mkdir(repo, p, 0o755, 0).await.is_ok(),
+        Op::Mkdir(p) => edit.mkdir(repo, p, 0o755, 0, None).await.is_ok(),
         Op::Remove(p, r) => edit.remove(repo, p, *r).await.is_ok(),
         Op::Commit => true,
     }

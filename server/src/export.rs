@@ -35,9 +35,12 @@ use std::sync::{Arc, Mutex};
 use anyhow::{bail, Context, Result};
 use futures::StreamExt;
 use fvfs_cas::{platform, ChunkId, StoreError};
+use fvfs_manifest::node::Meta;
 use fvfs_manifest::{lookup, path, Entry, EntryKind, Repo};
 use fvfs_tiering::S3Store;
 use rustix::fs::{AtFlags, Timespec, Timestamps, CWD};
+
+use crate::localmeta;
 
 /// Files in one window of the plan.
 const MAX_FILES: usize = 20_000;
@@ -81,7 +84,8 @@ pub async fn run(repo: &Repo, s3: Option<&S3Store>, args: Args) -> Result<Outcom
         _ => x.entry(&args.dir, &top).await?,
     }
     x.flush().await?;
-    for (dest, mode, mtime_ns) in x.dirs.iter().rev() {
+    for (dest, mode, mtime_ns, meta) in x.dirs.iter().rev() {
+        set_meta(dest, meta.as_deref());
         fs::set_permissions(dest, Permissions::from_mode(*mode))
             .with_context(|| format!("cannot set mode of {}", dest.display()))?;
         set_mtime(dest, *mtime_ns)?;
@@ -121,7 +125,8 @@ struct Export<'a> {
     version: u64,
     window: Window,
     /// Every directory created or found, with the mode and mtime it gets at the end.
-    dirs: Vec<(PathBuf, u32, i64)>,
+    /// Folders to finish at the end: mode, mtime and meta.
+    dirs: Vec<(PathBuf, u32, i64, Option<Box<Meta>>)>,
     done: Done,
     /// `path (version N): reason` of each file not exported.
     skipped: Vec<String>,
@@ -149,6 +154,7 @@ struct Pending {
     tmp: PathBuf,
     mode: u32,
     mtime_ns: i64,
+    meta: Option<Box<Meta>>,
     size: u64,
     /// Chunk references not yet written: the writer that brings it to 0 completes it.
     left: AtomicUsize,
@@ -202,7 +208,8 @@ impl Export<'_> {
                 match (e.kind, e.id) {
                     (EntryKind::Dir, Some(child)) => {
                         make_dir(&dest)?;
-                        self.dirs.push((dest.clone(), e.mode, e.mtime_ns));
+                        self.dirs
+                            .push((dest.clone(), e.mode, e.mtime_ns, e.meta.clone()));
                         stack.push((dest, child));
                     }
                     _ => self.entry(&dir, &e).await?,
@@ -218,7 +225,7 @@ impl Export<'_> {
         match e.kind {
             EntryKind::Dir => {
                 make_dir(&dest)?;
-                self.dirs.push((dest, e.mode, e.mtime_ns));
+                self.dirs.push((dest, e.mode, e.mtime_ns, e.meta.clone()));
             }
             EntryKind::Symlink => {
                 let target = OsStr::from_bytes(&e.target);
@@ -231,6 +238,28 @@ impl Export<'_> {
                     Err(_) => std::os::unix::fs::symlink(target, &dest)
                         .with_context(|| format!("cannot create symlink {}", dest.display()))?,
                 }
+                set_meta(&dest, e.meta.as_deref());
+                set_mtime(&dest, e.mtime_ns)?;
+            }
+            kind @ (EntryKind::Fifo
+            | EntryKind::Socket
+            | EntryKind::CharDevice
+            | EntryKind::BlockDevice) => {
+                let rdev = e.meta.as_ref().map_or(0, |m| m.rdev);
+                match fs::symlink_metadata(&dest) {
+                    Ok(m) if localmeta::special_kind(&m) == Some(kind) => {}
+                    Ok(_) => bail!("cannot create {}: it already exists", dest.display()),
+                    Err(_) => {
+                        if let Err(err) = localmeta::make_special(&dest, kind, e.mode, rdev) {
+                            // Devices need root: named as not exported, the rest goes on.
+                            self.skip(&dest, &format!("cannot create it: {err}"));
+                            return Ok(());
+                        }
+                    }
+                }
+                set_meta(&dest, e.meta.as_deref());
+                fs::set_permissions(&dest, Permissions::from_mode(e.mode))
+                    .with_context(|| format!("cannot set mode of {}", dest.display()))?;
                 set_mtime(&dest, e.mtime_ns)?;
             }
             EntryKind::File => self.file(dest, e).await?,
@@ -258,6 +287,7 @@ impl Export<'_> {
             dest,
             mode: e.mode,
             mtime_ns: e.mtime_ns,
+            meta: e.meta.clone(),
             size: e.size,
             left: AtomicUsize::new(chunks.len()),
             failed: Mutex::new(None),
@@ -376,11 +406,14 @@ fn write_chunk(files: &[Pending], data: &[u8], places: &[(usize, u64)]) -> Resul
 }
 
 /// A file whose bytes are all written: cut to its size (a stopped run may have left a
-/// longer one), into place, with its mode and mtime.
+/// longer one), into place, with its owner and attributes, mode and mtime.
 fn complete(p: &Pending) -> Result<()> {
     let file = open_temp(&p.tmp)?;
     file.set_len(p.size)
-        .and_then(|()| file.set_permissions(Permissions::from_mode(p.mode)))
+        .with_context(|| format!("cannot finish {}", p.tmp.display()))?;
+    // Ownership first: a chown clears setuid and setgid bits.
+    set_meta(&p.tmp, p.meta.as_deref());
+    file.set_permissions(Permissions::from_mode(p.mode))
         .with_context(|| format!("cannot finish {}", p.tmp.display()))?;
     drop(file);
     if let Err(e) = platform::rename_new(&p.tmp, &p.dest) {
@@ -388,6 +421,18 @@ fn complete(p: &Pending) -> Result<()> {
         bail!("cannot create {}: {e}", p.dest.display());
     }
     set_mtime(&p.dest, p.mtime_ns)
+}
+
+/// Sets `meta` (owner when run as root, extended attributes) on `dest`; what cannot
+/// be set is warned about, not fatal (a target file system may lack attributes).
+fn set_meta(dest: &Path, meta: Option<&Meta>) {
+    let Some(meta) = meta else {
+        return;
+    };
+    let as_root = rustix::process::geteuid().is_root();
+    for problem in localmeta::apply(dest, meta, as_root) {
+        tracing::warn!("{}: {problem}", dest.display());
+    }
 }
 
 fn make_dir(dest: &Path) -> Result<()> {

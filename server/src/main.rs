@@ -12,6 +12,7 @@ mod config;
 mod convert;
 mod export;
 mod home;
+mod localmeta;
 mod mdns;
 mod migrate;
 mod progress;

@@ -1,4 +1,4 @@
-//! Bad input for `fvfsd`: special files, unreadable files, files that change while
+//! Bad input for `fvfsd`: unreadable files, files that change while
 //! being read, missing sources, a full disk, a store in use. Each gets a clear message
 //! naming the path; nothing committed is lost and the store stays consistent.
 
@@ -16,51 +16,6 @@ fn small_tree(root: &Path) {
     fs::create_dir_all(root.join("sub")).unwrap();
     fs::write(root.join("a.txt"), b"alpha").unwrap();
     fs::write(root.join("sub/b.txt"), tree::bytes(1, 50_000, true)).unwrap();
-}
-
-#[test]
-fn special_files_are_skipped_by_name_and_the_rest_imported() {
-    let work = tempfile::tempdir().unwrap();
-    let src = work.path().join("src");
-    small_tree(&src);
-    let fifo = src.join("pipe");
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        &fifo,
-        rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from(0o644),
-        0,
-    )
-    .unwrap();
-    let _listener = std::os::unix::net::UnixListener::bind(src.join("sock")).unwrap();
-    let dev = rustix::fs::mknodat(
-        rustix::fs::CWD,
-        src.join("null-dev"),
-        rustix::fs::FileType::CharacterDevice,
-        rustix::fs::Mode::from(0o644),
-        rustix::fs::makedev(1, 3),
-    );
-    let d = Fvfsd::new();
-    let out = d
-        .cmd(["migrate", "--local-src", src.to_str().unwrap()])
-        .output()
-        .unwrap();
-    check(&out, 1);
-    let err = stderr_of(&out);
-    assert!(
-        err.contains(&format!("{}: special file (named pipe)", fifo.display())),
-        "{err}"
-    );
-    assert!(err.contains("sock: special file (socket)"), "{err}");
-    if dev.is_ok() {
-        assert!(
-            err.contains("null-dev: special file (character device)"),
-            "{err}"
-        );
-    }
-    let dest = work.path().join("out");
-    d.run(["export", "/", dest.to_str().unwrap()]);
-    tree::assert_same(&src, &dest);
 }
 
 #[test]

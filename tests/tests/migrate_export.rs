@@ -249,3 +249,72 @@ fn a_reader_that_stops_early_ends_commands_quietly() {
     let daemon = Daemon::start(&d, "127.0.0.1:0", &["--no-mdns"]);
     read_one_line_then_close(daemon.fvfsc(Vec::<&str>::new()), "fvfsc");
 }
+
+/// FIFOs, sockets and devices, owners and extended attributes go into the tree with
+/// migrate and come back with export (devices and owners need root to be created).
+#[test]
+fn special_files_owners_and_attributes_round_trip() {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    fs::write(src.join("sub/f"), b"content").unwrap();
+    let mode = |m: u32| rustix::fs::Mode::from_raw_mode(m);
+    let cwd = rustix::fs::CWD;
+    rustix::fs::mknodat(
+        cwd,
+        src.join("pipe"),
+        rustix::fs::FileType::Fifo,
+        mode(0o640),
+        0,
+    )
+    .unwrap();
+    let _listener = std::os::unix::net::UnixListener::bind(src.join("sock")).unwrap();
+    let root = rustix::process::geteuid().is_root();
+    let dev = rustix::fs::makedev(1, 3);
+    if root {
+        let made = rustix::fs::mknodat(
+            cwd,
+            src.join("null"),
+            rustix::fs::FileType::CharacterDevice,
+            mode(0o600),
+            dev,
+        );
+        made.unwrap();
+        rustix::fs::chownat(
+            cwd,
+            src.join("sub/f"),
+            Some(rustix::fs::Uid::from_raw(1234)),
+            Some(rustix::fs::Gid::from_raw(5678)),
+            rustix::fs::AtFlags::empty(),
+        )
+        .unwrap();
+    }
+    let xattrs = rustix::fs::lsetxattr(
+        src.join("sub/f"),
+        "user.colour",
+        b"blue",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .is_ok();
+    let d = Fvfsd::new();
+    let out = d.run(["migrate", "--local-src", src.to_str().unwrap()]);
+    assert!(out.contains("0 skipped"), "{out}");
+    let dest = work.path().join("out");
+    d.run(["export", "/", dest.to_str().unwrap()]);
+    tree::assert_same(&src, &dest);
+    let meta = |p: &str| fs::symlink_metadata(dest.join(p)).unwrap();
+    assert!(meta("pipe").file_type().is_fifo());
+    assert_eq!(meta("pipe").mode() & 0o7777, 0o640 & !0o022);
+    assert!(meta("sock").file_type().is_socket());
+    if root {
+        assert!(meta("null").file_type().is_char_device());
+        assert_eq!(meta("null").rdev(), dev);
+        assert_eq!((meta("sub/f").uid(), meta("sub/f").gid()), (1234, 5678));
+    }
+    if xattrs {
+        let mut value = [0u8; 16];
+        let n = rustix::fs::lgetxattr(dest.join("sub/f"), "user.colour", &mut value[..]).unwrap();
+        assert_eq!(&value[..n], b"blue");
+    }
+}

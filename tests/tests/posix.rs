@@ -359,6 +359,152 @@ fn truncation(dir: &Path) -> Vec<String> {
     vec![shrunk, format!("{grown:?}"), errno(g.set_len(1))]
 }
 
+fn special_files(dir: &Path) -> Vec<String> {
+    use std::os::unix::fs::FileTypeExt;
+    let cwd = rustix::fs::CWD;
+    let mode = rustix::fs::Mode::from_raw_mode(0o640);
+    let fifo = dir.join("fifo");
+    rustix::fs::mknodat(cwd, &fifo, rustix::fs::FileType::Fifo, mode, 0).unwrap();
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || fs::write(fifo, b"through the pipe").unwrap())
+    };
+    let piped = fs::read_to_string(&fifo).unwrap();
+    writer.join().unwrap();
+    let sock = dir.join("sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let mut client = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    client.write_all(b"hello").unwrap();
+    drop(client);
+    let mut got = String::new();
+    listener
+        .accept()
+        .unwrap()
+        .0
+        .read_to_string(&mut got)
+        .unwrap();
+    let null = dir.join("null");
+    let dev = rustix::fs::makedev(1, 3);
+    let kind = rustix::fs::FileType::CharacterDevice;
+    rustix::fs::mknodat(cwd, &null, kind, mode, dev).unwrap();
+    let m = |p: &Path| fs::symlink_metadata(p).unwrap();
+    fs::rename(&fifo, dir.join("fifo2")).unwrap();
+    vec![
+        piped,
+        got,
+        m(&dir.join("fifo2")).file_type().is_fifo().to_string(),
+        format!("{:o}", m(&dir.join("fifo2")).mode() & 0o7777),
+        m(&sock).file_type().is_socket().to_string(),
+        m(&null).file_type().is_char_device().to_string(),
+        (m(&null).rdev() == dev).to_string(),
+        errno(fs::remove_file(&sock)),
+        errno(fs::remove_file(dir.join("fifo2"))),
+    ]
+}
+
+fn extended_attributes(dir: &Path) -> Vec<String> {
+    use rustix::fs::{lgetxattr, llistxattr, lremovexattr, lsetxattr, XattrFlags};
+    let f = dir.join("f");
+    fs::write(&f, "x").unwrap();
+    fs::create_dir(dir.join("d")).unwrap();
+    let get = |p: &Path, name: &str| {
+        let mut buf = [0u8; 64];
+        match lgetxattr(p, name, &mut buf[..]) {
+            Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+            Err(e) => format!("errno {}", e.raw_os_error()),
+        }
+    };
+    let list = |p: &Path| {
+        let mut buf = [0u8; 256];
+        let n = llistxattr(p, &mut buf[..]).unwrap();
+        let mut names: Vec<String> = buf[..n]
+            .split(|b| *b == 0)
+            .filter(|n| !n.is_empty())
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .filter(|n| n.starts_with("user."))
+            .collect();
+        names.sort();
+        names.join(",")
+    };
+    let set = |p: &Path, name: &str, v: &[u8], flags| {
+        errno(lsetxattr(p, name, v, flags).map_err(std::io::Error::from))
+    };
+    let mut seen = vec![
+        set(&f, "user.b", b"2", XattrFlags::empty()),
+        set(&f, "user.a", b"1", XattrFlags::CREATE),
+        set(&f, "user.a", b"one", XattrFlags::CREATE),
+        set(&f, "user.c", b"3", XattrFlags::REPLACE),
+        set(&f, "user.a", b"one", XattrFlags::REPLACE),
+        set(&dir.join("d"), "user.dir", b"yes", XattrFlags::empty()),
+        get(&f, "user.a"),
+        get(&f, "user.missing"),
+        list(&f),
+        get(&dir.join("d"), "user.dir"),
+        errno(lremovexattr(&f, "user.b").map_err(std::io::Error::from)),
+        errno(lremovexattr(&f, "user.b").map_err(std::io::Error::from)),
+        list(&f),
+    ];
+    // Attributes stay with the file through a rename and a rewrite.
+    fs::rename(&f, dir.join("g")).unwrap();
+    fs::write(dir.join("g"), "rewritten").unwrap();
+    seen.push(get(&dir.join("g"), "user.a"));
+    seen
+}
+
+fn owners_and_status_changes(dir: &Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let f = dir.join("f");
+    fs::write(&f, "x").unwrap();
+    let old = std::time::UNIX_EPOCH + Duration::from_secs(946_684_800);
+    File::options()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let ctime = |p: &Path| {
+        let m = fs::symlink_metadata(p).unwrap();
+        (m.ctime(), m.ctime_nsec())
+    };
+    let m = |p: &Path| fs::symlink_metadata(p).unwrap();
+    let after_utimes = ctime(&f);
+    let mut seen = vec![
+        format!("{}:{}", m(&f).uid(), m(&f).gid()),
+        (after_utimes.0 > m(&f).mtime()).to_string(),
+    ];
+    // A failing operation leaves the status change time alone.
+    seen.push(errno(fs::remove_dir(&f)));
+    seen.push(errno(fs::rename(dir.join("missing"), &f)));
+    seen.push((ctime(&f) == after_utimes).to_string());
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o600)).unwrap();
+    seen.push((ctime(&f) >= after_utimes).to_string());
+    rustix::fs::chownat(
+        rustix::fs::CWD,
+        &f,
+        Some(rustix::fs::Uid::from_raw(1234)),
+        Some(rustix::fs::Gid::from_raw(5678)),
+        rustix::fs::AtFlags::empty(),
+    )
+    .unwrap();
+    fs::rename(&f, dir.join("g")).unwrap();
+    let g = m(&dir.join("g"));
+    seen.push(format!(
+        "{}:{} {:o} {}",
+        g.uid(),
+        g.gid(),
+        g.mode() & 0o7777,
+        g.mtime()
+    ));
+    fs::create_dir(dir.join("d")).unwrap();
+    std::os::unix::fs::symlink("g", dir.join("l")).unwrap();
+    seen.push(format!(
+        "{}:{}",
+        m(&dir.join("d")).uid(),
+        m(&dir.join("l")).gid()
+    ));
+    seen
+}
+
 const CASES: &[(&str, Case)] = &[
     ("names up to the limit", names_up_to_the_limit),
     ("removing the wrong kind", removing_the_wrong_kind),
@@ -369,6 +515,9 @@ const CASES: &[(&str, Case)] = &[
         listing_shows_files_being_written,
     ),
     ("truncation", truncation),
+    ("special files", special_files),
+    ("extended attributes", extended_attributes),
+    ("owners and status changes", owners_and_status_changes),
 ];
 
 #[test]

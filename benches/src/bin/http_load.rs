@@ -107,6 +107,7 @@ async fn main() {
             size: CHUNK as u64,
             node: None,
             chunks: vec![(id.to_hex(), CHUNK as u64)],
+            meta: None,
         })
         .collect();
     let commit = serde_json::to_value(CommitRequest {

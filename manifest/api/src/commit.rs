@@ -2,7 +2,7 @@
 //! targets percent-encoded (see [`crate::path`]).
 
 use fvfs_cas::ChunkId;
-use fvfs_node::{ChunkRef, Entry, EntryKind, INLINE_CHUNKS};
+use fvfs_node::{ChunkRef, Entry, EntryKind, Meta, INLINE_CHUNKS};
 use serde::{Deserialize, Serialize};
 
 use crate::path::decode_path;
@@ -24,17 +24,33 @@ pub enum CommitOp {
         /// A small file's chunks: (hex id, length).
         #[serde(default)]
         chunks: Vec<(String, u64)>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        meta: Option<Meta>,
     },
     Symlink {
         path: String,
         target: String,
         mode: u32,
         mtime_ns: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        meta: Option<Meta>,
     },
+    /// Creates a directory, or sets an existing one's mode, mtime (and meta, if given).
     Mkdir {
         path: String,
         mode: u32,
         mtime_ns: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        meta: Option<Meta>,
+    },
+    /// A FIFO, socket or device (its number in `meta`).
+    Special {
+        path: String,
+        kind: EntryKind,
+        mode: u32,
+        mtime_ns: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        meta: Option<Meta>,
     },
     Remove {
         path: String,
@@ -57,7 +73,7 @@ impl CommitOp {
     /// sizes must agree (checked again when the tree node is decoded).
     pub fn to_entry(&self) -> std::result::Result<Option<(Vec<u8>, Entry)>, String> {
         let parse = |s: &str| s.parse::<ChunkId>().map_err(|e| e.to_string());
-        let entry = |kind, mode: &u32, mtime_ns: &i64| Entry {
+        let entry = |kind, mode: &u32, mtime_ns: &i64, meta: &Option<Meta>| Entry {
             name: Vec::new(),
             kind,
             mode: *mode & 0o7777,
@@ -66,6 +82,13 @@ impl CommitOp {
             id: None,
             chunks: Vec::new(),
             target: Vec::new(),
+            meta: meta.clone().map(|mut m| {
+                // Sorted by name, each name once (the last value given wins).
+                m.xattrs.reverse();
+                m.xattrs.sort_by(|a, b| a.name.cmp(&b.name));
+                m.xattrs.dedup_by(|a, b| a.name == b.name);
+                Box::new(m)
+            }),
         };
         Ok(Some(match self {
             CommitOp::File {
@@ -75,8 +98,9 @@ impl CommitOp {
                 size,
                 node,
                 chunks,
+                meta,
             } => {
-                let mut e = entry(EntryKind::File, mode, mtime_ns);
+                let mut e = entry(EntryKind::File, mode, mtime_ns, meta);
                 e.size = *size;
                 e.id = node.as_deref().map(parse).transpose()?;
                 e.chunks = chunks
@@ -105,8 +129,9 @@ impl CommitOp {
                 target,
                 mode,
                 mtime_ns,
+                meta,
             } => {
-                let mut e = entry(EntryKind::Symlink, mode, mtime_ns);
+                let mut e = entry(EntryKind::Symlink, mode, mtime_ns, meta);
                 e.target = decode_path(target);
                 if e.target.is_empty() || e.target.contains(&0) {
                     return Err(format!(
@@ -114,6 +139,18 @@ impl CommitOp {
                     ));
                 }
                 (decode_path(path), e)
+            }
+            CommitOp::Special {
+                path,
+                kind,
+                mode,
+                mtime_ns,
+                meta,
+            } => {
+                if !kind.is_special() {
+                    return Err(format!("{path}: {kind:?} is not a special file"));
+                }
+                (decode_path(path), entry(*kind, mode, mtime_ns, meta))
             }
             CommitOp::Mkdir { .. } | CommitOp::Remove { .. } | CommitOp::Rename { .. } => {
                 return Ok(None)

@@ -22,6 +22,8 @@ pub enum ErrorCode {
     NotADirectory,
     IsADirectory,
     IsASymlink,
+    /// A FIFO, socket or device: a name without content to read.
+    NotAFile,
     NotEmpty,
     Exists,
     /// A commit names chunks the daemon does not hold: upload them first.
@@ -62,6 +64,7 @@ impl ErrorCode {
             E::NotADirectory
             | E::IsADirectory
             | E::IsASymlink
+            | E::NotAFile
             | E::NotEmpty
             | E::Exists
             | E::MissingChunks

@@ -52,6 +52,14 @@ pub struct EntryInfo {
     /// Symlink target.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub target: Option<String>,
+    /// Owner, when the entry records one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub uid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub gid: Option<u32>,
+    /// A device's number.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub rdev: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +84,10 @@ pub fn kind_name(k: EntryKind) -> &'static str {
         EntryKind::File => "file",
         EntryKind::Dir => "dir",
         EntryKind::Symlink => "symlink",
+        EntryKind::Fifo => "fifo",
+        EntryKind::Socket => "socket",
+        EntryKind::CharDevice => "char-device",
+        EntryKind::BlockDevice => "block-device",
     }
 }
 
@@ -89,6 +101,13 @@ impl EntryInfo {
             size: e.size,
             target: (e.kind == EntryKind::Symlink)
                 .then(|| String::from_utf8_lossy(&e.target).into_owned()),
+            uid: e.meta.as_ref().map(|m| m.uid),
+            gid: e.meta.as_ref().map(|m| m.gid),
+            rdev: e
+                .meta
+                .as_ref()
+                .filter(|_| matches!(e.kind, EntryKind::CharDevice | EntryKind::BlockDevice))
+                .map(|m| m.rdev),
         }
     }
 }

@@ -311,6 +311,7 @@ mod tests {
             id: None,
             chunks: Vec::new(),
             target: b"t".to_vec(),
+            meta: None,
         }
     }
 

@@ -45,6 +45,86 @@ pub enum EntryKind {
     File,
     Dir,
     Symlink,
+    /// A named pipe (its data never leaves the machine using it).
+    Fifo,
+    /// A UNIX domain socket's name.
+    Socket,
+    /// A character device (its number in [`Meta::rdev`]).
+    CharDevice,
+    /// A block device (its number in [`Meta::rdev`]).
+    BlockDevice,
+}
+
+impl EntryKind {
+    /// FIFOs, sockets and devices: a name and metadata, no content.
+    pub fn is_special(self) -> bool {
+        matches!(
+            self,
+            Self::Fifo | Self::Socket | Self::CharDevice | Self::BlockDevice
+        )
+    }
+}
+
+/// What an entry keeps beyond its kind, mode and mtime, for entries written by a
+/// client that knows them (entries without it show their reader's own ids).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    #[serde(default)]
+    pub uid: u32,
+    #[serde(default)]
+    pub gid: u32,
+    /// Last status change, in nanoseconds since the Unix epoch (0: the mtime).
+    #[serde(default)]
+    pub ctime_ns: i64,
+    /// A device's number.
+    #[serde(default)]
+    pub rdev: u64,
+    /// Extended attributes, sorted by name, names unique.
+    #[serde(default)]
+    pub xattrs: Vec<Xattr>,
+}
+
+/// One extended attribute.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Xattr {
+    #[serde(with = "serde_bytes")]
+    pub name: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub value: Vec<u8>,
+}
+
+impl Meta {
+    /// The value of attribute `name`.
+    pub fn xattr(&self, name: &[u8]) -> Option<&[u8]> {
+        let at = self
+            .xattrs
+            .binary_search_by(|x| x.name.as_slice().cmp(name));
+        at.ok().map(|i| self.xattrs[i].value.as_slice())
+    }
+
+    /// Sets (`Some`) or removes (`None`) attribute `name`; whether it was there.
+    pub fn set_xattr(&mut self, name: &[u8], value: Option<Vec<u8>>) -> bool {
+        match (
+            self.xattrs
+                .binary_search_by(|x| x.name.as_slice().cmp(name)),
+            value,
+        ) {
+            (Ok(i), Some(value)) => {
+                self.xattrs[i].value = value;
+                true
+            }
+            (Ok(i), None) => {
+                self.xattrs.remove(i);
+                true
+            }
+            (Err(i), Some(value)) => {
+                let name = name.to_vec();
+                self.xattrs.insert(i, Xattr { name, value });
+                false
+            }
+            (Err(_), None) => false,
+        }
+    }
 }
 
 /// One name in a directory.
@@ -68,6 +148,11 @@ pub struct Entry {
     /// Symlink target; empty otherwise.
     #[serde(with = "serde_bytes")]
     pub target: Vec<u8>,
+    /// Owner, status change time, device number and extended attributes, when known
+    /// (absent from the encoding when `None`: entries written before it hash as they
+    /// did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Box<Meta>>,
 }
 
 /// A reference to a chunk (or, in `FileNode::lists`, to a list node) and how many
@@ -249,11 +334,22 @@ fn validate_dir(d: &DirNode) -> Result<(), NodeError> {
             }
             EntryKind::Dir => e.id.is_some() && e.chunks.is_empty() && e.target.is_empty(),
             EntryKind::Symlink => e.id.is_none() && e.chunks.is_empty() && !e.target.is_empty(),
+            _ => e.id.is_none() && e.chunks.is_empty() && e.target.is_empty() && e.size == 0,
         };
+        let xattrs_sorted = e
+            .meta
+            .as_ref()
+            .is_none_or(|m| m.xattrs.windows(2).all(|w| w[0].name < w[1].name));
         if !consistent {
             return Err(NodeError::BadEntry(
                 show(&e.name),
                 "kind, id and target disagree",
+            ));
+        }
+        if !xattrs_sorted {
+            return Err(NodeError::BadEntry(
+                show(&e.name),
+                "extended attributes unsorted or repeated",
             ));
         }
     }
@@ -366,6 +462,7 @@ mod tests {
                     id: Some(file),
                     chunks: vec![],
                     target: vec![],
+                    meta: None,
                 },
                 Entry {
                     name: b"inline".to_vec(),
@@ -379,6 +476,7 @@ mod tests {
                         len: 9,
                     }],
                     target: vec![],
+                    meta: None,
                 },
                 Entry {
                     name: b"link".to_vec(),
@@ -389,6 +487,7 @@ mod tests {
                     id: None,
                     chunks: vec![],
                     target: b"a.txt".to_vec(),
+                    meta: None,
                 },
                 Entry {
                     name: vec![b's', 0xff, 0xfe],
@@ -399,6 +498,7 @@ mod tests {
                     id: Some(ChunkId::of(b"dir node")),
                     chunks: vec![],
                     target: vec![],
+                    meta: None,
                 },
             ],
         })

@@ -102,9 +102,10 @@ pub async fn run(repo: &Repo, args: Args) -> Result<Outcome> {
     let mut edit = TreeEdit::open(repo, head.as_ref().map(|v| v.root)).await?;
     let now = now_ns();
     dirs.sort_by(|a, b| a.0.cmp(&b.0));
-    for (dest, stat) in &dirs {
-        if let Err(e) = edit.mkdir(repo, dest, stat.mode, stat.mtime_ns).await {
-            skipped.push(format!("{}: {e}", path::show(dest)));
+    for (dest, stat, meta) in dirs {
+        let made = edit.mkdir(repo, &dest, stat.mode, stat.mtime_ns, Some(meta));
+        if let Err(e) = made.await {
+            skipped.push(format!("{}: {e}", path::show(&dest)));
         }
     }
     entries.sort_by(|a, b| a.0.cmp(&b.0));

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 
+use fvfs_manifest::node::Meta;
 use fvfs_manifest::{Entry, EntryKind, ManifestError};
 use indicatif::ProgressBar;
 
@@ -22,7 +23,7 @@ const BATCH_BYTES: u64 = 8 << 20;
 /// What the collector receives.
 enum Done {
     Entry(Vec<u8>, Entry),
-    Dir(Vec<u8>, Stat),
+    Dir(Vec<u8>, Stat, Box<Meta>),
     Skipped(PathBuf, String),
     Fatal(ManifestError),
 }
@@ -31,23 +32,25 @@ enum Done {
 pub struct Collected {
     /// Files and symlinks, by destination path.
     pub entries: Vec<(Vec<u8>, Entry)>,
-    pub dirs: Vec<(Vec<u8>, Stat)>,
+    pub dirs: Vec<(Vec<u8>, Stat, Box<Meta>)>,
     /// "path: reason" of each source path not imported.
     pub skipped: Vec<String>,
     /// A store error that stopped the migration.
     pub fatal: Option<ManifestError>,
 }
 
-fn symlink_entry(stat: &Stat, target: Vec<u8>) -> Entry {
+/// An entry with `stat`'s mode and mtime and `meta`, holding nothing yet.
+fn bare_entry(stat: &Stat, meta: Box<Meta>) -> Entry {
     Entry {
         name: Vec::new(),
-        kind: EntryKind::Symlink,
+        kind: EntryKind::File,
         mode: stat.mode,
         mtime_ns: stat.mtime_ns,
         size: 0,
         id: None,
         chunks: Vec::new(),
-        target,
+        target: Vec::new(),
+        meta: Some(meta),
     }
 }
 
@@ -85,7 +88,9 @@ pub fn run(
                     .filter(|_| !abort.load(Ordering::Relaxed))
                     .map(|job| match ingest.file(&job) {
                         Ok(file) => {
-                            Done::Entry(job.dest, file.entry(job.stat.mode, job.stat.mtime_ns))
+                            let mut entry = file.entry(job.stat.mode, job.stat.mtime_ns);
+                            entry.meta = Some(job.meta);
+                            Done::Entry(job.dest, entry)
                         }
                         Err(Failure::Source(why)) => Done::Skipped(job.src, why),
                         Err(Failure::Store(e)) => {
@@ -134,7 +139,7 @@ pub fn run(
 fn collect(out: &mut Collected, done: Done) {
     match done {
         Done::Entry(dest, e) => out.entries.push((dest, e)),
-        Done::Dir(dest, stat) => out.dirs.push((dest, stat)),
+        Done::Dir(dest, stat, meta) => out.dirs.push((dest, stat, meta)),
         Done::Skipped(src, why) => out.skipped.push(format!("{}: {why}", src.display())),
         Done::Fatal(e) => {
             out.fatal.get_or_insert(e);
@@ -154,7 +159,8 @@ fn walker(
 ) {
     let (mut files, mut bytes, mut other) = (Vec::new(), 0u64, Vec::new());
     for (src, meta) in sources {
-        other.push(Done::Dir(dest.to_vec(), Stat::of(meta)));
+        let local = Box::new(crate::localmeta::read(src, meta));
+        other.push(Done::Dir(dest.to_vec(), Stat::of(meta), local));
         walk::walk(src, dest, &mut |item| {
             match item {
                 Item::File(job) => {
@@ -162,10 +168,32 @@ fn walker(
                     bar.inc_length(job.stat.size);
                     files.push(job);
                 }
-                Item::Dir { dest, stat } => other.push(Done::Dir(dest, stat)),
-                Item::Symlink { dest, target, stat } => {
-                    other.push(Done::Entry(dest, symlink_entry(&stat, target)))
+                Item::Dir { dest, stat, meta } => other.push(Done::Dir(dest, stat, meta)),
+                Item::Symlink {
+                    dest,
+                    target,
+                    stat,
+                    meta,
+                } => {
+                    let entry = Entry {
+                        kind: EntryKind::Symlink,
+                        target,
+                        ..bare_entry(&stat, meta)
+                    };
+                    other.push(Done::Entry(dest, entry))
                 }
+                Item::Special {
+                    dest,
+                    kind,
+                    stat,
+                    meta,
+                } => other.push(Done::Entry(
+                    dest,
+                    Entry {
+                        kind,
+                        ..bare_entry(&stat, meta)
+                    },
+                )),
                 Item::Skipped { src, reason } => other.push(Done::Skipped(src, reason)),
             }
             if files.len() >= BATCH_FILES || bytes >= BATCH_BYTES {

@@ -6,10 +6,13 @@
 use std::ffi::OsString;
 use std::fs::{self, Metadata};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use fvfs_manifest::node::{EntryKind, Meta};
 use fvfs_manifest::path::join;
+
+use crate::localmeta;
 
 /// What `lstat` said of a source file; if it still says the same, the file is unchanged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,17 +45,27 @@ pub struct FileJob {
     pub src: PathBuf,
     pub dest: Vec<u8>,
     pub stat: Stat,
+    pub meta: Box<Meta>,
 }
 
 pub enum Item {
     Dir {
         dest: Vec<u8>,
         stat: Stat,
+        meta: Box<Meta>,
     },
     Symlink {
         dest: Vec<u8>,
         target: Vec<u8>,
         stat: Stat,
+        meta: Box<Meta>,
+    },
+    /// A FIFO, socket or device.
+    Special {
+        dest: Vec<u8>,
+        kind: EntryKind,
+        stat: Stat,
+        meta: Box<Meta>,
     },
     File(FileJob),
     Skipped {
@@ -91,39 +104,40 @@ pub fn walk(src: &Path, dest: &[u8], emit: &mut dyn FnMut(Item)) {
             };
             let stat = Stat::of(&meta);
             let t = meta.file_type();
+            let local = Box::new(localmeta::read(&src, &meta));
             if t.is_dir() {
                 emit(Item::Dir {
                     dest: dest.clone(),
                     stat,
+                    meta: local,
                 });
                 stack.push((src, dest));
             } else if t.is_file() {
-                emit(Item::File(FileJob { src, dest, stat }));
+                emit(Item::File(FileJob {
+                    src,
+                    dest,
+                    stat,
+                    meta: local,
+                }));
             } else if t.is_symlink() {
                 match fs::read_link(&src) {
                     Ok(target) => emit(Item::Symlink {
                         dest,
                         target: target.into_os_string().into_vec(),
                         stat,
+                        meta: local,
                     }),
                     Err(e) => emit(Item::Skipped {
                         src,
                         reason: format!("cannot read symlink: {e}"),
                     }),
                 }
-            } else {
-                let kind = if t.is_socket() {
-                    "socket"
-                } else if t.is_fifo() {
-                    "named pipe"
-                } else if t.is_block_device() {
-                    "block device"
-                } else {
-                    "character device"
-                };
-                emit(Item::Skipped {
-                    src,
-                    reason: format!("special file ({kind}) is not imported"),
+            } else if let Some(kind) = localmeta::special_kind(&meta) {
+                emit(Item::Special {
+                    dest,
+                    kind,
+                    stat,
+                    meta: local,
                 });
             }
         }

@@ -59,6 +59,16 @@ pub async fn get(state: &Arc<State>, path: Vec<u8>) -> Result<Response<Body>, Ap
             ));
         }
         EntryKind::File => {}
+        kind => {
+            return Err(ApiError::new(
+                ErrorCode::NotAFile,
+                format!(
+                    "{} is a {} (it has no content to read)",
+                    path::show(&path),
+                    fvfs_api::views::kind_name(kind)
+                ),
+            ))
+        }
     }
     let ids = state
         .repo

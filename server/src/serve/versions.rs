@@ -115,10 +115,12 @@ pub async fn commit(
                     path,
                     mode,
                     mtime_ns,
+                    meta,
                 } => Op::Mkdir {
                     path: decode_path(path),
                     mode: *mode & 0o7777,
                     mtime_ns: *mtime_ns,
+                    meta: meta.clone().map(Box::new),
                 },
                 CommitOp::Remove { path, recursive } => Op::Remove {
                     path: decode_path(path),

@@ -32,6 +32,7 @@ pub enum Op {
         path: Vec<u8>,
         mode: u32,
         mtime_ns: i64,
+        meta: Option<Box<fvfs_manifest::node::Meta>>,
     },
     Rename {
         from: Vec<u8>,
@@ -191,7 +192,8 @@ async fn apply(
             path,
             mode,
             mtime_ns,
-        } => edit.mkdir(repo, path, *mode, *mtime_ns).await,
+            meta,
+        } => edit.mkdir(repo, path, *mode, *mtime_ns, meta.clone()).await,
         Op::Rename { from, to } => edit.rename(repo, from, to).await,
     }
 }

@@ -33,14 +33,16 @@ use std::time::{Duration, Instant, SystemTime};
 use fuser::{
     Errno, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite, Request, TimeOrNow, WriteFlags,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    WriteFlags,
 };
 use fvfs_api::commit::CommitOp;
 use fvfs_api::path::encode_path;
 use fvfs_cas::ChunkId;
-use fvfs_node::{Entry, EntryKind};
+use fvfs_node::{Entry, EntryKind, Meta};
 
 use self::inodes::{Inodes, View, ROOT, SNAPSHOTS, SNAPSHOTS_NAME};
+use self::namespace::{new_meta, SetAttr};
 use self::writeback::{WriteBack, Writing};
 use super::remote::{Head, Remote};
 
@@ -109,6 +111,7 @@ fn dir_entry(mode: u32) -> Entry {
         id: None,
         chunks: Vec::new(),
         target: Vec::new(),
+        meta: None,
     }
 }
 
@@ -180,10 +183,10 @@ impl FvfsFs {
     /// The names in directory `ino` (their inodes named, not looked up).
     fn list(&self, ino: u64) -> Result<Vec<(Vec<u8>, FileType, u64)>, Errno> {
         let (view, path) = self.locate(ino)?;
-        let mut names: Vec<(Vec<u8>, FileType)> = Vec::new();
+        let mut names: Vec<(Vec<u8>, EntryKind)> = Vec::new();
         if view == View::SnapshotList {
             for s in self.block(self.remote.snapshots())? {
-                names.push((s.name.into_bytes(), FileType::Directory));
+                names.push((s.name.into_bytes(), EntryKind::Dir));
             }
         } else {
             let entry = self.entry(&view, &path).map_err(stale)?;
@@ -192,11 +195,7 @@ impl FvfsFs {
             }
             if let Some(id) = entry.id {
                 let dir = self.block(self.remote.dir(id))?;
-                names.extend(
-                    dir.entries
-                        .iter()
-                        .map(|e| (e.name.clone(), view::file_type(e.kind))),
-                );
+                names.extend(dir.entries.iter().map(|e| (e.name.clone(), e.kind)));
             }
         }
         // Files created here and not committed yet are listed too.
@@ -207,13 +206,8 @@ impl FvfsFs {
         ];
         let mut inodes = lock(&self.inodes);
         for (name, kind) in names {
-            let entry_kind = match kind {
-                FileType::Directory => EntryKind::Dir,
-                FileType::Symlink => EntryKind::Symlink,
-                _ => EntryKind::File,
-            };
-            let child = inodes.child(ino, &name, entry_kind, false);
-            all.push((name, kind, child));
+            let child = inodes.child(ino, &name, kind, false);
+            all.push((name, view::file_type(kind), child));
         }
         for staged in staged {
             if let Some((parent, name)) = inodes.edge(staged) {
@@ -460,8 +454,12 @@ impl Filesystem for FvfsFs {
                 }
             })
         );
+        let now = now_ns();
         w.dirty = true;
-        w.mtime_ns = now_ns();
+        w.attrs.mtime_ns = now;
+        if let Some(meta) = &mut w.attrs.meta {
+            meta.ctime_ns = now;
+        }
         reply.written(data.len() as u32);
     }
 
@@ -513,7 +511,7 @@ impl Filesystem for FvfsFs {
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -524,7 +522,7 @@ impl Filesystem for FvfsFs {
         let mode = mode & !umask & 0o7777;
         let (ino, wb) = tri!(
             reply,
-            self.create_file(u64::from(parent), name.as_bytes(), mode)
+            self.create_file(u64::from(parent), name.as_bytes(), mode, owner(req))
         );
         let attr = match self.stat(ino) {
             Ok(attr) => attr,
@@ -539,7 +537,7 @@ impl Filesystem for FvfsFs {
 
     fn mkdir(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -547,13 +545,15 @@ impl Filesystem for FvfsFs {
         reply: ReplyEntry,
     ) {
         let mode = mode & !umask & 0o7777;
+        let now = now_ns();
         let attr = tri!(
             reply,
             self.make(u64::from(parent), name.as_bytes(), "mkdir", |path| {
                 Ok(CommitOp::Mkdir {
                     path: encode_path(path),
                     mode,
-                    mtime_ns: now_ns(),
+                    mtime_ns: now,
+                    meta: Some(new_meta(owner(req), now)),
                 })
             })
         );
@@ -562,12 +562,13 @@ impl Filesystem for FvfsFs {
 
     fn symlink(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         target: &Path,
         reply: ReplyEntry,
     ) {
+        let now = now_ns();
         let attr = tri!(
             reply,
             self.make(u64::from(parent), name.as_bytes(), "symlink", |path| {
@@ -575,11 +576,119 @@ impl Filesystem for FvfsFs {
                     path: encode_path(path),
                     target: encode_path(target.as_os_str().as_bytes()),
                     mode: 0o777,
-                    mtime_ns: now_ns(),
+                    mtime_ns: now,
+                    meta: Some(new_meta(owner(req), now)),
                 })
             })
         );
         reply.entry(&LIVE_TTL, &attr, Generation(0));
+    }
+
+    /// FIFOs, sockets and devices are names with metadata in the tree; the kernel
+    /// serves what is opened through them on the machine that opens it. A regular file
+    /// made this way is an empty file.
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let kind = match mode & S_IFMT {
+            S_IFIFO => EntryKind::Fifo,
+            S_IFSOCK => EntryKind::Socket,
+            S_IFCHR => EntryKind::CharDevice,
+            S_IFBLK => EntryKind::BlockDevice,
+            S_IFREG => EntryKind::File,
+            _ => return reply.error(Errno::EINVAL),
+        };
+        let perm = mode & !umask & 0o7777;
+        let now = now_ns();
+        let meta = Meta {
+            rdev: u64::from(rdev),
+            ..new_meta(owner(req), now)
+        };
+        let attr = tri!(
+            reply,
+            self.make(u64::from(parent), name.as_bytes(), "mknod", |path| {
+                let path = encode_path(path);
+                Ok(match kind {
+                    EntryKind::File => CommitOp::File {
+                        path,
+                        mode: perm,
+                        mtime_ns: now,
+                        size: 0,
+                        node: None,
+                        chunks: Vec::new(),
+                        meta: Some(meta),
+                    },
+                    kind => CommitOp::Special {
+                        path,
+                        kind,
+                        mode: perm,
+                        mtime_ns: now,
+                        meta: Some(meta),
+                    },
+                })
+            })
+        );
+        reply.entry(&LIVE_TTL, &attr, Generation(0));
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let meta = tri!(reply, self.meta(u64::from(ino)));
+        let value = tri!(
+            reply,
+            meta.as_ref()
+                .and_then(|m| m.xattr(name.as_bytes()))
+                .ok_or(Errno::NO_XATTR)
+        );
+        xattr_reply(reply, value, size);
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let meta = tri!(reply, self.meta(u64::from(ino)));
+        let mut names = Vec::new();
+        for x in meta.iter().flat_map(|m| &m.xattrs) {
+            names.extend_from_slice(&x.name);
+            names.push(0);
+        }
+        xattr_reply(reply, &names, size);
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        // POSIX ACLs (system.posix_acl_*) are not kept: refused as a file system
+        // without ACLs refuses them, so cp, tar and rsync set the mode bits instead.
+        if name.as_bytes().starts_with(b"system.") {
+            return reply.error(Errno::EOPNOTSUPP);
+        }
+        let set = SetAttr {
+            xattr: Some((name.as_bytes().to_vec(), Some(value.to_vec()), flags)),
+            ..SetAttr::default()
+        };
+        tri!(reply, self.set_attrs(u64::from(ino), &set).map_err(stale));
+        reply.ok();
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let set = SetAttr {
+            xattr: Some((name.as_bytes().to_vec(), None, 0)),
+            ..SetAttr::default()
+        };
+        tri!(reply, self.set_attrs(u64::from(ino), &set).map_err(stale));
+        reply.ok();
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -600,8 +709,8 @@ impl Filesystem for FvfsFs {
         _req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
-        _uid: Option<u32>,
-        _gid: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
         size: Option<u64>,
         _atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
@@ -614,12 +723,19 @@ impl Filesystem for FvfsFs {
         reply: ReplyAttr,
     ) {
         let ino = u64::from(ino);
-        if size.is_some() || mode.is_some() || mtime.is_some() {
-            let mtime_ns = mtime.map(|t| match t {
+        let set = SetAttr {
+            size,
+            mode,
+            mtime_ns: mtime.map(|t| match t {
                 TimeOrNow::Now => now_ns(),
                 TimeOrNow::SpecificTime(t) => fvfs_node::time_ns(t),
-            });
-            tri!(reply, self.change(ino, size, mode, mtime_ns).map_err(stale));
+            }),
+            uid,
+            gid,
+            xattr: None,
+        };
+        if size.is_some() || mode.is_some() || mtime.is_some() || uid.is_some() || gid.is_some() {
+            tri!(reply, self.set_attrs(ino, &set).map_err(stale));
         }
         let attr = tri!(reply, self.stat(ino).map_err(stale));
         reply.attr(&LIVE_TTL, &attr);
@@ -671,6 +787,19 @@ impl Filesystem for FvfsFs {
 }
 
 impl FvfsFs {
+    /// Inode `ino`'s meta: of its write-back if it is being written here, else of its
+    /// entry.
+    fn meta(&self, ino: u64) -> Result<Option<Meta>, Errno> {
+        if let Some(wb) = self.writing.get(ino) {
+            return Ok(lock(&wb).attrs.meta.clone());
+        }
+        let (view, path) = self.locate(ino).map_err(stale)?;
+        if view == View::SnapshotList || (view == View::Live && path == b"/") {
+            return Ok(None);
+        }
+        Ok(self.entry(&view, &path).map_err(stale)?.meta.map(|m| *m))
+    }
+
     /// Lets go of the inodes a listing named that the kernel never looked up.
     fn sweep(&self, listing: &Listing) {
         let named: Vec<u64> = listing
@@ -695,5 +824,29 @@ fn stale(e: Errno) -> Errno {
     }
 }
 
+/// The caller's user and group.
+fn owner(req: &Request) -> (u32, u32) {
+    (req.uid(), req.gid())
+}
+
+/// An extended attribute's value or a list of names, as getxattr(2) and listxattr(2)
+/// answer: the size alone when asked with size 0.
+fn xattr_reply(reply: ReplyXattr, data: &[u8], size: u32) {
+    if size == 0 {
+        reply.size(data.len() as u32);
+    } else if data.len() > size as usize {
+        reply.error(Errno::ERANGE);
+    } else {
+        reply.data(data);
+    }
+}
+
 /// O_TRUNC, as the kernel passes it in open flags.
 const O_TRUNC: i32 = 0o1000;
+/// File types in a mode, as mknod(2) passes them.
+const S_IFMT: u32 = 0o170000;
+const S_IFIFO: u32 = 0o010000;
+const S_IFCHR: u32 = 0o020000;
+const S_IFBLK: u32 = 0o060000;
+const S_IFREG: u32 = 0o100000;
+const S_IFSOCK: u32 = 0o140000;

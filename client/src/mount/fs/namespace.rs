@@ -16,12 +16,13 @@ use std::sync::Mutex;
 use fuser::{Errno, FileAttr};
 use fvfs_api::commit::CommitOp;
 use fvfs_api::path::encode_path;
-use fvfs_node::{path as fpath, Entry, EntryKind};
+use fvfs_node::{path as fpath, Entry, EntryKind, Meta};
 
 use super::inodes::View;
 use super::writeback::WriteBack;
 use super::{check_name, lock, now_ns, FvfsFs};
 use crate::mount::remote::Head;
+use crate::put::Attrs;
 
 impl FvfsFs {
     pub(super) fn writable(&self, view: &View) -> Result<(), Errno> {
@@ -53,8 +54,7 @@ impl FvfsFs {
             &self.remote.api,
             w.local(),
             &path,
-            w.mode,
-            w.mtime_ns,
+            &w.attrs,
         ));
         let version = version.map_err(|e| {
             tracing::warn!("writing {}: {e:#}", fpath::show(&path));
@@ -83,15 +83,20 @@ impl FvfsFs {
         self.writable(&view)?;
         self.writing.open(
             ino,
-            0,
-            now_ns(),
+            Attrs::default(),
             || lock(&self.inodes).hold(ino),
             |w| {
                 let entry = self.entry(&view, &path)?;
-                if entry.kind == EntryKind::Dir {
-                    return Err(Errno::EISDIR);
+                match entry.kind {
+                    EntryKind::File => {}
+                    EntryKind::Dir => return Err(Errno::EISDIR),
+                    _ => return Err(Errno::EINVAL),
                 }
-                (w.mode, w.mtime_ns) = (entry.mode, entry.mtime_ns);
+                w.attrs = Attrs {
+                    mode: entry.mode,
+                    mtime_ns: entry.mtime_ns,
+                    meta: entry.meta.as_deref().cloned(),
+                };
                 if !keep {
                     w.dirty = true;
                     return Ok(());
@@ -123,6 +128,7 @@ impl FvfsFs {
         parent: u64,
         name: &[u8],
         mode: u32,
+        owner: (u32, u32),
     ) -> Result<(u64, Arc<Mutex<WriteBack>>), Errno> {
         check_name(name)?;
         let (view, dir) = self.locate(parent)?;
@@ -132,10 +138,15 @@ impl FvfsFs {
             return Err(Errno::ENOTDIR);
         }
         let ino = lock(&self.inodes).child(parent, name, EntryKind::File, true);
+        let now = now_ns();
+        let attrs = Attrs {
+            mode,
+            mtime_ns: now,
+            meta: Some(new_meta(owner, now)),
+        };
         let wb = self.writing.open(
             ino,
-            mode,
-            now_ns(),
+            attrs,
             || lock(&self.inodes).hold(ino),
             |w| {
                 w.dirty = true;
@@ -184,7 +195,7 @@ impl FvfsFs {
         self.make(parent, name, "link", |to| {
             let entry = self.entry(&view, &path)?;
             match entry.kind {
-                EntryKind::File => Ok(file_op(to, &entry, entry.mode, entry.mtime_ns)),
+                EntryKind::File => Ok(file_op(to, &entry, &attrs_of(&entry))),
                 _ => Err(Errno::EPERM),
             }
         })
@@ -256,37 +267,29 @@ impl FvfsFs {
         Ok(())
     }
 
-    /// Truncates, or sets the mode or mtime of, live inode `ino`.
-    pub(super) fn change(
-        &self,
-        ino: u64,
-        size: Option<u64>,
-        mode: Option<u32>,
-        mtime_ns: Option<i64>,
-    ) -> Result<(), Errno> {
-        if self.writing.get(ino).is_some() || size.is_some() {
+    /// Changes live inode `ino` as `set` says (the status change time with it).
+    pub(super) fn set_attrs(&self, ino: u64, set: &SetAttr) -> Result<(), Errno> {
+        if self.writing.get(ino).is_some() || set.size.is_some() {
             // A change to the content goes through a write-back (the open one, if any).
             let located = lock(&self.inodes).locate(ino);
             if let Some((view, path)) = &located {
                 self.writable(view)?;
                 let entry = self.entry(view, path);
-                if size.is_some() && entry.as_ref().is_ok_and(|e| e.kind != EntryKind::File) {
+                if set.size.is_some() && entry.as_ref().is_ok_and(|e| e.kind != EntryKind::File) {
                     return Err(Errno::EISDIR);
                 }
             }
             let wb = self.open_write(ino, true)?;
             let result = {
                 let mut w = lock(&wb);
-                let resized = match size {
+                let resized = match set.size {
                     Some(size) => w.file.set_len(size).map_err(|_| Errno::EIO),
                     None => Ok(()),
                 };
-                resized.map(|()| {
-                    w.mode = mode.map_or(w.mode, |m| m & 0o7777);
-                    // Truncating changes the mtime; a chmod does not.
-                    let touched = if size.is_some() { now_ns() } else { w.mtime_ns };
-                    w.mtime_ns = mtime_ns.unwrap_or(touched);
+                resized.and_then(|()| {
+                    self.apply(&mut w.attrs, set)?;
                     w.dirty = true;
+                    Ok(())
                 })
             };
             // Committed now unless a handle has it open (then at its flush or close).
@@ -302,33 +305,112 @@ impl FvfsFs {
         let (view, path) = self.locate(ino)?;
         self.writable(&view)?;
         let entry = self.entry(&view, &path)?;
-        let mode = mode.map_or(entry.mode, |m| m & 0o7777);
-        let mtime_ns = mtime_ns.unwrap_or(entry.mtime_ns);
+        let mut attrs = attrs_of(&entry);
+        self.apply(&mut attrs, set)?;
         let encoded = encode_path(&path);
         let op = match entry.kind {
-            EntryKind::File => file_op(&path, &entry, mode, mtime_ns),
+            EntryKind::File => file_op(&path, &entry, &attrs),
             EntryKind::Dir => CommitOp::Mkdir {
                 path: encoded,
-                mode,
-                mtime_ns,
+                mode: attrs.mode,
+                mtime_ns: attrs.mtime_ns,
+                meta: attrs.meta,
             },
             EntryKind::Symlink => CommitOp::Symlink {
                 path: encoded,
                 target: encode_path(&entry.target),
                 mode: entry.mode,
-                mtime_ns,
+                mtime_ns: attrs.mtime_ns,
+                meta: attrs.meta,
+            },
+            kind => CommitOp::Special {
+                path: encoded,
+                kind,
+                mode: attrs.mode,
+                mtime_ns: attrs.mtime_ns,
+                meta: attrs.meta,
             },
         };
         self.commit("setattr", vec![op])
     }
+
+    /// `set` applied to `attrs`: what it names, and the status change time now.
+    fn apply(&self, attrs: &mut Attrs, set: &SetAttr) -> Result<(), Errno> {
+        let now = now_ns();
+        let mut meta = attrs
+            .meta
+            .take()
+            .unwrap_or_else(|| new_meta((self.uid, self.gid), 0));
+        if let Some((name, value, flags)) = &set.xattr {
+            let exists = meta.xattr(name).is_some();
+            if exists && flags & XATTR_CREATE != 0 {
+                attrs.meta = Some(meta);
+                return Err(Errno::EEXIST);
+            }
+            if !exists && (value.is_none() || flags & XATTR_REPLACE != 0) {
+                attrs.meta = Some(meta);
+                return Err(Errno::NO_XATTR);
+            }
+            meta.set_xattr(name, value.clone());
+        }
+        if let Some(mode) = set.mode {
+            attrs.mode = mode & 0o7777;
+        }
+        meta.uid = set.uid.unwrap_or(meta.uid);
+        meta.gid = set.gid.unwrap_or(meta.gid);
+        // Truncating changes the mtime; a chmod does not.
+        if set.size.is_some() {
+            attrs.mtime_ns = now;
+        }
+        attrs.mtime_ns = set.mtime_ns.unwrap_or(attrs.mtime_ns);
+        meta.ctime_ns = now;
+        attrs.meta = Some(meta);
+        Ok(())
+    }
 }
 
-/// The commit op putting `entry`'s content at `path` with `mode` and `mtime_ns`.
-fn file_op(path: &[u8], entry: &Entry, mode: u32, mtime_ns: i64) -> CommitOp {
+/// A change of an inode's attributes (`setattr`, `setxattr`, `removexattr`).
+#[derive(Default)]
+pub struct SetAttr {
+    pub size: Option<u64>,
+    pub mode: Option<u32>,
+    pub mtime_ns: Option<i64>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// An extended attribute set (`Some` value) or removed, with setxattr's flags.
+    pub xattr: Option<(Vec<u8>, Option<Vec<u8>>, i32)>,
+}
+
+/// setxattr(2)'s flags.
+const XATTR_CREATE: i32 = 1;
+const XATTR_REPLACE: i32 = 2;
+
+/// The meta of an entry made now by `owner` (uid, gid).
+pub fn new_meta(owner: (u32, u32), now: i64) -> Meta {
+    Meta {
+        uid: owner.0,
+        gid: owner.1,
+        ctime_ns: now,
+        ..Meta::default()
+    }
+}
+
+/// What `entry` is committed with besides its content.
+fn attrs_of(entry: &Entry) -> Attrs {
+    Attrs {
+        mode: entry.mode,
+        mtime_ns: entry.mtime_ns,
+        meta: entry.meta.as_deref().cloned(),
+    }
+}
+
+/// The commit op putting `entry`'s content at `path` with `attrs`.
+fn file_op(path: &[u8], entry: &Entry, attrs: &Attrs) -> CommitOp {
     CommitOp::File {
         path: encode_path(path),
-        mode,
-        mtime_ns,
+        mode: attrs.mode,
+        mtime_ns: attrs.mtime_ns,
+        meta: attrs.meta.clone(),
         size: entry.size,
         node: entry.id.map(|id| id.to_hex()),
         chunks: entry

@@ -26,6 +26,10 @@ pub fn file_type(kind: EntryKind) -> FileType {
         EntryKind::Dir => FileType::Directory,
         EntryKind::File => FileType::RegularFile,
         EntryKind::Symlink => FileType::Symlink,
+        EntryKind::Fifo => FileType::NamedPipe,
+        EntryKind::Socket => FileType::Socket,
+        EntryKind::CharDevice => FileType::CharDevice,
+        EntryKind::BlockDevice => FileType::BlockDevice,
     }
 }
 
@@ -121,20 +125,25 @@ impl FvfsFs {
             _ => entry.size,
         };
         let t = fvfs_node::system_time(entry.mtime_ns);
+        // Entries written without meta show the mounting user as owner.
+        let meta = entry.meta.as_deref();
+        let ctime = meta
+            .filter(|m| m.ctime_ns != 0)
+            .map_or(t, |m| fvfs_node::system_time(m.ctime_ns));
         FileAttr {
             ino: INodeNo(ino),
             size,
             blocks: size.div_ceil(512),
             atime: t,
             mtime: t,
-            ctime: t,
+            ctime,
             crtime: t,
             kind: file_type(entry.kind),
             perm,
             nlink,
-            uid: self.uid,
-            gid: self.gid,
-            rdev: 0,
+            uid: meta.map_or(self.uid, |m| m.uid),
+            gid: meta.map_or(self.gid, |m| m.gid),
+            rdev: meta.map_or(0, |m| m.rdev as u32),
             flags: 0,
             blksize: 4096,
         }
@@ -148,9 +157,10 @@ impl FvfsFs {
             let m = w.file.metadata().map_err(|_| Errno::EIO)?;
             let entry = Entry {
                 kind: EntryKind::File,
-                mode: w.mode,
-                mtime_ns: w.mtime_ns,
+                mode: w.attrs.mode,
+                mtime_ns: w.attrs.mtime_ns,
                 size: m.len(),
+                meta: w.attrs.meta.clone().map(Box::new),
                 ..dir_entry(0)
             };
             drop(w);

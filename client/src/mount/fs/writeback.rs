@@ -19,12 +19,13 @@ use std::sync::{Arc, Mutex};
 use fuser::Errno;
 
 use super::lock;
+use crate::put::Attrs;
 
 pub struct WriteBack {
     pub file: File,
     local: PathBuf,
-    pub mode: u32,
-    pub mtime_ns: i64,
+    /// Mode, mtime and meta it is committed with.
+    pub attrs: Attrs,
     /// Changed since the last commit.
     pub dirty: bool,
     /// Filled with its initial content (the first opener does it; others wait).
@@ -54,14 +55,13 @@ impl Writing {
         lock(&self.files).get(&ino).cloned()
     }
 
-    /// `ino`'s write-back, with one more user; created empty (`mode`) if missing, and
+    /// `ino`'s write-back, with one more user; created empty (`attrs`) if missing, and
     /// filled by `load` if nobody has filled it yet. `created` runs once, when a new
     /// write-back joins the map (the caller holds the inode for it).
     pub fn open(
         &self,
         ino: u64,
-        mode: u32,
-        mtime_ns: i64,
+        attrs: Attrs,
         created: impl FnOnce(),
         load: impl FnOnce(&mut WriteBack) -> Result<(), Errno>,
     ) -> Result<Arc<Mutex<WriteBack>>, Errno> {
@@ -84,8 +84,7 @@ impl Writing {
                     let wb = Arc::new(Mutex::new(WriteBack {
                         file,
                         local,
-                        mode,
-                        mtime_ns,
+                        attrs,
                         dirty: false,
                         loaded: false,
                         users: 0,

@@ -1,0 +1,159 @@
+//! What fvfs keeps of a local file beyond its kind, mode, mtime and content: owner,
+//! device number and extended attributes, as migrate reads them and export writes
+//! them back; and the special files (FIFOs, sockets, devices) export creates.
+//!
+//! Reading never fails a migration: a file system without extended attributes simply
+//! has none. Writing back reports what it could not set; ownership is set only by
+//! root (as `tar` and `rsync` do).
+
+use std::fs::Metadata;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use fvfs_manifest::node::{EntryKind, Meta, Xattr};
+use rustix::fs::{AtFlags, FileType, Gid, Mode, Uid, XattrFlags, CWD};
+
+/// The most bytes of names, or of one value, read from a file's attributes (Linux
+/// allows 64 KiB for either).
+const XATTR_MAX: usize = 64 << 10;
+
+/// The meta of local file `path` (lstat'ed as `m`).
+pub fn read(path: &Path, m: &Metadata) -> Meta {
+    let device = m.file_type();
+    let is_device = {
+        use std::os::unix::fs::FileTypeExt;
+        device.is_block_device() || device.is_char_device()
+    };
+    Meta {
+        uid: m.uid(),
+        gid: m.gid(),
+        ctime_ns: 0,
+        rdev: if is_device { m.rdev() } else { 0 },
+        xattrs: xattrs(path),
+    }
+}
+
+/// `path`'s extended attributes, sorted by name (none where unsupported or unreadable).
+fn xattrs(path: &Path) -> Vec<Xattr> {
+    let mut names = vec![0u8; XATTR_MAX];
+    let Ok(n) = rustix::fs::llistxattr(path, &mut names[..]) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut value = vec![0u8; XATTR_MAX];
+    for name in names[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let Ok(name_str) = std::ffi::CString::new(name) else {
+            continue;
+        };
+        if let Ok(len) = rustix::fs::lgetxattr(path, name_str.as_c_str(), &mut value[..]) {
+            out.push(Xattr {
+                name: name.to_vec(),
+                value: value[..len].to_vec(),
+            });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// Sets `meta` on local file `path`: its owner if `as_root`, and its extended
+/// attributes. Returns what could not be set.
+pub fn apply(path: &Path, meta: &Meta, as_root: bool) -> Vec<String> {
+    let mut problems = Vec::new();
+    if as_root {
+        let owned = rustix::fs::chownat(
+            CWD,
+            path,
+            Some(Uid::from_raw(meta.uid)),
+            Some(Gid::from_raw(meta.gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        );
+        if let Err(e) = owned {
+            problems.push(format!("owner {}:{}: {e}", meta.uid, meta.gid));
+        }
+    }
+    for x in &meta.xattrs {
+        let Ok(name) = std::ffi::CString::new(x.name.clone()) else {
+            continue;
+        };
+        if let Err(e) = rustix::fs::lsetxattr(path, name.as_c_str(), &x.value, XattrFlags::empty())
+        {
+            problems.push(format!(
+                "extended attribute {}: {e}",
+                String::from_utf8_lossy(&x.name)
+            ));
+        }
+    }
+    problems
+}
+
+/// The kind of entry a local special file is.
+pub fn special_kind(m: &Metadata) -> Option<EntryKind> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = m.file_type();
+    Some(if t.is_fifo() {
+        EntryKind::Fifo
+    } else if t.is_socket() {
+        EntryKind::Socket
+    } else if t.is_char_device() {
+        EntryKind::CharDevice
+    } else if t.is_block_device() {
+        EntryKind::BlockDevice
+    } else {
+        return None;
+    })
+}
+
+/// Creates special file `path` (`kind`, permission bits `mode`, device `rdev`).
+pub fn make_special(path: &Path, kind: EntryKind, mode: u32, rdev: u64) -> std::io::Result<()> {
+    let file_type = match kind {
+        EntryKind::Fifo => FileType::Fifo,
+        EntryKind::Socket => FileType::Socket,
+        EntryKind::CharDevice => FileType::CharacterDevice,
+        EntryKind::BlockDevice => FileType::BlockDevice,
+        _ => return Err(std::io::Error::other("not a special file")),
+    };
+    let dev = if matches!(kind, EntryKind::CharDevice | EntryKind::BlockDevice) {
+        rdev
+    } else {
+        0
+    };
+    rustix::fs::mknodat(CWD, path, file_type, Mode::from_raw_mode(mode), dev)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fifo_and_its_attributes_go_out_and_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        make_special(&fifo, EntryKind::Fifo, 0o640, 0).unwrap();
+        let m = std::fs::symlink_metadata(&fifo).unwrap();
+        assert_eq!(special_kind(&m), Some(EntryKind::Fifo));
+        assert_eq!(m.mode() & 0o777, 0o640 & !umask());
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        let want = Meta {
+            uid: m.uid(),
+            gid: m.gid(),
+            xattrs: vec![Xattr {
+                name: b"user.fvfs-test".to_vec(),
+                value: b"value".to_vec(),
+            }],
+            ..Meta::default()
+        };
+        let problems = apply(&file, &want, false);
+        assert!(problems.is_empty(), "{problems:?}");
+        let got = read(&file, &std::fs::symlink_metadata(&file).unwrap());
+        assert_eq!(got, want);
+    }
+
+    fn umask() -> u32 {
+        let old = rustix::process::umask(Mode::from_raw_mode(0o022));
+        rustix::process::umask(old);
+        old.bits()
+    }
+}
