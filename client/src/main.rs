@@ -23,6 +23,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use anyhow::{bail, Result};
 use bytes::Bytes;
 use clap::{CommandFactory, Parser, Subcommand};
+use fvfs_api::commit::CommitOp;
 use fvfs_api::path::encode_path;
 use fvfs_api::reports::{Backlog, Devices, DiskUsage, Listing, Written};
 use fvfs_api::show;
@@ -72,6 +73,15 @@ enum Command {
         recursive: Option<PathBuf>,
         #[arg(long)]
         json: bool,
+    },
+    /// Copy a file or a whole tree (instant: the copy shares the original's content),
+    /// from the live tree or, with --version, from a version or snapshot (a restore).
+    Cp {
+        from: OsString,
+        to: OsString,
+        /// A version number, snapshot name or HEAD~N to copy from.
+        #[arg(long)]
+        version: Option<String>,
     },
     /// Remove a file, or a directory with -r.
     Rm {
@@ -374,6 +384,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 let size = answer.size.unwrap_or_default();
                 fvfs_api::outln!("version {}: {size} bytes", answer.version);
             }
+        }
+        Command::Cp { from, to, version } => {
+            let op = CommitOp::Copy {
+                from: fs_path(&from)?,
+                to: fs_path(&to)?,
+                version,
+            };
+            let message = format!("cp {} {}", from.to_string_lossy(), to.to_string_lossy());
+            let v = put::commit(&api, message, vec![op]).await?;
+            fvfs_api::outln!("version {}", v.number);
         }
         Command::Rm { path, recursive } => {
             let q = if recursive { "?recursive=true" } else { "" };

@@ -547,3 +547,122 @@ fn a_split_directory_lists_reads_and_takes_new_files_through_the_mount() {
     assert_eq!(fs::read(m.path("big/f04500x")).unwrap(), b"between");
     assert_eq!(fs::read(m.path("big/f00042")).unwrap(), b"42");
 }
+
+/// Commits `ops` (JSON values) through the daemon's API.
+fn commit(d: &Daemon, ops: Vec<serde_json::Value>) {
+    let body = serde_json::json!({ "message": "test tree", "ops": ops }).to_string();
+    let (status, answer) = d.raw(&fvfs_tests::daemon::request(
+        "POST",
+        "/v1/commit",
+        &["Content-Type: application/json"],
+        body.as_bytes(),
+    ));
+    assert_eq!(status, 200, "{answer}");
+}
+
+/// The resident memory of process `pid`, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok());
+    kib.unwrap_or(0) * 1024
+}
+
+/// A walk that stats every one of 1,001,000 entries keeps the mount's memory bounded:
+/// inodes the kernel forgets are dropped, and decoded directories are kept by size.
+#[test]
+fn a_walk_of_a_million_entries_keeps_the_mount_small() {
+    const DIRS: usize = 1000;
+    const FILES: usize = 1000;
+    let work = tempfile::tempdir().unwrap();
+    let store = Fvfsd::new();
+    let d = serve(&store);
+    // One folder of empty files, then copies of it (each O(1): they share its node),
+    // each made distinct by a file of its own.
+    let file = |path: String| serde_json::json!({"op": "file", "path": path, "mode": 0o644, "mtime_ns": 0, "size": 0});
+    commit(
+        &d,
+        (0..FILES)
+            .map(|f| file(format!("/t/d0000/f{f:04}")))
+            .collect(),
+    );
+    let mut ops = Vec::new();
+    for dir in 1..DIRS {
+        ops.push(
+            serde_json::json!({"op": "copy", "from": "/t/d0000", "to": format!("/t/d{dir:04}")}),
+        );
+        ops.push(file(format!("/t/d{dir:04}/own")));
+    }
+    commit(&d, ops);
+    let m = Mount::start(
+        &d,
+        &work.path().join("mnt"),
+        &work.path().join("cache"),
+        &[],
+    );
+    let pid = m.pid().unwrap();
+    let walk = || {
+        let mut seen = 0usize;
+        for dir in fs::read_dir(m.path("t")).unwrap() {
+            let dir = dir.unwrap().path();
+            for f in fs::read_dir(&dir).unwrap() {
+                let meta = fs::symlink_metadata(f.unwrap().path()).unwrap();
+                assert!(meta.is_file());
+                seen += 1;
+            }
+        }
+        seen
+    };
+    // Peak RSS while `work` runs (sampled: memory has no event to wait for).
+    let sampled = |work: &dyn Fn() -> usize| {
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let sampler = s.spawn(|| {
+                let mut peak = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    peak = peak.max(rss(pid));
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                peak.max(rss(pid))
+            });
+            let n = work();
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            (sampler.join().unwrap(), n)
+        })
+    };
+    let (peak, seen) = sampled(&walk);
+    // Names that do not exist cost nothing once answered.
+    let (peak_missing, _) = sampled(&|| {
+        for i in 0..300_000 {
+            let missing = fs::symlink_metadata(m.path(&format!("t/d0001/missing-{i}")));
+            assert!(missing.is_err());
+        }
+        0
+    });
+    // The kernel forgets its inodes (as under memory pressure), and a second walk
+    // needs no more than the first.
+    fs::write("/proc/sys/vm/drop_caches", "2").unwrap();
+    let (peak_again, seen_again) = sampled(&walk);
+    assert_eq!(seen_again, seen);
+    eprintln!(
+        "mount RSS: walk of {seen} entries {} MiB; 300,000 missing names {} MiB; after the kernel forgot, walk again {} MiB",
+        peak >> 20,
+        peak_missing >> 20,
+        peak_again >> 20
+    );
+    for (what, p) in [
+        ("missing names", peak_missing),
+        ("a second walk", peak_again),
+    ] {
+        assert!(
+            p <= peak + (peak >> 3),
+            "{what}: {} MiB after {} MiB",
+            p >> 20,
+            peak >> 20
+        );
+    }
+    assert_eq!(seen, DIRS * FILES + DIRS - 1);
+    assert!(peak < 300 << 20, "the mount grew to {} MiB", peak >> 20);
+}

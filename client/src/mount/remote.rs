@@ -50,9 +50,10 @@ const FOLDER_AHEAD_BYTES: u64 = 32 << 20;
 /// few hundred KiB: far under the answer's 64 MiB).
 const PARTS_PER_REQUEST: usize = 64;
 
-/// Decoded directories and chunk lists kept at most (they are content-addressed, so
-/// never stale; the memo is simply emptied when full).
-const MEMO: usize = 16_384;
+/// Directory entries and chunk refs kept decoded at most (about 150 bytes each: some
+/// 40 MB), whatever the size of the directories: they are content-addressed, so never
+/// stale; the memo is simply emptied when full.
+const MEMO_ITEMS: usize = 256 << 10;
 
 #[derive(Clone)]
 pub struct Remote {
@@ -68,8 +69,8 @@ pub struct Remote {
 /// A read-ahead batch in flight, shared by the reads waiting for it.
 type Batch = futures::future::Shared<futures::future::BoxFuture<'static, ()>>;
 
-/// Decoded nodes by id.
-struct Memo<T>(std::sync::Mutex<std::collections::HashMap<ChunkId, Arc<T>>>);
+/// Decoded nodes by id, and the items (entries, chunk refs) they hold in all.
+struct Memo<T>(std::sync::Mutex<(HashMap<ChunkId, Arc<T>>, usize)>);
 
 impl<T> Memo<T> {
     fn new() -> Self {
@@ -77,19 +78,20 @@ impl<T> Memo<T> {
     }
 
     fn get(&self, id: &ChunkId) -> Option<Arc<T>> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .cloned()
+        let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.0.get(id).cloned()
     }
 
-    fn put(&self, id: ChunkId, value: Arc<T>) {
+    /// Keeps `value`, which holds `items` entries or refs.
+    fn put(&self, id: ChunkId, value: Arc<T>, items: usize) {
         let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if m.len() >= MEMO {
-            m.clear();
+        if m.1 + items > MEMO_ITEMS {
+            m.0.clear();
+            m.1 = 0;
         }
-        m.insert(id, value);
+        if items <= MEMO_ITEMS && m.0.insert(id, value).is_none() {
+            m.1 += items;
+        }
     }
 }
 
@@ -153,7 +155,8 @@ impl Remote {
         dir: ChunkId,
         name: &[u8],
     ) -> Option<impl std::future::Future<Output = ()>> {
-        let node = self.dir(dir).await.ok()?;
+        // In a large directory, the part holding `name`: read-ahead stops at its end.
+        let node = self.leaf(dir, name).await.ok()??;
         let from = node.entries.partition_point(|e| e.name.as_slice() < name);
         let mut bytes = 0;
         let ahead: Vec<ChunkId> = node.entries[from..]
@@ -248,8 +251,46 @@ impl Remote {
                 .await
                 .map_err(|e: MountError| e.0)?,
         );
-        self.dirs.put(id, d.clone());
+        self.dirs.put(id, d.clone(), d.entries.len());
         Ok(d)
+    }
+
+    /// The entry named `name` in the directory whose top node is `id` (a lookup never
+    /// assembles a large directory's listing).
+    pub async fn entry_in(&self, id: ChunkId, name: &[u8]) -> Result<Option<Entry>, Errno> {
+        let Some(d) = self.leaf(id, name).await? else {
+            return Ok(None);
+        };
+        let at = d.entries.binary_search_by(|e| e.name.as_slice().cmp(name));
+        Ok(at.ok().map(|i| d.entries[i].clone()))
+    }
+
+    /// The directory node that holds `name` if the directory whose top node is `id`
+    /// has it: the directory itself, or in a large one the part read down to through
+    /// one index node per level. Memoised.
+    async fn leaf(&self, id: ChunkId, name: &[u8]) -> Result<Option<Arc<DirNode>>, Errno> {
+        let mut at = id;
+        loop {
+            if let Some(d) = self.dirs.get(&at) {
+                return Ok(Some(d));
+            }
+            match self.node(at).await? {
+                Node::Dir(d) => {
+                    let items = d.entries.len();
+                    let d = Arc::new(d);
+                    self.dirs.put(at, d.clone(), items);
+                    return Ok(Some(d));
+                }
+                Node::DirIndex(ix) => {
+                    let i = ix.parts.partition_point(|p| p.first.as_slice() <= name);
+                    match i.checked_sub(1) {
+                        Some(i) => at = ix.parts[i].id,
+                        None => return Ok(None),
+                    }
+                }
+                _ => return Err(Errno::EIO),
+            }
+        }
     }
 
     /// The nodes `ids`, in their order, fetched [`PARTS_PER_REQUEST`] to a request.
@@ -283,7 +324,7 @@ impl Remote {
                 .collect(),
         );
         if let Some(id) = entry.id {
-            self.files.put(id, placed.clone());
+            self.files.put(id, placed.clone(), placed.len());
         }
         Ok(placed)
     }

@@ -59,6 +59,15 @@ pub enum CommitOp {
     },
     /// Moves a file, symlink or directory (as rename(2)).
     Rename { from: String, to: String },
+    /// Copies a file, symlink or whole directory tree in O(1), by sharing its nodes:
+    /// `from` as it is in `version` (a number, snapshot name or `HEAD~N`; HEAD when the
+    /// commit starts if absent) put at `to`, replacing what `to` holds as a put does.
+    Copy {
+        from: String,
+        to: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<String>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,9 +161,10 @@ impl CommitOp {
                 }
                 (decode_path(path), entry(*kind, mode, mtime_ns, meta))
             }
-            CommitOp::Mkdir { .. } | CommitOp::Remove { .. } | CommitOp::Rename { .. } => {
-                return Ok(None)
-            }
+            CommitOp::Mkdir { .. }
+            | CommitOp::Remove { .. }
+            | CommitOp::Rename { .. }
+            | CommitOp::Copy { .. } => return Ok(None),
         }))
     }
 }

@@ -130,6 +130,15 @@ pub async fn commit(
                     from: decode_path(from),
                     to: decode_path(to),
                 },
+                CommitOp::Copy { from, to, version } => {
+                    let v = state.repo.resolve(version.as_deref().unwrap_or("HEAD"))?;
+                    let entry =
+                        fvfs_manifest::lookup(&state.repo, v.root, &decode_path(from)).await?;
+                    Op::Put {
+                        path: decode_path(to),
+                        entry,
+                    }
+                }
                 _ => unreachable!("put-like ops have entries"),
             }),
         }

@@ -12,9 +12,12 @@
 //!   the kernel caches plus what is being written, whatever the number of lookups.
 //! - An inode keeps its kind: a name that now holds another kind gets a new inode.
 
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 
 use fvfs_node::{path as fpath, EntryKind};
+use hashbrown::HashTable;
 
 pub const ROOT: u64 = 1;
 pub const SNAPSHOTS: u64 = 2;
@@ -31,6 +34,7 @@ pub enum View {
     Snapshot(String),
 }
 
+/// One inode: about 60 bytes plus its name, so a million cost well under 100 MB.
 struct Inode {
     /// Parent inode and name; `None` once detached.
     edge: Option<(u64, Box<[u8]>)>,
@@ -39,14 +43,31 @@ struct Inode {
     lookups: u64,
     /// Write-backs and children in the table.
     holds: u64,
-    /// The content this inode had when last opened for reading (see `FvfsFs::open`).
-    content: Option<[u8; 32]>,
 }
 
 pub struct Inodes {
     nodes: HashMap<u64, Inode>,
-    names: HashMap<(u64, Box<[u8]>), u64>,
+    /// The inodes that have an edge, found by it (each name is stored once, in its
+    /// inode).
+    names: HashTable<u64>,
+    hasher: RandomState,
+    /// The content each inode had when last opened for reading (see `FvfsFs::open`).
+    content: HashMap<u64, [u8; 32]>,
     next: u64,
+}
+
+/// Whether inode `ino` of `nodes` is `name` in `parent`.
+fn is_edge(nodes: &HashMap<u64, Inode>, ino: u64, parent: u64, name: &[u8]) -> bool {
+    let edge = nodes.get(&ino).and_then(|n| n.edge.as_ref());
+    edge.is_some_and(|(p, n)| *p == parent && **n == *name)
+}
+
+/// The hash an inode of `nodes` is filed under in `names`.
+fn edge_hash(nodes: &HashMap<u64, Inode>, hasher: &RandomState, ino: u64) -> u64 {
+    match nodes.get(&ino).and_then(|n| n.edge.as_ref()) {
+        Some((parent, name)) => hasher.hash_one((parent, &**name)),
+        None => 0,
+    }
 }
 
 impl Inodes {
@@ -56,7 +77,6 @@ impl Inodes {
             kind: EntryKind::Dir,
             lookups: 0,
             holds: 0,
-            content: None,
         };
         let nodes = HashMap::from([
             (ROOT, root(None)),
@@ -64,7 +84,9 @@ impl Inodes {
         ]);
         Self {
             nodes,
-            names: HashMap::new(),
+            names: HashTable::new(),
+            hasher: RandomState::new(),
+            content: HashMap::new(),
             next: SNAPSHOTS,
         }
     }
@@ -103,7 +125,10 @@ impl Inodes {
 
     /// The inode named `name` in `parent`, if the table has one.
     pub fn known(&self, parent: u64, name: &[u8]) -> Option<u64> {
-        self.names.get(&(parent, name.into())).copied()
+        let hash = self.hasher.hash_one((parent, name));
+        self.names
+            .find(hash, |ino| is_edge(&self.nodes, *ino, parent, name))
+            .copied()
     }
 
     /// The directory `ino` is in and its name there, unless it is detached.
@@ -129,17 +154,14 @@ impl Inodes {
                 }
                 self.next += 1;
                 let ino = self.next;
-                self.nodes.insert(
-                    ino,
-                    Inode {
-                        edge: Some((parent, name.into())),
-                        kind,
-                        lookups: 0,
-                        holds: 0,
-                        content: None,
-                    },
-                );
-                self.names.insert((parent, name.into()), ino);
+                let node = Inode {
+                    edge: Some((parent, name.into())),
+                    kind,
+                    lookups: 0,
+                    holds: 0,
+                };
+                self.nodes.insert(ino, node);
+                self.file(ino);
                 self.hold(parent);
                 ino
             }
@@ -183,9 +205,10 @@ impl Inodes {
     /// `name` in `parent` is gone (removed, or replaced by a rename): its inode stays
     /// for those who have it, but is no path any more.
     pub fn detach(&mut self, parent: u64, name: &[u8]) {
-        let Some(ino) = self.names.remove(&(parent, name.into())) else {
+        let Some(ino) = self.known(parent, name) else {
             return;
         };
+        self.unfile(ino);
         if let Some(node) = self.nodes.get_mut(&ino) {
             node.edge = None;
         }
@@ -203,22 +226,41 @@ impl Inodes {
             return;
         }
         self.detach(to, to_name);
-        self.names.remove(&(from, from_name.into()));
-        self.names.insert((to, to_name.into()), ino);
+        self.unfile(ino);
         if let Some(node) = self.nodes.get_mut(&ino) {
             node.edge = Some((to, to_name.into()));
         }
+        self.file(ino);
         self.hold(to);
         self.release(from);
     }
 
     /// Records `key` as `ino`'s content; whether it was the content recorded before.
     pub fn same_content(&mut self, ino: u64, key: Option<[u8; 32]>) -> bool {
-        let Some(node) = self.nodes.get_mut(&ino) else {
+        if !self.nodes.contains_key(&ino) {
             return false;
+        }
+        let before = match key {
+            Some(key) => self.content.insert(ino, key),
+            None => self.content.remove(&ino),
         };
-        let before = std::mem::replace(&mut node.content, key);
         key.is_some() && before == key
+    }
+
+    /// Files `ino` under its edge in `names`.
+    fn file(&mut self, ino: u64) {
+        let (nodes, hasher) = (&self.nodes, &self.hasher);
+        let hash = edge_hash(nodes, hasher, ino);
+        self.names
+            .insert_unique(hash, ino, |i| edge_hash(nodes, hasher, *i));
+    }
+
+    /// Takes `ino` out of `names` (before its edge changes or it goes).
+    fn unfile(&mut self, ino: u64) {
+        let hash = edge_hash(&self.nodes, &self.hasher, ino);
+        if let Ok(found) = self.names.find_entry(hash, |i| *i == ino) {
+            found.remove();
+        }
     }
 
     /// Drops `ino` if unused, then each parent that this leaves unused.
@@ -230,11 +272,12 @@ impl Inodes {
             if ino == ROOT || ino == SNAPSHOTS || node.lookups > 0 || node.holds > 0 {
                 return;
             }
+            self.unfile(ino);
+            self.content.remove(&ino);
             let node = self.nodes.remove(&ino).expect("just found");
-            let Some((parent, name)) = node.edge else {
+            let Some((parent, _)) = node.edge else {
                 return;
             };
-            self.names.remove(&(parent, name));
             match self.nodes.get_mut(&parent) {
                 Some(p) => p.holds = p.holds.saturating_sub(1),
                 None => return,

@@ -96,12 +96,10 @@ impl FvfsFs {
             if entry.kind != EntryKind::Dir {
                 return Err(Errno::ENOTDIR);
             }
-            let dir = self.block(self.remote.dir(entry.id.ok_or(Errno::EIO)?))?;
-            let at = dir
-                .entries
-                .binary_search_by(|e| e.name.as_slice().cmp(name))
-                .map_err(|_| Errno::ENOENT)?;
-            entry = dir.entries[at].clone();
+            let dir = entry.id.ok_or(Errno::EIO)?;
+            entry = self
+                .block(self.remote.entry_in(dir, name))?
+                .ok_or(Errno::ENOENT)?;
         }
         Ok(entry)
     }
