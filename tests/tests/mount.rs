@@ -666,3 +666,55 @@ fn a_walk_of_a_million_entries_keeps_the_mount_small() {
     assert_eq!(seen, DIRS * FILES + DIRS - 1);
     assert!(peak < 300 << 20, "the mount grew to {} MiB", peak >> 20);
 }
+
+/// Bytes process `pid` has written through system calls (a mount's answers to the
+/// kernel included).
+fn wchar(pid: u32) -> u64 {
+    let io = fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
+    io.lines()
+        .find_map(|l| l.strip_prefix("wchar: "))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// A large file whose chunks are all cached is read by the kernel from a backing file
+/// (FUSE passthrough): its reads no longer pass through fvfsc, and what is read is
+/// the file's current content.
+#[test]
+fn warm_large_files_are_read_by_the_kernel_itself() {
+    let work = tempfile::tempdir().unwrap();
+    let store = Fvfsd::new();
+    let d = serve(&store);
+    let m = Mount::start(
+        &d,
+        &work.path().join("mnt"),
+        &work.path().join("cache"),
+        &[],
+    );
+    let pid = m.pid().unwrap();
+    let big = work.path().join("big.bin");
+    tree::write_big(&big, 11, 24 << 20);
+    let want = fs::read(&big).unwrap();
+    run(&mut d.fvfsc(["put", "/big.bin", "--from", big.to_str().unwrap()]));
+    // Cold: through fvfsc, which fills the chunk cache; then the backing file is made.
+    assert!(fs::read(m.path("big.bin")).unwrap() == want);
+    assert!(fs::read(m.path("big.bin")).unwrap() == want);
+    let before = wchar(pid);
+    for _ in 0..3 {
+        // From the disk each time, not from what the kernel cached of the last read.
+        fs::write("/proc/sys/vm/drop_caches", "1").unwrap();
+        assert!(fs::read(m.path("big.bin")).unwrap() == want);
+    }
+    let through = wchar(pid) - before;
+    assert!(
+        through < 4 << 20,
+        "72 MiB read, {through} bytes of it through fvfsc"
+    );
+    // A new content is read as such (another backing file, or through FUSE).
+    let mut changed = want.clone();
+    changed[5 << 20] ^= 1;
+    fs::write(m.path("big.bin"), &changed).unwrap();
+    assert!(fs::read(m.path("big.bin")).unwrap() == changed);
+    assert!(fs::read(m.path("big.bin")).unwrap() == changed);
+}

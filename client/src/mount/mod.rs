@@ -3,8 +3,11 @@
 //! Runs in the foreground until SIGINT or SIGTERM, or `fvfsc umount`; then unmounts
 //! explicitly (fuser's auto-unmount is not used: it can hang an in-process unmount).
 //! Chunks and tree nodes come through a persistent chunk cache shared by the device's
-//! mounts ([`cache`]); writes go through local write-back files ([`fs`]).
+//! mounts ([`cache`]); large files whose chunks are all cached are read by the kernel
+//! from whole backing files ([`backing`], FUSE passthrough, where the kernel has it);
+//! writes go through local write-back files ([`fs`]).
 
+mod backing;
 mod cache;
 mod fs;
 mod lru;
@@ -40,8 +43,17 @@ pub fn run(
     );
     let staging = opts.cache_dir.join("staging");
     std::fs::create_dir_all(&staging)?;
+    // Backing files for passthrough reads take at most a quarter more than the cache.
+    let backing = backing::Backing::open(&opts.cache_dir.join("files"), opts.cache_bytes / 4)
+        .with_context(|| format!("backing files in {}", opts.cache_dir.display()))?;
     let remote = remote::Remote::new(api, cache);
-    let fs = fs::FvfsFs::new(runtime.handle().clone(), remote, staging, opts.read_only);
+    let fs = fs::FvfsFs::new(
+        runtime.handle().clone(),
+        remote,
+        staging,
+        backing,
+        opts.read_only,
+    );
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::FSName("fvfs".into()),

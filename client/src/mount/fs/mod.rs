@@ -44,6 +44,7 @@ use fvfs_node::{Entry, EntryKind, Meta};
 use self::inodes::{Inodes, View, ROOT, SNAPSHOTS, SNAPSHOTS_NAME};
 use self::namespace::{new_meta, SetAttr};
 use self::writeback::{WriteBack, Writing};
+use super::backing::Backing;
 use super::remote::{Head, Remote};
 
 /// How long the kernel and this mount trust what they know of the live tree.
@@ -55,6 +56,8 @@ const NAME_MAX: usize = 255;
 enum Handle {
     /// Read-only: the file's entry as opened, and its chunks and where each starts.
     Read(Arc<Entry>, read::Chunks),
+    /// Read-only, read by the kernel from a backing file of inode `ino`.
+    Passthrough { ino: u64, entry: Arc<Entry> },
     /// Read-write through inode `ino`'s write-back file.
     Write { ino: u64, wb: Arc<Mutex<WriteBack>> },
 }
@@ -79,6 +82,11 @@ pub struct FvfsFs {
     handles: Mutex<HashMap<u64, Handle>>,
     listings: Mutex<HashMap<u64, Listing>>,
     writing: Writing,
+    backing: Backing,
+    /// Whether the kernel takes backing files (FUSE passthrough, Linux 6.9 and later).
+    passthrough: bool,
+    /// Inodes open through the kernel, by inode.
+    backed: Mutex<HashMap<u64, read::Backed>>,
     next_fh: AtomicU64,
 }
 
@@ -120,6 +128,7 @@ impl FvfsFs {
         rt: tokio::runtime::Handle,
         remote: Remote,
         staging: PathBuf,
+        backing: Backing,
         read_only: bool,
     ) -> Self {
         Self {
@@ -135,6 +144,9 @@ impl FvfsFs {
             handles: Mutex::new(HashMap::new()),
             listings: Mutex::new(HashMap::new()),
             writing: Writing::new(staging),
+            backing,
+            passthrough: false,
+            backed: Mutex::default(),
             next_fh: AtomicU64::new(1),
         }
     }
@@ -225,7 +237,7 @@ impl FvfsFs {
     fn sync_handle(&self, fh: FileHandle) -> Result<(), Errno> {
         let (ino, wb) = match lock(&self.handles).get(&fh.0) {
             Some(Handle::Write { ino, wb }) => (*ino, wb.clone()),
-            Some(Handle::Read(..)) => return Ok(()),
+            Some(Handle::Read(..) | Handle::Passthrough { .. }) => return Ok(()),
             None => return Err(Errno::EBADF),
         };
         let result = self.write_back(ino, &mut lock(&wb));
@@ -250,6 +262,13 @@ impl Filesystem for FvfsFs {
         if let Err(missing) = config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC) {
             tracing::warn!("kernel lacks {missing:?}: truncation is committed on its own");
         }
+        // Large cached files are read by the kernel from backing files; without
+        // passthrough they are read through FUSE as before.
+        self.passthrough = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+            && config.set_max_stack_depth(1).is_ok();
+        if !self.passthrough {
+            tracing::info!("kernel without FUSE passthrough: every read goes through fvfsc");
+        }
         Ok(())
     }
 
@@ -265,7 +284,7 @@ impl Filesystem for FvfsFs {
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         let ino = u64::from(ino);
         let opened = fh.and_then(|fh| match lock(&self.handles).get(&fh.0) {
-            Some(Handle::Read(entry, _)) => Some(entry.clone()),
+            Some(Handle::Read(entry, _) | Handle::Passthrough { entry, .. }) => Some(entry.clone()),
             _ => None,
         });
         let attr = match opened {
@@ -388,7 +407,12 @@ impl Filesystem for FvfsFs {
             return reply.opened(self.handle(Handle::Write { ino, wb }), FopenFlags::empty());
         }
         let (entry, chunks, keep) = tri!(reply, self.open_read(ino).map_err(stale));
-        reply.opened(self.handle(Handle::Read(Arc::new(entry), chunks)), keep);
+        let entry = Arc::new(entry);
+        if let Some(id) = self.passthrough(ino, &entry, &chunks, &reply) {
+            let fh = self.handle(Handle::Passthrough { ino, entry });
+            return reply.opened_passthrough(fh, FopenFlags::FOPEN_NOFLUSH, &id);
+        }
+        reply.opened(self.handle(Handle::Read(entry, chunks)), keep);
     }
 
     fn read(
@@ -402,28 +426,24 @@ impl Filesystem for FvfsFs {
         _lock: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let handle = match lock(&self.handles).get(&fh.0) {
-            Some(Handle::Read(entry, chunks)) => Handle::Read(entry.clone(), chunks.clone()),
-            Some(Handle::Write { ino, wb }) => Handle::Write {
-                ino: *ino,
-                wb: wb.clone(),
-            },
-            None => return reply.error(Errno::EBADF),
+        let (chunks, staged) = match lock(&self.handles).get(&fh.0) {
+            Some(Handle::Read(_, chunks)) => (Some(chunks.clone()), None),
+            Some(Handle::Write { wb, .. }) => (None, Some(wb.clone())),
+            // Passthrough handles are read by the kernel itself.
+            Some(Handle::Passthrough { .. }) | None => return reply.error(Errno::EBADF),
         };
-        match handle {
-            Handle::Read(_, chunks) => {
-                let data = tri!(reply, self.read_chunks(&chunks, offset, size));
-                reply.data(&data);
-            }
-            Handle::Write { wb, .. } => {
-                let w = lock(&wb);
-                let mut buf = vec![0u8; size as usize];
-                let n = tri!(
-                    reply,
-                    w.file.read_at(&mut buf, offset).map_err(|_| Errno::EIO)
-                );
-                reply.data(&buf[..n]);
-            }
+        if let Some(chunks) = chunks {
+            let data = tri!(reply, self.read_chunks(&chunks, offset, size));
+            return reply.data(&data);
+        }
+        if let Some(wb) = staged {
+            let w = lock(&wb);
+            let mut buf = vec![0u8; size as usize];
+            let n = tri!(
+                reply,
+                w.file.read_at(&mut buf, offset).map_err(|_| Errno::EIO)
+            );
+            reply.data(&buf[..n]);
         }
     }
 
@@ -500,11 +520,15 @@ impl Filesystem for FvfsFs {
         let Some(handle) = lock(&self.handles).remove(&fh.0) else {
             return reply.ok();
         };
-        if let Handle::Write { ino, wb } = handle {
-            let result = self.write_back(ino, &mut lock(&wb));
-            // The last user removes the write-back (kept while uncommitted, for retries).
-            self.close_write(ino, &wb);
-            tri!(reply, result);
+        match handle {
+            Handle::Write { ino, wb } => {
+                let result = self.write_back(ino, &mut lock(&wb));
+                // The last user removes the write-back (kept while uncommitted, for retries).
+                self.close_write(ino, &wb);
+                tri!(reply, result);
+            }
+            Handle::Passthrough { ino, .. } => self.passthrough_closed(ino),
+            Handle::Read(..) => {}
         }
         reply.ok();
     }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use fuser::{Errno, FopenFlags};
+use fuser::{BackingId, Errno, FopenFlags};
 use fvfs_cas::ChunkId;
 use fvfs_node::{ChunkRef, Entry, EntryKind};
 
@@ -14,10 +14,71 @@ use super::{lock, FvfsFs};
 /// Chunks fetched ahead of a sequential reader (in batches of at least half of them).
 const READ_AHEAD: usize = 32;
 
+/// An inode open through the kernel (passthrough): the content key of its backing
+/// file, the kernel's handle on it, and the opens sharing it.
+pub struct Backed {
+    key: ChunkId,
+    id: Arc<BackingId>,
+    opens: u64,
+}
+
 /// A file of the tree open for reading: its chunks and where each starts.
 pub type Chunks = Arc<Vec<(u64, ChunkRef)>>;
 
 impl FvfsFs {
+    /// The kernel's handle on the backing file of `ino` open with `entry`'s content,
+    /// for a passthrough open: shared by every open of the inode with that content
+    /// (the kernel requires one per inode), made from the chunk cache if needed.
+    /// `None` when reads must go through FUSE.
+    pub(super) fn passthrough(
+        &self,
+        ino: u64,
+        entry: &Entry,
+        chunks: &Chunks,
+        reply: &fuser::ReplyOpen,
+    ) -> Option<Arc<BackingId>> {
+        if !self.passthrough {
+            return None;
+        }
+        let key = ChunkId::from_bytes(content_key(entry));
+        let mut open = lock(&self.backed);
+        if let Some(b) = open.get_mut(&ino) {
+            // Another content is open through the kernel: this one goes through FUSE.
+            return (b.key == key).then(|| {
+                b.opens += 1;
+                b.id.clone()
+            });
+        }
+        let file = self
+            .backing
+            .get(key, entry.size, chunks, &self.remote.cache)?;
+        let id = match reply.open_backing(&file) {
+            Ok(id) => Arc::new(id),
+            Err(e) => {
+                tracing::debug!("passthrough refused: {e}");
+                return None;
+            }
+        };
+        let backed = Backed {
+            key,
+            id: id.clone(),
+            opens: 1,
+        };
+        open.insert(ino, backed);
+        Some(id)
+    }
+
+    /// A passthrough open of `ino` is closed.
+    pub(super) fn passthrough_closed(&self, ino: u64) {
+        let mut open = lock(&self.backed);
+        if let Some(b) = open.get_mut(&ino) {
+            b.opens -= 1;
+            if b.opens == 0 {
+                open.remove(&ino);
+            }
+        }
+    }
+
     /// Opens inode `ino` of the tree for reading: its entry, its chunks, and the flags
     /// for the kernel.
     pub(super) fn open_read(&self, ino: u64) -> Result<(Entry, Chunks, FopenFlags), Errno> {
@@ -85,7 +146,7 @@ impl FvfsFs {
 }
 
 /// What identifies a file's content: its file node, or the hash of its inline chunk ids.
-fn content_key(entry: &Entry) -> [u8; 32] {
+pub fn content_key(entry: &Entry) -> [u8; 32] {
     if let Some(id) = entry.id {
         return *id.as_bytes();
     }
