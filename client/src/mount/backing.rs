@@ -15,7 +15,6 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::SystemTime;
 
 use fvfs_cas::ChunkId;
 use fvfs_node::ChunkRef;
@@ -40,24 +39,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Backing {
     /// Opens (or creates) the backing files in `dir`, holding at most `limit` bytes.
     pub fn open(dir: &Path, limit: u64) -> std::io::Result<Self> {
-        fs::create_dir_all(dir.join("tmp"))?;
-        for stale in fs::read_dir(dir.join("tmp"))? {
-            let _ = fs::remove_file(stale?.path());
-        }
-        let mut found: Vec<(SystemTime, ChunkId, u64)> = Vec::new();
-        for f in fs::read_dir(dir)? {
-            let f = f?;
-            let Some(key) = f.file_name().to_str().and_then(|n| n.parse().ok()) else {
-                continue;
-            };
-            let m = f.metadata()?;
-            found.push((m.modified().unwrap_or(SystemTime::UNIX_EPOCH), key, m.len()));
-        }
-        found.sort();
-        let mut files = Lru::default();
-        for (_, key, len) in found {
-            files.touch(key, len);
-        }
+        fs::create_dir_all(dir)?;
+        let files = Lru::scan(&[dir], &dir.join("tmp"))?;
         let backing = Self {
             dir: dir.to_owned(),
             limit,

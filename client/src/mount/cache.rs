@@ -14,7 +14,6 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::SystemTime;
 
 use bytes::Bytes;
 use fvfs_cas::ChunkId;
@@ -38,31 +37,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl ChunkCache {
     /// Opens (or creates) the cache in `dir`, holding at most `limit` bytes on disk.
     pub fn open(dir: &Path, limit: u64) -> std::io::Result<Self> {
-        fs::create_dir_all(dir.join("tmp"))?;
-        for stale in fs::read_dir(dir.join("tmp"))? {
-            let _ = fs::remove_file(stale?.path());
-        }
-        let mut found: Vec<(SystemTime, ChunkId, u64)> = Vec::new();
+        fs::create_dir_all(dir)?;
+        let mut shards = Vec::new();
         for shard in fs::read_dir(dir)? {
             let shard = shard?;
-            if shard.file_name() == "tmp" || !shard.file_type()?.is_dir() {
-                continue;
-            }
-            for f in fs::read_dir(shard.path())? {
-                let f = f?;
-                let name = f.file_name();
-                let Some(id) = name.to_str().and_then(|n| n.parse::<ChunkId>().ok()) else {
-                    continue;
-                };
-                let m = f.metadata()?;
-                found.push((m.modified().unwrap_or(SystemTime::UNIX_EPOCH), id, m.len()));
+            if shard.file_name() != "tmp" && shard.file_type()?.is_dir() {
+                shards.push(shard.path());
             }
         }
-        found.sort();
-        let mut disk = Lru::default();
-        for (_, id, len) in found {
-            disk.touch(id, len);
-        }
+        let shards: Vec<&Path> = shards.iter().map(PathBuf::as_path).collect();
+        let disk = Lru::scan(&shards, &dir.join("tmp"))?;
         let cache = Self {
             dir: dir.to_owned(),
             limit,

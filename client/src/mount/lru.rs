@@ -1,6 +1,10 @@
-//! Least-recently-used bookkeeping by bytes, shared by the memory and disk caches.
+//! Least-recently-used bookkeeping by bytes, shared by the memory and disk caches and
+//! the backing files; and finding what a cache folder holds when a mount starts.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::Path;
+use std::time::SystemTime;
 
 use fvfs_cas::ChunkId;
 
@@ -14,6 +18,32 @@ pub struct Lru {
 }
 
 impl Lru {
+    /// The files named by id in `dirs`, oldest first by modification time; also
+    /// empties `tmp` (what a stopped process left half-written).
+    pub fn scan(dirs: &[&Path], tmp: &Path) -> std::io::Result<Self> {
+        fs::create_dir_all(tmp)?;
+        for stale in fs::read_dir(tmp)? {
+            let _ = fs::remove_file(stale?.path());
+        }
+        let mut found: Vec<(SystemTime, ChunkId, u64)> = Vec::new();
+        for dir in dirs {
+            for f in fs::read_dir(dir)? {
+                let f = f?;
+                let Some(id) = f.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                    continue;
+                };
+                let m = f.metadata()?;
+                found.push((m.modified().unwrap_or(SystemTime::UNIX_EPOCH), id, m.len()));
+            }
+        }
+        found.sort();
+        let mut lru = Self::default();
+        for (_, id, len) in found {
+            lru.touch(id, len);
+        }
+        Ok(lru)
+    }
+
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
