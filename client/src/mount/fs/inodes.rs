@@ -174,6 +174,13 @@ impl Inodes {
         ino
     }
 
+    /// The kernel was told of `ino` once more (a readdirplus entry).
+    pub fn looked_up(&mut self, ino: u64) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.lookups += 1;
+        }
+    }
+
     /// The kernel forgot `n` lookups of `ino`.
     pub fn forget(&mut self, ino: u64, n: u64) {
         if let Some(node) = self.nodes.get_mut(&ino) {

@@ -16,6 +16,7 @@
 //! - Every chunk is verified against its id before use (in [`super::remote`]).
 
 mod inodes;
+mod listing;
 mod namespace;
 mod read;
 mod view;
@@ -31,10 +32,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use fuser::{
-    Errno, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite, ReplyXattr, Request, TimeOrNow,
-    WriteFlags,
+    Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
+    LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite, ReplyXattr, Request,
+    TimeOrNow, WriteFlags,
 };
 use fvfs_api::commit::CommitOp;
 use fvfs_api::path::encode_path;
@@ -62,12 +63,6 @@ enum Handle {
     Write { ino: u64, wb: Arc<Mutex<WriteBack>> },
 }
 
-/// An open directory: the listing handed out, built at its first read.
-struct Listing {
-    dir: u64,
-    entries: Vec<(Vec<u8>, FileType, u64)>,
-}
-
 pub struct FvfsFs {
     rt: tokio::runtime::Handle,
     remote: Remote,
@@ -80,7 +75,8 @@ pub struct FvfsFs {
     live: Mutex<Option<(Option<Head>, Instant)>>,
     snapshots: Mutex<HashMap<String, ChunkId>>,
     handles: Mutex<HashMap<u64, Handle>>,
-    listings: Mutex<HashMap<u64, Listing>>,
+    /// Open directories' listings, by handle.
+    listings: Mutex<HashMap<u64, listing::Listing>>,
     writing: Writing,
     backing: Backing,
     /// Whether the kernel takes backing files (FUSE passthrough, Linux 6.9 and later).
@@ -192,48 +188,6 @@ impl FvfsFs {
         Ok((view.clone(), self.attr(ino, &view, &entry)))
     }
 
-    /// The names in directory `ino` (their inodes named, not looked up).
-    fn list(&self, ino: u64) -> Result<Vec<(Vec<u8>, FileType, u64)>, Errno> {
-        let (view, path) = self.locate(ino)?;
-        let mut names: Vec<(Vec<u8>, EntryKind)> = Vec::new();
-        if view == View::SnapshotList {
-            for s in self.block(self.remote.snapshots())? {
-                names.push((s.name.into_bytes(), EntryKind::Dir));
-            }
-        } else {
-            let entry = self.entry(&view, &path).map_err(stale)?;
-            if entry.kind != EntryKind::Dir {
-                return Err(Errno::ENOTDIR);
-            }
-            if let Some(id) = entry.id {
-                let dir = self.block(self.remote.dir(id))?;
-                names.extend(dir.entries.iter().map(|e| (e.name.clone(), e.kind)));
-            }
-        }
-        // Files created here and not committed yet are listed too.
-        let staged = self.writing.inodes();
-        let mut all = vec![
-            (b".".to_vec(), FileType::Directory, ino),
-            (b"..".to_vec(), FileType::Directory, ROOT),
-        ];
-        let mut inodes = lock(&self.inodes);
-        for (name, kind) in names {
-            let child = inodes.child(ino, &name, kind, false);
-            all.push((name, view::file_type(kind), child));
-        }
-        for staged in staged {
-            if let Some((parent, name)) = inodes.edge(staged) {
-                if parent == ino && !all.iter().any(|(n, ..)| n.as_slice() == name) {
-                    all.push((name.to_vec(), FileType::RegularFile, staged));
-                }
-            }
-        }
-        if ino == ROOT {
-            all.push((SNAPSHOTS_NAME.to_vec(), FileType::Directory, SNAPSHOTS));
-        }
-        Ok(all)
-    }
-
     fn sync_handle(&self, fh: FileHandle) -> Result<(), Errno> {
         let (ino, wb) = match lock(&self.handles).get(&fh.0) {
             Some(Handle::Write { ino, wb }) => (*ino, wb.clone()),
@@ -261,6 +215,11 @@ impl Filesystem for FvfsFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         if let Err(missing) = config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC) {
             tracing::warn!("kernel lacks {missing:?}: truncation is committed on its own");
+        }
+        // Listings come with attributes when the kernel expects lookups to follow.
+        let plus = InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO;
+        if let Err(missing) = config.add_capabilities(plus) {
+            tracing::info!("kernel lacks {missing:?}: every listed name is looked up");
         }
         // Large cached files are read by the kernel from backing files; without
         // passthrough they are read through FUSE as before.
@@ -314,14 +273,8 @@ impl Filesystem for FvfsFs {
         reply.data(&entry.target);
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        let fh = self.fh();
-        let listing = Listing {
-            dir: u64::from(ino),
-            entries: Vec::new(),
-        };
-        lock(&self.listings).insert(fh, listing);
-        reply.opened(FileHandle(fh), FopenFlags::empty());
+    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        reply.opened(FileHandle(self.fh()), FopenFlags::empty());
     }
 
     fn readdir(
@@ -332,38 +285,42 @@ impl Filesystem for FvfsFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let known = lock(&self.listings)
-            .get(&fh.0)
-            .filter(|l| offset > 0 && !l.entries.is_empty())
-            .map(|l| l.entries.len());
-        if known.is_none() {
-            // A first read (or a rewind) lists the directory afresh.
-            let entries = tri!(reply, self.list(u64::from(ino)));
-            let mut listings = lock(&self.listings);
-            let old = listings.insert(
-                fh.0,
-                Listing {
-                    dir: u64::from(ino),
-                    entries,
-                },
-            );
-            drop(listings);
-            if let Some(old) = old {
-                self.sweep(&old);
+        let window = tri!(reply, self.listed(fh.0, u64::from(ino), offset, false));
+        for (i, (item, _)) in window.items.iter().enumerate() {
+            let next = offset + i as u64 + 1;
+            if reply.add(INodeNo(item.ino), next, item.kind, item.name()) {
+                break;
             }
         }
-        let listings = lock(&self.listings);
-        let Some(listing) = listings.get(&fh.0) else {
-            return reply.error(Errno::EBADF);
-        };
-        for (i, (name, kind, ino)) in listing.entries.iter().enumerate().skip(offset as usize) {
+        reply.ok();
+    }
+
+    /// Names with their attributes: a walk that stats what it lists (tar, ls -l, rsync)
+    /// needs no lookup per name.
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let window = tri!(reply, self.listed(fh.0, u64::from(ino), offset, true));
+        for (i, (item, attr)) in window.items.iter().enumerate() {
+            let Some(attr) = attr else { break };
+            let next = offset + i as u64 + 1;
             if reply.add(
-                INodeNo(*ino),
-                (i + 1) as u64,
-                *kind,
-                OsStr::from_bytes(name),
+                INodeNo(item.ino),
+                next,
+                item.name(),
+                &window.ttl,
+                attr,
+                Generation(0),
             ) {
                 break;
+            }
+            if !item.is_dot() {
+                lock(&self.inodes).looked_up(item.ino);
             }
         }
         reply.ok();
@@ -377,10 +334,7 @@ impl Filesystem for FvfsFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        let listing = lock(&self.listings).remove(&fh.0);
-        if let Some(listing) = listing {
-            self.sweep(&listing);
-        }
+        self.close_listing(fh.0);
         reply.ok();
     }
 
@@ -822,17 +776,6 @@ impl FvfsFs {
             return Ok(None);
         }
         Ok(self.entry(&view, &path).map_err(stale)?.meta.map(|m| *m))
-    }
-
-    /// Lets go of the inodes a listing named that the kernel never looked up.
-    fn sweep(&self, listing: &Listing) {
-        let named: Vec<u64> = listing
-            .entries
-            .iter()
-            .map(|(_, _, ino)| *ino)
-            .filter(|ino| *ino != listing.dir)
-            .collect();
-        lock(&self.inodes).sweep(&named);
     }
 }
 

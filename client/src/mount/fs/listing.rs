@@ -1,0 +1,212 @@
+//! Directory listings: built once per open directory (at its first read, or a rewind)
+//! and served from there, as names (readdir) or names with attributes (readdirplus).
+//!
+//! # Invariants
+//! - The inodes a listing names are in the table without a lookup counted: a readdir
+//!   only names them, and `releasedir` lets go of those the kernel never looked up. A
+//!   readdirplus counts one lookup for each entry the kernel accepted (it links them
+//!   as if looked up, and forgets them the same way).
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fuser::{Errno, FileAttr, FileType};
+use fvfs_node::{DirNode, Entry, EntryKind};
+
+use super::inodes::{View, ROOT, SNAPSHOTS, SNAPSHOTS_NAME};
+use super::{dir_entry, lock, stale, view, FvfsFs};
+
+/// Items handed out per call at most (a reply buffer holds fewer).
+const WINDOW: usize = 256;
+
+pub struct Listing {
+    dir: u64,
+    view: View,
+    /// The directory's node, whose entries give the items' attributes.
+    node: Option<Arc<DirNode>>,
+    items: Vec<Item>,
+}
+
+/// Items of a listing handed out in one call.
+pub struct Window {
+    pub items: Vec<(Item, Option<FileAttr>)>,
+    /// How long the kernel may trust the attributes.
+    pub ttl: Duration,
+}
+
+#[derive(Clone)]
+pub struct Item {
+    pub name: Vec<u8>,
+    pub kind: FileType,
+    pub ino: u64,
+    /// Its entry's index in the directory's node (`None`: `.`, `..`, a file being
+    /// written here, `/.snapshots`, a snapshot).
+    at: Option<usize>,
+}
+
+impl Item {
+    pub fn name(&self) -> &OsStr {
+        OsStr::from_bytes(&self.name)
+    }
+
+    /// `.` or `..`, which the kernel does not link (nor count as looked up).
+    pub fn is_dot(&self) -> bool {
+        self.name == b"." || self.name == b".."
+    }
+}
+
+impl FvfsFs {
+    /// The listing of directory `ino` as it is now.
+    fn list(&self, ino: u64) -> Result<Listing, Errno> {
+        let (view, path) = self.locate(ino)?;
+        let mut names: Vec<(Vec<u8>, EntryKind, Option<usize>)> = Vec::new();
+        let mut node = None;
+        if view == View::SnapshotList {
+            for s in self.block(self.remote.snapshots())? {
+                names.push((s.name.into_bytes(), EntryKind::Dir, None));
+            }
+        } else {
+            let entry = self.entry(&view, &path).map_err(stale)?;
+            if entry.kind != EntryKind::Dir {
+                return Err(Errno::ENOTDIR);
+            }
+            if let Some(id) = entry.id {
+                let dir = self.block(self.remote.dir(id))?;
+                let entries = dir.entries.iter().enumerate();
+                names.extend(entries.map(|(i, e)| (e.name.clone(), e.kind, Some(i))));
+                node = Some(dir);
+            }
+        }
+        // Files created here and not committed yet are listed too.
+        let staged = self.writing.inodes();
+        let dot = |name: &[u8], ino| Item {
+            name: name.to_vec(),
+            kind: FileType::Directory,
+            ino,
+            at: None,
+        };
+        let mut items = vec![dot(b".", ino), dot(b"..", ROOT)];
+        let mut inodes = lock(&self.inodes);
+        for (name, kind, at) in names {
+            let child = inodes.child(ino, &name, kind, false);
+            let kind = view::file_type(kind);
+            items.push(Item {
+                name,
+                kind,
+                ino: child,
+                at,
+            });
+        }
+        for staged in staged {
+            if let Some((parent, name)) = inodes.edge(staged) {
+                if parent == ino && !items.iter().any(|it| it.name == name) {
+                    let (name, kind) = (name.to_vec(), FileType::RegularFile);
+                    items.push(Item {
+                        name,
+                        kind,
+                        ino: staged,
+                        at: None,
+                    });
+                }
+            }
+        }
+        if ino == ROOT {
+            items.push(dot(SNAPSHOTS_NAME, SNAPSHOTS));
+        }
+        Ok(Listing {
+            dir: ino,
+            view,
+            node,
+            items,
+        })
+    }
+
+    /// Up to [`WINDOW`] items of open directory `fh` (directory `ino`) from `offset`,
+    /// with their attributes (`Some` exactly when `plus`), and how long the kernel may trust those; a
+    /// first read or a rewind lists it afresh.
+    pub(super) fn listed(
+        &self,
+        fh: u64,
+        ino: u64,
+        offset: u64,
+        plus: bool,
+    ) -> Result<Window, Errno> {
+        let listed = lock(&self.listings)
+            .get(&fh)
+            .is_some_and(|l| offset > 0 && !l.items.is_empty());
+        if !listed {
+            let fresh = self.list(ino)?;
+            let old = lock(&self.listings).insert(fh, fresh);
+            if let Some(old) = old {
+                self.sweep(&old);
+            }
+        }
+        let (window, view, node) = {
+            let listings = lock(&self.listings);
+            let l = listings.get(&fh).ok_or(Errno::EBADF)?;
+            let start = (offset as usize).min(l.items.len());
+            let end = (start + WINDOW).min(l.items.len());
+            (l.items[start..end].to_vec(), l.view.clone(), l.node.clone())
+        };
+        let items = window
+            .into_iter()
+            .map(|item| {
+                let attr = plus.then(|| self.item_attr(&item, &view, node.as_deref()));
+                (item, attr)
+            })
+            .collect();
+        Ok(Window {
+            items,
+            ttl: view::ttl(&view),
+        })
+    }
+
+    /// The attributes readdirplus gives for `item` (the kernel ignores those of `.`
+    /// and `..`).
+    fn item_attr(&self, item: &Item, view: &View, node: Option<&DirNode>) -> FileAttr {
+        match (item.at, node) {
+            (Some(at), Some(node)) => self.attr(item.ino, view, &node.entries[at]),
+            _ if item.ino == SNAPSHOTS => {
+                self.attr(SNAPSHOTS, &View::SnapshotList, &dir_entry(0o555))
+            }
+            _ if *view == View::SnapshotList => {
+                let name = String::from_utf8_lossy(&item.name).into_owned();
+                self.attr(item.ino, &View::Snapshot(name), &dir_entry(0o755))
+            }
+            // A file being written here (its write-back's attributes).
+            _ if !item.is_dot() => match self.stat(item.ino) {
+                Ok(attr) => attr,
+                Err(_) => self.attr(
+                    item.ino,
+                    view,
+                    &Entry {
+                        kind: EntryKind::File,
+                        ..dir_entry(0o644)
+                    },
+                ),
+            },
+            _ => self.attr(item.ino, view, &dir_entry(0o755)),
+        }
+    }
+
+    /// Open directory `fh` is closed.
+    pub(super) fn close_listing(&self, fh: u64) {
+        let listing = lock(&self.listings).remove(&fh);
+        if let Some(listing) = listing {
+            self.sweep(&listing);
+        }
+    }
+
+    /// Lets go of the inodes a listing named that the kernel never looked up.
+    fn sweep(&self, listing: &Listing) {
+        let named: Vec<u64> = listing
+            .items
+            .iter()
+            .map(|it| it.ino)
+            .filter(|ino| *ino != listing.dir)
+            .collect();
+        lock(&self.inodes).sweep(&named);
+    }
+}
