@@ -61,6 +61,9 @@ pub struct Remote {
     pub cache: Arc<ChunkCache>,
     dirs: Arc<Memo<DirNode>>,
     files: Arc<Memo<Vec<(u64, ChunkRef)>>>,
+    /// The entries (start, end) of each folder (or part) a folder read-ahead last
+    /// covered.
+    asked: Arc<std::sync::Mutex<HashMap<ChunkId, (usize, usize)>>>,
     /// Chunks a read-ahead batch is fetching: a read of one waits for the batch
     /// instead of asking for it again.
     inflight: Arc<std::sync::Mutex<HashMap<ChunkId, Batch>>>,
@@ -102,6 +105,7 @@ impl Remote {
             cache,
             dirs: Arc::new(Memo::new()),
             files: Arc::new(Memo::new()),
+            asked: Arc::default(),
             inflight: Arc::default(),
         }
     }
@@ -156,13 +160,27 @@ impl Remote {
         name: &[u8],
     ) -> Option<impl std::future::Future<Output = ()>> {
         // In a large directory, the part holding `name`: read-ahead stops at its end.
-        let node = self.leaf(dir, name).await.ok()??;
+        let (leaf, node) = self.leaf(dir, name).await.ok()??;
         let from = node.entries.partition_point(|e| e.name.as_slice() < name);
+        {
+            // A reader well inside the files asked for last time needs no new batch
+            // (and the folder is not scanned again at every open).
+            let mut asked = lock(&self.asked);
+            if let Some((start, end)) = asked.get(&leaf) {
+                if *start <= from && from + FOLDER_AHEAD / 2 < *end {
+                    return None;
+                }
+            }
+            if asked.len() >= MEMO_ITEMS / FOLDER_AHEAD {
+                asked.clear();
+            }
+            asked.insert(leaf, (from, from + FOLDER_AHEAD));
+        }
         let mut bytes = 0;
         let ahead: Vec<ChunkId> = node.entries[from..]
             .iter()
-            .filter(|e| e.id.is_none())
             .take(FOLDER_AHEAD)
+            .filter(|e| e.id.is_none())
             .flat_map(|e| &e.chunks)
             .take_while(|c| {
                 bytes += c.len;
@@ -258,7 +276,7 @@ impl Remote {
     /// The entry named `name` in the directory whose top node is `id` (a lookup never
     /// assembles a large directory's listing).
     pub async fn entry_in(&self, id: ChunkId, name: &[u8]) -> Result<Option<Entry>, Errno> {
-        let Some(d) = self.leaf(id, name).await? else {
+        let Some((_, d)) = self.leaf(id, name).await? else {
             return Ok(None);
         };
         let at = d.entries.binary_search_by(|e| e.name.as_slice().cmp(name));
@@ -268,18 +286,22 @@ impl Remote {
     /// The directory node that holds `name` if the directory whose top node is `id`
     /// has it: the directory itself, or in a large one the part read down to through
     /// one index node per level. Memoised.
-    async fn leaf(&self, id: ChunkId, name: &[u8]) -> Result<Option<Arc<DirNode>>, Errno> {
+    async fn leaf(
+        &self,
+        id: ChunkId,
+        name: &[u8],
+    ) -> Result<Option<(ChunkId, Arc<DirNode>)>, Errno> {
         let mut at = id;
         loop {
             if let Some(d) = self.dirs.get(&at) {
-                return Ok(Some(d));
+                return Ok(Some((at, d)));
             }
             match self.node(at).await? {
                 Node::Dir(d) => {
                     let items = d.entries.len();
                     let d = Arc::new(d);
                     self.dirs.put(at, d.clone(), items);
-                    return Ok(Some(d));
+                    return Ok(Some((at, d)));
                 }
                 Node::DirIndex(ix) => {
                     let i = ix.parts.partition_point(|p| p.first.as_slice() <= name);
