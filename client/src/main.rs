@@ -143,6 +143,12 @@ enum Command {
         cache_size: u64,
         #[arg(long)]
         read_only: bool,
+        /// A user id as the tree stores it and as this machine numbers it (repeatable).
+        #[arg(long, value_name = "STORED:LOCAL", value_parser = mount::parse_pair)]
+        map_uid: Vec<(u32, u32)>,
+        /// A group id as the tree stores it and as this machine numbers it (repeatable).
+        #[arg(long, value_name = "STORED:LOCAL", value_parser = mount::parse_pair)]
+        map_gid: Vec<(u32, u32)>,
     },
     /// Unmount a mount made by `fvfsc mount` (also a stale one).
     Umount { mountpoint: PathBuf },
@@ -207,6 +213,8 @@ fn main() -> ExitCode {
         cache_dir,
         cache_size,
         read_only,
+        map_uid,
+        map_gid,
     } = &cli.command
     {
         let result = runtime.block_on(api_for(&cli)).and_then(|api| {
@@ -214,6 +222,10 @@ fn main() -> ExitCode {
                 cache_dir: cache_dir.clone().unwrap_or_else(default_cache_dir),
                 cache_bytes: *cache_size,
                 read_only: *read_only,
+                ids: mount::IdMap {
+                    uids: map_uid.clone(),
+                    gids: map_gid.clone(),
+                },
             };
             mount::run(runtime, api, mountpoint, options)
         });

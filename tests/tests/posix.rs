@@ -723,3 +723,38 @@ fn rsync_and_tar_keep_special_files_and_attributes_through_the_mount() {
     );
     check(&unpacked);
 }
+
+/// A client whose ids differ from the server's maps them: what it creates is stored
+/// under the mapped ids, and stored ids show as its own.
+#[test]
+fn owners_are_mapped_for_clients_numbered_differently() {
+    let fx = Fixture::new();
+    let dir = fx.work.path().join("mapped");
+    let args = ["--map-uid", "4321:0", "--map-gid", "4322:0"];
+    let m = Mount::start(&fx.d, &dir, &fx.work.path().join("mapped-cache"), &args);
+    fs::write(m.path("mine"), "x").unwrap(); // created by root (0:0 here)
+    let stored = |name: &str| {
+        let out = fx.d.fvfsc(["ls", "/", "--json"]).output().unwrap();
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let entries = list.as_array().cloned().unwrap_or_default();
+        let e = entries.into_iter().find(|e| e["name"] == name).unwrap();
+        (e["uid"].as_u64().unwrap(), e["gid"].as_u64().unwrap())
+    };
+    assert_eq!(stored("mine"), (4321, 4322));
+    let meta = fs::metadata(m.path("mine")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (0, 0));
+    // An unmapped id passes both ways.
+    let (u, g) = (
+        rustix::fs::Uid::from_raw(1234),
+        rustix::fs::Gid::from_raw(1235),
+    );
+    let flags = rustix::fs::AtFlags::empty();
+    rustix::fs::chownat(rustix::fs::CWD, m.path("mine"), Some(u), Some(g), flags).unwrap();
+    assert_eq!(stored("mine"), (1234, 1235));
+    // The unmapped mount shows the stored ids as they are.
+    fs::write(m.path("again"), "y").unwrap();
+    let plain = fx.m.path("again");
+    eventually("the other mount sees the file", || plain.exists());
+    let meta = fs::metadata(&plain).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (4321, 4322));
+}

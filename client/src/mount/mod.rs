@@ -10,6 +10,7 @@
 mod backing;
 mod cache;
 mod fs;
+mod ids;
 mod lru;
 mod remote;
 
@@ -21,10 +22,14 @@ use anyhow::{bail, Context, Result};
 use fuser::{Config, MountOption, Session, SessionACL};
 use fvfs_api::client::Api;
 
+pub use ids::{parse_pair, IdMap};
+
 pub struct Options {
     pub cache_dir: PathBuf,
     pub cache_bytes: u64,
     pub read_only: bool,
+    /// Owners as stored and as this machine numbers them.
+    pub ids: IdMap,
 }
 
 /// Mounts fvfs at `mountpoint` and serves it until a signal or an unmount.
@@ -53,6 +58,7 @@ pub fn run(
         staging,
         backing,
         opts.read_only,
+        opts.ids,
     );
     let mut config = Config::default();
     config.mount_options = vec![

@@ -46,6 +46,7 @@ use self::inodes::{Inodes, View, ROOT, SNAPSHOTS, SNAPSHOTS_NAME};
 use self::namespace::{new_meta, SetAttr};
 use self::writeback::{WriteBack, Writing};
 use super::backing::Backing;
+use super::ids::IdMap;
 use super::remote::{Head, Remote};
 
 /// How long the kernel and this mount trust what they know of the live tree.
@@ -79,6 +80,8 @@ pub struct FvfsFs {
     listings: Mutex<HashMap<u64, listing::Listing>>,
     writing: Writing,
     backing: Backing,
+    /// Owners as stored and as this machine numbers them.
+    ids: IdMap,
     /// Whether the kernel takes backing files (FUSE passthrough, Linux 6.9 and later).
     passthrough: bool,
     /// Inodes open through the kernel, by inode.
@@ -126,6 +129,7 @@ impl FvfsFs {
         staging: PathBuf,
         backing: Backing,
         read_only: bool,
+        ids: IdMap,
     ) -> Self {
         Self {
             rt,
@@ -141,6 +145,7 @@ impl FvfsFs {
             listings: Mutex::new(HashMap::new()),
             writing: Writing::new(staging),
             backing,
+            ids,
             passthrough: false,
             backed: Mutex::default(),
             next_fh: AtomicU64::new(1),
@@ -500,7 +505,7 @@ impl Filesystem for FvfsFs {
         let mode = mode & !umask & 0o7777;
         let (ino, wb) = tri!(
             reply,
-            self.create_file(u64::from(parent), name.as_bytes(), mode, owner(req))
+            self.create_file(u64::from(parent), name.as_bytes(), mode, self.owner(req))
         );
         let attr = match self.stat(ino) {
             Ok(attr) => attr,
@@ -531,7 +536,7 @@ impl Filesystem for FvfsFs {
                     path: encode_path(path),
                     mode,
                     mtime_ns: now,
-                    meta: Some(new_meta(owner(req), now)),
+                    meta: Some(new_meta(self.owner(req), now)),
                 })
             })
         );
@@ -555,7 +560,7 @@ impl Filesystem for FvfsFs {
                     target: encode_path(target.as_os_str().as_bytes()),
                     mode: 0o777,
                     mtime_ns: now,
-                    meta: Some(new_meta(owner(req), now)),
+                    meta: Some(new_meta(self.owner(req), now)),
                 })
             })
         );
@@ -587,7 +592,7 @@ impl Filesystem for FvfsFs {
         let now = now_ns();
         let meta = Meta {
             rdev: u64::from(rdev),
-            ..new_meta(owner(req), now)
+            ..new_meta(self.owner(req), now)
         };
         let attr = tri!(
             reply,
@@ -708,8 +713,8 @@ impl Filesystem for FvfsFs {
                 TimeOrNow::Now => now_ns(),
                 TimeOrNow::SpecificTime(t) => fvfs_node::time_ns(t),
             }),
-            uid,
-            gid,
+            uid: uid.map(|u| self.ids.stored_uid(u)),
+            gid: gid.map(|g| self.ids.stored_gid(g)),
             xattr: None,
         };
         if size.is_some() || mode.is_some() || mtime.is_some() || uid.is_some() || gid.is_some() {
@@ -765,6 +770,11 @@ impl Filesystem for FvfsFs {
 }
 
 impl FvfsFs {
+    /// The caller's user and group, as stored.
+    fn owner(&self, req: &Request) -> (u32, u32) {
+        self.ids.stored((req.uid(), req.gid()))
+    }
+
     /// Inode `ino`'s meta: of its write-back if it is being written here, else of its
     /// entry.
     fn meta(&self, ino: u64) -> Result<Option<Meta>, Errno> {
@@ -789,11 +799,6 @@ fn stale(e: Errno) -> Errno {
     } else {
         e
     }
-}
-
-/// The caller's user and group.
-fn owner(req: &Request) -> (u32, u32) {
-    (req.uid(), req.gid())
 }
 
 /// An extended attribute's value or a list of names, as getxattr(2) and listxattr(2)

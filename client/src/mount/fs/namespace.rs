@@ -340,7 +340,7 @@ impl FvfsFs {
         let mut meta = attrs
             .meta
             .take()
-            .unwrap_or_else(|| new_meta((self.uid, self.gid), 0));
+            .unwrap_or_else(|| new_meta(self.ids.stored((self.uid, self.gid)), 0));
         if let Some((name, value, flags)) = &set.xattr {
             let exists = meta.xattr(name).is_some();
             if exists && flags & XATTR_CREATE != 0 {

@@ -125,6 +125,7 @@ impl FvfsFs {
         let t = fvfs_node::system_time(entry.mtime_ns);
         // Entries written without meta show the mounting user as owner.
         let meta = entry.meta.as_deref();
+        let owner = meta.map_or((self.uid, self.gid), |m| self.ids.local((m.uid, m.gid)));
         let ctime = meta
             .filter(|m| m.ctime_ns != 0)
             .map_or(t, |m| fvfs_node::system_time(m.ctime_ns));
@@ -139,8 +140,8 @@ impl FvfsFs {
             kind: file_type(entry.kind),
             perm,
             nlink,
-            uid: meta.map_or(self.uid, |m| m.uid),
-            gid: meta.map_or(self.gid, |m| m.gid),
+            uid: owner.0,
+            gid: owner.1,
             rdev: meta.map_or(0, |m| m.rdev as u32),
             flags: 0,
             blksize: 4096,
