@@ -15,6 +15,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use super::FastMap;
 use bytes::Bytes;
 use fvfs_cas::ChunkId;
 
@@ -27,7 +28,7 @@ pub struct ChunkCache {
     dir: PathBuf,
     limit: u64,
     disk: Mutex<Lru>,
-    memory: Mutex<(Lru, std::collections::HashMap<ChunkId, Bytes>)>,
+    memory: Mutex<(Lru, FastMap<ChunkId, Bytes>)>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -1,17 +1,18 @@
 //! Least-recently-used bookkeeping by bytes, shared by the memory and disk caches and
 //! the backing files; and finding what a cache folder holds when a mount starts.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 use std::time::SystemTime;
 
+use super::FastMap;
 use fvfs_cas::ChunkId;
 
 /// Which chunks are held, how big, and in which order they were last used.
 #[derive(Default)]
 pub struct Lru {
-    entries: HashMap<ChunkId, (u64, u64)>,
+    entries: FastMap<ChunkId, (u64, u64)>,
     order: BTreeMap<u64, ChunkId>,
     bytes: u64,
     tick: u64,

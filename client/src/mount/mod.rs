@@ -24,6 +24,10 @@ use fvfs_api::client::Api;
 
 pub use ids::{parse_pair, IdMap};
 
+/// A map keyed by chunk id (or inode number), with a hasher that does not spend
+/// SipHash's cost on keys that are uniform already or come from this process.
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 pub struct Options {
     pub cache_dir: PathBuf,
     pub cache_bytes: u64,

@@ -2,10 +2,10 @@
 //! id (content-addressed, so cached forever and verified on arrival), the roots of HEAD
 //! and of snapshots, and commits.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::FastMap;
 use bytes::Bytes;
 use fuser::Errno;
 use futures::FutureExt;
@@ -63,17 +63,17 @@ pub struct Remote {
     files: Arc<Memo<Vec<(u64, ChunkRef)>>>,
     /// The entries (start, end) of each folder (or part) a folder read-ahead last
     /// covered.
-    asked: Arc<std::sync::Mutex<HashMap<ChunkId, (usize, usize)>>>,
+    asked: Arc<std::sync::Mutex<FastMap<ChunkId, (usize, usize)>>>,
     /// Chunks a read-ahead batch is fetching: a read of one waits for the batch
     /// instead of asking for it again.
-    inflight: Arc<std::sync::Mutex<HashMap<ChunkId, Batch>>>,
+    inflight: Arc<std::sync::Mutex<FastMap<ChunkId, Batch>>>,
 }
 
 /// A read-ahead batch in flight, shared by the reads waiting for it.
 type Batch = futures::future::Shared<futures::future::BoxFuture<'static, ()>>;
 
 /// Decoded nodes by id, and the items (entries, chunk refs) they hold in all.
-struct Memo<T>(std::sync::Mutex<(HashMap<ChunkId, Arc<T>>, usize)>);
+struct Memo<T>(std::sync::Mutex<(FastMap<ChunkId, Arc<T>>, usize)>);
 
 impl<T> Memo<T> {
     fn new() -> Self {

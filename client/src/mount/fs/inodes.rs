@@ -12,12 +12,14 @@
 //!   the kernel caches plus what is being written, whatever the number of lookups.
 //! - An inode keeps its kind: a name that now holds another kind gets a new inode.
 
-use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
 use std::hash::BuildHasher;
+
+use foldhash::fast::RandomState;
 
 use fvfs_node::{path as fpath, EntryKind};
 use hashbrown::HashTable;
+
+use crate::mount::FastMap;
 
 pub const ROOT: u64 = 1;
 pub const SNAPSHOTS: u64 = 2;
@@ -46,24 +48,24 @@ struct Inode {
 }
 
 pub struct Inodes {
-    nodes: HashMap<u64, Inode>,
+    nodes: FastMap<u64, Inode>,
     /// The inodes that have an edge, found by it (each name is stored once, in its
     /// inode).
     names: HashTable<u64>,
     hasher: RandomState,
     /// The content each inode had when last opened for reading (see `FvfsFs::open`).
-    content: HashMap<u64, [u8; 32]>,
+    content: FastMap<u64, [u8; 32]>,
     next: u64,
 }
 
 /// Whether inode `ino` of `nodes` is `name` in `parent`.
-fn is_edge(nodes: &HashMap<u64, Inode>, ino: u64, parent: u64, name: &[u8]) -> bool {
+fn is_edge(nodes: &FastMap<u64, Inode>, ino: u64, parent: u64, name: &[u8]) -> bool {
     let edge = nodes.get(&ino).and_then(|n| n.edge.as_ref());
     edge.is_some_and(|(p, n)| *p == parent && **n == *name)
 }
 
 /// The hash an inode of `nodes` is filed under in `names`.
-fn edge_hash(nodes: &HashMap<u64, Inode>, hasher: &RandomState, ino: u64) -> u64 {
+fn edge_hash(nodes: &FastMap<u64, Inode>, hasher: &RandomState, ino: u64) -> u64 {
     match nodes.get(&ino).and_then(|n| n.edge.as_ref()) {
         Some((parent, name)) => hasher.hash_one((parent, &**name)),
         None => 0,
@@ -78,15 +80,14 @@ impl Inodes {
             lookups: 0,
             holds: 0,
         };
-        let nodes = HashMap::from([
-            (ROOT, root(None)),
-            (SNAPSHOTS, root(Some((ROOT, SNAPSHOTS_NAME.into())))),
-        ]);
+        let mut nodes = FastMap::default();
+        nodes.insert(ROOT, root(None));
+        nodes.insert(SNAPSHOTS, root(Some((ROOT, SNAPSHOTS_NAME.into()))));
         Self {
             nodes,
             names: HashTable::new(),
-            hasher: RandomState::new(),
-            content: HashMap::new(),
+            hasher: RandomState::default(),
+            content: FastMap::default(),
             next: SNAPSHOTS,
         }
     }
