@@ -143,6 +143,11 @@ enum Command {
         cache_size: u64,
         #[arg(long)]
         read_only: bool,
+        /// Let other users of this machine in (each checked against the owners and
+        /// modes fvfs keeps, as on a local disk); a non-root user needs
+        /// `user_allow_other` in /etc/fuse.conf.
+        #[arg(long)]
+        allow_other: bool,
         /// A user id as the tree stores it and as this machine numbers it (repeatable).
         #[arg(long, value_name = "STORED:LOCAL", value_parser = mount::parse_pair)]
         map_uid: Vec<(u32, u32)>,
@@ -213,6 +218,7 @@ fn main() -> ExitCode {
         cache_dir,
         cache_size,
         read_only,
+        allow_other,
         map_uid,
         map_gid,
     } = &cli.command
@@ -222,6 +228,7 @@ fn main() -> ExitCode {
                 cache_dir: cache_dir.clone().unwrap_or_else(default_cache_dir),
                 cache_bytes: *cache_size,
                 read_only: *read_only,
+                allow_other: *allow_other,
                 ids: mount::IdMap {
                     uids: map_uid.clone(),
                     gids: map_gid.clone(),

@@ -758,3 +758,76 @@ fn owners_are_mapped_for_clients_numbered_differently() {
     let meta = fs::metadata(&plain).unwrap();
     assert_eq!((meta.uid(), meta.gid()), (4321, 4322));
 }
+
+/// What nobody (uid 65534) may do, on the mount (`--allow-other`) as on a local
+/// directory: the kernel checks the owners and modes fvfs keeps.
+#[test]
+fn other_users_get_the_answers_a_local_disk_gives() {
+    use std::os::unix::fs::PermissionsExt;
+    let fx = Fixture::new();
+    let open = fs::Permissions::from_mode(0o755);
+    fs::set_permissions(fx.work.path(), open.clone()).unwrap();
+    let shared = fx.work.path().join("shared");
+    let m = Mount::start(
+        &fx.d,
+        &shared,
+        &fx.work.path().join("shared-cache"),
+        &["--allow-other"],
+    );
+    let local = fx.work.path().join("local");
+    fs::create_dir(&local).unwrap();
+    let script = r#"
+        check() { "$@" 2>/dev/null; echo "$?"; }
+        check cat secret
+        check cat public
+        check sh -c 'echo x > locked/new'
+        check sh -c 'echo x > open/new'
+        stat -c '%u:%g' open/new
+        check chmod 0777 public
+        check chown 65534 public
+        check rm sticky/roots
+        check rm open/new
+        check ls locked
+        check ls private
+    "#;
+    let prepare = |dir: &Path| {
+        fs::set_permissions(dir, open.clone()).unwrap();
+        fs::write(dir.join("secret"), "s").unwrap();
+        fs::set_permissions(dir.join("secret"), fs::Permissions::from_mode(0o600)).unwrap();
+        fs::write(dir.join("public"), "p").unwrap();
+        fs::set_permissions(dir.join("public"), fs::Permissions::from_mode(0o644)).unwrap();
+        for (d, mode) in [
+            ("locked", 0o755),
+            ("open", 0o777),
+            ("sticky", 0o1777),
+            ("private", 0o700),
+        ] {
+            fs::create_dir(dir.join(d)).unwrap();
+            fs::set_permissions(dir.join(d), fs::Permissions::from_mode(mode)).unwrap();
+        }
+        fs::write(dir.join("sticky/roots"), "r").unwrap();
+    };
+    let as_nobody = |dir: &Path| {
+        run_ok(
+            std::process::Command::new("setpriv")
+                .args([
+                    "--reuid=65534",
+                    "--regid=65534",
+                    "--clear-groups",
+                    "sh",
+                    "-c",
+                    script,
+                ])
+                .current_dir(dir),
+        )
+    };
+    prepare(&local);
+    prepare(&m.path(""));
+    let want = as_nobody(&local);
+    assert!(want.contains("65534:65534"), "{want}");
+    assert_eq!(
+        as_nobody(&m.path("")),
+        want,
+        "mount (left) and local directory (right)"
+    );
+}

@@ -32,6 +32,8 @@ pub struct Options {
     pub cache_dir: PathBuf,
     pub cache_bytes: u64,
     pub read_only: bool,
+    /// Other local users may use the mount (the kernel checks their permissions).
+    pub allow_other: bool,
     /// Owners as stored and as this machine numbers them.
     pub ids: IdMap,
 }
@@ -73,7 +75,13 @@ pub fn run(
     if opts.read_only {
         config.mount_options.push(MountOption::RO);
     }
-    config.acl = SessionACL::Owner;
+    // Permissions are checked by the kernel (DefaultPermissions) from the owners and
+    // modes the tree keeps; by default only the mounting user gets in at all.
+    config.acl = if opts.allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
     config.n_threads = Some(4);
     let mut session = Session::new(fs, mountpoint, &config)
         .with_context(|| format!("cannot mount on {}", mountpoint.display()))?;
