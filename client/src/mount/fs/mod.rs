@@ -352,9 +352,9 @@ impl Filesystem for FvfsFs {
                 let mut w = lock(&wb);
                 if let Err(e) = w.file.set_len(0) {
                     drop(w);
-                    self.close_write(ino, &wb);
                     tracing::warn!("truncating a write-back: {e}");
-                    return reply.error(Errno::EIO);
+                    let failed = self.close_write(ino, &wb, Err(Errno::EIO));
+                    return reply.error(failed.err().unwrap_or(Errno::EIO));
                 }
                 w.dirty = true;
             }
@@ -483,8 +483,7 @@ impl Filesystem for FvfsFs {
             Handle::Write { ino, wb } => {
                 let result = self.write_back(ino, &mut lock(&wb));
                 // The last user removes the write-back (kept while uncommitted, for retries).
-                self.close_write(ino, &wb);
-                tri!(reply, result);
+                tri!(reply, self.close_write(ino, &wb, result));
             }
             Handle::Passthrough { ino, .. } => self.passthrough_closed(ino),
             Handle::Read(..) => {}
@@ -510,8 +509,8 @@ impl Filesystem for FvfsFs {
         let attr = match self.stat(ino) {
             Ok(attr) => attr,
             Err(e) => {
-                self.close_write(ino, &wb);
-                return reply.error(e);
+                let failed = self.close_write(ino, &wb, Err(e));
+                return reply.error(failed.err().unwrap_or(e));
             }
         };
         let fh = self.handle(Handle::Write { ino, wb });

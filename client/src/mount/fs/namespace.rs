@@ -19,7 +19,7 @@ use fvfs_api::path::encode_path;
 use fvfs_node::{path as fpath, Entry, EntryKind, Meta};
 
 use super::inodes::View;
-use super::writeback::WriteBack;
+use super::writeback::{Closed, WriteBack};
 use super::{check_name, lock, now_ns, FvfsFs};
 use crate::mount::remote::Head;
 use crate::put::Attrs;
@@ -114,11 +114,29 @@ impl FvfsFs {
         )
     }
 
-    /// One user of `ino`'s write-back is done (the inode is let go with it).
-    pub(super) fn close_write(&self, ino: u64, wb: &Arc<Mutex<WriteBack>>) {
-        if self.writing.close(ino, wb) {
+    /// One user of `ino`'s write-back is done, with `so_far` the outcome of its own
+    /// work. The last user commits what is left uncommitted (changes another user
+    /// made after its own commit) unless its own work failed; a write-back gone lets
+    /// its inode go.
+    pub(super) fn close_write(
+        &self,
+        ino: u64,
+        wb: &Arc<Mutex<WriteBack>>,
+        so_far: Result<(), Errno>,
+    ) -> Result<(), Errno> {
+        let mut closed = self.writing.close(ino, wb);
+        let result = match (closed == Closed::Uncommitted, so_far) {
+            (true, Ok(())) => {
+                let committed = self.write_back(ino, &mut lock(wb));
+                closed = self.writing.drop_idle(ino, wb);
+                committed
+            }
+            (_, so_far) => so_far,
+        };
+        if closed == Closed::Dropped {
             lock(&self.inodes).release(ino);
         }
+        result
     }
 
     /// A new file `name` in `parent`, being written here (committed at its first
@@ -292,14 +310,8 @@ impl FvfsFs {
                     Ok(())
                 })
             };
-            // Committed now unless a handle has it open (then at its flush or close).
-            let shared = self.writing.users(&wb) > 1;
-            let committed = match result {
-                Ok(()) if !shared => self.write_back(ino, &mut lock(&wb)),
-                other => other,
-            };
-            self.close_write(ino, &wb);
-            return committed;
+            // Committed now unless a handle has it open (then by its last user).
+            return self.close_write(ino, &wb, result);
         }
         let _names = self.names.read().unwrap_or_else(|p| p.into_inner());
         let (view, path) = self.locate(ino)?;

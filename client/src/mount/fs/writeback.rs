@@ -8,7 +8,8 @@
 //!   never once its inode is detached (unlinked or replaced) — it stays readable and
 //!   writable through its handles.
 //! - A write-back lives while handles have it open, and after the last close while its
-//!   changes are not committed (a failed commit is retried by the next one).
+//!   changes are not committed (a failed commit is retried by the next one). Whoever
+//!   closes it last commits what others changed after their own commit.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -115,26 +116,51 @@ impl Writing {
         lock(&self.files).keys().copied().collect()
     }
 
-    /// Users of `wb` now.
-    pub fn users(&self, wb: &Mutex<WriteBack>) -> u64 {
-        lock(wb).users
-    }
-
     /// One user of `ino`'s write-back is done; the write-back is dropped (with its
-    /// local file) if it was the last and nothing is left to commit. Whether it was.
-    pub fn close(&self, ino: u64, wb: &Arc<Mutex<WriteBack>>) -> bool {
+    /// local file) if it was the last and nothing is left to commit.
+    pub fn close(&self, ino: u64, wb: &Arc<Mutex<WriteBack>>) -> Closed {
         let mut files = lock(&self.files);
         let mut w = lock(wb);
         w.users = w.users.saturating_sub(1);
-        if w.users > 0 || (w.dirty && w.loaded) {
-            return false;
-        }
-        if files.get(&ino).is_some_and(|f| Arc::ptr_eq(f, wb)) {
-            files.remove(&ino);
-        }
-        let _ = std::fs::remove_file(&w.local);
-        true
+        settle(&mut files, &w, ino, wb)
     }
+
+    /// Drops `ino`'s write-back if nobody uses it and nothing is left to commit.
+    pub fn drop_idle(&self, ino: u64, wb: &Arc<Mutex<WriteBack>>) -> Closed {
+        let mut files = lock(&self.files);
+        let w = lock(wb);
+        settle(&mut files, &w, ino, wb)
+    }
+}
+
+/// What closing a write-back left.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Closed {
+    /// Others still use it.
+    InUse,
+    /// Nobody uses it, but it holds changes not committed yet.
+    Uncommitted,
+    /// Gone, local file and all.
+    Dropped,
+}
+
+fn settle(
+    files: &mut HashMap<u64, Arc<Mutex<WriteBack>>>,
+    w: &WriteBack,
+    ino: u64,
+    wb: &Arc<Mutex<WriteBack>>,
+) -> Closed {
+    if w.users > 0 {
+        return Closed::InUse;
+    }
+    if w.dirty && w.loaded {
+        return Closed::Uncommitted;
+    }
+    if files.get(&ino).is_some_and(|f| Arc::ptr_eq(f, wb)) {
+        files.remove(&ino);
+    }
+    let _ = std::fs::remove_file(&w.local);
+    Closed::Dropped
 }
 
 impl WriteBack {
