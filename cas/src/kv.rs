@@ -68,16 +68,37 @@ impl Kv {
     /// Opens (or creates) the database in folder `path`. Fails if another process has it open.
     pub fn open(path: &Path) -> Result<Self, KvError> {
         let fresh = !path.exists();
-        let db = sled::Config::new()
-            .path(path)
-            .mode(sled::Mode::HighThroughput)
-            // sled's default page cache is 1 GiB; records are tiny and the OS caches the file.
-            .cache_capacity(64 << 20)
-            .open()
-            .map_err(|e| KvError {
-                path: path.to_owned(),
-                detail: e.to_string(),
-            })?;
+        let open = || {
+            sled::Config::new()
+                .path(path)
+                .mode(sled::Mode::HighThroughput)
+                // sled's default page cache is 1 GiB; records are tiny and the OS caches
+                // the file.
+                .cache_capacity(64 << 20)
+                .open()
+        };
+        // sled releases its file lock when the last of its background I/O threads lets
+        // go of the database, which can be just after the handle was dropped: a reopen
+        // in the same process then finds the lock still held for a moment (the pack
+        // store's reopen test failed that way in CI). sled offers nothing to wait on, so
+        // a held lock is tried again for up to a second; another process that really
+        // holds it is still reported, a second later. (sled 0.34 reports it as an
+        // `Other` I/O error with this text.)
+        let held = |e: &sled::Error| e.to_string().contains("could not acquire lock");
+        let mut tries = 0;
+        let db = loop {
+            match open() {
+                Err(e) if held(&e) && tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other,
+            }
+        }
+        .map_err(|e| KvError {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        })?;
         let kv = Self {
             path: path.to_owned(),
             db,
