@@ -55,7 +55,8 @@ pub struct Inodes {
     hasher: RandomState,
     /// The content each inode had when last opened for reading (see `FvfsFs::open`).
     content: FastMap<u64, [u8; 32]>,
-    next: u64,
+    /// Keys the hash that numbers inodes (fixed for the mount's lifetime).
+    numbering: RandomState,
 }
 
 /// Whether inode `ino` of `nodes` is `name` in `parent`.
@@ -88,7 +89,7 @@ impl Inodes {
             names: HashTable::new(),
             hasher: RandomState::default(),
             content: FastMap::default(),
-            next: SNAPSHOTS,
+            numbering: RandomState::default(),
         }
     }
 
@@ -153,8 +154,7 @@ impl Inodes {
                 if found.is_some() {
                     self.detach(parent, name);
                 }
-                self.next += 1;
-                let ino = self.next;
+                let ino = self.number(parent, name);
                 let node = Inode {
                     edge: Some((parent, name.into())),
                     kind,
@@ -255,6 +255,27 @@ impl Inodes {
         key.is_some() && before == key
     }
 
+    /// The number of a new inode for `name` in `parent`: a hash of its view and path,
+    /// so that a name the kernel forgot and looks up again gets the number it had (tar
+    /// checks that a file it made is still the same by its inode number); the next
+    /// free number on the rare collision with an inode in use.
+    fn number(&self, parent: u64, name: &[u8]) -> u64 {
+        let place = self
+            .locate(parent)
+            .map(|(view, path)| (view, fpath::join(&path, name)));
+        let hashed = match &place {
+            Some((View::Snapshot(s), path)) => self.numbering.hash_one((1u8, s.as_str(), path)),
+            Some((_, path)) => self.numbering.hash_one((0u8, path)),
+            // Below a detached directory: any free number.
+            None => self.numbering.hash_one((2u8, parent, name)),
+        };
+        let mut ino = hashed;
+        while ino <= SNAPSHOTS || self.nodes.contains_key(&ino) {
+            ino = ino.wrapping_add(1);
+        }
+        ino
+    }
+
     /// Files `ino` under its edge in `names`.
     fn file(&mut self, ino: u64) {
         let (nodes, hasher) = (&self.nodes, &self.hasher);
@@ -346,6 +367,22 @@ mod tests {
             path(&t, f),
             Some((View::Snapshot("monday".into()), "/f".into()))
         );
+    }
+
+    #[test]
+    fn a_forgotten_name_looked_up_again_keeps_its_number() {
+        let mut t = Inodes::new();
+        let a = t.child(ROOT, b"a", EntryKind::Dir, true);
+        let f = t.child(a, b"f", EntryKind::File, true);
+        t.forget(f, 1);
+        t.forget(a, 1);
+        assert_eq!(t.len(), 2);
+        let a2 = t.child(ROOT, b"a", EntryKind::Dir, true);
+        assert_eq!((a2, t.child(a2, b"f", EntryKind::File, true)), (a, f));
+        // A snapshot's file of the same path is another inode.
+        let s = t.child(SNAPSHOTS, b"monday", EntryKind::Dir, true);
+        let sa = t.child(s, b"a", EntryKind::Dir, true);
+        assert_ne!(t.child(sa, b"f", EntryKind::File, true), f);
     }
 
     #[test]
