@@ -38,6 +38,18 @@ pub fn bin_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// Runs `cmd`, which must succeed; its stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Path of a workspace binary, which must have been built (`cargo build --bins`).
 pub fn bin(name: &str) -> PathBuf {
     let path = bin_dir().join(name);

@@ -10,7 +10,7 @@ use std::process::Command;
 use fvfs_tests::daemon::Daemon;
 use fvfs_tests::mount::{is_mounted, Mount};
 use fvfs_tests::tree::{self, Node};
-use fvfs_tests::Fvfsd;
+use fvfs_tests::{run_ok as run, Fvfsd};
 
 /// A tree's content without permission bits (a snapshot view is read-only).
 fn content(root: &Path) -> BTreeMap<PathBuf, Node> {
@@ -80,17 +80,6 @@ fn same_to_the_second(a: &Path, b: &Path, what: &str) {
         .take(5)
         .collect();
     assert!(differ.is_empty(), "{what}: {differ:?}");
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn serve(store: &Fvfsd) -> Daemon {

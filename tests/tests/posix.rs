@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use fvfs_tests::daemon::Daemon;
 use fvfs_tests::mount::Mount;
-use fvfs_tests::Fvfsd;
+use fvfs_tests::{run_ok, Fvfsd};
 
 struct Fixture {
     work: tempfile::TempDir,
@@ -536,17 +536,6 @@ fn the_mount_answers_as_a_local_directory_does() {
             "{name}: mount (left) and local directory (right) differ"
         );
     }
-}
-
-fn run_ok(cmd: &mut std::process::Command) -> String {
-    let out = cmd.output().expect("run");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// git (clone, checkout, rebase, gc) and sqlite in WAL mode on the mount.
