@@ -7,7 +7,7 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion};
 use fvfs_cas::{ChunkStore, PackOptions, PackStore};
 use fvfs_manifest::kv::Kv;
-use fvfs_manifest::{ChunkKind, ChunkRef, Pending, Repo, TreeEdit, VersionKind};
+use fvfs_manifest::{ChunkKind, ChunkRef, Origin, Pending, Repo, TreeEdit, VersionKind};
 
 fn repo_with_files(dir: &std::path::Path, rt: &tokio::runtime::Runtime, files: usize) -> Repo {
     let store = PackStore::open(dir.join("chunks"), PackOptions::default()).unwrap();
@@ -36,9 +36,16 @@ fn repo_with_files(dir: &std::path::Path, rt: &tokio::runtime::Runtime, files: u
                 .await
                 .unwrap();
             let path = format!("/d{}/f{i}", i / 1000);
-            edit.insert(&repo, &pending, path.as_bytes(), file.entry(0o644, 0), 0)
-                .await
-                .unwrap();
+            edit.insert(
+                &repo,
+                &pending,
+                path.as_bytes(),
+                file.entry(0o644, 0),
+                0,
+                Origin::Daemon,
+            )
+            .await
+            .unwrap();
         }
         let (root, size) = edit.seal(&repo, &pending).await.unwrap();
         lock.commit(&pending, root, size, VersionKind::Write, "100k files")

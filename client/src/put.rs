@@ -27,7 +27,7 @@ use fvfs_api::reports::{Ids, Missing, Written};
 use fvfs_api::views::VersionInfo;
 use fvfs_api::ErrorCode;
 use fvfs_cas::{chunker, frame, ChunkId};
-use fvfs_node::{file_layout, ChunkKind, ChunkRef, FileLayout, Meta};
+use fvfs_node::{file_layout, ChunkKind, ChunkRef, FileLayout, Link, Meta};
 use hyper::Method;
 
 use fvfs_api::client::{full, Api, Body, Failure};
@@ -262,6 +262,8 @@ pub struct Attrs {
     pub mode: u32,
     pub mtime_ns: i64,
     pub meta: Option<Meta>,
+    /// The file's other names, if it has some (a file being written through a mount).
+    pub link: Option<Link>,
 }
 
 /// The commit op of a file, sending its file and list nodes when it has them.
@@ -298,6 +300,7 @@ async fn file_op(
         node,
         chunks,
         meta: attrs.meta.clone(),
+        link: attrs.link,
     })
 }
 
@@ -341,6 +344,7 @@ async fn put_tree_once(api: &Api, src: &Path, dest: &[u8]) -> Result<Summary> {
                 mode: m.mode() & 0o7777,
                 mtime_ns: mtime_ns(&m),
                 meta: None,
+                link: None,
             }),
             Item::File(path, at, m) => files.push((path, at, m)),
         }
@@ -368,6 +372,7 @@ async fn put_tree_once(api: &Api, src: &Path, dest: &[u8]) -> Result<Summary> {
                         mode,
                         mtime_ns: mtime,
                         meta: None,
+                        link: None,
                     };
                     file_ops.push(file_op(&at, &attrs, refs, &tx).await?);
                 }

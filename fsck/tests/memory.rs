@@ -65,9 +65,16 @@ impl Fixture {
                 len: content.len() as u64,
             }];
             let file = repo.put_file(&pending, refs).await.unwrap();
-            edit.insert(repo, &pending, path.as_bytes(), file.entry(0o644, 7), 1)
-                .await
-                .unwrap();
+            edit.insert(
+                repo,
+                &pending,
+                path.as_bytes(),
+                file.entry(0o644, 7),
+                1,
+                Origin::Daemon,
+            )
+            .await
+            .unwrap();
         }
         let (root, bytes) = edit.seal(repo, &pending).await.unwrap();
         lock.commit(&pending, root, bytes, VersionKind::Write, "test")

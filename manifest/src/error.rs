@@ -24,6 +24,8 @@ pub enum ManifestError {
     IsADirectory(String),
     #[error("{0}: directory not empty")]
     NotEmpty(String),
+    #[error("{0}: file exists")]
+    Exists(String),
     #[error("invalid path {0:?}: {1}")]
     InvalidPath(String, &'static str),
     #[error("no version or snapshot named {0:?}")]

@@ -26,5 +26,5 @@ pub use node::{ChunkRef, DirNode, Entry, EntryKind, FileNode, Node};
 pub use repo::{
     recent_accesses, Condemned, CopyMark, GcSession, HeadLock, PackLocs, Pending, Recovered, Repo,
 };
-pub use tree::TreeEdit;
+pub use tree::{Origin, TreeEdit};
 pub use walk::{diff, fetch_trees, lookup, walk};

@@ -156,6 +156,8 @@ impl FileRef {
             chunks: self.chunks,
             target: Vec::new(),
             meta: None,
+            links: 0,
+            link: None,
         }
     }
 }

@@ -29,6 +29,8 @@ pub async fn lookup(repo: &Repo, root: ChunkId, path: &[u8]) -> Result<Entry> {
         chunks: Vec::new(),
         target: Vec::new(),
         meta: None,
+        links: 0,
+        link: None,
     };
     for comp in components(path)? {
         let (EntryKind::Dir, Some(id)) = (cur.kind, cur.id) else {

@@ -46,6 +46,8 @@ fn entry() -> impl Strategy<Value = Entry> {
                     chunks: vec![],
                     target: vec![],
                     meta: None,
+                    links: 0,
+                    link: None,
                 },
                 1 => Entry {
                     name,
@@ -57,6 +59,8 @@ fn entry() -> impl Strategy<Value = Entry> {
                     chunks: vec![ChunkRef { id, len: 7 }],
                     target: vec![],
                     meta: None,
+                    links: 0,
+                    link: None,
                 },
                 _ => Entry {
                     name,
@@ -68,6 +72,8 @@ fn entry() -> impl Strategy<Value = Entry> {
                     chunks: vec![],
                     target: seed.to_vec(),
                     meta: None,
+                    links: 0,
+                    link: None,
                 },
             }
         })

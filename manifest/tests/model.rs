@@ -111,7 +111,7 @@ async fn apply_tree(repo: &Repo, edit: &mut TreeEdit, pending: &Pending, op: &Op
                 }]
             };
             let file = repo.put_file(pending, chunks).await.unwrap();
-            edit.insert(repo, pending, p, file.entry(0o644, 1), 0)
+            edit.insert(repo, pending, p, file.entry(0o644, 1), 0, Origin::Daemon)
                 .await
                 .is_ok()
         }

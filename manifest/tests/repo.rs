@@ -59,9 +59,16 @@ async fn write(repo: &Repo, files: &[(&str, &str)]) -> Version {
             )
             .await
             .unwrap();
-        edit.insert(repo, &pending, path.as_bytes(), file.entry(0o644, 7), 1)
-            .await
-            .unwrap();
+        edit.insert(
+            repo,
+            &pending,
+            path.as_bytes(),
+            file.entry(0o644, 7),
+            1,
+            Origin::Daemon,
+        )
+        .await
+        .unwrap();
     }
     let (root, bytes) = edit.seal(repo, &pending).await.unwrap();
     lock.commit(&pending, root, bytes, VersionKind::Write, "test")
@@ -217,23 +224,51 @@ async fn edits_refuse_bad_paths_and_type_clashes() {
     let mut edit = TreeEdit::open(&f.repo, Some(v.root)).await.unwrap();
     let e = file_entry(fvfs_cas::ChunkId::of(b"n"), 1);
     assert!(matches!(
-        edit.insert(&f.repo, &Pending::default(), b"/file/below", e.clone(), 0)
-            .await,
+        edit.insert(
+            &f.repo,
+            &Pending::default(),
+            b"/file/below",
+            e.clone(),
+            0,
+            Origin::Daemon
+        )
+        .await,
         Err(ManifestError::NotADirectory(_))
     ));
     assert!(matches!(
-        edit.insert(&f.repo, &Pending::default(), b"/dir", e.clone(), 0)
-            .await,
+        edit.insert(
+            &f.repo,
+            &Pending::default(),
+            b"/dir",
+            e.clone(),
+            0,
+            Origin::Daemon
+        )
+        .await,
         Err(ManifestError::IsADirectory(_))
     ));
     assert!(matches!(
-        edit.insert(&f.repo, &Pending::default(), b"/a/../etc", e.clone(), 0)
-            .await,
+        edit.insert(
+            &f.repo,
+            &Pending::default(),
+            b"/a/../etc",
+            e.clone(),
+            0,
+            Origin::Daemon
+        )
+        .await,
         Err(ManifestError::InvalidPath(..))
     ));
     // Content that is not stored cannot be named: the entry is refused with its ids.
     match edit
-        .insert(&f.repo, &Pending::default(), b"/new", e.clone(), 0)
+        .insert(
+            &f.repo,
+            &Pending::default(),
+            b"/new",
+            e.clone(),
+            0,
+            Origin::Daemon,
+        )
         .await
     {
         Err(ManifestError::ContentGone { path, missing }) => {
@@ -434,6 +469,7 @@ async fn a_split_directory_edited_part_by_part_stays_canonical() {
                 format!("/big/{name}").as_bytes(),
                 e.clone(),
                 1,
+                Origin::Daemon,
             )
             .await
             .unwrap();

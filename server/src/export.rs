@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions, Permissions};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -78,12 +78,15 @@ pub async fn run(repo: &Repo, s3: Option<&S3Store>, args: Args) -> Result<Outcom
         dirs: Vec::new(),
         done: Done::default(),
         skipped: Vec::new(),
+        first_names: HashMap::new(),
+        more_names: Vec::new(),
     };
     match (top.kind, top.id) {
         (EntryKind::Dir, Some(id)) => x.tree(&args.dir, id).await?,
         _ => x.entry(&args.dir, &top).await?,
     }
     x.flush().await?;
+    x.link_names()?;
     for (dest, mode, mtime_ns, meta) in x.dirs.iter().rev() {
         set_meta(dest, meta.as_deref());
         fs::set_permissions(dest, Permissions::from_mode(*mode))
@@ -130,6 +133,10 @@ struct Export<'a> {
     done: Done,
     /// `path (version N): reason` of each file not exported.
     skipped: Vec<String>,
+    /// Files with several names: where the first name met was written, by link id;
+    /// the other names, made as hard links of it at the end.
+    first_names: HashMap<u64, PathBuf>,
+    more_names: Vec<(PathBuf, PathBuf)>,
 }
 
 #[derive(Default)]
@@ -222,6 +229,17 @@ impl Export<'_> {
     /// A file or symlink (or an empty directory) named `e.name` in folder `dir`.
     async fn entry(&mut self, dir: &Path, e: &Entry) -> Result<()> {
         let dest = dir.join(OsStr::from_bytes(&e.name));
+        if let Some(link) = e.link {
+            match self.first_names.get(&link.id) {
+                Some(first) => {
+                    self.more_names.push((dest, first.clone()));
+                    return Ok(());
+                }
+                None => {
+                    self.first_names.insert(link.id, dest.clone());
+                }
+            }
+        }
         match e.kind {
             EntryKind::Dir => {
                 make_dir(&dest)?;
@@ -373,6 +391,27 @@ impl Export<'_> {
                     .unwrap_or_else(|| "the store did not answer for a chunk".into());
                 let _ = fs::remove_file(&p.tmp);
                 self.skip(&p.dest, &why);
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the other names of files with several as hard links of the first (once
+    /// every file is written).
+    fn link_names(&mut self) -> Result<()> {
+        for (dest, first) in std::mem::take(&mut self.more_names) {
+            let same =
+                |a: &fs::Metadata, b: &fs::Metadata| (a.dev(), a.ino()) == (b.dev(), b.ino());
+            match (fs::symlink_metadata(&dest), fs::symlink_metadata(&first)) {
+                (Ok(d), Ok(f)) if same(&d, &f) => self.done.kept += 1,
+                (Ok(_), _) => bail!("cannot create {}: it already exists", dest.display()),
+                (Err(_), Err(_)) => {
+                    let why = format!("its other name {} was not exported", first.display());
+                    self.skip(&dest, &why);
+                }
+                (Err(_), Ok(_)) => fs::hard_link(&first, &dest).with_context(|| {
+                    format!("cannot link {} to {}", dest.display(), first.display())
+                })?,
             }
         }
         Ok(())

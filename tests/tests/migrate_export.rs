@@ -318,3 +318,35 @@ fn special_files_owners_and_attributes_round_trip() {
         assert_eq!(&value[..n], b"blue");
     }
 }
+
+/// Hard links: the names of one source file are one file in fvfs (re-running migrate
+/// changes nothing) and one file again after export; a name outside the source does
+/// not count.
+#[test]
+fn hard_links_round_trip_through_migrate_and_export() {
+    use std::os::unix::fs::MetadataExt;
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir_all(src.join("a/b")).unwrap();
+    fs::write(src.join("a/f"), b"shared").unwrap();
+    fs::hard_link(src.join("a/f"), src.join("a/b/g")).unwrap();
+    fs::hard_link(src.join("a/f"), src.join("h")).unwrap();
+    fs::write(src.join("alone"), b"one name here").unwrap();
+    fs::hard_link(src.join("alone"), work.path().join("outside")).unwrap();
+    let d = Fvfsd::new();
+    let out = d.run(["migrate", "--local-src", src.to_str().unwrap()]);
+    assert!(out.contains("0 skipped"), "{out}");
+    let again = d.run(["migrate", "--local-src", src.to_str().unwrap()]);
+    assert!(
+        again.contains("no new version"),
+        "a re-run changes nothing: {again}"
+    );
+    let dest = work.path().join("out");
+    d.run(["export", "/", dest.to_str().unwrap()]);
+    tree::assert_same(&src, &dest);
+    let m = |p: &str| fs::symlink_metadata(dest.join(p)).unwrap();
+    assert_eq!(m("a/f").ino(), m("a/b/g").ino());
+    assert_eq!(m("a/f").ino(), m("h").ino());
+    assert_eq!(m("a/f").nlink(), 3);
+    assert_eq!(m("alone").nlink(), 1);
+}

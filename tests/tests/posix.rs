@@ -505,6 +505,55 @@ fn owners_and_status_changes(dir: &Path) -> Vec<String> {
     seen
 }
 
+fn hard_links(dir: &Path) -> Vec<String> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let (a, b, c) = (dir.join("a"), dir.join("sub/b"), dir.join("c"));
+    fs::create_dir(dir.join("sub")).unwrap();
+    fs::write(&a, "one").unwrap();
+    fs::hard_link(&a, &b).unwrap();
+    let m = |p: &Path| fs::symlink_metadata(p).unwrap();
+    let mut seen = vec![
+        (m(&a).ino() == m(&b).ino()).to_string(),
+        m(&a).nlink().to_string(),
+        errno(fs::hard_link(&a, &b)),
+        errno(fs::hard_link(dir.join("sub"), &c)),
+        errno(fs::hard_link(dir.join("missing"), &c)),
+    ];
+    // A change through one name is the file's, whichever name shows it.
+    fs::set_permissions(&b, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(&b, "two, through b").unwrap();
+    seen.push(format!(
+        "{:o} {}",
+        m(&a).mode() & 0o7777,
+        fs::read_to_string(&a).unwrap()
+    ));
+    let mut f = File::options().append(true).open(&a).unwrap();
+    f.write_all(b", then a").unwrap();
+    drop(f);
+    seen.push(fs::read_to_string(&b).unwrap());
+    // A third name; renaming one name onto another of the same file does nothing.
+    fs::hard_link(&b, &c).unwrap();
+    seen.push(m(&a).nlink().to_string());
+    fs::rename(&a, &c).unwrap();
+    seen.push(format!("{} {}", a.exists(), m(&c).nlink()));
+    // Another file renamed over a name takes that name from the file.
+    fs::write(dir.join("other"), "other").unwrap();
+    fs::rename(dir.join("other"), &c).unwrap();
+    seen.push(format!(
+        "{} {}",
+        m(&a).nlink(),
+        fs::read_to_string(&c).unwrap()
+    ));
+    fs::remove_file(&a).unwrap();
+    seen.push(format!(
+        "{} {}",
+        m(&b).nlink(),
+        fs::read_to_string(&b).unwrap()
+    ));
+    seen
+}
+
 const CASES: &[(&str, Case)] = &[
     ("names up to the limit", names_up_to_the_limit),
     ("removing the wrong kind", removing_the_wrong_kind),
@@ -518,6 +567,7 @@ const CASES: &[(&str, Case)] = &[
     ("special files", special_files),
     ("extended attributes", extended_attributes),
     ("owners and status changes", owners_and_status_changes),
+    ("hard links", hard_links),
 ];
 
 #[test]
@@ -612,8 +662,8 @@ fn git_and_sqlite_in_wal_mode_work_on_the_mount() {
     assert_eq!(out.trim(), "50");
 }
 
-/// rsync -aAX and tar --xattrs carry FIFOs, devices, owners and attributes into the
-/// mount and out again, identical.
+/// rsync -aHAX and tar --xattrs carry FIFOs, devices, hard links, owners and attributes
+/// into the mount and out again, identical.
 #[test]
 fn rsync_and_tar_keep_special_files_and_attributes_through_the_mount() {
     use std::os::unix::fs::FileTypeExt;
@@ -621,6 +671,7 @@ fn rsync_and_tar_keep_special_files_and_attributes_through_the_mount() {
     let src = fx.work.path().join("src");
     fs::create_dir_all(src.join("sub")).unwrap();
     fs::write(src.join("sub/f"), "content").unwrap();
+    fs::hard_link(src.join("sub/f"), src.join("hard")).unwrap();
     let cwd = rustix::fs::CWD;
     let mode = rustix::fs::Mode::from_raw_mode(0o640);
     rustix::fs::mknodat(cwd, src.join("fifo"), rustix::fs::FileType::Fifo, mode, 0).unwrap();
@@ -656,11 +707,18 @@ fn rsync_and_tar_keep_special_files_and_attributes_through_the_mount() {
         let n = rustix::fs::lgetxattr(dir.join("sub/f"), "user.tag", &mut v[..]).unwrap();
         assert_eq!(&v[..n], b"red");
         assert_eq!(fs::read_to_string(dir.join("sub/f")).unwrap(), "content");
+        assert_eq!(
+            m("sub/f").ino(),
+            m("hard").ino(),
+            "hard links in {}",
+            dir.display()
+        );
+        assert_eq!(m("hard").nlink(), 2);
     };
     let slash = |p: &Path| format!("{}/", p.display());
     run_ok(
         std::process::Command::new("rsync")
-            .args(["-aAX"])
+            .args(["-aHAX"])
             .arg(slash(&src))
             .arg(fx.m.path("rsync")),
     );
@@ -668,7 +726,7 @@ fn rsync_and_tar_keep_special_files_and_attributes_through_the_mount() {
     let back = fx.work.path().join("back");
     run_ok(
         std::process::Command::new("rsync")
-            .args(["-aAX"])
+            .args(["-aHAX"])
             .arg(slash(&fx.m.path("rsync")))
             .arg(&back),
     );

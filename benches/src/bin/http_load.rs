@@ -108,6 +108,7 @@ async fn main() {
             node: None,
             chunks: vec![(id.to_hex(), CHUNK as u64)],
             meta: None,
+            link: None,
         })
         .collect();
     let commit = serde_json::to_value(CommitRequest {

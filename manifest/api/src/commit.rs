@@ -2,7 +2,7 @@
 //! targets percent-encoded (see [`crate::path`]).
 
 use fvfs_cas::ChunkId;
-use fvfs_node::{ChunkRef, Entry, EntryKind, Meta, INLINE_CHUNKS};
+use fvfs_node::{ChunkRef, Entry, EntryKind, Link, Meta, INLINE_CHUNKS};
 use serde::{Deserialize, Serialize};
 
 use crate::path::decode_path;
@@ -26,6 +26,10 @@ pub enum CommitOp {
         chunks: Vec<(String, u64)>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         meta: Option<Meta>,
+        /// The file's other names, when it has some: kept if the path holds a name of
+        /// that file (then the change is made to every name), ignored otherwise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        link: Option<Link>,
     },
     Symlink {
         path: String,
@@ -34,6 +38,10 @@ pub enum CommitOp {
         mtime_ns: i64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         meta: Option<Meta>,
+        /// The file's other names, when it has some: kept if the path holds a name of
+        /// that file (then the change is made to every name), ignored otherwise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        link: Option<Link>,
     },
     /// Creates a directory, or sets an existing one's mode, mtime (and meta, if given).
     Mkdir {
@@ -51,6 +59,10 @@ pub enum CommitOp {
         mtime_ns: i64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         meta: Option<Meta>,
+        /// The file's other names, when it has some: kept if the path holds a name of
+        /// that file (then the change is made to every name), ignored otherwise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        link: Option<Link>,
     },
     Remove {
         path: String,
@@ -59,6 +71,9 @@ pub enum CommitOp {
     },
     /// Moves a file, symlink or directory (as rename(2)).
     Rename { from: String, to: String },
+    /// Gives the file (or symlink, or special file) at `from` a new name `to`, which
+    /// must not exist (as link(2)): the two names are one file from then on.
+    Link { from: String, to: String },
     /// Copies a file, symlink or whole directory tree in O(1), by sharing its nodes:
     /// `from` as it is in `version` (a number, snapshot name or `HEAD~N`; HEAD when the
     /// commit starts if absent) put at `to`, replacing what `to` holds as a put does.
@@ -82,23 +97,26 @@ impl CommitOp {
     /// sizes must agree (checked again when the tree node is decoded).
     pub fn to_entry(&self) -> std::result::Result<Option<(Vec<u8>, Entry)>, String> {
         let parse = |s: &str| s.parse::<ChunkId>().map_err(|e| e.to_string());
-        let entry = |kind, mode: &u32, mtime_ns: &i64, meta: &Option<Meta>| Entry {
-            name: Vec::new(),
-            kind,
-            mode: *mode & 0o7777,
-            mtime_ns: *mtime_ns,
-            size: 0,
-            id: None,
-            chunks: Vec::new(),
-            target: Vec::new(),
-            meta: meta.clone().map(|mut m| {
-                // Sorted by name, each name once (the last value given wins).
-                m.xattrs.reverse();
-                m.xattrs.sort_by(|a, b| a.name.cmp(&b.name));
-                m.xattrs.dedup_by(|a, b| a.name == b.name);
-                Box::new(m)
-            }),
-        };
+        let entry =
+            |kind, mode: &u32, mtime_ns: &i64, meta: &Option<Meta>, link: &Option<Link>| Entry {
+                name: Vec::new(),
+                kind,
+                mode: *mode & 0o7777,
+                mtime_ns: *mtime_ns,
+                size: 0,
+                id: None,
+                chunks: Vec::new(),
+                target: Vec::new(),
+                meta: meta.clone().map(|mut m| {
+                    // Sorted by name, each name once (the last value given wins).
+                    m.xattrs.reverse();
+                    m.xattrs.sort_by(|a, b| a.name.cmp(&b.name));
+                    m.xattrs.dedup_by(|a, b| a.name == b.name);
+                    Box::new(m)
+                }),
+                links: 0,
+                link: *link,
+            };
         Ok(Some(match self {
             CommitOp::File {
                 path,
@@ -108,8 +126,9 @@ impl CommitOp {
                 node,
                 chunks,
                 meta,
+                link,
             } => {
-                let mut e = entry(EntryKind::File, mode, mtime_ns, meta);
+                let mut e = entry(EntryKind::File, mode, mtime_ns, meta, link);
                 e.size = *size;
                 e.id = node.as_deref().map(parse).transpose()?;
                 e.chunks = chunks
@@ -139,8 +158,9 @@ impl CommitOp {
                 mode,
                 mtime_ns,
                 meta,
+                link,
             } => {
-                let mut e = entry(EntryKind::Symlink, mode, mtime_ns, meta);
+                let mut e = entry(EntryKind::Symlink, mode, mtime_ns, meta, link);
                 e.target = decode_path(target);
                 if e.target.is_empty() || e.target.contains(&0) {
                     return Err(format!(
@@ -155,15 +175,17 @@ impl CommitOp {
                 mode,
                 mtime_ns,
                 meta,
+                link,
             } => {
                 if !kind.is_special() {
                     return Err(format!("{path}: {kind:?} is not a special file"));
                 }
-                (decode_path(path), entry(*kind, mode, mtime_ns, meta))
+                (decode_path(path), entry(*kind, mode, mtime_ns, meta, link))
             }
             CommitOp::Mkdir { .. }
             | CommitOp::Remove { .. }
             | CommitOp::Rename { .. }
+            | CommitOp::Link { .. }
             | CommitOp::Copy { .. } => return Ok(None),
         }))
     }

@@ -75,6 +75,9 @@ pub struct DirPart {
     pub id: ChunkId,
     pub entries: u64,
     pub bytes: u64,
+    /// Names of files with several names in the part (see [`Entry::links`]).
+    #[serde(default, skip_serializing_if = "crate::is_zero")]
+    pub links: u64,
 }
 
 /// Says where the runs of one level end, fed the names of its items in order from a
@@ -167,6 +170,7 @@ pub fn encode_parts(entries: Vec<Entry>, out: &mut Vec<Vec<u8>>) -> Vec<DirPart>
             first: run[0].name.clone(),
             entries: run.len() as u64,
             bytes: run.iter().map(|e| e.size).sum(),
+            links: run.iter().map(Entry::links_held).sum(),
             id: put(Node::Dir(DirNode { entries: run }), out),
         })
         .collect()
@@ -183,6 +187,7 @@ pub fn encode_index(mut parts: Vec<DirPart>, out: &mut Vec<Vec<u8>>) -> ChunkId 
                 first: run[0].first.clone(),
                 entries: run.iter().map(|p| p.entries).sum(),
                 bytes: run.iter().map(|p| p.bytes).sum(),
+                links: run.iter().map(|p| p.links).sum(),
                 id: put(Node::DirIndex(DirIndex { depth, parts: run }), out),
             })
             .collect();
@@ -312,6 +317,8 @@ mod tests {
             chunks: Vec::new(),
             target: b"t".to_vec(),
             meta: None,
+            links: 0,
+            link: None,
         }
     }
 

@@ -84,6 +84,19 @@ pub struct Meta {
     pub xattrs: Vec<Xattr>,
 }
 
+/// The identity of a file with several names in one tree, and how many it has.
+///
+/// The names of one file are the entries of a tree whose `link.id` is the same: they
+/// agree on everything but their name (the daemon keeps them so: a change through one
+/// name is made to all), and each counts them all in `nlink` (at least 2: a file left
+/// with one name is an ordinary entry again). Ids are unique within a tree, chosen at
+/// random when a link is made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    pub id: u64,
+    pub nlink: u32,
+}
+
 /// One extended attribute.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Xattr {
@@ -153,6 +166,44 @@ pub struct Entry {
     /// did).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<Box<Meta>>,
+    /// A directory: how many entries below it, at any depth, are names of a file with
+    /// several ([`Meta::link`]), so that finding a file's other names skips every
+    /// subtree without any (absent from the encoding when 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub links: u64,
+    /// A file with more than one name (hard links): every name of it holds the same
+    /// entry but for the name (absent from the encoding when `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<Link>,
+}
+
+pub(crate) fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl Entry {
+    /// A directory entry with no name, no node and nothing below it yet.
+    pub fn dir(mode: u32, mtime_ns: i64) -> Self {
+        Self {
+            name: Vec::new(),
+            kind: EntryKind::Dir,
+            mode,
+            mtime_ns,
+            size: 0,
+            id: None,
+            chunks: Vec::new(),
+            target: Vec::new(),
+            meta: None,
+            links: 0,
+            link: None,
+        }
+    }
+
+    /// Names of files with several names this entry is or holds: what the directory
+    /// holding it counts in its own [`Entry::links`].
+    pub fn links_held(&self) -> u64 {
+        u64::from(self.link.is_some()) + self.links
+    }
 }
 
 /// A reference to a chunk (or, in `FileNode::lists`, to a list node) and how many
@@ -352,6 +403,16 @@ fn validate_dir(d: &DirNode) -> Result<(), NodeError> {
                 "extended attributes unsorted or repeated",
             ));
         }
+        let links_fit = match e.kind {
+            EntryKind::Dir => e.link.is_none(),
+            _ => e.links == 0 && e.link.is_none_or(|l| l.nlink >= 2),
+        };
+        if !links_fit {
+            return Err(NodeError::BadEntry(
+                show(&e.name),
+                "a directory with other names, or a file with one counted as several",
+            ));
+        }
     }
     if let Some(w) = d.entries.windows(2).find(|w| w[0].name >= w[1].name) {
         return Err(NodeError::Unsorted(show(&w[1].name)));
@@ -463,6 +524,8 @@ mod tests {
                     chunks: vec![],
                     target: vec![],
                     meta: None,
+                    links: 0,
+                    link: None,
                 },
                 Entry {
                     name: b"inline".to_vec(),
@@ -477,6 +540,8 @@ mod tests {
                     }],
                     target: vec![],
                     meta: None,
+                    links: 0,
+                    link: None,
                 },
                 Entry {
                     name: b"link".to_vec(),
@@ -488,6 +553,8 @@ mod tests {
                     chunks: vec![],
                     target: b"a.txt".to_vec(),
                     meta: None,
+                    links: 0,
+                    link: None,
                 },
                 Entry {
                     name: vec![b's', 0xff, 0xfe],
@@ -499,6 +566,8 @@ mod tests {
                     chunks: vec![],
                     target: vec![],
                     meta: None,
+                    links: 0,
+                    link: None,
                 },
             ],
         })

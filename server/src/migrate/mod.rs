@@ -21,7 +21,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
-use fvfs_manifest::{path, Pending, Repo, TreeEdit, VersionKind};
+use fvfs_manifest::node::Link;
+use fvfs_manifest::{path, Entry, Origin, Pending, Repo, TreeEdit, VersionKind};
+use std::collections::HashMap;
 
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 
@@ -47,6 +49,36 @@ pub struct Args {
     /// Seconds between checkpoints: the progress an interrupted run resumes from.
     #[arg(long, default_value_t = 2.0, value_name = "SECS")]
     checkpoint_secs: f64,
+}
+
+/// Makes the names of one source file (same device and inode) that this migration
+/// imports one file with several names in fvfs. The link id is derived from the first
+/// name and the source's identity, so that a re-run changes nothing. `entries` is
+/// sorted by destination.
+fn link_names(entries: &mut [(Vec<u8>, Entry)], linked: Vec<(Vec<u8>, (u64, u64))>) {
+    let mut files: HashMap<(u64, u64), Vec<Vec<u8>>> = HashMap::new();
+    for (dest, same) in linked {
+        files.entry(same).or_default().push(dest);
+    }
+    let mut links: HashMap<Vec<u8>, Link> = HashMap::new();
+    for ((dev, ino), mut names) in files {
+        if names.len() < 2 {
+            continue;
+        }
+        names.sort();
+        let mut seed = names[0].clone();
+        seed.extend(dev.to_le_bytes());
+        seed.extend(ino.to_le_bytes());
+        let hash = fvfs_cas::ChunkId::of(&seed);
+        let link = Link {
+            id: u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes")),
+            nlink: u32::try_from(names.len()).unwrap_or(u32::MAX),
+        };
+        links.extend(names.into_iter().map(|n| (n, link)));
+    }
+    for (dest, e) in entries {
+        e.link = links.get(dest.as_slice()).copied();
+    }
 }
 
 pub async fn run(repo: &Repo, args: Args) -> Result<Outcome> {
@@ -80,6 +112,7 @@ pub async fn run(repo: &Repo, args: Args) -> Result<Outcome> {
     let every = Duration::from_secs_f64(args.checkpoint_secs.clamp(0.05, 3600.0));
     let Collected {
         mut entries,
+        linked,
         mut dirs,
         mut skipped,
         fatal,
@@ -109,8 +142,12 @@ pub async fn run(repo: &Repo, args: Args) -> Result<Outcome> {
         }
     }
     entries.sort_by(|a, b| a.0.cmp(&b.0));
+    link_names(&mut entries, linked);
     for (dest, e) in entries {
-        if let Err(err) = edit.insert(repo, &pending, &dest, e, now).await {
+        if let Err(err) = edit
+            .insert(repo, &pending, &dest, e, now, Origin::Daemon)
+            .await
+        {
             skipped.push(format!("{}: {err}", path::show(&dest)));
         }
     }

@@ -22,7 +22,8 @@ const BATCH_BYTES: u64 = 8 << 20;
 
 /// What the collector receives.
 enum Done {
-    Entry(Vec<u8>, Entry),
+    /// An entry, and its source's device and inode if the source has other names.
+    Entry(Vec<u8>, Entry, Option<(u64, u64)>),
     Dir(Vec<u8>, Stat, Box<Meta>),
     Skipped(PathBuf, String),
     Fatal(ManifestError),
@@ -32,11 +33,18 @@ enum Done {
 pub struct Collected {
     /// Files and symlinks, by destination path.
     pub entries: Vec<(Vec<u8>, Entry)>,
+    /// The destinations of sources with several names, and their device and inode.
+    pub linked: Vec<(Vec<u8>, (u64, u64))>,
     pub dirs: Vec<(Vec<u8>, Stat, Box<Meta>)>,
     /// "path: reason" of each source path not imported.
     pub skipped: Vec<String>,
     /// A store error that stopped the migration.
     pub fatal: Option<ManifestError>,
+}
+
+/// The device and inode of a source with several names (hard links).
+fn same_file(stat: &Stat) -> Option<(u64, u64)> {
+    (stat.nlink > 1).then_some((stat.dev, stat.ino))
 }
 
 /// An entry with `stat`'s mode and mtime and `meta`, holding nothing yet.
@@ -51,6 +59,8 @@ fn bare_entry(stat: &Stat, meta: Box<Meta>) -> Entry {
         chunks: Vec::new(),
         target: Vec::new(),
         meta: Some(meta),
+        links: 0,
+        link: None,
     }
 }
 
@@ -69,6 +79,7 @@ pub fn run(
     let abort = AtomicBool::new(false);
     let mut out = Collected {
         entries: Vec::new(),
+        linked: Vec::new(),
         dirs: Vec::new(),
         skipped: Vec::new(),
         fatal: None,
@@ -90,7 +101,7 @@ pub fn run(
                         Ok(file) => {
                             let mut entry = file.entry(job.stat.mode, job.stat.mtime_ns);
                             entry.meta = Some(job.meta);
-                            Done::Entry(job.dest, entry)
+                            Done::Entry(job.dest, entry, same_file(&job.stat))
                         }
                         Err(Failure::Source(why)) => Done::Skipped(job.src, why),
                         Err(Failure::Store(e)) => {
@@ -138,7 +149,12 @@ pub fn run(
 
 fn collect(out: &mut Collected, done: Done) {
     match done {
-        Done::Entry(dest, e) => out.entries.push((dest, e)),
+        Done::Entry(dest, e, same) => {
+            if let Some(same) = same {
+                out.linked.push((dest.clone(), same));
+            }
+            out.entries.push((dest, e));
+        }
         Done::Dir(dest, stat, meta) => out.dirs.push((dest, stat, meta)),
         Done::Skipped(src, why) => out.skipped.push(format!("{}: {why}", src.display())),
         Done::Fatal(e) => {
@@ -180,7 +196,7 @@ fn walker(
                         target,
                         ..bare_entry(&stat, meta)
                     };
-                    other.push(Done::Entry(dest, entry))
+                    other.push(Done::Entry(dest, entry, same_file(&stat)))
                 }
                 Item::Special {
                     dest,
@@ -193,6 +209,7 @@ fn walker(
                         kind,
                         ..bare_entry(&stat, meta)
                     },
+                    same_file(&stat),
                 )),
                 Item::Skipped { src, reason } => other.push(Done::Skipped(src, reason)),
             }

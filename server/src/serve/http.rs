@@ -117,6 +117,7 @@ impl From<ManifestError> for ApiError {
             M::NotADirectory(_) => C::NotADirectory,
             M::IsADirectory(_) => C::IsADirectory,
             M::NotEmpty(_) => C::NotEmpty,
+            M::Exists(_) => C::Exists,
             M::SnapshotExists(_) => C::Exists,
             M::ContentGone { .. } => C::MissingChunks,
             M::Busy(_) => C::Busy,

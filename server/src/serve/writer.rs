@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use fvfs_manifest::{Entry, ManifestError, Pending, Repo, TreeEdit, Version, VersionKind};
+use fvfs_manifest::{Entry, ManifestError, Origin, Pending, Repo, TreeEdit, Version, VersionKind};
 use tokio::sync::{mpsc, oneshot};
 
 /// One change to the tree.
@@ -35,6 +35,10 @@ pub enum Op {
         meta: Option<Box<fvfs_manifest::node::Meta>>,
     },
     Rename {
+        from: Vec<u8>,
+        to: Vec<u8>,
+    },
+    Link {
         from: Vec<u8>,
         to: Vec<u8>,
     },
@@ -184,7 +188,8 @@ async fn apply(
 ) -> Result<(), ManifestError> {
     match op {
         Op::Put { path, entry } => {
-            edit.insert(repo, pending, path, entry.clone(), entry.mtime_ns)
+            let origin = Origin::Client;
+            edit.insert(repo, pending, path, entry.clone(), entry.mtime_ns, origin)
                 .await
         }
         Op::Remove { path, recursive } => edit.remove(repo, path, *recursive).await.map(drop),
@@ -195,6 +200,7 @@ async fn apply(
             meta,
         } => edit.mkdir(repo, path, *mode, *mtime_ns, meta.clone()).await,
         Op::Rename { from, to } => edit.rename(repo, from, to).await,
+        Op::Link { from, to } => edit.link(repo, from, to).await,
     }
 }
 

@@ -11,6 +11,9 @@
 //!   here holds it (a write-back, or a child still in the table): the table holds what
 //!   the kernel caches plus what is being written, whatever the number of lookups.
 //! - An inode keeps its kind: a name that now holds another kind gets a new inode.
+//! - The names of a file with several (hard links, `Entry::link`) are one inode: its
+//!   edge is one of them, the others are its aliases; when its edge goes, an alias
+//!   takes its place.
 
 use std::hash::BuildHasher;
 
@@ -26,7 +29,7 @@ pub const SNAPSHOTS: u64 = 2;
 pub const SNAPSHOTS_NAME: &[u8] = b".snapshots";
 
 /// Which tree an inode is in.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum View {
     /// The live tree (HEAD).
     Live,
@@ -57,6 +60,12 @@ pub struct Inodes {
     content: FastMap<u64, [u8; 32]>,
     /// Keys the hash that numbers inodes (fixed for the mount's lifetime).
     numbering: RandomState,
+    /// The inode of each file with several names, by view and link id; and the key
+    /// of each such inode.
+    by_link: FastMap<(View, u64), u64>,
+    link_of: FastMap<u64, (View, u64)>,
+    /// Names of files with several, other than their inode's edge.
+    aliases: FastMap<(u64, Box<[u8]>), u64>,
 }
 
 /// Whether inode `ino` of `nodes` is `name` in `parent`.
@@ -90,6 +99,9 @@ impl Inodes {
             hasher: RandomState::default(),
             content: FastMap::default(),
             numbering: RandomState::default(),
+            by_link: FastMap::default(),
+            link_of: FastMap::default(),
+            aliases: FastMap::default(),
         }
     }
 
@@ -128,9 +140,12 @@ impl Inodes {
     /// The inode named `name` in `parent`, if the table has one.
     pub fn known(&self, parent: u64, name: &[u8]) -> Option<u64> {
         let hash = self.hasher.hash_one((parent, name));
-        self.names
-            .find(hash, |ino| is_edge(&self.nodes, *ino, parent, name))
+        let found = self
+            .names
+            .find(hash, |ino| is_edge(&self.nodes, *ino, parent, name));
+        found
             .copied()
+            .or_else(|| self.aliases.get(&(parent, name.into())).copied())
     }
 
     /// The directory `ino` is in and its name there, unless it is detached.
@@ -143,28 +158,57 @@ impl Inodes {
         self.nodes.get(&ino).map(|n| n.kind)
     }
 
-    /// The inode of `name` in `parent`, holding `kind`; a new one if the table has none
-    /// or the one it has is of another kind (that one is detached). Counts a lookup
-    /// when `looked_up` (the kernel is told of it in an entry reply); a readdir only
-    /// names it, and [`Inodes::sweep`] drops it later if no lookup came.
-    pub fn child(&mut self, parent: u64, name: &[u8], kind: EntryKind, looked_up: bool) -> u64 {
+    /// The inode of `name` in `parent`, holding `kind` (a name of the file with
+    /// several whose id is `link`, if given); a new one if the table has none or the
+    /// one it has is of another kind (that one is detached). Counts a lookup when
+    /// `looked_up` (the kernel is told of it in an entry reply); a readdir only names
+    /// it, and [`Inodes::sweep`] drops it later if no lookup came.
+    pub fn child(
+        &mut self,
+        parent: u64,
+        name: &[u8],
+        kind: EntryKind,
+        link: Option<u64>,
+        looked_up: bool,
+    ) -> u64 {
         let ino = match self.known(parent, name) {
-            Some(ino) if self.kind(ino) == Some(kind) => ino,
+            Some(ino) if self.kind(ino) == Some(kind) => {
+                // A file that got other names since its inode was made.
+                if let (Some(id), false) = (link, self.link_of.contains_key(&ino)) {
+                    if let Some((view, _)) = self.locate(parent) {
+                        self.linked(ino, (view, id));
+                    }
+                }
+                ino
+            }
             found => {
                 if found.is_some() {
                     self.detach(parent, name);
                 }
-                let ino = self.number(parent, name);
-                let node = Inode {
-                    edge: Some((parent, name.into())),
-                    kind,
-                    lookups: 0,
-                    holds: 0,
-                };
-                self.nodes.insert(ino, node);
-                self.file(ino);
-                self.hold(parent);
-                ino
+                let key = link.and_then(|id| Some((self.locate(parent)?.0, id)));
+                match key.as_ref().and_then(|k| self.by_link.get(k)).copied() {
+                    Some(ino) if self.kind(ino) == Some(kind) => {
+                        self.aliases.insert((parent, name.into()), ino);
+                        self.hold(parent);
+                        ino
+                    }
+                    _ => {
+                        let ino = self.number(parent, name, link);
+                        let node = Inode {
+                            edge: Some((parent, name.into())),
+                            kind,
+                            lookups: 0,
+                            holds: 0,
+                        };
+                        self.nodes.insert(ino, node);
+                        self.file(ino);
+                        self.hold(parent);
+                        if let Some(key) = key {
+                            self.linked(ino, key);
+                        }
+                        ino
+                    }
+                }
             }
         };
         if looked_up {
@@ -210,18 +254,56 @@ impl Inodes {
         self.drop_unused(ino);
     }
 
+    /// `ino` is (now) a name of the file with several keyed `key`: the names of that
+    /// file found later are aliases of it.
+    fn linked(&mut self, ino: u64, key: (View, u64)) {
+        self.by_link.insert(key.clone(), ino);
+        self.link_of.insert(ino, key);
+    }
+
+    /// `name` in `parent` is a new name of `ino`, which became a file with several
+    /// names whose id is `link` (a link(2) made here).
+    pub fn add_name(&mut self, ino: u64, parent: u64, name: &[u8], link: u64) {
+        if let Some((view, _)) = self.locate(parent) {
+            self.linked(ino, (view, link));
+        }
+        self.detach(parent, name);
+        self.aliases.insert((parent, name.into()), ino);
+        self.hold(parent);
+        self.looked_up(ino);
+    }
+
     /// `name` in `parent` is gone (removed, or replaced by a rename): its inode stays
-    /// for those who have it, but is no path any more.
+    /// for those who have it, but is no path any more (unless it has other names).
     pub fn detach(&mut self, parent: u64, name: &[u8]) {
         let Some(ino) = self.known(parent, name) else {
             return;
         };
-        self.unfile(ino);
-        if let Some(node) = self.nodes.get_mut(&ino) {
-            node.edge = None;
+        if self.aliases.remove(&(parent, Box::from(name))).is_none() {
+            self.unfile(ino);
+            let heir = self.alias_of(ino);
+            if let Some(edge) = &heir {
+                self.aliases.remove(edge);
+            }
+            let promoted = heir.is_some();
+            if let Some(node) = self.nodes.get_mut(&ino) {
+                node.edge = heir;
+            }
+            if promoted {
+                self.file(ino);
+            }
         }
         self.release(parent);
         self.drop_unused(ino);
+    }
+
+    /// One of the aliases of `ino`, if it has any.
+    fn alias_of(&self, ino: u64) -> Option<(u64, Box<[u8]>)> {
+        if !self.link_of.contains_key(&ino) {
+            return None;
+        }
+        let found = self.aliases.iter().find(|(_, i)| **i == ino);
+        found.map(|(edge, _)| edge.clone())
     }
 
     /// `from_name` in `from` is now `to_name` in `to` (whatever was there is detached).
@@ -234,11 +316,15 @@ impl Inodes {
             return;
         }
         self.detach(to, to_name);
-        self.unfile(ino);
-        if let Some(node) = self.nodes.get_mut(&ino) {
-            node.edge = Some((to, to_name.into()));
+        if let Some(ino) = self.aliases.remove(&(from, Box::from(from_name))) {
+            self.aliases.insert((to, to_name.into()), ino);
+        } else {
+            self.unfile(ino);
+            if let Some(node) = self.nodes.get_mut(&ino) {
+                node.edge = Some((to, to_name.into()));
+            }
+            self.file(ino);
         }
-        self.file(ino);
         self.hold(to);
         self.release(from);
     }
@@ -255,19 +341,23 @@ impl Inodes {
         key.is_some() && before == key
     }
 
-    /// The number of a new inode for `name` in `parent`: a hash of its view and path,
-    /// so that a name the kernel forgot and looks up again gets the number it had (tar
-    /// checks that a file it made is still the same by its inode number); the next
-    /// free number on the rare collision with an inode in use.
-    fn number(&self, parent: u64, name: &[u8]) -> u64 {
+    /// The number of a new inode for `name` in `parent`: a hash of its view and path
+    /// (or link id, for a file with several names), so that a name the kernel forgot
+    /// and looks up again gets the number it had (tar checks that a file it made is
+    /// still the same by its inode number); the next free number on the rare collision
+    /// with an inode in use.
+    fn number(&self, parent: u64, name: &[u8], link: Option<u64>) -> u64 {
         let place = self
             .locate(parent)
             .map(|(view, path)| (view, fpath::join(&path, name)));
-        let hashed = match &place {
-            Some((View::Snapshot(s), path)) => self.numbering.hash_one((1u8, s.as_str(), path)),
-            Some((_, path)) => self.numbering.hash_one((0u8, path)),
+        let hashed = match (&place, link) {
+            (Some((view, _)), Some(id)) => self.numbering.hash_one((3u8, view, id)),
+            (Some((View::Snapshot(s), path)), None) => {
+                self.numbering.hash_one((1u8, s.as_str(), path))
+            }
+            (Some((_, path)), None) => self.numbering.hash_one((0u8, path)),
             // Below a detached directory: any free number.
-            None => self.numbering.hash_one((2u8, parent, name)),
+            (None, _) => self.numbering.hash_one((2u8, parent, name)),
         };
         let mut ino = hashed;
         while ino <= SNAPSHOTS || self.nodes.contains_key(&ino) {
@@ -303,6 +393,20 @@ impl Inodes {
             }
             self.unfile(ino);
             self.content.remove(&ino);
+            if let Some(key) = self.link_of.remove(&ino) {
+                self.by_link.remove(&key);
+                let mut parents = Vec::new();
+                self.aliases.retain(|(parent, _), i| {
+                    let mine = *i == ino;
+                    if mine {
+                        parents.push(*parent);
+                    }
+                    !mine
+                });
+                for parent in parents {
+                    self.release(parent);
+                }
+            }
             let node = self.nodes.remove(&ino).expect("just found");
             let Some((parent, _)) = node.edge else {
                 return;
@@ -328,17 +432,17 @@ mod tests {
     #[test]
     fn paths_follow_renames_of_any_directory_above() {
         let mut t = Inodes::new();
-        let a = t.child(ROOT, b"a", EntryKind::Dir, true);
-        let b = t.child(a, b"b", EntryKind::Dir, true);
-        let f = t.child(b, b"f", EntryKind::File, true);
+        let a = t.child(ROOT, b"a", EntryKind::Dir, None, true);
+        let b = t.child(a, b"b", EntryKind::Dir, None, true);
+        let f = t.child(b, b"f", EntryKind::File, None, true);
         assert_eq!(path(&t, f), Some((View::Live, "/a/b/f".into())));
         t.rename(ROOT, b"a", ROOT, b"z");
         assert_eq!(path(&t, f), Some((View::Live, "/z/b/f".into())));
         assert_eq!(t.known(ROOT, b"a"), None);
         assert_eq!(t.known(ROOT, b"z"), Some(a));
         // The same name of the same kind is the same inode; of another kind, a new one.
-        assert_eq!(t.child(b, b"f", EntryKind::File, true), f);
-        let d = t.child(b, b"f", EntryKind::Dir, true);
+        assert_eq!(t.child(b, b"f", EntryKind::File, None, true), f);
+        let d = t.child(b, b"f", EntryKind::Dir, None, true);
         assert_ne!(d, f);
         assert_eq!(path(&t, f), None);
     }
@@ -346,23 +450,23 @@ mod tests {
     #[test]
     fn unlinked_and_replaced_inodes_are_no_path() {
         let mut t = Inodes::new();
-        let f = t.child(ROOT, b"f", EntryKind::File, true);
-        let g = t.child(ROOT, b"g", EntryKind::File, true);
+        let f = t.child(ROOT, b"f", EntryKind::File, None, true);
+        let g = t.child(ROOT, b"g", EntryKind::File, None, true);
         t.rename(ROOT, b"g", ROOT, b"f");
         assert_eq!(path(&t, f), None, "replaced by the rename");
         assert_eq!(path(&t, g), Some((View::Live, "/f".into())));
         t.detach(ROOT, b"f");
         assert_eq!(path(&t, g), None);
         // A new file of that name is a new inode.
-        assert_ne!(t.child(ROOT, b"f", EntryKind::File, true), g);
+        assert_ne!(t.child(ROOT, b"f", EntryKind::File, None, true), g);
     }
 
     #[test]
     fn snapshots_are_views_of_their_own() {
         let mut t = Inodes::new();
         assert_eq!(path(&t, SNAPSHOTS), Some((View::SnapshotList, "/".into())));
-        let s = t.child(SNAPSHOTS, b"monday", EntryKind::Dir, true);
-        let f = t.child(s, b"f", EntryKind::File, true);
+        let s = t.child(SNAPSHOTS, b"monday", EntryKind::Dir, None, true);
+        let f = t.child(s, b"f", EntryKind::File, None, true);
         assert_eq!(
             path(&t, f),
             Some((View::Snapshot("monday".into()), "/f".into()))
@@ -372,29 +476,29 @@ mod tests {
     #[test]
     fn a_forgotten_name_looked_up_again_keeps_its_number() {
         let mut t = Inodes::new();
-        let a = t.child(ROOT, b"a", EntryKind::Dir, true);
-        let f = t.child(a, b"f", EntryKind::File, true);
+        let a = t.child(ROOT, b"a", EntryKind::Dir, None, true);
+        let f = t.child(a, b"f", EntryKind::File, None, true);
         t.forget(f, 1);
         t.forget(a, 1);
         assert_eq!(t.len(), 2);
-        let a2 = t.child(ROOT, b"a", EntryKind::Dir, true);
-        assert_eq!((a2, t.child(a2, b"f", EntryKind::File, true)), (a, f));
+        let a2 = t.child(ROOT, b"a", EntryKind::Dir, None, true);
+        assert_eq!((a2, t.child(a2, b"f", EntryKind::File, None, true)), (a, f));
         // A snapshot's file of the same path is another inode.
-        let s = t.child(SNAPSHOTS, b"monday", EntryKind::Dir, true);
-        let sa = t.child(s, b"a", EntryKind::Dir, true);
-        assert_ne!(t.child(sa, b"f", EntryKind::File, true), f);
+        let s = t.child(SNAPSHOTS, b"monday", EntryKind::Dir, None, true);
+        let sa = t.child(s, b"a", EntryKind::Dir, None, true);
+        assert_ne!(t.child(sa, b"f", EntryKind::File, None, true), f);
     }
 
     #[test]
     fn forgotten_inodes_leave_the_table_and_their_parents_with_them() {
         let mut t = Inodes::new();
-        let a = t.child(ROOT, b"a", EntryKind::Dir, true);
+        let a = t.child(ROOT, b"a", EntryKind::Dir, None, true);
         let mut files = Vec::new();
         for i in 0..1000 {
-            files.push(t.child(a, format!("f{i}").as_bytes(), EntryKind::File, true));
+            files.push(t.child(a, format!("f{i}").as_bytes(), EntryKind::File, None, true));
         }
         // Named by a readdir only: dropped by the sweep.
-        let listed = t.child(a, b"listed", EntryKind::File, false);
+        let listed = t.child(a, b"listed", EntryKind::File, None, false);
         t.sweep(&[listed]);
         assert_eq!(t.known(a, b"listed"), None);
         t.forget(a, 1);
@@ -409,8 +513,8 @@ mod tests {
     #[test]
     fn a_held_inode_outlives_its_lookups_and_its_name() {
         let mut t = Inodes::new();
-        let a = t.child(ROOT, b"a", EntryKind::Dir, true);
-        let f = t.child(a, b"f", EntryKind::File, true);
+        let a = t.child(ROOT, b"a", EntryKind::Dir, None, true);
+        let f = t.child(a, b"f", EntryKind::File, None, true);
         t.hold(f);
         t.forget(f, 1);
         t.forget(a, 1);
@@ -422,9 +526,33 @@ mod tests {
     }
 
     #[test]
+    fn the_names_of_one_file_are_one_inode() {
+        let mut t = Inodes::new();
+        let a = t.child(ROOT, b"a", EntryKind::Dir, None, true);
+        let f = t.child(ROOT, b"f", EntryKind::File, Some(7), true);
+        assert_eq!(t.child(a, b"g", EntryKind::File, Some(7), true), f);
+        assert_eq!(t.known(a, b"g"), Some(f));
+        // A link made here adds a name to the inode.
+        let h = t.child(ROOT, b"h", EntryKind::File, None, true);
+        t.add_name(h, a, b"h2", 9);
+        assert_eq!(t.known(a, b"h2"), Some(h));
+        // The edge goes: another name takes its place.
+        t.detach(ROOT, b"f");
+        assert_eq!(path(&t, f), Some((View::Live, "/a/g".into())));
+        t.rename(a, b"g", ROOT, b"z");
+        assert_eq!(path(&t, f), Some((View::Live, "/z".into())));
+        // Forgotten, the inode and its other names leave, and free their folders.
+        t.forget(h, 2);
+        assert_eq!(t.known(a, b"h2"), None);
+        t.forget(f, 2);
+        t.forget(a, 1);
+        assert_eq!(t.len(), 2, "only the roots stay");
+    }
+
+    #[test]
     fn same_content_is_told_only_for_a_repeat() {
         let mut t = Inodes::new();
-        let f = t.child(ROOT, b"f", EntryKind::File, true);
+        let f = t.child(ROOT, b"f", EntryKind::File, None, true);
         assert!(!t.same_content(f, Some([1; 32])));
         assert!(t.same_content(f, Some([1; 32])));
         assert!(!t.same_content(f, None));

@@ -61,11 +61,13 @@ impl FvfsFs {
     /// The listing of directory `ino` as it is now.
     fn list(&self, ino: u64) -> Result<Listing, Errno> {
         let (view, path) = self.locate(ino)?;
-        let mut names: Vec<(Vec<u8>, EntryKind, Option<usize>)> = Vec::new();
+        // Name, kind, link id, index in the node.
+        type Named = (Vec<u8>, EntryKind, Option<u64>, Option<usize>);
+        let mut names: Vec<Named> = Vec::new();
         let mut node = None;
         if view == View::SnapshotList {
             for s in self.block(self.remote.snapshots())? {
-                names.push((s.name.into_bytes(), EntryKind::Dir, None));
+                names.push((s.name.into_bytes(), EntryKind::Dir, None, None));
             }
         } else {
             let entry = self.entry(&view, &path).map_err(stale)?;
@@ -75,7 +77,9 @@ impl FvfsFs {
             if let Some(id) = entry.id {
                 let dir = self.block(self.remote.dir(id))?;
                 let entries = dir.entries.iter().enumerate();
-                names.extend(entries.map(|(i, e)| (e.name.clone(), e.kind, Some(i))));
+                names.extend(
+                    entries.map(|(i, e)| (e.name.clone(), e.kind, e.link.map(|l| l.id), Some(i))),
+                );
                 node = Some(dir);
             }
         }
@@ -89,8 +93,8 @@ impl FvfsFs {
         };
         let mut items = vec![dot(b".", ino), dot(b"..", ROOT)];
         let mut inodes = lock(&self.inodes);
-        for (name, kind, at) in names {
-            let child = inodes.child(ino, &name, kind, false);
+        for (name, kind, link, at) in names {
+            let child = inodes.child(ino, &name, kind, link, false);
             let kind = view::file_type(kind);
             items.push(Item {
                 name,

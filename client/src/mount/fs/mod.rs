@@ -109,17 +109,7 @@ fn check_name(name: &[u8]) -> Result<(), Errno> {
 }
 
 fn dir_entry(mode: u32) -> Entry {
-    Entry {
-        name: Vec::new(),
-        kind: EntryKind::Dir,
-        mode,
-        mtime_ns: 0,
-        size: 0,
-        id: None,
-        chunks: Vec::new(),
-        target: Vec::new(),
-        meta: None,
-    }
+    Entry::dir(mode, 0)
 }
 
 impl FvfsFs {
@@ -178,7 +168,7 @@ impl FvfsFs {
         let known = lock(&self.inodes).known(parent, name);
         if let Some(ino) = known.filter(|ino| self.writing.get(*ino).is_some()) {
             let attr = self.stat(ino)?;
-            lock(&self.inodes).child(parent, name, EntryKind::File, true);
+            lock(&self.inodes).child(parent, name, EntryKind::File, None, true);
             return Ok((View::Live, attr));
         }
         let (view, path) = match view {
@@ -189,7 +179,8 @@ impl FvfsFs {
             view => (view, fvfs_node::path::join(&dir, name)),
         };
         let entry = self.entry(&view, &path)?;
-        let ino = lock(&self.inodes).child(parent, name, entry.kind, true);
+        let link = entry.link.map(|l| l.id);
+        let ino = lock(&self.inodes).child(parent, name, entry.kind, link, true);
         Ok((view.clone(), self.attr(ino, &view, &entry)))
     }
 
@@ -560,6 +551,7 @@ impl Filesystem for FvfsFs {
                     mode: 0o777,
                     mtime_ns: now,
                     meta: Some(new_meta(self.owner(req), now)),
+                    link: None,
                 })
             })
         );
@@ -606,6 +598,7 @@ impl Filesystem for FvfsFs {
                         node: None,
                         chunks: Vec::new(),
                         meta: Some(meta),
+                        link: None,
                     },
                     kind => CommitOp::Special {
                         path,
@@ -613,6 +606,7 @@ impl Filesystem for FvfsFs {
                         mode: perm,
                         mtime_ns: now,
                         meta: Some(meta),
+                        link: None,
                     },
                 })
             })

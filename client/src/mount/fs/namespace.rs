@@ -92,11 +92,7 @@ impl FvfsFs {
                     EntryKind::Dir => return Err(Errno::EISDIR),
                     _ => return Err(Errno::EINVAL),
                 }
-                w.attrs = Attrs {
-                    mode: entry.mode,
-                    mtime_ns: entry.mtime_ns,
-                    meta: entry.meta.as_deref().cloned(),
-                };
+                w.attrs = attrs_of(&entry);
                 if !keep {
                     w.dirty = true;
                     return Ok(());
@@ -155,12 +151,13 @@ impl FvfsFs {
         if self.entry(&view, &dir)?.kind != EntryKind::Dir {
             return Err(Errno::ENOTDIR);
         }
-        let ino = lock(&self.inodes).child(parent, name, EntryKind::File, true);
+        let ino = lock(&self.inodes).child(parent, name, EntryKind::File, None, true);
         let now = now_ns();
         let attrs = Attrs {
             mode,
             mtime_ns: now,
             meta: Some(new_meta(owner, now)),
+            link: None,
         };
         let wb = self.writing.open(
             ino,
@@ -200,23 +197,41 @@ impl FvfsFs {
         let op = op(&path)?;
         self.commit(what, vec![op])?;
         let entry = self.entry(&view, &path)?;
-        let ino = lock(&self.inodes).child(parent, name, entry.kind, true);
+        let link = entry.link.map(|l| l.id);
+        let ino = lock(&self.inodes).child(parent, name, entry.kind, link, true);
         Ok(self.attr(ino, &view, &entry))
     }
 
-    /// A second name for file `ino`: an entry sharing its content (no extra space).
+    /// A second name for `ino` (link(2)): the daemon makes the two names one file,
+    /// and the inode is both names here.
     pub(super) fn link(&self, ino: u64, parent: u64, name: &[u8]) -> Result<FileAttr, Errno> {
+        check_name(name)?;
         if let Some(wb) = self.writing.get(ino) {
             self.write_back(ino, &mut lock(&wb))?;
         }
+        let _names = self.names.read().unwrap_or_else(|p| p.into_inner());
         let (view, path) = self.locate(ino)?;
-        self.make(parent, name, "link", |to| {
-            let entry = self.entry(&view, &path)?;
-            match entry.kind {
-                EntryKind::File => Ok(file_op(to, &entry, &attrs_of(&entry))),
-                _ => Err(Errno::EPERM),
-            }
-        })
+        let (to_view, dir) = self.locate(parent)?;
+        self.writable(&to_view)?;
+        if view != to_view {
+            return Err(Errno::EXDEV);
+        }
+        if self.entry(&view, &path)?.kind == EntryKind::Dir {
+            return Err(Errno::EPERM);
+        }
+        let to = fpath::join(&dir, name);
+        if self.entry(&view, &to).is_ok() {
+            return Err(Errno::EEXIST);
+        }
+        let op = CommitOp::Link {
+            from: encode_path(&path),
+            to: encode_path(&to),
+        };
+        self.commit("link", vec![op])?;
+        let entry = self.entry(&view, &to)?;
+        let id = entry.link.ok_or(Errno::EIO)?.id;
+        lock(&self.inodes).add_name(ino, parent, name, id);
+        Ok(self.attr(ino, &view, &entry))
     }
 
     /// Removes `name` from `parent` (a directory if `dir`, else anything else).
@@ -273,8 +288,15 @@ impl FvfsFs {
         self.writable(&to_view)?;
         let from = fpath::join(&from_dir, name);
         let to = fpath::join(&to_dir, new_name);
-        if no_replace && self.entry(&to_view, &to).is_ok() {
+        let replaced = self.entry(&to_view, &to);
+        if no_replace && replaced.is_ok() {
             return Err(Errno::EEXIST);
+        }
+        // Two names of one file: rename(2) does nothing.
+        let link_of = |e: Result<Entry, Errno>| e.ok().and_then(|e| e.link).map(|l| l.id);
+        let moved = link_of(self.entry(&view, &from));
+        if moved.is_some() && moved == link_of(replaced) {
+            return Ok(());
         }
         let op = CommitOp::Rename {
             from: encode_path(&from),
@@ -334,6 +356,7 @@ impl FvfsFs {
                 mode: entry.mode,
                 mtime_ns: attrs.mtime_ns,
                 meta: attrs.meta,
+                link: attrs.link,
             },
             kind => CommitOp::Special {
                 path: encoded,
@@ -341,6 +364,7 @@ impl FvfsFs {
                 mode: attrs.mode,
                 mtime_ns: attrs.mtime_ns,
                 meta: attrs.meta,
+                link: attrs.link,
             },
         };
         self.commit("setattr", vec![op])
@@ -413,6 +437,7 @@ fn attrs_of(entry: &Entry) -> Attrs {
         mode: entry.mode,
         mtime_ns: entry.mtime_ns,
         meta: entry.meta.as_deref().cloned(),
+        link: entry.link,
     }
 }
 
@@ -423,6 +448,7 @@ fn file_op(path: &[u8], entry: &Entry, attrs: &Attrs) -> CommitOp {
         mode: attrs.mode,
         mtime_ns: attrs.mtime_ns,
         meta: attrs.meta.clone(),
+        link: attrs.link,
         size: entry.size,
         node: entry.id.map(|id| id.to_hex()),
         chunks: entry

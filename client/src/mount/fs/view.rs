@@ -110,8 +110,9 @@ impl FvfsFs {
     }
 
     pub(super) fn attr(&self, ino: u64, view: &View, entry: &Entry) -> FileAttr {
-        let nlink = match entry.kind {
-            EntryKind::Dir => 2,
+        let nlink = match (entry.kind, entry.link) {
+            (EntryKind::Dir, _) => 2,
+            (_, Some(l)) => l.nlink,
             _ => 1,
         };
         let mut perm = (entry.mode & 0o7777) as u16;
@@ -160,6 +161,7 @@ impl FvfsFs {
                 mtime_ns: w.attrs.mtime_ns,
                 size: m.len(),
                 meta: w.attrs.meta.clone().map(Box::new),
+                link: w.attrs.link,
                 ..dir_entry(0)
             };
             drop(w);

@@ -19,8 +19,10 @@ use fvfs_cas::ChunkId;
 use crate::error::{ManifestError, Result};
 use futures::future::BoxFuture;
 
+mod links;
+
 use crate::node::dir::{self as dirs, Cutter, DirPart};
-use crate::node::{ChunkKind, DirNode, Entry, EntryKind, Meta, Node};
+use crate::node::{ChunkKind, DirNode, Entry, EntryKind, Link, Meta, Node};
 use crate::path::{components, show};
 use crate::repo::{Pending, Repo};
 
@@ -32,6 +34,31 @@ enum Slot {
     Stored(Entry),
     /// A directory loaded for editing, with its entry (mode, mtime) in the parent.
     Open(Entry, MDir),
+}
+
+impl Slot {
+    fn entry(&self) -> &Entry {
+        match self {
+            Slot::Stored(e) | Slot::Open(e, _) => e,
+        }
+    }
+}
+
+/// What [`TreeEdit::place`] puts: an entry that may name content (checked against
+/// `pending`), from the daemon or a client; or a directory's own entry.
+#[derive(Clone, Copy)]
+enum Place<'a> {
+    Content(&'a Pending, Origin),
+    Dir,
+}
+
+/// Who gives an entry to [`TreeEdit::insert`], which decides what its link is taken for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// The daemon's own import: link ids as given.
+    Daemon,
+    /// A client: a link only where the path is a name of that file.
+    Client,
 }
 
 #[derive(Default)]
@@ -107,6 +134,45 @@ impl MDir {
         }
         self.add(joined);
         Ok(())
+    }
+
+    /// The directory at `comps` below this one, loaded for editing; missing ones are
+    /// created when `create` gives their mtime.
+    async fn open_dir(
+        &mut self,
+        repo: &Repo,
+        path: &[u8],
+        comps: &[&[u8]],
+        create: Option<i64>,
+    ) -> Result<&mut MDir> {
+        let mut cur = self;
+        for comp in comps {
+            cur.holding(repo, comp).await?;
+            if !cur.entries.contains_key(*comp) {
+                let Some(mtime) = create else {
+                    return Err(ManifestError::NotFound(show(path)));
+                };
+                cur.entries.insert(
+                    comp.to_vec(),
+                    Slot::Open(dir_entry(comp, DEFAULT_DIR_MODE, mtime), MDir::default()),
+                );
+            }
+            let slot = cur.entries.get_mut(*comp).expect("present");
+            if let Slot::Stored(e) = slot {
+                match (e.kind, e.id) {
+                    (EntryKind::Dir, Some(id)) => {
+                        let loaded = MDir::load(repo, id).await?;
+                        *slot = Slot::Open(e.clone(), loaded);
+                    }
+                    _ => return Err(ManifestError::NotADirectory(show(path))),
+                }
+            }
+            let Slot::Open(_, dir) = slot else {
+                unreachable!("just opened")
+            };
+            cur = dir;
+        }
+        Ok(cur)
     }
 
     /// Whether the directory has no entry (parts of a large one not loaded count).
@@ -189,19 +255,13 @@ fn names_between<'a>(
 /// Pending changes to a tree, applied to a new root by [`TreeEdit::seal`].
 pub struct TreeEdit {
     root: MDir,
+    links: links::Links,
 }
 
 fn dir_entry(name: &[u8], mode: u32, mtime_ns: i64) -> Entry {
     Entry {
         name: name.to_vec(),
-        kind: EntryKind::Dir,
-        mode,
-        mtime_ns,
-        size: 0,
-        id: None,
-        chunks: Vec::new(),
-        target: Vec::new(),
-        meta: None,
+        ..Entry::dir(mode, mtime_ns)
     }
 }
 
@@ -212,46 +272,10 @@ impl TreeEdit {
             Some(id) => MDir::load(repo, id).await?,
             None => MDir::default(),
         };
-        Ok(Self { root })
-    }
-
-    /// The directory at `comps`, loaded for editing; missing ones are created when
-    /// `create` gives their mtime.
-    async fn open_dir(
-        &mut self,
-        repo: &Repo,
-        path: &[u8],
-        comps: &[&[u8]],
-        create: Option<i64>,
-    ) -> Result<&mut MDir> {
-        let mut cur = &mut self.root;
-        for comp in comps {
-            cur.holding(repo, comp).await?;
-            if !cur.entries.contains_key(*comp) {
-                let Some(mtime) = create else {
-                    return Err(ManifestError::NotFound(show(path)));
-                };
-                cur.entries.insert(
-                    comp.to_vec(),
-                    Slot::Open(dir_entry(comp, DEFAULT_DIR_MODE, mtime), MDir::default()),
-                );
-            }
-            let slot = cur.entries.get_mut(*comp).expect("present");
-            if let Slot::Stored(e) = slot {
-                match (e.kind, e.id) {
-                    (EntryKind::Dir, Some(id)) => {
-                        let loaded = MDir::load(repo, id).await?;
-                        *slot = Slot::Open(e.clone(), loaded);
-                    }
-                    _ => return Err(ManifestError::NotADirectory(show(path))),
-                }
-            }
-            let Slot::Open(_, dir) = slot else {
-                unreachable!("just opened")
-            };
-            cur = dir;
-        }
-        Ok(cur)
+        Ok(Self {
+            root,
+            links: links::Links::default(),
+        })
     }
 
     /// Puts `entry` at `path` (its name is taken from the path), creating missing parent
@@ -264,6 +288,12 @@ impl TreeEdit {
     /// Content the entry names (its file node, list nodes and chunks) must be stored or
     /// in `pending`, else [`ManifestError::ContentGone`]: checked through [`Repo::knows`]
     /// so that a running garbage collection keeps it (see `repo/gc.rs`).
+    ///
+    /// The entry's link (hard links) is taken as given from the daemon's own imports
+    /// (migrate numbers the files with several names it finds). From a client, a
+    /// file's link is kept only if `path` is one of its names (then every name takes
+    /// the entry), and the files with several names in a directory tree put from
+    /// elsewhere (a copy) get ids of their own (see `links.rs`).
     pub async fn insert(
         &mut self,
         repo: &Repo,
@@ -271,16 +301,17 @@ impl TreeEdit {
         path: &[u8],
         entry: Entry,
         parents_mtime_ns: i64,
+        origin: Origin,
     ) -> Result<()> {
-        self.place(repo, Some(pending), path, entry, parents_mtime_ns)
-            .await
+        let place = Place::Content(pending, origin);
+        self.place(repo, place, path, entry, parents_mtime_ns).await
     }
 
-    /// [`TreeEdit::insert`]; `pending` is `None` for entries that name no content.
+    /// [`TreeEdit::insert`], or a directory's own entry.
     async fn place(
         &mut self,
         repo: &Repo,
-        pending: Option<&Pending>,
+        how: Place<'_>,
         path: &[u8],
         mut entry: Entry,
         parents_mtime_ns: i64,
@@ -290,10 +321,18 @@ impl TreeEdit {
             return Err(ManifestError::IsADirectory("/".into()));
         };
         let dir = self
+            .root
             .open_dir(repo, path, parents, Some(parents_mtime_ns))
             .await?;
         dir.holding(repo, name).await?;
         entry.name = name.to_vec();
+        let old_link = dir.entries.get(*name).and_then(|s| s.entry().link);
+        let given = matches!(how, Place::Content(_, Origin::Daemon));
+        if entry.kind == EntryKind::Dir
+            || !(given || entry.link.map(|l| l.id) == old_link.map(|l| l.id))
+        {
+            entry.link = None;
+        }
         let is_dir_update = entry.kind == EntryKind::Dir && entry.id.is_none();
         let existing = dir.entries.get_mut(*name).map(|slot| match slot {
             Slot::Stored(e) | Slot::Open(e, _) => e,
@@ -318,9 +357,9 @@ impl TreeEdit {
                     .insert(name.to_vec(), Slot::Open(entry, MDir::default()));
             }
             _ => {
-                let missing = match pending {
-                    Some(p) => repo.entry_missing(p, &entry).await?,
-                    None => Vec::new(),
+                let missing = match how {
+                    Place::Content(p, _) => repo.entry_missing(p, &entry).await?,
+                    Place::Dir => Vec::new(),
                 };
                 if !missing.is_empty() {
                     return Err(ManifestError::ContentGone {
@@ -328,7 +367,15 @@ impl TreeEdit {
                         missing,
                     });
                 }
-                dir.entries.insert(name.to_vec(), Slot::Stored(entry));
+                self.links.entry_set(&entry);
+                let replaced = dir.entries.insert(name.to_vec(), Slot::Stored(entry));
+                if let Some(old) = replaced {
+                    self.links.left(repo, old).await?;
+                }
+                if !given {
+                    let slot = dir.entries.get_mut(*name).expect("just put");
+                    self.links.relink(repo, slot).await?;
+                }
             }
         }
         dir.changed = true;
@@ -352,7 +399,7 @@ impl TreeEdit {
             meta,
             ..dir_entry(b"", mode, mtime_ns)
         };
-        self.place(repo, None, path, entry, mtime_ns).await
+        self.place(repo, Place::Dir, path, entry, mtime_ns).await
     }
 
     /// Removes `path`; a directory only if `recursive` or empty. Returns what was there.
@@ -364,7 +411,7 @@ impl TreeEdit {
                 "cannot remove the root",
             ));
         };
-        let dir = self.open_dir(repo, path, parents, None).await?;
+        let dir = self.root.open_dir(repo, path, parents, None).await?;
         dir.holding(repo, name).await?;
         let non_empty = match dir.entries.get(*name) {
             None => return Err(ManifestError::NotFound(show(path))),
@@ -375,9 +422,55 @@ impl TreeEdit {
             return Err(ManifestError::NotEmpty(show(path)));
         }
         dir.changed = true;
-        Ok(match dir.entries.remove(*name).expect("checked") {
-            Slot::Stored(e) | Slot::Open(e, _) => e,
-        })
+        let slot = dir.entries.remove(*name).expect("checked");
+        let entry = slot.entry().clone();
+        self.links.left(repo, slot).await?;
+        Ok(entry)
+    }
+
+    /// Gives the file (symlink, special file) at `from` the new name `to`, which must
+    /// not exist, as link(2): from then on the two names are one file.
+    pub async fn link(&mut self, repo: &Repo, from: &[u8], to: &[u8]) -> Result<()> {
+        let (fc, tc) = (components(from)?, components(to)?);
+        let (Some((fname, fparents)), Some((tname, tparents))) = (fc.split_last(), tc.split_last())
+        else {
+            return Err(ManifestError::InvalidPath(
+                show(to),
+                "the root has one name",
+            ));
+        };
+        let src = self.root.open_dir(repo, from, fparents, None).await?;
+        src.holding(repo, fname).await?;
+        let entry = match src.entries.get_mut(*fname) {
+            None => return Err(ManifestError::NotFound(show(from))),
+            Some(Slot::Stored(e)) if e.kind != EntryKind::Dir => e,
+            Some(_) => {
+                return Err(ManifestError::InvalidPath(
+                    show(from),
+                    "a directory has one name",
+                ))
+            }
+        };
+        if entry.link.is_none() {
+            entry.link = Some(Link {
+                id: links::new_id(),
+                nlink: 2,
+            });
+            src.changed = true;
+        }
+        let linked = Entry {
+            name: tname.to_vec(),
+            ..entry.clone()
+        };
+        let dest = self.root.open_dir(repo, to, tparents, None).await?;
+        dest.holding(repo, tname).await?;
+        if dest.entries.contains_key(*tname) {
+            return Err(ManifestError::Exists(show(to)));
+        }
+        self.links.names_changed(linked.link.expect("set above").id);
+        dest.entries.insert(tname.to_vec(), Slot::Stored(linked));
+        dest.changed = true;
+        Ok(())
     }
 
     /// Moves `from` to `to`, which may replace a file or symlink, or an empty directory
@@ -401,19 +494,24 @@ impl TreeEdit {
                 "cannot move a directory into itself",
             ));
         }
-        let src = self.open_dir(repo, from, fparents, None).await?;
+        let src = self.root.open_dir(repo, from, fparents, None).await?;
         src.holding(repo, fname).await?;
         let slot = src
             .entries
             .remove(*fname)
             .ok_or_else(|| ManifestError::NotFound(show(from)))?;
         src.changed = true;
-        let moving_dir = match &slot {
-            Slot::Stored(e) | Slot::Open(e, _) => e.kind == EntryKind::Dir,
-        };
-        let dest = self.open_dir(repo, to, tparents, None).await?;
+        let moving_dir = slot.entry().kind == EntryKind::Dir;
+        let moving_link = slot.entry().link.map(|l| l.id);
+        let dest = self.root.open_dir(repo, to, tparents, None).await?;
         dest.holding(repo, tname).await?;
         if let Some(existing) = dest.entries.get(*tname) {
+            if moving_link.is_some() && existing.entry().link.map(|l| l.id) == moving_link {
+                // Two names of one file: rename(2) does nothing.
+                let src = self.root.open_dir(repo, from, fparents, None).await?;
+                src.entries.insert(fname.to_vec(), slot);
+                return Ok(());
+            }
             let (old, non_empty) = match existing {
                 Slot::Open(e, d) => (e.clone(), !d.is_empty()),
                 Slot::Stored(e) => (e.clone(), is_nonempty_dir(repo, e).await?),
@@ -425,7 +523,7 @@ impl TreeEdit {
                 _ => {}
             }
         }
-        let dest = self.open_dir(repo, to, tparents, None).await?;
+        let dest = self.root.open_dir(repo, to, tparents, None).await?;
         let slot = match slot {
             Slot::Stored(mut e) => {
                 e.name = tname.to_vec();
@@ -436,16 +534,20 @@ impl TreeEdit {
                 Slot::Open(e, d)
             }
         };
-        dest.entries.insert(tname.to_vec(), slot);
+        let replaced = dest.entries.insert(tname.to_vec(), slot);
         dest.changed = true;
+        if let Some(old) = replaced {
+            self.links.left(repo, old).await?;
+        }
         Ok(())
     }
 
     /// Writes every changed directory, bottom-up; returns the new root and its logical size.
     pub async fn seal(mut self, repo: &Repo, pending: &Pending) -> Result<(ChunkId, u64)> {
+        self.links.settle(repo, &mut self.root).await?;
         self.root.prepare(repo).await?;
         let mut nodes = Vec::new();
-        let (root, size) = seal_dir(self.root, &mut nodes);
+        let (root, size, _) = seal_dir(self.root, &mut nodes);
         for bytes in &nodes {
             repo.put_chunk(pending, bytes, ChunkKind::Node).await?;
         }
@@ -464,11 +566,11 @@ async fn is_nonempty_dir(repo: &Repo, e: &Entry) -> Result<bool> {
 }
 
 /// Encodes `dir` and its changed subdirectories into `out` (children first); returns
-/// the directory's id and logical size. A directory loaded but left unchanged, with no
+/// the directory's id, logical size and linked names (see `Entry::links`). A directory loaded but left unchanged, with no
 /// changed directory below it, keeps its id and is not written again. A large
 /// directory keeps the parts it did not load and re-cuts the runs it did (made ready
 /// by [`MDir::prepare`]).
-fn seal_dir(dir: MDir, out: &mut Vec<Vec<u8>>) -> (ChunkId, u64) {
+fn seal_dir(dir: MDir, out: &mut Vec<Vec<u8>>) -> (ChunkId, u64, u64) {
     let mut changed = dir.changed;
     let entries: Vec<Entry> = dir
         .entries
@@ -476,25 +578,24 @@ fn seal_dir(dir: MDir, out: &mut Vec<Vec<u8>>) -> (ChunkId, u64) {
         .map(|slot| match slot {
             Slot::Stored(e) => e,
             Slot::Open(mut e, sub) => {
-                let (id, size) = seal_dir(sub, out);
-                changed |= e.id != Some(id);
-                (e.id, e.size) = (Some(id), size);
+                let (id, size, links) = seal_dir(sub, out);
+                changed |= (e.id, e.links) != (Some(id), links);
+                (e.id, e.size, e.links) = (Some(id), size, links);
                 e
             }
         })
         .collect();
     let kept: Vec<(DirPart, bool)> = dir.parts.unwrap_or_default();
-    let size = entries.iter().map(|e| e.size).sum::<u64>()
-        + kept
-            .iter()
-            .filter(|(_, l)| !l)
-            .map(|(p, _)| p.bytes)
-            .sum::<u64>();
+    let unloaded = || kept.iter().filter(|(_, l)| !l).map(|(p, _)| p);
+    let size =
+        entries.iter().map(|e| e.size).sum::<u64>() + unloaded().map(|p| p.bytes).sum::<u64>();
+    let links = entries.iter().map(Entry::links_held).sum::<u64>()
+        + unloaded().map(|p| p.links).sum::<u64>();
     if let (false, Some(base)) = (changed, dir.base) {
-        return (base, size);
+        return (base, size, links);
     }
     if kept.iter().all(|(_, loaded)| *loaded) {
-        return (dirs::encode_dir(entries, out), size);
+        return (dirs::encode_dir(entries, out), size, links);
     }
     // Unloaded parts as they are; each run of loaded parts cut again from its entries.
     let mut parts = Vec::new();
@@ -516,5 +617,5 @@ fn seal_dir(dir: MDir, out: &mut Vec<Vec<u8>>) -> (ChunkId, u64) {
         }
         parts.extend(dirs::encode_parts(run, out));
     }
-    (dirs::encode_index(parts, out), size)
+    (dirs::encode_index(parts, out), size, links)
 }
