@@ -512,6 +512,62 @@ fn folders_of_small_files_and_large_files_are_read_ahead_in_batches() {
     assert_eq!(m.unmount(), Some(0));
 }
 
+/// A walk that reads every file (tar, cp -r, rsync) finds the folders below the one it
+/// lists already fetched: their nodes and first files come in batches ahead of it,
+/// not one request per folder and per file.
+#[test]
+fn a_walk_finds_the_next_folders_fetched_ahead() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    let mut folders = 0;
+    for a in 0..12 {
+        for b in 0..3 {
+            let dir = src.join(format!("d{a:02}/s{b}"));
+            fs::create_dir_all(&dir).unwrap();
+            folders += 1;
+            for f in 0..8u64 {
+                let seed = (a * 100 + b * 10) as u64 + f;
+                fs::write(dir.join(format!("f{f}")), tree::bytes(seed, 3000, true)).unwrap();
+            }
+        }
+        folders += 1;
+    }
+    let store = Fvfsd::new();
+    store.run(["migrate", "--local-src", src.to_str().unwrap()]);
+    let d = serve(&store);
+    let mut m = Mount::start(
+        &d,
+        &work.path().join("mnt"),
+        &work.path().join("cache"),
+        &[],
+    );
+    let singles = served(&d, "chunks");
+    fn walk(dir: &Path, local: &Path) -> usize {
+        let mut read = 0;
+        for e in fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let here = local.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                read += walk(&e.path(), &here);
+            } else {
+                assert!(fs::read(e.path()).unwrap() == fs::read(&here).unwrap());
+                read += 1;
+            }
+        }
+        read
+    }
+    assert_eq!(walk(&m.path(""), &src), 12 * 3 * 8);
+    let singles = served(&d, "chunks") - singles;
+    // Without the walk's read-ahead: a request per folder (its node) and one more per
+    // folder of files; with it, the few the walk outran.
+    println!("{folders} folders, {singles} single-chunk requests");
+    assert!(
+        singles < folders / 2,
+        "{singles} single-chunk requests for {folders} folders"
+    );
+    assert_eq!(m.unmount(), Some(0));
+}
+
 #[test]
 fn a_split_directory_lists_reads_and_takes_new_files_through_the_mount() {
     let work = tempfile::tempdir().unwrap();

@@ -46,6 +46,11 @@ pub fn errno(f: &Failure) -> Errno {
 const FOLDER_AHEAD: usize = 256;
 const FOLDER_AHEAD_BYTES: u64 = 32 << 20;
 
+/// Bytes of small files, in the subdirectories of a folder being listed, that a
+/// walk's read-ahead fetches (see [`Remote::walk_ahead`]); walk read-aheads in flight.
+const WALK_AHEAD_BYTES: u64 = 16 << 20;
+const WALKS_IN_FLIGHT: usize = 2;
+
 /// Parts of a large directory asked for in one `POST /v1/chunks/read` (each at most a
 /// few hundred KiB: far under the answer's 64 MiB).
 const PARTS_PER_REQUEST: usize = 64;
@@ -67,6 +72,7 @@ pub struct Remote {
     /// Chunks a read-ahead batch is fetching: a read of one waits for the batch
     /// instead of asking for it again.
     inflight: Arc<std::sync::Mutex<FastMap<ChunkId, Batch>>>,
+    walks: Arc<tokio::sync::Semaphore>,
 }
 
 /// A read-ahead batch in flight, shared by the reads waiting for it.
@@ -107,6 +113,7 @@ impl Remote {
             files: Arc::new(Memo::new()),
             asked: Arc::default(),
             inflight: Arc::default(),
+            walks: Arc::new(tokio::sync::Semaphore::new(WALKS_IN_FLIGHT)),
         }
     }
 
@@ -180,7 +187,7 @@ impl Remote {
         let ahead: Vec<ChunkId> = node.entries[from..]
             .iter()
             .take(FOLDER_AHEAD)
-            .filter(|e| e.id.is_none())
+            .filter(|e| is_small_file(e))
             .flat_map(|e| &e.chunks)
             .take_while(|c| {
                 bytes += c.len;
@@ -189,6 +196,66 @@ impl Remote {
             .map(|c| c.id)
             .collect();
         self.read_ahead(&ahead)
+    }
+
+    /// Folder `dir` (top node `id`) is being listed: a walk (tar, cp -r, rsync, find
+    /// with reads, a build) reads its files next, then goes down into its
+    /// subdirectories. So its first small files, the nodes of its subdirectories and
+    /// the first small files of each ([`WALK_AHEAD_BYTES`] in all) are fetched now, in
+    /// the background: by the time the walk gets there, a cold folder costs no round
+    /// trip, and a cold tier behind the daemon serves them by pack. A failure only
+    /// means the walk fetches them itself.
+    pub fn walk_ahead(
+        &self,
+        id: ChunkId,
+        dir: Arc<DirNode>,
+    ) -> impl std::future::Future<Output = ()> {
+        let me = self.clone();
+        async move {
+            if let Some(first) = dir.entries.iter().find(|e| is_small_file(e)) {
+                if let Some(batch) = me.read_ahead_in_folder(id, &first.name).await {
+                    tokio::spawn(batch);
+                }
+            }
+            let Ok(_walking) = me.walks.clone().acquire_owned().await else {
+                return;
+            };
+            let subdirs: Vec<ChunkId> = dir
+                .entries
+                .iter()
+                .filter(|e| e.kind == node::EntryKind::Dir)
+                .filter_map(|e| e.id)
+                .collect();
+            for ids in subdirs.chunks(PARTS_PER_REQUEST) {
+                if let Some(batch) = me.read_ahead(ids) {
+                    batch.await;
+                }
+            }
+            let mut bytes = 0;
+            let mut ahead = Vec::new();
+            'subdirs: for sub in subdirs {
+                let Ok(Node::Dir(d)) = me.node(sub).await else {
+                    continue;
+                };
+                for e in d
+                    .entries
+                    .iter()
+                    .filter(|e| is_small_file(e))
+                    .take(FOLDER_AHEAD)
+                {
+                    for c in &e.chunks {
+                        bytes += c.len;
+                        if bytes > WALK_AHEAD_BYTES {
+                            break 'subdirs;
+                        }
+                        ahead.push(c.id);
+                    }
+                }
+            }
+            if let Some(batch) = me.read_ahead(&ahead) {
+                batch.await;
+            }
+        }
     }
 
     /// A sequential reader's next chunks (`ahead`, in file order): when at least half
@@ -405,6 +472,11 @@ impl From<fvfs_node::DamagedNode> for MountError {
     fn from(_: fvfs_node::DamagedNode) -> Self {
         Self(Errno::EIO)
     }
+}
+
+/// A file whose chunks its entry lists (no file node to fetch first).
+fn is_small_file(e: &Entry) -> bool {
+    e.kind == node::EntryKind::File && e.id.is_none() && !e.chunks.is_empty()
 }
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -76,6 +76,7 @@ impl FvfsFs {
             }
             if let Some(id) = entry.id {
                 let dir = self.block(self.remote.dir(id))?;
+                self.rt.spawn(self.remote.walk_ahead(id, dir.clone()));
                 let entries = dir.entries.iter().enumerate();
                 names.extend(
                     entries.map(|(i, e)| (e.name.clone(), e.kind, e.link.map(|l| l.id), Some(i))),
