@@ -48,6 +48,7 @@ use self::writeback::{WriteBack, Writing};
 use super::backing::Backing;
 use super::ids::IdMap;
 use super::remote::{Head, Remote};
+use super::FastMap;
 
 /// How long the kernel and this mount trust what they know of the live tree.
 pub const LIVE_TTL: Duration = Duration::from_secs(1);
@@ -64,6 +65,9 @@ enum Handle {
     Write { ino: u64, wb: Arc<Mutex<WriteBack>> },
 }
 
+/// A path in the tree whose root is the id.
+type TreePath = (ChunkId, Box<[u8]>);
+
 pub struct FvfsFs {
     rt: tokio::runtime::Handle,
     remote: Remote,
@@ -75,6 +79,8 @@ pub struct FvfsFs {
     names: RwLock<()>,
     live: Mutex<Option<(Option<Head>, Instant)>>,
     snapshots: Mutex<HashMap<String, ChunkId>>,
+    /// Directory node of each directory path of a tree (by root) looked up lately.
+    dir_ids: Mutex<FastMap<TreePath, ChunkId>>,
     handles: Mutex<HashMap<u64, Handle>>,
     /// Open directories' listings, by handle.
     listings: Mutex<HashMap<u64, listing::Listing>>,
@@ -131,6 +137,7 @@ impl FvfsFs {
             names: RwLock::new(()),
             live: Mutex::new(None),
             snapshots: Mutex::new(HashMap::new()),
+            dir_ids: Mutex::default(),
             handles: Mutex::new(HashMap::new()),
             listings: Mutex::new(HashMap::new()),
             writing: Writing::new(staging),
@@ -142,8 +149,17 @@ impl FvfsFs {
         }
     }
 
+    /// Runs `f` to completion on this (FUSE) thread. Most calls find what they need in
+    /// memory and complete at the first poll: they skip `block_on`'s parking and
+    /// per-call setup, which cost a warm walk about a seventh of fvfsc's CPU.
     fn block<T>(&self, f: impl std::future::Future<Output = T>) -> T {
-        self.rt.block_on(f)
+        let _runtime = self.rt.enter();
+        let mut f = std::pin::pin!(f);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match f.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => self.rt.block_on(f),
+        }
     }
 
     fn fh(&self) -> u64 {

@@ -33,6 +33,10 @@ pub fn file_type(kind: EntryKind) -> FileType {
     }
 }
 
+/// Directory nodes [`FvfsFs::dir_id`] remembers (about 100 bytes each), emptied when
+/// full.
+const DIR_IDS: usize = 64 << 10;
+
 impl FvfsFs {
     /// HEAD's root, re-read after [`LIVE_TTL`]. While the daemon does not answer, the
     /// last root known stays in use (retried at every call), so what is cached stays
@@ -88,20 +92,48 @@ impl FvfsFs {
             },
             View::Snapshot(name) => self.snapshot_root(name)?,
         };
-        let mut entry = Entry {
-            id: Some(root),
-            ..dir_entry(0o755)
+        let Some(slash) = path
+            .iter()
+            .rposition(|b| *b == b'/')
+            .filter(|_| path != b"/")
+        else {
+            return Ok(Entry {
+                id: Some(root),
+                ..dir_entry(0o755)
+            });
         };
-        for name in path.split(|b| *b == b'/').filter(|c| !c.is_empty()) {
-            if entry.kind != EntryKind::Dir {
-                return Err(Errno::ENOTDIR);
-            }
-            let dir = entry.id.ok_or(Errno::EIO)?;
-            entry = self
-                .block(self.remote.entry_in(dir, name))?
-                .ok_or(Errno::ENOENT)?;
+        let dir = self.dir_id(root, &path[..slash.max(1)])?;
+        self.block(self.remote.entry_in(dir, &path[slash + 1..]))?
+            .ok_or(Errno::ENOENT)
+    }
+
+    /// The node of directory `path` of the tree whose root is `root`: trees never
+    /// change, so a directory's node is looked up once, not once per component of
+    /// every path below it (a walk resolves each of its paths).
+    fn dir_id(&self, root: ChunkId, path: &[u8]) -> Result<ChunkId, Errno> {
+        if path == b"/" {
+            return Ok(root);
         }
-        Ok(entry)
+        let key = (root, Box::<[u8]>::from(path));
+        if let Some(id) = lock(&self.dir_ids).get(&key) {
+            return Ok(*id);
+        }
+        let slash = path.iter().rposition(|b| *b == b'/').ok_or(Errno::EINVAL)?;
+        let parent = self.dir_id(root, &path[..slash.max(1)])?;
+        let entry = self
+            .block(self.remote.entry_in(parent, &path[slash + 1..]))?
+            .ok_or(Errno::ENOENT)?;
+        let id = match (entry.kind, entry.id) {
+            (EntryKind::Dir, Some(id)) => id,
+            (EntryKind::Dir, None) => return Err(Errno::EIO),
+            _ => return Err(Errno::ENOTDIR),
+        };
+        let mut ids = lock(&self.dir_ids);
+        if ids.len() >= DIR_IDS {
+            ids.clear();
+        }
+        ids.insert(key, id);
+        Ok(id)
     }
 
     /// The view and path inode `ino` stands for now (ENOENT once it is no path).
