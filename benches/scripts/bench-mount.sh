@@ -65,6 +65,7 @@ for r in $(seq 1 "$reps"); do
 done
 fusermount3 -u "$work/mnt-bind"
 m() { printf '%s\n' "$@" | median; }
+echo "samples: bind ${bind[*]}; cold ${cold[*]}; warm ${warm[*]}; warm3 ${warm3[*]}" >&2
 bm=$(m "${bind[@]}"); cm=$(m "${cold[@]}"); wm=$(m "${warm[@]}"); w3=$(m "${warm3[@]}")
 fb=$(m "${fio_b[@]}"); ff=$(m "${fio_f[@]}"); tm=$(m "${ttfb[@]}"); fm=$(m "${fetched[@]}")
 echo "| measure ($files files, $(basename "$src")) | fvfs | bindfs | ratio |"
