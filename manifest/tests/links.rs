@@ -229,3 +229,34 @@ async fn names_in_a_large_folder_are_found_by_its_counts() {
     );
     assert_eq!(content(repo, root, "/big/f07776").await, "small");
 }
+
+#[tokio::test]
+async fn a_move_changes_the_status_of_what_moved() {
+    let f = fixture();
+    let repo = &f.repo;
+    let lock = repo.lock().await;
+    let pending = Pending::default();
+    let mut edit = TreeEdit::open(repo, None).await.unwrap();
+    let data = repo
+        .put_chunk(&pending, b"x", ChunkKind::Data)
+        .await
+        .unwrap();
+    let refs = vec![ChunkRef { id: data, len: 1 }];
+    let mut e = repo.put_file(&pending, refs).await.unwrap().entry(0o644, 7);
+    e.meta = Some(Box::new(node::Meta {
+        ctime_ns: 5,
+        ..node::Meta::default()
+    }));
+    edit.insert(repo, &pending, b"/a", e, 1, Origin::Client)
+        .await
+        .unwrap();
+    let (root, bytes) = edit.seal(repo, &pending).await.unwrap();
+    lock.commit(&pending, root, bytes, VersionKind::Write, "t")
+        .await
+        .unwrap();
+    drop(lock);
+    let root = commit(repo, &[Op::Rename("/a", "/b")]).await;
+    let moved = entry(repo, root, "/b").await;
+    assert!(moved.meta.unwrap().ctime_ns > 5);
+    assert_eq!(moved.mtime_ns, 7, "the content's time stays");
+}

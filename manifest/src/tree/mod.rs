@@ -524,16 +524,21 @@ impl TreeEdit {
             }
         }
         let dest = self.root.open_dir(repo, to, tparents, None).await?;
-        let slot = match slot {
-            Slot::Stored(mut e) => {
-                e.name = tname.to_vec();
-                Slot::Stored(e)
+        // A move changes the entry's status (as on Linux); a file's other names too.
+        let moved = |mut e: Entry| {
+            e.name = tname.to_vec();
+            if let Some(m) = &mut e.meta {
+                m.ctime_ns = links::now_ns();
             }
-            Slot::Open(mut e, d) => {
-                e.name = tname.to_vec();
-                Slot::Open(e, d)
-            }
+            e
         };
+        let slot = match slot {
+            Slot::Stored(e) => Slot::Stored(moved(e)),
+            Slot::Open(e, d) => Slot::Open(moved(e), d),
+        };
+        if let Some(id) = moving_link {
+            self.links.names_changed(id);
+        }
         let replaced = dest.entries.insert(tname.to_vec(), slot);
         dest.changed = true;
         if let Some(old) = replaced {
