@@ -8,7 +8,7 @@
 //! buffers of at most [`BUFFER_BYTES`] (two at a time), each offered (which ids are
 //! missing? send those in batches) when it fills, whatever the size of the files.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -349,6 +349,25 @@ async fn put_tree_once(api: &Api, src: &Path, dest: &[u8]) -> Result<Summary> {
             Item::File(path, at, m) => files.push((path, at, m)),
         }
     }
+    // Other names of a file already listed become links to its first name (after the
+    // files, in the same commit), not uploads of their own.
+    let mut first_names: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
+    let mut more_names = Vec::new();
+    files.retain(|(path, at, m)| {
+        if m.nlink() < 2 {
+            return true;
+        }
+        match first_names.entry((m.dev(), m.ino())) {
+            std::collections::hash_map::Entry::Occupied(first) => {
+                more_names.push((first.get().clone(), at.clone(), path.clone()));
+                false
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(at.clone());
+                true
+            }
+        }
+    });
     let (tx, rx) = tokio::sync::mpsc::channel::<Outgoing>(256);
     let upload = uploader(api, rx);
     let readers = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -376,7 +395,7 @@ async fn put_tree_once(api: &Api, src: &Path, dest: &[u8]) -> Result<Summary> {
                     };
                     file_ops.push(file_op(&at, &attrs, refs, &tx).await?);
                 }
-                Err(e) => unreadable.push((path, format!("cannot read: {e}"))),
+                Err(e) => unreadable.push((path, format!("cannot read: {e}"), at)),
             }
         }
         drop(results);
@@ -384,9 +403,21 @@ async fn put_tree_once(api: &Api, src: &Path, dest: &[u8]) -> Result<Summary> {
         Ok::<_, anyhow::Error>((count, bytes, file_ops, unreadable))
     };
     let (read, sent_bytes) = futures::try_join!(read_all, upload)?;
-    let (files, bytes, file_ops, unreadable) = read;
+    let (mut files, bytes, file_ops, unreadable) = read;
     ops.extend(file_ops);
-    skipped.extend(unreadable);
+    for (first, at, path) in more_names {
+        if unreadable.iter().any(|(_, _, a)| *a == first) {
+            skipped.push((path, "another name of this file could not be read".into()));
+            continue;
+        }
+        files += 1;
+        ops.push(CommitOp::Link {
+            from: encode_path(&first),
+            to: encode_path(&at),
+            replace: true,
+        });
+    }
+    skipped.extend(unreadable.into_iter().map(|(path, why, _)| (path, why)));
     if ops.is_empty() {
         bail!("{} is empty: nothing to upload", src.display());
     }

@@ -57,7 +57,7 @@ async fn commit(repo: &Repo, ops: &[Op<'_>]) -> fvfs_cas::ChunkId {
                     .unwrap();
             }
             Op::Link(from, to) => edit
-                .link(repo, from.as_bytes(), to.as_bytes())
+                .link(repo, from.as_bytes(), to.as_bytes(), false)
                 .await
                 .unwrap(),
             Op::Remove(path) => drop(edit.remove(repo, path.as_bytes(), true).await.unwrap()),

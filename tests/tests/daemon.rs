@@ -593,3 +593,31 @@ fn cp_copies_trees_at_no_cost_and_restores_from_versions() {
     fvfsc(&d, 1, &["cp", "/docs", "/"]);
     fvfsc(&d, 3, &["ls", "/x"]); // Nothing was copied.
 }
+
+/// `fvfsc put -r` keeps hard links: the other names of a file are links to its first
+/// name, also when put again over the same place; export makes them one file again.
+#[test]
+fn put_keeps_hard_links() {
+    use std::os::unix::fs::MetadataExt;
+    let store = Fvfsd::new();
+    let d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("a"), b"one file, two names").unwrap();
+    std::fs::hard_link(src.join("a"), src.join("sub/b")).unwrap();
+    std::fs::write(src.join("c"), b"alone").unwrap();
+    for _ in 0..2 {
+        fvfsc(&d, 0, &["put", "/h", "-r", src.to_str().unwrap()]);
+    }
+    let out = work.path().join("out");
+    store.run(["export", "/h", out.to_str().unwrap()]);
+    let m = |p: &str| std::fs::symlink_metadata(out.join(p)).unwrap();
+    assert_eq!(m("a").ino(), m("sub/b").ino());
+    assert_eq!(m("a").nlink(), 2);
+    assert_eq!(m("c").nlink(), 1);
+    assert_eq!(
+        std::fs::read(out.join("sub/b")).unwrap(),
+        b"one file, two names"
+    );
+}

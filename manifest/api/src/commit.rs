@@ -72,8 +72,14 @@ pub enum CommitOp {
     /// Moves a file, symlink or directory (as rename(2)).
     Rename { from: String, to: String },
     /// Gives the file (or symlink, or special file) at `from` a new name `to`, which
-    /// must not exist (as link(2)): the two names are one file from then on.
-    Link { from: String, to: String },
+    /// must not exist (as link(2)) unless `replace` (then a file or symlink there is
+    /// replaced, as a put does): the two names are one file from then on.
+    Link {
+        from: String,
+        to: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        replace: bool,
+    },
     /// Copies a file, symlink or whole directory tree in O(1), by sharing its nodes:
     /// `from` as it is in `version` (a number, snapshot name or `HEAD~N`; HEAD when the
     /// commit starts if absent) put at `to`, replacing what `to` holds as a put does.

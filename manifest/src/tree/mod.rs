@@ -429,8 +429,9 @@ impl TreeEdit {
     }
 
     /// Gives the file (symlink, special file) at `from` the new name `to`, which must
-    /// not exist, as link(2): from then on the two names are one file.
-    pub async fn link(&mut self, repo: &Repo, from: &[u8], to: &[u8]) -> Result<()> {
+    /// not exist (as link(2)) unless `replace` (then a non-directory there is
+    /// replaced): from then on the two names are one file.
+    pub async fn link(&mut self, repo: &Repo, from: &[u8], to: &[u8], replace: bool) -> Result<()> {
         let (fc, tc) = (components(from)?, components(to)?);
         let (Some((fname, fparents)), Some((tname, tparents))) = (fc.split_last(), tc.split_last())
         else {
@@ -464,12 +465,18 @@ impl TreeEdit {
         };
         let dest = self.root.open_dir(repo, to, tparents, None).await?;
         dest.holding(repo, tname).await?;
-        if dest.entries.contains_key(*tname) {
-            return Err(ManifestError::Exists(show(to)));
+        match dest.entries.get(*tname).map(|s| s.entry().kind) {
+            None => {}
+            Some(EntryKind::Dir) if replace => return Err(ManifestError::IsADirectory(show(to))),
+            Some(_) if replace => {}
+            Some(_) => return Err(ManifestError::Exists(show(to))),
         }
         self.links.names_changed(linked.link.expect("set above").id);
-        dest.entries.insert(tname.to_vec(), Slot::Stored(linked));
+        let replaced = dest.entries.insert(tname.to_vec(), Slot::Stored(linked));
         dest.changed = true;
+        if let Some(old) = replaced {
+            self.links.left(repo, old).await?;
+        }
         Ok(())
     }
 

@@ -130,9 +130,10 @@ pub async fn commit(
                     from: decode_path(from),
                     to: decode_path(to),
                 },
-                CommitOp::Link { from, to } => Op::Link {
+                CommitOp::Link { from, to, replace } => Op::Link {
                     from: decode_path(from),
                     to: decode_path(to),
+                    replace: *replace,
                 },
                 CommitOp::Copy { from, to, version } => {
                     let v = state.repo.resolve(version.as_deref().unwrap_or("HEAD"))?;

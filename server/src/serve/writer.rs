@@ -41,6 +41,7 @@ pub enum Op {
     Link {
         from: Vec<u8>,
         to: Vec<u8>,
+        replace: bool,
     },
 }
 
@@ -200,7 +201,7 @@ async fn apply(
             meta,
         } => edit.mkdir(repo, path, *mode, *mtime_ns, meta.clone()).await,
         Op::Rename { from, to } => edit.rename(repo, from, to).await,
-        Op::Link { from, to } => edit.link(repo, from, to).await,
+        Op::Link { from, to, replace } => edit.link(repo, from, to, *replace).await,
     }
 }
 

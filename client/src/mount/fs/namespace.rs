@@ -226,6 +226,7 @@ impl FvfsFs {
         let op = CommitOp::Link {
             from: encode_path(&path),
             to: encode_path(&to),
+            replace: false,
         };
         self.commit("link", vec![op])?;
         let entry = self.entry(&view, &to)?;
