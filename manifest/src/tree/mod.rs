@@ -368,10 +368,7 @@ impl TreeEdit {
                     });
                 }
                 self.links.entry_set(&entry);
-                let replaced = dir.entries.insert(name.to_vec(), Slot::Stored(entry));
-                if let Some(old) = replaced {
-                    self.links.left(repo, old).await?;
-                }
+                put_slot(repo, &mut self.links, dir, name, Slot::Stored(entry)).await?;
                 if !given {
                     let slot = dir.entries.get_mut(*name).expect("just put");
                     self.links.relink(repo, slot).await?;
@@ -472,12 +469,7 @@ impl TreeEdit {
             Some(_) => return Err(ManifestError::Exists(show(to))),
         }
         self.links.names_changed(linked.link.expect("set above").id);
-        let replaced = dest.entries.insert(tname.to_vec(), Slot::Stored(linked));
-        dest.changed = true;
-        if let Some(old) = replaced {
-            self.links.left(repo, old).await?;
-        }
-        Ok(())
+        put_slot(repo, &mut self.links, dest, tname, Slot::Stored(linked)).await
     }
 
     /// Moves `from` to `to`, which may replace a file or symlink, or an empty directory
@@ -546,12 +538,7 @@ impl TreeEdit {
         if let Some(id) = moving_link {
             self.links.names_changed(id);
         }
-        let replaced = dest.entries.insert(tname.to_vec(), slot);
-        dest.changed = true;
-        if let Some(old) = replaced {
-            self.links.left(repo, old).await?;
-        }
-        Ok(())
+        put_slot(repo, &mut self.links, dest, tname, slot).await
     }
 
     /// Writes every changed directory, bottom-up; returns the new root and its logical size.
@@ -564,6 +551,22 @@ impl TreeEdit {
             repo.put_chunk(pending, bytes, ChunkKind::Node).await?;
         }
         Ok((root, size))
+    }
+}
+
+/// Puts `slot` under `name` in `dir` (marked changed); the files whatever it replaces
+/// named lose those names (see `links.rs`).
+async fn put_slot(
+    repo: &Repo,
+    links: &mut links::Links,
+    dir: &mut MDir,
+    name: &[u8],
+    slot: Slot,
+) -> Result<()> {
+    dir.changed = true;
+    match dir.entries.insert(name.to_vec(), slot) {
+        Some(old) => links.left(repo, old).await,
+        None => Ok(()),
     }
 }
 
