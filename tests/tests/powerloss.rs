@@ -57,6 +57,10 @@ fn small_tree(root: &Path, files: u64, rng: &mut Rng) {
         )
         .unwrap();
     }
+    // A second name of the first file (hard links go through their own commit ops).
+    if files >= 2 {
+        std::fs::hard_link(root.join("d0/f0"), root.join("d1/also-f0")).unwrap();
+    }
 }
 
 #[test]
