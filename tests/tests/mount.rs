@@ -693,30 +693,38 @@ fn a_walk_of_a_million_entries_keeps_the_mount_small() {
         }
         0
     });
-    // The kernel forgets its inodes (as under memory pressure), and a second walk
-    // needs no more than the first.
-    fs::write("/proc/sys/vm/drop_caches", "2").unwrap();
-    let (peak_again, seen_again) = sampled(&walk);
-    assert_eq!(seen_again, seen);
+    // The kernel forgets its inodes (as under memory pressure) and the tree is walked
+    // again, twice: the table empties and fills again, and the third walk needs no
+    // more than the second (the first, whose names the kernel never forgot, can need
+    // less: memory freed by the forgets stays with the allocator).
+    let forgot_and_walked = || {
+        fs::write("/proc/sys/vm/drop_caches", "2").unwrap();
+        let (peak, seen_again) = sampled(&walk);
+        assert_eq!(seen_again, seen);
+        peak
+    };
+    let (peak_again, peak_third) = (forgot_and_walked(), forgot_and_walked());
     eprintln!(
-        "mount RSS: walk of {seen} entries {} MiB; 300,000 missing names {} MiB; after the kernel forgot, walk again {} MiB",
+        "mount RSS: walk of {seen} entries {} MiB; 300,000 missing names {} MiB; after the kernel forgot, walk again {} MiB, and again {} MiB",
         peak >> 20,
         peak_missing >> 20,
-        peak_again >> 20
+        peak_again >> 20,
+        peak_third >> 20,
     );
-    for (what, p) in [
-        ("missing names", peak_missing),
-        ("a second walk", peak_again),
+    for (what, p, before) in [
+        ("missing names", peak_missing, peak),
+        ("a third walk", peak_third, peak_again),
     ] {
         assert!(
-            p <= peak + (peak >> 3),
+            p <= before + (before >> 3),
             "{what}: {} MiB after {} MiB",
             p >> 20,
-            peak >> 20
+            before >> 20
         );
     }
     assert_eq!(seen, DIRS * FILES + DIRS - 1);
-    assert!(peak < 300 << 20, "the mount grew to {} MiB", peak >> 20);
+    let most = peak.max(peak_again).max(peak_third);
+    assert!(most < 300 << 20, "the mount grew to {} MiB", most >> 20);
 }
 
 /// Bytes process `pid` has written through system calls (a mount's answers to the

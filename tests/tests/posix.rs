@@ -5,7 +5,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -76,13 +76,75 @@ fn read_all(f: &mut File) -> String {
     s
 }
 
-/// Waits until `cond` holds on a mount that learns of others' commits after its TTL.
+/// Waits until `cond` holds on a mount that learns of others' commits when its
+/// follower polls HEAD (about a second; the kernel may keep what it was told of the
+/// live tree for minutes, so a pass shows the kernel was told).
 fn eventually(what: &str, cond: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !cond() {
         assert!(Instant::now() < deadline, "never happened: {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The kernel keeps names, attributes and content of the live tree for minutes: when
+/// another mount changes them, this one forgets exactly what changed. Also after this
+/// mount's own rename is undone elsewhere (the kernel moved that name's cache itself).
+#[test]
+fn what_the_kernel_cached_is_forgotten_when_another_mount_changes_it() {
+    let fx = Fixture::new();
+    let other = fx.another_mount("other");
+    fs::create_dir(fx.m.path("d")).unwrap();
+    for (name, text) in [
+        ("f", "one"),
+        ("gone", "x"),
+        ("x", "moved"),
+        ("same", "same"),
+    ] {
+        fs::write(fx.m.path(&format!("d/{name}")), text).unwrap();
+    }
+    let cached = |name: &str| other.path(&format!("d/{name}"));
+    eventually("the other mount sees the files", || {
+        fs::read_to_string(cached("x")).is_ok_and(|s| s == "moved")
+    });
+    assert_eq!(fs::read_to_string(cached("f")).unwrap(), "one");
+    assert!(cached("gone").exists());
+    let same_ino = fs::metadata(cached("same")).unwrap().ino();
+
+    // Same inode, new content and size: cached pages and attributes must go.
+    fs::write(fx.m.path("d/f"), "two, longer").unwrap();
+    fs::remove_file(fx.m.path("d/gone")).unwrap();
+    fs::rename(fx.m.path("d/x"), fx.m.path("d/y")).unwrap();
+    fs::set_permissions(fx.m.path("d/same"), fs::Permissions::from_mode(0o600)).unwrap();
+    eventually("the other mount sees the new content", || {
+        fs::read_to_string(cached("f")).is_ok_and(|s| s == "two, longer")
+    });
+    eventually("the other mount sees every change", || {
+        !cached("gone").exists()
+            && !cached("x").exists()
+            && fs::read_to_string(cached("y")).is_ok_and(|s| s == "moved")
+            && fs::metadata(cached("same")).unwrap().mode() & 0o777 == 0o600
+    });
+    assert_eq!(fs::metadata(cached("f")).unwrap().len(), 11);
+    assert_eq!(fs::metadata(cached("same")).unwrap().ino(), same_ino);
+
+    // The other mount renames y to z; this one renames z back to y.
+    fs::rename(cached("y"), cached("z")).unwrap();
+    eventually("this mount sees z", || fx.m.path("d/z").exists());
+    fs::rename(fx.m.path("d/z"), fx.m.path("d/y")).unwrap();
+    eventually("the other mount forgets z and sees y", || {
+        !cached("z").exists() && fs::read_to_string(cached("y")).is_ok_and(|s| s == "moved")
+    });
+    let names = |dir: &Path| {
+        let mut n: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(&cached("")), ["f", "same", "y"]);
+    assert_eq!(names(&cached("")), names(&fx.m.path("d")));
 }
 
 #[test]
@@ -452,7 +514,6 @@ fn extended_attributes(dir: &Path) -> Vec<String> {
 }
 
 fn owners_and_status_changes(dir: &Path) -> Vec<String> {
-    use std::os::unix::fs::PermissionsExt;
     let f = dir.join("f");
     fs::write(&f, "x").unwrap();
     let old = std::time::UNIX_EPOCH + Duration::from_secs(946_684_800);
@@ -507,7 +568,6 @@ fn owners_and_status_changes(dir: &Path) -> Vec<String> {
 
 fn hard_links(dir: &Path) -> Vec<String> {
     use std::io::Write;
-    use std::os::unix::fs::PermissionsExt;
     let (a, b, c) = (dir.join("a"), dir.join("sub/b"), dir.join("c"));
     fs::create_dir(dir.join("sub")).unwrap();
     fs::write(&a, "one").unwrap();

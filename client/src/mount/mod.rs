@@ -83,9 +83,17 @@ pub fn run(
         SessionACL::Owner
     };
     config.n_threads = Some(4);
+    let follower = fs.follower();
     let mut session = Session::new(fs, mountpoint, &config)
         .with_context(|| format!("cannot mount on {}", mountpoint.display()))?;
     let mut unmounter = session.unmount_callable();
+    // The follower tells the kernel what changed in the live tree until the session
+    // ends (its channel's sender is dropped then).
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let (rt, kernel) = (runtime.handle().clone(), session.notifier());
+    let following = std::thread::Builder::new()
+        .name("fvfs-follow".into())
+        .spawn(move || follower.run(&rt, &kernel, &stopped))?;
     runtime.spawn(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("SIGTERM handler");
@@ -98,7 +106,12 @@ pub fn run(
         }
     });
     eprintln!("fvfsc: mounted on {}", mountpoint.display());
-    session.run().context("serving the mount")?;
+    let served = session.run().context("serving the mount");
+    drop(stop);
+    if following.join().is_err() {
+        tracing::error!("the follower of HEAD panicked");
+    }
+    served?;
     eprintln!("fvfsc: unmounted {}", mountpoint.display());
     Ok(())
 }

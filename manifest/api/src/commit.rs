@@ -99,6 +99,19 @@ pub struct CommitRequest {
 }
 
 impl CommitOp {
+    /// The (percent-encoded) paths whose entries the op may change.
+    pub fn paths(&self) -> Vec<&str> {
+        match self {
+            Self::File { path, .. }
+            | Self::Symlink { path, .. }
+            | Self::Mkdir { path, .. }
+            | Self::Special { path, .. }
+            | Self::Remove { path, .. } => vec![path],
+            Self::Rename { from, to } | Self::Link { from, to, .. } => vec![from, to],
+            Self::Copy { to, .. } => vec![to],
+        }
+    }
+
     /// The entry a put-like op carries, and its path. Ids are parsed; lengths and
     /// sizes must agree (checked again when the tree node is decoded).
     pub fn to_entry(&self) -> std::result::Result<Option<(Vec<u8>, Entry)>, String> {

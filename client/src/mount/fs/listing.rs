@@ -24,6 +24,8 @@ const WINDOW: usize = 256;
 pub struct Listing {
     dir: u64,
     view: View,
+    /// The live root's generation when listed.
+    since: u64,
     /// The directory's node, whose entries give the items' attributes.
     node: Option<Arc<DirNode>>,
     items: Vec<Item>,
@@ -60,6 +62,7 @@ impl Item {
 impl FvfsFs {
     /// The listing of directory `ino` as it is now.
     fn list(&self, ino: u64) -> Result<Listing, Errno> {
+        let since = self.live.generation();
         let (view, path) = self.locate(ino)?;
         // Name, kind, link id, index in the node.
         type Named = (Vec<u8>, EntryKind, Option<u64>, Option<usize>);
@@ -123,6 +126,7 @@ impl FvfsFs {
         Ok(Listing {
             dir: ino,
             view,
+            since,
             node,
             items,
         })
@@ -148,12 +152,13 @@ impl FvfsFs {
                 self.sweep(&old);
             }
         }
-        let (window, view, node) = {
+        let (window, view, since, node) = {
             let listings = lock(&self.listings);
             let l = listings.get(&fh).ok_or(Errno::EBADF)?;
             let start = (offset as usize).min(l.items.len());
             let end = (start + WINDOW).min(l.items.len());
-            (l.items[start..end].to_vec(), l.view.clone(), l.node.clone())
+            let items = l.items[start..end].to_vec();
+            (items, l.view.clone(), l.since, l.node.clone())
         };
         let items = window
             .into_iter()
@@ -164,7 +169,7 @@ impl FvfsFs {
             .collect();
         Ok(Window {
             items,
-            ttl: view::ttl(&view),
+            ttl: self.ttl(&view, since),
         })
     }
 

@@ -7,14 +7,16 @@
 //!
 //! # Invariants
 //! - An inode is a name in a directory of one view: the live tree (whose root is
-//!   HEAD, re-read after at most [`LIVE_TTL`] and after this mount's own commits) or
-//!   one snapshot (immutable: attributes and content are cached by the kernel for long).
+//!   HEAD, followed by [`follow`] and after this mount's own commits) or one snapshot
+//!   (immutable). The kernel caches both for long: it is told what changed in the
+//!   live tree.
 //! - Writes go to a local write-back file of the inode; on fsync, flush and close a
 //!   changed file is chunked, only the chunks the daemon lacks are sent, and it is
 //!   committed where its inode is then. fsync returns after the daemon made the commit
 //!   durable.
 //! - Every chunk is verified against its id before use (in [`super::remote`]).
 
+mod follow;
 mod inodes;
 mod listing;
 mod namespace;
@@ -29,7 +31,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 use fuser::{
     Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
@@ -42,16 +44,16 @@ use fvfs_api::path::encode_path;
 use fvfs_cas::ChunkId;
 use fvfs_node::{Entry, EntryKind, Meta};
 
+pub use self::follow::Follower;
+use self::follow::LiveRoot;
 use self::inodes::{Inodes, View, ROOT, SNAPSHOTS, SNAPSHOTS_NAME};
 use self::namespace::{new_meta, SetAttr};
 use self::writeback::{WriteBack, Writing};
 use super::backing::Backing;
 use super::ids::IdMap;
-use super::remote::{Head, Remote};
+use super::remote::Remote;
 use super::FastMap;
 
-/// How long the kernel and this mount trust what they know of the live tree.
-pub const LIVE_TTL: Duration = Duration::from_secs(1);
 /// The longest name a directory entry may have, as on Linux's local file systems.
 const NAME_MAX: usize = 255;
 
@@ -74,10 +76,10 @@ pub struct FvfsFs {
     read_only: bool,
     uid: u32,
     gid: u32,
-    inodes: Mutex<Inodes>,
+    inodes: Arc<Mutex<Inodes>>,
     /// Held exclusively by operations that move or remove names (see [`namespace`]).
     names: RwLock<()>,
-    live: Mutex<Option<(Option<Head>, Instant)>>,
+    live: Arc<LiveRoot>,
     snapshots: Mutex<HashMap<String, ChunkId>>,
     /// Directory node of each directory path of a tree (by root) looked up lately.
     dir_ids: Mutex<FastMap<TreePath, ChunkId>>,
@@ -133,9 +135,9 @@ impl FvfsFs {
             read_only,
             uid: rustix::process::getuid().as_raw(),
             gid: rustix::process::getgid().as_raw(),
-            inodes: Mutex::new(Inodes::new()),
+            inodes: Arc::new(Mutex::new(Inodes::new())),
             names: RwLock::new(()),
-            live: Mutex::new(None),
+            live: Arc::default(),
             snapshots: Mutex::new(HashMap::new()),
             dir_ids: Mutex::default(),
             handles: Mutex::new(HashMap::new()),
@@ -147,6 +149,11 @@ impl FvfsFs {
             backed: Mutex::default(),
             next_fh: AtomicU64::new(1),
         }
+    }
+
+    /// The follower of this mount's live tree (to run once the kernel can be told).
+    pub fn follower(&self) -> Follower {
+        Follower::new(self.remote.clone(), self.live.clone(), self.inodes.clone())
     }
 
     /// Runs `f` to completion on this (FUSE) thread. Most calls find what they need in
@@ -244,8 +251,9 @@ impl Filesystem for FvfsFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let since = self.live.generation();
         let (view, attr) = tri!(reply, self.look_up(u64::from(parent), name.as_bytes()));
-        reply.entry(&view::ttl(&view), &attr, Generation(0));
+        reply.entry(&self.ttl(&view, since), &attr, Generation(0));
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -253,7 +261,7 @@ impl Filesystem for FvfsFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        let ino = u64::from(ino);
+        let (ino, since) = (u64::from(ino), self.live.generation());
         let opened = fh.and_then(|fh| match lock(&self.handles).get(&fh.0) {
             Some(Handle::Read(entry, _) | Handle::Passthrough { entry, .. }) => Some(entry.clone()),
             _ => None,
@@ -270,10 +278,9 @@ impl Filesystem for FvfsFs {
             }
             None => tri!(reply, self.stat(ino).map_err(stale)),
         };
-        let live = lock(&self.inodes)
-            .locate(ino)
-            .is_none_or(|(v, _)| v == View::Live);
-        reply.attr(if live { &LIVE_TTL } else { &view::SNAPSHOT_TTL }, &attr);
+        let located = lock(&self.inodes).locate(ino);
+        let view = located.map_or(View::Live, |(v, _)| v);
+        reply.attr(&self.ttl(&view, since), &attr);
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
@@ -521,7 +528,13 @@ impl Filesystem for FvfsFs {
             }
         };
         let fh = self.handle(Handle::Write { ino, wb });
-        reply.created(&LIVE_TTL, &attr, Generation(0), fh, FopenFlags::empty());
+        reply.created(
+            &follow::LIVE_TTL,
+            &attr,
+            Generation(0),
+            fh,
+            FopenFlags::empty(),
+        );
     }
 
     fn mkdir(
@@ -546,7 +559,7 @@ impl Filesystem for FvfsFs {
                 })
             })
         );
-        reply.entry(&LIVE_TTL, &attr, Generation(0));
+        reply.entry(&follow::LIVE_TTL, &attr, Generation(0));
     }
 
     fn symlink(
@@ -571,7 +584,7 @@ impl Filesystem for FvfsFs {
                 })
             })
         );
-        reply.entry(&LIVE_TTL, &attr, Generation(0));
+        reply.entry(&follow::LIVE_TTL, &attr, Generation(0));
     }
 
     /// FIFOs, sockets and devices are names with metadata in the tree; the kernel
@@ -627,7 +640,7 @@ impl Filesystem for FvfsFs {
                 })
             })
         );
-        reply.entry(&LIVE_TTL, &attr, Generation(0));
+        reply.entry(&follow::LIVE_TTL, &attr, Generation(0));
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
@@ -730,7 +743,7 @@ impl Filesystem for FvfsFs {
             tri!(reply, self.set_attrs(ino, &set).map_err(stale));
         }
         let attr = tri!(reply, self.stat(ino).map_err(stale));
-        reply.attr(&LIVE_TTL, &attr);
+        reply.attr(&follow::LIVE_TTL, &attr);
     }
 
     /// A hard link becomes a second entry sharing the file's content (no extra space);
@@ -747,7 +760,7 @@ impl Filesystem for FvfsFs {
             reply,
             self.link(u64::from(ino), u64::from(newparent), newname.as_bytes())
         );
-        reply.entry(&LIVE_TTL, &attr, Generation(0));
+        reply.entry(&follow::LIVE_TTL, &attr, Generation(0));
     }
 
     fn rename(

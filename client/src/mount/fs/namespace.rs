@@ -15,7 +15,7 @@ use std::sync::Mutex;
 
 use fuser::{Errno, FileAttr};
 use fvfs_api::commit::CommitOp;
-use fvfs_api::path::encode_path;
+use fvfs_api::path::{decode_path, encode_path};
 use fvfs_node::{path as fpath, Entry, EntryKind, Meta};
 
 use super::inodes::View;
@@ -33,8 +33,11 @@ impl FvfsFs {
     }
 
     fn commit(&self, what: &str, ops: Vec<CommitOp>) -> Result<(), Errno> {
+        let touched: Vec<Vec<u8>> = (ops.iter().flat_map(CommitOp::paths))
+            .map(decode_path)
+            .collect();
         let head = self.block(self.remote.commit(what.to_owned(), ops))?;
-        self.saw_head(Some(head));
+        self.live.committed(head, touched);
         Ok(())
     }
 
@@ -63,7 +66,7 @@ impl FvfsFs {
                 None => Errno::EIO,
             }
         })?;
-        self.saw_head(Some(Head::of(&version)?));
+        self.live.committed(Head::of(&version)?, [path]);
         w.dirty = false;
         // The next open must not trust what the kernel cached of the old content.
         lock(&self.inodes).same_content(ino, None);

@@ -1,25 +1,17 @@
 //! Reading the trees a mount shows: the live root (HEAD, followed forward only), the
 //! snapshot roots, entries by path, and the attributes the kernel is told.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fuser::{Errno, FileAttr, FileType, INodeNo};
 use fvfs_cas::ChunkId;
 use fvfs_node::{Entry, EntryKind};
 
 use super::inodes::View;
-use super::{dir_entry, lock, FvfsFs, LIVE_TTL};
-use crate::mount::remote::Head;
+use super::{dir_entry, lock, FvfsFs};
 
 /// Snapshots never change.
-pub const SNAPSHOT_TTL: Duration = Duration::from_secs(24 * 3600);
-
-pub fn ttl(view: &View) -> Duration {
-    match view {
-        View::Live => LIVE_TTL,
-        _ => SNAPSHOT_TTL,
-    }
-}
+const SNAPSHOT_TTL: Duration = Duration::from_secs(24 * 3600);
 
 pub fn file_type(kind: EntryKind) -> FileType {
     match kind {
@@ -38,35 +30,24 @@ pub fn file_type(kind: EntryKind) -> FileType {
 const DIR_IDS: usize = 64 << 10;
 
 impl FvfsFs {
-    /// HEAD's root, re-read after [`LIVE_TTL`]. While the daemon does not answer, the
-    /// last root known stays in use (retried at every call), so what is cached stays
-    /// readable offline.
-    fn live_root(&self) -> Result<Option<ChunkId>, Errno> {
-        let known = *lock(&self.live);
-        if let Some((head, at)) = known {
-            if at.elapsed() < LIVE_TTL {
-                return Ok(head.map(|h| h.root));
-            }
-        }
-        match self.block(self.remote.version("HEAD")) {
-            Ok(head) => Ok(self.saw_head(head)),
-            Err(Errno::EIO) if known.is_some() => Ok(known.and_then(|(h, _)| h.map(|h| h.root))),
-            Err(e) => Err(e),
+    /// How long the kernel may keep a reply about `view` built since the live root's
+    /// generation `since` (see [`super::follow`]).
+    pub(super) fn ttl(&self, view: &View, since: u64) -> Duration {
+        match view {
+            View::Live => self.live.ttl(since),
+            _ => SNAPSHOT_TTL,
         }
     }
 
-    /// Follows HEAD to `head` unless a newer version is known already: answers to
-    /// concurrent commits arrive in any order, and an older one must not bring back a
-    /// tree without the other's file. Returns the root now followed.
-    pub(super) fn saw_head(&self, head: Option<Head>) -> Option<ChunkId> {
-        let mut live = lock(&self.live);
-        let known = live.and_then(|(h, _)| h);
-        let follow = match (known, head) {
-            (Some(k), Some(h)) if h.number < k.number => known,
-            _ => head,
-        };
-        *live = Some((follow, Instant::now()));
-        follow.map(|h| h.root)
+    /// HEAD's root, as the follower keeps it (read here the first time). While the
+    /// daemon does not answer, the last root known stays in use, so what is cached
+    /// stays readable offline.
+    fn live_root(&self) -> Result<Option<ChunkId>, Errno> {
+        if let Some(root) = self.live.root() {
+            return Ok(root);
+        }
+        let head = self.block(self.remote.version("HEAD"))?;
+        Ok(self.live.saw(head))
     }
 
     fn snapshot_root(&self, name: &str) -> Result<ChunkId, Errno> {

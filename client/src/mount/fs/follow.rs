@@ -1,0 +1,325 @@
+//! Following the live tree: HEAD is polled every [`FOLLOW_EVERY`] by a thread of its
+//! own, and when it moved the kernel is told to forget what it caches of the names
+//! and inodes that changed. So the kernel may keep what it knows of the live tree for
+//! [`LIVE_TTL`] (a walk of a warm tree asks fvfsc nothing) and still sees another
+//! device's change about a second after it was committed.
+//!
+//! # Invariants
+//! - The followed root only moves forward (to a higher version number), and every move
+//!   bumps a generation.
+//! - A reply about the live tree lets the kernel keep it for [`LIVE_TTL`] only if the
+//!   generation did not move while the reply was built ([`LiveRoot::ttl`]). The
+//!   follower reads the inode table after the bump, so a name filed in it later, from
+//!   a reply built on the old root, would be missed: such a reply gets no time to live.
+//! - The kernel is told after the root moved, and the follower holds no lock of the
+//!   mount while it tells: an invalidation waits for the kernel's requests in flight
+//!   in that directory, whose answers may need those locks.
+//! - What the kernel was told of is the change from `shown` to the root followed; a
+//!   poll that fails is retried from the same `shown`.
+//! - The kernel also learns of this mount's own changes from their replies (and moves
+//!   a renamed name's cache itself), in trees the follower never diffs: the paths
+//!   those commits touched are forgotten at the next poll, whatever the diff says.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fuser::{Errno, INodeNo, Notifier};
+use fvfs_cas::ChunkId;
+use fvfs_node::{DirNode, Entry, EntryKind};
+
+use super::inodes::{Inodes, ROOT};
+use super::lock;
+use crate::mount::remote::{Head, Remote};
+
+/// How long the kernel may keep what it was told of the live tree: a safety net, as
+/// the follower tells it of every change.
+pub const LIVE_TTL: Duration = Duration::from_secs(300);
+/// How often HEAD is polled.
+const FOLLOW_EVERY: Duration = Duration::from_secs(1);
+
+/// The live tree's root as this mount follows it, shared by the kernel's requests and
+/// the follower.
+#[derive(Default)]
+pub struct LiveRoot(Mutex<Followed>);
+
+#[derive(Default)]
+struct Followed {
+    /// HEAD as last seen (`Some(None)`: no version yet); `None` until first read.
+    head: Option<Option<Head>>,
+    generation: u64,
+    /// Paths this mount's commits touched since the follower last looked.
+    touched: Vec<Vec<u8>>,
+}
+
+impl LiveRoot {
+    /// The root followed (`Some(None)`: an empty tree), once HEAD was read.
+    pub fn root(&self) -> Option<Option<ChunkId>> {
+        lock(&self.0).head.map(|h| h.map(|h| h.root))
+    }
+
+    /// Moves whenever the root followed does.
+    pub fn generation(&self) -> u64 {
+        lock(&self.0).generation
+    }
+
+    /// How long the kernel may keep a reply about the live tree built since
+    /// generation `since`.
+    pub fn ttl(&self, since: u64) -> Duration {
+        if self.generation() == since {
+            LIVE_TTL
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// Follows HEAD to `head` unless a newer version is known already: answers to
+    /// concurrent commits arrive in any order, and an older one must not bring back a
+    /// tree without the other's file. Returns the root now followed.
+    pub fn saw(&self, head: Option<Head>) -> Option<ChunkId> {
+        let mut followed = lock(&self.0);
+        let known = followed.head.flatten();
+        let follow = match (known, head) {
+            (Some(k), Some(h)) if h.number < k.number => known,
+            (Some(_), None) => known,
+            _ => head,
+        };
+        let root = follow.map(|h| h.root);
+        if followed.head.map(|h| h.map(|h| h.root)) != Some(root) {
+            followed.generation += 1;
+        }
+        followed.head = Some(follow);
+        root
+    }
+
+    /// This mount committed `head`, which changed `paths`.
+    pub fn committed(
+        &self,
+        head: Head,
+        paths: impl IntoIterator<Item = Vec<u8>>,
+    ) -> Option<ChunkId> {
+        lock(&self.0).touched.extend(paths);
+        self.saw(Some(head))
+    }
+
+    fn take_touched(&self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut lock(&self.0).touched)
+    }
+}
+
+/// What the kernel is told to forget.
+#[derive(Debug, PartialEq, Eq)]
+enum Forget {
+    /// A name in a directory (it may stand for another inode now, or none).
+    Name(u64, Vec<u8>),
+    /// An inode's attributes and cached content (or listing).
+    Inode(u64),
+}
+
+pub struct Follower {
+    remote: Remote,
+    live: Arc<LiveRoot>,
+    inodes: Arc<Mutex<Inodes>>,
+    /// The root whose tree the kernel knows (`None`: an empty tree, at first: then
+    /// the first poll tells it to forget every top-level name it may have).
+    shown: Option<ChunkId>,
+}
+
+impl Follower {
+    pub fn new(remote: Remote, live: Arc<LiveRoot>, inodes: Arc<Mutex<Inodes>>) -> Self {
+        Self {
+            remote,
+            live,
+            inodes,
+            shown: None,
+        }
+    }
+
+    /// Polls HEAD and tells `kernel` what changed, until `stop` is sent to or dropped.
+    pub fn run(mut self, rt: &tokio::runtime::Handle, kernel: &Notifier, stop: &Receiver<()>) {
+        while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(FOLLOW_EVERY) {
+            match rt.block_on(self.poll()) {
+                Ok(forget) => tell(kernel, &forget),
+                Err(e) => tracing::debug!("following HEAD: {e:?}"),
+            }
+        }
+    }
+
+    /// Follows HEAD; what the kernel must forget of the tree it knew.
+    async fn poll(&mut self) -> Result<Vec<Forget>, Errno> {
+        let head = self.remote.version("HEAD").await?;
+        let now = self.live.saw(head);
+        let mut forget = self.changes(self.shown, now).await?;
+        self.shown = now;
+        let inodes = lock(&self.inodes);
+        for path in self.live.take_touched() {
+            forget.extend(forget_path(&inodes, &path));
+        }
+        Ok(forget)
+    }
+
+    /// What the kernel must forget from tree `from` to tree `to`: descends only into
+    /// directories that changed and that the inode table (so the kernel) knows.
+    async fn changes(
+        &self,
+        from: Option<ChunkId>,
+        to: Option<ChunkId>,
+    ) -> Result<Vec<Forget>, Errno> {
+        let mut out = Vec::new();
+        let mut stack = vec![(ROOT, from, to)];
+        while let Some((dir, a, b)) = stack.pop() {
+            if a == b {
+                continue;
+            }
+            out.push(Forget::Inode(dir));
+            let (a, b) = (self.listing(a).await?, self.listing(b).await?);
+            for (name, x, y) in differing(&a.entries, &b.entries) {
+                let Some(ino) = lock(&self.inodes).known(dir, name) else {
+                    continue;
+                };
+                match (x, y) {
+                    // Still the same inode: its attributes and content change.
+                    (Some(x), Some(y)) if same_inode(x, y) => {
+                        out.push(Forget::Inode(ino));
+                        if x.kind == EntryKind::Dir {
+                            stack.push((ino, x.id, y.id));
+                        }
+                    }
+                    _ => {
+                        out.push(Forget::Name(dir, name.to_vec()));
+                        out.push(Forget::Inode(ino));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn listing(&self, id: Option<ChunkId>) -> Result<Arc<DirNode>, Errno> {
+        match id {
+            Some(id) => self.remote.dir(id).await,
+            None => Ok(Arc::default()),
+        }
+    }
+}
+
+/// What the kernel must forget of `path`: its name and inode, if the table (so the
+/// kernel) knows them.
+fn forget_path(inodes: &Inodes, path: &[u8]) -> Vec<Forget> {
+    let mut dir = ROOT;
+    let mut names = path
+        .split(|b| *b == b'/')
+        .filter(|n| !n.is_empty())
+        .peekable();
+    while let Some(name) = names.next() {
+        let Some(ino) = inodes.known(dir, name) else {
+            break;
+        };
+        if names.peek().is_none() {
+            return vec![Forget::Name(dir, name.to_vec()), Forget::Inode(ino)];
+        }
+        dir = ino;
+    }
+    Vec::new()
+}
+
+/// Whether a name holding `x` and then `y` stands for one inode all along (as the
+/// inode table numbers them: by kind, and by link id for a file with several names).
+fn same_inode(x: &Entry, y: &Entry) -> bool {
+    x.kind == y.kind && x.link.map(|l| l.id) == y.link.map(|l| l.id)
+}
+
+/// The names whose entries differ between two sorted listings, with both entries.
+fn differing<'a>(
+    a: &'a [Entry],
+    b: &'a [Entry],
+) -> Vec<(&'a [u8], Option<&'a Entry>, Option<&'a Entry>)> {
+    let mut out = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        let order = match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) => x.name.cmp(&y.name),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            _ => std::cmp::Ordering::Greater,
+        };
+        match order {
+            std::cmp::Ordering::Less => {
+                out.push((a[i].name.as_slice(), Some(&a[i]), None));
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.push((b[j].name.as_slice(), None, Some(&b[j])));
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                if a[i] != b[j] {
+                    out.push((a[i].name.as_slice(), Some(&a[i]), Some(&b[j])));
+                }
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Tells the kernel; what it does not cache (ENOENT) needs no telling.
+fn tell(kernel: &Notifier, forget: &[Forget]) {
+    for f in forget {
+        let told = match f {
+            Forget::Name(dir, name) => kernel.inval_entry(INodeNo(*dir), OsStr::from_bytes(name)),
+            // From offset 0 to the end: attributes and every cached page.
+            Forget::Inode(ino) => kernel.inval_inode(INodeNo(*ino), 0, 0),
+        };
+        match told {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::debug!("telling the kernel to forget {f:?}: {e}");
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str, size: u64) -> Entry {
+        Entry {
+            name: name.into(),
+            kind: EntryKind::File,
+            size,
+            ..Entry::dir(0o644, 0)
+        }
+    }
+
+    #[test]
+    fn only_names_whose_entries_differ_are_named() {
+        let a = [file("a", 1), file("b", 2), file("d", 4)];
+        let b = [file("b", 3), file("c", 1), file("d", 4)];
+        let names: Vec<&[u8]> = differing(&a, &b).iter().map(|d| d.0).collect();
+        assert_eq!(names, [&b"a"[..], b"b", b"c"]);
+        assert!(differing(&a, &a).is_empty());
+    }
+
+    #[test]
+    fn the_generation_moves_with_the_root_and_only_forward() {
+        let live = LiveRoot::default();
+        assert_eq!(live.root(), None);
+        let head = |number, byte| Head {
+            number,
+            root: ChunkId::from_bytes([byte; 32]),
+        };
+        live.saw(Some(head(2, 2)));
+        let g = live.generation();
+        assert_eq!(live.ttl(g), LIVE_TTL);
+        // An older answer arriving late changes nothing.
+        live.saw(Some(head(1, 1)));
+        assert_eq!(live.root(), Some(Some(ChunkId::from_bytes([2; 32]))));
+        assert_eq!(live.ttl(g), LIVE_TTL);
+        live.saw(Some(head(3, 3)));
+        assert_eq!(live.ttl(g), Duration::ZERO);
+    }
+}
