@@ -679,8 +679,17 @@ fn a_walk_of_a_million_entries_keeps_the_mount_small() {
                 }
                 peak.max(rss(pid))
             });
-            let n = work();
-            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            // The sampler stops also when `work` panics (the scope waits for it).
+            struct Done<'a>(&'a std::sync::atomic::AtomicBool);
+            impl Drop for Done<'_> {
+                fn drop(&mut self) {
+                    self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            let n = {
+                let _done = Done(&done);
+                work()
+            };
             (sampler.join().unwrap(), n)
         })
     };

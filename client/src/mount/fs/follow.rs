@@ -14,11 +14,20 @@
 //! - The kernel is told after the root moved, and the follower holds no lock of the
 //!   mount while it tells: an invalidation waits for the kernel's requests in flight
 //!   in that directory, whose answers may need those locks.
-//! - What the kernel was told of is the change from `shown` to the root followed; a
-//!   poll that fails is retried from the same `shown`.
+//! - What the kernel was told of is the change from `shown` (at first, the root the
+//!   mount's requests followed) to the root followed; a poll that fails is retried
+//!   from the same `shown`.
 //! - The kernel also learns of this mount's own changes from their replies (and moves
 //!   a renamed name's cache itself), in trees the follower never diffs: the paths
 //!   those commits touched are forgotten at the next poll, whatever the diff says.
+//! - A name is forgotten only when it no longer stands for the inode the kernel has
+//!   for it (gone, or another kind now); otherwise only the inode's attributes and
+//!   content are. Forgetting a directory's name cuts it off for the processes inside
+//!   it (their working directory could no longer be named).
+//!
+//! What is left to the time to live: a change by another device that is undone
+//! within the same poll around one of this mount's commits (the follower compares
+//! the trees it polled, not the ones this mount's commits returned).
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -36,7 +45,7 @@ use crate::mount::remote::{Head, Remote};
 
 /// How long the kernel may keep what it was told of the live tree: a safety net, as
 /// the follower tells it of every change.
-pub const LIVE_TTL: Duration = Duration::from_secs(300);
+pub const LIVE_TTL: Duration = Duration::from_secs(60);
 /// How often HEAD is polled.
 const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 
@@ -122,9 +131,9 @@ pub struct Follower {
     remote: Remote,
     live: Arc<LiveRoot>,
     inodes: Arc<Mutex<Inodes>>,
-    /// The root whose tree the kernel knows (`None`: an empty tree, at first: then
-    /// the first poll tells it to forget every top-level name it may have).
-    shown: Option<ChunkId>,
+    /// The root whose tree the kernel knows (`Some(None)`: an empty tree), once
+    /// polled.
+    shown: Option<Option<ChunkId>>,
 }
 
 impl Follower {
@@ -150,12 +159,16 @@ impl Follower {
     /// Follows HEAD; what the kernel must forget of the tree it knew.
     async fn poll(&mut self) -> Result<Vec<Forget>, Errno> {
         let head = self.remote.version("HEAD").await?;
+        // At first, the kernel knows the tree the mount's requests followed so far.
+        let known = self.shown.or_else(|| self.live.root());
         let now = self.live.saw(head);
-        let mut forget = self.changes(self.shown, now).await?;
-        self.shown = now;
-        let inodes = lock(&self.inodes);
+        let mut forget = match known {
+            Some(known) => self.changes(known, now).await?,
+            None => Vec::new(),
+        };
+        self.shown = Some(now);
         for path in self.live.take_touched() {
-            forget.extend(forget_path(&inodes, &path));
+            forget.extend(self.touched(now, &path).await?);
         }
         Ok(forget)
     }
@@ -179,22 +192,64 @@ impl Follower {
                 let Some(ino) = lock(&self.inodes).known(dir, name) else {
                     continue;
                 };
-                match (x, y) {
-                    // Still the same inode: its attributes and content change.
-                    (Some(x), Some(y)) if same_inode(x, y) => {
-                        out.push(Forget::Inode(ino));
-                        if x.kind == EntryKind::Dir {
-                            stack.push((ino, x.id, y.id));
-                        }
-                    }
-                    _ => {
-                        out.push(Forget::Name(dir, name.to_vec()));
-                        out.push(Forget::Inode(ino));
-                    }
+                let kept = self.forget(dir, name, ino, y, &mut out);
+                if let Some(y) = y.filter(|y| kept && y.kind == EntryKind::Dir) {
+                    let x = x.filter(|x| x.kind == EntryKind::Dir).and_then(|x| x.id);
+                    stack.push((ino, x, y.id));
                 }
             }
         }
         Ok(out)
+    }
+
+    /// What the kernel must forget of `path`, which this mount's own commits changed
+    /// (the kernel learnt of those from their replies) and tree `root` now has.
+    async fn touched(&self, root: Option<ChunkId>, path: &[u8]) -> Result<Vec<Forget>, Errno> {
+        let mut out = Vec::new();
+        let (mut dir, mut node) = (ROOT, root);
+        let mut names = path
+            .split(|b| *b == b'/')
+            .filter(|n| !n.is_empty())
+            .peekable();
+        while let Some(name) = names.next() {
+            let Some(ino) = lock(&self.inodes).known(dir, name) else {
+                break;
+            };
+            let entry = match node {
+                Some(id) => self.remote.entry_in(id, name).await?,
+                None => None,
+            };
+            if names.peek().is_none() {
+                self.forget(dir, name, ino, entry.as_ref(), &mut out);
+                break;
+            }
+            match entry {
+                Some(e) if e.kind == EntryKind::Dir => (dir, node) = (ino, e.id),
+                // What is above it changed: the diff tells of that.
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// The kernel must forget what it caches of inode `ino`, `name` in `dir`, which
+    /// now holds `entry`; and the name itself unless it still stands for that inode
+    /// (forgetting a directory's name cuts it off for those inside it: a shell there
+    /// could not tell where it is any more). Whether the name stays.
+    fn forget(
+        &self,
+        dir: u64,
+        name: &[u8],
+        ino: u64,
+        entry: Option<&Entry>,
+        out: &mut Vec<Forget>,
+    ) -> bool {
+        let stays = entry.is_some_and(|e| lock(&self.inodes).stands_for(ino, e.kind));
+        if !stays {
+            out.push(Forget::Name(dir, name.to_vec()));
+        }
+        out.push(Forget::Inode(ino));
+        stays
     }
 
     async fn listing(&self, id: Option<ChunkId>) -> Result<Arc<DirNode>, Errno> {
@@ -203,32 +258,6 @@ impl Follower {
             None => Ok(Arc::default()),
         }
     }
-}
-
-/// What the kernel must forget of `path`: its name and inode, if the table (so the
-/// kernel) knows them.
-fn forget_path(inodes: &Inodes, path: &[u8]) -> Vec<Forget> {
-    let mut dir = ROOT;
-    let mut names = path
-        .split(|b| *b == b'/')
-        .filter(|n| !n.is_empty())
-        .peekable();
-    while let Some(name) = names.next() {
-        let Some(ino) = inodes.known(dir, name) else {
-            break;
-        };
-        if names.peek().is_none() {
-            return vec![Forget::Name(dir, name.to_vec()), Forget::Inode(ino)];
-        }
-        dir = ino;
-    }
-    Vec::new()
-}
-
-/// Whether a name holding `x` and then `y` stands for one inode all along (as the
-/// inode table numbers them: by kind, and by link id for a file with several names).
-fn same_inode(x: &Entry, y: &Entry) -> bool {
-    x.kind == y.kind && x.link.map(|l| l.id) == y.link.map(|l| l.id)
 }
 
 /// The names whose entries differ between two sorted listings, with both entries.

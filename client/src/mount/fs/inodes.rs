@@ -154,6 +154,12 @@ impl Inodes {
         Some((*parent, name))
     }
 
+    /// Whether a name of inode `ino` that now holds `kind` is still that inode, as
+    /// [`Inodes::child`] would find it.
+    pub fn stands_for(&self, ino: u64, kind: EntryKind) -> bool {
+        self.kind(ino) == Some(kind)
+    }
+
     pub fn kind(&self, ino: u64) -> Option<EntryKind> {
         self.nodes.get(&ino).map(|n| n.kind)
     }
@@ -219,7 +225,33 @@ impl Inodes {
         ino
     }
 
-    /// The kernel was told of `ino` once more (a readdirplus entry).
+    /// `ino`, `name` in `parent` (holding `kind`, a name of the file `link` if
+    /// given), is handed to the kernel with its attributes (readdirplus), which counts
+    /// a lookup of it: so does the table. A forget of its last incarnation in the
+    /// kernel may have dropped it since the listing named it; then it is filed again
+    /// (under the same number: it is a hash of the place). The number to hand out, or
+    /// `None` if that number now stands for another inode (skip the name).
+    pub fn hand_out(
+        &mut self,
+        ino: u64,
+        parent: u64,
+        name: &[u8],
+        kind: EntryKind,
+        link: Option<u64>,
+    ) -> Option<u64> {
+        if self.nodes.contains_key(&ino) {
+            self.looked_up(ino);
+            return Some(ino);
+        }
+        let again = self.child(parent, name, kind, link, true);
+        if again == ino {
+            return Some(ino);
+        }
+        self.forget(again, 1);
+        None
+    }
+
+    /// The kernel was told of `ino` once more.
     pub fn looked_up(&mut self, ino: u64) {
         if let Some(n) = self.nodes.get_mut(&ino) {
             n.lookups += 1;
@@ -427,6 +459,27 @@ mod tests {
     fn path(t: &Inodes, ino: u64) -> Option<(View, String)> {
         t.locate(ino)
             .map(|(v, p)| (v, String::from_utf8(p).expect("utf-8")))
+    }
+
+    /// A forget of an inode's last incarnation can arrive between the listing that
+    /// named it and the readdirplus reply handing it out: it is filed again under the
+    /// same number, so the kernel never holds a number the table lacks.
+    #[test]
+    fn a_name_handed_out_after_its_forget_is_filed_again() {
+        let mut t = Inodes::new();
+        let d = t.child(ROOT, b"d", EntryKind::Dir, None, true);
+        let listed = t.child(d, b"f", EntryKind::File, None, true);
+        t.forget(listed, 1);
+        assert_eq!(t.locate(listed), None, "dropped");
+        let handed = t.hand_out(listed, d, b"f", EntryKind::File, None);
+        assert_eq!(handed, Some(listed));
+        assert_eq!(path(&t, listed), Some((View::Live, "/d/f".into())));
+        // It counts the lookup: one forget drops it again, not before.
+        assert_eq!(t.hand_out(listed, d, b"f", EntryKind::File, None), Some(listed));
+        t.forget(listed, 1);
+        assert!(t.locate(listed).is_some());
+        t.forget(listed, 1);
+        assert_eq!(t.locate(listed), None);
     }
 
     #[test]

@@ -12,11 +12,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fuser::{Errno, FileAttr, FileType};
+use fuser::{Errno, FileAttr};
 use fvfs_node::{DirNode, Entry, EntryKind};
 
 use super::inodes::{View, ROOT, SNAPSHOTS, SNAPSHOTS_NAME};
-use super::{dir_entry, lock, stale, view, FvfsFs};
+use super::{dir_entry, lock, stale, FvfsFs};
 
 /// Items handed out per call at most (a reply buffer holds fewer).
 const WINDOW: usize = 256;
@@ -41,7 +41,9 @@ pub struct Window {
 #[derive(Clone)]
 pub struct Item {
     pub name: Vec<u8>,
-    pub kind: FileType,
+    pub kind: EntryKind,
+    /// The link id of a file with several names.
+    pub link: Option<u64>,
     pub ino: u64,
     /// Its entry's index in the directory's node (`None`: `.`, `..`, a file being
     /// written here, `/.snapshots`, a snapshot).
@@ -91,7 +93,8 @@ impl FvfsFs {
         let staged = self.writing.inodes();
         let dot = |name: &[u8], ino| Item {
             name: name.to_vec(),
-            kind: FileType::Directory,
+            kind: EntryKind::Dir,
+            link: None,
             ino,
             at: None,
         };
@@ -99,10 +102,10 @@ impl FvfsFs {
         let mut inodes = lock(&self.inodes);
         for (name, kind, link, at) in names {
             let child = inodes.child(ino, &name, kind, link, false);
-            let kind = view::file_type(kind);
             items.push(Item {
                 name,
                 kind,
+                link,
                 ino: child,
                 at,
             });
@@ -110,10 +113,11 @@ impl FvfsFs {
         for staged in staged {
             if let Some((parent, name)) = inodes.edge(staged) {
                 if parent == ino && !items.iter().any(|it| it.name == name) {
-                    let (name, kind) = (name.to_vec(), FileType::RegularFile);
+                    let (name, kind) = (name.to_vec(), EntryKind::File);
                     items.push(Item {
                         name,
                         kind,
+                        link: None,
                         ino: staged,
                         at: None,
                     });

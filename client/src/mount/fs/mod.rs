@@ -307,7 +307,12 @@ impl Filesystem for FvfsFs {
         let window = tri!(reply, self.listed(fh.0, u64::from(ino), offset, false));
         for (i, (item, _)) in window.items.iter().enumerate() {
             let next = offset + i as u64 + 1;
-            if reply.add(INodeNo(item.ino), next, item.kind, item.name()) {
+            if reply.add(
+                INodeNo(item.ino),
+                next,
+                view::file_type(item.kind),
+                item.name(),
+            ) {
                 break;
             }
         }
@@ -325,21 +330,33 @@ impl Filesystem for FvfsFs {
         mut reply: ReplyDirectoryPlus,
     ) {
         let window = tri!(reply, self.listed(fh.0, u64::from(ino), offset, true));
+        let dir = u64::from(ino);
         for (i, (item, attr)) in window.items.iter().enumerate() {
             let Some(attr) = attr else { break };
             let next = offset + i as u64 + 1;
+            let handed = match item.is_dot() {
+                true => Some(item.ino),
+                false => {
+                    lock(&self.inodes).hand_out(item.ino, dir, &item.name, item.kind, item.link)
+                }
+            };
+            let Some(ino) = handed else { continue };
+            let attr = fuser::FileAttr {
+                ino: INodeNo(ino),
+                ..*attr
+            };
             if reply.add(
-                INodeNo(item.ino),
+                INodeNo(ino),
                 next,
                 item.name(),
                 &window.ttl,
-                attr,
+                &attr,
                 Generation(0),
             ) {
+                if !item.is_dot() {
+                    lock(&self.inodes).forget(ino, 1);
+                }
                 break;
-            }
-            if !item.is_dot() {
-                lock(&self.inodes).looked_up(item.ino);
             }
         }
         reply.ok();
