@@ -475,7 +475,10 @@ mod tests {
         assert_eq!(handed, Some(listed));
         assert_eq!(path(&t, listed), Some((View::Live, "/d/f".into())));
         // It counts the lookup: one forget drops it again, not before.
-        assert_eq!(t.hand_out(listed, d, b"f", EntryKind::File, None), Some(listed));
+        assert_eq!(
+            t.hand_out(listed, d, b"f", EntryKind::File, None),
+            Some(listed)
+        );
         t.forget(listed, 1);
         assert!(t.locate(listed).is_some());
         t.forget(listed, 1);
