@@ -3,7 +3,8 @@
 //! [`check`] walks the trees of the chosen versions, reading tree nodes from the first
 //! tier that holds them whole (without promoting or healing anything, so damage is seen,
 //! not hidden), and verifies that every reachable node decodes, that every file's chunk
-//! list adds up, and that every referenced chunk has a chunk record. Then, for every
+//! list adds up, that the names of a file with several agree ([`links`]), and that
+//! every referenced chunk has a chunk record. Then, for every
 //! reachable chunk and every tier, it checks that a tier whose bit the record sets holds
 //! the chunk (with `read_data`: that the stored frame decodes to its id). Chunks are
 //! checked with bounded concurrency; memory holds the set of reachable ids, not data.
@@ -25,6 +26,7 @@ use fvfs_tiering::S3Store;
 
 mod error;
 pub mod gc;
+mod links;
 pub mod progress;
 pub mod retention;
 mod walk;
@@ -164,6 +166,17 @@ pub async fn check(
         },
     )
     .await;
+    progress.phase("checking hard links", 0);
+    let roots: Vec<ChunkId> = versions.iter().map(|v| v.root).collect();
+    for (id, what, path) in links::check(&roots, |id| read_node(tiers, id)).await {
+        problems.push(Problem {
+            id,
+            what,
+            path,
+            tier: None,
+            repaired: false,
+        });
+    }
     report.nodes = nodes.len() as u64;
     report.data_chunks = (seen.len() - nodes.len()) as u64;
     for (id, at) in faulty {

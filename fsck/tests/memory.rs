@@ -191,3 +191,105 @@ async fn gc_that_cannot_read_a_kept_node_deletes_nothing() {
     );
     assert_eq!(f.stored().await, before, "nothing deleted");
 }
+
+/// A version whose root is the directory node `entries` (sorted), made by hand: what
+/// a bug in the tree edit, or a forged node, would leave.
+async fn commit_root(f: &Fixture, pending: &Pending, entries: Vec<Entry>) {
+    let node = Node::Dir(DirNode { entries });
+    let root = f.repo.put_node(pending, &node).await.unwrap();
+    let lock = f.repo.lock().await;
+    lock.commit(pending, root, 0, VersionKind::Write, "by hand")
+        .await
+        .unwrap();
+}
+
+/// Hard links: fsck passes a tree whose file has names in two folders (made by the
+/// tree edit), and names each way the names of one file can disagree.
+#[tokio::test]
+async fn fsck_checks_that_the_names_of_a_file_agree() {
+    let f = fixture();
+    f.write(&[("/a/x", "shared"), ("/b/other", "other")]).await;
+    {
+        let repo = &f.repo;
+        let lock = repo.lock().await;
+        let pending = Pending::default();
+        let mut edit = TreeEdit::open(repo, lock.head().unwrap().map(|v| v.root))
+            .await
+            .unwrap();
+        edit.link(repo, b"/a/x", b"/b/y", false).await.unwrap();
+        let (root, bytes) = edit.seal(repo, &pending).await.unwrap();
+        lock.commit(&pending, root, bytes, VersionKind::Write, "link")
+            .await
+            .unwrap();
+    }
+    let clean = f.check(false).await;
+    assert!(clean.problems.is_empty(), "{clean:?}");
+
+    // Take the linked entry the edit made, and put its names together by hand.
+    let head = f.repo.head().unwrap().unwrap();
+    let Node::Dir(top) = f.repo.node(&head.root).await.unwrap() else {
+        panic!("root is a directory")
+    };
+    let a = top.entries.iter().find(|e| e.name == b"a").unwrap();
+    let Node::Dir(inside) = f.repo.node(&a.id.unwrap()).await.unwrap() else {
+        panic!("a is a directory")
+    };
+    let x = inside.entries[0].clone();
+    let link = x.link.expect("x has two names");
+    assert_eq!(link.nlink, 2);
+    let named = |name: &str, e: &Entry| Entry {
+        name: name.into(),
+        ..e.clone()
+    };
+    // One name's entry differs (another mode).
+    let other_mode = Entry {
+        mode: 0o600,
+        ..x.clone()
+    };
+    let entries = vec![named("p", &x), named("q", &other_mode)];
+    commit_root(&f, &Pending::default(), entries).await;
+    let found = f.check(false).await;
+    let what: Vec<&str> = found.problems.iter().map(|p| p.what.as_str()).collect();
+    assert!(
+        what.iter().any(|w| w.contains("hold different entries")),
+        "{found:?}"
+    );
+
+    // Two names where the file says three.
+    let three = Entry {
+        link: Some(fvfs_manifest::node::Link { nlink: 3, ..link }),
+        ..x.clone()
+    };
+    let entries = vec![named("p", &three), named("q", &three)];
+    commit_root(&f, &Pending::default(), entries).await;
+    let found = f.check(false).await;
+    assert!(
+        found
+            .problems
+            .iter()
+            .any(|p| p.what.contains("says it has 3 names; the tree has 2")),
+        "{found:?}"
+    );
+
+    // A folder that counts no linked name below it, though it holds one: finding
+    // the file's other names would skip it.
+    let pending = Pending::default();
+    let inside = Node::Dir(DirNode {
+        entries: vec![named("q", &x)],
+    });
+    let hides = Entry {
+        name: b"hides".to_vec(),
+        id: Some(f.repo.put_node(&pending, &inside).await.unwrap()),
+        links: 0,
+        ..Entry::dir(0o755, 0)
+    };
+    commit_root(&f, &pending, vec![hides, named("p", &x)]).await;
+    let found = f.check(false).await;
+    let counted: Vec<&str> = found
+        .problems
+        .iter()
+        .filter(|p| p.what.contains("counts 0 names"))
+        .map(|p| p.path.as_str())
+        .collect();
+    assert_eq!(counted, ["/hides"], "{found:?}");
+}

@@ -349,4 +349,7 @@ fn hard_links_round_trip_through_migrate_and_export() {
     assert_eq!(m("a/f").ino(), m("h").ino());
     assert_eq!(m("a/f").nlink(), 3);
     assert_eq!(m("alone").nlink(), 1);
+    // fsck checks that the three names agree (and finds nothing to say).
+    let fsck = d.run(["fsck", "--all"]);
+    assert!(fsck.contains("0 problems"), "{fsck}");
 }
