@@ -27,6 +27,7 @@ use fvfs_api::commit::CommitOp;
 use fvfs_api::path::encode_path;
 use fvfs_api::reports::{Backlog, Devices, DiskUsage, Listing, Written};
 use fvfs_api::show;
+use fvfs_api::views::PathChange;
 use http_body_util::BodyExt;
 use hyper::Method;
 
@@ -104,8 +105,10 @@ enum Command {
         #[command(subcommand)]
         action: SnapshotAction,
     },
-    /// Versions, newest first.
+    /// Versions, newest first; with PATH, those in which PATH (a file or a folder,
+    /// also one gone since) was added (A), modified (M) or removed (D).
     Log {
+        path: Option<OsString>,
         #[arg(short = 'n', long)]
         limit: Option<usize>,
         #[arg(long)]
@@ -447,8 +450,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 fvfs_api::outln!("deleted snapshot {name} (version {n} stays in the log)");
             }
         },
-        Command::Log { limit, json } => {
-            fvfs_api::out::json_or(&api.log(limit).await?, json, |l| show::log(l))
+        Command::Log {
+            path: None,
+            limit,
+            json,
+        } => fvfs_api::out::json_or(&api.log(limit).await?, json, |l| show::log(l)),
+        Command::Log {
+            path: Some(path),
+            limit,
+            json,
+        } => {
+            let q = limit.map(|n| format!("?limit={n}")).unwrap_or_default();
+            let changes: Vec<PathChange> = api
+                .get(&format!("/v1/history{}{q}", fs_path(&path)?))
+                .await?;
+            fvfs_api::out::json_or(&changes, json, |c| show::history(c))
         }
         Command::Rollback { version } => {
             let target = api.version(&version).await?;

@@ -46,7 +46,7 @@ pub async fn lookup(repo: &Repo, root: ChunkId, path: &[u8]) -> Result<Entry> {
 
 /// The entry named `name` in the directory whose top node is `id`; in a large
 /// directory, read down through the one index node and part that can hold it.
-async fn entry_in(repo: &Repo, id: ChunkId, name: &[u8]) -> Result<Option<Entry>> {
+pub(crate) async fn entry_in(repo: &Repo, id: ChunkId, name: &[u8]) -> Result<Option<Entry>> {
     let mut node_id = id;
     loop {
         match repo.node(&node_id).await? {

@@ -621,3 +621,74 @@ fn put_keeps_hard_links() {
         b"one file, two names"
     );
 }
+
+/// `fvfsc log PATH`: the versions in which one file (or a folder) changed, across 50
+/// versions where it is written now and then, removed and made again, and others
+/// change meanwhile; a path gone from HEAD still has its history.
+#[test]
+fn log_of_a_path_lists_the_versions_that_changed_it() {
+    let store = Fvfsd::new();
+    let d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
+    let work = tempfile::tempdir().unwrap();
+    let local = work.path().join("content");
+    // (version, change, size) expected for /docs/f, newest last.
+    let mut expected: Vec<(u64, &str, u64)> = Vec::new();
+    let mut docs: Vec<u64> = Vec::new();
+    let mut exists = false;
+    for v in 1..=50u64 {
+        if v == 31 {
+            fvfsc(&d, 0, &["rm", "/docs/f"]);
+            expected.push((v, "D", 0));
+            exists = false;
+            docs.push(v);
+        } else if v % 7 == 1 {
+            let text = "x".repeat(v as usize);
+            fs::write(&local, &text).unwrap();
+            fvfsc(
+                &d,
+                0,
+                &["put", "/docs/f", "--from", local.to_str().unwrap()],
+            );
+            expected.push((v, if exists { "M" } else { "A" }, v));
+            exists = true;
+            docs.push(v);
+        } else {
+            fs::write(&local, format!("other {v}")).unwrap();
+            fvfsc(&d, 0, &["put", "/other", "--from", local.to_str().unwrap()]);
+        }
+    }
+    let log = |args: &[&str]| -> Vec<serde_json::Value> {
+        let mut all = vec!["log"];
+        all.extend_from_slice(args);
+        all.push("--json");
+        serde_json::from_str(&fvfsc(&d, 0, &all)).unwrap()
+    };
+    let got: Vec<(u64, String, u64)> = log(&["/docs/f"])
+        .iter()
+        .map(|c| {
+            let version = c["version"]["number"].as_u64().unwrap();
+            assert_eq!(c["kind"], "file");
+            let change = c["change"].as_str().unwrap().to_owned();
+            (version, change, c["size"].as_u64().unwrap())
+        })
+        .collect();
+    let want: Vec<(u64, String, u64)> = expected
+        .iter()
+        .rev()
+        .map(|(v, c, s)| (*v, c.to_string(), *s))
+        .collect();
+    assert_eq!(got, want);
+    // The folder changed exactly when its file did.
+    let folder: Vec<u64> = log(&["/docs"])
+        .iter()
+        .map(|c| c["version"]["number"].as_u64().unwrap())
+        .collect();
+    docs.reverse();
+    assert_eq!(folder, docs);
+    // A limit, a path never there, and the words people read.
+    assert_eq!(log(&["/docs/f", "-n", "2"]).len(), 2);
+    assert!(log(&["/never/there"]).is_empty());
+    let text = fvfsc(&d, 0, &["log", "/docs/f"]);
+    assert_eq!(text.lines().count(), want.len(), "{text}");
+    assert!(text.lines().next().unwrap().contains("  M  file"), "{text}");
+}

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::reports::{Devices, DiskUsage, FsckReport, GcReport, Status};
-use crate::views::{ChangeInfo, EntryInfo, SnapshotInfo, StatusInfo, VersionInfo};
+use crate::views::{ChangeInfo, EntryInfo, PathChange, SnapshotInfo, StatusInfo, VersionInfo};
 
 /// `1.5 GiB`-style sizes.
 pub fn bytes(n: u64) -> String {
@@ -84,6 +84,26 @@ pub fn log(versions: &[VersionInfo]) -> String {
             bytes(v.logical_bytes),
             v.message,
             tags
+        )
+        .ok();
+    }
+    out
+}
+
+/// The versions in which one path changed, newest first.
+pub fn history(changes: &[PathChange]) -> String {
+    let mut out = String::new();
+    for c in changes {
+        let v = &c.version;
+        writeln!(
+            out,
+            "{:>6}  {}  {}  {:<7}  {:>10}  {}",
+            v.number,
+            time(v.time),
+            c.change,
+            c.kind,
+            bytes(c.size),
+            v.message
         )
         .ok();
     }

@@ -70,6 +70,19 @@ pub struct ChangeInfo {
     pub dir: bool,
 }
 
+/// A version in which one path changed (`fvfsc log PATH`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PathChange {
+    pub version: VersionInfo,
+    /// "A" added, "D" removed, "M" modified (as in a diff).
+    pub change: String,
+    /// What the path holds after the change (before it, when removed): "file",
+    /// "dir", "symlink"...
+    pub kind: String,
+    /// Its size after the change (0 when removed); for a directory, the bytes below it.
+    pub size: u64,
+}
+
 /// `a / b`, or 1 when `b` is 0.
 pub fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 {

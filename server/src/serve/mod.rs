@@ -432,6 +432,10 @@ async fn route(
         },
         "rollback" if method == Method::POST => ("rollback", versions::rollback(state, req).await),
         "diff" if method == Method::GET => ("diff", versions::diff(state, &req).await),
+        "history" if method == Method::GET => (
+            "history",
+            versions::history(state, fs_path(tail), &req).await,
+        ),
         "commit" if method == Method::POST => ("commit", versions::commit(state, req).await),
         "status" if method == Method::GET => ("status", admin::status(state).await),
         "devices" if method == Method::GET => ("devices", admin::devices(state)),
@@ -451,8 +455,8 @@ async fn route(
                 Err(ApiError::not_found(format!("no route {path}"))),
             ),
         },
-        "meta" | "ls" | "du" | "nodes" | "versions" | "rollback" | "diff" | "commit" | "status"
-        | "devices" => wrong_method("method"),
+        "meta" | "ls" | "du" | "nodes" | "versions" | "rollback" | "diff" | "history"
+        | "commit" | "status" | "devices" => wrong_method("method"),
         _ => (
             "unknown",
             Err(ApiError::not_found(format!("no route {path}"))),

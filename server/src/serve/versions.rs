@@ -29,13 +29,7 @@ pub fn versions(
         let v = state.repo.resolve(&spec)?;
         return ok(&state.repo.version_info(&v)?);
     }
-    let limit = match query(req).get("limit") {
-        Some(l) => l
-            .parse()
-            .map_err(|_| ApiError::bad_request(format!("limit {l:?} is not a number")))?,
-        None => usize::MAX,
-    };
-    ok(&state.repo.log_info(limit)?)
+    ok(&state.repo.log_info(limit(req)?)?)
 }
 
 pub fn snapshots(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
@@ -76,6 +70,26 @@ pub async fn diff(state: &Arc<State>, req: &Request<Incoming>) -> Result<Respons
         return Err(ApiError::bad_request("give two versions: /v1/diff?a=A&b=B"));
     };
     ok(&state.repo.diff_info(a, b).await?)
+}
+
+/// The versions in which `path` changed, newest first (`?limit=N` of them).
+pub async fn history(
+    state: &Arc<State>,
+    path: Vec<u8>,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let limit = limit(req)?;
+    ok(&state.repo.history(&path, limit).await?)
+}
+
+/// `?limit=N`, or no limit.
+fn limit(req: &Request<Incoming>) -> Result<usize, ApiError> {
+    match query(req).get("limit") {
+        Some(l) => l
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("limit {l:?} is not a number"))),
+        None => Ok(usize::MAX),
+    }
 }
 
 /// Applies entries whose content the client uploaded beforehand; refuses the whole
