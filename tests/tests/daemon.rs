@@ -692,3 +692,87 @@ fn log_of_a_path_lists_the_versions_that_changed_it() {
     assert_eq!(text.lines().count(), want.len(), "{text}");
     assert!(text.lines().next().unwrap().contains("  M  file"), "{text}");
 }
+
+/// `fvfsc restore`: a deleted folder of 10,000 files comes back whole from a snapshot
+/// in one version (the tree is then the snapshot's: nothing differs), one file comes
+/// back beside its newer self, and a restore is undone by restoring from the version
+/// before it.
+#[test]
+fn restore_brings_back_a_deleted_folder_and_one_file_and_is_undone() {
+    let store = Fvfsd::new();
+    let d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("photos");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..10_000 {
+        fs::write(src.join(format!("p{i:05}.txt")), format!("photo {i}")).unwrap();
+    }
+    fvfsc(&d, 0, &["put", "/photos", "-r", src.to_str().unwrap()]);
+    let local = work.path().join("budget");
+    fs::write(&local, "old budget").unwrap();
+    fvfsc(
+        &d,
+        0,
+        &["put", "/docs/budget", "--from", local.to_str().unwrap()],
+    );
+    fvfsc(&d, 0, &["snapshot", "create", "before"]);
+
+    fvfsc(&d, 0, &["rm", "-r", "/photos"]);
+    fs::write(&local, "new budget").unwrap();
+    fvfsc(
+        &d,
+        0,
+        &["put", "/docs/budget", "--from", local.to_str().unwrap()],
+    );
+    assert!(fvfsc(&d, 0, &["log", "/photos"])
+        .lines()
+        .next()
+        .unwrap()
+        .contains("  D  dir"));
+
+    let out = fvfsc(&d, 0, &["restore", "/photos", "--from", "before"]);
+    assert!(out.contains("/photos is /photos as of before"), "{out}");
+    assert_eq!(fvfsc(&d, 0, &["cat", "/photos/p04321.txt"]), "photo 4321");
+    let listed: serde_json::Value =
+        serde_json::from_str(&fvfsc(&d, 0, &["ls", "/photos", "--json"])).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 10_000);
+    // Only the budget differs from the snapshot: the folder is the snapshot's.
+    assert_eq!(
+        fvfsc(&d, 0, &["diff", "before", "HEAD"]),
+        "M /docs/budget\n"
+    );
+
+    // One file beside its newer self, then a restore in place, undone.
+    fvfsc(
+        &d,
+        0,
+        &[
+            "restore",
+            "/docs/budget",
+            "--from",
+            "before",
+            "--to",
+            "/docs/budget.old",
+        ],
+    );
+    assert_eq!(fvfsc(&d, 0, &["cat", "/docs/budget.old"]), "old budget");
+    assert_eq!(fvfsc(&d, 0, &["cat", "/docs/budget"]), "new budget");
+    let out = fvfsc(&d, 0, &["restore", "/docs/budget", "--from", "before"]);
+    assert_eq!(fvfsc(&d, 0, &["cat", "/docs/budget"]), "old budget");
+    let before: &str = out
+        .trim_end()
+        .rsplit("the version before: ")
+        .next()
+        .unwrap()
+        .trim_end_matches(')');
+    fvfsc(&d, 0, &["restore", "/docs/budget", "--from", before]);
+    assert_eq!(fvfsc(&d, 0, &["cat", "/docs/budget"]), "new budget");
+    // A path the version did not have: a clear error, nothing changed.
+    let out = d
+        .fvfsc(["restore", "/nothing", "--from", "before"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("/nothing"), "{}", stderr(&out));
+    assert_eq!(fvfsc(&d, 0, &["cat", "/docs/budget"]), "new budget");
+}
