@@ -109,8 +109,14 @@ impl LiveRoot {
         head: Head,
         paths: impl IntoIterator<Item = Vec<u8>>,
     ) -> Option<ChunkId> {
+        // Followed first: a path the follower takes is in the root it then reads.
+        let root = self.saw(Some(head));
+        self.touch(paths);
+        root
+    }
+
+    fn touch(&self, paths: impl IntoIterator<Item = Vec<u8>>) {
         lock(&self.0).touched.extend(paths);
-        self.saw(Some(head))
     }
 
     fn take_touched(&self) -> Vec<Vec<u8>> {
@@ -166,10 +172,20 @@ impl Follower {
             Some(known) => self.changes(known, now).await?,
             None => Vec::new(),
         };
-        self.shown = Some(now);
-        for path in self.live.take_touched() {
-            forget.extend(self.touched(now, &path).await?);
+        // Paths committed since `now` was read are in the root followed after them.
+        let touched = self.live.take_touched();
+        let latest = self.live.root().unwrap_or(now);
+        for (i, path) in touched.iter().enumerate() {
+            match self.touched(latest, path).await {
+                Ok(f) => forget.extend(f),
+                Err(e) => {
+                    // Nothing was told: the next poll starts from the same place.
+                    self.live.touch(touched[i..].iter().cloned());
+                    return Err(e);
+                }
+            }
         }
+        self.shown = Some(now);
         Ok(forget)
     }
 
