@@ -216,6 +216,12 @@ enum SnapshotAction {
 }
 
 fn main() -> ExitCode {
+    // Errors only, unless RUST_LOG asks for more (the mount's logs go here too).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     let cli = Cli::parse();
     if let Command::Completions { shell } = cli.command {
         clap_complete::generate(shell, &mut Cli::command(), "fvfsc", &mut std::io::stdout());
