@@ -102,66 +102,39 @@ pub async fn diff(repo: &Repo, a: ChunkId, b: ChunkId) -> Result<Vec<Change>> {
             continue;
         }
         let (da, db) = (repo.dir(&a).await?, repo.dir(&b).await?);
-        let (mut i, mut j) = (0, 0);
-        while i < da.entries.len() || j < db.entries.len() {
-            let (ea, eb) = (da.entries.get(i), db.entries.get(j));
-            let order = match (ea, eb) {
-                (Some(x), Some(y)) => x.name.cmp(&y.name),
-                (Some(_), None) => std::cmp::Ordering::Less,
-                _ => std::cmp::Ordering::Greater,
+        for pair in node::pair_by_name(&da.entries, &db.entries) {
+            let (x, y) = match pair {
+                node::Pair::A(x) => {
+                    whole(repo, &path, x, ChangeKind::Removed, &mut out).await?;
+                    continue;
+                }
+                node::Pair::B(y) => {
+                    whole(repo, &path, y, ChangeKind::Added, &mut out).await?;
+                    continue;
+                }
+                node::Pair::Both(x, y) => (x, y),
             };
-            match order {
-                std::cmp::Ordering::Less => {
-                    whole(
-                        repo,
-                        &path,
-                        ea.expect("a side"),
-                        ChangeKind::Removed,
-                        &mut out,
-                    )
-                    .await?;
-                    i += 1;
+            let child = join(&path, &x.name);
+            if x.kind != y.kind {
+                whole(repo, &path, x, ChangeKind::Removed, &mut out).await?;
+                whole(repo, &path, y, ChangeKind::Added, &mut out).await?;
+            } else if x.kind == EntryKind::Dir {
+                if x.mode != y.mode {
+                    out.push(Change {
+                        kind: ChangeKind::Modified,
+                        path: child.clone(),
+                        entry: x.kind,
+                    });
                 }
-                std::cmp::Ordering::Greater => {
-                    whole(
-                        repo,
-                        &path,
-                        eb.expect("b side"),
-                        ChangeKind::Added,
-                        &mut out,
-                    )
-                    .await?;
-                    j += 1;
+                if let (Some(ia), Some(ib)) = (x.id, y.id) {
+                    stack.push((child, ia, ib));
                 }
-                std::cmp::Ordering::Equal => {
-                    let (x, y) = (ea.expect("a side"), eb.expect("b side"));
-                    let child = join(&path, &x.name);
-                    if x.kind != y.kind {
-                        whole(repo, &path, x, ChangeKind::Removed, &mut out).await?;
-                        whole(repo, &path, y, ChangeKind::Added, &mut out).await?;
-                    } else if x.kind == EntryKind::Dir {
-                        if x.mode != y.mode {
-                            out.push(Change {
-                                kind: ChangeKind::Modified,
-                                path: child.clone(),
-                                entry: x.kind,
-                            });
-                        }
-                        if let (Some(ia), Some(ib)) = (x.id, y.id) {
-                            stack.push((child, ia, ib));
-                        }
-                    } else if (x.id, &x.chunks, &x.target, x.mode)
-                        != (y.id, &y.chunks, &y.target, y.mode)
-                    {
-                        out.push(Change {
-                            kind: ChangeKind::Modified,
-                            path: child,
-                            entry: x.kind,
-                        });
-                    }
-                    i += 1;
-                    j += 1;
-                }
+            } else if (x.id, &x.chunks, &x.target, x.mode) != (y.id, &y.chunks, &y.target, y.mode) {
+                out.push(Change {
+                    kind: ChangeKind::Modified,
+                    path: child,
+                    entry: x.kind,
+                });
             }
         }
     }

@@ -15,6 +15,12 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Puts `text` at `path` through `local` (a scratch file), with fvfsc.
+fn put_text(d: &Daemon, local: &std::path::Path, path: &str, text: &str) {
+    fs::write(local, text).unwrap();
+    fvfsc(d, 0, &["put", path, "--from", local.to_str().unwrap()]);
+}
+
 /// Runs an fvfsc command, expecting exit code `code`; returns stdout.
 fn fvfsc(d: &Daemon, code: i32, args: &[&str]) -> String {
     let out = d.fvfsc(args).output().unwrap();
@@ -643,18 +649,12 @@ fn log_of_a_path_lists_the_versions_that_changed_it() {
             docs.push(v);
         } else if v % 7 == 1 {
             let text = "x".repeat(v as usize);
-            fs::write(&local, &text).unwrap();
-            fvfsc(
-                &d,
-                0,
-                &["put", "/docs/f", "--from", local.to_str().unwrap()],
-            );
+            put_text(&d, &local, "/docs/f", &text);
             expected.push((v, if exists { "M" } else { "A" }, v));
             exists = true;
             docs.push(v);
         } else {
-            fs::write(&local, format!("other {v}")).unwrap();
-            fvfsc(&d, 0, &["put", "/other", "--from", local.to_str().unwrap()]);
+            put_text(&d, &local, "/other", &format!("other {v}"));
         }
     }
     let log = |args: &[&str]| -> Vec<serde_json::Value> {
@@ -709,21 +709,11 @@ fn restore_brings_back_a_deleted_folder_and_one_file_and_is_undone() {
     }
     fvfsc(&d, 0, &["put", "/photos", "-r", src.to_str().unwrap()]);
     let local = work.path().join("budget");
-    fs::write(&local, "old budget").unwrap();
-    fvfsc(
-        &d,
-        0,
-        &["put", "/docs/budget", "--from", local.to_str().unwrap()],
-    );
+    put_text(&d, &local, "/docs/budget", "old budget");
     fvfsc(&d, 0, &["snapshot", "create", "before"]);
 
     fvfsc(&d, 0, &["rm", "-r", "/photos"]);
-    fs::write(&local, "new budget").unwrap();
-    fvfsc(
-        &d,
-        0,
-        &["put", "/docs/budget", "--from", local.to_str().unwrap()],
-    );
+    put_text(&d, &local, "/docs/budget", "new budget");
     assert!(fvfsc(&d, 0, &["log", "/photos"])
         .lines()
         .next()

@@ -82,6 +82,11 @@ fn same_to_the_second(a: &Path, b: &Path, what: &str) {
     assert!(differ.is_empty(), "{what}: {differ:?}");
 }
 
+/// A mount of `d` at `work`/mnt, its cache in `work`/cache.
+fn mount_in(d: &Daemon, work: &Path) -> Mount {
+    Mount::start(d, &work.join("mnt"), &work.join("cache"), &[])
+}
+
 fn serve(store: &Fvfsd) -> Daemon {
     Daemon::start(store, "127.0.0.1:0", &["--no-mdns"])
 }
@@ -102,12 +107,7 @@ fn a_migrated_tree_reads_back_whole_and_snapshots_are_read_only() {
     ]);
     store.run(["snapshot", "create", "first"]);
     let d = serve(&store);
-    let mut m = Mount::start(
-        &d,
-        &work.path().join("mnt"),
-        &work.path().join("cache"),
-        &[],
-    );
+    let mut m = mount_in(&d, work.path());
 
     tree::assert_same(&src, &m.path("data"));
     assert_eq!(content(&src), content(&m.path(".snapshots/first/data")));
@@ -145,12 +145,7 @@ fn programs_people_run_work_on_the_mount() {
     tree::write_big(&src.join("known.bin"), 7, 3 << 20);
     let store = Fvfsd::new();
     let d = serve(&store);
-    let m = Mount::start(
-        &d,
-        &work.path().join("mnt"),
-        &work.path().join("cache"),
-        &[],
-    );
+    let m = mount_in(&d, work.path());
 
     // cp -a in, and the daemon sees it.
     run(Command::new("cp").arg("-a").arg(&src).arg(m.path("cp")));
@@ -241,12 +236,7 @@ fn concurrent_writers_each_get_their_bytes() {
     let work = tempfile::tempdir().unwrap();
     let store = Fvfsd::new();
     let d = serve(&store);
-    let m = Mount::start(
-        &d,
-        &work.path().join("mnt"),
-        &work.path().join("cache"),
-        &[],
-    );
+    let m = mount_in(&d, work.path());
     fs::create_dir(m.path("w")).unwrap();
     let writers: Vec<_> = (0..4u64)
         .map(|t| {
@@ -326,12 +316,7 @@ fn the_mount_survives_its_daemon_and_leaves_nothing_stale() {
     let store = Fvfsd::new();
     let mut d = serve(&store);
     let addr = d.addr.clone();
-    let mut m = Mount::start(
-        &d,
-        &work.path().join("mnt"),
-        &work.path().join("cache"),
-        &[],
-    );
+    let mut m = mount_in(&d, work.path());
     fs::write(m.path("cached.txt"), b"read before the daemon died").unwrap();
     fs::create_dir(m.path("dir")).unwrap();
     fs::write(m.path("dir/other.txt"), b"never read here").unwrap();
@@ -390,12 +375,7 @@ fn stat_racing_close_never_deadlocks() {
     let work = tempfile::tempdir().unwrap();
     let store = Fvfsd::new();
     let d = serve(&store);
-    let m = Mount::start(
-        &d,
-        &work.path().join("mnt"),
-        &work.path().join("cache"),
-        &[],
-    );
+    let m = mount_in(&d, work.path());
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     for t in 0..4u64 {
         let (dir, done) = (m.path(""), done_tx.clone());
@@ -431,12 +411,7 @@ fn a_file_another_client_removed_can_be_written_again() {
     let work = tempfile::tempdir().unwrap();
     let store = Fvfsd::new();
     let d = serve(&store);
-    let m = Mount::start(
-        &d,
-        &work.path().join("mnt"),
-        &work.path().join("cache"),
-        &[],
-    );
+    let m = mount_in(&d, work.path());
     for round in 0..10 {
         let (f, g) = (m.path("f"), m.path("g"));
         fs::write(&f, format!("old {round}")).unwrap();
@@ -479,12 +454,7 @@ fn folders_of_small_files_and_large_files_are_read_ahead_in_batches() {
     let store = Fvfsd::new();
     store.run(["migrate", "--local-src", src.to_str().unwrap()]);
     let d = serve(&store);
-    let mut m = Mount::start(
-        &d,
-        &work.path().join("mnt"),
-        &work.path().join("cache"),
-        &[],
-    );
+    let mut m = mount_in(&d, work.path());
     let (singles, batches) = (served(&d, "chunks"), served(&d, "chunks_read"));
     for (i, c) in files.iter().enumerate() {
         assert_eq!(&fs::read(m.path(&format!("f{i:03}.txt"))).unwrap(), c);
@@ -535,12 +505,7 @@ fn a_walk_finds_the_next_folders_fetched_ahead() {
     let store = Fvfsd::new();
     store.run(["migrate", "--local-src", src.to_str().unwrap()]);
     let d = serve(&store);
-    let mut m = Mount::start(
-        &d,
-        &work.path().join("mnt"),
-        &work.path().join("cache"),
-        &[],
-    );
+    let mut m = mount_in(&d, work.path());
     let singles = served(&d, "chunks");
     fn walk(dir: &Path, local: &Path) -> usize {
         let mut read = 0;
@@ -581,12 +546,7 @@ fn a_split_directory_lists_reads_and_takes_new_files_through_the_mount() {
     let store = Fvfsd::new();
     store.run(["migrate", "--local-src", src.to_str().unwrap()]);
     let d = serve(&store);
-    let m = Mount::start(
-        &d,
-        &work.path().join("mnt"),
-        &work.path().join("cache"),
-        &[],
-    );
+    let m = mount_in(&d, work.path());
     tree::assert_same(&big, &m.path("big"));
     fs::write(m.path("big/f04500x"), b"between").unwrap();
     fs::remove_file(m.path("big/f08999")).unwrap();
@@ -648,12 +608,7 @@ fn a_walk_of_a_million_entries_keeps_the_mount_small() {
         ops.push(file(format!("/t/d{dir:04}/own")));
     }
     commit(&d, ops);
-    let m = Mount::start(
-        &d,
-        &work.path().join("mnt"),
-        &work.path().join("cache"),
-        &[],
-    );
+    let m = mount_in(&d, work.path());
     let pid = m.pid().unwrap();
     let walk = || {
         let mut seen = 0usize;
@@ -755,12 +710,7 @@ fn warm_large_files_are_read_by_the_kernel_itself() {
     let work = tempfile::tempdir().unwrap();
     let store = Fvfsd::new();
     let d = serve(&store);
-    let m = Mount::start(
-        &d,
-        &work.path().join("mnt"),
-        &work.path().join("cache"),
-        &[],
-    );
+    let m = mount_in(&d, work.path());
     let pid = m.pid().unwrap();
     let big = work.path().join("big.bin");
     tree::write_big(&big, 11, 24 << 20);

@@ -370,6 +370,44 @@ pub fn valid_name(name: &[u8]) -> bool {
     !name.is_empty() && name != b"." && name != b".." && !name.iter().any(|&b| b == b'/' || b == 0)
 }
 
+/// One name of two directory listings: in the first only, the second only, or both.
+#[derive(Clone, Copy, Debug)]
+pub enum Pair<'a> {
+    A(&'a Entry),
+    B(&'a Entry),
+    Both(&'a Entry, &'a Entry),
+}
+
+impl<'a> Pair<'a> {
+    /// The entry in each listing, if it has one.
+    pub fn sides(self) -> (Option<&'a Entry>, Option<&'a Entry>) {
+        match self {
+            Pair::A(x) => (Some(x), None),
+            Pair::B(y) => (None, Some(y)),
+            Pair::Both(x, y) => (Some(x), Some(y)),
+        }
+    }
+}
+
+/// The entries of two directory listings (each sorted by name, as nodes keep them)
+/// paired by name, in name order: what a diff of two directories walks.
+pub fn pair_by_name<'a>(a: &'a [Entry], b: &'a [Entry]) -> impl Iterator<Item = Pair<'a>> {
+    let (mut a, mut b) = (a.iter().peekable(), b.iter().peekable());
+    std::iter::from_fn(move || {
+        let order = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => x.name.cmp(&y.name),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => return None,
+        };
+        Some(match order {
+            std::cmp::Ordering::Less => Pair::A(a.next()?),
+            std::cmp::Ordering::Greater => Pair::B(b.next()?),
+            std::cmp::Ordering::Equal => Pair::Both(a.next()?, b.next()?),
+        })
+    })
+}
+
 fn validate_dir(d: &DirNode) -> Result<(), NodeError> {
     let show = |n: &[u8]| String::from_utf8_lossy(n).into_owned();
     for e in &d.entries {

@@ -266,11 +266,13 @@ impl Filesystem for FvfsFs {
             Some(Handle::Read(entry, _) | Handle::Passthrough { entry, .. }) => Some(entry.clone()),
             _ => None,
         });
+        // A detached inode (unlinked) is shown as live, with no links.
+        let located = lock(&self.inodes).locate(ino);
+        let view = located.as_ref().map_or(View::Live, |(v, _)| v.clone());
         let attr = match opened {
             // fstat of a file open for reading: as opened (also once unlinked).
             Some(entry) => {
-                let located = lock(&self.inodes).locate(ino);
-                let mut attr = self.attr(ino, &located.clone().map_or(View::Live, |l| l.0), &entry);
+                let mut attr = self.attr(ino, &view, &entry);
                 if located.is_none() {
                     attr.nlink = 0;
                 }
@@ -278,8 +280,6 @@ impl Filesystem for FvfsFs {
             }
             None => tri!(reply, self.stat(ino).map_err(stale)),
         };
-        let located = lock(&self.inodes).locate(ino);
-        let view = located.map_or(View::Live, |(v, _)| v);
         reply.attr(&self.ttl(&view, since), &attr);
     }
 
