@@ -72,6 +72,8 @@ enum Command {
         /// Upload this directory's contents to PATH (only missing chunks are sent).
         #[arg(short = 'r', value_name = "DIR")]
         recursive: Option<PathBuf>,
+        #[command(flatten)]
+        excludes: fvfs_walk::ExcludeArgs,
         #[arg(long)]
         json: bool,
     },
@@ -309,7 +311,6 @@ fn fs_path(p: &OsString) -> Result<String> {
     Ok(encode_path(bytes))
 }
 
-/// Prints `v` as JSON, or its human form.
 /// What `fvfsc put -r --json` prints.
 #[derive(serde::Serialize)]
 struct TreePut {
@@ -318,6 +319,7 @@ struct TreePut {
     bytes: u64,
     sent_bytes: u64,
     skipped: usize,
+    excluded: u64,
 }
 
 /// The daemon's API: found by discovery unless `--url` names it.
@@ -390,12 +392,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             path,
             from,
             recursive,
+            excludes,
             json,
         } => {
             let dest = fs_path(&path)?;
             let answer = match (from, recursive) {
                 (_, Some(dir)) => {
-                    let s = put::put_tree(&api, &dir, path.as_bytes()).await?;
+                    let rules = excludes.rules()?;
+                    let s = put::put_tree(&api, &dir, path.as_bytes(), &rules).await?;
                     for (p, why) in &s.skipped {
                         eprintln!("fvfsc: skipped {}: {why}", p.display());
                     }
@@ -405,17 +409,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         bytes: s.bytes,
                         sent_bytes: s.sent_bytes,
                         skipped: s.skipped.len(),
+                        excluded: s.excluded,
                     };
                     if json {
                         fvfs_api::out::json(&tree);
                     } else {
                         fvfs_api::outln!(
-                            "version {}: {} files, {} ({} sent, the rest already stored); {} skipped",
+                            "version {}: {} files, {} ({} sent, the rest already stored); {} skipped; {} excluded",
                             s.version.number,
                             s.files,
                             show::bytes(s.bytes),
                             show::bytes(s.sent_bytes),
-                            s.skipped.len()
+                            s.skipped.len(),
+                            s.excluded
                         );
                     }
                     return Ok(if s.skipped.is_empty() {

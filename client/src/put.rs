@@ -9,9 +9,7 @@
 //! missing? send those in batches) when it fills, whatever the size of the files.
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::OsString;
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -28,6 +26,7 @@ use fvfs_api::views::VersionInfo;
 use fvfs_api::ErrorCode;
 use fvfs_cas::{chunker, frame, ChunkId};
 use fvfs_node::{file_layout, ChunkKind, ChunkRef, FileLayout, Link, Meta};
+use fvfs_walk::{Event, Found, Kind, Rules};
 use hyper::Method;
 
 use fvfs_api::client::{full, Api, Body, Failure};
@@ -186,6 +185,8 @@ pub struct Summary {
     pub bytes: u64,
     pub sent_bytes: u64,
     pub skipped: Vec<(PathBuf, String)>,
+    /// Entries the exclude rules left out (a folder counts once).
+    pub excluded: u64,
     pub version: VersionInfo,
 }
 
@@ -199,49 +200,28 @@ fn mtime_ns(m: &fs::Metadata) -> i64 {
     fvfs_node::unix_ns(m.mtime(), m.mtime_nsec())
 }
 
-/// Lists `src` below `dest`; special and unreadable entries go to `skipped`.
-fn list(src: &Path, dest: &[u8], skipped: &mut Vec<(PathBuf, String)>) -> Vec<Item> {
+/// Lists `src` below `dest`, leaving out what `rules` exclude; special and unreadable
+/// entries go to `skipped`. Returns the items and how many entries were excluded.
+fn list(
+    src: &Path,
+    dest: &[u8],
+    rules: &Rules,
+    skipped: &mut Vec<(PathBuf, String)>,
+) -> (Vec<Item>, u64) {
     let mut out = Vec::new();
-    let mut stack = vec![(src.to_path_buf(), dest.to_vec())];
-    while let Some((dir, at)) = stack.pop() {
-        let mut names: Vec<OsString> = match fs::read_dir(&dir) {
-            Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.file_name())).collect(),
-            Err(e) => {
-                skipped.push((dir, format!("cannot list directory: {e}")));
-                continue;
-            }
-        };
-        names.sort();
-        for name in names {
-            let path = dir.join(&name);
-            let mut child = at.clone();
-            if child.last() != Some(&b'/') {
-                child.push(b'/');
-            }
-            child.extend_from_slice(name.as_bytes());
-            let meta = match fs::symlink_metadata(&path) {
-                Ok(m) => m,
-                Err(e) => {
-                    skipped.push((path, format!("cannot stat: {e}")));
-                    continue;
-                }
-            };
-            let t = meta.file_type();
-            if t.is_dir() {
-                out.push(Item::Dir(child.clone(), meta));
-                stack.push((path, child));
-            } else if t.is_file() {
-                out.push(Item::File(path, child, meta));
-            } else if t.is_symlink() {
-                match fs::read_link(&path) {
-                    Ok(target) => out.push(Item::Symlink(
-                        child,
-                        target.as_os_str().as_bytes().to_vec(),
-                        meta,
-                    )),
-                    Err(e) => skipped.push((path, format!("cannot read symlink: {e}"))),
-                }
-            } else {
+    let excluded = fvfs_walk::walk(src, dest, rules, &mut |event| match event {
+        Event::Skipped { src, reason } => skipped.push((src, reason)),
+        Event::Found(Found {
+            src,
+            dest,
+            meta,
+            kind,
+        }) => match kind {
+            Kind::Dir => out.push(Item::Dir(dest, meta)),
+            Kind::File => out.push(Item::File(src, dest, meta)),
+            Kind::Symlink(target) => out.push(Item::Symlink(dest, target, meta)),
+            Kind::Special => {
+                let t = meta.file_type();
                 let kind = if t.is_socket() {
                     "socket"
                 } else if t.is_fifo() {
@@ -249,11 +229,11 @@ fn list(src: &Path, dest: &[u8], skipped: &mut Vec<(PathBuf, String)>) -> Vec<It
                 } else {
                     "device"
                 };
-                skipped.push((path, format!("special file ({kind}) is not uploaded")));
+                skipped.push((src, format!("special file ({kind}) is not uploaded")));
             }
-        }
-    }
-    out
+        },
+    });
+    (out, excluded)
 }
 
 /// What a file is committed with besides its content.
@@ -304,13 +284,14 @@ async fn file_op(
     })
 }
 
-/// Uploads the tree `src` to `dest` and commits it as one version. Files are read on
-/// one thread per core; one uploader sends what the daemon lacks.
-pub async fn put_tree(api: &Api, src: &Path, dest: &[u8]) -> Result<Summary> {
-    resend_if_collected(|| put_tree_once(api, src, dest)).await
+/// Uploads the tree `src` to `dest`, leaving out what `rules` exclude, and commits it
+/// as one version. Files are read on one thread per core; one uploader sends what the
+/// daemon lacks.
+pub async fn put_tree(api: &Api, src: &Path, dest: &[u8], rules: &Rules) -> Result<Summary> {
+    resend_if_collected(|| put_tree_once(api, src, dest, rules)).await
 }
 
-async fn put_tree_once(api: &Api, src: &Path, dest: &[u8]) -> Result<Summary> {
+async fn put_tree_once(api: &Api, src: &Path, dest: &[u8], rules: &Rules) -> Result<Summary> {
     let meta = fs::metadata(src).with_context(|| format!("{}", src.display()))?;
     if !meta.is_dir() {
         bail!(
@@ -319,7 +300,7 @@ async fn put_tree_once(api: &Api, src: &Path, dest: &[u8]) -> Result<Summary> {
         );
     }
     let mut skipped = Vec::new();
-    let items = list(src, dest, &mut skipped);
+    let (items, excluded) = list(src, dest, rules, &mut skipped);
     let mut ops = Vec::new();
     if dest != b"/" {
         ops.push(CommitOp::Mkdir {
@@ -432,6 +413,7 @@ async fn put_tree_once(api: &Api, src: &Path, dest: &[u8]) -> Result<Summary> {
         bytes,
         sent_bytes,
         skipped,
+        excluded,
         version,
     })
 }

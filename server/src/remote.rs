@@ -50,7 +50,8 @@ async fn through(api: &Api, command: Command) -> Result<ExitCode> {
         Command::Recover { .. } => {
             anyhow::bail!("a daemon serves this store at {}: recover rebuilds a lost store, stop the daemon and use an empty data directory", api.base)
         }
-        Command::Migrate(args) => {
+        Command::Migrate(mut args) => {
+            args.inline_exclude_files()?;
             let outcome: Outcome = api.json(Method::POST, "/v1/admin/migrate", &args).await?;
             return Ok(report::outcome(&outcome, "skipped"));
         }

@@ -766,3 +766,124 @@ fn restore_brings_back_a_deleted_folder_and_one_file_and_is_undone() {
     assert!(stderr(&out).contains("/nothing"), "{}", stderr(&out));
     assert_eq!(fvfsc(&d, 0, &["cat", "/docs/budget"]), "new budget");
 }
+
+/// The paths below `root`, relative to it.
+fn paths(root: &std::path::Path) -> Vec<String> {
+    tree::snapshot(root)
+        .into_keys()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn excludes_are_honoured_by_put_and_migrate() {
+    let store = Fvfsd::new();
+    let d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    for (path, text) in [
+        (".fvfsignore", "*.log\n!important.log\n"),
+        ("a.log", "noise"),
+        ("important.log", "keep me"),
+        ("keep.txt", "keep"),
+        ("proj/node_modules/dep/index.js", "dep"),
+        (
+            "proj/target/CACHEDIR.TAG",
+            "Signature: 8a477f597d28d172789f06886806bc55\n",
+        ),
+        ("proj/target/debug/big", "build output"),
+        ("proj/src/main.rs", "fn main() {}"),
+        ("proj/main.o", "object"),
+    ] {
+        let p = src.join(path);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+    let kept = [
+        ".fvfsignore",
+        "important.log",
+        "keep.txt",
+        "proj",
+        "proj/src",
+        "proj/src/main.rs",
+        "proj/target",
+        "proj/target/CACHEDIR.TAG",
+    ];
+    let s = src.to_str().unwrap();
+
+    // put -r with patterns on the command line.
+    let out = fvfsc(
+        &d,
+        0,
+        &[
+            "put",
+            "/up",
+            "-r",
+            s,
+            "--exclude",
+            "node_modules",
+            "--exclude",
+            "*.o",
+            "--json",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["excluded"], 4,
+        "a.log, node_modules, main.o, debug: {out}"
+    );
+    assert_eq!(v["files"], 5, "{out}");
+    let up = work.path().join("up");
+    store.run(["export", "/up", up.to_str().unwrap()]);
+    assert_eq!(paths(&up), kept);
+
+    // migrate through the running daemon, the patterns in a file the daemon never reads.
+    let list = work.path().join("excludes");
+    fs::write(&list, "# build litter\nnode_modules\n*.o\n").unwrap();
+    let out = store.run([
+        "migrate",
+        "--local-src",
+        s,
+        "--dest",
+        "/mig",
+        "--exclude-file",
+        list.to_str().unwrap(),
+    ]);
+    assert!(out.contains("4 excluded"), "{out}");
+    let mig = work.path().join("mig");
+    store.run(["export", "/mig", mig.to_str().unwrap()]);
+    assert_eq!(paths(&mig), kept);
+
+    // The rules can be turned off; a bad pattern stops before anything is imported.
+    let out = store.run([
+        "migrate",
+        "--local-src",
+        s,
+        "--dest",
+        "/all",
+        "--include-caches",
+        "--no-ignore-files",
+    ]);
+    assert!(out.contains("0 excluded"), "{out}");
+    let all = work.path().join("all");
+    store.run(["export", "/all", all.to_str().unwrap()]);
+    assert_eq!(paths(&all), paths(&src));
+    let versions = fvfsc(&d, 0, &["log", "--json"]);
+    let bad = store
+        .cmd(["migrate", "--local-src", s, "--exclude", "x[z-a]"])
+        .output()
+        .unwrap();
+    assert_ne!(bad.status.code(), Some(0));
+    assert!(stderr(&bad).contains("x[z-a]"), "{}", stderr(&bad));
+    let bad = d
+        .fvfsc(["put", "/bad", "-r", s, "--exclude", "x[z-a]"])
+        .output()
+        .unwrap();
+    assert_ne!(bad.status.code(), Some(0));
+    assert!(stderr(&bad).contains("x[z-a]"), "{}", stderr(&bad));
+    assert_eq!(
+        fvfsc(&d, 0, &["log", "--json"]),
+        versions,
+        "no version made"
+    );
+}

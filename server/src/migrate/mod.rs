@@ -23,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{bail, Context, Result};
 use fvfs_manifest::node::Link;
 use fvfs_manifest::{path, Entry, Origin, Pending, Repo, TreeEdit, VersionKind};
+use fvfs_walk::ExcludeArgs;
 use std::collections::HashMap;
 
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
@@ -49,6 +50,17 @@ pub struct Args {
     /// Seconds between checkpoints: the progress an interrupted run resumes from.
     #[arg(long, default_value_t = 2.0, value_name = "SECS")]
     checkpoint_secs: f64,
+    #[command(flatten)]
+    #[serde(flatten)]
+    excludes: ExcludeArgs,
+}
+
+impl Args {
+    /// Reads `--exclude-file` files here, so that a daemon asked to migrate gets the
+    /// patterns themselves.
+    pub fn inline_exclude_files(&mut self) -> Result<()> {
+        Ok(self.excludes.inline_files()?)
+    }
 }
 
 /// Makes the names of one source file (same device and inode) that this migration
@@ -84,6 +96,7 @@ fn link_names(entries: &mut [(Vec<u8>, Entry)], linked: Vec<(Vec<u8>, (u64, u64)
 pub async fn run(repo: &Repo, args: Args) -> Result<Outcome> {
     let dest = args.dest.as_os_str().as_bytes().to_vec();
     path::components(&dest)?;
+    let rules = args.excludes.rules()?;
     let mut sources = Vec::new();
     for src in args.local_src.iter().chain(&args.nas_src) {
         let meta = std::fs::metadata(src).with_context(|| format!("source {}", src.display()))?;
@@ -115,8 +128,9 @@ pub async fn run(repo: &Repo, args: Args) -> Result<Outcome> {
         linked,
         mut dirs,
         mut skipped,
+        excluded,
         fatal,
-    } = pipeline::run(&sources, &dest, jobs, &ingest, &bar, every);
+    } = pipeline::run(&sources, &dest, &rules, jobs, &ingest, &bar, every);
     bar.finish_and_clear();
 
     if let Some(e) = fatal {
@@ -178,7 +192,7 @@ pub async fn run(repo: &Repo, args: Args) -> Result<Outcome> {
         started.elapsed(),
         (new_bytes, new_stored),
         version.as_ref().map(|v| v.number),
-        skipped.len(),
+        (skipped.len(), excluded),
     );
     Ok(Outcome {
         summary,
@@ -212,14 +226,15 @@ fn message(c: &Counters) -> String {
     )
 }
 
-/// The final line. `new` is (raw, stored) bytes of chunks this run added to the store:
+/// The final line. `excluded` counts what the exclude rules left out (a folder once).
+/// `new` is (raw, stored) bytes of chunks this run added to the store:
 /// exact, unlike the progress counters, which race between workers reading equal chunks.
 fn summary(
     c: &Counters,
     took: Duration,
     new: (u64, u64),
     version: Option<u64>,
-    skipped: usize,
+    (skipped, excluded): (usize, u64),
 ) -> String {
     let bytes = c.bytes.load(Ordering::Relaxed);
     let secs = took.as_secs_f64().max(1e-3);
@@ -228,7 +243,7 @@ fn summary(
         None => "no changes, no new version".into(),
     };
     format!(
-        "migrated {} files ({} unchanged), {} in {:.2}s ({}/s); new unique data {} ({} stored); {} skipped; {outcome}",
+        "migrated {} files ({} unchanged), {} in {:.2}s ({}/s); new unique data {} ({} stored); {} skipped; {excluded} excluded; {outcome}",
         c.files.load(Ordering::Relaxed),
         c.files_unchanged.load(Ordering::Relaxed),
         HumanBytes(bytes),

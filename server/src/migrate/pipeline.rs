@@ -16,6 +16,7 @@ use indicatif::ProgressBar;
 
 use super::ingest::{Failure, Ingest};
 use super::walk::{self, FileJob, Item, Stat};
+use fvfs_walk::Rules;
 
 const BATCH_FILES: usize = 64;
 const BATCH_BYTES: u64 = 8 << 20;
@@ -38,6 +39,8 @@ pub struct Collected {
     pub dirs: Vec<(Vec<u8>, Stat, Box<Meta>)>,
     /// "path: reason" of each source path not imported.
     pub skipped: Vec<String>,
+    /// Entries the exclude rules left out.
+    pub excluded: u64,
     /// A store error that stopped the migration.
     pub fatal: Option<ManifestError>,
 }
@@ -64,10 +67,12 @@ fn bare_entry(stat: &Stat, meta: Box<Meta>) -> Entry {
     }
 }
 
-/// Walks `sources` into `dest`, ingesting files on `jobs` workers; checkpoints `every`.
+/// Walks `sources` into `dest` (leaving out what `rules` exclude), ingesting files on
+/// `jobs` workers; checkpoints `every`.
 pub fn run(
     sources: &[(PathBuf, std::fs::Metadata)],
     dest: &[u8],
+    rules: &Rules,
     jobs: usize,
     ingest: &Ingest<'_>,
     bar: &ProgressBar,
@@ -82,12 +87,14 @@ pub fn run(
         linked: Vec::new(),
         dirs: Vec::new(),
         skipped: Vec::new(),
+        excluded: 0,
         fatal: None,
     };
 
     std::thread::scope(|scope| {
         let (walker_tx, abort_w) = (done_tx.clone(), &abort);
-        scope.spawn(move || walker(sources, dest, &job_tx, &walker_tx, abort_w, bar));
+        let walking =
+            scope.spawn(move || walker(sources, dest, rules, &job_tx, &walker_tx, abort_w, bar));
         for _ in 0..jobs {
             let (tx, job_rx, abort) = (done_tx.clone(), &job_rx, &abort);
             scope.spawn(move || loop {
@@ -143,6 +150,7 @@ pub fn run(
                 }
             })
         });
+        out.excluded = walking.join().expect("the walker does not panic");
     });
     out
 }
@@ -164,20 +172,22 @@ fn collect(out: &mut Collected, done: Done) {
 }
 
 /// Lists the sources: files go to the workers in batches, everything else straight
-/// to the collector.
+/// to the collector. Returns how many entries the rules left out.
 fn walker(
     sources: &[(PathBuf, std::fs::Metadata)],
     dest: &[u8],
+    rules: &Rules,
     job_tx: &mpsc::SyncSender<Vec<FileJob>>,
     done_tx: &tokio::sync::mpsc::UnboundedSender<Vec<Done>>,
     abort: &AtomicBool,
     bar: &ProgressBar,
-) {
+) -> u64 {
     let (mut files, mut bytes, mut other) = (Vec::new(), 0u64, Vec::new());
+    let mut excluded = 0;
     for (src, meta) in sources {
         let local = Box::new(crate::localmeta::read(src, meta));
         other.push(Done::Dir(dest.to_vec(), Stat::of(meta), local));
-        walk::walk(src, dest, &mut |item| {
+        excluded += walk::walk(src, dest, rules, &mut |item| {
             match item {
                 Item::File(job) => {
                     bytes += job.stat.size;
@@ -226,4 +236,5 @@ fn walker(
     }
     let _ = job_tx.send(files);
     let _ = done_tx.send(other);
+    excluded
 }

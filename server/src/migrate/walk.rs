@@ -1,16 +1,13 @@
-//! Walking a source tree for migrate: what to import, and what to skip and why.
-//!
-//! Nothing here follows symlinks or opens files: it only lists directories and reads
-//! `lstat`, so a FIFO or a device in the tree can never block or be read.
+//! Walking a source tree for migrate: what to import (with the owners, device numbers
+//! and extended attributes of each path), and what to skip and why. The walk itself,
+//! and its excludes, are `fvfs_walk`'s.
 
-use std::ffi::OsString;
-use std::fs::{self, Metadata};
-use std::os::unix::ffi::OsStrExt;
+use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use fvfs_manifest::node::{EntryKind, Meta};
-use fvfs_manifest::path::join;
+use fvfs_walk::{Event, Found, Kind, Rules};
 
 use crate::localmeta;
 
@@ -74,82 +71,52 @@ pub enum Item {
     },
 }
 
-/// Lists everything below `src` (the directory itself included, as `dest`), parents
-/// before children.
-pub fn walk(src: &Path, dest: &[u8], emit: &mut dyn FnMut(Item)) {
-    let mut stack = vec![(src.to_path_buf(), dest.to_vec())];
-    while let Some((dir, dest)) = stack.pop() {
-        let names = match read_names(&dir) {
-            Ok(n) => n,
-            Err(e) => {
-                emit(Item::Skipped {
-                    src: dir,
-                    reason: format!("cannot list directory: {e}"),
-                });
-                continue;
-            }
+/// Lists everything below `src` that `rules` keep, parents before children; returns
+/// how many entries the rules left out.
+pub fn walk(src: &Path, dest: &[u8], rules: &Rules, emit: &mut dyn FnMut(Item)) -> u64 {
+    fvfs_walk::walk(src, dest, rules, &mut |event| {
+        let found = match event {
+            Event::Found(found) => found,
+            Event::Skipped { src, reason } => return emit(Item::Skipped { src, reason }),
         };
-        for name in names {
-            let src = dir.join(&name);
-            let dest = join(&dest, name.as_bytes());
-            let meta = match fs::symlink_metadata(&src) {
-                Ok(m) => m,
-                Err(e) => {
-                    emit(Item::Skipped {
-                        src,
-                        reason: format!("cannot stat: {e}"),
-                    });
-                    continue;
-                }
-            };
-            let stat = Stat::of(&meta);
-            let t = meta.file_type();
-            let local = Box::new(localmeta::read(&src, &meta));
-            if t.is_dir() {
-                emit(Item::Dir {
-                    dest: dest.clone(),
-                    stat,
-                    meta: local,
-                });
-                stack.push((src, dest));
-            } else if t.is_file() {
-                emit(Item::File(FileJob {
-                    src,
-                    dest,
-                    stat,
-                    meta: local,
-                }));
-            } else if t.is_symlink() {
-                match fs::read_link(&src) {
-                    Ok(target) => emit(Item::Symlink {
-                        dest,
-                        target: target.into_os_string().into_vec(),
-                        stat,
-                        meta: local,
-                    }),
-                    Err(e) => emit(Item::Skipped {
-                        src,
-                        reason: format!("cannot read symlink: {e}"),
-                    }),
-                }
-            } else if let Some(kind) = localmeta::special_kind(&meta) {
-                emit(Item::Special {
+        let Found {
+            src,
+            dest,
+            meta,
+            kind,
+        } = found;
+        let stat = Stat::of(&meta);
+        let local = Box::new(localmeta::read(&src, &meta));
+        emit(match kind {
+            Kind::Dir => Item::Dir {
+                dest,
+                stat,
+                meta: local,
+            },
+            Kind::File => Item::File(FileJob {
+                src,
+                dest,
+                stat,
+                meta: local,
+            }),
+            Kind::Symlink(target) => Item::Symlink {
+                dest,
+                target,
+                stat,
+                meta: local,
+            },
+            Kind::Special => match localmeta::special_kind(&meta) {
+                Some(kind) => Item::Special {
                     dest,
                     kind,
                     stat,
                     meta: local,
-                });
-            }
-        }
-    }
+                },
+                None => Item::Skipped {
+                    src,
+                    reason: "not a kind of file fvfs keeps".into(),
+                },
+            },
+        })
+    })
 }
-
-fn read_names(dir: &Path) -> std::io::Result<Vec<OsString>> {
-    let mut names = fs::read_dir(dir)?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<std::io::Result<Vec<_>>>()?;
-    names.sort();
-    Ok(names)
-}
-
-use std::os::unix::ffi::OsStringExt;

@@ -1,0 +1,481 @@
+//! Walking a local tree to import it (`fvfsd migrate`, `fvfsc put -r`), and what such
+//! an import leaves out: paths matching `--exclude` patterns or a `.fvfsignore` file
+//! (gitignore syntax, matched by the `ignore` crate), and the contents of cache folders
+//! marked by a `CACHEDIR.TAG` (<https://bford.info/cachedir/>).
+//!
+//! Invariants:
+//! - Nothing here follows a symlink, and the only files opened are `.fvfsignore` and
+//!   `CACHEDIR.TAG` when `lstat` says they are regular files (read with a size cap), so
+//!   a FIFO or a device in the tree can never block the walk or be read.
+//! - Names are visited in byte order, a folder before what it holds.
+//! - An excluded folder is never listed: nothing below it is read, and it counts as one
+//!   excluded entry.
+//! - Precedence, first match wins: the command line's patterns, then the `.fvfsignore`
+//!   files from the deepest folder up (a `!pattern` re-includes, as in git).
+
+use std::ffi::OsString;
+use std::fs::{self, Metadata};
+use std::io::Read;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+use ignore::Match;
+
+/// The name of the per-folder exclude files.
+pub const IGNORE_FILE: &str = ".fvfsignore";
+/// The name of the file that marks a cache folder.
+pub const CACHE_TAG: &str = "CACHEDIR.TAG";
+/// What a valid `CACHEDIR.TAG` starts with.
+const CACHE_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
+/// The largest `.fvfsignore` read; a larger one is reported and not used.
+const IGNORE_FILE_MAX: u64 = 1 << 20;
+
+/// What an import leaves out: the flags of `fvfsd migrate` and `fvfsc put -r`, also
+/// sent as JSON to a running daemon.
+#[derive(clap::Args, serde::Serialize, serde::Deserialize, Clone, Debug, Default)]
+pub struct ExcludeArgs {
+    /// Leave out paths matching PATTERN (gitignore syntax, relative to each source:
+    /// `node_modules`, `*.o`, `/build/`; `!PATTERN` keeps what a `.fvfsignore` would
+    /// leave out). Repeatable.
+    #[arg(long = "exclude", value_name = "PATTERN")]
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Read exclude patterns from FILE, one per line, as --exclude. Repeatable.
+    #[arg(long = "exclude-file", value_name = "FILE")]
+    #[serde(default)]
+    pub exclude_file: Vec<PathBuf>,
+    /// Import the contents of cache folders too (folders holding a valid CACHEDIR.TAG);
+    /// by default only the tag file is imported from them.
+    #[arg(long)]
+    #[serde(default)]
+    pub include_caches: bool,
+    /// Do not read .fvfsignore files.
+    #[arg(long)]
+    #[serde(default)]
+    pub no_ignore_files: bool,
+}
+
+/// Why the exclude rules could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ExcludeError {
+    #[error("cannot read exclude file {}: {source}", path.display())]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("exclude pattern {pattern:?} is not valid: {reason}")]
+    Pattern { pattern: String, reason: String },
+}
+
+impl ExcludeArgs {
+    /// Moves the patterns of `--exclude-file` files into `exclude`, so that the rules
+    /// travel whole (a daemon does not read the caller's files).
+    pub fn inline_files(&mut self) -> Result<(), ExcludeError> {
+        for path in std::mem::take(&mut self.exclude_file) {
+            let text = fs::read_to_string(&path).map_err(|source| ExcludeError::File {
+                path: path.clone(),
+                source,
+            })?;
+            self.exclude.extend(
+                text.lines()
+                    .map(str::trim_end)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(String::from),
+            );
+        }
+        Ok(())
+    }
+
+    /// The rules, checked: every pattern must parse.
+    pub fn rules(&self) -> Result<Rules, ExcludeError> {
+        let mut args = self.clone();
+        args.inline_files()?;
+        for pattern in &args.exclude {
+            GitignoreBuilder::new("/")
+                .add_line(None, pattern)
+                .map_err(|e| ExcludeError::Pattern {
+                    pattern: pattern.clone(),
+                    reason: e.to_string(),
+                })?;
+        }
+        Ok(Rules {
+            patterns: args.exclude,
+            caches: !args.include_caches,
+            files: !args.no_ignore_files,
+        })
+    }
+}
+
+/// Checked exclude rules, for any number of walks.
+#[derive(Clone, Debug, Default)]
+pub struct Rules {
+    patterns: Vec<String>,
+    /// Whether cache folders are left out.
+    caches: bool,
+    /// Whether `.fvfsignore` files are read.
+    files: bool,
+}
+
+/// What a walked path is.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    File,
+    /// A symlink and its target.
+    Symlink(Vec<u8>),
+    /// A FIFO, socket or device.
+    Special,
+}
+
+/// A path to import.
+#[derive(Debug)]
+pub struct Found {
+    pub src: PathBuf,
+    /// Its path in fvfs.
+    pub dest: Vec<u8>,
+    /// Its `lstat`.
+    pub meta: Metadata,
+    pub kind: Kind,
+}
+
+/// What the walk tells its caller, in order.
+#[derive(Debug)]
+pub enum Event {
+    Found(Found),
+    /// A path not imported for a reason other than the rules (unreadable), or an
+    /// exclude file that could not be used whole.
+    Skipped {
+        src: PathBuf,
+        reason: String,
+    },
+}
+
+/// One folder's `.fvfsignore`, above the folders it holds.
+struct Layer {
+    rules: Gitignore,
+    parent: Option<Rc<Layer>>,
+}
+
+/// Whether the rules leave `path` out: the first matcher with an opinion decides.
+fn excluded(cli: &Gitignore, layer: Option<&Rc<Layer>>, path: &Path, is_dir: bool) -> bool {
+    let decide = |m: Match<_>| match m {
+        Match::Ignore(_) => Some(true),
+        Match::Whitelist(_) => Some(false),
+        Match::None => None,
+    };
+    if let Some(d) = decide(cli.matched(path, is_dir)) {
+        return d;
+    }
+    let mut at = layer;
+    while let Some(l) = at {
+        if let Some(d) = decide(l.rules.matched(path, is_dir)) {
+            return d;
+        }
+        at = l.parent.as_ref();
+    }
+    false
+}
+
+/// Whether `dir` holds a valid cache tag.
+fn is_cache(dir: &Path) -> bool {
+    let tag = dir.join(CACHE_TAG);
+    if !fs::symlink_metadata(&tag).is_ok_and(|m| m.is_file()) {
+        return false;
+    }
+    let mut head = [0u8; CACHE_SIGNATURE.len()];
+    fs::File::open(&tag)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|()| head == CACHE_SIGNATURE)
+}
+
+/// The `.fvfsignore` of `dir`, if it has a usable one, over `parent`.
+fn layer(dir: &Path, parent: Option<Rc<Layer>>, emit: &mut dyn FnMut(Event)) -> Option<Rc<Layer>> {
+    let path = dir.join(IGNORE_FILE);
+    match fs::symlink_metadata(&path) {
+        Ok(m) if m.is_file() && m.len() <= IGNORE_FILE_MAX => {}
+        Ok(m) if m.is_file() => {
+            emit(Event::Skipped {
+                src: path,
+                reason: format!("exclude file larger than {IGNORE_FILE_MAX} bytes, not used"),
+            });
+            return parent;
+        }
+        _ => return parent,
+    }
+    let mut builder = GitignoreBuilder::new(dir);
+    if let Some(e) = builder.add(&path) {
+        emit(Event::Skipped {
+            src: path.clone(),
+            reason: format!("some exclude patterns were not used: {e}"),
+        });
+    }
+    match builder.build() {
+        Ok(rules) if !rules.is_empty() => Some(Rc::new(Layer { rules, parent })),
+        Ok(_) => parent,
+        Err(e) => {
+            emit(Event::Skipped {
+                src: path,
+                reason: format!("exclude file not used: {e}"),
+            });
+            parent
+        }
+    }
+}
+
+fn join(dest: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut out = dest.to_vec();
+    if out.last() != Some(&b'/') {
+        out.push(b'/');
+    }
+    out.extend_from_slice(name);
+    out
+}
+
+fn read_names(dir: &Path) -> std::io::Result<Vec<OsString>> {
+    let mut names = fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    names.sort();
+    Ok(names)
+}
+
+/// Walks everything below `src` (not `src` itself), naming each path below `dest`;
+/// returns how many entries the rules left out.
+pub fn walk(src: &Path, dest: &[u8], rules: &Rules, emit: &mut dyn FnMut(Event)) -> u64 {
+    let mut cli = GitignoreBuilder::new(src);
+    for pattern in &rules.patterns {
+        // Checked when the rules were made.
+        let _ = cli.add_line(None, pattern);
+    }
+    let cli = cli.build().unwrap_or_else(|_| Gitignore::empty());
+    let mut excluded_count = 0;
+    let mut stack = vec![(src.to_path_buf(), dest.to_vec(), None::<Rc<Layer>>)];
+    while let Some((dir, at, parent)) = stack.pop() {
+        let names = match read_names(&dir) {
+            Ok(n) => n,
+            Err(e) => {
+                emit(Event::Skipped {
+                    src: dir,
+                    reason: format!("cannot list directory: {e}"),
+                });
+                continue;
+            }
+        };
+        let layer = if rules.files && names.iter().any(|n| n == IGNORE_FILE) {
+            layer(&dir, parent, emit)
+        } else {
+            parent
+        };
+        let cache = rules.caches && names.iter().any(|n| n == CACHE_TAG) && is_cache(&dir);
+        for name in names {
+            if cache && name != CACHE_TAG {
+                excluded_count += 1;
+                continue;
+            }
+            let src = dir.join(&name);
+            let meta = match fs::symlink_metadata(&src) {
+                Ok(m) => m,
+                Err(e) => {
+                    emit(Event::Skipped {
+                        src,
+                        reason: format!("cannot stat: {e}"),
+                    });
+                    continue;
+                }
+            };
+            let t = meta.file_type();
+            if excluded(&cli, layer.as_ref(), &src, t.is_dir()) {
+                excluded_count += 1;
+                continue;
+            }
+            let dest = join(&at, name.as_bytes());
+            let kind = if t.is_dir() {
+                stack.push((src.clone(), dest.clone(), layer.clone()));
+                Kind::Dir
+            } else if t.is_file() {
+                Kind::File
+            } else if t.is_symlink() {
+                match fs::read_link(&src) {
+                    Ok(target) => Kind::Symlink(target.into_os_string().into_vec()),
+                    Err(e) => {
+                        emit(Event::Skipped {
+                            src,
+                            reason: format!("cannot read symlink: {e}"),
+                        });
+                        continue;
+                    }
+                }
+            } else {
+                Kind::Special
+            };
+            emit(Event::Found(Found {
+                src,
+                dest,
+                meta,
+                kind,
+            }));
+        }
+    }
+    excluded_count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let p = dir.path().join(path);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            if path.ends_with('/') {
+                fs::create_dir_all(&p).unwrap();
+            } else {
+                fs::write(&p, text).unwrap();
+            }
+        }
+        dir
+    }
+
+    /// The fvfs paths a walk imports, and how many entries it left out.
+    fn imported(dir: &Path, args: &ExcludeArgs) -> (Vec<String>, u64) {
+        let mut found = Vec::new();
+        let excluded = walk(dir, b"/in", &args.rules().unwrap(), &mut |e| match e {
+            Event::Found(f) => found.push(String::from_utf8(f.dest).unwrap()),
+            Event::Skipped { src, reason } => panic!("{}: {reason}", src.display()),
+        });
+        found.sort();
+        (found, excluded)
+    }
+
+    fn patterns(p: &[&str]) -> ExcludeArgs {
+        ExcludeArgs {
+            exclude: p.iter().map(|s| s.to_string()).collect(),
+            ..ExcludeArgs::default()
+        }
+    }
+
+    #[test]
+    fn command_line_patterns_match_anywhere_or_from_the_source() {
+        let dir = tree(&[
+            ("a/node_modules/x.js", ""),
+            ("a/main.o", ""),
+            ("a/main.c", ""),
+            ("build/out", ""),
+            ("a/build/keep", ""),
+        ]);
+        let (found, excluded) = imported(dir.path(), &patterns(&["node_modules", "*.o", "/build"]));
+        assert_eq!(
+            found,
+            ["/in/a", "/in/a/build", "/in/a/build/keep", "/in/a/main.c"]
+        );
+        // node_modules and build count once each, whatever they hold.
+        assert_eq!(excluded, 3);
+    }
+
+    #[test]
+    fn ignore_files_apply_below_their_folder_and_deeper_ones_win() {
+        let dir = tree(&[
+            (".fvfsignore", "*.log\n"),
+            ("top.log", ""),
+            ("sub/.fvfsignore", "!keep.log\ntmp/\n"),
+            ("sub/keep.log", ""),
+            ("sub/drop.log", ""),
+            ("sub/tmp/x", ""),
+            ("other/tmp/x", ""),
+        ]);
+        let (found, excluded) = imported(dir.path(), &ExcludeArgs::default());
+        assert_eq!(
+            found,
+            [
+                "/in/.fvfsignore",
+                "/in/other",
+                "/in/other/tmp",
+                "/in/other/tmp/x",
+                "/in/sub",
+                "/in/sub/.fvfsignore",
+                "/in/sub/keep.log"
+            ]
+        );
+        assert_eq!(excluded, 3);
+        // The command line wins over the files, and the files can be turned off.
+        let args = ExcludeArgs {
+            exclude: vec!["keep.log".into()],
+            no_ignore_files: true,
+            ..ExcludeArgs::default()
+        };
+        let (found, _) = imported(dir.path(), &args);
+        assert!(found.contains(&"/in/top.log".to_string()));
+        assert!(!found.contains(&"/in/sub/keep.log".to_string()));
+    }
+
+    #[test]
+    fn a_cache_folder_keeps_only_its_tag_and_a_false_tag_is_not_one() {
+        let tag = "Signature: 8a477f597d28d172789f06886806bc55\n# a cache\n";
+        let dir = tree(&[
+            ("cache/CACHEDIR.TAG", tag),
+            ("cache/blob", ""),
+            ("cache/deep/blob", ""),
+            ("fake/CACHEDIR.TAG", "Signature: something else"),
+            ("fake/blob", ""),
+        ]);
+        let (found, excluded) = imported(dir.path(), &ExcludeArgs::default());
+        assert_eq!(
+            found,
+            [
+                "/in/cache",
+                "/in/cache/CACHEDIR.TAG",
+                "/in/fake",
+                "/in/fake/CACHEDIR.TAG",
+                "/in/fake/blob"
+            ]
+        );
+        assert_eq!(excluded, 2);
+        let all = ExcludeArgs {
+            include_caches: true,
+            ..ExcludeArgs::default()
+        };
+        assert_eq!(imported(dir.path(), &all).0.len(), 8);
+    }
+
+    #[test]
+    fn exclude_files_are_read_as_patterns_and_bad_input_is_named() {
+        let dir = tree(&[("a.tmp", ""), ("b", ""), ("list", "# comment\n\n*.tmp\n")]);
+        let args = ExcludeArgs {
+            exclude_file: vec![dir.path().join("list")],
+            ..ExcludeArgs::default()
+        };
+        let (found, excluded) = imported(dir.path(), &args);
+        assert_eq!(found, ["/in/b", "/in/list"]);
+        assert_eq!(excluded, 1);
+
+        let missing = ExcludeArgs {
+            exclude_file: vec![dir.path().join("nope")],
+            ..ExcludeArgs::default()
+        };
+        let e = missing.rules().unwrap_err().to_string();
+        assert!(e.contains("nope"), "{e}");
+        let e = patterns(&["x[z-a]"]).rules().unwrap_err().to_string();
+        assert!(e.contains("x[z-a]"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_line_in_an_ignore_file_is_reported_and_the_rest_used() {
+        let dir = tree(&[(".fvfsignore", "[z-a]\n*.tmp\n"), ("x.tmp", ""), ("y", "")]);
+        let (mut found, mut skipped) = (Vec::new(), Vec::new());
+        let excluded = walk(dir.path(), b"/", &Rules::default(), &mut |_| {});
+        assert_eq!(
+            excluded, 0,
+            "Rules::default reads no files and excludes nothing"
+        );
+        let rules = ExcludeArgs::default().rules().unwrap();
+        walk(dir.path(), b"/", &rules, &mut |e| match e {
+            Event::Found(f) => found.push(f.dest),
+            Event::Skipped { src, .. } => skipped.push(src),
+        });
+        assert_eq!(found, [b"/.fvfsignore".to_vec(), b"/y".to_vec()]);
+        assert_eq!(skipped, [dir.path().join(IGNORE_FILE)]);
+    }
+}
