@@ -11,7 +11,7 @@ mod put;
 use std::ffi::OsString;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -104,10 +104,14 @@ enum Command {
         #[arg(short = 'r')]
         recursive: bool,
     },
-    /// Daemon health, store and tiers.
+    /// Daemon health, store and tiers; and the writes this device's mounts could not
+    /// commit yet (shown even when the daemon does not answer).
     Status {
         #[arg(long)]
         json: bool,
+        /// The cache directory of the mounts to report on (as given to `mount`).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
     },
     /// Replication work waiting per tier.
     Wal {
@@ -261,7 +265,76 @@ fn main() -> ExitCode {
         });
         return report(result.map(|()| ExitCode::SUCCESS));
     }
+    if let Command::Status { json, cache_dir } = &cli.command {
+        let cache_dir = cache_dir.clone().unwrap_or_else(default_cache_dir);
+        return report(runtime.block_on(status(&cli, *json, &cache_dir)));
+    }
     report(runtime.block_on(run(cli)))
+}
+
+/// What `fvfsc status --json` prints: the daemon's status, and this device's mounts.
+#[derive(serde::Serialize)]
+struct DeviceStatus<'a> {
+    #[serde(flatten)]
+    daemon: &'a fvfs_api::reports::Status,
+    mounts: &'a [mount::waiting::MountRecord],
+}
+
+/// `fvfsc status`: the mounts' waiting writes first (they matter most when the daemon
+/// does not answer), then the daemon's status.
+async fn status(cli: &Cli, json: bool, cache_dir: &Path) -> Result<ExitCode> {
+    let mounts = mount::waiting::read_all(cache_dir);
+    if !json {
+        fvfs_api::out!("{}", show_mounts(&mounts));
+    }
+    let answer = async {
+        let api = api_for(cli).await?;
+        let status = api.status().await?;
+        Ok::<_, anyhow::Error>((api.base, status))
+    };
+    let (base, daemon) = match answer.await {
+        Ok(s) => s,
+        Err(e) if json => {
+            fvfs_api::out::json(&serde_json::json!({ "daemon": null, "mounts": mounts }));
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
+    if json {
+        fvfs_api::out::json(&DeviceStatus {
+            daemon: &daemon,
+            mounts: &mounts,
+        });
+    } else {
+        fvfs_api::out!("{}", show::daemon_status(&base, &daemon));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show_mounts(mounts: &[mount::waiting::MountRecord]) -> String {
+    let mut out = String::new();
+    for m in mounts {
+        let at = m.mountpoint.display();
+        match (m.ended, m.waiting.len()) {
+            (false, 0) => out += &format!("mount {at}: every write committed\n"),
+            (false, n) => out += &format!("mount {at}: {n} write(s) waiting, retried every 2 s:\n"),
+            (true, n) => {
+                out += &format!(
+                    "mount {at} ended with {n} write(s) NOT committed (content kept locally):\n"
+                )
+            }
+        }
+        for w in &m.waiting {
+            out += &format!(
+                "  {} since {} ({}); content in {}\n",
+                w.path,
+                show::time(w.since),
+                w.error,
+                w.local.display()
+            );
+        }
+    }
+    out
 }
 
 /// `~/.cache/fvfs/client`, or `$XDG_CACHE_HOME/fvfs/client`.
@@ -470,10 +543,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let v: Written = api.call(Method::DELETE, &path).await?;
             fvfs_api::outln!("version {}", v.version);
         }
-        Command::Status { json } => {
-            let status = api.status().await?;
-            fvfs_api::out::json_or(&status, json, |s| show::daemon_status(&api.base, s))
-        }
+        Command::Status { .. } => unreachable!("answered before"),
         Command::Wal { json } => {
             let backlog: Backlog = api.get("/v1/admin/wal").await?;
             if json {

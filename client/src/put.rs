@@ -19,13 +19,13 @@ use futures::{StreamExt, TryStreamExt};
 use std::sync::{Arc, Mutex};
 
 use fvfs_api::batch;
-use fvfs_api::commit::{CommitOp, CommitRequest};
+use fvfs_api::commit::{CommitOp, CommitRequest, Expect};
 use fvfs_api::path::encode_path;
 use fvfs_api::reports::{Ids, Missing, Written};
 use fvfs_api::views::VersionInfo;
 use fvfs_api::ErrorCode;
 use fvfs_cas::{chunker, frame, ChunkId};
-use fvfs_node::{file_layout, ChunkKind, ChunkRef, FileLayout, Link, Meta};
+use fvfs_node::{content_key, file_layout, ChunkKind, ChunkRef, FileLayout, Link, Meta};
 use fvfs_walk::{Event, Found, Kind, Rules};
 use hyper::Method;
 
@@ -246,33 +246,35 @@ pub struct Attrs {
     pub link: Option<Link>,
 }
 
-/// The commit op of a file, sending its file and list nodes when it has them.
+/// The commit op of a file (applied only where `expect` holds, if given), sending its
+/// file and list nodes when it has them; and the file's content key.
 async fn file_op(
     at: &[u8],
     attrs: &Attrs,
     refs: Vec<ChunkRef>,
+    expect: Option<Expect>,
     tx: &tokio::sync::mpsc::Sender<Outgoing>,
-) -> Result<CommitOp> {
+) -> Result<(CommitOp, ChunkId)> {
     let size: u64 = refs.iter().map(|r| r.len).sum();
-    let (node, chunks) = match file_layout(refs) {
+    let (node, chunks, key) = match file_layout(refs) {
         FileLayout::Inline(chunks) => (
             None,
             chunks.iter().map(|c| (c.id.to_hex(), c.len)).collect(),
+            content_key(None, &chunks),
         ),
         FileLayout::Nodes { file, lists } => {
-            let mut file_id = None;
+            let mut file_id = ChunkId::of(&[]);
             for n in lists.iter().chain(std::iter::once(&file)) {
                 let raw = n.encode();
-                let id = ChunkId::of(&raw);
-                file_id = Some(id);
-                tx.send((id, Bytes::from(raw), ChunkKind::Node))
+                file_id = ChunkId::of(&raw);
+                tx.send((file_id, Bytes::from(raw), ChunkKind::Node))
                     .await
                     .map_err(|_| anyhow::anyhow!("upload stopped"))?;
             }
-            (file_id.map(|id| id.to_hex()), Vec::new())
+            (Some(file_id.to_hex()), Vec::new(), file_id)
         }
     };
-    Ok(CommitOp::File {
+    let op = CommitOp::File {
         path: encode_path(at),
         mode: attrs.mode,
         mtime_ns: attrs.mtime_ns,
@@ -281,7 +283,9 @@ async fn file_op(
         chunks,
         meta: attrs.meta.clone(),
         link: attrs.link,
-    })
+        expect,
+    };
+    Ok((op, key))
 }
 
 /// Uploads the tree `src` to `dest`, leaving out what `rules` exclude, and commits it
@@ -374,7 +378,7 @@ async fn put_tree_once(api: &Api, src: &Path, dest: &[u8], rules: &Rules) -> Res
                         meta: None,
                         link: None,
                     };
-                    file_ops.push(file_op(&at, &attrs, refs, &tx).await?);
+                    file_ops.push(file_op(&at, &attrs, refs, None, &tx).await?.0);
                 }
                 Err(e) => unreadable.push((path, format!("cannot read: {e}"), at)),
             }
@@ -430,9 +434,17 @@ pub async fn commit(
 }
 
 /// Uploads the local file `local` (chunked here, only chunks the daemon lacks sent)
-/// and commits it at `dest` with `attrs`.
-pub async fn put_file(api: &Api, local: &Path, dest: &[u8], attrs: &Attrs) -> Result<VersionInfo> {
-    resend_if_collected(|| put_file_once(api, local, dest, attrs)).await
+/// and commits it at `dest` with `attrs`, only if `dest` holds what `expect` says
+/// (else the daemon refuses with `conflict`). Returns the version and the content key
+/// of what was committed.
+pub async fn put_file(
+    api: &Api,
+    local: &Path,
+    dest: &[u8],
+    attrs: &Attrs,
+    expect: Option<&Expect>,
+) -> Result<(VersionInfo, ChunkId)> {
+    resend_if_collected(|| put_file_once(api, local, dest, attrs, expect.cloned())).await
 }
 
 /// Rounds of a write whose commit the daemon refused because a collection freed a
@@ -465,20 +477,26 @@ fn collected(e: &anyhow::Error) -> bool {
     )
 }
 
-async fn put_file_once(api: &Api, local: &Path, dest: &[u8], attrs: &Attrs) -> Result<VersionInfo> {
+async fn put_file_once(
+    api: &Api,
+    local: &Path,
+    dest: &[u8],
+    attrs: &Attrs,
+    expect: Option<Expect>,
+) -> Result<(VersionInfo, ChunkId)> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Outgoing>(256);
     let upload = uploader(api, rx);
     let seen = Arc::new(Mutex::new(HashSet::new()));
     let local = local.to_owned();
     let chunk = async move {
         let refs = chunk_file(local, seen, tx.clone()).await?;
-        let op = file_op(dest, attrs, refs, &tx).await?;
+        let op = file_op(dest, attrs, refs, expect, &tx).await?;
         drop(tx);
         Ok::<_, anyhow::Error>(op)
     };
-    let (op, _) = futures::try_join!(chunk, upload)?;
+    let ((op, key), _) = futures::try_join!(chunk, upload)?;
     let message = format!("write {}", String::from_utf8_lossy(dest));
-    Ok(commit(api, message, vec![op]).await?)
+    Ok((commit(api, message, vec![op]).await?, key))
 }
 
 #[cfg(test)]

@@ -30,9 +30,11 @@ pub enum ManifestError {
     InvalidPath(String, &'static str),
     #[error("no version or snapshot named {0:?}")]
     UnknownVersion(String),
+    #[error("{0}: changed by someone else since it was read")]
+    Conflict(String),
     #[error("snapshot {0:?} already exists")]
     SnapshotExists(String),
-    #[error("invalid snapshot name {0:?}: use 1-128 letters, digits, '.', '_' or '-', not starting with '.' or '-' and not only digits")]
+    #[error("invalid snapshot name {0:?}: use 1-128 letters, digits, '.', '_' or '-', not starting with '.', '-' or 'auto-' (kept for automatic snapshots) and not only digits")]
     BadSnapshotName(String),
     #[error("the store has no versions yet")]
     Empty,

@@ -6,6 +6,7 @@
 //! only the path they change ([`TreeEdit`]), so a version is one root id: snapshots and
 //! rollbacks are O(1) and two versions [`diff`] in proportion to what changed.
 
+pub mod autosnap;
 mod error;
 pub use fvfs_cas::kv;
 pub mod meta;

@@ -607,8 +607,21 @@ impl HeadLock<'_> {
     }
 
     /// Binds `name` to a new snapshot version of HEAD's tree. O(1) in the tree's size.
+    /// Names starting with `auto-` are kept for automatic snapshots.
     pub async fn snapshot_create(&self, name: &str) -> Result<Version> {
         validate_snapshot_name(name)?;
+        if name.starts_with(crate::autosnap::PREFIX) {
+            return Err(ManifestError::BadSnapshotName(name.to_owned()));
+        }
+        self.bind_snapshot(name).await
+    }
+
+    /// Takes the automatic snapshot of `time` (see [`crate::autosnap`]).
+    pub async fn snapshot_auto(&self, time: i64) -> Result<Version> {
+        self.bind_snapshot(&crate::autosnap::name(time)).await
+    }
+
+    async fn bind_snapshot(&self, name: &str) -> Result<Version> {
         let key = meta::key(meta::SNAPSHOT_PREFIX, name.as_bytes());
         if self.repo.kv.contains(&key)? {
             return Err(ManifestError::SnapshotExists(name.to_owned()));

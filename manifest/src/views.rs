@@ -33,6 +33,7 @@ impl Repo {
             .map(|(name, n)| {
                 let v = self.version(n)?;
                 Ok(SnapshotInfo {
+                    automatic: crate::autosnap::time_of(&name).is_some(),
                     name,
                     version: n,
                     time: v.time,

@@ -34,6 +34,10 @@ pub enum Command {
         /// Do not announce over mDNS.
         #[arg(long)]
         no_mdns: bool,
+        /// For tests: automatic snapshots read the time (Unix seconds) from FILE, checked
+        /// every few milliseconds, instead of the system clock.
+        #[arg(long, hide = true, value_name = "FILE")]
+        clock_file: Option<std::path::PathBuf>,
     },
     /// Print the API token clients need when the daemon listens beyond loopback.
     Token,

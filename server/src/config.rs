@@ -29,6 +29,9 @@ pub struct Config {
     pub eviction: Eviction,
     #[serde(default)]
     pub gc: Gc,
+    /// Automatic snapshots and how many to keep per period (none by default).
+    #[serde(default)]
+    pub snapshots: fvfs_fsck::retention::SnapshotPolicy,
 }
 
 #[derive(Debug, Deserialize)]

@@ -112,7 +112,11 @@ async fn local(home: &home::Home, config: &config::Config, command: Command) -> 
     }
     let where_ = home.dir().display().to_string();
     match command {
-        Command::Serve { listen, no_mdns } => {
+        Command::Serve {
+            listen,
+            no_mdns,
+            clock_file,
+        } => {
             for note in config.not_in_effect() {
                 tracing::warn!("config: {note}");
             }
@@ -129,6 +133,8 @@ async fn local(home: &home::Home, config: &config::Config, command: Command) -> 
                     frequency: config.eviction.frequency_weight,
                 },
                 gc: config.gc.clone(),
+                snapshots: config.snapshots,
+                clock: clock_file.map_or(serve::auto::Clock::System, serve::auto::Clock::File),
             };
             serve::run(home, options).await?
         }

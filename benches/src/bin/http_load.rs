@@ -109,6 +109,7 @@ async fn main() {
             chunks: vec![(id.to_hex(), CHUNK as u64)],
             meta: None,
             link: None,
+            expect: None,
         })
         .collect();
     let commit = serde_json::to_value(CommitRequest {

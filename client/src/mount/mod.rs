@@ -13,6 +13,7 @@ mod fs;
 mod ids;
 mod lru;
 mod remote;
+pub mod waiting;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -84,6 +85,9 @@ pub fn run(
     };
     config.n_threads = Some(4);
     let follower = fs.follower();
+    let committer = fs.committer();
+    let state = waiting::MountState::new(&opts.cache_dir, mountpoint)
+        .with_context(|| format!("mount state in {}", opts.cache_dir.display()))?;
     let mut session = Session::new(fs, mountpoint, &config)
         .with_context(|| format!("cannot mount on {}", mountpoint.display()))?;
     let mut unmounter = session.unmount_callable();
@@ -94,6 +98,12 @@ pub fn run(
     let following = std::thread::Builder::new()
         .name("fvfs-follow".into())
         .spawn(move || follower.run(&rt, &kernel, &stopped))?;
+    // Write-backs that could not be committed are retried until the mount ends, and
+    // once more then.
+    let (stop_retries, retries_stopped) = std::sync::mpsc::channel::<()>();
+    let retrying = std::thread::Builder::new()
+        .name("fvfs-retry".into())
+        .spawn(move || committer.run_retries(&state, &retries_stopped))?;
     runtime.spawn(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("SIGTERM handler");
@@ -110,6 +120,10 @@ pub fn run(
     drop(stop);
     if following.join().is_err() {
         tracing::error!("the follower of HEAD panicked");
+    }
+    drop(stop_retries);
+    if retrying.join().is_err() {
+        tracing::error!("the retry of write-backs panicked");
     }
     served?;
     eprintln!("fvfsc: unmounted {}", mountpoint.display());

@@ -30,6 +30,10 @@ pub enum CommitOp {
         /// that file (then the change is made to every name), ignored otherwise.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         link: Option<Link>,
+        /// What the path must hold for the write to apply (else `conflict`, 409):
+        /// how a client that read the file makes sure it replaces only what it read.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expect: Option<Expect>,
     },
     Symlink {
         path: String,
@@ -99,6 +103,14 @@ pub struct CommitRequest {
 }
 
 impl CommitOp {
+    /// What a file op expects at its path, if it says.
+    pub fn expect(&self) -> Option<&Expect> {
+        match self {
+            Self::File { expect, .. } => expect.as_ref(),
+            _ => None,
+        }
+    }
+
     /// The (percent-encoded) paths whose entries the op may change.
     pub fn paths(&self) -> Vec<&str> {
         match self {
@@ -146,6 +158,7 @@ impl CommitOp {
                 chunks,
                 meta,
                 link,
+                expect: _,
             } => {
                 let mut e = entry(EntryKind::File, mode, mtime_ns, meta, link);
                 e.size = *size;
@@ -207,5 +220,28 @@ impl CommitOp {
             | CommitOp::Link { .. }
             | CommitOp::Copy { .. } => return Ok(None),
         }))
+    }
+}
+
+/// What a write expects at its path when it applies.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Expect {
+    /// Nothing: the write creates the file.
+    Absent,
+    /// A file with this content key ([`fvfs_node::content_key`], hex).
+    Content(String),
+}
+
+impl Expect {
+    /// Whether `found`, the entry at the path now (if any), is what was expected.
+    pub fn holds(&self, found: Option<&Entry>) -> bool {
+        match (self, found) {
+            (Expect::Absent, None) => true,
+            (Expect::Content(key), Some(e)) => {
+                e.kind == EntryKind::File && e.content_key().to_hex() == *key
+            }
+            _ => false,
+        }
     }
 }

@@ -29,6 +29,9 @@ pub enum ErrorCode {
     /// A commit names chunks the daemon does not hold: upload them first.
     MissingChunks,
     Busy,
+    /// A write that expected what its path held (`expect`) found something else there:
+    /// another device changed the file since.
+    Conflict,
     TooLarge,
     NoSpace,
     Corrupt,
@@ -68,7 +71,8 @@ impl ErrorCode {
             | E::NotEmpty
             | E::Exists
             | E::MissingChunks
-            | E::Busy => 409,
+            | E::Busy
+            | E::Conflict => 409,
             E::TooLarge => 413,
             E::NoSpace => 507,
             E::Unavailable | E::TierUnavailable => 503,

@@ -19,6 +19,26 @@ pub struct Status {
     pub tiers: Vec<TierStatus>,
     /// Maintenance tasks running now (fsck, gc).
     pub maintenance: Vec<TaskProgress>,
+    /// Automatic snapshots, when `[snapshots]` asks for some.
+    #[serde(default)]
+    pub auto_snapshots: Option<AutoSnapshots>,
+}
+
+/// What the daemon's automatic snapshots did last.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutoSnapshots {
+    /// How often one is taken (when something changed): "hour", "day", "week", "month".
+    pub every: String,
+    /// The time (Unix seconds, the daemon's clock) of the last round finished.
+    pub round: Option<i64>,
+    /// The newest automatic snapshot this daemon took.
+    pub taken: Option<String>,
+    /// The automatic snapshots the last pruning deleted.
+    pub pruned: Vec<String>,
+    /// Versions the last collection after a pruning dropped.
+    pub versions_dropped: usize,
+    /// Why the last round failed, if it did (the next one tries again).
+    pub last_error: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -114,11 +114,12 @@ pub fn snapshots(list: &[SnapshotInfo]) -> String {
     list.iter()
         .map(|s| {
             format!(
-                "{}\tversion {}\t{}\t{}\n",
+                "{}\tversion {}\t{}\t{}{}\n",
                 s.name,
                 s.version,
                 time(s.time),
-                bytes(s.logical_bytes)
+                bytes(s.logical_bytes),
+                if s.automatic { "\tautomatic" } else { "" }
             )
         })
         .collect()
@@ -310,6 +311,18 @@ pub fn daemon_status(base: &str, s: &Status) -> String {
             t.queue_depth
         )
         .ok();
+    }
+    if let Some(a) = &s.auto_snapshots {
+        let last = a.taken.as_deref().unwrap_or("none taken yet");
+        writeln!(
+            out,
+            "automatic:   a snapshot every {} when changed; newest {last}",
+            a.every
+        )
+        .ok();
+        if let Some(e) = &a.last_error {
+            writeln!(out, "automatic:   last round failed: {e}").ok();
+        }
     }
     for m in &s.maintenance {
         let total = if m.total > 0 {

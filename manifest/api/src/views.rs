@@ -24,6 +24,9 @@ pub struct SnapshotInfo {
     pub version: u64,
     pub time: i64,
     pub logical_bytes: u64,
+    /// Taken by the daemon under `[snapshots]` (and pruned by that policy).
+    #[serde(default)]
+    pub automatic: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -181,7 +181,27 @@ pub(crate) fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// What a file holds, as one id: its file node, or for a file whose chunks are listed
+/// inline the BLAKE3 hash of their ids and lengths. Equal keys mean equal bytes; a
+/// write-back compares them to notice that someone else changed its file.
+pub fn content_key(id: Option<ChunkId>, chunks: &[ChunkRef]) -> ChunkId {
+    if let Some(id) = id {
+        return id;
+    }
+    let mut listed = b"fvfs inline chunks".to_vec();
+    for c in chunks {
+        listed.extend_from_slice(c.id.as_bytes());
+        listed.extend_from_slice(&c.len.to_le_bytes());
+    }
+    ChunkId::of(&listed)
+}
+
 impl Entry {
+    /// What this file holds, as one id ([`content_key`]).
+    pub fn content_key(&self) -> ChunkId {
+        content_key(self.id, &self.chunks)
+    }
+
     /// A directory entry with no name, no node and nothing below it yet.
     pub fn dir(mode: u32, mtime_ns: i64) -> Self {
         Self {

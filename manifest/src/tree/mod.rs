@@ -399,6 +399,21 @@ impl TreeEdit {
         self.place(repo, Place::Dir, path, entry, mtime_ns).await
     }
 
+    /// The entry at `path` with the changes so far, if there is one.
+    pub async fn get(&mut self, repo: &Repo, path: &[u8]) -> Result<Option<Entry>> {
+        let comps = components(path)?;
+        let Some((name, parents)) = comps.split_last() else {
+            return Ok(None);
+        };
+        let dir = match self.root.open_dir(repo, path, parents, None).await {
+            Ok(dir) => dir,
+            Err(ManifestError::NotFound(_) | ManifestError::NotADirectory(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        dir.holding(repo, name).await?;
+        Ok(dir.entries.get(*name).map(|slot| slot.entry().clone()))
+    }
+
     /// Removes `path`; a directory only if `recursive` or empty. Returns what was there.
     pub async fn remove(&mut self, repo: &Repo, path: &[u8], recursive: bool) -> Result<Entry> {
         let comps = components(path)?;

@@ -65,6 +65,10 @@ pub async fn status(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
         store: state.repo.status_info()?,
         tiers: tiers(state)?,
         maintenance: state.maintenance.snapshots(),
+        auto_snapshots: state
+            .auto_snapshots
+            .as_ref()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).clone()),
     })
 }
 

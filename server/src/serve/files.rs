@@ -160,6 +160,7 @@ pub async fn put(
             vec![Op::Put {
                 path,
                 entry: file.entry(mode, mtime_ns),
+                expect: None,
             }],
             pending,
             message,

@@ -119,6 +119,7 @@ impl From<ManifestError> for ApiError {
             M::NotEmpty(_) => C::NotEmpty,
             M::Exists(_) => C::Exists,
             M::SnapshotExists(_) => C::Exists,
+            M::Conflict(_) => C::Conflict,
             M::ContentGone { .. } => C::MissingChunks,
             M::Busy(_) => C::Busy,
             M::InvalidPath(..) => C::BadPath,

@@ -18,6 +18,7 @@
 
 mod admin;
 mod auth;
+pub mod auto;
 mod files;
 mod http;
 mod metrics;
@@ -42,6 +43,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use fvfs_fsck::retention::SnapshotPolicy;
 use fvfs_manifest::meta::{TIER_LOCAL, TIER_NAS, TIER_S3};
 use fvfs_tiering::evict::{EvictTier, Weights};
 use fvfs_tiering::s3::log::LogPublisher;
@@ -78,6 +80,8 @@ pub struct State {
     gc: crate::config::Gc,
     /// fsck and gc runs in progress, for status.
     maintenance: crate::progress::Running,
+    /// What automatic snapshots did last, when `[snapshots]` asks for them.
+    auto_snapshots: Option<std::sync::Mutex<fvfs_api::reports::AutoSnapshots>>,
     /// Every tier's own store, for fsck.
     fsck_tiers: Vec<fvfs_fsck::Tier>,
     /// One worker per colder tier, draining the replication queue.
@@ -104,6 +108,9 @@ pub struct Options {
     pub weights: Weights,
     /// Garbage collection defaults (`[gc]`).
     pub gc: crate::config::Gc,
+    /// Automatic snapshots (`[snapshots]`), and the clock they follow.
+    pub snapshots: SnapshotPolicy,
+    pub clock: auto::Clock,
 }
 
 /// Records reads every few seconds, and evicts every `every`.
@@ -136,6 +143,8 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
         evict_every,
         weights,
         gc,
+        snapshots,
+        clock,
     } = options;
     let listener = TcpListener::bind(listen)
         .await
@@ -218,6 +227,7 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
         s3: home.s3(),
         gc,
         maintenance: Default::default(),
+        auto_snapshots: auto::status(&snapshots),
         fsck_tiers: home.fsck_tiers(),
         started: Instant::now(),
     });
@@ -237,6 +247,9 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
             }
         })
     };
+    let auto_snapshots = snapshots
+        .every()
+        .map(|every| tokio::spawn(auto::run(state.clone(), snapshots, every, clock)));
     home.write_daemon_info(listen)?;
     // The line scripts and tests wait for: the daemon answers from now on.
     fvfs_api::outln!("fvfsd: listening on http://{listen}");
@@ -287,6 +300,9 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
         r.stop(Duration::from_secs(10)).await;
     }
     checkpoints.abort();
+    if let Some(task) = auto_snapshots {
+        task.abort();
+    }
     state.repo.checkpoint(&state.staged).await?;
     home.remove_daemon_info();
     fvfs_api::outln!("fvfsd: stopped");

@@ -122,7 +122,11 @@ pub async fn commit(
                         }
                     }
                 }
-                ops.push(Op::Put { path, entry });
+                ops.push(Op::Put {
+                    path,
+                    entry,
+                    expect: op.expect().cloned(),
+                });
             }
             None => ops.push(match op {
                 CommitOp::Mkdir {
@@ -156,6 +160,7 @@ pub async fn commit(
                     Op::Put {
                         path: decode_path(to),
                         entry,
+                        expect: None,
                     }
                 }
                 _ => unreachable!("put-like ops have entries"),

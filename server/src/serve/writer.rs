@@ -13,6 +13,7 @@
 
 use std::sync::Arc;
 
+use fvfs_api::commit::Expect;
 use fvfs_manifest::{Entry, ManifestError, Origin, Pending, Repo, TreeEdit, Version, VersionKind};
 use tokio::sync::{mpsc, oneshot};
 
@@ -23,6 +24,8 @@ pub enum Op {
     Put {
         path: Vec<u8>,
         entry: Entry,
+        /// What the path must hold for the put to apply.
+        expect: Option<Expect>,
     },
     Remove {
         path: Vec<u8>,
@@ -188,7 +191,16 @@ async fn apply(
     op: &Op,
 ) -> Result<(), ManifestError> {
     match op {
-        Op::Put { path, entry } => {
+        Op::Put {
+            path,
+            entry,
+            expect,
+        } => {
+            if let Some(expect) = expect {
+                if !expect.holds(edit.get(repo, path).await?.as_ref()) {
+                    return Err(ManifestError::Conflict(fvfs_manifest::path::show(path)));
+                }
+            }
             let origin = Origin::Client;
             edit.insert(repo, pending, path, entry.clone(), entry.mtime_ns, origin)
                 .await

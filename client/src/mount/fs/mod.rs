@@ -2,8 +2,9 @@
 //! under `/.snapshots/<name>/`, loaded lazily through the chunk cache.
 //!
 //! Its rooms: the inode table ([`inodes`]), the trees it shows ([`view`]), the read
-//! path ([`read`]), write-back files ([`writeback`]) and changes to the tree
-//! ([`namespace`]); this module answers the kernel.
+//! path ([`read`]), write-back files ([`writeback`]) and their commits, conflicts and
+//! retries ([`commit`]), changes to the tree ([`namespace`]), and the follower of HEAD
+//! ([`follow`]); this module answers the kernel.
 //!
 //! # Invariants
 //! - An inode is a name in a directory of one view: the live tree (whose root is
@@ -16,6 +17,7 @@
 //!   durable.
 //! - Every chunk is verified against its id before use (in [`super::remote`]).
 
+mod commit;
 mod follow;
 mod inodes;
 mod listing;
@@ -44,6 +46,7 @@ use fvfs_api::path::encode_path;
 use fvfs_cas::ChunkId;
 use fvfs_node::{Entry, EntryKind, Meta};
 
+pub use self::commit::Committer;
 pub use self::follow::Follower;
 use self::follow::LiveRoot;
 use self::inodes::{Inodes, View, ROOT, SNAPSHOTS, SNAPSHOTS_NAME};
@@ -78,15 +81,17 @@ pub struct FvfsFs {
     gid: u32,
     inodes: Arc<Mutex<Inodes>>,
     /// Held exclusively by operations that move or remove names (see [`namespace`]).
-    names: RwLock<()>,
+    names: Arc<RwLock<()>>,
     live: Arc<LiveRoot>,
+    /// Commits write-backs (also from the background retry, with the same parts).
+    commits: Committer,
     snapshots: Mutex<HashMap<String, ChunkId>>,
     /// Directory node of each directory path of a tree (by root) looked up lately.
     dir_ids: Mutex<FastMap<TreePath, ChunkId>>,
     handles: Mutex<HashMap<u64, Handle>>,
     /// Open directories' listings, by handle.
     listings: Mutex<HashMap<u64, listing::Listing>>,
-    writing: Writing,
+    writing: Arc<Writing>,
     backing: Backing,
     /// Owners as stored and as this machine numbers them.
     ids: IdMap,
@@ -95,6 +100,17 @@ pub struct FvfsFs {
     /// Inodes open through the kernel, by inode.
     backed: Mutex<HashMap<u64, read::Backed>>,
     next_fh: AtomicU64,
+}
+
+/// Runs `f` to completion on this thread, polling it once before `block_on`.
+fn block_on<T>(rt: &tokio::runtime::Handle, f: impl std::future::Future<Output = T>) -> T {
+    let _runtime = rt.enter();
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => rt.block_on(f),
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -129,20 +145,28 @@ impl FvfsFs {
         read_only: bool,
         ids: IdMap,
     ) -> Self {
+        let commits = Committer::new(
+            rt.clone(),
+            remote.clone(),
+            Arc::new(Mutex::new(Inodes::new())),
+            Arc::default(),
+            staging,
+        );
         Self {
             rt,
             remote,
             read_only,
             uid: rustix::process::getuid().as_raw(),
             gid: rustix::process::getgid().as_raw(),
-            inodes: Arc::new(Mutex::new(Inodes::new())),
-            names: RwLock::new(()),
-            live: Arc::default(),
+            inodes: commits.inodes.clone(),
+            names: commits.names.clone(),
+            live: commits.live.clone(),
+            writing: commits.writing.clone(),
+            commits,
             snapshots: Mutex::new(HashMap::new()),
             dir_ids: Mutex::default(),
             handles: Mutex::new(HashMap::new()),
             listings: Mutex::new(HashMap::new()),
-            writing: Writing::new(staging),
             backing,
             ids,
             passthrough: false,
@@ -156,17 +180,16 @@ impl FvfsFs {
         Follower::new(self.remote.clone(), self.live.clone(), self.inodes.clone())
     }
 
+    /// What commits this mount's write-backs, for the background retry.
+    pub fn committer(&self) -> Committer {
+        self.commits.clone()
+    }
+
     /// Runs `f` to completion on this (FUSE) thread. Most calls find what they need in
     /// memory and complete at the first poll: they skip `block_on`'s parking and
     /// per-call setup, which cost a warm walk about a seventh of fvfsc's CPU.
     fn block<T>(&self, f: impl std::future::Future<Output = T>) -> T {
-        let _runtime = self.rt.enter();
-        let mut f = std::pin::pin!(f);
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        match f.as_mut().poll(&mut cx) {
-            std::task::Poll::Ready(v) => v,
-            std::task::Poll::Pending => self.rt.block_on(f),
-        }
+        block_on(&self.rt, f)
     }
 
     fn fh(&self) -> u64 {
@@ -645,6 +668,7 @@ impl Filesystem for FvfsFs {
                         chunks: Vec::new(),
                         meta: Some(meta),
                         link: None,
+                        expect: None,
                     },
                     kind => CommitOp::Special {
                         path,

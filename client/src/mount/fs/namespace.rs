@@ -14,14 +14,13 @@ use std::sync::Arc;
 use std::sync::Mutex;
 
 use fuser::{Errno, FileAttr};
-use fvfs_api::commit::CommitOp;
+use fvfs_api::commit::{CommitOp, Expect};
 use fvfs_api::path::{decode_path, encode_path};
 use fvfs_node::{path as fpath, Entry, EntryKind, Meta};
 
 use super::inodes::View;
 use super::writeback::{Closed, WriteBack};
 use super::{check_name, lock, now_ns, FvfsFs};
-use crate::mount::remote::Head;
 use crate::put::Attrs;
 
 impl FvfsFs {
@@ -41,36 +40,9 @@ impl FvfsFs {
         Ok(())
     }
 
-    /// Uploads a changed write-back and commits it where inode `ino` is now; one whose
-    /// inode is no path any more (unlinked, replaced) has nothing to commit.
+    /// Commits a changed write-back where inode `ino` is now (see [`super::commit`]).
     pub(super) fn write_back(&self, ino: u64, w: &mut WriteBack) -> Result<(), Errno> {
-        if !w.dirty {
-            return Ok(());
-        }
-        let _names = self.names.read().unwrap_or_else(|p| p.into_inner());
-        let Some((View::Live, path)) = lock(&self.inodes).locate(ino) else {
-            w.dirty = false;
-            return Ok(());
-        };
-        w.file.sync_data().map_err(|_| Errno::EIO)?;
-        let version = self.block(crate::put::put_file(
-            &self.remote.api,
-            w.local(),
-            &path,
-            &w.attrs,
-        ));
-        let version = version.map_err(|e| {
-            tracing::warn!("writing {}: {e:#}", fpath::show(&path));
-            match e.downcast_ref::<fvfs_api::client::Failure>() {
-                Some(f) => crate::mount::remote::errno(f),
-                None => Errno::EIO,
-            }
-        })?;
-        self.live.committed(Head::of(&version)?, [path]);
-        w.dirty = false;
-        // The next open must not trust what the kernel cached of the old content.
-        lock(&self.inodes).same_content(ino, None);
-        Ok(())
+        self.commits.write_back(ino, w)
     }
 
     /// Inode `ino`'s write-back, with one more user: the one in progress, or a new one
@@ -96,6 +68,7 @@ impl FvfsFs {
                     _ => return Err(Errno::EINVAL),
                 }
                 w.attrs = attrs_of(&entry);
+                w.base = Some(Expect::Content(entry.content_key().to_hex()));
                 if !keep {
                     w.dirty = true;
                     return Ok(());
@@ -123,19 +96,14 @@ impl FvfsFs {
         wb: &Arc<Mutex<WriteBack>>,
         so_far: Result<(), Errno>,
     ) -> Result<(), Errno> {
-        let mut closed = self.writing.close(ino, wb);
-        let result = match (closed == Closed::Uncommitted, so_far) {
-            (true, Ok(())) => {
-                let committed = self.write_back(ino, &mut lock(wb));
-                closed = self.writing.drop_idle(ino, wb);
-                committed
+        match (self.writing.close(ino, wb), so_far) {
+            (Closed::Uncommitted, Ok(())) => self.commits.commit_idle(ino, wb),
+            (Closed::Dropped, so_far) => {
+                lock(&self.inodes).release(ino);
+                so_far
             }
             (_, so_far) => so_far,
-        };
-        if closed == Closed::Dropped {
-            lock(&self.inodes).release(ino);
         }
-        result
     }
 
     /// A new file `name` in `parent`, being written here (committed at its first
@@ -168,6 +136,7 @@ impl FvfsFs {
             || lock(&self.inodes).hold(ino),
             |w| {
                 w.dirty = true;
+                w.base = Some(Expect::Absent);
                 Ok(())
             },
         );
@@ -453,6 +422,7 @@ fn file_op(path: &[u8], entry: &Entry, attrs: &Attrs) -> CommitOp {
         mtime_ns: attrs.mtime_ns,
         meta: attrs.meta.clone(),
         link: attrs.link,
+        expect: None,
         size: entry.size,
         node: entry.id.map(|id| id.to_hex()),
         chunks: entry

@@ -8,27 +8,46 @@
 //!   never once its inode is detached (unlinked or replaced) — it stays readable and
 //!   writable through its handles.
 //! - A write-back lives while handles have it open, and after the last close while its
-//!   changes are not committed (a failed commit is retried by the next one). Whoever
-//!   closes it last commits what others changed after their own commit.
+//!   changes are not committed (a failed commit is retried in the background, see
+//!   [`super::commit`]). Whoever closes it last commits what others changed after their
+//!   own commit.
+//! - It is dropped once, by whoever removes it from the map (then its inode is let go).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use fuser::Errno;
+use fvfs_api::commit::Expect;
 
 use super::lock;
 use crate::put::Attrs;
+
+/// Why a write-back is not committed yet.
+#[derive(Clone, Debug)]
+pub struct Failed {
+    /// When its first failed commit was.
+    pub since: SystemTime,
+    /// Where it was to be committed.
+    pub path: Vec<u8>,
+    pub error: String,
+}
 
 pub struct WriteBack {
     pub file: File,
     local: PathBuf,
     /// Mode, mtime and meta it is committed with.
     pub attrs: Attrs,
+    /// What its path held when it was opened or last committed from here: what a
+    /// commit may replace (`None`: whatever is there).
+    pub base: Option<Expect>,
     /// Changed since the last commit.
     pub dirty: bool,
+    /// Its last commit failed: retried in the background.
+    pub failed: Option<Failed>,
     /// Filled with its initial content (the first opener does it; others wait).
     loaded: bool,
     /// Open handles (and setattr calls in progress) using it.
@@ -86,7 +105,9 @@ impl Writing {
                         file,
                         local,
                         attrs,
+                        base: None,
                         dirty: false,
+                        failed: None,
                         loaded: false,
                         users: 0,
                     }));
@@ -116,6 +137,14 @@ impl Writing {
         lock(&self.files).keys().copied().collect()
     }
 
+    /// Every write-back, with its inode.
+    pub fn all(&self) -> Vec<(u64, Arc<Mutex<WriteBack>>)> {
+        lock(&self.files)
+            .iter()
+            .map(|(ino, wb)| (*ino, wb.clone()))
+            .collect()
+    }
+
     /// One user of `ino`'s write-back is done; the write-back is dropped (with its
     /// local file) if it was the last and nothing is left to commit.
     pub fn close(&self, ino: u64, wb: &Arc<Mutex<WriteBack>>) -> Closed {
@@ -140,8 +169,10 @@ pub enum Closed {
     InUse,
     /// Nobody uses it, but it holds changes not committed yet.
     Uncommitted,
-    /// Gone, local file and all.
+    /// Gone, local file and all, by this call: the inode may go.
     Dropped,
+    /// Dropped before, by another call.
+    Gone,
 }
 
 fn settle(
@@ -156,9 +187,10 @@ fn settle(
     if w.dirty && w.loaded {
         return Closed::Uncommitted;
     }
-    if files.get(&ino).is_some_and(|f| Arc::ptr_eq(f, wb)) {
-        files.remove(&ino);
+    if !files.get(&ino).is_some_and(|f| Arc::ptr_eq(f, wb)) {
+        return Closed::Gone;
     }
+    files.remove(&ino);
     let _ = std::fs::remove_file(&w.local);
     Closed::Dropped
 }
@@ -166,5 +198,11 @@ fn settle(
 impl WriteBack {
     pub fn local(&self) -> &Path {
         &self.local
+    }
+
+    /// Nobody uses it and it holds changes not committed yet: only the retry will
+    /// commit them.
+    pub fn is_idle(&self) -> bool {
+        self.users == 0 && self.dirty && self.loaded
     }
 }
