@@ -92,6 +92,8 @@ pub struct S3 {
     pub region: Option<String>,
     pub prefix: Option<String>,
     pub endpoint: Option<String>,
+    /// The storage class of packs (e.g. STANDARD_IA, GLACIER_IR).
+    pub storage_class: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,6 +103,8 @@ pub struct Upload {
     pub flush_size_mb: u64,
     #[serde(default = "default_flush_secs")]
     pub flush_interval_secs: u64,
+    /// The most megabits per second sent to S3, over all uploads together.
+    pub max_mbps: Option<f64>,
 }
 
 impl Default for Upload {
@@ -108,6 +112,7 @@ impl Default for Upload {
         Self {
             flush_size_mb: default_flush_mb(),
             flush_interval_secs: default_flush_secs(),
+            max_mbps: None,
         }
     }
 }
@@ -230,6 +235,21 @@ impl Config {
         if self.upload.flush_size_mb == 0 {
             bail!("[upload] flush_size_mb must be at least 1");
         }
+        if let Some(m) = self
+            .upload
+            .max_mbps
+            .filter(|m| !(m.is_finite() && *m > 0.0))
+        {
+            bail!("[upload] max_mbps must be above 0 (leave it out for no limit), not {m}");
+        }
+        let class = self
+            .tiers
+            .s3
+            .as_ref()
+            .and_then(|s| s.storage_class.as_deref());
+        if let Some(c @ ("GLACIER" | "DEEP_ARCHIVE")) = class {
+            bail!("[tiers.s3] storage_class {c}: objects in it cannot be read without a restore request; use GLACIER_IR or STANDARD_IA");
+        }
         if self.tiers.nas.as_ref().is_some_and(|t| t.path.is_none()) {
             bail!("[tiers.nas] needs a path: the directory of the mounted share");
         }
@@ -337,6 +357,9 @@ impl Config {
             region: s.region.clone(),
             prefix: s.prefix.clone(),
             endpoint: s.endpoint.clone(),
+            storage_class: s.storage_class.clone(),
+            // Mbit/s, as uplinks are sold.
+            max_bytes_per_sec: self.upload.max_mbps.map(|m| m * 125_000.0),
         })
     }
 
@@ -410,5 +433,25 @@ mod tests {
         let err = parse("[tiers.s3]\nbucket = \"b\"\nendpiont = \"x\"\n").unwrap_err();
         assert!(err.contains("endpiont"), "{err}");
         assert!(parse("[daemon]\nlisten = \"not an address\"\n").is_err());
+    }
+
+    #[test]
+    fn upload_limits_and_storage_classes_are_checked() {
+        let c = parse(
+            "[tiers.s3]\nbucket = \"b\"\nstorage_class = \"STANDARD_IA\"\n[upload]\nmax_mbps = 8\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let s3 = c.s3().unwrap();
+        assert_eq!(s3.max_bytes_per_sec, Some(1_000_000.0), "8 Mbit/s");
+        assert_eq!(s3.storage_class.as_deref(), Some("STANDARD_IA"));
+        for bad in [
+            "[upload]\nmax_mbps = 0\n",
+            "[upload]\nmax_mbps = -3\n",
+            "[tiers.s3]\nbucket = \"b\"\nstorage_class = \"GLACIER\"\n",
+        ] {
+            let err = parse(bad).unwrap().validate().unwrap_err().to_string();
+            assert!(err.contains("max_mbps") || err.contains("GLACIER"), "{err}");
+        }
     }
 }

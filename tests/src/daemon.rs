@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
 
 use crate::{bin, Fvfsd};
 
@@ -31,12 +31,19 @@ impl Daemon {
     }
 
     /// Starts a prepared `serve` command (for example inside a network namespace).
-    pub fn spawn(mut cmd: Command) -> Self {
+    pub fn spawn(cmd: Command) -> Self {
+        Self::spawn_logged(cmd, Stdio::inherit()).0
+    }
+
+    /// Like [`Daemon::spawn`], its log (stderr) going to `log`; returns the log's
+    /// reading end when `log` is a pipe.
+    pub fn spawn_logged(mut cmd: Command, log: Stdio) -> (Self, Option<ChildStderr>) {
         let mut child = cmd
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .expect("start fvfsd serve");
+        let stderr = child.stderr.take();
         let mut out = BufReader::new(child.stdout.take().expect("stdout"));
         let mut line = String::new();
         out.read_line(&mut line).expect("read fvfsd's first line");
@@ -48,11 +55,12 @@ impl Daemon {
         // Keep draining stdout so the daemon never blocks on a full pipe.
         std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
         let addr = url.trim_start_matches("http://").to_owned();
-        Self {
+        let daemon = Self {
             child: Some(child),
             url,
             addr,
-        }
+        };
+        (daemon, stderr)
     }
 
     /// The daemon's process id.

@@ -64,6 +64,31 @@ impl Mount {
         self.dir.join(rel)
     }
 
+    /// Waits until this mount (started with cache folder `cache`) retried what it
+    /// could not commit: a retry pass that began after this call left nothing
+    /// waiting, as its state file says.
+    pub fn retries_settled(&self, cache: &Path) {
+        let pid = self.pid().expect("the mount runs");
+        let file = cache.join("mounts").join(format!("{pid}.json"));
+        let read = || -> Option<(u64, usize)> {
+            let v: serde_json::Value = serde_json::from_slice(&fs::read(&file).ok()?).ok()?;
+            Some((v["passes"].as_u64()?, v["waiting"].as_array()?.len()))
+        };
+        let start = read().map_or(0, |(passes, _)| passes);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match read() {
+                Some((passes, 0)) if passes >= start + 2 => return,
+                state => assert!(
+                    Instant::now() < deadline,
+                    "the mount's retries never settled: {state:?} in {}",
+                    file.display()
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// `fvfsc umount`, then waits for the mount process to exit; returns its status.
     pub fn unmount(&mut self) -> Option<i32> {
         let status = Command::new(bin("fvfsc"))

@@ -294,6 +294,9 @@ fn acknowledged_writes_survive_kill_9() {
         // Restart and check every path against the model: whatever landed is the
         // truth for the next iteration.
         d = Daemon::start_with(&store, &global, &addr, &["--no-mdns"]);
+        // A write the mount could not commit before the kill is retried now: it lands
+        // (or is kept beside a newer one) before the check.
+        mount.retries_settled(&work.path().join("cache"));
         landed += check_model(&d, &mut model, seed);
         let (status, body) = d.raw(&request("POST", "/v1/admin/flush", &[], b""));
         assert_eq!(
@@ -442,7 +445,7 @@ fn fsynced_writes_through_a_mount_survive_killing_the_daemon() {
     let mut d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
     let addr = d.addr.clone();
     let dir = work.path().join("mnt");
-    let _m = fvfs_tests::mount::Mount::start(&d, &dir, &work.path().join("cache"), &[]);
+    let m = fvfs_tests::mount::Mount::start(&d, &dir, &work.path().join("cache"), &[]);
     let mut model: BTreeMap<String, Expect> = BTreeMap::new();
     let mut acked_total = 0u64;
     for i in 0..iterations {
@@ -456,6 +459,7 @@ fn fsynced_writes_through_a_mount_survive_killing_the_daemon() {
         killer.join().unwrap();
         d.kill();
         d = Daemon::start(&store, &addr, &["--no-mdns"]);
+        m.retries_settled(&work.path().join("cache"));
         check_model(&d, &mut model, seed);
     }
     eprintln!("{acked_total} fsynced writes checked after {iterations} kills of the daemon under the mount");

@@ -416,3 +416,76 @@ fn gc_gives_back_s3_space_and_recovery_forgets_dropped_versions() {
     let head = BTreeMap::from([("big".to_owned(), small), ("keep".to_owned(), keep)]);
     recover_and_compare(&config, &s3, &BTreeMap::from([("HEAD", head)]));
 }
+
+/// A first upload cut short (the daemon killed mid-flush) resumes where it stopped:
+/// packs already stored are not sent again, and S3 alone still gives everything back.
+#[test]
+fn an_interrupted_upload_resumes_without_sending_stored_packs_again() {
+    use std::io::BufRead;
+    let s3 = S3Env::shared();
+    let work = tempfile::tempdir().unwrap();
+    let prefix = format!(
+        "resume-{}",
+        work.path().file_name().unwrap().to_string_lossy()
+    );
+    // 5 MB/s: a 32 MiB pack takes seconds, time to stop the daemon in the middle.
+    let config = s3.config(
+        work.path(),
+        &prefix,
+        "[upload]\nflush_size_mb = 4096\nflush_interval_secs = 3600\nmax_mbps = 40\n",
+    );
+    let store = Fvfsd::new();
+    let mut cmd = s3.fvfsd(
+        &store,
+        &config,
+        ["serve", "--listen", "127.0.0.1:0", "--no-mdns"],
+    );
+    cmd.env("RUST_LOG", "fvfs_tiering=info");
+    let (mut d, log) = Daemon::spawn_logged(cmd, std::process::Stdio::piped());
+    let mut files = BTreeMap::new();
+    for i in 0..5u64 {
+        let content = tree::bytes(100 + i, 16 << 20, false);
+        put(&d, &format!("big{i}"), &content);
+        files.insert(format!("big{i}"), content);
+    }
+    let total: u64 = files.values().map(|c| c.len() as u64).sum();
+    let flusher = {
+        let addr = d.addr.clone();
+        std::thread::spawn(move || {
+            fvfs_tests::daemon::try_raw(&addr, &request("POST", "/v1/admin/flush", &[], b""))
+        })
+    };
+    // Killed as soon as the first pack is stored and its chunks' locations recorded.
+    let line = std::io::BufReader::new(log.unwrap())
+        .lines()
+        .map(|l| l.unwrap())
+        .find(|l| l.contains("pack stored"))
+        .expect("a pack is stored");
+    d.kill();
+    let _ = flusher.join().unwrap();
+    let stored: u64 = line
+        .split("bytes=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no size in {line:?}"));
+    assert!(stored >= 32 << 20, "{line}");
+
+    // A new daemon sends only the rest.
+    let d = s3.serve(&store, &config);
+    let (status, body) = flush(&d);
+    assert_eq!(status, 200, "{body}");
+    assert_all_in_s3(&d);
+    let metrics = d.raw(&request("GET", "/metrics", &[], b"")).1;
+    let sent: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("fvfs_s3_bytes{method=\"PUT\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no PUT bytes in {metrics}"));
+    assert!(
+        (sent as u64) < total - stored + (1 << 20),
+        "sent {sent} after the restart: {total} in all, {stored} stored before"
+    );
+    drop(d);
+    let expect = BTreeMap::from([("HEAD", files)]);
+    recover_and_compare(&config, &s3, &expect);
+}

@@ -21,6 +21,8 @@ fn settings(prefix: &str) -> S3Settings {
         region: Some("garage".into()),
         prefix: Some(format!("{prefix}-{}", std::process::id())),
         endpoint: Some(var("FVFS_S3_ENDPOINT")),
+        storage_class: None,
+        max_bytes_per_sec: None,
     }
 }
 
@@ -129,4 +131,51 @@ async fn a_missing_bucket_is_a_clear_error() {
     let err = s.sync().await.unwrap_err().to_string();
     assert!(err.contains("no-such-bucket-fvfs"), "{err}");
     assert!(err.contains("NoSuchBucket"), "{err}");
+}
+
+/// Incompressible bytes, different for each `seed`.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Under a limit, the pack uploads running side by side together send at its rate
+/// (within 10 % over a 30 s upload), and packs in a storage class are accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_uploads_together_hold_the_rate_limit() {
+    let rate = 4_000_000.0;
+    let paced = S3Settings {
+        max_bytes_per_sec: Some(rate),
+        storage_class: Some("STANDARD_IA".into()),
+        ..settings("paced")
+    };
+    let s = S3Store::new(
+        Bucket::connect(&paced).await,
+        Arc::new(MemoryLocations::default()),
+    );
+    // 120 MiB: three full packs uploaded side by side in the background while the
+    // rest fills the open pack, which goes at sync. About 31 s at the limit.
+    let chunks: Vec<Vec<u8>> = (0..120u64).map(|i| noise(i, 1 << 20)).collect();
+    let started = std::time::Instant::now();
+    for c in &chunks {
+        s.put_data(c).await.unwrap();
+    }
+    s.sync().await.unwrap();
+    let took = started.elapsed().as_secs_f64();
+    let sent = s.requests().put_bytes as f64;
+    assert!(sent > 120.0 * f64::from(1 << 20), "{sent} bytes sent");
+    let ratio = sent / took / rate;
+    eprintln!("{sent} bytes in {took:.2} s: {ratio:.3} of the limit");
+    assert!(
+        (0.9..=1.1).contains(&ratio),
+        "{sent} bytes in {took:.1} s: {ratio:.3} of the limit"
+    );
+    assert_eq!(s.requests().puts, 4);
 }

@@ -45,6 +45,9 @@ pub struct MountRecord {
     pub pid: u32,
     /// The mount ended (unmounted) with these writes still waiting.
     pub ended: bool,
+    /// Retry passes done so far: one that started after a change shows its effect.
+    #[serde(default)]
+    pub passes: u64,
     pub waiting: Vec<Waiting>,
 }
 
@@ -66,12 +69,13 @@ impl MountState {
             file: dir.join(format!("{}.json", std::process::id())),
             mountpoint: mountpoint.canonicalize()?,
         };
-        state.write(&[], false)?;
+        state.write(&[], 0, false)?;
         Ok(state)
     }
 
-    /// Records `waiting`; once the mount `ended`, the file stays only if some wait.
-    pub fn write(&self, waiting: &[Waiting], ended: bool) -> io::Result<()> {
+    /// Records `waiting` after `passes` retry passes; once the mount `ended`, the file
+    /// stays only if some wait.
+    pub fn write(&self, waiting: &[Waiting], passes: u64, ended: bool) -> io::Result<()> {
         if ended && waiting.is_empty() {
             return match std::fs::remove_file(&self.file) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -82,6 +86,7 @@ impl MountState {
             mountpoint: self.mountpoint.clone(),
             pid: std::process::id(),
             ended,
+            passes,
             waiting: waiting.to_vec(),
         };
         let next = self.file.with_extension("next");
@@ -125,12 +130,13 @@ mod tests {
         assert_eq!(shown.len(), 1);
         assert!(shown[0].waiting.is_empty() && !shown[0].ended);
         let w = Waiting::new(b"/a.txt", SystemTime::now(), "daemon down", Path::new("/x"));
-        state.write(std::slice::from_ref(&w), false).unwrap();
+        state.write(std::slice::from_ref(&w), 1, false).unwrap();
         assert_eq!(read_all(cache.path())[0].waiting, std::slice::from_ref(&w));
+        assert_eq!(read_all(cache.path())[0].passes, 1);
         // Ended with a write waiting: still shown, as ended.
-        state.write(std::slice::from_ref(&w), true).unwrap();
+        state.write(std::slice::from_ref(&w), 2, true).unwrap();
         assert!(read_all(cache.path())[0].ended);
-        state.write(&[], true).unwrap();
+        state.write(&[], 3, true).unwrap();
         assert!(read_all(cache.path()).is_empty());
     }
 }

@@ -229,19 +229,38 @@ impl CommitOp {
 pub enum Expect {
     /// Nothing: the write creates the file.
     Absent,
-    /// A file with this content key ([`fvfs_node::content_key`], hex).
+    /// A file with this content key ([`fvfs_node::content_key`], hex): what the writer
+    /// read and changed.
     Content(String),
+    /// What the path held in version `since` (HEAD when a writer that replaces the
+    /// whole file opened it): nobody changed it since.
+    Unchanged { since: u64 },
 }
 
 impl Expect {
-    /// Whether `found`, the entry at the path now (if any), is what was expected.
-    pub fn holds(&self, found: Option<&Entry>) -> bool {
+    /// Whether `found`, the entry at the path now (if any), is what was expected;
+    /// `then` is what the path held in the version an [`Expect::Unchanged`] names.
+    pub fn holds(&self, found: Option<&Entry>, then: Option<&Entry>) -> bool {
         match (self, found) {
             (Expect::Absent, None) => true,
             (Expect::Content(key), Some(e)) => {
                 e.kind == EntryKind::File && e.content_key().to_hex() == *key
             }
+            (Expect::Unchanged { .. }, found) => same_content(found, then),
             _ => false,
         }
+    }
+}
+
+/// Whether two entries (or absences) of a path hold the same: equal kinds, and for
+/// files equal content, for others equal nodes and targets.
+fn same_content(a: Option<&Entry>, b: Option<&Entry>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) if a.kind == EntryKind::File => {
+            b.kind == EntryKind::File && a.content_key() == b.content_key()
+        }
+        (Some(a), Some(b)) => a.kind == b.kind && a.id == b.id && a.target == b.target,
+        _ => false,
     }
 }

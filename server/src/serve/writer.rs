@@ -197,7 +197,12 @@ async fn apply(
             expect,
         } => {
             if let Some(expect) = expect {
-                if !expect.holds(edit.get(repo, path).await?.as_ref()) {
+                let found = edit.get(repo, path).await?;
+                let then = match expect {
+                    Expect::Unchanged { since } => entry_in(repo, *since, path).await?,
+                    _ => None,
+                };
+                if !expect.holds(found.as_ref(), then.as_ref()) {
                     return Err(ManifestError::Conflict(fvfs_manifest::path::show(path)));
                 }
             }
@@ -214,6 +219,22 @@ async fn apply(
         } => edit.mkdir(repo, path, *mode, *mtime_ns, meta.clone()).await,
         Op::Rename { from, to } => edit.rename(repo, from, to).await,
         Op::Link { from, to, replace } => edit.link(repo, from, to, *replace).await,
+    }
+}
+
+/// What `path` held in version `n`; a version collected since counts as a conflict
+/// (nobody can tell what it held).
+async fn entry_in(repo: &Repo, n: u64, path: &[u8]) -> Result<Option<Entry>, ManifestError> {
+    let show = || fvfs_manifest::path::show(path);
+    let root = match repo.version(n) {
+        Ok(v) => v.root,
+        Err(ManifestError::UnknownVersion(_)) => return Err(ManifestError::Conflict(show())),
+        Err(e) => return Err(e),
+    };
+    match fvfs_manifest::lookup(repo, root, path).await {
+        Ok(e) => Ok(Some(e)),
+        Err(ManifestError::NotFound(_) | ManifestError::NotADirectory(_)) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

@@ -18,10 +18,12 @@ use aws_sdk_s3::config::{
     BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::StorageClass;
 use aws_sdk_s3::Client;
 use bytes::Bytes;
 use fvfs_cas::StoreError;
+
+use super::pace::{self, Pace};
 
 /// Where the S3 tier lives (`[tiers.s3]` of the config).
 #[derive(Clone, Debug, Default)]
@@ -32,6 +34,12 @@ pub struct S3Settings {
     pub prefix: Option<String>,
     /// For S3-compatible servers, e.g. `http://127.0.0.1:3900`.
     pub endpoint: Option<String>,
+    /// The storage class of packs (`STANDARD_IA`, `GLACIER_IR`...; the server's
+    /// default when `None`). The version log and snapshot names stay in the default
+    /// class: recovery reads them all.
+    pub storage_class: Option<String>,
+    /// The most bytes per second sent, over all uploads together (`None`: no limit).
+    pub max_bytes_per_sec: Option<f64>,
 }
 
 /// Requests sent, by kind (clones of a bucket share them).
@@ -84,6 +92,8 @@ pub struct Bucket {
     bucket: String,
     prefix: String,
     counters: Arc<Counters>,
+    pack_class: Option<StorageClass>,
+    pace: Option<Arc<Pace>>,
 }
 
 /// An object listed under a prefix.
@@ -131,6 +141,8 @@ impl Bucket {
             bucket: s.bucket.clone(),
             prefix,
             counters: Arc::default(),
+            pack_class: s.storage_class.as_deref().map(StorageClass::from),
+            pace: Pace::new(s.max_bytes_per_sec),
         }
     }
 
@@ -172,6 +184,20 @@ impl Bucket {
 
     /// Stores an object; returns once the server acknowledged it (durable there).
     pub async fn put(&self, key: &str, body: Bytes) -> Result<(), StoreError> {
+        self.put_as(key, body, None).await
+    }
+
+    /// Stores a pack, in the packs' storage class.
+    pub async fn put_pack(&self, key: &str, body: Bytes) -> Result<(), StoreError> {
+        self.put_as(key, body, self.pack_class.clone()).await
+    }
+
+    async fn put_as(
+        &self,
+        key: &str,
+        body: Bytes,
+        class: Option<StorageClass>,
+    ) -> Result<(), StoreError> {
         self.counters.puts.fetch_add(1, Ordering::Relaxed);
         self.counters
             .put_bytes
@@ -180,8 +206,9 @@ impl Bucket {
             .put_object()
             .bucket(&self.bucket)
             .key(self.key(key))
+            .set_storage_class(class)
             .content_length(body.len() as i64)
-            .body(ByteStream::from(body))
+            .body(pace::body(body, self.pace.as_ref()))
             .send()
             .await
             .map_err(|e| self.fail("PUT", key, e))?;

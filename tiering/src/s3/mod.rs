@@ -20,11 +20,16 @@
 //! - `sync` waits for every upload in flight before it uploads the rest, so when it
 //!   returns, every frame of every `put` that returned before it is in S3.
 //! - Objects are never overwritten: a pack's name is the hash of its bytes.
+//! - An upload interrupted (daemon killed, S3 gone) resumes at pack granularity: the
+//!   chunks of every pack whose location was recorded are not sent again.
+//! - Uploads share one rate limit (`[upload] max_mbps`, see [`pace`]); packs take the
+//!   tier's storage class.
 
 mod bucket;
 mod compact;
 mod fetch;
 pub mod log;
+mod pace;
 pub mod pack;
 
 use std::collections::HashMap;
@@ -164,7 +169,7 @@ impl Upload {
             }
             (object, name, live)
         };
-        let stored = self.bucket.put(&pack_key(&name), object.clone()).await;
+        let stored = self.bucket.put_pack(&pack_key(&name), object.clone()).await;
         let recorded = stored.and_then(|()| {
             let locs: Vec<(ChunkId, PackLoc)> = live
                 .iter()
@@ -195,6 +200,13 @@ impl Upload {
             }
             return Err(e);
         }
+        // What an interrupted upload resumes from: these chunks are not sent again.
+        tracing::info!(
+            pack = hex::encode(name),
+            chunks = live.len(),
+            bytes = object.len(),
+            "pack stored, its chunks' locations recorded"
+        );
         Ok(())
     }
 }

@@ -242,21 +242,17 @@ impl Committer {
         waiting
     }
 
-    /// Retries write-backs every [`RETRY`] until `stop` is dropped, keeping the mount's
-    /// state file up to date; one last try at the end.
+    /// Retries write-backs every [`RETRY`] until `stop` is dropped, recording each
+    /// pass in the mount's state file; one last try at the end.
     pub fn run_retries(&self, state: &MountState, stop: &mpsc::Receiver<()>) {
-        let mut shown = None;
-        loop {
+        for passes in 1.. {
             let ended = !matches!(
                 stop.recv_timeout(RETRY),
                 Err(mpsc::RecvTimeoutError::Timeout)
             );
             let waiting = self.retry();
-            if shown.as_ref() != Some(&waiting) || ended {
-                if let Err(e) = state.write(&waiting, ended) {
-                    tracing::warn!("cannot record the writes waiting: {e}");
-                }
-                shown = Some(waiting);
+            if let Err(e) = state.write(&waiting, passes, ended) {
+                tracing::warn!("cannot record the writes waiting: {e}");
             }
             if ended {
                 return;

@@ -40,6 +40,16 @@ impl FvfsFs {
         Ok(())
     }
 
+    /// What a write that replaces a whole file may replace: what its path holds in
+    /// the daemon's HEAD now (this mount's view may be a second behind); while the
+    /// daemon does not answer, what this mount shows (`shown`).
+    fn replacing(&self, shown: Expect) -> Expect {
+        match self.block(self.remote.version("HEAD")) {
+            Ok(Some(head)) => Expect::Unchanged { since: head.number },
+            _ => shown,
+        }
+    }
+
     /// Commits a changed write-back where inode `ino` is now (see [`super::commit`]).
     pub(super) fn write_back(&self, ino: u64, w: &mut WriteBack) -> Result<(), Errno> {
         self.commits.write_back(ino, w)
@@ -68,7 +78,10 @@ impl FvfsFs {
                     _ => return Err(Errno::EINVAL),
                 }
                 w.attrs = attrs_of(&entry);
-                w.base = Some(Expect::Content(entry.content_key().to_hex()));
+                let shown = Expect::Content(entry.content_key().to_hex());
+                // Kept content is what this write changes; a truncated file is replaced
+                // whole, over whatever the daemon holds now.
+                w.base = Some(if keep { shown } else { self.replacing(shown) });
                 if !keep {
                     w.dirty = true;
                     return Ok(());
@@ -136,7 +149,7 @@ impl FvfsFs {
             || lock(&self.inodes).hold(ino),
             |w| {
                 w.dirty = true;
-                w.base = Some(Expect::Absent);
+                w.base = Some(self.replacing(Expect::Absent));
                 Ok(())
             },
         );
