@@ -232,9 +232,10 @@ pub enum Expect {
     /// A file with this content key ([`fvfs_node::content_key`], hex): what the writer
     /// read and changed.
     Content(String),
-    /// What the path held in version `since` (HEAD when a writer that replaces the
-    /// whole file opened it): nobody changed it since.
-    Unchanged { since: u64 },
+    /// What `path` (percent-encoded: where the file was when opened; a rename since
+    /// may have moved it) held in version `since`, HEAD when a writer that replaces
+    /// the whole file opened it: nobody changed it since.
+    Unchanged { since: u64, path: String },
 }
 
 impl Expect {
@@ -262,5 +263,42 @@ fn same_content(a: Option<&Entry>, b: Option<&Entry>) -> bool {
         }
         (Some(a), Some(b)) => a.kind == b.kind && a.id == b.id && a.target == b.target,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(data: &[u8]) -> Entry {
+        Entry {
+            kind: EntryKind::File,
+            size: data.len() as u64,
+            chunks: vec![ChunkRef {
+                id: ChunkId::of(data),
+                len: data.len() as u64,
+            }],
+            ..Entry::dir(0o644, 0)
+        }
+    }
+
+    #[test]
+    fn an_expectation_holds_only_for_what_the_writer_saw() {
+        let (a, b) = (file(b"a"), file(b"b"));
+        let key = Expect::Content(a.content_key().to_hex());
+        assert!(key.holds(Some(&a), None));
+        assert!(!key.holds(Some(&b), None) && !key.holds(None, None));
+        assert!(Expect::Absent.holds(None, None));
+        assert!(!Expect::Absent.holds(Some(&a), None));
+        let since = Expect::Unchanged {
+            since: 7,
+            path: "/f".into(),
+        };
+        // `then` is what the path held in version 7.
+        assert!(since.holds(Some(&a), Some(&a)) && since.holds(None, None));
+        assert!(!since.holds(Some(&b), Some(&a)));
+        assert!(!since.holds(Some(&a), None) && !since.holds(None, Some(&a)));
+        let dir = Entry::dir(0o755, 0);
+        assert!(!since.holds(Some(&dir), Some(&a)));
     }
 }

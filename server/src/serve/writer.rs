@@ -199,7 +199,9 @@ async fn apply(
             if let Some(expect) = expect {
                 let found = edit.get(repo, path).await?;
                 let then = match expect {
-                    Expect::Unchanged { since } => entry_in(repo, *since, path).await?,
+                    Expect::Unchanged { since, path } => {
+                        entry_in(repo, *since, &fvfs_api::path::decode_path(path)).await?
+                    }
                     _ => None,
                 };
                 if !expect.holds(found.as_ref(), then.as_ref()) {

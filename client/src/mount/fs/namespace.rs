@@ -40,12 +40,15 @@ impl FvfsFs {
         Ok(())
     }
 
-    /// What a write that replaces a whole file may replace: what its path holds in
-    /// the daemon's HEAD now (this mount's view may be a second behind); while the
-    /// daemon does not answer, what this mount shows (`shown`).
-    fn replacing(&self, shown: Expect) -> Expect {
+    /// What a write that replaces the whole file at `path` may replace: what `path`
+    /// holds in the daemon's HEAD now (this mount's view may be a second behind);
+    /// while the daemon does not answer, what this mount shows (`shown`).
+    fn replacing(&self, path: &[u8], shown: Expect) -> Expect {
         match self.block(self.remote.version("HEAD")) {
-            Ok(Some(head)) => Expect::Unchanged { since: head.number },
+            Ok(Some(head)) => Expect::Unchanged {
+                since: head.number,
+                path: encode_path(path),
+            },
             _ => shown,
         }
     }
@@ -81,7 +84,11 @@ impl FvfsFs {
                 let shown = Expect::Content(entry.content_key().to_hex());
                 // Kept content is what this write changes; a truncated file is replaced
                 // whole, over whatever the daemon holds now.
-                w.base = Some(if keep { shown } else { self.replacing(shown) });
+                w.base = Some(if keep {
+                    shown
+                } else {
+                    self.replacing(&path, shown)
+                });
                 if !keep {
                     w.dirty = true;
                     return Ok(());
@@ -149,7 +156,7 @@ impl FvfsFs {
             || lock(&self.inodes).hold(ino),
             |w| {
                 w.dirty = true;
-                w.base = Some(self.replacing(Expect::Absent));
+                w.base = Some(self.replacing(&fpath::join(&dir, name), Expect::Absent));
                 Ok(())
             },
         );
