@@ -42,8 +42,12 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    // 8 MiB stacks (tokio's default is 2): sealing and walking a tree recurse once per
+    // level, and paths may be 512 levels deep (`path::MAX_DEPTH`); 1024 levels
+    // overflowed 2 MiB.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(8 << 20)
         .build()
         .expect("tokio runtime");
     match runtime.block_on(run(cli)) {

@@ -1034,3 +1034,40 @@ fn automatic_snapshots_follow_the_clock_and_the_policy() {
     assert_eq!(versions, named);
     d.assert_fsck_clean("after automatic snapshots and their collection");
 }
+
+/// A path deeper or longer than fvfs keeps is answered 400, whatever the route, and the
+/// daemon lives on; the deepest path it keeps is committed, sealed and checked whole
+/// (the walks that recurse per level stay within their stack).
+#[test]
+fn deep_and_huge_paths_are_refused_and_the_deepest_kept_one_works() {
+    let store = Fvfsd::new();
+    let d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
+    let commit = |path: &str| {
+        let body = serde_json::json!({
+            "message": "deep",
+            "ops": [{"op": "file", "path": path, "mode": 420, "mtime_ns": 0, "size": 0}],
+        });
+        let body = body.to_string();
+        d.raw(&request(
+            "POST",
+            "/v1/commit",
+            &["Content-Type: application/json"],
+            body.as_bytes(),
+        ))
+    };
+    for (path, why) in [
+        ("/a".repeat(500_000), "32 KiB"),
+        ("/a".repeat(2_000), "512 levels"),
+        (format!("/{}", "x".repeat(40_000)), "32 KiB"),
+    ] {
+        let (status, body) = commit(&path);
+        assert_eq!(status, 400, "{}", &body[..body.len().min(300)]);
+        assert!(body.contains(why) && body.len() < 1000, "{why}: {body}");
+    }
+    // The deepest path kept: a file 512 levels down.
+    let deepest = format!("{}/f", "/d".repeat(511));
+    let (status, body) = commit(&deepest);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(fvfsc(&d, 0, &["cat", &deepest]), "");
+    d.assert_fsck_clean("after the deepest path");
+}

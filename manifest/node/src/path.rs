@@ -10,9 +10,25 @@ use crate::valid_name;
 #[error("invalid path {0:?}: {1}")]
 pub struct PathError(pub String, pub &'static str);
 
-/// Splits a path into its components, refusing `..`, NUL bytes and relative paths.
+/// The most components a path may have: deeper than any tree people keep, and shallow
+/// enough for the walks that recurse per level (sealing a tree, dropping it) to stay
+/// well within a thread's stack.
+pub const MAX_DEPTH: usize = 512;
+/// The longest path, in bytes (Windows' long paths stop at 32,767 characters).
+pub const MAX_PATH: usize = 32 << 10;
+
+/// Splits a path into its components, refusing `..`, NUL bytes, relative paths, and
+/// paths longer than [`MAX_PATH`] or deeper than [`MAX_DEPTH`].
 pub fn components(path: &[u8]) -> Result<Vec<&[u8]>, PathError> {
-    let show = || String::from_utf8_lossy(path).into_owned();
+    // Messages quote at most the start of a path a hostile client made huge.
+    let show = || {
+        let start = &path[..path.len().min(200)];
+        let more = if path.len() > start.len() { "..." } else { "" };
+        format!("{}{more}", String::from_utf8_lossy(start))
+    };
+    if path.len() > MAX_PATH {
+        return Err(PathError(show(), "longer than 32 KiB"));
+    }
     if path.first() != Some(&b'/') {
         return Err(PathError(show(), "must start with '/'"));
     }
@@ -28,6 +44,9 @@ pub fn components(path: &[u8]) -> Result<Vec<&[u8]>, PathError> {
                 debug_assert!(valid_name(c));
                 out.push(c);
             }
+        }
+        if out.len() > MAX_DEPTH {
+            return Err(PathError(show(), "more than 512 levels deep"));
         }
     }
     Ok(out)
@@ -61,5 +80,17 @@ mod tests {
         }
         assert_eq!(join(b"/", b"x"), b"/x");
         assert_eq!(join(b"/a", b"x"), b"/a/x");
+    }
+
+    #[test]
+    fn huge_and_deep_paths_are_refused_with_a_short_message() {
+        let deepest = "/a".repeat(MAX_DEPTH);
+        assert_eq!(components(deepest.as_bytes()).unwrap().len(), MAX_DEPTH);
+        let deeper = format!("{deepest}/a");
+        let e = components(deeper.as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("512 levels"), "{e}");
+        let long = format!("/{}", "x".repeat(MAX_PATH));
+        let e = components(long.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("32 KiB") && e.len() < 300, "{e}");
     }
 }
