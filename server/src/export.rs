@@ -61,6 +61,11 @@ pub struct Args {
     path: PathBuf,
     /// Local directory to write into (created if missing).
     dir: PathBuf,
+    /// Keep setuid and setgid bits. By default they are dropped: any client on the
+    /// LAN may have set them, and an export by root would make its files run as root.
+    #[arg(long)]
+    #[serde(default)]
+    keep_setid: bool,
 }
 
 /// Exports; `s3` (when the store has that tier) only counts the requests it cost.
@@ -79,6 +84,7 @@ pub async fn run(repo: &Repo, s3: Option<&S3Store>, args: Args) -> Result<Outcom
         done: Done::default(),
         skipped: Vec::new(),
         first_names: HashMap::new(),
+        keep_setid: args.keep_setid,
         more_names: Vec::new(),
     };
     match (top.kind, top.id) {
@@ -137,6 +143,8 @@ struct Export<'a> {
     /// the other names, made as hard links of it at the end.
     first_names: HashMap<u64, PathBuf>,
     more_names: Vec<(PathBuf, PathBuf)>,
+    /// Whether setuid and setgid bits are written (`--keep-setid`).
+    keep_setid: bool,
 }
 
 #[derive(Default)]
@@ -199,6 +207,15 @@ enum Stop {
 }
 
 impl Export<'_> {
+    /// The mode `e` is written with: setuid and setgid dropped unless kept.
+    fn mode(&self, e: &Entry) -> u32 {
+        if self.keep_setid {
+            e.mode
+        } else {
+            e.mode & !0o6000
+        }
+    }
+
     /// Everything below directory node `id`, into the existing folder `dir`.
     async fn tree(&mut self, dir: &Path, id: ChunkId) -> Result<()> {
         let mut stack = vec![(dir.to_path_buf(), id)];
@@ -216,7 +233,7 @@ impl Export<'_> {
                     (EntryKind::Dir, Some(child)) => {
                         make_dir(&dest)?;
                         self.dirs
-                            .push((dest.clone(), e.mode, e.mtime_ns, e.meta.clone()));
+                            .push((dest.clone(), self.mode(&e), e.mtime_ns, e.meta.clone()));
                         stack.push((dest, child));
                     }
                     _ => self.entry(&dir, &e).await?,
@@ -243,7 +260,8 @@ impl Export<'_> {
         match e.kind {
             EntryKind::Dir => {
                 make_dir(&dest)?;
-                self.dirs.push((dest, e.mode, e.mtime_ns, e.meta.clone()));
+                self.dirs
+                    .push((dest, self.mode(e), e.mtime_ns, e.meta.clone()));
             }
             EntryKind::Symlink => {
                 let target = OsStr::from_bytes(&e.target);
@@ -268,7 +286,7 @@ impl Export<'_> {
                     Ok(m) if localmeta::special_kind(&m) == Some(kind) => {}
                     Ok(_) => bail!("cannot create {}: it already exists", dest.display()),
                     Err(_) => {
-                        if let Err(err) = localmeta::make_special(&dest, kind, e.mode, rdev) {
+                        if let Err(err) = localmeta::make_special(&dest, kind, self.mode(e), rdev) {
                             // Devices need root: named as not exported, the rest goes on.
                             self.skip(&dest, &format!("cannot create it: {err}"));
                             return Ok(());
@@ -276,7 +294,7 @@ impl Export<'_> {
                     }
                 }
                 set_meta(&dest, e.meta.as_deref());
-                fs::set_permissions(&dest, Permissions::from_mode(e.mode))
+                fs::set_permissions(&dest, Permissions::from_mode(self.mode(e)))
                     .with_context(|| format!("cannot set mode of {}", dest.display()))?;
                 set_mtime(&dest, e.mtime_ns)?;
             }
@@ -303,7 +321,7 @@ impl Export<'_> {
         let pending = Pending {
             tmp: temp_name(&dest),
             dest,
-            mode: e.mode,
+            mode: self.mode(e),
             mtime_ns: e.mtime_ns,
             meta: e.meta.clone(),
             size: e.size,

@@ -1071,3 +1071,31 @@ fn deep_and_huge_paths_are_refused_and_the_deepest_kept_one_works() {
     assert_eq!(fvfsc(&d, 0, &["cat", &deepest]), "");
     d.assert_fsck_clean("after the deepest path");
 }
+
+/// Setuid and setgid bits a LAN client set are written by an export only when asked
+/// (`--keep-setid`): an export by root would otherwise make them run as root.
+#[test]
+fn export_drops_setuid_and_setgid_unless_asked_to_keep_them() {
+    use std::os::unix::fs::MetadataExt;
+    let store = Fvfsd::new();
+    let d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
+    for (path, mode) in [("bin/tool", "6755"), ("shared/note", "1644")] {
+        let url = format!("/v1/files/{path}?mode={mode}");
+        let (status, body) = d.raw(&request("PUT", &url, &[], b"#!/bin/sh\n"));
+        assert_eq!(status, 201, "{body}");
+    }
+    let work = tempfile::tempdir().unwrap();
+    let mode = |dir: &str, path: &str| {
+        fs::metadata(work.path().join(dir).join(path))
+            .unwrap()
+            .mode()
+            & 0o7777
+    };
+    let plain = work.path().join("plain");
+    store.run(["export", "/", plain.to_str().unwrap()]);
+    assert_eq!(mode("plain", "bin/tool"), 0o755);
+    assert_eq!(mode("plain", "shared/note"), 0o1644, "the sticky bit stays");
+    let kept = work.path().join("kept");
+    store.run(["export", "--keep-setid", "/", kept.to_str().unwrap()]);
+    assert_eq!(mode("kept", "bin/tool"), 0o6755);
+}
