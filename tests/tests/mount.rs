@@ -737,3 +737,39 @@ fn warm_large_files_are_read_by_the_kernel_itself() {
     assert!(fs::read(m.path("big.bin")).unwrap() == changed);
     assert!(fs::read(m.path("big.bin")).unwrap() == changed);
 }
+
+/// What a mount keeps on this machine (cached chunks, files being written, whole-file
+/// copies, its state) is readable by its user only, whatever the umask and the
+/// file's mode in fvfs; another local user reads none of it.
+#[test]
+fn another_local_user_reads_nothing_the_mount_keeps() {
+    use std::os::unix::fs::PermissionsExt;
+    let store = Fvfsd::new();
+    let d = serve(&store);
+    let work = tempfile::tempdir().unwrap();
+    // A cache folder open to all, as a careless umask or a shared disk would leave it.
+    let cache = work.path().join("cache");
+    fs::create_dir_all(cache.join("chunks")).unwrap();
+    fs::set_permissions(&cache, fs::Permissions::from_mode(0o777)).unwrap();
+    fs::set_permissions(cache.join("chunks"), fs::Permissions::from_mode(0o777)).unwrap();
+    let m = mount_in(&d, work.path());
+    let mut f = fs::File::create(m.path("secret.txt")).unwrap();
+    f.write_all(b"for my eyes").unwrap();
+    f.sync_all().unwrap();
+    assert_eq!(
+        fs::read_to_string(m.path("secret.txt")).unwrap(),
+        "for my eyes"
+    );
+    for room in ["chunks", "staging", "files", "mounts"] {
+        let dir = cache.join(room);
+        let mode = fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", dir.display());
+        let listed = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "ls"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(!listed.status.success(), "nobody lists {}", dir.display());
+    }
+    drop(f);
+}

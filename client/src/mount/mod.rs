@@ -49,12 +49,18 @@ pub fn run(
     if !mountpoint.is_dir() {
         bail!("{} is not a directory", mountpoint.display());
     }
+    // What the mount keeps (cached chunks, files being written, whole-file copies, its
+    // state) is readable by this user only, whatever the umask and the file's mode
+    // in fvfs. The cache folder itself is left as it is: it may be a shared one.
+    for room in ["chunks", "staging", "files", "mounts"] {
+        private_dir(&opts.cache_dir.join(room))
+            .with_context(|| format!("cache folder {}", opts.cache_dir.display()))?;
+    }
     let cache = Arc::new(
         cache::ChunkCache::open(&opts.cache_dir.join("chunks"), opts.cache_bytes)
             .with_context(|| format!("chunk cache in {}", opts.cache_dir.display()))?,
     );
     let staging = opts.cache_dir.join("staging");
-    std::fs::create_dir_all(&staging)?;
     // Backing files for passthrough reads take at most a quarter more than the cache.
     let backing = backing::Backing::open(&opts.cache_dir.join("files"), opts.cache_bytes / 4)
         .with_context(|| format!("backing files in {}", opts.cache_dir.display()))?;
@@ -128,6 +134,13 @@ pub fn run(
     served?;
     eprintln!("fvfsc: unmounted {}", mountpoint.display());
     Ok(())
+}
+
+/// Makes `dir` (and its parents, if missing) and lets only this user in.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
 /// Unmounts `mountpoint` (also a stale one whose process is gone).
