@@ -224,15 +224,6 @@ fn layer(dir: &Path, parent: Option<Rc<Layer>>, emit: &mut dyn FnMut(Event)) -> 
     }
 }
 
-fn join(dest: &[u8], name: &[u8]) -> Vec<u8> {
-    let mut out = dest.to_vec();
-    if out.last() != Some(&b'/') {
-        out.push(b'/');
-    }
-    out.extend_from_slice(name);
-    out
-}
-
 fn read_names(dir: &Path) -> std::io::Result<Vec<OsString>> {
     let mut names = fs::read_dir(dir)?
         .map(|e| e.map(|e| e.file_name()))
@@ -290,7 +281,7 @@ pub fn walk(src: &Path, dest: &[u8], rules: &Rules, emit: &mut dyn FnMut(Event))
                 excluded_count += 1;
                 continue;
             }
-            let dest = join(&at, name.as_bytes());
+            let dest = fvfs_node::path::join(&at, name.as_bytes());
             let kind = if t.is_dir() {
                 stack.push((src.clone(), dest.clone(), layer.clone()));
                 Kind::Dir

@@ -125,7 +125,7 @@ async fn round(
         .into_iter()
         .filter_map(|(name, _)| autosnap::time_of(&name).map(|t| (name, t)))
         .collect();
-    let newest = taken.iter().max_by_key(|(n, t)| (*t, n.clone())).cloned();
+    let newest = taken.iter().max_by_key(|(n, t)| (*t, n)).cloned();
     let mut done = Done::default();
     // A clock behind the newest snapshot (set back, or a test) takes nothing.
     if newest
