@@ -34,6 +34,7 @@ trap cleanup EXIT
 # shellcheck disable=SC1090
 source "$(scripts/garage.sh start "$work/garage")"
 export RESTIC_PASSWORD=bench RESTIC_REPOSITORY="s3:$FVFS_S3_ENDPOINT/$FVFS_S3_BUCKET/restic"
+export FVFS_PASSPHRASE=bench-passphrase
 
 since() { echo "$(now) - $1" | bc; }
 serve() { # HOME -> prints the URL once listening
@@ -68,7 +69,7 @@ bigdir=$(dirname "$big")
 url=$(serve "$work/h")
 t0=$(now)
 fvfsd --home "$work/h" migrate --local-src "$src" >/dev/null 2>&1
-curl -sf -XPOST "$url/v1/admin/flush" >/dev/null
+curl -sf -XPOST -H "X-Fvfs-Client: bench" "$url/v1/admin/flush" >/dev/null
 fv_durable=$(since "$t0")
 stop "$work/h"
 restic init >/dev/null 2>&1
@@ -112,7 +113,7 @@ done
 # 2b. A hundred versions: 99 small changes on top, then recover.
 url=$(serve "$work/h")
 for i in $(seq 1 99); do echo "$i" | FVFS_URL=$url "$bin/fvfsc" put "/versions/$i" >/dev/null; done
-curl -sf -XPOST "$url/v1/admin/flush" >/dev/null
+curl -sf -XPOST -H "X-Fvfs-Client: bench" "$url/v1/admin/flush" >/dev/null
 stop "$work/h"
 rec100=()
 for r in $(seq 1 "$reps"); do

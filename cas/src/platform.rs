@@ -11,6 +11,7 @@
 //! - [`lock_exclusive`]: an advisory whole-file lock, without waiting.
 //! - [`write_durably`]: a small file written whole or not at all, and durable.
 //! - [`rename_new`]: a rename that never replaces an existing name.
+//! - [`create_private_dir`]: a folder (and its missing parents) only its owner can enter.
 
 use std::fs::File;
 use std::io;
@@ -44,6 +45,16 @@ pub fn sync_all(file: &File) -> io::Result<()> {
 /// removing a file in it.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     sync_all(&File::open(dir)?)
+}
+
+/// Creates `dir` and its missing parents with mode 0700, so what fvfs keeps there is out
+/// of other local users' reach whatever the umask. An existing folder is left as is.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 /// Writes `bytes` to `path` (created with permissions `mode`) so that after a crash or

@@ -39,8 +39,20 @@ pub enum Command {
         #[arg(long, hide = true, value_name = "FILE")]
         clock_file: Option<std::path::PathBuf>,
     },
-    /// Print the API token clients need when the daemon listens beyond loopback.
-    Token,
+    /// Print the write token LAN clients need (`--admin`: the admin token), or manage
+    /// named tokens of any role.
+    Token {
+        #[command(subcommand)]
+        action: Option<TokenAction>,
+        /// Print the admin token (gc, snapshot delete, migrate, export, fsck, evict).
+        #[arg(long)]
+        admin: bool,
+    },
+    /// The S3 tier's encryption keys: one per passphrase, kept wrapped in the bucket.
+    Key {
+        #[command(subcommand)]
+        action: KeyAction,
+    },
     /// Import existing directory trees, deduplicating their content.
     Migrate(migrate::Args),
     /// Create, list or delete named snapshots.
@@ -117,6 +129,32 @@ pub enum SnapshotAction {
     },
     /// Remove a snapshot name (the version stays in the log).
     Delete { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum KeyAction {
+    /// List the bucket's keys.
+    List,
+    /// Add a passphrase (the new one from FVFS_NEW_PASSPHRASE or the terminal).
+    Add,
+    /// Remove a key by id (never the last).
+    Remove { id: String },
+    /// Change a passphrase: the key FVFS_PASSPHRASE opens is replaced by a new one.
+    Passwd,
+}
+
+#[derive(Subcommand)]
+pub enum TokenAction {
+    /// Make a token for one device or person; it is printed once and kept only hashed.
+    New {
+        name: String,
+        #[arg(long, value_enum, default_value_t = crate::serve::Role::Write)]
+        role: crate::serve::Role,
+    },
+    /// List named tokens (names and roles; tokens themselves are not kept).
+    List,
+    /// Remove a named token; a running daemon refuses it from its next request on.
+    Remove { name: String },
 }
 
 /// `fvfsd gc`: the rules override the config's `[gc]` keys one by one; with no rule

@@ -43,6 +43,16 @@ pub struct Daemon {
     #[serde(default = "yes")]
     pub mdns: bool,
     pub node_name: Option<String>,
+    /// Names (besides the machine's own) clients may use for this daemon, such as a
+    /// router's DNS name; a request addressed to any other name is refused.
+    #[serde(default)]
+    pub host_names: Vec<String>,
+    /// Connections held at once, in all and from one peer address.
+    pub max_connections: Option<usize>,
+    pub max_connections_per_peer: Option<usize>,
+    /// Seconds a request head may take to arrive, an idle connection stays open, and a
+    /// request body may send nothing.
+    pub idle_timeout_secs: Option<u64>,
     /// Accepted from the first fvfs config; the mount is `fvfsc mount` now.
     pub mount_path: Option<PathBuf>,
     /// Accepted from the first fvfs config; metadata lives in sled under data_dir.
@@ -57,6 +67,10 @@ impl Default for Daemon {
             http_port: None,
             mdns: true,
             node_name: None,
+            host_names: Vec::new(),
+            max_connections: None,
+            max_connections_per_peer: None,
+            idle_timeout_secs: None,
             mount_path: None,
             metadata_db: None,
         }
@@ -94,6 +108,11 @@ pub struct S3 {
     pub endpoint: Option<String>,
     /// The storage class of packs (e.g. STANDARD_IA, GLACIER_IR).
     pub storage_class: Option<String>,
+    /// Seal everything written to the bucket under a key only passphrases open.
+    #[serde(default = "yes")]
+    pub encrypt: bool,
+    /// A file holding the passphrase (else FVFS_PASSPHRASE, else the terminal).
+    pub passphrase_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -363,6 +382,14 @@ impl Config {
         })
     }
 
+    /// How the S3 tier is encrypted, when there is one.
+    pub fn s3_crypt(&self) -> Option<crate::keys::Crypt> {
+        self.tiers.s3.as_ref().map(|s| crate::keys::Crypt {
+            encrypt: s.encrypt,
+            passphrase_file: s.passphrase_file.clone(),
+        })
+    }
+
     /// Where the local tier's chunks live: `[tiers.local] path`, else `data_dir/chunks`.
     pub fn local_path(&self, data_dir: &Path) -> PathBuf {
         self.tiers
@@ -370,6 +397,23 @@ impl Config {
             .as_ref()
             .and_then(|t| t.path.clone())
             .unwrap_or_else(|| data_dir.join("chunks"))
+    }
+
+    /// Connection caps and the idle timeout: `[daemon]`'s, else the defaults.
+    pub fn limits(&self) -> Result<crate::serve::Limits> {
+        let d = crate::serve::Limits::default();
+        let limits = crate::serve::Limits {
+            max_connections: self.daemon.max_connections.unwrap_or(d.max_connections),
+            per_peer: self.daemon.max_connections_per_peer.unwrap_or(d.per_peer),
+            idle_timeout: self
+                .daemon
+                .idle_timeout_secs
+                .map_or(d.idle_timeout, std::time::Duration::from_secs),
+        };
+        if limits.max_connections == 0 || limits.per_peer == 0 || limits.idle_timeout.is_zero() {
+            anyhow::bail!("[daemon] max_connections, max_connections_per_peer and idle_timeout_secs must be above 0");
+        }
+        Ok(limits)
     }
 
     /// Where the HTTP API listens: `listen`, else 127.0.0.1 on `http_port` (default 7734).

@@ -13,8 +13,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::config::Config;
 
 pub fn run(dir: &Path, config: &Config, local: &Path) -> Result<ExitCode> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    crate::home::create_dir(dir)?;
     let _lock = crate::home::lock(dir)?;
     let mut tiers = vec![("local", local, config.local_packs())];
     tiers.extend(config.nas_path().map(|p| ("NAS", p, config.nas_packs())));

@@ -17,7 +17,7 @@ use anyhow::{Context, Result};
 use fvfs_cas::{ChunkStore, PackOptions, PackStore};
 use fvfs_manifest::kv::Kv;
 use fvfs_manifest::Repo;
-use fvfs_tiering::{Bucket, NasStore, S3Settings, S3Store, TieredStore};
+use fvfs_tiering::{NasStore, S3Settings, S3Store, TieredStore};
 
 pub struct Home {
     dir: PathBuf,
@@ -33,23 +33,24 @@ pub struct Home {
 impl Home {
     /// Opens the store in `dir`, with the local tier's chunks in `chunks` and, when
     /// given, the NAS tier at `nas` and the S3 tier `s3` (reads fall back to them, in
-    /// that order). Nothing is sent to S3 here: a daemon starts while S3 is down.
+    /// that order). Nothing is sent to S3 here once the S3 tier's key is in the data
+    /// directory, so a daemon starts while S3 is down; the first start with an
+    /// encrypted S3 tier sets the key up there ([`crate::keys`]).
     pub async fn open(
         dir: PathBuf,
         chunks: (&Path, PackOptions),
         nas: Option<(&Path, PackOptions)>,
-        s3: Option<&S3Settings>,
+        s3: Option<(&S3Settings, crate::keys::Crypt)>,
     ) -> Result<Self> {
-        fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+        create_dir(&dir)?;
         let lock = lock(&dir)?;
         let local: Arc<dyn ChunkStore> = Arc::new(PackStore::open(chunks.0, chunks.1)?);
         let kv = Kv::open(&dir.join("meta"))?;
         let nas: Option<Arc<dyn ChunkStore>> =
             nas.map(|(p, o)| Arc::new(NasStore::new(p, o)) as Arc<dyn ChunkStore>);
         let s3 = match s3 {
-            Some(settings) => {
-                let bucket = Bucket::connect(settings).await;
+            Some((settings, crypt)) => {
+                let bucket = crate::keys::bucket(&dir, settings, &crypt).await?;
                 let locs = Arc::new(fvfs_manifest::PackLocs::new(kv.clone()));
                 Some(Arc::new(S3Store::new(bucket, locs)))
             }
@@ -183,6 +184,25 @@ impl std::error::Error for Busy {}
 pub const DAEMON_INFO: &str = "daemon.url";
 
 /// Takes the data directory's lock (see the module's doc), or says who holds it.
+/// Creates the data directory 0700; one that others can enter (made by an older fvfsd
+/// under the umask) is made 0700, since tokens, the store and its database live there.
+pub fn create_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fvfs_cas::platform::create_private_dir(dir)
+        .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    let mode = fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode & 0o700))
+            .with_context(|| format!("cannot make {} private (chmod 700)", dir.display()))?;
+        tracing::info!(
+            "{} was open to others (mode {mode:o}): now {:o}",
+            dir.display(),
+            mode & 0o700
+        );
+    }
+    Ok(())
+}
+
 pub fn lock(dir: &Path) -> Result<File> {
     let path = dir.join("lock");
     let mut file = OpenOptions::new()

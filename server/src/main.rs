@@ -12,6 +12,7 @@ mod config;
 mod convert;
 mod export;
 mod home;
+mod keys;
 mod localmeta;
 mod mdns;
 mod migrate;
@@ -20,6 +21,7 @@ mod recover;
 mod remote;
 mod report;
 mod serve;
+mod tty;
 
 use std::process::ExitCode;
 
@@ -66,12 +68,20 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         None => config::Config::default(),
     };
     let dir = config.data_dir(cli.home)?;
-    if let Command::Token = cli.command {
-        std::fs::create_dir_all(&dir)?;
-        fvfs_api::outln!("{}", serve::token(&dir)?);
+    if let Command::Token { action, admin } = cli.command {
+        home::create_dir(&dir)?;
+        serve::token_command(&dir, action, admin)?;
         return Ok(ExitCode::SUCCESS);
     }
     let s3 = config.s3();
+    if let Command::Key { action } = cli.command {
+        let (Some(settings), Some(crypt)) = (&s3, config.s3_crypt()) else {
+            anyhow::bail!("fvfsd key needs the S3 tier: give a config with [tiers.s3]");
+        };
+        home::create_dir(&dir)?;
+        keys::command(&dir, settings, &crypt, action).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let chunks = config.local_path(&dir);
     if let Command::ConvertStore = cli.command {
         return convert::run(&dir, &config, &chunks);
@@ -80,7 +90,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         dir.clone(),
         (&chunks, config.local_packs()),
         config.nas_path().map(|p| (p, config.nas_packs())),
-        s3.as_ref(),
+        s3.as_ref().zip(config.s3_crypt()),
     )
     .await;
     match opened {
@@ -139,10 +149,12 @@ async fn local(home: &home::Home, config: &config::Config, command: Command) -> 
                 gc: config.gc.clone(),
                 snapshots: config.snapshots,
                 clock: clock_file.map_or(serve::auto::Clock::System, serve::auto::Clock::File),
+                host_names: config.daemon.host_names.clone(),
+                limits: config.limits()?,
             };
             serve::run(home, options).await?
         }
-        Command::Token | Command::ConvertStore => {
+        Command::Token { .. } | Command::Key { .. } | Command::ConvertStore => {
             unreachable!("answered before the store is opened")
         }
         Command::Migrate(args) => {

@@ -60,6 +60,15 @@ impl Devices {
     }
 }
 
+/// The names this machine answers to: its node name as is, and as announced.
+pub fn machine_names() -> Vec<String> {
+    let raw = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    vec![raw, host_name()]
+}
+
 fn host_name() -> String {
     let name = rustix::system::uname()
         .nodename()

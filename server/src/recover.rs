@@ -52,9 +52,10 @@ pub async fn run(home: &Home, config: &Config, rehydrate: bool) -> Result<ExitCo
     let work = fvfs_fsck::check(&arc, &fsck_tiers, &versions, Default::default(), &progress);
     let checked = with_bar(&progress, work).await?;
     repo.restore_mark_nodes(&checked.node_ids)?;
+    let mut unreadable = 0;
     if rehydrate {
         progress.phase("rehydrating the local tier", found.len() as u64);
-        with_bar(&progress, rehydrate_all(repo, &found, &progress)).await?;
+        unreadable = with_bar(&progress, rehydrate_all(repo, &found, &progress)).await?;
     }
     repo.store().sync().await?;
     tiers.record_reads(repo).await?;
@@ -72,20 +73,29 @@ pub async fn run(home: &Home, config: &Config, rehydrate: bool) -> Result<ExitCo
         started.elapsed().as_secs_f64(),
         s3.requests(),
     );
+    if unreadable > 0 {
+        fvfs_api::outln!("{unreadable} chunks could not be brought back (named above); fsck --read-data --all names the paths using them");
+    }
     if checked.report.is_clean() {
-        return Ok(ExitCode::SUCCESS);
+        return Ok(if unreadable > 0 {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        });
     }
     fvfs_api::out!("{}", fvfs_api::show::fsck(&checked.report));
     fvfs_api::outln!("some versions are incomplete in S3; the paths above cannot be read");
     Ok(ExitCode::from(1))
 }
 
-/// Every chunk found back in the local tier, read by pack in bounded batches.
+/// Every chunk found back in the local tier, read by pack in bounded batches; returns
+/// how many could not be read (each named on stderr).
 async fn rehydrate_all(
     repo: &Repo,
     found: &[Recovered],
     progress: &fvfs_fsck::Progress,
-) -> Result<()> {
+) -> Result<u64> {
+    let mut unreadable = 0;
     const BATCH: usize = 65_536;
     let mut found: Vec<&Recovered> = found.iter().collect();
     found.sort_unstable_by_key(|f| (f.loc.pack, f.loc.offset));
@@ -96,9 +106,12 @@ async fn rehydrate_all(
             match answer {
                 Ok(loaded) => progress.add(1, loaded.frame.len() as u64),
                 Err(StoreError::Unavailable(e)) => bail!("S3 stopped answering: {e}"),
-                Err(e) => eprintln!("fvfsd: chunk {id} not rehydrated: {e}"),
+                Err(e) => {
+                    unreadable += 1;
+                    eprintln!("fvfsd: chunk {id} not rehydrated: {e}");
+                }
             }
         }
     }
-    Ok(())
+    Ok(unreadable)
 }

@@ -21,7 +21,8 @@ pub async fn run(dir: &Path, busy: anyhow::Error, command: Command) -> Result<Ex
     let Ok(url) = std::fs::read_to_string(dir.join(DAEMON_INFO)) else {
         return Err(busy);
     };
-    let token = std::fs::read_to_string(dir.join("token"))
+    // fvfsd on the daemon's machine administers it: gc, snapshot delete, fsck...
+    let token = std::fs::read_to_string(dir.join("admin-token"))
         .ok()
         .map(|t| t.trim().to_owned());
     let api = Api::new(url.trim().to_owned(), token, "fvfsd");
@@ -44,7 +45,7 @@ async fn through(api: &Api, command: Command) -> Result<ExitCode> {
         Command::Serve { .. } => {
             anyhow::bail!("a daemon already serves this store at {}", api.base)
         }
-        Command::Token | Command::ConvertStore => {
+        Command::Token { .. } | Command::Key { .. } | Command::ConvertStore => {
             unreachable!("answered before the store is opened")
         }
         Command::Recover { .. } => {

@@ -14,6 +14,8 @@ pub struct Daemon {
     pub url: String,
     /// `ADDR:PORT`.
     pub addr: String,
+    /// The data directory (from `FVFS_HOME`), where the tokens are.
+    home: Option<std::path::PathBuf>,
 }
 
 impl Daemon {
@@ -38,6 +40,10 @@ impl Daemon {
     /// Like [`Daemon::spawn`], its log (stderr) going to `log`; returns the log's
     /// reading end when `log` is a pipe.
     pub fn spawn_logged(mut cmd: Command, log: Stdio) -> (Self, Option<ChildStderr>) {
+        let home = cmd
+            .get_envs()
+            .find(|(k, _)| *k == "FVFS_HOME")
+            .and_then(|(_, v)| v.map(std::path::PathBuf::from));
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(log)
@@ -59,6 +65,7 @@ impl Daemon {
             child: Some(child),
             url,
             addr,
+            home,
         };
         (daemon, stderr)
     }
@@ -96,6 +103,20 @@ impl Daemon {
         c
     }
 
+    /// The admin token of the daemon's data directory.
+    pub fn admin_token(&self) -> String {
+        let home = self.home.as_ref().expect("a daemon started with FVFS_HOME");
+        std::fs::read_to_string(home.join("admin-token"))
+            .expect("the admin token")
+            .trim()
+            .to_owned()
+    }
+
+    /// The header that gives a request the admin role.
+    pub fn admin_header(&self) -> String {
+        format!("Authorization: Bearer {}", self.admin_token())
+    }
+
     /// Sends raw bytes and returns the status code and the body of the answer.
     pub fn raw(&self, request: &[u8]) -> (u16, String) {
         raw(&self.addr, request)
@@ -103,7 +124,13 @@ impl Daemon {
 
     /// `fsck --read-data --all` through the daemon finds nothing.
     pub fn assert_fsck_clean(&self, context: &str) {
-        let fsck = request("POST", "/v1/admin/fsck?read_data=true&all=true", &[], b"");
+        let admin = self.admin_header();
+        let fsck = request(
+            "POST",
+            "/v1/admin/fsck?read_data=true&all=true",
+            &[&admin],
+            b"",
+        );
         let (status, body) = self.raw(&fsck);
         assert_eq!(status, 200, "{context}: {body}");
         assert!(body.contains("\"problems\":[]"), "{context}: fsck: {body}");
@@ -147,10 +174,11 @@ fn exchange(mut s: TcpStream, request: &[u8]) -> (u16, String) {
     (status, body)
 }
 
-/// A request with a body.
+/// A request with a body, as fvfs's clients send one (Host `localhost`, the header
+/// `X-Fvfs-Client`).
 pub fn request(method: &str, path: &str, headers: &[&str], body: &[u8]) -> Vec<u8> {
     let mut r = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nX-Fvfs-Client: test\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     for h in headers {

@@ -63,14 +63,25 @@ impl S3Env {
     /// A signed S3 request with curl (the tests have no S3 client of their own); the
     /// response body.
     pub fn curl(&self, method: &str, path_and_query: &str) -> String {
-        let out = Command::new("curl")
-            .args(["-sf", "--noproxy", "*", "-X", method])
+        String::from_utf8_lossy(&self.send(method, path_and_query, None)).into_owned()
+    }
+
+    /// A signed request with curl, with `body` when given; the response body's bytes.
+    fn send(&self, method: &str, path_and_query: &str, body: Option<&Path>) -> Vec<u8> {
+        // The payload's hash for an empty body; a body goes unsigned.
+        let hash = match body {
+            None => "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            Some(_) => "UNSIGNED-PAYLOAD",
+        };
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sf", "--noproxy", "*", "-X", method])
             .args(["--aws-sigv4", "aws:amz:garage:s3"])
             .args(["--user", &format!("{}:{}", self.key_id, self.secret)])
-            .args([
-                "-H",
-                "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-            ])
+            .args(["-H", &format!("x-amz-content-sha256: {hash}")]);
+        if let Some(file) = body {
+            cmd.arg("--data-binary").arg(format!("@{}", file.display()));
+        }
+        let out = cmd
             .arg(format!("{}/{}{path_and_query}", self.endpoint, self.bucket))
             .output()
             .expect("run curl");
@@ -78,12 +89,25 @@ impl S3Env {
             out.status.success(),
             "curl {method} {path_and_query}: {out:?}"
         );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        out.stdout
     }
 
-    /// The packs under `prefix`: key and size, from a bucket listing.
-    pub fn packs(&self, prefix: &str) -> Vec<(String, u64)> {
-        let listing = self.curl("GET", &format!("/?list-type=2&prefix={prefix}%2Fpacks%2F"));
+    /// The bytes of object `key` (the whole key, prefix included).
+    pub fn object(&self, key: &str) -> Vec<u8> {
+        self.send("GET", &format!("/{key}"), None)
+    }
+
+    /// Replaces object `key` by `bytes`.
+    pub fn put_object(&self, key: &str, bytes: &[u8]) {
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(file.path(), bytes).expect("write the body");
+        self.send("PUT", &format!("/{key}"), Some(file.path()));
+    }
+
+    /// The objects under `prefix` (`photos/packs/`, say): key and size.
+    pub fn list(&self, prefix: &str) -> Vec<(String, u64)> {
+        let prefix = prefix.replace('/', "%2F");
+        let listing = self.curl("GET", &format!("/?list-type=2&prefix={prefix}"));
         listing
             .split("<Contents>")
             .skip(1)
@@ -98,6 +122,11 @@ impl S3Env {
                 (field("Key"), field("Size").parse().expect("a size"))
             })
             .collect()
+    }
+
+    /// The packs under `prefix`: key and size, from a bucket listing.
+    pub fn packs(&self, prefix: &str) -> Vec<(String, u64)> {
+        self.list(&format!("{prefix}/packs/"))
     }
 
     /// A config file with this server as the S3 tier under `prefix`, and `extra` TOML.

@@ -62,6 +62,9 @@ pub fn bin(name: &str) -> PathBuf {
 }
 
 /// A private fvfs data directory and the `fvfsd` binary to run on it.
+/// The passphrase of the S3 tiers tests set up.
+pub const PASSPHRASE: &str = "correct horse battery staple";
+
 pub struct Fvfsd {
     pub home: tempfile::TempDir,
 }
@@ -79,7 +82,8 @@ impl Fvfsd {
         }
     }
 
-    /// A command for `fvfsd ARGS` on this data directory.
+    /// A command for `fvfsd ARGS` on this data directory (an encrypted S3 tier is set up
+    /// with [`PASSPHRASE`]).
     pub fn cmd<I, S>(&self, args: I) -> Command
     where
         I: IntoIterator<Item = S>,
@@ -87,6 +91,8 @@ impl Fvfsd {
     {
         let mut c = Command::new(bin("fvfsd"));
         c.env("FVFS_HOME", self.home.path())
+            .env("FVFS_PASSPHRASE", PASSPHRASE)
+            .env_remove("FVFS_NEW_PASSPHRASE")
             .env_remove("RUST_LOG")
             .args(args);
         c

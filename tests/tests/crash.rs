@@ -124,6 +124,8 @@ fn acknowledged_writes_survive_kill_9() {
     // One mount for the whole run: it outlives every kill, the daemon comes back on the
     // same address.
     let mut d = Daemon::start_with(&store, &global, "127.0.0.1:0", &["--no-mdns"]);
+    // The admin token stays the same across restarts (a file in the data directory).
+    let admin = d.admin_header();
     let addr = d.addr.clone();
     let mount = fvfs_tests::mount::Mount::start(
         &d,
@@ -183,7 +185,7 @@ fn acknowledged_writes_survive_kill_9() {
                     Send::Http(request(
                         "POST",
                         "/v1/admin/gc?keep_last=2&grace_secs=0",
-                        &[],
+                        &[&admin],
                         b"",
                     )),
                     vec![],

@@ -131,7 +131,23 @@ fn fvfsc_commands_against_a_real_daemon() {
     let snaps: serde_json::Value =
         serde_json::from_str(&fvfsc(&d, 0, &["snapshot", "list", "--json"])).unwrap();
     assert_eq!(snaps[0]["name"], "before-rm");
-    fvfsc(&d, 0, &["snapshot", "delete", "before-rm"]);
+    // Deleting a snapshot is the admin's: the write role a loopback client has is refused.
+    let refused = d
+        .fvfsc(["snapshot", "delete", "before-rm"])
+        .output()
+        .unwrap();
+    check(&refused, 1);
+    assert!(
+        stderr(&refused).contains("admin role"),
+        "{}",
+        stderr(&refused)
+    );
+    let deleted = d
+        .fvfsc(["snapshot", "delete", "before-rm"])
+        .env("FVFS_TOKEN", d.admin_token())
+        .output()
+        .unwrap();
+    check(&deleted, 0);
     assert_eq!(fvfsc(&d, 0, &["snapshot", "list"]), "");
 
     // du, status, wal, completions.
@@ -243,7 +259,7 @@ fn bad_requests_get_the_right_status_and_the_daemon_keeps_serving() {
     {
         use std::io::Write;
         let mut s = std::net::TcpStream::connect(&d.addr).unwrap();
-        s.write_all(b"PUT /v1/files/truncated HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n0123456789").unwrap();
+        s.write_all(b"PUT /v1/files/truncated HTTP/1.1\r\nHost: localhost\r\nX-Fvfs-Client: test\r\nContent-Length: 1000000\r\n\r\n0123456789").unwrap();
     }
     // Nothing half-written appears, and the daemon still answers everyone.
     assert_eq!(

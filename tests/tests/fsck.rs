@@ -232,7 +232,7 @@ fn a_collection_refused_on_a_damaged_tree_says_so_and_deletes_nothing() {
     let (status, body) = daemon.raw(&request(
         "POST",
         "/v1/admin/gc?keep_last=1&grace_secs=0",
-        &[],
+        &[&daemon.admin_header()],
         b"",
     ));
     // A damaged tree, not an unavailable store (it used to answer 503 "unavailable").

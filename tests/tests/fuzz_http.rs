@@ -145,6 +145,8 @@ const HEADERS: &[&str] = &[
     "content-type: application/octet-stream",
     "content-type: text/plain; charset=\u{1F4A9}",
     "authorization: Bearer nonsense",
+    "authorization: Bearer @ADMIN@",
+    "origin: http://evil.example",
     "authorization: Basic",
     "user-agent: fvfsc/0.0.0",
     "user-agent: \u{0}",
@@ -287,7 +289,8 @@ fn hostile() -> impl Strategy<Value = Hostile> {
             proptest::collection::vec(any::<u8>(), 0..200)
         )
             .prop_map(|(r, tail)| {
-                let mut b = format!("GET {} HTTP/1.1\r\nHost: x\r\n", ROUTES[r]).into_bytes();
+                let mut b =
+                    format!("GET {} HTTP/1.1\r\nHost: localhost\r\n", ROUTES[r]).into_bytes();
                 b.extend(tail);
                 b
             }),
@@ -386,6 +389,19 @@ fn send(addr: &str, bytes: &[u8]) -> u16 {
         .unwrap_or(0)
 }
 
+/// `bytes` with every `@ADMIN@` replaced by `token`.
+fn with_admin(bytes: &[u8], token: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut rest = bytes;
+    while let Some(at) = rest.windows(7).position(|w| w == b"@ADMIN@") {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(token.as_bytes());
+        rest = &rest[at + 7..];
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
 fn get(d: &Daemon, path: &str) -> (u16, String) {
     d.raw(&request("GET", path, &[], b""))
 }
@@ -420,7 +436,10 @@ fn hostile_requests_get_clean_refusals_and_touch_nothing_else() {
     let answers = std::sync::Mutex::new(std::collections::BTreeMap::<u16, u64>::new());
     // Sends one request and checks the daemon: an answer below 500 (`must_answer`: a
     // request hyper can parse gets one), and the kept files unchanged.
+    // `@ADMIN@` in a request stands for the admin token, so requests reach admin routes.
+    let admin = d.admin_token();
     let check = |bytes: &[u8], must_answer: bool| -> Result<(), String> {
+        let bytes = &with_admin(bytes, &admin);
         let status = send(&d.addr, bytes);
         *answers.lock().unwrap().entry(status / 100).or_default() += 1;
         let shown = String::from_utf8_lossy(&bytes[..bytes.len().min(400)]).into_owned();

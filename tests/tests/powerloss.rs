@@ -194,7 +194,13 @@ fn acknowledged_writes_survive_power_cuts() {
                     (None, Some(name), answer)
                 }
                 _ => {
-                    let req = request("POST", "/v1/admin/gc?keep_last=3&grace_secs=0", &[], b"");
+                    let admin = d.admin_header();
+                    let req = request(
+                        "POST",
+                        "/v1/admin/gc?keep_last=3&grace_secs=0",
+                        &[&admin],
+                        b"",
+                    );
                     (None, None, try_raw(&d.addr, &req).map(|(s, _)| s))
                 }
             };

@@ -309,3 +309,159 @@ fn recover_brings_back_fifty_versions_and_five_snapshots() {
         0,
     );
 }
+
+/// Whether `haystack` holds `needle`.
+fn holds(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Puts the secret file twice (one version dropped by gc), a snapshot, and flushes;
+/// returns what the bucket must not show.
+fn fill_secret(s3: &S3Env, config: &Path) -> Vec<Vec<u8>> {
+    let store = Fvfsd::new();
+    let d = s3.serve(&store, config);
+    // Incompressible, so zstd stores it as is: the clear bucket shows it.
+    let content = tree::bytes(4711, 300_000, false);
+    for body in [&b"first draft"[..], &content] {
+        let req = request("PUT", "/v1/files/photos/secret-name-4711.jpg", &[], body);
+        assert_eq!(d.raw(&req).0, 201);
+    }
+    check(
+        &d.fvfsc(["snapshot", "create", "holiday-4711"])
+            .output()
+            .unwrap(),
+        0,
+    );
+    check(
+        &s3.fvfsd(
+            &store,
+            config,
+            ["gc", "--keep-last", "1", "--grace-secs", "0"],
+        )
+        .output()
+        .unwrap(),
+        0,
+    );
+    flush(&d);
+    let first = fvfs_cas::chunker::cut_lengths(&content)[0];
+    let chunk = fvfs_cas::ChunkId::of(&content[..first]).as_bytes().to_vec();
+    vec![
+        b"secret-name-4711".to_vec(),
+        b"holiday-4711".to_vec(),
+        content[100_000..100_064].to_vec(),
+        chunk,
+    ]
+}
+
+#[test]
+fn the_bucket_shows_nothing_and_every_changed_object_is_caught() {
+    let s3 = S3Env::shared();
+    let work = tempfile::tempdir().unwrap();
+    // Control: in the clear (encrypt = false) the search finds the secrets, so it can
+    // find them.
+    let clear_dir = work.path().join("clear");
+    fs::create_dir(&clear_dir).unwrap();
+    let clear_prefix = prefix(work.path(), "clear");
+    let clear = s3.config(
+        &clear_dir,
+        &clear_prefix,
+        &format!("encrypt = false\n{SMALL_PACKS}"),
+    );
+    let secrets = fill_secret(&s3, &clear);
+    let everything = |prefix: &str| -> Vec<(String, Vec<u8>)> {
+        s3.list(&format!("{prefix}/"))
+            .into_iter()
+            .map(|(key, _)| {
+                let bytes = s3.object(&key);
+                (key, bytes)
+            })
+            .collect()
+    };
+    let clear_objects = everything(&clear_prefix);
+    for s in &secrets[..3] {
+        assert!(
+            clear_objects.iter().any(|(_, b)| holds(b, s)),
+            "control: {:?}",
+            String::from_utf8_lossy(s)
+        );
+    }
+
+    let prefix = prefix(work.path(), "sealed");
+    let config = s3.config(work.path(), &prefix, SMALL_PACKS);
+    fill_secret(&s3, &config);
+    let objects = everything(&prefix);
+    let kinds = ["/packs/", "/log/", "/snapshots", "/dropped/", "/keys/"];
+    for kind in kinds {
+        assert!(
+            objects.iter().any(|(k, _)| k.contains(kind)),
+            "no {kind} object: {:?}",
+            objects.iter().map(|o| &o.0).collect::<Vec<_>>()
+        );
+    }
+    for (key, bytes) in &objects {
+        for s in &secrets {
+            assert!(
+                !holds(bytes, s),
+                "{key} shows {:?}",
+                String::from_utf8_lossy(s)
+            );
+        }
+    }
+
+    // With the right passphrase, everything comes back as it was.
+    let fresh = recover(&s3, &config, 0);
+    let out_dir = work.path().join("out");
+    check(&export(&s3, &fresh, &config, "HEAD", "/", &out_dir), 0);
+    assert_eq!(
+        fs::read(out_dir.join("photos/secret-name-4711.jpg")).unwrap(),
+        tree::bytes(4711, 300_000, false)
+    );
+    assert!(fresh.run(["snapshot", "list"]).contains("holiday-4711"));
+    // A wrong passphrase is refused in one line.
+    let wrong = Fvfsd::new();
+    let out = s3
+        .fvfsd(&wrong, &config, ["recover", "--from-s3"])
+        .env("FVFS_PASSPHRASE", "not the passphrase")
+        .output()
+        .unwrap();
+    check(&out, 2);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("wrong passphrase"), "{err}");
+
+    // One byte changed in any kind of object: recover stops, or names what it cannot
+    // read; never trusts it.
+    for kind in kinds {
+        let (key, original) = objects.iter().find(|(k, _)| k.contains(kind)).unwrap();
+        let mut changed = original.clone();
+        let at = changed.len() / 2;
+        changed[at] ^= 0x01;
+        s3.put_object(key, &changed);
+        let fresh = Fvfsd::new();
+        let out = s3
+            .fvfsd(&fresh, &config, ["recover", "--from-s3", "--rehydrate"])
+            .output()
+            .unwrap();
+        s3.put_object(key, original);
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_ne!(
+            out.status.code(),
+            Some(0),
+            "{key} changed, yet recover succeeded: {said}"
+        );
+        let caught = [
+            "authentication failed",
+            "does not authenticate",
+            "does not match its hash",
+            "wrong passphrase",
+            "damaged",
+        ];
+        assert!(caught.iter().any(|c| said.contains(c)), "{key}: {said}");
+    }
+    // Put back, the bucket recovers again.
+    recover(&s3, &config, 0);
+}

@@ -12,6 +12,7 @@ pub mod evict;
 mod nas;
 mod replicate;
 pub mod s3;
+pub mod seal;
 mod tiered;
 
 pub use evict::Evictor;

@@ -172,7 +172,7 @@ fn reload(inner: &Inner) -> Result<(), StoreError> {
 
 /// Makes an empty pack store at `root` (refusing a foreign non-empty directory).
 fn create(root: &Path, segments: &Path) -> Result<(), StoreError> {
-    fs::create_dir_all(root).map_err(|e| StoreError::io("create", root, e))?;
+    platform::create_private_dir(root).map_err(|e| StoreError::io("create", root, e))?;
     // A store being converted from the chunk-file layout holds that layout too.
     let legacy = super::is_legacy(root);
     let foreign = fs::read_dir(root)

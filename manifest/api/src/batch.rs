@@ -8,8 +8,11 @@ use fvfs_cas::{frame, ChunkId};
 use fvfs_node::ChunkKind;
 
 const HEADER: usize = 1 + 32 + 4;
-/// Largest frame a record may carry.
-pub const MAX_FRAME: usize = frame::HEADER_LEN + frame::MAX_RAW_LEN + (1 << 20);
+/// Largest frame a data record may carry: a frame never exceeds its raw chunk (it is
+/// stored raw when compressing would not make it smaller).
+pub const MAX_DATA_FRAME: usize = frame::HEADER_LEN + fvfs_cas::chunker::MAX_SIZE;
+/// Largest frame a tree node's record may carry.
+pub const MAX_NODE_FRAME: usize = frame::HEADER_LEN + frame::MAX_RAW_LEN;
 
 /// Appends one record to `out`.
 pub fn push(out: &mut Vec<u8>, kind: ChunkKind, id: &ChunkId, framed: &[u8]) {
@@ -40,7 +43,11 @@ impl Parser {
             };
             let id = ChunkId::from_slice(&h[1..33]).expect("32 bytes");
             let len = u32::from_le_bytes(h[33..37].try_into().expect("4 bytes")) as usize;
-            if len > MAX_FRAME {
+            let max = match kind {
+                ChunkKind::Data => MAX_DATA_FRAME,
+                _ => MAX_NODE_FRAME,
+            };
+            if len > max {
                 return Err(format!(
                     "record for {id}: frame of {len} bytes is too large"
                 ));
@@ -100,6 +107,16 @@ mod tests {
         let mut huge = vec![0u8; 33];
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
         assert!(p.push(&huge).is_err());
+        // A data record is bounded by the largest chunk; a node's by the frame limit.
+        let over = (MAX_DATA_FRAME as u32 + 1).to_le_bytes();
+        let mut data = vec![0u8; 33];
+        data.extend_from_slice(&over);
+        let err = Parser::default().push(&data).unwrap_err();
+        assert!(err.contains("too large"), "{err}");
+        let mut node = vec![1u8; 1];
+        node.extend_from_slice(&[0u8; 32]);
+        node.extend_from_slice(&over);
+        assert!(Parser::default().push(&node).unwrap().is_empty());
         let mut p = Parser::default();
         p.push(&body[..body.len() - 1]).unwrap();
         assert!(!p.finished(), "a truncated body is noticed");

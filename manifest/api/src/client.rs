@@ -23,6 +23,14 @@ use crate::{ErrorBody, ErrorCode};
 
 pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
+/// Sent on every request: a web page cannot send it without the daemon's consent, so the
+/// daemon accepts changes that carry it whatever their content type.
+pub const CLIENT_HEADER: &str = "x-fvfs-client";
+
+/// Largest answer read whole (JSON answers, error bodies, tree nodes); bodies that can be
+/// larger are streamed by their callers.
+pub const MAX_ANSWER: usize = 256 << 20;
+
 pub fn full(data: impl Into<Bytes>) -> Body {
     Full::new(data.into())
         .map_err(|e: Infallible| match e {})
@@ -73,7 +81,11 @@ impl Api {
             base: base.trim_end_matches('/').to_owned(),
             token,
             agent: format!("{program}/{} ({host})", env!("CARGO_PKG_VERSION")),
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            // Idle connections are dropped well before the daemon's idle timeout (30 s
+            // by default) closes them, so a request never goes out on a closing one.
+            client: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(std::time::Duration::from_secs(10))
+                .build_http(),
         }
     }
 
@@ -89,7 +101,8 @@ impl Api {
         let mut req = Request::builder()
             .method(method)
             .uri(&url)
-            .header("user-agent", &self.agent);
+            .header("user-agent", &self.agent)
+            .header(CLIENT_HEADER, "fvfs");
         if let Some(t) = &self.token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
@@ -115,8 +128,7 @@ impl Api {
             return Ok(resp);
         }
         let status = resp.status();
-        let raw = resp
-            .into_body()
+        let raw = http_body_util::Limited::new(resp.into_body(), 1 << 20)
             .collect()
             .await
             .map(|c| c.to_bytes())
@@ -143,11 +155,11 @@ impl Api {
         content_type: Option<&str>,
     ) -> Result<Bytes, Failure> {
         let resp = self.send(method, path, body, content_type).await?;
-        resp.into_body()
+        http_body_util::Limited::new(resp.into_body(), MAX_ANSWER)
             .collect()
             .await
             .map(|c| c.to_bytes())
-            .map_err(|e| Failure::Protocol(e.to_string()))
+            .map_err(|e| Failure::Protocol(format!("{path}: {e}")))
     }
 
     /// A JSON request with `body` and its JSON answer.

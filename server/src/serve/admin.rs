@@ -59,7 +59,7 @@ pub async fn status(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
             version: env!("CARGO_PKG_VERSION").into(),
             node_id: state.node_id.clone(),
             listen: state.listen.to_string(),
-            auth: state.token.is_some(),
+            auth: !state.open_on_loopback,
             uptime_secs: state.started.elapsed().as_secs(),
         },
         store: state.repo.status_info()?,
@@ -208,6 +208,19 @@ pub async fn metrics(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
             t.stored_bytes as f64,
         ),
     ];
+    let (open, refused) = state.admission.counts();
+    gauges.push((
+        "fvfs_connections_open",
+        "HTTP connections open now.",
+        String::new(),
+        open as f64,
+    ));
+    gauges.push((
+        "fvfs_connections_refused",
+        "Connections closed at once since start: over the cap in all or per peer address.",
+        String::new(),
+        refused as f64,
+    ));
     for r in &state.replicators {
         let q = r
             .status(&state.repo)

@@ -130,8 +130,9 @@ pub async fn put(
     let pending = Pending::default();
     let mut refs = Vec::new();
     let mut chunker = Incremental::new();
+    let idle = super::limits::idle_of(&req);
     let mut body = req.into_body();
-    while let Some(frame) = body.frame().await {
+    while let Some(frame) = super::limits::frame(&mut body, idle).await {
         let frame = frame.map_err(|e| {
             ApiError::bad_request(format!("upload of {} interrupted: {e}", path::show(&path)))
         })?;
@@ -143,7 +144,7 @@ pub async fn put(
             for chunk in chunker.push(&data) {
                 match store_chunk(&state.repo, &pending, &chunk).await {
                     Ok(r) => refs.push(r),
-                    Err(e) => return Err(drain(body, e).await),
+                    Err(e) => return Err(drain(body, idle, e).await),
                 }
             }
         }
@@ -179,9 +180,9 @@ pub async fn put(
 /// still sending, gets the error answer instead of a reset connection.
 const DRAIN_LIMIT: u64 = 64 << 20;
 
-async fn drain(mut body: Incoming, error: ApiError) -> ApiError {
+async fn drain(mut body: Incoming, idle: std::time::Duration, error: ApiError) -> ApiError {
     let mut left = DRAIN_LIMIT;
-    while let Some(Ok(frame)) = body.frame().await {
+    while let Some(Ok(frame)) = super::limits::frame(&mut body, idle).await {
         let n = frame.data_ref().map_or(0, |d| d.len() as u64);
         if n >= left {
             break;

@@ -6,8 +6,15 @@
 //! devices, admin and `/metrics`. Every error is JSON `{"error", "detail"}`.
 //!
 //! # Invariants
-//! - Loopback needs no token; any other listen address requires `Bearer TOKEN` on
-//!   every route, checked before anything else is read.
+//! - Requests a browser page could forge are refused first ([`guard`]), on every
+//!   listen address.
+//! - Every route needs a role ([`needs`]): read, write or admin. A token carries one
+//!   ([`auth`]); on a loopback listen address a request without a token may read and
+//!   write, never administer. Any other listen address requires `Bearer TOKEN` on every
+//!   route. Both are checked before a body is read.
+//! - Connections are capped in all and per peer address, a request head must arrive
+//!   within the header timeout (which also ends idle connections), and a body that
+//!   stalls longer than it is cut off ([`limits`]).
 //! - Paths are percent-decoded then normalised by `fvfs_manifest::path`, which refuses
 //!   `..` and NUL: no request can name anything outside the tree.
 //! - Bodies stream both ways in chunk-sized pieces; no handler holds a whole file.
@@ -20,7 +27,9 @@ mod admin;
 mod auth;
 pub mod auto;
 mod files;
+mod guard;
 mod http;
+mod limits;
 mod metrics;
 mod store;
 mod versions;
@@ -51,8 +60,9 @@ use fvfs_tiering::{Evictor, FlushPolicy, Replicator, TieredStore};
 
 use crate::home::Home;
 use crate::mdns::{Announcement, Devices};
-pub use auth::token;
+pub use auth::{command as token_command, Role};
 use http::{ApiError, Body};
+pub use limits::Limits;
 use metrics::Metrics;
 use writer::Writer;
 
@@ -64,8 +74,14 @@ pub struct State {
     /// Chunks uploaded on their own, recorded with the next commit.
     staged: Arc<Pending>,
     writer: Writer,
-    /// Required bearer token; `None` on loopback.
-    token: Option<String>,
+    /// The tokens accepted, and the role each carries.
+    tokens: auth::Tokens,
+    /// Whether requests without a token get the write role (loopback listen address).
+    open_on_loopback: bool,
+    guard: guard::Guard,
+    limits: Limits,
+    /// Connections open, per peer, and refused.
+    admission: Arc<limits::Admission>,
     metrics: Metrics,
     devices: Arc<Devices>,
     node_id: String,
@@ -111,6 +127,11 @@ pub struct Options {
     /// Automatic snapshots (`[snapshots]`), and the clock they follow.
     pub snapshots: SnapshotPolicy,
     pub clock: auto::Clock,
+    /// Names besides the machine's that clients may address the daemon by (`[daemon]
+    /// host_names`).
+    pub host_names: Vec<String>,
+    /// Connection caps and the idle timeout.
+    pub limits: Limits,
 }
 
 /// Records reads every few seconds, and evicts every `every`.
@@ -145,14 +166,15 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
         gc,
         snapshots,
         clock,
+        host_names,
+        limits,
     } = options;
+    let limits = limits.fit_file_limit();
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let listen = listener.local_addr()?;
-    let token = (!listen.ip().is_loopback())
-        .then(|| auth::token(home.dir()))
-        .transpose()?;
+    let tokens = auth::Tokens::load(home.dir())?;
     let node_id = home.node_id()?;
     let devices = Arc::new(Devices::default());
     let announcement = match mdns {
@@ -216,7 +238,11 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
         tiers: home.tiers(),
         repo,
         staged,
-        token,
+        tokens,
+        open_on_loopback: listen.ip().is_loopback(),
+        guard: guard::Guard::new(&crate::mdns::machine_names(), &host_names),
+        limits,
+        admission: limits::Admission::new(limits),
         metrics: Metrics::default(),
         devices,
         node_id,
@@ -253,17 +279,34 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
     home.write_daemon_info(listen)?;
     // The line scripts and tests wait for: the daemon answers from now on.
     fvfs_api::outln!("fvfsd: listening on http://{listen}");
-    tracing::info!(%listen, auth = state.token.is_some(), "serving");
+    tracing::info!(%listen, open_on_loopback = state.open_on_loopback, "serving");
 
     let graceful = GracefulShutdown::new();
+    let mut backoff = limits::Backoff::default();
     let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
-                    Ok(a) => a,
+                    Ok(a) => {
+                        backoff.success();
+                        a
+                    }
                     Err(e) => {
-                        tracing::warn!("accept failed: {e}");
+                        // Out of file descriptors, say: waiting lets connections end
+                        // instead of spinning on the same error.
+                        let wait = backoff.failure();
+                        tracing::warn!("accept failed, waiting {wait:?}: {e}");
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => continue,
+                            _ = &mut shutdown => break,
+                        }
+                    }
+                };
+                let ticket = match state.admission.admit(peer.ip()) {
+                    Ok(t) => t,
+                    Err(why) => {
+                        tracing::debug!(%peer, "connection refused: {why}");
                         continue;
                     }
                 };
@@ -274,12 +317,15 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
                 let conn = http1::Builder::new()
                     .max_buf_size(MAX_HEAD)
                     .half_close(true)
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(limits.idle_timeout)
                     .serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
                         tracing::debug!(%peer, "connection ended: {e}");
                     }
+                    drop(ticket);
                 });
             }
             _ = &mut shutdown => break,
@@ -353,30 +399,72 @@ fn fs_path(rest: &str) -> Vec<u8> {
     p
 }
 
-fn check_token(state: &State, req: &Request<Incoming>) -> Result<(), ApiError> {
-    let Some(token) = &state.token else {
-        return Ok(());
-    };
+/// The role a request needs.
+fn needs(method: &Method, path: &str) -> Role {
+    let rest = path.strip_prefix("/v1/").unwrap_or("");
+    let (head, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    match (head, tail) {
+        ("snapshots", _) if method == Method::DELETE => Role::Admin,
+        ("admin", "flush") => Role::Write,
+        ("admin", "wal") => Role::Read,
+        ("admin", _) => Role::Admin,
+        ("chunks", "read" | "missing") => Role::Read,
+        _ if matches!(*method, Method::GET | Method::HEAD) => Role::Read,
+        _ => Role::Write,
+    }
+}
+
+/// Refuses a request without the role its route needs.
+fn authorize(state: &State, req: &Request<Incoming>) -> Result<(), ApiError> {
     let presented = req
         .headers()
         .get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
-        Some(p) if auth::matches(p.trim(), token) => Ok(()),
-        Some(_) => Err(ApiError::new(ErrorCode::Unauthorized, "wrong token")),
-        None => Err(ApiError::new(ErrorCode::Unauthorized,
+    let role = match presented {
+        Some(p) => state
+            .tokens
+            .role_of(p.trim())
+            .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "wrong token"))?,
+        None if state.open_on_loopback => Role::Write,
+        None => return Err(ApiError::new(ErrorCode::Unauthorized,
             "this daemon listens beyond loopback: send Authorization: Bearer TOKEN (see `fvfsd token`)",
         )),
+    };
+    let need = needs(req.method(), req.uri().path());
+    if role >= need {
+        return Ok(());
     }
+    let how = match need {
+        Role::Admin => "the admin token (`fvfsd token --admin`, or run the fvfsd command on the daemon's machine)",
+        _ => "a token with that role (`fvfsd token new NAME --role write`)",
+    };
+    let had = match presented {
+        Some(_) => format!("this token's role is {role}"),
+        None => "no token was sent".to_owned(),
+    };
+    Err(ApiError::new(
+        ErrorCode::Forbidden,
+        format!(
+            "{} {} needs the {need} role and {had}: use {how}",
+            req.method(),
+            req.uri().path()
+        ),
+    ))
 }
 
 async fn route(
     state: &Arc<State>,
     peer: SocketAddr,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> (&'static str, Result<Response<Body>, ApiError>) {
-    if let Err(e) = check_token(state, &req) {
+    req.extensions_mut()
+        .insert(limits::Idle(state.limits.idle_timeout));
+    if let Err(e) = state
+        .guard
+        .check(&req)
+        .and_then(|()| authorize(state, &req))
+    {
         return ("auth", Err(e));
     }
     if let Some(agent) = req

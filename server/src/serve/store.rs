@@ -14,7 +14,6 @@ use fvfs_api::reports::{BatchStored, ChunkStored, Ids, Missing};
 use fvfs_api::ErrorCode;
 use fvfs_cas::{chunker, frame, ChunkId};
 use fvfs_manifest::{node, ChunkKind};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
@@ -40,14 +39,22 @@ fn bytes_response(data: Bytes, content_type: &str) -> Response<Body> {
 
 /// Reads a whole request body of at most `limit` bytes; 413 beyond.
 pub async fn body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
-    match Limited::new(req.into_body(), limit).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
-            ErrorCode::TooLarge,
-            format!("body over {limit} bytes"),
-        )),
-        Err(e) => Err(ApiError::bad_request(format!("body interrupted: {e}"))),
+    let idle = super::limits::idle_of(&req);
+    let mut body = req.into_body();
+    let mut whole = bytes::BytesMut::new();
+    while let Some(frame) = super::limits::frame(&mut body, idle).await {
+        let frame = frame.map_err(|e| ApiError::bad_request(format!("body interrupted: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if whole.len() + data.len() > limit {
+                return Err(ApiError::new(
+                    ErrorCode::TooLarge,
+                    format!("body over {limit} bytes"),
+                ));
+            }
+            whole.extend_from_slice(&data);
+        }
     }
+    Ok(whole.freeze())
 }
 
 /// Reads a JSON request body of at most `limit` bytes; `shape` says what was expected.
@@ -212,8 +219,9 @@ pub async fn put_batch(
     use fvfs_api::batch::Parser;
     let mut parser = Parser::default();
     let (mut stored, mut present) = (0u64, 0u64);
+    let idle = super::limits::idle_of(&req);
     let mut body = req.into_body();
-    while let Some(frame) = body.frame().await {
+    while let Some(frame) = super::limits::frame(&mut body, idle).await {
         let frame = frame.map_err(|e| ApiError::bad_request(format!("upload interrupted: {e}")))?;
         let Ok(data) = frame.into_data() else {
             continue;

@@ -21,9 +21,10 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::types::StorageClass;
 use aws_sdk_s3::Client;
 use bytes::Bytes;
-use fvfs_cas::StoreError;
+use fvfs_cas::{ChunkId, Loaded, StoreError};
 
 use super::pace::{self, Pace};
+use crate::seal::{MasterKey, Sealer};
 
 /// Where the S3 tier lives (`[tiers.s3]` of the config).
 #[derive(Clone, Debug, Default)]
@@ -94,6 +95,8 @@ pub struct Bucket {
     counters: Arc<Counters>,
     pack_class: Option<StorageClass>,
     pace: Option<Arc<Pace>>,
+    /// Seals frames, pack indexes and documents, in an encrypted bucket.
+    sealer: Option<Arc<Sealer>>,
 }
 
 /// An object listed under a prefix.
@@ -143,6 +146,67 @@ impl Bucket {
             counters: Arc::default(),
             pack_class: s.storage_class.as_deref().map(StorageClass::from),
             pace: Pace::new(s.max_bytes_per_sec),
+            sealer: None,
+        }
+    }
+
+    /// This bucket, encrypted under `master`: what is written from now on is sealed,
+    /// and what is read must open.
+    pub fn with_key(mut self, master: &MasterKey) -> Self {
+        self.sealer = Some(Arc::new(Sealer::new(master)));
+        self
+    }
+
+    /// The sealer of an encrypted bucket.
+    pub fn sealer(&self) -> Option<&Sealer> {
+        self.sealer.as_deref()
+    }
+
+    /// A frame as stored: sealed with its id as context in an encrypted bucket.
+    pub fn seal_frame(&self, id: &ChunkId, frame: &[u8]) -> Bytes {
+        match &self.sealer {
+            Some(s) => Bytes::from(s.seal(id.as_bytes(), frame)),
+            None => Bytes::copy_from_slice(frame),
+        }
+    }
+
+    /// A frame as stored, opened and verified against `id`.
+    pub fn open_frame(&self, id: &ChunkId, stored: Bytes) -> Result<Loaded, StoreError> {
+        let frame =
+            match &self.sealer {
+                Some(s) => Bytes::from(s.open(id.as_bytes(), &stored).map_err(|e| {
+                    StoreError::Corrupt {
+                        id: *id,
+                        reason: e.to_string(),
+                    }
+                })?),
+                None => stored,
+            };
+        fvfs_cas::verify(id, frame)
+    }
+
+    /// Stores a small metadata object (log segment, snapshot names...), sealed with its
+    /// key as context in an encrypted bucket.
+    pub async fn put_doc(&self, key: &str, plain: Bytes) -> Result<(), StoreError> {
+        let body = match &self.sealer {
+            Some(s) => Bytes::from(s.seal(key.as_bytes(), &plain)),
+            None => plain,
+        };
+        self.put(key, body).await
+    }
+
+    /// A metadata object stored by [`Bucket::put_doc`], opened; a sealed one that does
+    /// not open is an error naming it.
+    pub async fn get_doc(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        let Some(stored) = self.get(key).await? else {
+            return Ok(None);
+        };
+        match &self.sealer {
+            Some(s) => s
+                .open(key.as_bytes(), &stored)
+                .map(|b| Some(Bytes::from(b)))
+                .map_err(|e| StoreError::Unavailable(format!("S3 object {}: {e}", self.key(key)))),
+            None => Ok(Some(stored)),
         }
     }
 

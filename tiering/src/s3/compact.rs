@@ -89,12 +89,15 @@ impl S3Store {
             let mut whole = true;
             for (id, loc) in &u.chunks {
                 let range = loc.offset as usize..(loc.offset + u64::from(loc.len)) as usize;
-                match object
-                    .get(range)
-                    .map(|f| fvfs_cas::verify(id, object.slice_ref(f)))
-                {
-                    Some(Ok(loaded)) => {
-                        if self.push_moved(*id, &loaded.frame) {
+                // Checked, then moved as stored: a sealed frame opens in any pack.
+                let checked = object.get(range).map(|f| {
+                    let stored = object.slice_ref(f);
+                    let raw_len = self.bucket.open_frame(id, stored.clone())?.data.len();
+                    Ok::<_, StoreError>((stored, raw_len as u32))
+                });
+                match checked {
+                    Some(Ok((stored, raw_len))) => {
+                        if self.push_moved(*id, &stored, raw_len) {
                             self.seal(false).await?;
                         }
                         report.bytes_moved += u64::from(loc.len);
@@ -143,10 +146,10 @@ impl S3Store {
 
     /// Adds a frame to the open pack even though a location names it already; returns
     /// whether the open pack is full.
-    fn push_moved(&self, id: ChunkId, frame: &[u8]) -> bool {
+    fn push_moved(&self, id: ChunkId, stored: &[u8], raw_len: u32) -> bool {
         let mut mem = self.mem();
         if !mem.holds(&id) {
-            let e = mem.open.push(id, frame);
+            let e = mem.open.push(id, stored, raw_len);
             mem.live.insert(id, e);
         }
         mem.open.len() >= PACK_MAX

@@ -98,7 +98,7 @@ impl S3Store {
     pub(super) async fn fetch_one(&self, id: &ChunkId, loc: PackLoc) -> Result<Loaded, StoreError> {
         let kept = lock(&self.around).frame(&loc);
         if let Some(frame) = kept {
-            return fvfs_cas::verify(id, frame);
+            return self.bucket.open_frame(id, frame);
         }
         let pack = hex::encode(loc.pack);
         let want = u64::from(loc.len).max(READ_AROUND);
@@ -123,7 +123,7 @@ impl S3Store {
             });
         };
         lock(&self.around).keep(loc.pack, loc.offset, bytes);
-        fvfs_cas::verify(id, frame)
+        self.bucket.open_frame(id, frame)
     }
 
     /// Answers `ids` by pack (see the module doc); frames still in memory and ids with
@@ -133,7 +133,7 @@ impl S3Store {
         let mut wanted = Vec::new();
         for id in ids {
             if let Some(frame) = self.mem().frame(&id) {
-                ready.push((id, fvfs_cas::verify(&id, frame)));
+                ready.push((id, self.bucket.open_frame(&id, frame)));
                 continue;
             }
             match self.locs.get(&id) {
@@ -143,6 +143,7 @@ impl S3Store {
             }
         }
         let bucket = self.bucket.clone();
+        let opener = self.bucket.clone();
         let fetched = stream::iter(plan(wanted))
             // Spawned, so that every GET in flight progresses while the reader is
             // busy with the frames of another.
@@ -154,12 +155,16 @@ impl S3Store {
                 }
             })
             .buffer_unordered(IN_FLIGHT)
-            .flat_map(|frames| {
+            .flat_map(move |frames| {
+                let opener = opener.clone();
                 stream::iter(frames)
-                    .map(|batch| async move {
-                        tokio::task::spawn_blocking(move || decode(batch))
-                            .await
-                            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+                    .map(move |batch| {
+                        let opener = opener.clone();
+                        async move {
+                            tokio::task::spawn_blocking(move || decode(&opener, batch))
+                                .await
+                                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+                        }
                     })
                     .buffered(2)
                     .flat_map(stream::iter)
@@ -226,12 +231,12 @@ enum Fetched {
     Failed(ChunkId, StoreError),
 }
 
-fn decode(batch: Vec<Fetched>) -> Vec<(ChunkId, Result<Loaded, StoreError>)> {
+fn decode(bucket: &Bucket, batch: Vec<Fetched>) -> Vec<(ChunkId, Result<Loaded, StoreError>)> {
     batch
         .into_iter()
         .map(|f| match f {
             Fetched::Frame(id, frame, pack) => {
-                let r = fvfs_cas::verify(&id, frame).map_err(|e| match e {
+                let r = bucket.open_frame(&id, frame).map_err(|e| match e {
                     StoreError::Corrupt { id, reason } => StoreError::Corrupt {
                         id,
                         reason: format!("{reason} (in pack {pack})"),

@@ -84,7 +84,7 @@ impl LogPublisher {
         for segment in ready.chunks(SEGMENT_MAX) {
             let (first, last) = (segment[0].number, segment[segment.len() - 1].number);
             self.bucket
-                .put(
+                .put_doc(
                     &format!("{LOG_DIR}{first:016x}-{last:016x}"),
                     cbor(&segment),
                 )
@@ -105,7 +105,7 @@ impl LogPublisher {
             .as_ref()
             .is_some_and(|s| *s == names);
         if !unchanged {
-            self.bucket.put(SNAPSHOTS, cbor(&names)).await?;
+            self.bucket.put_doc(SNAPSHOTS, cbor(&names)).await?;
             *self.snapshots.lock().unwrap_or_else(|p| p.into_inner()) = Some(names);
         }
         Ok(())
@@ -118,8 +118,13 @@ pub async fn record_dropped(bucket: &Bucket, numbers: &[u64]) -> Result<(), Stor
         return Ok(());
     }
     let body = cbor(&numbers);
-    let name = blake3::hash(&body).to_hex();
-    bucket.put(&format!("{DROPPED_DIR}{name}"), body).await
+    // Named by what it says (a retry writes the same object), keyed in an encrypted
+    // bucket so the name gives nothing away.
+    let name = match bucket.sealer() {
+        Some(s) => s.name_of(&body),
+        None => blake3::hash(&body).to_hex().to_string(),
+    };
+    bucket.put_doc(&format!("{DROPPED_DIR}{name}"), body).await
 }
 
 /// The version log and snapshot names stored in S3, for recovery: versions by
@@ -141,7 +146,7 @@ pub async fn read(bucket: &Bucket) -> Result<(Vec<Version>, Vec<(String, u64)>),
             versions.remove(&n);
         }
     }
-    let snapshots: Vec<(String, u64)> = match bucket.get(SNAPSHOTS).await? {
+    let snapshots: Vec<(String, u64)> = match bucket.get_doc(SNAPSHOTS).await? {
         None => Vec::new(),
         Some(bytes) => serde_cbor::from_slice(&bytes)
             .map_err(|e| StoreError::Unavailable(format!("snapshot names: {e}")))?,
@@ -159,7 +164,7 @@ async fn objects(bucket: &Bucket, dir: &str) -> Result<Vec<(String, Bytes)>, Sto
     let listed = bucket.list(dir).await?;
     let got: Vec<_> = futures::stream::iter(listed)
         .map(|obj| async move {
-            let bytes = bucket.get(&obj.key).await?;
+            let bytes = bucket.get_doc(&obj.key).await?;
             Ok::<_, StoreError>(bytes.map(|b| (obj.key, b)))
         })
         .buffer_unordered(16)

@@ -28,6 +28,7 @@
 mod bucket;
 mod compact;
 mod fetch;
+pub mod keys;
 pub mod log;
 mod pace;
 pub mod pack;
@@ -161,7 +162,7 @@ impl Upload {
                 return Ok(());
             }
             let live = std::mem::take(&mut mem.live);
-            let (object, name, _) = std::mem::take(&mut mem.open).finish();
+            let (object, name, _) = std::mem::take(&mut mem.open).finish(self.bucket.sealer());
             let object = Bytes::from(object);
             for (id, e) in &live {
                 let frame = object.slice(e.offset as usize..(e.offset + u64::from(e.len)) as usize);
@@ -194,7 +195,7 @@ impl Upload {
                 if !mem.live.contains_key(id) {
                     let frame = &object
                         [entry.offset as usize..(entry.offset + u64::from(entry.len)) as usize];
-                    let new = mem.open.push(*id, frame);
+                    let new = mem.open.push(*id, frame, entry.raw_len);
                     mem.live.insert(*id, new);
                 }
             }
@@ -344,7 +345,7 @@ impl S3Store {
             else {
                 return Ok(Err(format!("{key} vanished")));
             };
-            match pack::parse_tail(&tail, size) {
+            match pack::parse_tail(&tail, size, self.bucket.sealer()) {
                 Err(pack::PackError::NeedTail(n)) if n > want => want = n,
                 other => return Ok(other.map_err(|e| format!("pack {key}: {e}"))),
             }
@@ -361,10 +362,12 @@ impl ChunkStore for S3Store {
         if self.locs.get(&id)?.is_some() {
             return Ok(());
         }
+        let raw_len = fvfs_cas::frame::raw_len(&frame).unwrap_or(0) as u32;
+        let stored = self.bucket.seal_frame(&id, &frame);
         let full = {
             let mut mem = self.mem();
             if !mem.holds(&id) {
-                let e = mem.open.push(id, &frame);
+                let e = mem.open.push(id, &stored, raw_len);
                 mem.live.insert(id, e);
             }
             mem.open.len() >= PACK_MAX
@@ -376,8 +379,8 @@ impl ChunkStore for S3Store {
     }
 
     async fn get(&self, id: &ChunkId) -> Result<Loaded, StoreError> {
-        if let Some(frame) = self.mem().frame(id) {
-            return fvfs_cas::verify(id, frame);
+        if let Some(stored) = self.mem().frame(id) {
+            return self.bucket.open_frame(id, stored);
         }
         let loc = self.locs.get(id)?.ok_or(StoreError::NotFound(*id))?;
         self.fetch_one(id, loc).await

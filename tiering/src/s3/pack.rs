@@ -12,12 +12,22 @@
 //! trailer catches a damaged index before anything trusts its offsets, and every frame
 //! is verified against its id when read anyway. [`parse_tail`] is a decoder of
 //! untrusted bytes: it bounds every length and never panics.
+//!
+//! In an encrypted bucket (trailer magic `FVPACK2\0`) every frame is sealed on its own
+//! (its chunk id as context, so a single frame is still one ranged GET) and so is the
+//! whole index (see [`crate::seal`]): the pack shows only lengths. A clear pack in an
+//! encrypted bucket, or the reverse, is refused.
 
 use fvfs_cas::{frame, ChunkId};
+
+use crate::seal::Sealer;
 
 const INDEX_MAGIC: &[u8; 4] = b"FVPI";
 const INDEX_VERSION: u8 = 1;
 const TRAILER_MAGIC: &[u8; 8] = b"FVPACK1\0";
+const SEALED_MAGIC: &[u8; 8] = b"FVPACK2\0";
+/// The context a pack's index is sealed with.
+const INDEX_CONTEXT: &[u8] = b"fvfs pack index";
 const ENTRY_LEN: usize = 48;
 const INDEX_HEADER_LEN: usize = 9;
 pub const TRAILER_LEN: usize = 44;
@@ -41,15 +51,16 @@ pub struct Builder {
 }
 
 impl Builder {
-    /// Appends a frame (already encoded) for `id`.
-    pub fn push(&mut self, id: ChunkId, frame_bytes: &[u8]) -> Entry {
+    /// Appends a frame for `id` as stored (sealed in an encrypted bucket) of a chunk
+    /// of `raw_len` bytes.
+    pub fn push(&mut self, id: ChunkId, stored: &[u8], raw_len: u32) -> Entry {
         let entry = Entry {
             id,
             offset: self.buf.len() as u64,
-            len: frame_bytes.len() as u32,
-            raw_len: frame::raw_len(frame_bytes).unwrap_or(0) as u32,
+            len: stored.len() as u32,
+            raw_len,
         };
-        self.buf.extend_from_slice(frame_bytes);
+        self.buf.extend_from_slice(stored);
         self.entries.push(entry);
         entry
     }
@@ -72,8 +83,8 @@ impl Builder {
         &self.buf[entry.offset as usize..entry.offset as usize + entry.len as usize]
     }
 
-    /// The finished pack object and its name.
-    pub fn finish(self) -> (Vec<u8>, [u8; 32], Vec<Entry>) {
+    /// The finished pack object and its name; the index sealed by `sealer` if given.
+    pub fn finish(self, sealer: Option<&Sealer>) -> (Vec<u8>, [u8; 32], Vec<Entry>) {
         let mut buf = self.buf;
         let mut index = Vec::with_capacity(INDEX_HEADER_LEN + ENTRY_LEN * self.entries.len());
         index.extend_from_slice(INDEX_MAGIC);
@@ -85,11 +96,15 @@ impl Builder {
             index.extend_from_slice(&e.len.to_le_bytes());
             index.extend_from_slice(&e.raw_len.to_le_bytes());
         }
+        let (index, magic) = match sealer {
+            Some(s) => (s.seal(INDEX_CONTEXT, &index), SEALED_MAGIC),
+            None => (index, TRAILER_MAGIC),
+        };
         let hash = blake3::hash(&index);
         buf.extend_from_slice(&index);
         buf.extend_from_slice(&(index.len() as u32).to_le_bytes());
         buf.extend_from_slice(hash.as_bytes());
-        buf.extend_from_slice(TRAILER_MAGIC);
+        buf.extend_from_slice(magic);
         let name = *blake3::hash(&buf).as_bytes();
         (buf, name, self.entries)
     }
@@ -107,18 +122,33 @@ pub enum PackError {
     Hash,
     #[error("malformed pack index: {0}")]
     Index(&'static str),
+    #[error("pack is encrypted, and this store has no key for it")]
+    Sealed,
+    #[error("pack is not encrypted, in an encrypted bucket: not made by this store")]
+    Clear,
+    #[error("pack index does not authenticate: changed, or sealed under another key")]
+    Tampered,
 }
 
 /// Parses the index at the end of a pack of `pack_len` bytes, given its last `tail`
-/// bytes. Asks for a longer tail ([`PackError::NeedTail`]) when the index does not fit.
-pub fn parse_tail(tail: &[u8], pack_len: u64) -> Result<Vec<Entry>, PackError> {
+/// bytes, opening it with `sealer` in an encrypted bucket. Asks for a longer tail
+/// ([`PackError::NeedTail`]) when the index does not fit.
+pub fn parse_tail(
+    tail: &[u8],
+    pack_len: u64,
+    sealer: Option<&Sealer>,
+) -> Result<Vec<Entry>, PackError> {
     if tail.len() < TRAILER_LEN || (tail.len() as u64) > pack_len {
         return Err(PackError::Short);
     }
     let trailer = &tail[tail.len() - TRAILER_LEN..];
-    if &trailer[36..] != TRAILER_MAGIC {
-        return Err(PackError::Magic);
-    }
+    let sealed = match (&trailer[36..], sealer) {
+        (m, None) if m == TRAILER_MAGIC => false,
+        (m, Some(_)) if m == SEALED_MAGIC => true,
+        (m, None) if m == SEALED_MAGIC => return Err(PackError::Sealed),
+        (m, Some(_)) if m == TRAILER_MAGIC => return Err(PackError::Clear),
+        _ => return Err(PackError::Magic),
+    };
     let index_len = u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes")) as usize;
     let needed = index_len as u64 + TRAILER_LEN as u64;
     if needed > pack_len {
@@ -131,6 +161,16 @@ pub fn parse_tail(tail: &[u8], pack_len: u64) -> Result<Vec<Entry>, PackError> {
     if blake3::hash(index).as_bytes() != &trailer[4..36] {
         return Err(PackError::Hash);
     }
+    let opened;
+    let index = match sealer {
+        Some(s) if sealed => {
+            opened = s
+                .open(INDEX_CONTEXT, index)
+                .map_err(|_| PackError::Tampered)?;
+            &opened[..]
+        }
+        _ => index,
+    };
     if index.len() < INDEX_HEADER_LEN || &index[..4] != INDEX_MAGIC {
         return Err(PackError::Index("bad magic"));
     }
@@ -147,6 +187,8 @@ pub fn parse_tail(tail: &[u8], pack_len: u64) -> Result<Vec<Entry>, PackError> {
         return Err(PackError::Index("count does not match length"));
     }
     let frames_end = pack_len - needed;
+    // A sealed frame has its seal's overhead beyond the frame itself.
+    let most = (frame::HEADER_LEN + frame::MAX_RAW_LEN + crate::seal::OVERHEAD) as u32;
     body.chunks_exact(ENTRY_LEN)
         .map(|e| {
             let entry = Entry {
@@ -155,6 +197,9 @@ pub fn parse_tail(tail: &[u8], pack_len: u64) -> Result<Vec<Entry>, PackError> {
                 len: u32::from_le_bytes(e[40..44].try_into().expect("4 bytes")),
                 raw_len: u32::from_le_bytes(e[44..48].try_into().expect("4 bytes")),
             };
+            if entry.len > most || entry.raw_len as usize > frame::MAX_RAW_LEN {
+                return Err(PackError::Index("entry longer than a frame can be"));
+            }
             match entry.offset.checked_add(u64::from(entry.len)) {
                 Some(end) if end <= frames_end => Ok(entry),
                 _ => Err(PackError::Index("entry outside the pack")),
@@ -171,9 +216,9 @@ mod tests {
     fn pack_of(chunks: &[Vec<u8>]) -> (Vec<u8>, Vec<Entry>) {
         let mut b = Builder::default();
         for c in chunks {
-            b.push(ChunkId::of(c), &frame::encode(c));
+            b.push(ChunkId::of(c), &frame::encode(c), c.len() as u32);
         }
-        let (buf, name, entries) = b.finish();
+        let (buf, name, entries) = b.finish(None);
         assert_eq!(&name, blake3::hash(&buf).as_bytes());
         (buf, entries)
     }
@@ -182,7 +227,7 @@ mod tests {
     fn index_round_trips_and_frames_decode() {
         let chunks: Vec<Vec<u8>> = (0..50u8).map(|i| vec![i; 1000 + i as usize]).collect();
         let (buf, entries) = pack_of(&chunks);
-        let parsed = parse_tail(&buf, buf.len() as u64).unwrap();
+        let parsed = parse_tail(&buf, buf.len() as u64, None).unwrap();
         assert_eq!(parsed, entries);
         for (e, c) in parsed.iter().zip(&chunks) {
             let f = &buf[e.offset as usize..(e.offset + u64::from(e.len)) as usize];
@@ -196,23 +241,52 @@ mod tests {
         let chunks: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 10]).collect();
         let (mut buf, _) = pack_of(&chunks);
         let len = buf.len() as u64;
-        let need = match parse_tail(&buf[buf.len() - 100..], len) {
+        let need = match parse_tail(&buf[buf.len() - 100..], len, None) {
             Err(PackError::NeedTail(n)) => n,
             other => panic!("{other:?}"),
         };
-        assert!(parse_tail(&buf[buf.len() - need as usize..], len).is_ok());
+        assert!(parse_tail(&buf[buf.len() - need as usize..], len, None).is_ok());
         let i = buf.len() - TRAILER_LEN - 5;
         buf[i] ^= 1;
-        assert_eq!(parse_tail(&buf, len), Err(PackError::Hash));
+        assert_eq!(parse_tail(&buf, len, None), Err(PackError::Hash));
         let last = buf.len() - 1;
         buf[last] ^= 1;
-        assert_eq!(parse_tail(&buf, len), Err(PackError::Magic));
+        assert_eq!(parse_tail(&buf, len, None), Err(PackError::Magic));
+    }
+
+    #[test]
+    fn a_sealed_index_shows_no_ids_and_opens_only_with_its_key() {
+        let key = crate::seal::MasterKey::generate();
+        let sealer = Sealer::new(&key);
+        let chunks: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 100]).collect();
+        let mut b = Builder::default();
+        for c in &chunks {
+            let id = ChunkId::of(c);
+            b.push(id, &sealer.seal(id.as_bytes(), &frame::encode(c)), 100);
+        }
+        let (buf, _, entries) = b.finish(Some(&sealer));
+        let len = buf.len() as u64;
+        for c in &chunks {
+            assert!(!buf.windows(32).any(|w| w == ChunkId::of(c).as_bytes()));
+        }
+        assert_eq!(parse_tail(&buf, len, Some(&sealer)).unwrap(), entries);
+        assert_eq!(parse_tail(&buf, len, None), Err(PackError::Sealed));
+        let other = Sealer::new(&crate::seal::MasterKey::generate());
+        assert_eq!(
+            parse_tail(&buf, len, Some(&other)),
+            Err(PackError::Tampered)
+        );
+        let (clear, _) = pack_of(&chunks);
+        assert_eq!(
+            parse_tail(&clear, clear.len() as u64, Some(&sealer)),
+            Err(PackError::Clear)
+        );
     }
 
     proptest! {
         #[test]
         fn never_panics_on_arbitrary_tails(tail in proptest::collection::vec(any::<u8>(), 0..400), extra in 0u64..1000) {
-            let _ = parse_tail(&tail, tail.len() as u64 + extra);
+            let _ = parse_tail(&tail, tail.len() as u64 + extra, None);
         }
 
         #[test]
@@ -223,7 +297,7 @@ mod tests {
                 let n = buf.len();
                 buf[at % n] ^= x;
             }
-            let _ = parse_tail(&buf, buf.len() as u64);
+            let _ = parse_tail(&buf, buf.len() as u64, None);
         }
     }
 }

@@ -1,0 +1,398 @@
+//! The hostile-client suite (issue 17): every route as a web page would send it (foreign
+//! Origin, foreign Host, a form's content type, a cross-site fetch), and with each
+//! role's token; a flood of slow connections while a normal client is served.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use fvfs_tests::daemon::{raw, request, Daemon};
+use fvfs_tests::Fvfsd;
+
+/// A route, a body it accepts, and the role it needs.
+struct Route {
+    method: &'static str,
+    path: String,
+    content_type: &'static str,
+    body: Vec<u8>,
+    need: Role,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
+enum Role {
+    Read,
+    Write,
+    Admin,
+}
+
+fn routes(chunk: &str, export_to: &str) -> Vec<Route> {
+    use Role::*;
+    let r = |method, path: &str, content_type, body: &[u8], need| Route {
+        method,
+        path: path.to_owned(),
+        content_type,
+        body: body.to_vec(),
+        need,
+    };
+    let json = "application/json";
+    let bin = "application/octet-stream";
+    let ids = format!("{{\"ids\":[\"{chunk}\"]}}");
+    let export = format!("{{\"dir\":{export_to:?},\"from\":\"/keep\"}}");
+    vec![
+        r("GET", "/v1/files/keep/a.txt", "", b"", Read),
+        r("PUT", "/v1/files/new.txt", bin, b"new", Write),
+        r("DELETE", "/v1/files/new.txt", "", b"", Write),
+        r("GET", "/v1/meta/keep/a.txt", "", b"", Read),
+        r("GET", "/v1/ls/keep", "", b"", Read),
+        r("GET", "/v1/du/keep", "", b"", Read),
+        r("GET", &format!("/v1/chunks/{chunk}"), "", b"", Read),
+        r("HEAD", &format!("/v1/chunks/{chunk}"), "", b"", Read),
+        r("PUT", &format!("/v1/chunks/{chunk}"), bin, b"kept a", Write),
+        r("POST", "/v1/chunks", bin, b"", Write),
+        r("POST", "/v1/chunks/missing", json, ids.as_bytes(), Read),
+        r("POST", "/v1/chunks/read", json, ids.as_bytes(), Read),
+        r("GET", "/v1/versions", "", b"", Read),
+        r("GET", "/v1/snapshots", "", b"", Read),
+        r("POST", "/v1/snapshots", json, b"{\"name\":\"s1\"}", Write),
+        r("DELETE", "/v1/snapshots/s1", "", b"", Admin),
+        r("GET", "/v1/diff?a=1&b=HEAD", "", b"", Read),
+        r("GET", "/v1/history/keep/a.txt", "", b"", Read),
+        r("POST", "/v1/rollback", json, b"{\"to\":\"1\"}", Write),
+        r(
+            "POST",
+            "/v1/commit",
+            json,
+            b"{\"ops\":[{\"op\":\"mkdir\",\"path\":\"/d\"}]}",
+            Write,
+        ),
+        r("GET", "/v1/status", "", b"", Read),
+        r("GET", "/v1/devices", "", b"", Read),
+        r("GET", "/metrics", "", b"", Read),
+        r("GET", "/v1/admin/wal", "", b"", Read),
+        r("POST", "/v1/admin/flush", "", b"", Write),
+        r("POST", "/v1/admin/evict", "", b"", Admin),
+        r("POST", "/v1/admin/fsck", "", b"", Admin),
+        r("POST", "/v1/admin/gc?grace_secs=0", "", b"", Admin),
+        r("POST", "/v1/admin/export", json, export.as_bytes(), Admin),
+        r(
+            "POST",
+            "/v1/admin/migrate",
+            json,
+            b"{\"sources\":[]}",
+            Admin,
+        ),
+    ]
+}
+
+/// Sends `route` with exactly `headers` (and Content-Length); returns the status.
+fn send(addr: &str, route: &Route, headers: &[String], body: &[u8]) -> (u16, String) {
+    let mut r = format!(
+        "{} {} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        route.method,
+        route.path,
+        body.len()
+    );
+    for h in headers {
+        r.push_str(h);
+        r.push_str("\r\n");
+    }
+    r.push_str("\r\n");
+    let mut bytes = r.into_bytes();
+    bytes.extend_from_slice(body);
+    raw(addr, &bytes)
+}
+
+/// The headers fvfs's own clients send, with `token` when given.
+fn client(route: &Route, token: Option<&str>) -> Vec<String> {
+    let mut h = vec![
+        "Host: 127.0.0.1".to_owned(),
+        "X-Fvfs-Client: test".to_owned(),
+    ];
+    if !route.content_type.is_empty() {
+        h.push(format!("Content-Type: {}", route.content_type));
+    }
+    if let Some(t) = token {
+        h.push(format!("Authorization: Bearer {t}"));
+    }
+    h
+}
+
+/// What the tree and its history are, to show that refused requests changed nothing.
+fn state(d: &Daemon) -> String {
+    let (_, versions) = d.raw(&request("GET", "/v1/versions", &[], b""));
+    let (_, snapshots) = d.raw(&request("GET", "/v1/snapshots", &[], b""));
+    let (_, tree) = d.raw(&request("GET", "/v1/ls/", &[], b""));
+    format!("{versions}\n{snapshots}\n{tree}")
+}
+
+#[test]
+fn forged_browser_requests_and_short_roles_are_refused_on_every_route() {
+    let store = Fvfsd::new();
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("a.txt"), "kept a").unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let export_to = out.path().join("export");
+    store.run([
+        "migrate",
+        "--local-src",
+        src.path().to_str().unwrap(),
+        "--dest",
+        "/keep",
+    ]);
+    let d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
+    // Tokens made while the daemon runs are taken from its next request on.
+    let read = store
+        .run(["token", "new", "phone", "--role", "read"])
+        .trim()
+        .to_owned();
+    let write = store.run(["token"]).trim().to_owned();
+    let admin = d.admin_token();
+    let chunk = fvfs_cas::ChunkId::of(b"kept a").to_hex();
+    let routes = routes(&chunk, export_to.to_str().unwrap());
+    let before = state(&d);
+    let port = d.addr.rsplit(':').next().unwrap().to_owned();
+
+    for route in &routes {
+        let body = &route.body;
+        let name = format!("{} {}", route.method, route.path);
+        let full = client(route, Some(&admin));
+        // Even with the admin token, a page's request is refused...
+        let mut forged: Vec<(&str, Vec<String>)> = vec![
+            (
+                "foreign Origin",
+                [full.clone(), vec!["Origin: http://evil.example".into()]].concat(),
+            ),
+            (
+                "Origin null",
+                [full.clone(), vec!["Origin: null".into()]].concat(),
+            ),
+            (
+                "other port's Origin",
+                [
+                    full.clone(),
+                    vec![format!(
+                        "Origin: http://127.0.0.1:{}",
+                        port.parse::<u16>().unwrap() ^ 1
+                    )],
+                ]
+                .concat(),
+            ),
+            (
+                "cross-site fetch",
+                [full.clone(), vec!["Sec-Fetch-Site: cross-site".into()]].concat(),
+            ),
+        ];
+        // ... and so is one addressed by a rebound DNS name.
+        let mut rebound = full.clone();
+        rebound[0] = format!("Host: evil.example:{port}");
+        forged.push(("rebound Host", rebound));
+        if !matches!(route.method, "GET" | "HEAD") {
+            // A form or a plain fetch: a text/plain body without the client header.
+            let form = vec![
+                "Host: 127.0.0.1".to_owned(),
+                "Content-Type: text/plain".to_owned(),
+                format!("Authorization: Bearer {admin}"),
+            ];
+            forged.push(("text/plain body", form));
+        }
+        for (what, headers) in &forged {
+            let (status, answer) = send(&d.addr, route, headers, body);
+            assert_eq!(status, 403, "{name} with {what}: {answer}");
+        }
+        // Roles: a request short of the route's role is refused before its body is read.
+        let wrong = send(
+            &d.addr,
+            route,
+            &client(route, Some("0123456789abcdef0123456789abcdef")),
+            body,
+        );
+        assert_eq!(wrong.0, 401, "{name} with a wrong token: {}", wrong.1);
+        for (role, token) in [
+            (Role::Write, None),
+            (Role::Read, Some(read.as_str())),
+            (Role::Write, Some(write.as_str())),
+        ] {
+            if role < route.need {
+                let (status, answer) = send(&d.addr, route, &client(route, token), body);
+                assert_eq!(
+                    status,
+                    403,
+                    "{name} as {role:?} (token: {}): {answer}",
+                    token.is_some()
+                );
+                assert!(
+                    answer.contains(&format!("{:?} role", route.need).to_lowercase()),
+                    "{answer}"
+                );
+            }
+        }
+    }
+    assert_eq!(state(&d), before, "a refused request changed something");
+
+    // With the role they need, every route is let through (whatever it then answers).
+    for route in &routes {
+        for (role, token) in [
+            (Role::Write, None),
+            (Role::Read, Some(read.as_str())),
+            (Role::Write, Some(write.as_str())),
+            (Role::Admin, Some(admin.as_str())),
+        ] {
+            if role >= route.need {
+                let (status, answer) = send(&d.addr, route, &client(route, token), &route.body);
+                assert!(
+                    !matches!(status, 401 | 403),
+                    "{} {} as {role:?}: {status} {answer}",
+                    route.method,
+                    route.path
+                );
+            }
+        }
+    }
+    // The page's own origin, and a binary body without the client header, are fine.
+    let own = Route {
+        method: "PUT",
+        path: "/v1/files/own.txt".into(),
+        content_type: "application/octet-stream",
+        body: b"own".to_vec(),
+        need: Role::Write,
+    };
+    let headers = vec![
+        format!("Host: localhost:{port}"),
+        format!("Origin: http://localhost:{port}"),
+        "Content-Type: application/octet-stream".to_owned(),
+        "Sec-Fetch-Site: same-origin".to_owned(),
+    ];
+    assert_eq!(send(&d.addr, &own, &headers, &own.body).0, 201);
+    // A removed token is refused from the next request on.
+    store.run(["token", "remove", "phone"]);
+    let status = send(&d.addr, &routes[0], &client(&routes[0], Some(&read)), b"").0;
+    assert_eq!(status, 401);
+}
+
+/// Connects from `source` (any 127.x address is this machine's loopback).
+fn connect_from(source: std::net::Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    use rustix::net::{bind, connect, socket, AddressFamily, SocketType};
+    let fd = socket(AddressFamily::INET, SocketType::STREAM, None)?;
+    bind(&fd, &SocketAddr::from((source, 0)))?;
+    connect(&fd, &to)?;
+    Ok(TcpStream::from(fd))
+}
+
+/// The value of an unlabelled gauge in the daemon's metrics.
+fn gauge(d: &Daemon, name: &str) -> f64 {
+    let (_, text) = d.raw(&request("GET", "/metrics", &[], b""));
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in metrics:\n{text}"))
+}
+
+/// Polls `cond` until it holds (the daemon's metrics are the signal).
+fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..6000 {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("{what} did not happen within a minute");
+}
+
+/// A daemon with `config` as its `[daemon]` section.
+fn daemon_with(store: &Fvfsd, config: &str) -> Daemon {
+    let path = store.home.path().join("fvfsd.toml");
+    std::fs::write(&path, format!("[daemon]\n{config}")).unwrap();
+    Daemon::start_with(
+        store,
+        &["--config", path.to_str().unwrap()],
+        "127.0.0.1:0",
+        &["--no-mdns"],
+    )
+}
+
+/// Opens `n` connections from `sources` addresses 127.0.1.2 on (`n / sources` each),
+/// each having sent an unfinished request head.
+fn slow_connections(to: SocketAddr, n: u32, sources: u32) -> Vec<TcpStream> {
+    (0..n)
+        .map(|i| {
+            let source = std::net::Ipv4Addr::new(127, 0, 1, 2 + (i % sources) as u8);
+            let mut s = connect_from(source, to).unwrap();
+            s.write_all(b"GET /v1/status HTTP/1.1\r\nHost: localhost\r\n")
+                .unwrap();
+            s
+        })
+        .collect()
+}
+
+#[test]
+fn slowloris_from_many_addresses_leaves_a_normal_client_served() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    // 2,000 sockets need more than the usual soft limit of 1,024 files.
+    let mut limit = getrlimit(Resource::Nofile);
+    limit.current = limit.maximum;
+    setrlimit(Resource::Nofile, limit).unwrap();
+    let store = Fvfsd::new();
+    // A long idle timeout: the 2,000 stay open for as long as this part takes.
+    let d = daemon_with(
+        &store,
+        "max_connections_per_peer = 100\nidle_timeout_secs = 3600\n",
+    );
+    let to: SocketAddr = d.addr.parse().unwrap();
+    let slow = slow_connections(to, 2000, 20);
+    until("2,000 slow connections held", || {
+        gauge(&d, "fvfs_connections_open") >= 2000.0
+    });
+    // One more from a peer at its cap is closed at once, without an answer.
+    let mut extra = connect_from(std::net::Ipv4Addr::new(127, 0, 1, 2), to).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    assert_eq!(
+        extra.read(&mut buf).unwrap_or(0),
+        0,
+        "closed without an answer"
+    );
+    assert!(gauge(&d, "fvfs_connections_refused") >= 1.0);
+    // Meanwhile a normal client is served, writes and reads back.
+    for i in 0..20 {
+        let path = format!("/v1/files/normal/{i}.txt");
+        let body = format!("file {i}");
+        assert_eq!(d.raw(&request("PUT", &path, &[], body.as_bytes())).0, 201);
+        assert_eq!(d.raw(&request("GET", &path, &[], b"")), (200, body));
+    }
+    assert!(
+        gauge(&d, "fvfs_connections_open") >= 2000.0,
+        "the slow ones were held throughout"
+    );
+    drop(slow);
+    drop(d);
+
+    // Slow heads are cut off after the idle timeout, however steadily they trickle.
+    let d = daemon_with(&store, "idle_timeout_secs = 2\n");
+    let slow = slow_connections(d.addr.parse().unwrap(), 50, 5);
+    until("50 slow connections held", || {
+        gauge(&d, "fvfs_connections_open") >= 50.0
+    });
+    let trickle = std::thread::spawn(move || {
+        let mut open = slow;
+        let mut closed = 0;
+        while !open.is_empty() {
+            open.retain_mut(|s| {
+                let alive = s.write_all(b"X-A: b\r\n").is_ok();
+                closed += usize::from(!alive);
+                alive
+            });
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        closed
+    });
+    until("the slow connections closed", || {
+        gauge(&d, "fvfs_connections_open") <= 1.0
+    });
+    assert_eq!(trickle.join().unwrap(), 50);
+    assert_eq!(
+        d.raw(&request("GET", "/v1/files/normal/0.txt", &[], b"")),
+        (200, "file 0".into())
+    );
+}
