@@ -11,8 +11,9 @@ use fvfs_tests::daemon::{request, Daemon};
 use fvfs_tests::{check, nas_config, packs, tree, Fvfsd};
 use serde_json::Value;
 
+/// An admin request (gc, fsck): with the admin token.
 fn post_json(d: &Daemon, path: &str) -> Value {
-    let (status, body) = d.raw(&request("POST", path, &[], b""));
+    let (status, body) = d.raw(&request("POST", path, &[&d.admin_header()], b""));
     assert_eq!(status, 200, "{path}: {body}");
     serde_json::from_str(&body).unwrap()
 }
@@ -166,6 +167,7 @@ fn writes_racing_with_gc_always_read_back_whole() {
         .map(|k| tree::bytes(k, 200_000, k % 2 == 0))
         .collect();
     let addr = d.addr.clone();
+    let admin = d.admin_header();
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let collector = {
         let done = done.clone();
@@ -174,7 +176,12 @@ fn writes_racing_with_gc_always_read_back_whole() {
             while !done.load(std::sync::atomic::Ordering::Relaxed) {
                 let (code, body) = fvfs_tests::daemon::raw(
                     &addr,
-                    &request("POST", "/v1/admin/gc?keep_last=1&grace_secs=0", &[], b""),
+                    &request(
+                        "POST",
+                        "/v1/admin/gc?keep_last=1&grace_secs=0",
+                        &[&admin],
+                        b"",
+                    ),
                 );
                 assert_eq!(code, 200, "{body}");
                 let v: Value = serde_json::from_str(&body).unwrap();

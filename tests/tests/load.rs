@@ -81,10 +81,16 @@ fn many_http_and_fuse_clients_lose_nothing_and_stay_bounded() {
     let (stop_gc, gc_stopped) = std::sync::mpsc::channel::<()>();
     let collector = {
         let addr = d.addr.clone();
+        let admin = d.admin_header();
         std::thread::spawn(move || {
             let (mut runs, mut freed) = (0u64, 0u64);
             loop {
-                let gc = request("POST", "/v1/admin/gc?keep_last=10&grace_secs=30", &[], b"");
+                let gc = request(
+                    "POST",
+                    "/v1/admin/gc?keep_last=10&grace_secs=30",
+                    &[&admin],
+                    b"",
+                );
                 let (status, body) = fvfs_tests::daemon::raw(&addr, &gc);
                 assert_eq!(status, 200, "gc: {body}");
                 let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -175,7 +181,12 @@ fn many_http_and_fuse_clients_lose_nothing_and_stay_bounded() {
     assert!(daemon_peak > 0 && mount_peak > 0, "RSS was sampled");
     assert!(daemon_peak < RSS_LIMIT, "daemon peak RSS {daemon_peak}");
     assert!(mount_peak < RSS_LIMIT, "mount peak RSS {mount_peak}");
-    let (status, body) = d.raw(&request("POST", "/v1/admin/fsck?read_data=true", &[], b""));
+    let (status, body) = d.raw(&request(
+        "POST",
+        "/v1/admin/fsck?read_data=true",
+        &[&d.admin_header()],
+        b"",
+    ));
     assert_eq!(status, 200);
     assert!(body.contains("\"problems\":[]"), "{body}");
 }

@@ -710,12 +710,14 @@ fn warm_large_files_are_read_by_the_kernel_itself() {
     let work = tempfile::tempdir().unwrap();
     let store = Fvfsd::new();
     let d = serve(&store);
-    let m = mount_in(&d, work.path());
-    let pid = m.pid().unwrap();
     let big = work.path().join("big.bin");
     tree::write_big(&big, 11, 24 << 20);
     let want = fs::read(&big).unwrap();
+    // Put before mounting: a mount sees another client's change only once it follows
+    // HEAD (a poll a second), and this test is about reads, not following.
     run(&mut d.fvfsc(["put", "/big.bin", "--from", big.to_str().unwrap()]));
+    let m = mount_in(&d, work.path());
+    let pid = m.pid().unwrap();
     // Cold: through fvfsc, which fills the chunk cache; then the backing file is made.
     assert!(fs::read(m.path("big.bin")).unwrap() == want);
     assert!(fs::read(m.path("big.bin")).unwrap() == want);

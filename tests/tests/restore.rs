@@ -465,3 +465,66 @@ fn the_bucket_shows_nothing_and_every_changed_object_is_caught() {
     // Put back, the bucket recovers again.
     recover(&s3, &config, 0);
 }
+
+#[test]
+fn passphrases_are_added_changed_and_removed_but_never_the_last() {
+    let s3 = S3Env::shared();
+    let work = tempfile::tempdir().unwrap();
+    let prefix = prefix(work.path(), "keys");
+    let config = s3.config(work.path(), &prefix, "");
+    let key = |store: &Fvfsd, pass: &str, new: Option<&str>, args: &[&str]| {
+        let mut cmd = s3.fvfsd(store, &config, ["key"]);
+        cmd.args(args).env("FVFS_PASSPHRASE", pass);
+        if let Some(n) = new {
+            cmd.env("FVFS_NEW_PASSPHRASE", n);
+        }
+        cmd.output().unwrap()
+    };
+    let ids = |out: &Output| -> Vec<String> {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.split_whitespace().next().unwrap().to_owned())
+            .collect()
+    };
+    // The first use of an empty bucket makes the master key and its first key object.
+    let a = Fvfsd::new();
+    let first = key(&a, "first passphrase", None, &["list"]);
+    check(&first, 0);
+    assert_eq!(ids(&first).len(), 1);
+    let added = key(&a, "unused", Some("second passphrase"), &["add"]);
+    check(&added, 0);
+    let listed = key(&a, "unused", None, &["list"]);
+    assert_eq!(ids(&listed).len(), 2);
+    // Each passphrase opens the bucket from a data directory that knows nothing.
+    for pass in ["first passphrase", "second passphrase"] {
+        check(&key(&Fvfsd::new(), pass, None, &["list"]), 0);
+    }
+    let wrong = key(&Fvfsd::new(), "third passphrase", None, &["list"]);
+    check(&wrong, 2);
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("wrong passphrase"));
+    // passwd replaces the key the current passphrase opens.
+    check(
+        &key(
+            &a,
+            "first passphrase",
+            Some("third passphrase"),
+            &["passwd"],
+        ),
+        0,
+    );
+    check(&key(&Fvfsd::new(), "third passphrase", None, &["list"]), 0);
+    check(&key(&Fvfsd::new(), "first passphrase", None, &["list"]), 2);
+    // Removing: any but the last.
+    let now = ids(&key(&a, "unused", None, &["list"]));
+    assert_eq!(now.len(), 2);
+    check(&key(&a, "unused", None, &["remove", &now[0]]), 0);
+    let last = key(&a, "unused", None, &["remove", &now[1]]);
+    check(&last, 2);
+    assert!(
+        String::from_utf8_lossy(&last.stderr).contains("last"),
+        "{}",
+        String::from_utf8_lossy(&last.stderr)
+    );
+    // Too short a passphrase is refused.
+    check(&key(&a, "unused", Some("short"), &["add"]), 2);
+}

@@ -234,7 +234,12 @@ fn eviction_under_a_small_watermark_drops_only_s3_backed_copies() {
     let chunks = store.home.path().join("chunks");
     let held = local_chunks(&chunks);
     let evict = |d: &Daemon| {
-        let (status, body) = d.raw(&request("POST", "/v1/admin/evict", &[], b""));
+        let (status, body) = d.raw(&request(
+            "POST",
+            "/v1/admin/evict",
+            &[&d.admin_header()],
+            b"",
+        ));
         assert_eq!(status, 200, "{body}");
         json(&body)
     };
@@ -388,7 +393,7 @@ fn gc_gives_back_s3_space_and_recovery_forgets_dropped_versions() {
     let (status, body) = d.raw(&request(
         "POST",
         "/v1/admin/gc?keep_last=1&grace_secs=0",
-        &[],
+        &[&d.admin_header()],
         b"",
     ));
     assert_eq!(status, 200, "{body}");
