@@ -23,6 +23,15 @@ pub const MAX_VALUE_LEN: usize = 16 * 1024;
 pub struct KvError {
     path: PathBuf,
     detail: String,
+    /// sled found its files damaged (not a passing failure).
+    corrupt: bool,
+}
+
+impl KvError {
+    /// Whether the database's files are damaged, so that opening it again cannot work.
+    pub fn is_corruption(&self) -> bool {
+        self.corrupt
+    }
 }
 
 /// A set of writes applied all together or not at all.
@@ -98,6 +107,7 @@ impl Kv {
         .map_err(|e| KvError {
             path: path.to_owned(),
             detail: e.to_string(),
+            corrupt: matches!(e, sled::Error::Corruption { .. }),
         })?;
         let kv = Self {
             path: path.to_owned(),
@@ -116,6 +126,7 @@ impl Kv {
         KvError {
             path: self.path.clone(),
             detail: e.to_string(),
+            corrupt: false,
         }
     }
 

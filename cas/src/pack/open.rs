@@ -42,8 +42,24 @@ pub(super) fn open(root: PathBuf, opts: PackOptions) -> Result<Inner, StoreError
         create(&root, &segments)?;
     }
     let index_dir = root.join("index");
-    let had_index = index_dir.join("db").exists();
-    let kv = Kv::open(&index_dir).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    let mut had_index = index_dir.join("db").exists();
+    let kv = match Kv::open(&index_dir) {
+        Ok(kv) => kv,
+        // The index is derived from the segments: a damaged one (sled killed at a bad
+        // moment) is set aside, kept for inspection, and rebuilt by scan.
+        Err(e) if e.is_corruption() => {
+            let aside = root.join(format!("index.damaged-{}", unix_secs()));
+            tracing::warn!(
+                "{e}: set aside as {} and rebuilt from the segments",
+                aside.display()
+            );
+            fs::rename(&index_dir, &aside).map_err(|e| StoreError::io("rename", &index_dir, e))?;
+            platform::sync_dir(&root).map_err(|e| StoreError::io("sync", &root, e))?;
+            had_index = false;
+            Kv::open(&index_dir).map_err(|e| StoreError::Unavailable(e.to_string()))?
+        }
+        Err(e) => return Err(StoreError::Unavailable(e.to_string())),
+    };
     let mut inner = Inner {
         root,
         segments,
@@ -57,7 +73,9 @@ pub(super) fn open(root: PathBuf, opts: PackOptions) -> Result<Inner, StoreError
         sync_lock: Mutex::new(()),
     };
     let files = segment_files(&inner.segments)?;
-    if !had_index && !files.is_empty() {
+    // An index that knows no segment while segments exist is no index (sled can come
+    // back empty from damaged files): rebuilt, never taken as "delete them all".
+    if (!had_index || load_stats(&inner)?.is_empty()) && !files.is_empty() {
         rebuild(&inner)?;
     }
     let stats = load_stats(&inner)?;
@@ -170,6 +188,12 @@ fn reload(inner: &Inner) -> Result<(), StoreError> {
     Ok(())
 }
 
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// Makes an empty pack store at `root` (refusing a foreign non-empty directory).
 fn create(root: &Path, segments: &Path) -> Result<(), StoreError> {
     platform::create_private_dir(root).map_err(|e| StoreError::io("create", root, e))?;
@@ -180,6 +204,7 @@ fn create(root: &Path, segments: &Path) -> Result<(), StoreError> {
         .filter_map(Result::ok)
         .any(|e| match e.file_name().to_str() {
             Some("segments" | "index") => false,
+            Some(n) if n.starts_with("index.damaged-") => false,
             Some("FVFS-STORE" | "OPEN" | "damaged") => !legacy,
             Some(n) => !(legacy && n.len() == 2 && n.bytes().all(|b| b.is_ascii_hexdigit())),
             None => true,
