@@ -177,12 +177,25 @@ fn exchange(mut s: TcpStream, request: &[u8]) -> (u16, String) {
 /// A request with a body, as fvfs's clients send one (Host `localhost`, the header
 /// `X-Fvfs-Client`).
 pub fn request(method: &str, path: &str, headers: &[&str], body: &[u8]) -> Vec<u8> {
+    let mut all = vec!["Host: localhost", "X-Fvfs-Client: test"];
+    all.extend_from_slice(headers);
+    bare_request(method, path, &all, body)
+}
+
+/// A request with exactly `headers` (and `Connection: close`, `Content-Length`), as a
+/// browser or a hostile peer would shape it.
+pub fn bare_request<S: AsRef<str>>(
+    method: &str,
+    path: &str,
+    headers: &[S],
+    body: &[u8],
+) -> Vec<u8> {
     let mut r = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nX-Fvfs-Client: test\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     for h in headers {
-        r.push_str(h);
+        r.push_str(h.as_ref());
         r.push_str("\r\n");
     }
     r.push_str("\r\n");

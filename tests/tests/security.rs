@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use fvfs_tests::daemon::{raw, request, Daemon};
+use fvfs_tests::daemon::{bare_request, raw, request, Daemon};
 use fvfs_tests::Fvfsd;
 
 /// A route, a body it accepts, and the role it needs.
@@ -84,22 +84,12 @@ fn routes(chunk: &str, export_to: &str) -> Vec<Route> {
     ]
 }
 
-/// Sends `route` with exactly `headers` (and Content-Length); returns the status.
+/// Sends `route` with exactly `headers`; returns the status and body.
 fn send(addr: &str, route: &Route, headers: &[String], body: &[u8]) -> (u16, String) {
-    let mut r = format!(
-        "{} {} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
-        route.method,
-        route.path,
-        body.len()
-    );
-    for h in headers {
-        r.push_str(h);
-        r.push_str("\r\n");
-    }
-    r.push_str("\r\n");
-    let mut bytes = r.into_bytes();
-    bytes.extend_from_slice(body);
-    raw(addr, &bytes)
+    raw(
+        addr,
+        &bare_request(route.method, &route.path, headers, body),
+    )
 }
 
 /// The headers fvfs's own clients send, with `token` when given.

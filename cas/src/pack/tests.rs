@@ -63,16 +63,22 @@ async fn a_torn_tail_is_cut_and_appending_goes_on() {
     assert!(store.check_store(false).await.unwrap().is_empty());
 }
 
+/// A store at `root` holding `n` chunks of `len` bytes of noise, synced; their ids.
+async fn filled(root: &std::path::Path, n: u32, len: usize) -> (PackStore, Vec<ChunkId>) {
+    let store = PackStore::open(root, small()).unwrap();
+    let mut ids = Vec::new();
+    for i in 0..n {
+        ids.push(store.put_data(&noise(i, len)).await.unwrap());
+    }
+    store.sync().await.unwrap();
+    (store, ids)
+}
+
 #[tokio::test]
 async fn a_damaged_record_is_corrupt_and_the_rest_reads() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("s");
-    let store = PackStore::open(&root, small()).unwrap();
-    let mut ids = Vec::new();
-    for i in 0..20 {
-        ids.push(store.put_data(&noise(i, 3000)).await.unwrap());
-    }
-    store.sync().await.unwrap();
+    let (store, ids) = filled(&root, 20, 3000).await;
     // A flipped bit in one frame, another in one header.
     let (seg, off) = store.locate(&ids[7]).unwrap().unwrap();
     let (seg9, off9) = store.locate(&ids[9]).unwrap().unwrap();
@@ -115,12 +121,7 @@ async fn a_damaged_record_is_corrupt_and_the_rest_reads() {
 async fn a_deleted_index_is_rebuilt_from_the_segments() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("s");
-    let store = PackStore::open(&root, small()).unwrap();
-    let mut ids = Vec::new();
-    for i in 0..300 {
-        ids.push(store.put_data(&noise(i, 2000)).await.unwrap());
-    }
-    store.sync().await.unwrap();
+    let (store, ids) = filled(&root, 300, 2000).await;
     let usage = store.usage().await.unwrap();
     drop(store);
     fs::remove_dir_all(root.join("index")).unwrap();
@@ -135,12 +136,7 @@ async fn a_deleted_index_is_rebuilt_from_the_segments() {
 async fn a_damaged_index_is_set_aside_and_rebuilt_from_the_segments() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("s");
-    let store = PackStore::open(&root, small()).unwrap();
-    let mut ids = Vec::new();
-    for i in 0..300 {
-        ids.push(store.put_data(&noise(i, 2000)).await.unwrap());
-    }
-    store.sync().await.unwrap();
+    let (store, ids) = filled(&root, 300, 2000).await;
     drop(store);
     // Garbage over the database file, as a kill at a bad moment can leave it.
     let db = root.join("index/db");
@@ -164,12 +160,7 @@ async fn a_damaged_index_is_set_aside_and_rebuilt_from_the_segments() {
 async fn deleting_punches_a_hole_and_compaction_removes_sparse_segments() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("s");
-    let store = PackStore::open(&root, small()).unwrap();
-    let mut ids = Vec::new();
-    for i in 0..400 {
-        ids.push(store.put_data(&noise(i, 8000)).await.unwrap());
-    }
-    store.sync().await.unwrap();
+    let (store, ids) = filled(&root, 400, 8000).await;
     let blocks = |root: &Path| -> u64 {
         fs::read_dir(root.join("segments"))
             .unwrap()
