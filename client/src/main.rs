@@ -6,6 +6,7 @@
 
 mod discover;
 mod mount;
+mod pins;
 mod put;
 
 use std::ffi::OsString;
@@ -147,6 +148,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Trust the daemon at URL (https://HOST:PORT): pin its certificate, after checking
+    /// it is the FINGERPRINT `fvfsd pair` printed on the daemon's machine.
+    Pair {
+        url: String,
+        /// The fingerprint `fvfsd pair` printed (sha256:...); without it, what the
+        /// daemon presents is pinned and printed, to compare by eye.
+        #[arg(long)]
+        fingerprint: Option<String>,
+    },
     /// fvfs daemons (seen over mDNS) and clients (seen over HTTP) the daemon knows of.
     Devices {
         #[arg(long)]
@@ -264,6 +274,9 @@ fn main() -> ExitCode {
             mount::run(runtime, api, mountpoint, options)
         });
         return report(result.map(|()| ExitCode::SUCCESS));
+    }
+    if let Command::Pair { url, fingerprint } = &cli.command {
+        return report(runtime.block_on(pair(url, fingerprint.as_deref())));
     }
     if let Command::Status { json, cache_dir } = &cli.command {
         let cache_dir = cache_dir.clone().unwrap_or_else(default_cache_dir);
@@ -395,22 +408,46 @@ struct TreePut {
     excluded: u64,
 }
 
-/// The daemon's API: found by discovery unless `--url` names it.
+/// The daemon's API: found by discovery unless `--url` names it, with the certificate
+/// this device trusts for it.
 async fn api_for(cli: &Cli) -> Result<Api> {
     let config = discover::ClientConfig::load()?;
-    let url = match cli.url.clone() {
-        Some(u) => u,
-        None => {
-            discover::daemon_url(&config, Duration::from_secs(10))
-                .await
-                .0
-        }
+    let mut pins = pins::Pins::load()?;
+    let found = match cli.url.clone() {
+        Some(url) => discover::Found::at(url),
+        None => discover::daemon(&config, &pins, Duration::from_secs(10)).await?,
     };
+    let pin = discover::pin_for(&found, &config, &mut pins).await?;
     let token = std::env::var("FVFS_TOKEN")
         .ok()
         .filter(|t| !t.is_empty())
         .or(config.token);
-    Ok(Api::new(url, token, "fvfsc"))
+    Ok(Api::new(found.url, token, "fvfsc", pin))
+}
+
+/// `fvfsc pair URL [--fingerprint F]`: pins what the daemon at URL presents, if it is F.
+async fn pair(url: &str, expected: Option<&str>) -> Result<ExitCode> {
+    let (_, _, https) = fvfs_api::tls::authority(url)?;
+    if !https {
+        bail!("pair with the daemon's https:// address (`fvfsd pair` on it prints it)");
+    }
+    let expected: Option<fvfs_api::tls::Fingerprint> = expected
+        .map(|f| f.parse().map_err(anyhow::Error::msg))
+        .transpose()?;
+    let seen = fvfs_api::tls::probe(url).await?;
+    if let Some(expected) = expected.filter(|e| *e != seen) {
+        bail!("the daemon at {url} presents certificate {seen}, not {expected}: NOT paired (someone else may answer at that address)");
+    }
+    // Its node id, so that mDNS finds it wherever it moves (needs a token beyond loopback).
+    let token = std::env::var("FVFS_TOKEN").ok().filter(|t| !t.is_empty());
+    let api = Api::new(url.to_owned(), token, "fvfsc", Some(seen));
+    let node_id = api.status().await.ok().map(|s| s.daemon.node_id);
+    pins::Pins::load()?.pin(seen, node_id.as_deref(), url)?;
+    fvfs_api::outln!(
+        "paired with the daemon at {url}{}: certificate {seen}",
+        node_id.map(|n| format!(" (node {n})")).unwrap_or_default()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
@@ -543,7 +580,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let v: Written = api.call(Method::DELETE, &path).await?;
             fvfs_api::outln!("version {}", v.version);
         }
-        Command::Status { .. } => unreachable!("answered before"),
+        Command::Status { .. } | Command::Pair { .. } => unreachable!("answered before"),
         Command::Wal { json } => {
             let backlog: Backlog = api.get("/v1/admin/wal").await?;
             if json {

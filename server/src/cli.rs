@@ -48,6 +48,16 @@ pub enum Command {
         #[arg(long)]
         admin: bool,
     },
+    /// What a device needs to trust this daemon over the LAN: its addresses and
+    /// certificate fingerprint, as the `fvfsc pair` command to run on the device
+    /// (`--name`: with a new token for it).
+    Pair {
+        /// Also make a named token for the device.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, value_enum, default_value_t = crate::serve::Role::Write, requires = "name")]
+        role: crate::serve::Role,
+    },
     /// The S3 tier's encryption keys: one per passphrase, kept wrapped in the bucket.
     Key {
         #[command(subcommand)]

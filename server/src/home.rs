@@ -151,7 +151,13 @@ impl Home {
     /// Tells other fvfsd commands where the running daemon answers.
     pub fn write_daemon_info(&self, listen: std::net::SocketAddr) -> Result<()> {
         let path = self.dir.join(DAEMON_INFO);
-        fs::write(&path, format!("http://{listen}\n"))
+        // fvfsd commands reach the daemon here: over HTTPS unless it listens on loopback
+        // (or everywhere, where they reach it through loopback).
+        let scheme = match listen.ip().is_loopback() || listen.ip().is_unspecified() {
+            true => "http",
+            false => "https",
+        };
+        fs::write(&path, format!("{scheme}://{listen}\n"))
             .with_context(|| format!("cannot write {}", path.display()))
     }
 

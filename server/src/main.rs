@@ -73,6 +73,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         serve::token_command(&dir, action, admin)?;
         return Ok(ExitCode::SUCCESS);
     }
+    if let Command::Pair { name, role } = cli.command {
+        home::create_dir(&dir)?;
+        serve::pair_command(&dir, config.listen(), name.as_deref(), role)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let s3 = config.s3();
     if let Command::Key { action } = cli.command {
         let (Some(settings), Some(crypt)) = (&s3, config.s3_crypt()) else {
@@ -154,7 +159,10 @@ async fn local(home: &home::Home, config: &config::Config, command: Command) -> 
             };
             serve::run(home, options).await?
         }
-        Command::Token { .. } | Command::Key { .. } | Command::ConvertStore => {
+        Command::Token { .. }
+        | Command::Pair { .. }
+        | Command::Key { .. }
+        | Command::ConvertStore => {
             unreachable!("answered before the store is opened")
         }
         Command::Migrate(args) => {

@@ -1,5 +1,5 @@
 //! mDNS: the daemon announces itself as `_fvfs._tcp.local.` (TXT: version, node id,
-//! role; never the token) and watches for other fvfs daemons, so `/v1/devices` can list
+//! role, `fp`: its TLS certificate's fingerprint; never a token) and watches for other fvfs daemons, so `/v1/devices` can list
 //! the daemons and the clients it has seen.
 
 use std::collections::BTreeMap;
@@ -103,6 +103,7 @@ impl Announcement {
     pub fn start(
         listen: SocketAddr,
         node_id: &str,
+        fingerprint: &fvfs_api::tls::Fingerprint,
         name: Option<&str>,
         devices: &Arc<Devices>,
     ) -> Result<Self> {
@@ -112,10 +113,12 @@ impl Announcement {
             Some(n) => n.to_owned(),
             None => format!("fvfsd-{host}-{}", &node_id[..8.min(node_id.len())]),
         };
+        let fingerprint = fingerprint.to_string();
         let props = [
             ("version", env!("CARGO_PKG_VERSION")),
             ("node_id", node_id),
             ("role", "daemon"),
+            (fvfs_api::MDNS_FINGERPRINT, fingerprint.as_str()),
         ];
         let host_fqdn = format!("{host}.local.");
         let info = if listen.ip().is_unspecified() {
@@ -156,6 +159,9 @@ impl Announcement {
                             port: s.get_port(),
                             version: s.get_property_val_str("version").map(str::to_owned),
                             node_id: s.get_property_val_str("node_id").map(str::to_owned),
+                            fingerprint: s
+                                .get_property_val_str(fvfs_api::MDNS_FINGERPRINT)
+                                .map(str::to_owned),
                             last_seen: now(),
                         };
                         daemons.insert(d.name.clone(), d);

@@ -25,7 +25,11 @@ pub async fn run(dir: &Path, busy: anyhow::Error, command: Command) -> Result<Ex
     let token = std::fs::read_to_string(dir.join("admin-token"))
         .ok()
         .map(|t| t.trim().to_owned());
-    let api = Api::new(url.trim().to_owned(), token, "fvfsd");
+    // Beyond loopback the daemon speaks HTTPS: its identity is in the same folder.
+    let pin = crate::serve::tls::Identity::load_or_create(dir)
+        .ok()
+        .map(|i| i.fingerprint);
+    let api = Api::new(url.trim().to_owned(), token, "fvfsd", pin);
     let result = through(&api, command).await;
     match result {
         Err(e)
@@ -45,7 +49,10 @@ async fn through(api: &Api, command: Command) -> Result<ExitCode> {
         Command::Serve { .. } => {
             anyhow::bail!("a daemon already serves this store at {}", api.base)
         }
-        Command::Token { .. } | Command::Key { .. } | Command::ConvertStore => {
+        Command::Token { .. }
+        | Command::Pair { .. }
+        | Command::Key { .. }
+        | Command::ConvertStore => {
             unreachable!("answered before the store is opened")
         }
         Command::Recover { .. } => {

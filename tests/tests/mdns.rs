@@ -1,8 +1,13 @@
 //! mDNS discovery between two hosts: two network namespaces joined by a veth pair. The
 //! daemon runs in one, announces itself, and fvfsc in the other finds it with no URL
-//! given; the daemon lists the client it saw.
+//! given, over HTTPS, pinning its certificate; the daemon lists the client it saw. A
+//! spoofed daemon announced on the same LAN (its own certificate, the real daemon's node
+//! id, or plain HTTP) receives no request and no token.
 
-use std::process::Command;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
 
 use fvfs_tests::daemon::Daemon;
 use fvfs_tests::{bin, check, Fvfsd};
@@ -22,7 +27,10 @@ fn ip(args: &[&str]) -> bool {
 
 impl Net {
     fn new() -> Option<Self> {
-        let tag = format!("fvfs{}", std::process::id());
+        // Tests run side by side: each pair of namespaces has its own names.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tag = format!("fv{}n{n}", std::process::id());
         let net = Net {
             a: format!("{tag}a"),
             b: format!("{tag}b"),
@@ -46,6 +54,16 @@ impl Net {
         Some(net)
     }
 
+    /// Moves the calling thread (and the threads it starts) into namespace `ns`.
+    fn enter(ns: &str) {
+        let file = std::fs::File::open(format!("/var/run/netns/{ns}")).expect("open the netns");
+        rustix::thread::move_into_link_name_space(
+            std::os::fd::AsFd::as_fd(&file),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .expect("setns");
+    }
+
     fn exec(&self, ns: &str, program: std::path::PathBuf) -> Command {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", ns]).arg(program);
@@ -60,42 +78,226 @@ impl Drop for Net {
     }
 }
 
-#[test]
-fn fvfsc_finds_the_daemon_over_mdns_from_another_host() {
-    let net = Net::new().expect("network namespaces (`ip netns add`; needs root)");
-    let store = Fvfsd::new();
+trait Conn: Read + Write {}
+impl<T: Read + Write> Conn for T {}
+
+/// What a spoofed daemon saw: connections, and the bytes it could read from them
+/// (decrypted, when it speaks TLS).
+#[derive(Default)]
+struct Seen {
+    connections: usize,
+    received: Vec<u8>,
+}
+
+/// A daemon that is not fvfsd, announced as `_fvfs._tcp` from namespace `ns`: with its
+/// own TLS certificate (announced as its fingerprint), or speaking plain HTTP (no
+/// fingerprint announced).
+struct Spoof {
+    name: String,
+    /// `sha256:...` of its certificate, when it speaks TLS.
+    fingerprint: Option<String>,
+    seen: Arc<Mutex<Seen>>,
+    mdns: mdns_sd::ServiceDaemon,
+    fullname: String,
+}
+
+impl Spoof {
+    fn start(ns: &str, listen: &str, name: &str, node_id: &str, tls: bool) -> Self {
+        let (ns, listen, name_, node_id) = (
+            ns.to_owned(),
+            listen.to_owned(),
+            name.to_owned(),
+            node_id.to_owned(),
+        );
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let seen_ = seen.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            Net::enter(&ns);
+            let listener = TcpListener::bind(&listen).unwrap();
+            let addr: SocketAddr = listen.parse().unwrap();
+            let identity = tls.then(|| {
+                let made = rcgen::generate_simple_self_signed(vec!["fvfsd".to_owned()]).unwrap();
+                let der = made.cert.der().clone();
+                let hex: String = <sha2::Sha256 as sha2::Digest>::digest(&der)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                let key =
+                    rustls::pki_types::PrivateKeyDer::try_from(made.signing_key.serialize_der())
+                        .unwrap();
+                let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+                    rustls::crypto::aws_lc_rs::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(vec![der], key)
+                .unwrap();
+                (Arc::new(config), format!("sha256:{hex}"))
+            });
+            let fingerprint = identity.as_ref().map(|(_, f)| f.clone());
+            // Started from this thread, mDNS's own thread lives in this namespace too.
+            let mdns = mdns_sd::ServiceDaemon::new().unwrap();
+            let mut props = vec![
+                ("version", "0.1.0"),
+                ("node_id", node_id.as_str()),
+                ("role", "daemon"),
+            ];
+            if let Some(f) = &fingerprint {
+                props.push(("fp", f.as_str()));
+            }
+            let info = mdns_sd::ServiceInfo::new(
+                "_fvfs._tcp.local.",
+                &name_,
+                "spoof.local.",
+                addr.ip(),
+                addr.port(),
+                &props[..],
+            )
+            .unwrap();
+            let fullname = info.get_fullname().to_owned();
+            mdns.register(info).unwrap();
+            tx.send((mdns, fullname, fingerprint)).unwrap();
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { break };
+                let seen = seen_.clone();
+                let config = identity.as_ref().map(|(c, _)| c.clone());
+                std::thread::spawn(move || {
+                    seen.lock().unwrap().connections += 1;
+                    // What the client sends, readable: decrypted when the spoof speaks
+                    // TLS. A request is answered (503), so a client fooled into sending
+                    // one fails instead of waiting.
+                    let mut conn: Box<dyn Conn> = match config {
+                        Some(config) => Box::new(rustls::StreamOwned::new(
+                            rustls::ServerConnection::new(config).unwrap(),
+                            stream,
+                        )),
+                        None => Box::new(stream),
+                    };
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n @ 1..) = conn.read(&mut buf) {
+                        let mut seen = seen.lock().unwrap();
+                        seen.received.extend_from_slice(&buf[..n]);
+                        if seen.received.windows(4).any(|w| w == b"\r\n\r\n") {
+                            let _ = conn.write_all(
+                                b"HTTP/1.1 503 Spoof\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                            );
+                            let _ = conn.flush();
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        let (mdns, fullname, fingerprint) = rx.recv().expect("the spoof started");
+        Spoof {
+            name: name.to_owned(),
+            fingerprint,
+            seen,
+            mdns,
+            fullname,
+        }
+    }
+
+    fn seen(&self) -> (usize, String) {
+        let s = self.seen.lock().unwrap();
+        (
+            s.connections,
+            String::from_utf8_lossy(&s.received).into_owned(),
+        )
+    }
+}
+
+impl Drop for Spoof {
+    fn drop(&mut self) {
+        if let Ok(done) = self.mdns.unregister(&self.fullname) {
+            let _ = done.recv_timeout(std::time::Duration::from_secs(1));
+        }
+        let _ = self.mdns.shutdown();
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The real daemon on 10.77.0.1:7734 in namespace a, with its write token.
+fn real_daemon(net: &Net, store: &Fvfsd) -> (Daemon, String) {
     let mut serve = net.exec(&net.a, bin("fvfsd"));
     serve
         .args(["serve", "--listen", "10.77.0.1:7734"])
         .env("FVFS_HOME", store.home.path())
         .env_remove("RUST_LOG");
-    let _daemon = Daemon::spawn(serve);
+    let daemon = Daemon::spawn(serve);
     let token = store.run(["token"]).trim().to_owned();
+    (daemon, token)
+}
 
-    let client = |args: &[&str]| {
-        let mut c = net.exec(&net.b, bin("fvfsc"));
-        c.args(args)
-            .env_remove("FVFS_URL")
-            .env_remove("VFSD_URL")
-            .env("FVFS_TOKEN", &token)
-            .env("HOME", store.home.path());
-        c.output().unwrap()
+/// Runs fvfsc in namespace b, as a device whose home (pins, config) is `home`, with
+/// `token` unless it is empty.
+fn device(net: &Net, home: &std::path::Path, token: &str, args: &[&str]) -> Output {
+    let mut c = net.exec(&net.b, bin("fvfsc"));
+    c.args(args)
+        .env_remove("FVFS_URL")
+        .env_remove("VFSD_URL")
+        .env_remove("FVFS_FINGERPRINT")
+        .env_remove("XDG_CONFIG_HOME")
+        .env("HOME", home);
+    match token.is_empty() {
+        true => c.env_remove("FVFS_TOKEN"),
+        false => c.env("FVFS_TOKEN", token),
     };
+    c.output().unwrap()
+}
+
+#[test]
+fn fvfsc_finds_the_daemon_over_mdns_from_another_host() {
+    let net = Net::new().expect("network namespaces (`ip netns add`; needs root)");
+    let store = Fvfsd::new();
+    let (_daemon, token) = real_daemon(&net, &store);
+    let home = tempfile::tempdir().unwrap();
+    let client = |args: &[&str]| device(&net, home.path(), &token, args);
+
+    // Found over mDNS, met over HTTPS: the first contact pins the certificate.
     let status = client(&["status", "--json"]);
     check(&status, 0);
     let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(v["daemon"]["listen"], "10.77.0.1:7734");
+    let fingerprint = v["daemon"]["fingerprint"].as_str().unwrap().to_owned();
+    assert!(
+        stderr(&status).contains(&format!("pinned its certificate {fingerprint}")),
+        "{}",
+        stderr(&status)
+    );
+    let pinned = std::fs::read_to_string(home.path().join(".config/fvfs/pinned.json")).unwrap();
+    assert!(
+        pinned.contains(&fingerprint) && pinned.contains("https://10.77.0.1:7734"),
+        "{pinned}"
+    );
+    assert!(store
+        .run(["pair"])
+        .contains(&format!("--fingerprint {fingerprint}")));
+    // Later contacts use the pin quietly.
+    let again = client(&["status"]);
+    check(&again, 0);
+    assert!(
+        !stderr(&again).contains("first contact"),
+        "{}",
+        stderr(&again)
+    );
 
-    // The announcement carries version and node id, never the token; the daemon saw the client.
+    // The announcement carries version, node id and fingerprint, never the token; the
+    // daemon saw the client.
     let devices = client(&["devices", "--json"]);
     check(&devices, 0);
     let body = String::from_utf8_lossy(&devices.stdout).into_owned();
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     let daemons = v["daemons"].as_array().unwrap();
     assert!(
-        daemons
-            .iter()
-            .any(|x| x["port"] == 7734 && x["node_id"].is_string()),
+        daemons.iter().any(|x| x["port"] == 7734
+            && x["node_id"].is_string()
+            && x["fingerprint"] == fingerprint.as_str()),
         "{body}"
     );
     assert!(!body.contains(&token), "the token must never be announced");
@@ -106,5 +308,109 @@ fn fvfsc_finds_the_daemon_over_mdns_from_another_host() {
             .iter()
             .any(|c| c["address"] == "10.77.0.2"),
         "{body}"
+    );
+
+    // Content goes both ways over HTTPS.
+    let file = home.path().join("hello.txt");
+    std::fs::write(&file, "hello over TLS\n").unwrap();
+    check(
+        &client(&["put", "/hello.txt", "--from", file.to_str().unwrap()]),
+        0,
+    );
+    let cat = client(&["cat", "/hello.txt"]);
+    check(&cat, 0);
+    assert_eq!(cat.stdout, b"hello over TLS\n");
+
+    // fvfsd commands on the daemon's machine reach it over HTTPS too (it listens on a
+    // LAN address only), trusting the certificate in the data directory.
+    let mut snapshot = net.exec(&net.a, bin("fvfsd"));
+    snapshot
+        .args(["snapshot", "create", "over-tls"])
+        .env("FVFS_HOME", store.home.path());
+    let snapshot = snapshot.output().unwrap();
+    check(&snapshot, 0);
+    let listed = client(&["snapshot", "list"]);
+    check(&listed, 0);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("over-tls"));
+
+    // Plain HTTP across the LAN: fvfsc keeps its token, and the daemon refuses.
+    let plain = client(&["--url", "http://10.77.0.1:7734", "status"]);
+    check(&plain, 2);
+    assert!(
+        stderr(&plain).contains("plain HTTP only to this machine"),
+        "{}",
+        stderr(&plain)
+    );
+    let plain = device(
+        &net,
+        home.path(),
+        "",
+        &["--url", "http://10.77.0.1:7734", "status"],
+    );
+    check(&plain, 1);
+    assert!(stderr(&plain).contains("HTTPS only"), "{}", stderr(&plain));
+}
+
+#[test]
+fn a_spoofed_daemon_on_the_lan_receives_no_token() {
+    let net = Net::new().expect("network namespaces (`ip netns add`; needs root)");
+    let store = Fvfsd::new();
+    let (mut daemon, token) = real_daemon(&net, &store);
+    let home = tempfile::tempdir().unwrap();
+    let client = |args: &[&str]| device(&net, home.path(), &token, args);
+    let status = client(&["status", "--json"]);
+    check(&status, 0);
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let (node_id, real) = (
+        v["daemon"]["node_id"].as_str().unwrap().to_owned(),
+        v["daemon"]["fingerprint"].as_str().unwrap().to_owned(),
+    );
+    daemon.stop();
+
+    // The real daemon's node id, another certificate: reached, refused at the handshake.
+    let twin = Spoof::start(&net.a, "10.77.0.1:7735", "twin", &node_id, true);
+    let out = client(&["ls", "/"]);
+    check(&out, 2);
+    let err = stderr(&out);
+    let presented = twin.fingerprint.clone().unwrap();
+    assert!(
+        err.contains(&format!("presented certificate {presented}")) && err.contains(&real),
+        "{err}"
+    );
+    let (connections, received) = twin.seen();
+    assert!(
+        connections >= 1,
+        "fvfsc should have tried the twin (and refused it)"
+    );
+    assert!(received.is_empty(), "the twin read {received:?}");
+    drop(twin);
+
+    // A new daemon, and one announcing plain HTTP under the real node id: a device that
+    // paired is not taken elsewhere, and says which daemons it ignored.
+    let stranger = Spoof::start(
+        &net.a,
+        "10.77.0.1:7736",
+        "stranger",
+        "00112233445566778899aabbccddeeff",
+        true,
+    );
+    let plain = Spoof::start(&net.a, "10.77.0.1:7737", "plain", &node_id, false);
+    let out = client(&["ls", "/"]);
+    check(&out, 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("no daemon this device has paired with"),
+        "{err}"
+    );
+    for s in [&stranger, &plain] {
+        assert!(err.contains(&s.name), "{err}");
+        let (connections, received) = s.seen();
+        assert_eq!((connections, received.as_str()), (0, ""), "{}", s.name);
+    }
+    assert!(err.contains("announces no certificate"), "{err}");
+    let pinned = std::fs::read_to_string(home.path().join(".config/fvfs/pinned.json")).unwrap();
+    assert!(
+        pinned.contains(&real) && !pinned.contains(&presented),
+        "{pinned}"
     );
 }

@@ -62,7 +62,10 @@ async fn throughput(api: &Api, chunks: &[(ChunkId, Bytes)], concurrency: usize, 
 #[tokio::main]
 async fn main() {
     let url = std::env::args().nth(1).expect("usage: http-load URL");
-    let api = Api::new(url, std::env::var("FVFS_TOKEN").ok(), "http-load");
+    let pin = std::env::var("FVFS_FINGERPRINT")
+        .ok()
+        .and_then(|f| f.parse().ok());
+    let api = Api::new(url, std::env::var("FVFS_TOKEN").ok(), "http-load", pin);
     println!("| clients | PUT MB/s | GET MB/s |\n|---|---|---|");
     for (round, concurrency) in [1usize, 4, 16].into_iter().enumerate() {
         // Distinct chunks per round, so every PUT stores a new chunk.

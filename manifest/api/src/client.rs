@@ -4,12 +4,14 @@
 //! store.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -18,6 +20,7 @@ use serde::Serialize;
 
 use crate::path::encode_path;
 use crate::reports::{Rollback, SnapshotCreate, SnapshotDeleted, Status};
+use crate::tls::{self, Fingerprint, Verifier};
 use crate::views::{ChangeInfo, SnapshotInfo, VersionInfo};
 use crate::{ErrorBody, ErrorCode};
 
@@ -49,6 +52,21 @@ pub enum Failure {
     },
     #[error("unexpected answer from fvfsd: {0}")]
     Protocol(String),
+    /// The daemon at `url` presented another certificate than the one pinned.
+    #[error("the daemon at {url} presented certificate {presented}, but this device pinned {pinned} for it: \
+             someone else may be answering there. If that daemon was reinstalled, check the fingerprint \
+             `fvfsd pair` prints on it and run `fvfsc pair {url} --fingerprint FINGERPRINT`")]
+    Identity {
+        url: String,
+        pinned: Fingerprint,
+        presented: Fingerprint,
+    },
+    /// A token would travel in the clear to another machine.
+    #[error(
+        "fvfsc sends its token over plain HTTP only to this machine: use https:// for {url} \
+             (`fvfsd pair` on the daemon prints the address and fingerprint)"
+    )]
+    Insecure { url: String },
 }
 
 impl Failure {
@@ -66,26 +84,49 @@ impl Failure {
 pub struct Api {
     pub base: String,
     token: Option<String>,
+    /// A token may go out on this connection: HTTPS, or plain HTTP to this machine.
+    private: bool,
     agent: String,
-    client: Client<HttpConnector, Body>,
+    verifier: Arc<Verifier>,
+    client: Client<HttpsConnector<HttpConnector>, Body>,
 }
 
 impl Api {
     /// A client of the daemon at `base`; `program` names the caller in the user agent.
-    pub fn new(base: String, token: Option<String>, program: &str) -> Self {
+    /// Over HTTPS the daemon must present the certificate `pin` names (none: every
+    /// connection is refused).
+    pub fn new(
+        base: String,
+        token: Option<String>,
+        program: &str,
+        pin: Option<Fingerprint>,
+    ) -> Self {
         let host = rustix::system::uname()
             .nodename()
             .to_string_lossy()
             .into_owned();
+        let base = base.trim_end_matches('/').to_owned();
+        let private =
+            tls::authority(&base).is_ok_and(|(host, _, https)| https || tls::is_local(&host));
+        let verifier = Verifier::new(pin);
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(verifier.client_config())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         Self {
-            base: base.trim_end_matches('/').to_owned(),
+            base,
             token,
+            private,
             agent: format!("{program}/{} ({host})", env!("CARGO_PKG_VERSION")),
+            verifier,
             // Idle connections are dropped well before the daemon's idle timeout (30 s
             // by default) closes them, so a request never goes out on a closing one.
             client: Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(std::time::Duration::from_secs(10))
-                .build_http(),
+                .build(connector),
         }
     }
 
@@ -104,6 +145,11 @@ impl Api {
             .header("user-agent", &self.agent)
             .header(CLIENT_HEADER, "fvfs");
         if let Some(t) = &self.token {
+            if !self.private {
+                return Err(Failure::Insecure {
+                    url: self.base.clone(),
+                });
+            }
             req = req.header("authorization", format!("Bearer {t}"));
         }
         if let Some(ct) = content_type {
@@ -113,6 +159,14 @@ impl Api {
             .body(body)
             .map_err(|e| Failure::Protocol(e.to_string()))?;
         let resp = self.client.request(req).await.map_err(|e| {
+            if let (Some(presented), Some(pinned)) = (self.verifier.refused(), self.verifier.pin())
+            {
+                return Failure::Identity {
+                    url: self.base.clone(),
+                    pinned,
+                    presented,
+                };
+            }
             let mut detail = e.to_string();
             let mut source = std::error::Error::source(&e);
             while let Some(s) = source {

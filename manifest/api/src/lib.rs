@@ -16,6 +16,8 @@ pub mod out;
 pub mod path;
 pub mod reports;
 pub mod show;
+#[cfg(feature = "client")]
+pub mod tls;
 pub mod views;
 
 pub use error::{ErrorBody, ErrorCode};
@@ -25,3 +27,6 @@ pub const DEFAULT_PORT: u16 = 7734;
 
 /// The mDNS service type the daemon announces and clients browse for.
 pub const MDNS_SERVICE: &str = "_fvfs._tcp.local.";
+
+/// The TXT key of the announcement that carries the daemon's certificate fingerprint.
+pub const MDNS_FINGERPRINT: &str = "fp";

@@ -46,6 +46,9 @@ pub struct DaemonInfo {
     pub version: String,
     pub node_id: String,
     pub listen: String,
+    /// The TLS certificate's fingerprint (HTTPS on the same port).
+    #[serde(default)]
+    pub fingerprint: String,
     /// Whether requests need a token.
     pub auth: bool,
     pub uptime_secs: u64,
@@ -152,6 +155,10 @@ pub struct DaemonSeen {
     pub port: u16,
     pub version: Option<String>,
     pub node_id: Option<String>,
+    /// The TLS certificate fingerprint announced (anyone can announce anything: a
+    /// client trusts it only for a daemon it has not pinned otherwise).
+    #[serde(default)]
+    pub fingerprint: Option<String>,
     pub last_seen: u64,
 }
 

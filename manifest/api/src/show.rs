@@ -295,6 +295,9 @@ pub fn daemon_status(base: &str, s: &Status) -> String {
         "daemon:      {base} (fvfsd {}, node {}, up {} s)\n",
         d.version, d.node_id, d.uptime_secs
     );
+    if !d.fingerprint.is_empty() {
+        out += &format!("certificate: {}\n", d.fingerprint);
+    }
     out += &status(&s.store);
     for t in &s.tiers {
         let state = if t.available {

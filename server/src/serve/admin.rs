@@ -59,6 +59,7 @@ pub async fn status(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
             version: env!("CARGO_PKG_VERSION").into(),
             node_id: state.node_id.clone(),
             listen: state.listen.to_string(),
+            fingerprint: state.fingerprint.to_string(),
             auth: !state.open_on_loopback,
             uptime_secs: state.started.elapsed().as_secs(),
         },

@@ -78,7 +78,7 @@ pub fn admin_token(dir: &Path) -> Result<String> {
 }
 
 /// Refuses a secret file others can read.
-fn check_private(path: &Path) -> Result<()> {
+pub(crate) fn check_private(path: &Path) -> Result<()> {
     let mode = fs::metadata(path)?.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         bail!(

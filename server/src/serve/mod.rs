@@ -8,6 +8,9 @@
 //! # Invariants
 //! - Requests a browser page could forge are refused first ([`guard`]), on every
 //!   listen address.
+//! - Beyond loopback only HTTPS is served ([`tls`]): a request over plain HTTP from
+//!   another machine is refused before anything else, so a token is never accepted
+//!   from the clear.
 //! - Every route needs a role ([`needs`]): read, write or admin. A token carries one
 //!   ([`auth`]); on a loopback listen address a request without a token may read and
 //!   write, never administer. Any other listen address requires `Bearer TOKEN` on every
@@ -32,6 +35,7 @@ mod http;
 mod limits;
 mod metrics;
 mod store;
+pub mod tls;
 mod versions;
 mod writer;
 
@@ -64,6 +68,7 @@ pub use auth::{command as token_command, Role};
 use http::{ApiError, Body};
 pub use limits::Limits;
 use metrics::Metrics;
+pub use tls::pair_command;
 use writer::Writer;
 
 /// Largest request head (request line and headers) accepted; larger gets 431.
@@ -85,6 +90,8 @@ pub struct State {
     metrics: Metrics,
     devices: Arc<Devices>,
     node_id: String,
+    /// The TLS certificate's fingerprint: the daemon's identity.
+    fingerprint: fvfs_api::tls::Fingerprint,
     listen: SocketAddr,
     watermarks: Option<(u64, u64)>,
     nas_watermarks: Option<(u64, u64)>,
@@ -175,12 +182,20 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
         .with_context(|| format!("cannot listen on {listen}"))?;
     let listen = listener.local_addr()?;
     let tokens = auth::Tokens::load(home.dir())?;
+    let identity = tls::Identity::load_or_create(home.dir())?;
+    let acceptor = identity.acceptor()?;
     let node_id = home.node_id()?;
     let devices = Arc::new(Devices::default());
     let announcement = match mdns {
-        true => Announcement::start(listen, &node_id, node_name.as_deref(), &devices)
-            .map_err(|e| tracing::warn!("mDNS unavailable, not announcing: {e:#}"))
-            .ok(),
+        true => Announcement::start(
+            listen,
+            &node_id,
+            &identity.fingerprint,
+            node_name.as_deref(),
+            &devices,
+        )
+        .map_err(|e| tracing::warn!("mDNS unavailable, not announcing: {e:#}"))
+        .ok(),
         false => None,
     };
     let repo = home.repo_arc();
@@ -246,6 +261,7 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
         metrics: Metrics::default(),
         devices,
         node_id,
+        fingerprint: identity.fingerprint,
         listen,
         watermarks,
         nas_watermarks,
@@ -279,6 +295,10 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
     home.write_daemon_info(listen)?;
     // The line scripts and tests wait for: the daemon answers from now on.
     fvfs_api::outln!("fvfsd: listening on http://{listen}");
+    fvfs_api::outln!(
+        "fvfsd: and on https://{listen}, certificate {} (HTTPS only beyond this machine)",
+        identity.fingerprint
+    );
     tracing::info!(%listen, open_on_loopback = state.open_on_loopback, "serving");
 
     let graceful = GracefulShutdown::new();
@@ -311,18 +331,10 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
                     }
                 };
                 let state = state.clone();
-                let service = service_fn(move |req| handle(state.clone(), peer, req));
-                // half_close: a client may end its side once the request is sent and
-                // still wait for the answer (hyper would drop the connection unanswered).
-                let conn = http1::Builder::new()
-                    .max_buf_size(MAX_HEAD)
-                    .half_close(true)
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(limits.idle_timeout)
-                    .serve_connection(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn);
+                let watcher = graceful.watcher();
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
+                    if let Err(e) = serve_connection(state, stream, peer, acceptor, watcher).await {
                         tracing::debug!(%peer, "connection ended: {e}");
                     }
                     drop(ticket);
@@ -355,6 +367,46 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
     Ok(())
 }
 
+/// Serves one connection, over TLS when it opens with a TLS handshake.
+async fn serve_connection(
+    state: Arc<State>,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    acceptor: tokio_rustls::TlsAcceptor,
+    watcher: hyper_util::server::graceful::Watcher,
+) -> Result<()> {
+    let idle = state.limits.idle_timeout;
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(idle, stream.peek(&mut first)).await {
+        Err(_) => anyhow::bail!("nothing sent within {idle:?}"),
+        Ok(Err(e)) => return Err(e.into()),
+        Ok(Ok(0)) => return Ok(()),
+        Ok(Ok(_)) => {}
+    }
+    // half_close: a client may end its side once the request is sent and still wait
+    // for the answer (hyper would drop the connection unanswered).
+    let mut http = http1::Builder::new();
+    http.max_buf_size(MAX_HEAD)
+        .half_close(true)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(idle);
+    if first[0] == tls::HANDSHAKE {
+        let stream = tokio::time::timeout(idle, acceptor.accept(stream))
+            .await
+            .map_err(|_| anyhow::anyhow!("no TLS handshake within {idle:?}"))??;
+        let service = service_fn(move |req| handle(state.clone(), peer, true, req));
+        watcher
+            .watch(http.serve_connection(TokioIo::new(stream), service))
+            .await?;
+    } else {
+        let service = service_fn(move |req| handle(state.clone(), peer, false, req));
+        watcher
+            .watch(http.serve_connection(TokioIo::new(stream), service))
+            .await?;
+    }
+    Ok(())
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
@@ -367,9 +419,23 @@ async fn shutdown_signal() {
 async fn handle(
     state: Arc<State>,
     peer: SocketAddr,
+    secure: bool,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    let (route, result) = route(&state, peer, req).await;
+    let (route, result) = if secure || peer.ip().is_loopback() {
+        route(&state, peer, req).await
+    } else {
+        let host = req
+            .headers()
+            .get(hyper::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("HOST:PORT");
+        let detail = format!(
+            "beyond this machine fvfsd speaks HTTPS only: use https://{host} and pin certificate {} (`fvfsd pair` on the daemon prints it)",
+            state.fingerprint
+        );
+        ("insecure", Err(ApiError::new(ErrorCode::Forbidden, detail)))
+    };
     let response = result.unwrap_or_else(|e| e.response());
     state.metrics.request(route, response.status().as_u16());
     Ok(response)
