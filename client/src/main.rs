@@ -4,6 +4,7 @@
 //! Exit codes scripts can rely on: 0 success; 1 the daemon refused the request (the
 //! reason is printed); 2 no daemon, bad arguments or an unexpected answer; 3 not found.
 
+mod cat;
 mod discover;
 mod mount;
 mod pins;
@@ -22,17 +23,15 @@ use std::time::Duration;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use anyhow::{bail, Result};
-use bytes::Bytes;
 use clap::{CommandFactory, Parser, Subcommand};
 use fvfs_api::commit::CommitOp;
 use fvfs_api::path::encode_path;
 use fvfs_api::reports::{Backlog, Devices, DiskUsage, Listing, Written};
 use fvfs_api::show;
 use fvfs_api::views::PathChange;
-use http_body_util::BodyExt;
 use hyper::Method;
 
-use fvfs_api::client::{full, Api, Failure};
+use fvfs_api::client::{Api, Failure};
 
 #[derive(Parser)]
 #[command(
@@ -478,25 +477,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Cat { path } => {
-            let resp = api
-                .send(
-                    Method::GET,
-                    &format!("/v1/files{}", fs_path(&path)?),
-                    full(Bytes::new()),
-                    None,
-                )
-                .await?;
-            let mut body = resp.into_body();
-            let mut out = std::io::stdout().lock();
-            while let Some(frame) = body.frame().await {
-                if let Ok(data) = frame
-                    .map_err(|e| Failure::Protocol(e.to_string()))?
-                    .into_data()
-                {
-                    out.write_all(&data)?;
-                }
-            }
-            out.flush()?;
+            cat::cat(&api, &fs_path(&path)?, &mut std::io::stdout().lock()).await?;
         }
         Command::Put {
             path,

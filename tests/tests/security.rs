@@ -1,6 +1,7 @@
 //! The hostile-client suite (issue 17): every route as a web page would send it (foreign
 //! Origin, foreign Host, a form's content type, a cross-site fetch), and with each
-//! role's token; a flood of slow connections while a normal client is served.
+//! role's token; a flood of slow connections while a normal client is served; a
+//! man in the middle altering content, which `fvfsc cat` refuses to write out.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -384,5 +385,105 @@ fn slowloris_from_many_addresses_leaves_a_normal_client_served() {
     assert_eq!(
         d.raw(&request("GET", "/v1/files/normal/0.txt", &[], b"")),
         (200, "file 0".into())
+    );
+}
+
+/// Forwards connections on `listen` to `to`, replacing `from` by `to_bytes` (same
+/// length) in everything the daemon sends back; counts the replacements.
+fn tampering_proxy(
+    to: SocketAddr,
+    from: &'static [u8],
+    into: &'static [u8],
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    assert_eq!(from.len(), into.len());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let tampered = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = tampered.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { break };
+            let mut daemon = TcpStream::connect(to).unwrap();
+            let (mut c2, mut d2) = (client.try_clone().unwrap(), daemon.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c2, &mut d2);
+                let _ = d2.shutdown(std::net::Shutdown::Write);
+            });
+            let count = count.clone();
+            std::thread::spawn(move || {
+                // Holds back only a tail that could start a match with the next read.
+                let mut pending = Vec::new();
+                let mut buf = [0u8; 65536];
+                while let Ok(n @ 1..) = daemon.read(&mut buf) {
+                    pending.extend_from_slice(&buf[..n]);
+                    let mut i = 0;
+                    while let Some(at) = pending[i..].windows(from.len()).position(|w| w == from) {
+                        pending[i + at..i + at + from.len()].copy_from_slice(into);
+                        count.fetch_add(1, Ordering::SeqCst);
+                        i += at + from.len();
+                    }
+                    let keep = (1..from.len())
+                        .rev()
+                        .find(|&k| pending.ends_with(&from[..k]))
+                        .unwrap_or(0);
+                    let send: Vec<u8> = pending.drain(..pending.len() - keep).collect();
+                    if client.write_all(&send).is_err() {
+                        return;
+                    }
+                }
+                let _ = client.write_all(&pending);
+                let _ = client.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (addr, tampered)
+}
+
+#[test]
+fn cat_writes_nothing_that_does_not_match_its_hashes() {
+    let store = Fvfsd::new();
+    let d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
+    // Random bytes (kept raw in their frames, so the marker travels as is) with a
+    // marker inside, past the first chunk.
+    let mut rng = fvfs_tests::Rng(17);
+    let mut content: Vec<u8> = (0..600_000).map(|_| rng.next_u64() as u8).collect();
+    content[400_000..400_016].copy_from_slice(b"MARKER-012345678");
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &content).unwrap();
+    let put = d
+        .fvfsc(["put", "/photo.bin", "--from"])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    fvfs_tests::check(&put, 0);
+    let direct = d.fvfsc(["cat", "/photo.bin"]).output().unwrap();
+    fvfs_tests::check(&direct, 0);
+    assert!(direct.stdout == content, "cat gives the file back as put");
+
+    let (proxy, tampered) = tampering_proxy(
+        d.addr.parse().unwrap(),
+        b"MARKER-012345678",
+        b"TAMPERED-0000000",
+    );
+    let out = d
+        .fvfsc(["cat", "/photo.bin"])
+        .env("FVFS_URL", format!("http://{proxy}"))
+        .output()
+        .unwrap();
+    assert!(
+        tampered.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the proxy changed nothing"
+    );
+    fvfs_tests::check(&out, 2);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("as the daemon sent it"), "{err}");
+    assert!(
+        !out.stdout.windows(8).any(|w| w == b"TAMPERED"),
+        "altered bytes reached stdout"
+    );
+    assert!(
+        content.starts_with(&out.stdout),
+        "what was written is the file's start"
     );
 }

@@ -182,6 +182,17 @@ pub struct Written {
 pub struct Meta {
     pub version: u64,
     pub entry: EntryInfo,
+    /// A file's content by id, for clients that verify what they read: its file node
+    /// (a large file) or its chunks listed inline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<Content>,
+}
+
+/// What a file holds, as its entry records it ([`fvfs_node::file_chunks`] lists it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Content {
+    pub id: Option<fvfs_cas::ChunkId>,
+    pub chunks: Vec<fvfs_node::ChunkRef>,
 }
 
 /// `GET /v1/ls/PATH`.

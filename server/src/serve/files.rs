@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use futures::StreamExt;
-use fvfs_api::reports::{DiskUsage, Listing, Meta, TierBytes, Written};
+use fvfs_api::reports::{Content, DiskUsage, Listing, Meta, TierBytes, Written};
 use fvfs_api::views::EntryInfo;
 use fvfs_cas::chunker::Incremental;
 use fvfs_manifest::meta::{TIER_LOCAL, TIER_NAS, TIER_S3};
@@ -234,9 +234,14 @@ pub async fn meta(
     if info.name.is_empty() {
         info.name = "/".into();
     }
+    let content = (entry.kind == EntryKind::File).then(|| Content {
+        id: entry.id,
+        chunks: entry.chunks.clone(),
+    });
     ok(&Meta {
         version: v.number,
         entry: info,
+        content,
     })
 }
 
