@@ -28,10 +28,16 @@ impl Mount {
     /// Mounts `daemon`'s tree at `dir` with its chunk cache in `cache`, plus `extra`
     /// arguments; returns once the mount is listed by the kernel.
     pub fn start(daemon: &Daemon, dir: &Path, cache: &Path, extra: &[&str]) -> Self {
+        let mut fvfsc = Command::new(bin("fvfsc"));
+        fvfsc.env("FVFS_URL", &daemon.url).env_remove("FVFS_TOKEN");
+        Self::start_with(fvfsc, dir, cache, extra)
+    }
+
+    /// Like [`Mount::start`], with `fvfsc` prepared to reach the daemon (its URL,
+    /// token, home: over HTTPS, say).
+    pub fn start_with(mut fvfsc: Command, dir: &Path, cache: &Path, extra: &[&str]) -> Self {
         fs::create_dir_all(dir).unwrap();
-        let mut child = Command::new(bin("fvfsc"))
-            .env("FVFS_URL", &daemon.url)
-            .env_remove("FVFS_TOKEN")
+        let mut child = fvfsc
             .arg("mount")
             .arg(dir)
             .arg("--cache-dir")

@@ -409,3 +409,39 @@ fn a_directory_of_ten_thousand_files_is_split_collected_safely_and_edited_in_pla
     d.run(["export", "/", out.to_str().unwrap()]);
     tree::assert_same(&src, &out);
 }
+
+#[test]
+fn uploads_never_committed_are_kept_through_the_grace_period_then_collected() {
+    let store = Fvfsd::new();
+    let d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
+    assert_eq!(put(&d, "/kept", &tree::bytes(1, 50_000, false)), 201);
+    // A client uploads a chunk and never commits a file that uses it (it crashed, or a
+    // hostile peer fills the disk with chunks no tree names).
+    let orphan = tree::bytes(2, 100_000, false);
+    let id = blake3::hash(&orphan).to_hex().to_string();
+    let (code, body) = d.raw(&request(
+        "PUT",
+        &format!("/v1/chunks/{id}"),
+        &["content-type: application/octet-stream"],
+        &orphan,
+    ));
+    assert!(code == 200 || code == 201, "{code} {body}");
+    post_json(&d, "/v1/admin/flush");
+    let held = |d: &Daemon| {
+        d.raw(&request("GET", &format!("/v1/chunks/{id}"), &[], b""))
+            .0
+    };
+    assert_eq!(held(&d), 200);
+    let chunks = u(&status(&d), "chunks");
+
+    // Within the grace period (default: a day) an upload may still be committed: kept.
+    let report = post_json(&d, "/v1/admin/gc");
+    assert_eq!(u(&report, "chunks_freed"), 0, "{report}");
+    assert_eq!(held(&d), 200);
+    // Past it, collected on every tier; what the tree names stays.
+    let report = post_json(&d, "/v1/admin/gc?grace_secs=0");
+    assert_eq!(u(&report, "chunks_freed"), 1, "{report}");
+    assert_eq!(held(&d), 404);
+    assert_eq!(u(&status(&d), "chunks"), chunks - 1);
+    assert_eq!(cat(&d, "/kept"), tree::bytes(1, 50_000, false));
+}

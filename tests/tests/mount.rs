@@ -775,3 +775,49 @@ fn another_local_user_reads_nothing_the_mount_keeps() {
     }
     drop(f);
 }
+
+/// A device that reaches the daemon by its LAN address mounts it over HTTPS, after
+/// `fvfsc pair` with the fingerprint `fvfsd pair` printed; the token never travels in
+/// the clear.
+#[test]
+fn a_mount_over_https_reads_and_writes() {
+    let work = tempfile::tempdir().unwrap();
+    let store = Fvfsd::new();
+    let d = Daemon::start(&store, "0.0.0.0:0", &["--no-mdns"]);
+    let port = d.addr.rsplit(':').next().unwrap().to_owned();
+    let token = store.run(["token"]).trim().to_owned();
+    let paired = store.run(["pair"]);
+    let fingerprint = paired
+        .lines()
+        .find_map(|l| l.strip_prefix("certificate: "))
+        .expect("fvfsd pair prints the certificate")
+        .to_owned();
+    let url = format!("https://127.0.0.1:{port}");
+    let home = work.path().join("device");
+    let fvfsc = || {
+        let mut c = Command::new(fvfs_tests::bin("fvfsc"));
+        c.env("FVFS_URL", &url)
+            .env("FVFS_TOKEN", &token)
+            .env("HOME", &home)
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("FVFS_FINGERPRINT");
+        c
+    };
+    run(fvfsc().args(["pair", &url, "--fingerprint", &fingerprint]));
+    let mut m = Mount::start_with(
+        fvfsc(),
+        &work.path().join("mnt"),
+        &work.path().join("cache"),
+        &[],
+    );
+    let big = tree::bytes(5, 3 << 20, false);
+    fs::write(m.path("over-tls.bin"), &big).unwrap();
+    assert_eq!(fs::read(m.path("over-tls.bin")).unwrap(), big);
+    let out = fvfsc().args(["cat", "/over-tls.bin"]).output().unwrap();
+    fvfs_tests::check(&out, 0);
+    assert!(
+        out.stdout == big,
+        "cat over HTTPS gives what the mount wrote"
+    );
+    assert_eq!(m.unmount(), Some(0));
+}
