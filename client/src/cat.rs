@@ -2,8 +2,10 @@
 //! list comes from its entry (`GET /v1/meta`) and file node (fetched by id, checked
 //! against it); the chunks come in batches (`POST /v1/chunks/read`, a few in flight),
 //! each frame decoded and its content checked against its BLAKE3 id on the blocking
-//! pool. Nothing the daemon (or anything between) altered reaches stdout: a mismatch
-//! stops the copy with an error and exit 2.
+//! pool. No chunk that differs from its id reaches stdout (a corrupt copy, a flipped
+//! bit, a tampering proxy on plain HTTP): a mismatch stops the copy with an error and
+//! exit 2. That the list itself is the daemon's comes from TLS and the pinned
+//! certificate.
 
 use std::io::Write;
 
@@ -49,6 +51,10 @@ pub async fn cat(api: &Api, path: &str, out: &mut impl Write) -> Result<()> {
         ..Entry::dir(0, 0)
     };
     let chunks = node::file_chunks(&entry, |id| async move { fetch_node(api, id).await }).await?;
+    // (file_chunks checks a file node's list; an inline one is checked here.)
+    if chunks.iter().map(|c| c.len).sum::<u64>() != entry.size {
+        bail!("the daemon's chunk list does not add up to the file's size");
+    }
     let mut batches = futures::stream::iter(chunks.chunks(BATCH_CHUNKS).map(<[ChunkRef]>::to_vec))
         .map(|refs| read_batch(api, refs))
         .buffered(IN_FLIGHT);

@@ -1,8 +1,9 @@
 //! Finding the daemon, and which certificate to trust: `FVFS_URL` (or the original
 //! `VFSD_URL`) or the client config when given, else a daemon on this machine (plain
 //! HTTP on loopback), else one announced over mDNS on the LAN within 10 s (HTTPS, with
-//! the fingerprint it announces), else `http://localhost:7734` (which then fails with a
-//! clear message).
+//! the fingerprint it announces; once this device has paired, only a daemon it paired
+//! with, else an error naming the daemons it ignored), else `http://localhost:7734`
+//! (which then fails with a clear message).
 //!
 //! An explicit URL wins over discovery, as in the first fvfs: it is what a user sets
 //! precisely when discovery would find the wrong daemon or none.

@@ -438,7 +438,10 @@ async fn pair(url: &str, expected: Option<&str>) -> Result<ExitCode> {
         bail!("the daemon at {url} presents certificate {seen}, not {expected}: NOT paired (someone else may answer at that address)");
     }
     // Its node id, so that mDNS finds it wherever it moves (needs a token beyond loopback).
-    let token = std::env::var("FVFS_TOKEN").ok().filter(|t| !t.is_empty());
+    let token = std::env::var("FVFS_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .or(discover::ClientConfig::load()?.token);
     let api = Api::new(url.to_owned(), token, "fvfsc", Some(seen));
     let node_id = api.status().await.ok().map(|s| s.daemon.node_id);
     pins::Pins::load()?.pin(seen, node_id.as_deref(), url)?;

@@ -62,6 +62,14 @@ impl Pins {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::default(),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
+        if let Some(bad) = pins.daemons.iter().find(|p| p.fingerprint().is_none()) {
+            // Skipping it would meet that daemon as new and pin it again unasked.
+            anyhow::bail!(
+                "{} is damaged: {:?} is not a fingerprint; fix it or delete that entry",
+                path.display(),
+                bad.fingerprint
+            );
+        }
         pins.file = Some(path);
         Ok(pins)
     }

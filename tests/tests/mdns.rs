@@ -101,8 +101,32 @@ struct Spoof {
     fullname: String,
 }
 
+/// What a spoof presents.
+#[derive(Clone)]
+enum Cert {
+    /// A certificate of its own.
+    Own,
+    /// A paired daemon's certificate (DER), copied, without its key.
+    Stolen(Vec<u8>),
+    /// No TLS: plain HTTP, no fingerprint announced.
+    Plain,
+}
+
+/// Always presents one certificate and key, whether they belong together or not.
+#[derive(Debug)]
+struct Always(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::server::ResolvesServerCert for Always {
+    fn resolve(
+        &self,
+        _: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
 impl Spoof {
-    fn start(ns: &str, listen: &str, name: &str, node_id: &str, tls: bool) -> Self {
+    fn start(ns: &str, listen: &str, name: &str, node_id: &str, cert: Cert) -> Self {
         let (ns, listen, name_, node_id) = (
             ns.to_owned(),
             listen.to_owned(),
@@ -116,9 +140,12 @@ impl Spoof {
             Net::enter(&ns);
             let listener = TcpListener::bind(&listen).unwrap();
             let addr: SocketAddr = listen.parse().unwrap();
-            let identity = tls.then(|| {
+            let identity = (!matches!(cert, Cert::Plain)).then(|| {
                 let made = rcgen::generate_simple_self_signed(vec!["fvfsd".to_owned()]).unwrap();
-                let der = made.cert.der().clone();
+                let der = match &cert {
+                    Cert::Stolen(der) => rustls::pki_types::CertificateDer::from(der.clone()),
+                    _ => made.cert.der().clone(),
+                };
                 let hex: String = <sha2::Sha256 as sha2::Digest>::digest(&der)
                     .iter()
                     .map(|b| format!("{b:02x}"))
@@ -126,14 +153,14 @@ impl Spoof {
                 let key =
                     rustls::pki_types::PrivateKeyDer::try_from(made.signing_key.serialize_der())
                         .unwrap();
-                let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-                    rustls::crypto::aws_lc_rs::default_provider(),
-                ))
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_no_client_auth()
-                .with_single_cert(vec![der], key)
-                .unwrap();
+                let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+                let signer = provider.key_provider.load_private_key(key).unwrap();
+                let presented = Arc::new(rustls::sign::CertifiedKey::new(vec![der], signer));
+                let config = rustls::ServerConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .unwrap()
+                    .with_no_client_auth()
+                    .with_cert_resolver(Arc::new(Always(presented)));
                 (Arc::new(config), format!("sha256:{hex}"))
             });
             let fingerprint = identity.as_ref().map(|(_, f)| f.clone());
@@ -368,7 +395,7 @@ fn a_spoofed_daemon_on_the_lan_receives_no_token() {
     daemon.stop();
 
     // The real daemon's node id, another certificate: reached, refused at the handshake.
-    let twin = Spoof::start(&net.a, "10.77.0.1:7735", "twin", &node_id, true);
+    let twin = Spoof::start(&net.a, "10.77.0.1:7735", "twin", &node_id, Cert::Own);
     let out = client(&["ls", "/"]);
     check(&out, 2);
     let err = stderr(&out);
@@ -385,6 +412,32 @@ fn a_spoofed_daemon_on_the_lan_receives_no_token() {
     assert!(received.is_empty(), "the twin read {received:?}");
     drop(twin);
 
+    // The real certificate, copied, without its key: the fingerprint matches, the
+    // handshake's signature does not.
+    let pem = std::fs::read(store.home.path().join("tls.pem")).unwrap();
+    let real_der =
+        <rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::from_pem_slice(
+            &pem,
+        )
+        .unwrap();
+    let thief = Spoof::start(
+        &net.a,
+        "10.77.0.1:7738",
+        "thief",
+        &node_id,
+        Cert::Stolen(real_der.to_vec()),
+    );
+    assert_eq!(thief.fingerprint.as_deref(), Some(real.as_str()));
+    let out = client(&["ls", "/"]);
+    check(&out, 2);
+    let (connections, received) = thief.seen();
+    assert!(
+        connections >= 1,
+        "fvfsc should have tried the thief (and refused it)"
+    );
+    assert!(received.is_empty(), "the thief read {received:?}");
+    drop(thief);
+
     // A new daemon, and one announcing plain HTTP under the real node id: a device that
     // paired is not taken elsewhere, and says which daemons it ignored.
     let stranger = Spoof::start(
@@ -392,9 +445,9 @@ fn a_spoofed_daemon_on_the_lan_receives_no_token() {
         "10.77.0.1:7736",
         "stranger",
         "00112233445566778899aabbccddeeff",
-        true,
+        Cert::Own,
     );
-    let plain = Spoof::start(&net.a, "10.77.0.1:7737", "plain", &node_id, false);
+    let plain = Spoof::start(&net.a, "10.77.0.1:7737", "plain", &node_id, Cert::Plain);
     let out = client(&["ls", "/"]);
     check(&out, 2);
     let err = stderr(&out);

@@ -776,9 +776,8 @@ fn another_local_user_reads_nothing_the_mount_keeps() {
     drop(f);
 }
 
-/// A device that reaches the daemon by its LAN address mounts it over HTTPS, after
-/// `fvfsc pair` with the fingerprint `fvfsd pair` printed; the token never travels in
-/// the clear.
+/// A device mounts the daemon over HTTPS (here on loopback, the same path as from the
+/// LAN), after `fvfsc pair` with the fingerprint `fvfsd pair` printed.
 #[test]
 fn a_mount_over_https_reads_and_writes() {
     let work = tempfile::tempdir().unwrap();

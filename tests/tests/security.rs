@@ -445,10 +445,12 @@ fn cat_writes_nothing_that_does_not_match_its_hashes() {
     let store = Fvfsd::new();
     let d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
     // Random bytes (kept raw in their frames, so the marker travels as is) with a
-    // marker inside, past the first chunk.
+    // marker inside.
     let mut rng = fvfs_tests::Rng(17);
-    let mut content: Vec<u8> = (0..600_000).map(|_| rng.next_u64() as u8).collect();
-    content[400_000..400_016].copy_from_slice(b"MARKER-012345678");
+    // 6 MB: about 90 chunks, so cat's first batch (32 chunks) is verified and written
+    // before the altered one arrives in a later batch.
+    let mut content: Vec<u8> = (0..6_000_000).map(|_| rng.next_u64() as u8).collect();
+    content[5_000_000..5_000_016].copy_from_slice(b"MARKER-012345678");
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), &content).unwrap();
     let put = d
@@ -483,7 +485,8 @@ fn cat_writes_nothing_that_does_not_match_its_hashes() {
         "altered bytes reached stdout"
     );
     assert!(
-        content.starts_with(&out.stdout),
-        "what was written is the file's start"
+        !out.stdout.is_empty() && content.starts_with(&out.stdout),
+        "what was written ({} bytes) is a verified start of the file",
+        out.stdout.len()
     );
 }

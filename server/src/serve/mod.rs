@@ -302,15 +302,20 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
     tracing::info!(%listen, open_on_loopback = state.open_on_loopback, "serving");
 
     let graceful = GracefulShutdown::new();
+    // Tells connections still before their first request (the first byte, the TLS
+    // handshake) to give up, so that a silent one does not hold the shutdown.
+    let (stopping, stop) = tokio::sync::watch::channel(false);
     let mut backoff = limits::Backoff::default();
     let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
-                    Ok(a) => {
+                    // An IPv4 peer of a dual-stack listener shows as ::ffff:a.b.c.d:
+                    // canonical, 127.0.0.1 is loopback as it should be.
+                    Ok((stream, peer)) => {
                         backoff.success();
-                        a
+                        (stream, SocketAddr::new(peer.ip().to_canonical(), peer.port()))
                     }
                     Err(e) => {
                         // Out of file descriptors, say: waiting lets connections end
@@ -333,8 +338,9 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
                 let state = state.clone();
                 let watcher = graceful.watcher();
                 let acceptor = acceptor.clone();
+                let stop = stop.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = serve_connection(state, stream, peer, acceptor, watcher).await {
+                    if let Err(e) = serve_connection(state, stream, peer, acceptor, watcher, stop).await {
                         tracing::debug!(%peer, "connection ended: {e}");
                     }
                     drop(ticket);
@@ -344,6 +350,7 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
         }
     }
     tracing::info!("shutting down: finishing requests in flight");
+    let _ = stopping.send(true);
     drop(listener);
     if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
         .await
@@ -374,10 +381,18 @@ async fn serve_connection(
     peer: SocketAddr,
     acceptor: tokio_rustls::TlsAcceptor,
     watcher: hyper_util::server::graceful::Watcher,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<()> {
     let idle = state.limits.idle_timeout;
+    let mut stopping = std::pin::pin!(async move {
+        let _ = stop.wait_for(|s| *s).await;
+    });
     let mut first = [0u8; 1];
-    match tokio::time::timeout(idle, stream.peek(&mut first)).await {
+    let peeked = tokio::select! {
+        peeked = tokio::time::timeout(idle, stream.peek(&mut first)) => peeked,
+        () = &mut stopping => return Ok(()),
+    };
+    match peeked {
         Err(_) => anyhow::bail!("nothing sent within {idle:?}"),
         Ok(Err(e)) => return Err(e.into()),
         Ok(Ok(0)) => return Ok(()),
@@ -391,9 +406,11 @@ async fn serve_connection(
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(idle);
     if first[0] == tls::HANDSHAKE {
-        let stream = tokio::time::timeout(idle, acceptor.accept(stream))
-            .await
-            .map_err(|_| anyhow::anyhow!("no TLS handshake within {idle:?}"))??;
+        let stream = tokio::select! {
+            accepted = tokio::time::timeout(idle, acceptor.accept(stream)) => accepted
+                .map_err(|_| anyhow::anyhow!("no TLS handshake within {idle:?}"))??,
+            () = &mut stopping => return Ok(()),
+        };
         let service = service_fn(move |req| handle(state.clone(), peer, true, req));
         watcher
             .watch(http.serve_connection(TokioIo::new(stream), service))

@@ -93,7 +93,10 @@ pub fn pair_command(
             .unwrap_or_default()
             .into_iter()
             .map(|i| i.ip())
-            .filter(|ip| !ip.is_loopback() && ip.is_ipv4() == listen.is_ipv4())
+            // 0.0.0.0 serves IPv4 only, [::] both; link-local addresses need a scope
+            // a URL cannot carry.
+            .filter(|ip| !ip.is_loopback() && (ip.is_ipv4() || listen.is_ipv6()))
+            .filter(|ip| !matches!(ip, std::net::IpAddr::V6(v6) if v6.is_unicast_link_local()))
             .collect()
     } else {
         vec![listen.ip()]
@@ -102,11 +105,14 @@ pub fn pair_command(
         .map(|n| super::auth::create(dir, n, role))
         .transpose()?;
     fvfs_api::outln!("certificate: {}", identity.fingerprint);
-    if ips.iter().all(|ip| ip.is_loopback()) {
+    if ips.iter().all(|ip| ip.is_loopback()) && !listen.ip().is_unspecified() {
         fvfs_api::outln!(
             "this daemon listens on {listen} only: set [daemon] listen = \"0.0.0.0:{}\" to serve the LAN",
             listen.port()
         );
+    }
+    if ips.is_empty() {
+        fvfs_api::outln!("this machine has no network address besides loopback");
     }
     fvfs_api::outln!("on the device, run:");
     for ip in ips.iter().filter(|ip| !ip.is_loopback()) {
@@ -122,7 +128,12 @@ pub fn pair_command(
 
 fn create(dir: &Path, path: &Path) -> Result<()> {
     let mut names = vec!["fvfsd".to_owned(), "localhost".to_owned()];
-    names.extend(crate::mdns::machine_names());
+    // rcgen takes ASCII names only; the certificate is pinned, its names are a courtesy.
+    names.extend(
+        crate::mdns::machine_names()
+            .into_iter()
+            .filter(|n| !n.is_empty() && n.is_ascii()),
+    );
     names.dedup();
     let key = rcgen::KeyPair::generate().context("cannot make a TLS key")?;
     let mut params = rcgen::CertificateParams::new(names).context("bad certificate names")?;
