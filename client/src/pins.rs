@@ -74,19 +74,6 @@ impl Pins {
         Ok(pins)
     }
 
-    fn save(&self) -> Result<()> {
-        let path = self
-            .file
-            .as_ref()
-            .context("no home folder to keep pinned daemons in (set HOME)")?;
-        let dir = path.parent().expect("a file in a folder");
-        fvfs_cas::platform::create_private_dir(dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-        let raw = serde_json::to_vec_pretty(self)?;
-        fvfs_cas::platform::write_durably(path, &raw, 0o600)
-            .with_context(|| format!("cannot write {}", path.display()))
-    }
-
     pub fn is_empty(&self) -> bool {
         self.daemons.is_empty()
     }
@@ -132,6 +119,25 @@ impl Pins {
         node_id: Option<&str>,
         url: &str,
     ) -> Result<()> {
+        // Another fvfsc may pin at the same moment: change what the file holds now,
+        // under a lock, so that neither pin is lost.
+        let file = self
+            .file
+            .clone()
+            .context("no home folder to keep pinned daemons in (set HOME)")?;
+        let dir = file.parent().expect("a file in a folder");
+        fvfs_cas::platform::create_private_dir(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let lock = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::File::options()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(dir.join("pinned.lock"))?
+        };
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)?;
+        *self = Self::load_from(file)?;
         let url = url.trim_end_matches('/').to_owned();
         let fingerprint = fingerprint.to_string();
         let same = |p: &Pin| {
@@ -154,7 +160,10 @@ impl Pins {
             node_id: node,
             urls,
         });
-        self.save()
+        let raw = serde_json::to_vec_pretty(self)?;
+        let file = self.file.as_ref().expect("loaded from a file");
+        fvfs_cas::platform::write_durably(file, &raw, 0o600)
+            .with_context(|| format!("cannot write {}", file.display()))
     }
 }
 
@@ -169,11 +178,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("fvfs/pinned.json");
         let mut pins = Pins::load_from(file.clone()).unwrap();
-        pins.daemons.push(Pin {
-            fingerprint: a.to_string(),
-            node_id: Some("n1".into()),
-            urls: vec!["https://10.0.0.1:7734".into()],
-        });
+        pins.pin(a, Some("n1"), "https://10.0.0.1:7734").unwrap();
         assert_eq!(pins.for_node("n1"), Some(a));
         assert_eq!(pins.for_url("https://10.0.0.1:7734/"), Some(a));
         assert_eq!(pins.for_node("n2"), None);
@@ -193,5 +198,20 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&file).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn two_devices_pinning_at_once_keep_both_pins() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("fvfs/pinned.json");
+        // Both loaded before either saved, as two fvfsc processes would.
+        let mut first = Pins::load_from(file.clone()).unwrap();
+        let mut second = Pins::load_from(file.clone()).unwrap();
+        let (a, b) = (Fingerprint::of(b"a"), Fingerprint::of(b"b"));
+        first.pin(a, None, "https://10.0.0.1:7734").unwrap();
+        second.pin(b, None, "https://10.0.0.2:7734").unwrap();
+        let back = Pins::load_from(file).unwrap();
+        assert_eq!(back.for_url("https://10.0.0.1:7734"), Some(a));
+        assert_eq!(back.for_url("https://10.0.0.2:7734"), Some(b));
     }
 }
