@@ -53,6 +53,14 @@ impl ClientConfig {
         }
     }
 
+    /// The token: `FVFS_TOKEN`, else the config's.
+    pub fn token(&self) -> Option<String> {
+        std::env::var("FVFS_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+            .or_else(|| self.token.clone())
+    }
+
     /// The fingerprint given outright: `FVFS_FINGERPRINT`, else the config's.
     fn fingerprint(&self) -> Result<Option<Fingerprint>> {
         let given = std::env::var("FVFS_FINGERPRINT")

@@ -417,11 +417,7 @@ async fn api_for(cli: &Cli) -> Result<Api> {
         None => discover::daemon(&config, &pins, Duration::from_secs(10)).await?,
     };
     let pin = discover::pin_for(&found, &config, &mut pins).await?;
-    let token = std::env::var("FVFS_TOKEN")
-        .ok()
-        .filter(|t| !t.is_empty())
-        .or(config.token);
-    Ok(Api::new(found.url, token, "fvfsc", pin))
+    Ok(Api::new(found.url, config.token(), "fvfsc", pin))
 }
 
 /// `fvfsc pair URL [--fingerprint F]`: pins what the daemon at URL presents, if it is F.
@@ -438,10 +434,7 @@ async fn pair(url: &str, expected: Option<&str>) -> Result<ExitCode> {
         bail!("the daemon at {url} presents certificate {seen}, not {expected}: NOT paired (someone else may answer at that address)");
     }
     // Its node id, so that mDNS finds it wherever it moves (needs a token beyond loopback).
-    let token = std::env::var("FVFS_TOKEN")
-        .ok()
-        .filter(|t| !t.is_empty())
-        .or(discover::ClientConfig::load()?.token);
+    let token = discover::ClientConfig::load()?.token();
     let api = Api::new(url.to_owned(), token, "fvfsc", Some(seen));
     let node_id = api.status().await.ok().map(|s| s.daemon.node_id);
     pins::Pins::load()?.pin(seen, node_id.as_deref(), url)?;

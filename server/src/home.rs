@@ -153,7 +153,7 @@ impl Home {
         let path = self.dir.join(DAEMON_INFO);
         // fvfsd commands reach the daemon here: over HTTPS unless it listens on loopback
         // (or everywhere, where they reach it through loopback).
-        let scheme = match listen.ip().is_loopback() || listen.ip().is_unspecified() {
+        let scheme = match fvfs_api::tls::is_local(&listen.ip().to_string()) {
             true => "http",
             false => "https",
         };

@@ -26,9 +26,12 @@ pub async fn run(dir: &Path, busy: anyhow::Error, command: Command) -> Result<Ex
         .ok()
         .map(|t| t.trim().to_owned());
     // Beyond loopback the daemon speaks HTTPS: its identity is in the same folder.
-    let pin = crate::serve::tls::Identity::load_or_create(dir)
-        .ok()
-        .map(|i| i.fingerprint);
+    let pin = match url.starts_with("https:") {
+        true => crate::serve::tls::Identity::load(dir)
+            .ok()
+            .map(|i| i.fingerprint),
+        false => None,
+    };
     let api = Api::new(url.trim().to_owned(), token, "fvfsd", pin);
     let result = through(&api, command).await;
     match result {

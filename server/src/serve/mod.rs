@@ -411,16 +411,28 @@ async fn serve_connection(
                 .map_err(|_| anyhow::anyhow!("no TLS handshake within {idle:?}"))??,
             () = &mut stopping => return Ok(()),
         };
-        let service = service_fn(move |req| handle(state.clone(), peer, true, req));
-        watcher
-            .watch(http.serve_connection(TokioIo::new(stream), service))
-            .await?;
+        serve_http(http, stream, state, peer, true, watcher).await
     } else {
-        let service = service_fn(move |req| handle(state.clone(), peer, false, req));
-        watcher
-            .watch(http.serve_connection(TokioIo::new(stream), service))
-            .await?;
+        serve_http(http, stream, state, peer, false, watcher).await
     }
+}
+
+/// HTTP/1.1 on `io` (TLS when `secure`) until the connection or the shutdown ends it.
+async fn serve_http<I>(
+    http: http1::Builder,
+    io: I,
+    state: Arc<State>,
+    peer: SocketAddr,
+    secure: bool,
+    watcher: hyper_util::server::graceful::Watcher,
+) -> Result<()>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| handle(state.clone(), peer, secure, req));
+    watcher
+        .watch(http.serve_connection(TokioIo::new(io), service))
+        .await?;
     Ok(())
 }
 

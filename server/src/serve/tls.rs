@@ -39,6 +39,12 @@ impl Identity {
         if !path.exists() {
             create(dir, &path)?;
         }
+        Self::load(dir)
+    }
+
+    /// The identity kept in `dir`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = dir.join(FILE);
         super::auth::check_private(&path)?;
         let pem =
             std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
