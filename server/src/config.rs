@@ -97,6 +97,9 @@ pub struct Tier {
     pub low_watermark_gb: Option<f64>,
     /// A segment file stops taking records at this size (MiB).
     pub segment_mb: Option<u64>,
+    /// Seal the tier's chunks and names (NAS only) under the S3 tier's master key.
+    #[serde(default)]
+    pub encrypt: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -272,6 +275,12 @@ impl Config {
         if self.tiers.nas.as_ref().is_some_and(|t| t.path.is_none()) {
             bail!("[tiers.nas] needs a path: the directory of the mounted share");
         }
+        if self.tiers.local.as_ref().is_some_and(|t| t.encrypt) {
+            bail!("[tiers.local] cannot be encrypted: the data directory beside it holds the key (encrypt is for the NAS and S3 tiers)");
+        }
+        if self.nas_encrypted() && !self.tiers.s3.as_ref().is_some_and(|s| s.encrypt) {
+            bail!("[tiers.nas] encrypt = true seals the NAS under the S3 tier's master key: configure [tiers.s3] with encrypt = true (the default)");
+        }
         for (name, tier) in [("local", &self.tiers.local), ("nas", &self.tiers.nas)] {
             if let Some(Tier {
                 high_watermark_gb: Some(h),
@@ -345,6 +354,20 @@ impl Config {
             compact_below: self.gc.compact_below,
             ..default
         }
+    }
+
+    /// Whether the NAS tier is sealed (`[tiers.nas] encrypt`).
+    pub fn nas_encrypted(&self) -> bool {
+        self.tiers.nas.as_ref().is_some_and(|t| t.encrypt)
+    }
+
+    /// The NAS tier, as the data directory opens it.
+    pub fn nas(&self) -> Option<crate::home::NasTier<'_>> {
+        self.nas_path().map(|path| crate::home::NasTier {
+            path,
+            packs: self.nas_packs(),
+            encrypt: self.nas_encrypted(),
+        })
     }
 
     pub fn nas_path(&self) -> Option<&Path> {
@@ -477,6 +500,28 @@ mod tests {
         let err = parse("[tiers.s3]\nbucket = \"b\"\nendpiont = \"x\"\n").unwrap_err();
         assert!(err.contains("endpiont"), "{err}");
         assert!(parse("[daemon]\nlisten = \"not an address\"\n").is_err());
+    }
+
+    #[test]
+    fn only_the_nas_is_encrypted_and_only_under_an_encrypted_s3_tier() {
+        let nas = "[tiers.nas]\npath = \"/mnt/nas\"\nencrypt = true\n";
+        let ok = parse(&format!("{nas}[tiers.s3]\nbucket = \"b\"\n")).unwrap();
+        ok.validate().unwrap();
+        assert!(ok.nas().unwrap().encrypt);
+        for (bad, says) in [
+            (nas.to_owned(), "[tiers.s3]"),
+            (
+                format!("{nas}[tiers.s3]\nbucket = \"b\"\nencrypt = false\n"),
+                "[tiers.s3]",
+            ),
+            (
+                "[tiers.local]\nencrypt = true\n".to_owned(),
+                "[tiers.local] cannot",
+            ),
+        ] {
+            let err = parse(&bad).unwrap().validate().unwrap_err().to_string();
+            assert!(err.contains(says), "{err}");
+        }
     }
 
     #[test]

@@ -17,13 +17,22 @@ use anyhow::{Context, Result};
 use fvfs_cas::{ChunkStore, PackOptions, PackStore};
 use fvfs_manifest::kv::Kv;
 use fvfs_manifest::Repo;
+use fvfs_tiering::seal::NasSeal;
 use fvfs_tiering::{NasStore, S3Settings, S3Store, TieredStore};
+
+/// The NAS tier as configured (`[tiers.nas]`).
+pub struct NasTier<'a> {
+    pub path: &'a Path,
+    pub packs: PackOptions,
+    /// Sealed under the S3 tier's master key.
+    pub encrypt: bool,
+}
 
 pub struct Home {
     dir: PathBuf,
     repo: Arc<Repo>,
     /// The NAS tier's store, when configured; reads fall back to it through `tiers`.
-    nas: Option<Arc<dyn ChunkStore>>,
+    nas: Option<Arc<NasStore>>,
     /// The S3 tier's store, when configured; reads fall back to it after the NAS.
     s3: Option<Arc<S3Store>>,
     tiers: Option<Arc<TieredStore>>,
@@ -35,29 +44,45 @@ impl Home {
     /// given, the NAS tier at `nas` and the S3 tier `s3` (reads fall back to them, in
     /// that order). Nothing is sent to S3 here once the S3 tier's key is in the data
     /// directory, so a daemon starts while S3 is down; the first start with an
-    /// encrypted S3 tier sets the key up there ([`crate::keys`]).
+    /// encrypted S3 tier sets the key up there ([`crate::keys`]). A NAS store that is
+    /// there but not as configured (clear, or sealed under another key) is refused.
     pub async fn open(
         dir: PathBuf,
         chunks: (&Path, PackOptions),
-        nas: Option<(&Path, PackOptions)>,
+        nas: Option<NasTier<'_>>,
         s3: Option<(&S3Settings, crate::keys::Crypt)>,
     ) -> Result<Self> {
         create_dir(&dir)?;
         let lock = lock(&dir)?;
         let local: Arc<dyn ChunkStore> = Arc::new(PackStore::open(chunks.0, chunks.1)?);
         let kv = Kv::open(&dir.join("meta"))?;
-        let nas: Option<Arc<dyn ChunkStore>> =
-            nas.map(|(p, o)| Arc::new(NasStore::new(p, o)) as Arc<dyn ChunkStore>);
-        let s3 = match s3 {
+        let (s3, key) = match s3 {
             Some((settings, crypt)) => {
-                let bucket = crate::keys::bucket(&dir, settings, &crypt).await?;
+                let (bucket, key) = crate::keys::bucket(&dir, settings, &crypt).await?;
                 let locs = Arc::new(fvfs_manifest::PackLocs::new(kv.clone()));
-                Some(Arc::new(S3Store::new(bucket, locs)))
+                (Some(Arc::new(S3Store::new(bucket, locs))), key)
+            }
+            None => (None, None),
+        };
+        let nas = match nas {
+            Some(t) => {
+                let seal = match (t.encrypt, &key) {
+                    (false, _) => None,
+                    (true, Some(key)) => {
+                        Some(Arc::new(NasSeal::new(key)) as Arc<dyn fvfs_cas::pack::Sealing>)
+                    }
+                    (true, None) => anyhow::bail!(
+                        "[tiers.nas] encrypt = true needs the S3 tier's master key, and the S3 tier is not encrypted"
+                    ),
+                };
+                let store = NasStore::new(t.path, t.packs, seal);
+                store.check()?;
+                Some(Arc::new(store))
             }
             None => None,
         };
         let mut colder: Vec<(&'static str, Arc<dyn ChunkStore>)> = Vec::new();
-        colder.extend(nas.clone().map(|n| ("nas", n)));
+        colder.extend(nas.clone().map(|n| ("nas", n as Arc<dyn ChunkStore>)));
         colder.extend(s3.clone().map(|s| ("s3", s as Arc<dyn ChunkStore>)));
         let tiers = (!colder.is_empty()).then(|| Arc::new(TieredStore::new(local.clone(), colder)));
         let store = tiers.clone().map_or(local, |t| t as Arc<dyn ChunkStore>);
@@ -73,7 +98,12 @@ impl Home {
     }
 
     pub fn nas(&self) -> Option<Arc<dyn ChunkStore>> {
-        self.nas.clone()
+        self.nas.clone().map(|n| n as Arc<dyn ChunkStore>)
+    }
+
+    /// The NAS tier's own store (to prepare it), when configured.
+    pub fn nas_store(&self) -> Option<&NasStore> {
+        self.nas.as_deref()
     }
 
     pub fn s3(&self) -> Option<Arc<S3Store>> {
@@ -97,7 +127,7 @@ impl Home {
             tiers.push(fvfs_fsck::Tier {
                 name: "nas",
                 bit: TIER_NAS,
-                store: nas.clone(),
+                store: nas.clone() as Arc<dyn ChunkStore>,
                 s3: None,
             });
         }

@@ -34,7 +34,8 @@ pub struct Crypt {
     pub passphrase_file: Option<PathBuf>,
 }
 
-fn local_key(dir: &Path) -> Result<Option<MasterKey>> {
+/// The master key kept in the data directory `dir`, if the S3 tier was set up there.
+pub fn local_key(dir: &Path) -> Result<Option<MasterKey>> {
     let path = dir.join(LOCAL);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
@@ -79,10 +80,14 @@ fn passphrase(var: &str, file: Option<&Path>, prompt: &str, confirm: bool) -> Re
     Ok(p)
 }
 
-/// The bucket of the S3 tier, with this store's key when it is encrypted: read from the
-/// data directory, else unlocked from the bucket with the passphrase, else (an empty
-/// bucket) made now.
-pub async fn bucket(dir: &Path, settings: &S3Settings, crypt: &Crypt) -> Result<Bucket> {
+/// The bucket of the S3 tier, with this store's key when it is encrypted (also
+/// returned: an encrypted NAS tier is sealed under it): read from the data directory,
+/// else unlocked from the bucket with the passphrase, else (an empty bucket) made now.
+pub async fn bucket(
+    dir: &Path,
+    settings: &S3Settings,
+    crypt: &Crypt,
+) -> Result<(Bucket, Option<MasterKey>)> {
     let bucket = Bucket::connect(settings).await;
     let local = local_key(dir)?;
     if !crypt.encrypt {
@@ -92,10 +97,10 @@ pub async fn bucket(dir: &Path, settings: &S3Settings, crypt: &Crypt) -> Result<
                 dir.join(LOCAL).display()
             );
         }
-        return Ok(bucket);
+        return Ok((bucket, None));
     }
     if let Some(key) = local {
-        return Ok(bucket.with_key(&key));
+        return Ok((bucket.with_key(&key), Some(key)));
     }
     let where_ = format!(
         "s3://{}/{}",
@@ -143,7 +148,7 @@ pub async fn bucket(dir: &Path, settings: &S3Settings, crypt: &Crypt) -> Result<
         key
     };
     save_local(dir, &key)?;
-    Ok(bucket.with_key(&key))
+    Ok((bucket.with_key(&key), Some(key)))
 }
 
 /// `fvfsd key ACTION`.
@@ -156,8 +161,8 @@ pub async fn command(
     if !crypt.encrypt {
         bail!("the S3 tier is not encrypted (encrypt = false): it has no keys");
     }
-    let bucket = bucket(dir, settings, crypt).await?;
-    let master = local_key(dir)?.context("no key after setting it up")?;
+    let (bucket, master) = bucket(dir, settings, crypt).await?;
+    let master = master.context("no key after setting it up")?;
     let file = crypt.passphrase_file.as_deref();
     match action {
         KeyAction::List => {

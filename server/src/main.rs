@@ -94,7 +94,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let opened = home::Home::open(
         dir.clone(),
         (&chunks, config.local_packs()),
-        config.nas_path().map(|p| (p, config.nas_packs())),
+        config.nas(),
         s3.as_ref().zip(config.s3_crypt()),
     )
     .await;
@@ -111,8 +111,8 @@ async fn local(home: &home::Home, config: &config::Config, command: Command) -> 
     // With colder tiers, every chunk recorded (by any command) is queued for them; a
     // tier configured for the first time is sent everything recorded before.
     let mut replicas = 0;
-    if let Some(path) = config.nas_path() {
-        if let Some(why) = fvfs_tiering::prepare_nas(repo, path).await? {
+    if let Some(nas) = home.nas_store() {
+        if let Some(why) = fvfs_tiering::prepare_nas(repo, nas).await? {
             tracing::warn!("NAS tier unavailable: {why}");
         }
         replicas |= TIER_NAS;

@@ -2,7 +2,8 @@
 //! empty data directory, then `export`. Reads go by pack (the number of GETs is bounded
 //! by the packs, not the chunks); a pack lost in the middle of a restore fails only the
 //! files using it, named with their version; an S3 server that stops mid-restore
-//! stops it with one line, and a second run finishes it.
+//! stops it with one line, and a second run finishes it. Encrypted, neither the bucket
+//! nor an encrypted NAS tier shows a name, a byte of content or a chunk id.
 
 use std::fs;
 use std::path::Path;
@@ -315,11 +316,11 @@ fn holds(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Puts the secret file twice (one version dropped by gc), a snapshot, and flushes;
-/// returns what the bucket must not show.
-fn fill_secret(s3: &S3Env, config: &Path) -> Vec<Vec<u8>> {
-    let store = Fvfsd::new();
-    let d = s3.serve(&store, config);
+/// Puts the secret file twice (one version dropped by gc) into `store`, a snapshot,
+/// and flushes every tier; returns what the bucket (and an encrypted NAS) must not
+/// show.
+fn fill_secret(s3: &S3Env, config: &Path, store: &Fvfsd) -> Vec<Vec<u8>> {
+    let d = s3.serve(store, config);
     // Incompressible, so zstd stores it as is: the clear bucket shows it.
     let content = tree::bytes(4711, 300_000, false);
     for body in [&b"first draft"[..], &content] {
@@ -334,7 +335,7 @@ fn fill_secret(s3: &S3Env, config: &Path) -> Vec<Vec<u8>> {
     );
     check(
         &s3.fvfsd(
-            &store,
+            store,
             config,
             ["gc", "--keep-last", "1", "--grace-secs", "0"],
         )
@@ -367,7 +368,7 @@ fn the_bucket_shows_nothing_and_every_changed_object_is_caught() {
         &clear_prefix,
         &format!("encrypt = false\n{SMALL_PACKS}"),
     );
-    let secrets = fill_secret(&s3, &clear);
+    let secrets = fill_secret(&s3, &clear, &Fvfsd::new());
     let everything = |prefix: &str| -> Vec<(String, Vec<u8>)> {
         s3.list(&format!("{prefix}/"))
             .into_iter()
@@ -388,7 +389,7 @@ fn the_bucket_shows_nothing_and_every_changed_object_is_caught() {
 
     let prefix = prefix(work.path(), "sealed");
     let config = s3.config(work.path(), &prefix, SMALL_PACKS);
-    fill_secret(&s3, &config);
+    fill_secret(&s3, &config, &Fvfsd::new());
     let objects = everything(&prefix);
     let kinds = ["/packs/", "/log/", "/snapshots", "/dropped/", "/keys/"];
     for kind in kinds {
@@ -464,6 +465,135 @@ fn the_bucket_shows_nothing_and_every_changed_object_is_caught() {
     }
     // Put back, the bucket recovers again.
     recover(&s3, &config, 0);
+}
+
+/// Every byte of every file under `dir`.
+fn all_bytes(dir: &Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.is_dir() {
+            all.extend(all_bytes(&path));
+        } else {
+            all.extend(fs::read(&path).unwrap());
+        }
+    }
+    all
+}
+
+/// A config with the S3 tier (encrypted) and the NAS tier at `nas`, in `dir`.
+fn with_nas(s3: &S3Env, dir: &Path, prefix: &str, nas: &Path, encrypt: bool) -> std::path::PathBuf {
+    fs::create_dir_all(dir).unwrap();
+    let nas = nas.to_str().unwrap();
+    s3.config(
+        dir,
+        prefix,
+        &format!("{SMALL_PACKS}[tiers.nas]\npath = {nas:?}\nencrypt = {encrypt}\n"),
+    )
+}
+
+/// Runs `fvfsd ARGS` on `store`; its exit code and everything it said.
+fn said<const N: usize>(
+    s3: &S3Env,
+    store: &Fvfsd,
+    config: &Path,
+    args: [&str; N],
+) -> (Option<i32>, String) {
+    let out = s3.fvfsd(store, config, args).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+#[test]
+fn an_encrypted_nas_shows_nothing_and_opens_only_under_its_key() {
+    let s3 = S3Env::shared();
+    let work = tempfile::tempdir().unwrap();
+    let hidden = |nas: &Path, secrets: &[Vec<u8>]| {
+        let all = all_bytes(nas);
+        let chunk = fvfs_cas::ChunkId::from_slice(&secrets[3]).unwrap();
+        let shown: Vec<String> = [
+            &secrets[0][..],
+            &secrets[2],
+            &secrets[3],
+            chunk.to_hex().as_bytes(),
+        ]
+        .iter()
+        .filter(|s| holds(&all, s))
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect();
+        shown
+    };
+
+    // A share, its bucket prefix, a config naming both, and a store filled through it.
+    let filled = |what: &str, encrypt: bool| {
+        let nas = work.path().join(what);
+        fs::create_dir(&nas).unwrap();
+        let prefix = prefix(work.path(), what);
+        let config = with_nas(
+            &s3,
+            &work.path().join("a").join(what),
+            &prefix,
+            &nas,
+            encrypt,
+        );
+        let store = Fvfsd::new();
+        let secrets = fill_secret(&s3, &config, &store);
+        (nas, prefix, config, store, secrets)
+    };
+
+    // Encrypted from the start: the daemon replicates sealed chunks to the share.
+    let (nas, sealed_prefix, sealed, store, secrets) = filled("nas-sealed", true);
+    assert!(
+        fs::read_dir(nas.join("segments")).unwrap().count() > 0,
+        "the NAS holds segments"
+    );
+    assert_eq!(hidden(&nas, &secrets), Vec::<String>::new());
+    let (code, text) = said(&s3, &store, &sealed, ["fsck", "--all", "--read-data"]);
+    assert_eq!(code, Some(0), "{text}");
+    // The same share configured in the clear is refused, not misread.
+    let clear = with_nas(&s3, &work.path().join("b"), &sealed_prefix, &nas, false);
+    let (code, text) = said(&s3, &store, &clear, ["snapshot", "list"]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("set encrypt = true"), "{text}");
+    // The bucket and its passphrase open the NAS too: recovered into an empty data
+    // directory, fsck reads every NAS copy (claiming them: recover knew only S3's).
+    let fresh = recover(&s3, &sealed, 0);
+    let (code, text) = said(
+        &s3,
+        &fresh,
+        &sealed,
+        ["fsck", "--all", "--read-data", "--repair"],
+    );
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("claimed now"), "{text}");
+    let (code, text) = said(&s3, &fresh, &sealed, ["fsck", "--all", "--read-data"]);
+    assert_eq!(code, Some(0), "{text}");
+
+    // A NAS filled in the clear: the control shows the secrets, so the search works;
+    // encrypt = true refuses it until convert-store seals it in place.
+    let (nas, clear_prefix, _, store, secrets) = filled("nas-clear", false);
+    // (Ids are kept as bytes, never as hex, in a clear store.)
+    assert_eq!(hidden(&nas, &secrets).len(), 3, "control");
+    let sealed = with_nas(&s3, &work.path().join("d"), &clear_prefix, &nas, true);
+    let (code, text) = said(&s3, &store, &sealed, ["snapshot", "list"]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("fvfsd convert-store"), "{text}");
+    let (code, text) = said(&s3, &store, &sealed, ["convert-store"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("chunks encrypted"), "{text}");
+    assert_eq!(hidden(&nas, &secrets), Vec::<String>::new());
+    let (code, text) = said(&s3, &store, &sealed, ["fsck", "--all", "--read-data"]);
+    assert_eq!(code, Some(0), "{text}");
+    let out = work.path().join("out");
+    check(&export(&s3, &store, &sealed, "HEAD", "/", &out), 0);
+    assert_eq!(
+        fs::read(out.join("photos/secret-name-4711.jpg")).unwrap(),
+        tree::bytes(4711, 300_000, false)
+    );
 }
 
 #[test]

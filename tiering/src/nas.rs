@@ -8,13 +8,18 @@
 //! ([`NasStore::init`], when the tier is first configured), and afterwards every
 //! operation first checks that the store's marker is present; without it the tier is
 //! [`StoreError::Unavailable`] and callers keep the work queued until it returns.
+//!
+//! With `[tiers.nas] encrypt = true` the store is sealed ([`crate::seal::NasSeal`],
+//! under the S3 tier's master key): whoever reads the share sees neither content nor
+//! chunk ids, and a store made one way is never opened the other.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
+use fvfs_cas::pack::Sealing;
 use fvfs_cas::{
     ChunkId, ChunkStore, Compacted, Loaded, PackOptions, PackStore, StoreError, StoreFault, Usage,
 };
@@ -22,30 +27,50 @@ use fvfs_cas::{
 pub struct NasStore {
     root: PathBuf,
     opts: PackOptions,
+    /// Present when the tier is encrypted.
+    seal: Option<Arc<dyn Sealing>>,
     /// Opened on first use once the share is there; reopened after it came back.
     open: Mutex<Option<PackStore>>,
 }
 
 impl NasStore {
-    /// Creates the store at `root` (an existing, mounted, empty or already-initialised
-    /// directory). Only for the first configuration of the tier.
-    pub fn init(root: &Path) -> Result<(), StoreError> {
-        if !root.is_dir() {
-            return Err(StoreError::Unavailable(format!(
-                "{} does not exist: is the NAS mounted?",
-                root.display()
-            )));
-        }
-        PackStore::open(root, PackOptions::default()).map(drop)
-    }
-
-    /// The NAS store at `root`; nothing is touched until it is used.
-    pub fn new(root: impl Into<PathBuf>, opts: PackOptions) -> Self {
+    /// The NAS store at `root`, sealed by `seal` when the tier is encrypted; nothing
+    /// is touched until it is used.
+    pub fn new(
+        root: impl Into<PathBuf>,
+        opts: PackOptions,
+        seal: Option<Arc<dyn Sealing>>,
+    ) -> Self {
         Self {
             root: root.into(),
             opts,
+            seal,
             open: Mutex::new(None),
         }
+    }
+
+    /// Creates the store at its root (an existing, mounted, empty or
+    /// already-initialised directory). Only for the first configuration of the tier.
+    pub fn init(&self) -> Result<(), StoreError> {
+        if !self.root.is_dir() {
+            return Err(StoreError::Unavailable(format!(
+                "{} does not exist: is the NAS mounted?",
+                self.root.display()
+            )));
+        }
+        let store = PackStore::open_with(&self.root, self.opts, self.seal.clone())?;
+        *self.open.lock().unwrap_or_else(|p| p.into_inner()) = Some(store);
+        Ok(())
+    }
+
+    /// Whether the store is there and opens as configured (clear or sealed, under this
+    /// key): a mismatch is an error naming what to do, which a daemon should stop on
+    /// rather than keep retrying.
+    pub fn check(&self) -> Result<(), StoreError> {
+        if PackStore::exists_at(&self.root) {
+            self.store()?;
+        }
+        Ok(())
     }
 
     pub fn root(&self) -> &Path {
@@ -64,7 +89,11 @@ impl NasStore {
             )));
         }
         if open.is_none() {
-            *open = Some(PackStore::open(&self.root, self.opts)?);
+            *open = Some(PackStore::open_with(
+                &self.root,
+                self.opts,
+                self.seal.clone(),
+            )?);
         }
         Ok(open.clone().expect("just opened"))
     }
@@ -116,14 +145,15 @@ impl ChunkStore for NasStore {
     }
 }
 
-/// Gets the NAS tier at `root` ready for `repo`: creates the store there the first
-/// time the tier is configured, and never again (see the module's invariant). Returns
-/// why the tier is unavailable now, if it is; replication retries until it is back.
+/// Gets the NAS tier `nas` ready for `repo`: creates the store there the first time
+/// the tier is configured, and never again (see the module's invariant). Returns why
+/// the tier is unavailable now, if it is; replication retries until it is back.
 pub async fn prepare(
     repo: &fvfs_manifest::Repo,
-    root: &Path,
+    nas: &NasStore,
 ) -> Result<Option<String>, fvfs_manifest::ManifestError> {
     use fvfs_manifest::meta::TIER_NAS;
+    let root = nas.root();
     if PackStore::exists_at(root) || fvfs_cas::pack::is_legacy(root) {
         if !repo.tier_initialised(TIER_NAS)? {
             repo.mark_tier_initialised(TIER_NAS).await?;
@@ -136,7 +166,7 @@ pub async fn prepare(
             root.display()
         )));
     }
-    match NasStore::init(root) {
+    match nas.init() {
         Ok(()) => {
             repo.mark_tier_initialised(TIER_NAS).await?;
             Ok(None)
@@ -148,13 +178,223 @@ pub async fn prepare(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::seal::{MasterKey, NasSeal};
     use fvfs_cas::ChunkStoreExt;
+
+    fn clear(root: &Path) -> NasStore {
+        NasStore::new(root, PackOptions::default(), None)
+    }
+
+    fn sealed(root: &Path, key: &MasterKey) -> NasStore {
+        NasStore::new(
+            root,
+            PackOptions::default(),
+            Some(Arc::new(NasSeal::new(key))),
+        )
+    }
 
     #[tokio::test]
     async fn passes_conformance() {
         let dir = tempfile::tempdir().unwrap();
-        NasStore::init(dir.path()).unwrap();
-        fvfs_cas::conformance::run(&NasStore::new(dir.path(), PackOptions::default())).await;
+        let nas = clear(dir.path());
+        nas.init().unwrap();
+        fvfs_cas::conformance::run(&nas).await;
+    }
+
+    #[tokio::test]
+    async fn passes_conformance_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let nas = sealed(dir.path(), &MasterKey::generate());
+        nas.init().unwrap();
+        fvfs_cas::conformance::run(&nas).await;
+    }
+
+    /// Every byte of every file under `root`.
+    fn everything(root: &Path) -> Vec<u8> {
+        let mut all = Vec::new();
+        for entry in walk(root) {
+            all.extend(std::fs::read(entry).unwrap());
+        }
+        all
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                files.extend(walk(&path));
+            } else {
+                files.push(path);
+            }
+        }
+        files
+    }
+
+    fn holds(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[tokio::test]
+    async fn a_sealed_share_shows_neither_content_nor_ids_and_lists_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = MasterKey::generate();
+        // Text compresses, so the control must find it in the clear store's frames:
+        // incompressible bytes are kept as they are.
+        let secret: Vec<u8> = (0..40_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        let id = ChunkId::of(&secret);
+        for (name, nas) in [
+            ("clear", clear(&dir.path().join("c"))),
+            ("sealed", sealed(&dir.path().join("s"), &key)),
+        ] {
+            std::fs::create_dir(nas.root()).unwrap();
+            nas.init().unwrap();
+            assert_eq!(nas.put_data(&secret).await.unwrap(), id);
+            nas.sync().await.unwrap();
+            let all = everything(nas.root());
+            let shows = holds(&all, &secret[1000..1064]) || holds(&all, id.as_bytes());
+            assert_eq!(shows, name == "clear", "{name}");
+            assert_eq!(&nas.get_data(&id).await.unwrap()[..], &secret[..], "{name}");
+            let listed: Vec<ChunkId> = nas.list().map(Result::unwrap).collect().await;
+            assert_eq!(listed, vec![id], "{name}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_store_opens_only_as_it_was_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = MasterKey::generate();
+        let sealed_root = dir.path().join("sealed");
+        let clear_root = dir.path().join("clear");
+        for root in [&sealed_root, &clear_root] {
+            std::fs::create_dir(root).unwrap();
+        }
+        sealed(&sealed_root, &key).init().unwrap();
+        clear(&clear_root).init().unwrap();
+        let refused = |r: Result<(), StoreError>, says: &str| match r {
+            Err(StoreError::Unavailable(m)) => assert!(m.contains(says), "{m}"),
+            other => panic!("{other:?}"),
+        };
+        refused(clear(&sealed_root).check(), "set encrypt = true");
+        refused(
+            sealed(&sealed_root, &MasterKey::generate()).check(),
+            "another fvfs store",
+        );
+        refused(sealed(&clear_root, &key).check(), "fvfsd convert-store");
+        sealed(&sealed_root, &key).check().unwrap();
+        clear(&clear_root).check().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_changed_or_moved_sealed_record_is_corrupt_never_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = MasterKey::generate();
+        let seal = NasSeal::new(&key);
+        let nas = sealed(dir.path(), &key);
+        nas.init().unwrap();
+        let a = nas.put_data(b"chunk A, sealed").await.unwrap();
+        let b = nas.put_data(b"chunk B, sealed").await.unwrap();
+        nas.sync().await.unwrap();
+        // b's sealed bytes, stored under a's name (a valid record: the store's own
+        // checksums pass), do not open as a.
+        let inner = nas.store().unwrap();
+        let (path_b, off_b) = inner.locate(&b).unwrap().unwrap();
+        let (path_a, off_a) = inner.locate(&a).unwrap().unwrap();
+        drop((inner, nas));
+        let rec_b = std::fs::read(&path_b).unwrap();
+        let hb = fvfs_cas::pack::record::decode_header(&rec_b[off_b as usize..]).unwrap();
+        let sealed_b =
+            &rec_b[off_b as usize + fvfs_cas::pack::record::HEADER_LEN..][..hb.frame_len as usize];
+        assert!(seal.open(&b, sealed_b).is_some());
+        assert!(
+            seal.open(&a, sealed_b).is_none(),
+            "moved to another id: refused"
+        );
+        // b's sealed frame in a record under a's name, with intact checksums: the store
+        // reads it, the seal refuses it.
+        let mut seg = std::fs::read(&path_a).unwrap();
+        let name_a = fvfs_cas::pack::record::decode_header(&seg[off_a as usize..])
+            .unwrap()
+            .id;
+        let forged = fvfs_cas::pack::record::encode(&name_a, sealed_b);
+        seg[off_a as usize..][..forged.len()].copy_from_slice(&forged);
+        std::fs::write(&path_a, &seg).unwrap();
+        let nas = sealed(dir.path(), &key);
+        nas.init().unwrap();
+        let got = nas.get(&a).await;
+        assert!(
+            matches!(&got, Err(StoreError::Corrupt { id, reason }) if *id == a && reason.contains("authentication")),
+            "{got:?}"
+        );
+        assert_eq!(&nas.get_data(&b).await.unwrap()[..], b"chunk B, sealed");
+        // One flipped byte: the record's checksum catches it first.
+        seg[off_a as usize + fvfs_cas::pack::record::HEADER_LEN + 30] ^= 1;
+        std::fs::write(&path_a, &seg).unwrap();
+        let got = nas.get(&a).await;
+        assert!(
+            matches!(&got, Err(StoreError::Corrupt { id, .. }) if *id == a),
+            "{got:?}"
+        );
+        let faults = nas.check_store(false).await.unwrap();
+        assert!(faults.is_empty(), "headers are intact: {faults:?}");
+    }
+
+    #[tokio::test]
+    async fn a_clear_store_is_sealed_in_place_resumably() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = MasterKey::generate();
+        let store = clear(dir.path());
+        store.init().unwrap();
+        let mut ids = Vec::new();
+        // More than one batch, so a run can stop between two.
+        for i in 0..5000u32 {
+            ids.push(
+                store
+                    .put_data(format!("chunk {i} of a clear store").as_bytes())
+                    .await
+                    .unwrap(),
+            );
+        }
+        store.sync().await.unwrap();
+        drop(store);
+        let seal = NasSeal::new(&key);
+        let stopped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            fvfs_cas::pack::seal_in_place(dir.path(), PackOptions::default(), &seal, |n, _| {
+                assert!(n < 4096, "stopped after the first batch")
+            })
+        }));
+        assert!(stopped.is_err());
+        match sealed(dir.path(), &key).check() {
+            Err(StoreError::Unavailable(m)) => {
+                assert!(m.contains("run `fvfsd convert-store` again"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let done =
+            fvfs_cas::pack::seal_in_place(dir.path(), PackOptions::default(), &seal, |_, _| {})
+                .unwrap();
+        assert_eq!((done.chunks, done.damaged.len()), (5000 - 4096, 0));
+        // A second run finds nothing to do.
+        let again =
+            fvfs_cas::pack::seal_in_place(dir.path(), PackOptions::default(), &seal, |_, _| {})
+                .unwrap();
+        assert_eq!(again.chunks, 0);
+        let nas = sealed(dir.path(), &key);
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(
+                nas.get_data(id).await.unwrap(),
+                format!("chunk {i} of a clear store").as_bytes()
+            );
+        }
+        let all = everything(dir.path());
+        assert!(!holds(&all, b"of a clear store"));
+        assert!(ids.iter().all(|id| !holds(&all, id.as_bytes())));
+        let mut listed: Vec<ChunkId> = nas.list().map(Result::unwrap).collect().await;
+        listed.sort();
+        ids.sort();
+        assert_eq!(listed, ids);
     }
 
     #[tokio::test]
@@ -163,10 +403,10 @@ mod tests {
         let share = dir.path().join("share");
         let mountpoint = dir.path().join("mnt");
         std::fs::create_dir(&share).unwrap();
-        NasStore::init(&share).unwrap();
+        clear(&share).init().unwrap();
         // "Mount" the share, store a chunk, then "unmount": an empty directory remains.
         std::fs::rename(&share, &mountpoint).unwrap();
-        let nas = NasStore::new(&mountpoint, PackOptions::default());
+        let nas = clear(&mountpoint);
         let id = nas.put_data(b"photo").await.unwrap();
         nas.sync().await.unwrap();
         std::fs::rename(&mountpoint, &share).unwrap();
@@ -198,7 +438,7 @@ mod tests {
     fn init_refuses_a_missing_path() {
         let dir = tempfile::tempdir().unwrap();
         assert!(matches!(
-            NasStore::init(&dir.path().join("nope")),
+            clear(&dir.path().join("nope")).init(),
             Err(StoreError::Unavailable(_))
         ));
     }

@@ -1,5 +1,6 @@
 //! Authenticated encryption of what fvfs keeps where others can read or write it (the
-//! S3 bucket): XChaCha20-Poly1305 under a key derived from the store's master key.
+//! S3 bucket, an encrypted NAS tier): XChaCha20-Poly1305 under a key derived from the
+//! store's master key.
 //!
 //! ```text
 //! sealed = version:u8 (1) nonce:[u8; 24] ciphertext tag:[u8; 16]
@@ -9,6 +10,11 @@
 //! another fail to open instead of being trusted there. Nonces are random: 192 bits
 //! never repeat in practice, however many frames a store seals.
 //!
+//! The NAS tier ([`NasSeal`]) keeps each chunk under a *name*: its id encrypted with
+//! AES-256 (each 16-byte half on its own; ids are uniform hashes, so halves never
+//! repeat in practice), a permutation that only the key computes or undoes, so the
+//! share shows no chunk id and the store can still list what it holds.
+//!
 //! # Invariants
 //! - [`Sealer::open`] returns bytes only if they were sealed by this master key for
 //!   this context, unchanged; anything else is [`Tampered`].
@@ -16,6 +22,8 @@
 
 use chacha20poly1305::aead::{Aead, Generate, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use fvfs_cas::pack::Sealing;
+use fvfs_cas::ChunkId;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 const VERSION: u8 = 1;
@@ -140,6 +148,72 @@ impl Sealer {
     }
 }
 
+/// The cipher of an encrypted NAS tier (a sealed pack store, see
+/// [`fvfs_cas::pack::sealing`]), under keys derived from the master key for the NAS
+/// alone: a frame sealed there does not open in the bucket, nor the reverse.
+pub struct NasSeal {
+    frames: Sealer,
+    encrypt: aws_lc_rs::cipher::EncryptingKey,
+    decrypt: aws_lc_rs::cipher::DecryptingKey,
+    fingerprint: String,
+}
+
+impl NasSeal {
+    pub fn new(master: &MasterKey) -> Self {
+        use aws_lc_rs::cipher::{DecryptingKey, EncryptingKey, UnboundCipherKey, AES_256};
+        let mut names = master.derive("fvfs 2026-12 nas names");
+        let key = || UnboundCipherKey::new(&AES_256, &names).expect("a 32-byte AES-256 key");
+        let (encrypt, decrypt) = (
+            EncryptingKey::ecb(key()).expect("AES-256 does ECB"),
+            DecryptingKey::ecb(key()).expect("AES-256 does ECB"),
+        );
+        names.zeroize();
+        Self {
+            frames: Sealer::with_key(master.derive("fvfs 2026-12 nas seal")),
+            encrypt,
+            decrypt,
+            fingerprint: master.fingerprint(),
+        }
+    }
+
+    fn context(id: &ChunkId) -> [u8; 41] {
+        let mut c = [0u8; 41];
+        c[..9].copy_from_slice(b"nas frame");
+        c[9..].copy_from_slice(id.as_bytes());
+        c
+    }
+}
+
+impl Sealing for NasSeal {
+    fn name(&self, id: &ChunkId) -> ChunkId {
+        let mut bytes = *id.as_bytes();
+        self.encrypt
+            .encrypt(&mut bytes)
+            .expect("32 bytes are two AES blocks");
+        ChunkId::from_bytes(bytes)
+    }
+
+    fn id_of(&self, name: &ChunkId) -> ChunkId {
+        let mut bytes = *name.as_bytes();
+        self.decrypt
+            .decrypt(&mut bytes, aws_lc_rs::cipher::DecryptionContext::None)
+            .expect("32 bytes are two AES blocks");
+        ChunkId::from_bytes(bytes)
+    }
+
+    fn seal(&self, id: &ChunkId, frame: &[u8]) -> Vec<u8> {
+        self.frames.seal(&Self::context(id), frame)
+    }
+
+    fn open(&self, id: &ChunkId, sealed: &[u8]) -> Option<Vec<u8>> {
+        self.frames.open(&Self::context(id), sealed).ok()
+    }
+
+    fn key_fingerprint(&self) -> String {
+        self.fingerprint.clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,5 +243,35 @@ mod tests {
             key.fingerprint(),
             MasterKey::from_bytes(*key.as_bytes()).fingerprint()
         );
+    }
+
+    #[test]
+    fn nas_names_are_a_keyed_permutation_and_nas_frames_stay_on_the_nas() {
+        let key = MasterKey::generate();
+        let nas = NasSeal::new(&key);
+        let other = NasSeal::new(&MasterKey::generate());
+        let ids: Vec<ChunkId> = (0..1000u32)
+            .map(|i| ChunkId::of(&i.to_le_bytes()))
+            .collect();
+        let names: std::collections::HashSet<ChunkId> = ids.iter().map(|id| nas.name(id)).collect();
+        assert_eq!(names.len(), ids.len(), "no two ids share a name");
+        for id in &ids {
+            let name = nas.name(id);
+            assert_ne!(&name, id);
+            assert_ne!(name, other.name(id), "another key, another name");
+            assert_eq!(&nas.id_of(&name), id);
+            assert!(!ids.contains(&name));
+        }
+        let (a, b) = (ids[0], ids[1]);
+        let sealed = nas.seal(&a, b"frame");
+        assert_eq!(nas.open(&a, &sealed).as_deref(), Some(&b"frame"[..]));
+        assert_eq!(nas.open(&b, &sealed), None, "moved to another chunk");
+        assert_eq!(other.open(&a, &sealed), None, "another key");
+        let bucket = Sealer::new(&key);
+        assert!(
+            bucket.open(a.as_bytes(), &sealed).is_err(),
+            "not a bucket frame"
+        );
+        assert_eq!(nas.key_fingerprint(), key.fingerprint());
     }
 }

@@ -35,6 +35,7 @@ pub mod index;
 mod open;
 pub mod record;
 pub mod scan;
+pub mod sealing;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -55,6 +56,7 @@ use crate::{
 use index::{Loc, SegStat};
 
 pub use convert::{convert_legacy, is_legacy, Converted};
+pub use sealing::{is_sealed, seal_in_place, Sealed, Sealing};
 
 const MARKER: &str = "FVFS-PACKS";
 const MARKER_TEXT: &str = "fvfs pack store, format 2\n";
@@ -88,9 +90,13 @@ impl Default for PackOptions {
 }
 
 /// A [`ChunkStore`] of append-only segment files in a local or mounted directory.
+///
+/// Opened with a [`Sealing`], it keeps every chunk under a name and sealed (see
+/// [`sealing`]); its `ChunkStore` methods take and answer ids all the same.
 #[derive(Clone)]
 pub struct PackStore {
     inner: Arc<Inner>,
+    seal: Option<Arc<dyn Sealing>>,
 }
 
 /// A segment open for appending, checked out by one writer at a time.
@@ -145,6 +151,16 @@ impl PackStore {
     ///
     /// Only one process may open a store at a time (its index refuses a second).
     pub fn open(root: impl Into<PathBuf>, opts: PackOptions) -> Result<Self, StoreError> {
+        Self::open_with(root, opts, None)
+    }
+
+    /// [`PackStore::open`], sealed by `seal` when given (a new store is made sealed;
+    /// an existing one must have been made with the same key, see [`sealing`]).
+    pub fn open_with(
+        root: impl Into<PathBuf>,
+        opts: PackOptions,
+        seal: Option<Arc<dyn Sealing>>,
+    ) -> Result<Self, StoreError> {
         let root = root.into();
         if is_legacy(&root) {
             return Err(StoreError::Unavailable(format!(
@@ -153,8 +169,10 @@ impl PackStore {
                 root.display()
             )));
         }
+        sealing::prepare(&root, seal.as_deref())?;
         open::open(root, opts).map(|inner| Self {
             inner: Arc::new(inner),
+            seal,
         })
     }
 
@@ -173,13 +191,29 @@ impl PackStore {
     pub fn locate(&self, id: &ChunkId) -> Result<Option<(PathBuf, u64)>, StoreError> {
         Ok(self
             .inner
-            .lookup(id)?
+            .lookup(&self.name(id))?
             .map(|loc| (self.inner.segment_path(loc.seg), loc.offset)))
     }
 
     /// [`ChunkStore::list`], as a stream that owns its handle on the store: a bounded
     /// page of the index in memory at a time, whatever the store's size.
     pub fn list_owned(&self) -> BoxStream<'static, Result<ChunkId, StoreError>> {
+        let seal = self.seal.clone();
+        self.names()
+            .map(move |r| match &seal {
+                Some(s) => r.map(|name| s.id_of(&name)),
+                None => r,
+            })
+            .boxed()
+    }
+
+    /// What `id` is kept under.
+    fn name(&self, id: &ChunkId) -> ChunkId {
+        self.seal.as_ref().map_or(*id, |s| s.name(id))
+    }
+
+    /// Every name kept, as [`PackStore::list_owned`] lists ids.
+    fn names(&self) -> BoxStream<'static, Result<ChunkId, StoreError>> {
         let pending: Vec<ChunkId> = lock(&self.inner.state).pending.keys().copied().collect();
         let this = self.clone();
         let indexed = stream::unfold(Some(Vec::new()), move |after| {
@@ -209,6 +243,34 @@ impl PackStore {
                 std::future::ready(keep)
             }))
             .boxed()
+    }
+}
+
+impl PackStore {
+    /// An error about a name, told about its id.
+    fn unname_error(&self, e: StoreError) -> StoreError {
+        let Some(s) = &self.seal else { return e };
+        match e {
+            StoreError::Corrupt { id, reason } => {
+                let real = s.id_of(&id);
+                StoreError::Corrupt {
+                    id: real,
+                    reason: reason.replace(&id.to_hex(), &real.to_hex()),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// A fault about a name, told about its id.
+    fn unname_fault(&self, f: StoreFault) -> StoreFault {
+        match (&self.seal, f.chunk) {
+            (Some(s), Some(name)) => {
+                let id = s.id_of(&name);
+                StoreFault::of(id, f.what.replace(&name.to_hex(), &id.to_hex()))
+            }
+            _ => f,
+        }
     }
 }
 
@@ -615,30 +677,48 @@ fn segment_path(dir: &Path, seg: u32) -> PathBuf {
 #[async_trait]
 impl ChunkStore for PackStore {
     async fn put(&self, id: ChunkId, frame: Bytes) -> Result<(), StoreError> {
-        blocking(&self.inner, move |s| s.put(id, &frame)).await
+        let (name, kept) = match &self.seal {
+            Some(s) => (s.name(&id), Bytes::from(s.seal(&id, &frame))),
+            None => (id, frame),
+        };
+        blocking(&self.inner, move |s| s.put(name, &kept)).await
     }
 
     async fn get(&self, id: &ChunkId) -> Result<Loaded, StoreError> {
-        let id = *id;
-        let frame = blocking(&self.inner, move |s| match s.lookup(&id)? {
-            Some(loc) => s.read(&id, loc),
+        let (id, name) = (*id, self.name(id));
+        let kept = blocking(&self.inner, move |s| match s.lookup(&name)? {
+            Some(loc) => s.read(&name, loc),
             None => Err(StoreError::NotFound(id)),
         })
-        .await?;
+        .await
+        .map_err(|e| self.unname_error(e))?;
+        let frame = match &self.seal {
+            Some(s) => Bytes::from(s.open(&id, &kept).ok_or_else(|| {
+                StoreError::Corrupt {
+                    id,
+                    reason: "its sealed frame does not open (authentication failed): changed, \
+                         moved, or sealed under another key"
+                        .into(),
+                }
+            })?),
+            None => kept,
+        };
         verify(&id, frame)
     }
 
     async fn has(&self, ids: &[ChunkId]) -> Result<Vec<bool>, StoreError> {
-        let ids = ids.to_vec();
+        let names: Vec<ChunkId> = ids.iter().map(|id| self.name(id)).collect();
         blocking(&self.inner, move |s| {
-            ids.iter().map(|id| Ok(s.lookup(id)?.is_some())).collect()
+            names.iter().map(|n| Ok(s.lookup(n)?.is_some())).collect()
         })
         .await
     }
 
     async fn delete(&self, id: &ChunkId) -> Result<(), StoreError> {
-        let id = *id;
-        blocking(&self.inner, move |s| s.delete(&id)).await
+        let name = self.name(id);
+        blocking(&self.inner, move |s| s.delete(&name))
+            .await
+            .map_err(|e| self.unname_error(e))
     }
 
     fn list(&self) -> BoxStream<'_, Result<ChunkId, StoreError>> {
@@ -655,14 +735,15 @@ impl ChunkStore for PackStore {
 
     fn read_order(&self, id: &ChunkId) -> u64 {
         self.inner
-            .lookup(id)
+            .lookup(&self.name(id))
             .ok()
             .flatten()
             .map_or(u64::MAX, |l| l.order_key())
     }
 
     async fn check_store(&self, repair: bool) -> Result<Vec<StoreFault>, StoreError> {
-        blocking(&self.inner, move |s| open::check(s, repair)).await
+        let faults = blocking(&self.inner, move |s| open::check(s, repair)).await?;
+        Ok(faults.into_iter().map(|f| self.unname_fault(f)).collect())
     }
 
     async fn compact(&self) -> Result<Compacted, StoreError> {
