@@ -59,7 +59,7 @@ fn seal(dir: &Path, root: &Path, opts: PackOptions) -> Result<usize> {
     .with_context(|| format!("encrypting {}", root.display()))?;
     bar.finish_and_clear();
     for id in &done.damaged {
-        eprintln!("damaged: chunk {id} in the NAS store was dropped (fsck --repair copies it again from another tier)");
+        eprintln!("damaged: a record (key {id}) in the NAS store did not read back and was dropped (fsck --repair copies what it held again from another tier)");
     }
     fvfs_api::outln!(
         "NAS store {}: {} chunks encrypted",

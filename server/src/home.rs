@@ -76,7 +76,13 @@ impl Home {
                     ),
                 };
                 let store = NasStore::new(t.path, t.packs, seal);
-                store.check()?;
+                // A store made otherwise than configured stops every command; a share
+                // that answers badly only makes the tier unavailable for now.
+                match store.check() {
+                    Err(e @ fvfs_cas::StoreError::Unavailable(_)) => return Err(e.into()),
+                    Err(e) => tracing::warn!("NAS tier: {e}"),
+                    Ok(()) => {}
+                }
                 Some(Arc::new(store))
             }
             None => None,

@@ -547,9 +547,13 @@ fn an_encrypted_nas_shows_nothing_and_opens_only_under_its_key() {
 
     // Encrypted from the start: the daemon replicates sealed chunks to the share.
     let (nas, sealed_prefix, sealed, store, secrets) = filled("nas-sealed", true);
+    let held: u64 = fs::read_dir(nas.join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
     assert!(
-        fs::read_dir(nas.join("segments")).unwrap().count() > 0,
-        "the NAS holds segments"
+        held > 300_000,
+        "the NAS holds the secret file: {held} bytes"
     );
     assert_eq!(hidden(&nas, &secrets), Vec::<String>::new());
     let (code, text) = said(&s3, &store, &sealed, ["fsck", "--all", "--read-data"]);

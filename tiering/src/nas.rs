@@ -63,14 +63,11 @@ impl NasStore {
         Ok(())
     }
 
-    /// Whether the store is there and opens as configured (clear or sealed, under this
-    /// key): a mismatch is an error naming what to do, which a daemon should stop on
-    /// rather than keep retrying.
+    /// Whether the store, if it is there, is made as configured (clear, or sealed
+    /// under this key): a mismatch is [`StoreError::Unavailable`] naming what to do,
+    /// which a daemon should stop on rather than keep retrying. Opens nothing.
     pub fn check(&self) -> Result<(), StoreError> {
-        if PackStore::exists_at(&self.root) {
-            self.store()?;
-        }
-        Ok(())
+        fvfs_cas::pack::check_mode(&self.root, self.seal.as_deref())
     }
 
     pub fn root(&self) -> &Path {
@@ -334,7 +331,7 @@ mod tests {
         std::fs::write(&path_a, &seg).unwrap();
         let got = nas.get(&a).await;
         assert!(
-            matches!(&got, Err(StoreError::Corrupt { id, .. }) if *id == a),
+            matches!(&got, Err(StoreError::Corrupt { id, reason }) if *id == a && reason.contains("damaged")),
             "{got:?}"
         );
         let faults = nas.check_store(false).await.unwrap();
@@ -359,9 +356,20 @@ mod tests {
         }
         store.sync().await.unwrap();
         drop(store);
+        assert!(
+            holds(&everything(dir.path()), b"of a clear store"),
+            "control"
+        );
+        let segments = |root: &Path| -> Vec<PathBuf> { walk(&root.join("segments")) };
+        let old = segments(dir.path());
+        // Compaction off: the old segments must go whatever it would do.
+        let opts = PackOptions {
+            compact_below: 0.0,
+            ..PackOptions::default()
+        };
         let seal = NasSeal::new(&key);
         let stopped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            fvfs_cas::pack::seal_in_place(dir.path(), PackOptions::default(), &seal, |n, _| {
+            fvfs_cas::pack::seal_in_place(dir.path(), opts, &seal, |n, _| {
                 assert!(n < 4096, "stopped after the first batch")
             })
         }));
@@ -372,10 +380,13 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let done =
-            fvfs_cas::pack::seal_in_place(dir.path(), PackOptions::default(), &seal, |_, _| {})
-                .unwrap();
+        let done = fvfs_cas::pack::seal_in_place(dir.path(), opts, &seal, |_, _| {}).unwrap();
         assert_eq!((done.chunks, done.damaged.len()), (5000 - 4096, 0));
+        let now = segments(dir.path());
+        assert!(
+            old.iter().all(|s| !now.contains(s)),
+            "every old segment removed whole: {old:?} {now:?}"
+        );
         // A second run finds nothing to do.
         let again =
             fvfs_cas::pack::seal_in_place(dir.path(), PackOptions::default(), &seal, |_, _| {})

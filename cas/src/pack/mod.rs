@@ -56,7 +56,7 @@ use crate::{
 use index::{Loc, SegStat};
 
 pub use convert::{convert_legacy, is_legacy, Converted};
-pub use sealing::{is_sealed, seal_in_place, Sealed, Sealing};
+pub use sealing::{check_mode, is_sealed, seal_in_place, Sealed, Sealing};
 
 const MARKER: &str = "FVFS-PACKS";
 const MARKER_TEXT: &str = "fvfs pack store, format 2\n";
@@ -191,7 +191,8 @@ impl PackStore {
     pub fn locate(&self, id: &ChunkId) -> Result<Option<(PathBuf, u64)>, StoreError> {
         Ok(self
             .inner
-            .lookup(&self.name(id))?
+            .lookup(&self.name(id))
+            .map_err(|e| self.unname_error(e))?
             .map(|loc| (self.inner.segment_path(loc.seg), loc.offset)))
     }
 
@@ -712,6 +713,7 @@ impl ChunkStore for PackStore {
             names.iter().map(|n| Ok(s.lookup(n)?.is_some())).collect()
         })
         .await
+        .map_err(|e| self.unname_error(e))
     }
 
     async fn delete(&self, id: &ChunkId) -> Result<(), StoreError> {

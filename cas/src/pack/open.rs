@@ -203,7 +203,9 @@ fn create(root: &Path, segments: &Path) -> Result<(), StoreError> {
         .map_err(|e| StoreError::io("read", root, e))?
         .filter_map(Result::ok)
         .any(|e| match e.file_name().to_str() {
-            Some("segments" | "index" | "SEALED") => false,
+            Some("segments" | "index") => false,
+            // The seal's mark, or what a crash left of writing it.
+            Some(n) if n.starts_with("SEALED") => false,
             Some(n) if n.starts_with("index.damaged-") => false,
             Some("FVFS-STORE" | "OPEN" | "damaged") => !legacy,
             Some(n) => !(legacy && n.len() == 2 && n.bytes().all(|b| b.is_ascii_hexdigit())),

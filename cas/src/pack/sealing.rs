@@ -90,12 +90,26 @@ fn record(root: &Path, seal: &dyn Sealing, converting: bool) -> Result<(), Store
 /// Checks that the store at `root` may be opened with `seal` (or in the clear, with
 /// `None`), and makes a new store sealed before its marker exists.
 pub(super) fn prepare(root: &Path, seal: Option<&dyn Sealing>) -> Result<(), StoreError> {
+    check_mode(root, seal)?;
+    match seal {
+        Some(s) if recorded(root)?.is_none() => {
+            platform::create_private_dir(root).map_err(|e| StoreError::io("create", root, e))?;
+            record(root, s, false)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether the store at `root`, if one is there, is made as `seal` says (sealed under
+/// this key, or clear with `None`): each mismatch is [`StoreError::Unavailable`] saying
+/// what to do. Touches nothing and opens no index, so it is cheap on a slow share.
+pub fn check_mode(root: &Path, seal: Option<&dyn Sealing>) -> Result<(), StoreError> {
     let exists = super::PackStore::exists_at(root);
     let recorded = recorded(root)?;
     if recorded.as_ref().is_some_and(|r| r.converting) {
         return Err(StoreError::Unavailable(format!(
-            "{} was being encrypted in place when that stopped: run `fvfsd convert-store` \
-             again (while no daemon runs) to finish",
+            "{} was being encrypted in place when that stopped: with encrypt = true for \
+             its tier, run `fvfsd convert-store` again (while no daemon runs) to finish",
             root.display()
         )));
     }
@@ -114,10 +128,7 @@ pub(super) fn prepare(root: &Path, seal: Option<&dyn Sealing>) -> Result<(), Sto
              encrypt = false",
             root.display()
         ))),
-        (Some(s), None) => {
-            platform::create_private_dir(root).map_err(|e| StoreError::io("create", root, e))?;
-            record(root, s, false)
-        }
+        (Some(_), None) => Ok(()),
     }
 }
 
@@ -135,17 +146,30 @@ fn other_key(root: &Path, fp: &str, seal: &dyn Sealing) -> StoreError {
 pub struct Sealed {
     /// Records sealed by this run.
     pub chunks: u64,
-    /// Records that were neither an intact clear frame nor sealed under this key:
-    /// dropped (fsck `--repair` copies them again from another tier).
+    /// Keys (a clear id, or a sealed name) of records that were neither an intact
+    /// clear frame nor sealed under this key: dropped (fsck `--repair` copies them
+    /// again from another tier).
     pub damaged: Vec<ChunkId>,
 }
 
-/// Seals the clear pack store at `root` in place, under `seal`: every record is
-/// written again under its name and sealed, then the clear one deleted; `progress(done,
-/// total)` follows. Resumable: the store is marked *converting* before the first
-/// record changes, every batch is synced before the next, and a run after a crash
-/// tells clear records from sealed ones by opening them. A store already sealed under
-/// this key is left alone.
+/// Index entries handled per page (sorted by place in the segments).
+const PAGE: usize = 1 << 20;
+
+/// Seals the clear pack store at `root` in place, under `seal`; `progress(done, total)`
+/// follows. Resumable, and crash-safe at every step:
+///
+/// 1. the store is marked *converting* (it opens neither clear nor sealed until done);
+/// 2. a batch at a time, each clear record is written again sealed under its name to a
+///    new segment and synced, and only then is the clear record deleted and that synced
+///    (a run after a crash tells clear records from sealed ones by opening them);
+/// 3. every segment the index no longer names (all the old ones) is removed whole, so a
+///    share that cannot punch holes keeps no clear byte;
+/// 4. the index is renamed away and rebuilt from the segments, since its database keeps
+///    deleted keys (clear ids) in its files for a while; indexes set aside as damaged
+///    go too;
+/// 5. the mark says sealed.
+///
+/// A store already sealed under this key is left alone.
 pub fn seal_in_place(
     root: &Path,
     opts: PackOptions,
@@ -168,70 +192,107 @@ pub fn seal_in_place(
     }
     record(root, seal, true)?;
     let inner = super::open::open(root.to_owned(), opts)?;
-    // Sealed records go to new segments only, so that once the clear ones are deleted
-    // compaction removes every old segment whole: a share that cannot punch holes
-    // keeps no clear bytes.
+    // Sealed records go to new segments only (step 3).
     super::lock(&inner.pool).clear();
     super::lock(&inner.active).clear();
-    // Every record, in file order (reads stream through the segments).
-    let mut all: Vec<(Loc, ChunkId)> = Vec::new();
-    for pair in inner.kv.scan_prefix(&[index::LOC_PREFIX], false) {
-        let (k, v) = pair.map_err(|e| inner.kv_err(e))?;
-        let key = ChunkId::from_slice(&k[1..]).expect("32-byte key");
-        if let Some(loc) = Loc::decode(&v) {
-            all.push((loc, key));
+    let total = inner.usage().chunks;
+    let mut seen = 0u64;
+    let mut after: Vec<u8> = Vec::new();
+    loop {
+        let mut page: Vec<(Loc, ChunkId)> = Vec::new();
+        let start = (!after.is_empty()).then_some(after.as_slice());
+        for pair in inner.kv.scan_after(&[index::LOC_PREFIX], start).take(PAGE) {
+            let (k, v) = pair.map_err(|e| inner.kv_err(e))?;
+            after = k.to_vec();
+            let key = ChunkId::from_slice(&k[1..]).expect("32-byte key");
+            match Loc::decode(&v) {
+                Some(loc) => page.push((loc, key)),
+                None => {
+                    done.damaged.push(key);
+                    inner.delete(&key)?;
+                }
+            }
         }
-    }
-    all.sort_unstable_by_key(|(loc, _)| (loc.seg, loc.offset));
-    let total = all.len() as u64;
-    for (n, (loc, key)) in all.into_iter().enumerate() {
-        seal_one(&inner, seal, key, loc, &mut done)?;
-        if (n + 1) % CONVERT_BATCH == 0 {
-            inner.sync()?;
-            progress(n as u64 + 1, total);
+        if page.is_empty() {
+            break;
+        }
+        page.sort_unstable_by_key(|(loc, _)| (loc.seg, loc.offset));
+        for batch in page.chunks(CONVERT_BATCH) {
+            seal_batch(&inner, seal, batch, &mut done)?;
+            seen += batch.len() as u64;
+            progress(seen.min(total), total);
         }
     }
     inner.sync()?;
-    super::compact::compact(&inner)?;
+    let named: std::collections::HashSet<u32> = inner
+        .kv
+        .scan_prefix(&[index::LOC_PREFIX], false)
+        .map(|pair| {
+            let (_, v) = pair.map_err(|e| inner.kv_err(e))?;
+            Ok(Loc::decode(&v).map(|l| l.seg))
+        })
+        .filter_map(Result::transpose)
+        .collect::<Result<_, StoreError>>()?;
+    let segments = inner.segments.clone();
     drop::<Inner>(inner);
-    // The index's database keeps deleted keys (clear ids) in its files for a while: it
-    // is made again from the segments, which now hold sealed records only.
+    for (seg, path) in super::open::segment_files(&segments)? {
+        if !named.contains(&seg) {
+            std::fs::remove_file(&path).map_err(|e| StoreError::io("delete", &path, e))?;
+        }
+    }
+    platform::sync_dir(&segments).map_err(|e| StoreError::io("sync", &segments, e))?;
     let index = root.join("index");
-    std::fs::remove_dir_all(&index).map_err(|e| StoreError::io("delete", &index, e))?;
+    let cleared = root.join("index.cleared");
+    std::fs::rename(&index, &cleared).map_err(|e| StoreError::io("rename", &index, e))?;
     platform::sync_dir(root).map_err(|e| StoreError::io("sync", root, e))?;
+    for entry in std::fs::read_dir(root).map_err(|e| StoreError::io("list", root, e))? {
+        let path = entry.map_err(|e| StoreError::io("list", root, e))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name == "index.cleared" || name.starts_with("index.damaged-") {
+            std::fs::remove_dir_all(&path).map_err(|e| StoreError::io("delete", &path, e))?;
+        }
+    }
     drop::<Inner>(super::open::open(root.to_owned(), opts)?);
-    progress(total, total);
     record(root, seal, false)?;
     Ok(done)
 }
 
-/// Seals the record of `key` at `loc` if it is clear (a record already sealed is left).
-fn seal_one(
+/// Step 2 of [`seal_in_place`] for one batch of records: sealed copies written and
+/// synced first, clear records deleted after (a record already sealed is left).
+fn seal_batch(
     inner: &Inner,
     seal: &dyn Sealing,
-    key: ChunkId,
-    loc: Loc,
+    batch: &[(Loc, ChunkId)],
     done: &mut Sealed,
 ) -> Result<(), StoreError> {
-    let kept = match inner.read(&key, loc) {
-        Ok(kept) => kept,
-        Err(StoreError::Corrupt { .. }) => {
-            done.damaged.push(key);
-            return inner.delete(&key);
+    let mut gone = Vec::new();
+    for &(loc, key) in batch {
+        let kept = match inner.read(&key, loc) {
+            Ok(kept) => kept,
+            Err(StoreError::Corrupt { .. }) => {
+                done.damaged.push(key);
+                gone.push(key);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if seal.open(&seal.id_of(&key), &kept).is_some() {
+            continue;
         }
-        Err(e) => return Err(e),
-    };
-    if seal.open(&seal.id_of(&key), &kept).is_some() {
-        return Ok(());
-    }
-    match verify(&key, Bytes::clone(&kept)) {
-        Ok(_) => {
-            inner.put(seal.name(&key), &seal.seal(&key, &kept))?;
-            done.chunks += 1;
+        match verify(&key, Bytes::clone(&kept)) {
+            Ok(_) => {
+                inner.put(seal.name(&key), &seal.seal(&key, &kept))?;
+                done.chunks += 1;
+            }
+            Err(_) => done.damaged.push(key),
         }
-        Err(_) => done.damaged.push(key),
+        gone.push(key);
     }
-    inner.delete(&key)
+    inner.sync()?;
+    for key in &gone {
+        inner.delete(key)?;
+    }
+    inner.sync()
 }
 
 /// Whether the store at `root` is sealed (by any key).
