@@ -3,13 +3,15 @@
 //! HTTP on loopback), else one announced over mDNS on the LAN within 10 s (HTTPS, with
 //! the fingerprint it announces; once this device has paired, only a daemon it paired
 //! with, else an error naming the daemons it ignored), else `http://localhost:7734`
-//! (which then fails with a clear message).
+//! (which then fails with a clear message). A daemon on this machine that left a notice
+//! ([`fvfs_api::local`]) is reached over HTTPS on loopback, trusting the certificate
+//! the notice names.
 //!
 //! An explicit URL wins over discovery, as in the first fvfs: it is what a user sets
 //! precisely when discovery would find the wrong daemon or none.
 //!
 //! Trust ([`pin_for`]): an explicit fingerprint (`FVFS_FINGERPRINT`, the config's
-//! `fingerprint`), else the pin of the daemon's node id or URL ([`crate::pins`]), else
+//! `fingerprint`), else the local daemon's notice, else the pin of the daemon's node id or URL ([`crate::pins`]), else
 //! the first contact pins what the daemon presents (which must be what it announced).
 
 use std::net::{IpAddr, SocketAddr};
@@ -78,6 +80,8 @@ pub struct Found {
     pub url: String,
     pub node_id: Option<String>,
     pub announced: Option<Fingerprint>,
+    /// The certificate the daemon's own notice on this machine names.
+    pub noticed: Option<Fingerprint>,
 }
 
 impl Found {
@@ -86,6 +90,7 @@ impl Found {
             url,
             node_id: None,
             announced: None,
+            noticed: None,
         }
     }
 }
@@ -109,6 +114,16 @@ pub async fn daemon(config: &ClientConfig, pins: &Pins, mdns_timeout: Duration) 
     .await
     .is_ok_and(|r| r.is_ok())
     {
+        // A daemon that left a notice is reached over HTTPS and must present the
+        // certificate it names: whoever else holds the port gets no token.
+        if let Some((notice, fingerprint)) = fvfs_api::local::trusted(DEFAULT_PORT) {
+            return Ok(Found {
+                url: notice.url,
+                node_id: Some(notice.node_id),
+                announced: None,
+                noticed: Some(fingerprint),
+            });
+        }
         return Ok(Found::at(format!("http://localhost:{DEFAULT_PORT}")));
     }
     // With no pin at all, the first daemon found is met for the first time.
@@ -176,6 +191,7 @@ fn browse(timeout: Duration, pinned: Option<&(Vec<String>, Vec<Fingerprint>)>) -
                     url: format!("https://{addr}"),
                     node_id,
                     announced: Some(fp),
+                    noticed: None,
                 });
                 break;
             }
@@ -204,7 +220,7 @@ pub async fn pin_for(
     if !https {
         return Ok(None);
     }
-    if let Some(fp) = config.fingerprint()? {
+    if let Some(fp) = config.fingerprint()?.or(found.noticed) {
         return Ok(Some(fp));
     }
     let pinned = found

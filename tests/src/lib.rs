@@ -91,6 +91,8 @@ impl Fvfsd {
     {
         let mut c = Command::new(bin("fvfsd"));
         c.env("FVFS_HOME", self.home.path())
+            // Notices for local clients stay with the test's store, not in /run.
+            .env("FVFS_RUNTIME_DIR", self.home.path().join("run"))
             .env("FVFS_PASSPHRASE", PASSPHRASE)
             .env_remove("FVFS_NEW_PASSPHRASE")
             .env_remove("RUST_LOG")

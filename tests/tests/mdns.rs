@@ -2,7 +2,9 @@
 //! daemon runs in one, announces itself, and fvfsc in the other finds it with no URL
 //! given, over HTTPS, pinning its certificate; the daemon lists the client it saw. A
 //! spoofed daemon announced on the same LAN (its own certificate, the real daemon's node
-//! id, or plain HTTP) receives no request and no token.
+//! id, or plain HTTP) receives no request and no token; nor does a local user's
+//! listener on the daemon's own port while the daemon is down (the daemon's notice
+//! makes a local fvfsc insist on its certificate).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -466,4 +468,145 @@ fn a_spoofed_daemon_on_the_lan_receives_no_token() {
         pinned.contains(&real) && !pinned.contains(&presented),
         "{pinned}"
     );
+}
+
+/// A local user's listener on an address in namespace `ns`: it answers every request
+/// with an empty 200 and keeps what it was sent.
+struct Squatter {
+    received: Arc<Mutex<Vec<u8>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Squatter {
+    fn start(ns: &str, addr: &str) -> Self {
+        let (ns, addr) = (ns.to_owned(), addr.to_owned());
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (ready, bound) = std::sync::mpsc::channel();
+        let (keep, done) = (received.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            Net::enter(&ns);
+            let listener = TcpListener::bind(&addr).expect("bind the daemon's port");
+            listener.set_nonblocking(true).unwrap();
+            ready.send(()).unwrap();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    // Nothing waiting: look again shortly (the stop flag is polled).
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    continue;
+                };
+                conn.set_nonblocking(false).unwrap();
+                conn.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                    .unwrap();
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                // Until a request's head, or a TLS handshake's first record.
+                while let Ok(n @ 1..) = conn.read(&mut buf) {
+                    got.extend_from_slice(&buf[..n]);
+                    if got.first() == Some(&0x16) || got.windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+                keep.lock().unwrap().extend(got);
+                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n[]");
+            }
+        });
+        bound.recv().expect("the squatter bound its port");
+        Self {
+            received,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn received(&self) -> Vec<u8> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Squatter {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn holds(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+/// Another local user binding the daemon's port while it is down gets no token from a
+/// local fvfsc: the daemon's notice makes fvfsc speak HTTPS to loopback and insist on
+/// the daemon's certificate. Without a notice (the control), the token goes out.
+#[test]
+fn a_local_user_on_the_daemons_port_receives_no_token() {
+    let net = Net::new().expect("network namespaces (`ip netns add`; needs root)");
+    let store = Fvfsd::new();
+    let runtime = tempfile::tempdir().unwrap();
+    let start = || {
+        let mut serve = net.exec(&net.a, bin("fvfsd"));
+        serve
+            .args(["serve", "--listen", "127.0.0.1:7734", "--no-mdns"])
+            .env("FVFS_HOME", store.home.path())
+            .env("FVFS_RUNTIME_DIR", runtime.path())
+            .env_remove("RUST_LOG");
+        Daemon::spawn(serve)
+    };
+    let mut daemon = start();
+    let token = store.run(["token"]).trim().to_owned();
+    let home = tempfile::tempdir().unwrap();
+    let local = |runtime: &std::path::Path, args: &[&str]| {
+        let mut c = net.exec(&net.a, bin("fvfsc"));
+        c.args(args)
+            .env_remove("FVFS_URL")
+            .env_remove("VFSD_URL")
+            .env_remove("FVFS_FINGERPRINT")
+            .env_remove("XDG_CONFIG_HOME")
+            .env("HOME", home.path())
+            .env("FVFS_RUNTIME_DIR", runtime)
+            .env("FVFS_TOKEN", &token);
+        c.output().unwrap()
+    };
+    let status = local(runtime.path(), &["status", "--json"]);
+    check(&status, 0);
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let real = v["daemon"]["fingerprint"].as_str().unwrap().to_owned();
+    let notice = std::fs::read_to_string(runtime.path().join("7734.json")).unwrap();
+    assert!(
+        notice.contains(&real) && notice.contains("https://127.0.0.1:7734"),
+        "{notice}"
+    );
+    assert!(
+        !stderr(&status).contains("first contact"),
+        "trusted through the notice, not on first use: {}",
+        stderr(&status)
+    );
+    daemon.stop();
+
+    let squatter = Squatter::start(&net.a, "127.0.0.1:7734");
+    let out = local(runtime.path(), &["ls", "/"]);
+    check(&out, 2);
+    let got = squatter.received();
+    assert_eq!(got.first(), Some(&0x16), "fvfsc began a TLS handshake");
+    assert!(!holds(&got, &token), "the squatter read the token");
+    assert!(stderr(&out).contains("127.0.0.1:7734"), "{}", stderr(&out));
+    // Control: without the daemon's notice, loopback is plain HTTP and the token goes.
+    let none = tempfile::tempdir().unwrap();
+    local(none.path(), &["ls", "/"]);
+    assert!(
+        holds(&squatter.received(), &token),
+        "control: the token went out"
+    );
+    // The daemon back on its port: fvfsc trusts it again.
+    drop(squatter);
+    let _daemon = start();
+    let status = local(runtime.path(), &["status", "--json"]);
+    check(&status, 0);
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(v["daemon"]["fingerprint"].as_str(), Some(real.as_str()));
 }

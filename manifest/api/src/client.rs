@@ -4,7 +4,6 @@
 //! store.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -87,7 +86,6 @@ pub struct Api {
     /// A token may go out on this connection: HTTPS, or plain HTTP to this machine.
     private: bool,
     agent: String,
-    verifier: Arc<Verifier>,
     client: Client<HttpsConnector<HttpConnector>, Body>,
 }
 
@@ -121,7 +119,6 @@ impl Api {
             token,
             private,
             agent: format!("{program}/{} ({host})", env!("CARGO_PKG_VERSION")),
-            verifier,
             // Idle connections are dropped well before the daemon's idle timeout (30 s
             // by default) closes them, so a request never goes out on a closing one.
             client: Client::builder(TokioExecutor::new())
@@ -159,12 +156,11 @@ impl Api {
             .body(body)
             .map_err(|e| Failure::Protocol(e.to_string()))?;
         let resp = self.client.request(req).await.map_err(|e| {
-            if let (Some(presented), Some(pinned)) = (self.verifier.refused(), self.verifier.pin())
-            {
+            if let Some(refused) = tls::not_pinned(&e) {
                 return Failure::Identity {
                     url: self.base.clone(),
-                    pinned,
-                    presented,
+                    pinned: refused.pinned,
+                    presented: refused.presented,
                 };
             }
             let mut detail = e.to_string();
@@ -293,5 +289,61 @@ impl Api {
 
     pub async fn status(&self) -> Result<Status, Failure> {
         self.get("/v1/status").await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// A TLS server on loopback with a certificate of its own, completing handshakes
+    /// and answering nothing; its fingerprint.
+    async fn tls_server() -> (
+        std::net::SocketAddr,
+        Fingerprint,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let der = made.cert.der().clone();
+        let fingerprint = Fingerprint::of(&der);
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![der], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let _ = acceptor.accept(tcp).await;
+            }
+        });
+        (addr, fingerprint, server)
+    }
+
+    #[tokio::test]
+    async fn a_refused_certificate_is_reported_by_the_requests_it_failed_only() {
+        let (addr, presented, server) = tls_server().await;
+        let pinned = Fingerprint::of(b"another certificate");
+        let api = Api::new(format!("https://{addr}"), None, "test", Some(pinned));
+        match api.send(Method::GET, "/v1/status", full(""), None).await {
+            Err(Failure::Identity {
+                presented: p,
+                pinned: q,
+                ..
+            }) => assert_eq!((p, q), (presented, pinned)),
+            other => panic!("{other:?}"),
+        }
+        // The daemon goes away: the same client now says so, not "someone else".
+        server.abort();
+        let _ = server.await;
+        match api.send(Method::GET, "/v1/status", full(""), None).await {
+            Err(Failure::Unreachable { .. }) => {}
+            other => panic!("{other:?}"),
+        }
     }
 }

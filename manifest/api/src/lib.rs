@@ -2,7 +2,8 @@
 //! a running daemon: every request and answer type ([`views`], [`commit`],
 //! [`reports`]), the [`ErrorCode`]s both sides act on, the protocol's constants, the
 //! encodings of paths ([`path`]) and chunk batches ([`batch`]), how answers print for
-//! people ([`show`], [`out`]) and, behind feature `client`, the HTTP [`client`].
+//! people ([`show`], [`out`]) and, behind feature `client`, the HTTP [`client`] and the
+//! daemon's notice to clients on its own machine ([`local`]).
 //!
 //! It depends only on `fvfs-cas` (without the pack store) and the node types, so fvfsc
 //! compiles no database.
@@ -12,6 +13,8 @@ pub mod batch;
 pub mod client;
 pub mod commit;
 mod error;
+#[cfg(feature = "client")]
+pub mod local;
 pub mod out;
 pub mod path;
 pub mod reports;

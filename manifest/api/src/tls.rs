@@ -104,16 +104,6 @@ impl Verifier {
         })
     }
 
-    /// The fingerprint presented last, when it was not the pinned one.
-    pub(crate) fn refused(&self) -> Option<Fingerprint> {
-        let seen = *self.presented.lock().unwrap_or_else(|p| p.into_inner());
-        seen.filter(|s| Some(*s) != self.pin)
-    }
-
-    pub(crate) fn pin(&self) -> Option<Fingerprint> {
-        self.pin
-    }
-
     fn presented(&self) -> Option<Fingerprint> {
         *self.presented.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -144,9 +134,12 @@ impl ServerCertVerifier for Verifier {
         match self.pin {
             Some(pin) if pin == seen => Ok(ServerCertVerified::assertion()),
             None if self.accept_any => Ok(ServerCertVerified::assertion()),
-            Some(pin) => Err(rustls::Error::General(format!(
-                "certificate {seen} is not the pinned {pin}"
-            ))),
+            Some(pin) => Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Other(rustls::OtherError(Arc::new(NotPinned {
+                    presented: seen,
+                    pinned: pin,
+                }))),
+            )),
             None => Err(rustls::Error::General(format!(
                 "certificate {seen} is not pinned on this device (`fvfsc pair URL`)"
             ))),
@@ -223,6 +216,38 @@ pub fn is_local(host: &str) -> bool {
 
 /// The fingerprint of the certificate the daemon at `url` (https) presents: a
 /// handshake and nothing else, so no token and no request reach it.
+/// A certificate refused for not being the pinned one: carried inside the handshake's
+/// error, so only the request whose handshake it failed reports it.
+#[derive(Debug, thiserror::Error)]
+#[error("certificate {presented} is not the pinned {pinned}")]
+pub(crate) struct NotPinned {
+    pub presented: Fingerprint,
+    pub pinned: Fingerprint,
+}
+
+/// The refusal somewhere in the causes of `e` (through I/O errors, which do not list
+/// the error they wrap among their sources), if a pinned certificate was not presented.
+pub(crate) fn not_pinned<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a NotPinned> {
+    let mut cause = Some(e);
+    while let Some(e) = cause {
+        if let Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))) =
+            e.downcast_ref::<rustls::Error>()
+        {
+            return other.0.downcast_ref::<NotPinned>();
+        }
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            if let Some(found) = not_pinned(inner) {
+                return Some(found);
+            }
+        }
+        cause = e.source();
+    }
+    None
+}
+
 pub async fn probe(url: &str) -> Result<Fingerprint, Failure> {
     let (host, port, _) = authority(url)?;
     let unreachable = |detail: String| Failure::Unreachable {

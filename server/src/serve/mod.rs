@@ -185,6 +185,7 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
     let identity = tls::Identity::load_or_create(home.dir())?;
     let acceptor = identity.acceptor()?;
     let node_id = home.node_id()?;
+    notice_local_clients(listen, &identity.fingerprint, &node_id);
     let devices = Arc::new(Devices::default());
     let announcement = match mdns {
         true => Announcement::start(
@@ -660,5 +661,34 @@ async fn route(
             "unknown",
             Err(ApiError::not_found(format!("no route {path}"))),
         ),
+    }
+}
+
+/// Tells fvfsc on this machine which certificate the daemon on loopback presents
+/// ([`fvfs_api::local`]), when it listens there; a failure only costs local clients
+/// that protection.
+fn notice_local_clients(
+    listen: SocketAddr,
+    fingerprint: &fvfs_api::tls::Fingerprint,
+    node_id: &str,
+) {
+    let ip = listen.ip();
+    if !(ip.is_loopback() || ip.is_unspecified()) {
+        return;
+    }
+    let host = match ip {
+        std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() && !ip.is_unspecified() => {
+            "[::1]"
+        }
+        _ => "127.0.0.1",
+    };
+    let notice = fvfs_api::local::Notice {
+        url: format!("https://{host}:{}", listen.port()),
+        fingerprint: fingerprint.to_string(),
+        node_id: node_id.to_owned(),
+    };
+    match fvfs_api::local::publish(listen.port(), &notice) {
+        Ok(path) => tracing::debug!("local clients trust this daemon through {}", path.display()),
+        Err(e) => tracing::warn!("local clients cannot authenticate this daemon: {e}"),
     }
 }
