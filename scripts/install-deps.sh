@@ -18,6 +18,7 @@ need rsync rsync          # programs run on the mount in tests
 need sqlite3 sqlite3
 need git git
 need tar tar
+need litmus litmus        # the WebDAV conformance suite, against /dav/
 
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}"

@@ -209,6 +209,22 @@ pub fn command(dir: &Path, action: Option<crate::cli::TokenAction>, admin: bool)
     Ok(())
 }
 
+/// The token an `Authorization` header presents: a bearer token, or the password of
+/// HTTP Basic (WebDAV clients send only that; the user name is ignored).
+pub fn presented_token(header: &str) -> Option<String> {
+    use base64::Engine;
+    if let Some(t) = header.strip_prefix("Bearer ") {
+        return Some(t.to_owned());
+    }
+    let encoded = header.strip_prefix("Basic ")?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (_, password) = text.split_once(':')?;
+    Some(password.to_owned())
+}
+
 /// Compares a presented token with the real one in time independent of where they differ.
 pub fn matches(presented: &str, token: &str) -> bool {
     presented.len() == token.len()

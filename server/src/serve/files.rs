@@ -192,7 +192,11 @@ async fn drain(mut body: Incoming, idle: std::time::Duration, error: ApiError) -
     error
 }
 
-async fn store_chunk(repo: &Repo, pending: &Pending, data: &[u8]) -> Result<ChunkRef, ApiError> {
+pub(super) async fn store_chunk(
+    repo: &Repo,
+    pending: &Pending,
+    data: &[u8],
+) -> Result<ChunkRef, ApiError> {
     let id = repo.put_chunk(pending, data, ChunkKind::Data).await?;
     Ok(ChunkRef {
         id,

@@ -70,7 +70,11 @@ impl Guard {
                 )));
             }
         }
-        let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+        // A page can send other methods (PUT, DELETE, WebDAV's) only after a CORS
+        // preflight, which this daemon never grants: WebDAV clients, which send no
+        // content type on many of them, need no custom header there.
+        let dav = super::dav::is_dav(req.uri().path()) && *req.method() != Method::POST;
+        let safe = dav || matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
         if !safe && !headers.contains_key(CLIENT_HEADER) {
             let essence = text("content-type").map(|ct| {
                 ct.split(';')

@@ -29,6 +29,7 @@
 mod admin;
 mod auth;
 pub mod auto;
+mod dav;
 mod files;
 mod guard;
 mod http;
@@ -112,6 +113,8 @@ pub struct State {
     /// Reads through the tiers, when there are colder ones (its counters go to metrics).
     tiers: Option<Arc<TieredStore>>,
     started: Instant,
+    /// WebDAV's handler (it holds the locks clients take).
+    dav: dav_server::DavHandler,
 }
 
 /// How to serve.
@@ -273,6 +276,7 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
         auto_snapshots: auto::status(&snapshots),
         fsck_tiers: home.fsck_tiers(),
         started: Instant::now(),
+        dav: dav::handler(),
     });
     // Uploaded chunks become durable in the background too, so a big upload's commit
     // has little left to do and memory for their records stays bounded.
@@ -497,6 +501,12 @@ fn fs_path(rest: &str) -> Vec<u8> {
 
 /// The role a request needs.
 fn needs(method: &Method, path: &str) -> Role {
+    if dav::is_dav(path) {
+        return match method.as_str() {
+            "GET" | "HEAD" | "OPTIONS" | "PROPFIND" => Role::Read,
+            _ => Role::Write,
+        };
+    }
     let rest = path.strip_prefix("/v1/").unwrap_or("");
     let (head, tail) = rest.split_once('/').unwrap_or((rest, ""));
     match (head, tail) {
@@ -516,7 +526,8 @@ fn authorize(state: &State, req: &Request<Incoming>) -> Result<(), ApiError> {
         .headers()
         .get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(auth::presented_token);
+    let presented = presented.as_deref();
     let role = match presented {
         Some(p) => state
             .tokens
@@ -561,6 +572,15 @@ async fn route(
         .check(&req)
         .and_then(|()| authorize(state, &req))
     {
+        if e.code == ErrorCode::Unauthorized && dav::is_dav(req.uri().path()) {
+            // WebDAV clients send credentials only when challenged.
+            let mut resp = e.response();
+            resp.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                hyper::header::HeaderValue::from_static("Basic realm=\"fvfs\", charset=\"UTF-8\""),
+            );
+            return ("auth", Ok(resp));
+        }
         return ("auth", Err(e));
     }
     if let Some(agent) = req
@@ -574,6 +594,9 @@ async fn route(
     }
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
+    if dav::is_dav(&path) {
+        return ("dav", Ok(dav::handle(state, req).await));
+    }
     let Some(rest) = path.strip_prefix("/v1/") else {
         return match (method, path.as_str()) {
             (Method::GET, "/metrics") => ("metrics", admin::metrics(state).await),

@@ -1,0 +1,420 @@
+//! fvfs's tree as dav-server sees it: the live tree at `/`, every snapshot read-only
+//! under `/.snapshots/<name>/`. Every change is a commit through the daemon's writer
+//! (one version per change, as with the HTTP API); a file copy shares the source's
+//! nodes and chunks, so it costs nothing however large the file.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use dav_server::davpath::DavPath;
+use dav_server::fs::{
+    DavDirEntry, DavFile, DavFileSystem, DavMetaData, DavProp, FsError, FsFuture, FsStream,
+    OpenOptions, ReadDirMeta,
+};
+use futures::{stream, FutureExt, StreamExt};
+use fvfs_cas::ChunkId;
+use fvfs_manifest::{lookup, Entry, EntryKind, Pending};
+use hyper::StatusCode;
+
+use super::file::{Reader, Writer};
+use super::meta::{DirEntry, Meta};
+use super::props;
+use super::{fs_error, now_ns};
+use crate::serve::writer::Op;
+use crate::serve::State;
+
+/// The folder holding a read-only view of each snapshot.
+const SNAPSHOTS: &[u8] = b"/.snapshots";
+
+#[derive(Clone)]
+pub struct FvfsDav {
+    state: Arc<State>,
+}
+
+/// What a WebDAV path names.
+enum Place {
+    /// A path of the live tree (changes allowed).
+    Live(Vec<u8>),
+    /// `/.snapshots` itself.
+    Snapshots,
+    /// A path in a snapshot's tree (read-only).
+    Snapshot { root: ChunkId, path: Vec<u8> },
+}
+
+fn time(secs: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64)
+}
+
+impl FvfsDav {
+    pub fn new(state: Arc<State>) -> Self {
+        Self { state }
+    }
+
+    fn place(&self, path: &DavPath) -> Result<Place, FsError> {
+        let mut bytes = path.as_bytes().to_vec();
+        while bytes.len() > 1 && bytes.ends_with(b"/") {
+            bytes.pop();
+        }
+        if bytes == SNAPSHOTS {
+            return Ok(Place::Snapshots);
+        }
+        let Some(rest) = bytes.strip_prefix(b"/.snapshots/") else {
+            return Ok(Place::Live(bytes));
+        };
+        let (name, inner) = match rest.iter().position(|b| *b == b'/') {
+            Some(i) => (&rest[..i], rest[i..].to_vec()),
+            None => (rest, b"/".to_vec()),
+        };
+        let name = std::str::from_utf8(name).map_err(|_| FsError::NotFound)?;
+        let known = self
+            .state
+            .repo
+            .snapshots()
+            .map_err(|e| fs_error(e.into()))?
+            .into_iter()
+            .any(|(n, _)| n == name);
+        if !known {
+            return Err(FsError::NotFound);
+        }
+        let v = self
+            .state
+            .repo
+            .resolve(name)
+            .map_err(|e| fs_error(e.into()))?;
+        Ok(Place::Snapshot {
+            root: v.root,
+            path: inner,
+        })
+    }
+
+    /// The path of the live tree `path` names, or `Forbidden` for a read-only one.
+    fn live(&self, path: &DavPath) -> Result<Vec<u8>, FsError> {
+        match self.place(path)? {
+            Place::Live(p) => Ok(p),
+            _ => Err(FsError::Forbidden),
+        }
+    }
+
+    /// The entry at `path` of the tree with `root` (`None`: the store is empty).
+    async fn entry_in(&self, root: Option<ChunkId>, path: &[u8]) -> Result<Entry, FsError> {
+        match root {
+            Some(root) => lookup(&self.state.repo, root, path)
+                .await
+                .map_err(|e| fs_error(e.into())),
+            None if path == b"/" => Ok(Entry::dir(0o755, 0)),
+            None => Err(FsError::NotFound),
+        }
+    }
+
+    fn head_root(&self) -> Result<Option<ChunkId>, FsError> {
+        Ok(self
+            .state
+            .repo
+            .head()
+            .map_err(|e| fs_error(e.into()))?
+            .map(|v| v.root))
+    }
+
+    /// The entry a place names (not `/.snapshots`).
+    async fn entry(&self, place: &Place) -> Result<Entry, FsError> {
+        match place {
+            Place::Live(p) => self.entry_in(self.head_root()?, p).await,
+            Place::Snapshot { root, path } => self.entry_in(Some(*root), path).await,
+            Place::Snapshots => Err(FsError::Forbidden),
+        }
+    }
+
+    async fn live_entry(&self, path: &[u8]) -> Result<Option<Entry>, FsError> {
+        match self.entry_in(self.head_root()?, path).await {
+            Ok(e) => Ok(Some(e)),
+            Err(FsError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn commit(&self, op: Op, message: String) -> Result<(), FsError> {
+        self.state
+            .writer
+            .submit(vec![op], Pending::default(), message)
+            .await
+            .map(drop)
+            .map_err(|e| fs_error(e.into()))
+    }
+
+    async fn open_file(
+        &self,
+        path: &DavPath,
+        options: OpenOptions,
+    ) -> Result<Box<dyn DavFile>, FsError> {
+        if !options.write {
+            let entry = self.entry(&self.place(path)?).await?;
+            return match entry.kind {
+                EntryKind::File => Ok(Box::new(Reader::open(self.state.clone(), &entry).await?)),
+                EntryKind::Dir => Err(FsError::Forbidden),
+                _ => Err(FsError::NotFound),
+            };
+        }
+        let p = self.live(path)?;
+        if p == b"/" {
+            return Err(FsError::Forbidden);
+        }
+        let existing = self.live_entry(&p).await?;
+        let mode = match &existing {
+            Some(e) if e.kind != EntryKind::File => return Err(FsError::Forbidden),
+            Some(_) if options.create_new => return Err(FsError::Exists),
+            // A partial update of a stored file is not offered.
+            Some(e) if !options.truncate && e.size > 0 => return Err(FsError::NotImplemented),
+            Some(e) => e.mode,
+            None if !options.create => return Err(FsError::NotFound),
+            None => {
+                self.parent_is_dir(&p).await?;
+                0o644
+            }
+        };
+        Ok(Box::new(Writer::new(
+            self.state.clone(),
+            p,
+            mode,
+            options.size,
+        )))
+    }
+
+    /// `NotFound` (409 for MKCOL and PUT) unless `path`'s parent is a directory.
+    async fn parent_is_dir(&self, path: &[u8]) -> Result<(), FsError> {
+        let cut = path.iter().rposition(|b| *b == b'/').unwrap_or(0);
+        let parent = if cut == 0 { &b"/"[..] } else { &path[..cut] };
+        match self.live_entry(parent).await? {
+            Some(e) if e.kind == EntryKind::Dir => Ok(()),
+            _ => Err(FsError::NotFound),
+        }
+    }
+
+    async fn list(&self, place: Place) -> Result<Vec<DirEntry>, FsError> {
+        if let Place::Snapshots = place {
+            let mut out = Vec::new();
+            for (name, _) in self
+                .state
+                .repo
+                .snapshots()
+                .map_err(|e| fs_error(e.into()))?
+            {
+                let v = self
+                    .state
+                    .repo
+                    .resolve(&name)
+                    .map_err(|e| fs_error(e.into()))?;
+                out.push(DirEntry {
+                    name: name.into_bytes(),
+                    meta: Meta::folder(time(v.time)),
+                });
+            }
+            return Ok(out);
+        }
+        let at_live_root = matches!(&place, Place::Live(p) if p == b"/");
+        let entry = self.entry(&place).await?;
+        let mut out: Vec<DirEntry> = match (entry.kind, entry.id) {
+            (EntryKind::Dir, Some(id)) => self
+                .state
+                .repo
+                .dir(&id)
+                .await
+                .map_err(|e| fs_error(e.into()))?
+                .entries
+                .iter()
+                .map(|e| DirEntry {
+                    name: e.name.clone(),
+                    meta: Meta::of(e),
+                })
+                .collect(),
+            (EntryKind::Dir, None) => Vec::new(),
+            _ => return Err(FsError::Forbidden),
+        };
+        if at_live_root {
+            out.push(DirEntry {
+                name: SNAPSHOTS[1..].to_vec(),
+                meta: Meta::folder(SystemTime::now()),
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl DavFileSystem for FvfsDav {
+    fn open<'a>(
+        &'a self,
+        path: &'a DavPath,
+        options: OpenOptions,
+    ) -> FsFuture<'a, Box<dyn DavFile>> {
+        self.open_file(path, options).boxed()
+    }
+
+    fn read_dir<'a>(
+        &'a self,
+        path: &'a DavPath,
+        _meta: ReadDirMeta,
+    ) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
+        async move {
+            let entries = self.list(self.place(path)?).await?;
+            let s: FsStream<Box<dyn DavDirEntry>> = stream::iter(
+                entries
+                    .into_iter()
+                    .map(|e| Ok(Box::new(e) as Box<dyn DavDirEntry>)),
+            )
+            .boxed();
+            Ok(s)
+        }
+        .boxed()
+    }
+
+    fn metadata<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, Box<dyn DavMetaData>> {
+        async move {
+            let meta = match self.place(path)? {
+                Place::Snapshots => Meta::folder(SystemTime::now()),
+                place => {
+                    let e = self.entry(&place).await?;
+                    if !matches!(e.kind, EntryKind::File | EntryKind::Dir) {
+                        // Symlinks and special files have no WebDAV form.
+                        return Err(FsError::NotFound);
+                    }
+                    Meta::of(&e)
+                }
+            };
+            Ok(Box::new(meta) as Box<dyn DavMetaData>)
+        }
+        .boxed()
+    }
+
+    fn create_dir<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
+        async move {
+            let p = self.live(path)?;
+            if self.live_entry(&p).await?.is_some() {
+                return Err(FsError::Exists);
+            }
+            self.parent_is_dir(&p).await?;
+            let message = format!("dav mkdir {}", fvfs_manifest::path::show(&p));
+            let op = Op::Mkdir {
+                path: p,
+                mode: 0o755,
+                mtime_ns: now_ns(),
+                meta: None,
+            };
+            self.commit(op, message).await
+        }
+        .boxed()
+    }
+
+    fn remove_dir<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
+        self.remove(path).boxed()
+    }
+
+    fn remove_file<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
+        self.remove(path).boxed()
+    }
+
+    fn rename<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
+        async move {
+            let (from, to) = (self.live(from)?, self.live(to)?);
+            let message = format!(
+                "dav move {} to {}",
+                fvfs_manifest::path::show(&from),
+                fvfs_manifest::path::show(&to)
+            );
+            self.commit(Op::Rename { from, to }, message).await
+        }
+        .boxed()
+    }
+
+    fn copy<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
+        async move {
+            // From anywhere (a snapshot too: that is a restore) into the live tree.
+            let source = self.entry(&self.place(from)?).await?;
+            let to = self.live(to)?;
+            self.parent_is_dir(&to).await?;
+            let mut entry = source;
+            entry.name = to
+                .rsplit(|b| *b == b'/')
+                .next()
+                .unwrap_or_default()
+                .to_vec();
+            let message = format!("dav copy to {}", fvfs_manifest::path::show(&to));
+            let op = Op::Put {
+                path: to,
+                entry,
+                expect: None,
+            };
+            self.commit(op, message).await
+        }
+        .boxed()
+    }
+
+    fn have_props<'a>(
+        &'a self,
+        _path: &'a DavPath,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
+        async { true }.boxed()
+    }
+
+    fn patch_props<'a>(
+        &'a self,
+        path: &'a DavPath,
+        patch: Vec<(bool, DavProp)>,
+    ) -> FsFuture<'a, Vec<(StatusCode, DavProp)>> {
+        async move {
+            let p = self.live(path)?;
+            if p == b"/" {
+                return Err(FsError::Forbidden);
+            }
+            let mut entry = self.live_entry(&p).await?.ok_or(FsError::NotFound)?;
+            let answers = props::patch(&mut entry, patch);
+            if answers.iter().all(|(s, _)| s.is_success()) {
+                let message = format!("dav proppatch {}", fvfs_manifest::path::show(&p));
+                let op = Op::Put {
+                    path: p,
+                    entry,
+                    expect: None,
+                };
+                self.commit(op, message).await?;
+            }
+            Ok(answers)
+        }
+        .boxed()
+    }
+
+    fn get_props<'a>(&'a self, path: &'a DavPath, do_content: bool) -> FsFuture<'a, Vec<DavProp>> {
+        async move {
+            match self.place(path)? {
+                Place::Snapshots => Ok(Vec::new()),
+                place => Ok(props::get(&self.entry(&place).await?, do_content)),
+            }
+        }
+        .boxed()
+    }
+
+    fn get_prop<'a>(&'a self, path: &'a DavPath, prop: DavProp) -> FsFuture<'a, Vec<u8>> {
+        async move {
+            match self.place(path)? {
+                Place::Snapshots => Err(FsError::NotFound),
+                place => props::get_one(&self.entry(&place).await?, &prop),
+            }
+        }
+        .boxed()
+    }
+}
+
+impl FvfsDav {
+    async fn remove(&self, path: &DavPath) -> Result<(), FsError> {
+        let p = self.live(path)?;
+        if p == b"/" {
+            return Err(FsError::Forbidden);
+        }
+        let message = format!("dav rm {}", fvfs_manifest::path::show(&p));
+        self.commit(
+            Op::Remove {
+                path: p,
+                recursive: false,
+            },
+            message,
+        )
+        .await
+    }
+}

@@ -1,0 +1,79 @@
+//! WebDAV under `/dav/` (RFC 4918 classes 1 and 2, by the `dav-server` crate) for the
+//! devices that mount it natively: Finder, Windows, the iOS and Android Files apps,
+//! file managers, davfs2. The live tree is at `/dav/`, every snapshot read-only under
+//! `/dav/.snapshots/<name>/` (copying out of one restores).
+//!
+//! Authentication is the API's: a token with its role, sent as a bearer token or as
+//! the password of HTTP Basic (what every WebDAV client can send), never over plain
+//! HTTP beyond loopback. Reads (GET, HEAD, OPTIONS, PROPFIND) need the read role, the
+//! rest the write role. Locks are kept in memory (`MemLs`): clients that will not
+//! write without class 2 get real locks; they do not outlive the daemon.
+
+mod file;
+mod fs;
+mod meta;
+mod props;
+
+use std::sync::Arc;
+
+use dav_server::fs::FsError;
+use dav_server::memls::MemLs;
+use dav_server::{DavConfig, DavHandler};
+use fvfs_api::ErrorCode;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+
+use super::http::{ApiError, Body};
+use super::State;
+
+/// Where WebDAV is served.
+pub const PREFIX: &str = "/dav";
+
+/// Whether a request's path is WebDAV's.
+pub fn is_dav(path: &str) -> bool {
+    path == PREFIX || path.starts_with("/dav/")
+}
+
+/// The handler shared by all requests (it holds the locks).
+pub fn handler() -> DavHandler {
+    DavHandler::builder()
+        .strip_prefix(PREFIX)
+        .locksystem(MemLs::new())
+        .hide_symlinks(true)
+        // Large reads: each is a chunk lookup.
+        .read_buf_size(256 << 10)
+        .build_handler()
+}
+
+pub async fn handle(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
+    let fs = fs::FvfsDav::new(state.clone());
+    let config = DavConfig::new().filesystem(Box::new(fs));
+    state
+        .dav
+        .handle_with(config, req)
+        .await
+        .map(BodyExt::boxed_unsync)
+}
+
+/// What WebDAV answers for an API error.
+fn fs_error(e: ApiError) -> FsError {
+    match e.code {
+        ErrorCode::NotFound | ErrorCode::NotADirectory => FsError::NotFound,
+        ErrorCode::Exists => FsError::Exists,
+        ErrorCode::IsADirectory
+        | ErrorCode::NotEmpty
+        | ErrorCode::BadPath
+        | ErrorCode::BadName
+        | ErrorCode::Forbidden => FsError::Forbidden,
+        ErrorCode::NoSpace => FsError::InsufficientStorage,
+        _ => {
+            tracing::warn!("WebDAV: {}", e.detail);
+            FsError::GeneralFailure
+        }
+    }
+}
+
+fn now_ns() -> i64 {
+    fvfs_manifest::node::time_ns(std::time::SystemTime::now())
+}
