@@ -19,6 +19,7 @@ need sqlite3 sqlite3
 need git git
 need tar tar
 need litmus litmus        # the WebDAV conformance suite, against /dav/
+need mount.davfs davfs2   # a real WebDAV client mounting /dav/
 
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}"

@@ -25,9 +25,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-elapsed() { local t0; t0=$(now); "$@" >/dev/null 2>&1; echo "$(now) - $t0" | bc; }
-tar_of() { tar -cf - -C "$1" . | cat >/dev/null; }
-wait_mounted() { for _ in $(seq 1 600); do mountpoint -q "$1" && return; sleep 0.05; done; echo "no mount at $1" >&2; exit 1; }
 
 "$bin/fvfsd" --home "$work/home" migrate --local-src "$src" --dest /t >/dev/null 2>&1
 "$bin/fvfsd" --home "$work/home" serve --listen 127.0.0.1:0 --no-mdns >"$work/serve.out" 2>/dev/null &

@@ -17,6 +17,12 @@ build_bins() {
 }
 
 now() { date +%s.%N; }
+# elapsed CMD...: seconds CMD took (its output discarded).
+elapsed() { local t0; t0=$(now); "$@" >/dev/null 2>&1; echo "$(now) - $t0" | bc; }
+# tar_of DIR: reads every file below DIR as tar would archive it.
+tar_of() { tar -cf - -C "$1" . | cat >/dev/null; }
+# wait_mounted DIR: until DIR is a mount point (30 s at most).
+wait_mounted() { for _ in $(seq 1 600); do mountpoint -q "$1" && return; sleep 0.05; done; echo "no mount at $1" >&2; exit 1; }
 # The median of the numbers on stdin, one per line.
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 

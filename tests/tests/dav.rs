@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 use fvfs_tests::daemon::{bare_request, raw, Daemon};
-use fvfs_tests::{check, Fvfsd};
+use fvfs_tests::{check, run_ok, tree, Fvfsd};
 
 /// `(passed, failed)` of each suite litmus ran, from its summary lines
 /// ("<- summary for `basic': of 16 tests run: 16 passed, 0 failed. 100.0%").
@@ -143,6 +143,33 @@ fn webdav_changes_are_versions_and_snapshots_are_read_only() {
     for name in ["a.txt", "restored.txt", "getetag"] {
         assert!(listing.contains(name), "{listing}");
     }
+    // A folder copied and deleted whole: one version each, however many files.
+    for i in 0..30 {
+        let path = format!("/dav/docs/many-{i}.txt");
+        assert_eq!(dav(&addr, "PUT", &path, &auth, b"x").0, 201);
+    }
+    let bearer = format!("Authorization: Bearer {token}");
+    let versions = || -> usize {
+        let (_, body) = dav(&addr, "GET", "/v1/versions", &[&bearer], b"");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v.as_array()
+            .map_or_else(|| v["versions"].as_array().unwrap().len(), Vec::len)
+    };
+    let before = versions();
+    let dest = format!("Destination: http://{addr}/dav/copy-of-docs");
+    assert_eq!(
+        dav(&addr, "COPY", "/dav/docs", &[&basic, &dest], b"").0,
+        201
+    );
+    assert_eq!(versions(), before + 1, "a folder copy is one version");
+    let (_, copied) = dav(&addr, "GET", "/dav/copy-of-docs/many-29.txt", &auth, b"");
+    assert_eq!(copied, "x");
+    assert_eq!(dav(&addr, "DELETE", "/dav/copy-of-docs", &auth, b"").0, 204);
+    assert_eq!(versions(), before + 2, "a folder delete is one version");
+    assert_eq!(
+        dav(&addr, "GET", "/dav/copy-of-docs/many-29.txt", &auth, b"").0,
+        404
+    );
     let log = d
         .fvfsc(["--url", &format!("http://{addr}"), "log"])
         .env("FVFS_TOKEN", &token)
@@ -159,4 +186,186 @@ fn webdav_changes_are_versions_and_snapshots_are_read_only() {
 fn base64_encode(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A davfs2 mount of a daemon's `/dav/`, unmounted (every upload finished) on drop.
+struct Davfs {
+    dir: std::path::PathBuf,
+    mounted: bool,
+}
+
+impl Davfs {
+    fn mount(url: &str, dir: &std::path::Path, work: &std::path::Path) -> Self {
+        // davfs2 up to 1.7.1 lists nothing on kernels from 6.16 on unless its buffer is
+        // at least 64 KiB; uploads at once, so a test need not wait for them.
+        let conf = work.join("davfs2.conf");
+        std::fs::write(&conf, "buf_size 64\ndelay_upload 0\nuse_locks 1\n").unwrap();
+        std::fs::create_dir_all(dir).unwrap();
+        let mut child = Command::new("mount.davfs")
+            .arg("-o")
+            .arg(format!("conf={}", conf.display()))
+            .arg(url)
+            .arg(dir)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("mount.davfs (apt install davfs2; scripts/install-deps.sh does)");
+        // No user name, no password: the daemon listens on loopback.
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"\n\n").unwrap();
+        assert!(child.wait().unwrap().success(), "mount.davfs failed");
+        Self {
+            dir: dir.to_owned(),
+            mounted: true,
+        }
+    }
+
+    fn path(&self, rel: &str) -> std::path::PathBuf {
+        self.dir.join(rel)
+    }
+
+    /// Unmounts, waiting for davfs2 to upload what it holds.
+    fn unmount(&mut self) {
+        if std::mem::take(&mut self.mounted) {
+            run_ok(Command::new("umount").arg(&self.dir));
+        }
+    }
+}
+
+impl Drop for Davfs {
+    fn drop(&mut self) {
+        self.unmount();
+    }
+}
+
+/// Every directory and file below `root` with its content's hash (WebDAV keeps names
+/// and content; modes, owners and links it has no words for).
+fn content(root: &std::path::Path) -> BTreeMap<std::path::PathBuf, Option<fvfs_cas::ChunkId>> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec![root.to_owned()];
+    while let Some(dir) = todo.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            let rel = path.strip_prefix(root).unwrap().to_owned();
+            if path.is_dir() {
+                out.insert(rel, None);
+                todo.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                out.insert(rel, Some(fvfs_cas::ChunkId::of(&bytes)));
+            }
+        }
+    }
+    out
+}
+
+/// Files people keep: small and empty ones, names with spaces and accents, folders
+/// inside folders, one large file.
+fn documents(root: &std::path::Path, big: usize) {
+    for d in 0..3 {
+        let dir = root.join(format!("album {d}/été"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..40 {
+            let len = [0, 10, 4096, 100_000][i % 4] + i;
+            std::fs::write(
+                dir.join(format!("photo {i}.txt")),
+                tree::bytes((d * 100 + i) as u64, len, i % 3 == 0),
+            )
+            .unwrap();
+        }
+    }
+    tree::write_big(&root.join("film.bin"), 42, big);
+}
+
+#[test]
+fn a_davfs2_mount_takes_what_people_do_with_files() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    documents(&src, 48 << 20);
+    let store = Fvfsd::new();
+    let d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
+    let mut m = Davfs::mount(
+        &format!("{}/dav/", d.url),
+        &work.path().join("mnt"),
+        work.path(),
+    );
+
+    run_ok(Command::new("cp").arg("-r").arg(&src).arg(m.path("cp")));
+    std::fs::create_dir(m.path("tar")).unwrap();
+    let archive = work.path().join("in.tar");
+    run_ok(
+        Command::new("tar")
+            .arg("-cf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(&src)
+            .arg("."),
+    );
+    run_ok(
+        Command::new("tar")
+            .args(["--no-same-owner", "--no-same-permissions", "-m", "-xf"])
+            .arg(&archive)
+            .arg("-C")
+            .arg(m.path("tar")),
+    );
+    run_ok(
+        Command::new("rsync")
+            .arg("-r")
+            .arg(format!("{}/", src.display()))
+            .arg(m.path("rsync")),
+    );
+    // A folder renamed with its files in it.
+    std::fs::rename(m.path("rsync"), m.path("renamed")).unwrap();
+    // davfs2 uploads in the background: unmounting waits for every upload, and a new
+    // mount reads what the daemon holds.
+    m.unmount();
+    let mut m = Davfs::mount(
+        &format!("{}/dav/", d.url),
+        &work.path().join("mnt"),
+        work.path(),
+    );
+    assert_eq!(
+        content(&m.path("cp")),
+        content(&src),
+        "cp -r through davfs2"
+    );
+    // (davfs2 changes a folder's stat when it first lists it, and tar would say "file
+    // changed as we read it": listed once here, the folders are settled.)
+    assert_eq!(content(&m.path("tar")), content(&src), "tar into davfs2");
+    let back = work.path().join("back.tar");
+    run_ok(
+        Command::new("tar")
+            .arg("-cf")
+            .arg(&back)
+            .arg("-C")
+            .arg(m.path("tar"))
+            .arg("."),
+    );
+    let out = work.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    run_ok(
+        Command::new("tar")
+            .arg("-xf")
+            .arg(&back)
+            .arg("-C")
+            .arg(&out),
+    );
+    assert_eq!(content(&out), content(&src), "tar out of davfs2");
+    m.unmount();
+
+    // What the daemon holds, read back without WebDAV.
+    let exported = work.path().join("export");
+    store.run_code(0, ["export", "/", exported.to_str().unwrap()]);
+    for dir in ["cp", "tar", "renamed"] {
+        assert_eq!(
+            content(&exported.join(dir)),
+            content(&src),
+            "{dir} as exported"
+        );
+    }
+    assert!(
+        !exported.join("rsync").exists(),
+        "the rename left nothing behind"
+    );
+    let cat = d.fvfsc(["cat", "/cp/film.bin"]).output().unwrap();
+    assert!(cat.stdout == std::fs::read(src.join("film.bin")).unwrap());
 }

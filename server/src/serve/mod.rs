@@ -113,8 +113,9 @@ pub struct State {
     /// Reads through the tiers, when there are colder ones (its counters go to metrics).
     tiers: Option<Arc<TieredStore>>,
     started: Instant,
-    /// WebDAV's handler (it holds the locks clients take).
+    /// WebDAV's handler, and the locks its clients hold.
     dav: dav_server::DavHandler,
+    dav_locks: dav_server::memls::MemLs,
 }
 
 /// How to serve.
@@ -277,6 +278,7 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
         fsck_tiers: home.fsck_tiers(),
         started: Instant::now(),
         dav: dav::handler(),
+        dav_locks: dav::locks(),
     });
     // Uploaded chunks become durable in the background too, so a big upload's commit
     // has little left to do and memory for their records stays bounded.

@@ -88,7 +88,7 @@ impl FvfsDav {
     }
 
     /// The path of the live tree `path` names, or `Forbidden` for a read-only one.
-    fn live(&self, path: &DavPath) -> Result<Vec<u8>, FsError> {
+    pub fn live_path(&self, path: &DavPath) -> Result<Vec<u8>, FsError> {
         match self.place(path)? {
             Place::Live(p) => Ok(p),
             _ => Err(FsError::Forbidden),
@@ -132,10 +132,16 @@ impl FvfsDav {
         }
     }
 
-    async fn commit(&self, op: Op, message: String) -> Result<(), FsError> {
+    /// The entry `path` names (not `/.snapshots`).
+    pub async fn entry_at(&self, path: &DavPath) -> Result<Entry, FsError> {
+        self.entry(&self.place(path)?).await
+    }
+
+    /// `ops` as one version.
+    pub async fn commit(&self, ops: Vec<Op>, message: String) -> Result<(), FsError> {
         self.state
             .writer
-            .submit(vec![op], Pending::default(), message)
+            .submit(ops, Pending::default(), message)
             .await
             .map(drop)
             .map_err(|e| fs_error(e.into()))
@@ -154,7 +160,7 @@ impl FvfsDav {
                 _ => Err(FsError::NotFound),
             };
         }
-        let p = self.live(path)?;
+        let p = self.live_path(path)?;
         if p == b"/" {
             return Err(FsError::Forbidden);
         }
@@ -180,7 +186,7 @@ impl FvfsDav {
     }
 
     /// `NotFound` (409 for MKCOL and PUT) unless `path`'s parent is a directory.
-    async fn parent_is_dir(&self, path: &[u8]) -> Result<(), FsError> {
+    pub async fn parent_is_dir(&self, path: &[u8]) -> Result<(), FsError> {
         let cut = path.iter().rposition(|b| *b == b'/').unwrap_or(0);
         let parent = if cut == 0 { &b"/"[..] } else { &path[..cut] };
         match self.live_entry(parent).await? {
@@ -286,7 +292,7 @@ impl DavFileSystem for FvfsDav {
 
     fn create_dir<'a>(&'a self, path: &'a DavPath) -> FsFuture<'a, ()> {
         async move {
-            let p = self.live(path)?;
+            let p = self.live_path(path)?;
             if self.live_entry(&p).await?.is_some() {
                 return Err(FsError::Exists);
             }
@@ -298,7 +304,7 @@ impl DavFileSystem for FvfsDav {
                 mtime_ns: now_ns(),
                 meta: None,
             };
-            self.commit(op, message).await
+            self.commit(vec![op], message).await
         }
         .boxed()
     }
@@ -313,13 +319,13 @@ impl DavFileSystem for FvfsDav {
 
     fn rename<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
         async move {
-            let (from, to) = (self.live(from)?, self.live(to)?);
+            let (from, to) = (self.live_path(from)?, self.live_path(to)?);
             let message = format!(
                 "dav move {} to {}",
                 fvfs_manifest::path::show(&from),
                 fvfs_manifest::path::show(&to)
             );
-            self.commit(Op::Rename { from, to }, message).await
+            self.commit(vec![Op::Rename { from, to }], message).await
         }
         .boxed()
     }
@@ -328,7 +334,7 @@ impl DavFileSystem for FvfsDav {
         async move {
             // From anywhere (a snapshot too: that is a restore) into the live tree.
             let source = self.entry(&self.place(from)?).await?;
-            let to = self.live(to)?;
+            let to = self.live_path(to)?;
             self.parent_is_dir(&to).await?;
             let mut entry = source;
             entry.name = to
@@ -342,7 +348,7 @@ impl DavFileSystem for FvfsDav {
                 entry,
                 expect: None,
             };
-            self.commit(op, message).await
+            self.commit(vec![op], message).await
         }
         .boxed()
     }
@@ -360,7 +366,7 @@ impl DavFileSystem for FvfsDav {
         patch: Vec<(bool, DavProp)>,
     ) -> FsFuture<'a, Vec<(StatusCode, DavProp)>> {
         async move {
-            let p = self.live(path)?;
+            let p = self.live_path(path)?;
             if p == b"/" {
                 return Err(FsError::Forbidden);
             }
@@ -373,7 +379,7 @@ impl DavFileSystem for FvfsDav {
                     entry,
                     expect: None,
                 };
-                self.commit(op, message).await?;
+                self.commit(vec![op], message).await?;
             }
             Ok(answers)
         }
@@ -403,16 +409,16 @@ impl DavFileSystem for FvfsDav {
 
 impl FvfsDav {
     async fn remove(&self, path: &DavPath) -> Result<(), FsError> {
-        let p = self.live(path)?;
+        let p = self.live_path(path)?;
         if p == b"/" {
             return Err(FsError::Forbidden);
         }
         let message = format!("dav rm {}", fvfs_manifest::path::show(&p));
         self.commit(
-            Op::Remove {
+            vec![Op::Remove {
                 path: p,
                 recursive: false,
-            },
+            }],
             message,
         )
         .await

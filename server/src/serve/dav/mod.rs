@@ -13,6 +13,7 @@ mod file;
 mod fs;
 mod meta;
 mod props;
+mod tree;
 
 use std::sync::Arc;
 
@@ -35,20 +36,29 @@ pub fn is_dav(path: &str) -> bool {
     path == PREFIX || path.starts_with("/dav/")
 }
 
-/// The handler shared by all requests (it holds the locks).
+/// The handler shared by all requests (the locks are given with each).
 pub fn handler() -> DavHandler {
     DavHandler::builder()
         .strip_prefix(PREFIX)
-        .locksystem(MemLs::new())
         .hide_symlinks(true)
         // Large reads: each is a chunk lookup.
         .read_buf_size(256 << 10)
         .build_handler()
 }
 
+/// The locks clients hold (in memory: they do not outlive the daemon).
+pub fn locks() -> MemLs {
+    *MemLs::new()
+}
+
 pub async fn handle(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
     let fs = fs::FvfsDav::new(state.clone());
-    let config = DavConfig::new().filesystem(Box::new(fs));
+    if let Some(answer) = tree::shortcut(&fs, &state.dav_locks, &req).await {
+        return answer;
+    }
+    let config = DavConfig::new()
+        .filesystem(Box::new(fs))
+        .locksystem(Box::new(state.dav_locks.clone()));
     state
         .dav
         .handle_with(config, req)
@@ -71,6 +81,19 @@ fn fs_error(e: ApiError) -> FsError {
             tracing::warn!("WebDAV: {}", e.detail);
             FsError::GeneralFailure
         }
+    }
+}
+
+/// The status dav-server gives an error.
+fn status_of(e: FsError) -> hyper::StatusCode {
+    use hyper::StatusCode as S;
+    match e {
+        FsError::NotFound => S::NOT_FOUND,
+        FsError::Exists => S::METHOD_NOT_ALLOWED,
+        FsError::Forbidden => S::FORBIDDEN,
+        FsError::InsufficientStorage => S::INSUFFICIENT_STORAGE,
+        FsError::NotImplemented => S::NOT_IMPLEMENTED,
+        _ => S::INTERNAL_SERVER_ERROR,
     }
 }
 
