@@ -56,6 +56,15 @@ fn litmus_passes_every_suite_it_runs() {
     }
 }
 
+/// How many versions the daemon at `addr` holds.
+fn versions_now(addr: &str, token: &str) -> usize {
+    let bearer = format!("Authorization: Bearer {token}");
+    let (_, body) = dav(addr, "GET", "/v1/versions", &[&bearer], b"");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v.as_array()
+        .map_or_else(|| v["versions"].as_array().unwrap().len(), Vec::len)
+}
+
 /// A WebDAV client's request (no content type, no fvfs header) with `auth`.
 fn dav(addr: &str, method: &str, path: &str, extra: &[&str], body: &[u8]) -> (u16, String) {
     let mut headers = vec!["Host: localhost".to_owned()];
@@ -143,18 +152,38 @@ fn webdav_changes_are_versions_and_snapshots_are_read_only() {
     for name in ["a.txt", "restored.txt", "getetag"] {
         assert!(listing.contains(name), "{listing}");
     }
+    // Files clients write for themselves stay out of the tree and its history.
+    let quiet = versions_now(&addr, &token);
+    for name in [".DS_Store", "._a.txt", "Thumbs.db"] {
+        let path = format!("/dav/docs/{name}");
+        assert_eq!(
+            dav(&addr, "PUT", &path, &auth, b"window positions").0,
+            201,
+            "{name}"
+        );
+        assert_eq!(dav(&addr, "GET", &path, &auth, b"").1, "window positions");
+    }
+    assert_eq!(versions_now(&addr, &token), quiet, "no version for them");
+    let (_, ls) = dav(
+        &addr,
+        "GET",
+        "/v1/ls/docs",
+        &[&format!("Authorization: Bearer {token}")],
+        b"",
+    );
+    assert!(!ls.contains("DS_Store") && !ls.contains("._a"), "{ls}");
+    assert_eq!(
+        dav(&addr, "DELETE", "/dav/docs/.DS_Store", &auth, b"").0,
+        204
+    );
+    assert_eq!(dav(&addr, "GET", "/dav/docs/.DS_Store", &auth, b"").0, 404);
+
     // A folder copied and deleted whole: one version each, however many files.
     for i in 0..30 {
         let path = format!("/dav/docs/many-{i}.txt");
         assert_eq!(dav(&addr, "PUT", &path, &auth, b"x").0, 201);
     }
-    let bearer = format!("Authorization: Bearer {token}");
-    let versions = || -> usize {
-        let (_, body) = dav(&addr, "GET", "/v1/versions", &[&bearer], b"");
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        v.as_array()
-            .map_or_else(|| v["versions"].as_array().unwrap().len(), Vec::len)
-    };
+    let versions = || versions_now(&addr, &token);
     let before = versions();
     let dest = format!("Destination: http://{addr}/dav/copy-of-docs");
     assert_eq!(

@@ -113,9 +113,8 @@ pub struct State {
     /// Reads through the tiers, when there are colder ones (its counters go to metrics).
     tiers: Option<Arc<TieredStore>>,
     started: Instant,
-    /// WebDAV's handler, and the locks its clients hold.
-    dav: dav_server::DavHandler,
-    dav_locks: dav_server::memls::MemLs,
+    /// WebDAV's handler, the locks its clients hold, their own files.
+    dav: dav::Dav,
 }
 
 /// How to serve.
@@ -277,8 +276,7 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
         auto_snapshots: auto::status(&snapshots),
         fsck_tiers: home.fsck_tiers(),
         started: Instant::now(),
-        dav: dav::handler(),
-        dav_locks: dav::locks(),
+        dav: dav::Dav::new(),
     });
     // Uploaded chunks become durable in the background too, so a big upload's commit
     // has little left to do and memory for their records stays bounded.

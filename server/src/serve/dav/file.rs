@@ -1,4 +1,5 @@
-//! Files opened over WebDAV: a reader that seeks by chunk, and a writer that chunks
+//! Files opened over WebDAV: a reader that seeks by chunk and fetches ahead of itself
+//! (in windows a cold tier answers together), and a writer that chunks
 //! what it is sent as it arrives and commits it as one version when flushed.
 //!
 //! # Invariants
@@ -31,7 +32,13 @@ pub struct Reader {
     pos: u64,
     /// The chunk read last (index, bytes): reads come in small pieces.
     current: Option<(usize, Bytes)>,
+    /// The chunks from an index on, fetched ahead in batches (a cold tier answers a
+    /// window of neighbours in one request); started again after a seek. (In a
+    /// mutex only so that the reader is `Sync`; reads have it by `&mut`.)
+    ahead: Option<(usize, std::sync::Mutex<Ahead>)>,
 }
+
+type Ahead = futures::stream::BoxStream<'static, Result<Bytes, fvfs_cas::StoreError>>;
 
 impl std::fmt::Debug for Reader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -60,26 +67,36 @@ impl Reader {
             size: at,
             pos: 0,
             current: None,
+            ahead: None,
         })
     }
 
     async fn chunk(&mut self, index: usize) -> Result<Bytes, FsError> {
+        use futures::StreamExt;
         if let Some((i, data)) = &self.current {
             if *i == index {
                 return Ok(data.clone());
             }
         }
-        let data = self
-            .state
-            .repo
-            .store()
-            .get(&self.chunks[index].id)
-            .await
-            .map_err(|e| {
+        let ahead = match self.ahead.take() {
+            Some((next, stream)) if next == index => {
+                stream.into_inner().unwrap_or_else(|p| p.into_inner())
+            }
+            _ => {
+                let ids = self.chunks[index..].iter().map(|c| c.id).collect();
+                fvfs_cas::read_ahead(self.state.repo.store().clone(), ids).boxed()
+            }
+        };
+        let mut ahead = ahead;
+        let data = match ahead.next().await {
+            Some(Ok(data)) => data,
+            Some(Err(e)) => {
                 tracing::warn!("WebDAV read: {e}");
-                FsError::GeneralFailure
-            })?
-            .data;
+                return Err(FsError::GeneralFailure);
+            }
+            None => return Err(FsError::GeneralFailure),
+        };
+        self.ahead = Some((index + 1, std::sync::Mutex::new(ahead)));
         self.current = Some((index, data.clone()));
         Ok(data)
     }

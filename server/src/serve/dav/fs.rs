@@ -19,6 +19,7 @@ use hyper::StatusCode;
 use super::file::{Reader, Writer};
 use super::meta::{DirEntry, Meta};
 use super::props;
+use super::scratch::{is_scratch, MemFile};
 use super::{fs_error, now_ns};
 use crate::serve::writer::Op;
 use crate::serve::State;
@@ -152,6 +153,26 @@ impl FvfsDav {
         path: &DavPath,
         options: OpenOptions,
     ) -> Result<Box<dyn DavFile>, FsError> {
+        if let Place::Live(p) = self.place(path)? {
+            if is_scratch(&p) {
+                let kept = self.state.dav.scratch.get(&p);
+                return match (options.write, kept) {
+                    (true, _) => Ok(Box::new(MemFile::new(
+                        self.state.clone(),
+                        p,
+                        Vec::new(),
+                        true,
+                    ))),
+                    (false, Some(data)) => Ok(Box::new(MemFile::new(
+                        self.state.clone(),
+                        p,
+                        data.to_vec(),
+                        false,
+                    ))),
+                    (false, None) => Err(FsError::NotFound),
+                };
+            }
+        }
         if !options.write {
             let entry = self.entry(&self.place(path)?).await?;
             return match entry.kind {
@@ -276,6 +297,10 @@ impl DavFileSystem for FvfsDav {
         async move {
             let meta = match self.place(path)? {
                 Place::Snapshots => Meta::folder(SystemTime::now()),
+                Place::Live(p) if is_scratch(&p) => {
+                    let data = self.state.dav.scratch.get(&p).ok_or(FsError::NotFound)?;
+                    Meta::pending(data.len() as u64)
+                }
                 place => {
                     let e = self.entry(&place).await?;
                     if !matches!(e.kind, EntryKind::File | EntryKind::Dir) {
@@ -320,6 +345,17 @@ impl DavFileSystem for FvfsDav {
     fn rename<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
         async move {
             let (from, to) = (self.live_path(from)?, self.live_path(to)?);
+            match (is_scratch(&from), is_scratch(&to)) {
+                (false, false) => {}
+                (true, true) => {
+                    let data = self.state.dav.scratch.get(&from).ok_or(FsError::NotFound)?;
+                    self.state.dav.scratch.put(&to, data);
+                    self.state.dav.scratch.remove(&from);
+                    return Ok(());
+                }
+                // Into or out of the tree: not what these files are for.
+                _ => return Err(FsError::Forbidden),
+            }
             let message = format!(
                 "dav move {} to {}",
                 fvfs_manifest::path::show(&from),
@@ -335,6 +371,9 @@ impl DavFileSystem for FvfsDav {
             // From anywhere (a snapshot too: that is a restore) into the live tree.
             let source = self.entry(&self.place(from)?).await?;
             let to = self.live_path(to)?;
+            if is_scratch(&to) {
+                return Err(FsError::Forbidden);
+            }
             self.parent_is_dir(&to).await?;
             let mut entry = source;
             entry.name = to
@@ -390,6 +429,7 @@ impl DavFileSystem for FvfsDav {
         async move {
             match self.place(path)? {
                 Place::Snapshots => Ok(Vec::new()),
+                Place::Live(p) if is_scratch(&p) => Ok(Vec::new()),
                 place => Ok(props::get(&self.entry(&place).await?, do_content)),
             }
         }
@@ -410,6 +450,12 @@ impl DavFileSystem for FvfsDav {
 impl FvfsDav {
     async fn remove(&self, path: &DavPath) -> Result<(), FsError> {
         let p = self.live_path(path)?;
+        if is_scratch(&p) {
+            return match self.state.dav.scratch.remove(&p) {
+                true => Ok(()),
+                false => Err(FsError::NotFound),
+            };
+        }
         if p == b"/" {
             return Err(FsError::Forbidden);
         }

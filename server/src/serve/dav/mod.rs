@@ -13,6 +13,7 @@ mod file;
 mod fs;
 mod meta;
 mod props;
+mod scratch;
 mod tree;
 
 use std::sync::Arc;
@@ -36,31 +37,41 @@ pub fn is_dav(path: &str) -> bool {
     path == PREFIX || path.starts_with("/dav/")
 }
 
-/// The handler shared by all requests (the locks are given with each).
-pub fn handler() -> DavHandler {
-    DavHandler::builder()
-        .strip_prefix(PREFIX)
-        .hide_symlinks(true)
-        // Large reads: each is a chunk lookup.
-        .read_buf_size(256 << 10)
-        .build_handler()
+/// What WebDAV keeps across requests.
+pub struct Dav {
+    handler: DavHandler,
+    /// The locks clients hold (in memory: they do not outlive the daemon).
+    locks: MemLs,
+    /// Files clients write for themselves ([`scratch`]).
+    scratch: scratch::Scratch,
 }
 
-/// The locks clients hold (in memory: they do not outlive the daemon).
-pub fn locks() -> MemLs {
-    *MemLs::new()
+impl Dav {
+    pub fn new() -> Self {
+        Self {
+            handler: DavHandler::builder()
+                .strip_prefix(PREFIX)
+                .hide_symlinks(true)
+                // Large reads: each is a chunk lookup.
+                .read_buf_size(256 << 10)
+                .build_handler(),
+            locks: *MemLs::new(),
+            scratch: scratch::Scratch::default(),
+        }
+    }
 }
 
 pub async fn handle(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
     let fs = fs::FvfsDav::new(state.clone());
-    if let Some(answer) = tree::shortcut(&fs, &state.dav_locks, &req).await {
+    if let Some(answer) = tree::shortcut(&fs, &state.dav.locks, &req).await {
         return answer;
     }
     let config = DavConfig::new()
         .filesystem(Box::new(fs))
-        .locksystem(Box::new(state.dav_locks.clone()));
+        .locksystem(Box::new(state.dav.locks.clone()));
     state
         .dav
+        .handler
         .handle_with(config, req)
         .await
         .map(BodyExt::boxed_unsync)
