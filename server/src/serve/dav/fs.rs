@@ -27,9 +27,20 @@ use crate::serve::State;
 /// The folder holding a read-only view of each snapshot.
 const SNAPSHOTS: &[u8] = b"/.snapshots";
 
+/// One request's view of the tree (dav-server is given a new one for each request).
 #[derive(Clone)]
 pub struct FvfsDav {
     state: Arc<State>,
+    /// The folder this request listed last: PROPFIND asks for each listed name's
+    /// properties by path, and a lookup from the root for each of 10,000 names would
+    /// decode their folder 10,000 times.
+    listed: Arc<std::sync::Mutex<Option<Listed>>>,
+}
+
+struct Listed {
+    root: Option<ChunkId>,
+    dir: Vec<u8>,
+    entries: std::collections::HashMap<Vec<u8>, Entry>,
 }
 
 /// What a WebDAV path names.
@@ -48,7 +59,22 @@ fn time(secs: i64) -> SystemTime {
 
 impl FvfsDav {
     pub fn new(state: Arc<State>) -> Self {
-        Self { state }
+        Self {
+            state,
+            listed: Arc::default(),
+        }
+    }
+
+    /// The entry at `path` from the folder listed last, if that is its folder.
+    fn from_listing(&self, root: Option<ChunkId>, path: &[u8]) -> Option<Result<Entry, FsError>> {
+        let cut = path.iter().rposition(|b| *b == b'/')?;
+        let (dir, name) = (
+            if cut == 0 { &b"/"[..] } else { &path[..cut] },
+            &path[cut + 1..],
+        );
+        let listed = self.listed.lock().unwrap_or_else(|p| p.into_inner());
+        let l = listed.as_ref().filter(|l| l.root == root && l.dir == dir)?;
+        Some(l.entries.get(name).cloned().ok_or(FsError::NotFound))
     }
 
     fn place(&self, path: &DavPath) -> Result<Place, FsError> {
@@ -98,6 +124,9 @@ impl FvfsDav {
 
     /// The entry at `path` of the tree with `root` (`None`: the store is empty).
     async fn entry_in(&self, root: Option<ChunkId>, path: &[u8]) -> Result<Entry, FsError> {
+        if let Some(found) = self.from_listing(root, path) {
+            return found;
+        }
         match root {
             Some(root) => lookup(&self.state.repo, root, path)
                 .await
@@ -216,46 +245,60 @@ impl FvfsDav {
         }
     }
 
-    async fn list(&self, place: Place) -> Result<Vec<DirEntry>, FsError> {
-        if let Place::Snapshots = place {
-            let mut out = Vec::new();
-            for (name, _) in self
+    /// `/.snapshots`: a folder per snapshot.
+    fn snapshot_folders(&self) -> Result<Vec<DirEntry>, FsError> {
+        let mut out = Vec::new();
+        for (name, _) in self
+            .state
+            .repo
+            .snapshots()
+            .map_err(|e| fs_error(e.into()))?
+        {
+            let v = self
                 .state
                 .repo
-                .snapshots()
-                .map_err(|e| fs_error(e.into()))?
-            {
-                let v = self
-                    .state
-                    .repo
-                    .resolve(&name)
-                    .map_err(|e| fs_error(e.into()))?;
-                out.push(DirEntry {
-                    name: name.into_bytes(),
-                    meta: Meta::folder(time(v.time)),
-                });
-            }
-            return Ok(out);
+                .resolve(&name)
+                .map_err(|e| fs_error(e.into()))?;
+            out.push(DirEntry {
+                name: name.into_bytes(),
+                meta: Meta::folder(time(v.time)),
+            });
         }
+        Ok(out)
+    }
+
+    async fn list(&self, place: Place) -> Result<Vec<DirEntry>, FsError> {
         let at_live_root = matches!(&place, Place::Live(p) if p == b"/");
-        let entry = self.entry(&place).await?;
-        let mut out: Vec<DirEntry> = match (entry.kind, entry.id) {
-            (EntryKind::Dir, Some(id)) => self
-                .state
-                .repo
-                .dir(&id)
-                .await
-                .map_err(|e| fs_error(e.into()))?
-                .entries
-                .iter()
-                .map(|e| DirEntry {
-                    name: e.name.clone(),
-                    meta: Meta::of(e),
-                })
-                .collect(),
+        let (root, dir) = match place {
+            Place::Snapshots => return self.snapshot_folders(),
+            Place::Live(p) => (self.head_root()?, p),
+            Place::Snapshot { root, path } => (Some(root), path),
+        };
+        let entry = self.entry_in(root, &dir).await?;
+        let entries = match (entry.kind, entry.id) {
+            (EntryKind::Dir, Some(id)) => {
+                self.state
+                    .repo
+                    .dir(&id)
+                    .await
+                    .map_err(|e| fs_error(e.into()))?
+                    .entries
+            }
             (EntryKind::Dir, None) => Vec::new(),
             _ => return Err(FsError::Forbidden),
         };
+        let mut out: Vec<DirEntry> = entries
+            .iter()
+            .map(|e| DirEntry {
+                name: e.name.clone(),
+                meta: Meta::of(e),
+            })
+            .collect();
+        *self.listed.lock().unwrap_or_else(|p| p.into_inner()) = Some(Listed {
+            root,
+            dir,
+            entries: entries.into_iter().map(|e| (e.name.clone(), e)).collect(),
+        });
         if at_live_root {
             out.push(DirEntry {
                 name: SNAPSHOTS[1..].to_vec(),
