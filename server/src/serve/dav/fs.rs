@@ -66,7 +66,7 @@ impl FvfsDav {
     }
 
     /// The entry at `path` from the folder listed last, if that is its folder.
-    fn from_listing(&self, root: Option<ChunkId>, path: &[u8]) -> Option<Result<Entry, FsError>> {
+    fn listed_entry(&self, root: Option<ChunkId>, path: &[u8]) -> Option<Result<Entry, FsError>> {
         let cut = path.iter().rposition(|b| *b == b'/')?;
         let (dir, name) = (
             if cut == 0 { &b"/"[..] } else { &path[..cut] },
@@ -124,7 +124,7 @@ impl FvfsDav {
 
     /// The entry at `path` of the tree with `root` (`None`: the store is empty).
     async fn entry_in(&self, root: Option<ChunkId>, path: &[u8]) -> Result<Entry, FsError> {
-        if let Some(found) = self.from_listing(root, path) {
+        if let Some(found) = self.listed_entry(root, path) {
             return found;
         }
         match root {
