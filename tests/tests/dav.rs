@@ -31,7 +31,10 @@ fn summaries(out: &str) -> BTreeMap<String, (u32, u32)> {
 fn litmus_passes_every_suite_it_runs() {
     let store = Fvfsd::new();
     let d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
+    // litmus writes its logs into its working directory.
+    let logs = tempfile::tempdir().unwrap();
     let out = Command::new("litmus")
+        .current_dir(logs.path())
         .arg(format!("{}/dav/", d.url))
         .env("TESTS", "basic copymove props locks http")
         .output()
@@ -54,6 +57,16 @@ fn litmus_passes_every_suite_it_runs() {
             "{suite}: {failed} failed\n{text}"
         );
     }
+}
+
+/// The whole answer to `request`, status line and headers included.
+fn answer_with_headers(addr: &str, request: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(request).unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 /// How many versions the daemon at `addr` holds.
@@ -118,15 +131,51 @@ fn webdav_changes_are_versions_and_snapshots_are_read_only() {
         .output()
         .unwrap();
     check(&snap, 0);
-    assert!(matches!(
+    // A property set on the file survives its overwrite (as do its mode and xattrs).
+    let patch = br#"<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:fvfs-test"><D:set><D:prop><Z:colour>blue</Z:colour></D:prop></D:set></D:propertyupdate>"#;
+    assert_eq!(
+        dav(
+            &addr,
+            "PROPPATCH",
+            "/dav/docs/a.txt",
+            &[&basic, "Content-Type: application/xml"],
+            patch
+        )
+        .0,
+        207
+    );
+    assert_eq!(
         dav(&addr, "PUT", "/dav/docs/a.txt", &auth, b"second").0,
-        201 | 204
-    ));
-    assert_eq!(dav(&addr, "GET", "/dav/docs/a.txt", &auth, b"").1, "second");
+        204
+    );
+    let (status, got) = dav(&addr, "GET", "/dav/docs/a.txt", &auth, b"");
+    assert_eq!((status, got.as_str()), (200, "second"));
+    let (_, props) = dav(
+        &addr,
+        "PROPFIND",
+        "/dav/docs/a.txt",
+        &[&basic, "Depth: 0"],
+        b"",
+    );
+    assert!(
+        props.contains("colour") && props.contains("blue"),
+        "{props}"
+    );
     let old = "/dav/.snapshots/before/docs/a.txt";
     assert_eq!(
         dav(&addr, "GET", old, &auth, b""),
         (200, "first".to_owned())
+    );
+    // Whatever a stored file's name says, a browser never runs it as a page here.
+    let whole = answer_with_headers(
+        &addr,
+        &bare_request("GET", old, &["Host: localhost", &basic], b""),
+    );
+    let lower = whole.to_ascii_lowercase();
+    assert!(
+        lower.contains("content-security-policy: sandbox")
+            && lower.contains("x-content-type-options: nosniff"),
+        "{whole}"
     );
     for (method, path) in [
         ("PUT", "/dav/.snapshots/before/docs/b.txt"),
@@ -164,14 +213,29 @@ fn webdav_changes_are_versions_and_snapshots_are_read_only() {
         assert_eq!(dav(&addr, "GET", &path, &auth, b"").1, "window positions");
     }
     assert_eq!(versions_now(&addr, &token), quiet, "no version for them");
-    let (_, ls) = dav(
-        &addr,
-        "GET",
-        "/v1/ls/docs",
-        &[&format!("Authorization: Bearer {token}")],
-        b"",
+    let bearer = format!("Authorization: Bearer {token}");
+    let (status, ls) = dav(&addr, "GET", "/v1/ls/docs", &[&bearer], b"");
+    assert_eq!(status, 200, "{ls}");
+    assert!(
+        ls.contains("a.txt") && !ls.contains("DS_Store") && !ls.contains("._a"),
+        "{ls}"
     );
-    assert!(!ls.contains("DS_Store") && !ls.contains("._a"), "{ls}");
+    // One of those names in the tree (written another way) is the tree's file.
+    let api_put = bare_request(
+        "PUT",
+        "/v1/files/docs/desktop.ini",
+        &[
+            "Host: localhost",
+            &bearer,
+            "Content-Type: application/octet-stream",
+        ],
+        b"[.ShellClassInfo]",
+    );
+    assert_eq!(raw(&addr, &api_put).0, 201);
+    assert_eq!(
+        dav(&addr, "GET", "/dav/docs/desktop.ini", &auth, b"").1,
+        "[.ShellClassInfo]"
+    );
     assert_eq!(
         dav(&addr, "DELETE", "/dav/docs/.DS_Store", &auth, b"").0,
         204

@@ -89,6 +89,10 @@ fn routes(chunk: &str, export_to: &str) -> Vec<Route> {
         r("PUT", "/dav/new-dav.txt", "", b"dav", Write),
         r("MKCOL", "/dav/new-dir", "", b"", Write),
         r("LOCK", "/dav/keep/a.txt", "", b"", Write),
+        r("UNLOCK", "/dav/keep/a.txt", "", b"", Write),
+        r("PROPPATCH", "/dav/keep/a.txt", "", b"", Write),
+        r("COPY", "/dav/keep/a.txt", "", b"", Write),
+        r("MOVE", "/dav/keep/a.txt", "", b"", Write),
         r("DELETE", "/dav/new-dav.txt", "", b"", Write),
     ]
 }

@@ -153,6 +153,8 @@ pub struct Writer {
     state: Arc<State>,
     path: Vec<u8>,
     mode: u32,
+    /// The owner, extended attributes and properties of the file replaced, kept.
+    meta: Option<Box<fvfs_manifest::node::Meta>>,
     /// What the client announced it sends.
     expected: Option<u64>,
     written: u64,
@@ -170,11 +172,19 @@ impl std::fmt::Debug for Writer {
 }
 
 impl Writer {
-    pub fn new(state: Arc<State>, path: Vec<u8>, mode: u32, expected: Option<u64>) -> Self {
+    /// A writer of the file at `path`, with the mode and metadata of the file it
+    /// replaces (if any).
+    pub fn new(
+        state: Arc<State>,
+        path: Vec<u8>,
+        (mode, meta): (u32, Option<Box<fvfs_manifest::node::Meta>>),
+        expected: Option<u64>,
+    ) -> Self {
         Self {
             state,
             path,
             mode,
+            meta,
             expected,
             written: 0,
             pending: Pending::default(),
@@ -210,7 +220,8 @@ impl Writer {
             .put_file(&self.pending, std::mem::take(&mut self.refs))
             .await
             .map_err(|e| fs_error(e.into()))?;
-        let entry = file.entry(self.mode, now_ns());
+        let mut entry = file.entry(self.mode, now_ns());
+        entry.meta = self.meta.take();
         let pending = std::mem::take(&mut self.pending);
         let message = format!("dav put {}", fvfs_manifest::path::show(&self.path));
         state

@@ -12,6 +12,7 @@ use dav_server::fs::{
     OpenOptions, ReadDirMeta,
 };
 use futures::{stream, FutureExt, StreamExt};
+use fvfs_api::commit::Expect;
 use fvfs_cas::ChunkId;
 use fvfs_manifest::{lookup, Entry, EntryKind, Pending};
 use hyper::StatusCode;
@@ -26,6 +27,8 @@ use crate::serve::State;
 
 /// The folder holding a read-only view of each snapshot.
 const SNAPSHOTS: &[u8] = b"/.snapshots";
+/// Attempts of a PROPPATCH that others' changes keep overtaking.
+const PATCH_TRIES: usize = 5;
 
 /// One request's view of the tree (dav-server is given a new one for each request).
 #[derive(Clone)]
@@ -67,6 +70,9 @@ impl FvfsDav {
 
     /// The entry at `path` from the folder listed last, if that is its folder.
     fn listed_entry(&self, root: Option<ChunkId>, path: &[u8]) -> Option<Result<Entry, FsError>> {
+        if path == b"/" {
+            return None;
+        }
         let cut = path.iter().rposition(|b| *b == b'/')?;
         let (dir, name) = (
             if cut == 0 { &b"/"[..] } else { &path[..cut] },
@@ -79,6 +85,9 @@ impl FvfsDav {
 
     fn place(&self, path: &DavPath) -> Result<Place, FsError> {
         let mut bytes = path.as_bytes().to_vec();
+        if !bytes.starts_with(b"/") {
+            return Err(FsError::NotFound);
+        }
         while bytes.len() > 1 && bytes.ends_with(b"/") {
             bytes.pop();
         }
@@ -182,24 +191,22 @@ impl FvfsDav {
         path: &DavPath,
         options: OpenOptions,
     ) -> Result<Box<dyn DavFile>, FsError> {
+        // A client's own file lives in memory, unless the tree has one of that name.
         if let Place::Live(p) = self.place(path)? {
-            if is_scratch(&p) {
-                let kept = self.state.dav.scratch.get(&p);
-                return match (options.write, kept) {
-                    (true, _) => Ok(Box::new(MemFile::new(
-                        self.state.clone(),
-                        p,
-                        Vec::new(),
-                        true,
-                    ))),
-                    (false, Some(data)) => Ok(Box::new(MemFile::new(
-                        self.state.clone(),
-                        p,
-                        data.to_vec(),
-                        false,
-                    ))),
-                    (false, None) => Err(FsError::NotFound),
-                };
+            let kept = self.state.dav.scratch.get(&p);
+            let write_kept =
+                options.write && is_scratch(&p) && self.live_entry(&p).await?.is_none();
+            if let (false, Some(data)) = (options.write, &kept) {
+                let file = MemFile::new(self.state.clone(), p, data.to_vec(), false);
+                return Ok(Box::new(file));
+            }
+            if write_kept {
+                return Ok(Box::new(MemFile::new(
+                    self.state.clone(),
+                    p,
+                    Vec::new(),
+                    true,
+                )));
             }
         }
         if !options.write {
@@ -215,6 +222,7 @@ impl FvfsDav {
             return Err(FsError::Forbidden);
         }
         let existing = self.live_entry(&p).await?;
+        let meta = existing.as_ref().and_then(|e| e.meta.clone());
         let mode = match &existing {
             Some(e) if e.kind != EntryKind::File => return Err(FsError::Forbidden),
             Some(_) if options.create_new => return Err(FsError::Exists),
@@ -230,7 +238,7 @@ impl FvfsDav {
         Ok(Box::new(Writer::new(
             self.state.clone(),
             p,
-            mode,
+            (mode, meta),
             options.size,
         )))
     }
@@ -289,6 +297,10 @@ impl FvfsDav {
         };
         let mut out: Vec<DirEntry> = entries
             .iter()
+            // Symlinks and special files have no WebDAV form; at the root, the
+            // snapshots' folder stands where a folder of that name would.
+            .filter(|e| matches!(e.kind, EntryKind::File | EntryKind::Dir))
+            .filter(|e| !(at_live_root && e.name == SNAPSHOTS[1..]))
             .map(|e| DirEntry {
                 name: e.name.clone(),
                 meta: Meta::of(e),
@@ -340,9 +352,9 @@ impl DavFileSystem for FvfsDav {
         async move {
             let meta = match self.place(path)? {
                 Place::Snapshots => Meta::folder(SystemTime::now()),
-                Place::Live(p) if is_scratch(&p) => {
-                    let data = self.state.dav.scratch.get(&p).ok_or(FsError::NotFound)?;
-                    Meta::pending(data.len() as u64)
+                Place::Live(p) if self.state.dav.scratch.get(&p).is_some() => {
+                    let len = self.state.dav.scratch.get(&p).map_or(0, |d| d.len());
+                    Meta::pending(len as u64)
                 }
                 place => {
                     let e = self.entry(&place).await?;
@@ -388,16 +400,15 @@ impl DavFileSystem for FvfsDav {
     fn rename<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
         async move {
             let (from, to) = (self.live_path(from)?, self.live_path(to)?);
-            match (is_scratch(&from), is_scratch(&to)) {
-                (false, false) => {}
-                (true, true) => {
-                    let data = self.state.dav.scratch.get(&from).ok_or(FsError::NotFound)?;
-                    self.state.dav.scratch.put(&to, data);
-                    self.state.dav.scratch.remove(&from);
-                    return Ok(());
+            if let Some(data) = self.state.dav.scratch.get(&from) {
+                // Between a client's own names only: into the tree is not what they
+                // are for.
+                if !is_scratch(&to) || self.live_entry(&to).await?.is_some() {
+                    return Err(FsError::Forbidden);
                 }
-                // Into or out of the tree: not what these files are for.
-                _ => return Err(FsError::Forbidden),
+                self.state.dav.scratch.put(&to, data);
+                self.state.dav.scratch.remove(&from);
+                return Ok(());
             }
             let message = format!(
                 "dav move {} to {}",
@@ -414,9 +425,6 @@ impl DavFileSystem for FvfsDav {
             // From anywhere (a snapshot too: that is a restore) into the live tree.
             let source = self.entry(&self.place(from)?).await?;
             let to = self.live_path(to)?;
-            if is_scratch(&to) {
-                return Err(FsError::Forbidden);
-            }
             self.parent_is_dir(&to).await?;
             let mut entry = source;
             entry.name = to
@@ -452,18 +460,37 @@ impl DavFileSystem for FvfsDav {
             if p == b"/" {
                 return Err(FsError::Forbidden);
             }
-            let mut entry = self.live_entry(&p).await?.ok_or(FsError::NotFound)?;
-            let answers = props::patch(&mut entry, patch);
-            if answers.iter().all(|(s, _)| s.is_success()) {
+            // The whole entry is written back: only if nobody changed what it holds
+            // meanwhile (a folder's files included), else read again and retry.
+            for _ in 0..PATCH_TRIES {
+                let head = self.state.repo.head().map_err(|e| fs_error(e.into()))?;
+                let mut entry = self.entry_in(head.as_ref().map(|v| v.root), &p).await?;
+                let answers = props::patch(&mut entry, patch.clone());
+                if !answers.iter().all(|(s, _)| s.is_success()) {
+                    return Ok(answers);
+                }
+                let expect = head.map(|v| Expect::Unchanged {
+                    since: v.number,
+                    path: fvfs_api::path::encode_path(&p),
+                });
                 let message = format!("dav proppatch {}", fvfs_manifest::path::show(&p));
                 let op = Op::Put {
-                    path: p,
+                    path: p.clone(),
                     entry,
-                    expect: None,
+                    expect,
                 };
-                self.commit(vec![op], message).await?;
+                match self
+                    .state
+                    .writer
+                    .submit(vec![op], Pending::default(), message)
+                    .await
+                {
+                    Ok(_) => return Ok(answers),
+                    Err(fvfs_manifest::ManifestError::Conflict(_)) => continue,
+                    Err(e) => return Err(fs_error(e.into())),
+                }
             }
-            Ok(answers)
+            Err(FsError::GeneralFailure)
         }
         .boxed()
     }
@@ -472,7 +499,7 @@ impl DavFileSystem for FvfsDav {
         async move {
             match self.place(path)? {
                 Place::Snapshots => Ok(Vec::new()),
-                Place::Live(p) if is_scratch(&p) => Ok(Vec::new()),
+                Place::Live(p) if self.state.dav.scratch.get(&p).is_some() => Ok(Vec::new()),
                 place => Ok(props::get(&self.entry(&place).await?, do_content)),
             }
         }
@@ -493,11 +520,8 @@ impl DavFileSystem for FvfsDav {
 impl FvfsDav {
     async fn remove(&self, path: &DavPath) -> Result<(), FsError> {
         let p = self.live_path(path)?;
-        if is_scratch(&p) {
-            return match self.state.dav.scratch.remove(&p) {
-                true => Ok(()),
-                false => Err(FsError::NotFound),
-            };
+        if self.state.dav.scratch.remove(&p) {
+            return Ok(());
         }
         if p == b"/" {
             return Err(FsError::Forbidden);

@@ -63,18 +63,31 @@ impl Dav {
 
 pub async fn handle(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
     let fs = fs::FvfsDav::new(state.clone());
-    if let Some(answer) = tree::shortcut(&fs, &state.dav.locks, &req).await {
+    if let Some(mut answer) = tree::shortcut(&fs, &state.dav.locks, &req).await {
+        confine(&mut answer);
         return answer;
     }
     let config = DavConfig::new()
         .filesystem(Box::new(fs))
         .locksystem(Box::new(state.dav.locks.clone()));
-    state
+    let mut resp = state
         .dav
         .handler
         .handle_with(config, req)
         .await
-        .map(BodyExt::boxed_unsync)
+        .map(BodyExt::boxed_unsync);
+    confine(&mut resp);
+    resp
+}
+
+/// Stored files come back typed by their names (`.html`, `.svg`) from the daemon's
+/// own origin: a browser must never run them as pages of it, which would give them the
+/// user's access to the API.
+fn confine(resp: &mut Response<Body>) {
+    use hyper::header::{HeaderValue, CONTENT_SECURITY_POLICY, X_CONTENT_TYPE_OPTIONS};
+    let h = resp.headers_mut();
+    h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox"));
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
 }
 
 /// What WebDAV answers for an API error.
@@ -88,6 +101,7 @@ fn fs_error(e: ApiError) -> FsError {
         | ErrorCode::BadName
         | ErrorCode::Forbidden => FsError::Forbidden,
         ErrorCode::NoSpace => FsError::InsufficientStorage,
+        ErrorCode::TooLarge => FsError::TooLarge,
         _ => {
             tracing::warn!("WebDAV: {}", e.detail);
             FsError::GeneralFailure

@@ -1,7 +1,7 @@
 //! Whole folders at once: COPY of a folder shares its tree (one commit, whatever its
 //! size) and DELETE of a folder removes it in one commit, where dav-server would walk
-//! it one file at a time. Only the plain cases are taken here: a request with an `If`
-//! header, a lock in the way, a shallow copy, or a destination inside the source goes
+//! it one file at a time. Only the plain cases are taken here: a conditional request
+//! (`If`, `If-Match` and the like), a lock in the way, a shallow copy, or a destination inside the source goes
 //! to dav-server, which answers those as RFC 4918 says.
 
 use dav_server::davpath::DavPath;
@@ -45,7 +45,16 @@ pub async fn shortcut(
     req: &Request<Incoming>,
 ) -> Option<Response<Body>> {
     let copy = *req.method() == Method::from_bytes(b"COPY").ok()?;
-    if !(copy || *req.method() == Method::DELETE) || header(req, "if").is_some() {
+    let conditional = [
+        "if",
+        "if-match",
+        "if-none-match",
+        "if-modified-since",
+        "if-unmodified-since",
+    ];
+    if !(copy || *req.method() == Method::DELETE)
+        || conditional.iter().any(|h| header(req, h).is_some())
+    {
         return None;
     }
     let depth = header(req, "depth").unwrap_or("infinity");
