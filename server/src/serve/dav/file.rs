@@ -157,6 +157,8 @@ pub struct Writer {
     meta: Option<Box<fvfs_manifest::node::Meta>>,
     /// What the client announced it sends.
     expected: Option<u64>,
+    /// The file must still be absent when committed (`If-None-Match: *`).
+    create_new: bool,
     written: u64,
     pending: Pending,
     chunker: Incremental,
@@ -178,7 +180,7 @@ impl Writer {
         state: Arc<State>,
         path: Vec<u8>,
         (mode, meta): (u32, Option<Box<fvfs_manifest::node::Meta>>),
-        expected: Option<u64>,
+        (expected, create_new): (Option<u64>, bool),
     ) -> Self {
         Self {
             state,
@@ -186,6 +188,7 @@ impl Writer {
             mode,
             meta,
             expected,
+            create_new,
             written: 0,
             pending: Pending::default(),
             chunker: Incremental::new(),
@@ -230,7 +233,7 @@ impl Writer {
                 vec![Op::Put {
                     path: self.path.clone(),
                     entry: entry.clone(),
-                    expect: None,
+                    expect: self.create_new.then_some(fvfs_api::commit::Expect::Absent),
                 }],
                 pending,
                 message,

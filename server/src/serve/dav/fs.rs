@@ -239,7 +239,7 @@ impl FvfsDav {
             self.state.clone(),
             p,
             (mode, meta),
-            options.size,
+            (options.size, options.create_new),
         )))
     }
 

@@ -94,7 +94,8 @@ fn confine(resp: &mut Response<Body>) {
 fn fs_error(e: ApiError) -> FsError {
     match e.code {
         ErrorCode::NotFound | ErrorCode::NotADirectory => FsError::NotFound,
-        ErrorCode::Exists => FsError::Exists,
+        // Someone else wrote the path first (a create that expected it absent).
+        ErrorCode::Exists | ErrorCode::Conflict => FsError::Exists,
         ErrorCode::IsADirectory
         | ErrorCode::NotEmpty
         | ErrorCode::BadPath

@@ -117,10 +117,12 @@ pub async fn shortcut(
             });
         }
         let message = format!("dav copy -r to {}", fvfs_manifest::path::show(&to_path));
+        // Overwrite: F holds at the commit too: nobody may have put something there.
+        let expect = (!overwrite).then_some(fvfs_api::commit::Expect::Absent);
         ops.push(Op::Put {
             path: to_path,
             entry,
-            expect: None,
+            expect,
         });
         fs.commit(ops, message).await
     }
@@ -130,6 +132,7 @@ pub async fn shortcut(
         Ok(()) => answer(StatusCode::CREATED),
         // A missing parent of the destination is a conflict (RFC 4918, 9.8.5).
         Err(dav_server::fs::FsError::NotFound) => answer(StatusCode::CONFLICT),
+        Err(dav_server::fs::FsError::Exists) => answer(StatusCode::PRECONDITION_FAILED),
         Err(e) => answer(super::status_of(e)),
     })
 }
