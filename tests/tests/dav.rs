@@ -263,6 +263,22 @@ fn webdav_changes_are_versions_and_snapshots_are_read_only() {
         dav(&addr, "GET", "/dav/copy-of-docs/many-29.txt", &auth, b"").0,
         404
     );
+    // An upload cut off before its announced length changes nothing.
+    let cut_at = versions_now(&addr, &token);
+    {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        let head = format!(
+            "PUT /dav/docs/cut.bin HTTP/1.1\r\nHost: localhost\r\n{basic}\r\nContent-Length: 100000\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(&[7u8; 1000]).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+    }
+    assert_eq!(dav(&addr, "GET", "/dav/docs/cut.bin", &auth, b"").0, 404);
+    assert_eq!(versions_now(&addr, &token), cut_at, "nothing committed");
     let log = d
         .fvfsc(["--url", &format!("http://{addr}"), "log"])
         .env("FVFS_TOKEN", &token)
