@@ -56,7 +56,7 @@ use crate::{
 use index::{Loc, SegStat};
 
 pub use convert::{convert_legacy, is_legacy, Converted};
-pub use sealing::{check_mode, is_sealed, seal_in_place, Sealed, Sealing};
+pub use sealing::{check_mode, seal_in_place, Sealed, Sealing};
 
 const MARKER: &str = "FVFS-PACKS";
 const MARKER_TEXT: &str = "fvfs pack store, format 2\n";

@@ -294,8 +294,3 @@ fn seal_batch(
     }
     inner.sync()
 }
-
-/// Whether the store at `root` is sealed (by any key).
-pub fn is_sealed(root: &Path) -> bool {
-    root.join(SEALED).is_file()
-}
