@@ -20,6 +20,10 @@ need git git
 need tar tar
 need litmus litmus        # the WebDAV conformance suite, against /dav/
 need mount.davfs davfs2   # a real WebDAV client mounting /dav/
+need chromium chromium    # a real browser on the web page
+need chromedriver chromium-driver
+# A font for the page's screenshots (chromium runs without one, showing boxes).
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}"

@@ -24,6 +24,7 @@ pub use meta::{
     ChunkRecord, FileRef, PackLoc, QueueEntry, QueueStatus, StatEntry, Totals, Version, VersionKind,
 };
 pub use node::{ChunkRef, DirNode, Entry, EntryKind, FileNode, Node};
+pub use repo::now as now_secs;
 pub use repo::{
     recent_accesses, Condemned, CopyMark, GcSession, HeadLock, PackLocs, Pending, Recovered, Repo,
 };

@@ -110,7 +110,8 @@ pub struct Repo {
     fence: Arc<gc::Fence>,
 }
 
-pub(crate) fn now() -> i64 {
+/// The time now, in Unix seconds (0 if the clock is before 1970).
+pub fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

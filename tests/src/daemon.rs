@@ -159,9 +159,7 @@ pub fn try_raw(addr: &str, request: &[u8]) -> Option<(u16, String)> {
 fn exchange(mut s: TcpStream, request: &[u8]) -> (u16, String) {
     // A daemon may answer (413, 507...) and close before the whole body is sent.
     let _ = s.write_all(request);
-    let mut answer = Vec::new();
-    let _ = s.read_to_end(&mut answer);
-    let text = String::from_utf8_lossy(&answer).into_owned();
+    let text = String::from_utf8_lossy(&read_answer(s)).into_owned();
     let status = text
         .split_whitespace()
         .nth(1)
@@ -172,6 +170,34 @@ fn exchange(mut s: TcpStream, request: &[u8]) -> (u16, String) {
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     (status, body)
+}
+
+/// One HTTP answer: up to its `Content-Length` when it gives one (some servers, such
+/// as chromedriver, keep the connection open whatever the request said), else up to
+/// the close.
+fn read_answer(s: TcpStream) -> Vec<u8> {
+    let mut r = BufReader::new(s);
+    let mut answer = Vec::new();
+    let mut length = None;
+    loop {
+        let before = answer.len();
+        match r.read_until(b'\n', &mut answer) {
+            Ok(0) | Err(_) => return answer,
+            Ok(_) => {}
+        }
+        let line = String::from_utf8_lossy(&answer[before..]).to_ascii_lowercase();
+        if let Some(v) = line.strip_prefix("content-length:") {
+            length = v.trim().parse::<u64>().ok();
+        }
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let _ = match length {
+        Some(n) => r.take(n).read_to_end(&mut answer),
+        None => r.read_to_end(&mut answer),
+    };
+    answer
 }
 
 /// A request with a body, as fvfs's clients send one (Host `localhost`, the header

@@ -8,6 +8,7 @@ pub mod mount;
 pub mod mounts;
 pub mod packs;
 pub mod tree;
+pub mod webdriver;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};

@@ -67,6 +67,8 @@ fn routes(chunk: &str, export_to: &str) -> Vec<Route> {
             Write,
         ),
         r("GET", "/v1/status", "", b"", Read),
+        r("GET", "/v1/status/history", "", b"", Read),
+        r("GET", "/v1/whoami", "", b"", Read),
         r("GET", "/v1/devices", "", b"", Read),
         r("GET", "/metrics", "", b"", Read),
         r("GET", "/v1/admin/wal", "", b"", Read),
@@ -504,4 +506,84 @@ fn cat_writes_nothing_that_does_not_match_its_hashes() {
         "what was written ({} bytes) is a verified start of the file",
         out.stdout.len()
     );
+}
+
+/// The whole answer to `request` sent to `addr`, status line and headers included.
+fn whole_answer(addr: &str, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(request).unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn the_web_page_holds_no_data_and_everything_it_shows_needs_a_token() {
+    let store = Fvfsd::new();
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("secret-name.txt"), "secret content").unwrap();
+    store.run([
+        "migrate",
+        "--local-src",
+        src.path().to_str().unwrap(),
+        "--dest",
+        "/private",
+    ]);
+    // Beyond loopback: every API request needs a token.
+    let d = Daemon::start(&store, "0.0.0.0:0", &["--no-mdns"]);
+    let port = d.addr.rsplit(':').next().unwrap().to_owned();
+    let addr = format!("127.0.0.1:{port}");
+    let read = store
+        .run(["token", "new", "phone", "--role", "read"])
+        .trim()
+        .to_owned();
+    // The page's files come to anyone who names the daemon, even from a link on
+    // another site, with a policy that keeps other pages and scripts out of them.
+    for path in ["/", "/ui/app.js", "/ui/app.css", "/ui/icon.svg"] {
+        let headers = [
+            format!("Host: 127.0.0.1:{port}"),
+            "Origin: http://evil.example".to_owned(),
+            "Sec-Fetch-Site: cross-site".to_owned(),
+        ];
+        let answer = whole_answer(&addr, &bare_request("GET", path, &headers, b""));
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
+        let head = head.to_ascii_lowercase();
+        assert!(
+            head.contains("content-security-policy: default-src 'none'"),
+            "{head}"
+        );
+        assert!(head.contains("frame-ancestors 'none'"), "{head}");
+        assert!(head.contains("x-frame-options: deny"), "{head}");
+        assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+        assert!(
+            !body.contains("secret") && !body.contains("private"),
+            "{path} holds data of the store"
+        );
+        // A page rebinding its DNS name to the daemon gets nothing, not even these.
+        let rebound = [format!("Host: evil.example:{port}")];
+        let (status, _) = raw(&addr, &bare_request("GET", path, &rebound, b""));
+        assert_eq!(status, 403, "{path} for a rebound Host");
+        let (status, _) = raw(&addr, &request("POST", path, &[], b""));
+        assert_eq!(status, 405, "POST {path}");
+    }
+    assert_eq!(
+        raw(&addr, &request("GET", "/ui/nothing.js", &[], b"")).0,
+        404
+    );
+    // What the page shows comes from the API: nothing without a token, a read-only
+    // token's role told to the page, and the store's data to that role.
+    for path in ["/v1/whoami", "/v1/ls/private", "/v1/status/history"] {
+        let (status, _) = raw(&addr, &request("GET", path, &[], b""));
+        assert_eq!(status, 401, "{path} without a token");
+    }
+    let bearer = format!("Authorization: Bearer {read}");
+    let (status, me) = raw(&addr, &request("GET", "/v1/whoami", &[&bearer], b""));
+    assert_eq!(
+        (status, me.as_str()),
+        (200, "{\"role\":\"read\",\"auth\":true}")
+    );
+    let (status, listing) = raw(&addr, &request("GET", "/v1/ls/private", &[&bearer], b""));
+    assert_eq!(status, 200);
+    assert!(listing.contains("secret-name.txt"), "{listing}");
 }

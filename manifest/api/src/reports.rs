@@ -22,6 +22,54 @@ pub struct Status {
     /// Automatic snapshots, when `[snapshots]` asks for some.
     #[serde(default)]
     pub auto_snapshots: Option<AutoSnapshots>,
+    /// How the last fsck and the last gc ended (kept across restarts).
+    #[serde(default)]
+    pub last_tasks: Vec<TaskOutcome>,
+}
+
+/// How a maintenance task (fsck, gc) ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskOutcome {
+    pub task: String,
+    /// When it ended (Unix seconds).
+    pub finished: i64,
+    /// Whether it ended without finding or leaving a problem.
+    pub ok: bool,
+    /// One line for people: what it found or why it failed.
+    pub summary: String,
+}
+
+/// `GET /v1/status/history`: the tiers' usage and backlog over time, oldest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageHistory {
+    /// Seconds between two samples.
+    pub interval_secs: u64,
+    pub samples: Vec<UsageSample>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageSample {
+    /// Unix seconds.
+    pub time: i64,
+    pub tiers: Vec<TierUsage>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TierUsage {
+    pub name: String,
+    pub chunks: u64,
+    pub bytes: u64,
+    /// Chunks waiting to be copied to this tier.
+    pub queue_depth: u64,
+}
+
+/// `GET /v1/whoami`: what the caller's token lets it do, so a client shows only that.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Whoami {
+    /// "read", "write" or "admin".
+    pub role: String,
+    /// Whether this daemon asks for tokens (false: open on loopback).
+    pub auth: bool,
 }
 
 /// What the daemon's automatic snapshots did last.

@@ -16,7 +16,7 @@ use crate::{export, migrate};
 
 /// The tiers this daemon runs: the local one, always available with nothing queued,
 /// then each colder tier with its availability and replication queue.
-fn tiers(state: &State) -> Result<Vec<TierStatus>, ApiError> {
+pub(super) fn tiers(state: &State) -> Result<Vec<TierStatus>, ApiError> {
     let t = state.repo.totals()?;
     let (local_chunks, local_bytes) = t.local();
     let mut tiers = vec![TierStatus {
@@ -70,6 +70,7 @@ pub async fn status(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
             .auto_snapshots
             .as_ref()
             .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).clone()),
+        last_tasks: state.maintenance.outcomes(),
     })
 }
 
@@ -141,8 +142,31 @@ pub async fn fsck(state: &Arc<State>, req: &Request<Incoming>) -> Result<Respons
         &versions,
         opts,
         &task.progress,
-    );
-    ok(&checked.await?.report)
+    )
+    .await;
+    let (clean, summary) = match &checked {
+        Ok(c) => {
+            let r = &c.report;
+            let left = r.problems.iter().filter(|p| !p.repaired).count()
+                + r.stores.iter().filter(|p| !p.repaired).count();
+            let found = match left {
+                0 => "clean".to_owned(),
+                n => format!("{n} problems left"),
+            };
+            let data = if opts.read_data {
+                format!(", {} data chunks read", r.data_chunks)
+            } else {
+                String::new()
+            };
+            (
+                left == 0,
+                format!("{} versions, {} nodes{data}: {found}", r.versions, r.nodes),
+            )
+        }
+        Err(e) => (false, format!("failed: {e}")),
+    };
+    state.maintenance.finished("fsck", clean, summary);
+    ok(&checked?.report)
 }
 
 /// `POST /v1/admin/gc?dry_run&keep_last&keep_daily&keep_weekly&grace_secs`: a
@@ -152,7 +176,28 @@ pub async fn gc(state: &Arc<State>, req: &Request<Incoming>) -> Result<Response<
     let opts = state.gc.options(&args, false);
     let task = state.maintenance.start("gc");
     let work = fvfs_fsck::gc::collect(&state.repo, &state.fsck_tiers, &opts, &task.progress);
-    ok(&work.await?)
+    let collected = work.await;
+    let (clean, summary) = match &collected {
+        Ok(r) if r.dry_run => (
+            true,
+            format!("dry run: would free {} chunks", r.chunks_freed),
+        ),
+        Ok(r) => (
+            r.failed.is_empty(),
+            format!(
+                "{} versions dropped, {} chunks freed{}",
+                r.versions_dropped.len(),
+                r.chunks_freed,
+                match r.failed.len() {
+                    0 => String::new(),
+                    n => format!(", {n} copies not deleted"),
+                }
+            ),
+        ),
+        Err(e) => (false, format!("failed: {e}")),
+    };
+    state.maintenance.finished("gc", clean, summary);
+    ok(&collected?)
 }
 
 /// Migrate and export act on the daemon's own file system: only for callers on this machine.

@@ -41,9 +41,14 @@ async fn entry_at(
     Ok((v, e))
 }
 
-/// Streams a file's content, chunk by chunk, each verified.
-pub async fn get(state: &Arc<State>, path: Vec<u8>) -> Result<Response<Body>, ApiError> {
-    let (v, entry) = entry_at(state, &path, None).await?;
+/// Streams a file's content (as it is in `?version=`, else HEAD), chunk by chunk, each
+/// verified.
+pub async fn get(
+    state: &Arc<State>,
+    path: Vec<u8>,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let (v, entry) = entry_at(state, &path, Some(req)).await?;
     match entry.kind {
         EntryKind::Dir => {
             return Err(ApiError::new(

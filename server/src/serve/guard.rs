@@ -53,7 +53,7 @@ impl Guard {
         let text = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"));
         let host = text("host");
         if let Some(host) = host {
-            self.check_host(host)?;
+            self.host_names_us(host)?;
         }
         if let Some(origin) = text("origin") {
             let same = host.is_some_and(|h| same_origin(origin, h));
@@ -102,7 +102,15 @@ impl Guard {
         Ok(())
     }
 
-    fn check_host(&self, host: &str) -> Result<(), ApiError> {
+    /// Only the Host check: for what holds no data (the web page's files).
+    pub fn check_host<B>(&self, req: &Request<B>) -> Result<(), ApiError> {
+        match req.headers().get("host") {
+            Some(host) => self.host_names_us(host.to_str().unwrap_or("\u{fffd}")),
+            None => Ok(()),
+        }
+    }
+
+    fn host_names_us(&self, host: &str) -> Result<(), ApiError> {
         let name = host_part(host);
         if name.starts_with('[') || name.parse::<IpAddr>().is_ok() {
             return Ok(());

@@ -35,9 +35,11 @@ mod guard;
 mod http;
 mod limits;
 mod metrics;
+mod samples;
 mod store;
 pub mod tls;
 mod versions;
+mod web;
 mod writer;
 
 use fvfs_api::ErrorCode;
@@ -66,7 +68,7 @@ use fvfs_tiering::{Evictor, FlushPolicy, Replicator, TieredStore};
 use crate::home::Home;
 use crate::mdns::{Announcement, Devices};
 pub use auth::{command as token_command, Role};
-use http::{ApiError, Body};
+use http::{ok, ApiError, Body};
 pub use limits::Limits;
 use metrics::Metrics;
 pub use tls::pair_command;
@@ -115,6 +117,8 @@ pub struct State {
     started: Instant,
     /// WebDAV's handler, the locks its clients hold, their own files.
     dav: dav::Dav,
+    /// The tiers' usage over time, for the web page.
+    samples: samples::Samples,
 }
 
 /// How to serve.
@@ -272,12 +276,14 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
         evictor,
         s3: home.s3(),
         gc,
-        maintenance: Default::default(),
+        maintenance: crate::progress::Running::recorded_in(home.dir().join("maintenance.json")),
         auto_snapshots: auto::status(&snapshots),
         fsck_tiers: home.fsck_tiers(),
         started: Instant::now(),
         dav: dav::Dav::new(),
+        samples: samples::Samples::open(home.dir().join("usage.jsonl")),
     });
+    let sampler = tokio::spawn(samples::run(state.clone()));
     // Uploaded chunks become durable in the background too, so a big upload's commit
     // has little left to do and memory for their records stays bounded.
     let checkpoints = {
@@ -370,6 +376,7 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
         r.stop(Duration::from_secs(10)).await;
     }
     checkpoints.abort();
+    sampler.abort();
     if let Some(task) = auto_snapshots {
         task.abort();
     }
@@ -520,8 +527,8 @@ fn needs(method: &Method, path: &str) -> Role {
     }
 }
 
-/// Refuses a request without the role its route needs.
-fn authorize(state: &State, req: &Request<Incoming>) -> Result<(), ApiError> {
+/// Refuses a request without the role its route needs; else the caller's role.
+fn authorize(state: &State, req: &Request<Incoming>) -> Result<Role, ApiError> {
     let presented = req
         .headers()
         .get(hyper::header::AUTHORIZATION)
@@ -540,7 +547,7 @@ fn authorize(state: &State, req: &Request<Incoming>) -> Result<(), ApiError> {
     };
     let need = needs(req.method(), req.uri().path());
     if role >= need {
-        return Ok(());
+        return Ok(role);
     }
     let how = match need {
         Role::Admin => "the admin token (`fvfsd token --admin`, or run the fvfsd command on the daemon's machine)",
@@ -567,22 +574,36 @@ async fn route(
 ) -> (&'static str, Result<Response<Body>, ApiError>) {
     req.extensions_mut()
         .insert(limits::Idle(state.limits.idle_timeout));
-    if let Err(e) = state
+    if web::is_page(req.uri().path()) {
+        // The page holds no data: anyone who can name the daemon may load it (a link
+        // from elsewhere too); what it shows comes from the API, under every check.
+        let answer = state
+            .guard
+            .check_host(&req)
+            .and_then(|()| web::serve(req.method(), req.uri().path()));
+        return ("page", answer);
+    }
+    let role = match state
         .guard
         .check(&req)
         .and_then(|()| authorize(state, &req))
     {
-        if e.code == ErrorCode::Unauthorized && dav::is_dav(req.uri().path()) {
-            // WebDAV clients send credentials only when challenged.
-            let mut resp = e.response();
-            resp.headers_mut().insert(
-                hyper::header::WWW_AUTHENTICATE,
-                hyper::header::HeaderValue::from_static("Basic realm=\"fvfs\", charset=\"UTF-8\""),
-            );
-            return ("auth", Ok(resp));
+        Ok(role) => role,
+        Err(e) => {
+            if e.code == ErrorCode::Unauthorized && dav::is_dav(req.uri().path()) {
+                // WebDAV clients send credentials only when challenged.
+                let mut resp = e.response();
+                resp.headers_mut().insert(
+                    hyper::header::WWW_AUTHENTICATE,
+                    hyper::header::HeaderValue::from_static(
+                        "Basic realm=\"fvfs\", charset=\"UTF-8\"",
+                    ),
+                );
+                return ("auth", Ok(resp));
+            }
+            return ("auth", Err(e));
         }
-        return ("auth", Err(e));
-    }
+    };
     if let Some(agent) = req
         .headers()
         .get(hyper::header::USER_AGENT)
@@ -619,7 +640,7 @@ async fn route(
     };
     match head {
         "files" => match method {
-            Method::GET => ("files", files::get(state, fs_path(tail)).await),
+            Method::GET => ("files", files::get(state, fs_path(tail), &req).await),
             Method::PUT => ("files", files::put(state, fs_path(tail), req).await),
             Method::DELETE => ("files", files::delete(state, fs_path(tail), &req).await),
             _ => wrong_method("files"),
@@ -660,7 +681,17 @@ async fn route(
             versions::history(state, fs_path(tail), &req).await,
         ),
         "commit" if method == Method::POST => ("commit", versions::commit(state, req).await),
+        "status" if method == Method::GET && tail == "history" => {
+            ("status_history", ok(&state.samples.history()))
+        }
         "status" if method == Method::GET => ("status", admin::status(state).await),
+        "whoami" if method == Method::GET => (
+            "whoami",
+            ok(&fvfs_api::reports::Whoami {
+                role: role.to_string(),
+                auth: !state.open_on_loopback,
+            }),
+        ),
         "devices" if method == Method::GET => ("devices", admin::devices(state)),
         "admin" => match (m.clone(), tail) {
             (Method::POST, "flush") => ("admin_flush", admin::flush(state).await),
@@ -679,7 +710,7 @@ async fn route(
             ),
         },
         "meta" | "ls" | "du" | "nodes" | "versions" | "rollback" | "diff" | "history"
-        | "commit" | "status" | "devices" => wrong_method("method"),
+        | "commit" | "status" | "devices" | "whoami" => wrong_method("method"),
         _ => (
             "unknown",
             Err(ApiError::not_found(format!("no route {path}"))),
