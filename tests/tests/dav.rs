@@ -478,3 +478,136 @@ fn a_davfs2_mount_takes_what_people_do_with_files() {
     let cat = d.fvfsc(["cat", "/cp/film.bin"]).output().unwrap();
     assert!(cat.stdout == std::fs::read(src.join("film.bin")).unwrap());
 }
+
+/// The bytes of a file larger than 4 GiB, made on the fly: a random block of an odd
+/// length repeated (so the store keeps one block's chunks, not 4 GiB).
+struct Big {
+    block: Vec<u8>,
+    len: u64,
+}
+
+impl Big {
+    fn new(len: u64) -> Self {
+        let mut block = vec![0u8; (1 << 20) + 4093];
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for b in &mut block {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        Self { block, len }
+    }
+
+    fn at(&self, offset: u64) -> u8 {
+        self.block[(offset % self.block.len() as u64) as usize]
+    }
+
+    /// Writes all of it to `w`, returning its hash.
+    fn write_to(&self, w: &mut impl std::io::Write) -> blake3::Hash {
+        let mut hasher = blake3::Hasher::new();
+        let mut done = 0u64;
+        let mut buf = vec![0u8; 1 << 20];
+        while done < self.len {
+            let n = buf.len().min((self.len - done) as usize);
+            for (i, b) in buf[..n].iter_mut().enumerate() {
+                *b = self.at(done + i as u64);
+            }
+            hasher.update(&buf[..n]);
+            w.write_all(&buf[..n]).unwrap();
+            done += n as u64;
+        }
+        hasher.finalize()
+    }
+}
+
+/// Sends a request's head to `addr` and reads the answer's status and headers
+/// (lowercased names); the stream is left at the start of the body.
+fn head_of(
+    addr: &str,
+    head: &str,
+    body: impl FnOnce(&mut std::net::TcpStream),
+) -> (
+    u16,
+    BTreeMap<String, String>,
+    std::io::BufReader<std::net::TcpStream>,
+) {
+    use std::io::{BufRead, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    body(&mut s);
+    let mut r = std::io::BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    let status = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let mut headers = BTreeMap::new();
+    loop {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        let Some((k, v)) = line.trim_end().split_once(':') else {
+            break;
+        };
+        headers.insert(k.to_ascii_lowercase(), v.trim().to_owned());
+    }
+    (status, headers, r)
+}
+
+#[test]
+fn a_file_over_4_gib_goes_in_and_out_whole_and_by_range() {
+    use std::io::Read;
+    let store = Fvfsd::new();
+    let d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
+    let big = Big::new((4 << 30) + 12_345);
+    let mut sent = None;
+    let (status, _, _) = head_of(
+        &d.addr,
+        &format!(
+            "PUT /dav/big.bin HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+             Content-Length: {}\r\n\r\n",
+            big.len
+        ),
+        |s| sent = Some(big.write_to(s)),
+    );
+    assert_eq!(status, 201);
+    let sent = sent.unwrap();
+
+    // Its size, as WebDAV and the API tell it.
+    let (status, listing) = dav(&d.addr, "PROPFIND", "/dav/big.bin", &["Depth: 0"], b"");
+    assert_eq!(status, 207, "{listing}");
+    let size = format!("<D:getcontentlength>{}</D:getcontentlength>", big.len);
+    assert!(listing.contains(&size), "{listing}");
+
+    // A range across the 4 GiB line.
+    let from = (1u64 << 32) - 10;
+    let (status, headers, mut r) = head_of(
+        &d.addr,
+        &format!(
+            "GET /dav/big.bin HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+             Range: bytes={from}-{}\r\n\r\n",
+            from + 20
+        ),
+        |_| {},
+    );
+    assert_eq!(status, 206);
+    assert_eq!(
+        headers["content-range"],
+        format!("bytes {from}-{}/{}", from + 20, big.len)
+    );
+    let mut part = Vec::new();
+    r.read_to_end(&mut part).unwrap();
+    let expected: Vec<u8> = (from..=from + 20).map(|o| big.at(o)).collect();
+    assert_eq!(part, expected);
+
+    // The whole file, streamed back.
+    let (status, headers, r) = head_of(
+        &d.addr,
+        "GET /dav/big.bin HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        |_| {},
+    );
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-length"], big.len.to_string());
+    let mut hasher = blake3::Hasher::new();
+    let copied = std::io::copy(&mut r.take(big.len + 1), &mut hasher).unwrap();
+    assert_eq!(copied, big.len);
+    assert_eq!(hasher.finalize(), sent);
+}
