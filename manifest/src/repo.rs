@@ -451,19 +451,23 @@ impl Repo {
     }
 
     pub fn head(&self) -> Result<Option<Version>> {
+        self.head_number()?.map(|n| self.version(n)).transpose()
+    }
+
+    /// HEAD's version number alone (one read, nothing decoded): what a reader that
+    /// remembers HEAD's tree checks to know it is still current.
+    pub fn head_number(&self) -> Result<Option<u64>> {
         let Some(n) = self.kv.get(meta::HEAD)? else {
             return Ok(None);
         };
-        let n =
-            u64::from_be_bytes(
-                n.as_slice()
-                    .try_into()
-                    .map_err(|_| ManifestError::BadRecord {
-                        key: "head".into(),
-                        reason: "not a version number".into(),
-                    })?,
-            );
-        self.version(n).map(Some)
+        let n = n
+            .as_slice()
+            .try_into()
+            .map_err(|_| ManifestError::BadRecord {
+                key: "head".into(),
+                reason: "not a version number".into(),
+            })?;
+        Ok(Some(u64::from_be_bytes(n)))
     }
 
     pub fn version(&self, n: u64) -> Result<Version> {
