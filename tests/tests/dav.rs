@@ -611,3 +611,48 @@ fn a_file_over_4_gib_goes_in_and_out_whole_and_by_range() {
     assert_eq!(copied, big.len);
     assert_eq!(hasher.finalize(), sent);
 }
+
+/// A chunked PUT as macOS Finder sends it: no `Content-Length`, the size in
+/// `X-Expected-Entity-Length`.
+fn finder_put(addr: &str, path: &str, expected: usize, body: &[u8]) -> u16 {
+    let mut request = format!(
+        "PUT {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Transfer-Encoding: chunked\r\nX-Expected-Entity-Length: {expected}\r\n\r\n"
+    )
+    .into_bytes();
+    for piece in body.chunks(1000) {
+        request.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        request.extend_from_slice(piece);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    raw(addr, &request).0
+}
+
+#[test]
+fn a_finder_upload_commits_only_when_it_brought_the_size_it_announced() {
+    let store = Fvfsd::new();
+    let d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
+    // Printable, since the test reads it back as text.
+    let whole: Vec<u8> = (0..5_000u32).map(|i| (i % 95 + 32) as u8).collect();
+    assert_eq!(
+        finder_put(&d.addr, "/dav/photo.jpg", whole.len(), &whole),
+        201
+    );
+    let (status, got) = d.raw(&fvfs_tests::daemon::request(
+        "GET",
+        "/v1/files/photo.jpg",
+        &[],
+        b"",
+    ));
+    assert_eq!((status, got.len()), (200, whole.len()));
+    assert_eq!(blake3::hash(got.as_bytes()), blake3::hash(&whole));
+
+    // Fewer bytes than announced (the Mac went to sleep): refused, nothing committed.
+    let versions = || dav(&d.addr, "GET", "/v1/versions", &[], b"").1;
+    let before = versions();
+    let status = finder_put(&d.addr, "/dav/half.jpg", whole.len(), &whole[..2_000]);
+    assert!(status >= 400, "a short upload answered {status}");
+    assert_eq!(dav(&d.addr, "GET", "/dav/half.jpg", &[], b"").0, 404);
+    assert_eq!(versions(), before, "nothing committed");
+}
