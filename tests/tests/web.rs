@@ -96,9 +96,16 @@ fn no_page_error(b: &Browser) {
 
 #[test]
 fn a_person_browses_downloads_uploads_snapshots_restores_and_rolls_back_in_a_browser() {
-    let store = Fvfsd::new();
-    let d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
     let work = tempfile::tempdir().unwrap();
+    // A NAS tier too, so the status shows a replication backlog.
+    let (_nas, config) = fvfs_tests::nas_config(work.path());
+    let store = Fvfsd::new();
+    let d = Daemon::start_with(
+        &store,
+        &["--config", config.to_str().unwrap()],
+        "127.0.0.1:0",
+        &["--no-mdns"],
+    );
     let scratch = work.path().join("scratch");
     let first = put(&d, &scratch, "/docs/notes.txt", b"first draft\n");
     let photo: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
@@ -208,7 +215,20 @@ fn a_person_browses_downloads_uploads_snapshots_restores_and_rolls_back_in_a_bro
     // The status board, with its plots.
     visit(&b, &d, "#/status");
     assert_eq!(b.count("#tiers [data-tier='local']"), 1);
-    assert!(b.count(".plot svg path") >= 1, "the usage plot has a line");
+    assert_eq!(b.count("#tiers [data-tier='nas']"), 1);
+    let plots = b.eval(
+        "return [...document.querySelectorAll('.plot')].map((p) => \
+         [p.querySelector('h2').textContent, p.querySelectorAll('svg path').length]);",
+        json!([]),
+    );
+    assert_eq!(
+        plots,
+        json!([
+            ["Usage per tier", 2],
+            ["Replication backlog (chunks waiting)", 1]
+        ]),
+        "a line per tier in each plot"
+    );
     b.screenshot(&shots.join("status.png"));
 
     // A phone's screen.

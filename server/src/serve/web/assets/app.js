@@ -572,6 +572,13 @@ function tierCard(t) {
 }
 
 /** Lines of `series` ([{name, points: [[time, value]]}]) over time, as SVG. */
+/** A round top for a plot's scale at least `v`, whose half is round too (2, 4, 10, 20...). */
+function niceTop(v) {
+  if (!(v > 2)) return 2;
+  const p = 10 ** Math.floor(Math.log10(v));
+  return [2, 4, 10].map((m) => m * p).find((t) => t >= v);
+}
+
 function plot(title, series, format) {
   const W = 640, H = 180, L = 64, R = 12, T = 10, B = 22;
   const all = series.flatMap((s) => s.points);
@@ -582,7 +589,7 @@ function plot(title, series, format) {
   }
   const t0 = Math.min(...all.map((p) => p[0]));
   const t1 = Math.max(...all.map((p) => p[0]), t0 + 60);
-  const top = Math.max(...all.map((p) => p[1]), 1);
+  const top = niceTop(Math.max(...all.map((p) => p[1])));
   const x = (t) => L + ((W - L - R) * (t - t0)) / (t1 - t0);
   const y = (v) => H - B - ((H - T - B) * v) / top;
   const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title });
