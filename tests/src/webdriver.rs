@@ -167,6 +167,12 @@ impl Browser {
         );
     }
 
+    /// Empties the text field `css` selects.
+    pub fn clear(&self, css: &str) {
+        let id = self.find(css);
+        self.session_call("POST", &format!("/element/{id}/clear"), json!({}));
+    }
+
     pub fn resize(&self, width: u32, height: u32) {
         self.session_call(
             "POST",

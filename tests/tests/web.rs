@@ -212,6 +212,33 @@ fn a_person_browses_downloads_uploads_snapshots_restores_and_rolls_back_in_a_bro
         (200, "second draft, longer\n".into())
     );
 
+    // A new folder, a rename, a folder deleted: each through its dialog.
+    visit(&b, &d, "#/files/docs");
+    b.click("button[data-act='mkdir']");
+    b.wait("document.getElementById('dialog').open");
+    b.type_into("#dialog-input", "drafts");
+    click_and_wait(&b, "#dialog-ok");
+    assert_eq!(b.count("#listing tr[data-name='drafts']"), 1);
+    let ls = |path: &str| d.raw(&request("GET", &format!("/v1/ls{path}"), &[], b"")).0;
+    assert_eq!(ls("/docs/drafts"), 200);
+    b.click("#listing tr[data-name='notes.txt'] button[data-act='rename']");
+    b.wait("document.getElementById('dialog').open");
+    b.clear("#dialog-input");
+    b.type_into("#dialog-input", "notes-old.txt");
+    click_and_wait(&b, "#dialog-ok");
+    assert_eq!(content(&d, "/docs/notes.txt").0, 404);
+    assert_eq!(
+        content(&d, "/docs/notes-old.txt"),
+        (200, "second draft, longer\n".into())
+    );
+    click_confirm_and_wait(
+        &b,
+        "#listing tr[data-name='drafts'] button[data-act='delete']",
+        None,
+    );
+    assert_eq!(ls("/docs/drafts"), 404);
+    assert_eq!(b.count("#listing tr[data-name='drafts']"), 0);
+
     // The status board, with its plots.
     visit(&b, &d, "#/status");
     assert_eq!(b.count("#tiers [data-tier='local']"), 1);
