@@ -34,19 +34,37 @@ const PATCH_TRIES: usize = 5;
 #[derive(Clone)]
 pub struct FvfsDav {
     state: Arc<State>,
-    /// The folder this request listed last: PROPFIND asks for each listed name's
-    /// properties by path, and a lookup from the root for each of 10,000 names would
-    /// decode their folder 10,000 times.
-    listed: Arc<std::sync::Mutex<Option<Listed>>>,
     /// HEAD's number and tree when last read: a PROPFIND asks for HEAD once per listed
     /// name, and a version record decoded 10,000 times was a tenth of its time.
     head: Arc<std::sync::Mutex<Option<(u64, ChunkId)>>>,
 }
 
+/// The folder listed last, by any request: PROPFIND asks for each listed name's
+/// properties by path (a lookup from the root for each of 10,000 names would decode
+/// their folder 10,000 times), and clients list the same folder again and again. Kept
+/// by the tree's root id, which names its content: an entry never goes stale.
+#[derive(Default)]
+pub struct LastListing(std::sync::Mutex<Option<Arc<Listed>>>);
+
 struct Listed {
     root: Option<ChunkId>,
     dir: Vec<u8>,
-    entries: std::collections::HashMap<Vec<u8>, Entry>,
+    /// Sorted by name, as in the node.
+    entries: Vec<Entry>,
+}
+
+impl LastListing {
+    /// The entries of `dir` in the tree with `root`, if it was the folder listed last.
+    fn get(&self, root: Option<ChunkId>, dir: &[u8]) -> Option<Arc<Listed>> {
+        let last = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        last.as_ref()
+            .filter(|l| l.root == root && l.dir == dir)
+            .cloned()
+    }
+
+    fn set(&self, listed: Arc<Listed>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(listed);
+    }
 }
 
 /// What a WebDAV path names.
@@ -67,7 +85,6 @@ impl FvfsDav {
     pub fn new(state: Arc<State>) -> Self {
         Self {
             state,
-            listed: Arc::default(),
             head: Arc::default(),
         }
     }
@@ -82,9 +99,12 @@ impl FvfsDav {
             if cut == 0 { &b"/"[..] } else { &path[..cut] },
             &path[cut + 1..],
         );
-        let listed = self.listed.lock().unwrap_or_else(|p| p.into_inner());
-        let l = listed.as_ref().filter(|l| l.root == root && l.dir == dir)?;
-        Some(l.entries.get(name).cloned().ok_or(FsError::NotFound))
+        let l = self.state.dav.listed.get(root, dir)?;
+        let found = l
+            .entries
+            .binary_search_by(|e| e.name.as_slice().cmp(name))
+            .map(|i| l.entries[i].clone());
+        Some(found.map_err(|_| FsError::NotFound))
     }
 
     fn place(&self, path: &DavPath) -> Result<Place, FsError> {
@@ -294,20 +314,29 @@ impl FvfsDav {
             Place::Live(p) => (self.head_root()?, p),
             Place::Snapshot { root, path } => (Some(root), path),
         };
-        let entry = self.entry_in(root, &dir).await?;
-        let entries = match (entry.kind, entry.id) {
-            (EntryKind::Dir, Some(id)) => {
-                self.state
-                    .repo
-                    .dir(&id)
-                    .await
-                    .map_err(|e| fs_error(e.into()))?
-                    .entries
+        let listed = match self.state.dav.listed.get(root, &dir) {
+            Some(listed) => listed,
+            None => {
+                let entry = self.entry_in(root, &dir).await?;
+                let entries = match (entry.kind, entry.id) {
+                    (EntryKind::Dir, Some(id)) => {
+                        self.state
+                            .repo
+                            .dir(&id)
+                            .await
+                            .map_err(|e| fs_error(e.into()))?
+                            .entries
+                    }
+                    (EntryKind::Dir, None) => Vec::new(),
+                    _ => return Err(FsError::Forbidden),
+                };
+                let listed = Arc::new(Listed { root, dir, entries });
+                self.state.dav.listed.set(listed.clone());
+                listed
             }
-            (EntryKind::Dir, None) => Vec::new(),
-            _ => return Err(FsError::Forbidden),
         };
-        let mut out: Vec<DirEntry> = entries
+        let mut out: Vec<DirEntry> = listed
+            .entries
             .iter()
             // Symlinks and special files have no WebDAV form; at the root, the
             // snapshots' folder stands where a folder of that name would.
@@ -318,11 +347,6 @@ impl FvfsDav {
                 meta: Meta::of(e),
             })
             .collect();
-        *self.listed.lock().unwrap_or_else(|p| p.into_inner()) = Some(Listed {
-            root,
-            dir,
-            entries: entries.into_iter().map(|e| (e.name.clone(), e)).collect(),
-        });
         if at_live_root {
             out.push(DirEntry {
                 name: SNAPSHOTS[1..].to_vec(),

@@ -44,6 +44,8 @@ pub struct Dav {
     locks: MemLs,
     /// Files clients write for themselves ([`scratch`]).
     scratch: scratch::Scratch,
+    /// The folder listed last ([`fs::LastListing`]).
+    listed: fs::LastListing,
 }
 
 impl Dav {
@@ -57,6 +59,7 @@ impl Dav {
                 .build_handler(),
             locks: *MemLs::new(),
             scratch: scratch::Scratch::default(),
+            listed: fs::LastListing::default(),
         }
     }
 }
