@@ -149,6 +149,13 @@ pub fn raw(addr: &str, request: &[u8]) -> (u16, String) {
     exchange(TcpStream::connect(addr).expect("connect"), request)
 }
 
+/// The whole answer to `request` sent to `addr`, status line and headers included.
+pub fn whole_answer(addr: &str, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.write_all(request).expect("send the request");
+    String::from_utf8_lossy(&read_answer(s)).into_owned()
+}
+
 /// Like [`raw`], for a daemon that may be dead: `None` when it cannot be reached or
 /// closes without answering.
 pub fn try_raw(addr: &str, request: &[u8]) -> Option<(u16, String)> {

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use fvfs_tests::daemon::{bare_request, raw, Daemon};
+use fvfs_tests::daemon::{bare_request, raw, whole_answer, Daemon};
 use fvfs_tests::{check, run_ok, tree, Fvfsd};
 
 /// `(passed, failed)` of each suite litmus ran, from its summary lines
@@ -57,16 +57,6 @@ fn litmus_passes_every_suite_it_runs() {
             "{suite}: {failed} failed\n{text}"
         );
     }
-}
-
-/// The whole answer to `request`, status line and headers included.
-fn answer_with_headers(addr: &str, request: &[u8]) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.write_all(request).unwrap();
-    let mut answer = Vec::new();
-    s.read_to_end(&mut answer).unwrap();
-    String::from_utf8_lossy(&answer).into_owned()
 }
 
 /// How many versions the daemon at `addr` holds.
@@ -167,7 +157,7 @@ fn webdav_changes_are_versions_and_snapshots_are_read_only() {
         (200, "first".to_owned())
     );
     // Whatever a stored file's name says, a browser never runs it as a page here.
-    let whole = answer_with_headers(
+    let whole = whole_answer(
         &addr,
         &bare_request("GET", old, &["Host: localhost", &basic], b""),
     );

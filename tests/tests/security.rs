@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use fvfs_tests::daemon::{bare_request, raw, request, Daemon};
+use fvfs_tests::daemon::{bare_request, raw, request, whole_answer, Daemon};
 use fvfs_tests::Fvfsd;
 
 /// A route, a body it accepts, and the role it needs.
@@ -506,15 +506,6 @@ fn cat_writes_nothing_that_does_not_match_its_hashes() {
         "what was written ({} bytes) is a verified start of the file",
         out.stdout.len()
     );
-}
-
-/// The whole answer to `request` sent to `addr`, status line and headers included.
-fn whole_answer(addr: &str, request: &[u8]) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.write_all(request).unwrap();
-    let mut answer = Vec::new();
-    s.read_to_end(&mut answer).unwrap();
-    String::from_utf8_lossy(&answer).into_owned()
 }
 
 #[test]

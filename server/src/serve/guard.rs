@@ -51,10 +51,8 @@ impl Guard {
     pub fn check<B>(&self, req: &Request<B>) -> Result<(), ApiError> {
         let headers = req.headers();
         let text = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"));
+        self.check_host(req)?;
         let host = text("host");
-        if let Some(host) = host {
-            self.host_names_us(host)?;
-        }
         if let Some(origin) = text("origin") {
             let same = host.is_some_and(|h| same_origin(origin, h));
             if !same {
