@@ -616,7 +616,8 @@ async fn route(
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     if dav::is_dav(&path) {
-        return ("dav", Ok(dav::handle(state, req).await));
+        let (route, answer) = dav::handle(state, req).await;
+        return (route, Ok(answer));
     }
     let Some(rest) = path.strip_prefix("/v1/") else {
         return match (method, path.as_str()) {

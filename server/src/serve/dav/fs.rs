@@ -302,9 +302,15 @@ impl FvfsDav {
             out.push(DirEntry {
                 name: name.into_bytes(),
                 meta: Meta::folder(time(v.time)),
+                props: false,
             });
         }
         Ok(out)
+    }
+
+    /// What the folder at `path` lists, in the order of its node.
+    pub async fn listing(&self, path: &DavPath) -> Result<Vec<DirEntry>, FsError> {
+        self.list(self.place(path)?).await
     }
 
     async fn list(&self, place: Place) -> Result<Vec<DirEntry>, FsError> {
@@ -345,12 +351,14 @@ impl FvfsDav {
             .map(|e| DirEntry {
                 name: e.name.clone(),
                 meta: Meta::of(e),
+                props: props::any(e),
             })
             .collect();
         if at_live_root {
             out.push(DirEntry {
                 name: SNAPSHOTS[1..].to_vec(),
                 meta: Meta::folder(SystemTime::now()),
+                props: false,
             });
         }
         Ok(out)
@@ -372,7 +380,7 @@ impl DavFileSystem for FvfsDav {
         _meta: ReadDirMeta,
     ) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
         async move {
-            let entries = self.list(self.place(path)?).await?;
+            let entries = self.listing(path).await?;
             let s: FsStream<Box<dyn DavDirEntry>> = stream::iter(
                 entries
                     .into_iter()

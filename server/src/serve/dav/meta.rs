@@ -15,11 +15,10 @@ pub struct Meta {
     executable: bool,
 }
 
+/// An HTTP date cannot be before 1970 (the `httpdate` crate panics on one): a file
+/// dated earlier shows as dated 1970.
 fn time(ns: i64) -> SystemTime {
-    match u64::try_from(ns) {
-        Ok(ns) => UNIX_EPOCH + Duration::from_nanos(ns),
-        Err(_) => UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs()),
-    }
+    UNIX_EPOCH + Duration::from_nanos(ns.max(0) as u64)
 }
 
 impl Meta {
@@ -91,6 +90,8 @@ impl DavMetaData for Meta {
 pub struct DirEntry {
     pub name: Vec<u8>,
     pub meta: Meta,
+    /// It holds dead properties (PROPPATCH).
+    pub props: bool,
 }
 
 impl DavDirEntry for DirEntry {

@@ -12,6 +12,7 @@
 mod file;
 mod fs;
 mod meta;
+mod propfind;
 mod props;
 mod scratch;
 mod tree;
@@ -22,9 +23,9 @@ use dav_server::fs::FsError;
 use dav_server::memls::MemLs;
 use dav_server::{DavConfig, DavHandler};
 use fvfs_api::ErrorCode;
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper::{Request, Response};
+use hyper::{Request, Response, StatusCode};
 
 use super::http::{ApiError, Body};
 use super::State;
@@ -64,23 +65,62 @@ impl Dav {
     }
 }
 
-pub async fn handle(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
+/// The answer to a WebDAV request, with the route it is counted under in `/metrics`
+/// (`dav`, or `dav_propfind` for a PROPFIND answered by [`propfind`]).
+pub async fn handle(state: &Arc<State>, req: Request<Incoming>) -> (&'static str, Response<Body>) {
+    let (route, mut resp) = answer(state, req).await;
+    confine(&mut resp);
+    (route, resp)
+}
+
+async fn answer(state: &Arc<State>, req: Request<Incoming>) -> (&'static str, Response<Body>) {
     let fs = fs::FvfsDav::new(state.clone());
-    if let Some(mut answer) = tree::shortcut(&fs, &state.dav.locks, &req).await {
-        confine(&mut answer);
-        return answer;
+    if let Some(answer) = tree::shortcut(&fs, &state.dav.locks, &req).await {
+        return ("dav", answer);
     }
+    if req.method().as_str() == "PROPFIND" {
+        // The body is read here, to see whether it asks only for what `propfind`
+        // answers itself; dav-server is given it whole otherwise.
+        let (parts, body) = req.into_parts();
+        let body = match Limited::new(body, PROPFIND_BODY).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) if e.is::<LengthLimitError>() => {
+                return ("dav", status(StatusCode::PAYLOAD_TOO_LARGE))
+            }
+            Err(_) => return ("dav", status(StatusCode::BAD_REQUEST)),
+        };
+        if let Some(answer) = propfind::answer(&fs, &state.dav.locks, &parts, &body).await {
+            return ("dav_propfind", answer);
+        }
+        let req = Request::from_parts(parts, Full::new(body));
+        return ("dav", dav_server(state, fs, req).await);
+    }
+    ("dav", dav_server(state, fs, req).await)
+}
+
+/// What dav-server reads of a PROPFIND body at most (its own limit).
+const PROPFIND_BODY: usize = 64 << 10;
+
+fn status(code: StatusCode) -> Response<Body> {
+    let mut resp = Response::new(super::http::full(""));
+    *resp.status_mut() = code;
+    resp
+}
+
+async fn dav_server<B>(state: &Arc<State>, fs: fs::FvfsDav, req: Request<B>) -> Response<Body>
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
     let config = DavConfig::new()
         .filesystem(Box::new(fs))
         .locksystem(Box::new(state.dav.locks.clone()));
-    let mut resp = state
+    state
         .dav
         .handler
         .handle_with(config, req)
         .await
-        .map(BodyExt::boxed_unsync);
-    confine(&mut resp);
-    resp
+        .map(BodyExt::boxed_unsync)
 }
 
 /// Stored files come back typed by their names (`.html`, `.svg`) from the daemon's

@@ -45,6 +45,14 @@ pub fn get(entry: &Entry, content: bool) -> Vec<DavProp> {
         .collect()
 }
 
+/// Whether `entry` holds any property.
+pub fn any(entry: &Entry) -> bool {
+    entry
+        .meta
+        .as_ref()
+        .is_some_and(|m| m.xattrs.iter().any(|x| x.name.starts_with(PREFIX)))
+}
+
 /// The value of property `prop` on `entry`.
 pub fn get_one(entry: &Entry, prop: &DavProp) -> Result<Vec<u8>, FsError> {
     let raw = entry

@@ -16,7 +16,7 @@ use super::PREFIX;
 use crate::serve::http::{full, Body};
 use crate::serve::writer::Op;
 
-fn dav_path(url_path: &str) -> Option<DavPath> {
+pub(super) fn dav_path(url_path: &str) -> Option<DavPath> {
     let mut p = DavPath::new(url_path).ok()?;
     p.set_prefix(PREFIX).ok()?;
     Some(p)
@@ -34,7 +34,7 @@ fn answer(status: StatusCode) -> Response<Body> {
 }
 
 /// Whether nobody's lock covers `path` or anything below it.
-async fn unlocked(locks: &MemLs, path: &DavPath) -> bool {
+pub(super) async fn unlocked(locks: &MemLs, path: &DavPath) -> bool {
     locks.check(path, None, false, true, &[]).await.is_ok()
 }
 
