@@ -202,6 +202,85 @@ fn garage_stopped_mid_flush_and_a_killed_daemon_lose_nothing() {
     recover_and_compare(&config, &s3, &expect);
 }
 
+/// One eviction round, asked for now; its report.
+fn evict(d: &Daemon) -> serde_json::Value {
+    let (status, body) = d.raw(&request(
+        "POST",
+        "/v1/admin/evict",
+        &[&d.admin_header()],
+        b"",
+    ));
+    assert_eq!(status, 200, "{body}");
+    json(&body)
+}
+
+/// Uploads to S3 only when flushed, eviction only when asked, and a local tier
+/// evicted down to 256 KiB once over 512 KiB.
+const SMALL_LOCAL: &str = "[upload]\nflush_size_mb = 1024\nflush_interval_secs = 3600\n\
+     [tiers.local]\nhigh_watermark_gb = 0.00048828125\nlow_watermark_gb = 0.000244140625\n\
+     [eviction]\ninterval_secs = 3600\n";
+
+#[test]
+fn a_file_whose_only_copy_is_in_a_stopped_bucket_is_unavailable_not_missing() {
+    let garage = Garage::start();
+    let s3 = garage.env.clone();
+    let work = tempfile::tempdir().unwrap();
+    let config = s3.config(work.path(), "away", SMALL_LOCAL);
+    let store = Fvfsd::new();
+    let d = s3.serve(&store, &config);
+    // Files of one chunk each: each is wholly local or wholly in the bucket.
+    let files: BTreeMap<String, Vec<u8>> = (0..40u64)
+        .map(|i| (format!("f{i}"), tree::bytes(300 + i, 16_000, false)))
+        .collect();
+    for (name, content) in &files {
+        put(&d, name, content);
+    }
+    assert_eq!(flush(&d).0, 200);
+    assert!(evict(&d)["evicted_chunks"].as_u64().unwrap() > 0);
+
+    garage.stop();
+    let get = |path: &str| {
+        let request = fvfs_tests::daemon::bare_request("GET", path, &["Host: localhost"], b"");
+        let answer = fvfs_tests::daemon::whole_answer(&d.addr, &request);
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+        let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        (status, head.to_ascii_lowercase(), body.to_owned())
+    };
+    let mut away = 0;
+    for (name, content) in &files {
+        let content = String::from_utf8_lossy(content);
+        let (status, _, body) = get(&format!("/v1/files/{name}"));
+        match status {
+            200 => assert!(body == content, "{name}: a 200 brings the whole file"),
+            503 => {
+                assert!(body.contains("unavailable"), "{name}: {body}");
+                away += 1;
+            }
+            _ => panic!("{name}: {status} {body}"),
+        }
+        // WebDAV says the same, and when to ask again.
+        let (dav_status, head, dav_body) = get(&format!("/dav/{name}"));
+        assert_eq!(dav_status, status, "{name} over WebDAV: {head}");
+        if status == 200 {
+            assert!(dav_body == content, "{name} over WebDAV");
+        } else {
+            assert!(head.contains("retry-after: 10"), "{head}");
+        }
+    }
+    assert!(away > 0, "some files were only in the bucket");
+
+    // The bucket is back: everything reads whole, through both.
+    garage.restart();
+    for (name, content) in &files {
+        let content = String::from_utf8_lossy(content);
+        for path in [format!("/v1/files/{name}"), format!("/dav/{name}")] {
+            let (status, _, body) = get(&path);
+            assert_eq!(status, 200, "{path}: {body}");
+            assert!(body == content, "{path} reads back whole");
+        }
+    }
+}
+
 /// Chunks the local pack store holds, read from its segments.
 fn local_chunks(root: &Path) -> usize {
     fvfs_tests::packs::ids(root).len()
@@ -215,14 +294,7 @@ fn eviction_under_a_small_watermark_drops_only_s3_backed_copies() {
         "evict-{}",
         work.path().file_name().unwrap().to_string_lossy()
     );
-    // High 512 KiB, low 256 KiB; S3 uploads only when flushed; eviction only when asked.
-    let config = s3.config(
-        work.path(),
-        &prefix,
-        "[upload]\nflush_size_mb = 1024\nflush_interval_secs = 3600\n\
-         [tiers.local]\nhigh_watermark_gb = 0.00048828125\nlow_watermark_gb = 0.000244140625\n\
-         [eviction]\ninterval_secs = 3600\n",
-    );
+    let config = s3.config(work.path(), &prefix, SMALL_LOCAL);
     let store = Fvfsd::new();
     let d = s3.serve(&store, &config);
     let mut files = BTreeMap::new();
@@ -233,16 +305,6 @@ fn eviction_under_a_small_watermark_drops_only_s3_backed_copies() {
     }
     let chunks = store.home.path().join("chunks");
     let held = local_chunks(&chunks);
-    let evict = |d: &Daemon| {
-        let (status, body) = d.raw(&request(
-            "POST",
-            "/v1/admin/evict",
-            &[&d.admin_header()],
-            b"",
-        ));
-        assert_eq!(status, 200, "{body}");
-        json(&body)
-    };
 
     // Over the watermark, but nothing is in S3 yet: nothing may go.
     let none = evict(&d);

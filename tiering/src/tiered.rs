@@ -169,6 +169,9 @@ impl ChunkStore for TieredStore {
 
     /// Local first; on any local failure (missing, corrupt, a dying disk) the colder
     /// tiers in order. A copy found there is returned even if promoting it fails.
+    /// What none has is answered with the local tier's error, or the coldest tier's
+    /// when the local one simply lacked it (as [`Self::get_many`] does): a chunk
+    /// evicted to an S3 tier that does not answer now is unavailable, not missing.
     async fn get(&self, id: &ChunkId) -> Result<Loaded, StoreError> {
         let first = match self.local.get(id).await {
             Ok(loaded) => {
@@ -177,13 +180,20 @@ impl ChunkStore for TieredStore {
             }
             Err(e) => e,
         };
+        let mut coldest = None;
         for (name, tier) in &self.colder {
-            if let Ok(loaded) = tier.get(id).await {
-                self.promote(id, &first, name, &loaded).await;
-                return Ok(loaded);
+            match tier.get(id).await {
+                Ok(loaded) => {
+                    self.promote(id, &first, name, &loaded).await;
+                    return Ok(loaded);
+                }
+                Err(e) => coldest = Some(e),
             }
         }
-        Err(first)
+        Err(match (first, coldest) {
+            (StoreError::NotFound(_), Some(e)) => e,
+            (first, _) => first,
+        })
     }
 
     /// What the local tier holds, read in its own order; everything else (and local

@@ -82,8 +82,15 @@ pub async fn get(
         .iter()
         .map(|c| c.id)
         .collect();
+    let mut chunks = fvfs_cas::read_ahead(state.repo.store().clone(), ids).boxed();
+    // The first chunk is read before the answer starts: a file no tier can give now is
+    // answered with why (503 when a tier does not answer), not cut off after a 200.
+    let first = match chunks.next().await {
+        Some(Err(e)) => return Err(e.into()),
+        first => first,
+    };
     let st = state.clone();
-    let stream = fvfs_cas::read_ahead(state.repo.store().clone(), ids).map(move |data| {
+    let stream = futures::stream::iter(first).chain(chunks).map(move |data| {
         let data = data.map_err(|e| std::io::Error::other(e.to_string()))?;
         st.metrics
             .bytes_out

@@ -59,6 +59,15 @@ impl Reader {
             starts.push(at);
             at += c.len;
         }
+        // The first chunk is read now, before the answer starts: a file no tier can
+        // give now is answered 503 (or 500), not cut off after a 200.
+        let current = match chunks.first() {
+            Some(c) => {
+                let data = state.repo.store().get(&c.id).await;
+                Some((0, data.map_err(|e| fs_error(e.into()))?.data))
+            }
+            None => None,
+        };
         Ok(Self {
             state,
             meta: Meta::of(entry),
@@ -66,7 +75,7 @@ impl Reader {
             starts,
             size: at,
             pos: 0,
-            current: None,
+            current,
             ahead: None,
         })
     }
@@ -90,10 +99,7 @@ impl Reader {
         let mut ahead = ahead;
         let data = match ahead.next().await {
             Some(Ok(data)) => data,
-            Some(Err(e)) => {
-                tracing::warn!("WebDAV read: {e}");
-                return Err(FsError::GeneralFailure);
-            }
+            Some(Err(e)) => return Err(fs_error(e.into())),
             None => return Err(FsError::GeneralFailure),
         };
         self.ahead = Some((index + 1, std::sync::Mutex::new(ahead)));

@@ -17,6 +17,7 @@ mod props;
 mod scratch;
 mod tree;
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use dav_server::fs::FsError;
@@ -68,10 +69,29 @@ impl Dav {
 /// The answer to a WebDAV request, with the route it is counted under in `/metrics`
 /// (`dav`, or `dav_propfind` for a PROPFIND answered by [`propfind`]).
 pub async fn handle(state: &Arc<State>, req: Request<Incoming>) -> (&'static str, Response<Body>) {
-    let (route, mut resp) = answer(state, req).await;
+    let ((route, mut resp), unavailable) = UNAVAILABLE
+        .scope(Cell::new(false), async {
+            let answer = answer(state, req).await;
+            (answer, UNAVAILABLE.with(Cell::get))
+        })
+        .await;
+    if unavailable && resp.status() == StatusCode::INTERNAL_SERVER_ERROR {
+        *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        let h = resp.headers_mut();
+        h.insert(hyper::header::RETRY_AFTER, RETRY_AFTER.into());
+    }
     confine(&mut resp);
     (route, resp)
 }
+
+tokio::task_local! {
+    /// Set when a request failed because a store or tier does not answer now:
+    /// dav-server has no error for that and answers 500, which becomes 503.
+    static UNAVAILABLE: Cell<bool>;
+}
+
+/// Seconds a client is asked to wait after a 503.
+const RETRY_AFTER: u16 = 10;
 
 async fn answer(state: &Arc<State>, req: Request<Incoming>) -> (&'static str, Response<Body>) {
     let fs = fs::FvfsDav::new(state.clone());
@@ -136,6 +156,11 @@ fn confine(resp: &mut Response<Body>) {
 /// What WebDAV answers for an API error.
 fn fs_error(e: ApiError) -> FsError {
     match e.code {
+        ErrorCode::Unavailable | ErrorCode::TierUnavailable | ErrorCode::Busy => {
+            tracing::warn!("WebDAV: {}", e.detail);
+            let _ = UNAVAILABLE.try_with(|u| u.set(true));
+            FsError::GeneralFailure
+        }
         ErrorCode::NotFound | ErrorCode::NotADirectory => FsError::NotFound,
         // Someone else wrote the path first (a create that expected it absent).
         ErrorCode::Exists | ErrorCode::Conflict => FsError::Exists,
