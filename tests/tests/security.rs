@@ -69,6 +69,7 @@ fn routes(chunk: &str, export_to: &str) -> Vec<Route> {
         r("GET", "/v1/status", "", b"", Read),
         r("GET", "/v1/status/history", "", b"", Read),
         r("GET", "/v1/whoami", "", b"", Read),
+        r("POST", "/v1/download-links/keep/a.txt", "", b"", Read),
         r("GET", "/v1/devices", "", b"", Read),
         r("GET", "/metrics", "", b"", Read),
         r("GET", "/v1/admin/wal", "", b"", Read),
@@ -577,4 +578,83 @@ fn the_web_page_holds_no_data_and_everything_it_shows_needs_a_token() {
     let (status, listing) = raw(&addr, &request("GET", "/v1/ls/private", &[&bearer], b""));
     assert_eq!(status, 200);
     assert!(listing.contains("secret-name.txt"), "{listing}");
+}
+
+#[test]
+fn a_download_link_is_good_once_for_what_the_page_showed_and_never_for_another_site() {
+    let store = Fvfsd::new();
+    // Listening beyond loopback: every API request needs a token, even from here.
+    let d = Daemon::start(&store, "0.0.0.0:0", &["--no-mdns"]);
+    let addr = format!("127.0.0.1:{}", d.addr.rsplit(':').next().unwrap());
+    let write = store.run(["token"]).trim().to_owned();
+    let read = store
+        .run(["token", "new", "phone", "--role", "read"])
+        .trim()
+        .to_owned();
+    let put = |content: &str| {
+        let auth = format!("Authorization: Bearer {write}");
+        let path = "/v1/files/docs/%C3%A9t%C3%A9%201.txt";
+        let (status, body) = raw(&addr, &request("PUT", path, &[&auth], content.as_bytes()));
+        assert_eq!(status, 201, "{body}");
+    };
+    let link = |token: Option<&str>, path: &str| {
+        let auth = token.map(|t| format!("Authorization: Bearer {t}"));
+        let headers: Vec<&str> = auth.iter().map(String::as_str).collect();
+        raw(
+            &addr,
+            &request("POST", &format!("/v1/download-links{path}"), &headers, b""),
+        )
+    };
+    let url = |answer: (u16, String)| {
+        assert_eq!(answer.0, 200, "{}", answer.1);
+        let v: serde_json::Value = serde_json::from_str(&answer.1).unwrap();
+        assert_eq!(v["expires_in_secs"], 60, "{v}");
+        v["url"].as_str().unwrap().to_owned()
+    };
+    let fetch = |url: &str, extra: &[&str]| {
+        let mut headers = vec!["Host: 127.0.0.1"];
+        headers.extend_from_slice(extra);
+        let answer = whole_answer(&addr, &bare_request("GET", url, &headers, b""));
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        (status, head.to_ascii_lowercase(), body.to_owned())
+    };
+    put("first");
+    put("second");
+    let file = "/docs/%C3%A9t%C3%A9%201.txt";
+
+    // Links are made with a token (a read token will do), for files only.
+    assert_eq!(link(None, file).0, 401);
+    let (status, body) = link(Some(&read), "/docs");
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("is_a_directory"), "{body}");
+    let old = url(link(Some(&read), &format!("{file}?version=1")));
+
+    // Another site cannot use one, and trying does not use it up.
+    for forged in ["Sec-Fetch-Site: cross-site", "Origin: http://evil.example"] {
+        let (status, _, body) = fetch(&old, &[forged]);
+        assert_eq!(status, 403, "{forged}: {body}");
+    }
+    // The page's navigation, without a token, gets the file of the version asked for,
+    // as an attachment under its own name, never run as a page.
+    let (status, head, body) = fetch(&old, &["Sec-Fetch-Site: same-origin"]);
+    assert_eq!((status, body.as_str()), (200, "first"), "{head}");
+    for h in [
+        "content-disposition: attachment; filename=\"_t_ 1.txt\"; filename*=utf-8''%c3%a9t%c3%a9%201%2etxt",
+        "content-security-policy: sandbox",
+        "x-content-type-options: nosniff",
+        "cache-control: no-store",
+    ] {
+        assert!(head.contains(h), "{h}: {head}");
+    }
+    // Once.
+    let (status, _, body) = fetch(&old, &[]);
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("used or has expired"), "{body}");
+    assert_eq!(fetch("/v1/download/0123456789abcdef", &[]).0, 404);
+
+    // A link to the live file names the version it was made in.
+    let now = url(link(Some(&read), file));
+    put("third");
+    assert_eq!(fetch(&now, &[]).2, "second");
 }

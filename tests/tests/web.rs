@@ -134,6 +134,12 @@ fn a_person_browses_downloads_uploads_snapshots_restores_and_rolls_back_in_a_bro
         );
         std::thread::sleep(Duration::from_millis(25));
     }
+    // It streamed to disk through a download link, not through the page's memory.
+    let metrics = d.raw(&request("GET", "/metrics", &[], b"")).1;
+    assert!(
+        metrics.contains("fvfs_http_requests_total{route=\"download\",status=\"200\"} 1\n"),
+        "{metrics}"
+    );
 
     // Upload a file from this machine.
     let local = work.path().join("report.bin");

@@ -72,6 +72,16 @@ pub struct Whoami {
     pub auth: bool,
 }
 
+/// `POST /v1/download-links/PATH`: a link that downloads the file once, without a
+/// token (the page's downloads).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DownloadLink {
+    /// `/v1/download/LINK`, on this daemon.
+    pub url: String,
+    /// How long it can wait for its download.
+    pub expires_in_secs: u64,
+}
+
 /// What the daemon's automatic snapshots did last.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AutoSnapshots {

@@ -115,7 +115,7 @@ fn file_token(path: &Path) -> Result<String> {
     }
 }
 
-fn random_token() -> Result<String> {
+pub(crate) fn random_token() -> Result<String> {
     let mut raw = [0u8; 32];
     fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut raw))

@@ -31,7 +31,7 @@ fn version(state: &State, req: Option<&Request<Incoming>>) -> Result<Version, Ap
     Ok(state.repo.resolve(&spec)?)
 }
 
-async fn entry_at(
+pub(crate) async fn entry_at(
     state: &State,
     path: &[u8],
     req: Option<&Request<Incoming>>,
@@ -49,18 +49,23 @@ pub async fn get(
     req: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let (v, entry) = entry_at(state, &path, Some(req)).await?;
+    send(state, &v, &path, entry).await
+}
+
+/// Why `entry` (at `path`) has no content to read, if it has none.
+pub(crate) fn readable(entry: &Entry, path: &[u8]) -> Result<(), ApiError> {
     match entry.kind {
         EntryKind::Dir => {
             return Err(ApiError::new(
                 ErrorCode::IsADirectory,
-                format!("{} is a directory", path::show(&path)),
+                format!("{} is a directory", path::show(path)),
             ))
         }
         EntryKind::Symlink => {
             let target = path::show(&entry.target);
             return Err(ApiError::new(
                 ErrorCode::IsASymlink,
-                format!("{} is a symlink to {target}", path::show(&path)),
+                format!("{} is a symlink to {target}", path::show(path)),
             ));
         }
         EntryKind::File => {}
@@ -69,12 +74,23 @@ pub async fn get(
                 ErrorCode::NotAFile,
                 format!(
                     "{} is a {} (it has no content to read)",
-                    path::show(&path),
+                    path::show(path),
                     fvfs_api::views::kind_name(kind)
                 ),
             ))
         }
     }
+    Ok(())
+}
+
+/// `entry`, the file at `path` in version `v`, streamed chunk by chunk, each verified.
+pub(crate) async fn send(
+    state: &Arc<State>,
+    v: &Version,
+    path: &[u8],
+    entry: Entry,
+) -> Result<Response<Body>, ApiError> {
+    readable(&entry, path)?;
     let ids = state
         .repo
         .file_chunks(&entry)

@@ -119,6 +119,8 @@ pub struct State {
     dav: dav::Dav,
     /// The tiers' usage over time, for the web page.
     samples: samples::Samples,
+    /// The page's download links not yet used.
+    links: web::links::Links,
 }
 
 /// How to serve.
@@ -281,6 +283,7 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
         fsck_tiers: home.fsck_tiers(),
         started: Instant::now(),
         dav: dav::Dav::new(),
+        links: web::links::Links::default(),
         samples: samples::Samples::open(home.dir().join("usage.jsonl")),
     });
     let sampler = tokio::spawn(samples::run(state.clone()));
@@ -521,7 +524,7 @@ fn needs(method: &Method, path: &str) -> Role {
         ("admin", "flush") => Role::Write,
         ("admin", "wal") => Role::Read,
         ("admin", _) => Role::Admin,
-        ("chunks", "read" | "missing") => Role::Read,
+        ("chunks", "read" | "missing") | ("download-links", _) => Role::Read,
         _ if matches!(*method, Method::GET | Method::HEAD) => Role::Read,
         _ => Role::Write,
     }
@@ -582,6 +585,14 @@ async fn route(
             .check_host(&req)
             .and_then(|()| web::serve(req.method(), req.uri().path()));
         return ("page", answer);
+    }
+    if let Some(link) = web::links::used(req.method(), req.uri().path()) {
+        // The link is the credential (made with a token); the guard still applies.
+        let answer = match state.guard.check(&req) {
+            Ok(()) => web::links::download(state, link).await,
+            Err(e) => Err(e),
+        };
+        return ("download", answer);
     }
     let role = match state
         .guard
@@ -682,6 +693,10 @@ async fn route(
             versions::history(state, fs_path(tail), &req).await,
         ),
         "commit" if method == Method::POST => ("commit", versions::commit(state, req).await),
+        "download-links" if method == Method::POST => (
+            "download_links",
+            web::links::make(state, fs_path(tail), &req).await,
+        ),
         "status" if method == Method::GET && tail == "history" => {
             ("status_history", ok(&state.samples.history()))
         }

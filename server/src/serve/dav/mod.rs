@@ -146,7 +146,7 @@ where
 /// Stored files come back typed by their names (`.html`, `.svg`) from the daemon's
 /// own origin: a browser must never run them as pages of it, which would give them the
 /// user's access to the API.
-fn confine(resp: &mut Response<Body>) {
+pub(crate) fn confine(resp: &mut Response<Body>) {
     use hyper::header::{HeaderValue, CONTENT_SECURITY_POLICY, X_CONTENT_TYPE_OPTIONS};
     let h = resp.headers_mut();
     h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox"));

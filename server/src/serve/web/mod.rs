@@ -11,6 +11,8 @@
 //! - The page runs under a Content-Security-Policy that allows only its own script and
 //!   style and connections to this daemon, and it may not be framed.
 
+pub mod links;
+
 use hyper::{Method, Response, StatusCode};
 
 use super::http::{full, ApiError, Body};

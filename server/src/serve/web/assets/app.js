@@ -319,15 +319,14 @@ async function viewFiles({ path, version }) {
   return out;
 }
 
+// The browser saves the file as it streams: a link made with the token, good once.
 async function download(path, version, name) {
   const q = version ? "?version=" + encodeURIComponent(version) : "";
-  const blob = await (await api("GET", "/v1/files" + enc(path) + q)).blob();
-  const url = URL.createObjectURL(blob);
-  const a = el("a", { href: url, download: name, hidden: true });
+  const link = await (await api("POST", "/v1/download-links" + enc(path) + q)).json();
+  const a = el("a", { href: link.url, download: name, hidden: true });
   document.body.append(a);
   a.click();
   a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 60000);
 }
 
 async function upload(dir, files) {
