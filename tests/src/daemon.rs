@@ -156,6 +156,17 @@ pub fn whole_answer(addr: &str, request: &[u8]) -> String {
     String::from_utf8_lossy(&read_answer(s)).into_owned()
 }
 
+/// A whole answer's status, head (in lower case) and body.
+pub fn split_answer(answer: &str) -> (u16, String, String) {
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((answer, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
 /// Like [`raw`], for a daemon that may be dead: `None` when it cannot be reached or
 /// closes without answering.
 pub fn try_raw(addr: &str, request: &[u8]) -> Option<(u16, String)> {

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use fvfs_tests::daemon::{bare_request, raw, whole_answer, Daemon};
+use fvfs_tests::daemon::{bare_request, raw, split_answer, whole_answer, Daemon};
 use fvfs_tests::{check, run_ok, tree, Fvfsd};
 
 /// `(passed, failed)` of each suite litmus ran, from its summary lines
@@ -655,10 +655,7 @@ fn propfind(addr: &str, path: &str, depth: &str, body: &str) -> (u16, String, St
          Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    let answer = whole_answer(addr, request.as_bytes());
-    let (head, body) = answer.split_once("\r\n\r\n").expect("an answer");
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, head.to_ascii_lowercase(), body.to_owned())
+    split_answer(&whole_answer(addr, request.as_bytes()))
 }
 
 /// An XML answer as one string of what it means: names with their namespaces,
@@ -785,7 +782,6 @@ fn listings_answered_directly_say_what_dav_server_says() {
         ("/dav/docs/%C3%A9t%C3%A9.html", "0"),
         ("/dav/.snapshots/then/docs/", "1"),
     ];
-    let mut direct = 0;
     for (path, depth) in places {
         for (what, fast, slow) in &questions {
             let before = direct_answers(&d.addr);
@@ -796,7 +792,6 @@ fn listings_answered_directly_say_what_dav_server_says() {
                 before + 1,
                 "{path} {what}: answered directly"
             );
-            direct += 1;
             let (status, slow_head, expected) = propfind(&d.addr, path, depth, slow);
             assert_eq!(status, 207, "{path} {what}: {expected}");
             assert_eq!(
@@ -826,7 +821,6 @@ fn listings_answered_directly_say_what_dav_server_says() {
         old.contains("Thu, 01 Jan 1970 00:00:00 GMT"),
         "dated as early as HTTP can: {old}"
     );
-    assert!(direct > 0);
 
     // A lock in the folder, or a property someone stored on a file in it, and the
     // listing is dav-server's again: it shows both.
@@ -860,6 +854,30 @@ fn listings_answered_directly_say_what_dav_server_says() {
         dav(&d.addr, "UNLOCK", "/dav/docs/run.sh", &[&unlock], b"").0,
         204
     );
+    // A lock on the folder above, even of depth 0, shows in the listing below it.
+    let (status, held) = dav(
+        &d.addr,
+        "LOCK",
+        "/dav/docs/",
+        &["Depth: 0", "Timeout: Second-600"],
+        lock.as_bytes(),
+    );
+    assert_eq!(status, 200, "{held}");
+    let before = direct_answers(&d.addr);
+    let (_, _, listing) = propfind(&d.addr, "/dav/docs/sub/", "1", "");
+    assert!(listing.contains("<D:activelock>"), "{listing}");
+    assert_eq!(
+        direct_answers(&d.addr),
+        before,
+        "a lock above the folder: dav-server answers"
+    );
+    let token = held
+        .split("<D:href>")
+        .nth(1)
+        .and_then(|s| s.split("</D:href>").next())
+        .unwrap();
+    let unlock = format!("Lock-Token: <{token}>");
+    assert_eq!(dav(&d.addr, "UNLOCK", "/dav/docs/", &[&unlock], b"").0, 204);
     let patch = r#"<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" xmlns:x="urn:example"><D:set><D:prop><x:colour>teal</x:colour></D:prop></D:set></D:propertyupdate>"#;
     assert_eq!(
         dav(

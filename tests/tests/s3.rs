@@ -241,10 +241,7 @@ fn a_file_whose_only_copy_is_in_a_stopped_bucket_is_unavailable_not_missing() {
     garage.stop();
     let get = |path: &str| {
         let request = fvfs_tests::daemon::bare_request("GET", path, &["Host: localhost"], b"");
-        let answer = fvfs_tests::daemon::whole_answer(&d.addr, &request);
-        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-        let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-        (status, head.to_ascii_lowercase(), body.to_owned())
+        fvfs_tests::daemon::split_answer(&fvfs_tests::daemon::whole_answer(&d.addr, &request))
     };
     let mut away = 0;
     for (name, content) in &files {

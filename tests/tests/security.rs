@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use fvfs_tests::daemon::{bare_request, raw, request, whole_answer, Daemon};
+use fvfs_tests::daemon::{bare_request, raw, request, split_answer, whole_answer, Daemon};
 use fvfs_tests::Fvfsd;
 
 /// A route, a body it accepts, and the role it needs.
@@ -614,10 +614,10 @@ fn a_download_link_is_good_once_for_what_the_page_showed_and_never_for_another_s
     let fetch = |url: &str, extra: &[&str]| {
         let mut headers = vec!["Host: 127.0.0.1"];
         headers.extend_from_slice(extra);
-        let answer = whole_answer(&addr, &bare_request("GET", url, &headers, b""));
-        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
-        let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-        (status, head.to_ascii_lowercase(), body.to_owned())
+        split_answer(&whole_answer(
+            &addr,
+            &bare_request("GET", url, &headers, b""),
+        ))
     };
     put("first");
     put("second");

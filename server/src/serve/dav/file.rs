@@ -59,9 +59,10 @@ impl Reader {
             starts.push(at);
             at += c.len;
         }
-        // The first chunk is read now, before the answer starts: a file no tier can
-        // give now is answered 503 (or 500), not cut off after a 200.
-        let current = match chunks.first() {
+        // For a GET that will send the whole file, the first chunk is read now, before
+        // the answer starts: a file no tier can give now is answered 503 (or 500), not
+        // cut off after a 200. (A HEAD, a range or a 304 do not need it.)
+        let current = match chunks.first().filter(|_| super::whole_get()) {
             Some(c) => {
                 let data = state.repo.store().get(&c.id).await;
                 Some((0, data.map_err(|e| fs_error(e.into()))?.data))

@@ -69,10 +69,19 @@ impl Dav {
 /// The answer to a WebDAV request, with the route it is counted under in `/metrics`
 /// (`dav`, or `dav_propfind` for a PROPFIND answered by [`propfind`]).
 pub async fn handle(state: &Arc<State>, req: Request<Incoming>) -> (&'static str, Response<Body>) {
-    let ((route, mut resp), unavailable) = UNAVAILABLE
-        .scope(Cell::new(false), async {
+    let headers = req.headers();
+    let whole_get = *req.method() == hyper::Method::GET
+        && !["range", "if-none-match", "if-modified-since"]
+            .iter()
+            .any(|h| headers.contains_key(*h));
+    let this = ThisRequest {
+        unavailable: Cell::new(false),
+        whole_get,
+    };
+    let ((route, mut resp), unavailable) = THIS_REQUEST
+        .scope(this, async {
             let answer = answer(state, req).await;
-            (answer, UNAVAILABLE.with(Cell::get))
+            (answer, THIS_REQUEST.with(|r| r.unavailable.get()))
         })
         .await;
     if unavailable && resp.status() == StatusCode::INTERNAL_SERVER_ERROR {
@@ -85,9 +94,22 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>) -> (&'static str
 }
 
 tokio::task_local! {
-    /// Set when a request failed because a store or tier does not answer now:
-    /// dav-server has no error for that and answers 500, which becomes 503.
-    static UNAVAILABLE: Cell<bool>;
+    /// What dav-server does not pass on about the request being answered.
+    static THIS_REQUEST: ThisRequest;
+}
+
+struct ThisRequest {
+    /// Set when it failed because a store or tier does not answer now: dav-server has
+    /// no error for that and answers 500, which becomes 503.
+    unavailable: Cell<bool>,
+    /// A GET of a whole file that is sure to send it (no range, no condition): only
+    /// such a read fetches a file's first chunk before answering.
+    whole_get: bool,
+}
+
+/// Whether the request being answered is a GET that will send a whole file.
+fn whole_get() -> bool {
+    THIS_REQUEST.try_with(|r| r.whole_get).unwrap_or(false)
 }
 
 /// Seconds a client is asked to wait after a 503.
@@ -105,9 +127,9 @@ async fn answer(state: &Arc<State>, req: Request<Incoming>) -> (&'static str, Re
         let body = match Limited::new(body, PROPFIND_BODY).collect().await {
             Ok(b) => b.to_bytes(),
             Err(e) if e.is::<LengthLimitError>() => {
-                return ("dav", status(StatusCode::PAYLOAD_TOO_LARGE))
+                return ("dav", tree::answer(StatusCode::PAYLOAD_TOO_LARGE))
             }
-            Err(_) => return ("dav", status(StatusCode::BAD_REQUEST)),
+            Err(_) => return ("dav", tree::answer(StatusCode::BAD_REQUEST)),
         };
         if let Some(answer) = propfind::answer(&fs, &state.dav.locks, &parts, &body).await {
             return ("dav_propfind", answer);
@@ -120,12 +142,6 @@ async fn answer(state: &Arc<State>, req: Request<Incoming>) -> (&'static str, Re
 
 /// What dav-server reads of a PROPFIND body at most (its own limit).
 const PROPFIND_BODY: usize = 64 << 10;
-
-fn status(code: StatusCode) -> Response<Body> {
-    let mut resp = Response::new(super::http::full(""));
-    *resp.status_mut() = code;
-    resp
-}
 
 async fn dav_server<B>(state: &Arc<State>, fs: fs::FvfsDav, req: Request<B>) -> Response<Body>
 where
@@ -158,7 +174,7 @@ fn fs_error(e: ApiError) -> FsError {
     match e.code {
         ErrorCode::Unavailable | ErrorCode::TierUnavailable | ErrorCode::Busy => {
             tracing::warn!("WebDAV: {}", e.detail);
-            let _ = UNAVAILABLE.try_with(|u| u.set(true));
+            let _ = THIS_REQUEST.try_with(|r| r.unavailable.set(true));
             FsError::GeneralFailure
         }
         ErrorCode::NotFound | ErrorCode::NotADirectory => FsError::NotFound,

@@ -4,7 +4,9 @@
 //! listing. Only what can be answered exactly as dav-server answers is taken here: the
 //! live properties dav-server computes from an entry's metadata, asked for by
 //! `allprop` (or an empty body) or by name, with no lock on, above or under the path
-//! and no dead property on anything listed. Everything else (`propname`, `include`,
+//! and no dead property on anything listed. (One difference in form: dav-server
+//! echoes a client's own `resourcetype` element, prefix and all; this writes
+//! `D:resourcetype`, which means the same.) Everything else (`propname`, `include`,
 //! other properties, locks, Depth infinity or none, Windows' allprop with its Win32
 //! properties) goes to dav-server.
 //!
@@ -19,6 +21,7 @@
 
 use bytes::Bytes;
 use dav_server::fs::{DavFileSystem, DavMetaData};
+use dav_server::ls::DavLockSystem;
 use dav_server::memls::MemLs;
 use futures::stream;
 use http_body_util::{BodyExt, StreamBody};
@@ -56,14 +59,14 @@ enum Prop {
     SupportedLock,
     Executable,
     /// Known, and never has a value here.
-    None,
+    Never,
 }
 
 /// What `allprop` means (dav-server's list, in its order).
 const ALLPROP: &[Prop] = &[
-    Prop::None, // creationdate
-    Prop::None, // displayname
-    Prop::None, // getcontentlanguage
+    Prop::Never, // creationdate
+    Prop::Never, // displayname
+    Prop::Never, // getcontentlanguage
     Prop::ContentLength,
     Prop::ContentType,
     Prop::ETag,
@@ -92,14 +95,14 @@ fn prop(namespace: Option<&str>, name: &str) -> Option<Prop> {
             | "quota-used-bytes"
             | "displayname"
             | "getcontentlanguage",
-        ) => Prop::None,
+        ) => Prop::Never,
         _ => return None,
     })
 }
 
 /// The properties a PROPFIND body asks for, if all are ones answered here.
 fn wanted(body: &[u8], agent: &str) -> Option<Vec<Prop>> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    if body.is_empty() {
         return (!agent.contains("Microsoft")).then(|| ALLPROP.to_vec());
     }
     let root = Element::parse(body).ok()?;
@@ -133,6 +136,9 @@ pub async fn answer(
     req: &Parts,
     body: &[u8],
 ) -> Option<Response<Body>> {
+    if req.headers.get_all("depth").iter().count() != 1 {
+        return None;
+    }
     let depth_one = match req.headers.get("depth")?.as_bytes() {
         b"0" => false,
         b"1" => true,
@@ -145,7 +151,9 @@ pub async fn answer(
         .unwrap_or("");
     let props = wanted(body, agent)?;
     let path = dav_path(req.uri.path())?;
-    if !unlocked(locks, &path).await {
+    // No lock under the path, none above it that covers it, and none at all above
+    // it (dav-server lists a parent's Depth 0 lock in `lockdiscovery` too).
+    if !unlocked(locks, &path).await || !locks.discover(&path).await.is_empty() {
         return None;
     }
     let meta = fs.metadata(&path).await.ok()?;
@@ -291,7 +299,7 @@ impl Writer {
                     self.text("A:executable", if x { "T" } else { "F" });
                 }
             }
-            Prop::ContentLength | Prop::None => {}
+            Prop::ContentLength | Prop::Never => {}
         }
     }
 }
@@ -324,6 +332,7 @@ mod tests {
     fn bodies_are_read_as_dav_server_reads_them() {
         let all = Some(ALLPROP.to_vec());
         assert_eq!(wanted(b"", "davfs2"), all);
+        assert_eq!(wanted(b"  \n", "davfs2"), None, "dav-server refuses it");
         assert_eq!(wanted(b"", "Microsoft-WebDAV-MiniRedir"), None);
         let allprop =
             br#"<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:allprop/></D:propfind>"#;
@@ -335,7 +344,7 @@ mod tests {
         let some = br#"<a:propfind xmlns:a="DAV:" xmlns:A="http://apache.org/dav/props/"><a:prop><a:getetag/><A:executable/><a:quota-used-bytes/></a:prop></a:propfind>"#;
         assert_eq!(
             wanted(some, "x"),
-            Some(vec![Prop::ETag, Prop::Executable, Prop::None])
+            Some(vec![Prop::ETag, Prop::Executable, Prop::Never])
         );
         let other =
             br#"<propfind xmlns="DAV:"><prop><getetag/><x:y xmlns:x="urn:x"/></prop></propfind>"#;

@@ -26,7 +26,8 @@ fn header<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-fn answer(status: StatusCode) -> Response<Body> {
+/// An answer with `status` and no body.
+pub(super) fn answer(status: StatusCode) -> Response<Body> {
     Response::builder()
         .status(status)
         .body(full(""))

@@ -6,9 +6,10 @@
 //! credential: `GET /v1/download/LINK`, without a token, streams the file once.
 //!
 //! # Invariants
-//! - A link is 256 random bits, good for one GET within [`TTL`]; it is gone once used
-//!   or expired, and at most [`PENDING`] wait. A request the guard refuses (another
-//!   site, a foreign Host) does not use it up.
+//! - A link is 256 random bits, good for one GET within [`TTL`]; it is gone once a
+//!   download started or once expired, and at most [`PENDING`] wait. A request the
+//!   guard refuses (another site, a foreign Host), or one that fails before the file
+//!   starts (a tier not answering), does not use it up.
 //! - A link names the version it was made for (HEAD's number at that moment), so it
 //!   downloads what the page showed even if the tree moved meanwhile.
 
@@ -68,11 +69,16 @@ impl Links {
         Ok(id)
     }
 
-    /// The version and path of link `id`, which is then gone.
-    fn redeem(&self, id: &str) -> Option<(u64, Vec<u8>)> {
+    /// Link `id`, which is then gone (until [`Links::give_back`]).
+    fn redeem(&self, id: &str) -> Option<Link> {
         let mut links = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let link = links.remove(id)?;
-        (link.made.elapsed() < TTL).then_some((link.version, link.path))
+        links.remove(id).filter(|l| l.made.elapsed() < TTL)
+    }
+
+    /// Link `id` again, after a download that could not start (a tier not answering).
+    fn give_back(&self, id: &str, link: Link) {
+        let mut links = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        links.insert(id.to_owned(), link);
     }
 }
 
@@ -101,15 +107,25 @@ pub async fn make(
 /// `GET /v1/download/LINK`: the file, once, as an attachment named as it is (and, like
 /// every stored file served from this origin, never run as a page of it).
 pub async fn download(state: &Arc<State>, id: &str) -> Result<Response<Body>, ApiError> {
-    let (number, path) = state.links.redeem(id).ok_or_else(|| {
+    let link = state.links.redeem(id).ok_or_else(|| {
         ApiError::not_found(
             "this download link was used or has expired: download again from the page",
         )
     })?;
-    let v = state.repo.version(number)?;
-    let entry = fvfs_manifest::lookup(&state.repo, v.root, &path).await?;
-    let mut resp = files::send(state, &v, &path, entry).await?;
-    let name = path.rsplit(|b| *b == b'/').next().unwrap_or_default();
+    let started = async {
+        let v = state.repo.version(link.version)?;
+        let entry = fvfs_manifest::lookup(&state.repo, v.root, &link.path).await?;
+        files::send(state, &v, &link.path, entry).await
+    };
+    let mut resp = match started.await {
+        Ok(resp) => resp,
+        Err(e) => {
+            // It may work in a moment: the link stays good for the rest of its time.
+            state.links.give_back(id, link);
+            return Err(e);
+        }
+    };
+    let name = link.path.rsplit(|b| *b == b'/').next().unwrap_or_default();
     let h = resp.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&attachment(name)) {
         h.insert(CONTENT_DISPOSITION, value);
@@ -144,9 +160,15 @@ mod tests {
         let id = links.issue(3, b"/a.txt".to_vec()).unwrap();
         assert_eq!(id.len(), 64);
         assert_ne!(id, links.issue(3, b"/a.txt".to_vec()).unwrap());
-        assert_eq!(links.redeem(&id), Some((3, b"/a.txt".to_vec())));
-        assert_eq!(links.redeem(&id), None);
-        assert_eq!(links.redeem("made-up"), None);
+        let link = links.redeem(&id).unwrap();
+        assert_eq!((link.version, link.path.as_slice()), (3, &b"/a.txt"[..]));
+        assert!(links.redeem(&id).is_none());
+        links.give_back(&id, link);
+        assert!(
+            links.redeem(&id).is_some(),
+            "given back after a failed start"
+        );
+        assert!(links.redeem("made-up").is_none());
     }
 
     #[test]
@@ -154,7 +176,7 @@ mod tests {
         let links = Links::default();
         let id = links.issue(1, b"/x".to_vec()).unwrap();
         links.0.lock().unwrap().get_mut(&id).unwrap().made -= TTL;
-        assert_eq!(links.redeem(&id), None);
+        assert!(links.redeem(&id).is_none());
     }
 
     #[test]
