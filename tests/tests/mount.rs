@@ -264,11 +264,17 @@ fn concurrent_writers_each_get_their_bytes() {
     }
 }
 
+/// Bytes of the files below `dir` (a read-ahead may still be filling the cache and
+/// evicting from it: a file gone between the listing and its stat holds nothing).
 fn dir_bytes(dir: &Path) -> u64 {
     let mut total = 0;
     for e in fs::read_dir(dir).unwrap() {
         let e = e.unwrap();
-        let m = e.metadata().unwrap();
+        let m = match e.metadata() {
+            Ok(m) => m,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(err) => panic!("{}: {err}", e.path().display()),
+        };
         total += if m.is_dir() {
             dir_bytes(&e.path())
         } else {

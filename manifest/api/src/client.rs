@@ -109,6 +109,8 @@ impl Api {
         let verifier = Verifier::new(pin);
         let mut http = HttpConnector::new();
         http.enforce_http(false);
+        // Requests stream in pieces too (batches of chunks being uploaded).
+        http.set_nodelay(true);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(verifier.client_config())
             .https_or_http()

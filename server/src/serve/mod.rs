@@ -349,6 +349,11 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
                         continue;
                     }
                 };
+                // Answers stream in pieces (chunks as they are read, listings): no
+                // piece may wait for the peer's delayed acknowledgement of the last.
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!(%peer, "TCP_NODELAY: {e}");
+                }
                 let state = state.clone();
                 let watcher = graceful.watcher();
                 let acceptor = acceptor.clone();
