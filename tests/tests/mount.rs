@@ -540,6 +540,57 @@ fn a_walk_finds_the_next_folders_fetched_ahead() {
 }
 
 #[test]
+fn a_walk_ahead_over_many_tiny_files_asks_only_what_the_daemon_takes() {
+    // 40 folders of 40 tiny files below one: what the walk fetches ahead from the top
+    // (the first small files of every subfolder, 16 MiB at most) is 1,600 chunks,
+    // more than one `POST /v1/chunks/read` may ask for.
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    for a in 0..40 {
+        let dir = src.join(format!("d{a:02}"));
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..40 {
+            fs::write(dir.join(format!("f{f:02}")), format!("{a}/{f}")).unwrap();
+        }
+    }
+    let store = Fvfsd::new();
+    store.run(["migrate", "--local-src", src.to_str().unwrap()]);
+    let d = serve(&store);
+    let mut m = mount_in(&d, work.path());
+    let singles = served(&d, "chunks");
+    // Listing the top folder starts the walk ahead; then each folder is read as tar
+    // reads it.
+    let mut folders: Vec<_> = fs::read_dir(m.path(""))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    folders.retain(|p| p.file_name().unwrap().to_string_lossy().starts_with('d'));
+    folders.sort();
+    assert_eq!(folders.len(), 40);
+    for (a, dir) in folders.iter().enumerate() {
+        let mut files: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        for (f, file) in files.iter().enumerate() {
+            assert_eq!(fs::read_to_string(file).unwrap(), format!("{a}/{f}"));
+        }
+    }
+    let (_, metrics) = d.raw(&fvfs_tests::daemon::request("GET", "/metrics", &[], b""));
+    assert!(
+        !metrics.contains("route=\"chunks_read\",status=\"413\""),
+        "a read-ahead asked for too much: {metrics}"
+    );
+    let singles = served(&d, "chunks") - singles;
+    assert!(
+        singles < 40,
+        "{singles} single-chunk requests for 1,600 files"
+    );
+    assert_eq!(m.unmount(), Some(0));
+}
+
+#[test]
 fn a_split_directory_lists_reads_and_takes_new_files_through_the_mount() {
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");

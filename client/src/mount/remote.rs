@@ -12,7 +12,7 @@ use futures::FutureExt;
 use fvfs_api::batch;
 use fvfs_api::client::{full, Api, Failure};
 use fvfs_api::commit::CommitOp;
-use fvfs_api::reports::Ids;
+use fvfs_api::reports::{Ids, MAX_READ_IDS};
 use fvfs_api::views::{SnapshotInfo, VersionInfo};
 use fvfs_api::ErrorCode;
 use fvfs_cas::{frame, ChunkId};
@@ -277,8 +277,11 @@ impl Remote {
         let me = self.clone();
         let ids = wanted.clone();
         let batch: Batch = async move {
-            if let Err(e) = me.read_many(&ids).await {
-                tracing::debug!("read-ahead failed: {e:?}");
+            // In requests the daemon takes (a walk ahead can want more).
+            for some in ids.chunks(MAX_READ_IDS) {
+                if let Err(e) = me.read_many(some).await {
+                    tracing::debug!("read-ahead failed: {e:?}");
+                }
             }
             let mut inflight = lock(&me.inflight);
             for id in &ids {

@@ -289,6 +289,9 @@ pub struct ChunkStored {
     pub stored: bool,
 }
 
+/// Chunks one `POST /v1/chunks/read` may ask for (a longer list is refused).
+pub const MAX_READ_IDS: usize = 1024;
+
 /// A list of chunk ids: the body of `POST /v1/chunks/missing` and `/read`, and the
 /// answer of `/missing` (`{"missing": [...]}`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

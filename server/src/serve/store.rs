@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use fvfs_api::reports::{BatchStored, ChunkStored, Ids, Missing};
+use fvfs_api::reports::{BatchStored, ChunkStored, Ids, Missing, MAX_READ_IDS};
 use fvfs_api::ErrorCode;
 use fvfs_cas::{chunker, frame, ChunkId};
 use fvfs_manifest::{node, ChunkKind};
@@ -165,8 +165,6 @@ pub async fn missing(
     ok(&Missing { missing })
 }
 
-/// Chunks one `POST /v1/chunks/read` may ask for.
-pub const MAX_READ_IDS: usize = 1024;
 /// Frame bytes one answer carries at most; chunks past it are left out.
 const MAX_READ_BYTES: usize = 64 << 20;
 
