@@ -824,60 +824,39 @@ fn listings_answered_directly_say_what_dav_server_says() {
 
     // A lock in the folder, or a property someone stored on a file in it, and the
     // listing is dav-server's again: it shows both.
-    let lock = r#"<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner>tester</D:owner></D:lockinfo>"#;
-    let (status, held) = dav(
-        &d.addr,
-        "LOCK",
-        "/dav/docs/run.sh",
-        &["Timeout: Second-600"],
-        lock.as_bytes(),
-    );
-    assert_eq!(status, 200, "{held}");
-    let before = direct_answers(&d.addr);
-    let (_, _, listing) = propfind(&d.addr, "/dav/docs/", "1", "");
+    let by_dav_server = |path: &str, why: &str| {
+        let before = direct_answers(&d.addr);
+        let (_, _, listing) = propfind(&d.addr, path, "1", "");
+        assert_eq!(direct_answers(&d.addr), before, "{why}: dav-server answers");
+        listing
+    };
+    let lock = |path: &str, extra: &[&str]| {
+        let body = r#"<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner>tester</D:owner></D:lockinfo>"#;
+        let (status, held) = dav(&d.addr, "LOCK", path, extra, body.as_bytes());
+        assert_eq!(status, 200, "{held}");
+        let token = held
+            .split("<D:href>")
+            .nth(1)
+            .and_then(|s| s.split("</D:href>").next())
+            .unwrap()
+            .to_owned();
+        format!("Lock-Token: <{token}>")
+    };
+    let held = lock("/dav/docs/run.sh", &["Timeout: Second-600"]);
+    let listing = by_dav_server("/dav/docs/", "a lock under the folder");
     assert!(
         listing.contains("<D:activelock>") && listing.contains("tester"),
         "{listing}"
     );
     assert_eq!(
-        direct_answers(&d.addr),
-        before,
-        "a lock under the folder: dav-server answers"
-    );
-    let token = held
-        .split("<D:href>")
-        .nth(1)
-        .and_then(|s| s.split("</D:href>").next())
-        .unwrap();
-    let unlock = format!("Lock-Token: <{token}>");
-    assert_eq!(
-        dav(&d.addr, "UNLOCK", "/dav/docs/run.sh", &[&unlock], b"").0,
+        dav(&d.addr, "UNLOCK", "/dav/docs/run.sh", &[&held], b"").0,
         204
     );
     // A lock on the folder above, even of depth 0, shows in the listing below it.
-    let (status, held) = dav(
-        &d.addr,
-        "LOCK",
-        "/dav/docs/",
-        &["Depth: 0", "Timeout: Second-600"],
-        lock.as_bytes(),
-    );
-    assert_eq!(status, 200, "{held}");
-    let before = direct_answers(&d.addr);
-    let (_, _, listing) = propfind(&d.addr, "/dav/docs/sub/", "1", "");
+    let held = lock("/dav/docs/", &["Depth: 0", "Timeout: Second-600"]);
+    let listing = by_dav_server("/dav/docs/sub/", "a lock above the folder");
     assert!(listing.contains("<D:activelock>"), "{listing}");
-    assert_eq!(
-        direct_answers(&d.addr),
-        before,
-        "a lock above the folder: dav-server answers"
-    );
-    let token = held
-        .split("<D:href>")
-        .nth(1)
-        .and_then(|s| s.split("</D:href>").next())
-        .unwrap();
-    let unlock = format!("Lock-Token: <{token}>");
-    assert_eq!(dav(&d.addr, "UNLOCK", "/dav/docs/", &[&unlock], b"").0, 204);
+    assert_eq!(dav(&d.addr, "UNLOCK", "/dav/docs/", &[&held], b"").0, 204);
     let patch = r#"<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" xmlns:x="urn:example"><D:set><D:prop><x:colour>teal</x:colour></D:prop></D:set></D:propertyupdate>"#;
     assert_eq!(
         dav(
@@ -890,12 +869,6 @@ fn listings_answered_directly_say_what_dav_server_says() {
         .0,
         207
     );
-    let before = direct_answers(&d.addr);
-    let (_, _, listing) = propfind(&d.addr, "/dav/docs/", "1", "");
+    let listing = by_dav_server("/dav/docs/", "a stored property");
     assert!(listing.contains("teal"), "{listing}");
-    assert_eq!(
-        direct_answers(&d.addr),
-        before,
-        "a stored property: dav-server answers"
-    );
 }
