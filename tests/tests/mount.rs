@@ -759,6 +759,103 @@ fn wchar(pid: u32) -> u64 {
         .unwrap()
 }
 
+/// A folder of `n` small files of assorted sizes (none a multiple of a page) under
+/// `src/docs`; their contents.
+fn small_files(src: &Path, n: u64) -> Vec<Vec<u8>> {
+    let docs = src.join("docs");
+    fs::create_dir_all(&docs).unwrap();
+    (0..n)
+        .map(|i| {
+            let c = tree::bytes(i, 1 + (i as usize * 7919) % 60_000, i % 2 == 0);
+            fs::write(docs.join(format!("f{i:03}.html")), &c).unwrap();
+            c
+        })
+        .collect()
+}
+
+/// The files of a folder a walk lists are in the kernel's cache before the walk opens
+/// them: fvfsc pushes them when the listing is read to its end (tar, cp and rsync
+/// list a folder whole first), so reading them passes no data through fvfsc: each
+/// costs an open, not an open, a read and the stat a read's atime change brings.
+#[test]
+fn a_listed_folders_files_are_in_the_kernel_before_a_walk_reads_them() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    let files = small_files(&src, 60);
+    let total: usize = files.iter().map(Vec::len).sum();
+    let store = Fvfsd::new();
+    store.run(["migrate", "--local-src", src.to_str().unwrap()]);
+    let d = serve(&store);
+    // A first mount fills the chunk cache; the second starts with a kernel that knows
+    // nothing, over that cache.
+    let mut m = mount_in(&d, work.path());
+    for (i, c) in files.iter().enumerate() {
+        assert!(&fs::read(m.path(&format!("docs/f{i:03}.html"))).unwrap() == c);
+    }
+    assert_eq!(m.unmount(), Some(0));
+    let mut m = mount_in(&d, work.path());
+    let pid = m.pid().unwrap();
+    assert_eq!(fs::read_dir(m.path("docs")).unwrap().count(), files.len());
+    let before = wchar(pid);
+    for (i, c) in files.iter().enumerate() {
+        assert!(&fs::read(m.path(&format!("docs/f{i:03}.html"))).unwrap() == c);
+    }
+    let through = wchar(pid) - before;
+    assert!(
+        through < total as u64 / 20,
+        "{total} bytes read, {through} bytes of answers from fvfsc"
+    );
+    assert_eq!(m.unmount(), Some(0));
+}
+
+/// Files pushed into the kernel's cache as they arrive never overwrite what is
+/// written through the mount: on a cold mount, the files of a listed folder are
+/// rewritten (shorter, longer, emptied), the last first (the last to be pushed),
+/// while their content is being fetched and pushed, and read back as written, with
+/// their new size, then and after a fresh mount.
+#[test]
+fn files_rewritten_while_their_folder_is_pushed_read_as_written() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    let files = small_files(&src, 250);
+    let store = Fvfsd::new();
+    store.run(["migrate", "--local-src", src.to_str().unwrap()]);
+    let d = serve(&store);
+    let mut m = mount_in(&d, work.path());
+    assert_eq!(fs::read_dir(m.path("docs")).unwrap().count(), files.len());
+    let mut written: Vec<(usize, Vec<u8>)> = files
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(i, c)| {
+            let new = match i % 3 {
+                0 => c[..c.len() / 2].to_vec(),
+                1 => tree::bytes(1000 + i as u64, c.len() + 5000, true),
+                _ => Vec::new(),
+            };
+            fs::write(m.path(&format!("docs/f{i:03}.html")), &new).unwrap();
+            (i, new)
+        })
+        .collect();
+    written.sort();
+    let check = |m: &Mount, when: &str| {
+        for (i, w) in &written {
+            let path = m.path(&format!("docs/f{i:03}.html"));
+            assert_eq!(
+                fs::metadata(&path).unwrap().len(),
+                w.len() as u64,
+                "{when}: size of f{i:03}"
+            );
+            assert!(&fs::read(&path).unwrap() == w, "{when}: content of f{i:03}");
+        }
+    };
+    check(&m, "as written");
+    assert_eq!(m.unmount(), Some(0));
+    let mut m = mount_in(&d, work.path());
+    check(&m, "after a fresh mount");
+    assert_eq!(m.unmount(), Some(0));
+}
+
 /// A large file whose chunks are all cached is read by the kernel from a backing file
 /// (FUSE passthrough): its reads no longer pass through fvfsc, and what is read is
 /// the file's current content.

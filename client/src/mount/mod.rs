@@ -92,11 +92,14 @@ pub fn run(
     config.n_threads = Some(4);
     let follower = fs.follower();
     let committer = fs.committer();
+    let kernel_slot = fs.kernel();
     let state = waiting::MountState::new(&opts.cache_dir, mountpoint)
         .with_context(|| format!("mount state in {}", opts.cache_dir.display()))?;
     let mut session = Session::new(fs, mountpoint, &config)
         .with_context(|| format!("cannot mount on {}", mountpoint.display()))?;
     let mut unmounter = session.unmount_callable();
+    // Set once: nothing else sets it.
+    let _ = kernel_slot.set(Box::new(session.notifier()));
     // The follower tells the kernel what changed in the live tree until the session
     // ends (its channel's sender is dropped then).
     let (stop, stopped) = std::sync::mpsc::channel::<()>();

@@ -76,7 +76,14 @@ pub struct Remote {
 }
 
 /// A read-ahead batch in flight, shared by the reads waiting for it.
-type Batch = futures::future::Shared<futures::future::BoxFuture<'static, ()>>;
+pub type Batch = futures::future::Shared<futures::future::BoxFuture<'static, ()>>;
+
+/// A folder's read-ahead window: its small files, and the batch fetching those of
+/// their chunks that are neither cached nor being fetched (if enough are missing).
+pub struct FolderAhead {
+    pub files: Vec<Entry>,
+    pub batch: Option<Batch>,
+}
 
 /// Decoded nodes by id, and the items (entries, chunk refs) they hold in all.
 struct Memo<T>(std::sync::Mutex<(FastMap<ChunkId, Arc<T>>, usize)>);
@@ -155,17 +162,15 @@ impl Remote {
         Ok(data)
     }
 
-    /// A file named `name` of folder `dir` is being opened for reading: the small
-    /// files from it on in the folder's order (the order in which tar, cp, rsync and
-    /// builds read a folder) are fetched ahead in batches ([`Remote::read_ahead`]), so
-    /// that a folder of small files costs a request per [`FOLDER_AHEAD`] / 2 files, and
-    /// a cold S3 tier behind the daemon a few GETs by pack, instead of one of each per
-    /// file. A failure only means the files are read one by one.
-    pub async fn read_ahead_in_folder(
-        &self,
-        dir: ChunkId,
-        name: &[u8],
-    ) -> Option<impl std::future::Future<Output = ()>> {
+    /// A file named `name` of folder `dir` is being opened (or the folder listed, from
+    /// its first small file): the small files from it on in the folder's order (the
+    /// order in which tar, cp, rsync and builds read a folder) are fetched ahead in
+    /// batches ([`Remote::read_ahead`]), so that a folder of small files costs a
+    /// request per [`FOLDER_AHEAD`] / 2 files, and a cold S3 tier behind the daemon a
+    /// few GETs by pack, instead of one of each per file. `None` when the files from
+    /// `name` on were asked for lately; a failed batch only means the files are read
+    /// one by one.
+    pub async fn read_ahead_in_folder(&self, dir: ChunkId, name: &[u8]) -> Option<FolderAhead> {
         // In a large directory, the part holding `name`: read-ahead stops at its end.
         let (leaf, node) = self.leaf(dir, name).await.ok()??;
         let from = node.entries.partition_point(|e| e.name.as_slice() < name);
@@ -184,39 +189,43 @@ impl Remote {
             asked.insert(leaf, (from, from + FOLDER_AHEAD));
         }
         let mut bytes = 0;
-        let ahead: Vec<ChunkId> = node.entries[from..]
+        let files: Vec<Entry> = node.entries[from..]
             .iter()
             .take(FOLDER_AHEAD)
             .filter(|e| is_small_file(e))
-            .flat_map(|e| &e.chunks)
-            .take_while(|c| {
-                bytes += c.len;
+            .take_while(|e| {
+                bytes += e.size;
                 bytes <= FOLDER_AHEAD_BYTES
             })
-            .map(|c| c.id)
+            .cloned()
             .collect();
-        self.read_ahead(&ahead)
+        let ids: Vec<ChunkId> = files.iter().flat_map(|e| &e.chunks).map(|c| c.id).collect();
+        Some(FolderAhead {
+            batch: self.read_ahead(&ids),
+            files,
+        })
     }
 
-    /// Folder `dir` (top node `id`) is being listed: a walk (tar, cp -r, rsync, find
-    /// with reads, a build) reads its files next, then goes down into its
-    /// subdirectories. So its first small files, the nodes of its subdirectories and
-    /// the first small files of each ([`WALK_AHEAD_BYTES`] in all) are fetched now, in
-    /// the background: by the time the walk gets there, a cold folder costs no round
-    /// trip, and a cold tier behind the daemon serves them by pack. A failure only
-    /// means the walk fetches them itself.
-    pub fn walk_ahead(
-        &self,
-        id: ChunkId,
-        dir: Arc<DirNode>,
-    ) -> impl std::future::Future<Output = ()> {
+    /// The name of the first small file of a folder (where its read-ahead starts
+    /// when it is listed).
+    pub fn first_small_file(dir: &DirNode) -> Option<&[u8]> {
+        dir.entries
+            .iter()
+            .find(|e| is_small_file(e))
+            .map(|e| e.name.as_slice())
+    }
+
+    /// Folder `dir` is being listed: a walk (tar, cp -r, rsync, find with reads, a
+    /// build) reads its files next (their read-ahead is the caller's, see
+    /// [`Remote::read_ahead_in_folder`]), then goes down into its subdirectories. So
+    /// the nodes of its subdirectories and the first small files of each
+    /// ([`WALK_AHEAD_BYTES`] in all) are fetched now, in the background: by the time
+    /// the walk gets there, a cold folder costs no round trip, and a cold tier behind
+    /// the daemon serves them by pack. A failure only means the walk fetches them
+    /// itself.
+    pub fn walk_ahead(&self, dir: Arc<DirNode>) -> impl std::future::Future<Output = ()> {
         let me = self.clone();
         async move {
-            if let Some(first) = dir.entries.iter().find(|e| is_small_file(e)) {
-                if let Some(batch) = me.read_ahead_in_folder(id, &first.name).await {
-                    tokio::spawn(batch);
-                }
-            }
             let Ok(_walking) = me.walks.clone().acquire_owned().await else {
                 return;
             };
@@ -262,7 +271,7 @@ impl Remote {
     /// of them are neither cached nor being fetched, those are fetched in one request,
     /// so that a cold tier behind the daemon serves them by pack. Returns the batch to
     /// run, if one is due.
-    pub fn read_ahead(&self, ahead: &[ChunkId]) -> Option<impl std::future::Future<Output = ()>> {
+    pub fn read_ahead(&self, ahead: &[ChunkId]) -> Option<Batch> {
         let mut inflight = lock(&self.inflight);
         let mut wanted: Vec<ChunkId> = ahead
             .iter()

@@ -176,7 +176,7 @@ impl Committer {
         w.dirty = false;
         w.failed = None;
         // The next open must not trust what the kernel cached of the old content.
-        lock(&self.inodes).same_content(ino, None);
+        lock(&self.inodes).content_unknown(ino);
         Ok(())
     }
 

@@ -28,6 +28,9 @@ pub const ROOT: u64 = 1;
 pub const SNAPSHOTS: u64 = 2;
 pub const SNAPSHOTS_NAME: &[u8] = b".snapshots";
 
+/// The content record of an inode written here: equal to no content key.
+const UNKNOWN: [u8; 32] = [0; 32];
+
 /// Which tree an inode is in.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum View {
@@ -48,6 +51,9 @@ struct Inode {
     lookups: u64,
     /// Write-backs and children in the table.
     holds: u64,
+    /// Whether the kernel surely made its inode: it asked something after it was
+    /// handed out (see [`Inodes::in_kernel`]).
+    in_kernel: bool,
 }
 
 pub struct Inodes {
@@ -56,7 +62,8 @@ pub struct Inodes {
     /// inode).
     names: HashTable<u64>,
     hasher: RandomState,
-    /// The content each inode had when last opened for reading (see `FvfsFs::open`).
+    /// The content each inode had when last opened for reading or pushed into the
+    /// kernel's cache (see `FvfsFs::open`), or [`UNKNOWN`] once written here.
     content: FastMap<u64, [u8; 32]>,
     /// Keys the hash that numbers inodes (fixed for the mount's lifetime).
     numbering: RandomState,
@@ -89,6 +96,7 @@ impl Inodes {
             kind: EntryKind::Dir,
             lookups: 0,
             holds: 0,
+            in_kernel: false,
         };
         let mut nodes = FastMap::default();
         nodes.insert(ROOT, root(None));
@@ -205,6 +213,7 @@ impl Inodes {
                             kind,
                             lookups: 0,
                             holds: 0,
+                            in_kernel: false,
                         };
                         self.nodes.insert(ino, node);
                         self.file(ino);
@@ -262,6 +271,7 @@ impl Inodes {
     pub fn forget(&mut self, ino: u64, n: u64) {
         if let Some(node) = self.nodes.get_mut(&ino) {
             node.lookups = node.lookups.saturating_sub(n);
+            node.in_kernel &= node.lookups > 0;
         }
         self.drop_unused(ino);
     }
@@ -362,15 +372,42 @@ impl Inodes {
     }
 
     /// Records `key` as `ino`'s content; whether it was the content recorded before.
-    pub fn same_content(&mut self, ino: u64, key: Option<[u8; 32]>) -> bool {
+    pub fn same_content(&mut self, ino: u64, key: [u8; 32]) -> bool {
         if !self.nodes.contains_key(&ino) {
             return false;
         }
-        let before = match key {
-            Some(key) => self.content.insert(ino, key),
-            None => self.content.remove(&ino),
-        };
-        key.is_some() && before == key
+        self.content.insert(ino, key) == Some(key)
+    }
+
+    /// `ino` is being written here: what the kernel caches of it is of no content
+    /// recorded (the next open does not keep it, and nothing is pushed into it).
+    pub fn content_unknown(&mut self, ino: u64) {
+        if self.nodes.contains_key(&ino) {
+            self.content.insert(ino, UNKNOWN);
+        }
+    }
+
+    /// The kernel has made its inode `ino` (handed out in a reply it has read, since
+    /// it asked for more), so content pushed into it is kept.
+    pub fn in_kernel(&mut self, ino: u64) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.in_kernel = n.lookups > 0;
+        }
+    }
+
+    /// Whether content may be pushed into `ino`: the kernel has the inode and was
+    /// never given any content of it (see [`super::push`]).
+    pub fn fresh(&self, ino: u64) -> bool {
+        self.nodes.get(&ino).is_some_and(|n| n.in_kernel) && !self.content.contains_key(&ino)
+    }
+
+    /// Records `key` as `ino`'s content if it is [`Inodes::fresh`]: whether it was.
+    pub fn first_content(&mut self, ino: u64, key: [u8; 32]) -> bool {
+        if !self.fresh(ino) {
+            return false;
+        }
+        self.content.insert(ino, key);
+        true
     }
 
     /// The number of a new inode for `name` in `parent`: a hash of its view and path
@@ -609,9 +646,39 @@ mod tests {
     fn same_content_is_told_only_for_a_repeat() {
         let mut t = Inodes::new();
         let f = t.child(ROOT, b"f", EntryKind::File, None, true);
-        assert!(!t.same_content(f, Some([1; 32])));
-        assert!(t.same_content(f, Some([1; 32])));
-        assert!(!t.same_content(f, None));
-        assert!(!t.same_content(f, Some([1; 32])));
+        assert!(!t.same_content(f, [1; 32]));
+        assert!(t.same_content(f, [1; 32]));
+        t.content_unknown(f);
+        assert!(!t.same_content(f, [1; 32]));
+        assert!(t.same_content(f, [1; 32]));
+    }
+
+    #[test]
+    fn content_is_pushed_only_into_an_inode_never_given_any() {
+        let mut t = Inodes::new();
+        let (f, g) = (
+            t.child(ROOT, b"f", EntryKind::File, None, true),
+            t.child(ROOT, b"g", EntryKind::File, None, true),
+        );
+        assert!(
+            !t.first_content(f, [1; 32]),
+            "handed out, not known to be read"
+        );
+        t.in_kernel(f);
+        t.in_kernel(g);
+        assert!(t.first_content(f, [1; 32]));
+        assert!(!t.first_content(f, [1; 32]), "pushed once");
+        assert!(t.same_content(f, [1; 32]), "an open keeps what was pushed");
+        t.content_unknown(g);
+        assert!(!t.first_content(g, [2; 32]), "written here: never pushed");
+        assert!(!t.first_content(99, [2; 32]), "not in the table");
+        t.forget(f, 1);
+        let f = t.child(ROOT, b"f", EntryKind::File, None, true);
+        assert!(!t.first_content(f, [3; 32]), "forgotten by the kernel");
+        t.in_kernel(f);
+        assert!(
+            t.first_content(f, [3; 32]),
+            "made again by the kernel: fresh"
+        );
     }
 }

@@ -17,6 +17,7 @@ use fvfs_node::{DirNode, Entry, EntryKind};
 
 use super::inodes::{View, ROOT, SNAPSHOTS, SNAPSHOTS_NAME};
 use super::{dir_entry, lock, stale, FvfsFs};
+use crate::mount::remote::Remote;
 
 /// Items handed out per call at most (a reply buffer holds fewer).
 const WINDOW: usize = 256;
@@ -29,6 +30,11 @@ pub struct Listing {
     /// The directory's node, whose entries give the items' attributes.
     node: Option<Arc<DirNode>>,
     items: Vec<Item>,
+    /// Items before this one were in answers the kernel has read.
+    confirmed: usize,
+    /// The small files of its first read-ahead window, pushed into the kernel's cache
+    /// once the listing is read to its end (see [`super::push`]).
+    ahead: Vec<Entry>,
 }
 
 /// Items of a listing handed out in one call.
@@ -70,6 +76,7 @@ impl FvfsFs {
         type Named = (Vec<u8>, EntryKind, Option<u64>, Option<usize>);
         let mut names: Vec<Named> = Vec::new();
         let mut node = None;
+        let mut ahead = Vec::new();
         if view == View::SnapshotList {
             for s in self.block(self.remote.snapshots())? {
                 names.push((s.name.into_bytes(), EntryKind::Dir, None, None));
@@ -81,7 +88,10 @@ impl FvfsFs {
             }
             if let Some(id) = entry.id {
                 let dir = self.block(self.remote.dir(id))?;
-                self.rt.spawn(self.remote.walk_ahead(id, dir.clone()));
+                if let Some(first) = Remote::first_small_file(&dir) {
+                    ahead = self.fill_ahead(ino, view.clone(), since, id, first);
+                }
+                self.rt.spawn(self.remote.walk_ahead(dir.clone()));
                 let entries = dir.entries.iter().enumerate();
                 names.extend(
                     entries.map(|(i, e)| (e.name.clone(), e.kind, e.link.map(|l| l.id), Some(i))),
@@ -133,6 +143,8 @@ impl FvfsFs {
             since,
             node,
             items,
+            confirmed: 0,
+            ahead,
         })
     }
 
@@ -156,14 +168,44 @@ impl FvfsFs {
                 self.sweep(&old);
             }
         }
-        let (window, view, since, node) = {
-            let listings = lock(&self.listings);
-            let l = listings.get(&fh).ok_or(Errno::EBADF)?;
+        let (window, view, since, node, confirmed, ahead) = {
+            let mut listings = lock(&self.listings);
+            let l = listings.get_mut(&fh).ok_or(Errno::EBADF)?;
             let start = (offset as usize).min(l.items.len());
             let end = (start + WINDOW).min(l.items.len());
             let items = l.items[start..end].to_vec();
-            (items, l.view.clone(), l.since, l.node.clone())
+            // Asked for more: the kernel has read (and made the inodes of) what came
+            // before, and it reads to the end before a walk opens the files.
+            let mut confirmed = Vec::new();
+            let mut ahead = Vec::new();
+            if plus {
+                confirmed = l.items[l.confirmed.min(start)..start]
+                    .iter()
+                    .map(|it| it.ino)
+                    .collect();
+                l.confirmed = l.confirmed.max(start);
+                if start == l.items.len() {
+                    ahead = std::mem::take(&mut l.ahead);
+                }
+            }
+            (
+                items,
+                l.view.clone(),
+                l.since,
+                l.node.clone(),
+                confirmed,
+                ahead,
+            )
         };
+        if !confirmed.is_empty() {
+            let mut inodes = lock(&self.inodes);
+            for ino in confirmed {
+                inodes.in_kernel(ino);
+            }
+        }
+        if !ahead.is_empty() {
+            self.push_listed(ino, view.clone(), since, ahead);
+        }
         let items = window
             .into_iter()
             .map(|item| {

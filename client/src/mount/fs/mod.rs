@@ -22,6 +22,7 @@ mod follow;
 mod inodes;
 mod listing;
 mod namespace;
+mod push;
 mod read;
 mod view;
 mod writeback;
@@ -99,6 +100,7 @@ pub struct FvfsFs {
     passthrough: bool,
     /// Inodes open through the kernel, by inode.
     backed: Mutex<HashMap<u64, read::Backed>>,
+    pusher: push::Pusher,
     next_fh: AtomicU64,
 }
 
@@ -152,6 +154,11 @@ impl FvfsFs {
             Arc::default(),
             staging,
         );
+        let pusher = push::Pusher::new(
+            commits.inodes.clone(),
+            commits.live.clone(),
+            remote.cache.clone(),
+        );
         Self {
             rt,
             remote,
@@ -171,6 +178,7 @@ impl FvfsFs {
             ids,
             passthrough: false,
             backed: Mutex::default(),
+            pusher,
             next_fh: AtomicU64::new(1),
         }
     }
@@ -178,6 +186,12 @@ impl FvfsFs {
     /// The follower of this mount's live tree (to run once the kernel can be told).
     pub fn follower(&self) -> Follower {
         Follower::new(self.remote.clone(), self.live.clone(), self.inodes.clone())
+    }
+
+    /// Where the session's notifier goes once the mount exists, so that files can be
+    /// pushed into the kernel's cache ahead of a walk ([`push`]).
+    pub fn kernel(&self) -> push::Kernel {
+        self.pusher.kernel()
     }
 
     /// What commits this mount's write-backs, for the background retry.
@@ -258,9 +272,11 @@ impl Filesystem for FvfsFs {
         if let Err(missing) = config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC) {
             tracing::warn!("kernel lacks {missing:?}: truncation is committed on its own");
         }
-        // Listings come with attributes when the kernel expects lookups to follow.
-        let plus = InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO;
-        if let Err(missing) = config.add_capabilities(plus) {
+        // Listings come with attributes (and the kernel makes the inodes, which files
+        // pushed into its cache need): a walk looks nothing up. Not READDIRPLUS_AUTO,
+        // with which a large folder's later pieces come as names only, each then
+        // looked up on its own.
+        if let Err(missing) = config.add_capabilities(InitFlags::FUSE_DO_READDIRPLUS) {
             tracing::info!("kernel lacks {missing:?}: every listed name is looked up");
         }
         // Large cached files are read by the kernel from backing files; without

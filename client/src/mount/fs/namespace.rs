@@ -72,7 +72,10 @@ impl FvfsFs {
         self.writing.open(
             ino,
             Attrs::default(),
-            || lock(&self.inodes).hold(ino),
+            || {
+                lock(&self.inodes).hold(ino);
+                self.pusher.writing(ino);
+            },
             |w| {
                 let entry = self.entry(&view, &path)?;
                 match entry.kind {
@@ -153,7 +156,10 @@ impl FvfsFs {
         let wb = self.writing.open(
             ino,
             attrs,
-            || lock(&self.inodes).hold(ino),
+            || {
+                lock(&self.inodes).hold(ino);
+                self.pusher.writing(ino);
+            },
             |w| {
                 w.dirty = true;
                 w.base = Some(self.replacing(&fpath::join(&dir, name), Expect::Absent));

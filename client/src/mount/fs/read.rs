@@ -82,22 +82,24 @@ impl FvfsFs {
     /// Opens inode `ino` of the tree for reading: its entry, its chunks, and the flags
     /// for the kernel.
     pub(super) fn open_read(&self, ino: u64) -> Result<(Entry, Chunks, FopenFlags), Errno> {
+        let since = self.live.generation();
         let (view, path) = self.locate(ino)?;
         let entry = self.entry(&view, &path)?;
         if entry.kind == EntryKind::Dir {
             return Err(Errno::EISDIR);
         }
         let slash = path.iter().rposition(|b| *b == b'/').unwrap_or(0);
-        if let Ok(Entry { id: Some(dir), .. }) = self.entry(&view, &path[..slash.max(1)]) {
+        let parent = lock(&self.inodes).edge(ino).map(|(parent, _)| parent);
+        let folder = self.entry(&view, &path[..slash.max(1)]);
+        if let (Some(parent), Ok(Entry { id: Some(dir), .. })) = (parent, folder) {
             let name = &path[(slash + 1).min(path.len())..];
-            if let Some(batch) = self.block(self.remote.read_ahead_in_folder(dir, name)) {
-                self.rt.spawn(batch);
-            }
+            self.fill_ahead(parent, view.clone(), since, dir, name);
         }
         let chunks = self.block(self.remote.file_chunks(&entry))?;
         // The kernel may keep what it cached of this inode if the content is the one it
-        // cached (snapshots never change; a live file is checked by its content key).
-        let unchanged = lock(&self.inodes).same_content(ino, Some(content_key(&entry)));
+        // cached or was given (snapshots never change; a live file is checked by its
+        // content key).
+        let unchanged = lock(&self.inodes).same_content(ino, content_key(&entry));
         // A read-only handle has nothing to commit: no FLUSH round trip at close.
         let flags = if view != View::Live || unchanged {
             FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH

@@ -1,0 +1,331 @@
+//! The kernel's page cache filled ahead of a walk: when the small files of a folder's
+//! read-ahead window arrive ([`super::super::remote::Remote::read_ahead_in_folder`]),
+//! their content is handed to the kernel (FUSE notify store) for the inodes it knows.
+//! A walk reading them (tar, cp, rsync, grep) then finds them cached: each costs an
+//! OPEN, where it cost an OPEN, a READ and the GETATTR that a read's atime change
+//! brings, three round trips one after another for a program reading one file at a
+//! time.
+//!
+//! # Invariants
+//! - Content is pushed only into an inode the kernel was never given content of in
+//!   this mount (no content recorded, see [`Inodes::first_content`]), and its key is
+//!   recorded as it is pushed, so the next open keeps it (FOPEN_KEEP_CACHE).
+//! - Nothing is pushed into an inode once a write to it started here: a write-back's
+//!   creation marks its content unknown under the gate a push holds while it checks
+//!   and stores ([`Pusher::writing`]), so a push lands before the write starts or not
+//!   at all.
+//! - A push of the live tree is dropped when the live tree changed since its window
+//!   was read (the content may be older than the kernel's).
+//! - Pushes run on blocking threads, never on a FUSE thread or a runtime worker: a
+//!   store waits for the page locks of reads in flight, which those threads answer.
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use fuser::INodeNo;
+use fvfs_cas::ChunkId;
+use fvfs_node::Entry;
+
+use super::follow::LiveRoot;
+use super::inodes::{Inodes, View};
+use super::read::content_key;
+use super::{lock, FvfsFs};
+use crate::mount::cache::ChunkCache;
+
+/// The largest file pushed (larger ones are read on demand, with their own
+/// read-ahead).
+const PUSH_MAX: u64 = 1 << 20;
+
+/// Bytes of a listed folder's files pushed before its last listing call is answered.
+const PUSH_NOW: u64 = 4 << 20;
+
+/// Where pushed content goes: the kernel's page cache of an inode.
+pub trait PageCache: Send + Sync {
+    fn store(&self, ino: u64, data: &[u8]) -> std::io::Result<()>;
+}
+
+impl PageCache for fuser::Notifier {
+    fn store(&self, ino: u64, data: &[u8]) -> std::io::Result<()> {
+        fuser::Notifier::store(self, INodeNo(ino), 0, data)
+    }
+}
+
+/// The kernel's page cache, once the session exists.
+pub type Kernel = Arc<OnceLock<Box<dyn PageCache>>>;
+
+/// What pushes content into the kernel's cache.
+#[derive(Clone)]
+pub struct Pusher {
+    kernel: Kernel,
+    gate: Arc<Mutex<()>>,
+    inodes: Arc<Mutex<Inodes>>,
+    live: Arc<LiveRoot>,
+    cache: Arc<ChunkCache>,
+}
+
+impl Pusher {
+    pub fn new(inodes: Arc<Mutex<Inodes>>, live: Arc<LiveRoot>, cache: Arc<ChunkCache>) -> Self {
+        Self {
+            kernel: Arc::default(),
+            gate: Arc::default(),
+            inodes,
+            live,
+            cache,
+        }
+    }
+
+    /// Where the session's notifier goes once the mount exists.
+    pub fn kernel(&self) -> Kernel {
+        self.kernel.clone()
+    }
+
+    /// A write to `ino` starts here: no content is pushed into it from now on (a push
+    /// under way finishes first).
+    pub fn writing(&self, ino: u64) {
+        let _gate = lock(&self.gate);
+        lock(&self.inodes).content_unknown(ino);
+    }
+
+    /// Pushes the content of `files` (entries of directory `dir` of `view`, read
+    /// when the live tree was at generation `since`) whose chunks are cached, until
+    /// `budget` bytes are pushed; returns how many of `files` it went through.
+    fn push(&self, dir: u64, view: &View, since: u64, files: &[Entry], budget: u64) -> usize {
+        let Some(kernel) = self.kernel.get() else {
+            return files.len();
+        };
+        let mut pushed = 0;
+        for (i, e) in files.iter().enumerate() {
+            if pushed >= budget {
+                return i;
+            }
+            if e.size == 0 || e.size > PUSH_MAX {
+                continue;
+            }
+            let ino = {
+                let inodes = lock(&self.inodes);
+                match inodes.known(dir, &e.name) {
+                    Some(ino) if inodes.fresh(ino) => ino,
+                    _ => continue,
+                }
+            };
+            let Some(data) = self.content(e) else {
+                continue;
+            };
+            let _gate = lock(&self.gate);
+            if *view == View::Live && self.live.generation() != since {
+                return files.len();
+            }
+            if !lock(&self.inodes).first_content(ino, content_key(e)) {
+                continue;
+            }
+            pushed += e.size;
+            if let Err(err) = kernel.store(ino, &data) {
+                // The kernel keeps what it stored, or nothing: an open reads through.
+                tracing::debug!("pushing inode {ino} into the kernel's cache: {err}");
+            }
+        }
+        files.len()
+    }
+
+    /// [`Pusher::push`] of all of `files`, on a blocking thread.
+    async fn push_all(self, dir: u64, view: View, since: u64, files: Vec<Entry>) {
+        let pushed = tokio::task::spawn_blocking(move || {
+            self.push(dir, &view, since, &files, u64::MAX);
+        });
+        if let Err(e) = pushed.await {
+            tracing::warn!("pushing a folder's files into the kernel's cache: {e}");
+        }
+    }
+
+    /// A file's content if all its chunks are cached.
+    fn content(&self, e: &Entry) -> Option<Vec<u8>> {
+        let mut data = Vec::with_capacity(usize::try_from(e.size).ok()?);
+        for c in &e.chunks {
+            data.extend_from_slice(&self.cache.get(&c.id)?);
+        }
+        (data.len() as u64 == e.size).then_some(data)
+    }
+}
+
+impl FvfsFs {
+    /// Fetches the read-ahead window of folder `dir` (inode; node `dir_id`, in `view`
+    /// as the live tree was at generation `since`) from file `name` on, and pushes its
+    /// small files into the kernel's cache once they arrive, in the background. Most
+    /// calls find the window asked for already and return at once. Returns the
+    /// window's small files (none if it was asked for already).
+    pub(super) fn fill_ahead(
+        &self,
+        dir: u64,
+        view: View,
+        since: u64,
+        dir_id: ChunkId,
+        name: &[u8],
+    ) -> Vec<Entry> {
+        let Some(ahead) = self.block(self.remote.read_ahead_in_folder(dir_id, name)) else {
+            return Vec::new();
+        };
+        let (pusher, files) = (self.pusher.clone(), ahead.files.clone());
+        self.rt.spawn(async move {
+            if let Some(batch) = ahead.batch {
+                batch.await;
+            }
+            pusher.push_all(dir, view, since, ahead.files).await;
+        });
+        files
+    }
+
+    /// A listing of folder `dir` was read to its end (so the kernel made the inodes of
+    /// every name in it): pushes the cached files of its first read-ahead window
+    /// (`files`), the first [`PUSH_NOW`] bytes before the kernel is answered (the
+    /// walk opens them next), the rest in the background. Those still being fetched
+    /// are pushed when they arrive ([`FvfsFs::fill_ahead`]).
+    pub(super) fn push_listed(&self, dir: u64, view: View, since: u64, mut files: Vec<Entry>) {
+        let done = self.pusher.push(dir, &view, since, &files, PUSH_NOW);
+        if done < files.len() {
+            let rest = files.split_off(done);
+            let pusher = self.pusher.clone();
+            self.rt.spawn(pusher.push_all(dir, view, since, rest));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fvfs_node::{ChunkRef, EntryKind};
+
+    use super::super::inodes::ROOT;
+    use super::*;
+
+    /// A page cache that records what it is given.
+    #[derive(Default)]
+    struct Recorded(Mutex<Vec<(u64, Vec<u8>)>>);
+
+    impl PageCache for Arc<Recorded> {
+        fn store(&self, ino: u64, data: &[u8]) -> std::io::Result<()> {
+            lock(&self.0).push((ino, data.to_vec()));
+            Ok(())
+        }
+    }
+
+    struct Setup {
+        pusher: Pusher,
+        stored: Arc<Recorded>,
+        files: Vec<Entry>,
+        inos: Vec<u64>,
+        _dir: tempfile::TempDir,
+    }
+
+    /// Files `f0`.. in the root (sizes `sizes`, two chunks each), cached, handed to
+    /// the kernel and read by it.
+    fn setup(sizes: &[usize]) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Arc::new(ChunkCache::open(dir.path(), 64 << 20).unwrap());
+        let inodes = Arc::new(Mutex::new(Inodes::new()));
+        let pusher = Pusher::new(inodes.clone(), Arc::default(), cache.clone());
+        let stored = Arc::new(Recorded::default());
+        assert!(pusher.kernel().set(Box::new(stored.clone())).is_ok());
+        let (mut files, mut inos) = (Vec::new(), Vec::new());
+        for (i, size) in sizes.iter().enumerate() {
+            let data: Vec<u8> = (0..*size).map(|b| (b * 7 + i) as u8).collect();
+            let mut chunks = Vec::new();
+            for part in [&data[..size / 3], &data[size / 3..]] {
+                let id = ChunkId::of(part);
+                cache.put(id, bytes::Bytes::copy_from_slice(part));
+                chunks.push(ChunkRef {
+                    id,
+                    len: part.len() as u64,
+                });
+            }
+            let name = format!("f{i}").into_bytes();
+            let mut t = lock(&inodes);
+            let ino = t.child(ROOT, &name, EntryKind::File, None, true);
+            t.in_kernel(ino);
+            inos.push(ino);
+            files.push(Entry {
+                kind: EntryKind::File,
+                size: *size as u64,
+                chunks,
+                name,
+                ..Entry::dir(0o644, 0)
+            });
+        }
+        Setup {
+            pusher,
+            stored,
+            files,
+            inos,
+            _dir: dir,
+        }
+    }
+
+    fn stored(s: &Setup) -> Vec<u64> {
+        lock(&s.stored.0).iter().map(|(ino, _)| *ino).collect()
+    }
+
+    #[test]
+    fn each_cached_file_is_pushed_once_whole() {
+        let s = setup(&[10, 5000, 70_000]);
+        assert_eq!(s.pusher.push(ROOT, &View::Live, 0, &s.files, u64::MAX), 3);
+        let got = lock(&s.stored.0).clone();
+        assert_eq!(got.len(), 3);
+        for ((ino, data), (want, e)) in got.iter().zip(s.inos.iter().zip(&s.files)) {
+            assert_eq!(ino, want);
+            assert_eq!(data.len() as u64, e.size);
+            assert_eq!(
+                data[0],
+                (s.inos.iter().position(|i| i == ino).unwrap()) as u8
+            );
+        }
+        s.pusher.push(ROOT, &View::Live, 0, &s.files, u64::MAX);
+        assert_eq!(stored(&s).len(), 3, "pushed once");
+    }
+
+    #[test]
+    fn nothing_is_pushed_into_a_file_being_written_or_a_changed_tree() {
+        let s = setup(&[100, 200, 300]);
+        s.pusher.writing(s.inos[1]);
+        s.pusher.push(ROOT, &View::Live, 0, &s.files, u64::MAX);
+        assert_eq!(stored(&s), [s.inos[0], s.inos[2]]);
+
+        let s = setup(&[100, 200]);
+        // The live tree moved on since the files were read: nothing goes.
+        s.pusher.push(ROOT, &View::Live, 1, &s.files, u64::MAX);
+        assert!(stored(&s).is_empty());
+        // A snapshot never changes.
+        s.pusher
+            .push(ROOT, &View::Snapshot("s".into()), 1, &s.files, u64::MAX);
+        assert_eq!(stored(&s), s.inos);
+    }
+
+    #[test]
+    fn a_file_not_all_cached_or_not_in_the_kernel_waits_for_a_later_push() {
+        let mut s = setup(&[100, 200, 300]);
+        // Not in the cache (a chunk missing), not made by the kernel yet, too large.
+        s.files[0].chunks[1].id = ChunkId::of(b"elsewhere");
+        let late = {
+            let mut t = lock(&s.pusher.inodes);
+            t.child(ROOT, b"late", EntryKind::File, None, true)
+        };
+        let mut late_file = s.files[1].clone();
+        late_file.name = b"late".to_vec();
+        s.files.push(late_file);
+        s.files[2].size = PUSH_MAX + 1;
+        s.pusher.push(ROOT, &View::Live, 0, &s.files, u64::MAX);
+        assert_eq!(stored(&s), [s.inos[1]]);
+        lock(&s.pusher.inodes).in_kernel(late);
+        s.pusher.push(ROOT, &View::Live, 0, &s.files, u64::MAX);
+        assert_eq!(stored(&s), [s.inos[1], late]);
+    }
+
+    #[test]
+    fn a_budget_stops_the_push_where_the_rest_can_go_on() {
+        let s = setup(&[1000, 1000, 1000, 1000]);
+        let done = s.pusher.push(ROOT, &View::Live, 0, &s.files, 1500);
+        assert_eq!(done, 2);
+        assert_eq!(
+            s.pusher
+                .push(ROOT, &View::Live, 0, &s.files[done..], u64::MAX),
+            2
+        );
+        assert_eq!(stored(&s), s.inos);
+    }
+}
