@@ -237,6 +237,15 @@ impl Totals {
         )
     }
 
+    /// Chunks and bytes tier `tier` (a `TIER_*` bit) holds.
+    pub fn held(&self, tier: u8) -> (u64, u64) {
+        match tier {
+            TIER_NAS => (self.nas_chunks, self.nas_bytes),
+            TIER_S3 => (self.s3_chunks, self.s3_bytes),
+            _ => self.local(),
+        }
+    }
+
     /// Counts a chunk of `stored_len` bytes that colder tier `tier` newly holds.
     pub(crate) fn count_on(&mut self, tier: u8, stored_len: u32) {
         let (chunks, bytes) = match tier {

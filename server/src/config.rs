@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use fvfs_api::DEFAULT_PORT;
+use fvfs_tiering::{Running, TierId};
 use serde::Deserialize;
 
 /// Port of the HTTP API unless configured otherwise.
@@ -374,21 +375,26 @@ impl Config {
         self.tiers.nas.as_ref().and_then(|t| t.path.as_deref())
     }
 
-    /// The local tier's watermarks in bytes (high, low), if configured.
-    pub fn local_watermarks(&self) -> Option<(u64, u64)> {
-        watermarks(self.tiers.local.as_ref())
-    }
-
-    /// The NAS tier's watermarks in bytes (high, low), if configured.
-    pub fn nas_watermarks(&self) -> Option<(u64, u64)> {
-        watermarks(self.tiers.nas.as_ref())
-    }
-
-    /// When the S3 worker uploads what waits for S3 (`[upload]`).
-    pub fn s3_flush(&self) -> fvfs_tiering::FlushPolicy {
-        fvfs_tiering::FlushPolicy {
-            size_bytes: self.upload.flush_size_mb << 20,
-            interval: std::time::Duration::from_secs(self.upload.flush_interval_secs),
+    /// How tier `id` is run: its watermarks in bytes (`[tiers.local]`, `[tiers.nas]`),
+    /// and when its replication worker syncs (the S3 worker uploads what waits by
+    /// `[upload]`; the NAS one syncs after every batch).
+    pub fn running(&self, id: TierId) -> Running {
+        match id {
+            TierId::Local => Running {
+                watermarks: watermarks(self.tiers.local.as_ref()),
+                ..Running::PLAIN
+            },
+            TierId::Nas => Running {
+                watermarks: watermarks(self.tiers.nas.as_ref()),
+                ..Running::PLAIN
+            },
+            TierId::S3 => Running {
+                watermarks: None,
+                flush: fvfs_tiering::FlushPolicy {
+                    size_bytes: self.upload.flush_size_mb << 20,
+                    interval: std::time::Duration::from_secs(self.upload.flush_interval_secs),
+                },
+            },
         }
     }
 

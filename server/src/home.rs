@@ -18,7 +18,7 @@ use fvfs_cas::{ChunkStore, PackOptions, PackStore};
 use fvfs_manifest::kv::Kv;
 use fvfs_manifest::Repo;
 use fvfs_tiering::seal::NasSeal;
-use fvfs_tiering::{NasStore, S3Settings, S3Store, TieredStore};
+use fvfs_tiering::{NasStore, Running, S3Settings, S3Store, TierId, TierSet, TieredStore};
 
 /// The NAS tier as configured (`[tiers.nas]`).
 pub struct NasTier<'a> {
@@ -31,26 +31,26 @@ pub struct NasTier<'a> {
 pub struct Home {
     dir: PathBuf,
     repo: Arc<Repo>,
-    /// The NAS tier's store, when configured; reads fall back to it through `tiers`.
-    nas: Option<Arc<NasStore>>,
-    /// The S3 tier's store, when configured; reads fall back to it after the NAS.
-    s3: Option<Arc<S3Store>>,
-    tiers: Option<Arc<TieredStore>>,
+    /// The local tier, and the NAS and S3 tiers when configured (reads fall back to
+    /// them, in that order).
+    tiers: Arc<TierSet>,
     _lock: File,
 }
 
 impl Home {
     /// Opens the store in `dir`, with the local tier's chunks in `chunks` and, when
     /// given, the NAS tier at `nas` and the S3 tier `s3` (reads fall back to them, in
-    /// that order). Nothing is sent to S3 here once the S3 tier's key is in the data
-    /// directory, so a daemon starts while S3 is down; the first start with an
-    /// encrypted S3 tier sets the key up there ([`crate::keys`]). A NAS store that is
-    /// there but not as configured (clear, or sealed under another key) is refused.
+    /// that order), each run as `running` says. Nothing is sent to S3 here once the S3
+    /// tier's key is in the data directory, so a daemon starts while S3 is down; the
+    /// first start with an encrypted S3 tier sets the key up there ([`crate::keys`]). A
+    /// NAS store that is there but not as configured (clear, or sealed under another
+    /// key) is refused.
     pub async fn open(
         dir: PathBuf,
         chunks: (&Path, PackOptions),
         nas: Option<NasTier<'_>>,
         s3: Option<(&S3Settings, crate::keys::Crypt)>,
+        running: impl Fn(TierId) -> Running,
     ) -> Result<Self> {
         create_dir(&dir)?;
         let lock = lock(&dir)?;
@@ -87,70 +87,46 @@ impl Home {
             }
             None => None,
         };
-        let mut colder: Vec<(&'static str, Arc<dyn ChunkStore>)> = Vec::new();
-        colder.extend(nas.clone().map(|n| ("nas", n as Arc<dyn ChunkStore>)));
-        colder.extend(s3.clone().map(|s| ("s3", s as Arc<dyn ChunkStore>)));
-        let tiers = (!colder.is_empty()).then(|| Arc::new(TieredStore::new(local.clone(), colder)));
-        let store = tiers.clone().map_or(local, |t| t as Arc<dyn ChunkStore>);
-        let repo = Arc::new(Repo::new(store, kv));
+        let tiers = Arc::new(TierSet::new(
+            (local, running(TierId::Local)),
+            nas.map(|n| (n, running(TierId::Nas))),
+            s3.map(|s| (s, running(TierId::S3))),
+        ));
+        let repo = Arc::new(Repo::new(tiers.store(), kv));
         Ok(Self {
             dir,
             repo,
-            nas,
-            s3,
             tiers,
             _lock: lock,
         })
     }
 
-    pub fn nas(&self) -> Option<Arc<dyn ChunkStore>> {
-        self.nas.clone().map(|n| n as Arc<dyn ChunkStore>)
-    }
-
-    /// The NAS tier's own store (to prepare it), when configured.
-    pub fn nas_store(&self) -> Option<&NasStore> {
-        self.nas.as_deref()
+    /// The tiers: their stores and how each is run.
+    pub fn tier_set(&self) -> &Arc<TierSet> {
+        &self.tiers
     }
 
     pub fn s3(&self) -> Option<Arc<S3Store>> {
-        self.s3.clone()
+        self.tiers.s3().cloned()
     }
 
     /// Every tier's own store, warmest first, for fsck and gc.
     pub fn fsck_tiers(&self) -> Vec<fvfs_fsck::Tier> {
-        use fvfs_manifest::meta::{TIER_LOCAL, TIER_NAS, TIER_S3};
-        let local = match &self.tiers {
-            Some(t) => t.local().clone(),
-            None => self.repo.store().clone(),
-        };
-        let mut tiers = vec![fvfs_fsck::Tier {
-            name: "local",
-            bit: TIER_LOCAL,
-            store: local,
-            s3: None,
-        }];
-        if let Some(nas) = &self.nas {
-            tiers.push(fvfs_fsck::Tier {
-                name: "nas",
-                bit: TIER_NAS,
-                store: nas.clone() as Arc<dyn ChunkStore>,
-                s3: None,
-            });
-        }
-        if let Some(s3) = &self.s3 {
-            tiers.push(fvfs_fsck::Tier {
-                name: "s3",
-                bit: TIER_S3,
-                store: s3.clone(),
-                s3: Some(s3.clone()),
-            });
-        }
-        tiers
+        self.tiers
+            .all()
+            .iter()
+            .map(|t| fvfs_fsck::Tier {
+                name: t.id.name(),
+                bit: t.id.bit(),
+                store: t.store.clone(),
+                s3: self.tiers.s3().filter(|_| t.id == TierId::S3).cloned(),
+            })
+            .collect()
     }
 
     /// The read-through store, when there are colder tiers (for its counters).
     pub fn tiers(&self) -> Option<Arc<TieredStore>> {
-        self.tiers.clone()
+        self.tiers.reads().cloned()
     }
 
     pub fn dir(&self) -> &Path {

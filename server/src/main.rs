@@ -35,7 +35,6 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use anyhow::Result;
 use clap::Parser;
 use cli::{Cli, Command, SnapshotAction};
-use fvfs_manifest::meta::{TIER_NAS, TIER_S3};
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -96,6 +95,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         (&chunks, config.local_packs()),
         config.nas(),
         s3.as_ref().zip(config.s3_crypt()),
+        |id| config.running(id),
     )
     .await;
     match opened {
@@ -110,20 +110,17 @@ async fn local(home: &home::Home, config: &config::Config, command: Command) -> 
     let repo = home.repo();
     // With colder tiers, every chunk recorded (by any command) is queued for them; a
     // tier configured for the first time is sent everything recorded before.
-    let mut replicas = 0;
-    if let Some(nas) = home.nas_store() {
+    let tiers = home.tier_set();
+    if let Some(nas) = tiers.nas() {
         if let Some(why) = fvfs_tiering::prepare_nas(repo, nas).await? {
             tracing::warn!("NAS tier unavailable: {why}");
         }
-        replicas |= TIER_NAS;
     }
-    if config.s3().is_some() {
-        if !repo.tier_initialised(TIER_S3)? {
-            repo.mark_tier_initialised(TIER_S3).await?;
-        }
-        replicas |= TIER_S3;
+    let s3 = fvfs_tiering::TierId::S3.bit();
+    if tiers.s3().is_some() && !repo.tier_initialised(s3)? {
+        repo.mark_tier_initialised(s3).await?;
     }
-    repo.set_replicas(replicas);
+    repo.set_replicas(tiers.replicas());
     // A collection killed midway is finished before anything else writes.
     let finished = fvfs_fsck::gc::finish_interrupted(repo, &home.fsck_tiers()).await?;
     if finished > 0 {
@@ -143,9 +140,6 @@ async fn local(home: &home::Home, config: &config::Config, command: Command) -> 
                 listen: listen.unwrap_or_else(|| config.listen()),
                 mdns: config.daemon.mdns && !no_mdns,
                 node_name: config.daemon.node_name.clone(),
-                watermarks: config.local_watermarks(),
-                s3_flush: config.s3_flush(),
-                nas_watermarks: config.nas_watermarks(),
                 evict_every: std::time::Duration::from_secs(config.eviction.interval_secs.max(1)),
                 weights: fvfs_tiering::evict::Weights {
                     recency: config.eviction.recency_weight,
@@ -206,7 +200,7 @@ async fn local(home: &home::Home, config: &config::Config, command: Command) -> 
         Command::Recover {
             from_s3: _,
             rehydrate,
-        } => return recover::run(home, config, rehydrate).await,
+        } => return recover::run(home, rehydrate).await,
         Command::Gc(args) => {
             let opts = config.gc.options(&args, true);
             let progress = fvfs_fsck::Progress::new("gc");

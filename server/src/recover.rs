@@ -17,14 +17,13 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use futures::StreamExt;
 use fvfs_cas::StoreError;
-use fvfs_manifest::meta::TIER_NAS;
 use fvfs_manifest::{fetch_trees, Recovered, Repo};
+use fvfs_tiering::TierId;
 
-use crate::config::Config;
 use crate::home::Home;
 use crate::progress::with_bar;
 
-pub async fn run(home: &Home, config: &Config, rehydrate: bool) -> Result<ExitCode> {
+pub async fn run(home: &Home, rehydrate: bool) -> Result<ExitCode> {
     let s3 = home
         .s3()
         .context("recover --from-s3 needs the S3 tier: give a config with [tiers.s3]")?;
@@ -60,8 +59,8 @@ pub async fn run(home: &Home, config: &Config, rehydrate: bool) -> Result<ExitCo
     repo.store().sync().await?;
     tiers.record_reads(repo).await?;
     repo.restore_versions(&versions, &snapshots)?;
-    if config.nas_path().is_some() {
-        repo.mark_tier_initialised(TIER_NAS).await?;
+    if home.tier_set().nas().is_some() {
+        repo.mark_tier_initialised(TierId::Nas.bit()).await?;
     }
     let head = versions.last().map_or(0, |v| v.number);
     fvfs_api::outln!(

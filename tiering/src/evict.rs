@@ -17,10 +17,9 @@ use std::sync::Arc;
 
 use fvfs_api::reports::Evicted;
 use fvfs_cas::{ChunkId, ChunkStore};
-use fvfs_manifest::meta::TIER_NAS;
 use fvfs_manifest::{recent_accesses, Repo};
 
-use crate::TieredStore;
+use crate::{TierId, TieredStore};
 
 /// Candidates looked at per window at least.
 const MIN_WINDOW: usize = 64;
@@ -32,10 +31,9 @@ pub struct Weights {
     pub frequency: f64,
 }
 
-/// One evicting tier: its store, bit and (high, low) watermarks in bytes.
+/// One evicting tier: which, its store and (high, low) watermarks in bytes.
 pub struct EvictTier {
-    pub name: &'static str,
-    pub bit: u8,
+    pub id: TierId,
     pub store: Arc<dyn ChunkStore>,
     pub marks: (u64, u64),
 }
@@ -75,11 +73,7 @@ impl Evictor {
     }
 
     fn held(&self, bit: u8) -> Result<u64, String> {
-        let t = self.repo.totals().map_err(err)?;
-        Ok(match bit {
-            TIER_NAS => t.nas_bytes,
-            _ => t.local().1,
-        })
+        Ok(self.repo.totals().map_err(err)?.held(bit).1)
     }
 
     /// Records reads and promotions seen since the last call.
@@ -99,9 +93,9 @@ impl Evictor {
     }
 
     async fn evict(&self, tier: &EvictTier) -> Result<Evicted, String> {
-        let before = self.held(tier.bit)?;
+        let before = self.held(tier.id.bit())?;
         let mut done = Evicted {
-            tier: tier.name.to_owned(),
+            tier: tier.id.name().to_owned(),
             before,
             after: before,
             ..Evicted::default()
@@ -126,7 +120,7 @@ impl Evictor {
             while bytes < need.saturating_mul(2) {
                 window = self
                     .repo
-                    .eviction_candidates(tier.bit, limit)
+                    .eviction_candidates(tier.id.bit(), limit)
                     .map_err(err)?;
                 bytes = window.iter().map(|(_, r)| u64::from(r.stored_len)).sum();
                 if window.len() < limit {
@@ -136,7 +130,7 @@ impl Evictor {
             }
             if window.is_empty() {
                 tracing::warn!(
-                    tier = tier.name,
+                    tier = tier.id.name(),
                     held = done.after,
                     low,
                     "over the watermark, but nothing more is in S3 yet to evict"
@@ -153,20 +147,24 @@ impl Evictor {
                 chosen.push(*id);
                 freed += u64::from(r.stored_len);
             }
-            let cleared = self.repo.evicted(tier.bit, &chosen).await.map_err(err)?;
+            let cleared = self
+                .repo
+                .evicted(tier.id.bit(), &chosen)
+                .await
+                .map_err(err)?;
             for (id, _) in &cleared {
                 tier.store.delete(id).await.map_err(err)?;
             }
             tier.store.sync().await.map_err(err)?;
             done.chunks += cleared.len() as u64;
             done.bytes += cleared.iter().map(|(_, len)| u64::from(*len)).sum::<u64>();
-            done.after = self.held(tier.bit)?;
+            done.after = self.held(tier.id.bit())?;
             if cleared.is_empty() {
                 break;
             }
         }
         tracing::info!(
-            tier = tier.name,
+            tier = tier.id.name(),
             chunks = done.chunks,
             bytes = done.bytes,
             "evicted"

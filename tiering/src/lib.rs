@@ -1,6 +1,7 @@
 //! Tiers of fvfs: local disk (hot), NAS (warm) and S3 (cold, the source of truth).
 //!
-//! The [`NasStore`] and the [`S3Store`] (with its packs and version log), the
+//! The [`TierSet`] of a store (which tiers, their stores, how each is run), the
+//! [`NasStore`] and the [`S3Store`] (with its packs and version log), the
 //! [`Replicator`] that drains the crash-safe replication queue into a tier, the
 //! [`TieredStore`] that reads through the tiers and promotes, and the watermark
 //! [`evict`]ion ([`Evictor`]). The per-chunk tier bitmask they drive is part of the data model and
@@ -14,9 +15,11 @@ mod replicate;
 pub mod s3;
 pub mod seal;
 mod tiered;
+pub mod tierset;
 
 pub use evict::Evictor;
 pub use nas::{prepare as prepare_nas, NasStore};
 pub use replicate::{FlushPolicy, Replicator};
 pub use s3::{Bucket, S3Settings, S3Store};
 pub use tiered::TieredStore;
+pub use tierset::{Running, Tier, TierId, TierSet};

@@ -21,6 +21,7 @@ use fvfs_manifest::{CopyMark, QueueStatus, Repo};
 use tokio::sync::Notify;
 
 use crate::s3::log::LogPublisher;
+use crate::Tier;
 
 /// Chunks copied per round.
 const BATCH: usize = 4096;
@@ -122,21 +123,14 @@ impl Backlog {
 }
 
 impl Replicator {
-    /// Starts the worker copying `repo`'s queued chunks for tier `bit` into `store`,
-    /// syncing by `policy`, running `epilogue` after every confirmed sync.
-    pub fn spawn(
-        repo: Arc<Repo>,
-        name: &'static str,
-        bit: u8,
-        store: Arc<dyn ChunkStore>,
-        policy: FlushPolicy,
-        epilogue: Option<Arc<LogPublisher>>,
-    ) -> Arc<Self> {
+    /// Starts the worker copying `repo`'s queued chunks for `tier` into its store,
+    /// syncing by its flush policy, running `epilogue` after every confirmed sync.
+    pub fn spawn(repo: Arc<Repo>, tier: &Tier, epilogue: Option<Arc<LogPublisher>>) -> Arc<Self> {
         let r = Arc::new(Self {
-            name,
-            bit,
-            store,
-            policy,
+            name: tier.id.name(),
+            bit: tier.id.bit(),
+            store: tier.store.clone(),
+            policy: tier.run.flush,
             epilogue,
             available: AtomicBool::new(true),
             flush: AtomicBool::new(false),

@@ -10,7 +10,7 @@ use fvfs_cas::{ChunkStore, ChunkStoreExt, MemoryStore};
 use fvfs_manifest::kv::Kv;
 use fvfs_manifest::meta::TIER_NAS;
 use fvfs_manifest::{ChunkKind, Pending, Repo};
-use fvfs_tiering::{FlushPolicy, Replicator, TieredStore};
+use fvfs_tiering::{Replicator, Running, Tier, TierId, TieredStore};
 
 #[tokio::test]
 async fn reads_fall_back_past_corrupt_failing_and_slow_copies() {
@@ -77,14 +77,12 @@ async fn replication_retries_a_failing_tier_reports_it_and_loses_nothing() {
     let nas = Arc::new(FaultyStore::new(MemoryStore::new()));
     nas.schedule(Op::Put, Fault::Fail, 3);
     nas.schedule(Op::Sync, Fault::Fail, 1);
-    let r = Replicator::spawn(
-        repo.clone(),
-        "nas",
-        TIER_NAS,
-        nas.clone(),
-        FlushPolicy::EVERY_BATCH,
-        None,
-    );
+    let tier = Tier {
+        id: TierId::Nas,
+        store: nas.clone(),
+        run: Running::PLAIN,
+    };
+    let r = Replicator::spawn(repo.clone(), &tier, None);
     // The first attempts fail: a flush says so, with the reason; the queue keeps all.
     let err = r.drain(&repo).await.unwrap_err();
     assert!(err.contains("injected"), "{err}");

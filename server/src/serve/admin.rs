@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use fvfs_api::reports::{Backlog, DaemonInfo, Eviction, Flushed, Status, TierStatus};
 use fvfs_api::ErrorCode;
-use fvfs_manifest::meta::{TIER_LOCAL, TIER_NAS};
+use fvfs_tiering::TierId;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 
@@ -14,41 +14,36 @@ use super::store::json_body;
 use super::{query, State};
 use crate::{export, migrate};
 
-/// The tiers this daemon runs: the local one, always available with nothing queued,
-/// then each colder tier with its availability and replication queue.
+/// The tiers this daemon runs, warmest first: the local one, always available with
+/// nothing queued, then each colder tier with its availability and replication queue.
 pub(super) fn tiers(state: &State) -> Result<Vec<TierStatus>, ApiError> {
-    let t = state.repo.totals()?;
-    let (local_chunks, local_bytes) = t.local();
-    let mut tiers = vec![TierStatus {
-        name: "local".into(),
-        bit: TIER_LOCAL,
-        chunks: local_chunks,
-        bytes: local_bytes,
-        high_watermark_bytes: state.watermarks.map(|w| w.0),
-        low_watermark_bytes: state.watermarks.map(|w| w.1),
-        available: true,
-        queue_depth: 0,
-        oldest_age_secs: None,
-        last_error: None,
-    }];
-    for r in &state.replicators {
-        let q = r
-            .status(&state.repo)
-            .map_err(|e| ApiError::new(ErrorCode::DbError, e))?;
-        let nas = r.bit == TIER_NAS;
-        let marks = if nas { state.nas_watermarks } else { None };
-        tiers.push(TierStatus {
-            name: r.name.into(),
-            bit: r.bit,
-            chunks: if nas { t.nas_chunks } else { t.s3_chunks },
-            bytes: if nas { t.nas_bytes } else { t.s3_bytes },
+    let totals = state.repo.totals()?;
+    let mut tiers = Vec::new();
+    for tier in state.tier_set.all() {
+        let (chunks, bytes) = totals.held(tier.id.bit());
+        let marks = tier.run.watermarks;
+        let mut status = TierStatus {
+            name: tier.id.name().into(),
+            bit: tier.id.bit(),
+            chunks,
+            bytes,
             high_watermark_bytes: marks.map(|w| w.0),
             low_watermark_bytes: marks.map(|w| w.1),
-            available: r.available(),
-            queue_depth: q.pending,
-            oldest_age_secs: q.oldest_age_secs,
-            last_error: r.last_error().or(q.last_error),
-        });
+            available: true,
+            queue_depth: 0,
+            oldest_age_secs: None,
+            last_error: None,
+        };
+        if let Some(r) = state.replicators.iter().find(|r| r.bit == tier.id.bit()) {
+            let q = r
+                .status(&state.repo)
+                .map_err(|e| ApiError::new(ErrorCode::DbError, e))?;
+            status.available = r.available();
+            status.queue_depth = q.pending;
+            status.oldest_age_secs = q.oldest_age_secs;
+            status.last_error = r.last_error().or(q.last_error);
+        }
+        tiers.push(status);
     }
     Ok(tiers)
 }
@@ -83,7 +78,7 @@ pub fn devices(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
 /// colder tier holds it too; 503 (naming the tier and why) if one is unavailable.
 pub async fn flush(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
     state.repo.checkpoint(&state.staged).await?;
-    let mut tiers = vec!["local".to_owned()];
+    let mut tiers = vec![TierId::Local.name().to_owned()];
     for r in &state.replicators {
         r.drain(&state.repo)
             .await
@@ -232,7 +227,7 @@ pub async fn export(
 ) -> Result<Response<Body>, ApiError> {
     local_only(peer)?;
     let args: export::Args = json_body(req, 1 << 20, "export arguments").await?;
-    let outcome = export::run(&state.repo, state.s3.as_deref(), args)
+    let outcome = export::run(&state.repo, state.tier_set.s3().map(|s| &**s), args)
         .await
         .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
     ok(&outcome)
@@ -285,7 +280,7 @@ pub async fn metrics(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
             f64::from(u8::from(r.available())),
         ));
     }
-    if let Some(t) = &state.tiers {
+    if let Some(t) = state.tier_set.reads() {
         gauges.push((
             "fvfs_promoted_chunks",
             "Chunks read from a colder tier and copied back to local.",
@@ -299,7 +294,7 @@ pub async fn metrics(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
             t.repaired() as f64,
         ));
     }
-    if let Some(s3) = &state.s3 {
+    if let Some(s3) = state.tier_set.s3() {
         let r = s3.requests();
         for (method, n, bytes) in [("PUT", r.puts, r.put_bytes), ("GET", r.gets, r.get_bytes)] {
             let labels = format!("{{method=\"{method}\"}}");

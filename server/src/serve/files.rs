@@ -11,10 +11,10 @@ use futures::StreamExt;
 use fvfs_api::reports::{Content, DiskUsage, Listing, Meta, TierBytes, Written};
 use fvfs_api::views::EntryInfo;
 use fvfs_cas::chunker::Incremental;
-use fvfs_manifest::meta::{TIER_LOCAL, TIER_NAS, TIER_S3};
 use fvfs_manifest::{
     lookup, path, walk, ChunkKind, ChunkRef, Entry, EntryKind, Pending, Repo, Version,
 };
+use fvfs_tiering::TierId;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response, StatusCode};
@@ -326,8 +326,8 @@ pub async fn du(state: &Arc<State>, path: Vec<u8>) -> Result<Response<Body>, Api
             if seen.insert(c.id) {
                 unique += c.len;
                 let mask = state.repo.chunk_record(&c.id)?.map_or(0, |r| r.tiers);
-                for (i, bit) in [TIER_LOCAL, TIER_NAS, TIER_S3].into_iter().enumerate() {
-                    if mask & bit != 0 {
+                for (i, tier) in TierId::ALL.into_iter().enumerate() {
+                    if mask & tier.bit() != 0 {
                         tiers[i] += c.len;
                     }
                 }

@@ -60,10 +60,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use fvfs_fsck::retention::SnapshotPolicy;
-use fvfs_manifest::meta::{TIER_LOCAL, TIER_NAS, TIER_S3};
-use fvfs_tiering::evict::{EvictTier, Weights};
-use fvfs_tiering::s3::log::LogPublisher;
-use fvfs_tiering::{Evictor, FlushPolicy, Replicator, TieredStore};
+use fvfs_tiering::evict::Weights;
+use fvfs_tiering::{Evictor, Replicator};
 
 use crate::home::Home;
 use crate::mdns::{Announcement, Devices};
@@ -96,12 +94,10 @@ pub struct State {
     /// The TLS certificate's fingerprint: the daemon's identity.
     fingerprint: fvfs_api::tls::Fingerprint,
     listen: SocketAddr,
-    watermarks: Option<(u64, u64)>,
-    nas_watermarks: Option<(u64, u64)>,
+    /// The tiers, their stores and how each is run.
+    tier_set: Arc<fvfs_tiering::TierSet>,
     /// Evicts by watermarks and records reads for it, when there are colder tiers.
     evictor: Option<Arc<Evictor>>,
-    /// The S3 tier's store (its request counters, pack compaction).
-    s3: Option<Arc<fvfs_tiering::S3Store>>,
     /// Garbage collection defaults (`[gc]`).
     gc: crate::config::Gc,
     /// fsck and gc runs in progress, for status.
@@ -112,8 +108,6 @@ pub struct State {
     fsck_tiers: Vec<fvfs_fsck::Tier>,
     /// One worker per colder tier, draining the replication queue.
     replicators: Vec<Arc<Replicator>>,
-    /// Reads through the tiers, when there are colder ones (its counters go to metrics).
-    tiers: Option<Arc<TieredStore>>,
     started: Instant,
     /// WebDAV's handler, the locks its clients hold, their own files.
     dav: dav::Dav,
@@ -129,12 +123,6 @@ pub struct Options {
     pub mdns: bool,
     /// Name announced over mDNS; default: the host name.
     pub node_name: Option<String>,
-    /// The local tier's (high, low) watermarks in bytes, shown in status.
-    pub watermarks: Option<(u64, u64)>,
-    /// When the S3 worker uploads what waits (`[upload]`).
-    pub s3_flush: FlushPolicy,
-    /// The NAS tier's (high, low) watermarks in bytes.
-    pub nas_watermarks: Option<(u64, u64)>,
     /// How often eviction runs, and its score's weights (`[eviction]`).
     pub evict_every: Duration,
     pub weights: Weights,
@@ -174,9 +162,6 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
         listen,
         mdns,
         node_name,
-        watermarks,
-        s3_flush,
-        nas_watermarks,
         evict_every,
         weights,
         gc,
@@ -210,49 +195,15 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
     };
     let repo = home.repo_arc();
     let staged = Arc::new(Pending::default());
-    let mut replicators: Vec<Arc<Replicator>> = Vec::new();
-    if let Some(nas) = home.nas() {
-        let policy = FlushPolicy::EVERY_BATCH;
-        replicators.push(Replicator::spawn(
+    let tier_set = home.tier_set().clone();
+    let replicators = tier_set.spawn_replicators(&repo);
+    let evictor = tier_set.reads().map(|reads| {
+        Arc::new(Evictor::new(
             repo.clone(),
-            "nas",
-            TIER_NAS,
-            nas,
-            policy,
-            None,
-        ));
-    }
-    if let Some(s3) = home.s3() {
-        let log = Arc::new(LogPublisher::new(s3.bucket().clone()));
-        replicators.push(Replicator::spawn(
-            repo.clone(),
-            "s3",
-            TIER_S3,
-            s3,
-            s3_flush,
-            Some(log),
-        ));
-    }
-    let evictor = home.tiers().map(|reads| {
-        let mut tiers = Vec::new();
-        if let Some(marks) = watermarks {
-            let store = reads.local().clone();
-            tiers.push(EvictTier {
-                name: "local",
-                bit: TIER_LOCAL,
-                store,
-                marks,
-            });
-        }
-        if let (Some(marks), Some(store)) = (nas_watermarks, home.nas()) {
-            tiers.push(EvictTier {
-                name: "nas",
-                bit: TIER_NAS,
-                store,
-                marks,
-            });
-        }
-        Arc::new(Evictor::new(repo.clone(), reads, tiers, weights))
+            reads.clone(),
+            tier_set.evicted(),
+            weights,
+        ))
     });
     if let Some(evictor) = &evictor {
         tokio::spawn(evict_loop(evictor.clone(), evict_every));
@@ -260,7 +211,6 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
     let state = Arc::new(State {
         writer: Writer::spawn(repo.clone(), staged.clone()),
         replicators,
-        tiers: home.tiers(),
         repo,
         staged,
         tokens,
@@ -273,10 +223,8 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
         node_id,
         fingerprint: identity.fingerprint,
         listen,
-        watermarks,
-        nas_watermarks,
+        tier_set,
         evictor,
-        s3: home.s3(),
         gc,
         maintenance: crate::progress::Running::recorded_in(home.dir().join("maintenance.json")),
         auto_snapshots: auto::status(&snapshots),
