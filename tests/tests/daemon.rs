@@ -1046,6 +1046,23 @@ fn automatic_snapshots_follow_the_clock_and_the_policy() {
         serde_json::json!(["auto-2026-11-02-0430", "auto-2026-11-03-0030"])
     );
     assert!(status["versions_dropped"].as_u64().unwrap() > 0, "{status}");
+    // The rounds ran as a worker of the daemon, which status and metrics show.
+    let full: serde_json::Value =
+        serde_json::from_str(&fvfsc(&d, 0, &["status", "--json"])).unwrap();
+    let workers = full["workers"].as_array().unwrap();
+    let names: Vec<&str> = workers
+        .iter()
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["checkpoints", "samples", "snapshots"], "{full}");
+    let snapshots = &workers[2];
+    assert!(snapshots["rounds"].as_u64().unwrap() >= 12, "{snapshots}");
+    assert_eq!(snapshots["failures"], 0, "{snapshots}");
+    let metrics = d.raw(&request("GET", "/metrics", &[], b"")).1;
+    assert!(
+        metrics.contains("fvfs_worker_rounds{worker=\"snapshots\"}"),
+        "{metrics}"
+    );
     // The numbers under `key` in what `fvfsc ARGS --json` lists, sorted.
     let numbers = |args: &[&str], key: &str| {
         let list: serde_json::Value = serde_json::from_str(&fvfsc(&d, 0, args)).unwrap();

@@ -25,6 +25,25 @@ pub struct Status {
     /// How the last fsck and the last gc ended (kept across restarts).
     #[serde(default)]
     pub last_tasks: Vec<TaskOutcome>,
+    /// The daemon's background workers (checkpoints, eviction, samples, automatic
+    /// snapshots).
+    #[serde(default)]
+    pub workers: Vec<WorkerStatus>,
+}
+
+/// A background worker of the daemon: a round every `every_ms`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerStatus {
+    pub name: String,
+    pub every_ms: u64,
+    /// Rounds run since the daemon started, and how many of them failed.
+    pub rounds: u64,
+    pub failures: u64,
+    /// Whether a round is running now.
+    pub busy: bool,
+    /// When the last round ended (Unix seconds), and why it failed if it did.
+    pub last_round: Option<i64>,
+    pub last_error: Option<String>,
 }
 
 /// How a maintenance task (fsck, gc) ended.

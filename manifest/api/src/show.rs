@@ -327,6 +327,10 @@ pub fn daemon_status(base: &str, s: &Status) -> String {
             writeln!(out, "automatic:   last round failed: {e}").ok();
         }
     }
+    for w in s.workers.iter().filter(|w| w.last_error.is_some()) {
+        let why = w.last_error.as_deref().unwrap_or_default();
+        writeln!(out, "worker {}: last round failed: {why}", w.name).ok();
+    }
     for m in &s.maintenance {
         let total = if m.total > 0 {
             format!("/{}", m.total)

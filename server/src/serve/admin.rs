@@ -66,6 +66,7 @@ pub async fn status(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
             .as_ref()
             .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).clone()),
         last_tasks: state.maintenance.outcomes(),
+        workers: state.workers.status(),
     })
 }
 
@@ -311,6 +312,27 @@ pub async fn metrics(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
                 bytes as f64,
             ));
         }
+    }
+    for w in state.workers.status() {
+        let labels = format!("{{worker=\"{}\"}}", w.name);
+        gauges.push((
+            "fvfs_worker_rounds",
+            "Rounds a background worker ran since start.",
+            labels.clone(),
+            w.rounds as f64,
+        ));
+        gauges.push((
+            "fvfs_worker_failures",
+            "Rounds of a background worker that failed since start.",
+            labels.clone(),
+            w.failures as f64,
+        ));
+        gauges.push((
+            "fvfs_worker_busy",
+            "Whether a background worker is in a round now (1) or waiting (0).",
+            labels,
+            f64::from(u8::from(w.busy)),
+        ));
     }
     gauges.push((
         "fvfs_versions",

@@ -72,35 +72,52 @@ pub fn status(policy: &SnapshotPolicy) -> Option<Mutex<AutoSnapshots>> {
     })
 }
 
-/// Runs a round whenever the clock shows a time it has not acted on, for ever.
-pub async fn run(state: Arc<State>, policy: SnapshotPolicy, every: Period, clock: Clock) {
-    let mut last = None;
-    loop {
-        if let Some(now) = clock.now().filter(|now| Some(*now) != last) {
-            let result = round(&state, &policy, every, now).await;
-            if let Some(status) = &state.auto_snapshots {
-                let mut s = status.lock().unwrap_or_else(|p| p.into_inner());
-                match result {
-                    Ok(done) => {
-                        if done.taken.is_some() {
-                            s.taken = done.taken;
-                        }
-                        if !done.pruned.is_empty() {
-                            s.pruned = done.pruned;
-                            s.versions_dropped = done.versions_dropped;
-                        }
-                        s.last_error = None;
-                    }
-                    Err(e) => {
-                        tracing::warn!("automatic snapshots: {e:#}");
-                        s.last_error = Some(format!("{e:#}"));
-                    }
-                }
-                s.round = Some(now);
+/// The daemon's automatic snapshots as a worker: every tick of `clock`, a round if the
+/// clock shows a time not acted on yet.
+pub fn start(state: &Arc<State>, policy: SnapshotPolicy, every: Period, clock: Clock) {
+    let (me, mut last) = (state.clone(), None);
+    state.workers.every("snapshots", clock.tick(), move || {
+        let now = clock.now().filter(|now| Some(*now) != last);
+        last = now.or(last);
+        let state = me.clone();
+        async move {
+            match now {
+                Some(now) => act(&state, &policy, every, now).await,
+                None => Ok(()),
             }
-            last = Some(now);
         }
-        tokio::time::sleep(clock.tick()).await;
+    });
+}
+
+/// A round at time `now`, recorded in the status of automatic snapshots.
+async fn act(
+    state: &State,
+    policy: &SnapshotPolicy,
+    every: Period,
+    now: i64,
+) -> Result<(), String> {
+    let result = round(state, policy, every, now).await;
+    let Some(status) = &state.auto_snapshots else {
+        return result.map(drop).map_err(|e| format!("{e:#}"));
+    };
+    let mut s = status.lock().unwrap_or_else(|p| p.into_inner());
+    s.round = Some(now);
+    match result {
+        Ok(done) => {
+            if done.taken.is_some() {
+                s.taken = done.taken;
+            }
+            if !done.pruned.is_empty() {
+                s.pruned = done.pruned;
+                s.versions_dropped = done.versions_dropped;
+            }
+            s.last_error = None;
+            Ok(())
+        }
+        Err(e) => {
+            s.last_error = Some(format!("{e:#}"));
+            Err(format!("automatic snapshots: {e:#}"))
+        }
     }
 }
 

@@ -40,6 +40,7 @@ mod store;
 pub mod tls;
 mod versions;
 mod web;
+mod workers;
 mod writer;
 
 use fvfs_api::ErrorCode;
@@ -62,6 +63,7 @@ use tokio::net::TcpListener;
 use fvfs_fsck::retention::SnapshotPolicy;
 use fvfs_tiering::evict::Weights;
 use fvfs_tiering::{Evictor, Replicator};
+use workers::Workers;
 
 use crate::home::Home;
 use crate::mdns::{Announcement, Devices};
@@ -115,6 +117,8 @@ pub struct State {
     samples: samples::Samples,
     /// The page's download links not yet used.
     links: web::links::Links,
+    /// Checkpoints, eviction, usage samples, automatic snapshots.
+    workers: Workers,
 }
 
 /// How to serve.
@@ -139,21 +143,40 @@ pub struct Options {
 }
 
 /// Records reads every few seconds, and evicts every `every`.
-async fn evict_loop(evictor: Arc<Evictor>, every: Duration) {
+fn start_eviction(workers: &Workers, evictor: Arc<Evictor>, every: Duration) {
     const RECORD_READS: Duration = Duration::from_secs(5);
     let mut last_run = Instant::now();
-    loop {
-        tokio::time::sleep(RECORD_READS.min(every)).await;
-        let result = if last_run.elapsed() >= every {
+    workers.every("eviction", RECORD_READS.min(every), move || {
+        let due = last_run.elapsed() >= every;
+        if due {
             last_run = Instant::now();
-            evictor.run().await.map(drop)
-        } else {
-            evictor.record_reads().await
-        };
-        if let Err(e) = result {
-            tracing::warn!("eviction: {e}");
         }
-    }
+        let evictor = evictor.clone();
+        async move {
+            match due {
+                true => evictor.run().await.map(drop),
+                false => evictor.record_reads().await,
+            }
+        }
+    });
+}
+
+/// Makes uploaded chunks durable every 2 s, so a big upload's commit has little left
+/// to do and memory for their records stays bounded.
+fn start_checkpoints(state: &Arc<State>) {
+    let me = state.clone();
+    state
+        .workers
+        .every("checkpoints", Duration::from_secs(2), move || {
+            let state = me.clone();
+            async move {
+                if state.staged.is_empty() {
+                    return Ok(());
+                }
+                let done = state.repo.checkpoint(&state.staged).await;
+                done.map_err(|e| format!("checkpoint of uploaded chunks: {e}"))
+            }
+        });
 }
 
 /// Serves until SIGINT or SIGTERM.
@@ -205,9 +228,6 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
             weights,
         ))
     });
-    if let Some(evictor) = &evictor {
-        tokio::spawn(evict_loop(evictor.clone(), evict_every));
-    }
     let state = Arc::new(State {
         writer: Writer::spawn(repo.clone(), staged.clone()),
         replicators,
@@ -233,27 +253,16 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
         dav: dav::Dav::new(),
         links: web::links::Links::default(),
         samples: samples::Samples::open(home.dir().join("usage.jsonl")),
+        workers: Workers::default(),
     });
-    let sampler = tokio::spawn(samples::run(state.clone()));
-    // Uploaded chunks become durable in the background too, so a big upload's commit
-    // has little left to do and memory for their records stays bounded.
-    let checkpoints = {
-        let state = state.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(2));
-            loop {
-                tick.tick().await;
-                if !state.staged.is_empty() {
-                    if let Err(e) = state.repo.checkpoint(&state.staged).await {
-                        tracing::warn!("checkpoint of uploaded chunks failed: {e}");
-                    }
-                }
-            }
-        })
-    };
-    let auto_snapshots = snapshots
-        .every()
-        .map(|every| tokio::spawn(auto::run(state.clone(), snapshots, every, clock)));
+    start_checkpoints(&state);
+    if let Some(evictor) = &state.evictor {
+        start_eviction(&state.workers, evictor.clone(), evict_every);
+    }
+    samples::start(&state);
+    if let Some(every) = snapshots.every() {
+        auto::start(&state, snapshots, every, clock);
+    }
     home.write_daemon_info(listen)?;
     // The line scripts and tests wait for: the daemon answers from now on.
     fvfs_api::outln!("fvfsd: listening on http://{listen}");
@@ -331,11 +340,7 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
     for r in &state.replicators {
         r.stop(Duration::from_secs(10)).await;
     }
-    checkpoints.abort();
-    sampler.abort();
-    if let Some(task) = auto_snapshots {
-        task.abort();
-    }
+    state.workers.stop(Duration::from_secs(30)).await;
     state.repo.checkpoint(&state.staged).await?;
     home.remove_daemon_info();
     fvfs_api::outln!("fvfsd: stopped");

@@ -95,33 +95,33 @@ impl Samples {
 }
 
 /// Takes a sample now and then every [`EVERY`], for as long as the daemon serves.
-pub async fn run(state: Arc<State>) {
-    let mut tick = tokio::time::interval(EVERY);
-    loop {
-        tick.tick().await;
-        let tiers = match super::admin::tiers(&state) {
-            Ok(tiers) => tiers,
-            Err(e) => {
-                tracing::warn!("usage sample: {}", e.detail);
-                continue;
-            }
-        };
-        let sample = UsageSample {
-            time: fvfs_manifest::now_secs(),
-            tiers: tiers
-                .into_iter()
-                .map(|t| TierUsage {
-                    name: t.name,
-                    chunks: t.chunks,
-                    bytes: t.bytes,
-                    queue_depth: t.queue_depth,
-                })
-                .collect(),
-        };
-        if let Err(e) = state.samples.add(sample) {
-            tracing::warn!("{}: {e}", state.samples.path.display());
-        }
-    }
+pub fn start(state: &Arc<State>) {
+    let me = state.clone();
+    state.workers.every("samples", EVERY, move || {
+        let state = me.clone();
+        async move { take(&state) }
+    });
+}
+
+/// Records the tiers' usage now.
+fn take(state: &State) -> Result<(), String> {
+    let tiers = super::admin::tiers(state).map_err(|e| format!("usage sample: {}", e.detail))?;
+    let sample = UsageSample {
+        time: fvfs_manifest::now_secs(),
+        tiers: tiers
+            .into_iter()
+            .map(|t| TierUsage {
+                name: t.name,
+                chunks: t.chunks,
+                bytes: t.bytes,
+                queue_depth: t.queue_depth,
+            })
+            .collect(),
+    };
+    state
+        .samples
+        .add(sample)
+        .map_err(|e| format!("{}: {e}", state.samples.path.display()))
 }
 
 #[cfg(test)]
