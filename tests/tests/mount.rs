@@ -776,13 +776,21 @@ fn small_files(src: &Path, n: u64) -> Vec<Vec<u8>> {
 /// The files of a folder a walk lists are in the kernel's cache before the walk opens
 /// them: fvfsc pushes them when the listing is read to its end (tar, cp and rsync
 /// list a folder whole first), so reading them passes no data through fvfsc: each
-/// costs an open, not an open, a read and the stat a read's atime change brings.
+/// costs an open, not an open, a read and the stat a read's atime change brings. Also
+/// for a second folder identical to the first (the same node), walked after it.
 #[test]
 fn a_listed_folders_files_are_in_the_kernel_before_a_walk_reads_them() {
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     let files = small_files(&src, 60);
     let total: usize = files.iter().map(Vec::len).sum();
+    let copy = Command::new("cp")
+        .arg("-a")
+        .arg(src.join("docs"))
+        .arg(src.join("docs2"))
+        .status()
+        .unwrap();
+    assert!(copy.success());
     let store = Fvfsd::new();
     store.run(["migrate", "--local-src", src.to_str().unwrap()]);
     let d = serve(&store);
@@ -795,16 +803,18 @@ fn a_listed_folders_files_are_in_the_kernel_before_a_walk_reads_them() {
     assert_eq!(m.unmount(), Some(0));
     let mut m = mount_in(&d, work.path());
     let pid = m.pid().unwrap();
-    assert_eq!(fs::read_dir(m.path("docs")).unwrap().count(), files.len());
-    let before = wchar(pid);
-    for (i, c) in files.iter().enumerate() {
-        assert!(&fs::read(m.path(&format!("docs/f{i:03}.html"))).unwrap() == c);
+    for folder in ["docs", "docs2"] {
+        assert_eq!(fs::read_dir(m.path(folder)).unwrap().count(), files.len());
+        let before = wchar(pid);
+        for (i, c) in files.iter().enumerate() {
+            assert!(&fs::read(m.path(&format!("{folder}/f{i:03}.html"))).unwrap() == c);
+        }
+        let through = wchar(pid) - before;
+        assert!(
+            through < total as u64 / 20,
+            "{folder}: {total} bytes read, {through} bytes of answers from fvfsc"
+        );
     }
-    let through = wchar(pid) - before;
-    assert!(
-        through < total as u64 / 20,
-        "{total} bytes read, {through} bytes of answers from fvfsc"
-    );
     assert_eq!(m.unmount(), Some(0));
 }
 

@@ -28,6 +28,8 @@ pub use ids::{parse_pair, IdMap};
 /// A map keyed by chunk id (or inode number), with a hasher that does not spend
 /// SipHash's cost on keys that are uniform already or come from this process.
 pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// A set with the same hasher.
+pub type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 pub struct Options {
     pub cache_dir: PathBuf,

@@ -167,26 +167,35 @@ impl Remote {
     /// order in which tar, cp, rsync and builds read a folder) are fetched ahead in
     /// batches ([`Remote::read_ahead`]), so that a folder of small files costs a
     /// request per [`FOLDER_AHEAD`] / 2 files, and a cold S3 tier behind the daemon a
-    /// few GETs by pack, instead of one of each per file. `None` when the files from
-    /// `name` on were asked for lately; a failed batch only means the files are read
-    /// one by one.
-    pub async fn read_ahead_in_folder(&self, dir: ChunkId, name: &[u8]) -> Option<FolderAhead> {
+    /// few GETs by pack, instead of one of each per file. When the files from `name`
+    /// on were asked for lately, there is no batch, and no window either unless the
+    /// folder is being `listed` (an open is not worth the scan); a failed batch only
+    /// means the files are read one by one.
+    pub async fn read_ahead_in_folder(
+        &self,
+        dir: ChunkId,
+        name: &[u8],
+        listed: bool,
+    ) -> Option<FolderAhead> {
         // In a large directory, the part holding `name`: read-ahead stops at its end.
         let (leaf, node) = self.leaf(dir, name).await.ok()??;
         let from = node.entries.partition_point(|e| e.name.as_slice() < name);
-        {
-            // A reader well inside the files asked for last time needs no new batch
-            // (and the folder is not scanned again at every open).
+        let due = {
+            // A reader well inside the files asked for last time needs no new batch.
             let mut asked = lock(&self.asked);
-            if let Some((start, end)) = asked.get(&leaf) {
-                if *start <= from && from + FOLDER_AHEAD / 2 < *end {
-                    return None;
+            let inside = asked
+                .get(&leaf)
+                .is_some_and(|(start, end)| *start <= from && from + FOLDER_AHEAD / 2 < *end);
+            if !inside {
+                if asked.len() >= MEMO_ITEMS / FOLDER_AHEAD {
+                    asked.clear();
                 }
+                asked.insert(leaf, (from, from + FOLDER_AHEAD));
             }
-            if asked.len() >= MEMO_ITEMS / FOLDER_AHEAD {
-                asked.clear();
-            }
-            asked.insert(leaf, (from, from + FOLDER_AHEAD));
+            !inside
+        };
+        if !due && !listed {
+            return None;
         }
         let mut bytes = 0;
         let files: Vec<Entry> = node.entries[from..]
@@ -201,7 +210,7 @@ impl Remote {
             .collect();
         let ids: Vec<ChunkId> = files.iter().flat_map(|e| &e.chunks).map(|c| c.id).collect();
         Some(FolderAhead {
-            batch: self.read_ahead(&ids),
+            batch: due.then(|| self.read_ahead(&ids)).flatten(),
             files,
         })
     }

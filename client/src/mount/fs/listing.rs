@@ -89,7 +89,7 @@ impl FvfsFs {
             if let Some(id) = entry.id {
                 let dir = self.block(self.remote.dir(id))?;
                 if let Some(first) = Remote::first_small_file(&dir) {
-                    ahead = self.fill_ahead(ino, view.clone(), since, id, first);
+                    ahead = self.fill_ahead((ino, view.clone(), since), id, first, true);
                 }
                 self.rt.spawn(self.remote.walk_ahead(dir.clone()));
                 let entries = dir.entries.iter().enumerate();

@@ -69,13 +69,13 @@ impl FvfsFs {
             None => return Err(Errno::ENOENT),
         };
         self.writable(&view)?;
+        // Before the write-back map is locked: the pusher's gate is never waited for
+        // under it.
+        self.pusher.writing(ino);
         self.writing.open(
             ino,
             Attrs::default(),
-            || {
-                lock(&self.inodes).hold(ino);
-                self.pusher.writing(ino);
-            },
+            || lock(&self.inodes).hold(ino),
             |w| {
                 let entry = self.entry(&view, &path)?;
                 match entry.kind {
@@ -153,13 +153,11 @@ impl FvfsFs {
             meta: Some(new_meta(owner, now)),
             link: None,
         };
+        self.pusher.writing(ino);
         let wb = self.writing.open(
             ino,
             attrs,
-            || {
-                lock(&self.inodes).hold(ino);
-                self.pusher.writing(ino);
-            },
+            || lock(&self.inodes).hold(ino),
             |w| {
                 w.dirty = true;
                 w.base = Some(self.replacing(&fpath::join(&dir, name), Expect::Absent));

@@ -7,19 +7,25 @@
 //! time.
 //!
 //! # Invariants
-//! - Content is pushed only into an inode the kernel was never given content of in
-//!   this mount (no content recorded, see [`Inodes::first_content`]), and its key is
-//!   recorded as it is pushed, so the next open keeps it (FOPEN_KEEP_CACHE).
-//! - Nothing is pushed into an inode once a write to it started here: a write-back's
-//!   creation marks its content unknown under the gate a push holds while it checks
-//!   and stores ([`Pusher::writing`]), so a push lands before the write starts or not
-//!   at all.
+//! - Content is pushed only into an inode the kernel made and was never given content
+//!   of in this mount (never opened here, no content recorded: see
+//!   [`Inodes::first_content`]), and its key is recorded as it is pushed, so the next
+//!   open keeps it (FOPEN_KEEP_CACHE).
+//! - A push of an inode is ordered with its opens and writes: the push checks and
+//!   records its content and marks the inode as being pushed under one lock, and an
+//!   open ([`Pusher::opened`]) or a write ([`Pusher::writing`]) of an inode being
+//!   pushed waits until its store is done, then records under that lock. So a push
+//!   lands before an open or a write of its inode starts, or not at all: no reader
+//!   has the inode open while it lands, and no read of it is in flight (a store would
+//!   wait for its page locks), so a store never waits for a FUSE thread. Other
+//!   inodes' opens do not wait.
 //! - A push of the live tree is dropped when the live tree changed since its window
-//!   was read (the content may be older than the kernel's).
-//! - Pushes run on blocking threads, never on a FUSE thread or a runtime worker: a
-//!   store waits for the page locks of reads in flight, which those threads answer.
+//!   was read (the content may be older than the kernel's; the next open, which sees
+//!   another content key, does not keep what was pushed).
+//! - Pushes in the background run on at most [`PUSHERS`] blocking threads, never on a
+//!   runtime worker.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 use fuser::INodeNo;
 use fvfs_cas::ChunkId;
@@ -30,10 +36,14 @@ use super::inodes::{Inodes, View};
 use super::read::content_key;
 use super::{lock, FvfsFs};
 use crate::mount::cache::ChunkCache;
+use crate::mount::FastSet;
 
-/// The largest file pushed (larger ones are read on demand, with their own
-/// read-ahead).
-const PUSH_MAX: u64 = 1 << 20;
+/// Files this large or larger are not pushed: they are read on demand with their own
+/// read-ahead, and once cached, through a backing file (passthrough).
+const PUSH_MAX: u64 = crate::mount::backing::MIN_BYTES;
+
+/// Background pushes at once.
+const PUSHERS: usize = 2;
 
 /// Bytes of a listed folder's files pushed before its last listing call is answered.
 const PUSH_NOW: u64 = 4 << 20;
@@ -56,7 +66,10 @@ pub type Kernel = Arc<OnceLock<Box<dyn PageCache>>>;
 #[derive(Clone)]
 pub struct Pusher {
     kernel: Kernel,
-    gate: Arc<Mutex<()>>,
+    /// Inodes whose content is being stored, and the signal that one store ended.
+    storing: Arc<(Mutex<FastSet<u64>>, Condvar)>,
+    /// Background pushes running or allowed to.
+    running: Arc<tokio::sync::Semaphore>,
     inodes: Arc<Mutex<Inodes>>,
     live: Arc<LiveRoot>,
     cache: Arc<ChunkCache>,
@@ -66,7 +79,8 @@ impl Pusher {
     pub fn new(inodes: Arc<Mutex<Inodes>>, live: Arc<LiveRoot>, cache: Arc<ChunkCache>) -> Self {
         Self {
             kernel: Arc::default(),
-            gate: Arc::default(),
+            storing: Arc::default(),
+            running: Arc::new(tokio::sync::Semaphore::new(PUSHERS)),
             inodes,
             live,
             cache,
@@ -79,10 +93,28 @@ impl Pusher {
     }
 
     /// A write to `ino` starts here: no content is pushed into it from now on (a push
-    /// under way finishes first).
+    /// of it under way finishes first).
     pub fn writing(&self, ino: u64) {
-        let _gate = lock(&self.gate);
+        let _storing = self.not_storing(ino);
         lock(&self.inodes).content_unknown(ino);
+    }
+
+    /// `ino` is opened for reading with content `key` (a push of it under way
+    /// finishes first): records it, and tells whether the kernel may keep what it
+    /// cached or was given of the inode (the same content).
+    pub fn opened(&self, ino: u64, key: [u8; 32]) -> bool {
+        let _storing = self.not_storing(ino);
+        lock(&self.inodes).same_content(ino, key)
+    }
+
+    /// The set of inodes being stored, once `ino` is not among them.
+    fn not_storing(&self, ino: u64) -> std::sync::MutexGuard<'_, FastSet<u64>> {
+        let (set, ended) = &*self.storing;
+        let mut storing = lock(set);
+        while storing.contains(&ino) {
+            storing = ended.wait(storing).unwrap_or_else(|p| p.into_inner());
+        }
+        storing
     }
 
     /// Pushes the content of `files` (entries of directory `dir` of `view`, read
@@ -97,7 +129,7 @@ impl Pusher {
             if pushed >= budget {
                 return i;
             }
-            if e.size == 0 || e.size > PUSH_MAX {
+            if e.size == 0 || e.size >= PUSH_MAX {
                 continue;
             }
             let ino = {
@@ -110,24 +142,33 @@ impl Pusher {
             let Some(data) = self.content(e) else {
                 continue;
             };
-            let _gate = lock(&self.gate);
-            if *view == View::Live && self.live.generation() != since {
-                return files.len();
-            }
-            if !lock(&self.inodes).first_content(ino, content_key(e)) {
-                continue;
+            {
+                let mut storing = lock(&self.storing.0);
+                if *view == View::Live && self.live.generation() != since {
+                    return files.len();
+                }
+                if !lock(&self.inodes).first_content(ino, content_key(e)) {
+                    continue;
+                }
+                storing.insert(ino);
             }
             pushed += e.size;
             if let Err(err) = kernel.store(ino, &data) {
                 // The kernel keeps what it stored, or nothing: an open reads through.
                 tracing::debug!("pushing inode {ino} into the kernel's cache: {err}");
             }
+            lock(&self.storing.0).remove(&ino);
+            self.storing.1.notify_all();
         }
         files.len()
     }
 
-    /// [`Pusher::push`] of all of `files`, on a blocking thread.
+    /// [`Pusher::push`] of all of `files`, on a blocking thread once one of
+    /// [`PUSHERS`] is free.
     async fn push_all(self, dir: u64, view: View, since: u64, files: Vec<Entry>) {
+        let Ok(_running) = self.running.clone().acquire_owned().await else {
+            return;
+        };
         let pushed = tokio::task::spawn_blocking(move || {
             self.push(dir, &view, since, &files, u64::MAX);
         });
@@ -150,17 +191,17 @@ impl FvfsFs {
     /// Fetches the read-ahead window of folder `dir` (inode; node `dir_id`, in `view`
     /// as the live tree was at generation `since`) from file `name` on, and pushes its
     /// small files into the kernel's cache once they arrive, in the background. Most
-    /// calls find the window asked for already and return at once. Returns the
-    /// window's small files (none if it was asked for already).
+    /// opens find the window asked for already and return at once. Returns the
+    /// window's small files (for an open, none if it was asked for already).
     pub(super) fn fill_ahead(
         &self,
-        dir: u64,
-        view: View,
-        since: u64,
+        (dir, view, since): (u64, View, u64),
         dir_id: ChunkId,
         name: &[u8],
+        listed: bool,
     ) -> Vec<Entry> {
-        let Some(ahead) = self.block(self.remote.read_ahead_in_folder(dir_id, name)) else {
+        let ahead = self.remote.read_ahead_in_folder(dir_id, name, listed);
+        let Some(ahead) = self.block(ahead) else {
             return Vec::new();
         };
         let (pusher, files) = (self.pusher.clone(), ahead.files.clone());
@@ -280,11 +321,15 @@ mod tests {
     }
 
     #[test]
-    fn nothing_is_pushed_into_a_file_being_written_or_a_changed_tree() {
-        let s = setup(&[100, 200, 300]);
+    fn nothing_is_pushed_into_a_file_opened_or_being_written_or_a_changed_tree() {
+        let s = setup(&[100, 200, 300, 400]);
         s.pusher.writing(s.inos[1]);
+        assert!(!s.pusher.opened(s.inos[3], content_key(&s.files[3])));
         s.pusher.push(ROOT, &View::Live, 0, &s.files, u64::MAX);
         assert_eq!(stored(&s), [s.inos[0], s.inos[2]]);
+        // An open after the push keeps what was pushed; one with another content not.
+        assert!(s.pusher.opened(s.inos[0], content_key(&s.files[0])));
+        assert!(!s.pusher.opened(s.inos[2], [7; 32]));
 
         let s = setup(&[100, 200]);
         // The live tree moved on since the files were read: nothing goes.
@@ -308,7 +353,7 @@ mod tests {
         let mut late_file = s.files[1].clone();
         late_file.name = b"late".to_vec();
         s.files.push(late_file);
-        s.files[2].size = PUSH_MAX + 1;
+        s.files[2].size = PUSH_MAX;
         s.pusher.push(ROOT, &View::Live, 0, &s.files, u64::MAX);
         assert_eq!(stored(&s), [s.inos[1]]);
         lock(&s.pusher.inodes).in_kernel(late);

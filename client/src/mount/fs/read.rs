@@ -93,13 +93,13 @@ impl FvfsFs {
         let folder = self.entry(&view, &path[..slash.max(1)]);
         if let (Some(parent), Ok(Entry { id: Some(dir), .. })) = (parent, folder) {
             let name = &path[(slash + 1).min(path.len())..];
-            self.fill_ahead(parent, view.clone(), since, dir, name);
+            self.fill_ahead((parent, view.clone(), since), dir, name, false);
         }
         let chunks = self.block(self.remote.file_chunks(&entry))?;
         // The kernel may keep what it cached of this inode if the content is the one it
         // cached or was given (snapshots never change; a live file is checked by its
         // content key).
-        let unchanged = lock(&self.inodes).same_content(ino, content_key(&entry));
+        let unchanged = self.pusher.opened(ino, content_key(&entry));
         // A read-only handle has nothing to commit: no FLUSH round trip at close.
         let flags = if view != View::Live || unchanged {
             FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH
