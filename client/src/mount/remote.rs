@@ -78,13 +78,6 @@ pub struct Remote {
 /// A read-ahead batch in flight, shared by the reads waiting for it.
 pub type Batch = futures::future::Shared<futures::future::BoxFuture<'static, ()>>;
 
-/// A folder's read-ahead window: its small files, and the batch fetching those of
-/// their chunks that are neither cached nor being fetched (if enough are missing).
-pub struct FolderAhead {
-    pub files: Vec<Entry>,
-    pub batch: Option<Batch>,
-}
-
 /// Decoded nodes by id, and the items (entries, chunk refs) they hold in all.
 struct Memo<T>(std::sync::Mutex<(FastMap<ChunkId, Arc<T>>, usize)>);
 
@@ -165,18 +158,19 @@ impl Remote {
     /// A file named `name` of folder `dir` is being opened (or the folder listed, from
     /// its first small file): the small files from it on in the folder's order (the
     /// order in which tar, cp, rsync and builds read a folder) are fetched ahead in
-    /// batches ([`Remote::read_ahead`]), so that a folder of small files costs a
-    /// request per [`FOLDER_AHEAD`] / 2 files, and a cold S3 tier behind the daemon a
-    /// few GETs by pack, instead of one of each per file. When the files from `name`
-    /// on were asked for lately, there is no batch, and no window either unless the
-    /// folder is being `listed` (an open is not worth the scan); a failed batch only
-    /// means the files are read one by one.
+    /// batches ([`Remote::fetch_missing`], run by whoever waits for them with
+    /// [`Remote::settled`]), so that a folder of small files costs a request per
+    /// [`FOLDER_AHEAD`] / 2 files, and a cold S3 tier behind the daemon a few GETs by
+    /// pack, instead of one of each per file. Returns the window's small files. When
+    /// the files from `name` on were asked for lately, nothing is fetched, and no
+    /// window is returned unless the folder is being `listed` (an open is not worth
+    /// the scan); a failed batch only means the files are read one by one.
     pub async fn read_ahead_in_folder(
         &self,
         dir: ChunkId,
         name: &[u8],
         listed: bool,
-    ) -> Option<FolderAhead> {
+    ) -> Option<Vec<Entry>> {
         // In a large directory, the part holding `name`: read-ahead stops at its end.
         let (leaf, node) = self.leaf(dir, name).await.ok()??;
         let from = node.entries.partition_point(|e| e.name.as_slice() < name);
@@ -209,10 +203,11 @@ impl Remote {
             .cloned()
             .collect();
         let ids: Vec<ChunkId> = files.iter().flat_map(|e| &e.chunks).map(|c| c.id).collect();
-        Some(FolderAhead {
-            batch: due.then(|| self.read_ahead(&ids)).flatten(),
-            files,
-        })
+        if due {
+            // Run by whoever waits for the window's chunks (`Remote::settled`).
+            drop(self.fetch_missing(&ids));
+        }
+        Some(files)
     }
 
     /// The name of the first small file of a folder (where its read-ahead starts
@@ -281,15 +276,42 @@ impl Remote {
     /// so that a cold tier behind the daemon serves them by pack. Returns the batch to
     /// run, if one is due.
     pub fn read_ahead(&self, ahead: &[ChunkId]) -> Option<Batch> {
+        self.fetch(ahead, true)
+    }
+
+    /// The batch fetching those of `ids` that are neither cached nor being fetched,
+    /// if any.
+    pub fn fetch_missing(&self, ids: &[ChunkId]) -> Option<Batch> {
+        self.fetch(ids, false)
+    }
+
+    /// Waits until none of `ids` is being fetched (each is then cached, or its fetch
+    /// failed).
+    pub async fn settled(&self, ids: &[ChunkId]) {
+        let batches: Vec<Batch> = {
+            let inflight = lock(&self.inflight);
+            ids.iter()
+                .filter_map(|id| inflight.get(id).cloned())
+                .collect()
+        };
+        // A batch several of them wait for is done after its first wait.
+        for batch in batches {
+            batch.await;
+        }
+    }
+
+    /// The batch fetching those of `ids` neither cached nor being fetched, if there
+    /// are any (and, with `half`, at least half of `ids`).
+    fn fetch(&self, ids: &[ChunkId], half: bool) -> Option<Batch> {
         let mut inflight = lock(&self.inflight);
-        let mut wanted: Vec<ChunkId> = ahead
+        let mut wanted: Vec<ChunkId> = ids
             .iter()
             .filter(|id| !inflight.contains_key(id) && !self.cache.contains(id))
             .copied()
             .collect();
         wanted.sort_unstable();
         wanted.dedup();
-        if wanted.is_empty() || wanted.len() * 2 < ahead.len() {
+        if wanted.is_empty() || (half && wanted.len() * 2 < ids.len()) {
             return None;
         }
         let me = self.clone();

@@ -201,15 +201,19 @@ impl FvfsFs {
         listed: bool,
     ) -> Vec<Entry> {
         let ahead = self.remote.read_ahead_in_folder(dir_id, name, listed);
-        let Some(ahead) = self.block(ahead) else {
+        let Some(files) = self.block(ahead) else {
             return Vec::new();
         };
-        let (pusher, files) = (self.pusher.clone(), ahead.files.clone());
+        let (pusher, remote, window) = (self.pusher.clone(), self.remote.clone(), files.clone());
         self.rt.spawn(async move {
-            if let Some(batch) = ahead.batch {
-                batch.await;
-            }
-            pusher.push_all(dir, view, since, ahead.files).await;
+            // The window's own batch, and those of other read-aheads it overlaps.
+            let ids: Vec<ChunkId> = window
+                .iter()
+                .flat_map(|e| &e.chunks)
+                .map(|c| c.id)
+                .collect();
+            remote.settled(&ids).await;
+            pusher.push_all(dir, view, since, window).await;
         });
         files
     }
