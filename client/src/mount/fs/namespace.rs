@@ -69,8 +69,8 @@ impl FvfsFs {
             None => return Err(Errno::ENOENT),
         };
         self.writable(&view)?;
-        // Before the write-back map is locked: the pusher's gate is never waited for
-        // under it.
+        // Before the write-back map is locked: a store of this inode in progress is
+        // never waited for under it.
         self.pusher.writing(ino);
         self.writing.open(
             ino,
