@@ -89,7 +89,7 @@ impl FvfsFs {
             if let Some(id) = entry.id {
                 let dir = self.block(self.remote.dir(id))?;
                 if let Some(first) = Remote::first_small_file(&dir) {
-                    ahead = self.fill_ahead((ino, view.clone(), since), id, first, true);
+                    ahead = self.fill_ahead(ino, id, first, true);
                 }
                 self.rt.spawn(self.remote.walk_ahead(dir.clone()));
                 let entries = dir.entries.iter().enumerate();
@@ -204,7 +204,7 @@ impl FvfsFs {
             }
         }
         if !ahead.is_empty() {
-            self.push_listed(ino, view.clone(), since, ahead);
+            self.push_listed(ino, ahead);
         }
         let items = window
             .into_iter()

@@ -154,11 +154,7 @@ impl FvfsFs {
             Arc::default(),
             staging,
         );
-        let pusher = push::Pusher::new(
-            commits.inodes.clone(),
-            commits.live.clone(),
-            remote.cache.clone(),
-        );
+        let pusher = push::Pusher::new(commits.inodes.clone(), remote.cache.clone());
         Self {
             rt,
             remote,

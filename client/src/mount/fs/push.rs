@@ -19,9 +19,12 @@
 //!   has the inode open while it lands, and no read of it is in flight (a store would
 //!   wait for its page locks), so a store never waits for a FUSE thread. Other
 //!   inodes' opens do not wait.
-//! - A push of the live tree is dropped when the live tree changed since its window
-//!   was read (the content may be older than the kernel's; the next open, which sees
-//!   another content key, does not keep what was pushed).
+//! - What was pushed may be older than the tree by the time it lands (the live tree
+//!   moved on: this mount or another device committed). That is harmless: the next
+//!   open compares the content it opens with the one recorded and keeps the kernel's
+//!   pages only if they are the same (a write's open never keeps them), and a push
+//!   that lengthened the file makes the kernel ask for its attributes again. So
+//!   pushes go on while the live tree changes.
 //! - Pushes in the background run on at most [`PUSHERS`] blocking threads, never on a
 //!   runtime worker.
 
@@ -31,8 +34,7 @@ use fuser::INodeNo;
 use fvfs_cas::ChunkId;
 use fvfs_node::Entry;
 
-use super::follow::LiveRoot;
-use super::inodes::{Inodes, View};
+use super::inodes::Inodes;
 use super::read::content_key;
 use super::{lock, FvfsFs};
 use crate::mount::cache::ChunkCache;
@@ -71,18 +73,16 @@ pub struct Pusher {
     /// Background pushes running or allowed to.
     running: Arc<tokio::sync::Semaphore>,
     inodes: Arc<Mutex<Inodes>>,
-    live: Arc<LiveRoot>,
     cache: Arc<ChunkCache>,
 }
 
 impl Pusher {
-    pub fn new(inodes: Arc<Mutex<Inodes>>, live: Arc<LiveRoot>, cache: Arc<ChunkCache>) -> Self {
+    pub fn new(inodes: Arc<Mutex<Inodes>>, cache: Arc<ChunkCache>) -> Self {
         Self {
             kernel: Arc::default(),
             storing: Arc::default(),
             running: Arc::new(tokio::sync::Semaphore::new(PUSHERS)),
             inodes,
-            live,
             cache,
         }
     }
@@ -117,10 +117,10 @@ impl Pusher {
         storing
     }
 
-    /// Pushes the content of `files` (entries of directory `dir` of `view`, read
-    /// when the live tree was at generation `since`) whose chunks are cached, until
-    /// `budget` bytes are pushed; returns how many of `files` it went through.
-    fn push(&self, dir: u64, view: &View, since: u64, files: &[Entry], budget: u64) -> usize {
+    /// Pushes the content of `files` (entries of directory `dir`) whose chunks are
+    /// cached, until `budget` bytes are pushed; returns how many of `files` it went
+    /// through.
+    fn push(&self, dir: u64, files: &[Entry], budget: u64) -> usize {
         let Some(kernel) = self.kernel.get() else {
             return files.len();
         };
@@ -144,9 +144,6 @@ impl Pusher {
             };
             {
                 let mut storing = lock(&self.storing.0);
-                if *view == View::Live && self.live.generation() != since {
-                    return files.len();
-                }
                 if !lock(&self.inodes).first_content(ino, content_key(e)) {
                     continue;
                 }
@@ -165,12 +162,12 @@ impl Pusher {
 
     /// [`Pusher::push`] of all of `files`, on a blocking thread once one of
     /// [`PUSHERS`] is free.
-    async fn push_all(self, dir: u64, view: View, since: u64, files: Vec<Entry>) {
+    async fn push_all(self, dir: u64, files: Vec<Entry>) {
         let Ok(_running) = self.running.clone().acquire_owned().await else {
             return;
         };
         let pushed = tokio::task::spawn_blocking(move || {
-            self.push(dir, &view, since, &files, u64::MAX);
+            self.push(dir, &files, u64::MAX);
         });
         if let Err(e) = pushed.await {
             tracing::warn!("pushing a folder's files into the kernel's cache: {e}");
@@ -188,14 +185,14 @@ impl Pusher {
 }
 
 impl FvfsFs {
-    /// Fetches the read-ahead window of folder `dir` (inode; node `dir_id`, in `view`
-    /// as the live tree was at generation `since`) from file `name` on, and pushes its
-    /// small files into the kernel's cache once they arrive, in the background. Most
-    /// opens find the window asked for already and return at once. Returns the
-    /// window's small files (for an open, none if it was asked for already).
+    /// Fetches the read-ahead window of folder `dir` (inode; node `dir_id`) from file
+    /// `name` on, and pushes its small files into the kernel's cache once they arrive,
+    /// in the background. Most opens find the window asked for already and return at
+    /// once. Returns the window's small files (for an open, none if it was asked for
+    /// already).
     pub(super) fn fill_ahead(
         &self,
-        (dir, view, since): (u64, View, u64),
+        dir: u64,
         dir_id: ChunkId,
         name: &[u8],
         listed: bool,
@@ -213,7 +210,7 @@ impl FvfsFs {
                 .map(|c| c.id)
                 .collect();
             remote.settled(&ids).await;
-            pusher.push_all(dir, view, since, window).await;
+            pusher.push_all(dir, window).await;
         });
         files
     }
@@ -223,12 +220,12 @@ impl FvfsFs {
     /// (`files`), the first [`PUSH_NOW`] bytes before the kernel is answered (the
     /// walk opens them next), the rest in the background. Those still being fetched
     /// are pushed when they arrive ([`FvfsFs::fill_ahead`]).
-    pub(super) fn push_listed(&self, dir: u64, view: View, since: u64, mut files: Vec<Entry>) {
-        let done = self.pusher.push(dir, &view, since, &files, PUSH_NOW);
+    pub(super) fn push_listed(&self, dir: u64, mut files: Vec<Entry>) {
+        let done = self.pusher.push(dir, &files, PUSH_NOW);
         if done < files.len() {
             let rest = files.split_off(done);
             let pusher = self.pusher.clone();
-            self.rt.spawn(pusher.push_all(dir, view, since, rest));
+            self.rt.spawn(pusher.push_all(dir, rest));
         }
     }
 }
@@ -265,7 +262,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = Arc::new(ChunkCache::open(dir.path(), 64 << 20).unwrap());
         let inodes = Arc::new(Mutex::new(Inodes::new()));
-        let pusher = Pusher::new(inodes.clone(), Arc::default(), cache.clone());
+        let pusher = Pusher::new(inodes.clone(), cache.clone());
         let stored = Arc::new(Recorded::default());
         assert!(pusher.kernel().set(Box::new(stored.clone())).is_ok());
         let (mut files, mut inos) = (Vec::new(), Vec::new());
@@ -309,7 +306,7 @@ mod tests {
     #[test]
     fn each_cached_file_is_pushed_once_whole() {
         let s = setup(&[10, 5000, 70_000]);
-        assert_eq!(s.pusher.push(ROOT, &View::Live, 0, &s.files, u64::MAX), 3);
+        assert_eq!(s.pusher.push(ROOT, &s.files, u64::MAX), 3);
         let got = lock(&s.stored.0).clone();
         assert_eq!(got.len(), 3);
         for ((ino, data), (want, e)) in got.iter().zip(s.inos.iter().zip(&s.files)) {
@@ -320,29 +317,21 @@ mod tests {
                 (s.inos.iter().position(|i| i == ino).unwrap()) as u8
             );
         }
-        s.pusher.push(ROOT, &View::Live, 0, &s.files, u64::MAX);
+        s.pusher.push(ROOT, &s.files, u64::MAX);
         assert_eq!(stored(&s).len(), 3, "pushed once");
     }
 
     #[test]
-    fn nothing_is_pushed_into_a_file_opened_or_being_written_or_a_changed_tree() {
+    fn nothing_is_pushed_into_a_file_opened_or_being_written() {
         let s = setup(&[100, 200, 300, 400]);
         s.pusher.writing(s.inos[1]);
         assert!(!s.pusher.opened(s.inos[3], content_key(&s.files[3])));
-        s.pusher.push(ROOT, &View::Live, 0, &s.files, u64::MAX);
+        s.pusher.push(ROOT, &s.files, u64::MAX);
         assert_eq!(stored(&s), [s.inos[0], s.inos[2]]);
-        // An open after the push keeps what was pushed; one with another content not.
+        // An open after the push keeps what was pushed; one that finds another content
+        // (the tree moved on since the push was read) does not.
         assert!(s.pusher.opened(s.inos[0], content_key(&s.files[0])));
         assert!(!s.pusher.opened(s.inos[2], [7; 32]));
-
-        let s = setup(&[100, 200]);
-        // The live tree moved on since the files were read: nothing goes.
-        s.pusher.push(ROOT, &View::Live, 1, &s.files, u64::MAX);
-        assert!(stored(&s).is_empty());
-        // A snapshot never changes.
-        s.pusher
-            .push(ROOT, &View::Snapshot("s".into()), 1, &s.files, u64::MAX);
-        assert_eq!(stored(&s), s.inos);
     }
 
     #[test]
@@ -358,23 +347,19 @@ mod tests {
         late_file.name = b"late".to_vec();
         s.files.push(late_file);
         s.files[2].size = PUSH_MAX;
-        s.pusher.push(ROOT, &View::Live, 0, &s.files, u64::MAX);
+        s.pusher.push(ROOT, &s.files, u64::MAX);
         assert_eq!(stored(&s), [s.inos[1]]);
         lock(&s.pusher.inodes).in_kernel(late);
-        s.pusher.push(ROOT, &View::Live, 0, &s.files, u64::MAX);
+        s.pusher.push(ROOT, &s.files, u64::MAX);
         assert_eq!(stored(&s), [s.inos[1], late]);
     }
 
     #[test]
     fn a_budget_stops_the_push_where_the_rest_can_go_on() {
         let s = setup(&[1000, 1000, 1000, 1000]);
-        let done = s.pusher.push(ROOT, &View::Live, 0, &s.files, 1500);
+        let done = s.pusher.push(ROOT, &s.files, 1500);
         assert_eq!(done, 2);
-        assert_eq!(
-            s.pusher
-                .push(ROOT, &View::Live, 0, &s.files[done..], u64::MAX),
-            2
-        );
+        assert_eq!(s.pusher.push(ROOT, &s.files[done..], u64::MAX), 2);
         assert_eq!(stored(&s), s.inos);
     }
 }

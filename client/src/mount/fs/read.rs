@@ -82,7 +82,6 @@ impl FvfsFs {
     /// Opens inode `ino` of the tree for reading: its entry, its chunks, and the flags
     /// for the kernel.
     pub(super) fn open_read(&self, ino: u64) -> Result<(Entry, Chunks, FopenFlags), Errno> {
-        let since = self.live.generation();
         let (view, path) = self.locate(ino)?;
         let entry = self.entry(&view, &path)?;
         if entry.kind == EntryKind::Dir {
@@ -93,7 +92,7 @@ impl FvfsFs {
         let folder = self.entry(&view, &path[..slash.max(1)]);
         if let (Some(parent), Ok(Entry { id: Some(dir), .. })) = (parent, folder) {
             let name = &path[(slash + 1).min(path.len())..];
-            self.fill_ahead((parent, view.clone(), since), dir, name, false);
+            self.fill_ahead(parent, dir, name, false);
         }
         let chunks = self.block(self.remote.file_chunks(&entry))?;
         // The kernel may keep what it cached of this inode if the content is the one it
