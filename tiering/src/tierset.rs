@@ -122,10 +122,6 @@ impl TierSet {
         &self.tiers[1..]
     }
 
-    pub fn get(&self, id: TierId) -> Option<&Tier> {
-        self.tiers.iter().find(|t| t.id == id)
-    }
-
     /// The bits of the colder tiers.
     pub fn replicas(&self) -> u8 {
         self.colder().iter().fold(0, |bits, t| bits | t.id.bit())

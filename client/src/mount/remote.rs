@@ -158,10 +158,10 @@ impl Remote {
     /// A file named `name` of folder `dir` is being opened (or the folder listed, from
     /// its first small file): the small files from it on in the folder's order (the
     /// order in which tar, cp, rsync and builds read a folder) are fetched ahead in
-    /// batches ([`Remote::fetch_missing`], run by whoever waits for them with
-    /// [`Remote::settled`]), so that a folder of small files costs a request per
+    /// batches (run by whoever waits for them with [`Remote::settled`]), so that a folder of small files costs a request per
     /// [`FOLDER_AHEAD`] / 2 files, and a cold S3 tier behind the daemon a few GETs by
-    /// pack, instead of one of each per file. Returns the window's small files. When
+    /// pack, instead of one of each per file. Returns the window's small files and
+    /// their chunks. When
     /// the files from `name` on were asked for lately, nothing is fetched, and no
     /// window is returned unless the folder is being `listed` (an open is not worth
     /// the scan); a failed batch only means the files are read one by one.
@@ -170,7 +170,7 @@ impl Remote {
         dir: ChunkId,
         name: &[u8],
         listed: bool,
-    ) -> Option<Vec<Entry>> {
+    ) -> Option<(Vec<Entry>, Vec<ChunkId>)> {
         // In a large directory, the part holding `name`: read-ahead stops at its end.
         let (leaf, node) = self.leaf(dir, name).await.ok()??;
         let from = node.entries.partition_point(|e| e.name.as_slice() < name);
@@ -205,9 +205,9 @@ impl Remote {
         let ids: Vec<ChunkId> = files.iter().flat_map(|e| &e.chunks).map(|c| c.id).collect();
         if due {
             // Run by whoever waits for the window's chunks (`Remote::settled`).
-            drop(self.fetch_missing(&ids));
+            drop(self.fetch(&ids, false));
         }
-        Some(files)
+        Some((files, ids))
     }
 
     /// The name of the first small file of a folder (where its read-ahead starts
@@ -277,12 +277,6 @@ impl Remote {
     /// run, if one is due.
     pub fn read_ahead(&self, ahead: &[ChunkId]) -> Option<Batch> {
         self.fetch(ahead, true)
-    }
-
-    /// The batch fetching those of `ids` that are neither cached nor being fetched,
-    /// if any.
-    pub fn fetch_missing(&self, ids: &[ChunkId]) -> Option<Batch> {
-        self.fetch(ids, false)
     }
 
     /// Waits until none of `ids` is being fetched (each is then cached, or its fetch

@@ -228,7 +228,7 @@ pub async fn export(
 ) -> Result<Response<Body>, ApiError> {
     local_only(peer)?;
     let args: export::Args = json_body(req, 1 << 20, "export arguments").await?;
-    let outcome = export::run(&state.repo, state.tier_set.s3().map(|s| &**s), args)
+    let outcome = export::run(&state.repo, state.tier_set.s3().map(Arc::as_ref), args)
         .await
         .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
     ok(&outcome)

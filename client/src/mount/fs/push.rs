@@ -198,17 +198,12 @@ impl FvfsFs {
         listed: bool,
     ) -> Vec<Entry> {
         let ahead = self.remote.read_ahead_in_folder(dir_id, name, listed);
-        let Some(files) = self.block(ahead) else {
+        let Some((files, ids)) = self.block(ahead) else {
             return Vec::new();
         };
         let (pusher, remote, window) = (self.pusher.clone(), self.remote.clone(), files.clone());
         self.rt.spawn(async move {
             // The window's own batch, and those of other read-aheads it overlaps.
-            let ids: Vec<ChunkId> = window
-                .iter()
-                .flat_map(|e| &e.chunks)
-                .map(|c| c.id)
-                .collect();
             remote.settled(&ids).await;
             pusher.push_all(dir, window).await;
         });
