@@ -24,11 +24,11 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use anyhow::{bail, Result};
 use clap::{CommandFactory, Parser, Subcommand};
+use fvfs_api::cli::HistoryCommand;
 use fvfs_api::commit::CommitOp;
 use fvfs_api::path::encode_path;
 use fvfs_api::reports::{Backlog, Devices, DiskUsage, Listing, Written};
 use fvfs_api::show;
-use fvfs_api::views::PathChange;
 use hyper::Method;
 
 use fvfs_api::client::{Api, Failure};
@@ -118,29 +118,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Create, list or delete snapshots.
-    Snapshot {
-        #[command(subcommand)]
-        action: SnapshotAction,
-    },
-    /// Versions, newest first; with PATH, those in which PATH (a file or a folder,
-    /// also one gone since) was added (A), modified (M) or removed (D).
-    Log {
-        path: Option<OsString>,
-        #[arg(short = 'n', long)]
-        limit: Option<usize>,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Make an older version current again (as a new version).
-    Rollback { version: String },
-    /// Changes between two versions.
-    Diff {
-        a: String,
-        b: String,
-        #[arg(long)]
-        json: bool,
-    },
+    #[command(flatten)]
+    History(HistoryCommand),
     /// Logical bytes, unique bytes after dedup and bytes per tier below a path.
     Du {
         path: OsString,
@@ -214,20 +193,6 @@ fn parse_size(s: &str) -> Result<u64, String> {
         _ => return Err(format!("{s:?}: unknown unit {unit:?} (use K, M, G or T)")),
     };
     Ok((n * mult as f64) as u64)
-}
-
-#[derive(Subcommand)]
-enum SnapshotAction {
-    Create {
-        name: String,
-    },
-    List {
-        #[arg(long)]
-        json: bool,
-    },
-    Delete {
-        name: String,
-    },
 }
 
 fn main() -> ExitCode {
@@ -389,11 +354,7 @@ async fn copy(
 
 /// An fvfs path argument, checked and percent-encoded for URLs.
 fn fs_path(p: &OsString) -> Result<String> {
-    let bytes = p.as_bytes();
-    if bytes.first() != Some(&b'/') {
-        bail!("{}: fvfs paths start with '/'", p.to_string_lossy());
-    }
-    Ok(encode_path(bytes))
+    Ok(encode_path(fvfs_api::cli::fvfs_path(p)?))
 }
 
 /// What `fvfsc put -r --json` prints.
@@ -568,43 +529,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 fvfs_api::out::json(&backlog.tiers);
             }
         }
-        Command::Snapshot { action } => match action {
-            SnapshotAction::Create { name } => fvfs_api::outln!(
-                "snapshot {name} = version {}",
-                api.snapshot_create(&name).await?.number
-            ),
-            SnapshotAction::List { json } => {
-                fvfs_api::out::json_or(&api.snapshots().await?, json, |l| show::snapshots(l))
-            }
-            SnapshotAction::Delete { name } => {
-                let n = api.snapshot_delete(&name).await?;
-                fvfs_api::outln!("deleted snapshot {name} (version {n} stays in the log)");
-            }
-        },
-        Command::Log {
-            path: None,
-            limit,
-            json,
-        } => fvfs_api::out::json_or(&api.log(limit).await?, json, |l| show::log(l)),
-        Command::Log {
-            path: Some(path),
-            limit,
-            json,
-        } => {
-            let q = limit.map(|n| format!("?limit={n}")).unwrap_or_default();
-            let changes: Vec<PathChange> = api
-                .get(&format!("/v1/history{}{q}", fs_path(&path)?))
-                .await?;
-            fvfs_api::out::json_or(&changes, json, |c| show::history(c))
-        }
-        Command::Rollback { version } => {
-            let target = api.version(&version).await?;
-            let v = api.rollback(&version).await?;
-            fvfs_api::out!("{}", show::rolled_back(&v, &target));
-        }
-        Command::Diff { a, b, json } => {
-            fvfs_api::out::json_or(&api.diff(&a, &b).await?, json, |l| show::diff(l))
-        }
+        Command::History(command) => return fvfs_api::cli::run(&api, command).await,
         Command::Du { path, json } => {
             let usage: DiskUsage = api.get(&format!("/v1/du{}", fs_path(&path)?)).await?;
             fvfs_api::out::json_or(&usage, json, show::du)

@@ -127,9 +127,9 @@ impl Daemon {
         let admin = self.admin_header();
         let fsck = request(
             "POST",
-            "/v1/admin/fsck?read_data=true&all=true",
+            "/v1/admin/fsck",
             &[&admin],
-            b"",
+            br#"{"read_data":true,"all":true}"#,
         );
         let (status, body) = self.raw(&fsck);
         assert_eq!(status, 200, "{context}: {body}");

@@ -184,9 +184,9 @@ fn acknowledged_writes_survive_kill_9() {
                 17 => (
                     Send::Http(request(
                         "POST",
-                        "/v1/admin/gc?keep_last=2&grace_secs=0",
+                        "/v1/admin/gc",
                         &[&admin],
-                        b"",
+                        br#"{"keep_last":2,"grace_secs":0}"#,
                     )),
                     vec![],
                 ),

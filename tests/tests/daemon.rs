@@ -360,6 +360,45 @@ fn fvfsd_commands_go_through_the_running_daemon_and_shutdown_is_clean() {
     ]);
     assert!(out.contains("committed version 1"), "{out}");
     assert!(store.run(["snapshot", "create", "s"]).contains("version 2"));
+    let new = work.path().join("new.txt");
+    fs::write(&new, b"new").unwrap();
+    fvfsc(
+        &d,
+        0,
+        &["put", "/m/odd/new.txt", "--from", new.to_str().unwrap()],
+    );
+    // The history commands are one implementation for fvfsd and fvfsc: the same words
+    // print the same, through the daemon and (below) on the store opened by fvfsd.
+    let shared: [&[&str]; 5] = [
+        &["log"],
+        &["log", "-n", "1"],
+        &["log", "/m/odd/new.txt", "--json"],
+        &["snapshot", "list"],
+        &["diff", "1", "HEAD"],
+    ];
+    let printed: Vec<String> = shared.iter().map(|args| store.run(*args)).collect();
+    for (args, through_daemon) in shared.iter().zip(&printed) {
+        let out = d.fvfsc(*args).output().unwrap();
+        check(&out, 0);
+        assert_eq!(
+            &String::from_utf8_lossy(&out.stdout),
+            through_daemon,
+            "{args:?}"
+        );
+    }
+    assert!(printed[2].contains("\"A\""), "{}", printed[2]);
+    // gc's arguments reach the daemon: keep-last 1 would drop version 1 (2 has a
+    // snapshot), and a dry run drops nothing.
+    let dry = store.run(["gc", "--dry-run", "--keep-last", "1", "--grace-secs", "0"]);
+    assert!(
+        dry.contains("versions: 2 kept, 1 would be dropped (1)"),
+        "{dry}"
+    );
+    assert_eq!(
+        store.run(["log"]).lines().count(),
+        3,
+        "a dry run drops nothing"
+    );
     assert!(store
         .run(["status"])
         .contains(&format!("served by {}", d.url)));
@@ -375,6 +414,13 @@ fn fvfsd_commands_go_through_the_running_daemon_and_shutdown_is_clean() {
     assert_eq!(d.stop(), Some(0));
     assert!(!store.home.path().join("daemon.url").exists());
     assert!(store.run(["log"]).contains("[s]"));
+    for (args, through_daemon) in shared.iter().zip(&printed) {
+        assert_eq!(
+            &store.run(*args),
+            through_daemon,
+            "{args:?} on the store opened here"
+        );
+    }
     let d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
     let cat = d.fvfsc(["cat", "/m/odd/hard-a"]).output().unwrap();
     assert_eq!(cat.stdout, b"hard linked content");

@@ -231,9 +231,9 @@ fn a_collection_refused_on_a_damaged_tree_says_so_and_deletes_nothing() {
     let daemon = Daemon::start(&d, "127.0.0.1:0", &["--no-mdns"]);
     let (status, body) = daemon.raw(&request(
         "POST",
-        "/v1/admin/gc?keep_last=1&grace_secs=0",
+        "/v1/admin/gc",
         &[&daemon.admin_header()],
-        b"",
+        br#"{"keep_last":1,"grace_secs":0}"#,
     ));
     // A damaged tree, not an unavailable store (it used to answer 503 "unavailable").
     assert_eq!(status, 500, "{body}");

@@ -87,9 +87,9 @@ fn many_http_and_fuse_clients_lose_nothing_and_stay_bounded() {
             loop {
                 let gc = request(
                     "POST",
-                    "/v1/admin/gc?keep_last=10&grace_secs=30",
+                    "/v1/admin/gc",
                     &[&admin],
-                    b"",
+                    br#"{"keep_last":10,"grace_secs":30}"#,
                 );
                 let (status, body) = fvfs_tests::daemon::raw(&addr, &gc);
                 assert_eq!(status, 200, "gc: {body}");
@@ -183,9 +183,9 @@ fn many_http_and_fuse_clients_lose_nothing_and_stay_bounded() {
     assert!(mount_peak < RSS_LIMIT, "mount peak RSS {mount_peak}");
     let (status, body) = d.raw(&request(
         "POST",
-        "/v1/admin/fsck?read_data=true",
+        "/v1/admin/fsck",
         &[&d.admin_header()],
-        b"",
+        br#"{"read_data":true}"#,
     ));
     assert_eq!(status, 200);
     assert!(body.contains("\"problems\":[]"), "{body}");

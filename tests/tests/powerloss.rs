@@ -197,9 +197,9 @@ fn acknowledged_writes_survive_power_cuts() {
                     let admin = d.admin_header();
                     let req = request(
                         "POST",
-                        "/v1/admin/gc?keep_last=3&grace_secs=0",
+                        "/v1/admin/gc",
                         &[&admin],
-                        b"",
+                        br#"{"keep_last":3,"grace_secs":0}"#,
                     );
                     (None, None, try_raw(&d.addr, &req).map(|(s, _)| s))
                 }

@@ -451,9 +451,9 @@ fn gc_gives_back_s3_space_and_recovery_forgets_dropped_versions() {
 
     let (status, body) = d.raw(&request(
         "POST",
-        "/v1/admin/gc?keep_last=1&grace_secs=0",
+        "/v1/admin/gc",
         &[&d.admin_header()],
-        b"",
+        br#"{"keep_last":1,"grace_secs":0}"#,
     ));
     assert_eq!(status, 200, "{body}");
     let report = json(&body);

@@ -76,7 +76,7 @@ fn routes(chunk: &str, export_to: &str) -> Vec<Route> {
         r("POST", "/v1/admin/flush", "", b"", Write),
         r("POST", "/v1/admin/evict", "", b"", Admin),
         r("POST", "/v1/admin/fsck", "", b"", Admin),
-        r("POST", "/v1/admin/gc?grace_secs=0", "", b"", Admin),
+        r("POST", "/v1/admin/gc", json, b"{\"grace_secs\":0}", Admin),
         r("POST", "/v1/admin/export", json, export.as_bytes(), Admin),
         r(
             "POST",

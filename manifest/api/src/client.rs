@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::path::encode_path;
 use crate::reports::{Rollback, SnapshotCreate, SnapshotDeleted, Status};
 use crate::tls::{self, Fingerprint, Verifier};
-use crate::views::{ChangeInfo, SnapshotInfo, VersionInfo};
+use crate::views::{ChangeInfo, PathChange, SnapshotInfo, VersionInfo};
 use crate::{ErrorBody, ErrorCode};
 
 pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
@@ -289,8 +289,56 @@ impl Api {
         .await
     }
 
+    /// The versions in which `path` changed, newest first.
+    pub async fn path_log(
+        &self,
+        path: &[u8],
+        limit: Option<usize>,
+    ) -> Result<Vec<PathChange>, Failure> {
+        let q = limit.map(|n| format!("?limit={n}")).unwrap_or_default();
+        self.get(&format!("/v1/history{}{q}", encode_path(path)))
+            .await
+    }
+
     pub async fn status(&self) -> Result<Status, Failure> {
         self.get("/v1/status").await
+    }
+}
+
+/// The history commands through a daemon: its typed calls above.
+#[cfg(feature = "cli")]
+#[async_trait::async_trait]
+impl crate::cli::History for Api {
+    async fn snapshot_create(&self, name: &str) -> anyhow::Result<VersionInfo> {
+        Ok(Api::snapshot_create(self, name).await?)
+    }
+
+    async fn snapshots(&self) -> anyhow::Result<Vec<SnapshotInfo>> {
+        Ok(Api::snapshots(self).await?)
+    }
+
+    async fn snapshot_delete(&self, name: &str) -> anyhow::Result<u64> {
+        Ok(Api::snapshot_delete(self, name).await?)
+    }
+
+    async fn log(&self, limit: Option<usize>) -> anyhow::Result<Vec<VersionInfo>> {
+        Ok(Api::log(self, limit).await?)
+    }
+
+    async fn path_log(&self, path: &[u8], limit: Option<usize>) -> anyhow::Result<Vec<PathChange>> {
+        Ok(Api::path_log(self, path, limit).await?)
+    }
+
+    async fn version(&self, spec: &str) -> anyhow::Result<VersionInfo> {
+        Ok(Api::version(self, spec).await?)
+    }
+
+    async fn rollback(&self, spec: &str) -> anyhow::Result<VersionInfo> {
+        Ok(Api::rollback(self, spec).await?)
+    }
+
+    async fn diff(&self, a: &str, b: &str) -> anyhow::Result<Vec<ChangeInfo>> {
+        Ok(Api::diff(self, a, b).await?)
     }
 }
 

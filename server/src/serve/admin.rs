@@ -3,15 +3,17 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use fvfs_api::cli::{FsckArgs, GcArgs};
 use fvfs_api::reports::{Backlog, DaemonInfo, Eviction, Flushed, Status, TierStatus};
 use fvfs_api::ErrorCode;
 use fvfs_tiering::TierId;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
+use serde::de::DeserializeOwned;
 
 use super::http::{full, ok, ApiError, Body};
 use super::store::json_body;
-use super::{query, State};
+use super::State;
 use crate::{export, migrate};
 
 /// The tiers this daemon runs, warmest first: the local one, always available with
@@ -120,26 +122,11 @@ pub fn wal(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
     ok(&Backlog { tiers, pending })
 }
 
-pub async fn fsck(state: &Arc<State>, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let q = query(req);
-    let flag = |k: &str| q.get(k).is_some_and(|v| v == "true" || v == "1");
-    let version = q
-        .get("version")
-        .map(|v| String::from_utf8_lossy(&fvfs_api::path::decode_path(v)).into_owned());
-    let versions = fvfs_fsck::versions_to_check(&state.repo, flag("all"), version.as_deref())?;
-    let opts = fvfs_fsck::Options {
-        read_data: flag("read_data"),
-        repair: flag("repair"),
-    };
+/// `POST /v1/admin/fsck` with [`FsckArgs`] as its body (none: the defaults).
+pub async fn fsck(state: &Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let args: FsckArgs = args_body(req).await?;
     let task = state.maintenance.start("fsck");
-    let checked = fvfs_fsck::check(
-        &state.repo,
-        &state.fsck_tiers,
-        &versions,
-        opts,
-        &task.progress,
-    )
-    .await;
+    let checked = crate::command::fsck(&state.repo, &state.fsck_tiers, &args, &task.progress).await;
     let (clean, summary) = match &checked {
         Ok(c) => {
             let r = &c.report;
@@ -149,7 +136,7 @@ pub async fn fsck(state: &Arc<State>, req: &Request<Incoming>) -> Result<Respons
                 0 => "clean".to_owned(),
                 n => format!("{n} problems left"),
             };
-            let data = if opts.read_data {
+            let data = if args.read_data {
                 format!(", {} data chunks read", r.data_chunks)
             } else {
                 String::new()
@@ -165,10 +152,10 @@ pub async fn fsck(state: &Arc<State>, req: &Request<Incoming>) -> Result<Respons
     ok(&checked?.report)
 }
 
-/// `POST /v1/admin/gc?dry_run&keep_last&keep_daily&keep_weekly&grace_secs`: a
-/// collection while the daemon serves (never offline: writers run).
-pub async fn gc(state: &Arc<State>, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let args = crate::cli::GcArgs::from_query(&query(req)).map_err(ApiError::bad_request)?;
+/// `POST /v1/admin/gc` with [`GcArgs`] as its body (none: the defaults): a collection
+/// while the daemon serves (never offline: writers run).
+pub async fn gc(state: &Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let args: GcArgs = args_body(req).await?;
     let opts = state.gc.options(&args, false);
     let task = state.maintenance.start("gc");
     let work = fvfs_fsck::gc::collect(&state.repo, &state.fsck_tiers, &opts, &task.progress);
@@ -194,6 +181,21 @@ pub async fn gc(state: &Arc<State>, req: &Request<Incoming>) -> Result<Response<
     };
     state.maintenance.finished("gc", clean, summary);
     ok(&collected?)
+}
+
+/// The arguments of an administration task: a JSON body, or the defaults for none.
+/// A query string is refused rather than ignored: `gc?dry_run=true` must not collect.
+async fn args_body<T: Default + DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
+    if req.uri().query().is_some_and(|q| !q.is_empty()) {
+        return Err(ApiError::bad_request(
+            "the arguments go in a JSON body, e.g. {\"dry_run\": true}, not in the query string",
+        ));
+    }
+    let raw = super::store::body(req, 1 << 16).await?;
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&raw).map_err(|e| ApiError::bad_request(format!("arguments: {e}")))
 }
 
 /// Migrate and export act on the daemon's own file system: only for callers on this machine.

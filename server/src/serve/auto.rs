@@ -176,7 +176,7 @@ async fn round(
         done.pruned.push(name.clone());
     }
     if !done.pruned.is_empty() {
-        let opts = state.gc.options(&crate::cli::GcArgs::default(), false);
+        let opts = state.gc.options(&fvfs_api::cli::GcArgs::default(), false);
         let task = state.maintenance.start("gc");
         let report = fvfs_fsck::gc::collect(repo, &state.fsck_tiers, &opts, &task.progress).await?;
         done.versions_dropped = report.versions_dropped.len();

@@ -671,8 +671,8 @@ async fn route(
             (Method::POST, "flush") => ("admin_flush", admin::flush(state).await),
             (Method::POST, "evict") => ("admin_evict", admin::evict(state).await),
             (Method::GET, "wal") => ("admin_wal", admin::wal(state)),
-            (Method::POST, "fsck") => ("admin_fsck", admin::fsck(state, &req).await),
-            (Method::POST, "gc") => ("admin_gc", admin::gc(state, &req).await),
+            (Method::POST, "fsck") => ("admin_fsck", admin::fsck(state, req).await),
+            (Method::POST, "gc") => ("admin_gc", admin::gc(state, req).await),
             (Method::POST, "migrate") => ("admin_migrate", admin::migrate(state, peer, req).await),
             (Method::POST, "export") => ("admin_export", admin::export(state, peer, req).await),
             (_, "flush" | "evict" | "wal" | "fsck" | "gc" | "migrate" | "export") => {

@@ -1,13 +1,12 @@
-//! How read-only commands print: the same for a store opened here and for one reached
-//! through a running daemon. The views and their human form are
-//! `fvfs_api`'s, shared with the daemon's answers and with fvfsc; `--json`
-//! prints the views themselves.
+//! How the store commands print their answers (the views and their human form are
+//! `fvfs_api`'s, shared with the daemon's answers and with fvfsc; `--json` prints the
+//! views themselves), and the exit codes their findings give.
 
 use std::process::ExitCode;
 
 use fvfs_api::reports::{FsckReport, GcReport, Outcome};
 use fvfs_api::show;
-use fvfs_api::views::{ChangeInfo, SnapshotInfo, StatusInfo, VersionInfo};
+use fvfs_api::views::StatusInfo;
 
 /// Prints the outcome of a bulk command, each path left out as
 /// `fvfsd: <what> <path>: <reason>`; exit code 1 if any was.
@@ -27,18 +26,6 @@ pub fn status(s: &StatusInfo, where_: &str, json: bool) {
     fvfs_api::out::json_or(s, json, |s| {
         format!("store:       {where_}\n{}", show::status(s))
     })
-}
-
-pub fn log(v: &[VersionInfo], json: bool) {
-    fvfs_api::out::json_or(v, json, show::log)
-}
-
-pub fn snapshots(s: &[SnapshotInfo], json: bool) {
-    fvfs_api::out::json_or(s, json, show::snapshots)
-}
-
-pub fn diff(c: &[ChangeInfo], json: bool) {
-    fvfs_api::out::json_or(c, json, show::diff)
 }
 
 /// Prints an fsck report; exit code 1 if it found problems.

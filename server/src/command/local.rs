@@ -1,0 +1,125 @@
+//! The store commands on the store this process opened: the repository's own views
+//! and operations, gc and fsck with a progress bar, migrate and export in process.
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use fvfs_api::cli::{FsckArgs, GcArgs, History};
+use fvfs_api::reports::{FsckReport, GcReport, Outcome};
+use fvfs_api::views::{ChangeInfo, PathChange, SnapshotInfo, StatusInfo, VersionInfo};
+use fvfs_manifest::Repo;
+
+use super::Backend;
+use crate::config::Config;
+use crate::home::Home;
+use crate::{export, migrate, progress};
+
+/// The store opened by this process, and its config.
+pub struct Local<'a> {
+    pub home: &'a Home,
+    pub config: &'a Config,
+}
+
+impl Local<'_> {
+    fn repo(&self) -> &Repo {
+        self.home.repo()
+    }
+}
+
+#[async_trait::async_trait]
+impl History for Local<'_> {
+    async fn snapshot_create(&self, name: &str) -> Result<VersionInfo> {
+        let v = self.repo().lock().await.snapshot_create(name).await?;
+        Ok(self.repo().version_info(&v)?)
+    }
+
+    async fn snapshots(&self) -> Result<Vec<SnapshotInfo>> {
+        Ok(self.repo().snapshot_infos()?)
+    }
+
+    async fn snapshot_delete(&self, name: &str) -> Result<u64> {
+        Ok(self.repo().lock().await.snapshot_delete(name)?)
+    }
+
+    async fn log(&self, limit: Option<usize>) -> Result<Vec<VersionInfo>> {
+        Ok(self.repo().log_info(limit.unwrap_or(usize::MAX))?)
+    }
+
+    async fn path_log(&self, path: &[u8], limit: Option<usize>) -> Result<Vec<PathChange>> {
+        Ok(self
+            .repo()
+            .history(path, limit.unwrap_or(usize::MAX))
+            .await?)
+    }
+
+    async fn version(&self, spec: &str) -> Result<VersionInfo> {
+        Ok(self.repo().version_info(&self.repo().resolve(spec)?)?)
+    }
+
+    async fn rollback(&self, spec: &str) -> Result<VersionInfo> {
+        let target = self.repo().resolve(spec)?;
+        let v = self.repo().lock().await.rollback(&target).await?;
+        Ok(self.repo().version_info(&v)?)
+    }
+
+    async fn diff(&self, a: &str, b: &str) -> Result<Vec<ChangeInfo>> {
+        Ok(self.repo().diff_info(a, b).await?)
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for Local<'_> {
+    fn place(&self) -> String {
+        self.home.dir().display().to_string()
+    }
+
+    async fn status(&self) -> Result<StatusInfo> {
+        Ok(self.repo().status_info()?)
+    }
+
+    async fn gc(&self, args: GcArgs) -> Result<GcReport> {
+        // Offline: no daemon writes meanwhile, so nothing needs the grace of a live one.
+        let opts = self.config.gc.options(&args, true);
+        let progress = fvfs_fsck::Progress::new("gc");
+        let tiers = self.home.fsck_tiers();
+        let work = fvfs_fsck::gc::collect(self.repo(), &tiers, &opts, &progress);
+        Ok(progress::with_bar(&progress, work).await?)
+    }
+
+    async fn fsck(&self, args: FsckArgs) -> Result<FsckReport> {
+        let progress = Arc::new(fvfs_fsck::Progress::new("fsck"));
+        let tiers = self.home.fsck_tiers();
+        let repo = self.home.repo_arc();
+        let work = fsck(&repo, &tiers, &args, &progress);
+        Ok(progress::with_bar(&progress, work).await?.report)
+    }
+
+    async fn migrate(&self, args: migrate::Args) -> Result<Outcome> {
+        migrate::run(self.repo(), args).await
+    }
+
+    async fn export(&self, args: export::Args) -> Result<Outcome> {
+        let outcome = export::run(self.repo(), self.home.s3().as_deref(), args).await;
+        // What was fetched from a colder tier stays local, also when the export
+        // stopped: a second run does not fetch it again.
+        if let Some(tiers) = self.home.tiers() {
+            tiers.record_reads(self.repo()).await?;
+        }
+        outcome
+    }
+}
+
+/// One fsck as `args` asks, by this process or by the daemon for a client.
+pub async fn fsck(
+    repo: &Arc<Repo>,
+    tiers: &[fvfs_fsck::Tier],
+    args: &FsckArgs,
+    progress: &Arc<fvfs_fsck::Progress>,
+) -> Result<fvfs_fsck::Checked, fvfs_fsck::FsckError> {
+    let versions = fvfs_fsck::versions_to_check(repo, args.all, args.version.as_deref())?;
+    let opts = fvfs_fsck::Options {
+        read_data: args.read_data,
+        repair: args.repair,
+    };
+    fvfs_fsck::check(repo, tiers, &versions, opts, progress).await
+}
