@@ -122,65 +122,80 @@ pub fn wal(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
     ok(&Backlog { tiers, pending })
 }
 
-/// `POST /v1/admin/fsck` with [`FsckArgs`] as its body (none: the defaults).
+/// `POST /v1/admin/fsck` with [`FsckArgs`] as its body (none: the defaults); the check
+/// runs as a job, to its end even if the caller goes away.
 pub async fn fsck(state: &Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let args: FsckArgs = args_body(req).await?;
-    let task = state.maintenance.start("fsck");
-    let checked = crate::command::fsck(&state.repo, &state.fsck_tiers, &args, &task.progress).await;
-    let (clean, summary) = match &checked {
-        Ok(c) => {
-            let r = &c.report;
-            let left = r.problems.iter().filter(|p| !p.repaired).count()
-                + r.stores.iter().filter(|p| !p.repaired).count();
-            let found = match left {
-                0 => "clean".to_owned(),
-                n => format!("{n} problems left"),
-            };
-            let data = if args.read_data {
-                format!(", {} data chunks read", r.data_chunks)
-            } else {
-                String::new()
-            };
-            (
-                left == 0,
-                format!("{} versions, {} nodes{data}: {found}", r.versions, r.nodes),
-            )
-        }
-        Err(e) => (false, format!("failed: {e}")),
-    };
-    state.maintenance.finished("fsck", clean, summary);
-    ok(&checked?.report)
+    let job = state.clone();
+    let checked = state.workers.job("fsck", async move {
+        let task = job.maintenance.start("fsck");
+        let checked = crate::command::fsck(&job.repo, &job.fsck_tiers, &args, &task.progress).await;
+        let (clean, summary) = match &checked {
+            Ok(c) => {
+                let r = &c.report;
+                let left = r.problems.iter().filter(|p| !p.repaired).count()
+                    + r.stores.iter().filter(|p| !p.repaired).count();
+                let found = match left {
+                    0 => "clean".to_owned(),
+                    n => format!("{n} problems left"),
+                };
+                let data = if args.read_data {
+                    format!(", {} data chunks read", r.data_chunks)
+                } else {
+                    String::new()
+                };
+                (
+                    left == 0,
+                    format!("{} versions, {} nodes{data}: {found}", r.versions, r.nodes),
+                )
+            }
+            Err(e) => (false, format!("failed: {e}")),
+        };
+        job.maintenance.finished("fsck", clean, summary);
+        checked
+    });
+    ok(&checked.await.ok_or_else(stopping)??.report)
 }
 
 /// `POST /v1/admin/gc` with [`GcArgs`] as its body (none: the defaults): a collection
-/// while the daemon serves (never offline: writers run).
+/// while the daemon serves (never offline: writers run), as a job that runs to its end
+/// even if the caller goes away.
 pub async fn gc(state: &Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let args: GcArgs = args_body(req).await?;
     let opts = state.gc.options(&args, false);
-    let task = state.maintenance.start("gc");
-    let work = fvfs_fsck::gc::collect(&state.repo, &state.fsck_tiers, &opts, &task.progress);
-    let collected = work.await;
-    let (clean, summary) = match &collected {
-        Ok(r) if r.dry_run => (
-            true,
-            format!("dry run: would free {} chunks", r.chunks_freed),
-        ),
-        Ok(r) => (
-            r.failed.is_empty(),
-            format!(
-                "{} versions dropped, {} chunks freed{}",
-                r.versions_dropped.len(),
-                r.chunks_freed,
-                match r.failed.len() {
-                    0 => String::new(),
-                    n => format!(", {n} copies not deleted"),
-                }
+    let job = state.clone();
+    let collected = state.workers.job("gc", async move {
+        let task = job.maintenance.start("gc");
+        let collected =
+            fvfs_fsck::gc::collect(&job.repo, &job.fsck_tiers, &opts, &task.progress).await;
+        let (clean, summary) = match &collected {
+            Ok(r) if r.dry_run => (
+                true,
+                format!("dry run: would free {} chunks", r.chunks_freed),
             ),
-        ),
-        Err(e) => (false, format!("failed: {e}")),
-    };
-    state.maintenance.finished("gc", clean, summary);
-    ok(&collected?)
+            Ok(r) => (
+                r.failed.is_empty(),
+                format!(
+                    "{} versions dropped, {} chunks freed{}",
+                    r.versions_dropped.len(),
+                    r.chunks_freed,
+                    match r.failed.len() {
+                        0 => String::new(),
+                        n => format!(", {n} copies not deleted"),
+                    }
+                ),
+            ),
+            Err(e) => (false, format!("failed: {e}")),
+        };
+        job.maintenance.finished("gc", clean, summary);
+        collected
+    });
+    ok(&collected.await.ok_or_else(stopping)??)
+}
+
+/// The answer to a request whose job the daemon's shutdown did not let run.
+fn stopping() -> ApiError {
+    ApiError::new(ErrorCode::Unavailable, "the daemon is shutting down")
 }
 
 /// The arguments of an administration task: a JSON body, or the defaults for none.
