@@ -14,6 +14,7 @@ fn repo_with_files(dir: &std::path::Path, rt: &tokio::runtime::Runtime, files: u
     let repo = Repo::new(
         Arc::new(store) as Arc<dyn ChunkStore>,
         Kv::open(&dir.join("meta")).unwrap(),
+        Arc::new(fvfs_manifest::Unindexed),
     );
     rt.block_on(async {
         let pending = Pending::default();

@@ -142,16 +142,18 @@ impl Kv {
         self.db.contains_key(key).map_err(|e| self.err(e))
     }
 
-    /// Every pair whose key starts with `prefix`, in key order (or reversed).
-    pub fn scan_prefix<'a>(
-        &'a self,
+    /// Every pair whose key starts with `prefix`, in key order (or reversed); the
+    /// iterator holds the database, not this handle.
+    pub fn scan_prefix(
+        &self,
         prefix: &[u8],
         reverse: bool,
-    ) -> Box<dyn Iterator<Item = Result<Pair, KvError>> + 'a> {
+    ) -> Box<dyn Iterator<Item = Result<Pair, KvError>> + Send + 'static> {
         let iter = self.db.scan_prefix(prefix);
+        let kv = self.clone();
         let map = move |r: sled::Result<(sled::IVec, sled::IVec)>| {
             r.map(|(k, v)| (k.to_vec(), v.to_vec()))
-                .map_err(|e| self.err(e))
+                .map_err(|e| kv.err(e))
         };
         if reverse {
             Box::new(iter.rev().map(map))

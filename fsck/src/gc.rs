@@ -19,7 +19,7 @@ use fvfs_api::reports::{Freed, GcReport};
 use fvfs_cas::ChunkId;
 use fvfs_manifest::meta::TIER_S3;
 use fvfs_manifest::{Condemned, GcSession, ManifestError, Repo};
-use fvfs_tiering::S3Store;
+use fvfs_tiering::{Publishing, S3Store};
 
 use crate::retention::Retention;
 use crate::walk::{self, Found};
@@ -315,12 +315,12 @@ async fn compact(
     report: &mut GcReport,
 ) -> Result<(), ManifestError> {
     if !opts.dry_run {
-        let dropped = repo.gc_dropped_unpublished()?;
+        let dropped = repo.dropped_unpublished()?;
         if let Err(e) = fvfs_tiering::s3::log::record_dropped(s3.bucket(), &dropped).await {
             report.s3_skipped = Some(format!("S3 could not record the dropped versions: {e}"));
             return Ok(());
         }
-        repo.gc_dropped_published(&dropped)?;
+        repo.dropped_published(&dropped)?;
     }
     match s3.compact(opts.compact_below, opts.dry_run).await {
         Ok(c) => report.compaction = Some(c),

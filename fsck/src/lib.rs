@@ -22,7 +22,7 @@ use fvfs_cas::{ChunkId, ChunkStore, StoreError};
 use fvfs_manifest::meta::TIER_S3;
 use fvfs_manifest::node::{self, Node};
 use fvfs_manifest::{path, ManifestError, Repo, Version};
-use fvfs_tiering::S3Store;
+use fvfs_tiering::{Publishing, Replication, S3Store};
 
 mod error;
 pub mod gc;

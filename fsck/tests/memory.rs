@@ -23,10 +23,9 @@ struct Fixture {
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(FaultyStore::new(MemoryStore::new()));
-    let repo = Arc::new(Repo::new(
-        store.clone() as Arc<dyn ChunkStore>,
-        Kv::open(&dir.path().join("meta")).unwrap(),
-    ));
+    let kv = Kv::open(&dir.path().join("meta")).unwrap();
+    let index = Arc::new(fvfs_tiering::TierIndex::new(&kv, 0));
+    let repo = Arc::new(Repo::new(store.clone() as Arc<dyn ChunkStore>, kv, index));
     Fixture {
         _dir: dir,
         store,

@@ -13,6 +13,7 @@ pub mod meta;
 pub use fvfs_node as node;
 pub use fvfs_node::path;
 mod repo;
+mod space;
 mod tree;
 mod views;
 mod walk;
@@ -20,13 +21,10 @@ mod walk;
 pub use error::{ManifestError, Result};
 pub use fvfs_node::ChunkKind;
 pub use fvfs_node::{Change, ChangeKind};
-pub use meta::{
-    ChunkRecord, FileRef, PackLoc, QueueEntry, QueueStatus, StatEntry, Totals, Version, VersionKind,
-};
+pub use meta::{ChunkRecord, FileRef, StatEntry, Totals, Version, VersionKind};
 pub use node::{ChunkRef, DirNode, Entry, EntryKind, FileNode, Node};
 pub use repo::now as now_secs;
-pub use repo::{
-    recent_accesses, Condemned, CopyMark, GcSession, HeadLock, PackLocs, Pending, Recovered, Repo,
-};
+pub use repo::{Condemned, CopyMark, GcSession, HeadLock, Pending, RecordChange, Repo};
+pub use space::{RecordIndex, Space, Unindexed};
 pub use tree::{Origin, TreeEdit};
 pub use walk::{diff, fetch_trees, lookup, walk};

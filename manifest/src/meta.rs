@@ -7,17 +7,12 @@
 //! c <32-byte id>  ChunkRecord, one per chunk known to the store
 //! f <source path> StatEntry: migrate's stat cache
 //! k               Totals over all chunk records
-//! q <tier> <id>   QueueEntry: chunk waiting to be copied to a colder tier
-//! t <tier>        the tier was initialised once (so a vanished mount is never re-created)
-//! p <32-byte id>  PackLoc: where the S3 tier keeps the chunk (pack, offset, length)
-//! l               the newest version number published to S3 (u64 BE)
-//! e <tier> <u64 BE last access> <id>
-//!                 eviction candidate of a tier: a chunk it holds that S3 holds too,
-//!                 ordered by last access (empty value)
 //! g <32-byte id>  ChunkRecord of a chunk garbage collection condemned: its record is
 //!                 gone, its copies are being deleted (removed once they are)
-//! d <u64 BE>      a version garbage collection dropped, not yet marked dropped in S3
 //! ```
+//! Every other first byte is a namespace the layer above keeps through a
+//! [`Space`](crate::Space) (tiering's replication queue, eviction candidates, S3
+//! locations and publish log: `tiering/src/records`).
 //! Values are packed CBOR structs (or fixed-width integers), all a few dozen bytes.
 
 use fvfs_cas::ChunkId;
@@ -32,30 +27,18 @@ pub(crate) const VERSION_PREFIX: u8 = b'v';
 pub(crate) const SNAPSHOT_PREFIX: u8 = b's';
 pub(crate) const CHUNK_PREFIX: u8 = b'c';
 pub(crate) const STAT_PREFIX: u8 = b'f';
-pub(crate) const QUEUE_PREFIX: u8 = b'q';
-pub(crate) const TIER_PREFIX: u8 = b't';
-pub(crate) const PACK_PREFIX: u8 = b'p';
-pub(crate) const PUBLISHED: &[u8] = b"l";
-pub(crate) const CANDIDATE_PREFIX: u8 = b'e';
 pub(crate) const TOMBSTONE_PREFIX: u8 = b'g';
-pub(crate) const DROPPED_PREFIX: u8 = b'd';
 
-pub(crate) fn dropped_key(n: u64) -> Vec<u8> {
-    key(DROPPED_PREFIX, &n.to_be_bytes())
-}
-
-pub(crate) fn candidate_key(tier: u8, last_access: i64, id: &ChunkId) -> Vec<u8> {
-    let mut k = vec![CANDIDATE_PREFIX, tier];
-    k.extend_from_slice(&(last_access.max(0) as u64).to_be_bytes());
-    k.extend_from_slice(id.as_bytes());
-    k
-}
-
-pub(crate) fn queue_key(tier: u8, id: &ChunkId) -> Vec<u8> {
-    let mut k = vec![QUEUE_PREFIX, tier];
-    k.extend_from_slice(id.as_bytes());
-    k
-}
+/// The first bytes of the manifest's own keys: never handed out as a space.
+pub(crate) const OWN_PREFIXES: [u8; 7] = [
+    HEAD[0],
+    TOTALS[0],
+    VERSION_PREFIX,
+    SNAPSHOT_PREFIX,
+    CHUNK_PREFIX,
+    STAT_PREFIX,
+    TOMBSTONE_PREFIX,
+];
 
 pub(crate) fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + rest.len());
@@ -72,11 +55,11 @@ pub(crate) fn chunk_key(id: &ChunkId) -> Vec<u8> {
     key(CHUNK_PREFIX, id.as_bytes())
 }
 
-pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     serde_cbor::ser::to_vec_packed(v).expect("records always serialize")
 }
 
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_cbor::Error> {
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_cbor::Error> {
     serde_cbor::from_slice(bytes)
 }
 
@@ -200,7 +183,7 @@ pub struct Totals {
 }
 
 impl Totals {
-    pub(crate) fn add(&mut self, r: &ChunkRecord) {
+    pub fn add(&mut self, r: &ChunkRecord) {
         self.chunks += 1;
         self.node_chunks += u64::from(r.kind == ChunkKind::Node);
         self.raw_bytes += u64::from(r.raw_len);
@@ -247,7 +230,7 @@ impl Totals {
     }
 
     /// Counts a chunk of `stored_len` bytes that colder tier `tier` newly holds.
-    pub(crate) fn count_on(&mut self, tier: u8, stored_len: u32) {
+    pub fn count_on(&mut self, tier: u8, stored_len: u32) {
         let (chunks, bytes) = match tier {
             TIER_NAS => (&mut self.nas_chunks, &mut self.nas_bytes),
             TIER_S3 => (&mut self.s3_chunks, &mut self.s3_bytes),
@@ -255,57 +238,5 @@ impl Totals {
         };
         *chunks += 1;
         *bytes += u64::from(stored_len);
-    }
-}
-
-/// A chunk waiting to reach a colder tier: written in the same batch as the chunk's
-/// record, removed in the same batch that sets the tier's bit.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QueueEntry {
-    /// When it was queued (seconds since the Unix epoch).
-    pub since: i64,
-    pub attempts: u32,
-    /// Not before this time (exponential backoff after failures).
-    pub next_try: i64,
-    /// The last failure, if any.
-    pub error: String,
-}
-
-/// What waits for one tier.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QueueStatus {
-    pub pending: u64,
-    /// Seconds since the oldest waiting chunk was queued.
-    pub oldest_age_secs: Option<i64>,
-    pub last_error: Option<String>,
-}
-
-/// Where the S3 tier keeps a chunk: a byte range of a pack object.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PackLoc {
-    /// The pack's name: the BLAKE3 hash of the whole pack object.
-    pub pack: [u8; 32],
-    pub offset: u64,
-    pub len: u32,
-}
-
-impl PackLoc {
-    pub const ENCODED_LEN: usize = 44;
-
-    pub fn encode(&self) -> [u8; Self::ENCODED_LEN] {
-        let mut out = [0u8; Self::ENCODED_LEN];
-        out[..32].copy_from_slice(&self.pack);
-        out[32..40].copy_from_slice(&self.offset.to_le_bytes());
-        out[40..].copy_from_slice(&self.len.to_le_bytes());
-        out
-    }
-
-    pub fn decode(bytes: &[u8]) -> Option<Self> {
-        let bytes: &[u8; Self::ENCODED_LEN] = bytes.try_into().ok()?;
-        Some(Self {
-            pack: bytes[..32].try_into().ok()?,
-            offset: u64::from_le_bytes(bytes[32..40].try_into().ok()?),
-            len: u32::from_le_bytes(bytes[40..].try_into().ok()?),
-        })
     }
 }

@@ -17,15 +17,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-mod evict;
 mod gc;
-mod packs;
-mod queue;
+mod records;
+mod restore;
 
-pub use evict::recent_accesses;
 pub use gc::{Condemned, CopyMark, GcSession};
-
-pub use packs::{PackLocs, Recovered};
+pub use records::RecordChange;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -34,10 +31,10 @@ use fvfs_cas::{frame, ChunkId, ChunkStore};
 use crate::error::{ManifestError, Result};
 use crate::kv::{Batch, Kv};
 use crate::meta::{
-    self, ChunkRecord, FileRef, QueueEntry, StatEntry, Totals, Version, VersionKind, TIER_LOCAL,
-    TIER_NAS, TIER_S3,
+    self, ChunkRecord, FileRef, StatEntry, Totals, Version, VersionKind, TIER_LOCAL,
 };
 use crate::node::{self, ChunkKind, ChunkRef, DirNode, Entry, Node};
+use crate::space::RecordIndex;
 
 type Records = HashMap<ChunkId, ChunkRecord>;
 type StatNotes = Vec<(Vec<u8>, StatEntry)>;
@@ -104,8 +101,8 @@ pub struct Repo {
     kv: Kv,
     head: tokio::sync::Mutex<()>,
     persisting: tokio::sync::Mutex<()>,
-    /// Tiers (bits) every new chunk is queued for.
-    replicas: std::sync::atomic::AtomicU8,
+    /// What the layer above keeps beside chunk records (see [`RecordIndex`]).
+    index: Arc<dyn RecordIndex>,
     /// Keeps writers' chunks alive while a garbage collection runs.
     fence: Arc<gc::Fence>,
 }
@@ -119,13 +116,15 @@ pub fn now() -> i64 {
 }
 
 impl Repo {
-    pub fn new(store: Arc<dyn ChunkStore>, kv: Kv) -> Self {
+    /// A repository of `store`, named in `kv`; `index` hears of the chunk records it
+    /// makes and removes.
+    pub fn new(store: Arc<dyn ChunkStore>, kv: Kv, index: Arc<dyn RecordIndex>) -> Self {
         Self {
             store,
             kv,
             head: tokio::sync::Mutex::new(()),
             persisting: tokio::sync::Mutex::new(()),
-            replicas: std::sync::atomic::AtomicU8::new(0),
+            index,
             fence: Arc::default(),
         }
     }
@@ -386,24 +385,12 @@ impl Repo {
         self.store.sync().await?;
         let mut totals = self.totals()?;
         let mut batch = Batch::default();
-        let replicas = self.replicas.load(std::sync::atomic::Ordering::Relaxed);
-        let queued = meta::encode(&QueueEntry {
-            since: now(),
-            attempts: 0,
-            next_try: 0,
-            error: String::new(),
-        });
         for (id, record) in &records {
             let key = meta::chunk_key(id);
             if !self.kv.contains(&key)? {
                 totals.add(record);
                 batch.insert(key, meta::encode(record));
-                for bit in [TIER_NAS, TIER_S3]
-                    .into_iter()
-                    .filter(|b| replicas & b != 0)
-                {
-                    batch.insert(meta::queue_key(bit, id), queued.clone());
-                }
+                self.index.recorded(&mut batch, id, record);
             }
             if batch.len() >= BATCH_OPS {
                 batch.insert(meta::TOTALS, meta::encode(&totals));

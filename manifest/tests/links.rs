@@ -20,6 +20,7 @@ fn fixture() -> Fixture {
     let repo = Repo::new(
         store as Arc<dyn ChunkStore>,
         Kv::open(&dir.path().join("meta")).unwrap(),
+        Arc::new(fvfs_manifest::Unindexed),
     );
     Fixture { _dir: dir, repo }
 }

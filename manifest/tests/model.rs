@@ -154,7 +154,7 @@ proptest! {
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         rt.block_on(async {
             let dir = tempfile::tempdir().unwrap();
-            let repo = Repo::new(Arc::new(MemoryStore::new()) as Arc<dyn ChunkStore>, Kv::open(&dir.path().join("m")).unwrap());
+            let repo = Repo::new(Arc::new(MemoryStore::new()) as Arc<dyn ChunkStore>, Kv::open(&dir.path().join("m")).unwrap(), Arc::new(fvfs_manifest::Unindexed));
             let mut model = BTreeMap::new();
             let mut pending = Pending::default();
             let mut edit = TreeEdit::open(&repo, None).await.unwrap();

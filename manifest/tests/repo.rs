@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use fvfs_cas::{ChunkStore, MemoryStore};
 use fvfs_manifest::kv::Kv;
-use fvfs_manifest::meta::TIER_NAS;
 use fvfs_manifest::*;
 
 struct Fixture {
@@ -20,6 +19,7 @@ fn fixture() -> Fixture {
     let repo = Repo::new(
         store.clone() as Arc<dyn ChunkStore>,
         Kv::open(&dir.path().join("meta")).unwrap(),
+        Arc::new(fvfs_manifest::Unindexed),
     );
     Fixture {
         _dir: dir,
@@ -372,56 +372,6 @@ async fn gc_never_condemns_what_a_writer_still_relies_on() {
     assert!(f.repo.chunk_record(&id).unwrap().is_none());
     f.repo.gc_buried(&[id]).unwrap();
     assert!(!f.repo.gc_interrupted().unwrap());
-}
-
-/// A replication batch that copied a chunk before a collection deleted its copies on
-/// every tier must not set the tier's bit on the record a writer made by storing the
-/// chunk again: the copy it confirms is gone. The chunk stays queued, copied afresh.
-#[tokio::test]
-async fn a_copy_a_collection_deleted_is_never_confirmed() {
-    let f = fixture();
-    f.repo.set_replicas(TIER_NAS);
-    let data = b"copied, collected, stored again".as_slice();
-    let p = Pending::default();
-    let id = f.repo.put_chunk(&p, data, ChunkKind::Data).await.unwrap();
-    f.repo.checkpoint(&p).await.unwrap();
-    let nas_bit = |f: &Fixture| f.repo.chunk_record(&id).unwrap().unwrap().tiers & TIER_NAS;
-    let queued = |f: &Fixture| f.repo.replication_status(TIER_NAS).unwrap().pending;
-
-    // The replicator's batch begins (and copies the chunk to the NAS).
-    let copying = f.repo.copy_mark();
-    {
-        let lock = f.repo.lock().await;
-        let keep_all = |v: &[Version]| v.iter().map(|v| v.number).collect();
-        let session = f.repo.gc_begin(&lock, keep_all, 0, false).await.unwrap();
-        drop(lock);
-        let condemned = f.repo.gc_condemn(&session, &[id]).await.unwrap();
-        assert_eq!(condemned.chunks.len(), 1);
-        // ... its copies are deleted, the NAS one among them ...
-        f.repo.gc_buried(&[id]).unwrap();
-    }
-    // A writer stores it again: a new record, queued for the NAS again.
-    let p = Pending::default();
-    f.repo.put_chunk(&p, data, ChunkKind::Data).await.unwrap();
-    f.repo.checkpoint(&p).await.unwrap();
-    assert_eq!(queued(&f), 1);
-
-    f.repo
-        .replication_done(TIER_NAS, &[id], &copying)
-        .await
-        .unwrap();
-    assert_eq!(nas_bit(&f), 0, "a deleted copy was confirmed");
-    assert_eq!(queued(&f), 1, "the chunk must be copied again");
-    drop(copying);
-
-    // A batch that began after the collection confirms its copy.
-    let copying = f.repo.copy_mark();
-    f.repo
-        .replication_done(TIER_NAS, &[id], &copying)
-        .await
-        .unwrap();
-    assert_ne!(nas_bit(&f), 0);
-    assert_eq!(queued(&f), 0);
 }
 
 /// Edits of a directory large enough to be split, over several commits: after each,

@@ -59,7 +59,7 @@ impl Home {
         let (s3, key) = match s3 {
             Some((settings, crypt)) => {
                 let (bucket, key) = crate::keys::bucket(&dir, settings, &crypt).await?;
-                let locs = Arc::new(fvfs_manifest::PackLocs::new(kv.clone()));
+                let locs = Arc::new(fvfs_tiering::PackLocs::new(&kv));
                 (Some(Arc::new(S3Store::new(bucket, locs))), key)
             }
             None => (None, None),
@@ -92,7 +92,9 @@ impl Home {
             nas.map(|n| (n, running(TierId::Nas))),
             s3.map(|s| (s, running(TierId::S3))),
         ));
-        let repo = Arc::new(Repo::new(tiers.store(), kv));
+        // Every chunk recorded is queued for the colder tiers, whichever command records it.
+        let index = Arc::new(fvfs_tiering::TierIndex::new(&kv, tiers.replicas()));
+        let repo = Arc::new(Repo::new(tiers.store(), kv, index));
         Ok(Self {
             dir,
             repo,

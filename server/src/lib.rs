@@ -27,6 +27,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use cli::{Cli, Command};
+use fvfs_tiering::Replication;
 
 /// Runs the command `cli` names.
 pub async fn run(cli: Cli) -> Result<ExitCode> {
@@ -76,8 +77,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
 /// Runs `command` on the store opened by this process.
 async fn local(home: &home::Home, config: &config::Config, command: Command) -> Result<ExitCode> {
     let repo = home.repo();
-    // With colder tiers, every chunk recorded (by any command) is queued for them; a
-    // tier configured for the first time is sent everything recorded before.
+    // With colder tiers, every chunk recorded (by any command) is queued for them
+    // (`Home::open`); a tier configured for the first time is sent everything recorded
+    // before.
     let tiers = home.tier_set();
     if let Some(nas) = tiers.nas() {
         if let Some(why) = fvfs_tiering::prepare_nas(repo, nas).await? {
@@ -88,7 +90,6 @@ async fn local(home: &home::Home, config: &config::Config, command: Command) -> 
     if tiers.s3().is_some() && !repo.tier_initialised(s3)? {
         repo.mark_tier_initialised(s3).await?;
     }
-    repo.set_replicas(tiers.replicas());
     // A collection killed midway is finished before anything else writes.
     let finished = fvfs_fsck::gc::finish_interrupted(repo, &home.fsck_tiers()).await?;
     if finished > 0 {

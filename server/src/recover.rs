@@ -17,8 +17,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use futures::StreamExt;
 use fvfs_cas::StoreError;
-use fvfs_manifest::{fetch_trees, Recovered, Repo};
-use fvfs_tiering::TierId;
+use fvfs_manifest::{fetch_trees, Repo};
+use fvfs_tiering::{Publishing, Recovered, Replication, TierId};
 
 use crate::home::Home;
 use crate::progress::with_bar;
@@ -39,7 +39,7 @@ pub async fn run(home: &Home, rehydrate: bool) -> Result<ExitCode> {
     let progress = Arc::new(fvfs_fsck::Progress::new("recover"));
     progress.phase("pack indexes", 0);
     let found = with_bar(&progress, s3.scan_packs(|bytes| progress.add(1, bytes))).await?;
-    repo.restore_chunks(&found)?;
+    repo.restore_chunks(&found).await?;
     let (versions, snapshots) = fvfs_tiering::s3::log::read(s3.bucket()).await?;
     if versions.is_empty() {
         bail!("no version log in S3 under this bucket and prefix: nothing to recover");
@@ -58,7 +58,7 @@ pub async fn run(home: &Home, rehydrate: bool) -> Result<ExitCode> {
     }
     repo.store().sync().await?;
     tiers.record_reads(repo).await?;
-    repo.restore_versions(&versions, &snapshots)?;
+    repo.restore_versions_published(&versions, &snapshots)?;
     if home.tier_set().nas().is_some() {
         repo.mark_tier_initialised(TierId::Nas.bit()).await?;
     }

@@ -17,7 +17,9 @@ use std::sync::Arc;
 
 use fvfs_api::reports::Evicted;
 use fvfs_cas::{ChunkId, ChunkStore};
-use fvfs_manifest::{recent_accesses, Repo};
+use fvfs_manifest::Repo;
+
+use crate::records::{recent_accesses, Eviction};
 
 use crate::{TierId, TieredStore};
 

@@ -24,6 +24,8 @@ use fvfs_cas::{
     ChunkId, ChunkStore, Compacted, Loaded, PackOptions, PackStore, StoreError, StoreFault, Usage,
 };
 
+use crate::records::Replication;
+
 pub struct NasStore {
     root: PathBuf,
     opts: PackOptions,

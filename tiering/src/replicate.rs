@@ -4,8 +4,9 @@
 //! the tiers in bulk, in the local tier's order) to its tier. It syncs the tier when its
 //! [`FlushPolicy`] says so (every batch for the NAS; for S3 once `flush_size_mb` waits,
 //! `flush_interval_secs` passed, or a flush was asked for, so packs are large), and
-//! only then sets the tier's bit and unqueues the chunks (`Repo::replication_done`),
-//! then runs the tier's epilogue (S3 publishes the version log). On failure the tier is
+//! only then sets the tier's bit and unqueues the chunks
+//! (`Replication::replication_done`, `records/queue.rs`), then runs the tier's
+//! epilogue (S3 publishes the version log). On failure the tier is
 //! marked unavailable, the error is kept for status, and the chunks are retried with
 //! exponential backoff (1 s doubling to 60 s); writes keep landing on the local tier
 //! meanwhile, and the queue, kept in sled, survives crashes and resumes at the next start.
@@ -17,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use fvfs_cas::{ChunkId, ChunkStore, StoreError};
-use fvfs_manifest::{CopyMark, QueueStatus, Repo};
+use fvfs_manifest::{CopyMark, Repo};
+
+use crate::records::{Publishing, QueueStatus, Replication};
 use tokio::sync::Notify;
 
 use crate::s3::log::LogPublisher;

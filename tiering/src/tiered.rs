@@ -16,6 +16,8 @@ use futures::stream::{self, BoxStream, StreamExt};
 use fvfs_cas::{ChunkId, ChunkStore, ChunkStream, Loaded, StoreError, StoreFault, Usage};
 use fvfs_manifest::{ManifestError, Repo};
 
+use crate::records::Eviction;
+
 pub struct TieredStore {
     local: Arc<dyn ChunkStore>,
     /// Colder tiers, warmest first, each with its name for reports.

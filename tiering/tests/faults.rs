@@ -57,11 +57,9 @@ async fn reads_fall_back_past_corrupt_failing_and_slow_copies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replication_retries_a_failing_tier_reports_it_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = Arc::new(Repo::new(
-        Arc::new(MemoryStore::new()),
-        Kv::open(&dir.path().join("meta")).unwrap(),
-    ));
-    repo.set_replicas(TIER_NAS);
+    let kv = Kv::open(&dir.path().join("meta")).unwrap();
+    let index = Arc::new(fvfs_tiering::TierIndex::new(&kv, TIER_NAS));
+    let repo = Arc::new(Repo::new(Arc::new(MemoryStore::new()), kv, index));
     let pending = Pending::default();
     let mut ids = Vec::new();
     for i in 0..20u32 {

@@ -34,7 +34,7 @@
 //! (an error, never a loss).
 //!
 //! A replication batch never confirms a copy that a collection deleted meanwhile: it
-//! holds a [`CopyMark`] from before it read the chunks, and [`Repo::replication_done`]
+//! holds a [`CopyMark`] from before it read the chunks, and tiering's `replication_done`
 //! leaves queued every chunk buried since the mark (a writer may have stored it again
 //! with a new record and queue entry; that copy is made afresh).
 //!
@@ -54,7 +54,7 @@ use fvfs_cas::ChunkId;
 use super::{now, HeadLock, Repo};
 use crate::error::{ManifestError, Result};
 use crate::kv::Batch;
-use crate::meta::{self, ChunkRecord, Version, TIER_LOCAL, TIER_NAS, TIER_S3};
+use crate::meta::{self, ChunkRecord, Version};
 
 /// The fence between a running collection and the writers.
 #[derive(Default)]
@@ -108,7 +108,7 @@ impl Drop for CopyMark {
 
 impl CopyMark {
     /// Whether a collection deleted `id`'s copies since this mark was taken.
-    pub(crate) fn buried_since(&self, id: &ChunkId) -> bool {
+    pub fn buried_since(&self, id: &ChunkId) -> bool {
         self.fence
             .state()
             .buried_at
@@ -220,7 +220,6 @@ impl Repo {
         if let Some(head) = lock.head()? {
             keep.insert(head.number);
         }
-        let note_for_s3 = self.replicas.load(std::sync::atomic::Ordering::Relaxed) & TIER_S3 != 0;
         let mut batch = Batch::default();
         for v in versions {
             if keep.contains(&v.number) {
@@ -228,9 +227,7 @@ impl Repo {
             } else {
                 session.dropped.push(v.number);
                 batch.remove(meta::version_key(v.number));
-                if note_for_s3 {
-                    batch.insert(meta::dropped_key(v.number), Vec::new());
-                }
+                self.index.version_dropped(&mut batch, v.number);
             }
         }
         session.dropped.reverse();
@@ -239,28 +236,6 @@ impl Repo {
             self.kv.flush_durable()?;
         }
         Ok(session)
-    }
-
-    /// Versions dropped by collections but not yet marked dropped in S3's log.
-    pub fn gc_dropped_unpublished(&self) -> Result<Vec<u64>> {
-        self.kv
-            .scan_prefix(&[meta::DROPPED_PREFIX], false)
-            .map(|r| {
-                let (k, _) = r?;
-                Ok(k[1..].try_into().map(u64::from_be_bytes).unwrap_or(0))
-            })
-            .collect()
-    }
-
-    /// S3's log now says `numbers` are dropped.
-    pub fn gc_dropped_published(&self, numbers: &[u64]) -> Result<()> {
-        let mut batch = Batch::default();
-        for n in numbers {
-            batch.remove(meta::dropped_key(*n));
-        }
-        self.kv.apply(batch)?;
-        self.kv.flush_durable()?;
-        Ok(())
     }
 
     /// Every chunk record, in id order, from `after` on (exclusive), at most `limit`.
@@ -290,8 +265,9 @@ impl Repo {
     }
 
     /// Removes the records of `ids` that no writer protected, that still exist and
-    /// that are older than the grace period, with their queue entries, eviction
-    /// candidates and S3 locations, writing tombstones in the same durable batch;
+    /// that are older than the grace period, with what the index keeps beside them
+    /// (queue entries, eviction candidates, S3 locations), writing tombstones in the
+    /// same durable batch;
     /// returns what was condemned (the caller deletes the copies, then calls
     /// [`Repo::gc_buried`]).
     pub async fn gc_condemn(&self, session: &GcSession<'_>, ids: &[ChunkId]) -> Result<Condemned> {
@@ -311,13 +287,7 @@ impl Repo {
                 continue;
             }
             batch.remove(meta::chunk_key(id));
-            for t in [TIER_NAS, TIER_S3] {
-                batch.remove(meta::queue_key(t, id));
-            }
-            for t in [TIER_LOCAL, TIER_NAS] {
-                batch.remove(meta::candidate_key(t, r.last_access, id));
-            }
-            batch.remove(meta::key(meta::PACK_PREFIX, id.as_bytes()));
+            self.index.removed(&mut batch, id, &r);
             batch.insert(tombstone_key(id), meta::encode(&r));
             totals.remove(&r);
             chunks.push((*id, r));

@@ -18,9 +18,9 @@
 
 use std::collections::HashMap;
 
+use crate::records::PackLoc;
 use fvfs_api::reports::Compaction;
 use fvfs_cas::{ChunkId, StoreError};
-use fvfs_manifest::meta::PackLoc;
 
 use super::{S3Store, PACK_MAX, UPLOADS};
 use fvfs_cas::ChunkStore;

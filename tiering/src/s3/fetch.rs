@@ -13,10 +13,10 @@
 //!   most [`MAX_RANGE`] bytes are held, and frames are decoded [`BATCH`] at a time as
 //!   the reader takes them.
 
+use crate::records::PackLoc;
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 use fvfs_cas::{ChunkId, ChunkStream, Loaded, StoreError};
-use fvfs_manifest::PackLoc;
 
 use super::{lock, pack_key, Bucket, S3Store};
 

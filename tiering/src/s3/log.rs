@@ -28,6 +28,8 @@ use fvfs_cas::StoreError;
 use fvfs_manifest::meta::TIER_S3;
 use fvfs_manifest::{Repo, Version};
 
+use crate::records::{Publishing, Replication};
+
 use super::Bucket;
 
 const LOG_DIR: &str = "log/";

@@ -36,11 +36,11 @@ pub mod pack;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::records::{PackLoc, PackLocs, Recovered};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 use fvfs_cas::{ChunkId, ChunkStore, Loaded, StoreError, Usage};
-use fvfs_manifest::{PackLoc, PackLocs, Recovered};
 
 pub use bucket::{Bucket, Requests, S3Settings};
 

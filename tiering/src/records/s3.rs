@@ -1,0 +1,215 @@
+//! What the metadata database keeps for the S3 tier: where each chunk sits in its
+//! packs, which versions were published to S3 (and which dropped ones are still to be
+//! marked so in S3's log), and the chunk records of a whole state restored from S3.
+//!
+//! # Invariants
+//! - A pack location is recorded only after its pack object was stored (the S3 store
+//!   records after the upload returned), so a location never names a missing pack.
+//! - The published mark only grows, and is written after the version log segment it
+//!   covers was stored in S3.
+
+use fvfs_cas::ChunkId;
+use fvfs_manifest::kv::{Batch, Kv};
+use fvfs_manifest::meta::TIER_S3;
+use fvfs_manifest::{ChunkKind, ChunkRecord, Repo, Result, Space};
+
+use super::{bad, DROPPED, PACKS, PUBLISHED};
+
+/// Where the S3 tier keeps a chunk: a byte range of a pack object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackLoc {
+    /// The pack's name: the BLAKE3 hash of the whole pack object.
+    pub pack: [u8; 32],
+    pub offset: u64,
+    pub len: u32,
+}
+
+impl PackLoc {
+    pub const ENCODED_LEN: usize = 44;
+
+    pub fn encode(&self) -> [u8; Self::ENCODED_LEN] {
+        let mut out = [0u8; Self::ENCODED_LEN];
+        out[..32].copy_from_slice(&self.pack);
+        out[32..40].copy_from_slice(&self.offset.to_le_bytes());
+        out[40..].copy_from_slice(&self.len.to_le_bytes());
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let bytes: &[u8; Self::ENCODED_LEN] = bytes.try_into().ok()?;
+        Some(Self {
+            pack: bytes[..32].try_into().ok()?,
+            offset: u64::from_le_bytes(bytes[32..40].try_into().ok()?),
+            len: u32::from_le_bytes(bytes[40..].try_into().ok()?),
+        })
+    }
+}
+
+/// A chunk found in S3 by `fvfsd recover`.
+#[derive(Clone, Copy, Debug)]
+pub struct Recovered {
+    pub id: ChunkId,
+    pub loc: PackLoc,
+    pub raw_len: u32,
+}
+
+/// The S3 tier's chunk locations, in the metadata database (a handle sharing it).
+#[derive(Clone)]
+pub struct PackLocs {
+    space: Space,
+}
+
+impl PackLocs {
+    pub fn new(kv: &Kv) -> Self {
+        Self {
+            space: Space::new(kv.clone(), PACKS),
+        }
+    }
+
+    pub fn get(&self, id: &ChunkId) -> Result<Option<PackLoc>> {
+        match self.space.get(id.as_bytes())? {
+            None => Ok(None),
+            Some(v) => PackLoc::decode(&v)
+                .map(Some)
+                .ok_or_else(|| bad("pack location", "bad length")),
+        }
+    }
+
+    /// Records where chunks were stored in S3, durably.
+    pub fn record(&self, locs: &[(ChunkId, PackLoc)]) -> Result<()> {
+        let mut batch = Batch::default();
+        for (id, loc) in locs {
+            self.space
+                .insert(&mut batch, id.as_bytes(), loc.encode().to_vec());
+        }
+        self.space.apply(batch, true)
+    }
+
+    /// Forgets a chunk's S3 location (its bytes stay in the pack until GC compacts it).
+    pub fn forget(&self, id: &ChunkId) -> Result<()> {
+        let mut batch = Batch::default();
+        self.space.remove(&mut batch, id.as_bytes());
+        self.space.apply(batch, false)
+    }
+
+    /// Every chunk the S3 tier holds, with its location.
+    pub fn iter(&self) -> impl Iterator<Item = Result<(ChunkId, PackLoc)>> + '_ {
+        self.space.scan(&[]).map(|r| {
+            let (k, v) = r?;
+            let id = ChunkId::from_slice(&k).ok_or_else(|| bad("pack location", "bad id"))?;
+            let loc = PackLoc::decode(&v).ok_or_else(|| bad("pack location", "bad length"))?;
+            Ok((id, loc))
+        })
+    }
+}
+
+/// The S3 tier's records of a store: locations, the publish log, recovery.
+#[async_trait::async_trait]
+pub trait Publishing {
+    /// A handle on the S3 tier's chunk locations.
+    fn pack_locs(&self) -> PackLocs;
+    /// The newest version number whose log entry is in S3 (0 if none).
+    fn published(&self) -> Result<u64>;
+    /// Versions up to `n` are in S3's log, durably.
+    fn set_published(&self, n: u64) -> Result<()>;
+    /// Versions dropped by collections but not yet marked dropped in S3's log.
+    fn dropped_unpublished(&self) -> Result<Vec<u64>>;
+    /// S3's log now says `numbers` are dropped.
+    fn dropped_published(&self, numbers: &[u64]) -> Result<()>;
+    /// Recovery, step 1: records chunks found in S3 (as data chunks held by S3 only;
+    /// `Repo::restore_mark_nodes` fixes the kind of tree nodes), their locations and
+    /// the totals. For an empty database only.
+    async fn restore_chunks(&self, found: &[Recovered]) -> Result<()>;
+    /// Recovery, step 3: the version log, HEAD and snapshot names, with every version
+    /// up to the newest marked published, then a durable flush.
+    fn restore_versions_published(
+        &self,
+        versions: &[fvfs_manifest::Version],
+        snapshots: &[(String, u64)],
+    ) -> Result<()>;
+}
+
+#[async_trait::async_trait]
+impl Publishing for Repo {
+    fn pack_locs(&self) -> PackLocs {
+        PackLocs {
+            space: self.space(PACKS),
+        }
+    }
+
+    fn published(&self) -> Result<u64> {
+        Ok(self
+            .space(PUBLISHED)
+            .get(&[])?
+            .and_then(|v| v.as_slice().try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0))
+    }
+
+    fn set_published(&self, n: u64) -> Result<()> {
+        let space = self.space(PUBLISHED);
+        let mut batch = Batch::default();
+        space.insert(&mut batch, &[], n.to_be_bytes().to_vec());
+        space.apply(batch, true)
+    }
+
+    fn dropped_unpublished(&self) -> Result<Vec<u64>> {
+        self.space(DROPPED)
+            .scan(&[])
+            .map(|r| {
+                let (k, _) = r?;
+                Ok(k.as_slice().try_into().map(u64::from_be_bytes).unwrap_or(0))
+            })
+            .collect()
+    }
+
+    fn dropped_published(&self, numbers: &[u64]) -> Result<()> {
+        let space = self.space(DROPPED);
+        let mut batch = Batch::default();
+        for n in numbers {
+            space.remove(&mut batch, &n.to_be_bytes());
+        }
+        space.apply(batch, true)
+    }
+
+    async fn restore_chunks(&self, found: &[Recovered]) -> Result<()> {
+        let locs = self.space(PACKS);
+        let mut change = self.change_records().await?;
+        for f in found {
+            if change.has_record(&f.id)? {
+                continue;
+            }
+            let record = ChunkRecord {
+                kind: ChunkKind::Data,
+                tiers: TIER_S3,
+                raw_len: f.raw_len,
+                stored_len: f.loc.len,
+                last_access: 0,
+                accesses: 0.0,
+            };
+            let t = &mut change.totals;
+            t.add(&record);
+            t.count_on(TIER_S3, f.loc.len);
+            t.evicted_chunks += 1;
+            t.evicted_bytes += u64::from(f.loc.len);
+            change.set(&f.id, &record);
+            locs.insert(&mut change.batch, f.id.as_bytes(), f.loc.encode().to_vec());
+            if change.batch.len() >= 4096 {
+                change.apply_part()?;
+            }
+        }
+        change.commit(false)
+    }
+
+    fn restore_versions_published(
+        &self,
+        versions: &[fvfs_manifest::Version],
+        snapshots: &[(String, u64)],
+    ) -> Result<()> {
+        let mut published = Batch::default();
+        if let Some(head) = versions.iter().map(|v| v.number).max() {
+            self.space(PUBLISHED)
+                .insert(&mut published, &[], head.to_be_bytes().to_vec());
+        }
+        self.restore_versions(versions, snapshots, published)
+    }
+}
