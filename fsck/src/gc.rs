@@ -19,7 +19,8 @@ use fvfs_api::reports::{Freed, GcReport};
 use fvfs_cas::ChunkId;
 use fvfs_manifest::meta::TIER_S3;
 use fvfs_manifest::{Condemned, GcSession, ManifestError, Repo};
-use fvfs_tiering::{Publishing, S3Store};
+use fvfs_tiering::s3::Packs;
+use fvfs_tiering::Publishing;
 
 use crate::retention::Retention;
 use crate::walk::{self, Found};
@@ -310,13 +311,13 @@ fn forget_stray_locations(repo: &Repo, dry_run: bool) -> Result<(), ManifestErro
 /// be told, no pack is touched (the next collection tries again).
 async fn compact(
     repo: &Repo,
-    s3: &S3Store,
+    s3: &dyn Packs,
     opts: &Options,
     report: &mut GcReport,
 ) -> Result<(), ManifestError> {
     if !opts.dry_run {
         let dropped = repo.dropped_unpublished()?;
-        if let Err(e) = fvfs_tiering::s3::log::record_dropped(s3.bucket(), &dropped).await {
+        if let Err(e) = s3.record_dropped(&dropped).await {
             report.s3_skipped = Some(format!("S3 could not record the dropped versions: {e}"));
             return Ok(());
         }

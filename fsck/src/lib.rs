@@ -22,7 +22,8 @@ use fvfs_cas::{ChunkId, ChunkStore, StoreError};
 use fvfs_manifest::meta::TIER_S3;
 use fvfs_manifest::node::{self, Node};
 use fvfs_manifest::{path, ManifestError, Repo, Version};
-use fvfs_tiering::{Publishing, Replication, S3Store};
+use fvfs_tiering::s3::Packs;
+use fvfs_tiering::{Publishing, Replication};
 
 mod error;
 pub mod gc;
@@ -49,8 +50,9 @@ pub struct Tier {
     pub name: &'static str,
     pub bit: u8,
     pub store: Arc<dyn ChunkStore>,
-    /// The same store, when this is the S3 tier: fsck lists its packs, gc compacts them.
-    pub s3: Option<Arc<S3Store>>,
+    /// The same store's packs, when this is the S3 tier: fsck lists them, gc tells its
+    /// log of dropped versions and compacts them.
+    pub s3: Option<Arc<dyn Packs>>,
 }
 
 /// What to do.

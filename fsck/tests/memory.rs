@@ -2,45 +2,97 @@
 //! damaged store, what a collection frees and keeps, and that a store failing under
 //! a collection loses nothing.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
+use fvfs_api::reports::Compaction;
 use fvfs_cas::faults::{Fault, FaultyStore, Op};
-use fvfs_cas::{ChunkId, ChunkStore, MemoryStore};
+use fvfs_cas::{ChunkId, ChunkStore, MemoryStore, StoreError};
 use fvfs_fsck::gc::{self, Options as GcOptions};
 use fvfs_fsck::retention::Retention;
 use fvfs_fsck::{FsckError, Options, Progress, Tier};
 use fvfs_manifest::kv::Kv;
-use fvfs_manifest::meta::TIER_LOCAL;
+use fvfs_manifest::meta::{TIER_LOCAL, TIER_S3};
 use fvfs_manifest::*;
+use fvfs_tiering::s3::Packs;
+use fvfs_tiering::Publishing;
 
 struct Fixture {
     _dir: tempfile::TempDir,
     store: Arc<FaultyStore<MemoryStore>>,
     repo: Arc<Repo>,
+    /// An S3 tier seen through its packs, when the store has one.
+    s3: Option<(Arc<MemoryStore>, Arc<FakePacks>)>,
 }
 
 fn fixture() -> Fixture {
+    fixture_with(None)
+}
+
+/// A store with the local tier and, when given, an S3 tier whose packs are `s3`.
+fn fixture_with(s3: Option<Arc<FakePacks>>) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(FaultyStore::new(MemoryStore::new()));
     let kv = Kv::open(&dir.path().join("meta")).unwrap();
-    let index = Arc::new(fvfs_tiering::TierIndex::new(&kv, 0));
+    let replicas = if s3.is_some() { TIER_S3 } else { 0 };
+    let index = Arc::new(fvfs_tiering::TierIndex::new(&kv, replicas));
     let repo = Arc::new(Repo::new(store.clone() as Arc<dyn ChunkStore>, kv, index));
     Fixture {
         _dir: dir,
         store,
         repo,
+        s3: s3.map(|p| (Arc::new(MemoryStore::new()), p)),
+    }
+}
+
+/// The packs of an S3 tier as fsck and gc see them: what they were told, and whether
+/// the bucket refuses to be told.
+#[derive(Default)]
+struct FakePacks {
+    dropped: Mutex<Vec<u64>>,
+    compactions: AtomicUsize,
+    down: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Packs for FakePacks {
+    async fn pack_names(&self) -> Result<HashSet<[u8; 32]>, StoreError> {
+        Ok(HashSet::new())
+    }
+
+    async fn compact(&self, _: f64, _: bool) -> Result<Compaction, StoreError> {
+        self.compactions.fetch_add(1, Ordering::SeqCst);
+        Ok(Compaction::default())
+    }
+
+    async fn record_dropped(&self, numbers: &[u64]) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("the bucket is down".into()));
+        }
+        self.dropped.lock().unwrap().extend_from_slice(numbers);
+        Ok(())
     }
 }
 
 impl Fixture {
     fn tiers(&self) -> Vec<Tier> {
-        vec![Tier {
+        let mut tiers = vec![Tier {
             name: "local",
             bit: TIER_LOCAL,
             store: self.store.clone(),
             s3: None,
-        }]
+        }];
+        if let Some((store, packs)) = &self.s3 {
+            tiers.push(Tier {
+                name: "s3",
+                bit: TIER_S3,
+                store: store.clone(),
+                s3: Some(packs.clone()),
+            });
+        }
+        tiers
     }
 
     /// Writes `files` (path, content) as one commit on top of HEAD; returns the
@@ -172,6 +224,37 @@ async fn gc_frees_what_only_dropped_versions_reach_and_keeps_the_rest_readable()
     assert!(after.len() < before.len());
     let check = f.check(true).await;
     assert!(check.is_clean() && check.problems.is_empty(), "{check:?}");
+}
+
+#[tokio::test]
+async fn gc_tells_s3s_log_what_it_dropped_before_compacting_and_compacts_nothing_until_it_can() {
+    let packs = Arc::new(FakePacks::default());
+    let f = fixture_with(Some(packs.clone()));
+    for n in 1..=3 {
+        f.write(&[("/a", &format!("a, version {n}"))]).await;
+    }
+    packs.down.store(true, Ordering::SeqCst);
+    let report = f.collect(1).await.unwrap();
+    assert_eq!(report.versions_dropped, vec![1, 2]);
+    let skipped = report.s3_skipped.expect("S3's part is said skipped");
+    assert!(skipped.contains("the bucket is down"), "{skipped}");
+    assert_eq!(
+        packs.compactions.load(Ordering::SeqCst),
+        0,
+        "no pack touched"
+    );
+    assert_eq!(
+        f.repo.dropped_unpublished().unwrap(),
+        [1, 2],
+        "kept for the next"
+    );
+
+    packs.down.store(false, Ordering::SeqCst);
+    let report = f.collect(1).await.unwrap();
+    assert!(report.s3_skipped.is_none(), "{report:?}");
+    assert_eq!(*packs.dropped.lock().unwrap(), [1, 2]);
+    assert_eq!(packs.compactions.load(Ordering::SeqCst), 1);
+    assert!(f.repo.dropped_unpublished().unwrap().is_empty());
 }
 
 #[tokio::test]

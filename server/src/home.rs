@@ -121,7 +121,11 @@ impl Home {
                 name: t.id.name(),
                 bit: t.id.bit(),
                 store: t.store.clone(),
-                s3: self.tiers.s3().filter(|_| t.id == TierId::S3).cloned(),
+                s3: self
+                    .tiers
+                    .s3()
+                    .filter(|_| t.id == TierId::S3)
+                    .map(|s| s.clone() as Arc<dyn fvfs_tiering::s3::Packs>),
             })
             .collect()
     }

@@ -16,7 +16,7 @@
 //!   after the new locations are recorded. A failed upload leaves the old locations,
 //!   and so the old pack, in place.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::records::PackLoc;
 use fvfs_api::reports::Compaction;
@@ -46,7 +46,7 @@ impl S3Store {
 
     /// Deletes packs with nothing live and rewrites those whose live share is under
     /// `min_live` (0..1). With `dry_run`, only counts.
-    pub async fn compact(&self, min_live: f64, dry_run: bool) -> Result<Compaction, StoreError> {
+    async fn compact_packs(&self, min_live: f64, dry_run: bool) -> Result<Compaction, StoreError> {
         let mut report = Compaction::default();
         let mut rewrite: Vec<(String, u64, PackUse)> = Vec::new();
         {
@@ -125,17 +125,6 @@ impl S3Store {
         Ok(report)
     }
 
-    /// The names of the packs in the bucket (one listing).
-    pub async fn pack_names(&self) -> Result<std::collections::HashSet<[u8; 32]>, StoreError> {
-        Ok(self
-            .bucket
-            .list("packs/")
-            .await?
-            .iter()
-            .filter_map(|o| pack_name(&o.key))
-            .collect())
-    }
-
     /// Holds every upload permit: no pack is being uploaded meanwhile.
     async fn quiet(&self) -> Result<tokio::sync::SemaphorePermit<'_>, StoreError> {
         self.uploads
@@ -161,4 +150,38 @@ pub(super) fn pack_name(key: &str) -> Option<[u8; 32]> {
     key.strip_prefix("packs/")
         .and_then(|h| hex::decode(h).ok())
         .and_then(|h| <[u8; 32]>::try_from(h).ok())
+}
+
+/// What fsck and gc ask of a tier that keeps chunks in packs (S3), without reaching
+/// into the store itself.
+#[async_trait::async_trait]
+pub trait Packs: Send + Sync {
+    /// The names of the packs the tier holds (one listing).
+    async fn pack_names(&self) -> Result<HashSet<[u8; 32]>, StoreError>;
+    /// Rewrites the packs whose live share is under `min_live`, keeping their live
+    /// frames; `dry_run` only counts.
+    async fn compact(&self, min_live: f64, dry_run: bool) -> Result<Compaction, StoreError>;
+    /// Tells the tier's version log that versions `numbers` were dropped.
+    async fn record_dropped(&self, numbers: &[u64]) -> Result<(), StoreError>;
+}
+
+#[async_trait::async_trait]
+impl Packs for S3Store {
+    async fn pack_names(&self) -> Result<HashSet<[u8; 32]>, StoreError> {
+        Ok(self
+            .bucket
+            .list("packs/")
+            .await?
+            .iter()
+            .filter_map(|o| pack_name(&o.key))
+            .collect())
+    }
+
+    async fn compact(&self, min_live: f64, dry_run: bool) -> Result<Compaction, StoreError> {
+        self.compact_packs(min_live, dry_run).await
+    }
+
+    async fn record_dropped(&self, numbers: &[u64]) -> Result<(), StoreError> {
+        super::log::record_dropped(&self.bucket, numbers).await
+    }
 }

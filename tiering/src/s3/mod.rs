@@ -43,6 +43,7 @@ use futures::stream::{self, BoxStream, StreamExt};
 use fvfs_cas::{ChunkId, ChunkStore, Loaded, StoreError, Usage};
 
 pub use bucket::{Bucket, Requests, S3Settings};
+pub use compact::Packs;
 
 /// An open pack is uploaded by `put` itself once it holds this much.
 pub const PACK_MAX: usize = 32 << 20;
