@@ -33,6 +33,7 @@ mod envfile;
 mod fixture;
 mod form;
 mod http;
+mod log;
 mod node;
 mod ports;
 mod process;

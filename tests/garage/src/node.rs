@@ -12,12 +12,12 @@
 //! process it only found (from the pid file of an earlier command) is stopped only
 //! when asked.
 
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::admin::Admin;
+use crate::log;
 use crate::process::{stop_all, Server};
 use crate::state::{NodeState, Secrets};
 use crate::wait::{until, Check, Deadline};
@@ -25,8 +25,6 @@ use crate::{ports, S3Access, Settings, BUCKET, KEY_NAME};
 
 /// Tries at booting a fresh node on fresh ports.
 const BOOT_ATTEMPTS: usize = 3;
-/// Log lines quoted in an error.
-const LOG_TAIL: usize = 20;
 
 pub struct Node {
     /// Absolute.
@@ -37,18 +35,6 @@ pub struct Node {
     /// The log's length when the process was launched: what follows is its own.
     log_start: u64,
 }
-
-/// Garage could not bind a port (it logs the error and runs on without that API).
-#[derive(Debug)]
-struct PortTaken(String);
-
-impl std::fmt::Display for PortTaken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "garage could not bind a port: {}", self.0)
-    }
-}
-
-impl std::error::Error for PortTaken {}
 
 impl Node {
     pub fn config_path(dir: &Path) -> PathBuf {
@@ -110,7 +96,11 @@ impl Node {
                     node.save()?;
                     return Ok(node);
                 }
-                Err(e) if e.is::<PortTaken>() && attempt < BOOT_ATTEMPTS && !deadline.passed() => {
+                Err(e)
+                    if e.is::<log::PortTaken>()
+                        && attempt < BOOT_ATTEMPTS
+                        && !deadline.passed() =>
+                {
                     eprintln!("fvfs-garage: {e}; retrying with other ports");
                     node.kill()?;
                     // Nothing was configured yet: the next try starts from scratch.
@@ -328,15 +318,8 @@ impl Node {
 
     /// An error if the process could not bind a port or ended.
     fn check_alive(&self) -> Result<()> {
-        // Garage 2.x logs "<API> server exited with error: Address already in use" and
-        // runs on without that API (for its RPC port, it exits).
-        let log = self.log_from(self.log_start);
-        if let Some(line) = log
-            .lines()
-            .rev()
-            .find(|l| l.contains("Address already in use"))
-        {
-            return Err(PortTaken(plain(line)).into());
+        if let Some(taken) = log::port_taken(&log::since(&self.log_path(), self.log_start)) {
+            return Err(taken.into());
         }
         if !self.running() {
             bail!("garage exited");
@@ -344,30 +327,13 @@ impl Node {
         Ok(())
     }
 
-    /// The node's log from byte `start` on.
-    fn log_from(&self, start: u64) -> String {
-        let mut text = Vec::new();
-        if let Ok(mut f) = std::fs::File::open(self.log_path()) {
-            if f.seek(SeekFrom::Start(start)).is_ok() {
-                let _ = f.read_to_end(&mut text);
-            }
-        }
-        String::from_utf8_lossy(&text).into_owned()
-    }
-
     /// `e`, with where the node's log is and how it ends.
     fn failure(&self, e: anyhow::Error) -> anyhow::Error {
-        let log = self.log_from(0);
-        let lines: Vec<&str> = log.lines().collect();
-        let tail: Vec<String> = lines[lines.len().saturating_sub(LOG_TAIL)..]
-            .iter()
-            .map(|l| format!("  {}", plain(l)))
-            .collect();
         anyhow!(
             "garage in {}: {e:#}\nits log {} ends with:\n{}",
             self.dir.display(),
             self.log_path().display(),
-            tail.join("\n")
+            log::tail(&self.log_path())
         )
     }
 }
@@ -411,36 +377,9 @@ fn absolute(dir: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// `line` without terminal colour codes.
-fn plain(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // ESC [ params letter
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn colour_codes_are_dropped_from_log_lines() {
-        assert_eq!(
-            plain("\u{1b}[2m2026\u{1b}[0m \u{1b}[31mERROR\u{1b}[0m bind"),
-            "2026 ERROR bind"
-        );
-    }
 
     #[test]
     fn opening_a_folder_without_a_node_says_so() {
