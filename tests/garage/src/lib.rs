@@ -22,7 +22,6 @@
 //!   test's nodes end with it.
 //! - Every wait is bounded by a deadline; a timeout names the node's log file and
 //!   quotes its last lines.
-
 //!
 //! The binary's own modules (`main.rs`, `install.rs`, `lock.rs`) sit beside the
 //! library's.
