@@ -10,9 +10,6 @@ need mount mount          # tmpfs data dirs for the full-disk test
 need umount mount
 need gcc gcc              # zstd-sys builds C
 need ip iproute2          # network namespaces for the mDNS test
-need curl curl            # scripts/garage.sh checks that Garage answers
-need python3 python3      # scripts/garage.sh picks free ports
-need ss iproute2          # scripts/garage.sh checks who owns Garage's ports
 need fusermount3 fuse3    # fvfsc umount; FUSE mounts in tests
 need rsync rsync          # programs run on the mount in tests
 need sqlite3 sqlite3

@@ -8,16 +8,18 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/fvfs/target}"
 
 scripts/install-deps.sh
-# Garage 2.5.0, built once (~10 min) into a cache folder that later runs reuse.
-scripts/garage.sh install
+# The real binaries, among them fvfs-garage, which installs and runs Garage.
 cargo build --workspace --bins --locked
+garage="$CARGO_TARGET_DIR/debug/fvfs-garage"
+# Garage 2.5.0, built once (~10 min) into a cache folder that later runs reuse.
+"$garage" install
 
 garage_dir="$(mktemp -d "${TMPDIR:-/tmp}/fvfs-garage.XXXXXX")"
-trap 'scripts/garage.sh stop "$garage_dir"; rm -rf "$garage_dir"' EXIT
+trap '"$garage" stop "$garage_dir"; rm -rf "$garage_dir"' EXIT
 # shellcheck disable=SC1090
-source "$(scripts/garage.sh start "$garage_dir")"
-# Tests that stop and restart an S3 server start their own through this script.
-export FVFS_GARAGE_SCRIPT="$PWD/scripts/garage.sh"
+source "$("$garage" start "$garage_dir")"
+# Tests that stop and restart an S3 server start their own (fvfs-garage's library,
+# with the GARAGE_BIN this exported).
 
 # Feature `integration`: the tests that need root, FUSE, namespaces and Garage too.
-cargo test --workspace --locked --features fvfs-tests/integration,fvfs-powerloss/integration,fvfs-tiering/integration
+cargo test --workspace --locked --features fvfs-tests/integration,fvfs-powerloss/integration,fvfs-tiering/integration,fvfs-garage/integration

@@ -19,20 +19,20 @@ source benches/scripts/common.sh
 for t in restic fusermount3; do
   command -v "$t" >/dev/null || { echo "missing $t: apt-get install restic fuse3" >&2; exit 2; }
 done
-scripts/garage.sh install
-build_bins fvfsd fvfsc
+build_bins fvfsd fvfsc fvfs-garage
+"$bin/fvfs-garage" install
 src="$(realpath "${1:-$(rustc --print sysroot)}")"
 reps="${REPS:-3}"
 work="$(mktemp -d "${BENCH_TMP:-/var/tmp}/fvfs-restorebench.XXXXXX")"
 cleanup() {
   for m in "$work"/mnt*; do fusermount3 -uz "$m" 2>/dev/null || true; done
   pkill -f "$work/" 2>/dev/null || true
-  scripts/garage.sh stop "$work/garage" || true
+  "$bin/fvfs-garage" stop "$work/garage" || true
   rm -rf "$work"
 }
 trap cleanup EXIT
 # shellcheck disable=SC1090
-source "$(scripts/garage.sh start "$work/garage")"
+source "$("$bin/fvfs-garage" start "$work/garage")"
 export RESTIC_PASSWORD=bench RESTIC_REPOSITORY="s3:$FVFS_S3_ENDPOINT/$FVFS_S3_BUCKET/restic"
 export FVFS_PASSPHRASE=bench-passphrase
 

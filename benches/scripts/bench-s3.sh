@@ -17,15 +17,15 @@ cd "$(dirname "$0")/../.."
 # shellcheck source=benches/scripts/common.sh
 source benches/scripts/common.sh
 command -v restic >/dev/null || { echo "missing restic: apt-get install restic" >&2; exit 2; }
-scripts/garage.sh install
-build_bins fvfsd fvfsc
+build_bins fvfsd fvfsc fvfs-garage
+"$bin/fvfs-garage" install
 src="$(realpath "${1:-$(rustc --print sysroot)}")"
 reps="${REPS:-3}"
 work="$(mktemp -d "${BENCH_TMP:-/var/tmp}/fvfs-s3bench.XXXXXX")"
-cleanup() { pkill -f "$work/h" 2>/dev/null || true; scripts/garage.sh stop "$work/garage" || true; rm -rf "$work"; }
+cleanup() { pkill -f "$work/h" 2>/dev/null || true; "$bin/fvfs-garage" stop "$work/garage" || true; rm -rf "$work"; }
 trap cleanup EXIT
 # shellcheck disable=SC1090
-source "$(scripts/garage.sh start "$work/garage")"
+source "$("$bin/fvfs-garage" start "$work/garage")"
 export RESTIC_PASSWORD=bench
 export FVFS_PASSPHRASE=bench-passphrase
 

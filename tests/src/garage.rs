@@ -1,18 +1,23 @@
 //! S3 for end-to-end tests: the Garage server `scripts/test.sh` started for the whole
-//! run (its address and keys in the environment), or a private one started through
-//! `scripts/garage.sh` for tests that stop and restart it.
+//! run (its address and keys in the environment), or a private one of the test's own
+//! ([`Garage`], [`GarageCluster`] from `fvfs-garage`, stopped on drop) for tests that
+//! stop and restart it.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+pub use fvfs_garage::{Garage, GarageCluster, S3Access};
 
 /// Where an S3 server answers, and the credentials for it.
 #[derive(Clone, Debug)]
 pub struct S3Env {
-    pub endpoint: String,
-    pub bucket: String,
-    pub key_id: String,
-    pub secret: String,
+    pub access: S3Access,
+}
+
+impl From<S3Access> for S3Env {
+    fn from(access: S3Access) -> Self {
+        Self { access }
+    }
 }
 
 impl S3Env {
@@ -24,17 +29,19 @@ impl S3Env {
             })
         };
         Self {
-            endpoint: var("FVFS_S3_ENDPOINT"),
-            bucket: var("FVFS_S3_BUCKET"),
-            key_id: var("AWS_ACCESS_KEY_ID"),
-            secret: var("AWS_SECRET_ACCESS_KEY"),
+            access: S3Access {
+                endpoint: var("FVFS_S3_ENDPOINT"),
+                bucket: var("FVFS_S3_BUCKET"),
+                key_id: var("AWS_ACCESS_KEY_ID"),
+                secret: var("AWS_SECRET_ACCESS_KEY"),
+            },
         }
     }
 
     /// Environment for an fvfsd talking to this server.
     pub fn apply(&self, cmd: &mut Command) {
-        cmd.env("AWS_ACCESS_KEY_ID", &self.key_id)
-            .env("AWS_SECRET_ACCESS_KEY", &self.secret)
+        cmd.env("AWS_ACCESS_KEY_ID", &self.access.key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &self.access.secret)
             .env("AWS_REGION", "garage");
     }
 
@@ -60,54 +67,41 @@ impl S3Env {
         cmd
     }
 
-    /// A signed S3 request with curl (the tests have no S3 client of their own); the
-    /// response body.
-    pub fn curl(&self, method: &str, path_and_query: &str) -> String {
-        String::from_utf8_lossy(&self.send(method, path_and_query, None)).into_owned()
+    /// A signed S3 request on the bucket (`path_and_query` after the bucket's name),
+    /// which must succeed; the response body.
+    pub fn request(&self, method: &str, path_and_query: &str) -> String {
+        String::from_utf8_lossy(&self.send(method, path_and_query, &[])).into_owned()
     }
 
-    /// A signed request with curl, with `body` when given; the response body's bytes.
-    fn send(&self, method: &str, path_and_query: &str, body: Option<&Path>) -> Vec<u8> {
-        // The payload's hash for an empty body; a body goes unsigned.
-        let hash = match body {
-            None => "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-            Some(_) => "UNSIGNED-PAYLOAD",
-        };
-        let mut cmd = Command::new("curl");
-        cmd.args(["-sf", "--noproxy", "*", "-X", method])
-            .args(["--aws-sigv4", "aws:amz:garage:s3"])
-            .args(["--user", &format!("{}:{}", self.key_id, self.secret)])
-            .args(["-H", &format!("x-amz-content-sha256: {hash}")]);
-        if let Some(file) = body {
-            cmd.arg("--data-binary").arg(format!("@{}", file.display()));
-        }
-        let out = cmd
-            .arg(format!("{}/{}{path_and_query}", self.endpoint, self.bucket))
-            .output()
-            .expect("run curl");
+    /// A signed request with `body`, which must succeed; the response body's bytes.
+    fn send(&self, method: &str, path_and_query: &str, body: &[u8]) -> Vec<u8> {
+        let answer = self
+            .access
+            .send(method, path_and_query, body)
+            .unwrap_or_else(|e| panic!("S3 {method} {path_and_query}: {e:#}"));
         assert!(
-            out.status.success(),
-            "curl {method} {path_and_query}: {out:?}"
+            answer.ok(),
+            "S3 {method} {path_and_query}: HTTP {}: {}",
+            answer.status,
+            answer.text()
         );
-        out.stdout
+        answer.body
     }
 
     /// The bytes of object `key` (the whole key, prefix included).
     pub fn object(&self, key: &str) -> Vec<u8> {
-        self.send("GET", &format!("/{key}"), None)
+        self.send("GET", &format!("/{key}"), &[])
     }
 
     /// Replaces object `key` by `bytes`.
     pub fn put_object(&self, key: &str, bytes: &[u8]) {
-        let file = tempfile::NamedTempFile::new().expect("temp file");
-        std::fs::write(file.path(), bytes).expect("write the body");
-        self.send("PUT", &format!("/{key}"), Some(file.path()));
+        self.send("PUT", &format!("/{key}"), bytes);
     }
 
     /// The objects under `prefix` (`photos/packs/`, say): key and size.
     pub fn list(&self, prefix: &str) -> Vec<(String, u64)> {
         let prefix = prefix.replace('/', "%2F");
-        let listing = self.curl("GET", &format!("/?list-type=2&prefix={prefix}"));
+        let listing = self.request("GET", &format!("/?list-type=2&prefix={prefix}"));
         listing
             .split("<Contents>")
             .skip(1)
@@ -136,116 +130,10 @@ impl S3Env {
             &path,
             format!(
                 "[tiers.s3]\nbucket = {:?}\nendpoint = {:?}\nregion = \"garage\"\nprefix = {prefix:?}\n{extra}",
-                self.bucket, self.endpoint
+                self.access.bucket, self.access.endpoint
             ),
         )
         .expect("write config");
         path
-    }
-}
-
-/// A Garage server of this test's own, stopped on drop.
-pub struct Garage {
-    dir: tempfile::TempDir,
-    pub env: S3Env,
-}
-
-fn script(args: &[&str]) -> String {
-    let path = std::env::var("FVFS_GARAGE_SCRIPT")
-        .expect("FVFS_GARAGE_SCRIPT is not set: run the tests with scripts/test.sh");
-    let out = Command::new(path)
-        .args(args)
-        .output()
-        .expect("run garage.sh");
-    assert!(
-        out.status.success(),
-        "garage.sh {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-fn read_env(path: &str) -> S3Env {
-    let text = std::fs::read_to_string(path).expect("garage env file");
-    let vars: BTreeMap<&str, &str> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
-        .collect();
-    let get = |k: &str| {
-        vars.get(k)
-            .unwrap_or_else(|| panic!("{k} missing in {path}"))
-            .to_string()
-    };
-    S3Env {
-        endpoint: get("FVFS_S3_ENDPOINT"),
-        bucket: get("FVFS_S3_BUCKET"),
-        key_id: get("AWS_ACCESS_KEY_ID"),
-        secret: get("AWS_SECRET_ACCESS_KEY"),
-    }
-}
-
-impl Garage {
-    pub fn start() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let env_file = script(&["start", dir.path().to_str().expect("utf-8")]);
-        let env = read_env(&env_file);
-        Self { dir, env }
-    }
-
-    pub fn stop(&self) {
-        script(&["stop", self.dir.path().to_str().expect("utf-8")]);
-    }
-
-    /// Starts it again with the same data, address and keys.
-    pub fn restart(&self) {
-        script(&["restart", self.dir.path().to_str().expect("utf-8")]);
-    }
-}
-
-impl Drop for Garage {
-    fn drop(&mut self) {
-        let _ = std::panic::catch_unwind(|| self.stop());
-    }
-}
-
-/// A Garage cluster of this test's own (`replication_factor` = its size), on loopback;
-/// every node stopped on drop.
-pub struct GarageCluster {
-    dir: tempfile::TempDir,
-    pub env: S3Env,
-}
-
-impl GarageCluster {
-    pub fn start(nodes: usize) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().to_str().expect("utf-8");
-        let env_file = script(&["cluster", path, &nodes.to_string()]);
-        let env = read_env(&env_file);
-        Self { dir, env }
-    }
-
-    fn node(&self, k: usize) -> String {
-        self.dir
-            .path()
-            .join(format!("node{k}"))
-            .to_string_lossy()
-            .into_owned()
-    }
-
-    /// Stops node `k` (1-based).
-    pub fn stop_node(&self, k: usize) {
-        script(&["stop", &self.node(k)]);
-    }
-
-    /// Starts node `k` again, with its data; returns once it serves S3.
-    pub fn restart_node(&self, k: usize) {
-        script(&["restart", &self.node(k)]);
-    }
-}
-
-impl Drop for GarageCluster {
-    fn drop(&mut self) {
-        let path = self.dir.path().to_string_lossy().into_owned();
-        let _ = std::panic::catch_unwind(|| script(&["cluster-stop", &path]));
     }
 }

@@ -106,7 +106,7 @@ fn acknowledged_writes_survive_kill_9() {
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str(&format!(
         "[tiers.s3]\nbucket = {:?}\nendpoint = {:?}\nregion = \"garage\"\nprefix = {prefix:?}\n[upload]\nflush_interval_secs = 1\n",
-        s3.bucket, s3.endpoint
+        s3.access.bucket, s3.access.endpoint
     ));
     std::fs::write(&config, text).unwrap();
     let global = ["--config", config.to_str().unwrap()];

@@ -157,7 +157,7 @@ fn a_pack_lost_mid_restore_fails_only_its_files_and_names_them() {
 
     let fresh = recover(&s3, &config, 0);
     for key in &doomed_pack {
-        s3.curl("DELETE", &format!("/{key}"));
+        s3.request("DELETE", &format!("/{key}"));
     }
     let out_dir = work.path().join("out");
     let out = export(&s3, &fresh, &config, "HEAD", "/", &out_dir);
@@ -190,8 +190,8 @@ fn a_pack_lost_mid_restore_fails_only_its_files_and_names_them() {
 
 #[test]
 fn s3_stopping_mid_restore_stops_it_in_one_line_and_a_second_run_finishes() {
-    let garage = Garage::start();
-    let s3 = garage.env.clone();
+    let mut garage = Garage::start().expect("start Garage");
+    let s3 = S3Env::from(garage.s3());
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     tree::generate(&src, 600, 1 << 20);
@@ -203,7 +203,7 @@ fn s3_stopping_mid_restore_stops_it_in_one_line_and_a_second_run_finishes() {
     let export = |path: &str, dir: &Path| export(&s3, &fresh, &config, "HEAD", path, dir);
     check(&export("/d000", &first), 0);
 
-    garage.stop();
+    garage.stop().expect("stop Garage");
     let out_dir = work.path().join("out");
     let out = export("/", &out_dir);
     check(&out, 2);
@@ -221,7 +221,7 @@ fn s3_stopping_mid_restore_stops_it_in_one_line_and_a_second_run_finishes() {
         "no temporary file is left"
     );
 
-    garage.restart();
+    garage.restart().expect("restart Garage");
     let out = export("/", &out_dir);
     check(&out, 0);
     let summary = String::from_utf8_lossy(&out.stdout);

@@ -134,8 +134,8 @@ fn replication_to_s3_then_recover_from_s3_alone() {
 
 #[test]
 fn garage_stopped_mid_flush_and_a_killed_daemon_lose_nothing() {
-    let garage = Garage::start();
-    let s3 = garage.env.clone();
+    let mut garage = Garage::start().expect("start Garage");
+    let s3 = S3Env::from(garage.s3());
     let work = tempfile::tempdir().unwrap();
     let config = s3.config(
         work.path(),
@@ -165,7 +165,7 @@ fn garage_stopped_mid_flush_and_a_killed_daemon_lose_nothing() {
             fvfs_tests::daemon::raw(&addr, &request("POST", "/v1/admin/flush", &[], b"")).0
         })
     };
-    garage.stop();
+    garage.stop().expect("stop Garage");
     let first = flusher.join().unwrap();
     assert!(first == 200 || first == 503, "flush answered {first}");
 
@@ -188,7 +188,7 @@ fn garage_stopped_mid_flush_and_a_killed_daemon_lose_nothing() {
 
     // The daemon dies with work queued; Garage comes back; a new daemon drains it all.
     d.kill();
-    garage.restart();
+    garage.restart().expect("restart Garage");
     let d = s3.serve(&store, &config);
     let (status, body) = flush(&d);
     assert_eq!(status, 200, "{body}");
@@ -222,8 +222,8 @@ const SMALL_LOCAL: &str = "[upload]\nflush_size_mb = 1024\nflush_interval_secs =
 
 #[test]
 fn a_file_whose_only_copy_is_in_a_stopped_bucket_is_unavailable_not_missing() {
-    let garage = Garage::start();
-    let s3 = garage.env.clone();
+    let mut garage = Garage::start().expect("start Garage");
+    let s3 = S3Env::from(garage.s3());
     let work = tempfile::tempdir().unwrap();
     let config = s3.config(work.path(), "away", SMALL_LOCAL);
     let store = Fvfsd::new();
@@ -238,7 +238,7 @@ fn a_file_whose_only_copy_is_in_a_stopped_bucket_is_unavailable_not_missing() {
     assert_eq!(flush(&d).0, 200);
     assert!(evict(&d)["evicted_chunks"].as_u64().unwrap() > 0);
 
-    garage.stop();
+    garage.stop().expect("stop Garage");
     let get = |path: &str| {
         let request = fvfs_tests::daemon::bare_request("GET", path, &["Host: localhost"], b"");
         fvfs_tests::daemon::split_answer(&fvfs_tests::daemon::whole_answer(&d.addr, &request))
@@ -267,7 +267,7 @@ fn a_file_whose_only_copy_is_in_a_stopped_bucket_is_unavailable_not_missing() {
     assert!(away > 0, "some files were only in the bucket");
 
     // The bucket is back: everything reads whole, through both.
-    garage.restart();
+    garage.restart().expect("restart Garage");
     for (name, content) in &files {
         let content = String::from_utf8_lossy(content);
         for path in [format!("/v1/files/{name}"), format!("/dav/{name}")] {
@@ -359,7 +359,7 @@ fn a_deleted_s3_pack_is_found_and_uploaded_again() {
     }
     let packs = s3.packs(&prefix);
     assert_eq!(packs.len(), 1, "{packs:?}");
-    s3.curl("DELETE", &format!("/{}", packs[0].0));
+    s3.request("DELETE", &format!("/{}", packs[0].0));
 
     let fsck = |extra: &[&str], code: i32| {
         let mut cmd = store.cmd(["--config", config.to_str().unwrap(), "fsck", "--read-data"]);
@@ -393,8 +393,8 @@ fn a_deleted_s3_pack_is_found_and_uploaded_again() {
 
 #[test]
 fn a_three_node_garage_keeps_taking_writes_with_one_node_down() {
-    let cluster = GarageCluster::start(3);
-    let s3 = cluster.env.clone();
+    let mut cluster = GarageCluster::start(3).expect("start a Garage cluster");
+    let s3 = S3Env::from(cluster.s3());
     let work = tempfile::tempdir().unwrap();
     let config = s3.config(
         work.path(),
@@ -415,7 +415,7 @@ fn a_three_node_garage_keeps_taking_writes_with_one_node_down() {
     assert_eq!(flush(&d).0, 200);
 
     // One node of three goes down: writes and uploads go on (quorum 2 of 3).
-    cluster.stop_node(3);
+    cluster.stop_node(3).expect("stop node 3");
     for i in 5..10 {
         write(i);
     }
@@ -425,7 +425,7 @@ fn a_three_node_garage_keeps_taking_writes_with_one_node_down() {
     drop(d);
 
     // Back to three nodes; the bucket alone rebuilds the store.
-    cluster.restart_node(3);
+    cluster.restart_node(3).expect("restart node 3");
     let expect = BTreeMap::from([("HEAD", files)]);
     recover_and_compare(&config, &s3, &expect);
 }
