@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use fvfs_cas::ChunkId;
 use fvfs_manifest::kv::Batch;
 use fvfs_manifest::meta::{TIER_LOCAL, TIER_NAS, TIER_S3};
-use fvfs_manifest::{ChunkRecord, ManifestError, Repo, Space};
+use fvfs_manifest::{ChunkRecord, ManifestError, Space};
 
 pub use evict::{recent_accesses, Eviction};
 pub use queue::{QueueEntry, QueueStatus, Replication};
@@ -102,9 +102,4 @@ impl fvfs_manifest::RecordIndex for TierIndex {
                 .insert(batch, &number.to_be_bytes(), Vec::new());
         }
     }
-}
-
-/// Tiering's namespaces of `repo`'s database.
-fn spaces(repo: &Repo) -> (Space, Space) {
-    (repo.space(QUEUE), repo.space(CANDIDATES))
 }

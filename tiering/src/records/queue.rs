@@ -15,7 +15,7 @@ use fvfs_manifest::{now_secs, CopyMark, Repo, Result, Space};
 use serde::{Deserialize, Serialize};
 
 use super::evict::{add_candidates, Eviction};
-use super::{bad, INITIALISED, QUEUE};
+use super::{bad, CANDIDATES, INITIALISED, QUEUE};
 
 /// A chunk waiting to reach a colder tier: written in the same batch as the chunk's
 /// record, removed in the same batch that sets the tier's bit.
@@ -165,7 +165,7 @@ impl Replication for Repo {
     }
 
     async fn replication_done(&self, tier: u8, ids: &[ChunkId], mark: &CopyMark) -> Result<()> {
-        let (queue, candidates) = super::spaces(self);
+        let (queue, candidates) = (self.space(QUEUE), self.space(CANDIDATES));
         let mut change = self.change_records().await?;
         for id in ids {
             if mark.buried_since(id) {
