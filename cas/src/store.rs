@@ -82,6 +82,15 @@ pub trait ChunkStore: Send + Sync {
             .boxed()
     }
 
+    /// [`ChunkStore::get_many`] for a read that passes through and leaves no trace: a
+    /// store that keeps what it reads nearer (the tiered store promotes chunks from
+    /// colder tiers and counts reads for eviction) does neither. For bulk copies out
+    /// of the store (an export), which would otherwise write every chunk they read a
+    /// second time and push the working set out. Other stores read as `get_many`.
+    fn get_many_passing(&self, ids: Vec<ChunkId>) -> ChunkStream<'_> {
+        self.get_many(ids)
+    }
+
     /// Checks the store's own bookkeeping (for a pack store: that every location
     /// names a record of that chunk) and, with `repair`, rebuilds it from the data
     /// itself. Returns the problems found; stores with no bookkeeping of their own

@@ -4,9 +4,14 @@
 //! Reads are planned, not made file by file: the tree is walked a window of files at
 //! a time ([`MAX_FILES`], [`MAX_CHUNKS`]: memory stays bounded whatever the tree's
 //! size), the distinct chunks a window needs are asked of the store in one
-//! `get_many` (a cold S3 tier answers by pack, neighbouring frames in one GET, several
-//! GETs in flight), and each chunk is written wherever the window's files use it, in
-//! whatever order chunks arrive. Small files are never a round trip each.
+//! `get_many_passing` (a cold S3 tier answers by pack, neighbouring frames in one GET,
+//! several GETs in flight), and each chunk is written wherever the window's files use
+//! it, in whatever order chunks arrive. Small files are never a round trip each.
+//!
+//! An export passes through the tiers: what it reads from S3 or the NAS is not
+//! promoted to the local tier nor counted for eviction (a restore would otherwise
+//! write every byte twice and push the working set out); `recover --rehydrate` is
+//! the way to bring everything back to the local tier.
 //!
 //! # Invariants
 //! - Nothing existing is overwritten: a file is written under a temporary name beside
@@ -34,7 +39,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
 use futures::StreamExt;
-use fvfs_cas::{platform, ChunkId, StoreError};
+use fvfs_cas::{platform, ChunkId, Loaded, StoreError};
 use fvfs_manifest::node::Meta;
 use fvfs_manifest::{lookup, path, Entry, EntryKind, Repo};
 use fvfs_tiering::S3Store;
@@ -47,9 +52,11 @@ const MAX_FILES: usize = 20_000;
 /// Chunk references in one window of the plan (about 6 GiB of content at the average
 /// chunk size): large enough that a window reads whole packs.
 const MAX_CHUNKS: usize = 100_000;
-/// Chunks being written at once, on the blocking pool (creating, writing and renaming
+/// Tasks writing chunks at once, on the blocking pool (creating, writing and renaming
 /// files is most of an export's work for small files).
 const WRITERS: usize = 4;
+/// Most chunks one writing task takes (those read and waiting, up to this many).
+const WRITE_BATCH: usize = 32;
 
 /// What to export. Also the body of `POST /v1/admin/export`.
 #[derive(clap::Args, serde::Serialize, serde::Deserialize)]
@@ -154,12 +161,15 @@ struct Done {
     kept: u64,
 }
 
+/// Where a chunk goes: (index in [`Window::files`], offset in that file) for each use.
+type Places = Vec<(usize, u64)>;
+
 /// Files being written and the chunks they wait for.
 #[derive(Default)]
 struct Window {
     files: Vec<Pending>,
-    /// Where each chunk goes: (index in `files`, offset in that file).
-    uses: HashMap<ChunkId, Vec<(usize, u64)>>,
+    /// Where each chunk goes.
+    uses: HashMap<ChunkId, Places>,
     chunks: usize,
 }
 
@@ -329,7 +339,7 @@ impl Export<'_> {
             failed: Mutex::new(None),
         };
         if chunks.is_empty() {
-            complete(&pending)?;
+            complete(&pending, open_temp(&pending.tmp)?)?;
             self.done.files += 1;
             return Ok(());
         }
@@ -360,25 +370,20 @@ impl Export<'_> {
         let ids: Vec<ChunkId> = uses.keys().copied().collect();
         let store = self.repo.store().clone();
         let mut writes = store
-            .get_many(ids)
-            .map(|(id, answer)| {
-                let places = uses.remove(&id).unwrap_or_default();
+            .get_many_passing(ids)
+            // Chunks already there go to one blocking task together: a task per chunk
+            // costs more in thread wake-ups than writing a small file does.
+            .ready_chunks(WRITE_BATCH)
+            .map(|answers| {
+                let work: Vec<_> = answers
+                    .into_iter()
+                    .map(|(id, answer)| (answer, uses.remove(&id).unwrap_or_default()))
+                    .collect();
                 let files = files.clone();
                 async move {
-                    match answer {
-                        Ok(loaded) => tokio::task::spawn_blocking(move || {
-                            write_chunk(&files, &loaded.data, &places).map_err(Stop::Failed)
-                        })
+                    tokio::task::spawn_blocking(move || write_chunks(&files, work))
                         .await
-                        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())),
-                        Err(StoreError::Unavailable(why)) => Err(Stop::Unavailable(why)),
-                        Err(e) => {
-                            for (f, _) in places {
-                                files[f].fail(e.to_string());
-                            }
-                            Ok(Written::default())
-                        }
-                    }
+                        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
                 }
             })
             .buffer_unordered(WRITERS);
@@ -444,6 +449,31 @@ impl Export<'_> {
     }
 }
 
+/// Writes each chunk read wherever its places say; a chunk that could not be read
+/// fails the files using it, or stops the export if the store is unreachable.
+fn write_chunks(
+    files: &[Pending],
+    work: Vec<(Result<Loaded, StoreError>, Places)>,
+) -> Result<Written, Stop> {
+    let mut done = Written::default();
+    for (answer, places) in work {
+        match answer {
+            Ok(loaded) => {
+                let w = write_chunk(files, &loaded.data, &places).map_err(Stop::Failed)?;
+                done.files += w.files;
+                done.bytes += w.bytes;
+            }
+            Err(StoreError::Unavailable(why)) => return Err(Stop::Unavailable(why)),
+            Err(e) => {
+                for (f, _) in places {
+                    files[f].fail(e.to_string());
+                }
+            }
+        }
+    }
+    Ok(done)
+}
+
 /// Writes `data` wherever `places` say, completing each file it was the last chunk of.
 fn write_chunk(files: &[Pending], data: &[u8], places: &[(usize, u64)]) -> Result<Written> {
     let mut w = Written::default();
@@ -452,9 +482,11 @@ fn write_chunk(files: &[Pending], data: &[u8], places: &[(usize, u64)]) -> Resul
         if p.failure().is_some() {
             continue;
         }
-        write_at(&p.tmp, data, offset)?;
+        let file = open_temp(&p.tmp)?;
+        file.write_all_at(data, offset)
+            .with_context(|| format!("cannot write {}", p.tmp.display()))?;
         if p.left.fetch_sub(1, Ordering::AcqRel) == 1 {
-            complete(p)?;
+            complete(p, file)?;
             w.files += 1;
             w.bytes += p.size;
         }
@@ -462,22 +494,23 @@ fn write_chunk(files: &[Pending], data: &[u8], places: &[(usize, u64)]) -> Resul
     Ok(w)
 }
 
-/// A file whose bytes are all written: cut to its size (a stopped run may have left a
-/// longer one), into place, with its owner and attributes, mode and mtime.
-fn complete(p: &Pending) -> Result<()> {
-    let file = open_temp(&p.tmp)?;
-    file.set_len(p.size)
-        .with_context(|| format!("cannot finish {}", p.tmp.display()))?;
+/// A file whose bytes are all written (`file` is its temporary copy, open): cut to
+/// its size (a stopped run may have left a longer one), with its owner and
+/// attributes, mode and mtime (a rename keeps them), into place.
+fn complete(p: &Pending, file: File) -> Result<()> {
+    let finish = |e| anyhow::Error::new(e).context(format!("cannot finish {}", p.tmp.display()));
+    file.set_len(p.size).map_err(finish)?;
     // Ownership first: a chown clears setuid and setgid bits.
     set_meta(&p.tmp, p.meta.as_deref());
     file.set_permissions(Permissions::from_mode(p.mode))
-        .with_context(|| format!("cannot finish {}", p.tmp.display()))?;
+        .map_err(finish)?;
+    rustix::fs::futimens(&file, &timestamps(p.mtime_ns)).map_err(|e| finish(e.into()))?;
     drop(file);
     if let Err(e) = platform::rename_new(&p.tmp, &p.dest) {
         let _ = fs::remove_file(&p.tmp);
         bail!("cannot create {}: {e}", p.dest.display());
     }
-    set_mtime(&p.dest, p.mtime_ns)
+    Ok(())
 }
 
 /// Sets `meta` (owner when run as root, extended attributes) on `dest`; what cannot
@@ -528,26 +561,24 @@ fn open_temp(tmp: &Path) -> Result<File> {
         .with_context(|| format!("cannot create {}", tmp.display()))
 }
 
-fn write_at(path: &Path, data: &[u8], offset: u64) -> Result<()> {
-    open_temp(path)?
-        .write_all_at(data, offset)
-        .with_context(|| format!("cannot write {}", path.display()))
-}
-
 fn mtime_ns(meta: &fs::Metadata) -> i64 {
     use std::os::unix::fs::MetadataExt;
     fvfs_manifest::node::unix_ns(meta.mtime(), meta.mtime_nsec())
 }
 
-fn set_mtime(dest: &Path, mtime_ns: i64) -> Result<()> {
+/// Access and modification times both at `mtime_ns`.
+fn timestamps(mtime_ns: i64) -> Timestamps {
     let t = Timespec {
         tv_sec: mtime_ns.div_euclid(1_000_000_000),
         tv_nsec: mtime_ns.rem_euclid(1_000_000_000),
     };
-    let times = Timestamps {
+    Timestamps {
         last_access: t,
         last_modification: t,
-    };
-    rustix::fs::utimensat(CWD, dest, &times, AtFlags::SYMLINK_NOFOLLOW)
+    }
+}
+
+fn set_mtime(dest: &Path, mtime_ns: i64) -> Result<()> {
+    rustix::fs::utimensat(CWD, dest, &timestamps(mtime_ns), AtFlags::SYMLINK_NOFOLLOW)
         .with_context(|| format!("cannot set mtime of {}", dest.display()))
 }

@@ -86,7 +86,13 @@ impl TieredStore {
     /// `pending` (each with the local tier's answer) asked of colder tier `i` and
     /// those after it; what none has is answered with the local tier's error, or the
     /// coldest tier's when the local one simply lacked it.
-    fn colder_many(&self, i: usize, pending: Vec<(ChunkId, StoreError)>) -> ChunkStream<'_> {
+    /// `promote` false: chunks the local tier lacked are only passed on.
+    fn colder_many(
+        &self,
+        i: usize,
+        pending: Vec<(ChunkId, StoreError)>,
+        promote: bool,
+    ) -> ChunkStream<'_> {
         let Some((name, tier)) = self.colder.get(i).filter(|_| !pending.is_empty()) else {
             return stream::iter(pending.into_iter().map(|(id, e)| (id, Err(e)))).boxed();
         };
@@ -98,7 +104,10 @@ impl TieredStore {
             async move {
                 match r {
                     Ok(loaded) => {
-                        self.promote(&id, &local_error, name, &loaded).await;
+                        // A corrupt local copy is replaced even by a passing read.
+                        if promote || !matches!(local_error, StoreError::NotFound(_)) {
+                            self.promote(&id, &local_error, name, &loaded).await;
+                        }
                         Ok((id, loaded))
                     }
                     Err(e) => Err(match local_error {
@@ -108,7 +117,45 @@ impl TieredStore {
                 }
             }
         });
-        then_the_rest(found.boxed(), move |failed| self.colder_many(i + 1, failed))
+        then_the_rest(found.boxed(), move |failed| {
+            self.colder_many(i + 1, failed, promote)
+        })
+    }
+
+    /// What the local tier holds, read in its own order; everything else (and local
+    /// failures) asked of each colder tier in turn, in bulk; with `keep`, reads are
+    /// counted and what colder tiers give is promoted.
+    fn read_many(&self, ids: Vec<ChunkId>, keep: bool) -> ChunkStream<'_> {
+        stream::once(async move {
+            let held = self
+                .local
+                .has(&ids)
+                .await
+                .unwrap_or_else(|_| vec![false; ids.len()]);
+            let (here, away): (Vec<_>, Vec<_>) = ids.into_iter().zip(held).partition(|(_, h)| *h);
+            let away: Vec<(ChunkId, StoreError)> = away
+                .into_iter()
+                .map(|(id, _)| (id, StoreError::NotFound(id)))
+                .collect();
+            let answers = self
+                .local
+                .get_many(here.into_iter().map(|(id, _)| id).collect());
+            let found = answers.map(move |(id, r)| match r {
+                Ok(loaded) => {
+                    if keep {
+                        self.note_read(&id, false);
+                    }
+                    Ok((id, loaded))
+                }
+                Err(e) => Err((id, e)),
+            });
+            then_the_rest(found.boxed(), move |mut failed| {
+                failed.extend(away);
+                self.colder_many(0, failed, keep)
+            })
+        })
+        .flatten()
+        .boxed()
     }
 
     /// Records in `repo` the reads and promotions since the last call: promoted chunks
@@ -201,34 +248,13 @@ impl ChunkStore for TieredStore {
     /// What the local tier holds, read in its own order; everything else (and local
     /// failures) asked of each colder tier in turn, in bulk, and promoted.
     fn get_many(&self, ids: Vec<ChunkId>) -> ChunkStream<'_> {
-        stream::once(async move {
-            let held = self
-                .local
-                .has(&ids)
-                .await
-                .unwrap_or_else(|_| vec![false; ids.len()]);
-            let (here, away): (Vec<_>, Vec<_>) = ids.into_iter().zip(held).partition(|(_, h)| *h);
-            let away: Vec<(ChunkId, StoreError)> = away
-                .into_iter()
-                .map(|(id, _)| (id, StoreError::NotFound(id)))
-                .collect();
-            let answers = self
-                .local
-                .get_many(here.into_iter().map(|(id, _)| id).collect());
-            let found = answers.map(move |(id, r)| match r {
-                Ok(loaded) => {
-                    self.note_read(&id, false);
-                    Ok((id, loaded))
-                }
-                Err(e) => Err((id, e)),
-            });
-            then_the_rest(found.boxed(), move |mut failed| {
-                failed.extend(away);
-                self.colder_many(0, failed)
-            })
-        })
-        .flatten()
-        .boxed()
+        self.read_many(ids, true)
+    }
+
+    /// As [`Self::get_many`], counting nothing and promoting nothing (a corrupt local
+    /// copy is still replaced).
+    fn get_many_passing(&self, ids: Vec<ChunkId>) -> ChunkStream<'_> {
+        self.read_many(ids, false)
     }
 
     /// Present on any tier: a chunk evicted from the local tier is still readable.
@@ -329,8 +355,18 @@ mod tests {
         ));
     }
 
-    #[tokio::test]
-    async fn get_many_reads_local_then_colder_tiers_and_promotes() {
+    /// A local tier and a NAS: `here` only local, `away` only on the NAS, `bad` whole
+    /// on the NAS and corrupt locally (its content is `data`).
+    struct Three {
+        t: TieredStore,
+        local: Arc<MemoryStore>,
+        here: ChunkId,
+        away: ChunkId,
+        bad: ChunkId,
+        data: Vec<u8>,
+    }
+
+    async fn three_chunks() -> Three {
         let (local, nas) = (Arc::new(MemoryStore::new()), Arc::new(MemoryStore::new()));
         let t = TieredStore::new(
             local.clone(),
@@ -344,6 +380,26 @@ mod tests {
             .put(bad, Bytes::from(frame::encode(b"rot")))
             .await
             .unwrap();
+        Three {
+            t,
+            local,
+            here,
+            away,
+            bad,
+            data,
+        }
+    }
+
+    #[tokio::test]
+    async fn get_many_reads_local_then_colder_tiers_and_promotes() {
+        let Three {
+            t,
+            local,
+            here,
+            away,
+            bad,
+            data,
+        } = three_chunks().await;
         let nowhere = ChunkId::of(b"nowhere");
         let mut got: Vec<_> = t.get_many(vec![here, away, bad, nowhere]).collect().await;
         got.sort_by_key(|(id, _)| *id);
@@ -360,5 +416,28 @@ mod tests {
         assert_eq!((t.promoted(), t.repaired()), (2, 1));
         assert_eq!(&local.get_data(&bad).await.unwrap()[..], &data[..]);
         assert!(local.has(&[away]).await.unwrap()[0]);
+    }
+
+    #[tokio::test]
+    async fn a_passing_read_promotes_and_counts_nothing_but_still_replaces_a_corrupt_copy() {
+        let x = three_chunks().await;
+        let (t, local, bad) = (&x.t, &x.local, x.bad);
+        let got: Vec<_> = t
+            .get_many_passing(vec![x.here, x.away, bad])
+            .collect()
+            .await;
+        assert_eq!(got.len(), 3);
+        for (id, r) in got {
+            assert_eq!(ChunkId::of(&r.unwrap().data), id);
+        }
+        assert!(!local.has(&[x.away]).await.unwrap()[0], "not promoted");
+        assert_eq!(t.repaired(), 1);
+        assert_eq!(&local.get_data(&bad).await.unwrap()[..], &x.data[..]);
+        let (reads, promoted) = t.take_reads();
+        assert_eq!(promoted, vec![bad], "only the repair is recorded");
+        assert!(
+            reads.iter().all(|(id, _)| *id == bad),
+            "no read counted for eviction but the repair's: {reads:?}"
+        );
     }
 }

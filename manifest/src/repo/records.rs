@@ -53,11 +53,6 @@ impl RecordChange<'_> {
         self.repo.chunk_record(id)
     }
 
-    /// Whether a record of `id` exists.
-    pub fn has_record(&self, id: &ChunkId) -> Result<bool> {
-        Ok(self.repo.kv.contains(&meta::chunk_key(id))?)
-    }
-
     /// Writes `record` as `id`'s.
     pub fn set(&mut self, id: &ChunkId, record: &ChunkRecord) {
         self.batch.insert(meta::chunk_key(id), meta::encode(record));

@@ -174,8 +174,9 @@ impl Publishing for Repo {
     async fn restore_chunks(&self, found: &[Recovered]) -> Result<()> {
         let locs = self.space(PACKS);
         let mut change = self.change_records().await?;
+        let mut seen = std::collections::HashSet::with_capacity(found.len());
         for f in found {
-            if change.has_record(&f.id)? {
+            if !seen.insert(f.id) {
                 continue;
             }
             let record = ChunkRecord {
