@@ -8,6 +8,8 @@
 //! reachable chunk and every tier, it checks that a tier whose bit the record sets holds
 //! the chunk (with `read_data`: that the stored frame decodes to its id). Chunks are
 //! checked with bounded concurrency; memory holds the set of reachable ids, not data.
+//! Each tier's own bookkeeping (`check_store`) is checked beside the walk and the
+//! reads, or before them when repairing (a rebuilt index may bring chunks back).
 //!
 //! With `repair`, a chunk missing or damaged on a tier its bitmask claims is copied
 //! again from a tier that holds it whole; a chunk no tier holds whole is reported as
@@ -123,21 +125,21 @@ pub async fn check(
     // Walk: every reachable chunk once, with the first path using it.
     let mut seen: HashMap<ChunkId, String> = HashMap::new();
     let mut nodes: HashSet<ChunkId> = HashSet::new();
-    // Each tier's own bookkeeping first: a rebuilt index may bring chunks back.
-    progress.phase("checking the stores' indexes", 0);
+    // Each tier's own bookkeeping, on tasks of their own: with `repair` awaited first
+    // (a rebuilt index may bring chunks back); otherwise beside the walk and the reads
+    // (checking an index reads every record's header, mostly waiting on the disk).
+    let mut index_checks: Vec<_> = tiers
+        .iter()
+        .map(|t| {
+            let (store, repair) = (t.store.clone(), opts.repair);
+            tokio::spawn(async move { store.check_store(repair).await })
+        })
+        .collect();
     let mut faulty: Vec<(ChunkId, usize)> = Vec::new();
-    for t in tiers {
-        for fault in t.store.check_store(opts.repair).await? {
-            if let Some(id) = fault.chunk {
-                faulty.push((id, report.stores.len()));
-            }
-            report.stores.push(StoreProblem {
-                tier: t.name.to_owned(),
-                what: fault.what,
-                path: None,
-                repaired: opts.repair,
-            });
-        }
+    if opts.repair {
+        progress.phase("checking the stores' indexes", 0);
+        let checks = std::mem::take(&mut index_checks);
+        store_faults(tiers, checks, opts, &mut report, &mut faulty).await?;
     }
     let problems = &mut report.problems;
     progress.phase("walking the trees", 0);
@@ -181,9 +183,6 @@ pub async fn check(
     }
     report.nodes = nodes.len() as u64;
     report.data_chunks = (seen.len() - nodes.len()) as u64;
-    for (id, at) in faulty {
-        report.stores[at].path = seen.get(&id).cloned();
-    }
 
     // Every chunk on every tier its record claims.
     // Without reading data, an S3 copy is there if its pack is: one listing tells.
@@ -196,15 +195,19 @@ pub async fn check(
     progress.phase("checking chunks on every tier", seen.len() as u64);
     // In the local tier's storage order: its segments are read front to back
     // instead of at random.
-    let mut seen: Vec<(u64, ChunkId, String)> = seen
-        .into_iter()
-        .map(|(id, p)| (tiers[0].store.read_order(&id), id, p))
+    let mut order: Vec<(u64, ChunkId, String)> = seen
+        .iter()
+        .map(|(id, p)| (tiers[0].store.read_order(id), *id, p.clone()))
         .collect();
-    seen.sort_unstable_by_key(|(order, id, _)| (*order, *id));
-    let seen: Vec<(ChunkId, String)> = seen.into_iter().map(|(_, id, p)| (id, p)).collect();
+    order.sort_unstable_by_key(|(order, id, _)| (*order, *id));
+    let order: Vec<(ChunkId, String)> = order.into_iter().map(|(_, id, p)| (id, p)).collect();
     // Copies found unclaimed are claimed only if no collection deleted them meanwhile.
     let mark = repo.copy_mark();
-    let checked = check_all(repo, tiers, seen, opts, listed, progress).await?;
+    let checked = check_all(repo, tiers, order, opts, listed, progress).await?;
+    store_faults(tiers, index_checks, opts, &mut report, &mut faulty).await?;
+    for (id, at) in faulty {
+        report.stores[at].path = seen.get(&id).cloned();
+    }
     for c in checked {
         report.problems.extend(c.problems);
         report.data_bytes_read += c.bytes;
@@ -226,6 +229,36 @@ pub async fn check(
         report,
         node_ids: nodes.into_iter().collect(),
     })
+}
+
+/// The answers of each tier's index check (in `tiers`' order) noted in `report`, and
+/// the chunks they name in `faulty` (with the report entry naming each).
+async fn store_faults(
+    tiers: &[Tier],
+    checks: Vec<tokio::task::JoinHandle<Result<Vec<fvfs_cas::StoreFault>, StoreError>>>,
+    opts: Options,
+    report: &mut FsckReport,
+    faulty: &mut Vec<(ChunkId, usize)>,
+) -> Result<(), FsckError> {
+    for (t, check) in tiers.iter().zip(checks) {
+        let faults = match check.await {
+            Ok(faults) => faults?,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => return Err(FsckError::Worker(e.to_string())),
+        };
+        for fault in faults {
+            if let Some(id) = fault.chunk {
+                faulty.push((id, report.stores.len()));
+            }
+            report.stores.push(StoreProblem {
+                tier: t.name.to_owned(),
+                what: fault.what,
+                path: None,
+                repaired: opts.repair,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Checks `chunks` in [`CONCURRENCY`] tasks of their own: store reads block their
