@@ -174,11 +174,12 @@ impl Publishing for Repo {
     async fn restore_chunks(&self, found: &[Recovered]) -> Result<()> {
         let locs = self.space(PACKS);
         let mut change = self.change_records().await?;
-        let mut seen = std::collections::HashSet::with_capacity(found.len());
+        // In key order, each chunk once: sled inserts neighbouring keys into the same
+        // leaf one after another instead of touching every leaf in every batch.
+        let mut found: Vec<&Recovered> = found.iter().collect();
+        found.sort_unstable_by_key(|f| f.id);
+        found.dedup_by_key(|f| f.id);
         for f in found {
-            if !seen.insert(f.id) {
-                continue;
-            }
             let record = ChunkRecord {
                 kind: ChunkKind::Data,
                 tiers: TIER_S3,
