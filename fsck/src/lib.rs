@@ -122,24 +122,41 @@ pub async fn check(
         versions: versions.len(),
         ..FsckReport::default()
     };
+    // Without reading data, an S3 copy is there if its pack is: one listing tells.
+    let mut listed = None;
+    if !opts.read_data {
+        if let Some(s3) = tiers.iter().find_map(|t| t.s3.as_ref()) {
+            listed = Some(Arc::new(s3.pack_names().await?));
+        }
+    }
     // Walk: every reachable chunk once, with the first path using it.
-    let mut seen: HashMap<ChunkId, String> = HashMap::new();
+    let mut seen: HashMap<ChunkId, Arc<str>> = HashMap::new();
     let mut nodes: HashSet<ChunkId> = HashSet::new();
-    // Each tier's own bookkeeping, on tasks of their own: with `repair` awaited first
-    // (a rebuilt index may bring chunks back); otherwise beside the walk and the reads
-    // (checking an index reads every record's header, mostly waiting on the disk).
-    let mut index_checks: Vec<_> = tiers
-        .iter()
-        .map(|t| {
-            let (store, repair) = (t.store.clone(), opts.repair);
-            tokio::spawn(async move { store.check_store(repair).await })
-        })
-        .collect();
+    // Each tier's own bookkeeping, on a task of its own: with `repair` one tier after
+    // the other, first (a rebuilt index may bring chunks back); otherwise beside the
+    // walk and the reads (checking an index reads every record's header, mostly
+    // waiting on the disk), and awaited before any return.
+    let index_check = |t: &Tier| {
+        let (store, repair) = (t.store.clone(), opts.repair);
+        tokio::spawn(async move { store.check_store(repair).await })
+    };
     let mut faulty: Vec<(ChunkId, usize)> = Vec::new();
+    let mut index_checks = Vec::new();
     if opts.repair {
         progress.phase("checking the stores' indexes", 0);
-        let checks = std::mem::take(&mut index_checks);
-        store_faults(tiers, checks, opts, &mut report, &mut faulty).await?;
+        for t in tiers {
+            let check = vec![index_check(t)];
+            store_faults(
+                std::slice::from_ref(t),
+                check,
+                opts,
+                &mut report,
+                &mut faulty,
+            )
+            .await?;
+        }
+    } else {
+        index_checks = tiers.iter().map(index_check).collect();
     }
     let problems = &mut report.problems;
     progress.phase("walking the trees", 0);
@@ -148,13 +165,13 @@ pub async fn check(
         |id| read_node(tiers, id),
         |found| match found {
             Found::Node(id, at) => {
-                seen.entry(id).or_insert_with(|| path::show(at));
+                seen.entry(id).or_insert_with(|| path::show(at).into());
                 let new = nodes.insert(id);
                 progress.add(u64::from(new), 0);
                 new
             }
             Found::Data(id, at) => {
-                seen.entry(id).or_insert_with(|| path::show(at));
+                seen.entry(id).or_insert_with(|| path::show(at).into());
                 true
             }
             Found::Broken(id, what, at) => {
@@ -185,28 +202,22 @@ pub async fn check(
     report.data_chunks = (seen.len() - nodes.len()) as u64;
 
     // Every chunk on every tier its record claims.
-    // Without reading data, an S3 copy is there if its pack is: one listing tells.
-    let mut listed = None;
-    if !opts.read_data {
-        if let Some(s3) = tiers.iter().find_map(|t| t.s3.as_ref()) {
-            listed = Some(Arc::new(s3.pack_names().await?));
-        }
-    }
     progress.phase("checking chunks on every tier", seen.len() as u64);
     // In the local tier's storage order: its segments are read front to back
     // instead of at random.
-    let mut order: Vec<(u64, ChunkId, String)> = seen
+    let mut order: Vec<(u64, ChunkId, Arc<str>)> = seen
         .iter()
         .map(|(id, p)| (tiers[0].store.read_order(id), *id, p.clone()))
         .collect();
     order.sort_unstable_by_key(|(order, id, _)| (*order, *id));
-    let order: Vec<(ChunkId, String)> = order.into_iter().map(|(_, id, p)| (id, p)).collect();
+    let order: Vec<(ChunkId, Arc<str>)> = order.into_iter().map(|(_, id, p)| (id, p)).collect();
     // Copies found unclaimed are claimed only if no collection deleted them meanwhile.
     let mark = repo.copy_mark();
-    let checked = check_all(repo, tiers, order, opts, listed, progress).await?;
+    let checked = check_all(repo, tiers, order, opts, listed, progress).await;
     store_faults(tiers, index_checks, opts, &mut report, &mut faulty).await?;
+    let checked = checked?;
     for (id, at) in faulty {
-        report.stores[at].path = seen.get(&id).cloned();
+        report.stores[at].path = seen.get(&id).map(|p| p.to_string());
     }
     for c in checked {
         report.problems.extend(c.problems);
@@ -240,11 +251,20 @@ async fn store_faults(
     report: &mut FsckReport,
     faulty: &mut Vec<(ChunkId, usize)>,
 ) -> Result<(), FsckError> {
+    // Every task awaited, also after a failure: none is left running.
+    let mut failed = None;
     for (t, check) in tiers.iter().zip(checks) {
         let faults = match check.await {
-            Ok(faults) => faults?,
+            Ok(Ok(faults)) => faults,
+            Ok(Err(e)) => {
+                failed.get_or_insert(FsckError::from(e));
+                continue;
+            }
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => return Err(FsckError::Worker(e.to_string())),
+            Err(e) => {
+                failed.get_or_insert(FsckError::Worker(e.to_string()));
+                continue;
+            }
         };
         for fault in faults {
             if let Some(id) = fault.chunk {
@@ -258,7 +278,7 @@ async fn store_faults(
             });
         }
     }
-    Ok(())
+    failed.map_or(Ok(()), Err)
 }
 
 /// Checks `chunks` in [`CONCURRENCY`] tasks of their own: store reads block their
@@ -266,7 +286,7 @@ async fn store_faults(
 async fn check_all(
     repo: &Arc<Repo>,
     tiers: &[Tier],
-    chunks: Vec<(ChunkId, String)>,
+    chunks: Vec<(ChunkId, Arc<str>)>,
     opts: Options,
     listed: Option<Arc<HashSet<[u8; 32]>>>,
     progress: &Arc<Progress>,
@@ -279,7 +299,7 @@ async fn check_all(
         workers.spawn(async move {
             let mut done = Vec::new();
             loop {
-                let batch: Vec<(ChunkId, String)> = queue
+                let batch: Vec<(ChunkId, Arc<str>)> = queue
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .by_ref()
@@ -319,7 +339,7 @@ async fn check_all(
 
 /// With `read_data`, every tier's copies of `batch` read in one `get_many` per tier (a
 /// pack store in file order, S3 by pack: neighbouring frames in one GET), by tier.
-async fn read_ahead(tiers: &[Tier], batch: &[(ChunkId, String)], opts: Options) -> Vec<Read> {
+async fn read_ahead(tiers: &[Tier], batch: &[(ChunkId, Arc<str>)], opts: Options) -> Vec<Read> {
     let mut out = Vec::with_capacity(tiers.len());
     for t in tiers {
         let mut got = HashMap::new();
@@ -352,7 +372,7 @@ async fn check_chunk(
     repo: &Repo,
     tiers: &[Tier],
     id: ChunkId,
-    used_by: String,
+    used_by: Arc<str>,
     opts: Options,
     listed: Option<&HashSet<[u8; 32]>>,
     read: &mut [Read],
@@ -367,7 +387,7 @@ async fn check_chunk(
         checked.problems.push(Problem {
             id,
             what: "no chunk record".into(),
-            path: used_by,
+            path: used_by.to_string(),
             tier: None,
             repaired: false,
         });
@@ -440,7 +460,7 @@ async fn check_chunk(
             } else {
                 what
             },
-            path: used_by.clone(),
+            path: used_by.to_string(),
             tier: Some(t.name.to_owned()),
             repaired,
         });

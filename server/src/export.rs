@@ -15,9 +15,9 @@
 //!
 //! # Invariants
 //! - Nothing existing is overwritten: a file is written under a temporary name beside
-//!   its own and renamed to it, never over an existing name, once complete; it then
-//!   gets its mode and mtime. So a name in the export folder is either absent or a
-//!   whole file of the version.
+//!   its own and renamed to it, never over an existing name, once complete and given
+//!   its mode and mtime. So a name in the export folder is either absent or a whole
+//!   file of the version.
 //! - A second run into the same folder resumes: a file already there with the size and
 //!   mtime it should have is kept; any other existing file is a clash and stops the
 //!   export. Left-over temporary files of a stopped run are overwritten.
@@ -34,7 +34,7 @@ use std::fs::{self, File, OpenOptions, Permissions};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
@@ -369,44 +369,46 @@ impl Export<'_> {
         let files = Arc::new(files);
         let ids: Vec<ChunkId> = uses.keys().copied().collect();
         let store = self.repo.store().clone();
-        let mut writes = store
-            .get_many_passing(ids)
-            // Chunks already there go to one blocking task together: a task per chunk
-            // costs more in thread wake-ups than writing a small file does.
-            .ready_chunks(WRITE_BATCH)
-            .map(|answers| {
-                let work: Vec<_> = answers
-                    .into_iter()
-                    .map(|(id, answer)| (answer, uses.remove(&id).unwrap_or_default()))
-                    .collect();
-                let files = files.clone();
-                async move {
-                    tokio::task::spawn_blocking(move || write_chunks(&files, work))
-                        .await
-                        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
-                }
-            })
-            .buffer_unordered(WRITERS);
-        while let Some(written) = writes.next().await {
-            match written {
-                Ok(w) => {
-                    self.done.files += w.files;
-                    self.done.bytes += w.bytes;
-                }
-                Err(stop) => {
-                    drop(writes);
-                    remove_temps(&files);
-                    return Err(match stop {
-                        Stop::Failed(e) => e,
-                        Stop::Unavailable(why) => anyhow::anyhow!(
-                            "{why}\nexport stopped: {} files written so far are kept; run the same export again to finish",
-                            self.done.files
-                        ),
-                    });
-                }
+        // Chunks already there go to one blocking task together: a task per chunk
+        // costs more in thread wake-ups than writing a small file does.
+        let mut answers = store.get_many_passing(ids).ready_chunks(WRITE_BATCH);
+        let mut writers = tokio::task::JoinSet::new();
+        let halt = Arc::new(AtomicBool::new(false));
+        let mut stopped = None;
+        while stopped.is_none() {
+            if writers.len() >= WRITERS {
+                let done = writers.join_next().await.expect("a writer is running");
+                self.note(done, &mut stopped);
+                continue;
             }
+            let Some(batch) = answers.next().await else {
+                break;
+            };
+            let work: Vec<_> = batch
+                .into_iter()
+                .map(|(id, answer)| (answer, uses.remove(&id).unwrap_or_default()))
+                .collect();
+            let (files, halt) = (files.clone(), halt.clone());
+            writers.spawn_blocking(move || write_chunks(&files, work, &halt));
         }
-        drop(writes);
+        // Writers still running stop before their next chunk, and every one has ended
+        // before the temporary files of unfinished files are removed (a writer going on
+        // would make one again, or complete a file around a removed chunk).
+        halt.store(stopped.is_some(), Ordering::Release);
+        drop(answers);
+        while let Some(done) = writers.join_next().await {
+            self.note(done, &mut stopped);
+        }
+        if let Some(stop) = stopped {
+            remove_temps(&files);
+            return Err(match stop {
+                Stop::Failed(e) => e,
+                Stop::Unavailable(why) => anyhow::anyhow!(
+                    "{why}\nexport stopped: {} files written so far are kept; run the same export again to finish",
+                    self.done.files
+                ),
+            });
+        }
         for p in files.iter() {
             if p.left.load(Ordering::Acquire) > 0 {
                 let why = p
@@ -417,6 +419,20 @@ impl Export<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Counts what a writer task completed; keeps the first reason to stop.
+    fn note(
+        &mut self,
+        done: Result<(Written, Option<Stop>), tokio::task::JoinError>,
+        stopped: &mut Option<Stop>,
+    ) {
+        let (written, stop) = done.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        self.done.files += written.files;
+        self.done.bytes += written.bytes;
+        if let Some(stop) = stop {
+            stopped.get_or_insert(stop);
+        }
     }
 
     /// Makes the other names of files with several as hard links of the first (once
@@ -450,20 +466,25 @@ impl Export<'_> {
 }
 
 /// Writes each chunk read wherever its places say; a chunk that could not be read
-/// fails the files using it, or stops the export if the store is unreachable.
+/// fails the files using it. Stops before the next chunk once `halt` is set, or when
+/// the store is unreachable or writing fails; returns what it completed either way.
 fn write_chunks(
     files: &[Pending],
     work: Vec<(Result<Loaded, StoreError>, Places)>,
-) -> Result<Written, Stop> {
+    halt: &AtomicBool,
+) -> (Written, Option<Stop>) {
     let mut done = Written::default();
     for (answer, places) in work {
+        if halt.load(Ordering::Acquire) {
+            break;
+        }
         match answer {
             Ok(loaded) => {
-                let w = write_chunk(files, &loaded.data, &places).map_err(Stop::Failed)?;
-                done.files += w.files;
-                done.bytes += w.bytes;
+                if let Err(e) = write_chunk(files, &loaded.data, &places, &mut done) {
+                    return (done, Some(Stop::Failed(e)));
+                }
             }
-            Err(StoreError::Unavailable(why)) => return Err(Stop::Unavailable(why)),
+            Err(StoreError::Unavailable(why)) => return (done, Some(Stop::Unavailable(why))),
             Err(e) => {
                 for (f, _) in places {
                     files[f].fail(e.to_string());
@@ -471,12 +492,17 @@ fn write_chunks(
             }
         }
     }
-    Ok(done)
+    (done, None)
 }
 
-/// Writes `data` wherever `places` say, completing each file it was the last chunk of.
-fn write_chunk(files: &[Pending], data: &[u8], places: &[(usize, u64)]) -> Result<Written> {
-    let mut w = Written::default();
+/// Writes `data` wherever `places` say, completing each file it was the last chunk of
+/// (counted in `w`).
+fn write_chunk(
+    files: &[Pending],
+    data: &[u8],
+    places: &[(usize, u64)],
+    w: &mut Written,
+) -> Result<()> {
     for &(f, offset) in places {
         let p = &files[f];
         if p.failure().is_some() {
@@ -491,26 +517,31 @@ fn write_chunk(files: &[Pending], data: &[u8], places: &[(usize, u64)]) -> Resul
             w.bytes += p.size;
         }
     }
-    Ok(w)
+    Ok(())
 }
 
 /// A file whose bytes are all written (`file` is its temporary copy, open): cut to
 /// its size (a stopped run may have left a longer one), with its owner and
-/// attributes, mode and mtime (a rename keeps them), into place.
+/// attributes, mode and, once closed, mtime (a rename keeps them), into place. On
+/// failure the temporary copy is removed.
 fn complete(p: &Pending, file: File) -> Result<()> {
-    let finish = |e| anyhow::Error::new(e).context(format!("cannot finish {}", p.tmp.display()));
-    file.set_len(p.size).map_err(finish)?;
-    // Ownership first: a chown clears setuid and setgid bits.
-    set_meta(&p.tmp, p.meta.as_deref());
-    file.set_permissions(Permissions::from_mode(p.mode))
-        .map_err(finish)?;
-    rustix::fs::futimens(&file, &timestamps(p.mtime_ns)).map_err(|e| finish(e.into()))?;
-    drop(file);
-    if let Err(e) = platform::rename_new(&p.tmp, &p.dest) {
+    let finish = || -> Result<()> {
+        let cannot = || format!("cannot finish {}", p.tmp.display());
+        file.set_len(p.size).with_context(cannot)?;
+        // Ownership first: a chown clears setuid and setgid bits.
+        set_meta(&p.tmp, p.meta.as_deref());
+        file.set_permissions(Permissions::from_mode(p.mode))
+            .with_context(cannot)?;
+        // The mtime after the close: a file system that writes back on close would
+        // otherwise move it.
+        drop(file);
+        set_mtime(&p.tmp, p.mtime_ns)?;
+        platform::rename_new(&p.tmp, &p.dest)
+            .with_context(|| format!("cannot create {}", p.dest.display()))
+    };
+    finish().inspect_err(|_| {
         let _ = fs::remove_file(&p.tmp);
-        bail!("cannot create {}: {e}", p.dest.display());
-    }
-    Ok(())
+    })
 }
 
 /// Sets `meta` (owner when run as root, extended attributes) on `dest`; what cannot
@@ -566,19 +597,15 @@ fn mtime_ns(meta: &fs::Metadata) -> i64 {
     fvfs_manifest::node::unix_ns(meta.mtime(), meta.mtime_nsec())
 }
 
-/// Access and modification times both at `mtime_ns`.
-fn timestamps(mtime_ns: i64) -> Timestamps {
+fn set_mtime(dest: &Path, mtime_ns: i64) -> Result<()> {
     let t = Timespec {
         tv_sec: mtime_ns.div_euclid(1_000_000_000),
         tv_nsec: mtime_ns.rem_euclid(1_000_000_000),
     };
-    Timestamps {
+    let times = Timestamps {
         last_access: t,
         last_modification: t,
-    }
-}
-
-fn set_mtime(dest: &Path, mtime_ns: i64) -> Result<()> {
-    rustix::fs::utimensat(CWD, dest, &timestamps(mtime_ns), AtFlags::SYMLINK_NOFOLLOW)
+    };
+    rustix::fs::utimensat(CWD, dest, &times, AtFlags::SYMLINK_NOFOLLOW)
         .with_context(|| format!("cannot set mtime of {}", dest.display()))
 }

@@ -116,7 +116,11 @@ fn a_tree_restores_from_the_bucket_alone_by_pack_not_by_chunk() {
     let out = export(&s3, &fresh, &config, "HEAD", "/", &again);
     check(&out, 0);
     let summary = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(gets(&summary), used, "{summary}");
+    let again_used = gets(&summary);
+    assert!(
+        again_used > 0 && again_used <= 2 * packs + 2,
+        "{again_used} GETs for {packs} packs: {summary}"
+    );
     tree::assert_same(&src, &again);
 }
 

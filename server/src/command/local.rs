@@ -100,8 +100,8 @@ impl Backend for Local<'_> {
 
     async fn export(&self, args: export::Args) -> Result<Outcome> {
         let outcome = export::run(self.repo(), self.home.s3().as_deref(), args).await;
-        // What was fetched from a colder tier stays local, also when the export
-        // stopped: a second run does not fetch it again.
+        // An export promotes nothing, but a corrupt local copy it replaced from a
+        // colder tier is recorded, also when the export stopped.
         if let Some(tiers) = self.home.tiers() {
             tiers.record_reads(self.repo()).await?;
         }

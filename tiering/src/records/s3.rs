@@ -177,7 +177,7 @@ impl Publishing for Repo {
         // In key order, each chunk once: sled inserts neighbouring keys into the same
         // leaf one after another instead of touching every leaf in every batch.
         let mut found: Vec<&Recovered> = found.iter().collect();
-        found.sort_unstable_by_key(|f| f.id);
+        found.sort_unstable_by_key(|f| (f.id, f.loc.pack, f.loc.offset));
         found.dedup_by_key(|f| f.id);
         for f in found {
             let record = ChunkRecord {
