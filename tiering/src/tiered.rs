@@ -86,12 +86,12 @@ impl TieredStore {
     /// `pending` (each with the local tier's answer) asked of colder tier `i` and
     /// those after it; what none has is answered with the local tier's error, or the
     /// coldest tier's when the local one simply lacked it.
-    /// `promote` false: chunks the local tier lacked are only passed on.
+    /// With `keep` false, chunks the local tier lacked are only passed on.
     fn colder_many(
         &self,
         i: usize,
         pending: Vec<(ChunkId, StoreError)>,
-        promote: bool,
+        keep: bool,
     ) -> ChunkStream<'_> {
         let Some((name, tier)) = self.colder.get(i).filter(|_| !pending.is_empty()) else {
             return stream::iter(pending.into_iter().map(|(id, e)| (id, Err(e)))).boxed();
@@ -105,7 +105,7 @@ impl TieredStore {
                 match r {
                     Ok(loaded) => {
                         // A corrupt local copy is replaced even by a passing read.
-                        if promote || !matches!(local_error, StoreError::NotFound(_)) {
+                        if keep || !matches!(local_error, StoreError::NotFound(_)) {
                             self.promote(&id, &local_error, name, &loaded).await;
                         }
                         Ok((id, loaded))
@@ -118,7 +118,7 @@ impl TieredStore {
             }
         });
         then_the_rest(found.boxed(), move |failed| {
-            self.colder_many(i + 1, failed, promote)
+            self.colder_many(i + 1, failed, keep)
         })
     }
 
@@ -245,8 +245,7 @@ impl ChunkStore for TieredStore {
         })
     }
 
-    /// What the local tier holds, read in its own order; everything else (and local
-    /// failures) asked of each colder tier in turn, in bulk, and promoted.
+    /// [`Self::read_many`], counting reads and promoting.
     fn get_many(&self, ids: Vec<ChunkId>) -> ChunkStream<'_> {
         self.read_many(ids, true)
     }
