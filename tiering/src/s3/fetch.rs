@@ -1,133 +1,223 @@
-//! Reads from S3 by pack. In bulk: the chunks asked for are grouped by the pack
-//! holding them, neighbouring frames are fetched in one ranged GET ([`plan`]), several
-//! GETs are in flight, and frames are verified on the blocking pool as their bytes
-//! arrive. One at a time: a read takes [`READ_AROUND`] bytes of the pack from the
-//! frame on and keeps the last few such ranges ([`Around`]), because whoever reads one
-//! chunk cold (a mount walking a tree, a daemon serving file after file) mostly reads
-//! its neighbours next, and packs keep the order in which chunks were written.
+//! Reads from S3 by pack block. A pack is read in aligned [`BLOCK`]s: what a read
+//! needs is rounded out to whole blocks, the consecutive blocks of a pack that one read
+//! needs are fetched in one ranged GET (several GETs in flight, each on a task of its
+//! own, so it progresses while the reader decodes another), and the last [`KEPT`]
+//! bytes of blocks are kept for the reads that follow: whoever reads a few chunks cold
+//! (a mount walking a tree, a daemon serving file after file, a read-ahead) mostly
+//! reads their neighbours next, and packs keep the order in which chunks were written.
+//! A block already being fetched is waited for, not fetched again. Frames are verified
+//! on the blocking pool as their bytes arrive.
 //!
 //! # Invariants
-//! - Every id given is answered exactly once: a range that fails answers each of its
-//!   frames with the failure (the pack's name in it), never silently drops one.
-//! - Memory is bounded whatever the number of ids: at most [`IN_FLIGHT`] ranges of at
-//!   most [`MAX_RANGE`] bytes are held, and frames are decoded [`BATCH`] at a time as
-//!   the reader takes them.
+//! - Every id given is answered exactly once: a GET that fails answers each frame that
+//!   needed it with the failure (the pack's name in it), never silently drops one.
+//! - Memory is bounded whatever the number of ids: at most [`IN_FLIGHT`] groups of
+//!   frames wait on GETs of at most [`MAX_BLOCKS`] blocks each (a whole pack), plus
+//!   the [`KEPT`] bytes; a planned GET that nobody waits for any more is forgotten.
+//! - Packs are immutable (named by the hash of their bytes), so a kept block is never
+//!   stale; every frame is verified when it is opened anyway.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use crate::records::PackLoc;
 use bytes::Bytes;
+use futures::future::{BoxFuture, FutureExt, Shared, WeakShared};
 use futures::stream::{self, StreamExt};
 use fvfs_cas::{ChunkId, ChunkStream, Loaded, StoreError};
 
 use super::{lock, pack_key, Bucket, S3Store};
 
-/// Largest range fetched in one GET: a whole pack fits.
-pub const MAX_RANGE: u64 = super::PACK_MAX as u64 + (4 << 20);
-/// Unwanted bytes between two wanted frames that are still fetched rather than
-/// starting a second request: a GET's round trip costs more than this much transfer.
-pub const GAP: u64 = 1 << 20;
-/// Ranged GETs in flight at once.
+/// The unit a pack is read in: a GET of a few bytes costs a round trip and the
+/// server's own block reads, so nearly as much as this many bytes.
+pub const BLOCK: u64 = 4 << 20;
+/// Most blocks fetched in one GET: a whole pack with its index.
+pub const MAX_BLOCKS: u64 = (super::PACK_MAX as u64 + (4 << 20)).div_ceil(BLOCK);
+/// Bytes of blocks kept for the reads that follow, least recently used dropped first.
+pub const KEPT: u64 = 64 << 20;
+/// Groups of frames whose GETs are in flight at once.
 pub const IN_FLIGHT: usize = 6;
 /// Frames decoded per task on the blocking pool.
 const BATCH: usize = 16;
-/// Bytes of a pack read from a single chunk's frame on.
-pub const READ_AROUND: u64 = 1 << 20;
-/// Ranges kept by [`Around`].
-const AROUND_KEPT: usize = 32;
+/// Planned GETs remembered before those nobody waits for are swept out.
+const PENDING_SWEEP: usize = 4096;
 
-/// The last ranges read around single chunks, newest last.
+/// A block: a pack's name and the block's number in it.
+type Key = ([u8; 32], u64);
+
+/// What one GET brought: blocks `first..` of a pack (the last may be short, where the
+/// pack ends), or why not.
+enum Got {
+    Blocks(u64, Bytes),
+    Missing,
+    Failed(String),
+}
+
+impl Got {
+    /// Block `n`, if this GET brought any of it.
+    fn block(&self, n: u64) -> Option<Bytes> {
+        let Got::Blocks(first, body) = self else {
+            return None;
+        };
+        let at = usize::try_from(n.checked_sub(*first)? * BLOCK).ok()?;
+        (at < body.len()).then(|| body.slice(at..body.len().min(at + BLOCK as usize)))
+    }
+}
+
+/// A GET, started when first awaited, shared by every read that needs its blocks.
+type Fetch = Shared<Getting>;
+type Getting = BoxFuture<'static, Arc<Got>>;
+
+/// Blocks kept and GETs planned, shared by the reads of one store.
 #[derive(Default)]
-pub struct Around(std::collections::VecDeque<([u8; 32], u64, Bytes)>);
+pub struct Blocks {
+    /// Newest last.
+    kept: VecDeque<(Key, Bytes)>,
+    bytes: u64,
+    /// The GET bringing each block, by its number; weak, so a GET whose reads all went
+    /// away is not kept alive by this map.
+    pending: HashMap<Key, (u64, WeakShared<Getting>)>,
+    next: u64,
+}
 
-impl Around {
-    /// The frame at `loc`, if a kept range holds it whole.
-    fn frame(&self, loc: &PackLoc) -> Option<Bytes> {
-        self.0.iter().rev().find_map(|(pack, start, bytes)| {
-            let at = loc.offset.checked_sub(*start)? as usize;
-            (*pack == loc.pack && at + loc.len as usize <= bytes.len())
-                .then(|| bytes.slice(at..at + loc.len as usize))
-        })
+impl Blocks {
+    fn kept(&mut self, key: &Key) -> Option<Bytes> {
+        let i = self.kept.iter().position(|(k, _)| k == key)?;
+        let entry = self.kept.remove(i)?;
+        let bytes = entry.1.clone();
+        self.kept.push_back(entry);
+        Some(bytes)
     }
 
-    fn keep(&mut self, pack: [u8; 32], start: u64, bytes: Bytes) {
-        if self.0.len() == AROUND_KEPT {
-            self.0.pop_front();
+    fn keep(&mut self, key: Key, bytes: Bytes) {
+        if self.kept.iter().any(|(k, _)| *k == key) {
+            return;
         }
-        self.0.push_back((pack, start, bytes));
+        self.bytes += bytes.len() as u64;
+        self.kept.push_back((key, bytes));
+        while self.bytes > KEPT {
+            let Some((_, old)) = self.kept.pop_front() else {
+                break;
+            };
+            self.bytes -= old.len() as u64;
+        }
+    }
+
+    fn pending(&self, key: &Key) -> Option<(u64, Fetch)> {
+        let (no, weak) = self.pending.get(key)?;
+        Some((*no, weak.upgrade()?))
     }
 }
 
-/// One GET: bytes `start..end` of `pack`, holding the frames listed (offsets in the pack).
-#[derive(Debug, PartialEq, Eq)]
-pub struct Range {
-    pub pack: [u8; 32],
-    pub start: u64,
-    pub end: u64,
-    pub frames: Vec<(ChunkId, u64, u32)>,
+/// The blocks frame `loc` lies in.
+fn blocks_of(loc: &PackLoc) -> std::ops::RangeInclusive<u64> {
+    let last = loc.offset + u64::from(loc.len).max(1) - 1;
+    loc.offset / BLOCK..=last / BLOCK
 }
 
-/// The GETs that fetch `wanted`: per pack in offset order, neighbours closer than
-/// [`GAP`] merged while a range stays under [`MAX_RANGE`].
-pub fn plan(mut wanted: Vec<(ChunkId, PackLoc)>) -> Vec<Range> {
-    wanted.sort_unstable_by_key(|(_, l)| (l.pack, l.offset));
-    let mut ranges: Vec<Range> = Vec::new();
-    for (id, loc) in wanted {
-        let end = loc.offset + u64::from(loc.len);
-        match ranges.last_mut() {
-            Some(r)
-                if r.pack == loc.pack
-                    && loc.offset <= r.end + GAP
-                    && end.max(r.end) - r.start <= MAX_RANGE =>
-            {
-                r.end = r.end.max(end);
-                r.frames.push((id, loc.offset, loc.len));
+/// The GETs that fetch `missing` blocks (sorted): runs of consecutive blocks of one
+/// pack, each at most [`MAX_BLOCKS`] long, as (pack, first, last).
+pub fn runs(missing: &[Key]) -> Vec<([u8; 32], u64, u64)> {
+    let mut runs: Vec<([u8; 32], u64, u64)> = Vec::new();
+    for &(pack, n) in missing {
+        match runs.last_mut() {
+            Some((p, first, last)) if *p == pack && n == *last + 1 && n - *first < MAX_BLOCKS => {
+                *last = n;
             }
-            _ => ranges.push(Range {
-                pack: loc.pack,
-                start: loc.offset,
-                end,
-                frames: vec![(id, loc.offset, loc.len)],
-            }),
+            _ => runs.push((pack, n, n)),
         }
     }
-    ranges
+    runs
+}
+
+/// Frames answered together: those needing the same GETs.
+struct Group {
+    /// Blocks the frames need that were kept when the read was planned.
+    kept: Vec<(Key, Bytes)>,
+    /// The GETs bringing the others, as (pack, first block, last block).
+    waits: Vec<([u8; 32], u64, u64, Fetch)>,
+    frames: Vec<(ChunkId, PackLoc)>,
+}
+
+impl Group {
+    /// Awaits the GETs, then cuts each frame out of its blocks (batches for decoding).
+    async fn resolve(self) -> Vec<Vec<Fetched>> {
+        let mut got = Vec::with_capacity(self.waits.len());
+        for (pack, first, last, fetch) in self.waits {
+            got.push((pack, first, last, fetch.await));
+        }
+        let block = |pack: [u8; 32], n: u64| -> Result<Bytes, Lack> {
+            if let Some((_, b)) = self.kept.iter().find(|(k, _)| *k == (pack, n)) {
+                return Ok(b.clone());
+            }
+            let (.., g) = got
+                .iter()
+                .find(|(p, first, last, _)| *p == pack && (*first..=*last).contains(&n))
+                .ok_or(Lack::Short)?;
+            match &**g {
+                Got::Blocks(..) => g.block(n).ok_or(Lack::Short),
+                Got::Missing => Err(Lack::Pack),
+                Got::Failed(e) => Err(Lack::Failed(e.clone())),
+            }
+        };
+        let fetched: Vec<Fetched> = self
+            .frames
+            .into_iter()
+            .map(|(id, loc)| {
+                let pack = hex::encode(loc.pack);
+                let reason = match cut(loc, |n| block(loc.pack, n)) {
+                    Ok(frame) => return Fetched::Frame(id, frame, pack),
+                    Err(Lack::Failed(e)) => return Fetched::Failed(id, StoreError::Unavailable(e)),
+                    Err(Lack::Short) => format!("pack {pack} is shorter than its index says"),
+                    Err(Lack::Pack) => format!("its pack {pack} is missing from S3"),
+                };
+                Fetched::Failed(id, StoreError::Corrupt { id, reason })
+            })
+            .collect();
+        let mut batches = Vec::with_capacity(fetched.len().div_ceil(BATCH));
+        let mut fetched = fetched.into_iter().peekable();
+        while fetched.peek().is_some() {
+            batches.push(fetched.by_ref().take(BATCH).collect());
+        }
+        batches
+    }
+}
+
+/// Why a frame's bytes are not there.
+#[derive(Debug, PartialEq)]
+enum Lack {
+    /// The pack ends before the frame does.
+    Short,
+    /// The pack is not in the bucket.
+    Pack,
+    /// The GET failed (S3's words).
+    Failed(String),
+}
+
+/// Frame `loc` cut out of its blocks (`block(n)` gives block `n`): without a copy when
+/// it lies in one block.
+fn cut(loc: PackLoc, block: impl Fn(u64) -> Result<Bytes, Lack>) -> Result<Bytes, Lack> {
+    let (start, end) = (loc.offset, loc.offset + u64::from(loc.len));
+    let mut parts = Vec::new();
+    for n in blocks_of(&loc) {
+        let b = block(n)?;
+        let from = start.saturating_sub(n * BLOCK) as usize;
+        let to = (end - n * BLOCK).min(BLOCK) as usize;
+        parts.push(
+            b.get(from..to)
+                .map(|_| b.slice(from..to))
+                .ok_or(Lack::Short)?,
+        );
+    }
+    Ok(match parts.len() {
+        1 => parts.pop().unwrap_or_default(),
+        _ => Bytes::from(parts.concat()),
+    })
 }
 
 impl S3Store {
-    /// Chunk `id` at `loc`: from a range read before, or with a GET of
-    /// [`READ_AROUND`] bytes from its frame on (S3 cuts a range at the pack's end).
-    pub(super) async fn fetch_one(&self, id: &ChunkId, loc: PackLoc) -> Result<Loaded, StoreError> {
-        let kept = lock(&self.around).frame(&loc);
-        if let Some(frame) = kept {
-            return self.bucket.open_frame(id, frame);
-        }
-        let pack = hex::encode(loc.pack);
-        let want = u64::from(loc.len).max(READ_AROUND);
-        let bytes = self
-            .bucket
-            .get_range(
-                &pack_key(&loc.pack),
-                Some(format!("bytes={}-{}", loc.offset, loc.offset + want - 1)),
-            )
-            .await?
-            .ok_or_else(|| StoreError::Corrupt {
-                id: *id,
-                reason: format!("its pack {pack} is missing from S3"),
-            })?;
-        let Some(frame) = bytes
-            .get(..loc.len as usize)
-            .map(|_| bytes.slice(..loc.len as usize))
-        else {
-            return Err(StoreError::Corrupt {
-                id: *id,
-                reason: format!("pack {pack} is shorter than its index says"),
-            });
-        };
-        lock(&self.around).keep(loc.pack, loc.offset, bytes);
-        self.bucket.open_frame(id, frame)
-    }
-
-    /// Answers `ids` by pack (see the module doc); frames still in memory and ids with
-    /// no location are answered first.
+    /// Answers `ids` by pack block (see the module doc); frames still in memory and
+    /// ids with no location are answered first.
     pub(super) fn fetch_many(&self, ids: Vec<ChunkId>) -> ChunkStream<'_> {
         let mut ready = Vec::new();
         let mut wanted = Vec::new();
@@ -142,22 +232,13 @@ impl S3Store {
                 Err(e) => ready.push((id, Err(e))),
             }
         }
-        let bucket = self.bucket.clone();
         let opener = self.bucket.clone();
-        let fetched = stream::iter(plan(wanted))
-            // Spawned, so that every GET in flight progresses while the reader is
-            // busy with the frames of another.
-            .map(move |range| {
-                let task = tokio::spawn(fetch_range(bucket.clone(), range));
-                async move {
-                    task.await
-                        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
-                }
-            })
+        let fetched = stream::iter(self.plan(wanted))
+            .map(Group::resolve)
             .buffer_unordered(IN_FLIGHT)
-            .flat_map(move |frames| {
+            .flat_map(move |batches| {
                 let opener = opener.clone();
-                stream::iter(frames)
+                stream::iter(batches)
                     .map(move |batch| {
                         let opener = opener.clone();
                         async move {
@@ -171,58 +252,122 @@ impl S3Store {
             });
         stream::iter(ready).chain(fetched).boxed()
     }
-}
 
-/// One GET; its frames in batches for decoding, or each answered with the failure.
-async fn fetch_range(bucket: Bucket, r: Range) -> Vec<Vec<Fetched>> {
-    let key = pack_key(&r.pack);
-    let pack = hex::encode(r.pack);
-    let got = bucket
-        .get_range(
-            &key,
-            Some(format!("bytes={}-{}", r.start, r.end.max(r.start + 1) - 1)),
-        )
-        .await;
-    let fetched: Vec<Fetched> = match got {
-        Ok(Some(body)) => r
-            .frames
-            .into_iter()
-            .map(|(id, offset, len)| {
-                let at = (offset - r.start) as usize;
-                match body.get(at..at + len as usize) {
-                    Some(_) => Fetched::Frame(id, body.slice(at..at + len as usize), pack.clone()),
-                    None => Fetched::Failed(
-                        id,
-                        StoreError::Corrupt {
-                            id,
-                            reason: format!("pack {pack} is shorter than its index says"),
-                        },
-                    ),
-                }
-            })
-            .collect(),
-        Ok(None) => r
-            .frames
-            .into_iter()
-            .map(|(id, ..)| {
-                let reason = format!("its pack {pack} is missing from S3");
-                Fetched::Failed(id, StoreError::Corrupt { id, reason })
-            })
-            .collect(),
-        Err(e) => {
-            let e = e.to_string();
-            r.frames
-                .into_iter()
-                .map(|(id, ..)| Fetched::Failed(id, StoreError::Unavailable(e.clone())))
-                .collect()
+    /// The frames of `wanted` in groups needing the same GETs, in pack order: blocks
+    /// kept are taken, blocks being fetched are waited for, and the others get GETs of
+    /// their own (planned here, started when a group first awaits them).
+    fn plan(&self, mut wanted: Vec<(ChunkId, PackLoc)>) -> Vec<Group> {
+        wanted.sort_unstable_by_key(|(_, l)| (l.pack, l.offset));
+        let mut blocks = lock(&self.blocks);
+        if blocks.pending.len() > PENDING_SWEEP {
+            blocks.pending.retain(|_, (_, w)| w.upgrade().is_some());
         }
-    };
-    let mut batches = Vec::with_capacity(fetched.len().div_ceil(BATCH));
-    let mut fetched = fetched.into_iter().peekable();
-    while fetched.peek().is_some() {
-        batches.push(fetched.by_ref().take(BATCH).collect());
+        let mut kept: HashMap<Key, Bytes> = HashMap::new();
+        let mut waits: HashMap<Key, u64> = HashMap::new();
+        let mut fetches: HashMap<u64, ([u8; 32], u64, u64, Fetch)> = HashMap::new();
+        let mut missing = Vec::new();
+        for (_, loc) in &wanted {
+            for n in blocks_of(loc) {
+                let key = (loc.pack, n);
+                if kept.contains_key(&key)
+                    || waits.contains_key(&key)
+                    || missing.last() == Some(&key)
+                {
+                    continue;
+                }
+                if let Some(b) = blocks.kept(&key) {
+                    kept.insert(key, b);
+                } else if let Some((no, fetch)) = blocks.pending(&key) {
+                    waits.insert(key, no);
+                    fetches.entry(no).or_insert_with(|| {
+                        // The run's extent is only needed to find its blocks.
+                        (loc.pack, n, n, fetch)
+                    });
+                    let f = fetches.get_mut(&no).expect("just inserted");
+                    f.1 = f.1.min(n);
+                    f.2 = f.2.max(n);
+                } else {
+                    missing.push(key);
+                }
+            }
+        }
+        for (pack, first, last) in runs(&missing) {
+            let no = blocks.next;
+            blocks.next += 1;
+            let fetch = self.fetch(pack, first, last, no);
+            for n in first..=last {
+                if let Some(weak) = fetch.downgrade() {
+                    blocks.pending.insert((pack, n), (no, weak));
+                }
+                waits.insert((pack, n), no);
+            }
+            fetches.insert(no, (pack, first, last, fetch));
+        }
+        drop(blocks);
+
+        let mut groups: Vec<Group> = Vec::new();
+        let mut by_waits: HashMap<Vec<u64>, usize> = HashMap::new();
+        for (id, loc) in wanted {
+            let mut nos: Vec<u64> = blocks_of(&loc)
+                .filter_map(|n| waits.get(&(loc.pack, n)).copied())
+                .collect();
+            nos.sort_unstable();
+            nos.dedup();
+            let g = *by_waits.entry(nos.clone()).or_insert_with(|| {
+                groups.push(Group {
+                    kept: Vec::new(),
+                    waits: nos.iter().map(|no| fetches[no].clone()).collect(),
+                    frames: Vec::new(),
+                });
+                groups.len() - 1
+            });
+            let group = &mut groups[g];
+            for n in blocks_of(&loc) {
+                if let Some(b) = kept.get(&(loc.pack, n)) {
+                    if !group.kept.iter().any(|(k, _)| *k == (loc.pack, n)) {
+                        group.kept.push(((loc.pack, n), b.clone()));
+                    }
+                }
+            }
+            group.frames.push((id, loc));
+        }
+        groups
     }
-    batches
+
+    /// The GET of blocks `first..=last` of `pack`, on a task of its own once awaited;
+    /// what it brings is kept for later reads.
+    fn fetch(&self, pack: [u8; 32], first: u64, last: u64, no: u64) -> Fetch {
+        let bucket = self.bucket.clone();
+        let blocks = Arc::clone(&self.blocks);
+        async move {
+            let task = tokio::spawn(async move {
+                let range = format!("bytes={}-{}", first * BLOCK, (last + 1) * BLOCK - 1);
+                let got = match bucket.get_range(&pack_key(&pack), Some(range)).await {
+                    Ok(Some(body)) => Got::Blocks(first, body),
+                    Ok(None) => Got::Missing,
+                    Err(e) => Got::Failed(e.to_string()),
+                };
+                let mut blocks = lock(&blocks);
+                for n in first..=last {
+                    if blocks
+                        .pending
+                        .get(&(pack, n))
+                        .is_some_and(|(k, _)| *k == no)
+                    {
+                        blocks.pending.remove(&(pack, n));
+                    }
+                    if let Some(b) = got.block(n) {
+                        blocks.keep((pack, n), b);
+                    }
+                }
+                Arc::new(got)
+            });
+            task.await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+        }
+        .boxed()
+        .shared()
+    }
 }
 
 /// A frame fetched (with the name of its pack, for errors), or why it was not.
@@ -263,38 +408,71 @@ mod tests {
     }
 
     #[test]
-    fn neighbours_share_a_get_and_far_frames_or_other_packs_do_not() {
-        let id = |n: u8| ChunkId::of(&[n]);
-        let ranges = plan(vec![
-            (id(3), loc(1, 5000, 100)),
-            (id(1), loc(1, 0, 1000)),
-            (id(2), loc(1, 1000 + GAP, 500)),
-            (id(4), loc(1, 10 * GAP, 10)),
-            (id(5), loc(2, 0, 10)),
-        ]);
-        let shape: Vec<_> = ranges
-            .iter()
-            .map(|r| (r.pack[0], r.start, r.end, r.frames.len()))
-            .collect();
+    fn consecutive_blocks_of_a_pack_share_a_get_and_far_blocks_or_other_packs_do_not() {
+        let missing = [
+            ([1; 32], 0),
+            ([1; 32], 1),
+            ([1; 32], 3),
+            ([2; 32], 4),
+            ([2; 32], 5),
+        ];
         assert_eq!(
-            shape,
-            vec![
-                (1, 0, 1500 + GAP, 3),
-                (1, 10 * GAP, 10 * GAP + 10, 1),
-                (2, 0, 10, 1)
-            ]
+            runs(&missing),
+            vec![([1; 32], 0, 1), ([1; 32], 3, 3), ([2; 32], 4, 5)]
         );
     }
 
     #[test]
-    fn a_range_never_exceeds_the_cap() {
-        let step = 1 << 20;
-        let wanted: Vec<_> = (0..100u64)
-            .map(|i| (ChunkId::of(&i.to_le_bytes()), loc(7, i * step, step as u32)))
-            .collect();
-        let ranges = plan(wanted);
-        assert!(ranges.iter().all(|r| r.end - r.start <= MAX_RANGE));
-        assert_eq!(ranges.iter().map(|r| r.frames.len()).sum::<usize>(), 100);
-        assert_eq!(ranges.len(), 100u64.div_ceil(MAX_RANGE / step) as usize);
+    fn a_get_never_exceeds_the_cap() {
+        let missing: Vec<Key> = (0..3 * MAX_BLOCKS + 1).map(|n| ([7; 32], n)).collect();
+        let runs = runs(&missing);
+        assert_eq!(runs.len(), 4);
+        assert!(runs
+            .iter()
+            .all(|(_, first, last)| last - first < MAX_BLOCKS));
+        assert_eq!(
+            runs.iter().map(|(_, f, l)| l - f + 1).sum::<u64>(),
+            3 * MAX_BLOCKS + 1
+        );
+    }
+
+    #[test]
+    fn a_frame_is_cut_from_one_block_or_joined_across_two_and_a_short_pack_is_named() {
+        let pack: Vec<u8> = (0..2 * BLOCK + 100).map(|i| (i % 251) as u8).collect();
+        let block = |n: u64| -> Result<Bytes, Lack> {
+            let at = (n * BLOCK) as usize;
+            let end = pack.len().min(at + BLOCK as usize);
+            pack.get(at..end)
+                .map(Bytes::copy_from_slice)
+                .ok_or(Lack::Short)
+        };
+        let within = loc(1, 10, 1000);
+        assert_eq!(&cut(within, block).unwrap()[..], &pack[10..1010]);
+        let across = loc(1, BLOCK - 300, 1000);
+        let at = (BLOCK - 300) as usize;
+        assert_eq!(&cut(across, block).unwrap()[..], &pack[at..at + 1000]);
+        assert_eq!(blocks_of(&across), 0..=1);
+        let past_the_end = loc(1, 2 * BLOCK + 50, 100);
+        assert_eq!(cut(past_the_end, block), Err(Lack::Short));
+        assert_eq!(cut(within, |_| Err(Lack::Pack)), Err(Lack::Pack));
+    }
+
+    #[test]
+    fn kept_blocks_are_bounded_and_the_least_recently_used_goes_first() {
+        let mut blocks = Blocks::default();
+        let full = Bytes::from(vec![0u8; BLOCK as usize]);
+        let count = KEPT / BLOCK;
+        for n in 0..count {
+            blocks.keep(([1; 32], n), full.clone());
+        }
+        assert!(blocks.kept(&([1; 32], 0)).is_some(), "block 0 used again");
+        blocks.keep(([1; 32], count), full.clone());
+        assert!(blocks.bytes <= KEPT);
+        assert!(blocks.kept(&([1; 32], 0)).is_some(), "recently used: kept");
+        assert!(
+            blocks.kept(&([1; 32], 1)).is_none(),
+            "least recently used: dropped"
+        );
+        assert!(blocks.kept(&([1; 32], count)).is_some());
     }
 }

@@ -6,9 +6,10 @@
 //! `sync`; the replicator calls `sync` when `flush_size_mb` waits or
 //! `flush_interval_secs` passed, so packs are large (at least 16 MiB under steady
 //! writes) and a GiB costs a few dozen PUTs. Where each chunk sits (pack, offset,
-//! length) is kept in [`Locations`] (the metadata database in the daemon): one chunk
-//! read is one ranged GET, and bulk reads ([`ChunkStore::get_many`], `fetch`) fetch
-//! neighbouring frames of a pack in one GET, several in flight.
+//! length) is kept in [`Locations`] (the metadata database in the daemon). Reads
+//! (`fetch`) take packs in aligned blocks of a few MiB, the blocks a read needs in one
+//! ranged GET per pack, several in flight, and keep the last blocks read for the reads
+//! that follow.
 //!
 //! # Invariants
 //! - A location is recorded only after its pack was acknowledged by the server, so a
@@ -223,8 +224,8 @@ pub struct S3Store {
     /// Why the last upload started by a `put` failed (its frames are back in the open
     /// pack); the next `put` reports it, so the replicator backs off.
     failed: Arc<Mutex<Option<String>>>,
-    /// Pack ranges read around single chunks, for the reads that follow.
-    around: Mutex<fetch::Around>,
+    /// Pack blocks kept for the reads that follow, and GETs in flight.
+    blocks: Arc<Mutex<fetch::Blocks>>,
 }
 
 fn pack_key(name: &[u8; 32]) -> String {
@@ -239,7 +240,7 @@ impl S3Store {
             mem: Arc::default(),
             uploads: Arc::new(tokio::sync::Semaphore::new(UPLOADS as usize)),
             failed: Arc::default(),
-            around: Mutex::default(),
+            blocks: Arc::default(),
         }
     }
 
@@ -380,11 +381,10 @@ impl ChunkStore for S3Store {
     }
 
     async fn get(&self, id: &ChunkId) -> Result<Loaded, StoreError> {
-        if let Some(stored) = self.mem().frame(id) {
-            return self.bucket.open_frame(id, stored);
+        match self.fetch_many(vec![*id]).next().await {
+            Some((_, answer)) => answer,
+            None => Err(StoreError::NotFound(*id)),
         }
-        let loc = self.locs.get(id)?.ok_or(StoreError::NotFound(*id))?;
-        self.fetch_one(id, loc).await
     }
 
     fn get_many(&self, ids: Vec<ChunkId>) -> fvfs_cas::ChunkStream<'_> {
