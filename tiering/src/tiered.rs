@@ -165,12 +165,11 @@ impl TieredStore {
         let (reads, promoted) = self.take_reads();
         if !promoted.is_empty() {
             self.local.sync().await?;
-            repo.note_promoted(&promoted).await?;
         }
-        if !reads.is_empty() {
-            repo.note_accesses(&reads).await?;
+        if reads.is_empty() && promoted.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        repo.note_reads(&reads, &promoted).await
     }
 
     /// Corrupt local copies replaced so far.

@@ -13,6 +13,8 @@
 //!   so walking a tier's candidates from the start visits the least recently used
 //!   first, at a cost in proportion to what is visited.
 
+use std::collections::HashSet;
+
 use fvfs_cas::ChunkId;
 use fvfs_manifest::kv::Batch;
 use fvfs_manifest::meta::{TIER_LOCAL, TIER_S3};
@@ -54,12 +56,12 @@ pub fn recent_accesses(r: &ChunkRecord, now: i64) -> f64 {
 /// Eviction's records of a store.
 #[async_trait::async_trait]
 pub trait Eviction {
-    /// Notes reads of chunks (`count` each) at the present time. Not flushed: access
-    /// statistics may lose their last seconds in a crash.
-    async fn note_accesses(&self, reads: &[(ChunkId, u32)]) -> Result<()>;
-    /// Chunks read back into the local tier from a colder one (after the local store
-    /// synced them): the local bit is set again.
-    async fn note_promoted(&self, ids: &[ChunkId]) -> Result<()>;
+    /// Notes reads of chunks (`count` each) at the present time, and chunks read back
+    /// into the local tier from a colder one (`promoted`, after the local store synced
+    /// them: their local bit is set again), in one pass over their records. Flushed
+    /// durably when any was promoted; access statistics alone may lose their last
+    /// seconds in a crash.
+    async fn note_reads(&self, reads: &[(ChunkId, u32)], promoted: &[ChunkId]) -> Result<()>;
     /// Up to `limit` eviction candidates of `tier`, least recently used first.
     fn eviction_candidates(&self, tier: u8, limit: usize) -> Result<Vec<(ChunkId, ChunkRecord)>>;
     /// Clears `tier`'s bit of `ids`, durably, for those S3 still holds; returns those
@@ -69,40 +71,39 @@ pub trait Eviction {
 
 #[async_trait::async_trait]
 impl Eviction for Repo {
-    async fn note_accesses(&self, reads: &[(ChunkId, u32)]) -> Result<()> {
+    async fn note_reads(&self, reads: &[(ChunkId, u32)], promoted: &[ChunkId]) -> Result<()> {
         let space = self.space(CANDIDATES);
         let mut change = self.change_records().await?;
         let now = now_secs();
-        for (id, count) in reads {
-            let Some(mut r) = change.record(id)? else {
+        let promoted_set: HashSet<&ChunkId> = promoted.iter().collect();
+        let read: HashSet<&ChunkId> = reads.iter().map(|(id, _)| id).collect();
+        let unread = promoted
+            .iter()
+            .filter(|id| !read.contains(id))
+            .map(|id| (*id, 0));
+        for (id, count) in reads.iter().copied().chain(unread) {
+            let Some(mut r) = change.record(&id)? else {
                 continue;
             };
-            remove_candidates(&space, &mut change.batch, id, &r);
-            r.accesses = (recent_accesses(&r, now) + f64::from(*count)) as f32;
-            r.last_access = now;
-            add_candidates(&space, &mut change.batch, id, &r);
-            change.set(id, &r);
-        }
-        change.commit(false)
-    }
-
-    async fn note_promoted(&self, ids: &[ChunkId]) -> Result<()> {
-        let space = self.space(CANDIDATES);
-        let mut change = self.change_records().await?;
-        for id in ids {
-            let Some(mut r) = change.record(id)? else {
+            let back = promoted_set.contains(&id) && r.tiers & TIER_LOCAL == 0;
+            if count == 0 && !back {
                 continue;
-            };
-            if r.tiers & TIER_LOCAL == 0 {
+            }
+            remove_candidates(&space, &mut change.batch, &id, &r);
+            if count > 0 {
+                r.accesses = (recent_accesses(&r, now) + f64::from(count)) as f32;
+                r.last_access = now;
+            }
+            if back {
                 r.tiers |= TIER_LOCAL;
                 let t = &mut change.totals;
                 t.evicted_chunks = t.evicted_chunks.saturating_sub(1);
                 t.evicted_bytes = t.evicted_bytes.saturating_sub(u64::from(r.stored_len));
-                add_candidates(&space, &mut change.batch, id, &r);
-                change.set(id, &r);
             }
+            add_candidates(&space, &mut change.batch, &id, &r);
+            change.set(&id, &r);
         }
-        change.commit(true)
+        change.commit(!promoted.is_empty())
     }
 
     fn eviction_candidates(&self, tier: u8, limit: usize) -> Result<Vec<(ChunkId, ChunkRecord)>> {

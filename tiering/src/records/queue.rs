@@ -186,7 +186,7 @@ impl Replication for Repo {
 
     async fn claim_copy(&self, tier: u8, id: &ChunkId, mark: &CopyMark) -> Result<()> {
         if tier == TIER_LOCAL {
-            self.note_promoted(&[*id]).await
+            self.note_reads(&[], &[*id]).await
         } else {
             self.replication_done(tier, &[*id], mark).await
         }
