@@ -11,9 +11,13 @@
 //! # Invariants
 //! - Every id given is answered exactly once: a GET that fails answers each frame that
 //!   needed it with the failure (the pack's name in it), never silently drops one.
-//! - Memory is bounded whatever the number of ids: at most [`IN_FLIGHT`] groups of
-//!   frames wait on GETs of at most [`MAX_BLOCKS`] blocks each (a whole pack), plus
-//!   the [`KEPT`] bytes; a planned GET that nobody waits for any more is forgotten.
+//! - Memory is bounded whatever the number of ids of one read: at most [`IN_FLIGHT`]
+//!   groups of frames wait on GETs of at most [`MAX_BLOCKS`] blocks each (a whole
+//!   pack), plus the [`KEPT`] bytes (blocks of a longer GET are copied out of its body,
+//!   so none keeps a whole body alive); a planned GET that nobody waits for any more
+//!   is forgotten. A read that waits for another read's GETs holds their bodies until
+//!   it takes its frames from them: readers of the daemon ask for at most
+//!   `MAX_READ_IDS` chunks at a time, and export reads alone in its process.
 //! - Packs are immutable (named by the hash of their bytes), so a kept block is never
 //!   stale; every frame is verified when it is opened anyway.
 
@@ -145,10 +149,12 @@ struct Group {
 impl Group {
     /// Awaits the GETs, then cuts each frame out of its blocks (batches for decoding).
     async fn resolve(self) -> Vec<Vec<Fetched>> {
-        let mut got = Vec::with_capacity(self.waits.len());
-        for (pack, first, last, fetch) in self.waits {
-            got.push((pack, first, last, fetch.await));
-        }
+        let got: Vec<_> = futures::future::join_all(
+            self.waits
+                .into_iter()
+                .map(|(pack, first, last, fetch)| fetch.map(move |g| (pack, first, last, g))),
+        )
+        .await;
         let block = |pack: [u8; 32], n: u64| -> Result<Bytes, Lack> {
             if let Some((_, b)) = self.kept.iter().find(|(k, _)| *k == (pack, n)) {
                 return Ok(b.clone());
@@ -230,7 +236,12 @@ impl S3Store {
                 continue;
             }
             match self.locs.get(&id) {
-                Ok(Some(loc)) => wanted.push((id, loc)),
+                // Far from any real pack size; the block arithmetic stays in range.
+                Ok(Some(loc)) if loc.offset < u64::MAX / 2 => wanted.push((id, loc)),
+                Ok(Some(_)) => {
+                    let reason = "its S3 location is out of range".into();
+                    ready.push((id, Err(StoreError::Corrupt { id, reason })));
+                }
                 Ok(None) => ready.push((id, Err(StoreError::NotFound(id)))),
                 Err(e) => ready.push((id, Err(e))),
             }
@@ -294,6 +305,9 @@ impl S3Store {
                 }
             }
         }
+        // Sorted already, but for an id asked twice.
+        missing.sort_unstable();
+        missing.dedup();
         for (pack, first, last) in runs(&missing) {
             let no = blocks.next;
             blocks.next += 1;
@@ -348,6 +362,7 @@ impl S3Store {
                 let got = match bucket.get_range(&pack_key(&pack), Some(range)).await {
                     Ok(Some(body)) => Got::Blocks(first, body),
                     Ok(None) => Got::Missing,
+                    Err(StoreError::Unavailable(why)) => Got::Failed(why),
                     Err(e) => Got::Failed(e.to_string()),
                 };
                 let mut blocks = lock(&blocks);
@@ -360,6 +375,12 @@ impl S3Store {
                         blocks.pending.remove(&(pack, n));
                     }
                     if let Some(b) = got.block(n) {
+                        // A slice would keep the whole body alive: copied, so what is
+                        // kept is what `KEPT` counts.
+                        let b = match last > first {
+                            true => Bytes::copy_from_slice(&b),
+                            false => b,
+                        };
                         blocks.keep((pack, n), b);
                     }
                 }
