@@ -293,11 +293,9 @@ impl S3Store {
                     kept.insert(key, b);
                 } else if let Some((no, fetch)) = blocks.pending(&key) {
                     waits.insert(key, no);
-                    fetches.entry(no).or_insert_with(|| {
-                        // The run's extent is only needed to find its blocks.
-                        (loc.pack, n, n, fetch)
-                    });
-                    let f = fetches.get_mut(&no).expect("just inserted");
+                    // Of another read's GET, the extent of the blocks this read needs
+                    // is all it uses (to find them).
+                    let f = fetches.entry(no).or_insert((loc.pack, n, n, fetch));
                     f.1 = f.1.min(n);
                     f.2 = f.2.max(n);
                 } else {
