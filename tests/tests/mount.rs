@@ -473,7 +473,8 @@ fn folders_of_small_files_and_large_files_are_read_ahead_in_batches() {
         served(&d, "chunks") - singles
     );
 
-    // A large file: its chunks come 16 or more per request, ahead of the reader.
+    // A large file: its chunks come ahead of the reader, in requests that grow as it
+    // goes on (a window of 32 chunks at first, doubled by each read up to 256).
     let (singles, batches) = (served(&d, "chunks"), served(&d, "chunks_read"));
     let got = fs::read(m.path("large/big.bin")).unwrap();
     assert_eq!(got, fs::read(src.join("large/big.bin")).unwrap());
@@ -484,7 +485,7 @@ fn folders_of_small_files_and_large_files_are_read_ahead_in_batches() {
     // About 190 chunks of 64 KiB: the first one, the file's node and its list nodes
     // alone; the rest in batches.
     assert!(singles <= 6, "{singles} single-chunk reads");
-    assert!((1..=190 / 8).contains(&batches), "{batches} batches");
+    assert!((1..=6).contains(&batches), "{batches} batches");
     assert_eq!(m.unmount(), Some(0));
 }
 

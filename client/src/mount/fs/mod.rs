@@ -63,8 +63,9 @@ const NAME_MAX: usize = 255;
 
 /// An open file.
 enum Handle {
-    /// Read-only: the file's entry as opened, and its chunks and where each starts.
-    Read(Arc<Entry>, read::Chunks),
+    /// Read-only: the file's entry as opened, its chunks and where each starts, and
+    /// how far ahead its reads are fetched.
+    Read(Arc<Entry>, read::Chunks, Arc<read::Ahead>),
     /// Read-only, read by the kernel from a backing file of inode `ino`.
     Passthrough { ino: u64, entry: Arc<Entry> },
     /// Read-write through inode `ino`'s write-back file.
@@ -298,7 +299,9 @@ impl Filesystem for FvfsFs {
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         let (ino, since) = (u64::from(ino), self.live.generation());
         let opened = fh.and_then(|fh| match lock(&self.handles).get(&fh.0) {
-            Some(Handle::Read(entry, _) | Handle::Passthrough { entry, .. }) => Some(entry.clone()),
+            Some(Handle::Read(entry, ..) | Handle::Passthrough { entry, .. }) => {
+                Some(entry.clone())
+            }
             _ => None,
         });
         // A detached inode (unlinked) is shown as live, with no links.
@@ -437,7 +440,8 @@ impl Filesystem for FvfsFs {
             let fh = self.handle(Handle::Passthrough { ino, entry });
             return reply.opened_passthrough(fh, FopenFlags::FOPEN_NOFLUSH, &id);
         }
-        reply.opened(self.handle(Handle::Read(entry, chunks)), keep);
+        let read = Handle::Read(entry, chunks, Arc::default());
+        reply.opened(self.handle(read), keep);
     }
 
     fn read(
@@ -452,13 +456,13 @@ impl Filesystem for FvfsFs {
         reply: ReplyData,
     ) {
         let (chunks, staged) = match lock(&self.handles).get(&fh.0) {
-            Some(Handle::Read(_, chunks)) => (Some(chunks.clone()), None),
+            Some(Handle::Read(_, chunks, ahead)) => (Some((chunks.clone(), ahead.clone())), None),
             Some(Handle::Write { wb, .. }) => (None, Some(wb.clone())),
             // Passthrough handles are read by the kernel itself.
             Some(Handle::Passthrough { .. }) | None => return reply.error(Errno::EBADF),
         };
-        if let Some(chunks) = chunks {
-            let data = tri!(reply, self.read_chunks(&chunks, offset, size));
+        if let Some((chunks, ahead)) = chunks {
+            let data = tri!(reply, self.read_chunks(&chunks, &ahead, offset, size));
             return reply.data(&data);
         }
         if let Some(wb) = staged {

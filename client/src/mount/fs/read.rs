@@ -2,6 +2,7 @@
 //! read-ahead and the kernel's page cache kept when the content is unchanged) and
 //! reading its chunks with read-ahead.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use fuser::{BackingId, Errno, FopenFlags};
@@ -11,8 +12,40 @@ use fvfs_node::{ChunkRef, Entry, EntryKind};
 use super::inodes::View;
 use super::{lock, FvfsFs};
 
-/// Chunks fetched ahead of a sequential reader (in batches of at least half of them).
+/// Chunks fetched ahead of a reader, in batches of at least half of them:
+/// `READ_AHEAD` at first and after a seek, doubled by each read that continues the
+/// last one, up to `MAX_READ_AHEAD` (a large file read through from a cold S3 tier
+/// then comes in requests of several MiB; a random reader fetches little it does
+/// not use).
 const READ_AHEAD: usize = 32;
+const MAX_READ_AHEAD: usize = 256;
+/// A read starting this close to where the last one ended continues it (the
+/// kernel's own read-ahead may send neighbouring reads out of order).
+const NEAR: u64 = 1 << 20;
+
+/// How far ahead the reads of one open file are fetched.
+#[derive(Default)]
+pub struct Ahead {
+    /// Where the last read ended.
+    end: AtomicU64,
+    window: AtomicUsize,
+}
+
+impl Ahead {
+    /// The window for a read of `offset..end`: doubled if it continues the last read,
+    /// back to [`READ_AHEAD`] if not. (A heuristic: concurrent reads of one handle
+    /// may race on it, which only changes how far ahead is fetched.)
+    fn window(&self, offset: u64, end: u64) -> usize {
+        let last = self.end.swap(end, Ordering::Relaxed);
+        let window = if offset > 0 && offset.abs_diff(last) <= NEAR {
+            (self.window.load(Ordering::Relaxed) * 2).clamp(READ_AHEAD, MAX_READ_AHEAD)
+        } else {
+            READ_AHEAD
+        };
+        self.window.store(window, Ordering::Relaxed);
+        window
+    }
+}
 
 /// An inode open through the kernel (passthrough): the content key of its backing
 /// file, the kernel's handle on it, and the opens sharing it.
@@ -109,10 +142,11 @@ impl FvfsFs {
     }
 
     /// `size` bytes at `offset` of a file made of `chunks`; the chunks after them are
-    /// fetched ahead in one batch.
+    /// fetched ahead in one batch, as far as `ahead` says.
     pub(super) fn read_chunks(
         &self,
         chunks: &[(u64, ChunkRef)],
+        ahead: &Ahead,
         offset: u64,
         size: u32,
     ) -> Result<Vec<u8>, Errno> {
@@ -125,7 +159,7 @@ impl FvfsFs {
             .collect();
         let ahead: Vec<ChunkId> = chunks[first + wanted.len()..]
             .iter()
-            .take(READ_AHEAD)
+            .take(ahead.window(offset, end))
             .map(|(_, c)| c.id)
             .collect();
         if let Some(batch) = self.remote.read_ahead(&ahead) {
@@ -156,4 +190,23 @@ pub fn content_key(entry: &Entry) -> [u8; 32] {
         h.update(c.id.as_bytes());
     }
     *h.finalize().as_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_grows_with_a_sequential_reader_and_shrinks_at_a_seek() {
+        let a = Ahead::default();
+        let read = |offset: u64| a.window(offset, offset + (128 << 10));
+        assert_eq!(read(0), READ_AHEAD);
+        let grown: Vec<usize> = (1..6).map(|i| read(i * (128 << 10))).collect();
+        assert_eq!(grown, [64, 128, 256, 256, 256]);
+        assert_eq!(read(500 << 20), READ_AHEAD, "a seek far away");
+        assert_eq!(read((500 << 20) + (128 << 10)), 2 * READ_AHEAD);
+        // A read a little behind the last one (the kernel's reads out of order).
+        assert_eq!(read(500 << 20), 4 * READ_AHEAD);
+        assert_eq!(read(0), READ_AHEAD, "back to the start");
+    }
 }
