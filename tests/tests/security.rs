@@ -465,10 +465,10 @@ fn cat_writes_nothing_that_does_not_match_its_hashes() {
     // Random bytes (kept raw in their frames, so the marker travels as is) with a
     // marker inside.
     let mut rng = fvfs_tests::Rng(17);
-    // 6 MB: about 90 chunks, so cat's first batch (32 chunks) is verified and written
-    // before the altered one arrives in a later batch.
-    let mut content: Vec<u8> = (0..6_000_000).map(|_| rng.next_u64() as u8).collect();
-    content[5_000_000..5_000_016].copy_from_slice(b"MARKER-012345678");
+    // 12 MB: about 180 chunks, so cat's first batch (64 chunks) is verified and
+    // written before the altered one arrives in a later batch.
+    let mut content: Vec<u8> = (0..12_000_000).map(|_| rng.next_u64() as u8).collect();
+    content[10_000_000..10_000_016].copy_from_slice(b"MARKER-012345678");
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), &content).unwrap();
     let put = d
