@@ -116,9 +116,13 @@ pub trait Publishing {
     fn dropped_unpublished(&self) -> Result<Vec<u64>>;
     /// S3's log now says `numbers` are dropped.
     fn dropped_published(&self, numbers: &[u64]) -> Result<()>;
-    /// Recovery, step 1: records chunks found in S3 (as data chunks held by S3 only;
-    /// `Repo::restore_mark_nodes` fixes the kind of tree nodes), their locations and
-    /// the totals. For an empty database only.
+    /// Recovery, step 1: records where each chunk found in S3 is (what reads of it
+    /// need). For an empty database only.
+    fn restore_locations(&self, found: &[Recovered]) -> Result<()>;
+    /// Recovery, step 2 (beside the fetch of the tree nodes, which needs only the
+    /// locations): records the chunks found in S3 as data chunks held by S3 only
+    /// (`Repo::restore_mark_nodes` fixes the kind of tree nodes), and the totals.
+    /// For an empty database only.
     async fn restore_chunks(&self, found: &[Recovered]) -> Result<()>;
     /// Recovery, step 3: the version log, HEAD and snapshot names, with every version
     /// up to the newest marked published, then a durable flush.
@@ -171,15 +175,21 @@ impl Publishing for Repo {
         space.apply(batch, true)
     }
 
-    async fn restore_chunks(&self, found: &[Recovered]) -> Result<()> {
+    fn restore_locations(&self, found: &[Recovered]) -> Result<()> {
         let locs = self.space(PACKS);
+        let mut batch = Batch::default();
+        for f in distinct(found) {
+            locs.insert(&mut batch, f.id.as_bytes(), f.loc.encode().to_vec());
+            if batch.len() >= 4096 {
+                locs.apply(std::mem::take(&mut batch), false)?;
+            }
+        }
+        locs.apply(batch, false)
+    }
+
+    async fn restore_chunks(&self, found: &[Recovered]) -> Result<()> {
         let mut change = self.change_records().await?;
-        // In key order, each chunk once: sled inserts neighbouring keys into the same
-        // leaf one after another instead of touching every leaf in every batch.
-        let mut found: Vec<&Recovered> = found.iter().collect();
-        found.sort_unstable_by_key(|f| (f.id, f.loc.pack, f.loc.offset));
-        found.dedup_by_key(|f| f.id);
-        for f in found {
+        for f in distinct(found) {
             let record = ChunkRecord {
                 kind: ChunkKind::Data,
                 tiers: TIER_S3,
@@ -194,7 +204,6 @@ impl Publishing for Repo {
             t.evicted_chunks += 1;
             t.evicted_bytes += u64::from(f.loc.len);
             change.set(&f.id, &record);
-            locs.insert(&mut change.batch, f.id.as_bytes(), f.loc.encode().to_vec());
             if change.batch.len() >= 4096 {
                 change.apply_part()?;
             }
@@ -214,4 +223,14 @@ impl Publishing for Repo {
         }
         self.restore_versions(versions, snapshots, published)
     }
+}
+
+/// The chunks of `found` in key order, each once (the same copy for every caller):
+/// sled inserts neighbouring keys into the same leaf one after another instead of
+/// touching every leaf in every batch.
+fn distinct(found: &[Recovered]) -> Vec<&Recovered> {
+    let mut found: Vec<&Recovered> = found.iter().collect();
+    found.sort_unstable_by_key(|f| (f.id, f.loc.pack, f.loc.offset));
+    found.dedup_by_key(|f| f.id);
+    found
 }
