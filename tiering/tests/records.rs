@@ -9,7 +9,7 @@ use fvfs_cas::{ChunkId, MemoryStore};
 use fvfs_manifest::kv::Kv;
 use fvfs_manifest::meta::{TIER_LOCAL, TIER_NAS, TIER_S3};
 use fvfs_manifest::{ChunkKind, Pending, Repo, Version, VersionKind};
-use fvfs_tiering::{Eviction, PackLoc, Publishing, Replication, TierIndex};
+use fvfs_tiering::{Eviction, PackLoc, Publishing, Recovered, Replication, TierIndex};
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -178,4 +178,36 @@ async fn a_copy_a_collection_deleted_is_never_confirmed() {
         .unwrap();
     assert_ne!(nas_bit(&f), 0);
     assert_eq!(queued(&f), 0);
+}
+
+#[tokio::test]
+async fn reads_of_many_chunks_back_from_s3_are_noted_in_parts_and_all_of_them() {
+    let f = fixture(TIER_S3);
+    // More chunks than one batch of the database takes (about 4,096 operations).
+    let found: Vec<Recovered> = (0..5_000u32)
+        .map(|i| Recovered {
+            id: ChunkId::of(&i.to_le_bytes()),
+            loc: PackLoc {
+                pack: [7; 32],
+                offset: u64::from(i) * 100,
+                len: 100,
+            },
+            raw_len: 4,
+        })
+        .collect();
+    f.repo.restore_locations(&found).unwrap();
+    f.repo.restore_chunks(&found).await.unwrap();
+    assert_eq!(f.repo.totals().unwrap().evicted_chunks, 5_000);
+    let ids: Vec<ChunkId> = found.iter().map(|r| r.id).collect();
+    let reads: Vec<(ChunkId, u32)> = ids.iter().map(|id| (*id, 1)).collect();
+    f.repo.note_reads(&reads, &ids).await.unwrap();
+    for id in &ids {
+        let r = f.repo.chunk_record(id).unwrap().unwrap();
+        assert_eq!(r.tiers, TIER_LOCAL | TIER_S3, "{id} is local again");
+        assert!(r.accesses >= 1.0 && r.last_access > 0);
+    }
+    assert_eq!(f.repo.totals().unwrap().evicted_chunks, 0);
+    let candidates = f.repo.eviction_candidates(TIER_LOCAL, 10_000).unwrap();
+    assert_eq!(candidates.len(), 5_000, "each chunk a candidate once");
+    assert!(f.repo.eviction_candidates(TIER_NAS, 10).unwrap().is_empty());
 }

@@ -58,7 +58,9 @@ pub fn recent_accesses(r: &ChunkRecord, now: i64) -> f64 {
 pub trait Eviction {
     /// Notes reads of chunks (`count` each) at the present time, and chunks read back
     /// into the local tier from a colder one (`promoted`, after the local store synced
-    /// them: their local bit is set again), in one pass over their records. Flushed
+    /// them: their local bit is set again), in one pass over their records, applied
+    /// in parts of about 4,096 operations (each part whole chunks and the totals), so
+    /// that a round after a cold walk of a large tree stays small in memory. Flushed
     /// durably when any was promoted; access statistics alone may lose their last
     /// seconds in a crash.
     async fn note_reads(&self, reads: &[(ChunkId, u32)], promoted: &[ChunkId]) -> Result<()>;
@@ -102,6 +104,9 @@ impl Eviction for Repo {
             }
             add_candidates(&space, &mut change.batch, &id, &r);
             change.set(&id, &r);
+            if change.batch.len() >= 4096 {
+                change.apply_part()?;
+            }
         }
         change.commit(!promoted.is_empty())
     }
