@@ -145,6 +145,31 @@ pub async fn run(store: &dyn ChunkStore) {
         assert_eq!(&store.get_data(&ChunkId::of(d)).await.unwrap()[..], &d[..]);
     }
     assert_eq!(store.usage().await.unwrap().chunks, 3 + 16);
+
+    // put_many answers each frame in order, as put would: new ones, one already
+    // there, one given twice (stored once), and concurrent with puts of the same.
+    let batch: Vec<Vec<u8>> = (0..40u32)
+        .map(|i| format!("batch {i} ").repeat(i as usize * 50 + 50).into_bytes())
+        .chain([many[0].clone(), b"batch 7 ".repeat(400)])
+        .collect();
+    let frames = |b: &[Vec<u8>]| -> Vec<(ChunkId, Bytes)> {
+        b.iter()
+            .map(|d| (ChunkId::of(d), Bytes::from(frame::encode(d))))
+            .collect()
+    };
+    let (answers, alone) = futures::join!(
+        store.put_many(frames(&batch)),
+        store.put_data(&batch[3])
+    );
+    alone.expect("put beside put_many");
+    assert_eq!(answers.len(), batch.len(), "put_many answers each frame");
+    assert!(answers.iter().all(Result::is_ok), "put_many: {answers:?}");
+    assert!(store.put_many(Vec::new()).await.is_empty());
+    store.sync().await.expect("sync");
+    for d in &batch {
+        assert_eq!(&store.get_data(&ChunkId::of(d)).await.unwrap()[..], &d[..]);
+    }
+    assert_eq!(store.usage().await.unwrap().chunks, 3 + 16 + 40);
 }
 
 /// The contract across reopening, for stores that persist: `open` opens the same

@@ -62,6 +62,18 @@ pub trait ChunkStore: Send + Sync {
     async fn usage(&self) -> Result<Usage, StoreError>;
     async fn sync(&self) -> Result<(), StoreError>;
 
+    /// Stores many frames, each as [`ChunkStore::put`] would, answering each in the
+    /// order given: this default puts them one by one; the pack store appends them
+    /// with one write. For copies of many chunks at once (promotion from a colder
+    /// tier).
+    async fn put_many(&self, frames: Vec<(ChunkId, Bytes)>) -> Vec<Result<(), StoreError>> {
+        let mut out = Vec::with_capacity(frames.len());
+        for (id, frame) in frames {
+            out.push(self.put(id, frame).await);
+        }
+        out
+    }
+
     /// A key by which to sort ids before reading many of them: ids with close keys
     /// are close on the medium. Stores without a layout to follow answer 0.
     fn read_order(&self, _id: &ChunkId) -> u64 {

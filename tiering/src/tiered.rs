@@ -18,6 +18,9 @@ use fvfs_manifest::{ManifestError, Repo};
 
 use crate::records::Eviction;
 
+/// Chunks read from a colder tier written to the local tier in one call, at most.
+const PROMOTE_AT_ONCE: usize = 64;
+
 pub struct TieredStore {
     local: Arc<dyn ChunkStore>,
     /// Colder tiers, warmest first, each with its name for reports.
@@ -65,21 +68,28 @@ impl TieredStore {
         }
     }
 
-    /// Writes a copy found on tier `name` back to the local tier, replacing a corrupt
-    /// local copy (`first` is what the local tier answered).
-    async fn promote(&self, id: &ChunkId, first: &StoreError, name: &str, loaded: &Loaded) {
-        if !matches!(first, StoreError::NotFound(_)) {
-            tracing::warn!(%id, tier = name, "local read failed ({first}); served from the {name} copy");
-        }
-        if matches!(first, StoreError::Corrupt { .. }) && self.local.delete(id).await.is_ok() {
-            self.repaired.fetch_add(1, Ordering::Relaxed);
-        }
-        match self.local.put(*id, loaded.frame.clone()).await {
-            Ok(()) => {
-                self.promoted.fetch_add(1, Ordering::Relaxed);
-                self.note_read(id, true);
+    /// Writes copies found on tier `name` back to the local tier in one call, each
+    /// replacing a corrupt local copy (with what the local tier answered for it).
+    async fn promote(&self, name: &str, found: &[(ChunkId, StoreError, Loaded)]) {
+        let mut frames = Vec::with_capacity(found.len());
+        for (id, first, loaded) in found {
+            if !matches!(first, StoreError::NotFound(_)) {
+                tracing::warn!(%id, tier = name, "local read failed ({first}); served from the {name} copy");
             }
-            Err(e) => tracing::warn!(%id, "cannot promote to the local tier: {e}"),
+            if matches!(first, StoreError::Corrupt { .. }) && self.local.delete(id).await.is_ok() {
+                self.repaired.fetch_add(1, Ordering::Relaxed);
+            }
+            frames.push((*id, loaded.frame.clone()));
+        }
+        let written = self.local.put_many(frames).await;
+        for ((id, ..), answer) in found.iter().zip(written) {
+            match answer {
+                Ok(()) => {
+                    self.promoted.fetch_add(1, Ordering::Relaxed);
+                    self.note_read(id, true);
+                }
+                Err(e) => tracing::warn!(%id, "cannot promote to the local tier: {e}"),
+            }
         }
     }
 
@@ -99,24 +109,38 @@ impl TieredStore {
         let mut first: HashMap<ChunkId, StoreError> = pending.into_iter().collect();
         let ids = first.keys().copied().collect();
         let last = i + 1 == self.colder.len();
-        let found = tier.get_many(ids).then(move |(id, r)| {
-            let local_error = first.remove(&id).unwrap_or(StoreError::NotFound(id));
-            async move {
-                match r {
-                    Ok(loaded) => {
-                        // A corrupt local copy is replaced even by a passing read.
-                        if keep || !matches!(local_error, StoreError::NotFound(_)) {
-                            self.promote(&id, &local_error, name, &loaded).await;
+        let found = tier
+            .get_many(ids)
+            .map(move |(id, r)| {
+                let local_error = first.remove(&id).unwrap_or(StoreError::NotFound(id));
+                (id, r, local_error)
+            })
+            // What has come so far is promoted together (one write to the local tier).
+            .ready_chunks(PROMOTE_AT_ONCE)
+            .then(move |answers| async move {
+                let mut promote = Vec::new();
+                let mut out = Vec::with_capacity(answers.len());
+                for (id, r, local_error) in answers {
+                    match r {
+                        Ok(loaded) => {
+                            out.push(Ok((id, loaded.clone())));
+                            // A corrupt local copy is replaced even by a passing read.
+                            if keep || !matches!(local_error, StoreError::NotFound(_)) {
+                                promote.push((id, local_error, loaded));
+                            }
                         }
-                        Ok((id, loaded))
+                        Err(e) => out.push(Err(match local_error {
+                            StoreError::NotFound(_) if last => (id, e),
+                            local_error => (id, local_error),
+                        })),
                     }
-                    Err(e) => Err(match local_error {
-                        StoreError::NotFound(_) if last => (id, e),
-                        local_error => (id, local_error),
-                    }),
                 }
-            }
-        });
+                if !promote.is_empty() {
+                    self.promote(name, &promote).await;
+                }
+                stream::iter(out)
+            })
+            .flatten();
         then_the_rest(found.boxed(), move |failed| {
             self.colder_many(i + 1, failed, keep)
         })
@@ -232,7 +256,9 @@ impl ChunkStore for TieredStore {
         for (name, tier) in &self.colder {
             match tier.get(id).await {
                 Ok(loaded) => {
-                    self.promote(id, &first, name, &loaded).await;
+                    let found = [(*id, first, loaded)];
+                    self.promote(name, &found).await;
+                    let [(_, _, loaded)] = found;
                     return Ok(loaded);
                 }
                 Err(e) => coldest = Some(e),

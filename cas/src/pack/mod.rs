@@ -415,39 +415,91 @@ impl Inner {
 
     /// Appends the record of `frame` to `w`; returns its location.
     fn append(&self, w: &mut Writer, id: &ChunkId, frame: &[u8]) -> Result<Loc, StoreError> {
-        let rec = record::encode(id, frame);
-        if let Err(e) = w.file.write_all_at(&rec, w.len) {
+        let mut records = Vec::new();
+        let loc = self.place(w, &mut records, id, frame);
+        self.write_out(w, &records)?;
+        Ok(loc)
+    }
+
+    /// Adds the record of `frame` to `records`, to be written after what `w` holds by
+    /// [`Inner::write_out`]; returns where it will be.
+    fn place(&self, w: &Writer, records: &mut Vec<u8>, id: &ChunkId, frame: &[u8]) -> Loc {
+        let loc = Loc {
+            seg: w.seg,
+            offset: w.len + records.len() as u64,
+            frame_len: frame.len() as u32,
+        };
+        records.extend_from_slice(&record::encode(id, frame));
+        loc
+    }
+
+    /// Writes `records` (placed by [`Inner::place`]) at the end of `w`, in one write.
+    fn write_out(&self, w: &mut Writer, records: &[u8]) -> Result<(), StoreError> {
+        if let Err(e) = w.file.write_all_at(records, w.len) {
             // Cut what a partial write left, so the next record starts clean.
             let _ = w.file.set_len(w.len);
             return Err(StoreError::io("write", self.segment_path(w.seg), e));
         }
-        let loc = Loc {
-            seg: w.seg,
-            offset: w.len,
-            frame_len: frame.len() as u32,
-        };
-        w.len += rec.len() as u64;
+        w.len += records.len() as u64;
         lock(&self.state).unsynced.insert(w.seg, w.file.clone());
-        Ok(loc)
+        Ok(())
     }
 
     fn put(&self, id: ChunkId, frame: &[u8]) -> Result<(), StoreError> {
-        if self.lookup(&id)?.is_some() {
-            return Ok(());
-        }
-        let mut w = self.checkout()?;
-        let appended = self.append(&mut w, &id, frame);
-        self.checkin(w);
-        let loc = appended?;
-        let mut st = lock(&self.state);
-        match st.pending.entry(id) {
-            // Another put of the same id won the race: its record holds the same bytes.
-            std::collections::hash_map::Entry::Occupied(_) => st.dead.push(loc),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(loc);
+        self.put_many(&[(id, frame)]).pop().unwrap_or(Ok(()))
+    }
+
+    /// Stores the frames not stored yet, their records appended with one write per
+    /// segment they go to (a segment stops taking records once it is full, as with
+    /// single puts); answers each in order.
+    fn put_many(&self, frames: &[(ChunkId, impl AsRef<[u8]>)]) -> Vec<Result<(), StoreError>> {
+        let mut out: Vec<Result<(), StoreError>> = Vec::with_capacity(frames.len());
+        let mut todo = Vec::new();
+        for (i, (id, _)) in frames.iter().enumerate() {
+            match self.lookup(id) {
+                Ok(Some(_)) => out.push(Ok(())),
+                Ok(None) => {
+                    todo.push(i);
+                    out.push(Ok(()));
+                }
+                Err(e) => out.push(Err(e)),
             }
         }
-        Ok(())
+        let mut todo = todo.into_iter().peekable();
+        while todo.peek().is_some() {
+            let mut w = match self.checkout() {
+                Ok(w) => w,
+                Err(e) => {
+                    fail_all(&mut out, todo, &e);
+                    break;
+                }
+            };
+            let (mut records, mut placed) = (Vec::new(), Vec::new());
+            while let Some(i) =
+                todo.next_if(|_| w.len + (records.len() as u64) < self.opts.segment_bytes)
+            {
+                let (id, frame) = &frames[i];
+                placed.push((i, self.place(&w, &mut records, id, frame.as_ref())));
+            }
+            let written = self.write_out(&mut w, &records);
+            self.checkin(w);
+            if let Err(e) = written {
+                fail_all(&mut out, placed.into_iter().map(|(i, _)| i).chain(todo), &e);
+                break;
+            }
+            let mut st = lock(&self.state);
+            for (i, loc) in placed {
+                match st.pending.entry(frames[i].0) {
+                    // Another put of the same id won the race: its record holds the
+                    // same bytes.
+                    std::collections::hash_map::Entry::Occupied(_) => st.dead.push(loc),
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(loc);
+                    }
+                }
+            }
+        }
+        out
     }
 
     fn delete(&self, id: &ChunkId) -> Result<(), StoreError> {
@@ -664,6 +716,25 @@ fn free_ranges(freed: impl Iterator<Item = (u32, u64, u64)>) -> Vec<(u32, u64, u
     ranges
 }
 
+/// Answers every one of `failed` with `e` (told again for each).
+fn fail_all(
+    out: &mut [Result<(), StoreError>],
+    failed: impl Iterator<Item = usize>,
+    e: &StoreError,
+) {
+    for i in failed {
+        out[i] = Err(match e {
+            StoreError::NoSpace { path } => StoreError::NoSpace { path: path.clone() },
+            StoreError::Io { op, path, source } => StoreError::Io {
+                op,
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            other => StoreError::Unavailable(other.to_string()),
+        });
+    }
+}
+
 /// cas has no logging of its own: a failed punch is reported on stderr once per
 /// process, since it only delays reclaiming space.
 fn warn_once(e: &StoreError) {
@@ -678,11 +749,31 @@ fn segment_path(dir: &Path, seg: u32) -> PathBuf {
 #[async_trait]
 impl ChunkStore for PackStore {
     async fn put(&self, id: ChunkId, frame: Bytes) -> Result<(), StoreError> {
-        let (name, kept) = match &self.seal {
-            Some(s) => (s.name(&id), Bytes::from(s.seal(&id, &frame))),
-            None => (id, frame),
+        let answer = self.put_many(vec![(id, frame)]).await.pop();
+        answer.unwrap_or(Ok(()))
+    }
+
+    async fn put_many(&self, frames: Vec<(ChunkId, Bytes)>) -> Vec<Result<(), StoreError>> {
+        let kept: Vec<(ChunkId, Bytes)> = match &self.seal {
+            Some(s) => frames
+                .into_iter()
+                .map(|(id, frame)| (s.name(&id), Bytes::from(s.seal(&id, &frame))))
+                .collect(),
+            None => frames,
         };
-        blocking(&self.inner, move |s| s.put(name, &kept)).await
+        let n = kept.len();
+        let answers = match blocking(&self.inner, move |s| Ok(s.put_many(&kept))).await {
+            Ok(answers) => answers,
+            Err(e) => {
+                let mut out: Vec<_> = (0..n).map(|_| Ok(())).collect();
+                fail_all(&mut out, 0..n, &e);
+                out
+            }
+        };
+        answers
+            .into_iter()
+            .map(|r| r.map_err(|e| self.unname_error(e)))
+            .collect()
     }
 
     async fn get(&self, id: &ChunkId) -> Result<Loaded, StoreError> {

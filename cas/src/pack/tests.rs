@@ -260,3 +260,36 @@ fn refuses_a_foreign_non_empty_directory() {
     ));
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
 }
+
+#[tokio::test]
+async fn many_frames_put_at_once_fill_segments_to_their_size_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("s");
+    let store = PackStore::open(&root, small()).unwrap();
+    // 40 incompressible chunks of 20 KiB: about three segments of 256 KiB.
+    let data: Vec<Vec<u8>> = (0..40).map(|i| noise(i, 20 << 10)).collect();
+    let frames: Vec<(ChunkId, Bytes)> = data
+        .iter()
+        .map(|d| (ChunkId::of(d), Bytes::from(crate::frame::encode(d))))
+        .collect();
+    let answers = store.put_many(frames.clone()).await;
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    store.sync().await.unwrap();
+    let mut segments: Vec<u64> = fs::read_dir(root.join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .collect();
+    segments.sort_unstable();
+    assert!(segments.len() >= 3, "{segments:?}");
+    let record = (record::HEADER_LEN + frames[0].1.len()) as u64;
+    assert!(
+        segments.iter().all(|len| *len < small().segment_bytes + record),
+        "a segment takes records only while under its size: {segments:?}"
+    );
+    drop(store);
+    let store = PackStore::open(&root, small()).unwrap();
+    for d in &data {
+        assert_eq!(&store.get_data(&ChunkId::of(d)).await.unwrap()[..], &d[..]);
+    }
+    assert_eq!(store.usage().await.unwrap().chunks, 40);
+}
