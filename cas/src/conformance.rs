@@ -149,7 +149,11 @@ pub async fn run(store: &dyn ChunkStore) {
     // put_many answers each frame in order, as put would: new ones, one already
     // there, one given twice (stored once), and concurrent with puts of the same.
     let batch: Vec<Vec<u8>> = (0..40u32)
-        .map(|i| format!("batch {i} ").repeat(i as usize * 50 + 50).into_bytes())
+        .map(|i| {
+            format!("batch {i} ")
+                .repeat(i as usize * 50 + 50)
+                .into_bytes()
+        })
         .chain([many[0].clone(), b"batch 7 ".repeat(400)])
         .collect();
     let frames = |b: &[Vec<u8>]| -> Vec<(ChunkId, Bytes)> {
@@ -157,10 +161,8 @@ pub async fn run(store: &dyn ChunkStore) {
             .map(|d| (ChunkId::of(d), Bytes::from(frame::encode(d))))
             .collect()
     };
-    let (answers, alone) = futures::join!(
-        store.put_many(frames(&batch)),
-        store.put_data(&batch[3])
-    );
+    let (answers, alone) =
+        futures::join!(store.put_many(frames(&batch)), store.put_data(&batch[3]));
     alone.expect("put beside put_many");
     assert_eq!(answers.len(), batch.len(), "put_many answers each frame");
     assert!(answers.iter().all(Result::is_ok), "put_many: {answers:?}");

@@ -26,6 +26,25 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The same error again, for a second caller it fails (an I/O error keeps its
+    /// kind and text, not its source chain).
+    pub fn copy(&self) -> Self {
+        match self {
+            StoreError::NotFound(id) => StoreError::NotFound(*id),
+            StoreError::Corrupt { id, reason } => StoreError::Corrupt {
+                id: *id,
+                reason: reason.clone(),
+            },
+            StoreError::NoSpace { path } => StoreError::NoSpace { path: path.clone() },
+            StoreError::Io { op, path, source } => StoreError::Io {
+                op,
+                path: path.clone(),
+                source: io::Error::new(source.kind(), source.to_string()),
+            },
+            StoreError::Unavailable(why) => StoreError::Unavailable(why.clone()),
+        }
+    }
+
     /// Wraps an I/O error on `path`, recognising a full disk.
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         let path = path.into();

@@ -64,8 +64,8 @@ pub trait ChunkStore: Send + Sync {
 
     /// Stores many frames, each as [`ChunkStore::put`] would, answering each in the
     /// order given: this default puts them one by one; the pack store appends them
-    /// with one write. For copies of many chunks at once (promotion from a colder
-    /// tier).
+    /// with one write per segment they go to. For copies of many chunks at once
+    /// (promotion from a colder tier).
     async fn put_many(&self, frames: Vec<(ChunkId, Bytes)>) -> Vec<Result<(), StoreError>> {
         let mut out = Vec::with_capacity(frames.len());
         for (id, frame) in frames {

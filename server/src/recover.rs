@@ -40,11 +40,11 @@ pub async fn run(home: &Home, rehydrate: bool) -> Result<ExitCode> {
     let progress = Arc::new(fvfs_fsck::Progress::new("recover"));
     progress.phase("pack indexes", 0);
     let found = Arc::new(with_bar(&progress, s3.scan_packs(|bytes| progress.add(1, bytes))).await?);
-    repo.restore_locations(&found)?;
     let (versions, snapshots) = fvfs_tiering::s3::log::read(s3.bucket()).await?;
     if versions.is_empty() {
         bail!("no version log in S3 under this bucket and prefix: nothing to recover");
     }
+    repo.restore_locations(&found)?;
     // The chunks' records on a thread of their own while the tree nodes come (half of
     // a one-version recover's time each).
     let (arc, fsck_tiers) = (home.repo_arc(), home.fsck_tiers());

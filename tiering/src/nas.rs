@@ -104,6 +104,13 @@ impl ChunkStore for NasStore {
         self.store()?.put(id, frame).await
     }
 
+    async fn put_many(&self, frames: Vec<(ChunkId, Bytes)>) -> Vec<Result<(), StoreError>> {
+        match self.store() {
+            Ok(store) => store.put_many(frames).await,
+            Err(e) => frames.iter().map(|_| Err(e.copy())).collect(),
+        }
+    }
+
     async fn get(&self, id: &ChunkId) -> Result<Loaded, StoreError> {
         self.store()?.get(id).await
     }

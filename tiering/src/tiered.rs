@@ -239,6 +239,10 @@ impl ChunkStore for TieredStore {
         self.local.put(id, frame).await
     }
 
+    async fn put_many(&self, frames: Vec<(ChunkId, Bytes)>) -> Vec<Result<(), StoreError>> {
+        self.local.put_many(frames).await
+    }
+
     /// Local first; on any local failure (missing, corrupt, a dying disk) the colder
     /// tiers in order. A copy found there is returned even if promoting it fails.
     /// What none has is answered with the local tier's error, or the coldest tier's

@@ -429,7 +429,7 @@ impl Inner {
             offset: w.len + records.len() as u64,
             frame_len: frame.len() as u32,
         };
-        records.extend_from_slice(&record::encode(id, frame));
+        record::encode_into(records, id, frame);
         loc
     }
 
@@ -470,21 +470,21 @@ impl Inner {
             let mut w = match self.checkout() {
                 Ok(w) => w,
                 Err(e) => {
-                    fail_all(&mut out, todo, &e);
+                    fail_all(&mut out, todo, e);
                     break;
                 }
             };
             let (mut records, mut placed) = (Vec::new(), Vec::new());
-            while let Some(i) =
-                todo.next_if(|_| w.len + (records.len() as u64) < self.opts.segment_bytes)
-            {
+            while let Some(i) = todo.next_if(|_| {
+                records.is_empty() || w.len + (records.len() as u64) < self.opts.segment_bytes
+            }) {
                 let (id, frame) = &frames[i];
                 placed.push((i, self.place(&w, &mut records, id, frame.as_ref())));
             }
             let written = self.write_out(&mut w, &records);
             self.checkin(w);
             if let Err(e) = written {
-                fail_all(&mut out, placed.into_iter().map(|(i, _)| i).chain(todo), &e);
+                fail_all(&mut out, placed.into_iter().map(|(i, _)| i).chain(todo), e);
                 break;
             }
             let mut st = lock(&self.state);
@@ -716,23 +716,19 @@ fn free_ranges(freed: impl Iterator<Item = (u32, u64, u64)>) -> Vec<(u32, u64, u
     ranges
 }
 
-/// Answers every one of `failed` with `e` (told again for each).
+/// Answers every one of `failed` with `e`: the first with `e` itself, the others
+/// with copies.
 fn fail_all(
     out: &mut [Result<(), StoreError>],
     failed: impl Iterator<Item = usize>,
-    e: &StoreError,
+    e: StoreError,
 ) {
+    let mut failed = failed.peekable();
+    let Some(first) = failed.next() else { return };
     for i in failed {
-        out[i] = Err(match e {
-            StoreError::NoSpace { path } => StoreError::NoSpace { path: path.clone() },
-            StoreError::Io { op, path, source } => StoreError::Io {
-                op,
-                path: path.clone(),
-                source: std::io::Error::new(source.kind(), source.to_string()),
-            },
-            other => StoreError::Unavailable(other.to_string()),
-        });
+        out[i] = Err(e.copy());
     }
+    out[first] = Err(e);
 }
 
 /// cas has no logging of its own: a failed punch is reported on stderr once per
@@ -766,7 +762,7 @@ impl ChunkStore for PackStore {
             Ok(answers) => answers,
             Err(e) => {
                 let mut out: Vec<_> = (0..n).map(|_| Ok(())).collect();
-                fail_all(&mut out, 0..n, &e);
+                fail_all(&mut out, 0..n, e);
                 out
             }
         };

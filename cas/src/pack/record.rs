@@ -38,16 +38,23 @@ impl Header {
 
 /// The record of `frame` under `id`: header then frame, ready for one write.
 pub fn encode(id: &ChunkId, frame: &[u8]) -> Vec<u8> {
-    let len = u32::try_from(frame.len()).expect("frames are at most 64 MiB");
     let mut out = Vec::with_capacity(HEADER_LEN + frame.len());
+    encode_into(&mut out, id, frame);
+    out
+}
+
+/// [`encode`], appended to `out` (records written together).
+pub fn encode_into(out: &mut Vec<u8>, id: &ChunkId, frame: &[u8]) {
+    let len = u32::try_from(frame.len()).expect("frames are at most 64 MiB");
+    let start = out.len();
+    out.reserve(HEADER_LEN + frame.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(id.as_bytes());
     out.extend_from_slice(&frame_sum(frame));
-    let check = header_sum(&out);
+    let check = header_sum(&out[start..]);
     out.extend_from_slice(&check);
     out.extend_from_slice(frame);
-    out
 }
 
 fn frame_sum(frame: &[u8]) -> [u8; 8] {

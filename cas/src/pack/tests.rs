@@ -283,7 +283,9 @@ async fn many_frames_put_at_once_fill_segments_to_their_size_and_reopen() {
     assert!(segments.len() >= 3, "{segments:?}");
     let record = (record::HEADER_LEN + frames[0].1.len()) as u64;
     assert!(
-        segments.iter().all(|len| *len < small().segment_bytes + record),
+        segments
+            .iter()
+            .all(|len| *len < small().segment_bytes + record),
         "a segment takes records only while under its size: {segments:?}"
     );
     drop(store);

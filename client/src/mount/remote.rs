@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::FastMap;
+use super::{FastMap, FastSet};
 use bytes::Bytes;
 use fuser::Errno;
 use futures::FutureExt;
@@ -205,7 +205,7 @@ impl Remote {
         let ids: Vec<ChunkId> = files.iter().flat_map(|e| &e.chunks).map(|c| c.id).collect();
         if due {
             // Run by whoever waits for the window's chunks (`Remote::settled`).
-            drop(self.fetch(&ids, false));
+            drop(self.fetch(&ids, false, usize::MAX));
         }
         Some((files, ids))
     }
@@ -276,7 +276,14 @@ impl Remote {
     /// so that a cold tier behind the daemon serves them by pack. Returns the batch to
     /// run, if one is due.
     pub fn read_ahead(&self, ahead: &[ChunkId]) -> Option<Batch> {
-        self.fetch(ahead, true)
+        self.fetch(ahead, true, usize::MAX).pop()
+    }
+
+    /// [`Remote::read_ahead`] of a file's next chunks, in requests of at most `per`
+    /// chunks (each its own batch, run as the caller sees fit): a wide window stays
+    /// small per answer and a reader waits only for the piece holding its chunk.
+    pub fn read_ahead_in(&self, ahead: &[ChunkId], per: usize) -> Vec<Batch> {
+        self.fetch(ahead, true, per)
     }
 
     /// Waits until none of `ids` is being fetched (each is then cached, or its fetch
@@ -294,40 +301,44 @@ impl Remote {
         }
     }
 
-    /// The batch fetching those of `ids` neither cached nor being fetched, if there
-    /// are any (and, with `half`, at least half of `ids`).
-    fn fetch(&self, ids: &[ChunkId], half: bool) -> Option<Batch> {
+    /// The batches fetching those of `ids` neither cached nor being fetched, `per` to
+    /// a batch, if there are any (and, with `half`, at least half of `ids`).
+    fn fetch(&self, ids: &[ChunkId], half: bool, per: usize) -> Vec<Batch> {
         let mut inflight = lock(&self.inflight);
-        let mut wanted: Vec<ChunkId> = ids
+        // In the order asked (a file's pieces in file order), each once.
+        let mut seen = FastSet::default();
+        let wanted: Vec<ChunkId> = ids
             .iter()
             .filter(|id| !inflight.contains_key(id) && !self.cache.contains(id))
+            .filter(|id| seen.insert(**id))
             .copied()
             .collect();
-        wanted.sort_unstable();
-        wanted.dedup();
         if wanted.is_empty() || (half && wanted.len() * 2 < ids.len()) {
-            return None;
+            return Vec::new();
         }
-        let me = self.clone();
-        let ids = wanted.clone();
-        let batch: Batch = async move {
-            // In requests the daemon takes (a walk ahead can want more).
-            for some in ids.chunks(MAX_READ_IDS) {
-                if let Err(e) = me.read_many(some).await {
-                    tracing::debug!("read-ahead failed: {e:?}");
+        let mut batches = Vec::new();
+        for piece in wanted.chunks(per) {
+            let (me, ids) = (self.clone(), piece.to_vec());
+            let batch: Batch = async move {
+                // In requests the daemon takes (a walk ahead can want more).
+                for some in ids.chunks(MAX_READ_IDS) {
+                    if let Err(e) = me.read_many(some).await {
+                        tracing::debug!("read-ahead failed: {e:?}");
+                    }
+                }
+                let mut inflight = lock(&me.inflight);
+                for id in &ids {
+                    inflight.remove(id);
                 }
             }
-            let mut inflight = lock(&me.inflight);
-            for id in &ids {
-                inflight.remove(id);
+            .boxed()
+            .shared();
+            for id in piece {
+                inflight.insert(*id, batch.clone());
             }
+            batches.push(batch);
         }
-        .boxed()
-        .shared();
-        for id in wanted {
-            inflight.insert(id, batch.clone());
-        }
-        Some(batch)
+        batches
     }
 
     /// Chunks fetched in one `POST /v1/chunks/read`, each verified, into the cache.

@@ -19,6 +19,8 @@ use super::{lock, FvfsFs};
 /// not use).
 const READ_AHEAD: usize = 32;
 const MAX_READ_AHEAD: usize = 256;
+/// Chunks of a window asked for in one request, at most.
+const PER_REQUEST: usize = 64;
 /// A read starting this close to where the last one ended continues it (the
 /// kernel's own read-ahead may send neighbouring reads out of order).
 const NEAR: u64 = 1 << 20;
@@ -162,7 +164,10 @@ impl FvfsFs {
             .take(ahead.window(offset, end))
             .map(|(_, c)| c.id)
             .collect();
-        if let Some(batch) = self.remote.read_ahead(&ahead) {
+        // A wide window in requests of its own: each answer stays small (a slow link
+        // still brings one within the mount's timeout), a reader waits only for the
+        // piece holding its chunk, and the pieces come in parallel.
+        for batch in self.remote.read_ahead_in(&ahead, PER_REQUEST) {
             self.rt.spawn(batch);
         }
         let fetched = self.block(futures::future::try_join_all(
