@@ -188,7 +188,8 @@ impl Replicator {
         self.available.store(true, Ordering::Relaxed);
         loop {
             let progress = self.progress.notified();
-            let drained = repo.replication_status(self.bit).map_err(err)?.pending == 0;
+            // One look, not a count: a flush of a large upload wakes here per batch.
+            let drained = repo.replication_drained(self.bit).map_err(err)?;
             let published = self.epilogue.is_none() || repo.published().map_err(err)? >= head;
             if drained && published {
                 return Ok(());
@@ -294,11 +295,12 @@ impl Replicator {
         }
     }
 
-    /// Copies the frames of `ids` (read through the tiers, in bulk) to this tier;
-    /// returns their bytes.
+    /// Copies the frames of `ids` (read through the tiers, in bulk, passing: a copy
+    /// is not a use, so it neither counts for eviction, which would rewrite every
+    /// new chunk's record once more, nor promotes) to this tier; returns their bytes.
     async fn copy(&self, repo: &Repo, ids: &[ChunkId]) -> Result<u64, StoreError> {
         let mut bytes = 0;
-        let mut frames = repo.store().get_many(ids.to_vec());
+        let mut frames = repo.store().get_many_passing(ids.to_vec());
         while let Some((id, loaded)) = frames.next().await {
             let frame = loaded?.frame;
             bytes += frame.len() as u64;

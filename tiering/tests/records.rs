@@ -57,6 +57,7 @@ async fn a_condemned_chunk_leaves_the_queue_the_candidates_and_the_pack_location
     let id = record(&f, b"replicated, then collected").await;
     assert_eq!(f.repo.replication_status(TIER_NAS).unwrap().pending, 1);
     assert_eq!(f.repo.replication_status(TIER_S3).unwrap().pending, 1);
+    assert!(!f.repo.replication_drained(TIER_S3).unwrap());
     // S3 confirms it: it leaves S3's queue and becomes an eviction candidate locally.
     let loc = PackLoc {
         pack: [7; 32],
@@ -69,6 +70,11 @@ async fn a_condemned_chunk_leaves_the_queue_the_candidates_and_the_pack_location
         .await
         .unwrap();
     assert_eq!(f.repo.replication_status(TIER_S3).unwrap().pending, 0);
+    assert!(f.repo.replication_drained(TIER_S3).unwrap());
+    assert!(
+        !f.repo.replication_drained(TIER_NAS).unwrap(),
+        "the other tier's queue is its own"
+    );
     assert_eq!(f.repo.eviction_candidates(TIER_LOCAL, 10).unwrap().len(), 1);
     assert_eq!(f.repo.pack_locs().get(&id).unwrap(), Some(loc));
     // Two versions, so that a collection keeping HEAD only drops one.

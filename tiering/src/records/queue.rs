@@ -113,6 +113,8 @@ pub trait Replication {
     ) -> Result<()>;
     /// What waits for `tier`. Walks its queue.
     fn replication_status(&self, tier: u8) -> Result<QueueStatus>;
+    /// Whether nothing waits for `tier` (one look at the queue, not a count).
+    fn replication_drained(&self, tier: u8) -> Result<bool>;
     /// Whether `tier` was initialised before (a store made there once).
     fn tier_initialised(&self, tier: u8) -> Result<bool>;
     /// Marks `tier` initialised and queues for it every chunk recorded so far that it
@@ -228,6 +230,13 @@ impl Replication for Repo {
         }
         s.oldest_age_secs = (s.pending > 0).then(|| now - oldest);
         Ok(s)
+    }
+
+    fn replication_drained(&self, tier: u8) -> Result<bool> {
+        queue(self, tier)
+            .next()
+            .transpose()
+            .map(|first| first.is_none())
     }
 
     fn tier_initialised(&self, tier: u8) -> Result<bool> {
