@@ -453,17 +453,13 @@ impl Inner {
     /// segment they go to (a segment stops taking records once it is full, as with
     /// single puts); answers each in order.
     fn put_many(&self, frames: &[(ChunkId, impl AsRef<[u8]>)]) -> Vec<Result<(), StoreError>> {
-        let mut out: Vec<Result<(), StoreError>> = Vec::with_capacity(frames.len());
-        let mut todo = Vec::new();
+        let (mut out, mut todo) = (Vec::with_capacity(frames.len()), Vec::new());
         for (i, (id, _)) in frames.iter().enumerate() {
-            match self.lookup(id) {
-                Ok(Some(_)) => out.push(Ok(())),
-                Ok(None) => {
-                    todo.push(i);
-                    out.push(Ok(()));
-                }
-                Err(e) => out.push(Err(e)),
+            let stored = self.lookup(id);
+            if matches!(stored, Ok(None)) {
+                todo.push(i);
             }
+            out.push(stored.map(drop));
         }
         let mut todo = todo.into_iter().peekable();
         while todo.peek().is_some() {
@@ -757,14 +753,9 @@ impl ChunkStore for PackStore {
                 .collect(),
             None => frames,
         };
-        let n = kept.len();
-        let answers = match blocking(&self.inner, move |s| Ok(s.put_many(&kept))).await {
-            Ok(answers) => answers,
-            Err(e) => {
-                let mut out: Vec<_> = (0..n).map(|_| Ok(())).collect();
-                fail_all(&mut out, 0..n, e);
-                out
-            }
+        // Each frame is answered in the list: the call itself cannot fail.
+        let Ok(answers) = blocking(&self.inner, move |s| Ok(s.put_many(&kept))).await else {
+            unreachable!("put_many answers each frame itself")
         };
         answers
             .into_iter()
