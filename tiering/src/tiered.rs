@@ -150,36 +150,19 @@ impl TieredStore {
     /// failures) asked of each colder tier in turn, in bulk; with `keep`, reads are
     /// counted and what colder tiers give is promoted.
     fn read_many(&self, ids: Vec<ChunkId>, keep: bool) -> ChunkStream<'_> {
-        stream::once(async move {
-            let held = self
-                .local
-                .has(&ids)
-                .await
-                .unwrap_or_else(|_| vec![false; ids.len()]);
-            let (here, away): (Vec<_>, Vec<_>) = ids.into_iter().zip(held).partition(|(_, h)| *h);
-            let away: Vec<(ChunkId, StoreError)> = away
-                .into_iter()
-                .map(|(id, _)| (id, StoreError::NotFound(id)))
-                .collect();
-            let answers = self
-                .local
-                .get_many(here.into_iter().map(|(id, _)| id).collect());
-            let found = answers.map(move |(id, r)| match r {
-                Ok(loaded) => {
-                    if keep {
-                        self.note_read(&id, false);
-                    }
-                    Ok((id, loaded))
+        // What the local tier lacks comes back NotFound, and goes on like any failure.
+        let found = self.local.get_many(ids).map(move |(id, r)| match r {
+            Ok(loaded) => {
+                if keep {
+                    self.note_read(&id, false);
                 }
-                Err(e) => Err((id, e)),
-            });
-            then_the_rest(found.boxed(), move |mut failed| {
-                failed.extend(away);
-                self.colder_many(0, failed, keep)
-            })
+                Ok((id, loaded))
+            }
+            Err(e) => Err((id, e)),
+        });
+        then_the_rest(found.boxed(), move |failed| {
+            self.colder_many(0, failed, keep)
         })
-        .flatten()
-        .boxed()
     }
 
     /// Records in `repo` the reads and promotions since the last call: promoted chunks

@@ -29,6 +29,7 @@
 //! - `sync`, `delete` and compaction run one at a time (`sync_lock`), so each sync
 //!   sees every chunk in exactly one state: pending, indexed, or being deleted.
 
+mod bulk;
 mod compact;
 mod convert;
 pub mod index;
@@ -249,6 +250,23 @@ impl PackStore {
 
 impl PackStore {
     /// An error about a name, told about its id.
+    /// What a read of `id` answers: the kept record opened (when sealed) and verified.
+    fn loaded(&self, id: &ChunkId, kept: Result<Bytes, StoreError>) -> Result<Loaded, StoreError> {
+        let kept = kept.map_err(|e| self.unname_error(e))?;
+        let frame = match &self.seal {
+            Some(s) => Bytes::from(s.open(id, &kept).ok_or_else(|| {
+                StoreError::Corrupt {
+                    id: *id,
+                    reason: "its sealed frame does not open (authentication failed): changed, \
+                         moved, or sealed under another key"
+                        .into(),
+                }
+            })?),
+            None => kept,
+        };
+        verify(id, frame)
+    }
+
     fn unname_error(&self, e: StoreError) -> StoreError {
         let Some(s) = &self.seal else { return e };
         match e {
@@ -311,6 +329,14 @@ impl Inner {
             })
     }
 
+    /// The frame kept under `name` (the chunk `id`), wherever the index says now.
+    fn read_named(&self, id: &ChunkId, name: &ChunkId) -> Result<Bytes, StoreError> {
+        match self.lookup(name)? {
+            Some(loc) => self.read(name, loc),
+            None => Err(StoreError::NotFound(*id)),
+        }
+    }
+
     /// Up to a page of indexed ids after key `after` (from the start if empty).
     fn index_page(&self, after: &[u8]) -> Result<Vec<ChunkId>, crate::kv::KvError> {
         let prefix = [index::LOC_PREFIX];
@@ -344,18 +370,32 @@ impl Inner {
 
     /// The frame at `loc`, checked against its record header (not yet verified).
     fn read(&self, id: &ChunkId, loc: Loc) -> Result<Bytes, StoreError> {
-        let file = self.reader(loc.seg)?;
-        let mut buf = vec![0u8; loc.record_len() as usize];
-        file.read_exact_at(&mut buf, loc.offset).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                StoreError::Corrupt {
-                    id: *id,
-                    reason: format!("its record in segment {} is cut short", loc.seg),
+        let buf = self
+            .read_range(loc.seg, loc.offset, loc.record_len())
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    StoreError::Corrupt {
+                        id: *id,
+                        reason: format!("its record in segment {} is cut short", loc.seg),
+                    }
+                } else {
+                    StoreError::io("read", self.segment_path(loc.seg), e)
                 }
-            } else {
-                StoreError::io("read", self.segment_path(loc.seg), e)
-            }
-        })?;
+            })?;
+        self.check_record(id, loc, Bytes::from(buf))
+    }
+
+    /// `len` bytes of segment `seg` from `offset`, in one positioned read.
+    fn read_range(&self, seg: u32, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
+        let file = self.reader(seg).map_err(std::io::Error::other)?;
+        let mut buf = vec![0u8; len as usize];
+        file.read_exact_at(&mut buf, offset)?;
+        Ok(buf)
+    }
+
+    /// The frame of record `buf`, read from `loc`, once its header names `id` and its
+    /// checksum matches.
+    fn check_record(&self, id: &ChunkId, loc: Loc, buf: Bytes) -> Result<Bytes, StoreError> {
         match record::decode_header(&buf) {
             Some(h) if h.id == *id && h.frame_len == loc.frame_len => {
                 if !record::frame_matches(&h, &buf[record::HEADER_LEN..]) {
@@ -378,8 +418,7 @@ impl Inner {
                 })
             }
         }
-        let mut frame = Bytes::from(buf);
-        Ok(frame.split_off(record::HEADER_LEN))
+        Ok(buf.slice(record::HEADER_LEN..))
     }
 
     /// A segment to append to: an idle one, or a new one.
@@ -765,24 +804,12 @@ impl ChunkStore for PackStore {
 
     async fn get(&self, id: &ChunkId) -> Result<Loaded, StoreError> {
         let (id, name) = (*id, self.name(id));
-        let kept = blocking(&self.inner, move |s| match s.lookup(&name)? {
-            Some(loc) => s.read(&name, loc),
-            None => Err(StoreError::NotFound(id)),
-        })
-        .await
-        .map_err(|e| self.unname_error(e))?;
-        let frame = match &self.seal {
-            Some(s) => Bytes::from(s.open(&id, &kept).ok_or_else(|| {
-                StoreError::Corrupt {
-                    id,
-                    reason: "its sealed frame does not open (authentication failed): changed, \
-                         moved, or sealed under another key"
-                        .into(),
-                }
-            })?),
-            None => kept,
-        };
-        verify(&id, frame)
+        let kept = blocking(&self.inner, move |s| s.read_named(&id, &name)).await;
+        self.loaded(&id, kept)
+    }
+
+    fn get_many(&self, ids: Vec<ChunkId>) -> crate::ChunkStream<'_> {
+        bulk::get_many(self.clone(), ids)
     }
 
     async fn has(&self, ids: &[ChunkId]) -> Result<Vec<bool>, StoreError> {

@@ -96,6 +96,21 @@ async fn a_damaged_record_is_corrupt_and_the_rest_reads() {
     for (i, id) in ids.iter().enumerate().filter(|(i, _)| ![7, 9].contains(i)) {
         assert_eq!(store.get_data(id).await.unwrap(), noise(i as u32, 3000));
     }
+    // A read of many (neighbours in one read) answers each as a read of one does.
+    let missing = ChunkId::of(b"never stored");
+    let mut asked = ids.clone();
+    asked.push(missing);
+    let answers: HashMap<ChunkId, Result<Loaded, StoreError>> =
+        store.get_many(asked).collect().await;
+    assert_eq!(answers.len(), ids.len() + 1);
+    for (i, id) in ids.iter().enumerate() {
+        match &answers[id] {
+            Ok(l) => assert_eq!(l.data[..], noise(i as u32, 3000)[..], "chunk {i}"),
+            Err(StoreError::Corrupt { .. }) if [7, 9].contains(&i) => {}
+            Err(e) => panic!("chunk {i}: {e}"),
+        }
+    }
+    assert!(matches!(answers[&missing], Err(StoreError::NotFound(_))));
     // The index check reads headers: it names the chunk whose header is damaged.
     let problems = store.check_store(false).await.unwrap();
     assert_eq!(problems.len(), 1, "{problems:?}");

@@ -1,0 +1,227 @@
+//! Reads of many chunks at once (`get_many` of the pack store), for the bulk readers:
+//! replication, export, fsck, a mount's read-ahead.
+//!
+//! The chunks are looked up once, put in the order they lie on disk and cut into
+//! pieces of a few MiB; each piece is read and verified on the blocking pool, several
+//! pieces at a time, so decompressing and hashing use every core while the caller
+//! consumes what came. Within a piece, neighbouring records of one segment (a gap of
+//! at most [`GAP`] between them) come in one positioned read.
+//!
+//! # Invariants
+//! - Every id asked for is answered exactly once, in no particular order.
+//! - A frame is answered only after the same checks as a single `get`: its record
+//!   header names the chunk, the record's checksum matches, the sealed frame opens,
+//!   and the frame decodes to content that hashes to the id.
+//! - A run that cannot be read as a whole (a segment compacted away since the lookup,
+//!   a record cut short) is read again one record at a time, each looked up afresh,
+//!   so it answers exactly what a single `get` would.
+//! - Memory stays bounded: at most [`IN_FLIGHT`] pieces of about [`PIECE_BYTES`].
+
+use bytes::Bytes;
+use futures::stream::{self, StreamExt};
+
+use super::index::Loc;
+use super::{blocking, Inner, PackStore};
+use crate::{ChunkId, ChunkStream, Loaded, StoreError};
+
+/// Bytes of records per piece: the unit of work handed to the blocking pool.
+const PIECE_BYTES: u64 = 4 << 20;
+/// Records per piece at most (small chunks).
+const PIECE_CHUNKS: usize = 512;
+/// Pieces read and verified at once.
+const IN_FLIGHT: usize = 4;
+/// Unused bytes between two records read through rather than split into two reads
+/// (a record deleted or written by another writer in between).
+const GAP: u64 = 64 << 10;
+/// One read spans at most this much, gaps included.
+const MAX_RUN: u64 = 2 * PIECE_BYTES;
+
+/// A chunk to read: its id, the name it is kept under, and where.
+type Item = (ChunkId, ChunkId, Loc);
+type Answer = (ChunkId, Result<Loaded, StoreError>);
+
+pub(super) fn get_many(store: PackStore, ids: Vec<ChunkId>) -> ChunkStream<'static> {
+    stream::once(async move {
+        let named: Vec<(ChunkId, ChunkId)> =
+            ids.into_iter().map(|id| (id, store.name(&id))).collect();
+        let Ok(looked) = blocking(&store.inner, move |s| {
+            Ok(named
+                .into_iter()
+                .map(|(id, name)| (id, name, s.lookup(&name)))
+                .collect::<Vec<_>>())
+        })
+        .await
+        else {
+            unreachable!("each lookup is answered in the list")
+        };
+        let mut found: Vec<Item> = Vec::with_capacity(looked.len());
+        let mut answered: Vec<Answer> = Vec::new();
+        for (id, name, loc) in looked {
+            match loc {
+                Ok(Some(loc)) => found.push((id, name, loc)),
+                Ok(None) => answered.push((id, Err(StoreError::NotFound(id)))),
+                Err(e) => answered.push((id, Err(store.unname_error(e)))),
+            }
+        }
+        found.sort_unstable_by_key(|(_, _, loc)| loc.order_key());
+        let pieces = stream::iter(pieces(found)).map(move |piece| {
+            let store = store.clone();
+            async move {
+                match tokio::task::spawn_blocking(move || read_piece(&store, piece)).await {
+                    Ok(answers) => answers,
+                    Err(e) => std::panic::resume_unwind(e.into_panic()),
+                }
+            }
+        });
+        stream::iter(answered).chain(pieces.buffer_unordered(IN_FLIGHT).flat_map(stream::iter))
+    })
+    .flatten()
+    .boxed()
+}
+
+/// `found`, in disk order, cut into pieces of about [`PIECE_BYTES`].
+fn pieces(found: Vec<Item>) -> Vec<Vec<Item>> {
+    let mut out = Vec::new();
+    let (mut piece, mut bytes) = (Vec::new(), 0u64);
+    for item in found {
+        bytes += item.2.record_len();
+        piece.push(item);
+        if bytes >= PIECE_BYTES || piece.len() >= PIECE_CHUNKS {
+            out.push(std::mem::take(&mut piece));
+            bytes = 0;
+        }
+    }
+    if !piece.is_empty() {
+        out.push(piece);
+    }
+    out
+}
+
+/// Reads and verifies one piece (in disk order), a run of neighbours at a time.
+fn read_piece(store: &PackStore, piece: Vec<Item>) -> Vec<Answer> {
+    let inner: &Inner = &store.inner;
+    let mut out = Vec::with_capacity(piece.len());
+    let mut rest = &piece[..];
+    while let Some(&(_, _, first)) = rest.first() {
+        let mut end = first.end();
+        let n = rest
+            .iter()
+            .take_while(|(_, _, loc)| {
+                let near = loc.seg == first.seg
+                    && loc.offset <= end + GAP
+                    && loc.end().max(end) - first.offset <= MAX_RUN;
+                if near {
+                    end = end.max(loc.end());
+                }
+                near
+            })
+            .count()
+            .max(1);
+        end = end.max(first.end());
+        let (run, after) = rest.split_at(n);
+        rest = after;
+        match inner.read_range(first.seg, first.offset, end - first.offset) {
+            Ok(buf) => {
+                let buf = Bytes::from(buf);
+                for &(id, name, loc) in run {
+                    let at = (loc.offset - first.offset) as usize;
+                    let record = buf.slice(at..at + loc.record_len() as usize);
+                    let kept = inner.check_record(&name, loc, record);
+                    out.push((id, store.loaded(&id, kept)));
+                }
+            }
+            Err(_) => {
+                for &(id, name, _) in run {
+                    let kept = inner.read_named(&id, &name);
+                    out.push((id, store.loaded(&id, kept)));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ChunkStore, ChunkStoreExt};
+
+    fn item(seg: u32, offset: u64, frame_len: u32) -> Item {
+        let id = ChunkId::of(&offset.to_le_bytes());
+        (
+            id,
+            id,
+            Loc {
+                seg,
+                offset,
+                frame_len,
+            },
+        )
+    }
+
+    #[test]
+    fn pieces_keep_disk_order_and_stay_near_their_size() {
+        let found: Vec<Item> = (0..3000u64).map(|i| item(1, i * 5000, 4000)).collect();
+        let cut = pieces(found.clone());
+        assert!(cut.iter().all(|p| p.len() <= PIECE_CHUNKS));
+        assert!(cut
+            .iter()
+            .all(|p| p.iter().map(|i| i.2.record_len()).sum::<u64>() < PIECE_BYTES + 5000));
+        let flat: Vec<Item> = cut.into_iter().flatten().collect();
+        assert_eq!(flat, found);
+        assert!(pieces(Vec::new()).is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_run_whose_records_moved_is_read_again_from_where_they_are_now() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = super::super::PackOptions {
+            segment_bytes: 64 << 10,
+            ..Default::default()
+        };
+        let store = PackStore::open(dir.path().join("s"), opts).unwrap();
+        let data: Vec<Vec<u8>> = (0..60u32)
+            .map(|i| {
+                let mut noise = vec![0u8; 8000];
+                blake3::Hasher::new()
+                    .update(&i.to_le_bytes())
+                    .finalize_xof()
+                    .fill(&mut noise);
+                noise
+            })
+            .collect();
+        let mut ids = Vec::new();
+        for d in &data {
+            ids.push(store.put_data(d).await.unwrap());
+        }
+        store.sync().await.unwrap();
+        let before: Vec<Item> = ids
+            .iter()
+            .map(|id| (*id, *id, store.inner.lookup(id).unwrap().unwrap()))
+            .collect();
+        // Most chunks deleted, so compaction moves the rest and removes their segments.
+        for (_, id) in ids.iter().enumerate().filter(|(i, _)| i % 4 != 0) {
+            store.delete(id).await.unwrap();
+        }
+        store.sync().await.unwrap();
+        assert!(store.compact().await.unwrap().segments > 0);
+        let kept: Vec<Item> = before
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| i % 4 == 0)
+            .map(|(_, item)| item)
+            .collect();
+        let moved = kept
+            .iter()
+            .filter(|(id, _, loc)| store.inner.lookup(id).unwrap() != Some(*loc))
+            .count();
+        assert!(moved > 0, "compaction moved some records");
+        let answers = read_piece(&store, kept.clone());
+        assert_eq!(answers.len(), kept.len());
+        for ((id, answer), (asked, _, _)) in answers.into_iter().zip(&kept) {
+            assert_eq!(id, *asked);
+            let i = ids.iter().position(|x| *x == id).unwrap();
+            assert_eq!(answer.expect("read where it is now").data[..], data[i][..]);
+        }
+    }
+}
