@@ -74,6 +74,14 @@ pub trait ChunkStore: Send + Sync {
         out
     }
 
+    /// Which of `ids`, put earlier, are durable already, without waiting for a `sync`,
+    /// answered in order: a store whose puts become durable on their own (the S3 store
+    /// uploads each pack once it is full) says so, and a copier confirms them as they
+    /// land instead of at its next sync. This default answers none.
+    async fn durable(&self, ids: &[ChunkId]) -> Result<Vec<bool>, StoreError> {
+        Ok(vec![false; ids.len()])
+    }
+
     /// A key by which to sort ids before reading many of them: ids with close keys
     /// are close on the medium. Stores without a layout to follow answer 0.
     fn read_order(&self, _id: &ChunkId) -> u64 {

@@ -1,17 +1,19 @@
 //! Replication workers: one per colder tier, draining that tier's queue.
 //!
 //! A worker takes due chunks in large batches and copies their frames (read through
-//! the tiers in bulk, in the local tier's order) to its tier. It syncs the tier when its
-//! [`FlushPolicy`] says so (every batch for the NAS; for S3 once `flush_size_mb` waits,
-//! `flush_interval_secs` passed, or a flush was asked for, so packs are large), and
-//! only then sets the tier's bit and unqueues the chunks
-//! (`Replication::replication_done`, `records/queue.rs`), then runs the tier's
-//! epilogue (S3 publishes the version log). On failure the tier is
+//! the tiers in bulk, in the local tier's order) to its tier. A copy is confirmed (the
+//! tier's bit set, the chunk unqueued: `Replication::replication_done`,
+//! `records/queue.rs`) only once the tier holds it durably: as soon as the tier says
+//! so on its own (`ChunkStore::durable`: the S3 store's full packs, stored in the
+//! background), or after the sync its [`FlushPolicy`] calls for (every batch for the
+//! NAS; for S3 once `flush_size_mb` waits, `flush_interval_secs` passed, or a flush
+//! was asked for, which stores the partly filled pack). Then the tier's epilogue runs
+//! (S3 publishes the version log). On failure the tier is
 //! marked unavailable, the error is kept for status, and the chunks are retried with
 //! exponential backoff (1 s doubling to 60 s); writes keep landing on the local tier
 //! meanwhile, and the queue, kept in sled, survives crashes and resumes at the next start.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -74,15 +76,49 @@ pub struct Replicator {
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
-/// Copies made but not yet confirmed by a sync of the tier.
+/// Copies made but not yet confirmed.
 #[derive(Default)]
 struct Unconfirmed {
-    ids: Vec<ChunkId>,
+    /// In the order they were copied, each with its frame's length.
+    ids: VecDeque<(ChunkId, u64)>,
     set: HashSet<ChunkId>,
     bytes: u64,
     since: Option<Instant>,
     /// Taken before the first of these copies read its chunk.
-    mark: Option<CopyMark>,
+    mark: Option<Arc<CopyMark>>,
+}
+
+/// Copies the tier holds durably, being confirmed while the next ones are copied;
+/// they stay in [`Unconfirmed::set`] (not taken from the queue again) until it ends.
+struct Settling {
+    ids: Vec<ChunkId>,
+    task: tokio::task::JoinHandle<Result<(), fvfs_manifest::ManifestError>>,
+}
+
+type Failure = (StoreError, Vec<ChunkId>);
+
+/// Waits for the confirmation in flight, if any. When it failed, its chunks stay
+/// queued and are copied (found there already) and confirmed again later.
+async fn joined(settling: &mut Option<Settling>, pending: &mut Unconfirmed) -> Result<(), Failure> {
+    let Some(Settling { ids, task }) = settling.take() else {
+        return Ok(());
+    };
+    let done = match task.await {
+        Ok(done) => done,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    };
+    for id in &ids {
+        pending.set.remove(id);
+    }
+    if pending.ids.is_empty() {
+        *pending = Unconfirmed::default();
+    }
+    done.map_err(|e| {
+        (
+            StoreError::Unavailable(format!("metadata database: {e}")),
+            Vec::new(),
+        )
+    })
 }
 
 /// Due chunks in the local tier's order, taken from the queue in one scan and copied
@@ -220,6 +256,7 @@ impl Replicator {
         let mut backoff = 1u64;
         let mut pending = Unconfirmed::default();
         let mut backlog = Backlog::default();
+        let mut settling = None;
         while !self.stopping.load(Ordering::Relaxed) {
             let due = match backlog.next(&repo, self.bit, &pending.set) {
                 Ok(d) => d,
@@ -230,16 +267,25 @@ impl Replicator {
             };
             let mut result = Ok(());
             if !due.is_empty() {
-                pending.mark.get_or_insert_with(|| repo.copy_mark());
+                pending
+                    .mark
+                    .get_or_insert_with(|| Arc::new(repo.copy_mark()));
                 match self.copy(&repo, &due).await {
-                    Ok(bytes) => {
-                        pending.bytes += bytes;
+                    Ok(copied) => {
+                        pending.bytes += copied.iter().map(|(_, len)| len).sum::<u64>();
                         pending.since.get_or_insert_with(Instant::now);
-                        pending.set.extend(due.iter().copied());
-                        pending.ids.extend(due.iter().copied());
+                        pending.set.extend(copied.iter().map(|(id, _)| *id));
+                        pending.ids.extend(copied);
                     }
                     Err(e) => result = Err((e, due.clone())),
                 }
+            }
+            if result.is_ok() && !pending.ids.is_empty() {
+                result = self.settle(&repo, &mut pending, &mut settling).await;
+            }
+            if due.is_empty() || result.is_err() {
+                let done = joined(&mut settling, &mut pending).await;
+                result = result.and(done);
             }
             let flush_asked = self.flush.load(Ordering::Relaxed) && due.is_empty();
             let time_to_sync = !pending.ids.is_empty()
@@ -249,8 +295,12 @@ impl Replicator {
                         .is_some_and(|t| t.elapsed() >= self.policy.interval)
                     || flush_asked);
             if result.is_ok() && time_to_sync {
+                result = joined(&mut settling, &mut pending).await;
+            }
+            if result.is_ok() && time_to_sync {
                 let Unconfirmed { ids, mark, .. } = std::mem::take(&mut pending);
-                let mark = mark.unwrap_or_else(|| repo.copy_mark());
+                let ids: Vec<ChunkId> = ids.into_iter().map(|(id, _)| id).collect();
+                let mark = mark.unwrap_or_else(|| Arc::new(repo.copy_mark()));
                 result = self.confirm(&repo, &ids, &mark).await.map_err(|e| (e, ids));
             }
             if result.is_ok() && due.is_empty() && pending.ids.is_empty() {
@@ -278,7 +328,12 @@ impl Replicator {
                     tracing::warn!(tier = self.name, backoff, "replication failed: {msg}");
                     self.failed(msg.clone());
                     let mut ids = ids;
-                    ids.append(&mut std::mem::take(&mut pending).ids);
+                    ids.extend(
+                        std::mem::take(&mut pending)
+                            .ids
+                            .into_iter()
+                            .map(|(id, _)| id),
+                    );
                     if let Err(e) = repo
                         .replication_failed(self.bit, &ids, &msg, backoff as i64)
                         .await
@@ -293,20 +348,80 @@ impl Replicator {
                 }
             }
         }
+        // So that a stop returns once what was confirmed is recorded.
+        if let Err((e, _)) = joined(&mut settling, &mut pending).await {
+            tracing::warn!(tier = self.name, "confirming copies at stop: {e}");
+        }
     }
 
     /// Copies the frames of `ids` (read through the tiers, in bulk, passing: a copy
     /// is not a use, so it neither counts for eviction, which would rewrite every
-    /// new chunk's record once more, nor promotes) to this tier; returns their bytes.
-    async fn copy(&self, repo: &Repo, ids: &[ChunkId]) -> Result<u64, StoreError> {
-        let mut bytes = 0;
+    /// new chunk's record once more, nor promotes) to this tier; returns what it
+    /// copied, in the order it did, with each frame's length.
+    async fn copy(&self, repo: &Repo, ids: &[ChunkId]) -> Result<Vec<(ChunkId, u64)>, StoreError> {
+        let mut copied = Vec::with_capacity(ids.len());
         let mut frames = repo.store().get_many_passing(ids.to_vec());
         while let Some((id, loaded)) = frames.next().await {
             let frame = loaded?.frame;
-            bytes += frame.len() as u64;
+            copied.push((id, frame.len() as u64));
             self.store.put(id, frame).await?;
         }
-        Ok(bytes)
+        Ok(copied)
+    }
+
+    /// Confirms, oldest first, the copies the tier made durable on its own (the S3
+    /// store's packs stored in the background as they fill), so that they leave the
+    /// queue as they land rather than at the next sync, and a flush finds little left.
+    /// The confirmation runs beside the copies that follow (once the one before it
+    /// ended), on another core.
+    async fn settle(
+        &self,
+        repo: &Arc<Repo>,
+        pending: &mut Unconfirmed,
+        settling: &mut Option<Settling>,
+    ) -> Result<(), Failure> {
+        /// Copies asked about at once; the first not yet durable ends the look.
+        const LOOK: usize = 256;
+        let mut n = 0;
+        while n < pending.ids.len() {
+            let look: Vec<ChunkId> = pending
+                .ids
+                .iter()
+                .skip(n)
+                .take(LOOK)
+                .map(|(id, _)| *id)
+                .collect();
+            let durable = self
+                .store
+                .durable(&look)
+                .await
+                .map_err(|e| (e, Vec::new()))?;
+            let k = durable.iter().take_while(|d| **d).count();
+            n += k;
+            if k < look.len() {
+                break;
+            }
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        joined(settling, pending).await?;
+        let ids: Vec<ChunkId> = pending
+            .ids
+            .drain(..n)
+            .map(|(id, len)| {
+                pending.bytes -= len;
+                id
+            })
+            .collect();
+        let mark = pending
+            .mark
+            .get_or_insert_with(|| Arc::new(repo.copy_mark()))
+            .clone();
+        let (repo, bit, confirmed) = (repo.clone(), self.bit, ids.clone());
+        let task = tokio::spawn(async move { repo.replication_done(bit, &confirmed, &mark).await });
+        *settling = Some(Settling { ids, task });
+        Ok(())
     }
 
     /// Syncs the tier, then sets the bits of `ids` (copied since `mark`) and unqueues them.

@@ -267,3 +267,73 @@ async fn parallel_uploads_together_hold_the_rate_limit() {
     );
     assert_eq!(s.requests().puts, 4);
 }
+
+/// With a flush policy that never syncs on its own, the copies in each pack that
+/// filled up (stored in the background) are confirmed as it lands: their S3 bits set
+/// and their queue entries gone, while the open pack's chunks wait; a flush then
+/// stores that pack and confirms the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_are_confirmed_as_their_packs_land_not_only_at_a_flush() {
+    use fvfs_manifest::kv::Kv;
+    use fvfs_manifest::meta::TIER_S3;
+    use fvfs_manifest::{ChunkKind, Pending, Repo};
+    use fvfs_tiering::{FlushPolicy, Replication, Replicator, Running, Tier, TierId, TierIndex};
+
+    let dir = tempfile::tempdir().unwrap();
+    let kv = Kv::open(&dir.path().join("meta")).unwrap();
+    let index = Arc::new(TierIndex::new(&kv, TIER_S3));
+    let repo = Arc::new(Repo::new(Arc::new(fvfs_cas::MemoryStore::new()), kv, index));
+    // 40 MiB of incompressible chunks: one full pack and part of the next.
+    let pending = Pending::default();
+    let mut ids = Vec::new();
+    for i in 0..160u64 {
+        let data = noise(i, 256 << 10);
+        ids.push(
+            repo.put_chunk(&pending, &data, ChunkKind::Data)
+                .await
+                .unwrap(),
+        );
+    }
+    repo.checkpoint(&pending).await.unwrap();
+    let s3 = Arc::new(store("settle").await);
+    let never = FlushPolicy {
+        size_bytes: u64::MAX,
+        interval: std::time::Duration::from_secs(3600),
+    };
+    let tier = Tier {
+        id: TierId::S3,
+        store: s3.clone(),
+        run: Running {
+            watermarks: None,
+            flush: never,
+        },
+    };
+    let r = Replicator::spawn(repo.clone(), &tier, None);
+    let on_s3 = |repo: &Repo| {
+        ids.iter()
+            .filter(|id| repo.chunk_record(id).unwrap().unwrap().tiers & TIER_S3 != 0)
+            .count()
+    };
+    // No signal tells a test that a background upload landed: look until it has.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while on_s3(&repo) == 0 {
+        assert!(std::time::Instant::now() < deadline, "nothing confirmed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let confirmed = on_s3(&repo);
+    assert!(confirmed < ids.len(), "the open pack waits for a sync");
+    assert_eq!(
+        r.status(&repo).unwrap().pending as usize,
+        ids.len() - confirmed
+    );
+    assert_eq!(
+        s3.requests().puts,
+        1,
+        "one full pack stored, the open one not"
+    );
+    r.drain(&repo).await.unwrap();
+    assert_eq!(on_s3(&repo), ids.len());
+    assert!(repo.replication_drained(TIER_S3).unwrap());
+    assert_eq!(s3.requests().puts, 2);
+    r.stop(std::time::Duration::from_secs(10)).await;
+}

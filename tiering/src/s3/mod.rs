@@ -397,6 +397,14 @@ impl ChunkStore for S3Store {
             .collect()
     }
 
+    /// Chunks of packs already stored: their locations are recorded durably once the
+    /// server acknowledged the pack.
+    async fn durable(&self, ids: &[ChunkId]) -> Result<Vec<bool>, StoreError> {
+        ids.iter()
+            .map(|id| Ok(!self.mem().holds(id) && self.locs.get(id)?.is_some()))
+            .collect()
+    }
+
     async fn delete(&self, id: &ChunkId) -> Result<(), StoreError> {
         self.mem().live.remove(id);
         self.locs.forget(id)
