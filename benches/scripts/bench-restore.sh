@@ -2,7 +2,9 @@
 # Restores from S3 alone, side by side with restic on the same private Garage 2.5.0 on
 # loopback, in one run, on a real tree (default: the Rust sysroot):
 #  1. durable in the bucket: `fvfsd migrate` through a running daemon + `POST
-#     /v1/admin/flush`, versus `restic backup` (both from a warm page cache);
+#     /v1/admin/flush`, versus `restic backup` (both from a warm page cache), REPS
+#     runs each into a fresh prefix or repository, taking turns at going first (a
+#     fresh Garage is slower at its first writes); the last of each serves the rest;
 #  2. `fvfsd recover --from-s3` of that store (one version), then with 100 versions;
 #  3. restore of the whole tree from the bucket alone: recover + `fvfsd export`, versus
 #     `restic restore latest` (both into an empty folder), with GETs per GiB restored;
@@ -51,13 +53,16 @@ drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; }
 fvfsd() { "$bin/fvfsd" --config "$work/c.toml" "$@"; }
 recover() { rm -rf "$1"; fvfsd --home "$1" recover --from-s3 "${@:2}" >"$1.recover" 2>&1; }
 
-cat >"$work/c.toml" <<CONF
+conf() { # PREFIX -> the config of a store in the bucket under PREFIX
+  cat <<CONF
 [tiers.s3]
 bucket = "$FVFS_S3_BUCKET"
 endpoint = "$FVFS_S3_ENDPOINT"
 region = "garage"
-prefix = "fvfs"
+prefix = "$1"
 CONF
+}
+conf fvfs >"$work/c.toml"
 find "$src" -type f -exec cat {} + >/dev/null  # warm the page cache
 bytes=$(du -sb --apparent-size "$src" | cut -f1)
 gib=$(echo "scale=4; $bytes / 1073741824" | bc)
@@ -65,15 +70,33 @@ big=$(find "$src" -type f -printf '%s %P\n' | sort -n | tail -1 | cut -d' ' -f2-
 big_size=$(stat -c %s "$src/$big")
 bigdir=$(dirname "$big")
 
-# 1. Durable in the bucket, once each (the bucket then serves every restore below).
-url=$(serve "$work/h")
-t0=$(now)
-fvfsd --home "$work/h" migrate --local-src "$src" >/dev/null 2>&1
-curl -sf -XPOST -H "X-Fvfs-Client: bench" "$url/v1/admin/flush" >/dev/null
-fv_durable=$(since "$t0")
-stop "$work/h"
-restic init >/dev/null 2>&1
-t0=$(now); restic backup -q "$src" >/dev/null 2>&1; rs_durable=$(since "$t0")
+# 1. Durable in the bucket (the last run of each then serves every restore below).
+fv_dur=(); rs_dur=()
+fv_durable_run() { # REP
+  local home="$work/h" prefix=fvfs
+  [ "$1" -lt "$reps" ] && { home="$work/hd$1"; prefix="fvfs-durable$1"; }
+  conf "$prefix" >"$home.toml"
+  "$bin/fvfsd" --config "$home.toml" --home "$home" serve --listen 127.0.0.1:0 --no-mdns >"$home.out" 2>"$home.err" &
+  until grep -q "listening on" "$home.out" 2>/dev/null; do sleep 0.05; done
+  local url t0; url=$(sed -n 's/^fvfsd: listening on //p' "$home.out")
+  t0=$(now)
+  "$bin/fvfsd" --config "$home.toml" --home "$home" migrate --local-src "$src" >/dev/null 2>&1
+  curl -sf -XPOST -H "X-Fvfs-Client: bench" "$url/v1/admin/flush" >/dev/null
+  fv_dur+=("$(since "$t0")")
+  stop "$home"
+  [ "$1" -lt "$reps" ] && rm -rf "$home"
+  return 0
+}
+rs_durable_run() { # REP
+  local repo=$RESTIC_REPOSITORY t0
+  [ "$1" -lt "$reps" ] && repo="$RESTIC_REPOSITORY-durable$1"
+  RESTIC_REPOSITORY=$repo restic init >/dev/null 2>&1
+  t0=$(now); RESTIC_REPOSITORY=$repo restic backup -q "$src" >/dev/null 2>&1; rs_dur+=("$(since "$t0")")
+}
+for r in $(seq 1 "$reps"); do
+  if [ $((r % 2)) -eq 1 ]; then fv_durable_run "$r"; rs_durable_run "$r"; else rs_durable_run "$r"; fv_durable_run "$r"; fi
+  echo "rep $r: durable in the bucket ${fv_dur[-1]} s, restic backup ${rs_dur[-1]} s" >&2
+done
 
 # 2-5, repeated.
 rec1=(); exp=(); gets=(); rs_all=(); rs_dir=(); fv_dir=(); cat_mbs=(); mount_tar=()
@@ -121,12 +144,13 @@ for r in $(seq 1 "$reps"); do
 done
 
 m() { printf '%s\n' "$@" | median; }
+fv_durable=$(m "${fv_dur[@]}"); rs_durable=$(m "${rs_dur[@]}")
 rec1m=$(m "${rec1[@]}"); expm=$(m "${exp[@]}"); getsm=$(m "${gets[@]}"); rsm=$(m "${rs_all[@]}")
 rsdm=$(m "${rs_dir[@]}"); fvdm=$(m "${fv_dir[@]}"); catm=$(m "${cat_mbs[@]}"); tarm=$(m "${mount_tar[@]}")
 rec100m=$(m "${rec100[@]}")
 echo "| measure ($(basename "$src"), $gib GiB; medians of $reps) | fvfs | restic | ratio |"
 echo "|---|---|---|---|"
-printf '| durable in the bucket (one run) | %.2f s | %.2f s | restic/fvfs %.2fx |\n' "$fv_durable" "$rs_durable" "$(echo "$rs_durable / $fv_durable" | bc -l)"
+printf '| durable in the bucket (migrate + flush; restic backup) | %.2f s | %.2f s | restic/fvfs %.2fx |\n' "$fv_durable" "$rs_durable" "$(echo "$rs_durable / $fv_durable" | bc -l)"
 printf '| recover --from-s3, one version | %.2f s | | |\n' "$rec1m"
 printf '| recover --from-s3, 100 versions | %.2f s | | |\n' "$rec100m"
 printf '| whole tree from the bucket alone (recover + export; restic restore) | %.2f s | %.2f s | restic/fvfs %.2fx |\n' "$expm" "$rsm" "$(echo "$rsm / $expm" | bc -l)"
