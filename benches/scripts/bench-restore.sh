@@ -39,8 +39,8 @@ export RESTIC_PASSWORD=bench RESTIC_REPOSITORY="s3:$FVFS_S3_ENDPOINT/$FVFS_S3_BU
 export FVFS_PASSPHRASE=bench-passphrase
 
 since() { echo "$(now) - $1" | bc; }
-serve() { # HOME -> prints the URL once listening
-  "$bin/fvfsd" --config "$work/c.toml" --home "$1" serve --listen 127.0.0.1:0 --no-mdns >"$1.out" 2>"$1.err" &
+serve() { # HOME [CONFIG] -> prints the URL once listening
+  "$bin/fvfsd" --config "${2:-$work/c.toml}" --home "$1" serve --listen 127.0.0.1:0 --no-mdns >"$1.out" 2>"$1.err" &
   for _ in $(seq 1 200); do
     url=$(sed -n 's/^fvfsd: listening on //p' "$1.out" 2>/dev/null)
     [ -n "$url" ] && { echo "$url"; return; }
@@ -76,9 +76,7 @@ fv_durable_run() { # REP
   local home="$work/h" prefix=fvfs
   [ "$1" -lt "$reps" ] && { home="$work/hd$1"; prefix="fvfs-durable$1"; }
   conf "$prefix" >"$home.toml"
-  "$bin/fvfsd" --config "$home.toml" --home "$home" serve --listen 127.0.0.1:0 --no-mdns >"$home.out" 2>"$home.err" &
-  until grep -q "listening on" "$home.out" 2>/dev/null; do sleep 0.05; done
-  local url t0; url=$(sed -n 's/^fvfsd: listening on //p' "$home.out")
+  local url t0; url=$(serve "$home" "$home.toml")
   t0=$(now)
   "$bin/fvfsd" --config "$home.toml" --home "$home" migrate --local-src "$src" >/dev/null 2>&1
   curl -sf -XPOST -H "X-Fvfs-Client: bench" "$url/v1/admin/flush" >/dev/null

@@ -79,11 +79,10 @@ pub struct Replicator {
 /// Copies made but not yet confirmed.
 #[derive(Default)]
 struct Unconfirmed {
-    /// In the order they were copied, each with its frame's length.
-    ids: VecDeque<(ChunkId, u64)>,
+    /// In the order they were copied, each with its frame's length and when.
+    ids: VecDeque<(ChunkId, u64, Instant)>,
     set: HashSet<ChunkId>,
     bytes: u64,
-    since: Option<Instant>,
     /// Taken before the first of these copies read its chunk.
     mark: Option<Arc<CopyMark>>,
 }
@@ -184,8 +183,8 @@ impl Replicator {
         r
     }
 
-    /// Stops the worker after the round it is in (what it copied but did not sync yet
-    /// stays queued) and waits for it, at most `limit`: a runtime shutting down under a
+    /// Stops the worker after the round it is in (what it copied that the tier does not
+    /// hold durably yet stays queued) and waits for it, at most `limit`: a runtime shutting down under a
     /// worker that is still copying would fail its next timer.
     pub async fn stop(&self, limit: Duration) {
         self.stopping.store(true, Ordering::Relaxed);
@@ -272,10 +271,12 @@ impl Replicator {
                     .get_or_insert_with(|| Arc::new(repo.copy_mark()));
                 match self.copy(&repo, &due).await {
                     Ok(copied) => {
+                        let now = Instant::now();
                         pending.bytes += copied.iter().map(|(_, len)| len).sum::<u64>();
-                        pending.since.get_or_insert_with(Instant::now);
                         pending.set.extend(copied.iter().map(|(id, _)| *id));
-                        pending.ids.extend(copied);
+                        pending
+                            .ids
+                            .extend(copied.into_iter().map(|(id, len)| (id, len, now)));
                     }
                     Err(e) => result = Err((e, due.clone())),
                 }
@@ -291,15 +292,16 @@ impl Replicator {
             let time_to_sync = !pending.ids.is_empty()
                 && (pending.bytes >= self.policy.size_bytes
                     || pending
-                        .since
-                        .is_some_and(|t| t.elapsed() >= self.policy.interval)
+                        .ids
+                        .front()
+                        .is_some_and(|(_, _, at)| at.elapsed() >= self.policy.interval)
                     || flush_asked);
             if result.is_ok() && time_to_sync {
                 result = joined(&mut settling, &mut pending).await;
             }
             if result.is_ok() && time_to_sync {
                 let Unconfirmed { ids, mark, .. } = std::mem::take(&mut pending);
-                let ids: Vec<ChunkId> = ids.into_iter().map(|(id, _)| id).collect();
+                let ids: Vec<ChunkId> = ids.into_iter().map(|(id, ..)| id).collect();
                 let mark = mark.unwrap_or_else(|| Arc::new(repo.copy_mark()));
                 result = self.confirm(&repo, &ids, &mark).await.map_err(|e| (e, ids));
             }
@@ -332,7 +334,7 @@ impl Replicator {
                         std::mem::take(&mut pending)
                             .ids
                             .into_iter()
-                            .map(|(id, _)| id),
+                            .map(|(id, ..)| id),
                     );
                     if let Err(e) = repo
                         .replication_failed(self.bit, &ids, &msg, backoff as i64)
@@ -389,7 +391,7 @@ impl Replicator {
                 .iter()
                 .skip(n)
                 .take(LOOK)
-                .map(|(id, _)| *id)
+                .map(|(id, ..)| *id)
                 .collect();
             let durable = self
                 .store
@@ -409,7 +411,7 @@ impl Replicator {
         let ids: Vec<ChunkId> = pending
             .ids
             .drain(..n)
-            .map(|(id, len)| {
+            .map(|(id, len, _)| {
                 pending.bytes -= len;
                 id
             })

@@ -249,7 +249,6 @@ impl PackStore {
 }
 
 impl PackStore {
-    /// An error about a name, told about its id.
     /// What a read of `id` answers: the kept record opened (when sealed) and verified.
     fn loaded(&self, id: &ChunkId, kept: Result<Bytes, StoreError>) -> Result<Loaded, StoreError> {
         let kept = kept.map_err(|e| self.unname_error(e))?;
@@ -267,6 +266,7 @@ impl PackStore {
         verify(id, frame)
     }
 
+    /// An error about a name, told about its id.
     fn unname_error(&self, e: StoreError) -> StoreError {
         let Some(s) = &self.seal else { return e };
         match e {
@@ -370,27 +370,19 @@ impl Inner {
 
     /// The frame at `loc`, checked against its record header (not yet verified).
     fn read(&self, id: &ChunkId, loc: Loc) -> Result<Bytes, StoreError> {
-        let buf = self
-            .read_range(loc.seg, loc.offset, loc.record_len())
-            .map_err(|e| {
-                if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                    StoreError::Corrupt {
-                        id: *id,
-                        reason: format!("its record in segment {} is cut short", loc.seg),
-                    }
-                } else {
-                    StoreError::io("read", self.segment_path(loc.seg), e)
+        let file = self.reader(loc.seg)?;
+        let mut buf = vec![0u8; loc.record_len() as usize];
+        file.read_exact_at(&mut buf, loc.offset).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                StoreError::Corrupt {
+                    id: *id,
+                    reason: format!("its record in segment {} is cut short", loc.seg),
                 }
-            })?;
+            } else {
+                StoreError::io("read", self.segment_path(loc.seg), e)
+            }
+        })?;
         self.check_record(id, loc, Bytes::from(buf))
-    }
-
-    /// `len` bytes of segment `seg` from `offset`, in one positioned read.
-    fn read_range(&self, seg: u32, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
-        let file = self.reader(seg).map_err(std::io::Error::other)?;
-        let mut buf = vec![0u8; len as usize];
-        file.read_exact_at(&mut buf, offset)?;
-        Ok(buf)
     }
 
     /// The frame of record `buf`, read from `loc`, once its header names `id` and its

@@ -95,7 +95,7 @@ pub trait Replication {
     /// copying from a list it took earlier skips what was copied, collected or failed
     /// since).
     fn replication_still_due(&self, tier: u8, ids: &[ChunkId]) -> Result<Vec<ChunkId>>;
-    /// `tier` confirmed holding `ids` (after its own sync), copied by the batch that
+    /// `tier` holds `ids` durably (its sync returned, or it said so on its own), copied by the batch that
     /// took `mark`: set their bits and unqueue them in one durable batch. Chunks a
     /// collection buried since `mark` stay queued: the copy confirmed may be the one it
     /// deleted, and a record made since names a chunk stored again.
