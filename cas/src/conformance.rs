@@ -80,6 +80,24 @@ pub async fn run(store: &dyn ChunkStore) {
     }
     assert!(store.get_many(Vec::new()).next().await.is_none());
 
+    // copy_frames answers every id once, with frames that decode to the chunk.
+    let mut frames: Vec<_> = store.copy_frames(query.clone()).collect().await;
+    frames.sort_by_key(|(id, _)| *id);
+    assert_eq!(
+        frames.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        asked,
+        "copy_frames answers each id once"
+    );
+    for (id, frame) in frames {
+        match payloads.iter().find(|p| ChunkId::of(p) == id) {
+            Some(p) => {
+                let frame = frame.expect("copy_frames of a stored chunk");
+                assert_eq!(frame::decode(&id, &frame).expect("a whole frame"), &p[..]);
+            }
+            None => assert!(frame.is_err(), "copy_frames of a missing chunk"),
+        }
+    }
+
     // missing and mislabelled chunks.
     assert!(
         matches!(store.get(&missing).await, Err(StoreError::NotFound(id)) if id == missing),

@@ -9,6 +9,8 @@ use crate::{frame, ChunkId, StoreError};
 
 /// Chunks answered by [`ChunkStore::get_many`], each with its id.
 pub type ChunkStream<'a> = BoxStream<'a, (ChunkId, Result<Loaded, StoreError>)>;
+/// Frames answered by [`ChunkStore::copy_frames`], each with its id.
+pub type FrameStream<'a> = BoxStream<'a, (ChunkId, Result<Bytes, StoreError>)>;
 
 /// A frame read back from a store, already verified against its id.
 #[derive(Clone, Debug)]
@@ -109,6 +111,18 @@ pub trait ChunkStore: Send + Sync {
     /// second time and push the working set out. Other stores read as `get_many`.
     fn get_many_passing(&self, ids: Vec<ChunkId>) -> ChunkStream<'_> {
         self.get_many(ids)
+    }
+
+    /// The frames of many chunks, for copying them as they are into another store
+    /// (replication), answered as [`ChunkStore::get_many_passing`] answers. A store
+    /// that keeps its own checksum of every frame (the pack store: each record's
+    /// header names the chunk and sums its frame) checks that instead of decoding:
+    /// what the disk damaged is caught all the same, the copy is stored as it is, and
+    /// every read of it decodes it. This default decodes and verifies.
+    fn copy_frames(&self, ids: Vec<ChunkId>) -> FrameStream<'_> {
+        self.get_many_passing(ids)
+            .map(|(id, r)| (id, r.map(|l| l.frame)))
+            .boxed()
     }
 
     /// Checks the store's own bookkeeping (for a pack store: that every location

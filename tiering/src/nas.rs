@@ -115,6 +115,20 @@ impl ChunkStore for NasStore {
         self.store()?.get(id).await
     }
 
+    fn get_many(&self, ids: Vec<ChunkId>) -> fvfs_cas::ChunkStream<'_> {
+        match self.store() {
+            Ok(store) => store.get_many_owned(ids),
+            Err(e) => stream::iter(ids.into_iter().map(move |id| (id, Err(e.copy())))).boxed(),
+        }
+    }
+
+    fn copy_frames(&self, ids: Vec<ChunkId>) -> fvfs_cas::FrameStream<'_> {
+        match self.store() {
+            Ok(store) => store.copy_frames_owned(ids),
+            Err(e) => stream::iter(ids.into_iter().map(move |id| (id, Err(e.copy())))).boxed(),
+        }
+    }
+
     async fn has(&self, ids: &[ChunkId]) -> Result<Vec<bool>, StoreError> {
         self.store()?.has(ids).await
     }

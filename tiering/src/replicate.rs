@@ -358,13 +358,14 @@ impl Replicator {
 
     /// Copies the frames of `ids` (read through the tiers, in bulk, passing: a copy
     /// is not a use, so it neither counts for eviction, which would rewrite every
-    /// new chunk's record once more, nor promotes) to this tier; returns what it
+    /// new chunk's record once more, nor promotes; checked by the local tier's record
+    /// checksums, not decoded: `ChunkStore::copy_frames`) to this tier; returns what it
     /// copied, in the order it did, with each frame's length.
     async fn copy(&self, repo: &Repo, ids: &[ChunkId]) -> Result<Vec<(ChunkId, u64)>, StoreError> {
         let mut copied = Vec::with_capacity(ids.len());
-        let mut frames = repo.store().get_many_passing(ids.to_vec());
-        while let Some((id, loaded)) = frames.next().await {
-            let frame = loaded?.frame;
+        let mut frames = repo.store().copy_frames(ids.to_vec());
+        while let Some((id, frame)) = frames.next().await {
+            let frame = frame?;
             copied.push((id, frame.len() as u64));
             self.store.put(id, frame).await?;
         }

@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
-use fvfs_cas::{ChunkId, ChunkStore, ChunkStream, Loaded, StoreError, StoreFault, Usage};
+use fvfs_cas::{
+    ChunkId, ChunkStore, ChunkStream, FrameStream, Loaded, StoreError, StoreFault, Usage,
+};
 use fvfs_manifest::{ManifestError, Repo};
 
 use crate::records::Eviction;
@@ -190,12 +192,15 @@ impl TieredStore {
     }
 }
 
+/// Answers for many chunks, each with its id.
+type Answers<'a, T> = BoxStream<'a, (ChunkId, Result<T, StoreError>)>;
+
 /// The chunks `answers` found, passed on as they come; once it ends, what it did not
 /// find (each with its error) handed to `next`, the next place to look.
-fn then_the_rest<'a>(
-    answers: BoxStream<'a, Result<(ChunkId, Loaded), (ChunkId, StoreError)>>,
-    next: impl FnOnce(Vec<(ChunkId, StoreError)>) -> ChunkStream<'a> + Send + 'a,
-) -> ChunkStream<'a> {
+fn then_the_rest<'a, T: Send + 'a>(
+    answers: BoxStream<'a, Result<(ChunkId, T), (ChunkId, StoreError)>>,
+    next: impl FnOnce(Vec<(ChunkId, StoreError)>) -> Answers<'a, T> + Send + 'a,
+) -> Answers<'a, T> {
     let failed = Arc::new(Mutex::new(Vec::new()));
     let keep = failed.clone();
     let found = answers.filter_map(move |a| {
@@ -266,6 +271,20 @@ impl ChunkStore for TieredStore {
     /// copy is still replaced).
     fn get_many_passing(&self, ids: Vec<ChunkId>) -> ChunkStream<'_> {
         self.read_many(ids, false)
+    }
+
+    /// The local tier's frames checked as it checks them; what it lacks or fails
+    /// from the colder tiers, verified, as [`Self::get_many_passing`] reads them.
+    fn copy_frames(&self, ids: Vec<ChunkId>) -> FrameStream<'_> {
+        let found = self.local.copy_frames(ids).map(|(id, r)| match r {
+            Ok(frame) => Ok((id, frame)),
+            Err(e) => Err((id, e)),
+        });
+        then_the_rest(found.boxed(), move |failed| {
+            self.colder_many(0, failed, false)
+                .map(|(id, r)| (id, r.map(|l| l.frame)))
+                .boxed()
+        })
     }
 
     /// Present on any tier: a chunk evicted from the local tier is still readable.
@@ -450,5 +469,19 @@ mod tests {
             reads.iter().all(|(id, _)| *id == bad),
             "no read counted for eviction but the repair's: {reads:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn frames_for_a_copy_come_from_local_then_colder_tiers_verified() {
+        let x = three_chunks().await;
+        let got: HashMap<ChunkId, Result<Bytes, StoreError>> =
+            x.t.copy_frames(vec![x.here, x.away, x.bad]).collect().await;
+        assert_eq!(got.len(), 3);
+        for (id, frame) in got {
+            let frame = frame.unwrap();
+            assert_eq!(ChunkId::of(&frame::decode(&id, &frame).unwrap()), id);
+        }
+        assert!(!x.local.has(&[x.away]).await.unwrap()[0], "not promoted");
+        assert_eq!(&x.local.get_data(&x.bad).await.unwrap()[..], &x.data[..]);
     }
 }

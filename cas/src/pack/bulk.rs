@@ -1,5 +1,5 @@
-//! Reads of many chunks at once (`get_many` of the pack store), for the bulk readers:
-//! replication, export, fsck, a mount's read-ahead.
+//! Reads of many chunks at once (`get_many` and `copy_frames` of the pack store), for
+//! the bulk readers: replication, export, fsck, a mount's read-ahead.
 //!
 //! The chunks are looked up once, put in the order they lie on disk and cut into
 //! pieces of a few MiB; each piece is read and verified on the blocking pool, several
@@ -9,9 +9,9 @@
 //!
 //! # Invariants
 //! - Every id asked for is answered exactly once, in no particular order.
-//! - A frame is answered only after the same checks as a single `get`: its record
-//!   header names the chunk, the record's checksum matches, the sealed frame opens,
-//!   and the frame decodes to content that hashes to the id.
+//! - A frame is answered only after its record header names the chunk, the record's
+//!   checksum matches and (sealed) it opens; `get_many` also decodes it and checks the
+//!   content hashes to the id, as a single `get` does.
 //! - The lookups may be older than the reads (a caller consumes the stream at its own
 //!   pace): a run that cannot be read as a whole (its segment compacted away, a record
 //!   cut short) or a record that fails its checks (deleted and its hole punched, or
@@ -23,11 +23,11 @@
 use std::os::unix::fs::FileExt;
 
 use bytes::Bytes;
-use futures::stream::{self, StreamExt};
+use futures::stream::{self, BoxStream, StreamExt};
 
 use super::index::Loc;
 use super::{blocking, Inner, PackStore};
-use crate::{ChunkId, ChunkStream, Loaded, StoreError};
+use crate::{ChunkId, StoreError};
 
 /// Bytes of records per piece: the unit of work handed to the blocking pool.
 const PIECE_BYTES: u64 = 4 << 20;
@@ -43,9 +43,15 @@ const MAX_RUN: u64 = 2 * PIECE_BYTES;
 
 /// A chunk to read: its id, the name it is kept under, and where.
 type Item = (ChunkId, ChunkId, Loc);
-type Answer = (ChunkId, Result<Loaded, StoreError>);
+/// What becomes of a kept record read for a chunk (on the blocking pool).
+type Finish<T> = fn(&PackStore, &ChunkId, Result<Bytes, StoreError>) -> Result<T, StoreError>;
 
-pub(super) fn get_many(store: PackStore, ids: Vec<ChunkId>) -> ChunkStream<'static> {
+/// `ids` read as described above, each record finished by `finish`.
+pub(super) fn read_many<T: Send + 'static>(
+    store: PackStore,
+    ids: Vec<ChunkId>,
+    finish: Finish<T>,
+) -> BoxStream<'static, (ChunkId, Result<T, StoreError>)> {
     stream::once(async move {
         let named: Vec<(ChunkId, ChunkId)> =
             ids.into_iter().map(|id| (id, store.name(&id))).collect();
@@ -60,7 +66,7 @@ pub(super) fn get_many(store: PackStore, ids: Vec<ChunkId>) -> ChunkStream<'stat
             unreachable!("each lookup is answered in the list")
         };
         let mut found: Vec<Item> = Vec::with_capacity(looked.len());
-        let mut answered: Vec<Answer> = Vec::new();
+        let mut answered: Vec<(ChunkId, Result<T, StoreError>)> = Vec::new();
         for (id, name, loc) in looked {
             match loc {
                 Ok(Some(loc)) => found.push((id, name, loc)),
@@ -72,7 +78,7 @@ pub(super) fn get_many(store: PackStore, ids: Vec<ChunkId>) -> ChunkStream<'stat
         let pieces = stream::iter(pieces(found)).map(move |piece| {
             let store = store.clone();
             async move {
-                match tokio::task::spawn_blocking(move || read_piece(&store, piece)).await {
+                match tokio::task::spawn_blocking(move || read_piece(&store, piece, finish)).await {
                     Ok(answers) => answers,
                     Err(e) => std::panic::resume_unwind(e.into_panic()),
                 }
@@ -102,8 +108,12 @@ fn pieces(found: Vec<Item>) -> Vec<Vec<Item>> {
     out
 }
 
-/// Reads and verifies one piece (in disk order), a run of neighbours at a time.
-fn read_piece(store: &PackStore, piece: Vec<Item>) -> Vec<Answer> {
+/// Reads and finishes one piece (in disk order), a run of neighbours at a time.
+fn read_piece<T>(
+    store: &PackStore,
+    piece: Vec<Item>,
+    finish: Finish<T>,
+) -> Vec<(ChunkId, Result<T, StoreError>)> {
     let inner: &Inner = &store.inner;
     let mut out = Vec::with_capacity(piece.len());
     let mut rest = &piece[..];
@@ -139,7 +149,7 @@ fn read_piece(store: &PackStore, piece: Vec<Item>) -> Vec<Answer> {
                     inner.check_record(&name, loc, record).ok()
                 })
                 .map_or_else(|| inner.read_named(&id, &name), Ok);
-            out.push((id, store.loaded(&id, kept)));
+            out.push((id, finish(store, &id, kept)));
         }
     }
     out
@@ -220,7 +230,7 @@ mod tests {
             .filter(|(id, _, loc)| store.inner.lookup(id).unwrap() != Some(*loc))
             .count();
         assert!(moved > 0, "compaction moved some records");
-        let answers = read_piece(&store, kept.clone());
+        let answers = read_piece(&store, kept.clone(), |s, id, k| s.loaded(id, k));
         assert_eq!(answers.len(), kept.len());
         for ((id, answer), (asked, _, _)) in answers.into_iter().zip(&kept) {
             assert_eq!(id, *asked);
@@ -235,7 +245,7 @@ mod tests {
         let gone = now[now.len() / 2].0;
         store.delete(&gone).await.unwrap();
         store.sync().await.unwrap();
-        for (id, answer) in read_piece(&store, now) {
+        for (id, answer) in read_piece(&store, now, |s, id, k| s.loaded(id, k)) {
             if id == gone {
                 assert!(matches!(answer, Err(StoreError::NotFound(_))), "{answer:?}");
             } else {

@@ -251,8 +251,13 @@ impl PackStore {
 impl PackStore {
     /// What a read of `id` answers: the kept record opened (when sealed) and verified.
     fn loaded(&self, id: &ChunkId, kept: Result<Bytes, StoreError>) -> Result<Loaded, StoreError> {
+        verify(id, self.opened(id, kept)?)
+    }
+
+    /// The frame of `id` from its kept record: opened when sealed, not decoded.
+    fn opened(&self, id: &ChunkId, kept: Result<Bytes, StoreError>) -> Result<Bytes, StoreError> {
         let kept = kept.map_err(|e| self.unname_error(e))?;
-        let frame = match &self.seal {
+        Ok(match &self.seal {
             Some(s) => Bytes::from(s.open(id, &kept).ok_or_else(|| {
                 StoreError::Corrupt {
                     id: *id,
@@ -262,8 +267,19 @@ impl PackStore {
                 }
             })?),
             None => kept,
-        };
-        verify(id, frame)
+        })
+    }
+
+    /// [`ChunkStore::get_many`], as a stream that owns what it needs (a wrapper
+    /// holding this store in a lock can hand it on).
+    pub fn get_many_owned(&self, ids: Vec<ChunkId>) -> crate::ChunkStream<'static> {
+        bulk::read_many(self.clone(), ids, |store, id, kept| store.loaded(id, kept))
+    }
+
+    /// [`ChunkStore::copy_frames`]: each record checked against its header's checksum
+    /// (and opened when sealed), not decoded.
+    pub fn copy_frames_owned(&self, ids: Vec<ChunkId>) -> crate::FrameStream<'static> {
+        bulk::read_many(self.clone(), ids, |store, id, kept| store.opened(id, kept))
     }
 
     /// An error about a name, told about its id.
@@ -801,7 +817,11 @@ impl ChunkStore for PackStore {
     }
 
     fn get_many(&self, ids: Vec<ChunkId>) -> crate::ChunkStream<'_> {
-        bulk::get_many(self.clone(), ids)
+        self.get_many_owned(ids)
+    }
+
+    fn copy_frames(&self, ids: Vec<ChunkId>) -> crate::FrameStream<'_> {
+        self.copy_frames_owned(ids)
     }
 
     async fn has(&self, ids: &[ChunkId]) -> Result<Vec<bool>, StoreError> {

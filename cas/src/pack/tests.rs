@@ -111,6 +111,17 @@ async fn a_damaged_record_is_corrupt_and_the_rest_reads() {
         }
     }
     assert!(matches!(answers[&missing], Err(StoreError::NotFound(_))));
+    // Frames for a copy are checked by their records, not decoded: the same frames,
+    // the same damage found.
+    let frames: HashMap<ChunkId, Result<Bytes, StoreError>> =
+        store.copy_frames(ids.clone()).collect().await;
+    for (i, id) in ids.iter().enumerate() {
+        match (&frames[id], &answers[id]) {
+            (Ok(frame), Ok(l)) => assert_eq!(frame, &l.frame, "chunk {i}"),
+            (Err(StoreError::Corrupt { .. }), Err(StoreError::Corrupt { .. })) => {}
+            (f, a) => panic!("chunk {i}: {f:?} against {a:?}"),
+        }
+    }
     // The index check reads headers: it names the chunk whose header is damaged.
     let problems = store.check_store(false).await.unwrap();
     assert_eq!(problems.len(), 1, "{problems:?}");
