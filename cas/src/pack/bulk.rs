@@ -3,7 +3,7 @@
 //!
 //! The chunks are looked up once, put in the order they lie on disk and cut into
 //! pieces of a few MiB; each piece is read and verified on the blocking pool, several
-//! pieces at a time, so decompressing and hashing use every core while the caller
+//! pieces at a time (a read of fewer pieces goes a chunk at a time, as gets), so decompressing and hashing use every core while the caller
 //! consumes what came. Within a piece, neighbouring records of one segment (a gap of
 //! at most [`GAP`] between them) come in one positioned read.
 //!
@@ -39,7 +39,7 @@ const IN_FLIGHT: usize = 4;
 /// (a record deleted or written by another writer in between).
 const GAP: u64 = 64 << 10;
 /// One read spans at most this much, gaps included.
-const MAX_RUN: u64 = 2 * PIECE_BYTES;
+const MAX_RUN: u64 = 256 << 10;
 
 /// A chunk to read: its id, the name it is kept under, and where.
 type Item = (ChunkId, ChunkId, Loc);
@@ -75,7 +75,25 @@ pub(super) fn read_many<T: Send + 'static>(
             }
         }
         found.sort_unstable_by_key(|(_, _, loc)| (loc.seg, loc.offset));
-        let pieces = stream::iter(pieces(found)).map(move |piece| {
+        let pieces = pieces(found);
+        if pieces.len() < IN_FLIGHT {
+            // A small read (a window of a streamed file, a batch of fsck) goes a chunk
+            // at a time on this thread, as gets would, each answer passed on as it
+            // comes: holding a piece's frames and contents together costs memory on a
+            // daemon streaming many files, and gains nothing at this size.
+            let one = move |(id, name, _): Item| {
+                let store = store.clone();
+                async move {
+                    let kept = blocking(&store.inner, move |s| s.read_named(&id, &name)).await;
+                    (id, finish(&store, &id, kept))
+                }
+            };
+            let each = stream::iter(pieces.into_iter().flatten()).map(one);
+            return stream::iter(answered)
+                .chain(each.buffer_unordered(crate::READ_AHEAD))
+                .boxed();
+        }
+        let pieces = stream::iter(pieces).map(move |piece| {
             let store = store.clone();
             async move {
                 match tokio::task::spawn_blocking(move || read_piece(&store, piece, finish)).await {
@@ -84,7 +102,9 @@ pub(super) fn read_many<T: Send + 'static>(
                 }
             }
         });
-        stream::iter(answered).chain(pieces.buffer_unordered(IN_FLIGHT).flat_map(stream::iter))
+        stream::iter(answered)
+            .chain(pieces.buffer_unordered(IN_FLIGHT).flat_map(stream::iter))
+            .boxed()
     })
     .flatten()
     .boxed()

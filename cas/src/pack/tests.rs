@@ -78,7 +78,8 @@ async fn filled(root: &std::path::Path, n: u32, len: usize) -> (PackStore, Vec<C
 async fn a_damaged_record_is_corrupt_and_the_rest_reads() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("s");
-    let (store, ids) = filled(&root, 20, 3000).await;
+    // Enough chunks that a read of all of them goes in several pieces (bulk.rs).
+    let (store, ids) = filled(&root, 300, 3000).await;
     // A flipped bit in one frame, another in one header.
     let (seg, off) = store.locate(&ids[7]).unwrap().unwrap();
     let (seg9, off9) = store.locate(&ids[9]).unwrap().unwrap();
