@@ -10,6 +10,9 @@
 //! checked with bounded concurrency; memory holds the set of reachable ids, not data.
 //! Each tier's own bookkeeping (`check_store`) is checked beside the walk and the
 //! reads, or before them when repairing (a rebuilt index may bring chunks back).
+//! fsck runs beside a live daemon, whose replication and eviction change the tiers
+//! under it: a tier is reported lacking a chunk only if a fresh read, between two
+//! reads of the record that both claim it, fails too ([`still_bad`]).
 //!
 //! With `repair`, a chunk missing or damaged on a tier its bitmask claims is copied
 //! again from a tier that holds it whole; a chunk no tier holds whole is reported as
@@ -367,6 +370,38 @@ struct ChunkChecked {
     unclaimed: Vec<u8>,
 }
 
+/// Of the tiers found lacking `id` (or holding it damaged), those that still do. fsck
+/// runs beside a live daemon, and a tier's read ahead may be older than the record
+/// read after it: a copy replicated and confirmed in between was missing when read.
+/// So each is read again, then the record again: a tier whose bit the first record
+/// set, whose fresh read fails and whose bit the last record still sets lacks the
+/// copy (a replication sets the bit only after the copy is durable, an eviction
+/// clears it before deleting the copy).
+async fn still_bad<'t>(
+    repo: &Repo,
+    id: &ChunkId,
+    bad: Vec<(&'t Tier, String)>,
+    healthy: &mut Option<bytes::Bytes>,
+) -> Result<Vec<(&'t Tier, String)>, ManifestError> {
+    let mut still = Vec::with_capacity(bad.len());
+    for (t, what) in bad {
+        match t.store.get(id).await {
+            Ok(loaded) => {
+                healthy.get_or_insert(loaded.frame);
+            }
+            Err(_) => {
+                if repo
+                    .chunk_record(id)?
+                    .is_some_and(|record| record.tiers & t.bit != 0)
+                {
+                    still.push((t, what));
+                }
+            }
+        }
+    }
+    Ok(still)
+}
+
 /// Checks (and repairs) one chunk on every tier.
 async fn check_chunk(
     repo: &Repo,
@@ -436,6 +471,7 @@ async fn check_chunk(
             _ => {}
         }
     }
+    let bad = still_bad(repo, &id, bad, &mut healthy).await?;
     for (t, what) in bad {
         let mut repaired = false;
         if opts.repair {

@@ -375,3 +375,107 @@ async fn fsck_checks_that_the_names_of_a_file_agree() {
         .collect();
     assert_eq!(counted, ["/hides"], "{found:?}");
 }
+
+/// An S3 tier that receives its copies, and has them confirmed, just after fsck read
+/// ahead of its checks: what a live daemon's replication does beside a check.
+struct CopiedMeanwhile {
+    s3: Arc<MemoryStore>,
+    local: Arc<FaultyStore<MemoryStore>>,
+    repo: Arc<Repo>,
+    /// Whether the copies are still to make (the first read ahead makes them).
+    due: AtomicBool,
+    copies: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl ChunkStore for CopiedMeanwhile {
+    async fn put(&self, id: ChunkId, frame: bytes::Bytes) -> Result<(), StoreError> {
+        self.s3.put(id, frame).await
+    }
+    async fn get(&self, id: &ChunkId) -> Result<fvfs_cas::Loaded, StoreError> {
+        self.s3.get(id).await
+    }
+    async fn has(&self, ids: &[ChunkId]) -> Result<Vec<bool>, StoreError> {
+        self.s3.has(ids).await
+    }
+    async fn delete(&self, id: &ChunkId) -> Result<(), StoreError> {
+        self.s3.delete(id).await
+    }
+    fn list(&self) -> futures::stream::BoxStream<'_, Result<ChunkId, StoreError>> {
+        self.s3.list()
+    }
+    async fn usage(&self) -> Result<fvfs_cas::Usage, StoreError> {
+        self.s3.usage().await
+    }
+    async fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn get_many(&self, ids: Vec<ChunkId>) -> fvfs_cas::ChunkStream<'_> {
+        futures::stream::once(async move {
+            let mut answers: Vec<_> = self.s3.get_many(ids.clone()).collect().await;
+            if !self.due.swap(false, Ordering::SeqCst) {
+                return futures::stream::iter(answers);
+            }
+            use fvfs_tiering::Replication;
+            let mark = self.repo.copy_mark();
+            for id in &ids {
+                if let Ok(loaded) = self.local.get(id).await {
+                    self.s3.put(*id, loaded.frame).await.unwrap();
+                    self.copies.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            self.repo
+                .replication_done(TIER_S3, &ids, &mark)
+                .await
+                .unwrap();
+            answers.sort_by_key(|(id, _)| *id);
+            futures::stream::iter(answers)
+        })
+        .flatten()
+        .boxed()
+    }
+}
+
+#[tokio::test]
+async fn fsck_beside_replication_reports_no_copy_confirmed_after_its_read_ahead() {
+    let f = fixture_with(Some(Arc::new(FakePacks::default())));
+    let ids = f
+        .write(&[("/docs/a.txt", "alpha"), ("/docs/b.txt", "bravo")])
+        .await;
+    let (s3, packs) = f.s3.clone().unwrap();
+    let late = Arc::new(CopiedMeanwhile {
+        s3: s3.clone(),
+        local: f.store.clone(),
+        repo: f.repo.clone(),
+        due: AtomicBool::new(true),
+        copies: AtomicUsize::new(0),
+    });
+    let mut tiers = f.tiers();
+    tiers[1] = Tier {
+        name: "s3",
+        bit: TIER_S3,
+        store: late.clone(),
+        s3: Some(packs),
+    };
+    let versions = fvfs_fsck::versions_to_check(&f.repo, true, None).unwrap();
+    let opts = Options {
+        read_data: true,
+        repair: false,
+    };
+    let check = || async {
+        let progress = Arc::new(Progress::new("fsck"));
+        fvfs_fsck::check(&f.repo, &tiers, &versions, opts, &progress)
+            .await
+            .unwrap()
+            .report
+    };
+    let report = check().await;
+    assert!(late.copies.load(Ordering::SeqCst) >= 2, "copied meanwhile");
+    assert!(report.problems.is_empty(), "{report:?}");
+    // A copy lost after its confirmation is still reported.
+    s3.delete(&ids[0]).await.unwrap();
+    let report = check().await;
+    assert_eq!(report.problems.len(), 1, "{report:?}");
+    assert_eq!(report.problems[0].tier.as_deref(), Some("s3"));
+    assert_eq!(report.problems[0].path, "/docs/a.txt");
+}

@@ -29,10 +29,17 @@ pub fn first_taken(ports: Ports) -> Option<u16> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
     use super::*;
+
+    /// Held by each test that binds: a port bound with port 0 in one test can be one the
+    /// other has just picked and released (CI stop 37 saw it), so they take turns.
+    static BINDING: Mutex<()> = Mutex::new(());
 
     #[test]
     fn picked_ports_are_distinct_and_free() {
+        let _turn = BINDING.lock().unwrap();
         let ports = pick().unwrap();
         assert!(ports.rpc != ports.s3 && ports.s3 != ports.admin && ports.rpc != ports.admin);
         assert_eq!(first_taken(ports), None);
@@ -40,6 +47,7 @@ mod tests {
 
     #[test]
     fn a_held_port_is_found_taken() {
+        let _turn = BINDING.lock().unwrap();
         let mut ports = pick().unwrap();
         let holder = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         ports.admin = holder.local_addr().unwrap().port();
