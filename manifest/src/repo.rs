@@ -438,7 +438,19 @@ impl Repo {
     }
 
     pub fn head(&self) -> Result<Option<Version>> {
-        self.head_number()?.map(|n| self.version(n)).transpose()
+        // HEAD and its version are two reads: a commit can move HEAD on between them
+        // and a collection drop the version it named (an automatic snapshot commits,
+        // then prunes; `status` failed so in CI). Then HEAD is read again; a HEAD that
+        // stays on a missing version is a damaged store, and reported.
+        loop {
+            let Some(n) = self.head_number()? else {
+                return Ok(None);
+            };
+            match self.version(n) {
+                Err(ManifestError::UnknownVersion(_)) if self.head_number()? != Some(n) => {}
+                read => return read.map(Some),
+            }
+        }
     }
 
     /// HEAD's version number alone (one read, nothing decoded): what a reader that

@@ -476,3 +476,27 @@ async fn a_split_directory_edited_part_by_part_stays_canonical() {
         );
     }
 }
+
+/// HEAD and its version are read apart (see `Repo::head`), and a read that finds the
+/// version gone reads HEAD again; a HEAD that stays on a version the store lacks is
+/// damage, reported rather than read again forever.
+#[tokio::test]
+async fn a_head_naming_a_missing_version_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let kv = Kv::open(&dir.path().join("meta")).unwrap();
+    let repo = Repo::new(
+        Arc::new(MemoryStore::new()) as Arc<dyn ChunkStore>,
+        kv.clone(),
+        Arc::new(fvfs_manifest::Unindexed),
+    );
+    let v = write(&repo, &[("/a.txt", "a")]).await;
+    assert_eq!(repo.head().unwrap().map(|h| h.number), Some(v.number));
+    // HEAD's record is `h` and holds a big-endian version number.
+    let mut damage = fvfs_manifest::kv::Batch::default();
+    damage.insert(b"h".to_vec(), 99u64.to_be_bytes().to_vec());
+    kv.apply(damage).unwrap();
+    match repo.head() {
+        Err(ManifestError::UnknownVersion(n)) => assert_eq!(n, "99"),
+        other => panic!("expected an unknown version, got {other:?}"),
+    }
+}
