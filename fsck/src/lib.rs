@@ -350,7 +350,7 @@ async fn read_ahead(tiers: &[Tier], batch: &[(ChunkId, Arc<str>)], opts: Options
             let ids = batch.iter().map(|(id, _)| *id).collect();
             let mut answers = t.store.get_many(ids);
             while let Some((id, answer)) = answers.next().await {
-                got.insert(id, answer);
+                got.insert(id, answer.map(Verified::from));
             }
         }
         out.push(got);
@@ -359,7 +359,23 @@ async fn read_ahead(tiers: &[Tier], batch: &[(ChunkId, Arc<str>)], opts: Options
 }
 
 /// Chunks one tier was read for ahead of their checks.
-type Read = HashMap<ChunkId, Result<fvfs_cas::Loaded, StoreError>>;
+type Read = HashMap<ChunkId, Result<Verified, StoreError>>;
+
+/// What fsck keeps of a copy read and verified: its size, and its frame for repairs
+/// (not the decompressed content, which a batch would hold for nothing).
+struct Verified {
+    len: u64,
+    frame: bytes::Bytes,
+}
+
+impl From<fvfs_cas::Loaded> for Verified {
+    fn from(loaded: fvfs_cas::Loaded) -> Self {
+        Self {
+            len: loaded.data.len() as u64,
+            frame: loaded.frame,
+        }
+    }
+}
 
 /// What checking one chunk found.
 struct ChunkChecked {
@@ -436,12 +452,12 @@ async fn check_chunk(
         let state = if opts.read_data || (claimed && healthy.is_none() && opts.repair) {
             let got = match read.remove(&id) {
                 Some(answer) => answer,
-                None => t.store.get(&id).await,
+                None => t.store.get(&id).await.map(Verified::from),
             };
             match got {
-                Ok(loaded) => {
-                    bytes += loaded.data.len() as u64;
-                    healthy.get_or_insert(loaded.frame);
+                Ok(copy) => {
+                    bytes += copy.len;
+                    healthy.get_or_insert(copy.frame);
                     Ok(())
                 }
                 Err(e) => Err(e.to_string()),
