@@ -122,6 +122,20 @@ impl Kv {
         Ok(kv)
     }
 
+    /// Folds the log of the closed database in folder `path` into a fresh snapshot, so
+    /// that its next open is quick. sled 0.34 writes its snapshot of the page table only
+    /// when it opens, and each open replays the whole log written since the last one: the
+    /// first open after two million records were written by one process took 2.2 s, the
+    /// next 0.15 s. A process that writes much and runs long (the daemon) calls this after
+    /// its handles are closed, moving that replay from its next start to its stop. A
+    /// folder without a database (a NAS share gone) is left alone, nothing created.
+    pub fn fold_log(path: &Path) -> Result<(), KvError> {
+        if !path.join("db").is_file() {
+            return Ok(());
+        }
+        Self::open(path).map(drop)
+    }
+
     fn err(&self, e: impl ToString) -> KvError {
         KvError {
             path: self.path.clone(),
@@ -244,5 +258,50 @@ mod tests {
         assert_eq!(keys, vec![b"v2".to_vec(), b"v1".to_vec()]);
         assert_eq!(kv.get(b"x1").unwrap().as_deref(), Some(&b"x1"[..]));
         assert!(!kv.contains(b"v3").unwrap());
+    }
+
+    /// sled's snapshots, `snap.<log position>`: the newest position covered.
+    fn snapshot_position(dir: &Path) -> Option<u64> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.unwrap().file_name().into_string().ok()?;
+                u64::from_str_radix(name.strip_prefix("snap.")?, 16).ok()
+            })
+            .max()
+    }
+
+    #[test]
+    fn a_folded_log_is_in_a_newer_snapshot_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = Kv::open(dir.path()).unwrap();
+        for i in 0..2000u32 {
+            let mut b = Batch::default();
+            b.insert(i.to_be_bytes().to_vec(), vec![7u8; 100]);
+            kv.apply(b).unwrap();
+        }
+        kv.flush_durable().unwrap();
+        let before = snapshot_position(dir.path());
+        drop(kv);
+        Kv::fold_log(dir.path()).unwrap();
+        let after = snapshot_position(dir.path());
+        assert!(after > before, "{before:?} -> {after:?}");
+        let kv = Kv::open(dir.path()).unwrap();
+        assert_eq!(kv.scan_prefix(b"", false).count(), 2000);
+        assert_eq!(
+            kv.get(&1999u32.to_be_bytes()).unwrap(),
+            Some(vec![7u8; 100])
+        );
+    }
+
+    #[test]
+    fn folding_where_no_database_is_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("index");
+        Kv::fold_log(&gone).unwrap();
+        assert!(!gone.exists());
+        std::fs::create_dir(&gone).unwrap();
+        Kv::fold_log(&gone).unwrap();
+        assert_eq!(std::fs::read_dir(&gone).unwrap().count(), 0);
     }
 }

@@ -34,6 +34,9 @@ pub struct Home {
     /// The local tier, and the NAS and S3 tiers when configured (reads fall back to
     /// them, in that order).
     tiers: Arc<TierSet>,
+    /// The folders of its key-value databases: the manifest's, then the local and NAS
+    /// tiers' indexes ([`Home::close`] folds their logs).
+    databases: Vec<PathBuf>,
     _lock: File,
 }
 
@@ -56,6 +59,8 @@ impl Home {
         let lock = lock(&dir)?;
         let local: Arc<dyn ChunkStore> = Arc::new(PackStore::open(chunks.0, chunks.1)?);
         let kv = Kv::open(&dir.join("meta"))?;
+        let mut databases = vec![dir.join("meta"), PackStore::index_dir(chunks.0)];
+        databases.extend(nas.as_ref().map(|t| PackStore::index_dir(t.path)));
         let (s3, key) = match s3 {
             Some((settings, crypt)) => {
                 let (bucket, key) = crate::keys::bucket(&dir, settings, &crypt).await?;
@@ -99,8 +104,31 @@ impl Home {
             dir,
             repo,
             tiers,
+            databases,
             _lock: lock,
         })
+    }
+
+    /// Closes the store, folding its databases' logs into fresh snapshots so that the
+    /// next open does not replay everything this process wrote ([`Kv::fold_log`]): what
+    /// a daemon does when it stops. The data directory stays locked until then. A
+    /// database still held (by a task that outlived the daemon's shutdown) is left as
+    /// it is, which only makes the next open slower.
+    pub fn close(self) {
+        let Self {
+            repo,
+            tiers,
+            databases,
+            _lock: lock,
+            ..
+        } = self;
+        drop((repo, tiers));
+        for dir in databases {
+            if let Err(e) = Kv::fold_log(&dir) {
+                tracing::warn!("{e} (its next open replays its log)");
+            }
+        }
+        drop(lock);
     }
 
     /// The tiers: their stores and how each is run.

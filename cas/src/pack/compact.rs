@@ -108,12 +108,7 @@ fn rewrite(inner: &Inner, seg: u32) -> Result<u64, StoreError> {
     }
     for (id, loc) in &moved {
         batch.insert(index::loc_key(id).to_vec(), loc.encode().to_vec());
-        if batch.len() >= super::BATCH_OPS {
-            inner
-                .kv
-                .apply(std::mem::take(&mut batch))
-                .map_err(|e| inner.kv_err(e))?;
-        }
+        inner.apply_if_full(&mut batch)?;
     }
     stats.remove(&seg);
     batch.remove(index::seg_key(seg).to_vec());

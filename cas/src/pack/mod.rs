@@ -64,8 +64,11 @@ const MARKER_TEXT: &str = "fvfs pack store, format 2\n";
 /// Written with the first part of a sync's index update, removed with the last: if
 /// a crash split the update, `open` recounts the statistics.
 const UPDATING: &[u8] = b"x";
-/// Operations per index batch: sled holds several KiB per pending operation.
-const BATCH_OPS: usize = 4096;
+/// Operations per index batch: sled holds far more than the operations while it
+/// applies a batch. A sync deleting 200,000 of 2 million records grew the process by
+/// 1.3 GB in one batch, 860 MB in batches of 4096 and 190 MB in batches of 512, in
+/// the same time.
+const BATCH_OPS: usize = 512;
 /// Read handles kept open (segments are many on a large store).
 const READERS: usize = 256;
 
@@ -175,6 +178,11 @@ impl PackStore {
             inner: Arc::new(inner),
             seal,
         })
+    }
+
+    /// The folder of the pack store at `root` that holds its index (a [`crate::kv::Kv`]).
+    pub fn index_dir(root: &Path) -> PathBuf {
+        root.join("index")
     }
 
     /// Whether `root` holds a pack store (its marker file is there). A network mount
@@ -638,11 +646,25 @@ impl Inner {
         for &(seg, start, end) in freed {
             self.punch(seg, start, end - start);
             done.remove(index::free_key(seg, start).to_vec());
+            if let Err(e) = self.apply_if_full(&mut done) {
+                warn_once(&e);
+            }
         }
         // Not flushed: forgotten or not, punching again at the next open is harmless.
         if let Err(e) = self.kv.apply(done) {
             warn_once(&self.kv_err(e));
         }
+    }
+
+    /// Applies `batch` once it holds [`BATCH_OPS`] operations, leaving it empty for the
+    /// next ones (a collection's million deletions in one batch held 7 GB).
+    pub(super) fn apply_if_full(&self, batch: &mut Batch) -> Result<(), StoreError> {
+        if batch.len() < BATCH_OPS {
+            return Ok(());
+        }
+        self.kv
+            .apply(std::mem::take(batch))
+            .map_err(|e| self.kv_err(e))
     }
 
     /// Data first, then the index that names it (the module's first invariant).
@@ -690,22 +712,15 @@ impl Inner {
                 index::free_key(seg, start).to_vec(),
                 (end - start).to_le_bytes().to_vec(),
             );
+            self.apply_if_full(&mut batch)?;
         }
         for (id, _) in deleting {
             batch.remove(index::loc_key(id).to_vec());
-            if batch.len() >= BATCH_OPS {
-                self.kv
-                    .apply(std::mem::take(&mut batch))
-                    .map_err(|e| self.kv_err(e))?;
-            }
+            self.apply_if_full(&mut batch)?;
         }
         for (id, loc) in pending {
             batch.insert(index::loc_key(id).to_vec(), loc.encode().to_vec());
-            if batch.len() >= BATCH_OPS {
-                self.kv
-                    .apply(std::mem::take(&mut batch))
-                    .map_err(|e| self.kv_err(e))?;
-            }
+            self.apply_if_full(&mut batch)?;
         }
         batch.insert(
             index::TOTALS,

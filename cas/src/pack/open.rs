@@ -41,7 +41,7 @@ pub(super) fn open(root: PathBuf, opts: PackOptions) -> Result<Inner, StoreError
     if !root.join(MARKER).exists() {
         create(&root, &segments)?;
     }
-    let index_dir = root.join("index");
+    let index_dir = super::PackStore::index_dir(&root);
     let mut had_index = index_dir.join("db").exists();
     let kv = match Kv::open(&index_dir) {
         Ok(kv) => kv,
@@ -169,6 +169,7 @@ fn punch_leftovers(inner: &Inner) -> Result<(), StoreError> {
     let mut batch = Batch::default();
     for (seg, offset, _) in gone {
         batch.remove(index::free_key(seg, offset).to_vec());
+        inner.apply_if_full(&mut batch)?;
     }
     inner.kv.apply(batch).map_err(|e| inner.kv_err(e))
 }
@@ -341,12 +342,7 @@ fn rebuild(inner: &Inner) -> Result<Vec<StoreFault>, StoreError> {
                     "segment {seg}: {len} damaged bytes at {offset}"
                 ))),
             }
-            if batch.len() >= super::BATCH_OPS {
-                inner
-                    .kv
-                    .apply(std::mem::take(&mut batch))
-                    .map_err(|e| inner.kv_err(e))?;
-            }
+            inner.apply_if_full(&mut batch)?;
             Ok(())
         })?;
         let stat = SegStat {
