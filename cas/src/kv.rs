@@ -128,7 +128,7 @@ impl Kv {
     /// first open after two million records were written by one process took 2.2 s, the
     /// next 0.15 s. A process that writes much and runs long (the daemon) calls this after
     /// its handles are closed, moving that replay from its next start to its stop. A
-    /// folder without a database (a NAS share gone) is left alone, nothing created.
+    /// folder without a database (a disk not mounted) is left alone, nothing created.
     pub fn fold_log(path: &Path) -> Result<(), KvError> {
         if !path.join("db").is_file() {
             return Ok(());

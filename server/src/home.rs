@@ -34,8 +34,10 @@ pub struct Home {
     /// The local tier, and the NAS and S3 tiers when configured (reads fall back to
     /// them, in that order).
     tiers: Arc<TierSet>,
-    /// The folders of its key-value databases: the manifest's, then the local and NAS
-    /// tiers' indexes ([`Home::close`] folds their logs).
+    /// The folders of its local key-value databases: the manifest's and the local
+    /// tier's index ([`Home::close`] folds their logs). The NAS tier's index is not
+    /// folded: it lives on the share, which a stopping daemon must not wait on (the
+    /// daemon opens it lazily, so a hung share never holds a start either).
     databases: Vec<PathBuf>,
     _lock: File,
 }
@@ -59,8 +61,7 @@ impl Home {
         let lock = lock(&dir)?;
         let local: Arc<dyn ChunkStore> = Arc::new(PackStore::open(chunks.0, chunks.1)?);
         let kv = Kv::open(&dir.join("meta"))?;
-        let mut databases = vec![dir.join("meta"), PackStore::index_dir(chunks.0)];
-        databases.extend(nas.as_ref().map(|t| PackStore::index_dir(t.path)));
+        let databases = vec![dir.join("meta"), PackStore::index_dir(chunks.0)];
         let (s3, key) = match s3 {
             Some((settings, crypt)) => {
                 let (bucket, key) = crate::keys::bucket(&dir, settings, &crypt).await?;
