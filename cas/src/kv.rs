@@ -133,7 +133,9 @@ impl Kv {
         if !path.join("db").is_file() {
             return Ok(());
         }
-        Self::open(path).map(drop)
+        // Flushed as any write is: the snapshot's new name and the old one's removal
+        // are folder entries, made durable by the folder's fsync.
+        Self::open(path)?.flush_durable()
     }
 
     fn err(&self, e: impl ToString) -> KvError {

@@ -392,15 +392,21 @@ struct ChunkChecked {
 /// So each is read again, then the record again: a tier whose bit the first record
 /// set, whose fresh read fails and whose bit the last record still sets lacks the
 /// copy (a replication sets the bit only after the copy is durable, an eviction
-/// clears it before deleting the copy).
+/// clears it before deleting the copy). A pack found missing from S3's listing is not
+/// read again: the S3 store answers reads from frames it still holds in memory, so a
+/// read would hide a pack deleted from the bucket.
 async fn still_bad<'t>(
     repo: &Repo,
     id: &ChunkId,
-    bad: Vec<(&'t Tier, String)>,
+    bad: Vec<Lacking<'t>>,
     healthy: &mut Option<bytes::Bytes>,
-) -> Result<Vec<(&'t Tier, String)>, ManifestError> {
+) -> Result<Vec<Lacking<'t>>, ManifestError> {
     let mut still = Vec::with_capacity(bad.len());
-    for (t, what) in bad {
+    for (t, what, by_listing) in bad {
+        if by_listing {
+            still.push((t, what, by_listing));
+            continue;
+        }
         match t.store.get(id).await {
             Ok(loaded) => {
                 healthy.get_or_insert(loaded.frame);
@@ -410,13 +416,17 @@ async fn still_bad<'t>(
                     .chunk_record(id)?
                     .is_some_and(|record| record.tiers & t.bit != 0)
                 {
-                    still.push((t, what));
+                    still.push((t, what, by_listing));
                 }
             }
         }
     }
     Ok(still)
 }
+
+/// A tier found lacking a chunk its record claims (or holding it damaged): what was
+/// found, and whether S3's pack listing (not a read) found it.
+type Lacking<'t> = (&'t Tier, String, bool);
 
 /// Checks (and repairs) one chunk on every tier.
 async fn check_chunk(
@@ -446,9 +456,10 @@ async fn check_chunk(
     };
     let mut bytes = 0;
     let mut healthy: Option<bytes::Bytes> = None;
-    let mut bad: Vec<(&Tier, String)> = Vec::new();
+    let mut bad: Vec<Lacking> = Vec::new();
     for (t, read) in tiers.iter().zip(read.iter_mut()) {
         let claimed = record.tiers & t.bit != 0;
+        let mut by_listing = false;
         let state = if opts.read_data || (claimed && healthy.is_none() && opts.repair) {
             let got = match read.remove(&id) {
                 Some(answer) => answer,
@@ -466,10 +477,13 @@ async fn check_chunk(
             match t.store.has(&[id]).await {
                 Ok(h) if h == [true] => match (t.bit, listed) {
                     (TIER_S3, Some(packs)) => match repo.pack_locs().get(&id)? {
-                        Some(loc) if !packs.contains(&loc.pack) => Err(format!(
-                            "its pack {} is missing from S3",
-                            hex_name(&loc.pack)
-                        )),
+                        Some(loc) if !packs.contains(&loc.pack) => {
+                            by_listing = true;
+                            Err(format!(
+                                "its pack {} is missing from S3",
+                                hex_name(&loc.pack)
+                            ))
+                        }
                         _ => Ok(()),
                     },
                     _ => Ok(()),
@@ -479,7 +493,7 @@ async fn check_chunk(
             }
         };
         match (claimed, state) {
-            (true, Err(what)) => bad.push((t, what)),
+            (true, Err(what)) => bad.push((t, what, by_listing)),
             // An S3 frame still in memory is not a durable copy: only a location is.
             (false, Ok(())) if t.bit != TIER_S3 || repo.pack_locs().get(&id)?.is_some() => {
                 checked.unclaimed.push(t.bit)
@@ -488,7 +502,7 @@ async fn check_chunk(
         }
     }
     let bad = still_bad(repo, &id, bad, &mut healthy).await?;
-    for (t, what) in bad {
+    for (t, what, _) in bad {
         let mut repaired = false;
         if opts.repair {
             if healthy.is_none() {

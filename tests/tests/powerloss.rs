@@ -381,6 +381,58 @@ fn a_compaction_killed_at_every_step_loses_nothing() {
     run(&["fsck", "--read-data", "--all"]);
 }
 
+/// A rebuild of a lost index killed after its first segment (`FVFS_FAILPOINT=
+/// rebuild-segment`): the partial index must not pass for a whole one, whose unknown
+/// segments the next open would delete as strays. The next process rebuilds again and
+/// everything reads back whole.
+#[test]
+fn a_rebuild_killed_midway_loses_no_segment() {
+    use std::os::unix::process::ExitStatusExt;
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("fvfsd.toml");
+    std::fs::write(&config, "[tiers.local]\nsegment_mb = 1\n").unwrap();
+    let global = ["--config", config.to_str().unwrap()];
+    let store = Fvfsd::new();
+    let kept = work.path().join("kept");
+    tree::generate(&kept, 200, 4 << 20);
+    store.run(global.iter().chain(&[
+        "migrate",
+        "--local-src",
+        kept.to_str().unwrap(),
+        "--dest",
+        "/kept",
+    ]));
+    let chunks = store.home.path().join("chunks");
+    let segments = || std::fs::read_dir(chunks.join("segments")).unwrap().count();
+    let before = segments();
+    assert!(
+        before >= 3,
+        "{before} segments: the rebuild must have several to do"
+    );
+    std::fs::remove_dir_all(chunks.join("index")).unwrap();
+    let cut = store
+        .cmd(global)
+        .args(["fsck", "--all"])
+        .env("FVFS_FAILPOINT", "rebuild-segment")
+        .output()
+        .unwrap();
+    assert_eq!(
+        cut.status.signal(),
+        Some(6),
+        "the rebuild should have died at the failpoint: {}",
+        String::from_utf8_lossy(&cut.stderr)
+    );
+    store.run(global.iter().chain(&["fsck", "--read-data", "--all"]));
+    assert_eq!(segments(), before, "no segment deleted");
+    let back = work.path().join("back");
+    store.run(
+        global
+            .iter()
+            .chain(&["export", "/kept", back.to_str().unwrap()]),
+    );
+    tree::assert_same(&kept, &back);
+}
+
 /// A collection killed after the index dropped its chunks and before their bytes were
 /// freed (`FVFS_FAILPOINT=pack-punch`): the next process to open the store frees them,
 /// and everything kept reads back whole.

@@ -64,6 +64,10 @@ const MARKER_TEXT: &str = "fvfs pack store, format 2\n";
 /// Written with the first part of a sync's index update, removed with the last: if
 /// a crash split the update, `open` recounts the statistics.
 const UPDATING: &[u8] = b"x";
+/// Written with the first batch of an index rebuild, removed with its last: if a crash
+/// cut the rebuild short, `open` rebuilds again (the segments the partial index does
+/// not know yet are not deleted as strays).
+const REBUILDING: &[u8] = b"r";
 /// Operations per index batch: sled holds far more than the operations while it
 /// applies a batch. A sync deleting 200,000 of 2 million records grew the process by
 /// 1.3 GB in one batch, 860 MB in batches of 4096 and 190 MB in batches of 512, in
@@ -701,18 +705,14 @@ impl Inner {
             totals.1 += loc.record_len();
         }
         // First batch: the marker and every segment's synced length, so that no
-        // location applied in a later batch is ever past its segment's cut.
+        // location applied in a later batch is ever past its segment's cut. The ranges
+        // to free come after the locations that named them are gone: a crash between
+        // two batches leaves at worst bytes unfreed until compaction, never a location
+        // whose bytes the next open punches.
         let mut batch = Batch::default();
         batch.insert(UPDATING, Vec::new());
         for (seg, s) in &stats {
             batch.insert(index::seg_key(*seg), s.encode().to_vec());
-        }
-        for &(seg, start, end) in freed {
-            batch.insert(
-                index::free_key(seg, start).to_vec(),
-                (end - start).to_le_bytes().to_vec(),
-            );
-            self.apply_if_full(&mut batch)?;
         }
         for (id, _) in deleting {
             batch.remove(index::loc_key(id).to_vec());
@@ -720,6 +720,13 @@ impl Inner {
         }
         for (id, loc) in pending {
             batch.insert(index::loc_key(id).to_vec(), loc.encode().to_vec());
+            self.apply_if_full(&mut batch)?;
+        }
+        for &(seg, start, end) in freed {
+            batch.insert(
+                index::free_key(seg, start).to_vec(),
+                (end - start).to_le_bytes().to_vec(),
+            );
             self.apply_if_full(&mut batch)?;
         }
         batch.insert(

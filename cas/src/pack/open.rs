@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use super::index::{self, Loc, SegStat};
 use super::scan::{self, Found};
-use super::{lock, Inner, PackOptions, State, Writer, MARKER, MARKER_TEXT, UPDATING};
+use super::{lock, Inner, PackOptions, State, Writer, MARKER, MARKER_TEXT, REBUILDING, UPDATING};
 use crate::kv::{Batch, Kv};
 use crate::{platform, ChunkId, StoreError, StoreFault};
 
@@ -74,8 +74,10 @@ pub(super) fn open(root: PathBuf, opts: PackOptions) -> Result<Inner, StoreError
     };
     let files = segment_files(&inner.segments)?;
     // An index that knows no segment while segments exist is no index (sled can come
-    // back empty from damaged files): rebuilt, never taken as "delete them all".
-    if (!had_index || load_stats(&inner)?.is_empty()) && !files.is_empty() {
+    // back empty from damaged files), nor is one whose rebuild was cut short: rebuilt,
+    // never taken as "delete them all".
+    let cut_short = inner.kv.contains(REBUILDING).map_err(|e| inner.kv_err(e))?;
+    if (!had_index || cut_short || load_stats(&inner)?.is_empty()) && !files.is_empty() {
         rebuild(&inner)?;
     }
     let stats = load_stats(&inner)?;
@@ -287,6 +289,8 @@ fn recount(inner: &Inner) -> Result<(), StoreError> {
         index::encode_totals(totals.0, totals.1).to_vec(),
     );
     batch.remove(UPDATING);
+    // The last step of a rebuild too: the index is whole once this batch is in.
+    batch.remove(REBUILDING);
     inner.kv.apply(batch).map_err(|e| inner.kv_err(e))?;
     inner.kv.flush_durable().map_err(|e| inner.kv_err(e))
 }
@@ -301,6 +305,7 @@ fn rebuild(inner: &Inner) -> Result<Vec<StoreFault>, StoreError> {
     let mut problems = Vec::new();
     let mut batch = Batch::default();
     batch.insert(UPDATING, Vec::new());
+    batch.insert(REBUILDING, Vec::new());
     for (seg, path) in segment_files(&inner.segments)? {
         let file = File::open(&path).map_err(|e| StoreError::io("open", &path, e))?;
         let len = file
@@ -350,6 +355,14 @@ fn rebuild(inner: &Inner) -> Result<Vec<StoreFault>, StoreError> {
             ..SegStat::default()
         };
         batch.insert(index::seg_key(seg), stat.encode().to_vec());
+        // Each segment's part is durable before the next is scanned: a rebuild cut
+        // short starts again from the marker, and finds most of its work done.
+        inner
+            .kv
+            .apply(std::mem::take(&mut batch))
+            .map_err(|e| inner.kv_err(e))?;
+        inner.kv.flush_durable().map_err(|e| inner.kv_err(e))?;
+        crate::failpoint::hit("rebuild-segment");
     }
     inner.kv.apply(batch).map_err(|e| inner.kv_err(e))?;
     // Entries naming nothing intact (a lost segment, a damaged record) go.
