@@ -319,15 +319,32 @@ fn check(
     landed
 }
 
+/// A config in `work` with segments of 1 MiB, so that a small tree fills several.
+fn small_segments(work: &Path) -> std::path::PathBuf {
+    let config = work.join("fvfsd.toml");
+    std::fs::write(&config, "[tiers.local]\nsegment_mb = 1\n").unwrap();
+    config
+}
+
+/// Runs `cmd` with failpoint `point` armed, and checks that it died there.
+fn killed_at(cmd: &mut std::process::Command, point: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    let out = cmd.env("FVFS_FAILPOINT", point).output().unwrap();
+    assert_eq!(
+        out.status.signal(),
+        Some(6),
+        "the process should have died at failpoint {point}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Compaction killed after each of its steps (`FVFS_FAILPOINT=compact-N` aborts the
 /// process there): the next process finds every kept file whole and fsck clean.
 #[test]
 fn a_compaction_killed_at_every_step_loses_nothing() {
-    use std::os::unix::process::ExitStatusExt;
     let work = tempfile::tempdir().unwrap();
-    let config = work.path().join("fvfsd.toml");
     // Small segments, so the deleted tree fills segments of its own that retire.
-    std::fs::write(&config, "[tiers.local]\nsegment_mb = 1\n").unwrap();
+    let config = small_segments(work.path());
     let global = ["--config", config.to_str().unwrap()];
     let store = Fvfsd::new();
     let kept = work.path().join("kept");
@@ -359,17 +376,11 @@ fn a_compaction_killed_at_every_step_loses_nothing() {
             ));
             assert_eq!(status, 200, "{body}");
         }
-        let gc = store
-            .cmd(global)
-            .args(["gc", "--keep-last", "1", "--grace-secs", "0"])
-            .env("FVFS_FAILPOINT", format!("compact-{step}"))
-            .output()
-            .unwrap();
-        assert_eq!(
-            gc.status.signal(),
-            Some(6),
-            "step {step}: the gc should have died at the failpoint: {}",
-            String::from_utf8_lossy(&gc.stderr)
+        killed_at(
+            store
+                .cmd(global)
+                .args(["gc", "--keep-last", "1", "--grace-secs", "0"]),
+            &format!("compact-{step}"),
         );
         run(&["fsck", "--read-data", "--all"]);
         let back = work.path().join(format!("back{step}"));
@@ -387,10 +398,8 @@ fn a_compaction_killed_at_every_step_loses_nothing() {
 /// everything reads back whole.
 #[test]
 fn a_rebuild_killed_midway_loses_no_segment() {
-    use std::os::unix::process::ExitStatusExt;
     let work = tempfile::tempdir().unwrap();
-    let config = work.path().join("fvfsd.toml");
-    std::fs::write(&config, "[tiers.local]\nsegment_mb = 1\n").unwrap();
+    let config = small_segments(work.path());
     let global = ["--config", config.to_str().unwrap()];
     let store = Fvfsd::new();
     let kept = work.path().join("kept");
@@ -410,18 +419,7 @@ fn a_rebuild_killed_midway_loses_no_segment() {
         "{before} segments: the rebuild must have several to do"
     );
     std::fs::remove_dir_all(chunks.join("index")).unwrap();
-    let cut = store
-        .cmd(global)
-        .args(["fsck", "--all"])
-        .env("FVFS_FAILPOINT", "rebuild-segment")
-        .output()
-        .unwrap();
-    assert_eq!(
-        cut.status.signal(),
-        Some(6),
-        "the rebuild should have died at the failpoint: {}",
-        String::from_utf8_lossy(&cut.stderr)
-    );
+    killed_at(store.cmd(global).args(["fsck", "--all"]), "rebuild-segment");
     store.run(global.iter().chain(&["fsck", "--read-data", "--all"]));
     assert_eq!(segments(), before, "no segment deleted");
     let back = work.path().join("back");
@@ -439,7 +437,6 @@ fn a_rebuild_killed_midway_loses_no_segment() {
 #[test]
 fn space_freed_by_a_killed_gc_is_given_back_at_the_next_open() {
     use std::os::unix::fs::MetadataExt;
-    use std::os::unix::process::ExitStatusExt;
     let work = tempfile::tempdir().unwrap();
     let store = Fvfsd::new();
     let kept = work.path().join("kept");
@@ -476,16 +473,9 @@ fn space_freed_by_a_killed_gc_is_given_back_at_the_next_open() {
             .sum()
     };
     let before = blocks();
-    let gc = store
-        .cmd(["gc", "--keep-last", "1", "--grace-secs", "0"])
-        .env("FVFS_FAILPOINT", "pack-punch")
-        .output()
-        .unwrap();
-    assert_eq!(
-        gc.status.signal(),
-        Some(6),
-        "the gc should have died at the failpoint: {}",
-        String::from_utf8_lossy(&gc.stderr)
+    killed_at(
+        &mut store.cmd(["gc", "--keep-last", "1", "--grace-secs", "0"]),
+        "pack-punch",
     );
     assert!(
         blocks() + (4 << 20) > before,
