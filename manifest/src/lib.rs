@@ -21,7 +21,7 @@ mod walk;
 pub use error::{ManifestError, Result};
 pub use fvfs_node::ChunkKind;
 pub use fvfs_node::{Change, ChangeKind};
-pub use meta::{ChunkRecord, FileRef, StatEntry, Totals, Version, VersionKind};
+pub use meta::{ChunkRecord, FileRef, Totals, Version, VersionKind};
 pub use node::{ChunkRef, DirNode, Entry, EntryKind, FileNode, Node};
 pub use repo::now as now_secs;
 pub use repo::{Condemned, CopyMark, GcSession, HeadLock, Pending, RecordChange, Repo};

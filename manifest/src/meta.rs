@@ -5,7 +5,8 @@
 //! v <u64 BE>      Version
 //! s <name>        snapshot name -> version number (u64 BE)
 //! c <32-byte id>  ChunkRecord, one per chunk known to the store
-//! f <source path> StatEntry: migrate's stat cache
+//! f <source path> migrate's stat cache of old (dropped by its next run: it has files
+//!                 of its own now, see `fvfsd`'s `migrate::statcache`)
 //! k               Totals over all chunk records
 //! g <32-byte id>  ChunkRecord of a chunk garbage collection condemned: its record is
 //!                 gone, its copies are being deleted (removed once they are)
@@ -143,18 +144,6 @@ impl FileRef {
             link: None,
         }
     }
-}
-
-/// Migrate's memory of a source file: if `stat` still says the same, the file is
-/// unchanged and its content can be reused without reading it. At most
-/// [`crate::node::INLINE_CHUNKS`] chunks inline, so the record stays small.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StatEntry {
-    pub size: u64,
-    pub mtime_ns: i64,
-    pub ctime_ns: i64,
-    pub ino: u64,
-    pub file: FileRef,
 }
 
 /// Sums over all chunk records, kept up to date in the same batch as the records.

@@ -2,7 +2,7 @@
 //! that names versions, snapshots and chunks.
 //!
 //! # Invariants
-//! - **Chunks before names.** A version, a chunk record or a stat-cache entry is written
+//! - **Chunks before names.** A version or a chunk record is written
 //!   to the database only after the chunks it refers to were synced to the store
 //!   ([`Repo::checkpoint`] and [`HeadLock::commit`] sync first, then apply the chunk
 //!   records, then the version and HEAD in one atomic batch, then flush durably). A
@@ -30,43 +30,26 @@ use fvfs_cas::{frame, ChunkId, ChunkStore};
 
 use crate::error::{ManifestError, Result};
 use crate::kv::{Batch, Kv};
-use crate::meta::{
-    self, ChunkRecord, FileRef, StatEntry, Totals, Version, VersionKind, TIER_LOCAL,
-};
+use crate::meta::{self, ChunkRecord, FileRef, Totals, Version, VersionKind, TIER_LOCAL};
 use crate::node::{self, ChunkKind, ChunkRef, DirNode, Entry, Node};
 use crate::space::RecordIndex;
 
 type Records = HashMap<ChunkId, ChunkRecord>;
-type StatNotes = Vec<(Vec<u8>, StatEntry)>;
 
 /// Chunks and records written since the last checkpoint: shared by concurrent writers.
 #[derive(Default)]
 pub struct Pending {
     records: Mutex<Records>,
-    stats: Mutex<StatNotes>,
 }
 
 impl Pending {
-    /// Remembers that source file `path` (as migrate saw it) has `entry`'s stat and node.
-    /// Written at the next checkpoint, with the chunks it needs.
-    pub fn note_stat(&self, path: Vec<u8>, entry: StatEntry) {
-        self.stats
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((path, entry));
-    }
-
     /// Moves everything `other` holds into this one, so that one commit records both.
     pub fn absorb(&self, other: &Pending) {
-        let (records, stats) = other.take();
+        let records = other.take();
         self.records
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .extend(records);
-        self.stats
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(stats);
     }
 
     fn knows(&self, id: &ChunkId) -> bool {
@@ -82,17 +65,10 @@ impl Pending {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .is_empty()
-            && self
-                .stats
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_empty()
     }
 
-    fn take(&self) -> (Records, StatNotes) {
-        let records = std::mem::take(&mut *self.records.lock().unwrap_or_else(|p| p.into_inner()));
-        let stats = std::mem::take(&mut *self.stats.lock().unwrap_or_else(|p| p.into_inner()));
-        (records, stats)
+    fn take(&self) -> Records {
+        std::mem::take(&mut *self.records.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 
@@ -363,7 +339,7 @@ impl Repo {
     }
 
     /// Syncs the store, then records `pending`: chunk records not yet known (with the
-    /// totals they change) and stat-cache entries. Applied in batches of bounded size,
+    /// totals they change). Applied in batches of bounded size,
     /// because sled holds several KiB per operation of a batch until it is applied;
     /// each batch is consistent on its own (its records and the totals including them).
     ///
@@ -380,7 +356,6 @@ impl Repo {
             .iter()
             .map(|(id, r)| (*id, *r))
             .collect();
-        let stats = std::mem::take(&mut *pending.stats.lock().unwrap_or_else(|p| p.into_inner()));
         self.fence.protect_all(records.iter().map(|(id, _)| id));
         self.store.sync().await?;
         let mut totals = self.totals()?;
@@ -398,12 +373,6 @@ impl Repo {
             }
         }
         batch.insert(meta::TOTALS, meta::encode(&totals));
-        for (path, entry) in stats {
-            batch.insert(meta::key(meta::STAT_PREFIX, &path), meta::encode(&entry));
-            if batch.len() >= BATCH_OPS {
-                self.kv.apply(std::mem::take(&mut batch))?;
-            }
-        }
         self.kv.apply(batch)?;
         let mut map = pending.records.lock().unwrap_or_else(|p| p.into_inner());
         for (id, _) in &records {
@@ -433,8 +402,27 @@ impl Repo {
         self.record(&meta::chunk_key(id))
     }
 
-    pub fn stat_entry(&self, path: &[u8]) -> Result<Option<StatEntry>> {
-        self.record(&meta::key(meta::STAT_PREFIX, path))
+    /// Removes the stat cache's records that migrate kept in this database before it
+    /// had files of its own (`statcache` in fvfsd); returns how many. Nothing relies on
+    /// them: a source they described is read once more.
+    pub fn drop_legacy_stats(&self) -> Result<usize> {
+        const BATCH_OPS: usize = 512;
+        let mut dropped = 0;
+        loop {
+            let mut batch = Batch::default();
+            for pair in self
+                .kv
+                .scan_prefix(&[meta::STAT_PREFIX], false)
+                .take(BATCH_OPS)
+            {
+                batch.remove(pair?.0);
+            }
+            if batch.is_empty() {
+                return Ok(dropped);
+            }
+            dropped += batch.len();
+            self.kv.apply(batch)?;
+        }
     }
 
     pub fn head(&self) -> Result<Option<Version>> {

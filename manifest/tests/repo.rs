@@ -500,3 +500,32 @@ async fn a_head_naming_a_missing_version_is_reported() {
         other => panic!("expected an unknown version, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn the_stat_cache_of_old_leaves_the_database_and_nothing_else_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let kv = Kv::open(&dir.path().join("meta")).unwrap();
+    let repo = Repo::new(
+        Arc::new(MemoryStore::new()) as Arc<dyn ChunkStore>,
+        kv.clone(),
+        Arc::new(fvfs_manifest::Unindexed),
+    );
+    let v = write(&repo, &[("/a", "hello")]).await;
+    // Records as migrate wrote them before its stat caches had files of their own:
+    // more than one batch of them.
+    let mut batch = fvfs_manifest::kv::Batch::default();
+    for i in 0..1300 {
+        batch.insert(format!("f/src/file{i}").into_bytes(), b"entry".to_vec());
+    }
+    kv.apply(batch).unwrap();
+    let everything = kv.scan_prefix(b"", false).count();
+    let totals = repo.totals().unwrap();
+
+    assert_eq!(repo.drop_legacy_stats().unwrap(), 1300);
+    assert_eq!(kv.scan_prefix(b"f", false).count(), 0);
+    assert_eq!(kv.scan_prefix(b"", false).count(), everything - 1300);
+    assert_eq!(repo.head().unwrap(), Some(v));
+    assert_eq!(repo.totals().unwrap(), totals);
+    assert!(totals.chunks > 0);
+    assert_eq!(repo.drop_legacy_stats().unwrap(), 0);
+}

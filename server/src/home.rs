@@ -168,6 +168,11 @@ impl Home {
         &self.dir
     }
 
+    /// The folder of migrate's stat caches.
+    pub fn stat_caches(&self) -> PathBuf {
+        self.dir.join("statcache")
+    }
+
     pub fn repo(&self) -> &Repo {
         &self.repo
     }

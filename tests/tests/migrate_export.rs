@@ -166,22 +166,65 @@ fn interrupted_migration_resumes_without_rereading_finished_files() {
     assert!(saved > 0 && saved < 400, "checkpoint after {saved} files");
 
     let out = d.run(["migrate", "--local-src", s]);
-    let unchanged: u64 = out
-        .split("files (")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let reused = unchanged(&out);
     assert!(
-        unchanged >= saved,
-        "{unchanged} reused, {saved} were checkpointed: {out}"
+        reused >= saved,
+        "{reused} reused, {saved} were checkpointed: {out}"
     );
     let dest = work.path().join("out");
     d.run(["export", "/", dest.to_str().unwrap()]);
     tree::assert_same(&src, &dest);
+    assert!(d.run(["fsck", "--read-data"]).contains("0 problems"));
+}
+
+/// How many files a migration found unchanged (its summary's "N files (M unchanged)").
+fn unchanged(out: &str) -> u64 {
+    out.split("files (")
+        .nth(1)
+        .and_then(|r| r.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no count of unchanged files in: {out}"))
+}
+
+#[test]
+fn the_stat_cache_is_a_hint_a_damaged_one_costs_a_read_and_gone_files_leave_it() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    for i in 0..300 {
+        let dir = src.join(format!("dir{}", i / 100));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join(format!("file{i}")), tree::bytes(i, 5_000, false)).unwrap();
+    }
+    let s = src.to_str().unwrap();
+    let d = Fvfsd::new();
+    d.run(["migrate", "--local-src", s]);
+    let caches: Vec<_> = fs::read_dir(d.home.path().join("statcache"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(caches.len(), 1, "one cache for one source: {caches:?}");
+    let cache = &caches[0];
+    assert_eq!(unchanged(&d.run(["migrate", "--local-src", s])), 300);
+
+    // A damaged cache: every file is read again, and nothing changes.
+    let mut bytes = fs::read(cache).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x20;
+    fs::write(cache, &bytes).unwrap();
+    let again = d.run(["migrate", "--local-src", s]);
+    assert_eq!(unchanged(&again), 0, "{again}");
+    assert!(again.contains("no changes, no new version"), "{again}");
+    assert_eq!(unchanged(&d.run(["migrate", "--local-src", s])), 300);
+
+    // Files deleted from the source leave the cache with the run that misses them.
+    let whole = fs::metadata(cache).unwrap().len();
+    fs::remove_dir_all(src.join("dir1")).unwrap();
+    fs::remove_dir_all(src.join("dir2")).unwrap();
+    assert_eq!(unchanged(&d.run(["migrate", "--local-src", s])), 100);
+    let smaller = fs::metadata(cache).unwrap().len();
+    assert!(smaller * 2 < whole, "{smaller} bytes after, {whole} before");
+    let dest = work.path().join("out");
+    d.run(["export", "/", dest.to_str().unwrap()]);
+    assert!(dest.join("dir1/file150").is_file(), "migrate never deletes");
     assert!(d.run(["fsck", "--read-data"]).contains("0 problems"));
 }
 

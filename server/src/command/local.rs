@@ -95,7 +95,7 @@ impl Backend for Local<'_> {
     }
 
     async fn migrate(&self, args: migrate::Args) -> Result<Outcome> {
-        migrate::run(self.repo(), args).await
+        migrate::run(self.repo(), &self.home.stat_caches(), args).await
     }
 
     async fn export(&self, args: export::Args) -> Result<Outcome> {

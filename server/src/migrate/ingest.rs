@@ -11,9 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use fvfs_cas::{chunker, ChunkId};
-use fvfs_manifest::{ChunkKind, ChunkRef, FileRef, ManifestError, Pending, Repo, StatEntry};
+use fvfs_manifest::{ChunkKind, ChunkRef, FileRef, ManifestError, Pending, Repo};
 use tokio::runtime::Handle;
 
+use super::statcache::{StatCache, StatEntry};
 use super::walk::{FileJob, Stat};
 
 const READ_ATTEMPTS: usize = 3;
@@ -54,6 +55,7 @@ pub struct Ingest<'a> {
     pub pending: &'a Pending,
     pub handle: Handle,
     pub counters: &'a Counters,
+    pub stats: &'a StatCache,
     /// Hard-linked files already read in this run: (dev, ino) -> content and stat.
     links: Mutex<HashMap<(u64, u64), (FileRef, Stat)>>,
 }
@@ -64,20 +66,21 @@ impl<'a> Ingest<'a> {
         pending: &'a Pending,
         handle: Handle,
         counters: &'a Counters,
+        stats: &'a StatCache,
     ) -> Self {
         Self {
             repo,
             pending,
             handle,
             counters,
+            stats,
             links: Mutex::default(),
         }
     }
 
     /// Imports `job`'s content; returns what its directory entry refers to.
     pub fn file(&self, job: &FileJob) -> Result<FileRef, Failure> {
-        let key = job.src.as_os_str().as_encoded_bytes();
-        if let Some(node) = self.unchanged(key, &job.stat)? {
+        if let Some(node) = self.unchanged(job)? {
             self.counters
                 .files_unchanged
                 .fetch_add(1, Ordering::Relaxed);
@@ -88,14 +91,7 @@ impl<'a> Ingest<'a> {
         for _ in 0..READ_ATTEMPTS {
             match self.read(job)? {
                 Ok((file, stat)) => {
-                    let entry = StatEntry {
-                        size: stat.size,
-                        mtime_ns: stat.mtime_ns,
-                        ctime_ns: stat.ctime_ns,
-                        ino: stat.ino,
-                        file: file.clone(),
-                    };
-                    self.pending.note_stat(key.to_vec(), entry);
+                    self.stats.note(&job.src, stat_entry(&stat, file.clone()));
                     if stat.nlink > 1 {
                         self.links
                             .lock()
@@ -118,7 +114,8 @@ impl<'a> Ingest<'a> {
 
     /// The content of an unchanged file: same stat as when it was imported (by an
     /// earlier run, or as another hard link of the same inode in this one).
-    fn unchanged(&self, key: &[u8], stat: &Stat) -> Result<Option<FileRef>, ManifestError> {
+    fn unchanged(&self, job: &FileJob) -> Result<Option<FileRef>, ManifestError> {
+        let stat = &job.stat;
         if stat.nlink > 1 {
             if let Some((file, seen)) = self
                 .links
@@ -127,16 +124,30 @@ impl<'a> Ingest<'a> {
                 .get(&(stat.dev, stat.ino))
             {
                 if seen == stat {
+                    self.stats.keep(&job.src, stat_entry(stat, file.clone()));
                     return Ok(Some(file.clone()));
                 }
             }
         }
-        let Some(e) = self.repo.stat_entry(key)? else {
+        let Some(e) = self.stats.get(&job.src) else {
             return Ok(None);
         };
         let same = (e.size, e.mtime_ns, e.ctime_ns, e.ino)
             == (stat.size, stat.mtime_ns, stat.ctime_ns, stat.ino);
-        Ok((same && self.repo.knows_file(self.pending, &e.file)?).then_some(e.file))
+        if !(same && self.repo.knows_file(self.pending, &e.file)?) {
+            return Ok(None);
+        }
+        self.stats.keep(&job.src, e.clone());
+        Ok(Some(e.file.clone()))
+    }
+
+    /// Makes what was read durable: the chunks and their records, then the stat
+    /// cache's entries naming them.
+    pub async fn checkpoint(&self) -> Result<(), ManifestError> {
+        let noted = self.stats.take_unsaved();
+        self.repo.checkpoint(self.pending).await?;
+        self.stats.append(noted);
+        Ok(())
     }
 
     /// One attempt at reading the file. The outer error is the store's, the inner one
@@ -268,6 +279,16 @@ impl<'a> Ingest<'a> {
             Some(e) => Err(e),
             None => refs,
         }
+    }
+}
+
+fn stat_entry(stat: &Stat, file: FileRef) -> StatEntry {
+    StatEntry {
+        size: stat.size,
+        mtime_ns: stat.mtime_ns,
+        ctime_ns: stat.ctime_ns,
+        ino: stat.ino,
+        file,
     }
 }
 

@@ -3,20 +3,21 @@
 //! A walker thread lists the sources; one worker per core reads, chunks, hashes and
 //! compresses files ([`ingest`]); this task collects the results. Every few seconds a
 //! checkpoint makes the chunks read so far durable and records each finished file in
-//! the stat cache (size, mtime, ctime, inode -> file node), so an interrupted run
-//! resumes without reading finished files again, and a re-run on an unchanged tree
-//! reads nothing. At the end, all entries are applied to HEAD in one commit: one
+//! the stat cache ([`statcache`]: size, mtime, ctime, inode -> file node), so an
+//! interrupted run resumes without reading finished files again, and a re-run on an
+//! unchanged tree reads nothing. At the end, all entries are applied to HEAD in one commit: one
 //! version per migration, and none at all if nothing changed.
 //!
 //! Migrate adds and updates; it never deletes what is already in fvfs.
 
 mod ingest;
 mod pipeline;
+mod statcache;
 mod walk;
 
 use fvfs_api::reports::Outcome;
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -30,6 +31,7 @@ use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 
 use ingest::{Counters, Ingest};
 use pipeline::Collected;
+use statcache::StatCache;
 
 /// What to import. Also the body of `POST /v1/admin/migrate`, so a running daemon can
 /// do the import when it holds the store.
@@ -93,7 +95,8 @@ fn link_names(entries: &mut [(Vec<u8>, Entry)], linked: Vec<(Vec<u8>, (u64, u64)
     }
 }
 
-pub async fn run(repo: &Repo, args: Args) -> Result<Outcome> {
+/// Runs the migration `args` into `repo`, with the stat caches kept in folder `caches`.
+pub async fn run(repo: &Repo, caches: &Path, args: Args) -> Result<Outcome> {
     let dest = args.dest.as_os_str().as_bytes().to_vec();
     path::components(&dest)?;
     let rules = args.excludes.rules()?;
@@ -120,7 +123,15 @@ pub async fn run(repo: &Repo, args: Args) -> Result<Outcome> {
     let bar = progress_bar();
     let started = Instant::now();
     let before = repo.totals()?;
-    let ingest = Ingest::new(repo, &pending, tokio::runtime::Handle::current(), &counters);
+    let roots: Vec<PathBuf> = sources.iter().map(|(s, _)| s.clone()).collect();
+    let stats = StatCache::load(caches, &roots);
+    let ingest = Ingest::new(
+        repo,
+        &pending,
+        tokio::runtime::Handle::current(),
+        &counters,
+        &stats,
+    );
 
     let every = Duration::from_secs_f64(args.checkpoint_secs.clamp(0.05, 3600.0));
     let Collected {
@@ -135,7 +146,7 @@ pub async fn run(repo: &Repo, args: Args) -> Result<Outcome> {
 
     if let Some(e) = fatal {
         // Keep what finished: a re-run after freeing space resumes from here.
-        let saved = repo.checkpoint(&pending).await;
+        let saved = ingest.checkpoint().await;
         let note = if saved.is_ok() {
             "files finished so far are saved; re-run to resume"
         } else {
@@ -184,6 +195,9 @@ pub async fn run(repo: &Repo, args: Args) -> Result<Outcome> {
                 .await?,
         )
     };
+    // The sources were walked whole: the caches now hold exactly what they have.
+    stats.save();
+    repo.drop_legacy_stats()?;
     let stored = repo.totals()?;
     let new_bytes = stored.raw_bytes - before.raw_bytes;
     let new_stored = stored.stored_bytes - before.stored_bytes;

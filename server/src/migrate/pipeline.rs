@@ -136,7 +136,7 @@ pub fn run(
                         },
                         _ = tick.tick(), if out.fatal.is_none() => {
                             let files = ingest.counters.files.load(Ordering::Relaxed);
-                            match ingest.repo.checkpoint(ingest.pending).await {
+                            match ingest.checkpoint().await {
                                 Ok(()) => tracing::info!(files, "checkpoint: finished files are durable"),
                                 Err(e) => {
                                     abort.store(true, Ordering::Relaxed);

@@ -232,7 +232,7 @@ pub async fn migrate(
 ) -> Result<Response<Body>, ApiError> {
     local_only(peer)?;
     let args: migrate::Args = json_body(req, 1 << 20, "migrate arguments").await?;
-    let outcome = migrate::run(&state.repo, args)
+    let outcome = migrate::run(&state.repo, &state.stat_caches, args)
         .await
         .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
     ok(&outcome)

@@ -104,6 +104,8 @@ pub struct State {
     gc: crate::config::Gc,
     /// fsck and gc runs in progress, for status.
     maintenance: crate::progress::Running,
+    /// The folder of migrate's stat caches.
+    stat_caches: std::path::PathBuf,
     /// What automatic snapshots did last, when `[snapshots]` asks for them.
     auto_snapshots: Option<std::sync::Mutex<fvfs_api::reports::AutoSnapshots>>,
     /// Every tier's own store, for fsck.
@@ -247,6 +249,7 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
         evictor,
         gc,
         maintenance: crate::progress::Running::recorded_in(home.dir().join("maintenance.json")),
+        stat_caches: home.stat_caches(),
         auto_snapshots: auto::status(&snapshots),
         fsck_tiers: home.fsck_tiers(),
         started: Instant::now(),
