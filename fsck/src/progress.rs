@@ -26,6 +26,7 @@ impl Progress {
 
     /// A new phase of `total` items (0 if unknown); its count starts again.
     pub fn phase(&self, name: &str, total: u64) {
+        tracing::debug!(task = self.task, total, "{name}");
         *self.phase.lock().unwrap_or_else(|p| p.into_inner()) = (name.to_owned(), total);
         self.done.store(0, Ordering::Relaxed);
     }

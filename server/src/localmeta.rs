@@ -29,23 +29,59 @@ pub fn read(path: &Path, m: &Metadata) -> Meta {
         gid: m.gid(),
         ctime_ns: 0,
         rdev: if is_device { m.rdev() } else { 0 },
-        xattrs: xattrs(path),
+        xattrs: xattrs(
+            |buf| rustix::fs::llistxattr(path, buf),
+            |name, buf| rustix::fs::lgetxattr(path, name, buf),
+        ),
     }
 }
 
-/// `path`'s extended attributes, sorted by name (none where unsupported or unreadable).
-fn xattrs(path: &Path) -> Vec<Xattr> {
-    let mut names = vec![0u8; XATTR_MAX];
-    let Ok(n) = rustix::fs::llistxattr(path, &mut names[..]) else {
-        return Vec::new();
+/// The meta of regular file `file`, open for reading, owned by `uid`:`gid`: read
+/// through its descriptor, so it is the meta of the content read from it.
+pub fn read_open(file: &std::fs::File, uid: u32, gid: u32) -> Meta {
+    Meta {
+        uid,
+        gid,
+        xattrs: xattrs(
+            |buf| rustix::fs::flistxattr(file, buf),
+            |name, buf| rustix::fs::fgetxattr(file, name, buf),
+        ),
+        ..Meta::default()
+    }
+}
+
+type XattrResult = rustix::io::Result<usize>;
+
+/// A file's extended attributes, sorted by name (none where unsupported or
+/// unreadable), listed by `list` and read by `get`.
+fn xattrs(
+    list: impl Fn(&mut [u8]) -> XattrResult,
+    get: impl Fn(&std::ffi::CStr, &mut [u8]) -> XattrResult,
+) -> Vec<Xattr> {
+    // Most files have no attributes: a small buffer on the stack asks, and 64 KiB are
+    // allocated only for a list that does not fit (zeroing them for each of a tree's
+    // files took a sixth of a re-run's walk).
+    let mut small = [0u8; 1024];
+    let names = match list(&mut small[..]) {
+        Ok(0) => return Vec::new(),
+        Ok(n) => small[..n].to_vec(),
+        Err(rustix::io::Errno::RANGE) => {
+            let mut names = vec![0u8; XATTR_MAX];
+            let Ok(n) = list(&mut names[..]) else {
+                return Vec::new();
+            };
+            names.truncate(n);
+            names
+        }
+        Err(_) => return Vec::new(),
     };
     let mut out = Vec::new();
     let mut value = vec![0u8; XATTR_MAX];
-    for name in names[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+    for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
         let Ok(name_str) = std::ffi::CString::new(name) else {
             continue;
         };
-        if let Ok(len) = rustix::fs::lgetxattr(path, name_str.as_c_str(), &mut value[..]) {
+        if let Ok(len) = get(name_str.as_c_str(), &mut value[..]) {
             out.push(Xattr {
                 name: name.to_vec(),
                 value: value[..len].to_vec(),
@@ -149,6 +185,34 @@ mod tests {
         assert!(problems.is_empty(), "{problems:?}");
         let got = read(&file, &std::fs::symlink_metadata(&file).unwrap());
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn attribute_names_longer_than_the_stack_buffer_are_all_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        let m = std::fs::symlink_metadata(&file).unwrap();
+        let mut xattrs: Vec<Xattr> = (0..40)
+            .map(|i| Xattr {
+                name: format!("user.fvfs-test-attribute-with-a-long-name-{i:03}").into_bytes(),
+                value: vec![b'v'; i],
+            })
+            .collect();
+        xattrs.sort_by(|a, b| a.name.cmp(&b.name));
+        let names: usize = xattrs.iter().map(|x| x.name.len() + 1).sum();
+        assert!(names > 1024, "{names} bytes of names");
+        let want = Meta {
+            uid: m.uid(),
+            gid: m.gid(),
+            xattrs,
+            ..Meta::default()
+        };
+        let problems = apply(&file, &want, false);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(read(&file, &m), want);
+        let open = std::fs::File::open(&file).unwrap();
+        assert_eq!(read_open(&open, m.uid(), m.gid()), want);
     }
 
     fn umask() -> u32 {

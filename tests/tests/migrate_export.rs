@@ -205,6 +205,25 @@ fn the_stat_cache_is_a_hint_a_damaged_one_costs_a_read_and_gone_files_leave_it()
     let cache = &caches[0];
     assert_eq!(unchanged(&d.run(["migrate", "--local-src", s])), 300);
 
+    // An attribute set since: the file's ctime moved, so it is read again, and the
+    // unchanged files keep their meta from the cache.
+    let tagged = src.join("dir0/file7");
+    rustix::fs::lsetxattr(
+        &tagged,
+        "user.colour",
+        b"blue",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    let out = d.run(["migrate", "--local-src", s]);
+    assert_eq!(unchanged(&out), 299, "{out}");
+    let dest = work.path().join("tagged");
+    d.run(["export", "/", dest.to_str().unwrap()]);
+    tree::assert_same(&src, &dest);
+    let mut value = [0u8; 16];
+    let n = rustix::fs::lgetxattr(dest.join("dir0/file7"), "user.colour", &mut value[..]).unwrap();
+    assert_eq!(&value[..n], b"blue");
+
     // A damaged cache: every file is read again, and nothing changes.
     let mut bytes = fs::read(cache).unwrap();
     let last = bytes.len() - 1;

@@ -224,11 +224,15 @@ fn layer(dir: &Path, parent: Option<Rc<Layer>>, emit: &mut dyn FnMut(Event)) -> 
     }
 }
 
-fn read_names(dir: &Path) -> std::io::Result<Vec<OsString>> {
+/// The entries of `dir`, sorted by name. Each is `lstat`ed through the open folder
+/// (`DirEntry::metadata`: `statx` of one name relative to the folder's descriptor), not
+/// by its whole path, which the kernel would look up component by component again:
+/// that was half of the walk's time.
+fn read_names(dir: &Path) -> std::io::Result<Vec<(OsString, fs::DirEntry)>> {
     let mut names = fs::read_dir(dir)?
-        .map(|e| e.map(|e| e.file_name()))
+        .map(|e| e.map(|e| (e.file_name(), e)))
         .collect::<std::io::Result<Vec<_>>>()?;
-    names.sort();
+    names.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(names)
 }
 
@@ -254,19 +258,19 @@ pub fn walk(src: &Path, dest: &[u8], rules: &Rules, emit: &mut dyn FnMut(Event))
                 continue;
             }
         };
-        let layer = if rules.files && names.iter().any(|n| n == IGNORE_FILE) {
+        let layer = if rules.files && names.iter().any(|(n, _)| n == IGNORE_FILE) {
             layer(&dir, parent, emit)
         } else {
             parent
         };
-        let cache = rules.caches && names.iter().any(|n| n == CACHE_TAG) && is_cache(&dir);
-        for name in names {
+        let cache = rules.caches && names.iter().any(|(n, _)| n == CACHE_TAG) && is_cache(&dir);
+        for (name, entry) in names {
             if cache && name != CACHE_TAG {
                 excluded_count += 1;
                 continue;
             }
             let src = dir.join(&name);
-            let meta = match fs::symlink_metadata(&src) {
+            let meta = match entry.metadata() {
                 Ok(m) => m,
                 Err(e) => {
                     emit(Event::Skipped {

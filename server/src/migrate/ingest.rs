@@ -11,11 +11,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use fvfs_cas::{chunker, ChunkId};
+use fvfs_manifest::node::Meta;
 use fvfs_manifest::{ChunkKind, ChunkRef, FileRef, ManifestError, Pending, Repo};
 use tokio::runtime::Handle;
 
 use super::statcache::{StatCache, StatEntry};
 use super::walk::{FileJob, Stat};
+use crate::localmeta;
 
 const READ_ATTEMPTS: usize = 3;
 /// Files at least this large have their new chunks compressed and stored by helper
@@ -56,8 +58,9 @@ pub struct Ingest<'a> {
     pub handle: Handle,
     pub counters: &'a Counters,
     pub stats: &'a StatCache,
-    /// Hard-linked files already read in this run: (dev, ino) -> content and stat.
-    links: Mutex<HashMap<(u64, u64), (FileRef, Stat)>>,
+    /// Hard-linked files already read in this run: (dev, ino) -> what was read, and the
+    /// stat it was read with.
+    links: Mutex<HashMap<(u64, u64), (StatEntry, Stat)>>,
 }
 
 impl<'a> Ingest<'a> {
@@ -78,28 +81,29 @@ impl<'a> Ingest<'a> {
         }
     }
 
-    /// Imports `job`'s content; returns what its directory entry refers to.
-    pub fn file(&self, job: &FileJob) -> Result<FileRef, Failure> {
-        if let Some(node) = self.unchanged(job)? {
+    /// Imports `job`'s content; returns what its directory entry refers to, and the
+    /// file's owner and extended attributes.
+    pub fn file(&self, job: &FileJob) -> Result<(FileRef, Box<Meta>), Failure> {
+        if let Some(e) = self.unchanged(job)? {
             self.counters
                 .files_unchanged
                 .fetch_add(1, Ordering::Relaxed);
             self.done(job.stat.size);
-            return Ok(node);
+            return Ok((e.file, Box::new(e.meta)));
         }
         let mut last = String::new();
         for _ in 0..READ_ATTEMPTS {
             match self.read(job)? {
-                Ok((file, stat)) => {
-                    self.stats.note(&job.src, stat_entry(&stat, file.clone()));
+                Ok((entry, stat)) => {
+                    self.stats.note(&job.src, entry.clone());
                     if stat.nlink > 1 {
                         self.links
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
-                            .insert((stat.dev, stat.ino), (file.clone(), stat));
+                            .insert((stat.dev, stat.ino), (entry.clone(), stat));
                     }
                     self.done(stat.size);
-                    return Ok(file);
+                    return Ok((entry.file, Box::new(entry.meta)));
                 }
                 Err(why) => last = why,
             }
@@ -114,18 +118,18 @@ impl<'a> Ingest<'a> {
 
     /// The content of an unchanged file: same stat as when it was imported (by an
     /// earlier run, or as another hard link of the same inode in this one).
-    fn unchanged(&self, job: &FileJob) -> Result<Option<FileRef>, ManifestError> {
+    fn unchanged(&self, job: &FileJob) -> Result<Option<StatEntry>, ManifestError> {
         let stat = &job.stat;
         if stat.nlink > 1 {
-            if let Some((file, seen)) = self
+            if let Some((entry, seen)) = self
                 .links
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .get(&(stat.dev, stat.ino))
             {
                 if seen == stat {
-                    self.stats.keep(&job.src, stat_entry(stat, file.clone()));
-                    return Ok(Some(file.clone()));
+                    self.stats.keep(&job.src, entry.clone());
+                    return Ok(Some(entry.clone()));
                 }
             }
         }
@@ -138,7 +142,7 @@ impl<'a> Ingest<'a> {
             return Ok(None);
         }
         self.stats.keep(&job.src, e.clone());
-        Ok(Some(e.file.clone()))
+        Ok(Some(e.clone()))
     }
 
     /// Makes what was read durable: the chunks and their records, then the stat
@@ -150,9 +154,10 @@ impl<'a> Ingest<'a> {
         Ok(())
     }
 
-    /// One attempt at reading the file. The outer error is the store's, the inner one
+    /// One attempt at reading the file: its content, owner and extended attributes, all
+    /// between two `fstat`s that agree. The outer error is the store's, the inner one
     /// the source file's.
-    fn read(&self, job: &FileJob) -> Result<Result<(FileRef, Stat), String>, ManifestError> {
+    fn read(&self, job: &FileJob) -> Result<Result<(StatEntry, Stat), String>, ManifestError> {
         // O_NONBLOCK: if the file was swapped for a FIFO since the walk, open must not hang.
         let file = match OpenOptions::new()
             .read(true)
@@ -178,6 +183,7 @@ impl<'a> Ingest<'a> {
             Ok(refs) => refs,
             Err(why) => return Ok(Err(why)),
         };
+        let meta = localmeta::read_open(&file, before.uid, before.gid);
         let after = match fstat(&file) {
             Ok(s) => s,
             Err(e) => return Ok(Err(e)),
@@ -189,7 +195,15 @@ impl<'a> Ingest<'a> {
         let file = self
             .handle
             .block_on(self.repo.put_file(self.pending, refs))?;
-        Ok(Ok((file, after)))
+        let entry = StatEntry {
+            size: after.size,
+            mtime_ns: after.mtime_ns,
+            ctime_ns: after.ctime_ns,
+            ino: after.ino,
+            file,
+            meta,
+        };
+        Ok(Ok((entry, after)))
     }
 
     /// Cuts `file` into chunks, handing each one not stored yet to `store`; returns
@@ -279,16 +293,6 @@ impl<'a> Ingest<'a> {
             Some(e) => Err(e),
             None => refs,
         }
-    }
-}
-
-fn stat_entry(stat: &Stat, file: FileRef) -> StatEntry {
-    StatEntry {
-        size: stat.size,
-        mtime_ns: stat.mtime_ns,
-        ctime_ns: stat.ctime_ns,
-        ino: stat.ino,
-        file,
     }
 }
 

@@ -105,9 +105,9 @@ pub fn run(
                     .into_iter()
                     .filter(|_| !abort.load(Ordering::Relaxed))
                     .map(|job| match ingest.file(&job) {
-                        Ok(file) => {
+                        Ok((file, meta)) => {
                             let mut entry = file.entry(job.stat.mode, job.stat.mtime_ns);
-                            entry.meta = Some(job.meta);
+                            entry.meta = Some(meta);
                             Done::Entry(job.dest, entry, same_file(&job.stat))
                         }
                         Err(Failure::Source(why)) => Done::Skipped(job.src, why),

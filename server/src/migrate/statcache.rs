@@ -25,9 +25,11 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
 use fvfs_cas::{frame, platform, ChunkId};
+use fvfs_manifest::node::Meta;
 use fvfs_manifest::{meta, FileRef};
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +46,8 @@ pub struct StatEntry {
     pub ctime_ns: i64,
     pub ino: u64,
     pub file: FileRef,
+    /// Owner and extended attributes: unchanged while the ctime is.
+    pub meta: Meta,
 }
 
 /// A source path's key: the first 16 bytes of its BLAKE3 hash.
@@ -66,8 +70,12 @@ pub struct StatCache {
 struct Source {
     root: PathBuf,
     file: PathBuf,
+    /// How many entries its file held.
+    loaded: usize,
     /// The entries this run met, reused or new: the file's content once the run ends.
     met: Mutex<Vec<(Key, StatEntry)>>,
+    /// Whether this run read any of its files.
+    changed: std::sync::atomic::AtomicBool,
 }
 
 impl StatCache {
@@ -80,13 +88,18 @@ impl StatCache {
             .map(|root| {
                 let id = ChunkId::of(root.as_os_str().as_encoded_bytes());
                 let file = dir.join(hex::encode(&id.as_bytes()[..16]));
-                if let Err(e) = read(&file, &mut known) {
+                let mut entries = HashMap::new();
+                if let Err(e) = read(&file, &mut entries) {
                     tracing::warn!(file = %file.display(), "stat cache unreadable, its source will be read again: {e}");
                 }
+                let loaded = entries.len();
+                known.extend(entries);
                 Source {
                     root: root.clone(),
                     file,
+                    loaded,
                     met: Mutex::default(),
+                    changed: Default::default(),
                 }
             })
             .collect();
@@ -113,7 +126,9 @@ impl StatCache {
     pub fn note(&self, path: &Path, entry: StatEntry) {
         if let Some(s) = self.source(path) {
             let k = key(path);
-            lock(&self.sources[s].met).push((k, entry.clone()));
+            let source = &self.sources[s];
+            source.changed.store(true, Ordering::Relaxed);
+            lock(&source.met).push((k, entry.clone()));
             lock(&self.unsaved).push((s, k, entry));
         }
     }
@@ -150,13 +165,17 @@ impl StatCache {
     }
 
     /// Rewrites each source's file with the entries this run met: at the end of a run
-    /// that walked its sources whole (files no longer there leave the cache).
+    /// that walked its sources whole (files no longer there leave the cache). A file
+    /// that already holds just those (nothing read, nothing gone) is left as it is.
     pub fn save(&self) {
         // Two migrations of the same folder in one daemon write the same file.
         static SAVING: Mutex<()> = Mutex::new(());
         let _one = lock(&SAVING);
         for source in &self.sources {
             let met = std::mem::take(&mut *lock(&source.met));
+            if !source.changed.load(Ordering::Relaxed) && met.len() == source.loaded {
+                continue;
+            }
             if let Err(e) = rewrite(&source.file, &met) {
                 tracing::warn!(file = %source.file.display(), "stat cache not saved: {e}");
             }
@@ -264,6 +283,10 @@ mod tests {
                 node: Some(ChunkId::of(&size.to_le_bytes())),
                 chunks: Vec::new(),
             },
+            meta: Meta {
+                uid: 1000,
+                ..Meta::default()
+            },
         }
     }
 
@@ -291,6 +314,36 @@ mod tests {
         assert_eq!(last.get(Path::new("/src/a")), Some(&entry(1)));
         assert_eq!(last.get(Path::new("/src/b")), None);
         assert_eq!(last.get(Path::new("/src/c")), Some(&entry(3)));
+    }
+
+    #[test]
+    fn a_run_that_read_nothing_and_missed_nothing_leaves_the_file_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = PathBuf::from("/src");
+        let first = StatCache::load(dir.path(), std::slice::from_ref(&root));
+        first.note(Path::new("/src/a"), entry(1));
+        first.note(Path::new("/src/b"), entry(2));
+        first.save();
+        let file = first.sources[0].file.clone();
+        // A marker after the blocks (read as a torn tail) shows whether it is rewritten.
+        let mut marked = std::fs::read(&file).unwrap();
+        marked.extend_from_slice(b"tail");
+        std::fs::write(&file, &marked).unwrap();
+
+        let unchanged = StatCache::load(dir.path(), std::slice::from_ref(&root));
+        assert_eq!(unchanged.sources[0].loaded, 2);
+        unchanged.keep(Path::new("/src/a"), entry(1));
+        unchanged.keep(Path::new("/src/b"), entry(2));
+        unchanged.save();
+        assert_eq!(std::fs::read(&file).unwrap(), marked);
+
+        let one_gone = StatCache::load(dir.path(), std::slice::from_ref(&root));
+        one_gone.keep(Path::new("/src/a"), entry(1));
+        one_gone.save();
+        assert!(!std::fs::read(&file).unwrap().ends_with(b"tail"));
+        let last = StatCache::load(dir.path(), std::slice::from_ref(&root));
+        assert_eq!(last.sources[0].loaded, 1);
+        assert_eq!(last.get(Path::new("/src/a")), Some(&entry(1)));
     }
 
     #[test]

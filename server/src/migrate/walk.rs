@@ -21,6 +21,8 @@ pub struct Stat {
     pub dev: u64,
     pub nlink: u64,
     pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 impl Stat {
@@ -33,16 +35,20 @@ impl Stat {
             dev: m.dev(),
             nlink: m.nlink(),
             mode: m.mode() & 0o7777,
+            uid: m.uid(),
+            gid: m.gid(),
         }
     }
 }
 
-/// A regular file to read.
+/// A regular file to read. Its owner and extended attributes are read by the worker
+/// that reads it, through the open file, or come from the stat cache when the file is
+/// unchanged (setting either changes a file's ctime): not by the walk, which one
+/// thread does for all files.
 pub struct FileJob {
     pub src: PathBuf,
     pub dest: Vec<u8>,
     pub stat: Stat,
-    pub meta: Box<Meta>,
 }
 
 pub enum Item {
@@ -86,31 +92,26 @@ pub fn walk(src: &Path, dest: &[u8], rules: &Rules, emit: &mut dyn FnMut(Item)) 
             kind,
         } = found;
         let stat = Stat::of(&meta);
-        let local = Box::new(localmeta::read(&src, &meta));
+        let local = |src: &Path| Box::new(localmeta::read(src, &meta));
         emit(match kind {
+            Kind::File => Item::File(FileJob { src, dest, stat }),
             Kind::Dir => Item::Dir {
                 dest,
                 stat,
-                meta: local,
+                meta: local(&src),
             },
-            Kind::File => Item::File(FileJob {
-                src,
-                dest,
-                stat,
-                meta: local,
-            }),
             Kind::Symlink(target) => Item::Symlink {
                 dest,
                 target,
                 stat,
-                meta: local,
+                meta: local(&src),
             },
             Kind::Special => match localmeta::special_kind(&meta) {
                 Some(kind) => Item::Special {
                     dest,
                     kind,
                     stat,
-                    meta: local,
+                    meta: local(&src),
                 },
                 None => Item::Skipped {
                     src,
