@@ -214,7 +214,8 @@ pub async fn check(
         .collect();
     order.sort_unstable_by_key(|(order, id, _)| (*order, *id));
     let order: Vec<(ChunkId, Arc<str>)> = order.into_iter().map(|(_, id, p)| (id, p)).collect();
-    // Copies found unclaimed are claimed only if no collection deleted them meanwhile.
+    // Copies found unclaimed are claimed only if no collection or eviction deleted them
+    // meanwhile.
     let mark = repo.copy_mark();
     let checked = check_all(repo, tiers, order, opts, listed, progress).await;
     store_faults(tiers, index_checks, opts, &mut report, &mut faulty).await?;
@@ -222,9 +223,14 @@ pub async fn check(
     for (id, at) in faulty {
         report.stores[at].path = seen.get(&id).map(|p| p.to_string());
     }
-    for c in checked {
+    for mut c in checked {
         report.problems.extend(c.problems);
         report.data_bytes_read += c.bytes;
+        // A copy an eviction deleted after it was read is not there to claim (the
+        // eviction cleared its bit first, which is why it looked unclaimed).
+        if mark.evicted_since(&c.id) {
+            c.unclaimed.clear();
+        }
         report.unclaimed += c.unclaimed.len() as u64;
         if opts.repair {
             for bit in c.unclaimed {

@@ -479,3 +479,114 @@ async fn fsck_beside_replication_reports_no_copy_confirmed_after_its_read_ahead(
     assert_eq!(report.problems[0].tier.as_deref(), Some("s3"));
     assert_eq!(report.problems[0].path, "/docs/a.txt");
 }
+
+/// A local tier whose chunks an eviction deletes just after fsck read them ahead of its
+/// checks (their bits cleared first, as the evictor does): what a live daemon's
+/// eviction does beside a `fsck --repair`.
+struct EvictedMeanwhile {
+    local: Arc<FaultyStore<MemoryStore>>,
+    repo: Arc<Repo>,
+    targets: Vec<ChunkId>,
+    due: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl ChunkStore for EvictedMeanwhile {
+    async fn put(&self, id: ChunkId, frame: bytes::Bytes) -> Result<(), StoreError> {
+        self.local.put(id, frame).await
+    }
+    async fn get(&self, id: &ChunkId) -> Result<fvfs_cas::Loaded, StoreError> {
+        self.local.get(id).await
+    }
+    async fn has(&self, ids: &[ChunkId]) -> Result<Vec<bool>, StoreError> {
+        self.local.has(ids).await
+    }
+    async fn delete(&self, id: &ChunkId) -> Result<(), StoreError> {
+        self.local.delete(id).await
+    }
+    fn list(&self) -> futures::stream::BoxStream<'_, Result<ChunkId, StoreError>> {
+        self.local.list()
+    }
+    async fn usage(&self) -> Result<fvfs_cas::Usage, StoreError> {
+        self.local.usage().await
+    }
+    async fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn get_many(&self, ids: Vec<ChunkId>) -> fvfs_cas::ChunkStream<'_> {
+        futures::stream::once(async move {
+            let answers: Vec<_> = self.local.get_many(ids.clone()).collect().await;
+            if ids.iter().any(|id| self.targets.contains(id))
+                && self.due.swap(false, Ordering::SeqCst)
+            {
+                use fvfs_tiering::Eviction;
+                let evicting = self.repo.evicting(&self.targets);
+                let cleared = self.repo.evicted(TIER_LOCAL, &self.targets).await.unwrap();
+                assert_eq!(cleared.len(), self.targets.len());
+                for id in &self.targets {
+                    self.local.delete(id).await.unwrap();
+                }
+                drop(evicting);
+            }
+            futures::stream::iter(answers)
+        })
+        .flatten()
+        .boxed()
+    }
+}
+
+#[tokio::test]
+async fn fsck_repair_beside_an_eviction_claims_no_copy_it_deleted() {
+    use fvfs_tiering::Replication;
+    let f = fixture_with(Some(Arc::new(FakePacks::default())));
+    let ids = f
+        .write(&[("/docs/a.txt", "alpha"), ("/docs/b.txt", "bravo")])
+        .await;
+    let (s3, packs) = f.s3.clone().unwrap();
+    let mark = f.repo.copy_mark();
+    for id in &ids {
+        s3.put(*id, f.store.get(id).await.unwrap().frame)
+            .await
+            .unwrap();
+    }
+    f.repo.replication_done(TIER_S3, &ids, &mark).await.unwrap();
+    drop(mark);
+    let local = Arc::new(EvictedMeanwhile {
+        local: f.store.clone(),
+        repo: f.repo.clone(),
+        targets: ids.clone(),
+        due: AtomicBool::new(true),
+    });
+    let tiers = vec![
+        Tier {
+            name: "local",
+            bit: TIER_LOCAL,
+            store: local.clone(),
+            s3: None,
+        },
+        Tier {
+            name: "s3",
+            bit: TIER_S3,
+            store: s3.clone(),
+            s3: Some(packs),
+        },
+    ];
+    let versions = fvfs_fsck::versions_to_check(&f.repo, true, None).unwrap();
+    let opts = Options {
+        read_data: true,
+        repair: true,
+    };
+    let progress = Arc::new(Progress::new("fsck"));
+    let report = fvfs_fsck::check(&f.repo, &tiers, &versions, opts, &progress)
+        .await
+        .unwrap()
+        .report;
+    assert!(!local.due.load(Ordering::SeqCst), "evicted meanwhile");
+    assert_eq!((report.unclaimed, report.claimed), (0, 0), "{report:?}");
+    for id in &ids {
+        let r = f.repo.chunk_record(id).unwrap().unwrap();
+        assert_eq!(r.tiers & TIER_LOCAL, 0, "the record claims a deleted copy");
+        assert!(!f.store.has(&[*id]).await.unwrap()[0]);
+    }
+    assert!(report.problems.is_empty(), "{report:?}");
+}

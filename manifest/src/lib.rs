@@ -24,7 +24,7 @@ pub use fvfs_node::{Change, ChangeKind};
 pub use meta::{ChunkRecord, FileRef, Totals, Version, VersionKind};
 pub use node::{ChunkRef, DirNode, Entry, EntryKind, FileNode, Node};
 pub use repo::now as now_secs;
-pub use repo::{Condemned, CopyMark, GcSession, HeadLock, Pending, RecordChange, Repo};
+pub use repo::{Condemned, CopyMark, Evicting, GcSession, HeadLock, Pending, RecordChange, Repo};
 pub use space::{RecordIndex, Space, Unindexed};
 pub use tree::{Origin, TreeEdit};
 pub use walk::{diff, fetch_trees, lookup, walk};

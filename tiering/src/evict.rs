@@ -149,6 +149,8 @@ impl Evictor {
                 chosen.push(*id);
                 freed += u64::from(r.stored_len);
             }
+            // Fenced until the copies are gone: fsck does not claim them meanwhile.
+            let evicting = self.repo.evicting(&chosen);
             let cleared = self
                 .repo
                 .evicted(tier.id.bit(), &chosen)
@@ -158,6 +160,7 @@ impl Evictor {
                 tier.store.delete(id).await.map_err(err)?;
             }
             tier.store.sync().await.map_err(err)?;
+            drop(evicting);
             done.chunks += cleared.len() as u64;
             done.bytes += cleared.iter().map(|(_, len)| u64::from(*len)).sum::<u64>();
             done.after = self.held(tier.id.bit())?;

@@ -36,7 +36,9 @@
 //! A replication batch never confirms a copy that a collection deleted meanwhile: it
 //! holds a [`CopyMark`] from before it read the chunks, and tiering's `replication_done`
 //! leaves queued every chunk buried since the mark (a writer may have stored it again
-//! with a new record and queue entry; that copy is made afresh).
+//! with a new record and queue entry; that copy is made afresh). Evictions are fenced
+//! the same way ([`Repo::evicting`]): fsck does not claim a copy it found if an
+//! eviction deleted it since the mark, or is deleting it (its bit was cleared first).
 //!
 //! Records go first, then copies: the condemned records are removed and tombstones
 //! (`g<id>`, holding the record) written in one durable batch; the copies are deleted;
@@ -81,6 +83,11 @@ struct FenceState {
     buried_at: HashMap<ChunkId, u64>,
     /// Replication batches in flight, by the burial count when each began.
     copying: BTreeMap<u64, usize>,
+    /// Ids whose copies an eviction is deleting (how many evictions at once).
+    evicting: HashMap<ChunkId, u32>,
+    /// After which burial count each id's last eviction ended (every eviction counts
+    /// as a burial): kept, as `buried_at`, only while a mark older than it is held.
+    evicted_at: HashMap<ChunkId, u64>,
 }
 
 /// A replication batch in flight, taken before it reads the chunks it copies: what a
@@ -100,8 +107,40 @@ impl Drop for CopyMark {
             }
         }
         match s.copying.keys().next().copied() {
-            None => s.buried_at.clear(),
-            Some(oldest) => s.buried_at.retain(|_, b| *b > oldest),
+            None => {
+                s.buried_at.clear();
+                s.evicted_at.clear();
+            }
+            Some(oldest) => {
+                s.buried_at.retain(|_, b| *b > oldest);
+                s.evicted_at.retain(|_, b| *b > oldest);
+            }
+        }
+    }
+}
+
+/// An eviction in progress, from before it clears the tier bits of `ids` to after it
+/// deleted their copies ([`Repo::evicting`]).
+pub struct Evicting {
+    fence: Arc<Fence>,
+    ids: Vec<ChunkId>,
+}
+
+impl Drop for Evicting {
+    fn drop(&mut self) {
+        let mut s = self.fence.state();
+        s.burials += 1;
+        let (marked, at) = (!s.copying.is_empty(), s.burials);
+        for id in &self.ids {
+            if let Some(n) = s.evicting.get_mut(id) {
+                *n -= 1;
+                if *n == 0 {
+                    s.evicting.remove(id);
+                }
+            }
+            if marked {
+                s.evicted_at.insert(*id, at);
+            }
         }
     }
 }
@@ -114,6 +153,13 @@ impl CopyMark {
             .buried_at
             .get(id)
             .is_some_and(|b| *b > self.at)
+    }
+
+    /// Whether an eviction is deleting `id`'s copies, or deleted them since this mark
+    /// was taken: a copy of it seen since may be gone.
+    pub fn evicted_since(&self, id: &ChunkId) -> bool {
+        let s = self.fence.state();
+        s.evicting.contains_key(id) || s.evicted_at.get(id).is_some_and(|e| *e > self.at)
     }
 }
 
@@ -373,6 +419,19 @@ impl Repo {
         CopyMark {
             fence: self.fence.clone(),
             at,
+        }
+    }
+
+    /// Marks an eviction of `ids`' copies from a tier: take it before clearing their
+    /// bits, drop it once the copies are deleted.
+    pub fn evicting(&self, ids: &[ChunkId]) -> Evicting {
+        let mut s = self.fence.state();
+        for id in ids {
+            *s.evicting.entry(*id).or_insert(0) += 1;
+        }
+        Evicting {
+            fence: self.fence.clone(),
+            ids: ids.to_vec(),
         }
     }
 
