@@ -148,7 +148,7 @@ impl<'a> Ingest<'a> {
     /// Makes what was read durable: the chunks and their records, then the stat
     /// cache's entries naming them.
     pub async fn checkpoint(&self) -> Result<(), ManifestError> {
-        let noted = self.stats.take_unsaved();
+        let noted = self.stats.noted();
         self.repo.checkpoint(self.pending).await?;
         self.stats.append(noted);
         Ok(())

@@ -25,7 +25,6 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
 use fvfs_cas::{frame, platform, ChunkId};
@@ -63,8 +62,6 @@ pub struct StatCache {
     sources: Vec<Source>,
     /// Every source's entries as the run found them.
     known: HashMap<Key, StatEntry>,
-    /// Entries read in this run and not yet appended: (source, key, entry).
-    unsaved: Mutex<Vec<(usize, Key, StatEntry)>>,
 }
 
 struct Source {
@@ -72,11 +69,14 @@ struct Source {
     file: PathBuf,
     /// How many entries its file held.
     loaded: usize,
-    /// The entries this run met, reused or new: the file's content once the run ends.
-    met: Mutex<Vec<(Key, StatEntry)>>,
-    /// Whether this run read any of its files.
-    changed: std::sync::atomic::AtomicBool,
+    /// Files this run found as [`StatCache::known`] has them.
+    kept: Mutex<Vec<Key>>,
+    /// Files this run read, and how many of them are appended to the file already.
+    noted: Mutex<(Vec<(Key, StatEntry)>, usize)>,
 }
+
+/// How many entries each source had noted when a checkpoint began.
+pub struct Noted(Vec<usize>);
 
 impl StatCache {
     /// Loads the caches of source folders `roots` (absolute paths) from folder `dir`.
@@ -98,16 +98,12 @@ impl StatCache {
                     root: root.clone(),
                     file,
                     loaded,
-                    met: Mutex::default(),
-                    changed: Default::default(),
+                    kept: Mutex::default(),
+                    noted: Mutex::default(),
                 }
             })
             .collect();
-        Self {
-            sources,
-            known,
-            unsaved: Mutex::default(),
-        }
+        Self { sources, known }
     }
 
     /// What source file `path` was when last imported.
@@ -115,21 +111,22 @@ impl StatCache {
         self.known.get(&key(path))
     }
 
-    /// Remembers that `path`'s content is unchanged (`entry` as before).
+    /// Remembers that `path` is `entry`, found without reading it: as the cache has it,
+    /// or as another name of a file read in this run.
     pub fn keep(&self, path: &Path, entry: StatEntry) {
+        let k = key(path);
+        if self.known.get(&k) != Some(&entry) {
+            return self.note(path, entry);
+        }
         if let Some(s) = self.source(path) {
-            lock(&self.sources[s].met).push((key(path), entry));
+            lock(&self.sources[s].kept).push(k);
         }
     }
 
     /// Remembers what `path` was read as; appended at the next checkpoint.
     pub fn note(&self, path: &Path, entry: StatEntry) {
         if let Some(s) = self.source(path) {
-            let k = key(path);
-            let source = &self.sources[s];
-            source.changed.store(true, Ordering::Relaxed);
-            lock(&source.met).push((k, entry.clone()));
-            lock(&self.unsaved).push((s, k, entry));
+            lock(&self.sources[s].noted).0.push((key(path), entry));
         }
     }
 
@@ -140,25 +137,31 @@ impl StatCache {
             .max_by_key(|&i| self.sources[i].root.as_os_str().len())
     }
 
-    /// Takes the entries noted since the last call: to [`StatCache::append`] once the
-    /// chunks they name are durable.
-    pub fn take_unsaved(&self) -> Vec<(usize, Key, StatEntry)> {
-        std::mem::take(&mut *lock(&self.unsaved))
+    /// Where each source's notes stand: what [`StatCache::append`] appends up to, once
+    /// the chunks they name are durable.
+    pub fn noted(&self) -> Noted {
+        Noted(
+            self.sources
+                .iter()
+                .map(|s| lock(&s.noted).0.len())
+                .collect(),
+        )
     }
 
-    /// Appends `entries` to their sources' files. A failure is logged, not returned:
-    /// the cache only saves reads.
-    pub fn append(&self, entries: Vec<(usize, Key, StatEntry)>) {
-        let mut per_source: Vec<Vec<(Key, StatEntry)>> = vec![Vec::new(); self.sources.len()];
-        for (s, k, e) in entries {
-            per_source[s].push((k, e));
-        }
-        for (source, entries) in self.sources.iter().zip(per_source) {
+    /// Appends the entries noted before `upto` and not appended yet to their sources'
+    /// files. A failure is logged, not returned: the cache only saves reads.
+    pub fn append(&self, upto: Noted) {
+        for (source, end) in self.sources.iter().zip(upto.0) {
+            let entries: Vec<(Key, StatEntry)> = {
+                let mut noted = lock(&source.noted);
+                let start = std::mem::replace(&mut noted.1, end);
+                noted.0[start..end].to_vec()
+            };
             if entries.is_empty() {
                 continue;
             }
-            let appended = append_blocks(&source.file, &entries);
-            if let Err(e) = appended {
+            let refs: Vec<(Key, &StatEntry)> = entries.iter().map(|(k, e)| (*k, e)).collect();
+            if let Err(e) = append_blocks(&source.file, &refs) {
                 tracing::warn!(file = %source.file.display(), "stat cache not saved: {e}");
             }
         }
@@ -172,11 +175,17 @@ impl StatCache {
         static SAVING: Mutex<()> = Mutex::new(());
         let _one = lock(&SAVING);
         for source in &self.sources {
-            let met = std::mem::take(&mut *lock(&source.met));
-            if !source.changed.load(Ordering::Relaxed) && met.len() == source.loaded {
+            let kept = lock(&source.kept);
+            let noted = lock(&source.noted);
+            if noted.0.is_empty() && kept.len() == source.loaded {
                 continue;
             }
-            if let Err(e) = rewrite(&source.file, &met) {
+            let entries: Vec<(Key, &StatEntry)> = kept
+                .iter()
+                .filter_map(|k| Some((*k, self.known.get(k)?)))
+                .chain(noted.0.iter().map(|(k, e)| (*k, e)))
+                .collect();
+            if let Err(e) = rewrite(&source.file, &entries) {
                 tracing::warn!(file = %source.file.display(), "stat cache not saved: {e}");
             }
         }
@@ -188,7 +197,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// The blocks of `entries`, as they are written to a file.
-fn blocks(entries: &[(Key, StatEntry)]) -> Vec<u8> {
+fn blocks(entries: &[(Key, &StatEntry)]) -> Vec<u8> {
     let mut out = Vec::new();
     for part in entries.chunks(BLOCK_ENTRIES) {
         let mut raw = Vec::new();
@@ -207,7 +216,7 @@ fn blocks(entries: &[(Key, StatEntry)]) -> Vec<u8> {
     out
 }
 
-fn append_blocks(file: &Path, entries: &[(Key, StatEntry)]) -> std::io::Result<()> {
+fn append_blocks(file: &Path, entries: &[(Key, &StatEntry)]) -> std::io::Result<()> {
     let bytes = blocks(entries);
     let dir = file.parent().expect("a file in the cache folder");
     platform::create_private_dir(dir)?;
@@ -220,7 +229,7 @@ fn append_blocks(file: &Path, entries: &[(Key, StatEntry)]) -> std::io::Result<(
     platform::sync_data(&f)
 }
 
-fn rewrite(file: &Path, entries: &[(Key, StatEntry)]) -> std::io::Result<()> {
+fn rewrite(file: &Path, entries: &[(Key, &StatEntry)]) -> std::io::Result<()> {
     let mut bytes = MAGIC.to_vec();
     bytes.extend(blocks(entries));
     platform::create_private_dir(file.parent().expect("a file in the cache folder"))?;
@@ -298,8 +307,11 @@ mod tests {
         assert!(cache.get(Path::new("/src/a")).is_none());
         cache.note(Path::new("/src/a"), entry(1));
         cache.note(Path::new("/src/b"), entry(2));
-        cache.append(cache.take_unsaved());
-        assert!(cache.take_unsaved().is_empty());
+        cache.append(cache.noted());
+        // Appended once only.
+        let once = std::fs::read(&cache.sources[0].file).unwrap();
+        cache.append(cache.noted());
+        assert_eq!(std::fs::read(&cache.sources[0].file).unwrap(), once);
 
         // An interrupted run: the next one finds what the checkpoint appended.
         let next = StatCache::load(dir.path(), std::slice::from_ref(&root));
@@ -372,9 +384,9 @@ mod tests {
         let root = PathBuf::from("/src");
         let cache = StatCache::load(dir.path(), std::slice::from_ref(&root));
         cache.note(Path::new("/src/a"), entry(1));
-        cache.append(cache.take_unsaved());
+        cache.append(cache.noted());
         cache.note(Path::new("/src/b"), entry(2));
-        cache.append(cache.take_unsaved());
+        cache.append(cache.noted());
         let file = cache.sources[0].file.clone();
         let whole = std::fs::read(&file).unwrap();
 
