@@ -146,7 +146,7 @@ async fn mark(
     let mut broken = None;
     walk::reachable(
         session.kept.iter().map(|v| v.root),
-        |id| async move { repo.node(&id).await },
+        |ids| walk::read_nodes(std::slice::from_ref(repo.store()), ids),
         |found| match found {
             Found::Node(id, _) => {
                 let new = marked.insert(id);

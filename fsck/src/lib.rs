@@ -163,9 +163,10 @@ pub async fn check(
     }
     let problems = &mut report.problems;
     progress.phase("walking the trees", 0);
+    let stores: Vec<_> = tiers.iter().map(|t| t.store.clone()).collect();
     walk::reachable(
         versions.iter().map(|v| v.root),
-        |id| read_node(tiers, id),
+        |ids| walk::read_nodes(&stores, ids),
         |found| match found {
             Found::Node(id, at) => {
                 seen.entry(id).or_insert_with(|| path::show(at).into());
