@@ -529,3 +529,63 @@ async fn the_stat_cache_of_old_leaves_the_database_and_nothing_else_does() {
     assert!(totals.chunks > 0);
     assert_eq!(repo.drop_legacy_stats().unwrap(), 0);
 }
+
+#[tokio::test]
+async fn entries_put_together_by_directory_land_as_one_at_a_time_would_put_them() {
+    let f = fixture();
+    let v = write(&f.repo, &[("/a/old", "kept"), ("/f", "a file")]).await;
+    let pending = Pending::default();
+    let mut entries = Vec::new();
+    for (path, content) in [
+        ("/a/x", "ex"),
+        ("/a/y", "why"),
+        ("/a/sub/deep/z", "zed"),
+        ("/b/w", "double"),
+        ("/f/child", "under a file"),
+        ("/f2", "top"),
+        ("/b//odd/./v/", "an unusual spelling"),
+    ] {
+        let id = f
+            .repo
+            .put_chunk(&pending, content.as_bytes(), ChunkKind::Data)
+            .await
+            .unwrap();
+        entries.push((
+            path.as_bytes().to_vec(),
+            file_entry(id, content.len() as u64),
+        ));
+    }
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+
+    let together = {
+        let mut edit = TreeEdit::open(&f.repo, Some(v.root)).await.unwrap();
+        let failed = edit
+            .insert_sorted(&f.repo, &pending, entries.clone(), 5, Origin::Daemon)
+            .await;
+        let failed: Vec<(String, String)> = failed
+            .into_iter()
+            .map(|(p, e)| (String::from_utf8(p).unwrap(), e.to_string()))
+            .collect();
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert_eq!(failed[0].0, "/f/child");
+        assert!(failed[0].1.contains("not a directory"), "{failed:?}");
+        edit.seal(&f.repo, &pending).await.unwrap()
+    };
+    let one_by_one = {
+        let mut edit = TreeEdit::open(&f.repo, Some(v.root)).await.unwrap();
+        for (path, entry) in entries {
+            let put = edit
+                .insert(&f.repo, &pending, &path, entry, 5, Origin::Daemon)
+                .await;
+            assert_eq!(put.is_err(), path == b"/f/child");
+        }
+        edit.seal(&f.repo, &pending).await.unwrap()
+    };
+    assert_eq!(together, one_by_one);
+    for path in ["/a/old", "/a/x", "/a/sub/deep/z", "/b/w", "/f2", "/b/odd/v"] {
+        assert!(
+            lookup(&f.repo, together.0, path.as_bytes()).await.is_ok(),
+            "{path}"
+        );
+    }
+}

@@ -307,13 +307,75 @@ impl TreeEdit {
         self.place(repo, place, path, entry, parents_mtime_ns).await
     }
 
+    /// [`TreeEdit::insert`] of many entries, sorted by path: each directory is looked
+    /// up once for all the entries it takes (a migration applies tens of thousands at
+    /// once). Returns the entries that could not be put, each with why; the others are.
+    pub async fn insert_sorted(
+        &mut self,
+        repo: &Repo,
+        pending: &Pending,
+        entries: Vec<(Vec<u8>, Entry)>,
+        parents_mtime_ns: i64,
+        origin: Origin,
+    ) -> Vec<(Vec<u8>, ManifestError)> {
+        let how = Place::Content(pending, origin);
+        let mut failed = Vec::new();
+        // Where each path's last name is (none for a path without one): entries whose
+        // paths agree up to its start go to the same directory.
+        let name_at = |path: &[u8]| -> Option<(usize, usize)> {
+            let comps = components(path).ok()?;
+            let last = comps.last()?;
+            let start = last.as_ptr() as usize - path.as_ptr() as usize;
+            Some((start, start + last.len()))
+        };
+        let mut entries = entries
+            .into_iter()
+            .map(|(path, entry)| (name_at(&path), path, entry))
+            .peekable();
+        while let Some(first) = entries.next() {
+            let mut group = vec![first];
+            if let Some((at, _)) = group[0].0 {
+                while let Some((Some((next_at, _)), next, _)) = entries.peek() {
+                    if next[..*next_at] != group[0].1[..at] {
+                        break;
+                    }
+                    group.push(entries.next().expect("peeked"));
+                }
+                let path = &group[0].1;
+                let parents = components(&path[..at]).unwrap_or_default();
+                if let Ok(dir) = self
+                    .root
+                    .open_dir(repo, path, &parents, Some(parents_mtime_ns))
+                    .await
+                {
+                    for (at, path, entry) in group {
+                        let (start, end) = at.expect("grouped by it");
+                        let name = path[start..end].to_vec();
+                        let put = put_entry(repo, &mut self.links, dir, how, &path, &name, entry);
+                        if let Err(e) = put.await {
+                            failed.push((path, e));
+                        }
+                    }
+                    continue;
+                }
+            }
+            // Each one on its own, to tell why.
+            for (_, path, entry) in group {
+                if let Err(e) = self.place(repo, how, &path, entry, parents_mtime_ns).await {
+                    failed.push((path, e));
+                }
+            }
+        }
+        failed
+    }
+
     /// [`TreeEdit::insert`], or a directory's own entry.
     async fn place(
         &mut self,
         repo: &Repo,
         how: Place<'_>,
         path: &[u8],
-        mut entry: Entry,
+        entry: Entry,
         parents_mtime_ns: i64,
     ) -> Result<()> {
         let comps = components(path)?;
@@ -324,59 +386,7 @@ impl TreeEdit {
             .root
             .open_dir(repo, path, parents, Some(parents_mtime_ns))
             .await?;
-        dir.holding(repo, name).await?;
-        entry.name = name.to_vec();
-        let old_link = dir.entries.get(*name).and_then(|s| s.entry().link);
-        let given = matches!(how, Place::Content(_, Origin::Daemon));
-        if entry.kind == EntryKind::Dir
-            || !(given || entry.link.map(|l| l.id) == old_link.map(|l| l.id))
-        {
-            entry.link = None;
-        }
-        let is_dir_update = entry.kind == EntryKind::Dir && entry.id.is_none();
-        let existing = dir.entries.get_mut(*name).map(|slot| match slot {
-            Slot::Stored(e) | Slot::Open(e, _) => e,
-        });
-        match existing {
-            Some(old) if old.kind == EntryKind::Dir && is_dir_update => {
-                // Without meta, an update keeps the directory's own.
-                let meta = entry.meta.or_else(|| old.meta.clone());
-                if (old.mode, old.mtime_ns, &old.meta) == (entry.mode, entry.mtime_ns, &meta) {
-                    return Ok(());
-                }
-                (old.mode, old.mtime_ns, old.meta) = (entry.mode, entry.mtime_ns, meta);
-            }
-            // Re-importing an unchanged file changes nothing, and writes nothing.
-            Some(old) if *old == entry => return Ok(()),
-            Some(_) if is_dir_update => return Err(ManifestError::NotADirectory(show(path))),
-            Some(old) if old.kind == EntryKind::Dir && entry.kind != EntryKind::Dir => {
-                return Err(ManifestError::IsADirectory(show(path)))
-            }
-            _ if is_dir_update => {
-                dir.entries
-                    .insert(name.to_vec(), Slot::Open(entry, MDir::default()));
-            }
-            _ => {
-                let missing = match how {
-                    Place::Content(p, _) => repo.entry_missing(p, &entry).await?,
-                    Place::Dir => Vec::new(),
-                };
-                if !missing.is_empty() {
-                    return Err(ManifestError::ContentGone {
-                        path: show(path),
-                        missing,
-                    });
-                }
-                self.links.entry_set(&entry);
-                put_slot(repo, &mut self.links, dir, name, Slot::Stored(entry)).await?;
-                if !given {
-                    let slot = dir.entries.get_mut(*name).expect("just put");
-                    self.links.relink(repo, slot).await?;
-                }
-            }
-        }
-        dir.changed = true;
-        Ok(())
+        put_entry(repo, &mut self.links, dir, how, path, name, entry).await
     }
 
     /// Creates directory `path` (and its parents) or updates its mode and mtime, and
@@ -571,6 +581,72 @@ impl TreeEdit {
 
 /// Puts `slot` under `name` in `dir` (marked changed); the files whatever it replaces
 /// named lose those names (see `links.rs`).
+/// Puts `entry` as `name` into `dir` (the directory of `path`): the step of
+/// [`TreeEdit::place`] once the directory is found.
+async fn put_entry(
+    repo: &Repo,
+    links: &mut links::Links,
+    dir: &mut MDir,
+    how: Place<'_>,
+    path: &[u8],
+    name: &[u8],
+    mut entry: Entry,
+) -> Result<()> {
+    dir.holding(repo, name).await?;
+    entry.name = name.to_vec();
+    let old_link = dir.entries.get(name).and_then(|s| s.entry().link);
+    let given = matches!(how, Place::Content(_, Origin::Daemon));
+    if entry.kind == EntryKind::Dir
+        || !(given || entry.link.map(|l| l.id) == old_link.map(|l| l.id))
+    {
+        entry.link = None;
+    }
+    let is_dir_update = entry.kind == EntryKind::Dir && entry.id.is_none();
+    let existing = dir.entries.get_mut(name).map(|slot| match slot {
+        Slot::Stored(e) | Slot::Open(e, _) => e,
+    });
+    match existing {
+        Some(old) if old.kind == EntryKind::Dir && is_dir_update => {
+            // Without meta, an update keeps the directory's own.
+            let meta = entry.meta.or_else(|| old.meta.clone());
+            if (old.mode, old.mtime_ns, &old.meta) == (entry.mode, entry.mtime_ns, &meta) {
+                return Ok(());
+            }
+            (old.mode, old.mtime_ns, old.meta) = (entry.mode, entry.mtime_ns, meta);
+        }
+        // Re-importing an unchanged file changes nothing, and writes nothing.
+        Some(old) if *old == entry => return Ok(()),
+        Some(_) if is_dir_update => return Err(ManifestError::NotADirectory(show(path))),
+        Some(old) if old.kind == EntryKind::Dir && entry.kind != EntryKind::Dir => {
+            return Err(ManifestError::IsADirectory(show(path)))
+        }
+        _ if is_dir_update => {
+            dir.entries
+                .insert(name.to_vec(), Slot::Open(entry, MDir::default()));
+        }
+        _ => {
+            let missing = match how {
+                Place::Content(p, _) => repo.entry_missing(p, &entry).await?,
+                Place::Dir => Vec::new(),
+            };
+            if !missing.is_empty() {
+                return Err(ManifestError::ContentGone {
+                    path: show(path),
+                    missing,
+                });
+            }
+            links.entry_set(&entry);
+            put_slot(repo, links, dir, name, Slot::Stored(entry)).await?;
+            if !given {
+                let slot = dir.entries.get_mut(name).expect("just put");
+                links.relink(repo, slot).await?;
+            }
+        }
+    }
+    dir.changed = true;
+    Ok(())
+}
+
 async fn put_slot(
     repo: &Repo,
     links: &mut links::Links,

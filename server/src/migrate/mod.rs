@@ -168,13 +168,11 @@ pub async fn run(repo: &Repo, caches: &Path, args: Args) -> Result<Outcome> {
     }
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     link_names(&mut entries, linked);
-    for (dest, e) in entries {
-        if let Err(err) = edit
-            .insert(repo, &pending, &dest, e, now, Origin::Daemon)
-            .await
-        {
-            skipped.push(format!("{}: {err}", path::show(&dest)));
-        }
+    for (dest, err) in edit
+        .insert_sorted(repo, &pending, entries, now, Origin::Daemon)
+        .await
+    {
+        skipped.push(format!("{}: {err}", path::show(&dest)));
     }
     let (root, logical) = edit.seal(repo, &pending).await?;
     let message = format!(
