@@ -32,8 +32,12 @@ use fvfs_manifest::node::Meta;
 use fvfs_manifest::{meta, FileRef};
 use serde::{Deserialize, Serialize};
 
-/// Entries per block: a block's frame stays far below `frame::MAX_RAW_LEN`.
-const BLOCK_ENTRIES: usize = 4096;
+/// A block is cut once its entries take this many bytes, so that its frame stays far
+/// below `frame::MAX_RAW_LEN` (entries carry extended attributes, of any size).
+const BLOCK_BYTES: usize = 4 << 20;
+/// An entry larger than this (a file with huge extended attributes) is not kept: that
+/// file is read again at each run.
+const ENTRY_MAX: usize = 1 << 20;
 /// The file's first bytes.
 const MAGIC: &[u8; 8] = b"FVFSSTC1";
 
@@ -199,20 +203,31 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// The blocks of `entries`, as they are written to a file.
 fn blocks(entries: &[(Key, &StatEntry)]) -> Vec<u8> {
     let mut out = Vec::new();
-    for part in entries.chunks(BLOCK_ENTRIES) {
-        let mut raw = Vec::new();
-        for (k, e) in part {
-            let value = meta::encode(e);
-            raw.extend_from_slice(k);
-            raw.extend_from_slice(&(value.len() as u32).to_le_bytes());
-            raw.extend_from_slice(&value);
+    let mut raw = Vec::new();
+    let mut cut = |raw: &mut Vec<u8>| {
+        if raw.is_empty() {
+            return;
         }
-        let id = ChunkId::of(&raw);
-        let framed = frame::encode(&raw);
+        let id = ChunkId::of(raw);
+        let framed = frame::encode(raw);
         out.extend_from_slice(&(framed.len() as u32).to_le_bytes());
         out.extend_from_slice(id.as_bytes());
         out.extend_from_slice(&framed);
+        raw.clear();
+    };
+    for (k, e) in entries {
+        let value = meta::encode(e);
+        if value.len() > ENTRY_MAX {
+            continue;
+        }
+        raw.extend_from_slice(k);
+        raw.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        raw.extend_from_slice(&value);
+        if raw.len() >= BLOCK_BYTES {
+            cut(&mut raw);
+        }
     }
+    cut(&mut raw);
     out
 }
 
@@ -356,6 +371,35 @@ mod tests {
         let last = StatCache::load(dir.path(), std::slice::from_ref(&root));
         assert_eq!(last.sources[0].loaded, 1);
         assert_eq!(last.get(Path::new("/src/a")), Some(&entry(1)));
+    }
+
+    #[test]
+    fn entries_with_large_attributes_are_cut_into_blocks_and_a_huge_one_is_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = PathBuf::from("/src");
+        let cache = StatCache::load(dir.path(), std::slice::from_ref(&root));
+        let with_xattrs = |size: usize, n: u64| {
+            let mut e = entry(n);
+            e.meta.xattrs = vec![fvfs_manifest::node::Xattr {
+                name: b"user.big".to_vec(),
+                value: vec![n as u8; size],
+            }];
+            e
+        };
+        // 400 entries of 200 KiB (80 MB in all: more than one frame may hold) and one
+        // of 2 MiB.
+        for n in 0..400 {
+            cache.note(Path::new(&format!("/src/f{n}")), with_xattrs(200 << 10, n));
+        }
+        cache.note(Path::new("/src/huge"), with_xattrs(2 << 20, 7));
+        cache.save();
+        let back = StatCache::load(dir.path(), std::slice::from_ref(&root));
+        assert_eq!(back.sources[0].loaded, 400);
+        assert_eq!(
+            back.get(Path::new("/src/f42")),
+            Some(&with_xattrs(200 << 10, 42))
+        );
+        assert_eq!(back.get(Path::new("/src/huge")), None);
     }
 
     #[test]
