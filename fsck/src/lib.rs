@@ -25,7 +25,6 @@ use futures::StreamExt;
 use fvfs_api::reports::{FsckReport, Problem, StoreProblem};
 use fvfs_cas::{ChunkId, ChunkStore, StoreError};
 use fvfs_manifest::meta::TIER_S3;
-use fvfs_manifest::node::{self, Node};
 use fvfs_manifest::{path, ManifestError, Repo, Version};
 use fvfs_tiering::s3::Packs;
 use fvfs_tiering::{Publishing, Replication};
@@ -94,23 +93,6 @@ pub fn versions_to_check(
         versions.push(repo.version(n)?);
     }
     Ok(versions)
-}
-
-/// The node `id` from the first tier holding it whole.
-async fn read_node(tiers: &[Tier], id: ChunkId) -> Result<Node, ManifestError> {
-    let mut last = StoreError::NotFound(id);
-    for t in tiers {
-        match t.store.get(&id).await {
-            Ok(loaded) => {
-                return node::decode(&loaded.data).map_err(|e| ManifestError::BadNode {
-                    id,
-                    reason: e.to_string(),
-                })
-            }
-            Err(e) => last = e,
-        }
-    }
-    Err(last.into())
 }
 
 /// Checks `versions` on `tiers` (warmest first; the first must be the local tier).
@@ -193,7 +175,7 @@ pub async fn check(
     .await;
     progress.phase("checking hard links", 0);
     let roots: Vec<ChunkId> = versions.iter().map(|v| v.root).collect();
-    for (id, what, path) in links::check(&roots, |id| read_node(tiers, id)).await {
+    for (id, what, path) in links::check(&roots, |id| walk::read_node(&stores, id)).await {
         problems.push(Problem {
             id,
             what,

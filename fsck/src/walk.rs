@@ -72,6 +72,14 @@ pub async fn read_nodes(stores: &[Arc<dyn ChunkStore>], ids: Vec<ChunkId>) -> No
     answers
 }
 
+/// The node `id` from the first of `stores` that has it whole.
+pub async fn read_node(stores: &[Arc<dyn ChunkStore>], id: ChunkId) -> Result<Node, ManifestError> {
+    read_nodes(stores, vec![id])
+        .await
+        .remove(&id)
+        .expect("every id is answered")
+}
+
 /// A file entry whose file node the walk reads.
 struct FileAt {
     path: Vec<u8>,

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use fvfs_api::reports::Compaction;
 use fvfs_cas::faults::{Fault, FaultyStore, Op};
 use fvfs_cas::{ChunkId, ChunkStore, MemoryStore, StoreError};
@@ -376,59 +376,58 @@ async fn fsck_checks_that_the_names_of_a_file_agree() {
     assert_eq!(counted, ["/hides"], "{found:?}");
 }
 
-/// An S3 tier that receives its copies, and has them confirmed, just after fsck read
-/// ahead of its checks: what a live daemon's replication does beside a check.
-struct CopiedMeanwhile {
-    s3: Arc<MemoryStore>,
-    local: Arc<FaultyStore<MemoryStore>>,
-    repo: Arc<Repo>,
-    /// Whether the copies are still to make (the first read ahead makes them).
-    due: AtomicBool,
-    copies: AtomicUsize,
+/// What a tier's [`Meanwhile`] does once: given the ids of a bulk read, whether it
+/// acted on them.
+type Act = Box<dyn Fn(Vec<ChunkId>) -> futures::future::BoxFuture<'static, bool> + Send + Sync>;
+
+/// A tier that, after answering a bulk read, runs `act` on its ids until it has acted
+/// once: what a live daemon's replication or eviction does just after fsck read ahead
+/// of its checks.
+struct Meanwhile {
+    inner: Arc<dyn ChunkStore>,
+    act: Act,
+    acted: AtomicBool,
+}
+
+impl Meanwhile {
+    fn new(inner: Arc<dyn ChunkStore>, act: Act) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            act,
+            acted: AtomicBool::new(false),
+        })
+    }
 }
 
 #[async_trait::async_trait]
-impl ChunkStore for CopiedMeanwhile {
+impl ChunkStore for Meanwhile {
     async fn put(&self, id: ChunkId, frame: bytes::Bytes) -> Result<(), StoreError> {
-        self.s3.put(id, frame).await
+        self.inner.put(id, frame).await
     }
     async fn get(&self, id: &ChunkId) -> Result<fvfs_cas::Loaded, StoreError> {
-        self.s3.get(id).await
+        self.inner.get(id).await
     }
     async fn has(&self, ids: &[ChunkId]) -> Result<Vec<bool>, StoreError> {
-        self.s3.has(ids).await
+        self.inner.has(ids).await
     }
     async fn delete(&self, id: &ChunkId) -> Result<(), StoreError> {
-        self.s3.delete(id).await
+        self.inner.delete(id).await
     }
     fn list(&self) -> futures::stream::BoxStream<'_, Result<ChunkId, StoreError>> {
-        self.s3.list()
+        self.inner.list()
     }
     async fn usage(&self) -> Result<fvfs_cas::Usage, StoreError> {
-        self.s3.usage().await
+        self.inner.usage().await
     }
     async fn sync(&self) -> Result<(), StoreError> {
         Ok(())
     }
     fn get_many(&self, ids: Vec<ChunkId>) -> fvfs_cas::ChunkStream<'_> {
         futures::stream::once(async move {
-            let mut answers: Vec<_> = self.s3.get_many(ids.clone()).collect().await;
-            if !self.due.swap(false, Ordering::SeqCst) {
-                return futures::stream::iter(answers);
+            let answers: Vec<_> = self.inner.get_many(ids.clone()).collect().await;
+            if !self.acted.load(Ordering::SeqCst) && (self.act)(ids).await {
+                self.acted.store(true, Ordering::SeqCst);
             }
-            use fvfs_tiering::Replication;
-            let mark = self.repo.copy_mark();
-            for id in &ids {
-                if let Ok(loaded) = self.local.get(id).await {
-                    self.s3.put(*id, loaded.frame).await.unwrap();
-                    self.copies.fetch_add(1, Ordering::SeqCst);
-                }
-            }
-            self.repo
-                .replication_done(TIER_S3, &ids, &mark)
-                .await
-                .unwrap();
-            answers.sort_by_key(|(id, _)| *id);
             futures::stream::iter(answers)
         })
         .flatten()
@@ -443,13 +442,30 @@ async fn fsck_beside_replication_reports_no_copy_confirmed_after_its_read_ahead(
         .write(&[("/docs/a.txt", "alpha"), ("/docs/b.txt", "bravo")])
         .await;
     let (s3, packs) = f.s3.clone().unwrap();
-    let late = Arc::new(CopiedMeanwhile {
-        s3: s3.clone(),
-        local: f.store.clone(),
-        repo: f.repo.clone(),
-        due: AtomicBool::new(true),
-        copies: AtomicUsize::new(0),
-    });
+    // The first read ahead of S3 copies the chunks there and confirms them.
+    let copies = Arc::new(AtomicUsize::new(0));
+    let (store, local, repo, copied) =
+        (s3.clone(), f.store.clone(), f.repo.clone(), copies.clone());
+    let late = Meanwhile::new(
+        s3.clone(),
+        Box::new(move |ids| {
+            let (s3, local, repo, copied) =
+                (store.clone(), local.clone(), repo.clone(), copied.clone());
+            async move {
+                use fvfs_tiering::Replication;
+                let mark = repo.copy_mark();
+                for id in &ids {
+                    if let Ok(loaded) = local.get(id).await {
+                        s3.put(*id, loaded.frame).await.unwrap();
+                        copied.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                repo.replication_done(TIER_S3, &ids, &mark).await.unwrap();
+                true
+            }
+            .boxed()
+        }),
+    );
     let mut tiers = f.tiers();
     tiers[1] = Tier {
         name: "s3",
@@ -470,7 +486,7 @@ async fn fsck_beside_replication_reports_no_copy_confirmed_after_its_read_ahead(
             .report
     };
     let report = check().await;
-    assert!(late.copies.load(Ordering::SeqCst) >= 2, "copied meanwhile");
+    assert!(copies.load(Ordering::SeqCst) >= 2, "copied meanwhile");
     assert!(report.problems.is_empty(), "{report:?}");
     // A copy lost after its confirmation is still reported.
     s3.delete(&ids[0]).await.unwrap();
@@ -478,61 +494,6 @@ async fn fsck_beside_replication_reports_no_copy_confirmed_after_its_read_ahead(
     assert_eq!(report.problems.len(), 1, "{report:?}");
     assert_eq!(report.problems[0].tier.as_deref(), Some("s3"));
     assert_eq!(report.problems[0].path, "/docs/a.txt");
-}
-
-/// A local tier whose chunks an eviction deletes just after fsck read them ahead of its
-/// checks (their bits cleared first, as the evictor does): what a live daemon's
-/// eviction does beside a `fsck --repair`.
-struct EvictedMeanwhile {
-    local: Arc<FaultyStore<MemoryStore>>,
-    repo: Arc<Repo>,
-    targets: Vec<ChunkId>,
-    due: AtomicBool,
-}
-
-#[async_trait::async_trait]
-impl ChunkStore for EvictedMeanwhile {
-    async fn put(&self, id: ChunkId, frame: bytes::Bytes) -> Result<(), StoreError> {
-        self.local.put(id, frame).await
-    }
-    async fn get(&self, id: &ChunkId) -> Result<fvfs_cas::Loaded, StoreError> {
-        self.local.get(id).await
-    }
-    async fn has(&self, ids: &[ChunkId]) -> Result<Vec<bool>, StoreError> {
-        self.local.has(ids).await
-    }
-    async fn delete(&self, id: &ChunkId) -> Result<(), StoreError> {
-        self.local.delete(id).await
-    }
-    fn list(&self) -> futures::stream::BoxStream<'_, Result<ChunkId, StoreError>> {
-        self.local.list()
-    }
-    async fn usage(&self) -> Result<fvfs_cas::Usage, StoreError> {
-        self.local.usage().await
-    }
-    async fn sync(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
-    fn get_many(&self, ids: Vec<ChunkId>) -> fvfs_cas::ChunkStream<'_> {
-        futures::stream::once(async move {
-            let answers: Vec<_> = self.local.get_many(ids.clone()).collect().await;
-            if ids.iter().any(|id| self.targets.contains(id))
-                && self.due.swap(false, Ordering::SeqCst)
-            {
-                use fvfs_tiering::Eviction;
-                let evicting = self.repo.evicting(&self.targets);
-                let cleared = self.repo.evicted(TIER_LOCAL, &self.targets).await.unwrap();
-                assert_eq!(cleared.len(), self.targets.len());
-                for id in &self.targets {
-                    self.local.delete(id).await.unwrap();
-                }
-                drop(evicting);
-            }
-            futures::stream::iter(answers)
-        })
-        .flatten()
-        .boxed()
-    }
 }
 
 #[tokio::test]
@@ -551,12 +512,30 @@ async fn fsck_repair_beside_an_eviction_claims_no_copy_it_deleted() {
     }
     f.repo.replication_done(TIER_S3, &ids, &mark).await.unwrap();
     drop(mark);
-    let local = Arc::new(EvictedMeanwhile {
-        local: f.store.clone(),
-        repo: f.repo.clone(),
-        targets: ids.clone(),
-        due: AtomicBool::new(true),
-    });
+    // The first read ahead of the local tier that asks for the data chunks is followed
+    // by their eviction: bits cleared, then copies deleted, under the fence.
+    let (store, repo, targets) = (f.store.clone(), f.repo.clone(), ids.clone());
+    let local = Meanwhile::new(
+        f.store.clone(),
+        Box::new(move |asked| {
+            let (store, repo, targets) = (store.clone(), repo.clone(), targets.clone());
+            async move {
+                if !asked.iter().any(|id| targets.contains(id)) {
+                    return false;
+                }
+                use fvfs_tiering::Eviction;
+                let evicting = repo.evicting(&targets);
+                let cleared = repo.evicted(TIER_LOCAL, &targets).await.unwrap();
+                assert_eq!(cleared.len(), targets.len());
+                for id in &targets {
+                    store.delete(id).await.unwrap();
+                }
+                drop(evicting);
+                true
+            }
+            .boxed()
+        }),
+    );
     let tiers = vec![
         Tier {
             name: "local",
@@ -581,7 +560,7 @@ async fn fsck_repair_beside_an_eviction_claims_no_copy_it_deleted() {
         .await
         .unwrap()
         .report;
-    assert!(!local.due.load(Ordering::SeqCst), "evicted meanwhile");
+    assert!(local.acted.load(Ordering::SeqCst), "evicted meanwhile");
     assert_eq!((report.unclaimed, report.claimed), (0, 0), "{report:?}");
     for id in &ids {
         let r = f.repo.chunk_record(id).unwrap().unwrap();

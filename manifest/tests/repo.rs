@@ -10,20 +10,24 @@ use fvfs_manifest::*;
 struct Fixture {
     _dir: tempfile::TempDir,
     store: Arc<MemoryStore>,
+    /// The repository's database, for records written around it.
+    kv: Kv,
     repo: Repo,
 }
 
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(MemoryStore::new());
+    let kv = Kv::open(&dir.path().join("meta")).unwrap();
     let repo = Repo::new(
         store.clone() as Arc<dyn ChunkStore>,
-        Kv::open(&dir.path().join("meta")).unwrap(),
+        kv.clone(),
         Arc::new(fvfs_manifest::Unindexed),
     );
     Fixture {
         _dir: dir,
         store,
+        kv,
         repo,
     }
 }
@@ -482,14 +486,9 @@ async fn a_split_directory_edited_part_by_part_stays_canonical() {
 /// damage, reported rather than read again forever.
 #[tokio::test]
 async fn a_head_naming_a_missing_version_is_reported() {
-    let dir = tempfile::tempdir().unwrap();
-    let kv = Kv::open(&dir.path().join("meta")).unwrap();
-    let repo = Repo::new(
-        Arc::new(MemoryStore::new()) as Arc<dyn ChunkStore>,
-        kv.clone(),
-        Arc::new(fvfs_manifest::Unindexed),
-    );
-    let v = write(&repo, &[("/a.txt", "a")]).await;
+    let f = fixture();
+    let (kv, repo) = (&f.kv, &f.repo);
+    let v = write(repo, &[("/a.txt", "a")]).await;
     assert_eq!(repo.head().unwrap().map(|h| h.number), Some(v.number));
     // HEAD's record is `h` and holds a big-endian version number.
     let mut damage = fvfs_manifest::kv::Batch::default();
@@ -503,14 +502,9 @@ async fn a_head_naming_a_missing_version_is_reported() {
 
 #[tokio::test]
 async fn the_stat_cache_of_old_leaves_the_database_and_nothing_else_does() {
-    let dir = tempfile::tempdir().unwrap();
-    let kv = Kv::open(&dir.path().join("meta")).unwrap();
-    let repo = Repo::new(
-        Arc::new(MemoryStore::new()) as Arc<dyn ChunkStore>,
-        kv.clone(),
-        Arc::new(fvfs_manifest::Unindexed),
-    );
-    let v = write(&repo, &[("/a", "hello")]).await;
+    let f = fixture();
+    let (kv, repo) = (&f.kv, &f.repo);
+    let v = write(repo, &[("/a", "hello")]).await;
     // Records as migrate wrote them before its stat caches had files of their own:
     // more than one batch of them.
     let mut batch = fvfs_manifest::kv::Batch::default();
