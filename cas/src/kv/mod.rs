@@ -11,9 +11,18 @@
 //! `conf` files and of the folder (and [`Kv::open`] makes the folder's own entry in
 //! its parent durable). Values must stay small (well under 64 KiB): sled writes large
 //! values to blob files that it never fsyncs. [`Kv::apply`] enforces that.
+//!
+//! # Absent keys
+//! [`Kv::filter_absent`] keeps the keys of one prefix in an in-memory filter
+//! (`absent.rs`), so that a lookup of a key that is not there (a new chunk) usually
+//! skips sled. Every write goes through [`Kv::apply`], which keeps the filter exact:
+//! it never calls a stored key absent.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock, Weak};
+
+mod absent;
 
 /// Largest value the adapter accepts, far below sled's blob threshold.
 pub const MAX_VALUE_LEN: usize = 16 * 1024;
@@ -69,9 +78,17 @@ pub type Pair = (Vec<u8>, Vec<u8>);
 /// same database.
 #[derive(Clone)]
 pub struct Kv {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     path: PathBuf,
     db: sled::Db,
+    absent: OnceLock<Arc<absent::Absent>>,
 }
+
+/// Keys read per step of a filter's build: the build holds the database only that long.
+const BUILD_STEP: usize = 4096;
 
 impl Kv {
     /// Opens (or creates) the database in folder `path`. Fails if another process has it open.
@@ -110,8 +127,11 @@ impl Kv {
             corrupt: matches!(e, sled::Error::Corruption { .. }),
         })?;
         let kv = Self {
-            path: path.to_owned(),
-            db,
+            shared: Arc::new(Shared {
+                path: path.to_owned(),
+                db,
+                absent: OnceLock::new(),
+            }),
         };
         if fresh {
             kv.flush_durable()?;
@@ -138,16 +158,37 @@ impl Kv {
         Self::open(path)?.flush_durable()
     }
 
+    /// Keeps the keys starting with `prefix` in an in-memory filter, so that looking up
+    /// one that is absent usually costs no database read (`absent.rs` says how it stays
+    /// exact). It is built by a background thread that reads the keys (a few thousand at
+    /// a time, and stops when the last handle is dropped); lookups go to the database
+    /// until it is ready. One prefix per database; later calls are ignored.
+    pub fn filter_absent(&self, prefix: &[u8]) {
+        let filter = Arc::new(absent::Absent::new(prefix));
+        if self.shared.absent.set(filter.clone()).is_ok() {
+            build_in_background(filter, Arc::downgrade(&self.shared));
+        }
+    }
+
+    /// Whether the filter knows `key` is not in the database.
+    fn known_absent(&self, key: &[u8]) -> bool {
+        self.shared.absent.get().is_some_and(|a| a.absent(key))
+    }
+
     fn err(&self, e: impl ToString) -> KvError {
         KvError {
-            path: self.path.clone(),
+            path: self.shared.path.clone(),
             detail: e.to_string(),
             corrupt: false,
         }
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        if self.known_absent(key) {
+            return Ok(None);
+        }
         Ok(self
+            .shared
             .db
             .get(key)
             .map_err(|e| self.err(e))?
@@ -155,7 +196,10 @@ impl Kv {
     }
 
     pub fn contains(&self, key: &[u8]) -> Result<bool, KvError> {
-        self.db.contains_key(key).map_err(|e| self.err(e))
+        if self.known_absent(key) {
+            return Ok(false);
+        }
+        self.shared.db.contains_key(key).map_err(|e| self.err(e))
     }
 
     /// Every pair whose key starts with `prefix`, in key order (or reversed); the
@@ -165,7 +209,7 @@ impl Kv {
         prefix: &[u8],
         reverse: bool,
     ) -> Box<dyn Iterator<Item = Result<Pair, KvError>> + Send + 'static> {
-        let iter = self.db.scan_prefix(prefix);
+        let iter = self.shared.db.scan_prefix(prefix);
         let kv = self.clone();
         let map = move |r: sled::Result<(sled::IVec, sled::IVec)>| {
             r.map(|(k, v)| (k.to_vec(), v.to_vec()))
@@ -191,6 +235,7 @@ impl Kv {
             None => Bound::Included(sled::IVec::from(prefix)),
         };
         let iter = self
+            .shared
             .db
             .range::<sled::IVec, _>((start, Bound::Unbounded))
             .take_while(move |r| r.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)));
@@ -202,6 +247,17 @@ impl Kv {
 
     /// Applies `batch` atomically. Visible at once; durable after [`Kv::flush_durable`].
     pub fn apply(&self, batch: Batch) -> Result<(), KvError> {
+        let absent = self.shared.absent.get();
+        // Held until sled has the batch (the filter's invariant).
+        let writing = absent.map(|a| {
+            a.writing(
+                batch
+                    .ops
+                    .iter()
+                    .filter(|(_, v)| v.is_some())
+                    .map(|(k, _)| k.as_slice()),
+            )
+        });
         let mut b = sled::Batch::default();
         for (k, v) in batch.ops {
             match v {
@@ -216,22 +272,59 @@ impl Kv {
                 None => b.remove(k),
             }
         }
-        self.db.apply_batch(b).map_err(|e| self.err(e))
+        let applied = self.shared.db.apply_batch(b).map_err(|e| self.err(e));
+        drop(writing);
+        if let Some(a) = absent.filter(|a| a.claim_rebuild()) {
+            build_in_background(a.clone(), Arc::downgrade(&self.shared));
+        }
+        applied
     }
 
     /// Makes everything applied so far survive a crash or a power cut.
     pub fn flush_durable(&self) -> Result<(), KvError> {
-        self.db.flush().map_err(|e| self.err(e))?;
-        for path in [
-            self.path.join("db"),
-            self.path.join("conf"),
-            self.path.clone(),
-        ] {
+        self.shared.db.flush().map_err(|e| self.err(e))?;
+        let dir = &self.shared.path;
+        for path in [dir.join("db"), dir.join("conf"), dir.clone()] {
             File::open(&path)
                 .and_then(|f| crate::platform::sync_all(&f))
                 .map_err(|e| self.err(format!("fsync {}: {e}", path.display())))?;
         }
         Ok(())
+    }
+}
+
+/// Runs the build `filter` claimed on a thread of its own, reading the database through
+/// `shared` one step at a time.
+fn build_in_background(filter: Arc<absent::Absent>, shared: Weak<Shared>) {
+    let prefix = filter.prefix().to_vec();
+    let step = move |after: Option<&[u8]>| -> Option<Vec<Vec<u8>>> {
+        use std::ops::Bound;
+        let shared = shared.upgrade()?;
+        let start = match after {
+            Some(k) => Bound::Excluded(sled::IVec::from(k)),
+            None => Bound::Included(sled::IVec::from(prefix.as_slice())),
+        };
+        let keys: Result<Vec<_>, _> = shared
+            .db
+            .range::<sled::IVec, _>((start, Bound::Unbounded))
+            .keys()
+            .take_while(|k| k.as_ref().map_or(true, |k| k.starts_with(&prefix)))
+            .take(BUILD_STEP)
+            .map(|k| k.map(|k| k.to_vec()))
+            .collect();
+        keys.map_err(|e| {
+            tracing::warn!(path = %shared.path.display(), "key filter not built: {e}");
+        })
+        .ok()
+    };
+    let run = filter.clone();
+    let spawned = std::thread::Builder::new()
+        .name("kv-filter".into())
+        .spawn(move || run.build(step));
+    if let Err(e) = spawned {
+        // Nothing is lost: lookups keep going to the database.
+        tracing::warn!("key filter not built: {e}");
+        filter.build(|_| None);
     }
 }
 
@@ -305,5 +398,67 @@ mod tests {
         std::fs::create_dir(&gone).unwrap();
         Kv::fold_log(&gone).unwrap();
         assert_eq!(std::fs::read_dir(&gone).unwrap().count(), 0);
+    }
+
+    fn chunk_key(i: u64) -> Vec<u8> {
+        let mut k = b"c".to_vec();
+        k.extend_from_slice(blake3::hash(&i.to_le_bytes()).as_bytes());
+        k
+    }
+
+    fn insert_all(kv: &Kv, keys: impl Iterator<Item = Vec<u8>>) {
+        let mut b = Batch::default();
+        keys.for_each(|k| b.insert(k, b"v".to_vec()));
+        kv.apply(b).unwrap();
+    }
+
+    #[test]
+    fn a_filtered_database_never_reports_a_written_key_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = Kv::open(dir.path()).unwrap();
+        insert_all(&kv, (0..3000).map(chunk_key));
+        kv.filter_absent(b"c");
+        // Two writers, past the first filter's capacity (so a rebuild runs while they
+        // write), each checking its keys right after writing them and removing some.
+        std::thread::scope(|s| {
+            for w in 0..2u64 {
+                let kv = &kv;
+                s.spawn(move || {
+                    for batch in 0..80u64 {
+                        let first = 10_000 + (w * 80 + batch) * 500;
+                        insert_all(kv, (first..first + 500).map(chunk_key));
+                        let mut gone = Batch::default();
+                        gone.remove(chunk_key(first));
+                        kv.apply(gone).unwrap();
+                        for i in first + 1..first + 500 {
+                            assert!(
+                                kv.contains(&chunk_key(i)).unwrap(),
+                                "key {i} written, reported absent"
+                            );
+                        }
+                        assert!(!kv.contains(&chunk_key(first)).unwrap());
+                    }
+                });
+            }
+        });
+        for i in 0..3000 {
+            assert_eq!(kv.get(&chunk_key(i)).unwrap().as_deref(), Some(&b"v"[..]));
+        }
+        // Once the builds are over, most absent keys are answered from memory.
+        let filter = kv.shared.absent.get().unwrap().clone();
+        for _ in 0..1000 {
+            if !filter.building() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let known = (1u64 << 40..(1 << 40) + 1000)
+            .filter(|i| kv.known_absent(&chunk_key(*i)))
+            .count();
+        assert!(known > 950, "{known} of 1000 absent keys known absent");
+        // The builder does not keep the database open after its last handle.
+        drop(kv);
+        let kv = Kv::open(dir.path()).unwrap();
+        assert!(kv.contains(&chunk_key(10_001)).unwrap());
     }
 }
