@@ -7,6 +7,9 @@
 //! Chunks it has are never compressed nor sent. Memory stays bounded: chunks wait in
 //! buffers of at most [`BUFFER_BYTES`] (two at a time), each offered (which ids are
 //! missing? send those in batches) when it fills, whatever the size of the files.
+//! Files are read a batch at a time on each blocking thread, and their new chunks
+//! handed over a megabyte at a time: a task and a wake-up per small file, and one per
+//! chunk, cost the client a fifth of its CPU on a tree of small files.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -21,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use fvfs_api::batch;
 use fvfs_api::commit::{CommitOp, CommitRequest, Expect};
 use fvfs_api::path::encode_path;
-use fvfs_api::reports::{Ids, Missing, Written};
+use fvfs_api::reports::{Ids, Missing, Written, MAX_MISSING_IDS};
 use fvfs_api::views::VersionInfo;
 use fvfs_api::ErrorCode;
 use fvfs_cas::{chunker, frame, ChunkId};
@@ -78,22 +81,25 @@ const OFFERS: usize = 2;
 
 /// Collects chunks from the file readers, asks the daemon which it lacks, and sends
 /// those framed, in batches. Returns the bytes of frames sent.
-async fn uploader(api: &Api, mut rx: tokio::sync::mpsc::Receiver<Outgoing>) -> Result<u64> {
+async fn uploader(api: &Api, mut rx: tokio::sync::mpsc::Receiver<Vec<Outgoing>>) -> Result<u64> {
     let (mut buffer, mut bytes, mut sent) = (Vec::new(), 0usize, 0u64);
     let mut offers = futures::stream::FuturesUnordered::new();
     let mut open = true;
     while open || !buffer.is_empty() || !offers.is_empty() {
-        let full = bytes >= BUFFER_BYTES || buffer.len() >= 10_000 || (!open && !buffer.is_empty());
+        // A hand may come next: the question must still fit the daemon's limit.
+        let full = bytes >= BUFFER_BYTES
+            || buffer.len() + HAND_CHUNKS > MAX_MISSING_IDS
+            || (!open && !buffer.is_empty());
         if full && offers.len() < OFFERS {
             offers.push(offer(api, std::mem::take(&mut buffer)));
             bytes = 0;
             continue;
         }
         tokio::select! {
-            item = rx.recv(), if open && !full => match item {
-                Some(item) => {
-                    bytes += item.1.len();
-                    buffer.push(item);
+            items = rx.recv(), if open && !full => match items {
+                Some(items) => {
+                    bytes += items.iter().map(|(_, raw, _)| raw.len()).sum::<usize>();
+                    buffer.extend(items);
                 }
                 None => open = false,
             },
@@ -150,33 +156,96 @@ async fn offer(api: &Api, items: Vec<Outgoing>) -> Result<u64> {
     Ok(sent.iter().sum())
 }
 
-/// Reads, chunks and hashes one local file on a blocking thread, sending each chunk not
-/// seen before in this run to the uploader; returns the file's chunk list.
-async fn chunk_file(
-    path: PathBuf,
+/// Files read per blocking task, at most: a task, and the wake-ups around it, for each
+/// small file cost more than reading the file.
+const READ_BATCH_FILES: usize = 64;
+/// Bytes of files per blocking task, at most (a larger file goes alone).
+const READ_BATCH_BYTES: u64 = 8 << 20;
+/// New chunks handed to the uploader at once, at most: so many bytes, so many chunks.
+const HAND_BYTES: usize = 1 << 20;
+const HAND_CHUNKS: usize = 256;
+
+/// Reads, chunks and hashes local files on one blocking thread, sending each chunk not
+/// seen before in this run to the uploader; returns each file's chunk list, in order.
+async fn chunk_files(
+    paths: Vec<PathBuf>,
     seen: Arc<Mutex<HashSet<ChunkId>>>,
-    tx: tokio::sync::mpsc::Sender<Outgoing>,
+    tx: tokio::sync::mpsc::Sender<Vec<Outgoing>>,
+) -> Vec<std::io::Result<Vec<ChunkRef>>> {
+    let count = paths.len();
+    let read = tokio::task::spawn_blocking(move || {
+        let mut hand = Vec::new();
+        let mut results: Vec<_> = paths
+            .iter()
+            .map(|path| chunk_one(path, &seen, &tx, &mut hand))
+            .collect();
+        if !hand.is_empty() && tx.blocking_send(hand).is_err() {
+            // What the last files found new never left: none of them is read.
+            results = (0..results.len()).map(|_| Err(stopped())).collect();
+        }
+        results
+    })
+    .await;
+    read.unwrap_or_else(|e| {
+        (0..count)
+            .map(|_| Err(std::io::Error::other(e.to_string())))
+            .collect()
+    })
+}
+
+fn stopped() -> std::io::Error {
+    std::io::Error::other("upload stopped")
+}
+
+/// [`chunk_files`] of one file: its new chunks join `hand`, which goes to the uploader
+/// when it holds [`HAND_BYTES`] or [`HAND_CHUNKS`].
+fn chunk_one(
+    path: &Path,
+    seen: &Mutex<HashSet<ChunkId>>,
+    tx: &tokio::sync::mpsc::Sender<Vec<Outgoing>>,
+    hand: &mut Vec<Outgoing>,
 ) -> std::io::Result<Vec<ChunkRef>> {
-    tokio::task::spawn_blocking(move || {
-        let mut refs = Vec::new();
-        let file = fs::File::open(&path)?;
-        let size = file.metadata()?.len();
-        for chunk in chunker::chunks_sized(file, size) {
-            let data = chunk?;
-            let id = ChunkId::of(&data);
-            refs.push(ChunkRef {
-                id,
-                len: data.len() as u64,
-            });
-            if seen.lock().unwrap_or_else(|p| p.into_inner()).insert(id) {
-                tx.blocking_send((id, Bytes::from(data), ChunkKind::Data))
-                    .map_err(|_| std::io::Error::other("upload stopped"))?;
+    let mut refs = Vec::new();
+    let file = fs::File::open(path)?;
+    let size = file.metadata()?.len();
+    for chunk in chunker::chunks_sized(file, size) {
+        let data = chunk?;
+        let id = ChunkId::of(&data);
+        refs.push(ChunkRef {
+            id,
+            len: data.len() as u64,
+        });
+        if seen.lock().unwrap_or_else(|p| p.into_inner()).insert(id) {
+            hand.push((id, Bytes::from(data), ChunkKind::Data));
+            let bytes: usize = hand.iter().map(|(_, raw, _)| raw.len()).sum();
+            if bytes >= HAND_BYTES || hand.len() >= HAND_CHUNKS {
+                tx.blocking_send(std::mem::take(hand))
+                    .map_err(|_| stopped())?;
             }
         }
-        Ok(refs)
-    })
-    .await
-    .map_err(std::io::Error::other)?
+    }
+    Ok(refs)
+}
+
+/// `files` in groups for [`chunk_files`]: at most [`READ_BATCH_FILES`] and about
+/// [`READ_BATCH_BYTES`] each, in order.
+fn read_batches<T>(files: Vec<T>, size: impl Fn(&T) -> u64) -> Vec<Vec<T>> {
+    let mut batches: Vec<Vec<T>> = Vec::new();
+    let mut bytes = 0;
+    for file in files {
+        let len = size(&file);
+        match batches.last_mut() {
+            Some(b) if b.len() < READ_BATCH_FILES && bytes + len <= READ_BATCH_BYTES => {
+                bytes += len;
+                b.push(file);
+            }
+            _ => {
+                bytes = len;
+                batches.push(vec![file]);
+            }
+        }
+    }
+    batches
 }
 
 /// What a tree upload did.
@@ -253,7 +322,7 @@ async fn file_op(
     attrs: &Attrs,
     refs: Vec<ChunkRef>,
     expect: Option<Expect>,
-    tx: &tokio::sync::mpsc::Sender<Outgoing>,
+    tx: &tokio::sync::mpsc::Sender<Vec<Outgoing>>,
 ) -> Result<(CommitOp, ChunkId)> {
     let size: u64 = refs.iter().map(|r| r.len).sum();
     let (node, chunks, key) = match file_layout(refs) {
@@ -267,7 +336,7 @@ async fn file_op(
             for n in lists.iter().chain(std::iter::once(&file)) {
                 let raw = n.encode();
                 file_id = ChunkId::of(&raw);
-                tx.send((file_id, Bytes::from(raw), ChunkKind::Node))
+                tx.send(vec![(file_id, Bytes::from(raw), ChunkKind::Node)])
                     .await
                     .map_err(|_| anyhow::anyhow!("upload stopped"))?;
             }
@@ -353,20 +422,23 @@ async fn put_tree_once(api: &Api, src: &Path, dest: &[u8], rules: &Rules) -> Res
             }
         }
     });
-    let (tx, rx) = tokio::sync::mpsc::channel::<Outgoing>(256);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<Outgoing>>(8);
     let upload = uploader(api, rx);
     let readers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let seen = Arc::new(Mutex::new(HashSet::new()));
     let read_all = async move {
-        let mut results = futures::stream::iter(files)
-            .map(|(path, at, m)| {
+        let batches = read_batches(files, |(_, _, m)| m.len());
+        let mut results = futures::stream::iter(batches)
+            .map(|batch| {
                 let (seen, tx) = (seen.clone(), tx.clone());
-                async move { (chunk_file(path.clone(), seen, tx).await, path, at, m) }
+                let paths = batch.iter().map(|(path, _, _)| path.clone()).collect();
+                async move { chunk_files(paths, seen, tx).await.into_iter().zip(batch) }
             })
-            .buffer_unordered(readers);
+            .buffer_unordered(readers)
+            .flat_map(futures::stream::iter);
         let (mut count, mut bytes, mut file_ops, mut unreadable) =
             (0u64, 0u64, Vec::new(), Vec::new());
-        while let Some((refs, path, at, m)) = results.next().await {
+        while let Some((refs, (path, at, m))) = results.next().await {
             match refs {
                 Ok(refs) => {
                     bytes += refs.iter().map(|r| r.len).sum::<u64>();
@@ -484,12 +556,13 @@ async fn put_file_once(
     attrs: &Attrs,
     expect: Option<Expect>,
 ) -> Result<(VersionInfo, ChunkId)> {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Outgoing>(256);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<Outgoing>>(8);
     let upload = uploader(api, rx);
     let seen = Arc::new(Mutex::new(HashSet::new()));
     let local = local.to_owned();
     let chunk = async move {
-        let refs = chunk_file(local, seen, tx.clone()).await?;
+        let read = chunk_files(vec![local], seen, tx.clone()).await.pop();
+        let refs = read.expect("one answer per file")?;
         let op = file_op(dest, attrs, refs, expect, &tx).await?;
         drop(tx);
         Ok::<_, anyhow::Error>(op)
@@ -512,6 +585,17 @@ mod tests {
             detail: String::new(),
         }
         .into()
+    }
+
+    #[test]
+    fn files_are_read_in_batches_of_bounded_count_and_bytes_in_order() {
+        let sizes: Vec<u64> =
+            [vec![10; 130], vec![READ_BATCH_BYTES + 1], vec![3 << 20; 5]].concat();
+        let batches = read_batches(sizes.iter().copied().enumerate().collect(), |(_, s)| *s);
+        let lens: Vec<usize> = batches.iter().map(Vec::len).collect();
+        assert_eq!(lens, [64, 64, 2, 1, 2, 2, 1]);
+        let order: Vec<usize> = batches.iter().flatten().map(|(i, _)| *i).collect();
+        assert_eq!(order, (0..sizes.len()).collect::<Vec<_>>());
     }
 
     #[tokio::test]

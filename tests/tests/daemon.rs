@@ -1191,3 +1191,31 @@ fn export_drops_setuid_and_setgid_unless_asked_to_keep_them() {
     store.run(["export", "--keep-setid", "/", kept.to_str().unwrap()]);
     assert_eq!(mode("kept", "bin/tool"), 0o6755);
 }
+
+/// More new chunks than one missing-chunks question may hold (10,000), from small files
+/// read in batches: all of them reach the daemon. (No big file: the client would ask
+/// about its chunks early, by bytes, and the count limit might never be met.)
+#[test]
+fn put_r_of_more_chunks_than_one_question_holds() {
+    let store = Fvfsd::new();
+    let d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    for dir in 0..24 {
+        let dir = src.join(format!("d{dir:02}"));
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..500 {
+            fs::write(dir.join(format!("f{f}")), format!("{} {f}", dir.display())).unwrap();
+        }
+    }
+    let out = fvfsc(
+        &d,
+        0,
+        &["put", "/many", "-r", src.to_str().unwrap(), "--json"],
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["files"], 24 * 500, "{out}");
+    let exported = work.path().join("exported");
+    store.run(["export", "/many", exported.to_str().unwrap()]);
+    tree::assert_same(&src, &exported);
+}

@@ -311,6 +311,9 @@ pub struct ChunkStored {
 /// Chunks one `POST /v1/chunks/read` may ask for (a longer list is refused).
 pub const MAX_READ_IDS: usize = 1024;
 
+/// Ids one `POST /v1/chunks/missing` may ask about (a longer list is refused).
+pub const MAX_MISSING_IDS: usize = 10_000;
+
 /// A list of chunk ids: the body of `POST /v1/chunks/missing` and `/read`, and the
 /// answer of `/missing` (`{"missing": [...]}`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

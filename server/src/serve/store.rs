@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use fvfs_api::reports::{BatchStored, ChunkStored, Ids, Missing, MAX_READ_IDS};
+use fvfs_api::reports::{BatchStored, ChunkStored, Ids, Missing, MAX_MISSING_IDS, MAX_READ_IDS};
 use fvfs_api::ErrorCode;
 use fvfs_cas::{chunker, frame, ChunkId};
 use fvfs_manifest::{node, ChunkKind};
@@ -20,9 +20,6 @@ use serde::Deserialize;
 
 use super::http::{full, json, ok, ApiError, Body};
 use super::{query, State};
-
-/// Most ids one missing-chunks question may hold.
-pub const MAX_MISSING_IDS: usize = 10_000;
 
 fn parse_id(s: &str) -> Result<ChunkId, ApiError> {
     s.parse()
