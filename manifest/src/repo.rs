@@ -144,71 +144,81 @@ impl Repo {
         kind: ChunkKind,
     ) -> Result<()> {
         debug_assert_eq!(id, ChunkId::of(data));
-        self.store_frame(
-            pending,
-            id,
-            Bytes::from(frame::encode(data)),
-            data.len(),
-            kind,
-        )
-        .await
+        let framed = Bytes::from(frame::encode(data));
+        self.store_frames(pending, vec![(id, framed, data.len(), kind)])
+            .await
     }
 
-    /// Stores a frame encoded elsewhere (by a client), after checking that it decodes
-    /// to `id`; returns whether it was new. A tree node must also decode as one.
-    pub async fn put_frame(
+    /// Stores frames encoded elsewhere (by a client), after checking that each decodes
+    /// to its id and that a tree node decodes as one; they go to the store in one call
+    /// (a call per chunk handed the daemon's worker thread over each time). Returns how
+    /// many were new. Nothing is stored if one frame is refused.
+    pub async fn put_frames(
         &self,
         pending: &Pending,
-        id: ChunkId,
-        framed: Bytes,
-        kind: ChunkKind,
-    ) -> Result<bool> {
-        if self.knows(pending, &id)? {
-            return Ok(false);
-        }
-        let raw = frame::decode(&id, &framed).map_err(|e| ManifestError::BadFrame {
-            id,
-            reason: e.to_string(),
-        })?;
-        if kind == ChunkKind::Node {
-            node::decode(&raw).map_err(|e| ManifestError::BadFrame {
+        frames: Vec<(ChunkKind, ChunkId, Bytes)>,
+    ) -> Result<u64> {
+        let mut new = Vec::with_capacity(frames.len());
+        for (kind, id, framed) in frames {
+            if self.knows(pending, &id)? {
+                continue;
+            }
+            let raw = frame::decode(&id, &framed).map_err(|e| ManifestError::BadFrame {
                 id,
-                reason: format!("not a tree node: {e}"),
+                reason: e.to_string(),
             })?;
+            if kind == ChunkKind::Node {
+                node::decode(&raw).map_err(|e| ManifestError::BadFrame {
+                    id,
+                    reason: format!("not a tree node: {e}"),
+                })?;
+            }
+            new.push((id, framed, raw.len(), kind));
         }
-        self.store_frame(pending, id, framed, raw.len(), kind)
-            .await?;
-        Ok(true)
+        let count = new.len() as u64;
+        self.store_frames(pending, new).await?;
+        Ok(count)
     }
 
-    async fn store_frame(
+    /// Stores `frames` (id, frame, raw length, kind) and stages their records.
+    async fn store_frames(
         &self,
         pending: &Pending,
-        id: ChunkId,
-        framed: Bytes,
-        raw_len: usize,
-        kind: ChunkKind,
+        frames: Vec<(ChunkId, Bytes, usize, ChunkKind)>,
     ) -> Result<()> {
-        let record = ChunkRecord {
-            kind,
-            tiers: TIER_LOCAL,
-            raw_len: raw_len as u32,
-            stored_len: framed.len() as u32,
-            last_access: now(),
-            accesses: 0.0,
-        };
-        self.gc_wait_buried(&id).await;
-        self.fence.staging(&id);
-        if let Err(e) = self.store.put(id, framed).await {
-            self.fence.recorded([id].iter());
-            return Err(e.into());
+        let mut records = Vec::with_capacity(frames.len());
+        let mut puts = Vec::with_capacity(frames.len());
+        for (id, framed, raw_len, kind) in frames {
+            self.gc_wait_buried(&id).await;
+            self.fence.staging(&id);
+            records.push(ChunkRecord {
+                kind,
+                tiers: TIER_LOCAL,
+                raw_len: raw_len as u32,
+                stored_len: framed.len() as u32,
+                last_access: now(),
+                accesses: 0.0,
+            });
+            puts.push((id, framed));
         }
+        let ids: Vec<ChunkId> = puts.iter().map(|(id, _)| *id).collect();
+        let written = self.store.put_many(puts).await;
+        let mut failed = None;
         let mut staged = pending.records.lock().unwrap_or_else(|p| p.into_inner());
-        if staged.insert(id, record).is_some() {
-            // Stored twice through one pending set: counted once.
-            self.fence.recorded([id].iter());
+        for ((id, record), written) in ids.into_iter().zip(records).zip(written) {
+            let counted_once = match written {
+                Ok(()) => staged.insert(id, record).is_some(),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                    true
+                }
+            };
+            if counted_once {
+                // Failed, or stored twice through one pending set: not staged again.
+                self.fence.recorded([id].iter());
+            }
         }
-        Ok(())
+        failed.map_or(Ok(()), |e| Err(e.into()))
     }
 
     pub async fn put_node(&self, pending: &Pending, node: &Node) -> Result<ChunkId> {

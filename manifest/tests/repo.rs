@@ -583,3 +583,54 @@ async fn entries_put_together_by_directory_land_as_one_at_a_time_would_put_them(
         );
     }
 }
+
+/// Frames from a client: stored in one call once each checks out, counted once, and a
+/// batch holding one bad frame (wrong content, or a "node" that is not one) stores
+/// nothing.
+#[tokio::test]
+async fn client_frames_are_checked_before_any_is_stored() {
+    let f = fixture();
+    let pending = Pending::default();
+    let framed = |data: &[u8]| {
+        (
+            fvfs_cas::ChunkId::of(data),
+            bytes::Bytes::from(fvfs_cas::frame::encode(data)),
+        )
+    };
+    let (a, fa) = framed(b"first chunk");
+    let (b, fb) = framed(b"second chunk");
+    let (c, _) = framed(b"third chunk");
+    let (d, fd) = framed(b"not a node");
+    let refused = f
+        .repo
+        .put_frames(
+            &pending,
+            vec![
+                (ChunkKind::Data, a, fa.clone()),
+                (ChunkKind::Data, c, fb.clone()),
+            ],
+        )
+        .await;
+    assert!(matches!(refused, Err(ManifestError::BadFrame { id, .. }) if id == c));
+    let not_node = f
+        .repo
+        .put_frames(&pending, vec![(ChunkKind::Node, d, fd)])
+        .await;
+    assert!(matches!(not_node, Err(ManifestError::BadFrame { id, .. }) if id == d));
+    assert!(
+        !f.repo.knows(&pending, &a).unwrap(),
+        "nothing of a refused batch is kept"
+    );
+    let stored = f.repo.put_frames(
+        &pending,
+        vec![(ChunkKind::Data, a, fa.clone()), (ChunkKind::Data, b, fb)],
+    );
+    assert_eq!(stored.await.unwrap(), 2);
+    let again = f.repo.put_frames(&pending, vec![(ChunkKind::Data, a, fa)]);
+    assert_eq!(again.await.unwrap(), 0, "known: not stored again");
+    f.repo.checkpoint(&pending).await.unwrap();
+    for (id, data) in [(a, &b"first chunk"[..]), (b, b"second chunk")] {
+        assert_eq!(f.store.get(&id).await.unwrap().data, data);
+        assert!(f.repo.knows(&Pending::default(), &id).unwrap(), "recorded");
+    }
+}

@@ -21,6 +21,9 @@ use serde::Deserialize;
 use super::http::{full, json, ok, ApiError, Body};
 use super::{query, State};
 
+/// Bytes of frames a batch upload stores at once.
+const PUT_GROUP_BYTES: usize = 1 << 20;
+
 fn parse_id(s: &str) -> Result<ChunkId, ApiError> {
     s.parse()
         .map_err(|e: fvfs_cas::ParseIdError| ApiError::bad_request(e.to_string()))
@@ -206,7 +209,8 @@ pub async fn node(state: &Arc<State>, id: &str) -> Result<Response<Body>, ApiErr
 
 /// Many client-framed chunks in one streamed request (`fvfs_api::batch`):
 /// each frame must decode to its id, and nodes must decode as nodes; stored chunks are
-/// staged like single PUTs. Memory: one record at a time.
+/// staged like single PUTs, a group of about [`PUT_GROUP_BYTES`] at a time. Memory:
+/// one group.
 pub async fn put_batch(
     state: &Arc<State>,
     req: Request<Incoming>,
@@ -214,30 +218,41 @@ pub async fn put_batch(
     use fvfs_api::batch::Parser;
     let mut parser = Parser::default();
     let (mut stored, mut present) = (0u64, 0u64);
+    let (mut group, mut group_bytes) = (Vec::new(), 0);
     let idle = super::limits::idle_of(&req);
     let mut body = req.into_body();
-    while let Some(frame) = super::limits::frame(&mut body, idle).await {
-        let frame = frame.map_err(|e| ApiError::bad_request(format!("upload interrupted: {e}")))?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        state
-            .metrics
-            .bytes_in
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
-        for (kind, id, framed) in parser
-            .push(&data)
-            .map_err(|e| ApiError::new(ErrorCode::BadBatch, e))?
-        {
-            if state
-                .repo
-                .put_frame(&state.staged, id, framed, kind)
-                .await?
+    loop {
+        let next = super::limits::frame(&mut body, idle).await;
+        let ended = next.is_none();
+        if let Some(frame) = next {
+            let frame =
+                frame.map_err(|e| ApiError::bad_request(format!("upload interrupted: {e}")))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            state
+                .metrics
+                .bytes_in
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
+            for record in parser
+                .push(&data)
+                .map_err(|e| ApiError::new(ErrorCode::BadBatch, e))?
             {
-                stored += 1;
-            } else {
-                present += 1;
+                group_bytes += record.2.len();
+                group.push(record);
             }
+        }
+        if ended || group_bytes >= PUT_GROUP_BYTES {
+            let count = group.len() as u64;
+            let new = state
+                .repo
+                .put_frames(&state.staged, std::mem::take(&mut group))
+                .await?;
+            (stored, present) = (stored + new, present + count - new);
+            group_bytes = 0;
+        }
+        if ended {
+            break;
         }
     }
     if !parser.finished() {
