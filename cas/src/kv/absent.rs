@@ -6,11 +6,12 @@
 //!
 //! # Invariant: no false "absent"
 //! Once a filter is ready, every key with the prefix that the database holds has its
-//! bits set. Every write goes through [`super::Kv::apply`], which sets the bits of the
-//! keys it inserts (or, while a build scans, notes their hashes) before sled sees them,
-//! and holds a read guard until sled has them. A build takes the write guard to start
-//! noting (so every write that did not note was already in sled, where its scan will
-//! find it), scans, then takes it again to publish the scanned and noted keys together.
+//! bits set. Every write goes through [`super::Kv::apply`], which takes a read guard
+//! (whether a prefix is set yet or not), then sets the bits of the keys it inserts (or,
+//! while a build scans, notes their hashes) before sled sees them, and holds the guard
+//! until sled has them. A build takes the write guard to start noting (so every write
+//! that did not note was already in sled, where its scan will find it), scans, then
+//! takes it again to publish the scanned and noted keys together.
 //! Removed keys keep their bits: a stale bit only costs the lookup the filter would
 //! have saved. A filter that took more keys than it was sized for is rebuilt in the
 //! background, the old one answering meanwhile; until the first build ends, every
@@ -18,7 +19,7 @@
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock, RwLockReadGuard};
+use std::sync::{Mutex, OnceLock, RwLock, RwLockReadGuard};
 
 /// Bits per key at full capacity (a false "maybe" for about 1% of absent keys).
 const BITS_PER_KEY: u64 = 12;
@@ -95,9 +96,10 @@ pub(super) struct State {
     noted: Option<Mutex<Vec<u64>>>,
 }
 
-/// The filter of the keys starting with one prefix.
+/// The filter of the keys starting with one prefix, once one is set.
+#[derive(Default)]
 pub(super) struct Absent {
-    prefix: Vec<u8>,
+    prefix: OnceLock<Vec<u8>>,
     state: RwLock<State>,
     /// A build is running (or about to).
     building: AtomicBool,
@@ -110,14 +112,15 @@ fn hash(key: &[u8]) -> u64 {
 }
 
 impl Absent {
-    /// A filter not built yet (every lookup goes to the database), with its first build
-    /// claimed: the caller starts it.
-    pub(super) fn new(prefix: &[u8]) -> Self {
-        Self {
-            prefix: prefix.to_vec(),
-            state: RwLock::default(),
-            building: AtomicBool::new(true),
+    /// Filters the keys starting with `prefix` from now on. Returns whether it was the
+    /// first prefix set: the caller then owns the first build and must run it (later
+    /// prefixes are ignored).
+    pub(super) fn set_prefix(&self, prefix: &[u8]) -> bool {
+        let first = self.prefix.set(prefix.to_vec()).is_ok();
+        if first {
+            self.building.store(true, Ordering::Release);
         }
+        first
     }
 
     /// Whether a build is running.
@@ -127,7 +130,11 @@ impl Absent {
     }
 
     pub(super) fn prefix(&self) -> &[u8] {
-        &self.prefix
+        self.prefix.get().map_or(&[], Vec::as_slice)
+    }
+
+    fn filters(&self, key: &[u8]) -> bool {
+        self.prefix.get().is_some_and(|p| key.starts_with(p))
     }
 
     fn read(&self) -> RwLockReadGuard<'_, State> {
@@ -136,7 +143,7 @@ impl Absent {
 
     /// Whether `key` is surely not in the database.
     pub(super) fn absent(&self, key: &[u8]) -> bool {
-        key.starts_with(&self.prefix)
+        self.filters(key)
             && self
                 .read()
                 .ready
@@ -145,17 +152,22 @@ impl Absent {
     }
 
     /// Takes the inserted `keys` in before they are written: hold the guard until the
-    /// database has them.
+    /// database has them. Every write takes it, filtered or not: a build that starts
+    /// waits for the writes under way.
     pub(super) fn writing<'a>(
         &self,
         keys: impl Iterator<Item = &'a [u8]>,
     ) -> RwLockReadGuard<'_, State> {
+        // The guard first, the prefix after: a write that finds no prefix is waited for.
         let state = self.read();
+        if self.prefix.get().is_none() {
+            return state;
+        }
         let mut noted = state
             .noted
             .as_ref()
             .map(|n| n.lock().unwrap_or_else(|p| p.into_inner()));
-        for h in keys.filter(|k| k.starts_with(&self.prefix)).map(hash) {
+        for h in keys.filter(|k| self.filters(k)).map(hash) {
             if let Some(b) = &state.ready {
                 b.add(h);
             }
@@ -191,13 +203,19 @@ impl Absent {
                 }
             }
         };
+        // Filled before the guard is taken: lookups and writes wait only for the keys
+        // written during the scan.
+        let bloom = scanned.then(|| {
+            let bloom = Bloom::new(hashes.len() as u64);
+            hashes.iter().for_each(|h| bloom.add(*h));
+            bloom
+        });
+        drop(hashes);
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         let noted = state.noted.take().map(|n| n.into_inner());
-        if scanned {
+        if let Some(bloom) = bloom {
             let noted = noted.map(|n| n.unwrap_or_else(|p| p.into_inner()));
-            let noted = noted.unwrap_or_default();
-            let bloom = Bloom::new((hashes.len() + noted.len()) as u64);
-            hashes.iter().chain(&noted).for_each(|h| bloom.add(*h));
+            noted.unwrap_or_default().iter().for_each(|h| bloom.add(*h));
             state.ready = Some(bloom);
         }
         drop(state);
@@ -215,6 +233,13 @@ mod tests {
         k
     }
 
+    fn filtered() -> Absent {
+        let a = Absent::default();
+        assert!(a.set_prefix(b"c"));
+        assert!(!a.set_prefix(b"x"), "one prefix");
+        a
+    }
+
     /// A build over `keys`, in steps of 100.
     fn build_over(a: &Absent, keys: &[Vec<u8>]) {
         let mut sorted = keys.to_vec();
@@ -227,7 +252,7 @@ mod tests {
 
     #[test]
     fn nothing_is_absent_before_the_first_build_and_no_present_key_after() {
-        let a = Absent::new(b"c");
+        let a = filtered();
         let present: Vec<_> = (0..5000).map(key).collect();
         assert!(
             !a.absent(&key(1_000_000)),
@@ -250,7 +275,7 @@ mod tests {
 
     #[test]
     fn keys_written_during_a_build_or_after_it_are_never_absent() {
-        let a = Absent::new(b"c");
+        let a = filtered();
         let before: Vec<_> = (0..1000).map(key).collect();
         let during: Vec<_> = (1000..2000).map(key).collect();
         let mut once = true;
@@ -274,14 +299,14 @@ mod tests {
 
     #[test]
     fn a_failed_build_keeps_the_filter_it_had_and_a_full_one_is_rebuilt() {
-        let a = Absent::new(b"c");
+        let a = filtered();
         a.build(|_| None);
         assert!(
             !a.absent(&key(7)),
             "a failed first build leaves nothing to answer"
         );
         assert!(!a.claim_rebuild());
-        let a = Absent::new(b"c");
+        let a = filtered();
         build_over(&a, &[]);
         let many: Vec<_> = (0..MIN_CAPACITY + 1).map(key).collect();
         drop(a.writing(many.iter().map(Vec::as_slice)));

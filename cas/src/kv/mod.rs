@@ -20,7 +20,8 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 mod absent;
 
@@ -78,13 +79,36 @@ pub type Pair = (Vec<u8>, Vec<u8>);
 /// same database.
 #[derive(Clone)]
 pub struct Kv {
+    // Dropped before `shared`: the last handle stops the filter's builder, so that the
+    // database closes on the dropping thread, not on the builder's.
+    handles: Arc<Handles>,
     shared: Arc<Shared>,
 }
 
 struct Shared {
     path: PathBuf,
     db: sled::Db,
-    absent: OnceLock<Arc<absent::Absent>>,
+    absent: Arc<absent::Absent>,
+}
+
+/// What the handles of one database share: the filter's builder, stopped and waited
+/// for when the last handle goes.
+#[derive(Default)]
+struct Handles {
+    stop: Arc<AtomicBool>,
+    builder: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Handles {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        let builder = self.builder.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Some(builder) = builder.take() {
+            // It stops at its next step (a few thousand keys); a panic there only cost
+            // the filter.
+            let _ = builder.join();
+        }
+    }
 }
 
 /// Keys read per step of a filter's build: the build holds the database only that long.
@@ -127,10 +151,11 @@ impl Kv {
             corrupt: matches!(e, sled::Error::Corruption { .. }),
         })?;
         let kv = Self {
+            handles: Arc::default(),
             shared: Arc::new(Shared {
                 path: path.to_owned(),
                 db,
-                absent: OnceLock::new(),
+                absent: Arc::default(),
             }),
         };
         if fresh {
@@ -160,19 +185,19 @@ impl Kv {
 
     /// Keeps the keys starting with `prefix` in an in-memory filter, so that looking up
     /// one that is absent usually costs no database read (`absent.rs` says how it stays
-    /// exact). It is built by a background thread that reads the keys (a few thousand at
-    /// a time, and stops when the last handle is dropped); lookups go to the database
-    /// until it is ready. One prefix per database; later calls are ignored.
+    /// exact, whatever the other handles are writing meanwhile). It is built by a
+    /// background thread that reads the keys a few thousand at a time and stops when the
+    /// last handle is dropped; lookups go to the database until it is ready. One prefix
+    /// per database; later calls are ignored.
     pub fn filter_absent(&self, prefix: &[u8]) {
-        let filter = Arc::new(absent::Absent::new(prefix));
-        if self.shared.absent.set(filter.clone()).is_ok() {
-            build_in_background(filter, Arc::downgrade(&self.shared));
+        if self.shared.absent.set_prefix(prefix) {
+            self.build_filter();
         }
     }
 
     /// Whether the filter knows `key` is not in the database.
     fn known_absent(&self, key: &[u8]) -> bool {
-        self.shared.absent.get().is_some_and(|a| a.absent(key))
+        self.shared.absent.absent(key)
     }
 
     fn err(&self, e: impl ToString) -> KvError {
@@ -247,17 +272,14 @@ impl Kv {
 
     /// Applies `batch` atomically. Visible at once; durable after [`Kv::flush_durable`].
     pub fn apply(&self, batch: Batch) -> Result<(), KvError> {
-        let absent = self.shared.absent.get();
         // Held until sled has the batch (the filter's invariant).
-        let writing = absent.map(|a| {
-            a.writing(
-                batch
-                    .ops
-                    .iter()
-                    .filter(|(_, v)| v.is_some())
-                    .map(|(k, _)| k.as_slice()),
-            )
-        });
+        let writing = self.shared.absent.writing(
+            batch
+                .ops
+                .iter()
+                .filter(|(_, v)| v.is_some())
+                .map(|(k, _)| k.as_slice()),
+        );
         let mut b = sled::Batch::default();
         for (k, v) in batch.ops {
             match v {
@@ -274,8 +296,8 @@ impl Kv {
         }
         let applied = self.shared.db.apply_batch(b).map_err(|e| self.err(e));
         drop(writing);
-        if let Some(a) = absent.filter(|a| a.claim_rebuild()) {
-            build_in_background(a.clone(), Arc::downgrade(&self.shared));
+        if self.shared.absent.claim_rebuild() {
+            self.build_filter();
         }
         applied
     }
@@ -293,38 +315,55 @@ impl Kv {
     }
 }
 
-/// Runs the build `filter` claimed on a thread of its own, reading the database through
-/// `shared` one step at a time.
-fn build_in_background(filter: Arc<absent::Absent>, shared: Weak<Shared>) {
-    let prefix = filter.prefix().to_vec();
-    let step = move |after: Option<&[u8]>| -> Option<Vec<Vec<u8>>> {
-        use std::ops::Bound;
-        let shared = shared.upgrade()?;
-        let start = match after {
-            Some(k) => Bound::Excluded(sled::IVec::from(k)),
-            None => Bound::Included(sled::IVec::from(prefix.as_slice())),
+impl Kv {
+    /// Runs the build the caller claimed on a thread of its own, reading the database
+    /// one step at a time (it holds a weak reference between steps).
+    fn build_filter(&self) {
+        let filter = self.shared.absent.clone();
+        let prefix = filter.prefix().to_vec();
+        let (shared, stop) = (Arc::downgrade(&self.shared), self.handles.stop.clone());
+        let step = move |after: Option<&[u8]>| -> Option<Vec<Vec<u8>>> {
+            use std::ops::Bound;
+            if stop.load(Ordering::Acquire) {
+                return None;
+            }
+            let shared = shared.upgrade()?;
+            let start = match after {
+                Some(k) => Bound::Excluded(sled::IVec::from(k)),
+                None => Bound::Included(sled::IVec::from(prefix.as_slice())),
+            };
+            let keys: Result<Vec<_>, _> = shared
+                .db
+                .range::<sled::IVec, _>((start, Bound::Unbounded))
+                .keys()
+                .take_while(|k| k.as_ref().map_or(true, |k| k.starts_with(&prefix)))
+                .take(BUILD_STEP)
+                .map(|k| k.map(|k| k.to_vec()))
+                .collect();
+            keys.map_err(|e| {
+                tracing::warn!(path = %shared.path.display(), "key filter not built: {e}");
+            })
+            .ok()
         };
-        let keys: Result<Vec<_>, _> = shared
-            .db
-            .range::<sled::IVec, _>((start, Bound::Unbounded))
-            .keys()
-            .take_while(|k| k.as_ref().map_or(true, |k| k.starts_with(&prefix)))
-            .take(BUILD_STEP)
-            .map(|k| k.map(|k| k.to_vec()))
-            .collect();
-        keys.map_err(|e| {
-            tracing::warn!(path = %shared.path.display(), "key filter not built: {e}");
-        })
-        .ok()
-    };
-    let run = filter.clone();
-    let spawned = std::thread::Builder::new()
-        .name("kv-filter".into())
-        .spawn(move || run.build(step));
-    if let Err(e) = spawned {
-        // Nothing is lost: lookups keep going to the database.
-        tracing::warn!("key filter not built: {e}");
-        filter.build(|_| None);
+        let run = filter.clone();
+        let spawned = std::thread::Builder::new()
+            .name("kv-filter".into())
+            .spawn(move || run.build(step));
+        match spawned {
+            // The previous builder, if any, has ended its build (one at a time).
+            Ok(builder) => {
+                *self
+                    .handles
+                    .builder
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(builder);
+            }
+            Err(e) => {
+                // Nothing is lost: lookups keep going to the database.
+                tracing::warn!("key filter not built: {e}");
+                filter.build(|_| None);
+            }
+        }
     }
 }
 
@@ -441,22 +480,29 @@ mod tests {
                 });
             }
         });
-        for i in 0..3000 {
-            assert_eq!(kv.get(&chunk_key(i)).unwrap().as_deref(), Some(&b"v"[..]));
-        }
-        // Once the builds are over, most absent keys are answered from memory.
-        let filter = kv.shared.absent.get().unwrap().clone();
+        // Once the builds are over, the filter alone answers: every key written before
+        // or during them is found, and most absent keys are answered from memory.
+        let filter = kv.shared.absent.clone();
         for _ in 0..1000 {
             if !filter.building() {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
+        assert!(!filter.building());
+        for i in (0..3000).chain(10_000..10_000 + 160 * 500) {
+            let removed = i >= 10_000 && (i - 10_000) % 500 == 0;
+            assert_eq!(kv.get(&chunk_key(i)).unwrap().is_none(), removed, "key {i}");
+        }
         let known = (1u64 << 40..(1 << 40) + 1000)
             .filter(|i| kv.known_absent(&chunk_key(*i)))
             .count();
         assert!(known > 950, "{known} of 1000 absent keys known absent");
-        // The builder does not keep the database open after its last handle.
+        // Dropped while a build runs: the builder stops and the database closes before
+        // the drop returns.
+        drop(kv);
+        let kv = Kv::open(dir.path()).unwrap();
+        kv.filter_absent(b"c");
         drop(kv);
         let kv = Kv::open(dir.path()).unwrap();
         assert!(kv.contains(&chunk_key(10_001)).unwrap());
