@@ -14,7 +14,7 @@ REPS="${REPS:-5}"
 build_bins fvfsd fvfsc
 work="$(mktemp -d "${BENCH_TMP:-/var/tmp}/fvfs-bench.XXXXXX")"
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null; rm -rf "$work"' EXIT
 
 # one LABEL BINDIR: prints "LABEL: median put ms, write bytes per put, stored bytes per put".
 one() {

@@ -14,7 +14,7 @@ bin="$CARGO_TARGET_DIR/release"
 src="$(realpath "${1:-$(rustc --print sysroot)}")"
 work="$(mktemp -d "${BENCH_TMP:-/var/tmp}/fvfs-bench.XXXXXX")"
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null; rm -rf "$work"' EXIT
 
 serve "$bin" "$work/load"
 "$bin/http-load" "$url"

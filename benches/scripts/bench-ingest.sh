@@ -18,7 +18,7 @@ build_bins fvfsd fvfsc
 src="$(realpath "${1:-$(rustc --print sysroot)}")"
 work="$(mktemp -d "${BENCH_TMP:-/var/tmp}/fvfs-bench.XXXXXX")"
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null; rm -rf "$work"' EXIT
 export RESTIC_PASSWORD=bench
 
 # timed NAME CMD...: runs CMD after sync and a warm-up; appends "NAME wall user sys".

@@ -10,7 +10,7 @@ build_bins fvfsd fvfsc
 size_mb="${SIZE_MB:-1024}" reps="${REPS:-5}"
 work=$(mktemp -d)
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null; rm -rf "$work"' EXIT
 
 port=$((20000 + RANDOM % 20000))
 FVFS_HOME="$work/home" "$bin/fvfsd" serve --no-mdns --listen "0.0.0.0:$port" >"$work/home.out" 2>"$work/home.err" &
