@@ -95,8 +95,6 @@ impl Repo {
     /// A repository of `store`, named in `kv`; `index` hears of the chunk records it
     /// makes and removes.
     pub fn new(store: Arc<dyn ChunkStore>, kv: Kv, index: Arc<dyn RecordIndex>) -> Self {
-        // `knows` is asked of every chunk an ingest cuts, most of them new.
-        kv.filter_absent(&[meta::CHUNK_PREFIX]);
         Self {
             store,
             kv,

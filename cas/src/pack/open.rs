@@ -60,8 +60,6 @@ pub(super) fn open(root: PathBuf, opts: PackOptions) -> Result<Inner, StoreError
         }
         Err(e) => return Err(StoreError::Unavailable(e.to_string())),
     };
-    // Every put looks its id up first, and a new chunk is not there.
-    kv.filter_absent(&[index::LOC_PREFIX]);
     let mut inner = Inner {
         root,
         segments,

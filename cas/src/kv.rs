@@ -11,19 +11,9 @@
 //! `conf` files and of the folder (and [`Kv::open`] makes the folder's own entry in
 //! its parent durable). Values must stay small (well under 64 KiB): sled writes large
 //! values to blob files that it never fsyncs. [`Kv::apply`] enforces that.
-//!
-//! # Absent keys
-//! [`Kv::filter_absent`] keeps the keys of one prefix in an in-memory filter
-//! (`absent.rs`), so that a lookup of a key that is not there (a new chunk) usually
-//! skips sled. Every write goes through [`Kv::apply`], which keeps the filter exact:
-//! it never calls a stored key absent.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-
-mod absent;
 
 /// Largest value the adapter accepts, far below sled's blob threshold.
 pub const MAX_VALUE_LEN: usize = 16 * 1024;
@@ -79,40 +69,9 @@ pub type Pair = (Vec<u8>, Vec<u8>);
 /// same database.
 #[derive(Clone)]
 pub struct Kv {
-    // Dropped before `shared`: the last handle stops the filter's builder, so that the
-    // database closes on the dropping thread, not on the builder's.
-    handles: Arc<Handles>,
-    shared: Arc<Shared>,
-}
-
-struct Shared {
     path: PathBuf,
     db: sled::Db,
-    absent: Arc<absent::Absent>,
 }
-
-/// What the handles of one database share: the filter's builder, stopped and waited
-/// for when the last handle goes.
-#[derive(Default)]
-struct Handles {
-    stop: Arc<AtomicBool>,
-    builder: Mutex<Option<std::thread::JoinHandle<()>>>,
-}
-
-impl Drop for Handles {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        let builder = self.builder.get_mut().unwrap_or_else(|p| p.into_inner());
-        if let Some(builder) = builder.take() {
-            // It stops at its next step (a few thousand keys); a panic there only cost
-            // the filter.
-            let _ = builder.join();
-        }
-    }
-}
-
-/// Keys read per step of a filter's build: the build holds the database only that long.
-const BUILD_STEP: usize = 4096;
 
 impl Kv {
     /// Opens (or creates) the database in folder `path`. Fails if another process has it open.
@@ -151,12 +110,8 @@ impl Kv {
             corrupt: matches!(e, sled::Error::Corruption { .. }),
         })?;
         let kv = Self {
-            handles: Arc::default(),
-            shared: Arc::new(Shared {
-                path: path.to_owned(),
-                db,
-                absent: Arc::default(),
-            }),
+            path: path.to_owned(),
+            db,
         };
         if fresh {
             kv.flush_durable()?;
@@ -183,37 +138,16 @@ impl Kv {
         Self::open(path)?.flush_durable()
     }
 
-    /// Keeps the keys starting with `prefix` in an in-memory filter, so that looking up
-    /// one that is absent usually costs no database read (`absent.rs` says how it stays
-    /// exact, whatever the other handles are writing meanwhile). It is built by a
-    /// background thread that reads the keys a few thousand at a time and stops when the
-    /// last handle is dropped; lookups go to the database until it is ready. One prefix
-    /// per database; later calls are ignored.
-    pub fn filter_absent(&self, prefix: &[u8]) {
-        if self.shared.absent.set_prefix(prefix) {
-            self.build_filter();
-        }
-    }
-
-    /// Whether the filter knows `key` is not in the database.
-    fn known_absent(&self, key: &[u8]) -> bool {
-        self.shared.absent.absent(key)
-    }
-
     fn err(&self, e: impl ToString) -> KvError {
         KvError {
-            path: self.shared.path.clone(),
+            path: self.path.clone(),
             detail: e.to_string(),
             corrupt: false,
         }
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
-        if self.known_absent(key) {
-            return Ok(None);
-        }
         Ok(self
-            .shared
             .db
             .get(key)
             .map_err(|e| self.err(e))?
@@ -221,10 +155,7 @@ impl Kv {
     }
 
     pub fn contains(&self, key: &[u8]) -> Result<bool, KvError> {
-        if self.known_absent(key) {
-            return Ok(false);
-        }
-        self.shared.db.contains_key(key).map_err(|e| self.err(e))
+        self.db.contains_key(key).map_err(|e| self.err(e))
     }
 
     /// Every pair whose key starts with `prefix`, in key order (or reversed); the
@@ -234,7 +165,7 @@ impl Kv {
         prefix: &[u8],
         reverse: bool,
     ) -> Box<dyn Iterator<Item = Result<Pair, KvError>> + Send + 'static> {
-        let iter = self.shared.db.scan_prefix(prefix);
+        let iter = self.db.scan_prefix(prefix);
         let kv = self.clone();
         let map = move |r: sled::Result<(sled::IVec, sled::IVec)>| {
             r.map(|(k, v)| (k.to_vec(), v.to_vec()))
@@ -260,7 +191,6 @@ impl Kv {
             None => Bound::Included(sled::IVec::from(prefix)),
         };
         let iter = self
-            .shared
             .db
             .range::<sled::IVec, _>((start, Bound::Unbounded))
             .take_while(move |r| r.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)));
@@ -272,14 +202,6 @@ impl Kv {
 
     /// Applies `batch` atomically. Visible at once; durable after [`Kv::flush_durable`].
     pub fn apply(&self, batch: Batch) -> Result<(), KvError> {
-        // Held until sled has the batch (the filter's invariant).
-        let writing = self.shared.absent.writing(
-            batch
-                .ops
-                .iter()
-                .filter(|(_, v)| v.is_some())
-                .map(|(k, _)| k.as_slice()),
-        );
         let mut b = sled::Batch::default();
         for (k, v) in batch.ops {
             match v {
@@ -294,76 +216,22 @@ impl Kv {
                 None => b.remove(k),
             }
         }
-        let applied = self.shared.db.apply_batch(b).map_err(|e| self.err(e));
-        drop(writing);
-        if self.shared.absent.claim_rebuild() {
-            self.build_filter();
-        }
-        applied
+        self.db.apply_batch(b).map_err(|e| self.err(e))
     }
 
     /// Makes everything applied so far survive a crash or a power cut.
     pub fn flush_durable(&self) -> Result<(), KvError> {
-        self.shared.db.flush().map_err(|e| self.err(e))?;
-        let dir = &self.shared.path;
-        for path in [dir.join("db"), dir.join("conf"), dir.clone()] {
+        self.db.flush().map_err(|e| self.err(e))?;
+        for path in [
+            self.path.join("db"),
+            self.path.join("conf"),
+            self.path.clone(),
+        ] {
             File::open(&path)
                 .and_then(|f| crate::platform::sync_all(&f))
                 .map_err(|e| self.err(format!("fsync {}: {e}", path.display())))?;
         }
         Ok(())
-    }
-}
-
-impl Kv {
-    /// Runs the build the caller claimed on a thread of its own, reading the database
-    /// one step at a time (it holds a weak reference between steps).
-    fn build_filter(&self) {
-        let filter = self.shared.absent.clone();
-        let prefix = filter.prefix().to_vec();
-        let (shared, stop) = (Arc::downgrade(&self.shared), self.handles.stop.clone());
-        let step = move |after: Option<&[u8]>| -> Option<Vec<Vec<u8>>> {
-            use std::ops::Bound;
-            if stop.load(Ordering::Acquire) {
-                return None;
-            }
-            let shared = shared.upgrade()?;
-            let start = match after {
-                Some(k) => Bound::Excluded(sled::IVec::from(k)),
-                None => Bound::Included(sled::IVec::from(prefix.as_slice())),
-            };
-            let keys: Result<Vec<_>, _> = shared
-                .db
-                .range::<sled::IVec, _>((start, Bound::Unbounded))
-                .keys()
-                .take_while(|k| k.as_ref().map_or(true, |k| k.starts_with(&prefix)))
-                .take(BUILD_STEP)
-                .map(|k| k.map(|k| k.to_vec()))
-                .collect();
-            keys.map_err(|e| {
-                tracing::warn!(path = %shared.path.display(), "key filter not built: {e}");
-            })
-            .ok()
-        };
-        let run = filter.clone();
-        let spawned = std::thread::Builder::new()
-            .name("kv-filter".into())
-            .spawn(move || run.build(step));
-        match spawned {
-            // The previous builder, if any, has ended its build (one at a time).
-            Ok(builder) => {
-                *self
-                    .handles
-                    .builder
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = Some(builder);
-            }
-            Err(e) => {
-                // Nothing is lost: lookups keep going to the database.
-                tracing::warn!("key filter not built: {e}");
-                filter.build(|_| None);
-            }
-        }
     }
 }
 
@@ -437,74 +305,5 @@ mod tests {
         std::fs::create_dir(&gone).unwrap();
         Kv::fold_log(&gone).unwrap();
         assert_eq!(std::fs::read_dir(&gone).unwrap().count(), 0);
-    }
-
-    fn chunk_key(i: u64) -> Vec<u8> {
-        let mut k = b"c".to_vec();
-        k.extend_from_slice(blake3::hash(&i.to_le_bytes()).as_bytes());
-        k
-    }
-
-    fn insert_all(kv: &Kv, keys: impl Iterator<Item = Vec<u8>>) {
-        let mut b = Batch::default();
-        keys.for_each(|k| b.insert(k, b"v".to_vec()));
-        kv.apply(b).unwrap();
-    }
-
-    #[test]
-    fn a_filtered_database_never_reports_a_written_key_absent() {
-        let dir = tempfile::tempdir().unwrap();
-        let kv = Kv::open(dir.path()).unwrap();
-        insert_all(&kv, (0..3000).map(chunk_key));
-        kv.filter_absent(b"c");
-        // Two writers, past the first filter's capacity (so a rebuild runs while they
-        // write), each checking its keys right after writing them and removing some.
-        std::thread::scope(|s| {
-            for w in 0..2u64 {
-                let kv = &kv;
-                s.spawn(move || {
-                    for batch in 0..80u64 {
-                        let first = 10_000 + (w * 80 + batch) * 500;
-                        insert_all(kv, (first..first + 500).map(chunk_key));
-                        let mut gone = Batch::default();
-                        gone.remove(chunk_key(first));
-                        kv.apply(gone).unwrap();
-                        for i in first + 1..first + 500 {
-                            assert!(
-                                kv.contains(&chunk_key(i)).unwrap(),
-                                "key {i} written, reported absent"
-                            );
-                        }
-                        assert!(!kv.contains(&chunk_key(first)).unwrap());
-                    }
-                });
-            }
-        });
-        // Once the builds are over, the filter alone answers: every key written before
-        // or during them is found, and most absent keys are answered from memory.
-        let filter = kv.shared.absent.clone();
-        for _ in 0..1000 {
-            if !filter.building() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        assert!(!filter.building());
-        for i in (0..3000).chain(10_000..10_000 + 160 * 500) {
-            let removed = i >= 10_000 && (i - 10_000) % 500 == 0;
-            assert_eq!(kv.get(&chunk_key(i)).unwrap().is_none(), removed, "key {i}");
-        }
-        let known = (1u64 << 40..(1 << 40) + 1000)
-            .filter(|i| kv.known_absent(&chunk_key(*i)))
-            .count();
-        assert!(known > 950, "{known} of 1000 absent keys known absent");
-        // Dropped while a build runs: the builder stops and the database closes before
-        // the drop returns.
-        drop(kv);
-        let kv = Kv::open(dir.path()).unwrap();
-        kv.filter_absent(b"c");
-        drop(kv);
-        let kv = Kv::open(dir.path()).unwrap();
-        assert!(kv.contains(&chunk_key(10_001)).unwrap());
     }
 }
