@@ -59,6 +59,18 @@ fn set_mtime(path: &Path, secs: i64, nanos: i64) {
     .unwrap();
 }
 
+/// `dirs` folders `dNN` below `root` of `files` tiny files `fNN` each, every one with
+/// content of its own ("NN/NN"): as many distinct small chunks as files.
+pub fn tiny_files(root: &Path, dirs: usize, files: usize) {
+    for d in 0..dirs {
+        let dir = root.join(format!("d{d:02}"));
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..files {
+            fs::write(dir.join(format!("f{f:02}")), format!("{d}/{f}")).unwrap();
+        }
+    }
+}
+
 /// A tree of at least `files` regular files with the cases that break file tools:
 /// empty files, a large file of `big` bytes, deep paths, 255-byte names, symlinks
 /// (dangling ones too), names that are not UTF-8, hard links, odd modes and mtimes,

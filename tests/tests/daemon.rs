@@ -1201,13 +1201,7 @@ fn put_r_of_more_chunks_than_one_question_holds() {
     let d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
-    for dir in 0..24 {
-        let dir = src.join(format!("d{dir:02}"));
-        fs::create_dir_all(&dir).unwrap();
-        for f in 0..500 {
-            fs::write(dir.join(format!("f{f}")), format!("{} {f}", dir.display())).unwrap();
-        }
-    }
+    tree::tiny_files(&src, 24, 500);
     let out = fvfsc(
         &d,
         0,

@@ -547,13 +547,7 @@ fn a_walk_ahead_over_many_tiny_files_asks_only_what_the_daemon_takes() {
     // more than one `POST /v1/chunks/read` may ask for.
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
-    for a in 0..40 {
-        let dir = src.join(format!("d{a:02}"));
-        fs::create_dir_all(&dir).unwrap();
-        for f in 0..40 {
-            fs::write(dir.join(format!("f{f:02}")), format!("{a}/{f}")).unwrap();
-        }
-    }
+    tree::tiny_files(&src, 40, 40);
     let store = Fvfsd::new();
     store.run(["migrate", "--local-src", src.to_str().unwrap()]);
     let d = serve(&store);
