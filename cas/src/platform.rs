@@ -12,6 +12,7 @@
 //! - [`write_durably`]: a small file written whole or not at all, and durable.
 //! - [`rename_new`]: a rename that never replaces an existing name.
 //! - [`create_private_dir`]: a folder (and its missing parents) only its owner can enter.
+//! - [`read_exact_at`]: a positioned read into memory that is not zeroed first.
 
 use std::fs::File;
 use std::io;
@@ -136,6 +137,26 @@ pub fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<bool> {
     }
 }
 
+/// The `len` bytes of `file` at `offset`, read into fresh memory that is never zeroed:
+/// zeroing a buffer of a few hundred KiB makes the allocator hand the pages back and
+/// fault them in again (with a TLB flush on every core), which was 7% of the CPU of a
+/// `fsck --read-data` that reads every record. `UnexpectedEof` when the file ends
+/// first.
+pub fn read_exact_at(file: &File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(len);
+    while buf.len() < len {
+        let at = offset + buf.len() as u64;
+        // Reads at most the spare capacity, which `with_capacity` made exactly `len`.
+        match rustix::io::pread(file, rustix::buffer::spare_capacity(&mut buf), at) {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    buf.truncate(len);
+    Ok(buf)
+}
+
 /// Takes an exclusive advisory lock on `file` without waiting; `Ok(false)` if another
 /// process holds it. Released when every handle to the file is closed.
 pub fn lock_exclusive(file: &File) -> io::Result<bool> {
@@ -150,6 +171,22 @@ pub fn lock_exclusive(file: &File) -> io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_exact_at_reads_the_range_or_says_the_file_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let file = File::open(&path).unwrap();
+        assert_eq!(
+            read_exact_at(&file, 1234, 200_000).unwrap(),
+            &bytes[1234..201_234]
+        );
+        assert_eq!(read_exact_at(&file, 7, 0).unwrap(), b"");
+        let e = read_exact_at(&file, 299_000, 2_000).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+    }
 
     #[test]
     fn rename_new_never_replaces() {

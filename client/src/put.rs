@@ -50,13 +50,11 @@ pub async fn put_stream(
 ) -> Result<Written> {
     let stream = futures::stream::unfold(reader, |mut r| async move {
         use tokio::io::AsyncReadExt;
-        let mut buf = vec![0u8; 256 << 10];
-        match r.read(&mut buf).await {
+        // Read into memory not zeroed first (`read_buf` fills spare capacity).
+        let mut buf = bytes::BytesMut::with_capacity(256 << 10);
+        match r.read_buf(&mut buf).await {
             Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok(hyper::body::Frame::data(Bytes::from(buf))), r))
-            }
+            Ok(_) => Some((Ok(hyper::body::Frame::data(buf.freeze())), r)),
             Err(e) => Some((Err(e), r)),
         }
     });

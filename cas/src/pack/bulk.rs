@@ -20,8 +20,6 @@
 //! - Memory stays bounded: at most [`IN_FLIGHT`] pieces of at most [`PIECE_CHUNKS`]
 //!   chunks (decompressed) and about [`PIECE_BYTES`] of records.
 
-use std::os::unix::fs::FileExt;
-
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 
@@ -156,9 +154,9 @@ fn read_piece<T>(
         let (run, after) = rest.split_at(n);
         rest = after;
         let read = inner.reader(first.seg).ok().and_then(|file| {
-            let mut buf = vec![0u8; (end - first.offset) as usize];
-            file.read_exact_at(&mut buf, first.offset).ok()?;
-            Some(Bytes::from(buf))
+            crate::platform::read_exact_at(&file, first.offset, (end - first.offset) as usize)
+                .ok()
+                .map(Bytes::from)
         });
         for &(id, name, loc) in run {
             let kept = read

@@ -399,17 +399,17 @@ impl Inner {
     /// The frame at `loc`, checked against its record header (not yet verified).
     fn read(&self, id: &ChunkId, loc: Loc) -> Result<Bytes, StoreError> {
         let file = self.reader(loc.seg)?;
-        let mut buf = vec![0u8; loc.record_len() as usize];
-        file.read_exact_at(&mut buf, loc.offset).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                StoreError::Corrupt {
-                    id: *id,
-                    reason: format!("its record in segment {} is cut short", loc.seg),
+        let buf = crate::platform::read_exact_at(&file, loc.offset, loc.record_len() as usize)
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    StoreError::Corrupt {
+                        id: *id,
+                        reason: format!("its record in segment {} is cut short", loc.seg),
+                    }
+                } else {
+                    StoreError::io("read", self.segment_path(loc.seg), e)
                 }
-            } else {
-                StoreError::io("read", self.segment_path(loc.seg), e)
-            }
-        })?;
+            })?;
         self.check_record(id, loc, Bytes::from(buf))
     }
 

@@ -183,9 +183,8 @@ impl ChunkCache {
             seg.used = tick;
             (loc, seg.file.clone())
         };
-        let mut data = vec![0; loc.len as usize];
-        match file.read_exact_at(&mut data, loc.at) {
-            Ok(()) if ChunkId::of(&data) == *id => {
+        match fvfs_cas::platform::read_exact_at(&file, loc.at, loc.len as usize) {
+            Ok(data) if ChunkId::of(&data) == *id => {
                 let data = Bytes::from(data);
                 self.remember(*id, data.clone());
                 Some(data)
