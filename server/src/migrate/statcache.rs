@@ -86,6 +86,7 @@ impl StatCache {
     /// Loads the caches of source folders `roots` (absolute paths) from folder `dir`.
     /// A damaged or unreadable cache is reported in the log and counts as empty.
     pub fn load(dir: &Path, roots: &[PathBuf]) -> Self {
+        remove_leftovers(dir);
         let mut known = HashMap::new();
         let sources = roots
             .iter()
@@ -191,6 +192,25 @@ impl StatCache {
                 .collect();
             if let Err(e) = rewrite(&source.file, &entries) {
                 tracing::warn!(file = %source.file.display(), "stat cache not saved: {e}");
+            }
+        }
+    }
+}
+
+/// Removes the temporary files of rewrites a killed process left (`<file>.tmp<pid>`,
+/// never read). The data directory's lock makes this process the only one writing
+/// here; its own (another migration in this daemon saving) are left alone.
+fn remove_leftovers(dir: &Path) {
+    let own = format!(".tmp{}", std::process::id());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.contains(".tmp") && !name.ends_with(&own) {
+            if let Err(e) = std::fs::remove_file(entry.path()) {
+                tracing::warn!(file = %entry.path().display(), "stat cache leftover not removed: {e}");
             }
         }
     }
@@ -400,6 +420,27 @@ mod tests {
             Some(&with_xattrs(200 << 10, 42))
         );
         assert_eq!(back.get(Path::new("/src/huge")), None);
+    }
+
+    #[test]
+    fn a_killed_rewrite_leaves_nothing_behind_for_long() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = PathBuf::from("/src");
+        let cache = StatCache::load(dir.path(), std::slice::from_ref(&root));
+        cache.note(Path::new("/src/a"), entry(1));
+        cache.save();
+        let file = cache.sources[0].file.clone();
+        let aside = |pid: u32| PathBuf::from(format!("{}.tmp{pid}", file.display()));
+        // Pid 1 is never this test: a rewrite another process was killed in.
+        std::fs::write(aside(1), b"torn").unwrap();
+        std::fs::write(aside(std::process::id()), b"being written").unwrap();
+        let next = StatCache::load(dir.path(), std::slice::from_ref(&root));
+        assert_eq!(next.get(Path::new("/src/a")), Some(&entry(1)));
+        assert!(!aside(1).exists(), "a dead process's leftover is removed");
+        assert!(
+            aside(std::process::id()).exists(),
+            "this process's own is kept"
+        );
     }
 
     #[test]
