@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 
-use crate::{ChunkId, ChunkStore, Loaded, StoreError, StoreFault, Usage};
+use crate::{ChunkId, ChunkStore, Loaded, StoreCheck, StoreError, StoreFault, Usage};
 
 /// The operations a schedule can target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,8 +117,8 @@ impl<S: ChunkStore> ChunkStore for FaultyStore<S> {
         self.inner.read_order(id)
     }
 
-    async fn check_store(&self, repair: bool) -> Result<Vec<StoreFault>, StoreError> {
-        self.inner.check_store(repair).await
+    async fn check_store(&self, check: StoreCheck) -> Result<Vec<StoreFault>, StoreError> {
+        self.inner.check_store(check).await
     }
 
     async fn compact(&self) -> Result<crate::Compacted, StoreError> {

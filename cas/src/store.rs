@@ -1,6 +1,9 @@
 //! The `ChunkStore` trait: the one interface every tier (memory, local disk, NAS, S3)
 //! implements, and the conveniences built on it.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
@@ -126,10 +129,10 @@ pub trait ChunkStore: Send + Sync {
     }
 
     /// Checks the store's own bookkeeping (for a pack store: that every location
-    /// names a record of that chunk) and, with `repair`, rebuilds it from the data
-    /// itself. Returns the problems found; stores with no bookkeeping of their own
-    /// find none.
-    async fn check_store(&self, _repair: bool) -> Result<Vec<StoreFault>, StoreError> {
+    /// names a record of that chunk) and, with `check.repair`, rebuilds it from the
+    /// data itself. Returns the problems found; stores with no bookkeeping of their
+    /// own find none.
+    async fn check_store(&self, _check: StoreCheck) -> Result<Vec<StoreFault>, StoreError> {
         Ok(Vec::new())
     }
 
@@ -138,6 +141,28 @@ pub trait ChunkStore: Send + Sync {
     /// at once do nothing.
     async fn compact(&self) -> Result<Compacted, StoreError> {
         Ok(Compacted::default())
+    }
+}
+
+/// What [`ChunkStore::check_store`] is asked to do.
+#[derive(Clone, Debug, Default)]
+pub struct StoreCheck {
+    /// Rebuild the bookkeeping from the data itself where it is wrong.
+    pub repair: bool,
+    /// Chunks whose copies the caller reads whole and verifies meanwhile (fsck with
+    /// `--read-data`): a pack store does not read their records' headers a second
+    /// time (the caller's read checks the header, the frame's checksum and its
+    /// content). Ignored with `repair`, which rebuilds from every record.
+    pub read_by_caller: Option<Arc<HashSet<ChunkId>>>,
+}
+
+impl StoreCheck {
+    /// A check that repairs (or not) and reads every record it checks.
+    pub fn new(repair: bool) -> Self {
+        Self {
+            repair,
+            read_by_caller: None,
+        }
     }
 }
 

@@ -9,7 +9,9 @@
 //! the chunk (with `read_data`: that the stored frame decodes to its id). Chunks are
 //! checked with bounded concurrency; memory holds the set of reachable ids, not data.
 //! Each tier's own bookkeeping (`check_store`) is checked beside the walk and the
-//! reads, or before them when repairing (a rebuilt index may bring chunks back).
+//! reads, or before them when repairing (a rebuilt index may bring chunks back); with
+//! `read_data` it starts after the walk and leaves the records the reads take whole
+//! to them (each read checks its record's header and checksum, then the content).
 //! fsck runs beside a live daemon, whose replication and eviction change the tiers
 //! under it: a tier is reported lacking a chunk only if a fresh read, between two
 //! reads of the record that both claim it, fails too ([`still_bad`]).
@@ -23,7 +25,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use fvfs_api::reports::{FsckReport, Problem, StoreProblem};
-use fvfs_cas::{ChunkId, ChunkStore, StoreError};
+use fvfs_cas::{ChunkId, ChunkStore, StoreCheck, StoreError};
 use fvfs_manifest::meta::TIER_S3;
 use fvfs_manifest::{path, ManifestError, Repo, Version};
 use fvfs_tiering::s3::Packs;
@@ -119,18 +121,19 @@ pub async fn check(
     let mut nodes: HashSet<ChunkId> = HashSet::new();
     // Each tier's own bookkeeping, on a task of its own: with `repair` one tier after
     // the other, first (a rebuilt index may bring chunks back); otherwise beside the
-    // walk and the reads (checking an index reads every record's header, mostly
-    // waiting on the disk), and awaited before any return.
-    let index_check = |t: &Tier| {
-        let (store, repair) = (t.store.clone(), opts.repair);
-        tokio::spawn(async move { store.check_store(repair).await })
+    // reads (checking an index reads every record's header, mostly waiting on the
+    // disk), and awaited before any return. When the reads take every reachable
+    // chunk's record whole, the check starts after the walk and leaves those to them.
+    let index_check = |t: &Tier, check: StoreCheck| {
+        let store = t.store.clone();
+        tokio::spawn(async move { store.check_store(check).await })
     };
     let mut faulty: Vec<(ChunkId, usize)> = Vec::new();
     let mut index_checks = Vec::new();
     if opts.repair {
         progress.phase("checking the stores' indexes", 0);
         for t in tiers {
-            let check = vec![index_check(t)];
+            let check = vec![index_check(t, StoreCheck::new(true))];
             store_faults(
                 std::slice::from_ref(t),
                 check,
@@ -140,8 +143,11 @@ pub async fn check(
             )
             .await?;
         }
-    } else {
-        index_checks = tiers.iter().map(index_check).collect();
+    } else if !opts.read_data {
+        index_checks = tiers
+            .iter()
+            .map(|t| index_check(t, StoreCheck::new(false)))
+            .collect();
     }
     let problems = &mut report.problems;
     progress.phase("walking the trees", 0);
@@ -186,6 +192,17 @@ pub async fn check(
     }
     report.nodes = nodes.len() as u64;
     report.data_chunks = (seen.len() - nodes.len()) as u64;
+    if opts.read_data && !opts.repair {
+        let read = Arc::new(seen.keys().copied().collect::<HashSet<ChunkId>>());
+        let check = StoreCheck {
+            repair: false,
+            read_by_caller: Some(read),
+        };
+        index_checks = tiers
+            .iter()
+            .map(|t| index_check(t, check.clone()))
+            .collect();
+    }
 
     // Every chunk on every tier its record claims.
     progress.phase("checking chunks on every tier", seen.len() as u64);

@@ -21,7 +21,8 @@ use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 use fvfs_cas::pack::Sealing;
 use fvfs_cas::{
-    ChunkId, ChunkStore, Compacted, Loaded, PackOptions, PackStore, StoreError, StoreFault, Usage,
+    ChunkId, ChunkStore, Compacted, Loaded, PackOptions, PackStore, StoreCheck, StoreError,
+    StoreFault, Usage,
 };
 
 use crate::records::Replication;
@@ -156,8 +157,8 @@ impl ChunkStore for NasStore {
         self.store().map_or(0, |s| s.read_order(id))
     }
 
-    async fn check_store(&self, repair: bool) -> Result<Vec<StoreFault>, StoreError> {
-        self.store()?.check_store(repair).await
+    async fn check_store(&self, check: StoreCheck) -> Result<Vec<StoreFault>, StoreError> {
+        self.store()?.check_store(check).await
     }
 
     async fn compact(&self) -> Result<Compacted, StoreError> {
@@ -357,7 +358,7 @@ mod tests {
             matches!(&got, Err(StoreError::Corrupt { id, reason }) if *id == a && reason.contains("damaged")),
             "{got:?}"
         );
-        let faults = nas.check_store(false).await.unwrap();
+        let faults = nas.check_store(StoreCheck::new(false)).await.unwrap();
         assert!(faults.is_empty(), "headers are intact: {faults:?}");
     }
 

@@ -14,7 +14,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 use fvfs_cas::{
-    ChunkId, ChunkStore, ChunkStream, FrameStream, Loaded, StoreError, StoreFault, Usage,
+    ChunkId, ChunkStore, ChunkStream, FrameStream, Loaded, StoreCheck, StoreError, StoreFault,
+    Usage,
 };
 use fvfs_manifest::{ManifestError, Repo};
 
@@ -331,8 +332,8 @@ impl ChunkStore for TieredStore {
         self.local.read_order(id)
     }
 
-    async fn check_store(&self, repair: bool) -> Result<Vec<StoreFault>, StoreError> {
-        self.local.check_store(repair).await
+    async fn check_store(&self, check: StoreCheck) -> Result<Vec<StoreFault>, StoreError> {
+        self.local.check_store(check).await
     }
 
     async fn compact(&self) -> Result<fvfs_cas::Compacted, StoreError> {

@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use fvfs_cas::{ChunkId, ChunkStore, PackOptions, PackStore};
+use fvfs_cas::{ChunkId, ChunkStore, PackOptions, PackStore, StoreCheck};
 
 fn rss_mb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -110,7 +110,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         rss_mb()
     );
     let t = Instant::now();
-    let problems = store.check_store(false).await?;
+    let problems = store.check_store(StoreCheck::new(false)).await?;
     println!(
         "index check (fsck): {:.1} s, {} problems, RSS {} MB",
         t.elapsed().as_secs_f64(),

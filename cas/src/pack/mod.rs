@@ -52,7 +52,8 @@ use futures::stream::{self, BoxStream, StreamExt};
 use crate::kv::{Batch, Kv};
 use crate::store::verify;
 use crate::{
-    failpoint, platform, ChunkId, ChunkStore, Compacted, Loaded, StoreError, StoreFault, Usage,
+    failpoint, platform, ChunkId, ChunkStore, Compacted, Loaded, StoreCheck, StoreError,
+    StoreFault, Usage,
 };
 use index::{Loc, SegStat};
 
@@ -882,8 +883,15 @@ impl ChunkStore for PackStore {
             .map_or(u64::MAX, |l| l.order_key())
     }
 
-    async fn check_store(&self, repair: bool) -> Result<Vec<StoreFault>, StoreError> {
-        let faults = blocking(&self.inner, move |s| open::check(s, repair)).await?;
+    async fn check_store(&self, check: StoreCheck) -> Result<Vec<StoreFault>, StoreError> {
+        let read_by_caller: Option<HashSet<ChunkId>> = check
+            .read_by_caller
+            .filter(|_| !check.repair)
+            .map(|ids| ids.iter().map(|id| self.name(id)).collect());
+        let faults = blocking(&self.inner, move |s| {
+            open::check(s, check.repair, read_by_caller.as_ref())
+        })
+        .await?;
         Ok(faults.into_iter().map(|f| self.unname_fault(f)).collect())
     }
 

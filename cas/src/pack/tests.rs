@@ -60,7 +60,11 @@ async fn a_torn_tail_is_cut_and_appending_goes_on() {
     drop(store);
     let store = PackStore::open(&root, small()).unwrap();
     assert_eq!(&store.get_data(&b).await.unwrap()[..], b"second");
-    assert!(store.check_store(false).await.unwrap().is_empty());
+    assert!(store
+        .check_store(StoreCheck::new(false))
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 /// A store at `root` holding `n` chunks of `len` bytes of noise, synced; their ids.
@@ -124,13 +128,26 @@ async fn a_damaged_record_is_corrupt_and_the_rest_reads() {
         }
     }
     // The index check reads headers: it names the chunk whose header is damaged.
-    let problems = store.check_store(false).await.unwrap();
+    let problems = store.check_store(StoreCheck::new(false)).await.unwrap();
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert_eq!(problems[0].chunk, Some(ids[9]), "{problems:?}");
     assert!(problems[0].what.contains(&ids[9].to_hex()));
+    // Headers of records the caller reads whole (fsck --read-data) are not read
+    // again: that read found the damage above. Every other header still is.
+    let leaving = |read: HashSet<ChunkId>| StoreCheck {
+        repair: false,
+        read_by_caller: Some(Arc::new(read)),
+    };
+    let others = ids.iter().copied().filter(|id| *id != ids[9]).collect();
+    let problems = store.check_store(leaving(others)).await.unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].chunk, Some(ids[9]), "{problems:?}");
+    let all = ids.iter().copied().collect();
+    assert!(store.check_store(leaving(all)).await.unwrap().is_empty());
+    assert!(matches!(answers[&ids[9]], Err(StoreError::Corrupt { .. })));
     // Repair rebuilds the index from the segments: entries naming damage go (fsck
     // then copies those chunks again from another tier), the rest stays.
-    let repaired = store.check_store(true).await.unwrap();
+    let repaired = store.check_store(StoreCheck::new(true)).await.unwrap();
     assert!(repaired.len() >= 2, "{repaired:?}");
     for bad in [7, 9] {
         assert!(matches!(
@@ -138,7 +155,11 @@ async fn a_damaged_record_is_corrupt_and_the_rest_reads() {
             Err(StoreError::NotFound(_))
         ));
     }
-    assert!(store.check_store(false).await.unwrap().is_empty());
+    assert!(store
+        .check_store(StoreCheck::new(false))
+        .await
+        .unwrap()
+        .is_empty());
     for (i, id) in ids.iter().enumerate().filter(|(i, _)| ![7, 9].contains(i)) {
         assert_eq!(store.get_data(id).await.unwrap(), noise(i as u32, 3000));
     }
@@ -211,7 +232,11 @@ async fn deleting_punches_a_hole_and_compaction_removes_sparse_segments() {
     for (i, id) in ids.iter().enumerate().skip(300) {
         assert_eq!(store.get_data(id).await.unwrap(), noise(i as u32, 8000));
     }
-    assert!(store.check_store(false).await.unwrap().is_empty());
+    assert!(store
+        .check_store(StoreCheck::new(false))
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
