@@ -146,7 +146,8 @@ pub fn read_exact_at(file: &File, offset: u64, len: usize) -> io::Result<Vec<u8>
     let mut buf = Vec::with_capacity(len);
     while buf.len() < len {
         let at = offset + buf.len() as u64;
-        // Reads at most the spare capacity, which `with_capacity` made exactly `len`.
+        // Reads at most the spare capacity: at least `len - buf.len()` bytes, and should
+        // it be more, the truncation below drops what was read past the range.
         match rustix::io::pread(file, rustix::buffer::spare_capacity(&mut buf), at) {
             Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
             Ok(_) | Err(rustix::io::Errno::INTR) => {}

@@ -1,7 +1,6 @@
 //! The `ChunkStore` trait: the one interface every tier (memory, local disk, NAS, S3)
 //! implements, and the conveniences built on it.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -144,16 +143,21 @@ pub trait ChunkStore: Send + Sync {
     }
 }
 
+/// Whether the caller reads a chunk's copies whole itself (see [`StoreCheck`]).
+pub type ReadByCaller = Arc<dyn Fn(&ChunkId) -> bool + Send + Sync>;
+
 /// What [`ChunkStore::check_store`] is asked to do.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct StoreCheck {
     /// Rebuild the bookkeeping from the data itself where it is wrong.
     pub repair: bool,
-    /// Chunks whose copies the caller reads whole and verifies meanwhile (fsck with
+    /// Says which chunks the caller reads whole and verifies meanwhile (fsck with
     /// `--read-data`): a pack store does not read their records' headers a second
     /// time (the caller's read checks the header, the frame's checksum and its
-    /// content). Ignored with `repair`, which rebuilds from every record.
-    pub read_by_caller: Option<Arc<HashSet<ChunkId>>>,
+    /// content). A predicate, so that a caller holding millions of ids lends its own
+    /// set instead of copying it. Ignored with `repair`, which rebuilds from every
+    /// record, and by stores whose reads may be answered by another store.
+    pub read_by_caller: Option<ReadByCaller>,
 }
 
 impl StoreCheck {

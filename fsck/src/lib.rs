@@ -192,11 +192,14 @@ pub async fn check(
     }
     report.nodes = nodes.len() as u64;
     report.data_chunks = (seen.len() - nodes.len()) as u64;
+    // Shared read-only from here on: the index checks ask it which chunks the reads
+    // take whole.
+    let seen = Arc::new(seen);
     if opts.read_data && !opts.repair {
-        let read = Arc::new(seen.keys().copied().collect::<HashSet<ChunkId>>());
+        let reachable = seen.clone();
         let check = StoreCheck {
             repair: false,
-            read_by_caller: Some(read),
+            read_by_caller: Some(Arc::new(move |id: &ChunkId| reachable.contains_key(id))),
         };
         index_checks = tiers
             .iter()

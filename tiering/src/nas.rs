@@ -360,6 +360,20 @@ mod tests {
         );
         let faults = nas.check_store(StoreCheck::new(false)).await.unwrap();
         assert!(faults.is_empty(), "headers are intact: {faults:?}");
+        // A damaged header: the index check names chunk a (not its sealed name),
+        // unless the caller reads a whole itself, which the store asks by id.
+        seg[off_a as usize + 50] ^= 1;
+        std::fs::write(&path_a, &seg).unwrap();
+        let faults = nas.check_store(StoreCheck::new(false)).await.unwrap();
+        assert_eq!(faults.len(), 1, "{faults:?}");
+        assert_eq!(faults[0].chunk, Some(a));
+        let leaving = |id: ChunkId| StoreCheck {
+            repair: false,
+            read_by_caller: Some(std::sync::Arc::new(move |asked: &ChunkId| *asked == id)),
+        };
+        let faults = nas.check_store(leaving(b)).await.unwrap();
+        assert_eq!(faults.len(), 1, "{faults:?}");
+        assert!(nas.check_store(leaving(a)).await.unwrap().is_empty());
     }
 
     #[tokio::test]

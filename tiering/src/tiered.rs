@@ -333,6 +333,12 @@ impl ChunkStore for TieredStore {
     }
 
     async fn check_store(&self, check: StoreCheck) -> Result<Vec<StoreFault>, StoreError> {
+        // Reads through this store fall back to colder tiers and replace a damaged
+        // local copy: a caller reading here does not see the local records whole.
+        let check = StoreCheck {
+            read_by_caller: None,
+            ..check
+        };
         self.local.check_store(check).await
     }
 

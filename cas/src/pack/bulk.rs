@@ -25,7 +25,7 @@ use futures::stream::{self, BoxStream, StreamExt};
 
 use super::index::Loc;
 use super::{blocking, Inner, PackStore};
-use crate::{ChunkId, StoreError};
+use crate::{platform, ChunkId, StoreError};
 
 /// Bytes of records per piece: the unit of work handed to the blocking pool.
 const PIECE_BYTES: u64 = 4 << 20;
@@ -154,7 +154,7 @@ fn read_piece<T>(
         let (run, after) = rest.split_at(n);
         rest = after;
         let read = inner.reader(first.seg).ok().and_then(|file| {
-            crate::platform::read_exact_at(&file, first.offset, (end - first.offset) as usize)
+            platform::read_exact_at(&file, first.offset, (end - first.offset) as usize)
                 .ok()
                 .map(Bytes::from)
         });

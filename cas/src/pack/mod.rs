@@ -400,8 +400,8 @@ impl Inner {
     /// The frame at `loc`, checked against its record header (not yet verified).
     fn read(&self, id: &ChunkId, loc: Loc) -> Result<Bytes, StoreError> {
         let file = self.reader(loc.seg)?;
-        let buf = crate::platform::read_exact_at(&file, loc.offset, loc.record_len() as usize)
-            .map_err(|e| {
+        let buf =
+            platform::read_exact_at(&file, loc.offset, loc.record_len() as usize).map_err(|e| {
                 if e.kind() == std::io::ErrorKind::UnexpectedEof {
                     StoreError::Corrupt {
                         id: *id,
@@ -884,12 +884,16 @@ impl ChunkStore for PackStore {
     }
 
     async fn check_store(&self, check: StoreCheck) -> Result<Vec<StoreFault>, StoreError> {
-        let read_by_caller: Option<HashSet<ChunkId>> = check
-            .read_by_caller
-            .filter(|_| !check.repair)
-            .map(|ids| ids.iter().map(|id| self.name(id)).collect());
+        let read_by_caller = check.read_by_caller.filter(|_| !check.repair);
+        let seal = self.seal.clone();
         let faults = blocking(&self.inner, move |s| {
-            open::check(s, check.repair, read_by_caller.as_ref())
+            // The index names chunks by their names: the caller knows their ids.
+            let read_elsewhere = |name: &ChunkId| {
+                read_by_caller
+                    .as_ref()
+                    .is_some_and(|read| read(&seal.as_ref().map_or(*name, |s| s.id_of(name))))
+            };
+            open::check(s, check.repair, &read_elsewhere)
         })
         .await?;
         Ok(faults.into_iter().map(|f| self.unname_fault(f)).collect())

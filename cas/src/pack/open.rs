@@ -12,7 +12,7 @@
 //! the local store, have room to open and recovery can cut unsynced tails and give
 //! their space back); an open that finds it missing and the room there writes it again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU32;
@@ -401,13 +401,13 @@ fn header_names(inner: &Inner, loc: &Loc, id: &ChunkId) -> bool {
 
 /// [`crate::ChunkStore::check_store`] of a pack store: every location names a
 /// record of its chunk inside its segment's synced length. The headers of the names
-/// in `read_by_caller` are not read (the caller reads those records whole); their
+/// `read_elsewhere` picks are not read (the caller reads those records whole); their
 /// locations are still checked against the synced lengths. With `repair`, the index
 /// is rebuilt from the segments (and the problems it found are reported).
 pub(super) fn check(
     inner: &Inner,
     repair: bool,
-    read_by_caller: Option<&HashSet<ChunkId>>,
+    read_elsewhere: &dyn Fn(&ChunkId) -> bool,
 ) -> Result<Vec<StoreFault>, StoreError> {
     let _one_at_a_time = lock(&inner.sync_lock);
     inner.sync_locked()?;
@@ -422,8 +422,7 @@ pub(super) fn check(
             let within = stats
                 .get(&loc.seg)
                 .is_some_and(|s| loc.end() <= s.synced_len);
-            let read_elsewhere = read_by_caller.is_some_and(|r| r.contains(&id));
-            if !within || !(read_elsewhere || header_names(inner, &loc, &id)) {
+            if !within || !(read_elsewhere(&id) || header_names(inner, &loc, &id)) {
                 problems.push(StoreFault::of(
                     id,
                     format!(

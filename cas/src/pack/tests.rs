@@ -136,7 +136,7 @@ async fn a_damaged_record_is_corrupt_and_the_rest_reads() {
     // again: that read found the damage above. Every other header still is.
     let leaving = |read: HashSet<ChunkId>| StoreCheck {
         repair: false,
-        read_by_caller: Some(Arc::new(read)),
+        read_by_caller: Some(Arc::new(move |id: &ChunkId| read.contains(id))),
     };
     let others = ids.iter().copied().filter(|id| *id != ids[9]).collect();
     let problems = store.check_store(leaving(others)).await.unwrap();
