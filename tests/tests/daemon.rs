@@ -499,16 +499,18 @@ fn a_large_put_and_get_stream_through_bounded_memory() {
     want.update_reader(fs::File::open(&big).unwrap()).unwrap();
     assert_eq!(got.finalize(), want.finalize(), "the file reads back whole");
     // 768 MiB went through both ways; the daemon grew by far less than that. Measured
-    // 78 MiB alone and 96 MiB with the rest of this file's tests running beside it
-    // (allocator pages not yet given back, sled's cache): the bound is a sixth of the
-    // data, so holding the file whole, or a quarter of it, still fails.
+    // 81-86 MiB alone and 112-113 MiB with the rest of this file's tests running beside
+    // it (allocator pages not yet given back: record reads land in memory that is not
+    // zeroed, so freed read buffers stay resident until jemalloc's decay returns them,
+    // where zeroing used to return them at once; sled's cache): the bound is under a
+    // quarter of the data, so holding the file whole, or a quarter of it, still fails.
     let grown = peak_rss(d.pid()).saturating_sub(baseline);
     eprintln!(
         "daemon peak memory grew by {} MiB for 768 MiB each way",
         grown >> 20
     );
     assert!(
-        grown < 128 << 20,
+        grown < 160 << 20,
         "daemon peak memory grew by {} MiB",
         grown >> 20
     );
