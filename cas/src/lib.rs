@@ -33,5 +33,5 @@ pub use memory::MemoryStore;
 pub use pack::{PackOptions, PackStore};
 pub use store::{
     read_ahead, verify, ChunkStore, ChunkStoreExt, ChunkStream, Compacted, FrameStream, Loaded,
-    ReadByCaller, StoreCheck, StoreFault, Usage, READ_AHEAD,
+    ReadByCaller, Recompressed, StoreCheck, StoreFault, Usage, READ_AHEAD,
 };

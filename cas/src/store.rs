@@ -141,6 +141,15 @@ pub trait ChunkStore: Send + Sync {
     async fn compact(&self) -> Result<Compacted, StoreError> {
         Ok(Compacted::default())
     }
+
+    /// Rewrites frames kept at ingest's fast compression level at
+    /// [`crate::frame::DENSE_LEVEL`], a file at a time, until about `limit` bytes of
+    /// kept frames were read (at least one file when any is left). CPU-heavy: for a
+    /// machine that is idle. Durable when it returns; stores that cannot (sealed or
+    /// remote ones) do nothing.
+    async fn recompress(&self, _limit: u64) -> Result<Recompressed, StoreError> {
+        Ok(Recompressed::default())
+    }
 }
 
 /// Whether the caller reads a chunk's copies whole itself (see [`StoreCheck`]).
@@ -202,6 +211,31 @@ pub struct Compacted {
     pub moved_bytes: u64,
     /// Bytes the removed files held.
     pub freed_bytes: u64,
+}
+
+/// What a [`ChunkStore::recompress`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Recompressed {
+    /// Files whose frames were rewritten denser (and removed).
+    pub rewritten: u64,
+    /// Files whose frames would not shrink: marked, left as they are.
+    pub kept: u64,
+    /// Files still to visit after this call.
+    pub remaining: u64,
+    /// Bytes of the rewritten files' live records before, and after.
+    pub before_bytes: u64,
+    pub after_bytes: u64,
+}
+
+impl Recompressed {
+    /// Adds what another call did; `remaining` is the later call's.
+    pub fn add(&mut self, later: Recompressed) {
+        self.rewritten += later.rewritten;
+        self.kept += later.kept;
+        self.remaining = later.remaining;
+        self.before_bytes += later.before_bytes;
+        self.after_bytes += later.after_bytes;
+    }
 }
 
 /// Conveniences over any [`ChunkStore`]: work with raw bytes instead of frames.

@@ -21,8 +21,8 @@ use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 use fvfs_cas::pack::Sealing;
 use fvfs_cas::{
-    ChunkId, ChunkStore, Compacted, Loaded, PackOptions, PackStore, StoreCheck, StoreError,
-    StoreFault, Usage,
+    ChunkId, ChunkStore, Compacted, Loaded, PackOptions, PackStore, Recompressed, StoreCheck,
+    StoreError, StoreFault, Usage,
 };
 
 use crate::records::Replication;
@@ -163,6 +163,10 @@ impl ChunkStore for NasStore {
 
     async fn compact(&self) -> Result<Compacted, StoreError> {
         self.store()?.compact().await
+    }
+
+    async fn recompress(&self, limit: u64) -> Result<Recompressed, StoreError> {
+        self.store()?.recompress(limit).await
     }
 }
 

@@ -345,6 +345,10 @@ impl ChunkStore for TieredStore {
     async fn compact(&self) -> Result<fvfs_cas::Compacted, StoreError> {
         self.local.compact().await
     }
+
+    async fn recompress(&self, limit: u64) -> Result<fvfs_cas::Recompressed, StoreError> {
+        self.local.recompress(limit).await
+    }
 }
 
 #[cfg(test)]

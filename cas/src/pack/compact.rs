@@ -112,6 +112,7 @@ fn rewrite(inner: &Inner, seg: u32) -> Result<u64, StoreError> {
     }
     stats.remove(&seg);
     batch.remove(index::seg_key(seg).to_vec());
+    batch.remove(index::dense_key(seg).to_vec());
     batch.remove(UPDATING);
     inner.kv.apply(batch).map_err(|e| inner.kv_err(e))?;
     inner.kv.flush_durable().map_err(|e| inner.kv_err(e))?;

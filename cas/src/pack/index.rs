@@ -9,6 +9,9 @@
 //!                   their locations and removed once punched (so a crash in between
 //!                   punches them at the next open; segments are append-only, so
 //!                   punching a range twice is harmless)
+//! d<segment BE>  -> (empty): the segment's frames are dense (rewritten at the dense
+//!                   level, or found not to shrink): recompression skips it. A key of
+//!                   its own, so versions that do not know it ignore it
 //! ```
 //! Every value is fixed-size and tiny, so ten million chunks are a few hundred MB of
 //! database and opening it costs no scan.
@@ -19,6 +22,7 @@ pub const LOC_PREFIX: u8 = b'l';
 pub const SEG_PREFIX: u8 = b's';
 pub const TOTALS: &[u8] = b"u";
 pub const FREE_PREFIX: u8 = b'f';
+pub const DENSE_PREFIX: u8 = b'd';
 
 /// The key noting that `len` bytes at `offset` of segment `seg` are to be punched.
 pub fn free_key(seg: u32, offset: u64) -> [u8; 13] {
@@ -126,6 +130,14 @@ pub fn seg_key(seg: u32) -> [u8; 5] {
     k
 }
 
+/// The key marking segment `seg` dense.
+pub fn dense_key(seg: u32) -> [u8; 5] {
+    let mut k = [DENSE_PREFIX; 5];
+    k[1..].copy_from_slice(&seg.to_be_bytes());
+    k
+}
+
+/// The segment of a [`seg_key`] or [`dense_key`].
 pub fn seg_of_key(key: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(key.get(1..5)?.try_into().ok()?))
 }

@@ -34,6 +34,7 @@ mod compact;
 mod convert;
 pub mod index;
 mod open;
+mod recompress;
 pub mod record;
 pub mod scan;
 pub mod sealing;
@@ -52,8 +53,8 @@ use futures::stream::{self, BoxStream, StreamExt};
 use crate::kv::{Batch, Kv};
 use crate::store::verify;
 use crate::{
-    failpoint, platform, ChunkId, ChunkStore, Compacted, Loaded, StoreCheck, StoreError,
-    StoreFault, Usage,
+    failpoint, platform, ChunkId, ChunkStore, Compacted, Loaded, Recompressed, StoreCheck,
+    StoreError, StoreFault, Usage,
 };
 use index::{Loc, SegStat};
 
@@ -146,6 +147,8 @@ struct Inner {
     next_seg: AtomicU32,
     readers: Mutex<HashMap<u32, Arc<File>>>,
     sync_lock: Mutex<()>,
+    /// One recompression at a time (it holds `sync_lock` only to switch locations).
+    recompress_lock: Mutex<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -901,6 +904,19 @@ impl ChunkStore for PackStore {
 
     async fn compact(&self) -> Result<Compacted, StoreError> {
         blocking(&self.inner, compact::compact).await
+    }
+
+    async fn recompress(&self, limit: u64) -> Result<Recompressed, StoreError> {
+        // A sealed store keeps sealed frames: nothing to compress again.
+        if self.seal.is_some() {
+            return Ok(Recompressed::default());
+        }
+        // Minutes of CPU on a large store: never on an executor thread.
+        let inner = self.inner.clone();
+        match tokio::task::spawn_blocking(move || recompress::recompress(&inner, limit)).await {
+            Ok(r) => r,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
     }
 }
 

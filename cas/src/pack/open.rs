@@ -71,7 +71,9 @@ pub(super) fn open(root: PathBuf, opts: PackOptions) -> Result<Inner, StoreError
         next_seg: AtomicU32::new(1),
         readers: Mutex::new(HashMap::new()),
         sync_lock: Mutex::new(()),
+        recompress_lock: Mutex::new(()),
     };
+    super::recompress::remove_unfinished(&inner.segments)?;
     let files = segment_files(&inner.segments)?;
     // An index that knows no segment while segments exist is no index (sled can come
     // back empty from damaged files), nor is one whose rebuild was cut short: rebuilt,
