@@ -41,6 +41,9 @@ pub struct Options {
     pub grace_secs: i64,
     /// S3 packs whose live share is under this (0..1) are rewritten.
     pub compact_below: f64,
+    /// Also recompress every local and NAS segment not dense yet
+    /// ([`fvfs_cas::ChunkStore::recompress`]).
+    pub recompress: bool,
     /// No daemon runs on the store: copies no record names (left by crashes) are
     /// deleted too. Never set while writers run, whose new chunks have no record yet.
     pub offline: bool,
@@ -100,6 +103,17 @@ pub async fn collect(
                 Err(e) => report
                     .failed
                     .push(format!("compacting the {} tier: {e}", t.name)),
+            }
+        }
+        if opts.recompress {
+            progress.phase("recompressing segments", 0);
+            for t in tiers.iter().filter(|t| t.s3.is_none()) {
+                match t.store.recompress(u64::MAX).await {
+                    Ok(r) => report.recompressed.push((t.name.to_owned(), r)),
+                    Err(e) => report
+                        .failed
+                        .push(format!("recompressing the {} tier: {e}", t.name)),
+                }
             }
         }
     }

@@ -157,6 +157,7 @@ impl Fixture {
             dry_run: false,
             grace_secs: 0,
             compact_below: 0.0,
+            recompress: false,
             offline: true,
         };
         let progress = Progress::new("gc");

@@ -181,6 +181,10 @@ pub struct Gc {
     /// S3 packs whose live share fell under this fraction are rewritten.
     #[serde(default = "default_compact")]
     pub compact_below: f64,
+    /// The daemon recompresses the segments of a local or NAS tier at a denser zstd
+    /// level once no chunk came or went for this long; 0: never.
+    #[serde(default = "default_recompress_idle")]
+    pub recompress_idle_secs: u64,
 }
 
 impl Default for Gc {
@@ -191,6 +195,7 @@ impl Default for Gc {
             keep_weekly: None,
             grace_secs: default_grace(),
             compact_below: default_compact(),
+            recompress_idle_secs: default_recompress_idle(),
         }
     }
 }
@@ -207,9 +212,14 @@ impl Gc {
             dry_run: args.dry_run,
             grace_secs: args.grace_secs.unwrap_or(self.grace_secs),
             compact_below: self.compact_below.clamp(0.0, 1.0),
+            recompress: args.recompress,
             offline,
         }
     }
+}
+
+fn default_recompress_idle() -> u64 {
+    120
 }
 
 fn default_grace() -> i64 {

@@ -26,6 +26,30 @@ pub fn bytes(seed: u64, len: usize, text: bool) -> Vec<u8> {
         .collect()
 }
 
+/// Deterministic text like source code (lines of fvfs's own sources, in an order
+/// `seed` picks at random, so two seeds share no chunk): what a denser compression
+/// level shrinks, unlike [`bytes`].
+pub fn code(seed: u64, len: usize) -> Vec<u8> {
+    const SOURCES: [&str; 3] = [
+        include_str!("../../cas/src/pack/mod.rs"),
+        include_str!("../../cas/src/store.rs"),
+        include_str!("daemon.rs"),
+    ];
+    let lines: Vec<&str> = SOURCES.iter().flat_map(|s| s.lines()).collect();
+    let mut out = format!("// {seed}\n").into_bytes();
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        let i = (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % lines.len();
+        out.extend_from_slice(lines[i].as_bytes());
+        out.push(b'\n');
+    }
+    out.truncate(len);
+    out
+}
+
 /// Writes `len` pseudo-random bytes to `path` without holding them all in memory.
 pub fn write_big(path: &Path, seed: u64, len: usize) {
     let mut f = fs::File::create(path).unwrap();

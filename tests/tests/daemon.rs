@@ -1102,8 +1102,12 @@ fn automatic_snapshots_follow_the_clock_and_the_policy() {
         .iter()
         .map(|w| w["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["checkpoints", "samples", "snapshots"], "{full}");
-    let snapshots = &workers[2];
+    assert_eq!(
+        names,
+        ["checkpoints", "samples", "recompress", "snapshots"],
+        "{full}"
+    );
+    let snapshots = &workers[3];
     assert!(snapshots["rounds"].as_u64().unwrap() >= 12, "{snapshots}");
     assert_eq!(snapshots["failures"], 0, "{snapshots}");
     let metrics = d.raw(&request("GET", "/metrics", &[], b"")).1;

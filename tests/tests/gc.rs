@@ -475,3 +475,85 @@ fn uploads_never_committed_are_kept_through_the_grace_period_then_collected() {
     assert_eq!(u(&status(&d), "chunks"), chunks - 1);
     assert_eq!(cat(&d, "/kept"), tree::bytes(1, 50_000, false));
 }
+
+/// Files of source-like text (what a denser level shrinks) under `root`.
+fn code_tree(root: &std::path::Path, files: u64, seed: u64) {
+    for i in 0..files {
+        let dir = root.join(format!("d{}", i % 3));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join(format!("f{i}.rs")),
+            tree::code(seed * 1000 + i, 200_000),
+        )
+        .unwrap();
+    }
+}
+
+/// Bytes of the local tier's segment files (what the disk holds; the status page
+/// counts each chunk at the size it was first stored).
+fn segment_bytes(store: &Fvfsd) -> u64 {
+    std::fs::read_dir(store.home.path().join("chunks/segments"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// An idle daemon rewrites its segments denser by itself (`[gc] recompress_idle_secs`):
+/// the local tier shrinks, a write that comes meanwhile is kept, everything reads back
+/// and fsck is clean; `gc --recompress` then leaves nothing to visit.
+#[test]
+fn an_idle_daemon_recompresses_its_segments() {
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("fvfsd.toml");
+    std::fs::write(
+        &config,
+        "[tiers.local]\nsegment_mb = 1\n[gc]\nrecompress_idle_secs = 1\n",
+    )
+    .unwrap();
+    let global = ["--config", config.to_str().unwrap()];
+    let store = Fvfsd::new();
+    let src = work.path().join("src");
+    code_tree(&src, 60, 1);
+    store.run(global.iter().chain(&[
+        "migrate",
+        "--local-src",
+        src.to_str().unwrap(),
+        "--dest",
+        "/src",
+    ]));
+    let before = segment_bytes(&store);
+    let d = Daemon::start_with(&store, &global, "127.0.0.1:0", &[]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    // The segment files are the signal: watched until they shrank by 3%.
+    while segment_bytes(&store) * 100 > before * 97 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no recompression within 120 s: {before} -> {} bytes",
+            segment_bytes(&store)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let late = tree::code(99_999, 300_000);
+    assert!(matches!(put(&d, "/late.rs", &late), 200 | 201));
+    d.assert_fsck_clean("after an idle recompression");
+    assert_eq!(cat(&d, "/late.rs"), late);
+    let back = work.path().join("back");
+    store.run(
+        global
+            .iter()
+            .chain(&["export", "/src", back.to_str().unwrap()]),
+    );
+    tree::assert_same(&src, &back);
+    // Whatever the idle loop left, a collection asked to recompresses; after it,
+    // nothing is left to visit.
+    let visited = |report: &Value| -> u64 {
+        let tiers = report["recompressed"].as_array().unwrap();
+        assert_eq!(tiers.len(), 1, "{report}");
+        u(&tiers[0][1], "rewritten") + u(&tiers[0][1], "kept")
+    };
+    post_json(&d, "/v1/admin/gc?recompress=true");
+    let again = post_json(&d, "/v1/admin/gc?recompress=true");
+    assert_eq!(visited(&again), 0, "{again}");
+    d.assert_fsck_clean("after gc --recompress");
+}

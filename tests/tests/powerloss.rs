@@ -2,12 +2,13 @@
 //! FUSE file system that keeps every write in memory until its file is fsynced (and
 //! every new name until its folder is), and drops all of it on command. A random
 //! workload (HTTP PUT and DELETE, `fvfsc put -r`, migrations through the daemon,
-//! snapshots, collections) runs until a SIGKILL at a random moment; then the power is
-//! cut and the daemon restarted on what the "disk" kept. Every acknowledged write must
-//! read back byte for byte (the one in flight may have landed or not, never half),
-//! every acknowledged snapshot must exist, `fsck --read-data --all` must be clean and
-//! new writes must be accepted. `FVFS_POWERLOSS_CUTS` sets the number of cuts (CI
-//! runs a few; `benches/README.md` records a long run), `FVFS_POWERLOSS_SEED` replays.
+//! snapshots, collections, some of them recompressing segments) runs until a SIGKILL at
+//! a random moment; then the power is cut and the daemon restarted on what the "disk"
+//! kept. Every acknowledged write must read back byte for byte (the one in flight may
+//! have landed or not, never half), every acknowledged snapshot must exist, `fsck
+//! --read-data --all` must be clean and new writes must be accepted.
+//! `FVFS_POWERLOSS_CUTS` sets the number of cuts (CI runs a few; `benches/README.md`
+//! records a long run), `FVFS_POWERLOSS_SEED` replays.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -84,7 +85,11 @@ fn acknowledged_writes_survive_power_cuts() {
     let config = work.path().join("fvfsd.toml");
     std::fs::write(
         &config,
-        format!("[tiers.nas]\npath = {:?}\n", nas.to_str().unwrap()),
+        // Small local segments: they fill, retire, compact and recompress often.
+        format!(
+            "[tiers.local]\nsegment_mb = 1\n[tiers.nas]\npath = {:?}\n",
+            nas.to_str().unwrap()
+        ),
     )
     .unwrap();
     let global = ["--config", config.to_str().unwrap()];
@@ -99,7 +104,7 @@ fn acknowledged_writes_survive_power_cuts() {
 
     let mut model: BTreeMap<String, Expect> = BTreeMap::new();
     let mut snapshots: BTreeSet<String> = BTreeSet::new();
-    let (mut acked_ops, mut landed_in_flight) = (0u64, 0u64);
+    let (mut acked_ops, mut landed_in_flight, mut recompressed) = (0u64, 0u64, 0u64);
     for cut in 0..cuts {
         let d = Daemon::start_with(&store, &global, "127.0.0.1:0", &[]);
         if cut > 0 {
@@ -122,11 +127,11 @@ fn acknowledged_writes_survive_power_cuts() {
             let (changes, snapshot, answer) = match rng.below(10) {
                 0..=3 => {
                     let path = format!("/p/f{k}");
-                    let content = tree::bytes(
-                        rng.next_u64(),
-                        rng.below(300_000) as usize,
-                        rng.below(2) == 0,
-                    );
+                    let (seed, len) = (rng.next_u64(), rng.below(300_000) as usize);
+                    let content = match rng.below(3) {
+                        0 => tree::code(seed, len),
+                        kind => tree::bytes(seed, len, kind == 1),
+                    };
                     let req = request("PUT", &format!("/v1/files{path}"), &[], &content);
                     mark(&mut model, &[(path, Some(content))]);
                     (None, None, try_raw(&d.addr, &req).map(|(s, _)| s))
@@ -195,13 +200,16 @@ fn acknowledged_writes_survive_power_cuts() {
                 }
                 _ => {
                     let admin = d.admin_header();
-                    let req = request(
-                        "POST",
-                        "/v1/admin/gc",
-                        &[&admin],
-                        br#"{"keep_last":3,"grace_secs":0}"#,
-                    );
-                    (None, None, try_raw(&d.addr, &req).map(|(s, _)| s))
+                    let body: &[u8] = match rng.below(2) {
+                        0 => br#"{"keep_last":3,"grace_secs":0}"#,
+                        _ => br#"{"keep_last":3,"grace_secs":0,"recompress":true}"#,
+                    };
+                    let req = request("POST", "/v1/admin/gc", &[&admin], body);
+                    let answer = try_raw(&d.addr, &req).map(|(s, report)| {
+                        recompressed += segments_recompressed(&report);
+                        s
+                    });
+                    (None, None, answer)
                 }
             };
             drop(changes);
@@ -236,11 +244,22 @@ fn acknowledged_writes_survive_power_cuts() {
     let d = Daemon::start_with(&store, &global, "127.0.0.1:0", &[]);
     landed_in_flight += check(&d, &store, &mut model, &snapshots, work.path(), seed);
     eprintln!(
-        "{cuts} power cuts: {acked_ops} acknowledged operations, {} paths, {} snapshots, 0 lost; {landed_in_flight} paths changed by operations in flight; disk: {}",
+        "{cuts} power cuts: {acked_ops} acknowledged operations, {} paths, {} snapshots, 0 lost; {landed_in_flight} paths changed by operations in flight; {recompressed} segments recompressed; disk: {}",
         model.len(),
         snapshots.len(),
         disk.stats()
     );
+}
+
+/// Segments a collection's report says it rewrote denser (0 if it is no report).
+fn segments_recompressed(report: &str) -> u64 {
+    let report: serde_json::Value = serde_json::from_str(report).unwrap_or_default();
+    report["recompressed"].as_array().map_or(0, |tiers| {
+        tiers
+            .iter()
+            .filter_map(|t| t[1]["rewritten"].as_u64())
+            .sum()
+    })
 }
 
 /// Notes what `changes` would make each path, while the operation is in flight.
@@ -496,4 +515,57 @@ fn space_freed_by_a_killed_gc_is_given_back_at_the_next_open() {
 fn run_fsck_clean(store: &Fvfsd) {
     let out = store.run(["fsck", "--read-data", "--all"]);
     assert!(out.contains(" 0 problems"), "{out}");
+}
+
+/// Recompression killed after each of its steps (`FVFS_FAILPOINT=recompress-N` aborts
+/// the process there): the next process finds every file whole and fsck clean, and a
+/// collection that runs to its end rewrites what was left.
+#[test]
+fn a_recompression_killed_at_every_step_loses_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let config = small_segments(work.path());
+    let global = ["--config", config.to_str().unwrap()];
+    let store = Fvfsd::new();
+    let run = |args: &[&str]| store.run(global.iter().chain(args));
+    let mut trees = Vec::new();
+    for step in 1..=3u64 {
+        // Source-like text, new in each step, filling segments that retire.
+        let src = work.path().join(format!("src{step}"));
+        for i in 0..60 {
+            std::fs::create_dir_all(&src).unwrap();
+            std::fs::write(
+                src.join(format!("f{i}.rs")),
+                tree::code(step * 1000 + i, 200_000),
+            )
+            .unwrap();
+        }
+        let dest = format!("/t{step}");
+        run(&[
+            "migrate",
+            "--local-src",
+            src.to_str().unwrap(),
+            "--dest",
+            &dest,
+        ]);
+        trees.push((src, dest));
+        killed_at(
+            store.cmd(global).args(["gc", "--recompress"]),
+            &format!("recompress-{step}"),
+        );
+        run(&["fsck", "--read-data", "--all"]);
+        for (i, (src, dest)) in trees.iter().enumerate() {
+            let back = work.path().join(format!("back{step}-{i}"));
+            run(&["export", dest, back.to_str().unwrap()]);
+            tree::assert_same(src, &back);
+        }
+    }
+    let report = run(&["gc", "--recompress"]);
+    let rewritten: u64 = report
+        .lines()
+        .find_map(|l| l.strip_prefix("local segments recompressed: "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no recompression reported: {report}"));
+    assert!(rewritten > 0, "{report}");
+    run(&["fsck", "--read-data", "--all"]);
 }

@@ -83,6 +83,9 @@ pub(super) fn open(root: PathBuf, opts: PackOptions) -> Result<Inner, StoreError
         rebuild(&inner)?;
     }
     let stats = load_stats(&inner)?;
+    // A dense segment takes no puts again: fast-level frames appended to it would
+    // never be recompressed.
+    let dense = super::recompress::dense(&inner)?;
     let mut removed = false;
     let mut writers = Vec::new();
     for (seg, path) in &files {
@@ -105,7 +108,10 @@ pub(super) fn open(root: PathBuf, opts: PackOptions) -> Result<Inner, StoreError
                 .and_then(|()| platform::sync_data(&file))
                 .map_err(|e| StoreError::io("truncate", path, e))?;
         }
-        if stat.synced_len < opts.segment_bytes && writers.len() < opts.max_open {
+        if stat.synced_len < opts.segment_bytes
+            && writers.len() < opts.max_open
+            && !dense.contains(seg)
+        {
             writers.push(Writer {
                 seg: *seg,
                 file: Arc::new(file),

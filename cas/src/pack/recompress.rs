@@ -20,6 +20,7 @@
 //! [`MIN_GAIN`] is only marked dense (photos, archives). Marked segments are not
 //! visited again. Failpoints (`FVFS_FAILPOINT=recompress-N`) abort after step N.
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -78,14 +79,21 @@ pub(super) fn remove_unfinished(segments: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Segments to visit, oldest first, with their lengths: synced, holding live records,
-/// taking no puts, not marked dense.
-fn candidates(inner: &Inner) -> Result<Vec<(u32, u64)>, StoreError> {
-    let mut dense = std::collections::HashSet::new();
+/// The segments marked dense.
+pub(super) fn dense(inner: &Inner) -> Result<HashSet<u32>, StoreError> {
+    let mut dense = HashSet::new();
     for pair in inner.kv.scan_prefix(&[index::DENSE_PREFIX], false) {
         let (k, _) = pair.map_err(|e| inner.kv_err(e))?;
         dense.extend(index::seg_of_key(&k));
     }
+    Ok(dense)
+}
+
+/// Segments to visit, oldest first, with their lengths: synced, holding live records,
+/// taking no puts, not marked dense.
+fn candidates(inner: &Inner) -> Result<Vec<(u32, u64)>, StoreError> {
+    retire_idle_writers(inner)?;
+    let dense = dense(inner)?;
     let active = lock(&inner.active).clone();
     let mut todo: Vec<(u32, u64)> = lock(&inner.state)
         .stats
@@ -97,13 +105,37 @@ fn candidates(inner: &Inner) -> Result<Vec<(u32, u64)>, StoreError> {
     Ok(todo)
 }
 
+/// Segments open for appending that no put holds now and that are at least an eighth
+/// full stop taking puts (the next puts open a new segment), so that an idle store's
+/// last segments are recompressed too; then a sync indexes what was put in them, so
+/// their synced lengths are final.
+fn retire_idle_writers(inner: &Inner) -> Result<(), StoreError> {
+    let min = inner.opts.segment_bytes / 8;
+    let retired: Vec<u32> = {
+        let mut pool = lock(&inner.pool);
+        let (keep, retire): (Vec<_>, Vec<_>) = pool.drain(..).partition(|w| w.len < min);
+        *pool = keep;
+        retire.iter().map(|w| w.seg).collect()
+    };
+    if retired.is_empty() {
+        return Ok(());
+    }
+    let mut active = lock(&inner.active);
+    for seg in &retired {
+        active.remove(seg);
+    }
+    drop(active);
+    inner.sync()
+}
+
 enum Outcome {
     Rewritten {
         before: u64,
         after: u64,
     },
     Kept,
-    /// Compaction removed the segment meanwhile.
+    /// Compaction removed the segment meanwhile (or it grew: a retired writer's
+    /// record synced late; visited again next time).
     Gone,
 }
 
@@ -224,7 +256,7 @@ fn rewrite(inner: &Inner, seg: u32) -> Result<Outcome, StoreError> {
         mark_dense(inner, seg)?;
         return Ok(Outcome::Kept);
     }
-    switch(inner, seg, &path, file, out, &moved)
+    switch(inner, (seg, len), &path, file, out, &moved)
 }
 
 /// Marks `seg` dense, if it is still there.
@@ -243,7 +275,7 @@ fn mark_dense(inner: &Inner, seg: u32) -> Result<(), StoreError> {
 /// records of `seg` that are still live, and `seg` goes.
 fn switch(
     inner: &Inner,
-    seg: u32,
+    (seg, len): (u32, u64),
     path: &Path,
     file: File,
     mut out: Unfinished,
@@ -253,7 +285,8 @@ fn switch(
     // Deletions noted meanwhile reach the index first, so the liveness checks below
     // see them.
     inner.sync_locked()?;
-    if !lock(&inner.state).stats.contains_key(&seg) {
+    // Gone (compacted meanwhile), or grown past what was read: nothing may be lost.
+    if lock(&inner.state).stats.get(&seg).map(|s| s.synced_len) != Some(len) {
         return Ok(Outcome::Gone);
     }
     platform::sync_data(&out.file).map_err(|e| StoreError::io("sync", &out.path, e))?;

@@ -466,7 +466,12 @@ async fn recompression_beside_puts_and_deletes_loses_nothing() {
             let mut added = Vec::new();
             for (i, id) in doomed.iter().enumerate() {
                 store.delete(id).await.unwrap();
-                added.push(store.put_data(&text(1000 + i as u32, 40_000)).await.unwrap());
+                added.push(
+                    store
+                        .put_data(&text(1000 + i as u32, 40_000))
+                        .await
+                        .unwrap(),
+                );
                 store.sync().await.unwrap();
             }
             added

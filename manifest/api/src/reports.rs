@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 
-use fvfs_cas::{ChunkId, Compacted};
+use fvfs_cas::{ChunkId, Compacted, Recompressed};
 use serde::{Deserialize, Serialize};
 
 use crate::views::{EntryInfo, StatusInfo};
@@ -450,6 +450,9 @@ pub struct GcReport {
     /// Per local or NAS tier: sparse segment files rewritten and the space given back.
     #[serde(default)]
     pub segments: Vec<(String, Compacted)>,
+    /// Per local or NAS tier, with `--recompress`: segments rewritten denser.
+    #[serde(default)]
+    pub recompressed: Vec<(String, Recompressed)>,
     /// Why the S3 step did not run, if it did not.
     pub s3_skipped: Option<String>,
 }

@@ -279,6 +279,15 @@ pub fn gc(r: &GcReport) -> String {
             bytes(c.freed_bytes)
         ));
     }
+    for (tier, c) in &r.recompressed {
+        out.push_str(&format!(
+            "{tier} segments recompressed: {} rewritten ({} -> {}), {} left as they were\n",
+            c.rewritten,
+            bytes(c.before_bytes),
+            bytes(c.after_bytes),
+            c.kept
+        ));
+    }
     if let Some(why) = &r.s3_skipped {
         out.push_str(&format!("s3 packs not compacted: {why}\n"));
     }

@@ -35,6 +35,7 @@ mod guard;
 mod http;
 mod limits;
 mod metrics;
+mod recompress;
 mod samples;
 mod store;
 pub mod tls;
@@ -263,6 +264,7 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
         start_eviction(&state.workers, evictor.clone(), evict_every);
     }
     samples::start(&state);
+    recompress::start(&state, Duration::from_secs(state.gc.recompress_idle_secs));
     if let Some(every) = snapshots.every() {
         auto::start(&state, snapshots, every, clock);
     }
