@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side by side on one real tree: fvfsd migrate vs restic backup, borg create and
 # casync make: first ingest, a second version on top, a re-run on the unchanged tree,
-# stored bytes, peak RSS; then snapshot and rollback on a 100,000-file tree.
+# stored bytes (fvfs also after `gc --recompress`), peak RSS; then snapshot and rollback on a 100,000-file tree.
 #
 # Usage: benches/scripts/compare-ingest.sh [DIR [DIR2]]
 #   DIR   a real tree (default: the Rust toolchain's sysroot, `rustc --print sysroot`)
@@ -71,6 +71,9 @@ stored1[fvfs]=$(size "$work/fvfs")
 run fvfs "$fvfsd" migrate --local-src "$src" --dest /tree; rerun[fvfs]=$secs
 run fvfs "$fvfsd" migrate --local-src "$src2" --dest /tree; second[fvfs]=$secs
 stored2[fvfs]=$(size "$work/fvfs")
+# What an idle daemon does later: the segments' frames rewritten at the dense level.
+run fvfs "$fvfsd" gc --recompress; dense_secs=$secs; dense_cpu="$user / $sys"
+stored3=$(size "$work/fvfs")
 # restic
 restic init -q --repository-version 2 -r "$work/restic" >/dev/null
 run restic restic backup -q -r "$work/restic" "$src"; first[restic]=$secs; rss[restic]=$rss_mb; cpu[restic]="$user / $sys"
@@ -103,6 +106,7 @@ echo "ratios (higher is better for fvfs):"
 echo "- ingest speed vs restic: $(ratio "${first[restic]}" "${first[fvfs]}")x, vs borg: $(ratio "${first[borg]}" "${first[fvfs]}")x, vs casync: $(ratio "${first[casync]}" "${first[fvfs]}")x"
 echo "- re-run vs restic: $(ratio "${rerun[restic]}" "${rerun[fvfs]}")x, vs borg: $(ratio "${rerun[borg]}" "${rerun[fvfs]}")x"
 echo "- stored bytes for both versions, casync / fvfs: $(ratio "${stored2[casync]}" "${stored2[fvfs]}")"
+echo "- fvfs after \`gc --recompress\` ($dense_secs s, CPU $dense_cpu s): $(mb "$stored3") MB; restic / fvfs: $(ratio "${stored2[restic]}" "$stored3"), casync / fvfs: $(ratio "${stored2[casync]}" "$stored3")"
 
 # Snapshot and rollback on a tree of 100,000 files.
 many="$work/many"

@@ -29,9 +29,11 @@ pub const MAX_RAW_LEN: usize = 64 << 20;
 /// zstd level: level 3 costs about 15% more CPU than level 1 on the measured data
 /// and stores a few percent less.
 const ZSTD_LEVEL: i32 = 3;
-/// zstd level of [`encode_dense`]: on the frames of a Rust sysroot, level 6 stored 5.3%
-/// less than level 3, level 9 6.5%, level 12 6.8% (benches/README.md, 2026-12-04).
-pub const DENSE_LEVEL: i32 = 9;
+/// zstd level of [`encode_dense`]. On every 30th chunk of a Rust sysroot (83 MB raw,
+/// one core), compressed to: level 3 0.288 of the raw size at 361 MB/s, level 9 0.270
+/// at 77 MB/s, level 15 0.257 at 11 MB/s, level 19 0.254 at 4 MB/s (benches/README.md,
+/// 2026-12-04, thirteenth session).
+pub const DENSE_LEVEL: i32 = 15;
 
 /// Why a frame was rejected.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -64,8 +66,8 @@ pub fn encode(raw: &[u8]) -> Vec<u8> {
     encode_with(raw, &FAST)
 }
 
-/// [`encode`] at [`DENSE_LEVEL`]: about 7% smaller on source trees, at a fifth of the
-/// speed; decodes as fast. For frames rewritten while the machine is idle.
+/// [`encode`] at [`DENSE_LEVEL`]: about 10% smaller on source trees, at a thirtieth of
+/// the speed; decodes as fast. For frames rewritten while the machine is idle.
 ///
 /// # Panics
 /// As [`encode`].

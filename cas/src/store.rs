@@ -144,10 +144,10 @@ pub trait ChunkStore: Send + Sync {
 
     /// Rewrites frames kept at ingest's fast compression level at
     /// [`crate::frame::DENSE_LEVEL`], a file at a time, until about `limit` bytes of
-    /// kept frames were read (at least one file when any is left). CPU-heavy: for a
-    /// machine that is idle. Durable when it returns; stores that cannot (sealed or
-    /// remote ones) do nothing.
-    async fn recompress(&self, _limit: u64) -> Result<Recompressed, StoreError> {
+    /// kept frames were read (at least one file when any is left), on `threads`
+    /// threads. CPU-heavy: for a machine that is idle. Durable when it returns; stores
+    /// that cannot (sealed or remote ones) do nothing.
+    async fn recompress(&self, _limit: u64, _threads: usize) -> Result<Recompressed, StoreError> {
         Ok(Recompressed::default())
     }
 }

@@ -108,7 +108,8 @@ pub async fn collect(
         if opts.recompress {
             progress.phase("recompressing segments", 0);
             for t in tiers.iter().filter(|t| t.s3.is_none()) {
-                match t.store.recompress(u64::MAX).await {
+                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+                match t.store.recompress(u64::MAX, threads).await {
                     Ok(r) => report.recompressed.push((t.name.to_owned(), r)),
                     Err(e) => report
                         .failed

@@ -165,8 +165,8 @@ impl ChunkStore for NasStore {
         self.store()?.compact().await
     }
 
-    async fn recompress(&self, limit: u64) -> Result<Recompressed, StoreError> {
-        self.store()?.recompress(limit).await
+    async fn recompress(&self, limit: u64, threads: usize) -> Result<Recompressed, StoreError> {
+        self.store()?.recompress(limit, threads).await
     }
 }
 

@@ -346,8 +346,12 @@ impl ChunkStore for TieredStore {
         self.local.compact().await
     }
 
-    async fn recompress(&self, limit: u64) -> Result<fvfs_cas::Recompressed, StoreError> {
-        self.local.recompress(limit).await
+    async fn recompress(
+        &self,
+        limit: u64,
+        threads: usize,
+    ) -> Result<fvfs_cas::Recompressed, StoreError> {
+        self.local.recompress(limit, threads).await
     }
 }
 

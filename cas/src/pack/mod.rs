@@ -906,14 +906,16 @@ impl ChunkStore for PackStore {
         blocking(&self.inner, compact::compact).await
     }
 
-    async fn recompress(&self, limit: u64) -> Result<Recompressed, StoreError> {
+    async fn recompress(&self, limit: u64, threads: usize) -> Result<Recompressed, StoreError> {
         // A sealed store keeps sealed frames: nothing to compress again.
         if self.seal.is_some() {
             return Ok(Recompressed::default());
         }
         // Minutes of CPU on a large store: never on an executor thread.
         let inner = self.inner.clone();
-        match tokio::task::spawn_blocking(move || recompress::recompress(&inner, limit)).await {
+        match tokio::task::spawn_blocking(move || recompress::recompress(&inner, limit, threads))
+            .await
+        {
             Ok(r) => r,
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         }

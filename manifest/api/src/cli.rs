@@ -150,7 +150,7 @@ pub struct GcArgs {
     /// `[gc] grace_secs`, 3600), for writes still on their way to a commit.
     #[arg(long, value_name = "SECS")]
     pub grace_secs: Option<i64>,
-    /// Also rewrite the local and NAS segments' frames at a denser zstd level (about 7%
+    /// Also rewrite the local and NAS segments' frames at a denser zstd level (about 10%
     /// less on source trees; minutes of CPU on a large store, once; the daemon does
     /// it by itself while idle, see `[gc] recompress_idle_secs`).
     #[arg(long)]

@@ -52,13 +52,13 @@ async fn round(
     seen: &Mutex<HashMap<&'static str, (u64, Instant)>>,
 ) -> Result<(), String> {
     let name = tier.id.name();
-    let chunks = || async {
-        let usage = tier.store.usage().await;
-        usage
-            .map(|u| u.chunks)
-            .map_err(|e| format!("{name} tier: {e}"))
+    // An unavailable tier (a NAS share not mounted) is not idle: it is skipped
+    // quietly (its replication worker reports it) and waited for again once back.
+    let chunks = || async { tier.store.usage().await.ok().map(|u| u.chunks) };
+    let Some(now) = chunks().await else {
+        seen.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
+        return Ok(());
     };
-    let now = chunks().await?;
     {
         let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
         let (count, since) = seen.entry(name).or_insert((now, Instant::now()));
@@ -73,9 +73,10 @@ async fn round(
     let start = Instant::now();
     let mut done = fvfs_cas::Recompressed::default();
     loop {
-        let r = tier.store.recompress(1).await;
+        // One thread: writes that come meanwhile find a core free.
+        let r = tier.store.recompress(1, 1).await;
         done.add(r.map_err(|e| format!("recompressing the {name} tier: {e}"))?);
-        if done.remaining == 0 || start.elapsed() >= ROUND || chunks().await? != now {
+        if done.remaining == 0 || start.elapsed() >= ROUND || chunks().await != Some(now) {
             break;
         }
     }
