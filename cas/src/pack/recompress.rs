@@ -34,6 +34,9 @@ use crate::{failpoint, frame, platform, ChunkId, Recompressed, StoreError};
 
 /// A segment is rewritten only when its live records shrink by at least this share.
 const MIN_GAIN: f64 = 0.02;
+/// A segment whose first records read shrank by less than a quarter of [`MIN_GAIN`] is
+/// given up (only marked) after this many bytes of them: nothing of it was written.
+const GIVE_UP_AFTER: u64 = 16 << 20;
 /// Records are written to the new file in pieces of about this size.
 const WRITE_BYTES: usize = 1 << 20;
 /// Frames encoded at once, split between the threads (about a second of one core).
@@ -149,26 +152,43 @@ enum Outcome {
 type Moved = (ChunkId, Loc, Loc);
 
 /// The new file being written; removed on drop unless it became a segment.
+///
+/// Records wait in memory until the copy is smaller than what was read by
+/// [`MIN_GAIN`], so a segment that does not shrink (photos) is never written again.
 struct Unfinished {
     path: PathBuf,
     file: File,
     seg: u32,
     len: u64,
     buf: Vec<u8>,
+    /// Bytes of the records copied, as they were.
+    read: u64,
 }
 
 impl Unfinished {
-    fn append(&mut self, id: &ChunkId, frame: &[u8]) -> Result<Loc, StoreError> {
+    /// Appends the copy of the record at `old`, holding `frame`.
+    fn append(&mut self, id: &ChunkId, old: &Loc, frame: &[u8]) -> Result<Loc, StoreError> {
         let loc = Loc {
             seg: self.seg,
-            offset: self.len + self.buf.len() as u64,
+            offset: self.size(),
             frame_len: frame.len() as u32,
         };
         record::encode_into(&mut self.buf, id, frame);
-        if self.buf.len() >= WRITE_BYTES {
+        self.read += old.record_len();
+        if self.buf.len() >= WRITE_BYTES && self.shrank_by(MIN_GAIN) {
             self.write_out()?;
         }
         Ok(loc)
+    }
+
+    /// Bytes of the copy so far.
+    fn size(&self) -> u64 {
+        self.len + self.buf.len() as u64
+    }
+
+    /// Whether the copy so far is smaller than what was read by at least `share`.
+    fn shrank_by(&self, share: f64) -> bool {
+        self.size() as f64 <= (1.0 - share) * self.read as f64
     }
 
     fn write_out(&mut self) -> Result<(), StoreError> {
@@ -229,7 +249,7 @@ fn encode_batch(
             .collect()
     });
     for ((id, old, frame), dense) in batch.drain(..).zip(dense) {
-        let new = out.append(&id, dense.as_deref().unwrap_or(&frame))?;
+        let new = out.append(&id, &old, dense.as_deref().unwrap_or(&frame))?;
         moved.push((id, old, new));
     }
     Ok(())
@@ -259,9 +279,14 @@ fn rewrite(inner: &Inner, seg: u32, threads: usize) -> Result<Outcome, StoreErro
         seg: new_seg,
         len: 0,
         buf: Vec::new(),
+        read: 0,
     };
     let (mut moved, mut batch, mut batch_bytes) = (Vec::new(), Vec::new(), 0);
+    let mut gave_up = false;
     scan::scan(&file, &path, len, |found| -> Result<(), StoreError> {
+        if gave_up {
+            return Ok(());
+        }
         let Found::Record {
             offset,
             header,
@@ -282,18 +307,18 @@ fn rewrite(inner: &Inner, seg: u32, threads: usize) -> Result<Outcome, StoreErro
             if batch_bytes >= BATCH_BYTES {
                 encode_batch(&mut batch, &mut out, &mut moved, threads)?;
                 batch_bytes = 0;
+                gave_up = out.read >= GIVE_UP_AFTER && !out.shrank_by(MIN_GAIN / 4.0);
             }
         }
         Ok(())
     })?;
     encode_batch(&mut batch, &mut out, &mut moved, threads)?;
-    out.write_out()?;
-    let before: u64 = moved.iter().map(|(_, old, _)| old.record_len()).sum();
-    if (out.len as f64) > (1.0 - MIN_GAIN) * before as f64 {
+    if gave_up || !out.shrank_by(MIN_GAIN) {
         drop(out);
         mark_dense(inner, seg)?;
         return Ok(Outcome::Kept);
     }
+    out.write_out()?;
     switch(inner, (seg, len), &path, file, out, &moved)
 }
 
