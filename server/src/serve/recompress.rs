@@ -7,8 +7,9 @@
 //! - A round stops between segments once it ran for [`ROUND`] or the tier's chunk
 //!   count changed, so writes share the machine with at most one segment's work (one
 //!   core, up to about 20 s for 64 MB of text; writes never wait on it: it holds the
-//!   store's sync lock only to switch locations) and a shutdown waits for at most one
-//!   round.
+//!   store's sync lock only to switch locations). A shutdown waits for the round in
+//!   progress up to the workers' limit; a segment cut short there (by the process
+//!   ending) is left as a crash leaves it, which the pack store recovers from.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
