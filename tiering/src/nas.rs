@@ -260,6 +260,43 @@ mod tests {
         haystack.windows(needle.len()).any(|w| w == needle)
     }
 
+    /// A clear share's segments are recompressed; a sealed one's frames are sealed
+    /// below the pack store, which leaves them be.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_a_clear_share_is_recompressed() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = MasterKey::generate();
+        let opts = PackOptions {
+            segment_bytes: 256 << 10,
+            ..PackOptions::default()
+        };
+        let text = |i: usize| -> Vec<u8> {
+            let lines = include_str!("nas.rs").lines().cycle().skip(i * 7).take(600);
+            let mut out = format!("{i}\n").into_bytes();
+            lines.for_each(|l| out.extend_from_slice(format!("{l}\n").as_bytes()));
+            out
+        };
+        let seals: [(&str, Option<Arc<dyn Sealing>>); 2] = [
+            ("clear", None),
+            ("sealed", Some(Arc::new(NasSeal::new(&key)))),
+        ];
+        for (name, seal) in seals {
+            let nas = NasStore::new(&dir.path().join(name), opts, seal);
+            std::fs::create_dir(nas.root()).unwrap();
+            nas.init().unwrap();
+            let mut ids = Vec::new();
+            for i in 0..40 {
+                ids.push(nas.put_data(&text(i)).await.unwrap());
+            }
+            nas.sync().await.unwrap();
+            let done = nas.recompress(u64::MAX, 2).await.unwrap();
+            assert_eq!(done.rewritten > 0, name == "clear", "{name}: {done:?}");
+            for (i, id) in ids.iter().enumerate() {
+                assert_eq!(nas.get_data(id).await.unwrap(), text(i), "{name}");
+            }
+        }
+    }
+
     #[tokio::test]
     async fn a_sealed_share_shows_neither_content_nor_ids_and_lists_ids() {
         let dir = tempfile::tempdir().unwrap();
