@@ -281,7 +281,7 @@ mod tests {
             ("sealed", Some(Arc::new(NasSeal::new(&key)))),
         ];
         for (name, seal) in seals {
-            let nas = NasStore::new(&dir.path().join(name), opts, seal);
+            let nas = NasStore::new(dir.path().join(name), opts, seal);
             std::fs::create_dir(nas.root()).unwrap();
             nas.init().unwrap();
             let mut ids = Vec::new();
