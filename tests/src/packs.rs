@@ -102,7 +102,7 @@ pub fn records(root: &Path) -> Vec<Record> {
                     len: header.record_len(),
                 });
             }
-            Ok(())
+            fvfs_cas::pack::scan::MORE
         })
         .unwrap();
     }

@@ -56,7 +56,7 @@ fn rewrite(inner: &Inner, seg: u32) -> Result<u64, StoreError> {
         .map_or(0, |s| s.synced_len);
     let mut moved: Vec<(ChunkId, Loc)> = Vec::new();
     let mut writer = None;
-    let copied = scan::scan(&file, &path, len, |found| -> Result<(), StoreError> {
+    let copied = scan::scan(&file, &path, len, |found| -> scan::Visited {
         let Found::Record {
             offset,
             header,
@@ -64,7 +64,7 @@ fn rewrite(inner: &Inner, seg: u32) -> Result<u64, StoreError> {
             intact: true,
         } = found
         else {
-            return Ok(());
+            return scan::MORE;
         };
         let live = inner
             .kv
@@ -79,7 +79,7 @@ fn rewrite(inner: &Inner, seg: u32) -> Result<u64, StoreError> {
             };
             moved.push((header.id, inner.append(w, &header.id, frame)?));
         }
-        Ok(())
+        scan::MORE
     });
     let target = writer.as_ref().map(|w| (w.seg, w.file.clone()));
     if let Some(w) = writer {

@@ -321,7 +321,7 @@ fn rebuild(inner: &Inner) -> Result<Vec<StoreFault>, StoreError> {
             .map_err(|e| StoreError::io("stat", &path, e))?
             .len();
         let mut end = 0;
-        scan::scan(&file, &path, len, |found| -> Result<(), StoreError> {
+        scan::scan(&file, &path, len, |found| -> scan::Visited {
             match found {
                 Found::Record {
                     offset,
@@ -356,7 +356,7 @@ fn rebuild(inner: &Inner) -> Result<Vec<StoreFault>, StoreError> {
                 ))),
             }
             inner.apply_if_full(&mut batch)?;
-            Ok(())
+            scan::MORE
         })?;
         let stat = SegStat {
             synced_len: end,

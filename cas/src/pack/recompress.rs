@@ -35,7 +35,8 @@ use crate::{failpoint, frame, platform, ChunkId, Recompressed, StoreError};
 /// A segment is rewritten only when its live records shrink by at least this share.
 const MIN_GAIN: f64 = 0.02;
 /// A segment whose first records read shrank by less than a quarter of [`MIN_GAIN`] is
-/// given up (only marked) after this many bytes of them: nothing of it was written.
+/// given up (only marked) after this many bytes of them: nothing of it was written,
+/// and the rest is not read.
 const GIVE_UP_AFTER: u64 = 16 << 20;
 /// Records are written to the new file in pieces of about this size.
 const WRITE_BYTES: usize = 1 << 20;
@@ -283,10 +284,7 @@ fn rewrite(inner: &Inner, seg: u32, threads: usize) -> Result<Outcome, StoreErro
     };
     let (mut moved, mut batch, mut batch_bytes) = (Vec::new(), Vec::new(), 0);
     let mut gave_up = false;
-    scan::scan(&file, &path, len, |found| -> Result<(), StoreError> {
-        if gave_up {
-            return Ok(());
-        }
+    scan::scan(&file, &path, len, |found| -> scan::Visited {
         let Found::Record {
             offset,
             header,
@@ -294,7 +292,7 @@ fn rewrite(inner: &Inner, seg: u32, threads: usize) -> Result<Outcome, StoreErro
             intact: true,
         } = found
         else {
-            return Ok(());
+            return scan::MORE;
         };
         let old = Loc {
             seg,
@@ -308,9 +306,12 @@ fn rewrite(inner: &Inner, seg: u32, threads: usize) -> Result<Outcome, StoreErro
                 encode_batch(&mut batch, &mut out, &mut moved, threads)?;
                 batch_bytes = 0;
                 gave_up = out.read >= GIVE_UP_AFTER && !out.shrank_by(MIN_GAIN / 4.0);
+                if gave_up {
+                    return Ok(std::ops::ControlFlow::Break(()));
+                }
             }
         }
-        Ok(())
+        scan::MORE
     })?;
     encode_batch(&mut batch, &mut out, &mut moved, threads)?;
     if gave_up || !out.shrank_by(MIN_GAIN) {

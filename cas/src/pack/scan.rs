@@ -9,6 +9,7 @@
 
 use std::fs::File;
 use std::io;
+use std::ops::ControlFlow;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -64,13 +65,19 @@ impl Window<'_> {
     }
 }
 
+/// What a visit of [`scan`] answers: go on, or stop the scan there.
+pub type Visited = Result<ControlFlow<()>, StoreError>;
+
+/// Go on scanning.
+pub const MORE: Visited = Ok(ControlFlow::Continue(()));
+
 /// Scans `file` (at `path`) from `0` to `end`, calling `visit` for each record and
-/// damaged range.
+/// damaged range, until the end or until `visit` answers `Break`.
 pub fn scan(
     file: &File,
     path: &Path,
     end: u64,
-    mut visit: impl FnMut(Found<'_>) -> Result<(), StoreError>,
+    mut visit: impl FnMut(Found<'_>) -> Visited,
 ) -> Result<(), StoreError> {
     let io = |e| StoreError::io("read", path, e);
     let mut w = Window {
@@ -93,7 +100,8 @@ pub fn scan(
         if let Some(header) = record::decode_header(head) {
             let rec_end = off + header.record_len();
             if rec_end > end {
-                visit(Found::Damaged {
+                // The last visit either way: what it answers changes nothing.
+                let _ = visit(Found::Damaged {
                     offset: off,
                     len: end - off,
                 })?;
@@ -102,20 +110,28 @@ pub fn scan(
             let frame_at = off + HEADER_LEN as u64;
             let frame = w.get(frame_at, header.frame_len as usize).map_err(io)?;
             let intact = record::frame_matches(&header, frame);
-            visit(Found::Record {
+            if visit(Found::Record {
                 offset: off,
                 header,
                 frame,
                 intact,
-            })?;
+            })?
+            .is_break()
+            {
+                break;
+            }
             off = rec_end;
             continue;
         }
         let next = resync(&mut w, off + 1).map_err(io)?;
-        visit(Found::Damaged {
+        if visit(Found::Damaged {
             offset: off,
             len: next - off,
-        })?;
+        })?
+        .is_break()
+        {
+            break;
+        }
         off = next;
     }
     Ok(())

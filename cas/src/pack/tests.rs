@@ -512,3 +512,29 @@ async fn recompression_beside_puts_and_deletes_loses_nothing() {
     let store = PackStore::open(&root, small()).unwrap();
     assert_eq!(check(store).await, usage);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_segment_that_does_not_shrink_is_given_up_and_kept_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("s");
+    let opts = PackOptions {
+        segment_bytes: 64 << 20,
+        ..PackOptions::default()
+    };
+    let store = PackStore::open(&root, opts).unwrap();
+    let mut ids = Vec::new();
+    for i in 0..160 {
+        ids.push(store.put_data(&noise(i, 128 << 10)).await.unwrap());
+    }
+    store.sync().await.unwrap();
+    let was = open::segment_files(&root.join("segments")).unwrap();
+    let done = store.recompress(u64::MAX, 2).await.unwrap();
+    assert_eq!((done.rewritten, done.kept), (0, 1), "{done:?}");
+    assert_eq!(open::segment_files(&root.join("segments")).unwrap(), was);
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(
+            store.get_data(id).await.unwrap(),
+            noise(i as u32, 128 << 10)
+        );
+    }
+}
