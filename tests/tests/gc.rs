@@ -553,6 +553,14 @@ fn an_idle_daemon_recompresses_its_segments() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The status page tells what the tiers' files hold now beside what their chunks
+    // took when first stored.
+    let (code, body) = d.raw(&request("GET", "/v1/status", &[], b""));
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    for t in v["tiers"].as_array().unwrap() {
+        assert!(u(t, "disk_bytes") < u(t, "bytes"), "{t}");
+    }
     let late = tree::code(99_999, 300_000);
     assert!(matches!(put(&d, "/late.rs", &late), 200 | 201));
     d.assert_fsck_clean("after an idle recompression");

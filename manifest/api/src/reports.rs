@@ -137,7 +137,13 @@ pub struct TierStatus {
     pub name: String,
     pub bit: u8,
     pub chunks: u64,
+    /// What its chunks took when first stored (what watermarks are compared with).
     pub bytes: u64,
+    /// What the tier's own files hold now (records and their headers, as the store
+    /// counts them): local and NAS only, smaller than `bytes` once their segments were
+    /// recompressed.
+    #[serde(default)]
+    pub disk_bytes: Option<u64>,
     pub high_watermark_bytes: Option<u64>,
     pub low_watermark_bytes: Option<u64>,
     pub available: bool,

@@ -314,9 +314,12 @@ pub fn daemon_status(base: &str, s: &Status) -> String {
         } else {
             "UNAVAILABLE"
         };
+        let disk = t
+            .disk_bytes
+            .map_or(String::new(), |d| format!(" ({} on disk)", bytes(d)));
         writeln!(
             out,
-            "tier {}:  {} in {} chunks, {state}, queue {}",
+            "tier {}:  {}{disk} in {} chunks, {state}, queue {}",
             t.name,
             bytes(t.bytes),
             t.chunks,
