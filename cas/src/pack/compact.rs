@@ -15,6 +15,7 @@
 
 use std::collections::HashSet;
 use std::fs::File;
+use std::path::Path;
 
 use super::index::{self, Loc};
 use super::scan::{self, Found};
@@ -94,35 +95,96 @@ fn rewrite(inner: &Inner, seg: u32) -> Result<u64, StoreError> {
     platform::sync_dir(&inner.segments).map_err(|e| StoreError::io("sync", &inner.segments, e))?;
     failpoint::hit("compact-2");
 
-    // The new segment's length first and the old segment's removal last, so a
-    // crash between batches leaves every location inside a segment the index knows.
-    let mut stats = lock(&inner.state).stats.clone();
-    let mut batch = Batch::default();
-    batch.insert(UPDATING, Vec::new());
-    if let Some((tseg, _)) = target {
-        let t = stats.entry(tseg).or_default();
-        for (_, loc) in &moved {
-            t.add(loc);
-        }
-        batch.insert(index::seg_key(tseg), t.encode().to_vec());
-    }
-    for (id, loc) in &moved {
-        batch.insert(index::loc_key(id).to_vec(), loc.encode().to_vec());
-        inner.apply_if_full(&mut batch)?;
-    }
-    stats.remove(&seg);
-    batch.remove(index::seg_key(seg).to_vec());
-    batch.remove(index::dense_key(seg).to_vec());
-    batch.remove(UPDATING);
-    inner.kv.apply(batch).map_err(|e| inner.kv_err(e))?;
-    inner.kv.flush_durable().map_err(|e| inner.kv_err(e))?;
-    lock(&inner.state).stats = stats;
-    failpoint::hit("compact-3");
-
-    lock(&inner.readers).remove(&seg);
-    drop(file);
-    std::fs::remove_file(&path).map_err(|e| StoreError::io("delete", &path, e))?;
-    platform::sync_dir(&inner.segments).map_err(|e| StoreError::io("sync", &inner.segments, e))?;
-    failpoint::hit("compact-4");
+    let to = target.map(|(tseg, _)| Target {
+        seg: tseg,
+        synced_len: None,
+        dense: false,
+    });
+    let switch = Switch {
+        seg,
+        path: &path,
+        file,
+        to,
+        moved: &moved,
+        totals: None,
+    };
+    switch.apply(inner, ["compact-3", "compact-4"])?;
     Ok(moved.iter().map(|(_, l)| l.record_len()).sum())
+}
+
+/// Where a rewrite's copies went: a segment, its synced length when it reaches past
+/// the copies, and whether to mark it dense.
+pub(super) struct Target {
+    pub seg: u32,
+    pub synced_len: Option<u64>,
+    pub dense: bool,
+}
+
+/// The end of a rewrite of segment `seg` (compaction, recompression), with `sync_lock`
+/// held and the copies synced: one index update switches the locations of `moved` to
+/// their copies in `to`, counts them there and forgets `seg`, flushed durably; then
+/// the old file is removed and the folder synced. The new segment is named first and
+/// the old one's removal last, so a crash between batches leaves every location inside
+/// a segment the index knows.
+pub(super) struct Switch<'a> {
+    pub seg: u32,
+    pub path: &'a Path,
+    pub file: File,
+    pub to: Option<Target>,
+    pub moved: &'a [(ChunkId, Loc)],
+    /// The store's totals after the switch, when it changes them.
+    pub totals: Option<(u64, u64)>,
+}
+
+impl Switch<'_> {
+    /// Applies the switch; `failpoints` are hit after the index update and after the
+    /// removal.
+    pub(super) fn apply(self, inner: &Inner, failpoints: [&str; 2]) -> Result<(), StoreError> {
+        let seg = self.seg;
+        let mut stats = lock(&inner.state).stats.clone();
+        let mut batch = Batch::default();
+        batch.insert(UPDATING, Vec::new());
+        if let Some(to) = &self.to {
+            let t = stats.entry(to.seg).or_default();
+            for (_, loc) in self.moved {
+                t.add(loc);
+            }
+            if let Some(len) = to.synced_len {
+                t.synced_len = len;
+            }
+            batch.insert(index::seg_key(to.seg), t.encode().to_vec());
+            if to.dense {
+                batch.insert(index::dense_key(to.seg), Vec::new());
+            }
+        }
+        for (id, loc) in self.moved {
+            batch.insert(index::loc_key(id).to_vec(), loc.encode().to_vec());
+            inner.apply_if_full(&mut batch)?;
+        }
+        stats.remove(&seg);
+        batch.remove(index::seg_key(seg).to_vec());
+        batch.remove(index::dense_key(seg).to_vec());
+        if let Some((records, bytes)) = self.totals {
+            batch.insert(index::TOTALS, index::encode_totals(records, bytes).to_vec());
+        }
+        batch.remove(UPDATING);
+        inner.kv.apply(batch).map_err(|e| inner.kv_err(e))?;
+        inner.kv.flush_durable().map_err(|e| inner.kv_err(e))?;
+        {
+            let mut st = lock(&inner.state);
+            st.stats = stats;
+            if let Some(totals) = self.totals {
+                st.totals = totals;
+            }
+        }
+        failpoint::hit(failpoints[0]);
+
+        lock(&inner.readers).remove(&seg);
+        drop(self.file);
+        std::fs::remove_file(self.path).map_err(|e| StoreError::io("delete", self.path, e))?;
+        platform::sync_dir(&inner.segments)
+            .map_err(|e| StoreError::io("sync", &inner.segments, e))?;
+        failpoint::hit(failpoints[1]);
+        Ok(())
+    }
 }

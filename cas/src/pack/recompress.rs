@@ -26,9 +26,10 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
+use super::compact::{Switch, Target};
 use super::index::{self, Loc};
 use super::scan::{self, Found};
-use super::{lock, record, Inner, UPDATING};
+use super::{lock, record, Inner};
 use crate::kv::Batch;
 use crate::{failpoint, frame, platform, ChunkId, Recompressed, StoreError};
 
@@ -360,10 +361,6 @@ fn switch(
     platform::sync_dir(&inner.segments).map_err(|e| StoreError::io("sync", &inner.segments, e))?;
     failpoint::hit("recompress-1");
 
-    let (mut stats, mut totals) = {
-        let st = lock(&inner.state);
-        (st.stats.clone(), st.totals)
-    };
     let (mut live, mut dead) = (Vec::new(), Vec::new());
     for m in moved {
         match is_live(inner, &m.0, &m.1)? {
@@ -374,44 +371,22 @@ fn switch(
     let (before, after) = live.iter().fold((0, 0), |(b, a), (_, old, new)| {
         (b + old.record_len(), a + new.record_len())
     });
-    totals.1 = (totals.1 + after).saturating_sub(before);
-    // As compaction: the new segment first, the old one's removal last, so a crash
-    // between batches leaves every location inside a segment the index knows.
-    let mut batch = Batch::default();
-    batch.insert(UPDATING, Vec::new());
-    let stat = stats.entry(out.seg).or_default();
-    for (_, _, new) in &live {
-        stat.add(new);
-    }
-    stat.synced_len = out.len;
-    batch.insert(index::seg_key(out.seg), stat.encode().to_vec());
-    batch.insert(index::dense_key(out.seg), Vec::new());
-    for (id, _, new) in &live {
-        batch.insert(index::loc_key(id).to_vec(), new.encode().to_vec());
-        inner.apply_if_full(&mut batch)?;
-    }
-    stats.remove(&seg);
-    batch.remove(index::seg_key(seg).to_vec());
-    batch.remove(index::dense_key(seg).to_vec());
-    batch.insert(
-        index::TOTALS,
-        index::encode_totals(totals.0, totals.1).to_vec(),
-    );
-    batch.remove(UPDATING);
-    inner.kv.apply(batch).map_err(|e| inner.kv_err(e))?;
-    inner.kv.flush_durable().map_err(|e| inner.kv_err(e))?;
-    {
-        let mut st = lock(&inner.state);
-        st.stats = stats;
-        st.totals = totals;
-        st.dead.extend(dead);
-    }
-    failpoint::hit("recompress-2");
-
-    lock(&inner.readers).remove(&seg);
-    drop(file);
-    fs::remove_file(path).map_err(|e| StoreError::io("delete", path, e))?;
-    platform::sync_dir(&inner.segments).map_err(|e| StoreError::io("sync", &inner.segments, e))?;
-    failpoint::hit("recompress-3");
+    let (records, bytes) = lock(&inner.state).totals;
+    let copies: Vec<(ChunkId, Loc)> = live.iter().map(|(id, _, new)| (*id, *new)).collect();
+    let switch = Switch {
+        seg,
+        path,
+        file,
+        to: Some(Target {
+            seg: out.seg,
+            synced_len: Some(out.len),
+            dense: true,
+        }),
+        moved: &copies,
+        totals: Some((records, (bytes + after).saturating_sub(before))),
+    };
+    switch.apply(inner, ["recompress-2", "recompress-3"])?;
+    // Copies of records deleted meanwhile: punched after the next sync.
+    lock(&inner.state).dead.extend(dead);
     Ok(Outcome::Rewritten { before, after })
 }
