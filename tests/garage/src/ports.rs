@@ -29,28 +29,36 @@ pub fn first_taken(ports: Ports) -> Option<u16> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
     use super::*;
 
-    /// Held by each test that binds: a port bound with port 0 in one test can be one the
-    /// other has just picked and released (CI stop 37 saw it), so they take turns.
-    static BINDING: Mutex<()> = Mutex::new(());
+    // Only ports these tests hold are asserted taken: a port found free a moment ago
+    // can be taken by anything else on the machine (an outgoing connection's ephemeral
+    // port, the Garage node the suite runs), so "still free" is never asserted (CI
+    // stop 42 saw a picked port taken by the time it was checked).
 
     #[test]
-    fn picked_ports_are_distinct_and_free() {
-        let _turn = BINDING.lock().unwrap();
+    fn picked_ports_are_distinct() {
         let ports = pick().unwrap();
         assert!(ports.rpc != ports.s3 && ports.s3 != ports.admin && ports.rpc != ports.admin);
-        assert_eq!(first_taken(ports), None);
+        assert!(ports.rpc != 0 && ports.s3 != 0 && ports.admin != 0);
     }
 
     #[test]
-    fn a_held_port_is_found_taken() {
-        let _turn = BINDING.lock().unwrap();
-        let mut ports = pick().unwrap();
-        let holder = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        ports.admin = holder.local_addr().unwrap().port();
-        assert_eq!(first_taken(ports), Some(ports.admin));
+    fn the_first_held_port_is_found_taken() {
+        let bind = || TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let held = [bind(), bind(), bind()];
+        let port = |i: usize| held[i].local_addr().unwrap().port();
+        let ports = Ports {
+            rpc: port(0),
+            s3: port(1),
+            admin: port(2),
+        };
+        assert_eq!(first_taken(ports), Some(ports.rpc));
+        let turned = Ports {
+            rpc: ports.admin,
+            s3: ports.rpc,
+            admin: ports.s3,
+        };
+        assert_eq!(first_taken(turned), Some(ports.admin));
     }
 }
