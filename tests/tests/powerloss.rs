@@ -2,8 +2,8 @@
 //! FUSE file system that keeps every write in memory until its file is fsynced (and
 //! every new name until its folder is), and drops all of it on command. A random
 //! workload (HTTP PUT and DELETE, `fvfsc put -r`, migrations through the daemon,
-//! snapshots, collections, some of them recompressing segments) runs until a SIGKILL at
-//! a random moment; then the power is cut and the daemon restarted on what the "disk"
+//! snapshots, collections, some of them recompressing segments; the daemon's databases
+//! folding their logs every 200 operations) runs until a SIGKILL at a random moment; then the power is cut and the daemon restarted on what the "disk"
 //! kept. Every acknowledged write must read back byte for byte (the one in flight may
 //! have landed or not, never half), every acknowledged snapshot must exist, `fsck
 //! --read-data --all` must be clean and new writes must be accepted.
@@ -105,8 +105,11 @@ fn acknowledged_writes_survive_power_cuts() {
     let mut model: BTreeMap<String, Expect> = BTreeMap::new();
     let mut snapshots: BTreeSet<String> = BTreeSet::new();
     let (mut acked_ops, mut landed_in_flight, mut recompressed) = (0u64, 0u64, 0u64);
+    let meta = store.home.path().join("meta");
+    let mut folded = 0;
     for cut in 0..cuts {
-        let d = Daemon::start_with(&store, &global, "127.0.0.1:0", &[]);
+        let d = start_folding(&store, &global);
+        let opened = snapshot_position(&meta);
         if cut > 0 {
             landed_in_flight += check(&d, &store, &mut model, &snapshots, work.path(), seed);
         }
@@ -240,15 +243,42 @@ fn acknowledged_writes_survive_power_cuts() {
         killer.join().unwrap();
         drop(d);
         disk.cut();
+        // The manifest folded (closed and reopened) while the daemon ran, and the
+        // snapshot that wrote survived the cut.
+        if snapshot_position(&meta) > opened {
+            folded += 1;
+        }
     }
-    let d = Daemon::start_with(&store, &global, "127.0.0.1:0", &[]);
+    let d = start_folding(&store, &global);
     landed_in_flight += check(&d, &store, &mut model, &snapshots, work.path(), seed);
     eprintln!(
-        "{cuts} power cuts: {acked_ops} acknowledged operations, {} paths, {} snapshots, 0 lost; {landed_in_flight} paths changed by operations in flight; {recompressed} segments recompressed; disk: {}",
+        "{cuts} power cuts: {acked_ops} acknowledged operations, {} paths, {} snapshots, 0 lost; {landed_in_flight} paths changed by operations in flight; {recompressed} segments recompressed; {folded} runs folded their manifest; disk: {}",
         model.len(),
         snapshots.len(),
         disk.stats()
     );
+    assert!(folded > 0, "seed {seed}: no run folded its databases");
+}
+
+/// A daemon whose databases fold themselves (close and reopen, writing sled's
+/// snapshot) every 200 operations instead of every 500,000, so that cuts meet folds.
+fn start_folding(store: &Fvfsd, global: &[&str]) -> Daemon {
+    let mut cmd = store.cmd(global);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .env("FVFS_KV_FOLD_OPS", "200");
+    Daemon::spawn(cmd)
+}
+
+/// The log position sled's newest snapshot in database folder `dir` covers
+/// (`snap.<position>`).
+fn snapshot_position(dir: &Path) -> Option<u64> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().ok()?;
+            u64::from_str_radix(name.strip_prefix("snap.")?, 16).ok()
+        })
+        .max()
 }
 
 /// Segments a collection's report says it rewrote denser (0 if it is no report).

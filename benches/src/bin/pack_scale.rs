@@ -2,7 +2,8 @@
 //! then reports how long opening it takes (page cache dropped, as root) after a kill
 //! and after a clean stop, and the process's RSS after the open, a
 //! `has` of a sample, a collection-sized delete (10%) with its sync, the index check
-//! fsck runs, and a compaction.
+//! fsck runs, and a compaction. The index's folds are logged on stderr with their
+//! durations (`FVFS_KV_FOLD_OPS` sets how often they come).
 //!
 //! Usage: `pack-scale DIR [N]`, twice: the first run fills DIR with a store of N, the
 //! second measures it (and leaves it changed, so a third fills again).
@@ -37,6 +38,12 @@ fn chunk(i: u64) -> Vec<u8> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The index's folds (how long each held the store) on stderr.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .without_time()
+        .init();
     let mut args = std::env::args().skip(1);
     let dir = std::path::PathBuf::from(args.next().ok_or("usage: pack-scale DIR [N]")?);
     let n: u64 = args.next().map_or(Ok(10_000_000), |s| s.parse())?;
@@ -56,20 +63,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         store.sync().await?;
         println!("fill: {n} chunks in {:.1} s", t.elapsed().as_secs_f64());
-        drop(store);
         std::fs::write(&marker, n.to_string())?;
-        // The measures below are of a fresh process, as a daemon's start is.
+        // The measures below are of a fresh process, as a daemon's start is. The
+        // store is not closed: the next open finds what a kill after the last sync
+        // leaves.
         println!(
             "filled: run `pack-scale {} {n}` again to measure",
             dir.display()
         );
-        return Ok(());
+        std::process::exit(0);
     }
     // sled writes its snapshot of the page table only when it opens, and replays the
-    // log written since the last one: the first open after the fill replays all of it,
-    // as a daemon's start after it was killed would; the next open is what a start
-    // after a clean stop costs (the stop folded the log, `Kv::fold_log`, which costs
-    // about what the first open did).
+    // log written since the last one: the index folds itself (closes and opens again)
+    // every `FOLD_OPS` operations, so the first open after the fill replays what came
+    // after its last fold, as a daemon's start after it was killed would; the next open
+    // is what a start after a clean stop costs (the stop folded the log,
+    // `Kv::fold_log`).
     let mut store = None;
     for open in [
         "open after a kill (log replayed)",
