@@ -1,17 +1,20 @@
 //! What fvfs keeps of a local file beyond its kind, mode, mtime and content: owner,
 //! device number and extended attributes, as migrate reads them and export writes
-//! them back; and the special files (FIFOs, sockets, devices) export creates.
+//! them back (on open descriptors, or names never followed).
 //!
 //! Reading never fails a migration: a file system without extended attributes simply
 //! has none. Writing back reports what it could not set; ownership is set only by
 //! root (as `tar` and `rsync` do).
 
+use std::ffi::OsStr;
 use std::fs::Metadata;
+use std::os::fd::BorrowedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use fvfs_manifest::node::{EntryKind, Meta, Xattr};
-use rustix::fs::{AtFlags, FileType, Gid, Mode, Uid, XattrFlags, CWD};
+use rustix::fs::{AtFlags, FileType, Gid, Uid, XattrFlags};
 
 /// The most bytes of names, or of one value, read from a file's attributes (Linux
 /// allows 64 KiB for either).
@@ -92,28 +95,44 @@ fn xattrs(
     out
 }
 
-/// Sets `meta` on local file `path`: its owner if `as_root`, and its extended
-/// attributes. Returns what could not be set.
-pub fn apply(path: &Path, meta: &Meta, as_root: bool) -> Vec<String> {
+/// Where export writes metadata: an open file or folder, or a name in an open folder
+/// that is never followed (a symlink or special file, which are not opened: a device
+/// must not be).
+pub enum At<'a> {
+    Open(BorrowedFd<'a>),
+    Name(BorrowedFd<'a>, &'a [u8]),
+}
+
+/// Sets `owner` (if any) and `xattrs` on `at`. Returns what could not be set.
+pub fn apply(at: At<'_>, owner: Option<(u32, u32)>, xattrs: &[&Xattr]) -> Vec<String> {
     let mut problems = Vec::new();
-    if as_root {
-        let owned = rustix::fs::chownat(
-            CWD,
-            path,
-            Some(Uid::from_raw(meta.uid)),
-            Some(Gid::from_raw(meta.gid)),
-            AtFlags::SYMLINK_NOFOLLOW,
-        );
+    if let Some((uid, gid)) = owner {
+        let ids = (Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
+        let owned = match at {
+            At::Open(fd) => rustix::fs::fchown(fd, ids.0, ids.1),
+            At::Name(dir, name) => rustix::fs::chownat(
+                dir,
+                OsStr::from_bytes(name),
+                ids.0,
+                ids.1,
+                AtFlags::SYMLINK_NOFOLLOW,
+            ),
+        };
         if let Err(e) = owned {
-            problems.push(format!("owner {}:{}: {e}", meta.uid, meta.gid));
+            problems.push(format!("owner {uid}:{gid}: {e}"));
         }
     }
-    for x in &meta.xattrs {
+    for x in xattrs {
         let Ok(name) = std::ffi::CString::new(x.name.clone()) else {
             continue;
         };
-        if let Err(e) = rustix::fs::lsetxattr(path, name.as_c_str(), &x.value, XattrFlags::empty())
-        {
+        let set = match at {
+            At::Open(fd) => {
+                rustix::fs::fsetxattr(fd, name.as_c_str(), &x.value, XattrFlags::empty())
+            }
+            At::Name(dir, file) => set_xattr_at(dir, file, &name, &x.value),
+        };
+        if let Err(e) = set {
             problems.push(format!(
                 "extended attribute {}: {e}",
                 String::from_utf8_lossy(&x.name)
@@ -121,6 +140,21 @@ pub fn apply(path: &Path, meta: &Meta, as_root: bool) -> Vec<String> {
         }
     }
     problems
+}
+
+/// Sets an attribute of `name` in `dir` without following it: through the folder's
+/// descriptor in /proc (a magic link to the open folder itself, so no path is
+/// resolved again), where Linux has it.
+fn set_xattr_at(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    attr: &std::ffi::CStr,
+    value: &[u8],
+) -> rustix::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut path = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+    path.extend_from_slice(name);
+    rustix::fs::lsetxattr(OsStr::from_bytes(&path), attr, value, XattrFlags::empty())
 }
 
 /// The kind of entry a local special file is.
@@ -140,36 +174,37 @@ pub fn special_kind(m: &Metadata) -> Option<EntryKind> {
     })
 }
 
-/// Creates special file `path` (`kind`, permission bits `mode`, device `rdev`).
-pub fn make_special(path: &Path, kind: EntryKind, mode: u32, rdev: u64) -> std::io::Result<()> {
-    let file_type = match kind {
+/// The file type of special entry `kind`.
+pub fn special_type(kind: EntryKind) -> Option<FileType> {
+    Some(match kind {
         EntryKind::Fifo => FileType::Fifo,
         EntryKind::Socket => FileType::Socket,
         EntryKind::CharDevice => FileType::CharacterDevice,
         EntryKind::BlockDevice => FileType::BlockDevice,
-        _ => return Err(std::io::Error::other("not a special file")),
-    };
-    let dev = if matches!(kind, EntryKind::CharDevice | EntryKind::BlockDevice) {
-        rdev
-    } else {
-        0
-    };
-    rustix::fs::mknodat(CWD, path, file_type, Mode::from_raw_mode(mode), dev)?;
-    Ok(())
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustix::fs::Mode;
 
     #[test]
     fn a_fifo_and_its_attributes_go_out_and_come_back() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("pipe");
-        make_special(&fifo, EntryKind::Fifo, 0o640, 0).unwrap();
+        let fifo_type = special_type(EntryKind::Fifo).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            fifo_type,
+            Mode::from_raw_mode(0o640),
+            0,
+        )
+        .unwrap();
         let m = std::fs::symlink_metadata(&fifo).unwrap();
         assert_eq!(special_kind(&m), Some(EntryKind::Fifo));
-        assert_eq!(m.mode() & 0o777, 0o640 & !umask());
         let file = dir.path().join("f");
         std::fs::write(&file, b"x").unwrap();
         let want = Meta {
@@ -181,7 +216,7 @@ mod tests {
             }],
             ..Meta::default()
         };
-        let problems = apply(&file, &want, false);
+        let problems = set_all(&file, &want);
         assert!(problems.is_empty(), "{problems:?}");
         let got = read(&file, &std::fs::symlink_metadata(&file).unwrap());
         assert_eq!(got, want);
@@ -208,16 +243,18 @@ mod tests {
             xattrs,
             ..Meta::default()
         };
-        let problems = apply(&file, &want, false);
+        let problems = set_all(&file, &want);
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(read(&file, &m), want);
         let open = std::fs::File::open(&file).unwrap();
         assert_eq!(read_open(&open, m.uid(), m.gid()), want);
     }
 
-    fn umask() -> u32 {
-        let old = rustix::process::umask(Mode::from_raw_mode(0o022));
-        rustix::process::umask(old);
-        old.bits()
+    /// Sets every attribute of `want` on `file` through its descriptor.
+    fn set_all(file: &Path, want: &Meta) -> Vec<String> {
+        use std::os::fd::AsFd;
+        let open = std::fs::File::open(file).unwrap();
+        let xattrs: Vec<&Xattr> = want.xattrs.iter().collect();
+        apply(At::Open(open.as_fd()), None, &xattrs)
     }
 }

@@ -117,6 +117,20 @@ impl Daemon {
         format!("Authorization: Bearer {}", self.admin_token())
     }
 
+    /// Commits `ops` (`POST /v1/commit` operations, as JSON values) with the write
+    /// role a LAN client has; returns the status code and the answer.
+    pub fn try_commit(&self, ops: Vec<serde_json::Value>) -> (u16, String) {
+        let body = serde_json::json!({ "message": "test tree", "ops": ops }).to_string();
+        let headers = ["Content-Type: application/json"];
+        self.raw(&request("POST", "/v1/commit", &headers, body.as_bytes()))
+    }
+
+    /// [`Daemon::try_commit`], which must succeed.
+    pub fn commit(&self, ops: Vec<serde_json::Value>) {
+        let (status, answer) = self.try_commit(ops);
+        assert_eq!(status, 200, "{answer}");
+    }
+
     /// Sends raw bytes and returns the status code and the body of the answer.
     pub fn raw(&self, request: &[u8]) -> (u16, String) {
         raw(&self.addr, request)

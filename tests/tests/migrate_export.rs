@@ -313,7 +313,8 @@ fn a_reader_that_stops_early_ends_commands_quietly() {
 }
 
 /// FIFOs, sockets and devices, owners and extended attributes go into the tree with
-/// migrate and come back with export (devices and owners need root to be created).
+/// migrate and come back with export `--keep-privileged` (devices and owners need root
+/// to be created).
 #[test]
 fn special_files_owners_and_attributes_round_trip() {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -363,7 +364,8 @@ fn special_files_owners_and_attributes_round_trip() {
     let out = d.run(["migrate", "--local-src", src.to_str().unwrap()]);
     assert!(out.contains("0 skipped"), "{out}");
     let dest = work.path().join("out");
-    d.run(["export", "/", dest.to_str().unwrap()]);
+    // Devices and foreign owners are privileged: brought back when asked.
+    d.run(["export", "--keep-privileged", "/", dest.to_str().unwrap()]);
     tree::assert_same(&src, &dest);
     let meta = |p: &str| fs::symlink_metadata(dest.join(p)).unwrap();
     assert!(meta("pipe").file_type().is_fifo());

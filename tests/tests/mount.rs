@@ -612,18 +612,6 @@ fn a_split_directory_lists_reads_and_takes_new_files_through_the_mount() {
     assert_eq!(fs::read(m.path("big/f00042")).unwrap(), b"42");
 }
 
-/// Commits `ops` (JSON values) through the daemon's API.
-fn commit(d: &Daemon, ops: Vec<serde_json::Value>) {
-    let body = serde_json::json!({ "message": "test tree", "ops": ops }).to_string();
-    let (status, answer) = d.raw(&fvfs_tests::daemon::request(
-        "POST",
-        "/v1/commit",
-        &["Content-Type: application/json"],
-        body.as_bytes(),
-    ));
-    assert_eq!(status, 200, "{answer}");
-}
-
 /// The resident memory of process `pid`, in bytes.
 fn rss(pid: u32) -> u64 {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -646,8 +634,7 @@ fn a_walk_of_a_million_entries_keeps_the_mount_small() {
     // One folder of empty files, then copies of it (each O(1): they share its node),
     // each made distinct by a file of its own.
     let file = |path: String| serde_json::json!({"op": "file", "path": path, "mode": 0o644, "mtime_ns": 0, "size": 0});
-    commit(
-        &d,
+    d.commit(
         (0..FILES)
             .map(|f| file(format!("/t/d0000/f{f:04}")))
             .collect(),
@@ -659,7 +646,7 @@ fn a_walk_of_a_million_entries_keeps_the_mount_small() {
         );
         ops.push(file(format!("/t/d{dir:04}/own")));
     }
-    commit(&d, ops);
+    d.commit(ops);
     let m = mount_in(&d, work.path());
     let pid = m.pid().unwrap();
     let walk = || {

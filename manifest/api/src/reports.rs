@@ -345,6 +345,10 @@ pub struct BatchStored {
 pub struct Outcome {
     pub summary: String,
     pub skipped: Vec<String>,
+    /// What was done differently from what was stored, by path, when asked (export's
+    /// `-v`: privileged metadata left out). Not a failure.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// The version made (migrate) or read (export).
     pub version: Option<u64>,
 }

@@ -14,6 +14,9 @@ pub fn outcome(o: &Outcome, what: &str) -> ExitCode {
     for s in &o.skipped {
         eprintln!("fvfsd: {what} {s}");
     }
+    for n in &o.notes {
+        fvfs_api::outln!("{n}");
+    }
     fvfs_api::outln!("{}", o.summary);
     if o.skipped.is_empty() {
         ExitCode::SUCCESS

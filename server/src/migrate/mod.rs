@@ -209,6 +209,7 @@ pub async fn run(repo: &Repo, caches: &Path, args: Args) -> Result<Outcome> {
     Ok(Outcome {
         summary,
         skipped,
+        notes: Vec::new(),
         version: version.map(|v| v.number),
     })
 }
