@@ -8,7 +8,9 @@
 //!   **Sec-Fetch-Site**, when sent, must say `same-origin` or `none` (typed by the user).
 //! - A request that is not GET, HEAD or OPTIONS must carry a content type a page cannot
 //!   send without asking first (anything but the three a plain form or `fetch` may use:
-//!   `text/plain`, `application/x-www-form-urlencoded`, `multipart/form-data`), or the
+//!   `text/plain`, `application/x-www-form-urlencoded`, `multipart/form-data`, nor a
+//!   value that does not parse as an ASCII `type/subtype`, which a browser may still
+//!   read as one of them), or the
 //!   header `X-Fvfs-Client`, which fvfs's own clients send. A page's cross-origin request
 //!   with either is preflighted, and the daemon never approves a preflight.
 //!
@@ -74,20 +76,7 @@ impl Guard {
         let dav = super::dav::is_dav(req.uri().path()) && *req.method() != Method::POST;
         let safe = dav || matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
         if !safe && !headers.contains_key(CLIENT_HEADER) {
-            let essence = text("content-type").map(|ct| {
-                ct.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase()
-            });
-            let formlike = match essence.as_deref() {
-                None | Some("") => true,
-                Some(e) => matches!(
-                    e,
-                    "text/plain" | "application/x-www-form-urlencoded" | "multipart/form-data"
-                ),
-            };
+            let formlike = form_like(headers.get("content-type").map(|v| v.as_bytes()));
             if formlike {
                 return Err(forbidden(format!(
                     "{} needs a Content-Type such as application/json or \
@@ -121,6 +110,35 @@ impl Guard {
              send its own); if it is yours, add it to [daemon] host_names"
         )))
     }
+}
+
+/// Whether a request with content type `value` (its raw bytes) may have come from a
+/// page without a preflight: no type, one of the three a form or a plain `fetch` may
+/// send, or anything that does not parse as a plain `type/subtype` in ASCII (a browser
+/// reads such a value its own way: `text/plain;a=\xe9` is still text/plain to it).
+fn form_like(value: Option<&[u8]>) -> bool {
+    let Some(value) = value else {
+        return true;
+    };
+    let essence = value.split(|&b| b == b';').next().unwrap_or_default();
+    let Ok(essence) = std::str::from_utf8(essence) else {
+        return true;
+    };
+    let essence = essence.trim_matches([' ', '\t']).to_ascii_lowercase();
+    // RFC 9110 token characters.
+    let token = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    let parses = essence
+        .split_once('/')
+        .is_some_and(|(t, sub)| token(t) && token(sub));
+    !parses
+        || matches!(
+            essence.as_str(),
+            "text/plain" | "application/x-www-form-urlencoded" | "multipart/form-data"
+        )
 }
 
 fn forbidden(detail: String) -> ApiError {
@@ -246,6 +264,31 @@ mod tests {
             );
         }
         assert!(g.check(&req("DELETE", &[])).is_err());
+        // What does not parse as a plain type/subtype in ASCII is form-like too.
+        for ct in [
+            &b"text/plain;a=\xe9"[..],
+            b"text/plain\xe9",
+            b"\xe9/json",
+            b"application",
+            b"/json",
+            b"text/ plain",
+            b"",
+            b"  ; x=y",
+        ] {
+            assert!(form_like(Some(ct)), "{}", String::from_utf8_lossy(ct));
+        }
+        assert!(!form_like(Some(b"application/json;charset=\xe9")));
+        let odd = Request::builder()
+            .method("PUT")
+            .uri("/v1/files/x")
+            .header(
+                "content-type",
+                hyper::header::HeaderValue::from_bytes(b"text/plain;a=\xe9").unwrap(),
+            )
+            .body(())
+            .unwrap();
+        assert!(g.check(&odd).is_err());
+        assert!(!form_like(Some(b" Application/Vnd.Fvfs+CBOR ")));
         assert!(g
             .check(&req("POST", &[("content-type", "application/json")]))
             .is_ok());
