@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use fvfs_tests::daemon::{request, Daemon};
 use fvfs_tests::{check, Fvfsd};
@@ -276,4 +276,143 @@ fn privileged_metadata_comes_back_only_when_asked() {
     assert_eq!(get_xattr(&tool, "security.capability"), Some(cap_setuid()));
     assert_eq!(get_xattr(&tool, "trusted.x").as_deref(), Some(&b"t"[..]));
     assert_eq!(get_xattr(&kept, "trusted.dir").as_deref(), Some(&b"d"[..]));
+}
+
+/// `(status, error code)` of an answer.
+fn code_of(answer: &(u16, String)) -> (u16, String) {
+    let v: Value = serde_json::from_str(&answer.1).unwrap_or(Value::Null);
+    (answer.0, v["error"].as_str().unwrap_or_default().to_owned())
+}
+
+/// Names over 255 bytes and paths over 4,095 are refused at every entry point with
+/// `name_too_long` (the API's writes, WebDAV, the mount) or named and passed (migrate,
+/// `put -r`); nothing of them is stored.
+#[test]
+fn names_too_long_are_refused_at_every_entry_point() {
+    use fvfs_tests::daemon::bare_request;
+    let store = Fvfsd::new();
+    let d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
+    put(&d, "/ok/f", b"f");
+    let long = format!("/ok/{}", "l".repeat(300));
+    let huge = format!("/ok/{}", "h".repeat(4096));
+    // Every name short, the path too long.
+    let deep = format!("/ok{}", format!("/{}", "d".repeat(200)).repeat(21));
+    let too_long = (400, "name_too_long".to_owned());
+    for path in [&long, &huge, &deep] {
+        let shown = &path[..40];
+        let put = d.raw(&request("PUT", &format!("/v1/files{path}"), &[], b"x"));
+        assert_eq!(code_of(&put), too_long, "PUT {shown}: {}", put.1);
+        for op in [
+            json!({"op": "file", "path": path, "mode": 0o644, "mtime_ns": 0, "size": 0}),
+            mkdir(path),
+            symlink(path, Path::new("t")),
+            json!({"op": "special", "path": path, "kind": "Fifo", "mode": 0o644, "mtime_ns": 0}),
+            json!({"op": "rename", "from": "/ok/f", "to": path}),
+            json!({"op": "link", "from": "/ok/f", "to": path}),
+            json!({"op": "copy", "from": "/ok/f", "to": path}),
+        ] {
+            let answer = d.try_commit(vec![op.clone()]);
+            assert_eq!(
+                code_of(&answer),
+                too_long,
+                "{} {shown}: {}",
+                op["op"],
+                answer.1
+            );
+        }
+        for method in ["PUT", "MKCOL"] {
+            let dav = format!("/dav{path}");
+            let answer = d.raw(&bare_request(method, &dav, &["Host: localhost"], b"x"));
+            assert!(
+                (400..500).contains(&answer.0),
+                "{method} {shown}: {answer:?}"
+            );
+        }
+    }
+    let listing = d.fvfsc(["ls", "/ok"]).output().unwrap();
+    check(&listing, 0);
+    assert_eq!(String::from_utf8_lossy(&listing.stdout).lines().count(), 1);
+
+    // A local tree whose paths get too long below the destination: the rest goes in,
+    // the too-long path is named.
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    let level = |c: &str| format!("/{}", c.repeat(250)).repeat(8);
+    let at = PathBuf::from(format!("{}{}", src.display(), level("d")));
+    fs::create_dir_all(&at).unwrap();
+    fs::write(at.join("kept"), b"k").unwrap();
+    fs::create_dir(at.join("x".repeat(200))).unwrap();
+    fs::write(at.join("x".repeat(200)).join("lost"), b"l").unwrap();
+    let src_arg = src.to_str().unwrap();
+    let up = format!("/up{}", level("p"));
+    let out = d.fvfsc(["put", &up, "-r", src_arg]).output().unwrap();
+    check(&out, 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("longer than 4,095 bytes"), "{stderr}");
+    let deepest = format!("{up}{}", level("d"));
+    let listed = d.fvfsc(["ls", &deepest]).output().unwrap();
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("kept"));
+    drop(d);
+    let mig = format!("/mig{}", level("p"));
+    let out = store
+        .cmd(["migrate", "--local-src", src_arg, "--dest", &mig])
+        .output()
+        .unwrap();
+    check(&out, 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("longer than 4,095 bytes"), "{stderr}");
+    let d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
+    let deepest = format!("{mig}{}", level("d"));
+    let listed = d.fvfsc(["ls", &deepest]).output().unwrap();
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("kept"));
+}
+
+/// Through a mount, a name over 255 bytes is ENAMETOOLONG and nothing is made.
+#[test]
+fn the_mount_refuses_names_too_long() {
+    use fvfs_tests::mount::Mount;
+    let store = Fvfsd::new();
+    let d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
+    let work = tempfile::tempdir().unwrap();
+    let mut m = Mount::start(&d, &work.path().join("m"), &work.path().join("cache"), &[]);
+    let name = "n".repeat(300);
+    let e = fs::write(m.path(&name), b"x").unwrap_err();
+    assert_eq!(
+        e.raw_os_error(),
+        Some(rustix::io::Errno::NAMETOOLONG.raw_os_error())
+    );
+    let e = fs::create_dir(m.path(&name)).unwrap_err();
+    assert_eq!(
+        e.raw_os_error(),
+        Some(rustix::io::Errno::NAMETOOLONG.raw_os_error())
+    );
+    fs::write(m.path("fine"), b"x").unwrap();
+    let names: Vec<_> = fs::read_dir(m.path(""))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != ".snapshots")
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("fine")]);
+    assert_eq!(m.unmount(), Some(0));
+}
+
+/// A change whose Content-Type a page could send without a preflight (one that does
+/// not parse as an ASCII type/subtype among them) needs the client header.
+#[test]
+fn odd_content_types_are_form_like() {
+    let store = Fvfsd::new();
+    let d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
+    let odd: [&[u8]; 4] = [b"text/plain;a=\xe9", b"\xe9", b"text/plain\xe9", b"json"];
+    for ct in odd {
+        let mut req = b"PUT /v1/files/odd HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+                        Content-Length: 1\r\nContent-Type: "
+            .to_vec();
+        req.extend_from_slice(ct);
+        req.extend_from_slice(b"\r\n\r\nx");
+        let (status, body) = d.raw(&req);
+        assert_eq!(status, 403, "{}: {body}", String::from_utf8_lossy(ct));
+    }
+    let ok = b"PUT /v1/files/odd HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+               Content-Length: 1\r\nContent-Type: application/octet-stream\r\n\r\nx";
+    assert_eq!(d.raw(ok).0, 201);
 }

@@ -36,6 +36,7 @@ pub fn errno(f: &Failure) -> Errno {
             ErrorCode::Exists => Errno::EEXIST,
             ErrorCode::NoSpace => Errno::ENOSPC,
             ErrorCode::BadPath => Errno::EINVAL,
+            ErrorCode::NameTooLong => Errno::ENAMETOOLONG,
             _ => Errno::EIO,
         },
         _ => Errno::EIO,

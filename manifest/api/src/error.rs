@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 pub enum ErrorCode {
     BadRequest,
     BadPath,
+    /// A name over 255 bytes or a path over 4,095 (or 32 KiB where only read), which
+    /// local file systems could not hold.
+    NameTooLong,
     BadName,
     BadFrame,
     BadNode,
@@ -54,6 +57,7 @@ impl ErrorCode {
         match self {
             E::BadRequest
             | E::BadPath
+            | E::NameTooLong
             | E::BadName
             | E::BadFrame
             | E::BadNode

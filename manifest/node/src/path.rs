@@ -17,6 +17,46 @@ pub const MAX_DEPTH: usize = 512;
 /// The longest path, in bytes (Windows' long paths stop at 32,767 characters).
 pub const MAX_PATH: usize = 32 << 10;
 
+/// The longest name a new entry may have: what local file systems hold (`NAME_MAX`),
+/// so that everything stored can be listed through a mount and exported.
+pub const MAX_NAME: usize = 255;
+/// The longest path a new entry may have (Linux's `PATH_MAX`, its NUL included).
+pub const MAX_NEW_PATH: usize = 4095;
+
+/// Why a new name was refused: its name is over [`MAX_NAME`] bytes.
+pub const NAME_TOO_LONG: &str = "a name is longer than 255 bytes";
+/// Why a new name was refused: its path is over [`MAX_NEW_PATH`] bytes.
+pub const PATH_TOO_LONG: &str = "longer than 4,095 bytes";
+const HUGE: &str = "longer than 32 KiB";
+
+/// Whether `why` (a [`PathError`]'s reason) says a path or name is too long.
+pub fn too_long(why: &str) -> bool {
+    [NAME_TOO_LONG, PATH_TOO_LONG, HUGE].contains(&why)
+}
+
+impl PathError {
+    /// Whether the path or one of its names is too long.
+    pub fn is_too_long(&self) -> bool {
+        too_long(self.1)
+    }
+}
+
+/// [`components`] of a path where something is to be made: also refuses a name over
+/// [`MAX_NAME`] bytes or a path over [`MAX_NEW_PATH`] (counted normalised). Paths
+/// that only read or remove what a tree holds keep [`components`], so a tree stored
+/// before these limits can still be read and tidied.
+pub fn new_components(path: &[u8]) -> Result<Vec<&[u8]>, PathError> {
+    let comps = components(path)?;
+    let show = || String::from_utf8_lossy(&path[..path.len().min(200)]).into_owned();
+    if comps.iter().any(|c| c.len() > MAX_NAME) {
+        return Err(PathError(show(), NAME_TOO_LONG));
+    }
+    if comps.iter().map(|c| c.len() + 1).sum::<usize>() > MAX_NEW_PATH {
+        return Err(PathError(show(), PATH_TOO_LONG));
+    }
+    Ok(comps)
+}
+
 /// Splits a path into its components, refusing `..`, NUL bytes, relative paths, and
 /// paths longer than [`MAX_PATH`] or deeper than [`MAX_DEPTH`].
 pub fn components(path: &[u8]) -> Result<Vec<&[u8]>, PathError> {
@@ -27,7 +67,7 @@ pub fn components(path: &[u8]) -> Result<Vec<&[u8]>, PathError> {
         format!("{}{more}", String::from_utf8_lossy(start))
     };
     if path.len() > MAX_PATH {
-        return Err(PathError(show(), "longer than 32 KiB"));
+        return Err(PathError(show(), HUGE));
     }
     if path.first() != Some(&b'/') {
         return Err(PathError(show(), "must start with '/'"));
@@ -70,6 +110,35 @@ pub fn show(path: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_names_are_at_most_255_bytes_and_new_paths_4095() {
+        let name = |n: usize| format!("/{}", "x".repeat(n));
+        assert!(new_components(name(255).as_bytes()).is_ok());
+        let e = new_components(name(256).as_bytes()).unwrap_err();
+        assert!(e.is_too_long() && e.1 == NAME_TOO_LONG, "{e}");
+        assert!(new_components(name(4096).as_bytes())
+            .unwrap_err()
+            .is_too_long());
+        // 15 names of 255 bytes and one of 254, each with its slash: 4,095 bytes.
+        let deep = format!(
+            "{}/{}",
+            format!("/{}", "y".repeat(255)).repeat(15),
+            "y".repeat(254)
+        );
+        assert_eq!(deep.len(), MAX_NEW_PATH);
+        assert!(new_components(deep.as_bytes()).is_ok());
+        let deeper = format!("{deep}/z");
+        assert_eq!(
+            new_components(deeper.as_bytes()).unwrap_err().1,
+            PATH_TOO_LONG
+        );
+        // Redundant slashes do not count.
+        let slashes = format!("{}/a", "/".repeat(5000));
+        assert_eq!(new_components(slashes.as_bytes()).unwrap(), vec![&b"a"[..]]);
+        // Reading keeps the old limits.
+        assert!(components(name(4096).as_bytes()).is_ok());
+    }
 
     #[test]
     fn normalises_and_refuses_escapes() {

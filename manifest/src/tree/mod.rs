@@ -23,7 +23,7 @@ mod links;
 
 use crate::node::dir::{self as dirs, Cutter, DirPart};
 use crate::node::{ChunkKind, DirNode, Entry, EntryKind, Link, Meta, Node};
-use crate::path::{components, show};
+use crate::path::{components, new_components, show};
 use crate::repo::{Pending, Repo};
 
 /// Mode and mtime given to directories created implicitly as parents.
@@ -323,7 +323,7 @@ impl TreeEdit {
         // Where each path's last name is (none for a path without one): entries whose
         // paths agree up to its start go to the same directory.
         let name_at = |path: &[u8]| -> Option<(usize, usize)> {
-            let comps = components(path).ok()?;
+            let comps = new_components(path).ok()?;
             let last = comps.last()?;
             let start = last.as_ptr() as usize - path.as_ptr() as usize;
             Some((start, start + last.len()))
@@ -378,7 +378,7 @@ impl TreeEdit {
         entry: Entry,
         parents_mtime_ns: i64,
     ) -> Result<()> {
-        let comps = components(path)?;
+        let comps = new_components(path)?;
         let Some((name, parents)) = comps.split_last() else {
             return Err(ManifestError::IsADirectory("/".into()));
         };
@@ -454,7 +454,7 @@ impl TreeEdit {
     /// not exist (as link(2)) unless `replace` (then a non-directory there is
     /// replaced): from then on the two names are one file.
     pub async fn link(&mut self, repo: &Repo, from: &[u8], to: &[u8], replace: bool) -> Result<()> {
-        let (fc, tc) = (components(from)?, components(to)?);
+        let (fc, tc) = (components(from)?, new_components(to)?);
         let (Some((fname, fparents)), Some((tname, tparents))) = (fc.split_last(), tc.split_last())
         else {
             return Err(ManifestError::InvalidPath(
@@ -501,7 +501,7 @@ impl TreeEdit {
     /// by a directory (as rename(2)). Moves the subtree as it stands in this edit,
     /// changes made to it earlier in the same edit included.
     pub async fn rename(&mut self, repo: &Repo, from: &[u8], to: &[u8]) -> Result<()> {
-        let (fc, tc) = (components(from)?, components(to)?);
+        let (fc, tc) = (components(from)?, new_components(to)?);
         if fc == tc {
             return Ok(());
         }

@@ -20,6 +20,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use fvfs_node::path;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use ignore::Match;
 
@@ -285,7 +286,23 @@ pub fn walk(src: &Path, dest: &[u8], rules: &Rules, emit: &mut dyn FnMut(Event))
                 excluded_count += 1;
                 continue;
             }
-            let dest = fvfs_node::path::join(&at, name.as_bytes());
+            let dest = path::join(&at, name.as_bytes());
+            // (`dest` is normalised: its length is what the tree would count.)
+            let too_long = if name.len() > path::MAX_NAME {
+                Some(path::NAME_TOO_LONG)
+            } else if dest.len() > path::MAX_NEW_PATH {
+                Some(path::PATH_TOO_LONG)
+            } else {
+                None
+            };
+            if let Some(why) = too_long {
+                // Nothing below it could be kept either.
+                emit(Event::Skipped {
+                    src,
+                    reason: format!("not kept: its path is {why}"),
+                });
+                continue;
+            }
             let kind = if t.is_dir() {
                 stack.push((src.clone(), dest.clone(), layer.clone()));
                 Kind::Dir

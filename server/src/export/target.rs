@@ -183,6 +183,8 @@ impl Target {
                     MISSING.store(true, Ordering::Relaxed);
                     return None;
                 }
+                // Deeper than PATH_MAX: one component at a time has no such limit.
+                Err(Errno::NAMETOOLONG) => return None,
                 other => return Some(other.map_err(not_followed)),
             }
         }
@@ -403,6 +405,24 @@ mod tests {
             Found::Other(FileType::Symlink)
         );
         assert!(make_dir(&root, b"../x").is_err());
+    }
+
+    #[test]
+    fn folders_deeper_than_path_max_are_reached() {
+        let work = tempfile::tempdir().unwrap();
+        let t = Target::open(work.path()).unwrap();
+        let name = "d".repeat(255);
+        let mut rel = PathBuf::new();
+        let mut dir = t.dir(&rel).unwrap();
+        for _ in 0..20 {
+            dir = make_dir(&dir, name.as_bytes()).unwrap().unwrap();
+            rel.push(&name);
+        }
+        assert!(rel.as_os_str().len() > 4096);
+        let deep = t.dir(&rel).unwrap();
+        let (tmp, _) = t.create_temp(&deep).unwrap();
+        rename_new(&deep, &tmp, b"f").unwrap();
+        assert!(matches!(look(&dir, b"f").unwrap(), Found::File { .. }));
     }
 
     #[test]

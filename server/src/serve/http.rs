@@ -93,7 +93,12 @@ impl From<StoreError> for ApiError {
 
 impl From<PathError> for ApiError {
     fn from(e: PathError) -> Self {
-        Self::new(ErrorCode::BadPath, e.to_string())
+        let code = if e.is_too_long() {
+            ErrorCode::NameTooLong
+        } else {
+            ErrorCode::BadPath
+        };
+        Self::new(code, e.to_string())
     }
 }
 
@@ -122,6 +127,7 @@ impl From<ManifestError> for ApiError {
             M::Conflict(_) => C::Conflict,
             M::ContentGone { .. } => C::MissingChunks,
             M::Busy(_) => C::Busy,
+            M::InvalidPath(_, why) if fvfs_manifest::path::too_long(why) => C::NameTooLong,
             M::InvalidPath(..) => C::BadPath,
             M::BadFrame { .. } => C::BadFrame,
             M::BadSnapshotName(_) => C::BadName,

@@ -93,8 +93,21 @@ impl FvfsFs {
                 }
                 self.rt.spawn(self.remote.walk_ahead(dir.clone()));
                 let entries = dir.entries.iter().enumerate();
+                // A name no local file system holds (stored before names were limited)
+                // cannot be listed: the kernel fails the whole listing with EIO.
+                let (fit, over): (Vec<_>, Vec<_>) =
+                    entries.partition(|(_, e)| e.name.len() <= super::NAME_MAX);
+                for (_, e) in over {
+                    tracing::warn!(
+                        "not listed: {:?}... in inode {ino} has a name of {} bytes (at most {})",
+                        String::from_utf8_lossy(&e.name[..40]),
+                        e.name.len(),
+                        super::NAME_MAX
+                    );
+                }
                 names.extend(
-                    entries.map(|(i, e)| (e.name.clone(), e.kind, e.link.map(|l| l.id), Some(i))),
+                    fit.into_iter()
+                        .map(|(i, e)| (e.name.clone(), e.kind, e.link.map(|l| l.id), Some(i))),
                 );
                 node = Some(dir);
             }

@@ -183,6 +183,7 @@ fn fs_error(e: ApiError) -> FsError {
         ErrorCode::IsADirectory
         | ErrorCode::NotEmpty
         | ErrorCode::BadPath
+        | ErrorCode::NameTooLong
         | ErrorCode::BadName
         | ErrorCode::Forbidden => FsError::Forbidden,
         ErrorCode::NoSpace => FsError::InsufficientStorage,
