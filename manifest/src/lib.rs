@@ -15,6 +15,7 @@ pub use fvfs_node::path;
 mod repo;
 mod space;
 mod tree;
+pub mod upload;
 mod views;
 mod walk;
 

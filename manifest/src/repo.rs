@@ -33,6 +33,7 @@ use crate::kv::{Batch, Kv};
 use crate::meta::{self, ChunkRecord, FileRef, Totals, Version, VersionKind, TIER_LOCAL};
 use crate::node::{self, ChunkKind, ChunkRef, DirNode, Entry, Node};
 use crate::space::RecordIndex;
+use crate::upload;
 
 type Records = HashMap<ChunkId, ChunkRecord>;
 
@@ -147,34 +148,49 @@ impl Repo {
             .await
     }
 
-    /// Stores frames encoded elsewhere (by a client), after checking that each decodes
-    /// to its id and that a tree node decodes as one; they go to the store in one call
-    /// (a call per chunk handed the daemon's worker thread over each time). Returns how
-    /// many were new. Nothing is stored if one frame is refused.
+    /// Stores frames encoded elsewhere (by a client), after checking that each declares
+    /// no more than its kind may hold, decodes to its id, and (a tree node) decodes as
+    /// a file or list node ([`crate::upload`]); they go to the store in one call (a
+    /// call per chunk handed the daemon's worker thread over each time). Decoding runs
+    /// on the blocking pool within the shared budget. Returns how many were new.
+    /// Nothing is stored if one frame is refused.
     pub async fn put_frames(
         &self,
         pending: &Pending,
         frames: Vec<(ChunkKind, ChunkId, Bytes)>,
     ) -> Result<u64> {
-        let mut new = Vec::with_capacity(frames.len());
+        let mut unknown = Vec::with_capacity(frames.len());
+        let mut most = 0;
         for (kind, id, framed) in frames {
             if self.knows(pending, &id)? {
                 continue;
             }
-            let raw = frame::decode(&id, &framed).map_err(|e| ManifestError::BadFrame {
-                id,
-                reason: e.to_string(),
-            })?;
-            if kind == ChunkKind::Node {
-                node::decode(&raw).map_err(|e| ManifestError::BadFrame {
-                    id,
-                    reason: format!("not a tree node: {e}"),
-                })?;
-            }
-            new.push((id, framed, raw.len(), kind));
+            let declared = upload::check_declared(kind, &id, &framed)?;
+            most = most.max(upload::cost(kind, declared));
+            unknown.push((kind, id, framed));
         }
-        let count = new.len() as u64;
-        self.store_frames(pending, new).await?;
+        // Decoded one at a time: the largest is what they take at once.
+        let budget = upload::reserve(most).await;
+        let checked = tokio::task::spawn_blocking(move || {
+            unknown
+                .into_iter()
+                .map(|(kind, id, framed)| {
+                    let raw = frame::decode(&id, &framed).map_err(|e| ManifestError::BadFrame {
+                        id,
+                        reason: e.to_string(),
+                    })?;
+                    if kind == ChunkKind::Node {
+                        upload::client_node(&id, &raw)?;
+                    }
+                    Ok((id, framed, raw.len(), kind))
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+        drop(budget);
+        let count = checked.len() as u64;
+        self.store_frames(pending, checked).await?;
         Ok(count)
     }
 

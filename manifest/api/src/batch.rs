@@ -11,8 +11,9 @@ const HEADER: usize = 1 + 32 + 4;
 /// Largest frame a data record may carry: a frame never exceeds its raw chunk (it is
 /// stored raw when compressing would not make it smaller).
 pub const MAX_DATA_FRAME: usize = frame::HEADER_LEN + fvfs_cas::chunker::MAX_SIZE;
-/// Largest frame a tree node's record may carry.
-pub const MAX_NODE_FRAME: usize = frame::HEADER_LEN + frame::MAX_RAW_LEN;
+/// Largest frame a tree node's record may carry (a client sends file and list nodes
+/// only).
+pub const MAX_NODE_FRAME: usize = frame::HEADER_LEN + fvfs_node::MAX_UPLOAD_NODE;
 
 /// Appends one record to `out`.
 pub fn push(out: &mut Vec<u8>, kind: ChunkKind, id: &ChunkId, framed: &[u8]) {

@@ -26,6 +26,11 @@ pub use dir::{DirIndex, DirPart};
 /// 4096 refs of 64 KiB chunks are 256 MiB, about 180 KiB of node.
 pub const LIST_FANOUT: usize = 4096;
 
+/// The largest tree node a client may send: a file node (or list node) lists at most
+/// [`LIST_FANOUT`] refs (about 180 KiB), or the list nodes of a file of some 20 TiB.
+/// Directory nodes are the daemon's own, never a client's.
+pub const MAX_UPLOAD_NODE: usize = 4 << 20;
+
 /// Files of at most this many chunks (about 1 MiB) list them inline in their directory
 /// entry instead of in a file node of their own. Most files are that small (88% of a
 /// Rust toolchain's 52,000 files are under 16 KiB), and a file node per file would

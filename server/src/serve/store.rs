@@ -12,8 +12,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use fvfs_api::reports::{BatchStored, ChunkStored, Ids, Missing, MAX_MISSING_IDS, MAX_READ_IDS};
 use fvfs_api::ErrorCode;
-use fvfs_cas::{chunker, frame, ChunkId};
-use fvfs_manifest::{node, ChunkKind};
+use fvfs_cas::ChunkId;
+use fvfs_manifest::{node, upload, ChunkKind};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
@@ -105,12 +105,7 @@ pub async fn put(
             )))
         }
     };
-    let limit = if kind == ChunkKind::Data {
-        chunker::MAX_SIZE
-    } else {
-        frame::MAX_RAW_LEN
-    };
-    let data = body(req, limit).await?;
+    let data = body(req, upload::max_raw(kind)).await?;
     state
         .metrics
         .bytes_in
@@ -123,8 +118,14 @@ pub async fn put(
         ));
     }
     if kind == ChunkKind::Node {
-        node::decode(&data)
-            .map_err(|e| ApiError::new(ErrorCode::BadNode, format!("not a tree node: {e}")))?;
+        // Off the async workers, within the budget all decoding shares.
+        let budget = upload::reserve(upload::cost(kind, data.len())).await;
+        let raw = data.clone();
+        tokio::task::spawn_blocking(move || upload::client_node(&id, &raw))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+            .map_err(|e| ApiError::new(ErrorCode::BadNode, e.to_string()))?;
+        drop(budget);
     }
     let known = state.repo.knows(&state.staged, &id)?;
     state.repo.put_chunk(&state.staged, &data, kind).await?;
