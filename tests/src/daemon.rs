@@ -131,6 +131,15 @@ impl Daemon {
         assert_eq!(status, 200, "{answer}");
     }
 
+    /// The value of an unlabelled gauge in the daemon's metrics.
+    pub fn gauge(&self, name: &str) -> f64 {
+        let (_, text) = self.raw(&request("GET", "/metrics", &[], b""));
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} not in metrics:\n{text}"))
+    }
+
     /// Sends raw bytes and returns the status code and the body of the answer.
     pub fn raw(&self, request: &[u8]) -> (u16, String) {
         raw(&self.addr, request)

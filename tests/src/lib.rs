@@ -39,6 +39,18 @@ pub fn bin_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// Polls `cond` until it holds (a daemon's metrics are the usual signal); fails after
+/// a minute.
+pub fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..6000 {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("{what} did not happen within a minute");
+}
+
 /// Runs `cmd`, which must succeed; its stdout.
 pub fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().expect("run");

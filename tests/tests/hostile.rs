@@ -548,3 +548,71 @@ fn bombs_are_refused_within_the_memory_budget() {
     // Nothing of it was stored.
     d.assert_fsck_clean("after the bombs");
 }
+
+/// A local process of another user holding 2,000 stalled connections from 127.0.0.1
+/// fills only its own user's share of the per-peer cap: fvfsc of this user goes on
+/// working throughout (before, the flood held 127.0.0.1's whole share until the idle
+/// timeout).
+#[test]
+fn another_users_flood_on_loopback_leaves_local_clients_served() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    use std::io::Write;
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test runs as root"
+    );
+    let mut limit = getrlimit(Resource::Nofile);
+    limit.current = limit.maximum;
+    setrlimit(Resource::Nofile, limit).unwrap();
+    let store = Fvfsd::new();
+    let config = store.home.path().join("fvfsd.toml");
+    // Stalled connections stay for as long as this test takes.
+    fs::write(&config, "[daemon]\nidle_timeout_secs = 3600\n").unwrap();
+    let d = Daemon::start_with(
+        &store,
+        &["--config", config.to_str().unwrap()],
+        "127.0.0.1:0",
+        &["--no-mdns"],
+    );
+    let to: std::net::SocketAddr = d.addr.parse().unwrap();
+    // Sockets belong to the user of the thread that makes them: this one is nobody.
+    let flood = std::thread::spawn(move || {
+        rustix::thread::set_thread_uid(rustix::process::Uid::from_raw(65534)).unwrap();
+        (0..2000)
+            .filter_map(|_| {
+                let mut s = std::net::TcpStream::connect(to).ok()?;
+                s.write_all(b"GET /v1/status HTTP/1.1\r\nHost: localhost\r\n")
+                    .ok()?;
+                Some(s)
+            })
+            .collect::<Vec<_>>()
+    })
+    .join()
+    .unwrap();
+    assert!(flood.len() > 1000, "{} connections made", flood.len());
+    // The daemon admitted nobody's share (256) and closed the rest.
+    fvfs_tests::until("the flood held at its cap", || {
+        d.gauge("fvfs_connections_refused") >= (flood.len() - 256) as f64
+    });
+    assert!(d.gauge("fvfs_connections_open") >= 256.0);
+    // Meanwhile fvfsc, from the same address as another user, writes and reads back.
+    let work = tempfile::tempdir().unwrap();
+    let local = work.path().join("f");
+    for i in 0..10 {
+        fs::write(&local, format!("file {i}")).unwrap();
+        let path = format!("/mine/{i}");
+        let out = d
+            .fvfsc(["put", &path, "--from", local.to_str().unwrap()])
+            .output()
+            .unwrap();
+        check(&out, 0);
+        let out = d.fvfsc(["cat", &path]).output().unwrap();
+        check(&out, 0);
+        assert_eq!(out.stdout, format!("file {i}").into_bytes());
+    }
+    assert!(
+        d.gauge("fvfs_connections_open") >= 256.0,
+        "the flood was held throughout"
+    );
+    drop(flood);
+}

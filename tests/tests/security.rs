@@ -287,26 +287,6 @@ fn connect_from(source: std::net::Ipv4Addr, to: SocketAddr) -> std::io::Result<T
     Ok(TcpStream::from(fd))
 }
 
-/// The value of an unlabelled gauge in the daemon's metrics.
-fn gauge(d: &Daemon, name: &str) -> f64 {
-    let (_, text) = d.raw(&request("GET", "/metrics", &[], b""));
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} not in metrics:\n{text}"))
-}
-
-/// Polls `cond` until it holds (the daemon's metrics are the signal).
-fn until(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..6000 {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("{what} did not happen within a minute");
-}
-
 /// A daemon with `config` as its `[daemon]` section.
 fn daemon_with(store: &Fvfsd, config: &str) -> Daemon {
     let path = store.home.path().join("fvfsd.toml");
@@ -348,8 +328,8 @@ fn slowloris_from_many_addresses_leaves_a_normal_client_served() {
     );
     let to: SocketAddr = d.addr.parse().unwrap();
     let slow = slow_connections(to, 2000, 20);
-    until("2,000 slow connections held", || {
-        gauge(&d, "fvfs_connections_open") >= 2000.0
+    fvfs_tests::until("2,000 slow connections held", || {
+        d.gauge("fvfs_connections_open") >= 2000.0
     });
     // One more from a peer at its cap is closed at once, without an answer.
     let mut extra = connect_from(std::net::Ipv4Addr::new(127, 0, 1, 2), to).unwrap();
@@ -362,7 +342,7 @@ fn slowloris_from_many_addresses_leaves_a_normal_client_served() {
         0,
         "closed without an answer"
     );
-    assert!(gauge(&d, "fvfs_connections_refused") >= 1.0);
+    assert!(d.gauge("fvfs_connections_refused") >= 1.0);
     // Meanwhile a normal client is served, writes and reads back.
     for i in 0..20 {
         let path = format!("/v1/files/normal/{i}.txt");
@@ -371,7 +351,7 @@ fn slowloris_from_many_addresses_leaves_a_normal_client_served() {
         assert_eq!(d.raw(&request("GET", &path, &[], b"")), (200, body));
     }
     assert!(
-        gauge(&d, "fvfs_connections_open") >= 2000.0,
+        d.gauge("fvfs_connections_open") >= 2000.0,
         "the slow ones were held throughout"
     );
     drop(slow);
@@ -380,8 +360,8 @@ fn slowloris_from_many_addresses_leaves_a_normal_client_served() {
     // Slow heads are cut off after the idle timeout, however steadily they trickle.
     let d = daemon_with(&store, "idle_timeout_secs = 2\n");
     let slow = slow_connections(d.addr.parse().unwrap(), 50, 5);
-    until("50 slow connections held", || {
-        gauge(&d, "fvfs_connections_open") >= 50.0
+    fvfs_tests::until("50 slow connections held", || {
+        d.gauge("fvfs_connections_open") >= 50.0
     });
     let trickle = std::thread::spawn(move || {
         let mut open = slow;
@@ -396,8 +376,8 @@ fn slowloris_from_many_addresses_leaves_a_normal_client_served() {
         }
         closed
     });
-    until("the slow connections closed", || {
-        gauge(&d, "fvfs_connections_open") <= 1.0
+    fvfs_tests::until("the slow connections closed", || {
+        d.gauge("fvfs_connections_open") <= 1.0
     });
     assert_eq!(trickle.join().unwrap(), 50);
     assert_eq!(

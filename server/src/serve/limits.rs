@@ -2,8 +2,10 @@
 //!
 //! - Connections are capped in all (`[daemon] max_connections`, and never closer than
 //!   256 to the process's file limit, which is raised to its hard limit at start) and
-//!   per peer address (`max_connections_per_peer`); a connection over either cap is
-//!   closed at once, so a flood from one peer leaves room for the others.
+//!   per peer (`max_connections_per_peer`): an address, and on loopback an address and
+//!   the user holding the other end ([`super::peer_uid`]), so that a local process
+//!   flooding 127.0.0.1 fills only its own user's share. A connection over either cap
+//!   is closed at once, so a flood from one peer leaves room for the others.
 //! - `idle_timeout_secs`: a request head must arrive whole within it (which also ends
 //!   idle keep-alive connections: hyper's header timer runs while a connection waits
 //!   for its next request), and a request body that sends nothing for that long is cut
@@ -67,17 +69,40 @@ impl Limits {
     }
 }
 
-/// Counts connections, in all and per peer address.
+/// Who a connection counts against: its address, and on loopback the user at the
+/// other end when known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Peer {
+    pub addr: IpAddr,
+    pub uid: Option<u32>,
+}
+
+impl Peer {
+    /// The peer of connection `peer` -> `local`.
+    pub fn of(local: std::net::SocketAddr, peer: std::net::SocketAddr) -> Self {
+        let uid = if peer.ip().is_loopback() {
+            super::peer_uid::of(local, peer)
+        } else {
+            None
+        };
+        Self {
+            addr: peer.ip(),
+            uid,
+        }
+    }
+}
+
+/// Counts connections, in all and per peer.
 pub struct Admission {
     limits: Limits,
-    open: Mutex<(usize, HashMap<IpAddr, usize>)>,
+    open: Mutex<(usize, HashMap<Peer, usize>)>,
     refused: AtomicU64,
 }
 
 /// One admitted connection; dropping it frees its place.
 pub struct Ticket {
     admission: Arc<Admission>,
-    peer: IpAddr,
+    peer: Peer,
 }
 
 impl Admission {
@@ -96,7 +121,7 @@ impl Admission {
     }
 
     /// A place for a connection from `peer`, or why there is none.
-    pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Ticket, &'static str> {
+    pub fn admit(self: &Arc<Self>, peer: Peer) -> Result<Ticket, &'static str> {
         let mut open = self.open.lock().expect("admission lock");
         let refuse = |why| {
             self.refused.fetch_add(1, Ordering::Relaxed);
@@ -186,8 +211,11 @@ mod tests {
             per_peer: 2,
             idle_timeout: Duration::from_secs(1),
         });
-        let p1: IpAddr = "10.0.0.1".parse().unwrap();
-        let p2: IpAddr = "10.0.0.2".parse().unwrap();
+        let peer = |addr: &str, uid| Peer {
+            addr: addr.parse().unwrap(),
+            uid,
+        };
+        let (p1, p2) = (peer("10.0.0.1", None), peer("10.0.0.2", None));
         let t1 = a.admit(p1).unwrap();
         let _t2 = a.admit(p1).unwrap();
         assert!(a.admit(p1).is_err(), "per peer");
@@ -196,6 +224,28 @@ mod tests {
         drop(t1);
         let _t4 = a.admit(p1).unwrap();
         assert_eq!(a.counts(), (3, 2));
+    }
+
+    #[test]
+    fn on_loopback_each_user_has_a_share_of_its_own() {
+        let a = Admission::new(Limits {
+            max_connections: 10,
+            per_peer: 2,
+            idle_timeout: Duration::from_secs(1),
+        });
+        let local = |uid| Peer {
+            addr: "127.0.0.1".parse().unwrap(),
+            uid: Some(uid),
+        };
+        let _flood = [
+            a.admit(local(65534)).unwrap(),
+            a.admit(local(65534)).unwrap(),
+        ];
+        assert!(
+            a.admit(local(65534)).is_err(),
+            "the flooding user is at its cap"
+        );
+        let _mine = a.admit(local(1000)).unwrap();
     }
 
     #[test]

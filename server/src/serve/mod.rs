@@ -35,6 +35,7 @@ mod guard;
 mod http;
 mod limits;
 mod metrics;
+mod peer_uid;
 mod recompress;
 mod samples;
 mod store;
@@ -304,7 +305,11 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
                         }
                     }
                 };
-                let ticket = match state.admission.admit(peer.ip()) {
+                let from = match stream.local_addr() {
+                    Ok(local) => limits::Peer::of(local, peer),
+                    Err(_) => limits::Peer { addr: peer.ip(), uid: None },
+                };
+                let ticket = match state.admission.admit(from) {
                     Ok(t) => t,
                     Err(why) => {
                         tracing::debug!(%peer, "connection refused: {why}");
