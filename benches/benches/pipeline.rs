@@ -25,7 +25,7 @@ fn data(len: usize) -> Vec<u8> {
 
 fn pipeline(c: &mut Criterion) {
     let input = data(32 << 20);
-    let lens = chunker::cut_lengths(&input);
+    let lens = chunker::cut_lengths(&input, 0);
     let chunks: Vec<&[u8]> = {
         let mut off = 0;
         lens.iter()
@@ -44,7 +44,7 @@ fn pipeline(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(input.len() as u64));
     g.sample_size(10);
     g.bench_function("fastcdc_chunking", |b| {
-        b.iter(|| chunker::cut_lengths(&input).len())
+        b.iter(|| chunker::cut_lengths(&input, 0).len())
     });
     g.bench_function("blake3_per_chunk", |b| {
         b.iter(|| chunks.iter().map(|c| ChunkId::of(c)).collect::<Vec<_>>())
@@ -62,7 +62,7 @@ fn pipeline(c: &mut Criterion) {
     });
     g.bench_function("chunk_hash_encode", |b| {
         b.iter(|| {
-            chunker::chunks(&input[..])
+            chunker::chunks(&input[..], 0)
                 .map(|c| {
                     let c = c.unwrap();
                     (ChunkId::of(&c), frame::encode(&c).len())

@@ -71,6 +71,18 @@ pub async fn put_stream(
     Ok(serde_json::from_slice(&raw)?)
 }
 
+/// The seed of the daemon's chunk cut points (`GET /v1/whoami`), asked once per
+/// process: a store's seed never changes (it is recorded with it), and chunks cut
+/// otherwise would not deduplicate with what the daemon cuts itself.
+async fn cut_seed(api: &Api) -> Result<u64> {
+    static SEED: tokio::sync::OnceCell<u64> = tokio::sync::OnceCell::const_new();
+    let seed = SEED.get_or_try_init(|| async {
+        let me: fvfs_api::reports::Whoami = api.get("/v1/whoami").await?;
+        Ok::<_, Failure>(me.cut_seed)
+    });
+    Ok(*seed.await?)
+}
+
 /// A chunk on its way to the daemon: raw bytes, framed only if the daemon lacks it.
 type Outgoing = (ChunkId, Bytes, ChunkKind);
 
@@ -167,7 +179,7 @@ const HAND_CHUNKS: usize = 256;
 /// seen before in this run to the uploader; returns each file's chunk list, in order.
 async fn chunk_files(
     paths: Vec<PathBuf>,
-    seen: Arc<Mutex<HashSet<ChunkId>>>,
+    (seen, seed): (Arc<Mutex<HashSet<ChunkId>>>, u64),
     tx: tokio::sync::mpsc::Sender<Vec<Outgoing>>,
 ) -> Vec<std::io::Result<Vec<ChunkRef>>> {
     let count = paths.len();
@@ -175,7 +187,7 @@ async fn chunk_files(
         let mut hand = Vec::new();
         let mut results: Vec<_> = paths
             .iter()
-            .map(|path| chunk_one(path, &seen, &tx, &mut hand))
+            .map(|path| chunk_one(path, (&seen, seed), &tx, &mut hand))
             .collect();
         if !hand.is_empty() && tx.blocking_send(hand).is_err() {
             // What the last files found new never left: none of them is read.
@@ -199,14 +211,14 @@ fn stopped() -> std::io::Error {
 /// when it holds [`HAND_BYTES`] or [`HAND_CHUNKS`].
 fn chunk_one(
     path: &Path,
-    seen: &Mutex<HashSet<ChunkId>>,
+    (seen, seed): (&Mutex<HashSet<ChunkId>>, u64),
     tx: &tokio::sync::mpsc::Sender<Vec<Outgoing>>,
     hand: &mut Vec<Outgoing>,
 ) -> std::io::Result<Vec<ChunkRef>> {
     let mut refs = Vec::new();
     let file = fs::File::open(path)?;
     let size = file.metadata()?.len();
-    for chunk in chunker::chunks_sized(file, size) {
+    for chunk in chunker::chunks_sized(file, size, seed) {
         let data = chunk?;
         let id = ChunkId::of(&data);
         refs.push(ChunkRef {
@@ -424,13 +436,17 @@ async fn put_tree_once(api: &Api, src: &Path, dest: &[u8], rules: &Rules) -> Res
     let upload = uploader(api, rx);
     let readers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let seen = Arc::new(Mutex::new(HashSet::new()));
+    let seed = cut_seed(api).await?;
     let read_all = async move {
         let batches = read_batches(files, |(_, _, m)| m.len());
         let mut results = futures::stream::iter(batches)
             .map(|batch| {
                 let (seen, tx) = (seen.clone(), tx.clone());
                 let paths = batch.iter().map(|(path, _, _)| path.clone()).collect();
-                async move { chunk_files(paths, seen, tx).await.into_iter().zip(batch) }
+                async move {
+                    let read = chunk_files(paths, (seen, seed), tx).await;
+                    read.into_iter().zip(batch)
+                }
             })
             .buffer_unordered(readers)
             .flat_map(futures::stream::iter);
@@ -557,9 +573,12 @@ async fn put_file_once(
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<Outgoing>>(8);
     let upload = uploader(api, rx);
     let seen = Arc::new(Mutex::new(HashSet::new()));
+    let seed = cut_seed(api).await?;
     let local = local.to_owned();
     let chunk = async move {
-        let read = chunk_files(vec![local], seen, tx.clone()).await.pop();
+        let read = chunk_files(vec![local], (seen, seed), tx.clone())
+            .await
+            .pop();
         let refs = read.expect("one answer per file")?;
         let op = file_op(dest, attrs, refs, expect, &tx).await?;
         drop(tx);

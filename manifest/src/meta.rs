@@ -29,9 +29,11 @@ pub(crate) const SNAPSHOT_PREFIX: u8 = b's';
 pub(crate) const CHUNK_PREFIX: u8 = b'c';
 pub(crate) const STAT_PREFIX: u8 = b'f';
 pub(crate) const TOMBSTONE_PREFIX: u8 = b'g';
+/// The seed of the store's chunk cut points (8 bytes, little endian), when it has one.
+pub(crate) const CUT_SEED: &[u8] = b"x";
 
 /// The first bytes of the manifest's own keys: never handed out as a space.
-pub(crate) const OWN_PREFIXES: [u8; 7] = [
+pub(crate) const OWN_PREFIXES: [u8; 8] = [
     HEAD[0],
     TOTALS[0],
     VERSION_PREFIX,
@@ -39,6 +41,7 @@ pub(crate) const OWN_PREFIXES: [u8; 7] = [
     CHUNK_PREFIX,
     STAT_PREFIX,
     TOMBSTONE_PREFIX,
+    CUT_SEED[0],
 ];
 
 pub(crate) fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {

@@ -82,6 +82,8 @@ pub struct Repo {
     index: Arc<dyn RecordIndex>,
     /// Keeps writers' chunks alive while a garbage collection runs.
     fence: Arc<gc::Fence>,
+    /// The seed of this store's chunk cut points ([`Repo::adopt_cut_seed`]).
+    cut_seed: std::sync::atomic::AtomicU64,
 }
 
 /// The time now, in Unix seconds (0 if the clock is before 1970).
@@ -103,7 +105,42 @@ impl Repo {
             persisting: tokio::sync::Mutex::new(()),
             index,
             fence: Arc::default(),
+            cut_seed: Default::default(),
         }
+    }
+
+    /// The seed every chunker of this store cuts with (`fvfs_cas::chunker`): 0, fastcdc's
+    /// own cut points, unless the store recorded another.
+    pub fn cut_seed(&self) -> u64 {
+        self.cut_seed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Takes the seed recorded with the store; where none is, records `derived` (a
+    /// store with an encrypted tier derives one from its master key) durably, so that
+    /// every later open cuts the same way whatever the configuration says. Returns the
+    /// seed in force.
+    pub fn adopt_cut_seed(&self, derived: Option<u64>) -> Result<u64> {
+        let seed = match self.kv.get(meta::CUT_SEED)? {
+            Some(v) => u64::from_le_bytes(v.as_slice().try_into().map_err(|_| {
+                ManifestError::BadRecord {
+                    key: String::from_utf8_lossy(meta::CUT_SEED).into_owned(),
+                    reason: format!("a cut seed of {} bytes", v.len()),
+                }
+            })?),
+            None => match derived {
+                Some(seed) => {
+                    let mut batch = Batch::default();
+                    batch.insert(meta::CUT_SEED.to_vec(), seed.to_le_bytes().to_vec());
+                    self.kv.apply(batch)?;
+                    self.kv.flush_durable()?;
+                    seed
+                }
+                None => 0,
+            },
+        };
+        self.cut_seed
+            .store(seed, std::sync::atomic::Ordering::Relaxed);
+        Ok(seed)
     }
 
     pub fn store(&self) -> &Arc<dyn ChunkStore> {

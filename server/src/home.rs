@@ -101,6 +101,9 @@ impl Home {
         // Every chunk recorded is queued for the colder tiers, whichever command records it.
         let index = Arc::new(fvfs_tiering::TierIndex::new(&kv, tiers.replicas()));
         let repo = Arc::new(Repo::new(tiers.store(), kv, index));
+        // A store with an encrypted tier cuts chunks its own way (recorded at its
+        // first open with the key), so that sealed frames' sizes reveal nothing.
+        repo.adopt_cut_seed(key.as_ref().map(fvfs_tiering::seal::MasterKey::cut_seed))?;
         Ok(Self {
             dir,
             repo,

@@ -131,6 +131,14 @@ impl Daemon {
         assert_eq!(status, 200, "{answer}");
     }
 
+    /// The seed of the store's chunk cut points (`GET /v1/whoami`).
+    pub fn cut_seed(&self) -> u64 {
+        let (status, body) = self.raw(&request("GET", "/v1/whoami", &[], b""));
+        assert_eq!(status, 200, "{body}");
+        let me: serde_json::Value = serde_json::from_str(&body).unwrap();
+        me["cut_seed"].as_u64().expect("a cut seed")
+    }
+
     /// The value of an unlabelled gauge in the daemon's metrics.
     pub fn gauge(&self, name: &str) -> f64 {
         let (_, text) = self.raw(&request("GET", "/metrics", &[], b""));

@@ -361,7 +361,8 @@ fn fill_secret(s3: &S3Env, config: &Path, store: &Fvfsd) -> Vec<Vec<u8>> {
         0,
     );
     flush(&d);
-    let first = fvfs_cas::chunker::cut_lengths(&content)[0];
+    // Cut as the store cuts (keyed where a tier is encrypted).
+    let first = fvfs_cas::chunker::cut_lengths(&content, d.cut_seed())[0];
     let chunk = fvfs_cas::ChunkId::of(&content[..first]).as_bytes().to_vec();
     vec![
         b"secret-name-4711".to_vec(),
@@ -678,4 +679,60 @@ fn passphrases_are_added_changed_and_removed_but_never_the_last() {
     );
     // Too short a passphrase is refused.
     check(&key(&a, "unused", Some("short"), &["add"]), 2);
+}
+
+/// A store with an encrypted tier cuts chunks with a seed of its own (derived from its
+/// master key, recorded with the store): the same file is cut otherwise in two such
+/// stores than fastcdc's public cut points, so the sizes of sealed frames do not betray
+/// a known file; within a store what fvfsc cuts and what the daemon cuts are the same
+/// chunks (dedup unchanged), and a restart keeps the seed; a clear store keeps the
+/// public cut points.
+#[test]
+fn encrypted_stores_cut_their_own_way_and_still_deduplicate() {
+    let s3 = S3Env::shared();
+    let work = tempfile::tempdir().unwrap();
+    // Small enough that its chunks are listed inline in its entry.
+    let content = tree::bytes(99, 500_000, false);
+    let public = fvfs_cas::chunker::cut_lengths(&content, 0);
+    let local = work.path().join("f");
+    fs::write(&local, &content).unwrap();
+    let lens = |d: &fvfs_tests::daemon::Daemon, path: &str| -> Vec<u64> {
+        let (status, body) = d.raw(&request("GET", &format!("/v1/meta{path}"), &[], b""));
+        assert_eq!(status, 200, "{body}");
+        let meta: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let chunks = meta["content"]["chunks"].as_array().expect("inline chunks");
+        chunks.iter().map(|c| c["len"].as_u64().unwrap()).collect()
+    };
+    let mut cut = Vec::new();
+    for (name, extra) in [("a", ""), ("b", ""), ("clear", "encrypt = false\n")] {
+        let dir = work.path().join(name);
+        fs::create_dir(&dir).unwrap();
+        let config = s3.config(&dir, &prefix(&dir, name), &format!("{extra}{SMALL_PACKS}"));
+        let store = Fvfsd::new();
+        let d = s3.serve(&store, &config);
+        let by_put = request("PUT", "/v1/files/by-daemon", &[], &content);
+        assert_eq!(d.raw(&by_put).0, 201);
+        let mut put = d.fvfsc(["put", "/by-client", "--from", local.to_str().unwrap()]);
+        check(&put.output().unwrap(), 0);
+        let by_daemon = lens(&d, "/by-daemon");
+        assert_eq!(
+            by_daemon,
+            lens(&d, "/by-client"),
+            "{name}: client and daemon cut alike"
+        );
+        assert_eq!(by_daemon.iter().sum::<u64>(), content.len() as u64);
+        let seed = d.cut_seed();
+        drop(d);
+        let d = s3.serve(&store, &config);
+        assert_eq!(d.cut_seed(), seed, "{name}: the seed is the store's");
+        cut.push((by_daemon, seed));
+    }
+    let public: Vec<u64> = public.into_iter().map(|l| l as u64).collect();
+    let [(a, sa), (b, sb), (clear, sc)] = <[_; 3]>::try_from(cut).unwrap();
+    assert_eq!((clear, sc), (public.clone(), 0));
+    assert!(sa != 0 && sb != 0 && sa != sb);
+    assert!(
+        a != public && b != public && a != b,
+        "{a:?} {b:?} {public:?}"
+    );
 }

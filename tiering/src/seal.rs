@@ -56,6 +56,13 @@ impl MasterKey {
         blake3::derive_key(purpose, &self.0)
     }
 
+    /// The seed of the chunk cut points of a store sealed under this key (never 0,
+    /// which is fastcdc's own table).
+    pub fn cut_seed(&self) -> u64 {
+        let bytes = self.derive("fvfs 2026-12 chunk cut points");
+        u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")).max(1)
+    }
+
     /// A public name of this key: equal for equal keys, and revealing nothing of it.
     pub fn fingerprint(&self) -> String {
         hex::encode(&self.derive("fvfs 2026-12 master key fingerprint")[..8])

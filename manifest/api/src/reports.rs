@@ -89,6 +89,10 @@ pub struct Whoami {
     pub role: String,
     /// Whether this daemon asks for tokens (false: open on loopback).
     pub auth: bool,
+    /// The seed of the store's chunk cut points, which a client chunks with so that
+    /// what it sends deduplicates (`fvfs_cas::chunker`; 0 before stores had one).
+    #[serde(default)]
+    pub cut_seed: u64,
 }
 
 /// `POST /v1/download-links/PATH`: a link that downloads the file once, without a

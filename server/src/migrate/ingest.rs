@@ -215,7 +215,7 @@ impl<'a> Ingest<'a> {
         mut store: impl FnMut(ChunkId, Vec<u8>) -> Result<(), ManifestError>,
     ) -> Result<Result<Vec<ChunkRef>, String>, ManifestError> {
         let mut refs = Vec::new();
-        for chunk in chunker::chunks_sized(file, size) {
+        for chunk in chunker::chunks_sized(file, size, self.repo.cut_seed()) {
             let data = match chunk {
                 Ok(d) => d,
                 Err(e) => return Ok(Err(format!("read error: {e}"))),

@@ -157,7 +157,7 @@ pub async fn put(
     };
     let pending = Pending::default();
     let mut refs = Vec::new();
-    let mut chunker = Incremental::new();
+    let mut chunker = Incremental::new(state.repo.cut_seed());
     let idle = super::limits::idle_of(&req);
     let mut body = req.into_body();
     while let Some(frame) = super::limits::frame(&mut body, idle).await {

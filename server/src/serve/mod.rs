@@ -674,6 +674,7 @@ async fn route(
             ok(&fvfs_api::reports::Whoami {
                 role: role.to_string(),
                 auth: !state.open_on_loopback,
+                cut_seed: state.repo.cut_seed(),
             }),
         ),
         "devices" if method == Method::GET => ("devices", admin::devices(state)),

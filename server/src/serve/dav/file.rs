@@ -189,6 +189,7 @@ impl Writer {
         (mode, meta): (u32, Option<Box<fvfs_manifest::node::Meta>>),
         (expected, create_new): (Option<u64>, bool),
     ) -> Self {
+        let seed = state.repo.cut_seed();
         Self {
             state,
             path,
@@ -198,7 +199,7 @@ impl Writer {
             create_new,
             written: 0,
             pending: Pending::default(),
-            chunker: Incremental::new(),
+            chunker: Incremental::new(seed),
             refs: Vec::new(),
             committed: None,
         }
@@ -222,7 +223,8 @@ impl Writer {
             // Cut off (or more than announced): nothing is committed.
             return Err(FsError::GeneralFailure);
         }
-        let rest = std::mem::replace(&mut self.chunker, Incremental::new()).finish();
+        let seed = self.state.repo.cut_seed();
+        let rest = std::mem::replace(&mut self.chunker, Incremental::new(seed)).finish();
         self.store(rest).await?;
         let state = self.state.clone();
         let file = state
