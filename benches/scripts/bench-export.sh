@@ -4,7 +4,9 @@
 # an older commit, say the one before a change to export). Each run exports the whole
 # tree into an empty folder on the same disk (warm page cache, the store's local tier),
 # REPS runs each, taking turns at going first; prints each time, the medians and the
-# ratio. Usage: BEFORE=/path/to/old/fvfsd benches/scripts/bench-export.sh [DIR]
+# ratio. EXPORT_TO names another folder to export into (a tmpfs such as /dev/shm
+# measures export's own cost; on a disk, writeback of the run before dominates).
+# Usage: BEFORE=/path/to/old/fvfsd benches/scripts/bench-export.sh [DIR]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=benches/scripts/common.sh
@@ -15,15 +17,16 @@ before="${BEFORE:?set BEFORE to the fvfsd to compare with}"
 src="$(realpath "${1:-$(rustc --print sysroot)}")"
 reps="${REPS:-5}"
 work="$(mktemp -d "${BENCH_TMP:-/var/tmp}/fvfs-exportbench.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
+out="$(mktemp -d "${EXPORT_TO:-$work}/fvfs-export.XXXXXX")"
+trap 'rm -rf "$work" "$out"' EXIT
 
 FVFS_HOME="$work/store" "$after" migrate --local-src "$src" >/dev/null
 files=$(find "$src" -type f | wc -l)
 echo "export of $src ($files files, $(du -sh "$src" | cut -f1)) by two binaries, $reps runs each"
 one() { # BINARY -> seconds of one export into a fresh folder
-  rm -rf "$work/out"
+  rm -rf "$out/tree"
   sync
-  elapsed env FVFS_HOME="$work/store" "$1" export / "$work/out"
+  elapsed env FVFS_HOME="$work/store" "$1" export / "$out/tree"
 }
 : >"$work/before.t"
 : >"$work/after.t"
