@@ -616,3 +616,89 @@ fn another_users_flood_on_loopback_leaves_local_clients_served() {
     );
     drop(flood);
 }
+
+/// Writes into `store`'s data directory (no daemon running) a version whose folder
+/// `/legacy` holds `fine` and files whose names no local file system holds (300 and
+/// 4,096 bytes), as a tree stored before names were limited could; each file holds
+/// "content".
+fn store_legacy_tree(store: &Fvfsd) {
+    use fvfs_manifest::node::{DirNode, Entry, Node};
+    use fvfs_manifest::{ChunkKind, ChunkRef, FileRef, Pending, Repo, VersionKind};
+    let home = store.home.path();
+    let chunks = fvfs_cas::PackStore::open(home.join("chunks"), Default::default()).unwrap();
+    let kv = fvfs_manifest::kv::Kv::open(&home.join("meta")).unwrap();
+    let repo = Repo::new(
+        std::sync::Arc::new(chunks),
+        kv,
+        std::sync::Arc::new(fvfs_manifest::Unindexed),
+    );
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let pending = Pending::default();
+        let data = repo
+            .put_chunk(&pending, b"content", ChunkKind::Data)
+            .await
+            .unwrap();
+        let file = FileRef {
+            size: 7,
+            node: None,
+            chunks: vec![ChunkRef { id: data, len: 7 }],
+        };
+        let names = [b"fine".to_vec(), vec![b'h'; 4096], vec![b'l'; 300]];
+        let entries = names
+            .into_iter()
+            .map(|name| Entry {
+                name,
+                ..file.clone().entry(0o644, 0)
+            })
+            .collect();
+        let legacy = repo
+            .put_node(&pending, &Node::Dir(DirNode { entries }))
+            .await
+            .unwrap();
+        let folder = Entry {
+            name: b"legacy".to_vec(),
+            id: Some(legacy),
+            ..Entry::dir(0o755, 0)
+        };
+        let root = DirNode {
+            entries: vec![folder],
+        };
+        let root = repo.put_node(&pending, &Node::Dir(root)).await.unwrap();
+        let lock = repo.lock().await;
+        lock.commit(&pending, root, 21, VersionKind::Write, "legacy")
+            .await
+            .unwrap();
+    });
+}
+
+/// A tree that already holds names too long for a local file system lists through the
+/// API, mounts (the folder lists without them, the rest reads) and exports past them,
+/// naming each.
+#[test]
+fn a_tree_holding_names_too_long_lists_mounts_and_exports_past_them() {
+    use fvfs_tests::mount::Mount;
+    let store = Fvfsd::new();
+    drop(Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]));
+    store_legacy_tree(&store);
+    let d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
+    let out = d.fvfsc(["ls", "/legacy"]).output().unwrap();
+    check(&out, 0);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
+    let work = tempfile::tempdir().unwrap();
+    let mut m = Mount::start(&d, &work.path().join("m"), &work.path().join("cache"), &[]);
+    let names: Vec<_> = fs::read_dir(m.path("legacy"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("fine")]);
+    assert_eq!(fs::read(m.path("legacy/fine")).unwrap(), b"content");
+    assert_eq!(m.unmount(), Some(0));
+    let dest = work.path().join("out");
+    let (stdout, stderr) = export(&store, 1, &["/legacy", dest.to_str().unwrap()]);
+    assert_eq!(fs::read(dest.join("fine")).unwrap(), b"content");
+    assert!(stdout.contains("2 files not exported"), "{stdout}");
+    for c in ["h", "l"] {
+        assert!(stderr.contains(&format!("{c}{c}{c}{c}")), "{c}: {stderr}");
+    }
+    assert!(stderr.contains("File name too long"), "{stderr}");
+}
