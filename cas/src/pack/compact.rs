@@ -26,15 +26,15 @@ use crate::{failpoint, platform, ChunkId, Compacted, StoreError};
 pub(super) fn compact(inner: &Inner) -> Result<Compacted, StoreError> {
     let _one_at_a_time = lock(&inner.sync_lock);
     inner.sync_locked()?;
+    if retire_sparse_writers(inner) {
+        // What a put appended to them since is indexed before they are read.
+        inner.sync_locked()?;
+    }
     let active: HashSet<u32> = lock(&inner.active).clone();
     let mut sparse: Vec<(u32, u64)> = lock(&inner.state)
         .stats
         .iter()
-        .filter(|(seg, s)| {
-            !active.contains(seg)
-                && s.synced_len > 0
-                && (s.live_bytes as f64) < inner.opts.compact_below * s.synced_len as f64
-        })
+        .filter(|(seg, s)| !active.contains(seg) && is_sparse(inner, s))
         .map(|(seg, s)| (*seg, s.synced_len))
         .collect();
     sparse.sort_unstable();
@@ -45,6 +45,34 @@ pub(super) fn compact(inner: &Inner) -> Result<Compacted, StoreError> {
         done.freed_bytes += len;
     }
     Ok(done)
+}
+
+/// Whether a segment's live share fell below `compact_below`.
+fn is_sparse(inner: &Inner, s: &super::index::SegStat) -> bool {
+    s.synced_len > 0 && (s.live_bytes as f64) < inner.opts.compact_below * s.synced_len as f64
+}
+
+/// Segments open for appending that no put holds now and that are sparse stop taking
+/// puts, so that compaction rewrites them too: every segment short of
+/// `segment_bytes` is reopened for appending at open, and a small store's records
+/// that a crash left unfreed (locations removed, freed ranges not yet recorded:
+/// `persist` leaks rather than risk punching named bytes) would otherwise stay in
+/// them for good. Returns whether any was retired.
+fn retire_sparse_writers(inner: &Inner) -> bool {
+    let stats = lock(&inner.state).stats.clone();
+    let retired: Vec<u32> = {
+        let mut pool = lock(&inner.pool);
+        let (retire, keep): (Vec<_>, Vec<_>) = pool
+            .drain(..)
+            .partition(|w| stats.get(&w.seg).is_some_and(|s| is_sparse(inner, s)));
+        *pool = keep;
+        retire.iter().map(|w| w.seg).collect()
+    };
+    let mut active = lock(&inner.active);
+    for seg in &retired {
+        active.remove(seg);
+    }
+    !retired.is_empty()
 }
 
 /// Moves the live records of `seg` elsewhere and removes it; returns the bytes moved.
