@@ -206,6 +206,9 @@ impl Repo {
             most = most.max(upload::cost(kind, declared));
             unknown.push((kind, id, framed));
         }
+        if unknown.is_empty() {
+            return Ok(0);
+        }
         // Decoded one at a time: the largest is what they take at once.
         let budget = upload::reserve(most).await;
         let checked = tokio::task::spawn_blocking(move || {

@@ -39,6 +39,16 @@ pub fn bin_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// The resident memory of process `pid`, in bytes (0 once it is gone).
+pub fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+    kib.unwrap_or(0) * 1024
+}
+
 /// Polls `cond` until it holds (a daemon's metrics are the usual signal); fails after
 /// a minute.
 pub fn until(what: &str, mut cond: impl FnMut() -> bool) {

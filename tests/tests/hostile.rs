@@ -447,16 +447,6 @@ fn dir_bomb(bytes: usize) -> Vec<u8> {
     node.encode()
 }
 
-/// The resident memory of process `pid`, in bytes.
-fn rss(pid: u32) -> u64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok());
-    kib.unwrap_or(0) * 1024
-}
-
 /// Bombs of every kind, ten of each in parallel: frames whose declared size is beyond
 /// their kind's (a data record declaring 64 MiB, a node declaring 64 MiB), and nodes
 /// within the limit that decode to the most memory (a directory of tiny entries, in a
@@ -488,14 +478,14 @@ fn bombs_are_refused_within_the_memory_budget() {
     let dir = dir_bomb((4 << 20) - (64 << 10));
     let dir_id = fvfs_cas::ChunkId::of(&dir);
     let dir_body = record(true, &dir_id, &fvfs_cas::frame::encode(&dir));
-    let before = rss(pid);
+    let before = fvfs_tests::rss(pid);
     let stop = AtomicBool::new(false);
     let (d, stop) = (&d, &stop);
     let (peak, worst) = std::thread::scope(|s| {
         let sampler = s.spawn(move || {
             let (mut peak, mut worst) = (0, std::time::Duration::ZERO);
             while !stop.load(Ordering::Relaxed) {
-                peak = peak.max(rss(pid));
+                peak = peak.max(fvfs_tests::rss(pid));
                 let t = Instant::now();
                 let (status, body) = d.raw(&request("GET", "/v1/status", &[], b""));
                 assert_eq!(status, 200, "{body}");

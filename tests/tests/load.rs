@@ -14,17 +14,6 @@ use fvfs_tests::daemon::{request, Daemon};
 use fvfs_tests::mount::Mount;
 use fvfs_tests::{tree, Fvfsd};
 
-/// Resident memory of process `pid`, in bytes.
-fn rss(pid: u32) -> u64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024
-}
-
 fn env_usize(key: &str, default: usize) -> usize {
     std::env::var(key)
         .ok()
@@ -58,7 +47,7 @@ fn many_http_and_fuse_clients_lose_nothing_and_stay_bounded() {
             let start = std::time::Instant::now();
             let mut shown = 0;
             while !stop.load(Ordering::Relaxed) {
-                let now = (rss(daemon_pid), rss(mount_pid));
+                let now = (fvfs_tests::rss(daemon_pid), fvfs_tests::rss(mount_pid));
                 peak = (peak.0.max(now.0), peak.1.max(now.1));
                 // A long run (a soak) shows its memory curve, once a minute.
                 let minutes = start.elapsed().as_secs() / 60;

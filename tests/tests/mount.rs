@@ -612,16 +612,6 @@ fn a_split_directory_lists_reads_and_takes_new_files_through_the_mount() {
     assert_eq!(fs::read(m.path("big/f00042")).unwrap(), b"42");
 }
 
-/// The resident memory of process `pid`, in bytes.
-fn rss(pid: u32) -> u64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok());
-    kib.unwrap_or(0) * 1024
-}
-
 /// A walk that stats every one of 1,001,000 entries keeps the mount's memory bounded:
 /// inodes the kernel forgets are dropped, and decoded directories are kept by size.
 #[test]
@@ -668,10 +658,10 @@ fn a_walk_of_a_million_entries_keeps_the_mount_small() {
             let sampler = s.spawn(|| {
                 let mut peak = 0;
                 while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                    peak = peak.max(rss(pid));
+                    peak = peak.max(fvfs_tests::rss(pid));
                     std::thread::sleep(std::time::Duration::from_millis(100));
                 }
-                peak.max(rss(pid))
+                peak.max(fvfs_tests::rss(pid))
             });
             // The sampler stops also when `work` panics (the scope waits for it).
             struct Done<'a>(&'a std::sync::atomic::AtomicBool);

@@ -100,8 +100,12 @@ impl Pending {
         Ok((file, dir))
     }
 
-    /// Removes its temporary copy, if it made one.
+    /// Removes its temporary copy, if it made one and did not complete it (a completed
+    /// file's copy is its final name now).
     pub fn remove_temp(&self, target: &Target) {
+        if self.left.load(Ordering::Acquire) == 0 {
+            return;
+        }
         let temp = self.temp.lock().unwrap_or_else(|p| p.into_inner());
         if let (Some((name, _)), Ok(dir)) = (&*temp, target.dir(&self.dir)) {
             target::remove(&dir, name);
