@@ -164,8 +164,14 @@ enum Command {
         #[arg(long, value_name = "STORED:LOCAL", value_parser = mount::parse_pair)]
         map_gid: Vec<(u32, u32)>,
     },
-    /// Unmount a mount made by `fvfsc mount` (also a stale one).
-    Umount { mountpoint: PathBuf },
+    /// Unmount a mount made by `fvfsc mount` (also a stale one); returns once the mount
+    /// committed every write closed on it.
+    Umount {
+        mountpoint: PathBuf,
+        /// The cache the mount uses (where it records its state).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+    },
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
 }
@@ -207,8 +213,13 @@ fn main() -> ExitCode {
         clap_complete::generate(shell, &mut Cli::command(), "fvfsc", &mut std::io::stdout());
         return ExitCode::SUCCESS;
     }
-    if let Command::Umount { mountpoint } = &cli.command {
-        return report(mount::umount(mountpoint).map(|()| ExitCode::SUCCESS));
+    if let Command::Umount {
+        mountpoint,
+        cache_dir,
+    } = &cli.command
+    {
+        let cache_dir = cache_dir.clone().unwrap_or_else(default_cache_dir);
+        return report(mount::umount(mountpoint, &cache_dir));
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -316,7 +316,7 @@ fn list(
 }
 
 /// What a file is committed with besides its content.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Attrs {
     pub mode: u32,
     pub mtime_ns: i64,
@@ -570,23 +570,65 @@ async fn put_file_once(
     attrs: &Attrs,
     expect: Option<Expect>,
 ) -> Result<(VersionInfo, ChunkId)> {
+    let staged = Staged {
+        local: local.to_owned(),
+        attrs: attrs.clone(),
+        expect,
+    };
+    let (mut op, key) = upload_files(api, vec![staged]).await?.remove(0)?;
+    place(&mut op, dest);
+    let message = format!("write {}", String::from_utf8_lossy(dest));
+    Ok((commit(api, message, vec![op]).await?, key))
+}
+
+/// A local file to upload, with what its commit carries besides its content.
+#[derive(Clone, Debug)]
+pub struct Staged {
+    pub local: PathBuf,
+    pub attrs: Attrs,
+    /// What its path must hold for the commit to apply.
+    pub expect: Option<Expect>,
+}
+
+/// Uploads `files` (chunked here, only what the daemon lacks sent, all in one stream of
+/// batches); returns for each its commit op, whose path is left for the caller to set
+/// ([`place`]), and its content key, or why it could not be read.
+pub async fn upload_files(
+    api: &Api,
+    files: Vec<Staged>,
+) -> Result<Vec<std::io::Result<(CommitOp, ChunkId)>>> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<Outgoing>>(8);
     let upload = uploader(api, rx);
     let seen = Arc::new(Mutex::new(HashSet::new()));
     let seed = cut_seed(api).await?;
-    let local = local.to_owned();
     let chunk = async move {
-        let read = chunk_files(vec![local], (seen, seed), tx.clone())
-            .await
-            .pop();
-        let refs = read.expect("one answer per file")?;
-        let op = file_op(dest, attrs, refs, expect, &tx).await?;
+        let mut done = Vec::with_capacity(files.len());
+        for batch in read_batches(files, |f| file_len(&f.local)) {
+            let paths = batch.iter().map(|f| f.local.clone()).collect();
+            let read = chunk_files(paths, (seen.clone(), seed), tx.clone()).await;
+            for (refs, f) in read.into_iter().zip(batch) {
+                done.push(match refs {
+                    Ok(refs) => Ok(file_op(b"/", &f.attrs, refs, f.expect, &tx).await?),
+                    Err(e) => Err(e),
+                });
+            }
+        }
         drop(tx);
-        Ok::<_, anyhow::Error>(op)
+        Ok::<_, anyhow::Error>(done)
     };
-    let ((op, key), _) = futures::try_join!(chunk, upload)?;
-    let message = format!("write {}", String::from_utf8_lossy(dest));
-    Ok((commit(api, message, vec![op]).await?, key))
+    let (done, _) = futures::try_join!(chunk, upload)?;
+    Ok(done)
+}
+
+/// Sets the path of a file op made by [`upload_files`].
+pub fn place(op: &mut CommitOp, at: &[u8]) {
+    if let CommitOp::File { path, .. } = op {
+        *path = encode_path(at);
+    }
+}
+
+fn file_len(path: &Path) -> u64 {
+    fs::metadata(path).map_or(0, |m| m.len())
 }
 
 #[cfg(test)]

@@ -70,6 +70,15 @@ impl Mount {
         self.dir.join(rel)
     }
 
+    /// fsync of the mount's root: every file closed on the mount is committed on
+    /// return, so the daemon and other devices see it (close alone queues it for a
+    /// batch).
+    pub fn sync(&self) {
+        fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .expect("fsync of the mount's root");
+    }
+
     /// Waits until this mount (started with cache folder `cache`) retried what it
     /// could not commit: a retry pass that began after this call left nothing
     /// waiting, as its state file says.
@@ -100,6 +109,8 @@ impl Mount {
         let status = Command::new(bin("fvfsc"))
             .arg("umount")
             .arg(&self.dir)
+            .arg("--cache-dir")
+            .arg(&self.cache)
             .status()
             .expect("run fvfsc umount");
         assert!(status.success(), "fvfsc umount failed");
@@ -126,6 +137,8 @@ impl Drop for Mount {
             let _ = Command::new(bin("fvfsc"))
                 .arg("umount")
                 .arg(&self.dir)
+                .arg("--cache-dir")
+                .arg(&self.cache)
                 .status();
             if let Some(mut c) = self.child.take() {
                 // A mount that does not exit once unmounted is stuck: killed, so a

@@ -150,6 +150,7 @@ fn programs_people_run_work_on_the_mount() {
     // cp -a in, and the daemon sees it.
     run(Command::new("cp").arg("-a").arg(&src).arg(m.path("cp")));
     tree::assert_same(&src, &m.path("cp"));
+    m.sync();
     let cat = d.fvfsc(["cat", "/cp/known.bin"]).output().unwrap();
     assert!(
         cat.stdout == fs::read(src.join("known.bin")).unwrap(),
@@ -326,6 +327,9 @@ fn the_mount_survives_its_daemon_and_leaves_nothing_stale() {
     fs::write(m.path("cached.txt"), b"read before the daemon died").unwrap();
     fs::create_dir(m.path("dir")).unwrap();
     fs::write(m.path("dir/other.txt"), b"never read here").unwrap();
+    // Committed: no longer held by the mount (a file waiting for its batch would be
+    // read from there).
+    m.sync();
     assert_eq!(
         fs::read(m.path("cached.txt")).unwrap(),
         b"read before the daemon died"
@@ -354,6 +358,7 @@ fn the_mount_survives_its_daemon_and_leaves_nothing_stale() {
     // The daemon comes back on the same address: the mount works again by itself.
     let d = Daemon::start(&store, &addr, &["--no-mdns"]);
     fs::write(m.path("after.txt"), b"after the restart").unwrap();
+    m.sync();
     let got = d.fvfsc(["cat", "/after.txt"]).output().unwrap();
     assert_eq!(got.stdout, b"after the restart");
     assert_eq!(
@@ -421,6 +426,7 @@ fn a_file_another_client_removed_can_be_written_again() {
     for round in 0..10 {
         let (f, g) = (m.path("f"), m.path("g"));
         fs::write(&f, format!("old {round}")).unwrap();
+        m.sync();
         assert!(fs::metadata(&f).is_ok()); // The kernel holds the name for a second.
         run(&mut d.fvfsc(["rm", "/f"]));
         fs::write(&g, format!("{round}")).unwrap(); // The mount follows HEAD.
@@ -948,6 +954,7 @@ fn a_mount_over_https_reads_and_writes() {
     let big = tree::bytes(5, 3 << 20, false);
     fs::write(m.path("over-tls.bin"), &big).unwrap();
     assert_eq!(fs::read(m.path("over-tls.bin")).unwrap(), big);
+    m.sync();
     let out = fvfsc().args(["cat", "/over-tls.bin"]).output().unwrap();
     fvfs_tests::check(&out, 0);
     assert!(

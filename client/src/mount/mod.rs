@@ -11,6 +11,7 @@ mod backing;
 mod cache;
 mod fs;
 mod ids;
+mod journal;
 mod lru;
 mod remote;
 pub mod waiting;
@@ -109,12 +110,12 @@ pub fn run(
     let following = std::thread::Builder::new()
         .name("fvfs-follow".into())
         .spawn(move || follower.run(&rt, &kernel, &stopped))?;
-    // Write-backs that could not be committed are retried until the mount ends, and
-    // once more then.
-    let (stop_retries, retries_stopped) = std::sync::mpsc::channel::<()>();
-    let retrying = std::thread::Builder::new()
-        .name("fvfs-retry".into())
-        .spawn(move || committer.run_retries(&state, &retries_stopped))?;
+    // Closed write-backs are committed in batches (those that failed retried) until the
+    // mount ends, and once more then.
+    let batcher = committer.clone();
+    let batching = std::thread::Builder::new()
+        .name("fvfs-batch".into())
+        .spawn(move || batcher.run(&state))?;
     runtime.spawn(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("SIGTERM handler");
@@ -132,9 +133,9 @@ pub fn run(
     if following.join().is_err() {
         tracing::error!("the follower of HEAD panicked");
     }
-    drop(stop_retries);
-    if retrying.join().is_err() {
-        tracing::error!("the retry of write-backs panicked");
+    committer.stop();
+    if batching.join().is_err() {
+        tracing::error!("the batches of write-backs panicked");
     }
     served?;
     eprintln!("fvfsc: unmounted {}", mountpoint.display());
@@ -148,23 +149,66 @@ fn private_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
-/// Unmounts `mountpoint` (also a stale one whose process is gone).
-pub fn umount(mountpoint: &Path) -> Result<()> {
+/// Unmounts `mountpoint` (also a stale one whose process is gone), then waits for the
+/// mount's process to commit what was closed on it and end. Fails (exit 1) when writes
+/// are left waiting (the daemon down): `fvfsc status` names them.
+pub fn umount(mountpoint: &Path, cache_dir: &Path) -> Result<std::process::ExitCode> {
+    let target = mountpoint.canonicalize().ok();
+    let serving: Vec<u32> = waiting::read_all(cache_dir)
+        .into_iter()
+        .filter(|r| !r.ended && target.as_ref() == Some(&r.mountpoint))
+        .map(|r| r.pid)
+        .collect();
     let status = Command::new("fusermount3")
         .arg("-u")
         .arg(mountpoint)
         .status()
         .context("running fusermount3 (install fuse3)")?;
-    if status.success() {
-        return Ok(());
+    if !status.success() {
+        // A mount whose process died ("Transport endpoint is not connected"): detach it.
+        let lazy = Command::new("fusermount3")
+            .arg("-uz")
+            .arg(mountpoint)
+            .status()?;
+        if !lazy.success() {
+            bail!("cannot unmount {}", mountpoint.display());
+        }
     }
-    // A mount whose process died ("Transport endpoint is not connected"): detach it.
-    let lazy = Command::new("fusermount3")
-        .arg("-uz")
-        .arg(mountpoint)
-        .status()?;
-    if !lazy.success() {
-        bail!("cannot unmount {}", mountpoint.display());
+    for pid in &serving {
+        wait_for_exit(*pid);
     }
-    Ok(())
+    let left = waiting::read_all(cache_dir)
+        .into_iter()
+        .filter(|r| serving.contains(&r.pid))
+        .map(|r| r.waiting.len())
+        .sum::<usize>();
+    if left > 0 {
+        eprintln!(
+            "fvfsc: unmounted, but {left} writes wait to be committed (kept in the cache; \
+             `fvfsc status` names them, the next mount commits them)"
+        );
+        return Ok(std::process::ExitCode::FAILURE);
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Waits until process `pid` has ended (at once if it is gone).
+fn wait_for_exit(pid: u32) {
+    use rustix::process::{pidfd_open, Pid, PidfdFlags};
+    let Some(pid) = Pid::from_raw(pid as i32) else {
+        return;
+    };
+    // A pidfd becomes readable when its process ends.
+    let Ok(fd) = pidfd_open(pid, PidfdFlags::empty()) else {
+        return;
+    };
+    let mut fds = [rustix::event::PollFd::new(
+        &fd,
+        rustix::event::PollFlags::IN,
+    )];
+    while let Err(e) = rustix::event::poll(&mut fds, None) {
+        if e != rustix::io::Errno::INTR {
+            return;
+        }
+    }
 }

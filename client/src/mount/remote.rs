@@ -11,7 +11,7 @@ use fuser::Errno;
 use futures::FutureExt;
 use fvfs_api::batch;
 use fvfs_api::client::{full, Api, Failure};
-use fvfs_api::commit::CommitOp;
+use fvfs_api::commit::{CommitOp, Expect};
 use fvfs_api::reports::{Ids, MAX_READ_IDS};
 use fvfs_api::views::{SnapshotInfo, VersionInfo};
 use fvfs_api::ErrorCode;
@@ -476,6 +476,19 @@ impl Remote {
             Ok(Err(Failure::Refused { status, .. })) if status == StatusCode::NOT_FOUND => Ok(None),
             Ok(Err(f)) => Err(errno(&f)),
             Err(_) => Err(Errno::EIO),
+        }
+    }
+
+    /// What a write that replaces the whole file at `path` may replace: what `path`
+    /// holds in the daemon's HEAD now (a mount's view may be a second behind); while
+    /// the daemon does not answer, what the mount shows (`shown`).
+    pub async fn replacing(&self, path: Vec<u8>, shown: Expect) -> Expect {
+        match self.version("HEAD").await {
+            Ok(Some(head)) => Expect::Unchanged {
+                since: head.number,
+                path: fvfs_api::path::encode_path(&path),
+            },
+            _ => shown,
         }
     }
 

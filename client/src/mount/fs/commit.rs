@@ -1,4 +1,5 @@
-//! Committing write-backs, and retrying those that could not be committed.
+//! Committing write-backs: at once (fsync, a rename of the file) or queued for the
+//! next batch ([`super::batch`]), and the conflict rule both keep.
 //!
 //! # Invariants
 //! - A write-back replaces only what its file held when it was opened here (or was
@@ -6,33 +7,34 @@
 //!   daemon checks as it applies the commit. When someone else changed the file
 //!   meanwhile, both versions are kept: theirs at the path, this mount's beside it as
 //!   `NAME (conflict from DEVICE, TIME).EXT` (UTC), and the mount logs it.
-//! - A write-back whose commit failed (the daemon down, say) is kept and retried in
-//!   the background every [`RETRY`] under the same rule until it is committed; the
-//!   mount's state file ([`super::super::waiting`]) names it for `fvfsc status`.
+//! - A write-back whose commit failed (the daemon down, say) is kept and retried by
+//!   the batches under the same rule until it is committed; the mount's state file
+//!   ([`super::super::waiting`]) names it for `fvfsc status`.
 //! - Lock order as in [`super::namespace`]: a write-back's lock, then the namespace
 //!   lock, then the inode table; the write-back map's lock is never taken while a
 //!   write-back's is held.
 
 use std::path::PathBuf;
-use std::sync::{mpsc, Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
 
 use fuser::Errno;
 use fvfs_api::client::Failure;
 use fvfs_api::commit::Expect;
+use fvfs_api::views::VersionInfo;
 use fvfs_api::ErrorCode;
+use fvfs_cas::ChunkId;
 use fvfs_node::path as fpath;
 
+use super::batch::Wake;
 use super::follow::LiveRoot;
 use super::inodes::{Inodes, View};
-use super::writeback::{Closed, Failed, WriteBack, Writing};
+use super::writeback::{Closed, Queued, WriteBack, Writing};
 use super::{block_on, lock};
+use crate::mount::journal::{self, Record};
 use crate::mount::remote::{errno, Head, Remote};
-use crate::mount::waiting::{MountState, Waiting};
-use crate::put::{put_file, Attrs};
+use crate::put::{put_file, Attrs, Staged};
 
-/// How often write-backs that could not be committed are tried again.
-pub const RETRY: Duration = Duration::from_secs(2);
 /// Conflict copies tried under other names before giving up (then retried later).
 const CONFLICT_NAMES: u32 = 20;
 
@@ -49,14 +51,20 @@ pub struct Committer {
     pub(super) writing: Arc<Writing>,
     /// This machine's name, in conflict copies' names.
     device: Arc<str>,
+    /// Told of each write-back queued.
+    pub(super) wake: Arc<Wake>,
+    /// Held by the batch in progress: one at a time.
+    pub(super) batching: Arc<Mutex<()>>,
+    pub(super) staging: PathBuf,
 }
 
-/// Whether `e` is the daemon's refusal of a write whose `expect` did not hold.
+/// Whether the daemon refused a write whose `expect` did not hold.
+pub(super) fn refused_as_conflict(f: &Failure) -> bool {
+    matches!(f, Failure::Refused { error, .. } if *error == ErrorCode::Conflict)
+}
+
 fn is_conflict(e: &anyhow::Error) -> bool {
-    matches!(
-        e.downcast_ref::<Failure>(),
-        Some(Failure::Refused { error, .. }) if *error == ErrorCode::Conflict
-    )
+    e.downcast_ref::<Failure>().is_some_and(refused_as_conflict)
 }
 
 fn errno_of(e: &anyhow::Error) -> Errno {
@@ -118,9 +126,48 @@ impl Committer {
             inodes,
             names: Arc::default(),
             live,
-            writing: Arc::new(Writing::new(staging)),
+            writing: Arc::new(Writing::new(staging.clone())),
             device: device_name(),
+            wake: Arc::default(),
+            batching: Arc::default(),
+            staging,
         }
+    }
+
+    /// Queues inode `ino`'s closed write-back for the next batch: its journal record
+    /// written (so a crash before the batch loses nothing closed), the batcher woken.
+    /// Nothing to do if it is clean, queued as it is, or no path any more.
+    pub fn queue(&self, ino: u64, w: &mut WriteBack) -> Result<(), Errno> {
+        if !w.dirty || w.queued.is_some_and(|q| q.gen == w.gen) {
+            return Ok(());
+        }
+        let Some((View::Live, path)) = lock(&self.inodes).locate(ino) else {
+            // No name any more: nothing to commit.
+            w.committed(w.gen);
+            return Ok(());
+        };
+        w.settle_base(&self.rt);
+        let (len, hash) = w.content_hash().map_err(|_| Errno::EIO)?;
+        let since = w.queued.map_or_else(SystemTime::now, |q| q.since);
+        let record = Record {
+            path: fvfs_api::path::encode_path(&path),
+            attrs: w.attrs.clone(),
+            base: w.base.clone(),
+            len,
+            blake3: hash.to_hex().to_string(),
+            since: journal::unix_secs(since),
+        };
+        journal::write(w.local(), &record).map_err(|e| {
+            tracing::warn!("cannot journal {}: {e}", fpath::show(&path));
+            if e.kind() == std::io::ErrorKind::StorageFull {
+                Errno::ENOSPC
+            } else {
+                Errno::EIO
+            }
+        })?;
+        w.queued = Some(Queued { gen: w.gen, since });
+        self.wake.queued(len);
+        Ok(())
     }
 
     /// Uploads a changed write-back and commits it where inode `ino` is now, if the
@@ -133,72 +180,91 @@ impl Committer {
         }
         let _names = self.names.read().unwrap_or_else(|p| p.into_inner());
         let Some((View::Live, path)) = lock(&self.inodes).locate(ino) else {
-            w.dirty = false;
-            w.failed = None;
+            w.committed(w.gen);
             return Ok(());
         };
         let result = self.commit(ino, w, &path);
         if let Err(e) = &result {
-            tracing::warn!("writing {}: {e:#}", fpath::show(&path));
-            let since = w.failed.as_ref().map_or_else(SystemTime::now, |f| f.since);
-            w.failed = Some(Failed {
-                since,
-                path: path.clone(),
-                error: format!("{e:#}"),
-            });
+            w.fail(&path, e);
         }
         result.map_err(|e| errno_of(&e))
     }
 
     fn commit(&self, ino: u64, w: &mut WriteBack, path: &[u8]) -> anyhow::Result<()> {
-        w.file.sync_data()?;
-        let api = &self.remote.api;
-        let put = put_file(api, w.local(), path, &w.attrs, w.base.as_ref());
-        let (version, mut touched) = match block_on(&self.rt, put) {
-            Ok((version, key)) => {
-                w.base = Some(Expect::Content(key.to_hex()));
-                (version, vec![path.to_vec()])
-            }
-            Err(e) if is_conflict(&e) => {
-                let (version, copy) = self.keep_beside(w, path)?;
-                tracing::warn!(
-                    "{}: changed elsewhere since it was opened here; this device's version is kept as {}",
-                    fpath::show(path),
-                    fpath::show(&copy)
-                );
-                (version, vec![copy])
-            }
-            Err(e) => return Err(e),
+        w.settle_base(&self.rt);
+        let staged = Staged {
+            local: w.local().to_owned(),
+            attrs: w.attrs.clone(),
+            expect: w.base.clone(),
         };
-        touched.push(path.to_vec());
-        let head = Head::of(&version).map_err(|e| anyhow::anyhow!("bad version answer: {e:?}"))?;
-        self.live.committed(head, touched);
-        w.dirty = false;
-        w.failed = None;
+        let (version, touched, key) = self.put_here(&staged, path)?;
+        if let Some(key) = key {
+            w.base = Some(Expect::Content(key.to_hex()));
+        }
+        self.settled(&version, touched)?;
+        w.committed(w.gen);
         // The next open must not trust what the kernel cached of the old content.
         lock(&self.inodes).content_unknown(ino);
         Ok(())
     }
 
-    /// Commits the write-back as a new file beside `path`, under the first free
-    /// conflict name; returns the version and that path.
-    fn keep_beside(
+    /// Commits `staged` at `path`, or beside it as a conflict copy if the path holds
+    /// other than it expects: the version, the paths touched, and the content key if
+    /// it went to `path`.
+    pub(super) fn put_here(
         &self,
-        w: &WriteBack,
+        staged: &Staged,
         path: &[u8],
-    ) -> anyhow::Result<(fvfs_api::views::VersionInfo, Vec<u8>)> {
+    ) -> anyhow::Result<(VersionInfo, Vec<Vec<u8>>, Option<ChunkId>)> {
+        let api = &self.remote.api;
+        let put = put_file(
+            api,
+            &staged.local,
+            path,
+            &staged.attrs,
+            staged.expect.as_ref(),
+        );
+        match block_on(&self.rt, put) {
+            Ok((version, key)) => Ok((version, vec![path.to_vec()], Some(key))),
+            Err(e) if is_conflict(&e) => {
+                let (version, copy) = self.keep_beside(staged, path)?;
+                tracing::warn!(
+                    "{}: changed elsewhere since it was opened here; this device's version is kept as {}",
+                    fpath::show(path),
+                    fpath::show(&copy)
+                );
+                Ok((version, vec![copy, path.to_vec()], None))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Follows this mount's own commit: the live tree moves to it at once.
+    pub(super) fn settled(
+        &self,
+        version: &VersionInfo,
+        touched: Vec<Vec<u8>>,
+    ) -> anyhow::Result<()> {
+        let head = Head::of(version).map_err(|e| anyhow::anyhow!("bad version answer: {e:?}"))?;
+        self.live.committed(head, touched);
+        Ok(())
+    }
+
+    /// Commits `staged` as a new file beside `path`, under the first free conflict
+    /// name; returns the version and that path.
+    fn keep_beside(&self, staged: &Staged, path: &[u8]) -> anyhow::Result<(VersionInfo, Vec<u8>)> {
         let cut = path.iter().rposition(|&b| b == b'/').unwrap_or(0);
         let (dir, name) = (&path[..cut.max(1)], &path[cut + 1..]);
         let attrs = Attrs {
             link: None,
-            ..w.attrs.clone()
+            ..staged.attrs.clone()
         };
         let now = SystemTime::now();
         for n in 1..=CONFLICT_NAMES {
             let copy = fpath::join(dir, &conflict_name(name, &self.device, now, n));
             let put = put_file(
                 &self.remote.api,
-                w.local(),
+                &staged.local,
                 &copy,
                 &attrs,
                 Some(&Expect::Absent),
@@ -212,51 +278,11 @@ impl Committer {
         anyhow::bail!("no free name for a conflict copy of {}", fpath::show(path))
     }
 
-    /// Commits what `ino`'s write-back, used by nobody now, has uncommitted; drops it
-    /// (and lets its inode go) once nothing is left.
-    pub fn commit_idle(&self, ino: u64, wb: &Arc<Mutex<WriteBack>>) -> Result<(), Errno> {
-        let committed = self.write_back(ino, &mut lock(wb));
+    /// Drops `ino`'s write-back if nobody uses it and nothing is left to commit (then
+    /// its inode goes).
+    pub(super) fn drop_if_done(&self, ino: u64, wb: &Arc<Mutex<WriteBack>>) {
         if self.writing.drop_idle(ino, wb) == Closed::Dropped {
             lock(&self.inodes).release(ino);
-        }
-        committed
-    }
-
-    /// Tries every write-back nobody uses that is still uncommitted; returns those
-    /// still waiting (failed, whether used or not).
-    pub fn retry(&self) -> Vec<Waiting> {
-        let mut waiting = Vec::new();
-        for (ino, wb) in self.writing.all() {
-            let idle = {
-                let w = lock(&wb);
-                w.failed.is_some() && w.is_idle()
-            };
-            if idle {
-                let _ = self.commit_idle(ino, &wb);
-            }
-            let w = lock(&wb);
-            if let Some(f) = &w.failed {
-                waiting.push(Waiting::new(&f.path, f.since, &f.error, w.local()));
-            }
-        }
-        waiting
-    }
-
-    /// Retries write-backs every [`RETRY`] until `stop` is dropped, recording each
-    /// pass in the mount's state file; one last try at the end.
-    pub fn run_retries(&self, state: &MountState, stop: &mpsc::Receiver<()>) {
-        for passes in 1.. {
-            let ended = !matches!(
-                stop.recv_timeout(RETRY),
-                Err(mpsc::RecvTimeoutError::Timeout)
-            );
-            let waiting = self.retry();
-            if let Err(e) = state.write(&waiting, passes, ended) {
-                tracing::warn!("cannot record the writes waiting: {e}");
-            }
-            if ended {
-                return;
-            }
         }
     }
 }
@@ -264,7 +290,7 @@ impl Committer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::UNIX_EPOCH;
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn conflict_copies_keep_the_extension_and_fit_in_a_name() {

@@ -2,8 +2,8 @@
 //! under `/.snapshots/<name>/`, loaded lazily through the chunk cache.
 //!
 //! Its rooms: the inode table ([`inodes`]), the trees it shows ([`view`]), the read
-//! path ([`read`]), write-back files ([`writeback`]) and their commits, conflicts and
-//! retries ([`commit`]), changes to the tree ([`namespace`]), and the follower of HEAD
+//! path ([`read`]), write-back files ([`writeback`]), their commits and conflicts
+//! ([`commit`]) in batches ([`batch`]), changes to the tree ([`namespace`]), and the follower of HEAD
 //! ([`follow`]); this module answers the kernel.
 //!
 //! # Invariants
@@ -11,12 +11,13 @@
 //!   HEAD, followed by [`follow`] and after this mount's own commits) or one snapshot
 //!   (immutable). The kernel caches both for long: it is told what changed in the
 //!   live tree.
-//! - Writes go to a local write-back file of the inode; on fsync, flush and close a
-//!   changed file is chunked, only the chunks the daemon lacks are sent, and it is
-//!   committed where its inode is then. fsync returns after the daemon made the commit
-//!   durable.
+//! - Writes go to a local write-back file of the inode. close() returns once a changed
+//!   file is journaled there; batches commit what was closed ([`batch`]), chunked
+//!   here with only the chunks the daemon lacks sent, where each inode is then. fsync
+//!   commits the file at once and returns after the daemon made the commit durable.
 //! - Every chunk is verified against its id before use (in [`super::remote`]).
 
+mod batch;
 mod commit;
 mod follow;
 mod inodes;
@@ -241,14 +242,19 @@ impl FvfsFs {
         Ok((view.clone(), self.attr(ino, &view, &entry)))
     }
 
-    fn sync_handle(&self, fh: FileHandle) -> Result<(), Errno> {
+    /// Commits what handle `fh` wrote now (`at_once`, for fsync), or queues it for the
+    /// next batch (close).
+    fn sync_handle(&self, fh: FileHandle, at_once: bool) -> Result<(), Errno> {
         let (ino, wb) = match lock(&self.handles).get(&fh.0) {
             Some(Handle::Write { ino, wb }) => (*ino, wb.clone()),
             Some(Handle::Read(..) | Handle::Passthrough { .. }) => return Ok(()),
             None => return Err(Errno::EBADF),
         };
-        let result = self.write_back(ino, &mut lock(&wb));
-        result
+        let mut w = lock(&wb);
+        match at_once {
+            true => self.write_back(ino, &mut w),
+            false => self.commits.queue(ino, &mut w),
+        }
     }
 }
 
@@ -419,13 +425,12 @@ impl Filesystem for FvfsFs {
             let wb = tri!(reply, self.open_write(ino, !truncate).map_err(stale));
             if truncate {
                 let mut w = lock(&wb);
-                if let Err(e) = w.file.set_len(0) {
+                if let Err(e) = w.set_len(0) {
                     drop(w);
                     tracing::warn!("truncating a write-back: {e}");
                     let failed = self.close_write(ino, &wb, Err(Errno::EIO));
                     return reply.error(failed.err().unwrap_or(Errno::EIO));
                 }
-                w.dirty = true;
             }
             return reply.opened(self.handle(Handle::Write { ino, wb }), FopenFlags::empty());
         }
@@ -495,7 +500,7 @@ impl Filesystem for FvfsFs {
         let mut w = lock(&wb);
         tri!(
             reply,
-            w.file.write_all_at(data, offset).map_err(|e| {
+            w.write_at(data, offset).map_err(|e| {
                 if e.kind() == std::io::ErrorKind::StorageFull {
                     Errno::ENOSPC
                 } else {
@@ -504,7 +509,7 @@ impl Filesystem for FvfsFs {
             })
         );
         let now = now_ns();
-        w.dirty = true;
+        w.touch();
         w.attrs.mtime_ns = now;
         if let Some(meta) = &mut w.attrs.meta {
             meta.ctime_ns = now;
@@ -520,7 +525,7 @@ impl Filesystem for FvfsFs {
         _lock: LockOwner,
         reply: ReplyEmpty,
     ) {
-        tri!(reply, self.sync_handle(fh));
+        tri!(reply, self.sync_handle(fh, false));
         reply.ok();
     }
 
@@ -532,8 +537,25 @@ impl Filesystem for FvfsFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        tri!(reply, self.sync_handle(fh));
+        tri!(reply, self.sync_handle(fh, true));
         reply.ok();
+    }
+
+    /// fsync of a directory: whatever was closed on the mount and waits for a batch
+    /// is committed now (more than the directory's own entries; those made or moved
+    /// by mkdir, rename and the like are committed as they happen).
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.commits.commit_queued() {
+            true => reply.ok(),
+            false => reply.error(Errno::EIO),
+        }
     }
 
     fn release(
@@ -551,8 +573,8 @@ impl Filesystem for FvfsFs {
         };
         match handle {
             Handle::Write { ino, wb } => {
-                let result = self.write_back(ino, &mut lock(&wb));
-                // The last user removes the write-back (kept while uncommitted, for retries).
+                let result = self.commits.queue(ino, &mut lock(&wb));
+                // The last user removes the write-back (kept while uncommitted, for a batch).
                 tri!(reply, self.close_write(ino, &wb, result));
             }
             Handle::Passthrough { ino, .. } => self.passthrough_closed(ino),

@@ -40,19 +40,6 @@ impl FvfsFs {
         Ok(())
     }
 
-    /// What a write that replaces the whole file at `path` may replace: what `path`
-    /// holds in the daemon's HEAD now (this mount's view may be a second behind);
-    /// while the daemon does not answer, what this mount shows (`shown`).
-    fn replacing(&self, path: &[u8], shown: Expect) -> Expect {
-        match self.block(self.remote.version("HEAD")) {
-            Ok(Some(head)) => Expect::Unchanged {
-                since: head.number,
-                path: encode_path(path),
-            },
-            _ => shown,
-        }
-    }
-
     /// Commits a changed write-back where inode `ino` is now (see [`super::commit`]).
     pub(super) fn write_back(&self, ino: u64, w: &mut WriteBack) -> Result<(), Errno> {
         self.commits.write_back(ino, w)
@@ -90,7 +77,7 @@ impl FvfsFs {
                 w.base = Some(if keep {
                     shown
                 } else {
-                    self.replacing(&path, shown)
+                    self.block(self.remote.replacing(path.clone(), shown))
                 });
                 if !keep {
                     w.dirty = true;
@@ -100,8 +87,7 @@ impl FvfsFs {
                 let mut at = 0;
                 for (_, c) in chunks.iter() {
                     let data = self.block(self.remote.chunk(c.id))?;
-                    std::os::unix::fs::FileExt::write_all_at(&w.file, &data, at)
-                        .map_err(|_| Errno::EIO)?;
+                    w.write_at(&data, at).map_err(|_| Errno::EIO)?;
                     at += data.len() as u64;
                 }
                 Ok(())
@@ -110,23 +96,17 @@ impl FvfsFs {
     }
 
     /// One user of `ino`'s write-back is done, with `so_far` the outcome of its own
-    /// work. The last user commits what is left uncommitted (changes another user
-    /// made after its own commit) unless its own work failed; a write-back gone lets
-    /// its inode go.
+    /// work (queued, when it changed something). A write-back gone lets its inode go.
     pub(super) fn close_write(
         &self,
         ino: u64,
         wb: &Arc<Mutex<WriteBack>>,
         so_far: Result<(), Errno>,
     ) -> Result<(), Errno> {
-        match (self.writing.close(ino, wb), so_far) {
-            (Closed::Uncommitted, Ok(())) => self.commits.commit_idle(ino, wb),
-            (Closed::Dropped, so_far) => {
-                lock(&self.inodes).release(ino);
-                so_far
-            }
-            (_, so_far) => so_far,
+        if self.writing.close(ino, wb) == Closed::Dropped {
+            lock(&self.inodes).release(ino);
         }
+        so_far
     }
 
     /// A new file `name` in `parent`, being written here (committed at its first
@@ -159,8 +139,12 @@ impl FvfsFs {
             attrs,
             || lock(&self.inodes).hold(ino),
             |w| {
-                w.dirty = true;
-                w.base = Some(self.replacing(&fpath::join(&dir, name), Expect::Absent));
+                // What the daemon holds there when the file is made here is what it
+                // replaces: asked now, answered while the file is written.
+                w.touch();
+                let (remote, path) = (self.remote.clone(), fpath::join(&dir, name));
+                let asked = async move { remote.replacing(path, Expect::Absent).await };
+                w.asked = Some(self.rt.spawn(asked));
                 Ok(())
             },
         );
@@ -234,30 +218,49 @@ impl FvfsFs {
     /// Removes `name` from `parent` (a directory if `dir`, else anything else).
     pub(super) fn remove(&self, parent: u64, name: &[u8], dir: bool) -> Result<(), Errno> {
         check_name(name)?;
-        let known = lock(&self.inodes).known(parent, name);
-        let staged = known.is_some_and(|ino| self.writing.get(ino).is_some());
-        let _names = self.names.write().unwrap_or_else(|p| p.into_inner());
-        let (view, parent_path) = self.locate(parent)?;
-        self.writable(&view)?;
-        let path = fpath::join(&parent_path, name);
-        match self.entry(&view, &path) {
-            Ok(entry) => {
-                match (dir, entry.kind == EntryKind::Dir) {
-                    (true, false) => return Err(Errno::ENOTDIR),
-                    (false, true) => return Err(Errno::EISDIR),
-                    _ => {}
-                }
-                let op = CommitOp::Remove {
-                    path: encode_path(&path),
-                    recursive: false,
-                };
-                self.commit("remove", vec![op])?;
+        if dir {
+            // Files closed in it and not committed yet make it not empty.
+            if !self.commits.commit_queued() {
+                return Err(Errno::EIO);
             }
-            // A file created here and never committed: only here to remove.
-            Err(Errno::ENOENT) if staged && !dir => {}
-            Err(e) => return Err(e),
         }
-        lock(&self.inodes).detach(parent, name);
+        let known = lock(&self.inodes).known(parent, name);
+        let staged = known.and_then(|ino| Some((ino, self.writing.get(ino)?)));
+        {
+            let _names = self.names.write().unwrap_or_else(|p| p.into_inner());
+            let (view, parent_path) = self.locate(parent)?;
+            self.writable(&view)?;
+            let path = fpath::join(&parent_path, name);
+            match self.entry(&view, &path) {
+                Ok(entry) => {
+                    match (dir, entry.kind == EntryKind::Dir) {
+                        (true, false) => return Err(Errno::ENOTDIR),
+                        (false, true) => return Err(Errno::EISDIR),
+                        _ => {}
+                    }
+                    let op = CommitOp::Remove {
+                        path: encode_path(&path),
+                        recursive: false,
+                    };
+                    self.commit("remove", vec![op])?;
+                }
+                // A file created here and never committed: only here to remove.
+                Err(Errno::ENOENT) if staged.is_some() && !dir => {}
+                Err(e) => return Err(e),
+            }
+            lock(&self.inodes).detach(parent, name);
+        }
+        // A write-back left with no name is committed nowhere: its journal record goes
+        // now, so that no later mount brings the file back.
+        if let Some((ino, wb)) = staged {
+            let mut w = lock(&wb);
+            if lock(&self.inodes).locate(ino).is_none() {
+                let gen = w.gen;
+                w.committed(gen);
+            }
+            drop(w);
+            self.commits.drop_if_done(ino, &wb);
+        }
         Ok(())
     }
 
@@ -273,7 +276,11 @@ impl FvfsFs {
     ) -> Result<(), Errno> {
         check_name(name)?;
         check_name(new_name)?;
-        // A file being written here is committed first, so that it exists to be moved.
+        // Files closed and not committed yet go first, in the order things happened; a
+        // file still being written here is committed too, so that it exists to be moved.
+        if !self.commits.commit_queued() {
+            return Err(Errno::EIO);
+        }
         let source = lock(&self.inodes).known(parent, name);
         if let Some(wb) = source.and_then(|ino| self.writing.get(ino)) {
             self.write_back(source.unwrap_or_default(), &mut lock(&wb))?;
@@ -320,16 +327,15 @@ impl FvfsFs {
             let result = {
                 let mut w = lock(&wb);
                 let resized = match set.size {
-                    Some(size) => w.file.set_len(size).map_err(|_| Errno::EIO),
+                    Some(size) => w.set_len(size).map_err(|_| Errno::EIO),
                     None => Ok(()),
                 };
                 resized.and_then(|()| {
                     self.apply(&mut w.attrs, set)?;
-                    w.dirty = true;
-                    Ok(())
+                    w.touch();
+                    self.commits.queue(ino, &mut w)
                 })
             };
-            // Committed now unless a handle has it open (then by its last user).
             return self.close_write(ino, &wb, result);
         }
         let _names = self.names.read().unwrap_or_else(|p| p.into_inner());

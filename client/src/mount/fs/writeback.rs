@@ -8,10 +8,13 @@
 //!   never once its inode is detached (unlinked or replaced) — it stays readable and
 //!   writable through its handles.
 //! - A write-back lives while handles have it open, and after the last close while its
-//!   changes are not committed (a failed commit is retried in the background, see
-//!   [`super::commit`]). Whoever closes it last commits what others changed after their
-//!   own commit.
-//! - It is dropped once, by whoever removes it from the map (then its inode is let go).
+//!   changes are not committed. Closed changes are queued (their journal record written,
+//!   [`crate::mount::journal`]) and committed by the next batch ([`super::batch`]);
+//!   fsync commits at once ([`super::commit`]).
+//! - `gen` counts changes: a batch commits what it uploaded only if `gen` did not move
+//!   meanwhile, so nothing written after the upload is marked committed.
+//! - It is dropped once, by whoever removes it from the map (then its inode is let go),
+//!   with its local file and journal record.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -44,14 +47,30 @@ pub struct WriteBack {
     /// What its path held when it was opened or last committed from here: what a
     /// commit may replace (`None`: whatever is there).
     pub base: Option<Expect>,
+    /// `base` of a file made here, being asked of the daemon.
+    pub asked: Option<tokio::task::JoinHandle<Expect>>,
     /// Changed since the last commit.
     pub dirty: bool,
     /// Its last commit failed: retried in the background.
     pub failed: Option<Failed>,
+    /// Changes so far (content or attributes).
+    pub gen: u64,
+    /// Closed since its last change, journaled, waiting for the next batch.
+    pub queued: Option<Queued>,
+    /// The hash of its content while written from the start, in order, and how far.
+    hash: Option<(blake3::Hasher, u64)>,
     /// Filled with its initial content (the first opener does it; others wait).
     loaded: bool,
     /// Open handles (and setattr calls in progress) using it.
     users: u64,
+}
+
+/// A write-back closed and journaled as of change `gen`.
+#[derive(Clone, Copy, Debug)]
+pub struct Queued {
+    pub gen: u64,
+    /// When it was first queued (kept while it waits, through later closes).
+    pub since: SystemTime,
 }
 
 /// The write-backs of a mount, by inode.
@@ -106,8 +125,12 @@ impl Writing {
                         local,
                         attrs,
                         base: None,
+                        asked: None,
                         dirty: false,
                         failed: None,
+                        gen: 0,
+                        queued: None,
+                        hash: Some((blake3::Hasher::new(), 0)),
                         loaded: false,
                         users: 0,
                     }));
@@ -191,6 +214,7 @@ fn settle(
         return Closed::Gone;
     }
     files.remove(&ino);
+    crate::mount::journal::remove(&w.local);
     let _ = std::fs::remove_file(&w.local);
     Closed::Dropped
 }
@@ -200,9 +224,79 @@ impl WriteBack {
         &self.local
     }
 
-    /// Nobody uses it and it holds changes not committed yet: only the retry will
-    /// commit them.
-    pub fn is_idle(&self) -> bool {
-        self.users == 0 && self.dirty && self.loaded
+    /// Writes `data` at `offset` (a change only the caller marks: loading the file's
+    /// content is none).
+    pub fn write_at(&mut self, data: &[u8], offset: u64) -> std::io::Result<()> {
+        std::os::unix::fs::FileExt::write_all_at(&self.file, data, offset)?;
+        self.hash = match self.hash.take() {
+            Some((mut h, at)) if at == offset => {
+                h.update(data);
+                Some((h, at + data.len() as u64))
+            }
+            _ => None,
+        };
+        self.gen += 1;
+        Ok(())
+    }
+
+    /// Cuts or extends the content to `size` bytes.
+    pub fn set_len(&mut self, size: u64) -> std::io::Result<()> {
+        self.file.set_len(size)?;
+        self.hash = (size == 0).then(|| (blake3::Hasher::new(), 0));
+        self.touch();
+        Ok(())
+    }
+
+    /// `base` settled: the daemon's answer awaited if it was asked.
+    pub fn settle_base(&mut self, rt: &tokio::runtime::Handle) {
+        if let Some(asked) = self.asked.take() {
+            // Unknown: a commit that replaces nothing, so nothing is lost.
+            self.base = Some(super::block_on(rt, asked).unwrap_or(Expect::Absent));
+        }
+    }
+
+    /// Marks a change (content or attributes) to commit.
+    pub fn touch(&mut self) {
+        self.dirty = true;
+        self.gen += 1;
+    }
+
+    /// The content's length and BLAKE3 hash: kept up as it is written in order, read
+    /// back from the local file otherwise.
+    pub fn content_hash(&mut self) -> std::io::Result<(u64, blake3::Hash)> {
+        let len = self.file.metadata()?.len();
+        if let Some((h, at)) = &self.hash {
+            if *at == len {
+                return Ok((len, h.finalize()));
+            }
+        }
+        let (at, h) = crate::mount::journal::hash_of(&self.file)?;
+        let digest = h.finalize();
+        self.hash = Some((h, at));
+        Ok((len, digest))
+    }
+
+    /// Its commit to `path` failed: kept for the next batch, and named by status.
+    pub fn fail(&mut self, path: &[u8], error: &anyhow::Error) {
+        tracing::warn!("writing {}: {error:#}", fvfs_node::path::show(path));
+        let since = self
+            .failed
+            .as_ref()
+            .map_or_else(SystemTime::now, |f| f.since);
+        self.failed = Some(Failed {
+            since,
+            path: path.to_vec(),
+            error: format!("{error:#}"),
+        });
+    }
+
+    /// Committed as of change `gen`: clean if nothing changed since.
+    pub fn committed(&mut self, gen: u64) {
+        if self.gen == gen {
+            self.dirty = false;
+            self.queued = None;
+            crate::mount::journal::remove(&self.local);
+        }
+        self.failed = None;
     }
 }

@@ -1,0 +1,341 @@
+//! Write-backs committed in batches: every one closed within a short window
+//! ([`WINDOW`] after the first, sooner once [`BATCH_BYTES`] or [`BATCH_FILES`] wait)
+//! is uploaded in one stream and committed in one request, so an untar of thousands
+//! of files makes a handful of versions, and `close()` waits for none of it.
+//!
+//! # Invariants
+//! - One batch at a time (`batching`). It uploads holding no lock of the mount; then,
+//!   for the commit alone, it takes its write-backs' locks, the namespace lock shared
+//!   and the inode table, in the order every commit does (see [`super::namespace`]).
+//! - A write-back changed since its upload (its `gen` moved) is left for a later batch;
+//!   one whose inode is no path any more is dropped, journal record and all.
+//! - The batch's commit is all or nothing: when the daemon refuses it because a file
+//!   changed elsewhere, each file is committed on its own under the conflict rule.
+//! - Write-backs whose batch failed (the daemon down) stay queued and are tried again
+//!   every [`RETRY`]; the mount's state file names them for `fvfsc status`.
+//! - Before its first batch, a mount commits what mounts no longer running left in the
+//!   journal ([`crate::mount::journal`]); when the mount ends, one last batch.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use fvfs_api::commit::Expect;
+use fvfs_node::path as fpath;
+
+use super::commit::{refused_as_conflict, Committer};
+use super::inodes::View;
+use super::writeback::WriteBack;
+use super::{block_on, lock};
+use crate::mount::journal::{self, Leftover};
+use crate::mount::waiting::{MountState, Waiting};
+use crate::put::{commit, place, upload_files, Staged};
+
+/// How long a batch waits after the first write-back queued for others to join it.
+pub const WINDOW: Duration = Duration::from_millis(250);
+/// How often write-backs that could not be committed are tried again.
+pub const RETRY: Duration = Duration::from_secs(2);
+/// A batch is cut at so many bytes or files (the rest follow at once).
+const BATCH_BYTES: u64 = 256 << 20;
+const BATCH_FILES: usize = 4096;
+
+/// What wakes the batcher: write-backs queued, or the end of the mount.
+#[derive(Default)]
+pub struct Wake {
+    state: Mutex<Due>,
+    cv: Condvar,
+}
+
+#[derive(Default)]
+struct Due {
+    /// When the first write-back since the last batch was queued.
+    first: Option<Instant>,
+    bytes: u64,
+    files: usize,
+    stop: bool,
+}
+
+impl Due {
+    fn full(&self) -> bool {
+        self.bytes >= BATCH_BYTES || self.files >= BATCH_FILES
+    }
+}
+
+impl Wake {
+    /// A write-back of `bytes` was queued.
+    pub fn queued(&self, bytes: u64) {
+        let mut due = lock(&self.state);
+        due.first.get_or_insert_with(Instant::now);
+        due.bytes += bytes;
+        due.files += 1;
+        if due.files == 1 || due.full() {
+            self.cv.notify_all();
+        }
+    }
+
+    /// The mount ended: one last batch.
+    pub fn stop(&self) {
+        lock(&self.state).stop = true;
+        self.cv.notify_all();
+    }
+
+    /// Waits until a batch is due: [`WINDOW`] after the first write-back queued since
+    /// the last one, sooner when the batch is full, [`RETRY`] when nothing is queued.
+    /// Returns whether the mount ended.
+    fn wait(&self) -> bool {
+        let started = Instant::now();
+        let mut due = lock(&self.state);
+        loop {
+            if due.stop {
+                return true;
+            }
+            let until = match due.first {
+                Some(_) if due.full() => break,
+                Some(first) => first + WINDOW,
+                None => started + RETRY,
+            };
+            let now = Instant::now();
+            if now >= until {
+                break;
+            }
+            due = (self.cv.wait_timeout(due, until - now))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        *due = Due::default();
+        false
+    }
+}
+
+/// A write-back in a batch, as it was when taken.
+struct Pending {
+    ino: u64,
+    wb: Arc<Mutex<WriteBack>>,
+    gen: u64,
+    since: SystemTime,
+    staged: Staged,
+}
+
+impl Committer {
+    /// Commits batches until the mount ends (`stop`), then one last; records what
+    /// waits after each pass in the mount's state file.
+    pub fn run(&self, state: &MountState) {
+        let mut left = match journal::leftovers(&self.staging) {
+            Ok(left) => left.into_iter().map(|l| (l, String::new())).collect(),
+            Err(e) => {
+                tracing::error!("cannot read the journal in {}: {e}", self.staging.display());
+                Vec::new()
+            }
+        };
+        for passes in 1.. {
+            left = self.adopt(left);
+            let ended = self.wake.wait();
+            let _ = self.commit_queued();
+            if let Err(e) = state.write(&self.waiting(&left), passes, ended) {
+                tracing::warn!("cannot record the writes waiting: {e}");
+            }
+            if ended {
+                return;
+            }
+        }
+    }
+
+    /// Ends [`Self::run`] after one last batch.
+    pub fn stop(&self) {
+        self.wake.stop();
+    }
+
+    /// Commits what earlier mounts left; returns those that failed, with why.
+    fn adopt(&self, left: Vec<(Leftover, String)>) -> Vec<(Leftover, String)> {
+        let mut failed = Vec::new();
+        for (l, _) in left {
+            match self.put_here(&l.staged, &l.path) {
+                Ok((version, touched, _)) => {
+                    tracing::info!(
+                        "committed {} left by an earlier mount",
+                        fpath::show(&l.path)
+                    );
+                    journal::remove(&l.staged.local);
+                    let _ = std::fs::remove_file(&l.staged.local);
+                    if let Err(e) = self.settled(&version, touched) {
+                        tracing::warn!("{e:#}");
+                    }
+                }
+                Err(e) => failed.push((l, format!("{e:#}"))),
+            }
+        }
+        failed
+    }
+
+    /// Commits every queued write-back, a batch at a time; whether all were.
+    pub fn commit_queued(&self) -> bool {
+        let _one = lock(&self.batching);
+        loop {
+            let (batch, cut) = self.due();
+            if batch.is_empty() {
+                return true;
+            }
+            if !self.commit_batch(batch) {
+                return false;
+            }
+            if !cut {
+                return true;
+            }
+        }
+    }
+
+    /// The queued write-backs unchanged since their close, oldest first, up to a
+    /// batch's bounds; and whether some were left for the next.
+    fn due(&self) -> (Vec<Pending>, bool) {
+        let mut all = Vec::new();
+        for (ino, wb) in self.writing.all() {
+            let w = lock(&wb);
+            let Some(q) = w.queued.filter(|q| w.dirty && q.gen == w.gen) else {
+                continue;
+            };
+            let staged = Staged {
+                local: w.local().to_owned(),
+                attrs: w.attrs.clone(),
+                expect: w.base.clone(),
+            };
+            let len = w.file.metadata().map_or(0, |m| m.len());
+            drop(w);
+            let (gen, since) = (q.gen, q.since);
+            all.push((
+                len,
+                Pending {
+                    ino,
+                    wb,
+                    gen,
+                    since,
+                    staged,
+                },
+            ));
+        }
+        all.sort_by_key(|(_, p)| (p.since, p.ino));
+        let (mut batch, mut bytes) = (Vec::new(), 0);
+        let total = all.len();
+        for (len, p) in all {
+            if !batch.is_empty() && (bytes + len > BATCH_BYTES || batch.len() >= BATCH_FILES) {
+                break;
+            }
+            bytes += len;
+            batch.push(p);
+        }
+        let cut = batch.len() < total;
+        (batch, cut)
+    }
+
+    /// Uploads and commits `batch` as one version; returns whether it was committed.
+    fn commit_batch(&self, batch: Vec<Pending>) -> bool {
+        let staged = batch.iter().map(|p| p.staged.clone()).collect();
+        let uploaded = block_on(&self.rt, upload_files(&self.remote.api, staged));
+        let mut guards: Vec<_> = batch.iter().map(|p| lock(&p.wb)).collect();
+        let names = self.names.read().unwrap_or_else(|p| p.into_inner());
+        let uploaded = match uploaded {
+            Ok(uploaded) => uploaded,
+            Err(e) => {
+                for (p, w) in batch.iter().zip(&mut guards) {
+                    let path = lock(&self.inodes).locate(p.ino).map(|(_, path)| path);
+                    w.fail(&path.unwrap_or_default(), &e);
+                }
+                return false;
+            }
+        };
+        let (mut ops, mut placed) = (Vec::new(), Vec::new());
+        for (i, (p, up)) in batch.iter().zip(uploaded).enumerate() {
+            let w = &mut guards[i];
+            if w.gen != p.gen {
+                continue;
+            }
+            let Some((View::Live, path)) = lock(&self.inodes).locate(p.ino) else {
+                w.committed(p.gen);
+                continue;
+            };
+            match up {
+                Ok((mut op, key)) => {
+                    place(&mut op, &path);
+                    ops.push(op);
+                    placed.push((i, path, key));
+                }
+                Err(e) => w.fail(&path, &e.into()),
+            }
+        }
+        let message = match placed.as_slice() {
+            [] => return true,
+            [(_, path, _)] => format!("write {}", fpath::show(path)),
+            [(_, path, _), more @ ..] => {
+                format!("write {} and {} more files", fpath::show(path), more.len())
+            }
+        };
+        let committed = match block_on(&self.rt, commit(&self.remote.api, message, ops)) {
+            Ok(version) => {
+                let mut touched = Vec::new();
+                for (i, path, key) in placed {
+                    guards[i].base = Some(Expect::Content(key.to_hex()));
+                    guards[i].committed(batch[i].gen);
+                    lock(&self.inodes).content_unknown(batch[i].ino);
+                    touched.push(path);
+                }
+                self.settled(&version, touched).is_ok()
+            }
+            Err(e) if refused_as_conflict(&e) => {
+                // One of them changed elsewhere: each on its own, under the conflict rule.
+                for (i, path, _) in placed {
+                    let w = &mut guards[i];
+                    match self.put_here(&batch[i].staged, &path) {
+                        Ok((version, touched, key)) => {
+                            if let Some(key) = key {
+                                w.base = Some(Expect::Content(key.to_hex()));
+                            }
+                            w.committed(batch[i].gen);
+                            let _ = self.settled(&version, touched);
+                        }
+                        Err(e) => w.fail(&path, &e),
+                    }
+                }
+                true
+            }
+            Err(e) => {
+                let e = anyhow::Error::from(e);
+                for (i, path, _) in placed {
+                    guards[i].fail(&path, &e);
+                }
+                false
+            }
+        };
+        drop(names);
+        drop(guards);
+        for p in &batch {
+            self.drop_if_done(p.ino, &p.wb);
+        }
+        committed
+    }
+
+    /// What waits to be committed, for `fvfsc status`: write-backs whose commit failed
+    /// or that wait for a batch, what earlier mounts left and could not be committed
+    /// yet, and what was kept aside as not whole.
+    fn waiting(&self, left: &[(Leftover, String)]) -> Vec<Waiting> {
+        let mut out = Vec::new();
+        for (ino, wb) in self.writing.all() {
+            let w = lock(&wb);
+            if let Some(f) = &w.failed {
+                out.push(Waiting::new(&f.path, f.since, &f.error, w.local()));
+            } else if let Some(q) = w.queued.filter(|_| w.dirty) {
+                let path = lock(&self.inodes).locate(ino).map(|(_, p)| p);
+                let path = path.unwrap_or_default();
+                out.push(Waiting::new(
+                    &path,
+                    q.since,
+                    "waiting for a batch",
+                    w.local(),
+                ));
+            }
+        }
+        for (l, error) in left {
+            let since = std::time::UNIX_EPOCH + Duration::from_secs(l.since.max(0) as u64);
+            out.push(Waiting::new(&l.path, since, error, &l.staged.local));
+        }
+        out.extend(journal::damaged(&self.staging));
+        out
+    }
+}

@@ -1,0 +1,201 @@
+//! The journal of write-backs closed on the mount and not committed yet. Beside each
+//! staging file `<pid>-<n>` (its content) lies a record `<pid>-<n>.rec` (JSON): where
+//! it goes, what it is committed with, what it may replace, and its content's length
+//! and BLAKE3 hash. A mount that was killed, or a machine that lost power, leaves them
+//! behind; the next mount that uses the cache adopts them ([`leftovers`]): a record
+//! whose file still holds that content is committed (beside its path as a conflict
+//! copy, where the path changed meanwhile); one whose content is not whole (a power
+//! cut took pages never synced) is never committed, only moved to `damaged/` and
+//! named by `fvfsc status`.
+//!
+//! # Invariants
+//! - A record is written whole under a temporary name and renamed into place, after
+//!   the content it describes; it is removed once that content is committed, or its
+//!   inode unlinked, before the staging file goes.
+//! - Records are not synced: a write never fsynced may be lost with a power cut, as on
+//!   any disk (fsync commits to the daemon), but the hash keeps half a file from ever
+//!   being committed.
+//! - Files of a live process (another mount using the cache) are never touched.
+
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use fvfs_api::commit::Expect;
+use serde::{Deserialize, Serialize};
+
+use super::waiting::Waiting;
+use crate::put::{Attrs, Staged};
+
+/// A write-back closed and not committed yet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Where it is committed (percent-encoded).
+    pub path: String,
+    pub attrs: Attrs,
+    /// What its path may hold for the commit to replace it.
+    pub base: Option<Expect>,
+    pub len: u64,
+    pub blake3: String,
+    /// When it was first queued (Unix seconds).
+    pub since: i64,
+}
+
+impl PartialEq for Attrs {
+    fn eq(&self, o: &Self) -> bool {
+        (self.mode, self.mtime_ns, &self.meta, self.link) == (o.mode, o.mtime_ns, &o.meta, o.link)
+    }
+}
+impl Eq for Attrs {}
+
+/// Unix seconds of `t`.
+pub fn unix_secs(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn record_of(local: &Path) -> PathBuf {
+    local.with_extension("rec")
+}
+
+/// Records `rec` for the staging file `local`, replacing its last record.
+pub fn write(local: &Path, rec: &Record) -> io::Result<()> {
+    let next = local.with_extension("rec.next");
+    std::fs::write(&next, serde_json::to_vec(rec)?)?;
+    std::fs::rename(&next, record_of(local))
+}
+
+/// Removes the record of `local`, if any.
+pub fn remove(local: &Path) {
+    match std::fs::remove_file(record_of(local)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            tracing::warn!(
+                "cannot remove the journal record of {}: {e}",
+                local.display()
+            );
+        }
+        _ => {}
+    }
+}
+
+/// A write-back a mount left, whole, to commit.
+#[derive(Debug)]
+pub struct Leftover {
+    pub staged: Staged,
+    pub path: Vec<u8>,
+    pub since: i64,
+}
+
+/// Where write-backs that were not whole after a crash are kept.
+fn damaged_dir(staging: &Path) -> PathBuf {
+    staging.join("damaged")
+}
+
+/// The write-backs left in `staging` by mounts no longer running, whole ones to
+/// commit (in the order they were queued); those not whole are moved to `damaged/`,
+/// and staging files never closed (no record) are removed.
+pub fn leftovers(staging: &Path) -> io::Result<Vec<Leftover>> {
+    let me = std::process::id();
+    let mut found = Vec::new();
+    for f in std::fs::read_dir(staging)? {
+        let path = f?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let Some(pid) = name.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        // Numbers reused by this process come from a process gone before it.
+        if pid != me && Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        if name.contains('.') {
+            // A record without its file, or a temporary one: nothing to adopt.
+            if !path.with_extension("").exists() || name.ends_with(".next") {
+                let _ = std::fs::remove_file(&path);
+            }
+            continue;
+        }
+        match adopt(&path) {
+            Ok(Some(left)) => found.push(left),
+            Ok(None) => {
+                let _ = std::fs::remove_file(&path);
+            }
+            Err(why) => {
+                tracing::warn!(
+                    "{} was not committed before its mount ended and is not whole ({why}): kept in {}",
+                    path.display(),
+                    damaged_dir(staging).display()
+                );
+                std::fs::create_dir_all(damaged_dir(staging))?;
+                let aside = damaged_dir(staging).join(name);
+                std::fs::rename(record_of(&path), aside.with_extension("rec"))?;
+                std::fs::rename(&path, aside)?;
+            }
+        }
+    }
+    found.sort_by_key(|l| l.since);
+    Ok(found)
+}
+
+/// The leftover of staging file `local`: none if it was never closed (no record),
+/// else whole or why not.
+fn adopt(local: &Path) -> Result<Option<Leftover>, String> {
+    let raw = match std::fs::read(record_of(local)) {
+        Ok(raw) => raw,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    let rec: Record = serde_json::from_slice(&raw).map_err(|e| format!("record: {e}"))?;
+    let file = std::fs::File::open(local).map_err(|e| e.to_string())?;
+    let (len, hash) = hash_of(&file).map_err(|e| e.to_string())?;
+    if len != rec.len || hash.finalize().to_hex().as_str() != rec.blake3 {
+        return Err(format!("{len} bytes where {} were closed", rec.len));
+    }
+    let path = fvfs_api::path::decode_path(&rec.path);
+    Ok(Some(Leftover {
+        staged: Staged {
+            local: local.to_owned(),
+            attrs: rec.attrs,
+            expect: rec.base,
+        },
+        path,
+        since: rec.since,
+    }))
+}
+
+/// The length of `file` and its content's hash state, read with positioned reads.
+pub fn hash_of(file: &std::fs::File) -> io::Result<(u64, blake3::Hasher)> {
+    let (mut h, mut buf, mut at) = (blake3::Hasher::new(), vec![0; 256 << 10], 0u64);
+    loop {
+        match file.read_at(&mut buf, at)? {
+            0 => return Ok((at, h)),
+            n => {
+                h.update(&buf[..n]);
+                at += n as u64;
+            }
+        }
+    }
+}
+
+/// The write-backs kept aside as not whole, for `fvfsc status`.
+pub fn damaged(staging: &Path) -> Vec<Waiting> {
+    let Ok(files) = std::fs::read_dir(damaged_dir(staging)) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Waiting> = files
+        .filter_map(|f| {
+            let local = f.ok()?.path();
+            let rec: Record = serde_json::from_slice(&std::fs::read(record_of(&local)).ok()?).ok()?;
+            (local.extension().is_none()).then(|| Waiting {
+                path: String::from_utf8_lossy(&fvfs_api::path::decode_path(&rec.path)).into_owned(),
+                since: rec.since,
+                error: "not committed: its content was not whole after a crash (delete the kept file when done)".into(),
+                local,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.local.cmp(&b.local));
+    out
+}
