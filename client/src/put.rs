@@ -578,7 +578,21 @@ async fn put_file_once(
     let (mut op, key) = upload_files(api, vec![staged]).await?.remove(0)?;
     place(&mut op, dest);
     let message = format!("write {}", String::from_utf8_lossy(dest));
-    Ok((commit(api, message, vec![op]).await?, key))
+    match commit(api, message.clone(), vec![op.clone()]).await {
+        // What the path holds changed, maybe into this very content (a commit whose
+        // answer was lost, then tried again): then it is done, nothing to keep beside.
+        Err(e) if matches!(&e, Failure::Refused { error, .. } if *error == ErrorCode::Conflict) => {
+            let same = Expect::Content(key.to_hex());
+            match &mut op {
+                CommitOp::File { expect, .. } if expect.as_ref() != Some(&same) => {
+                    *expect = Some(same)
+                }
+                _ => return Err(e.into()),
+            }
+            Ok((commit(api, message, vec![op]).await?, key))
+        }
+        answer => Ok((answer?, key)),
+    }
 }
 
 /// A local file to upload, with what its commit carries besides its content.

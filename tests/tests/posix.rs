@@ -50,8 +50,10 @@ impl Fixture {
         )
     }
 
-    /// What the daemon has at `path` (its content), or `None`.
+    /// What the daemon has at `path` (its content), or `None`, once this fixture's
+    /// mount committed every file closed on it (close alone queues it for a batch).
     fn daemon_has(&self, path: &str) -> Option<String> {
+        self.m.sync();
         let out = self.d.fvfsc(["cat", path]).output().expect("run fvfsc cat");
         out.status
             .success()
@@ -867,6 +869,7 @@ fn owners_are_mapped_for_clients_numbered_differently() {
     let args = ["--map-uid", "4321:0", "--map-gid", "4322:0"];
     let m = Mount::start(&fx.d, &dir, &fx.work.path().join("mapped-cache"), &args);
     fs::write(m.path("mine"), "x").unwrap(); // created by root (0:0 here)
+    m.sync();
     let stored = |name: &str| {
         let out = fx.d.fvfsc(["ls", "/", "--json"]).output().unwrap();
         let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -996,6 +999,7 @@ fn attributes_set_right_after_close_are_kept() {
         )
         .unwrap();
     }
+    fx.m.sync();
     let out = fx.d.fvfsc(["ls", "/d", "--json"]).output().unwrap();
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let entries = list.as_array().unwrap();

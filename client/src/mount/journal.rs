@@ -199,3 +199,67 @@ pub fn damaged(staging: &Path) -> Vec<Waiting> {
     out.sort_by(|a, b| a.local.cmp(&b.local));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stages `content` as staging file `name`, recorded with `recorded` (its hash and
+    /// length are what the record says was closed).
+    fn stage(staging: &Path, name: &str, content: &[u8], recorded: Option<&[u8]>) -> PathBuf {
+        let local = staging.join(name);
+        std::fs::write(&local, content).unwrap();
+        if let Some(closed) = recorded {
+            let rec = Record {
+                path: format!("/docs/{name}"),
+                attrs: Attrs {
+                    mode: 0o640,
+                    ..Attrs::default()
+                },
+                base: Some(Expect::Absent),
+                len: closed.len() as u64,
+                blake3: blake3::hash(closed).to_hex().to_string(),
+                since: 1_796_000_000,
+            };
+            write(&local, &rec).unwrap();
+        }
+        local
+    }
+
+    #[test]
+    fn whole_write_backs_are_adopted_torn_ones_kept_aside_live_ones_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = dir.path();
+        let me = std::process::id();
+        let whole = stage(
+            staging,
+            &format!("{me}-1"),
+            b"closed whole",
+            Some(b"closed whole"),
+        );
+        // A power cut kept the record but not all of the content.
+        let torn = stage(staging, &format!("{me}-2"), b"clos", Some(b"closed whole"));
+        // Never closed: no record, nothing to adopt.
+        let open = stage(staging, &format!("{me}-3"), b"half", None);
+        // A running process's (pid 1 always runs).
+        let live = stage(staging, "1-7", b"in use", Some(b"in use"));
+
+        let left = leftovers(staging).unwrap();
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert_eq!(left[0].path, format!("/docs/{me}-1").into_bytes());
+        assert_eq!(left[0].staged.local, whole);
+        assert_eq!(left[0].staged.attrs.mode, 0o640);
+        assert_eq!(left[0].staged.expect, Some(Expect::Absent));
+        assert!(!torn.exists() && !open.exists());
+        assert!(live.exists() && live.with_extension("rec").exists());
+        let damaged = damaged(staging);
+        assert_eq!(damaged.len(), 1);
+        assert_eq!(damaged[0].path, format!("/docs/{me}-2"));
+        assert_eq!(std::fs::read(&damaged[0].local).unwrap(), b"clos");
+
+        // Committed: the record goes first, then the file; nothing is adopted twice.
+        remove(&whole);
+        std::fs::remove_file(&whole).unwrap();
+        assert!(leftovers(staging).unwrap().is_empty());
+    }
+}

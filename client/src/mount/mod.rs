@@ -98,6 +98,15 @@ pub fn run(
     let kernel_slot = fs.kernel();
     let state = waiting::MountState::new(&opts.cache_dir, mountpoint)
         .with_context(|| format!("mount state in {}", opts.cache_dir.display()))?;
+    // What a killed mount (or a machine that lost power) left closed and not committed
+    // goes first, so that this mount shows it.
+    let left = committer.adopt_leftovers();
+    if !left.is_empty() {
+        eprintln!(
+            "fvfsc: {} writes left by an earlier mount wait for the daemon (fvfsc status names them)",
+            left.len()
+        );
+    }
     let mut session = Session::new(fs, mountpoint, &config)
         .with_context(|| format!("cannot mount on {}", mountpoint.display()))?;
     let mut unmounter = session.unmount_callable();
@@ -115,7 +124,7 @@ pub fn run(
     let batcher = committer.clone();
     let batching = std::thread::Builder::new()
         .name("fvfs-batch".into())
-        .spawn(move || batcher.run(&state))?;
+        .spawn(move || batcher.run(&state, left))?;
     runtime.spawn(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("SIGTERM handler");

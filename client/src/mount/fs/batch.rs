@@ -116,19 +116,26 @@ struct Pending {
 }
 
 impl Committer {
-    /// Commits batches until the mount ends (`stop`), then one last; records what
-    /// waits after each pass in the mount's state file.
-    pub fn run(&self, state: &MountState) {
-        let mut left = match journal::leftovers(&self.staging) {
-            Ok(left) => left.into_iter().map(|l| (l, String::new())).collect(),
+    /// What mounts no longer running left in the journal, committed as one batch
+    /// (before this mount serves, so what it shows includes them); returns those
+    /// that could not be committed yet, with why, for [`Self::run`] to retry.
+    pub fn adopt_leftovers(&self) -> Vec<(Leftover, String)> {
+        match journal::leftovers(&self.staging) {
+            Ok(left) => self.adopt(left.into_iter().map(|l| (l, String::new())).collect()),
             Err(e) => {
                 tracing::error!("cannot read the journal in {}: {e}", self.staging.display());
                 Vec::new()
             }
-        };
+        }
+    }
+
+    /// Commits batches until the mount ends (`stop`), then one last, retrying `left`
+    /// (from [`Self::adopt_leftovers`]) as it goes; records what waits after each pass
+    /// in the mount's state file.
+    pub fn run(&self, state: &MountState, mut left: Vec<(Leftover, String)>) {
         for passes in 1.. {
-            left = self.adopt(left);
             let ended = self.wake.wait();
+            left = self.adopt(left);
             let _ = self.commit_queued();
             if let Err(e) = state.write(&self.waiting(&left), passes, ended) {
                 tracing::warn!("cannot record the writes waiting: {e}");
@@ -144,24 +151,59 @@ impl Committer {
         self.wake.stop();
     }
 
-    /// Commits what earlier mounts left; returns those that failed, with why.
+    /// Commits `left` as one batch, each on its own under the conflict rule if the
+    /// batch meets a change; returns those that failed, with why.
     fn adopt(&self, left: Vec<(Leftover, String)>) -> Vec<(Leftover, String)> {
-        let mut failed = Vec::new();
-        for (l, _) in left {
-            match self.put_here(&l.staged, &l.path) {
-                Ok((version, touched, _)) => {
-                    tracing::info!(
-                        "committed {} left by an earlier mount",
-                        fpath::show(&l.path)
-                    );
-                    journal::remove(&l.staged.local);
-                    let _ = std::fs::remove_file(&l.staged.local);
-                    if let Err(e) = self.settled(&version, touched) {
-                        tracing::warn!("{e:#}");
+        if left.is_empty() {
+            return left;
+        }
+        let staged = left.iter().map(|(l, _)| l.staged.clone()).collect();
+        let uploaded = match block_on(&self.rt, upload_files(&self.remote.api, staged)) {
+            Ok(uploaded) => uploaded,
+            Err(e) => {
+                return left
+                    .into_iter()
+                    .map(|(l, _)| (l, format!("{e:#}")))
+                    .collect()
+            }
+        };
+        let (mut ops, mut placed, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+        for ((l, _), up) in left.into_iter().zip(uploaded) {
+            match up {
+                Ok((mut op, _)) => {
+                    place(&mut op, &l.path);
+                    ops.push(op);
+                    placed.push(l);
+                }
+                Err(e) => failed.push((l, e.to_string())),
+            }
+        }
+        let done = |l: &Leftover| {
+            journal::remove(&l.staged.local);
+            let _ = std::fs::remove_file(&l.staged.local);
+        };
+        let message = format!("{} writes left by an earlier mount", placed.len());
+        match block_on(&self.rt, commit(&self.remote.api, message, ops)) {
+            Ok(version) => {
+                placed.iter().for_each(done);
+                let touched = placed.iter().map(|l| l.path.clone()).collect();
+                if let Err(e) = self.settled(&version, touched) {
+                    tracing::warn!("{e:#}");
+                }
+                tracing::info!("committed {} writes left by an earlier mount", placed.len());
+            }
+            Err(e) if refused_as_conflict(&e) => {
+                for l in placed {
+                    match self.put_here(&l.staged, &l.path) {
+                        Ok((version, touched, _)) => {
+                            done(&l);
+                            let _ = self.settled(&version, touched);
+                        }
+                        Err(e) => failed.push((l, format!("{e:#}"))),
                     }
                 }
-                Err(e) => failed.push((l, format!("{e:#}"))),
             }
+            Err(e) => failed.extend(placed.into_iter().map(|l| (l, e.to_string()))),
         }
         failed
     }
@@ -244,7 +286,9 @@ impl Committer {
         let (mut ops, mut placed) = (Vec::new(), Vec::new());
         for (i, (p, up)) in batch.iter().zip(uploaded).enumerate() {
             let w = &mut guards[i];
-            if w.gen != p.gen {
+            // Changed since the upload, or committed meanwhile (an fsync, a link):
+            // what was uploaded is not what to commit.
+            if w.gen != p.gen || !w.dirty || w.queued.is_none_or(|q| q.gen != p.gen) {
                 continue;
             }
             let Some((View::Live, path)) = lock(&self.inodes).locate(p.ino) else {

@@ -188,6 +188,7 @@ impl FvfsFs {
         check_name(name)?;
         if let Some(wb) = self.writing.get(ino) {
             self.write_back(ino, &mut lock(&wb))?;
+            self.commits.drop_if_done(ino, &wb);
         }
         let _names = self.names.read().unwrap_or_else(|p| p.into_inner());
         let (view, path) = self.locate(ino)?;
@@ -282,8 +283,10 @@ impl FvfsFs {
             return Err(Errno::EIO);
         }
         let source = lock(&self.inodes).known(parent, name);
-        if let Some(wb) = source.and_then(|ino| self.writing.get(ino)) {
-            self.write_back(source.unwrap_or_default(), &mut lock(&wb))?;
+        let staged = source.and_then(|ino| Some((ino, self.writing.get(ino)?)));
+        if let Some((ino, wb)) = staged {
+            self.write_back(ino, &mut lock(&wb))?;
+            self.commits.drop_if_done(ino, &wb);
         }
         let _names = self.names.write().unwrap_or_else(|p| p.into_inner());
         let (view, from_dir) = self.locate(parent)?;

@@ -1,0 +1,423 @@
+//! Writing through the mount: close() queues a journaled write-back and batches commit
+//! what closed together as one version; a mount killed (or a cache folder that lost
+//! power) loses nothing that was fsynced, and the next mount commits what was closed;
+//! two mounts writing the same files in batches keep both versions; real programs
+//! (untar, git clone, cargo build) work on it.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::sync::mpsc;
+
+use fvfs_powerloss::Harness;
+use fvfs_tests::daemon::Daemon;
+use fvfs_tests::mount::Mount;
+use fvfs_tests::{bin, run_ok, tree, until, Fvfsd};
+
+fn serve(store: &Fvfsd) -> Daemon {
+    Daemon::start(store, "127.0.0.1:0", &["--no-mdns"])
+}
+
+/// The number of the daemon's HEAD version (0 before the first).
+fn head(d: &Daemon) -> u64 {
+    let log = run_ok(&mut d.fvfsc(["log", "-n", "1", "--json"]));
+    let log: serde_json::Value = serde_json::from_str(&log).unwrap();
+    log[0]["number"].as_u64().unwrap_or(0)
+}
+
+/// What the daemon has at `path`, or `None`.
+fn daemon_has(d: &Daemon, path: &str) -> Option<Vec<u8>> {
+    let out = d.fvfsc(["cat", path]).output().unwrap();
+    out.status.success().then_some(out.stdout)
+}
+
+/// `src` archived by tar, with times to the nanosecond (pax).
+fn tar_of(src: &Path, archive: &Path) {
+    run_ok(
+        Command::new("tar")
+            .arg("--format=posix")
+            .arg("-cf")
+            .arg(archive)
+            .arg("-C")
+            .arg(src)
+            .arg("."),
+    );
+}
+
+#[test]
+fn an_untar_is_committed_in_a_few_batches_and_umount_waits_for_them() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    tree::generate(&src, 1000, 0);
+    let archive = work.path().join("src.tar");
+    tar_of(&src, &archive);
+    let store = Fvfsd::new();
+    let d = serve(&store);
+    let mut m = Mount::start(
+        &d,
+        &work.path().join("mnt"),
+        &work.path().join("cache"),
+        &[],
+    );
+    let before = head(&d);
+    fs::create_dir(m.path("t")).unwrap();
+    run_ok(
+        Command::new("tar")
+            .arg("-xf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(m.path("t")),
+    );
+    // The mount shows it all at once...
+    tree::assert_same(&src, &m.path("t"));
+    // ...and umount returns once all of it is committed.
+    assert_eq!(m.unmount(), Some(0));
+    // Files go in batches: they made one version each before (1,000 here).
+    let log = run_ok(&mut d.fvfsc(["log", "--json"]));
+    let log: serde_json::Value = serde_json::from_str(&log).unwrap();
+    let writes = (log.as_array().unwrap().iter())
+        .filter(|v| v["number"].as_u64().unwrap() > before)
+        .filter(|v| v["message"].as_str().unwrap().starts_with("write "))
+        .count();
+    assert!(writes <= 1000 / 20, "{writes} versions wrote 1,000 files");
+    let fresh = Mount::start(
+        &d,
+        &work.path().join("mnt2"),
+        &work.path().join("cache2"),
+        &[],
+    );
+    tree::assert_same(&src, &fresh.path("t"));
+}
+
+/// What a writer did before its mount died.
+#[derive(Default)]
+struct Written {
+    /// Closed for sure: path -> content.
+    closed: BTreeMap<String, Vec<u8>>,
+    /// Of those, fsynced before their close.
+    synced: Vec<String>,
+    /// Closed or being written when the mount died: committed whole or not at all.
+    in_flight: BTreeMap<String, Vec<u8>>,
+}
+
+/// The content of the writer's file `i`.
+fn content(i: u64) -> Vec<u8> {
+    tree::bytes(i, 500 + (i as usize * 7919) % 300_000, i.is_multiple_of(2))
+}
+
+/// Writes files `w/f<n>` into `mnt` (every fifth fsynced) until the mount fails,
+/// telling `progress` the count of files closed. A file's close(2) is known to have
+/// succeeded once the next file's creation did (a File's drop ignores what close
+/// answers, and the mount answers a close only after it journaled the file).
+fn write_until_dead(mnt: &Path, progress: mpsc::Sender<usize>) -> Written {
+    let mut out = Written::default();
+    let _ = fs::create_dir(mnt.join("w"));
+    let mut dropped: Option<(String, Vec<u8>)> = None;
+    for i in 0.. {
+        let path = format!("/w/f{i}");
+        let content = content(i);
+        let created = File::create(mnt.join(&path[1..]));
+        let done = created.and_then(|mut f| {
+            if let Some((p, c)) = dropped.take() {
+                out.closed.insert(p, c);
+                let _ = progress.send(out.closed.len());
+            }
+            f.write_all(&content)?;
+            if i.is_multiple_of(5) {
+                f.sync_all()?;
+                out.synced.push(path.clone());
+            }
+            Ok(f)
+        });
+        match done {
+            Ok(f) => {
+                drop(f);
+                dropped = Some((path, content));
+            }
+            Err(_) => {
+                out.in_flight.extend(dropped);
+                out.in_flight.insert(path, content);
+                return out;
+            }
+        }
+    }
+    unreachable!()
+}
+
+/// Every file fsynced is on the daemon, as written.
+fn every_fsynced_file_is_there(d: &Daemon, w: &Written) {
+    for path in &w.synced {
+        let written = w.closed.get(path).or_else(|| w.in_flight.get(path));
+        let got = daemon_has(d, path);
+        assert!(
+            got.as_ref() == written,
+            "{path}: {:?} bytes on the daemon, fsynced {:?}",
+            got.map(|g| g.len()),
+            written.map(Vec::len)
+        );
+    }
+}
+
+/// Every file the daemon has under `/w` is one the writer wrote, whole.
+fn nothing_half_written(d: &Daemon, w: &Written) {
+    let listed = run_ok(&mut d.fvfsc(["ls", "/w"]));
+    for name in listed.lines() {
+        let path = format!("/w/{name}");
+        let got = daemon_has(d, &path).unwrap();
+        let known = w.closed.get(&path).or_else(|| w.in_flight.get(&path));
+        assert!(
+            known == Some(&got),
+            "{path}: {} bytes on the daemon, written {:?} (folder: {listed})",
+            got.len(),
+            known.map(Vec::len)
+        );
+    }
+}
+
+#[test]
+fn a_killed_mount_loses_nothing_fsynced_and_the_next_commits_what_was_closed() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    tree::generate(&src, 600, 0);
+    let archive = work.path().join("src.tar");
+    tar_of(&src, &archive);
+    let store = Fvfsd::new();
+    let d = serve(&store);
+    let cache = work.path().join("cache");
+    let mnt = work.path().join("mnt");
+    let mut m = Mount::start(&d, &mnt, &cache, &[]);
+    fs::create_dir(m.path("t")).unwrap();
+    let mut untar = Command::new("tar")
+        .arg("-xf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(m.path("t"))
+        .spawn()
+        .unwrap();
+    let (progress, closed) = mpsc::channel();
+    let writer = {
+        let mnt = mnt.clone();
+        std::thread::spawn(move || write_until_dead(&mnt, progress))
+    };
+    // Killed in the middle: some files committed, some closed and waiting, one open.
+    while closed.recv().unwrap() < 120 {}
+    m.kill();
+    let w = writer.join().unwrap();
+    let _ = untar.wait();
+    assert!(w.closed.len() >= 120);
+    // What was fsynced is on the daemon already.
+    every_fsynced_file_is_there(&d, &w);
+    nothing_half_written(&d, &w);
+
+    // The next mount on the same cache commits what the killed one closed.
+    run_ok(
+        Command::new(bin("fvfsc"))
+            .arg("umount")
+            .arg(&mnt)
+            .arg("--cache-dir")
+            .arg(&cache),
+    );
+    let m = Mount::start(&d, &mnt, &cache, &[]);
+    for (path, content) in &w.closed {
+        let got = daemon_has(&d, path);
+        assert!(
+            got.as_ref() == Some(content),
+            "{path}: {:?} bytes on the daemon, closed {}",
+            got.map(|g| g.len()),
+            content.len()
+        );
+    }
+    nothing_half_written(&d, &w);
+    // Of the untar, every file the daemon has is whole.
+    let fresh = Mount::start(
+        &d,
+        &work.path().join("mnt2"),
+        &work.path().join("cache2"),
+        &[],
+    );
+    let want = tree::snapshot(&src);
+    let mut untarred = 0;
+    for (rel, node) in tree::snapshot(&fresh.path("t")) {
+        if let tree::Node::File { content_hash, .. } = node {
+            let source = want.get(&rel);
+            assert!(
+                matches!(source, Some(tree::Node::File { content_hash: h, .. }) if *h == content_hash),
+                "{}: not what the archive holds",
+                rel.display()
+            );
+            untarred += 1;
+        }
+    }
+    eprintln!(
+        "killed after {} files closed ({} fsynced); {untarred} untarred files committed",
+        w.closed.len(),
+        w.synced.len()
+    );
+    drop(m);
+}
+
+#[test]
+fn a_power_cut_under_the_cache_keeps_every_fsynced_file() {
+    let work = tempfile::tempdir().unwrap();
+    let mut disk = Harness::start(&bin("fvfs-powerloss"), &work.path().join("disk"));
+    let cache = disk.path("cache");
+    fs::create_dir(&cache).unwrap();
+    File::open(disk.mountpoint()).unwrap().sync_all().unwrap();
+    let store = Fvfsd::new();
+    let d = serve(&store);
+    let mnt = work.path().join("mnt");
+    let mut m = Mount::start(&d, &mnt, &cache, &[]);
+    let (progress, closed) = mpsc::channel();
+    let writer = {
+        let mnt = mnt.clone();
+        std::thread::spawn(move || write_until_dead(&mnt, progress))
+    };
+    while closed.recv().unwrap() < 80 {}
+    // The power goes: the mount dies and its cache folder keeps only what was synced.
+    m.kill();
+    disk.cut();
+    let w = writer.join().unwrap();
+    every_fsynced_file_is_there(&d, &w);
+    run_ok(
+        Command::new(bin("fvfsc"))
+            .arg("umount")
+            .arg(&mnt)
+            .arg("--cache-dir")
+            .arg(&cache),
+    );
+    // A mount on what the cache kept: whatever it adopts is whole, and it works.
+    let m = Mount::start(&d, &mnt, &cache, &[]);
+    nothing_half_written(&d, &w);
+    every_fsynced_file_is_there(&d, &w);
+    fs::write(m.path("after"), b"after the cut").unwrap();
+    m.sync();
+    assert_eq!(daemon_has(&d, "/after").unwrap(), b"after the cut");
+}
+
+/// The contents of `name` and of its conflict copies in the daemon's folder `dir`.
+fn versions_of(d: &Daemon, dir: &str, name: &str) -> Vec<Vec<u8>> {
+    let (stem, ext) = name.rsplit_once('.').unwrap();
+    let listed = run_ok(&mut d.fvfsc(["ls", dir]));
+    let mut got: Vec<Vec<u8>> = listed
+        .lines()
+        .filter(|n| {
+            *n == name || n.starts_with(&format!("{stem} (conflict from ")) && n.ends_with(ext)
+        })
+        .map(|n| daemon_has(d, &format!("{dir}/{n}")).unwrap())
+        .collect();
+    got.sort();
+    got
+}
+
+#[test]
+fn two_mounts_writing_the_same_files_in_batches_keep_both_versions() {
+    let work = tempfile::tempdir().unwrap();
+    let store = Fvfsd::new();
+    let d = serve(&store);
+    let a = Mount::start(
+        &d,
+        &work.path().join("a"),
+        &work.path().join("cache-a"),
+        &[],
+    );
+    let b = Mount::start(
+        &d,
+        &work.path().join("b"),
+        &work.path().join("cache-b"),
+        &[],
+    );
+    fs::create_dir(a.path("shared")).unwrap();
+    until("the second mount sees the folder", || {
+        b.path("shared").is_dir()
+    });
+    let names: Vec<String> = (0..30).map(|i| format!("doc{i}.txt")).collect();
+    std::thread::scope(|s| {
+        for (m, who) in [(&a, "a"), (&b, "b")] {
+            let names = &names;
+            s.spawn(move || {
+                for n in names {
+                    fs::write(m.path(&format!("shared/{n}")), format!("{n} from {who}")).unwrap();
+                }
+            });
+        }
+    });
+    a.sync();
+    b.sync();
+    for n in &names {
+        let want: Vec<Vec<u8>> = ["a", "b"]
+            .iter()
+            .map(|who| format!("{n} from {who}").into_bytes())
+            .collect();
+        assert_eq!(versions_of(&d, "/shared", n), want, "{n}");
+    }
+}
+
+#[test]
+fn git_clone_and_cargo_build_work_on_the_mount() {
+    let work = tempfile::tempdir().unwrap();
+    let store = Fvfsd::new();
+    let d = serve(&store);
+    let m = Mount::start(
+        &d,
+        &work.path().join("mnt"),
+        &work.path().join("cache"),
+        &[],
+    );
+    // A repository of a few hundred files with history, cloned onto the mount.
+    let origin = work.path().join("origin");
+    tree::generate(&origin, 300, 0);
+    let git = |dir: &Path, args: &[&str]| {
+        run_ok(
+            Command::new("git")
+                .arg("-C")
+                .arg(dir)
+                .args(["-c", "user.email=t@example.org", "-c", "user.name=t"])
+                .args(args),
+        )
+    };
+    git(&origin, &["init", "-q"]);
+    git(&origin, &["add", "-A"]);
+    git(&origin, &["commit", "-qm", "one"]);
+    fs::write(origin.join("d000/s0/f0.txt"), "changed").unwrap();
+    git(&origin, &["commit", "-qam", "two"]);
+    let clone = m.path("clone");
+    run_ok(
+        Command::new("git")
+            .args(["clone", "-q", "--no-local"])
+            .arg(&origin)
+            .arg(&clone),
+    );
+    git(&clone, &["fsck", "--full", "--no-progress"]);
+    assert_eq!(git(&clone, &["status", "--porcelain"]), "");
+    assert_eq!(git(&clone, &["log", "--oneline"]).lines().count(), 2);
+    // A small crate built on the mount, its target folder there too.
+    let krate = m.path("hello");
+    run_ok(
+        Command::new("cargo")
+            .args(["new", "-q", "--vcs", "none", "--name", "hello"])
+            .arg(&krate),
+    );
+    fs::write(
+        krate.join("src/main.rs"),
+        "mod greet;\nfn main() { println!(\"{}\", greet::hello()); }\n",
+    )
+    .unwrap();
+    fs::write(
+        krate.join("src/greet.rs"),
+        "pub fn hello() -> &'static str { \"built on fvfs\" }\n",
+    )
+    .unwrap();
+    let built = run_ok(
+        Command::new("cargo")
+            .args(["run", "-q", "--offline"])
+            .current_dir(&krate)
+            .env_remove("CARGO_TARGET_DIR"),
+    );
+    assert_eq!(built.trim(), "built on fvfs");
+    // And what was built is the daemon's too, once committed.
+    m.sync();
+    let listed = run_ok(&mut d.fvfsc(["ls", "/hello/target/debug"]));
+    assert!(listed.lines().any(|n| n == "hello"), "{listed}");
+}
