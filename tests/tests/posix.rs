@@ -887,6 +887,7 @@ fn owners_are_mapped_for_clients_numbered_differently() {
     );
     let flags = rustix::fs::AtFlags::empty();
     rustix::fs::chownat(rustix::fs::CWD, m.path("mine"), Some(u), Some(g), flags).unwrap();
+    m.sync();
     assert_eq!(stored("mine"), (1234, 1235));
     // The unmapped mount shows the stored ids as they are.
     fs::write(m.path("again"), "y").unwrap();

@@ -106,6 +106,9 @@ pub fn leftovers(staging: &Path) -> io::Result<Vec<Leftover>> {
         let Some(pid) = name.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
             continue;
         };
+        if super::overlay::is_journal(name) {
+            continue;
+        }
         // Numbers reused by this process come from a process gone before it.
         if pid != me && Path::new(&format!("/proc/{pid}")).exists() {
             continue;

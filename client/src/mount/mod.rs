@@ -13,6 +13,7 @@ mod fs;
 mod ids;
 mod journal;
 mod lru;
+mod overlay;
 mod remote;
 pub mod waiting;
 
@@ -101,10 +102,9 @@ pub fn run(
     // What a killed mount (or a machine that lost power) left closed and not committed
     // goes first, so that this mount shows it.
     let left = committer.adopt_leftovers();
-    if !left.is_empty() {
+    if left.waiting() != Some(0) {
         eprintln!(
-            "fvfsc: {} writes left by an earlier mount wait for the daemon (fvfsc status names them)",
-            left.len()
+            "fvfsc: writes left by an earlier mount wait for the daemon (fvfsc status names them)"
         );
     }
     let mut session = Session::new(fs, mountpoint, &config)

@@ -16,10 +16,12 @@
 //! - Before its first batch, a mount commits what mounts no longer running left in the
 //!   journal ([`crate::mount::journal`]); when the mount ends, one last batch.
 
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use fvfs_api::commit::Expect;
+use fvfs_api::client::Failure;
+use fvfs_api::commit::{CommitOp, Expect};
+use fvfs_cas::ChunkId;
 use fvfs_node::path as fpath;
 
 use super::commit::{refused_as_conflict, Committer};
@@ -27,6 +29,7 @@ use super::inodes::View;
 use super::writeback::WriteBack;
 use super::{block_on, lock};
 use crate::mount::journal::{self, Leftover};
+use crate::mount::overlay;
 use crate::mount::waiting::{MountState, Waiting};
 use crate::put::{commit, place, upload_files, Staged};
 
@@ -106,6 +109,21 @@ impl Wake {
     }
 }
 
+/// What earlier mounts left that is not committed yet.
+pub struct Left {
+    /// Their changes to folders and attributes are (they go before their files).
+    ops_adopted: bool,
+    /// Their files, each with why it is not committed yet.
+    files: Vec<(Leftover, String)>,
+}
+
+impl Left {
+    /// How many writes wait (`None`: some changes to folders, at least).
+    pub fn waiting(&self) -> Option<usize> {
+        self.ops_adopted.then_some(self.files.len())
+    }
+}
+
 /// A write-back in a batch, as it was when taken.
 struct Pending {
     ino: u64,
@@ -119,25 +137,34 @@ impl Committer {
     /// What mounts no longer running left in the journal, committed as one batch
     /// (before this mount serves, so what it shows includes them); returns those
     /// that could not be committed yet, with why, for [`Self::run`] to retry.
-    pub fn adopt_leftovers(&self) -> Vec<(Leftover, String)> {
-        match journal::leftovers(&self.staging) {
-            Ok(left) => self.adopt(left.into_iter().map(|l| (l, String::new())).collect()),
+    pub fn adopt_leftovers(&self) -> Left {
+        let ops_adopted = self.adopt_ops();
+        let files = match journal::leftovers(&self.staging) {
+            Ok(left) => left.into_iter().map(|l| (l, String::new())).collect(),
             Err(e) => {
                 tracing::error!("cannot read the journal in {}: {e}", self.staging.display());
                 Vec::new()
             }
-        }
+        };
+        let files = match ops_adopted {
+            true => self.adopt(files),
+            false => files,
+        };
+        Left { ops_adopted, files }
     }
 
     /// Commits batches until the mount ends (`stop`), then one last, retrying `left`
     /// (from [`Self::adopt_leftovers`]) as it goes; records what waits after each pass
     /// in the mount's state file.
-    pub fn run(&self, state: &MountState, mut left: Vec<(Leftover, String)>) {
+    pub fn run(&self, state: &MountState, mut left: Left) {
         for passes in 1.. {
             let ended = self.wake.wait();
-            left = self.adopt(left);
+            left.ops_adopted = left.ops_adopted || self.adopt_ops();
+            if left.ops_adopted {
+                left.files = self.adopt(std::mem::take(&mut left.files));
+            }
             let _ = self.commit_queued();
-            if let Err(e) = state.write(&self.waiting(&left), passes, ended) {
+            if let Err(e) = state.write(&self.waiting(&left.files), passes, ended) {
                 tracing::warn!("cannot record the writes waiting: {e}");
             }
             if ended {
@@ -208,12 +235,13 @@ impl Committer {
         failed
     }
 
-    /// Commits every queued write-back, a batch at a time; whether all were.
+    /// Commits what is staged and every queued write-back, a batch at a time;
+    /// whether all were.
     pub fn commit_queued(&self) -> bool {
         let _one = lock(&self.batching);
         loop {
             let (batch, cut) = self.due();
-            if batch.is_empty() {
+            if batch.is_empty() && lock(&self.overlay).is_empty() {
                 return true;
             }
             if !self.commit_batch(batch) {
@@ -267,22 +295,44 @@ impl Committer {
         (batch, cut)
     }
 
-    /// Uploads and commits `batch` as one version; returns whether it was committed.
+    /// Uploads `batch` and commits it, after what is staged, as one version; returns
+    /// whether it was committed.
     fn commit_batch(&self, batch: Vec<Pending>) -> bool {
-        let staged = batch.iter().map(|p| p.staged.clone()).collect();
-        let uploaded = block_on(&self.rt, upload_files(&self.remote.api, staged));
+        let uploaded = match batch.is_empty() {
+            true => Ok(Vec::new()),
+            false => {
+                let staged = batch.iter().map(|p| p.staged.clone()).collect();
+                block_on(&self.rt, upload_files(&self.remote.api, staged))
+            }
+        };
         let mut guards: Vec<_> = batch.iter().map(|p| lock(&p.wb)).collect();
         let names = self.names.read().unwrap_or_else(|p| p.into_inner());
-        let uploaded = match uploaded {
-            Ok(uploaded) => uploaded,
+        let committed = match uploaded {
+            Ok(uploaded) => self.commit_uploaded(&batch, &mut guards, uploaded),
             Err(e) => {
                 for (p, w) in batch.iter().zip(&mut guards) {
                     let path = lock(&self.inodes).locate(p.ino).map(|(_, path)| path);
                     w.fail(&path.unwrap_or_default(), &e);
                 }
-                return false;
+                false
             }
         };
+        drop(names);
+        drop(guards);
+        for p in &batch {
+            self.drop_if_done(p.ino, &p.wb);
+        }
+        committed
+    }
+
+    /// [`Self::commit_batch`] once uploaded, under the write-backs' and the namespace
+    /// locks.
+    fn commit_uploaded(
+        &self,
+        batch: &[Pending],
+        guards: &mut [MutexGuard<'_, WriteBack>],
+        uploaded: Vec<std::io::Result<(CommitOp, ChunkId)>>,
+    ) -> bool {
         let (mut ops, mut placed) = (Vec::new(), Vec::new());
         for (i, (p, up)) in batch.iter().zip(uploaded).enumerate() {
             let w = &mut guards[i];
@@ -304,26 +354,36 @@ impl Committer {
                 Err(e) => w.fail(&path, &e.into()),
             }
         }
-        let message = match placed.as_slice() {
-            [] => return true,
-            [(_, path, _)] => format!("write {}", fpath::show(path)),
-            [(_, path, _), more @ ..] => {
+        let staged = lock(&self.overlay).ops();
+        let message = match (placed.as_slice(), staged.len()) {
+            ([], 0) => return true,
+            ([], n) => format!("{n} changes to folders and attributes"),
+            ([(_, path, _)], _) => format!("write {}", fpath::show(path)),
+            ([(_, path, _), more @ ..], _) => {
                 format!("write {} and {} more files", fpath::show(path), more.len())
             }
         };
-        let committed = match block_on(&self.rt, commit(&self.remote.api, message, ops)) {
+        let n = staged.len();
+        let all_ops: Vec<CommitOp> = staged.into_iter().chain(ops).collect();
+        match block_on(&self.rt, commit(&self.remote.api, message, all_ops.clone())) {
             Ok(version) => {
-                let mut touched = Vec::new();
+                let mut touched = touched(&all_ops[..n]);
                 for (i, path, key) in placed {
                     guards[i].base = Some(Expect::Content(key.to_hex()));
                     guards[i].committed(batch[i].gen);
                     lock(&self.inodes).content_unknown(batch[i].ino);
                     touched.push(path);
                 }
-                self.settled(&version, touched).is_ok()
+                let settled = self.settled(&version, touched);
+                lock(&self.overlay).committed(n);
+                settled.is_ok()
             }
             Err(e) if refused_as_conflict(&e) => {
-                // One of them changed elsewhere: each on its own, under the conflict rule.
+                // One of the files changed elsewhere: what is staged first, then each
+                // file on its own, under the conflict rule.
+                if !self.commit_staged() {
+                    return false;
+                }
                 for (i, path, _) in placed {
                     let w = &mut guards[i];
                     match self.put_here(&batch[i].staged, &path) {
@@ -340,19 +400,75 @@ impl Committer {
                 true
             }
             Err(e) => {
+                tracing::warn!("a batch of {} changes: {e}", n + placed.len());
                 let e = anyhow::Error::from(e);
                 for (i, path, _) in placed {
                     guards[i].fail(&path, &e);
                 }
                 false
             }
-        };
-        drop(names);
-        drop(guards);
-        for p in &batch {
-            self.drop_if_done(p.ino, &p.wb);
         }
-        committed
+    }
+
+    /// Commits what is staged on its own; whether it was.
+    fn commit_staged(&self) -> bool {
+        let ops = lock(&self.overlay).ops();
+        let what = format!("{} changes to folders and attributes", ops.len());
+        self.commit_ops(what, &ops, |n| lock(&self.overlay).committed(n))
+    }
+
+    /// Commits `ops` as one version, telling `done` how many of the first ones are
+    /// in (or left out); whether all were. When the daemon refuses them (a folder where
+    /// another device put a file meanwhile, say), each is tried on its own and one it
+    /// refuses is left out, named in the log, so the rest is not held back for good.
+    fn commit_ops(&self, what: String, ops: &[CommitOp], mut done: impl FnMut(usize)) -> bool {
+        if ops.is_empty() {
+            return true;
+        }
+        match block_on(&self.rt, commit(&self.remote.api, what, ops.to_vec())) {
+            Ok(version) => {
+                let _ = self.settled(&version, touched(ops));
+                done(ops.len());
+                return true;
+            }
+            Err(Failure::Refused { .. }) => {}
+            Err(_) => return false,
+        }
+        for op in ops {
+            let what = "a change to a folder or attributes".to_owned();
+            match block_on(&self.rt, commit(&self.remote.api, what, vec![op.clone()])) {
+                Ok(version) => {
+                    let _ = self.settled(&version, touched(std::slice::from_ref(op)));
+                }
+                Err(e @ Failure::Refused { .. }) => {
+                    tracing::error!("left out, refused by the daemon: {op:?}: {e}");
+                }
+                Err(_) => return false,
+            }
+            done(1);
+        }
+        true
+    }
+
+    /// Commits the ops mounts no longer running staged and did not commit, before their
+    /// files (which may be in folders those made); whether none is left.
+    fn adopt_ops(&self) -> bool {
+        let mine = lock(&self.overlay).journal().to_owned();
+        let found = match overlay::leftover_ops(&self.staging, &mine) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::error!("cannot read the journal in {}: {e}", self.staging.display());
+                return false;
+            }
+        };
+        for (journal, ops) in found {
+            let what = format!("{} changes left by an earlier mount", ops.len());
+            if !self.commit_ops(what, &ops, |_| {}) {
+                return false;
+            }
+            let _ = std::fs::remove_file(&journal);
+        }
+        true
     }
 
     /// What waits to be committed, for `fvfsc status`: write-backs whose commit failed
@@ -375,6 +491,14 @@ impl Committer {
                 ));
             }
         }
+        let staged = {
+            let overlay = lock(&self.overlay);
+            overlay.waiting().map(|w| (w, overlay.journal().to_owned()))
+        };
+        if let Some(((n, since), journal)) = staged {
+            let what = format!("{n} changes to folders and attributes wait for a batch");
+            out.push(Waiting::new(b"/", since, &what, &journal));
+        }
         for (l, error) in left {
             let since = std::time::UNIX_EPOCH + Duration::from_secs(l.since.max(0) as u64);
             out.push(Waiting::new(&l.path, since, error, &l.staged.local));
@@ -382,4 +506,11 @@ impl Committer {
         out.extend(journal::damaged(&self.staging));
         out
     }
+}
+
+/// The paths `ops` change.
+fn touched(ops: &[CommitOp]) -> Vec<Vec<u8>> {
+    (ops.iter().flat_map(CommitOp::paths))
+        .map(fvfs_api::path::decode_path)
+        .collect()
 }

@@ -12,7 +12,7 @@
 //!   ([`super::super::waiting`]) names it for `fvfsc status`.
 //! - Lock order as in [`super::namespace`]: a write-back's lock, then the namespace
 //!   lock, then the inode table; the write-back map's lock is never taken while a
-//!   write-back's is held.
+//!   write-back's is held; the overlay's is a leaf (nothing is taken under it).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
@@ -32,6 +32,7 @@ use super::inodes::{Inodes, View};
 use super::writeback::{Closed, Queued, WriteBack, Writing};
 use super::{block_on, lock};
 use crate::mount::journal::{self, Record};
+use crate::mount::overlay::Overlay;
 use crate::mount::remote::{errno, Head, Remote};
 use crate::put::{put_file, Attrs, Staged};
 
@@ -55,6 +56,8 @@ pub struct Committer {
     pub(super) wake: Arc<Wake>,
     /// Held by the batch in progress: one at a time.
     pub(super) batching: Arc<Mutex<()>>,
+    /// Changes to folders and attributes waiting for a batch (a leaf lock).
+    pub(super) overlay: Arc<Mutex<Overlay>>,
     pub(super) staging: PathBuf,
 }
 
@@ -130,6 +133,7 @@ impl Committer {
             device: device_name(),
             wake: Arc::default(),
             batching: Arc::default(),
+            overlay: Arc::new(Mutex::new(Overlay::new(&staging))),
             staging,
         }
     }

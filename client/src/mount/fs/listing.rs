@@ -18,6 +18,7 @@ use fvfs_node::{DirNode, Entry, EntryKind};
 use super::inodes::{View, ROOT, SNAPSHOTS, SNAPSHOTS_NAME};
 use super::{dir_entry, lock, stale, FvfsFs};
 use crate::mount::remote::Remote;
+use crate::mount::FastMap;
 
 /// Items handed out per call at most (a reply buffer holds fewer).
 const WINDOW: usize = 256;
@@ -112,7 +113,25 @@ impl FvfsFs {
                 node = Some(dir);
             }
         }
-        // Files created here and not committed yet are listed too.
+        // Entries staged here (new ones, or new attributes of listed ones) and files
+        // created here and not committed yet are listed too.
+        if view == View::Live {
+            let mut staged: FastMap<Vec<u8>, Entry> = (lock(&self.commits.overlay).children(&path))
+                .into_iter()
+                .map(|e| (e.name.clone(), e))
+                .collect();
+            for (name, kind, link, at) in names.iter_mut() {
+                if let Some(e) = staged.remove(name.as_slice()) {
+                    (*kind, *link, *at) = (e.kind, e.link.map(|l| l.id), None);
+                }
+            }
+            let mut new: Vec<Entry> = staged.into_values().collect();
+            new.sort_by(|a, b| a.name.cmp(&b.name));
+            names.extend(
+                new.into_iter()
+                    .map(|e| (e.name, e.kind, e.link.map(|l| l.id), None)),
+            );
+        }
         let staged = self.writing.inodes();
         let dot = |name: &[u8], ino| Item {
             name: name.to_vec(),

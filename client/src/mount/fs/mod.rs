@@ -250,6 +250,11 @@ impl FvfsFs {
             Some(Handle::Read(..) | Handle::Passthrough { .. }) => return Ok(()),
             None => return Err(Errno::EBADF),
         };
+        // What the file depends on (its folder made here, a file closed before it) is
+        // committed first, in order.
+        if at_once && !self.commits.commit_queued() {
+            return Err(Errno::EIO);
+        }
         let mut w = lock(&wb);
         match at_once {
             true => self.write_back(ino, &mut w),

@@ -31,6 +31,51 @@ impl FvfsFs {
         Ok(())
     }
 
+    /// Stages `op` for the next batch ([`crate::mount::overlay`]): the mount shows what
+    /// it makes of `path` at once (`old`: what `path` shows now, if anything).
+    fn stage(&self, op: CommitOp, path: &[u8], old: Option<&Entry>) -> Result<(), Errno> {
+        let entry = match (&op, old) {
+            // New attributes of a folder: its node (and so its content) stays.
+            (
+                CommitOp::Mkdir {
+                    mode,
+                    mtime_ns,
+                    meta,
+                    ..
+                },
+                Some(old),
+            ) if old.kind == EntryKind::Dir => Entry {
+                mode: *mode,
+                mtime_ns: *mtime_ns,
+                meta: meta.clone().map(Box::new),
+                ..old.clone()
+            },
+            (
+                CommitOp::Mkdir {
+                    mode,
+                    mtime_ns,
+                    meta,
+                    ..
+                },
+                _,
+            ) => Entry {
+                meta: meta.clone().map(Box::new),
+                ..Entry::dir(*mode, *mtime_ns)
+            },
+            (op, _) => op.to_entry().ok().flatten().ok_or(Errno::EIO)?.1,
+        };
+        lock(&self.commits.overlay)
+            .stage(op, path, entry, old.is_none())
+            .map_err(|e| {
+                tracing::warn!("cannot journal a change of {}: {e}", fpath::show(path));
+                Errno::EIO
+            })?;
+        self.commits.wake.queued(0);
+        Ok(())
+    }
+
+    /// Commits `ops` at once (callers commit what is staged and queued first, before
+    /// they take the namespace lock: [`super::batch`] takes it too).
     fn commit(&self, what: &str, ops: Vec<CommitOp>) -> Result<(), Errno> {
         let touched: Vec<Vec<u8>> = (ops.iter().flat_map(CommitOp::paths))
             .map(decode_path)
@@ -142,6 +187,7 @@ impl FvfsFs {
                 // What the daemon holds there when the file is made here is what it
                 // replaces: asked now, answered while the file is written.
                 w.touch();
+                w.made_here = true;
                 let (remote, path) = (self.remote.clone(), fpath::join(&dir, name));
                 let asked = async move { remote.replacing(path, Expect::Absent).await };
                 w.asked = Some(self.rt.spawn(asked));
@@ -174,8 +220,8 @@ impl FvfsFs {
         if self.entry(&view, &path).is_ok() {
             return Err(Errno::EEXIST);
         }
-        let op = op(&path)?;
-        self.commit(what, vec![op])?;
+        tracing::debug!("{what} {}", fpath::show(&path));
+        self.stage(op(&path)?, &path, None)?;
         let entry = self.entry(&view, &path)?;
         let link = entry.link.map(|l| l.id);
         let ino = lock(&self.inodes).child(parent, name, entry.kind, link, true);
@@ -186,6 +232,9 @@ impl FvfsFs {
     /// and the inode is both names here.
     pub(super) fn link(&self, ino: u64, parent: u64, name: &[u8]) -> Result<FileAttr, Errno> {
         check_name(name)?;
+        if !self.commits.commit_queued() {
+            return Err(Errno::EIO);
+        }
         if let Some(wb) = self.writing.get(ino) {
             self.write_back(ino, &mut lock(&wb))?;
             self.commits.drop_if_done(ino, &wb);
@@ -219,14 +268,14 @@ impl FvfsFs {
     /// Removes `name` from `parent` (a directory if `dir`, else anything else).
     pub(super) fn remove(&self, parent: u64, name: &[u8], dir: bool) -> Result<(), Errno> {
         check_name(name)?;
-        if dir {
-            // Files closed in it and not committed yet make it not empty.
-            if !self.commits.commit_queued() {
-                return Err(Errno::EIO);
-            }
-        }
         let known = lock(&self.inodes).known(parent, name);
         let staged = known.and_then(|ino| Some((ino, self.writing.get(ino)?)));
+        // What is staged goes first, so that the daemon has what is removed (a file
+        // only written here and never committed is removed here alone).
+        let never_committed = staged.as_ref().is_some_and(|(_, wb)| lock(wb).made_here);
+        if !never_committed && !self.commits.commit_queued() {
+            return Err(Errno::EIO);
+        }
         {
             let _names = self.names.write().unwrap_or_else(|p| p.into_inner());
             let (view, parent_path) = self.locate(parent)?;
@@ -373,7 +422,7 @@ impl FvfsFs {
                 link: attrs.link,
             },
         };
-        self.commit("setattr", vec![op])
+        self.stage(op, &path, Some(&entry))
     }
 
     /// `set` applied to `attrs`: what it names, and the status change time now.

@@ -64,6 +64,29 @@ impl FvfsFs {
 
     /// The directory entry at `path` of `view`.
     pub(super) fn entry(&self, view: &View, path: &[u8]) -> Result<Entry, Errno> {
+        if *view == View::Live {
+            // Staged here and not committed yet: shown over the tree.
+            let shown = lock(&self.commits.overlay)
+                .get(path)
+                .map(|s| s.map(|(e, new)| (e.clone(), new)));
+            match shown {
+                Some(None) => return Err(Errno::ENOENT),
+                // New attributes of a folder the tree has: its content is the tree's.
+                Some(Some((mut e, false))) if e.kind == EntryKind::Dir => {
+                    if let Ok(tree) = self.tree_entry(view, path) {
+                        (e.id, e.links) = (tree.id, tree.links);
+                    }
+                    return Ok(e);
+                }
+                Some(Some((e, _))) => return Ok(e),
+                None => {}
+            }
+        }
+        self.tree_entry(view, path)
+    }
+
+    /// The directory entry at `path` of `view`'s tree (nothing staged).
+    fn tree_entry(&self, view: &View, path: &[u8]) -> Result<Entry, Errno> {
         let root = match view {
             View::SnapshotList => return Ok(dir_entry(0o555)),
             View::Live => match self.live_root()? {

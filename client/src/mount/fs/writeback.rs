@@ -49,6 +49,8 @@ pub struct WriteBack {
     pub base: Option<Expect>,
     /// `base` of a file made here, being asked of the daemon.
     pub asked: Option<tokio::task::JoinHandle<Expect>>,
+    /// Made here and never committed: the daemon does not have it.
+    pub made_here: bool,
     /// Changed since the last commit.
     pub dirty: bool,
     /// Its last commit failed: retried in the background.
@@ -126,6 +128,7 @@ impl Writing {
                         attrs,
                         base: None,
                         asked: None,
+                        made_here: false,
                         dirty: false,
                         failed: None,
                         gen: 0,
@@ -292,6 +295,7 @@ impl WriteBack {
 
     /// Committed as of change `gen`: clean if nothing changed since.
     pub fn committed(&mut self, gen: u64) {
+        self.made_here = false;
         if self.gen == gen {
             self.dirty = false;
             self.queued = None;
