@@ -30,7 +30,9 @@ cleanup() {
 trap cleanup EXIT
 
 # The inputs, in the page cache before the first run.
-(cd "$docs" && find . -type f | sort | head -2000 | tar -cf "$work/docs2k.tar" -T -)
+(cd "$docs" && find . -type f | sort >"$work/docs.list")
+sed -n 1,2000p "$work/docs.list" >"$work/docs2k.list"
+tar -cf "$work/docs2k.tar" -C "$docs" -T "$work/docs2k.list"
 tar -cf "$work/docs.tar" -C "$docs" .
 python3 - "$work/small" <<'EOF'
 import os, random, sys

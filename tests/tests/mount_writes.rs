@@ -476,3 +476,54 @@ fn what_waits_for_a_daemon_that_is_down_survives_a_killed_mount() {
         "{link}"
     );
 }
+
+#[test]
+fn rsync_into_the_mount_renames_its_temporary_files_in_the_batches() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    tree::generate(&src, 400, 0);
+    // Folders and symlinks of another second than now, as rsync compares times to the
+    // second.
+    for (rel, node) in tree::snapshot(&src) {
+        if let tree::Node::Dir { .. } | tree::Node::Symlink { .. } = node {
+            let t = rustix::fs::Timespec {
+                tv_sec: 1_500_000_000,
+                tv_nsec: 7,
+            };
+            let times = rustix::fs::Timestamps {
+                last_access: t,
+                last_modification: t,
+            };
+            let flags = rustix::fs::AtFlags::SYMLINK_NOFOLLOW;
+            rustix::fs::utimensat(rustix::fs::CWD, src.join(rel), &times, flags).unwrap();
+        }
+    }
+    let store = Fvfsd::new();
+    let d = serve(&store);
+    let m = Mount::start(
+        &d,
+        &work.path().join("mnt"),
+        &work.path().join("cache"),
+        &[],
+    );
+    let before = head(&d);
+    // rsync writes each file under a temporary name, then renames it into place (and
+    // sets a folder's time when it differs, as renames into it make it).
+    run_ok(
+        Command::new("rsync")
+            .arg("-a")
+            .arg(format!("{}/", src.display()))
+            .arg(m.path("r")),
+    );
+    tree::assert_same(&src, &m.path("r"));
+    m.sync();
+    let made = head(&d) - before;
+    assert!(made <= 400 / 10, "{made} versions for 400 files");
+    let fresh = Mount::start(
+        &d,
+        &work.path().join("mnt2"),
+        &work.path().join("cache2"),
+        &[],
+    );
+    tree::assert_same(&src, &fresh.path("r"));
+}

@@ -47,6 +47,8 @@ pub struct Overlay {
     children: HashMap<Vec<u8>, BTreeSet<Vec<u8>>>,
     /// Folders made by ops not committed yet.
     new_dirs: HashSet<Vec<u8>>,
+    /// Ops handed out to be committed (the first ones): never replaced.
+    in_flight: usize,
     /// When the oldest op waiting was staged.
     since: Option<SystemTime>,
     journal: PathBuf,
@@ -65,6 +67,7 @@ impl Overlay {
             shown: HashMap::new(),
             children: HashMap::new(),
             new_dirs: HashSet::new(),
+            in_flight: 0,
             since: None,
             journal: staging.join(format!(
                 "{}-{}.ops",
@@ -106,7 +109,16 @@ impl Overlay {
             made,
         };
         self.show(&staged);
-        self.staged.push(staged);
+        // New attributes of the path the last op changed replace that op (a folder
+        // touched by every file renamed into it), unless it made the path or is being
+        // committed.
+        let replaceable = self.staged.len() > self.in_flight;
+        match self.staged.last_mut() {
+            Some(last) if replaceable && !made && !last.made && last.path == staged.path => {
+                *last = staged
+            }
+            _ => self.staged.push(staged),
+        }
         Ok(())
     }
 
@@ -163,9 +175,10 @@ impl Overlay {
         Some((self.staged.len(), self.since?))
     }
 
-    /// The ops waiting, in order: commit them, then call [`Self::committed`] with how
-    /// many were.
-    pub fn ops(&self) -> Vec<CommitOp> {
+    /// The ops waiting, in order, handed out to be committed (none of them is replaced
+    /// from now on): commit them, then call [`Self::committed`] with how many were.
+    pub fn ops(&mut self) -> Vec<CommitOp> {
+        self.in_flight = self.staged.len();
         self.staged.iter().map(|s| s.op.clone()).collect()
     }
 
@@ -174,6 +187,7 @@ impl Overlay {
         if n == 0 {
             return;
         }
+        self.in_flight = self.in_flight.saturating_sub(n);
         self.staged.drain(..n);
         self.shown.clear();
         self.children.clear();
@@ -281,13 +295,28 @@ mod tests {
         o.stage(op, b"/a/b", entry, false).unwrap();
         let (b, new) = o.get(b"/a/b").unwrap().unwrap();
         assert_eq!((b.mode, new), (0o750, true));
+        // Attributes of the same path again replace the last op, unless handed out.
+        let count = |o: &Overlay| o.waiting().map_or(0, |(n, _)| n);
+        let before = count(&o);
+        let _ = o.ops();
+        let (op, entry) = mkdir(b"/a/b", 0o751);
+        o.stage(op, b"/a/b", entry, false).unwrap();
+        assert_eq!(count(&o), before + 1, "the last op was handed out");
+        let (op, entry) = mkdir(b"/a/b", 0o750);
+        o.stage(op, b"/a/b", entry, false).unwrap();
+        assert_eq!(count(&o), before + 1, "replaced");
         // Journaled, in order (read as another process would).
         assert!(leftover_ops(staging.path(), o.journal())
             .unwrap()
             .is_empty());
         let left = leftover_ops(staging.path(), Path::new("/")).unwrap();
         assert_eq!(left.len(), 1);
-        assert_eq!(left[0].1, o.ops());
+        // Every op, and the one replaced too (replayed, the last one wins).
+        let mut journaled = left[0].1.iter();
+        for op in o.ops() {
+            assert!(journaled.any(|j| *j == op), "{op:?} journaled in order");
+        }
+        assert_eq!(journaled.next(), None);
         // The first two committed: the rest is still shown and journaled.
         o.committed(2);
         assert_eq!(o.get(b"/a"), None);
@@ -298,8 +327,9 @@ mod tests {
         assert_eq!((b.mode, new), (0o750, false));
         assert_eq!(o.get(b"/a/b/x"), None);
         let left = leftover_ops(staging.path(), Path::new("/")).unwrap();
-        assert_eq!(left[0].1, o.ops());
-        o.committed(2);
+        let rest = o.ops();
+        assert_eq!(left[0].1, rest);
+        o.committed(rest.len());
         assert!(o.is_empty() && o.waiting().is_none());
         assert!(leftover_ops(staging.path(), Path::new("/"))
             .unwrap()

@@ -378,9 +378,14 @@ impl Committer {
                 lock(&self.overlay).committed(n);
                 settled.is_ok()
             }
-            Err(e) if refused_as_conflict(&e) => {
-                // One of the files changed elsewhere: what is staged first, then each
-                // file on its own, under the conflict rule.
+            Err(e @ Failure::Refused { .. }) => {
+                // One of the files changed elsewhere (or the daemon refused a change):
+                // what is staged first, then each file on its own, under the conflict
+                // rule.
+                tracing::info!(
+                    "a batch of {} changes, refused ({e}): one by one",
+                    n + placed.len()
+                );
                 if !self.commit_staged() {
                     return false;
                 }

@@ -326,12 +326,17 @@ impl FvfsFs {
     ) -> Result<(), Errno> {
         check_name(name)?;
         check_name(new_name)?;
+        let source = lock(&self.inodes).known(parent, name);
+        if let Some(ino) = source {
+            if self.rename_local(ino, (parent, name), (new_parent, new_name))? {
+                return Ok(());
+            }
+        }
         // Files closed and not committed yet go first, in the order things happened; a
         // file still being written here is committed too, so that it exists to be moved.
         if !self.commits.commit_queued() {
             return Err(Errno::EIO);
         }
-        let source = lock(&self.inodes).known(parent, name);
         let staged = source.and_then(|ino| Some((ino, self.writing.get(ino)?)));
         if let Some((ino, wb)) = staged {
             self.write_back(ino, &mut lock(&wb))?;
@@ -363,6 +368,67 @@ impl FvfsFs {
         Ok(())
     }
 
+    /// Renames file `ino`, made here and never committed, to a name nothing holds, here
+    /// alone (rsync's temporary files): its batch commits it at its new name. Whether it
+    /// could.
+    fn rename_local(
+        &self,
+        ino: u64,
+        (parent, name): (u64, &[u8]),
+        (new_parent, new_name): (u64, &[u8]),
+    ) -> Result<bool, Errno> {
+        let Some(wb) = self.writing.get(ino) else {
+            return Ok(false);
+        };
+        let mut w = lock(&wb);
+        if !w.made_here {
+            return Ok(false);
+        }
+        {
+            let _names = self.names.write().unwrap_or_else(|p| p.into_inner());
+            let (view, to_dir) = self.locate(new_parent)?;
+            self.writable(&view)?;
+            let to = fpath::join(&to_dir, new_name);
+            let taken = lock(&self.inodes).known(new_parent, new_name).is_some();
+            if taken || self.entry(&view, &to) != Err(Errno::ENOENT) {
+                return Ok(false);
+            }
+            lock(&self.inodes).rename(parent, name, new_parent, new_name);
+            // The folders changed, as the daemon's rename would have marked them.
+            let (_, from_dir) = self.locate(parent)?;
+            self.touch_dir(&view, &to_dir)?;
+            if from_dir != to_dir {
+                self.touch_dir(&view, &from_dir)?;
+            }
+            // What the daemon holds at the new name now is what the file replaces.
+            let remote = self.remote.clone();
+            let asked = async move { remote.replacing(to, Expect::Absent).await };
+            w.asked = Some(self.rt.spawn(asked));
+        }
+        // Journaled again, under its new name.
+        if w.queued.take().is_some() {
+            self.commits.queue(ino, &mut w)?;
+        }
+        Ok(true)
+    }
+
+    /// Stages folder `dir`'s modification (and status change) time as now.
+    fn touch_dir(&self, view: &View, dir: &[u8]) -> Result<(), Errno> {
+        let entry = self.entry(view, dir)?;
+        let now = now_ns();
+        let meta = entry.meta.as_deref().map(|m| Meta {
+            ctime_ns: now,
+            ..m.clone()
+        });
+        let op = CommitOp::Mkdir {
+            path: encode_path(dir),
+            mode: entry.mode,
+            mtime_ns: now,
+            meta,
+        };
+        self.stage(op, dir, Some(&entry))
+    }
+
     /// Changes live inode `ino` as `set` says (the status change time with it).
     pub(super) fn set_attrs(&self, ino: u64, set: &SetAttr) -> Result<(), Errno> {
         if self.writing.get(ino).is_some() || set.size.is_some() {
@@ -385,7 +451,12 @@ impl FvfsFs {
                 resized.and_then(|()| {
                     self.apply(&mut w.attrs, set)?;
                     w.touch();
-                    self.commits.queue(ino, &mut w)
+                    // An open handle queues it as it closes (tar sets a file's owner,
+                    // mode and times before it closes it).
+                    match w.shared() {
+                        true => Ok(()),
+                        false => self.commits.queue(ino, &mut w),
+                    }
                 })
             };
             return self.close_write(ino, &wb, result);

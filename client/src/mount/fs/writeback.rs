@@ -258,6 +258,11 @@ impl WriteBack {
         }
     }
 
+    /// Others than the caller use it (open handles).
+    pub fn shared(&self) -> bool {
+        self.users > 1
+    }
+
     /// Marks a change (content or attributes) to commit.
     pub fn touch(&mut self) {
         self.dirty = true;
