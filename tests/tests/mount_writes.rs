@@ -236,13 +236,19 @@ fn a_killed_mount_loses_nothing_fsynced_and_the_next_commits_what_was_closed() {
     let want = tree::snapshot(&src);
     let mut untarred = 0;
     for (rel, node) in tree::snapshot(&fresh.path("t")) {
-        if let tree::Node::File { content_hash, .. } = node {
-            let source = want.get(&rel);
-            assert!(
-                matches!(source, Some(tree::Node::File { content_hash: h, .. }) if *h == content_hash),
-                "{}: not what the archive holds",
-                rel.display()
-            );
+        if let tree::Node::File {
+            content_hash, len, ..
+        } = node
+        {
+            let whole = match want.get(&rel) {
+                Some(tree::Node::File {
+                    content_hash: h, ..
+                }) => *h == content_hash,
+                // tar holds a symlink's place with an empty file until its end.
+                Some(tree::Node::Symlink { .. }) => len == 0,
+                _ => false,
+            };
+            assert!(whole, "{}: not what the archive holds", rel.display());
             untarred += 1;
         }
     }
