@@ -59,11 +59,37 @@ fn record_of(local: &Path) -> PathBuf {
     local.with_extension("rec")
 }
 
-/// Records `rec` for the staging file `local`, replacing its last record.
+/// Records `rec` for the staging file `local`, replacing its last record in place (one
+/// file per staging file, reused: a file system that makes and frees an inode per
+/// record slows down as it frees them, ext4 by seconds per thousand files). The record
+/// is written over the old one, then the file cut to it: a reader takes the first JSON
+/// value, so what a kill between the two leaves reads as the new record.
 pub fn write(local: &Path, rec: &Record) -> io::Result<()> {
-    let next = local.with_extension("rec.next");
-    std::fs::write(&next, serde_json::to_vec(rec)?)?;
-    std::fs::rename(&next, record_of(local))
+    let raw = serde_json::to_vec(rec)?;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(record_of(local))?;
+    file.write_all_at(&raw, 0)?;
+    file.set_len(raw.len() as u64)
+}
+
+/// Empties the record of `local` (nothing to adopt), keeping its file for the next use.
+pub fn clear(local: &Path) {
+    let cleared = std::fs::OpenOptions::new()
+        .write(true)
+        .open(record_of(local))
+        .and_then(|f| f.set_len(0));
+    match cleared {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            tracing::warn!(
+                "cannot clear the journal record of {}: {e}",
+                local.display()
+            );
+        }
+        _ => {}
+    }
 }
 
 /// Removes the record of `local`, if any.
@@ -76,6 +102,19 @@ pub fn remove(local: &Path) {
             );
         }
         _ => {}
+    }
+}
+
+/// The record in `raw`: its first JSON value (`None`: an empty record, nothing closed).
+fn parse(raw: &[u8]) -> Result<Option<Record>, String> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let mut values = serde_json::Deserializer::from_slice(raw).into_iter::<Record>();
+    match values.next() {
+        Some(Ok(rec)) => Ok(Some(rec)),
+        Some(Err(e)) => Err(format!("record: {e}")),
+        None => Ok(None),
     }
 }
 
@@ -123,6 +162,7 @@ pub fn leftovers(staging: &Path) -> io::Result<Vec<Leftover>> {
         match adopt(&path) {
             Ok(Some(left)) => found.push(left),
             Ok(None) => {
+                remove(&path);
                 let _ = std::fs::remove_file(&path);
             }
             Err(why) => {
@@ -150,7 +190,9 @@ fn adopt(local: &Path) -> Result<Option<Leftover>, String> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.to_string()),
     };
-    let rec: Record = serde_json::from_slice(&raw).map_err(|e| format!("record: {e}"))?;
+    let Some(rec) = parse(&raw)? else {
+        return Ok(None);
+    };
     let file = std::fs::File::open(local).map_err(|e| e.to_string())?;
     let (len, hash) = hash_of(&file).map_err(|e| e.to_string())?;
     if len != rec.len || hash.finalize().to_hex().as_str() != rec.blake3 {
@@ -190,7 +232,7 @@ pub fn damaged(staging: &Path) -> Vec<Waiting> {
     let mut out: Vec<Waiting> = files
         .filter_map(|f| {
             let local = f.ok()?.path();
-            let rec: Record = serde_json::from_slice(&std::fs::read(record_of(&local)).ok()?).ok()?;
+            let rec = parse(&std::fs::read(record_of(&local)).ok()?).ok()??;
             (local.extension().is_none()).then(|| Waiting {
                 path: String::from_utf8_lossy(&fvfs_api::path::decode_path(&rec.path)).into_owned(),
                 since: rec.since,
@@ -260,6 +302,18 @@ mod tests {
         assert_eq!(damaged[0].path, format!("/docs/{me}-2"));
         assert_eq!(std::fs::read(&damaged[0].local).unwrap(), b"clos");
 
+        // A record written again in place over a longer one reads as the new one.
+        let mut rec = parse(&std::fs::read(whole.with_extension("rec")).unwrap())
+            .unwrap()
+            .unwrap();
+        rec.path = "/s".into();
+        write(&whole, &rec).unwrap();
+        assert_eq!(leftovers(staging).unwrap()[0].path, b"/s");
+        // Emptied for reuse: nothing to adopt, and a dead mount's leftovers go.
+        clear(&whole);
+        assert!(leftovers(staging).unwrap().is_empty());
+        assert!(!whole.exists() && !whole.with_extension("rec").exists());
+        let whole = stage(staging, &format!("{me}-9"), b"closed", Some(b"closed"));
         // Committed: the record goes first, then the file; nothing is adopted twice.
         remove(&whole);
         std::fs::remove_file(&whole).unwrap();

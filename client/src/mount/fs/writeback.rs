@@ -13,15 +13,16 @@
 //!   fsync commits at once ([`super::commit`]).
 //! - `gen` counts changes: a batch commits what it uploaded only if `gen` did not move
 //!   meanwhile, so nothing written after the upload is marked committed.
-//! - It is dropped once, by whoever removes it from the map (then its inode is let go),
-//!   with its local file and journal record.
+//! - It is dropped once, by whoever removes it from the map (then its inode is let go);
+//!   its local file and journal record are emptied and reused after a rest ([`REST`]),
+//!   never made and freed per write.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use fuser::Errno;
 use fvfs_api::commit::Expect;
@@ -80,7 +81,16 @@ pub struct Writing {
     staging: PathBuf,
     next: AtomicU64,
     files: Mutex<HashMap<u64, Arc<Mutex<WriteBack>>>>,
+    /// Staging files (and their records) emptied for reuse: making and freeing a file
+    /// per write slows a file system such as ext4 down as it frees them.
+    free: Mutex<VecDeque<(Instant, PathBuf)>>,
 }
+
+/// Staging files kept for reuse, at most.
+const FREE_FILES: usize = 4096;
+/// How long a staging file rests before reuse: whoever still holds its old write-back
+/// (a stat that found it a moment before it was dropped) is long done with it by then.
+const REST: Duration = Duration::from_secs(2);
 
 impl Writing {
     pub fn new(staging: PathBuf) -> Self {
@@ -88,6 +98,7 @@ impl Writing {
             staging,
             next: AtomicU64::new(0),
             files: Mutex::default(),
+            free: Mutex::default(),
         }
     }
 
@@ -111,17 +122,7 @@ impl Writing {
             let wb = match files.get(&ino) {
                 Some(wb) => wb.clone(),
                 None => {
-                    let local = self.staging.join(format!(
-                        "{}-{}",
-                        std::process::id(),
-                        self.next.fetch_add(1, Ordering::Relaxed)
-                    ));
-                    let file = OpenOptions::new()
-                        .read(true)
-                        .write(true)
-                        .create_new(true)
-                        .open(&local)
-                        .map_err(|_| Errno::EIO)?;
+                    let (local, file) = self.staging_file().map_err(|_| Errno::EIO)?;
                     let wb = Arc::new(Mutex::new(WriteBack {
                         file,
                         local,
@@ -158,6 +159,34 @@ impl Writing {
         Ok(wb)
     }
 
+    /// An empty staging file: one emptied for reuse, or a new one.
+    fn staging_file(&self) -> std::io::Result<(PathBuf, File)> {
+        let reuse = {
+            let mut free = lock(&self.free);
+            match free.front() {
+                Some((at, _)) if at.elapsed() >= REST => free.pop_front().map(|(_, p)| p),
+                _ => None,
+            }
+        };
+        if let Some(local) = reuse {
+            let open = OpenOptions::new().read(true).write(true).open(&local);
+            if let Ok(file) = open {
+                return Ok((local, file));
+            }
+        }
+        let local = self.staging.join(format!(
+            "{}-{}",
+            std::process::id(),
+            self.next.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&local)?;
+        Ok((local, file))
+    }
+
     /// The inodes being written.
     pub fn inodes(&self) -> Vec<u64> {
         lock(&self.files).keys().copied().collect()
@@ -177,14 +206,33 @@ impl Writing {
         let mut files = lock(&self.files);
         let mut w = lock(wb);
         w.users = w.users.saturating_sub(1);
-        settle(&mut files, &w, ino, wb)
+        let closed = settle(&mut files, &w, ino, wb);
+        self.release(&closed, &w);
+        closed
+    }
+
+    /// A write-back just dropped: its staging file and record emptied, kept for reuse.
+    fn release(&self, closed: &Closed, w: &WriteBack) {
+        if *closed != Closed::Dropped {
+            return;
+        }
+        crate::mount::journal::clear(&w.local);
+        let mut free = lock(&self.free);
+        if free.len() < FREE_FILES && w.file.set_len(0).is_ok() {
+            free.push_back((Instant::now(), w.local.clone()));
+        } else {
+            crate::mount::journal::remove(&w.local);
+            let _ = std::fs::remove_file(&w.local);
+        }
     }
 
     /// Drops `ino`'s write-back if nobody uses it and nothing is left to commit.
     pub fn drop_idle(&self, ino: u64, wb: &Arc<Mutex<WriteBack>>) -> Closed {
         let mut files = lock(&self.files);
         let w = lock(wb);
-        settle(&mut files, &w, ino, wb)
+        let closed = settle(&mut files, &w, ino, wb);
+        self.release(&closed, &w);
+        closed
     }
 }
 
@@ -217,8 +265,6 @@ fn settle(
         return Closed::Gone;
     }
     files.remove(&ino);
-    crate::mount::journal::remove(&w.local);
-    let _ = std::fs::remove_file(&w.local);
     Closed::Dropped
 }
 
@@ -304,7 +350,7 @@ impl WriteBack {
         if self.gen == gen {
             self.dirty = false;
             self.queued = None;
-            crate::mount::journal::remove(&self.local);
+            crate::mount::journal::clear(&self.local);
         }
         self.failed = None;
     }
