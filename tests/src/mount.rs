@@ -9,6 +9,17 @@ use std::time::{Duration, Instant};
 use crate::bin;
 use crate::daemon::Daemon;
 
+/// `fvfsc umount DIR --cache-dir CACHE` (also of a stale mount): its exit status.
+pub fn umount(dir: &Path, cache: &Path) -> std::process::ExitStatus {
+    Command::new(bin("fvfsc"))
+        .arg("umount")
+        .arg(dir)
+        .arg("--cache-dir")
+        .arg(cache)
+        .status()
+        .expect("run fvfsc umount")
+}
+
 /// Whether the kernel lists a mount at `dir`.
 pub fn is_mounted(dir: &Path) -> bool {
     let dir = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
@@ -106,14 +117,10 @@ impl Mount {
 
     /// `fvfsc umount`, then waits for the mount process to exit; returns its status.
     pub fn unmount(&mut self) -> Option<i32> {
-        let status = Command::new(bin("fvfsc"))
-            .arg("umount")
-            .arg(&self.dir)
-            .arg("--cache-dir")
-            .arg(&self.cache)
-            .status()
-            .expect("run fvfsc umount");
-        assert!(status.success(), "fvfsc umount failed");
+        assert!(
+            umount(&self.dir, &self.cache).success(),
+            "fvfsc umount failed"
+        );
         let code = self
             .child
             .take()
@@ -134,12 +141,7 @@ impl Mount {
 impl Drop for Mount {
     fn drop(&mut self) {
         if self.child.is_some() || is_mounted(&self.dir) {
-            let _ = Command::new(bin("fvfsc"))
-                .arg("umount")
-                .arg(&self.dir)
-                .arg("--cache-dir")
-                .arg(&self.cache)
-                .status();
+            let _ = umount(&self.dir, &self.cache);
             if let Some(mut c) = self.child.take() {
                 // A mount that does not exit once unmounted is stuck: killed, so a
                 // failing test ends instead of hanging the run.

@@ -13,7 +13,7 @@ use std::sync::mpsc;
 
 use fvfs_powerloss::Harness;
 use fvfs_tests::daemon::Daemon;
-use fvfs_tests::mount::Mount;
+use fvfs_tests::mount::{self, Mount};
 use fvfs_tests::{bin, run_ok, tree, until, Fvfsd};
 
 fn serve(store: &Fvfsd) -> Daemon {
@@ -208,13 +208,7 @@ fn a_killed_mount_loses_nothing_fsynced_and_the_next_commits_what_was_closed() {
     nothing_half_written(&d, &w);
 
     // The next mount on the same cache commits what the killed one closed.
-    run_ok(
-        Command::new(bin("fvfsc"))
-            .arg("umount")
-            .arg(&mnt)
-            .arg("--cache-dir")
-            .arg(&cache),
-    );
+    assert!(mount::umount(&mnt, &cache).success());
     let m = Mount::start(&d, &mnt, &cache, &[]);
     for (path, content) in &w.closed {
         let got = daemon_has(&d, path);
@@ -282,13 +276,7 @@ fn a_power_cut_under_the_cache_keeps_every_fsynced_file() {
     disk.cut();
     let w = writer.join().unwrap();
     every_fsynced_file_is_there(&d, &w);
-    run_ok(
-        Command::new(bin("fvfsc"))
-            .arg("umount")
-            .arg(&mnt)
-            .arg("--cache-dir")
-            .arg(&cache),
-    );
+    assert!(mount::umount(&mnt, &cache).success());
     // A mount on what the cache kept: whatever it adopts is whole, and it works.
     let m = Mount::start(&d, &mnt, &cache, &[]);
     nothing_half_written(&d, &w);
@@ -458,13 +446,7 @@ fn what_waits_for_a_daemon_that_is_down_survives_a_killed_mount() {
     // Killed before the daemon came back; the next mount commits it all, in order.
     m.kill();
     let d = Daemon::start(&store, &addr, &["--no-mdns"]);
-    run_ok(
-        Command::new(bin("fvfsc"))
-            .arg("umount")
-            .arg(&mnt)
-            .arg("--cache-dir")
-            .arg(&cache),
-    );
+    assert!(mount::umount(&mnt, &cache).success());
     let _m = Mount::start(&d, &mnt, &cache, &[]);
     assert_eq!(
         daemon_has(&d, "/made/inner.txt").unwrap(),

@@ -20,12 +20,11 @@
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use fvfs_api::commit::Expect;
 use serde::{Deserialize, Serialize};
 
-use super::waiting::Waiting;
+use super::waiting::{another_runs, Waiting};
 use crate::put::{Attrs, Staged};
 
 /// A write-back closed and not committed yet.
@@ -48,12 +47,6 @@ impl PartialEq for Attrs {
     }
 }
 impl Eq for Attrs {}
-
-/// Unix seconds of `t`.
-pub fn unix_secs(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
 
 fn record_of(local: &Path) -> PathBuf {
     local.with_extension("rec")
@@ -135,7 +128,6 @@ fn damaged_dir(staging: &Path) -> PathBuf {
 /// commit (in the order they were queued); those not whole are moved to `damaged/`,
 /// and staging files never closed (no record) are removed.
 pub fn leftovers(staging: &Path) -> io::Result<Vec<Leftover>> {
-    let me = std::process::id();
     let mut found = Vec::new();
     for f in std::fs::read_dir(staging)? {
         let path = f?.path();
@@ -148,8 +140,7 @@ pub fn leftovers(staging: &Path) -> io::Result<Vec<Leftover>> {
         if super::overlay::is_journal(name) {
             continue;
         }
-        // Numbers reused by this process come from a process gone before it.
-        if pid != me && Path::new(&format!("/proc/{pid}")).exists() {
+        if another_runs(pid) {
             continue;
         }
         if name.contains('.') {

@@ -232,7 +232,6 @@ pub fn is_journal(name: &str) -> bool {
 /// with its journal (to remove once they are committed). A line that does not parse (cut
 /// short by a power cut) ends its journal.
 pub fn leftover_ops(staging: &Path, mine: &Path) -> io::Result<Vec<(PathBuf, Vec<CommitOp>)>> {
-    let me = std::process::id();
     let mut found = Vec::new();
     for f in std::fs::read_dir(staging)? {
         let path = f?.path();
@@ -245,8 +244,7 @@ pub fn leftover_ops(staging: &Path, mine: &Path) -> io::Result<Vec<(PathBuf, Vec
         else {
             continue;
         };
-        // A journal of this pid but not this process's is an earlier process's.
-        if path == mine || pid != me && Path::new(&format!("/proc/{pid}")).exists() {
+        if path == mine || super::waiting::another_runs(pid) {
             continue;
         }
         let raw = std::fs::read(&path)?;

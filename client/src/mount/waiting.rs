@@ -29,13 +29,28 @@ impl Waiting {
     pub fn new(path: &[u8], since: SystemTime, error: &str, local: &Path) -> Self {
         Self {
             path: String::from_utf8_lossy(path).into_owned(),
-            since: since
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64),
+            since: unix_secs(since),
             error: error.to_owned(),
             local: local.to_owned(),
         }
     }
+}
+
+/// Unix seconds of `t`.
+pub fn unix_secs(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Whether process `pid` runs (on this machine).
+pub fn runs(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Whether files named by process `pid` belong to a process still running other than
+/// this one (a number this process has is an earlier process's).
+pub fn another_runs(pid: u32) -> bool {
+    pid != std::process::id() && runs(pid)
 }
 
 /// What a mount's state file says.
@@ -108,8 +123,7 @@ pub fn read_all(cache_dir: &Path) -> Vec<MountRecord> {
                 return None;
             }
             let mut r: MountRecord = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
-            let alive = Path::new(&format!("/proc/{}", r.pid)).exists();
-            r.ended |= !alive;
+            r.ended |= !runs(r.pid);
             (!r.ended || !r.waiting.is_empty()).then_some(r)
         })
         .collect();

@@ -159,7 +159,7 @@ impl Committer {
             base: w.base.clone(),
             len,
             blake3: hash.to_hex().to_string(),
-            since: journal::unix_secs(since),
+            since: crate::mount::waiting::unix_secs(since),
         };
         journal::write(w.local(), &record).map_err(|e| {
             tracing::warn!("cannot journal {}: {e}", fpath::show(&path));
