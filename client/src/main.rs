@@ -6,9 +6,7 @@
 
 mod cat;
 mod discover;
-mod mount;
 mod pins;
-mod put;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -32,6 +30,7 @@ use fvfs_api::show;
 use hyper::Method;
 
 use fvfs_api::client::{Api, Failure};
+use fvfs_client::{mount, put};
 
 #[derive(Parser)]
 #[command(

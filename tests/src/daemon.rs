@@ -103,6 +103,19 @@ impl Daemon {
         c
     }
 
+    /// The number of the daemon's HEAD version (0 before the first).
+    pub fn head(&self) -> u64 {
+        let log = crate::run_ok(&mut self.fvfsc(["log", "-n", "1", "--json"]));
+        let log: serde_json::Value = serde_json::from_str(&log).expect("fvfsc log --json");
+        log[0]["number"].as_u64().unwrap_or(0)
+    }
+
+    /// What the daemon has at `path` (`fvfsc cat`), or `None`.
+    pub fn has(&self, path: &str) -> Option<Vec<u8>> {
+        let out = self.fvfsc(["cat", path]).output().expect("run fvfsc cat");
+        out.status.success().then_some(out.stdout)
+    }
+
     /// The admin token of the daemon's data directory.
     pub fn admin_token(&self) -> String {
         let home = self.home.as_ref().expect("a daemon started with FVFS_HOME");

@@ -20,19 +20,6 @@ fn serve(store: &Fvfsd) -> Daemon {
     Daemon::start(store, "127.0.0.1:0", &["--no-mdns"])
 }
 
-/// The number of the daemon's HEAD version (0 before the first).
-fn head(d: &Daemon) -> u64 {
-    let log = run_ok(&mut d.fvfsc(["log", "-n", "1", "--json"]));
-    let log: serde_json::Value = serde_json::from_str(&log).unwrap();
-    log[0]["number"].as_u64().unwrap_or(0)
-}
-
-/// What the daemon has at `path`, or `None`.
-fn daemon_has(d: &Daemon, path: &str) -> Option<Vec<u8>> {
-    let out = d.fvfsc(["cat", path]).output().unwrap();
-    out.status.success().then_some(out.stdout)
-}
-
 /// `src` archived by tar, with times to the nanosecond (pax).
 fn tar_of(src: &Path, archive: &Path) {
     run_ok(
@@ -61,7 +48,7 @@ fn an_untar_is_committed_in_a_few_batches_and_umount_waits_for_them() {
         &work.path().join("cache"),
         &[],
     );
-    let before = head(&d);
+    let before = d.head();
     fs::create_dir(m.path("t")).unwrap();
     run_ok(
         Command::new("tar")
@@ -76,7 +63,7 @@ fn an_untar_is_committed_in_a_few_batches_and_umount_waits_for_them() {
     assert_eq!(m.unmount(), Some(0));
     // Files, folders and their attributes go in batches: each file, folder and change
     // of attributes made a version of its own before (over 1,400 here).
-    let made = head(&d) - before;
+    let made = d.head() - before;
     assert!(made <= 1000 / 20, "{made} versions for 1,000 files");
     let fresh = Mount::start(
         &d,
@@ -146,7 +133,7 @@ fn write_until_dead(mnt: &Path, progress: mpsc::Sender<usize>) -> Written {
 fn every_fsynced_file_is_there(d: &Daemon, w: &Written) {
     for path in &w.synced {
         let written = w.closed.get(path).or_else(|| w.in_flight.get(path));
-        let got = daemon_has(d, path);
+        let got = d.has(path);
         assert!(
             got.as_ref() == written,
             "{path}: {:?} bytes on the daemon, fsynced {:?}",
@@ -161,7 +148,7 @@ fn nothing_half_written(d: &Daemon, w: &Written) {
     let listed = run_ok(&mut d.fvfsc(["ls", "/w"]));
     for name in listed.lines() {
         let path = format!("/w/{name}");
-        let got = daemon_has(d, &path).unwrap();
+        let got = d.has(&path).unwrap();
         let known = w.closed.get(&path).or_else(|| w.in_flight.get(&path));
         assert!(
             known == Some(&got),
@@ -211,7 +198,7 @@ fn a_killed_mount_loses_nothing_fsynced_and_the_next_commits_what_was_closed() {
     assert!(mount::umount(&mnt, &cache).success());
     let m = Mount::start(&d, &mnt, &cache, &[]);
     for (path, content) in &w.closed {
-        let got = daemon_has(&d, path);
+        let got = d.has(path);
         assert!(
             got.as_ref() == Some(content),
             "{path}: {:?} bytes on the daemon, closed {}",
@@ -283,7 +270,7 @@ fn a_power_cut_under_the_cache_keeps_every_fsynced_file() {
     every_fsynced_file_is_there(&d, &w);
     fs::write(m.path("after"), b"after the cut").unwrap();
     m.sync();
-    assert_eq!(daemon_has(&d, "/after").unwrap(), b"after the cut");
+    assert_eq!(d.has("/after").unwrap(), b"after the cut");
 }
 
 /// The contents of `name` and of its conflict copies in the daemon's folder `dir`.
@@ -295,7 +282,7 @@ fn versions_of(d: &Daemon, dir: &str, name: &str) -> Vec<Vec<u8>> {
         .filter(|n| {
             *n == name || n.starts_with(&format!("{stem} (conflict from ")) && n.ends_with(ext)
         })
-        .map(|n| daemon_has(d, &format!("{dir}/{n}")).unwrap())
+        .map(|n| d.has(&format!("{dir}/{n}")).unwrap())
         .collect();
     got.sort();
     got
@@ -448,10 +435,7 @@ fn what_waits_for_a_daemon_that_is_down_survives_a_killed_mount() {
     let d = Daemon::start(&store, &addr, &["--no-mdns"]);
     assert!(mount::umount(&mnt, &cache).success());
     let _m = Mount::start(&d, &mnt, &cache, &[]);
-    assert_eq!(
-        daemon_has(&d, "/made/inner.txt").unwrap(),
-        b"written offline"
-    );
+    assert_eq!(d.has("/made/inner.txt").unwrap(), b"written offline");
     let listed = run_ok(&mut d.fvfsc(["ls", "/", "--json"]));
     let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
     let made = (listed.as_array().unwrap().iter())
@@ -494,7 +478,7 @@ fn rsync_into_the_mount_renames_its_temporary_files_in_the_batches() {
         &work.path().join("cache"),
         &[],
     );
-    let before = head(&d);
+    let before = d.head();
     // rsync writes each file under a temporary name, then renames it into place (and
     // sets a folder's time when it differs, as renames into it make it).
     run_ok(
@@ -505,7 +489,7 @@ fn rsync_into_the_mount_renames_its_temporary_files_in_the_batches() {
     );
     tree::assert_same(&src, &m.path("r"));
     m.sync();
-    let made = head(&d) - before;
+    let made = d.head() - before;
     assert!(made <= 400 / 10, "{made} versions for 400 files");
     let fresh = Mount::start(
         &d,

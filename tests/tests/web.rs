@@ -29,19 +29,13 @@ fn put(d: &Daemon, scratch: &Path, path: &str, text: &[u8]) -> u64 {
         .output()
         .unwrap();
     fvfs_tests::check(&out, 0);
-    head(d)
+    d.head()
 }
 
 fn api(d: &Daemon, path: &str) -> Value {
     let (status, body) = d.raw(&request("GET", path, &[], b""));
     assert_eq!(status, 200, "{path}: {body}");
     serde_json::from_str(&body).unwrap()
-}
-
-fn head(d: &Daemon) -> u64 {
-    api(d, "/v1/versions?limit=1")[0]["number"]
-        .as_u64()
-        .unwrap()
 }
 
 /// A file's bytes as the API serves them now.
@@ -156,7 +150,7 @@ fn a_person_browses_downloads_uploads_snapshots_restores_and_rolls_back_in_a_bro
     assert_eq!(status, 200);
     assert_eq!(body.len(), report.len(), "the uploaded file's size");
     assert_eq!(blake3::hash(body.as_bytes()), blake3::hash(&report));
-    let uploaded = head(&d);
+    let uploaded = d.head();
 
     // Take a snapshot.
     visit(&b, &d, "#/snapshots");

@@ -5,11 +5,13 @@
 //! Chunks and tree nodes come through a persistent chunk cache shared by the device's
 //! mounts ([`cache`]); large files whose chunks are all cached are read by the kernel
 //! from whole backing files ([`backing`], FUSE passthrough, where the kernel has it);
-//! writes go through local write-back files ([`fs`]).
+//! writes go through local write-back files. The file system itself is the core
+//! ([`core`], apart from FUSE); [`fuse`] adapts it to the kernel.
 
 mod backing;
 mod cache;
-mod fs;
+pub mod core;
+mod fuse;
 mod ids;
 mod journal;
 mod lru;
@@ -53,30 +55,10 @@ pub fn run(
     if !mountpoint.is_dir() {
         bail!("{} is not a directory", mountpoint.display());
     }
-    // What the mount keeps (cached chunks, files being written, whole-file copies, its
-    // state) is readable by this user only, whatever the umask and the file's mode
-    // in fvfs. The cache folder itself is left as it is: it may be a shared one.
-    for room in ["chunks", "staging", "files", "mounts"] {
-        private_dir(&opts.cache_dir.join(room))
-            .with_context(|| format!("cache folder {}", opts.cache_dir.display()))?;
-    }
-    let cache = Arc::new(
-        cache::ChunkCache::open(&opts.cache_dir.join("chunks"), opts.cache_bytes)
-            .with_context(|| format!("chunk cache in {}", opts.cache_dir.display()))?,
-    );
-    let staging = opts.cache_dir.join("staging");
+    let core = open_core(runtime.handle().clone(), api, &opts)?;
     // Backing files for passthrough reads take at most a quarter more than the cache.
     let backing = backing::Backing::open(&opts.cache_dir.join("files"), opts.cache_bytes / 4)
         .with_context(|| format!("backing files in {}", opts.cache_dir.display()))?;
-    let remote = remote::Remote::new(api, cache);
-    let fs = fs::FvfsFs::new(
-        runtime.handle().clone(),
-        remote,
-        staging,
-        backing,
-        opts.read_only,
-        opts.ids,
-    );
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::FSName("fvfs".into()),
@@ -94,9 +76,9 @@ pub fn run(
         SessionACL::Owner
     };
     config.n_threads = Some(4);
-    let follower = fs.follower();
-    let committer = fs.committer();
-    let kernel_slot = fs.kernel();
+    let follower = core.follower();
+    let committer = core.committer();
+    let kernel_slot = core.kernel();
     let state = waiting::MountState::new(&opts.cache_dir, mountpoint)
         .with_context(|| format!("mount state in {}", opts.cache_dir.display()))?;
     // What a killed mount (or a machine that lost power) left closed and not committed
@@ -107,7 +89,7 @@ pub fn run(
             "fvfsc: writes left by an earlier mount wait for the daemon (fvfsc status names them)"
         );
     }
-    let mut session = Session::new(fs, mountpoint, &config)
+    let mut session = Session::new(fuse::Fuse::new(core, backing), mountpoint, &config)
         .with_context(|| format!("cannot mount on {}", mountpoint.display()))?;
     let mut unmounter = session.unmount_callable();
     // Set once: nothing else sets it.
@@ -149,6 +131,31 @@ pub fn run(
     served?;
     eprintln!("fvfsc: unmounted {}", mountpoint.display());
     Ok(())
+}
+
+/// The mount's core on `opts.cache_dir`, apart from FUSE: what [`run`] serves, and
+/// what tests drive directly.
+pub fn open_core(rt: tokio::runtime::Handle, api: Api, opts: &Options) -> Result<core::Core> {
+    // What the mount keeps (cached chunks, files being written, whole-file copies, its
+    // state) is readable by this user only, whatever the umask and the file's mode
+    // in fvfs. The cache folder itself is left as it is: it may be a shared one.
+    for room in ["chunks", "staging", "files", "mounts"] {
+        private_dir(&opts.cache_dir.join(room))
+            .with_context(|| format!("cache folder {}", opts.cache_dir.display()))?;
+    }
+    let cache = Arc::new(
+        cache::ChunkCache::open(&opts.cache_dir.join("chunks"), opts.cache_bytes)
+            .with_context(|| format!("chunk cache in {}", opts.cache_dir.display()))?,
+    );
+    let remote = remote::Remote::new(api, cache);
+    let staging = opts.cache_dir.join("staging");
+    Ok(core::Core::new(
+        rt,
+        remote,
+        staging,
+        opts.read_only,
+        opts.ids.clone(),
+    ))
 }
 
 /// Makes `dir` (and its parents, if missing) and lets only this user in.

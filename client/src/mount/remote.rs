@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use super::{FastMap, FastSet};
 use bytes::Bytes;
-use fuser::Errno;
 use futures::FutureExt;
 use fvfs_api::batch;
 use fvfs_api::client::{full, Api, Failure};
@@ -18,6 +17,7 @@ use fvfs_api::ErrorCode;
 use fvfs_cas::{frame, ChunkId};
 use fvfs_node::{self as node, ChunkRef, DirNode, Entry, Node};
 use hyper::{Method, StatusCode};
+use rustix::io::Errno;
 
 use super::cache::ChunkCache;
 
@@ -29,17 +29,17 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 pub fn errno(f: &Failure) -> Errno {
     match f {
         Failure::Refused { error, .. } => match error {
-            ErrorCode::NotFound => Errno::ENOENT,
-            ErrorCode::NotADirectory => Errno::ENOTDIR,
-            ErrorCode::IsADirectory => Errno::EISDIR,
-            ErrorCode::NotEmpty => Errno::ENOTEMPTY,
-            ErrorCode::Exists => Errno::EEXIST,
-            ErrorCode::NoSpace => Errno::ENOSPC,
-            ErrorCode::BadPath => Errno::EINVAL,
-            ErrorCode::NameTooLong => Errno::ENAMETOOLONG,
-            _ => Errno::EIO,
+            ErrorCode::NotFound => Errno::NOENT,
+            ErrorCode::NotADirectory => Errno::NOTDIR,
+            ErrorCode::IsADirectory => Errno::ISDIR,
+            ErrorCode::NotEmpty => Errno::NOTEMPTY,
+            ErrorCode::Exists => Errno::EXIST,
+            ErrorCode::NoSpace => Errno::NOSPC,
+            ErrorCode::BadPath => Errno::INVAL,
+            ErrorCode::NameTooLong => Errno::NAMETOOLONG,
+            _ => Errno::IO,
         },
-        _ => Errno::EIO,
+        _ => Errno::IO,
     }
 }
 
@@ -128,7 +128,7 @@ impl Remote {
                 tracing::debug!("daemon: {f}");
                 Err(errno(&f))
             }
-            Err(_) => Err(Errno::EIO),
+            Err(_) => Err(Errno::IO),
         }
     }
 
@@ -150,7 +150,7 @@ impl Remote {
             .await?;
         if ChunkId::of(&data) != id {
             tracing::error!(%id, "the daemon sent bytes that do not match the chunk id");
-            return Err(Errno::EIO);
+            return Err(Errno::IO);
         }
         self.cache.put(id, data.clone());
         Ok(data)
@@ -345,7 +345,7 @@ impl Remote {
     /// Chunks fetched in one `POST /v1/chunks/read`, each verified, into the cache.
     async fn read_many(&self, ids: &[ChunkId]) -> Result<(), Errno> {
         let ids = Ids { ids: ids.to_vec() };
-        let body = serde_json::to_vec(&ids).map_err(|_| Errno::EIO)?;
+        let body = serde_json::to_vec(&ids).map_err(|_| Errno::IO)?;
         let answer = self
             .timed(self.api.bytes(
                 Method::POST,
@@ -355,7 +355,7 @@ impl Remote {
             ))
             .await?;
         let mut parser = batch::Parser::default();
-        let records = parser.push(&answer).map_err(|_| Errno::EIO)?;
+        let records = parser.push(&answer).map_err(|_| Errno::IO)?;
         for (_, id, framed) in records {
             match frame::decode(&id, &framed) {
                 Ok(raw) => self.cache.put(id, Bytes::from(raw)),
@@ -369,7 +369,7 @@ impl Remote {
         let raw = self.chunk(id).await?;
         node::decode(&raw).map_err(|e| {
             tracing::error!(%id, "bad tree node: {e}");
-            Errno::EIO
+            Errno::IO
         })
     }
 
@@ -426,7 +426,7 @@ impl Remote {
                         None => return Ok(None),
                     }
                 }
-                _ => return Err(Errno::EIO),
+                _ => return Err(Errno::IO),
             }
         }
     }
@@ -475,7 +475,7 @@ impl Remote {
             Ok(Ok(v)) => Head::of(&v).map(Some),
             Ok(Err(Failure::Refused { status, .. })) if status == StatusCode::NOT_FOUND => Ok(None),
             Ok(Err(f)) => Err(errno(&f)),
-            Err(_) => Err(Errno::EIO),
+            Err(_) => Err(Errno::IO),
         }
     }
 
@@ -516,7 +516,7 @@ impl Head {
     pub fn of(v: &VersionInfo) -> Result<Self, Errno> {
         Ok(Self {
             number: v.number,
-            root: v.root.parse().map_err(|_| Errno::EIO)?,
+            root: v.root.parse().map_err(|_| Errno::IO)?,
         })
     }
 }
@@ -532,7 +532,7 @@ impl From<Errno> for MountError {
 
 impl From<fvfs_node::DamagedNode> for MountError {
     fn from(_: fvfs_node::DamagedNode) -> Self {
-        Self(Errno::EIO)
+        Self(Errno::IO)
     }
 }
 

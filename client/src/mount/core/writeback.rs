@@ -24,8 +24,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use fuser::Errno;
 use fvfs_api::commit::Expect;
+use rustix::io::Errno;
 
 use super::lock;
 use crate::put::Attrs;
@@ -122,7 +122,7 @@ impl Writing {
             let wb = match files.get(&ino) {
                 Some(wb) => wb.clone(),
                 None => {
-                    let (local, file) = self.staging_file().map_err(|_| Errno::EIO)?;
+                    let (local, file) = self.staging_file().map_err(|_| Errno::IO)?;
                     let wb = Arc::new(Mutex::new(WriteBack {
                         file,
                         local,

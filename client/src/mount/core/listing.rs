@@ -12,11 +12,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fuser::{Errno, FileAttr};
 use fvfs_node::{DirNode, Entry, EntryKind};
+use rustix::io::Errno;
 
 use super::inodes::{View, ROOT, SNAPSHOTS, SNAPSHOTS_NAME};
-use super::{dir_entry, lock, stale, FvfsFs};
+use super::view::Attr;
+use super::{dir_entry, lock, stale, Core};
 use crate::mount::remote::Remote;
 use crate::mount::FastMap;
 
@@ -40,7 +41,7 @@ pub struct Listing {
 
 /// Items of a listing handed out in one call.
 pub struct Window {
-    pub items: Vec<(Item, Option<FileAttr>)>,
+    pub items: Vec<(Item, Option<Attr>)>,
     /// How long the kernel may trust the attributes.
     pub ttl: Duration,
 }
@@ -68,7 +69,7 @@ impl Item {
     }
 }
 
-impl FvfsFs {
+impl Core {
     /// The listing of directory `ino` as it is now.
     fn list(&self, ino: u64) -> Result<Listing, Errno> {
         let since = self.live.generation();
@@ -85,7 +86,7 @@ impl FvfsFs {
         } else {
             let entry = self.entry(&view, &path).map_err(stale)?;
             if entry.kind != EntryKind::Dir {
-                return Err(Errno::ENOTDIR);
+                return Err(Errno::NOTDIR);
             }
             if let Some(id) = entry.id {
                 let dir = self.block(self.remote.dir(id))?;
@@ -183,13 +184,7 @@ impl FvfsFs {
     /// Up to [`WINDOW`] items of open directory `fh` (directory `ino`) from `offset`,
     /// with their attributes (`Some` exactly when `plus`), and how long the kernel may trust those; a
     /// first read or a rewind lists it afresh.
-    pub(super) fn listed(
-        &self,
-        fh: u64,
-        ino: u64,
-        offset: u64,
-        plus: bool,
-    ) -> Result<Window, Errno> {
+    pub fn listed(&self, fh: u64, ino: u64, offset: u64, plus: bool) -> Result<Window, Errno> {
         let listed = lock(&self.listings)
             .get(&fh)
             .is_some_and(|l| offset > 0 && !l.items.is_empty());
@@ -202,7 +197,7 @@ impl FvfsFs {
         }
         let (window, view, since, node, confirmed, ahead) = {
             let mut listings = lock(&self.listings);
-            let l = listings.get_mut(&fh).ok_or(Errno::EBADF)?;
+            let l = listings.get_mut(&fh).ok_or(Errno::BADF)?;
             let start = (offset as usize).min(l.items.len());
             let end = (start + WINDOW).min(l.items.len());
             let items = l.items[start..end].to_vec();
@@ -253,7 +248,7 @@ impl FvfsFs {
 
     /// The attributes readdirplus gives for `item` (the kernel ignores those of `.`
     /// and `..`).
-    fn item_attr(&self, item: &Item, view: &View, node: Option<&DirNode>) -> FileAttr {
+    fn item_attr(&self, item: &Item, view: &View, node: Option<&DirNode>) -> Attr {
         match (item.at, node) {
             (Some(at), Some(node)) => self.attr(item.ino, view, &node.entries[at]),
             _ if item.ino == SNAPSHOTS => {
@@ -279,8 +274,17 @@ impl FvfsFs {
         }
     }
 
+    /// The inode of `item` of directory `dir` handed to the kernel with its attributes
+    /// (readdirplus counts a lookup of it); `None` when it is no name any more.
+    pub fn hand_out(&self, dir: u64, item: &Item) -> Option<u64> {
+        match item.is_dot() {
+            true => Some(item.ino),
+            false => lock(&self.inodes).hand_out(item.ino, dir, &item.name, item.kind, item.link),
+        }
+    }
+
     /// Open directory `fh` is closed.
-    pub(super) fn close_listing(&self, fh: u64) {
+    pub fn close_listing(&self, fh: u64) {
         let listing = lock(&self.listings).remove(&fh);
         if let Some(listing) = listing {
             self.sweep(&listing);

@@ -29,18 +29,16 @@
 //! within the same poll around one of this mount's commits (the follower compares
 //! the trees it polled, not the ones this mount's commits returned).
 
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fuser::{Errno, INodeNo, Notifier};
 use fvfs_cas::ChunkId;
 use fvfs_node::{DirNode, Entry, EntryKind};
+use rustix::io::Errno;
 
 use super::inodes::{Inodes, ROOT};
-use super::lock;
+use super::{lock, Kernel};
 use crate::mount::remote::{Head, Remote};
 
 /// How long the kernel may keep what it was told of the live tree: a safety net, as
@@ -153,7 +151,7 @@ impl Follower {
     }
 
     /// Polls HEAD and tells `kernel` what changed, until `stop` is sent to or dropped.
-    pub fn run(mut self, rt: &tokio::runtime::Handle, kernel: &Notifier, stop: &Receiver<()>) {
+    pub fn run(mut self, rt: &tokio::runtime::Handle, kernel: &dyn Kernel, stop: &Receiver<()>) {
         while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(FOLLOW_EVERY) {
             match rt.block_on(self.poll()) {
                 Ok(forget) => tell(kernel, &forget),
@@ -289,12 +287,12 @@ fn differing<'a>(
 }
 
 /// Tells the kernel; what it does not cache (ENOENT) needs no telling.
-fn tell(kernel: &Notifier, forget: &[Forget]) {
+fn tell(kernel: &dyn Kernel, forget: &[Forget]) {
     for f in forget {
         let told = match f {
-            Forget::Name(dir, name) => kernel.inval_entry(INodeNo(*dir), OsStr::from_bytes(name)),
+            Forget::Name(dir, name) => kernel.forget_name(*dir, name),
             // From offset 0 to the end: attributes and every cached page.
-            Forget::Inode(ino) => kernel.inval_inode(INodeNo(*ino), 0, 0),
+            Forget::Inode(ino) => kernel.forget_inode(*ino),
         };
         match told {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

@@ -13,27 +13,33 @@
 use std::sync::Arc;
 use std::sync::Mutex;
 
-use fuser::{Errno, FileAttr};
 use fvfs_api::commit::{CommitOp, Expect};
 use fvfs_api::path::{decode_path, encode_path};
 use fvfs_node::{path as fpath, Entry, EntryKind, Meta};
+use rustix::io::Errno;
 
 use super::inodes::View;
+use super::view::Attr;
 use super::writeback::{Closed, WriteBack};
-use super::{check_name, lock, now_ns, FvfsFs};
+use super::{check_name, lock, now_ns, Core};
 use crate::put::Attrs;
 
-impl FvfsFs {
+impl Core {
     pub(super) fn writable(&self, view: &View) -> Result<(), Errno> {
         if *view != View::Live || self.read_only {
-            return Err(Errno::EROFS);
+            return Err(Errno::ROFS);
         }
         Ok(())
     }
 
     /// Stages `op` for the next batch ([`crate::mount::overlay`]): the mount shows what
     /// it makes of `path` at once (`old`: what `path` shows now, if anything).
-    fn stage(&self, op: CommitOp, path: &[u8], old: Option<&Entry>) -> Result<(), Errno> {
+    pub(super) fn stage(
+        &self,
+        op: CommitOp,
+        path: &[u8],
+        old: Option<&Entry>,
+    ) -> Result<(), Errno> {
         let entry = match (&op, old) {
             // New attributes of a folder: its node (and so its content) stays.
             (
@@ -62,13 +68,13 @@ impl FvfsFs {
                 meta: meta.clone().map(Box::new),
                 ..Entry::dir(*mode, *mtime_ns)
             },
-            (op, _) => op.to_entry().ok().flatten().ok_or(Errno::EIO)?.1,
+            (op, _) => op.to_entry().ok().flatten().ok_or(Errno::IO)?.1,
         };
         lock(&self.commits.overlay)
             .stage(op, path, entry, old.is_none())
             .map_err(|e| {
                 tracing::warn!("cannot journal a change of {}: {e}", fpath::show(path));
-                Errno::EIO
+                Errno::IO
             })?;
         self.commits.wake.queued(0);
         Ok(())
@@ -98,7 +104,7 @@ impl FvfsFs {
             Some(at) => at,
             // Unlinked while open: only its write-back, if any, is left.
             None if self.writing.get(ino).is_some() => (View::Live, Vec::new()),
-            None => return Err(Errno::ENOENT),
+            None => return Err(Errno::NOENT),
         };
         self.writable(&view)?;
         // Before the write-back map is locked: a store of this inode in progress is
@@ -112,8 +118,8 @@ impl FvfsFs {
                 let entry = self.entry(&view, &path)?;
                 match entry.kind {
                     EntryKind::File => {}
-                    EntryKind::Dir => return Err(Errno::EISDIR),
-                    _ => return Err(Errno::EINVAL),
+                    EntryKind::Dir => return Err(Errno::ISDIR),
+                    _ => return Err(Errno::INVAL),
                 }
                 w.attrs = attrs_of(&entry);
                 let shown = Expect::Content(entry.content_key().to_hex());
@@ -132,7 +138,7 @@ impl FvfsFs {
                 let mut at = 0;
                 for (_, c) in chunks.iter() {
                     let data = self.block(self.remote.chunk(c.id))?;
-                    w.write_at(&data, at).map_err(|_| Errno::EIO)?;
+                    w.write_at(&data, at).map_err(|_| Errno::IO)?;
                     at += data.len() as u64;
                 }
                 Ok(())
@@ -168,7 +174,7 @@ impl FvfsFs {
         self.writable(&view)?;
         // The parent must still exist (and the daemon answer) before anything is staged.
         if self.entry(&view, &dir)?.kind != EntryKind::Dir {
-            return Err(Errno::ENOTDIR);
+            return Err(Errno::NOTDIR);
         }
         let ino = lock(&self.inodes).child(parent, name, EntryKind::File, None, true);
         let now = now_ns();
@@ -211,14 +217,14 @@ impl FvfsFs {
         name: &[u8],
         what: &str,
         op: impl FnOnce(&[u8]) -> Result<CommitOp, Errno>,
-    ) -> Result<FileAttr, Errno> {
+    ) -> Result<Attr, Errno> {
         check_name(name)?;
         let _names = self.names.read().unwrap_or_else(|p| p.into_inner());
         let (view, dir) = self.locate(parent)?;
         self.writable(&view)?;
         let path = fpath::join(&dir, name);
         if self.entry(&view, &path).is_ok() {
-            return Err(Errno::EEXIST);
+            return Err(Errno::EXIST);
         }
         tracing::debug!("{what} {}", fpath::show(&path));
         self.stage(op(&path)?, &path, None)?;
@@ -230,10 +236,10 @@ impl FvfsFs {
 
     /// A second name for `ino` (link(2)): the daemon makes the two names one file,
     /// and the inode is both names here.
-    pub(super) fn link(&self, ino: u64, parent: u64, name: &[u8]) -> Result<FileAttr, Errno> {
+    pub fn link(&self, ino: u64, parent: u64, name: &[u8]) -> Result<Attr, Errno> {
         check_name(name)?;
         if !self.commits.commit_queued() {
-            return Err(Errno::EIO);
+            return Err(Errno::IO);
         }
         if let Some(wb) = self.writing.get(ino) {
             self.write_back(ino, &mut lock(&wb))?;
@@ -244,14 +250,14 @@ impl FvfsFs {
         let (to_view, dir) = self.locate(parent)?;
         self.writable(&to_view)?;
         if view != to_view {
-            return Err(Errno::EXDEV);
+            return Err(Errno::XDEV);
         }
         if self.entry(&view, &path)?.kind == EntryKind::Dir {
-            return Err(Errno::EPERM);
+            return Err(Errno::PERM);
         }
         let to = fpath::join(&dir, name);
         if self.entry(&view, &to).is_ok() {
-            return Err(Errno::EEXIST);
+            return Err(Errno::EXIST);
         }
         let op = CommitOp::Link {
             from: encode_path(&path),
@@ -260,13 +266,13 @@ impl FvfsFs {
         };
         self.commit("link", vec![op])?;
         let entry = self.entry(&view, &to)?;
-        let id = entry.link.ok_or(Errno::EIO)?.id;
+        let id = entry.link.ok_or(Errno::IO)?.id;
         lock(&self.inodes).add_name(ino, parent, name, id);
         Ok(self.attr(ino, &view, &entry))
     }
 
     /// Removes `name` from `parent` (a directory if `dir`, else anything else).
-    pub(super) fn remove(&self, parent: u64, name: &[u8], dir: bool) -> Result<(), Errno> {
+    pub fn remove(&self, parent: u64, name: &[u8], dir: bool) -> Result<(), Errno> {
         check_name(name)?;
         let known = lock(&self.inodes).known(parent, name);
         let staged = known.and_then(|ino| Some((ino, self.writing.get(ino)?)));
@@ -274,7 +280,7 @@ impl FvfsFs {
         // only written here and never committed is removed here alone).
         let never_committed = staged.as_ref().is_some_and(|(_, wb)| lock(wb).made_here);
         if !never_committed && !self.commits.commit_queued() {
-            return Err(Errno::EIO);
+            return Err(Errno::IO);
         }
         {
             let _names = self.names.write().unwrap_or_else(|p| p.into_inner());
@@ -284,8 +290,8 @@ impl FvfsFs {
             match self.entry(&view, &path) {
                 Ok(entry) => {
                     match (dir, entry.kind == EntryKind::Dir) {
-                        (true, false) => return Err(Errno::ENOTDIR),
-                        (false, true) => return Err(Errno::EISDIR),
+                        (true, false) => return Err(Errno::NOTDIR),
+                        (false, true) => return Err(Errno::ISDIR),
                         _ => {}
                     }
                     let op = CommitOp::Remove {
@@ -295,7 +301,7 @@ impl FvfsFs {
                     self.commit("remove", vec![op])?;
                 }
                 // A file created here and never committed: only here to remove.
-                Err(Errno::ENOENT) if staged.is_some() && !dir => {}
+                Err(Errno::NOENT) if staged.is_some() && !dir => {}
                 Err(e) => return Err(e),
             }
             lock(&self.inodes).detach(parent, name);
@@ -316,7 +322,7 @@ impl FvfsFs {
 
     /// Renames `name` in `parent` to `new_name` in `new_parent`, replacing what is
     /// there unless `no_replace`.
-    pub(super) fn rename(
+    pub fn rename(
         &self,
         parent: u64,
         name: &[u8],
@@ -335,7 +341,7 @@ impl FvfsFs {
         // Files closed and not committed yet go first, in the order things happened; a
         // file still being written here is committed too, so that it exists to be moved.
         if !self.commits.commit_queued() {
-            return Err(Errno::EIO);
+            return Err(Errno::IO);
         }
         let staged = source.and_then(|ino| Some((ino, self.writing.get(ino)?)));
         if let Some((ino, wb)) = staged {
@@ -351,7 +357,7 @@ impl FvfsFs {
         let to = fpath::join(&to_dir, new_name);
         let replaced = self.entry(&to_view, &to);
         if no_replace && replaced.is_ok() {
-            return Err(Errno::EEXIST);
+            return Err(Errno::EXIST);
         }
         // Two names of one file: rename(2) does nothing.
         let link_of = |e: Result<Entry, Errno>| e.ok().and_then(|e| e.link).map(|l| l.id);
@@ -390,7 +396,7 @@ impl FvfsFs {
             self.writable(&view)?;
             let to = fpath::join(&to_dir, new_name);
             let taken = lock(&self.inodes).known(new_parent, new_name).is_some();
-            if taken || self.entry(&view, &to) != Err(Errno::ENOENT) {
+            if taken || self.entry(&view, &to) != Err(Errno::NOENT) {
                 return Ok(false);
             }
             lock(&self.inodes).rename(parent, name, new_parent, new_name);
@@ -428,127 +434,10 @@ impl FvfsFs {
         };
         self.stage(op, dir, Some(&entry))
     }
-
-    /// Changes live inode `ino` as `set` says (the status change time with it).
-    pub(super) fn set_attrs(&self, ino: u64, set: &SetAttr) -> Result<(), Errno> {
-        if self.writing.get(ino).is_some() || set.size.is_some() {
-            // A change to the content goes through a write-back (the open one, if any).
-            let located = lock(&self.inodes).locate(ino);
-            if let Some((view, path)) = &located {
-                self.writable(view)?;
-                let entry = self.entry(view, path);
-                if set.size.is_some() && entry.as_ref().is_ok_and(|e| e.kind != EntryKind::File) {
-                    return Err(Errno::EISDIR);
-                }
-            }
-            let wb = self.open_write(ino, true)?;
-            let result = {
-                let mut w = lock(&wb);
-                let resized = match set.size {
-                    Some(size) => w.set_len(size).map_err(|_| Errno::EIO),
-                    None => Ok(()),
-                };
-                resized.and_then(|()| {
-                    self.apply(&mut w.attrs, set)?;
-                    w.touch();
-                    // An open handle queues it as it closes (tar sets a file's owner,
-                    // mode and times before it closes it).
-                    match w.shared() {
-                        true => Ok(()),
-                        false => self.commits.queue(ino, &mut w),
-                    }
-                })
-            };
-            return self.close_write(ino, &wb, result);
-        }
-        let _names = self.names.read().unwrap_or_else(|p| p.into_inner());
-        let (view, path) = self.locate(ino)?;
-        self.writable(&view)?;
-        let entry = self.entry(&view, &path)?;
-        let mut attrs = attrs_of(&entry);
-        self.apply(&mut attrs, set)?;
-        let encoded = encode_path(&path);
-        let op = match entry.kind {
-            EntryKind::File => file_op(&path, &entry, &attrs),
-            EntryKind::Dir => CommitOp::Mkdir {
-                path: encoded,
-                mode: attrs.mode,
-                mtime_ns: attrs.mtime_ns,
-                meta: attrs.meta,
-            },
-            EntryKind::Symlink => CommitOp::Symlink {
-                path: encoded,
-                target: encode_path(&entry.target),
-                mode: entry.mode,
-                mtime_ns: attrs.mtime_ns,
-                meta: attrs.meta,
-                link: attrs.link,
-            },
-            kind => CommitOp::Special {
-                path: encoded,
-                kind,
-                mode: attrs.mode,
-                mtime_ns: attrs.mtime_ns,
-                meta: attrs.meta,
-                link: attrs.link,
-            },
-        };
-        self.stage(op, &path, Some(&entry))
-    }
-
-    /// `set` applied to `attrs`: what it names, and the status change time now.
-    fn apply(&self, attrs: &mut Attrs, set: &SetAttr) -> Result<(), Errno> {
-        let now = now_ns();
-        let mut meta = attrs
-            .meta
-            .take()
-            .unwrap_or_else(|| new_meta(self.ids.stored((self.uid, self.gid)), 0));
-        if let Some((name, value, flags)) = &set.xattr {
-            let exists = meta.xattr(name).is_some();
-            if exists && flags & XATTR_CREATE != 0 {
-                attrs.meta = Some(meta);
-                return Err(Errno::EEXIST);
-            }
-            if !exists && (value.is_none() || flags & XATTR_REPLACE != 0) {
-                attrs.meta = Some(meta);
-                return Err(Errno::NO_XATTR);
-            }
-            meta.set_xattr(name, value.clone());
-        }
-        if let Some(mode) = set.mode {
-            attrs.mode = mode & 0o7777;
-        }
-        meta.uid = set.uid.unwrap_or(meta.uid);
-        meta.gid = set.gid.unwrap_or(meta.gid);
-        // Truncating changes the mtime; a chmod does not.
-        if set.size.is_some() {
-            attrs.mtime_ns = now;
-        }
-        attrs.mtime_ns = set.mtime_ns.unwrap_or(attrs.mtime_ns);
-        meta.ctime_ns = now;
-        attrs.meta = Some(meta);
-        Ok(())
-    }
 }
-
-/// A change of an inode's attributes (`setattr`, `setxattr`, `removexattr`).
-#[derive(Default)]
-pub struct SetAttr {
-    pub size: Option<u64>,
-    pub mode: Option<u32>,
-    pub mtime_ns: Option<i64>,
-    pub uid: Option<u32>,
-    pub gid: Option<u32>,
-    /// An extended attribute set (`Some` value) or removed, with setxattr's flags.
-    pub xattr: Option<(Vec<u8>, Option<Vec<u8>>, i32)>,
-}
-
-/// setxattr(2)'s flags.
-const XATTR_CREATE: i32 = 1;
-const XATTR_REPLACE: i32 = 2;
 
 /// The meta of an entry made now by `owner` (uid, gid).
-pub fn new_meta(owner: (u32, u32), now: i64) -> Meta {
+pub(super) fn new_meta(owner: (u32, u32), now: i64) -> Meta {
     Meta {
         uid: owner.0,
         gid: owner.1,
@@ -558,30 +447,11 @@ pub fn new_meta(owner: (u32, u32), now: i64) -> Meta {
 }
 
 /// What `entry` is committed with besides its content.
-fn attrs_of(entry: &Entry) -> Attrs {
+pub(super) fn attrs_of(entry: &Entry) -> Attrs {
     Attrs {
         mode: entry.mode,
         mtime_ns: entry.mtime_ns,
         meta: entry.meta.as_deref().cloned(),
         link: entry.link,
-    }
-}
-
-/// The commit op putting `entry`'s content at `path` with `attrs`.
-fn file_op(path: &[u8], entry: &Entry, attrs: &Attrs) -> CommitOp {
-    CommitOp::File {
-        path: encode_path(path),
-        mode: attrs.mode,
-        mtime_ns: attrs.mtime_ns,
-        meta: attrs.meta.clone(),
-        link: attrs.link,
-        expect: None,
-        size: entry.size,
-        node: entry.id.map(|id| id.to_hex()),
-        chunks: entry
-            .chunks
-            .iter()
-            .map(|c| (c.id.to_hex(), c.len))
-            .collect(),
     }
 }

@@ -30,13 +30,12 @@
 
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
-use fuser::INodeNo;
 use fvfs_cas::ChunkId;
 use fvfs_node::Entry;
 
 use super::inodes::Inodes;
 use super::read::content_key;
-use super::{lock, FvfsFs};
+use super::{lock, Core, Kernel};
 use crate::mount::cache::ChunkCache;
 use crate::mount::FastSet;
 
@@ -50,24 +49,13 @@ const PUSHERS: usize = 2;
 /// Bytes of a listed folder's files pushed before its last listing call is answered.
 const PUSH_NOW: u64 = 4 << 20;
 
-/// Where pushed content goes: the kernel's page cache of an inode.
-pub trait PageCache: Send + Sync {
-    fn store(&self, ino: u64, data: &[u8]) -> std::io::Result<()>;
-}
-
-impl PageCache for fuser::Notifier {
-    fn store(&self, ino: u64, data: &[u8]) -> std::io::Result<()> {
-        fuser::Notifier::store(self, INodeNo(ino), 0, data)
-    }
-}
-
-/// The kernel's page cache, once the session exists.
-pub type Kernel = Arc<OnceLock<Box<dyn PageCache>>>;
+/// The kernel, once the session exists.
+pub type KernelSlot = Arc<OnceLock<Box<dyn Kernel>>>;
 
 /// What pushes content into the kernel's cache.
 #[derive(Clone)]
 pub struct Pusher {
-    kernel: Kernel,
+    kernel: KernelSlot,
     /// Inodes whose content is being stored, and the signal that one store ended.
     storing: Arc<(Mutex<FastSet<u64>>, Condvar)>,
     /// Background pushes running or allowed to.
@@ -88,7 +76,7 @@ impl Pusher {
     }
 
     /// Where the session's notifier goes once the mount exists.
-    pub fn kernel(&self) -> Kernel {
+    pub fn kernel(&self) -> KernelSlot {
         self.kernel.clone()
     }
 
@@ -184,7 +172,7 @@ impl Pusher {
     }
 }
 
-impl FvfsFs {
+impl Core {
     /// Fetches the read-ahead window of folder `dir` (inode; node `dir_id`) from file
     /// `name` on, and pushes its small files into the kernel's cache once they arrive,
     /// in the background. Most opens find the window asked for already and return at
@@ -214,7 +202,7 @@ impl FvfsFs {
     /// every name in it): pushes the cached files of its first read-ahead window
     /// (`files`), the first [`PUSH_NOW`] bytes before the kernel is answered (the
     /// walk opens them next), the rest in the background. Those still being fetched
-    /// are pushed when they arrive ([`FvfsFs::fill_ahead`]).
+    /// are pushed when they arrive ([`Core::fill_ahead`]).
     pub(super) fn push_listed(&self, dir: u64, mut files: Vec<Entry>) {
         let done = self.pusher.push(dir, &files, PUSH_NOW);
         if done < files.len() {
@@ -236,7 +224,15 @@ mod tests {
     #[derive(Default)]
     struct Recorded(Mutex<Vec<(u64, Vec<u8>)>>);
 
-    impl PageCache for Arc<Recorded> {
+    impl Kernel for Arc<Recorded> {
+        fn forget_name(&self, _dir: u64, _name: &[u8]) -> std::io::Result<()> {
+            Ok(())
+        }
+
+        fn forget_inode(&self, _ino: u64) -> std::io::Result<()> {
+            Ok(())
+        }
+
         fn store(&self, ino: u64, data: &[u8]) -> std::io::Result<()> {
             lock(&self.0).push((ino, data.to_vec()));
             Ok(())

@@ -5,12 +5,12 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use fuser::{BackingId, Errno, FopenFlags};
 use fvfs_cas::ChunkId;
 use fvfs_node::{ChunkRef, Entry, EntryKind};
+use rustix::io::Errno;
 
 use super::inodes::View;
-use super::{lock, FvfsFs};
+use super::{lock, Core};
 
 /// Chunks fetched ahead of a reader, in batches of at least half of them:
 /// `READ_AHEAD` at first and after a seek, doubled by each read that continues the
@@ -49,78 +49,17 @@ impl Ahead {
     }
 }
 
-/// An inode open through the kernel (passthrough): the content key of its backing
-/// file, the kernel's handle on it, and the opens sharing it.
-pub struct Backed {
-    key: ChunkId,
-    id: Arc<BackingId>,
-    opens: u64,
-}
-
 /// A file of the tree open for reading: its chunks and where each starts.
 pub type Chunks = Arc<Vec<(u64, ChunkRef)>>;
 
-impl FvfsFs {
-    /// The kernel's handle on the backing file of `ino` open with `entry`'s content,
-    /// for a passthrough open: shared by every open of the inode with that content
-    /// (the kernel requires one per inode), made from the chunk cache if needed.
-    /// `None` when reads must go through FUSE.
-    pub(super) fn passthrough(
-        &self,
-        ino: u64,
-        entry: &Entry,
-        chunks: &Chunks,
-        reply: &fuser::ReplyOpen,
-    ) -> Option<Arc<BackingId>> {
-        if !self.passthrough {
-            return None;
-        }
-        let key = ChunkId::from_bytes(content_key(entry));
-        let mut open = lock(&self.backed);
-        if let Some(b) = open.get_mut(&ino) {
-            // Another content is open through the kernel: this one goes through FUSE.
-            return (b.key == key).then(|| {
-                b.opens += 1;
-                b.id.clone()
-            });
-        }
-        let file = self
-            .backing
-            .get(key, entry.size, chunks, &self.remote.cache)?;
-        let id = match reply.open_backing(&file) {
-            Ok(id) => Arc::new(id),
-            Err(e) => {
-                tracing::debug!("passthrough refused: {e}");
-                return None;
-            }
-        };
-        let backed = Backed {
-            key,
-            id: id.clone(),
-            opens: 1,
-        };
-        open.insert(ino, backed);
-        Some(id)
-    }
-
-    /// A passthrough open of `ino` is closed.
-    pub(super) fn passthrough_closed(&self, ino: u64) {
-        let mut open = lock(&self.backed);
-        if let Some(b) = open.get_mut(&ino) {
-            b.opens -= 1;
-            if b.opens == 0 {
-                open.remove(&ino);
-            }
-        }
-    }
-
-    /// Opens inode `ino` of the tree for reading: its entry, its chunks, and the flags
-    /// for the kernel.
-    pub(super) fn open_read(&self, ino: u64) -> Result<(Entry, Chunks, FopenFlags), Errno> {
+impl Core {
+    /// Opens inode `ino` of the tree for reading: its entry, its chunks, and whether
+    /// the kernel may keep what it cached of it.
+    pub(super) fn open_read(&self, ino: u64) -> Result<(Entry, Chunks, bool), Errno> {
         let (view, path) = self.locate(ino)?;
         let entry = self.entry(&view, &path)?;
         if entry.kind == EntryKind::Dir {
-            return Err(Errno::EISDIR);
+            return Err(Errno::ISDIR);
         }
         let slash = path.iter().rposition(|b| *b == b'/').unwrap_or(0);
         let parent = lock(&self.inodes).edge(ino).map(|(parent, _)| parent);
@@ -134,13 +73,7 @@ impl FvfsFs {
         // cached or was given (snapshots never change; a live file is checked by its
         // content key).
         let unchanged = self.pusher.opened(ino, content_key(&entry));
-        // A read-only handle has nothing to commit: no FLUSH round trip at close.
-        let flags = if view != View::Live || unchanged {
-            FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH
-        } else {
-            FopenFlags::FOPEN_NOFLUSH
-        };
-        Ok((entry, chunks, flags))
+        Ok((entry, chunks, view != View::Live || unchanged))
     }
 
     /// `size` bytes at `offset` of a file made of `chunks`; the chunks after them are

@@ -18,13 +18,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
-use fuser::Errno;
 use fvfs_api::client::Failure;
 use fvfs_api::commit::Expect;
 use fvfs_api::views::VersionInfo;
 use fvfs_api::ErrorCode;
 use fvfs_cas::ChunkId;
 use fvfs_node::path as fpath;
+use rustix::io::Errno;
 
 use super::batch::Wake;
 use super::follow::LiveRoot;
@@ -71,7 +71,7 @@ fn is_conflict(e: &anyhow::Error) -> bool {
 }
 
 fn errno_of(e: &anyhow::Error) -> Errno {
-    e.downcast_ref::<Failure>().map_or(Errno::EIO, errno)
+    e.downcast_ref::<Failure>().map_or(Errno::IO, errno)
 }
 
 /// The name of the conflict copy of `name` made by `device` at `time`; `n` > 1 tells
@@ -151,7 +151,7 @@ impl Committer {
             return Ok(());
         };
         w.settle_base(&self.rt);
-        let (len, hash) = w.content_hash().map_err(|_| Errno::EIO)?;
+        let (len, hash) = w.content_hash().map_err(|_| Errno::IO)?;
         let since = w.queued.map_or_else(SystemTime::now, |q| q.since);
         let record = Record {
             path: fvfs_api::path::encode_path(&path),
@@ -164,9 +164,9 @@ impl Committer {
         journal::write(w.local(), &record).map_err(|e| {
             tracing::warn!("cannot journal {}: {e}", fpath::show(&path));
             if e.kind() == std::io::ErrorKind::StorageFull {
-                Errno::ENOSPC
+                Errno::NOSPC
             } else {
-                Errno::EIO
+                Errno::IO
             }
         })?;
         w.queued = Some(Queued { gen: w.gen, since });

@@ -1,35 +1,41 @@
 //! Reading the trees a mount shows: the live root (HEAD, followed forward only), the
 //! snapshot roots, entries by path, and the attributes the kernel is told.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use fuser::{Errno, FileAttr, FileType, INodeNo};
 use fvfs_cas::ChunkId;
 use fvfs_node::{Entry, EntryKind};
+use rustix::io::Errno;
 
 use super::inodes::View;
-use super::{dir_entry, lock, FvfsFs};
+use super::{dir_entry, lock, Core};
 
 /// Snapshots never change.
 const SNAPSHOT_TTL: Duration = Duration::from_secs(24 * 3600);
 
-pub fn file_type(kind: EntryKind) -> FileType {
-    match kind {
-        EntryKind::Dir => FileType::Directory,
-        EntryKind::File => FileType::RegularFile,
-        EntryKind::Symlink => FileType::Symlink,
-        EntryKind::Fifo => FileType::NamedPipe,
-        EntryKind::Socket => FileType::Socket,
-        EntryKind::CharDevice => FileType::CharDevice,
-        EntryKind::BlockDevice => FileType::BlockDevice,
-    }
+/// What the kernel is told of an inode (atime and crtime are shown as the mtime).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attr {
+    pub ino: u64,
+    pub size: u64,
+    pub blocks: u64,
+    pub mtime: SystemTime,
+    pub ctime: SystemTime,
+    pub kind: EntryKind,
+    /// Permission bits (with set-id and sticky bits).
+    pub perm: u16,
+    pub nlink: u32,
+    /// Owners as this machine numbers them.
+    pub uid: u32,
+    pub gid: u32,
+    pub rdev: u32,
 }
 
-/// Directory nodes [`FvfsFs::dir_id`] remembers (about 100 bytes each), emptied when
+/// Directory nodes [`Core::dir_id`] remembers (about 100 bytes each), emptied when
 /// full.
 const DIR_IDS: usize = 64 << 10;
 
-impl FvfsFs {
+impl Core {
     /// How long the kernel may keep a reply about `view` built since the live root's
     /// generation `since` (see [`super::follow`]).
     pub(super) fn ttl(&self, view: &View, since: u64) -> Duration {
@@ -56,7 +62,7 @@ impl FvfsFs {
         }
         let root = self
             .block(self.remote.version(name))?
-            .ok_or(Errno::ENOENT)?
+            .ok_or(Errno::NOENT)?
             .root;
         lock(&self.snapshots).insert(name.to_owned(), root);
         Ok(root)
@@ -70,7 +76,7 @@ impl FvfsFs {
                 .get(path)
                 .map(|s| s.map(|(e, new)| (e.clone(), new)));
             match shown {
-                Some(None) => return Err(Errno::ENOENT),
+                Some(None) => return Err(Errno::NOENT),
                 // New attributes of a folder the tree has: its content is the tree's.
                 Some(Some((mut e, false))) if e.kind == EntryKind::Dir => {
                     if let Ok(tree) = self.tree_entry(view, path) {
@@ -92,7 +98,7 @@ impl FvfsFs {
             View::Live => match self.live_root()? {
                 Some(r) => r,
                 None if path == b"/" => return Ok(dir_entry(0o755)),
-                None => return Err(Errno::ENOENT),
+                None => return Err(Errno::NOENT),
             },
             View::Snapshot(name) => self.snapshot_root(name)?,
         };
@@ -108,7 +114,7 @@ impl FvfsFs {
         };
         let dir = self.dir_id(root, &path[..slash.max(1)])?;
         self.block(self.remote.entry_in(dir, &path[slash + 1..]))?
-            .ok_or(Errno::ENOENT)
+            .ok_or(Errno::NOENT)
     }
 
     /// The node of directory `path` of the tree whose root is `root`: trees never
@@ -122,15 +128,15 @@ impl FvfsFs {
         if let Some(id) = lock(&self.dir_ids).get(&key) {
             return Ok(*id);
         }
-        let slash = path.iter().rposition(|b| *b == b'/').ok_or(Errno::EINVAL)?;
+        let slash = path.iter().rposition(|b| *b == b'/').ok_or(Errno::INVAL)?;
         let parent = self.dir_id(root, &path[..slash.max(1)])?;
         let entry = self
             .block(self.remote.entry_in(parent, &path[slash + 1..]))?
-            .ok_or(Errno::ENOENT)?;
+            .ok_or(Errno::NOENT)?;
         let id = match (entry.kind, entry.id) {
             (EntryKind::Dir, Some(id)) => id,
-            (EntryKind::Dir, None) => return Err(Errno::EIO),
-            _ => return Err(Errno::ENOTDIR),
+            (EntryKind::Dir, None) => return Err(Errno::IO),
+            _ => return Err(Errno::NOTDIR),
         };
         let mut ids = lock(&self.dir_ids);
         if ids.len() >= DIR_IDS {
@@ -142,10 +148,10 @@ impl FvfsFs {
 
     /// The view and path inode `ino` stands for now (ENOENT once it is no path).
     pub(super) fn locate(&self, ino: u64) -> Result<(View, Vec<u8>), Errno> {
-        lock(&self.inodes).locate(ino).ok_or(Errno::ENOENT)
+        lock(&self.inodes).locate(ino).ok_or(Errno::NOENT)
     }
 
-    pub(super) fn attr(&self, ino: u64, view: &View, entry: &Entry) -> FileAttr {
+    pub(super) fn attr(&self, ino: u64, view: &View, entry: &Entry) -> Attr {
         let nlink = match (entry.kind, entry.link) {
             (EntryKind::Dir, _) => 2,
             (_, Some(l)) => l.nlink,
@@ -166,31 +172,27 @@ impl FvfsFs {
         let ctime = meta
             .filter(|m| m.ctime_ns != 0)
             .map_or(t, |m| fvfs_node::system_time(m.ctime_ns));
-        FileAttr {
-            ino: INodeNo(ino),
+        Attr {
+            ino,
             size,
             blocks: size.div_ceil(512),
-            atime: t,
             mtime: t,
             ctime,
-            crtime: t,
-            kind: file_type(entry.kind),
+            kind: entry.kind,
             perm,
             nlink,
             uid: owner.0,
             gid: owner.1,
             rdev: meta.map_or(0, |m| m.rdev as u32),
-            flags: 0,
-            blksize: 4096,
         }
     }
 
     /// Attributes of `ino`: of its write-back if it is being written here (an unlinked
     /// one has no links), else of its entry in the tree.
-    pub(super) fn stat(&self, ino: u64) -> Result<FileAttr, Errno> {
+    pub(super) fn stat(&self, ino: u64) -> Result<Attr, Errno> {
         if let Some(wb) = self.writing.get(ino) {
             let w = lock(&wb);
-            let m = w.file.metadata().map_err(|_| Errno::EIO)?;
+            let m = w.file.metadata().map_err(|_| Errno::IO)?;
             let entry = Entry {
                 kind: EntryKind::File,
                 mode: w.attrs.mode,

@@ -1,0 +1,192 @@
+//! The inode table's unit tests.
+
+use super::*;
+
+fn path(t: &Inodes, ino: u64) -> Option<(View, String)> {
+    t.locate(ino)
+        .map(|(v, p)| (v, String::from_utf8(p).expect("utf-8")))
+}
+
+/// A forget of an inode's last incarnation can arrive between the listing that
+/// named it and the readdirplus reply handing it out: it is filed again under the
+/// same number, so the kernel never holds a number the table lacks.
+#[test]
+fn a_name_handed_out_after_its_forget_is_filed_again() {
+    let mut t = Inodes::new();
+    let d = t.child(ROOT, b"d", EntryKind::Dir, None, true);
+    let listed = t.child(d, b"f", EntryKind::File, None, true);
+    t.forget(listed, 1);
+    assert_eq!(t.locate(listed), None, "dropped");
+    let handed = t.hand_out(listed, d, b"f", EntryKind::File, None);
+    assert_eq!(handed, Some(listed));
+    assert_eq!(path(&t, listed), Some((View::Live, "/d/f".into())));
+    // It counts the lookup: one forget drops it again, not before.
+    assert_eq!(
+        t.hand_out(listed, d, b"f", EntryKind::File, None),
+        Some(listed)
+    );
+    t.forget(listed, 1);
+    assert!(t.locate(listed).is_some());
+    t.forget(listed, 1);
+    assert_eq!(t.locate(listed), None);
+}
+
+#[test]
+fn paths_follow_renames_of_any_directory_above() {
+    let mut t = Inodes::new();
+    let a = t.child(ROOT, b"a", EntryKind::Dir, None, true);
+    let b = t.child(a, b"b", EntryKind::Dir, None, true);
+    let f = t.child(b, b"f", EntryKind::File, None, true);
+    assert_eq!(path(&t, f), Some((View::Live, "/a/b/f".into())));
+    t.rename(ROOT, b"a", ROOT, b"z");
+    assert_eq!(path(&t, f), Some((View::Live, "/z/b/f".into())));
+    assert_eq!(t.known(ROOT, b"a"), None);
+    assert_eq!(t.known(ROOT, b"z"), Some(a));
+    // The same name of the same kind is the same inode; of another kind, a new one.
+    assert_eq!(t.child(b, b"f", EntryKind::File, None, true), f);
+    let d = t.child(b, b"f", EntryKind::Dir, None, true);
+    assert_ne!(d, f);
+    assert_eq!(path(&t, f), None);
+}
+
+#[test]
+fn unlinked_and_replaced_inodes_are_no_path() {
+    let mut t = Inodes::new();
+    let f = t.child(ROOT, b"f", EntryKind::File, None, true);
+    let g = t.child(ROOT, b"g", EntryKind::File, None, true);
+    t.rename(ROOT, b"g", ROOT, b"f");
+    assert_eq!(path(&t, f), None, "replaced by the rename");
+    assert_eq!(path(&t, g), Some((View::Live, "/f".into())));
+    t.detach(ROOT, b"f");
+    assert_eq!(path(&t, g), None);
+    // A new file of that name is a new inode.
+    assert_ne!(t.child(ROOT, b"f", EntryKind::File, None, true), g);
+}
+
+#[test]
+fn snapshots_are_views_of_their_own() {
+    let mut t = Inodes::new();
+    assert_eq!(path(&t, SNAPSHOTS), Some((View::SnapshotList, "/".into())));
+    let s = t.child(SNAPSHOTS, b"monday", EntryKind::Dir, None, true);
+    let f = t.child(s, b"f", EntryKind::File, None, true);
+    assert_eq!(
+        path(&t, f),
+        Some((View::Snapshot("monday".into()), "/f".into()))
+    );
+}
+
+#[test]
+fn a_forgotten_name_looked_up_again_keeps_its_number() {
+    let mut t = Inodes::new();
+    let a = t.child(ROOT, b"a", EntryKind::Dir, None, true);
+    let f = t.child(a, b"f", EntryKind::File, None, true);
+    t.forget(f, 1);
+    t.forget(a, 1);
+    assert_eq!(t.len(), 2);
+    let a2 = t.child(ROOT, b"a", EntryKind::Dir, None, true);
+    assert_eq!((a2, t.child(a2, b"f", EntryKind::File, None, true)), (a, f));
+    // A snapshot's file of the same path is another inode.
+    let s = t.child(SNAPSHOTS, b"monday", EntryKind::Dir, None, true);
+    let sa = t.child(s, b"a", EntryKind::Dir, None, true);
+    assert_ne!(t.child(sa, b"f", EntryKind::File, None, true), f);
+}
+
+#[test]
+fn forgotten_inodes_leave_the_table_and_their_parents_with_them() {
+    let mut t = Inodes::new();
+    let a = t.child(ROOT, b"a", EntryKind::Dir, None, true);
+    let mut files = Vec::new();
+    for i in 0..1000 {
+        files.push(t.child(a, format!("f{i}").as_bytes(), EntryKind::File, None, true));
+    }
+    // Named by a readdir only: dropped by the sweep.
+    let listed = t.child(a, b"listed", EntryKind::File, None, false);
+    t.sweep(&[listed]);
+    assert_eq!(t.known(a, b"listed"), None);
+    t.forget(a, 1);
+    assert_eq!(t.len(), 1003, "children keep their directory");
+    for f in &files {
+        t.forget(*f, 1);
+    }
+    assert_eq!(t.len(), 2, "only the roots stay");
+    assert_eq!(t.locate(a), None);
+}
+
+#[test]
+fn a_held_inode_outlives_its_lookups_and_its_name() {
+    let mut t = Inodes::new();
+    let a = t.child(ROOT, b"a", EntryKind::Dir, None, true);
+    let f = t.child(a, b"f", EntryKind::File, None, true);
+    t.hold(f);
+    t.forget(f, 1);
+    t.forget(a, 1);
+    assert_eq!(path(&t, f), Some((View::Live, "/a/f".into())));
+    t.detach(a, b"f");
+    assert_eq!(t.len(), 3, "the held file; its former parent is dropped");
+    t.release(f);
+    assert_eq!(t.len(), 2);
+}
+
+#[test]
+fn the_names_of_one_file_are_one_inode() {
+    let mut t = Inodes::new();
+    let a = t.child(ROOT, b"a", EntryKind::Dir, None, true);
+    let f = t.child(ROOT, b"f", EntryKind::File, Some(7), true);
+    assert_eq!(t.child(a, b"g", EntryKind::File, Some(7), true), f);
+    assert_eq!(t.known(a, b"g"), Some(f));
+    // A link made here adds a name to the inode.
+    let h = t.child(ROOT, b"h", EntryKind::File, None, true);
+    t.add_name(h, a, b"h2", 9);
+    assert_eq!(t.known(a, b"h2"), Some(h));
+    // The edge goes: another name takes its place.
+    t.detach(ROOT, b"f");
+    assert_eq!(path(&t, f), Some((View::Live, "/a/g".into())));
+    t.rename(a, b"g", ROOT, b"z");
+    assert_eq!(path(&t, f), Some((View::Live, "/z".into())));
+    // Forgotten, the inode and its other names leave, and free their folders.
+    t.forget(h, 2);
+    assert_eq!(t.known(a, b"h2"), None);
+    t.forget(f, 2);
+    t.forget(a, 1);
+    assert_eq!(t.len(), 2, "only the roots stay");
+}
+
+#[test]
+fn same_content_is_told_only_for_a_repeat() {
+    let mut t = Inodes::new();
+    let f = t.child(ROOT, b"f", EntryKind::File, None, true);
+    assert!(!t.same_content(f, [1; 32]));
+    assert!(t.same_content(f, [1; 32]));
+    t.content_unknown(f);
+    assert!(!t.same_content(f, [1; 32]));
+    assert!(t.same_content(f, [1; 32]));
+}
+
+#[test]
+fn content_is_pushed_only_into_an_inode_never_given_any() {
+    let mut t = Inodes::new();
+    let (f, g) = (
+        t.child(ROOT, b"f", EntryKind::File, None, true),
+        t.child(ROOT, b"g", EntryKind::File, None, true),
+    );
+    assert!(
+        !t.first_content(f, [1; 32]),
+        "handed out, not known to be read"
+    );
+    t.in_kernel(f);
+    t.in_kernel(g);
+    assert!(t.first_content(f, [1; 32]));
+    assert!(!t.first_content(f, [1; 32]), "pushed once");
+    assert!(t.same_content(f, [1; 32]), "an open keeps what was pushed");
+    t.content_unknown(g);
+    assert!(!t.first_content(g, [2; 32]), "written here: never pushed");
+    assert!(!t.first_content(99, [2; 32]), "not in the table");
+    t.forget(f, 1);
+    let f = t.child(ROOT, b"f", EntryKind::File, None, true);
+    assert!(!t.first_content(f, [3; 32]), "forgotten by the kernel");
+    t.in_kernel(f);
+    assert!(
+        t.first_content(f, [3; 32]),
+        "made again by the kernel: fresh"
+    );
+}
