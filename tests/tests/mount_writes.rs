@@ -331,6 +331,118 @@ fn two_mounts_writing_the_same_files_in_batches_keep_both_versions() {
     }
 }
 
+/// Runs `git ARGS` in `dir`, which must succeed; its output.
+fn git(dir: &Path, args: &[&str]) -> String {
+    run_ok(
+        Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["-c", "user.email=t@example.org", "-c", "user.name=t"])
+            .args(args),
+    )
+}
+
+/// The files and symlinks of a work tree (`.git` left out), each with its content's
+/// hash or its target.
+fn work_tree(root: &Path) -> BTreeMap<std::path::PathBuf, tree::Node> {
+    tree::snapshot(root)
+        .into_iter()
+        .filter(|(rel, node)| !rel.starts_with(".git") && !matches!(node, tree::Node::Dir { .. }))
+        .map(|(rel, node)| {
+            let node = match node {
+                tree::Node::File {
+                    content_hash, len, ..
+                } => tree::Node::File {
+                    mode: 0,
+                    mtime_ns: 0,
+                    content_hash,
+                    len,
+                },
+                tree::Node::Symlink { target, .. } => tree::Node::Symlink {
+                    target,
+                    mtime_ns: 0,
+                },
+                dir => dir,
+            };
+            (rel, node)
+        })
+        .collect()
+}
+
+/// The regular files under `dir`, outside `.git`, counted while a program changes
+/// them (what vanishes meanwhile is not counted).
+fn files_in(dir: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name() != ".git")
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => files_in(&e.path()),
+            Ok(t) if t.is_file() => 1,
+            _ => 0,
+        })
+        .sum()
+}
+
+#[test]
+fn a_mount_killed_during_a_git_clone_keeps_the_repository_whole() {
+    let work = tempfile::tempdir().unwrap();
+    let origin = work.path().join("origin");
+    tree::generate(&origin, 3000, 0);
+    git(&origin, &["init", "-q"]);
+    git(&origin, &["add", "-A"]);
+    git(&origin, &["commit", "-qm", "one"]);
+    let store = Fvfsd::new();
+    let d = serve(&store);
+    let (mnt, cache) = (work.path().join("mnt"), work.path().join("cache"));
+    let mut m = Mount::start(&d, &mnt, &cache, &[]);
+    let clone = m.path("clone");
+    let mut cloning = Command::new("git")
+        .args(["clone", "-q", "--no-local"])
+        .arg(&origin)
+        .arg(&clone)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed in the middle of the checkout: the pack, its index and the refs are
+    // written and closed, the work tree in part, files open.
+    until("the checkout under way", || {
+        clone.join(".git/HEAD").exists() && files_in(&clone) >= 300
+    });
+    assert!(
+        cloning.try_wait().unwrap().is_none(),
+        "git clone ended before the kill"
+    );
+    m.kill();
+    let cloned = cloning.wait().unwrap();
+    assert!(!cloned.success(), "git clone went on with its mount killed");
+
+    // The next mount on the cache commits what was closed: the objects are whole,
+    // and every file of the work tree there holds exactly what it should.
+    assert!(mount::umount(&mnt, &cache).success());
+    let m = Mount::start(&d, &mnt, &cache, &[]);
+    m.sync();
+    git(&clone, &["fsck", "--full", "--no-progress"]);
+    let want = work_tree(&origin);
+    let got = work_tree(&clone);
+    for (rel, node) in &got {
+        assert_eq!(Some(node), want.get(rel), "{}", rel.display());
+    }
+    eprintln!(
+        "killed with {} of {} work tree files checked out",
+        got.len(),
+        want.len()
+    );
+    assert!(got.len() < want.len(), "the checkout had ended");
+    // And the clone is finished as after a crash on a disk.
+    let _ = fs::remove_file(clone.join(".git/index.lock"));
+    git(&clone, &["reset", "-q", "--hard"]);
+    assert_eq!(git(&clone, &["status", "--porcelain"]), "");
+    assert_eq!(work_tree(&clone), want);
+}
+
 #[test]
 fn git_clone_and_cargo_build_work_on_the_mount() {
     let work = tempfile::tempdir().unwrap();
@@ -345,15 +457,6 @@ fn git_clone_and_cargo_build_work_on_the_mount() {
     // A repository of a few hundred files with history, cloned onto the mount.
     let origin = work.path().join("origin");
     tree::generate(&origin, 300, 0);
-    let git = |dir: &Path, args: &[&str]| {
-        run_ok(
-            Command::new("git")
-                .arg("-C")
-                .arg(dir)
-                .args(["-c", "user.email=t@example.org", "-c", "user.name=t"])
-                .args(args),
-        )
-    };
     git(&origin, &["init", "-q"]);
     git(&origin, &["add", "-A"]);
     git(&origin, &["commit", "-qm", "one"]);
