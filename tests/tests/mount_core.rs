@@ -295,3 +295,70 @@ fn two_cores_writing_one_file_keep_both_versions() {
     assert!(copy.starts_with("same (conflict from ") && copy.ends_with(").txt"));
     assert_eq!(d.has(&format!("/{copy}")).unwrap(), b"from core 1");
 }
+
+#[test]
+fn a_tree_removed_name_by_name_is_one_version_and_names_made_again_replace_nothing() {
+    let (store, rt) = (Fvfsd::new(), runtime());
+    let d = serve(&store);
+    let cache = tempfile::tempdir().unwrap();
+    let core = core_on(&d, &rt, cache.path());
+    let top = core.mkdir(ROOT, b"top", 0o755, me()).unwrap();
+    let mut dirs = Vec::new();
+    for i in 0..5 {
+        let dir = core
+            .mkdir(top.ino, format!("d{i}").as_bytes(), 0o755, me())
+            .unwrap();
+        for j in 0..40 {
+            write_file(
+                &core,
+                dir.ino,
+                &format!("f{j}"),
+                format!("{i}/{j}").as_bytes(),
+            );
+        }
+        dirs.push(dir);
+    }
+    write_file(&core, top.ino, "again.txt", b"old");
+    core.sync_all().unwrap();
+    let before = d.head();
+
+    // As rm -rf does it: every file, then each folder once it is empty.
+    assert_eq!(core.remove(top.ino, b"d0", true), Err(Errno::NOTEMPTY));
+    for (i, dir) in dirs.iter().enumerate() {
+        for j in 0..40 {
+            core.remove(dir.ino, format!("f{j}").as_bytes(), false)
+                .unwrap();
+        }
+        assert_eq!(names(&core, dir.ino), Vec::<String>::new());
+        assert_eq!(core.lookup(dir.ino, b"f3").err(), Some(Errno::NOENT));
+        core.remove(top.ino, format!("d{i}").as_bytes(), true)
+            .unwrap();
+    }
+    core.remove(top.ino, b"again.txt", false).unwrap();
+    // Names removed here made again: a folder and a file.
+    let d0 = core.mkdir(top.ino, b"d0", 0o700, me()).unwrap();
+    assert_eq!(
+        names(&core, d0.ino),
+        Vec::<String>::new(),
+        "nothing of the old d0"
+    );
+    write_file(&core, top.ino, "again.txt", b"new");
+    assert_eq!(names(&core, top.ino), ["again.txt", "d0"]);
+    assert_eq!(d.head(), before, "nothing committed yet");
+
+    core.sync_all().unwrap();
+    assert_eq!(
+        d.head(),
+        before + 1,
+        "205 removals and 2 new names in one version"
+    );
+    assert_eq!(d.has("/top/again.txt").unwrap(), b"new");
+    assert_eq!(d.has("/top/d1/f1"), None);
+    let ls = run_ok(&mut d.fvfsc(["ls", "/top"]));
+    let listed: Vec<&str> = ls.split_whitespace().collect();
+    assert_eq!(
+        listed,
+        ["again.txt", "d0/"],
+        "no conflict copy, no old folder"
+    );
+}

@@ -1,6 +1,6 @@
 //! Changes to the live tree made on a mount and not committed yet, besides file
-//! contents (which write-backs hold): new folders, symlinks and special files, and new
-//! attributes of entries. They are commit ops kept in order, each with the entry it
+//! contents (which write-backs hold): new folders, symlinks and special files, new
+//! attributes of entries, and removals. They are commit ops kept in order, each with the entry it
 //! makes its path show; the mount shows those entries over the tree, and the next batch
 //! commits the ops before the files closed with them, in one version.
 //!
@@ -17,8 +17,10 @@
 //!   committed, and removed once nothing is. A mount that was killed leaves it for the
 //!   next one ([`leftover_ops`]), which commits it before the files; a line cut short by
 //!   a power cut ends it.
-//! - Names that move or go (rename, unlink, rmdir, link) are never staged: they commit
-//!   everything staged first, so the paths of staged ops never move under them.
+//! - A removal (unlink, rmdir of an empty folder) is staged as the absence it makes its
+//!   path show, so that an `rm -rf` is a few versions; names that move (rename, link)
+//!   are never staged: they commit everything staged first, so the paths of staged ops
+//!   never move under them.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::{self, Write};
@@ -28,12 +30,13 @@ use std::time::SystemTime;
 use fvfs_api::commit::CommitOp;
 use fvfs_node::{Entry, EntryKind};
 
-/// A staged op, with the path whose entry it makes and that entry.
+/// A staged op, with the path whose entry it makes and that entry (`None`: it removes
+/// the path).
 #[derive(Clone, Debug)]
 struct Staged {
     op: CommitOp,
     path: Vec<u8>,
-    entry: Entry,
+    entry: Option<Entry>,
     /// It makes a new entry (not new attributes of one).
     made: bool,
 }
@@ -41,8 +44,8 @@ struct Staged {
 /// The changes a mount made that wait for a batch.
 pub struct Overlay {
     staged: Vec<Staged>,
-    /// The latest entry staged for each path.
-    shown: HashMap<Vec<u8>, Entry>,
+    /// The latest entry staged for each path (`None`: removed).
+    shown: HashMap<Vec<u8>, Option<Entry>>,
     /// The names staged in each folder.
     children: HashMap<Vec<u8>, BTreeSet<Vec<u8>>>,
     /// Folders made by ops not committed yet.
@@ -85,12 +88,12 @@ impl Overlay {
     }
 
     /// Stages `op`, which makes `path` show `entry` (named by its last component): a new
-    /// entry if `made`, else new attributes of what is there.
+    /// entry if `made`, else new attributes of what is there; `None`: `op` removes it.
     pub fn stage(
         &mut self,
         op: CommitOp,
         path: &[u8],
-        mut entry: Entry,
+        mut entry: Option<Entry>,
         made: bool,
     ) -> io::Result<()> {
         let mut line = serde_json::to_vec(&op)?;
@@ -100,7 +103,9 @@ impl Overlay {
             .append(true)
             .open(&self.journal)?
             .write_all(&line)?;
-        entry.name = split(path).1.to_vec();
+        if let Some(entry) = &mut entry {
+            entry.name = split(path).1.to_vec();
+        }
         self.since.get_or_insert_with(SystemTime::now);
         let staged = Staged {
             op,
@@ -110,8 +115,8 @@ impl Overlay {
         };
         self.show(&staged);
         // New attributes of the path the last op changed replace that op (a folder
-        // touched by every file renamed into it), unless it made the path or is being
-        // committed.
+        // touched by every file renamed into it), and so does its removal, unless the
+        // op made the path or is being committed.
         let replaceable = self.staged.len() > self.in_flight;
         match self.staged.last_mut() {
             Some(last) if replaceable && !made && !last.made && last.path == staged.path => {
@@ -124,8 +129,14 @@ impl Overlay {
 
     fn show(&mut self, s: &Staged) {
         let (path, entry) = (&s.path[..], &s.entry);
-        if s.made && entry.kind == EntryKind::Dir {
-            self.new_dirs.insert(path.to_vec());
+        match entry {
+            Some(e) if s.made && e.kind == EntryKind::Dir => {
+                self.new_dirs.insert(path.to_vec());
+            }
+            None => {
+                self.new_dirs.remove(path);
+            }
+            Some(_) => {}
         }
         let (dir, name) = split(path);
         self.children
@@ -137,14 +148,14 @@ impl Overlay {
 
     /// What `path` shows: `Some(Some((entry, new)))` if staged here (`new`: a folder
     /// made here, whose content is only what is staged in it; a folder that is not new
-    /// keeps the tree's content), `Some(None)` if it is below a new folder and not
-    /// staged (so it does not exist), `None` if the tree says.
+    /// keeps the tree's content), `Some(None)` if removed here or below a new folder and
+    /// not staged (so it does not exist), `None` if the tree says.
     pub fn get(&self, path: &[u8]) -> Option<Option<(&Entry, bool)>> {
         if self.shown.is_empty() {
             return None;
         }
         if let Some(e) = self.shown.get(path) {
-            return Some(Some((e, self.new_dirs.contains(path))));
+            return Some(e.as_ref().map(|e| (e, self.new_dirs.contains(path))));
         }
         let mut at = path;
         while at != b"/" {
@@ -156,13 +167,17 @@ impl Overlay {
         None
     }
 
-    /// The entries staged in folder `dir`.
-    pub fn children(&self, dir: &[u8]) -> Vec<Entry> {
+    /// The names staged in folder `dir`, each with the entry it shows (`None`:
+    /// removed here).
+    pub fn children(&self, dir: &[u8]) -> Vec<(Vec<u8>, Option<Entry>)> {
         let Some(names) = self.children.get(dir) else {
             return Vec::new();
         };
         (names.iter())
-            .filter_map(|n| self.shown.get(&fvfs_node::path::join(dir, n)).cloned())
+            .filter_map(|n| {
+                let shown = self.shown.get(&fvfs_node::path::join(dir, n))?;
+                Some((n.clone(), shown.clone()))
+            })
             .collect()
     }
 
@@ -280,17 +295,17 @@ mod tests {
         assert_eq!(o.get(b"/a"), None);
         for (path, mode) in [(&b"/a"[..], 0o755), (b"/a/b", 0o700), (b"/c", 0o755)] {
             let (op, entry) = mkdir(path, mode);
-            o.stage(op, path, entry, true).unwrap();
+            o.stage(op, path, Some(entry), true).unwrap();
         }
         // Shown, and what a new folder does not hold does not exist.
         assert_eq!(o.get(b"/a/b").unwrap().unwrap().0.mode, 0o700);
         assert_eq!(o.get(b"/a/b/x"), Some(None));
         assert_eq!(o.get(b"/elsewhere"), None);
-        let names: Vec<_> = o.children(b"/").into_iter().map(|e| e.name).collect();
+        let names: Vec<_> = o.children(b"/").into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, [b"a".to_vec(), b"c".to_vec()]);
         // A later change of a staged path shows the latest.
         let (op, entry) = mkdir(b"/a/b", 0o750);
-        o.stage(op, b"/a/b", entry, false).unwrap();
+        o.stage(op, b"/a/b", Some(entry), false).unwrap();
         let (b, new) = o.get(b"/a/b").unwrap().unwrap();
         assert_eq!((b.mode, new), (0o750, true));
         // Attributes of the same path again replace the last op, unless handed out.
@@ -298,10 +313,10 @@ mod tests {
         let before = count(&o);
         let _ = o.ops();
         let (op, entry) = mkdir(b"/a/b", 0o751);
-        o.stage(op, b"/a/b", entry, false).unwrap();
+        o.stage(op, b"/a/b", Some(entry), false).unwrap();
         assert_eq!(count(&o), before + 1, "the last op was handed out");
         let (op, entry) = mkdir(b"/a/b", 0o750);
-        o.stage(op, b"/a/b", entry, false).unwrap();
+        o.stage(op, b"/a/b", Some(entry), false).unwrap();
         assert_eq!(count(&o), before + 1, "replaced");
         // Journaled, in order (read as another process would).
         assert!(leftover_ops(staging.path(), o.journal())
@@ -332,6 +347,38 @@ mod tests {
         assert!(leftover_ops(staging.path(), Path::new("/"))
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn removals_hide_the_trees_names_until_made_again() {
+        let staging = tempfile::tempdir().unwrap();
+        let mut o = Overlay::new(staging.path());
+        let remove = |path: &[u8]| CommitOp::Remove {
+            path: encode_path(path),
+            recursive: false,
+        };
+        // Attributes of a path, then its removal: the removal replaces them.
+        let (op, entry) = mkdir(b"/t/d", 0o700);
+        o.stage(op, b"/t/d", Some(entry), false).unwrap();
+        o.stage(remove(b"/t/d"), b"/t/d", None, false).unwrap();
+        o.stage(remove(b"/t/f"), b"/t/f", None, false).unwrap();
+        assert_eq!(o.get(b"/t/f"), Some(None));
+        assert_eq!(o.get(b"/t/d"), Some(None));
+        assert_eq!(o.get(b"/t/g"), None, "the tree says");
+        let mut listed = o.children(b"/t");
+        listed.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(listed, [(b"d".to_vec(), None), (b"f".to_vec(), None)]);
+        assert_eq!(o.ops(), [remove(b"/t/d"), remove(b"/t/f")]);
+        // Made again: shown as new, and what the tree held in it is gone.
+        let (op, entry) = mkdir(b"/t/d", 0o755);
+        o.stage(op, b"/t/d", Some(entry), true).unwrap();
+        let (d, new) = o.get(b"/t/d").unwrap().unwrap();
+        assert_eq!((d.mode, new), (0o755, true));
+        assert_eq!(o.get(b"/t/d/old"), Some(None));
+        // Its removal committed, the new folder is still shown.
+        o.committed(2);
+        assert_eq!(o.get(b"/t/f"), None);
+        assert_eq!(o.get(b"/t/d").unwrap().unwrap().0.mode, 0o755);
     }
 
     #[test]

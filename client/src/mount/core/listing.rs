@@ -115,18 +115,23 @@ impl Core {
             }
         }
         // Entries staged here (new ones, or new attributes of listed ones) and files
-        // created here and not committed yet are listed too.
+        // created here and not committed yet are listed too; those removed here are not.
         if view == View::Live {
-            let mut staged: FastMap<Vec<u8>, Entry> = (lock(&self.commits.overlay).children(&path))
-                .into_iter()
-                .map(|e| (e.name.clone(), e))
-                .collect();
-            for (name, kind, link, at) in names.iter_mut() {
-                if let Some(e) = staged.remove(name.as_slice()) {
-                    (*kind, *link, *at) = (e.kind, e.link.map(|l| l.id), None);
-                }
-            }
-            let mut new: Vec<Entry> = staged.into_values().collect();
+            let mut staged: FastMap<Vec<u8>, Option<Entry>> = (lock(&self.commits.overlay)
+                .children(&path))
+            .into_iter()
+            .collect();
+            names.retain_mut(
+                |(name, kind, link, at)| match staged.remove(name.as_slice()) {
+                    Some(Some(e)) => {
+                        (*kind, *link, *at) = (e.kind, e.link.map(|l| l.id), None);
+                        true
+                    }
+                    Some(None) => false,
+                    None => true,
+                },
+            );
+            let mut new: Vec<Entry> = staged.into_values().flatten().collect();
             new.sort_by(|a, b| a.name.cmp(&b.name));
             names.extend(
                 new.into_iter()

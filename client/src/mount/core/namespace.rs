@@ -3,7 +3,8 @@
 //!
 //! # Invariants
 //! - Operations that move or remove names (rename, unlink, rmdir) hold the namespace
-//!   lock exclusively from the daemon's commit to the inode table's update; commits at
+//!   lock exclusively from staging their op (or the daemon's commit of it) to the inode
+//!   table's update; batches and commits at
 //!   an inode's path hold it shared from finding the path to the commit. So no commit
 //!   lands at a path its inode has just left (what brought removed files back).
 //! - Lock order: a write-back's lock, then the namespace lock, then the inode table.
@@ -41,6 +42,7 @@ impl Core {
         old: Option<&Entry>,
     ) -> Result<(), Errno> {
         let entry = match (&op, old) {
+            (CommitOp::Remove { .. }, _) => None,
             // New attributes of a folder: its node (and so its content) stays.
             (
                 CommitOp::Mkdir {
@@ -50,12 +52,12 @@ impl Core {
                     ..
                 },
                 Some(old),
-            ) if old.kind == EntryKind::Dir => Entry {
+            ) if old.kind == EntryKind::Dir => Some(Entry {
                 mode: *mode,
                 mtime_ns: *mtime_ns,
                 meta: meta.clone().map(Box::new),
                 ..old.clone()
-            },
+            }),
             (
                 CommitOp::Mkdir {
                     mode,
@@ -64,11 +66,11 @@ impl Core {
                     ..
                 },
                 _,
-            ) => Entry {
+            ) => Some(Entry {
                 meta: meta.clone().map(Box::new),
                 ..Entry::dir(*mode, *mtime_ns)
-            },
-            (op, _) => op.to_entry().ok().flatten().ok_or(Errno::IO)?.1,
+            }),
+            (op, _) => Some(op.to_entry().ok().flatten().ok_or(Errno::IO)?.1),
         };
         lock(&self.commits.overlay)
             .stage(op, path, entry, old.is_none())
@@ -184,17 +186,25 @@ impl Core {
             meta: Some(new_meta(owner, now)),
             link: None,
         };
+        let path = fpath::join(&dir, name);
+        // Removed here and not committed yet (or in a folder made here): what the
+        // daemon holds there now is gone by the time this file is committed.
+        let nothing_there = matches!(lock(&self.commits.overlay).get(&path), Some(None));
         self.pusher.writing(ino);
         let wb = self.writing.open(
             ino,
             attrs,
             || lock(&self.inodes).hold(ino),
             |w| {
-                // What the daemon holds there when the file is made here is what it
-                // replaces: asked now, answered while the file is written.
                 w.touch();
                 w.made_here = true;
-                let (remote, path) = (self.remote.clone(), fpath::join(&dir, name));
+                if nothing_there {
+                    w.base = Some(Expect::Absent);
+                    return Ok(());
+                }
+                // What the daemon holds there when the file is made here is what it
+                // replaces: asked now, answered while the file is written.
+                let remote = self.remote.clone();
                 let asked = async move { remote.replacing(path, Expect::Absent).await };
                 w.asked = Some(self.rt.spawn(asked));
                 Ok(())
@@ -271,17 +281,27 @@ impl Core {
         Ok(self.attr(ino, &view, &entry))
     }
 
-    /// Removes `name` from `parent` (a directory if `dir`, else anything else).
+    /// Removes `name` from `parent` (an empty directory if `dir`, else anything else):
+    /// shown at once, staged for the next batch.
     pub fn remove(&self, parent: u64, name: &[u8], dir: bool) -> Result<(), Errno> {
         check_name(name)?;
         let known = lock(&self.inodes).known(parent, name);
         let staged = known.and_then(|ino| Some((ino, self.writing.get(ino)?)));
-        // What is staged goes first, so that the daemon has what is removed (a file
-        // only written here and never committed is removed here alone).
-        let never_committed = staged.as_ref().is_some_and(|(_, wb)| lock(wb).made_here);
-        if !never_committed && !self.commits.commit_queued() {
+        // One name of a hard link goes at once (after what is staged): the others show
+        // the link count and change time the daemon gives them.
+        let linked = (self.locate(parent).ok())
+            .and_then(|(view, dir)| self.entry(&view, &fpath::join(&dir, name)).ok())
+            .is_some_and(|e| e.link.is_some());
+        if linked && !self.commits.commit_queued() {
             return Err(Errno::IO);
         }
+        // Files being written here (taken before the namespace lock, as the lock order
+        // wants): a folder holding one of them is not empty.
+        let writing = if dir {
+            self.writing.inodes()
+        } else {
+            Vec::new()
+        };
         {
             let _names = self.names.write().unwrap_or_else(|p| p.into_inner());
             let (view, parent_path) = self.locate(parent)?;
@@ -292,13 +312,20 @@ impl Core {
                     match (dir, entry.kind == EntryKind::Dir) {
                         (true, false) => return Err(Errno::NOTDIR),
                         (false, true) => return Err(Errno::ISDIR),
+                        (true, true) if !self.shows_nothing(&path, &entry, &writing)? => {
+                            return Err(Errno::NOTEMPTY)
+                        }
                         _ => {}
                     }
+                    tracing::debug!("remove {}", fpath::show(&path));
                     let op = CommitOp::Remove {
                         path: encode_path(&path),
                         recursive: false,
                     };
-                    self.commit("remove", vec![op])?;
+                    match linked && entry.link.is_some() {
+                        true => self.commit("remove", vec![op])?,
+                        false => self.stage(op, &path, Some(&entry))?,
+                    }
                 }
                 // A file created here and never committed: only here to remove.
                 Err(Errno::NOENT) if staged.is_some() && !dir => {}
@@ -318,6 +345,35 @@ impl Core {
             self.commits.drop_if_done(ino, &wb);
         }
         Ok(())
+    }
+
+    /// Whether folder `path` of the live tree (`entry`) shows nothing: no name of its
+    /// node left (all removed here), none staged in it, none of the files being written
+    /// here (`writing`) in it.
+    fn shows_nothing(&self, path: &[u8], entry: &Entry, writing: &[u64]) -> Result<bool, Errno> {
+        let names: Vec<Vec<u8>> = match entry.id {
+            Some(id) => (self.block(self.remote.dir(id))?.entries.iter())
+                .map(|e| fpath::join(path, &e.name))
+                .collect(),
+            None => Vec::new(),
+        };
+        {
+            let overlay = lock(&self.commits.overlay);
+            if names.iter().any(|n| !matches!(overlay.get(n), Some(None))) {
+                return Ok(false);
+            }
+            if overlay.children(path).iter().any(|(_, e)| e.is_some()) {
+                return Ok(false);
+            }
+        }
+        let inodes = lock(&self.inodes);
+        let in_it = |p: &[u8]| {
+            let cut = p.iter().rposition(|b| *b == b'/').unwrap_or(0);
+            &p[..cut.max(1)] == path
+        };
+        Ok(!writing
+            .iter()
+            .any(|ino| inodes.locate(*ino).is_some_and(|(_, p)| in_it(&p))))
     }
 
     /// Renames `name` in `parent` to `new_name` in `new_parent`, replacing what is
