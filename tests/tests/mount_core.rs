@@ -59,6 +59,17 @@ fn write_file(core: &Core, parent: u64, name: &str, content: &[u8]) -> u64 {
     attr.ino
 }
 
+/// Opens `ino` with O_TRUNC, writes `content` and closes it.
+fn rewrite(core: &Core, ino: u64, content: &[u8]) {
+    let fh = match core.open(ino, true, true).unwrap() {
+        Opened::Write(fh) => fh,
+        Opened::Read(_) => panic!("opened for writing"),
+    };
+    core.write(fh, 0, content).unwrap();
+    core.flush(fh).unwrap();
+    core.release(fh).unwrap();
+}
+
 /// The whole content of inode `ino` as an open for reading gives it.
 fn read_all(core: &Core, ino: u64) -> Vec<u8> {
     let fh = match core.open(ino, false, false).unwrap() {
@@ -361,4 +372,79 @@ fn a_tree_removed_name_by_name_is_one_version_and_names_made_again_replace_nothi
         ["again.txt", "d0/"],
         "no conflict copy, no old folder"
     );
+}
+
+#[test]
+fn files_renamed_one_by_one_are_one_version_and_keep_what_was_written_to_them() {
+    let (store, rt) = (Fvfsd::new(), runtime());
+    let d = serve(&store);
+    let cache = tempfile::tempdir().unwrap();
+    let core = core_on(&d, &rt, cache.path());
+    let inbox = core.mkdir(ROOT, b"inbox", 0o755, me()).unwrap();
+    for i in 0..30 {
+        write_file(
+            &core,
+            inbox.ino,
+            &format!("p{i}.jpg"),
+            format!("photo {i}").as_bytes(),
+        );
+    }
+    core.symlink(inbox.ino, b"latest", b"p29.jpg", me())
+        .unwrap();
+    core.sync_all().unwrap();
+    let before = d.head();
+
+    // Sorted into folders as a photo manager does; one file rewritten before its move
+    // (closed, waiting for the batch), another after.
+    let years = core.mkdir(ROOT, b"2026", 0o755, me()).unwrap();
+    let (p3, _) = core.lookup(inbox.ino, b"p3.jpg").unwrap();
+    rewrite(&core, p3.ino, b"edited photo 3");
+    for i in 0..30 {
+        let name = format!("p{i}.jpg");
+        core.rename(
+            inbox.ino,
+            name.as_bytes(),
+            years.ino,
+            name.as_bytes(),
+            false,
+        )
+        .unwrap();
+    }
+    core.rename(inbox.ino, b"latest", years.ino, b"latest", false)
+        .unwrap();
+    let (p4, _) = core.lookup(years.ino, b"p4.jpg").unwrap();
+    rewrite(&core, p4.ino, b"photo 4, new");
+    assert_eq!(
+        core.rename(years.ino, b"p5.jpg", ROOT, b"2026", false)
+            .err(),
+        Some(Errno::ISDIR)
+    );
+    assert_eq!(
+        core.rename(years.ino, b"p5.jpg", years.ino, b"p6.jpg", true)
+            .err(),
+        Some(Errno::EXIST)
+    );
+    assert_eq!(names(&core, inbox.ino), Vec::<String>::new());
+    assert_eq!(names(&core, years.ino).len(), 31);
+    let (moved, _) = core.lookup(years.ino, b"p7.jpg").unwrap();
+    assert_eq!(read_all(&core, moved.ino), b"photo 7");
+    assert_eq!(
+        core.readlink(core.lookup(years.ino, b"latest").unwrap().0.ino)
+            .unwrap(),
+        b"p29.jpg"
+    );
+    assert_eq!(d.head(), before, "nothing committed yet");
+
+    core.sync_all().unwrap();
+    assert_eq!(
+        d.head(),
+        before + 1,
+        "a folder, 31 renames and 2 rewrites in one version"
+    );
+    assert_eq!(d.has("/2026/p3.jpg").unwrap(), b"edited photo 3");
+    assert_eq!(d.has("/2026/p4.jpg").unwrap(), b"photo 4, new");
+    assert_eq!(d.has("/2026/p7.jpg").unwrap(), b"photo 7");
+    assert_eq!(d.has("/inbox/p7.jpg"), None);
+    let ls = run_ok(&mut d.fvfsc(["ls", "/2026"]));
+    assert_eq!(ls.split_whitespace().count(), 31, "{ls}");
 }

@@ -1,6 +1,6 @@
 //! Changes to the live tree made on a mount and not committed yet, besides file
 //! contents (which write-backs hold): new folders, symlinks and special files, new
-//! attributes of entries, and removals. They are commit ops kept in order, each with the entry it
+//! attributes of entries, removals, and renames of what is not a folder. They are commit ops kept in order, each with the entry it
 //! makes its path show; the mount shows those entries over the tree, and the next batch
 //! commits the ops before the files closed with them, in one version.
 //!
@@ -18,9 +18,11 @@
 //!   next one ([`leftover_ops`]), which commits it before the files; a line cut short by
 //!   a power cut ends it.
 //! - A removal (unlink, rmdir of an empty folder) is staged as the absence it makes its
-//!   path show, so that an `rm -rf` is a few versions; names that move (rename, link)
-//!   are never staged: they commit everything staged first, so the paths of staged ops
-//!   never move under them.
+//!   path show, and a rename of a file, symlink or special file as the entry it shows
+//!   at its new path and the absence at its old one ([`Overlay::stage_move`]), so that
+//!   an `rm -rf` or a folder of photos sorted by hand is one version. Folders and hard
+//!   links never move in the overlay: their renames and links commit everything staged
+//!   first, so the paths of staged ops never move under them.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::{self, Write};
@@ -39,6 +41,8 @@ struct Staged {
     entry: Option<Entry>,
     /// It makes a new entry (not new attributes of one).
     made: bool,
+    /// The path it leaves empty as well (a rename's source).
+    from: Option<Vec<u8>>,
 }
 
 /// The changes a mount made that wait for a batch.
@@ -96,24 +100,48 @@ impl Overlay {
         mut entry: Option<Entry>,
         made: bool,
     ) -> io::Result<()> {
-        let mut line = serde_json::to_vec(&op)?;
+        if let Some(entry) = &mut entry {
+            entry.name = split(path).1.to_vec();
+        }
+        self.push(Staged {
+            op,
+            path: path.to_vec(),
+            entry,
+            made,
+            from: None,
+        })
+    }
+
+    /// Stages `op`, which moves the entry at `from` (`entry`, not a folder) to `to`.
+    pub fn stage_move(
+        &mut self,
+        op: CommitOp,
+        from: &[u8],
+        to: &[u8],
+        mut entry: Entry,
+    ) -> io::Result<()> {
+        entry.name = split(to).1.to_vec();
+        self.push(Staged {
+            op,
+            path: to.to_vec(),
+            entry: Some(entry),
+            made: true,
+            from: Some(from.to_vec()),
+        })
+    }
+
+    /// Journals `staged`, then shows it.
+    fn push(&mut self, staged: Staged) -> io::Result<()> {
+        let mut line = serde_json::to_vec(&staged.op)?;
         line.push(b'\n');
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.journal)?
             .write_all(&line)?;
-        if let Some(entry) = &mut entry {
-            entry.name = split(path).1.to_vec();
-        }
         self.since.get_or_insert_with(SystemTime::now);
-        let staged = Staged {
-            op,
-            path: path.to_vec(),
-            entry,
-            made,
-        };
         self.show(&staged);
+        let made = staged.made;
         // New attributes of the path the last op changed replace that op (a folder
         // touched by every file renamed into it), and so does its removal, unless the
         // op made the path or is being committed.
@@ -128,6 +156,14 @@ impl Overlay {
     }
 
     fn show(&mut self, s: &Staged) {
+        if let Some(from) = &s.from {
+            let (dir, name) = split(from);
+            self.children
+                .entry(dir.to_vec())
+                .or_default()
+                .insert(name.to_vec());
+            self.shown.insert(from.clone(), None);
+        }
         let (path, entry) = (&s.path[..], &s.entry);
         match entry {
             Some(e) if s.made && e.kind == EntryKind::Dir => {

@@ -126,11 +126,12 @@ impl Core {
                 w.attrs = attrs_of(&entry);
                 let shown = Expect::Content(entry.content_key().to_hex());
                 // Kept content is what this write changes; a truncated file is replaced
-                // whole, over whatever the daemon holds now.
-                w.base = Some(if keep {
-                    shown
-                } else {
-                    self.block(self.remote.replacing(path.clone(), shown))
+                // whole, over whatever the daemon holds now (or will, once what is
+                // staged there is committed).
+                w.base = Some(match (keep, self.staged_base(&path)) {
+                    (true, _) => shown,
+                    (false, Some(staged)) => staged,
+                    (false, None) => self.block(self.remote.replacing(path.clone(), shown)),
                 });
                 if !keep {
                     w.dirty = true;
@@ -146,6 +147,20 @@ impl Core {
                 Ok(())
             },
         )
+    }
+
+    /// What a file committed at `path` replaces when a change of `path` is staged
+    /// (committed first, in the same batch): nothing if it removes the path (or the
+    /// path is in a folder made here), else the file it shows there; `None` when
+    /// nothing of `path` is staged (the daemon is asked).
+    fn staged_base(&self, path: &[u8]) -> Option<Expect> {
+        match lock(&self.commits.overlay).get(path)? {
+            None => Some(Expect::Absent),
+            Some((e, _)) if e.kind == EntryKind::File => {
+                Some(Expect::Content(e.content_key().to_hex()))
+            }
+            Some(_) => None,
+        }
     }
 
     /// One user of `ino`'s write-back is done, with `so_far` the outcome of its own
@@ -187,9 +202,7 @@ impl Core {
             link: None,
         };
         let path = fpath::join(&dir, name);
-        // Removed here and not committed yet (or in a folder made here): what the
-        // daemon holds there now is gone by the time this file is committed.
-        let nothing_there = matches!(lock(&self.commits.overlay).get(&path), Some(None));
+        let staged = self.staged_base(&path);
         self.pusher.writing(ino);
         let wb = self.writing.open(
             ino,
@@ -198,8 +211,8 @@ impl Core {
             |w| {
                 w.touch();
                 w.made_here = true;
-                if nothing_there {
-                    w.base = Some(Expect::Absent);
+                if staged.is_some() {
+                    w.base = staged;
                     return Ok(());
                 }
                 // What the daemon holds there when the file is made here is what it
@@ -394,7 +407,12 @@ impl Core {
                 return Ok(());
             }
         }
-        // Files closed and not committed yet go first, in the order things happened; a
+        let (from, to) = ((parent, name), (new_parent, new_name));
+        if self.rename_staged(source, from, to, no_replace)? {
+            return Ok(());
+        }
+        // Folders and hard links move at once. Files closed and not committed yet go
+        // first, in the order things happened; a
         // file still being written here is committed too, so that it exists to be moved.
         if !self.commits.commit_queued() {
             return Err(Errno::IO);
@@ -462,14 +480,82 @@ impl Core {
             if from_dir != to_dir {
                 self.touch_dir(&view, &from_dir)?;
             }
-            // What the daemon holds at the new name now is what the file replaces.
-            let remote = self.remote.clone();
-            let asked = async move { remote.replacing(to, Expect::Absent).await };
-            w.asked = Some(self.rt.spawn(asked));
+            // What the daemon holds at the new name now (or once what is staged there
+            // is committed) is what the file replaces.
+            if let Some(staged) = self.staged_base(&to) {
+                (w.asked, w.base) = (None, Some(staged));
+            } else {
+                let remote = self.remote.clone();
+                let asked = async move { remote.replacing(to, Expect::Absent).await };
+                w.asked = Some(self.rt.spawn(asked));
+            }
         }
         // Journaled again, under its new name.
         if w.queued.take().is_some() {
             self.commits.queue(ino, &mut w)?;
+        }
+        Ok(true)
+    }
+
+    /// Renames a file, symlink or special file of the tree (not a hard link) in the
+    /// overlay, staged for the next batch; the source inode's write-back, if any, goes
+    /// with it (journaled again under its new name). Whether it could: a folder, a hard
+    /// link, or a name taken by a file being written here move at once.
+    fn rename_staged(
+        &self,
+        source: Option<u64>,
+        (parent, name): (u64, &[u8]),
+        (new_parent, new_name): (u64, &[u8]),
+        no_replace: bool,
+    ) -> Result<bool, Errno> {
+        if lock(&self.inodes)
+            .known(new_parent, new_name)
+            .is_some_and(|t| self.writing.get(t).is_some())
+        {
+            return Ok(false);
+        }
+        let wb = source.and_then(|ino| Some((ino, self.writing.get(ino)?)));
+        let mut w = wb.as_ref().map(|(_, wb)| lock(wb));
+        // Made here and never committed: the daemon has nothing to move yet.
+        if w.as_ref().is_some_and(|w| w.made_here) {
+            return Ok(false);
+        }
+        {
+            let _names = self.names.write().unwrap_or_else(|p| p.into_inner());
+            let (view, from_dir) = self.locate(parent)?;
+            let (to_view, to_dir) = self.locate(new_parent)?;
+            self.writable(&view)?;
+            self.writable(&to_view)?;
+            let (from, to) = (fpath::join(&from_dir, name), fpath::join(&to_dir, new_name));
+            let moved = self.entry(&view, &from)?;
+            if moved.kind == EntryKind::Dir || moved.link.is_some() || from == to {
+                return Ok(false);
+            }
+            match self.entry(&to_view, &to) {
+                Ok(_) if no_replace => return Err(Errno::EXIST),
+                Ok(t) if t.kind == EntryKind::Dir => return Err(Errno::ISDIR),
+                Ok(t) if t.link.is_some() => return Ok(false),
+                Ok(_) | Err(Errno::NOENT) => {}
+                Err(e) => return Err(e),
+            }
+            tracing::debug!("rename {} to {}", fpath::show(&from), fpath::show(&to));
+            let op = CommitOp::Rename {
+                from: encode_path(&from),
+                to: encode_path(&to),
+            };
+            lock(&self.commits.overlay)
+                .stage_move(op, &from, &to, moved)
+                .map_err(|e| {
+                    tracing::warn!("cannot journal a rename of {}: {e}", fpath::show(&from));
+                    Errno::IO
+                })?;
+            lock(&self.inodes).rename(parent, name, new_parent, new_name);
+        }
+        self.commits.wake.queued(0);
+        if let (Some((ino, _)), Some(w)) = (&wb, w.as_mut()) {
+            if w.queued.take().is_some() {
+                self.commits.queue(*ino, w)?;
+            }
         }
         Ok(true)
     }
