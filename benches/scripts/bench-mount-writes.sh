@@ -5,7 +5,9 @@
 #    the whole share/doc;
 #  - cp -r and rsync -a of 10,000 small generated files (1-8 KiB, folders of 100);
 #  - git clone (--no-local: a pack, then a checkout) of a repository of those files;
-#  - rm -rf of the tree cp -r wrote (10,000 files in 100 folders);
+#  - git init, add and commit of the tree cp -r wrote (10,000 loose objects, each a
+#    temporary file linked to its name and unlinked);
+#  - rm -rf of that tree (10,000 files in 100 folders, and .git);
 #  - one 1 GiB file written with dd bs=1M (from a file in the page cache).
 # For fvfs, the time of the command (close() returns once a file is journaled in the
 # mount's cache) and the time until everything it wrote is committed on the daemon (the
@@ -69,11 +71,16 @@ w_cp() { cp -r "$work/small" "$1"; }
 w_rsync() { rsync -a --exclude .git "$work/small/" "$1"; }
 w_clone() { git clone -q --no-local "$work/small" "$1"; }
 w_dd() { mkdir "$1" && dd if="$work/big.bin" of="$1/big.bin" bs=1M status=none; }
+w_gitadd() { # the tree of this run's cp -r
+  git -C "$(dirname "$1")/cp-${1##*-}" init -q \
+    && git -C "$(dirname "$1")/cp-${1##*-}" add -A \
+    && git -C "$(dirname "$1")/cp-${1##*-}" -c user.email=b@x -c user.name=b commit -qm small
+}
 w_rm() { rm -rf "$(dirname "$1")/cp-${1##*-}"; } # the tree of this run's cp -r
 
 declare -A fv fs bd vs
 for r in $(seq 1 "$reps"); do
-  for w in docs2k docs cp rsync clone dd rm; do
+  for w in docs2k docs cp rsync clone dd gitadd rm; do
     bd[$w]+="$(elapsed "w_$w" "$work/mnt-bind/$w-$r") "
     before=$(head_version)
     t0=$(now)
@@ -102,7 +109,8 @@ row "untar share/doc ($(tar -tf "$work/docs.tar" | grep -vc '/$') entries, $(du 
 row "cp -r of 10,000 small files" cp
 row "rsync -a of 10,000 small files" rsync
 row "git clone --no-local of 10,000 files" clone
-row "rm -rf of the 10,000 files cp -r wrote" rm
+row "git init, add -A, commit of the 10,000 files cp -r wrote" gitadd
+row "rm -rf of them (and .git)" rm
 f=$(m "${fv[dd]}"); s=$(m "${fs[dd]}"); b=$(m "${bd[dd]}")
 printf '| dd bs=1M of 1 GiB | %.0f MB/s | %.0f MB/s | %.0f MB/s | %.2fx of bindfs MB/s | %s |\n' \
   "$(echo "1073.741824 / $f" | bc -l)" "$(echo "1073.741824 / $s" | bc -l)" "$(echo "1073.741824 / $b" | bc -l)" \

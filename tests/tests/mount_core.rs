@@ -448,3 +448,58 @@ fn files_renamed_one_by_one_are_one_version_and_keep_what_was_written_to_them() 
     let ls = run_ok(&mut d.fvfsc(["ls", "/2026"]));
     assert_eq!(ls.split_whitespace().count(), 31, "{ls}");
 }
+
+#[test]
+fn files_linked_before_their_batch_are_committed_with_every_name_in_it() {
+    let (store, rt) = (Fvfsd::new(), runtime());
+    let d = serve(&store);
+    let cache = tempfile::tempdir().unwrap();
+    let core = core_on(&d, &rt, cache.path());
+    let objects = core.mkdir(ROOT, b"objects", 0o755, me()).unwrap();
+    let before = d.head();
+    // As git writes loose objects: a temporary file, linked to its name, unlinked.
+    for i in 0..40 {
+        let tmp = write_file(
+            &core,
+            objects.ino,
+            "tmp_obj",
+            format!("object {i}").as_bytes(),
+        );
+        let name = format!("obj{i:02}");
+        let linked = core.link(tmp, objects.ino, name.as_bytes()).unwrap();
+        assert_eq!((linked.ino, linked.nlink), (tmp, 2));
+        assert_eq!(
+            core.link(tmp, objects.ino, name.as_bytes()).err(),
+            Some(Errno::EXIST)
+        );
+        core.remove(objects.ino, b"tmp_obj", false).unwrap();
+        assert_eq!(core.getattr(tmp, None).unwrap().0.nlink, 1);
+    }
+    // A file that keeps both names.
+    let kept = write_file(&core, ROOT, "a", b"two names");
+    core.link(kept, ROOT, b"b").unwrap();
+    assert_eq!(core.lookup(ROOT, b"b").unwrap().0.ino, kept);
+    assert_eq!(names(&core, ROOT), [".snapshots", "a", "b", "objects"]);
+    assert_eq!(names(&core, objects.ino).len(), 40);
+    assert_eq!(d.head(), before, "nothing committed yet");
+
+    core.sync_all().unwrap();
+    assert_eq!(
+        d.head(),
+        before + 1,
+        "40 objects and a linked file in one version"
+    );
+    for i in 0..40 {
+        let got = d.has(&format!("/objects/obj{i:02}"));
+        assert_eq!(got.unwrap(), format!("object {i}").as_bytes());
+    }
+    assert_eq!(d.has("/objects/tmp_obj"), None);
+    assert_eq!(d.has("/a").unwrap(), b"two names");
+    assert_eq!(d.has("/b").unwrap(), b"two names");
+    // And they are one file: a fresh core shows one inode with two links.
+    let fresh_cache = tempfile::tempdir().unwrap();
+    let fresh = core_on(&d, &rt, fresh_cache.path());
+    let (a, _) = fresh.lookup(ROOT, b"a").unwrap();
+    let (b, _) = fresh.lookup(ROOT, b"b").unwrap();
+    assert_eq!((a.ino, a.nlink), (b.ino, 2));
+}

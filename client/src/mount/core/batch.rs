@@ -24,7 +24,7 @@ use fvfs_api::commit::{CommitOp, Expect};
 use fvfs_cas::ChunkId;
 use fvfs_node::path as fpath;
 
-use super::commit::{refused_as_conflict, Committer};
+use super::commit::{link_ops, refused_as_conflict, Committer};
 use super::inodes::View;
 use super::writeback::WriteBack;
 use super::{block_on, lock};
@@ -262,11 +262,7 @@ impl Committer {
             let Some(q) = w.queued.filter(|q| w.dirty && q.gen == w.gen) else {
                 continue;
             };
-            let staged = Staged {
-                local: w.local().to_owned(),
-                attrs: w.attrs.clone(),
-                expect: w.base.clone(),
-            };
+            let staged = w.staged();
             let len = w.file.metadata().map_or(0, |m| m.len());
             drop(w);
             let (gen, since) = (q.gen, q.since);
@@ -349,6 +345,10 @@ impl Committer {
                 Ok((mut op, key)) => {
                     place(&mut op, &path);
                     ops.push(op);
+                    if w.made_here {
+                        // Names given to it here, linked once it is there.
+                        ops.extend(link_ops(&lock(&self.inodes).alias_paths(p.ino), &path));
+                    }
                     placed.push((i, path, key));
                 }
                 Err(e) => w.fail(&path, &e.into()),
@@ -367,12 +367,11 @@ impl Committer {
         let all_ops: Vec<CommitOp> = staged.into_iter().chain(ops).collect();
         match block_on(&self.rt, commit(&self.remote.api, message, all_ops.clone())) {
             Ok(version) => {
-                let mut touched = touched(&all_ops[..n]);
-                for (i, path, key) in placed {
+                let touched = touched(&all_ops);
+                for (i, _, key) in placed {
                     guards[i].base = Some(Expect::Content(key.to_hex()));
                     guards[i].committed(batch[i].gen);
                     lock(&self.inodes).content_unknown(batch[i].ino);
-                    touched.push(path);
                 }
                 let settled = self.settled(&version, touched);
                 lock(&self.overlay).committed(n);
@@ -393,11 +392,16 @@ impl Committer {
                     let w = &mut guards[i];
                     match self.put_here(&batch[i].staged, &path) {
                         Ok((version, touched, key)) => {
+                            let _ = self.settled(&version, touched);
                             if let Some(key) = key {
                                 w.base = Some(Expect::Content(key.to_hex()));
+                                if w.made_here {
+                                    if let Err(e) = self.link_names(batch[i].ino, &path) {
+                                        tracing::warn!("{e:#}");
+                                    }
+                                }
                             }
                             w.committed(batch[i].gen);
-                            let _ = self.settled(&version, touched);
                         }
                         Err(e) => w.fail(&path, &e),
                     }
@@ -514,7 +518,7 @@ impl Committer {
 }
 
 /// The paths `ops` change.
-fn touched(ops: &[CommitOp]) -> Vec<Vec<u8>> {
+pub(super) fn touched(ops: &[CommitOp]) -> Vec<Vec<u8>> {
     (ops.iter().flat_map(CommitOp::paths))
         .map(fvfs_api::path::decode_path)
         .collect()

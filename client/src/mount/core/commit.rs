@@ -19,14 +19,14 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 use fvfs_api::client::Failure;
-use fvfs_api::commit::Expect;
+use fvfs_api::commit::{CommitOp, Expect};
 use fvfs_api::views::VersionInfo;
 use fvfs_api::ErrorCode;
 use fvfs_cas::ChunkId;
 use fvfs_node::path as fpath;
 use rustix::io::Errno;
 
-use super::batch::Wake;
+use super::batch::{touched, Wake};
 use super::follow::LiveRoot;
 use super::inodes::{Inodes, View};
 use super::writeback::{Closed, Queued, WriteBack, Writing};
@@ -34,7 +34,19 @@ use super::{block_on, lock};
 use crate::mount::journal::{self, Record};
 use crate::mount::overlay::Overlay;
 use crate::mount::remote::{errno, Head, Remote};
-use crate::put::{put_file, Attrs, Staged};
+use crate::put::{commit, put_file, Attrs, Staged};
+
+/// Link ops giving the file at `path` the names `names` as well.
+pub(super) fn link_ops(names: &[Vec<u8>], path: &[u8]) -> Vec<CommitOp> {
+    let from = fvfs_api::path::encode_path(path);
+    (names.iter())
+        .map(|to| CommitOp::Link {
+            from: from.clone(),
+            to: fvfs_api::path::encode_path(to),
+            replace: false,
+        })
+        .collect()
+}
 
 /// Conflict copies tried under other names before giving up (then retried later).
 const CONFLICT_NAMES: u32 = 20;
@@ -196,20 +208,31 @@ impl Committer {
 
     fn commit(&self, ino: u64, w: &mut WriteBack, path: &[u8]) -> anyhow::Result<()> {
         w.settle_base(&self.rt);
-        let staged = Staged {
-            local: w.local().to_owned(),
-            attrs: w.attrs.clone(),
-            expect: w.base.clone(),
-        };
-        let (version, touched, key) = self.put_here(&staged, path)?;
+        let (version, touched, key) = self.put_here(&w.staged(), path)?;
         if let Some(key) = key {
             w.base = Some(Expect::Content(key.to_hex()));
         }
         self.settled(&version, touched)?;
+        if w.made_here && key.is_some() {
+            self.link_names(ino, path)?;
+        }
         w.committed(w.gen);
         // The next open must not trust what the kernel cached of the old content.
         lock(&self.inodes).content_unknown(ino);
         Ok(())
+    }
+
+    /// The other names inode `ino` was given here (link(2) of a file made here) as
+    /// links of `path`, where it was committed: one version, after the file's.
+    pub(super) fn link_names(&self, ino: u64, path: &[u8]) -> anyhow::Result<()> {
+        let ops = link_ops(&lock(&self.inodes).alias_paths(ino), path);
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let touched = touched(&ops);
+        let message = format!("link {}", fpath::show(path));
+        let version = block_on(&self.rt, commit(&self.remote.api, message, ops))?;
+        self.settled(&version, touched)
     }
 
     /// Commits `staged` at `path`, or beside it as a conflict copy if the path holds

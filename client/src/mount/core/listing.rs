@@ -159,7 +159,8 @@ impl Core {
             });
         }
         for staged in staged {
-            if let Some((parent, name)) = inodes.edge(staged) {
+            // Every name of it here (a file made here may have been linked here).
+            for (parent, name) in inodes.edges(staged) {
                 if parent == ino && !items.iter().any(|it| it.name == name) {
                     let (name, kind) = (name.to_vec(), EntryKind::File);
                     items.push(Item {

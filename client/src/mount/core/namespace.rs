@@ -11,12 +11,12 @@
 //!   Whoever holds the namespace lock takes no write-back's lock nor the write-back
 //!   map's.
 
-use std::sync::Arc;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use fvfs_api::commit::{CommitOp, Expect};
 use fvfs_api::path::{decode_path, encode_path};
-use fvfs_node::{path as fpath, Entry, EntryKind, Meta};
+use fvfs_node::{path as fpath, Entry, EntryKind, Link, Meta};
 use rustix::io::Errno;
 
 use super::inodes::View;
@@ -24,6 +24,10 @@ use super::view::Attr;
 use super::writeback::{Closed, WriteBack};
 use super::{check_name, lock, now_ns, Core};
 use crate::put::Attrs;
+
+/// Link ids this mount gives names linked here before the daemon gives them one,
+/// counted down from the top (the daemon draws its own at random).
+static LOCAL_LINKS: AtomicU64 = AtomicU64::new(u64::MAX);
 
 impl Core {
     pub(super) fn writable(&self, view: &View) -> Result<(), Errno> {
@@ -261,6 +265,11 @@ impl Core {
     /// and the inode is both names here.
     pub fn link(&self, ino: u64, parent: u64, name: &[u8]) -> Result<Attr, Errno> {
         check_name(name)?;
+        if let Some(wb) = self.writing.get(ino) {
+            if self.link_local(ino, &wb, parent, name)? {
+                return self.stat(ino);
+            }
+        }
         if !self.commits.commit_queued() {
             return Err(Errno::IO);
         }
@@ -292,6 +301,52 @@ impl Core {
         let id = entry.link.ok_or(Errno::IO)?.id;
         lock(&self.inodes).add_name(ino, parent, name, id);
         Ok(self.attr(ino, &view, &entry))
+    }
+
+    /// A second name for file `ino`, made here and never committed (git writes each
+    /// object so: a temporary file linked to its name, then unlinked), here alone: its
+    /// batch commits the file at one name and links the others
+    /// ([`super::commit::Committer::link_names`]). Whether it could (not once the file
+    /// was committed).
+    fn link_local(
+        &self,
+        ino: u64,
+        wb: &Arc<Mutex<WriteBack>>,
+        parent: u64,
+        name: &[u8],
+    ) -> Result<bool, Errno> {
+        let mut w = lock(wb);
+        if !w.made_here {
+            return Ok(false);
+        }
+        {
+            let _names = self.names.write().unwrap_or_else(|p| p.into_inner());
+            let (view, _) = self.locate(ino)?;
+            let (to_view, dir) = self.locate(parent)?;
+            self.writable(&to_view)?;
+            if view != to_view {
+                return Err(Errno::XDEV);
+            }
+            let to = fpath::join(&dir, name);
+            if lock(&self.inodes).known(parent, name).is_some() || self.entry(&view, &to).is_ok() {
+                return Err(Errno::EXIST);
+            }
+            // An id of this mount's own until the daemon gives the names one.
+            let id = LOCAL_LINKS.fetch_sub(1, Ordering::Relaxed);
+            let id = w.attrs.link.map_or(id, |l| l.id);
+            lock(&self.inodes).add_name(ino, parent, name, id);
+            let nlink = w.attrs.link.map_or(1, |l| l.nlink) + 1;
+            w.attrs.link = Some(Link { id, nlink });
+        }
+        // A new name changes the file's status.
+        if let Some(meta) = &mut w.attrs.meta {
+            meta.ctime_ns = now_ns();
+        }
+        w.touch();
+        if w.queued.take().is_some() {
+            self.commits.queue(ino, &mut w)?;
+        }
+        Ok(true)
     }
 
     /// Removes `name` from `parent` (an empty directory if `dir`, else anything else):
@@ -353,6 +408,20 @@ impl Core {
             if lock(&self.inodes).locate(ino).is_none() {
                 let gen = w.gen;
                 w.committed(gen);
+            } else if w.made_here {
+                // One of the names given here: one link fewer, journaled under the
+                // name left (it may have been the first).
+                w.attrs.link = w.attrs.link.filter(|l| l.nlink > 2).map(|l| Link {
+                    nlink: l.nlink - 1,
+                    ..l
+                });
+                if let Some(meta) = &mut w.attrs.meta {
+                    meta.ctime_ns = now_ns();
+                }
+                w.touch();
+                if w.queued.take().is_some() {
+                    self.commits.queue(ino, &mut w)?;
+                }
             }
             drop(w);
             self.commits.drop_if_done(ino, &wb);

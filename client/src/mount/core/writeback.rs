@@ -28,7 +28,7 @@ use fvfs_api::commit::Expect;
 use rustix::io::Errno;
 
 use super::lock;
-use crate::put::Attrs;
+use crate::put::{Attrs, Staged};
 
 /// Why a write-back is not committed yet.
 #[derive(Clone, Debug)]
@@ -309,6 +309,21 @@ impl WriteBack {
         self.users > 1
     }
 
+    /// What a commit of it sends: its file, its attributes (without the link of names
+    /// given here to a file the daemon has not seen: those are committed as links
+    /// after it, [`super::commit::Committer::link_names`]) and what it replaces.
+    pub fn staged(&self) -> Staged {
+        let mut attrs = self.attrs.clone();
+        if self.made_here {
+            attrs.link = None;
+        }
+        Staged {
+            local: self.local.clone(),
+            attrs,
+            expect: self.base.clone(),
+        }
+    }
+
     /// Marks a change (content or attributes) to commit.
     pub fn touch(&mut self) {
         self.dirty = true;
@@ -346,6 +361,10 @@ impl WriteBack {
 
     /// Committed as of change `gen`: clean if nothing changed since.
     pub fn committed(&mut self, gen: u64) {
+        if self.made_here {
+            // Names given here are links on the daemon now, with an id of its own.
+            self.attrs.link = None;
+        }
         self.made_here = false;
         if self.gen == gen {
             self.dirty = false;

@@ -339,6 +339,25 @@ impl Inodes {
         self.drop_unused(ino);
     }
 
+    /// Every name of `ino`: its edge, then its aliases (in no order).
+    pub fn edges(&self, ino: u64) -> Vec<(u64, &[u8])> {
+        let aliases = (self.aliases.iter())
+            .filter(|(_, i)| **i == ino)
+            .map(|((parent, name), _)| (*parent, &name[..]));
+        self.edge(ino).into_iter().chain(aliases).collect()
+    }
+
+    /// The live paths of `ino`'s other names (besides the one [`Self::locate`] gives).
+    pub fn alias_paths(&self, ino: u64) -> Vec<Vec<u8>> {
+        (self.aliases.iter())
+            .filter(|(_, i)| **i == ino)
+            .filter_map(|((parent, name), _)| match self.locate(*parent)? {
+                (View::Live, dir) => Some(fpath::join(&dir, name)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// One of the aliases of `ino`, if it has any.
     fn alias_of(&self, ino: u64) -> Option<(u64, Box<[u8]>)> {
         if !self.link_of.contains_key(&ino) {
