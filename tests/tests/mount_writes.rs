@@ -522,6 +522,8 @@ fn what_waits_for_a_daemon_that_is_down_survives_a_killed_mount() {
     std::os::unix::fs::symlink("inner.txt", m.path("made/link")).unwrap();
     fs::write(m.path("made/inner.txt"), b"written offline").unwrap();
     assert_eq!(fs::read(m.path("made/link")).unwrap(), b"written offline");
+    // A second name for the file, given before it was ever committed.
+    fs::hard_link(m.path("made/inner.txt"), m.path("made/hard.txt")).unwrap();
     // (fvfsc status itself fails: the daemon is down.)
     until("the mount says what waits", || {
         let out = Command::new(bin("fvfsc"))
@@ -537,8 +539,21 @@ fn what_waits_for_a_daemon_that_is_down_survives_a_killed_mount() {
     m.kill();
     let d = Daemon::start(&store, &addr, &["--no-mdns"]);
     assert!(mount::umount(&mnt, &cache).success());
-    let _m = Mount::start(&d, &mnt, &cache, &[]);
+    let m = Mount::start(&d, &mnt, &cache, &[]);
     assert_eq!(d.has("/made/inner.txt").unwrap(), b"written offline");
+    assert_eq!(d.has("/made/hard.txt").unwrap(), b"written offline");
+    {
+        use std::os::unix::fs::MetadataExt;
+        let (inner, hard) = (
+            fs::metadata(m.path("made/inner.txt")).unwrap(),
+            fs::metadata(m.path("made/hard.txt")).unwrap(),
+        );
+        assert_eq!(
+            (inner.ino(), inner.nlink()),
+            (hard.ino(), 2),
+            "one file, two names"
+        );
+    }
     let listed = run_ok(&mut d.fvfsc(["ls", "/", "--json"]));
     let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
     let made = (listed.as_array().unwrap().iter())

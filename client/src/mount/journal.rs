@@ -39,6 +39,10 @@ pub struct Record {
     pub blake3: String,
     /// When it was first queued (Unix seconds).
     pub since: i64,
+    /// Its other names (percent-encoded): a file made here and linked before it was
+    /// committed, linked after it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<String>,
 }
 
 impl PartialEq for Attrs {
@@ -116,6 +120,8 @@ fn parse(raw: &[u8]) -> Result<Option<Record>, String> {
 pub struct Leftover {
     pub staged: Staged,
     pub path: Vec<u8>,
+    /// Its other names, to link once it is committed.
+    pub also: Vec<Vec<u8>>,
     pub since: i64,
 }
 
@@ -197,6 +203,11 @@ fn adopt(local: &Path) -> Result<Option<Leftover>, String> {
             expect: rec.base,
         },
         path,
+        also: rec
+            .also
+            .iter()
+            .map(|p| fvfs_api::path::decode_path(p))
+            .collect(),
         since: rec.since,
     }))
 }
@@ -256,6 +267,7 @@ mod tests {
                 len: closed.len() as u64,
                 blake3: blake3::hash(closed).to_hex().to_string(),
                 since: 1_796_000_000,
+                also: Vec::new(),
             };
             write(&local, &rec).unwrap();
         }

@@ -209,12 +209,15 @@ impl Committer {
             journal::remove(&l.staged.local);
             let _ = std::fs::remove_file(&l.staged.local);
         };
+        // Names given to files before they were committed, linked in the same version.
+        for l in &placed {
+            ops.extend(link_ops(&l.also, &l.path));
+        }
         let message = format!("{} writes left by an earlier mount", placed.len());
-        match block_on(&self.rt, commit(&self.remote.api, message, ops)) {
+        match block_on(&self.rt, commit(&self.remote.api, message, ops.clone())) {
             Ok(version) => {
                 placed.iter().for_each(done);
-                let touched = placed.iter().map(|l| l.path.clone()).collect();
-                if let Err(e) = self.settled(&version, touched) {
+                if let Err(e) = self.settled(&version, touched(&ops)) {
                     tracing::warn!("{e:#}");
                 }
                 tracing::info!("committed {} writes left by an earlier mount", placed.len());
@@ -222,9 +225,14 @@ impl Committer {
             Err(e) if refused_as_conflict(&e) => {
                 for l in placed {
                     match self.put_here(&l.staged, &l.path) {
-                        Ok((version, touched, _)) => {
-                            done(&l);
+                        Ok((version, touched, key)) => {
                             let _ = self.settled(&version, touched);
+                            let links = link_ops(&l.also, &l.path);
+                            if key.is_some() {
+                                let what = format!("link {}", fpath::show(&l.path));
+                                self.commit_ops(what, &links, |_| {});
+                            }
+                            done(&l);
                         }
                         Err(e) => failed.push((l, format!("{e:#}"))),
                     }
@@ -430,7 +438,12 @@ impl Committer {
     /// in (or left out); whether all were. When the daemon refuses them (a folder where
     /// another device put a file meanwhile, say), each is tried on its own and one it
     /// refuses is left out, named in the log, so the rest is not held back for good.
-    fn commit_ops(&self, what: String, ops: &[CommitOp], mut done: impl FnMut(usize)) -> bool {
+    pub(super) fn commit_ops(
+        &self,
+        what: String,
+        ops: &[CommitOp],
+        mut done: impl FnMut(usize),
+    ) -> bool {
         if ops.is_empty() {
             return true;
         }
@@ -518,7 +531,7 @@ impl Committer {
 }
 
 /// The paths `ops` change.
-pub(super) fn touched(ops: &[CommitOp]) -> Vec<Vec<u8>> {
+fn touched(ops: &[CommitOp]) -> Vec<Vec<u8>> {
     (ops.iter().flat_map(CommitOp::paths))
         .map(fvfs_api::path::decode_path)
         .collect()

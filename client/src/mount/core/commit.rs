@@ -26,7 +26,7 @@ use fvfs_cas::ChunkId;
 use fvfs_node::path as fpath;
 use rustix::io::Errno;
 
-use super::batch::{touched, Wake};
+use super::batch::Wake;
 use super::follow::LiveRoot;
 use super::inodes::{Inodes, View};
 use super::writeback::{Closed, Queued, WriteBack, Writing};
@@ -34,7 +34,7 @@ use super::{block_on, lock};
 use crate::mount::journal::{self, Record};
 use crate::mount::overlay::Overlay;
 use crate::mount::remote::{errno, Head, Remote};
-use crate::put::{commit, put_file, Attrs, Staged};
+use crate::put::{put_file, Attrs, Staged};
 
 /// Link ops giving the file at `path` the names `names` as well.
 pub(super) fn link_ops(names: &[Vec<u8>], path: &[u8]) -> Vec<CommitOp> {
@@ -165,13 +165,23 @@ impl Committer {
         w.settle_base(&self.rt);
         let (len, hash) = w.content_hash().map_err(|_| Errno::IO)?;
         let since = w.queued.map_or_else(SystemTime::now, |q| q.since);
+        let staged = w.staged();
+        // The other names given here to a file made here, linked after it.
+        let also = match w.made_here {
+            true => lock(&self.inodes).alias_paths(ino),
+            false => Vec::new(),
+        };
         let record = Record {
             path: fvfs_api::path::encode_path(&path),
-            attrs: w.attrs.clone(),
-            base: w.base.clone(),
+            attrs: staged.attrs,
+            base: staged.expect,
             len,
             blake3: hash.to_hex().to_string(),
             since: crate::mount::waiting::unix_secs(since),
+            also: also
+                .iter()
+                .map(|p| fvfs_api::path::encode_path(p))
+                .collect(),
         };
         journal::write(w.local(), &record).map_err(|e| {
             tracing::warn!("cannot journal {}: {e}", fpath::show(&path));
@@ -229,10 +239,10 @@ impl Committer {
         if ops.is_empty() {
             return Ok(());
         }
-        let touched = touched(&ops);
-        let message = format!("link {}", fpath::show(path));
-        let version = block_on(&self.rt, commit(&self.remote.api, message, ops))?;
-        self.settled(&version, touched)
+        match self.commit_ops(format!("link {}", fpath::show(path)), &ops, |_| {}) {
+            true => Ok(()),
+            false => anyhow::bail!("linking the names of {}: no answer", fpath::show(path)),
+        }
     }
 
     /// Commits `staged` at `path`, or beside it as a conflict copy if the path holds
