@@ -7,7 +7,8 @@
 //! Its rooms: the inode table ([`inodes`]), the trees it shows ([`view`]), open files
 //! ([`handles`]), the read path ([`read`]), listings ([`listing`]), write-back files
 //! ([`writeback`]), their commits and conflicts ([`commit`]) in batches ([`batch`]),
-//! new entries ([`make`]) and other changes to the tree ([`namespace`], [`attrs`]),
+//! new entries ([`make`]) and other changes to the tree ([`namespace`], [`moves`],
+//! [`attrs`]),
 //! the follower of HEAD ([`follow`]) and the kernel's page cache filled ahead of a
 //! walk ([`push`]).
 //!
@@ -43,6 +44,7 @@ mod handles;
 mod inodes;
 mod listing;
 mod make;
+mod moves;
 mod namespace;
 mod push;
 mod read;
