@@ -10,6 +10,9 @@ use rustix::io::Errno;
 use super::inodes::View;
 use super::{dir_entry, lock, Core};
 
+/// The size every folder shows.
+const DIR_SIZE: u64 = 4096;
+
 /// Snapshots never change.
 const SNAPSHOT_TTL: Duration = Duration::from_secs(24 * 3600);
 
@@ -163,6 +166,10 @@ impl Core {
         }
         let size = match entry.kind {
             EntryKind::Symlink => entry.target.len() as u64,
+            // One size for every folder, as ext4 shows a small one: what the tree
+            // keeps for a folder is not known for one staged here, and a size that
+            // moves when a batch is committed tells tar the folder changed under it.
+            EntryKind::Dir => DIR_SIZE,
             _ => entry.size,
         };
         let t = fvfs_node::system_time(entry.mtime_ns);
