@@ -105,8 +105,11 @@ impl Core {
                     self.apply(&mut w.attrs, set)?;
                     w.touch();
                     // An open handle queues it as it closes (tar sets a file's owner,
-                    // mode and times before it closes it).
-                    match w.shared() {
+                    // mode and times before it closes it). One closed already is queued
+                    // again now: the other user may be only the kernel's release of that
+                    // close, still on its way, and an fsync of the folder meanwhile
+                    // must commit the file as it is now.
+                    match w.shared() && w.queued.is_none() {
                         true => Ok(()),
                         false => self.commits.queue(ino, &mut w),
                     }

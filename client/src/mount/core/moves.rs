@@ -16,10 +16,9 @@ use std::sync::{Arc, Mutex};
 
 use fvfs_api::commit::{CommitOp, Expect};
 use fvfs_api::path::encode_path;
-use fvfs_node::{path as fpath, Entry, EntryKind, Link, Meta};
+use fvfs_node::{path as fpath, Entry, EntryKind, Link};
 use rustix::io::Errno;
 
-use super::inodes::View;
 use super::view::Attr;
 use super::writeback::WriteBack;
 use super::{check_name, lock, now_ns, Core};
@@ -68,6 +67,7 @@ impl Core {
         let entry = self.entry(&view, &to)?;
         let id = entry.link.ok_or(Errno::IO)?.id;
         lock(&self.inodes).add_name(ino, parent, name, id);
+        self.touch_dir(&view, &dir);
         Ok(self.attr(ino, &view, &entry))
     }
 
@@ -105,6 +105,7 @@ impl Core {
             lock(&self.inodes).add_name(ino, parent, name, id);
             let nlink = w.attrs.link.map_or(1, |l| l.nlink) + 1;
             w.attrs.link = Some(Link { id, nlink });
+            self.touch_dir(&view, &dir);
         }
         // A new name changes the file's status.
         if let Some(meta) = &mut w.attrs.meta {
@@ -204,9 +205,9 @@ impl Core {
             lock(&self.inodes).rename(parent, name, new_parent, new_name);
             // The folders changed, as the daemon's rename would have marked them.
             let (_, from_dir) = self.locate(parent)?;
-            self.touch_dir(&view, &to_dir)?;
+            self.touch_dir(&view, &to_dir);
             if from_dir != to_dir {
-                self.touch_dir(&view, &from_dir)?;
+                self.touch_dir(&view, &from_dir);
             }
             // What the daemon holds at the new name now (or once what is staged there
             // is committed) is what the file replaces.
@@ -278,6 +279,10 @@ impl Core {
                     Errno::IO
                 })?;
             lock(&self.inodes).rename(parent, name, new_parent, new_name);
+            self.touch_dir(&view, &to_dir);
+            if from_dir != to_dir {
+                self.touch_dir(&view, &from_dir);
+            }
         }
         self.commits.wake.queued(0);
         if let (Some((ino, _)), Some(w)) = (&wb, w.as_mut()) {
@@ -286,22 +291,5 @@ impl Core {
             }
         }
         Ok(true)
-    }
-
-    /// Stages folder `dir`'s modification (and status change) time as now.
-    fn touch_dir(&self, view: &View, dir: &[u8]) -> Result<(), Errno> {
-        let entry = self.entry(view, dir)?;
-        let now = now_ns();
-        let meta = entry.meta.as_deref().map(|m| Meta {
-            ctime_ns: now,
-            ..m.clone()
-        });
-        let op = CommitOp::Mkdir {
-            path: encode_path(dir),
-            mode: entry.mode,
-            mtime_ns: now,
-            meta,
-        };
-        self.stage(op, dir, Some(&entry))
     }
 }

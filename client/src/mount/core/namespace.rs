@@ -224,7 +224,10 @@ impl Core {
             },
         );
         match wb {
-            Ok(wb) => Ok((ino, wb)),
+            Ok(wb) => {
+                self.touch_dir(&view, &dir);
+                Ok((ino, wb))
+            }
             Err(e) => {
                 lock(&self.inodes).forget(ino, 1);
                 Err(e)
@@ -251,6 +254,7 @@ impl Core {
         }
         tracing::debug!("{what} {}", fpath::show(&path));
         self.stage(op(&path)?, &path, None)?;
+        self.touch_dir(&view, &dir);
         let entry = self.entry(&view, &path)?;
         let link = entry.link.map(|l| l.id);
         let ino = lock(&self.inodes).child(parent, name, entry.kind, link, true);
@@ -308,6 +312,7 @@ impl Core {
                 Err(e) => return Err(e),
             }
             lock(&self.inodes).detach(parent, name);
+            self.touch_dir(&view, &parent_path);
         }
         // A write-back left with no name is committed nowhere: its journal record goes
         // now, so that no later mount brings the file back.
@@ -364,6 +369,34 @@ impl Core {
         Ok(!writing
             .iter()
             .any(|ino| inodes.locate(*ino).is_some_and(|(_, p)| in_it(&p))))
+    }
+
+    /// Stages folder `dir`'s modification (and status change) time as now: a name in
+    /// it was made, removed or moved (as a local file system moves them). Consecutive
+    /// touches of one folder are one op; the root keeps no times.
+    /// A folder whose times cannot be staged keeps them (logged): the change of a
+    /// name in it stands.
+    pub(super) fn touch_dir(&self, view: &View, dir: &[u8]) {
+        if dir == b"/" {
+            return;
+        }
+        let Ok(entry) = self.entry(view, dir) else {
+            return;
+        };
+        let now = now_ns();
+        let meta = entry.meta.as_deref().map(|m| Meta {
+            ctime_ns: now,
+            ..m.clone()
+        });
+        let op = CommitOp::Mkdir {
+            path: encode_path(dir),
+            mode: entry.mode,
+            mtime_ns: now,
+            meta,
+        };
+        if let Err(e) = self.stage(op, dir, Some(&entry)) {
+            tracing::warn!("the times of {} stay: {e}", fpath::show(dir));
+        }
     }
 }
 
