@@ -8,6 +8,11 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/fvfs/target}"
 
 scripts/install-deps.sh
+# pjdfstest, the POSIX file-system suite run on a mount (tests/tests/pjdfstest.rs), built
+# once (~2 min) into a cache folder that later runs reuse.
+tools="$HOME/.cache/fvfs/tools"
+[ -x "$tools/bin/pjdfstest" ] || cargo install pjdfstest --version 0.2.2 --locked --root "$tools"
+export PJDFSTEST="$tools/bin/pjdfstest"
 # The real binaries, among them fvfs-garage, which installs and runs Garage.
 cargo build --workspace --bins --locked
 garage="$CARGO_TARGET_DIR/debug/fvfs-garage"

@@ -95,6 +95,13 @@ impl Core {
                     let failed = self.close_write(ino, &wb, Err(Errno::IO));
                     return Err(failed.err().unwrap_or(Errno::IO));
                 }
+                // Truncated by the open: its times move now, as on a local disk.
+                let now = now_ns();
+                w.attrs.mtime_ns = now;
+                if let Some(meta) = &mut w.attrs.meta {
+                    meta.ctime_ns = now;
+                }
+                w.touch();
             }
             return Ok(Opened::Write(self.handle(Handle::Write { ino, wb })));
         }
