@@ -49,8 +49,10 @@ for i in range(10000):
     with open(os.path.join(d, f"f{i:05}.txt"), "wb") as f:
         f.write(body)
 EOF
-git -C "$work/small" init -q && git -C "$work/small" add -A \
-  && git -C "$work/small" -c user.email=b@x -c user.name=b commit -qm small
+# The repository git clone reads, kept beside the files (cp -r copies no .git).
+small_git=(git --git-dir="$work/small.git" --work-tree="$work/small")
+"${small_git[@]}" init -q && "${small_git[@]}" add -A \
+  && "${small_git[@]}" -c user.email=b@x -c user.name=b commit -qm small
 head -c 1G /dev/urandom >"$work/big.bin"
 cat "$work"/*.tar "$work/big.bin" >/dev/null
 
@@ -69,7 +71,7 @@ w_docs2k() { mkdir "$1" && tar -xf "$work/docs2k.tar" -C "$1"; }
 w_docs() { mkdir "$1" && tar -xf "$work/docs.tar" -C "$1"; }
 w_cp() { cp -r "$work/small" "$1"; }
 w_rsync() { rsync -a --exclude .git "$work/small/" "$1"; }
-w_clone() { git clone -q --no-local "$work/small" "$1"; }
+w_clone() { git clone -q --no-local "$work/small.git" "$1"; }
 w_dd() { mkdir "$1" && dd if="$work/big.bin" of="$1/big.bin" bs=1M status=none; }
 w_gitadd() { # the tree of this run's cp -r
   git -C "$(dirname "$1")/cp-${1##*-}" init -q \
