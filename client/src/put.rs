@@ -536,8 +536,12 @@ pub async fn put_file(
 /// Rounds of a write whose commit the daemon refused because a collection freed a
 /// chunk it named (`missing_chunks`): the daemon said it had the chunk, then a
 /// collection took it (unreachable and older than the grace) before the commit. Each
-/// round asks again which chunks the daemon lacks and sends those.
-const ROUNDS_AFTER_COLLECTION: usize = 5;
+/// round asks again which chunks the daemon lacks and sends those, after a pause that
+/// doubles from [`FIRST_PAUSE`]: rounds in quick succession all fell inside one
+/// collection (a file written with the content of one just removed, while collections
+/// ran back to back), and the next one must land after it.
+const ROUNDS_AFTER_COLLECTION: usize = 8;
+const FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
 
 async fn resend_if_collected<T, F>(attempt: impl Fn() -> F) -> Result<T>
 where
@@ -548,6 +552,7 @@ where
         match attempt().await {
             Err(e) if round < ROUNDS_AFTER_COLLECTION && collected(&e) => {
                 tracing::info!("a collection freed content this write named; sending again");
+                tokio::time::sleep(FIRST_PAUSE * (1 << (round - 1))).await;
                 round += 1;
             }
             result => return result,
