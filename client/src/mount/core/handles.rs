@@ -207,14 +207,19 @@ impl Core {
             Some(Handle::Read(..) | Handle::ByKernel { .. }) => return Ok(()),
             None => return Err(Errno::BADF),
         };
-        if at_once && !self.commits.commit_queued() {
+        self.commits.queue(ino, &mut lock(&wb))?;
+        if !at_once {
+            return Ok(());
+        }
+        // fsync: the file joins what waits, and all of it is committed now, in one
+        // version (a removal staged before it and the file are one commit, so content
+        // they share is never unreachable in between for a collection to take).
+        if !self.commits.commit_queued() {
             return Err(Errno::IO);
         }
+        // Whatever the batch left (changed since, or refused): at once, on its own.
         let mut w = lock(&wb);
-        match at_once {
-            true => self.write_back(ino, &mut w),
-            false => self.commits.queue(ino, &mut w),
-        }
+        self.write_back(ino, &mut w)
     }
 
     /// The last descriptor of `fh` is closed: a write-back is queued (and let go by
