@@ -39,6 +39,8 @@ pub struct Options {
     pub dry_run: bool,
     /// Records touched (written or read) this recently are kept.
     pub grace_secs: i64,
+    /// Chunks promised to clients this recently are kept for their commits.
+    pub in_flight_secs: i64,
     /// S3 packs whose live share is under this (0..1) are rewritten.
     pub compact_below: f64,
     /// Also recompress every local and NAS segment not dense yet
@@ -63,6 +65,7 @@ pub async fn collect(
             &lock,
             |versions| opts.retention.keep(versions, &named),
             opts.grace_secs,
+            opts.in_flight_secs,
             opts.dry_run,
         )
         .await?
@@ -138,7 +141,7 @@ pub async fn finish_interrupted(repo: &Repo, tiers: &[Tier]) -> Result<u64, Mani
         let lock = repo.lock().await;
         let everything =
             |versions: &[fvfs_manifest::Version]| versions.iter().map(|v| v.number).collect();
-        repo.gc_begin(&lock, everything, 0, true).await?
+        repo.gc_begin(&lock, everything, 0, 0, true).await?
     };
     let leftover = repo.gc_tombstones(&session)?;
     let mut report = GcReport::default();

@@ -156,6 +156,7 @@ impl Fixture {
             },
             dry_run: false,
             grace_secs: 0,
+            in_flight_secs: 0,
             compact_below: 0.0,
             recompress: false,
             offline: true,

@@ -348,7 +348,7 @@ async fn gc_never_condemns_what_a_writer_still_relies_on() {
     let keep_all = |v: &[Version]| v.iter().map(|v| v.number).collect();
     {
         let lock = f.repo.lock().await;
-        let session = f.repo.gc_begin(&lock, keep_all, 0, false).await.unwrap();
+        let session = f.repo.gc_begin(&lock, keep_all, 0, 0, false).await.unwrap();
         drop(lock);
         let condemned = f.repo.gc_condemn(&session, &[id]).await.unwrap();
         assert!(condemned.chunks.is_empty(), "A still relies on it");
@@ -356,7 +356,7 @@ async fn gc_never_condemns_what_a_writer_still_relies_on() {
     f.repo.checkpoint(&a).await.unwrap();
     {
         let lock = f.repo.lock().await;
-        let session = f.repo.gc_begin(&lock, keep_all, 0, false).await.unwrap();
+        let session = f.repo.gc_begin(&lock, keep_all, 0, 0, false).await.unwrap();
         drop(lock);
         // A writer asking about it during the collection protects it.
         assert!(f.repo.knows(&Pending::default(), &id).unwrap());
@@ -369,13 +369,74 @@ async fn gc_never_condemns_what_a_writer_still_relies_on() {
             .is_empty());
     }
     let lock = f.repo.lock().await;
-    let session = f.repo.gc_begin(&lock, keep_all, 0, false).await.unwrap();
+    let session = f.repo.gc_begin(&lock, keep_all, 0, 0, false).await.unwrap();
     drop(lock);
     let condemned = f.repo.gc_condemn(&session, &[id]).await.unwrap();
     assert_eq!(condemned.chunks.len(), 1);
     assert!(f.repo.chunk_record(&id).unwrap().is_none());
     f.repo.gc_buried(&[id]).unwrap();
     assert!(!f.repo.gc_interrupted().unwrap());
+}
+
+/// A chunk promised to a client (answered "stored", for a commit still to come) is
+/// never condemned while its promise holds, whatever the grace period: not by a
+/// collection that starts after the answer, nor by the next one; a commit that arrived
+/// after the promise and named it keeps it, and then it is garbage like any other. A
+/// promise taken back, or older than the in-flight window, protects nothing.
+#[tokio::test]
+async fn gc_spares_what_a_client_was_promised_until_its_commit() {
+    let f = fixture();
+    let pending = Pending::default();
+    let id = f
+        .repo
+        .put_chunk(&pending, b"old garbage", ChunkKind::Data)
+        .await
+        .unwrap();
+    f.repo.checkpoint(&pending).await.unwrap();
+    let repo = &f.repo;
+    let condemn = |in_flight| async move {
+        let keep_all = |v: &[Version]| v.iter().map(|v| v.number).collect();
+        let lock = repo.lock().await;
+        let session = repo
+            .gc_begin(&lock, keep_all, 0, in_flight, false)
+            .await
+            .unwrap();
+        drop(lock);
+        repo.gc_condemn(&session, &[id]).await.unwrap().chunks.len()
+    };
+    // Answered while no collection runs: still spared by the two that follow.
+    let promise = f.repo.promise(&[id]);
+    assert!(f.repo.knows(&Pending::default(), &id).unwrap());
+    assert_eq!(condemn(3600).await, 0);
+    assert_eq!(condemn(3600).await, 0);
+    // A commit that arrived before the promise does not keep it; one after does.
+    f.repo.promises_kept(promise - 1, [id].iter());
+    assert_eq!(condemn(3600).await, 0);
+    let mark = f.repo.promise_mark();
+    f.repo.promises_kept(mark, [id].iter());
+    // Another promise, taken back (the id was answered "not there"): nothing kept.
+    let other = f.repo.promise(&[id]);
+    f.repo.unpromise(other - 1, [id].iter());
+    assert_eq!(condemn(3600).await, 0, "only its own number takes it back");
+    f.repo.unpromise(other, [id].iter());
+    assert_eq!(condemn(3600).await, 1);
+    f.repo.gc_buried(&[id]).unwrap();
+    // And a window of 0 breaks every promise.
+    let id = f
+        .repo
+        .put_chunk(&pending, b"more garbage", ChunkKind::Data)
+        .await
+        .unwrap();
+    f.repo.checkpoint(&pending).await.unwrap();
+    f.repo.promise(&[id]);
+    let lock = repo.lock().await;
+    let keep_all = |v: &[Version]| v.iter().map(|v| v.number).collect();
+    let session = repo.gc_begin(&lock, keep_all, 0, 0, false).await.unwrap();
+    drop(lock);
+    assert_eq!(
+        repo.gc_condemn(&session, &[id]).await.unwrap().chunks.len(),
+        1
+    );
 }
 
 /// Edits of a directory large enough to be split, over several commits: after each,

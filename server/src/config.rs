@@ -178,6 +178,10 @@ pub struct Gc {
     pub keep_weekly: Option<u64>,
     #[serde(default = "default_grace")]
     pub grace_secs: i64,
+    /// Chunks promised to a client (answered "stored", or uploaded) are kept this long
+    /// for the commit that names them.
+    #[serde(default = "default_grace")]
+    pub in_flight_secs: i64,
     /// S3 packs whose live share fell under this fraction are rewritten.
     #[serde(default = "default_compact")]
     pub compact_below: f64,
@@ -194,6 +198,7 @@ impl Default for Gc {
             keep_daily: None,
             keep_weekly: None,
             grace_secs: default_grace(),
+            in_flight_secs: default_grace(),
             compact_below: default_compact(),
             recompress_idle_secs: default_recompress_idle(),
         }
@@ -211,6 +216,7 @@ impl Gc {
             },
             dry_run: args.dry_run,
             grace_secs: args.grace_secs.unwrap_or(self.grace_secs),
+            in_flight_secs: args.in_flight_secs.unwrap_or(self.in_flight_secs),
             compact_below: self.compact_below.clamp(0.0, 1.0),
             recompress: args.recompress,
             offline,

@@ -468,8 +468,13 @@ fn uploads_never_committed_are_kept_through_the_grace_period_then_collected() {
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("JSON body"), "{body}");
     assert_eq!(held(&d), 200);
-    // Past it, collected on every tier; what the tree names stays.
+    // Past it, but still promised to the client that uploaded it, for the commit it
+    // may still send (the in-flight window, default an hour): kept.
     let report = post_json(&d, "/v1/admin/gc?grace_secs=0");
+    assert_eq!(u(&report, "chunks_freed"), 0, "{report}");
+    assert_eq!(held(&d), 200);
+    // Past both, collected on every tier; what the tree names stays.
+    let report = post_json(&d, "/v1/admin/gc?grace_secs=0&in_flight_secs=0");
     assert_eq!(u(&report, "chunks_freed"), 1, "{report}");
     assert_eq!(held(&d), 404);
     assert_eq!(u(&status(&d), "chunks"), chunks - 1);

@@ -43,7 +43,11 @@ async fn record(f: &Fixture, data: &[u8]) -> ChunkId {
 async fn collect(f: &Fixture, ids: &[ChunkId]) -> Vec<u64> {
     let lock = f.repo.lock().await;
     let keep_none = |_: &[Version]| Default::default();
-    let session = f.repo.gc_begin(&lock, keep_none, 0, false).await.unwrap();
+    let session = f
+        .repo
+        .gc_begin(&lock, keep_none, 0, 0, false)
+        .await
+        .unwrap();
     drop(lock);
     let condemned = f.repo.gc_condemn(&session, ids).await.unwrap();
     assert_eq!(condemned.chunks.len(), ids.len());
@@ -155,7 +159,7 @@ async fn a_copy_a_collection_deleted_is_never_confirmed() {
     {
         let lock = f.repo.lock().await;
         let keep_all = |v: &[Version]| v.iter().map(|v| v.number).collect();
-        let session = f.repo.gc_begin(&lock, keep_all, 0, false).await.unwrap();
+        let session = f.repo.gc_begin(&lock, keep_all, 0, 0, false).await.unwrap();
         drop(lock);
         let condemned = f.repo.gc_condemn(&session, &[id]).await.unwrap();
         assert_eq!(condemned.chunks.len(), 1);

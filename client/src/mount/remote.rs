@@ -11,7 +11,7 @@ use futures::FutureExt;
 use fvfs_api::batch;
 use fvfs_api::client::{full, Api, Failure};
 use fvfs_api::commit::{CommitOp, Expect};
-use fvfs_api::reports::{Ids, MAX_READ_IDS};
+use fvfs_api::reports::{Ids, Meta, MAX_READ_IDS};
 use fvfs_api::views::{SnapshotInfo, VersionInfo};
 use fvfs_api::ErrorCode;
 use fvfs_cas::{frame, ChunkId};
@@ -480,14 +480,25 @@ impl Remote {
     }
 
     /// What a write that replaces the whole file at `path` may replace: what `path`
-    /// holds in the daemon's HEAD now (a mount's view may be a second behind); while
-    /// the daemon does not answer, what the mount shows (`shown`).
+    /// holds in the daemon's HEAD now (a mount's view may be a second behind), named
+    /// by content (a version number would do only until a collection drops that
+    /// version, and then every such write would be a conflict); while the daemon does
+    /// not answer, what the mount shows (`shown`).
     pub async fn replacing(&self, path: Vec<u8>, shown: Expect) -> Expect {
-        match self.version("HEAD").await {
-            Ok(Some(head)) => Expect::Unchanged {
-                since: head.number,
-                path: fvfs_api::path::encode_path(&path),
+        let encoded = fvfs_api::path::encode_path(&path);
+        let route = format!("/v1/meta{encoded}");
+        match tokio::time::timeout(TIMEOUT, self.api.get::<Meta>(&route)).await {
+            Ok(Ok(Meta {
+                content: Some(c), ..
+            })) => Expect::Content(fvfs_node::content_key(c.id, &c.chunks).to_hex()),
+            // A folder, a link or a special file: it must stay what it is.
+            Ok(Ok(meta)) => Expect::Unchanged {
+                since: meta.version,
+                path: encoded,
             },
+            Ok(Err(Failure::Refused { status, .. })) if status == StatusCode::NOT_FOUND => {
+                Expect::Absent
+            }
             _ => shown,
         }
     }

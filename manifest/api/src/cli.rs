@@ -150,6 +150,11 @@ pub struct GcArgs {
     /// `[gc] grace_secs`, 3600), for writes still on their way to a commit.
     #[arg(long, value_name = "SECS")]
     pub grace_secs: Option<i64>,
+    /// Keep chunks a client was told are stored, or uploaded, in the last SECS seconds
+    /// until the commit that names them (default: `[gc] in_flight_secs`, 3600); 0
+    /// refuses every write in flight.
+    #[arg(long, value_name = "SECS")]
+    pub in_flight_secs: Option<i64>,
     /// Also rewrite the local and NAS segments' frames at a denser zstd level (about 10%
     /// less on source trees; minutes of CPU on a large store, once; the daemon does
     /// it by itself while idle, see `[gc] recompress_idle_secs`).

@@ -23,6 +23,15 @@
 //!   the entry needs is stored, through `knows`; a check before the fence went up is
 //!   followed by the version's commit before the fence can go up.
 //!
+//! - **Through answers to a client** (`chunks/missing` said "there", or the client
+//!   uploaded it, for a commit it sends next): *promised* ([`Repo::promise`]) before
+//!   the lookup, and never condemned until a commit that arrived after the promise
+//!   names it ([`Repo::promises_kept`]), or for the collection's in-flight window
+//!   (`in_flight_secs` of [`Repo::gc_begin`]: a client that never commits). Without it a collection starting between the answer and the commit
+//!   takes a chunk the client skipped sending (old garbage it deduplicated against,
+//!   or its own upload past the grace), and its commit is refused round after round
+//!   while collections run back to back.
+//!
 //! A chunk a writer stored and has not recorded yet is never condemned, whoever made
 //! the record (`staged`: another writer may have recorded the same chunk first, and
 //! this one relies on the copy with its own record still pending).
@@ -72,6 +81,10 @@ struct FenceState {
     protected: HashSet<ChunkId>,
     /// Ids whose records are gone and whose copies are being deleted.
     condemned: HashSet<ChunkId>,
+    /// Ids promised to clients ([`Repo::promise`]): by which promise (a sequence),
+    /// and when.
+    promised: HashMap<ChunkId, (u64, i64)>,
+    promises: u64,
     /// Ids stored by writers and not yet recorded (how many writers): never condemned,
     /// because a writer relies on the copy whatever record another writer made. Kept
     /// whether or not a collection runs; a writer that gives up leaves its count (a
@@ -194,6 +207,16 @@ impl Fence {
         }
     }
 
+    /// Whether a collection must leave `id` alone: a writer asked about it while the
+    /// fence is up, stores it, or was promised it (and the promise holds).
+    fn spares(&self, s: &FenceState, id: &ChunkId, session: &GcSession<'_>) -> bool {
+        s.protected.contains(id)
+            || s.staged.contains_key(id)
+            || s.promised
+                .get(id)
+                .is_some_and(|(_, at)| *at > session.promised_before)
+    }
+
     pub(crate) fn protect_all<'a>(&self, ids: impl Iterator<Item = &'a ChunkId>) {
         let mut s = self.state();
         if s.active {
@@ -211,6 +234,8 @@ pub struct GcSession<'a> {
     pub dropped: Vec<u64>,
     /// Records whose `last_access` is after this are kept (the grace period).
     pub condemn_before: i64,
+    /// Promises made after this are kept (the in-flight window).
+    promised_before: i64,
 }
 
 impl Drop for GcSession<'_> {
@@ -237,12 +262,15 @@ impl Repo {
     /// Starts a collection: raises the fence and, with `dry_run` false, drops the
     /// versions `keep` does not keep (durably, with notes of which to drop from S3's
     /// log). `keep` sees every version, newest first, and HEAD is always kept.
-    /// Fails if a collection already runs.
+    /// Records written or read in the last `grace_secs`, and chunks promised to
+    /// clients in the last `in_flight_secs`, are spared. Fails if a collection already
+    /// runs.
     pub async fn gc_begin(
         &self,
         lock: &HeadLock<'_>,
         keep: impl FnOnce(&[Version]) -> HashSet<u64>,
         grace_secs: i64,
+        in_flight_secs: i64,
         dry_run: bool,
     ) -> Result<GcSession<'_>> {
         {
@@ -260,7 +288,14 @@ impl Repo {
             kept: Vec::new(),
             dropped: Vec::new(),
             condemn_before: session_start.saturating_sub(grace_secs.max(0)),
+            promised_before: session_start.saturating_sub(in_flight_secs.max(0)),
         };
+        if !dry_run {
+            // Promises older than the window are broken: their commits are not coming.
+            let mut s = self.fence.state();
+            s.promised
+                .retain(|_, (_, at)| *at > session.promised_before);
+        }
         let versions: Vec<Version> = self.log().collect::<Result<_>>()?;
         let mut keep = keep(&versions);
         if let Some(head) = lock.head()? {
@@ -323,7 +358,7 @@ impl Repo {
         let mut chunks = Vec::new();
         let mut fence = self.fence.state();
         for id in ids {
-            if fence.protected.contains(id) || fence.staged.contains_key(id) {
+            if self.fence.spares(&fence, id, session) {
                 continue;
             }
             let Some(r) = self.chunk_record(id)? else {
@@ -361,7 +396,7 @@ impl Repo {
     /// Tombstones left by an interrupted collection whose chunk was not stored again:
     /// condemned anew in `session` (their copies are to be deleted, then buried).
     /// Tombstones of chunks stored again since are simply removed.
-    pub fn gc_tombstones(&self, _session: &GcSession<'_>) -> Result<Condemned> {
+    pub fn gc_tombstones(&self, session: &GcSession<'_>) -> Result<Condemned> {
         let mut chunks = Vec::new();
         let mut stale = Batch::default();
         let mut fence = self.fence.state();
@@ -371,10 +406,7 @@ impl Repo {
                 stale.remove(k);
                 continue;
             };
-            if self.kv.contains(&meta::chunk_key(&id))?
-                || fence.protected.contains(&id)
-                || fence.staged.contains_key(&id)
-            {
+            if self.kv.contains(&meta::chunk_key(&id))? || self.fence.spares(&fence, &id, session) {
                 stale.remove(k);
                 continue;
             }
@@ -409,6 +441,47 @@ impl Repo {
         drop(fence);
         self.fence.buried.notify_waiters();
         Ok(())
+    }
+
+    /// Promises `ids` to a client, before it is told which of them are stored (or
+    /// once it uploaded them): none is condemned until a commit naming it arrives
+    /// after this (see the module's invariant). Returns the promise's number.
+    pub fn promise(&self, ids: &[ChunkId]) -> u64 {
+        let mut s = self.fence.state();
+        s.promises += 1;
+        let promise = (s.promises, now());
+        for id in ids {
+            s.promised.insert(*id, promise);
+        }
+        promise.0
+    }
+
+    /// Takes back promise `number` of `ids` (they are not stored: nothing to keep),
+    /// where no later promise replaced it.
+    pub fn unpromise<'a>(&self, number: u64, ids: impl Iterator<Item = &'a ChunkId>) {
+        let mut s = self.fence.state();
+        for id in ids {
+            if s.promised.get(id).is_some_and(|(n, _)| *n == number) {
+                s.promised.remove(id);
+            }
+        }
+    }
+
+    /// Where the promises stand when a commit arrives: give it to
+    /// [`Repo::promises_kept`] once the commit is made.
+    pub fn promise_mark(&self) -> u64 {
+        self.fence.state().promises
+    }
+
+    /// A commit that arrived at `mark` made versions naming `ids`: their promises made
+    /// before it are kept (later ones are for commits still to come).
+    pub fn promises_kept<'a>(&self, mark: u64, ids: impl Iterator<Item = &'a ChunkId>) {
+        let mut s = self.fence.state();
+        for id in ids {
+            if s.promised.get(id).is_some_and(|(n, _)| *n <= mark) {
+                s.promised.remove(id);
+            }
+        }
     }
 
     /// Marks the start of a replication batch: take it before reading the chunks.

@@ -127,6 +127,7 @@ pub async fn put(
             .map_err(|e| ApiError::new(ErrorCode::BadNode, e.to_string()))?;
         drop(budget);
     }
+    state.repo.promise(&[id]);
     let known = state.repo.knows(&state.staged, &id)?;
     state.repo.put_chunk(&state.staged, &data, kind).await?;
     Ok(json(
@@ -157,12 +158,17 @@ pub async fn missing(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let ids = id_list(req, MAX_MISSING_IDS).await?;
+    // Before the lookup: what is answered "there" stays until the commit naming it.
+    // What is not there is not promised (asking is a reader's right: its promises are
+    // bounded by what the store holds).
+    let promise = state.repo.promise(&ids);
     let mut missing = Vec::new();
     for id in ids {
         if !state.repo.knows(&state.staged, &id)? {
             missing.push(id);
         }
     }
+    state.repo.unpromise(promise, missing.iter());
     ok(&Missing { missing })
 }
 
@@ -245,6 +251,9 @@ pub async fn put_batch(
         }
         if ended || group_bytes >= PUT_GROUP_BYTES {
             let count = group.len() as u64;
+            // Kept for the commit that names them, whatever the grace period.
+            let ids: Vec<ChunkId> = group.iter().map(|(_, id, _)| *id).collect();
+            state.repo.promise(&ids);
             let new = state
                 .repo
                 .put_frames(&state.staged, std::mem::take(&mut group))

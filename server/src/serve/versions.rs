@@ -98,9 +98,11 @@ pub async fn commit(
     state: &Arc<State>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
+    // Chunks promised to the client before now are for this commit (or an earlier).
+    let promised_before = state.repo.promise_mark();
     let c: CommitRequest = json_body(req, MAX_COMMIT_BODY, "{\"ops\": [...]}").await?;
     let mut ops = Vec::with_capacity(c.ops.len());
-    let mut missing = Vec::new();
+    let (mut missing, mut named) = (Vec::new(), Vec::new());
     for op in &c.ops {
         match op.to_entry().map_err(ApiError::bad_request)? {
             Some((path, entry)) => {
@@ -108,12 +110,17 @@ pub async fn commit(
                     if !state.repo.knows(&state.staged, id)? {
                         missing.push(id.to_hex());
                     }
+                    named.push(*id);
                 }
                 if let (EntryKind::File, Some(id), true) =
                     (entry.kind, entry.id, missing.is_empty())
                 {
                     match state.repo.node(&id).await? {
-                        Node::File(f) if f.size == entry.size => {}
+                        // (The chunks of its list nodes keep their promises until
+                        // those expire.)
+                        Node::File(f) if f.size == entry.size => {
+                            named.extend(f.chunks.iter().chain(&f.lists).map(|c| c.id))
+                        }
                         _ => {
                             return Err(ApiError::bad_request(format!(
                                 "{id} is not a file node of {} bytes",
@@ -186,5 +193,6 @@ pub async fn commit(
         .writer
         .submit(ops, Pending::default(), message)
         .await?;
+    state.repo.promises_kept(promised_before, named.iter());
     ok(&state.repo.version_info(&v)?)
 }
