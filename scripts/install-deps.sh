@@ -14,6 +14,7 @@ need fusermount3 fuse3    # fvfsc umount; FUSE mounts in tests
 need rsync rsync          # programs run on the mount in tests
 need sqlite3 sqlite3
 need git git
+need python3 python3      # peak memory of commands in the scale test (getrusage)
 need tar tar
 need litmus litmus        # the WebDAV conformance suite, against /dav/
 need mount.davfs davfs2   # a real WebDAV client mounting /dav/

@@ -25,7 +25,10 @@ pub use fvfs_node::{Change, ChangeKind};
 pub use meta::{ChunkRecord, FileRef, Totals, Version, VersionKind};
 pub use node::{ChunkRef, DirNode, Entry, EntryKind, FileNode, Node};
 pub use repo::now as now_secs;
-pub use repo::{Condemned, CopyMark, Evicting, GcSession, HeadLock, Pending, RecordChange, Repo};
+pub use repo::{
+    CollectionsHeld, Condemned, CopyMark, Evicting, GcSession, HeadLock, Pending, RecordChange,
+    Repo,
+};
 pub use space::{RecordIndex, Space, Unindexed};
 pub use tree::{Origin, TreeEdit};
 pub use walk::{diff, fetch_trees, lookup, walk};

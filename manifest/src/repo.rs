@@ -21,7 +21,7 @@ mod gc;
 mod records;
 mod restore;
 
-pub use gc::{Condemned, CopyMark, Evicting, GcSession};
+pub use gc::{CollectionsHeld, Condemned, CopyMark, Evicting, GcSession};
 pub use records::RecordChange;
 
 use bytes::Bytes;

@@ -1,6 +1,7 @@
 //! The manifest against a memory store: path copying, group commit, snapshots,
 //! rollback and diff.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use fvfs_cas::{ChunkStore, MemoryStore};
@@ -437,6 +438,34 @@ async fn gc_spares_what_a_client_was_promised_until_its_commit() {
         repo.gc_condemn(&session, &[id]).await.unwrap().chunks.len(),
         1
     );
+}
+
+/// While a migration holds collections off, none starts (a clear refusal); a hold
+/// asked for while one runs waits for its end.
+#[tokio::test]
+async fn collections_wait_for_a_migration_and_a_migration_for_a_collection() {
+    let f = fixture();
+    let repo = &f.repo;
+    let keep_all = |v: &[Version]| v.iter().map(|v| v.number).collect::<HashSet<u64>>();
+    let held = repo.hold_collections().await;
+    {
+        let lock = repo.lock().await;
+        match repo.gc_begin(&lock, keep_all, 0, 0, false).await {
+            Err(ManifestError::Busy(why)) => assert!(why.contains("migration"), "{why}"),
+            other => panic!("a collection started during a migration: {:?}", other.is_ok()),
+        }
+    }
+    drop(held);
+    let lock = repo.lock().await;
+    let session = repo.gc_begin(&lock, keep_all, 0, 0, false).await.unwrap();
+    drop(lock);
+    let mut waiting = Box::pin(repo.hold_collections());
+    assert!(
+        futures::poll!(waiting.as_mut()).is_pending(),
+        "a migration started during a collection"
+    );
+    drop(session);
+    let _held = waiting.await;
 }
 
 /// Edits of a directory large enough to be split, over several commits: after each,

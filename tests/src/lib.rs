@@ -169,3 +169,34 @@ pub fn nas_config(work: &Path) -> (PathBuf, PathBuf) {
     .expect("write config");
     (nas, config)
 }
+
+/// Runs `cmd` to its end under a wrapper that asks the kernel for the peak resident
+/// memory of the process (`getrusage` of its waited child, python3's `resource`):
+/// its output, and that peak in MiB.
+pub fn with_peak_rss(cmd: &Command) -> (Output, u64) {
+    const WRAPPER: &str = "import resource, subprocess, sys\n\
+        r = subprocess.run(sys.argv[1:])\n\
+        sys.stderr.write('\\npeak_kib=%d\\n' % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n\
+        sys.exit(r.returncode)\n";
+    let mut wrapped = Command::new("python3");
+    wrapped.arg("-c").arg(WRAPPER).arg(cmd.get_program());
+    wrapped.args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => wrapped.env(k, v),
+            None => wrapped.env_remove(k),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    let out = wrapped.output().expect("run python3");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let kib: u64 = err
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("peak_kib="))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak from the wrapper: {err}"));
+    (out, kib / 1024)
+}

@@ -77,6 +77,8 @@ pub(crate) struct Fence {
 #[derive(Default)]
 struct FenceState {
     active: bool,
+    /// Migrations running ([`Repo::hold_collections`]): no collection starts.
+    holds: u32,
     /// Ids a writer asked about while the collection runs: never condemned.
     protected: HashSet<ChunkId>,
     /// Ids whose records are gone and whose copies are being deleted.
@@ -249,6 +251,17 @@ impl Drop for GcSession<'_> {
     }
 }
 
+/// No collection starts while this is held ([`Repo::hold_collections`]).
+pub struct CollectionsHeld {
+    fence: Arc<Fence>,
+}
+
+impl Drop for CollectionsHeld {
+    fn drop(&mut self) {
+        self.fence.state().holds -= 1;
+    }
+}
+
 /// Chunks condemned: their records are gone, their copies are to be deleted.
 pub struct Condemned {
     pub chunks: Vec<(ChunkId, ChunkRecord)>,
@@ -278,6 +291,11 @@ impl Repo {
             if s.active {
                 return Err(ManifestError::Busy(
                     "a garbage collection is already running",
+                ));
+            }
+            if s.holds > 0 {
+                return Err(ManifestError::Busy(
+                    "a migration is running; collect once it is done",
                 ));
             }
             s.active = true;
@@ -505,6 +523,26 @@ impl Repo {
         Evicting {
             fence: self.fence.clone(),
             ids: ids.to_vec(),
+        }
+    }
+
+    /// Keeps collections from starting until the answer is dropped, once the one
+    /// running (if any) ended: for a migration, whose folders, written as it goes and
+    /// named by no version until its commit, and whose deduplicated chunks would
+    /// otherwise be sure only under the grace period.
+    pub async fn hold_collections(&self) -> CollectionsHeld {
+        loop {
+            let ended = self.fence.buried.notified();
+            {
+                let mut s = self.fence.state();
+                if !s.active {
+                    s.holds += 1;
+                    return CollectionsHeld {
+                        fence: self.fence.clone(),
+                    };
+                }
+            }
+            ended.await;
         }
     }
 

@@ -5,14 +5,16 @@
 //! checkpoint makes the chunks read so far durable and records each finished file in
 //! the stat cache ([`statcache`]: size, mtime, ctime, inode -> file node), so an
 //! interrupted run resumes without reading finished files again, and a re-run on an
-//! unchanged tree reads nothing. At the end, all entries are applied to HEAD in one commit: one
-//! version per migration, and none at all if nothing changed.
+//! unchanged tree reads nothing. What finished is folded into a tree of its own as it
+//! goes ([`tree`]), which lands on HEAD at the end in one commit: one version per
+//! migration, and none at all if nothing changed. Collections wait while it runs.
 //!
 //! Migrate adds and updates; it never deletes what is already in fvfs.
 
 mod ingest;
 mod pipeline;
 mod statcache;
+mod tree;
 mod walk;
 
 use fvfs_api::reports::Outcome;
@@ -23,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use fvfs_manifest::node::Link;
-use fvfs_manifest::{path, Entry, Origin, Pending, Repo, TreeEdit, VersionKind};
+use fvfs_manifest::{path, Entry, Pending, Repo, VersionKind};
 use fvfs_walk::ExcludeArgs;
 use std::collections::HashMap;
 
@@ -134,13 +136,16 @@ pub async fn run(repo: &Repo, caches: &Path, args: Args) -> Result<Outcome> {
     );
 
     let every = Duration::from_secs_f64(args.checkpoint_secs.clamp(0.05, 3600.0));
+    // The folded tree is named by no version until the commit.
+    let _held = repo.hold_collections().await;
     let Collected {
-        mut entries,
+        folded,
+        mut several,
         linked,
-        mut dirs,
         mut skipped,
         excluded,
         fatal,
+        ..
     } = pipeline::run(&sources, &dest, &rules, jobs, &ingest, &bar, every);
     bar.finish_and_clear();
 
@@ -157,24 +162,12 @@ pub async fn run(repo: &Repo, caches: &Path, args: Args) -> Result<Outcome> {
 
     let lock = repo.lock().await;
     let head = lock.head()?;
-    let mut edit = TreeEdit::open(repo, head.as_ref().map(|v| v.root)).await?;
-    let now = now_ns();
-    dirs.sort_by(|a, b| a.0.cmp(&b.0));
-    for (dest, stat, meta) in dirs {
-        let made = edit.mkdir(repo, &dest, stat.mode, stat.mtime_ns, Some(meta));
-        if let Err(e) = made.await {
-            skipped.push(format!("{}: {e}", path::show(&dest)));
-        }
-    }
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
-    link_names(&mut entries, linked);
-    for (dest, err) in edit
-        .insert_sorted(repo, &pending, entries, now, Origin::Daemon)
-        .await
-    {
-        skipped.push(format!("{}: {err}", path::show(&dest)));
-    }
-    let (root, logical) = edit.seal(repo, &pending).await?;
+    several.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    link_names(&mut several, linked);
+    let head_root = head.as_ref().map(|v| v.root);
+    let (root, logical) = folded
+        .land(repo, &pending, head_root, &dest, several, &mut skipped)
+        .await?;
     let message = format!(
         "migrate {} -> {}",
         sources

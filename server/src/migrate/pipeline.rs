@@ -1,9 +1,11 @@
 //! The parallel part of a migration: one walker thread, one worker per core, and a
-//! collector that checkpoints every few seconds.
+//! collector that checkpoints every few seconds and folds what finished into the
+//! migration's tree ([`super::tree`]) then and every [`FOLD_ENTRIES`] files.
 //!
 //! Work moves in batches (up to [`BATCH_FILES`] files or [`BATCH_BYTES`] of content per
 //! message) because on a warm tree of small files a wake-up per file costs more than
-//! reading the file.
+//! reading the file. Every queue is bounded (the collector's too: workers wait while
+//! it folds), so memory follows the queues, not the tree.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +17,7 @@ use fvfs_manifest::{Entry, EntryKind, ManifestError};
 use indicatif::ProgressBar;
 
 use super::ingest::{Failure, Ingest};
+use super::tree::{Dir, Folded, FOLD_ENTRIES};
 use super::walk::{self, FileJob, Item, Stat};
 use fvfs_walk::Rules;
 
@@ -25,18 +28,23 @@ const BATCH_BYTES: u64 = 8 << 20;
 enum Done {
     /// An entry, and its source's device and inode if the source has other names.
     Entry(Vec<u8>, Entry, Option<(u64, u64)>),
-    Dir(Vec<u8>, Stat, Box<Meta>),
+    Dir(Dir),
     Skipped(PathBuf, String),
     Fatal(ManifestError),
 }
 
-/// Everything the walk and the workers produced.
+/// Everything the walk and the workers produced, but what was folded into the tree.
+#[derive(Default)]
 pub struct Collected {
-    /// Files and symlinks, by destination path.
-    pub entries: Vec<(Vec<u8>, Entry)>,
-    /// The destinations of sources with several names, and their device and inode.
+    /// Files, symlinks and special files not folded yet, by destination path.
+    entries: Vec<(Vec<u8>, Entry)>,
+    dirs: Vec<Dir>,
+    /// What was folded.
+    pub folded: Folded,
+    /// Those whose sources have several names (never folded: see `super::tree`).
+    pub several: Vec<(Vec<u8>, Entry)>,
+    /// Their destinations, and their sources' device and inode.
     pub linked: Vec<(Vec<u8>, (u64, u64))>,
-    pub dirs: Vec<(Vec<u8>, Stat, Box<Meta>)>,
     /// "path: reason" of each source path not imported.
     pub skipped: Vec<String>,
     /// Entries the exclude rules left out.
@@ -68,7 +76,7 @@ fn bare_entry(stat: &Stat, meta: Box<Meta>) -> Entry {
 }
 
 /// Walks `sources` into `dest` (leaving out what `rules` exclude), ingesting files on
-/// `jobs` workers; checkpoints `every`.
+/// `jobs` workers and folding them into a tree as it goes; checkpoints `every`.
 pub fn run(
     sources: &[(PathBuf, std::fs::Metadata)],
     dest: &[u8],
@@ -78,18 +86,11 @@ pub fn run(
     bar: &ProgressBar,
     every: Duration,
 ) -> Collected {
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<Done>>();
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<Vec<Done>>(4 * jobs + 4);
     let (job_tx, job_rx) = mpsc::sync_channel::<Vec<FileJob>>(2 * jobs);
     let job_rx = Mutex::new(job_rx);
     let abort = AtomicBool::new(false);
-    let mut out = Collected {
-        entries: Vec::new(),
-        linked: Vec::new(),
-        dirs: Vec::new(),
-        skipped: Vec::new(),
-        excluded: 0,
-        fatal: None,
-    };
+    let mut out = Collected::default();
 
     std::thread::scope(|scope| {
         let (walker_tx, abort_w) = (done_tx.clone(), &abort);
@@ -117,7 +118,7 @@ pub fn run(
                         }
                     })
                     .collect();
-                let _ = tx.send(done);
+                let _ = tx.blocking_send(done);
             });
         }
         drop(done_tx);
@@ -129,8 +130,9 @@ pub fn run(
                 let mut tick = tokio::time::interval(every);
                 tick.tick().await;
                 loop {
+                    let full = out.entries.len() + out.dirs.len() >= FOLD_ENTRIES;
                     tokio::select! {
-                        batch = done_rx.recv() => match batch {
+                        batch = done_rx.recv(), if !full => match batch {
                             None => break,
                             Some(batch) => batch.into_iter().for_each(|d| collect(&mut out, d)),
                         },
@@ -143,11 +145,16 @@ pub fn run(
                                     out.fatal.get_or_insert(e);
                                 }
                             }
+                            fold(&mut out, ingest, &abort).await;
                             bar.set_message(super::message(ingest.counters));
                             bar.set_position(ingest.counters.bytes.load(Ordering::Relaxed));
                         }
+                        _ = std::future::ready(()), if full => {
+                            fold(&mut out, ingest, &abort).await
+                        }
                     }
                 }
+                fold(&mut out, ingest, &abort).await;
             })
         });
         out.excluded = walking.join().expect("the walker does not panic");
@@ -155,15 +162,30 @@ pub fn run(
     out
 }
 
+/// Folds what `out` holds into `folded`, unless the migration is stopping.
+async fn fold(out: &mut Collected, ingest: &Ingest<'_>, abort: &AtomicBool) {
+    if out.fatal.is_some() {
+        // Nothing more is committed: what finished is in the stat cache.
+        out.entries.clear();
+        out.dirs.clear();
+        return;
+    }
+    let (repo, pending) = (ingest.repo, ingest.pending);
+    let (dirs, entries, skipped) = (&mut out.dirs, &mut out.entries, &mut out.skipped);
+    if let Err(e) = out.folded.fold(repo, pending, dirs, entries, skipped).await {
+        abort.store(true, Ordering::Relaxed);
+        out.fatal = Some(e);
+    }
+}
+
 fn collect(out: &mut Collected, done: Done) {
     match done {
-        Done::Entry(dest, e, same) => {
-            if let Some(same) = same {
-                out.linked.push((dest.clone(), same));
-            }
-            out.entries.push((dest, e));
+        Done::Entry(dest, e, Some(same)) => {
+            out.linked.push((dest.clone(), same));
+            out.several.push((dest, e));
         }
-        Done::Dir(dest, stat, meta) => out.dirs.push((dest, stat, meta)),
+        Done::Entry(dest, e, None) => out.entries.push((dest, e)),
+        Done::Dir(dir) => out.dirs.push(dir),
         Done::Skipped(src, why) => out.skipped.push(format!("{}: {why}", src.display())),
         Done::Fatal(e) => {
             out.fatal.get_or_insert(e);
@@ -178,7 +200,7 @@ fn walker(
     dest: &[u8],
     rules: &Rules,
     job_tx: &mpsc::SyncSender<Vec<FileJob>>,
-    done_tx: &tokio::sync::mpsc::UnboundedSender<Vec<Done>>,
+    done_tx: &tokio::sync::mpsc::Sender<Vec<Done>>,
     abort: &AtomicBool,
     bar: &ProgressBar,
 ) -> u64 {
@@ -186,7 +208,7 @@ fn walker(
     let mut excluded = 0;
     for (src, meta) in sources {
         let local = Box::new(crate::localmeta::read(src, meta));
-        other.push(Done::Dir(dest.to_vec(), Stat::of(meta), local));
+        other.push(Done::Dir((dest.to_vec(), Stat::of(meta), local)));
         excluded += walk::walk(src, dest, rules, &mut |item| {
             match item {
                 Item::File(job) => {
@@ -194,7 +216,7 @@ fn walker(
                     bar.inc_length(job.stat.size);
                     files.push(job);
                 }
-                Item::Dir { dest, stat, meta } => other.push(Done::Dir(dest, stat, meta)),
+                Item::Dir { dest, stat, meta } => other.push(Done::Dir((dest, stat, meta))),
                 Item::Symlink {
                     dest,
                     target,
@@ -230,11 +252,11 @@ fn walker(
                 }
             }
             if other.len() >= BATCH_FILES {
-                let _ = done_tx.send(std::mem::take(&mut other));
+                let _ = done_tx.blocking_send(std::mem::take(&mut other));
             }
         });
     }
     let _ = job_tx.send(files);
-    let _ = done_tx.send(other);
+    let _ = done_tx.blocking_send(other);
     excluded
 }

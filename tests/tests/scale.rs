@@ -1,0 +1,59 @@
+//! A home of many small files: migrate, its re-run, export and fsck of 100,000 files
+//! each stay under a memory bound set by configuration, not by the tree (issue 46);
+//! the kernel's peak resident memory of each command is checked.
+
+use std::path::Path;
+
+use fvfs_tests::{check, tree, with_peak_rss, Fvfsd};
+
+const FILES: u64 = 100_000;
+/// What each command may take at most, in MiB, whatever the size of the tree (sled's
+/// caches, the workers' buffers and the queues are most of it).
+const BOUND_MIB: u64 = 200;
+
+/// `FILES` files of 1-4 KB, half text, in folders of 100.
+fn home(root: &Path) {
+    for n in 0..FILES {
+        let dir = root.join(format!("d{:02}/d{:03}", n / 10_000, n / 100 % 100));
+        if n % 100 == 0 {
+            std::fs::create_dir_all(&dir).unwrap();
+        }
+        let len = 1024 + (n * 7919 % 3072) as usize;
+        let bytes = tree::bytes(n, len, n % 2 == 0);
+        std::fs::write(dir.join(format!("f{n}")), bytes).unwrap();
+    }
+}
+
+#[test]
+fn a_hundred_thousand_files_import_export_and_check_in_bounded_memory() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    home(&src);
+    let store = Fvfsd::new();
+    let run = |what: &str, args: &[&str]| {
+        let (out, mib) = with_peak_rss(&store.cmd(args));
+        check(&out, 0);
+        eprintln!("{what}: peak {mib} MiB");
+        assert!(
+            mib <= BOUND_MIB,
+            "{what} took {mib} MiB at its peak, over {BOUND_MIB}"
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let src_arg = src.to_str().unwrap();
+    let first = run(
+        "migrate",
+        &["migrate", "--local-src", src_arg, "--dest", "/home"],
+    );
+    assert!(first.contains("committed version 1"), "{first}");
+    let again = run(
+        "re-run",
+        &["migrate", "--local-src", src_arg, "--dest", "/home"],
+    );
+    assert!(again.contains(&format!("({FILES} unchanged)")), "{again}");
+    assert!(again.contains("no new version"), "{again}");
+    let out = work.path().join("out");
+    run("export", &["export", "/home", out.to_str().unwrap()]);
+    tree::assert_same(&src, &out);
+    run("fsck", &["fsck", "--all", "--read-data"]);
+}
