@@ -452,7 +452,10 @@ async fn collections_wait_for_a_migration_and_a_migration_for_a_collection() {
         let lock = repo.lock().await;
         match repo.gc_begin(&lock, keep_all, 0, 0, false).await {
             Err(ManifestError::Busy(why)) => assert!(why.contains("migration"), "{why}"),
-            other => panic!("a collection started during a migration: {:?}", other.is_ok()),
+            other => panic!(
+                "a collection started during a migration: {:?}",
+                other.is_ok()
+            ),
         }
     }
     drop(held);

@@ -7,7 +7,9 @@
 //! - Nothing here follows a symlink, and the only files opened are `.fvfsignore` and
 //!   `CACHEDIR.TAG` when `lstat` says they are regular files (read with a size cap), so
 //!   a FIFO or a device in the tree can never block the walk or be read.
-//! - Names are visited in byte order, a folder before what it holds.
+//! - Names are visited in byte order, a folder before what it holds; a folder's
+//!   subfolders are walked after its other names, in byte order too (migrate's stat
+//!   cache reads alongside the walk in this order).
 //! - An excluded folder is never listed: nothing below it is read, and it counts as one
 //!   excluded entry.
 //! - Precedence, first match wins: the command line's patterns, then the `.fvfsignore`
@@ -249,6 +251,8 @@ pub fn walk(src: &Path, dest: &[u8], rules: &Rules, emit: &mut dyn FnMut(Event))
     let mut excluded_count = 0;
     let mut stack = vec![(src.to_path_buf(), dest.to_vec(), None::<Rc<Layer>>)];
     while let Some((dir, at, parent)) = stack.pop() {
+        // Subfolders are walked after the folder's other names, in byte order.
+        let mut below = Vec::new();
         let names = match read_names(&dir) {
             Ok(n) => n,
             Err(e) => {
@@ -304,7 +308,7 @@ pub fn walk(src: &Path, dest: &[u8], rules: &Rules, emit: &mut dyn FnMut(Event))
                 continue;
             }
             let kind = if t.is_dir() {
-                stack.push((src.clone(), dest.clone(), layer.clone()));
+                below.push((src.clone(), dest.clone(), layer.clone()));
                 Kind::Dir
             } else if t.is_file() {
                 Kind::File
@@ -329,6 +333,7 @@ pub fn walk(src: &Path, dest: &[u8], rules: &Rules, emit: &mut dyn FnMut(Event))
                 kind,
             }));
         }
+        stack.extend(below.into_iter().rev());
     }
     excluded_count
 }

@@ -85,6 +85,7 @@ impl<'a> Ingest<'a> {
     /// file's owner and extended attributes.
     pub fn file(&self, job: &FileJob) -> Result<(FileRef, Box<Meta>), Failure> {
         if let Some(e) = self.unchanged(job)? {
+            self.stats.met(job.seq, &job.src, Some(&e), false);
             self.counters
                 .files_unchanged
                 .fetch_add(1, Ordering::Relaxed);
@@ -95,7 +96,7 @@ impl<'a> Ingest<'a> {
         for _ in 0..READ_ATTEMPTS {
             match self.read(job)? {
                 Ok((entry, stat)) => {
-                    self.stats.note(&job.src, entry.clone());
+                    self.stats.met(job.seq, &job.src, Some(&entry), true);
                     if stat.nlink > 1 {
                         self.links
                             .lock()
@@ -108,6 +109,7 @@ impl<'a> Ingest<'a> {
                 Err(why) => last = why,
             }
         }
+        self.stats.met(job.seq, &job.src, None, false);
         Err(Failure::Source(last))
     }
 
@@ -128,12 +130,11 @@ impl<'a> Ingest<'a> {
                 .get(&(stat.dev, stat.ino))
             {
                 if seen == stat {
-                    self.stats.keep(&job.src, entry.clone());
                     return Ok(Some(entry.clone()));
                 }
             }
         }
-        let Some(e) = self.stats.get(&job.src) else {
+        let Some(e) = &job.cached else {
             return Ok(None);
         };
         let same = (e.size, e.mtime_ns, e.ctime_ns, e.ino)
@@ -141,16 +142,14 @@ impl<'a> Ingest<'a> {
         if !(same && self.repo.knows_file(self.pending, &e.file)?) {
             return Ok(None);
         }
-        self.stats.keep(&job.src, e.clone());
         Ok(Some(e.clone()))
     }
 
     /// Makes what was read durable: the chunks and their records, then the stat
     /// cache's entries naming them.
     pub async fn checkpoint(&self) -> Result<(), ManifestError> {
-        let noted = self.stats.noted();
         self.repo.checkpoint(self.pending).await?;
-        self.stats.append(noted);
+        self.stats.sync();
         Ok(())
     }
 

@@ -17,6 +17,7 @@ use fvfs_manifest::{Entry, EntryKind, ManifestError};
 use indicatif::ProgressBar;
 
 use super::ingest::{Failure, Ingest};
+use super::statcache::StatCache;
 use super::tree::{Dir, Folded, FOLD_ENTRIES};
 use super::walk::{self, FileJob, Item, Stat};
 use fvfs_walk::Rules;
@@ -93,9 +94,11 @@ pub fn run(
     let mut out = Collected::default();
 
     std::thread::scope(|scope| {
-        let (walker_tx, abort_w) = (done_tx.clone(), &abort);
-        let walking =
-            scope.spawn(move || walker(sources, dest, rules, &job_tx, &walker_tx, abort_w, bar));
+        let (walker_tx, abort_w, stats) = (done_tx.clone(), &abort, ingest.stats);
+        let walking = scope.spawn(move || {
+            let to = (&job_tx, &walker_tx);
+            walker(sources, dest, rules, stats, to, abort_w, bar)
+        });
         for _ in 0..jobs {
             let (tx, job_rx, abort) = (done_tx.clone(), &job_rx, &abort);
             scope.spawn(move || loop {
@@ -193,25 +196,31 @@ fn collect(out: &mut Collected, done: Done) {
     }
 }
 
-/// Lists the sources: files go to the workers in batches, everything else straight
-/// to the collector. Returns how many entries the rules left out.
+/// Lists the sources: files go to the workers in batches, with what the stat cache
+/// had for them (asked here, in the walk's order), everything else straight to the
+/// collector. Returns how many entries the rules left out.
 fn walker(
     sources: &[(PathBuf, std::fs::Metadata)],
     dest: &[u8],
     rules: &Rules,
-    job_tx: &mpsc::SyncSender<Vec<FileJob>>,
-    done_tx: &tokio::sync::mpsc::Sender<Vec<Done>>,
+    stats: &StatCache,
+    (job_tx, done_tx): (
+        &mpsc::SyncSender<Vec<FileJob>>,
+        &tokio::sync::mpsc::Sender<Vec<Done>>,
+    ),
     abort: &AtomicBool,
     bar: &ProgressBar,
 ) -> u64 {
     let (mut files, mut bytes, mut other) = (Vec::new(), 0u64, Vec::new());
-    let mut excluded = 0;
+    let (mut excluded, mut seq) = (0, 0);
     for (src, meta) in sources {
         let local = Box::new(crate::localmeta::read(src, meta));
         other.push(Done::Dir((dest.to_vec(), Stat::of(meta), local)));
         excluded += walk::walk(src, dest, rules, &mut |item| {
             match item {
-                Item::File(job) => {
+                Item::File(mut job) => {
+                    (job.seq, job.cached) = (seq, stats.lookup(&job.src));
+                    seq += 1;
                     bytes += job.stat.size;
                     bar.inc_length(job.stat.size);
                     files.push(job);

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use fvfs_manifest::node::{EntryKind, Meta};
 use fvfs_walk::{Event, Found, Kind, Rules};
 
+use super::statcache::StatEntry;
 use crate::localmeta;
 
 /// What `lstat` said of a source file; if it still says the same, the file is unchanged.
@@ -49,6 +50,10 @@ pub struct FileJob {
     pub src: PathBuf,
     pub dest: Vec<u8>,
     pub stat: Stat,
+    /// Its number in the walk's order (the stat cache writes what it met in it).
+    pub seq: u64,
+    /// What the stat cache had for it.
+    pub cached: Option<StatEntry>,
 }
 
 pub enum Item {
@@ -94,7 +99,13 @@ pub fn walk(src: &Path, dest: &[u8], rules: &Rules, emit: &mut dyn FnMut(Item)) 
         let stat = Stat::of(&meta);
         let local = |src: &Path| Box::new(localmeta::read(src, &meta));
         emit(match kind {
-            Kind::File => Item::File(FileJob { src, dest, stat }),
+            Kind::File => Item::File(FileJob {
+                src,
+                dest,
+                stat,
+                seq: 0,
+                cached: None,
+            }),
             Kind::Dir => Item::Dir {
                 dest,
                 stat,
