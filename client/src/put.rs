@@ -497,7 +497,7 @@ async fn put_tree_once(api: &Api, src: &Path, dest: &[u8], rules: &Rules) -> Res
         src.display(),
         String::from_utf8_lossy(dest)
     );
-    let version = commit(api, message, ops).await?;
+    let version = commit_in_pieces(api, &message, ops).await?;
     Ok(Summary {
         files,
         bytes,
@@ -506,6 +506,38 @@ async fn put_tree_once(api: &Api, src: &Path, dest: &[u8], rules: &Rules) -> Res
         excluded,
         version,
     })
+}
+
+/// Commits `ops` in order, as one version if the daemon takes them in one request, else
+/// in pieces of half its limit, a version each (a piece's links follow the files they
+/// name, which came first); returns the last version once the daemon made it durable.
+async fn commit_in_pieces(
+    api: &Api,
+    message: &str,
+    ops: Vec<CommitOp>,
+) -> Result<VersionInfo, fvfs_api::client::Failure> {
+    let size = |op: &CommitOp| serde_json::to_vec(op).map_or(0, |v| v.len() + 1);
+    let mut pieces: Vec<Vec<CommitOp>> = vec![Vec::new()];
+    let mut bytes = 0;
+    for op in ops {
+        let n = size(&op);
+        if bytes + n > fvfs_api::commit::MAX_COMMIT_BODY / 2 && bytes > 0 {
+            pieces.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += n;
+        pieces.last_mut().expect("one piece").push(op);
+    }
+    let count = pieces.len();
+    let mut last = None;
+    for (i, piece) in pieces.into_iter().enumerate() {
+        let message = match count {
+            1 => message.to_owned(),
+            _ => format!("{message} ({} of {count})", i + 1),
+        };
+        last = Some(commit(api, message, piece).await?);
+    }
+    Ok(last.expect("at least one piece"))
 }
 
 /// Commits `ops` as one version; returns once the daemon made it durable.

@@ -1,9 +1,11 @@
 //! A home of many small files: migrate, its re-run, export and fsck of 100,000 files
 //! each stay under a memory bound set by configuration, not by the tree (issue 46);
-//! the kernel's peak resident memory of each command is checked.
+//! the kernel's peak resident memory of each command is checked. `fvfsc put -r` of the
+//! same tree through a daemon lands whole (in pieces the daemon takes).
 
 use std::path::Path;
 
+use fvfs_tests::daemon::Daemon;
 use fvfs_tests::{check, tree, with_peak_rss, Fvfsd};
 
 const FILES: u64 = 100_000;
@@ -11,7 +13,8 @@ const FILES: u64 = 100_000;
 /// caches, the workers' buffers and the queues are most of it).
 const BOUND_MIB: u64 = 200;
 
-/// `FILES` files of 1-4 KB, half text, in folders of 100.
+/// `FILES` files of 1-4 KB, half text, in folders of 100, with long names (so that
+/// their operations pass what one commit request holds, see below).
 fn home(root: &Path) {
     for n in 0..FILES {
         let dir = root.join(format!("d{:02}/d{:03}", n / 10_000, n / 100 % 100));
@@ -20,7 +23,8 @@ fn home(root: &Path) {
         }
         let len = 1024 + (n * 7919 % 3072) as usize;
         let bytes = tree::bytes(n, len, n % 2 == 0);
-        std::fs::write(dir.join(format!("f{n}")), bytes).unwrap();
+        let name = format!("f{n}-{}", "long name ".repeat(20));
+        std::fs::write(dir.join(name), bytes).unwrap();
     }
 }
 
@@ -56,4 +60,17 @@ fn a_hundred_thousand_files_import_export_and_check_in_bounded_memory() {
     run("export", &["export", "/home", out.to_str().unwrap()]);
     tree::assert_same(&src, &out);
     run("fsck", &["fsck", "--all", "--read-data"]);
+
+    // The same tree through a daemon: more operations than one commit request holds.
+    let other = Fvfsd::new();
+    let mut d = Daemon::start(&other, "127.0.0.1:0", &["--no-mdns"]);
+    let (out, mib) = with_peak_rss(&d.fvfsc(["put", "/home", "-r", src_arg]));
+    check(&out, 0);
+    eprintln!("put -r: fvfsc peak {mib} MiB");
+    // Their operations pass half of what one commit request holds: two versions.
+    assert_eq!(d.head(), 2);
+    d.stop();
+    let back = work.path().join("back");
+    other.run(["export", "/home", back.to_str().unwrap()]);
+    tree::assert_same(&src, &back);
 }

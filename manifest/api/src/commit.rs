@@ -95,6 +95,10 @@ pub enum CommitOp {
     },
 }
 
+/// The largest `POST /v1/commit` body the daemon takes (about 50,000 operations of
+/// small files): a client with more commits them in pieces.
+pub const MAX_COMMIT_BODY: usize = 64 << 20;
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommitRequest {
     #[serde(default)]

@@ -16,9 +16,6 @@ use super::store::json_body;
 use super::writer::Op;
 use super::{query, State};
 
-/// Largest commit request: about 50,000 operations.
-const MAX_COMMIT_BODY: usize = 64 << 20;
-
 pub fn versions(
     state: &Arc<State>,
     spec: &str,
@@ -100,7 +97,8 @@ pub async fn commit(
 ) -> Result<Response<Body>, ApiError> {
     // Chunks promised to the client before now are for this commit (or an earlier).
     let promised_before = state.repo.promise_mark();
-    let c: CommitRequest = json_body(req, MAX_COMMIT_BODY, "{\"ops\": [...]}").await?;
+    let c: CommitRequest =
+        json_body(req, fvfs_api::commit::MAX_COMMIT_BODY, "{\"ops\": [...]}").await?;
     let mut ops = Vec::with_capacity(c.ops.len());
     let (mut missing, mut named) = (Vec::new(), Vec::new());
     for op in &c.ops {
