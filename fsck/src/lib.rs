@@ -222,13 +222,13 @@ pub async fn check(
     let mark = repo.copy_mark();
     let checked = check_all(repo, tiers, order, opts, listed, progress).await;
     store_faults(tiers, index_checks, opts, &mut report, &mut faulty).await?;
-    let checked = checked?;
+    let (bytes, checked) = checked?;
+    report.data_bytes_read += bytes;
     for (id, at) in faulty {
         report.stores[at].path = seen.get(&id).map(|p| p.to_string());
     }
     for mut c in checked {
         report.problems.extend(c.problems);
-        report.data_bytes_read += c.bytes;
         // A copy an eviction deleted after it was read is not there to claim (the
         // eviction cleared its bit first, which is why it looked unclaimed).
         if mark.evicted_since(&c.id) {
@@ -294,7 +294,9 @@ async fn store_faults(
 }
 
 /// Checks `chunks` in [`CONCURRENCY`] tasks of their own: store reads block their
-/// thread, so futures sharing one task would read one chunk at a time.
+/// thread, so futures sharing one task would read one chunk at a time. Returns the
+/// bytes read and the chunks with something to report or claim (the others are
+/// counted, not kept: a store of millions of chunks).
 async fn check_all(
     repo: &Arc<Repo>,
     tiers: &[Tier],
@@ -302,14 +304,14 @@ async fn check_all(
     opts: Options,
     listed: Option<Arc<HashSet<[u8; 32]>>>,
     progress: &Arc<Progress>,
-) -> Result<Vec<ChunkChecked>, FsckError> {
+) -> Result<(u64, Vec<ChunkChecked>), FsckError> {
     let queue = Arc::new(std::sync::Mutex::new(chunks.into_iter()));
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..CONCURRENCY {
         let (repo, tiers, queue) = (repo.clone(), tiers.to_vec(), queue.clone());
         let (listed, progress) = (listed.clone(), progress.clone());
         workers.spawn(async move {
-            let mut done = Vec::new();
+            let (mut bytes, mut done) = (0, Vec::new());
             loop {
                 let batch: Vec<(ChunkId, Arc<str>)> = queue
                     .lock()
@@ -318,7 +320,7 @@ async fn check_all(
                     .take(READ_BATCH)
                     .collect();
                 if batch.is_empty() {
-                    return Ok::<_, ManifestError>(done);
+                    return Ok::<_, ManifestError>((bytes, done));
                 }
                 let mut read = read_ahead(&tiers, &batch, opts).await;
                 for (id, used_by) in batch {
@@ -333,20 +335,27 @@ async fn check_all(
                     )
                     .await?;
                     progress.add(1, c.bytes);
-                    done.push(c);
+                    bytes += c.bytes;
+                    if !(c.problems.is_empty() && c.unclaimed.is_empty()) {
+                        done.push(c);
+                    }
                 }
             }
         });
     }
-    let mut checked = Vec::new();
+    let (mut bytes, mut checked) = (0, Vec::new());
     while let Some(result) = workers.join_next().await {
         match result {
-            Ok(r) => checked.extend(r?),
+            Ok(r) => {
+                let (read, found) = r?;
+                bytes += read;
+                checked.extend(found);
+            }
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(e) => return Err(FsckError::Worker(e.to_string())),
         }
     }
-    Ok(checked)
+    Ok((bytes, checked))
 }
 
 /// With `read_data`, every tier's copies of `batch` read in one `get_many` per tier (a

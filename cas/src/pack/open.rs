@@ -394,8 +394,8 @@ fn names(inner: &Inner, loc: &Loc, id: &ChunkId) -> bool {
 
 /// Whether the record at `loc` has a whole header naming `id` (the frame is read
 /// and verified by fsck's `--read-data`, not here).
-/// Locations checked per sorted batch (about 50 MB of memory).
-const CHECK_BATCH: usize = 1 << 20;
+/// Locations checked per sorted batch (about 12 MB of memory).
+const CHECK_BATCH: usize = 1 << 18;
 
 fn header_names(inner: &Inner, loc: &Loc, id: &ChunkId) -> bool {
     use std::os::unix::fs::FileExt;
