@@ -66,10 +66,10 @@ run restic-check restic check -q -r "$work/restic" --read-data
 bupstash new-key -o "$BUPSTASH_KEY"
 bupstash init >/dev/null
 run bupstash-first bupstash put -q --send-log "$work/sendlog" "$src"
+id=$(cat "$work/out")
 run bupstash-rerun bupstash put -q --send-log "$work/sendlog" "$src"
 stored_bupstash=$(size "$work/bupstash")
 mkdir "$work/out-bup"
-id=$(bupstash list -q --format=jsonl1 | head -1 | sed 's/.*"id":"\([0-9a-f]*\)".*/\1/')
 run bupstash-restore bupstash restore -q --into "$work/out-bup" "id=$id"
 
 ratio() { echo "scale=2; $1 / $2" | bc; }
