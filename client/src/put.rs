@@ -508,9 +508,14 @@ async fn put_tree_once(api: &Api, src: &Path, dest: &[u8], rules: &Rules) -> Res
     })
 }
 
-/// Commits `ops` in order, as one version if the daemon takes them in one request, else
-/// in pieces of half its limit, a version each (a piece's links follow the files they
-/// name, which came first); returns the last version once the daemon made it durable.
+/// What one commit of `put -r` holds at most: an eighth of what the daemon takes, so
+/// that what the daemon holds while it applies one (the request, its entries, the
+/// edit) stays far below what a whole home would take.
+const PIECE_BYTES: usize = fvfs_api::commit::MAX_COMMIT_BODY / 8;
+
+/// Commits `ops` in order, as one version if they fit in [`PIECE_BYTES`], else in
+/// pieces, a version each (a piece's links follow the files they name, which came
+/// first); returns the last version once the daemon made it durable.
 async fn commit_in_pieces(
     api: &Api,
     message: &str,
@@ -521,7 +526,7 @@ async fn commit_in_pieces(
     let mut bytes = 0;
     for op in ops {
         let n = size(&op);
-        if bytes + n > fvfs_api::commit::MAX_COMMIT_BODY / 2 && bytes > 0 {
+        if bytes + n > PIECE_BYTES && bytes > 0 {
             pieces.push(Vec::new());
             bytes = 0;
         }

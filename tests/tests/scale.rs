@@ -67,8 +67,8 @@ fn a_hundred_thousand_files_import_export_and_check_in_bounded_memory() {
     let (out, mib) = with_peak_rss(&d.fvfsc(["put", "/home", "-r", src_arg]));
     check(&out, 0);
     eprintln!("put -r: fvfsc peak {mib} MiB");
-    // Their operations pass half of what one commit request holds: two versions.
-    assert_eq!(d.head(), 2);
+    // Their operations are more than one commit of put -r holds: several versions.
+    assert!(d.head() > 1, "one version for {FILES} files of long names");
     d.stop();
     let back = work.path().join("back");
     other.run(["export", "/home", back.to_str().unwrap()]);
