@@ -116,8 +116,9 @@ pub async fn check(
             listed = Some(Arc::new(s3.pack_names().await?));
         }
     }
-    // Walk: every reachable chunk once, with the first path using it.
-    let mut seen: HashMap<ChunkId, Arc<str>> = HashMap::new();
+    // Walk: every reachable chunk once. Paths are not kept (a set of ids is a third of
+    // a map to paths): a second walk names the few chunks found wanting.
+    let mut seen: HashSet<ChunkId> = HashSet::new();
     let mut nodes: HashSet<ChunkId> = HashSet::new();
     // Each tier's own bookkeeping, on a task of its own: with `repair` one tier after
     // the other, first (a rebuilt index may bring chunks back); otherwise beside the
@@ -156,14 +157,14 @@ pub async fn check(
         versions.iter().map(|v| v.root),
         |ids| walk::read_nodes(&stores, ids),
         |found| match found {
-            Found::Node(id, at) => {
-                seen.entry(id).or_insert_with(|| path::show(at).into());
+            Found::Node(id, _) => {
+                seen.insert(id);
                 let new = nodes.insert(id);
                 progress.add(u64::from(new), 0);
                 new
             }
-            Found::Data(id, at) => {
-                seen.entry(id).or_insert_with(|| path::show(at).into());
+            Found::Data(id, _) => {
+                seen.insert(id);
                 true
             }
             Found::Broken(id, what, at) => {
@@ -199,7 +200,7 @@ pub async fn check(
         let reachable = seen.clone();
         let check = StoreCheck {
             repair: false,
-            read_by_caller: Some(Arc::new(move |id: &ChunkId| reachable.contains_key(id))),
+            read_by_caller: Some(Arc::new(move |id: &ChunkId| reachable.contains(id))),
         };
         index_checks = tiers
             .iter()
@@ -211,12 +212,12 @@ pub async fn check(
     progress.phase("checking chunks on every tier", seen.len() as u64);
     // In the local tier's storage order: its segments are read front to back
     // instead of at random.
-    let mut order: Vec<(u64, ChunkId, Arc<str>)> = seen
+    let mut order: Vec<(u64, ChunkId)> = seen
         .iter()
-        .map(|(id, p)| (tiers[0].store.read_order(id), *id, p.clone()))
+        .map(|id| (tiers[0].store.read_order(id), *id))
         .collect();
-    order.sort_unstable_by_key(|(order, id, _)| (*order, *id));
-    let order: Vec<(ChunkId, Arc<str>)> = order.into_iter().map(|(_, id, p)| (id, p)).collect();
+    order.sort_unstable();
+    let order: Vec<ChunkId> = order.into_iter().map(|(_, id)| id).collect();
     // Copies found unclaimed are claimed only if no collection or eviction deleted them
     // meanwhile.
     let mark = repo.copy_mark();
@@ -224,9 +225,7 @@ pub async fn check(
     store_faults(tiers, index_checks, opts, &mut report, &mut faulty).await?;
     let (bytes, checked) = checked?;
     report.data_bytes_read += bytes;
-    for (id, at) in faulty {
-        report.stores[at].path = seen.get(&id).map(|p| p.to_string());
-    }
+    drop(seen);
     for mut c in checked {
         report.problems.extend(c.problems);
         // A copy an eviction deleted after it was read is not there to claim (the
@@ -247,11 +246,58 @@ pub async fn check(
             t.store.sync().await?;
         }
     }
+    name_paths(&roots, &stores, &mut report, faulty).await;
     report.problems.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(Checked {
         report,
         node_ids: nodes.into_iter().collect(),
     })
+}
+
+/// Names the first path using each chunk a problem (or a store fault) is about: a
+/// second walk, only when there are such chunks.
+async fn name_paths(
+    roots: &[ChunkId],
+    stores: &[Arc<dyn ChunkStore>],
+    report: &mut FsckReport,
+    faulty: Vec<(ChunkId, usize)>,
+) {
+    let mut wanted: HashMap<ChunkId, Option<String>> = report
+        .problems
+        .iter()
+        .filter(|p| p.path.is_empty())
+        .map(|p| p.id)
+        .chain(faulty.iter().map(|(id, _)| *id))
+        .map(|id| (id, None))
+        .collect();
+    if wanted.is_empty() {
+        return;
+    }
+    let mut nodes = HashSet::new();
+    walk::reachable(
+        roots.iter().copied(),
+        |ids| walk::read_nodes(stores, ids),
+        |found| {
+            let (id, at, node) = match found {
+                Found::Node(id, at) => (id, at, true),
+                Found::Data(id, at) => (id, at, false),
+                Found::Broken(..) => return false,
+            };
+            if let Some(name @ None) = wanted.get_mut(&id) {
+                *name = Some(path::show(at));
+            }
+            !node || nodes.insert(id)
+        },
+    )
+    .await;
+    for p in &mut report.problems {
+        if p.path.is_empty() {
+            p.path = wanted.get(&p.id).cloned().flatten().unwrap_or_default();
+        }
+    }
+    for (id, at) in faulty {
+        report.stores[at].path = wanted.get(&id).cloned().flatten();
+    }
 }
 
 /// The answers of each tier's index check (in `tiers`' order) noted in `report`, and
@@ -300,7 +346,7 @@ async fn store_faults(
 async fn check_all(
     repo: &Arc<Repo>,
     tiers: &[Tier],
-    chunks: Vec<(ChunkId, Arc<str>)>,
+    chunks: Vec<ChunkId>,
     opts: Options,
     listed: Option<Arc<HashSet<[u8; 32]>>>,
     progress: &Arc<Progress>,
@@ -313,7 +359,7 @@ async fn check_all(
         workers.spawn(async move {
             let (mut bytes, mut done) = (0, Vec::new());
             loop {
-                let batch: Vec<(ChunkId, Arc<str>)> = queue
+                let batch: Vec<ChunkId> = queue
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .by_ref()
@@ -323,17 +369,9 @@ async fn check_all(
                     return Ok::<_, ManifestError>((bytes, done));
                 }
                 let mut read = read_ahead(&tiers, &batch, opts).await;
-                for (id, used_by) in batch {
-                    let c = check_chunk(
-                        &repo,
-                        &tiers,
-                        id,
-                        used_by,
-                        opts,
-                        listed.as_deref(),
-                        &mut read,
-                    )
-                    .await?;
+                for id in batch {
+                    let c =
+                        check_chunk(&repo, &tiers, id, opts, listed.as_deref(), &mut read).await?;
                     progress.add(1, c.bytes);
                     bytes += c.bytes;
                     if !(c.problems.is_empty() && c.unclaimed.is_empty()) {
@@ -360,12 +398,12 @@ async fn check_all(
 
 /// With `read_data`, every tier's copies of `batch` read in one `get_many` per tier (a
 /// pack store in file order, S3 by pack: neighbouring frames in one GET), by tier.
-async fn read_ahead(tiers: &[Tier], batch: &[(ChunkId, Arc<str>)], opts: Options) -> Vec<Read> {
+async fn read_ahead(tiers: &[Tier], batch: &[ChunkId], opts: Options) -> Vec<Read> {
     let mut out = Vec::with_capacity(tiers.len());
     for t in tiers {
         let mut got = HashMap::new();
         if opts.read_data {
-            let ids = batch.iter().map(|(id, _)| *id).collect();
+            let ids = batch.to_vec();
             let mut answers = t.store.get_many(ids);
             while let Some((id, answer)) = answers.next().await {
                 got.insert(id, answer.map(Verified::from));
@@ -451,7 +489,6 @@ async fn check_chunk(
     repo: &Repo,
     tiers: &[Tier],
     id: ChunkId,
-    used_by: Arc<str>,
     opts: Options,
     listed: Option<&HashSet<[u8; 32]>>,
     read: &mut [Read],
@@ -466,7 +503,8 @@ async fn check_chunk(
         checked.problems.push(Problem {
             id,
             what: "no chunk record".into(),
-            path: used_by.to_string(),
+            // Named by `name_paths`.
+            path: String::new(),
             tier: None,
             repaired: false,
         });
@@ -544,7 +582,8 @@ async fn check_chunk(
             } else {
                 what
             },
-            path: used_by.to_string(),
+            // Named by `name_paths`.
+            path: String::new(),
             tier: Some(t.name.to_owned()),
             repaired,
         });
