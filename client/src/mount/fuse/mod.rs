@@ -113,8 +113,8 @@ impl Kernel for Notifier {
 impl Filesystem for Fuse {
     /// O_TRUNC arrives with open, so a truncating rewrite is committed together with
     /// its data (at flush or fsync), never first as an empty file: a crash between the
-    /// two leaves the old content, not nothing. Known fault (to fix, see issue 46's
-    /// notes of 2026-12-05): for `O_RDONLY|O_TRUNC` the kernel checks ETXTBSY only
+    /// two leaves the old content, not nothing. Known fault, to fix (the stop note of
+    /// 2026-12-05, eighteenth session): for `O_RDONLY|O_TRUNC` the kernel checks ETXTBSY only
     /// after this open truncated (and itself sets the size to 0 on success), so a
     /// program running from the file can die of SIGBUS though the caller is refused.
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
