@@ -105,6 +105,19 @@ struct FenceState {
     evicted_at: HashMap<ChunkId, u64>,
 }
 
+impl FenceState {
+    /// Whether a collection must leave `id` alone: a writer asked about it while the
+    /// fence is up, stores it, or was promised it (and the promise holds).
+    fn spares(&self, id: &ChunkId, session: &GcSession<'_>) -> bool {
+        self.protected.contains(id)
+            || self.staged.contains_key(id)
+            || self
+                .promised
+                .get(id)
+                .is_some_and(|(_, at)| *at > session.promised_before)
+    }
+}
+
 /// A replication batch in flight, taken before it reads the chunks it copies: what a
 /// collection buries afterwards is not confirmed by it (see the module's invariant).
 pub struct CopyMark {
@@ -207,16 +220,6 @@ impl Fence {
                 }
             }
         }
-    }
-
-    /// Whether a collection must leave `id` alone: a writer asked about it while the
-    /// fence is up, stores it, or was promised it (and the promise holds).
-    fn spares(&self, s: &FenceState, id: &ChunkId, session: &GcSession<'_>) -> bool {
-        s.protected.contains(id)
-            || s.staged.contains_key(id)
-            || s.promised
-                .get(id)
-                .is_some_and(|(_, at)| *at > session.promised_before)
     }
 
     pub(crate) fn protect_all<'a>(&self, ids: impl Iterator<Item = &'a ChunkId>) {
@@ -376,7 +379,7 @@ impl Repo {
         let mut chunks = Vec::new();
         let mut fence = self.fence.state();
         for id in ids {
-            if self.fence.spares(&fence, id, session) {
+            if fence.spares(id, session) {
                 continue;
             }
             let Some(r) = self.chunk_record(id)? else {
@@ -424,7 +427,7 @@ impl Repo {
                 stale.remove(k);
                 continue;
             };
-            if self.kv.contains(&meta::chunk_key(&id))? || self.fence.spares(&fence, &id, session) {
+            if self.kv.contains(&meta::chunk_key(&id))? || fence.spares(&id, session) {
                 stale.remove(k);
                 continue;
             }

@@ -133,9 +133,11 @@ pub fn run(
                 let mut tick = tokio::time::interval(every);
                 tick.tick().await;
                 loop {
-                    let full = out.entries.len() + out.dirs.len() >= FOLD_ENTRIES;
+                    if out.entries.len() + out.dirs.len() >= FOLD_ENTRIES {
+                        fold(&mut out, ingest, &abort).await;
+                    }
                     tokio::select! {
-                        batch = done_rx.recv(), if !full => match batch {
+                        batch = done_rx.recv() => match batch {
                             None => break,
                             Some(batch) => batch.into_iter().for_each(|d| collect(&mut out, d)),
                         },
@@ -151,9 +153,6 @@ pub fn run(
                             fold(&mut out, ingest, &abort).await;
                             bar.set_message(super::message(ingest.counters));
                             bar.set_position(ingest.counters.bytes.load(Ordering::Relaxed));
-                        }
-                        _ = std::future::ready(()), if full => {
-                            fold(&mut out, ingest, &abort).await
                         }
                     }
                 }

@@ -133,16 +133,10 @@ impl Folded {
 
 /// Whether `base` already is `new`, in everything but the name.
 fn same(base: &Entry, new: &Entry) -> bool {
-    base.kind == new.kind
-        && base.id == new.id
-        && base.mode == new.mode
-        && base.mtime_ns == new.mtime_ns
-        && base.size == new.size
-        && base.chunks == new.chunks
-        && base.target == new.target
-        && base.meta == new.meta
-        && base.links == new.links
-        && base.link == new.link
+    Entry {
+        name: new.name.clone(),
+        ..base.clone()
+    } == *new
 }
 
 /// Pushes the entries of folder `dir` (at `at`) onto `todo`, last first, so that they
