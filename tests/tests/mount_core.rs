@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use fvfs_api::client::Api;
-use fvfs_client::mount::core::{Core, Errno, Opened};
+use fvfs_client::mount::core::{Core, Errno, Opened, SetAttr};
 use fvfs_client::mount::{open_core, IdMap, Options};
 use fvfs_node::EntryKind;
 use fvfs_tests::daemon::Daemon;
@@ -59,12 +59,23 @@ fn write_file(core: &Core, parent: u64, name: &str, content: &[u8]) -> u64 {
     attr.ino
 }
 
-/// Opens `ino` with O_TRUNC, writes `content` and closes it.
-fn rewrite(core: &Core, ino: u64, content: &[u8]) {
-    let fh = match core.open(ino, true, true).unwrap() {
+/// Opens `ino` for writing as the kernel does it.
+fn open_write(core: &Core, ino: u64) -> u64 {
+    match core.open(ino, true).unwrap() {
         Opened::Write(fh) => fh,
         Opened::Read(_) => panic!("opened for writing"),
+    }
+}
+
+/// Opens `ino` with O_TRUNC (the kernel's open, then its resize to nothing), writes
+/// `content` and closes it.
+fn rewrite(core: &Core, ino: u64, content: &[u8]) {
+    let fh = open_write(core, ino);
+    let cut = SetAttr {
+        size: Some(0),
+        ..SetAttr::default()
     };
+    assert_eq!(core.setattr(ino, cut).unwrap().size, 0);
     core.write(fh, 0, content).unwrap();
     core.flush(fh).unwrap();
     core.release(fh).unwrap();
@@ -72,7 +83,7 @@ fn rewrite(core: &Core, ino: u64, content: &[u8]) {
 
 /// The whole content of inode `ino` as an open for reading gives it.
 fn read_all(core: &Core, ino: u64) -> Vec<u8> {
-    let fh = match core.open(ino, false, false).unwrap() {
+    let fh = match core.open(ino, false).unwrap() {
         Opened::Write(fh) => fh,
         Opened::Read(file) => core.keep_open(file, false),
     };
@@ -242,7 +253,7 @@ fn files_of_the_tree_read_whole_through_their_chunks() {
     assert_eq!(attr.size, 5 << 20);
     assert_eq!(read_all(&core, attr.ino), std::fs::read(&big).unwrap());
     // A read far into the file, then at its end.
-    let fh = match core.open(attr.ino, false, false).unwrap() {
+    let fh = match core.open(attr.ino, false).unwrap() {
         Opened::Read(file) => core.keep_open(file, false),
         Opened::Write(_) => panic!("not being written here"),
     };
@@ -251,6 +262,41 @@ fn files_of_the_tree_read_whole_through_their_chunks() {
     assert_eq!(piece, std::fs::read(&big).unwrap()[at as usize..][..4096]);
     assert!(core.read(fh, 5 << 20, 4096).unwrap().is_empty());
     core.release(fh).unwrap();
+}
+
+#[test]
+fn a_truncating_rewrite_fetches_nothing_and_a_patch_keeps_the_rest() {
+    let (store, rt) = (Fvfsd::new(), runtime());
+    let d = serve(&store);
+    let work = tempfile::tempdir().unwrap();
+    let big = work.path().join("big.bin");
+    tree::write_big(&big, 11, 4 << 20);
+    run_ok(&mut d.fvfsc(["put", "/big.bin", "--from", big.to_str().unwrap()]));
+    run_ok(&mut d.fvfsc(["put", "/patched.bin", "--from", big.to_str().unwrap()]));
+    let core = core_on(&d, &rt, &work.path().join("cache"));
+
+    // Opened for writing, then cut to nothing: the old content is never downloaded.
+    let (attr, _) = core.lookup(ROOT, b"big.bin").unwrap();
+    rewrite(&core, attr.ino, b"small now");
+    assert!(
+        core.cache().disk_bytes() < 1 << 20,
+        "{} bytes fetched for a file replaced whole",
+        core.cache().disk_bytes()
+    );
+    core.sync_all().unwrap();
+    assert_eq!(d.has("/big.bin").unwrap(), b"small now");
+
+    // Opened for writing and patched in the middle: the rest is fetched and kept.
+    let (attr, _) = core.lookup(ROOT, b"patched.bin").unwrap();
+    let fh = open_write(&core, attr.ino);
+    assert_eq!(core.getattr(attr.ino, None).unwrap().0.size, 4 << 20);
+    core.write(fh, 1 << 20, b"PATCH").unwrap();
+    core.flush(fh).unwrap();
+    core.release(fh).unwrap();
+    core.sync_all().unwrap();
+    let mut want = std::fs::read(&big).unwrap();
+    want[1 << 20..][..5].copy_from_slice(b"PATCH");
+    assert_eq!(d.has("/patched.bin").unwrap(), want);
 }
 
 #[test]

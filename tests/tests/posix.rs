@@ -450,6 +450,49 @@ fn truncation(dir: &Path) -> Vec<String> {
     vec![shrunk, format!("{grown:?}"), errno(g.set_len(1))]
 }
 
+/// A program running from the directory cannot be opened for writing nor truncated
+/// (ETXTBSY), also by `O_RDONLY|O_TRUNC`, which the kernel checks only after the file
+/// system opened the file (the mount used to truncate at open: the program died of
+/// SIGBUS and the file was committed empty); once it ended, O_TRUNC truncates.
+fn running_programs(dir: &Path) -> Vec<String> {
+    let prog = dir.join("prog");
+    // Written by another process: a write descriptor of this one, copied into a
+    // child forked meanwhile by another test's thread, would make exec fail ETXTBSY.
+    run_ok(
+        std::process::Command::new("cp")
+            .arg("/usr/bin/sleep")
+            .arg(&prog),
+    );
+    let original = fs::read("/usr/bin/sleep").unwrap();
+    let mut running = std::process::Command::new(&prog).arg("60").spawn().unwrap();
+    let open = |flags| {
+        let opened = rustix::fs::open(&prog, flags, rustix::fs::Mode::empty());
+        errno(opened.map_err(std::io::Error::from))
+    };
+    use rustix::fs::OFlags;
+    let mut seen = vec![
+        format!("O_WRONLY: {}", open(OFlags::WRONLY)),
+        format!("O_RDWR: {}", open(OFlags::RDWR)),
+        format!("O_RDONLY|O_TRUNC: {}", open(OFlags::RDONLY | OFlags::TRUNC)),
+        format!(
+            "size kept: {}",
+            fs::metadata(&prog).unwrap().len() == original.len() as u64
+        ),
+        format!("content kept: {}", fs::read(&prog).unwrap() == original),
+    ];
+    let again = std::process::Command::new(&prog).arg("0").status();
+    let again = again.map_or_else(|e| e.to_string(), |s| s.to_string());
+    seen.push(format!("runs again: {again}"));
+    running.kill().unwrap();
+    seen.push(format!("the first ended: {}", running.wait().unwrap()));
+    seen.push(format!(
+        "O_RDONLY|O_TRUNC: {}",
+        open(OFlags::RDONLY | OFlags::TRUNC)
+    ));
+    seen.push(format!("size: {}", fs::metadata(&prog).unwrap().len()));
+    seen
+}
+
 fn special_files(dir: &Path) -> Vec<String> {
     use std::os::unix::fs::FileTypeExt;
     let cwd = rustix::fs::CWD;
@@ -653,6 +696,7 @@ const CASES: &[(&str, Case)] = &[
         listing_shows_files_being_written,
     ),
     ("truncation", truncation),
+    ("running programs", running_programs),
     ("special files", special_files),
     ("extended attributes", extended_attributes),
     ("owners and status changes", owners_and_status_changes),

@@ -155,7 +155,6 @@ impl ChunkCache {
     }
 
     /// Bytes on disk now.
-    #[cfg(test)]
     pub fn disk_bytes(&self) -> u64 {
         lock(&self.disk).bytes
     }

@@ -94,9 +94,15 @@ impl Core {
                     return Err(Errno::ISDIR);
                 }
             }
-            let wb = self.open_write(ino, true)?;
+            let wb = self.open_write(ino)?;
             let result = {
                 let mut w = lock(&wb);
+                if let (Some(0), Some((_, path))) = (set.size, &located) {
+                    if w.unfilled() {
+                        // O_TRUNC (or truncate(2)) before any use of the old content.
+                        self.replaced_whole(&mut w, path);
+                    }
+                }
                 let resized = match set.size {
                     Some(size) => w.set_len(size).map_err(|_| Errno::IO),
                     None => Ok(()),

@@ -266,12 +266,18 @@ impl Committer {
     fn due(&self) -> (Vec<Pending>, bool) {
         let mut all = Vec::new();
         for (ino, wb) in self.writing.all() {
-            let w = lock(&wb);
+            let mut w = lock(&wb);
             let Some(q) = w.queued.filter(|q| w.dirty && q.gen == w.gen) else {
                 continue;
             };
-            let staged = w.staged();
-            let len = w.file.metadata().map_or(0, |m| m.len());
+            // Queued, so fetched (its hash was journaled): nothing to fetch here.
+            let (staged, len) = match (w.staged(), w.size()) {
+                (Ok(staged), Ok(len)) => (staged, len),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!("write-back {ino} left for the next batch: {e}");
+                    continue;
+                }
+            };
             drop(w);
             let (gen, since) = (q.gen, q.since);
             all.push((

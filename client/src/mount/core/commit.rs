@@ -165,7 +165,7 @@ impl Committer {
         w.settle_base(&self.rt);
         let (len, hash) = w.content_hash().map_err(|_| Errno::IO)?;
         let since = w.queued.map_or_else(SystemTime::now, |q| q.since);
-        let staged = w.staged();
+        let staged = w.staged().map_err(|_| Errno::IO)?;
         // The other names given here to a file made here, linked after it.
         let also = match w.made_here {
             true => lock(&self.inodes).alias_paths(ino),
@@ -218,7 +218,7 @@ impl Committer {
 
     fn commit(&self, ino: u64, w: &mut WriteBack, path: &[u8]) -> anyhow::Result<()> {
         w.settle_base(&self.rt);
-        let (version, touched, key) = self.put_here(&w.staged(), path)?;
+        let (version, touched, key) = self.put_here(&w.staged()?, path)?;
         if let Some(key) = key {
             w.base = Some(Expect::Content(key.to_hex()));
         }

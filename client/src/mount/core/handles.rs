@@ -9,7 +9,6 @@
 //!   from its chunks as they were when opened, or by the kernel from a backing file
 //!   (the adapter's passthrough).
 
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
@@ -81,28 +80,12 @@ impl Core {
         self.fh()
     }
 
-    /// Opens inode `ino`: for writing when `write` or `truncate` (O_TRUNC: emptied
-    /// now, committed with its new data, never first as an empty file), or when it is
-    /// being written here (a reader joins the write-back); else for reading.
-    pub fn open(&self, ino: u64, write: bool, truncate: bool) -> Result<Opened, Errno> {
-        if write || truncate || self.writing.get(ino).is_some() {
-            let wb = self.open_write(ino, !truncate).map_err(stale)?;
-            if truncate {
-                let mut w = lock(&wb);
-                if let Err(e) = w.set_len(0) {
-                    drop(w);
-                    tracing::warn!("truncating a write-back: {e}");
-                    let failed = self.close_write(ino, &wb, Err(Errno::IO));
-                    return Err(failed.err().unwrap_or(Errno::IO));
-                }
-                // Truncated by the open: its times move now, as on a local disk.
-                let now = now_ns();
-                w.attrs.mtime_ns = now;
-                if let Some(meta) = &mut w.attrs.meta {
-                    meta.ctime_ns = now;
-                }
-                w.touch();
-            }
+    /// Opens inode `ino`: for writing when `write`, or when it is being written here
+    /// (a reader joins the write-back); else for reading. O_TRUNC is not for open: the
+    /// kernel sends it as a resize once its own checks passed ([`Self::setattr`]).
+    pub fn open(&self, ino: u64, write: bool) -> Result<Opened, Errno> {
+        if write || self.writing.get(ino).is_some() {
+            let wb = self.open_write(ino).map_err(stale)?;
             return Ok(Opened::Write(self.handle(Handle::Write { ino, wb })));
         }
         let (entry, chunks, keep_cache) = self.open_read(ino).map_err(stale)?;
@@ -159,9 +142,9 @@ impl Core {
             return self.read_chunks(&chunks, &ahead, offset, size);
         }
         let wb = staged.ok_or(Errno::BADF)?;
-        let w = lock(&wb);
+        let mut w = lock(&wb);
         let mut buf = vec![0u8; size as usize];
-        let n = w.file.read_at(&mut buf, offset).map_err(|_| Errno::IO)?;
+        let n = w.read_at(&mut buf, offset).map_err(|_| Errno::IO)?;
         buf.truncate(n);
         Ok(buf)
     }

@@ -99,8 +99,8 @@ impl Core {
     }
 
     /// Inode `ino`'s write-back, with one more user: the one in progress, or a new one
-    /// holding the file's content (`keep`) or nothing (to be truncated).
-    pub(super) fn open_write(&self, ino: u64, keep: bool) -> Result<Arc<Mutex<WriteBack>>, Errno> {
+    /// over the file's content (fetched at its first use, [`WriteBack::fill_later`]).
+    pub(super) fn open_write(&self, ino: u64) -> Result<Arc<Mutex<WriteBack>>, Errno> {
         let located = lock(&self.inodes).locate(ino);
         let (view, path) = match located {
             Some(at) => at,
@@ -124,29 +124,37 @@ impl Core {
                     _ => return Err(Errno::INVAL),
                 }
                 w.attrs = attrs_of(&entry);
-                let shown = Expect::Content(entry.content_key().to_hex());
-                // Kept content is what this write changes; a truncated file is replaced
-                // whole, over whatever the daemon holds now (or will, once what is
-                // staged there is committed).
-                w.base = Some(match (keep, self.staged_base(&path)) {
-                    (true, _) => shown,
-                    (false, Some(staged)) => staged,
-                    (false, None) => self.block(self.remote.replacing(path.clone(), shown)),
-                });
-                if !keep {
-                    w.dirty = true;
-                    return Ok(());
-                }
-                let chunks = self.block(self.remote.file_chunks(&entry))?;
-                let mut at = 0;
-                for (_, c) in chunks.iter() {
-                    let data = self.block(self.remote.chunk(c.id))?;
-                    w.write_at(&data, at).map_err(|_| Errno::IO)?;
-                    at += data.len() as u64;
-                }
+                // What this write changes (unless it replaces it whole first,
+                // [`Self::replaced_whole`]).
+                w.base = Some(Expect::Content(entry.content_key().to_hex()));
+                let (remote, rt) = (self.remote.clone(), self.rt.clone());
+                let size = entry.size;
+                w.fill_later(
+                    size,
+                    Box::new(move |sink| {
+                        let chunks = super::block_on(&rt, remote.file_chunks(&entry))?;
+                        for (_, c) in chunks.iter() {
+                            sink(&super::block_on(&rt, remote.chunk(c.id))?)?;
+                        }
+                        Ok(())
+                    }),
+                );
                 Ok(())
             },
         )
+    }
+
+    /// Write-back `w` of `path` is being cut to nothing before any of its content was
+    /// used: the file is replaced whole, over whatever the daemon holds now (or will,
+    /// once what is staged there is committed), not over what it held at open.
+    pub(super) fn replaced_whole(&self, w: &mut WriteBack, path: &[u8]) {
+        let Some(Expect::Content(shown)) = w.base.clone() else {
+            return;
+        };
+        w.base = Some(match self.staged_base(path) {
+            Some(staged) => staged,
+            None => self.block(self.remote.replacing(path.to_vec(), Expect::Content(shown))),
+        });
     }
 
     /// What a file committed at `path` replaces when a change of `path` is staged

@@ -199,12 +199,12 @@ impl Core {
     pub(super) fn stat(&self, ino: u64) -> Result<Attr, Errno> {
         if let Some(wb) = self.writing.get(ino) {
             let w = lock(&wb);
-            let m = w.file.metadata().map_err(|_| Errno::IO)?;
+            let size = w.size().map_err(|_| Errno::IO)?;
             let entry = Entry {
                 kind: EntryKind::File,
                 mode: w.attrs.mode,
                 mtime_ns: w.attrs.mtime_ns,
-                size: m.len(),
+                size,
                 meta: w.attrs.meta.clone().map(Box::new),
                 link: w.attrs.link,
                 ..dir_entry(0)

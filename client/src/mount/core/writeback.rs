@@ -13,6 +13,10 @@
 //!   fsync commits at once ([`super::commit`]).
 //! - `gen` counts changes: a batch commits what it uploaded only if `gen` did not move
 //!   meanwhile, so nothing written after the upload is marked committed.
+//! - The content a write-back was opened over is fetched at its first use (a read, a
+//!   write, a resize other than to nothing, a commit), never at open: a file opened
+//!   only to be truncated (O_TRUNC, which the kernel sends as a resize after the open)
+//!   is never downloaded. Nothing reads or writes its local file before that.
 //! - It is dropped once, by whoever removes it from the map (then its inode is let go);
 //!   its local file and journal record are emptied and reused after a rest ([`REST`]),
 //!   never made and freed per write.
@@ -41,7 +45,7 @@ pub struct Failed {
 }
 
 pub struct WriteBack {
-    pub file: File,
+    file: File,
     local: PathBuf,
     /// Mode, mtime and meta it is committed with.
     pub attrs: Attrs,
@@ -62,10 +66,23 @@ pub struct WriteBack {
     pub queued: Option<Queued>,
     /// The hash of its content while written from the start, in order, and how far.
     hash: Option<(blake3::Hasher, u64)>,
-    /// Filled with its initial content (the first opener does it; others wait).
+    /// Set up by its first opener (attributes, base; others wait).
     loaded: bool,
+    /// The content it was opened over, not fetched yet.
+    unfilled: Option<Unfilled>,
     /// Open handles (and setattr calls in progress) using it.
     users: u64,
+}
+
+/// Fetches the content a write-back was opened over, in order, into the sink it is
+/// given; called again after a failure.
+pub type Fill =
+    Box<dyn Fn(&mut dyn FnMut(&[u8]) -> std::io::Result<()>) -> std::io::Result<()> + Send>;
+
+/// Content a write-back holds but has not fetched: its length, and how to fetch it.
+struct Unfilled {
+    len: u64,
+    fill: Fill,
 }
 
 /// A write-back closed and journaled as of change `gen`.
@@ -108,7 +125,7 @@ impl Writing {
     }
 
     /// `ino`'s write-back, with one more user; created empty (`attrs`) if missing, and
-    /// filled by `load` if nobody has filled it yet. `created` runs once, when a new
+    /// set up by `load` if nobody has set it up yet. `created` runs once, when a new
     /// write-back joins the map (the caller holds the inode for it).
     pub fn open(
         &self,
@@ -136,6 +153,7 @@ impl Writing {
                         queued: None,
                         hash: Some((blake3::Hasher::new(), 0)),
                         loaded: false,
+                        unfilled: None,
                         users: 0,
                     }));
                     files.insert(ino, wb.clone());
@@ -273,9 +291,56 @@ impl WriteBack {
         &self.local
     }
 
-    /// Writes `data` at `offset` (a change only the caller marks: loading the file's
-    /// content is none).
+    /// It holds `len` bytes that `fill` fetches at their first use.
+    pub fn fill_later(&mut self, len: u64, fill: Fill) {
+        self.unfilled = Some(Unfilled { len, fill });
+    }
+
+    /// The content it was opened over is not fetched yet.
+    pub fn unfilled(&self) -> bool {
+        self.unfilled.is_some()
+    }
+
+    /// Fetches the content it was opened over, if not done yet (into its local file,
+    /// still empty: nothing touches the file before this).
+    fn fill(&mut self) -> std::io::Result<()> {
+        let Some(unfilled) = &self.unfilled else {
+            return Ok(());
+        };
+        let (file, mut at, mut h) = (&self.file, 0u64, blake3::Hasher::new());
+        let fetched = (unfilled.fill)(&mut |data| {
+            std::os::unix::fs::FileExt::write_all_at(file, data, at)?;
+            h.update(data);
+            at += data.len() as u64;
+            Ok(())
+        });
+        if let Err(e) = fetched {
+            // Left empty, to be fetched again by the next use.
+            self.file.set_len(0)?;
+            return Err(e);
+        }
+        self.hash = Some((h, at));
+        self.unfilled = None;
+        Ok(())
+    }
+
+    /// Its content's length (fetched or not).
+    pub fn size(&self) -> std::io::Result<u64> {
+        match &self.unfilled {
+            Some(unfilled) => Ok(unfilled.len),
+            None => Ok(self.file.metadata()?.len()),
+        }
+    }
+
+    /// Reads into `buf` at `offset`: the bytes read.
+    pub fn read_at(&mut self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        self.fill()?;
+        std::os::unix::fs::FileExt::read_at(&self.file, buf, offset)
+    }
+
+    /// Writes `data` at `offset` (a change only the caller marks).
     pub fn write_at(&mut self, data: &[u8], offset: u64) -> std::io::Result<()> {
+        self.fill()?;
         std::os::unix::fs::FileExt::write_all_at(&self.file, data, offset)?;
         self.hash = match self.hash.take() {
             Some((mut h, at)) if at == offset => {
@@ -288,8 +353,13 @@ impl WriteBack {
         Ok(())
     }
 
-    /// Cuts or extends the content to `size` bytes.
+    /// Cuts or extends the content to `size` bytes (cut to nothing, what it was
+    /// opened over is never fetched).
     pub fn set_len(&mut self, size: u64) -> std::io::Result<()> {
+        match size {
+            0 => self.unfilled = None,
+            _ => self.fill()?,
+        }
         self.file.set_len(size)?;
         self.hash = (size == 0).then(|| (blake3::Hasher::new(), 0));
         self.touch();
@@ -311,17 +381,19 @@ impl WriteBack {
 
     /// What a commit of it sends: its file, its attributes (without the link of names
     /// given here to a file the daemon has not seen: those are committed as links
-    /// after it, [`super::commit::Committer::link_names`]) and what it replaces.
-    pub fn staged(&self) -> Staged {
+    /// after it, [`super::commit::Committer::link_names`]) and what it replaces; its
+    /// content fetched first if need be.
+    pub fn staged(&mut self) -> std::io::Result<Staged> {
+        self.fill()?;
         let mut attrs = self.attrs.clone();
         if self.made_here {
             attrs.link = None;
         }
-        Staged {
+        Ok(Staged {
             local: self.local.clone(),
             attrs,
             expect: self.base.clone(),
-        }
+        })
     }
 
     /// Marks a change (content or attributes) to commit.
@@ -333,6 +405,7 @@ impl WriteBack {
     /// The content's length and BLAKE3 hash: kept up as it is written in order, read
     /// back from the local file otherwise.
     pub fn content_hash(&mut self) -> std::io::Result<(u64, blake3::Hash)> {
+        self.fill()?;
         let len = self.file.metadata()?.len();
         if let Some((h, at)) = &self.hash {
             if *at == len {

@@ -111,16 +111,14 @@ impl Kernel for Notifier {
 }
 
 impl Filesystem for Fuse {
-    /// O_TRUNC arrives with open, so a truncating rewrite is committed together with
-    /// its data (at flush or fsync), never first as an empty file: a crash between the
-    /// two leaves the old content, not nothing. Known fault, to fix (the stop note of
-    /// 2026-12-05, eighteenth session): for `O_RDONLY|O_TRUNC` the kernel checks ETXTBSY only
-    /// after this open truncated (and itself sets the size to 0 on success), so a
-    /// program running from the file can die of SIGBUS though the caller is refused.
+    /// Not FUSE_ATOMIC_O_TRUNC: with it, the kernel checks that a file being executed is
+    /// not opened `O_RDONLY|O_TRUNC` (ETXTBSY) only after this open truncated it (and
+    /// sets its size to 0 itself), so the running program dies of SIGBUS. Without it,
+    /// O_TRUNC comes after the kernel's checks as a resize to nothing, which reaches
+    /// the write-back the open made before any of the old content was fetched: a
+    /// truncating rewrite still downloads nothing, and is committed with its new data
+    /// (at close or fsync), never first as an empty file.
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        if let Err(missing) = config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC) {
-            tracing::warn!("kernel lacks {missing:?}: truncation is committed on its own");
-        }
         // Listings come with attributes (and the kernel makes the inodes, which files
         // pushed into its cache need): a walk looks nothing up. Not READDIRPLUS_AUTO,
         // with which a large folder's later pieces come as names only, each then
@@ -231,8 +229,7 @@ impl Filesystem for Fuse {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
-        let truncate = flags.0 & O_TRUNC != 0;
-        let file = match tri!(reply, self.core.open(ino.into(), write, truncate)) {
+        let file = match tri!(reply, self.core.open(ino.into(), write)) {
             Opened::Write(fh) => return reply.opened(FileHandle(fh), FopenFlags::empty()),
             Opened::Read(file) => file,
         };
@@ -563,8 +560,6 @@ fn xattr_reply(reply: ReplyXattr, data: &[u8], size: u32) {
     }
 }
 
-/// O_TRUNC, as the kernel passes it in open flags.
-const O_TRUNC: i32 = 0o1000;
 /// File types in a mode, as mknod(2) passes them.
 const S_IFMT: u32 = 0o170000;
 const S_IFIFO: u32 = 0o010000;
