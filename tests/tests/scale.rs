@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use fvfs_tests::daemon::Daemon;
-use fvfs_tests::{check, tree, with_peak_rss, Fvfsd};
+use fvfs_tests::{check, peak_rss, tree, with_peak_rss, Fvfsd};
 
 const FILES: u64 = 100_000;
 /// What each command may take at most, in MiB, whatever the size of the tree (sled's
@@ -61,12 +61,20 @@ fn a_hundred_thousand_files_import_export_and_check_in_bounded_memory() {
     tree::assert_same(&src, &out);
     run("fsck", &["fsck", "--all", "--read-data"]);
 
-    // The same tree through a daemon: more operations than one commit request holds.
+    // The same tree through a daemon: more operations than one commit request holds,
+    // committed as they are read; the client and the daemon within the same bound.
     let other = Fvfsd::new();
     let mut d = Daemon::start(&other, "127.0.0.1:0", &["--no-mdns"]);
     let (out, mib) = with_peak_rss(&d.fvfsc(["put", "/home", "-r", src_arg]));
     check(&out, 0);
     eprintln!("put -r: fvfsc peak {mib} MiB");
+    assert!(mib <= BOUND_MIB, "put -r took {mib} MiB at its peak");
+    let served = peak_rss(d.pid()) >> 20;
+    eprintln!("put -r: fvfsd peak {served} MiB");
+    assert!(
+        served <= BOUND_MIB,
+        "the daemon took {served} MiB at its peak"
+    );
     // Their operations are more than one commit of put -r holds: several versions.
     assert!(d.head() > 1, "one version for {FILES} files of long names");
     d.stop();

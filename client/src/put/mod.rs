@@ -1,6 +1,6 @@
-//! Uploads: one stream to `PUT /v1/files` (stdin, a file), or a whole tree chunked here
-//! on the client, so only chunks the daemon lacks cross the network, then committed as
-//! one version.
+//! Uploads: one stream to `PUT /v1/files` (stdin, a file), or files chunked here on
+//! the client, so only chunks the daemon lacks cross the network, then committed
+//! (a whole tree: [`tree`]).
 //!
 //! Chunks the daemon lacks are framed (compressed) here, which spares the daemon the
 //! work and the LAN the bytes; the daemon still checks every frame against its id.
@@ -10,15 +10,22 @@
 //! Files are read a batch at a time on each blocking thread, and their new chunks
 //! handed over a megabyte at a time: a task and a wake-up per small file, and one per
 //! chunk, cost the client a fifth of its CPU on a tree of small files.
+//!
+//! # Invariants
+//! - A commit names only chunks the daemon has: the uploader answers a
+//!   [`Upload::Barrier`] once every chunk handed to it before the barrier is stored.
 
-use std::collections::{HashMap, HashSet};
+mod tree;
+
+pub use tree::{put_tree, Summary};
+
+use std::collections::{BTreeSet, HashSet};
 use std::fs;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use std::sync::{Arc, Mutex};
 
 use fvfs_api::batch;
@@ -29,7 +36,6 @@ use fvfs_api::views::VersionInfo;
 use fvfs_api::ErrorCode;
 use fvfs_cas::{chunker, frame, ChunkId};
 use fvfs_node::{content_key, file_layout, ChunkKind, ChunkRef, FileLayout, Link, Meta};
-use fvfs_walk::{Event, Found, Kind, Rules};
 use hyper::Method;
 
 use fvfs_api::client::{full, Api, Body, Failure};
@@ -86,37 +92,75 @@ async fn cut_seed(api: &Api) -> Result<u64> {
 /// A chunk on its way to the daemon: raw bytes, framed only if the daemon lacks it.
 type Outgoing = (ChunkId, Bytes, ChunkKind);
 
+/// What the uploader is handed, in order.
+enum Upload {
+    /// New chunks.
+    Chunks(Vec<Outgoing>),
+    /// Answered once every chunk handed before it is stored on the daemon.
+    Barrier(tokio::sync::oneshot::Sender<()>),
+}
+
+/// Where the uploader sends to.
+type ToUploader = tokio::sync::mpsc::Sender<Upload>;
+
 /// Buffers being offered at once (one asking or sending while the next one fills).
 const OFFERS: usize = 2;
 
 /// Collects chunks from the file readers, asks the daemon which it lacks, and sends
-/// those framed, in batches. Returns the bytes of frames sent.
-async fn uploader(api: &Api, mut rx: tokio::sync::mpsc::Receiver<Vec<Outgoing>>) -> Result<u64> {
+/// those framed, in batches; answers barriers once what came before them is stored.
+/// Returns the bytes of frames sent.
+async fn uploader(api: &Api, mut rx: tokio::sync::mpsc::Receiver<Upload>) -> Result<u64> {
     let (mut buffer, mut bytes, mut sent) = (Vec::new(), 0usize, 0u64);
     let mut offers = futures::stream::FuturesUnordered::new();
+    // Offers are numbered; a barrier waits for every offer numbered below its own.
+    let (mut started, mut running) = (0u64, BTreeSet::new());
+    let (mut barrier, mut waiting) = (None, Vec::new());
     let mut open = true;
     while open || !buffer.is_empty() || !offers.is_empty() {
         // A hand may come next: the question must still fit the daemon's limit.
         let full = bytes >= BUFFER_BYTES
             || buffer.len() + HAND_CHUNKS > MAX_MISSING_IDS
-            || (!open && !buffer.is_empty());
+            || ((!open || barrier.is_some()) && !buffer.is_empty());
         if full && offers.len() < OFFERS {
-            offers.push(offer(api, std::mem::take(&mut buffer)));
+            let n = started;
+            let offered = offer(api, std::mem::take(&mut buffer));
+            offers.push(offered.map(move |result| (n, result)));
+            running.insert(n);
+            started += 1;
             bytes = 0;
             continue;
         }
+        if buffer.is_empty() {
+            waiting.extend(barrier.take().map(|b| (started, b)));
+        }
+        answer(&mut waiting, running.first().copied());
         tokio::select! {
-            items = rx.recv(), if open && !full => match items {
-                Some(items) => {
+            items = rx.recv(), if open && !full && barrier.is_none() => match items {
+                Some(Upload::Chunks(items)) => {
                     bytes += items.iter().map(|(_, raw, _)| raw.len()).sum::<usize>();
                     buffer.extend(items);
                 }
+                Some(Upload::Barrier(b)) => barrier = Some(b),
                 None => open = false,
             },
-            Some(result) = offers.next(), if !offers.is_empty() => sent += result?,
+            Some((n, result)) = offers.next(), if !offers.is_empty() => {
+                running.remove(&n);
+                sent += result?;
+            }
         }
     }
+    answer(&mut waiting, None);
     Ok(sent)
+}
+
+/// Answers the barriers waiting for offers numbered below `oldest`, the oldest offer
+/// still running (`None`: none is).
+fn answer(waiting: &mut Vec<(u64, tokio::sync::oneshot::Sender<()>)>, oldest: Option<u64>) {
+    let oldest = oldest.unwrap_or(u64::MAX);
+    for (_, b) in waiting.extract_if(.., |(n, _)| *n <= oldest) {
+        // A barrier nobody waits for any more is fine.
+        let _ = b.send(());
+    }
 }
 
 /// Sends whichever of `items` the daemon lacks: framed on the blocking pool, in
@@ -180,7 +224,7 @@ const HAND_CHUNKS: usize = 256;
 async fn chunk_files(
     paths: Vec<PathBuf>,
     (seen, seed): (Arc<Mutex<HashSet<ChunkId>>>, u64),
-    tx: tokio::sync::mpsc::Sender<Vec<Outgoing>>,
+    tx: ToUploader,
 ) -> Vec<std::io::Result<Vec<ChunkRef>>> {
     let count = paths.len();
     let read = tokio::task::spawn_blocking(move || {
@@ -189,7 +233,7 @@ async fn chunk_files(
             .iter()
             .map(|path| chunk_one(path, (&seen, seed), &tx, &mut hand))
             .collect();
-        if !hand.is_empty() && tx.blocking_send(hand).is_err() {
+        if !hand.is_empty() && tx.blocking_send(Upload::Chunks(hand)).is_err() {
             // What the last files found new never left: none of them is read.
             results = (0..results.len()).map(|_| Err(stopped())).collect();
         }
@@ -212,7 +256,7 @@ fn stopped() -> std::io::Error {
 fn chunk_one(
     path: &Path,
     (seen, seed): (&Mutex<HashSet<ChunkId>>, u64),
-    tx: &tokio::sync::mpsc::Sender<Vec<Outgoing>>,
+    tx: &ToUploader,
     hand: &mut Vec<Outgoing>,
 ) -> std::io::Result<Vec<ChunkRef>> {
     let mut refs = Vec::new();
@@ -229,7 +273,7 @@ fn chunk_one(
             hand.push((id, Bytes::from(data), ChunkKind::Data));
             let bytes: usize = hand.iter().map(|(_, raw, _)| raw.len()).sum();
             if bytes >= HAND_BYTES || hand.len() >= HAND_CHUNKS {
-                tx.blocking_send(std::mem::take(hand))
+                tx.blocking_send(Upload::Chunks(std::mem::take(hand)))
                     .map_err(|_| stopped())?;
             }
         }
@@ -237,82 +281,52 @@ fn chunk_one(
     Ok(refs)
 }
 
-/// `files` in groups for [`chunk_files`]: at most [`READ_BATCH_FILES`] and about
-/// [`READ_BATCH_BYTES`] each, in order.
-fn read_batches<T>(files: Vec<T>, size: impl Fn(&T) -> u64) -> Vec<Vec<T>> {
-    let mut batches: Vec<Vec<T>> = Vec::new();
-    let mut bytes = 0;
-    for file in files {
-        let len = size(&file);
-        match batches.last_mut() {
-            Some(b) if b.len() < READ_BATCH_FILES && bytes + len <= READ_BATCH_BYTES => {
-                bytes += len;
-                b.push(file);
-            }
-            _ => {
-                bytes = len;
-                batches.push(vec![file]);
-            }
+/// Files grouped for [`chunk_files`] as they come: at most [`READ_BATCH_FILES`] and
+/// about [`READ_BATCH_BYTES`] each (a larger file alone), in order.
+struct ReadBatch<T> {
+    items: Vec<T>,
+    bytes: u64,
+}
+
+impl<T> Default for ReadBatch<T> {
+    fn default() -> Self {
+        Self {
+            items: Vec::new(),
+            bytes: 0,
         }
     }
+}
+
+impl<T> ReadBatch<T> {
+    /// Adds `item` of `len` bytes; returns the batch it closed, if it did not fit.
+    fn add(&mut self, item: T, len: u64) -> Option<Vec<T>> {
+        let fits = self.items.len() < READ_BATCH_FILES && self.bytes + len <= READ_BATCH_BYTES;
+        let closed = match fits || self.items.is_empty() {
+            true => None,
+            false => self.take(),
+        };
+        self.bytes += len;
+        self.items.push(item);
+        closed
+    }
+
+    /// The batch so far, if it holds anything.
+    fn take(&mut self) -> Option<Vec<T>> {
+        self.bytes = 0;
+        (!self.items.is_empty()).then(|| std::mem::take(&mut self.items))
+    }
+}
+
+/// `files` in groups for [`chunk_files`] ([`ReadBatch`]).
+fn read_batches<T>(files: Vec<T>, size: impl Fn(&T) -> u64) -> Vec<Vec<T>> {
+    let mut batch = ReadBatch::default();
+    let mut batches: Vec<Vec<T>> = Vec::new();
+    for file in files {
+        let len = size(&file);
+        batches.extend(batch.add(file, len));
+    }
+    batches.extend(batch.take());
     batches
-}
-
-/// What a tree upload did.
-pub struct Summary {
-    pub files: u64,
-    pub bytes: u64,
-    pub sent_bytes: u64,
-    pub skipped: Vec<(PathBuf, String)>,
-    /// Entries the exclude rules left out (a folder counts once).
-    pub excluded: u64,
-    pub version: VersionInfo,
-}
-
-enum Item {
-    Dir(Vec<u8>, fs::Metadata),
-    File(PathBuf, Vec<u8>, fs::Metadata),
-    Symlink(Vec<u8>, Vec<u8>, fs::Metadata),
-}
-
-fn mtime_ns(m: &fs::Metadata) -> i64 {
-    fvfs_node::unix_ns(m.mtime(), m.mtime_nsec())
-}
-
-/// Lists `src` below `dest`, leaving out what `rules` exclude; special and unreadable
-/// entries go to `skipped`. Returns the items and how many entries were excluded.
-fn list(
-    src: &Path,
-    dest: &[u8],
-    rules: &Rules,
-    skipped: &mut Vec<(PathBuf, String)>,
-) -> (Vec<Item>, u64) {
-    let mut out = Vec::new();
-    let excluded = fvfs_walk::walk(src, dest, rules, &mut |event| match event {
-        Event::Skipped { src, reason } => skipped.push((src, reason)),
-        Event::Found(Found {
-            src,
-            dest,
-            meta,
-            kind,
-        }) => match kind {
-            Kind::Dir => out.push(Item::Dir(dest, meta)),
-            Kind::File => out.push(Item::File(src, dest, meta)),
-            Kind::Symlink(target) => out.push(Item::Symlink(dest, target, meta)),
-            Kind::Special => {
-                let t = meta.file_type();
-                let kind = if t.is_socket() {
-                    "socket"
-                } else if t.is_fifo() {
-                    "named pipe"
-                } else {
-                    "device"
-                };
-                skipped.push((src, format!("special file ({kind}) is not uploaded")));
-            }
-        },
-    });
-    (out, excluded)
 }
 
 /// What a file is committed with besides its content.
@@ -332,7 +346,7 @@ async fn file_op(
     attrs: &Attrs,
     refs: Vec<ChunkRef>,
     expect: Option<Expect>,
-    tx: &tokio::sync::mpsc::Sender<Vec<Outgoing>>,
+    tx: &ToUploader,
 ) -> Result<(CommitOp, ChunkId)> {
     let size: u64 = refs.iter().map(|r| r.len).sum();
     let (node, chunks, key) = match file_layout(refs) {
@@ -346,9 +360,13 @@ async fn file_op(
             for n in lists.iter().chain(std::iter::once(&file)) {
                 let raw = n.encode();
                 file_id = ChunkId::of(&raw);
-                tx.send(vec![(file_id, Bytes::from(raw), ChunkKind::Node)])
-                    .await
-                    .map_err(|_| anyhow::anyhow!("upload stopped"))?;
+                tx.send(Upload::Chunks(vec![(
+                    file_id,
+                    Bytes::from(raw),
+                    ChunkKind::Node,
+                )]))
+                .await
+                .map_err(|_| anyhow::anyhow!("upload stopped"))?;
             }
             (Some(file_id.to_hex()), Vec::new(), file_id)
         }
@@ -367,184 +385,6 @@ async fn file_op(
     Ok((op, key))
 }
 
-/// Uploads the tree `src` to `dest`, leaving out what `rules` exclude, and commits it
-/// as one version. Files are read on one thread per core; one uploader sends what the
-/// daemon lacks.
-pub async fn put_tree(api: &Api, src: &Path, dest: &[u8], rules: &Rules) -> Result<Summary> {
-    resend_if_collected(|| put_tree_once(api, src, dest, rules)).await
-}
-
-async fn put_tree_once(api: &Api, src: &Path, dest: &[u8], rules: &Rules) -> Result<Summary> {
-    let meta = fs::metadata(src).with_context(|| format!("{}", src.display()))?;
-    if !meta.is_dir() {
-        bail!(
-            "{} is not a directory (use --from FILE for one file)",
-            src.display()
-        );
-    }
-    let mut skipped = Vec::new();
-    let (items, excluded) = list(src, dest, rules, &mut skipped);
-    let mut ops = Vec::new();
-    if dest != b"/" {
-        ops.push(CommitOp::Mkdir {
-            path: encode_path(dest),
-            mode: meta.mode() & 0o7777,
-            mtime_ns: mtime_ns(&meta),
-            meta: None,
-        });
-    }
-    let mut files = Vec::new();
-    for item in items {
-        match item {
-            Item::Dir(at, m) => ops.push(CommitOp::Mkdir {
-                path: encode_path(&at),
-                mode: m.mode() & 0o7777,
-                mtime_ns: mtime_ns(&m),
-                meta: None,
-            }),
-            Item::Symlink(at, target, m) => ops.push(CommitOp::Symlink {
-                path: encode_path(&at),
-                target: encode_path(&target),
-                mode: m.mode() & 0o7777,
-                mtime_ns: mtime_ns(&m),
-                meta: None,
-                link: None,
-            }),
-            Item::File(path, at, m) => files.push((path, at, m)),
-        }
-    }
-    // Other names of a file already listed become links to its first name (after the
-    // files, in the same commit), not uploads of their own.
-    let mut first_names: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
-    let mut more_names = Vec::new();
-    files.retain(|(path, at, m)| {
-        if m.nlink() < 2 {
-            return true;
-        }
-        match first_names.entry((m.dev(), m.ino())) {
-            std::collections::hash_map::Entry::Occupied(first) => {
-                more_names.push((first.get().clone(), at.clone(), path.clone()));
-                false
-            }
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(at.clone());
-                true
-            }
-        }
-    });
-    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<Outgoing>>(8);
-    let upload = uploader(api, rx);
-    let readers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let seen = Arc::new(Mutex::new(HashSet::new()));
-    let seed = cut_seed(api).await?;
-    let read_all = async move {
-        let batches = read_batches(files, |(_, _, m)| m.len());
-        let mut results = futures::stream::iter(batches)
-            .map(|batch| {
-                let (seen, tx) = (seen.clone(), tx.clone());
-                let paths = batch.iter().map(|(path, _, _)| path.clone()).collect();
-                async move {
-                    let read = chunk_files(paths, (seen, seed), tx).await;
-                    read.into_iter().zip(batch)
-                }
-            })
-            .buffer_unordered(readers)
-            .flat_map(futures::stream::iter);
-        let (mut count, mut bytes, mut file_ops, mut unreadable) =
-            (0u64, 0u64, Vec::new(), Vec::new());
-        while let Some((refs, (path, at, m))) = results.next().await {
-            match refs {
-                Ok(refs) => {
-                    bytes += refs.iter().map(|r| r.len).sum::<u64>();
-                    count += 1;
-                    let (mode, mtime) = (m.mode() & 0o7777, mtime_ns(&m));
-                    let attrs = Attrs {
-                        mode,
-                        mtime_ns: mtime,
-                        meta: None,
-                        link: None,
-                    };
-                    file_ops.push(file_op(&at, &attrs, refs, None, &tx).await?.0);
-                }
-                Err(e) => unreadable.push((path, format!("cannot read: {e}"), at)),
-            }
-        }
-        drop(results);
-        drop(tx);
-        Ok::<_, anyhow::Error>((count, bytes, file_ops, unreadable))
-    };
-    let (read, sent_bytes) = futures::try_join!(read_all, upload)?;
-    let (mut files, bytes, file_ops, unreadable) = read;
-    ops.extend(file_ops);
-    for (first, at, path) in more_names {
-        if unreadable.iter().any(|(_, _, a)| *a == first) {
-            skipped.push((path, "another name of this file could not be read".into()));
-            continue;
-        }
-        files += 1;
-        ops.push(CommitOp::Link {
-            from: encode_path(&first),
-            to: encode_path(&at),
-            replace: true,
-        });
-    }
-    skipped.extend(unreadable.into_iter().map(|(path, why, _)| (path, why)));
-    if ops.is_empty() {
-        bail!("{} is empty: nothing to upload", src.display());
-    }
-    let message = format!(
-        "put -r {} -> {}",
-        src.display(),
-        String::from_utf8_lossy(dest)
-    );
-    let version = commit_in_pieces(api, &message, ops).await?;
-    Ok(Summary {
-        files,
-        bytes,
-        sent_bytes,
-        skipped,
-        excluded,
-        version,
-    })
-}
-
-/// What one commit of `put -r` holds at most: an eighth of what the daemon takes, so
-/// that what the daemon holds while it applies one (the request, its entries, the
-/// edit) stays far below what a whole home would take.
-const PIECE_BYTES: usize = fvfs_api::commit::MAX_COMMIT_BODY / 8;
-
-/// Commits `ops` in order, as one version if they fit in [`PIECE_BYTES`], else in
-/// pieces, a version each (a piece's links follow the files they name, which came
-/// first); returns the last version once the daemon made it durable.
-async fn commit_in_pieces(
-    api: &Api,
-    message: &str,
-    ops: Vec<CommitOp>,
-) -> Result<VersionInfo, fvfs_api::client::Failure> {
-    let size = |op: &CommitOp| serde_json::to_vec(op).map_or(0, |v| v.len() + 1);
-    let mut pieces: Vec<Vec<CommitOp>> = vec![Vec::new()];
-    let mut bytes = 0;
-    for op in ops {
-        let n = size(&op);
-        if bytes + n > PIECE_BYTES && bytes > 0 {
-            pieces.push(Vec::new());
-            bytes = 0;
-        }
-        bytes += n;
-        pieces.last_mut().expect("one piece").push(op);
-    }
-    let count = pieces.len();
-    let mut last = None;
-    for (i, piece) in pieces.into_iter().enumerate() {
-        let message = match count {
-            1 => message.to_owned(),
-            _ => format!("{message} ({} of {count})", i + 1),
-        };
-        last = Some(commit(api, message, piece).await?);
-    }
-    Ok(last.expect("at least one piece"))
-}
-
 /// Commits `ops` as one version; returns once the daemon made it durable.
 pub async fn commit(
     api: &Api,
@@ -552,8 +392,7 @@ pub async fn commit(
     ops: Vec<CommitOp>,
 ) -> Result<VersionInfo, fvfs_api::client::Failure> {
     let request = CommitRequest { message, ops };
-    let body = serde_json::to_value(&request).expect("commit requests serialise");
-    api.json(Method::POST, "/v1/commit", &body).await
+    api.json(Method::POST, "/v1/commit", &request).await
 }
 
 /// Uploads the local file `local` (chunked here, only chunks the daemon lacks sent)
@@ -653,7 +492,7 @@ pub async fn upload_files(
     api: &Api,
     files: Vec<Staged>,
 ) -> Result<Vec<std::io::Result<(CommitOp, ChunkId)>>> {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<Outgoing>>(8);
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
     let upload = uploader(api, rx);
     let seen = Arc::new(Mutex::new(HashSet::new()));
     let seed = cut_seed(api).await?;
