@@ -65,8 +65,13 @@ fn a_hundred_thousand_files_import_export_and_check_in_bounded_memory() {
     // committed as they are read; the client and the daemon within the same bound.
     let other = Fvfsd::new();
     let mut d = Daemon::start(&other, "127.0.0.1:0", &["--no-mdns"]);
-    let (out, mib) = with_peak_rss(&d.fvfsc(["put", "/home", "-r", src_arg]));
+    let mut put = d.fvfsc(["put", "/home", "-r", src_arg]);
+    let (out, mib) = with_peak_rss(put.env("RUST_LOG", "fvfs_client=info"));
     check(&out, 0);
+    // No piece was committed before its chunks were stored (the daemon would have
+    // refused it, and the whole upload been sent again).
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!log.contains("sending again"), "{log}");
     eprintln!("put -r: fvfsc peak {mib} MiB");
     assert!(mib <= BOUND_MIB, "put -r took {mib} MiB at its peak");
     let served = peak_rss(d.pid()) >> 20;
