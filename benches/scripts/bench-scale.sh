@@ -3,7 +3,9 @@
 # KB files, half text, half noise, folders of 100), then for fvfs, restic and bupstash
 # the first ingest, an unchanged re-run, a restore of the whole tree and a check that
 # reads every byte, each with wall time and peak RSS; `fvfsc put -r` through a daemon
-# too; the bytes each keeps. Page cache warm (the tree is read before each step).
+# too; a fresh mount's `find` and `tar` of the tree (fvfs and `restic mount`); a
+# collection after half the tree is deleted, keeping the newest backup; the bytes each
+# keeps. Page cache warm (the tree is read before each step).
 #
 # Usage: benches/scripts/bench-scale.sh [FILES]   (default 300000)
 # Needs restic (Debian) and bupstash (`cargo install bupstash`, looked for on PATH and
@@ -13,19 +15,28 @@ cd "$(dirname "$0")/../.."
 source benches/scripts/common.sh
 files="${1:-300000}"
 export PATH="$PATH:$HOME/.cache/fvfs/tools/bin"
-for t in restic bupstash /usr/bin/time; do
+for t in restic bupstash /usr/bin/time fusermount3; do
   command -v "$t" >/dev/null || { echo "missing $t (apt-get install restic time; cargo install bupstash)" >&2; exit 2; }
 done
 build_bins fvfsd fvfsc
 cargo build --release --locked -p fvfs-benches --bin gen-tree >&2
 work="$(mktemp -d "${BENCH_TMP:-/var/tmp}/fvfs-scale.XXXXXX")"
-trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'for m in "$work/mnt" "$work/rmnt"; do mountpoint -q "$m" && fusermount3 -uz "$m"; done
+  kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
 pids=()
 src="$work/src"
 "$CARGO_TARGET_DIR/release/gen-tree" "$src" "$files" >&2
 export RESTIC_PASSWORD=bench BUPSTASH_REPOSITORY="$work/bupstash" BUPSTASH_KEY="$work/bupstash.key"
 
 declare -A secs rss
+hwm() { echo $(( $(awk '/VmHWM/ {print $2}' "/proc/$1/status") / 1024 )); }
+# walk WHO DIR: `find` of every file and `tar` of the whole tree under DIR (a mount),
+# timed as WHO-find and WHO-tar.
+walk() {
+  run "$1-find" bash -c "find '$2' -type f | wc -l"
+  echo "  $(cat "$work/out") files" >&2
+  run "$1-tar" bash -c "tar -cf - -C '$2' . | cat >/dev/null"
+}
 # run STEP CMD...: times CMD with the tree warm; records secs[STEP] and rss[STEP] (MB).
 run() {
   local step=$1; shift
@@ -50,8 +61,22 @@ run fvfs-check "$bin/fvfsd" fsck --all --read-data
 # put -r through a daemon on another store: the client's peak, then the daemon's.
 serve "$bin" "$work/fvfs-put"
 FVFS_URL="$url" run fvfs-put "$bin/fvfsc" put /home -r "$src"
-put_daemon_mb=$(( $(awk '/VmHWM/ {print $2}' "/proc/${pids[-1]}/status") / 1024 ))
+put_daemon_mb=$(hwm "${pids[-1]}")
+# A fresh mount of that store: a walk stating every name, then a tar reading every byte
+# (cold: nothing cached on the device).
+FVFS_URL="$url" "$bin/fvfsc" mount "$work/mnt" --cache-dir "$work/mcache" >/dev/null 2>&1 &
+mount_pid=$!
+until mountpoint -q "$work/mnt" 2>/dev/null; do sleep 0.05; done
+walk "fvfs" "$work/mnt/home"
+mount_mb=$(hwm "$mount_pid"); mount_daemon_mb=$(hwm "${pids[-1]}")
+"$bin/fvfsc" umount "$work/mnt" --cache-dir "$work/mcache" >/dev/null
+wait "$mount_pid" 2>/dev/null || true
+# Half the top folders removed, then a collection keeping only the newest version.
+for d in $(ls "$src" | head -n "$(( $(ls "$src" | wc -l) / 2 ))"); do
+  FVFS_URL="$url" "$bin/fvfsc" rm -r "/home/$d" >/dev/null
+done
 kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+FVFS_HOME="$work/fvfs-put" run fvfs-gc "$bin/fvfsd" gc --keep-last 1 --grace-secs 0
 
 # restic
 restic init -q -r "$work/restic" >/dev/null
@@ -62,6 +87,15 @@ run restic-restore restic restore -q -r "$work/restic" latest --target "$work/ou
 rm -rf "$work/out-restic"
 run restic-check restic check -q -r "$work/restic" --read-data
 
+mkdir "$work/rmnt"
+restic mount -q -r "$work/restic" "$work/rmnt" >/dev/null 2>&1 &
+rmount_pid=$!
+until [ -d "$work/rmnt/snapshots/latest" ]; do sleep 0.1; done
+walk restic "$work/rmnt/snapshots/latest$src"
+rmount_mb=$(hwm "$rmount_pid")
+fusermount3 -u "$work/rmnt" || fusermount -u "$work/rmnt"
+wait "$rmount_pid" 2>/dev/null || true
+
 # bupstash
 bupstash new-key -o "$BUPSTASH_KEY"
 bupstash init >/dev/null
@@ -71,6 +105,14 @@ run bupstash-rerun bupstash put -q --send-log "$work/sendlog" "$src"
 stored_bupstash=$(size "$work/bupstash")
 mkdir "$work/out-bup"
 run bupstash-restore bupstash restore -q --into "$work/out-bup" "id=$id"
+
+# Half the tree deleted, then each one's collection keeping only the newest backup.
+ls "$src" | head -n "$(( $(ls "$src" | wc -l) / 2 ))" | while read -r d; do rm -rf "${src:?}/$d"; done
+restic backup -q -r "$work/restic" "$src" >/dev/null
+run restic-gc restic forget -q -r "$work/restic" --keep-last 1 --prune
+bupstash put -q --send-log "$work/sendlog" "$src" >/dev/null
+bupstash rm -q "id=$id" >/dev/null
+run bupstash-gc bupstash gc -q
 
 ratio() { echo "scale=2; $1 / $2" | bc; }
 echo
@@ -83,6 +125,10 @@ for step in first rerun restore check; do
   echo "| $step | ${secs[fvfs-$step]} s, ${rss[fvfs-$step]} MB | ${secs[restic-$step]} s, ${rss[restic-$step]} MB | $b |"
 done
 echo "| put -r (fvfsc; daemon peak $put_daemon_mb MB) | ${secs[fvfs-put]} s, ${rss[fvfs-put]} MB | - | - |"
+echo "| find through a fresh mount | ${secs[fvfs-find]} s | ${secs[restic-find]} s | - |"
+echo "| tar through that mount | ${secs[fvfs-tar]} s | ${secs[restic-tar]} s | - |"
+echo "| the mount's peak (fvfsd serving it) | $mount_mb MB ($mount_daemon_mb MB) | $rmount_mb MB | - |"
+echo "| gc after deleting half (keep the newest) | ${secs[fvfs-gc]} s, ${rss[fvfs-gc]} MB | ${secs[restic-gc]} s, ${rss[restic-gc]} MB | ${secs[bupstash-gc]} s, ${rss[bupstash-gc]} MB |"
 echo "| stored | $(mb "$stored_fvfs") MB | $(mb "$stored_restic") MB | $(mb "$stored_bupstash") MB |"
 echo
 echo "- first ingest vs bupstash: $(ratio "${secs[bupstash-first]}" "${secs[fvfs-first]}")x, vs restic: $(ratio "${secs[restic-first]}" "${secs[fvfs-first]}")x"

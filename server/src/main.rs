@@ -21,10 +21,15 @@ fn main() -> ExitCode {
     let cli = fvfs_server::cli::Cli::parse();
     // 8 MiB stacks (tokio's default is 2): sealing and walking a tree recurse once per
     // level, and paths may be 512 levels deep (`path::MAX_DEPTH`); 1024 levels
-    // overflowed 2 MiB.
+    // overflowed 2 MiB. At most 64 blocking threads (tokio's default is 512): each
+    // store read runs in `block_in_place`, which hands its worker's place to another
+    // thread, and serving a mount's walk of 100,000 files grew the pool to all 512,
+    // each with jemalloc's cache of its own: 300 MiB instead of 95, no faster (the
+    // blocking work is file I/O on one disk; benches/README.md, nineteenth session).
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_stack_size(8 << 20)
+        .max_blocking_threads(64)
         .build()
         .expect("tokio runtime");
     match runtime.block_on(fvfs_server::run(cli)) {
