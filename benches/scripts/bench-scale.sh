@@ -26,6 +26,7 @@ trap 'for m in "$work/mnt" "$work/rmnt"; do mountpoint -q "$m" && fusermount3 -u
 pids=()
 src="$work/src"
 "$CARGO_TARGET_DIR/release/gen-tree" "$src" "$files" >&2
+tree_bytes=$(du -sb --apparent-size "$src" | cut -f1)
 export RESTIC_PASSWORD=bench BUPSTASH_REPOSITORY="$work/bupstash" BUPSTASH_KEY="$work/bupstash.key"
 
 declare -A secs rss
@@ -42,7 +43,7 @@ run() {
   local step=$1; shift
   tar -cf - -C "$src" . | cat >/dev/null
   /usr/bin/time -f "%e %M" -o "$work/time" "$@" >"$work/out" 2>"$work/err" || {
-    echo "$step failed:" >&2; tail -5 "$work/err" "$work/out" >&2; exit 1; }
+    echo "$step failed:" >&2; tail -n 5 "$work/err" "$work/out" >&2; exit 1; }
   read -r s m < "$work/time"
   secs[$step]=$s; rss[$step]=$((m / 1024))
   echo "$step: $s s, $((m / 1024)) MB" >&2
@@ -64,9 +65,13 @@ FVFS_URL="$url" run fvfs-put "$bin/fvfsc" put /home -r "$src"
 put_daemon_mb=$(hwm "${pids[-1]}")
 # A fresh mount of that store: a walk stating every name, then a tar reading every byte
 # (cold: nothing cached on the device).
-FVFS_URL="$url" "$bin/fvfsc" mount "$work/mnt" --cache-dir "$work/mcache" >/dev/null 2>&1 &
+mkdir "$work/mnt"
+FVFS_URL="$url" "$bin/fvfsc" mount "$work/mnt" --cache-dir "$work/mcache" >"$work/mount.log" 2>&1 &
 mount_pid=$!
-until mountpoint -q "$work/mnt" 2>/dev/null; do sleep 0.05; done
+until mountpoint -q "$work/mnt"; do
+  kill -0 "$mount_pid" 2>/dev/null || { echo "the mount failed: $(cat "$work/mount.log")" >&2; exit 1; }
+  sleep 0.05
+done
 walk "fvfs" "$work/mnt/home"
 mount_mb=$(hwm "$mount_pid"); mount_daemon_mb=$(hwm "${pids[-1]}")
 "$bin/fvfsc" umount "$work/mnt" --cache-dir "$work/mcache" >/dev/null
@@ -88,9 +93,12 @@ rm -rf "$work/out-restic"
 run restic-check restic check -q -r "$work/restic" --read-data
 
 mkdir "$work/rmnt"
-restic mount -q -r "$work/restic" "$work/rmnt" >/dev/null 2>&1 &
+restic mount -q -r "$work/restic" "$work/rmnt" >"$work/rmount.log" 2>&1 &
 rmount_pid=$!
-until [ -d "$work/rmnt/snapshots/latest" ]; do sleep 0.1; done
+until [ -d "$work/rmnt/snapshots/latest" ]; do
+  kill -0 "$rmount_pid" 2>/dev/null || { echo "restic mount failed: $(cat "$work/rmount.log")" >&2; exit 1; }
+  sleep 0.1
+done
 walk restic "$work/rmnt/snapshots/latest$src"
 rmount_mb=$(hwm "$rmount_pid")
 fusermount3 -u "$work/rmnt" || fusermount -u "$work/rmnt"
@@ -102,6 +110,7 @@ bupstash init >/dev/null
 run bupstash-first bupstash put -q --send-log "$work/sendlog" "$src"
 id=$(cat "$work/out")
 run bupstash-rerun bupstash put -q --send-log "$work/sendlog" "$src"
+id2=$(cat "$work/out")
 stored_bupstash=$(size "$work/bupstash")
 mkdir "$work/out-bup"
 run bupstash-restore bupstash restore -q --into "$work/out-bup" "id=$id"
@@ -112,11 +121,12 @@ restic backup -q -r "$work/restic" "$src" >/dev/null
 run restic-gc restic forget -q -r "$work/restic" --keep-last 1 --prune
 bupstash put -q --send-log "$work/sendlog" "$src" >/dev/null
 bupstash rm -q "id=$id" >/dev/null
+bupstash rm -q "id=$id2" >/dev/null
 run bupstash-gc bupstash gc -q
 
 ratio() { echo "scale=2; $1 / $2" | bc; }
 echo
-echo "$files files, $(mb "$(du -sb --apparent-size "$src" | cut -f1)") MB; $(nproc) cores"
+echo "$files files, $(mb "$tree_bytes") MB; $(nproc) cores"
 echo
 echo "| step | fvfs | restic | bupstash |"
 echo "|---|---|---|---|"
