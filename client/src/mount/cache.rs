@@ -16,6 +16,12 @@
 //! - Segments are evicted whole, least recently used first (a read touches its
 //!   segment), so the disk cache stays within its byte limit plus the segment being
 //!   written; the segment being written is never evicted.
+//! - The index is keyed by the first 8 bytes of a chunk's id ([`Key`]): 32 bytes an
+//!   entry instead of 56, and 8 in the segments' lists instead of 32 (heaptrack of a
+//!   mount's walk of 300,000 small files: 45 MB of index with whole ids, more while it
+//!   grew). Two chunks sharing those bytes (about one chance in 10^7 among three
+//!   million) cost a miss: the read's check against the whole id fails and the record
+//!   leaves the index.
 //! - Each process appends to segments of its own (named by pid and number) and indexes
 //!   the others' when it starts: two mounts on one device share what was cached
 //!   before either started, and each may fill up to the limit before seeing the
@@ -62,6 +68,15 @@ struct Loc {
     len: u32,
 }
 
+/// What the index knows a chunk by: the first 8 bytes of its id.
+type Key = u64;
+
+fn key(id: &ChunkId) -> Key {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&id.as_bytes()[..8]);
+    u64::from_le_bytes(first)
+}
+
 struct Segment {
     file: Arc<File>,
     path: PathBuf,
@@ -69,12 +84,13 @@ struct Segment {
     end: u64,
     /// Last use (a higher tick is more recent).
     used: u64,
-    ids: Vec<ChunkId>,
+    /// The keys of its records.
+    keys: Vec<Key>,
 }
 
 #[derive(Default)]
 struct Disk {
-    index: FastMap<ChunkId, Loc>,
+    index: FastMap<Key, Loc>,
     segments: FastMap<u64, Segment>,
     /// The segment this process appends to, and the number of the next one.
     current: Option<u64>,
@@ -112,17 +128,17 @@ impl ChunkCache {
                     let n = disk.next;
                     disk.next += 1;
                     disk.tick += 1;
-                    let mut ids = Vec::with_capacity(records.len());
+                    let mut keys = Vec::with_capacity(records.len());
                     for (id, at, len) in records {
                         disk.index.insert(
-                            id,
+                            key(&id),
                             Loc {
                                 segment: n,
                                 at,
                                 len,
                             },
                         );
-                        ids.push(id);
+                        keys.push(key(&id));
                     }
                     disk.bytes += end;
                     let (used, file) = (disk.tick, Arc::new(file));
@@ -133,7 +149,7 @@ impl ChunkCache {
                             path,
                             end,
                             used,
-                            ids,
+                            keys,
                         },
                     );
                 }
@@ -161,7 +177,7 @@ impl ChunkCache {
 
     /// Whether the chunk is cached (without reading it).
     pub fn contains(&self, id: &ChunkId) -> bool {
-        lock(&self.memory).1.contains_key(id) || lock(&self.disk).index.contains_key(id)
+        lock(&self.memory).1.contains_key(id) || lock(&self.disk).index.contains_key(&key(id))
     }
 
     /// The chunk's bytes if cached (verified).
@@ -175,7 +191,7 @@ impl ChunkCache {
         }
         let (loc, file) = {
             let mut disk = lock(&self.disk);
-            let loc = *disk.index.get(id)?;
+            let loc = *disk.index.get(&key(id))?;
             disk.tick += 1;
             let tick = disk.tick;
             let seg = disk.segments.get_mut(&loc.segment)?;
@@ -189,7 +205,7 @@ impl ChunkCache {
                 Some(data)
             }
             _ => {
-                lock(&self.disk).index.remove(id);
+                lock(&self.disk).index.remove(&key(id));
                 None
             }
         }
@@ -203,7 +219,7 @@ impl ChunkCache {
         };
         let reserved = {
             let mut disk = lock(&self.disk);
-            if disk.index.contains_key(&id) {
+            if disk.index.contains_key(&key(&id)) {
                 return;
             }
             self.reserve(&mut disk, HEADER as u64 + u64::from(len))
@@ -229,8 +245,8 @@ impl ChunkCache {
         let at = start + HEADER as u64;
         // The segment may have been evicted meanwhile: then the record is gone too.
         if let Some(seg) = disk.segments.get_mut(&segment) {
-            seg.ids.push(id);
-            disk.index.insert(id, Loc { segment, at, len });
+            seg.keys.push(key(&id));
+            disk.index.insert(key(&id), Loc { segment, at, len });
         }
     }
 
@@ -259,7 +275,7 @@ impl ChunkCache {
                 path,
                 end: 0,
                 used: disk.tick,
-                ids: Vec::new(),
+                keys: Vec::new(),
             };
             disk.segments.insert(n, segment);
             disk.current = Some(n);
@@ -299,9 +315,9 @@ impl ChunkCache {
                 .map(|(n, _)| *n);
             let Some(n) = oldest else { break };
             let seg = disk.segments.remove(&n).expect("found");
-            for id in &seg.ids {
-                if disk.index.get(id).is_some_and(|l| l.segment == n) {
-                    disk.index.remove(id);
+            for k in &seg.keys {
+                if disk.index.get(k).is_some_and(|l| l.segment == n) {
+                    disk.index.remove(k);
                 }
             }
             disk.bytes -= seg.end;
@@ -344,6 +360,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_chunk_sharing_the_first_bytes_of_an_id_is_a_miss_not_wrong_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = vec![9u8; 5000];
+        let id = ChunkId::of(&data);
+        let mut alike = *id.as_bytes();
+        alike[31] ^= 1;
+        let alike = ChunkId::from_bytes(alike);
+        {
+            let c = ChunkCache::open(dir.path(), 1 << 20).unwrap();
+            c.put(id, Bytes::from(data.clone()));
+        }
+        // Reopened: nothing in memory, the disk index alone answers.
+        let c = ChunkCache::open(dir.path(), 1 << 20).unwrap();
+        assert!(c.contains(&alike), "the index knows the first 8 bytes only");
+        assert!(
+            c.get(&alike).is_none(),
+            "bytes of another chunk were returned"
+        );
+        assert!(c.get(&id).is_none(), "the record left the index");
+        c.put(id, Bytes::from(data.clone()));
+        assert_eq!(c.get(&id).as_deref(), Some(&data[..]));
+    }
+
+    #[test]
     fn keeps_under_its_limit_survives_reopen_and_drops_bad_records() {
         let dir = tempfile::tempdir().unwrap();
         let chunks: Vec<Vec<u8>> = (0..200u32)
@@ -366,7 +406,7 @@ mod tests {
         let newest = ChunkId::of(&chunks[199]);
         let (seg, at) = {
             let disk = lock(&c.disk);
-            let loc = disk.index[&newest];
+            let loc = disk.index[&key(&newest)];
             (disk.segments[&loc.segment].path.clone(), loc.at)
         };
         drop(c);
