@@ -29,6 +29,7 @@
 //! - `sync`, `delete` and compaction run one at a time (`sync_lock`), so each sync
 //!   sees every chunk in exactly one state: pending, indexed, or being deleted.
 
+mod append;
 mod bulk;
 mod compact;
 mod convert;
@@ -38,24 +39,25 @@ mod recompress;
 pub mod record;
 pub mod scan;
 pub mod sealing;
+mod sync;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 
-use crate::kv::{Batch, Kv};
+use crate::kv::Kv;
 use crate::store::verify;
 use crate::{
-    failpoint, platform, ChunkId, ChunkStore, Compacted, Loaded, Recompressed, StoreCheck,
-    StoreError, StoreFault, Usage,
+    platform, ChunkId, ChunkStore, Compacted, Loaded, Recompressed, StoreCheck, StoreError,
+    StoreFault, Usage,
 };
+use append::Writer;
 use index::{Loc, SegStat};
 
 pub use convert::{convert_legacy, is_legacy, Converted};
@@ -107,13 +109,6 @@ impl Default for PackOptions {
 pub struct PackStore {
     inner: Arc<Inner>,
     seal: Option<Arc<dyn Sealing>>,
-}
-
-/// A segment open for appending, checked out by one writer at a time.
-struct Writer {
-    seg: u32,
-    file: Arc<File>,
-    len: u64,
 }
 
 #[derive(Default)]
@@ -445,319 +440,6 @@ impl Inner {
         Ok(buf.slice(record::HEADER_LEN..))
     }
 
-    /// A segment to append to: an idle one, or a new one.
-    fn checkout(&self) -> Result<Writer, StoreError> {
-        if let Some(w) = lock(&self.pool).pop() {
-            return Ok(w);
-        }
-        let seg = self.next_seg.fetch_add(1, Ordering::Relaxed);
-        let path = self.segment_path(seg);
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| StoreError::io("create", &path, e))?;
-        lock(&self.active).insert(seg);
-        lock(&self.state).created = true;
-        Ok(Writer {
-            seg,
-            file: Arc::new(file),
-            len: 0,
-        })
-    }
-
-    /// Puts `w` back in the pool, or retires it once it is full.
-    fn checkin(&self, w: Writer) {
-        if w.len >= self.opts.segment_bytes {
-            lock(&self.active).remove(&w.seg);
-        } else {
-            lock(&self.pool).push(w);
-        }
-    }
-
-    /// Appends the record of `frame` to `w`; returns its location.
-    fn append(&self, w: &mut Writer, id: &ChunkId, frame: &[u8]) -> Result<Loc, StoreError> {
-        let mut records = Vec::new();
-        let loc = self.place(w, &mut records, id, frame);
-        self.write_out(w, &records)?;
-        Ok(loc)
-    }
-
-    /// Adds the record of `frame` to `records`, to be written after what `w` holds by
-    /// [`Inner::write_out`]; returns where it will be.
-    fn place(&self, w: &Writer, records: &mut Vec<u8>, id: &ChunkId, frame: &[u8]) -> Loc {
-        let loc = Loc {
-            seg: w.seg,
-            offset: w.len + records.len() as u64,
-            frame_len: frame.len() as u32,
-        };
-        record::encode_into(records, id, frame);
-        loc
-    }
-
-    /// Writes `records` (placed by [`Inner::place`]) at the end of `w`, in one write.
-    fn write_out(&self, w: &mut Writer, records: &[u8]) -> Result<(), StoreError> {
-        if let Err(e) = w.file.write_all_at(records, w.len) {
-            // Cut what a partial write left, so the next record starts clean.
-            let _ = w.file.set_len(w.len);
-            return Err(StoreError::io("write", self.segment_path(w.seg), e));
-        }
-        w.len += records.len() as u64;
-        lock(&self.state).unsynced.insert(w.seg, w.file.clone());
-        Ok(())
-    }
-
-    fn put(&self, id: ChunkId, frame: &[u8]) -> Result<(), StoreError> {
-        self.put_many(&[(id, frame)]).pop().unwrap_or(Ok(()))
-    }
-
-    /// Stores the frames not stored yet, their records appended with one write per
-    /// segment they go to (a segment stops taking records once it is full, as with
-    /// single puts); answers each in order.
-    fn put_many(&self, frames: &[(ChunkId, impl AsRef<[u8]>)]) -> Vec<Result<(), StoreError>> {
-        let (mut out, mut todo) = (Vec::with_capacity(frames.len()), Vec::new());
-        for (i, (id, _)) in frames.iter().enumerate() {
-            let stored = self.lookup(id);
-            if matches!(stored, Ok(None)) {
-                todo.push(i);
-            }
-            out.push(stored.map(drop));
-        }
-        let mut todo = todo.into_iter().peekable();
-        while todo.peek().is_some() {
-            let mut w = match self.checkout() {
-                Ok(w) => w,
-                Err(e) => {
-                    fail_all(&mut out, todo, e);
-                    break;
-                }
-            };
-            let (mut records, mut placed) = (Vec::new(), Vec::new());
-            while let Some(i) = todo.next_if(|_| {
-                records.is_empty() || w.len + (records.len() as u64) < self.opts.segment_bytes
-            }) {
-                let (id, frame) = &frames[i];
-                placed.push((i, self.place(&w, &mut records, id, frame.as_ref())));
-            }
-            let written = self.write_out(&mut w, &records);
-            self.checkin(w);
-            if let Err(e) = written {
-                fail_all(&mut out, placed.into_iter().map(|(i, _)| i).chain(todo), e);
-                break;
-            }
-            let mut st = lock(&self.state);
-            for (i, loc) in placed {
-                match st.pending.entry(frames[i].0) {
-                    // Another put of the same id won the race: its record holds the
-                    // same bytes.
-                    std::collections::hash_map::Entry::Occupied(_) => st.dead.push(loc),
-                    std::collections::hash_map::Entry::Vacant(v) => {
-                        v.insert(loc);
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    fn delete(&self, id: &ChunkId) -> Result<(), StoreError> {
-        let _one_at_a_time = lock(&self.sync_lock);
-        let mut st = lock(&self.state);
-        if let Some(loc) = st.pending.remove(id) {
-            st.dead.push(loc);
-            return Ok(());
-        }
-        if st.deleting.contains_key(id) {
-            return Ok(());
-        }
-        drop(st);
-        let Some(bytes) = self
-            .kv
-            .get(&index::loc_key(id))
-            .map_err(|e| self.kv_err(e))?
-        else {
-            return Ok(());
-        };
-        let loc = Loc::decode(&bytes).ok_or_else(|| StoreError::Corrupt {
-            id: *id,
-            reason: "its index entry is malformed".into(),
-        })?;
-        lock(&self.state).deleting.insert(*id, loc);
-        Ok(())
-    }
-
-    fn sync(&self) -> Result<(), StoreError> {
-        let _one_at_a_time = lock(&self.sync_lock);
-        self.sync_locked()
-    }
-
-    /// [`ChunkStore::sync`], with `sync_lock` held by the caller.
-    fn sync_locked(&self) -> Result<(), StoreError> {
-        let (pending, deleting, dead, files, created) = {
-            let mut st = lock(&self.state);
-            if st.pending.is_empty()
-                && st.deleting.is_empty()
-                && st.dead.is_empty()
-                && st.unsynced.is_empty()
-            {
-                return Ok(());
-            }
-            (
-                st.pending.iter().map(|(i, l)| (*i, *l)).collect::<Vec<_>>(),
-                st.deleting
-                    .iter()
-                    .map(|(i, l)| (*i, *l))
-                    .collect::<Vec<_>>(),
-                std::mem::take(&mut st.dead),
-                std::mem::take(&mut st.unsynced),
-                std::mem::take(&mut st.created),
-            )
-        };
-        let restore = |st: &mut State| {
-            st.unsynced
-                .extend(files.iter().map(|(s, f)| (*s, f.clone())));
-            st.created |= created;
-            st.dead.extend(&dead);
-        };
-        // The index no longer names these records once persisted: their bytes go.
-        let freed = free_ranges(
-            dead.iter()
-                .chain(deleting.iter().map(|(_, l)| l))
-                .map(|l| (l.seg, l.offset, l.end())),
-        );
-        if let Err(e) = self.persist(&pending, &deleting, &freed, &files, created) {
-            restore(&mut lock(&self.state));
-            return Err(e);
-        }
-        let mut st = lock(&self.state);
-        for (id, loc) in &pending {
-            if st.pending.get(id) == Some(loc) {
-                st.pending.remove(id);
-            }
-        }
-        for (id, _) in &deleting {
-            st.deleting.remove(id);
-        }
-        drop(st);
-        self.punch_all(&freed);
-        Ok(())
-    }
-
-    /// Punches `freed` (ranges noted in the index by `persist`), then forgets them.
-    pub(super) fn punch_all(&self, freed: &[(u32, u64, u64)]) {
-        if freed.is_empty() {
-            return;
-        }
-        failpoint::hit("pack-punch");
-        let mut done = Batch::default();
-        for &(seg, start, end) in freed {
-            self.punch(seg, start, end - start);
-            done.remove(index::free_key(seg, start).to_vec());
-            if let Err(e) = self.apply_if_full(&mut done) {
-                warn_once(&e);
-            }
-        }
-        // Not flushed: forgotten or not, punching again at the next open is harmless.
-        if let Err(e) = self.kv.apply(done) {
-            warn_once(&self.kv_err(e));
-        }
-    }
-
-    /// Applies `batch` once it holds [`BATCH_OPS`] operations, leaving it empty for the
-    /// next ones (a collection's million deletions in one batch held 7 GB).
-    pub(super) fn apply_if_full(&self, batch: &mut Batch) -> Result<(), StoreError> {
-        if batch.len() < BATCH_OPS {
-            return Ok(());
-        }
-        self.kv
-            .apply(std::mem::take(batch))
-            .map_err(|e| self.kv_err(e))
-    }
-
-    /// Data first, then the index that names it (the module's first invariant).
-    fn persist(
-        &self,
-        pending: &[(ChunkId, Loc)],
-        deleting: &[(ChunkId, Loc)],
-        freed: &[(u32, u64, u64)],
-        files: &HashMap<u32, Arc<File>>,
-        created: bool,
-    ) -> Result<(), StoreError> {
-        for (seg, file) in files {
-            platform::sync_data(file)
-                .map_err(|e| StoreError::io("sync", self.segment_path(*seg), e))?;
-        }
-        if created {
-            platform::sync_dir(&self.segments)
-                .map_err(|e| StoreError::io("sync", &self.segments, e))?;
-        }
-        let (mut stats, mut totals) = {
-            let st = lock(&self.state);
-            (st.stats.clone(), st.totals)
-        };
-        for (_, loc) in deleting {
-            let s = stats.entry(loc.seg).or_default();
-            s.live_bytes = s.live_bytes.saturating_sub(loc.record_len());
-            s.live_records = s.live_records.saturating_sub(1);
-            totals.0 = totals.0.saturating_sub(1);
-            totals.1 = totals.1.saturating_sub(loc.record_len());
-        }
-        for (_, loc) in pending {
-            stats.entry(loc.seg).or_default().add(loc);
-            totals.0 += 1;
-            totals.1 += loc.record_len();
-        }
-        // First batch: the marker and every segment's synced length, so that no
-        // location applied in a later batch is ever past its segment's cut. The ranges
-        // to free come after the locations that named them are gone: a crash between
-        // two batches leaves at worst bytes unfreed until compaction, never a location
-        // whose bytes the next open punches.
-        let mut batch = Batch::default();
-        batch.insert(UPDATING, Vec::new());
-        for (seg, s) in &stats {
-            batch.insert(index::seg_key(*seg), s.encode().to_vec());
-        }
-        for (id, _) in deleting {
-            batch.remove(index::loc_key(id).to_vec());
-            self.apply_if_full(&mut batch)?;
-        }
-        for (id, loc) in pending {
-            batch.insert(index::loc_key(id).to_vec(), loc.encode().to_vec());
-            self.apply_if_full(&mut batch)?;
-        }
-        for &(seg, start, end) in freed {
-            batch.insert(
-                index::free_key(seg, start).to_vec(),
-                (end - start).to_le_bytes().to_vec(),
-            );
-            self.apply_if_full(&mut batch)?;
-        }
-        batch.insert(
-            index::TOTALS,
-            index::encode_totals(totals.0, totals.1).to_vec(),
-        );
-        batch.remove(UPDATING);
-        self.kv.apply(batch).map_err(|e| self.kv_err(e))?;
-        self.kv.flush_durable().map_err(|e| self.kv_err(e))?;
-        let mut st = lock(&self.state);
-        st.stats = stats;
-        st.totals = totals;
-        Ok(())
-    }
-
-    /// Frees a record nothing names any more. A file system that cannot punch holes
-    /// leaves the bytes for compaction; a failure only costs space.
-    fn punch(&self, seg: u32, offset: u64, len: u64) {
-        let punched = self.reader(seg).and_then(|f| {
-            platform::punch_hole(&f, offset, len)
-                .map_err(|e| StoreError::io("punch", self.segment_path(seg), e))
-        });
-        if let Err(e) = punched {
-            warn_once(&e);
-        }
-    }
-
     fn usage(&self) -> Usage {
         let st = lock(&self.state);
         let pending: u64 = st.pending.values().map(Loc::record_len).sum();
@@ -768,43 +450,6 @@ impl Inner {
             bytes: (st.totals.1 + pending).saturating_sub(deleting),
         }
     }
-}
-
-/// Byte ranges (segment, start, end) merged where neighbours touch: a file system frees
-/// only whole blocks, and records are often smaller than one.
-fn free_ranges(freed: impl Iterator<Item = (u32, u64, u64)>) -> Vec<(u32, u64, u64)> {
-    let mut freed: Vec<(u32, u64, u64)> = freed.collect();
-    freed.sort_unstable();
-    let mut ranges: Vec<(u32, u64, u64)> = Vec::new();
-    for (seg, start, end) in freed {
-        match ranges.last_mut() {
-            Some(last) if last.0 == seg && last.2 == start => last.2 = end,
-            _ => ranges.push((seg, start, end)),
-        }
-    }
-    ranges
-}
-
-/// Answers every one of `failed` with `e`: the first with `e` itself, the others
-/// with copies.
-fn fail_all(
-    out: &mut [Result<(), StoreError>],
-    failed: impl Iterator<Item = usize>,
-    e: StoreError,
-) {
-    let mut failed = failed.peekable();
-    let Some(first) = failed.next() else { return };
-    for i in failed {
-        out[i] = Err(e.copy());
-    }
-    out[first] = Err(e);
-}
-
-/// cas has no logging of its own: a failed punch is reported on stderr once per
-/// process, since it only delays reclaiming space.
-fn warn_once(e: &StoreError) {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| eprintln!("fvfs: cannot free space in a segment ({e}); compaction will"));
 }
 
 fn segment_path(dir: &Path, seg: u32) -> PathBuf {

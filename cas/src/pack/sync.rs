@@ -1,0 +1,239 @@
+//! Syncing and deleting: data made durable first, then the index that names it; space
+//! freed only once the index forgot it (the pack store's first and third invariants).
+//!
+//! # Invariants
+//! - `persist` fdatasyncs every segment written since the last sync (and the folder
+//!   when a segment was created) before it writes a location, and flushes the index
+//!   durably before the caller forgets the pending locations.
+//! - Freed ranges are noted in the batch that drops their locations and punched only
+//!   after it is durable; a crash in between punches them at the next open.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::sync::Arc;
+
+use super::index::{self, Loc};
+use super::{lock, Inner, State, BATCH_OPS, UPDATING};
+use crate::kv::Batch;
+use crate::{failpoint, platform, ChunkId, StoreError};
+
+impl Inner {
+    pub(super) fn delete(&self, id: &ChunkId) -> Result<(), StoreError> {
+        let _one_at_a_time = lock(&self.sync_lock);
+        let mut st = lock(&self.state);
+        if let Some(loc) = st.pending.remove(id) {
+            st.dead.push(loc);
+            return Ok(());
+        }
+        if st.deleting.contains_key(id) {
+            return Ok(());
+        }
+        drop(st);
+        let Some(bytes) = self
+            .kv
+            .get(&index::loc_key(id))
+            .map_err(|e| self.kv_err(e))?
+        else {
+            return Ok(());
+        };
+        let loc = Loc::decode(&bytes).ok_or_else(|| StoreError::Corrupt {
+            id: *id,
+            reason: "its index entry is malformed".into(),
+        })?;
+        lock(&self.state).deleting.insert(*id, loc);
+        Ok(())
+    }
+
+    pub(super) fn sync(&self) -> Result<(), StoreError> {
+        let _one_at_a_time = lock(&self.sync_lock);
+        self.sync_locked()
+    }
+
+    /// [`ChunkStore::sync`], with `sync_lock` held by the caller.
+    pub(super) fn sync_locked(&self) -> Result<(), StoreError> {
+        let (pending, deleting, dead, files, created) = {
+            let mut st = lock(&self.state);
+            if st.pending.is_empty()
+                && st.deleting.is_empty()
+                && st.dead.is_empty()
+                && st.unsynced.is_empty()
+            {
+                return Ok(());
+            }
+            (
+                st.pending.iter().map(|(i, l)| (*i, *l)).collect::<Vec<_>>(),
+                st.deleting
+                    .iter()
+                    .map(|(i, l)| (*i, *l))
+                    .collect::<Vec<_>>(),
+                std::mem::take(&mut st.dead),
+                std::mem::take(&mut st.unsynced),
+                std::mem::take(&mut st.created),
+            )
+        };
+        let restore = |st: &mut State| {
+            st.unsynced
+                .extend(files.iter().map(|(s, f)| (*s, f.clone())));
+            st.created |= created;
+            st.dead.extend(&dead);
+        };
+        // The index no longer names these records once persisted: their bytes go.
+        let freed = free_ranges(
+            dead.iter()
+                .chain(deleting.iter().map(|(_, l)| l))
+                .map(|l| (l.seg, l.offset, l.end())),
+        );
+        if let Err(e) = self.persist(&pending, &deleting, &freed, &files, created) {
+            restore(&mut lock(&self.state));
+            return Err(e);
+        }
+        let mut st = lock(&self.state);
+        for (id, loc) in &pending {
+            if st.pending.get(id) == Some(loc) {
+                st.pending.remove(id);
+            }
+        }
+        for (id, _) in &deleting {
+            st.deleting.remove(id);
+        }
+        drop(st);
+        self.punch_all(&freed);
+        Ok(())
+    }
+
+    /// Punches `freed` (ranges noted in the index by `persist`), then forgets them.
+    pub(super) fn punch_all(&self, freed: &[(u32, u64, u64)]) {
+        if freed.is_empty() {
+            return;
+        }
+        failpoint::hit("pack-punch");
+        let mut done = Batch::default();
+        for &(seg, start, end) in freed {
+            self.punch(seg, start, end - start);
+            done.remove(index::free_key(seg, start).to_vec());
+            if let Err(e) = self.apply_if_full(&mut done) {
+                warn_once(&e);
+            }
+        }
+        // Not flushed: forgotten or not, punching again at the next open is harmless.
+        if let Err(e) = self.kv.apply(done) {
+            warn_once(&self.kv_err(e));
+        }
+    }
+
+    /// Applies `batch` once it holds [`BATCH_OPS`] operations, leaving it empty for the
+    /// next ones (a collection's million deletions in one batch held 7 GB).
+    pub(super) fn apply_if_full(&self, batch: &mut Batch) -> Result<(), StoreError> {
+        if batch.len() < BATCH_OPS {
+            return Ok(());
+        }
+        self.kv
+            .apply(std::mem::take(batch))
+            .map_err(|e| self.kv_err(e))
+    }
+
+    /// Data first, then the index that names it (the module's first invariant).
+    pub(super) fn persist(
+        &self,
+        pending: &[(ChunkId, Loc)],
+        deleting: &[(ChunkId, Loc)],
+        freed: &[(u32, u64, u64)],
+        files: &HashMap<u32, Arc<File>>,
+        created: bool,
+    ) -> Result<(), StoreError> {
+        for (seg, file) in files {
+            platform::sync_data(file)
+                .map_err(|e| StoreError::io("sync", self.segment_path(*seg), e))?;
+        }
+        if created {
+            platform::sync_dir(&self.segments)
+                .map_err(|e| StoreError::io("sync", &self.segments, e))?;
+        }
+        let (mut stats, mut totals) = {
+            let st = lock(&self.state);
+            (st.stats.clone(), st.totals)
+        };
+        for (_, loc) in deleting {
+            let s = stats.entry(loc.seg).or_default();
+            s.live_bytes = s.live_bytes.saturating_sub(loc.record_len());
+            s.live_records = s.live_records.saturating_sub(1);
+            totals.0 = totals.0.saturating_sub(1);
+            totals.1 = totals.1.saturating_sub(loc.record_len());
+        }
+        for (_, loc) in pending {
+            stats.entry(loc.seg).or_default().add(loc);
+            totals.0 += 1;
+            totals.1 += loc.record_len();
+        }
+        // First batch: the marker and every segment's synced length, so that no
+        // location applied in a later batch is ever past its segment's cut. The ranges
+        // to free come after the locations that named them are gone: a crash between
+        // two batches leaves at worst bytes unfreed until compaction, never a location
+        // whose bytes the next open punches.
+        let mut batch = Batch::default();
+        batch.insert(UPDATING, Vec::new());
+        for (seg, s) in &stats {
+            batch.insert(index::seg_key(*seg), s.encode().to_vec());
+        }
+        for (id, _) in deleting {
+            batch.remove(index::loc_key(id).to_vec());
+            self.apply_if_full(&mut batch)?;
+        }
+        for (id, loc) in pending {
+            batch.insert(index::loc_key(id).to_vec(), loc.encode().to_vec());
+            self.apply_if_full(&mut batch)?;
+        }
+        for &(seg, start, end) in freed {
+            batch.insert(
+                index::free_key(seg, start).to_vec(),
+                (end - start).to_le_bytes().to_vec(),
+            );
+            self.apply_if_full(&mut batch)?;
+        }
+        batch.insert(
+            index::TOTALS,
+            index::encode_totals(totals.0, totals.1).to_vec(),
+        );
+        batch.remove(UPDATING);
+        self.kv.apply(batch).map_err(|e| self.kv_err(e))?;
+        self.kv.flush_durable().map_err(|e| self.kv_err(e))?;
+        let mut st = lock(&self.state);
+        st.stats = stats;
+        st.totals = totals;
+        Ok(())
+    }
+
+    /// Frees a record nothing names any more. A file system that cannot punch holes
+    /// leaves the bytes for compaction; a failure only costs space.
+    pub(super) fn punch(&self, seg: u32, offset: u64, len: u64) {
+        let punched = self.reader(seg).and_then(|f| {
+            platform::punch_hole(&f, offset, len)
+                .map_err(|e| StoreError::io("punch", self.segment_path(seg), e))
+        });
+        if let Err(e) = punched {
+            warn_once(&e);
+        }
+    }
+}
+
+/// Byte ranges (segment, start, end) merged where neighbours touch: a file system frees
+/// only whole blocks, and records are often smaller than one.
+fn free_ranges(freed: impl Iterator<Item = (u32, u64, u64)>) -> Vec<(u32, u64, u64)> {
+    let mut freed: Vec<(u32, u64, u64)> = freed.collect();
+    freed.sort_unstable();
+    let mut ranges: Vec<(u32, u64, u64)> = Vec::new();
+    for (seg, start, end) in freed {
+        match ranges.last_mut() {
+            Some(last) if last.0 == seg && last.2 == start => last.2 = end,
+            _ => ranges.push((seg, start, end)),
+        }
+    }
+    ranges
+}
+
+/// cas has no logging of its own: a failed punch is reported on stderr once per
+/// process, since it only delays reclaiming space.
+pub(super) fn warn_once(e: &StoreError) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| eprintln!("fvfs: cannot free space in a segment ({e}); compaction will"));
+}
