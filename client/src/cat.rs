@@ -15,10 +15,11 @@ use futures::{StreamExt, TryStreamExt};
 use fvfs_api::batch;
 use fvfs_api::client::{full, Api, Failure};
 use fvfs_api::reports::{Ids, Meta};
+use fvfs_api::routes::Endpoint as E;
 use fvfs_api::ErrorCode;
 use fvfs_cas::{frame, ChunkId};
 use fvfs_node::{self as node, ChunkRef, Entry, EntryKind, Node};
-use hyper::{Method, StatusCode};
+use hyper::StatusCode;
 
 /// Chunks asked for in one request, and requests in flight (each answer at most 16
 /// MiB of frames, 4 MiB at the average chunk size; a cold S3 tier behind the daemon
@@ -29,7 +30,7 @@ const IN_FLIGHT: usize = 4;
 
 /// Writes the file at `path` (an encoded fvfs path) to `out`.
 pub async fn cat(api: &Api, path: &str, out: &mut impl Write) -> Result<()> {
-    let meta: Meta = api.get(&format!("/v1/meta{path}")).await?;
+    let meta: Meta = api.call(E::Meta.at(path)).await?;
     let Some(content) = meta.content else {
         let error = match meta.entry.kind.as_str() {
             "dir" => ErrorCode::IsADirectory,
@@ -73,12 +74,7 @@ pub async fn cat(api: &Api, path: &str, out: &mut impl Write) -> Result<()> {
 /// A tree node by id, checked against it.
 async fn fetch_node(api: &Api, id: ChunkId) -> Result<Node> {
     let raw = api
-        .bytes(
-            Method::GET,
-            &format!("/v1/chunks/{}", id.to_hex()),
-            full(Bytes::new()),
-            None,
-        )
+        .bytes(&E::ChunkGet.named(&id.to_hex()), full(Bytes::new()), None)
         .await?;
     if ChunkId::of(&raw) != id {
         bail!("the daemon sent a node that does not match its id {id}");
@@ -93,12 +89,7 @@ async fn read_batch(api: &Api, refs: Vec<ChunkRef>) -> Result<Vec<Bytes>> {
     ids.dedup();
     let body = serde_json::to_vec(&Ids { ids })?;
     let answer = api
-        .bytes(
-            Method::POST,
-            "/v1/chunks/read",
-            full(body),
-            Some("application/json"),
-        )
+        .bytes(&E::ChunksRead.plain(), full(body), Some("application/json"))
         .await?;
     tokio::task::spawn_blocking(move || {
         let mut parser = batch::Parser::default();

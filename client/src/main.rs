@@ -26,8 +26,8 @@ use fvfs_api::cli::HistoryCommand;
 use fvfs_api::commit::CommitOp;
 use fvfs_api::path::encode_path;
 use fvfs_api::reports::{Backlog, Devices, DiskUsage, Listing, Written};
+use fvfs_api::routes::Endpoint as E;
 use fvfs_api::show;
-use hyper::Method;
 
 use fvfs_api::client::{Api, Failure};
 use fvfs_client::{mount, put};
@@ -428,7 +428,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let q = version
                 .map(|v| format!("?version={}", encode_path(v.as_bytes())))
                 .unwrap_or_default();
-            let listing: Listing = api.get(&format!("/v1/ls{}{q}", fs_path(&path)?)).await?;
+            let listing: Listing = api.call(E::Ls.at(&fs_path(&path)?).query(&q)).await?;
             if json {
                 fvfs_api::out::json(&listing.entries);
             } else {
@@ -524,13 +524,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Rm { path, recursive } => {
             let q = if recursive { "?recursive=true" } else { "" };
-            let path = format!("/v1/files{}{q}", fs_path(&path)?);
-            let v: Written = api.call(Method::DELETE, &path).await?;
+            let v: Written = api
+                .call(E::FileDelete.at(&fs_path(&path)?).query(q))
+                .await?;
             fvfs_api::outln!("version {}", v.version);
         }
         Command::Status { .. } | Command::Pair { .. } => unreachable!("answered before"),
         Command::Wal { json } => {
-            let backlog: Backlog = api.get("/v1/admin/wal").await?;
+            let backlog: Backlog = api.call(E::AdminWal.plain()).await?;
             if json {
                 fvfs_api::out::json(&backlog);
             } else if backlog.pending == 0 {
@@ -541,11 +542,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::History(command) => return fvfs_api::cli::run(&api, command).await,
         Command::Du { path, json } => {
-            let usage: DiskUsage = api.get(&format!("/v1/du{}", fs_path(&path)?)).await?;
+            let usage: DiskUsage = api.call(E::Du.at(&fs_path(&path)?)).await?;
             fvfs_api::out::json_or(&usage, json, show::du)
         }
         Command::Devices { json } => {
-            let devices: Devices = api.get("/v1/devices").await?;
+            let devices: Devices = api.call(E::Devices.plain()).await?;
             fvfs_api::out::json_or(&devices, json, show::devices)
         }
         Command::Completions { .. } | Command::Mount { .. } | Command::Umount { .. } => {

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use fvfs_api::client::{full, Api};
 use fvfs_api::commit::{CommitOp, CommitRequest};
+use fvfs_api::routes::Endpoint as E;
 use fvfs_cas::ChunkId;
-use hyper::Method;
 use serde_json::json;
 
 const CHUNK: usize = 64 << 10;
@@ -40,14 +40,13 @@ async fn throughput(api: &Api, chunks: &[(ChunkId, Bytes)], concurrency: usize, 
     let start = Instant::now();
     futures::stream::iter(chunks.iter().cloned())
         .map(|(id, data)| async move {
-            let path = format!("/v1/chunks/{id}");
             if put {
-                api.bytes(Method::PUT, &path, full(data), None)
+                api.bytes(&E::ChunkPut.named(&id.to_hex()), full(data), None)
                     .await
                     .expect("PUT");
             } else {
                 let got = api
-                    .bytes(Method::GET, &path, full(Bytes::new()), None)
+                    .bytes(&E::ChunkGet.named(&id.to_hex()), full(Bytes::new()), None)
                     .await
                     .expect("GET");
                 assert_eq!(got.len(), CHUNK);
@@ -86,7 +85,7 @@ async fn main() {
     for _ in 0..21 {
         let t = Instant::now();
         let v: serde_json::Value = api
-            .json(Method::POST, "/v1/chunks/missing", &body)
+            .json(E::ChunksMissing.plain(), &body)
             .await
             .expect("missing");
         times.push(t.elapsed());
@@ -99,7 +98,7 @@ async fn main() {
 
     let data = chunk(999_999);
     let id = ChunkId::of(&data);
-    api.bytes(Method::PUT, &format!("/v1/chunks/{id}"), full(data), None)
+    api.bytes(&E::ChunkPut.named(&id.to_hex()), full(data), None)
         .await
         .expect("PUT");
     let ops = (0..10_000)
@@ -120,14 +119,11 @@ async fn main() {
         ops,
     })
     .expect("json");
-    let _: serde_json::Value = api
-        .json(Method::POST, "/v1/commit", &commit)
-        .await
-        .expect("commit");
+    let _: serde_json::Value = api.json(E::Commit.plain(), &commit).await.expect("commit");
     let mut times = Vec::new();
     for _ in 0..21 {
         let t = Instant::now();
-        let v: serde_json::Value = api.get("/v1/ls/bench-ls").await.expect("ls");
+        let v: serde_json::Value = api.call(E::Ls.at("/bench-ls")).await.expect("ls");
         times.push(t.elapsed());
         assert_eq!(v["entries"].as_array().map(Vec::len), Some(10_000));
     }

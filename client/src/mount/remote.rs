@@ -12,11 +12,12 @@ use fvfs_api::batch;
 use fvfs_api::client::{full, Api, Failure};
 use fvfs_api::commit::{CommitOp, Expect};
 use fvfs_api::reports::{Ids, Meta, MAX_READ_IDS};
+use fvfs_api::routes::Endpoint as E;
 use fvfs_api::views::{SnapshotInfo, VersionInfo};
 use fvfs_api::ErrorCode;
 use fvfs_cas::{frame, ChunkId};
 use fvfs_node::{self as node, ChunkRef, DirNode, Entry, Node};
-use hyper::{Method, StatusCode};
+use hyper::StatusCode;
 use rustix::io::Errno;
 
 use super::cache::ChunkCache;
@@ -144,9 +145,9 @@ impl Remote {
                 return Ok(data);
             }
         }
-        let path = format!("/v1/chunks/{}", id.to_hex());
+        let to = E::ChunkGet.named(&id.to_hex());
         let data = self
-            .timed(self.api.bytes(Method::GET, &path, full(Bytes::new()), None))
+            .timed(self.api.bytes(&to, full(Bytes::new()), None))
             .await?;
         if ChunkId::of(&data) != id {
             tracing::error!(%id, "the daemon sent bytes that do not match the chunk id");
@@ -347,12 +348,10 @@ impl Remote {
         let ids = Ids { ids: ids.to_vec() };
         let body = serde_json::to_vec(&ids).map_err(|_| Errno::IO)?;
         let answer = self
-            .timed(self.api.bytes(
-                Method::POST,
-                "/v1/chunks/read",
-                full(body),
-                Some("application/json"),
-            ))
+            .timed(
+                self.api
+                    .bytes(&E::ChunksRead.plain(), full(body), Some("application/json")),
+            )
             .await?;
         let mut parser = batch::Parser::default();
         let records = parser.push(&answer).map_err(|_| Errno::IO)?;
@@ -470,8 +469,8 @@ impl Remote {
     /// The root of a version (`HEAD`, a number or a snapshot name); `None` for an
     /// empty store.
     pub async fn version(&self, spec: &str) -> Result<Option<Head>, Errno> {
-        let path = format!("/v1/versions/{spec}");
-        match tokio::time::timeout(TIMEOUT, self.api.get::<VersionInfo>(&path)).await {
+        let to = E::Version.named(&fvfs_api::path::encode_path(spec.as_bytes()));
+        match tokio::time::timeout(TIMEOUT, self.api.call::<VersionInfo>(to)).await {
             Ok(Ok(v)) => Head::of(&v).map(Some),
             Ok(Err(Failure::Refused { status, .. })) if status == StatusCode::NOT_FOUND => Ok(None),
             Ok(Err(f)) => Err(errno(&f)),
@@ -486,8 +485,7 @@ impl Remote {
     /// not answer, what the mount shows (`shown`).
     pub async fn replacing(&self, path: Vec<u8>, shown: Expect) -> Expect {
         let encoded = fvfs_api::path::encode_path(&path);
-        let route = format!("/v1/meta{encoded}");
-        match tokio::time::timeout(TIMEOUT, self.api.get::<Meta>(&route)).await {
+        match tokio::time::timeout(TIMEOUT, self.api.call::<Meta>(E::Meta.at(&encoded))).await {
             Ok(Ok(Meta {
                 content: Some(c), ..
             })) => Expect::Content(fvfs_node::content_key(c.id, &c.chunks).to_hex()),

@@ -32,11 +32,11 @@ use fvfs_api::batch;
 use fvfs_api::commit::{CommitOp, CommitRequest, Expect};
 use fvfs_api::path::encode_path;
 use fvfs_api::reports::{Ids, Missing, Written, MAX_MISSING_IDS};
+use fvfs_api::routes::Endpoint as E;
 use fvfs_api::views::VersionInfo;
 use fvfs_api::ErrorCode;
 use fvfs_cas::{chunker, frame, ChunkId};
 use fvfs_node::{content_key, file_layout, ChunkKind, ChunkRef, FileLayout, Link, Meta};
-use hyper::Method;
 
 use fvfs_api::client::{full, Api, Body, Failure};
 
@@ -68,8 +68,7 @@ pub async fn put_stream(
     let query = mode.map(|m| format!("?mode={m:o}")).unwrap_or_default();
     let raw = api
         .bytes(
-            Method::PUT,
-            &format!("/v1/files{dest}{query}"),
+            &E::FilePut.at(dest).query(&query),
             body,
             Some("application/octet-stream"),
         )
@@ -83,7 +82,7 @@ pub async fn put_stream(
 async fn cut_seed(api: &Api) -> Result<u64> {
     static SEED: tokio::sync::OnceCell<u64> = tokio::sync::OnceCell::const_new();
     let seed = SEED.get_or_try_init(|| async {
-        let me: fvfs_api::reports::Whoami = api.get("/v1/whoami").await?;
+        let me: fvfs_api::reports::Whoami = api.call(E::Whoami.plain()).await?;
         Ok::<_, Failure>(me.cut_seed)
     });
     Ok(*seed.await?)
@@ -169,7 +168,7 @@ async fn offer(api: &Api, items: Vec<Outgoing>) -> Result<u64> {
     let ids = Ids {
         ids: items.iter().map(|(id, _, _)| *id).collect(),
     };
-    let answer: Missing = api.json(Method::POST, "/v1/chunks/missing", &ids).await?;
+    let answer: Missing = api.json(E::ChunksMissing.plain(), &ids).await?;
     let missing: HashSet<ChunkId> = answer.missing.into_iter().collect();
     let mut groups: Vec<Vec<Outgoing>> = vec![Vec::new()];
     let mut group_bytes = 0;
@@ -195,8 +194,7 @@ async fn offer(api: &Api, items: Vec<Outgoing>) -> Result<u64> {
             .await?;
             let len = body.len() as u64;
             api.bytes(
-                Method::POST,
-                "/v1/chunks",
+                &E::ChunksBatch.plain(),
                 full(body),
                 Some("application/octet-stream"),
             )
@@ -392,7 +390,7 @@ pub async fn commit(
     ops: Vec<CommitOp>,
 ) -> Result<VersionInfo, fvfs_api::client::Failure> {
     let request = CommitRequest { message, ops };
-    api.json(Method::POST, "/v1/commit", &request).await
+    api.json(E::Commit.plain(), &request).await
 }
 
 /// Uploads the local file `local` (chunked here, only chunks the daemon lacks sent)

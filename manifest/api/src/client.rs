@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use crate::path::encode_path;
 use crate::reports::{Rollback, SnapshotCreate, SnapshotDeleted, Status};
+use crate::routes::{Endpoint as E, Target};
 use crate::tls::{self, Fingerprint, Verifier};
 use crate::views::{ChangeInfo, PathChange, SnapshotInfo, VersionInfo};
 use crate::{ErrorBody, ErrorCode};
@@ -129,17 +130,17 @@ impl Api {
         }
     }
 
-    /// Sends a request; a non-2xx answer becomes [`Failure::Refused`].
+    /// Sends a request made from the route table; a non-2xx answer becomes
+    /// [`Failure::Refused`].
     pub async fn send(
         &self,
-        method: Method,
-        path: &str,
+        to: &Target,
         body: Body,
         content_type: Option<&str>,
     ) -> Result<Response<Incoming>, Failure> {
-        let url = format!("{}{path}", self.base);
+        let url = format!("{}{}", self.base, to.path);
         let mut req = Request::builder()
-            .method(method)
+            .method(to.verb.as_str())
             .uri(&url)
             .header("user-agent", &self.agent)
             .header(CLIENT_HEADER, "fvfs");
@@ -199,47 +200,38 @@ impl Api {
         })
     }
 
+    /// A request and its whole answer (at most [`MAX_ANSWER`] bytes).
     pub async fn bytes(
         &self,
-        method: Method,
-        path: &str,
+        to: &Target,
         body: Body,
         content_type: Option<&str>,
     ) -> Result<Bytes, Failure> {
-        let resp = self.send(method, path, body, content_type).await?;
+        let resp = self.send(to, body, content_type).await?;
         http_body_util::Limited::new(resp.into_body(), MAX_ANSWER)
             .collect()
             .await
             .map(|c| c.to_bytes())
-            .map_err(|e| Failure::Protocol(format!("{path}: {e}")))
+            .map_err(|e| Failure::Protocol(format!("{}: {e}", to.path)))
     }
 
     /// A JSON request with `body` and its JSON answer.
     pub async fn json<T: DeserializeOwned, B: Serialize + ?Sized>(
         &self,
-        method: Method,
-        path: &str,
+        to: Target,
         body: &B,
     ) -> Result<T, Failure> {
         let body = serde_json::to_vec(body).map_err(|e| Failure::Protocol(e.to_string()))?;
         let raw = self
-            .bytes(method, path, full(body), Some("application/json"))
+            .bytes(&to, full(body), Some("application/json"))
             .await?;
-        decode(path, &raw)
+        decode(&to.path, &raw)
     }
 
     /// A request without a body and its JSON answer.
-    pub async fn call<T: DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-    ) -> Result<T, Failure> {
-        let raw = self.bytes(method, path, full(Bytes::new()), None).await?;
-        decode(path, &raw)
-    }
-
-    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Failure> {
-        self.call(Method::GET, path).await
+    pub async fn call<T: DeserializeOwned>(&self, to: Target) -> Result<T, Failure> {
+        let raw = self.bytes(&to, full(Bytes::new()), None).await?;
+        decode(&to.path, &raw)
     }
 }
 
@@ -251,42 +243,42 @@ fn decode<T: DeserializeOwned>(path: &str, raw: &[u8]) -> Result<T, Failure> {
 impl Api {
     pub async fn snapshot_create(&self, name: &str) -> Result<VersionInfo, Failure> {
         let body = SnapshotCreate { name: name.into() };
-        self.json(Method::POST, "/v1/snapshots", &body).await
+        self.json(E::SnapshotCreate.plain(), &body).await
     }
 
     pub async fn snapshots(&self) -> Result<Vec<SnapshotInfo>, Failure> {
-        self.get("/v1/snapshots").await
+        self.call(E::Snapshots.plain()).await
     }
 
     /// Deletes a snapshot name; returns the version it named.
     pub async fn snapshot_delete(&self, name: &str) -> Result<u64, Failure> {
-        let path = format!("/v1/snapshots/{}", encode_path(name.as_bytes()));
-        let gone: SnapshotDeleted = self.call(Method::DELETE, &path).await?;
+        let to = E::SnapshotDelete.named(&encode_path(name.as_bytes()));
+        let gone: SnapshotDeleted = self.call(to).await?;
         Ok(gone.version)
     }
 
     pub async fn log(&self, limit: Option<usize>) -> Result<Vec<VersionInfo>, Failure> {
         let q = limit.map(|n| format!("?limit={n}")).unwrap_or_default();
-        self.get(&format!("/v1/versions{q}")).await
+        self.call(E::Versions.plain().query(&q)).await
     }
 
     pub async fn version(&self, spec: &str) -> Result<VersionInfo, Failure> {
-        self.get(&format!("/v1/versions/{}", encode_path(spec.as_bytes())))
+        self.call(E::Version.named(&encode_path(spec.as_bytes())))
             .await
     }
 
     pub async fn rollback(&self, to: &str) -> Result<VersionInfo, Failure> {
         let body = Rollback { to: to.into() };
-        self.json(Method::POST, "/v1/rollback", &body).await
+        self.json(E::Rollback.plain(), &body).await
     }
 
     pub async fn diff(&self, a: &str, b: &str) -> Result<Vec<ChangeInfo>, Failure> {
-        self.get(&format!(
-            "/v1/diff?a={}&b={}",
+        let q = format!(
+            "?a={}&b={}",
             encode_path(a.as_bytes()),
             encode_path(b.as_bytes())
-        ))
-        .await
+        );
+        self.call(E::Diff.plain().query(&q)).await
     }
 
     /// The versions in which `path` changed, newest first.
@@ -296,12 +288,11 @@ impl Api {
         limit: Option<usize>,
     ) -> Result<Vec<PathChange>, Failure> {
         let q = limit.map(|n| format!("?limit={n}")).unwrap_or_default();
-        self.get(&format!("/v1/history{}{q}", encode_path(path)))
-            .await
+        self.call(E::History.at(&encode_path(path)).query(&q)).await
     }
 
     pub async fn status(&self) -> Result<Status, Failure> {
-        self.get("/v1/status").await
+        self.call(E::Status.plain()).await
     }
 }
 
@@ -380,7 +371,8 @@ mod tests {
         let (addr, presented, server) = tls_server().await;
         let pinned = Fingerprint::of(b"another certificate");
         let api = Api::new(format!("https://{addr}"), None, "test", Some(pinned));
-        match api.send(Method::GET, "/v1/status", full(""), None).await {
+        let status = E::Status.plain();
+        match api.send(&status, full(""), None).await {
             Err(Failure::Identity {
                 presented: p,
                 pinned: q,
@@ -391,7 +383,7 @@ mod tests {
         // The daemon goes away: the same client now says so, not "someone else".
         server.abort();
         let _ = server.await;
-        match api.send(Method::GET, "/v1/status", full(""), None).await {
+        match api.send(&status, full(""), None).await {
             Err(Failure::Unreachable { .. }) => {}
             other => panic!("{other:?}"),
         }

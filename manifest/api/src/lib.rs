@@ -2,7 +2,7 @@
 //! a running daemon: every request and answer type ([`views`], [`commit`],
 //! [`reports`]), the [`ErrorCode`]s both sides act on, the protocol's constants, the
 //! encodings of paths ([`path`]) and chunk batches ([`batch`]), how answers print for
-//! people ([`show`], [`out`]), behind feature `cli` the commands fvfsd and fvfsc share
+//! people ([`show`], [`out`]), the one table of routes and roles ([`routes`]), behind feature `cli` the commands fvfsd and fvfsc share
 //! ([`cli`]) and, behind feature `client`, the HTTP [`client`] and the daemon's notice
 //! to clients on its own machine ([`local`]).
 //!
@@ -21,6 +21,7 @@ pub mod local;
 pub mod out;
 pub mod path;
 pub mod reports;
+pub mod routes;
 pub mod show;
 #[cfg(feature = "client")]
 pub mod tls;

@@ -9,8 +9,8 @@ use anyhow::Result;
 use fvfs_api::cli::{FsckArgs, GcArgs};
 use fvfs_api::client::Api;
 use fvfs_api::reports::{FsckReport, GcReport, Outcome, TaskProgress};
+use fvfs_api::routes::Endpoint as E;
 use fvfs_api::views::StatusInfo;
-use hyper::Method;
 
 use super::Backend;
 use crate::home::DAEMON_INFO;
@@ -53,22 +53,22 @@ impl Backend for Api {
     }
 
     async fn gc(&self, args: GcArgs) -> Result<GcReport> {
-        let work = self.json(Method::POST, "/v1/admin/gc", &args);
+        let work = self.json(E::AdminGc.plain(), &args);
         Ok(progress::with_bar_from(|| running(self, "gc"), work).await?)
     }
 
     async fn fsck(&self, args: FsckArgs) -> Result<FsckReport> {
-        let work = self.json(Method::POST, "/v1/admin/fsck", &args);
+        let work = self.json(E::AdminFsck.plain(), &args);
         Ok(progress::with_bar_from(|| running(self, "fsck"), work).await?)
     }
 
     async fn migrate(&self, mut args: migrate::Args) -> Result<Outcome> {
         args.inline_exclude_files()?;
-        Ok(self.json(Method::POST, "/v1/admin/migrate", &args).await?)
+        Ok(self.json(E::AdminMigrate.plain(), &args).await?)
     }
 
     async fn export(&self, args: export::Args) -> Result<Outcome> {
-        Ok(self.json(Method::POST, "/v1/admin/export", &args).await?)
+        Ok(self.json(E::AdminExport.plain(), &args).await?)
     }
 }
 

@@ -23,29 +23,8 @@ use std::sync::Mutex;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-/// What a token may do; each role includes the ones before it.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Read files, versions, snapshots, status.
-    Read,
-    /// Also change the live tree, make snapshots, roll back.
-    Write,
-    /// Also gc, delete snapshots, migrate, export, fsck, evict.
-    Admin,
-}
-
-impl std::fmt::Display for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Role::Read => "read",
-            Role::Write => "write",
-            Role::Admin => "admin",
-        })
-    }
-}
+/// What a token may do (the route table says what each route needs).
+pub use fvfs_api::routes::Role;
 
 /// A named token as `tokens.json` keeps it.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -1,20 +1,23 @@
-//! Request dispatch: who may call what ([`needs`], [`authorize`]) and which handler
-//! answers ([`route`]), with the label each request is counted under in the metrics.
+//! Request dispatch: the page, WebDAV, and the API's routes as the route table
+//! ([`fvfs_api::routes`]) finds them, each authorised with the role the table gives
+//! ([`authorize`]) and answered by its handler ([`dispatch`]), counted under the
+//! table's label in the metrics.
 //!
 //! # Invariants
 //! - Beyond loopback only a TLS connection reaches [`route`]; a plain request from
 //!   another machine is refused with the certificate to pin.
-//! - The role is checked before a body is read; a route not listed here is a 404, never
-//!   a default handler.
+//! - The role is checked before a body is read; a route the table does not have is a
+//!   404 (after the role its method implies), never a default handler.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use fvfs_api::routes::{self, Access, Endpoint, Found};
 use fvfs_api::ErrorCode;
 use hyper::body::Incoming;
-use hyper::{Method, Request, Response};
+use hyper::{Request, Response};
 
 use super::http::{ok, ApiError, Body};
 use super::{admin, auth, dav, files, limits, store, versions, web, Role, State};
@@ -67,29 +70,8 @@ fn fs_path(rest: &str) -> Vec<u8> {
     p
 }
 
-/// The role a request needs.
-fn needs(method: &Method, path: &str) -> Role {
-    if dav::is_dav(path) {
-        return match method.as_str() {
-            "GET" | "HEAD" | "OPTIONS" | "PROPFIND" => Role::Read,
-            _ => Role::Write,
-        };
-    }
-    let rest = path.strip_prefix("/v1/").unwrap_or("");
-    let (head, tail) = rest.split_once('/').unwrap_or((rest, ""));
-    match (head, tail) {
-        ("snapshots", _) if method == Method::DELETE => Role::Admin,
-        ("admin", "flush") => Role::Write,
-        ("admin", "wal") => Role::Read,
-        ("admin", _) => Role::Admin,
-        ("chunks", "read" | "missing") | ("download-links", _) => Role::Read,
-        _ if matches!(*method, Method::GET | Method::HEAD) => Role::Read,
-        _ => Role::Write,
-    }
-}
-
 /// Refuses a request without the role its route needs; else the caller's role.
-fn authorize(state: &State, req: &Request<Incoming>) -> Result<Role, ApiError> {
+fn authorize(state: &State, req: &Request<Incoming>, need: Role) -> Result<Role, ApiError> {
     let presented = req
         .headers()
         .get(hyper::header::AUTHORIZATION)
@@ -106,7 +88,6 @@ fn authorize(state: &State, req: &Request<Incoming>) -> Result<Role, ApiError> {
             "this daemon listens beyond loopback: send Authorization: Bearer TOKEN (see `fvfsd token`)",
         )),
     };
-    let need = needs(req.method(), req.uri().path());
     if role >= need {
         return Ok(role);
     }
@@ -144,22 +125,27 @@ async fn route(
             .and_then(|()| web::serve(req.method(), req.uri().path()));
         return ("page", answer);
     }
-    if let Some(link) = web::links::used(req.method(), req.uri().path()) {
-        // The link is the credential (made with a token); the guard still applies.
-        let answer = match state.guard.check(&req) {
-            Ok(()) => web::links::download(state, link).await,
-            Err(e) => Err(e),
-        };
-        return ("download", answer);
-    }
-    let role = match state
-        .guard
-        .check(&req)
-        .and_then(|()| authorize(state, &req))
-    {
-        Ok(role) => role,
-        Err(e) => {
-            if e.code == ErrorCode::Unauthorized && dav::is_dav(req.uri().path()) {
+    let path = req.uri().path().to_owned();
+    let dav = dav::is_dav(&path);
+    let found = if dav {
+        Found::NotFound
+    } else {
+        routes::find(req.method().as_str(), &path)
+    };
+    let access = match found.access(req.method().as_str()) {
+        _ if dav => Access::Token(dav::needs(req.method())),
+        access => access,
+    };
+    let checked = state.guard.check(&req);
+    // The caller's role; none for a link, which is the credential (made with a token).
+    let role = match access {
+        Access::Link => match checked {
+            Ok(()) => None,
+            Err(e) => return ("auth", Err(e)),
+        },
+        Access::Token(need) => match checked.and_then(|()| authorize(state, &req, need)) {
+            Ok(role) => Some(role),
+            Err(e) if e.code == ErrorCode::Unauthorized && dav => {
                 // WebDAV clients send credentials only when challenged.
                 let mut resp = e.response();
                 resp.headers_mut().insert(
@@ -170,8 +156,8 @@ async fn route(
                 );
                 return ("auth", Ok(resp));
             }
-            return ("auth", Err(e));
-        }
+            Err(e) => return ("auth", Err(e)),
+        },
     };
     if let Some(agent) = req
         .headers()
@@ -182,113 +168,78 @@ async fn route(
             state.devices.client_seen(peer.ip(), agent);
         }
     }
-    let path = req.uri().path().to_owned();
-    let method = req.method().clone();
-    if dav::is_dav(&path) {
+    if dav {
         let (route, answer) = dav::handle(state, req).await;
         return (route, Ok(answer));
     }
-    let Some(rest) = path.strip_prefix("/v1/") else {
-        return match (method, path.as_str()) {
-            (Method::GET, "/metrics") => ("metrics", admin::metrics(state).await),
-            _ => (
-                "unknown",
-                Err(ApiError::not_found(format!("no route {path}"))),
-            ),
-        };
-    };
-    let (head, tail) = rest.split_once('/').unwrap_or((rest, ""));
-    let m = &method;
-    let wrong_method = |route: &'static str| {
-        (
-            route,
+    match found {
+        Found::Route(r, tail) => (
+            r.label,
+            dispatch(state, peer, role, r.endpoint, tail, req).await,
+        ),
+        Found::WrongMethod(label) => (
+            label,
             Err(ApiError::new(
                 ErrorCode::MethodNotAllowed,
-                format!("{m} is not allowed on {path}"),
+                format!("{} is not allowed on {path}", req.method()),
             )),
-        )
-    };
-    match head {
-        "files" => match method {
-            Method::GET => ("files", files::get(state, fs_path(tail), &req).await),
-            Method::PUT => ("files", files::put(state, fs_path(tail), req).await),
-            Method::DELETE => ("files", files::delete(state, fs_path(tail), &req).await),
-            _ => wrong_method("files"),
-        },
-        "meta" if method == Method::GET => ("meta", files::meta(state, fs_path(tail), &req).await),
-        "ls" if method == Method::GET => ("ls", files::ls(state, fs_path(tail), &req).await),
-        "du" if method == Method::GET => ("du", files::du(state, fs_path(tail)).await),
-        "chunks" if tail.is_empty() => match method {
-            Method::POST => ("chunks_batch", store::put_batch(state, req).await),
-            _ => wrong_method("chunks_batch"),
-        },
-        "chunks" if tail == "read" => match method {
-            Method::POST => ("chunks_read", store::read_many(state, req).await),
-            _ => wrong_method("chunks_read"),
-        },
-        "chunks" if tail == "missing" => match method {
-            Method::POST => ("chunks_missing", store::missing(state, req).await),
-            _ => wrong_method("chunks_missing"),
-        },
-        "chunks" => match method {
-            Method::GET => ("chunks", store::get(state, tail).await),
-            Method::HEAD => ("chunks", store::head(state, tail)),
-            Method::PUT => ("chunks", store::put(state, tail, req).await),
-            _ => wrong_method("chunks"),
-        },
-        "nodes" if method == Method::GET => ("nodes", store::node(state, tail).await),
-        "versions" if method == Method::GET => ("versions", versions::versions(state, tail, &req)),
-        "snapshots" => match method {
-            Method::GET => ("snapshots", versions::snapshots(state)),
-            Method::POST => ("snapshots", versions::snapshot_create(state, req).await),
-            Method::DELETE => ("snapshots", versions::snapshot_delete(state, tail).await),
-            _ => wrong_method("snapshots"),
-        },
-        "rollback" if method == Method::POST => ("rollback", versions::rollback(state, req).await),
-        "diff" if method == Method::GET => ("diff", versions::diff(state, &req).await),
-        "history" if method == Method::GET => (
-            "history",
-            versions::history(state, fs_path(tail), &req).await,
         ),
-        "commit" if method == Method::POST => ("commit", versions::commit(state, req).await),
-        "download-links" if method == Method::POST => (
-            "download_links",
-            web::links::make(state, fs_path(tail), &req).await,
-        ),
-        "status" if method == Method::GET && tail == "history" => {
-            ("status_history", ok(&state.samples.history()))
-        }
-        "status" if method == Method::GET => ("status", admin::status(state).await),
-        "whoami" if method == Method::GET => (
-            "whoami",
-            ok(&fvfs_api::reports::Whoami {
-                role: role.to_string(),
-                auth: !state.open_on_loopback,
-                cut_seed: state.repo.cut_seed(),
-            }),
-        ),
-        "devices" if method == Method::GET => ("devices", admin::devices(state)),
-        "admin" => match (m.clone(), tail) {
-            (Method::POST, "flush") => ("admin_flush", admin::flush(state).await),
-            (Method::POST, "evict") => ("admin_evict", admin::evict(state).await),
-            (Method::GET, "wal") => ("admin_wal", admin::wal(state)),
-            (Method::POST, "fsck") => ("admin_fsck", admin::fsck(state, req).await),
-            (Method::POST, "gc") => ("admin_gc", admin::gc(state, req).await),
-            (Method::POST, "migrate") => ("admin_migrate", admin::migrate(state, peer, req).await),
-            (Method::POST, "export") => ("admin_export", admin::export(state, peer, req).await),
-            (_, "flush" | "evict" | "wal" | "fsck" | "gc" | "migrate" | "export") => {
-                wrong_method("admin")
-            }
-            _ => (
-                "unknown",
-                Err(ApiError::not_found(format!("no route {path}"))),
-            ),
-        },
-        "meta" | "ls" | "du" | "nodes" | "versions" | "rollback" | "diff" | "history"
-        | "commit" | "status" | "devices" | "whoami" => wrong_method("method"),
-        _ => (
+        Found::NotFound => (
             "unknown",
             Err(ApiError::not_found(format!("no route {path}"))),
         ),
+    }
+}
+
+/// The answer of the handler of `endpoint`, `tail` what followed its path.
+async fn dispatch(
+    state: &Arc<State>,
+    peer: SocketAddr,
+    role: Option<Role>,
+    endpoint: Endpoint,
+    tail: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    use Endpoint as E;
+    match endpoint {
+        E::FileGet => files::get(state, fs_path(tail), &req).await,
+        E::FilePut => files::put(state, fs_path(tail), req).await,
+        E::FileDelete => files::delete(state, fs_path(tail), &req).await,
+        E::Meta => files::meta(state, fs_path(tail), &req).await,
+        E::Ls => files::ls(state, fs_path(tail), &req).await,
+        E::Du => files::du(state, fs_path(tail)).await,
+        E::ChunksBatch => store::put_batch(state, req).await,
+        E::ChunksRead => store::read_many(state, req).await,
+        E::ChunksMissing => store::missing(state, req).await,
+        E::ChunkGet => store::get(state, tail).await,
+        E::ChunkHead => store::head(state, tail),
+        E::ChunkPut => store::put(state, tail, req).await,
+        E::Node => store::node(state, tail).await,
+        E::Versions | E::Version => versions::versions(state, tail, &req),
+        E::Snapshots => versions::snapshots(state),
+        E::SnapshotCreate => versions::snapshot_create(state, req).await,
+        E::SnapshotDelete => versions::snapshot_delete(state, tail).await,
+        E::Rollback => versions::rollback(state, req).await,
+        E::Diff => versions::diff(state, &req).await,
+        E::History => versions::history(state, fs_path(tail), &req).await,
+        E::Commit => versions::commit(state, req).await,
+        E::DownloadLinks => web::links::make(state, fs_path(tail), &req).await,
+        E::Download => web::links::download(state, tail).await,
+        E::Status => admin::status(state).await,
+        E::StatusHistory => ok(&state.samples.history()),
+        E::Whoami => ok(&fvfs_api::reports::Whoami {
+            role: role.map(|r| r.to_string()).unwrap_or_default(),
+            auth: !state.open_on_loopback,
+            cut_seed: state.repo.cut_seed(),
+        }),
+        E::Devices => admin::devices(state),
+        E::AdminFlush => admin::flush(state).await,
+        E::AdminEvict => admin::evict(state).await,
+        E::AdminWal => admin::wal(state),
+        E::AdminFsck => admin::fsck(state, req).await,
+        E::AdminGc => admin::gc(state, req).await,
+        E::AdminMigrate => admin::migrate(state, peer, req).await,
+        E::AdminExport => admin::export(state, peer, req).await,
+        E::Metrics => admin::metrics(state).await,
     }
 }

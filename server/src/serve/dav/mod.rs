@@ -39,6 +39,14 @@ pub fn is_dav(path: &str) -> bool {
     path == PREFIX || path.starts_with("/dav/")
 }
 
+/// The role a WebDAV request needs: reading methods read, the others write.
+pub fn needs(method: &hyper::Method) -> super::Role {
+    match method.as_str() {
+        "GET" | "HEAD" | "OPTIONS" | "PROPFIND" => super::Role::Read,
+        _ => super::Role::Write,
+    }
+}
+
 /// What WebDAV keeps across requests.
 pub struct Dav {
     handler: DavHandler,

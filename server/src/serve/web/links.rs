@@ -18,10 +18,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fvfs_api::reports::DownloadLink;
+use fvfs_api::routes::Endpoint;
 use fvfs_api::ErrorCode;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_DISPOSITION};
-use hyper::{Method, Request, Response};
+use hyper::{Request, Response};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
 use crate::serve::files;
@@ -32,8 +33,6 @@ use crate::serve::State;
 pub const TTL: Duration = Duration::from_secs(60);
 /// Links waiting at most.
 const PENDING: usize = 1024;
-/// Where links are used.
-const PREFIX: &str = "/v1/download/";
 
 /// The links made and not yet used.
 #[derive(Default)]
@@ -82,12 +81,6 @@ impl Links {
     }
 }
 
-/// The link a request uses, if it is a download by link.
-pub fn used<'a>(method: &Method, path: &'a str) -> Option<&'a str> {
-    let id = path.strip_prefix(PREFIX)?;
-    (*method == Method::GET).then_some(id)
-}
-
 /// `POST /v1/download-links/PATH?version=V`: a link to that file as it is in that
 /// version (HEAD without one).
 pub async fn make(
@@ -99,7 +92,7 @@ pub async fn make(
     files::readable(&entry, &path)?;
     let id = state.links.issue(v.number, path)?;
     ok(&DownloadLink {
-        url: format!("{PREFIX}{id}"),
+        url: Endpoint::Download.named(&id).path,
         expires_in_secs: TTL.as_secs(),
     })
 }
