@@ -416,6 +416,69 @@ async fn pair(url: &str, expected: Option<&str>) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `fvfsc put`: a file, standard input, or a tree (`-r`).
+async fn put_command(
+    api: &Api,
+    path: &OsString,
+    from: Option<PathBuf>,
+    recursive: Option<PathBuf>,
+    excludes: &fvfs_walk::ExcludeArgs,
+    json: bool,
+) -> Result<ExitCode> {
+    let dest = fs_path(path)?;
+    let answer = match (from, recursive) {
+        (_, Some(dir)) => {
+            let rules = excludes.rules()?;
+            let s = put::put_tree(api, &dir, path.as_bytes(), &rules).await?;
+            for (p, why) in &s.skipped {
+                eprintln!("fvfsc: skipped {}: {why}", p.display());
+            }
+            let tree = TreePut {
+                version: s.version.number,
+                files: s.files,
+                bytes: s.bytes,
+                sent_bytes: s.sent_bytes,
+                skipped: s.skipped.len(),
+                excluded: s.excluded,
+            };
+            if json {
+                fvfs_api::out::json(&tree);
+            } else {
+                fvfs_api::outln!(
+                    "version {}: {} files, {} ({} sent, the rest already stored); {} skipped; {} excluded",
+                    s.version.number,
+                    s.files,
+                    show::bytes(s.bytes),
+                    show::bytes(s.sent_bytes),
+                    s.skipped.len(),
+                    s.excluded
+                );
+            }
+            return Ok(if s.skipped.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
+        (Some(file), None) => {
+            let f = tokio::fs::File::open(&file)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let mode = std::os::unix::fs::PermissionsExt::mode(&f.metadata().await?.permissions())
+                & 0o7777;
+            put::put_stream(api, &dest, Some(mode), f).await?
+        }
+        (None, None) => put::put_stream(api, &dest, None, tokio::io::stdin()).await?,
+    };
+    if json {
+        fvfs_api::out::json(&answer);
+    } else {
+        let size = answer.size.unwrap_or_default();
+        fvfs_api::outln!("version {}: {size} bytes", answer.version);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn run(cli: Cli) -> Result<ExitCode> {
     let api = api_for(&cli).await?;
     match cli.command {
@@ -452,60 +515,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             recursive,
             excludes,
             json,
-        } => {
-            let dest = fs_path(&path)?;
-            let answer = match (from, recursive) {
-                (_, Some(dir)) => {
-                    let rules = excludes.rules()?;
-                    let s = put::put_tree(&api, &dir, path.as_bytes(), &rules).await?;
-                    for (p, why) in &s.skipped {
-                        eprintln!("fvfsc: skipped {}: {why}", p.display());
-                    }
-                    let tree = TreePut {
-                        version: s.version.number,
-                        files: s.files,
-                        bytes: s.bytes,
-                        sent_bytes: s.sent_bytes,
-                        skipped: s.skipped.len(),
-                        excluded: s.excluded,
-                    };
-                    if json {
-                        fvfs_api::out::json(&tree);
-                    } else {
-                        fvfs_api::outln!(
-                            "version {}: {} files, {} ({} sent, the rest already stored); {} skipped; {} excluded",
-                            s.version.number,
-                            s.files,
-                            show::bytes(s.bytes),
-                            show::bytes(s.sent_bytes),
-                            s.skipped.len(),
-                            s.excluded
-                        );
-                    }
-                    return Ok(if s.skipped.is_empty() {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::from(1)
-                    });
-                }
-                (Some(file), None) => {
-                    let f = tokio::fs::File::open(&file)
-                        .await
-                        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-                    let mode =
-                        std::os::unix::fs::PermissionsExt::mode(&f.metadata().await?.permissions())
-                            & 0o7777;
-                    put::put_stream(&api, &dest, Some(mode), f).await?
-                }
-                (None, None) => put::put_stream(&api, &dest, None, tokio::io::stdin()).await?,
-            };
-            if json {
-                fvfs_api::out::json(&answer);
-            } else {
-                let size = answer.size.unwrap_or_default();
-                fvfs_api::outln!("version {}: {size} bytes", answer.version);
-            }
-        }
+        } => return put_command(&api, &path, from, recursive, &excludes, json).await,
         Command::Cp { from, to, version } => {
             let message = format!("cp {} {}", from.to_string_lossy(), to.to_string_lossy());
             let v = copy(&api, &from, &to, version, message).await?;

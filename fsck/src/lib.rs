@@ -27,7 +27,7 @@ use futures::StreamExt;
 use fvfs_api::reports::{FsckReport, Problem, StoreProblem};
 use fvfs_cas::{ChunkId, ChunkStore, StoreCheck, StoreError};
 use fvfs_manifest::meta::TIER_S3;
-use fvfs_manifest::{path, ManifestError, Repo, Version};
+use fvfs_manifest::{CopyMark, ManifestError, Repo, Version};
 use fvfs_tiering::s3::Packs;
 use fvfs_tiering::{Publishing, Replication};
 
@@ -35,13 +35,14 @@ mod error;
 pub mod gc;
 mod links;
 pub mod progress;
+mod reach;
 pub mod retention;
 mod walk;
 
 pub use error::FsckError;
 pub use progress::Progress;
 
-use walk::Found;
+use reach::{name_paths, walk_trees};
 
 /// Checkers at once, each taking [`READ_BATCH`] chunks: enough reads in flight to keep
 /// a disk's queue full and a cold tier's link busy.
@@ -116,10 +117,6 @@ pub async fn check(
             listed = Some(Arc::new(s3.pack_names().await?));
         }
     }
-    // Walk: every reachable chunk once. Paths are not kept (a set of ids is a third of
-    // a map to paths): a second walk names the few chunks found wanting.
-    let mut seen: HashSet<ChunkId> = HashSet::new();
-    let mut nodes: HashSet<ChunkId> = HashSet::new();
     // Each tier's own bookkeeping, on a task of its own: with `repair` one tier after
     // the other, first (a rebuilt index may bring chunks back); otherwise beside the
     // reads (checking an index reads every record's header, mostly waiting on the
@@ -150,47 +147,9 @@ pub async fn check(
             .map(|t| index_check(t, StoreCheck::new(false)))
             .collect();
     }
-    let problems = &mut report.problems;
-    progress.phase("walking the trees", 0);
     let stores: Vec<_> = tiers.iter().map(|t| t.store.clone()).collect();
-    walk::reachable(
-        versions.iter().map(|v| v.root),
-        |ids| walk::read_nodes(&stores, ids),
-        |found| match found {
-            Found::Node(id, _) => {
-                seen.insert(id);
-                let new = nodes.insert(id);
-                progress.add(u64::from(new), 0);
-                new
-            }
-            Found::Data(id, _) => {
-                seen.insert(id);
-                true
-            }
-            Found::Broken(id, what, at) => {
-                problems.push(Problem {
-                    id,
-                    what,
-                    path: path::show(at),
-                    tier: None,
-                    repaired: false,
-                });
-                true
-            }
-        },
-    )
-    .await;
-    progress.phase("checking hard links", 0);
     let roots: Vec<ChunkId> = versions.iter().map(|v| v.root).collect();
-    for (id, what, path) in links::check(&roots, |id| walk::read_node(&stores, id)).await {
-        problems.push(Problem {
-            id,
-            what,
-            path,
-            tier: None,
-            repaired: false,
-        });
-    }
+    let (seen, nodes) = walk_trees(&roots, &stores, progress, &mut report.problems).await;
     report.nodes = nodes.len() as u64;
     report.data_chunks = (seen.len() - nodes.len()) as u64;
     // Shared read-only from here on: the index checks ask it which chunks the reads
@@ -226,21 +185,7 @@ pub async fn check(
     let (bytes, checked) = checked?;
     report.data_bytes_read += bytes;
     drop(seen);
-    for mut c in checked {
-        report.problems.extend(c.problems);
-        // A copy an eviction deleted after it was read is not there to claim (the
-        // eviction cleared its bit first, which is why it looked unclaimed).
-        if mark.evicted_since(&c.id) {
-            c.unclaimed.clear();
-        }
-        report.unclaimed += c.unclaimed.len() as u64;
-        if opts.repair {
-            for bit in c.unclaimed {
-                repo.claim_copy(bit, &c.id, &mark).await?;
-                report.claimed += 1;
-            }
-        }
-    }
+    take_results(repo, checked, &mark, opts.repair, &mut report).await?;
     if opts.repair {
         for t in tiers {
             t.store.sync().await?;
@@ -254,50 +199,30 @@ pub async fn check(
     })
 }
 
-/// Names the first path using each chunk a problem (or a store fault) is about: a
-/// second walk, only when there are such chunks.
-async fn name_paths(
-    roots: &[ChunkId],
-    stores: &[Arc<dyn ChunkStore>],
+/// Adds what the chunk checks found to `report`; with `repair`, claims the copies
+/// found unclaimed, unless an eviction deleted them after they were read (it cleared
+/// their bit first, which is why they looked unclaimed).
+async fn take_results(
+    repo: &Repo,
+    checked: Vec<ChunkChecked>,
+    mark: &CopyMark,
+    repair: bool,
     report: &mut FsckReport,
-    faulty: Vec<(ChunkId, usize)>,
-) {
-    let mut wanted: HashMap<ChunkId, Option<String>> = report
-        .problems
-        .iter()
-        .filter(|p| p.path.is_empty())
-        .map(|p| p.id)
-        .chain(faulty.iter().map(|(id, _)| *id))
-        .map(|id| (id, None))
-        .collect();
-    if wanted.is_empty() {
-        return;
-    }
-    let mut nodes = HashSet::new();
-    walk::reachable(
-        roots.iter().copied(),
-        |ids| walk::read_nodes(stores, ids),
-        |found| {
-            let (id, at, node) = match found {
-                Found::Node(id, at) => (id, at, true),
-                Found::Data(id, at) => (id, at, false),
-                Found::Broken(..) => return false,
-            };
-            if let Some(name @ None) = wanted.get_mut(&id) {
-                *name = Some(path::show(at));
+) -> Result<(), FsckError> {
+    for mut c in checked {
+        report.problems.extend(c.problems);
+        if mark.evicted_since(&c.id) {
+            c.unclaimed.clear();
+        }
+        report.unclaimed += c.unclaimed.len() as u64;
+        if repair {
+            for bit in c.unclaimed {
+                repo.claim_copy(bit, &c.id, mark).await?;
+                report.claimed += 1;
             }
-            !node || nodes.insert(id)
-        },
-    )
-    .await;
-    for p in &mut report.problems {
-        if p.path.is_empty() {
-            p.path = wanted.get(&p.id).cloned().flatten().unwrap_or_default();
         }
     }
-    for (id, at) in faulty {
-        report.stores[at].path = wanted.get(&id).cloned().flatten();
-    }
+    Ok(())
 }
 
 /// The answers of each tier's index check (in `tiers`' order) noted in `report`, and

@@ -292,6 +292,27 @@ pub async fn metrics(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
         String::new(),
         refused as f64,
     ));
+    tier_gauges(state, &mut gauges)?;
+    worker_gauges(state, &mut gauges);
+    gauges.push((
+        "fvfs_versions",
+        "Versions in the log.",
+        String::new(),
+        state.repo.head()?.map_or(0, |v| v.number) as f64,
+    ));
+    // The exposition format wants each metric's samples together.
+    gauges.sort_by(|a, b| a.0.cmp(b.0));
+    Ok(Response::builder()
+        .header("content-type", "text/plain; version=0.0.4")
+        .body(full(state.metrics.render(&gauges)))
+        .expect("valid response"))
+}
+
+/// A gauge of `/metrics`: name, help, labels, value.
+type Gauge = (&'static str, &'static str, String, f64);
+
+/// The colder tiers: replication queues, availability, promotions, S3 requests.
+fn tier_gauges(state: &State, gauges: &mut Vec<Gauge>) -> Result<(), ApiError> {
     for r in &state.replicators {
         let q = r
             .status(&state.repo)
@@ -342,6 +363,11 @@ pub async fn metrics(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
             ));
         }
     }
+    Ok(())
+}
+
+/// Each background worker's rounds, failures and whether it is busy.
+fn worker_gauges(state: &State, gauges: &mut Vec<Gauge>) {
     for w in state.workers.status() {
         let labels = format!("{{worker=\"{}\"}}", w.name);
         gauges.push((
@@ -363,16 +389,4 @@ pub async fn metrics(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
             f64::from(u8::from(w.busy)),
         ));
     }
-    gauges.push((
-        "fvfs_versions",
-        "Versions in the log.",
-        String::new(),
-        state.repo.head()?.map_or(0, |v| v.number) as f64,
-    ));
-    // The exposition format wants each metric's samples together.
-    gauges.sort_by(|a, b| a.0.cmp(b.0));
-    Ok(Response::builder()
-        .header("content-type", "text/plain; version=0.0.4")
-        .body(full(state.metrics.render(&gauges)))
-        .expect("valid response"))
 }

@@ -180,6 +180,25 @@ fn start_checkpoints(state: &Arc<State>) {
         });
 }
 
+/// The background loops: checkpoints of uploads, eviction, usage samples, idle
+/// recompression and automatic snapshots.
+fn start_workers(
+    state: &Arc<State>,
+    evict_every: Duration,
+    snapshots: SnapshotPolicy,
+    clock: auto::Clock,
+) {
+    start_checkpoints(state);
+    if let Some(evictor) = &state.evictor {
+        start_eviction(&state.workers, evictor.clone(), evict_every);
+    }
+    samples::start(state);
+    recompress::start(state, Duration::from_secs(state.gc.recompress_idle_secs));
+    if let Some(every) = snapshots.every() {
+        auto::start(state, snapshots, every, clock);
+    }
+}
+
 /// Serves until SIGINT or SIGTERM.
 pub async fn run(home: &Home, options: Options) -> Result<()> {
     let Options {
@@ -257,15 +276,7 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
         samples: samples::Samples::open(home.dir().join("usage.jsonl")),
         workers: Workers::default(),
     });
-    start_checkpoints(&state);
-    if let Some(evictor) = &state.evictor {
-        start_eviction(&state.workers, evictor.clone(), evict_every);
-    }
-    samples::start(&state);
-    recompress::start(&state, Duration::from_secs(state.gc.recompress_idle_secs));
-    if let Some(every) = snapshots.every() {
-        auto::start(&state, snapshots, every, clock);
-    }
+    start_workers(&state, evict_every, snapshots, clock);
     home.write_daemon_info(listen)?;
     // The line scripts and tests wait for: the daemon answers from now on.
     fvfs_api::outln!("fvfsd: listening on http://{listen}");
@@ -275,6 +286,28 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
     );
     tracing::info!(%listen, open_on_loopback = state.open_on_loopback, "serving");
 
+    accept_until_signal(listener, &state, acceptor).await;
+    if let Some(a) = announcement {
+        a.stop();
+    }
+    for r in &state.replicators {
+        r.stop(Duration::from_secs(10)).await;
+    }
+    state.workers.stop(Duration::from_secs(30)).await;
+    state.repo.checkpoint(&state.staged).await?;
+    home.remove_daemon_info();
+    fvfs_api::outln!("fvfsd: stopped");
+    Ok(())
+}
+
+/// Accepts connections until SIGINT or SIGTERM, each served on a task of its own
+/// within the admission limits; then stops accepting and lets the requests in flight
+/// finish (up to 30 s).
+async fn accept_until_signal(
+    listener: TcpListener,
+    state: &Arc<State>,
+    acceptor: tokio_rustls::TlsAcceptor,
+) {
     let graceful = GracefulShutdown::new();
     // Tells connections still before their first request (the first byte, the TLS
     // handshake) to give up, so that a silent one does not hold the shutdown.
@@ -341,17 +374,6 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
     {
         tracing::warn!("requests still running after 30 s; stopping anyway");
     }
-    if let Some(a) = announcement {
-        a.stop();
-    }
-    for r in &state.replicators {
-        r.stop(Duration::from_secs(10)).await;
-    }
-    state.workers.stop(Duration::from_secs(30)).await;
-    state.repo.checkpoint(&state.staged).await?;
-    home.remove_daemon_info();
-    fvfs_api::outln!("fvfsd: stopped");
-    Ok(())
 }
 
 /// Serves one connection, over TLS when it opens with a TLS handshake.

@@ -1,0 +1,113 @@
+//! fsck's two walks of the trees: the first finds every reachable chunk once (and what
+//! is broken on the way, hard links included) without keeping paths; the second runs
+//! only when something was found wanting, and names the first path using each such
+//! chunk.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use fvfs_api::reports::{FsckReport, Problem};
+use fvfs_cas::{ChunkId, ChunkStore};
+use fvfs_manifest::path;
+
+use crate::walk::{self, Found};
+use crate::{links, Progress};
+
+/// Every chunk reachable from `roots` (all of them, and the tree nodes among them),
+/// each visited once, and the hard links checked; what is broken goes to `problems`.
+/// Paths are not kept (a set of ids is a third of a map to paths): a second walk
+/// names the few chunks found wanting ([`name_paths`]).
+pub(crate) async fn walk_trees(
+    roots: &[ChunkId],
+    stores: &[Arc<dyn ChunkStore>],
+    progress: &Progress,
+    problems: &mut Vec<Problem>,
+) -> (HashSet<ChunkId>, HashSet<ChunkId>) {
+    let mut seen: HashSet<ChunkId> = HashSet::new();
+    let mut nodes: HashSet<ChunkId> = HashSet::new();
+    progress.phase("walking the trees", 0);
+    walk::reachable(
+        roots.iter().copied(),
+        |ids| walk::read_nodes(stores, ids),
+        |found| match found {
+            Found::Node(id, _) => {
+                seen.insert(id);
+                let new = nodes.insert(id);
+                progress.add(u64::from(new), 0);
+                new
+            }
+            Found::Data(id, _) => {
+                seen.insert(id);
+                true
+            }
+            Found::Broken(id, what, at) => {
+                problems.push(Problem {
+                    id,
+                    what,
+                    path: path::show(at),
+                    tier: None,
+                    repaired: false,
+                });
+                true
+            }
+        },
+    )
+    .await;
+    progress.phase("checking hard links", 0);
+    for (id, what, path) in links::check(roots, |id| walk::read_node(stores, id)).await {
+        problems.push(Problem {
+            id,
+            what,
+            path,
+            tier: None,
+            repaired: false,
+        });
+    }
+    (seen, nodes)
+}
+
+/// Names the first path using each chunk a problem (or a store fault) is about: a
+/// second walk, only when there are such chunks.
+pub(crate) async fn name_paths(
+    roots: &[ChunkId],
+    stores: &[Arc<dyn ChunkStore>],
+    report: &mut FsckReport,
+    faulty: Vec<(ChunkId, usize)>,
+) {
+    let mut wanted: HashMap<ChunkId, Option<String>> = report
+        .problems
+        .iter()
+        .filter(|p| p.path.is_empty())
+        .map(|p| p.id)
+        .chain(faulty.iter().map(|(id, _)| *id))
+        .map(|id| (id, None))
+        .collect();
+    if wanted.is_empty() {
+        return;
+    }
+    let mut nodes = HashSet::new();
+    walk::reachable(
+        roots.iter().copied(),
+        |ids| walk::read_nodes(stores, ids),
+        |found| {
+            let (id, at, node) = match found {
+                Found::Node(id, at) => (id, at, true),
+                Found::Data(id, at) => (id, at, false),
+                Found::Broken(..) => return false,
+            };
+            if let Some(name @ None) = wanted.get_mut(&id) {
+                *name = Some(path::show(at));
+            }
+            !node || nodes.insert(id)
+        },
+    )
+    .await;
+    for p in &mut report.problems {
+        if p.path.is_empty() {
+            p.path = wanted.get(&p.id).cloned().flatten().unwrap_or_default();
+        }
+    }
+    for (id, at) in faulty {
+        report.stores[at].path = wanted.get(&id).cloned().flatten();
+    }
+}
