@@ -13,7 +13,15 @@ use crate::{frame, ChunkId, ChunkStore, ChunkStoreExt, StoreError};
 pub async fn run(store: &dyn ChunkStore) {
     let empty = store.usage().await.expect("usage");
     assert_eq!(empty.chunks, 0, "a fresh store must be empty");
+    let (payloads, ids) = puts_and_gets(store).await;
+    reads(store, &payloads, &ids).await;
+    listing_and_deletes(store, &ids).await;
+    concurrent_puts(store).await;
+}
 
+/// Puts and gets of four payloads (the empty chunk and an incompressible one among
+/// them), a second put of one; returns the payloads and their ids.
+async fn puts_and_gets(store: &dyn ChunkStore) -> (Vec<Vec<u8>>, Vec<ChunkId>) {
     // put / get round trip, including the empty chunk and an incompressible one.
     let payloads: Vec<Vec<u8>> = vec![
         Vec::new(),
@@ -48,9 +56,15 @@ pub async fn run(store: &dyn ChunkStore) {
         Bytes::from(payloads[1].clone())
     );
 
+    (payloads, ids)
+}
+
+/// `has`, `get_many` and `copy_frames` over stored and missing ids; a missing id and a
+/// mislabelled frame on `get`.
+async fn reads(store: &dyn ChunkStore, payloads: &[Vec<u8>], ids: &[ChunkId]) {
     // has answers in order, for present and missing ids alike.
     let missing = ChunkId::of(b"never stored");
-    let mut query = ids.clone();
+    let mut query = ids.to_vec();
     query.insert(1, missing);
     let answer = store.has(&query).await.expect("has");
     assert_eq!(answer, vec![true, false, true, true, true]);
@@ -113,7 +127,10 @@ pub async fn run(store: &dyn ChunkStore) {
         "get verifies the content against the id"
     );
     store.delete(&liar).await.expect("delete");
+}
 
+/// `list` and `usage` see exactly what is there; `delete` is idempotent.
+async fn listing_and_deletes(store: &dyn ChunkStore, ids: &[ChunkId]) {
     // list and usage see exactly what is there.
     store.sync().await.expect("sync");
     let listed: HashSet<ChunkId> = store
@@ -143,11 +160,11 @@ pub async fn run(store: &dyn ChunkStore) {
         store.get(&ids[2]).await,
         Err(StoreError::NotFound(_))
     ));
-    assert_eq!(
-        store.has(&ids).await.unwrap(),
-        vec![true, true, false, true]
-    );
+    assert_eq!(store.has(ids).await.unwrap(), vec![true, true, false, true]);
+}
 
+/// Concurrent puts of the same and of different chunks, and `put_many` beside a put.
+async fn concurrent_puts(store: &dyn ChunkStore) {
     // concurrent puts of the same and of different chunks.
     let many: Vec<Vec<u8>> = (0..64u32)
         .map(|i| format!("chunk {}", i % 16).into_bytes())
