@@ -133,43 +133,7 @@ pub async fn commit(
                     expect: op.expect().cloned(),
                 });
             }
-            None => ops.push(match op {
-                CommitOp::Mkdir {
-                    path,
-                    mode,
-                    mtime_ns,
-                    meta,
-                } => Op::Mkdir {
-                    path: decode_path(path),
-                    mode: *mode & 0o7777,
-                    mtime_ns: *mtime_ns,
-                    meta: meta.clone().map(Box::new),
-                },
-                CommitOp::Remove { path, recursive } => Op::Remove {
-                    path: decode_path(path),
-                    recursive: *recursive,
-                },
-                CommitOp::Rename { from, to } => Op::Rename {
-                    from: decode_path(from),
-                    to: decode_path(to),
-                },
-                CommitOp::Link { from, to, replace } => Op::Link {
-                    from: decode_path(from),
-                    to: decode_path(to),
-                    replace: *replace,
-                },
-                CommitOp::Copy { from, to, version } => {
-                    let v = state.repo.resolve(version.as_deref().unwrap_or("HEAD"))?;
-                    let entry =
-                        fvfs_manifest::lookup(&state.repo, v.root, &decode_path(from)).await?;
-                    Op::Put {
-                        path: decode_path(to),
-                        entry,
-                        expect: None,
-                    }
-                }
-                _ => unreachable!("put-like ops have entries"),
-            }),
+            None => ops.push(entryless_op(state, op).await?),
         }
     }
     if !missing.is_empty() {
@@ -193,4 +157,45 @@ pub async fn commit(
         .await?;
     state.repo.promises_kept(promised_before, named.iter());
     ok(&state.repo.version_info(&v)?)
+}
+
+/// The tree operation of a commit op that carries no entry of its own (a folder made,
+/// a removal, a rename, a link, a copy of what a version holds).
+async fn entryless_op(state: &State, op: &CommitOp) -> Result<Op, ApiError> {
+    Ok(match op {
+        CommitOp::Mkdir {
+            path,
+            mode,
+            mtime_ns,
+            meta,
+        } => Op::Mkdir {
+            path: decode_path(path),
+            mode: *mode & 0o7777,
+            mtime_ns: *mtime_ns,
+            meta: meta.clone().map(Box::new),
+        },
+        CommitOp::Remove { path, recursive } => Op::Remove {
+            path: decode_path(path),
+            recursive: *recursive,
+        },
+        CommitOp::Rename { from, to } => Op::Rename {
+            from: decode_path(from),
+            to: decode_path(to),
+        },
+        CommitOp::Link { from, to, replace } => Op::Link {
+            from: decode_path(from),
+            to: decode_path(to),
+            replace: *replace,
+        },
+        CommitOp::Copy { from, to, version } => {
+            let v = state.repo.resolve(version.as_deref().unwrap_or("HEAD"))?;
+            let entry = fvfs_manifest::lookup(&state.repo, v.root, &decode_path(from)).await?;
+            Op::Put {
+                path: decode_path(to),
+                entry,
+                expect: None,
+            }
+        }
+        _ => unreachable!("put-like ops have entries"),
+    })
 }
