@@ -325,27 +325,15 @@ impl Replicator {
                             .await;
                     }
                 }
-                Err((e, ids)) => {
-                    let msg = e.to_string();
-                    tracing::warn!(tier = self.name, backoff, "replication failed: {msg}");
-                    self.failed(msg.clone());
-                    let mut ids = ids;
+                Err((e, mut ids)) => {
+                    // What was copied and not confirmed is tried again too.
                     ids.extend(
                         std::mem::take(&mut pending)
                             .ids
                             .into_iter()
                             .map(|(id, ..)| id),
                     );
-                    if let Err(e) = repo
-                        .replication_failed(self.bit, &ids, &msg, backoff as i64)
-                        .await
-                    {
-                        tracing::error!(tier = self.name, "cannot record the failure: {e}");
-                    }
-                    self.progress.notify_waiters();
-                    let _ =
-                        tokio::time::timeout(Duration::from_secs(backoff), self.wake.notified())
-                            .await;
+                    self.round_failed(&repo, e.to_string(), &ids, backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF_SECS);
                 }
             }
@@ -354,6 +342,22 @@ impl Replicator {
         if let Err((e, _)) = joined(&mut settling, &mut pending).await {
             tracing::warn!(tier = self.name, "confirming copies at stop: {e}");
         }
+    }
+
+    /// A round failed with `msg`: `ids` are put back in the queue with the failure
+    /// noted (retried after `backoff` seconds), and the loop waits that long or until
+    /// woken.
+    async fn round_failed(&self, repo: &Repo, msg: String, ids: &[ChunkId], backoff: u64) {
+        tracing::warn!(tier = self.name, backoff, "replication failed: {msg}");
+        self.failed(msg.clone());
+        if let Err(e) = repo
+            .replication_failed(self.bit, ids, &msg, backoff as i64)
+            .await
+        {
+            tracing::error!(tier = self.name, "cannot record the failure: {e}");
+        }
+        self.progress.notify_waiters();
+        let _ = tokio::time::timeout(Duration::from_secs(backoff), self.wake.notified()).await;
     }
 
     /// Copies the frames of `ids` (read through the tiers, in bulk, passing: a copy
