@@ -97,11 +97,9 @@ fn link_names(entries: &mut [(Vec<u8>, Entry)], linked: Vec<(Vec<u8>, (u64, u64)
     }
 }
 
-/// Runs the migration `args` into `repo`, with the stat caches kept in folder `caches`.
-pub async fn run(repo: &Repo, caches: &Path, args: Args) -> Result<Outcome> {
-    let dest = args.dest.as_os_str().as_bytes().to_vec();
-    path::components(&dest)?;
-    let rules = args.excludes.rules()?;
+/// The source folders of `args`, each made absolute, with its metadata; refuses a
+/// source that is not a folder, and a migration without one.
+fn sources(args: &Args) -> Result<Vec<(PathBuf, std::fs::Metadata)>> {
     let mut sources = Vec::new();
     for src in args.local_src.iter().chain(&args.nas_src) {
         let meta = std::fs::metadata(src).with_context(|| format!("source {}", src.display()))?;
@@ -116,6 +114,15 @@ pub async fn run(repo: &Repo, caches: &Path, args: Args) -> Result<Outcome> {
     if sources.is_empty() {
         bail!("nothing to migrate: give --local-src DIR or --nas-src DIR");
     }
+    Ok(sources)
+}
+
+/// Runs the migration `args` into `repo`, with the stat caches kept in folder `caches`.
+pub async fn run(repo: &Repo, caches: &Path, args: Args) -> Result<Outcome> {
+    let dest = args.dest.as_os_str().as_bytes().to_vec();
+    path::components(&dest)?;
+    let rules = args.excludes.rules()?;
+    let sources = sources(&args)?;
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
