@@ -455,23 +455,9 @@ async fn check_chunk(
                 Err(e) => Err(e.to_string()),
             }
         } else {
-            match t.store.has(&[id]).await {
-                Ok(h) if h == [true] => match (t.bit, listed) {
-                    (TIER_S3, Some(packs)) => match repo.pack_locs().get(&id)? {
-                        Some(loc) if !packs.contains(&loc.pack) => {
-                            by_listing = true;
-                            Err(format!(
-                                "its pack {} is missing from S3",
-                                hex_name(&loc.pack)
-                            ))
-                        }
-                        _ => Ok(()),
-                    },
-                    _ => Ok(()),
-                },
-                Ok(_) => Err(StoreError::NotFound(id).to_string()),
-                Err(e) => Err(e.to_string()),
-            }
+            let (state, listing) = present(repo, t, &id, listed).await?;
+            by_listing = listing;
+            state
         };
         match (claimed, state) {
             (true, Err(what)) => bad.push((t, what, by_listing)),
@@ -515,6 +501,34 @@ async fn check_chunk(
     }
     checked.bytes = bytes;
     Ok(checked)
+}
+
+/// Whether tier `t` holds `id`, asked without reading it (for S3, the pack its
+/// location names must be in the bucket's `listed` packs); the second answer says
+/// whether that listing found it missing.
+async fn present(
+    repo: &Repo,
+    t: &Tier,
+    id: &ChunkId,
+    listed: Option<&HashSet<[u8; 32]>>,
+) -> Result<(Result<(), String>, bool), ManifestError> {
+    Ok(match t.store.has(&[*id]).await {
+        Ok(h) if h == [true] => match (t.bit, listed) {
+            (TIER_S3, Some(packs)) => match repo.pack_locs().get(id)? {
+                Some(loc) if !packs.contains(&loc.pack) => (
+                    Err(format!(
+                        "its pack {} is missing from S3",
+                        hex_name(&loc.pack)
+                    )),
+                    true,
+                ),
+                _ => (Ok(()), false),
+            },
+            _ => (Ok(()), false),
+        },
+        Ok(_) => (Err(StoreError::NotFound(*id).to_string()), false),
+        Err(e) => (Err(e.to_string()), false),
+    })
 }
 
 fn hex_name(pack: &[u8; 32]) -> String {
