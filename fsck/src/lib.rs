@@ -440,24 +440,23 @@ async fn check_chunk(
     let mut bad: Vec<Lacking> = Vec::new();
     for (t, read) in tiers.iter().zip(read.iter_mut()) {
         let claimed = record.tiers & t.bit != 0;
-        let mut by_listing = false;
-        let state = if opts.read_data || (claimed && healthy.is_none() && opts.repair) {
+        let (state, by_listing) = if opts.read_data || (claimed && healthy.is_none() && opts.repair)
+        {
             let got = match read.remove(&id) {
                 Some(answer) => answer,
                 None => t.store.get(&id).await.map(Verified::from),
             };
-            match got {
+            let state = match got {
                 Ok(copy) => {
                     bytes += copy.len;
                     healthy.get_or_insert(copy.frame);
                     Ok(())
                 }
                 Err(e) => Err(e.to_string()),
-            }
+            };
+            (state, false)
         } else {
-            let (state, listing) = present(repo, t, &id, listed).await?;
-            by_listing = listing;
-            state
+            present(repo, t, &id, listed).await?
         };
         match (claimed, state) {
             (true, Err(what)) => bad.push((t, what, by_listing)),

@@ -13,7 +13,7 @@
 //! - The other names of a file with several (hard links) are links to its first name,
 //!   in the last piece, after every file.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -21,7 +21,6 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
 use futures::StreamExt;
-use std::collections::HashSet;
 
 use fvfs_api::client::Api;
 use fvfs_api::commit::CommitOp;
@@ -205,7 +204,7 @@ fn mtime_ns(m: &fs::Metadata) -> i64 {
     fvfs_node::unix_ns(m.mtime(), m.mtime_nsec())
 }
 
-/// What one commit of `put -r` holds at most: an eighth of what the daemon takes, so
+/// What one commit of `put -r` holds at most: a sixteenth of what the daemon takes, so
 /// that what the daemon holds while it applies one (the request, its entries, the
 /// edit) stays far below what a whole home would take.
 const PIECE_BYTES: usize = fvfs_api::commit::MAX_COMMIT_BODY / 16;
@@ -354,8 +353,9 @@ async fn put_tree_once(api: &Api, src: &Path, dest: &[u8], rules: &Rules) -> Res
         }
         drop(results);
         let mut walked = walking.await?;
+        let unread: HashSet<&[u8]> = unreadable.iter().map(|(_, _, at)| at.as_slice()).collect();
         for (first, at, path) in std::mem::take(&mut walked.more_names) {
-            if unreadable.iter().any(|(_, _, a)| *a == first) {
+            if unread.contains(first.as_slice()) {
                 let why = "another name of this file could not be read";
                 walked.skipped.push((path, why.into()));
                 continue;
