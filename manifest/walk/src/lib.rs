@@ -7,6 +7,9 @@
 //! - Nothing here follows a symlink, and the only files opened are `.fvfsignore` and
 //!   `CACHEDIR.TAG` when `lstat` says they are regular files (read with a size cap), so
 //!   a FIFO or a device in the tree can never block the walk or be read.
+//! - An importer opens the files the walk found with [`open_regular`], so a file swapped
+//!   for a symlink, a FIFO or a device after the walk is refused, never followed, read
+//!   or waited on.
 //! - Names are visited in byte order, a folder before what it holds; a folder's
 //!   subfolders are walked after its other names, in byte order too (migrate's stat
 //!   cache reads alongside the walk in this order).
@@ -16,9 +19,10 @@
 //!   files from the deepest folder up (a `!pattern` re-includes, as in git).
 
 use std::ffi::OsString;
-use std::fs::{self, Metadata};
+use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::Read;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -162,6 +166,23 @@ struct Layer {
 }
 
 /// Whether the rules leave `path` out: the first matcher with an opinion decides.
+/// Opens a file the walk listed to read its content, with its `fstat`: never through a
+/// symlink (`O_NOFOLLOW`), never waiting on a FIFO or device put in its place
+/// (`O_NONBLOCK`, which changes nothing for a regular file's reads), and only if it is
+/// still a regular file (else an error saying so).
+pub fn open_regular(path: &Path) -> std::io::Result<(File, Metadata)> {
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path)?;
+    let meta = file.metadata()?;
+    match meta.is_file() {
+        true => Ok((file, meta)),
+        false => Err(std::io::Error::other("not a regular file any more")),
+    }
+}
+
 fn excluded(cli: &Gitignore, layer: Option<&Rc<Layer>>, path: &Path, is_dir: bool) -> bool {
     let decide = |m: Match<_>| match m {
         Match::Ignore(_) => Some(true),
@@ -365,6 +386,34 @@ mod tests {
         });
         found.sort();
         (found, excluded)
+    }
+
+    #[test]
+    fn only_regular_files_open_and_nothing_is_followed_or_waited_on() {
+        let dir = tree(&[("file", "content"), ("sub/", "")]);
+        let at = |name: &str| dir.path().join(name);
+        std::os::unix::fs::symlink(at("file"), at("link")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            at("fifo"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from(0o600),
+            0,
+        )
+        .unwrap();
+        let (mut file, meta) = open_regular(&at("file")).unwrap();
+        let mut text = String::new();
+        file.read_to_string(&mut text).unwrap();
+        assert_eq!((text.as_str(), meta.len()), ("content", 7));
+        let link = open_regular(&at("link")).unwrap_err();
+        assert_eq!(
+            link.raw_os_error(),
+            Some(rustix::io::Errno::LOOP.raw_os_error())
+        );
+        for name in ["fifo", "sub"] {
+            let e = open_regular(&at(name)).unwrap_err();
+            assert_eq!(e.to_string(), "not a regular file any more", "{name}");
+        }
     }
 
     fn patterns(p: &[&str]) -> ExcludeArgs {

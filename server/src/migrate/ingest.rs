@@ -5,8 +5,7 @@
 //! times, then reported: a half-written file is never imported as if it were whole.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -157,18 +156,9 @@ impl<'a> Ingest<'a> {
     /// between two `fstat`s that agree. The outer error is the store's, the inner one
     /// the source file's.
     fn read(&self, job: &FileJob) -> Result<Result<(StatEntry, Stat), String>, ManifestError> {
-        // O_NONBLOCK: if the file was swapped for a FIFO since the walk, open must not hang.
-        let file = match OpenOptions::new()
-            .read(true)
-            .custom_flags(libc_flags())
-            .open(&job.src)
-        {
-            Ok(f) => f,
+        let (file, before) = match fvfs_walk::open_regular(&job.src) {
+            Ok((file, meta)) => (file, Stat::of(&meta)),
             Err(e) => return Ok(Err(format!("cannot open: {e}"))),
-        };
-        let before = match fstat(&file) {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(e)),
         };
         if before.ino != job.stat.ino || before.dev != job.stat.dev {
             return Ok(Err("replaced while being read".into()));
@@ -183,9 +173,9 @@ impl<'a> Ingest<'a> {
             Err(why) => return Ok(Err(why)),
         };
         let meta = localmeta::read_open(&file, before.uid, before.gid);
-        let after = match fstat(&file) {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(e)),
+        let after = match file.metadata() {
+            Ok(m) => Stat::of(&m),
+            Err(e) => return Ok(Err(format!("cannot stat: {e}"))),
         };
         let read: u64 = refs.iter().map(|r| r.len).sum();
         if after != before || read != after.size {
@@ -292,17 +282,5 @@ impl<'a> Ingest<'a> {
             Some(e) => Err(e),
             None => refs,
         }
-    }
-}
-
-fn libc_flags() -> i32 {
-    (rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOFOLLOW).bits() as i32
-}
-
-fn fstat(file: &File) -> Result<Stat, String> {
-    match file.metadata() {
-        Ok(m) if m.is_file() => Ok(Stat::of(&m)),
-        Ok(_) => Err("not a regular file any more".into()),
-        Err(e) => Err(format!("cannot stat: {e}")),
     }
 }
