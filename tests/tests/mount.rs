@@ -546,6 +546,60 @@ fn a_walk_finds_the_next_folders_fetched_ahead() {
     assert_eq!(m.unmount(), Some(0));
 }
 
+/// A walk that only lists (find, du, ls -R) gets no file content: fetching it would
+/// only compete with the walk. One that reads what it lists gets it all.
+#[test]
+fn a_walk_that_only_lists_fetches_no_content() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    let mut content = 0;
+    for a in 0..20u64 {
+        let dir = src.join(format!("d{a:02}"));
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..30 {
+            let data = tree::bytes(a * 100 + f, 4000, false);
+            content += data.len() as u64;
+            fs::write(dir.join(format!("f{f:02}")), data).unwrap();
+        }
+    }
+    let store = Fvfsd::new();
+    store.run(["migrate", "--local-src", src.to_str().unwrap()]);
+    let d = serve(&store);
+    let mut m = mount_in(&d, work.path());
+    fn walk(dir: &Path, read: bool) -> u64 {
+        let mut n = 0;
+        for e in fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            n += match e.metadata().unwrap().is_dir() {
+                true => walk(&e.path(), read),
+                false if read => fs::read(e.path()).unwrap().len() as u64,
+                false => e.metadata().unwrap().len(),
+            };
+        }
+        n
+    }
+    let before = served_bytes(&d);
+    assert_eq!(walk(&m.path(""), false), content);
+    let listed = served_bytes(&d) - before;
+    assert!(
+        listed < content / 10,
+        "listing {content} bytes of files fetched {listed} bytes"
+    );
+    assert_eq!(walk(&m.path(""), true), content);
+    let read = served_bytes(&d) - before;
+    assert!(read >= content, "reading {content} bytes fetched {read}");
+    assert_eq!(m.unmount(), Some(0));
+}
+
+/// Bytes the daemon has answered with, from its metrics.
+fn served_bytes(d: &Daemon) -> u64 {
+    let (_, metrics) = d.raw(&fvfs_tests::daemon::request("GET", "/metrics", &[], b""));
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("fvfs_http_bytes_out_total "))
+        .map_or(0, |n| n.parse().unwrap())
+}
+
 #[test]
 fn a_walk_ahead_over_many_tiny_files_asks_only_what_the_daemon_takes() {
     // 40 folders of 40 tiny files below one: what the walk fetches ahead from the top
@@ -559,8 +613,10 @@ fn a_walk_ahead_over_many_tiny_files_asks_only_what_the_daemon_takes() {
     let d = serve(&store);
     let mut m = mount_in(&d, work.path());
     let singles = served(&d, "chunks");
-    // Listing the top folder starts the walk ahead; then each folder is read as tar
+    // A file read first makes the walk one that reads: listing the top folder then
+    // fetches the first files of every subfolder ahead; each folder is read as tar
     // reads it.
+    assert_eq!(fs::read_to_string(m.path("d00/f00")).unwrap(), "0/0");
     let mut folders: Vec<_> = fs::read_dir(m.path(""))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -755,12 +811,14 @@ fn small_files(src: &Path, n: u64) -> Vec<Vec<u8>> {
 /// them: fvfsc pushes them when the listing is read to its end (tar, cp and rsync
 /// list a folder whole first), so reading them passes no data through fvfsc: each
 /// costs an open, not an open, a read and the stat a read's atime change brings. Also
-/// for a second folder identical to the first (the same node), walked after it.
+/// for a second folder identical to the first (the same node), walked after it. (A
+/// walk that has read no file lately only lists: it gets no content.)
 #[test]
 fn a_listed_folders_files_are_in_the_kernel_before_a_walk_reads_them() {
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     let files = small_files(&src, 60);
+    fs::write(src.join("first.txt"), "read first").unwrap();
     let total: usize = files.iter().map(Vec::len).sum();
     let copy = Command::new("cp")
         .arg("-a")
@@ -781,6 +839,7 @@ fn a_listed_folders_files_are_in_the_kernel_before_a_walk_reads_them() {
     assert_eq!(m.unmount(), Some(0));
     let mut m = mount_in(&d, work.path());
     let pid = m.pid().unwrap();
+    assert_eq!(fs::read(m.path("first.txt")).unwrap(), b"read first");
     for folder in ["docs", "docs2"] {
         assert_eq!(fs::read_dir(m.path(folder)).unwrap().count(), files.len());
         let before = wchar(pid);
@@ -806,10 +865,14 @@ fn files_rewritten_while_their_folder_is_pushed_read_as_written() {
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     let files = small_files(&src, 250);
+    fs::write(src.join("first.txt"), "read first").unwrap();
     let store = Fvfsd::new();
     store.run(["migrate", "--local-src", src.to_str().unwrap()]);
     let d = serve(&store);
     let mut m = mount_in(&d, work.path());
+    // A file read first: the listing after it is a reading walk's, whose files are
+    // fetched and pushed.
+    assert_eq!(fs::read(m.path("first.txt")).unwrap(), b"read first");
     assert_eq!(fs::read_dir(m.path("docs")).unwrap().count(), files.len());
     let mut written: Vec<(usize, Vec<u8>)> = files
         .iter()

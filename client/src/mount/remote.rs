@@ -2,6 +2,7 @@
 //! id (content-addressed, so cached forever and verified on arrival), the roots of HEAD
 //! and of snapshots, and commits.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,6 +54,11 @@ const FOLDER_AHEAD_BYTES: u64 = 32 << 20;
 const WALK_AHEAD_BYTES: u64 = 16 << 20;
 const WALKS_IN_FLIGHT: usize = 2;
 
+/// Folders listed without a file opened for reading after which a walk is taken for
+/// one that only lists (see [`Remote::listing_reads`]): deep enough for the chains of
+/// folders without files a reading walk goes down (`a/b/c/d/...`).
+const QUIET_LISTINGS: usize = 8;
+
 /// Parts of a large directory asked for in one `POST /v1/chunks/read` (each at most a
 /// few hundred KiB: far under the answer's 64 MiB).
 const PARTS_PER_REQUEST: usize = 64;
@@ -75,6 +81,8 @@ pub struct Remote {
     /// instead of asking for it again.
     inflight: Arc<std::sync::Mutex<FastMap<ChunkId, Batch>>>,
     walks: Arc<tokio::sync::Semaphore>,
+    /// Folders listed since a file was last opened for reading.
+    quiet: Arc<AtomicUsize>,
 }
 
 /// A read-ahead batch in flight, shared by the reads waiting for it.
@@ -116,7 +124,26 @@ impl Remote {
             asked: Arc::default(),
             inflight: Arc::default(),
             walks: Arc::new(tokio::sync::Semaphore::new(WALKS_IN_FLIGHT)),
+            // A fresh mount has seen no reads: its first listings fetch no content.
+            quiet: Arc::new(AtomicUsize::new(QUIET_LISTINGS)),
         }
+    }
+
+    /// A file of the tree is being opened for reading.
+    pub fn file_opened(&self) {
+        self.quiet.store(0, Ordering::Relaxed);
+    }
+
+    /// A folder is being listed: whether the walk going on reads what it lists (a file
+    /// was opened for reading within the last [`QUIET_LISTINGS`] listings), so that the
+    /// content of the folder's small files, and of its subfolders', is worth fetching
+    /// ahead ([`Remote::read_ahead_in_folder`], [`Remote::walk_ahead`]). A walk that
+    /// reads (tar, cp -r, rsync, grep -r) opens files between its listings; one that
+    /// only lists (find, du, ls -R) does not, and the content fetched for it would only
+    /// compete with it for the daemon, the link and the cache (a fresh mount's `find`
+    /// of 100,000 small files: 3.0 s with content fetched, 0.5 s without).
+    pub fn listing_reads(&self) -> bool {
+        self.quiet.fetch_add(1, Ordering::Relaxed) < QUIET_LISTINGS
     }
 
     async fn timed<T>(
@@ -221,34 +248,49 @@ impl Remote {
             .map(|e| e.name.as_slice())
     }
 
-    /// Folder `dir` is being listed: a walk (tar, cp -r, rsync, find with reads, a
-    /// build) reads its files next (their read-ahead is the caller's, see
-    /// [`Remote::read_ahead_in_folder`]), then goes down into its subdirectories. So
-    /// the nodes of its subdirectories and the first small files of each
-    /// ([`WALK_AHEAD_BYTES`] in all) are fetched now, in the background: by the time
-    /// the walk gets there, a cold folder costs no round trip, and a cold tier behind
-    /// the daemon serves them by pack. A failure only means the walk fetches them
-    /// itself.
-    pub fn walk_ahead(&self, dir: Arc<DirNode>) -> impl std::future::Future<Output = ()> {
+    /// Folder `dir` is being listed: a walk goes down into its subdirectories next,
+    /// then on to the folders after it in its parent (`after`: the parent's node and
+    /// the folder's name), and one that reads (`files`, see [`Remote::listing_reads`]:
+    /// tar, cp -r, rsync, a build) reads their files too. So the nodes of its
+    /// subdirectories, and for a reading walk the small files of the folders it visits
+    /// next, subfolders first ([`WALK_AHEAD_BYTES`] in all, counting what is cached or
+    /// being fetched without fetching it again), are fetched now, in the background.
+    /// Each listing of a reading walk moves that window on by the folder it entered,
+    /// so the walk finds the folders it comes to cached, and a cold tier behind the
+    /// daemon serves them by pack. A failure only means the walk fetches them itself.
+    pub fn walk_ahead(
+        &self,
+        dir: Arc<DirNode>,
+        after: Option<(ChunkId, Vec<u8>)>,
+        files: bool,
+    ) -> impl std::future::Future<Output = ()> {
         let me = self.clone();
         async move {
             let Ok(_walking) = me.walks.clone().acquire_owned().await else {
                 return;
             };
-            let subdirs: Vec<ChunkId> = dir
-                .entries
-                .iter()
-                .filter(|e| e.kind == node::EntryKind::Dir)
-                .filter_map(|e| e.id)
-                .collect();
-            for ids in subdirs.chunks(PARTS_PER_REQUEST) {
+            let mut next = subdir_ids(&dir.entries);
+            for ids in next.chunks(PARTS_PER_REQUEST) {
                 if let Some(batch) = me.read_ahead(ids) {
                     batch.await;
                 }
             }
+            if !files {
+                return;
+            }
+            if let Some((parent, name)) = after {
+                if let Ok(p) = me.dir(parent).await {
+                    let from = p.entries.partition_point(|e| e.name <= name);
+                    next.extend(
+                        subdir_ids(&p.entries[from..])
+                            .into_iter()
+                            .take(FOLDER_AHEAD),
+                    );
+                }
+            }
             let mut bytes = 0;
             let mut ahead = Vec::new();
-            'subdirs: for sub in subdirs {
+            'folders: for sub in next {
                 let Ok(Node::Dir(d)) = me.node(sub).await else {
                     continue;
                 };
@@ -261,13 +303,13 @@ impl Remote {
                     for c in &e.chunks {
                         bytes += c.len;
                         if bytes > WALK_AHEAD_BYTES {
-                            break 'subdirs;
+                            break 'folders;
                         }
                         ahead.push(c.id);
                     }
                 }
             }
-            if let Some(batch) = me.read_ahead(&ahead) {
+            for batch in me.fetch(&ahead, false, usize::MAX) {
                 batch.await;
             }
         }
@@ -543,6 +585,15 @@ impl From<fvfs_node::DamagedNode> for MountError {
     fn from(_: fvfs_node::DamagedNode) -> Self {
         Self(Errno::IO)
     }
+}
+
+/// The node ids of the folders among `entries`, in order.
+fn subdir_ids(entries: &[Entry]) -> Vec<ChunkId> {
+    entries
+        .iter()
+        .filter(|e| e.kind == node::EntryKind::Dir)
+        .filter_map(|e| e.id)
+        .collect()
 }
 
 /// A file whose chunks its entry lists (no file node to fetch first).

@@ -12,6 +12,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use fvfs_cas::ChunkId;
 use fvfs_node::{DirNode, Entry, EntryKind};
 use rustix::io::Errno;
 
@@ -90,10 +91,13 @@ impl Core {
             }
             if let Some(id) = entry.id {
                 let dir = self.block(self.remote.dir(id))?;
-                if let Some(first) = Remote::first_small_file(&dir) {
+                let reads = self.remote.listing_reads();
+                if let Some(first) = Remote::first_small_file(&dir).filter(|_| reads) {
                     ahead = self.fill_ahead(ino, id, first, true);
                 }
-                self.rt.spawn(self.remote.walk_ahead(dir.clone()));
+                let after = self.parent_node(&view, &path);
+                self.rt
+                    .spawn(self.remote.walk_ahead(dir.clone(), after, reads));
                 let entries = dir.entries.iter().enumerate();
                 // A name no local file system holds (stored before names were limited)
                 // cannot be listed: the kernel fails the whole listing with EIO.
@@ -185,6 +189,15 @@ impl Core {
             confirmed: 0,
             ahead,
         })
+    }
+
+    /// The node of the folder holding `path` in `view`, and `path`'s name in it (none
+    /// for the root, or a folder staged here and not committed).
+    fn parent_node(&self, view: &View, path: &[u8]) -> Option<(ChunkId, Vec<u8>)> {
+        let slash = path.iter().rposition(|b| *b == b'/')?;
+        let name = path.get(slash + 1..).filter(|n| !n.is_empty())?;
+        let parent = self.entry(view, &path[..slash.max(1)]).ok()?;
+        Some((parent.id?, name.to_vec()))
     }
 
     /// Up to [`WINDOW`] items of open directory `fh` (directory `ino`) from `offset`,

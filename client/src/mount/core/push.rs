@@ -1,4 +1,5 @@
-//! The kernel's page cache filled ahead of a walk: when the small files of a folder's
+//! The kernel's page cache filled ahead of a walk that reads what it lists (see
+//! [`super::super::remote::Remote::listing_reads`]): when the small files of a folder's
 //! read-ahead window arrive ([`super::super::remote::Remote::read_ahead_in_folder`]),
 //! their content is handed to the kernel (FUSE notify store) for the inodes it knows.
 //! A walk reading them (tar, cp, rsync, grep) then finds them cached: each costs an

@@ -61,6 +61,7 @@ impl Core {
         if entry.kind == EntryKind::Dir {
             return Err(Errno::ISDIR);
         }
+        self.remote.file_opened();
         let slash = path.iter().rposition(|b| *b == b'/').unwrap_or(0);
         let parent = lock(&self.inodes).edge(ino).map(|(parent, _)| parent);
         let folder = self.entry(&view, &path[..slash.max(1)]);
