@@ -8,15 +8,16 @@
 # keeps. Page cache warm (the tree is read before each step).
 #
 # Usage: benches/scripts/bench-scale.sh [FILES]   (default 300000)
-# Needs restic (Debian) and bupstash (`cargo install bupstash`, looked for on PATH and
-# in ~/.cache/fvfs/tools/bin); prints a markdown table and ratios.
+# Needs restic (Debian) and bupstash (`apt-get install libsodium-dev pkg-config`, then
+# `cargo install bupstash --version 0.12.0 --locked --root ~/.cache/fvfs/tools`; looked
+# for on PATH and in ~/.cache/fvfs/tools/bin); prints a markdown table and ratios.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source benches/scripts/common.sh
 files="${1:-300000}"
 export PATH="$PATH:$HOME/.cache/fvfs/tools/bin"
 for t in restic bupstash /usr/bin/time fusermount3; do
-  command -v "$t" >/dev/null || { echo "missing $t (apt-get install restic time; cargo install bupstash)" >&2; exit 2; }
+  command -v "$t" >/dev/null || { echo "missing $t (apt-get install restic time libsodium-dev pkg-config; cargo install bupstash --version 0.12.0 --locked --root ~/.cache/fvfs/tools)" >&2; exit 2; }
 done
 build_bins fvfsd fvfsc
 cargo build --release --locked -p fvfs-benches --bin gen-tree >&2
