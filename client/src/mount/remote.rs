@@ -249,7 +249,7 @@ impl Remote {
     }
 
     /// Folder `dir` is being listed: a walk goes down into its subdirectories next,
-    /// then on to the folders after it in its parent (`after`: the parent's node and
+    /// then on to the folders after it in its parent (`after`: the parent's node id and
     /// the folder's name), and one that reads (`files`, see [`Remote::listing_reads`]:
     /// tar, cp -r, rsync, a build) reads their files too. So the nodes of its
     /// subdirectories, and for a reading walk the small files of the folders it visits
@@ -279,7 +279,9 @@ impl Remote {
                 return;
             }
             if let Some((parent, name)) = after {
-                if let Ok(p) = me.dir(parent).await {
+                // A parent in one node: a large folder, split in parts, is not
+                // assembled for this.
+                if let Ok(Node::Dir(p)) = me.node(parent).await {
                     let from = p.entries.partition_point(|e| e.name <= name);
                     next.extend(
                         subdir_ids(&p.entries[from..])

@@ -95,7 +95,7 @@ impl Core {
                 if let Some(first) = Remote::first_small_file(&dir).filter(|_| reads) {
                     ahead = self.fill_ahead(ino, id, first, true);
                 }
-                let after = self.parent_node(&view, &path);
+                let after = reads.then(|| self.parent_node(&view, &path)).flatten();
                 self.rt
                     .spawn(self.remote.walk_ahead(dir.clone(), after, reads));
                 let entries = dir.entries.iter().enumerate();
