@@ -300,7 +300,9 @@ async fn fsck_checks_that_the_names_of_a_file_agree() {
         let mut edit = TreeEdit::open(repo, lock.head().unwrap().map(|v| v.root))
             .await
             .unwrap();
-        edit.link(repo, b"/a/x", b"/b/y", false).await.unwrap();
+        edit.link(repo, b"/a/x", b"/b/y", false, None)
+            .await
+            .unwrap();
         let (root, bytes) = edit.seal(repo, &pending).await.unwrap();
         lock.commit(&pending, root, bytes, VersionKind::Write, "link")
             .await

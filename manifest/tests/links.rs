@@ -58,12 +58,12 @@ async fn commit(repo: &Repo, ops: &[Op<'_>]) -> fvfs_cas::ChunkId {
                     .unwrap();
             }
             Op::Link(from, to) => edit
-                .link(repo, from.as_bytes(), to.as_bytes(), false)
+                .link(repo, from.as_bytes(), to.as_bytes(), false, None)
                 .await
                 .unwrap(),
             Op::Remove(path) => drop(edit.remove(repo, path.as_bytes(), true).await.unwrap()),
             Op::Rename(from, to) => edit
-                .rename(repo, from.as_bytes(), to.as_bytes())
+                .rename(repo, from.as_bytes(), to.as_bytes(), None)
                 .await
                 .unwrap(),
             Op::Copy(from, to) => {

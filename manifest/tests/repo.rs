@@ -539,6 +539,7 @@ async fn a_split_directory_edited_part_by_part_stays_canonical() {
                 repo,
                 format!("/big/{name}").as_bytes(),
                 format!("/big/{to}").as_bytes(),
+                None,
             )
             .await
             .unwrap();
@@ -550,6 +551,7 @@ async fn a_split_directory_edited_part_by_part_stays_canonical() {
                 repo,
                 format!("/big/{name}").as_bytes(),
                 format!("/out-{round}").as_bytes(),
+                None,
             )
             .await
             .unwrap();

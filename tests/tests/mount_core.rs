@@ -549,3 +549,41 @@ fn files_linked_before_their_batch_are_committed_with_every_name_in_it() {
     let (b, _) = fresh.lookup(ROOT, b"b").unwrap();
     assert_eq!((a.ino, a.nlink), (b.ino, 2));
 }
+
+#[test]
+fn a_link_or_a_move_shows_the_change_time_it_is_committed_with() {
+    let (store, rt) = (Fvfsd::new(), runtime());
+    let d = serve(&store);
+    let cache = tempfile::tempdir().unwrap();
+    let core = core_on(&d, &rt, cache.path());
+    let ctime = |ino| core.getattr(ino, None).unwrap().0.ctime;
+    // Made here and linked before its batch (as tar extracts a hard link).
+    let a = write_file(&core, ROOT, "a", b"two names");
+    core.link(a, ROOT, b"b").unwrap();
+    let linked = ctime(a);
+    // Committed, then moved in the overlay.
+    let c = write_file(&core, ROOT, "c", b"moved");
+    core.sync_all().unwrap();
+    let before_move = ctime(c);
+    core.rename(ROOT, b"c", ROOT, b"e", false).unwrap();
+    let moved = ctime(c);
+    assert!(
+        moved > before_move,
+        "a move changes the status, as on a disk"
+    );
+    let before = d.head();
+    core.sync_all().unwrap();
+    assert!(d.head() > before, "committed");
+    // The daemon's clock at the commit would move them under a reader (tar: "file
+    // changed as we read it"), and the names of a file must agree.
+    assert_eq!(ctime(a), linked, "the linked file, committed");
+    assert_eq!(ctime(core.lookup(ROOT, b"b").unwrap().0.ino), linked);
+    assert_eq!(ctime(c), moved, "the moved file, committed");
+    let fresh_cache = tempfile::tempdir().unwrap();
+    let fresh = core_on(&d, &rt, fresh_cache.path());
+    let seen = |name: &[u8]| fresh.lookup(ROOT, name).unwrap().0.ctime;
+    assert_eq!(
+        (seen(b"a"), seen(b"b"), seen(b"e")),
+        (linked, linked, moved)
+    );
+}

@@ -365,6 +365,7 @@ async fn put_tree_once(api: &Api, src: &Path, dest: &[u8], rules: &Rules) -> Res
                 from: encode_path(&first),
                 to: encode_path(&at),
                 replace: true,
+                ctime_ns: None,
             };
             pieces.push(link, &tx).await?;
         }

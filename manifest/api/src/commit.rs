@@ -74,7 +74,14 @@ pub enum CommitOp {
         recursive: bool,
     },
     /// Moves a file, symlink or directory (as rename(2)).
-    Rename { from: String, to: String },
+    Rename {
+        from: String,
+        to: String,
+        /// The status change time the moved entry (and a file's other names) takes:
+        /// the one a client already showed for the move; the daemon's clock if absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ctime_ns: Option<i64>,
+    },
     /// Gives the file (or symlink, or special file) at `from` a new name `to`, which
     /// must not exist (as link(2)) unless `replace` (then a file or symlink there is
     /// replaced, as a put does): the two names are one file from then on.
@@ -83,6 +90,9 @@ pub enum CommitOp {
         to: String,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         replace: bool,
+        /// The status change time every name of the file takes (as in `Rename`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ctime_ns: Option<i64>,
     },
     /// Copies a file, symlink or whole directory tree in O(1), by sharing its nodes:
     /// `from` as it is in `version` (a number, snapshot name or `HEAD~N`; HEAD when the
@@ -123,7 +133,7 @@ impl CommitOp {
             | Self::Mkdir { path, .. }
             | Self::Special { path, .. }
             | Self::Remove { path, .. } => vec![path],
-            Self::Rename { from, to } | Self::Link { from, to, .. } => vec![from, to],
+            Self::Rename { from, to, .. } | Self::Link { from, to, .. } => vec![from, to],
             Self::Copy { to, .. } => vec![to],
         }
     }

@@ -30,8 +30,8 @@ use crate::repo::Repo;
 #[derive(Clone)]
 enum Change {
     /// Names were added or removed: each remaining name is counted again, and its
-    /// status change time moves.
-    Names,
+    /// status change time moves to this one (the latest given).
+    Names(i64),
     /// Its entry was set through one name: every name takes it.
     Entry(Entry),
 }
@@ -43,9 +43,12 @@ pub(super) struct Links {
 }
 
 impl Links {
-    /// A name of file `id` was added or removed.
-    pub fn names_changed(&mut self, id: u64) {
-        self.touched.entry(id).or_insert(Change::Names);
+    /// A name of file `id` was added or removed, its status changed at `ctime_ns`.
+    pub fn names_changed(&mut self, id: u64, ctime_ns: i64) {
+        match self.touched.entry(id).or_insert(Change::Names(ctime_ns)) {
+            Change::Names(at) => *at = (*at).max(ctime_ns),
+            Change::Entry(_) => {}
+        }
     }
 
     /// `entry` (a name of a file with several) was set: every name takes it.
@@ -74,8 +77,9 @@ impl Links {
             }
             Slot::Open(_, mut sub) => visit(&mut sub, repo, &mut note).await?,
         }
+        let now = now_ns();
         for id in ids {
-            self.names_changed(id);
+            self.names_changed(id, now);
         }
         Ok(())
     }
@@ -103,8 +107,9 @@ impl Links {
             None => false,
         };
         visit(sub, repo, &mut remap).await?;
+        let now = now_ns();
         for id in fresh.into_values() {
-            self.names_changed(id);
+            self.names_changed(id, now);
         }
         Ok(())
     }
@@ -124,7 +129,6 @@ impl Links {
             false
         };
         visit(root, repo, &mut count).await?;
-        let now = now_ns();
         let mut agree = |e: &mut Entry| {
             let Some(id) = e.link.map(|l| l.id) else {
                 return false;
@@ -137,10 +141,10 @@ impl Links {
                     name: e.name.clone(),
                     ..t.clone()
                 },
-                Change::Names => {
+                Change::Names(at) => {
                     let mut new = e.clone();
                     if let Some(m) = &mut new.meta {
-                        m.ctime_ns = now;
+                        m.ctime_ns = *at;
                     }
                     new
                 }

@@ -245,8 +245,16 @@ impl TreeEdit {
 
     /// Gives the file (symlink, special file) at `from` the new name `to`, which must
     /// not exist (as link(2)) unless `replace` (then a non-directory there is
-    /// replaced): from then on the two names are one file.
-    pub async fn link(&mut self, repo: &Repo, from: &[u8], to: &[u8], replace: bool) -> Result<()> {
+    /// replaced): from then on the two names are one file, whose status changed at
+    /// `ctime_ns` (now if not given).
+    pub async fn link(
+        &mut self,
+        repo: &Repo,
+        from: &[u8],
+        to: &[u8],
+        replace: bool,
+        ctime_ns: Option<i64>,
+    ) -> Result<()> {
         let (fc, tc) = (components(from)?, new_components(to)?);
         let (Some((fname, fparents)), Some((tname, tparents))) = (fc.split_last(), tc.split_last())
         else {
@@ -286,14 +294,23 @@ impl TreeEdit {
             Some(_) if replace => {}
             Some(_) => return Err(ManifestError::Exists(show(to))),
         }
-        self.links.names_changed(linked.link.expect("set above").id);
+        let at = ctime_ns.unwrap_or_else(links::now_ns);
+        self.links
+            .names_changed(linked.link.expect("set above").id, at);
         put_slot(repo, &mut self.links, dest, tname, Slot::Stored(linked)).await
     }
 
     /// Moves `from` to `to`, which may replace a file or symlink, or an empty directory
     /// by a directory (as rename(2)). Moves the subtree as it stands in this edit,
-    /// changes made to it earlier in the same edit included.
-    pub async fn rename(&mut self, repo: &Repo, from: &[u8], to: &[u8]) -> Result<()> {
+    /// changes made to it earlier in the same edit included. What moves (and a file's
+    /// other names) changed status at `ctime_ns` (now if not given).
+    pub async fn rename(
+        &mut self,
+        repo: &Repo,
+        from: &[u8],
+        to: &[u8],
+        ctime_ns: Option<i64>,
+    ) -> Result<()> {
         let (fc, tc) = (components(from)?, new_components(to)?);
         if fc == tc {
             return Ok(());
@@ -342,10 +359,11 @@ impl TreeEdit {
         }
         let dest = self.root.open_dir(repo, to, tparents, None).await?;
         // A move changes the entry's status (as on Linux); a file's other names too.
+        let at = ctime_ns.unwrap_or_else(links::now_ns);
         let moved = |mut e: Entry| {
             e.name = tname.to_vec();
             if let Some(m) = &mut e.meta {
-                m.ctime_ns = links::now_ns();
+                m.ctime_ns = at;
             }
             e
         };
@@ -354,7 +372,7 @@ impl TreeEdit {
             Slot::Open(e, d) => Slot::Open(moved(e), d),
         };
         if let Some(id) = moving_link {
-            self.links.names_changed(id);
+            self.links.names_changed(id, at);
         }
         put_slot(repo, &mut self.links, dest, tname, slot).await
     }

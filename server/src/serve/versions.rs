@@ -178,14 +178,21 @@ async fn entryless_op(state: &State, op: &CommitOp) -> Result<Op, ApiError> {
             path: decode_path(path),
             recursive: *recursive,
         },
-        CommitOp::Rename { from, to } => Op::Rename {
+        CommitOp::Rename { from, to, ctime_ns } => Op::Rename {
             from: decode_path(from),
             to: decode_path(to),
+            ctime_ns: *ctime_ns,
         },
-        CommitOp::Link { from, to, replace } => Op::Link {
+        CommitOp::Link {
+            from,
+            to,
+            replace,
+            ctime_ns,
+        } => Op::Link {
             from: decode_path(from),
             to: decode_path(to),
             replace: *replace,
+            ctime_ns: *ctime_ns,
         },
         CommitOp::Copy { from, to, version } => {
             let v = state.repo.resolve(version.as_deref().unwrap_or("HEAD"))?;

@@ -37,14 +37,17 @@ pub enum Op {
         mtime_ns: i64,
         meta: Option<Box<fvfs_manifest::node::Meta>>,
     },
+    /// `ctime_ns`: the status change time of what moves (see `CommitOp::Rename`).
     Rename {
         from: Vec<u8>,
         to: Vec<u8>,
+        ctime_ns: Option<i64>,
     },
     Link {
         from: Vec<u8>,
         to: Vec<u8>,
         replace: bool,
+        ctime_ns: Option<i64>,
     },
 }
 
@@ -219,8 +222,13 @@ async fn apply(
             mtime_ns,
             meta,
         } => edit.mkdir(repo, path, *mode, *mtime_ns, meta.clone()).await,
-        Op::Rename { from, to } => edit.rename(repo, from, to).await,
-        Op::Link { from, to, replace } => edit.link(repo, from, to, *replace).await,
+        Op::Rename { from, to, ctime_ns } => edit.rename(repo, from, to, *ctime_ns).await,
+        Op::Link {
+            from,
+            to,
+            replace,
+            ctime_ns,
+        } => edit.link(repo, from, to, *replace, *ctime_ns).await,
     }
 }
 

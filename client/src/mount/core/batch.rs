@@ -211,7 +211,7 @@ impl Committer {
         };
         // Names given to files before they were committed, linked in the same version.
         for l in &placed {
-            ops.extend(link_ops(&l.also, &l.path));
+            ops.extend(link_ops(&l.also, &l.path, &l.staged.attrs));
         }
         let message = format!("{} writes left by an earlier mount", placed.len());
         match block_on(&self.rt, commit(&self.remote.api, message, ops.clone())) {
@@ -227,7 +227,7 @@ impl Committer {
                     match self.put_here(&l.staged, &l.path) {
                         Ok((version, touched, key)) => {
                             let _ = self.settled(&version, touched);
-                            let links = link_ops(&l.also, &l.path);
+                            let links = link_ops(&l.also, &l.path, &l.staged.attrs);
                             if key.is_some() {
                                 let what = format!("link {}", fpath::show(&l.path));
                                 self.commit_ops(what, &links, |_| {});
@@ -361,7 +361,8 @@ impl Committer {
                     ops.push(op);
                     if w.made_here {
                         // Names given to it here, linked once it is there.
-                        ops.extend(link_ops(&lock(&self.inodes).alias_paths(p.ino), &path));
+                        let names = lock(&self.inodes).alias_paths(p.ino);
+                        ops.extend(link_ops(&names, &path, &p.staged.attrs));
                     }
                     placed.push((i, path, key));
                 }
@@ -410,7 +411,8 @@ impl Committer {
                             if let Some(key) = key {
                                 w.base = Some(Expect::Content(key.to_hex()));
                                 if w.made_here {
-                                    if let Err(e) = self.link_names(batch[i].ino, &path) {
+                                    let attrs = &batch[i].staged.attrs;
+                                    if let Err(e) = self.link_names(batch[i].ino, &path, attrs) {
                                         tracing::warn!("{e:#}");
                                     }
                                 }

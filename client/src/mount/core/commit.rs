@@ -36,14 +36,18 @@ use crate::mount::overlay::Overlay;
 use crate::mount::remote::{errno, Head, Remote};
 use crate::put::{put_file, Attrs, Staged};
 
-/// Link ops giving the file at `path` the names `names` as well.
-pub(super) fn link_ops(names: &[Vec<u8>], path: &[u8]) -> Vec<CommitOp> {
+/// Link ops giving the file at `path`, committed with `attrs`, the names `names` as
+/// well. Its change time is the one the mount showed since the last link (the daemon's
+/// clock at the commit would move it under a reader, as a change: tar complains).
+pub(super) fn link_ops(names: &[Vec<u8>], path: &[u8], attrs: &Attrs) -> Vec<CommitOp> {
     let from = fvfs_api::path::encode_path(path);
+    let ctime_ns = attrs.meta.as_ref().map(|m| m.ctime_ns);
     (names.iter())
         .map(|to| CommitOp::Link {
             from: from.clone(),
             to: fvfs_api::path::encode_path(to),
             replace: false,
+            ctime_ns,
         })
         .collect()
 }
@@ -224,7 +228,7 @@ impl Committer {
         }
         self.settled(&version, touched)?;
         if w.made_here && key.is_some() {
-            self.link_names(ino, path)?;
+            self.link_names(ino, path, &w.attrs)?;
         }
         w.committed(w.gen);
         // The next open must not trust what the kernel cached of the old content.
@@ -234,8 +238,8 @@ impl Committer {
 
     /// The other names inode `ino` was given here (link(2) of a file made here) as
     /// links of `path`, where it was committed: one version, after the file's.
-    pub(super) fn link_names(&self, ino: u64, path: &[u8]) -> anyhow::Result<()> {
-        let ops = link_ops(&lock(&self.inodes).alias_paths(ino), path);
+    pub(super) fn link_names(&self, ino: u64, path: &[u8], attrs: &Attrs) -> anyhow::Result<()> {
+        let ops = link_ops(&lock(&self.inodes).alias_paths(ino), path, attrs);
         if ops.is_empty() {
             return Ok(());
         }

@@ -62,6 +62,7 @@ impl Core {
             from: encode_path(&path),
             to: encode_path(&to),
             replace: false,
+            ctime_ns: None,
         };
         self.commit("link", vec![op])?;
         let entry = self.entry(&view, &to)?;
@@ -171,6 +172,7 @@ impl Core {
         let op = CommitOp::Rename {
             from: encode_path(&from),
             to: encode_path(&to),
+            ctime_ns: None,
         };
         self.commit("rename", vec![op])?;
         lock(&self.inodes).rename(parent, name, new_parent, new_name);
@@ -256,7 +258,7 @@ impl Core {
             self.writable(&view)?;
             self.writable(&to_view)?;
             let (from, to) = (fpath::join(&from_dir, name), fpath::join(&to_dir, new_name));
-            let moved = self.entry(&view, &from)?;
+            let mut moved = self.entry(&view, &from)?;
             if moved.kind == EntryKind::Dir || moved.link.is_some() || from == to {
                 return Ok(false);
             }
@@ -268,9 +270,15 @@ impl Core {
                 Err(e) => return Err(e),
             }
             tracing::debug!("rename {} to {}", fpath::show(&from), fpath::show(&to));
+            // A move changes the status (as on Linux): shown now, and committed as shown.
+            let ctime_ns = moved.meta.as_mut().map(|m| {
+                m.ctime_ns = now_ns();
+                m.ctime_ns
+            });
             let op = CommitOp::Rename {
                 from: encode_path(&from),
                 to: encode_path(&to),
+                ctime_ns,
             };
             lock(&self.commits.overlay)
                 .stage_move(op, &from, &to, moved)

@@ -459,7 +459,12 @@ impl DavFileSystem for FvfsDav {
                 fvfs_manifest::path::show(&from),
                 fvfs_manifest::path::show(&to)
             );
-            self.commit(vec![Op::Rename { from, to }], message).await
+            let op = Op::Rename {
+                from,
+                to,
+                ctime_ns: None,
+            };
+            self.commit(vec![op], message).await
         }
         .boxed()
     }
