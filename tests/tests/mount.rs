@@ -82,6 +82,24 @@ fn same_to_the_second(a: &Path, b: &Path, what: &str) {
     assert!(differ.is_empty(), "{what}: {differ:?}");
 }
 
+/// `src` and the mount's `rel` hold the same tree. When they differ (a race seen in
+/// about one CI run in ten, not found yet), the failure also says whether they agree
+/// once the kernel dropped what it caches, and once the mount committed everything:
+/// whether the kernel, the mount's view or the committed tree is wrong.
+fn same_in_mount(src: &Path, m: &Mount, rel: &str) {
+    let compare = || std::panic::catch_unwind(|| tree::assert_same(src, &m.path(rel)));
+    let Err(first) = compare() else {
+        return;
+    };
+    let first = (first.downcast_ref::<String>().cloned()).unwrap_or_default();
+    fs::write("/proc/sys/vm/drop_caches", "2").unwrap();
+    let uncached = compare().is_ok();
+    m.sync();
+    fs::write("/proc/sys/vm/drop_caches", "2").unwrap();
+    let committed = compare().is_ok();
+    panic!("{rel}: {first}\nthe same once the kernel's caches were dropped: {uncached}; once committed: {committed}");
+}
+
 /// A mount of `d` at `work`/mnt, its cache in `work`/cache.
 fn mount_in(d: &Daemon, work: &Path) -> Mount {
     Mount::start(d, &work.join("mnt"), &work.join("cache"), &[])
@@ -149,7 +167,7 @@ fn programs_people_run_work_on_the_mount() {
 
     // cp -a in, and the daemon sees it.
     run(Command::new("cp").arg("-a").arg(&src).arg(m.path("cp")));
-    tree::assert_same(&src, &m.path("cp"));
+    same_in_mount(&src, &m, "cp");
     m.sync();
     let cat = d.fvfsc(["cat", "/cp/known.bin"]).output().unwrap();
     assert!(
@@ -193,7 +211,7 @@ fn programs_people_run_work_on_the_mount() {
         .arg("-a")
         .arg(format!("{}/", src.display()))
         .arg(m.path("rsync")));
-    tree::assert_same(&src, &m.path("rsync"));
+    same_in_mount(&src, &m, "rsync");
     let synced = work.path().join("synced");
     run(Command::new("rsync")
         .arg("-a")
