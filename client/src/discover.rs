@@ -15,7 +15,6 @@
 //! the first contact pins what the daemon presents (which must be what it announced).
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -35,16 +34,9 @@ pub struct ClientConfig {
     pub fingerprint: Option<String>,
 }
 
-/// `$XDG_CONFIG_HOME`, else `~/.config`.
-pub fn config_dir() -> Option<PathBuf> {
-    std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
-}
-
 impl ClientConfig {
     pub fn load() -> Result<Self> {
-        let Some(path) = config_dir().map(|d| d.join("fvfs/client.toml")) else {
+        let Some(path) = crate::paths::client_config() else {
             return Ok(Self::default());
         };
         match std::fs::read_to_string(&path) {

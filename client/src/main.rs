@@ -6,6 +6,7 @@
 
 mod cat;
 mod discover;
+mod paths;
 mod pins;
 
 use std::ffi::OsString;

@@ -39,13 +39,9 @@ impl Pin {
     }
 }
 
-fn path() -> Option<PathBuf> {
-    crate::discover::config_dir().map(|d| d.join("fvfs/pinned.json"))
-}
-
 impl Pins {
     pub fn load() -> Result<Self> {
-        match path() {
+        match crate::paths::pinned() {
             Some(path) => Self::load_from(path),
             None => Ok(Self::default()),
         }

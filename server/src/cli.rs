@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use fvfs_api::cli::{FsckArgs, GcArgs, HistoryCommand};
+use fvfs_api::routes::Role;
 
+pub use crate::keys::KeyAction;
+pub use crate::serve::TokenAction;
 use crate::{export, migrate};
 
 #[derive(Parser)]
@@ -56,8 +59,8 @@ pub enum Command {
         /// Also make a named token for the device.
         #[arg(long)]
         name: Option<String>,
-        #[arg(long, value_enum, default_value_t = crate::serve::Role::Write, requires = "name")]
-        role: crate::serve::Role,
+        #[arg(long, value_enum, default_value_t = Role::Write, requires = "name")]
+        role: Role,
     },
     /// The S3 tier's encryption keys: one per passphrase, kept wrapped in the bucket.
     Key {
@@ -102,30 +105,4 @@ pub enum StoreCommand {
     Gc(GcArgs),
     /// Check that every reachable tree node and chunk is present and intact.
     Fsck(FsckArgs),
-}
-
-#[derive(Subcommand)]
-pub enum KeyAction {
-    /// List the bucket's keys.
-    List,
-    /// Add a passphrase (the new one from FVFS_NEW_PASSPHRASE or the terminal).
-    Add,
-    /// Remove a key by id (never the last).
-    Remove { id: String },
-    /// Change a passphrase: the key FVFS_PASSPHRASE opens is replaced by a new one.
-    Passwd,
-}
-
-#[derive(Subcommand)]
-pub enum TokenAction {
-    /// Make a token for one device or person; it is printed once and kept only hashed.
-    New {
-        name: String,
-        #[arg(long, value_enum, default_value_t = crate::serve::Role::Write)]
-        role: crate::serve::Role,
-    },
-    /// List named tokens (names and roles; tokens themselves are not kept).
-    List,
-    /// Remove a named token; a running daemon refuses it from its next request on.
-    Remove { name: String },
 }

@@ -444,23 +444,6 @@ impl Config {
             .unwrap_or_else(|| data_dir.join("chunks"))
     }
 
-    /// Connection caps and the idle timeout: `[daemon]`'s, else the defaults.
-    pub fn limits(&self) -> Result<crate::serve::Limits> {
-        let d = crate::serve::Limits::default();
-        let limits = crate::serve::Limits {
-            max_connections: self.daemon.max_connections.unwrap_or(d.max_connections),
-            per_peer: self.daemon.max_connections_per_peer.unwrap_or(d.per_peer),
-            idle_timeout: self
-                .daemon
-                .idle_timeout_secs
-                .map_or(d.idle_timeout, std::time::Duration::from_secs),
-        };
-        if limits.max_connections == 0 || limits.per_peer == 0 || limits.idle_timeout.is_zero() {
-            anyhow::bail!("[daemon] max_connections, max_connections_per_peer and idle_timeout_secs must be above 0");
-        }
-        Ok(limits)
-    }
-
     /// Where the HTTP API listens: `listen`, else 127.0.0.1 on `http_port` (default 7734).
     pub fn listen(&self) -> SocketAddr {
         self.daemon.listen.unwrap_or_else(|| {

@@ -4,6 +4,7 @@
 //! HOME/lock      flock(2)ed by the process using the store; holds its pid
 //! HOME/chunks/   the local chunk store (fvfs_cas::PackStore)
 //! HOME/meta/     the metadata database (sled)
+//! HOME/maintenance.json   how the last fsck and gc ended (crate::jobs)
 //! ```
 //! sled admits one process per database, so every command takes the lock first and,
 //! if another process holds it, says so in one line instead of failing deep inside sled.
@@ -145,6 +146,12 @@ impl Home {
     }
 
     /// Every tier's own store, warmest first, for fsck and gc.
+    /// The maintenance jobs' list, with how the last of each kind ended
+    /// ([`MAINTENANCE`]).
+    pub fn maintenance(&self) -> crate::progress::Running {
+        crate::progress::Running::recorded_in(self.dir.join(MAINTENANCE))
+    }
+
     pub fn fsck_tiers(&self) -> Vec<fvfs_fsck::Tier> {
         self.tiers
             .all()
@@ -243,6 +250,9 @@ impl std::error::Error for Busy {}
 
 /// File in the data directory holding the URL of the daemon using it.
 pub const DAEMON_INFO: &str = "daemon.url";
+
+/// Where how the last fsck and gc ended is kept, whoever ran them.
+pub const MAINTENANCE: &str = "maintenance.json";
 
 /// Takes the data directory's lock (see the module's doc), or says who holds it.
 /// Creates the data directory 0700; one that others can enter (made by an older fvfsd

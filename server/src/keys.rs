@@ -23,8 +23,6 @@ use fvfs_tiering::s3::keys::{self, KeyError};
 use fvfs_tiering::seal::MasterKey;
 use fvfs_tiering::{Bucket, S3Settings};
 
-use crate::cli::KeyAction;
-
 const LOCAL: &str = "s3-key";
 
 /// How the S3 tier is encrypted (`[tiers.s3] encrypt`, `passphrase_file`).
@@ -149,6 +147,19 @@ pub async fn bucket(
     };
     save_local(dir, &key)?;
     Ok((bucket.with_key(&key), Some(key)))
+}
+
+/// `fvfsd key`'s subcommands.
+#[derive(clap::Subcommand)]
+pub enum KeyAction {
+    /// List the bucket's keys.
+    List,
+    /// Add a passphrase (the new one from FVFS_NEW_PASSPHRASE or the terminal).
+    Add,
+    /// Remove a key by id (never the last).
+    Remove { id: String },
+    /// Change a passphrase: the key FVFS_PASSPHRASE opens is replaced by a new one.
+    Passwd,
 }
 
 /// `fvfsd key ACTION`.

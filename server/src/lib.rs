@@ -14,6 +14,7 @@ mod config;
 mod convert;
 mod export;
 mod home;
+mod jobs;
 mod keys;
 mod localmeta;
 mod mdns;
@@ -126,7 +127,7 @@ async fn local(home: &home::Home, config: &config::Config, command: Command) -> 
                 snapshots: config.snapshots,
                 clock: clock_file.map_or(serve::auto::Clock::System, serve::auto::Clock::File),
                 host_names: config.daemon.host_names.clone(),
-                limits: config.limits()?,
+                limits: serve::Limits::of(config)?,
             };
             serve::run(home, options).await?;
             Ok(ExitCode::SUCCESS)

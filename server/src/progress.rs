@@ -17,6 +17,11 @@ pub async fn with_bar<T>(progress: &Progress, work: impl Future<Output = T>) -> 
     with_bar_from(|| async { Some(progress.snapshot()) }, work).await
 }
 
+/// Runs `work`, a job listed in `running`, drawing its progress on stderr meanwhile.
+pub async fn with_bar_of<T>(running: &Running, work: impl Future<Output = T>) -> T {
+    with_bar_from(|| async { running.snapshots().pop() }, work).await
+}
+
 /// Runs `work`, drawing what `source` tells (polled every 200 ms; `None`: nothing new,
 /// as when a daemon's status does not list the task yet).
 pub async fn with_bar_from<T, F, Fut>(mut source: F, work: impl Future<Output = T>) -> T

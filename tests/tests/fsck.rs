@@ -251,3 +251,51 @@ fn a_collection_refused_on_a_damaged_tree_says_so_and_deletes_nothing() {
         "nothing deleted"
     );
 }
+
+#[test]
+fn every_fsck_and_gc_leaves_its_outcome_for_status_whoever_ran_it() {
+    use fvfs_tests::daemon::{request, Daemon};
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("only.bin"), tree::bytes(2, 200_000, false)).unwrap();
+    let d = Fvfsd::new();
+    d.run(["migrate", "--local-src", src.to_str().unwrap()]);
+    // Run by this process, with no daemon.
+    d.run(["fsck"]);
+    d.run(["gc", "--dry-run"]);
+    let last = |daemon: &Daemon| -> Vec<(String, bool, String)> {
+        let get = request("GET", "/v1/status", &[&daemon.admin_header()], b"");
+        let (status, body) = daemon.raw(&get);
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let tasks = v["last_tasks"].as_array().unwrap().iter();
+        tasks
+            .map(|t| {
+                let s = |k: &str| t[k].as_str().unwrap().to_owned();
+                (s("task"), t["ok"].as_bool().unwrap(), s("summary"))
+            })
+            .collect()
+    };
+    let daemon = Daemon::start(&d, "127.0.0.1:0", &["--no-mdns"]);
+    let seen = last(&daemon);
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    let (fsck, gc) = (&seen[0], &seen[1]);
+    assert!(fsck.0 == "fsck" && fsck.1 && fsck.2.ends_with("clean"), "{seen:?}");
+    assert!(gc.0 == "gc" && gc.1 && gc.2.starts_with("dry run"), "{seen:?}");
+    // Run by the daemon for a client, after damage: not clean, and kept across a restart.
+    local_records(&d)[0].flip_last_byte();
+    let (status, body) = daemon.raw(&request(
+        "POST",
+        "/v1/admin/fsck",
+        &[&daemon.admin_header()],
+        br#"{"read_data":true}"#,
+    ));
+    assert_eq!(status, 200, "{body}");
+    drop(daemon);
+    let daemon = Daemon::start(&d, "127.0.0.1:0", &["--no-mdns"]);
+    let seen = last(&daemon);
+    let fsck = &seen[0];
+    assert!(fsck.0 == "fsck" && !fsck.1, "{seen:?}");
+    assert!(fsck.2.ends_with("1 problems left"), "{seen:?}");
+}

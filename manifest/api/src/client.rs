@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Request, Response};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -17,6 +17,7 @@ use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub use crate::failure::Failure;
 use crate::path::encode_path;
 use crate::reports::{Rollback, SnapshotCreate, SnapshotDeleted, Status};
 use crate::routes::{Endpoint as E, Target};
@@ -38,46 +39,6 @@ pub fn full(data: impl Into<Bytes>) -> Body {
     Full::new(data.into())
         .map_err(|e: Infallible| match e {})
         .boxed_unsync()
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum Failure {
-    #[error("cannot reach fvfsd at {url}: {detail}")]
-    Unreachable { url: String, detail: String },
-    #[error("{detail}")]
-    Refused {
-        status: StatusCode,
-        error: ErrorCode,
-        detail: String,
-    },
-    #[error("unexpected answer from fvfsd: {0}")]
-    Protocol(String),
-    /// The daemon at `url` presented another certificate than the one pinned.
-    #[error("the daemon at {url} presented certificate {presented}, but this device pinned {pinned} for it: \
-             someone else may be answering there. If that daemon was reinstalled, check the fingerprint \
-             `fvfsd pair` prints on it and run `fvfsc pair {url} --fingerprint FINGERPRINT`")]
-    Identity {
-        url: String,
-        pinned: Fingerprint,
-        presented: Fingerprint,
-    },
-    /// A token would travel in the clear to another machine.
-    #[error(
-        "fvfsc sends its token over plain HTTP only to this machine: use https:// for {url} \
-             (`fvfsd pair` on the daemon prints the address and fingerprint)"
-    )]
-    Insecure { url: String },
-}
-
-impl Failure {
-    /// The exit code: 3 not found, 1 refused otherwise, 2 no daemon or bad answer.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Failure::Refused { status, .. } if *status == StatusCode::NOT_FOUND => 3,
-            Failure::Refused { .. } => 1,
-            _ => 2,
-        }
-    }
 }
 
 #[derive(Clone)]

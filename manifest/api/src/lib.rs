@@ -17,6 +17,10 @@ pub mod client;
 pub mod commit;
 mod error;
 #[cfg(feature = "client")]
+mod failure;
+#[cfg(feature = "client")]
+mod fingerprint;
+#[cfg(feature = "client")]
 pub mod local;
 pub mod out;
 pub mod path;

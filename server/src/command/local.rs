@@ -1,7 +1,6 @@
 //! The store commands on the store this process opened: the repository's own views
-//! and operations, gc and fsck with a progress bar, migrate and export in process.
-
-use std::sync::Arc;
+//! and operations, gc and fsck (the daemon's jobs, [`crate::jobs`]) with a progress
+//! bar, migrate and export in process.
 
 use anyhow::Result;
 use fvfs_api::cli::{FsckArgs, GcArgs, History};
@@ -12,7 +11,7 @@ use fvfs_manifest::Repo;
 use super::Backend;
 use crate::config::Config;
 use crate::home::Home;
-use crate::{export, migrate, progress};
+use crate::{export, jobs, migrate, progress};
 
 /// The store opened by this process, and its config.
 pub struct Local<'a> {
@@ -80,18 +79,18 @@ impl Backend for Local<'_> {
     async fn gc(&self, args: GcArgs) -> Result<GcReport> {
         // Offline: no daemon writes meanwhile, so nothing needs the grace of a live one.
         let opts = self.config.gc.options(&args, true);
-        let progress = fvfs_fsck::Progress::new("gc");
+        let running = self.home.maintenance();
         let tiers = self.home.fsck_tiers();
-        let work = fvfs_fsck::gc::collect(self.repo(), &tiers, &opts, &progress);
-        Ok(progress::with_bar(&progress, work).await?)
+        let work = jobs::gc(&running, self.repo(), &tiers, &opts);
+        Ok(progress::with_bar_of(&running, work).await?)
     }
 
     async fn fsck(&self, args: FsckArgs) -> Result<FsckReport> {
-        let progress = Arc::new(fvfs_fsck::Progress::new("fsck"));
+        let running = self.home.maintenance();
         let tiers = self.home.fsck_tiers();
         let repo = self.home.repo_arc();
-        let work = fsck(&repo, &tiers, &args, &progress);
-        Ok(progress::with_bar(&progress, work).await?.report)
+        let work = jobs::fsck(&running, &repo, &tiers, &args);
+        Ok(progress::with_bar_of(&running, work).await?.report)
     }
 
     async fn migrate(&self, args: migrate::Args) -> Result<Outcome> {
@@ -107,19 +106,4 @@ impl Backend for Local<'_> {
         }
         outcome
     }
-}
-
-/// One fsck as `args` asks, by this process or by the daemon for a client.
-pub async fn fsck(
-    repo: &Arc<Repo>,
-    tiers: &[fvfs_fsck::Tier],
-    args: &FsckArgs,
-    progress: &Arc<fvfs_fsck::Progress>,
-) -> Result<fvfs_fsck::Checked, fvfs_fsck::FsckError> {
-    let versions = fvfs_fsck::versions_to_check(repo, args.all, args.version.as_deref())?;
-    let opts = fvfs_fsck::Options {
-        read_data: args.read_data,
-        repair: args.repair,
-    };
-    fvfs_fsck::check(repo, tiers, &versions, opts, progress).await
 }

@@ -20,7 +20,7 @@ use fvfs_api::views::StatusInfo;
 use crate::cli::StoreCommand;
 use crate::{export, migrate};
 
-pub use local::{fsck, Local};
+pub use local::Local;
 
 /// What the store commands need from a store, beyond its history.
 #[async_trait::async_trait]

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use super::http::{full, ok, ApiError, Body};
 use super::store::json_body;
 use super::State;
-use crate::{export, migrate};
+use crate::{export, jobs, migrate};
 
 /// The tiers this daemon runs, warmest first: the local one, always available with
 /// nothing queued, then each colder tier with its availability and replication queue.
@@ -140,31 +140,7 @@ pub async fn fsck(state: &Arc<State>, req: Request<Incoming>) -> Result<Response
     let args: FsckArgs = args_body(req).await?;
     let job = state.clone();
     let checked = state.workers.job("fsck", async move {
-        let task = job.maintenance.start("fsck");
-        let checked = crate::command::fsck(&job.repo, &job.fsck_tiers, &args, &task.progress).await;
-        let (clean, summary) = match &checked {
-            Ok(c) => {
-                let r = &c.report;
-                let left = r.problems.iter().filter(|p| !p.repaired).count()
-                    + r.stores.iter().filter(|p| !p.repaired).count();
-                let found = match left {
-                    0 => "clean".to_owned(),
-                    n => format!("{n} problems left"),
-                };
-                let data = if args.read_data {
-                    format!(", {} data chunks read", r.data_chunks)
-                } else {
-                    String::new()
-                };
-                (
-                    left == 0,
-                    format!("{} versions, {} nodes{data}: {found}", r.versions, r.nodes),
-                )
-            }
-            Err(e) => (false, format!("failed: {e}")),
-        };
-        job.maintenance.finished("fsck", clean, summary);
-        checked
+        jobs::fsck(&job.maintenance, &job.repo, &job.fsck_tiers, &args).await
     });
     ok(&checked.await.ok_or_else(stopping)??.report)
 }
@@ -177,30 +153,7 @@ pub async fn gc(state: &Arc<State>, req: Request<Incoming>) -> Result<Response<B
     let opts = state.gc.options(&args, false);
     let job = state.clone();
     let collected = state.workers.job("gc", async move {
-        let task = job.maintenance.start("gc");
-        let collected =
-            fvfs_fsck::gc::collect(&job.repo, &job.fsck_tiers, &opts, &task.progress).await;
-        let (clean, summary) = match &collected {
-            Ok(r) if r.dry_run => (
-                true,
-                format!("dry run: would free {} chunks", r.chunks_freed),
-            ),
-            Ok(r) => (
-                r.failed.is_empty(),
-                format!(
-                    "{} versions dropped, {} chunks freed{}",
-                    r.versions_dropped.len(),
-                    r.chunks_freed,
-                    match r.failed.len() {
-                        0 => String::new(),
-                        n => format!(", {n} copies not deleted"),
-                    }
-                ),
-            ),
-            Err(e) => (false, format!("failed: {e}")),
-        };
-        job.maintenance.finished("gc", clean, summary);
-        collected
+        jobs::gc(&job.maintenance, &job.repo, &job.fsck_tiers, &opts).await
     });
     ok(&collected.await.ok_or_else(stopping)??)
 }

@@ -162,9 +162,24 @@ pub fn remove(dir: &Path, name: &str) -> Result<()> {
     save_named(dir, tokens)
 }
 
+/// `fvfsd token`'s subcommands.
+#[derive(clap::Subcommand)]
+pub enum TokenAction {
+    /// Make a token for one device or person; it is printed once and kept only hashed.
+    New {
+        name: String,
+        #[arg(long, value_enum, default_value_t = Role::Write)]
+        role: Role,
+    },
+    /// List named tokens (names and roles; tokens themselves are not kept).
+    List,
+    /// Remove a named token; a running daemon refuses it from its next request on.
+    Remove { name: String },
+}
+
 /// `fvfsd token [--admin] [new|list|remove]`.
-pub fn command(dir: &Path, action: Option<crate::cli::TokenAction>, admin: bool) -> Result<()> {
-    use crate::cli::TokenAction as A;
+pub fn command(dir: &Path, action: Option<TokenAction>, admin: bool) -> Result<()> {
+    use TokenAction as A;
     match (action, admin) {
         (None, false) => fvfs_api::outln!("{}", token(dir)?),
         (None, true) => fvfs_api::outln!("{}", admin_token(dir)?),

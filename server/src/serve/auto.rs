@@ -177,8 +177,7 @@ async fn round(
     }
     if !done.pruned.is_empty() {
         let opts = state.gc.options(&fvfs_api::cli::GcArgs::default(), false);
-        let task = state.maintenance.start("gc");
-        let report = fvfs_fsck::gc::collect(repo, &state.fsck_tiers, &opts, &task.progress).await?;
+        let report = crate::jobs::gc(&state.maintenance, repo, &state.fsck_tiers, &opts).await?;
         done.versions_dropped = report.versions_dropped.len();
     }
     Ok(done)

@@ -44,6 +44,20 @@ impl Default for Limits {
 const FD_RESERVE: u64 = 256;
 
 impl Limits {
+    /// Connection caps and the idle timeout: `[daemon]`'s, else the defaults.
+    pub fn of(config: &crate::config::Config) -> anyhow::Result<Self> {
+        let (d, set) = (Self::default(), &config.daemon);
+        let limits = Self {
+            max_connections: set.max_connections.unwrap_or(d.max_connections),
+            per_peer: set.max_connections_per_peer.unwrap_or(d.per_peer),
+            idle_timeout: (set.idle_timeout_secs).map_or(d.idle_timeout, Duration::from_secs),
+        };
+        if limits.max_connections == 0 || limits.per_peer == 0 || limits.idle_timeout.is_zero() {
+            anyhow::bail!("[daemon] max_connections, max_connections_per_peer and idle_timeout_secs must be above 0");
+        }
+        Ok(limits)
+    }
+
     /// Raises the soft file limit to the hard one, and lowers the connection cap to fit
     /// under it.
     pub fn fit_file_limit(mut self) -> Self {

@@ -65,7 +65,7 @@ use workers::Workers;
 
 use crate::home::Home;
 use crate::mdns::{Announcement, Devices};
-pub use auth::{command as token_command, Role};
+pub use auth::{command as token_command, Role, TokenAction};
 pub use limits::Limits;
 use metrics::Metrics;
 use routes::handle;
@@ -266,7 +266,7 @@ pub async fn run(home: &Home, options: Options) -> Result<()> {
         tier_set,
         evictor,
         gc,
-        maintenance: crate::progress::Running::recorded_in(home.dir().join("maintenance.json")),
+        maintenance: home.maintenance(),
         stat_caches: home.stat_caches(),
         auto_snapshots: auto::status(&snapshots),
         fsck_tiers: home.fsck_tiers(),

@@ -1,0 +1,95 @@
+//! The store's maintenance jobs, fsck and gc, each written once: the one-shot
+//! commands (`fvfsd fsck`, `fvfsd gc`), the admin API and the automatic snapshots'
+//! pruning all run them here. So a job starts one way, shows its progress in one list
+//! ([`Running`]: `status`, and the bar on a terminal) and leaves its outcome in one
+//! record (`DATA_DIR/maintenance.json`, [`crate::home::MAINTENANCE`]), whoever ran it:
+//! `status` tells when the store was last checked, also after an offline check.
+//!
+//! Invariant: a job is clean exactly when its report says nothing is left to do: an
+//! fsck with no problem left unrepaired, a gc that deleted all it condemned and ran
+//! its S3 step ([`GcReport::is_complete`]); a dry run is clean.
+
+use std::sync::Arc;
+
+use fvfs_api::cli::FsckArgs;
+use fvfs_api::reports::GcReport;
+use fvfs_fsck::{Checked, FsckError, Tier};
+use fvfs_manifest::Repo;
+
+use crate::progress::Running;
+
+/// One fsck as `args` asks, listed in `running` while it runs and recorded there.
+pub async fn fsck(
+    running: &Running,
+    repo: &Arc<Repo>,
+    tiers: &[Tier],
+    args: &FsckArgs,
+) -> Result<Checked, FsckError> {
+    let task = running.start("fsck");
+    let checked = async {
+        let versions = fvfs_fsck::versions_to_check(repo, args.all, args.version.as_deref())?;
+        let opts = fvfs_fsck::Options {
+            read_data: args.read_data,
+            repair: args.repair,
+        };
+        fvfs_fsck::check(repo, tiers, &versions, opts, &task.progress).await
+    }
+    .await;
+    let (clean, summary) = match &checked {
+        Ok(c) => {
+            let r = &c.report;
+            let left = r.problems.iter().filter(|p| !p.repaired).count()
+                + r.stores.iter().filter(|p| !p.repaired).count();
+            let found = match left {
+                0 => "clean".to_owned(),
+                n => format!("{n} problems left"),
+            };
+            let data = match args.read_data {
+                true => format!(", {} data chunks read", r.data_chunks),
+                false => String::new(),
+            };
+            (
+                left == 0,
+                format!("{} versions, {} nodes{data}: {found}", r.versions, r.nodes),
+            )
+        }
+        Err(e) => (false, format!("failed: {e}")),
+    };
+    running.finished("fsck", clean, summary);
+    checked
+}
+
+/// One garbage collection with `opts`, listed in `running` while it runs and recorded
+/// there.
+pub async fn gc(
+    running: &Running,
+    repo: &Repo,
+    tiers: &[Tier],
+    opts: &fvfs_fsck::gc::Options,
+) -> Result<GcReport, FsckError> {
+    let task = running.start("gc");
+    let collected = fvfs_fsck::gc::collect(repo, tiers, opts, &task.progress).await;
+    let (clean, summary) = match &collected {
+        Ok(r) if r.dry_run => (
+            true,
+            format!("dry run: would free {} chunks", r.chunks_freed),
+        ),
+        Ok(r) => {
+            let mut summary = format!(
+                "{} versions dropped, {} chunks freed",
+                r.versions_dropped.len(),
+                r.chunks_freed
+            );
+            if !r.failed.is_empty() {
+                summary += &format!(", {} copies not deleted", r.failed.len());
+            }
+            if let Some(why) = &r.s3_skipped {
+                summary += &format!(", S3 not collected: {why}");
+            }
+            (r.is_complete(), summary)
+        }
+        Err(e) => (false, format!("failed: {e}")),
+    };
+    running.finished("gc", clean, summary);
+    collected
+}
