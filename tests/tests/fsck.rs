@@ -281,8 +281,14 @@ fn every_fsck_and_gc_leaves_its_outcome_for_status_whoever_ran_it() {
     let seen = last(&daemon);
     assert_eq!(seen.len(), 2, "{seen:?}");
     let (fsck, gc) = (&seen[0], &seen[1]);
-    assert!(fsck.0 == "fsck" && fsck.1 && fsck.2.ends_with("clean"), "{seen:?}");
-    assert!(gc.0 == "gc" && gc.1 && gc.2.starts_with("dry run"), "{seen:?}");
+    assert!(
+        fsck.0 == "fsck" && fsck.1 && fsck.2.ends_with("clean"),
+        "{seen:?}"
+    );
+    assert!(
+        gc.0 == "gc" && gc.1 && gc.2.starts_with("dry run"),
+        "{seen:?}"
+    );
     // Run by the daemon for a client, after damage: not clean, and kept across a restart.
     local_records(&d)[0].flip_last_byte();
     let (status, body) = daemon.raw(&request(
