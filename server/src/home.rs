@@ -145,13 +145,13 @@ impl Home {
         self.tiers.s3().cloned()
     }
 
-    /// Every tier's own store, warmest first, for fsck and gc.
     /// The maintenance jobs' list, with how the last of each kind ended
     /// ([`MAINTENANCE`]).
     pub fn maintenance(&self) -> crate::progress::Running {
         crate::progress::Running::recorded_in(self.dir.join(MAINTENANCE))
     }
 
+    /// Every tier's own store, warmest first, for fsck and gc.
     pub fn fsck_tiers(&self) -> Vec<fvfs_fsck::Tier> {
         self.tiers
             .all()
