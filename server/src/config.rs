@@ -379,8 +379,8 @@ impl Config {
     }
 
     /// The NAS tier, as the data directory opens it.
-    pub fn nas(&self) -> Option<crate::home::NasTier<'_>> {
-        self.nas_path().map(|path| crate::home::NasTier {
+    pub fn nas(&self) -> Option<fvfs_engine::NasTier<'_>> {
+        self.nas_path().map(|path| fvfs_engine::NasTier {
             path,
             packs: self.nas_packs(),
             encrypt: self.nas_encrypted(),
@@ -428,8 +428,8 @@ impl Config {
     }
 
     /// How the S3 tier is encrypted, when there is one.
-    pub fn s3_crypt(&self) -> Option<crate::keys::Crypt> {
-        self.tiers.s3.as_ref().map(|s| crate::keys::Crypt {
+    pub fn s3_crypt(&self) -> Option<fvfs_engine::keys::Crypt> {
+        self.tiers.s3.as_ref().map(|s| fvfs_engine::keys::Crypt {
             encrypt: s.encrypt,
             passphrase_file: s.passphrase_file.clone(),
         })

@@ -15,8 +15,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::config::Config;
 
 pub fn run(dir: &Path, config: &Config, local: &Path) -> Result<ExitCode> {
-    crate::home::create_dir(dir)?;
-    let _lock = crate::home::lock(dir)?;
+    fvfs_engine::create_dir(dir)?;
+    let _lock = fvfs_engine::lock(dir)?;
     let mut tiers = vec![("local", local, config.local_packs())];
     tiers.extend(config.nas_path().map(|p| ("NAS", p, config.nas_packs())));
     let mut damaged = 0;
@@ -39,7 +39,7 @@ fn seal(dir: &Path, root: &Path, opts: PackOptions) -> Result<usize> {
         fvfs_api::outln!("NAS store {}: nothing to encrypt", root.display());
         return Ok(0);
     }
-    let key = crate::keys::local_key(dir)?.with_context(|| {
+    let key = fvfs_engine::keys::local_key(dir)?.with_context(|| {
         format!(
             "{} has no S3 key yet: start fvfsd once with the encrypted S3 tier (or recover \
              --from-s3), then convert",

@@ -13,8 +13,6 @@ mod command;
 mod config;
 mod convert;
 mod export;
-mod home;
-mod jobs;
 mod keys;
 mod localmeta;
 mod mdns;
@@ -22,7 +20,6 @@ mod migrate;
 mod progress;
 mod recover;
 mod serve;
-mod tty;
 
 use std::process::ExitCode;
 
@@ -38,12 +35,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     };
     let dir = config.data_dir(cli.home)?;
     if let Command::Token { action, admin } = cli.command {
-        home::create_dir(&dir)?;
+        fvfs_engine::create_dir(&dir)?;
         serve::token_command(&dir, action, admin)?;
         return Ok(ExitCode::SUCCESS);
     }
     if let Command::Pair { name, role } = cli.command {
-        home::create_dir(&dir)?;
+        fvfs_engine::create_dir(&dir)?;
         serve::pair_command(&dir, config.listen(), name.as_deref(), role)?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -52,7 +49,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         let (Some(settings), Some(crypt)) = (&s3, config.s3_crypt()) else {
             anyhow::bail!("fvfsd key needs the S3 tier: give a config with [tiers.s3]");
         };
-        home::create_dir(&dir)?;
+        fvfs_engine::create_dir(&dir)?;
         keys::command(&dir, settings, &crypt, action).await?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -60,7 +57,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::ConvertStore = cli.command {
         return convert::run(&dir, &config, &chunks);
     }
-    let opened = home::Home::open(
+    let opened = fvfs_engine::Engine::open(
         dir.clone(),
         (&chunks, config.local_packs()),
         config.nas(),
@@ -79,16 +76,20 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             }
             done
         }
-        Err(e) if e.is::<home::Busy>() => through_daemon(&dir, e, cli.command).await,
+        Err(e) if e.is::<fvfs_engine::Busy>() => through_daemon(&dir, e, cli.command).await,
         Err(e) => Err(e),
     }
 }
 
 /// Runs `command` on the store opened by this process.
-async fn local(home: &home::Home, config: &config::Config, command: Command) -> Result<ExitCode> {
+async fn local(
+    home: &fvfs_engine::Engine,
+    config: &config::Config,
+    command: Command,
+) -> Result<ExitCode> {
     let repo = home.repo();
     // With colder tiers, every chunk recorded (by any command) is queued for them
-    // (`Home::open`); a tier configured for the first time is sent everything recorded
+    // (`Engine::open`); a tier configured for the first time is sent everything recorded
     // before.
     let tiers = home.tier_set();
     if let Some(nas) = tiers.nas() {

@@ -21,10 +21,10 @@ use fvfs_cas::StoreError;
 use fvfs_manifest::{fetch_trees, Repo};
 use fvfs_tiering::{Publishing, Recovered, Replication, TierId};
 
-use crate::home::Home;
 use crate::progress::with_bar;
+use fvfs_engine::Engine;
 
-pub async fn run(home: &Home, rehydrate: bool) -> Result<ExitCode> {
+pub async fn run(home: &Engine, rehydrate: bool) -> Result<ExitCode> {
     let s3 = home
         .s3()
         .context("recover --from-s3 needs the S3 tier: give a config with [tiers.s3]")?;

@@ -1,5 +1,5 @@
 //! The store commands on the store this process opened: the repository's own views
-//! and operations, gc and fsck (the daemon's jobs, [`crate::jobs`]) with a progress
+//! and operations, gc and fsck (the engine's jobs, [`fvfs_engine::jobs`]) with a progress
 //! bar, migrate and export in process.
 
 use anyhow::Result;
@@ -10,12 +10,12 @@ use fvfs_manifest::Repo;
 
 use super::Backend;
 use crate::config::Config;
-use crate::home::Home;
-use crate::{export, jobs, migrate, progress};
+use crate::{export, migrate, progress};
+use fvfs_engine::{jobs, Engine};
 
 /// The store opened by this process, and its config.
 pub struct Local<'a> {
-    pub home: &'a Home,
+    pub home: &'a Engine,
     pub config: &'a Config,
 }
 

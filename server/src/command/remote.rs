@@ -13,8 +13,8 @@ use fvfs_api::routes::Endpoint as E;
 use fvfs_api::views::StatusInfo;
 
 use super::Backend;
-use crate::home::DAEMON_INFO;
 use crate::{export, migrate, progress};
+use fvfs_engine::DAEMON_INFO;
 
 /// The API of the daemon serving the store in `dir`, as its administrator (the admin
 /// token and the certificate are in the same folder); `None` if no daemon said where.

@@ -14,7 +14,8 @@ use serde::de::DeserializeOwned;
 use super::http::{full, ok, ApiError, Body};
 use super::store::json_body;
 use super::State;
-use crate::{export, jobs, migrate};
+use crate::{export, migrate};
+use fvfs_engine::jobs;
 
 /// The tiers this daemon runs, warmest first: the local one, always available with
 /// nothing queued, then each colder tier with its availability and replication queue.

@@ -177,7 +177,8 @@ async fn round(
     }
     if !done.pruned.is_empty() {
         let opts = state.gc.options(&fvfs_api::cli::GcArgs::default(), false);
-        let report = crate::jobs::gc(&state.maintenance, repo, &state.fsck_tiers, &opts).await?;
+        let report =
+            fvfs_engine::jobs::gc(&state.maintenance, repo, &state.fsck_tiers, &opts).await?;
         done.versions_dropped = report.versions_dropped.len();
     }
     Ok(done)

@@ -63,9 +63,9 @@ use fvfs_tiering::evict::Weights;
 use fvfs_tiering::{Evictor, Replicator};
 use workers::Workers;
 
-use crate::home::Home;
 use crate::mdns::{Announcement, Devices};
 pub use auth::{command as token_command, Role, TokenAction};
+use fvfs_engine::Engine;
 pub use limits::Limits;
 use metrics::Metrics;
 use routes::handle;
@@ -102,7 +102,7 @@ pub struct State {
     /// Garbage collection defaults (`[gc]`).
     gc: crate::config::Gc,
     /// fsck and gc runs in progress, for status.
-    maintenance: crate::progress::Running,
+    maintenance: fvfs_engine::Maintenance,
     /// The folder of migrate's stat caches.
     stat_caches: std::path::PathBuf,
     /// What automatic snapshots did last, when `[snapshots]` asks for them.
@@ -200,7 +200,7 @@ fn start_workers(
 }
 
 /// Serves until SIGINT or SIGTERM.
-pub async fn run(home: &Home, options: Options) -> Result<()> {
+pub async fn run(home: &Engine, options: Options) -> Result<()> {
     let Options {
         listen,
         mdns,

@@ -90,7 +90,7 @@ pub fn pair_command(
 ) -> Result<()> {
     let identity = Identity::load_or_create(dir)?;
     // A running daemon's own address wins over the config's default.
-    let listen = std::fs::read_to_string(dir.join(crate::home::DAEMON_INFO))
+    let listen = std::fs::read_to_string(dir.join(fvfs_engine::DAEMON_INFO))
         .ok()
         .and_then(|u| u.trim().rsplit("://").next()?.parse().ok())
         .unwrap_or(listen);

@@ -1,8 +1,8 @@
 //! The store's maintenance jobs, fsck and gc, each written once: the one-shot
 //! commands (`fvfsd fsck`, `fvfsd gc`), the admin API and the automatic snapshots'
 //! pruning all run them here. So a job starts one way, shows its progress in one list
-//! ([`Running`]: `status`, and the bar on a terminal) and leaves its outcome in one
-//! record (`DATA_DIR/maintenance.json`, [`crate::home::MAINTENANCE`]), whoever ran it:
+//! ([`Maintenance`]: `status`, and the bar on a terminal) and leaves its outcome in one
+//! record (`DATA_DIR/maintenance.json`, [`crate::MAINTENANCE`]), whoever ran it:
 //! `status` tells when the store was last checked, also after an offline check.
 //!
 //! Invariant: a job is clean exactly when its report says nothing is left to do: an
@@ -16,16 +16,16 @@ use fvfs_api::reports::GcReport;
 use fvfs_fsck::{Checked, FsckError, Tier};
 use fvfs_manifest::Repo;
 
-use crate::progress::Running;
+use crate::Maintenance;
 
-/// One fsck as `args` asks, listed in `running` while it runs and recorded there.
+/// One fsck as `args` asks, listed in `maintenance` while it runs and recorded there.
 pub async fn fsck(
-    running: &Running,
+    maintenance: &Maintenance,
     repo: &Arc<Repo>,
     tiers: &[Tier],
     args: &FsckArgs,
 ) -> Result<Checked, FsckError> {
-    let task = running.start("fsck");
+    let task = maintenance.start("fsck");
     let checked = async {
         let versions = fvfs_fsck::versions_to_check(repo, args.all, args.version.as_deref())?;
         let opts = fvfs_fsck::Options {
@@ -55,19 +55,19 @@ pub async fn fsck(
         }
         Err(e) => (false, format!("failed: {e}")),
     };
-    running.finished("fsck", clean, summary);
+    maintenance.finished("fsck", clean, summary);
     checked
 }
 
-/// One garbage collection with `opts`, listed in `running` while it runs and recorded
+/// One garbage collection with `opts`, listed in `maintenance` while it runs and recorded
 /// there.
 pub async fn gc(
-    running: &Running,
+    maintenance: &Maintenance,
     repo: &Repo,
     tiers: &[Tier],
     opts: &fvfs_fsck::gc::Options,
 ) -> Result<GcReport, FsckError> {
-    let task = running.start("gc");
+    let task = maintenance.start("gc");
     let collected = fvfs_fsck::gc::collect(repo, tiers, opts, &task.progress).await;
     let (clean, summary) = match &collected {
         Ok(r) if r.dry_run => (
@@ -90,6 +90,6 @@ pub async fn gc(
         }
         Err(e) => (false, format!("failed: {e}")),
     };
-    running.finished("gc", clean, summary);
+    maintenance.finished("gc", clean, summary);
     collected
 }

@@ -1,0 +1,21 @@
+//! The engine of fvfsd: the store opened once ([`Engine::open`]: the tiers, the
+//! repository over them, the data directory's lock), the S3 tier's key ([`keys`]),
+//! and the maintenance jobs run on it ([`jobs`]: fsck and gc, listed while they run
+//! and their outcomes recorded, [`Maintenance`]). The daemon (its HTTP API, WebDAV,
+//! the web page) and the one-shot `fvfsd` commands all open the store here and start
+//! each job the one way it has.
+//!
+//! Not here yet (issue 48): the background workers (replication, eviction,
+//! recompression, automatic snapshots) and the other jobs (evict, flush, migrate,
+//! export) are still started by the server crate.
+
+mod dir;
+mod engine;
+pub mod jobs;
+pub mod keys;
+mod maintenance;
+mod tty;
+
+pub use dir::{create_dir, lock, Busy, DAEMON_INFO, MAINTENANCE};
+pub use engine::{Engine, NasTier};
+pub use maintenance::{Maintenance, Task};
