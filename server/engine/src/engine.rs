@@ -35,6 +35,8 @@ pub struct Engine {
     /// folded: it lives on the share, which a stopping daemon must not wait on (the
     /// daemon opens it lazily, so a hung share never holds a start either).
     databases: Vec<PathBuf>,
+    /// The maintenance jobs' list and record ([`MAINTENANCE`]), one per open store.
+    maintenance: Arc<crate::Maintenance>,
     _lock: File,
 }
 
@@ -101,6 +103,7 @@ impl Engine {
         // first open with the key), so that sealed frames' sizes reveal nothing.
         repo.adopt_cut_seed(key.as_ref().map(fvfs_tiering::seal::MasterKey::cut_seed))?;
         Ok(Self {
+            maintenance: Arc::new(crate::Maintenance::recorded_in(dir.join(MAINTENANCE))),
             dir,
             repo,
             tiers,
@@ -140,10 +143,13 @@ impl Engine {
         self.tiers.s3().cloned()
     }
 
-    /// The maintenance jobs' list, with how the last of each kind ended
-    /// ([`MAINTENANCE`]).
-    pub fn maintenance(&self) -> crate::Maintenance {
-        crate::Maintenance::recorded_in(self.dir.join(MAINTENANCE))
+    /// The store's maintenance jobs (fsck, gc): the one way each starts.
+    pub fn jobs(&self) -> crate::jobs::Jobs {
+        crate::jobs::Jobs {
+            repo: self.repo.clone(),
+            tiers: self.fsck_tiers().into(),
+            maintenance: self.maintenance.clone(),
+        }
     }
 
     /// Every tier's own store, warmest first, for fsck and gc.

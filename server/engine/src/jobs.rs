@@ -18,8 +18,35 @@ use fvfs_manifest::Repo;
 
 use crate::Maintenance;
 
+/// The maintenance jobs of an open store ([`crate::Engine::jobs`]): cheap to clone, so
+/// that a job runs to its end in a task of its own when the client that asked goes.
+#[derive(Clone)]
+pub struct Jobs {
+    pub(crate) repo: Arc<Repo>,
+    /// Every tier's own store, warmest first.
+    pub(crate) tiers: Arc<[Tier]>,
+    pub(crate) maintenance: Arc<Maintenance>,
+}
+
+impl Jobs {
+    /// The jobs running, and how the last of each kind ended.
+    pub fn maintenance(&self) -> &Maintenance {
+        &self.maintenance
+    }
+
+    /// One fsck as `args` asks.
+    pub async fn fsck(&self, args: &FsckArgs) -> Result<Checked, FsckError> {
+        fsck(&self.maintenance, &self.repo, &self.tiers, args).await
+    }
+
+    /// One garbage collection with `opts`.
+    pub async fn gc(&self, opts: &fvfs_fsck::gc::Options) -> Result<GcReport, FsckError> {
+        gc(&self.maintenance, &self.repo, &self.tiers, opts).await
+    }
+}
+
 /// One fsck as `args` asks, listed in `maintenance` while it runs and recorded there.
-pub async fn fsck(
+async fn fsck(
     maintenance: &Maintenance,
     repo: &Arc<Repo>,
     tiers: &[Tier],
@@ -61,7 +88,7 @@ pub async fn fsck(
 
 /// One garbage collection with `opts`, listed in `maintenance` while it runs and recorded
 /// there.
-pub async fn gc(
+async fn gc(
     maintenance: &Maintenance,
     repo: &Repo,
     tiers: &[Tier],

@@ -18,4 +18,4 @@ mod tty;
 
 pub use dir::{create_dir, lock, Busy, DAEMON_INFO, MAINTENANCE};
 pub use engine::{Engine, NasTier};
-pub use maintenance::{Maintenance, Task};
+pub use maintenance::Maintenance;

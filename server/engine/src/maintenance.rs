@@ -19,7 +19,7 @@ pub struct Maintenance {
 }
 
 /// One running task; it leaves the list when dropped.
-pub struct Task<'a> {
+pub(crate) struct Task<'a> {
     running: &'a Maintenance,
     pub progress: Arc<Progress>,
 }
@@ -27,7 +27,7 @@ pub struct Task<'a> {
 impl Maintenance {
     /// Remembers outcomes in `record` (a JSON list), reading what it holds; a file that
     /// cannot be read only costs the past outcomes.
-    pub fn recorded_in(record: PathBuf) -> Self {
+    pub(crate) fn recorded_in(record: PathBuf) -> Self {
         let last = match std::fs::read(&record) {
             Ok(raw) => serde_json::from_slice(&raw).unwrap_or_else(|e| {
                 tracing::warn!(
@@ -50,7 +50,7 @@ impl Maintenance {
     }
 
     /// Records how a task ended, replacing the previous outcome of its kind.
-    pub fn finished(&self, task: &str, ok: bool, summary: String) {
+    pub(crate) fn finished(&self, task: &str, ok: bool, summary: String) {
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         last.retain(|o| o.task != task);
         last.push(TaskOutcome {
@@ -73,7 +73,7 @@ impl Maintenance {
         self.last.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    pub fn start(&self, task: &'static str) -> Task<'_> {
+    pub(crate) fn start(&self, task: &'static str) -> Task<'_> {
         let progress = Arc::new(Progress::new(task));
         self.list().push(progress.clone());
         Task {

@@ -11,7 +11,7 @@ use fvfs_manifest::Repo;
 use super::Backend;
 use crate::config::Config;
 use crate::{export, migrate, progress};
-use fvfs_engine::{jobs, Engine};
+use fvfs_engine::Engine;
 
 /// The store opened by this process, and its config.
 pub struct Local<'a> {
@@ -79,18 +79,16 @@ impl Backend for Local<'_> {
     async fn gc(&self, args: GcArgs) -> Result<GcReport> {
         // Offline: no daemon writes meanwhile, so nothing needs the grace of a live one.
         let opts = self.config.gc.options(&args, true);
-        let running = self.home.maintenance();
-        let tiers = self.home.fsck_tiers();
-        let work = jobs::gc(&running, self.repo(), &tiers, &opts);
-        Ok(progress::with_bar_of(&running, work).await?)
+        let jobs = self.home.jobs();
+        Ok(progress::with_bar_of(jobs.maintenance(), jobs.gc(&opts)).await?)
     }
 
     async fn fsck(&self, args: FsckArgs) -> Result<FsckReport> {
-        let running = self.home.maintenance();
-        let tiers = self.home.fsck_tiers();
-        let repo = self.home.repo_arc();
-        let work = jobs::fsck(&running, &repo, &tiers, &args);
-        Ok(progress::with_bar_of(&running, work).await?.report)
+        let jobs = self.home.jobs();
+        let work = jobs.fsck(&args);
+        Ok(progress::with_bar_of(jobs.maintenance(), work)
+            .await?
+            .report)
     }
 
     async fn migrate(&self, args: migrate::Args) -> Result<Outcome> {

@@ -15,7 +15,6 @@ use super::http::{full, ok, ApiError, Body};
 use super::store::json_body;
 use super::State;
 use crate::{export, migrate};
-use fvfs_engine::jobs;
 
 /// The tiers this daemon runs, warmest first: the local one, always available with
 /// nothing queued, then each colder tier with its availability and replication queue.
@@ -75,12 +74,12 @@ pub async fn status(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
         },
         store: state.repo.status_info()?,
         tiers: on_disk(state, tiers(state)?).await,
-        maintenance: state.maintenance.snapshots(),
+        maintenance: state.jobs.maintenance().snapshots(),
         auto_snapshots: state
             .auto_snapshots
             .as_ref()
             .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).clone()),
-        last_tasks: state.maintenance.outcomes(),
+        last_tasks: state.jobs.maintenance().outcomes(),
         workers: state.workers.status(),
     })
 }
@@ -140,9 +139,9 @@ pub fn wal(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
 pub async fn fsck(state: &Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let args: FsckArgs = args_body(req).await?;
     let job = state.clone();
-    let checked = state.workers.job("fsck", async move {
-        jobs::fsck(&job.maintenance, &job.repo, &job.fsck_tiers, &args).await
-    });
+    let checked = state
+        .workers
+        .job("fsck", async move { job.jobs.fsck(&args).await });
     ok(&checked.await.ok_or_else(stopping)??.report)
 }
 
@@ -153,9 +152,9 @@ pub async fn gc(state: &Arc<State>, req: Request<Incoming>) -> Result<Response<B
     let args: GcArgs = args_body(req).await?;
     let opts = state.gc.options(&args, false);
     let job = state.clone();
-    let collected = state.workers.job("gc", async move {
-        jobs::gc(&job.maintenance, &job.repo, &job.fsck_tiers, &opts).await
-    });
+    let collected = state
+        .workers
+        .job("gc", async move { job.jobs.gc(&opts).await });
     ok(&collected.await.ok_or_else(stopping)??)
 }
 

@@ -177,8 +177,7 @@ async fn round(
     }
     if !done.pruned.is_empty() {
         let opts = state.gc.options(&fvfs_api::cli::GcArgs::default(), false);
-        let report =
-            fvfs_engine::jobs::gc(&state.maintenance, repo, &state.fsck_tiers, &opts).await?;
+        let report = state.jobs.gc(&opts).await?;
         done.versions_dropped = report.versions_dropped.len();
     }
     Ok(done)

@@ -101,14 +101,12 @@ pub struct State {
     evictor: Option<Arc<Evictor>>,
     /// Garbage collection defaults (`[gc]`).
     gc: crate::config::Gc,
-    /// fsck and gc runs in progress, for status.
-    maintenance: fvfs_engine::Maintenance,
+    /// fsck and gc, and the list of those running.
+    jobs: fvfs_engine::jobs::Jobs,
     /// The folder of migrate's stat caches.
     stat_caches: std::path::PathBuf,
     /// What automatic snapshots did last, when `[snapshots]` asks for them.
     auto_snapshots: Option<std::sync::Mutex<fvfs_api::reports::AutoSnapshots>>,
-    /// Every tier's own store, for fsck.
-    fsck_tiers: Vec<fvfs_fsck::Tier>,
     /// One worker per colder tier, draining the replication queue.
     replicators: Vec<Arc<Replicator>>,
     started: Instant,
@@ -266,10 +264,9 @@ pub async fn run(home: &Engine, options: Options) -> Result<()> {
         tier_set,
         evictor,
         gc,
-        maintenance: home.maintenance(),
+        jobs: home.jobs(),
         stat_caches: home.stat_caches(),
         auto_snapshots: auto::status(&snapshots),
-        fsck_tiers: home.fsck_tiers(),
         started: Instant::now(),
         dav: dav::Dav::new(),
         links: web::links::Links::default(),
