@@ -1094,7 +1094,8 @@ fn automatic_snapshots_follow_the_clock_and_the_policy() {
         serde_json::json!(["auto-2026-11-02-0430", "auto-2026-11-03-0030"])
     );
     assert!(status["versions_dropped"].as_u64().unwrap() > 0, "{status}");
-    // The rounds ran as a worker of the daemon, which status and metrics show.
+    // The rounds ran as a worker of the daemon, which status and metrics show, and
+    // the collections after pruning as gc jobs (as any gc).
     let full: serde_json::Value =
         serde_json::from_str(&fvfsc(&d, 0, &["status", "--json"])).unwrap();
     let workers = full["workers"].as_array().unwrap();
@@ -1104,7 +1105,7 @@ fn automatic_snapshots_follow_the_clock_and_the_policy() {
         .collect();
     assert_eq!(
         names,
-        ["checkpoints", "samples", "recompress", "snapshots"],
+        ["checkpoints", "samples", "recompress", "snapshots", "gc"],
         "{full}"
     );
     let snapshots = &workers[3];

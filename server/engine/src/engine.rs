@@ -37,6 +37,8 @@ pub struct Engine {
     databases: Vec<PathBuf>,
     /// The maintenance jobs' list and record ([`MAINTENANCE`]), one per open store.
     maintenance: Arc<crate::Maintenance>,
+    /// Its loops and jobs, stopped by whoever runs loops on them (the daemon).
+    workers: Arc<crate::Workers>,
     _lock: File,
 }
 
@@ -104,6 +106,7 @@ impl Engine {
         repo.adopt_cut_seed(key.as_ref().map(fvfs_tiering::seal::MasterKey::cut_seed))?;
         Ok(Self {
             maintenance: Arc::new(crate::Maintenance::recorded_in(dir.join(MAINTENANCE))),
+            workers: Arc::default(),
             dir,
             repo,
             tiers,
@@ -149,7 +152,13 @@ impl Engine {
             repo: self.repo.clone(),
             tiers: self.fsck_tiers().into(),
             maintenance: self.maintenance.clone(),
+            workers: self.workers.clone(),
         }
+    }
+
+    /// The store's workers: the daemon's loops run on them, and every job.
+    pub fn workers(&self) -> &Arc<crate::Workers> {
+        &self.workers
     }
 
     /// Every tier's own store, warmest first, for fsck and gc.

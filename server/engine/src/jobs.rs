@@ -16,16 +16,19 @@ use fvfs_api::reports::GcReport;
 use fvfs_fsck::{Checked, FsckError, Tier};
 use fvfs_manifest::Repo;
 
-use crate::Maintenance;
+use crate::{Maintenance, Workers};
 
-/// The maintenance jobs of an open store ([`crate::Engine::jobs`]): cheap to clone, so
-/// that a job runs to its end in a task of its own when the client that asked goes.
+/// The maintenance jobs of an open store ([`crate::Engine::jobs`]), cheap to clone.
+/// Each runs as a job of the store's [`Workers`], on a task of its own: to its end
+/// even when whoever asked goes away (an HTTP client that disconnects), and not at
+/// all once the store is closing (then the answer is `None`).
 #[derive(Clone)]
 pub struct Jobs {
     pub(crate) repo: Arc<Repo>,
     /// Every tier's own store, warmest first.
     pub(crate) tiers: Arc<[Tier]>,
     pub(crate) maintenance: Arc<Maintenance>,
+    pub(crate) workers: Arc<Workers>,
 }
 
 impl Jobs {
@@ -35,13 +38,17 @@ impl Jobs {
     }
 
     /// One fsck as `args` asks.
-    pub async fn fsck(&self, args: &FsckArgs) -> Result<Checked, FsckError> {
-        fsck(&self.maintenance, &self.repo, &self.tiers, args).await
+    pub async fn fsck(&self, args: FsckArgs) -> Option<Result<Checked, FsckError>> {
+        let me = self.clone();
+        let work = async move { fsck(&me.maintenance, &me.repo, &me.tiers, &args).await };
+        self.workers.job("fsck", work).await
     }
 
     /// One garbage collection with `opts`.
-    pub async fn gc(&self, opts: &fvfs_fsck::gc::Options) -> Result<GcReport, FsckError> {
-        gc(&self.maintenance, &self.repo, &self.tiers, opts).await
+    pub async fn gc(&self, opts: fvfs_fsck::gc::Options) -> Option<Result<GcReport, FsckError>> {
+        let me = self.clone();
+        let work = async move { gc(&me.maintenance, &me.repo, &me.tiers, &opts).await };
+        self.workers.job("gc", work).await
     }
 }
 

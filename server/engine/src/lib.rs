@@ -1,13 +1,14 @@
 //! The engine of fvfsd: the store opened once ([`Engine::open`]: the tiers, the
 //! repository over them, the data directory's lock), the S3 tier's key ([`keys`]),
 //! and the maintenance jobs run on it ([`jobs`]: fsck and gc, listed while they run
-//! and their outcomes recorded, [`Maintenance`]). The daemon (its HTTP API, WebDAV,
+//! and their outcomes recorded, [`Maintenance`]), each on a task of the store's
+//! [`Workers`], on which the daemon also runs its loops. The daemon (its HTTP API, WebDAV,
 //! the web page) and the one-shot `fvfsd` commands all open the store here and start
 //! each job the one way it has.
 //!
-//! Not here yet (issue 48): the background workers (replication, eviction,
-//! recompression, automatic snapshots) and the other jobs (evict, flush, migrate,
-//! export) are still started by the server crate.
+//! Not here yet (issue 48): the daemon's loops themselves (checkpoints, eviction,
+//! recompression, samples, automatic snapshots), the replicators, the writer, and
+//! the other jobs (evict, flush, migrate, export) are still built by the server.
 
 mod dir;
 mod engine;
@@ -15,7 +16,9 @@ pub mod jobs;
 pub mod keys;
 mod maintenance;
 mod tty;
+mod workers;
 
 pub use dir::{create_dir, lock, Busy, DAEMON_INFO, MAINTENANCE};
 pub use engine::{Engine, NasTier};
 pub use maintenance::Maintenance;
+pub use workers::Workers;

@@ -2,7 +2,7 @@
 //! and operations, gc and fsck (the engine's jobs, [`fvfs_engine::jobs`]) with a progress
 //! bar, migrate and export in process.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use fvfs_api::cli::{FsckArgs, GcArgs, History};
 use fvfs_api::reports::{FsckReport, GcReport, Outcome};
 use fvfs_api::views::{ChangeInfo, PathChange, SnapshotInfo, StatusInfo, VersionInfo};
@@ -12,6 +12,9 @@ use super::Backend;
 use crate::config::Config;
 use crate::{export, migrate, progress};
 use fvfs_engine::Engine;
+
+/// A job that did not run: the store was closing.
+const CLOSING: &str = "the store is closing";
 
 /// The store opened by this process, and its config.
 pub struct Local<'a> {
@@ -80,15 +83,14 @@ impl Backend for Local<'_> {
         // Offline: no daemon writes meanwhile, so nothing needs the grace of a live one.
         let opts = self.config.gc.options(&args, true);
         let jobs = self.home.jobs();
-        Ok(progress::with_bar_of(jobs.maintenance(), jobs.gc(&opts)).await?)
+        let collected = progress::with_bar_of(jobs.maintenance(), jobs.gc(opts)).await;
+        Ok(collected.context(CLOSING)??)
     }
 
     async fn fsck(&self, args: FsckArgs) -> Result<FsckReport> {
         let jobs = self.home.jobs();
-        let work = jobs.fsck(&args);
-        Ok(progress::with_bar_of(jobs.maintenance(), work)
-            .await?
-            .report)
+        let checked = progress::with_bar_of(jobs.maintenance(), jobs.fsck(args)).await;
+        Ok(checked.context(CLOSING)??.report)
     }
 
     async fn migrate(&self, args: migrate::Args) -> Result<Outcome> {

@@ -138,11 +138,7 @@ pub fn wal(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
 /// runs as a job, to its end even if the caller goes away.
 pub async fn fsck(state: &Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let args: FsckArgs = args_body(req).await?;
-    let job = state.clone();
-    let checked = state
-        .workers
-        .job("fsck", async move { job.jobs.fsck(&args).await });
-    ok(&checked.await.ok_or_else(stopping)??.report)
+    ok(&state.jobs.fsck(args).await.ok_or_else(stopping)??.report)
 }
 
 /// `POST /v1/admin/gc` with [`GcArgs`] as its body (none: the defaults): a collection
@@ -151,11 +147,7 @@ pub async fn fsck(state: &Arc<State>, req: Request<Incoming>) -> Result<Response
 pub async fn gc(state: &Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let args: GcArgs = args_body(req).await?;
     let opts = state.gc.options(&args, false);
-    let job = state.clone();
-    let collected = state
-        .workers
-        .job("gc", async move { job.jobs.gc(&opts).await });
-    ok(&collected.await.ok_or_else(stopping)??)
+    ok(&state.jobs.gc(opts).await.ok_or_else(stopping)??)
 }
 
 /// The answer to a request whose job the daemon's shutdown did not let run.

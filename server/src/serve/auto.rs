@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use anyhow::Context;
 use fvfs_api::reports::AutoSnapshots;
 use fvfs_fsck::retention::{Period, SnapshotPolicy};
 use fvfs_manifest::autosnap;
@@ -177,7 +178,8 @@ async fn round(
     }
     if !done.pruned.is_empty() {
         let opts = state.gc.options(&fvfs_api::cli::GcArgs::default(), false);
-        let report = state.jobs.gc(&opts).await?;
+        let collected = state.jobs.gc(opts).await;
+        let report = collected.context("the daemon is stopping: no collection")??;
         done.versions_dropped = report.versions_dropped.len();
     }
     Ok(done)

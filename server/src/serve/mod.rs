@@ -43,7 +43,6 @@ mod store;
 pub mod tls;
 mod versions;
 mod web;
-mod workers;
 mod writer;
 
 use std::net::SocketAddr;
@@ -58,10 +57,10 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use fvfs_engine::Workers;
 use fvfs_fsck::retention::SnapshotPolicy;
 use fvfs_tiering::evict::Weights;
 use fvfs_tiering::{Evictor, Replicator};
-use workers::Workers;
 
 use crate::mdns::{Announcement, Devices};
 pub use auth::{command as token_command, Role, TokenAction};
@@ -117,7 +116,7 @@ pub struct State {
     /// The page's download links not yet used.
     links: web::links::Links,
     /// Checkpoints, eviction, usage samples, automatic snapshots.
-    workers: Workers,
+    workers: Arc<Workers>,
 }
 
 /// How to serve.
@@ -271,7 +270,7 @@ pub async fn run(home: &Engine, options: Options) -> Result<()> {
         dav: dav::Dav::new(),
         links: web::links::Links::default(),
         samples: samples::Samples::open(home.dir().join("usage.jsonl")),
-        workers: Workers::default(),
+        workers: home.workers().clone(),
     });
     start_workers(&state, evict_every, snapshots, clock);
     home.write_daemon_info(listen)?;

@@ -1,6 +1,6 @@
-//! The daemon's background workers: loops that run a round every period (durable
+//! The store's workers: loops that run a round every period (the daemon's durable
 //! checkpoints of uploads, eviction, usage samples, automatic snapshots) and jobs run
-//! on request (fsck, gc), each with its name, how many rounds (runs) it made and how
+//! on request (fsck, gc, [`crate::jobs::Jobs`]), each with its name, how many rounds (runs) it made and how
 //! the last one ended, which `/v1/status` and `/metrics` show, and one way to stop
 //! them all at shutdown.
 //!
