@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-
-use crate::dir::{create_dir, lock, DAEMON_INFO, MAINTENANCE};
 use fvfs_cas::{ChunkStore, PackOptions, PackStore};
 use fvfs_manifest::kv::Kv;
 use fvfs_manifest::Repo;
 use fvfs_tiering::seal::NasSeal;
 use fvfs_tiering::{NasStore, Running, S3Settings, S3Store, TierId, TierSet, TieredStore};
+
+use crate::dir::{create_dir, lock, DAEMON_INFO, MAINTENANCE};
 
 /// The NAS tier as configured (`[tiers.nas]`).
 pub struct NasTier<'a> {

@@ -40,90 +40,84 @@ impl Jobs {
     /// One fsck as `args` asks.
     pub async fn fsck(&self, args: FsckArgs) -> Option<Result<Checked, FsckError>> {
         let me = self.clone();
-        let work = async move { fsck(&me.maintenance, &me.repo, &me.tiers, &args).await };
-        self.workers.job("fsck", work).await
+        self.workers
+            .job("fsck", async move { me.check(&args).await })
+            .await
     }
 
     /// One garbage collection with `opts`.
     pub async fn gc(&self, opts: fvfs_fsck::gc::Options) -> Option<Result<GcReport, FsckError>> {
         let me = self.clone();
-        let work = async move { gc(&me.maintenance, &me.repo, &me.tiers, &opts).await };
-        self.workers.job("gc", work).await
+        self.workers
+            .job("gc", async move { me.collect(&opts).await })
+            .await
     }
-}
 
-/// One fsck as `args` asks, listed in `maintenance` while it runs and recorded there.
-async fn fsck(
-    maintenance: &Maintenance,
-    repo: &Arc<Repo>,
-    tiers: &[Tier],
-    args: &FsckArgs,
-) -> Result<Checked, FsckError> {
-    let task = maintenance.start("fsck");
-    let checked = async {
-        let versions = fvfs_fsck::versions_to_check(repo, args.all, args.version.as_deref())?;
-        let opts = fvfs_fsck::Options {
-            read_data: args.read_data,
-            repair: args.repair,
+    /// An fsck as `args` asks, listed in the maintenance list while it runs and
+    /// recorded there.
+    async fn check(&self, args: &FsckArgs) -> Result<Checked, FsckError> {
+        let (repo, tiers) = (&self.repo, &self.tiers[..]);
+        let task = self.maintenance.start("fsck");
+        let checked = async {
+            let versions = fvfs_fsck::versions_to_check(repo, args.all, args.version.as_deref())?;
+            let opts = fvfs_fsck::Options {
+                read_data: args.read_data,
+                repair: args.repair,
+            };
+            fvfs_fsck::check(repo, tiers, &versions, opts, &task.progress).await
+        }
+        .await;
+        let (clean, summary) = match &checked {
+            Ok(c) => {
+                let r = &c.report;
+                let left = r.problems.iter().filter(|p| !p.repaired).count()
+                    + r.stores.iter().filter(|p| !p.repaired).count();
+                let found = match left {
+                    0 => "clean".to_owned(),
+                    n => format!("{n} problems left"),
+                };
+                let data = match args.read_data {
+                    true => format!(", {} data chunks read", r.data_chunks),
+                    false => String::new(),
+                };
+                (
+                    left == 0,
+                    format!("{} versions, {} nodes{data}: {found}", r.versions, r.nodes),
+                )
+            }
+            Err(e) => (false, format!("failed: {e}")),
         };
-        fvfs_fsck::check(repo, tiers, &versions, opts, &task.progress).await
+        self.maintenance.finished("fsck", clean, summary);
+        checked
     }
-    .await;
-    let (clean, summary) = match &checked {
-        Ok(c) => {
-            let r = &c.report;
-            let left = r.problems.iter().filter(|p| !p.repaired).count()
-                + r.stores.iter().filter(|p| !p.repaired).count();
-            let found = match left {
-                0 => "clean".to_owned(),
-                n => format!("{n} problems left"),
-            };
-            let data = match args.read_data {
-                true => format!(", {} data chunks read", r.data_chunks),
-                false => String::new(),
-            };
-            (
-                left == 0,
-                format!("{} versions, {} nodes{data}: {found}", r.versions, r.nodes),
-            )
-        }
-        Err(e) => (false, format!("failed: {e}")),
-    };
-    maintenance.finished("fsck", clean, summary);
-    checked
-}
 
-/// One garbage collection with `opts`, listed in `maintenance` while it runs and recorded
-/// there.
-async fn gc(
-    maintenance: &Maintenance,
-    repo: &Repo,
-    tiers: &[Tier],
-    opts: &fvfs_fsck::gc::Options,
-) -> Result<GcReport, FsckError> {
-    let task = maintenance.start("gc");
-    let collected = fvfs_fsck::gc::collect(repo, tiers, opts, &task.progress).await;
-    let (clean, summary) = match &collected {
-        Ok(r) if r.dry_run => (
-            true,
-            format!("dry run: would free {} chunks", r.chunks_freed),
-        ),
-        Ok(r) => {
-            let mut summary = format!(
-                "{} versions dropped, {} chunks freed",
-                r.versions_dropped.len(),
-                r.chunks_freed
-            );
-            if !r.failed.is_empty() {
-                summary += &format!(", {} copies not deleted", r.failed.len());
+    /// A garbage collection with `opts`, listed in the maintenance list while it runs
+    /// and recorded there.
+    async fn collect(&self, opts: &fvfs_fsck::gc::Options) -> Result<GcReport, FsckError> {
+        let task = self.maintenance.start("gc");
+        let collected = fvfs_fsck::gc::collect(&self.repo, &self.tiers, opts, &task.progress).await;
+        let (clean, summary) = match &collected {
+            Ok(r) if r.dry_run => (
+                true,
+                format!("dry run: would free {} chunks", r.chunks_freed),
+            ),
+            Ok(r) => {
+                let mut summary = format!(
+                    "{} versions dropped, {} chunks freed",
+                    r.versions_dropped.len(),
+                    r.chunks_freed
+                );
+                if !r.failed.is_empty() {
+                    summary += &format!(", {} copies not deleted", r.failed.len());
+                }
+                if let Some(why) = &r.s3_skipped {
+                    summary += &format!(", S3 not collected: {why}");
+                }
+                (r.is_complete(), summary)
             }
-            if let Some(why) = &r.s3_skipped {
-                summary += &format!(", S3 not collected: {why}");
-            }
-            (r.is_complete(), summary)
-        }
-        Err(e) => (false, format!("failed: {e}")),
-    };
-    maintenance.finished("gc", clean, summary);
-    collected
+            Err(e) => (false, format!("failed: {e}")),
+        };
+        self.maintenance.finished("gc", clean, summary);
+        collected
+    }
 }
