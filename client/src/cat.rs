@@ -13,9 +13,9 @@ use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use fvfs_api::batch;
-use fvfs_api::client::{full, Api, Failure};
-use fvfs_api::reports::{Ids, Meta};
-use fvfs_api::routes::Endpoint as E;
+use fvfs_api::client::{Api, Failure};
+use fvfs_api::reports::Ids;
+use fvfs_api::routes::{call, Call};
 use fvfs_api::ErrorCode;
 use fvfs_cas::{frame, ChunkId};
 use fvfs_node::{self as node, ChunkRef, Entry, EntryKind, Node};
@@ -30,7 +30,7 @@ const IN_FLIGHT: usize = 4;
 
 /// Writes the file at `path` (an encoded fvfs path) to `out`.
 pub async fn cat(api: &Api, path: &str, out: &mut impl Write) -> Result<()> {
-    let meta: Meta = api.call(E::Meta.at(path)).await?;
+    let meta = api.ask(call::Meta::at(path)).await?;
     let Some(content) = meta.content else {
         let error = match meta.entry.kind.as_str() {
             "dir" => ErrorCode::IsADirectory,
@@ -73,9 +73,7 @@ pub async fn cat(api: &Api, path: &str, out: &mut impl Write) -> Result<()> {
 
 /// A tree node by id, checked against it.
 async fn fetch_node(api: &Api, id: ChunkId) -> Result<Node> {
-    let raw = api
-        .bytes(&E::ChunkGet.named(&id.to_hex()), full(Bytes::new()), None)
-        .await?;
+    let raw = api.fetch(call::ChunkGet::named(&id.to_hex())).await?;
     if ChunkId::of(&raw) != id {
         bail!("the daemon sent a node that does not match its id {id}");
     }
@@ -87,9 +85,8 @@ async fn read_batch(api: &Api, refs: Vec<ChunkRef>) -> Result<Vec<Bytes>> {
     let mut ids: Vec<ChunkId> = refs.iter().map(|r| r.id).collect();
     ids.sort_unstable();
     ids.dedup();
-    let body = serde_json::to_vec(&Ids { ids })?;
     let answer = api
-        .bytes(&E::ChunksRead.plain(), full(body), Some("application/json"))
+        .fetch_with(call::ChunksRead::plain(), &Ids { ids })
         .await?;
     tokio::task::spawn_blocking(move || {
         let mut parser = batch::Parser::default();

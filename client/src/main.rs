@@ -26,8 +26,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use fvfs_api::cli::HistoryCommand;
 use fvfs_api::commit::CommitOp;
 use fvfs_api::path::encode_path;
-use fvfs_api::reports::{Backlog, Devices, DiskUsage, Listing, Written};
-use fvfs_api::routes::Endpoint as E;
+use fvfs_api::routes::{call, Call};
 use fvfs_api::show;
 
 use fvfs_api::client::{Api, Failure};
@@ -492,7 +491,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let q = version
                 .map(|v| format!("?version={}", encode_path(v.as_bytes())))
                 .unwrap_or_default();
-            let listing: Listing = api.call(E::Ls.at(&fs_path(&path)?).query(&q)).await?;
+            let listing = api.ask(call::Ls::at(&fs_path(&path)?).query(&q)).await?;
             if json {
                 fvfs_api::out::json(&listing.entries);
             } else {
@@ -535,14 +534,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Rm { path, recursive } => {
             let q = if recursive { "?recursive=true" } else { "" };
-            let v: Written = api
-                .call(E::FileDelete.at(&fs_path(&path)?).query(q))
+            let v = api
+                .ask(call::FileDelete::at(&fs_path(&path)?).query(q))
                 .await?;
             fvfs_api::outln!("version {}", v.version);
         }
         Command::Status { .. } | Command::Pair { .. } => unreachable!("answered before"),
         Command::Wal { json } => {
-            let backlog: Backlog = api.call(E::AdminWal.plain()).await?;
+            let backlog = api.ask(call::AdminWal::plain()).await?;
             if json {
                 fvfs_api::out::json(&backlog);
             } else if backlog.pending == 0 {
@@ -553,11 +552,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::History(command) => return fvfs_api::cli::run(&api, command).await,
         Command::Du { path, json } => {
-            let usage: DiskUsage = api.call(E::Du.at(&fs_path(&path)?)).await?;
+            let usage = api.ask(call::Du::at(&fs_path(&path)?)).await?;
             fvfs_api::out::json_or(&usage, json, show::du)
         }
         Command::Devices { json } => {
-            let devices: Devices = api.call(E::Devices.plain()).await?;
+            let devices = api.ask(call::Devices::plain()).await?;
             fvfs_api::out::json_or(&devices, json, show::devices)
         }
         Command::Completions { .. } | Command::Mount { .. } | Command::Umount { .. } => {

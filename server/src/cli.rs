@@ -3,12 +3,12 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use fvfs_api::cli::{FsckArgs, GcArgs, HistoryCommand};
+use fvfs_api::args::{ExportArgs, FsckArgs, GcArgs, MigrateArgs};
+use fvfs_api::cli::HistoryCommand;
 use fvfs_api::routes::Role;
 
 pub use crate::keys::KeyAction;
 pub use crate::serve::TokenAction;
-use crate::{export, migrate};
 
 #[derive(Parser)]
 #[command(
@@ -92,9 +92,9 @@ pub enum StoreCommand {
     #[command(flatten)]
     History(HistoryCommand),
     /// Import existing directory trees, deduplicating their content.
-    Migrate(migrate::Args),
+    Migrate(MigrateArgs),
     /// Write the tree at PATH (of HEAD or an older version) into a local directory.
-    Export(export::Args),
+    Export(ExportArgs),
     /// Versions, snapshots, chunks, logical and stored bytes, dedup ratio.
     Status {
         #[arg(long)]

@@ -207,7 +207,7 @@ impl Default for Gc {
 
 impl Gc {
     /// The options of one collection: `args` override the config key by key.
-    pub fn options(&self, args: &fvfs_api::cli::GcArgs, offline: bool) -> fvfs_fsck::gc::Options {
+    pub fn options(&self, args: &fvfs_api::args::GcArgs, offline: bool) -> fvfs_fsck::gc::Options {
         fvfs_fsck::gc::Options {
             retention: fvfs_fsck::retention::Retention {
                 keep_last: args.keep_last.or(self.keep_last),

@@ -253,18 +253,21 @@ fn a_collection_refused_on_a_damaged_tree_says_so_and_deletes_nothing() {
 }
 
 #[test]
-fn every_fsck_and_gc_leaves_its_outcome_for_status_whoever_ran_it() {
+fn every_job_leaves_its_outcome_for_status_whoever_ran_it() {
     use fvfs_tests::daemon::{request, Daemon};
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("only.bin"), tree::bytes(2, 200_000, false)).unwrap();
+    let out = work.path().join("out");
     let d = Fvfsd::new();
-    d.run(["migrate", "--local-src", src.to_str().unwrap()]);
     // Run by this process, with no daemon.
+    d.run(["migrate", "--local-src", src.to_str().unwrap()]);
+    d.run(["export", "/", out.to_str().unwrap()]);
     d.run(["fsck"]);
     d.run(["gc", "--dry-run"]);
-    let last = |daemon: &Daemon| -> Vec<(String, bool, String)> {
+    // Each kind's last outcome, by kind: (clean, summary).
+    let last = |daemon: &Daemon| -> std::collections::BTreeMap<String, (bool, String)> {
         let get = request("GET", "/v1/status", &[&daemon.admin_header()], b"");
         let (status, body) = daemon.raw(&get);
         assert_eq!(status, 200, "{body}");
@@ -273,23 +276,40 @@ fn every_fsck_and_gc_leaves_its_outcome_for_status_whoever_ran_it() {
         tasks
             .map(|t| {
                 let s = |k: &str| t[k].as_str().unwrap().to_owned();
-                (s("task"), t["ok"].as_bool().unwrap(), s("summary"))
+                (s("task"), (t["ok"].as_bool().unwrap(), s("summary")))
             })
             .collect()
     };
     let daemon = Daemon::start(&d, "127.0.0.1:0", &["--no-mdns"]);
     let seen = last(&daemon);
-    assert_eq!(seen.len(), 2, "{seen:?}");
-    let (fsck, gc) = (&seen[0], &seen[1]);
+    let kinds: Vec<&str> = seen.keys().map(String::as_str).collect();
+    assert_eq!(kinds, ["export", "fsck", "gc", "migrate"], "{seen:?}");
+    let clean = |kind: &str, says: &str| {
+        let (ok, summary) = &seen[kind];
+        assert!(*ok && summary.contains(says), "{kind}: {seen:?}");
+    };
+    clean("migrate", "1 files");
+    clean("export", "1 files");
+    clean("fsck", "clean");
+    clean("gc", "dry run");
+    // Run by the daemon for a client: the daemon's own jobs too.
+    for job in ["flush", "evict"] {
+        let post = request(
+            "POST",
+            &format!("/v1/admin/{job}"),
+            &[&daemon.admin_header()],
+            b"",
+        );
+        let (status, body) = daemon.raw(&post);
+        assert_eq!(status, 200, "{job}: {body}");
+    }
+    let seen = last(&daemon);
     assert!(
-        fsck.0 == "fsck" && fsck.1 && fsck.2.ends_with("clean"),
+        seen["flush"].0 && seen["flush"].1.contains("local"),
         "{seen:?}"
     );
-    assert!(
-        gc.0 == "gc" && gc.1 && gc.2.starts_with("dry run"),
-        "{seen:?}"
-    );
-    // Run by the daemon for a client, after damage: not clean, and kept across a restart.
+    assert!(seen["evict"].0, "{seen:?}");
+    // After damage: not clean, and kept across a restart.
     local_records(&d)[0].flip_last_byte();
     let (status, body) = daemon.raw(&request(
         "POST",
@@ -301,7 +321,6 @@ fn every_fsck_and_gc_leaves_its_outcome_for_status_whoever_ran_it() {
     drop(daemon);
     let daemon = Daemon::start(&d, "127.0.0.1:0", &["--no-mdns"]);
     let seen = last(&daemon);
-    let fsck = &seen[0];
-    assert!(fsck.0 == "fsck" && !fsck.1, "{seen:?}");
-    assert!(fsck.2.ends_with("1 problems left"), "{seen:?}");
+    let (ok, summary) = &seen["fsck"];
+    assert!(!ok && summary.ends_with("1 problems left"), "{seen:?}");
 }

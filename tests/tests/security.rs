@@ -7,6 +7,10 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use fvfs_api::args::{ExportArgs, GcArgs};
+use fvfs_api::commit::{CommitOp, CommitRequest};
+use fvfs_api::reports::{Ids, Rollback, SnapshotCreate};
+use fvfs_api::routes::{call, Call};
 use fvfs_tests::daemon::{bare_request, raw, request, split_answer, whole_answer, Daemon};
 use fvfs_tests::Fvfsd;
 
@@ -58,47 +62,94 @@ fn routes(chunk: &str, export_to: &str) -> Vec<Route> {
     all
 }
 
+/// Route `C`'s JSON body, made from its request type.
+fn body_of<C: Call>(request: &C::Request) -> Vec<u8>
+where
+    C::Request: serde::Serialize,
+{
+    serde_json::to_vec(request).unwrap()
+}
+
 /// A request to `route` that its handler accepts, with the role this suite expects it
 /// to need (written here, not read from the table: a route added to the table without
-/// a case here does not compile).
+/// a case here does not compile). Its body is of the type the table gives the route,
+/// with the content type that goes with it.
 fn api_route(route: &fvfs_api::routes::Route, chunk: &str, export_to: &str) -> Route {
     use fvfs_api::routes::{Endpoint as E, Tail};
     use Role::*;
-    let json = "application/json";
-    let bin = "application/octet-stream";
-    let ids = format!("{{\"ids\":[\"{chunk}\"]}}");
-    let export = format!("{{\"dir\":{export_to:?},\"from\":\"/keep\"}}");
-    let commit = "{\"ops\":[{\"op\":\"mkdir\",\"path\":\"/d\"}]}";
+    let ids = || Ids {
+        ids: vec![chunk.parse().unwrap()],
+    };
     // What follows the route's path (a query for a route without a tail).
-    let (at, content_type, body, need): (&str, &str, &[u8], Option<Role>) = match route.endpoint {
-        E::FileGet => ("/keep/a.txt", "", b"", Some(Read)),
-        E::FilePut => ("/new.txt", bin, b"new", Some(Write)),
-        E::FileDelete => ("/new.txt", "", b"", Some(Write)),
-        E::Meta => ("/keep/a.txt", "", b"", Some(Read)),
-        E::Ls | E::Du => ("/keep", "", b"", Some(Read)),
-        E::ChunksBatch => ("", bin, b"", Some(Write)),
-        E::ChunksRead | E::ChunksMissing => ("", json, ids.as_bytes(), Some(Read)),
-        E::ChunkGet | E::ChunkHead | E::Node => (chunk, "", b"", Some(Read)),
-        E::ChunkPut => (chunk, bin, b"kept a", Some(Write)),
-        E::Versions | E::Snapshots => ("", "", b"", Some(Read)),
-        E::Version => ("HEAD", "", b"", Some(Read)),
-        E::SnapshotCreate => ("", json, b"{\"name\":\"s1\"}", Some(Write)),
-        E::SnapshotDelete => ("s1", "", b"", Some(Admin)),
-        E::Rollback => ("", json, b"{\"to\":\"1\"}", Some(Write)),
-        E::Diff => ("?a=1&b=HEAD", "", b"", Some(Read)),
-        E::History => ("/keep/a.txt", "", b"", Some(Read)),
-        E::Commit => ("", json, commit.as_bytes(), Some(Write)),
-        E::DownloadLinks => ("/keep/a.txt", "", b"", Some(Read)),
-        E::Download => ("no-such-link", "", b"", None),
-        E::Status | E::StatusHistory | E::Whoami | E::Devices | E::Metrics => {
-            ("", "", b"", Some(Read))
+    let (at, body, need): (&str, Vec<u8>, Option<Role>) = match route.endpoint {
+        E::FileGet => ("/keep/a.txt", vec![], Some(Read)),
+        E::FilePut => ("/new.txt", b"new".to_vec(), Some(Write)),
+        E::FileDelete => ("/new.txt", vec![], Some(Write)),
+        E::Meta => ("/keep/a.txt", vec![], Some(Read)),
+        E::Ls | E::Du => ("/keep", vec![], Some(Read)),
+        E::ChunksBatch => ("", vec![], Some(Write)),
+        E::ChunksRead => ("", body_of::<call::ChunksRead>(&ids()), Some(Read)),
+        E::ChunksMissing => ("", body_of::<call::ChunksMissing>(&ids()), Some(Read)),
+        E::ChunkGet | E::ChunkHead | E::Node => (chunk, vec![], Some(Read)),
+        E::ChunkPut => (chunk, b"kept a".to_vec(), Some(Write)),
+        E::Versions | E::Snapshots => ("", vec![], Some(Read)),
+        E::Version => ("HEAD", vec![], Some(Read)),
+        E::SnapshotCreate => {
+            let named = SnapshotCreate { name: "s1".into() };
+            ("", body_of::<call::SnapshotCreate>(&named), Some(Write))
         }
-        E::AdminWal => ("", "", b"", Some(Read)),
-        E::AdminFlush => ("", "", b"", Some(Write)),
-        E::AdminEvict | E::AdminFsck => ("", "", b"", Some(Admin)),
-        E::AdminGc => ("", json, b"{\"grace_secs\":0}", Some(Admin)),
-        E::AdminExport => ("", json, export.as_bytes(), Some(Admin)),
-        E::AdminMigrate => ("", json, b"{\"sources\":[]}", Some(Admin)),
+        E::SnapshotDelete => ("s1", vec![], Some(Admin)),
+        E::Rollback => {
+            let to = Rollback { to: "1".into() };
+            ("", body_of::<call::Rollback>(&to), Some(Write))
+        }
+        E::Diff => ("?a=1&b=HEAD", vec![], Some(Read)),
+        E::History => ("/keep/a.txt", vec![], Some(Read)),
+        E::Commit => {
+            let mkdir = CommitOp::Mkdir {
+                path: "/d".into(),
+                mode: 0o755,
+                mtime_ns: 0,
+                meta: None,
+            };
+            let request = CommitRequest {
+                message: String::new(),
+                ops: vec![mkdir],
+            };
+            ("", body_of::<call::Commit>(&request), Some(Write))
+        }
+        E::DownloadLinks => ("/keep/a.txt", vec![], Some(Read)),
+        E::Download => ("no-such-link", vec![], None),
+        E::Status | E::StatusHistory | E::Whoami | E::Devices | E::Metrics => {
+            ("", vec![], Some(Read))
+        }
+        E::AdminWal => ("", vec![], Some(Read)),
+        E::AdminFlush => ("", vec![], Some(Write)),
+        E::AdminEvict | E::AdminFsck => ("", vec![], Some(Admin)),
+        E::AdminGc => {
+            let args = GcArgs {
+                grace_secs: Some(0),
+                ..GcArgs::default()
+            };
+            ("", body_of::<call::AdminGc>(&args), Some(Admin))
+        }
+        E::AdminExport => {
+            let args = ExportArgs {
+                version: None,
+                path: "/keep".into(),
+                dir: export_to.into(),
+                keep_privileged: false,
+                verbose: false,
+            };
+            ("", body_of::<call::AdminExport>(&args), Some(Admin))
+        }
+        // No source: refused as a request, after the role.
+        E::AdminMigrate => ("", b"{}".to_vec(), Some(Admin)),
+    };
+    let content_type = match route.request {
+        "()" => "",
+        "Raw" => "application/octet-stream",
+        _ => "application/json",
     };
     let target = match route.tail {
         Tail::Bare => route.endpoint.plain().query(at),
@@ -109,7 +160,7 @@ fn api_route(route: &fvfs_api::routes::Route, chunk: &str, export_to: &str) -> R
         method: route.verb.as_str(),
         path: target.path,
         content_type,
-        body: body.to_vec(),
+        body,
         need,
     }
 }

@@ -10,9 +10,9 @@ use bytes::Bytes;
 use futures::StreamExt;
 use fvfs_api::client::{full, Api};
 use fvfs_api::commit::{CommitOp, CommitRequest};
-use fvfs_api::routes::Endpoint as E;
+use fvfs_api::reports::Ids;
+use fvfs_api::routes::{call, Call};
 use fvfs_cas::ChunkId;
-use serde_json::json;
 
 const CHUNK: usize = 64 << 10;
 const CHUNKS: usize = 2048;
@@ -41,12 +41,13 @@ async fn throughput(api: &Api, chunks: &[(ChunkId, Bytes)], concurrency: usize, 
     futures::stream::iter(chunks.iter().cloned())
         .map(|(id, data)| async move {
             if put {
-                api.bytes(&E::ChunkPut.named(&id.to_hex()), full(data), None)
+                let to = call::ChunkPut::named(&id.to_hex());
+                api.ask_raw(to, full(data), "application/octet-stream")
                     .await
                     .expect("PUT");
             } else {
                 let got = api
-                    .bytes(&E::ChunkGet.named(&id.to_hex()), full(Bytes::new()), None)
+                    .fetch(call::ChunkGet::named(&id.to_hex()))
                     .await
                     .expect("GET");
                 assert_eq!(got.len(), CHUNK);
@@ -77,19 +78,20 @@ async fn main() {
         println!("| {concurrency} | {put:.0} | {get:.0} |");
     }
 
-    let ids: Vec<String> = (0..10_000)
-        .map(|i| ChunkId::of(format!("probe {i}").as_bytes()).to_hex())
-        .collect();
-    let body = json!({ "ids": ids });
+    let ids = Ids {
+        ids: (0..10_000)
+            .map(|i| ChunkId::of(format!("probe {i}").as_bytes()))
+            .collect(),
+    };
     let mut times = Vec::new();
     for _ in 0..21 {
         let t = Instant::now();
-        let v: serde_json::Value = api
-            .json(E::ChunksMissing.plain(), &body)
+        let answer = api
+            .ask_with(call::ChunksMissing::plain(), &ids)
             .await
             .expect("missing");
         times.push(t.elapsed());
-        assert_eq!(v["missing"].as_array().map(Vec::len), Some(10_000));
+        assert_eq!(answer.missing.len(), 10_000);
     }
     println!(
         "\nmissing-ids question, 10,000 ids: median {:.1} ms",
@@ -98,7 +100,8 @@ async fn main() {
 
     let data = chunk(999_999);
     let id = ChunkId::of(&data);
-    api.bytes(&E::ChunkPut.named(&id.to_hex()), full(data), None)
+    let to = call::ChunkPut::named(&id.to_hex());
+    api.ask_raw(to, full(data), "application/octet-stream")
         .await
         .expect("PUT");
     let ops = (0..10_000)
@@ -114,18 +117,19 @@ async fn main() {
             expect: None,
         })
         .collect();
-    let commit = serde_json::to_value(CommitRequest {
+    let commit = CommitRequest {
         message: "bench".into(),
         ops,
-    })
-    .expect("json");
-    let _: serde_json::Value = api.json(E::Commit.plain(), &commit).await.expect("commit");
+    };
+    api.ask_with(call::Commit::plain(), &commit)
+        .await
+        .expect("commit");
     let mut times = Vec::new();
     for _ in 0..21 {
         let t = Instant::now();
-        let v: serde_json::Value = api.call(E::Ls.at("/bench-ls")).await.expect("ls");
+        let listing = api.ask(call::Ls::at("/bench-ls")).await.expect("ls");
         times.push(t.elapsed());
-        assert_eq!(v["entries"].as_array().map(Vec::len), Some(10_000));
+        assert_eq!(listing.entries.len(), 10_000);
     }
     println!(
         "GET /v1/ls of a 10,000-entry directory: median {:.1} ms",

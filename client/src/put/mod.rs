@@ -5,7 +5,7 @@
 //! Chunks the daemon lacks are framed (compressed) here, which spares the daemon the
 //! work and the LAN the bytes; the daemon still checks every frame against its id.
 //! Chunks it has are never compressed nor sent. Memory stays bounded: chunks wait in
-//! buffers of at most [`BUFFER_BYTES`] (two at a time), each offered (which ids are
+//! buffers of at most [`upload::BUFFER_BYTES`] (two at a time), each offered (which ids are
 //! missing? send those in batches) when it fills, whatever the size of the files.
 //! Files are read a batch at a time on each blocking thread, and their new chunks
 //! handed over a megabyte at a time: a task and a wake-up per small file, and one per
@@ -16,36 +16,29 @@
 //!   [`Upload::Barrier`] once every chunk handed to it before the barrier is stored.
 
 mod tree;
+mod upload;
 
 pub use tree::{put_tree, Summary};
+use upload::{uploader, Outgoing, ToUploader, Upload};
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use bytes::Bytes;
-use futures::{FutureExt, StreamExt, TryStreamExt};
 use std::sync::{Arc, Mutex};
 
-use fvfs_api::batch;
 use fvfs_api::commit::{CommitOp, CommitRequest, Expect};
 use fvfs_api::path::encode_path;
-use fvfs_api::reports::{Ids, Missing, Written, MAX_MISSING_IDS};
-use fvfs_api::routes::Endpoint as E;
+use fvfs_api::reports::Written;
+use fvfs_api::routes::{call, Call};
 use fvfs_api::views::VersionInfo;
 use fvfs_api::ErrorCode;
-use fvfs_cas::{chunker, frame, ChunkId};
+use fvfs_cas::{chunker, ChunkId};
 use fvfs_node::{content_key, file_layout, ChunkKind, ChunkRef, FileLayout, Link, Meta};
 
-use fvfs_api::client::{full, Api, Body, Failure};
-
-/// Chunks held before asking the daemon which it lacks.
-const BUFFER_BYTES: usize = 16 << 20;
-/// Batch requests in flight at once.
-const UPLOADS: usize = 4;
-/// Bytes of frames per batch request.
-const BATCH_BYTES: usize = 4 << 20;
+use fvfs_api::client::{Api, Body, Failure};
 
 /// Streams `reader` to the file at `dest` (encoded path); returns the daemon's answer.
 pub async fn put_stream(
@@ -66,14 +59,8 @@ pub async fn put_stream(
     });
     let body: Body = http_body_util::BodyExt::boxed_unsync(http_body_util::StreamBody::new(stream));
     let query = mode.map(|m| format!("?mode={m:o}")).unwrap_or_default();
-    let raw = api
-        .bytes(
-            &E::FilePut.at(dest).query(&query),
-            body,
-            Some("application/octet-stream"),
-        )
-        .await?;
-    Ok(serde_json::from_slice(&raw)?)
+    let to = call::FilePut::at(dest).query(&query);
+    Ok(api.ask_raw(to, body, "application/octet-stream").await?)
 }
 
 /// The seed of the daemon's chunk cut points (`GET /v1/whoami`), asked once per
@@ -82,130 +69,10 @@ pub async fn put_stream(
 async fn cut_seed(api: &Api) -> Result<u64> {
     static SEED: tokio::sync::OnceCell<u64> = tokio::sync::OnceCell::const_new();
     let seed = SEED.get_or_try_init(|| async {
-        let me: fvfs_api::reports::Whoami = api.call(E::Whoami.plain()).await?;
+        let me = api.ask(call::Whoami::plain()).await?;
         Ok::<_, Failure>(me.cut_seed)
     });
     Ok(*seed.await?)
-}
-
-/// A chunk on its way to the daemon: raw bytes, framed only if the daemon lacks it.
-type Outgoing = (ChunkId, Bytes, ChunkKind);
-
-/// What the uploader is handed, in order.
-enum Upload {
-    /// New chunks.
-    Chunks(Vec<Outgoing>),
-    /// Answered once every chunk handed before it is stored on the daemon.
-    Barrier(tokio::sync::oneshot::Sender<()>),
-}
-
-/// Where the uploader sends to.
-type ToUploader = tokio::sync::mpsc::Sender<Upload>;
-
-/// Buffers being offered at once (one asking or sending while the next one fills).
-const OFFERS: usize = 2;
-
-/// Collects chunks from the file readers, asks the daemon which it lacks, and sends
-/// those framed, in batches; answers barriers once what came before them is stored.
-/// Returns the bytes of frames sent.
-async fn uploader(api: &Api, mut rx: tokio::sync::mpsc::Receiver<Upload>) -> Result<u64> {
-    let (mut buffer, mut bytes, mut sent) = (Vec::new(), 0usize, 0u64);
-    let mut offers = futures::stream::FuturesUnordered::new();
-    // Offers are numbered; a barrier waits for every offer numbered below its own.
-    let (mut started, mut running) = (0u64, BTreeSet::new());
-    let (mut barrier, mut waiting) = (None, Vec::new());
-    let mut open = true;
-    while open || !buffer.is_empty() || !offers.is_empty() {
-        // A hand may come next: the question must still fit the daemon's limit.
-        let full = bytes >= BUFFER_BYTES
-            || buffer.len() + HAND_CHUNKS > MAX_MISSING_IDS
-            || ((!open || barrier.is_some()) && !buffer.is_empty());
-        if full && offers.len() < OFFERS {
-            let n = started;
-            let offered = offer(api, std::mem::take(&mut buffer));
-            offers.push(offered.map(move |result| (n, result)));
-            running.insert(n);
-            started += 1;
-            bytes = 0;
-            continue;
-        }
-        if buffer.is_empty() {
-            waiting.extend(barrier.take().map(|b| (started, b)));
-        }
-        answer(&mut waiting, running.first().copied());
-        tokio::select! {
-            items = rx.recv(), if open && !full && barrier.is_none() => match items {
-                Some(Upload::Chunks(items)) => {
-                    bytes += items.iter().map(|(_, raw, _)| raw.len()).sum::<usize>();
-                    buffer.extend(items);
-                }
-                Some(Upload::Barrier(b)) => barrier = Some(b),
-                None => open = false,
-            },
-            Some((n, result)) = offers.next(), if !offers.is_empty() => {
-                running.remove(&n);
-                sent += result?;
-            }
-        }
-    }
-    answer(&mut waiting, None);
-    Ok(sent)
-}
-
-/// Answers the barriers waiting for offers numbered below `oldest`, the oldest offer
-/// still running (`None`: none is).
-fn answer(waiting: &mut Vec<(u64, tokio::sync::oneshot::Sender<()>)>, oldest: Option<u64>) {
-    let oldest = oldest.unwrap_or(u64::MAX);
-    for (_, b) in waiting.extract_if(.., |(n, _)| *n <= oldest) {
-        // A barrier nobody waits for any more is fine.
-        let _ = b.send(());
-    }
-}
-
-/// Sends whichever of `items` the daemon lacks: framed on the blocking pool, in
-/// requests of about [`BATCH_BYTES`], several in flight.
-async fn offer(api: &Api, items: Vec<Outgoing>) -> Result<u64> {
-    let ids = Ids {
-        ids: items.iter().map(|(id, _, _)| *id).collect(),
-    };
-    let answer: Missing = api.json(E::ChunksMissing.plain(), &ids).await?;
-    let missing: HashSet<ChunkId> = answer.missing.into_iter().collect();
-    let mut groups: Vec<Vec<Outgoing>> = vec![Vec::new()];
-    let mut group_bytes = 0;
-    for item in items.into_iter().filter(|(id, _, _)| missing.contains(id)) {
-        group_bytes += item.1.len();
-        groups.last_mut().expect("one group").push(item);
-        if group_bytes >= BATCH_BYTES {
-            groups.push(Vec::new());
-            group_bytes = 0;
-        }
-    }
-    let requests = groups
-        .into_iter()
-        .filter(|g| !g.is_empty())
-        .map(|group| async move {
-            let body = tokio::task::spawn_blocking(move || {
-                let mut body = Vec::new();
-                for (id, raw, kind) in &group {
-                    batch::push(&mut body, *kind, id, &frame::encode(raw));
-                }
-                body
-            })
-            .await?;
-            let len = body.len() as u64;
-            api.bytes(
-                &E::ChunksBatch.plain(),
-                full(body),
-                Some("application/octet-stream"),
-            )
-            .await?;
-            Ok::<u64, anyhow::Error>(len)
-        });
-    let sent: Vec<u64> = futures::stream::iter(requests)
-        .buffer_unordered(UPLOADS)
-        .try_collect()
-        .await?;
-    Ok(sent.iter().sum())
 }
 
 /// Files read per blocking task, at most: a task, and the wake-ups around it, for each
@@ -390,7 +257,7 @@ pub async fn commit(
     ops: Vec<CommitOp>,
 ) -> Result<VersionInfo, fvfs_api::client::Failure> {
     let request = CommitRequest { message, ops };
-    api.json(E::Commit.plain(), &request).await
+    api.ask_with(call::Commit::plain(), &request).await
 }
 
 /// Uploads the local file `local` (chunked here, only chunks the daemon lacks sent)

@@ -1,8 +1,7 @@
 //! The commands fvfsd and fvfsc both offer, written once: their clap arguments, what
 //! they need from a store ([`History`]: the store fvfsd opened itself, or a daemon
 //! reached through the [`Api`](crate::client::Api)) and how each runs and prints
-//! ([`run`]). Also the arguments of gc and fsck, which fvfsd sends a daemon as JSON
-//! bodies, like every other request.
+//! ([`run`]).
 //!
 //! Invariant: a command prints the same whichever way it reached the store.
 
@@ -11,8 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
-use clap::{Args, Subcommand};
-use serde::{Deserialize, Serialize};
+use clap::Subcommand;
 
 use crate::show;
 use crate::views::{ChangeInfo, PathChange, SnapshotInfo, VersionInfo};
@@ -128,90 +126,9 @@ pub fn fvfs_path(p: &OsString) -> Result<&[u8]> {
     Ok(bytes)
 }
 
-/// `fvfsd gc`: the rules override the config's `[gc]` keys one by one; with no rule
-/// anywhere, every version is kept and only what no version reaches is freed. The body
-/// of `POST /v1/admin/gc` (an empty body is the default: no rule, a real collection).
-#[derive(Args, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct GcArgs {
-    /// Count what would be freed; change nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Keep the newest N versions.
-    #[arg(long, value_name = "N")]
-    pub keep_last: Option<u64>,
-    /// Keep the newest version of each of the last D days that have versions.
-    #[arg(long, value_name = "D")]
-    pub keep_daily: Option<u64>,
-    /// Keep the newest version of each of the last W weeks that have versions.
-    #[arg(long, value_name = "W")]
-    pub keep_weekly: Option<u64>,
-    /// Keep unreachable chunks written or read in the last SECS seconds (default:
-    /// `[gc] grace_secs`, 3600), for writes still on their way to a commit.
-    #[arg(long, value_name = "SECS")]
-    pub grace_secs: Option<i64>,
-    /// Keep chunks a client was told are stored, or uploaded, in the last SECS seconds
-    /// until the commit that names them (default: `[gc] in_flight_secs`, 3600); 0
-    /// refuses every write in flight.
-    #[arg(long, value_name = "SECS")]
-    pub in_flight_secs: Option<i64>,
-    /// Also rewrite the local and NAS segments' frames at a denser zstd level (about 10%
-    /// less on source trees; minutes of CPU on a large store, once; the daemon does
-    /// it by itself while idle, see `[gc] recompress_idle_secs`).
-    #[arg(long)]
-    pub recompress: bool,
-}
-
-/// `fvfsd fsck`; the body of `POST /v1/admin/fsck` (empty: HEAD and the snapshots,
-/// tree nodes and chunk presence only).
-#[derive(Args, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct FsckArgs {
-    /// Also read and verify every data chunk.
-    #[arg(long)]
-    pub read_data: bool,
-    /// Check every version, not only HEAD and the snapshots.
-    #[arg(long, conflicts_with = "version")]
-    pub all: bool,
-    /// Check only this version (number, snapshot name or HEAD~N).
-    #[arg(long)]
-    pub version: Option<String>,
-    /// Copy missing or damaged chunks again from a tier that holds them whole.
-    #[arg(long)]
-    pub repair: bool,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn gc_and_fsck_arguments_travel_as_json_and_an_empty_body_is_the_default() {
-        let gc = GcArgs {
-            dry_run: true,
-            keep_last: Some(3),
-            keep_weekly: Some(2),
-            grace_secs: Some(0),
-            ..GcArgs::default()
-        };
-        let text = serde_json::to_string(&gc).unwrap();
-        assert_eq!(serde_json::from_str::<GcArgs>(&text).unwrap(), gc);
-        assert_eq!(
-            serde_json::from_str::<GcArgs>("{}").unwrap(),
-            GcArgs::default()
-        );
-        let bad = serde_json::from_str::<GcArgs>(r#"{"keep_last": -1}"#).unwrap_err();
-        assert!(bad.to_string().contains("-1"), "{bad}");
-        let typo = serde_json::from_str::<GcArgs>(r#"{"keep_lats": 1}"#).unwrap_err();
-        assert!(typo.to_string().contains("keep_lats"), "{typo}");
-        let fsck = FsckArgs {
-            read_data: true,
-            version: Some("HEAD~1".into()),
-            ..FsckArgs::default()
-        };
-        let text = serde_json::to_string(&fsck).unwrap();
-        assert_eq!(serde_json::from_str::<FsckArgs>(&text).unwrap(), fsck);
-    }
 
     #[test]
     fn fvfs_paths_are_absolute() {

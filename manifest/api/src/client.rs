@@ -19,8 +19,8 @@ use serde::Serialize;
 
 pub use crate::failure::Failure;
 use crate::path::encode_path;
-use crate::reports::{Rollback, SnapshotCreate, SnapshotDeleted, Status};
-use crate::routes::{Endpoint as E, Target};
+use crate::reports::{Rollback, SnapshotCreate, Status};
+use crate::routes::{call, Call, Raw, To};
 use crate::tls::{self, Fingerprint, Verifier};
 use crate::views::{ChangeInfo, PathChange, SnapshotInfo, VersionInfo};
 use crate::{ErrorBody, ErrorCode};
@@ -93,12 +93,13 @@ impl Api {
 
     /// Sends a request made from the route table; a non-2xx answer becomes
     /// [`Failure::Refused`].
-    pub async fn send(
+    pub async fn send<C>(
         &self,
-        to: &Target,
+        to: &To<C>,
         body: Body,
         content_type: Option<&str>,
     ) -> Result<Response<Incoming>, Failure> {
+        let to = &to.target;
         let url = format!("{}{}", self.base, to.path);
         let mut req = Request::builder()
             .method(to.verb.as_str())
@@ -162,9 +163,9 @@ impl Api {
     }
 
     /// A request and its whole answer (at most [`MAX_ANSWER`] bytes).
-    pub async fn bytes(
+    pub async fn bytes<C>(
         &self,
-        to: &Target,
+        to: &To<C>,
         body: Body,
         content_type: Option<&str>,
     ) -> Result<Bytes, Failure> {
@@ -173,27 +174,73 @@ impl Api {
             .collect()
             .await
             .map(|c| c.to_bytes())
-            .map_err(|e| Failure::Protocol(format!("{}: {e}", to.path)))
+            .map_err(|e| Failure::Protocol(format!("{}: {e}", to.target.path)))
     }
 
-    /// A JSON request with `body` and its JSON answer.
-    pub async fn json<T: DeserializeOwned, B: Serialize + ?Sized>(
+    /// Route `C`'s answer of bytes (a chunk, a node) to a request without a body.
+    pub async fn fetch<C: Call<Request = (), Answer = Raw>>(
         &self,
-        to: Target,
-        body: &B,
-    ) -> Result<T, Failure> {
-        let body = serde_json::to_vec(body).map_err(|e| Failure::Protocol(e.to_string()))?;
-        let raw = self
-            .bytes(&to, full(body), Some("application/json"))
-            .await?;
-        decode(&to.path, &raw)
+        to: To<C>,
+    ) -> Result<Bytes, Failure> {
+        self.bytes(&to, full(Bytes::new()), None).await
     }
 
-    /// A request without a body and its JSON answer.
-    pub async fn call<T: DeserializeOwned>(&self, to: Target) -> Result<T, Failure> {
-        let raw = self.bytes(&to, full(Bytes::new()), None).await?;
-        decode(&to.path, &raw)
+    /// Route `C`'s answer of bytes (chunk frames) to a request with `body`.
+    pub async fn fetch_with<C: Call<Answer = Raw>>(
+        &self,
+        to: To<C>,
+        body: &C::Request,
+    ) -> Result<Bytes, Failure>
+    where
+        C::Request: Serialize,
+    {
+        self.bytes(&to, json_body(body)?, Some("application/json"))
+            .await
     }
+
+    /// Route `C`'s answer to a request without a body.
+    pub async fn ask<C: Call<Request = ()>>(&self, to: To<C>) -> Result<C::Answer, Failure>
+    where
+        C::Answer: DeserializeOwned,
+    {
+        let raw = self.bytes(&to, full(Bytes::new()), None).await?;
+        decode(&to.target.path, &raw)
+    }
+
+    /// Route `C`'s answer to a request whose body is bytes (file contents, chunk frames).
+    pub async fn ask_raw<C: Call<Request = Raw>>(
+        &self,
+        to: To<C>,
+        body: Body,
+        content_type: &str,
+    ) -> Result<C::Answer, Failure>
+    where
+        C::Answer: DeserializeOwned,
+    {
+        let raw = self.bytes(&to, body, Some(content_type)).await?;
+        decode(&to.target.path, &raw)
+    }
+
+    /// Route `C`'s answer to a request with `body`.
+    pub async fn ask_with<C: Call>(
+        &self,
+        to: To<C>,
+        body: &C::Request,
+    ) -> Result<C::Answer, Failure>
+    where
+        C::Request: Serialize,
+        C::Answer: DeserializeOwned,
+    {
+        let raw = self
+            .bytes(&to, json_body(body)?, Some("application/json"))
+            .await?;
+        decode(&to.target.path, &raw)
+    }
+}
+
+fn json_body<T: Serialize>(body: &T) -> Result<Body, Failure> {
+    let raw = serde_json::to_vec(body).map_err(|e| Failure::Protocol(e.to_string()))?;
+    Ok(full(raw))
 }
 
 fn decode<T: DeserializeOwned>(path: &str, raw: &[u8]) -> Result<T, Failure> {
@@ -204,33 +251,33 @@ fn decode<T: DeserializeOwned>(path: &str, raw: &[u8]) -> Result<T, Failure> {
 impl Api {
     pub async fn snapshot_create(&self, name: &str) -> Result<VersionInfo, Failure> {
         let body = SnapshotCreate { name: name.into() };
-        self.json(E::SnapshotCreate.plain(), &body).await
+        self.ask_with(call::SnapshotCreate::plain(), &body).await
     }
 
     pub async fn snapshots(&self) -> Result<Vec<SnapshotInfo>, Failure> {
-        self.call(E::Snapshots.plain()).await
+        self.ask(call::Snapshots::plain()).await
     }
 
     /// Deletes a snapshot name; returns the version it named.
     pub async fn snapshot_delete(&self, name: &str) -> Result<u64, Failure> {
-        let to = E::SnapshotDelete.named(&encode_path(name.as_bytes()));
-        let gone: SnapshotDeleted = self.call(to).await?;
+        let to = call::SnapshotDelete::named(&encode_path(name.as_bytes()));
+        let gone = self.ask(to).await?;
         Ok(gone.version)
     }
 
     pub async fn log(&self, limit: Option<usize>) -> Result<Vec<VersionInfo>, Failure> {
         let q = limit.map(|n| format!("?limit={n}")).unwrap_or_default();
-        self.call(E::Versions.plain().query(&q)).await
+        self.ask(call::Versions::plain().query(&q)).await
     }
 
     pub async fn version(&self, spec: &str) -> Result<VersionInfo, Failure> {
-        self.call(E::Version.named(&encode_path(spec.as_bytes())))
+        self.ask(call::Version::named(&encode_path(spec.as_bytes())))
             .await
     }
 
     pub async fn rollback(&self, to: &str) -> Result<VersionInfo, Failure> {
         let body = Rollback { to: to.into() };
-        self.json(E::Rollback.plain(), &body).await
+        self.ask_with(call::Rollback::plain(), &body).await
     }
 
     pub async fn diff(&self, a: &str, b: &str) -> Result<Vec<ChangeInfo>, Failure> {
@@ -239,7 +286,7 @@ impl Api {
             encode_path(a.as_bytes()),
             encode_path(b.as_bytes())
         );
-        self.call(E::Diff.plain().query(&q)).await
+        self.ask(call::Diff::plain().query(&q)).await
     }
 
     /// The versions in which `path` changed, newest first.
@@ -249,11 +296,12 @@ impl Api {
         limit: Option<usize>,
     ) -> Result<Vec<PathChange>, Failure> {
         let q = limit.map(|n| format!("?limit={n}")).unwrap_or_default();
-        self.call(E::History.at(&encode_path(path)).query(&q)).await
+        self.ask(call::History::at(&encode_path(path)).query(&q))
+            .await
     }
 
     pub async fn status(&self) -> Result<Status, Failure> {
-        self.call(E::Status.plain()).await
+        self.ask(call::Status::plain()).await
     }
 }
 
@@ -332,7 +380,7 @@ mod tests {
         let (addr, presented, server) = tls_server().await;
         let pinned = Fingerprint::of(b"another certificate");
         let api = Api::new(format!("https://{addr}"), None, "test", Some(pinned));
-        let status = E::Status.plain();
+        let status = call::Status::plain();
         match api.send(&status, full(""), None).await {
             Err(Failure::Identity {
                 presented: p,

@@ -2,13 +2,14 @@
 //! a running daemon: every request and answer type ([`views`], [`commit`],
 //! [`reports`]), the [`ErrorCode`]s both sides act on, the protocol's constants, the
 //! encodings of paths ([`path`]) and chunk batches ([`batch`]), how answers print for
-//! people ([`show`], [`out`]), the one table of routes and roles ([`routes`]), behind feature `cli` the commands fvfsd and fvfsc share
+//! people ([`show`], [`out`]), the one table of routes, roles and body types ([`routes`]), the arguments of the administration jobs ([`args`]), behind feature `cli` the commands fvfsd and fvfsc share
 //! ([`cli`]) and, behind feature `client`, the HTTP [`client`] and the daemon's notice
 //! to clients on its own machine ([`local`]).
 //!
 //! It depends only on `fvfs-cas` (without the pack store) and the node types, so fvfsc
 //! compiles no database.
 
+pub mod args;
 pub mod batch;
 #[cfg(feature = "cli")]
 pub mod cli;

@@ -18,8 +18,9 @@
 use serde::{Deserialize, Serialize};
 
 /// What a token may do; each role includes the ones before it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Read files, versions, snapshots, status.
@@ -82,48 +83,7 @@ pub enum Tail {
     Name,
 }
 
-/// Every route of the API, one variant each, in the order of [`ROUTES`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Endpoint {
-    FileGet,
-    FilePut,
-    FileDelete,
-    Meta,
-    Ls,
-    Du,
-    ChunksBatch,
-    ChunksRead,
-    ChunksMissing,
-    ChunkGet,
-    ChunkHead,
-    ChunkPut,
-    Node,
-    Versions,
-    Version,
-    Snapshots,
-    SnapshotCreate,
-    SnapshotDelete,
-    Rollback,
-    Diff,
-    History,
-    Commit,
-    DownloadLinks,
-    Download,
-    Status,
-    StatusHistory,
-    Whoami,
-    Devices,
-    AdminFlush,
-    AdminEvict,
-    AdminWal,
-    AdminFsck,
-    AdminGc,
-    AdminMigrate,
-    AdminExport,
-    Metrics,
-}
-
-/// One route: how it is called and who may call it.
+/// One route: how it is called, who may call it, what it takes and answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Route {
     pub endpoint: Endpoint,
@@ -133,75 +93,158 @@ pub struct Route {
     pub access: Access,
     /// The label requests to it are counted under (`/metrics`).
     pub label: &'static str,
+    /// The body it takes, as its [`Call::Request`] is written: `()` for none, `Raw`
+    /// for bytes that are not JSON, else the JSON type.
+    pub request: &'static str,
+    /// The answer's body, as its [`Call::Answer`] is written.
+    pub answer: &'static str,
 }
 
-const fn route(
-    endpoint: Endpoint,
-    verb: Verb,
-    path: &'static str,
-    tail: Tail,
-    access: Access,
-    label: &'static str,
-) -> Route {
-    Route {
-        endpoint,
-        verb,
-        path,
-        tail,
-        access,
-        label,
+/// A route's body types, tied to its row of the table: `Self` is the route's marker
+/// type in [`call`]. The client asks through them ([`To`]) and the daemon's handlers
+/// answer with them, so both sides are checked against the table by the compiler.
+pub trait Call: Sized {
+    const ENDPOINT: Endpoint;
+    /// The request's body: `()` for none, [`Raw`] for bytes that are not JSON.
+    type Request;
+    /// The answer's body: [`Raw`] for bytes that are not JSON (files, chunks, text).
+    type Answer;
+
+    /// The request of a route without a tail (`?query` may follow).
+    fn plain() -> To<Self> {
+        To::new(Self::ENDPOINT.plain())
+    }
+
+    /// The request of a route taking a file system path (see [`Endpoint::at`]).
+    fn at(encoded: &str) -> To<Self> {
+        To::new(Self::ENDPOINT.at(encoded))
+    }
+
+    /// The request of a route taking one name (see [`Endpoint::named`]).
+    fn named(name: &str) -> To<Self> {
+        To::new(Self::ENDPOINT.named(name))
     }
 }
 
-use Access::{Link, Token};
-use Endpoint as E;
-use Role::{Admin, Read, Write};
-use Tail::{Bare, Name, Path};
-use Verb::{Delete, Get, Head, Post, Put};
+/// A body that is not JSON: file contents, chunk frames, a node, the metrics' text.
+#[derive(Clone, Copy, Debug)]
+pub struct Raw;
 
-/// The API, in the order of [`Endpoint`].
+/// A request of route `C`, made from the table.
+#[derive(Clone, Debug)]
+pub struct To<C> {
+    pub target: Target,
+    call: std::marker::PhantomData<C>,
+}
+
+impl<C> To<C> {
+    fn new(target: Target) -> Self {
+        Self {
+            target,
+            call: std::marker::PhantomData,
+        }
+    }
+
+    /// The same request with a query string (`q` starts with `?`, or is empty).
+    pub fn query(self, q: &str) -> Self {
+        Self::new(self.target.query(q))
+    }
+}
+
+/// The table: one row per route makes its [`Endpoint`] variant, its [`ROUTES`] entry
+/// and its marker type in [`call`].
+macro_rules! table {
+    ($($(#[$doc:meta])* $name:ident: $verb:ident $path:literal $tail:ident $access:expr, $label:literal, $req:ty => $ans:ty;)*) => {
+        /// Every route of the API, one variant each, in the order of [`ROUTES`].
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Endpoint {
+            $($name,)*
+        }
+
+        /// The API, in the order of [`Endpoint`].
+        pub const ROUTES: &[Route] = &[$(Route {
+            endpoint: Endpoint::$name,
+            verb: Verb::$verb,
+            path: $path,
+            tail: Tail::$tail,
+            access: $access,
+            label: $label,
+            request: stringify!($req),
+            answer: stringify!($ans),
+        },)*];
+
+        /// Each route's marker type, named as its [`Endpoint`]: what it takes and
+        /// answers ([`Call`]).
+        pub mod call {
+            use super::{Call, Endpoint, Raw};
+            use crate::args::{ExportArgs, FsckArgs, GcArgs, MigrateArgs};
+            use crate::commit::CommitRequest;
+            use crate::reports as r;
+            use crate::views::{ChangeInfo, PathChange, SnapshotInfo, VersionInfo};
+
+            $($(#[$doc])*
+            #[derive(Clone, Copy, Debug)]
+            pub struct $name;
+
+            impl Call for $name {
+                const ENDPOINT: Endpoint = Endpoint::$name;
+                type Request = $req;
+                type Answer = $ans;
+            })*
+        }
+    };
+}
+
+use Access::{Link, Token};
+use Role::{Admin, Read, Write};
+
 #[rustfmt::skip]
-pub const ROUTES: &[Route] = &[
-    route(E::FileGet,        Get,    "/v1/files",          Path, Token(Read),  "files"),
-    route(E::FilePut,        Put,    "/v1/files",          Path, Token(Write), "files"),
-    route(E::FileDelete,     Delete, "/v1/files",          Path, Token(Write), "files"),
-    route(E::Meta,           Get,    "/v1/meta",           Path, Token(Read),  "meta"),
-    route(E::Ls,             Get,    "/v1/ls",             Path, Token(Read),  "ls"),
-    route(E::Du,             Get,    "/v1/du",             Path, Token(Read),  "du"),
-    route(E::ChunksBatch,    Post,   "/v1/chunks",         Bare, Token(Write), "chunks_batch"),
-    route(E::ChunksRead,     Post,   "/v1/chunks/read",    Bare, Token(Read),  "chunks_read"),
-    // Asking which chunks are missing only reads (fvfsc's dry runs with a read token).
-    route(E::ChunksMissing,  Post,   "/v1/chunks/missing", Bare, Token(Read),  "chunks_missing"),
-    route(E::ChunkGet,       Get,    "/v1/chunks",         Name, Token(Read),  "chunks"),
-    route(E::ChunkHead,      Head,   "/v1/chunks",         Name, Token(Read),  "chunks"),
-    route(E::ChunkPut,       Put,    "/v1/chunks",         Name, Token(Write), "chunks"),
-    route(E::Node,           Get,    "/v1/nodes",          Name, Token(Read),  "nodes"),
-    route(E::Versions,       Get,    "/v1/versions",       Bare, Token(Read),  "versions"),
-    route(E::Version,        Get,    "/v1/versions",       Name, Token(Read),  "versions"),
-    route(E::Snapshots,      Get,    "/v1/snapshots",      Bare, Token(Read),  "snapshots"),
-    route(E::SnapshotCreate, Post,   "/v1/snapshots",      Bare, Token(Write), "snapshots"),
-    route(E::SnapshotDelete, Delete, "/v1/snapshots",      Name, Token(Admin), "snapshots"),
-    route(E::Rollback,       Post,   "/v1/rollback",       Bare, Token(Write), "rollback"),
-    route(E::Diff,           Get,    "/v1/diff",           Bare, Token(Read),  "diff"),
-    route(E::History,        Get,    "/v1/history",        Path, Token(Read),  "history"),
-    route(E::Commit,         Post,   "/v1/commit",         Bare, Token(Write), "commit"),
-    // A link gives what its maker could read, to whoever holds it.
-    route(E::DownloadLinks,  Post,   "/v1/download-links", Path, Token(Read),  "download_links"),
-    route(E::Download,       Get,    "/v1/download",       Name, Link,         "download"),
-    route(E::Status,         Get,    "/v1/status",         Bare, Token(Read),  "status"),
-    route(E::StatusHistory,  Get,    "/v1/status/history", Bare, Token(Read),  "status_history"),
-    route(E::Whoami,         Get,    "/v1/whoami",         Bare, Token(Read),  "whoami"),
-    route(E::Devices,        Get,    "/v1/devices",        Bare, Token(Read),  "devices"),
-    // Whoever may write may make what they wrote durable in every tier now.
-    route(E::AdminFlush,     Post,   "/v1/admin/flush",    Bare, Token(Write), "admin_flush"),
-    route(E::AdminEvict,     Post,   "/v1/admin/evict",    Bare, Token(Admin), "admin_evict"),
-    route(E::AdminWal,       Get,    "/v1/admin/wal",      Bare, Token(Read),  "admin_wal"),
-    route(E::AdminFsck,      Post,   "/v1/admin/fsck",     Bare, Token(Admin), "admin_fsck"),
-    route(E::AdminGc,        Post,   "/v1/admin/gc",       Bare, Token(Admin), "admin_gc"),
-    route(E::AdminMigrate,   Post,   "/v1/admin/migrate",  Bare, Token(Admin), "admin_migrate"),
-    route(E::AdminExport,    Post,   "/v1/admin/export",   Bare, Token(Admin), "admin_export"),
-    route(E::Metrics,        Get,    "/metrics",           Bare, Token(Read),  "metrics"),
-];
+table! {
+    FileGet:        Get    "/v1/files"          Path Token(Read),  "files",          () => Raw;
+    FilePut:        Put    "/v1/files"          Path Token(Write), "files",          Raw => r::Written;
+    FileDelete:     Delete "/v1/files"          Path Token(Write), "files",          () => r::Written;
+    Meta:           Get    "/v1/meta"           Path Token(Read),  "meta",           () => r::Meta;
+    Ls:             Get    "/v1/ls"             Path Token(Read),  "ls",             () => r::Listing;
+    Du:             Get    "/v1/du"             Path Token(Read),  "du",             () => r::DiskUsage;
+    /// Frames of chunks ([`crate::batch`]).
+    ChunksBatch:    Post   "/v1/chunks"         Bare Token(Write), "chunks_batch",   Raw => r::BatchStored;
+    /// The chunks asked for, as frames.
+    ChunksRead:     Post   "/v1/chunks/read"    Bare Token(Read),  "chunks_read",    r::Ids => Raw;
+    /// Asking which chunks are missing only reads (fvfsc's dry runs with a read token).
+    ChunksMissing:  Post   "/v1/chunks/missing" Bare Token(Read),  "chunks_missing", r::Ids => r::Missing;
+    ChunkGet:       Get    "/v1/chunks"         Name Token(Read),  "chunks",         () => Raw;
+    ChunkHead:      Head   "/v1/chunks"         Name Token(Read),  "chunks",         () => ();
+    ChunkPut:       Put    "/v1/chunks"         Name Token(Write), "chunks",         Raw => r::ChunkStored;
+    Node:           Get    "/v1/nodes"          Name Token(Read),  "nodes",          () => Raw;
+    Versions:       Get    "/v1/versions"       Bare Token(Read),  "versions",       () => Vec<VersionInfo>;
+    Version:        Get    "/v1/versions"       Name Token(Read),  "versions",       () => VersionInfo;
+    Snapshots:      Get    "/v1/snapshots"      Bare Token(Read),  "snapshots",      () => Vec<SnapshotInfo>;
+    SnapshotCreate: Post   "/v1/snapshots"      Bare Token(Write), "snapshots",      r::SnapshotCreate => VersionInfo;
+    SnapshotDelete: Delete "/v1/snapshots"      Name Token(Admin), "snapshots",      () => r::SnapshotDeleted;
+    Rollback:       Post   "/v1/rollback"       Bare Token(Write), "rollback",       r::Rollback => VersionInfo;
+    Diff:           Get    "/v1/diff"           Bare Token(Read),  "diff",           () => Vec<ChangeInfo>;
+    History:        Get    "/v1/history"        Path Token(Read),  "history",        () => Vec<PathChange>;
+    Commit:         Post   "/v1/commit"         Bare Token(Write), "commit",         CommitRequest => VersionInfo;
+    /// A link gives what its maker could read, to whoever holds it.
+    DownloadLinks:  Post   "/v1/download-links" Path Token(Read),  "download_links", () => r::DownloadLink;
+    Download:       Get    "/v1/download"       Name Link,         "download",       () => Raw;
+    Status:         Get    "/v1/status"         Bare Token(Read),  "status",         () => r::Status;
+    StatusHistory:  Get    "/v1/status/history" Bare Token(Read),  "status_history", () => r::UsageHistory;
+    Whoami:         Get    "/v1/whoami"         Bare Token(Read),  "whoami",         () => r::Whoami;
+    Devices:        Get    "/v1/devices"        Bare Token(Read),  "devices",        () => r::Devices;
+    /// Whoever may write may make what they wrote durable in every tier now.
+    AdminFlush:     Post   "/v1/admin/flush"    Bare Token(Write), "admin_flush",    () => r::Flushed;
+    AdminEvict:     Post   "/v1/admin/evict"    Bare Token(Admin), "admin_evict",    () => r::Eviction;
+    AdminWal:       Get    "/v1/admin/wal"      Bare Token(Read),  "admin_wal",      () => r::Backlog;
+    /// An empty body is the defaults.
+    AdminFsck:      Post   "/v1/admin/fsck"     Bare Token(Admin), "admin_fsck",     FsckArgs => r::FsckReport;
+    /// An empty body is the defaults.
+    AdminGc:        Post   "/v1/admin/gc"       Bare Token(Admin), "admin_gc",       GcArgs => r::GcReport;
+    AdminMigrate:   Post   "/v1/admin/migrate"  Bare Token(Admin), "admin_migrate",  MigrateArgs => r::Outcome;
+    AdminExport:    Post   "/v1/admin/export"   Bare Token(Admin), "admin_export",   ExportArgs => r::Outcome;
+    /// Prometheus' text format.
+    Metrics:        Get    "/metrics"           Bare Token(Read),  "metrics",        () => Raw;
+}
 
 impl Endpoint {
     pub fn route(self) -> &'static Route {
@@ -319,6 +362,7 @@ fn pick<'p>(
 
 #[cfg(test)]
 mod tests {
+    use super::Endpoint as E;
     use super::*;
 
     #[test]
@@ -369,5 +413,25 @@ mod tests {
         assert_eq!(E::FileGet.at("/a%20b").path, "/v1/files/a%20b");
         let t = E::ChunkPut.named("ab").query("?x=1");
         assert_eq!((t.verb, t.path.as_str()), (Verb::Put, "/v1/chunks/ab?x=1"));
+        let typed = call::History::at("/a").query("?limit=2").target;
+        assert_eq!(
+            (typed.verb, typed.path.as_str()),
+            (Verb::Get, "/v1/history/a?limit=2")
+        );
+    }
+
+    #[test]
+    fn each_row_names_the_body_types_its_marker_carries() {
+        fn row<C: Call>() -> (&'static str, &'static str) {
+            let r = C::ENDPOINT.route();
+            (r.request, r.answer)
+        }
+        assert_eq!(row::<call::Commit>(), ("CommitRequest", "VersionInfo"));
+        assert_eq!(row::<call::FileGet>(), ("()", "Raw"));
+        assert_eq!(row::<call::AdminGc>(), ("GcArgs", "r::GcReport"));
+        // Only PUT and POST carry a body (proxies may drop a GET's or DELETE's).
+        for r in ROUTES.iter().filter(|r| r.request != "()") {
+            assert!(matches!(r.verb, Verb::Put | Verb::Post), "{:?}", r.endpoint);
+        }
     }
 }

@@ -151,6 +151,7 @@ impl Engine {
         crate::jobs::Jobs {
             repo: self.repo.clone(),
             tiers: self.fsck_tiers().into(),
+            reads: self.tiers(),
             maintenance: self.maintenance.clone(),
             workers: self.workers.clone(),
         }

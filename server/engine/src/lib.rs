@@ -1,14 +1,15 @@
 //! The engine of fvfsd: the store opened once ([`Engine::open`]: the tiers, the
 //! repository over them, the data directory's lock), the S3 tier's key ([`keys`]),
-//! and the maintenance jobs run on it ([`jobs`]: fsck and gc, listed while they run
+//! and the jobs run on it ([`jobs`]: one [`jobs::Job`] trait; fsck and gc here, evict,
+//! flush, migrate and export beside their work in the server; listed while they run
 //! and their outcomes recorded, [`Maintenance`]), each on a task of the store's
-//! [`Workers`], on which the daemon also runs its loops. The daemon (its HTTP API, WebDAV,
-//! the web page) and the one-shot `fvfsd` commands all open the store here and start
-//! each job the one way it has.
+//! [`Workers`], on which the daemon also runs its loops. The daemon (its HTTP API,
+//! WebDAV, the web page) and the one-shot `fvfsd` commands all open the store here and
+//! start each job the one way it has.
 //!
-//! Not here yet (issue 48): the daemon's loops themselves (checkpoints, eviction,
-//! recompression, samples, automatic snapshots), the replicators, the writer, and
-//! the other jobs (evict, flush, migrate, export) are still built by the server.
+//! Not here (issue 48): the daemon's loops themselves (checkpoints, eviction,
+//! recompression, samples, automatic snapshots), the replicators and the writer are
+//! built by the server's `serve` on these workers.
 
 mod dir;
 mod engine;

@@ -3,14 +3,18 @@
 //! bar, migrate and export in process.
 
 use anyhow::{Context, Result};
-use fvfs_api::cli::{FsckArgs, GcArgs, History};
+use fvfs_api::args::{ExportArgs, FsckArgs, GcArgs, MigrateArgs};
+use fvfs_api::cli::History;
 use fvfs_api::reports::{FsckReport, GcReport, Outcome};
 use fvfs_api::views::{ChangeInfo, PathChange, SnapshotInfo, StatusInfo, VersionInfo};
 use fvfs_manifest::Repo;
 
 use super::Backend;
 use crate::config::Config;
-use crate::{export, migrate, progress};
+use crate::export::Export;
+use crate::migrate::Migrate;
+use crate::progress;
+use fvfs_engine::jobs::{Fsck, Gc};
 use fvfs_engine::Engine;
 
 /// A job that did not run: the store was closing.
@@ -83,27 +87,27 @@ impl Backend for Local<'_> {
         // Offline: no daemon writes meanwhile, so nothing needs the grace of a live one.
         let opts = self.config.gc.options(&args, true);
         let jobs = self.home.jobs();
-        let collected = progress::with_bar_of(jobs.maintenance(), jobs.gc(opts)).await;
+        let collected = progress::with_bar_of(jobs.maintenance(), jobs.run(Gc(opts))).await;
         Ok(collected.context(CLOSING)??)
     }
 
     async fn fsck(&self, args: FsckArgs) -> Result<FsckReport> {
         let jobs = self.home.jobs();
-        let checked = progress::with_bar_of(jobs.maintenance(), jobs.fsck(args)).await;
+        let checked = progress::with_bar_of(jobs.maintenance(), jobs.run(Fsck(args))).await;
         Ok(checked.context(CLOSING)??.report)
     }
 
-    async fn migrate(&self, args: migrate::Args) -> Result<Outcome> {
-        migrate::run(self.repo(), &self.home.stat_caches(), args).await
+    async fn migrate(&self, args: MigrateArgs) -> Result<Outcome> {
+        let caches = self.home.stat_caches();
+        let job = Migrate { args, caches };
+        self.home.jobs().run(job).await.context(CLOSING)?
     }
 
-    async fn export(&self, args: export::Args) -> Result<Outcome> {
-        let outcome = export::run(self.repo(), self.home.s3().as_deref(), args).await;
-        // An export promotes nothing, but a corrupt local copy it replaced from a
-        // colder tier is recorded, also when the export stopped.
-        if let Some(tiers) = self.home.tiers() {
-            tiers.record_reads(self.repo()).await?;
-        }
-        outcome
+    async fn export(&self, args: ExportArgs) -> Result<Outcome> {
+        let job = Export {
+            args,
+            s3: self.home.s3(),
+        };
+        self.home.jobs().run(job).await.context(CLOSING)?
     }
 }

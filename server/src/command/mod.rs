@@ -13,12 +13,12 @@ mod report;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use fvfs_api::cli::{FsckArgs, GcArgs, History};
+use fvfs_api::args::{ExportArgs, FsckArgs, GcArgs, MigrateArgs};
+use fvfs_api::cli::History;
 use fvfs_api::reports::{FsckReport, GcReport, Outcome};
 use fvfs_api::views::StatusInfo;
 
 use crate::cli::StoreCommand;
-use crate::{export, migrate};
 
 pub use local::Local;
 
@@ -32,8 +32,8 @@ pub trait Backend: History {
     async fn gc(&self, args: GcArgs) -> Result<GcReport>;
     /// A check, with a progress bar on a terminal.
     async fn fsck(&self, args: FsckArgs) -> Result<FsckReport>;
-    async fn migrate(&self, args: migrate::Args) -> Result<Outcome>;
-    async fn export(&self, args: export::Args) -> Result<Outcome>;
+    async fn migrate(&self, args: MigrateArgs) -> Result<Outcome>;
+    async fn export(&self, args: ExportArgs) -> Result<Outcome>;
 }
 
 /// Runs `command` on `store` and prints its answer.

@@ -6,14 +6,14 @@
 use std::path::Path;
 
 use anyhow::Result;
-use fvfs_api::cli::{FsckArgs, GcArgs};
+use fvfs_api::args::{ExportArgs, FsckArgs, GcArgs, MigrateArgs};
 use fvfs_api::client::Api;
 use fvfs_api::reports::{FsckReport, GcReport, Outcome, TaskProgress};
-use fvfs_api::routes::Endpoint as E;
+use fvfs_api::routes::{call, Call};
 use fvfs_api::views::StatusInfo;
 
 use super::Backend;
-use crate::{export, migrate, progress};
+use crate::progress;
 use fvfs_engine::DAEMON_INFO;
 
 /// The API of the daemon serving the store in `dir`, as its administrator (the admin
@@ -53,22 +53,22 @@ impl Backend for Api {
     }
 
     async fn gc(&self, args: GcArgs) -> Result<GcReport> {
-        let work = self.json(E::AdminGc.plain(), &args);
+        let work = self.ask_with(call::AdminGc::plain(), &args);
         Ok(progress::with_bar_from(|| running(self, "gc"), work).await?)
     }
 
     async fn fsck(&self, args: FsckArgs) -> Result<FsckReport> {
-        let work = self.json(E::AdminFsck.plain(), &args);
+        let work = self.ask_with(call::AdminFsck::plain(), &args);
         Ok(progress::with_bar_from(|| running(self, "fsck"), work).await?)
     }
 
-    async fn migrate(&self, mut args: migrate::Args) -> Result<Outcome> {
-        args.inline_exclude_files()?;
-        Ok(self.json(E::AdminMigrate.plain(), &args).await?)
+    async fn migrate(&self, mut args: MigrateArgs) -> Result<Outcome> {
+        args.excludes.inline_files()?;
+        Ok(self.ask_with(call::AdminMigrate::plain(), &args).await?)
     }
 
-    async fn export(&self, args: export::Args) -> Result<Outcome> {
-        Ok(self.json(E::AdminExport.plain(), &args).await?)
+    async fn export(&self, args: ExportArgs) -> Result<Outcome> {
+        Ok(self.ask_with(call::AdminExport::plain(), &args).await?)
     }
 }
 

@@ -37,7 +37,10 @@
 //! - Directories are created writable and get their real mode and mtime last, deepest
 //!   first, so read-only directories and their mtimes come out right.
 
+use fvfs_api::args::ExportArgs;
 use fvfs_api::reports::Outcome;
+use fvfs_engine::jobs::{Job, Jobs};
+use fvfs_fsck::Progress;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io;
@@ -74,39 +77,43 @@ const WRITERS: usize = 4;
 /// Most chunks one writing task takes (those read and waiting, up to this many).
 const WRITE_BATCH: usize = 32;
 
-/// What to export. Also the body of `POST /v1/admin/export`.
-#[derive(clap::Args, serde::Serialize, serde::Deserialize)]
-pub struct Args {
-    /// Version number, snapshot name or HEAD~N to export (default: HEAD).
-    #[arg(long)]
-    version: Option<String>,
-    /// Path inside fvfs to export.
-    path: PathBuf,
-    /// Local directory to write into (created if missing).
-    dir: PathBuf,
-    /// Recreate privilege-bearing metadata: device nodes, setuid and setgid bits, file
-    /// capabilities and other security.* and trusted.* attributes, and (as root) owners
-    /// other than the exporter. By default they are left out and counted: any client on
-    /// the LAN with a write token may have stored them, and an export by root would
-    /// give them power on this machine.
-    #[arg(long, alias = "keep-setid")]
-    #[serde(default, alias = "keep_setid")]
-    keep_privileged: bool,
-    /// Name each thing left out as privileged.
-    #[arg(short, long)]
-    #[serde(default)]
-    verbose: bool,
+/// `fvfsd export` and `POST /v1/admin/export`: one export from the store; `s3` (when
+/// the store has that tier) only counts the requests it cost.
+pub struct Export {
+    pub args: ExportArgs,
+    pub s3: Option<Arc<S3Store>>,
+}
+
+impl Job for Export {
+    const KIND: &'static str = "export";
+    type Report = Outcome;
+    type Error = anyhow::Error;
+
+    async fn run(&self, store: &Jobs, progress: &Arc<Progress>) -> Result<Outcome> {
+        progress.phase("exporting", 0);
+        let outcome = run(store.repo(), self.s3.as_deref(), self.args.clone()).await;
+        // An export promotes nothing, but a corrupt local copy it replaced from a
+        // colder tier is recorded, also when the export stopped.
+        if let Some(reads) = store.reads() {
+            reads.record_reads(store.repo()).await?;
+        }
+        outcome
+    }
+
+    fn outcome(&self, o: &Outcome) -> (bool, String) {
+        (o.skipped.is_empty(), o.summary.clone())
+    }
 }
 
 /// Exports; `s3` (when the store has that tier) only counts the requests it cost.
-pub async fn run(repo: &Repo, s3: Option<&S3Store>, args: Args) -> Result<Outcome> {
+async fn run(repo: &Repo, s3: Option<&S3Store>, args: ExportArgs) -> Result<Outcome> {
     let version = repo.resolve(args.version.as_deref().unwrap_or("HEAD"))?;
     let src = args.path.as_os_str().as_bytes();
     let top = lookup(repo, version.root, src).await?;
     let target =
         Target::open(&args.dir).with_context(|| format!("cannot create {}", args.dir.display()))?;
     let requests_before = s3.map(S3Store::requests);
-    let mut x = Export {
+    let mut x = Exporting {
         repo,
         version: version.number,
         target: Arc::new(target),
@@ -161,7 +168,7 @@ pub async fn run(repo: &Repo, s3: Option<&S3Store>, args: Args) -> Result<Outcom
     })
 }
 
-struct Export<'a> {
+struct Exporting<'a> {
     repo: &'a Repo,
     version: u64,
     target: Arc<Target>,
@@ -206,7 +213,7 @@ fn entry_failure(e: &io::Error) -> bool {
         .any(|n| e.raw_os_error() == Some(n.raw_os_error()))
 }
 
-impl Export<'_> {
+impl Exporting<'_> {
     /// `rel` as the user sees it.
     fn show(&self, rel: &Path) -> PathBuf {
         self.target.show(rel)

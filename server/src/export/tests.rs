@@ -49,7 +49,7 @@ async fn names_no_local_file_system_holds_are_named_and_passed() {
     let names = [b"fine".to_vec(), long.clone(), huge.clone()];
     let repo = legacy_tree(work.path(), &names).await;
     let out = work.path().join("out");
-    let args = Args {
+    let args = ExportArgs {
         version: None,
         path: "/".into(),
         dir: out.clone(),

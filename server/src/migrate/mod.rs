@@ -17,16 +17,19 @@ mod statcache;
 mod tree;
 mod walk;
 
+use fvfs_api::args::MigrateArgs;
 use fvfs_api::reports::Outcome;
+use fvfs_engine::jobs::{Job, Jobs};
+use fvfs_fsck::Progress;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use fvfs_manifest::node::Link;
 use fvfs_manifest::{path, Entry, Pending, Repo, VersionKind};
-use fvfs_walk::ExcludeArgs;
 use std::collections::HashMap;
 
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
@@ -35,35 +38,25 @@ use ingest::{Counters, Ingest};
 use pipeline::Collected;
 use statcache::StatCache;
 
-/// What to import. Also the body of `POST /v1/admin/migrate`, so a running daemon can
-/// do the import when it holds the store.
-#[derive(clap::Args, serde::Serialize, serde::Deserialize)]
-pub struct Args {
-    /// A local directory to import (repeatable).
-    #[arg(long = "local-src", value_name = "DIR")]
-    local_src: Vec<PathBuf>,
-    /// A directory on the NAS mount to import (repeatable).
-    #[arg(long = "nas-src", value_name = "DIR")]
-    nas_src: Vec<PathBuf>,
-    /// Where the contents of each source land inside fvfs.
-    #[arg(long, default_value = "/")]
-    dest: PathBuf,
-    /// Worker threads (default: one per core).
-    #[arg(long)]
-    jobs: Option<usize>,
-    /// Seconds between checkpoints: the progress an interrupted run resumes from.
-    #[arg(long, default_value_t = 2.0, value_name = "SECS")]
-    checkpoint_secs: f64,
-    #[command(flatten)]
-    #[serde(flatten)]
-    excludes: ExcludeArgs,
+/// `fvfsd migrate` and `POST /v1/admin/migrate`: one import into the store, with the
+/// stat caches kept in `caches`.
+pub struct Migrate {
+    pub args: MigrateArgs,
+    pub caches: PathBuf,
 }
 
-impl Args {
-    /// Reads `--exclude-file` files here, so that a daemon asked to migrate gets the
-    /// patterns themselves.
-    pub fn inline_exclude_files(&mut self) -> Result<()> {
-        Ok(self.excludes.inline_files()?)
+impl Job for Migrate {
+    const KIND: &'static str = "migrate";
+    type Report = Outcome;
+    type Error = anyhow::Error;
+
+    async fn run(&self, store: &Jobs, progress: &Arc<Progress>) -> Result<Outcome> {
+        progress.phase("importing", 0);
+        run(store.repo(), &self.caches, self.args.clone()).await
+    }
+
+    fn outcome(&self, o: &Outcome) -> (bool, String) {
+        (o.skipped.is_empty(), o.summary.clone())
     }
 }
 
@@ -99,7 +92,7 @@ fn link_names(entries: &mut [(Vec<u8>, Entry)], linked: Vec<(Vec<u8>, (u64, u64)
 
 /// The source folders of `args`, each made absolute, with its metadata; refuses a
 /// source that is not a folder, and a migration without one.
-fn sources(args: &Args) -> Result<Vec<(PathBuf, std::fs::Metadata)>> {
+fn sources(args: &MigrateArgs) -> Result<Vec<(PathBuf, std::fs::Metadata)>> {
     let mut sources = Vec::new();
     for src in args.local_src.iter().chain(&args.nas_src) {
         let meta = std::fs::metadata(src).with_context(|| format!("source {}", src.display()))?;
@@ -118,7 +111,7 @@ fn sources(args: &Args) -> Result<Vec<(PathBuf, std::fs::Metadata)>> {
 }
 
 /// Runs the migration `args` into `repo`, with the stat caches kept in folder `caches`.
-pub async fn run(repo: &Repo, caches: &Path, args: Args) -> Result<Outcome> {
+async fn run(repo: &Repo, caches: &Path, args: MigrateArgs) -> Result<Outcome> {
     let dest = args.dest.as_os_str().as_bytes().to_vec();
     path::components(&dest)?;
     let rules = args.excludes.rules()?;

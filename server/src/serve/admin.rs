@@ -3,18 +3,24 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use fvfs_api::cli::{FsckArgs, GcArgs};
-use fvfs_api::reports::{Backlog, DaemonInfo, Eviction, Flushed, Status, TierStatus};
+use fvfs_api::reports::{
+    Backlog, DaemonInfo, Devices, Eviction, Flushed, FsckReport, GcReport, Outcome, Status,
+    TierStatus,
+};
+use fvfs_api::routes::{call, Call};
 use fvfs_api::ErrorCode;
+use fvfs_engine::jobs::{Fsck, Gc};
 use fvfs_tiering::TierId;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use serde::de::DeserializeOwned;
 
-use super::http::{full, ok, ApiError, Body};
+use super::http::{full, ApiError, Body};
+use super::jobs::{Evict, Flush};
 use super::store::json_body;
 use super::State;
-use crate::{export, migrate};
+use crate::export::Export;
+use crate::migrate::Migrate;
 
 /// The tiers this daemon runs, warmest first: the local one, always available with
 /// nothing queued, then each colder tier with its availability and replication queue.
@@ -62,8 +68,8 @@ async fn on_disk(state: &State, mut tiers: Vec<TierStatus>) -> Vec<TierStatus> {
     tiers
 }
 
-pub async fn status(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
-    ok(&Status {
+pub async fn status(state: &Arc<State>) -> Result<Status, ApiError> {
+    Ok(Status {
         daemon: DaemonInfo {
             version: env!("CARGO_PKG_VERSION").into(),
             node_id: state.node_id.clone(),
@@ -84,70 +90,51 @@ pub async fn status(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
     })
 }
 
-pub fn devices(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
-    ok(&state.devices.list())
+pub fn devices(state: &Arc<State>) -> Devices {
+    state.devices.list()
 }
 
-/// Makes everything accepted so far durable: staged chunks and their records.
-/// Makes everything accepted so far durable on the local tier, then waits until every
-/// colder tier holds it too; 503 (naming the tier and why) if one is unavailable.
-pub async fn flush(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
-    state.repo.checkpoint(&state.staged).await?;
-    let mut tiers = vec![TierId::Local.name().to_owned()];
-    for r in &state.replicators {
-        r.drain(&state.repo)
-            .await
-            .map_err(|e| ApiError::new(ErrorCode::TierUnavailable, e))?;
-        tiers.push(r.name.to_owned());
-    }
-    ok(&Flushed {
-        flushed: true,
-        tiers,
-    })
-}
-
-/// Runs eviction now: every tier over its high watermark goes under its low one,
-/// dropping only copies that S3 holds.
-pub async fn evict(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
-    let Some(evictor) = &state.evictor else {
-        return ok(&Eviction {
-            detail: Some("no colder tier: the local tier is the only copy".into()),
-            ..Eviction::default()
-        });
-    };
-    let tiers = evictor
-        .run()
+/// `POST /v1/admin/flush`: a [`Flush`] job.
+pub async fn flush(state: &Arc<State>) -> Result<Flushed, ApiError> {
+    state
+        .jobs
+        .run(Flush::of(state))
         .await
-        .map_err(|e| ApiError::new(ErrorCode::EvictFailed, e))?;
-    ok(&Eviction {
-        evicted_chunks: tiers.iter().map(|t| t.chunks).sum(),
-        evicted_bytes: tiers.iter().map(|t| t.bytes).sum(),
-        tiers,
-        detail: None,
-    })
+        .ok_or_else(stopping)?
+}
+
+/// `POST /v1/admin/evict`: an [`Evict`] job.
+pub async fn evict(state: &Arc<State>) -> Result<Eviction, ApiError> {
+    let evict = Evict(state.evictor.clone());
+    state.jobs.run(evict).await.ok_or_else(stopping)?
 }
 
 /// Replication work waiting per colder tier: count, oldest age, last error.
-pub fn wal(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
+pub fn wal(state: &Arc<State>) -> Result<Backlog, ApiError> {
     let tiers: Vec<TierStatus> = tiers(state)?.into_iter().skip(1).collect();
     let pending = tiers.iter().map(|t| t.queue_depth).sum();
-    ok(&Backlog { tiers, pending })
+    Ok(Backlog { tiers, pending })
 }
 
-/// `POST /v1/admin/fsck` with [`FsckArgs`] as its body (none: the defaults); the check
+/// `POST /v1/admin/fsck` with [`fvfs_api::args::FsckArgs`] as its body (none: the defaults); the check
 /// runs as a job, to its end even if the caller goes away.
-pub async fn fsck(state: &Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let args: FsckArgs = args_body(req).await?;
-    ok(&state.jobs.fsck(args).await.ok_or_else(stopping)??.report)
+pub async fn fsck(state: &Arc<State>, req: Request<Incoming>) -> Result<FsckReport, ApiError> {
+    let args = args_body::<call::AdminFsck>(req).await?;
+    Ok(state
+        .jobs
+        .run(Fsck(args))
+        .await
+        .ok_or_else(stopping)??
+        .report)
 }
 
-/// `POST /v1/admin/gc` with [`GcArgs`] as its body (none: the defaults): a collection
+/// `POST /v1/admin/gc` with [`fvfs_api::args::GcArgs`] as its body (none: the defaults): a collection
 /// while the daemon serves (never offline: writers run), as a job that runs to its end
 /// even if the caller goes away.
-pub async fn gc(state: &Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let args: GcArgs = args_body(req).await?;
+pub async fn gc(state: &Arc<State>, req: Request<Incoming>) -> Result<GcReport, ApiError> {
+    let args = args_body::<call::AdminGc>(req).await?;
     let opts = state.gc.options(&args, false);
-    ok(&state.jobs.gc(opts).await.ok_or_else(stopping)??)
+    Ok(state.jobs.run(Gc(opts)).await.ok_or_else(stopping)??)
 }
 
 /// The answer to a request whose job the daemon's shutdown did not let run.
@@ -155,9 +142,12 @@ fn stopping() -> ApiError {
     ApiError::new(ErrorCode::Unavailable, "the daemon is shutting down")
 }
 
-/// The arguments of an administration task: a JSON body, or the defaults for none.
-/// A query string is refused rather than ignored: `gc?dry_run=true` must not collect.
-async fn args_body<T: Default + DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
+/// Route `C`'s arguments: a JSON body, or the defaults for none. A query string is
+/// refused rather than ignored: `gc?dry_run=true` must not collect.
+async fn args_body<C: Call>(req: Request<Incoming>) -> Result<C::Request, ApiError>
+where
+    C::Request: Default + DeserializeOwned,
+{
     if req.uri().query().is_some_and(|q| !q.is_empty()) {
         return Err(ApiError::bad_request(
             "the arguments go in a JSON body, e.g. {\"dry_run\": true}, not in the query string",
@@ -165,7 +155,7 @@ async fn args_body<T: Default + DeserializeOwned>(req: Request<Incoming>) -> Res
     }
     let raw = super::store::body(req, 1 << 16).await?;
     if raw.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
+        return Ok(C::Request::default());
     }
     serde_json::from_slice(&raw).map_err(|e| ApiError::bad_request(format!("arguments: {e}")))
 }
@@ -186,26 +176,28 @@ pub async fn migrate(
     state: &Arc<State>,
     peer: SocketAddr,
     req: Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
+) -> Result<Outcome, ApiError> {
     local_only(peer)?;
-    let args: migrate::Args = json_body(req, 1 << 20, "migrate arguments").await?;
-    let outcome = migrate::run(&state.repo, &state.stat_caches, args)
-        .await
-        .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
-    ok(&outcome)
+    let args = json_body::<call::AdminMigrate>(req, 1 << 20, "migrate arguments").await?;
+    let caches = state.stat_caches.clone();
+    let migrated = state.jobs.run(Migrate { args, caches }).await;
+    migrated
+        .ok_or_else(stopping)?
+        .map_err(|e| ApiError::bad_request(format!("{e:#}")))
 }
 
 pub async fn export(
     state: &Arc<State>,
     peer: SocketAddr,
     req: Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
+) -> Result<Outcome, ApiError> {
     local_only(peer)?;
-    let args: export::Args = json_body(req, 1 << 20, "export arguments").await?;
-    let outcome = export::run(&state.repo, state.tier_set.s3().map(Arc::as_ref), args)
-        .await
-        .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
-    ok(&outcome)
+    let args = json_body::<call::AdminExport>(req, 1 << 20, "export arguments").await?;
+    let s3 = state.tier_set.s3().cloned();
+    let exported = state.jobs.run(Export { args, s3 }).await;
+    exported
+        .ok_or_else(stopping)?
+        .map_err(|e| ApiError::bad_request(format!("{e:#}")))
 }
 
 pub async fn metrics(state: &Arc<State>) -> Result<Response<Body>, ApiError> {

@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use fvfs_api::reports::AutoSnapshots;
+use fvfs_engine::jobs::Gc;
 use fvfs_fsck::retention::{Period, SnapshotPolicy};
 use fvfs_manifest::autosnap;
 
@@ -177,8 +178,8 @@ async fn round(
         done.pruned.push(name.clone());
     }
     if !done.pruned.is_empty() {
-        let opts = state.gc.options(&fvfs_api::cli::GcArgs::default(), false);
-        let collected = state.jobs.gc(opts).await;
+        let opts = state.gc.options(&fvfs_api::args::GcArgs::default(), false);
+        let collected = state.jobs.run(Gc(opts)).await;
         let report = collected.context("the daemon is stopping: no collection")??;
         done.versions_dropped = report.versions_dropped.len();
     }

@@ -17,9 +17,9 @@ use fvfs_manifest::{
 use fvfs_tiering::TierId;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper::{Request, Response, StatusCode};
+use hyper::{Request, Response};
 
-use super::http::{json, ok, ApiError, Body};
+use super::http::{ApiError, Body};
 use super::writer::Op;
 use super::{query, State};
 
@@ -132,7 +132,7 @@ pub async fn put(
     state: &Arc<State>,
     path: Vec<u8>,
     req: Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
+) -> Result<Written, ApiError> {
     if path::components(&path)?.is_empty() {
         return Err(ApiError::new(
             ErrorCode::IsADirectory,
@@ -195,13 +195,10 @@ pub async fn put(
             message,
         )
         .await?;
-    Ok(json(
-        StatusCode::CREATED,
-        &Written {
-            version: v.number,
-            size: Some(size),
-        },
-    ))
+    Ok(Written {
+        version: v.number,
+        size: Some(size),
+    })
 }
 
 /// Most of a failed upload's remaining body read and discarded, so that the client,
@@ -236,7 +233,7 @@ pub async fn delete(
     state: &Arc<State>,
     path: Vec<u8>,
     req: &Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
+) -> Result<Written, ApiError> {
     let recursive = matches!(
         query(req).get("recursive").map(String::as_str),
         Some("1" | "true" | "yes")
@@ -250,7 +247,7 @@ pub async fn delete(
             message,
         )
         .await?;
-    ok(&Written {
+    Ok(Written {
         version: v.number,
         size: None,
     })
@@ -260,7 +257,7 @@ pub async fn meta(
     state: &Arc<State>,
     path: Vec<u8>,
     req: &Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
+) -> Result<Meta, ApiError> {
     let (v, entry) = entry_at(state, &path, Some(req)).await?;
     let mut info = EntryInfo::of(&entry);
     if info.name.is_empty() {
@@ -270,7 +267,7 @@ pub async fn meta(
         id: entry.id,
         chunks: entry.chunks.clone(),
     });
-    ok(&Meta {
+    Ok(Meta {
         version: v.number,
         entry: info,
         content,
@@ -281,7 +278,7 @@ pub async fn ls(
     state: &Arc<State>,
     path: Vec<u8>,
     req: &Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
+) -> Result<Listing, ApiError> {
     let (v, entry) = entry_at(state, &path, Some(req)).await?;
     let entries: Vec<EntryInfo> = match (entry.kind, entry.id) {
         (EntryKind::Dir, Some(id)) => state
@@ -294,7 +291,7 @@ pub async fn ls(
             .collect(),
         _ => vec![EntryInfo::of(&entry)],
     };
-    ok(&Listing {
+    Ok(Listing {
         version: v.number,
         path: path::show(&path),
         entries,
@@ -302,7 +299,7 @@ pub async fn ls(
 }
 
 /// Logical bytes below a path, unique bytes after dedup, and bytes per tier.
-pub async fn du(state: &Arc<State>, path: Vec<u8>) -> Result<Response<Body>, ApiError> {
+pub async fn du(state: &Arc<State>, path: Vec<u8>) -> Result<DiskUsage, ApiError> {
     let (v, top) = entry_at(state, &path, None).await?;
     let mut files = Vec::new();
     match (top.kind, top.id) {
@@ -334,7 +331,7 @@ pub async fn du(state: &Arc<State>, path: Vec<u8>) -> Result<Response<Body>, Api
             }
         }
     }
-    ok(&DiskUsage {
+    Ok(DiskUsage {
         version: v.number,
         path: path::show(&path),
         files: files.len() as u64,

@@ -1,9 +1,11 @@
-//! HTTP plumbing of the API: the body type, JSON answers, and errors as
+//! HTTP plumbing of the API: the body type, JSON answers (typed by the route table's
+//! [`Call`]: a handler answers what its route's row says), and errors as
 //! `{"error": ..., "detail": ...}` with the status code a client can act on.
 
 use std::convert::Infallible;
 
 use bytes::Bytes;
+use fvfs_api::routes::Call;
 use fvfs_api::{ErrorBody, ErrorCode};
 use fvfs_cas::StoreError;
 use fvfs_fsck::FsckError;
@@ -32,8 +34,20 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
         .expect("valid response")
 }
 
-pub fn ok<T: Serialize>(value: &T) -> Result<Response<Body>, ApiError> {
-    Ok(json(StatusCode::OK, value))
+/// Route `C`'s answer with 200, or its error.
+pub fn reply<C: Call>(answer: Result<C::Answer, ApiError>) -> Result<Response<Body>, ApiError>
+where
+    C::Answer: Serialize,
+{
+    answer.map(|a| json(StatusCode::OK, &a))
+}
+
+/// Route `C`'s answer with 201 (something was made), or its error.
+pub fn created<C: Call>(answer: Result<C::Answer, ApiError>) -> Result<Response<Body>, ApiError>
+where
+    C::Answer: Serialize,
+{
+    answer.map(|a| json(StatusCode::CREATED, &a))
 }
 
 /// An error answer: its code (which implies the status) and a sentence for people.
@@ -41,6 +55,12 @@ pub fn ok<T: Serialize>(value: &T) -> Result<Response<Body>, ApiError> {
 pub struct ApiError {
     pub code: ErrorCode,
     pub detail: String,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.detail)
+    }
 }
 
 impl ApiError {

@@ -33,6 +33,7 @@ mod dav;
 mod files;
 mod guard;
 mod http;
+mod jobs;
 mod limits;
 mod metrics;
 mod peer_uid;

@@ -14,12 +14,12 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use fvfs_api::routes::{self, Access, Endpoint, Found};
+use fvfs_api::routes::{self, call, Access, Endpoint, Found};
 use fvfs_api::ErrorCode;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 
-use super::http::{ok, ApiError, Body};
+use super::http::{created, reply, ApiError, Body};
 use super::{admin, auth, dav, files, limits, store, versions, web, Role, State};
 pub(super) async fn handle(
     state: Arc<State>,
@@ -200,46 +200,59 @@ async fn dispatch(
     tail: &str,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
+    use call as c;
     use Endpoint as E;
+    // A JSON answer goes through its route's marker type: the handler must return
+    // what the table's row says.
     match endpoint {
         E::FileGet => files::get(state, fs_path(tail), &req).await,
-        E::FilePut => files::put(state, fs_path(tail), req).await,
-        E::FileDelete => files::delete(state, fs_path(tail), &req).await,
-        E::Meta => files::meta(state, fs_path(tail), &req).await,
-        E::Ls => files::ls(state, fs_path(tail), &req).await,
-        E::Du => files::du(state, fs_path(tail)).await,
-        E::ChunksBatch => store::put_batch(state, req).await,
+        E::FilePut => created::<c::FilePut>(files::put(state, fs_path(tail), req).await),
+        E::FileDelete => reply::<c::FileDelete>(files::delete(state, fs_path(tail), &req).await),
+        E::Meta => reply::<c::Meta>(files::meta(state, fs_path(tail), &req).await),
+        E::Ls => reply::<c::Ls>(files::ls(state, fs_path(tail), &req).await),
+        E::Du => reply::<c::Du>(files::du(state, fs_path(tail)).await),
+        E::ChunksBatch => reply::<c::ChunksBatch>(store::put_batch(state, req).await),
         E::ChunksRead => store::read_many(state, req).await,
-        E::ChunksMissing => store::missing(state, req).await,
+        E::ChunksMissing => reply::<c::ChunksMissing>(store::missing(state, req).await),
         E::ChunkGet => store::get(state, tail).await,
         E::ChunkHead => store::head(state, tail),
-        E::ChunkPut => store::put(state, tail, req).await,
+        E::ChunkPut => match store::put(state, tail, req).await {
+            Ok(s) if !s.stored => reply::<c::ChunkPut>(Ok(s)),
+            answer => created::<c::ChunkPut>(answer),
+        },
         E::Node => store::node(state, tail).await,
-        E::Versions | E::Version => versions::versions(state, tail, &req),
-        E::Snapshots => versions::snapshots(state),
-        E::SnapshotCreate => versions::snapshot_create(state, req).await,
-        E::SnapshotDelete => versions::snapshot_delete(state, tail).await,
-        E::Rollback => versions::rollback(state, req).await,
-        E::Diff => versions::diff(state, &req).await,
-        E::History => versions::history(state, fs_path(tail), &req).await,
-        E::Commit => versions::commit(state, req).await,
-        E::DownloadLinks => web::links::make(state, fs_path(tail), &req).await,
+        E::Versions => reply::<c::Versions>(versions::log(state, &req)),
+        E::Version => reply::<c::Version>(versions::version(state, tail)),
+        E::Snapshots => reply::<c::Snapshots>(versions::snapshots(state)),
+        E::SnapshotCreate => {
+            created::<c::SnapshotCreate>(versions::snapshot_create(state, req).await)
+        }
+        E::SnapshotDelete => {
+            reply::<c::SnapshotDelete>(versions::snapshot_delete(state, tail).await)
+        }
+        E::Rollback => reply::<c::Rollback>(versions::rollback(state, req).await),
+        E::Diff => reply::<c::Diff>(versions::diff(state, &req).await),
+        E::History => reply::<c::History>(versions::history(state, fs_path(tail), &req).await),
+        E::Commit => reply::<c::Commit>(versions::commit(state, req).await),
+        E::DownloadLinks => {
+            reply::<c::DownloadLinks>(web::links::make(state, fs_path(tail), &req).await)
+        }
         E::Download => web::links::download(state, tail).await,
-        E::Status => admin::status(state).await,
-        E::StatusHistory => ok(&state.samples.history()),
-        E::Whoami => ok(&fvfs_api::reports::Whoami {
+        E::Status => reply::<c::Status>(admin::status(state).await),
+        E::StatusHistory => reply::<c::StatusHistory>(Ok(state.samples.history())),
+        E::Whoami => reply::<c::Whoami>(Ok(fvfs_api::reports::Whoami {
             role: role.map(|r| r.to_string()).unwrap_or_default(),
             auth: !state.open_on_loopback,
             cut_seed: state.repo.cut_seed(),
-        }),
-        E::Devices => admin::devices(state),
-        E::AdminFlush => admin::flush(state).await,
-        E::AdminEvict => admin::evict(state).await,
-        E::AdminWal => admin::wal(state),
-        E::AdminFsck => admin::fsck(state, req).await,
-        E::AdminGc => admin::gc(state, req).await,
-        E::AdminMigrate => admin::migrate(state, peer, req).await,
-        E::AdminExport => admin::export(state, peer, req).await,
+        })),
+        E::Devices => reply::<c::Devices>(Ok(admin::devices(state))),
+        E::AdminFlush => reply::<c::AdminFlush>(admin::flush(state).await),
+        E::AdminEvict => reply::<c::AdminEvict>(admin::evict(state).await),
+        E::AdminWal => reply::<c::AdminWal>(admin::wal(state)),
+        E::AdminFsck => reply::<c::AdminFsck>(admin::fsck(state, req).await),
+        E::AdminGc => reply::<c::AdminGc>(admin::gc(state, req).await),
+        E::AdminMigrate => reply::<c::AdminMigrate>(admin::migrate(state, peer, req).await),
+        E::AdminExport => reply::<c::AdminExport>(admin::export(state, peer, req).await),
         E::Metrics => admin::metrics(state).await,
     }
 }

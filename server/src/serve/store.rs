@@ -11,14 +11,15 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::StreamExt;
 use fvfs_api::reports::{BatchStored, ChunkStored, Ids, Missing, MAX_MISSING_IDS, MAX_READ_IDS};
+use fvfs_api::routes::{call, Call};
 use fvfs_api::ErrorCode;
 use fvfs_cas::ChunkId;
 use fvfs_manifest::{node, upload, ChunkKind};
 use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
-use serde::Deserialize;
+use hyper::{Request, Response};
+use serde::de::DeserializeOwned;
 
-use super::http::{full, json, ok, ApiError, Body};
+use super::http::{full, ApiError, Body};
 use super::{query, State};
 
 /// Bytes of frames a batch upload stores at once.
@@ -57,12 +58,16 @@ pub async fn body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiErro
     Ok(whole.freeze())
 }
 
-/// Reads a JSON request body of at most `limit` bytes; `shape` says what was expected.
-pub async fn json_body<T: for<'de> Deserialize<'de>>(
+/// Route `C`'s JSON request body, of at most `limit` bytes; `shape` says what was
+/// expected.
+pub async fn json_body<C: Call>(
     req: Request<Incoming>,
     limit: usize,
     shape: &str,
-) -> Result<T, ApiError> {
+) -> Result<C::Request, ApiError>
+where
+    C::Request: DeserializeOwned,
+{
     let raw = body(req, limit).await?;
     serde_json::from_slice(&raw)
         .map_err(|e| ApiError::bad_request(format!("expected {shape}: {e}")))
@@ -94,7 +99,7 @@ pub async fn put(
     state: &Arc<State>,
     id: &str,
     req: Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
+) -> Result<ChunkStored, ApiError> {
     let id = parse_id(id)?;
     let kind = match query(&req).get("kind").map(String::as_str) {
         None | Some("data") => ChunkKind::Data,
@@ -130,19 +135,15 @@ pub async fn put(
     state.repo.promise(&[id]);
     let known = state.repo.knows(&state.staged, &id)?;
     state.repo.put_chunk(&state.staged, &data, kind).await?;
-    Ok(json(
-        if known {
-            StatusCode::OK
-        } else {
-            StatusCode::CREATED
-        },
-        &ChunkStored { id, stored: !known },
-    ))
+    Ok(ChunkStored { id, stored: !known })
 }
 
-/// The ids of a `{"ids": [...]}` body of at most `max` ids (413 beyond).
-async fn id_list(req: Request<Incoming>, max: usize) -> Result<Vec<ChunkId>, ApiError> {
-    let q: Ids = json_body(req, 80 * max + 1024, "{\"ids\": [...]}").await?;
+/// The ids of route `C`'s `{"ids": [...]}` body, of at most `max` ids (413 beyond).
+async fn id_list<C: Call<Request = Ids>>(
+    req: Request<Incoming>,
+    max: usize,
+) -> Result<Vec<ChunkId>, ApiError> {
+    let q = json_body::<C>(req, 80 * max + 1024, "{\"ids\": [...]}").await?;
     if q.ids.len() > max {
         return Err(ApiError::new(
             ErrorCode::TooLarge,
@@ -153,11 +154,8 @@ async fn id_list(req: Request<Incoming>, max: usize) -> Result<Vec<ChunkId>, Api
 }
 
 /// Which of up to 10,000 ids the store lacks: the client uploads only those.
-pub async fn missing(
-    state: &Arc<State>,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
-    let ids = id_list(req, MAX_MISSING_IDS).await?;
+pub async fn missing(state: &Arc<State>, req: Request<Incoming>) -> Result<Missing, ApiError> {
+    let ids = id_list::<call::ChunksMissing>(req, MAX_MISSING_IDS).await?;
     // Before the lookup: what is answered "there" stays until the commit naming it.
     // What is not there is not promised (asking is a reader's right: its promises are
     // bounded by what the store holds).
@@ -169,7 +167,7 @@ pub async fn missing(
         }
     }
     state.repo.unpromise(promise, missing.iter());
-    ok(&Missing { missing })
+    Ok(Missing { missing })
 }
 
 /// Frame bytes one answer carries at most; chunks past it are left out.
@@ -184,7 +182,7 @@ pub async fn read_many(
     state: &Arc<State>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let ids = id_list(req, MAX_READ_IDS).await?;
+    let ids = id_list::<call::ChunksRead>(req, MAX_READ_IDS).await?;
     let mut out = Vec::new();
     let mut answers = state.repo.store().get_many(ids);
     while let Some((id, answer)) = answers.next().await {
@@ -221,7 +219,7 @@ pub async fn node(state: &Arc<State>, id: &str) -> Result<Response<Body>, ApiErr
 pub async fn put_batch(
     state: &Arc<State>,
     req: Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
+) -> Result<BatchStored, ApiError> {
     use fvfs_api::batch::Parser;
     let mut parser = Parser::default();
     let (mut stored, mut present) = (0u64, 0u64);
@@ -271,5 +269,5 @@ pub async fn put_batch(
             "the body ends inside a record",
         ));
     }
-    ok(&BatchStored { stored, present })
+    Ok(BatchStored { stored, present })
 }

@@ -4,69 +4,70 @@
 use fvfs_api::ErrorCode;
 use std::sync::Arc;
 
-use fvfs_api::commit::{CommitOp, CommitRequest};
+use fvfs_api::commit::CommitOp;
 use fvfs_api::path::decode_path;
-use fvfs_api::reports::{Rollback, SnapshotCreate, SnapshotDeleted};
+use fvfs_api::reports::SnapshotDeleted;
+use fvfs_api::routes::call;
+use fvfs_api::views::{ChangeInfo, PathChange, SnapshotInfo, VersionInfo};
 use fvfs_manifest::{EntryKind, Node, Pending};
 use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
+use hyper::Request;
 
-use super::http::{json, ok, ApiError, Body};
+use super::http::ApiError;
 use super::store::json_body;
 use super::writer::Op;
 use super::{query, State};
 
-pub fn versions(
-    state: &Arc<State>,
-    spec: &str,
-    req: &Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
-    if !spec.is_empty() {
-        let spec = percent_encoding::percent_decode_str(spec).decode_utf8_lossy();
-        let v = state.repo.resolve(&spec)?;
-        return ok(&state.repo.version_info(&v)?);
-    }
-    ok(&state.repo.log_info(limit(req)?)?)
+/// The newest versions first (`?limit=N` of them).
+pub fn log(state: &Arc<State>, req: &Request<Incoming>) -> Result<Vec<VersionInfo>, ApiError> {
+    Ok(state.repo.log_info(limit(req)?)?)
 }
 
-pub fn snapshots(state: &Arc<State>) -> Result<Response<Body>, ApiError> {
-    ok(&state.repo.snapshot_infos()?)
+/// The version `spec` names (percent-encoded: a number, a snapshot name, HEAD~N).
+pub fn version(state: &Arc<State>, spec: &str) -> Result<VersionInfo, ApiError> {
+    let spec = percent_encoding::percent_decode_str(spec).decode_utf8_lossy();
+    let v = state.repo.resolve(&spec)?;
+    Ok(state.repo.version_info(&v)?)
+}
+
+pub fn snapshots(state: &Arc<State>) -> Result<Vec<SnapshotInfo>, ApiError> {
+    Ok(state.repo.snapshot_infos()?)
 }
 
 pub async fn snapshot_create(
     state: &Arc<State>,
     req: Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
-    let b: SnapshotCreate = json_body(req, 4096, "{\"name\": ...}").await?;
+) -> Result<VersionInfo, ApiError> {
+    let b = json_body::<call::SnapshotCreate>(req, 4096, "{\"name\": ...}").await?;
     let v = state.repo.lock().await.snapshot_create(&b.name).await?;
-    Ok(json(StatusCode::CREATED, &state.repo.version_info(&v)?))
+    Ok(state.repo.version_info(&v)?)
 }
 
-pub async fn snapshot_delete(state: &Arc<State>, name: &str) -> Result<Response<Body>, ApiError> {
+pub async fn snapshot_delete(state: &Arc<State>, name: &str) -> Result<SnapshotDeleted, ApiError> {
     let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
     let n = state.repo.lock().await.snapshot_delete(&name)?;
-    ok(&SnapshotDeleted {
+    Ok(SnapshotDeleted {
         deleted: name.into_owned(),
         version: n,
     })
 }
 
-pub async fn rollback(
-    state: &Arc<State>,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
-    let b: Rollback = json_body(req, 4096, "{\"to\": VERSION}").await?;
+pub async fn rollback(state: &Arc<State>, req: Request<Incoming>) -> Result<VersionInfo, ApiError> {
+    let b = json_body::<call::Rollback>(req, 4096, "{\"to\": VERSION}").await?;
     let target = state.repo.resolve(&b.to)?;
     let v = state.repo.lock().await.rollback(&target).await?;
-    ok(&state.repo.version_info(&v)?)
+    Ok(state.repo.version_info(&v)?)
 }
 
-pub async fn diff(state: &Arc<State>, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+pub async fn diff(
+    state: &Arc<State>,
+    req: &Request<Incoming>,
+) -> Result<Vec<ChangeInfo>, ApiError> {
     let q = query(req);
     let (Some(a), Some(b)) = (q.get("a"), q.get("b")) else {
         return Err(ApiError::bad_request("give two versions: /v1/diff?a=A&b=B"));
     };
-    ok(&state.repo.diff_info(a, b).await?)
+    Ok(state.repo.diff_info(a, b).await?)
 }
 
 /// The versions in which `path` changed, newest first (`?limit=N` of them).
@@ -74,9 +75,9 @@ pub async fn history(
     state: &Arc<State>,
     path: Vec<u8>,
     req: &Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
+) -> Result<Vec<PathChange>, ApiError> {
     let limit = limit(req)?;
-    ok(&state.repo.history(&path, limit).await?)
+    Ok(state.repo.history(&path, limit).await?)
 }
 
 /// `?limit=N`, or no limit.
@@ -91,14 +92,11 @@ fn limit(req: &Request<Incoming>) -> Result<usize, ApiError> {
 
 /// Applies entries whose content the client uploaded beforehand; refuses the whole
 /// commit (409, listing ids) if any chunk or node it names is not in the store.
-pub async fn commit(
-    state: &Arc<State>,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
+pub async fn commit(state: &Arc<State>, req: Request<Incoming>) -> Result<VersionInfo, ApiError> {
     // Chunks promised to the client before now are for this commit (or an earlier).
     let promised_before = state.repo.promise_mark();
-    let c: CommitRequest =
-        json_body(req, fvfs_api::commit::MAX_COMMIT_BODY, "{\"ops\": [...]}").await?;
+    let limit = fvfs_api::commit::MAX_COMMIT_BODY;
+    let c = json_body::<call::Commit>(req, limit, "{\"ops\": [...]}").await?;
     let mut ops = Vec::with_capacity(c.ops.len());
     let (mut missing, mut named) = (Vec::new(), Vec::new());
     for op in &c.ops {
@@ -156,7 +154,7 @@ pub async fn commit(
         .submit(ops, Pending::default(), message)
         .await?;
     state.repo.promises_kept(promised_before, named.iter());
-    ok(&state.repo.version_info(&v)?)
+    Ok(state.repo.version_info(&v)?)
 }
 
 /// The tree operation of a commit op that carries no entry of its own (a folder made,

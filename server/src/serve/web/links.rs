@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fvfs_api::reports::DownloadLink;
-use fvfs_api::routes::Endpoint;
+use fvfs_api::routes::{call, Call};
 use fvfs_api::ErrorCode;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_DISPOSITION};
@@ -26,7 +26,7 @@ use hyper::{Request, Response};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
 use crate::serve::files;
-use crate::serve::http::{ok, ApiError, Body};
+use crate::serve::http::{ApiError, Body};
 use crate::serve::State;
 
 /// How long a link can wait for its download.
@@ -87,12 +87,12 @@ pub async fn make(
     state: &Arc<State>,
     path: Vec<u8>,
     req: &Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
+) -> Result<DownloadLink, ApiError> {
     let (v, entry) = files::entry_at(state, &path, Some(req)).await?;
     files::readable(&entry, &path)?;
     let id = state.links.issue(v.number, path)?;
-    ok(&DownloadLink {
-        url: Endpoint::Download.named(&id).path,
+    Ok(DownloadLink {
+        url: call::Download::named(&id).target.path,
         expires_in_secs: TTL.as_secs(),
     })
 }

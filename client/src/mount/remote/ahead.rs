@@ -1,0 +1,261 @@
+//! The mount's read-ahead, through the chunk cache: a folder's small files fetched in
+//! batches from the first one read (in the order tar, cp and builds read a folder), a
+//! walk's next folders' small files while it lists, and the batches themselves
+//! (`POST /v1/chunks/read`), each chunk verified as it arrives.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::FutureExt;
+use fvfs_api::batch;
+use fvfs_api::reports::{Ids, MAX_READ_IDS};
+use fvfs_api::routes::{call, Call};
+use fvfs_cas::{frame, ChunkId};
+use fvfs_node::{self as node, DirNode, Entry, Node};
+use rustix::io::Errno;
+
+use super::super::FastSet;
+use super::{lock, Batch, Remote, MEMO_ITEMS, PARTS_PER_REQUEST};
+
+/// Files and bytes a folder's read-ahead looks ahead.
+const FOLDER_AHEAD: usize = 256;
+const FOLDER_AHEAD_BYTES: u64 = 32 << 20;
+
+/// Bytes of small files, in the subdirectories of a folder being listed, that a
+/// walk's read-ahead fetches (see [`Remote::walk_ahead`]).
+const WALK_AHEAD_BYTES: u64 = 16 << 20;
+
+impl Remote {
+    /// A file named `name` of folder `dir` is being opened (or the folder listed, from
+    /// its first small file): the small files from it on in the folder's order (the
+    /// order in which tar, cp, rsync and builds read a folder) are fetched ahead in
+    /// batches (run by whoever waits for them with [`Remote::settled`]), so that a folder of small files costs a request per
+    /// [`FOLDER_AHEAD`] / 2 files, and a cold S3 tier behind the daemon a few GETs by
+    /// pack, instead of one of each per file. Returns the window's small files and
+    /// their chunks. When
+    /// the files from `name` on were asked for lately, nothing is fetched, and no
+    /// window is returned unless the folder is being `listed` (an open is not worth
+    /// the scan); a failed batch only means the files are read one by one.
+    pub async fn read_ahead_in_folder(
+        &self,
+        dir: ChunkId,
+        name: &[u8],
+        listed: bool,
+    ) -> Option<(Vec<Entry>, Vec<ChunkId>)> {
+        // In a large directory, the part holding `name`: read-ahead stops at its end.
+        let (leaf, node) = self.leaf(dir, name).await.ok()??;
+        let from = node.entries.partition_point(|e| e.name.as_slice() < name);
+        let due = {
+            // A reader well inside the files asked for last time needs no new batch.
+            let mut asked = lock(&self.asked);
+            let inside = asked
+                .get(&leaf)
+                .is_some_and(|(start, end)| *start <= from && from + FOLDER_AHEAD / 2 < *end);
+            if !inside {
+                if asked.len() >= MEMO_ITEMS / FOLDER_AHEAD {
+                    asked.clear();
+                }
+                asked.insert(leaf, (from, from + FOLDER_AHEAD));
+            }
+            !inside
+        };
+        if !due && !listed {
+            return None;
+        }
+        let mut bytes = 0;
+        let files: Vec<Entry> = node.entries[from..]
+            .iter()
+            .take(FOLDER_AHEAD)
+            .filter(|e| is_small_file(e))
+            .take_while(|e| {
+                bytes += e.size;
+                bytes <= FOLDER_AHEAD_BYTES
+            })
+            .cloned()
+            .collect();
+        let ids: Vec<ChunkId> = files.iter().flat_map(|e| &e.chunks).map(|c| c.id).collect();
+        if due {
+            // Run by whoever waits for the window's chunks (`Remote::settled`).
+            drop(self.fetch(&ids, false, usize::MAX));
+        }
+        Some((files, ids))
+    }
+
+    /// The name of the first small file of a folder (where its read-ahead starts
+    /// when it is listed).
+    pub fn first_small_file(dir: &DirNode) -> Option<&[u8]> {
+        dir.entries
+            .iter()
+            .find(|e| is_small_file(e))
+            .map(|e| e.name.as_slice())
+    }
+
+    /// Folder `dir` is being listed: a walk goes down into its subdirectories next,
+    /// then on to the folders after it in its parent (`after`: the parent's node id and
+    /// the folder's name), and one that reads (`files`, see [`Remote::listing_reads`]:
+    /// tar, cp -r, rsync, a build) reads their files too. So the nodes of its
+    /// subdirectories, and for a reading walk the small files of the folders it visits
+    /// next, subfolders first ([`WALK_AHEAD_BYTES`] in all, counting what is cached or
+    /// being fetched without fetching it again), are fetched now, in the background.
+    /// Each listing of a reading walk moves that window on by the folder it entered,
+    /// so the walk finds the folders it comes to cached, and a cold tier behind the
+    /// daemon serves them by pack. A failure only means the walk fetches them itself.
+    pub fn walk_ahead(
+        &self,
+        dir: Arc<DirNode>,
+        after: Option<(ChunkId, Vec<u8>)>,
+        files: bool,
+    ) -> impl std::future::Future<Output = ()> {
+        let me = self.clone();
+        async move {
+            let Ok(_walking) = me.walks.clone().acquire_owned().await else {
+                return;
+            };
+            let mut next = subdir_ids(&dir.entries);
+            for ids in next.chunks(PARTS_PER_REQUEST) {
+                if let Some(batch) = me.read_ahead(ids) {
+                    batch.await;
+                }
+            }
+            if !files {
+                return;
+            }
+            if let Some((parent, name)) = after {
+                // A parent in one node: a large folder, split in parts, is not
+                // assembled for this.
+                if let Ok(Node::Dir(p)) = me.node(parent).await {
+                    let from = p.entries.partition_point(|e| e.name <= name);
+                    next.extend(
+                        subdir_ids(&p.entries[from..])
+                            .into_iter()
+                            .take(FOLDER_AHEAD),
+                    );
+                }
+            }
+            let mut bytes = 0;
+            let mut ahead = Vec::new();
+            'folders: for sub in next {
+                let Ok(Node::Dir(d)) = me.node(sub).await else {
+                    continue;
+                };
+                for e in d
+                    .entries
+                    .iter()
+                    .filter(|e| is_small_file(e))
+                    .take(FOLDER_AHEAD)
+                {
+                    for c in &e.chunks {
+                        bytes += c.len;
+                        if bytes > WALK_AHEAD_BYTES {
+                            break 'folders;
+                        }
+                        ahead.push(c.id);
+                    }
+                }
+            }
+            for batch in me.fetch(&ahead, false, usize::MAX) {
+                batch.await;
+            }
+        }
+    }
+
+    /// A sequential reader's next chunks (`ahead`, in file order): when at least half
+    /// of them are neither cached nor being fetched, those are fetched in one request,
+    /// so that a cold tier behind the daemon serves them by pack. Returns the batch to
+    /// run, if one is due.
+    pub fn read_ahead(&self, ahead: &[ChunkId]) -> Option<Batch> {
+        self.fetch(ahead, true, usize::MAX).pop()
+    }
+
+    /// [`Remote::read_ahead`] of a file's next chunks, in requests of at most `per`
+    /// chunks (each its own batch, run as the caller sees fit): a wide window stays
+    /// small per answer and a reader waits only for the piece holding its chunk.
+    pub fn read_ahead_in(&self, ahead: &[ChunkId], per: usize) -> Vec<Batch> {
+        self.fetch(ahead, true, per)
+    }
+
+    /// Waits until none of `ids` is being fetched (each is then cached, or its fetch
+    /// failed).
+    pub async fn settled(&self, ids: &[ChunkId]) {
+        let batches: Vec<Batch> = {
+            let inflight = lock(&self.inflight);
+            ids.iter()
+                .filter_map(|id| inflight.get(id).cloned())
+                .collect()
+        };
+        // A batch several of them wait for is done after its first wait.
+        for batch in batches {
+            batch.await;
+        }
+    }
+
+    /// The batches fetching those of `ids` neither cached nor being fetched, `per` to
+    /// a batch, if there are any (and, with `half`, at least half of `ids`).
+    fn fetch(&self, ids: &[ChunkId], half: bool, per: usize) -> Vec<Batch> {
+        let mut inflight = lock(&self.inflight);
+        // In the order asked (a file's pieces in file order), each once.
+        let mut seen = FastSet::default();
+        let wanted: Vec<ChunkId> = ids
+            .iter()
+            .filter(|id| !inflight.contains_key(id) && !self.cache.contains(id))
+            .filter(|id| seen.insert(**id))
+            .copied()
+            .collect();
+        if wanted.is_empty() || (half && wanted.len() * 2 < ids.len()) {
+            return Vec::new();
+        }
+        let mut batches = Vec::new();
+        for piece in wanted.chunks(per) {
+            let (me, ids) = (self.clone(), piece.to_vec());
+            let batch: Batch = async move {
+                // In requests the daemon takes (a walk ahead can want more).
+                for some in ids.chunks(MAX_READ_IDS) {
+                    if let Err(e) = me.read_many(some).await {
+                        tracing::debug!("read-ahead failed: {e:?}");
+                    }
+                }
+                let mut inflight = lock(&me.inflight);
+                for id in &ids {
+                    inflight.remove(id);
+                }
+            }
+            .boxed()
+            .shared();
+            for id in piece {
+                inflight.insert(*id, batch.clone());
+            }
+            batches.push(batch);
+        }
+        batches
+    }
+
+    /// Chunks fetched in one `POST /v1/chunks/read`, each verified, into the cache.
+    pub(super) async fn read_many(&self, ids: &[ChunkId]) -> Result<(), Errno> {
+        let ids = Ids { ids: ids.to_vec() };
+        let to = call::ChunksRead::plain();
+        let answer = self.timed(self.api.fetch_with(to, &ids)).await?;
+        let mut parser = batch::Parser::default();
+        let records = parser.push(&answer).map_err(|_| Errno::IO)?;
+        for (_, id, framed) in records {
+            match frame::decode(&id, &framed) {
+                Ok(raw) => self.cache.put(id, Bytes::from(raw)),
+                Err(e) => tracing::error!(%id, "the daemon sent a bad frame: {e}"),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The node ids of the folders among `entries`, in order.
+fn subdir_ids(entries: &[Entry]) -> Vec<ChunkId> {
+    entries
+        .iter()
+        .filter(|e| e.kind == node::EntryKind::Dir)
+        .filter_map(|e| e.id)
+        .collect()
+}
+
+/// A file whose chunks its entry lists (no file node to fetch first).
+fn is_small_file(e: &Entry) -> bool {
+    e.kind == node::EntryKind::File && e.id.is_none() && !e.chunks.is_empty()
+}
