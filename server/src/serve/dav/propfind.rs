@@ -14,7 +14,7 @@
 //! - The answer lists what dav-server would list, in the same order, with the same
 //!   values: hrefs percent-encoded with its set, content types from the name by
 //!   `mime_guess`, dates as HTTP dates, only the properties that have a value (as
-//!   dav-server, which leaves out those it finds none for). `tests/tests/dav.rs`
+//!   dav-server, which leaves out those it finds none for). `tests/tests/dav/listings.rs`
 //!   compares both answers for the same folders.
 //! - Properties fvfs never has a value for here (creation date, quota, display name
 //!   and content language without dead properties) are known and left out.

@@ -1,0 +1,345 @@
+//! Walks of the mount: read-ahead of a folder's files in batches, the next folders fetched ahead of a reading walk, none for a walk that only lists, large and split directories, a million entries.
+
+use super::*;
+
+/// Requests the daemon answered on `route` with 200, from its metrics.
+fn served(d: &Daemon, route: &str) -> u64 {
+    let (_, metrics) = d.raw(&fvfs_tests::daemon::request("GET", "/metrics", &[], b""));
+    let sample = format!("fvfs_http_requests_total{{route=\"{route}\",status=\"200\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&sample))
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+#[test]
+fn folders_of_small_files_and_large_files_are_read_ahead_in_batches() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    let files: Vec<Vec<u8>> = (0..200u64)
+        .map(|i| tree::bytes(i, 500 + i as usize * 13, true))
+        .collect();
+    for (i, c) in files.iter().enumerate() {
+        fs::write(src.join(format!("f{i:03}.txt")), c).unwrap();
+    }
+    fs::create_dir(src.join("large")).unwrap();
+    tree::write_big(&src.join("large/big.bin"), 3, 12 << 20);
+    let store = Fvfsd::new();
+    store.run(["migrate", "--local-src", src.to_str().unwrap()]);
+    let d = serve(&store);
+    let mut m = mount_in(&d, work.path());
+    let (singles, batches) = (served(&d, "chunks"), served(&d, "chunks_read"));
+    for (i, c) in files.iter().enumerate() {
+        assert_eq!(&fs::read(m.path(&format!("f{i:03}.txt"))).unwrap(), c);
+    }
+    assert_eq!(served(&d, "chunks_read") - batches, 1);
+    // At most one chunk (a tree node the mount had not needed yet) comes on its own.
+    assert!(
+        served(&d, "chunks") - singles <= 1,
+        "{} single-chunk reads",
+        served(&d, "chunks") - singles
+    );
+
+    // A large file: its chunks come ahead of the reader, in requests that grow as it
+    // goes on (a window of 32 chunks at first, doubled by each read up to 256).
+    let (singles, batches) = (served(&d, "chunks"), served(&d, "chunks_read"));
+    let got = fs::read(m.path("large/big.bin")).unwrap();
+    assert_eq!(got, fs::read(src.join("large/big.bin")).unwrap());
+    let (singles, batches) = (
+        served(&d, "chunks") - singles,
+        served(&d, "chunks_read") - batches,
+    );
+    // About 190 chunks of 64 KiB: the first one, the file's node and its list nodes
+    // alone; the rest in batches.
+    assert!(singles <= 6, "{singles} single-chunk reads");
+    assert!((1..=6).contains(&batches), "{batches} batches");
+    assert_eq!(m.unmount(), Some(0));
+}
+
+/// A walk that reads every file (tar, cp -r, rsync) finds the folders below the one it
+/// lists already fetched: their nodes and first files come in batches ahead of it,
+/// not one request per folder and per file.
+#[test]
+fn a_walk_finds_the_next_folders_fetched_ahead() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    let mut folders = 0;
+    for a in 0..12 {
+        for b in 0..3 {
+            let dir = src.join(format!("d{a:02}/s{b}"));
+            fs::create_dir_all(&dir).unwrap();
+            folders += 1;
+            for f in 0..8u64 {
+                let seed = (a * 100 + b * 10) as u64 + f;
+                fs::write(dir.join(format!("f{f}")), tree::bytes(seed, 3000, true)).unwrap();
+            }
+        }
+        folders += 1;
+    }
+    let store = Fvfsd::new();
+    store.run(["migrate", "--local-src", src.to_str().unwrap()]);
+    let d = serve(&store);
+    let mut m = mount_in(&d, work.path());
+    let singles = served(&d, "chunks");
+    fn walk(dir: &Path, local: &Path) -> usize {
+        let mut read = 0;
+        for e in fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let here = local.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                read += walk(&e.path(), &here);
+            } else {
+                assert!(fs::read(e.path()).unwrap() == fs::read(&here).unwrap());
+                read += 1;
+            }
+        }
+        read
+    }
+    assert_eq!(walk(&m.path(""), &src), 12 * 3 * 8);
+    let singles = served(&d, "chunks") - singles;
+    // Without the walk's read-ahead: a request per folder (its node) and one more per
+    // folder of files; with it, the few the walk outran.
+    println!("{folders} folders, {singles} single-chunk requests");
+    assert!(
+        singles < folders / 2,
+        "{singles} single-chunk requests for {folders} folders"
+    );
+    assert_eq!(m.unmount(), Some(0));
+}
+
+/// A walk that only lists (find, du, ls -R) gets no file content: fetching it would
+/// only compete with the walk. One that reads what it lists gets it all.
+#[test]
+fn a_walk_that_only_lists_fetches_no_content() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    let mut content = 0;
+    for a in 0..20u64 {
+        let dir = src.join(format!("d{a:02}"));
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..30 {
+            let data = tree::bytes(a * 100 + f, 4000, false);
+            content += data.len() as u64;
+            fs::write(dir.join(format!("f{f:02}")), data).unwrap();
+        }
+    }
+    let store = Fvfsd::new();
+    store.run(["migrate", "--local-src", src.to_str().unwrap()]);
+    let d = serve(&store);
+    let mut m = mount_in(&d, work.path());
+    fn walk(dir: &Path, read: bool) -> u64 {
+        let mut n = 0;
+        for e in fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            n += match e.metadata().unwrap().is_dir() {
+                true => walk(&e.path(), read),
+                false if read => fs::read(e.path()).unwrap().len() as u64,
+                false => e.metadata().unwrap().len(),
+            };
+        }
+        n
+    }
+    let before = served_bytes(&d);
+    assert_eq!(walk(&m.path(""), false), content);
+    let listed = served_bytes(&d) - before;
+    assert!(
+        listed < content / 10,
+        "listing {content} bytes of files fetched {listed} bytes"
+    );
+    assert_eq!(walk(&m.path(""), true), content);
+    let read = served_bytes(&d) - before;
+    assert!(read >= content, "reading {content} bytes fetched {read}");
+    assert_eq!(m.unmount(), Some(0));
+}
+
+/// Bytes the daemon has answered with, from its metrics.
+fn served_bytes(d: &Daemon) -> u64 {
+    let (_, metrics) = d.raw(&fvfs_tests::daemon::request("GET", "/metrics", &[], b""));
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("fvfs_http_bytes_out_total "))
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+#[test]
+fn a_walk_ahead_over_many_tiny_files_asks_only_what_the_daemon_takes() {
+    // 40 folders of 40 tiny files below one: what the walk fetches ahead from the top
+    // (the first small files of every subfolder, 16 MiB at most) is 1,600 chunks,
+    // more than one `POST /v1/chunks/read` may ask for.
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    tree::tiny_files(&src, 40, 40);
+    let store = Fvfsd::new();
+    store.run(["migrate", "--local-src", src.to_str().unwrap()]);
+    let d = serve(&store);
+    let mut m = mount_in(&d, work.path());
+    let singles = served(&d, "chunks");
+    // A file read first makes the walk one that reads: listing the top folder then
+    // fetches the first files of every subfolder ahead; each folder is read as tar
+    // reads it.
+    assert_eq!(fs::read_to_string(m.path("d00/f00")).unwrap(), "0/0");
+    let mut folders: Vec<_> = fs::read_dir(m.path(""))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    folders.retain(|p| p.file_name().unwrap().to_string_lossy().starts_with('d'));
+    folders.sort();
+    assert_eq!(folders.len(), 40);
+    for (a, dir) in folders.iter().enumerate() {
+        let mut files: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        for (f, file) in files.iter().enumerate() {
+            assert_eq!(fs::read_to_string(file).unwrap(), format!("{a}/{f}"));
+        }
+    }
+    let (_, metrics) = d.raw(&fvfs_tests::daemon::request("GET", "/metrics", &[], b""));
+    assert!(
+        !metrics.contains("route=\"chunks_read\",status=\"413\""),
+        "a read-ahead asked for too much: {metrics}"
+    );
+    let singles = served(&d, "chunks") - singles;
+    assert!(
+        singles < 40,
+        "{singles} single-chunk requests for 1,600 files"
+    );
+    assert_eq!(m.unmount(), Some(0));
+}
+
+#[test]
+fn a_split_directory_lists_reads_and_takes_new_files_through_the_mount() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    let big = src.join("big");
+    fs::create_dir_all(&big).unwrap();
+    // Past the 4,096 entries a directory node holds: stored as an index and parts.
+    for i in 0..9_000 {
+        fs::write(big.join(format!("f{i:05}")), format!("{i}")).unwrap();
+    }
+    let store = Fvfsd::new();
+    store.run(["migrate", "--local-src", src.to_str().unwrap()]);
+    let d = serve(&store);
+    let m = mount_in(&d, work.path());
+    tree::assert_same(&big, &m.path("big"));
+    fs::write(m.path("big/f04500x"), b"between").unwrap();
+    fs::remove_file(m.path("big/f08999")).unwrap();
+    let names: Vec<String> = fs::read_dir(m.path("big"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 9_000);
+    assert!(names.contains(&"f04500x".to_owned()) && !names.contains(&"f08999".to_owned()));
+    assert_eq!(fs::read(m.path("big/f04500x")).unwrap(), b"between");
+    assert_eq!(fs::read(m.path("big/f00042")).unwrap(), b"42");
+}
+
+/// A walk that stats every one of 1,001,000 entries keeps the mount's memory bounded:
+/// inodes the kernel forgets are dropped, and decoded directories are kept by size.
+#[test]
+fn a_walk_of_a_million_entries_keeps_the_mount_small() {
+    const DIRS: usize = 1000;
+    const FILES: usize = 1000;
+    let work = tempfile::tempdir().unwrap();
+    let store = Fvfsd::new();
+    let d = serve(&store);
+    // One folder of empty files, then copies of it (each O(1): they share its node),
+    // each made distinct by a file of its own.
+    let file = |path: String| serde_json::json!({"op": "file", "path": path, "mode": 0o644, "mtime_ns": 0, "size": 0});
+    d.commit(
+        (0..FILES)
+            .map(|f| file(format!("/t/d0000/f{f:04}")))
+            .collect(),
+    );
+    let mut ops = Vec::new();
+    for dir in 1..DIRS {
+        ops.push(
+            serde_json::json!({"op": "copy", "from": "/t/d0000", "to": format!("/t/d{dir:04}")}),
+        );
+        ops.push(file(format!("/t/d{dir:04}/own")));
+    }
+    d.commit(ops);
+    let m = mount_in(&d, work.path());
+    let pid = m.pid().unwrap();
+    let walk = || {
+        let mut seen = 0usize;
+        for dir in fs::read_dir(m.path("t")).unwrap() {
+            let dir = dir.unwrap().path();
+            for f in fs::read_dir(&dir).unwrap() {
+                let meta = fs::symlink_metadata(f.unwrap().path()).unwrap();
+                assert!(meta.is_file());
+                seen += 1;
+            }
+        }
+        seen
+    };
+    // Peak RSS while `work` runs (sampled: memory has no event to wait for).
+    let sampled = |work: &dyn Fn() -> usize| {
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let sampler = s.spawn(|| {
+                let mut peak = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    peak = peak.max(fvfs_tests::rss(pid));
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                peak.max(fvfs_tests::rss(pid))
+            });
+            // The sampler stops also when `work` panics (the scope waits for it).
+            struct Done<'a>(&'a std::sync::atomic::AtomicBool);
+            impl Drop for Done<'_> {
+                fn drop(&mut self) {
+                    self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            let n = {
+                let _done = Done(&done);
+                work()
+            };
+            (sampler.join().unwrap(), n)
+        })
+    };
+    let (peak, seen) = sampled(&walk);
+    // Names that do not exist cost nothing once answered.
+    let (peak_missing, _) = sampled(&|| {
+        for i in 0..300_000 {
+            let missing = fs::symlink_metadata(m.path(&format!("t/d0001/missing-{i}")));
+            assert!(missing.is_err());
+        }
+        0
+    });
+    // The kernel forgets its inodes (as under memory pressure) and the tree is walked
+    // again, twice: the table empties and fills again, and the third walk needs no
+    // more than the second (the first, whose names the kernel never forgot, can need
+    // less: memory freed by the forgets stays with the allocator).
+    let forgot_and_walked = || {
+        fs::write("/proc/sys/vm/drop_caches", "2").unwrap();
+        let (peak, seen_again) = sampled(&walk);
+        assert_eq!(seen_again, seen);
+        peak
+    };
+    let (peak_again, peak_third) = (forgot_and_walked(), forgot_and_walked());
+    eprintln!(
+        "mount RSS: walk of {seen} entries {} MiB; 300,000 missing names {} MiB; after the kernel forgot, walk again {} MiB, and again {} MiB",
+        peak >> 20,
+        peak_missing >> 20,
+        peak_again >> 20,
+        peak_third >> 20,
+    );
+    for (what, p, before) in [
+        ("missing names", peak_missing, peak),
+        ("a third walk", peak_third, peak_again),
+    ] {
+        assert!(
+            p <= before + (before >> 3),
+            "{what}: {} MiB after {} MiB",
+            p >> 20,
+            before >> 20
+        );
+    }
+    assert_eq!(seen, DIRS * FILES + DIRS - 1);
+    let most = peak.max(peak_again).max(peak_third);
+    assert!(most < 300 << 20, "the mount grew to {} MiB", most >> 20);
+}
