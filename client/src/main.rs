@@ -26,6 +26,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use fvfs_api::cli::HistoryCommand;
 use fvfs_api::commit::CommitOp;
 use fvfs_api::path::encode_path;
+use fvfs_api::queries::{AtVersion, Removal};
 use fvfs_api::routes::{call, Call};
 use fvfs_api::show;
 
@@ -488,10 +489,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             version,
             json,
         } => {
-            let q = version
-                .map(|v| format!("?version={}", encode_path(v.as_bytes())))
-                .unwrap_or_default();
-            let listing = api.ask(call::Ls::at(&fs_path(&path)?).query(&q)).await?;
+            let at = AtVersion { version };
+            let listing = api.ask(call::Ls::at(&fs_path(&path)?).with(&at)).await?;
             if json {
                 fvfs_api::out::json(&listing.entries);
             } else {
@@ -533,9 +532,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             );
         }
         Command::Rm { path, recursive } => {
-            let q = if recursive { "?recursive=true" } else { "" };
+            let q = Removal { recursive };
             let v = api
-                .ask(call::FileDelete::at(&fs_path(&path)?).query(q))
+                .ask(call::FileDelete::at(&fs_path(&path)?).with(&q))
                 .await?;
             fvfs_api::outln!("version {}", v.version);
         }

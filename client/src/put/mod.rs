@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex};
 
 use fvfs_api::commit::{CommitOp, CommitRequest, Expect};
 use fvfs_api::path::encode_path;
+use fvfs_api::queries::FileAttrs;
 use fvfs_api::reports::Written;
 use fvfs_api::routes::{call, Call};
 use fvfs_api::views::VersionInfo;
@@ -58,8 +59,11 @@ pub async fn put_stream(
         }
     });
     let body: Body = http_body_util::BodyExt::boxed_unsync(http_body_util::StreamBody::new(stream));
-    let query = mode.map(|m| format!("?mode={m:o}")).unwrap_or_default();
-    let to = call::FilePut::at(dest).query(&query);
+    let attrs = FileAttrs {
+        mode,
+        mtime_ns: None,
+    };
+    let to = call::FilePut::at(dest).with(&attrs);
     Ok(api.ask_raw(to, body, "application/octet-stream").await?)
 }
 

@@ -19,6 +19,7 @@ use serde::Serialize;
 
 pub use crate::failure::Failure;
 use crate::path::encode_path;
+use crate::queries::{Between, Limit};
 use crate::reports::{Rollback, SnapshotCreate, Status};
 use crate::routes::{call, Call, Raw, To};
 use crate::tls::{self, Fingerprint, Verifier};
@@ -266,8 +267,8 @@ impl Api {
     }
 
     pub async fn log(&self, limit: Option<usize>) -> Result<Vec<VersionInfo>, Failure> {
-        let q = limit.map(|n| format!("?limit={n}")).unwrap_or_default();
-        self.ask(call::Versions::plain().query(&q)).await
+        self.ask(call::Versions::plain().with(&Limit { limit }))
+            .await
     }
 
     pub async fn version(&self, spec: &str) -> Result<VersionInfo, Failure> {
@@ -281,12 +282,8 @@ impl Api {
     }
 
     pub async fn diff(&self, a: &str, b: &str) -> Result<Vec<ChangeInfo>, Failure> {
-        let q = format!(
-            "?a={}&b={}",
-            encode_path(a.as_bytes()),
-            encode_path(b.as_bytes())
-        );
-        self.ask(call::Diff::plain().query(&q)).await
+        let (a, b) = (a.to_owned(), b.to_owned());
+        self.ask(call::Diff::plain().with(&Between { a, b })).await
     }
 
     /// The versions in which `path` changed, newest first.
@@ -295,9 +292,8 @@ impl Api {
         path: &[u8],
         limit: Option<usize>,
     ) -> Result<Vec<PathChange>, Failure> {
-        let q = limit.map(|n| format!("?limit={n}")).unwrap_or_default();
-        self.ask(call::History::at(&encode_path(path)).query(&q))
-            .await
+        let to = call::History::at(&encode_path(path)).with(&Limit { limit });
+        self.ask(to).await
     }
 
     pub async fn status(&self) -> Result<Status, Failure> {

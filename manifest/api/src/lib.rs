@@ -2,7 +2,7 @@
 //! a running daemon: every request and answer type ([`views`], [`commit`],
 //! [`reports`]), the [`ErrorCode`]s both sides act on, the protocol's constants, the
 //! encodings of paths ([`path`]) and chunk batches ([`batch`]), how answers print for
-//! people ([`show`], [`out`]), the one table of routes, roles and body types ([`routes`]), the arguments of the administration jobs ([`args`]), behind feature `cli` the commands fvfsd and fvfsc share
+//! people ([`show`], [`out`]), the one table of routes, roles, query and body types ([`routes`], [`queries`]), the arguments of the administration jobs ([`args`]), behind feature `cli` the commands fvfsd and fvfsc share
 //! ([`cli`]) and, behind feature `client`, the HTTP [`client`] and the daemon's notice
 //! to clients on its own machine ([`local`]).
 //!
@@ -25,6 +25,7 @@ mod fingerprint;
 pub mod local;
 pub mod out;
 pub mod path;
+pub mod queries;
 pub mod reports;
 pub mod routes;
 pub mod show;

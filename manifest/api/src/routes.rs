@@ -93,6 +93,8 @@ pub struct Route {
     pub access: Access,
     /// The label requests to it are counted under (`/metrics`).
     pub label: &'static str,
+    /// Its query string, as its [`Call::Query`] is written: `()` for none.
+    pub query: &'static str,
     /// The body it takes, as its [`Call::Request`] is written: `()` for none, `Raw`
     /// for bytes that are not JSON, else the JSON type.
     pub request: &'static str,
@@ -105,6 +107,8 @@ pub struct Route {
 /// answer with them, so both sides are checked against the table by the compiler.
 pub trait Call: Sized {
     const ENDPOINT: Endpoint;
+    /// The query string's parameters ([`crate::queries`]): `()` for none.
+    type Query;
     /// The request's body: `()` for none, [`Raw`] for bytes that are not JSON.
     type Request;
     /// The answer's body: [`Raw`] for bytes that are not JSON (files, chunks, text).
@@ -144,17 +148,25 @@ impl<C> To<C> {
             call: std::marker::PhantomData,
         }
     }
+}
 
-    /// The same request with a query string (`q` starts with `?`, or is empty).
-    pub fn query(self, q: &str) -> Self {
-        Self::new(self.target.query(q))
+impl<C: Call> To<C>
+where
+    C::Query: serde::Serialize,
+{
+    /// The same request with route `C`'s query string (none when `q` says nothing).
+    pub fn with(self, q: &C::Query) -> Self {
+        match crate::queries::write(q) {
+            text if text.is_empty() => self,
+            text => Self::new(self.target.query(&format!("?{text}"))),
+        }
     }
 }
 
 /// The table: one row per route makes its [`Endpoint`] variant, its [`ROUTES`] entry
 /// and its marker type in [`call`].
 macro_rules! table {
-    ($($(#[$doc:meta])* $name:ident: $verb:ident $path:literal $tail:ident $access:expr, $label:literal, $req:ty => $ans:ty;)*) => {
+    ($($(#[$doc:meta])* $name:ident: $verb:ident $path:literal $tail:ident $access:expr, $label:literal, $query:ty, $req:ty => $ans:ty;)*) => {
         /// Every route of the API, one variant each, in the order of [`ROUTES`].
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         pub enum Endpoint {
@@ -169,6 +181,7 @@ macro_rules! table {
             tail: Tail::$tail,
             access: $access,
             label: $label,
+            query: stringify!($query),
             request: stringify!($req),
             answer: stringify!($ans),
         },)*];
@@ -179,6 +192,7 @@ macro_rules! table {
             use super::{Call, Endpoint, Raw};
             use crate::args::{ExportArgs, FsckArgs, GcArgs, MigrateArgs};
             use crate::commit::CommitRequest;
+            use crate::queries as q;
             use crate::reports as r;
             use crate::views::{ChangeInfo, PathChange, SnapshotInfo, VersionInfo};
 
@@ -188,6 +202,7 @@ macro_rules! table {
 
             impl Call for $name {
                 const ENDPOINT: Endpoint = Endpoint::$name;
+                type Query = $query;
                 type Request = $req;
                 type Answer = $ans;
             })*
@@ -198,52 +213,54 @@ macro_rules! table {
 use Access::{Link, Token};
 use Role::{Admin, Read, Write};
 
+// Each row: name, method, path, tail, who may call, metrics label, query, request
+// body => answer body.
 #[rustfmt::skip]
 table! {
-    FileGet:        Get    "/v1/files"          Path Token(Read),  "files",          () => Raw;
-    FilePut:        Put    "/v1/files"          Path Token(Write), "files",          Raw => r::Written;
-    FileDelete:     Delete "/v1/files"          Path Token(Write), "files",          () => r::Written;
-    Meta:           Get    "/v1/meta"           Path Token(Read),  "meta",           () => r::Meta;
-    Ls:             Get    "/v1/ls"             Path Token(Read),  "ls",             () => r::Listing;
-    Du:             Get    "/v1/du"             Path Token(Read),  "du",             () => r::DiskUsage;
+    FileGet:        Get    "/v1/files"          Path Token(Read),  "files",          q::AtVersion,  ()                => Raw;
+    FilePut:        Put    "/v1/files"          Path Token(Write), "files",          q::FileAttrs,  Raw               => r::Written;
+    FileDelete:     Delete "/v1/files"          Path Token(Write), "files",          q::Removal,    ()                => r::Written;
+    Meta:           Get    "/v1/meta"           Path Token(Read),  "meta",           q::AtVersion,  ()                => r::Meta;
+    Ls:             Get    "/v1/ls"             Path Token(Read),  "ls",             q::AtVersion,  ()                => r::Listing;
+    Du:             Get    "/v1/du"             Path Token(Read),  "du",             (),            ()                => r::DiskUsage;
     /// Frames of chunks ([`crate::batch`]).
-    ChunksBatch:    Post   "/v1/chunks"         Bare Token(Write), "chunks_batch",   Raw => r::BatchStored;
+    ChunksBatch:    Post   "/v1/chunks"         Bare Token(Write), "chunks_batch",   (),            Raw               => r::BatchStored;
     /// The chunks asked for, as frames.
-    ChunksRead:     Post   "/v1/chunks/read"    Bare Token(Read),  "chunks_read",    r::Ids => Raw;
+    ChunksRead:     Post   "/v1/chunks/read"    Bare Token(Read),  "chunks_read",    (),            r::Ids            => Raw;
     /// Asking which chunks are missing only reads (fvfsc's dry runs with a read token).
-    ChunksMissing:  Post   "/v1/chunks/missing" Bare Token(Read),  "chunks_missing", r::Ids => r::Missing;
-    ChunkGet:       Get    "/v1/chunks"         Name Token(Read),  "chunks",         () => Raw;
-    ChunkHead:      Head   "/v1/chunks"         Name Token(Read),  "chunks",         () => ();
-    ChunkPut:       Put    "/v1/chunks"         Name Token(Write), "chunks",         Raw => r::ChunkStored;
-    Node:           Get    "/v1/nodes"          Name Token(Read),  "nodes",          () => Raw;
-    Versions:       Get    "/v1/versions"       Bare Token(Read),  "versions",       () => Vec<VersionInfo>;
-    Version:        Get    "/v1/versions"       Name Token(Read),  "versions",       () => VersionInfo;
-    Snapshots:      Get    "/v1/snapshots"      Bare Token(Read),  "snapshots",      () => Vec<SnapshotInfo>;
-    SnapshotCreate: Post   "/v1/snapshots"      Bare Token(Write), "snapshots",      r::SnapshotCreate => VersionInfo;
-    SnapshotDelete: Delete "/v1/snapshots"      Name Token(Admin), "snapshots",      () => r::SnapshotDeleted;
-    Rollback:       Post   "/v1/rollback"       Bare Token(Write), "rollback",       r::Rollback => VersionInfo;
-    Diff:           Get    "/v1/diff"           Bare Token(Read),  "diff",           () => Vec<ChangeInfo>;
-    History:        Get    "/v1/history"        Path Token(Read),  "history",        () => Vec<PathChange>;
-    Commit:         Post   "/v1/commit"         Bare Token(Write), "commit",         CommitRequest => VersionInfo;
+    ChunksMissing:  Post   "/v1/chunks/missing" Bare Token(Read),  "chunks_missing", (),            r::Ids            => r::Missing;
+    ChunkGet:       Get    "/v1/chunks"         Name Token(Read),  "chunks",         (),            ()                => Raw;
+    ChunkHead:      Head   "/v1/chunks"         Name Token(Read),  "chunks",         (),            ()                => ();
+    ChunkPut:       Put    "/v1/chunks"         Name Token(Write), "chunks",         q::ChunkPut,   Raw               => r::ChunkStored;
+    Node:           Get    "/v1/nodes"          Name Token(Read),  "nodes",          (),            ()                => Raw;
+    Versions:       Get    "/v1/versions"       Bare Token(Read),  "versions",       q::Limit,      ()                => Vec<VersionInfo>;
+    Version:        Get    "/v1/versions"       Name Token(Read),  "versions",       (),            ()                => VersionInfo;
+    Snapshots:      Get    "/v1/snapshots"      Bare Token(Read),  "snapshots",      (),            ()                => Vec<SnapshotInfo>;
+    SnapshotCreate: Post   "/v1/snapshots"      Bare Token(Write), "snapshots",      (),            r::SnapshotCreate => VersionInfo;
+    SnapshotDelete: Delete "/v1/snapshots"      Name Token(Admin), "snapshots",      (),            ()                => r::SnapshotDeleted;
+    Rollback:       Post   "/v1/rollback"       Bare Token(Write), "rollback",       (),            r::Rollback       => VersionInfo;
+    Diff:           Get    "/v1/diff"           Bare Token(Read),  "diff",           q::Between,    ()                => Vec<ChangeInfo>;
+    History:        Get    "/v1/history"        Path Token(Read),  "history",        q::Limit,      ()                => Vec<PathChange>;
+    Commit:         Post   "/v1/commit"         Bare Token(Write), "commit",         (),            CommitRequest     => VersionInfo;
     /// A link gives what its maker could read, to whoever holds it.
-    DownloadLinks:  Post   "/v1/download-links" Path Token(Read),  "download_links", () => r::DownloadLink;
-    Download:       Get    "/v1/download"       Name Link,         "download",       () => Raw;
-    Status:         Get    "/v1/status"         Bare Token(Read),  "status",         () => r::Status;
-    StatusHistory:  Get    "/v1/status/history" Bare Token(Read),  "status_history", () => r::UsageHistory;
-    Whoami:         Get    "/v1/whoami"         Bare Token(Read),  "whoami",         () => r::Whoami;
-    Devices:        Get    "/v1/devices"        Bare Token(Read),  "devices",        () => r::Devices;
+    DownloadLinks:  Post   "/v1/download-links" Path Token(Read),  "download_links", q::AtVersion,  ()                => r::DownloadLink;
+    Download:       Get    "/v1/download"       Name Link,         "download",       (),            ()                => Raw;
+    Status:         Get    "/v1/status"         Bare Token(Read),  "status",         (),            ()                => r::Status;
+    StatusHistory:  Get    "/v1/status/history" Bare Token(Read),  "status_history", (),            ()                => r::UsageHistory;
+    Whoami:         Get    "/v1/whoami"         Bare Token(Read),  "whoami",         (),            ()                => r::Whoami;
+    Devices:        Get    "/v1/devices"        Bare Token(Read),  "devices",        (),            ()                => r::Devices;
     /// Whoever may write may make what they wrote durable in every tier now.
-    AdminFlush:     Post   "/v1/admin/flush"    Bare Token(Write), "admin_flush",    () => r::Flushed;
-    AdminEvict:     Post   "/v1/admin/evict"    Bare Token(Admin), "admin_evict",    () => r::Eviction;
-    AdminWal:       Get    "/v1/admin/wal"      Bare Token(Read),  "admin_wal",      () => r::Backlog;
+    AdminFlush:     Post   "/v1/admin/flush"    Bare Token(Write), "admin_flush",    (),            ()                => r::Flushed;
+    AdminEvict:     Post   "/v1/admin/evict"    Bare Token(Admin), "admin_evict",    (),            ()                => r::Eviction;
+    AdminWal:       Get    "/v1/admin/wal"      Bare Token(Read),  "admin_wal",      (),            ()                => r::Backlog;
     /// An empty body is the defaults.
-    AdminFsck:      Post   "/v1/admin/fsck"     Bare Token(Admin), "admin_fsck",     FsckArgs => r::FsckReport;
+    AdminFsck:      Post   "/v1/admin/fsck"     Bare Token(Admin), "admin_fsck",     (),            FsckArgs          => r::FsckReport;
     /// An empty body is the defaults.
-    AdminGc:        Post   "/v1/admin/gc"       Bare Token(Admin), "admin_gc",       GcArgs => r::GcReport;
-    AdminMigrate:   Post   "/v1/admin/migrate"  Bare Token(Admin), "admin_migrate",  MigrateArgs => r::Outcome;
-    AdminExport:    Post   "/v1/admin/export"   Bare Token(Admin), "admin_export",   ExportArgs => r::Outcome;
+    AdminGc:        Post   "/v1/admin/gc"       Bare Token(Admin), "admin_gc",       (),            GcArgs            => r::GcReport;
+    AdminMigrate:   Post   "/v1/admin/migrate"  Bare Token(Admin), "admin_migrate",  (),            MigrateArgs       => r::Outcome;
+    AdminExport:    Post   "/v1/admin/export"   Bare Token(Admin), "admin_export",   (),            ExportArgs        => r::Outcome;
     /// Prometheus' text format.
-    Metrics:        Get    "/metrics"           Bare Token(Read),  "metrics",        () => Raw;
+    Metrics:        Get    "/metrics"           Bare Token(Read),  "metrics",        (),            ()                => Raw;
 }
 
 impl Endpoint {
@@ -413,7 +430,8 @@ mod tests {
         assert_eq!(E::FileGet.at("/a%20b").path, "/v1/files/a%20b");
         let t = E::ChunkPut.named("ab").query("?x=1");
         assert_eq!((t.verb, t.path.as_str()), (Verb::Put, "/v1/chunks/ab?x=1"));
-        let typed = call::History::at("/a").query("?limit=2").target;
+        let limit = crate::queries::Limit { limit: Some(2) };
+        let typed = call::History::at("/a").with(&limit).target;
         assert_eq!(
             (typed.verb, typed.path.as_str()),
             (Verb::Get, "/v1/history/a?limit=2")

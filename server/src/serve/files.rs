@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use futures::StreamExt;
+use fvfs_api::queries::{AtVersion, FileAttrs, Removal};
 use fvfs_api::reports::{Content, DiskUsage, Listing, Meta, TierBytes, Written};
 use fvfs_api::views::EntryInfo;
 use fvfs_cas::chunker::Incremental;
@@ -21,22 +22,18 @@ use hyper::{Request, Response};
 
 use super::http::{ApiError, Body};
 use super::writer::Op;
-use super::{query, State};
+use super::State;
 
-/// The version a read names with `?version=` (number, snapshot, HEAD~N), else HEAD.
-fn version(state: &State, req: Option<&Request<Incoming>>) -> Result<Version, ApiError> {
-    let spec = req
-        .and_then(|r| query(r).remove("version"))
-        .unwrap_or_else(|| "HEAD".into());
-    Ok(state.repo.resolve(&spec)?)
-}
-
+/// The entry at `path` in the version a read names with `?version=` (number,
+/// snapshot, HEAD~N), else HEAD.
 pub(crate) async fn entry_at(
     state: &State,
     path: &[u8],
-    req: Option<&Request<Incoming>>,
+    at: &AtVersion,
 ) -> Result<(Version, Entry), ApiError> {
-    let v = version(state, req)?;
+    let v = state
+        .repo
+        .resolve(at.version.as_deref().unwrap_or("HEAD"))?;
     let e = lookup(&state.repo, v.root, path).await?;
     Ok((v, e))
 }
@@ -46,9 +43,9 @@ pub(crate) async fn entry_at(
 pub async fn get(
     state: &Arc<State>,
     path: Vec<u8>,
-    req: &Request<Incoming>,
+    at: &AtVersion,
 ) -> Result<Response<Body>, ApiError> {
-    let (v, entry) = entry_at(state, &path, Some(req)).await?;
+    let (v, entry) = entry_at(state, &path, at).await?;
     send(state, &v, &path, entry).await
 }
 
@@ -131,6 +128,7 @@ fn now_ns() -> i64 {
 pub async fn put(
     state: &Arc<State>,
     path: Vec<u8>,
+    attrs: FileAttrs,
     req: Request<Incoming>,
 ) -> Result<Written, ApiError> {
     if path::components(&path)?.is_empty() {
@@ -139,22 +137,8 @@ pub async fn put(
             "cannot write the root directory",
         ));
     }
-    let q = query(&req);
-    let mode = match q.get("mode") {
-        Some(m) => u32::from_str_radix(m, 8)
-            .ok()
-            .filter(|m| *m <= 0o7777)
-            .ok_or_else(|| {
-                ApiError::bad_request(format!("mode {m:?} is not octal permission bits"))
-            })?,
-        None => 0o644,
-    };
-    let mtime_ns = match q.get("mtime_ns") {
-        Some(t) => t
-            .parse()
-            .map_err(|_| ApiError::bad_request(format!("mtime_ns {t:?} is not a number")))?,
-        None => now_ns(),
-    };
+    let mode = attrs.mode.unwrap_or(0o644);
+    let mtime_ns = attrs.mtime_ns.unwrap_or_else(now_ns);
     let pending = Pending::default();
     let mut refs = Vec::new();
     let mut chunker = Incremental::new(state.repo.cut_seed());
@@ -232,12 +216,8 @@ pub(super) async fn store_chunk(
 pub async fn delete(
     state: &Arc<State>,
     path: Vec<u8>,
-    req: &Request<Incoming>,
+    Removal { recursive }: Removal,
 ) -> Result<Written, ApiError> {
-    let recursive = matches!(
-        query(req).get("recursive").map(String::as_str),
-        Some("1" | "true" | "yes")
-    );
     let message = format!("rm {}", path::show(&path));
     let v = state
         .writer
@@ -253,12 +233,8 @@ pub async fn delete(
     })
 }
 
-pub async fn meta(
-    state: &Arc<State>,
-    path: Vec<u8>,
-    req: &Request<Incoming>,
-) -> Result<Meta, ApiError> {
-    let (v, entry) = entry_at(state, &path, Some(req)).await?;
+pub async fn meta(state: &Arc<State>, path: Vec<u8>, at: &AtVersion) -> Result<Meta, ApiError> {
+    let (v, entry) = entry_at(state, &path, at).await?;
     let mut info = EntryInfo::of(&entry);
     if info.name.is_empty() {
         info.name = "/".into();
@@ -274,12 +250,8 @@ pub async fn meta(
     })
 }
 
-pub async fn ls(
-    state: &Arc<State>,
-    path: Vec<u8>,
-    req: &Request<Incoming>,
-) -> Result<Listing, ApiError> {
-    let (v, entry) = entry_at(state, &path, Some(req)).await?;
+pub async fn ls(state: &Arc<State>, path: Vec<u8>, at: &AtVersion) -> Result<Listing, ApiError> {
+    let (v, entry) = entry_at(state, &path, at).await?;
     let entries: Vec<EntryInfo> = match (entry.kind, entry.id) {
         (EntryKind::Dir, Some(id)) => state
             .repo
@@ -300,7 +272,7 @@ pub async fn ls(
 
 /// Logical bytes below a path, unique bytes after dedup, and bytes per tier.
 pub async fn du(state: &Arc<State>, path: Vec<u8>) -> Result<DiskUsage, ApiError> {
-    let (v, top) = entry_at(state, &path, None).await?;
+    let (v, top) = entry_at(state, &path, &AtVersion::default()).await?;
     let mut files = Vec::new();
     match (top.kind, top.id) {
         (EntryKind::Dir, Some(id)) => {

@@ -69,7 +69,6 @@ use fvfs_engine::Engine;
 pub use limits::Limits;
 use metrics::Metrics;
 use routes::handle;
-pub(crate) use routes::query;
 pub use tls::pair_command;
 use writer::Writer;
 

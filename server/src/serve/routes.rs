@@ -9,15 +9,15 @@
 //! - The role is checked before a body is read; a route the table does not have is a
 //!   404 (after the role its method implies), never a default handler.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use fvfs_api::routes::{self, call, Access, Endpoint, Found};
+use fvfs_api::routes::{self, call, Access, Call, Endpoint, Found};
 use fvfs_api::ErrorCode;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
+use serde::de::DeserializeOwned;
 
 use super::http::{created, reply, ApiError, Body};
 use super::{admin, auth, dav, files, limits, store, versions, web, Role, State};
@@ -46,21 +46,12 @@ pub(super) async fn handle(
     Ok(response)
 }
 
-/// The query string as a map; values percent-decoded.
-pub(crate) fn query(req: &Request<Incoming>) -> HashMap<String, String> {
-    req.uri()
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter(|kv| !kv.is_empty())
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            let v = percent_encoding::percent_decode_str(v)
-                .decode_utf8_lossy()
-                .into_owned();
-            (k.to_owned(), v)
-        })
-        .collect()
+/// Route `C`'s query string; a 400 naming the parameter that does not parse.
+fn query<C: Call>(req: &Request<Incoming>) -> Result<C::Query, ApiError>
+where
+    C::Query: DeserializeOwned,
+{
+    fvfs_api::queries::parse(req.uri().query().unwrap_or("")).map_err(ApiError::bad_request)
 }
 
 /// The fvfs path named by the rest of a URL path, percent-decoded.
@@ -205,23 +196,32 @@ async fn dispatch(
     // A JSON answer goes through its route's marker type: the handler must return
     // what the table's row says.
     match endpoint {
-        E::FileGet => files::get(state, fs_path(tail), &req).await,
-        E::FilePut => created::<c::FilePut>(files::put(state, fs_path(tail), req).await),
-        E::FileDelete => reply::<c::FileDelete>(files::delete(state, fs_path(tail), &req).await),
-        E::Meta => reply::<c::Meta>(files::meta(state, fs_path(tail), &req).await),
-        E::Ls => reply::<c::Ls>(files::ls(state, fs_path(tail), &req).await),
+        E::FileGet => files::get(state, fs_path(tail), &query::<c::FileGet>(&req)?).await,
+        E::FilePut => {
+            let attrs = query::<c::FilePut>(&req)?;
+            created::<c::FilePut>(files::put(state, fs_path(tail), attrs, req).await)
+        }
+        E::FileDelete => {
+            let removal = query::<c::FileDelete>(&req)?;
+            reply::<c::FileDelete>(files::delete(state, fs_path(tail), removal).await)
+        }
+        E::Meta => {
+            let at = query::<c::Meta>(&req)?;
+            reply::<c::Meta>(files::meta(state, fs_path(tail), &at).await)
+        }
+        E::Ls => reply::<c::Ls>(files::ls(state, fs_path(tail), &query::<c::Ls>(&req)?).await),
         E::Du => reply::<c::Du>(files::du(state, fs_path(tail)).await),
         E::ChunksBatch => reply::<c::ChunksBatch>(store::put_batch(state, req).await),
         E::ChunksRead => store::read_many(state, req).await,
         E::ChunksMissing => reply::<c::ChunksMissing>(store::missing(state, req).await),
         E::ChunkGet => store::get(state, tail).await,
         E::ChunkHead => store::head(state, tail),
-        E::ChunkPut => match store::put(state, tail, req).await {
+        E::ChunkPut => match store::put(state, tail, query::<c::ChunkPut>(&req)?, req).await {
             Ok(s) if !s.stored => reply::<c::ChunkPut>(Ok(s)),
             answer => created::<c::ChunkPut>(answer),
         },
         E::Node => store::node(state, tail).await,
-        E::Versions => reply::<c::Versions>(versions::log(state, &req)),
+        E::Versions => reply::<c::Versions>(versions::log(state, query::<c::Versions>(&req)?)),
         E::Version => reply::<c::Version>(versions::version(state, tail)),
         E::Snapshots => reply::<c::Snapshots>(versions::snapshots(state)),
         E::SnapshotCreate => {
@@ -231,11 +231,15 @@ async fn dispatch(
             reply::<c::SnapshotDelete>(versions::snapshot_delete(state, tail).await)
         }
         E::Rollback => reply::<c::Rollback>(versions::rollback(state, req).await),
-        E::Diff => reply::<c::Diff>(versions::diff(state, &req).await),
-        E::History => reply::<c::History>(versions::history(state, fs_path(tail), &req).await),
+        E::Diff => reply::<c::Diff>(versions::diff(state, query::<c::Diff>(&req)?).await),
+        E::History => {
+            let limit = query::<c::History>(&req)?;
+            reply::<c::History>(versions::history(state, fs_path(tail), limit).await)
+        }
         E::Commit => reply::<c::Commit>(versions::commit(state, req).await),
         E::DownloadLinks => {
-            reply::<c::DownloadLinks>(web::links::make(state, fs_path(tail), &req).await)
+            let at = query::<c::DownloadLinks>(&req)?;
+            reply::<c::DownloadLinks>(web::links::make(state, fs_path(tail), &at).await)
         }
         E::Download => web::links::download(state, tail).await,
         E::Status => reply::<c::Status>(admin::status(state).await),

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use fvfs_api::queries::{self, Kind};
 use fvfs_api::reports::{BatchStored, ChunkStored, Ids, Missing, MAX_MISSING_IDS, MAX_READ_IDS};
 use fvfs_api::routes::{call, Call};
 use fvfs_api::ErrorCode;
@@ -20,7 +21,7 @@ use hyper::{Request, Response};
 use serde::de::DeserializeOwned;
 
 use super::http::{full, ApiError, Body};
-use super::{query, State};
+use super::State;
 
 /// Bytes of frames a batch upload stores at once.
 const PUT_GROUP_BYTES: usize = 1 << 20;
@@ -98,17 +99,13 @@ pub fn head(state: &Arc<State>, id: &str) -> Result<Response<Body>, ApiError> {
 pub async fn put(
     state: &Arc<State>,
     id: &str,
+    q: queries::ChunkPut,
     req: Request<Incoming>,
 ) -> Result<ChunkStored, ApiError> {
     let id = parse_id(id)?;
-    let kind = match query(&req).get("kind").map(String::as_str) {
-        None | Some("data") => ChunkKind::Data,
-        Some("node") => ChunkKind::Node,
-        Some(k) => {
-            return Err(ApiError::bad_request(format!(
-                "unknown chunk kind {k:?}: use data or node"
-            )))
-        }
+    let kind = match q.kind.unwrap_or(Kind::Data) {
+        Kind::Data => ChunkKind::Data,
+        Kind::Node => ChunkKind::Node,
     };
     let data = body(req, upload::max_raw(kind)).await?;
     state

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use fvfs_api::commit::CommitOp;
 use fvfs_api::path::decode_path;
+use fvfs_api::queries::{Between, Limit};
 use fvfs_api::reports::SnapshotDeleted;
 use fvfs_api::routes::call;
 use fvfs_api::views::{ChangeInfo, PathChange, SnapshotInfo, VersionInfo};
@@ -16,11 +17,11 @@ use hyper::Request;
 use super::http::ApiError;
 use super::store::json_body;
 use super::writer::Op;
-use super::{query, State};
+use super::State;
 
 /// The newest versions first (`?limit=N` of them).
-pub fn log(state: &Arc<State>, req: &Request<Incoming>) -> Result<Vec<VersionInfo>, ApiError> {
-    Ok(state.repo.log_info(limit(req)?)?)
+pub fn log(state: &Arc<State>, Limit { limit }: Limit) -> Result<Vec<VersionInfo>, ApiError> {
+    Ok(state.repo.log_info(limit.unwrap_or(usize::MAX))?)
 }
 
 /// The version `spec` names (percent-encoded: a number, a snapshot name, HEAD~N).
@@ -61,33 +62,19 @@ pub async fn rollback(state: &Arc<State>, req: Request<Incoming>) -> Result<Vers
 
 pub async fn diff(
     state: &Arc<State>,
-    req: &Request<Incoming>,
+    Between { a, b }: Between,
 ) -> Result<Vec<ChangeInfo>, ApiError> {
-    let q = query(req);
-    let (Some(a), Some(b)) = (q.get("a"), q.get("b")) else {
-        return Err(ApiError::bad_request("give two versions: /v1/diff?a=A&b=B"));
-    };
-    Ok(state.repo.diff_info(a, b).await?)
+    Ok(state.repo.diff_info(&a, &b).await?)
 }
 
 /// The versions in which `path` changed, newest first (`?limit=N` of them).
 pub async fn history(
     state: &Arc<State>,
     path: Vec<u8>,
-    req: &Request<Incoming>,
+    Limit { limit }: Limit,
 ) -> Result<Vec<PathChange>, ApiError> {
-    let limit = limit(req)?;
+    let limit = limit.unwrap_or(usize::MAX);
     Ok(state.repo.history(&path, limit).await?)
-}
-
-/// `?limit=N`, or no limit.
-fn limit(req: &Request<Incoming>) -> Result<usize, ApiError> {
-    match query(req).get("limit") {
-        Some(l) => l
-            .parse()
-            .map_err(|_| ApiError::bad_request(format!("limit {l:?} is not a number"))),
-        None => Ok(usize::MAX),
-    }
 }
 
 /// Applies entries whose content the client uploaded beforehand; refuses the whole

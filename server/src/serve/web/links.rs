@@ -17,12 +17,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use fvfs_api::queries::AtVersion;
 use fvfs_api::reports::DownloadLink;
 use fvfs_api::routes::{call, Call};
 use fvfs_api::ErrorCode;
-use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_DISPOSITION};
-use hyper::{Request, Response};
+use hyper::Response;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
 use crate::serve::files;
@@ -86,9 +86,9 @@ impl Links {
 pub async fn make(
     state: &Arc<State>,
     path: Vec<u8>,
-    req: &Request<Incoming>,
+    at: &AtVersion,
 ) -> Result<DownloadLink, ApiError> {
-    let (v, entry) = files::entry_at(state, &path, Some(req)).await?;
+    let (v, entry) = files::entry_at(state, &path, at).await?;
     files::readable(&entry, &path)?;
     let id = state.links.issue(v.number, path)?;
     Ok(DownloadLink {
