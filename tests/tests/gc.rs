@@ -566,6 +566,27 @@ fn an_idle_daemon_recompresses_its_segments() {
     for t in v["tiers"].as_array().unwrap() {
         assert!(u(t, "disk_bytes") < u(t, "bytes"), "{t}");
     }
+    // Each round was a job of the store: its outcome is in status once it ends.
+    loop {
+        let (code, body) = d.raw(&request("GET", "/v1/status", &[], b""));
+        assert_eq!(code, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let done = v["last_tasks"].as_array().unwrap().iter().any(|t| {
+            t["task"] == "recompression"
+                && t["summary"]
+                    .as_str()
+                    .unwrap()
+                    .contains("segments rewritten")
+        });
+        if done {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no recompression outcome within 120 s: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let late = tree::code(99_999, 300_000);
     assert!(matches!(put(&d, "/late.rs", &late), 200 | 201));
     d.assert_fsck_clean("after an idle recompression");

@@ -1,5 +1,6 @@
 //! The store's jobs, each kind written once behind one trait ([`Job`]): fsck and gc
-//! here, evict, flush, migrate and export where their work lives (the server), all
+//! here, evict, flush, migrate, export, recompression and automatic snapshots where
+//! their work lives (the server), all
 //! started the one way [`Jobs::run`] has, by the one-shot commands (`fvfsd fsck`,
 //! `fvfsd gc`, `fvfsd migrate`, `fvfsd export`), the admin API and the automatic
 //! snapshots' pruning alike. So a job runs on a task of its own, shows its progress in

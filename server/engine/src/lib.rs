@@ -1,7 +1,8 @@
 //! The engine of fvfsd: the store opened once ([`Engine::open`]: the tiers, the
 //! repository over them, the data directory's lock), the S3 tier's key ([`keys`]),
 //! and the jobs run on it ([`jobs`]: one [`jobs::Job`] trait; fsck and gc here, evict,
-//! flush, migrate and export beside their work in the server; listed while they run
+//! flush, migrate, export, the idle recompression's rounds and the automatic
+//! snapshots beside their work in the server; listed while they run
 //! and their outcomes recorded, [`Maintenance`]), each on a task of the store's
 //! [`Workers`], on which the daemon also runs its loops. The daemon (its HTTP API,
 //! WebDAV, the web page) and the one-shot `fvfsd` commands all open the store here and

@@ -3,7 +3,10 @@
 //! newest automatic snapshot's, the daemon takes `auto-YYYY-MM-DD-HHMM`
 //! ([`fvfs_manifest::autosnap`]). Then it deletes the automatic snapshots the policy no
 //! longer keeps (never one a person named) and, when it deleted some, runs a garbage
-//! collection with `[gc]`'s retention, so that versions only they held can go.
+//! collection with `[gc]`'s retention, so that versions only they held can go. A round
+//! with something to take or prune does it as an [`AutoSnapshot`] job (listed, its
+//! outcome recorded, like every job of the store); one with nothing to do is only
+//! counted by the `snapshots` worker.
 //!
 //! Time comes from a [`Clock`]: the system's, checked every [`SYSTEM_TICK`], or for
 //! tests a file holding Unix seconds (`fvfsd serve --clock-file`), checked every few
@@ -16,9 +19,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use fvfs_api::reports::AutoSnapshots;
-use fvfs_engine::jobs::Gc;
+use fvfs_cas::ChunkId;
+use fvfs_engine::jobs::{Gc, Job, Jobs};
 use fvfs_fsck::retention::{Period, SnapshotPolicy};
-use fvfs_manifest::autosnap;
+use fvfs_fsck::Progress;
+use fvfs_manifest::{autosnap, Repo};
 
 use super::State;
 
@@ -91,7 +96,8 @@ pub fn start(state: &Arc<State>, policy: SnapshotPolicy, every: Period, clock: C
     });
 }
 
-/// A round at time `now`, recorded in the status of automatic snapshots.
+/// A round at time `now`, recorded in the status of automatic snapshots: an
+/// [`AutoSnapshot`] job when there is something to take or prune, else nothing.
 async fn act(
     state: &State,
     policy: &SnapshotPolicy,
@@ -123,65 +129,143 @@ async fn act(
     }
 }
 
-/// What one round did.
-#[derive(Default)]
-struct Done {
-    taken: Option<String>,
-    pruned: Vec<String>,
-    versions_dropped: usize,
-}
-
-/// Takes a snapshot if one is due and something changed, then prunes.
 async fn round(
     state: &State,
     policy: &SnapshotPolicy,
     every: Period,
     now: i64,
 ) -> anyhow::Result<Done> {
-    let repo = &state.repo;
+    let head = state.repo.head()?.map(|v| v.root);
+    let wanted = plan(&state.repo, head, policy, every, now)?;
+    if !wanted.take && wanted.prune.is_empty() {
+        return Ok(Done::default());
+    }
+    let job = AutoSnapshot {
+        policy: *policy,
+        every,
+        now,
+        gc: state.gc.options(&fvfs_api::args::GcArgs::default(), false),
+    };
+    let done = state.jobs.run(job).await;
+    done.context("the daemon is stopping: no automatic snapshot")?
+}
+
+/// What one round did.
+#[derive(Default)]
+pub struct Done {
+    taken: Option<String>,
+    pruned: Vec<String>,
+    versions_dropped: usize,
+}
+
+/// What a round at `now` would do, HEAD's tree being `head`.
+struct Plan {
+    /// Take a snapshot: one is due this period and HEAD's tree differs from the
+    /// newest automatic snapshot's.
+    take: bool,
+    /// The automatic snapshots the policy no longer keeps (counting the one taken).
+    prune: Vec<String>,
+}
+
+fn plan(
+    repo: &Repo,
+    head: Option<ChunkId>,
+    policy: &SnapshotPolicy,
+    every: Period,
+    now: i64,
+) -> anyhow::Result<Plan> {
     let mut taken: Vec<(String, i64)> = repo
         .snapshots()?
         .into_iter()
         .filter_map(|(name, _)| autosnap::time_of(&name).map(|t| (name, t)))
         .collect();
     let newest = taken.iter().max_by_key(|(n, t)| (*t, n)).cloned();
-    let mut done = Done::default();
     // A clock behind the newest snapshot (set back, or a test) takes nothing.
-    if newest
+    let due = newest
         .as_ref()
-        .is_none_or(|(_, t)| every.of(*t) < every.of(now))
-    {
-        let lock = repo.lock().await;
-        if let Some(head) = lock.head()? {
-            let changed = match &newest {
-                None => true,
-                Some((name, _)) => repo.resolve(name)?.root != head.root,
-            };
-            if changed {
-                let v = lock.snapshot_auto(now).await?;
-                let name = autosnap::name(now);
-                tracing::info!(version = v.number, "automatic snapshot {name}");
-                taken.push((name.clone(), now));
-                done.taken = Some(name);
-            }
-        }
+        .is_none_or(|(_, t)| every.of(*t) < every.of(now));
+    let take = match (due, head, &newest) {
+        (false, _, _) | (_, None, _) => false,
+        (true, Some(_), None) => true,
+        (true, Some(root), Some((name, _))) => repo.resolve(name)?.root != root,
+    };
+    if take {
+        taken.push((autosnap::name(now), now));
     }
     let keep = policy.keep(&taken);
-    let prune: Vec<String> = taken
+    let prune = taken
         .iter()
         .filter(|(n, _)| !keep.contains(n.as_str()))
         .map(|(n, _)| n.clone())
         .collect();
-    for name in &prune {
-        repo.lock().await.snapshot_delete(name)?;
-        tracing::info!("automatic snapshot {name} pruned");
-        done.pruned.push(name.clone());
+    Ok(Plan { take, prune })
+}
+
+/// One round's work: takes a snapshot if one is due and something changed (decided
+/// again under the repository's lock), prunes what the policy no longer keeps, and
+/// collects with `[gc]`'s retention when it pruned.
+pub struct AutoSnapshot {
+    policy: SnapshotPolicy,
+    every: Period,
+    now: i64,
+    gc: fvfs_fsck::gc::Options,
+}
+
+impl Job for AutoSnapshot {
+    const KIND: &'static str = "auto-snapshot";
+    type Report = Done;
+    type Error = anyhow::Error;
+
+    async fn run(&self, store: &Jobs, progress: &Arc<Progress>) -> anyhow::Result<Done> {
+        let repo = store.repo();
+        let mut done = Done::default();
+        progress.phase("taking", 0);
+        let lock = repo.lock().await;
+        let head = lock.head()?;
+        let wanted = plan(
+            repo,
+            head.as_ref().map(|v| v.root),
+            &self.policy,
+            self.every,
+            self.now,
+        )?;
+        if wanted.take {
+            let v = lock.snapshot_auto(self.now).await?;
+            let name = autosnap::name(self.now);
+            tracing::info!(version = v.number, "automatic snapshot {name}");
+            done.taken = Some(name);
+        }
+        drop(lock);
+        progress.phase("pruning", wanted.prune.len() as u64);
+        for name in wanted.prune {
+            repo.lock().await.snapshot_delete(&name)?;
+            tracing::info!("automatic snapshot {name} pruned");
+            progress.add(1, 0);
+            done.pruned.push(name);
+        }
+        if !done.pruned.is_empty() {
+            let collected = store.run(Gc(self.gc)).await;
+            let report = collected.context("the daemon is stopping: no collection")??;
+            done.versions_dropped = report.versions_dropped.len();
+        }
+        Ok(done)
     }
-    if !done.pruned.is_empty() {
-        let opts = state.gc.options(&fvfs_api::args::GcArgs::default(), false);
-        let collected = state.jobs.run(Gc(opts)).await;
-        let report = collected.context("the daemon is stopping: no collection")??;
-        done.versions_dropped = report.versions_dropped.len();
+
+    fn outcome(&self, done: &Done) -> (bool, String) {
+        let mut said = Vec::new();
+        if let Some(name) = &done.taken {
+            said.push(format!("took {name}"));
+        }
+        if !done.pruned.is_empty() {
+            said.push(format!(
+                "pruned {}, {} versions dropped",
+                done.pruned.len(),
+                done.versions_dropped
+            ));
+        }
+        if said.is_empty() {
+            said.push("nothing changed".to_owned());
+        }
+        (true, said.join("; "))
     }
-    Ok(done)
 }

@@ -101,8 +101,9 @@ fn automatic_snapshots_follow_the_clock_and_the_policy() {
         serde_json::json!(["auto-2026-11-02-0430", "auto-2026-11-03-0030"])
     );
     assert!(status["versions_dropped"].as_u64().unwrap() > 0, "{status}");
-    // The rounds ran as a worker of the daemon, which status and metrics show, and
-    // the collections after pruning as gc jobs (as any gc).
+    // The rounds ran as a worker of the daemon, which status and metrics show, those
+    // with something to take or prune as auto-snapshot jobs, and the collections after
+    // pruning as gc jobs (as any gc).
     let full: serde_json::Value =
         serde_json::from_str(&fvfsc(&d, 0, &["status", "--json"])).unwrap();
     let workers = full["workers"].as_array().unwrap();
@@ -112,8 +113,23 @@ fn automatic_snapshots_follow_the_clock_and_the_policy() {
         .collect();
     assert_eq!(
         names,
-        ["checkpoints", "samples", "recompress", "snapshots", "gc"],
+        [
+            "checkpoints",
+            "samples",
+            "recompress",
+            "snapshots",
+            "auto-snapshot",
+            "gc"
+        ],
         "{full}"
+    );
+    let last = full["last_tasks"].as_array().unwrap();
+    let auto = last.iter().find(|t| t["task"] == "auto-snapshot");
+    let auto = auto.unwrap_or_else(|| panic!("no auto-snapshot outcome: {full}"));
+    let summary = auto["summary"].as_str().unwrap();
+    assert!(
+        auto["ok"] == true && summary.starts_with("took auto-"),
+        "{auto}"
     );
     let snapshots = &workers[3];
     assert!(snapshots["rounds"].as_u64().unwrap() >= 12, "{snapshots}");
