@@ -101,7 +101,11 @@ window.addEventListener("unhandledrejection", (e) => {
 
 class Refused extends Error {}
 
-async function api(method, url, body, type) {
+// Calls the route called `name` in the daemon's route table (/ui/routes.js, written by
+// the daemon from the table it routes by), with `tail` (a path, a name, a query) after
+// its path.
+async function api(name, tail, body, type) {
+  const route = ROUTES[name];
   const headers = { "X-Fvfs-Client": "web" };
   const token = localStorage.getItem(TOKEN_KEY);
   if (token) headers.Authorization = "Bearer " + token;
@@ -112,7 +116,7 @@ async function api(method, url, body, type) {
   } else if (type) {
     headers["Content-Type"] = type;
   }
-  const r = await fetch(url, { method, headers, body: payload, cache: "no-store" });
+  const r = await fetch(route.path + tail, { method: route.method, headers, body: payload, cache: "no-store" });
   if (r.status === 401) {
     askToken("The daemon asks for a token.");
     throw new Refused("a token is needed");
@@ -125,12 +129,12 @@ async function api(method, url, body, type) {
   return r;
 }
 
-async function getJson(url) {
-  return (await api("GET", url)).json();
+async function getJson(name, tail = "") {
+  return (await api(name, tail)).json();
 }
 
 async function commit(message, ops) {
-  return (await api("POST", "/v1/commit", { message, ops })).json();
+  return (await api("Commit", "", { message, ops })).json();
 }
 
 function nowNs() {
@@ -268,7 +272,7 @@ function crumbs(path, version, view = "files") {
 
 async function viewFiles({ path, version }) {
   const q = version ? "?version=" + encodeURIComponent(version) : "";
-  const [listing, snapshots] = await Promise.all([getJson("/v1/ls" + enc(path) + q), getJson("/v1/snapshots")]);
+  const [listing, snapshots] = await Promise.all([getJson("Ls", enc(path) + q), getJson("Snapshots")]);
   const live = !version;
   const entries = listing.entries.slice().sort((a, b) =>
     (a.kind === "dir" ? 0 : 1) - (b.kind === "dir" ? 0 : 1) || a.name.localeCompare(b.name));
@@ -322,7 +326,7 @@ async function viewFiles({ path, version }) {
 // The browser saves the file as it streams: a link made with the token, good once.
 async function download(path, version, name) {
   const q = version ? "?version=" + encodeURIComponent(version) : "";
-  const link = await (await api("POST", "/v1/download-links" + enc(path) + q)).json();
+  const link = await (await api("DownloadLinks", enc(path) + q)).json();
   const a = el("a", { href: link.url, download: name, hidden: true });
   document.body.append(a);
   a.click();
@@ -333,7 +337,7 @@ async function upload(dir, files) {
   for (const f of files) {
     toast(`Uploading ${f.name} (${bytes(f.size)})…`);
     const mtime = BigInt(f.lastModified) * 1000000n;
-    await api("PUT", "/v1/files" + enc(join(dir, f.name)) + "?mtime_ns=" + mtime, f, "application/octet-stream");
+    await api("FilePut", enc(join(dir, f.name)) + "?mtime_ns=" + mtime, f, "application/octet-stream");
   }
   toast(`Uploaded ${files.length} file${files.length === 1 ? "" : "s"}`);
   show();
@@ -365,7 +369,7 @@ async function remove(path, dir) {
     danger: true,
   });
   if (!sure) return;
-  await api("DELETE", "/v1/files" + enc(path) + (dir ? "?recursive=true" : ""));
+  await api("FileDelete", enc(path) + (dir ? "?recursive=true" : ""));
   toast("Deleted " + basename(path));
   show();
 }
@@ -385,7 +389,7 @@ async function restore(path, version) {
 // ---------------------------------------------------------------- one path's history
 
 async function viewHistory({ path }) {
-  const changes = await getJson("/v1/history" + enc(path) + "?limit=500");
+  const changes = await getJson("History", enc(path) + "?limit=500");
   const out = el("section", {},
     el("div", { class: "toolbar" }, el("h1", {}, "History of ", crumbs(path, "", "history"))),
     el("p", { class: "note" }, "The versions in which this changed, newest first."));
@@ -436,13 +440,13 @@ function summary(changes) {
 }
 
 async function viewVersions() {
-  const versions = await getJson("/v1/versions?limit=" + versionLimit);
+  const versions = await getJson("Versions", "?limit=" + versionLimit);
   const head = versions.length ? versions[0].number : 0;
   const a = el("input", { type: "text", value: "HEAD~1", "aria-label": "From version", size: 8, id: "diff-a" });
   const b = el("input", { type: "text", value: "HEAD", "aria-label": "To version", size: 8, id: "diff-b" });
   const result = el("div", { id: "diff" });
   const compare = async (from, to) => {
-    const changes = await getJson(`/v1/diff?a=${encodeURIComponent(from)}&b=${encodeURIComponent(to)}`);
+    const changes = await getJson("Diff", `?a=${encodeURIComponent(from)}&b=${encodeURIComponent(to)}`);
     result.replaceChildren(el("h2", {}, `From ${from} to ${to}: ${summary(changes)}`), diffList(changes));
   };
   const out = el("section", {},
@@ -473,7 +477,7 @@ async function viewVersions() {
 }
 
 async function rollback(v) {
-  const changes = await getJson(`/v1/diff?a=HEAD&b=${v.number}`);
+  const changes = await getJson("Diff", `?a=HEAD&b=${v.number}`);
   const sure = await ask({
     title: `Roll back to version ${v.number}?`,
     body: el("div", {},
@@ -484,7 +488,7 @@ async function rollback(v) {
     danger: true,
   });
   if (!sure) return;
-  const now = await (await api("POST", "/v1/rollback", { to: String(v.number) })).json();
+  const now = await (await api("Rollback", "", { to: String(v.number) })).json();
   toast(`Rolled back: version ${now.number} is version ${v.number}'s tree`);
   show();
 }
@@ -492,13 +496,13 @@ async function rollback(v) {
 // ---------------------------------------------------------------- snapshots
 
 async function viewSnapshots() {
-  const snapshots = await getJson("/v1/snapshots");
+  const snapshots = await getJson("Snapshots");
   const out = el("section", {}, el("h1", {}, "Snapshots"));
   if (can("write")) {
     const name = el("input", { type: "text", placeholder: "name, e.g. before-cleanup", "aria-label": "Snapshot name", id: "snapshot-name" });
     const take = async () => {
       if (!name.value) return;
-      const v = await (await api("POST", "/v1/snapshots", { name: name.value })).json();
+      const v = await (await api("SnapshotCreate", "", { name: name.value })).json();
       toast(`Snapshot ${name.value} of version ${v.number}`);
       show();
     };
@@ -536,7 +540,7 @@ async function dropSnapshot(s) {
     danger: true,
   });
   if (!sure) return;
-  await api("DELETE", "/v1/snapshots/" + encodeURIComponent(s.name));
+  await api("SnapshotDelete", "/" + encodeURIComponent(s.name));
   toast("Deleted snapshot " + s.name);
   show();
 }
@@ -615,7 +619,7 @@ function plot(title, series, format) {
 }
 
 async function viewStatus() {
-  const [status, history] = await Promise.all([getJson("/v1/status"), getJson("/v1/status/history")]);
+  const [status, history] = await Promise.all([getJson("Status"), getJson("StatusHistory")]);
   const s = status.store;
   const out = el("section", {}, el("h1", {}, "Status"));
   out.append(el("div", { class: "tiers", id: "tiers" }, status.tiers.map(tierCard)));
@@ -667,7 +671,7 @@ async function viewStatus() {
 
 async function start() {
   try {
-    me = await getJson("/v1/whoami");
+    me = await getJson("Whoami");
   } catch (e) {
     if (e instanceof Refused) return;
     throw e;
