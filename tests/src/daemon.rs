@@ -161,6 +161,22 @@ impl Daemon {
             .unwrap_or_else(|| panic!("{name} not in metrics:\n{text}"))
     }
 
+    /// How the last job of each kind ended, by kind (status' `last_tasks`): whether it
+    /// was clean, and its summary.
+    pub fn last_tasks(&self) -> std::collections::BTreeMap<String, (bool, String)> {
+        let get = request("GET", "/v1/status", &[&self.admin_header()], b"");
+        let (status, body) = self.raw(&get);
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let tasks = v["last_tasks"].as_array().unwrap().iter();
+        tasks
+            .map(|t| {
+                let s = |k: &str| t[k].as_str().unwrap().to_owned();
+                (s("task"), (t["ok"].as_bool().unwrap(), s("summary")))
+            })
+            .collect()
+    }
+
     /// Sends raw bytes and returns the status code and the body of the answer.
     pub fn raw(&self, request: &[u8]) -> (u16, String) {
         raw(&self.addr, request)

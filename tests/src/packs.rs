@@ -125,3 +125,14 @@ pub fn find(root: &Path, id: &ChunkId) -> Vec<Record> {
     );
     found
 }
+
+/// Bytes of the segment files of the pack store at `root` (what the disk holds).
+pub fn segment_bytes(root: &Path) -> u64 {
+    fs::read_dir(root.join("segments"))
+        .map(|dir| {
+            dir.filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}

@@ -266,22 +266,8 @@ fn every_job_leaves_its_outcome_for_status_whoever_ran_it() {
     d.run(["export", "/", out.to_str().unwrap()]);
     d.run(["fsck"]);
     d.run(["gc", "--dry-run"]);
-    // Each kind's last outcome, by kind: (clean, summary).
-    let last = |daemon: &Daemon| -> std::collections::BTreeMap<String, (bool, String)> {
-        let get = request("GET", "/v1/status", &[&daemon.admin_header()], b"");
-        let (status, body) = daemon.raw(&get);
-        assert_eq!(status, 200, "{body}");
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        let tasks = v["last_tasks"].as_array().unwrap().iter();
-        tasks
-            .map(|t| {
-                let s = |k: &str| t[k].as_str().unwrap().to_owned();
-                (s("task"), (t["ok"].as_bool().unwrap(), s("summary")))
-            })
-            .collect()
-    };
     let daemon = Daemon::start(&d, "127.0.0.1:0", &["--no-mdns"]);
-    let seen = last(&daemon);
+    let seen = daemon.last_tasks();
     let kinds: Vec<&str> = seen.keys().map(String::as_str).collect();
     assert_eq!(kinds, ["export", "fsck", "gc", "migrate"], "{seen:?}");
     let clean = |kind: &str, says: &str| {
@@ -303,7 +289,7 @@ fn every_job_leaves_its_outcome_for_status_whoever_ran_it() {
         let (status, body) = daemon.raw(&post);
         assert_eq!(status, 200, "{job}: {body}");
     }
-    let seen = last(&daemon);
+    let seen = daemon.last_tasks();
     assert!(
         seen["flush"].0 && seen["flush"].1.contains("local"),
         "{seen:?}"
@@ -320,7 +306,7 @@ fn every_job_leaves_its_outcome_for_status_whoever_ran_it() {
     assert_eq!(status, 200, "{body}");
     drop(daemon);
     let daemon = Daemon::start(&d, "127.0.0.1:0", &["--no-mdns"]);
-    let seen = last(&daemon);
+    let seen = daemon.last_tasks();
     let (ok, summary) = &seen["fsck"];
     assert!(!ok && summary.ends_with("1 problems left"), "{seen:?}");
 }

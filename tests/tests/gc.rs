@@ -494,17 +494,6 @@ fn code_tree(root: &std::path::Path, files: u64, seed: u64) {
     }
 }
 
-/// Bytes of the segment files of the pack store at `root` (what the disk holds).
-fn segment_bytes(root: &std::path::Path) -> u64 {
-    std::fs::read_dir(root.join("segments"))
-        .map(|dir| {
-            dir.filter_map(|e| e.ok()?.metadata().ok())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
 /// Per tier, the bytes its chunks took when first stored, from the status page.
 fn tier_bytes(d: &Daemon) -> Vec<u64> {
     let (code, body) = d.raw(&request("GET", "/v1/status", &[], b""));
@@ -548,7 +537,10 @@ fn an_idle_daemon_recompresses_its_segments() {
     // 52 bytes to frames of about 16 KB).
     let roots = [store.home.path().join("chunks"), nas.clone()];
     loop {
-        let (first, now) = (tier_bytes(&d), roots.each_ref().map(|r| segment_bytes(r)));
+        let (first, now) = (
+            tier_bytes(&d),
+            roots.each_ref().map(|r| packs::segment_bytes(r)),
+        );
         if first.len() == 2 && (0..2).all(|t| first[t] > 0 && now[t] * 100 <= first[t] * 97) {
             break;
         }
@@ -566,27 +558,15 @@ fn an_idle_daemon_recompresses_its_segments() {
     for t in v["tiers"].as_array().unwrap() {
         assert!(u(t, "disk_bytes") < u(t, "bytes"), "{t}");
     }
-    // Each round was a job of the store: its outcome is in status once it ends.
-    loop {
-        let (code, body) = d.raw(&request("GET", "/v1/status", &[], b""));
-        assert_eq!(code, 200, "{body}");
-        let v: Value = serde_json::from_str(&body).unwrap();
-        let done = v["last_tasks"].as_array().unwrap().iter().any(|t| {
-            t["task"] == "recompression"
-                && t["summary"]
-                    .as_str()
-                    .unwrap()
-                    .contains("segments rewritten")
-        });
-        if done {
-            break;
-        }
+    while !d.last_tasks().contains_key("recompression") {
         assert!(
             std::time::Instant::now() < deadline,
-            "no recompression outcome within 120 s: {v}"
+            "no recompression job in status"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    let (ok, summary) = &d.last_tasks()["recompression"];
+    assert!(*ok && summary.contains("segments rewritten"), "{summary}");
     let late = tree::code(99_999, 300_000);
     assert!(matches!(put(&d, "/late.rs", &late), 200 | 201));
     d.assert_fsck_clean("after an idle recompression");
