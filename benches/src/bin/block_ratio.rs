@@ -8,7 +8,10 @@
 //!   and 1 MiB; the dictionary's own bytes counted, its training timed).
 //!
 //! Prints the bytes of each form, its ratio to today's frames and its compression time
-//! on one core. Usage: block-ratio DIR... (a tree's files; symlinks not followed)
+//! on one core. With `--reads`, instead what reading costs in each form (zstd 3): a
+//! sequential read of everything (each block decoded once) and reads of chunks picked
+//! at random (each decodes its whole block, or its own frame). Usage: block-ratio
+//! [--reads] DIR... (a tree's files; symlinks not followed)
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -66,9 +69,46 @@ fn blocks(chunks: &[Vec<u8>], block: usize, level: i32) -> u64 {
     total
 }
 
+/// Sequential MB/s and microseconds per random chunk read, the chunks stored in groups
+/// of about `block` bytes (one chunk each when `block` is 0), zstd 3.
+fn reads(chunks: &[Vec<u8>], block: usize) -> (f64, f64) {
+    // Each group compressed, with its raw length; each chunk's group.
+    let (mut groups, mut of) = (Vec::new(), Vec::with_capacity(chunks.len()));
+    let mut buf = Vec::new();
+    for (i, c) in chunks.iter().enumerate() {
+        buf.extend_from_slice(c);
+        of.push(groups.len());
+        if buf.len() >= block || i + 1 == chunks.len() {
+            groups.push((zstd::bulk::compress(&buf, 3).expect("zstd"), buf.len()));
+            buf.clear();
+        }
+    }
+    let decode =
+        |(packed, len): &(Vec<u8>, usize)| zstd::bulk::decompress(packed, *len).expect("unzstd");
+    let raw: usize = chunks.iter().map(Vec::len).sum();
+    let t = Instant::now();
+    for g in &groups {
+        std::hint::black_box(decode(g));
+    }
+    let sequential = raw as f64 / t.elapsed().as_secs_f64() / 1e6;
+    // 2,000 chunks picked by a fixed stride through the store.
+    let picks: Vec<usize> = (0..2000).map(|k| (k * 7919) % chunks.len()).collect();
+    let t = Instant::now();
+    for &i in &picks {
+        std::hint::black_box(decode(&groups[of[i]]));
+    }
+    let random = t.elapsed().as_secs_f64() * 1e6 / picks.len() as f64;
+    (sequential, random)
+}
+
 fn main() {
-    let dirs: Vec<PathBuf> = std::env::args().skip(1).map(PathBuf::from).collect();
-    assert!(!dirs.is_empty(), "usage: block-ratio DIR...");
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let only_reads = args.first().is_some_and(|a| a == "--reads");
+    if only_reads {
+        args.remove(0);
+    }
+    let dirs: Vec<PathBuf> = args.into_iter().map(PathBuf::from).collect();
+    assert!(!dirs.is_empty(), "usage: block-ratio [--reads] DIR...");
     let mut paths = Vec::new();
     for d in &dirs {
         files(d, &mut paths);
@@ -94,6 +134,18 @@ fn main() {
         chunks.len(),
         raw as f64 / 1e6
     );
+    if only_reads {
+        println!("| stored as | sequential MB/s | random chunk, µs |\n|---|---|---|");
+        for (name, block) in [
+            ("each chunk alone", 0),
+            ("1 MiB blocks", 1 << 20),
+            ("4 MiB blocks", 4 << 20),
+        ] {
+            let (sequential, random) = reads(&chunks, block);
+            println!("| {name} | {sequential:.0} | {random:.0} |");
+        }
+        return;
+    }
     let mut forms = vec![
         timed("each chunk alone, zstd 3 (today)".into(), || {
             chunks.iter().map(|c| frame::encode(c).len() as u64).sum()
