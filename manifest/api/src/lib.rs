@@ -6,7 +6,8 @@
 //! ([`cli`]) and, behind feature `client`, the HTTP [`client`] and the daemon's notice
 //! to clients on its own machine ([`local`]).
 //!
-//! It depends only on `fvfs-cas` (without the pack store) and the node types, so fvfsc
+//! It depends only on `fvfs-cas` (without the pack store), the node types and the
+//! walk's exclude arguments (`fvfs-walk`, part of migrate's arguments), so fvfsc
 //! compiles no database.
 
 pub mod args;
