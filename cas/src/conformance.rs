@@ -17,6 +17,55 @@ pub async fn run(store: &dyn ChunkStore) {
     reads(store, &payloads, &ids).await;
     listing_and_deletes(store, &ids).await;
     concurrent_puts(store).await;
+    rewritten(store).await;
+}
+
+/// The idle rewrite (`recompress`, which packs chunks into blocks where a store can)
+/// of chunks that compress: everything reads back every way after it, deleting some
+/// and compacting loses none of the others, and the bytes kept do not grow.
+async fn rewritten(store: &dyn ChunkStore) {
+    let payloads: Vec<Vec<u8>> = (0..60usize)
+        .map(|i| {
+            (0..400 + i * 13)
+                .map(|j| format!("line {j} of a file like source code, variant {}\n", i % 7))
+                .collect::<String>()
+                .into_bytes()
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for p in &payloads {
+        ids.push(store.put_data(p).await.expect("put"));
+    }
+    store.sync().await.expect("sync");
+    let before = store.usage().await.expect("usage");
+    store.recompress(u64::MAX, 2).await.expect("recompress");
+    let after = store.usage().await.expect("usage");
+    assert_eq!(after.chunks, before.chunks, "the rewrite keeps every chunk");
+    assert!(after.bytes <= before.bytes, "{after:?} after {before:?}");
+    reads(store, &payloads[..4], &ids[..4]).await;
+    let mut all: Vec<_> = store.get_many(ids.clone()).collect().await;
+    all.sort_by_key(|(id, _)| ids.iter().position(|x| x == id));
+    for ((id, got), p) in all.into_iter().zip(&payloads) {
+        assert_eq!(
+            &got.unwrap_or_else(|e| panic!("{id}: {e}")).data[..],
+            &p[..]
+        );
+    }
+    for id in ids.iter().step_by(3) {
+        store.delete(id).await.expect("delete");
+    }
+    store.sync().await.expect("sync");
+    store.compact().await.expect("compact");
+    for (i, (id, p)) in ids.iter().zip(&payloads).enumerate() {
+        match i % 3 {
+            0 => assert!(matches!(store.get(id).await, Err(StoreError::NotFound(_)))),
+            _ => assert_eq!(&store.get_data(id).await.expect("kept")[..], &p[..]),
+        }
+    }
+    for id in &ids {
+        store.delete(id).await.expect("delete");
+    }
+    store.sync().await.expect("sync");
 }
 
 /// Puts and gets of four payloads (the empty chunk and an incompressible one among

@@ -97,17 +97,35 @@ fn encode_with(raw: &[u8], compressor: &'static std::thread::LocalKey<Compressor
     );
     let compressed =
         compressor.with(|c| c.borrow_mut().as_mut().and_then(|c| c.compress(raw).ok()));
-    let (codec, payload) = match &compressed {
-        Some(c) if c.len() < raw.len() => (CODEC_ZSTD, c.as_slice()),
-        _ => (CODEC_RAW, raw),
-    };
+    match &compressed {
+        Some(c) if c.len() < raw.len() => framed(CODEC_ZSTD, raw.len(), c),
+        _ => framed(CODEC_RAW, raw.len(), raw),
+    }
+}
+
+/// A frame's header for `raw_len` bytes under `codec`, then `payload`.
+fn framed(codec: u8, raw_len: usize, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
     out.extend_from_slice(MAGIC);
     out.push(VERSION);
     out.push(codec);
-    out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(raw_len as u32).to_le_bytes());
     out.extend_from_slice(payload);
     out
+}
+
+/// The frame of `raw` uncompressed: for bytes served as they are (a member of a
+/// block, decoded already).
+///
+/// # Panics
+/// As [`encode`].
+pub fn encode_raw(raw: &[u8]) -> Vec<u8> {
+    assert!(
+        raw.len() <= MAX_RAW_LEN,
+        "chunk of {} bytes is too large",
+        raw.len()
+    );
+    framed(CODEC_RAW, raw.len(), raw)
 }
 
 /// The raw length a frame declares, after checking its header.

@@ -77,11 +77,7 @@ impl Inner {
         id: &ChunkId,
         frame: &[u8],
     ) -> Loc {
-        let loc = Loc {
-            seg: w.seg,
-            offset: w.len + records.len() as u64,
-            frame_len: frame.len() as u32,
-        };
+        let loc = Loc::record(w.seg, w.len + records.len() as u64, frame.len() as u32);
         record::encode_into(records, id, frame);
         loc
     }

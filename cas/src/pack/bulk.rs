@@ -24,7 +24,7 @@ use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 
 use super::index::Loc;
-use super::{blocking, Inner, PackStore};
+use super::{blocking, Inner, Kept, PackStore};
 use crate::{platform, ChunkId, StoreError};
 
 /// Bytes of records per piece: the unit of work handed to the blocking pool.
@@ -42,7 +42,7 @@ const MAX_RUN: u64 = 256 << 10;
 /// A chunk to read: its id, the name it is kept under, and where.
 type Item = (ChunkId, ChunkId, Loc);
 /// What becomes of a kept record read for a chunk (on the blocking pool).
-type Finish<T> = fn(&PackStore, &ChunkId, Result<Bytes, StoreError>) -> Result<T, StoreError>;
+type Finish<T> = fn(&PackStore, &ChunkId, Result<Kept, StoreError>) -> Result<T, StoreError>;
 
 /// `ids` read as described above, each record finished by `finish`.
 pub(super) fn read_many<T: Send + 'static>(
@@ -113,7 +113,7 @@ fn pieces(found: Vec<Item>) -> Vec<Vec<Item>> {
     let mut out = Vec::new();
     let (mut piece, mut bytes) = (Vec::new(), 0u64);
     for item in found {
-        bytes += item.2.record_len();
+        bytes += item.2.live_len();
         piece.push(item);
         if bytes >= PIECE_BYTES || piece.len() >= PIECE_CHUNKS {
             out.push(std::mem::take(&mut piece));
@@ -135,12 +135,23 @@ fn read_piece<T>(
     let inner: &Inner = &store.inner;
     let mut out = Vec::with_capacity(piece.len());
     let mut rest = &piece[..];
-    while let Some(&(_, _, first)) = rest.first() {
+    while let Some(&(id, name, first)) = rest.first() {
+        if first.member.is_some() {
+            // A block is read and decoded once for its members (the cache of
+            // decoded blocks), not once per run.
+            let kept = inner
+                .read(&name, first)
+                .or_else(|_| inner.read_named(&id, &name));
+            out.push((id, finish(store, &id, kept)));
+            rest = &rest[1..];
+            continue;
+        }
         let mut end = first.end();
         let n = rest
             .iter()
             .take_while(|(_, _, loc)| {
-                let near = loc.seg == first.seg
+                let near = loc.member.is_none()
+                    && loc.seg == first.seg
                     && loc.offset <= end + GAP
                     && loc.end().max(end) - first.offset <= MAX_RUN;
                 if near {
@@ -164,7 +175,10 @@ fn read_piece<T>(
                 .and_then(|buf| {
                     let at = (loc.offset - first.offset) as usize;
                     let record = buf.slice(at..at + loc.record_len() as usize);
-                    inner.check_record(&name, loc, record).ok()
+                    inner
+                        .check_record(&name, loc, record)
+                        .ok()
+                        .map(Kept::Record)
                 })
                 .map_or_else(|| inner.read_named(&id, &name), Ok);
             out.push((id, finish(store, &id, kept)));
@@ -180,15 +194,7 @@ mod tests {
 
     fn item(seg: u32, offset: u64, frame_len: u32) -> Item {
         let id = ChunkId::of(&offset.to_le_bytes());
-        (
-            id,
-            id,
-            Loc {
-                seg,
-                offset,
-                frame_len,
-            },
-        )
+        (id, id, Loc::record(seg, offset, frame_len))
     }
 
     #[test]

@@ -13,13 +13,13 @@
 //! `open` removes. Failpoints (`FVFS_FAILPOINT=compact-N`) abort the process after
 //! step N, for the test that kills a daemon at every step.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::Path;
 
 use super::index::{self, Loc};
 use super::scan::{self, Found};
-use super::{lock, Inner, UPDATING};
+use super::{block, lock, Inner, UPDATING};
 use crate::kv::Batch;
 use crate::{failpoint, platform, ChunkId, Compacted, StoreError};
 
@@ -95,18 +95,23 @@ fn rewrite(inner: &Inner, seg: u32) -> Result<u64, StoreError> {
         else {
             return scan::MORE;
         };
-        let live = inner
-            .kv
-            .get(&index::loc_key(&header.id))
-            .map_err(|e| inner.kv_err(e))?
-            .and_then(|b| Loc::decode(&b))
-            .is_some_and(|l| l.seg == seg && l.offset == offset);
-        if live {
+        let here = Loc::record(seg, offset, header.frame_len);
+        let live = live_at(inner, &header.id, here, frame)?;
+        if !live.is_empty() {
             let w = match &mut writer {
                 Some(w) => w,
                 None => writer.insert(inner.checkout()?),
             };
-            moved.push((header.id, inner.append(w, &header.id, frame)?));
+            let copy = inner.append(w, &header.id, frame)?;
+            moved.extend(live.into_iter().map(|(id, at)| {
+                (
+                    id,
+                    Loc {
+                        member: at.member,
+                        ..copy
+                    },
+                )
+            }));
         }
         scan::MORE
     });
@@ -137,7 +142,43 @@ fn rewrite(inner: &Inner, seg: u32) -> Result<u64, StoreError> {
         totals: None,
     };
     switch.apply(inner, ["compact-3", "compact-4"])?;
-    Ok(moved.iter().map(|(_, l)| l.record_len()).sum())
+    Ok(moved.iter().map(|(_, l)| l.live_len()).sum())
+}
+
+/// The chunks the index still names in the record at `here` (holding `frame`), with
+/// their locations: the record's own chunk, or the block's members still named there.
+pub(super) fn live_at(
+    inner: &Inner,
+    id: &ChunkId,
+    here: Loc,
+    frame: &[u8],
+) -> Result<Vec<(ChunkId, Loc)>, StoreError> {
+    let named = |id: &ChunkId| -> Result<Option<Loc>, StoreError> {
+        Ok(inner
+            .kv
+            .get(&index::loc_key(id))
+            .map_err(|e| inner.kv_err(e))?
+            .and_then(|b| Loc::decode(&b))
+            .filter(|l| l.seg == here.seg && l.offset == here.offset))
+    };
+    if !block::is_block(frame) {
+        return Ok(named(id)?
+            .filter(|l| l.member.is_none())
+            .map(|l| (*id, l))
+            .into_iter()
+            .collect());
+    }
+    let mut live = Vec::new();
+    for (i, (member, ..)) in block::table(frame)
+        .map_or_else(Vec::new, |t| t.members)
+        .iter()
+        .enumerate()
+    {
+        if let Some(l) = named(member)?.filter(|l| l.member.is_some_and(|m| m.index == i as u32)) {
+            live.push((*member, l));
+        }
+    }
+    Ok(live)
 }
 
 /// Where a rewrite's copies went: a segment, its synced length when it reaches past
@@ -182,11 +223,27 @@ impl Switch<'_> {
             }
             batch.insert(index::seg_key(to.seg), t.encode().to_vec());
             if to.dense {
-                batch.insert(index::dense_key(to.seg), Vec::new());
+                batch.insert(index::dense_key(to.seg), index::BLOCKED.to_vec());
             }
         }
+        let mut members: HashMap<(u32, u64), u32> = HashMap::new();
         for (id, loc) in self.moved {
-            batch.insert(index::loc_key(id).to_vec(), loc.encode().to_vec());
+            batch.insert(index::loc_key(id).to_vec(), loc.encode());
+            if loc.member.is_some() {
+                *members.entry((loc.seg, loc.offset)).or_default() += 1;
+            }
+            inner.apply_if_full(&mut batch)?;
+        }
+        for ((bseg, offset), n) in members {
+            batch.insert(
+                index::block_key(bseg, offset).to_vec(),
+                n.to_le_bytes().to_vec(),
+            );
+            inner.apply_if_full(&mut batch)?;
+        }
+        for pair in inner.kv.scan_prefix(&index::blocks_of(seg), false) {
+            let (k, _) = pair.map_err(|e| inner.kv_err(e))?;
+            batch.remove(k);
             inner.apply_if_full(&mut batch)?;
         }
         stats.remove(&seg);

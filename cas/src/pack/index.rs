@@ -9,12 +9,18 @@
 //!                   their locations and removed once punched (so a crash in between
 //!                   punches them at the next open; segments are append-only, so
 //!                   punching a range twice is harmless)
-//! d<segment BE>  -> (empty): the segment's frames are dense (rewritten at the dense
-//!                   level, or found not to shrink): recompression skips it. A key of
+//! d<segment BE>  -> (empty) or [2]: the segment's frames are dense. Empty: rewritten
+//!                   frame by frame at the dense level (by versions before blocks; the
+//!                   idle rewrite visits it again, to make blocks). [2]: rewritten into
+//!                   blocks, or found not to shrink: recompression skips it. A key of
 //!                   its own, so versions that do not know it ignore it
+//! b<seg BE><offset BE> -> live members u32: how many locations name a member of the
+//!                   block at that record; the block's bytes are freed when it falls
+//!                   to zero (recounted from the locations after a crash)
 //! ```
-//! Every value is fixed-size and tiny, so ten million chunks are a few hundred MB of
-//! database and opening it costs no scan.
+//! A location is 16 bytes for a record of its own and 24 for a member of a block (see
+//! [`Member`]). Every value is fixed-size and tiny, so ten million chunks are a few
+//! hundred MB of database and opening it costs no scan.
 
 use crate::ChunkId;
 
@@ -23,6 +29,9 @@ pub const SEG_PREFIX: u8 = b's';
 pub const TOTALS: &[u8] = b"u";
 pub const FREE_PREFIX: u8 = b'f';
 pub const DENSE_PREFIX: u8 = b'd';
+pub const BLOCK_PREFIX: u8 = b'b';
+/// The value of a dense mark set by the rewrite into blocks.
+pub const BLOCKED: &[u8] = &[2];
 
 /// The key noting that `len` bytes at `offset` of segment `seg` are to be punched.
 pub fn free_key(seg: u32, offset: u64) -> [u8; 13] {
@@ -33,7 +42,7 @@ pub fn free_key(seg: u32, offset: u64) -> [u8; 13] {
     k
 }
 
-/// The segment and offset of a [`free_key`].
+/// The segment and offset of a [`free_key`] or a [`block_key`].
 pub fn decode_free_key(k: &[u8]) -> Option<(u32, u64)> {
     let k: &[u8; 13] = k.try_into().ok()?;
     Some((
@@ -42,37 +51,84 @@ pub fn decode_free_key(k: &[u8]) -> Option<(u32, u64)> {
     ))
 }
 
-/// Where a record is: its segment, the offset of its header, its frame's length.
+/// Where a chunk is: the segment, offset of the header and frame length of its
+/// record, and when that record is a block, the chunk's place in it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Loc {
     pub seg: u32,
     pub offset: u64,
     pub frame_len: u32,
+    pub member: Option<Member>,
+}
+
+/// A chunk's place in a block (see `block`): its entry in the table, and its share
+/// of the block's bytes (what its deletion frees in the statistics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub index: u32,
+    pub share: u32,
 }
 
 impl Loc {
+    /// The location of a record of its own.
+    pub fn record(seg: u32, offset: u64, frame_len: u32) -> Self {
+        Self {
+            seg,
+            offset,
+            frame_len,
+            member: None,
+        }
+    }
+
+    /// Bytes the record takes in its segment (a whole block for a member).
     pub fn record_len(&self) -> u64 {
         super::record::HEADER_LEN as u64 + u64::from(self.frame_len)
+    }
+
+    /// Bytes counted live for this chunk: its record, or its share of the block.
+    pub fn live_len(&self) -> u64 {
+        self.member
+            .map_or(self.record_len(), |m| u64::from(m.share))
     }
 
     pub fn end(&self) -> u64 {
         self.offset + self.record_len()
     }
 
-    pub fn encode(&self) -> [u8; 16] {
-        let mut out = [0u8; 16];
-        out[..4].copy_from_slice(&self.seg.to_le_bytes());
-        out[4..12].copy_from_slice(&self.offset.to_le_bytes());
-        out[12..].copy_from_slice(&self.frame_len.to_le_bytes());
+    /// Whether `other` names the same chunk's place: the same record and entry.
+    pub fn same_place(&self, other: &Loc) -> bool {
+        self.seg == other.seg
+            && self.offset == other.offset
+            && self.member.map(|m| m.index) == other.member.map(|m| m.index)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(24);
+        out.extend_from_slice(&self.seg.to_le_bytes());
+        out.extend_from_slice(&self.offset.to_le_bytes());
+        out.extend_from_slice(&self.frame_len.to_le_bytes());
+        if let Some(m) = self.member {
+            out.extend_from_slice(&m.index.to_le_bytes());
+            out.extend_from_slice(&m.share.to_le_bytes());
+        }
         out
     }
 
     pub fn decode(bytes: &[u8]) -> Option<Self> {
-        let b: &[u8; 16] = bytes.try_into().ok()?;
+        let u32_at = |at: usize| bytes[at..at + 4].try_into().ok().map(u32::from_le_bytes);
+        let member = match bytes.len() {
+            16 => None,
+            24 => Some(Member {
+                index: u32_at(16)?,
+                share: u32_at(20)?,
+            }),
+            _ => return None,
+        };
         Some(Self {
-            seg: u32::from_le_bytes(b[..4].try_into().ok()?),
-            offset: u64::from_le_bytes(b[4..12].try_into().ok()?),
-            frame_len: u32::from_le_bytes(b[12..].try_into().ok()?),
+            seg: u32_at(0)?,
+            offset: u64::from_le_bytes(bytes[4..12].try_into().ok()?),
+            frame_len: u32_at(12)?,
+            member,
         })
     }
 
@@ -93,9 +149,9 @@ pub struct SegStat {
 }
 
 impl SegStat {
-    /// Counts the record at `loc` (of this segment) as live and synced.
+    /// Counts the chunk at `loc` (of this segment) as live and synced.
     pub fn add(&mut self, loc: &Loc) {
-        self.live_bytes += loc.record_len();
+        self.live_bytes += loc.live_len();
         self.live_records += 1;
         self.synced_len = self.synced_len.max(loc.end());
     }
@@ -137,7 +193,27 @@ pub fn dense_key(seg: u32) -> [u8; 5] {
     k
 }
 
-/// The segment of a [`seg_key`] or [`dense_key`].
+/// The key counting the live members of the block whose record is at `offset` of
+/// segment `seg`.
+pub fn block_key(seg: u32, offset: u64) -> [u8; 13] {
+    let mut k = free_key(seg, offset);
+    k[0] = BLOCK_PREFIX;
+    k
+}
+
+/// The live-member count kept under a [`block_key`].
+pub fn decode_count(bytes: &[u8]) -> Option<u32> {
+    bytes.try_into().ok().map(u32::from_le_bytes)
+}
+
+/// The prefix of the [`block_key`]s of segment `seg`.
+pub fn blocks_of(seg: u32) -> [u8; 5] {
+    let mut k = seg_key(seg);
+    k[0] = BLOCK_PREFIX;
+    k
+}
+
+/// The segment of a [`seg_key`], [`dense_key`] or [`block_key`].
 pub fn seg_of_key(key: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(key.get(1..5)?.try_into().ok()?))
 }

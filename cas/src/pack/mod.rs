@@ -30,6 +30,7 @@
 //!   sees every chunk in exactly one state: pending, indexed, or being deleted.
 
 mod append;
+mod block;
 mod bulk;
 mod compact;
 mod convert;
@@ -144,6 +145,33 @@ struct Inner {
     sync_lock: Mutex<()>,
     /// One recompression at a time (it holds `sync_lock` only to switch locations).
     recompress_lock: Mutex<()>,
+    /// Blocks decoded lately, for reads of their other members.
+    blocks: block::Cache,
+}
+
+/// What a read of a chunk's location finds, checked against the record's header.
+pub(super) enum Kept {
+    /// The chunk's own record: its frame (sealed when the store is), not decoded.
+    Record(Bytes),
+    /// A member of a block: its raw bytes, not yet hashed.
+    Member(Bytes),
+}
+
+impl Kept {
+    /// The frame to copy elsewhere: a record's as kept, a member's raw bytes framed
+    /// at the fast level once they hash to `id`.
+    pub(super) fn into_frame(self, id: &ChunkId) -> Result<Bytes, StoreError> {
+        match self {
+            Kept::Record(frame) => Ok(frame),
+            Kept::Member(raw) if ChunkId::of(&raw) == *id => {
+                Ok(Bytes::from(crate::frame::encode(&raw)))
+            }
+            Kept::Member(_) => Err(StoreError::Corrupt {
+                id: *id,
+                reason: "its block does not hold it intact".into(),
+            }),
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -260,14 +288,42 @@ impl PackStore {
 }
 
 impl PackStore {
-    /// What a read of `id` answers: the kept record opened (when sealed) and verified.
-    fn loaded(&self, id: &ChunkId, kept: Result<Bytes, StoreError>) -> Result<Loaded, StoreError> {
-        verify(id, self.opened(id, kept)?)
+    /// What a read of `id` answers: the kept record opened (when sealed) and verified;
+    /// a block's member checked against its id, in a frame of its raw bytes (it is
+    /// served as it is: compressing it again would cost every reader of cold data).
+    fn loaded(&self, id: &ChunkId, kept: Result<Kept, StoreError>) -> Result<Loaded, StoreError> {
+        match kept {
+            Ok(Kept::Member(raw)) => {
+                let actual = ChunkId::of(&raw);
+                if actual != *id {
+                    return Err(StoreError::Corrupt {
+                        id: *id,
+                        reason: format!("its block holds bytes that hash to {actual}"),
+                    });
+                }
+                Ok(Loaded {
+                    frame: Bytes::from(crate::frame::encode_raw(&raw)),
+                    data: raw,
+                })
+            }
+            other => verify(id, self.opened(id, other)?),
+        }
     }
 
-    /// The frame of `id` from its kept record: opened when sealed, not decoded.
-    fn opened(&self, id: &ChunkId, kept: Result<Bytes, StoreError>) -> Result<Bytes, StoreError> {
-        let kept = kept.map_err(|e| self.unname_error(e))?;
+    /// The frame of `id` from its kept record: opened when sealed, not decoded; a
+    /// block's member framed at the fast level (for a copy to another tier).
+    fn opened(&self, id: &ChunkId, kept: Result<Kept, StoreError>) -> Result<Bytes, StoreError> {
+        let kept = match kept.map_err(|e| self.unname_error(e))? {
+            Kept::Record(frame) => frame,
+            // The rewrite into blocks never runs on a sealed store.
+            member if self.seal.is_none() => return member.into_frame(id),
+            Kept::Member(_) => {
+                return Err(StoreError::Corrupt {
+                    id: *id,
+                    reason: "it is in a block, which a sealed store never holds".into(),
+                })
+            }
+        };
         Ok(match &self.seal {
             Some(s) => Bytes::from(s.open(id, &kept).ok_or_else(|| {
                 StoreError::Corrupt {
@@ -356,8 +412,8 @@ impl Inner {
             })
     }
 
-    /// The frame kept under `name` (the chunk `id`), wherever the index says now.
-    fn read_named(&self, id: &ChunkId, name: &ChunkId) -> Result<Bytes, StoreError> {
+    /// What is kept under `name` (the chunk `id`), wherever the index says now.
+    fn read_named(&self, id: &ChunkId, name: &ChunkId) -> Result<Kept, StoreError> {
         match self.lookup(name)? {
             Some(loc) => self.read(name, loc),
             None => Err(StoreError::NotFound(*id)),
@@ -395,8 +451,45 @@ impl Inner {
         Ok(file)
     }
 
-    /// The frame at `loc`, checked against its record header (not yet verified).
-    fn read(&self, id: &ChunkId, loc: Loc) -> Result<Bytes, StoreError> {
+    /// What `loc` holds for `id`, checked against its record header (not yet
+    /// verified); a block is decoded once for all the readers of its members.
+    fn read(&self, id: &ChunkId, loc: Loc) -> Result<Kept, StoreError> {
+        if loc.member.is_some() {
+            return self.member(id, loc, || self.read_record(id, loc));
+        }
+        self.read_record(id, loc)
+            .and_then(|buf| self.check_record(id, loc, buf))
+            .map(Kept::Record)
+    }
+
+    /// The member `id` at `loc`, from the cache of decoded blocks or decoded from the
+    /// record `record` reads.
+    fn member(
+        &self,
+        id: &ChunkId,
+        loc: Loc,
+        record: impl FnOnce() -> Result<Bytes, StoreError>,
+    ) -> Result<Kept, StoreError> {
+        let index = loc.member.map_or(0, |m| m.index);
+        let damaged = |what: &str| StoreError::Corrupt {
+            id: *id,
+            reason: format!("its block in segment {} at {} {what}", loc.seg, loc.offset),
+        };
+        let decoded = self.blocks.get_or_load((loc.seg, loc.offset), || {
+            let buf = record()?;
+            let frame = self
+                .check_frame(loc, &buf)
+                .ok_or_else(|| damaged("is damaged"))?;
+            block::decode(frame).ok_or_else(|| damaged("does not decode"))
+        })?;
+        decoded
+            .member(index, id)
+            .map(Kept::Member)
+            .ok_or_else(|| damaged(&format!("does not hold it at entry {index}")))
+    }
+
+    /// The bytes of the whole record at `loc`.
+    fn read_record(&self, id: &ChunkId, loc: Loc) -> Result<Bytes, StoreError> {
         let file = self.reader(loc.seg)?;
         let buf =
             platform::read_exact_at(&file, loc.offset, loc.record_len() as usize).map_err(|e| {
@@ -409,7 +502,15 @@ impl Inner {
                     StoreError::io("read", self.segment_path(loc.seg), e)
                 }
             })?;
-        self.check_record(id, loc, Bytes::from(buf))
+        Ok(Bytes::from(buf))
+    }
+
+    /// The frame of record `buf`, read from a member's `loc`, if its header is whole
+    /// and its frame matches the checksum (the header names the block, not a chunk).
+    fn check_frame<'b>(&self, loc: Loc, buf: &'b [u8]) -> Option<&'b [u8]> {
+        let h = record::decode_header(buf)?;
+        let frame = buf.get(record::HEADER_LEN..)?;
+        (h.frame_len == loc.frame_len && record::frame_matches(&h, frame)).then_some(frame)
     }
 
     /// The frame of record `buf`, read from `loc`, once its header names `id` and its
@@ -442,8 +543,8 @@ impl Inner {
 
     fn usage(&self) -> Usage {
         let st = lock(&self.state);
-        let pending: u64 = st.pending.values().map(Loc::record_len).sum();
-        let deleting: u64 = st.deleting.values().map(Loc::record_len).sum();
+        let pending: u64 = st.pending.values().map(Loc::live_len).sum();
+        let deleting: u64 = st.deleting.values().map(Loc::live_len).sum();
         Usage {
             chunks: (st.totals.0 + st.pending.len() as u64)
                 .saturating_sub(st.deleting.len() as u64),

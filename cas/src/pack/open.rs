@@ -18,9 +18,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};
 
-use super::index::{self, Loc, SegStat};
+use super::index::{self, Loc, Member, SegStat};
 use super::scan::{self, Found};
-use super::{lock, Inner, PackOptions, State, Writer, MARKER, MARKER_TEXT, REBUILDING, UPDATING};
+use super::{
+    block, lock, Inner, PackOptions, State, Writer, MARKER, MARKER_TEXT, REBUILDING, UPDATING,
+};
 use crate::kv::{Batch, Kv};
 use crate::{platform, ChunkId, StoreError, StoreFault};
 
@@ -72,6 +74,7 @@ pub(super) fn open(root: PathBuf, opts: PackOptions) -> Result<Inner, StoreError
         readers: Mutex::new(HashMap::new()),
         sync_lock: Mutex::new(()),
         recompress_lock: Mutex::new(()),
+        blocks: block::Cache::default(),
     };
     super::recompress::remove_unfinished(&inner.segments)?;
     let files = segment_files(&inner.segments)?;
@@ -281,14 +284,31 @@ fn recount(inner: &Inner) -> Result<(), StoreError> {
         s.live_records = 0;
     }
     let mut totals = (0u64, 0u64);
+    let mut members: HashMap<(u32, u64), u32> = HashMap::new();
     for pair in inner.kv.scan_prefix(&[index::LOC_PREFIX], false) {
         let (_, v) = pair.map_err(|e| inner.kv_err(e))?;
         let Some(loc) = Loc::decode(&v) else { continue };
         stats.entry(loc.seg).or_default().add(&loc);
         totals.0 += 1;
-        totals.1 += loc.record_len();
+        totals.1 += loc.live_len();
+        if loc.member.is_some() {
+            *members.entry((loc.seg, loc.offset)).or_default() += 1;
+        }
     }
     let mut batch = Batch::default();
+    for pair in inner.kv.scan_prefix(&[index::BLOCK_PREFIX], false) {
+        let (k, _) = pair.map_err(|e| inner.kv_err(e))?;
+        if !index::decode_free_key(&k).is_some_and(|b| members.contains_key(&b)) {
+            batch.remove(k);
+        }
+    }
+    for ((seg, offset), n) in members {
+        batch.insert(
+            index::block_key(seg, offset).to_vec(),
+            n.to_le_bytes().to_vec(),
+        );
+        inner.apply_if_full(&mut batch)?;
+    }
     for (seg, s) in &stats {
         batch.insert(index::seg_key(*seg), s.encode().to_vec());
     }
@@ -311,6 +331,7 @@ fn rebuild(inner: &Inner) -> Result<Vec<StoreFault>, StoreError> {
     // Freed records still in place must not come back as live ones.
     punch_leftovers(inner)?;
     let mut problems = Vec::new();
+    let mut damaged = std::collections::HashSet::new();
     let mut batch = Batch::default();
     batch.insert(UPDATING, Vec::new());
     batch.insert(REBUILDING, Vec::new());
@@ -326,31 +347,56 @@ fn rebuild(inner: &Inner) -> Result<Vec<StoreFault>, StoreError> {
                 Found::Record {
                     offset,
                     header,
+                    frame,
                     intact: true,
-                    ..
                 } => {
-                    let loc = Loc {
-                        seg,
-                        offset,
-                        frame_len: header.frame_len,
-                    };
-                    end = loc.end();
-                    let key = index::loc_key(&header.id);
-                    let known = inner.kv.get(&key).map_err(|e| inner.kv_err(e))?;
-                    if !known
-                        .and_then(|b| Loc::decode(&b))
-                        .is_some_and(|l| names(inner, &l, &header.id))
-                    {
-                        batch.insert(key.to_vec(), loc.encode().to_vec());
+                    let here = Loc::record(seg, offset, header.frame_len);
+                    end = here.end();
+                    for (id, loc) in chunks_in(here, &header.id, frame) {
+                        let key = index::loc_key(&id);
+                        let known = inner.kv.get(&key).map_err(|e| inner.kv_err(e))?;
+                        if !known
+                            .and_then(|b| Loc::decode(&b))
+                            .is_some_and(|l| names(inner, &l, &id))
+                        {
+                            batch.insert(key.to_vec(), loc.encode());
+                        }
+                        inner.apply_if_full(&mut batch)?;
                     }
                 }
-                Found::Record { offset, header, .. } => problems.push(StoreFault::of(
-                    header.id,
-                    format!(
-                        "segment {seg}: record of chunk {} at {offset} is damaged",
-                        header.id
-                    ),
-                )),
+                Found::Record {
+                    offset,
+                    header: _,
+                    frame,
+                    ..
+                } if block::is_block(frame) => {
+                    // The table may be whole where the payload is not: every chunk
+                    // the block hides is named, and forgotten below.
+                    damaged.insert((seg, offset));
+                    let members = block::table(frame).map_or_else(Vec::new, |t| t.members);
+                    problems.push(StoreFault::other(format!(
+                        "segment {seg}: block at {offset} is damaged ({} chunks in it)",
+                        members.len()
+                    )));
+                    problems.extend(members.into_iter().map(|(id, ..)| {
+                        StoreFault::of(
+                            id,
+                            format!(
+                                "segment {seg}: chunk {id} is in the damaged block at {offset}"
+                            ),
+                        )
+                    }));
+                }
+                Found::Record { offset, header, .. } => {
+                    damaged.insert((seg, offset));
+                    problems.push(StoreFault::of(
+                        header.id,
+                        format!(
+                            "segment {seg}: record of chunk {} at {offset} is damaged",
+                            header.id
+                        ),
+                    ))
+                }
                 Found::Damaged { offset, len } => problems.push(StoreFault::other(format!(
                     "segment {seg}: {len} damaged bytes at {offset}"
                 ))),
@@ -378,7 +424,9 @@ fn rebuild(inner: &Inner) -> Result<Vec<StoreFault>, StoreError> {
     for pair in inner.kv.scan_prefix(&[index::LOC_PREFIX], false) {
         let (k, v) = pair.map_err(|e| inner.kv_err(e))?;
         let id = ChunkId::from_slice(&k[1..]).expect("32-byte key");
-        if !Loc::decode(&v).is_some_and(|l| names(inner, &l, &id)) {
+        let intact = Loc::decode(&v)
+            .is_some_and(|l| !damaged.contains(&(l.seg, l.offset)) && names(inner, &l, &id));
+        if !intact {
             batch.remove(k);
         }
     }
@@ -387,9 +435,45 @@ fn rebuild(inner: &Inner) -> Result<Vec<StoreFault>, StoreError> {
     Ok(problems)
 }
 
-/// Whether the record at `loc` is an intact record of `id`.
+/// The chunks the intact record at `here` (named `id`, holding `frame`) holds, with
+/// their locations: itself, or a block's members.
+fn chunks_in(here: Loc, id: &ChunkId, frame: &[u8]) -> Vec<(ChunkId, Loc)> {
+    if !block::is_block(frame) {
+        return vec![(*id, here)];
+    }
+    let Some(table) = block::table(frame) else {
+        return Vec::new();
+    };
+    let shares = block::shares(here.record_len(), &table.raw_lens());
+    table
+        .members
+        .iter()
+        .zip(shares)
+        .enumerate()
+        .map(|(index, ((member, ..), share))| {
+            let at = Member {
+                index: index as u32,
+                share,
+            };
+            (
+                *member,
+                Loc {
+                    member: Some(at),
+                    ..here
+                },
+            )
+        })
+        .collect()
+}
+
+/// Whether the record at `loc` is an intact record of `id` (for a block's member:
+/// the block's header, and its table naming `id` there; its payload was checked by
+/// the scan that found it).
 fn names(inner: &Inner, loc: &Loc, id: &ChunkId) -> bool {
-    inner.read(id, *loc).is_ok()
+    match loc.member {
+        Some(_) => header_names(inner, loc, id),
+        None => inner.read(id, *loc).is_ok(),
+    }
 }
 
 /// Whether the record at `loc` has a whole header naming `id` (the frame is read
@@ -398,13 +482,22 @@ fn names(inner: &Inner, loc: &Loc, id: &ChunkId) -> bool {
 const CHECK_BATCH: usize = 1 << 18;
 
 fn header_names(inner: &Inner, loc: &Loc, id: &ChunkId) -> bool {
+    use super::record::{decode_header, HEADER_LEN};
     use std::os::unix::fs::FileExt;
-    let mut head = [0u8; super::record::HEADER_LEN];
-    inner
+    let table_part = loc.member.map_or(0, |m| {
+        block::HEAD_LEN + block::ENTRY_LEN * (m.index as usize + 1)
+    });
+    let mut head = vec![0u8; HEADER_LEN + table_part];
+    let read = inner
         .reader(loc.seg)
-        .is_ok_and(|f| f.read_exact_at(&mut head, loc.offset).is_ok())
-        && super::record::decode_header(&head)
-            .is_some_and(|h| h.id == *id && h.frame_len == loc.frame_len)
+        .is_ok_and(|f| f.read_exact_at(&mut head, loc.offset).is_ok());
+    read && decode_header(&head).is_some_and(|h| {
+        h.frame_len == loc.frame_len
+            && match loc.member {
+                Some(m) => block::entry(&head[HEADER_LEN..], m.index) == Some(*id),
+                None => h.id == *id,
+            }
+    })
 }
 
 /// [`crate::ChunkStore::check_store`] of a pack store: every location names a

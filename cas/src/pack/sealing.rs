@@ -267,7 +267,7 @@ fn seal_batch(
 ) -> Result<(), StoreError> {
     let mut gone = Vec::new();
     for &(loc, key) in batch {
-        let kept = match inner.read(&key, loc) {
+        let kept = match inner.read(&key, loc).and_then(|k| k.into_frame(&key)) {
             Ok(kept) => kept,
             Err(StoreError::Corrupt { .. }) => {
                 done.damaged.push(key);

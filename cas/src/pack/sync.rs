@@ -77,13 +77,33 @@ impl Inner {
             st.created |= created;
             st.dead.extend(&dead);
         };
-        // The index no longer names these records once persisted: their bytes go.
+        // The index no longer names these records once persisted: their bytes go; a
+        // block's once no member of it is left.
+        let (blocks, emptied) = match self.members_left(&deleting) {
+            Ok(counted) => counted,
+            Err(e) => {
+                restore(&mut lock(&self.state));
+                return Err(e);
+            }
+        };
         let freed = free_ranges(
             dead.iter()
-                .chain(deleting.iter().map(|(_, l)| l))
+                .chain(
+                    deleting
+                        .iter()
+                        .map(|(_, l)| l)
+                        .filter(|l| l.member.is_none()),
+                )
+                .chain(&emptied)
                 .map(|l| (l.seg, l.offset, l.end())),
         );
-        if let Err(e) = self.persist(&pending, &deleting, &freed, &files, created) {
+        let update = Update {
+            pending: &pending,
+            deleting: &deleting,
+            blocks: &blocks,
+            freed: &freed,
+        };
+        if let Err(e) = self.persist(&update, &files, created) {
             restore(&mut lock(&self.state));
             return Err(e);
         }
@@ -132,15 +152,49 @@ impl Inner {
             .map_err(|e| self.kv_err(e))
     }
 
+    /// The live-member counts of the blocks `deleting` takes members from, after it
+    /// (`None`: none left, the key goes), and those blocks' records that are left
+    /// with none. A block whose count is missing (never, short of a damaged index) is
+    /// not freed: its space waits for compaction.
+    fn members_left(
+        &self,
+        deleting: &[(ChunkId, Loc)],
+    ) -> Result<(BlockCounts, Vec<Loc>), StoreError> {
+        let mut taken: HashMap<(u32, u64), (u32, Loc)> = HashMap::new();
+        for (_, loc) in deleting.iter().filter(|(_, l)| l.member.is_some()) {
+            taken.entry((loc.seg, loc.offset)).or_insert((0, *loc)).0 += 1;
+        }
+        let (mut counts, mut emptied) = (Vec::new(), Vec::new());
+        for ((seg, offset), (n, loc)) in taken {
+            let key = index::block_key(seg, offset);
+            let Some(live) = self.kv.get(&key).map_err(|e| self.kv_err(e))? else {
+                continue;
+            };
+            let left = index::decode_count(&live).unwrap_or(0).saturating_sub(n);
+            if left == 0 {
+                emptied.push(Loc {
+                    member: None,
+                    ..loc
+                });
+            }
+            counts.push((key, (left > 0).then_some(left)));
+        }
+        Ok((counts, emptied))
+    }
+
     /// Data first, then the index that names it (the module's first invariant).
     pub(super) fn persist(
         &self,
-        pending: &[(ChunkId, Loc)],
-        deleting: &[(ChunkId, Loc)],
-        freed: &[(u32, u64, u64)],
+        update: &Update<'_>,
         files: &HashMap<u32, Arc<File>>,
         created: bool,
     ) -> Result<(), StoreError> {
+        let Update {
+            pending,
+            deleting,
+            blocks,
+            freed,
+        } = *update;
         for (seg, file) in files {
             platform::sync_data(file)
                 .map_err(|e| StoreError::io("sync", self.segment_path(*seg), e))?;
@@ -155,15 +209,15 @@ impl Inner {
         };
         for (_, loc) in deleting {
             let s = stats.entry(loc.seg).or_default();
-            s.live_bytes = s.live_bytes.saturating_sub(loc.record_len());
+            s.live_bytes = s.live_bytes.saturating_sub(loc.live_len());
             s.live_records = s.live_records.saturating_sub(1);
             totals.0 = totals.0.saturating_sub(1);
-            totals.1 = totals.1.saturating_sub(loc.record_len());
+            totals.1 = totals.1.saturating_sub(loc.live_len());
         }
         for (_, loc) in pending {
             stats.entry(loc.seg).or_default().add(loc);
             totals.0 += 1;
-            totals.1 += loc.record_len();
+            totals.1 += loc.live_len();
         }
         // First batch: the marker and every segment's synced length, so that no
         // location applied in a later batch is ever past its segment's cut. The ranges
@@ -181,6 +235,13 @@ impl Inner {
         }
         for (id, loc) in pending {
             batch.insert(index::loc_key(id).to_vec(), loc.encode().to_vec());
+            self.apply_if_full(&mut batch)?;
+        }
+        for (key, left) in blocks {
+            match left {
+                Some(n) => batch.insert(key.to_vec(), n.to_le_bytes().to_vec()),
+                None => batch.remove(key.to_vec()),
+            }
             self.apply_if_full(&mut batch)?;
         }
         for &(seg, start, end) in freed {
@@ -214,6 +275,22 @@ impl Inner {
             warn_once(&e);
         }
     }
+}
+
+/// Block count keys and what they become (`None`: removed).
+type BlockCounts = Vec<([u8; 13], Option<u32>)>;
+
+/// What one sync writes in the index.
+#[derive(Clone, Copy)]
+pub(super) struct Update<'a> {
+    /// Locations put since the last sync.
+    pub pending: &'a [(ChunkId, Loc)],
+    /// Locations deleted since.
+    pub deleting: &'a [(ChunkId, Loc)],
+    /// The live-member counts of blocks that lost members.
+    pub blocks: &'a [([u8; 13], Option<u32>)],
+    /// Byte ranges no location names any more, to punch once the index is durable.
+    pub freed: &'a [(u32, u64, u64)],
 }
 
 /// Byte ranges (segment, start, end) merged where neighbours touch: a file system frees

@@ -5,6 +5,8 @@ use std::os::unix::fs::MetadataExt;
 use super::*;
 use crate::ChunkStoreExt;
 
+mod blocks;
+
 fn small() -> PackOptions {
     PackOptions {
         segment_bytes: 256 << 10,

@@ -1,0 +1,261 @@
+//! Blocks in a pack store: what the idle rewrite makes of a segment, and how each
+//! chunk of a block is read, deleted, moved, checked and found again.
+
+use std::fs;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use super::{text, PackOptions, PackStore};
+use crate::pack::{block, index, open, record, scan};
+use crate::{frame, ChunkId, ChunkStore, ChunkStoreExt, StoreCheck, StoreError};
+use futures::StreamExt;
+
+fn opts() -> PackOptions {
+    PackOptions {
+        segment_bytes: 1 << 20,
+        ..PackOptions::default()
+    }
+}
+
+/// `n` chunks of text in the sizes of a source tree's (2-40 KB), put and synced.
+async fn texts(store: &PackStore, n: u32) -> Vec<(ChunkId, Vec<u8>)> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let data = text(i, 2_000 + (i as usize * 997) % 38_000);
+        out.push((store.put_data(&data).await.unwrap(), data));
+    }
+    store.sync().await.unwrap();
+    out
+}
+
+/// The members of every intact block in the segments under `root`, block by block.
+fn blocks_on_disk(root: &Path) -> Vec<Vec<ChunkId>> {
+    let mut out = Vec::new();
+    for (_, path) in open::segment_files(&root.join("segments")).unwrap() {
+        let file = fs::File::open(&path).unwrap();
+        let end = file.metadata().unwrap().len();
+        scan::scan(&file, &path, end, |found| {
+            if let scan::Found::Record {
+                frame,
+                intact: true,
+                ..
+            } = found
+            {
+                if let Some(t) = block::table(frame) {
+                    out.push(t.members.iter().map(|m| m.0).collect());
+                }
+            }
+            scan::MORE
+        })
+        .unwrap();
+    }
+    out
+}
+
+/// Every chunk reads back by `get`, `get_many` and `copy_frames` (a copy's frame is
+/// compressed, not the raw bytes a read is served), `has` and `list` see them all,
+/// and the store's check finds nothing.
+async fn reads_every_way(store: &PackStore, chunks: &[(ChunkId, Vec<u8>)]) {
+    for (id, data) in chunks {
+        assert_eq!(store.get_data(id).await.unwrap()[..], data[..]);
+    }
+    let ids: Vec<ChunkId> = chunks.iter().map(|c| c.0).collect();
+    let find = |id: &ChunkId| &chunks.iter().find(|c| c.0 == *id).unwrap().1;
+    let many: Vec<_> = store.get_many(ids.clone()).collect().await;
+    assert_eq!(many.len(), ids.len());
+    for (id, got) in many {
+        assert_eq!(got.unwrap().data[..], find(&id)[..]);
+    }
+    let frames: Vec<_> = store.copy_frames(ids.clone()).collect().await;
+    assert_eq!(frames.len(), ids.len());
+    for (id, f) in frames {
+        let f = f.unwrap();
+        assert!(!frame::is_raw(&f), "a copy of {id} is compressed");
+        assert_eq!(frame::decode(&id, &f).unwrap(), *find(&id));
+    }
+    assert!(store.has(&ids).await.unwrap().iter().all(|h| *h));
+    let listed = store.list().count().await;
+    assert_eq!(listed, ids.len());
+    let faults = store.check_store(StoreCheck::new(false)).await.unwrap();
+    assert!(faults.is_empty(), "{faults:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_idle_rewrite_packs_chunks_into_blocks_that_read_every_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("s");
+    let store = PackStore::open(&root, opts()).unwrap();
+    let chunks = texts(&store, 300).await;
+    let before = store.usage().await.unwrap();
+    let done = store.recompress(u64::MAX, 2).await.unwrap();
+    assert!(done.rewritten >= 2 && done.remaining == 0, "{done:?}");
+    let blocks = blocks_on_disk(&root);
+    let members: usize = blocks.iter().map(Vec::len).sum();
+    assert!(
+        blocks.len() >= 2 && members >= 290,
+        "{} blocks, {members} members",
+        blocks.len()
+    );
+    // Text shares lines between chunks: far less than frames of each alone.
+    assert!(
+        (done.after_bytes as f64) < 0.8 * done.before_bytes as f64,
+        "{done:?}"
+    );
+    let after = store.usage().await.unwrap();
+    assert_eq!(after.chunks, before.chunks);
+    assert_eq!(
+        after.bytes,
+        before.bytes - (done.before_bytes - done.after_bytes)
+    );
+    reads_every_way(&store, &chunks).await;
+    // Nothing more to do, and the same once reopened.
+    let again = store.recompress(u64::MAX, 2).await.unwrap();
+    assert_eq!((again.rewritten, again.kept, again.remaining), (0, 0, 0));
+    drop(store);
+    let store = PackStore::open(&root, opts()).unwrap();
+    assert_eq!(store.usage().await.unwrap(), after);
+    reads_every_way(&store, &chunks).await;
+    // The index rebuilt from the segments alone finds every member, with the same
+    // statistics.
+    drop(store);
+    fs::remove_dir_all(PackStore::index_dir(&root)).unwrap();
+    let store = PackStore::open(&root, opts()).unwrap();
+    assert_eq!(store.usage().await.unwrap(), after);
+    reads_every_way(&store, &chunks).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_is_freed_with_its_last_member_and_compaction_moves_it_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("s");
+    let store = PackStore::open(&root, opts()).unwrap();
+    let chunks = texts(&store, 300).await;
+    store.recompress(u64::MAX, 2).await.unwrap();
+    let blocks = blocks_on_disk(&root);
+    let (first, second) = (&blocks[0], &blocks[1]);
+    // All members of the first block but one: the block stays, that one reads.
+    for id in &first[1..] {
+        store.delete(id).await.unwrap();
+    }
+    store.sync().await.unwrap();
+    assert_eq!(blocks_on_disk(&root).len(), blocks.len());
+    let data = |id: &ChunkId| chunks.iter().find(|c| c.0 == *id).unwrap().1.clone();
+    assert_eq!(
+        store.get_data(&first[0]).await.unwrap()[..],
+        data(&first[0])[..]
+    );
+    assert!(matches!(
+        store.get(&first[1]).await,
+        Err(StoreError::NotFound(_))
+    ));
+    // The last one: the block's bytes go (punched; a scan finds it no more).
+    store.delete(&first[0]).await.unwrap();
+    store.sync().await.unwrap();
+    assert_eq!(blocks_on_disk(&root).len(), blocks.len() - 1);
+    // Everything but two members of the second block: its segment is sparse,
+    // compaction moves the block whole and those two read from where it went.
+    let keep = &second[..2];
+    for (id, _) in chunks
+        .iter()
+        .filter(|c| !first.contains(&c.0) && !keep.contains(&c.0))
+    {
+        store.delete(id).await.unwrap();
+    }
+    store.sync().await.unwrap();
+    let (was, _) = store.locate(&keep[0]).unwrap().unwrap();
+    let compacted = store.compact().await.unwrap();
+    assert!(compacted.segments >= 1, "{compacted:?}");
+    let (now, _) = store.locate(&keep[0]).unwrap().unwrap();
+    assert_ne!(was, now, "the block moved");
+    let usage = store.usage().await.unwrap();
+    assert_eq!(usage.chunks, 2);
+    let rest: Vec<(ChunkId, Vec<u8>)> = chunks
+        .iter()
+        .filter(|c| keep.contains(&c.0))
+        .cloned()
+        .collect();
+    reads_every_way(&store, &rest).await;
+    drop(store);
+    let store = PackStore::open(&root, opts()).unwrap();
+    assert_eq!(store.usage().await.unwrap(), usage);
+    // The moved block still counts its two members: deleting both frees it.
+    for id in keep {
+        store.delete(id).await.unwrap();
+    }
+    store.sync().await.unwrap();
+    assert!(!blocks_on_disk(&root).iter().any(|b| b == second));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_block_names_every_chunk_it_hides() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("s");
+    let store = PackStore::open(&root, opts()).unwrap();
+    let chunks = texts(&store, 120).await;
+    store.recompress(u64::MAX, 2).await.unwrap();
+    let hidden = blocks_on_disk(&root).remove(0);
+    let (path, offset) = store.locate(&hidden[0]).unwrap().unwrap();
+    // One byte of the payload, past the header and the table.
+    let at = offset
+        + (record::HEADER_LEN + block::HEAD_LEN + block::ENTRY_LEN * hidden.len()) as u64
+        + 100;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, at).unwrap();
+    file.write_all_at(&[byte[0] ^ 0x5a], at).unwrap();
+    drop(file);
+    for (id, data) in &chunks {
+        match hidden.contains(id) {
+            true => assert!(
+                matches!(store.get(id).await, Err(StoreError::Corrupt { .. })),
+                "{id} is in the damaged block"
+            ),
+            false => assert_eq!(store.get_data(id).await.unwrap()[..], data[..]),
+        }
+    }
+    // The repair names each of them, and forgets them: another tier gives them back.
+    let faults = store.check_store(StoreCheck::new(true)).await.unwrap();
+    for id in &hidden {
+        assert!(
+            faults.iter().any(|f| f.chunk == Some(*id)),
+            "{id} not named in {faults:?}"
+        );
+        assert!(matches!(store.get(id).await, Err(StoreError::NotFound(_))));
+    }
+    let (id, data) = chunks.iter().find(|c| c.0 == hidden[0]).unwrap();
+    store.put_data(data).await.unwrap();
+    store.sync().await.unwrap();
+    assert_eq!(store.get_data(id).await.unwrap()[..], data[..]);
+    let faults = store.check_store(StoreCheck::new(false)).await.unwrap();
+    assert!(faults.is_empty(), "{faults:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_recompressed_before_blocks_are_packed_once_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("s");
+    let store = PackStore::open(&root, opts()).unwrap();
+    let chunks = texts(&store, 200).await;
+    // The mark of a version before blocks (its frames rewritten one by one) on every
+    // segment, as such a version leaves a store.
+    let segs: Vec<u32> = super::lock(&store.inner.state)
+        .stats
+        .keys()
+        .copied()
+        .collect();
+    let mut marks = crate::kv::Batch::default();
+    for seg in segs {
+        marks.insert(index::dense_key(seg), Vec::new());
+    }
+    store.inner.kv.apply(marks).unwrap();
+    let done = store.recompress(u64::MAX, 2).await.unwrap();
+    assert!(done.rewritten >= 1, "{done:?}");
+    assert!(!blocks_on_disk(&root).is_empty());
+    reads_every_way(&store, &chunks).await;
+    let again = store.recompress(u64::MAX, 2).await.unwrap();
+    assert_eq!((again.rewritten, again.kept), (0, 0));
+}
