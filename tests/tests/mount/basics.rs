@@ -99,15 +99,17 @@ fn programs_people_run_work_on_the_mount() {
         .arg(&out));
     same_to_the_second(&src, &out, "tar out of the mount");
 
-    // rsync -a both ways.
+    // rsync -a both ways. Nanoseconds count (--modify-window=-1): by default rsync
+    // compares times to the second, so a folder whose entries were made within the
+    // second of the source folder's mtime keeps that time, on any file system.
     run(Command::new("rsync")
-        .arg("-a")
+        .args(["-a", "--modify-window=-1"])
         .arg(format!("{}/", src.display()))
         .arg(m.path("rsync")));
     same_in_mount(&src, &m, "rsync");
     let synced = work.path().join("synced");
     run(Command::new("rsync")
-        .arg("-a")
+        .args(["-a", "--modify-window=-1"])
         .arg(format!("{}/", m.path("rsync").display()))
         .arg(&synced));
     tree::assert_same(&src, &synced);
