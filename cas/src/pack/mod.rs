@@ -30,7 +30,7 @@
 //!   sees every chunk in exactly one state: pending, indexed, or being deleted.
 
 mod append;
-mod block;
+pub mod block;
 mod bulk;
 mod compact;
 mod convert;

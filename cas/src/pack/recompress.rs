@@ -265,14 +265,17 @@ fn is_live(inner: &Inner, id: &ChunkId, at: &Loc) -> Result<bool, StoreError> {
 }
 
 /// The raw bytes of the chunk in `frame`, when they are worth a block: they decode,
-/// verify, and the fast level shrank them (what it barely shrank, photos and
-/// archives, is copied as it is).
+/// verify, and the fast level shrinks them by a tenth at least. What it barely shrank
+/// (photos, archives) is copied as it is; a frame kept raw is tried again (a copy of
+/// a block's member promoted from a colder tier is served raw).
 fn worth_a_block(id: &ChunkId, frame: &[u8]) -> Option<Vec<u8>> {
     let raw_len = frame::raw_len(frame).ok()?;
-    if frame::is_raw(frame) || frame.len() * 10 > raw_len * 9 {
+    let shrinks = |len: usize| len * 10 <= raw_len * 9;
+    if !frame::is_raw(frame) && !shrinks(frame.len()) {
         return None;
     }
-    frame::decode(id, frame).ok()
+    let raw = frame::decode(id, frame).ok()?;
+    (!frame::is_raw(frame) || shrinks(frame::encode(&raw).len())).then_some(raw)
 }
 
 /// `f` applied to each of `items` on `threads` threads, answered in order.

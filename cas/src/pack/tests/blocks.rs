@@ -53,7 +53,8 @@ fn blocks_on_disk(root: &Path) -> Vec<Vec<ChunkId>> {
 }
 
 /// Every chunk reads back by `get`, `get_many` and `copy_frames` (a copy's frame is
-/// compressed, not the raw bytes a read is served), `has` and `list` see them all,
+/// compressed where the chunk compresses, not the raw bytes a read is served), `has`
+/// and `list` see them all,
 /// and the store's check finds nothing.
 async fn reads_every_way(store: &PackStore, chunks: &[(ChunkId, Vec<u8>)]) {
     for (id, data) in chunks {
@@ -70,7 +71,12 @@ async fn reads_every_way(store: &PackStore, chunks: &[(ChunkId, Vec<u8>)]) {
     assert_eq!(frames.len(), ids.len());
     for (id, f) in frames {
         let f = f.unwrap();
-        assert!(!frame::is_raw(&f), "a copy of {id} is compressed");
+        let compresses = !frame::is_raw(&frame::encode(find(&id)));
+        assert_eq!(
+            !frame::is_raw(&f),
+            compresses,
+            "a copy of {id} is compressed"
+        );
         assert_eq!(frame::decode(&id, &f).unwrap(), *find(&id));
     }
     assert!(store.has(&ids).await.unwrap().iter().all(|h| *h));
@@ -258,4 +264,33 @@ async fn segments_recompressed_before_blocks_are_packed_once_more() {
     reads_every_way(&store, &chunks).await;
     let again = store.recompress(u64::MAX, 2).await.unwrap();
     assert_eq!((again.rewritten, again.kept), (0, 0));
+}
+
+/// A member promoted from a colder tier arrives as a raw frame (as a block's member
+/// is served): the rewrite packs it too, when it compresses; noise stays a frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_frames_that_compress_are_packed_and_noise_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("s");
+    let store = PackStore::open(&root, opts()).unwrap();
+    let mut chunks = Vec::new();
+    for i in 0..60u32 {
+        let data = match i % 2 {
+            0 => text(i, 20_000),
+            _ => super::noise(i, 20_000),
+        };
+        let id = ChunkId::of(&data);
+        store
+            .put(id, frame::encode_raw(&data).into())
+            .await
+            .unwrap();
+        chunks.push((id, data));
+    }
+    store.sync().await.unwrap();
+    store.recompress(u64::MAX, 2).await.unwrap();
+    let packed: Vec<ChunkId> = blocks_on_disk(&root).concat();
+    for (i, (id, _)) in chunks.iter().enumerate() {
+        assert_eq!(packed.contains(id), i % 2 == 0, "chunk {i}");
+    }
+    reads_every_way(&store, &chunks).await;
 }
