@@ -100,7 +100,7 @@ pub struct Table {
 
 impl Table {
     /// Bytes of the head and table, where the payload starts.
-    pub fn len(&self) -> usize {
+    pub fn payload_at(&self) -> usize {
         HEAD_LEN + ENTRY_LEN * self.members.len()
     }
 
@@ -170,7 +170,7 @@ impl Decoded {
 /// Decompresses block `frame`; `None` if it is not a whole, consistent block.
 pub fn decode(frame: &[u8]) -> Option<Decoded> {
     let table = table(frame)?;
-    let payload = frame.get(table.len()..)?;
+    let payload = frame.get(table.payload_at()..)?;
     let raw = zstd::bulk::decompress(payload, table.raw_len).ok()?;
     (raw.len() == table.raw_len).then(|| Decoded {
         table,
