@@ -11,10 +11,13 @@ use fvfs_cas::pack::record::HEADER_LEN;
 use fvfs_cas::pack::scan::{scan, Found};
 use fvfs_cas::{ChunkId, ChunkStore, PackOptions, PackStore};
 
-/// One intact record found in a segment.
+/// One intact record found in a segment: a chunk's own, or a block of chunks.
 #[derive(Clone, Debug)]
 pub struct Record {
+    /// The chunk, or for a block the name its header gives it (no chunk's).
     pub id: ChunkId,
+    /// The chunks a block holds (empty for a chunk's own record).
+    pub members: Vec<ChunkId>,
     pub segment: PathBuf,
     /// Where the record starts in its segment.
     pub offset: u64,
@@ -91,12 +94,15 @@ pub fn records(root: &Path) -> Vec<Record> {
             if let Found::Record {
                 offset,
                 header,
+                frame,
                 intact: true,
-                ..
             } = found
             {
+                let members = fvfs_cas::pack::block::table(frame)
+                    .map_or_else(Vec::new, |t| t.members.iter().map(|m| m.0).collect());
                 out.push(Record {
                     id: header.id,
+                    members,
                     segment: segment.clone(),
                     offset,
                     len: header.record_len(),
@@ -110,14 +116,31 @@ pub fn records(root: &Path) -> Vec<Record> {
     out
 }
 
-/// The distinct chunks the store at `root` holds intact.
-pub fn ids(root: &Path) -> BTreeSet<ChunkId> {
-    records(root).into_iter().map(|r| r.id).collect()
+impl Record {
+    /// Whether this record holds chunk `id` (its own, or a block with it).
+    pub fn holds(&self, id: &ChunkId) -> bool {
+        match self.members.is_empty() {
+            true => self.id == *id,
+            false => self.members.contains(id),
+        }
+    }
 }
 
-/// The records of chunk `id` in the store at `root` (at least one, or a panic).
+/// The distinct chunks the store at `root` holds intact (in records of their own or
+/// in blocks).
+pub fn ids(root: &Path) -> BTreeSet<ChunkId> {
+    records(root)
+        .into_iter()
+        .flat_map(|r| match r.members.is_empty() {
+            true => vec![r.id],
+            false => r.members,
+        })
+        .collect()
+}
+
+/// The records holding chunk `id` in the store at `root` (at least one, or a panic).
 pub fn find(root: &Path, id: &ChunkId) -> Vec<Record> {
-    let found: Vec<Record> = records(root).into_iter().filter(|r| r.id == *id).collect();
+    let found: Vec<Record> = records(root).into_iter().filter(|r| r.holds(id)).collect();
     assert!(
         !found.is_empty(),
         "{} holds no record of {id}",

@@ -310,3 +310,70 @@ fn every_job_leaves_its_outcome_for_status_whoever_ran_it() {
     let (ok, summary) = &seen["fsck"];
     assert!(!ok && summary.ends_with("1 problems left"), "{seen:?}");
 }
+
+/// Blocks (what the idle rewrite and `gc --recompress` pack cold chunks into): a
+/// flipped byte in one is named for every chunk it hides and every file using them,
+/// and the repair copies each of those chunks back from the NAS.
+#[test]
+fn a_damaged_block_names_every_chunk_it_hides_and_is_repaired_from_the_nas() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..40u64 {
+        let name = src.join(format!("f{i:02}.rs"));
+        fs::write(name, tree::code(i, 20_000 + i as usize * 1_000)).unwrap();
+    }
+    let (_nas, config) = nas_config(work.path());
+    // Small local segments, so that the rewrite visits them (it leaves a segment
+    // still taking puts alone until it is an eighth full).
+    let mut text = fs::read_to_string(&config).unwrap();
+    text.push_str("[tiers.local]\nsegment_mb = 1\n");
+    fs::write(&config, text).unwrap();
+    let c = ["--config", config.to_str().unwrap()];
+    let d = Fvfsd::new();
+    d.run([c[0], c[1], "migrate", "--local-src", src.to_str().unwrap()]);
+    {
+        let daemon = fvfs_tests::daemon::Daemon::start_with(&d, &c, "127.0.0.1:0", &["--no-mdns"]);
+        let (status, body) = daemon.raw(&fvfs_tests::daemon::request(
+            "POST",
+            "/v1/admin/flush",
+            &[],
+            b"",
+        ));
+        assert_eq!(status, 200, "{body}");
+    }
+    let report = d.run([c[0], c[1], "gc", "--recompress"]);
+    let fsck = |extra: &[&str], code: i32| {
+        let mut args = vec![c[0], c[1], "fsck"];
+        args.extend_from_slice(extra);
+        d.run_code(code, args)
+    };
+    assert!(fsck(&["--read-data"], 0).contains(" 0 problems"));
+    let blocks: Vec<Record> = local_records(&d)
+        .into_iter()
+        .filter(|r| !r.members.is_empty())
+        .collect();
+    assert!(!blocks.is_empty(), "no block after the rewrite: {report}");
+    let block = &blocks[0];
+    assert!(block.members.len() > 1, "{block:?}");
+    block.flip_last_byte();
+
+    let full = fsck(&["--read-data"], 1);
+    for id in &block.members {
+        assert!(full.contains(&id.to_string()), "{id} not named: {full}");
+    }
+    assert!(
+        full.contains("problem: local: ") && full.contains("used by /f"),
+        "{full}"
+    );
+    assert!(
+        full.contains(&format!(" {} problems", block.members.len())),
+        "{full}"
+    );
+    let repaired = fsck(&["--read-data", "--repair"], 0);
+    assert!(repaired.contains(" 0 problems"), "{repaired}");
+    assert!(fsck(&["--read-data"], 0).contains(" 0 problems, 0 repaired"));
+    let out = work.path().join("out");
+    d.run([c[0], c[1], "export", "/", out.to_str().unwrap()]);
+    tree::assert_same(&src, &out);
+}
