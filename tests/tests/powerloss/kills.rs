@@ -231,5 +231,13 @@ fn a_recompression_killed_at_every_step_loses_nothing() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no recompression reported: {report}"));
     assert!(rewritten > 0, "{report}");
+    // The rewrite packed the text into blocks, and every file still reads whole.
+    let records = fvfs_tests::packs::records(&store.home.path().join("chunks"));
+    assert!(records.iter().any(|r| r.members.len() > 1), "no block made");
     run(&["fsck", "--read-data", "--all"]);
+    for (i, (src, dest)) in trees.iter().enumerate() {
+        let back = work.path().join(format!("last-{i}"));
+        run(&["export", dest, back.to_str().unwrap()]);
+        tree::assert_same(src, &back);
+    }
 }

@@ -3,6 +3,8 @@
 //! kill -9 of the daemon, and `fvfsd recover --from-s3` rebuilds a wiped store so that
 //! every file of every snapshot reads back identical.
 
+mod blocks;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
