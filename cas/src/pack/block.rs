@@ -55,8 +55,10 @@ const MAX_MEMBERS: usize = 1 << 16;
 /// today's frames and cost a random read of one chunk 290 us; 4 MiB blocks 0.600 and
 /// 1.2 ms. Chunks are at most 256 KiB, so a block holds four of the largest.
 pub const BLOCK_RAW: usize = 1 << 20;
-/// Decoded blocks kept for readers: a sequential read decodes each block once.
-const CACHED_BLOCKS: usize = 8;
+/// Decoded blocks kept for readers (least recently used dropped first): a sequential
+/// read decodes each block once, and a mount's reads ahead, several windows of small
+/// files at once, find the blocks their neighbours decoded. About 16 MiB.
+const CACHED_BLOCKS: usize = 16;
 
 /// Whether a record's frame is a block.
 pub fn is_block(frame: &[u8]) -> bool {
@@ -197,7 +199,7 @@ pub fn shares(record_len: u64, lens: &[u32]) -> Vec<u32> {
 /// One block being decoded or decoded: readers of the same block wait for the first.
 type Slot = Arc<Mutex<Option<Arc<Decoded>>>>;
 
-/// The last [`CACHED_BLOCKS`] blocks read, by segment and offset of their record.
+/// The [`CACHED_BLOCKS`] blocks read last, by segment and offset of their record.
 ///
 /// A key names the same bytes for as long as the store is open: segments are
 /// append-only and numbered afresh, and a punched block is named by no location (a
@@ -213,7 +215,7 @@ type Key = (u32, u64);
 #[derive(Default)]
 struct Slots {
     by_key: HashMap<Key, Slot>,
-    /// Oldest first.
+    /// Least recently used first.
     order: VecDeque<Key>,
 }
 
@@ -229,7 +231,14 @@ impl Cache {
             let mut slots = lock(&self.slots);
             let Slots { by_key: map, order } = &mut *slots;
             match map.get(&key) {
-                Some(slot) => slot.clone(),
+                Some(slot) => {
+                    // Most recently used last: a block read again stays.
+                    if let Some(at) = order.iter().position(|k| *k == key) {
+                        order.remove(at);
+                    }
+                    order.push_back(key);
+                    slot.clone()
+                }
                 None => {
                     if order.len() >= CACHED_BLOCKS {
                         if let Some(old) = order.pop_front() {
@@ -334,15 +343,18 @@ mod tests {
             }
         });
         assert_eq!(loads.into_inner(), 1);
-        for k in 0..CACHED_BLOCKS as u64 + 1 {
-            cache
-                .get_or_load::<()>((2, k), || Ok(decode(&frame).unwrap()))
-                .unwrap();
+        // Full: (1, 0) and the others; (1, 0) read again, then one more block: the
+        // least recently used, (2, 0), goes, and (1, 0) stays.
+        let load = || Ok(decode(&frame).unwrap());
+        for k in 0..CACHED_BLOCKS as u64 - 1 {
+            cache.get_or_load::<()>((2, k), load).unwrap();
         }
-        let again = cache.get_or_load::<()>((1, 0), || Err(()));
+        cache.get_or_load::<()>((1, 0), || Err(())).unwrap();
+        cache.get_or_load::<()>((3, 0), load).unwrap();
+        assert!(cache.get_or_load::<()>((1, 0), || Err(())).is_ok(), "kept");
         assert!(
-            again.is_err(),
-            "the oldest block was dropped from the cache"
+            cache.get_or_load::<()>((2, 0), || Err(())).is_err(),
+            "dropped"
         );
     }
 
