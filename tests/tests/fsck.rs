@@ -13,6 +13,27 @@ fn local_records(d: &Fvfsd) -> Vec<Record> {
     packs::records(&d.home.path().join("chunks"))
 }
 
+/// A daemon started on the store of `d` with the options `c` until its replicator
+/// copied everything to the NAS.
+fn copy_to_nas(d: &Fvfsd, c: &[&str]) {
+    let daemon = fvfs_tests::daemon::Daemon::start_with(d, c, "127.0.0.1:0", &["--no-mdns"]);
+    let (status, body) = daemon.raw(&fvfs_tests::daemon::request(
+        "POST",
+        "/v1/admin/flush",
+        &[],
+        b"",
+    ));
+    assert_eq!(status, 200, "{body}");
+}
+
+/// `fvfsd fsck EXTRA` with the options `c`, expected to exit with `code`; its output.
+fn fsck_with(d: &Fvfsd, c: &[&str], extra: &[&str], code: i32) -> String {
+    let mut args = c.to_vec();
+    args.push("fsck");
+    args.extend_from_slice(extra);
+    d.run_code(code, args)
+}
+
 #[test]
 fn damage_is_found_and_named() {
     let work = tempfile::tempdir().unwrap();
@@ -94,22 +115,8 @@ fn tier_damage_is_repaired_from_a_healthy_tier_or_reported() {
     let c = ["--config", config.to_str().unwrap()];
     let d = Fvfsd::new();
     d.run([c[0], c[1], "migrate", "--local-src", src.to_str().unwrap()]);
-    {
-        // The daemon's replicator copies everything to the NAS.
-        let daemon = fvfs_tests::daemon::Daemon::start_with(&d, &c, "127.0.0.1:0", &["--no-mdns"]);
-        let (status, body) = daemon.raw(&fvfs_tests::daemon::request(
-            "POST",
-            "/v1/admin/flush",
-            &[],
-            b"",
-        ));
-        assert_eq!(status, 200, "{body}");
-    }
-    let fsck = |extra: &[&str], code: i32| {
-        let mut args = vec![c[0], c[1], "fsck"];
-        args.extend_from_slice(extra);
-        d.run_code(code, args)
-    };
+    copy_to_nas(&d, &c);
+    let fsck = |extra: &[&str], code: i32| fsck_with(&d, &c, extra, code);
     assert!(fsck(&["--read-data"], 0).contains(" 0 problems"));
 
     // One chunk of big.bin damaged locally, another wiped from the NAS.
@@ -332,22 +339,9 @@ fn a_damaged_block_names_every_chunk_it_hides_and_is_repaired_from_the_nas() {
     let c = ["--config", config.to_str().unwrap()];
     let d = Fvfsd::new();
     d.run([c[0], c[1], "migrate", "--local-src", src.to_str().unwrap()]);
-    {
-        let daemon = fvfs_tests::daemon::Daemon::start_with(&d, &c, "127.0.0.1:0", &["--no-mdns"]);
-        let (status, body) = daemon.raw(&fvfs_tests::daemon::request(
-            "POST",
-            "/v1/admin/flush",
-            &[],
-            b"",
-        ));
-        assert_eq!(status, 200, "{body}");
-    }
+    copy_to_nas(&d, &c);
     let report = d.run([c[0], c[1], "gc", "--recompress"]);
-    let fsck = |extra: &[&str], code: i32| {
-        let mut args = vec![c[0], c[1], "fsck"];
-        args.extend_from_slice(extra);
-        d.run_code(code, args)
-    };
+    let fsck = |extra: &[&str], code: i32| fsck_with(&d, &c, extra, code);
     assert!(fsck(&["--read-data"], 0).contains(" 0 problems"));
     let blocks: Vec<Record> = local_records(&d)
         .into_iter()

@@ -163,15 +163,21 @@ impl Kept {
     pub(super) fn into_frame(self, id: &ChunkId) -> Result<Bytes, StoreError> {
         match self {
             Kept::Record(frame) => Ok(frame),
-            Kept::Member(raw) if ChunkId::of(&raw) == *id => {
-                Ok(Bytes::from(crate::frame::encode(&raw)))
-            }
-            Kept::Member(_) => Err(StoreError::Corrupt {
-                id: *id,
-                reason: "its block does not hold it intact".into(),
-            }),
+            Kept::Member(raw) => Ok(Bytes::from(crate::frame::encode(&checked(id, raw)?))),
         }
     }
+}
+
+/// A member's raw bytes, once they hash to `id`.
+fn checked(id: &ChunkId, raw: Bytes) -> Result<Bytes, StoreError> {
+    let actual = ChunkId::of(&raw);
+    if actual != *id {
+        return Err(StoreError::Corrupt {
+            id: *id,
+            reason: format!("its block holds bytes that hash to {actual}"),
+        });
+    }
+    Ok(raw)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -294,13 +300,7 @@ impl PackStore {
     fn loaded(&self, id: &ChunkId, kept: Result<Kept, StoreError>) -> Result<Loaded, StoreError> {
         match kept {
             Ok(Kept::Member(raw)) => {
-                let actual = ChunkId::of(&raw);
-                if actual != *id {
-                    return Err(StoreError::Corrupt {
-                        id: *id,
-                        reason: format!("its block holds bytes that hash to {actual}"),
-                    });
-                }
+                let raw = checked(id, raw)?;
                 Ok(Loaded {
                     frame: Bytes::from(crate::frame::encode_raw(&raw)),
                     data: raw,

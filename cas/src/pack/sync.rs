@@ -234,7 +234,7 @@ impl Inner {
             self.apply_if_full(&mut batch)?;
         }
         for (id, loc) in pending {
-            batch.insert(index::loc_key(id).to_vec(), loc.encode().to_vec());
+            batch.insert(index::loc_key(id).to_vec(), loc.encode());
             self.apply_if_full(&mut batch)?;
         }
         for (key, left) in blocks {
