@@ -62,6 +62,11 @@ impl Pending {
             .contains_key(id)
     }
 
+    /// How many chunk records wait to be recorded.
+    pub fn len(&self) -> usize {
+        self.records.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     /// Whether nothing waits to be recorded.
     pub fn is_empty(&self) -> bool {
         self.records
@@ -100,6 +105,9 @@ impl Repo {
     /// A repository of `store`, named in `kv`; `index` hears of the chunk records it
     /// makes and removes.
     pub fn new(store: Arc<dyn ChunkStore>, kv: Kv, index: Arc<dyn RecordIndex>) -> Self {
+        // Asking for a chunk never stored (every chunk of a first import) reads no
+        // database: fvfs_cas::kv's presence filter.
+        kv.keep_presence(meta::CHUNK_PREFIX);
         Self {
             store,
             kv,

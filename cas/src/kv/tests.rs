@@ -198,3 +198,53 @@ fn folding_where_no_database_is_creates_nothing() {
     Kv::fold_log(&gone).unwrap();
     assert_eq!(std::fs::read_dir(&gone).unwrap().count(), 0);
 }
+
+/// A key of the filtered prefix: `b'c'` and the hash of `n`.
+fn hashed(n: u64) -> Vec<u8> {
+    [&b"c"[..], blake3::hash(&n.to_le_bytes()).as_bytes()].concat()
+}
+
+fn put_all(kv: &Kv, keys: impl Iterator<Item = Vec<u8>>) {
+    let mut b = Batch::default();
+    for k in keys {
+        b.insert(k.clone(), k);
+        if b.len() == 5000 {
+            kv.apply(std::mem::take(&mut b)).unwrap();
+        }
+    }
+    kv.apply(b).unwrap();
+}
+
+#[test]
+fn the_presence_filter_never_hides_a_held_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let kv = Kv::open_folding(dir.path(), 20_000).unwrap();
+    // More than one step of the filter's scan, held before it is installed.
+    put_all(&kv, (0..70_000).map(hashed));
+    let mut b = Batch::default();
+    b.insert(&b"c-not-a-hash"[..], &b"1"[..]);
+    b.remove(hashed(5));
+    kv.apply(b).unwrap();
+    kv.flush_durable().unwrap();
+    drop(kv);
+    let kv = Kv::open_folding(dir.path(), 20_000).unwrap();
+    let scanning = kv.keep_presence(b'c').expect("a first filter");
+    assert!(kv.keep_presence(b'l').is_none(), "one filter per database");
+    // Written while the scan runs (folds included): noted as they are applied.
+    std::thread::scope(|s| {
+        let writer = kv.clone();
+        s.spawn(move || put_all(&writer, (100_000..130_000).map(hashed)));
+    });
+    scanning.join().unwrap();
+    put_all(&kv, (200_000..200_010).map(hashed));
+    for n in (0..70_000).chain(100_000..130_000).chain(200_000..200_010) {
+        let held = n != 5;
+        assert_eq!(kv.contains(&hashed(n)).unwrap(), held, "key {n}");
+        assert_eq!(kv.get(&hashed(n)).unwrap().is_some(), held, "key {n}");
+    }
+    assert!((300_000..310_000).all(|n| !kv.contains(&hashed(n)).unwrap()));
+    assert!(kv.contains(b"c-not-a-hash").unwrap());
+    // Removed then written again.
+    put_all(&kv, std::iter::once(hashed(5)));
+    assert!(kv.contains(&hashed(5)).unwrap());
+}

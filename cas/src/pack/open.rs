@@ -141,6 +141,8 @@ pub(super) fn open(root: PathBuf, opts: PackOptions) -> Result<Inner, StoreError
     reload(&inner)?;
     punch_leftovers(&inner)?;
     keep_reserve(&inner.root);
+    // A put's lookup of a chunk the store never had reads no index (kv/presence.rs).
+    inner.kv.keep_presence(index::LOC_PREFIX);
     Ok(inner)
 }
 

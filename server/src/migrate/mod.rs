@@ -11,6 +11,7 @@
 //!
 //! Migrate adds and updates; it never deletes what is already in fvfs.
 
+mod checkpoints;
 mod ingest;
 mod pipeline;
 mod statcache;

@@ -1,6 +1,7 @@
-//! The parallel part of a migration: one walker thread, one worker per core, and a
-//! collector that checkpoints every few seconds and folds what finished into the
-//! migration's tree ([`super::tree`]) then and every [`FOLD_ENTRIES`] files.
+//! The parallel part of a migration: one walker thread, one worker per core, a
+//! checkpointer ([`super::checkpoints`]) making what was read durable beside them, and
+//! a collector that folds what finished into the migration's tree ([`super::tree`])
+//! after each checkpoint and every [`FOLD_ENTRIES`] files.
 //!
 //! Work moves in batches (up to [`BATCH_FILES`] files or [`BATCH_BYTES`] of content per
 //! message) because on a warm tree of small files a wake-up per file costs more than
@@ -16,6 +17,7 @@ use fvfs_manifest::node::Meta;
 use fvfs_manifest::{Entry, EntryKind, ManifestError};
 use indicatif::ProgressBar;
 
+use super::checkpoints::{Checkpoints, Told};
 use super::ingest::{Failure, Ingest};
 use super::statcache::StatCache;
 use super::tree::{Dir, Folded, FOLD_ENTRIES};
@@ -91,9 +93,14 @@ pub fn run(
     let (job_tx, job_rx) = mpsc::sync_channel::<Vec<FileJob>>(2 * jobs);
     let job_rx = Mutex::new(job_rx);
     let abort = AtomicBool::new(false);
+    let checkpoints = Checkpoints::default();
     let mut out = Collected::default();
 
     std::thread::scope(|scope| {
+        let handle = tokio::runtime::Handle::current();
+        let (told_tx, mut told) = tokio::sync::mpsc::channel(1);
+        let (checkpoints, abort_c) = (&checkpoints, &abort);
+        scope.spawn(move || checkpoints.run(ingest, every, abort_c, &told_tx));
         let (walker_tx, abort_w, stats) = (done_tx.clone(), &abort, ingest.stats);
         let walking = scope.spawn(move || {
             let to = (&job_tx, &walker_tx);
@@ -122,16 +129,14 @@ pub fn run(
                     })
                     .collect();
                 let _ = tx.blocking_send(done);
+                checkpoints.hold(ingest, abort);
             });
         }
         drop(done_tx);
 
-        // The collector runs on this thread, driving the runtime for checkpoints.
-        let handle = tokio::runtime::Handle::current();
+        // The collector runs on this thread, driving the runtime for its folds.
         tokio::task::block_in_place(|| {
             handle.block_on(async {
-                let mut tick = tokio::time::interval(every);
-                tick.tick().await;
                 loop {
                     if out.entries.len() + out.dirs.len() >= FOLD_ENTRIES {
                         fold(&mut out, ingest, &abort).await;
@@ -141,20 +146,17 @@ pub fn run(
                             None => break,
                             Some(batch) => batch.into_iter().for_each(|d| collect(&mut out, d)),
                         },
-                        _ = tick.tick(), if out.fatal.is_none() => {
-                            let files = ingest.counters.files.load(Ordering::Relaxed);
-                            match ingest.checkpoint().await {
-                                Ok(()) => tracing::info!(files, "checkpoint: finished files are durable"),
-                                Err(e) => {
-                                    abort.store(true, Ordering::Relaxed);
-                                    out.fatal.get_or_insert(e);
-                                }
-                            }
+                        Some(told) = told.recv() => {
+                            checkpointed(&mut out, told, &abort);
                             fold(&mut out, ingest, &abort).await;
                             bar.set_message(super::message(ingest.counters));
                             bar.set_position(ingest.counters.bytes.load(Ordering::Relaxed));
                         }
                     }
+                }
+                checkpoints.stop();
+                while let Some(last) = told.recv().await {
+                    checkpointed(&mut out, last, &abort);
                 }
                 fold(&mut out, ingest, &abort).await;
             })
@@ -162,6 +164,17 @@ pub fn run(
         out.excluded = walking.join().expect("the walker does not panic");
     });
     out
+}
+
+/// Takes in the outcome of a checkpoint.
+fn checkpointed(out: &mut Collected, (files, saved): Told, abort: &AtomicBool) {
+    match saved {
+        Ok(()) => tracing::info!(files, "checkpoint: finished files are durable"),
+        Err(e) => {
+            abort.store(true, Ordering::Relaxed);
+            out.fatal.get_or_insert(e);
+        }
+    }
 }
 
 /// Folds what `out` holds into `folded`, unless the migration is stopping.
