@@ -89,6 +89,12 @@ pub type Pair = (Vec<u8>, Vec<u8>);
 /// 0.1 s below a million); see [`Kv::apply`].
 const FOLD_OPS: u64 = 64_000;
 
+/// Keys of its prefix inserted before the presence filter is installed: a first
+/// import of a large tree gets it at its first checkpoints; the 300,000-file re-run,
+/// whose few hundred new tree nodes made it scan 600,000 keys, took 0.25 s and 32 MB
+/// more with it.
+const PRESENCE_AFTER: u64 = 4096;
+
 /// sled's page cache, per database (its default is 1 GiB): records are tiny and the OS
 /// caches the file. sled holds several times what it counts here, and two databases
 /// fill theirs as a store grows: `fvfsd migrate` of 1,000,000 small files peaked at
@@ -136,8 +142,18 @@ struct Shared {
     /// file, never a new database where the folder went away (a NAS share unmounted
     /// under its index, a folder moved).
     file: (u64, u64),
-    /// The filter of one prefix's hashed keys, once [`Kv::keep_presence`] asked.
+    /// The prefix whose hashed keys [`Kv::keep_presence`] asked to filter...
+    wanted: OnceLock<u8>,
+    /// ...and the filter, once applies inserted [`PRESENCE_AFTER`] of them.
     presence: OnceLock<Presence>,
+    /// Such keys inserted while there was no filter.
+    unfiltered: AtomicU64,
+    /// Held for reading by each apply from its look at `presence` to sled's write,
+    /// for writing while the filter is installed: no apply writes a key unnoted after
+    /// the filter's scan went past it.
+    installing: RwLock<()>,
+    /// The filter's scan, while it may still run (joined by tests).
+    scanning: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// Device and inode of the database file in folder `path`.
@@ -201,7 +217,11 @@ impl Kv {
                 fold_after,
                 scans: Arc::new(()),
                 file,
+                wanted: OnceLock::new(),
                 presence: OnceLock::new(),
+                unfiltered: AtomicU64::new(0),
+                installing: RwLock::new(()),
+                scanning: Default::default(),
             }),
         };
         if fresh {
@@ -262,22 +282,58 @@ impl Kv {
     /// Keeps a presence filter ([`presence`]) of the keys that are `prefix` followed
     /// by a 32-byte hash, so that [`Kv::get`] and [`Kv::contains`] of most such keys
     /// that were never inserted answer without reading the database. Its memory is a
-    /// fixed 4 MiB. What the database already holds is noted by a scan on a thread of
-    /// its own, a step at a time (a fold or a close waits for one step at most); the
-    /// filter answers once the scan is through, which the returned handle joins. One
-    /// prefix per database: a second call is ignored (`None`).
-    pub fn keep_presence(&self, prefix: u8) -> Option<std::thread::JoinHandle<()>> {
-        self.shared.presence.set(Presence::new(prefix)).ok()?;
+    /// fixed 4 MiB, taken once this handle inserted [`PRESENCE_AFTER`] such keys: a
+    /// command that reads, or writes a few chunks (a migrate's re-run stores the
+    /// nodes of its partial trees), pays neither the memory nor the scan. What the
+    /// database already holds is then noted by a scan on a thread of its own, a step
+    /// at a time (a fold or a close waits for one step at most); the filter answers
+    /// once the scan is through. One prefix per database: a later call is ignored.
+    pub fn keep_presence(&self, prefix: u8) {
+        let _ = self.shared.wanted.set(prefix);
+    }
+
+    /// Installs the filter wanted, if a key of `batch` is one it covers.
+    fn install_presence(&self, batch: &Batch) {
+        let (Some(&prefix), None) = (self.shared.wanted.get(), self.shared.presence.get()) else {
+            return;
+        };
+        let covered =
+            |(k, v): &&(Vec<u8>, Option<Vec<u8>>)| v.is_some() && Presence::covers(prefix, k);
+        let new = batch.ops.iter().filter(covered).count() as u64;
+        let inserted = self.shared.unfiltered.fetch_add(new, Ordering::Relaxed) + new;
+        if inserted < PRESENCE_AFTER {
+            return;
+        }
+        let _no_apply = self
+            .shared
+            .installing
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        if self.shared.presence.set(Presence::new(prefix)).is_err() {
+            return;
+        }
         let shared = Arc::downgrade(&self.shared);
         let spawned = std::thread::Builder::new()
             .name("kv-presence".into())
             .spawn(move || note_held(&shared));
         match spawned {
-            Ok(handle) => Some(handle),
-            Err(e) => {
-                tracing::warn!("no presence filter: {e}");
-                None
+            Ok(handle) => {
+                *self
+                    .shared
+                    .scanning
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(handle)
             }
+            Err(e) => tracing::warn!("no presence filter: {e}"),
+        }
+    }
+
+    /// Waits for the presence filter's scan, if one was started.
+    #[cfg(test)]
+    fn presence_scanned(&self) {
+        let scan = self.shared.scanning.lock().unwrap().take();
+        if let Some(scan) = scan {
+            scan.join().unwrap();
         }
     }
 
@@ -347,6 +403,12 @@ impl Kv {
     /// left to a later apply; while it runs, calls on this database wait for it.
     pub fn apply(&self, batch: Batch) -> Result<(), KvError> {
         let ops = batch.ops.len() as u64;
+        self.install_presence(&batch);
+        let _noting = self
+            .shared
+            .installing
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
         let presence = self.shared.presence.get();
         let mut b = sled::Batch::default();
         for (k, v) in batch.ops {
@@ -368,6 +430,7 @@ impl Kv {
             }
         }
         self.with(|db| db.apply_batch(b))?;
+        drop(_noting);
         help_collect(ops);
         let applied = self.shared.applied.fetch_add(ops, Ordering::Relaxed) + ops;
         // The batch is applied whatever the fold does: a failed one is for the next

@@ -12,9 +12,10 @@
 //! # Invariants
 //! - No false "absent": every key of the prefix that the database holds was noted
 //!   first. [`Kv::apply`](super::Kv::apply) notes a batch's inserts *before* sled sees
-//!   them, and the filter is only trusted once a scan of what the database held when
-//!   the filter was installed has noted it all ([`Presence::ready`]); until then every
-//!   lookup goes to sled.
+//!   them (the filter is installed while no apply is between its look at the filter
+//!   and its write), and the filter is only trusted once a scan of what the database
+//!   held when the filter was installed has noted it all ([`Presence::ready`]); until
+//!   then every lookup goes to sled.
 //! - Removals are never noted (a Bloom filter cannot forget): a removed key costs a
 //!   sled read, as every key did before.
 //! - Bits come straight from the key's hash bytes (uniform already: BLAKE3 ids, or
@@ -49,12 +50,17 @@ impl Presence {
         self.prefix
     }
 
+    /// Whether a filter of `prefix` covers `key`.
+    pub fn covers(prefix: u8, key: &[u8]) -> bool {
+        key.len() == 33 && key[0] == prefix
+    }
+
     /// The bits of `key`, if it is one this filter covers.
     fn probes(&self, key: &[u8]) -> Option<[usize; PROBES]> {
-        let (&first, hash) = key.split_first()?;
-        if first != self.prefix || hash.len() != 32 {
+        if !Self::covers(self.prefix, key) {
             return None;
         }
+        let hash = &key[1..];
         let mut at = [0; PROBES];
         for (i, probe) in at.iter_mut().enumerate() {
             let word: [u8; 4] = hash[4 * i..4 * i + 4].try_into().expect("4 bytes");

@@ -228,14 +228,20 @@ fn the_presence_filter_never_hides_a_held_key() {
     kv.flush_durable().unwrap();
     drop(kv);
     let kv = Kv::open_folding(dir.path(), 20_000).unwrap();
-    let scanning = kv.keep_presence(b'c').expect("a first filter");
-    assert!(kv.keep_presence(b'l').is_none(), "one filter per database");
-    // Written while the scan runs (folds included): noted as they are applied.
+    kv.keep_presence(b'c');
+    kv.keep_presence(b'l'); // ignored: one filter per database
+    assert!(kv.contains(&hashed(1)).unwrap(), "no filter before a write");
+    // Installed once PRESENCE_AFTER keys were written; the rest are written while its
+    // scan runs (folds included), from two threads: noted as they are applied.
     std::thread::scope(|s| {
-        let writer = kv.clone();
-        s.spawn(move || put_all(&writer, (100_000..130_000).map(hashed)));
+        for part in [100_000..115_000, 115_000..130_000] {
+            let writer = kv.clone();
+            s.spawn(move || put_all(&writer, part.map(hashed)));
+        }
     });
-    scanning.join().unwrap();
+    kv.presence_scanned();
+    let filter = kv.shared.presence.get().expect("installed by the writes");
+    assert!(!filter.may_hold(&hashed(400_000)), "the filter answers once scanned");
     put_all(&kv, (200_000..200_010).map(hashed));
     for n in (0..70_000).chain(100_000..130_000).chain(200_000..200_010) {
         let held = n != 5;
