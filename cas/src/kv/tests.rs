@@ -241,7 +241,10 @@ fn the_presence_filter_never_hides_a_held_key() {
     });
     kv.presence_scanned();
     let filter = kv.shared.presence.get().expect("installed by the writes");
-    assert!(!filter.may_hold(&hashed(400_000)), "the filter answers once scanned");
+    assert!(
+        !filter.may_hold(&hashed(400_000)),
+        "the filter answers once scanned"
+    );
     put_all(&kv, (200_000..200_010).map(hashed));
     for n in (0..70_000).chain(100_000..130_000).chain(200_000..200_010) {
         let held = n != 5;
