@@ -8,7 +8,7 @@
 //! beside the workers, it is what bounds the pace of a first import of small files
 //! (sled applies one batch at a time in a process), so without the cap the records
 //! waiting, and sled's memory with them, grew with the tree. At 16,384 a 300,000-file
-//! migrate peaks where it did before and takes 4-5% less time; 32,768 took CI's
+//! migrate peaks where it did before and takes 2-5% less time; 32,768 took CI's
 //! 100,000-file test over its bound, 8,192 was slower (benches/README.md).
 //!
 //! # Invariants
