@@ -66,6 +66,14 @@ pub trait ChunkStore: Send + Sync {
     async fn usage(&self) -> Result<Usage, StoreError>;
     async fn sync(&self) -> Result<(), StoreError>;
 
+    /// Stores a tree node's frame, as [`ChunkStore::put`] does. A store that packs
+    /// chunks into shared objects (S3) keeps nodes in packs of their own, so that a
+    /// walk of the trees (a recovery, a folder's restore, a cold listing) reads the
+    /// nodes and not the files around them; other stores store it as `put` does.
+    async fn put_node(&self, id: ChunkId, frame: Bytes) -> Result<(), StoreError> {
+        self.put(id, frame).await
+    }
+
     /// Stores many frames, each as [`ChunkStore::put`] would, answering each in the
     /// order given: this default puts them one by one; the pack store appends them
     /// with one write per segment they go to. For copies of many chunks at once

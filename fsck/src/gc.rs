@@ -18,7 +18,7 @@ use futures::StreamExt;
 use fvfs_api::reports::{Freed, GcReport};
 use fvfs_cas::ChunkId;
 use fvfs_manifest::meta::TIER_S3;
-use fvfs_manifest::{Condemned, GcSession, ManifestError, Repo};
+use fvfs_manifest::{ChunkKind, Condemned, GcSession, ManifestError, Repo};
 use fvfs_tiering::s3::Packs;
 use fvfs_tiering::Publishing;
 
@@ -341,7 +341,10 @@ async fn compact(
         }
         repo.dropped_published(&dropped)?;
     }
-    match s3.compact(opts.compact_below, opts.dry_run).await {
+    // A record that cannot be read only costs the chunk its place beside the nodes.
+    let is_node =
+        |id: &ChunkId| matches!(repo.chunk_record(id), Ok(Some(r)) if r.kind == ChunkKind::Node);
+    match s3.compact(opts.compact_below, opts.dry_run, &is_node).await {
         Ok(c) => report.compaction = Some(c),
         Err(e) => report.s3_skipped = Some(e.to_string()),
     }

@@ -27,7 +27,7 @@ use futures::StreamExt;
 use fvfs_api::reports::{FsckReport, Problem, StoreProblem};
 use fvfs_cas::{ChunkId, ChunkStore, StoreCheck, StoreError};
 use fvfs_manifest::meta::TIER_S3;
-use fvfs_manifest::{CopyMark, ManifestError, Repo, Version};
+use fvfs_manifest::{ChunkKind, CopyMark, ManifestError, Repo, Version};
 use fvfs_tiering::s3::Packs;
 use fvfs_tiering::{Publishing, Replication};
 
@@ -482,7 +482,11 @@ async fn check_chunk(
             }
             if let Some(frame) = &healthy {
                 repaired = t.store.delete(&id).await.is_ok()
-                    && t.store.put(id, frame.clone()).await.is_ok();
+                    && match record.kind {
+                        ChunkKind::Node => t.store.put_node(id, frame.clone()).await,
+                        ChunkKind::Data => t.store.put(id, frame.clone()).await,
+                    }
+                    .is_ok();
             }
         }
         checked.problems.push(Problem {

@@ -16,7 +16,7 @@ use fvfs_fsck::{FsckError, Options, Progress, Tier};
 use fvfs_manifest::kv::Kv;
 use fvfs_manifest::meta::{TIER_LOCAL, TIER_S3};
 use fvfs_manifest::*;
-use fvfs_tiering::s3::Packs;
+use fvfs_tiering::s3::{IsNode, Packs};
 use fvfs_tiering::Publishing;
 
 struct Fixture {
@@ -62,7 +62,7 @@ impl Packs for FakePacks {
         Ok(HashSet::new())
     }
 
-    async fn compact(&self, _: f64, _: bool) -> Result<Compaction, StoreError> {
+    async fn compact(&self, _: f64, _: bool, _: &IsNode<'_>) -> Result<Compaction, StoreError> {
         self.compactions.fetch_add(1, Ordering::SeqCst);
         Ok(Compaction::default())
     }

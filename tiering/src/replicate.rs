@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use fvfs_cas::{ChunkId, ChunkStore, StoreError};
-use fvfs_manifest::{CopyMark, Repo};
+use fvfs_manifest::{ChunkKind, CopyMark, Repo};
 
 use crate::records::{Publishing, QueueStatus, Replication};
 use tokio::sync::Notify;
@@ -363,15 +363,23 @@ impl Replicator {
     /// Copies the frames of `ids` (read through the tiers, in bulk, passing: a copy
     /// is not a use, so it neither counts for eviction, which would rewrite every
     /// new chunk's record once more, nor promotes; checked by the local tier's record
-    /// checksums, not decoded: `ChunkStore::copy_frames`) to this tier; returns what it
-    /// copied, in the order it did, with each frame's length.
+    /// checksums, not decoded: `ChunkStore::copy_frames`) to this tier, tree nodes as
+    /// nodes (`ChunkStore::put_node`); returns what it copied, in the order it did,
+    /// with each frame's length.
     async fn copy(&self, repo: &Repo, ids: &[ChunkId]) -> Result<Vec<(ChunkId, u64)>, StoreError> {
         let mut copied = Vec::with_capacity(ids.len());
         let mut frames = repo.store().copy_frames(ids.to_vec());
         while let Some((id, frame)) = frames.next().await {
             let frame = frame?;
             copied.push((id, frame.len() as u64));
-            self.store.put(id, frame).await?;
+            let record = repo
+                .chunk_record(&id)
+                .map_err(|e| StoreError::Unavailable(format!("metadata database: {e}")))?;
+            if record.is_some_and(|r| r.kind == ChunkKind::Node) {
+                self.store.put_node(id, frame).await?;
+            } else {
+                self.store.put(id, frame).await?;
+            }
         }
         Ok(copied)
     }

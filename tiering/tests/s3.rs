@@ -164,6 +164,85 @@ async fn many_chunks_make_one_pack_read_by_block() {
     assert_eq!(raw, 300 * 3000);
 }
 
+/// Which packs the chunks of `store`'s prefix are in, as its pack indexes say.
+async fn packs_of(prefix: &str) -> std::collections::HashMap<ChunkId, [u8; 32]> {
+    let found = store(prefix).await.scan_packs(|_| {}).await.unwrap();
+    found.iter().map(|f| (f.id, f.loc.pack)).collect()
+}
+
+/// Asserts that no pack holds both an id of `nodes` and one of `data`, and that both
+/// are all in the bucket.
+fn kept_apart(
+    packs: &std::collections::HashMap<ChunkId, [u8; 32]>,
+    nodes: &[ChunkId],
+    data: &[ChunkId],
+) {
+    let of = |ids: &[ChunkId]| -> std::collections::HashSet<[u8; 32]> {
+        ids.iter()
+            .map(|id| {
+                *packs
+                    .get(id)
+                    .unwrap_or_else(|| panic!("{id} is in no pack"))
+            })
+            .collect()
+    };
+    let (node_packs, data_packs) = (of(nodes), of(data));
+    assert!(
+        node_packs.is_disjoint(&data_packs),
+        "{} packs hold nodes and file content",
+        node_packs.intersection(&data_packs).count()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tree_nodes_fill_packs_of_their_own_and_compaction_keeps_them_apart() {
+    use fvfs_tiering::s3::Packs;
+    let locs = Arc::new(MemoryLocations::default());
+    let s = S3Store::new(
+        Bucket::connect(&settings("apart")).await,
+        locs.clone() as Arc<dyn Locations>,
+    );
+    // Written interleaved, as a replication of files and their folders goes.
+    let (mut nodes, mut data) = (Vec::new(), Vec::new());
+    for i in 0..400u64 {
+        let node = format!("node {i} ").repeat(40).into_bytes();
+        let content = noise(i, 50_000);
+        for (chunk, ids, put_node) in [(&node, &mut nodes, true), (&content, &mut data, false)] {
+            let id = ChunkId::of(chunk);
+            let f = Bytes::from(frame::encode(chunk));
+            if put_node {
+                s.put_node(id, f).await.unwrap();
+            } else {
+                s.put(id, f).await.unwrap();
+            }
+            ids.push(id);
+        }
+    }
+    s.sync().await.unwrap();
+    let packs = packs_of("apart").await;
+    kept_apart(&packs, &nodes, &data);
+    let pack_count = |p: &std::collections::HashMap<ChunkId, [u8; 32]>| {
+        p.values().collect::<std::collections::HashSet<_>>().len()
+    };
+    assert!(pack_count(&packs) >= 2, "20 MB of content and the nodes");
+
+    // Half of each dropped: compaction rewrites every pack, still apart.
+    for id in nodes.iter().chain(&data).skip(1).step_by(2) {
+        s.delete(id).await.unwrap();
+    }
+    let is_node = |id: &ChunkId| nodes.contains(id);
+    let report = Packs::compact(&s, 0.9, false, &is_node).await.unwrap();
+    assert!(report.packs_rewritten > 0, "{report:?}");
+    let kept: Vec<ChunkId> = nodes.iter().chain(&data).step_by(2).copied().collect();
+    let packs = packs_of("apart").await;
+    let (nodes, data): (Vec<ChunkId>, Vec<ChunkId>) =
+        kept.iter().partition(|id| nodes.contains(id));
+    kept_apart(&packs, &nodes, &data);
+    for id in &kept {
+        assert!(s.get(id).await.is_ok(), "{id} lost in compaction");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_pack_byte_is_reported_not_returned() {
     let s = store("corrupt").await;

@@ -55,7 +55,8 @@ fn a_pack_lost_mid_restore_fails_only_its_files_and_names_them() {
         let (status, body) = d.raw(&request("PUT", &format!("/v1/files/{name}"), &[], content));
         assert_eq!(status, 201, "{body}");
     };
-    // Two flushes, two packs: the first holds kept/*, the second doomed/*.
+    // Two flushes: the first pack of file content holds kept/*, the second doomed/*
+    // (each flush also stores a pack of the versions' nodes).
     let kept: Vec<Vec<u8>> = (0..20u64)
         .map(|i| tree::bytes(i, 3000 + i as usize, true))
         .collect();
@@ -72,18 +73,15 @@ fn a_pack_lost_mid_restore_fails_only_its_files_and_names_them() {
     }
     flush(&d);
     drop(d);
-    let doomed_pack: Vec<String> = s3
+    let (doomed_pack, _) = s3
         .packs(&prefix)
         .into_iter()
         .filter(|p| !first.contains(p))
-        .map(|(key, _)| key)
-        .collect();
-    assert!(!doomed_pack.is_empty());
+        .max_by_key(|(_, size)| *size)
+        .expect("the second flush stored packs");
 
     let fresh = recover(&s3, &config, 0);
-    for key in &doomed_pack {
-        s3.request("DELETE", &format!("/{key}"));
-    }
+    s3.request("DELETE", &format!("/{doomed_pack}"));
     let out_dir = work.path().join("out");
     let out = export(&s3, &fresh, &config, "HEAD", "/", &out_dir);
     check(&out, 1);
@@ -97,7 +95,7 @@ fn a_pack_lost_mid_restore_fails_only_its_files_and_names_them() {
             "{err}"
         );
     }
-    let pack_name = doomed_pack[0].rsplit('/').next().unwrap();
+    let pack_name = doomed_pack.rsplit('/').next().unwrap();
     assert!(
         err.contains(&format!("its pack {pack_name} is missing from S3")),
         "{err}"
@@ -245,4 +243,60 @@ fn recover_brings_back_fifty_versions_and_five_snapshots() {
             .unwrap(),
         0,
     );
+}
+
+#[test]
+fn recover_reads_the_trees_not_the_files_written_between_them() {
+    let s3 = S3Env::shared();
+    let work = tempfile::tempdir().unwrap();
+    let prefix = prefix(work.path(), "trees");
+    let config = s3.config(work.path(), &prefix, "");
+    let store = Fvfsd::new();
+    let d = s3.serve(&store, &config);
+    // A version per file: each one's nodes are written right after its content, so
+    // packs filled in the order written would hold nodes every 3 MiB.
+    for i in 0..12u64 {
+        let (status, body) = d.raw(&request(
+            "PUT",
+            &format!("/v1/files/dir{i}/f"),
+            &[],
+            &tree::bytes(i, 3 << 20, false),
+        ));
+        assert_eq!(status, 201, "{body}");
+    }
+    flush(&d);
+    drop(d);
+    let bucket: u64 = s3.packs(&prefix).iter().map(|(_, size)| size).sum();
+
+    let fresh = Fvfsd::new();
+    let out = s3
+        .fvfsd(&fresh, &config, ["recover", "--from-s3"])
+        .output()
+        .unwrap();
+    check(&out, 0);
+    let summary = String::from_utf8_lossy(&out.stdout);
+    let read = mib(&summary);
+    // The pack indexes and the packs of nodes, not the 36 MiB of content around them.
+    assert!(
+        read * 4.0 < bucket as f64 / f64::from(1 << 20),
+        "recover read {read} MiB of a {bucket}-byte bucket: {summary}"
+    );
+    let out_dir = work.path().join("out");
+    check(&export(&s3, &fresh, &config, "HEAD", "/", &out_dir), 0);
+    for i in 0..12u64 {
+        let got = fs::read(out_dir.join(format!("dir{i}/f"))).unwrap();
+        assert!(got == tree::bytes(i, 3 << 20, false), "dir{i}/f");
+    }
+}
+
+/// The X in "S3: N GETs (X MiB)" of a summary.
+fn mib(summary: &str) -> f64 {
+    let at = summary
+        .find(" GETs (")
+        .unwrap_or_else(|| panic!("no S3 figures: {summary}"));
+    summary[at + 7..]
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no MiB read: {summary}"))
 }

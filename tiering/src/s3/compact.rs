@@ -3,8 +3,8 @@
 //! A pack is immutable, so dropping a chunk only forgets its location; its bytes stay
 //! until the pack goes. [`S3Store::compact`] deletes packs no location names any more,
 //! and rewrites packs whose live share fell under a threshold: their live frames go
-//! into new packs (through the open pack, as replication does), then the old pack is
-//! deleted.
+//! into new packs (through the open packs, as replication does: tree nodes, as the
+//! caller tells them apart, into packs of nodes), then the old pack is deleted.
 //!
 //! # Invariants
 //! - **A pack is deleted only when no location names it**, checked while no upload is
@@ -22,7 +22,7 @@ use crate::records::PackLoc;
 use fvfs_api::reports::Compaction;
 use fvfs_cas::{ChunkId, StoreError};
 
-use super::{S3Store, PACK_MAX, UPLOADS};
+use super::{Holds, S3Store, UPLOADS};
 use fvfs_cas::ChunkStore;
 
 /// Live bytes and locations of one pack.
@@ -45,8 +45,14 @@ impl S3Store {
     }
 
     /// Deletes packs with nothing live and rewrites those whose live share is under
-    /// `min_live` (0..1). With `dry_run`, only counts.
-    async fn compact_packs(&self, min_live: f64, dry_run: bool) -> Result<Compaction, StoreError> {
+    /// `min_live` (0..1), the chunks `is_node` names into packs of nodes. With
+    /// `dry_run`, only counts.
+    async fn compact_packs(
+        &self,
+        min_live: f64,
+        dry_run: bool,
+        is_node: &IsNode<'_>,
+    ) -> Result<Compaction, StoreError> {
         let mut report = Compaction::default();
         let mut rewrite: Vec<(String, u64, PackUse)> = Vec::new();
         {
@@ -97,8 +103,15 @@ impl S3Store {
                 });
                 match checked {
                     Some(Ok((stored, raw_len))) => {
-                        if self.push_moved(*id, &stored, raw_len) {
-                            self.seal(false).await?;
+                        let holds = if is_node(id) {
+                            Holds::Nodes
+                        } else {
+                            Holds::Data
+                        };
+                        // Pushed even though a location names it already.
+                        let full = self.mem().push(holds, *id, &stored, raw_len);
+                        if full {
+                            self.seal(holds).await?;
                         }
                         report.bytes_moved += u64::from(loc.len);
                     }
@@ -132,17 +145,6 @@ impl S3Store {
             .await
             .map_err(|_| StoreError::Unavailable("S3 store closed".into()))
     }
-
-    /// Adds a frame to the open pack even though a location names it already; returns
-    /// whether the open pack is full.
-    fn push_moved(&self, id: ChunkId, stored: &[u8], raw_len: u32) -> bool {
-        let mut mem = self.mem();
-        if !mem.holds(&id) {
-            let e = mem.open.push(id, stored, raw_len);
-            mem.live.insert(id, e);
-        }
-        mem.open.len() >= PACK_MAX
-    }
 }
 
 /// The pack name in an object key `packs/<hex>`.
@@ -152,6 +154,9 @@ pub(super) fn pack_name(key: &str) -> Option<[u8; 32]> {
         .and_then(|h| <[u8; 32]>::try_from(h).ok())
 }
 
+/// Whether a chunk is a tree node (asked of the store's records by whoever compacts).
+pub type IsNode<'a> = dyn Fn(&ChunkId) -> bool + Send + Sync + 'a;
+
 /// What fsck and gc ask of a tier that keeps chunks in packs (S3), without reaching
 /// into the store itself.
 #[async_trait::async_trait]
@@ -159,8 +164,13 @@ pub trait Packs: Send + Sync {
     /// The names of the packs the tier holds (one listing).
     async fn pack_names(&self) -> Result<HashSet<[u8; 32]>, StoreError>;
     /// Rewrites the packs whose live share is under `min_live`, keeping their live
-    /// frames; `dry_run` only counts.
-    async fn compact(&self, min_live: f64, dry_run: bool) -> Result<Compaction, StoreError>;
+    /// frames (those `is_node` names in packs of nodes); `dry_run` only counts.
+    async fn compact(
+        &self,
+        min_live: f64,
+        dry_run: bool,
+        is_node: &IsNode<'_>,
+    ) -> Result<Compaction, StoreError>;
     /// Tells the tier's version log that versions `numbers` were dropped.
     async fn record_dropped(&self, numbers: &[u64]) -> Result<(), StoreError>;
 }
@@ -177,8 +187,13 @@ impl Packs for S3Store {
             .collect())
     }
 
-    async fn compact(&self, min_live: f64, dry_run: bool) -> Result<Compaction, StoreError> {
-        self.compact_packs(min_live, dry_run).await
+    async fn compact(
+        &self,
+        min_live: f64,
+        dry_run: bool,
+        is_node: &IsNode<'_>,
+    ) -> Result<Compaction, StoreError> {
+        self.compact_packs(min_live, dry_run, is_node).await
     }
 
     async fn record_dropped(&self, numbers: &[u64]) -> Result<(), StoreError> {

@@ -5,7 +5,11 @@
 //! background, up to [`UPLOADS`] at once, while the writer fills the next) or at
 //! `sync`; the replicator calls `sync` when `flush_size_mb` waits or
 //! `flush_interval_secs` passed, so packs are large (at least 16 MiB under steady
-//! writes) and a GiB costs a few dozen PUTs. Where each chunk sits (pack, offset,
+//! writes) and a GiB costs a few dozen PUTs. Tree nodes (`put_node`) fill packs of
+//! their own: a walk of the trees (a recovery, a folder's restore, a cold listing)
+//! reads those and not the files written around them (the stable Rust sysroot's
+//! recovery fetched 153 MiB to read its 1,503 nodes when they shared packs with file
+//! content). Where each chunk sits (pack, offset,
 //! length) is kept in [`Locations`] (the metadata database in the daemon). Reads
 //! (`fetch`) take packs in aligned blocks of a few MiB, the blocks a read needs in one
 //! ranged GET per pack, several in flight, and keep the last blocks read for the reads
@@ -44,7 +48,7 @@ use futures::stream::{self, BoxStream, StreamExt};
 use fvfs_cas::{ChunkId, ChunkStore, Loaded, StoreError, Usage};
 
 pub use bucket::{Bucket, Requests, S3Settings};
-pub use compact::Packs;
+pub use compact::{IsNode, Packs};
 
 /// An open pack is uploaded by `put` itself once it holds this much.
 pub const PACK_MAX: usize = 32 << 20;
@@ -114,26 +118,58 @@ impl Locations for MemoryLocations {
     }
 }
 
-/// Frames not yet in a recorded pack: the open one, and those being uploaded.
+/// What a pack holds: file content, or tree nodes (kept apart).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Holds {
+    Data,
+    Nodes,
+}
+
+impl Holds {
+    const ALL: [Holds; 2] = [Holds::Data, Holds::Nodes];
+}
+
+/// A pack being filled.
+#[derive(Default)]
+struct Open {
+    pack: pack::Builder,
+    /// Its live entries (a delete removes the entry, not the bytes).
+    live: HashMap<ChunkId, pack::Entry>,
+}
+
+/// Frames not yet in a recorded pack: the open ones, and those being uploaded.
 #[derive(Default)]
 struct InMemory {
-    open: pack::Builder,
-    /// Live entries of the open pack (a delete removes the entry, not the bytes).
-    live: HashMap<ChunkId, pack::Entry>,
+    /// The open pack of each [`Holds`], by its index.
+    open: [Open; 2],
     /// Frames of packs being uploaded, readable until their locations are recorded.
     uploading: HashMap<ChunkId, Bytes>,
 }
 
 impl InMemory {
     fn frame(&self, id: &ChunkId) -> Option<Bytes> {
-        if let Some(e) = self.live.get(id) {
-            return Some(Bytes::copy_from_slice(self.open.frame(e)));
+        for open in &self.open {
+            if let Some(e) = open.live.get(id) {
+                return Some(Bytes::copy_from_slice(open.pack.frame(e)));
+            }
         }
         self.uploading.get(id).cloned()
     }
 
     fn holds(&self, id: &ChunkId) -> bool {
-        self.live.contains_key(id) || self.uploading.contains_key(id)
+        self.open.iter().any(|o| o.live.contains_key(id)) || self.uploading.contains_key(id)
+    }
+
+    /// Adds a sealed frame to the open pack of `holds`, unless the chunk is in memory
+    /// already (a location naming it elsewhere does not stop it: compaction moves
+    /// frames so); returns whether that pack is full.
+    fn push(&mut self, holds: Holds, id: ChunkId, stored: &[u8], raw_len: u32) -> bool {
+        if !self.holds(&id) {
+            let open = &mut self.open[holds as usize];
+            let e = open.pack.push(id, stored, raw_len);
+            open.live.insert(id, e);
+        }
+        self.open[holds as usize].pack.len() >= PACK_MAX
     }
 }
 
@@ -146,25 +182,27 @@ struct Upload {
     bucket: Bucket,
     locs: Arc<dyn Locations>,
     mem: Arc<Mutex<InMemory>>,
+    holds: Holds,
 }
 
 impl Upload {
-    /// Takes the open pack if it holds at least `min` bytes, PUTs it and records where
-    /// its frames are; on failure puts them back into the open pack, so the next sync
-    /// retries them.
+    /// Takes the open pack of its kind if it holds at least `min` bytes, PUTs it and
+    /// records where its frames are; on failure puts them back into the open pack, so
+    /// the next sync retries them.
     async fn run(self, min: usize) -> Result<(), StoreError> {
         let (object, name, live) = {
             let mut mem = lock(&self.mem);
-            if mem.live.is_empty() {
-                mem.open = pack::Builder::default();
+            let open = &mut mem.open[self.holds as usize];
+            if open.live.is_empty() {
+                open.pack = pack::Builder::default();
                 return Ok(());
             }
-            if mem.open.len() < min {
+            if open.pack.len() < min {
                 // Another upload took the pack that was full.
                 return Ok(());
             }
-            let live = std::mem::take(&mut mem.live);
-            let (object, name, _) = std::mem::take(&mut mem.open).finish(self.bucket.sealer());
+            let Open { pack, live } = std::mem::take(open);
+            let (object, name, _) = pack.finish(self.bucket.sealer());
             let object = Bytes::from(object);
             for (id, e) in &live {
                 let frame = object.slice(e.offset as usize..(e.offset + u64::from(e.len)) as usize);
@@ -194,18 +232,16 @@ impl Upload {
         if let Err(e) = recorded {
             // Back into the open pack: the next sync retries them.
             for (id, entry) in &live {
-                if !mem.live.contains_key(id) {
-                    let frame = &object
-                        [entry.offset as usize..(entry.offset + u64::from(entry.len)) as usize];
-                    let new = mem.open.push(*id, frame, entry.raw_len);
-                    mem.live.insert(*id, new);
-                }
+                let frame =
+                    &object[entry.offset as usize..(entry.offset + u64::from(entry.len)) as usize];
+                mem.push(self.holds, *id, frame, entry.raw_len);
             }
             return Err(e);
         }
         // What an interrupted upload resumes from: these chunks are not sent again.
         tracing::info!(
             pack = hex::encode(name),
+            holds = ?self.holds,
             chunks = live.len(),
             bytes = object.len(),
             "pack stored, its chunks' locations recorded"
@@ -257,23 +293,36 @@ impl S3Store {
         lock(&self.mem)
     }
 
-    /// Uploads the open pack, if any, and records where its frames are. With `all`,
-    /// first waits for every upload in flight and then uploads in place (what `sync`
-    /// needs); without, waits only for a free upload slot and uploads in the
-    /// background, so the writer goes on filling the next pack meanwhile.
-    async fn seal(&self, all: bool) -> Result<(), StoreError> {
-        let closed = |_| StoreError::Unavailable("S3 store closed".into());
-        let upload = Upload {
+    fn upload(&self, holds: Holds) -> Upload {
+        Upload {
             bucket: self.bucket.clone(),
             locs: self.locs.clone(),
             mem: self.mem.clone(),
-        };
-        if all {
-            let _permits = self.uploads.acquire_many(UPLOADS).await.map_err(closed)?;
-            // Whatever a background upload failed to store is back in the open pack.
-            lock(&self.failed).take();
-            return upload.run(0).await;
+            holds,
         }
+    }
+
+    /// Uploads the open packs, if any, and records where their frames are, once every
+    /// upload in flight has finished (what `sync` needs).
+    async fn seal_all(&self) -> Result<(), StoreError> {
+        let _permits = self
+            .uploads
+            .acquire_many(UPLOADS)
+            .await
+            .map_err(|_| StoreError::Unavailable("S3 store closed".into()))?;
+        // Whatever a background upload failed to store is back in the open pack.
+        lock(&self.failed).take();
+        for holds in Holds::ALL {
+            self.upload(holds).run(0).await?;
+        }
+        Ok(())
+    }
+
+    /// Uploads the full open pack of `holds` in the background once an upload slot is
+    /// free, so the writer goes on filling the next pack meanwhile.
+    async fn seal(&self, holds: Holds) -> Result<(), StoreError> {
+        let closed = |_| StoreError::Unavailable("S3 store closed".into());
+        let upload = self.upload(holds);
         let permit = self.uploads.clone().acquire_owned().await.map_err(closed)?;
         let failed = self.failed.clone();
         tokio::spawn(async move {
@@ -283,6 +332,23 @@ impl S3Store {
             }
             drop(permit);
         });
+        Ok(())
+    }
+
+    /// `put` into the open pack of `holds`.
+    async fn store(&self, holds: Holds, id: ChunkId, frame: Bytes) -> Result<(), StoreError> {
+        if let Some(e) = lock(&self.failed).take() {
+            return Err(StoreError::Unavailable(e));
+        }
+        if self.locs.get(&id)?.is_some() {
+            return Ok(());
+        }
+        let raw_len = fvfs_cas::frame::raw_len(&frame).unwrap_or(0) as u32;
+        let stored = self.bucket.seal_frame(&id, &frame);
+        let full = self.mem().push(holds, id, &stored, raw_len);
+        if full {
+            self.seal(holds).await?;
+        }
         Ok(())
     }
 
@@ -358,26 +424,11 @@ impl S3Store {
 #[async_trait]
 impl ChunkStore for S3Store {
     async fn put(&self, id: ChunkId, frame: Bytes) -> Result<(), StoreError> {
-        if let Some(e) = lock(&self.failed).take() {
-            return Err(StoreError::Unavailable(e));
-        }
-        if self.locs.get(&id)?.is_some() {
-            return Ok(());
-        }
-        let raw_len = fvfs_cas::frame::raw_len(&frame).unwrap_or(0) as u32;
-        let stored = self.bucket.seal_frame(&id, &frame);
-        let full = {
-            let mut mem = self.mem();
-            if !mem.holds(&id) {
-                let e = mem.open.push(id, &stored, raw_len);
-                mem.live.insert(id, e);
-            }
-            mem.open.len() >= PACK_MAX
-        };
-        if full {
-            self.seal(false).await?;
-        }
-        Ok(())
+        self.store(Holds::Data, id, frame).await
+    }
+
+    async fn put_node(&self, id: ChunkId, frame: Bytes) -> Result<(), StoreError> {
+        self.store(Holds::Nodes, id, frame).await
     }
 
     async fn get(&self, id: &ChunkId) -> Result<Loaded, StoreError> {
@@ -406,15 +457,18 @@ impl ChunkStore for S3Store {
     }
 
     async fn delete(&self, id: &ChunkId) -> Result<(), StoreError> {
-        self.mem().live.remove(id);
+        for open in &mut self.mem().open {
+            open.live.remove(id);
+        }
         self.locs.forget(id)
     }
 
     fn list(&self) -> BoxStream<'_, Result<ChunkId, StoreError>> {
         let mut ids: Vec<ChunkId> = {
             let mem = self.mem();
-            mem.live
-                .keys()
+            mem.open
+                .iter()
+                .flat_map(|o| o.live.keys())
                 .chain(mem.uploading.keys())
                 .copied()
                 .collect()
@@ -440,6 +494,6 @@ impl ChunkStore for S3Store {
     }
 
     async fn sync(&self) -> Result<(), StoreError> {
-        self.seal(true).await
+        self.seal_all().await
     }
 }
