@@ -78,7 +78,8 @@ fv_durable_run() { # REP
   conf "$prefix" >"$home.toml"
   local url t0; url=$(serve "$home" "$home.toml")
   t0=$(now)
-  "$bin/fvfsd" --config "$home.toml" --home "$home" migrate --local-src "$src" >/dev/null 2>&1
+  "$bin/fvfsd" --config "$home.toml" --home "$home" migrate --local-src "$src" >"$home.err.migrate" 2>&1 \
+    || { echo "migrate failed ($?):" >&2; tail -n 5 "$home.err.migrate" >&2; exit 1; }
   curl -sf -XPOST -H "X-Fvfs-Client: bench" "$url/v1/admin/flush" >/dev/null
   fv_dur+=("$(since "$t0")")
   stop "$home"
