@@ -1,5 +1,5 @@
 //! Snapshot and rollback on a tree of 100,000 files, in process, on a real directory
-//! store and sled database: both are O(1) in the tree's size (one version record, no
+//! store and metadata database: both are O(1) in the tree's size (one version record, no
 //! tree walk), and each includes its durable flush.
 
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! The versioned Merkle directory manifest of fvfs.
 //!
 //! A tree of content-addressed [`node`]s (directories, files, chunk lists) stored as
-//! chunks in a [`fvfs_cas::ChunkStore`], and a small metadata database ([`kv`], sled
+//! chunks in a [`fvfs_cas::ChunkStore`], and a small metadata database ([`kv`], fjall
 //! behind an adapter) that names versions, snapshots and chunk records. Updates copy
 //! only the path they change ([`TreeEdit`]), so a version is one root id: snapshots and
 //! rollbacks are O(1) and two versions [`diff`] in proportion to what changed.

@@ -105,9 +105,6 @@ impl Repo {
     /// A repository of `store`, named in `kv`; `index` hears of the chunk records it
     /// makes and removes.
     pub fn new(store: Arc<dyn ChunkStore>, kv: Kv, index: Arc<dyn RecordIndex>) -> Self {
-        // Asking for a chunk never stored (every chunk of a first import) reads no
-        // database: fvfs_cas::kv's presence filter.
-        kv.keep_presence(meta::CHUNK_PREFIX);
         Self {
             store,
             kv,
@@ -415,9 +412,8 @@ impl Repo {
     }
 
     /// Syncs the store, then records `pending`: chunk records not yet known (with the
-    /// totals they change). Applied in batches of bounded size,
-    /// because sled holds several KiB per operation of a batch until it is applied;
-    /// each batch is consistent on its own (its records and the totals including them).
+    /// totals they change). Applied in batches of bounded size (a batch is held whole
+    /// in memory until it is applied); each batch is consistent on its own (its records and the totals including them).
     ///
     /// Records stay in `pending` until they are in the database, so [`Repo::knows`]
     /// never misses a chunk that is on its way; persists run one at a time, so the

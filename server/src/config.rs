@@ -56,7 +56,7 @@ pub struct Daemon {
     pub idle_timeout_secs: Option<u64>,
     /// Accepted from the first fvfs config; the mount is `fvfsc mount` now.
     pub mount_path: Option<PathBuf>,
-    /// Accepted from the first fvfs config; metadata lives in sled under data_dir.
+    /// Accepted from the first fvfs config; metadata lives under data_dir.
     pub metadata_db: Option<PathBuf>,
 }
 
@@ -344,7 +344,7 @@ impl Config {
         }
         if let Some(p) = &self.daemon.metadata_db {
             notes.push(format!(
-                "[daemon] metadata_db {}: metadata lives in sled under data_dir",
+                "[daemon] metadata_db {}: metadata lives under data_dir",
                 p.display()
             ));
         }

@@ -3,7 +3,7 @@
 //!
 //! Every command works with no config file, on the embedded default data directory
 //! (`$FVFS_HOME`, else `~/.local/share/fvfs`). A command opens the store itself; when
-//! `fvfsd serve` holds it (sled admits one process), a store command goes through the
+//! `fvfsd serve` holds it (one process per store), a store command goes through the
 //! daemon's API instead ([`command`]), and says so in one line if neither works.
 //! Exit codes: 0 success, 1 the command ran but found problems (paths migrate skipped,
 //! fsck findings), 2 it could not run.

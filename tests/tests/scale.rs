@@ -13,8 +13,8 @@ use fvfs_tests::mount::Mount;
 use fvfs_tests::{check, peak_rss, tree, with_peak_rss, Fvfsd};
 
 const FILES: u64 = 100_000;
-/// What each command may take at most, in MiB, whatever the size of the tree (sled's
-/// caches, the workers' buffers and the queues are most of it).
+/// What each command may take at most, in MiB, whatever the size of the tree (the
+/// databases' caches, the workers' buffers and the queues are most of it).
 const BOUND_MIB: u64 = 200;
 
 /// `FILES` files of 1-4 KB, half text, in folders of 100, with long names (so that

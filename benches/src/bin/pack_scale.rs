@@ -2,8 +2,7 @@
 //! then reports how long opening it takes (page cache dropped, as root) after a kill
 //! and after a clean stop, and the process's RSS after the open, a
 //! `has` of a sample, a collection-sized delete (10%) with its sync, the index check
-//! fsck runs, and a compaction. The index's folds are logged on stderr with their
-//! durations (`FVFS_KV_FOLD_OPS` sets how often they come).
+//! fsck runs, and a compaction.
 //!
 //! Usage: `pack-scale DIR [N]`, twice: the first run fills DIR with a store of N, the
 //! second measures it (and leaves it changed, so a third fills again).
@@ -38,7 +37,7 @@ fn chunk(i: u64) -> Vec<u8> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // The index's folds (how long each held the store) on stderr.
+    // What the store logs, on stderr.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
@@ -73,12 +72,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         std::process::exit(0);
     }
-    // sled writes its snapshot of the page table only when it opens, and replays the
-    // log written since the last one: the index folds itself (closes and opens again)
-    // every `FOLD_OPS` operations, so the first open after the fill replays what came
-    // after its last fold, as a daemon's start after it was killed would; the next open
-    // is what a start after a clean stop costs (the stop folded the log,
-    // `Kv::fold_log`).
+    // The first open after the fill replays the index's journal written since its
+    // last table, as a daemon's start after it was killed would; the next open is
+    // what a start after a clean stop costs.
     let mut store = None;
     for open in [
         "open after a kill (log replayed)",

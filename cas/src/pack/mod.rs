@@ -73,10 +73,10 @@ const UPDATING: &[u8] = b"x";
 /// cut the rebuild short, `open` rebuilds again (the segments the partial index does
 /// not know yet are not deleted as strays).
 const REBUILDING: &[u8] = b"r";
-/// Operations per index batch: sled holds far more than the operations while it
-/// applies a batch. A sync deleting 200,000 of 2 million records grew the process by
-/// 1.3 GB in one batch, 860 MB in batches of 4096 and 190 MB in batches of 512, in
-/// the same time.
+/// Operations per index batch: an engine holds a batch whole while it applies it (on
+/// sled, the engine then, a sync deleting 200,000 of 2 million records grew the
+/// process by 1.3 GB in one batch, 860 MB in batches of 4096 and 190 MB in batches of
+/// 512, in the same time).
 const BATCH_OPS: usize = 512;
 /// Read handles kept open (segments are many on a large store).
 const READERS: usize = 256;

@@ -44,11 +44,11 @@ pub(super) fn open(root: PathBuf, opts: PackOptions) -> Result<Inner, StoreError
         create(&root, &segments)?;
     }
     let index_dir = super::PackStore::index_dir(&root);
-    let mut had_index = index_dir.join("db").exists();
+    let mut had_index = Kv::exists(&index_dir);
     let kv = match Kv::open(&index_dir) {
         Ok(kv) => kv,
-        // The index is derived from the segments: a damaged one (sled killed at a bad
-        // moment) is set aside, kept for inspection, and rebuilt by scan.
+        // The index is derived from the segments: a damaged one is set aside, kept for
+        // inspection, and rebuilt by scan.
         Err(e) if e.is_corruption() => {
             let aside = root.join(format!("index.damaged-{}", unix_secs()));
             tracing::warn!(
@@ -78,8 +78,8 @@ pub(super) fn open(root: PathBuf, opts: PackOptions) -> Result<Inner, StoreError
     };
     super::recompress::remove_unfinished(&inner.segments)?;
     let files = segment_files(&inner.segments)?;
-    // An index that knows no segment while segments exist is no index (sled can come
-    // back empty from damaged files), nor is one whose rebuild was cut short: rebuilt,
+    // An index that knows no segment while segments exist is no index (an engine can
+    // come back empty from damaged files), nor is one whose rebuild was cut short: rebuilt,
     // never taken as "delete them all".
     let cut_short = inner.kv.contains(REBUILDING).map_err(|e| inner.kv_err(e))?;
     if (!had_index || cut_short || load_stats(&inner)?.is_empty()) && !files.is_empty() {
@@ -141,8 +141,6 @@ pub(super) fn open(root: PathBuf, opts: PackOptions) -> Result<Inner, StoreError
     reload(&inner)?;
     punch_leftovers(&inner)?;
     keep_reserve(&inner.root);
-    // A put's lookup of a chunk the store never had reads no index (kv/presence.rs).
-    inner.kv.keep_presence(index::LOC_PREFIX);
     Ok(inner)
 }
 

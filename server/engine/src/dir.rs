@@ -3,12 +3,12 @@
 //! ```text
 //! HOME/lock               flock(2)ed by the process using the store; holds its pid
 //! HOME/chunks/            the local chunk store (fvfs_cas::PackStore)
-//! HOME/meta/              the metadata database (sled)
+//! HOME/meta/              the metadata database (fvfs_cas::kv)
 //! HOME/maintenance.json   how the last fsck and gc ended (crate::jobs)
 //! HOME/daemon.url         where the running daemon answers
 //! ```
-//! sled admits one process per database, so every command takes the lock first and,
-//! if another process holds it, says so in one line instead of failing deep inside sled.
+//! A database admits one process, so every command takes the lock first and, if
+//! another process holds it, says so in one line instead of failing deep inside it.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, Write};

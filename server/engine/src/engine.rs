@@ -30,11 +30,6 @@ pub struct Engine {
     /// The local tier, and the NAS and S3 tiers when configured (reads fall back to
     /// them, in that order).
     tiers: Arc<TierSet>,
-    /// The folders of its local key-value databases: the manifest's and the local
-    /// tier's index ([`Engine::close`] folds their logs). The NAS tier's index is not
-    /// folded: it lives on the share, which a stopping daemon must not wait on (the
-    /// daemon opens it lazily, so a hung share never holds a start either).
-    databases: Vec<PathBuf>,
     /// The maintenance jobs' list and record ([`MAINTENANCE`]), one per open store.
     maintenance: Arc<crate::Maintenance>,
     /// Its loops and jobs, stopped by whoever runs loops on them (the daemon).
@@ -61,7 +56,6 @@ impl Engine {
         let lock = lock(&dir)?;
         let local: Arc<dyn ChunkStore> = Arc::new(PackStore::open(chunks.0, chunks.1)?);
         let kv = Kv::open(&dir.join("meta"))?;
-        let databases = vec![dir.join("meta"), PackStore::index_dir(chunks.0)];
         let (s3, key) = match s3 {
             Some((settings, crypt)) => {
                 let (bucket, key) = crate::keys::bucket(&dir, settings, &crypt).await?;
@@ -110,30 +104,20 @@ impl Engine {
             dir,
             repo,
             tiers,
-            databases,
             _lock: lock,
         })
     }
 
-    /// Closes the store, folding its databases' logs into fresh snapshots so that the
-    /// next open does not replay everything this process wrote ([`Kv::fold_log`]): what
-    /// a daemon does when it stops. The data directory stays locked until then. A
-    /// database still held (by a task that outlived the daemon's shutdown) is left as
-    /// it is, which only makes the next open slower.
+    /// Closes the store: its databases, then the data directory's lock (what a daemon
+    /// does when it stops).
     pub fn close(self) {
         let Self {
             repo,
             tiers,
-            databases,
             _lock: lock,
             ..
         } = self;
         drop((repo, tiers));
-        for dir in databases {
-            if let Err(e) = Kv::fold_log(&dir) {
-                tracing::warn!("{e} (its next open replays its log)");
-            }
-        }
         drop(lock);
     }
 

@@ -3,13 +3,13 @@
 //! records waiting reach half of [`PENDING_CAP`]; workers wait while they are at the
 //! cap.
 //!
-//! A checkpoint of a few thousand small files is mostly sled work on one core. Run by
-//! the collector it stopped every worker behind a full queue for its whole length;
-//! beside the workers, it is what bounds the pace of a first import of small files
-//! (sled applies one batch at a time in a process), so without the cap the records
-//! waiting, and sled's memory with them, grew with the tree. At 16,384 a 300,000-file
-//! migrate peaks where it did before and takes 2-5% less time; 32,768 took CI's
-//! 100,000-file test over its bound, 8,192 was slower (benches/README.md).
+//! A checkpoint of a few thousand small files is mostly database work on one core. Run
+//! by the collector it stopped every worker behind a full queue for its whole length;
+//! beside the workers, it bounds the pace of a first import of small files, so without
+//! the cap the records waiting grew with the tree. At 16,384 a 300,000-file migrate
+//! (on sled, the engine then) peaked where it did before and took 2-5% less time;
+//! 32,768 took CI's 100,000-file test over its bound, 8,192 was slower
+//! (benches/README.md).
 //!
 //! # Invariants
 //! - Each checkpoint's outcome is sent to the collector, which folds after it; the

@@ -217,7 +217,7 @@ fn a_large_put_and_get_stream_through_bounded_memory() {
     // 81-86 MiB alone and 112-113 MiB with the rest of this file's tests running beside
     // it (allocator pages not yet given back: record reads land in memory that is not
     // zeroed, so freed read buffers stay resident until jemalloc's decay returns them,
-    // where zeroing used to return them at once; sled's cache): the bound is under a
+    // where zeroing used to return them at once; the databases' caches): the bound is under a
     // quarter of the data, so holding the file whole, or a quarter of it, still fails.
     let grown = peak_rss(d.pid()).saturating_sub(baseline);
     eprintln!(

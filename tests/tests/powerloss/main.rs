@@ -3,7 +3,8 @@
 //! every new name until its folder is), and drops all of it on command. A random
 //! workload (HTTP PUT and DELETE, `fvfsc put -r`, migrations through the daemon,
 //! snapshots, collections, some of them recompressing segments; the daemon's databases
-//! folding their logs every 200 operations) runs until a SIGKILL at a random moment; then the power is cut and the daemon restarted on what the "disk"
+//! writing their memtables out as tables every 64 KiB) runs until a SIGKILL at a random
+//! moment; then the power is cut and the daemon restarted on what the "disk"
 //! kept. Every acknowledged write must read back byte for byte (the one in flight may
 //! have landed or not, never half), every acknowledged snapshot must exist, `fsck
 //! --read-data --all` must be clean and new writes must be accepted.
@@ -67,24 +68,21 @@ fn small_tree(root: &Path, files: u64, rng: &mut Rng) {
     }
 }
 
-/// A daemon whose databases fold themselves (close and reopen, writing sled's
-/// snapshot) every 200 operations instead of every 500,000, so that cuts meet folds.
-fn start_folding(store: &Fvfsd, global: &[&str]) -> Daemon {
+/// A daemon whose databases write their memtables out as tables every 64 KiB instead
+/// of every 8 MiB, so that cuts meet the writes of tables, the journals dropped after
+/// them, and their compactions.
+fn start_flushing(store: &Fvfsd, global: &[&str]) -> Daemon {
     let mut cmd = store.cmd(global);
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
-        .env("FVFS_KV_FOLD_OPS", "200");
+        .env("FVFS_KV_MEMTABLE_BYTES", "65536");
     Daemon::spawn(cmd)
 }
 
-/// The log position sled's newest snapshot in database folder `dir` covers
-/// (`snap.<position>`).
-fn snapshot_position(dir: &Path) -> Option<u64> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| {
-            let name = e.unwrap().file_name().into_string().ok()?;
-            u64::from_str_radix(name.strip_prefix("snap.")?, 16).ok()
-        })
+/// The newest table of database folder `dir` (tables are numbered upward), if any.
+fn newest_table(dir: &Path) -> Option<u64> {
+    std::fs::read_dir(dir.join("partitions/kv/segments"))
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok()?.parse().ok())
         .max()
 }
 

@@ -225,9 +225,7 @@ impl Publishing for Repo {
     }
 }
 
-/// The chunks of `found` in key order, each once (the same copy for every caller):
-/// sled inserts neighbouring keys into the same leaf one after another instead of
-/// touching every leaf in every batch.
+/// The chunks of `found` in key order, each once (the same copy for every caller).
 fn distinct(found: &[Recovered]) -> Vec<&Recovered> {
     let mut found: Vec<&Recovered> = found.iter().collect();
     found.sort_unstable_by_key(|f| (f.id, f.loc.pack, f.loc.offset));

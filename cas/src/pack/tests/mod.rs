@@ -188,10 +188,18 @@ async fn a_damaged_index_is_set_aside_and_rebuilt_from_the_segments() {
     let root = dir.path().join("s");
     let (store, ids) = filled(&root, 300, 2000).await;
     drop(store);
-    // Garbage over the database file, as a kill at a bad moment can leave it.
-    let db = root.join("index/db");
-    let len = fs::metadata(&db).unwrap().len() as usize;
-    fs::write(&db, vec![0x5a; len.max(4096)]).unwrap();
+    // Garbage over the database's files (journals, tables), as a dying disk leaves
+    // them.
+    let mut damaged = 0;
+    for dir in ["index/journals", "index/partitions/kv/segments"] {
+        for file in fs::read_dir(root.join(dir)).unwrap() {
+            let path = file.unwrap().path();
+            let len = fs::metadata(&path).unwrap().len() as usize;
+            fs::write(&path, vec![0x5a; len.max(4096)]).unwrap();
+            damaged += 1;
+        }
+    }
+    assert!(damaged > 0);
     let store = PackStore::open(&root, small()).unwrap();
     for (i, id) in ids.iter().enumerate() {
         assert_eq!(store.get_data(id).await.unwrap(), noise(i as u32, 2000));
@@ -201,8 +209,8 @@ async fn a_damaged_index_is_set_aside_and_rebuilt_from_the_segments() {
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .filter(|n| n.starts_with("index.damaged-"))
         .collect();
-    // sled may report the damage (the index is set aside) or come back empty (the
-    // index is rebuilt in place): either way every chunk reads back.
+    // The engine may report the damage (the index is set aside) or come back empty
+    // (the index is rebuilt in place): either way every chunk reads back.
     assert!(aside.len() <= 1, "{aside:?}");
 }
 

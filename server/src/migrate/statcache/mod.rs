@@ -3,8 +3,8 @@
 //! without being read (a re-run on an unchanged tree reads no file).
 //!
 //! One file per source folder, `DATA_DIR/statcache/<hash of the folder's path>`,
-//! outside the metadata database (kept in sled, these records were 85% of its file for
-//! 30% of its live bytes). Its entries are in the walk's order ([`blocks`]), so a run
+//! outside the metadata database (kept in sled, the engine then, these records were 85% of
+//! its file for 30% of its live bytes). Its entries are in the walk's order ([`blocks`]), so a run
 //! reads it alongside its walk ([`StatCache::lookup`], a block at a time) and writes
 //! what it meets, in the same order, to a journal of its own beside it
 //! (`<file>.j<pid>-<n>`, [`StatCache::met`]: workers finish out of order, a small
