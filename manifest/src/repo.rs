@@ -413,7 +413,8 @@ impl Repo {
 
     /// Syncs the store, then records `pending`: chunk records not yet known (with the
     /// totals they change). Applied in batches of bounded size (a batch is held whole
-    /// in memory until it is applied); each batch is consistent on its own (its records and the totals including them).
+    /// in memory until it is applied); each batch is consistent on its own (its
+    /// records and the totals including them).
     ///
     /// Records stay in `pending` until they are in the database, so [`Repo::knows`]
     /// never misses a chunk that is on its way; persists run one at a time, so the

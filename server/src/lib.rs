@@ -66,16 +66,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     )
     .await;
     match opened {
-        Ok(home) => {
-            // A daemon runs long and writes much: it folds its databases' logs as it
-            // stops, so that its next start does not replay them.
-            let daemon = matches!(cli.command, Command::Serve { .. });
-            let done = local(&home, &config, cli.command).await;
-            if daemon {
-                home.close();
-            }
-            done
-        }
+        Ok(home) => local(&home, &config, cli.command).await,
         Err(e) if e.is::<fvfs_engine::Busy>() => through_daemon(&dir, e, cli.command).await,
         Err(e) => Err(e),
     }

@@ -11,7 +11,8 @@
 //! (S3 publishes the version log). On failure the tier is
 //! marked unavailable, the error is kept for status, and the chunks are retried with
 //! exponential backoff (1 s doubling to 60 s); writes keep landing on the local tier
-//! meanwhile, and the queue, kept in the metadata database, survives crashes and resumes at the next start.
+//! meanwhile, and the queue, kept in the metadata database, survives crashes and
+//! resumes at the next start.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -79,8 +79,8 @@ pub(super) fn open(root: PathBuf, opts: PackOptions) -> Result<Inner, StoreError
     super::recompress::remove_unfinished(&inner.segments)?;
     let files = segment_files(&inner.segments)?;
     // An index that knows no segment while segments exist is no index (an engine can
-    // come back empty from damaged files), nor is one whose rebuild was cut short: rebuilt,
-    // never taken as "delete them all".
+    // come back empty from damaged files), nor is one whose rebuild was cut short:
+    // rebuilt, never taken as "delete them all".
     let cut_short = inner.kv.contains(REBUILDING).map_err(|e| inner.kv_err(e))?;
     if (!had_index || cut_short || load_stats(&inner)?.is_empty()) && !files.is_empty() {
         rebuild(&inner)?;

@@ -34,6 +34,8 @@ pub struct Engine {
     maintenance: Arc<crate::Maintenance>,
     /// Its loops and jobs, stopped by whoever runs loops on them (the daemon).
     workers: Arc<crate::Workers>,
+    /// The data directory's lock, declared last so that it is dropped last: the
+    /// databases are closed before another process can take the store.
     _lock: File,
 }
 
@@ -106,19 +108,6 @@ impl Engine {
             tiers,
             _lock: lock,
         })
-    }
-
-    /// Closes the store: its databases, then the data directory's lock (what a daemon
-    /// does when it stops).
-    pub fn close(self) {
-        let Self {
-            repo,
-            tiers,
-            _lock: lock,
-            ..
-        } = self;
-        drop((repo, tiers));
-        drop(lock);
     }
 
     /// The tiers: their stores and how each is run.

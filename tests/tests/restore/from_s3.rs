@@ -268,13 +268,7 @@ fn recover_reads_the_trees_not_the_files_written_between_them() {
     drop(d);
     let bucket: u64 = s3.packs(&prefix).iter().map(|(_, size)| size).sum();
 
-    let fresh = Fvfsd::new();
-    let out = s3
-        .fvfsd(&fresh, &config, ["recover", "--from-s3"])
-        .output()
-        .unwrap();
-    check(&out, 0);
-    let summary = String::from_utf8_lossy(&out.stdout);
+    let (fresh, summary) = recover_saying(&s3, &config, 0);
     let read = mib(&summary);
     // The pack indexes and the packs of nodes, not the 36 MiB of content around them.
     assert!(
@@ -287,16 +281,4 @@ fn recover_reads_the_trees_not_the_files_written_between_them() {
         let got = fs::read(out_dir.join(format!("dir{i}/f"))).unwrap();
         assert!(got == tree::bytes(i, 3 << 20, false), "dir{i}/f");
     }
-}
-
-/// The X in "S3: N GETs (X MiB)" of a summary.
-fn mib(summary: &str) -> f64 {
-    let at = summary
-        .find(" GETs (")
-        .unwrap_or_else(|| panic!("no S3 figures: {summary}"));
-    summary[at + 7..]
-        .split(' ')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no MiB read: {summary}"))
 }

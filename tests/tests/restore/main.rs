@@ -47,13 +47,18 @@ fn flush(d: &Daemon) {
 
 /// `recover --from-s3` into a fresh store; returns it.
 fn recover(s3: &S3Env, config: &Path, code: i32) -> Fvfsd {
+    recover_saying(s3, config, code).0
+}
+
+/// [`recover`], and what it said on stdout.
+fn recover_saying(s3: &S3Env, config: &Path, code: i32) -> (Fvfsd, String) {
     let fresh = Fvfsd::new();
     let out = s3
         .fvfsd(&fresh, config, ["recover", "--from-s3"])
         .output()
         .unwrap();
     check(&out, code);
-    fresh
+    (fresh, String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// `fvfsd export --version VERSION PATH DIR` on `store`, reading through `config`'s S3.
@@ -74,16 +79,26 @@ fn export(
     .unwrap()
 }
 
-/// The number in "S3: N GETs" of an export's summary.
+/// The N in "S3: N GETs (X MiB)" of a summary.
 fn gets(summary: &str) -> u64 {
+    s3_figure(summary, "S3: ")
+}
+
+/// The X in "S3: N GETs (X MiB)" of a summary.
+fn mib(summary: &str) -> f64 {
+    s3_figure(summary, " GETs (")
+}
+
+/// The number right after `marker` in a summary's S3 figures.
+fn s3_figure<T: std::str::FromStr>(summary: &str, marker: &str) -> T {
     let at = summary
-        .find("S3: ")
+        .find(marker)
         .unwrap_or_else(|| panic!("no S3 figures: {summary}"));
-    summary[at + 4..]
+    summary[at + marker.len()..]
         .split(' ')
         .next()
         .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no GET count: {summary}"))
+        .unwrap_or_else(|| panic!("no number after {marker:?}: {summary}"))
 }
 
 /// Runs `fvfsd ARGS` on `store`; its exit code and everything it said.
