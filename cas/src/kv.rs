@@ -17,6 +17,14 @@
 //! fjall locks nothing, so [`Kv::open`] takes an exclusive `flock` on `lock` in the
 //! database's folder and holds it while any handle lives.
 //!
+//! # Closing
+//! fjall's close waits for its monitor thread's next wake-up (up to 250 ms), which
+//! every command would pay once for each database it opened. The last handle's drop
+//! hands the database to a thread of its own ([`Shared`]'s `Drop`) and returns; an open
+//! of the same folder in this process waits for that close first. A process that ends
+//! meanwhile leaves the database as a killed one would: everything applied was written
+//! to the OS, and fjall deletes a table it was cut short writing at the next open.
+//!
 //! # Databases written by sled
 //! A folder holding sled's files (`conf`, `db`: a store made before the switch) is
 //! converted at its first open: every pair copied into a new database beside it
@@ -29,7 +37,8 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use fjall::PersistMode;
 
@@ -134,10 +143,57 @@ pub struct Kv {
 
 struct Shared {
     path: PathBuf,
-    keyspace: fjall::Keyspace,
+    /// Taken only by the drop.
+    open: Option<Open>,
+}
+
+/// An open database; its fields drop in order, the lock last.
+struct Open {
     part: fjall::PartitionHandle,
+    keyspace: fjall::Keyspace,
     /// The folder's `lock`, `flock`ed while this database is open here.
     _lock: File,
+}
+
+/// Databases being closed, by folder (see the module's doc, "Closing").
+static CLOSING: Mutex<Vec<(PathBuf, JoinHandle<()>)>> = Mutex::new(Vec::new());
+
+impl Shared {
+    fn open(&self) -> &Open {
+        self.open
+            .as_ref()
+            .expect("a database is open until its drop")
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let Some(open) = self.open.take() else { return };
+        let mut closing = CLOSING.lock().unwrap_or_else(|p| p.into_inner());
+        closing.retain(|(_, close)| !close.is_finished());
+        // A thread that cannot be made closes the database here.
+        if let Ok(close) = std::thread::Builder::new()
+            .name("kv-close".into())
+            .spawn(move || drop(open))
+        {
+            closing.push((self.path.clone(), close));
+        }
+    }
+}
+
+/// Waits until the databases of folder `path` that this process was closing are closed.
+fn wait_closed(path: &Path) {
+    let mine: Vec<_> = {
+        let mut closing = CLOSING.lock().unwrap_or_else(|p| p.into_inner());
+        let (mine, others) = std::mem::take(&mut *closing)
+            .into_iter()
+            .partition(|(p, _)| p == path);
+        *closing = others;
+        mine
+    };
+    for (_, close) in mine {
+        let _ = close.join();
+    }
 }
 
 /// The folder beside `path` named `<its name>.<suffix>`.
@@ -263,6 +319,7 @@ impl Kv {
     /// Opens (or creates) the database in folder `path`. Fails if another process has
     /// it open.
     pub fn open(path: &Path) -> Result<Self, KvError> {
+        wait_closed(path);
         convert_sled(path)?;
         let fresh = !path.exists();
         std::fs::create_dir_all(path).map_err(|e| KvError::other(path, e))?;
@@ -271,9 +328,11 @@ impl Kv {
         let kv = Self {
             shared: Arc::new(Shared {
                 path: path.to_owned(),
-                keyspace,
-                part,
-                _lock: lock,
+                open: Some(Open {
+                    part,
+                    keyspace,
+                    _lock: lock,
+                }),
             }),
         };
         if fresh {
@@ -300,12 +359,18 @@ impl Kv {
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
-        let value = self.shared.part.get(key).map_err(|e| self.engine_err(e))?;
+        let value = self
+            .shared
+            .open()
+            .part
+            .get(key)
+            .map_err(|e| self.engine_err(e))?;
         Ok(value.map(|v| v.to_vec()))
     }
 
     pub fn contains(&self, key: &[u8]) -> Result<bool, KvError> {
         self.shared
+            .open()
             .part
             .contains_key(key)
             .map_err(|e| self.engine_err(e))
@@ -360,8 +425,8 @@ impl Kv {
     /// # Panics
     /// If a value is larger than [`MAX_VALUE_LEN`].
     pub fn apply(&self, batch: Batch) -> Result<(), KvError> {
-        let part = &self.shared.part;
-        let mut b = self.shared.keyspace.batch();
+        let Open { part, keyspace, .. } = self.shared.open();
+        let mut b = keyspace.batch();
         for (k, v) in batch.ops {
             match v {
                 Some(v) => {
@@ -381,6 +446,7 @@ impl Kv {
     /// Makes everything applied so far survive a crash or a power cut.
     pub fn flush_durable(&self) -> Result<(), KvError> {
         self.shared
+            .open()
             .keyspace
             .persist(PersistMode::SyncAll)
             .map_err(|e| self.engine_err(e))
@@ -405,7 +471,7 @@ struct Pages {
 impl Pages {
     /// Reads the next page and moves the range past it.
     fn turn(&mut self) -> Result<(), KvError> {
-        let iter = self.kv.shared.part.range(self.range.clone());
+        let iter = self.kv.shared.open().part.range(self.range.clone());
         let page: Vec<_> = if self.reverse {
             iter.rev().take(PAGE).collect()
         } else {

@@ -1,5 +1,5 @@
 //! The adapter against the real engine: batches, scans, size limits, one process per
-//! database, reopening, and databases sled wrote converted (also after a crash midway).
+//! database, reopening (right after a drop, too), and databases sled wrote converted (also after a crash midway).
 
 use super::*;
 
@@ -29,6 +29,25 @@ fn batches_scans_and_reopen() {
         .map(|r| r.unwrap().0)
         .collect();
     assert_eq!(after, vec![b"v2".to_vec()]);
+}
+
+/// A drop hands the close to a thread of its own; an open of the same folder right
+/// after waits for it (the lock would be held otherwise) and leaves nothing closing.
+#[test]
+fn an_open_right_after_a_drop_waits_for_the_close() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0u32..5 {
+        let kv = Kv::open(dir.path()).unwrap();
+        assert_eq!(kv.scan_prefix(b"r", false).count(), round as usize);
+        let mut b = Batch::default();
+        b.insert(format!("r{round}").into_bytes(), vec![1]);
+        kv.apply(b).unwrap();
+        drop(kv);
+    }
+    let kv = Kv::open(dir.path()).unwrap();
+    assert_eq!(kv.scan_prefix(b"r", false).count(), 5);
+    let closing = CLOSING.lock().unwrap();
+    assert!(!closing.iter().any(|(p, _)| p == dir.path()));
 }
 
 #[test]
