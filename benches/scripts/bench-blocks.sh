@@ -33,7 +33,6 @@ trap 'mountpoint -q "$work/mnt" && fusermount3 -uz "$work/mnt"
 export RESTIC_PASSWORD=bench BUPSTASH_KEY="$work/bupstash.key"
 bupstash new-key -o "$BUPSTASH_KEY"
 
-size() { du -sb "$1" | cut -f1; }
 mb() { echo "$(( $1 / 1000000 ))"; }
 ratio() { echo "scale=3; $1 / $2" | bc; }
 cold() { sync; echo 3 > /proc/sys/vm/drop_caches; }
@@ -53,19 +52,19 @@ stored() {
   local name=$1; shift
   export FVFS_HOME="$work/$name-fvfs"
   for d in "$@"; do "$bin/fvfsd" migrate --local-src "$d" --dest /tree >/dev/null 2>&1; done
-  kept[$name-frames]=$(size "$FVFS_HOME")
+  kept[$name-frames]=$(stored "$FVFS_HOME")
   cp -a "$FVFS_HOME" "$work/$name-frames"
   timed "$bin/fvfsd" gc --recompress
   kept[$name-rewrite-secs]=$secs; kept[$name-rewrite-cpu]=$cpu
   grep "segments recompressed" "$work/out" >&2 || true
-  kept[$name-blocks]=$(size "$FVFS_HOME")
+  kept[$name-blocks]=$(stored "$FVFS_HOME")
   export BUPSTASH_REPOSITORY="$work/$name-bupstash"
   bupstash init >/dev/null
   for d in "$@"; do bupstash put -q "$d" >/dev/null; done
-  kept[$name-bupstash]=$(size "$BUPSTASH_REPOSITORY")
+  kept[$name-bupstash]=$(stored "$BUPSTASH_REPOSITORY")
   restic init -q -r "$work/$name-restic" >/dev/null
   for d in "$@"; do restic backup -q -r "$work/$name-restic" "$d" >/dev/null; done
-  kept[$name-restic]=$(size "$work/$name-restic")
+  kept[$name-restic]=$(stored "$work/$name-restic")
   kept[$name-raw]=$(du -scb --apparent-size "$@" | tail -1 | cut -f1)
 }
 

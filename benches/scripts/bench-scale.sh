@@ -49,14 +49,13 @@ run() {
   secs[$step]=$s; rss[$step]=$((m / 1024))
   echo "$step: $s s, $((m / 1024)) MB" >&2
 }
-size() { du -sb "$1" | cut -f1; }
 mb() { echo "$(( $1 / 1000000 ))"; }
 
 # fvfs
 export FVFS_HOME="$work/fvfs"
 run fvfs-first "$bin/fvfsd" migrate --local-src "$src" --dest /home
 run fvfs-rerun "$bin/fvfsd" migrate --local-src "$src" --dest /home
-stored_fvfs=$(size "$work/fvfs")
+stored_fvfs=$(stored "$work/fvfs")
 run fvfs-restore "$bin/fvfsd" export /home "$work/out-fvfs"
 rm -rf "$work/out-fvfs"
 run fvfs-check "$bin/fvfsd" fsck --all --read-data
@@ -88,7 +87,7 @@ FVFS_HOME="$work/fvfs-put" run fvfs-gc "$bin/fvfsd" gc --keep-last 1 --grace-sec
 restic init -q -r "$work/restic" >/dev/null
 run restic-first restic backup -q -r "$work/restic" "$src"
 run restic-rerun restic backup -q -r "$work/restic" "$src"
-stored_restic=$(size "$work/restic")
+stored_restic=$(stored "$work/restic")
 run restic-restore restic restore -q -r "$work/restic" latest --target "$work/out-restic"
 rm -rf "$work/out-restic"
 run restic-check restic check -q -r "$work/restic" --read-data
@@ -112,7 +111,7 @@ run bupstash-first bupstash put -q --send-log "$work/sendlog" "$src"
 id=$(cat "$work/out")
 run bupstash-rerun bupstash put -q --send-log "$work/sendlog" "$src"
 id2=$(cat "$work/out")
-stored_bupstash=$(size "$work/bupstash")
+stored_bupstash=$(stored "$work/bupstash")
 mkdir "$work/out-bup"
 run bupstash-restore bupstash restore -q --into "$work/out-bup" "id=$id"
 

@@ -16,6 +16,10 @@ build_bins() {
   bin="$CARGO_TARGET_DIR/$profile"
 }
 
+# stored DIR: the bytes DIR takes on the disk, allocated rather than apparent (fjall's
+# journal is a sparse 32 MiB file, compaction punches holes in packs, and a small file
+# takes a whole block): what a repository costs its owner.
+stored() { du -s --block-size=1 "$1" | cut -f1; }
 now() { date +%s.%N; }
 # elapsed CMD...: seconds CMD took (its output discarded).
 elapsed() { local t0; t0=$(now); "$@" >/dev/null 2>&1; echo "$(now) - $t0" | bc; }

@@ -56,7 +56,6 @@ run() {
   read -r secs rss user sys < "$work/time"
   rss_mb=$((rss / 1024))
 }
-size() { du -sb "$1" | cut -f1; }
 mb() { echo "scale=0; $1 / 1000000" | bc; }
 ratio() { echo "scale=2; $1 / $2" | bc; }
 
@@ -67,33 +66,33 @@ declare -A first second rerun stored1 stored2 rss cpu
 # fvfs
 export FVFS_HOME="$work/fvfs"
 run fvfs "$fvfsd" migrate --local-src "$src" --dest /tree; first[fvfs]=$secs; rss[fvfs]=$rss_mb; cpu[fvfs]="$user / $sys"
-stored1[fvfs]=$(size "$work/fvfs")
+stored1[fvfs]=$(stored "$work/fvfs")
 run fvfs "$fvfsd" migrate --local-src "$src" --dest /tree; rerun[fvfs]=$secs
 run fvfs "$fvfsd" migrate --local-src "$src2" --dest /tree; second[fvfs]=$secs
-stored2[fvfs]=$(size "$work/fvfs")
+stored2[fvfs]=$(stored "$work/fvfs")
 # What an idle daemon does later: the segments' frames rewritten at the dense level.
 run fvfs "$fvfsd" gc --recompress; dense_secs=$secs; dense_cpu="$user / $sys"
-stored3=$(size "$work/fvfs")
+stored3=$(stored "$work/fvfs")
 # restic
 restic init -q --repository-version 2 -r "$work/restic" >/dev/null
 run restic restic backup -q -r "$work/restic" "$src"; first[restic]=$secs; rss[restic]=$rss_mb; cpu[restic]="$user / $sys"
-stored1[restic]=$(size "$work/restic")
+stored1[restic]=$(stored "$work/restic")
 run restic restic backup -q -r "$work/restic" "$src"; rerun[restic]=$secs
 run restic restic backup -q -r "$work/restic" "$src2"; second[restic]=$secs
-stored2[restic]=$(size "$work/restic")
+stored2[restic]=$(stored "$work/restic")
 # borg
 borg init -e none "$work/borg"
 run borg borg create --compression zstd,3 "$work/borg::a" "$src"; first[borg]=$secs; rss[borg]=$rss_mb; cpu[borg]="$user / $sys"
-stored1[borg]=$(size "$work/borg")
+stored1[borg]=$(stored "$work/borg")
 run borg borg create --compression zstd,3 "$work/borg::b" "$src"; rerun[borg]=$secs
 run borg borg create --compression zstd,3 "$work/borg::c" "$src2"; second[borg]=$secs
-stored2[borg]=$(size "$work/borg")
+stored2[borg]=$(stored "$work/borg")
 # casync, same average chunk size as fvfs
 cs=16384:65536:262144
 run casync casync make --chunk-size=$cs --compression=zstd --store="$work/casync.castr" "$work/a.caidx" "$src"
-first[casync]=$secs; rss[casync]=$rss_mb; cpu[casync]="$user / $sys"; stored1[casync]=$(size "$work/casync.castr")
+first[casync]=$secs; rss[casync]=$rss_mb; cpu[casync]="$user / $sys"; stored1[casync]=$(stored "$work/casync.castr")
 run casync casync make --chunk-size=$cs --compression=zstd --store="$work/casync.castr" "$work/b.caidx" "$src2"
-second[casync]=$secs; stored2[casync]=$(size "$work/casync.castr"); rerun[casync]="-"
+second[casync]=$secs; stored2[casync]=$(stored "$work/casync.castr"); rerun[casync]="-"
 
 echo
 echo "| tool | first ingest | CPU user / system | MB/s | peak RSS | stored | second version on top | stored, both | re-run unchanged |"
