@@ -7,7 +7,8 @@
 # collection after half the tree is deleted, keeping the newest backup; the bytes each
 # keeps. Page cache warm (the tree is read before each step).
 #
-# Usage: benches/scripts/bench-scale.sh [FILES]   (default 300000)
+# Usage: [PEERS=no] benches/scripts/bench-scale.sh [FILES]   (default 300000; PEERS=no
+# runs fvfs alone, for trees too large to keep three copies of)
 # Needs restic (Debian) and bupstash (`apt-get install libsodium-dev pkg-config`, then
 # `cargo install bupstash --version 0.12.0 --locked --root ~/.cache/fvfs/tools`; looked
 # for on PATH and in ~/.cache/fvfs/tools/bin); prints a markdown table and ratios.
@@ -83,6 +84,7 @@ done
 kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
 FVFS_HOME="$work/fvfs-put" run fvfs-gc "$bin/fvfsd" gc --keep-last 1 --grace-secs 0
 
+if [ "${PEERS:-yes}" != no ]; then
 # restic
 restic init -q -r "$work/restic" >/dev/null
 run restic-first restic backup -q -r "$work/restic" "$src"
@@ -123,24 +125,27 @@ bupstash put -q --send-log "$work/sendlog" "$src" >/dev/null
 bupstash rm -q "id=$id" >/dev/null
 bupstash rm -q "id=$id2" >/dev/null
 run bupstash-gc bupstash gc -q
+fi
 
 ratio() { echo "scale=2; $1 / $2" | bc; }
+# cell STEP: "SECS s, RSS MB" of STEP, or "-" if it did not run.
+cell() { if [ -n "${secs[$1]:-}" ]; then echo "${secs[$1]} s, ${rss[$1]} MB"; else echo "-"; fi; }
 echo
 echo "$files files, $(mb "$tree_bytes") MB; $(nproc) cores"
 echo
 echo "| step | fvfs | restic | bupstash |"
 echo "|---|---|---|---|"
 for step in first rerun restore check; do
-  b="-"; [ -n "${secs[bupstash-$step]:-}" ] && b="${secs[bupstash-$step]} s, ${rss[bupstash-$step]} MB"
-  echo "| $step | ${secs[fvfs-$step]} s, ${rss[fvfs-$step]} MB | ${secs[restic-$step]} s, ${rss[restic-$step]} MB | $b |"
+  echo "| $step | $(cell "fvfs-$step") | $(cell "restic-$step") | $(cell "bupstash-$step") |"
 done
-echo "| put -r (fvfsc; daemon peak $put_daemon_mb MB) | ${secs[fvfs-put]} s, ${rss[fvfs-put]} MB | - | - |"
-echo "| find through a fresh mount | ${secs[fvfs-find]} s | ${secs[restic-find]} s | - |"
-echo "| tar through that mount | ${secs[fvfs-tar]} s | ${secs[restic-tar]} s | - |"
-echo "| the mount's peak (fvfsd serving it) | $mount_mb MB ($mount_daemon_mb MB) | $rmount_mb MB | - |"
-echo "| gc after deleting half (keep the newest) | ${secs[fvfs-gc]} s, ${rss[fvfs-gc]} MB | ${secs[restic-gc]} s, ${rss[restic-gc]} MB | ${secs[bupstash-gc]} s, ${rss[bupstash-gc]} MB |"
-echo "| stored | $(mb "$stored_fvfs") MB | $(mb "$stored_restic") MB | $(mb "$stored_bupstash") MB |"
+echo "| put -r (fvfsc; daemon peak $put_daemon_mb MB) | $(cell fvfs-put) | - | - |"
+echo "| find through a fresh mount | ${secs[fvfs-find]} s | ${secs[restic-find]:--} s | - |"
+echo "| tar through that mount | ${secs[fvfs-tar]} s | ${secs[restic-tar]:--} s | - |"
+echo "| the mount's peak (fvfsd serving it) | $mount_mb MB ($mount_daemon_mb MB) | ${rmount_mb:--} MB | - |"
+echo "| gc after deleting half (keep the newest) | $(cell fvfs-gc) | $(cell restic-gc) | $(cell bupstash-gc) |"
+echo "| stored (allocated) | $(mb "$stored_fvfs") MB | $(mb "${stored_restic:-0}") MB | $(mb "${stored_bupstash:-0}") MB |"
 echo
+echo "- put -r / migrate: $(ratio "${secs[fvfs-put]}" "${secs[fvfs-first]}")x"
+[ "${PEERS:-yes}" = no ] && exit 0
 echo "- first ingest vs bupstash: $(ratio "${secs[bupstash-first]}" "${secs[fvfs-first]}")x, vs restic: $(ratio "${secs[restic-first]}" "${secs[fvfs-first]}")x"
 echo "- restore vs restic: $(ratio "${secs[restic-restore]}" "${secs[fvfs-restore]}")x, vs bupstash: $(ratio "${secs[bupstash-restore]}" "${secs[fvfs-restore]}")x"
-echo "- put -r / migrate: $(ratio "${secs[fvfs-put]}" "${secs[fvfs-first]}")x"
