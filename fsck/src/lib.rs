@@ -7,7 +7,8 @@
 //! every referenced chunk has a chunk record. Then, for every
 //! reachable chunk and every tier, it checks that a tier whose bit the record sets holds
 //! the chunk (with `read_data`: that the stored frame decodes to its id). Chunks are
-//! checked with bounded concurrency; memory holds the set of reachable ids, not data.
+//! checked with bounded concurrency; memory holds the reachable ids (sorted, 32 bytes
+//! each) and their storage order (16 bytes each), not data.
 //! Each tier's own bookkeeping (`check_store`) is checked beside the walk and the
 //! reads, or before them when repairing (a rebuilt index may bring chunks back); with
 //! `read_data` it starts after the walk and leaves the records the reads take whole
@@ -149,17 +150,19 @@ pub async fn check(
     }
     let stores: Vec<_> = tiers.iter().map(|t| t.store.clone()).collect();
     let roots: Vec<ChunkId> = versions.iter().map(|v| v.root).collect();
-    let (seen, nodes) = walk_trees(&roots, &stores, progress, &mut report.problems).await;
+    let (reached, nodes) = walk_trees(&roots, &stores, progress, &mut report.problems).await;
     report.nodes = nodes.len() as u64;
-    report.data_chunks = (seen.len() - nodes.len()) as u64;
-    // Shared read-only from here on: the index checks ask it which chunks the reads
-    // take whole.
-    let seen = Arc::new(seen);
+    report.data_chunks = (reached.len() - nodes.len()) as u64;
+    // Shared read-only from here on (sorted): the index checks ask it which chunks the
+    // reads take whole.
+    let reached = Arc::new(reached);
     if opts.read_data && !opts.repair {
-        let reachable = seen.clone();
+        let reachable = reached.clone();
         let check = StoreCheck {
             repair: false,
-            read_by_caller: Some(Arc::new(move |id: &ChunkId| reachable.contains(id))),
+            read_by_caller: Some(Arc::new(move |id: &ChunkId| {
+                reachable.binary_search(id).is_ok()
+            })),
         };
         index_checks = tiers
             .iter()
@@ -168,23 +171,23 @@ pub async fn check(
     }
 
     // Every chunk on every tier its record claims.
-    progress.phase("checking chunks on every tier", seen.len() as u64);
+    progress.phase("checking chunks on every tier", reached.len() as u64);
     // In the local tier's storage order: its segments are read front to back
-    // instead of at random.
-    let mut order: Vec<(u64, ChunkId)> = seen
+    // instead of at random. Each id by its place in `reached` (16 bytes a chunk).
+    let mut order: Vec<(u64, usize)> = reached
         .iter()
-        .map(|id| (tiers[0].store.read_order(id), *id))
+        .enumerate()
+        .map(|(at, id)| (tiers[0].store.read_order(id), at))
         .collect();
     order.sort_unstable();
-    let order: Vec<ChunkId> = order.into_iter().map(|(_, id)| id).collect();
     // Copies found unclaimed are claimed only if no collection or eviction deleted them
     // meanwhile.
     let mark = repo.copy_mark();
-    let checked = check_all(repo, tiers, order, opts, listed, progress).await;
+    let checked = check_all(repo, tiers, &reached, order, opts, listed, progress).await;
     store_faults(tiers, index_checks, opts, &mut report, &mut faulty).await?;
     let (bytes, checked) = checked?;
     report.data_bytes_read += bytes;
-    drop(seen);
+    drop(reached);
     take_results(repo, checked, &mark, opts.repair, &mut report).await?;
     if opts.repair {
         for t in tiers {
@@ -264,22 +267,25 @@ async fn store_faults(
     failed.map_or(Ok(()), Err)
 }
 
-/// Checks `chunks` in [`CONCURRENCY`] tasks of their own: store reads block their
-/// thread, so futures sharing one task would read one chunk at a time. Returns the
+/// Checks the chunks of `reached` in `order` (their places in it) in [`CONCURRENCY`]
+/// tasks of their own: store reads block their thread, so futures sharing one task
+/// would read one chunk at a time. Returns the
 /// bytes read and the chunks with something to report or claim (the others are
 /// counted, not kept: a store of millions of chunks).
 async fn check_all(
     repo: &Arc<Repo>,
     tiers: &[Tier],
-    chunks: Vec<ChunkId>,
+    reached: &Arc<Vec<ChunkId>>,
+    order: Vec<(u64, usize)>,
     opts: Options,
     listed: Option<Arc<HashSet<[u8; 32]>>>,
     progress: &Arc<Progress>,
 ) -> Result<(u64, Vec<ChunkChecked>), FsckError> {
-    let queue = Arc::new(std::sync::Mutex::new(chunks.into_iter()));
+    let queue = Arc::new(std::sync::Mutex::new(order.into_iter()));
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..CONCURRENCY {
         let (repo, tiers, queue) = (repo.clone(), tiers.to_vec(), queue.clone());
+        let reached = reached.clone();
         let (listed, progress) = (listed.clone(), progress.clone());
         workers.spawn(async move {
             let (mut bytes, mut done) = (0, Vec::new());
@@ -289,6 +295,7 @@ async fn check_all(
                     .unwrap_or_else(|p| p.into_inner())
                     .by_ref()
                     .take(READ_BATCH)
+                    .map(|(_, at)| reached[at])
                     .collect();
                 if batch.is_empty() {
                     return Ok::<_, ManifestError>((bytes, done));

@@ -13,31 +13,41 @@ use fvfs_manifest::path;
 use crate::walk::{self, Found};
 use crate::{links, Progress};
 
-/// Every chunk reachable from `roots` (all of them, and the tree nodes among them),
-/// each visited once, and the hard links checked; what is broken goes to `problems`.
+/// Data chunk ids gathered at least this many before their duplicates are dropped.
+const DEDUP_AT: usize = 1 << 16;
+
+/// Every chunk reachable from `roots` (all of them, sorted, each once: 32 bytes a chunk
+/// where a hash set of them takes about 70; and the tree nodes among them), each
+/// visited once, and the hard links checked; what is broken goes to `problems`.
 /// Paths are not kept (a set of ids is a third of a map to paths): a second walk
-/// names the few chunks found wanting ([`name_paths`]).
+/// names the few chunks found wanting ([`name_paths`]). Data chunk ids are gathered
+/// in a list whose duplicates (a chunk in several files) are dropped whenever it has
+/// doubled.
 pub(crate) async fn walk_trees(
     roots: &[ChunkId],
     stores: &[Arc<dyn ChunkStore>],
     progress: &Progress,
     problems: &mut Vec<Problem>,
-) -> (HashSet<ChunkId>, HashSet<ChunkId>) {
-    let mut seen: HashSet<ChunkId> = HashSet::new();
+) -> (Vec<ChunkId>, HashSet<ChunkId>) {
+    let mut ids: Vec<ChunkId> = Vec::new();
+    let mut unique = DEDUP_AT;
     let mut nodes: HashSet<ChunkId> = HashSet::new();
     progress.phase("walking the trees", 0);
     walk::reachable(
         roots.iter().copied(),
-        |ids| walk::read_nodes(stores, ids),
+        |batch| walk::read_nodes(stores, batch),
         |found| match found {
             Found::Node(id, _) => {
-                seen.insert(id);
                 let new = nodes.insert(id);
                 progress.add(u64::from(new), 0);
                 new
             }
             Found::Data(id, _) => {
-                seen.insert(id);
+                ids.push(id);
+                if ids.len() >= 2 * unique {
+                    sort_unique(&mut ids);
+                    unique = ids.len().max(DEDUP_AT);
+                }
                 true
             }
             Found::Broken(id, what, at) => {
@@ -63,7 +73,15 @@ pub(crate) async fn walk_trees(
             repaired: false,
         });
     }
-    (seen, nodes)
+    ids.extend(nodes.iter().copied());
+    sort_unique(&mut ids);
+    ids.shrink_to_fit();
+    (ids, nodes)
+}
+
+fn sort_unique(ids: &mut Vec<ChunkId>) {
+    ids.sort_unstable();
+    ids.dedup();
 }
 
 /// Names the first path using each chunk a problem (or a store fault) is about: a

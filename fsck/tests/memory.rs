@@ -206,6 +206,49 @@ async fn fsck_names_the_path_of_a_missing_and_of_a_corrupt_chunk() {
     );
 }
 
+/// A chunk that many files hold is counted and checked once: the walk's list of
+/// reachable ids drops its duplicates as it grows (here 150,000 references to 1,000
+/// chunks, well past the point where it first does).
+#[tokio::test]
+async fn fsck_counts_a_chunk_that_many_files_hold_once() {
+    let f = fixture();
+    let pending = Pending::default();
+    let mut refs = Vec::new();
+    for n in 0..1_000 {
+        let content = format!("chunk {n}");
+        let id = f
+            .repo
+            .put_chunk(&pending, content.as_bytes(), ChunkKind::Data)
+            .await
+            .unwrap();
+        let len = content.len() as u64;
+        refs.push(ChunkRef { id, len });
+    }
+    let mut dirs = Vec::new();
+    for d in 0..150 {
+        let mut entries = Vec::new();
+        for (n, r) in refs.iter().enumerate() {
+            let file = f.repo.put_file(&pending, vec![*r]).await.unwrap();
+            entries.push(Entry {
+                name: format!("d{d}-f{n:04}").into_bytes(),
+                ..file.entry(0o644, 7)
+            });
+        }
+        let dir = Node::Dir(DirNode { entries });
+        let id = f.repo.put_node(&pending, &dir).await.unwrap();
+        dirs.push(Entry {
+            name: format!("d{d:03}").into_bytes(),
+            id: Some(id),
+            ..Entry::dir(0o755, 7)
+        });
+    }
+    commit_root(&f, &pending, dirs).await;
+    let report = f.check(true).await;
+    assert!(report.is_clean() && report.problems.is_empty(), "{report:?}");
+    assert_eq!(report.data_chunks, 1_000);
+    assert_eq!(report.nodes, 151);
+}
+
 #[tokio::test]
 async fn gc_frees_what_only_dropped_versions_reach_and_keeps_the_rest_readable() {
     let f = fixture();
