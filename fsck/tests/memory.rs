@@ -244,7 +244,10 @@ async fn fsck_counts_a_chunk_that_many_files_hold_once() {
     }
     commit_root(&f, &pending, dirs).await;
     let report = f.check(true).await;
-    assert!(report.is_clean() && report.problems.is_empty(), "{report:?}");
+    assert!(
+        report.is_clean() && report.problems.is_empty(),
+        "{report:?}"
+    );
     assert_eq!(report.data_chunks, 1_000);
     assert_eq!(report.nodes, 151);
 }
