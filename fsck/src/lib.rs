@@ -269,9 +269,9 @@ async fn store_faults(
 
 /// Checks the chunks of `reached` in `order` (their places in it) in [`CONCURRENCY`]
 /// tasks of their own: store reads block their thread, so futures sharing one task
-/// would read one chunk at a time. Returns the
-/// bytes read and the chunks with something to report or claim (the others are
-/// counted, not kept: a store of millions of chunks).
+/// would read one chunk at a time. Returns the bytes read and the chunks with
+/// something to report or claim (the others are counted, not kept: a store of
+/// millions of chunks).
 async fn check_all(
     repo: &Arc<Repo>,
     tiers: &[Tier],

@@ -1,5 +1,6 @@
 //! The adapter against the real engine: batches, scans, size limits, one process per
-//! database, reopening (right after a drop, too), and databases sled wrote converted (also after a crash midway).
+//! database, reopening (right after a drop, too), and databases sled wrote converted
+//! (also after a crash midway).
 
 use super::*;
 
