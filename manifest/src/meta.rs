@@ -10,6 +10,9 @@
 //! k               Totals over all chunk records
 //! g <32-byte id>  ChunkRecord of a chunk garbage collection condemned: its record is
 //!                 gone, its copies are being deleted (removed once they are)
+//! r               records epoch (u64, little endian): a random number replaced in the
+//!                 batch that removes chunk records (the only batch that does), so a
+//!                 list of ids checked under one epoch is still all recorded under it
 //! ```
 //! Every other first byte is a namespace the layer above keeps through a
 //! [`Space`](crate::Space) (tiering's replication queue, eviction candidates, S3
@@ -31,9 +34,11 @@ pub(crate) const STAT_PREFIX: u8 = b'f';
 pub(crate) const TOMBSTONE_PREFIX: u8 = b'g';
 /// The seed of the store's chunk cut points (8 bytes, little endian), when it has one.
 pub(crate) const CUT_SEED: &[u8] = b"x";
+/// See [`crate::Repo::records_epoch`].
+pub(crate) const RECORDS_EPOCH: &[u8] = b"r";
 
 /// The first bytes of the manifest's own keys: never handed out as a space.
-pub(crate) const OWN_PREFIXES: [u8; 8] = [
+pub(crate) const OWN_PREFIXES: [u8; 9] = [
     HEAD[0],
     TOTALS[0],
     VERSION_PREFIX,
@@ -42,6 +47,7 @@ pub(crate) const OWN_PREFIXES: [u8; 8] = [
     STAT_PREFIX,
     TOMBSTONE_PREFIX,
     CUT_SEED[0],
+    RECORDS_EPOCH[0],
 ];
 
 pub(crate) fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {

@@ -247,6 +247,54 @@ fn the_stat_cache_is_a_hint_a_damaged_one_costs_a_read_and_gone_files_leave_it()
     assert!(d.run(["fsck", "--read-data"]).contains("0 problems"));
 }
 
+/// A stat cache saved before a collection took the chunks it names: the next run reads
+/// every file again (the records epoch moved), puts back what was collected, and the
+/// run after it trusts the cache without a lookup.
+#[test]
+fn a_collection_since_the_last_run_makes_the_stat_cache_look_its_chunks_up_again() {
+    let work = tempfile::tempdir().unwrap();
+    let (keep, src) = (work.path().join("keep"), work.path().join("src"));
+    fs::create_dir(&keep).unwrap();
+    fs::write(keep.join("survivor"), tree::bytes(1, 9_000, false)).unwrap();
+    // Small files, hard links, and a file large enough to be named by a file node.
+    tree::generate(&src, 200, 3_000_000);
+    let d = Fvfsd::new();
+    let migrate = |dir: &std::path::Path, dest: &str| {
+        d.run([
+            "migrate",
+            "--local-src",
+            dir.to_str().unwrap(),
+            "--dest",
+            dest,
+        ])
+    };
+    // v1: the survivor; v2: the tree; v3: back to v1, so the tree's chunks are garbage.
+    // What a run stored anew ("new unique data 4.28 MiB (2.37 MiB stored)").
+    let new_data = |out: &str| {
+        out.split("new unique data ")
+            .nth(1)
+            .map(|r| r[..r.find(')').unwrap()].to_owned())
+    };
+    migrate(&keep, "/keep");
+    let first = migrate(&src, "/src");
+    let files = unchanged(&migrate(&src, "/src"));
+    assert!(files > 200, "{files} files unchanged");
+    d.run(["rollback", "1"]);
+    let gc = d.run(["gc", "--keep-last", "1", "--grace-secs", "0"]);
+    assert!(gc.contains("2 dropped"), "{gc}");
+
+    // Every file with content is read and stored again (empty files, and second names
+    // of a file read in the same run, are found unchanged without the cache).
+    let again = migrate(&src, "/src");
+    assert!(unchanged(&again) < files / 4, "{again}");
+    assert_eq!(new_data(&again), new_data(&first), "{again}\n{first}");
+    let out = work.path().join("out");
+    d.run(["export", "/src", out.to_str().unwrap()]);
+    tree::assert_same(&src, &out);
+    assert!(d.run(["fsck", "--read-data"]).contains("0 problems"));
+    assert_eq!(unchanged(&migrate(&src, "/src")), files);
+}
+
 #[test]
 fn times_far_from_1970_are_kept_or_saturate_never_wrap() {
     use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -270,6 +270,17 @@ pub struct Condemned {
     pub chunks: Vec<(ChunkId, ChunkRecord)>,
 }
 
+/// A records epoch no store had: random (std's hasher keys come from the system's
+/// random source), so that a database made anew (a recovery, a lost folder) does not
+/// meet the epoch a stat cache beside it kept.
+fn new_epoch() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    h.write_u128(since.map_or(0, |d| d.as_nanos()));
+    h.finish()
+}
+
 fn tombstone_key(id: &ChunkId) -> Vec<u8> {
     meta::key(meta::TOMBSTONE_PREFIX, id.as_bytes())
 }
@@ -398,10 +409,36 @@ impl Repo {
             return Ok(Condemned { chunks });
         }
         batch.insert(meta::TOTALS, meta::encode(&totals));
+        batch.insert(meta::RECORDS_EPOCH, new_epoch().to_le_bytes().to_vec());
         self.kv.apply(batch)?;
         self.kv.flush_durable()?;
         fence.condemned.extend(chunks.iter().map(|(id, _)| *id));
         Ok(Condemned { chunks })
+    }
+
+    /// The records epoch: a number that stays the same for as long as no chunk record
+    /// is removed (condemnation replaces it, in the batch that removes the records), so
+    /// ids found recorded under an epoch still are while it holds. Read while
+    /// collections are held ([`Repo::hold_collections`]), it holds until they are
+    /// let go. A store without one gets one, durably, at its first asking.
+    pub async fn records_epoch(&self) -> Result<u64> {
+        let _one_at_a_time = self.persisting.lock().await;
+        if let Some(v) = self.kv.get(meta::RECORDS_EPOCH)? {
+            return v
+                .as_slice()
+                .try_into()
+                .map(u64::from_le_bytes)
+                .map_err(|_| ManifestError::BadRecord {
+                    key: String::from_utf8_lossy(meta::RECORDS_EPOCH).into_owned(),
+                    reason: format!("an epoch of {} bytes", v.len()),
+                });
+        }
+        let epoch = new_epoch();
+        let mut batch = Batch::default();
+        batch.insert(meta::RECORDS_EPOCH, epoch.to_le_bytes().to_vec());
+        self.kv.apply(batch)?;
+        self.kv.flush_durable()?;
+        Ok(epoch)
     }
 
     /// Whether an interrupted collection left tombstones.

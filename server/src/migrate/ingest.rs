@@ -14,7 +14,7 @@ use fvfs_manifest::node::Meta;
 use fvfs_manifest::{ChunkKind, ChunkRef, FileRef, ManifestError, Pending, Repo};
 use tokio::runtime::Handle;
 
-use super::statcache::{StatCache, StatEntry};
+use super::statcache::{Cached, StatCache, StatEntry};
 use super::walk::{FileJob, Stat};
 use crate::localmeta;
 
@@ -133,12 +133,12 @@ impl<'a> Ingest<'a> {
                 }
             }
         }
-        let Some(e) = &job.cached else {
+        let Some(Cached { entry: e, recorded }) = &job.cached else {
             return Ok(None);
         };
         let same = (e.size, e.mtime_ns, e.ctime_ns, e.ino)
             == (stat.size, stat.mtime_ns, stat.ctime_ns, stat.ino);
-        if !(same && self.repo.knows_file(self.pending, &e.file)?) {
+        if !(same && (*recorded || self.repo.knows_file(self.pending, &e.file)?)) {
             return Ok(None);
         }
         Ok(Some(e.clone()))

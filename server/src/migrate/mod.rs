@@ -126,8 +126,11 @@ async fn run(repo: &Repo, caches: &Path, args: MigrateArgs) -> Result<Outcome> {
     let bar = progress_bar();
     let started = Instant::now();
     let before = repo.totals()?;
+    // The folded tree is named by no version until the commit; the stat cache's
+    // entries trusted under this epoch stay recorded (see `statcache`).
+    let _held = repo.hold_collections().await;
     let roots: Vec<PathBuf> = sources.iter().map(|(s, _)| s.clone()).collect();
-    let stats = StatCache::load(caches, &roots);
+    let stats = StatCache::load(caches, &roots, repo.records_epoch().await?);
     let ingest = Ingest::new(
         repo,
         &pending,
@@ -137,8 +140,6 @@ async fn run(repo: &Repo, caches: &Path, args: MigrateArgs) -> Result<Outcome> {
     );
 
     let every = Duration::from_secs_f64(args.checkpoint_secs.clamp(0.05, 3600.0));
-    // The folded tree is named by no version until the commit.
-    let _held = repo.hold_collections().await;
     let Collected {
         folded,
         mut several,

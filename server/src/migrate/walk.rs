@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use fvfs_manifest::node::{EntryKind, Meta};
 use fvfs_walk::{Event, Found, Kind, Rules};
 
-use super::statcache::StatEntry;
+use super::statcache::Cached;
 use crate::localmeta;
 
 /// What `lstat` said of a source file; if it still says the same, the file is unchanged.
@@ -53,7 +53,7 @@ pub struct FileJob {
     /// Its number in the walk's order (the stat cache writes what it met in it).
     pub seq: u64,
     /// What the stat cache had for it.
-    pub cached: Option<StatEntry>,
+    pub cached: Option<Cached>,
 }
 
 pub enum Item {

@@ -1,7 +1,8 @@
 //! The stat cache's file format, and the order of its entries.
 //!
-//! A file is [`MAGIC`], then blocks `[u32 LE length][32-byte BLAKE3 id][frame]`, each
-//! frame (`fvfs_cas::frame`, verified against the id when read) holding entries
+//! A file is [`MAGIC`], the records epoch it was written under (u64 LE, see
+//! `Repo::records_epoch`), then blocks `[u32 LE length][32-byte BLAKE3 id][frame]`,
+//! each frame (`fvfs_cas::frame`, verified against the id when read) holding entries
 //! `[u32 LE path length][path][u32 LE value length][value]`: paths relative to the
 //! source folder, in the walk's order ([`walk_cmp`]) across the whole file, so that a
 //! run reads it alongside its walk, a block at a time. Reading stops at the first torn
@@ -14,9 +15,11 @@ use std::path::{Path, PathBuf};
 
 use fvfs_cas::{frame, platform, ChunkId};
 
-/// The file's first bytes (`FVFSSTC1`, the format before, keyed entries by a hash of
-/// their path in no order: such a file is read as empty once, then replaced).
-pub const MAGIC: &[u8; 8] = b"FVFSSTC2";
+/// The file's first bytes. `FVFSSTC2`, the format before, had no epoch: its entries
+/// are read as written under none. `FVFSSTC1` keyed entries by a hash of their path
+/// in no order: such a file is read as empty once, then replaced.
+pub const MAGIC: &[u8; 8] = b"FVFSSTC3";
+const MAGIC_WITHOUT_EPOCH: &[u8; 8] = b"FVFSSTC2";
 /// A block is cut once its entries take this many bytes: what a reader holds.
 const BLOCK_BYTES: usize = 256 << 10;
 /// An entry larger than this (a file with huge extended attributes) is not kept: that
@@ -50,6 +53,8 @@ pub fn walk_cmp(a: &[u8], b: &[u8]) -> Ordering {
 
 /// Entries read from a file in order, a block at a time.
 pub struct Reader {
+    /// The records epoch the file was written under (none in the format before).
+    pub epoch: Option<u64>,
     file: BufReader<File>,
     path: PathBuf,
     block: Vec<u8>,
@@ -70,12 +75,19 @@ impl Reader {
                 return None;
             }
         };
-        let mut magic = [0u8; 8];
-        if file.read_exact(&mut magic).is_err() || &magic != MAGIC {
-            tracing::warn!(file = %path.display(), "not a stat cache of this version: its source will be read again");
-            return None;
-        }
+        let mut head = [0u8; 16];
+        let epoch = match file.read_exact(&mut head[..8]) {
+            Ok(()) if &head[..8] == MAGIC_WITHOUT_EPOCH => None,
+            Ok(()) if &head[..8] == MAGIC && file.read_exact(&mut head[8..]).is_ok() => {
+                Some(u64::from_le_bytes(head[8..].try_into().expect("8 bytes")))
+            }
+            _ => {
+                tracing::warn!(file = %path.display(), "not a stat cache of this version: its source will be read again");
+                return None;
+            }
+        };
         Some(Self {
+            epoch,
             file,
             path: path.to_owned(),
             block: Vec::new(),
@@ -149,12 +161,14 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// A new file at `path` (which must not exist), in folder `dir`.
-    pub fn create(path: &Path) -> std::io::Result<Self> {
+    /// A new file at `path` (which must not exist), written under records `epoch`.
+    pub fn create(path: &Path, epoch: u64) -> std::io::Result<Self> {
         let dir = path.parent().expect("a file in the cache folder");
         platform::create_private_dir(dir)?;
         let mut file = File::options().write(true).create_new(true).open(path)?;
-        file.write_all(MAGIC)?;
+        let mut head = MAGIC.to_vec();
+        head.extend_from_slice(&epoch.to_le_bytes());
+        file.write_all(&head)?;
         platform::sync_dir(dir)?;
         Ok(Self {
             file,

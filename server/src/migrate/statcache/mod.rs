@@ -18,10 +18,16 @@
 //! reads it with the file (newest first) and removes it once it saved its own.
 //!
 //! The cache is a hint and never a source of truth: an entry is used only when every
-//! chunk it names is still recorded ([`Repo::knows_file`]), so a lost, stale, damaged
-//! or torn cache costs a read of the source, never a wrong file.
+//! chunk it names is still recorded, so a lost, stale, damaged or torn cache costs a
+//! read of the source, never a wrong file. Each entry's chunks are looked up
+//! ([`Repo::knows_file`]) unless the entry is [`Cached::recorded`]: it comes from a
+//! saved file (a journal's entries may have outrun its run's last checkpoint) written
+//! under the records epoch still in force ([`Repo::records_epoch`]: no record was
+//! removed since that run found, or made, every chunk its entries name recorded).
+//! A run that meets a file of another epoch saves its own, so the next one trusts it.
 //!
 //! [`Repo::knows_file`]: fvfs_manifest::Repo::knows_file
+//! [`Repo::records_epoch`]: fvfs_manifest::Repo::records_epoch
 
 mod blocks;
 
@@ -49,8 +55,18 @@ pub struct StatEntry {
     pub meta: Meta,
 }
 
+/// What the cache holds for a file.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Cached {
+    pub entry: StatEntry,
+    /// Every chunk the entry names is recorded: no need to look them up.
+    pub recorded: bool,
+}
+
 /// The stat caches of one migration's sources.
 pub struct StatCache {
+    /// The records epoch of this run (held: no collection runs meanwhile).
+    epoch: u64,
     sources: Vec<Source>,
     /// Entries met out of order, until those before them are met.
     order: Mutex<Order>,
@@ -74,6 +90,8 @@ struct Source {
     file: PathBuf,
     /// Journals of killed runs, read with the file and removed by a saving run.
     journals: Vec<PathBuf>,
+    /// The file was written under this run's records epoch.
+    current: bool,
     /// The file, then those journals, newest first, read along the walk.
     streams: Mutex<Vec<Stream>>,
     /// This run's journal: opened at its first entry; `None` again once it failed.
@@ -90,16 +108,19 @@ enum Journal {
 
 struct Stream {
     reader: Reader,
+    /// Its entries are [`Cached::recorded`].
+    recorded: bool,
     head: Option<(Vec<u8>, Vec<u8>)>,
     /// Entries passed over without being met (files gone, or not reached).
     passed: u64,
 }
 
 impl Stream {
-    fn new(mut reader: Reader) -> Self {
+    fn new(mut reader: Reader, recorded: bool) -> Self {
         let head = reader.next_entry();
         Self {
             reader,
+            recorded,
             head,
             passed: 0,
         }
@@ -150,9 +171,10 @@ fn journal_name(file: &Path) -> PathBuf {
 }
 
 impl StatCache {
-    /// Opens the caches of source folders `roots` (absolute paths) in folder `dir`.
-    /// What cannot be read is reported in the log and counts as empty.
-    pub fn load(dir: &Path, roots: &[PathBuf]) -> Self {
+    /// Opens the caches of source folders `roots` (absolute paths) in folder `dir`,
+    /// for a run under records `epoch`. What cannot be read is reported in the log and
+    /// counts as empty.
+    pub fn load(dir: &Path, roots: &[PathBuf], epoch: u64) -> Self {
         remove_leftovers(dir);
         let sources = roots
             .iter()
@@ -160,15 +182,18 @@ impl StatCache {
                 let id = ChunkId::of(root.as_os_str().as_encoded_bytes());
                 let file = dir.join(hex::encode(&id.as_bytes()[..16]));
                 let journals = journals_of(&file);
-                let streams = journals
+                let mut streams: Vec<Stream> = journals
                     .iter()
-                    .chain(std::iter::once(&file))
-                    .filter_map(|p| Reader::open(p).map(Stream::new))
+                    .filter_map(|p| Reader::open(p).map(|r| Stream::new(r, false)))
                     .collect();
+                let saved = Reader::open(&file);
+                let current = saved.as_ref().is_some_and(|r| r.epoch == Some(epoch));
+                streams.extend(saved.map(|r| Stream::new(r, current)));
                 Source {
                     root: root.clone(),
                     file,
                     journals,
+                    current,
                     streams: Mutex::new(streams),
                     journal: Mutex::new(Journal::NotYet),
                     read: AtomicU64::new(0),
@@ -176,6 +201,7 @@ impl StatCache {
             })
             .collect();
         Self {
+            epoch,
             sources,
             order: Mutex::default(),
         }
@@ -183,17 +209,19 @@ impl StatCache {
 
     /// What source file `path` was when last imported. Asked in the walk's order (by
     /// the walker): what the cache holds before it is passed over.
-    pub fn lookup(&self, path: &Path) -> Option<StatEntry> {
+    pub fn lookup(&self, path: &Path) -> Option<Cached> {
         let (s, rel) = self.locate(path)?;
         let mut streams = lock(&self.sources[s].streams);
         // The newest stream that has it wins; every stream moves past it.
         let mut found = None;
         for stream in streams.iter_mut() {
             if let Some(value) = stream.find(&rel) {
-                found.get_or_insert(value);
+                found.get_or_insert((value, stream.recorded));
             }
         }
-        meta::decode(&found?).ok()
+        let (value, recorded) = found?;
+        let entry = meta::decode(&value).ok()?;
+        Some(Cached { entry, recorded })
     }
 
     /// File number `seq` of the walk (every file is met once, in any order) was found
@@ -227,7 +255,7 @@ impl StatCache {
         let source = &self.sources[m.source];
         let mut journal = lock(&source.journal);
         if let Journal::NotYet = *journal {
-            *journal = match Writer::create(&journal_name(&source.file)) {
+            *journal = match Writer::create(&journal_name(&source.file), self.epoch) {
                 Ok(w) => Journal::Open(w),
                 Err(e) => {
                     tracing::warn!(file = %source.file.display(), "stat cache not saved: {e}");
@@ -259,7 +287,8 @@ impl StatCache {
 
     /// At the end of a run that walked its sources whole: each source's journal
     /// becomes its file (files no longer there leave the cache), unless the run read
-    /// nothing and passed nothing over (the file already holds just that).
+    /// nothing and passed nothing over and the file is of this epoch (it already holds
+    /// just that).
     pub fn save(&self) {
         // Two migrations of the same folder in one daemon save the same file.
         static SAVING: Mutex<()> = Mutex::new(());
@@ -295,7 +324,7 @@ impl Source {
         let passed: u64 = streams.iter().map(|s| s.passed).sum();
         drop(streams);
         let dir = self.file.parent().expect("a file in the cache folder");
-        let unchanged = self.read.load(Atomic::Relaxed) == 0 && passed == 0;
+        let unchanged = self.read.load(Atomic::Relaxed) == 0 && passed == 0 && self.current;
         match journal {
             Journal::Open(mut w) if !(unchanged && self.journals.is_empty()) => {
                 w.sync()?;

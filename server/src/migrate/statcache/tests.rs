@@ -18,17 +18,26 @@ fn entry(size: u64) -> StatEntry {
     }
 }
 
-/// A run over `files` (in walk order) of source `/src`: each looked up, then met as
-/// `found` says (read when it differs from what the cache had); saved if `save`.
-fn run(dir: &Path, files: &[(&str, Option<StatEntry>)], save: bool) -> Vec<Option<StatEntry>> {
-    let cache = StatCache::load(dir, &[PathBuf::from("/src")]);
-    let seen: Vec<Option<StatEntry>> = files
+/// The records epoch of most tests' runs.
+const EPOCH: u64 = 7;
+
+/// A run over `files` (in walk order) of source `/src` under records `epoch`: each
+/// looked up, then met as `found` says (read when it differs from what the cache had);
+/// saved if `save`.
+fn run_at(
+    dir: &Path,
+    epoch: u64,
+    files: &[(&str, Option<StatEntry>)],
+    save: bool,
+) -> Vec<Option<Cached>> {
+    let cache = StatCache::load(dir, &[PathBuf::from("/src")], epoch);
+    let seen: Vec<Option<Cached>> = files
         .iter()
         .map(|(name, _)| cache.lookup(Path::new(&format!("/src/{name}"))))
         .collect();
     // Met in reverse: the journal puts them back in order.
     for (seq, ((name, found), had)) in files.iter().zip(&seen).enumerate().rev() {
-        let read = found.is_some() && found != had;
+        let read = found.is_some() && found.as_ref() != had.as_ref().map(|c| &c.entry);
         let path = format!("/src/{name}");
         cache.met(seq as u64, Path::new(&path), found.as_ref(), read);
     }
@@ -37,6 +46,19 @@ fn run(dir: &Path, files: &[(&str, Option<StatEntry>)], save: bool) -> Vec<Optio
         cache.save();
     }
     seen
+}
+
+/// [`run_at`] under [`EPOCH`], returning the entries found.
+fn run(dir: &Path, files: &[(&str, Option<StatEntry>)], save: bool) -> Vec<Option<StatEntry>> {
+    let seen = run_at(dir, EPOCH, files, save);
+    seen.into_iter().map(|c| c.map(|c| c.entry)).collect()
+}
+
+/// Whether each file was found, and found [`Cached::recorded`].
+fn recorded(seen: &[Option<Cached>]) -> Vec<Option<bool>> {
+    seen.iter()
+        .map(|c| c.as_ref().map(|c| c.recorded))
+        .collect()
 }
 
 fn files_in(dir: &Path) -> usize {
@@ -83,7 +105,7 @@ fn a_run_that_read_nothing_and_missed_nothing_leaves_the_file_alone() {
     let dir = tempfile::tempdir().unwrap();
     let both = [("a", Some(entry(1))), ("b", Some(entry(2)))];
     run(dir.path(), &both, true);
-    let file = StatCache::load(dir.path(), &[PathBuf::from("/src")]).sources[0]
+    let file = StatCache::load(dir.path(), &[PathBuf::from("/src")], EPOCH).sources[0]
         .file
         .clone();
     // A marker after the blocks (read as a torn tail) shows whether it is rewritten.
@@ -155,7 +177,7 @@ fn entries_with_large_attributes_are_cut_into_blocks_and_a_huge_one_is_left_out(
 fn each_source_folder_has_its_own_file() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (PathBuf::from("/a"), PathBuf::from("/b"));
-    let both = StatCache::load(dir.path(), &[a.clone(), b.clone()]);
+    let both = StatCache::load(dir.path(), &[a.clone(), b.clone()], EPOCH);
     both.met(0, Path::new("/a/x"), Some(&entry(1)), true);
     both.met(1, Path::new("/b/y"), Some(&entry(2)), true);
     both.met(2, Path::new("/elsewhere/z"), Some(&entry(3)), true);
@@ -163,20 +185,20 @@ fn each_source_folder_has_its_own_file() {
     assert_eq!(files_in(dir.path()), 2);
 
     // A later run of `b` alone neither sees nor drops `a`'s entries.
-    let only_b = StatCache::load(dir.path(), std::slice::from_ref(&b));
+    let only_b = StatCache::load(dir.path(), std::slice::from_ref(&b), EPOCH);
     assert_eq!(only_b.lookup(Path::new("/a/x")), None);
-    assert_eq!(only_b.lookup(Path::new("/b/y")), Some(entry(2)));
+    assert_eq!(only_b.lookup(Path::new("/b/y")).unwrap().entry, entry(2));
     only_b.met(0, Path::new("/b/y"), Some(&entry(2)), false);
     only_b.save();
-    let only_a = StatCache::load(dir.path(), std::slice::from_ref(&a));
-    assert_eq!(only_a.lookup(Path::new("/a/x")), Some(entry(1)));
+    let only_a = StatCache::load(dir.path(), std::slice::from_ref(&a), EPOCH);
+    assert_eq!(only_a.lookup(Path::new("/a/x")).unwrap().entry, entry(1));
 }
 
 #[test]
 fn a_torn_or_damaged_block_ends_the_reading_and_nothing_wrong_is_read() {
     let dir = tempfile::tempdir().unwrap();
     // Two blocks: a checkpoint between the entries.
-    let cache = StatCache::load(dir.path(), &[PathBuf::from("/src")]);
+    let cache = StatCache::load(dir.path(), &[PathBuf::from("/src")], EPOCH);
     cache.met(0, Path::new("/src/a"), Some(&entry(1)), true);
     cache.sync();
     cache.met(1, Path::new("/src/b"), Some(&entry(2)), true);
@@ -200,4 +222,58 @@ fn a_torn_or_damaged_block_ends_the_reading_and_nothing_wrong_is_read() {
     older[..8].copy_from_slice(b"FVFSSTC1");
     std::fs::write(&file, &older).unwrap();
     assert_eq!(both(), vec![None, None]);
+}
+
+#[test]
+fn only_a_file_saved_under_the_epoch_in_force_vouches_for_its_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (("a", Some(entry(1))), ("b", Some(entry(2))));
+    run_at(dir.path(), 1, std::slice::from_ref(&a), true);
+    assert_eq!(
+        recorded(&run_at(dir.path(), 1, std::slice::from_ref(&a), true)),
+        [Some(true)]
+    );
+
+    // A killed run's journal may name chunks its last checkpoint did not record.
+    run_at(dir.path(), 1, &[a.clone(), b.clone()], false);
+    let after_kill = run_at(dir.path(), 1, &[a.clone(), b.clone()], true);
+    assert_eq!(recorded(&after_kill), [Some(false), Some(false)]);
+    assert_eq!(
+        recorded(&run_at(dir.path(), 1, &[a.clone(), b.clone()], true)),
+        [Some(true), Some(true)]
+    );
+
+    // A collection removed records since: the entries are looked up once more, and
+    // the run that did (reading nothing, missing nothing) saves under its epoch.
+    let after_gc = run_at(dir.path(), 2, &[a.clone(), b.clone()], true);
+    assert_eq!(recorded(&after_gc), [Some(false), Some(false)]);
+    assert_eq!(
+        recorded(&run_at(dir.path(), 2, &[a, b], true)),
+        [Some(true), Some(true)]
+    );
+}
+
+#[test]
+fn a_file_of_the_format_without_an_epoch_is_read_and_its_records_looked_up() {
+    let dir = tempfile::tempdir().unwrap();
+    run(dir.path(), &[("a", Some(entry(1)))], true);
+    let file = StatCache::load(dir.path(), &[PathBuf::from("/src")], EPOCH).sources[0]
+        .file
+        .clone();
+    let now = std::fs::read(&file).unwrap();
+    let mut before = b"FVFSSTC2".to_vec();
+    before.extend_from_slice(&now[16..]);
+    std::fs::write(&file, before).unwrap();
+    let seen = run_at(dir.path(), EPOCH, &[("a", Some(entry(1)))], true);
+    assert_eq!(
+        seen,
+        [Some(Cached {
+            entry: entry(1),
+            recorded: false
+        })]
+    );
+    assert_eq!(
+        recorded(&run_at(dir.path(), EPOCH, &[("a", None)], false)),
+        [Some(true)]
+    );
 }
