@@ -311,32 +311,57 @@ impl Repo {
         }
     }
 
-    /// Whether everything `file` refers to is stored (or pending).
-    pub fn knows_file(&self, pending: &Pending, file: &FileRef) -> Result<bool> {
-        for id in file.node.iter().chain(file.chunks.iter().map(|c| &c.id)) {
-            if !self.knows(pending, id)? {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+    /// Whether everything `file` refers to (its chunks, or its file node with the
+    /// node's lists and chunks) is stored (or pending).
+    pub async fn knows_file(&self, pending: &Pending, file: &FileRef) -> Result<bool> {
+        let missing = self.file_missing(pending, file.node.as_ref(), &file.chunks);
+        Ok(missing.await?.is_empty())
     }
 
     /// What `entry` names (file node, list nodes, data chunks) that is neither stored
     /// nor in `pending`: empty when the entry can be committed. Asked through
     /// [`Repo::knows`], so what is found stays stored while a garbage collection runs.
     pub async fn entry_missing(&self, pending: &Pending, entry: &Entry) -> Result<Vec<ChunkId>> {
-        let unknown = |ids: &mut dyn Iterator<Item = &ChunkId>| -> Result<Vec<ChunkId>> {
-            let mut missing = Vec::new();
-            for id in ids {
-                if !self.knows(pending, id)? {
-                    missing.push(*id);
-                }
+        match entry.kind {
+            node::EntryKind::File => {
+                self.file_missing(pending, entry.id.as_ref(), &entry.chunks)
+                    .await
             }
-            Ok(missing)
-        };
-        let missing = unknown(&mut entry.id.iter().chain(entry.chunks.iter().map(|c| &c.id)))?;
-        let (Some(id), true, node::EntryKind::File) = (entry.id, missing.is_empty(), entry.kind)
-        else {
+            _ => self.unknown(
+                pending,
+                entry.id.iter().chain(entry.chunks.iter().map(|c| &c.id)),
+            ),
+        }
+    }
+
+    /// Which of `ids` are neither stored nor in `pending`.
+    fn unknown<'a>(
+        &self,
+        pending: &Pending,
+        ids: impl Iterator<Item = &'a ChunkId>,
+    ) -> Result<Vec<ChunkId>> {
+        let mut missing = Vec::new();
+        for id in ids {
+            if !self.knows(pending, id)? {
+                missing.push(*id);
+            }
+        }
+        Ok(missing)
+    }
+
+    /// [`Repo::entry_missing`] of a file's content: its file `node` (then the node's
+    /// lists and chunks too) or its `chunks`.
+    async fn file_missing(
+        &self,
+        pending: &Pending,
+        node: Option<&ChunkId>,
+        chunks: &[ChunkRef],
+    ) -> Result<Vec<ChunkId>> {
+        let missing = self.unknown(
+            pending,
+            node.into_iter().chain(chunks.iter().map(|c| &c.id)),
+        )?;
+        let (Some(&id), true) = (node, missing.is_empty()) else {
             return Ok(missing);
         };
         let Node::File(file) = self.node(&id).await? else {
@@ -345,7 +370,10 @@ impl Repo {
                 reason: "expected a file node".into(),
             });
         };
-        let mut missing = unknown(&mut file.chunks.iter().chain(&file.lists).map(|c| &c.id))?;
+        let mut missing = self.unknown(
+            pending,
+            file.chunks.iter().chain(&file.lists).map(|c| &c.id),
+        )?;
         let lists: Vec<ChunkId> = file
             .lists
             .iter()
@@ -354,7 +382,7 @@ impl Repo {
             .collect();
         for id in lists {
             if let Node::List(l) = self.node(&id).await? {
-                missing.extend(unknown(&mut l.chunks.iter().map(|c| &c.id))?);
+                missing.extend(self.unknown(pending, l.chunks.iter().map(|c| &c.id))?);
             }
         }
         Ok(missing)

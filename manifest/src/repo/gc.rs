@@ -21,7 +21,10 @@
 //! - **Through entries a client names** (a commit of uploaded files, migrate's stat
 //!   cache): [`crate::TreeEdit::insert`] checks, under the HEAD lock, that everything
 //!   the entry needs is stored, through `knows`; a check before the fence went up is
-//!   followed by the version's commit before the fence can go up.
+//!   followed by the version's commit before the fence can go up. A migration's
+//!   entries are not checked again ([`crate::TreeEdit::insert_sorted_held`]): it
+//!   holds collections off from before it looks their content up (or trusts its stat
+//!   cache, [`Repo::records_epoch`]) until its commit.
 //!
 //! - **Through answers to a client** (`chunks/missing` said "there", or the client
 //!   uploaded it, for a commit it sends next): *promised* ([`Repo::promise`]) before
@@ -257,6 +260,13 @@ impl Drop for GcSession<'_> {
 /// No collection starts while this is held ([`Repo::hold_collections`]).
 pub struct CollectionsHeld {
     fence: Arc<Fence>,
+}
+
+impl CollectionsHeld {
+    /// Whether this holds `repo`'s collections.
+    pub fn holds(&self, repo: &Repo) -> bool {
+        Arc::ptr_eq(&self.fence, &repo.fence)
+    }
 }
 
 impl Drop for CollectionsHeld {

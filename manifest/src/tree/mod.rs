@@ -23,16 +23,19 @@ use mdir::{seal_dir, MDir, Slot};
 
 use crate::node::{ChunkKind, Entry, EntryKind, Link, Meta, Node};
 use crate::path::{components, new_components, show};
-use crate::repo::{Pending, Repo};
+use crate::repo::{CollectionsHeld, Pending, Repo};
 
 /// Mode and mtime given to directories created implicitly as parents.
 const DEFAULT_DIR_MODE: u32 = 0o755;
 
 /// What [`TreeEdit::place`] puts: an entry that may name content (checked against
-/// `pending`), from the daemon or a client; or a directory's own entry.
+/// `pending`), from the daemon or a client; an entry of the daemon's own import whose
+/// content the caller found stored while holding collections off (not checked again);
+/// or a directory's own entry.
 #[derive(Clone, Copy)]
 enum Place<'a> {
     Content(&'a Pending, Origin),
+    Held,
     Dir,
 }
 
@@ -112,6 +115,34 @@ impl TreeEdit {
         origin: Origin,
     ) -> Vec<(Vec<u8>, ManifestError)> {
         let how = Place::Content(pending, origin);
+        self.place_sorted(repo, how, entries, parents_mtime_ns)
+            .await
+    }
+
+    /// [`TreeEdit::insert_sorted`] of the daemon's own import, without looking up the
+    /// content each entry names: the caller found it stored or pending (through
+    /// [`Repo::knows`], [`Repo::knows_file`], or a record of having done so under
+    /// the records epoch in force) while holding collections off, and holds them
+    /// until the tree is committed, so nothing it names can be collected meanwhile.
+    pub async fn insert_sorted_held(
+        &mut self,
+        repo: &Repo,
+        held: &CollectionsHeld,
+        entries: Vec<(Vec<u8>, Entry)>,
+        parents_mtime_ns: i64,
+    ) -> Vec<(Vec<u8>, ManifestError)> {
+        assert!(held.holds(repo), "collections held on another store");
+        self.place_sorted(repo, Place::Held, entries, parents_mtime_ns)
+            .await
+    }
+
+    async fn place_sorted(
+        &mut self,
+        repo: &Repo,
+        how: Place<'_>,
+        entries: Vec<(Vec<u8>, Entry)>,
+        parents_mtime_ns: i64,
+    ) -> Vec<(Vec<u8>, ManifestError)> {
         let mut failed = Vec::new();
         // Where each path's last name is (none for a path without one): entries whose
         // paths agree up to its start go to the same directory.
@@ -406,7 +437,7 @@ async fn put_entry(
     dir.holding(repo, name).await?;
     entry.name = name.to_vec();
     let old_link = dir.entries.get(name).and_then(|s| s.entry().link);
-    let given = matches!(how, Place::Content(_, Origin::Daemon));
+    let given = matches!(how, Place::Content(_, Origin::Daemon) | Place::Held);
     if entry.kind == EntryKind::Dir
         || !(given || entry.link.map(|l| l.id) == old_link.map(|l| l.id))
     {
@@ -438,7 +469,7 @@ async fn put_entry(
         _ => {
             let missing = match how {
                 Place::Content(p, _) => repo.entry_missing(p, &entry).await?,
-                Place::Dir => Vec::new(),
+                Place::Held | Place::Dir => Vec::new(),
             };
             if !missing.is_empty() {
                 return Err(ManifestError::ContentGone {

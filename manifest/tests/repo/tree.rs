@@ -386,6 +386,17 @@ async fn entries_put_together_by_directory_land_as_one_at_a_time_would_put_them(
         assert!(failed[0].1.contains("not a directory"), "{failed:?}");
         edit.seal(&f.repo, &pending).await.unwrap()
     };
+    // A migration's fold, its content found while holding collections: the same tree.
+    let held = {
+        let held = f.repo.hold_collections().await;
+        let mut edit = TreeEdit::open(&f.repo, Some(v.root)).await.unwrap();
+        let failed = edit
+            .insert_sorted_held(&f.repo, &held, entries.clone(), 5)
+            .await;
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        edit.seal(&f.repo, &pending).await.unwrap()
+    };
+    assert_eq!(together, held);
     let one_by_one = {
         let mut edit = TreeEdit::open(&f.repo, Some(v.root)).await.unwrap();
         for (path, entry) in entries {
@@ -402,5 +413,54 @@ async fn entries_put_together_by_directory_land_as_one_at_a_time_would_put_them(
             lookup(&f.repo, together.0, path.as_bytes()).await.is_ok(),
             "{path}"
         );
+    }
+}
+
+/// A large file is known only when its file node, and the chunks and lists the node
+/// names, are all stored: a node that outlived a chunk of its own is not enough.
+#[tokio::test]
+async fn a_file_is_known_only_when_what_its_node_names_is() {
+    let f = fixture();
+    let pending = Pending::default();
+    let put = |data: Vec<u8>, kind| {
+        let (repo, pending) = (&f.repo, &pending);
+        async move { repo.put_chunk(pending, &data, kind).await.unwrap() }
+    };
+    let stored = put(b"stored".to_vec(), ChunkKind::Data).await;
+    let never = fvfs_cas::ChunkId::of(b"never stored");
+    let refs = |ids: &[fvfs_cas::ChunkId]| -> Vec<ChunkRef> {
+        ids.iter().map(|&id| ChunkRef { id, len: 6 }).collect()
+    };
+    let list = |ids| Node::List(node::ListNode { chunks: refs(ids) }).encode();
+    let (good_list, bad_list) = (
+        put(list(&[stored]), ChunkKind::Node).await,
+        put(list(&[stored, never]), ChunkKind::Node).await,
+    );
+    // Lists with the bytes they hold.
+    for (chunks, lists, known) in [
+        (vec![stored], vec![], true),
+        (vec![stored, never], vec![], false),
+        (vec![], vec![(good_list, 6)], true),
+        (vec![], vec![(bad_list, 12)], false),
+        (vec![], vec![(never, 6)], false),
+    ] {
+        let lists: Vec<ChunkRef> = lists
+            .iter()
+            .map(|&(id, len)| ChunkRef { id, len })
+            .collect();
+        let chunks = refs(&chunks);
+        let size = chunks.iter().chain(&lists).map(|c| c.len).sum();
+        let node = Node::File(FileNode {
+            size,
+            chunks: chunks.clone(),
+            lists: lists.clone(),
+        });
+        let file = FileRef {
+            size,
+            node: Some(put(node.encode(), ChunkKind::Node).await),
+            chunks: Vec::new(),
+        };
+        let found = f.repo.knows_file(&pending, &file).await.unwrap();
+        assert_eq!(found, known, "chunks {chunks:?}, lists {lists:?}");
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use fvfs_cas::{chunker, ChunkId};
 use fvfs_manifest::node::Meta;
-use fvfs_manifest::{ChunkKind, ChunkRef, FileRef, ManifestError, Pending, Repo};
+use fvfs_manifest::{ChunkKind, ChunkRef, CollectionsHeld, FileRef, ManifestError, Pending, Repo};
 use tokio::runtime::Handle;
 
 use super::statcache::{Cached, StatCache, StatEntry};
@@ -54,6 +54,9 @@ impl From<ManifestError> for Failure {
 pub struct Ingest<'a> {
     pub repo: &'a Repo,
     pub pending: &'a Pending,
+    /// Collections held off for the whole migration: content found stored stays so
+    /// until its commit, and the folds do not look it up again.
+    pub held: &'a CollectionsHeld,
     pub handle: Handle,
     pub counters: &'a Counters,
     pub stats: &'a StatCache,
@@ -64,8 +67,7 @@ pub struct Ingest<'a> {
 
 impl<'a> Ingest<'a> {
     pub fn new(
-        repo: &'a Repo,
-        pending: &'a Pending,
+        (repo, pending, held): (&'a Repo, &'a Pending, &'a CollectionsHeld),
         handle: Handle,
         counters: &'a Counters,
         stats: &'a StatCache,
@@ -73,6 +75,7 @@ impl<'a> Ingest<'a> {
         Self {
             repo,
             pending,
+            held,
             handle,
             counters,
             stats,
@@ -138,7 +141,11 @@ impl<'a> Ingest<'a> {
         };
         let same = (e.size, e.mtime_ns, e.ctime_ns, e.ino)
             == (stat.size, stat.mtime_ns, stat.ctime_ns, stat.ino);
-        if !(same && (*recorded || self.repo.knows_file(self.pending, &e.file)?)) {
+        let known = || {
+            self.handle
+                .block_on(self.repo.knows_file(self.pending, &e.file))
+        };
+        if !(same && (*recorded || known()?)) {
             return Ok(None);
         }
         Ok(Some(e.clone()))

@@ -126,14 +126,14 @@ async fn run(repo: &Repo, caches: &Path, args: MigrateArgs) -> Result<Outcome> {
     let bar = progress_bar();
     let started = Instant::now();
     let before = repo.totals()?;
-    // The folded tree is named by no version until the commit; the stat cache's
-    // entries trusted under this epoch stay recorded (see `statcache`).
-    let _held = repo.hold_collections().await;
+    // The folded tree is named by no version until the commit, and the content its
+    // entries name is looked up once, as it is met (or trusted by the stat cache
+    // under this records epoch): nothing may be collected until the commit.
+    let held = repo.hold_collections().await;
     let roots: Vec<PathBuf> = sources.iter().map(|(s, _)| s.clone()).collect();
     let stats = StatCache::load(caches, &roots, repo.records_epoch().await?);
     let ingest = Ingest::new(
-        repo,
-        &pending,
+        (repo, &pending, &held),
         tokio::runtime::Handle::current(),
         &counters,
         &stats,

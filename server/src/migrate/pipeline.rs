@@ -185,9 +185,8 @@ async fn fold(out: &mut Collected, ingest: &Ingest<'_>, abort: &AtomicBool) {
         out.dirs.clear();
         return;
     }
-    let (repo, pending) = (ingest.repo, ingest.pending);
     let (dirs, entries, skipped) = (&mut out.dirs, &mut out.entries, &mut out.skipped);
-    if let Err(e) = out.folded.fold(repo, pending, dirs, entries, skipped).await {
+    if let Err(e) = out.folded.fold(ingest, dirs, entries, skipped).await {
         abort.store(true, Ordering::Relaxed);
         out.fatal = Some(e);
     }

@@ -20,6 +20,7 @@ use fvfs_manifest::{
     lookup, path, Entry, EntryKind, ManifestError, Origin, Pending, Repo, TreeEdit,
 };
 
+use super::ingest::Ingest;
 use super::walk::Stat;
 
 /// Entries (and folders walked) folded into the tree at once, at most; the edits of
@@ -40,8 +41,7 @@ impl Folded {
     /// cannot be put is noted in `skipped` as "path: why". Fails on a store error.
     pub async fn fold(
         &mut self,
-        repo: &Repo,
-        pending: &Pending,
+        ingest: &Ingest<'_>,
         dirs: &mut Vec<Dir>,
         entries: &mut Vec<(Vec<u8>, Entry)>,
         skipped: &mut Vec<String>,
@@ -49,6 +49,7 @@ impl Folded {
         if dirs.is_empty() && entries.is_empty() {
             return Ok(());
         }
+        let (repo, pending) = (ingest.repo, ingest.pending);
         let mut edit = TreeEdit::open(repo, self.root).await?;
         let now = super::now_ns();
         let mut dirs = std::mem::take(dirs);
@@ -62,7 +63,7 @@ impl Folded {
         let mut entries = std::mem::take(entries);
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for (dest, e) in edit
-            .insert_sorted(repo, pending, entries, now, Origin::Daemon)
+            .insert_sorted_held(repo, ingest.held, entries, now)
             .await
         {
             skipped.push(format!("{}: {e}", path::show(&dest)));
