@@ -127,19 +127,11 @@ impl Repo {
     /// every later open cuts the same way whatever the configuration says. Returns the
     /// seed in force.
     pub fn adopt_cut_seed(&self, derived: Option<u64>) -> Result<u64> {
-        let seed = match self.kv.get(meta::CUT_SEED)? {
-            Some(v) => u64::from_le_bytes(v.as_slice().try_into().map_err(|_| {
-                ManifestError::BadRecord {
-                    key: String::from_utf8_lossy(meta::CUT_SEED).into_owned(),
-                    reason: format!("a cut seed of {} bytes", v.len()),
-                }
-            })?),
+        let seed = match self.u64_record(meta::CUT_SEED, "a cut seed")? {
+            Some(seed) => seed,
             None => match derived {
                 Some(seed) => {
-                    let mut batch = Batch::default();
-                    batch.insert(meta::CUT_SEED.to_vec(), seed.to_le_bytes().to_vec());
-                    self.kv.apply(batch)?;
-                    self.kv.flush_durable()?;
+                    self.put_u64_durably(meta::CUT_SEED, seed)?;
                     seed
                 }
                 None => 0,
@@ -148,6 +140,31 @@ impl Repo {
         self.cut_seed
             .store(seed, std::sync::atomic::Ordering::Relaxed);
         Ok(seed)
+    }
+
+    /// The number (8 bytes, little endian) kept at `key`, if any; `what` names it in
+    /// the error a damaged one gives.
+    pub(crate) fn u64_record(&self, key: &[u8], what: &str) -> Result<Option<u64>> {
+        let Some(v) = self.kv.get(key)? else {
+            return Ok(None);
+        };
+        let bytes = v
+            .as_slice()
+            .try_into()
+            .map_err(|_| ManifestError::BadRecord {
+                key: String::from_utf8_lossy(key).into_owned(),
+                reason: format!("{what} of {} bytes", v.len()),
+            })?;
+        Ok(Some(u64::from_le_bytes(bytes)))
+    }
+
+    /// Keeps `value` at `key` ([`Repo::u64_record`]), durably.
+    pub(crate) fn put_u64_durably(&self, key: &[u8], value: u64) -> Result<()> {
+        let mut batch = Batch::default();
+        batch.insert(key.to_vec(), value.to_le_bytes().to_vec());
+        self.kv.apply(batch)?;
+        self.kv.flush_durable()?;
+        Ok(())
     }
 
     pub fn store(&self) -> &Arc<dyn ChunkStore> {

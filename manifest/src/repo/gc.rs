@@ -433,21 +433,11 @@ impl Repo {
     /// let go. A store without one gets one, durably, at its first asking.
     pub async fn records_epoch(&self) -> Result<u64> {
         let _one_at_a_time = self.persisting.lock().await;
-        if let Some(v) = self.kv.get(meta::RECORDS_EPOCH)? {
-            return v
-                .as_slice()
-                .try_into()
-                .map(u64::from_le_bytes)
-                .map_err(|_| ManifestError::BadRecord {
-                    key: String::from_utf8_lossy(meta::RECORDS_EPOCH).into_owned(),
-                    reason: format!("an epoch of {} bytes", v.len()),
-                });
+        if let Some(epoch) = self.u64_record(meta::RECORDS_EPOCH, "an epoch")? {
+            return Ok(epoch);
         }
         let epoch = new_epoch();
-        let mut batch = Batch::default();
-        batch.insert(meta::RECORDS_EPOCH, epoch.to_le_bytes().to_vec());
-        self.kv.apply(batch)?;
-        self.kv.flush_durable()?;
+        self.put_u64_durably(meta::RECORDS_EPOCH, epoch)?;
         Ok(epoch)
     }
 
