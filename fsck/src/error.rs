@@ -15,6 +15,10 @@ pub enum FsckError {
     /// A checking task ended without an answer (cancelled at shutdown).
     #[error("fsck worker stopped: {0}")]
     Worker(String),
+    /// The sorted sets beyond memory's budget could not be written or read back (a full
+    /// or failing disk under the data directory).
+    #[error("writing or reading fsck's temporary files: {0}")]
+    Spill(#[from] std::io::Error),
 }
 
 impl From<fvfs_cas::StoreError> for FsckError {

@@ -23,6 +23,7 @@ use fvfs_tiering::s3::Packs;
 use fvfs_tiering::Publishing;
 
 use crate::retention::Retention;
+use crate::spill::{Sorted, Spill};
 use crate::walk::{self, Found};
 use crate::{FsckError, Progress, Tier};
 
@@ -51,11 +52,13 @@ pub struct Options {
     pub offline: bool,
 }
 
-/// Collects garbage in `repo`, whose tiers are `tiers` (warmest first).
+/// Collects garbage in `repo`, whose tiers are `tiers` (warmest first), with the
+/// reachable chunks beyond memory's budget in `spill`.
 pub async fn collect(
     repo: &Repo,
     tiers: &[Tier],
     opts: &Options,
+    spill: &Spill,
     progress: &Progress,
 ) -> Result<GcReport, FsckError> {
     let named: HashSet<u64> = repo.snapshots()?.into_iter().map(|(_, n)| n).collect();
@@ -90,12 +93,12 @@ pub async fn collect(
         bury(repo, tiers, leftover, &mut report).await?;
     }
     progress.phase("marking what the kept versions reach", 0);
-    let marked = mark(repo, &session, progress).await?;
-    report.reachable = marked.len() as u64;
+    let marked = mark(repo, &session, spill, progress).await?;
+    report.reachable = marked.len();
     progress.phase("sweeping", repo.totals()?.chunks);
     sweep(repo, tiers, &session, &marked, opts, progress, &mut report).await?;
     if opts.offline {
-        report.orphans = strays(repo, tiers, &marked, opts.dry_run).await?;
+        report.orphans = strays(repo, tiers, &marked, spill, opts.dry_run).await?;
     }
     forget_stray_locations(repo, opts.dry_run)?;
     if !opts.dry_run {
@@ -153,26 +156,32 @@ pub async fn finish_interrupted(repo: &Repo, tiers: &[Tier]) -> Result<u64, Mani
     Ok(n)
 }
 
-/// Every chunk reachable from the kept versions. Fails, before anything is deleted,
-/// if any of their nodes cannot be read.
+/// Every chunk reachable from the kept versions, sorted (on disk beyond `spill`'s
+/// budget; the tree nodes' ids are also kept in memory while the walk runs, so each
+/// is read once). Fails, before anything is deleted, if any of their nodes cannot be
+/// read.
 async fn mark(
     repo: &Repo,
     session: &GcSession<'_>,
+    spill: &Spill,
     progress: &Progress,
-) -> Result<HashSet<ChunkId>, FsckError> {
-    let mut marked = HashSet::new();
-    let mut broken = None;
+) -> Result<Sorted<ChunkId>, FsckError> {
+    let mut marked = spill.sorter();
+    let mut nodes = HashSet::new();
+    let (mut broken, mut failed) = (None, None);
     walk::reachable(
         session.kept.iter().map(|v| v.root),
         |ids| walk::read_nodes(std::slice::from_ref(repo.store()), ids),
         |found| match found {
             Found::Node(id, _) => {
-                let new = marked.insert(id);
+                let new = nodes.insert(id);
                 progress.add(u64::from(new), 0);
                 new
             }
             Found::Data(id, _) => {
-                marked.insert(id);
+                if failed.is_none() {
+                    failed = marked.push(id).err();
+                }
                 true
             }
             Found::Broken(id, what, at) => {
@@ -188,22 +197,30 @@ async fn mark(
         },
     )
     .await;
-    match broken {
-        None => Ok(marked),
-        Some(why) => Err(FsckError::Unreadable(why)),
+    if let Some(why) = broken {
+        return Err(FsckError::Unreadable(why));
     }
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    for id in nodes {
+        marked.push(id)?;
+    }
+    Ok(marked.finish()?)
 }
 
-/// Condemns every record not marked, page by page, and deletes its copies.
+/// Condemns every record not marked, page by page, and deletes its copies. The
+/// records come in the order of their ids, the marked set's own: one pass over each.
 async fn sweep(
     repo: &Repo,
     tiers: &[Tier],
     session: &GcSession<'_>,
-    marked: &HashSet<ChunkId>,
+    marked: &Sorted<ChunkId>,
     opts: &Options,
     progress: &Progress,
     report: &mut GcReport,
-) -> Result<(), ManifestError> {
+) -> Result<(), FsckError> {
+    let mut marked = marked.cursor()?;
     let mut after: Option<ChunkId> = None;
     loop {
         let page = repo.chunk_records_after(after.as_ref(), PAGE)?;
@@ -212,10 +229,12 @@ async fn sweep(
         };
         after = Some(*last);
         progress.add(page.len() as u64, 0);
-        let unmarked: Vec<_> = page
-            .into_iter()
-            .filter(|(id, _)| !marked.contains(id))
-            .collect();
+        let mut unmarked = Vec::new();
+        for (id, r) in page {
+            if !marked.holds(&id)? {
+                unmarked.push((id, r));
+            }
+        }
         if opts.dry_run {
             for (_, r) in &unmarked {
                 if r.last_access > session.condemn_before {
@@ -274,25 +293,33 @@ async fn bury(
 }
 
 /// Copies on the local and NAS tiers that no record names and nothing reaches
-/// (offline only: a writer's new chunk has no record until its commit).
+/// (offline only: a writer's new chunk has no record until its commit). A store
+/// lists its chunks in its own order: those without a record are sorted (beside
+/// `spill`) to be looked for in the marked set in one pass.
 async fn strays(
     repo: &Repo,
     tiers: &[Tier],
-    marked: &HashSet<ChunkId>,
+    marked: &Sorted<ChunkId>,
+    spill: &Spill,
     dry_run: bool,
-) -> Result<u64, ManifestError> {
+) -> Result<u64, FsckError> {
     let mut deleted = 0;
     for t in tiers.iter().filter(|t| t.bit != TIER_S3) {
         let mut ids = t.store.list();
-        let mut stray = Vec::new();
+        let mut unrecorded = spill.sorter();
         while let Some(id) = ids.next().await {
             let id = id?;
-            if !marked.contains(&id) && repo.chunk_record(&id)?.is_none() {
-                stray.push(id);
+            if repo.chunk_record(&id)?.is_none() {
+                unrecorded.push(id)?;
             }
         }
         drop(ids);
-        for id in stray {
+        let mut reachable = marked.cursor()?;
+        for id in unrecorded.finish()?.iter() {
+            let id = id?;
+            if reachable.holds(&id)? {
+                continue;
+            }
             if !dry_run {
                 t.store.delete(&id).await?;
             }

@@ -7,8 +7,10 @@
 //! every referenced chunk has a chunk record. Then, for every
 //! reachable chunk and every tier, it checks that a tier whose bit the record sets holds
 //! the chunk (with `read_data`: that the stored frame decodes to its id). Chunks are
-//! checked with bounded concurrency; memory holds the reachable ids (sorted, 32 bytes
-//! each) and their storage order (16 bytes each), not data.
+//! checked with bounded concurrency, in the local tier's storage order; the reachable
+//! ids and that order are sorted sets ([`spill`]) held in memory up to a budget and on
+//! disk beyond it, so memory does not grow with the store (the tree nodes' ids are
+//! kept in memory: a walk reads each once).
 //! Each tier's own bookkeeping (`check_store`) is checked beside the walk and the
 //! reads, or before them when repairing (a rebuilt index may bring chunks back); with
 //! `read_data` it starts after the walk and leaves the records the reads take whole
@@ -38,12 +40,15 @@ mod links;
 pub mod progress;
 mod reach;
 pub mod retention;
+pub mod spill;
 mod walk;
 
 pub use error::FsckError;
 pub use progress::Progress;
+pub use spill::Spill;
 
 use reach::{name_paths, walk_trees};
+use spill::Sorted;
 
 /// Checkers at once, each taking [`READ_BATCH`] chunks: enough reads in flight to keep
 /// a disk's queue full and a cold tier's link busy.
@@ -99,12 +104,14 @@ pub fn versions_to_check(
     Ok(versions)
 }
 
-/// Checks `versions` on `tiers` (warmest first; the first must be the local tier).
+/// Checks `versions` on `tiers` (warmest first; the first must be the local tier),
+/// with sorted sets beyond memory's budget in `spill`.
 pub async fn check(
     repo: &Arc<Repo>,
     tiers: &[Tier],
     versions: &[Version],
     opts: Options,
+    spill: &Spill,
     progress: &Arc<Progress>,
 ) -> Result<Checked, FsckError> {
     let mut report = FsckReport {
@@ -150,18 +157,25 @@ pub async fn check(
     }
     let stores: Vec<_> = tiers.iter().map(|t| t.store.clone()).collect();
     let roots: Vec<ChunkId> = versions.iter().map(|v| v.root).collect();
-    let (reached, nodes) = walk_trees(&roots, &stores, progress, &mut report.problems).await;
+    let walked = walk_trees(&roots, &stores, spill, progress, &mut report.problems).await;
+    let (reached, nodes) = match walked {
+        Ok(walked) => walked,
+        Err(e) => {
+            store_faults(tiers, index_checks, opts, &mut report, &mut faulty).await?;
+            return Err(e.into());
+        }
+    };
     report.nodes = nodes.len() as u64;
-    report.data_chunks = (reached.len() - nodes.len()) as u64;
-    // Shared read-only from here on (sorted): the index checks ask it which chunks the
-    // reads take whole.
+    report.data_chunks = reached.len() - nodes.len() as u64;
+    // Shared read-only from here on: the index checks ask it which chunks the reads
+    // take whole (a record it cannot answer for is checked by its store).
     let reached = Arc::new(reached);
     if opts.read_data && !opts.repair {
         let reachable = reached.clone();
         let check = StoreCheck {
             repair: false,
             read_by_caller: Some(Arc::new(move |id: &ChunkId| {
-                reachable.binary_search(id).is_ok()
+                reachable.contains(id).unwrap_or(false)
             })),
         };
         index_checks = tiers
@@ -170,20 +184,17 @@ pub async fn check(
             .collect();
     }
 
-    // Every chunk on every tier its record claims.
-    progress.phase("checking chunks on every tier", reached.len() as u64);
-    // In the local tier's storage order: its segments are read front to back
-    // instead of at random. Each id by its place in `reached` (16 bytes a chunk).
-    let mut order: Vec<(u64, usize)> = reached
-        .iter()
-        .enumerate()
-        .map(|(at, id)| (tiers[0].store.read_order(id), at))
-        .collect();
-    order.sort_unstable();
+    // Every chunk on every tier its record claims, in the local tier's storage order:
+    // its segments are read front to back instead of at random.
+    progress.phase("checking chunks on every tier", reached.len());
+    let order = storage_order(&reached, &tiers[0], spill);
     // Copies found unclaimed are claimed only if no collection or eviction deleted them
     // meanwhile.
     let mark = repo.copy_mark();
-    let checked = check_all(repo, tiers, &reached, order, opts, listed, progress).await;
+    let checked = match order {
+        Ok(order) => check_all(repo, tiers, order, opts, listed, progress).await,
+        Err(e) => Err(e.into()),
+    };
     store_faults(tiers, index_checks, opts, &mut report, &mut faulty).await?;
     let (bytes, checked) = checked?;
     report.data_bytes_read += bytes;
@@ -267,25 +278,36 @@ async fn store_faults(
     failed.map_or(Ok(()), Err)
 }
 
-/// Checks the chunks of `reached` in `order` (their places in it) in [`CONCURRENCY`]
-/// tasks of their own: store reads block their thread, so futures sharing one task
-/// would read one chunk at a time. Returns the bytes read and the chunks with
-/// something to report or claim (the others are counted, not kept: a store of
-/// millions of chunks).
+/// `reached` sorted by where `local` keeps each chunk (the ones it lacks last).
+fn storage_order(
+    reached: &Sorted<ChunkId>,
+    local: &Tier,
+    spill: &Spill,
+) -> std::io::Result<Sorted<(u64, ChunkId)>> {
+    let mut order = spill.sorter();
+    for id in reached.iter() {
+        let id = id?;
+        order.push((local.store.read_order(&id), id))?;
+    }
+    order.finish()
+}
+
+/// Checks the chunks in `order` in [`CONCURRENCY`] tasks of their own: store reads
+/// block their thread, so futures sharing one task would read one chunk at a time.
+/// Returns the bytes read and the chunks with something to report or claim (the
+/// others are counted, not kept: a store of millions of chunks).
 async fn check_all(
     repo: &Arc<Repo>,
     tiers: &[Tier],
-    reached: &Arc<Vec<ChunkId>>,
-    order: Vec<(u64, usize)>,
+    order: Sorted<(u64, ChunkId)>,
     opts: Options,
     listed: Option<Arc<HashSet<[u8; 32]>>>,
     progress: &Arc<Progress>,
 ) -> Result<(u64, Vec<ChunkChecked>), FsckError> {
-    let queue = Arc::new(std::sync::Mutex::new(order.into_iter()));
+    let queue = Arc::new(std::sync::Mutex::new(order.iter()));
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..CONCURRENCY {
         let (repo, tiers, queue) = (repo.clone(), tiers.to_vec(), queue.clone());
-        let reached = reached.clone();
         let (listed, progress) = (listed.clone(), progress.clone());
         workers.spawn(async move {
             let (mut bytes, mut done) = (0, Vec::new());
@@ -295,10 +317,10 @@ async fn check_all(
                     .unwrap_or_else(|p| p.into_inner())
                     .by_ref()
                     .take(READ_BATCH)
-                    .map(|(_, at)| reached[at])
-                    .collect();
+                    .map(|r| r.map(|(_, id)| id))
+                    .collect::<std::io::Result<_>>()?;
                 if batch.is_empty() {
-                    return Ok::<_, ManifestError>((bytes, done));
+                    return Ok::<_, FsckError>((bytes, done));
                 }
                 let mut read = read_ahead(&tiers, &batch, opts).await;
                 for id in batch {

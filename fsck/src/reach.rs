@@ -4,33 +4,31 @@
 //! chunk.
 
 use std::collections::{HashMap, HashSet};
+use std::io;
 use std::sync::Arc;
 
 use fvfs_api::reports::{FsckReport, Problem};
 use fvfs_cas::{ChunkId, ChunkStore};
 use fvfs_manifest::path;
 
+use crate::spill::{Sorted, Spill};
 use crate::walk::{self, Found};
 use crate::{links, Progress};
 
-/// Data chunk ids gathered at least this many before their duplicates are dropped.
-const DEDUP_AT: usize = 1 << 16;
-
-/// Every chunk reachable from `roots` (all of them, sorted, each once: 32 bytes a chunk
-/// where a hash set of them takes about 70; and the tree nodes among them), each
-/// visited once, and the hard links checked; what is broken goes to `problems`.
-/// Paths are not kept (a set of ids is a third of a map to paths): a second walk
-/// names the few chunks found wanting ([`name_paths`]). Data chunk ids are gathered
-/// in a list whose duplicates (a chunk in several files) are dropped whenever it has
-/// doubled.
+/// Every chunk reachable from `roots` (all of them, sorted, each once, in memory up to
+/// `spill`'s budget and on disk beyond; and the tree nodes among them), each visited
+/// once, and the hard links checked; what is broken goes to `problems`. Paths are not
+/// kept (a set of ids is a third of a map to paths): a second walk names the few
+/// chunks found wanting ([`name_paths`]).
 pub(crate) async fn walk_trees(
     roots: &[ChunkId],
     stores: &[Arc<dyn ChunkStore>],
+    spill: &Spill,
     progress: &Progress,
     problems: &mut Vec<Problem>,
-) -> (Vec<ChunkId>, HashSet<ChunkId>) {
-    let mut ids: Vec<ChunkId> = Vec::new();
-    let mut unique = DEDUP_AT;
+) -> io::Result<(Sorted<ChunkId>, HashSet<ChunkId>)> {
+    let mut ids = spill.sorter();
+    let mut failed = None;
     let mut nodes: HashSet<ChunkId> = HashSet::new();
     progress.phase("walking the trees", 0);
     walk::reachable(
@@ -43,10 +41,8 @@ pub(crate) async fn walk_trees(
                 new
             }
             Found::Data(id, _) => {
-                ids.push(id);
-                if ids.len() >= 2 * unique {
-                    sort_unique(&mut ids);
-                    unique = ids.len().max(DEDUP_AT);
+                if failed.is_none() {
+                    failed = ids.push(id).err();
                 }
                 true
             }
@@ -63,6 +59,9 @@ pub(crate) async fn walk_trees(
         },
     )
     .await;
+    if let Some(e) = failed {
+        return Err(e);
+    }
     progress.phase("checking hard links", 0);
     for (id, what, path) in links::check(roots, |id| walk::read_node(stores, id)).await {
         problems.push(Problem {
@@ -73,15 +72,10 @@ pub(crate) async fn walk_trees(
             repaired: false,
         });
     }
-    ids.extend(nodes.iter().copied());
-    sort_unique(&mut ids);
-    ids.shrink_to_fit();
-    (ids, nodes)
-}
-
-fn sort_unique(ids: &mut Vec<ChunkId>) {
-    ids.sort_unstable();
-    ids.dedup();
+    for id in &nodes {
+        ids.push(*id)?;
+    }
+    Ok((ids.finish()?, nodes))
 }
 
 /// Names the first path using each chunk a problem (or a store fault) is about: a

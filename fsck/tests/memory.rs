@@ -12,7 +12,7 @@ use fvfs_cas::faults::{Fault, FaultyStore, Op};
 use fvfs_cas::{ChunkId, ChunkStore, MemoryStore, StoreError};
 use fvfs_fsck::gc::{self, Options as GcOptions};
 use fvfs_fsck::retention::Retention;
-use fvfs_fsck::{FsckError, Options, Progress, Tier};
+use fvfs_fsck::{FsckError, Options, Progress, Spill, Tier};
 use fvfs_manifest::kv::Kv;
 use fvfs_manifest::meta::{TIER_LOCAL, TIER_S3};
 use fvfs_manifest::*;
@@ -21,6 +21,9 @@ use fvfs_tiering::Publishing;
 
 struct Fixture {
     _dir: tempfile::TempDir,
+    /// Sets of more than a few chunks go to disk: every check and collection here
+    /// takes the path a store of millions of chunks takes.
+    spill: Spill,
     store: Arc<FaultyStore<MemoryStore>>,
     repo: Arc<Repo>,
     /// An S3 tier seen through its packs, when the store has one.
@@ -40,6 +43,7 @@ fn fixture_with(s3: Option<Arc<FakePacks>>) -> Fixture {
     let index = Arc::new(fvfs_tiering::TierIndex::new(&kv, replicas));
     let repo = Arc::new(Repo::new(store.clone() as Arc<dyn ChunkStore>, kv, index));
     Fixture {
+        spill: Spill::in_dir(dir.path()).with_budget(8 * 32),
         _dir: dir,
         store,
         repo,
@@ -141,10 +145,17 @@ impl Fixture {
             repair: false,
         };
         let progress = Arc::new(Progress::new("fsck"));
-        fvfs_fsck::check(&self.repo, &self.tiers(), &versions, opts, &progress)
-            .await
-            .unwrap()
-            .report
+        fvfs_fsck::check(
+            &self.repo,
+            &self.tiers(),
+            &versions,
+            opts,
+            &self.spill,
+            &progress,
+        )
+        .await
+        .unwrap()
+        .report
     }
 
     async fn collect(&self, keep_last: u64) -> Result<fvfs_api::reports::GcReport, FsckError> {
@@ -162,7 +173,7 @@ impl Fixture {
             offline: true,
         };
         let progress = Progress::new("gc");
-        gc::collect(&self.repo, &self.tiers(), &opts, &progress).await
+        gc::collect(&self.repo, &self.tiers(), &opts, &self.spill, &progress).await
     }
 
     async fn stored(&self) -> Vec<ChunkId> {
@@ -272,6 +283,40 @@ async fn gc_frees_what_only_dropped_versions_reach_and_keeps_the_rest_readable()
     assert!(after.len() < before.len());
     let check = f.check(true).await;
     assert!(check.is_clean() && check.problems.is_empty(), "{check:?}");
+}
+
+/// A collection whose reachable set is on disk (far more chunks than the fixture's
+/// budget) frees exactly what only the dropped version reached.
+#[tokio::test]
+async fn gc_with_its_marks_on_disk_frees_exactly_what_only_dropped_versions_reach() {
+    let f = fixture();
+    let names: Vec<String> = (0..200).map(|n| format!("/d{}/f{n}", n % 7)).collect();
+    let first: Vec<String> = (0..200).map(|n| format!("first {n}")).collect();
+    let files: Vec<(&str, &str)> = names
+        .iter()
+        .map(String::as_str)
+        .zip(first.iter().map(String::as_str))
+        .collect();
+    let old = f.write(&files).await;
+    // Every other file rewritten: the old content of those is reached by version 1 only.
+    let second: Vec<String> = (0..200).step_by(2).map(|n| format!("second {n}")).collect();
+    let files: Vec<(&str, &str)> = names
+        .iter()
+        .step_by(2)
+        .map(String::as_str)
+        .zip(second.iter().map(String::as_str))
+        .collect();
+    let new = f.write(&files).await;
+    let report = f.collect(1).await.unwrap();
+    assert_eq!(report.versions_dropped, vec![1]);
+    let after: HashSet<ChunkId> = f.stored().await.into_iter().collect();
+    for (n, id) in old.iter().enumerate() {
+        assert_eq!(after.contains(id), n % 2 == 1, "file {n}'s first content");
+    }
+    assert!(new.iter().all(|id| after.contains(id)));
+    let check = f.check(true).await;
+    assert!(check.is_clean() && check.problems.is_empty(), "{check:?}");
+    assert_eq!(check.data_chunks, 200);
 }
 
 #[tokio::test]
@@ -530,7 +575,7 @@ async fn fsck_beside_replication_reports_no_copy_confirmed_after_its_read_ahead(
     };
     let check = || async {
         let progress = Arc::new(Progress::new("fsck"));
-        fvfs_fsck::check(&f.repo, &tiers, &versions, opts, &progress)
+        fvfs_fsck::check(&f.repo, &tiers, &versions, opts, &f.spill, &progress)
             .await
             .unwrap()
             .report
@@ -606,7 +651,7 @@ async fn fsck_repair_beside_an_eviction_claims_no_copy_it_deleted() {
         repair: true,
     };
     let progress = Arc::new(Progress::new("fsck"));
-    let report = fvfs_fsck::check(&f.repo, &tiers, &versions, opts, &progress)
+    let report = fvfs_fsck::check(&f.repo, &tiers, &versions, opts, &f.spill, &progress)
         .await
         .unwrap()
         .report;

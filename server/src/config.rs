@@ -189,6 +189,10 @@ pub struct Gc {
     /// level once no chunk came or went for this long; 0: never.
     #[serde(default = "default_recompress_idle")]
     pub recompress_idle_secs: u64,
+    /// Memory each of fsck's and gc's sorts of the chunks they reach takes before it
+    /// goes on in temporary files in the data directory, in MiB (at least 1).
+    #[serde(default = "default_sort_memory_mb")]
+    pub sort_memory_mb: u64,
 }
 
 impl Default for Gc {
@@ -201,11 +205,17 @@ impl Default for Gc {
             in_flight_secs: default_grace(),
             compact_below: default_compact(),
             recompress_idle_secs: default_recompress_idle(),
+            sort_memory_mb: default_sort_memory_mb(),
         }
     }
 }
 
 impl Gc {
+    /// `sort_memory_mb` in bytes.
+    pub fn sort_memory(&self) -> usize {
+        usize::try_from(self.sort_memory_mb.clamp(1, 1 << 20) << 20).unwrap_or(usize::MAX)
+    }
+
     /// The options of one collection: `args` override the config key by key.
     pub fn options(&self, args: &fvfs_api::args::GcArgs, offline: bool) -> fvfs_fsck::gc::Options {
         fvfs_fsck::gc::Options {
@@ -222,6 +232,10 @@ impl Gc {
             offline,
         }
     }
+}
+
+fn default_sort_memory_mb() -> u64 {
+    (fvfs_fsck::Spill::DEFAULT_BUDGET >> 20) as u64
 }
 
 fn default_recompress_idle() -> u64 {

@@ -66,7 +66,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     )
     .await;
     match opened {
-        Ok(home) => local(&home, &config, cli.command).await,
+        Ok(home) => {
+            let home = home.with_sort_memory(config.gc.sort_memory());
+            local(&home, &config, cli.command).await
+        }
         Err(e) if e.is::<fvfs_engine::Busy>() => through_daemon(&dir, e, cli.command).await,
         Err(e) => Err(e),
     }

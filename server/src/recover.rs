@@ -60,7 +60,14 @@ pub async fn run(home: &Engine, rehydrate: bool) -> Result<ExitCode> {
     let roots = versions.iter().map(|v| v.root);
     let nodes = with_bar(&progress, fetch_trees(repo, roots, |b| progress.add(1, b))).await;
     records.await.context("recording the chunks found")??;
-    let work = fvfs_fsck::check(&arc, &fsck_tiers, &versions, Default::default(), &progress);
+    let work = fvfs_fsck::check(
+        &arc,
+        &fsck_tiers,
+        &versions,
+        Default::default(),
+        home.spill(),
+        &progress,
+    );
     let checked = with_bar(&progress, work).await?;
     repo.restore_mark_nodes(&checked.node_ids)?;
     let mut unreadable = 0;

@@ -34,6 +34,8 @@ pub struct Engine {
     maintenance: Arc<crate::Maintenance>,
     /// Its loops and jobs, stopped by whoever runs loops on them (the daemon).
     workers: Arc<crate::Workers>,
+    /// Where fsck and gc sort what outgrows their memory budget.
+    spill: fvfs_fsck::Spill,
     /// The data directory's lock, declared last so that it is dropped last: the
     /// databases are closed before another process can take the store.
     _lock: File,
@@ -103,6 +105,7 @@ impl Engine {
         Ok(Self {
             maintenance: Arc::new(crate::Maintenance::recorded_in(dir.join(MAINTENANCE))),
             workers: Arc::default(),
+            spill: fvfs_fsck::Spill::in_dir(&dir),
             dir,
             repo,
             tiers,
@@ -127,7 +130,21 @@ impl Engine {
             reads: self.tiers(),
             maintenance: self.maintenance.clone(),
             workers: self.workers.clone(),
+            spill: Arc::new(self.spill.clone()),
         }
+    }
+
+    /// Where fsck and gc put the sorted sets that outgrow their memory budget: the
+    /// data directory, on the store's own disk.
+    pub fn spill(&self) -> &fvfs_fsck::Spill {
+        &self.spill
+    }
+
+    /// The same store, with fsck's and gc's sorts taking `bytes` of memory each
+    /// before they go to disk (the configuration's `[gc] sort_memory_mb`).
+    pub fn with_sort_memory(mut self, bytes: usize) -> Self {
+        self.spill = self.spill.with_budget(bytes);
+        self
     }
 
     /// The store's workers: the daemon's loops run on them, and every job.

@@ -57,6 +57,8 @@ pub struct Jobs {
     pub(crate) reads: Option<Arc<TieredStore>>,
     pub(crate) maintenance: Arc<Maintenance>,
     pub(crate) workers: Arc<Workers>,
+    /// Where fsck and gc spill what outgrows memory.
+    pub(crate) spill: Arc<fvfs_fsck::Spill>,
 }
 
 impl Jobs {
@@ -108,7 +110,15 @@ impl Job for Fsck {
             read_data: args.read_data,
             repair: args.repair,
         };
-        fvfs_fsck::check(&store.repo, &store.tiers, &versions, opts, progress).await
+        fvfs_fsck::check(
+            &store.repo,
+            &store.tiers,
+            &versions,
+            opts,
+            &store.spill,
+            progress,
+        )
+        .await
     }
 
     fn outcome(&self, checked: &Checked) -> (bool, String) {
@@ -139,7 +149,7 @@ impl Job for Gc {
     type Error = FsckError;
 
     async fn run(&self, store: &Jobs, progress: &Arc<Progress>) -> Result<GcReport, FsckError> {
-        fvfs_fsck::gc::collect(&store.repo, &store.tiers, &self.0, progress).await
+        fvfs_fsck::gc::collect(&store.repo, &store.tiers, &self.0, &store.spill, progress).await
     }
 
     fn outcome(&self, r: &GcReport) -> (bool, String) {

@@ -128,6 +128,14 @@ impl From<FsckError> for ApiError {
             FsckError::Manifest(m) => m.into(),
             FsckError::Unreadable(_) => Self::new(ErrorCode::Corrupt, e.to_string()),
             FsckError::Worker(_) => Self::new(ErrorCode::Internal, e.to_string()),
+            // A full disk under the data directory is the user's to fix, and says so.
+            FsckError::Spill(ref io) => {
+                let code = match io.kind() {
+                    std::io::ErrorKind::StorageFull => ErrorCode::NoSpace,
+                    _ => ErrorCode::IoError,
+                };
+                Self::new(code, e.to_string())
+            }
         }
     }
 }
