@@ -97,7 +97,7 @@ impl Spill {
         }
     }
 
-    pub(crate) fn sorter<R: Record>(&self) -> Sorter<R> {
+    pub fn sorter<R: Record>(&self) -> Sorter<R> {
         Sorter {
             spill: self.clone(),
             cap: (self.budget / R::LEN).max(4),
@@ -117,7 +117,7 @@ impl Spill {
 }
 
 /// Gathers records in any order, with duplicates; see the module's doc.
-pub(crate) struct Sorter<R> {
+pub struct Sorter<R> {
     spill: Spill,
     cap: usize,
     buf: Vec<R>,
@@ -126,7 +126,7 @@ pub(crate) struct Sorter<R> {
 }
 
 impl<R: Record> Sorter<R> {
-    pub(crate) fn push(&mut self, r: R) -> io::Result<()> {
+    pub fn push(&mut self, r: R) -> io::Result<()> {
         if self.buf.len() == self.cap {
             sort_unique(&mut self.buf);
             if self.buf.len() > self.cap / 2 {
@@ -145,6 +145,11 @@ impl<R: Record> Sorter<R> {
     fn spill_buf(&mut self) -> io::Result<()> {
         let records = self.buf.drain(..).map(Ok);
         let (file, n, _) = write_sorted(&self.spill, records)?;
+        tracing::debug!(
+            records = n,
+            runs = self.runs.len() + 1,
+            "a sort went on disk"
+        );
         self.runs.push((file, n));
         if self.runs.len() >= MAX_RUNS {
             let merged = Merge::<R>::new(readers(std::mem::take(&mut self.runs)))?;
@@ -155,7 +160,7 @@ impl<R: Record> Sorter<R> {
     }
 
     /// Every record pushed, once each, in order.
-    pub(crate) fn finish(mut self) -> io::Result<Sorted<R>> {
+    pub fn finish(mut self) -> io::Result<Sorted<R>> {
         sort_unique(&mut self.buf);
         if self.runs.is_empty() {
             self.buf.shrink_to_fit();
@@ -209,7 +214,7 @@ fn write_sorted<R: Record>(
 }
 
 /// A sorted set of records, each once (see the module's doc).
-pub(crate) enum Sorted<R> {
+pub enum Sorted<R> {
     Memory(Arc<Vec<R>>),
     File {
         file: Arc<File>,
@@ -222,15 +227,19 @@ pub(crate) enum Sorted<R> {
 }
 
 impl<R: Record> Sorted<R> {
-    pub(crate) fn len(&self) -> u64 {
+    pub fn len(&self) -> u64 {
         match self {
             Sorted::Memory(v) => v.len() as u64,
             Sorted::File { len, .. } => *len,
         }
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The records in order, from the first.
-    pub(crate) fn iter(&self) -> Iter<R> {
+    pub fn iter(&self) -> Iter<R> {
         match self {
             Sorted::Memory(v) => Box::new(MemoryIter {
                 records: v.clone(),
@@ -241,14 +250,14 @@ impl<R: Record> Sorted<R> {
     }
 
     /// A cursor at the first record.
-    pub(crate) fn cursor(&self) -> io::Result<Cursor<R>> {
+    pub fn cursor(&self) -> io::Result<Cursor<R>> {
         let mut iter = self.iter();
         let next = iter.next().transpose()?;
         Ok(Cursor { iter, next })
     }
 
     /// Whether the set holds `r`, asked in any order.
-    pub(crate) fn contains(&self, r: &R) -> io::Result<bool> {
+    pub fn contains(&self, r: &R) -> io::Result<bool> {
         let (file, len, fences, page) = match self {
             Sorted::Memory(v) => return Ok(v.binary_search(r).is_ok()),
             Sorted::File {
@@ -276,14 +285,14 @@ impl<R: Record> Sorted<R> {
 
 /// A set read front to back, asked about records in ascending order (a merge of two
 /// sorted sequences: gc's sweep of the chunk records against what is reachable).
-pub(crate) struct Cursor<R> {
+pub struct Cursor<R> {
     iter: Iter<R>,
     next: Option<R>,
 }
 
 impl<R: Record> Cursor<R> {
     /// Whether the set holds `r`; `r` is not below any record asked about before.
-    pub(crate) fn holds(&mut self, r: &R) -> io::Result<bool> {
+    pub fn holds(&mut self, r: &R) -> io::Result<bool> {
         while self.next.as_ref().is_some_and(|n| n < r) {
             self.next = self.iter.next().transpose()?;
         }
@@ -292,7 +301,7 @@ impl<R: Record> Cursor<R> {
 }
 
 /// Records read front to back; owns what it reads from, so it can go to another task.
-pub(crate) type Iter<R> = Box<dyn Iterator<Item = io::Result<R>> + Send>;
+pub type Iter<R> = Box<dyn Iterator<Item = io::Result<R>> + Send>;
 
 struct MemoryIter<R> {
     records: Arc<Vec<R>>,

@@ -189,10 +189,11 @@ pub struct Gc {
     /// level once no chunk came or went for this long; 0: never.
     #[serde(default = "default_recompress_idle")]
     pub recompress_idle_secs: u64,
-    /// Memory each of fsck's and gc's sorts of the chunks they reach takes before it
-    /// goes on in temporary files in the data directory, in MiB (at least 1).
+    /// Memory each sort of fsck, gc and recover (of the chunks they reach or find)
+    /// takes before it goes on in temporary files in the data directory, in MiB
+    /// (fractions allowed, at least 64 KiB).
     #[serde(default = "default_sort_memory_mb")]
-    pub sort_memory_mb: u64,
+    pub sort_memory_mb: f64,
 }
 
 impl Default for Gc {
@@ -213,7 +214,8 @@ impl Default for Gc {
 impl Gc {
     /// `sort_memory_mb` in bytes.
     pub fn sort_memory(&self) -> usize {
-        usize::try_from(self.sort_memory_mb.clamp(1, 1 << 20) << 20).unwrap_or(usize::MAX)
+        // A float cast saturates (and NaN is 0), then the floor applies.
+        ((self.sort_memory_mb * f64::from(1u32 << 20)) as usize).max(64 << 10)
     }
 
     /// The options of one collection: `args` override the config key by key.
@@ -234,8 +236,8 @@ impl Gc {
     }
 }
 
-fn default_sort_memory_mb() -> u64 {
-    (fvfs_fsck::Spill::DEFAULT_BUDGET >> 20) as u64
+fn default_sort_memory_mb() -> f64 {
+    (fvfs_fsck::Spill::DEFAULT_BUDGET >> 20) as f64
 }
 
 fn default_recompress_idle() -> u64 {

@@ -1,8 +1,10 @@
 //! `fvfsd recover --from-s3`: rebuilds a lost store from the S3 tier alone.
 //!
 //! Into an empty data directory: every pack index in the bucket gives the chunks and
-//! where they are (one suffix-range GET per pack, many in flight; the locations are
-//! recorded first, the chunks' records beside the fetch of the trees), the version log and
+//! where they are (one suffix-range GET per pack, many in flight; sorted by id in
+//! memory up to `[gc] sort_memory_mb` and in temporary files beyond, so memory does not
+//! grow with the bucket; the locations are recorded first, the chunks' records beside
+//! the fetch of the trees), the version log and
 //! snapshot names give the versions, every tree node of every version is fetched by
 //! pack, level by level, each shared node once ([`fvfs_manifest::fetch_trees`]), and
 //! kept in the local tier; a walk of every version's tree then proves each one whole
@@ -17,9 +19,10 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use futures::StreamExt;
-use fvfs_cas::StoreError;
+use fvfs_cas::{ChunkId, StoreError};
+use fvfs_fsck::spill::{Record, Sorted};
 use fvfs_manifest::{fetch_trees, Repo};
-use fvfs_tiering::{Publishing, Recovered, Replication, TierId};
+use fvfs_tiering::{PackLoc, Publishing, Recovered, Replication, TierId};
 
 use crate::progress::with_bar;
 use fvfs_engine::Engine;
@@ -39,12 +42,28 @@ pub async fn run(home: &Engine, rehydrate: bool) -> Result<ExitCode> {
     let started = std::time::Instant::now();
     let progress = Arc::new(fvfs_fsck::Progress::new("recover"));
     progress.phase("pack indexes", 0);
-    let found = Arc::new(with_bar(&progress, s3.scan_packs(|bytes| progress.add(1, bytes))).await?);
+    // Every chunk found, sorted by id in memory up to a budget and on disk beyond it
+    // (a bucket holds millions): the records are written from it in order, each chunk
+    // once, however many packs hold it.
+    let (mut by_id, mut spilled) = (home.spill().sorter::<ById>(), Ok(()));
+    let scan = s3.scan_packs(
+        |bytes| progress.add(1, bytes),
+        |pack| {
+            for f in pack {
+                if spilled.is_ok() {
+                    spilled = by_id.push(Found(f));
+                }
+            }
+        },
+    );
+    with_bar(&progress, scan).await?;
+    spilled.context("sorting the chunks found")?;
+    let found = Arc::new(by_id.finish().context("sorting the chunks found")?);
     let (versions, snapshots) = fvfs_tiering::s3::log::read(s3.bucket()).await?;
     if versions.is_empty() {
         bail!("no version log in S3 under this bucket and prefix: nothing to recover");
     }
-    repo.restore_locations(&found)?;
+    let chunks = each_batch(&found, |batch| Ok(repo.restore_locations(batch)?))?;
     // The chunks' records on a thread of their own while the tree nodes come (half of
     // a one-version recover's time each).
     let (arc, fsck_tiers) = (home.repo_arc(), home.fsck_tiers());
@@ -54,7 +73,9 @@ pub async fn run(home: &Engine, rehydrate: bool) -> Result<ExitCode> {
             found.clone(),
             tokio::runtime::Handle::current(),
         );
-        tokio::task::spawn_blocking(move || rt.block_on(repo.restore_chunks(&found)))
+        tokio::task::spawn_blocking(move || {
+            each_batch(&found, |batch| Ok(rt.block_on(repo.restore_chunks(batch))?))
+        })
     };
     progress.phase("tree nodes", 0);
     let roots = versions.iter().map(|v| v.root);
@@ -72,8 +93,14 @@ pub async fn run(home: &Engine, rehydrate: bool) -> Result<ExitCode> {
     repo.restore_mark_nodes(&checked.node_ids)?;
     let mut unreadable = 0;
     if rehydrate {
-        progress.phase("rehydrating the local tier", found.len() as u64);
-        unreadable = with_bar(&progress, rehydrate_all(repo, &found, &progress)).await?;
+        progress.phase("rehydrating the local tier", chunks);
+        let mut by_place = home.spill().sorter::<ByPlace>();
+        each_batch(&found, |batch| {
+            batch.iter().try_for_each(|f| by_place.push(Found(*f)))?;
+            Ok(())
+        })?;
+        let by_place = by_place.finish()?;
+        unreadable = with_bar(&progress, rehydrate_all(repo, &by_place, &progress)).await?;
     }
     repo.store().sync().await?;
     tiers.record_reads(repo).await?;
@@ -86,7 +113,7 @@ pub async fn run(home: &Engine, rehydrate: bool) -> Result<ExitCode> {
         "recovered {} versions (HEAD = version {head}), {} snapshots, {} chunks ({nodes} tree nodes{}) from S3 in {:.1} s; S3: {}",
         versions.len(),
         snapshots.len(),
-        found.len(),
+        chunks,
         if rehydrate { ", all now local" } else { "" },
         started.elapsed().as_secs_f64(),
         s3.requests(),
@@ -110,15 +137,17 @@ pub async fn run(home: &Engine, rehydrate: bool) -> Result<ExitCode> {
 /// how many could not be read (each named on stderr).
 async fn rehydrate_all(
     repo: &Repo,
-    found: &[Recovered],
+    found: &Sorted<ByPlace>,
     progress: &fvfs_fsck::Progress,
 ) -> Result<u64> {
     let mut unreadable = 0;
-    const BATCH: usize = 65_536;
-    let mut found: Vec<&Recovered> = found.iter().collect();
-    found.sort_unstable_by_key(|f| (f.loc.pack, f.loc.offset));
-    for batch in found.chunks(BATCH) {
-        let ids = batch.iter().map(|f| f.id).collect();
+    let mut places = found.iter().peekable();
+    while places.peek().is_some() {
+        let ids = places
+            .by_ref()
+            .take(BATCH)
+            .map(|f| f.map(|f| f.0.id))
+            .collect::<std::io::Result<Vec<_>>>()?;
         let mut answers = repo.store().get_many(ids);
         while let Some((id, answer)) = answers.next().await {
             match answer {
@@ -132,4 +161,92 @@ async fn rehydrate_all(
         }
     }
     Ok(unreadable)
+}
+
+/// Chunks handled at once: written to the database, or read back from S3.
+const BATCH: usize = 65_536;
+
+/// Gives `write` the chunks of `found` a batch at a time, each chunk once (the first
+/// place it is found, when several packs hold it); returns how many chunks.
+fn each_batch(
+    found: &Sorted<ById>,
+    mut write: impl FnMut(&[Recovered]) -> Result<()>,
+) -> Result<u64> {
+    let (mut batch, mut last, mut chunks) = (Vec::with_capacity(BATCH), None, 0);
+    for f in found.iter() {
+        let f = f?.0;
+        if last.replace(f.id) == Some(f.id) {
+            continue;
+        }
+        chunks += 1;
+        batch.push(f);
+        if batch.len() == BATCH {
+            write(&batch)?;
+            batch.clear();
+        }
+    }
+    if !batch.is_empty() {
+        write(&batch)?;
+    }
+    Ok(chunks)
+}
+
+/// A chunk found in S3 as a sorted set holds it: by id, or with `BY_PLACE` by pack
+/// and offset (the order rehydration reads in); then by the rest, so that equal
+/// records are one chunk in one place.
+#[derive(Clone, Copy)]
+struct Found<const BY_PLACE: bool>(Recovered);
+type ById = Found<false>;
+type ByPlace = Found<true>;
+
+impl<const BY_PLACE: bool> Found<BY_PLACE> {
+    fn key(&self) -> ([u8; 32], u64, [u8; 32], u32, u32) {
+        let (f, id) = (&self.0, *self.0.id.as_bytes());
+        let (first, then) = if BY_PLACE {
+            (f.loc.pack, id)
+        } else {
+            (id, f.loc.pack)
+        };
+        (first, f.loc.offset, then, f.loc.len, f.raw_len)
+    }
+}
+
+impl<const BY_PLACE: bool> PartialEq for Found<BY_PLACE> {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl<const BY_PLACE: bool> Eq for Found<BY_PLACE> {}
+
+impl<const BY_PLACE: bool> PartialOrd for Found<BY_PLACE> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<const BY_PLACE: bool> Ord for Found<BY_PLACE> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
+impl<const BY_PLACE: bool> Record for Found<BY_PLACE> {
+    const LEN: usize = 32 + PackLoc::ENCODED_LEN + 4;
+
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.0.id.as_bytes());
+        out.extend_from_slice(&self.0.loc.encode());
+        out.extend_from_slice(&self.0.raw_len.to_le_bytes());
+    }
+
+    fn get(bytes: &[u8]) -> Self {
+        let (id, rest) = bytes.split_at(32);
+        let (loc, raw_len) = rest.split_at(PackLoc::ENCODED_LEN);
+        Self(Recovered {
+            id: ChunkId::from_slice(id).expect("32 bytes"),
+            loc: PackLoc::decode(loc).expect("a location's length"),
+            raw_len: u32::from_le_bytes(raw_len.try_into().expect("4 bytes")),
+        })
+    }
 }

@@ -65,10 +65,10 @@ fn a_hundred_thousand_files_import_export_and_check_in_bounded_memory() {
     run("export", &["export", "/home", out.to_str().unwrap()]);
     tree::assert_same(&src, &out);
     let checked = run("fsck", &["fsck", "--all", "--read-data"]);
-    // The same check with its sorts on disk beyond 1 MiB (100,000 chunks are 3 MiB of
+    // The same check with its sorts on disk beyond 512 KiB (100,000 chunks are 3 MiB of
     // ids): it finds the same, in no more memory.
     let small = work.path().join("small-sorts.toml");
-    std::fs::write(&small, "[gc]\nsort_memory_mb = 1\n").unwrap();
+    std::fs::write(&small, "[gc]\nsort_memory_mb = 0.5\n").unwrap();
     let config = ["--config", small.to_str().unwrap()];
     let spilled = run(
         "fsck, sorts on disk",

@@ -68,14 +68,10 @@ async fn passes_conformance_encrypted_and_shows_no_id_or_content() {
     }
     assert!(seen > 0);
     // The same key reads it back from the pack indexes alone; another key reads nothing.
-    let found = sealed_store("sealed", &key)
-        .await
-        .scan_packs(|_| {})
-        .await
-        .unwrap();
+    let found = scan(&sealed_store("sealed", &key).await).await;
     assert!(found.iter().any(|f| f.id == id));
     let other = sealed_store("sealed", &MasterKey::generate()).await;
-    assert!(other.scan_packs(|_| {}).await.unwrap().is_empty());
+    assert!(scan(&other).await.is_empty());
     // A changed byte in a sealed frame is corrupt, not returned.
     let listed = s.bucket().list("packs/").await.unwrap();
     let holding = found.iter().find(|f| f.id == id).unwrap();
@@ -94,7 +90,7 @@ async fn passes_conformance_encrypted_and_shows_no_id_or_content() {
     let locs = Arc::new(MemoryLocations::default());
     let bucket = Bucket::connect(&settings("sealed")).await.with_key(&key);
     let fresh = S3Store::new(bucket, locs.clone());
-    let found = fresh.scan_packs(|_| {}).await.unwrap();
+    let found = scan(&fresh).await;
     locs.record(&found.iter().map(|f| (f.id, f.loc)).collect::<Vec<_>>())
         .unwrap();
     match fresh.get(&id).await {
@@ -125,7 +121,7 @@ async fn many_chunks_make_one_pack_read_by_block() {
 
     // A fresh store (new locations) rebuilds them from the pack index alone.
     let fresh = store("packing").await;
-    let found = fresh.scan_packs(|_| {}).await.unwrap();
+    let found = scan(&fresh).await;
     assert_eq!(found.len(), chunks.len());
     // One chunk read takes its block of the pack along: the reads after it (here,
     // of the whole small pack) need no request of their own.
@@ -164,9 +160,18 @@ async fn many_chunks_make_one_pack_read_by_block() {
     assert_eq!(raw, 300 * 3000);
 }
 
+/// Every chunk `s`'s pack indexes name.
+async fn scan(s: &S3Store) -> Vec<fvfs_tiering::Recovered> {
+    let mut found = Vec::new();
+    s.scan_packs(|_| {}, |pack| found.extend(pack))
+        .await
+        .unwrap();
+    found
+}
+
 /// Which packs the chunks of `store`'s prefix are in, as its pack indexes say.
 async fn packs_of(prefix: &str) -> std::collections::HashMap<ChunkId, [u8; 32]> {
-    let found = store(prefix).await.scan_packs(|_| {}).await.unwrap();
+    let found = scan(&store(prefix).await).await;
     found.iter().map(|f| (f.id, f.loc.pack)).collect()
 }
 

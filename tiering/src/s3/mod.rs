@@ -353,11 +353,14 @@ impl S3Store {
     }
 
     /// Every chunk in the bucket's packs, read from the pack indexes alone (recovery),
-    /// [`fetch::IN_FLIGHT`] packs at a time; `done` is told of each pack read.
+    /// [`fetch::IN_FLIGHT`] packs at a time: `found` is given each pack's chunks as
+    /// they come (a bucket of millions of chunks is not held here), `done` each pack's
+    /// size.
     pub async fn scan_packs(
         &self,
         done: impl Fn(u64) + Sync,
-    ) -> Result<Vec<Recovered>, StoreError> {
+        mut found: impl FnMut(Vec<Recovered>),
+    ) -> Result<(), StoreError> {
         let listed = self.bucket.list("packs/").await?;
         let done = &done;
         let indexes = stream::iter(listed)
@@ -375,7 +378,6 @@ impl S3Store {
             })
             .buffer_unordered(fetch::IN_FLIGHT * 2);
         let mut indexes = std::pin::pin!(indexes);
-        let mut found = Vec::new();
         while let Some((name, key, entries)) = indexes.next().await {
             let entries = match entries? {
                 Ok(e) => e,
@@ -384,17 +386,22 @@ impl S3Store {
                     continue;
                 }
             };
-            found.extend(entries.into_iter().map(|e| Recovered {
-                id: e.id,
-                loc: PackLoc {
-                    pack: name,
-                    offset: e.offset,
-                    len: e.len,
-                },
-                raw_len: e.raw_len,
-            }));
+            found(
+                entries
+                    .into_iter()
+                    .map(|e| Recovered {
+                        id: e.id,
+                        loc: PackLoc {
+                            pack: name,
+                            offset: e.offset,
+                            len: e.len,
+                        },
+                        raw_len: e.raw_len,
+                    })
+                    .collect(),
+            );
         }
-        Ok(found)
+        Ok(())
     }
 
     /// The index of pack `key` of `size` bytes; the inner error says why the pack
