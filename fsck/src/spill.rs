@@ -97,6 +97,7 @@ impl Spill {
         }
     }
 
+    /// An empty sorter of records `R`, its runs in this folder.
     pub fn sorter<R: Record>(&self) -> Sorter<R> {
         Sorter {
             spill: self.clone(),
@@ -126,6 +127,7 @@ pub struct Sorter<R> {
 }
 
 impl<R: Record> Sorter<R> {
+    /// Adds `r`; fails only when a run cannot be written (the folder, a full disk).
     pub fn push(&mut self, r: R) -> io::Result<()> {
         if self.buf.len() == self.cap {
             sort_unique(&mut self.buf);
