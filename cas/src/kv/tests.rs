@@ -83,6 +83,18 @@ fn write_with_sled(dir: &Path, pairs: &[Pair]) {
         db.apply_batch(b).unwrap();
     }
     db.flush().unwrap();
+    drop(db);
+    // sled's flusher thread keeps the database, and the `flock` on its `db` file, until
+    // its next round after the last handle goes: an open right away found it locked.
+    let file = std::fs::File::open(dir.join("db")).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !crate::platform::lock_exclusive(&file).unwrap() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sled never let its lock go"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 fn holds_exactly(kv: &Kv, pairs: &[Pair]) {
