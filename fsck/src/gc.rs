@@ -22,9 +22,9 @@ use fvfs_manifest::{ChunkKind, Condemned, GcSession, ManifestError, Repo};
 use fvfs_tiering::s3::Packs;
 use fvfs_tiering::Publishing;
 
+use crate::reach::reachable_set;
 use crate::retention::Retention;
 use crate::spill::{Sorted, Spill};
-use crate::walk::{self, Found};
 use crate::{FsckError, Progress, Tier};
 
 /// Chunk records looked at, and condemned, at once.
@@ -157,56 +157,30 @@ pub async fn finish_interrupted(repo: &Repo, tiers: &[Tier]) -> Result<u64, Mani
 }
 
 /// Every chunk reachable from the kept versions, sorted (on disk beyond `spill`'s
-/// budget; the tree nodes' ids are also kept in memory while the walk runs, so each
-/// is read once). Fails, before anything is deleted, if any of their nodes cannot be
-/// read.
+/// budget). Fails, before anything is deleted, if any of their nodes cannot be read.
 async fn mark(
     repo: &Repo,
     session: &GcSession<'_>,
     spill: &Spill,
     progress: &Progress,
 ) -> Result<Sorted<ChunkId>, FsckError> {
-    let mut marked = spill.sorter();
-    let mut nodes = HashSet::new();
-    let (mut broken, mut failed) = (None, None);
-    walk::reachable(
-        session.kept.iter().map(|v| v.root),
-        |ids| walk::read_nodes(std::slice::from_ref(repo.store()), ids),
-        |found| match found {
-            Found::Node(id, _) => {
-                let new = nodes.insert(id);
-                progress.add(u64::from(new), 0);
-                new
-            }
-            Found::Data(id, _) => {
-                if failed.is_none() {
-                    failed = marked.push(id).err();
-                }
-                true
-            }
-            Found::Broken(id, what, at) => {
-                broken.get_or_insert_with(|| {
-                    format!(
-                        "{} (chunk {id}, at {}): {what}",
-                        "a kept version cannot be read",
-                        fvfs_manifest::path::show(at)
-                    )
-                });
-                true
-            }
-        },
-    )
+    let roots: Vec<ChunkId> = session.kept.iter().map(|v| v.root).collect();
+    let mut broken = None;
+    let stores = std::slice::from_ref(repo.store());
+    let reached = reachable_set(&roots, stores, spill, progress, |id, what, at| {
+        broken.get_or_insert_with(|| {
+            format!(
+                "{} (chunk {id}, at {}): {what}",
+                "a kept version cannot be read",
+                fvfs_manifest::path::show(at)
+            )
+        });
+    })
     .await;
     if let Some(why) = broken {
         return Err(FsckError::Unreadable(why));
     }
-    if let Some(e) = failed {
-        return Err(e.into());
-    }
-    for id in nodes {
-        marked.push(id)?;
-    }
-    Ok(marked.finish()?)
+    Ok(reached?.0)
 }
 
 /// Condemns every record not marked, page by page, and deletes its copies. The

@@ -27,10 +27,44 @@ pub(crate) async fn walk_trees(
     progress: &Progress,
     problems: &mut Vec<Problem>,
 ) -> io::Result<(Sorted<ChunkId>, HashSet<ChunkId>)> {
+    progress.phase("walking the trees", 0);
+    let reached = reachable_set(roots, stores, spill, progress, |id, what, at| {
+        problems.push(Problem {
+            id,
+            what,
+            path: path::show(at),
+            tier: None,
+            repaired: false,
+        });
+    })
+    .await?;
+    progress.phase("checking hard links", 0);
+    for (id, what, path) in links::check(roots, |id| walk::read_node(stores, id)).await {
+        problems.push(Problem {
+            id,
+            what,
+            path,
+            tier: None,
+            repaired: false,
+        });
+    }
+    Ok(reached)
+}
+
+/// Every chunk reachable from `roots`, read from the first of `stores` holding each
+/// node, as a sorted set (in memory up to `spill`'s budget, on disk beyond), and the
+/// tree nodes among them (kept in memory while the walk runs, so each is read once);
+/// `broken` is told of each node that cannot be read, with its path.
+pub(crate) async fn reachable_set(
+    roots: &[ChunkId],
+    stores: &[Arc<dyn ChunkStore>],
+    spill: &Spill,
+    progress: &Progress,
+    mut broken: impl FnMut(ChunkId, String, &[u8]),
+) -> io::Result<(Sorted<ChunkId>, HashSet<ChunkId>)> {
     let mut ids = spill.sorter();
     let mut failed = None;
     let mut nodes: HashSet<ChunkId> = HashSet::new();
-    progress.phase("walking the trees", 0);
     walk::reachable(
         roots.iter().copied(),
         |batch| walk::read_nodes(stores, batch),
@@ -47,13 +81,7 @@ pub(crate) async fn walk_trees(
                 true
             }
             Found::Broken(id, what, at) => {
-                problems.push(Problem {
-                    id,
-                    what,
-                    path: path::show(at),
-                    tier: None,
-                    repaired: false,
-                });
+                broken(id, what, at);
                 true
             }
         },
@@ -61,16 +89,6 @@ pub(crate) async fn walk_trees(
     .await;
     if let Some(e) = failed {
         return Err(e);
-    }
-    progress.phase("checking hard links", 0);
-    for (id, what, path) in links::check(roots, |id| walk::read_node(stores, id)).await {
-        problems.push(Problem {
-            id,
-            what,
-            path,
-            tier: None,
-            repaired: false,
-        });
     }
     for id in &nodes {
         ids.push(*id)?;
