@@ -31,4 +31,4 @@ pub use repo::{
 };
 pub use space::{RecordIndex, Space, Unindexed};
 pub use tree::{Origin, TreeEdit};
-pub use walk::{diff, fetch_trees, lookup, walk};
+pub use walk::{diff, fetch_trees, lookup, walk, Lookups};

@@ -1,4 +1,4 @@
-//! Reading trees: lookup of one path, depth-first walks, diff between two versions, and
+//! Reading trees: lookup of one path (or of many, near each other: [`Lookups`]), depth-first walks, diff between two versions, and
 //! bulk fetching of whole trees.
 //!
 //! Walks keep an explicit stack, so a deep tree cannot overflow the thread's stack, and
@@ -6,7 +6,8 @@
 //! subtrees are skipped whole, so diffing two versions costs in proportion to what
 //! changed between them, not to the size of the tree.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use fvfs_cas::ChunkId;
@@ -19,55 +20,141 @@ use crate::repo::Repo;
 /// The entry at `path` in the tree rooted at `root`; the root itself is a directory
 /// entry with an empty name.
 pub async fn lookup(repo: &Repo, root: ChunkId, path: &[u8]) -> Result<Entry> {
-    let mut cur = Entry {
-        name: Vec::new(),
-        kind: EntryKind::Dir,
-        mode: 0o755,
-        mtime_ns: 0,
-        size: 0,
-        id: Some(root),
-        chunks: Vec::new(),
-        target: Vec::new(),
-        meta: None,
-        links: 0,
-        link: None,
-    };
-    for comp in components(path)? {
-        let (EntryKind::Dir, Some(id)) = (cur.kind, cur.id) else {
-            return Err(ManifestError::NotADirectory(show(path)));
-        };
-        cur = match entry_in(repo, id, comp).await? {
-            Some(e) => e,
-            None => return Err(ManifestError::NotFound(show(path))),
-        };
-    }
-    Ok(cur)
+    Lookups::new(repo, root, 0).entry(path).await
 }
 
 /// The entry named `name` in the directory whose top node is `id`; in a large
 /// directory, read down through the one index node and part that can hold it.
 pub(crate) async fn entry_in(repo: &Repo, id: ChunkId, name: &[u8]) -> Result<Option<Entry>> {
-    let mut node_id = id;
-    loop {
-        match repo.node(&node_id).await? {
-            Node::Dir(mut d) => {
-                let found = d.entries.binary_search_by(|e| e.name.as_slice().cmp(name));
-                return Ok(found.ok().map(|i| d.entries.swap_remove(i)));
+    Lookups::new(repo, id, 0).entry_in(id, name).await
+}
+
+/// Lookups of many paths of one tree, each near the one before (in a walk's order):
+/// the last nodes read are kept, so the files of one folder read its node once.
+/// Memory follows how many nodes are kept, not the tree.
+pub struct Lookups<'a> {
+    repo: &'a Repo,
+    root: ChunkId,
+    keep: usize,
+    kept: Mutex<Kept>,
+}
+
+#[derive(Default)]
+struct Kept {
+    /// Folders' top nodes, by their components joined by `/`.
+    dirs: HashMap<Vec<u8>, ChunkId>,
+    nodes: HashMap<ChunkId, Arc<Node>>,
+    /// Their ids, oldest first.
+    order: VecDeque<ChunkId>,
+}
+
+impl<'a> Lookups<'a> {
+    /// Lookups in the tree rooted at `root`, keeping the last `keep` nodes read.
+    pub fn new(repo: &'a Repo, root: ChunkId, keep: usize) -> Self {
+        Self {
+            repo,
+            root,
+            keep,
+            kept: Mutex::default(),
+        }
+    }
+
+    /// The entry at `path`; the root itself is a directory entry with an empty name.
+    pub async fn entry(&self, path: &[u8]) -> Result<Entry> {
+        let comps = components(path)?;
+        let Some((name, parents)) = comps.split_last() else {
+            return Ok(Entry {
+                name: Vec::new(),
+                kind: EntryKind::Dir,
+                mode: 0o755,
+                mtime_ns: 0,
+                size: 0,
+                id: Some(self.root),
+                chunks: Vec::new(),
+                target: Vec::new(),
+                meta: None,
+                links: 0,
+                link: None,
+            });
+        };
+        let parent = parents.join(&b'/');
+        let kept = self.lock().dirs.get(&parent).copied();
+        let dir = match kept {
+            Some(dir) => dir,
+            None => {
+                let mut dir = self.root;
+                for comp in parents {
+                    dir = match self.entry_in(dir, comp).await? {
+                        Some(Entry {
+                            kind: EntryKind::Dir,
+                            id: Some(id),
+                            ..
+                        }) => id,
+                        Some(_) => return Err(ManifestError::NotADirectory(show(path))),
+                        None => return Err(ManifestError::NotFound(show(path))),
+                    };
+                }
+                if self.keep > 0 {
+                    let mut kept = self.lock();
+                    if kept.dirs.len() >= self.keep {
+                        kept.dirs.clear();
+                    }
+                    kept.dirs.insert(parent, dir);
+                }
+                dir
             }
-            Node::DirIndex(ix) => {
-                let i = ix.parts.partition_point(|p| p.first.as_slice() <= name);
-                let Some(part) = i.checked_sub(1).map(|i| &ix.parts[i]) else {
-                    return Ok(None);
-                };
-                node_id = part.id;
-            }
-            _ => {
-                return Err(ManifestError::BadNode {
-                    id: node_id,
-                    reason: "expected a directory node".into(),
-                })
+        };
+        match self.entry_in(dir, name).await? {
+            Some(entry) => Ok(entry),
+            None => Err(ManifestError::NotFound(show(path))),
+        }
+    }
+
+    async fn entry_in(&self, id: ChunkId, name: &[u8]) -> Result<Option<Entry>> {
+        let mut node_id = id;
+        loop {
+            match &*self.node(node_id).await? {
+                Node::Dir(d) => {
+                    let found = d.entries.binary_search_by(|e| e.name.as_slice().cmp(name));
+                    return Ok(found.ok().map(|i| d.entries[i].clone()));
+                }
+                Node::DirIndex(ix) => {
+                    let i = ix.parts.partition_point(|p| p.first.as_slice() <= name);
+                    let Some(part) = i.checked_sub(1).map(|i| &ix.parts[i]) else {
+                        return Ok(None);
+                    };
+                    node_id = part.id;
+                }
+                _ => {
+                    return Err(ManifestError::BadNode {
+                        id: node_id,
+                        reason: "expected a directory node".into(),
+                    })
+                }
             }
         }
+    }
+
+    async fn node(&self, id: ChunkId) -> Result<Arc<Node>> {
+        if let Some(node) = self.lock().nodes.get(&id) {
+            return Ok(node.clone());
+        }
+        let node = Arc::new(self.repo.node(&id).await?);
+        if self.keep > 0 {
+            let mut kept = self.lock();
+            if kept.nodes.insert(id, node.clone()).is_none() {
+                kept.order.push_back(id);
+            }
+            while kept.order.len() > self.keep {
+                let old = kept.order.pop_front().expect("more than kept");
+                kept.nodes.remove(&old);
+            }
+        }
+        Ok(node)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
+        self.kept.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

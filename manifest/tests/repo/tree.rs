@@ -464,3 +464,72 @@ async fn a_file_is_known_only_when_what_its_node_names_is() {
         assert_eq!(found, known, "chunks {chunks:?}, lists {lists:?}");
     }
 }
+
+#[tokio::test]
+async fn lookups_that_keep_nodes_answer_as_lookup_does() {
+    let f = fixture();
+    let mut files: Vec<(String, String)> = (0..10_000)
+        .map(|i| (format!("/big/n{i:05}"), format!("{i}")))
+        .collect();
+    files.extend([
+        ("/a/b/c/deep".into(), "d".into()),
+        ("/a/b/x".into(), "x".into()),
+        ("/a/f".into(), "f".into()),
+    ]);
+    let pairs: Vec<(&str, &str)> = files.iter().map(|(p, c)| (&p[..], &c[..])).collect();
+    let v = write(&f.repo, &pairs).await;
+    let big = lookup(&f.repo, v.root, b"/big").await.unwrap().id.unwrap();
+    assert!(
+        matches!(f.repo.node(&big).await.unwrap(), Node::DirIndex(_)),
+        "a directory split in parts"
+    );
+    let mut paths: Vec<String> = files.iter().step_by(7).map(|(p, _)| p.clone()).collect();
+    // Missing names (before, between and after the parts), a file taken for a
+    // folder, folders, the root, and paths a client may send.
+    paths.extend(
+        [
+            "/big/a",
+            "/big/n04999x",
+            "/big/z",
+            "/a/f/under",
+            "/a/b",
+            "/a",
+            "/",
+            "/nope/x",
+            "/big/n00007/",
+            "//a//b/x",
+        ]
+        .map(String::from),
+    );
+    let shown = |r: Result<Entry, ManifestError>| match r {
+        Ok(e) => format!("{e:?}"),
+        Err(e) => format!("{:?}", std::mem::discriminant(&e)),
+    };
+    let lookups = Lookups::new(&f.repo, v.root, 3);
+    for (path, content) in &files {
+        let e = lookups.entry(path.as_bytes()).await.unwrap();
+        assert_eq!(e.name, path.rsplit('/').next().unwrap().as_bytes());
+        assert_eq!(e.size, content.len() as u64, "{path}");
+    }
+    assert!(matches!(
+        lookups.entry(b"/a/f/under").await,
+        Err(ManifestError::NotADirectory(_))
+    ));
+    for missing in ["/big/n04999x", "/nope/x", "/a/b/c/none"] {
+        let found = lookups.entry(missing.as_bytes()).await;
+        assert!(
+            matches!(found, Err(ManifestError::NotFound(_))),
+            "{missing}"
+        );
+    }
+    for keep in [3, 64] {
+        let lookups = Lookups::new(&f.repo, v.root, keep);
+        for path in paths.iter().chain(paths.iter().rev()) {
+            assert_eq!(
+                shown(lookups.entry(path.as_bytes()).await),
+                shown(lookup(&f.repo, v.root, path.as_bytes()).await),
+                "{path}, keeping {keep} nodes"
+            );
+        }
+    }
+}

@@ -11,10 +11,12 @@ use std::sync::Mutex;
 
 use fvfs_cas::{chunker, ChunkId};
 use fvfs_manifest::node::Meta;
-use fvfs_manifest::{ChunkKind, ChunkRef, CollectionsHeld, FileRef, ManifestError, Pending, Repo};
+use fvfs_manifest::{
+    ChunkKind, ChunkRef, CollectionsHeld, EntryKind, FileRef, Lookups, ManifestError, Pending, Repo,
+};
 use tokio::runtime::Handle;
 
-use super::statcache::{Cached, StatCache, StatEntry};
+use super::statcache::{print, Cached, Landed, StatCache, StatEntry};
 use super::walk::{FileJob, Stat};
 use crate::localmeta;
 
@@ -60,6 +62,8 @@ pub struct Ingest<'a> {
     pub handle: Handle,
     pub counters: &'a Counters,
     pub stats: &'a StatCache,
+    /// HEAD's tree as the migration began, where a saved print's content is.
+    head: Option<Lookups<'a>>,
     /// Hard-linked files already read in this run: (dev, ino) -> what was read, and the
     /// stat it was read with.
     links: Mutex<HashMap<(u64, u64), (StatEntry, Stat)>>,
@@ -70,7 +74,7 @@ impl<'a> Ingest<'a> {
         (repo, pending, held): (&'a Repo, &'a Pending, &'a CollectionsHeld),
         handle: Handle,
         counters: &'a Counters,
-        stats: &'a StatCache,
+        (stats, head): (&'a StatCache, Option<Lookups<'a>>),
     ) -> Self {
         Self {
             repo,
@@ -79,6 +83,7 @@ impl<'a> Ingest<'a> {
             handle,
             counters,
             stats,
+            head,
             links: Mutex::default(),
         }
     }
@@ -136,19 +141,54 @@ impl<'a> Ingest<'a> {
                 }
             }
         }
-        let Some(Cached { entry: e, recorded }) = &job.cached else {
+        let Some(cached) = &job.cached else {
             return Ok(None);
         };
-        let same = (e.size, e.mtime_ns, e.ctime_ns, e.ino)
-            == (stat.size, stat.mtime_ns, stat.ctime_ns, stat.ino);
-        let known = || {
-            self.handle
-                .block_on(self.repo.knows_file(self.pending, &e.file))
-        };
-        if !(same && (*recorded || known()?)) {
+        if cached.stat() != (stat.size, stat.mtime_ns, stat.ctime_ns, stat.ino) {
             return Ok(None);
         }
-        Ok(Some(e.clone()))
+        match cached {
+            Cached::Whole { entry, recorded } => {
+                let known = *recorded
+                    || self
+                        .handle
+                        .block_on(self.repo.knows_file(self.pending, &entry.file))?;
+                Ok(known.then(|| entry.clone()))
+            }
+            Cached::Landed(landed) => self.landed(job, landed),
+        }
+    }
+
+    /// The content a saved print stands for: the file at the job's destination on HEAD
+    /// (as the migration began), if its print matches (HEAD's content is recorded).
+    fn landed(&self, job: &FileJob, landed: &Landed) -> Result<Option<StatEntry>, ManifestError> {
+        let Some(head) = &self.head else {
+            return Ok(None);
+        };
+        let entry = match self.handle.block_on(head.entry(&job.dest)) {
+            Ok(entry) if entry.kind == EntryKind::File => entry,
+            Ok(_) | Err(ManifestError::NotFound(_) | ManifestError::NotADirectory(_)) => {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        };
+        let file = FileRef {
+            size: entry.size,
+            node: entry.id,
+            chunks: entry.chunks,
+        };
+        let meta = entry.meta.map(|m| *m).unwrap_or_default();
+        if print(&file, &meta) != landed.print {
+            return Ok(None);
+        }
+        Ok(Some(StatEntry {
+            size: landed.size,
+            mtime_ns: landed.mtime_ns,
+            ctime_ns: landed.ctime_ns,
+            ino: landed.ino,
+            file,
+            meta,
+        }))
     }
 
     /// Makes what was read durable: the chunks and their records, then the stat

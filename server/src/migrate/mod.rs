@@ -3,7 +3,7 @@
 //! A walker thread lists the sources; one worker per core reads, chunks, hashes and
 //! compresses files ([`ingest`]); this task collects the results. Every few seconds a
 //! checkpoint makes the chunks read so far durable and records each finished file in
-//! the stat cache ([`statcache`]: size, mtime, ctime, inode -> file node), so an
+//! the stat cache ([`statcache`]: size, mtime, ctime, inode -> content), so an
 //! interrupted run resumes without reading finished files again, and a re-run on an
 //! unchanged tree reads nothing. What finished is folded into a tree of its own as it
 //! goes ([`tree`]), which lands on HEAD at the end in one commit: one version per
@@ -30,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use fvfs_manifest::node::Link;
-use fvfs_manifest::{path, Entry, Pending, Repo, VersionKind};
+use fvfs_manifest::{path, Entry, Lookups, Pending, Repo, VersionKind};
 use std::collections::HashMap;
 
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
@@ -38,6 +38,10 @@ use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use ingest::{Counters, Ingest};
 use pipeline::Collected;
 use statcache::StatCache;
+
+/// HEAD's tree nodes kept while files found unchanged are looked up in it: those of
+/// the folders the workers are in, and of the path to them.
+const KEPT_NODES: usize = 64;
 
 /// `fvfsd migrate` and `POST /v1/admin/migrate`: one import into the store, with the
 /// stat caches kept in `caches`.
@@ -132,11 +136,12 @@ async fn run(repo: &Repo, caches: &Path, args: MigrateArgs) -> Result<Outcome> {
     let held = repo.hold_collections().await;
     let roots: Vec<PathBuf> = sources.iter().map(|(s, _)| s.clone()).collect();
     let stats = StatCache::load(caches, &roots, repo.records_epoch().await?);
+    let head = repo.head()?.map(|v| Lookups::new(repo, v.root, KEPT_NODES));
     let ingest = Ingest::new(
         (repo, &pending, &held),
         tokio::runtime::Handle::current(),
         &counters,
-        &stats,
+        (&stats, head),
     );
 
     let every = Duration::from_secs_f64(args.checkpoint_secs.clamp(0.05, 3600.0));

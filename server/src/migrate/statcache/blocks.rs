@@ -1,12 +1,13 @@
 //! The stat cache's file format, and the order of its entries.
 //!
-//! A file is [`MAGIC`], the records epoch it was written under (u64 LE, see
-//! `Repo::records_epoch`), then blocks `[u32 LE length][32-byte BLAKE3 id][frame]`,
-//! each frame (`fvfs_cas::frame`, verified against the id when read) holding entries
+//! A file is a magic, then blocks `[u32 LE length][32-byte BLAKE3 id][frame]`, each
+//! frame (`fvfs_cas::frame`, verified against the id when read) holding entries
 //! `[u32 LE path length][path][u32 LE value length][value]`: paths relative to the
 //! source folder, in the walk's order ([`walk_cmp`]) across the whole file, so that a
 //! run reads it alongside its walk, a block at a time. Reading stops at the first torn
-//! or damaged block.
+//! or damaged block. A saved file ([`MAGIC`]) holds [`Form::Landed`] values; a journal
+//! ([`JOURNAL_MAGIC`], then the records epoch it was written under, u64 LE, see
+//! `Repo::records_epoch`) holds [`Form::Whole`] ones, as saved files did before.
 
 use std::cmp::Ordering;
 use std::fs::File;
@@ -15,10 +16,12 @@ use std::path::{Path, PathBuf};
 
 use fvfs_cas::{frame, platform, ChunkId};
 
-/// The file's first bytes. `FVFSSTC2`, the format before, had no epoch: its entries
-/// are read as written under none. `FVFSSTC1` keyed entries by a hash of their path
-/// in no order: such a file is read as empty once, then replaced.
-pub const MAGIC: &[u8; 8] = b"FVFSSTC3";
+/// A saved file's first bytes.
+pub const MAGIC: &[u8; 8] = b"FVFSSTC4";
+/// A journal's first bytes, and those of files saved before `FVFSSTC4`. `FVFSSTC2` had
+/// no epoch: its entries are read as written under none. `FVFSSTC1` keyed entries by
+/// a hash of their path in no order: such a file is read as empty once, then replaced.
+pub const JOURNAL_MAGIC: &[u8; 8] = b"FVFSSTC3";
 const MAGIC_WITHOUT_EPOCH: &[u8; 8] = b"FVFSSTC2";
 /// A block is cut once its entries take this many bytes: what a reader holds.
 const BLOCK_BYTES: usize = 256 << 10;
@@ -51,10 +54,19 @@ pub fn walk_cmp(a: &[u8], b: &[u8]) -> Ordering {
     }
 }
 
+/// What a file's values are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    /// Whole entries (`StatEntry`), written under a records epoch (none in the format
+    /// before): journals, and files saved before `FVFSSTC4`.
+    Whole(Option<u64>),
+    /// Stats and prints of what landed (`Landed`): saved files.
+    Landed,
+}
+
 /// Entries read from a file in order, a block at a time.
 pub struct Reader {
-    /// The records epoch the file was written under (none in the format before).
-    pub epoch: Option<u64>,
+    pub form: Form,
     file: BufReader<File>,
     path: PathBuf,
     block: Vec<u8>,
@@ -76,10 +88,13 @@ impl Reader {
             }
         };
         let mut head = [0u8; 16];
-        let epoch = match file.read_exact(&mut head[..8]) {
-            Ok(()) if &head[..8] == MAGIC_WITHOUT_EPOCH => None,
-            Ok(()) if &head[..8] == MAGIC && file.read_exact(&mut head[8..]).is_ok() => {
-                Some(u64::from_le_bytes(head[8..].try_into().expect("8 bytes")))
+        let form = match file.read_exact(&mut head[..8]) {
+            Ok(()) if &head[..8] == MAGIC => Form::Landed,
+            Ok(()) if &head[..8] == MAGIC_WITHOUT_EPOCH => Form::Whole(None),
+            Ok(()) if &head[..8] == JOURNAL_MAGIC && file.read_exact(&mut head[8..]).is_ok() => {
+                Form::Whole(Some(u64::from_le_bytes(
+                    head[8..].try_into().expect("8 bytes"),
+                )))
             }
             _ => {
                 tracing::warn!(file = %path.display(), "not a stat cache of this version: its source will be read again");
@@ -87,7 +102,7 @@ impl Reader {
             }
         };
         Some(Self {
-            epoch,
+            form,
             file,
             path: path.to_owned(),
             block: Vec::new(),
@@ -161,14 +176,23 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// A new file at `path` (which must not exist), written under records `epoch`.
-    pub fn create(path: &Path, epoch: u64) -> std::io::Result<Self> {
+    /// A new journal at `path` (which must not exist), written under records `epoch`.
+    pub fn journal(path: &Path, epoch: u64) -> std::io::Result<Self> {
+        let mut head = JOURNAL_MAGIC.to_vec();
+        head.extend_from_slice(&epoch.to_le_bytes());
+        Self::create(path, &head)
+    }
+
+    /// A new file to save at `path` (which must not exist).
+    pub fn landed(path: &Path) -> std::io::Result<Self> {
+        Self::create(path, MAGIC)
+    }
+
+    fn create(path: &Path, head: &[u8]) -> std::io::Result<Self> {
         let dir = path.parent().expect("a file in the cache folder");
         platform::create_private_dir(dir)?;
         let mut file = File::options().write(true).create_new(true).open(path)?;
-        let mut head = MAGIC.to_vec();
-        head.extend_from_slice(&epoch.to_le_bytes());
-        file.write_all(&head)?;
+        file.write_all(head)?;
         platform::sync_dir(dir)?;
         Ok(Self {
             file,

@@ -3,29 +3,35 @@
 //! without being read (a re-run on an unchanged tree reads no file).
 //!
 //! One file per source folder, `DATA_DIR/statcache/<hash of the folder's path>`,
-//! outside the metadata database (kept in sled, the engine then, these records were 85% of
-//! its file for 30% of its live bytes). Its entries are in the walk's order ([`blocks`]), so a run
-//! reads it alongside its walk ([`StatCache::lookup`], a block at a time) and writes
-//! what it meets, in the same order, to a journal of its own beside it
+//! outside the metadata database. Its entries are in the walk's order ([`blocks`]), so
+//! a run reads it alongside its walk ([`StatCache::lookup`], a block at a time) and
+//! writes what it meets, in the same order, to a journal of its own beside it
 //! (`<file>.j<pid>-<n>`, [`StatCache::met`]: workers finish out of order, a small
 //! buffer puts them back in it). Memory follows a block and the files in flight, not
 //! the tree.
 //!
-//! Checkpoints make the journal durable after the chunks its entries name. A run that
-//! walked its sources whole renames its journal over the file ([`StatCache::save`]),
-//! so files gone from the source leave the cache; one that read nothing and missed
-//! nothing leaves the file as it is. A killed run leaves its journal: the next run
-//! reads it with the file (newest first) and removes it once it saved its own.
+//! A journal holds whole entries ([`StatEntry`]: the chunks, owner and attributes),
+//! made durable by checkpoints after the chunks they name, so a killed run's journal
+//! lets the next one resume without reading what it finished. A run that walked its
+//! sources whole, once its tree landed, saves the file ([`StatCache::save`]) from its
+//! journal with only a [`Landed`] print of each file's content, owner and attributes,
+//! about a quarter of a whole entry (a chunk id is most of one): the tree on HEAD holds
+//! the rest, and a later run takes it from there ([`Lookups`]) when the print matches.
+//! Files gone from the source so leave the cache; a run that read nothing and missed
+//! nothing leaves the file as it is. The next run reads a killed run's journals with
+//! the file (newest first) and removes them once it saved its own.
 //!
-//! The cache is a hint and never a source of truth: an entry is used only when every
-//! chunk it names is still recorded, so a lost, stale, damaged or torn cache costs a
-//! read of the source, never a wrong file. Each entry's chunks are looked up
-//! ([`Repo::knows_file`]) unless the entry is [`Cached::recorded`]: it comes from a
-//! saved file (a journal's entries may have outrun its run's last checkpoint) written
-//! under the records epoch still in force ([`Repo::records_epoch`]: no record was
-//! removed since that run found, or made, every chunk its entries name recorded).
-//! A run that meets a file of another epoch saves its own, so the next one trusts it.
+//! The cache is a hint and never a source of truth: a whole entry is used only when
+//! every chunk it names is still recorded, a print only when HEAD holds that very
+//! content at the file's destination (so recorded too), so a lost, stale, damaged or
+//! torn cache costs a read of the source, never a wrong file. A whole entry's chunks
+//! are looked up ([`Repo::knows_file`]) unless it is trusted ([`Cached::Whole`]'s
+//! `recorded`): it comes from a file saved before prints (a journal's entries may have
+//! outrun its run's last checkpoint) under the records epoch still in force
+//! ([`Repo::records_epoch`]: no record was removed since). Such a file is replaced by
+//! the first run that meets it.
 //!
+//! [`Lookups`]: fvfs_manifest::Lookups
 //! [`Repo::knows_file`]: fvfs_manifest::Repo::knows_file
 //! [`Repo::records_epoch`]: fvfs_manifest::Repo::records_epoch
 
@@ -37,7 +43,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering as Atomic};
 use std::sync::Mutex;
 
-use blocks::{walk_cmp, Reader, Writer};
+use blocks::{walk_cmp, Form, Reader, Writer};
 use fvfs_cas::{platform, ChunkId};
 use fvfs_manifest::node::Meta;
 use fvfs_manifest::{meta, FileRef};
@@ -55,17 +61,65 @@ pub struct StatEntry {
     pub meta: Meta,
 }
 
+impl StatEntry {
+    /// The print a saved file keeps of this entry.
+    fn landed(&self) -> Landed {
+        Landed {
+            size: self.size,
+            mtime_ns: self.mtime_ns,
+            ctime_ns: self.ctime_ns,
+            ino: self.ino,
+            print: print(&self.file, &self.meta),
+        }
+    }
+}
+
+/// What a saved file keeps of a source file: its stat, and a print of the content,
+/// owner and extended attributes it landed with (in fvfs, at its destination).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Landed {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    pub ino: u64,
+    pub print: u64,
+}
+
+/// The print of a file's content, owner and extended attributes (64 bits of their
+/// hash): what a saved file keeps instead of them.
+pub fn print(file: &FileRef, meta: &Meta) -> u64 {
+    let hash = ChunkId::of(&meta::encode(&(file, meta)));
+    u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes"))
+}
+
 /// What the cache holds for a file.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Cached {
-    pub entry: StatEntry,
-    /// Every chunk the entry names is recorded: no need to look them up.
-    pub recorded: bool,
+pub enum Cached {
+    /// From a journal, or a file saved before prints.
+    Whole {
+        entry: StatEntry,
+        /// Every chunk the entry names is recorded: no need to look them up.
+        recorded: bool,
+    },
+    /// From a saved file: the content is the one at the file's destination on HEAD,
+    /// if its print matches.
+    Landed(Landed),
+}
+
+impl Cached {
+    /// Size, mtime, ctime and inode when it was imported.
+    pub fn stat(&self) -> (u64, i64, i64, u64) {
+        match self {
+            Cached::Whole { entry: e, .. } => (e.size, e.mtime_ns, e.ctime_ns, e.ino),
+            Cached::Landed(l) => (l.size, l.mtime_ns, l.ctime_ns, l.ino),
+        }
+    }
 }
 
 /// The stat caches of one migration's sources.
 pub struct StatCache {
-    /// The records epoch of this run (held: no collection runs meanwhile).
+    /// The records epoch of this run (held: no collection runs meanwhile): its
+    /// journals are written under it.
     epoch: u64,
     sources: Vec<Source>,
     /// Entries met out of order, until those before them are met.
@@ -90,7 +144,7 @@ struct Source {
     file: PathBuf,
     /// Journals of killed runs, read with the file and removed by a saving run.
     journals: Vec<PathBuf>,
-    /// The file was written under this run's records epoch.
+    /// The file holds prints (one saved before them is replaced).
     current: bool,
     /// The file, then those journals, newest first, read along the walk.
     streams: Mutex<Vec<Stream>>,
@@ -108,7 +162,7 @@ enum Journal {
 
 struct Stream {
     reader: Reader,
-    /// Its entries are [`Cached::recorded`].
+    /// Its entries are whole and trusted to be recorded (see [`Cached::Whole`]).
     recorded: bool,
     head: Option<(Vec<u8>, Vec<u8>)>,
     /// Entries passed over without being met (files gone, or not reached).
@@ -187,8 +241,12 @@ impl StatCache {
                     .filter_map(|p| Reader::open(p).map(|r| Stream::new(r, false)))
                     .collect();
                 let saved = Reader::open(&file);
-                let current = saved.as_ref().is_some_and(|r| r.epoch == Some(epoch));
-                streams.extend(saved.map(|r| Stream::new(r, current)));
+                let current = saved.as_ref().is_some_and(|r| r.form == Form::Landed);
+                let trusted = |r: &Reader| r.form == Form::Whole(Some(epoch));
+                streams.extend(saved.map(|r| {
+                    let recorded = trusted(&r);
+                    Stream::new(r, recorded)
+                }));
                 Source {
                     root: root.clone(),
                     file,
@@ -216,12 +274,17 @@ impl StatCache {
         let mut found = None;
         for stream in streams.iter_mut() {
             if let Some(value) = stream.find(&rel) {
-                found.get_or_insert((value, stream.recorded));
+                found.get_or_insert((value, stream.reader.form, stream.recorded));
             }
         }
-        let (value, recorded) = found?;
-        let entry = meta::decode(&value).ok()?;
-        Some(Cached { entry, recorded })
+        let (value, form, recorded) = found?;
+        match form {
+            Form::Landed => meta::decode(&value).ok().map(Cached::Landed),
+            Form::Whole(_) => {
+                let entry = meta::decode(&value).ok()?;
+                Some(Cached::Whole { entry, recorded })
+            }
+        }
     }
 
     /// File number `seq` of the walk (every file is met once, in any order) was found
@@ -255,7 +318,7 @@ impl StatCache {
         let source = &self.sources[m.source];
         let mut journal = lock(&source.journal);
         if let Journal::NotYet = *journal {
-            *journal = match Writer::create(&journal_name(&source.file), self.epoch) {
+            *journal = match Writer::journal(&journal_name(&source.file), self.epoch) {
                 Ok(w) => Journal::Open(w),
                 Err(e) => {
                     tracing::warn!(file = %source.file.display(), "stat cache not saved: {e}");
@@ -285,13 +348,11 @@ impl StatCache {
         }
     }
 
-    /// At the end of a run that walked its sources whole: each source's journal
-    /// becomes its file (files no longer there leave the cache), unless the run read
-    /// nothing and passed nothing over and the file is of this epoch (it already holds
-    /// just that).
+    /// At the end of a run that walked its sources whole, once what it met landed on
+    /// HEAD: each source's journal becomes its file, as prints (files no longer there
+    /// leave the cache), unless the run read nothing and passed nothing over and the
+    /// file is current (it already holds just that).
     pub fn save(&self) {
-        // Two migrations of the same folder in one daemon save the same file.
-        static SAVING: Mutex<()> = Mutex::new(());
         let _one = lock(&SAVING);
         for source in &self.sources {
             if let Err(e) = source.save() {
@@ -327,10 +388,18 @@ impl Source {
         let unchanged = self.read.load(Atomic::Relaxed) == 0 && passed == 0 && self.current;
         match journal {
             Journal::Open(mut w) if !(unchanged && self.journals.is_empty()) => {
-                w.sync()?;
+                w.cut()?;
                 let name = w.path().to_owned();
                 drop(w);
-                std::fs::rename(&name, &self.file)?;
+                let landed =
+                    PathBuf::from(format!("{}.tmp{}", self.file.display(), std::process::id()));
+                let written = save_prints(&name, &landed);
+                if written.is_err() {
+                    let _ = std::fs::remove_file(&landed);
+                }
+                written?;
+                std::fs::rename(&landed, &self.file)?;
+                std::fs::remove_file(&name)?;
             }
             Journal::Open(w) => std::fs::remove_file(w.path())?,
             // Nothing met at all: nothing to keep.
@@ -351,9 +420,29 @@ impl Source {
     }
 }
 
-/// Removes the temporary files of rewrites that processes of the format before left
-/// (`<file>.tmp<pid>`): this one writes none.
+/// Saves (and one load) at a time in this process: two migrations of the same folder in
+/// one daemon save the same file, and a load removes the temporary files of saves.
+static SAVING: Mutex<()> = Mutex::new(());
+
+/// Writes the prints of journal `from`'s entries to a new file `to`, durably.
+fn save_prints(from: &Path, to: &Path) -> std::io::Result<()> {
+    let mut reader = Reader::open(from).ok_or_else(|| {
+        std::io::Error::other(format!("its journal {} cannot be read", from.display()))
+    })?;
+    let mut writer = Writer::landed(to)?;
+    while let Some((path, value)) = reader.next_entry() {
+        // A value this run wrote decodes; one that would not is left out (read again).
+        if let Ok(entry) = meta::decode::<StatEntry>(&value) {
+            writer.push(&path, &meta::encode(&entry.landed()))?;
+        }
+    }
+    writer.sync()
+}
+
+/// Removes the temporary files (`<name>.tmp<pid>`) of saves that were cut short, here
+/// or by a killed process.
 fn remove_leftovers(dir: &Path) {
+    let _no_save = lock(&SAVING);
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
