@@ -118,8 +118,9 @@ impl Cached {
 
 /// The stat caches of one migration's sources.
 pub struct StatCache {
-    /// The records epoch of this run (held: no collection runs meanwhile): its
-    /// journals are written under it.
+    /// The records epoch of this run (held: no collection runs meanwhile): a file
+    /// saved before prints under it is trusted. Journals, whose format is that of
+    /// such files, carry it too, but are never trusted.
     epoch: u64,
     sources: Vec<Source>,
     /// Entries met out of order, until those before them are met.
