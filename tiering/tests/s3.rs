@@ -421,3 +421,43 @@ async fn copies_are_confirmed_as_their_packs_land_not_only_at_a_flush() {
     assert_eq!(s3.requests().puts, 2);
     r.stop(std::time::Duration::from_secs(10)).await;
 }
+
+/// A GET's body cut into pieces as it arrives: every piece full but the last, nothing
+/// lost or repeated at the cuts, whatever sizes the connection delivers it in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_read_in_pieces_is_the_object_cut_at_the_piece_size() {
+    let bucket = Bucket::connect(&settings("pieces")).await;
+    let object: Vec<u8> = (0..(10 << 20) + 123u32).map(|i| (i % 251) as u8).collect();
+    bucket
+        .put("cut", Bytes::from(object.clone()))
+        .await
+        .unwrap();
+    let piece = 4 << 20;
+    let pieces = bucket
+        .get_pieces("cut", None, piece)
+        .await
+        .unwrap()
+        .unwrap();
+    let lens: Vec<usize> = pieces.iter().map(Bytes::len).collect();
+    assert_eq!(lens, [piece, piece, (2 << 20) + 123]);
+    assert_eq!(pieces.concat(), object);
+
+    // A range, and a piece size the body is no multiple of.
+    let range = Some(format!("bytes={}-{}", 1_000, 5_000_000));
+    let pieces = bucket
+        .get_pieces("cut", range, 1 << 20)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(pieces[..pieces.len() - 1]
+        .iter()
+        .all(|p| p.len() == 1 << 20));
+    assert_eq!(pieces.concat(), object[1_000..=5_000_000]);
+    let whole = bucket.get_range("cut", None).await.unwrap().unwrap();
+    assert_eq!(whole, object);
+    assert!(bucket
+        .get_pieces("none", None, piece)
+        .await
+        .unwrap()
+        .is_none());
+}

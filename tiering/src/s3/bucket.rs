@@ -20,7 +20,7 @@ use aws_sdk_s3::config::{
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::types::StorageClass;
 use aws_sdk_s3::Client;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use fvfs_cas::{ChunkId, Loaded, StoreError};
 
 use super::pace::{self, Pace};
@@ -290,6 +290,19 @@ impl Bucket {
         key: &str,
         range: Option<String>,
     ) -> Result<Option<Bytes>, StoreError> {
+        let pieces = self.get_pieces(key, range, usize::MAX).await?;
+        Ok(pieces.map(|mut p| p.pop().unwrap_or_default()))
+    }
+
+    /// [`Self::get_range`], its body cut into pieces of `piece` bytes (the last may be
+    /// shorter), each copied once out of the connection's buffers and held by nothing
+    /// else: a reader keeping one piece keeps no other.
+    pub async fn get_pieces(
+        &self,
+        key: &str,
+        range: Option<String>,
+        piece: usize,
+    ) -> Result<Option<Vec<Bytes>>, StoreError> {
         self.counters.gets.fetch_add(1, Ordering::Relaxed);
         let out = self
             .client
@@ -304,14 +317,35 @@ impl Bucket {
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
             Err(e) => return Err(self.fail("GET", key, e)),
         };
-        let body = out.body.collect().await.map_err(|e| {
-            StoreError::Unavailable(format!("S3 GET {}: reading the body: {e}", self.key(key)))
-        })?;
-        let body = body.into_bytes();
+        let mut left = out
+            .content_length()
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(0);
+        let mut body = out.body;
+        let (mut pieces, mut cur) = (Vec::new(), BytesMut::with_capacity(piece.min(left)));
+        let mut total = 0;
+        while let Some(data) = body.next().await {
+            let mut data = data.map_err(|e| {
+                StoreError::Unavailable(format!("S3 GET {}: reading the body: {e}", self.key(key)))
+            })?;
+            total += data.len();
+            while !data.is_empty() {
+                let take = (piece - cur.len()).min(data.len());
+                cur.extend_from_slice(&data.split_to(take));
+                if cur.len() == piece {
+                    pieces.push(cur.split().freeze());
+                    left = left.saturating_sub(piece);
+                    cur.reserve(piece.min(left));
+                }
+            }
+        }
+        if !cur.is_empty() || pieces.is_empty() {
+            pieces.push(cur.freeze());
+        }
         self.counters
             .get_bytes
-            .fetch_add(body.len() as u64, Ordering::Relaxed);
-        Ok(Some(body))
+            .fetch_add(total as u64, Ordering::Relaxed);
+        Ok(Some(pieces))
     }
 
     /// Every object under `dir` (a key prefix below the bucket prefix).

@@ -13,8 +13,9 @@
 //!   needed it with the failure (the pack's name in it), never silently drops one.
 //! - Memory is bounded whatever the number of ids of one read: at most [`IN_FLIGHT`]
 //!   groups of frames wait on GETs of at most [`MAX_BLOCKS`] blocks each (a whole
-//!   pack), plus the [`KEPT`] bytes (blocks of a longer GET are copied out of its body,
-//!   so none keeps a whole body alive); a planned GET that nobody waits for any more
+//!   pack), plus the [`KEPT`] bytes (a GET's body is cut into blocks as it arrives,
+//!   each its own allocation, so none keeps a whole body alive, and its bytes are
+//!   copied once); a planned GET that nobody waits for any more
 //!   is forgotten. A read that waits for another read's GETs holds their bodies until
 //!   it takes its frames from them: readers of the daemon ask for at most
 //!   `MAX_READ_IDS` chunks at a time, and export reads alone in its process.
@@ -55,7 +56,8 @@ type Key = ([u8; 32], u64);
 /// What one GET brought: blocks `first..` of a pack (the last may be short, where the
 /// pack ends), or why not.
 enum Got {
-    Blocks(u64, Bytes),
+    /// Blocks from the first one's number on, each its own allocation.
+    Blocks(u64, Vec<Bytes>),
     Missing,
     Failed(String),
 }
@@ -63,11 +65,11 @@ enum Got {
 impl Got {
     /// Block `n`, if this GET brought any of it.
     fn block(&self, n: u64) -> Option<Bytes> {
-        let Got::Blocks(first, body) = self else {
+        let Got::Blocks(first, blocks) = self else {
             return None;
         };
-        let at = usize::try_from(n.checked_sub(*first)? * BLOCK).ok()?;
-        (at < body.len()).then(|| body.slice(at..body.len().min(at + BLOCK as usize)))
+        let block = blocks.get(usize::try_from(n.checked_sub(*first)?).ok()?)?;
+        (!block.is_empty()).then(|| block.clone())
     }
 }
 
@@ -357,8 +359,11 @@ impl S3Store {
         async move {
             let task = tokio::spawn(async move {
                 let range = format!("bytes={}-{}", first * BLOCK, (last + 1) * BLOCK - 1);
-                let got = match bucket.get_range(&pack_key(&pack), Some(range)).await {
-                    Ok(Some(body)) => Got::Blocks(first, body),
+                let got = match bucket
+                    .get_pieces(&pack_key(&pack), Some(range), BLOCK as usize)
+                    .await
+                {
+                    Ok(Some(blocks)) => Got::Blocks(first, blocks),
                     Ok(None) => Got::Missing,
                     Err(StoreError::Unavailable(why)) => Got::Failed(why),
                     Err(e) => Got::Failed(e.to_string()),
@@ -373,12 +378,6 @@ impl S3Store {
                         blocks.pending.remove(&(pack, n));
                     }
                     if let Some(b) = got.block(n) {
-                        // A slice would keep the whole body alive: copied, so what is
-                        // kept is what `KEPT` counts.
-                        let b = match last > first {
-                            true => Bytes::copy_from_slice(&b),
-                            false => b,
-                        };
                         blocks.keep((pack, n), b);
                     }
                 }
