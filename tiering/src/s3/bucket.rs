@@ -26,6 +26,10 @@ use fvfs_cas::{ChunkId, Loaded, StoreError};
 use super::pace::{self, Pace};
 use crate::seal::{MasterKey, Sealer};
 
+/// Most bytes a GET's buffers are sized for before they arrive (a whole pack, with its
+/// index, is less): a body declared larger grows as it comes.
+const PREALLOC_MAX: usize = 64 << 20;
+
 /// Where the S3 tier lives (`[tiers.s3]` of the config).
 #[derive(Clone, Debug, Default)]
 pub struct S3Settings {
@@ -317,10 +321,12 @@ impl Bucket {
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
             Err(e) => return Err(self.fail("GET", key, e)),
         };
+        // What the server declares sizes the buffers, up to a pack: not trusted further.
         let mut left = out
             .content_length()
             .and_then(|n| usize::try_from(n).ok())
-            .unwrap_or(0);
+            .unwrap_or(0)
+            .min(PREALLOC_MAX);
         let mut body = out.body;
         let (mut pieces, mut cur) = (Vec::new(), BytesMut::with_capacity(piece.min(left)));
         let mut total = 0;
