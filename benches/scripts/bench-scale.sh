@@ -5,7 +5,7 @@
 # reads every byte, each with wall time and peak RSS; `fvfsc put -r` through a daemon
 # too; a fresh mount's `find` and `tar` of the tree (fvfs and `restic mount`); a
 # collection after half the tree is deleted, keeping the newest backup; the bytes each
-# keeps. Page cache warm (the tree is read before each step).
+# keeps, and fvfs's metadata among them. Page cache warm (the tree is read before each step).
 #
 # Usage: [PEERS=no] benches/scripts/bench-scale.sh [FILES]   (default 300000; PEERS=no
 # runs fvfs alone, for trees too large to keep three copies of)
@@ -57,6 +57,8 @@ export FVFS_HOME="$work/fvfs"
 run fvfs-first "$bin/fvfsd" migrate --local-src "$src" --dest /home
 run fvfs-rerun "$bin/fvfsd" migrate --local-src "$src" --dest /home
 stored_fvfs=$(stored "$work/fvfs")
+# Metadata: the stat cache, the manifest's and the pack index's databases (issue 46).
+meta_fvfs=$(du -sB1 "$work/fvfs/statcache" "$work/fvfs/meta" "$work/fvfs/chunks/index" | awk '{s += $1} END {print s}')
 run fvfs-restore "$bin/fvfsd" export /home "$work/out-fvfs"
 rm -rf "$work/out-fvfs"
 run fvfs-check "$bin/fvfsd" fsck --all --read-data
@@ -144,6 +146,7 @@ echo "| tar through that mount | ${secs[fvfs-tar]} s | ${secs[restic-tar]:--} s 
 echo "| the mount's peak (fvfsd serving it) | $mount_mb MB ($mount_daemon_mb MB) | ${rmount_mb:--} MB | - |"
 echo "| gc after deleting half (keep the newest) | $(cell fvfs-gc) | $(cell restic-gc) | $(cell bupstash-gc) |"
 echo "| stored (allocated) | $(mb "$stored_fvfs") MB | $(mb "${stored_restic:-0}") MB | $(mb "${stored_bupstash:-0}") MB |"
+echo "| fvfs metadata (stat cache, manifest, pack index; allocated) | $(mb "$meta_fvfs") MB, $((meta_fvfs / files)) bytes a file | - | - |"
 echo
 echo "- put -r / migrate: $(ratio "${secs[fvfs-put]}" "${secs[fvfs-first]}")x"
 [ "${PEERS:-yes}" = no ] && exit 0
