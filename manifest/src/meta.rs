@@ -153,6 +153,15 @@ impl FileRef {
             link: None,
         }
     }
+
+    /// What file entry `entry` refers to: [`Self::entry`] undone.
+    pub fn of(entry: Entry) -> Self {
+        Self {
+            size: entry.size,
+            node: entry.id,
+            chunks: entry.chunks,
+        }
+    }
 }
 
 /// Sums over all chunk records, kept up to date in the same batch as the records.

@@ -165,19 +165,15 @@ impl<'a> Ingest<'a> {
         let Some(head) = &self.head else {
             return Ok(None);
         };
-        let entry = match self.handle.block_on(head.entry(&job.dest)) {
+        let mut entry = match self.handle.block_on(head.entry(&job.dest)) {
             Ok(entry) if entry.kind == EntryKind::File => entry,
             Ok(_) | Err(ManifestError::NotFound(_) | ManifestError::NotADirectory(_)) => {
                 return Ok(None)
             }
             Err(e) => return Err(e),
         };
-        let file = FileRef {
-            size: entry.size,
-            node: entry.id,
-            chunks: entry.chunks,
-        };
-        let meta = entry.meta.map(|m| *m).unwrap_or_default();
+        let meta = entry.meta.take().map(|m| *m).unwrap_or_default();
+        let file = FileRef::of(entry);
         if print(&file, &meta) != landed.print {
             return Ok(None);
         }
