@@ -19,8 +19,10 @@
 //!   links and makes names only in open folders (see there).
 //! - Nothing existing is overwritten: a file is written under a new temporary name
 //!   beside its own and renamed to it, never over an existing name, once complete and
-//!   given its mode and mtime. So a name in the export folder is either absent or a
-//!   whole file of the version.
+//!   given its mode and mtime; a file of one chunk (or none) is written without a name
+//!   where the target's file system can (`O_TMPFILE`) and linked to its name the same
+//!   way. So a name in the export folder is either absent or a whole file of the
+//!   version.
 //! - A second run into the same folder resumes: a file already there with the size and
 //!   mtime it should have is kept; anything else where the tree has a name (a symlink,
 //!   another kind of file, a file that differs) is named as not exported and left alone.
@@ -372,6 +374,7 @@ impl Exporting<'_> {
             name: e.name.clone(),
             shown: self.show(&at),
             temp: Mutex::new(None),
+            whole: chunks.len() <= 1,
             mode: self.keep.mode(&self.show(&at), e.mode),
             mtime_ns: e.mtime_ns,
             meta: e.meta.clone(),
@@ -380,11 +383,11 @@ impl Exporting<'_> {
             failed: Mutex::new(None),
         };
         if chunks.is_empty() {
-            let (file, dir) = match pending.open(&self.target) {
-                Ok(open) => open,
+            let file = match pending.open(&self.target, dir) {
+                Ok(file) => file,
                 Err(err) => return self.skip_or_stop(&at, err),
             };
-            match pending.complete(&self.keep, &dir, file) {
+            match pending.complete(&self.keep, dir, file) {
                 Ok(()) => self.done.files += 1,
                 Err(err) => self.skip(&at, &format!("{err:#}")),
             }

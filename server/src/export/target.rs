@@ -12,7 +12,8 @@
 //! - a file is written under a temporary name that is new (`O_CREAT | O_EXCL |
 //!   O_NOFOLLOW`) and unpredictable (a random number per export, then a counter), reopened
 //!   only if it is still the inode created, and renamed into place without replacing
-//!   anything;
+//!   anything; or, written at once where the file system can, made with no name at all
+//!   (`O_TMPFILE`) and linked into place complete, without replacing anything;
 //! - modes, owners, attributes and times of files and folders are set on open
 //!   descriptors; those of symlinks and special files (which are never opened: a device
 //!   must not be) on their name in an open folder with `AT_SYMLINK_NOFOLLOW`.
@@ -43,6 +44,8 @@ pub struct Target {
     /// Random per export: temporary names cannot be guessed by whoever wrote the tree.
     temp_base: u64,
     temp_next: AtomicU64,
+    /// Files can be made unnamed in the target and linked into place ([`Self::create_unnamed`]).
+    unnamed: bool,
 }
 
 /// What a name beneath the target is, not following it.
@@ -130,12 +133,31 @@ impl Target {
         )?;
         let mut seed = [0u8; 8];
         getrandom::fill(&mut seed).map_err(|e| io::Error::other(e.to_string()))?;
-        Ok(Self {
+        let mut target = Self {
             root,
             shown: path.to_owned(),
             temp_base: u64::from_le_bytes(seed),
             temp_next: AtomicU64::new(0),
-        })
+            unnamed: true,
+        };
+        target.unnamed = target.links_unnamed();
+        Ok(target)
+    }
+
+    /// Whether a file made unnamed in the target can be linked into it: tried once,
+    /// with a temporary name removed at once. Not where the file system lacks
+    /// `O_TMPFILE` (NFS, most FUSE file systems, macOS), nor where neither a link by
+    /// descriptor (`CAP_DAC_READ_SEARCH` before Linux 6.10) nor `/proc` is there.
+    fn links_unnamed(&self) -> bool {
+        let Ok(Some(file)) = self.create_unnamed(&self.root) else {
+            return false;
+        };
+        let name = self.temp_name();
+        let linked = link_new(&file, &self.root, &name).is_ok();
+        if linked {
+            remove(&self.root, &name);
+        }
+        linked
     }
 
     /// `rel` as the user sees it.
@@ -193,11 +215,38 @@ impl Target {
         )))
     }
 
+    /// A temporary name never given before in this export.
+    fn temp_name(&self) -> Vec<u8> {
+        let n = self.temp_next.fetch_add(1, Ordering::Relaxed);
+        format!(".fvfs-export-{:016x}-{n}", self.temp_base).into_bytes()
+    }
+
+    /// A new file in `dir` without a name (`O_TMPFILE`), open for writing; `None` where
+    /// the target cannot have them. Nothing is in `dir` until [`link_new`] names it:
+    /// a crash before leaves nothing behind.
+    pub fn create_unnamed(&self, dir: &OwnedFd) -> io::Result<Option<File>> {
+        if !self.unnamed {
+            return Ok(None);
+        }
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            let flags = OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC;
+            match rustix::fs::openat(dir, ".", flags, Mode::from_raw_mode(0o600)) {
+                Ok(fd) => return Ok(Some(File::from(fd))),
+                // A file system without it (EISDIR: a kernel without it at all).
+                Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let _ = dir;
+        Ok(None)
+    }
+
     /// A new temporary file in `dir`: its name and the file, open for writing.
     pub fn create_temp(&self, dir: &OwnedFd) -> io::Result<(Vec<u8>, File)> {
         loop {
-            let n = self.temp_next.fetch_add(1, Ordering::Relaxed);
-            let name = format!(".fvfs-export-{:016x}-{n}", self.temp_base).into_bytes();
+            let name = self.temp_name();
             let flags =
                 OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
             match rustix::fs::openat(
@@ -278,6 +327,26 @@ pub fn rename_new(dir: &OwnedFd, tmp: &[u8], name: &[u8]) -> io::Result<()> {
         return Err(Errno::EXIST.into());
     }
     Ok(rustix::fs::renameat(dir, tmp, dir, to)?)
+}
+
+/// Names unnamed file `file` (from [`Target::create_unnamed`]) `name` in `dir`,
+/// never over an existing name.
+pub fn link_new(file: &File, dir: &OwnedFd, name: &[u8]) -> io::Result<()> {
+    let to = component(name)?;
+    match rustix::fs::linkat(file, "", dir, to, AtFlags::EMPTY_PATH) {
+        Ok(()) => return Ok(()),
+        // Refused without CAP_DAC_READ_SEARCH before Linux 6.10: through /proc.
+        Err(Errno::NOENT | Errno::PERM | Errno::INVAL) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let fd = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(file));
+    Ok(rustix::fs::linkat(
+        rustix::fs::CWD,
+        fd.as_str(),
+        dir,
+        to,
+        AtFlags::SYMLINK_FOLLOW,
+    )?)
 }
 
 /// Removes temporary file `name` from `dir` (not following it); gone already is fine.
@@ -423,6 +492,41 @@ mod tests {
         let (tmp, _) = t.create_temp(&deep).unwrap();
         rename_new(&deep, &tmp, b"f").unwrap();
         assert!(matches!(look(&dir, b"f").unwrap(), Found::File { .. }));
+    }
+
+    /// Where the target's file system has `O_TMPFILE` (ext4 here, as most local
+    /// file systems), a file is made with no name, and linked complete, never over
+    /// a name; the probe at open leaves nothing.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn unnamed_files_are_linked_complete_and_never_over_a_name() {
+        use std::io::Write;
+        let work = tempfile::tempdir().unwrap();
+        std::fs::write(work.path().join("victim"), b"mine").unwrap();
+        let t = Target::open(work.path()).unwrap();
+        let names = || -> Vec<_> {
+            let mut n: Vec<_> = std::fs::read_dir(work.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            n.sort();
+            n
+        };
+        assert_eq!(names(), ["victim"]);
+        let dir = t.dir(Path::new("")).unwrap();
+        let mut f = t.create_unnamed(&dir).unwrap().expect("ext4 has O_TMPFILE");
+        f.write_all(b"whole").unwrap();
+        assert_eq!(names(), ["victim"], "nothing is named before the link");
+        let refused = link_new(&f, &dir, b"victim").unwrap_err();
+        assert_eq!(refused.raw_os_error(), Some(Errno::EXIST.raw_os_error()));
+        assert_eq!(std::fs::read(work.path().join("victim")).unwrap(), b"mine");
+        assert!(link_new(&f, &dir, b"../escape").is_err());
+        link_new(&f, &dir, b"new").unwrap();
+        assert_eq!(std::fs::read(work.path().join("new")).unwrap(), b"whole");
+        assert_eq!(names(), ["new", "victim"]);
+        // Dropped before its link: gone without a trace.
+        drop(t.create_unnamed(&dir).unwrap());
+        assert_eq!(names(), ["new", "victim"]);
     }
 
     #[test]

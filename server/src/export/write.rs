@@ -4,13 +4,16 @@
 //!
 //! A temporary copy is created once, exclusively, by whichever of its chunks comes
 //! first (under the file's `temp` lock, so two writers never both create it), and
-//! reopened by the others only while it is still the inode created.
+//! reopened by the others only while it is still the inode created. A file of one
+//! chunk (or none), written at once by one writer, is made without a name where the
+//! target can ([`Target::create_unnamed`]) and linked into place complete: one change
+//! of its folder instead of a create and a rename, and nothing left by a crash.
 
 use std::collections::HashMap;
 use std::fs::{File, Permissions};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{FileExt, PermissionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -41,8 +44,10 @@ pub struct Pending {
     pub name: Vec<u8>,
     /// Its path as the user sees it, for messages.
     pub shown: PathBuf,
-    /// Its temporary copy once created.
+    /// Its temporary copy once created (never, for a file made unnamed).
     pub temp: Mutex<Option<Temp>>,
+    /// Written at once: one chunk reference, or none.
+    pub whole: bool,
     pub mode: u32,
     pub mtime_ns: i64,
     pub meta: Option<Box<Meta>>,
@@ -84,20 +89,24 @@ impl Pending {
             .clone()
     }
 
-    /// Its temporary copy, open for writing (created if it is not there yet), and its
-    /// folder, open.
-    pub fn open(&self, target: &Target) -> std::io::Result<(File, OwnedFd)> {
-        let dir = target.dir(&self.dir)?;
+    /// Its copy in `dir` (its folder, open), open for writing: an unnamed file for a
+    /// file written at once where the target has them, else its temporary copy
+    /// (created if it is not there yet).
+    pub fn open(&self, target: &Target, dir: &OwnedFd) -> std::io::Result<File> {
         let mut temp = self.temp.lock().unwrap_or_else(|p| p.into_inner());
-        let file = match &*temp {
-            Some((name, id)) => target::reopen_temp(&dir, name, *id)?,
-            None => {
-                let (name, file) = target.create_temp(&dir)?;
-                *temp = Some((name, target::open_id(&file)?));
-                file
+        if self.whole {
+            if let Some(file) = target.create_unnamed(dir)? {
+                return Ok(file);
             }
-        };
-        Ok((file, dir))
+        }
+        match &*temp {
+            Some((name, id)) => target::reopen_temp(dir, name, *id),
+            None => {
+                let (name, file) = target.create_temp(dir)?;
+                *temp = Some((name, target::open_id(&file)?));
+                Ok(file)
+            }
+        }
     }
 
     /// Removes its temporary copy, if it made one and did not complete it (a completed
@@ -112,18 +121,18 @@ impl Pending {
         }
     }
 
-    /// Completes it once its bytes are all written (`file` is its temporary copy, open
-    /// in folder `dir`): cut to its size (nothing longer can be there, but a short
-    /// last write is extended), its owner and attributes as `keep` allows, its mode
-    /// and, once closed, its mtime (a rename keeps them), then into place, never over
-    /// a name. On failure the temporary copy is removed.
+    /// Completes it once its bytes are all written (`file` is its copy from
+    /// [`Self::open`], in folder `dir`): cut to its size (nothing longer can be there,
+    /// but a short last write is extended), its owner and attributes as `keep`
+    /// allows, its mode and mtime (a rename or link keeps them), then into place,
+    /// never over a name. On failure its temporary copy is removed (an unnamed one
+    /// goes with its descriptor).
     pub fn complete(&self, keep: &Keep, dir: &OwnedFd, file: File) -> Result<()> {
         let temp = self.temp.lock().unwrap_or_else(|p| p.into_inner());
-        let (tmp, _) = temp
-            .as_ref()
-            .expect("a completed file has its temporary copy");
-        let finish = || -> Result<()> {
-            let cannot = || format!("cannot finish {}", self.shown.display());
+        let cannot = || format!("cannot finish {}", self.shown.display());
+        let mtime = || format!("cannot set mtime of {}", self.shown.display());
+        let create = || format!("cannot create {}", self.shown.display());
+        let settle = |file: &File| -> Result<()> {
             file.set_len(self.size).with_context(cannot)?;
             // Ownership first: a chown clears setuid and setgid bits.
             super::set_meta(
@@ -133,14 +142,22 @@ impl Pending {
                 self.meta.as_deref(),
             );
             file.set_permissions(Permissions::from_mode(self.mode))
-                .with_context(cannot)?;
+                .with_context(cannot)
+        };
+        let Some((tmp, _)) = temp.as_ref() else {
+            // Unnamed: made on a local file system (they alone have `O_TMPFILE`),
+            // which moves no mtime at close, so it is set before the link.
+            settle(&file)?;
+            target::set_mtime(file.as_fd(), self.mtime_ns).with_context(mtime)?;
+            return target::link_new(&file, dir, &self.name).with_context(create);
+        };
+        let finish = || -> Result<()> {
+            settle(&file)?;
             // The mtime after the close: a file system that writes back on close would
             // otherwise move it. By name in the open folder, never followed.
             drop(file);
-            target::set_mtime_at(dir, tmp, self.mtime_ns)
-                .with_context(|| format!("cannot set mtime of {}", self.shown.display()))?;
-            target::rename_new(dir, tmp, &self.name)
-                .with_context(|| format!("cannot create {}", self.shown.display()))
+            target::set_mtime_at(dir, tmp, self.mtime_ns).with_context(mtime)?;
+            target::rename_new(dir, tmp, &self.name).with_context(create)
         };
         finish().inspect_err(|_| target::remove(dir, tmp))
     }
@@ -157,17 +174,18 @@ pub fn write_chunks(
     halt: &AtomicBool,
 ) -> (Written, Option<Stop>) {
     let mut done = Written::default();
+    let mut w = Writer {
+        target,
+        keep,
+        files,
+        dir: None,
+    };
     for (answer, places) in work {
         if halt.load(Ordering::Acquire) {
             break;
         }
         match answer {
             Ok(loaded) => {
-                let w = Writer {
-                    target,
-                    keep,
-                    files,
-                };
                 if let Err(e) = w.chunk(&loaded.data, &places, &mut done) {
                     return (done, Some(Stop::Failed(e)));
                 }
@@ -188,19 +206,34 @@ struct Writer<'a> {
     target: &'a Target,
     keep: &'a Keep,
     files: &'a [Pending],
+    /// The folder it wrote in last, open (chunks come in about the order files were
+    /// stored, so mostly for files of the same folder).
+    dir: Option<(&'a Path, OwnedFd)>,
 }
 
-impl Writer<'_> {
+impl<'a> Writer<'a> {
+    /// Folder `rel` of the target, open.
+    fn dir(&mut self, rel: &'a Path) -> std::io::Result<&OwnedFd> {
+        if self.dir.as_ref().is_none_or(|(last, _)| *last != rel) {
+            self.dir = Some((rel, self.target.dir(rel)?));
+        }
+        Ok(&self.dir.as_ref().expect("just opened").1)
+    }
+
     /// Writes `data` wherever `places` say, completing each file it was the last chunk
     /// of (counted in `w`). A file whose folder or temporary copy is no longer what
     /// the export made fails alone; a failed write stops the export.
-    fn chunk(&self, data: &[u8], places: &[(usize, u64)], w: &mut Written) -> Result<()> {
+    fn chunk(&mut self, data: &[u8], places: &[(usize, u64)], w: &mut Written) -> Result<()> {
+        let (target, keep, files) = (self.target, self.keep, self.files);
         for &(f, offset) in places {
-            let p = &self.files[f];
+            let p = &files[f];
             if p.failure().is_some() {
                 continue;
             }
-            let (file, dir) = match p.open(self.target) {
+            let opened = self
+                .dir(&p.dir)
+                .and_then(|dir| Ok((p.open(target, dir)?, dir)));
+            let (file, dir) = match opened {
                 Ok(open) => open,
                 Err(e) if super::entry_failure(&e) => {
                     p.fail(e.to_string());
@@ -213,7 +246,7 @@ impl Writer<'_> {
             file.write_all_at(data, offset)
                 .with_context(|| format!("cannot write {}", p.shown.display()))?;
             if p.left.fetch_sub(1, Ordering::AcqRel) == 1 {
-                match p.complete(self.keep, &dir, file) {
+                match p.complete(keep, dir, file) {
                     Ok(()) => {
                         w.files += 1;
                         w.bytes += p.size;
