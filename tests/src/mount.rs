@@ -1,5 +1,7 @@
 //! A real `fvfsc mount` for tests: started against a daemon, ready once the kernel lists
-//! the mount, and unmounted (explicitly, also when stale) on drop.
+//! the mount, and unmounted (explicitly, also when stale) on drop. Its log (warnings
+//! and up, unless `RUST_LOG` says otherwise) goes to a file beside its cache, shown
+//! when the test fails while the mount is up.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -33,7 +35,11 @@ pub struct Mount {
     child: Option<Child>,
     pub dir: PathBuf,
     pub cache: PathBuf,
+    log: PathBuf,
 }
+
+/// Lines of a mount's log shown when a test fails.
+const LOG_TAIL: usize = 60;
 
 impl Mount {
     /// Mounts `daemon`'s tree at `dir` with its chunk cache in `cache`, plus `extra`
@@ -48,7 +54,16 @@ impl Mount {
     /// token, home: over HTTPS, say).
     pub fn start_with(mut fvfsc: Command, dir: &Path, cache: &Path, extra: &[&str]) -> Self {
         fs::create_dir_all(dir).unwrap();
+        let log = cache.with_extension("fvfsc.log");
+        let log_file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("open the mount's log");
+        let level = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
         let mut child = fvfsc
+            .env("RUST_LOG", level)
+            .stderr(log_file)
             .arg("mount")
             .arg(dir)
             .arg("--cache-dir")
@@ -69,6 +84,7 @@ impl Mount {
             child: Some(child),
             dir: dir.to_owned(),
             cache: cache.to_owned(),
+            log,
         }
     }
 
@@ -140,6 +156,17 @@ impl Mount {
 
 impl Drop for Mount {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = fs::read_to_string(&self.log).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(LOG_TAIL)..];
+            eprintln!(
+                "the mount's log ({}), last {} lines:\n{}",
+                self.log.display(),
+                tail.len(),
+                tail.join("\n")
+            );
+        }
         if self.child.is_some() || is_mounted(&self.dir) {
             let _ = umount(&self.dir, &self.cache);
             if let Some(mut c) = self.child.take() {

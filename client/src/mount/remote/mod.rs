@@ -27,6 +27,13 @@ use super::cache::ChunkCache;
 /// unreachable daemon must fail calls quickly, not hang the programs using the mount.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A call the daemon did not answer within [`TIMEOUT`]: said in the log, EIO to the
+/// caller.
+fn timed_out() -> Errno {
+    tracing::warn!("the daemon did not answer within {TIMEOUT:?}: EIO");
+    Errno::IO
+}
+
 /// The errno for a failed call to the daemon.
 pub fn errno(f: &Failure) -> Errno {
     match f {
@@ -150,7 +157,7 @@ impl Remote {
                 tracing::debug!("daemon: {f}");
                 Err(errno(&f))
             }
-            Err(_) => Err(Errno::IO),
+            Err(_) => Err(timed_out()),
         }
     }
 
@@ -286,7 +293,7 @@ impl Remote {
             Ok(Ok(v)) => Head::of(&v).map(Some),
             Ok(Err(Failure::Refused { status, .. })) if status == StatusCode::NOT_FOUND => Ok(None),
             Ok(Err(f)) => Err(errno(&f)),
-            Err(_) => Err(Errno::IO),
+            Err(_) => Err(timed_out()),
         }
     }
 
