@@ -13,6 +13,10 @@
 #  5. the largest file read cold from S3 through a daemon (`fvfsc cat`), in MB/s.
 #  6. `tar` of the whole tree through a fresh `fvfsc mount` of a recovered store (every
 #     chunk cold in S3), versus `restic restore`.
+# Every restore writes into a file system of its own, made for it (ext4 on a sparse loop
+# file, as root with mkfs.ext4; else a plain folder): a file system that has just
+# deleted the previous restore makes the next one pay for it (ext4's inode allocator
+# steps around recently freed inodes), whichever tool comes next.
 # Usage: benches/scripts/bench-restore.sh [DIR]. Medians of REPS (default 3) runs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -28,6 +32,7 @@ reps="${REPS:-3}"
 work="$(mktemp -d "${BENCH_TMP:-/var/tmp}/fvfs-restorebench.XXXXXX")"
 cleanup() {
   for m in "$work"/mnt*; do fusermount3 -uz "$m" 2>/dev/null || true; done
+  for m in "$work"/*.img; do umount "${m%.img}" 2>/dev/null || true; done
   pkill -f "$work/" 2>/dev/null || true
   "$bin/fvfs-garage" stop "$work/garage" || true
   rm -rf "$work"
@@ -50,6 +55,14 @@ serve() { # HOME [CONFIG] -> prints the URL once listening
 }
 stop() { pkill -TERM -f "home $1 serve" || true; while pgrep -f "home $1 serve" >/dev/null; do sleep 0.1; done; }
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; }
+fresh() { # DIR: made empty, on a new file system where one can be made
+  mkdir -p "$1"
+  if [ "$(id -u)" = 0 ] && command -v mkfs.ext4 >/dev/null; then
+    truncate -s $((bytes * 3 + (1 << 30))) "$1.img"
+    mkfs.ext4 -q -F "$1.img" && mount -o loop "$1.img" "$1"
+  fi
+}
+unfresh() { umount "$1" 2>/dev/null || true; rm -rf "$1" "$1.img"; }
 fvfsd() { "$bin/fvfsd" --config "$work/c.toml" "$@"; }
 recover() { rm -rf "$1"; fvfsd --home "$1" recover --from-s3 "${@:2}" >"$1.recover" 2>&1; }
 
@@ -100,22 +113,22 @@ done
 # 2-5, repeated.
 rec1=(); exp=(); gets=(); rs_all=(); rs_dir=(); fv_dir=(); cat_mbs=(); mount_tar=()
 for r in $(seq 1 "$reps"); do
-  drop_caches
+  fresh "$work/out$r"; drop_caches
   t0=$(now); recover "$work/r$r"; rec1+=("$(since "$t0")")
   t0=$(now)
   fvfsd --home "$work/r$r" export / "$work/out$r" >"$work/exp$r.out" 2>&1
   exp+=("$(echo "$(since "$t0") + ${rec1[-1]}" | bc)")
   gets+=("$(sed -n 's/.*S3: \([0-9]*\) GETs.*/\1/p' "$work/exp$r.out")")
-  rm -rf "$work/out$r"
-  drop_caches
+  unfresh "$work/out$r"
+  fresh "$work/rs$r"; drop_caches
   t0=$(now); restic restore latest --target "$work/rs$r" >/dev/null 2>&1; rs_all+=("$(since "$t0")")
-  rm -rf "$work/rs$r"
-  t0=$(now)
+  unfresh "$work/rs$r"
+  fresh "$work/rsd$r"; t0=$(now)
   restic restore latest --target "$work/rsd$r" --include "$src/$bigdir" >/dev/null 2>&1
-  rs_dir+=("$(since "$t0")"); rm -rf "$work/rsd$r"
-  t0=$(now); recover "$work/d$r"
+  rs_dir+=("$(since "$t0")"); unfresh "$work/rsd$r"
+  fresh "$work/outd$r"; t0=$(now); recover "$work/d$r"
   fvfsd --home "$work/d$r" export "/$bigdir" "$work/outd$r" >/dev/null 2>&1
-  fv_dir+=("$(since "$t0")"); rm -rf "$work/outd$r"
+  fv_dir+=("$(since "$t0")"); unfresh "$work/outd$r"
   # Cold read of the largest file through a daemon on a store holding no content.
   recover "$work/c$r"
   url=$(serve "$work/c$r")
