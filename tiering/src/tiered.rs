@@ -112,8 +112,11 @@ impl TieredStore {
         let mut first: HashMap<ChunkId, StoreError> = pending.into_iter().collect();
         let ids = first.keys().copied().collect();
         let last = i + 1 == self.colder.len();
-        let found = tier
-            .get_many(ids)
+        let read = match keep {
+            true => tier.get_many(ids),
+            false => tier.get_many_passing(ids),
+        };
+        let found = read
             .map(move |(id, r)| {
                 let local_error = first.remove(&id).unwrap_or(StoreError::NotFound(id));
                 (id, r, local_error)

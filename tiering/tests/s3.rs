@@ -161,6 +161,45 @@ async fn many_chunks_make_one_pack_read_by_block() {
 }
 
 /// Every chunk `s`'s pack indexes name.
+/// A read passing through (an export's) keeps nothing its own GETs bring, so an
+/// export neither grows by the blocks kept nor pushes out the daemon's; it takes what
+/// other reads kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_passing_through_takes_kept_blocks_and_keeps_none() {
+    let s = store("passing").await;
+    let chunks: Vec<Vec<u8>> = (0..100u32).map(|i| noise(u64::from(i), 5000)).collect();
+    for c in &chunks {
+        s.put_data(c).await.unwrap();
+    }
+    s.sync().await.unwrap();
+    let found = scan(&s).await;
+    let locs = Arc::new(MemoryLocations::default());
+    let found_locs: Vec<_> = found.iter().map(|f| (f.id, f.loc)).collect();
+    locs.record(&found_locs).unwrap();
+    let fresh = S3Store::new(Bucket::connect(&settings("passing")).await, locs);
+    let ids: Vec<ChunkId> = chunks.iter().map(|c| ChunkId::of(c)).collect();
+    // (passing through, GETs it makes, why)
+    for (passing, want, why) in [
+        (true, 1, "nothing is kept yet"),
+        (true, 1, "nothing was kept by the first"),
+        (false, 1, "nothing is kept yet, and this read keeps"),
+        (true, 0, "what a read kept is taken"),
+    ] {
+        let before = fresh.requests();
+        let read: Vec<_> = match passing {
+            true => fresh.get_many_passing(ids.clone()),
+            false => fresh.get_many(ids.clone()),
+        }
+        .collect()
+        .await;
+        assert_eq!(read.len(), ids.len());
+        for (id, r) in read {
+            assert_eq!(ChunkId::of(&r.unwrap().data), id);
+        }
+        assert_eq!((fresh.requests() - before).gets, want, "{why}");
+    }
+}
+
 async fn scan(s: &S3Store) -> Vec<fvfs_tiering::Recovered> {
     let mut found = Vec::new();
     s.scan_packs(|_| {}, |pack| found.extend(pack))

@@ -6,7 +6,8 @@
 //! (a mount walking a tree, a daemon serving file after file, a read-ahead) mostly
 //! reads their neighbours next, and packs keep the order in which chunks were written.
 //! A block already being fetched is waited for, not fetched again. Frames are verified
-//! on the blocking pool as their bytes arrive.
+//! on the blocking pool as their bytes arrive. A read passing through (an export's)
+//! takes what is kept but keeps nothing its own GETs bring.
 //!
 //! # Invariants
 //! - Every id given is answered exactly once: a GET that fails answers each frame that
@@ -229,7 +230,10 @@ fn cut(loc: PackLoc, block: impl Fn(u64) -> Result<Bytes, Lack>) -> Result<Bytes
 impl S3Store {
     /// Answers `ids` by pack block (see the module doc); frames still in memory and
     /// ids with no location are answered first.
-    pub(super) fn fetch_many(&self, ids: Vec<ChunkId>) -> ChunkStream<'_> {
+    /// With `keep` false (a read passing through, such as an export's), the blocks its
+    /// own GETs bring are not kept for later reads: it neither grows this process by
+    /// [`KEPT`] nor pushes out what the daemon's other readers keep.
+    pub(super) fn fetch_many(&self, ids: Vec<ChunkId>, keep: bool) -> ChunkStream<'_> {
         let mut ready = Vec::new();
         let mut wanted = Vec::new();
         for id in ids {
@@ -249,7 +253,7 @@ impl S3Store {
             }
         }
         let opener = self.bucket.clone();
-        let fetched = stream::iter(self.plan(wanted))
+        let fetched = stream::iter(self.plan(wanted, keep))
             .map(Group::resolve)
             .buffer_unordered(IN_FLIGHT)
             .flat_map(move |batches| {
@@ -272,7 +276,7 @@ impl S3Store {
     /// The frames of `wanted` in groups needing the same GETs, in pack order: blocks
     /// kept are taken, blocks being fetched are waited for, and the others get GETs of
     /// their own (planned here, started when a group first awaits them).
-    fn plan(&self, mut wanted: Vec<(ChunkId, PackLoc)>) -> Vec<Group> {
+    fn plan(&self, mut wanted: Vec<(ChunkId, PackLoc)>, keep: bool) -> Vec<Group> {
         wanted.sort_unstable_by_key(|(_, l)| (l.pack, l.offset));
         let mut blocks = lock(&self.blocks);
         if blocks.pending.len() > PENDING_SWEEP {
@@ -311,7 +315,7 @@ impl S3Store {
         for (pack, first, last) in runs(&missing) {
             let no = blocks.next;
             blocks.next += 1;
-            let fetch = self.fetch(pack, first, last, no);
+            let fetch = self.fetch(pack, first, last, no, keep);
             for n in first..=last {
                 if let Some(weak) = fetch.downgrade() {
                     blocks.pending.insert((pack, n), (no, weak));
@@ -352,8 +356,8 @@ impl S3Store {
     }
 
     /// The GET of blocks `first..=last` of `pack`, on a task of its own once awaited;
-    /// what it brings is kept for later reads.
-    fn fetch(&self, pack: [u8; 32], first: u64, last: u64, no: u64) -> Fetch {
+    /// what it brings is kept for later reads if `keep`.
+    fn fetch(&self, pack: [u8; 32], first: u64, last: u64, no: u64, keep: bool) -> Fetch {
         let bucket = self.bucket.clone();
         let blocks = Arc::clone(&self.blocks);
         async move {
@@ -377,7 +381,7 @@ impl S3Store {
                     {
                         blocks.pending.remove(&(pack, n));
                     }
-                    if let Some(b) = got.block(n) {
+                    if let Some(b) = got.block(n).filter(|_| keep) {
                         blocks.keep((pack, n), b);
                     }
                 }

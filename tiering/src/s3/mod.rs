@@ -439,14 +439,18 @@ impl ChunkStore for S3Store {
     }
 
     async fn get(&self, id: &ChunkId) -> Result<Loaded, StoreError> {
-        match self.fetch_many(vec![*id]).next().await {
+        match self.fetch_many(vec![*id], true).next().await {
             Some((_, answer)) => answer,
             None => Err(StoreError::NotFound(*id)),
         }
     }
 
     fn get_many(&self, ids: Vec<ChunkId>) -> fvfs_cas::ChunkStream<'_> {
-        self.fetch_many(ids)
+        self.fetch_many(ids, true)
+    }
+
+    fn get_many_passing(&self, ids: Vec<ChunkId>) -> fvfs_cas::ChunkStream<'_> {
+        self.fetch_many(ids, false)
     }
 
     async fn has(&self, ids: &[ChunkId]) -> Result<Vec<bool>, StoreError> {
