@@ -333,20 +333,29 @@ pub fn rename_new(dir: &OwnedFd, tmp: &[u8], name: &[u8]) -> io::Result<()> {
 /// never over an existing name.
 pub fn link_new(file: &File, dir: &OwnedFd, name: &[u8]) -> io::Result<()> {
     let to = component(name)?;
-    match rustix::fs::linkat(file, "", dir, to, AtFlags::EMPTY_PATH) {
-        Ok(()) => return Ok(()),
-        // Refused without CAP_DAC_READ_SEARCH before Linux 6.10: through /proc.
-        Err(Errno::NOENT | Errno::PERM | Errno::INVAL) => {}
-        Err(e) => return Err(e.into()),
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        match rustix::fs::linkat(file, "", dir, to, AtFlags::EMPTY_PATH) {
+            Ok(()) => return Ok(()),
+            // Refused without CAP_DAC_READ_SEARCH before Linux 6.10: through /proc.
+            Err(Errno::NOENT | Errno::PERM | Errno::INVAL) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let fd = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(file));
+        Ok(rustix::fs::linkat(
+            rustix::fs::CWD,
+            fd.as_str(),
+            dir,
+            to,
+            AtFlags::SYMLINK_FOLLOW,
+        )?)
     }
-    let fd = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(file));
-    Ok(rustix::fs::linkat(
-        rustix::fs::CWD,
-        fd.as_str(),
-        dir,
-        to,
-        AtFlags::SYMLINK_FOLLOW,
-    )?)
+    // No unnamed files there ([`Target::create_unnamed`]).
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = (file, dir, to);
+        Err(io::ErrorKind::Unsupported.into())
+    }
 }
 
 /// Removes temporary file `name` from `dir` (not following it); gone already is fine.
