@@ -138,7 +138,7 @@ impl Target {
             shown: path.to_owned(),
             temp_base: u64::from_le_bytes(seed),
             temp_next: AtomicU64::new(0),
-            unnamed: true,
+            unnamed: false,
         };
         target.unnamed = target.links_unnamed();
         Ok(target)
@@ -149,7 +149,7 @@ impl Target {
     /// `O_TMPFILE` (NFS, most FUSE file systems, macOS), nor where neither a link by
     /// descriptor (`CAP_DAC_READ_SEARCH` before Linux 6.10) nor `/proc` is there.
     fn links_unnamed(&self) -> bool {
-        let Ok(Some(file)) = self.create_unnamed(&self.root) else {
+        let Ok(Some(file)) = make_unnamed(&self.root) else {
             return false;
         };
         let name = self.temp_name();
@@ -225,22 +225,10 @@ impl Target {
     /// the target cannot have them. Nothing is in `dir` until [`link_new`] names it:
     /// a crash before leaves nothing behind.
     pub fn create_unnamed(&self, dir: &OwnedFd) -> io::Result<Option<File>> {
-        if !self.unnamed {
-            return Ok(None);
+        match self.unnamed {
+            true => make_unnamed(dir),
+            false => Ok(None),
         }
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        {
-            let flags = OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC;
-            match rustix::fs::openat(dir, ".", flags, Mode::from_raw_mode(0o600)) {
-                Ok(fd) => return Ok(Some(File::from(fd))),
-                // A file system without it (EISDIR: a kernel without it at all).
-                Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        let _ = dir;
-        Ok(None)
     }
 
     /// A new temporary file in `dir`: its name and the file, open for writing.
@@ -327,6 +315,24 @@ pub fn rename_new(dir: &OwnedFd, tmp: &[u8], name: &[u8]) -> io::Result<()> {
         return Err(Errno::EXIST.into());
     }
     Ok(rustix::fs::renameat(dir, tmp, dir, to)?)
+}
+
+/// A new file in `dir` without a name, open for writing; `None` where the file system
+/// (or the platform) has no `O_TMPFILE`.
+fn make_unnamed(dir: &OwnedFd) -> io::Result<Option<File>> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let flags = OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC;
+        match rustix::fs::openat(dir, ".", flags, Mode::from_raw_mode(0o600)) {
+            Ok(fd) => return Ok(Some(File::from(fd))),
+            // A file system without it (EISDIR: a kernel without it at all).
+            Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = dir;
+    Ok(None)
 }
 
 /// Names unnamed file `file` (from [`Target::create_unnamed`]) `name` in `dir`,
