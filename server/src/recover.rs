@@ -200,14 +200,16 @@ type ById = Found<false>;
 type ByPlace = Found<true>;
 
 impl<const BY_PLACE: bool> Found<BY_PLACE> {
-    fn key(&self) -> ([u8; 32], u64, [u8; 32], u32, u32) {
+    /// By id, a block's member first: a repack into blocks whose old pack is not
+    /// deleted yet leaves both, and the block is the copy that stays.
+    fn key(&self) -> ([u8; 32], bool, u64, [u8; 32], u32, u32) {
         let (f, id) = (&self.0, *self.0.id.as_bytes());
-        let (first, then) = if BY_PLACE {
-            (f.loc.pack, id)
+        let (first, frame, then) = if BY_PLACE {
+            (f.loc.pack, false, id)
         } else {
-            (id, f.loc.pack)
+            (id, f.loc.member.is_none(), f.loc.pack)
         };
-        (first, f.loc.offset, then, f.loc.len, f.raw_len)
+        (first, frame, f.loc.offset, then, f.loc.len, f.raw_len)
     }
 }
 
@@ -232,17 +234,17 @@ impl<const BY_PLACE: bool> Ord for Found<BY_PLACE> {
 }
 
 impl<const BY_PLACE: bool> Record for Found<BY_PLACE> {
-    const LEN: usize = 32 + PackLoc::ENCODED_LEN + 4;
+    const LEN: usize = 32 + PackLoc::MEMBER_LEN + 4;
 
     fn put(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(self.0.id.as_bytes());
-        out.extend_from_slice(&self.0.loc.encode());
+        out.extend_from_slice(&self.0.loc.encode_fixed());
         out.extend_from_slice(&self.0.raw_len.to_le_bytes());
     }
 
     fn get(bytes: &[u8]) -> Self {
         let (id, rest) = bytes.split_at(32);
-        let (loc, raw_len) = rest.split_at(PackLoc::ENCODED_LEN);
+        let (loc, raw_len) = rest.split_at(PackLoc::MEMBER_LEN);
         Self(Recovered {
             id: ChunkId::from_slice(id).expect("32 bytes"),
             loc: PackLoc::decode(loc).expect("a location's length"),

@@ -23,7 +23,8 @@ pub mod tierset;
 pub use evict::Evictor;
 pub use nas::{prepare as prepare_nas, NasStore};
 pub use records::{
-    Eviction, PackLoc, PackLocs, Publishing, QueueStatus, Recovered, Replication, TierIndex,
+    Eviction, PackLoc, PackLocs, PackMember, Publishing, QueueStatus, Recovered, Replication,
+    TierIndex,
 };
 pub use replicate::{FlushPolicy, Replicator};
 pub use s3::{Bucket, S3Settings, S3Store};

@@ -63,11 +63,7 @@ async fn a_condemned_chunk_leaves_the_queue_the_candidates_and_the_pack_location
     assert_eq!(f.repo.replication_status(TIER_S3).unwrap().pending, 1);
     assert!(!f.repo.replication_drained(TIER_S3).unwrap());
     // S3 confirms it: it leaves S3's queue and becomes an eviction candidate locally.
-    let loc = PackLoc {
-        pack: [7; 32],
-        offset: 0,
-        len: 30,
-    };
+    let loc = PackLoc::frame([7; 32], 0, 30);
     f.repo.pack_locs().record(&[(id, loc)]).unwrap();
     f.repo
         .replication_done(TIER_S3, &[id], &f.repo.copy_mark())
@@ -120,11 +116,7 @@ async fn tiering_keeps_its_records_under_the_keys_the_manifest_used() {
     assert!(f.kv.contains(&old_queue_key).unwrap());
     f.repo.set_published(9).unwrap();
     assert_eq!(f.kv.get(b"l").unwrap(), Some(9u64.to_be_bytes().to_vec()));
-    let loc = PackLoc {
-        pack: [1; 32],
-        offset: 5,
-        len: 6,
-    };
+    let loc = PackLoc::frame([1; 32], 5, 6);
     f.repo.pack_locs().record(&[(id, loc)]).unwrap();
     let mut old_pack_key = vec![b'p'];
     old_pack_key.extend_from_slice(id.as_bytes());
@@ -197,11 +189,7 @@ async fn reads_of_many_chunks_back_from_s3_are_noted_in_parts_and_all_of_them() 
     let found: Vec<Recovered> = (0..5_000u32)
         .map(|i| Recovered {
             id: ChunkId::of(&i.to_le_bytes()),
-            loc: PackLoc {
-                pack: [7; 32],
-                offset: u64::from(i) * 100,
-                len: 100,
-            },
+            loc: PackLoc::frame([7; 32], u64::from(i) * 100, 100),
             raw_len: 4,
         })
         .collect();

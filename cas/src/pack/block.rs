@@ -49,7 +49,7 @@ pub const HEAD_LEN: usize = 12;
 /// Bytes of one table entry.
 pub const ENTRY_LEN: usize = 36;
 /// Members of one block at most (a block of tiny chunks still has a bounded table).
-const MAX_MEMBERS: usize = 1 << 16;
+pub const MAX_MEMBERS: usize = 1 << 16;
 /// Raw bytes a block gathers before it is closed. Measured on the stable Rust sysroot
 /// at zstd 15 (benches/README.md, twenty-third session): 1 MiB blocks keep 0.641 of
 /// today's frames and cost a random read of one chunk 290 us; 4 MiB blocks 0.600 and
@@ -60,9 +60,42 @@ pub const BLOCK_RAW: usize = 1 << 20;
 /// files at once, find the blocks their neighbours decoded. About 16 MiB.
 const CACHED_BLOCKS: usize = 16;
 
+/// Bytes a block's frame can take at most: its head, the largest table, and zstd's
+/// bound on the payload of [`crate::frame::MAX_RAW_LEN`] raw bytes (what a decoder of
+/// untrusted lengths checks against).
+pub const MAX_LEN: usize = HEAD_LEN
+    + ENTRY_LEN * MAX_MEMBERS
+    + crate::frame::MAX_RAW_LEN
+    + (crate::frame::MAX_RAW_LEN >> 8)
+    + (64 << 10);
+
 /// Whether a record's frame is a block.
 pub fn is_block(frame: &[u8]) -> bool {
     frame.get(..2) == Some(MAGIC)
+}
+
+/// The raw bytes of the chunk in `frame`, when they are worth a block: they decode,
+/// verify, and the fast level shrinks them by a tenth at least. What it barely shrank
+/// (photos, archives) is copied as it is; a frame kept raw is tried again (a copy of
+/// a block's member promoted from a colder tier is served raw).
+pub fn worth(id: &ChunkId, frame: &[u8]) -> Option<Vec<u8>> {
+    use crate::frame;
+    let raw_len = frame::raw_len(frame).ok()?;
+    let shrinks = |len: usize| len * 10 <= raw_len * 9;
+    if !frame::is_raw(frame) && !shrinks(frame.len()) {
+        return None;
+    }
+    let raw = frame::decode(id, frame).ok()?;
+    (!frame::is_raw(frame) || shrinks(frame::encode(&raw).len())).then_some(raw)
+}
+
+/// What cold `members` are rewritten as: a lone chunk as a frame, several as a block,
+/// at the dense level.
+pub fn dense(members: &[(ChunkId, &[u8])]) -> Vec<u8> {
+    match members {
+        [(_, raw)] => crate::frame::encode_dense(raw),
+        _ => encode(members, crate::frame::DENSE_LEVEL),
+    }
 }
 
 /// The block of `members` (chunk id and raw bytes), compressed at zstd `level`.
@@ -199,27 +232,35 @@ pub fn shares(record_len: u64, lens: &[u32]) -> Vec<u32> {
 /// One block being decoded or decoded: readers of the same block wait for the first.
 type Slot = Arc<Mutex<Option<Arc<Decoded>>>>;
 
-/// The [`CACHED_BLOCKS`] blocks read last, by segment and offset of their record.
+/// The [`CACHED_BLOCKS`] blocks read last, by their place: in a pack store the
+/// segment and offset of their record, in S3 the pack's name and the block's offset.
 ///
-/// A key names the same bytes for as long as the store is open: segments are
+/// A key must name the same bytes for as long as the cache lives: segments are
 /// append-only and numbered afresh, and a punched block is named by no location (a
-/// stale entry is never asked for; readers check ids and hashes all the same).
-#[derive(Default)]
-pub struct Cache {
-    slots: Mutex<Slots>,
+/// stale entry is never asked for; readers check ids and hashes all the same); S3
+/// packs are named by the hash of their bytes.
+pub struct Cache<Key = (u32, u64)> {
+    slots: Mutex<Slots<Key>>,
 }
 
-/// A block's place: the segment and offset of its record.
-type Key = (u32, u64);
+impl<Key> Default for Cache<Key> {
+    fn default() -> Self {
+        Self {
+            slots: Mutex::new(Slots {
+                by_key: HashMap::new(),
+                order: VecDeque::new(),
+            }),
+        }
+    }
+}
 
-#[derive(Default)]
-struct Slots {
+struct Slots<Key> {
     by_key: HashMap<Key, Slot>,
     /// Least recently used first.
     order: VecDeque<Key>,
 }
 
-impl Cache {
+impl<Key: Copy + Eq + std::hash::Hash> Cache<Key> {
     /// The decoded block at `key`, decoding it with `load` unless it is cached or
     /// another reader is decoding it (then waiting for that one).
     pub fn get_or_load<E>(

@@ -1,5 +1,5 @@
 //! Recompression, the idle rewrite: the frames of a segment, written at ingest's fast
-//! zstd level, are packed into blocks (see `block`) at [`frame::DENSE_LEVEL`] while
+//! zstd level, are packed into blocks (see `block`) at [`crate::frame::DENSE_LEVEL`] while
 //! the machine is idle, one segment at a time: the chunks in the order they were
 //! written (a file's chunks, then the next file's), about [`block::BLOCK_RAW`] raw
 //! bytes per block. On the stable Rust sysroot that keeps 0.64 of the frames' bytes,
@@ -37,7 +37,7 @@ use super::index::{self, Loc, Member};
 use super::scan::{self, Found};
 use super::{block, lock, record, Inner};
 use crate::kv::Batch;
-use crate::{failpoint, frame, platform, ChunkId, Recompressed, StoreError};
+use crate::{failpoint, platform, ChunkId, Recompressed, StoreError};
 
 /// A segment is rewritten only when its live records shrink by at least this share.
 const MIN_GAIN: f64 = 0.02;
@@ -264,20 +264,6 @@ fn is_live(inner: &Inner, id: &ChunkId, at: &Loc) -> Result<bool, StoreError> {
         .is_some_and(|l| l.same_place(at)))
 }
 
-/// The raw bytes of the chunk in `frame`, when they are worth a block: they decode,
-/// verify, and the fast level shrinks them by a tenth at least. What it barely shrank
-/// (photos, archives) is copied as it is; a frame kept raw is tried again (a copy of
-/// a block's member promoted from a colder tier is served raw).
-fn worth_a_block(id: &ChunkId, frame: &[u8]) -> Option<Vec<u8>> {
-    let raw_len = frame::raw_len(frame).ok()?;
-    let shrinks = |len: usize| len * 10 <= raw_len * 9;
-    if !frame::is_raw(frame) && !shrinks(frame.len()) {
-        return None;
-    }
-    let raw = frame::decode(id, frame).ok()?;
-    (!frame::is_raw(frame) || shrinks(frame::encode(&raw).len())).then_some(raw)
-}
-
 /// `f` applied to each of `items` on `threads` threads, answered in order.
 fn on_threads<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let per = items.len().div_ceil(threads.max(1)).max(1);
@@ -308,7 +294,7 @@ fn pack_batch(
     moved: &mut Vec<Moved>,
     (threads, last): (usize, bool),
 ) -> Result<(), StoreError> {
-    let raws = on_threads(batch, threads, |(id, _, f)| worth_a_block(id, f));
+    let raws = on_threads(batch, threads, |(id, _, f)| block::worth(id, f));
     for ((id, old, frame), raw) in batch.drain(..).zip(raws) {
         match raw {
             Some(raw) => waiting.push((id, old, raw)),
@@ -332,12 +318,9 @@ fn pack_batch(
         true if !group.is_empty() => groups.push(group),
         _ => *waiting = group,
     }
-    let frames = on_threads(&groups, threads, |g| match &g[..] {
-        [(_, _, raw)] => frame::encode_dense(raw),
-        _ => {
-            let members: Vec<(ChunkId, &[u8])> = g.iter().map(|(id, _, r)| (*id, &r[..])).collect();
-            block::encode(&members, frame::DENSE_LEVEL)
-        }
+    let frames = on_threads(&groups, threads, |g| {
+        let members: Vec<(ChunkId, &[u8])> = g.iter().map(|(id, _, r)| (*id, &r[..])).collect();
+        block::dense(&members)
     });
     for (g, f) in groups.iter().zip(frames) {
         if let [(id, old, _)] = &g[..] {

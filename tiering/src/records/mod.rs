@@ -26,7 +26,7 @@ use fvfs_manifest::{ChunkRecord, ManifestError, Space};
 
 pub use evict::{recent_accesses, Eviction};
 pub use queue::{QueueEntry, QueueStatus, Replication};
-pub use s3::{PackLoc, PackLocs, Publishing, Recovered};
+pub use s3::{PackLoc, PackLocs, PackMember, Publishing, Recovered};
 
 /// `q <tier> <id>`: [`QueueEntry`], a chunk waiting to be copied to a colder tier.
 const QUEUE: u8 = b'q';

@@ -15,32 +15,90 @@ use fvfs_manifest::{ChunkKind, ChunkRecord, Repo, Result, Space};
 
 use super::{bad, DROPPED, PACKS, PUBLISHED};
 
-/// Where the S3 tier keeps a chunk: a byte range of a pack object.
+/// Where the S3 tier keeps a chunk: a byte range of a pack object, holding its frame,
+/// or the block it is a member of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PackLoc {
     /// The pack's name: the BLAKE3 hash of the whole pack object.
     pub pack: [u8; 32],
     pub offset: u64,
+    /// Bytes of the range: the frame, or the whole block (what a read GETs).
     pub len: u32,
+    pub member: Option<PackMember>,
+}
+
+/// A chunk's place in a block (issue 47).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackMember {
+    /// Its index in the block's table.
+    pub index: u32,
+    /// Its share of the block's bytes (`fvfs_cas::pack::block::shares` over the members
+    /// the pack lists), what it counts as in usage and compaction.
+    pub share: u32,
 }
 
 impl PackLoc {
-    pub const ENCODED_LEN: usize = 44;
+    /// Bytes of the record of a frame's location (the only form before blocks).
+    pub const FRAME_LEN: usize = 44;
+    /// Bytes of the record of a member's location.
+    pub const MEMBER_LEN: usize = 52;
 
-    pub fn encode(&self) -> [u8; Self::ENCODED_LEN] {
-        let mut out = [0u8; Self::ENCODED_LEN];
-        out[..32].copy_from_slice(&self.pack);
-        out[32..40].copy_from_slice(&self.offset.to_le_bytes());
-        out[40..].copy_from_slice(&self.len.to_le_bytes());
+    /// A frame's location.
+    pub fn frame(pack: [u8; 32], offset: u64, len: u32) -> Self {
+        Self {
+            pack,
+            offset,
+            len,
+            member: None,
+        }
+    }
+
+    /// The bytes this chunk counts for: its frame, or its share of its block.
+    pub fn live_len(&self) -> u32 {
+        self.member.map_or(self.len, |m| m.share)
+    }
+
+    /// The record: [`Self::FRAME_LEN`] bytes for a frame, as written before blocks
+    /// existed, [`Self::MEMBER_LEN`] for a member.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = self.encode_fixed();
+        if self.member.is_none() {
+            out.truncate(Self::FRAME_LEN);
+        }
         out
     }
 
+    /// The record in [`Self::MEMBER_LEN`] bytes whatever it holds (a frame's index
+    /// and share are `u32::MAX`), for files of fixed-length records.
+    pub fn encode_fixed(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(Self::MEMBER_LEN);
+        out.extend_from_slice(&self.pack);
+        out.extend_from_slice(&self.offset.to_le_bytes());
+        out.extend_from_slice(&self.len.to_le_bytes());
+        let (index, share) = self
+            .member
+            .map_or((u32::MAX, u32::MAX), |m| (m.index, m.share));
+        out.extend_from_slice(&index.to_le_bytes());
+        out.extend_from_slice(&share.to_le_bytes());
+        out
+    }
+
+    /// Reads either form of [`Self::encode`] or [`Self::encode_fixed`].
     pub fn decode(bytes: &[u8]) -> Option<Self> {
-        let bytes: &[u8; Self::ENCODED_LEN] = bytes.try_into().ok()?;
+        let u32_at = |at: usize| Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
+        let member = match bytes.len() {
+            Self::FRAME_LEN => None,
+            Self::MEMBER_LEN => match (u32_at(44)?, u32_at(48)?) {
+                (u32::MAX, _) => None,
+                (index, share) => Some(PackMember { index, share }),
+            },
+            _ => return None,
+        };
         Some(Self {
             pack: bytes[..32].try_into().ok()?,
             offset: u64::from_le_bytes(bytes[32..40].try_into().ok()?),
-            len: u32::from_le_bytes(bytes[40..].try_into().ok()?),
+            len: u32_at(40)?,
+            member,
         })
     }
 }
@@ -79,8 +137,7 @@ impl PackLocs {
     pub fn record(&self, locs: &[(ChunkId, PackLoc)]) -> Result<()> {
         let mut batch = Batch::default();
         for (id, loc) in locs {
-            self.space
-                .insert(&mut batch, id.as_bytes(), loc.encode().to_vec());
+            self.space.insert(&mut batch, id.as_bytes(), loc.encode());
         }
         self.space.apply(batch, true)
     }
@@ -179,7 +236,7 @@ impl Publishing for Repo {
         let locs = self.space(PACKS);
         let mut batch = Batch::default();
         for f in distinct(found) {
-            locs.insert(&mut batch, f.id.as_bytes(), f.loc.encode().to_vec());
+            locs.insert(&mut batch, f.id.as_bytes(), f.loc.encode());
             if batch.len() >= 4096 {
                 locs.apply(std::mem::take(&mut batch), false)?;
             }
@@ -194,15 +251,15 @@ impl Publishing for Repo {
                 kind: ChunkKind::Data,
                 tiers: TIER_S3,
                 raw_len: f.raw_len,
-                stored_len: f.loc.len,
+                stored_len: f.loc.live_len(),
                 last_access: 0,
                 accesses: 0.0,
             };
             let t = &mut change.totals;
             t.add(&record);
-            t.count_on(TIER_S3, f.loc.len);
+            t.count_on(TIER_S3, f.loc.live_len());
             t.evicted_chunks += 1;
-            t.evicted_bytes += u64::from(f.loc.len);
+            t.evicted_bytes += u64::from(f.loc.live_len());
             change.set(&f.id, &record);
             if change.batch.len() >= 4096 {
                 change.apply_part()?;
@@ -225,10 +282,37 @@ impl Publishing for Repo {
     }
 }
 
-/// The chunks of `found` in key order, each once (the same copy for every caller).
+/// The chunks of `found` in key order, each once (the same copy for every caller): a
+/// block's member before a frame of its own (a repack into blocks whose old pack is
+/// not deleted yet leaves both, and the block is the copy that stays).
 fn distinct(found: &[Recovered]) -> Vec<&Recovered> {
     let mut found: Vec<&Recovered> = found.iter().collect();
-    found.sort_unstable_by_key(|f| (f.id, f.loc.pack, f.loc.offset));
+    found.sort_unstable_by_key(|f| (f.id, f.loc.member.is_none(), f.loc.pack, f.loc.offset));
     found.dedup_by_key(|f| f.id);
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_keeps_the_old_record_and_a_member_reads_back_from_either_form() {
+        let frame = PackLoc::frame([3; 32], 77, 1000);
+        assert_eq!(frame.encode().len(), PackLoc::FRAME_LEN);
+        assert_eq!(PackLoc::decode(&frame.encode()), Some(frame));
+        assert_eq!(PackLoc::decode(&frame.encode_fixed()), Some(frame));
+        assert_eq!(frame.live_len(), 1000);
+        let member = PackLoc {
+            member: Some(PackMember {
+                index: 4,
+                share: 120,
+            }),
+            ..frame
+        };
+        assert_eq!(member.encode().len(), PackLoc::MEMBER_LEN);
+        assert_eq!(PackLoc::decode(&member.encode()), Some(member));
+        assert_eq!(member.live_len(), 120);
+        assert_eq!(PackLoc::decode(&member.encode()[..50]), None);
+    }
 }

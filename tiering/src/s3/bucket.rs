@@ -26,6 +26,9 @@ use fvfs_cas::{ChunkId, Loaded, StoreError};
 use super::pace::{self, Pace};
 use crate::seal::{MasterKey, Sealer};
 
+/// The context every block is sealed with.
+const BLOCK_CONTEXT: &[u8] = b"fvfs block v1";
+
 /// Most bytes a GET's buffers are sized for before they arrive (a whole pack, with its
 /// index, is less): a body declared larger grows as it comes.
 const PREALLOC_MAX: usize = 64 << 20;
@@ -187,6 +190,27 @@ impl Bucket {
                 None => stored,
             };
         fvfs_cas::verify(id, frame)
+    }
+
+    /// A block (chunks compressed together) as stored: sealed whole in an encrypted
+    /// bucket, under a fixed context, since its reader knows no hash of it (each
+    /// member is checked against its table entry and its id once it opens).
+    pub fn seal_block(&self, block: &[u8]) -> Bytes {
+        match &self.sealer {
+            Some(s) => Bytes::from(s.seal(BLOCK_CONTEXT, block)),
+            None => Bytes::copy_from_slice(block),
+        }
+    }
+
+    /// A block as stored, opened; the error says why it does not.
+    pub fn open_block(&self, stored: Bytes) -> Result<Bytes, String> {
+        match &self.sealer {
+            Some(s) => s
+                .open(BLOCK_CONTEXT, &stored)
+                .map(Bytes::from)
+                .map_err(|e| e.to_string()),
+            None => Ok(stored),
+        }
     }
 
     /// Stores a small metadata object (log segment, snapshot names...), sealed with its

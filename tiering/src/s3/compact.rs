@@ -2,9 +2,16 @@
 //!
 //! A pack is immutable, so dropping a chunk only forgets its location; its bytes stay
 //! until the pack goes. [`S3Store::compact`] deletes packs no location names any more,
-//! and rewrites packs whose live share fell under a threshold: their live frames go
+//! and rewrites packs whose live share fell under a threshold: their live chunks go
 //! into new packs (through the open packs, as replication does: tree nodes, as the
 //! caller tells them apart, into packs of nodes), then the old pack is deleted.
+//!
+//! What moves is rewritten with context where it pays (issue 47), since the pack was
+//! read whole anyway: frames that compress, and the live members of blocks that are
+//! mostly dead, are packed in pack order into blocks of about
+//! [`block::BLOCK_RAW`] raw bytes at the dense level (sealed whole in an encrypted
+//! bucket); frames that do not compress (photos) move as stored, and a block still
+//! mostly live moves as stored with its live members.
 //!
 //! # Invariants
 //! - **A pack is deleted only when no location names it**, checked while no upload is
@@ -19,7 +26,9 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::records::PackLoc;
+use bytes::Bytes;
 use fvfs_api::reports::Compaction;
+use fvfs_cas::pack::block;
 use fvfs_cas::{ChunkId, StoreError};
 
 use super::{Holds, S3Store, UPLOADS};
@@ -38,7 +47,7 @@ impl S3Store {
         let mut uses: HashMap<[u8; 32], PackUse> = HashMap::new();
         for (id, loc) in self.locs.all()? {
             let u = uses.entry(loc.pack).or_default();
-            u.live_bytes += u64::from(loc.len);
+            u.live_bytes += u64::from(loc.live_len());
             u.chunks.push((id, loc));
         }
         Ok(uses)
@@ -88,35 +97,49 @@ impl S3Store {
             return Ok(report);
         }
         let mut moved = Vec::new();
-        for (key, size, u) in rewrite {
+        let mut packer = Packer::default();
+        for (key, size, mut u) in rewrite {
             let Some(object) = self.bucket.get(&key).await? else {
                 continue;
             };
+            // In pack order: one file's chunks stay together in the blocks made.
+            u.chunks
+                .sort_unstable_by_key(|(_, l)| (l.offset, l.member.map(|m| m.index)));
             let mut whole = true;
-            for (id, loc) in &u.chunks {
+            for group in u
+                .chunks
+                .chunk_by(|(_, a), (_, b)| a.offset == b.offset && b.member.is_some())
+            {
+                let (id, loc) = group[0];
+                let holds = if is_node(&id) {
+                    Holds::Nodes
+                } else {
+                    Holds::Data
+                };
                 let range = loc.offset as usize..(loc.offset + u64::from(loc.len)) as usize;
-                // Checked, then moved as stored: a sealed frame opens in any pack.
-                let checked = object.get(range).map(|f| {
-                    let stored = object.slice_ref(f);
-                    let raw_len = self.bucket.open_frame(id, stored.clone())?.data.len();
-                    Ok::<_, StoreError>((stored, raw_len as u32))
-                });
-                match checked {
-                    Some(Ok((stored, raw_len))) => {
-                        let holds = if is_node(id) {
-                            Holds::Nodes
-                        } else {
-                            Holds::Data
-                        };
-                        // Pushed even though a location names it already.
-                        let full = self.mem().push(holds, *id, &stored, raw_len);
-                        if full {
-                            self.seal(holds).await?;
-                        }
-                        report.bytes_moved += u64::from(loc.len);
+                let Some(stored) = object.get(range).map(|f| object.slice_ref(f)) else {
+                    tracing::error!(pack = key, chunk = %id, "pack shorter than its index: left in place for fsck");
+                    whole = false;
+                    continue;
+                };
+                let moves = match loc.member {
+                    None => self.move_frame(id, stored, holds, &mut packer).await,
+                    Some(_) => self.move_block(group, stored, holds, &mut packer).await,
+                };
+                match moves {
+                    Ok(()) => {
+                        report.bytes_moved += group
+                            .iter()
+                            .map(|(_, l)| u64::from(l.live_len()))
+                            .sum::<u64>()
                     }
-                    _ => {
-                        tracing::error!(pack = key, chunk = %id, "damaged frame left in place for fsck");
+                    Err(why) => {
+                        tracing::error!(
+                            pack = key,
+                            offset = loc.offset,
+                            chunks = group.len(),
+                            "{why}: left in place for fsck"
+                        );
                         whole = false;
                     }
                 }
@@ -124,6 +147,9 @@ impl S3Store {
             if whole {
                 moved.push((key, size));
             }
+        }
+        for holds in Holds::ALL {
+            self.flush_packer(&mut packer, holds, true).await?;
         }
         self.sync().await?;
         let _quiet = self.quiet().await?;
@@ -138,12 +164,151 @@ impl S3Store {
         Ok(report)
     }
 
+    /// Moves frame `stored` of `id`: its raw bytes to the packer if they compress, else
+    /// as stored. The error says why it is left in place.
+    async fn move_frame(
+        &self,
+        id: ChunkId,
+        stored: Bytes,
+        holds: Holds,
+        packer: &mut Packer,
+    ) -> Result<(), String> {
+        let loaded = self
+            .bucket
+            .open_frame(&id, stored.clone())
+            .map_err(|e| format!("damaged frame ({e})"))?;
+        match block::worth(&id, &loaded.frame) {
+            Some(raw) => {
+                packer.add(holds, id, raw);
+                self.flush_packer(packer, holds, false).await
+            }
+            None => {
+                // Pushed even though a location names it already.
+                let raw_len = loaded.data.len() as u32;
+                let full = self.mem().push(holds, id, &stored, raw_len);
+                self.seal_if(full, holds).await
+            }
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    /// Moves the live `members` of block `stored`: as stored if they are at least half
+    /// of it, else their raw bytes to the packer. Every member is checked first; the
+    /// error says why none moves.
+    async fn move_block(
+        &self,
+        members: &[(ChunkId, PackLoc)],
+        stored: Bytes,
+        holds: Holds,
+        packer: &mut Packer,
+    ) -> Result<(), String> {
+        let block = self.bucket.open_block(stored.clone())?;
+        let decoded = block::decode(&block).ok_or("damaged block (does not decode)")?;
+        let mut live = Vec::with_capacity(members.len());
+        for (id, loc) in members {
+            let index = loc.member.map_or(u32::MAX, |m| m.index);
+            match decoded.member(index, id) {
+                Some(raw) if ChunkId::of(&raw) == *id => live.push((*id, index, raw)),
+                _ => return Err(format!("damaged block (member {id} at entry {index})")),
+            }
+        }
+        let live_raw: usize = live.iter().map(|(.., raw)| raw.len()).sum();
+        if live_raw * 2 >= decoded.table.raw_len {
+            let listed: Vec<(ChunkId, u32, u32)> = live
+                .iter()
+                .map(|(id, index, raw)| (*id, *index, raw.len() as u32))
+                .collect();
+            let full = self.mem().push_block(holds, &stored, &listed);
+            return self.seal_if(full, holds).await.map_err(|e| e.to_string());
+        }
+        for (id, _, raw) in live {
+            packer.add(holds, id, raw.to_vec());
+        }
+        self.flush_packer(packer, holds, false)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Compresses what the packer holds for `holds` into blocks at the dense level and
+    /// pushes them (sealed whole): every full block, and with `last` the rest too (a
+    /// lone chunk as a frame).
+    async fn flush_packer(
+        &self,
+        packer: &mut Packer,
+        holds: Holds,
+        last: bool,
+    ) -> Result<(), StoreError> {
+        while let Some(members) = packer.take(holds, last) {
+            let (members, dense) = tokio::task::spawn_blocking(move || {
+                let refs: Vec<(ChunkId, &[u8])> =
+                    members.iter().map(|(id, r)| (*id, &r[..])).collect();
+                let dense = block::dense(&refs);
+                (members, dense)
+            })
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+            let full = match &members[..] {
+                [(id, raw)] => {
+                    let stored = self.bucket.seal_frame(id, &dense);
+                    self.mem().push(holds, *id, &stored, raw.len() as u32)
+                }
+                _ => {
+                    let stored = self.bucket.seal_block(&dense);
+                    let listed: Vec<(ChunkId, u32, u32)> = members
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (id, raw))| (*id, i as u32, raw.len() as u32))
+                        .collect();
+                    self.mem().push_block(holds, &stored, &listed)
+                }
+            };
+            self.seal_if(full, holds).await?;
+        }
+        Ok(())
+    }
+
+    async fn seal_if(&self, full: bool, holds: Holds) -> Result<(), StoreError> {
+        match full {
+            true => self.seal(holds).await,
+            false => Ok(()),
+        }
+    }
+
     /// Holds every upload permit: no pack is being uploaded meanwhile.
     async fn quiet(&self) -> Result<tokio::sync::SemaphorePermit<'_>, StoreError> {
         self.uploads
             .acquire_many(UPLOADS)
             .await
             .map_err(|_| StoreError::Unavailable("S3 store closed".into()))
+    }
+}
+
+/// Chunks and their raw bytes, in order.
+type Raws = Vec<(ChunkId, Vec<u8>)>;
+
+/// Raw chunks waiting to be compressed together, for each [`Holds`], in the order given
+/// (with their raw bytes summed).
+#[derive(Default)]
+struct Packer {
+    waiting: [(Raws, usize); 2],
+}
+
+impl Packer {
+    fn add(&mut self, holds: Holds, id: ChunkId, raw: Vec<u8>) {
+        let (members, bytes) = &mut self.waiting[holds as usize];
+        *bytes += raw.len();
+        members.push((id, raw));
+    }
+
+    /// The members of the next block of `holds`: once they reach [`block::BLOCK_RAW`]
+    /// raw bytes, or with `last` whatever waits.
+    fn take(&mut self, holds: Holds, last: bool) -> Option<Raws> {
+        let (members, bytes) = &mut self.waiting[holds as usize];
+        if members.is_empty() || (*bytes < block::BLOCK_RAW && !last) {
+            return None;
+        }
+        *bytes = 0;
+        Some(std::mem::take(members))
     }
 }
 

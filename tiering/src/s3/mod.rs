@@ -11,8 +11,8 @@
 //! recovery fetched 153 MiB to read its 1,503 nodes when they shared packs with file
 //! content). Where each chunk sits (pack, offset,
 //! length) is kept in [`Locations`] (the metadata database in the daemon). Reads
-//! (`fetch`) take packs in aligned blocks of a few MiB, the blocks a read needs in one
-//! ranged GET per pack, several in flight, and keep the last blocks read for the reads
+//! (`fetch`) take packs in aligned spans of a few MiB, the spans a read needs in one
+//! ranged GET per pack, several in flight, and keep the last spans read for the reads
 //! that follow.
 //!
 //! # Invariants
@@ -35,6 +35,7 @@ mod compact;
 mod fetch;
 pub mod keys;
 pub mod log;
+mod open;
 mod pace;
 pub mod pack;
 
@@ -137,20 +138,23 @@ struct Open {
     live: HashMap<ChunkId, pack::Entry>,
 }
 
+/// What is stored for a chunk: its frame, or the block holding it and its index in it.
+type Stored = (Bytes, Option<u32>);
+
 /// Frames not yet in a recorded pack: the open ones, and those being uploaded.
 #[derive(Default)]
 struct InMemory {
     /// The open pack of each [`Holds`], by its index.
     open: [Open; 2],
     /// Frames of packs being uploaded, readable until their locations are recorded.
-    uploading: HashMap<ChunkId, Bytes>,
+    uploading: HashMap<ChunkId, Stored>,
 }
 
 impl InMemory {
-    fn frame(&self, id: &ChunkId) -> Option<Bytes> {
+    fn frame(&self, id: &ChunkId) -> Option<Stored> {
         for open in &self.open {
             if let Some(e) = open.live.get(id) {
-                return Some(Bytes::copy_from_slice(open.pack.frame(e)));
+                return Some((Bytes::copy_from_slice(open.pack.frame(e)), e.member));
             }
         }
         self.uploading.get(id).cloned()
@@ -171,6 +175,47 @@ impl InMemory {
         }
         self.open[holds as usize].pack.len() >= PACK_MAX
     }
+
+    /// Adds a sealed block to the open pack of `holds`, with an entry for each of
+    /// `members` (id, index in the block, raw length) not in memory already (none
+    /// left: the block is not added); returns whether that pack is full.
+    fn push_block(&mut self, holds: Holds, stored: &[u8], members: &[(ChunkId, u32, u32)]) -> bool {
+        let members: Vec<_> = members
+            .iter()
+            .filter(|(id, ..)| !self.holds(id))
+            .copied()
+            .collect();
+        let open = &mut self.open[holds as usize];
+        if !members.is_empty() {
+            for e in open.pack.push_block(stored, &members) {
+                open.live.insert(e.id, e);
+            }
+        }
+        open.pack.len() >= PACK_MAX
+    }
+
+    /// Puts back the `live` entries of a pack that failed to upload (`object`), each
+    /// block once with its live members.
+    fn push_back(&mut self, holds: Holds, object: &[u8], live: &HashMap<ChunkId, pack::Entry>) {
+        let mut blocks: HashMap<u64, Vec<(ChunkId, u32, u32)>> = HashMap::new();
+        for (id, e) in live {
+            let stored = &object[e.offset as usize..(e.offset + u64::from(e.len)) as usize];
+            match e.member {
+                None => {
+                    self.push(holds, *id, stored, e.raw_len);
+                }
+                Some(index) => blocks
+                    .entry(e.offset)
+                    .or_default()
+                    .push((*id, index, e.raw_len)),
+            }
+        }
+        for (offset, members) in blocks {
+            let len = live[&members[0].0].len;
+            let stored = &object[offset as usize..(offset + u64::from(len)) as usize];
+            self.push_block(holds, stored, &members);
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -190,7 +235,7 @@ impl Upload {
     /// records where its frames are; on failure puts them back into the open pack, so
     /// the next sync retries them.
     async fn run(self, min: usize) -> Result<(), StoreError> {
-        let (object, name, live) = {
+        let taken = {
             let mut mem = lock(&self.mem);
             let open = &mut mem.open[self.holds as usize];
             if open.live.is_empty() {
@@ -202,26 +247,21 @@ impl Upload {
                 return Ok(());
             }
             let Open { pack, live } = std::mem::take(open);
-            let (object, name, _) = pack.finish(self.bucket.sealer());
+            let (object, name, entries) = pack.finish(self.bucket.sealer());
             let object = Bytes::from(object);
             for (id, e) in &live {
                 let frame = object.slice(e.offset as usize..(e.offset + u64::from(e.len)) as usize);
-                mem.uploading.insert(*id, frame);
+                mem.uploading.insert(*id, (frame, e.member));
             }
-            (object, name, live)
+            (object, name, live, entries)
         };
+        let (object, name, live, entries) = taken;
         let stored = self.bucket.put_pack(&pack_key(&name), object.clone()).await;
         let recorded = stored.and_then(|()| {
-            let locs: Vec<(ChunkId, PackLoc)> = live
-                .iter()
-                .map(|(id, e)| {
-                    let loc = PackLoc {
-                        pack: name,
-                        offset: e.offset,
-                        len: e.len,
-                    };
-                    (*id, loc)
-                })
+            let locs: Vec<(ChunkId, PackLoc)> = pack::locations(name, &entries)
+                .into_iter()
+                .filter(|(id, loc, _)| live.get(id).is_some_and(|e| e.offset == loc.offset))
+                .map(|(id, loc, _)| (id, loc))
                 .collect();
             self.locs.record(&locs)
         });
@@ -231,11 +271,7 @@ impl Upload {
         }
         if let Err(e) = recorded {
             // Back into the open pack: the next sync retries them.
-            for (id, entry) in &live {
-                let frame =
-                    &object[entry.offset as usize..(entry.offset + u64::from(entry.len)) as usize];
-                mem.push(self.holds, *id, frame, entry.raw_len);
-            }
+            mem.push_back(self.holds, &object, &live);
             return Err(e);
         }
         // What an interrupted upload resumes from: these chunks are not sent again.
@@ -260,8 +296,10 @@ pub struct S3Store {
     /// Why the last upload started by a `put` failed (its frames are back in the open
     /// pack); the next `put` reports it, so the replicator backs off.
     failed: Arc<Mutex<Option<String>>>,
-    /// Pack blocks kept for the reads that follow, and GETs in flight.
-    blocks: Arc<Mutex<fetch::Blocks>>,
+    /// Pack spans kept for the reads that follow, and GETs in flight.
+    spans: Arc<Mutex<fetch::Spans>>,
+    /// Opens frames and members of blocks (with the blocks decoded last).
+    opener: open::Opener,
 }
 
 fn pack_key(name: &[u8; 32]) -> String {
@@ -271,12 +309,13 @@ fn pack_key(name: &[u8; 32]) -> String {
 impl S3Store {
     pub fn new(bucket: Bucket, locs: Arc<dyn Locations>) -> Self {
         Self {
+            opener: open::Opener::new(bucket.clone()),
             bucket,
             locs,
             mem: Arc::default(),
             uploads: Arc::new(tokio::sync::Semaphore::new(UPLOADS as usize)),
             failed: Arc::default(),
-            blocks: Arc::default(),
+            spans: Arc::default(),
         }
     }
 
@@ -387,17 +426,9 @@ impl S3Store {
                 }
             };
             found(
-                entries
+                pack::locations(name, &entries)
                     .into_iter()
-                    .map(|e| Recovered {
-                        id: e.id,
-                        loc: PackLoc {
-                            pack: name,
-                            offset: e.offset,
-                            len: e.len,
-                        },
-                        raw_len: e.raw_len,
-                    })
+                    .map(|(id, loc, raw_len)| Recovered { id, loc, raw_len })
                     .collect(),
             );
         }
@@ -499,7 +530,7 @@ impl ChunkStore for S3Store {
         let mut u = Usage::default();
         for (_, loc) in self.locs.all()? {
             u.chunks += 1;
-            u.bytes += u64::from(loc.len);
+            u.bytes += u64::from(loc.live_len());
         }
         Ok(u)
     }

@@ -2,11 +2,18 @@
 //! index at the end, so a TiB costs thousands of requests and one chunk is one ranged GET.
 //!
 //! ```text
-//! pack    = frame* index trailer
+//! pack    = (frame | block)* index trailer
 //! index   = "FVPI" version:u8 count:u32 entry*            (little endian)
-//! entry   = id:[u8; 32] offset:u64 len:u32 raw_len:u32    (48 bytes, by offset)
+//! entry   = id:[u8; 32] offset:u64 len:u32 raw_len:u32    (48 bytes, by offset; v1)
+//!         | id:[u8; 32] offset:u64 len:u32 raw_len:u32 member:u32  (52 bytes; v2)
 //! trailer = index_len:u32 index_hash:[u8; 32] "FVPACK1\0"  (44 bytes)
 //! ```
+//! A block (`fvfs_cas::pack::block`: chunks compressed together, issue 47) has one
+//! entry per member, each with the whole block's range and the member's place in the
+//! block's table (`member`; `u32::MAX` in a v2 entry is a frame of its own). The
+//! members must be listed here, not read from the block: its table is inside it, sealed
+//! in an encrypted bucket. An index is written as v2 only when its pack holds a block,
+//! so packs of frames stay readable by binaries that know only v1.
 //! A pack is named by the BLAKE3 hash of all its bytes. The index lets `fvfsd recover`
 //! find every chunk from S3 alone with one suffix-range GET per pack; its hash in the
 //! trailer catches a damaged index before anything trusts its offsets, and every frame
@@ -15,32 +22,42 @@
 //!
 //! In an encrypted bucket (trailer magic `FVPACK2\0`) every frame is sealed on its own
 //! (its chunk id as context, so a single frame is still one ranged GET) and so is the
-//! whole index (see [`crate::seal`]): the pack shows only lengths. A clear pack in an
-//! encrypted bucket, or the reverse, is refused.
+//! whole index (see [`crate::seal`]): the pack shows only lengths. A block is sealed
+//! whole (`Bucket::seal_block`). A clear pack in an encrypted bucket, or the reverse,
+//! is refused.
 
+use fvfs_cas::pack::block;
 use fvfs_cas::{frame, ChunkId};
 
+use crate::records::{PackLoc, PackMember};
 use crate::seal::Sealer;
 
 const INDEX_MAGIC: &[u8; 4] = b"FVPI";
 const INDEX_VERSION: u8 = 1;
+/// The version of an index that lists members of blocks.
+const INDEX_VERSION_BLOCKS: u8 = 2;
+/// A v2 entry's `member` of a frame of its own.
+const NOT_A_MEMBER: u32 = u32::MAX;
 const TRAILER_MAGIC: &[u8; 8] = b"FVPACK1\0";
 const SEALED_MAGIC: &[u8; 8] = b"FVPACK2\0";
 /// The context a pack's index is sealed with.
 const INDEX_CONTEXT: &[u8] = b"fvfs pack index";
 const ENTRY_LEN: usize = 48;
+const ENTRY_LEN_BLOCKS: usize = 52;
 const INDEX_HEADER_LEN: usize = 9;
 pub const TRAILER_LEN: usize = 44;
 /// Bytes read from a pack's end to find its index in one request, for typical packs.
 pub const TAIL_GUESS: u64 = 256 * 1024;
 
-/// One frame's place in a pack.
+/// One chunk's place in a pack: its frame's range, or its block's and its place in it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Entry {
     pub id: ChunkId,
     pub offset: u64,
     pub len: u32,
     pub raw_len: u32,
+    /// Its index in the table of the block at `offset`, for a block's member.
+    pub member: Option<u32>,
 }
 
 /// A pack being filled.
@@ -59,10 +76,31 @@ impl Builder {
             offset: self.buf.len() as u64,
             len: stored.len() as u32,
             raw_len,
+            member: None,
         };
         self.buf.extend_from_slice(stored);
         self.entries.push(entry);
         entry
+    }
+
+    /// Appends a block as stored (sealed whole in an encrypted bucket) with an entry
+    /// for each of `members` (id, its index in the block's table, raw length): the
+    /// members still live, which may be fewer than the block holds.
+    pub fn push_block(&mut self, stored: &[u8], members: &[(ChunkId, u32, u32)]) -> Vec<Entry> {
+        let offset = self.buf.len() as u64;
+        self.buf.extend_from_slice(stored);
+        let entries: Vec<Entry> = members
+            .iter()
+            .map(|&(id, index, raw_len)| Entry {
+                id,
+                offset,
+                len: stored.len() as u32,
+                raw_len,
+                member: Some(index),
+            })
+            .collect();
+        self.entries.extend_from_slice(&entries);
+        entries
     }
 
     /// Bytes of frames so far.
@@ -78,7 +116,7 @@ impl Builder {
         &self.entries
     }
 
-    /// The frame at `entry`, which must come from this builder.
+    /// The frame (or block) at `entry`, which must come from this builder.
     pub fn frame(&self, entry: &Entry) -> &[u8] {
         &self.buf[entry.offset as usize..entry.offset as usize + entry.len as usize]
     }
@@ -86,15 +124,24 @@ impl Builder {
     /// The finished pack object and its name; the index sealed by `sealer` if given.
     pub fn finish(self, sealer: Option<&Sealer>) -> (Vec<u8>, [u8; 32], Vec<Entry>) {
         let mut buf = self.buf;
-        let mut index = Vec::with_capacity(INDEX_HEADER_LEN + ENTRY_LEN * self.entries.len());
+        let blocks = self.entries.iter().any(|e| e.member.is_some());
+        let (version, entry_len) = match blocks {
+            true => (INDEX_VERSION_BLOCKS, ENTRY_LEN_BLOCKS),
+            false => (INDEX_VERSION, ENTRY_LEN),
+        };
+        let mut index = Vec::with_capacity(INDEX_HEADER_LEN + entry_len * self.entries.len());
         index.extend_from_slice(INDEX_MAGIC);
-        index.push(INDEX_VERSION);
+        index.push(version);
         index.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
         for e in &self.entries {
             index.extend_from_slice(e.id.as_bytes());
             index.extend_from_slice(&e.offset.to_le_bytes());
             index.extend_from_slice(&e.len.to_le_bytes());
             index.extend_from_slice(&e.raw_len.to_le_bytes());
+            if blocks {
+                let member = e.member.unwrap_or(NOT_A_MEMBER);
+                index.extend_from_slice(&member.to_le_bytes());
+            }
         }
         let (index, magic) = match sealer {
             Some(s) => (s.seal(INDEX_CONTEXT, &index), SEALED_MAGIC),
@@ -108,6 +155,25 @@ impl Builder {
         let name = *blake3::hash(&buf).as_bytes();
         (buf, name, self.entries)
     }
+}
+
+/// The location of each chunk of pack `name` from its `entries`, with its raw length:
+/// a member's share of its block is reckoned over the members the index lists.
+pub fn locations(name: [u8; 32], entries: &[Entry]) -> Vec<(ChunkId, PackLoc, u32)> {
+    let mut out = Vec::with_capacity(entries.len());
+    for group in entries.chunk_by(|a, b| a.offset == b.offset && b.member.is_some()) {
+        let lens: Vec<u32> = group.iter().map(|e| e.raw_len).collect();
+        let shares = block::shares(u64::from(group[0].len), &lens);
+        for (e, share) in group.iter().zip(shares) {
+            let member = e.member.map(|index| PackMember { index, share });
+            let loc = PackLoc {
+                member,
+                ..PackLoc::frame(name, e.offset, e.len)
+            };
+            out.push((e.id, loc, e.raw_len));
+        }
+    }
+    out
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -174,14 +240,16 @@ pub fn parse_tail(
     if index.len() < INDEX_HEADER_LEN || &index[..4] != INDEX_MAGIC {
         return Err(PackError::Index("bad magic"));
     }
-    if index[4] != INDEX_VERSION {
-        return Err(PackError::Index("unknown version"));
-    }
+    let entry_len = match index[4] {
+        INDEX_VERSION => ENTRY_LEN,
+        INDEX_VERSION_BLOCKS => ENTRY_LEN_BLOCKS,
+        _ => return Err(PackError::Index("unknown version")),
+    };
     let count = u32::from_le_bytes(index[5..9].try_into().expect("4 bytes")) as usize;
     let body = &index[INDEX_HEADER_LEN..];
     if body.len()
         != count
-            .checked_mul(ENTRY_LEN)
+            .checked_mul(entry_len)
             .ok_or(PackError::Index("count"))?
     {
         return Err(PackError::Index("count does not match length"));
@@ -189,23 +257,43 @@ pub fn parse_tail(
     let frames_end = pack_len - needed;
     // A sealed frame has its seal's overhead beyond the frame itself.
     let most = (frame::HEADER_LEN + frame::MAX_RAW_LEN + crate::seal::OVERHEAD) as u32;
-    body.chunks_exact(ENTRY_LEN)
+    let most_block = (block::MAX_LEN + crate::seal::OVERHEAD) as u32;
+    let entries = body
+        .chunks_exact(entry_len)
         .map(|e| {
+            let member = match e.get(48..52) {
+                Some(m) => Some(u32::from_le_bytes(m.try_into().expect("4 bytes")))
+                    .filter(|m| *m != NOT_A_MEMBER),
+                None => None,
+            };
             let entry = Entry {
                 id: ChunkId::from_slice(&e[..32]).ok_or(PackError::Index("id"))?,
                 offset: u64::from_le_bytes(e[32..40].try_into().expect("8 bytes")),
                 len: u32::from_le_bytes(e[40..44].try_into().expect("4 bytes")),
                 raw_len: u32::from_le_bytes(e[44..48].try_into().expect("4 bytes")),
+                member,
             };
-            if entry.len > most || entry.raw_len as usize > frame::MAX_RAW_LEN {
+            let bound = if member.is_some() { most_block } else { most };
+            if entry.len > bound || entry.raw_len as usize > frame::MAX_RAW_LEN {
                 return Err(PackError::Index("entry longer than a frame can be"));
+            }
+            if member.is_some_and(|m| m as usize >= block::MAX_MEMBERS) {
+                return Err(PackError::Index("member past a block's table"));
             }
             match entry.offset.checked_add(u64::from(entry.len)) {
                 Some(end) if end <= frames_end => Ok(entry),
                 _ => Err(PackError::Index("entry outside the pack")),
             }
         })
-        .collect()
+        .collect::<Result<Vec<Entry>, PackError>>()?;
+    // Entries at one offset are the members of one block: the same range.
+    for pair in entries.windows(2) {
+        let [a, b] = pair else { continue };
+        if a.offset == b.offset && (a.len != b.len || a.member.is_none() || b.member.is_none()) {
+            return Err(PackError::Index("entries at one offset disagree"));
+        }
+    }
+    Ok(entries)
 }
 
 #[cfg(test)]
@@ -280,6 +368,79 @@ mod tests {
         assert_eq!(
             parse_tail(&clear, clear.len() as u64, Some(&sealer)),
             Err(PackError::Clear)
+        );
+    }
+
+    #[test]
+    fn a_pack_with_a_block_lists_its_members_in_a_v2_index_and_one_without_stays_v1() {
+        let (plain, _) = pack_of(&[b"alone".to_vec()]);
+        let v1 = parse_tail(&plain, plain.len() as u64, None).unwrap();
+        assert_eq!(v1[0].member, None);
+        let index_at = |buf: &[u8], n: usize| buf.len() - TRAILER_LEN - INDEX_HEADER_LEN - n;
+        assert_eq!(plain[index_at(&plain, ENTRY_LEN) + 4], INDEX_VERSION);
+
+        let raws: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 300 + i as usize]).collect();
+        let members: Vec<(ChunkId, &[u8])> =
+            raws.iter().map(|r| (ChunkId::of(r), &r[..])).collect();
+        let block = block::encode(&members, 3);
+        let mut b = Builder::default();
+        b.push(ChunkId::of(b"before"), &frame::encode(b"before"), 6);
+        // Members 1 and 3 are dead: only the live ones are listed.
+        let listed = [
+            (members[0].0, 0, 300),
+            (members[2].0, 2, 302),
+            (members[4].0, 4, 304),
+        ];
+        b.push_block(&block, &listed);
+        b.push(ChunkId::of(b"after"), &frame::encode(b"after"), 5);
+        let (buf, name, entries) = b.finish(None);
+        assert_eq!(
+            buf[index_at(&buf, 5 * ENTRY_LEN_BLOCKS) + 4],
+            INDEX_VERSION_BLOCKS
+        );
+        let parsed = parse_tail(&buf, buf.len() as u64, None).unwrap();
+        assert_eq!(parsed, entries);
+        assert_eq!(
+            parsed.iter().map(|e| e.member).collect::<Vec<_>>(),
+            [None, Some(0), Some(2), Some(4), None]
+        );
+        let at = &parsed[2];
+        let stored = &buf[at.offset as usize..(at.offset + u64::from(at.len)) as usize];
+        let d = block::decode(stored).unwrap();
+        assert_eq!(d.member(2, &members[2].0).unwrap(), raws[2]);
+
+        // Locations: the members share the block's bytes, frames keep their own.
+        let locs = locations(name, &parsed);
+        assert_eq!(locs[0].1.live_len(), parsed[0].len);
+        let shared: u64 = locs[1..4].iter().map(|l| u64::from(l.1.live_len())).sum();
+        assert_eq!(shared, u64::from(block.len() as u32));
+        assert!(locs[1..4].iter().all(|l| l.1.len == block.len() as u32));
+    }
+
+    #[test]
+    fn members_that_disagree_on_their_block_are_refused() {
+        let parse = |entries: &[Entry]| {
+            let b = Builder {
+                buf: vec![0; 1000],
+                entries: entries.to_vec(),
+            };
+            let (buf, ..) = b.finish(None);
+            parse_tail(&buf, buf.len() as u64, None)
+        };
+        let e = |offset, len, member: Option<u32>| Entry {
+            id: ChunkId::of(&[member.unwrap_or(9) as u8]),
+            offset,
+            len,
+            raw_len: 10,
+            member,
+        };
+        assert!(parse(&[e(0, 100, Some(0)), e(0, 100, Some(1)), e(100, 5, None)]).is_ok());
+        let disagree = Err(PackError::Index("entries at one offset disagree"));
+        assert_eq!(parse(&[e(0, 100, Some(0)), e(0, 90, Some(1))]), disagree);
+        assert_eq!(parse(&[e(0, 100, None), e(0, 100, Some(1))]), disagree);
+        assert_eq!(
+            parse(&[e(0, 100, Some(block::MAX_MEMBERS as u32))]),
+            Err(PackError::Index("member past a block's table"))
         );
     }
 
