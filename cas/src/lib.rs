@@ -32,6 +32,6 @@ pub use memory::MemoryStore;
 #[cfg(feature = "pack")]
 pub use pack::{PackOptions, PackStore};
 pub use store::{
-    read_ahead, verify, ChunkStore, ChunkStoreExt, ChunkStream, Compacted, FrameStream, Loaded,
-    ReadByCaller, Recompressed, StoreCheck, StoreFault, Usage, READ_AHEAD,
+    read_ahead, verify, BlockCopy, BlockPlace, ChunkStore, ChunkStoreExt, ChunkStream, Compacted,
+    FrameStream, Loaded, ReadByCaller, Recompressed, StoreCheck, StoreFault, Usage, READ_AHEAD,
 };

@@ -23,6 +23,20 @@ pub struct Loaded {
     pub data: Bytes,
 }
 
+/// Where a store keeps a block (chunks compressed together): for a pack store, the
+/// segment and offset of its record.
+pub type BlockPlace = (u32, u64);
+
+/// A block as a store keeps it, for a colder tier that stores it whole.
+#[derive(Clone, Debug)]
+pub struct BlockCopy {
+    pub place: BlockPlace,
+    /// The block's frame (`pack::block` format), checked against the store's checksum.
+    pub frame: Bytes,
+    /// Its members still live in the store: id, index in the block's table, raw length.
+    pub live: Vec<(ChunkId, u32, u32)>,
+}
+
 /// How much a store holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Usage {
@@ -133,6 +147,21 @@ pub trait ChunkStore: Send + Sync {
         self.get_many_passing(ids)
             .map(|(id, r)| (id, r.map(|l| l.frame)))
             .boxed()
+    }
+
+    /// Up to `limit` places of the blocks the store keeps after `after` (from the
+    /// first if `None`), in the store's order; stores that keep no blocks have none.
+    async fn blocks_after(
+        &self,
+        _after: Option<BlockPlace>,
+        _limit: usize,
+    ) -> Result<Vec<BlockPlace>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// The block at `place` with its live members, `None` if it is gone.
+    async fn block_at(&self, _place: BlockPlace) -> Result<Option<BlockCopy>, StoreError> {
+        Ok(None)
     }
 
     /// Checks the store's own bookkeeping (for a pack store: that every location

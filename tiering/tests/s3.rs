@@ -699,3 +699,146 @@ async fn compaction_packs_moved_chunks_into_blocks() {
 async fn compaction_packs_moved_chunks_into_sealed_blocks() {
     compaction_into_blocks("sealed-blocks", Some(&MasterKey::generate())).await;
 }
+
+/// The S3 tier follows the local blocks (issue 47): once the local tier's idle rewrite
+/// packed chunks S3 holds as frames into blocks, each such block is uploaded whole and
+/// its members' locations switch to it; a block with a member S3 does not hold yet is
+/// left to replication; a second round finds nothing to do; every chunk reads back,
+/// a fresh store finds the blocks from the pack indexes, and compaction gives back the
+/// frames superseded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_follows_the_local_blocks() {
+    use fvfs_cas::{PackOptions, PackStore};
+    use fvfs_tiering::s3::Packs;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = PackOptions {
+        segment_bytes: 1 << 20,
+        ..PackOptions::default()
+    };
+    let local = PackStore::open(dir.path().join("local"), opts).unwrap();
+    let locs = Arc::new(MemoryLocations::default());
+    let s = S3Store::new(
+        Bucket::connect(&settings("follow")).await,
+        locs.clone() as Arc<dyn Locations>,
+    );
+    let mut copied = Vec::new();
+    for i in 0..300 {
+        copied.push(
+            local
+                .put_data(&text(i, 2_000 + (i as usize * 997) % 30_000))
+                .await
+                .unwrap(),
+        );
+    }
+    for i in 0..10 {
+        copied.push(local.put_data(&noise(i, 40_000)).await.unwrap());
+    }
+    local.sync().await.unwrap();
+    // Replicated as the replicator does: the frames, as the local tier keeps them.
+    let frames: Vec<_> = local.copy_frames(copied.clone()).collect().await;
+    for (id, f) in frames {
+        s.put(id, f.unwrap()).await.unwrap();
+    }
+    s.sync().await.unwrap();
+    // Written after the copy: not in S3 yet.
+    let mut later = Vec::new();
+    for i in 300..320 {
+        later.push(local.put_data(&text(i, 5_000)).await.unwrap());
+    }
+    local.sync().await.unwrap();
+    let bucket_bytes = |s: &S3Store| {
+        let b = s.bucket().clone();
+        async move {
+            b.list("packs/")
+                .await
+                .unwrap()
+                .iter()
+                .map(|o| o.size)
+                .sum::<u64>()
+        }
+    };
+    let before = (s.usage().await.unwrap().bytes, bucket_bytes(&s).await);
+
+    let rewritten = local.recompress(u64::MAX, 2).await.unwrap();
+    assert!(rewritten.rewritten > 0, "{rewritten:?}");
+    let followed = s.follow_blocks(&local, None, 10_000).await.unwrap();
+    assert!(followed.blocks >= 2, "{followed:?}");
+    assert_eq!(followed.next, None, "every local block looked at");
+    let places = local.blocks_after(None, 10_000).await.unwrap();
+    assert_eq!(followed.looked, places.len() as u64);
+
+    let mut in_blocks = 0;
+    for place in &places {
+        let copy = local.block_at(*place).await.unwrap().unwrap();
+        let at: Vec<Option<fvfs_tiering::PackLoc>> = copy
+            .live
+            .iter()
+            .map(|(id, ..)| locs.get(id).unwrap())
+            .collect();
+        if copy.live.iter().any(|(id, ..)| later.contains(id)) {
+            // Left to replication: its members S3 has keep their frames.
+            assert!(at.iter().flatten().all(|l| l.member.is_none()));
+            continue;
+        }
+        let first = at[0].unwrap();
+        for (loc, (_, index, _)) in at.iter().zip(&copy.live) {
+            let loc = loc.unwrap();
+            assert_eq!(
+                (loc.pack, loc.offset),
+                (first.pack, first.offset),
+                "one S3 block"
+            );
+            assert_eq!(loc.member.map(|m| m.index), Some(*index));
+        }
+        in_blocks += copy.live.len() as u64;
+    }
+    assert_eq!(in_blocks, followed.chunks);
+
+    let again = s.follow_blocks(&local, None, 10_000).await.unwrap();
+    assert_eq!((again.blocks, again.chunks), (0, 0), "{again:?}");
+
+    // Every chunk S3 holds reads back, from a store that decoded nothing yet.
+    let fresh = S3Store::new(
+        Bucket::connect(&settings("follow")).await,
+        locs.clone() as Arc<dyn Locations>,
+    );
+    let got: Vec<_> = fresh.get_many(copied.clone()).collect().await;
+    assert_eq!(got.len(), copied.len());
+    for (id, r) in got {
+        assert_eq!(
+            ChunkId::of(&r.unwrap_or_else(|e| panic!("{id}: {e}")).data),
+            id
+        );
+    }
+    let found: std::collections::HashMap<ChunkId, fvfs_tiering::PackLoc> = scan(&fresh)
+        .await
+        .into_iter()
+        .filter(|f| f.loc.member.is_some())
+        .map(|f| (f.id, f.loc))
+        .collect();
+    for (id, loc) in locs.all().unwrap() {
+        if loc.member.is_some() {
+            assert_eq!(found.get(&id), Some(&loc), "{id} found in its block");
+        }
+    }
+
+    // The frames superseded are dead: S3 counts less, and compaction gives it back.
+    let after_usage = s.usage().await.unwrap().bytes;
+    assert!(
+        after_usage * 10 < before.0 * 9,
+        "{after_usage} vs {}",
+        before.0
+    );
+    Packs::compact(&s, 0.9, false, &|_: &ChunkId| false)
+        .await
+        .unwrap();
+    let after_bucket = bucket_bytes(&s).await;
+    assert!(
+        after_bucket * 10 < before.1 * 9,
+        "{after_bucket} vs {}",
+        before.1
+    );
+    for id in &copied {
+        assert_eq!(ChunkId::of(&s.get_data(id).await.unwrap()), *id);
+    }
+}

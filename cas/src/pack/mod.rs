@@ -41,6 +41,7 @@ pub mod record;
 pub mod scan;
 pub mod sealing;
 mod sync;
+mod whole;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -594,6 +595,21 @@ impl ChunkStore for PackStore {
 
     fn copy_frames(&self, ids: Vec<ChunkId>) -> crate::FrameStream<'_> {
         self.copy_frames_owned(ids)
+    }
+
+    async fn blocks_after(
+        &self,
+        after: Option<crate::BlockPlace>,
+        limit: usize,
+    ) -> Result<Vec<crate::BlockPlace>, StoreError> {
+        self.places_after(after, limit).await
+    }
+
+    async fn block_at(
+        &self,
+        place: crate::BlockPlace,
+    ) -> Result<Option<crate::BlockCopy>, StoreError> {
+        self.block_copy(place).await
     }
 
     async fn has(&self, ids: &[ChunkId]) -> Result<Vec<bool>, StoreError> {

@@ -4,6 +4,14 @@
 //! a write comes, each round a [`Recompress`] job of the store (listed, its outcome
 //! recorded); a tier with nothing left gets no job until its chunk count moves. Ingest stays at the fast level; the space comes back later.
 //!
+//! Once the local tier has nothing left, the S3 tier follows its blocks (issue 47:
+//! `S3Store::follow_blocks`): each local block whose members S3 holds as frames is
+//! uploaded whole, a [`Follow`] job a round, from where the last round stopped, until
+//! every block was looked at (then again once the local chunk count moves). A round
+//! that uploaded something deletes the packs it left with nothing live, unless
+//! versions dropped by a collection are still to be noted in S3's log (gc's order:
+//! the log learns of them before any pack goes).
+//!
 //! # Invariants
 //! - A round stops between segments once it ran for [`ROUND`] or the tier's chunk
 //!   count changed, so writes share the machine with at most one segment's work (one
@@ -16,10 +24,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fvfs_cas::Recompressed;
+use fvfs_api::reports::Compaction;
+use fvfs_cas::{BlockPlace, Recompressed};
 use fvfs_engine::jobs::{Job, Jobs};
 use fvfs_fsck::Progress;
-use fvfs_tiering::{Tier, TierId};
+use fvfs_manifest::Repo;
+use fvfs_tiering::s3::{Followed, Packs};
+use fvfs_tiering::{Publishing, S3Store, Tier, TierId};
 
 use super::State;
 
@@ -28,9 +39,27 @@ const EVERY: Duration = Duration::from_secs(5);
 /// Work per round, at most (plus the segment in progress).
 const ROUND: Duration = Duration::from_secs(10);
 
+/// Local blocks looked at per call of the S3 tier's follow (a round makes several).
+const FOLLOW_BATCH: usize = 256;
+/// A pass over the local blocks that found some whose members S3 does not hold yet
+/// (replication is behind) is made again after this long.
+const FOLLOW_AGAIN: Duration = Duration::from_secs(60);
+
 /// Per tier: the chunk count last seen, since when it has not changed, and whether
 /// recompression finished at that count (nothing left: no job until it changes).
 type Seen = Mutex<HashMap<&'static str, (u64, Instant, bool)>>;
+
+/// Where the S3 tier's follow of the local blocks goes on from; the local chunk count
+/// at which a pass looked at every block and uploaded every one it could (nothing to
+/// do until that count moves); blocks of this pass waiting for replication, and when a
+/// pass that left some may start again.
+#[derive(Default)]
+struct Following {
+    next: Option<BlockPlace>,
+    finished_at: Option<u64>,
+    waiting: u64,
+    again_at: Option<Instant>,
+}
 
 /// Starts the loop, unless `idle` is zero (recompression turned off).
 pub fn start(state: &Arc<State>, idle: Duration) {
@@ -46,25 +75,77 @@ pub fn start(state: &Arc<State>, idle: Duration) {
         .collect();
     let seen: Arc<Seen> = Arc::default();
     let jobs = state.jobs.clone();
+    let s3 = state.tier_set.s3().cloned();
+    let repo = state.repo.clone();
+    let following: Arc<Mutex<Following>> = Arc::default();
     state.workers.every("recompress", EVERY, move || {
         let (tiers, seen, jobs) = (tiers.clone(), seen.clone(), jobs.clone());
+        let (s3, repo, following) = (s3.clone(), repo.clone(), following.clone());
         async move {
             for t in &tiers {
-                round(&jobs, t, idle, &seen).await?;
+                let finished = round(&jobs, t, idle, &seen).await?;
+                if let (Some(s3), Some(count), TierId::Local) = (&s3, finished, t.id) {
+                    follow(&jobs, t, s3, &repo, count, &following).await?;
+                }
             }
             Ok(())
         }
     });
 }
 
-/// A [`Recompress`] job on `tier` if it has been idle for `idle` and has work left.
-async fn round(jobs: &Jobs, tier: &Tier, idle: Duration, seen: &Seen) -> Result<(), String> {
+/// A [`Follow`] job, if the local tier (idle, its rewrite finished at chunk `count`)
+/// has blocks the S3 tier has not looked at since that count.
+async fn follow(
+    jobs: &Jobs,
+    local: &Tier,
+    s3: &Arc<S3Store>,
+    repo: &Arc<Repo>,
+    count: u64,
+    following: &Mutex<Following>,
+) -> Result<(), String> {
+    let after = {
+        let f = lock(following);
+        if f.finished_at == Some(count) || f.again_at.is_some_and(|t| Instant::now() < t) {
+            return Ok(());
+        }
+        f.next
+    };
+    let job = Follow {
+        local: local.clone(),
+        s3: s3.clone(),
+        repo: repo.clone(),
+        chunks: count,
+        after,
+    };
+    let done = jobs.run(job).await.ok_or("the daemon is stopping")??;
+    let mut f = lock(following);
+    f.next = done.followed.next;
+    f.waiting += done.waiting;
+    f.again_at = None;
+    if f.next.is_none() {
+        match f.waiting {
+            0 => f.finished_at = Some(count),
+            _ => f.again_at = Some(Instant::now() + FOLLOW_AGAIN),
+        }
+        f.waiting = 0;
+    }
+    Ok(())
+}
+
+/// A [`Recompress`] job on `tier` if it has been idle for `idle` and has work left;
+/// the tier's chunk count if it is idle and has none left (now or already).
+async fn round(
+    jobs: &Jobs,
+    tier: &Tier,
+    idle: Duration,
+    seen: &Seen,
+) -> Result<Option<u64>, String> {
     let name = tier.id.name();
     // An unavailable tier (a NAS share not mounted) is not idle: it is skipped
     // quietly (its replication worker reports it) and waited for again once back.
     let Some(now) = chunks(tier).await else {
         lock(seen).remove(name);
-        return Ok(());
+        return Ok(None);
     };
     {
         let mut seen = lock(seen);
@@ -72,8 +153,11 @@ async fn round(jobs: &Jobs, tier: &Tier, idle: Duration, seen: &Seen) -> Result<
         if *count != now {
             (*count, *since, *finished) = (now, Instant::now(), false);
         }
-        if *finished || since.elapsed() < idle {
-            return Ok(());
+        if since.elapsed() < idle {
+            return Ok(None);
+        }
+        if *finished {
+            return Ok(Some(now));
         }
     }
     let job = Recompress {
@@ -84,9 +168,12 @@ async fn round(jobs: &Jobs, tier: &Tier, idle: Duration, seen: &Seen) -> Result<
     if done.remaining == 0 {
         if let Some(entry) = lock(seen).get_mut(name) {
             entry.2 = entry.0 == now;
+            if entry.2 {
+                return Ok(Some(now));
+            }
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// The tier's chunk count, if it answers.
@@ -150,6 +237,99 @@ impl Job for Recompress {
             d.after_bytes,
             d.kept,
             d.remaining
+        );
+        (true, summary)
+    }
+}
+
+/// One round of the S3 tier following the local blocks: [`FOLLOW_BATCH`] blocks at a
+/// time from `after`, for at most [`ROUND`], until every block was looked at or the
+/// local chunk count moves from `chunks`; then the packs left with nothing live are
+/// deleted, when S3's log knows of every dropped version.
+pub struct Follow {
+    local: Tier,
+    s3: Arc<S3Store>,
+    repo: Arc<Repo>,
+    chunks: u64,
+    after: Option<BlockPlace>,
+}
+
+/// What a [`Follow`] round did.
+#[derive(Clone, Debug, Default)]
+pub struct FollowReport {
+    /// Local blocks looked at; blocks uploaded, their live members and bytes.
+    pub looked: u64,
+    pub blocks: u64,
+    pub chunks: u64,
+    pub bytes: u64,
+    /// Blocks left for a later pass: S3 does not hold all their members yet.
+    pub waiting: u64,
+    /// Packs deleted afterwards (nothing live left in them), and their bytes.
+    pub packs_deleted: u64,
+    pub bytes_freed: u64,
+    /// The last call's answer (where the next round goes on from).
+    followed: Followed,
+}
+
+impl Job for Follow {
+    const KIND: &'static str = "s3 follows local blocks";
+    type Report = FollowReport;
+    type Error = String;
+
+    async fn run(&self, _: &Jobs, progress: &Arc<Progress>) -> Result<FollowReport, String> {
+        progress.phase("s3", 0);
+        let start = Instant::now();
+        let mut report = FollowReport {
+            followed: Followed {
+                next: self.after,
+                ..Followed::default()
+            },
+            ..FollowReport::default()
+        };
+        let failed = |e: fvfs_cas::StoreError| format!("S3 following the local blocks: {e}");
+        loop {
+            let local = self.local.store.as_ref();
+            let f = self
+                .s3
+                .follow_blocks(local, report.followed.next, FOLLOW_BATCH)
+                .await
+                .map_err(failed)?;
+            progress.add(f.looked, f.bytes);
+            report.looked += f.looked;
+            report.blocks += f.blocks;
+            report.chunks += f.chunks;
+            report.bytes += f.bytes;
+            report.waiting += f.waiting;
+            report.followed = f;
+            let moved = chunks(&self.local).await != Some(self.chunks);
+            if f.next.is_none() || start.elapsed() >= ROUND || moved {
+                break;
+            }
+        }
+        if report.blocks > 0 {
+            let unpublished = self.repo.dropped_unpublished().map_err(|e| e.to_string())?;
+            if unpublished.is_empty() {
+                let c: Compaction = Packs::compact(self.s3.as_ref(), 0.0, false, &|_| false)
+                    .await
+                    .map_err(failed)?;
+                report.packs_deleted = c.packs_deleted;
+                report.bytes_freed = c.bytes_freed;
+            }
+            tracing::info!(
+                blocks = report.blocks,
+                chunks = report.chunks,
+                bytes = report.bytes,
+                packs_deleted = report.packs_deleted,
+                "S3 follows the local blocks"
+            );
+        }
+        Ok(report)
+    }
+
+    fn outcome(&self, r: &FollowReport) -> (bool, String) {
+        let summary = format!(
+            "s3 tier: {} local blocks looked at, {} uploaded ({} chunks, {} bytes), {} waiting for replication, {} emptied packs deleted ({} bytes)",
+            r.looked, r.blocks, r.chunks, r.bytes, r.waiting, r.packs_deleted, r.bytes_freed
         );
         (true, summary)
     }

@@ -14,10 +14,7 @@ const CONFIG: &str = "[upload]\nflush_size_mb = 1024\nflush_interval_secs = 3600
 fn chunks_of_a_block_are_evicted_one_by_one_and_promoted_back() {
     let s3 = S3Env::shared();
     let work = tempfile::tempdir().unwrap();
-    let prefix = format!(
-        "blocks-{}",
-        work.path().file_name().unwrap().to_string_lossy()
-    );
+    let prefix = prefix_for("blocks", &work);
     let config = s3.config(work.path(), &prefix, CONFIG);
     let global = ["--config", config.to_str().unwrap()];
     let store = Fvfsd::new();
@@ -75,4 +72,73 @@ fn chunks_of_a_block_are_evicted_one_by_one_and_promoted_back() {
     );
     let fsck = store.run(global.iter().chain(&["fsck", "--read-data"]));
     assert!(fsck.contains(" 0 problems"), "{fsck}");
+}
+
+/// Once the idle rewrite packed the local tier's cold chunks into blocks, the bucket
+/// follows (issue 47): the blocks are uploaded whole and the job says so in status; a
+/// collection then gives back the frames they superseded, and the bucket alone gives
+/// every file back (recover, export, `fsck --read-data` reading members of blocks).
+#[test]
+fn the_bucket_follows_the_local_blocks_and_alone_gives_everything_back() {
+    let s3 = S3Env::shared();
+    let work = tempfile::tempdir().unwrap();
+    let prefix = prefix_for("follow", &work);
+    let config = s3.config(
+        work.path(),
+        &prefix,
+        "[upload]\nflush_size_mb = 1024\nflush_interval_secs = 3600\n\
+         [tiers.local]\nsegment_mb = 1\n[gc]\nrecompress_idle_secs = 1\n",
+    );
+    let store = Fvfsd::new();
+    let files: BTreeMap<String, Vec<u8>> = (0..80u64)
+        .map(|i| (format!("f{i}.rs"), tree::code(700 + i, 40_000)))
+        .collect();
+    let d = s3.serve(&store, &config);
+    for (name, content) in &files {
+        put(&d, name, content);
+    }
+    assert_eq!(flush(&d).0, 200);
+    assert_all_in_s3(&d);
+    let bucket = || s3.packs(&prefix).iter().map(|(_, size)| size).sum::<u64>();
+    let before = bucket();
+
+    // The job's record is the signal: a round that uploaded blocks.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let uploaded = |summary: &str| -> u64 {
+        let (_, rest) = summary.split_once("looked at, ").unwrap_or(("", "0"));
+        rest.split(' ').next().unwrap_or("0").parse().unwrap_or(0)
+    };
+    let summary = loop {
+        if let Some((ok, summary)) = d.last_tasks().get("s3 follows local blocks") {
+            assert!(*ok, "{summary}");
+            if uploaded(summary) > 0 {
+                break summary.clone();
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the bucket did not follow the local blocks within 120 s: {:?}",
+            d.last_tasks()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(summary.contains("emptied packs deleted"), "{summary}");
+    // The frames superseded are dead bytes of their packs until a collection
+    // compacts those (the chunks the rewrite left as frames keep them alive).
+    let (status, body) = d.raw(&request(
+        "POST",
+        "/v1/admin/gc",
+        &[&d.admin_header()],
+        br#"{"keep_last":1,"grace_secs":0}"#,
+    ));
+    assert_eq!(status, 200, "{body}");
+    let after = bucket();
+    assert!(
+        after * 10 < before * 9,
+        "the bucket holds {after} bytes, {before} before ({summary}; gc: {body})"
+    );
+    assert_all_in_s3(&d);
+    drop(d);
+    drop(store);
+    recover_and_compare(&config, &s3, &BTreeMap::from([("HEAD", files)]));
 }

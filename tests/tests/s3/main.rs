@@ -13,6 +13,14 @@ use fvfs_tests::daemon::{request, Daemon};
 use fvfs_tests::garage::{Garage, GarageCluster, S3Env};
 use fvfs_tests::{tree, Fvfsd};
 
+/// A prefix of the shared bucket for one test: `name-<its work folder's name>`.
+fn prefix_for(name: &str, work: &tempfile::TempDir) -> String {
+    format!(
+        "{name}-{}",
+        work.path().file_name().unwrap().to_string_lossy()
+    )
+}
+
 fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
@@ -99,7 +107,7 @@ fn recover_and_compare(
 fn replication_to_s3_then_recover_from_s3_alone() {
     let s3 = S3Env::shared();
     let work = tempfile::tempdir().unwrap();
-    let prefix = format!("e2e-{}", work.path().file_name().unwrap().to_string_lossy());
+    let prefix = prefix_for("e2e", &work);
     let config = s3.config(
         work.path(),
         &prefix,
@@ -289,10 +297,7 @@ fn local_chunks(root: &Path) -> usize {
 fn eviction_under_a_small_watermark_drops_only_s3_backed_copies() {
     let s3 = S3Env::shared();
     let work = tempfile::tempdir().unwrap();
-    let prefix = format!(
-        "evict-{}",
-        work.path().file_name().unwrap().to_string_lossy()
-    );
+    let prefix = prefix_for("evict", &work);
     let config = s3.config(work.path(), &prefix, SMALL_LOCAL);
     let store = Fvfsd::new();
     let d = s3.serve(&store, &config);
@@ -347,10 +352,7 @@ fn eviction_under_a_small_watermark_drops_only_s3_backed_copies() {
 fn a_deleted_s3_pack_is_found_and_uploaded_again() {
     let s3 = S3Env::shared();
     let work = tempfile::tempdir().unwrap();
-    let prefix = format!(
-        "pack-{}",
-        work.path().file_name().unwrap().to_string_lossy()
-    );
+    let prefix = prefix_for("pack", &work);
     let config = s3.config(work.path(), &prefix, "");
     let store = Fvfsd::new();
     let content = tree::bytes(77, 300_000, false);
@@ -438,7 +440,7 @@ fn a_three_node_garage_keeps_taking_writes_with_one_node_down() {
 fn gc_gives_back_s3_space_and_recovery_forgets_dropped_versions() {
     let s3 = S3Env::shared();
     let work = tempfile::tempdir().unwrap();
-    let prefix = format!("gc-{}", work.path().file_name().unwrap().to_string_lossy());
+    let prefix = prefix_for("gc", &work);
     let config = s3.config(work.path(), &prefix, "");
     let store = Fvfsd::new();
     let d = s3.serve(&store, &config);
@@ -492,10 +494,7 @@ fn an_interrupted_upload_resumes_without_sending_stored_packs_again() {
     use std::io::BufRead;
     let s3 = S3Env::shared();
     let work = tempfile::tempdir().unwrap();
-    let prefix = format!(
-        "resume-{}",
-        work.path().file_name().unwrap().to_string_lossy()
-    );
+    let prefix = prefix_for("resume", &work);
     // 5 MB/s: a 32 MiB pack takes seconds, time to stop the daemon in the middle.
     let config = s3.config(
         work.path(),

@@ -267,13 +267,6 @@ impl S3Store {
         Ok(())
     }
 
-    async fn seal_if(&self, full: bool, holds: Holds) -> Result<(), StoreError> {
-        match full {
-            true => self.seal(holds).await,
-            false => Ok(()),
-        }
-    }
-
     /// Holds every upload permit: no pack is being uploaded meanwhile.
     async fn quiet(&self) -> Result<tokio::sync::SemaphorePermit<'_>, StoreError> {
         self.uploads

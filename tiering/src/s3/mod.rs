@@ -33,6 +33,7 @@
 mod bucket;
 mod compact;
 mod fetch;
+mod follow;
 pub mod keys;
 pub mod log;
 mod open;
@@ -50,6 +51,7 @@ use fvfs_cas::{ChunkId, ChunkStore, Loaded, StoreError, Usage};
 
 pub use bucket::{Bucket, Requests, S3Settings};
 pub use compact::{IsNode, Packs};
+pub use follow::Followed;
 
 /// An open pack is uploaded by `put` itself once it holds this much.
 pub const PACK_MAX: usize = 32 << 20;
@@ -374,6 +376,14 @@ impl S3Store {
         Ok(())
     }
 
+    /// [`Self::seal`] if a push found the open pack of `holds` `full`.
+    async fn seal_if(&self, full: bool, holds: Holds) -> Result<(), StoreError> {
+        match full {
+            true => self.seal(holds).await,
+            false => Ok(()),
+        }
+    }
+
     /// `put` into the open pack of `holds`.
     async fn store(&self, holds: Holds, id: ChunkId, frame: Bytes) -> Result<(), StoreError> {
         if let Some(e) = lock(&self.failed).take() {
@@ -385,10 +395,7 @@ impl S3Store {
         let raw_len = fvfs_cas::frame::raw_len(&frame).unwrap_or(0) as u32;
         let stored = self.bucket.seal_frame(&id, &frame);
         let full = self.mem().push(holds, id, &stored, raw_len);
-        if full {
-            self.seal(holds).await?;
-        }
-        Ok(())
+        self.seal_if(full, holds).await
     }
 
     /// Every chunk in the bucket's packs, read from the pack indexes alone (recovery),

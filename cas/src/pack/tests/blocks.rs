@@ -294,3 +294,57 @@ async fn raw_frames_that_compress_are_packed_and_noise_is_not() {
     }
     reads_every_way(&store, &chunks).await;
 }
+
+/// A colder tier can take the blocks whole: they are listed in segment order, page by
+/// page, each with its frame (a valid block) and the members still located in it; a
+/// deleted member is not offered, and a place with no block any more is `None`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocks_are_listed_and_read_whole_with_their_live_members() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = PackStore::open(dir.path().join("s"), opts()).unwrap();
+    let chunks = texts(&store, 300).await;
+    assert!(store.blocks_after(None, 100).await.unwrap().is_empty());
+    store.recompress(u64::MAX, 2).await.unwrap();
+    let all = store.blocks_after(None, 10_000).await.unwrap();
+    assert!(all.len() >= 2, "{all:?}");
+    assert!(all.windows(2).all(|w| w[0] < w[1]), "in order");
+    let first_page = store.blocks_after(None, 1).await.unwrap();
+    assert_eq!(first_page, all[..1]);
+    assert_eq!(
+        store.blocks_after(Some(all[0]), 10_000).await.unwrap(),
+        all[1..]
+    );
+
+    let mut offered = 0;
+    for place in &all {
+        let copy = store.block_at(*place).await.unwrap().unwrap();
+        assert_eq!(copy.place, *place);
+        let d = block::decode(&copy.frame).unwrap();
+        for (id, index, raw_len) in &copy.live {
+            let raw = d.member(*index, id).unwrap();
+            assert_eq!(raw.len() as u32, *raw_len);
+            assert_eq!(ChunkId::of(&raw), *id);
+        }
+        offered += copy.live.len();
+    }
+    let in_blocks = offered;
+    assert!(in_blocks >= 290 && in_blocks <= chunks.len(), "{in_blocks}");
+
+    // One member deleted: no longer offered; the others are.
+    let place = all[0];
+    let before = store.block_at(place).await.unwrap().unwrap().live;
+    store.delete(&before[0].0).await.unwrap();
+    let after = store.block_at(place).await.unwrap().unwrap().live;
+    assert_eq!(after, before[1..]);
+    // Every member deleted: the block is freed, and gone.
+    for (id, ..) in &after {
+        store.delete(id).await.unwrap();
+    }
+    store.sync().await.unwrap();
+    assert!(store.block_at(place).await.unwrap().is_none());
+    assert!(!store
+        .blocks_after(None, 10_000)
+        .await
+        .unwrap()
+        .contains(&place));
+}

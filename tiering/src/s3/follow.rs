@@ -1,0 +1,111 @@
+//! The S3 tier following the local blocks (issue 47): once the idle rewrite has packed
+//! cold chunks into blocks on the local tier, the S3 tier still holds them as it got
+//! them, a frame per chunk at the fast level. Following uploads each such block as
+//! it is (sealed whole in an encrypted bucket) and switches its members' locations to
+//! it; the frames it supersedes are dead bytes of their packs, which compaction gives
+//! back (a pack left with nothing live is deleted by the next `compact`).
+//!
+//! # Invariants
+//! - A block is uploaded only when S3 holds every live member already (as frames or
+//!   in other blocks): a member not there yet is replication's to copy, and a block
+//!   whose members all sit in one S3 block is done. So a follow never adds a chunk to
+//!   S3 that its queue does not know of, and a block is not uploaded twice.
+//! - The members' locations switch only once the pack holding the block is stored
+//!   (the upload records them, as for any pack), in one durable batch: until then,
+//!   and if the upload fails, they name their old frames, which stay readable.
+
+use fvfs_cas::{BlockPlace, ChunkStore, StoreError};
+
+use super::{Holds, S3Store};
+
+/// What a round of following did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Followed {
+    /// Local blocks looked at.
+    pub looked: u64,
+    /// Blocks uploaded, with their live members.
+    pub blocks: u64,
+    pub chunks: u64,
+    /// Bytes of the blocks uploaded (as stored).
+    pub bytes: u64,
+    /// Blocks left because S3 does not hold all their members yet (replication has
+    /// them queued): a later pass looks at them again.
+    pub waiting: u64,
+    /// The place to go on after, `None` when the local blocks were all looked at.
+    pub next: Option<BlockPlace>,
+}
+
+impl S3Store {
+    /// Looks at up to `limit` of `local`'s blocks after `after` and uploads those S3
+    /// should follow (see the module doc), then syncs: when it returns, the members
+    /// of every block uploaded are located in it, durably.
+    pub async fn follow_blocks(
+        &self,
+        local: &dyn ChunkStore,
+        after: Option<BlockPlace>,
+        limit: usize,
+    ) -> Result<Followed, StoreError> {
+        let places = local.blocks_after(after, limit).await?;
+        let mut done = Followed {
+            next: (places.len() == limit)
+                .then(|| places.last().copied())
+                .flatten(),
+            ..Followed::default()
+        };
+        for place in places {
+            done.looked += 1;
+            let Some(copy) = local.block_at(place).await? else {
+                continue;
+            };
+            match self.should_follow(&copy.live)? {
+                Follow::Yes => {}
+                Follow::Done => continue,
+                Follow::NotYet => {
+                    done.waiting += 1;
+                    continue;
+                }
+            }
+            let stored = self.bucket.seal_block(&copy.frame);
+            done.blocks += 1;
+            done.chunks += copy.live.len() as u64;
+            done.bytes += stored.len() as u64;
+            let full = self.mem().push_block(Holds::Data, &stored, &copy.live);
+            self.seal_if(full, Holds::Data).await?;
+        }
+        self.sync().await?;
+        Ok(done)
+    }
+
+    /// Whether a block of `live` members is to be uploaded: S3 holds every one
+    /// (stored already), not all in one block.
+    fn should_follow(&self, live: &[(fvfs_cas::ChunkId, u32, u32)]) -> Result<Follow, StoreError> {
+        let mut blocks = std::collections::HashSet::new();
+        for (id, ..) in live {
+            if self.mem().holds(id) {
+                return Ok(Follow::NotYet);
+            }
+            match self.locs.get(id)? {
+                None => return Ok(Follow::NotYet),
+                Some(loc) => {
+                    let block = loc.member.map(|_| (loc.pack, loc.offset));
+                    blocks.insert(block);
+                }
+            }
+        }
+        Ok(match blocks.len() == 1 && !blocks.contains(&None) {
+            true => Follow::Done,
+            // No live member: nothing to upload.
+            false if live.is_empty() => Follow::Done,
+            false => Follow::Yes,
+        })
+    }
+}
+
+/// What is to be done with one local block.
+enum Follow {
+    Yes,
+    /// S3 holds its members in one block already (or it has none live).
+    Done,
+    /// S3 does not hold all its members yet.
+    NotYet,
+}
