@@ -122,6 +122,19 @@ pub async fn collect(
                         .push(format!("recompressing the {} tier: {e}", t.name)),
                 }
             }
+            // The bucket follows what the local tier packed (before its compaction
+            // below, which then gives back the frames superseded).
+            let s3 = tiers.iter().find_map(|t| t.s3.as_deref());
+            let local = tiers.iter().find(|t| t.name == "local");
+            if let (Some(s3), Some(local)) = (s3, local) {
+                progress.phase("uploading the local blocks to S3", 0);
+                match s3.follow(local.store.as_ref()).await {
+                    Ok(f) => report.followed = Some(f),
+                    Err(e) => report
+                        .failed
+                        .push(format!("S3 following the local blocks: {e}")),
+                }
+            }
         }
     }
     if let Some(s3) = tiers.iter().find_map(|t| t.s3.as_deref()) {

@@ -78,6 +78,13 @@ impl Packs for FakePacks {
         self.dropped.lock().unwrap().extend_from_slice(numbers);
         Ok(())
     }
+
+    async fn follow(
+        &self,
+        _: &dyn fvfs_cas::ChunkStore,
+    ) -> Result<fvfs_api::reports::Followed, StoreError> {
+        Ok(Default::default())
+    }
 }
 
 impl Fixture {

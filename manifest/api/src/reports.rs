@@ -438,6 +438,31 @@ pub struct Compaction {
     pub bytes_moved: u64,
 }
 
+/// What the S3 tier's follow of the local blocks did (issue 47): local blocks whose
+/// members S3 held as frames, uploaded whole.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Followed {
+    /// Local blocks looked at.
+    pub looked: u64,
+    /// Blocks uploaded, with their live members and their bytes (as stored).
+    pub blocks: u64,
+    pub chunks: u64,
+    pub bytes: u64,
+    /// Blocks left because S3 does not hold all their members yet (replication has
+    /// them queued): a later pass looks at them again.
+    pub waiting: u64,
+}
+
+impl Followed {
+    pub fn add(&mut self, other: &Followed) {
+        self.looked += other.looked;
+        self.blocks += other.blocks;
+        self.chunks += other.chunks;
+        self.bytes += other.bytes;
+        self.waiting += other.waiting;
+    }
+}
+
 /// `POST /v1/admin/gc`.
 #[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GcReport {
@@ -467,6 +492,9 @@ pub struct GcReport {
     /// Per local or NAS tier, with `--recompress`: segments rewritten denser.
     #[serde(default)]
     pub recompressed: Vec<(String, Recompressed)>,
+    /// With `--recompress` and an S3 tier: the bucket following the local blocks.
+    #[serde(default)]
+    pub followed: Option<Followed>,
     /// Why the S3 step did not run, if it did not.
     pub s3_skipped: Option<String>,
 }

@@ -288,6 +288,15 @@ pub fn gc(r: &GcReport) -> String {
             c.kept
         ));
     }
+    if let Some(f) = &r.followed {
+        out.push_str(&format!(
+            "s3 follows the local blocks: {} uploaded ({} chunks, {}), {} waiting for replication\n",
+            f.blocks,
+            f.chunks,
+            bytes(f.bytes),
+            f.waiting
+        ));
+    }
     if let Some(why) = &r.s3_skipped {
         out.push_str(&format!("s3 packs not compacted: {why}\n"));
     }

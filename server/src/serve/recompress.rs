@@ -25,11 +25,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fvfs_api::reports::Compaction;
+use fvfs_api::reports::Followed;
 use fvfs_cas::{BlockPlace, Recompressed};
 use fvfs_engine::jobs::{Job, Jobs};
 use fvfs_fsck::Progress;
 use fvfs_manifest::Repo;
-use fvfs_tiering::s3::{Followed, Packs};
+use fvfs_tiering::s3::Packs;
 use fvfs_tiering::{Publishing, S3Store, Tier, TierId};
 
 use super::State;
@@ -119,8 +120,8 @@ async fn follow(
     };
     let done = jobs.run(job).await.ok_or("the daemon is stopping")??;
     let mut f = lock(following);
-    f.next = done.followed.next;
-    f.waiting += done.waiting;
+    f.next = done.next;
+    f.waiting += done.followed.waiting;
     f.again_at = None;
     if f.next.is_none() {
         match f.waiting {
@@ -257,18 +258,12 @@ pub struct Follow {
 /// What a [`Follow`] round did.
 #[derive(Clone, Debug, Default)]
 pub struct FollowReport {
-    /// Local blocks looked at; blocks uploaded, their live members and bytes.
-    pub looked: u64,
-    pub blocks: u64,
-    pub chunks: u64,
-    pub bytes: u64,
-    /// Blocks left for a later pass: S3 does not hold all their members yet.
-    pub waiting: u64,
+    pub followed: Followed,
+    /// Where the next round goes on from (`None`: every local block looked at).
+    next: Option<BlockPlace>,
     /// Packs deleted afterwards (nothing live left in them), and their bytes.
     pub packs_deleted: u64,
     pub bytes_freed: u64,
-    /// The last call's answer (where the next round goes on from).
-    followed: Followed,
 }
 
 impl Job for Follow {
@@ -280,33 +275,27 @@ impl Job for Follow {
         progress.phase("s3", 0);
         let start = Instant::now();
         let mut report = FollowReport {
-            followed: Followed {
-                next: self.after,
-                ..Followed::default()
-            },
+            next: self.after,
             ..FollowReport::default()
         };
         let failed = |e: fvfs_cas::StoreError| format!("S3 following the local blocks: {e}");
         loop {
             let local = self.local.store.as_ref();
-            let f = self
+            let (f, next) = self
                 .s3
-                .follow_blocks(local, report.followed.next, FOLLOW_BATCH)
+                .follow_blocks(local, report.next, FOLLOW_BATCH)
                 .await
                 .map_err(failed)?;
             progress.add(f.looked, f.bytes);
-            report.looked += f.looked;
-            report.blocks += f.blocks;
-            report.chunks += f.chunks;
-            report.bytes += f.bytes;
-            report.waiting += f.waiting;
-            report.followed = f;
+            report.followed.add(&f);
+            report.next = next;
             let moved = chunks(&self.local).await != Some(self.chunks);
-            if f.next.is_none() || start.elapsed() >= ROUND || moved {
+            if next.is_none() || start.elapsed() >= ROUND || moved {
                 break;
             }
         }
-        if report.blocks > 0 {
+        let f = report.followed;
+        if f.blocks > 0 {
             let unpublished = self.repo.dropped_unpublished().map_err(|e| e.to_string())?;
             if unpublished.is_empty() {
                 let c: Compaction = Packs::compact(self.s3.as_ref(), 0.0, false, &|_| false)
@@ -316,9 +305,9 @@ impl Job for Follow {
                 report.bytes_freed = c.bytes_freed;
             }
             tracing::info!(
-                blocks = report.blocks,
-                chunks = report.chunks,
-                bytes = report.bytes,
+                blocks = f.blocks,
+                chunks = f.chunks,
+                bytes = f.bytes,
                 packs_deleted = report.packs_deleted,
                 "S3 follows the local blocks"
             );
@@ -329,7 +318,13 @@ impl Job for Follow {
     fn outcome(&self, r: &FollowReport) -> (bool, String) {
         let summary = format!(
             "s3 tier: {} local blocks looked at, {} uploaded ({} chunks, {} bytes), {} waiting for replication, {} emptied packs deleted ({} bytes)",
-            r.looked, r.blocks, r.chunks, r.bytes, r.waiting, r.packs_deleted, r.bytes_freed
+            r.followed.looked,
+            r.followed.blocks,
+            r.followed.chunks,
+            r.followed.bytes,
+            r.followed.waiting,
+            r.packs_deleted,
+            r.bytes_freed
         );
         (true, summary)
     }

@@ -1,5 +1,6 @@
-//! Blocks beside the S3 tier: a chunk of a block is evicted on its own once the
-//! bucket holds it, and promoted back when read.
+//! Blocks beside the S3 tier: the bucket follows the local blocks (by `gc
+//! --recompress`, and by itself when idle), a chunk of a block is evicted on its own
+//! once the bucket holds it, and promoted back when read from the bucket's blocks.
 
 use super::*;
 use fvfs_tests::packs;
@@ -38,6 +39,14 @@ fn chunks_of_a_block_are_evicted_one_by_one_and_promoted_back() {
             .count()
     };
     assert!(blocks() > 0, "no block made: {report}");
+    // The bucket followed: what is evicted below comes back from S3's blocks.
+    let uploaded: u64 = report
+        .lines()
+        .find_map(|l| l.strip_prefix("s3 follows the local blocks: "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no follow in the report: {report}"));
+    assert!(uploaded > 0, "{report}");
 
     let d = s3.serve(&store, &config);
     let before = tier(&d, "local")["chunks"].as_u64().unwrap();

@@ -27,7 +27,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::records::PackLoc;
 use bytes::Bytes;
-use fvfs_api::reports::Compaction;
+use fvfs_api::reports::{Compaction, Followed};
 use fvfs_cas::pack::block;
 use fvfs_cas::{ChunkId, StoreError};
 
@@ -331,6 +331,9 @@ pub trait Packs: Send + Sync {
     ) -> Result<Compaction, StoreError>;
     /// Tells the tier's version log that versions `numbers` were dropped.
     async fn record_dropped(&self, numbers: &[u64]) -> Result<(), StoreError>;
+    /// Uploads the blocks of `local` whose members the tier holds as frames (see
+    /// `S3Store::follow_blocks`), every one of them.
+    async fn follow(&self, local: &dyn fvfs_cas::ChunkStore) -> Result<Followed, StoreError>;
 }
 
 #[async_trait::async_trait]
@@ -356,5 +359,9 @@ impl Packs for S3Store {
 
     async fn record_dropped(&self, numbers: &[u64]) -> Result<(), StoreError> {
         super::log::record_dropped(&self.bucket, numbers).await
+    }
+
+    async fn follow(&self, local: &dyn fvfs_cas::ChunkStore) -> Result<Followed, StoreError> {
+        self.follow_all(local).await
     }
 }

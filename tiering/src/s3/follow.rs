@@ -14,44 +14,27 @@
 //!   (the upload records them, as for any pack), in one durable batch: until then,
 //!   and if the upload fails, they name their old frames, which stay readable.
 
+use fvfs_api::reports::Followed;
 use fvfs_cas::{BlockPlace, ChunkStore, StoreError};
 
 use super::{Holds, S3Store};
 
-/// What a round of following did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Followed {
-    /// Local blocks looked at.
-    pub looked: u64,
-    /// Blocks uploaded, with their live members.
-    pub blocks: u64,
-    pub chunks: u64,
-    /// Bytes of the blocks uploaded (as stored).
-    pub bytes: u64,
-    /// Blocks left because S3 does not hold all their members yet (replication has
-    /// them queued): a later pass looks at them again.
-    pub waiting: u64,
-    /// The place to go on after, `None` when the local blocks were all looked at.
-    pub next: Option<BlockPlace>,
-}
-
 impl S3Store {
     /// Looks at up to `limit` of `local`'s blocks after `after` and uploads those S3
     /// should follow (see the module doc), then syncs: when it returns, the members
-    /// of every block uploaded are located in it, durably.
+    /// of every block uploaded are located in it, durably. Also answers the place to
+    /// go on after, `None` once every local block was looked at.
     pub async fn follow_blocks(
         &self,
         local: &dyn ChunkStore,
         after: Option<BlockPlace>,
         limit: usize,
-    ) -> Result<Followed, StoreError> {
+    ) -> Result<(Followed, Option<BlockPlace>), StoreError> {
         let places = local.blocks_after(after, limit).await?;
-        let mut done = Followed {
-            next: (places.len() == limit)
-                .then(|| places.last().copied())
-                .flatten(),
-            ..Followed::default()
-        };
+        let next = (places.len() == limit)
+            .then(|| places.last().copied())
+            .flatten();
+        let mut done = Followed::default();
         for place in places {
             done.looked += 1;
             let Some(copy) = local.block_at(place).await? else {
@@ -73,7 +56,22 @@ impl S3Store {
             self.seal_if(full, Holds::Data).await?;
         }
         self.sync().await?;
-        Ok(done)
+        Ok((done, next))
+    }
+
+    /// [`Self::follow_blocks`] over every local block.
+    pub async fn follow_all(&self, local: &dyn ChunkStore) -> Result<Followed, StoreError> {
+        /// Blocks looked at per call.
+        const BATCH: usize = 256;
+        let (mut total, mut after) = (Followed::default(), None);
+        loop {
+            let (done, next) = self.follow_blocks(local, after, BATCH).await?;
+            total.add(&done);
+            if next.is_none() {
+                return Ok(total);
+            }
+            after = next;
+        }
     }
 
     /// Whether a block of `live` members is to be uploaded: S3 holds every one

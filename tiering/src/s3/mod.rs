@@ -51,7 +51,6 @@ use fvfs_cas::{ChunkId, ChunkStore, Loaded, StoreError, Usage};
 
 pub use bucket::{Bucket, Requests, S3Settings};
 pub use compact::{IsNode, Packs};
-pub use follow::Followed;
 
 /// An open pack is uploaded by `put` itself once it holds this much.
 pub const PACK_MAX: usize = 32 << 20;
