@@ -355,14 +355,21 @@ async fn compact(
         }
         repo.dropped_published(&dropped)?;
     }
-    // A record that cannot be read only costs the chunk its place beside the nodes.
-    let is_node =
-        |id: &ChunkId| matches!(repo.chunk_record(id), Ok(Some(r)) if r.kind == ChunkKind::Node);
-    match s3.compact(opts.compact_below, opts.dry_run, &is_node).await {
+    match s3
+        .compact(opts.compact_below, opts.dry_run, &is_node(repo))
+        .await
+    {
         Ok(c) => report.compaction = Some(c),
         Err(e) => report.s3_skipped = Some(e.to_string()),
     }
     Ok(())
+}
+
+/// Whether a chunk is a tree node, as `repo`'s records say (what S3 compaction asks, to
+/// keep nodes in packs of their own). A record that cannot be read only costs the chunk
+/// its place beside the nodes.
+pub fn is_node(repo: &Repo) -> impl Fn(&ChunkId) -> bool + Send + Sync + '_ {
+    |id: &ChunkId| matches!(repo.chunk_record(id), Ok(Some(r)) if r.kind == ChunkKind::Node)
 }
 
 /// Counts one copy of `bytes` deleted from `tier`.

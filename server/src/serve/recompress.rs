@@ -8,9 +8,11 @@
 //! `S3Store::follow_blocks`): each local block whose members S3 holds as frames is
 //! uploaded whole, a [`Follow`] job a round, from where the last round stopped, until
 //! every block was looked at (then again once the local chunk count moves). A round
-//! that uploaded something deletes the packs it left with nothing live, unless
-//! versions dropped by a collection are still to be noted in S3's log (gc's order:
-//! the log learns of them before any pack goes).
+//! that uploaded something then compacts the packs as gc does (`[gc] compact_below`):
+//! those it left with nothing live are deleted, those mostly superseded rewritten, so
+//! the bucket does not keep both copies until the next collection; unless versions
+//! dropped by a collection are still to be noted in S3's log (gc's order: the log
+//! learns of them before any pack goes).
 //!
 //! # Invariants
 //! - A round stops between segments once it ran for [`ROUND`] or the tier's chunk
@@ -78,6 +80,7 @@ pub fn start(state: &Arc<State>, idle: Duration) {
     let jobs = state.jobs.clone();
     let s3 = state.tier_set.s3().cloned();
     let repo = state.repo.clone();
+    let compact_below = state.gc.compact_below;
     let following: Arc<Mutex<Following>> = Arc::default();
     state.workers.every("recompress", EVERY, move || {
         let (tiers, seen, jobs) = (tiers.clone(), seen.clone(), jobs.clone());
@@ -86,7 +89,15 @@ pub fn start(state: &Arc<State>, idle: Duration) {
             for t in &tiers {
                 let finished = round(&jobs, t, idle, &seen).await?;
                 if let (Some(s3), Some(count), TierId::Local) = (&s3, finished, t.id) {
-                    follow(&jobs, t, s3, &repo, count, &following).await?;
+                    let job = Follow {
+                        local: t.clone(),
+                        s3: s3.clone(),
+                        repo: repo.clone(),
+                        chunks: count,
+                        after: None,
+                        compact_below,
+                    };
+                    follow(&jobs, job, &following).await?;
                 }
             }
             Ok(())
@@ -94,30 +105,17 @@ pub fn start(state: &Arc<State>, idle: Duration) {
     });
 }
 
-/// A [`Follow`] job, if the local tier (idle, its rewrite finished at chunk `count`)
-/// has blocks the S3 tier has not looked at since that count.
-async fn follow(
-    jobs: &Jobs,
-    local: &Tier,
-    s3: &Arc<S3Store>,
-    repo: &Arc<Repo>,
-    count: u64,
-    following: &Mutex<Following>,
-) -> Result<(), String> {
-    let after = {
+/// `job`, if the local tier (idle, its rewrite finished at the job's chunk count) has
+/// blocks the S3 tier has not looked at since that count, from where the last stopped.
+async fn follow(jobs: &Jobs, mut job: Follow, following: &Mutex<Following>) -> Result<(), String> {
+    let count = job.chunks;
+    {
         let f = lock(following);
         if f.finished_at == Some(count) || f.again_at.is_some_and(|t| Instant::now() < t) {
             return Ok(());
         }
-        f.next
-    };
-    let job = Follow {
-        local: local.clone(),
-        s3: s3.clone(),
-        repo: repo.clone(),
-        chunks: count,
-        after,
-    };
+        job.after = f.next;
+    }
     let done = jobs.run(job).await.ok_or("the daemon is stopping")??;
     let mut f = lock(following);
     f.next = done.next;
@@ -253,6 +251,8 @@ pub struct Follow {
     repo: Arc<Repo>,
     chunks: u64,
     after: Option<BlockPlace>,
+    /// `[gc] compact_below`.
+    compact_below: f64,
 }
 
 /// What a [`Follow`] round did.
@@ -261,8 +261,10 @@ pub struct FollowReport {
     pub followed: Followed,
     /// Where the next round goes on from (`None`: every local block looked at).
     next: Option<BlockPlace>,
-    /// Packs deleted afterwards (nothing live left in them), and their bytes.
+    /// Packs deleted afterwards (nothing live left in them), rewritten (mostly
+    /// superseded), and the bytes given back.
     pub packs_deleted: u64,
+    pub packs_rewritten: u64,
     pub bytes_freed: u64,
 }
 
@@ -298,10 +300,13 @@ impl Job for Follow {
         if f.blocks > 0 {
             let unpublished = self.repo.dropped_unpublished().map_err(|e| e.to_string())?;
             if unpublished.is_empty() {
-                let c: Compaction = Packs::compact(self.s3.as_ref(), 0.0, false, &|_| false)
-                    .await
-                    .map_err(failed)?;
+                let is_node = fvfs_fsck::gc::is_node(&self.repo);
+                let c: Compaction =
+                    Packs::compact(self.s3.as_ref(), self.compact_below, false, &is_node)
+                        .await
+                        .map_err(failed)?;
                 report.packs_deleted = c.packs_deleted;
+                report.packs_rewritten = c.packs_rewritten;
                 report.bytes_freed = c.bytes_freed;
             }
             tracing::info!(
@@ -317,13 +322,14 @@ impl Job for Follow {
 
     fn outcome(&self, r: &FollowReport) -> (bool, String) {
         let summary = format!(
-            "s3 tier: {} local blocks looked at, {} uploaded ({} chunks, {} bytes), {} waiting for replication, {} emptied packs deleted ({} bytes)",
+            "s3 tier: {} local blocks looked at, {} uploaded ({} chunks, {} bytes), {} waiting for replication; packs: {} deleted, {} rewritten ({} bytes freed)",
             r.followed.looked,
             r.followed.blocks,
             r.followed.chunks,
             r.followed.bytes,
             r.followed.waiting,
             r.packs_deleted,
+            r.packs_rewritten,
             r.bytes_freed
         );
         (true, summary)
