@@ -128,7 +128,7 @@ pub async fn collect(
             let local = tiers.iter().find(|t| t.name == "local");
             if let (Some(s3), Some(local)) = (s3, local) {
                 progress.phase("uploading the local blocks to S3", 0);
-                match s3.follow(local.store.as_ref()).await {
+                match s3.follow(local.store.as_ref(), &is_node(repo)).await {
                     Ok(f) => report.followed = Some(f),
                     Err(e) => report
                         .failed

@@ -82,6 +82,7 @@ impl Packs for FakePacks {
     async fn follow(
         &self,
         _: &dyn fvfs_cas::ChunkStore,
+        _: &IsNode<'_>,
     ) -> Result<fvfs_api::reports::Followed, StoreError> {
         Ok(Default::default())
     }

@@ -200,16 +200,17 @@ type ById = Found<false>;
 type ByPlace = Found<true>;
 
 impl<const BY_PLACE: bool> Found<BY_PLACE> {
-    /// By id, a block's member first: a repack into blocks whose old pack is not
-    /// deleted yet leaves both, and the block is the copy that stays.
+    /// By id, a frame of its own before a block's member (see `distinct` in
+    /// `fvfs_tiering::records`: a repair puts a frame beside the damaged block it
+    /// replaces).
     fn key(&self) -> ([u8; 32], bool, u64, [u8; 32], u32, u32) {
         let (f, id) = (&self.0, *self.0.id.as_bytes());
-        let (first, frame, then) = if BY_PLACE {
+        let (first, member, then) = if BY_PLACE {
             (f.loc.pack, false, id)
         } else {
-            (id, f.loc.member.is_none(), f.loc.pack)
+            (id, f.loc.member.is_some(), f.loc.pack)
         };
-        (first, frame, f.loc.offset, then, f.loc.len, f.raw_len)
+        (first, member, f.loc.offset, then, f.loc.len, f.raw_len)
     }
 }
 

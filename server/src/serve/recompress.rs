@@ -283,9 +283,10 @@ impl Job for Follow {
         let failed = |e: fvfs_cas::StoreError| format!("S3 following the local blocks: {e}");
         loop {
             let local = self.local.store.as_ref();
+            let is_node = fvfs_fsck::gc::is_node(&self.repo);
             let (f, next) = self
                 .s3
-                .follow_blocks(local, report.next, FOLLOW_BATCH)
+                .follow_blocks(local, report.next, FOLLOW_BATCH, &is_node)
                 .await
                 .map_err(failed)?;
             progress.add(f.looked, f.bytes);

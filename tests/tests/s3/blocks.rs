@@ -144,3 +144,55 @@ fn the_bucket_follows_the_local_blocks_and_alone_gives_everything_back() {
     drop(store);
     recover_and_compare(&config, &s3, &BTreeMap::from([("HEAD", files)]));
 }
+
+/// A damaged byte in a block the bucket followed: `fsck --read-data` names the files
+/// whose chunks it hides, `--repair` puts them back from the local tier, and the
+/// bucket alone then gives every file back.
+#[test]
+fn a_damaged_block_in_the_bucket_is_named_and_repaired_from_the_local_tier() {
+    let s3 = S3Env::shared();
+    let work = tempfile::tempdir().unwrap();
+    let prefix = prefix_for("damaged-block", &work);
+    let config = s3.config(work.path(), &prefix, CONFIG);
+    let global = ["--config", config.to_str().unwrap()];
+    let store = Fvfsd::new();
+    let files: BTreeMap<String, Vec<u8>> = (0..40u64)
+        .map(|i| (format!("d{i}.rs"), tree::code(900 + i, 40_000)))
+        .collect();
+    {
+        let d = s3.serve(&store, &config);
+        for (name, content) in &files {
+            put(&d, name, content);
+        }
+        assert_eq!(flush(&d).0, 200);
+    }
+    let report = store.run(global.iter().chain(&["gc", "--recompress"]));
+    assert!(report.contains("s3 follows the local blocks"), "{report}");
+    // The largest pack holds the blocks; one byte in its middle flipped.
+    let packs = s3.packs(&prefix);
+    let (key, size) = packs.iter().max_by_key(|(_, size)| *size).unwrap();
+    let mut object = s3.object(key);
+    object[(*size / 2) as usize] ^= 0x10;
+    s3.put_object(key, &object);
+
+    let fsck = |extra: &[&str], code: i32| {
+        let mut cmd = store.cmd(["--config", config.to_str().unwrap(), "fsck"]);
+        cmd.args(["--all", "--read-data"]).args(extra);
+        s3.apply(&mut cmd);
+        let out = cmd.output().unwrap();
+        fvfs_tests::check(&out, code);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let found = fsck(&[], 1);
+    assert!(found.contains("problem: s3: "), "{found}");
+    assert!(found.contains("block"), "the block named: {found}");
+    assert!(
+        files.keys().any(|f| found.contains(&format!("/{f}"))),
+        "{found}"
+    );
+    let repaired = fsck(&["--repair"], 0);
+    assert!(repaired.contains("0 problems,"), "{repaired}");
+    assert!(fsck(&[], 0).contains(" 0 problems, 0 repaired"));
+    drop(store);
+    recover_and_compare(&config, &s3, &BTreeMap::from([("HEAD", files)]));
+}

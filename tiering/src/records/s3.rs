@@ -283,11 +283,13 @@ impl Publishing for Repo {
 }
 
 /// The chunks of `found` in key order, each once (the same copy for every caller): a
-/// block's member before a frame of its own (a repack into blocks whose old pack is
-/// not deleted yet leaves both, and the block is the copy that stays).
+/// frame of its own before a block's member. Both are there when a repair put a frame
+/// in place of a damaged block (whose pack stays until compaction: the frame is the
+/// good copy), or when blocks were uploaded and their frames' packs not compacted yet
+/// (both are good).
 fn distinct(found: &[Recovered]) -> Vec<&Recovered> {
     let mut found: Vec<&Recovered> = found.iter().collect();
-    found.sort_unstable_by_key(|f| (f.id, f.loc.member.is_none(), f.loc.pack, f.loc.offset));
+    found.sort_unstable_by_key(|f| (f.id, f.loc.member.is_some(), f.loc.pack, f.loc.offset));
     found.dedup_by_key(|f| f.id);
     found
 }

@@ -331,9 +331,13 @@ pub trait Packs: Send + Sync {
     ) -> Result<Compaction, StoreError>;
     /// Tells the tier's version log that versions `numbers` were dropped.
     async fn record_dropped(&self, numbers: &[u64]) -> Result<(), StoreError>;
-    /// Uploads the blocks of `local` whose members the tier holds as frames (see
-    /// `S3Store::follow_blocks`), every one of them.
-    async fn follow(&self, local: &dyn fvfs_cas::ChunkStore) -> Result<Followed, StoreError>;
+    /// Uploads the blocks of `local` whose members (those `is_node` does not name)
+    /// the tier holds as frames (see `S3Store::follow_blocks`), every one of them.
+    async fn follow(
+        &self,
+        local: &dyn fvfs_cas::ChunkStore,
+        is_node: &IsNode<'_>,
+    ) -> Result<Followed, StoreError>;
 }
 
 #[async_trait::async_trait]
@@ -361,7 +365,11 @@ impl Packs for S3Store {
         super::log::record_dropped(&self.bucket, numbers).await
     }
 
-    async fn follow(&self, local: &dyn fvfs_cas::ChunkStore) -> Result<Followed, StoreError> {
-        self.follow_all(local).await
+    async fn follow(
+        &self,
+        local: &dyn fvfs_cas::ChunkStore,
+        is_node: &IsNode<'_>,
+    ) -> Result<Followed, StoreError> {
+        self.follow_all(local, is_node).await
     }
 }

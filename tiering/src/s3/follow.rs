@@ -5,6 +5,12 @@
 //! it; the frames it supersedes are dead bytes of their packs, which compaction gives
 //! back (a pack left with nothing live is deleted by the next `compact`).
 //!
+//! The local rewrite packs chunks in the order they were written, a folder's node
+//! beside its files, but the bucket keeps tree nodes in packs of their own (a walk of
+//! the trees reads those only): a block goes to a pack of file content, and only its
+//! members that are file content are listed and located in it; its nodes keep their
+//! frames (their bytes in the block are a small dead share).
+//!
 //! # Invariants
 //! - A block is uploaded only when S3 holds every live member already (as frames or
 //!   in other blocks): a member not there yet is replication's to copy, and a block
@@ -17,7 +23,7 @@
 use fvfs_api::reports::Followed;
 use fvfs_cas::{BlockPlace, ChunkStore, StoreError};
 
-use super::{Holds, S3Store};
+use super::{Holds, IsNode, S3Store};
 
 impl S3Store {
     /// Looks at up to `limit` of `local`'s blocks after `after` and uploads those S3
@@ -29,6 +35,7 @@ impl S3Store {
         local: &dyn ChunkStore,
         after: Option<BlockPlace>,
         limit: usize,
+        is_node: &IsNode<'_>,
     ) -> Result<(Followed, Option<BlockPlace>), StoreError> {
         let places = local.blocks_after(after, limit).await?;
         let next = (places.len() == limit)
@@ -37,9 +44,10 @@ impl S3Store {
         let mut done = Followed::default();
         for place in places {
             done.looked += 1;
-            let Some(copy) = local.block_at(place).await? else {
+            let Some(mut copy) = local.block_at(place).await? else {
                 continue;
             };
+            copy.live.retain(|(id, ..)| !is_node(id));
             match self.should_follow(&copy.live)? {
                 Follow::Yes => {}
                 Follow::Done => continue,
@@ -60,12 +68,16 @@ impl S3Store {
     }
 
     /// [`Self::follow_blocks`] over every local block.
-    pub async fn follow_all(&self, local: &dyn ChunkStore) -> Result<Followed, StoreError> {
+    pub async fn follow_all(
+        &self,
+        local: &dyn ChunkStore,
+        is_node: &IsNode<'_>,
+    ) -> Result<Followed, StoreError> {
         /// Blocks looked at per call.
         const BATCH: usize = 256;
         let (mut total, mut after) = (Followed::default(), None);
         loop {
-            let (done, next) = self.follow_blocks(local, after, BATCH).await?;
+            let (done, next) = self.follow_blocks(local, after, BATCH, is_node).await?;
             total.add(&done);
             if next.is_none() {
                 return Ok(total);
