@@ -11,26 +11,62 @@ const CONFIG: &str = "[upload]\nflush_size_mb = 1024\nflush_interval_secs = 3600
      [tiers.local]\nsegment_mb = 1\nhigh_watermark_gb = 0.00048828125\n\
      low_watermark_gb = 0.000244140625\n[eviction]\ninterval_secs = 3600\n";
 
-#[test]
-fn chunks_of_a_block_are_evicted_one_by_one_and_promoted_back() {
-    let s3 = S3Env::shared();
+/// A store whose S3 tier (under a prefix named after `name`, [`CONFIG`]) holds `n`
+/// files of source, each its own version, flushed, and which then ran `gc
+/// --recompress` (what the idle loop does to cold data, done now: the local rewrite
+/// into blocks, the bucket following them); its work folder, config, the files, and
+/// gc's report.
+struct Followed {
+    _work: tempfile::TempDir,
+    prefix: String,
+    config: std::path::PathBuf,
+    store: Fvfsd,
+    files: BTreeMap<String, Vec<u8>>,
+    report: String,
+}
+
+fn followed(s3: &S3Env, name: &str, n: u64, seed: u64) -> Followed {
     let work = tempfile::tempdir().unwrap();
-    let prefix = prefix_for("blocks", &work);
+    let prefix = prefix_for(name, &work);
     let config = s3.config(work.path(), &prefix, CONFIG);
-    let global = ["--config", config.to_str().unwrap()];
     let store = Fvfsd::new();
-    let files: BTreeMap<String, Vec<u8>> = (0..80u64)
-        .map(|i| (format!("f{i}.rs"), tree::code(500 + i, 40_000)))
+    let files: BTreeMap<String, Vec<u8>> = (0..n)
+        .map(|i| (format!("{name}{i}.rs"), tree::code(seed + i, 40_000)))
         .collect();
     {
         let d = s3.serve(&store, &config);
-        for (name, content) in &files {
-            put(&d, name, content);
+        for (file, content) in &files {
+            put(&d, file, content);
         }
         assert_eq!(flush(&d).0, 200);
     }
-    // What the idle rewrite does to cold data, done now.
-    let report = store.run(global.iter().chain(&["gc", "--recompress"]));
+    let report = store.run(["--config", config.to_str().unwrap(), "gc", "--recompress"]);
+    Followed {
+        _work: work,
+        prefix,
+        config,
+        store,
+        files,
+        report,
+    }
+}
+
+/// How many blocks the follow uploaded, as gc's report says.
+fn uploaded(report: &str) -> u64 {
+    report
+        .lines()
+        .find_map(|l| l.strip_prefix("s3 follows the local blocks: "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no follow in the report: {report}"))
+}
+
+#[test]
+fn chunks_of_a_block_are_evicted_one_by_one_and_promoted_back() {
+    let s3 = S3Env::shared();
+    let f = followed(&s3, "f", 80, 500);
+    let (config, store, files, report) = (&f.config, &f.store, &f.files, &f.report);
+    let global = ["--config", config.to_str().unwrap()];
     let chunks = store.home.path().join("chunks");
     let blocks = || -> usize {
         packs::records(&chunks)
@@ -40,15 +76,9 @@ fn chunks_of_a_block_are_evicted_one_by_one_and_promoted_back() {
     };
     assert!(blocks() > 0, "no block made: {report}");
     // The bucket followed: what is evicted below comes back from S3's blocks.
-    let uploaded: u64 = report
-        .lines()
-        .find_map(|l| l.strip_prefix("s3 follows the local blocks: "))
-        .and_then(|l| l.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no follow in the report: {report}"));
-    assert!(uploaded > 0, "{report}");
+    assert!(uploaded(report) > 0, "{report}");
 
-    let d = s3.serve(&store, &config);
+    let d = s3.serve(store, config);
     let before = tier(&d, "local")["chunks"].as_u64().unwrap();
     let evicted = evict(&d);
     assert!(evicted["evicted_chunks"].as_u64().unwrap() > 0, "{evicted}");
@@ -62,7 +92,7 @@ fn chunks_of_a_block_are_evicted_one_by_one_and_promoted_back() {
         "no block kept a member that was evicted"
     );
     // Every file reads whole: evicted members come back from the bucket, promoted.
-    for (name, content) in &files {
+    for (name, content) in files {
         let got = d.fvfsc(["cat", &format!("/{name}")]).output().unwrap();
         fvfs_tests::check(&got, 0);
         assert!(got.stdout == *content, "{name} reads back whole");
@@ -151,23 +181,16 @@ fn the_bucket_follows_the_local_blocks_and_alone_gives_everything_back() {
 #[test]
 fn a_damaged_block_in_the_bucket_is_named_and_repaired_from_the_local_tier() {
     let s3 = S3Env::shared();
-    let work = tempfile::tempdir().unwrap();
-    let prefix = prefix_for("damaged-block", &work);
-    let config = s3.config(work.path(), &prefix, CONFIG);
-    let global = ["--config", config.to_str().unwrap()];
-    let store = Fvfsd::new();
-    let files: BTreeMap<String, Vec<u8>> = (0..40u64)
-        .map(|i| (format!("d{i}.rs"), tree::code(900 + i, 40_000)))
-        .collect();
-    {
-        let d = s3.serve(&store, &config);
-        for (name, content) in &files {
-            put(&d, name, content);
-        }
-        assert_eq!(flush(&d).0, 200);
-    }
-    let report = store.run(global.iter().chain(&["gc", "--recompress"]));
-    assert!(report.contains("s3 follows the local blocks"), "{report}");
+    // `_work` bound, not dropped: the work folder lives to the test's end.
+    let Followed {
+        _work,
+        prefix,
+        config,
+        store,
+        files,
+        report,
+    } = followed(&s3, "d", 40, 900);
+    assert!(uploaded(&report) > 0, "{report}");
     // The largest pack holds the blocks; one byte in its middle flipped.
     let packs = s3.packs(&prefix);
     let (key, size) = packs.iter().max_by_key(|(_, size)| *size).unwrap();
