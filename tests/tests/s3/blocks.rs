@@ -219,3 +219,54 @@ fn a_damaged_block_in_the_bucket_is_named_and_repaired_from_the_local_tier() {
     drop(store);
     recover_and_compare(&config, &s3, &BTreeMap::from([("HEAD", files)]));
 }
+
+/// `gc --recompress` killed as the bucket follows the local blocks: once a pack of
+/// blocks is stored but before any location names it (`s3-pack-stored`), and once the
+/// compaction after it has moved and located what it moved but not yet deleted the old
+/// packs (`s3-compact-moved`). After each, fsck of every version reading every copy is
+/// clean and the bucket alone gives every file back; a gc run to its end then leaves
+/// the bucket smaller than the frames were.
+#[test]
+fn a_follow_killed_at_each_step_loses_nothing() {
+    use std::os::unix::process::ExitStatusExt;
+    let s3 = S3Env::shared();
+    let work = tempfile::tempdir().unwrap();
+    let prefix = prefix_for("follow-killed", &work);
+    let config = s3.config(work.path(), &prefix, CONFIG);
+    let global = ["--config", config.to_str().unwrap()];
+    let store = Fvfsd::new();
+    let files: BTreeMap<String, Vec<u8>> = (0..40u64)
+        .map(|i| (format!("k{i}.rs"), tree::code(1300 + i, 40_000)))
+        .collect();
+    {
+        let d = s3.serve(&store, &config);
+        for (name, content) in &files {
+            put(&d, name, content);
+        }
+        assert_eq!(flush(&d).0, 200);
+    }
+    let bucket = || s3.packs(&prefix).iter().map(|(_, size)| size).sum::<u64>();
+    let frames = bucket();
+    let clean = || {
+        let out = store.run(global.iter().chain(&["fsck", "--all", "--read-data"]));
+        assert!(out.contains(" 0 problems"), "{out}");
+    };
+    for point in ["s3-pack-stored", "s3-compact-moved"] {
+        let mut cmd = store.cmd(global.iter().chain(&["gc", "--recompress"]));
+        s3.apply(&mut cmd);
+        let out = cmd.env("FVFS_FAILPOINT", point).output().unwrap();
+        assert_eq!(
+            out.status.signal(),
+            Some(6),
+            "gc should have died at {point}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        clean();
+        recover_and_compare(&config, &s3, &BTreeMap::from([("HEAD", files.clone())]));
+    }
+    let report = store.run(global.iter().chain(&["gc", "--recompress"]));
+    clean();
+    let after = bucket();
+    assert!(after * 10 < frames * 9, "{frames} -> {after}: {report}");
+    recover_and_compare(&config, &s3, &BTreeMap::from([("HEAD", files)]));
+}

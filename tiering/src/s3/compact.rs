@@ -152,6 +152,8 @@ impl S3Store {
             self.flush_packer(&mut packer, holds, true).await?;
         }
         self.sync().await?;
+        // Moved and located anew; the old packs not deleted yet.
+        fvfs_cas::failpoint::hit("s3-compact-moved");
         let _quiet = self.quiet().await?;
         let uses = self.pack_uses()?;
         for (key, size) in moved {

@@ -258,6 +258,10 @@ impl Upload {
         };
         let (object, name, live, entries) = taken;
         let stored = self.bucket.put_pack(&pack_key(&name), object.clone()).await;
+        if stored.is_ok() {
+            // Stored, not yet named by any location (tests kill the process here).
+            fvfs_cas::failpoint::hit("s3-pack-stored");
+        }
         let recorded = stored.and_then(|()| {
             let locs: Vec<(ChunkId, PackLoc)> = pack::locations(name, &entries)
                 .into_iter()
