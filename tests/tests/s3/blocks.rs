@@ -12,20 +12,16 @@ const CONFIG: &str = "[upload]\nflush_size_mb = 1024\nflush_interval_secs = 3600
      low_watermark_gb = 0.000244140625\n[eviction]\ninterval_secs = 3600\n";
 
 /// A store whose S3 tier (under a prefix named after `name`, [`CONFIG`]) holds `n`
-/// files of source, each its own version, flushed, and which then ran `gc
-/// --recompress` (what the idle loop does to cold data, done now: the local rewrite
-/// into blocks, the bucket following them); its work folder, config, the files, and
-/// gc's report.
-struct Followed {
+/// files of source, each its own version, flushed; its work folder, config and files.
+struct Replicated {
     _work: tempfile::TempDir,
     prefix: String,
     config: std::path::PathBuf,
     store: Fvfsd,
     files: BTreeMap<String, Vec<u8>>,
-    report: String,
 }
 
-fn followed(s3: &S3Env, name: &str, n: u64, seed: u64) -> Followed {
+fn replicated(s3: &S3Env, name: &str, n: u64, seed: u64) -> Replicated {
     let work = tempfile::tempdir().unwrap();
     let prefix = prefix_for(name, &work);
     let config = s3.config(work.path(), &prefix, CONFIG);
@@ -40,14 +36,30 @@ fn followed(s3: &S3Env, name: &str, n: u64, seed: u64) -> Followed {
         }
         assert_eq!(flush(&d).0, 200);
     }
-    let report = store.run(["--config", config.to_str().unwrap(), "gc", "--recompress"]);
-    Followed {
+    Replicated {
         _work: work,
         prefix,
         config,
         store,
         files,
-        report,
+    }
+}
+
+impl Replicated {
+    /// `gc --recompress`: what the idle loop does to cold data, done now (the local
+    /// rewrite into blocks, the bucket following them); its report.
+    fn recompress(&self) -> String {
+        let config = self.config.to_str().unwrap();
+        self.store.run(["--config", config, "gc", "--recompress"])
+    }
+
+    /// fsck of every version, reading every copy, finds nothing.
+    fn assert_clean(&self) {
+        let config = self.config.to_str().unwrap();
+        let out = self
+            .store
+            .run(["--config", config, "fsck", "--all", "--read-data"]);
+        assert!(out.contains(" 0 problems"), "{out}");
     }
 }
 
@@ -64,8 +76,9 @@ fn uploaded(report: &str) -> u64 {
 #[test]
 fn chunks_of_a_block_are_evicted_one_by_one_and_promoted_back() {
     let s3 = S3Env::shared();
-    let f = followed(&s3, "f", 80, 500);
-    let (config, store, files, report) = (&f.config, &f.store, &f.files, &f.report);
+    let r = replicated(&s3, "f", 80, 500);
+    let report = &r.recompress();
+    let (config, store, files) = (&r.config, &r.store, &r.files);
     let global = ["--config", config.to_str().unwrap()];
     let chunks = store.home.path().join("chunks");
     let blocks = || -> usize {
@@ -181,18 +194,12 @@ fn the_bucket_follows_the_local_blocks_and_alone_gives_everything_back() {
 #[test]
 fn a_damaged_block_in_the_bucket_is_named_and_repaired_from_the_local_tier() {
     let s3 = S3Env::shared();
-    // `_work` bound, not dropped: the work folder lives to the test's end.
-    let Followed {
-        _work,
-        prefix,
-        config,
-        store,
-        files,
-        report,
-    } = followed(&s3, "d", 40, 900);
+    let r = replicated(&s3, "d", 40, 900);
+    let report = r.recompress();
+    let (prefix, config, store, files) = (&r.prefix, &r.config, &r.store, &r.files);
     assert!(uploaded(&report) > 0, "{report}");
     // The largest pack holds the blocks; one byte in its middle flipped.
-    let packs = s3.packs(&prefix);
+    let packs = s3.packs(prefix);
     let (key, size) = packs.iter().max_by_key(|(_, size)| *size).unwrap();
     let mut object = s3.object(key);
     object[(*size / 2) as usize] ^= 0x10;
@@ -216,8 +223,7 @@ fn a_damaged_block_in_the_bucket_is_named_and_repaired_from_the_local_tier() {
     let repaired = fsck(&["--repair"], 0);
     assert!(repaired.contains("0 problems,"), "{repaired}");
     assert!(fsck(&[], 0).contains(" 0 problems, 0 repaired"));
-    drop(store);
-    recover_and_compare(&config, &s3, &BTreeMap::from([("HEAD", files)]));
+    recover_and_compare(config, &s3, &BTreeMap::from([("HEAD", files.clone())]));
 }
 
 /// `gc --recompress` killed as the bucket follows the local blocks: once a pack of
@@ -230,27 +236,11 @@ fn a_damaged_block_in_the_bucket_is_named_and_repaired_from_the_local_tier() {
 fn a_follow_killed_at_each_step_loses_nothing() {
     use std::os::unix::process::ExitStatusExt;
     let s3 = S3Env::shared();
-    let work = tempfile::tempdir().unwrap();
-    let prefix = prefix_for("follow-killed", &work);
-    let config = s3.config(work.path(), &prefix, CONFIG);
+    let r = replicated(&s3, "k", 40, 1300);
+    let (prefix, config, store, files) = (&r.prefix, &r.config, &r.store, &r.files);
     let global = ["--config", config.to_str().unwrap()];
-    let store = Fvfsd::new();
-    let files: BTreeMap<String, Vec<u8>> = (0..40u64)
-        .map(|i| (format!("k{i}.rs"), tree::code(1300 + i, 40_000)))
-        .collect();
-    {
-        let d = s3.serve(&store, &config);
-        for (name, content) in &files {
-            put(&d, name, content);
-        }
-        assert_eq!(flush(&d).0, 200);
-    }
-    let bucket = || s3.packs(&prefix).iter().map(|(_, size)| size).sum::<u64>();
+    let bucket = || s3.packs(prefix).iter().map(|(_, size)| size).sum::<u64>();
     let frames = bucket();
-    let clean = || {
-        let out = store.run(global.iter().chain(&["fsck", "--all", "--read-data"]));
-        assert!(out.contains(" 0 problems"), "{out}");
-    };
     for point in ["s3-pack-stored", "s3-compact-moved"] {
         let mut cmd = store.cmd(global.iter().chain(&["gc", "--recompress"]));
         s3.apply(&mut cmd);
@@ -261,12 +251,12 @@ fn a_follow_killed_at_each_step_loses_nothing() {
             "gc should have died at {point}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        clean();
-        recover_and_compare(&config, &s3, &BTreeMap::from([("HEAD", files.clone())]));
+        r.assert_clean();
+        recover_and_compare(config, &s3, &BTreeMap::from([("HEAD", files.clone())]));
     }
-    let report = store.run(global.iter().chain(&["gc", "--recompress"]));
-    clean();
+    let report = r.recompress();
+    r.assert_clean();
     let after = bucket();
     assert!(after * 10 < frames * 9, "{frames} -> {after}: {report}");
-    recover_and_compare(&config, &s3, &BTreeMap::from([("HEAD", files)]));
+    recover_and_compare(config, &s3, &BTreeMap::from([("HEAD", files.clone())]));
 }
