@@ -16,7 +16,7 @@ use std::collections::HashSet;
 
 use futures::StreamExt;
 use fvfs_api::reports::{Freed, GcReport};
-use fvfs_cas::ChunkId;
+use fvfs_cas::{ChunkId, ChunkStore};
 use fvfs_manifest::meta::TIER_S3;
 use fvfs_manifest::{ChunkKind, Condemned, GcSession, ManifestError, Repo};
 use fvfs_tiering::s3::Packs;
@@ -139,7 +139,9 @@ pub async fn collect(
     }
     if let Some(s3) = tiers.iter().find_map(|t| t.s3.as_deref()) {
         progress.phase("compacting S3 packs", 0);
-        compact(repo, s3, opts, &mut report).await?;
+        let local = tiers.iter().find(|t| t.name == "local");
+        let local = local.map(|t| t.store.as_ref());
+        compact(repo, s3, local, opts, &mut report).await?;
     }
     drop(session);
     Ok(report)
@@ -339,11 +341,13 @@ fn forget_stray_locations(repo: &Repo, dry_run: bool) -> Result<(), ManifestErro
     Ok(())
 }
 
-/// Tells S3's log which versions were dropped, then compacts the packs. If S3 cannot
-/// be told, no pack is touched (the next collection tries again).
+/// Tells S3's log which versions were dropped, then compacts the packs (taking what
+/// moves from `local` where it holds a pack's live chunks). If S3 cannot be told, no
+/// pack is touched (the next collection tries again).
 async fn compact(
     repo: &Repo,
     s3: &dyn Packs,
+    local: Option<&dyn ChunkStore>,
     opts: &Options,
     report: &mut GcReport,
 ) -> Result<(), ManifestError> {
@@ -356,7 +360,7 @@ async fn compact(
         repo.dropped_published(&dropped)?;
     }
     match s3
-        .compact(opts.compact_below, opts.dry_run, &is_node(repo))
+        .compact(opts.compact_below, opts.dry_run, &is_node(repo), local)
         .await
     {
         Ok(c) => report.compaction = Some(c),

@@ -66,7 +66,13 @@ impl Packs for FakePacks {
         Ok(HashSet::new())
     }
 
-    async fn compact(&self, _: f64, _: bool, _: &IsNode<'_>) -> Result<Compaction, StoreError> {
+    async fn compact(
+        &self,
+        _: f64,
+        _: bool,
+        _: &IsNode<'_>,
+        _: Option<&dyn fvfs_cas::ChunkStore>,
+    ) -> Result<Compaction, StoreError> {
         self.compactions.fetch_add(1, Ordering::SeqCst);
         Ok(Compaction::default())
     }

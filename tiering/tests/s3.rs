@@ -275,7 +275,9 @@ async fn tree_nodes_fill_packs_of_their_own_and_compaction_keeps_them_apart() {
         s.delete(id).await.unwrap();
     }
     let is_node = |id: &ChunkId| nodes.contains(id);
-    let report = Packs::compact(&s, 0.9, false, &is_node).await.unwrap();
+    let report = Packs::compact(&s, 0.9, false, &is_node, None)
+        .await
+        .unwrap();
     assert!(report.packs_rewritten > 0, "{report:?}");
     let kept: Vec<ChunkId> = nodes.iter().chain(&data).step_by(2).copied().collect();
     let packs = packs_of("apart").await;
@@ -558,7 +560,7 @@ async fn compaction_into_blocks(prefix: &str, key: Option<&MasterKey>) {
     for c in &dropped {
         s.delete(&ChunkId::of(c)).await.unwrap();
     }
-    let report = Packs::compact(&s, 0.9, false, &|_: &ChunkId| false)
+    let report = Packs::compact(&s, 0.9, false, &|_: &ChunkId| false, None)
         .await
         .unwrap();
     assert!(report.packs_rewritten > 0, "{report:?}");
@@ -633,7 +635,7 @@ async fn compaction_into_blocks(prefix: &str, key: Option<&MasterKey>) {
         s.delete(id).await.unwrap();
         recovered.remove(id);
     }
-    Packs::compact(&s, 0.9, false, &|_: &ChunkId| false)
+    Packs::compact(&s, 0.9, false, &|_: &ChunkId| false, None)
         .await
         .unwrap();
     let moved: std::collections::HashMap<ChunkId, fvfs_tiering::PackLoc> =
@@ -705,7 +707,7 @@ async fn compaction_packs_moved_chunks_into_sealed_blocks() {
 /// its members' locations switch to it; a block with a member S3 does not hold yet is
 /// left to replication; a second round finds nothing to do; every chunk reads back,
 /// a fresh store finds the blocks from the pack indexes, and compaction gives back the
-/// frames superseded.
+/// frames superseded, taking what it moves from the local tier rather than a GET.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_follows_the_local_blocks() {
     use fvfs_cas::{PackOptions, PackStore};
@@ -846,9 +848,14 @@ async fn s3_follows_the_local_blocks() {
         "{after_usage} vs {}",
         before.0
     );
-    Packs::compact(&s, 0.9, false, &|_: &ChunkId| false)
+    // The local tier holds every live chunk of the packs rewritten: none is read
+    // from the bucket (no egress).
+    let gets = s.requests().gets;
+    let report = Packs::compact(&s, 0.9, false, &is_node, Some(&local))
         .await
         .unwrap();
+    assert!(report.packs_rewritten > 0, "{report:?}");
+    assert_eq!(s.requests().gets, gets, "{report:?}");
     let after_bucket = bucket_bytes(&s).await;
     assert!(
         after_bucket * 10 < before.1 * 9,

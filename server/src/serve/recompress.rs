@@ -302,10 +302,15 @@ impl Job for Follow {
             let unpublished = self.repo.dropped_unpublished().map_err(|e| e.to_string())?;
             if unpublished.is_empty() {
                 let is_node = fvfs_fsck::gc::is_node(&self.repo);
-                let c: Compaction =
-                    Packs::compact(self.s3.as_ref(), self.compact_below, false, &is_node)
-                        .await
-                        .map_err(failed)?;
+                let c: Compaction = Packs::compact(
+                    self.s3.as_ref(),
+                    self.compact_below,
+                    false,
+                    &is_node,
+                    Some(self.local.store.as_ref()),
+                )
+                .await
+                .map_err(failed)?;
                 report.packs_deleted = c.packs_deleted;
                 report.packs_rewritten = c.packs_rewritten;
                 report.bytes_freed = c.bytes_freed;

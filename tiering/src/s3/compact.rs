@@ -6,8 +6,12 @@
 //! into new packs (through the open packs, as replication does: tree nodes, as the
 //! caller tells them apart, into packs of nodes), then the old pack is deleted.
 //!
-//! What moves is rewritten with context where it pays (issue 47), since the pack was
-//! read whole anyway: frames that compress, and the live members of blocks that are
+//! A pack to rewrite is not read from the bucket when the local tier holds every
+//! live chunk of it whole: those copies are moved instead (a GET of the pack would
+//! cost egress, paid by the byte on most clouds, for bytes the house has).
+//!
+//! What moves is rewritten with context where it pays (issue 47), since it was read
+//! whole anyway: frames that compress, and the live members of blocks that are
 //! mostly dead, are packed in pack order into blocks of about
 //! [`block::BLOCK_RAW`] raw bytes at the dense level (sealed whole in an encrypted
 //! bucket); frames that do not compress (photos) move as stored, and a block still
@@ -29,10 +33,9 @@ use crate::records::PackLoc;
 use bytes::Bytes;
 use fvfs_api::reports::{Compaction, Followed};
 use fvfs_cas::pack::block;
-use fvfs_cas::{ChunkId, StoreError};
+use fvfs_cas::{ChunkId, ChunkStore, StoreError};
 
 use super::{Holds, S3Store, UPLOADS};
-use fvfs_cas::ChunkStore;
 
 /// Live bytes and locations of one pack.
 #[derive(Default)]
@@ -54,13 +57,14 @@ impl S3Store {
     }
 
     /// Deletes packs with nothing live and rewrites those whose live share is under
-    /// `min_live` (0..1), the chunks `is_node` names into packs of nodes. With
-    /// `dry_run`, only counts.
+    /// `min_live` (0..1), the chunks `is_node` names into packs of nodes, taking
+    /// them from `local` when it holds them all. With `dry_run`, only counts.
     async fn compact_packs(
         &self,
         min_live: f64,
         dry_run: bool,
         is_node: &IsNode<'_>,
+        local: Option<&dyn ChunkStore>,
     ) -> Result<Compaction, StoreError> {
         let mut report = Compaction::default();
         let mut rewrite: Vec<(String, u64, PackUse)> = Vec::new();
@@ -99,12 +103,22 @@ impl S3Store {
         let mut moved = Vec::new();
         let mut packer = Packer::default();
         for (key, size, mut u) in rewrite {
-            let Some(object) = self.bucket.get(&key).await? else {
-                continue;
-            };
             // In pack order: one file's chunks stay together in the blocks made.
             u.chunks
                 .sort_unstable_by_key(|(_, l)| (l.offset, l.member.map(|m| m.index)));
+            if let Some(local) = local {
+                if self
+                    .move_from_local(local, &u.chunks, is_node, &mut packer)
+                    .await?
+                {
+                    report.bytes_moved += u.live_bytes;
+                    moved.push((key, size));
+                    continue;
+                }
+            }
+            let Some(object) = self.bucket.get(&key).await? else {
+                continue;
+            };
             let mut whole = true;
             for group in u
                 .chunks
@@ -164,6 +178,62 @@ impl S3Store {
             }
         }
         Ok(report)
+    }
+
+    /// Moves `chunks` (the live ones of a pack, in pack order) from `local`'s copies,
+    /// if it holds every one whole (each checked against its id before any moves);
+    /// answers whether it did.
+    async fn move_from_local(
+        &self,
+        local: &dyn ChunkStore,
+        chunks: &[(ChunkId, PackLoc)],
+        is_node: &IsNode<'_>,
+        packer: &mut Packer,
+    ) -> Result<bool, StoreError> {
+        use futures::StreamExt;
+        let ids: Vec<ChunkId> = chunks.iter().map(|(id, _)| *id).collect();
+        let mut copies: HashMap<ChunkId, Bytes> = HashMap::with_capacity(ids.len());
+        let mut frames = local.copy_frames(ids);
+        while let Some((id, frame)) = frames.next().await {
+            match frame {
+                Ok(f) => copies.insert(id, f),
+                Err(_) => return Ok(false),
+            };
+        }
+        drop(frames);
+        let mut moves = Vec::with_capacity(chunks.len());
+        for (id, _) in chunks {
+            let Some(frame) = copies.remove(id) else {
+                return Ok(false);
+            };
+            let holds = if is_node(id) {
+                Holds::Nodes
+            } else {
+                Holds::Data
+            };
+            let moving = match block::worth(id, &frame) {
+                Some(raw) => Move::Raw(raw),
+                None => match fvfs_cas::verify(id, frame) {
+                    Ok(l) => Move::Frame(l.frame, l.data.len() as u32),
+                    Err(_) => return Ok(false),
+                },
+            };
+            moves.push((*id, holds, moving));
+        }
+        for (id, holds, moving) in moves {
+            match moving {
+                Move::Raw(raw) => {
+                    packer.add(holds, id, raw);
+                    self.flush_packer(packer, holds, false).await?;
+                }
+                Move::Frame(frame, raw_len) => {
+                    let stored = self.bucket.seal_frame(&id, &frame);
+                    let full = self.mem().push(holds, id, &stored, raw_len);
+                    self.seal_if(full, holds).await?;
+                }
+            }
+        }
+        Ok(true)
     }
 
     /// Moves frame `stored` of `id`: its raw bytes to the packer if they compress, else
@@ -278,6 +348,13 @@ impl S3Store {
     }
 }
 
+/// How a chunk taken from the local tier moves: its raw bytes into a block, or its
+/// frame as it is (with its raw length).
+enum Move {
+    Raw(Vec<u8>),
+    Frame(Bytes, u32),
+}
+
 /// Chunks and their raw bytes, in order.
 type Raws = Vec<(ChunkId, Vec<u8>)>;
 
@@ -324,12 +401,14 @@ pub trait Packs: Send + Sync {
     /// The names of the packs the tier holds (one listing).
     async fn pack_names(&self) -> Result<HashSet<[u8; 32]>, StoreError>;
     /// Rewrites the packs whose live share is under `min_live`, keeping their live
-    /// frames (those `is_node` names in packs of nodes); `dry_run` only counts.
+    /// frames (those `is_node` names in packs of nodes, taken from `local` when it
+    /// holds all of a pack's); `dry_run` only counts.
     async fn compact(
         &self,
         min_live: f64,
         dry_run: bool,
         is_node: &IsNode<'_>,
+        local: Option<&dyn ChunkStore>,
     ) -> Result<Compaction, StoreError>;
     /// Tells the tier's version log that versions `numbers` were dropped.
     async fn record_dropped(&self, numbers: &[u64]) -> Result<(), StoreError>;
@@ -359,8 +438,9 @@ impl Packs for S3Store {
         min_live: f64,
         dry_run: bool,
         is_node: &IsNode<'_>,
+        local: Option<&dyn ChunkStore>,
     ) -> Result<Compaction, StoreError> {
-        self.compact_packs(min_live, dry_run, is_node).await
+        self.compact_packs(min_live, dry_run, is_node, local).await
     }
 
     async fn record_dropped(&self, numbers: &[u64]) -> Result<(), StoreError> {
