@@ -62,6 +62,13 @@ pub async fn collect(
     progress: &Progress,
 ) -> Result<GcReport, FsckError> {
     let named: HashSet<u64> = repo.snapshots()?.into_iter().map(|(_, n)| n).collect();
+    // No other compaction of the bucket from before the sweep forgets S3 locations
+    // until this one's compaction is done.
+    let s3 = tiers.iter().find_map(|t| t.s3.as_deref());
+    let _collecting = match s3 {
+        Some(s3) if !opts.dry_run => Some(s3.collecting().await),
+        _ => None,
+    };
     let session = {
         let lock = repo.lock().await;
         repo.gc_begin(
@@ -124,7 +131,6 @@ pub async fn collect(
             }
             // The bucket follows what the local tier packed (before its compaction
             // below, which then gives back the frames superseded).
-            let s3 = tiers.iter().find_map(|t| t.s3.as_deref());
             let local = tiers.iter().find(|t| t.name == "local");
             if let (Some(s3), Some(local)) = (s3, local) {
                 progress.phase("uploading the local blocks to S3", 0);
@@ -137,7 +143,7 @@ pub async fn collect(
             }
         }
     }
-    if let Some(s3) = tiers.iter().find_map(|t| t.s3.as_deref()) {
+    if let Some(s3) = s3 {
         progress.phase("compacting S3 packs", 0);
         let local = tiers.iter().find(|t| t.name == "local");
         let local = local.map(|t| t.store.as_ref());

@@ -85,6 +85,12 @@ impl Packs for FakePacks {
         Ok(())
     }
 
+    async fn collecting(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        std::sync::Arc::new(tokio::sync::Mutex::new(()))
+            .lock_owned()
+            .await
+    }
+
     async fn follow(
         &self,
         _: &dyn fvfs_cas::ChunkStore,

@@ -98,6 +98,23 @@ pub fn dense(members: &[(ChunkId, &[u8])]) -> Vec<u8> {
     }
 }
 
+/// Whether `frame`, made by [`dense`] or read whole from a store, gives back each of
+/// `members` (id and index in the block; a lone frame's index is 0): it decodes, and
+/// each member's bytes hash to its id. A copy is checked so before it replaces others
+/// (an encoder's bug or a bit flipped in memory must not reach every tier).
+pub fn gives_back(frame: &[u8], members: &[(ChunkId, u32)]) -> bool {
+    if !is_block(frame) {
+        return matches!(members, [(id, 0)] if crate::frame::decode(id, frame).is_ok());
+    }
+    let Some(d) = decode(frame) else {
+        return false;
+    };
+    members.iter().all(|(id, index)| {
+        d.member(*index, id)
+            .is_some_and(|raw| ChunkId::of(&raw) == *id)
+    })
+}
+
 /// The block of `members` (chunk id and raw bytes), compressed at zstd `level`.
 ///
 /// # Panics
@@ -338,6 +355,27 @@ mod tests {
         assert_eq!(d.member(20, &m[0].0), None);
         assert_eq!(entry(&frame, 20), None);
         assert_eq!(table(&frame[..HEAD_LEN + 5]), None);
+    }
+
+    #[test]
+    fn a_copy_gives_back_its_members_or_is_refused() {
+        let m = members(6);
+        let refs: Vec<(ChunkId, &[u8])> = m.iter().map(|(id, r)| (*id, &r[..])).collect();
+        let frame = dense(&refs);
+        let listed: Vec<(ChunkId, u32)> = (0..).zip(&m).map(|(i, (id, _))| (*id, i)).collect();
+        assert!(gives_back(&frame, &listed));
+        assert!(
+            !gives_back(&frame, &[(m[1].0, 2)]),
+            "another member's place"
+        );
+        let mut bad = frame.clone();
+        let at = bad.len() - 10;
+        bad[at] ^= 0x08;
+        assert!(!gives_back(&bad, &listed), "a flipped payload byte");
+        let lone = dense(&refs[..1]);
+        assert!(!is_block(&lone));
+        assert!(gives_back(&lone, &[(m[0].0, 0)]));
+        assert!(!gives_back(&lone, &[(m[1].0, 0)]));
     }
 
     #[test]

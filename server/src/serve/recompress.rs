@@ -86,19 +86,25 @@ pub fn start(state: &Arc<State>, idle: Duration) {
         let (tiers, seen, jobs) = (tiers.clone(), seen.clone(), jobs.clone());
         let (s3, repo, following) = (s3.clone(), repo.clone(), following.clone());
         async move {
+            // Every tier's round first: a follow that fails (S3 away) holds up no
+            // tier's recompression.
+            let mut local_done = None;
             for t in &tiers {
                 let finished = round(&jobs, t, idle, &seen).await?;
-                if let (Some(s3), Some(count), TierId::Local) = (&s3, finished, t.id) {
-                    let job = Follow {
-                        local: t.clone(),
-                        s3: s3.clone(),
-                        repo: repo.clone(),
-                        chunks: count,
-                        after: None,
-                        compact_below,
-                    };
-                    follow(&jobs, job, &following).await?;
+                if t.id == TierId::Local {
+                    local_done = finished.map(|count| (t.clone(), count));
                 }
+            }
+            if let (Some(s3), Some((local, count))) = (s3, local_done) {
+                let job = Follow {
+                    local,
+                    s3,
+                    repo,
+                    chunks: count,
+                    after: None,
+                    compact_below,
+                };
+                follow(&jobs, job, &following).await?;
             }
             Ok(())
         }
@@ -299,6 +305,9 @@ impl Job for Follow {
         }
         let f = report.followed;
         if f.blocks > 0 {
+            // Not beside a gc (its sweep forgets locations before S3's log learns of
+            // the versions dropped).
+            let _collecting = Packs::collecting(self.s3.as_ref()).await;
             let unpublished = self.repo.dropped_unpublished().map_err(|e| e.to_string())?;
             if unpublished.is_empty() {
                 let is_node = fvfs_fsck::gc::is_node(&self.repo);

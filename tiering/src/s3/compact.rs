@@ -311,14 +311,23 @@ impl S3Store {
         last: bool,
     ) -> Result<(), StoreError> {
         while let Some(members) = packer.take(holds, last) {
-            let (members, dense) = tokio::task::spawn_blocking(move || {
+            let (members, dense, whole) = tokio::task::spawn_blocking(move || {
                 let refs: Vec<(ChunkId, &[u8])> =
                     members.iter().map(|(id, r)| (*id, &r[..])).collect();
                 let dense = block::dense(&refs);
-                (members, dense)
+                let listed: Vec<(ChunkId, u32)> =
+                    (0..).zip(&members).map(|(i, (id, _))| (*id, i)).collect();
+                let whole = block::gives_back(&dense, &listed);
+                (members, dense, whole)
             })
             .await
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+            if !whole {
+                // Nothing moved yet for these: their old copies stay named.
+                return Err(StoreError::Unavailable(
+                    "a block just compressed does not give its chunks back (memory?)".into(),
+                ));
+            }
             let full = match &members[..] {
                 [(id, raw)] => {
                     let stored = self.bucket.seal_frame(id, &dense);
@@ -412,6 +421,12 @@ pub trait Packs: Send + Sync {
     ) -> Result<Compaction, StoreError>;
     /// Tells the tier's version log that versions `numbers` were dropped.
     async fn record_dropped(&self, numbers: &[u64]) -> Result<(), StoreError>;
+    /// Waits until no other holder collects from the tier, and holds it until the
+    /// guard is dropped: gc holds it from before its sweep forgets locations until its
+    /// compaction is done, and a compaction outside gc (after a follow) holds it
+    /// around its check that S3's log knows every dropped version, so no pack goes
+    /// before the log learns of the versions whose chunks it held.
+    async fn collecting(&self) -> tokio::sync::OwnedMutexGuard<()>;
     /// Uploads the blocks of `local` whose members (those `is_node` does not name)
     /// the tier holds as frames (see `S3Store::follow_blocks`), every one of them.
     async fn follow(
@@ -445,6 +460,10 @@ impl Packs for S3Store {
 
     async fn record_dropped(&self, numbers: &[u64]) -> Result<(), StoreError> {
         super::log::record_dropped(&self.bucket, numbers).await
+    }
+
+    async fn collecting(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.collecting.clone().lock_owned().await
     }
 
     async fn follow(

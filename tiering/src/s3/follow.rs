@@ -12,6 +12,9 @@
 //! frames (their bytes in the block are a small dead share).
 //!
 //! # Invariants
+//! - A block is uploaded only once it decoded and gave back each member it lists
+//!   (checked here: the local rewrite wrote it, nobody read it since), and only when
+//!   the members it lists hold half its raw bytes at least.
 //! - A block is uploaded only when S3 holds every live member already (as frames or
 //!   in other blocks): a member not there yet is replication's to copy, and a block
 //!   whose members all sit in one S3 block is done. So a follow never adds a chunk to
@@ -21,7 +24,8 @@
 //!   and if the upload fails, they name their old frames, which stay readable.
 
 use fvfs_api::reports::Followed;
-use fvfs_cas::{BlockPlace, ChunkStore, StoreError};
+use fvfs_cas::pack::block;
+use fvfs_cas::{BlockCopy, BlockPlace, ChunkId, ChunkStore, StoreError};
 
 use super::{Holds, IsNode, S3Store};
 
@@ -44,10 +48,20 @@ impl S3Store {
         let mut done = Followed::default();
         for place in places {
             done.looked += 1;
-            let Some(mut copy) = local.block_at(place).await? else {
-                continue;
+            let mut copy = match local.block_at(place).await {
+                Ok(Some(copy)) => copy,
+                Ok(None) => continue,
+                // Left for fsck to repair; the other blocks go on.
+                Err(e @ StoreError::Corrupt { .. }) => {
+                    tracing::error!(?place, "a local block not followed: {e}");
+                    continue;
+                }
+                Err(e) => return Err(e),
             };
             copy.live.retain(|(id, ..)| !is_node(id));
+            if !mostly_live(&copy) {
+                continue;
+            }
             match self.should_follow(&copy.live)? {
                 Follow::Yes => {}
                 Follow::Done => continue,
@@ -55,6 +69,25 @@ impl S3Store {
                     done.waiting += 1;
                     continue;
                 }
+            }
+            // Checked before it replaces the frames S3 holds.
+            let (copy, whole) = tokio::task::spawn_blocking(move || {
+                let listed: Vec<(ChunkId, u32)> = copy
+                    .live
+                    .iter()
+                    .map(|(id, index, _)| (*id, *index))
+                    .collect();
+                let whole = block::gives_back(&copy.frame, &listed);
+                (copy, whole)
+            })
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+            if !whole {
+                tracing::error!(
+                    ?place,
+                    "a local block does not give its chunks back: not followed"
+                );
+                continue;
             }
             let stored = self.bucket.seal_block(&copy.frame);
             done.blocks += 1;
@@ -88,7 +121,7 @@ impl S3Store {
 
     /// Whether a block of `live` members is to be uploaded: S3 holds every one
     /// (stored already), not all in one block.
-    fn should_follow(&self, live: &[(fvfs_cas::ChunkId, u32, u32)]) -> Result<Follow, StoreError> {
+    fn should_follow(&self, live: &[(ChunkId, u32, u32)]) -> Result<Follow, StoreError> {
         let mut blocks = std::collections::HashSet::new();
         for (id, ..) in live {
             if self.mem().holds(id) {
@@ -109,6 +142,13 @@ impl S3Store {
             false => Follow::Yes,
         })
     }
+}
+
+/// Whether the members of `copy` to be listed hold at least half of its raw bytes: a
+/// block mostly dead here is not worth uploading in place of their frames.
+fn mostly_live(copy: &BlockCopy) -> bool {
+    let live: u64 = copy.live.iter().map(|(.., raw)| u64::from(*raw)).sum();
+    block::table(&copy.frame).is_some_and(|t| live * 2 >= t.raw_len as u64)
 }
 
 /// What is to be done with one local block.

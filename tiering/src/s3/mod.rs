@@ -305,6 +305,8 @@ pub struct S3Store {
     spans: Arc<Mutex<fetch::Spans>>,
     /// Opens frames and members of blocks (with the blocks decoded last).
     opener: open::Opener,
+    /// Held by whoever collects from the bucket (see `Packs::collecting`).
+    collecting: Arc<tokio::sync::Mutex<()>>,
 }
 
 fn pack_key(name: &[u8; 32]) -> String {
@@ -315,6 +317,7 @@ impl S3Store {
     pub fn new(bucket: Bucket, locs: Arc<dyn Locations>) -> Self {
         Self {
             opener: open::Opener::new(bucket.clone()),
+            collecting: Arc::default(),
             bucket,
             locs,
             mem: Arc::default(),
