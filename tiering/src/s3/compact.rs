@@ -293,12 +293,14 @@ impl S3Store {
             let full = self.mem().push_block(holds, &stored, &listed);
             return self.seal_if(full, holds).await.map_err(|e| e.to_string());
         }
+        // A block at a time (blocks stay near their size whatever is added).
         for (id, _, raw) in live {
             packer.add(holds, id, raw.to_vec());
+            self.flush_packer(packer, holds, false)
+                .await
+                .map_err(|e| e.to_string())?;
         }
-        self.flush_packer(packer, holds, false)
-            .await
-            .map_err(|e| e.to_string())
+        Ok(())
     }
 
     /// Compresses what the packer holds for `holds` into blocks at the dense level and
