@@ -26,13 +26,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fvfs_api::reports::Compaction;
-use fvfs_api::reports::Followed;
+use fvfs_api::reports::{Compaction, Followed};
 use fvfs_cas::{BlockPlace, Recompressed};
 use fvfs_engine::jobs::{Job, Jobs};
 use fvfs_fsck::Progress;
 use fvfs_manifest::Repo;
-use fvfs_tiering::s3::Packs;
+use fvfs_tiering::s3::{Packs, FOLLOW_BATCH};
 use fvfs_tiering::{Publishing, S3Store, Tier, TierId};
 
 use super::State;
@@ -42,8 +41,6 @@ const EVERY: Duration = Duration::from_secs(5);
 /// Work per round, at most (plus the segment in progress).
 const ROUND: Duration = Duration::from_secs(10);
 
-/// Local blocks looked at per call of the S3 tier's follow (a round makes several).
-const FOLLOW_BATCH: usize = 256;
 /// A pass over the local blocks that found some whose members S3 does not hold yet
 /// (replication is behind) is made again after this long.
 const FOLLOW_AGAIN: Duration = Duration::from_secs(60);

@@ -125,11 +125,7 @@ impl S3Store {
                 .chunk_by(|(_, a), (_, b)| a.offset == b.offset && b.member.is_some())
             {
                 let (id, loc) = group[0];
-                let holds = if is_node(&id) {
-                    Holds::Nodes
-                } else {
-                    Holds::Data
-                };
+                let holds = Holds::of(&id, is_node);
                 let range = loc.offset as usize..(loc.offset + u64::from(loc.len)) as usize;
                 let Some(stored) = object.get(range).map(|f| object.slice_ref(f)) else {
                     tracing::error!(pack = key, chunk = %id, "pack shorter than its index: left in place for fsck");
@@ -206,11 +202,7 @@ impl S3Store {
             let Some(frame) = copies.remove(id) else {
                 return Ok(false);
             };
-            let holds = if is_node(id) {
-                Holds::Nodes
-            } else {
-                Holds::Data
-            };
+            let holds = Holds::of(id, is_node);
             let moving = match block::worth(id, &frame) {
                 Some(raw) => Move::Raw(raw),
                 None => match fvfs_cas::verify(id, frame) {
@@ -222,14 +214,10 @@ impl S3Store {
         }
         for (id, holds, moving) in moves {
             match moving {
-                Move::Raw(raw) => {
-                    packer.add(holds, id, raw);
-                    self.flush_packer(packer, holds, false).await?;
-                }
+                Move::Raw(raw) => self.pack(packer, holds, id, raw).await?,
                 Move::Frame(frame, raw_len) => {
                     let stored = self.bucket.seal_frame(&id, &frame);
-                    let full = self.mem().push(holds, id, &stored, raw_len);
-                    self.seal_if(full, holds).await?;
+                    self.push_frame(holds, id, &stored, raw_len).await?;
                 }
             }
         }
@@ -250,15 +238,11 @@ impl S3Store {
             .open_frame(&id, stored.clone())
             .map_err(|e| format!("damaged frame ({e})"))?;
         match block::worth(&id, &loaded.frame) {
-            Some(raw) => {
-                packer.add(holds, id, raw);
-                self.flush_packer(packer, holds, false).await
-            }
+            Some(raw) => self.pack(packer, holds, id, raw).await,
+            // Pushed even though a location names it already.
             None => {
-                // Pushed even though a location names it already.
                 let raw_len = loaded.data.len() as u32;
-                let full = self.mem().push(holds, id, &stored, raw_len);
-                self.seal_if(full, holds).await
+                self.push_frame(holds, id, &stored, raw_len).await
             }
         }
         .map_err(|e| e.to_string())
@@ -295,12 +279,22 @@ impl S3Store {
         }
         // A block at a time (blocks stay near their size whatever is added).
         for (id, _, raw) in live {
-            packer.add(holds, id, raw.to_vec());
-            self.flush_packer(packer, holds, false)
-                .await
-                .map_err(|e| e.to_string())?;
+            let packed = self.pack(packer, holds, id, raw.to_vec()).await;
+            packed.map_err(|e| e.to_string())?;
         }
         Ok(())
+    }
+
+    /// Gives `raw` of `id` to the packer, and pushes the block it completes, if any.
+    async fn pack(
+        &self,
+        packer: &mut Packer,
+        holds: Holds,
+        id: ChunkId,
+        raw: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        packer.add(holds, id, raw);
+        self.flush_packer(packer, holds, false).await
     }
 
     /// Compresses what the packer holds for `holds` into blocks at the dense level and

@@ -29,6 +29,10 @@ use fvfs_cas::{BlockCopy, BlockPlace, ChunkId, ChunkStore, StoreError};
 
 use super::{Holds, IsNode, S3Store};
 
+/// Local blocks looked at per call of [`S3Store::follow_blocks`] by those who go through
+/// all of them a call at a time (a call syncs once at its end).
+pub const FOLLOW_BATCH: usize = 256;
+
 impl S3Store {
     /// Looks at up to `limit` of `local`'s blocks after `after` and uploads those S3
     /// should follow (see the module doc), then syncs: when it returns, the members
@@ -106,11 +110,11 @@ impl S3Store {
         local: &dyn ChunkStore,
         is_node: &IsNode<'_>,
     ) -> Result<Followed, StoreError> {
-        /// Blocks looked at per call.
-        const BATCH: usize = 256;
         let (mut total, mut after) = (Followed::default(), None);
         loop {
-            let (done, next) = self.follow_blocks(local, after, BATCH, is_node).await?;
+            let (done, next) = self
+                .follow_blocks(local, after, FOLLOW_BATCH, is_node)
+                .await?;
             total.add(&done);
             if next.is_none() {
                 return Ok(total);

@@ -51,6 +51,7 @@ use fvfs_cas::{ChunkId, ChunkStore, Loaded, StoreError, Usage};
 
 pub use bucket::{Bucket, Requests, S3Settings};
 pub use compact::{IsNode, Packs};
+pub use follow::FOLLOW_BATCH;
 
 /// An open pack is uploaded by `put` itself once it holds this much.
 pub const PACK_MAX: usize = 32 << 20;
@@ -129,6 +130,14 @@ enum Holds {
 
 impl Holds {
     const ALL: [Holds; 2] = [Holds::Data, Holds::Nodes];
+
+    /// Where chunk `id` goes, as `is_node` tells.
+    fn of(id: &ChunkId, is_node: &IsNode<'_>) -> Holds {
+        match is_node(id) {
+            true => Holds::Nodes,
+            false => Holds::Data,
+        }
+    }
 }
 
 /// A pack being filled.
@@ -390,6 +399,19 @@ impl S3Store {
         }
     }
 
+    /// Adds a sealed frame to the open pack of `holds` (see `InMemory::push`), sealing
+    /// the pack if that filled it.
+    async fn push_frame(
+        &self,
+        holds: Holds,
+        id: ChunkId,
+        stored: &[u8],
+        raw_len: u32,
+    ) -> Result<(), StoreError> {
+        let full = self.mem().push(holds, id, stored, raw_len);
+        self.seal_if(full, holds).await
+    }
+
     /// `put` into the open pack of `holds`.
     async fn store(&self, holds: Holds, id: ChunkId, frame: Bytes) -> Result<(), StoreError> {
         if let Some(e) = lock(&self.failed).take() {
@@ -400,8 +422,7 @@ impl S3Store {
         }
         let raw_len = fvfs_cas::frame::raw_len(&frame).unwrap_or(0) as u32;
         let stored = self.bucket.seal_frame(&id, &frame);
-        let full = self.mem().push(holds, id, &stored, raw_len);
-        self.seal_if(full, holds).await
+        self.push_frame(holds, id, &stored, raw_len).await
     }
 
     /// Every chunk in the bucket's packs, read from the pack indexes alone (recovery),
