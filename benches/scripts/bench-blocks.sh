@@ -44,11 +44,11 @@ timed() {
   cpu=$(echo "$user + $sys" | bc)
 }
 
-# stored NAME DIRS...: each tool keeps every version of DIRS; sets the bytes each keeps
+# keep NAME DIRS...: each tool keeps every version of DIRS; sets the bytes each keeps
 # (fvfs before and after its rewrite, and the rewrite's time), leaving fvfs's store in
 # $work/NAME-fvfs and a copy of it from before the rewrite in $work/NAME-frames.
 declare -A kept
-stored() {
+keep() {
   local name=$1; shift
   export FVFS_HOME="$work/$name-fvfs"
   for d in "$@"; do "$bin/fvfsd" migrate --local-src "$d" --dest /tree >/dev/null 2>&1; done
@@ -112,7 +112,7 @@ PY
   unmount_store
 }
 
-stored sysroot "$src" "$src2"
+keep sysroot "$src" "$src2"
 # Small files of the version /tree holds, for the random reads.
 (cd "$src2" && find . -type f -size -16k -printf '%P\n') > "$work/small-files"
 for _ in $(seq 1 "$rounds"); do
@@ -123,7 +123,7 @@ med() { median < "$work/$1"; }
 
 if [ "$files" -gt 0 ]; then
   "$CARGO_TARGET_DIR/release/gen-tree" "$work/many" "$files" >&2
-  stored many "$work/many"
+  keep many "$work/many"
   rm -rf "$work/many"
 fi
 

@@ -38,7 +38,10 @@ async fn rewritten(store: &dyn ChunkStore) {
     }
     store.sync().await.expect("sync");
     let before = store.usage().await.expect("usage");
-    store.recompress(u64::MAX, 2).await.expect("recompress");
+    store
+        .recompress(u64::MAX, 2, None)
+        .await
+        .expect("recompress");
     let after = store.usage().await.expect("usage");
     assert_eq!(after.chunks, before.chunks, "the rewrite keeps every chunk");
     assert!(after.bytes <= before.bytes, "{after:?} after {before:?}");

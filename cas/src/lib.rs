@@ -16,6 +16,7 @@ mod error;
 pub mod failpoint;
 #[cfg(feature = "faults")]
 pub mod faults;
+mod filter;
 pub mod frame;
 mod id;
 #[cfg(feature = "pack")]
@@ -27,6 +28,7 @@ pub mod platform;
 mod store;
 
 pub use error::StoreError;
+pub use filter::IdFilter;
 pub use id::{ChunkId, ParseIdError};
 pub use memory::MemoryStore;
 #[cfg(feature = "pack")]

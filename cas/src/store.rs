@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 
-use crate::{frame, ChunkId, StoreError};
+use crate::{frame, ChunkId, IdFilter, StoreError};
 
 /// Chunks answered by [`ChunkStore::get_many`], each with its id.
 pub type ChunkStream<'a> = BoxStream<'a, (ChunkId, Result<Loaded, StoreError>)>;
@@ -183,8 +183,15 @@ pub trait ChunkStore: Send + Sync {
     /// [`crate::frame::DENSE_LEVEL`], a file at a time, until about `limit` bytes of
     /// kept frames were read (at least one file when any is left), on `threads`
     /// threads. CPU-heavy: for a machine that is idle. Durable when it returns; stores
-    /// that cannot (sealed or remote ones) do nothing.
-    async fn recompress(&self, _limit: u64, _threads: usize) -> Result<Recompressed, StoreError> {
+    /// that cannot (sealed or remote ones) do nothing. With `newest` (the chunks the
+    /// newest version reads, approximately), those are packed apart from the others,
+    /// so that reading that version decodes few bytes it does not want.
+    async fn recompress(
+        &self,
+        _limit: u64,
+        _threads: usize,
+        _newest: Option<&IdFilter>,
+    ) -> Result<Recompressed, StoreError> {
         Ok(Recompressed::default())
     }
 }

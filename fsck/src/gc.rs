@@ -25,7 +25,7 @@ use fvfs_tiering::Publishing;
 use crate::reach::reachable_set;
 use crate::retention::Retention;
 use crate::spill::{Sorted, Spill};
-use crate::{FsckError, Progress, Tier};
+use crate::{newest_chunks, FsckError, Progress, Tier};
 
 /// Chunk records looked at, and condemned, at once.
 const PAGE: usize = 1024;
@@ -120,9 +120,15 @@ pub async fn collect(
         }
         if opts.recompress {
             progress.phase("recompressing segments", 0);
+            // HEAD's chunks are packed apart from older versions' (a hint: without
+            // it, the rewrite packs in the order chunks were written).
+            let newest = newest_chunks(repo).await.unwrap_or_else(|e| {
+                tracing::warn!("HEAD's chunks not listed for the rewrite: {e}");
+                None
+            });
             for t in tiers.iter().filter(|t| t.s3.is_none()) {
                 let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-                match t.store.recompress(u64::MAX, threads).await {
+                match t.store.recompress(u64::MAX, threads, newest.as_ref()).await {
                     Ok(r) => report.recompressed.push((t.name.to_owned(), r)),
                     Err(e) => report
                         .failed

@@ -37,6 +37,7 @@ use fvfs_tiering::{Publishing, Replication};
 mod error;
 pub mod gc;
 mod links;
+mod newest;
 pub mod progress;
 mod reach;
 pub mod retention;
@@ -44,6 +45,7 @@ pub mod spill;
 mod walk;
 
 pub use error::FsckError;
+pub use newest::newest_chunks;
 pub use progress::Progress;
 pub use spill::Spill;
 

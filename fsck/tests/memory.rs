@@ -305,6 +305,30 @@ async fn gc_frees_what_only_dropped_versions_reach_and_keeps_the_rest_readable()
     assert!(check.is_clean() && check.problems.is_empty(), "{check:?}");
 }
 
+/// The idle rewrite's hint: HEAD's chunks (its data and its tree nodes) are in the
+/// filter, and the chunks only an older version reaches mostly are not.
+#[tokio::test]
+async fn newest_chunks_are_heads_and_not_the_older_versions() {
+    let f = fixture();
+    assert!(fvfs_fsck::newest_chunks(&f.repo).await.unwrap().is_none(), "no HEAD");
+    let files: Vec<(String, String)> = (0..200)
+        .map(|i| (format!("/d{}/f{i}", i % 7), format!("old content {i}")))
+        .collect();
+    let refs: Vec<(&str, &str)> = files.iter().map(|(p, c)| (&p[..], &c[..])).collect();
+    let old = f.write(&refs).await;
+    let changed: Vec<(String, String)> = (0..100)
+        .map(|i| (format!("/d{}/f{i}", i % 7), format!("new content {i}")))
+        .collect();
+    let refs: Vec<(&str, &str)> = changed.iter().map(|(p, c)| (&p[..], &c[..])).collect();
+    let new = f.write(&refs).await;
+    let filter = fvfs_fsck::newest_chunks(&f.repo).await.unwrap().unwrap();
+    assert!(new.iter().chain(&old[100..]).all(|id| filter.may_hold(id)));
+    let root = f.repo.head().unwrap().unwrap().root;
+    assert!(filter.may_hold(&root), "tree nodes too");
+    let stale = old[..100].iter().filter(|id| filter.may_hold(id)).count();
+    assert!(stale < 10, "{stale} of 100 replaced chunks said to be HEAD's");
+}
+
 /// A collection whose reachable set is on disk (far more chunks than the fixture's
 /// budget) frees exactly what only the dropped version reached.
 #[tokio::test]

@@ -21,8 +21,8 @@ use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 use fvfs_cas::pack::Sealing;
 use fvfs_cas::{
-    ChunkId, ChunkStore, Compacted, Loaded, PackOptions, PackStore, Recompressed, StoreCheck,
-    StoreError, StoreFault, Usage,
+    ChunkId, ChunkStore, Compacted, IdFilter, Loaded, PackOptions, PackStore, Recompressed,
+    StoreCheck, StoreError, StoreFault, Usage,
 };
 
 use crate::records::Replication;
@@ -165,8 +165,13 @@ impl ChunkStore for NasStore {
         self.store()?.compact().await
     }
 
-    async fn recompress(&self, limit: u64, threads: usize) -> Result<Recompressed, StoreError> {
-        self.store()?.recompress(limit, threads).await
+    async fn recompress(
+        &self,
+        limit: u64,
+        threads: usize,
+        newest: Option<&IdFilter>,
+    ) -> Result<Recompressed, StoreError> {
+        self.store()?.recompress(limit, threads, newest).await
     }
 }
 
@@ -289,7 +294,7 @@ mod tests {
                 ids.push(nas.put_data(&text(i)).await.unwrap());
             }
             nas.sync().await.unwrap();
-            let done = nas.recompress(u64::MAX, 2).await.unwrap();
+            let done = nas.recompress(u64::MAX, 2, None).await.unwrap();
             assert_eq!(done.rewritten > 0, name == "clear", "{name}: {done:?}");
             for (i, id) in ids.iter().enumerate() {
                 assert_eq!(nas.get_data(id).await.unwrap(), text(i), "{name}");

@@ -353,8 +353,9 @@ impl ChunkStore for TieredStore {
         &self,
         limit: u64,
         threads: usize,
+        newest: Option<&fvfs_cas::IdFilter>,
     ) -> Result<fvfs_cas::Recompressed, StoreError> {
-        self.local.recompress(limit, threads).await
+        self.local.recompress(limit, threads, newest).await
     }
 }
 

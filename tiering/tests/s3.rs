@@ -761,7 +761,7 @@ async fn s3_follows_the_local_blocks() {
     };
     let before = (s.usage().await.unwrap().bytes, bucket_bytes(&s).await);
 
-    let rewritten = local.recompress(u64::MAX, 2).await.unwrap();
+    let rewritten = local.recompress(u64::MAX, 2, None).await.unwrap();
     assert!(rewritten.rewritten > 0, "{rewritten:?}");
     // Ten chunks taken for tree nodes: they keep their frames (nodes stay in packs of
     // their own).

@@ -33,13 +33,12 @@
 //! - A block's bytes are shared out among its members ([`shares`]) so that the live
 //!   bytes of a segment fall as members are deleted, and sum to the record exactly.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
-
 use bytes::Bytes;
 
-use super::lock;
 use crate::ChunkId;
+
+mod cache;
+pub use cache::{member_of, Cache, MemberError};
 
 const MAGIC: &[u8; 2] = b"FB";
 const VERSION: u8 = 1;
@@ -55,11 +54,6 @@ pub const MAX_MEMBERS: usize = 1 << 16;
 /// today's frames and cost a random read of one chunk 290 us; 4 MiB blocks 0.600 and
 /// 1.2 ms. Chunks are at most 256 KiB, so a block holds four of the largest.
 pub const BLOCK_RAW: usize = 1 << 20;
-/// Decoded blocks kept for readers (least recently used dropped first): a sequential
-/// read decodes each block once, and a mount's reads ahead, several windows of small
-/// files at once, find the blocks their neighbours decoded. About 16 MiB.
-const CACHED_BLOCKS: usize = 16;
-
 /// Bytes a block's frame can take at most: its head, the largest table, and zstd's
 /// bound on the payload of [`crate::frame::MAX_RAW_LEN`] raw bytes (what a decoder of
 /// untrusted lengths checks against).
@@ -246,84 +240,12 @@ pub fn shares(record_len: u64, lens: &[u32]) -> Vec<u32> {
     out
 }
 
-/// One block being decoded or decoded: readers of the same block wait for the first.
-type Slot = Arc<Mutex<Option<Arc<Decoded>>>>;
-
-/// The [`CACHED_BLOCKS`] blocks read last, by their place: in a pack store the
-/// segment and offset of their record, in S3 the pack's name and the block's offset.
-///
-/// A key must name the same bytes for as long as the cache lives: segments are
-/// append-only and numbered afresh, and a punched block is named by no location (a
-/// stale entry is never asked for; readers check ids and hashes all the same); S3
-/// packs are named by the hash of their bytes.
-pub struct Cache<Key = (u32, u64)> {
-    slots: Mutex<Slots<Key>>,
-}
-
-impl<Key> Default for Cache<Key> {
-    fn default() -> Self {
-        Self {
-            slots: Mutex::new(Slots {
-                by_key: HashMap::new(),
-                order: VecDeque::new(),
-            }),
-        }
-    }
-}
-
-struct Slots<Key> {
-    by_key: HashMap<Key, Slot>,
-    /// Least recently used first.
-    order: VecDeque<Key>,
-}
-
-impl<Key: Copy + Eq + std::hash::Hash> Cache<Key> {
-    /// The decoded block at `key`, decoding it with `load` unless it is cached or
-    /// another reader is decoding it (then waiting for that one).
-    pub fn get_or_load<E>(
-        &self,
-        key: Key,
-        load: impl FnOnce() -> Result<Decoded, E>,
-    ) -> Result<Arc<Decoded>, E> {
-        let slot = {
-            let mut slots = lock(&self.slots);
-            let Slots { by_key: map, order } = &mut *slots;
-            match map.get(&key) {
-                Some(slot) => {
-                    // Most recently used last: a block read again stays.
-                    if let Some(at) = order.iter().position(|k| *k == key) {
-                        order.remove(at);
-                    }
-                    order.push_back(key);
-                    slot.clone()
-                }
-                None => {
-                    if order.len() >= CACHED_BLOCKS {
-                        if let Some(old) = order.pop_front() {
-                            map.remove(&old);
-                        }
-                    }
-                    order.push_back(key);
-                    map.entry(key).or_default().clone()
-                }
-            }
-        };
-        let mut decoded = lock(&slot);
-        if let Some(d) = &*decoded {
-            return Ok(d.clone());
-        }
-        let d = Arc::new(load()?);
-        *decoded = Some(d.clone());
-        Ok(d)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn members(n: usize) -> Vec<(ChunkId, Vec<u8>)> {
+    pub(super) fn members(n: usize) -> Vec<(ChunkId, Vec<u8>)> {
         (0..n)
             .map(|i| {
                 let raw = format!("member {i} ").repeat(100 + i * 7).into_bytes();
@@ -332,7 +254,7 @@ mod tests {
             .collect()
     }
 
-    fn encoded(m: &[(ChunkId, Vec<u8>)]) -> Vec<u8> {
+    pub(super) fn encoded(m: &[(ChunkId, Vec<u8>)]) -> Vec<u8> {
         let refs: Vec<(ChunkId, &[u8])> = m.iter().map(|(id, r)| (*id, &r[..])).collect();
         encode(&refs, 3)
     }
@@ -402,39 +324,6 @@ mod tests {
                 assert!(!ok, "flip at {i} went unseen");
             }
         }
-    }
-
-    #[test]
-    fn concurrent_readers_of_one_block_decode_it_once() {
-        let cache = Cache::default();
-        let frame = encoded(&members(3));
-        let loads = std::sync::atomic::AtomicUsize::new(0);
-        std::thread::scope(|s| {
-            for _ in 0..4 {
-                s.spawn(|| {
-                    cache
-                        .get_or_load::<()>((1, 0), || {
-                            loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                            Ok(decode(&frame).unwrap())
-                        })
-                        .unwrap()
-                });
-            }
-        });
-        assert_eq!(loads.into_inner(), 1);
-        // Full: (1, 0) and the others; (1, 0) read again, then one more block: the
-        // least recently used, (2, 0), goes, and (1, 0) stays.
-        let load = || Ok(decode(&frame).unwrap());
-        for k in 0..CACHED_BLOCKS as u64 - 1 {
-            cache.get_or_load::<()>((2, k), load).unwrap();
-        }
-        cache.get_or_load::<()>((1, 0), || Err(())).unwrap();
-        cache.get_or_load::<()>((3, 0), load).unwrap();
-        assert!(cache.get_or_load::<()>((1, 0), || Err(())).is_ok(), "kept");
-        assert!(
-            cache.get_or_load::<()>((2, 0), || Err(())).is_err(),
-            "dropped"
-        );
     }
 
     proptest! {

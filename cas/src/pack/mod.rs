@@ -56,8 +56,8 @@ use futures::stream::{self, BoxStream, StreamExt};
 use crate::kv::Kv;
 use crate::store::verify;
 use crate::{
-    platform, ChunkId, ChunkStore, Compacted, Loaded, Recompressed, StoreCheck, StoreError,
-    StoreFault, Usage,
+    platform, ChunkId, ChunkStore, Compacted, IdFilter, Loaded, Recompressed, StoreCheck,
+    StoreError, StoreFault, Usage,
 };
 use append::Writer;
 use index::{Loc, SegStat};
@@ -476,17 +476,23 @@ impl Inner {
             id: *id,
             reason: format!("its block in segment {} at {} {what}", loc.seg, loc.offset),
         };
-        let decoded = self.blocks.get_or_load((loc.seg, loc.offset), || {
+        let load = || {
             let buf = record()?;
             let frame = self
                 .check_frame(loc, &buf)
                 .ok_or_else(|| damaged("is damaged"))?;
-            block::decode(frame).ok_or_else(|| damaged("does not decode"))
-        })?;
-        decoded
-            .member(index, id)
+            Ok(buf.slice_ref(frame))
+        };
+        self.blocks
+            .member((loc.seg, loc.offset), index, id, load)
             .map(Kept::Member)
-            .ok_or_else(|| damaged(&format!("does not hold it at entry {index}")))
+            .map_err(|e| match e {
+                block::MemberError::Load(e) => e,
+                block::MemberError::Damaged => damaged("does not decode"),
+                block::MemberError::NotListed => {
+                    damaged(&format!("does not hold it at entry {index}"))
+                }
+            })
     }
 
     /// The bytes of the whole record at `loc`.
@@ -668,15 +674,23 @@ impl ChunkStore for PackStore {
         blocking(&self.inner, compact::compact).await
     }
 
-    async fn recompress(&self, limit: u64, threads: usize) -> Result<Recompressed, StoreError> {
+    async fn recompress(
+        &self,
+        limit: u64,
+        threads: usize,
+        newest: Option<&IdFilter>,
+    ) -> Result<Recompressed, StoreError> {
         // A sealed store keeps sealed frames: nothing to compress again.
         if self.seal.is_some() {
             return Ok(Recompressed::default());
         }
         // Minutes of CPU on a large store: never on an executor thread.
         let inner = self.inner.clone();
-        match tokio::task::spawn_blocking(move || recompress::recompress(&inner, limit, threads))
-            .await
+        let newest = newest.cloned();
+        match tokio::task::spawn_blocking(move || {
+            recompress::recompress(&inner, limit, threads, newest.as_ref())
+        })
+        .await
         {
             Ok(r) => r,
             Err(e) => std::panic::resume_unwind(e.into_panic()),

@@ -3,7 +3,9 @@
 //! the machine is idle, one segment at a time: the chunks in the order they were
 //! written (a file's chunks, then the next file's), about [`block::BLOCK_RAW`] raw
 //! bytes per block. On the stable Rust sysroot that keeps 0.64 of the frames' bytes,
-//! where recompressing each frame alone kept 0.89.
+//! where recompressing each frame alone kept 0.89. When the caller names the chunks
+//! of the newest version (an [`IdFilter`]), those are packed apart from the others,
+//! so a restore of it decodes few bytes of older versions.
 //!
 //! The CPU-heavy part runs without `sync_lock`, so puts, syncs and deletes go on:
 //! each live record of a segment that takes no puts is decoded, verified against its
@@ -37,7 +39,7 @@ use super::index::{self, Loc, Member};
 use super::scan::{self, Found};
 use super::{block, lock, record, Inner};
 use crate::kv::Batch;
-use crate::{failpoint, platform, ChunkId, Recompressed, StoreError};
+use crate::{failpoint, platform, ChunkId, IdFilter, Recompressed, StoreError};
 
 /// A segment is rewritten only when its live records shrink by at least this share.
 const MIN_GAIN: f64 = 0.02;
@@ -55,6 +57,7 @@ pub(super) fn recompress(
     inner: &Inner,
     limit: u64,
     threads: usize,
+    newest: Option<&IdFilter>,
 ) -> Result<Recompressed, StoreError> {
     let _one_at_a_time = lock(&inner.recompress_lock);
     let todo = candidates(inner)?;
@@ -66,7 +69,7 @@ pub(super) fn recompress(
             break;
         }
         read += len;
-        match rewrite(inner, *seg, threads)? {
+        match rewrite(inner, *seg, threads, newest)? {
             Outcome::Rewritten { before, after } => {
                 done.rewritten += 1;
                 done.before_bytes += before;
@@ -283,13 +286,51 @@ fn on_threads<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R
 /// Chunks waiting to be packed, with where they were and their raw bytes.
 type Waiting = Vec<(ChunkId, Loc, Vec<u8>)>;
 
+/// What waits to be packed, in two runs: the chunks of the newest version (all of
+/// them when the caller named none), and the others. Each run is cut into blocks of
+/// its own, in the order it was written, so that a read of the newest version
+/// decodes few members it does not want (a restore of the nightly Rust sysroot
+/// stored after the stable one decoded the stable-only chunks sharing its blocks).
+struct Queues<'f> {
+    newest: Option<&'f IdFilter>,
+    runs: [Waiting; 2],
+}
+
+impl Queues<'_> {
+    fn push(&mut self, item: (ChunkId, Loc, Vec<u8>)) {
+        let other = self.newest.is_some_and(|f| !f.may_hold(&item.0));
+        self.runs[usize::from(other)].push(item);
+    }
+
+    /// The full blocks' worth of each run (with `last`, everything), taken out.
+    fn take_groups(&mut self, last: bool) -> Vec<Waiting> {
+        let mut groups: Vec<Waiting> = Vec::new();
+        for waiting in &mut self.runs {
+            let (mut group, mut bytes) = (Vec::new(), 0);
+            for item in waiting.drain(..) {
+                bytes += item.2.len();
+                group.push(item);
+                if bytes >= block::BLOCK_RAW {
+                    groups.push(std::mem::take(&mut group));
+                    bytes = 0;
+                }
+            }
+            match last {
+                true if !group.is_empty() => groups.push(group),
+                _ => *waiting = group,
+            }
+        }
+        groups
+    }
+}
+
 /// The frames of `batch` (records read from the segment) decoded on `threads`
 /// threads: those worth it join `waiting`, the others are copied to `out` as they
 /// are; then every full block of `waiting` is compressed (on the threads) and
 /// appended. With `last`, what waits is packed too (a lone chunk as a dense frame).
 fn pack_batch(
     batch: &mut Vec<(ChunkId, Loc, Vec<u8>)>,
-    waiting: &mut Waiting,
+    waiting: &mut Queues,
     out: &mut Unfinished,
     moved: &mut Vec<Moved>,
     (threads, last): (usize, bool),
@@ -304,20 +345,7 @@ fn pack_batch(
             }
         }
     }
-    let mut groups: Vec<Waiting> = Vec::new();
-    let (mut group, mut bytes) = (Vec::new(), 0);
-    for item in waiting.drain(..) {
-        bytes += item.2.len();
-        group.push(item);
-        if bytes >= block::BLOCK_RAW {
-            groups.push(std::mem::take(&mut group));
-            bytes = 0;
-        }
-    }
-    match last {
-        true if !group.is_empty() => groups.push(group),
-        _ => *waiting = group,
-    }
+    let groups = waiting.take_groups(last);
     let frames = on_threads(&groups, threads, |g| {
         let members: Vec<(ChunkId, &[u8])> = g.iter().map(|(id, _, r)| (*id, &r[..])).collect();
         block::dense(&members)
@@ -335,7 +363,12 @@ fn pack_batch(
     Ok(())
 }
 
-fn rewrite(inner: &Inner, seg: u32, threads: usize) -> Result<Outcome, StoreError> {
+fn rewrite(
+    inner: &Inner,
+    seg: u32,
+    threads: usize,
+    newest: Option<&IdFilter>,
+) -> Result<Outcome, StoreError> {
     let path = inner.segment_path(seg);
     let Some(len) = lock(&inner.state).stats.get(&seg).map(|s| s.synced_len) else {
         return Ok(Outcome::Gone);
@@ -361,8 +394,11 @@ fn rewrite(inner: &Inner, seg: u32, threads: usize) -> Result<Outcome, StoreErro
         buf: Vec::new(),
         read: 0,
     };
-    let (mut moved, mut batch, mut waiting, mut batch_bytes) =
-        (Vec::new(), Vec::new(), Vec::new(), 0);
+    let (mut moved, mut batch, mut batch_bytes) = (Vec::new(), Vec::new(), 0);
+    let mut waiting = Queues {
+        newest,
+        runs: Default::default(),
+    };
     let mut gave_up = false;
     scan::scan(&file, &path, len, |found| -> scan::Visited {
         let Found::Record {

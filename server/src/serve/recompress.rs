@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fvfs_api::reports::{Compaction, Followed};
-use fvfs_cas::{BlockPlace, Recompressed};
+use fvfs_cas::{BlockPlace, IdFilter, Recompressed};
 use fvfs_engine::jobs::{Job, Jobs};
 use fvfs_fsck::Progress;
 use fvfs_manifest::Repo;
@@ -44,6 +44,35 @@ const ROUND: Duration = Duration::from_secs(10);
 /// A pass over the local blocks that found some whose members S3 does not hold yet
 /// (replication is behind) is made again after this long.
 const FOLLOW_AGAIN: Duration = Duration::from_secs(60);
+
+/// HEAD's chunks (a filter) and the version they are of: computed when a round
+/// starts on a HEAD that moved (one walk of its tree), so each tier's rewrite packs
+/// them apart from older versions' chunks (`fvfs_fsck::newest_chunks`).
+#[derive(Default)]
+struct Newest(tokio::sync::Mutex<Option<(u64, Arc<IdFilter>)>>);
+
+impl Newest {
+    async fn of(&self, repo: &Repo) -> Option<Arc<IdFilter>> {
+        let head = repo.head_number().ok()??;
+        let mut kept = self.0.lock().await;
+        if let Some((at, filter)) = &*kept {
+            if *at == head {
+                return Some(filter.clone());
+            }
+        }
+        match fvfs_fsck::newest_chunks(repo).await {
+            Ok(filter) => {
+                let filter = Arc::new(filter?);
+                *kept = Some((head, filter.clone()));
+                Some(filter)
+            }
+            Err(e) => {
+                tracing::warn!("HEAD's chunks not listed for the rewrite: {e}");
+                None
+            }
+        }
+    }
+}
 
 /// Per tier: the chunk count last seen, since when it has not changed, and whether
 /// recompression finished at that count (nothing left: no job until it changes).
@@ -79,15 +108,17 @@ pub fn start(state: &Arc<State>, idle: Duration) {
     let repo = state.repo.clone();
     let compact_below = state.gc.compact_below;
     let following: Arc<Mutex<Following>> = Arc::default();
+    let newest: Arc<Newest> = Arc::default();
     state.workers.every("recompress", EVERY, move || {
         let (tiers, seen, jobs) = (tiers.clone(), seen.clone(), jobs.clone());
         let (s3, repo, following) = (s3.clone(), repo.clone(), following.clone());
+        let newest = newest.clone();
         async move {
             // Every tier's round first: a follow that fails (S3 away) holds up no
             // tier's recompression.
             let mut local_done = None;
             for t in &tiers {
-                let finished = round(&jobs, t, idle, &seen).await?;
+                let finished = round(&jobs, t, idle, &seen, (&repo, &newest)).await?;
                 if t.id == TierId::Local {
                     local_done = finished.map(|count| (t.clone(), count));
                 }
@@ -141,6 +172,7 @@ async fn round(
     tier: &Tier,
     idle: Duration,
     seen: &Seen,
+    (repo, newest): (&Repo, &Newest),
 ) -> Result<Option<u64>, String> {
     let name = tier.id.name();
     // An unavailable tier (a NAS share not mounted) is not idle: it is skipped
@@ -165,6 +197,7 @@ async fn round(
     let job = Recompress {
         tier: tier.clone(),
         chunks: now,
+        newest: newest.of(repo).await,
     };
     let done = jobs.run(job).await.ok_or("the daemon is stopping")??;
     if done.remaining == 0 {
@@ -193,6 +226,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub struct Recompress {
     tier: Tier,
     chunks: u64,
+    /// HEAD's chunks, packed apart from the others.
+    newest: Option<Arc<IdFilter>>,
 }
 
 impl Job for Recompress {
@@ -207,7 +242,11 @@ impl Job for Recompress {
         let mut done = Recompressed::default();
         loop {
             // One thread: writes that come meanwhile find a core free.
-            let r = self.tier.store.recompress(1, 1).await;
+            let r = self
+                .tier
+                .store
+                .recompress(1, 1, self.newest.as_deref())
+                .await;
             let r = r.map_err(|e| format!("recompressing the {name} tier: {e}"))?;
             progress.add(r.rewritten + r.kept, r.before_bytes);
             done.add(r);

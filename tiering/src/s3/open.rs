@@ -51,18 +51,22 @@ impl Opener {
             id: *id,
             reason: why,
         };
-        let load = || {
-            let block = self.bucket.open_block(stored)?;
-            block::decode(&block).ok_or_else(|| "does not decode".to_string())
-        };
-        let decoded = match place {
-            Some(p) => self.decoded.get_or_load(p, load),
-            None => load().map(Arc::new),
+        let load = || self.bucket.open_block(stored);
+        let raw = match place {
+            Some(p) => self.decoded.member(p, index, id, load),
+            None => load()
+                .map_err(block::MemberError::Load)
+                .and_then(|frame| block::member_of(frame, index, id)),
         }
-        .map_err(|why| corrupt(format!("its block {why}")))?;
-        let raw = decoded
-            .member(index, id)
-            .ok_or_else(|| corrupt(format!("its block does not hold it at entry {index}")))?;
+        .map_err(|e| {
+            corrupt(match e {
+                block::MemberError::Load(why) => format!("its block {why}"),
+                block::MemberError::Damaged => "its block does not decode".into(),
+                block::MemberError::NotListed => {
+                    format!("its block does not hold it at entry {index}")
+                }
+            })
+        })?;
         let actual = ChunkId::of(&raw);
         if actual != *id {
             return Err(corrupt(format!(

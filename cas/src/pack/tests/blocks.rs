@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::{text, PackOptions, PackStore};
 use crate::pack::{block, index, open, record, scan};
-use crate::{frame, ChunkId, ChunkStore, ChunkStoreExt, StoreCheck, StoreError};
+use crate::{frame, ChunkId, ChunkStore, ChunkStoreExt, IdFilter, StoreCheck, StoreError};
 use futures::StreamExt;
 
 fn opts() -> PackOptions {
@@ -93,7 +93,7 @@ async fn the_idle_rewrite_packs_chunks_into_blocks_that_read_every_way() {
     let store = PackStore::open(&root, opts()).unwrap();
     let chunks = texts(&store, 300).await;
     let before = store.usage().await.unwrap();
-    let done = store.recompress(u64::MAX, 2).await.unwrap();
+    let done = store.recompress(u64::MAX, 2, None).await.unwrap();
     assert!(done.rewritten >= 2 && done.remaining == 0, "{done:?}");
     let blocks = blocks_on_disk(&root);
     let members: usize = blocks.iter().map(Vec::len).sum();
@@ -115,7 +115,7 @@ async fn the_idle_rewrite_packs_chunks_into_blocks_that_read_every_way() {
     );
     reads_every_way(&store, &chunks).await;
     // Nothing more to do, and the same once reopened.
-    let again = store.recompress(u64::MAX, 2).await.unwrap();
+    let again = store.recompress(u64::MAX, 2, None).await.unwrap();
     assert_eq!((again.rewritten, again.kept, again.remaining), (0, 0, 0));
     drop(store);
     let store = PackStore::open(&root, opts()).unwrap();
@@ -131,12 +131,49 @@ async fn the_idle_rewrite_packs_chunks_into_blocks_that_read_every_way() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_newest_versions_chunks_are_packed_apart_from_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("s");
+    let store = PackStore::open(&root, opts()).unwrap();
+    let chunks = texts(&store, 300).await;
+    // Every third chunk is the newest version's; the filter also says "maybe" of a
+    // few others, which then go with them.
+    let mut newest = IdFilter::for_ids(100);
+    for (id, _) in chunks.iter().step_by(3) {
+        newest.insert(id);
+    }
+    store.recompress(u64::MAX, 2, Some(&newest)).await.unwrap();
+    let blocks = blocks_on_disk(&root);
+    let members: usize = blocks.iter().map(Vec::len).sum();
+    assert!(members >= 290, "{members} members");
+    let (mut theirs, mut others) = (0, 0);
+    for b in &blocks {
+        let held = b.iter().filter(|id| newest.may_hold(id)).count();
+        assert!(
+            held == 0 || held == b.len(),
+            "a block mixes: {held} of {}",
+            b.len()
+        );
+        if held == 0 {
+            others += 1
+        } else {
+            theirs += 1
+        }
+    }
+    assert!(
+        theirs >= 1 && others >= 2,
+        "{theirs} blocks of the newest, {others} others"
+    );
+    reads_every_way(&store, &chunks).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_block_is_freed_with_its_last_member_and_compaction_moves_it_whole() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("s");
     let store = PackStore::open(&root, opts()).unwrap();
     let chunks = texts(&store, 300).await;
-    store.recompress(u64::MAX, 2).await.unwrap();
+    store.recompress(u64::MAX, 2, None).await.unwrap();
     let blocks = blocks_on_disk(&root);
     let (first, second) = (&blocks[0], &blocks[1]);
     // All members of the first block but one: the block stays, that one reads.
@@ -198,7 +235,7 @@ async fn a_damaged_block_names_every_chunk_it_hides() {
     let root = dir.path().join("s");
     let store = PackStore::open(&root, opts()).unwrap();
     let chunks = texts(&store, 120).await;
-    store.recompress(u64::MAX, 2).await.unwrap();
+    store.recompress(u64::MAX, 2, None).await.unwrap();
     let hidden = blocks_on_disk(&root).remove(0);
     let (path, offset) = store.locate(&hidden[0]).unwrap().unwrap();
     // One byte of the payload, past the header and the table.
@@ -258,11 +295,11 @@ async fn segments_recompressed_before_blocks_are_packed_once_more() {
         marks.insert(index::dense_key(seg), Vec::new());
     }
     store.inner.kv.apply(marks).unwrap();
-    let done = store.recompress(u64::MAX, 2).await.unwrap();
+    let done = store.recompress(u64::MAX, 2, None).await.unwrap();
     assert!(done.rewritten >= 1, "{done:?}");
     assert!(!blocks_on_disk(&root).is_empty());
     reads_every_way(&store, &chunks).await;
-    let again = store.recompress(u64::MAX, 2).await.unwrap();
+    let again = store.recompress(u64::MAX, 2, None).await.unwrap();
     assert_eq!((again.rewritten, again.kept), (0, 0));
 }
 
@@ -287,7 +324,7 @@ async fn raw_frames_that_compress_are_packed_and_noise_is_not() {
         chunks.push((id, data));
     }
     store.sync().await.unwrap();
-    store.recompress(u64::MAX, 2).await.unwrap();
+    store.recompress(u64::MAX, 2, None).await.unwrap();
     let packed: Vec<ChunkId> = blocks_on_disk(&root).concat();
     for (i, (id, _)) in chunks.iter().enumerate() {
         assert_eq!(packed.contains(id), i % 2 == 0, "chunk {i}");
@@ -304,7 +341,7 @@ async fn blocks_are_listed_and_read_whole_with_their_live_members() {
     let store = PackStore::open(dir.path().join("s"), opts()).unwrap();
     let chunks = texts(&store, 300).await;
     assert!(store.blocks_after(None, 100).await.unwrap().is_empty());
-    store.recompress(u64::MAX, 2).await.unwrap();
+    store.recompress(u64::MAX, 2, None).await.unwrap();
     let all = store.blocks_after(None, 10_000).await.unwrap();
     assert!(all.len() >= 2, "{all:?}");
     assert!(all.windows(2).all(|w| w[0] < w[1]), "in order");

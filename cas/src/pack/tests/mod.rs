@@ -387,7 +387,7 @@ async fn recompression_shrinks_segments_and_everything_reads_back() {
         store.delete(id).await.unwrap();
     }
     let before = store.usage().await.unwrap();
-    let done = store.recompress(u64::MAX, 2).await.unwrap();
+    let done = store.recompress(u64::MAX, 2, None).await.unwrap();
     assert!(done.rewritten >= 2, "{done:?}");
     assert_eq!(done.remaining, 0);
     assert!(done.after_bytes < done.before_bytes, "{done:?}");
@@ -415,13 +415,13 @@ async fn recompression_shrinks_segments_and_everything_reads_back() {
     };
     check(store.clone(), ids.clone()).await;
     // Nothing left to do; and the same after a reopen (the marks are kept).
-    let again = store.recompress(u64::MAX, 2).await.unwrap();
+    let again = store.recompress(u64::MAX, 2, None).await.unwrap();
     assert_eq!((again.rewritten, again.kept, again.remaining), (0, 0, 0));
     store.sync().await.unwrap();
     drop(store);
     let store = PackStore::open(&root, small()).unwrap();
     assert_eq!(store.usage().await.unwrap(), after);
-    let again = store.recompress(u64::MAX, 2).await.unwrap();
+    let again = store.recompress(u64::MAX, 2, None).await.unwrap();
     assert_eq!((again.rewritten, again.remaining), (0, 0));
     check(store, ids).await;
 }
@@ -434,14 +434,14 @@ async fn segments_that_would_not_shrink_are_only_marked() {
     let files = || open::segment_files(&root.join("segments")).unwrap();
     let was = files();
     // A limit of one byte still visits one segment.
-    let first = store.recompress(1, 2).await.unwrap();
+    let first = store.recompress(1, 2, None).await.unwrap();
     assert_eq!((first.rewritten, first.kept), (0, 1), "{first:?}");
     assert!(first.remaining > 0);
-    let rest = store.recompress(u64::MAX, 2).await.unwrap();
+    let rest = store.recompress(u64::MAX, 2, None).await.unwrap();
     assert_eq!(rest.rewritten, 0);
     assert_eq!(rest.kept, first.remaining);
     assert_eq!(files(), was);
-    assert_eq!(store.recompress(u64::MAX, 2).await.unwrap().kept, 0);
+    assert_eq!(store.recompress(u64::MAX, 2, None).await.unwrap().kept, 0);
     for (i, id) in ids.iter().enumerate() {
         assert_eq!(store.get_data(id).await.unwrap(), noise(i as u32, 8000));
     }
@@ -487,9 +487,9 @@ async fn recompression_beside_puts_and_deletes_loses_nothing() {
             added
         })
     };
-    let mut done = store.recompress(u64::MAX, 2).await.unwrap();
+    let mut done = store.recompress(u64::MAX, 2, None).await.unwrap();
     let added = busy.await.unwrap();
-    done.add(store.recompress(u64::MAX, 2).await.unwrap());
+    done.add(store.recompress(u64::MAX, 2, None).await.unwrap());
     assert!(done.rewritten >= 2, "{done:?}");
     let check = |store: PackStore| {
         let (ids, added) = (ids.clone(), added.clone());
@@ -538,7 +538,7 @@ async fn a_large_segment_that_does_not_shrink_is_given_up_and_kept_whole() {
     }
     store.sync().await.unwrap();
     let was = open::segment_files(&root.join("segments")).unwrap();
-    let done = store.recompress(u64::MAX, 2).await.unwrap();
+    let done = store.recompress(u64::MAX, 2, None).await.unwrap();
     assert_eq!((done.rewritten, done.kept), (0, 1), "{done:?}");
     assert_eq!(open::segment_files(&root.join("segments")).unwrap(), was);
     for (i, id) in ids.iter().enumerate() {

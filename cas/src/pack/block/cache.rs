@@ -1,0 +1,358 @@
+//! The blocks read last, decoded as far as their readers needed (issue 47's reads).
+//!
+//! A member is served from the block's decoded prefix: a block is decompressed from
+//! its start only as far as the end of the member asked for, and the decoder is kept
+//! with the prefix so that a later read of a member further on goes on from there.
+//! A random read of one small file decodes half a block on average instead of all of
+//! it; a sequential read of a block's members decodes each byte once, as a whole
+//! decode did.
+//!
+//! # Invariants
+//! - A key names the same bytes for as long as the cache lives: segments are
+//!   append-only and numbered afresh, and a punched block is named by no location (a
+//!   stale entry is never asked for; readers check ids and hashes all the same); S3
+//!   packs are named by the hash of their bytes.
+//! - Readers of one block take turns (its slot's lock): one decodes, the next finds
+//!   the prefix it left. Readers of other blocks do not wait for it.
+//! - A block whose payload fails to decode is not kept: the next reader loads it
+//!   afresh, as after a load that failed.
+//! - Memory: at most [`CACHED_BLOCKS`] blocks, each its raw bytes (at most a frame's
+//!   [`crate::frame::MAX_RAW_LEN`], about [`super::BLOCK_RAW`] as the rewrite makes
+//!   them) and, while partly decoded, its frame and a decoder with its window.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use zstd::stream::raw::{Decoder, InBuffer, Operation, OutBuffer};
+
+use super::{table, Table};
+use crate::pack::lock;
+use crate::ChunkId;
+
+/// Decoded blocks kept for readers (least recently used dropped first): a sequential
+/// read decodes each block once, and a mount's reads ahead, several windows of small
+/// files at once, find the blocks their neighbours decoded. About 16 MiB.
+const CACHED_BLOCKS: usize = 16;
+
+/// Why a member could not be served from its block.
+#[derive(Debug, PartialEq, Eq)]
+pub enum MemberError<E> {
+    /// Loading the block's frame failed.
+    Load(E),
+    /// The frame is not a whole, consistent block, or its payload does not decode.
+    Damaged,
+    /// The block's table does not name the chunk at that index.
+    NotListed,
+}
+
+/// A block being read: its table, and its raw bytes decoded so far.
+struct Reading {
+    table: Table,
+    raw: Raw,
+}
+
+enum Raw {
+    /// Decoded up to `done` of `raw` (allocated whole); `frame[at..]` is the payload
+    /// still to read.
+    Partial {
+        frame: Bytes,
+        at: usize,
+        decoder: Box<Decoder<'static>>,
+        raw: Vec<u8>,
+        done: usize,
+    },
+    Whole(Bytes),
+}
+
+impl Reading {
+    fn new(frame: Bytes) -> Option<Self> {
+        let table = table(&frame)?;
+        let at = table.payload_at();
+        let raw = if table.raw_len == 0 {
+            Raw::Whole(Bytes::new())
+        } else {
+            Raw::Partial {
+                decoder: Box::new(Decoder::new().ok()?),
+                raw: vec![0; table.raw_len],
+                frame,
+                at,
+                done: 0,
+            }
+        };
+        Some(Self { table, raw })
+    }
+
+    /// The raw bytes of member `index` if the table names `id` there, decoding as far
+    /// as its end; `Err(Damaged)` if the payload stops decoding before it.
+    fn member<E>(&mut self, index: u32, id: &ChunkId) -> Result<Bytes, MemberError<E>> {
+        let &(named, start, len) = self
+            .table
+            .members
+            .get(index as usize)
+            .ok_or(MemberError::NotListed)?;
+        if named != *id {
+            return Err(MemberError::NotListed);
+        }
+        let (start, end) = (start as usize, (start + len) as usize);
+        self.decode_to(end)?;
+        Ok(match &self.raw {
+            Raw::Whole(raw) => raw.slice(start..end),
+            Raw::Partial { raw, .. } => Bytes::copy_from_slice(&raw[start..end]),
+        })
+    }
+
+    /// Decodes until at least `end` raw bytes are there (the whole block: its bytes
+    /// are then shared, the frame and decoder dropped).
+    fn decode_to<E>(&mut self, end: usize) -> Result<(), MemberError<E>> {
+        let Raw::Partial {
+            frame,
+            at,
+            decoder,
+            raw,
+            done,
+        } = &mut self.raw
+        else {
+            return Ok(());
+        };
+        while *done < end {
+            let mut input = InBuffer::around(frame.get(*at..).unwrap_or_default());
+            // Only as far as `end`: the decoder keeps the rest of its zstd block.
+            let mut output = OutBuffer::around_pos(&mut raw[..end], *done);
+            let before = (input.pos(), output.pos());
+            let ended = decoder
+                .run(&mut input, &mut output)
+                .map_err(|_| MemberError::Damaged)?
+                == 0;
+            let progress = (input.pos(), output.pos());
+            *at += progress.0;
+            *done = progress.1;
+            // A frame that ends short of its table's length, or a decoder that moves
+            // no more (the payload cut short), is damaged.
+            if (ended && *done < raw.len()) || progress == before {
+                return Err(MemberError::Damaged);
+            }
+        }
+        if *done == raw.len() {
+            self.raw = Raw::Whole(Bytes::from(std::mem::take(raw)));
+        }
+        Ok(())
+    }
+}
+
+/// Member `index` (chunk `id`, not yet hash-checked) of block `frame`, read once and
+/// not kept: decoded only as far as its end.
+pub fn member_of<E>(frame: Bytes, index: u32, id: &ChunkId) -> Result<Bytes, MemberError<E>> {
+    Reading::new(frame)
+        .ok_or(MemberError::Damaged)?
+        .member(index, id)
+}
+
+/// One block being decoded or decoded: readers of the same block take turns.
+type Slot = Arc<Mutex<Option<Reading>>>;
+
+/// The [`CACHED_BLOCKS`] blocks read last, by their place: in a pack store the
+/// segment and offset of their record, in S3 the pack's name and the block's offset.
+pub struct Cache<Key = (u32, u64)> {
+    slots: Mutex<Slots<Key>>,
+}
+
+impl<Key> Default for Cache<Key> {
+    fn default() -> Self {
+        Self {
+            slots: Mutex::new(Slots {
+                by_key: HashMap::new(),
+                order: VecDeque::new(),
+            }),
+        }
+    }
+}
+
+struct Slots<Key> {
+    by_key: HashMap<Key, Slot>,
+    /// Least recently used first.
+    order: VecDeque<Key>,
+}
+
+impl<Key: Copy + Eq + std::hash::Hash> Cache<Key> {
+    /// The raw bytes of member `index` (chunk `id`, not yet hash-checked) of the block
+    /// at `key`, from what is decoded of it, loading its frame with `load` unless it is
+    /// kept.
+    pub fn member<E>(
+        &self,
+        key: Key,
+        index: u32,
+        id: &ChunkId,
+        load: impl FnOnce() -> Result<Bytes, E>,
+    ) -> Result<Bytes, MemberError<E>> {
+        let slot = self.slot(key);
+        let mut reading = lock(&slot);
+        if reading.is_none() {
+            let frame = load().map_err(MemberError::Load)?;
+            *reading = Some(Reading::new(frame).ok_or(MemberError::Damaged)?);
+        }
+        let Some(r) = reading.as_mut() else {
+            unreachable!("loaded above")
+        };
+        let got = r.member(index, id);
+        if matches!(got, Err(MemberError::Damaged)) {
+            *reading = None;
+        }
+        got
+    }
+
+    /// The slot of `key`, made most recently used (a new one drops the least).
+    fn slot(&self, key: Key) -> Slot {
+        let mut slots = lock(&self.slots);
+        let Slots { by_key, order } = &mut *slots;
+        if let Some(slot) = by_key.get(&key) {
+            if let Some(at) = order.iter().position(|k| *k == key) {
+                order.remove(at);
+            }
+            order.push_back(key);
+            return slot.clone();
+        }
+        if order.len() >= CACHED_BLOCKS {
+            if let Some(old) = order.pop_front() {
+                by_key.remove(&old);
+            }
+        }
+        order.push_back(key);
+        by_key.entry(key).or_default().clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{encoded, members};
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn members_read_in_any_order_from_a_partly_decoded_block() {
+        let m = members(40);
+        let frame = Bytes::from(encoded(&m));
+        let cache = Cache::default();
+        let loads = AtomicUsize::new(0);
+        let load = || {
+            loads.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, ()>(frame.clone())
+        };
+        for i in [3usize, 1, 20, 0, 39, 7, 39] {
+            let got = cache.member((1, 0), i as u32, &m[i].0, load).unwrap();
+            assert_eq!(got, m[i].1[..], "member {i}");
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 1, "loaded once");
+        assert_eq!(
+            cache.member((1, 0), 5, &m[6].0, load),
+            Err(MemberError::NotListed)
+        );
+        assert_eq!(
+            cache.member((1, 0), 40, &m[0].0, load),
+            Err(MemberError::NotListed)
+        );
+    }
+
+    /// `n` members of 32 KiB of loosely repetitive text: their block spans several of
+    /// zstd's own blocks (128 KiB), so its start decodes without its end.
+    fn large(n: usize) -> Vec<(ChunkId, Vec<u8>)> {
+        let mut x = 7u64;
+        (0..n)
+            .map(|_| {
+                let raw: Vec<u8> = (0..32 << 10)
+                    .map(|_| {
+                        x = x
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        b"abcdefgh \n"[(x >> 60) as usize % 10]
+                    })
+                    .collect();
+                (ChunkId::of(&raw), raw)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_damaged_payload_fails_its_readers_and_is_not_kept() {
+        let m = large(40);
+        let good = encoded(&m);
+        let mut bad = good.clone();
+        let at = bad.len() - 30;
+        bad[at] ^= 0x5a;
+        let mut cut = good.clone();
+        cut.truncate(good.len() - good.len() / 3);
+        for broken in [bad, cut] {
+            let cache = Cache::default();
+            let broken = Bytes::from(broken);
+            // The first member decodes from the start of the payload, undamaged; the
+            // last needs the damaged end (a flip may decode to wrong bytes instead,
+            // which the reader's hash check refuses).
+            let first = cache.member((1, 0), 0, &m[0].0, || Ok::<_, ()>(broken.clone()));
+            assert_eq!(first.unwrap(), m[0].1[..]);
+            match cache.member((1, 0), 39, &m[39].0, || Ok::<_, ()>(broken.clone())) {
+                Err(e) => assert_eq!(e, MemberError::Damaged),
+                Ok(raw) => assert_ne!(ChunkId::of(&raw), m[39].0),
+            }
+        }
+        // A failed decode is not kept: the next reader loads again (here, the good
+        // frame under the same key, as a store would after a repair).
+        let cache = Cache::default();
+        let mut bad = good.clone();
+        bad.truncate(good.len() / 2);
+        let bad = Bytes::from(bad);
+        assert_eq!(
+            cache.member((1, 0), 39, &m[39].0, || Ok::<_, ()>(bad.clone())),
+            Err(MemberError::Damaged)
+        );
+        let good = Bytes::from(good);
+        let again = cache.member((1, 0), 39, &m[39].0, || Ok::<_, ()>(good.clone()));
+        assert_eq!(again.unwrap(), m[39].1[..]);
+        assert_eq!(
+            cache.member((2, 0), 0, &m[0].0, || Ok::<_, ()>(Bytes::from_static(
+                b"FB"
+            ))),
+            Err(MemberError::Damaged),
+            "not a block"
+        );
+        assert_eq!(
+            cache.member((3, 0), 0, &m[0].0, || Err::<Bytes, _>("gone")),
+            Err(MemberError::Load("gone"))
+        );
+    }
+
+    #[test]
+    fn concurrent_readers_of_one_block_load_it_once_and_the_least_used_goes() {
+        let cache = Cache::default();
+        let m = members(3);
+        let frame = Bytes::from(encoded(&m));
+        let loads = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for i in 0..4u32 {
+                let (cache, frame, loads, m) = (&cache, &frame, &loads, &m);
+                s.spawn(move || {
+                    let k = (i % 3) as usize;
+                    let got = cache
+                        .member::<()>((1, 0), k as u32, &m[k].0, || {
+                            loads.fetch_add(1, Ordering::SeqCst);
+                            Ok(frame.clone())
+                        })
+                        .unwrap();
+                    assert_eq!(got, m[k].1[..]);
+                });
+            }
+        });
+        assert_eq!(loads.into_inner(), 1);
+        // Full: (1, 0) and the others; (1, 0) read again, then one more block: the
+        // least recently used, (2, 0), goes, and (1, 0) stays.
+        let read = |key, load_ok: bool| {
+            cache.member(key, 0, &m[0].0, || load_ok.then(|| frame.clone()).ok_or(()))
+        };
+        for k in 0..CACHED_BLOCKS as u64 - 1 {
+            read((2, k), true).unwrap();
+        }
+        read((1, 0), false).unwrap();
+        read((3, 0), true).unwrap();
+        assert!(read((1, 0), false).is_ok(), "kept");
+        assert!(read((2, 0), false).is_err(), "dropped");
+    }
+}
