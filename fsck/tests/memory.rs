@@ -310,7 +310,10 @@ async fn gc_frees_what_only_dropped_versions_reach_and_keeps_the_rest_readable()
 #[tokio::test]
 async fn newest_chunks_are_heads_and_not_the_older_versions() {
     let f = fixture();
-    assert!(fvfs_fsck::newest_chunks(&f.repo).await.unwrap().is_none(), "no HEAD");
+    assert!(
+        fvfs_fsck::newest_chunks(&f.repo).await.unwrap().is_none(),
+        "no HEAD"
+    );
     let files: Vec<(String, String)> = (0..200)
         .map(|i| (format!("/d{}/f{i}", i % 7), format!("old content {i}")))
         .collect();
@@ -326,7 +329,10 @@ async fn newest_chunks_are_heads_and_not_the_older_versions() {
     let root = f.repo.head().unwrap().unwrap().root;
     assert!(filter.may_hold(&root), "tree nodes too");
     let stale = old[..100].iter().filter(|id| filter.may_hold(id)).count();
-    assert!(stale < 10, "{stale} of 100 replaced chunks said to be HEAD's");
+    assert!(
+        stale < 10,
+        "{stale} of 100 replaced chunks said to be HEAD's"
+    );
 }
 
 /// A collection whose reachable set is on disk (far more chunks than the fixture's
