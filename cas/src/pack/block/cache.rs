@@ -16,9 +16,11 @@
 //!   the prefix it left. Readers of other blocks do not wait for it.
 //! - A block whose payload fails to decode is not kept: the next reader loads it
 //!   afresh, as after a load that failed.
-//! - Memory: at most [`CACHED_BLOCKS`] blocks, each its raw bytes (at most a frame's
-//!   [`crate::frame::MAX_RAW_LEN`], about [`super::BLOCK_RAW`] as the rewrite makes
-//!   them) and, while partly decoded, its frame and a decoder with its window.
+//! - Memory: at most [`CACHED_BLOCKS`] blocks and [`KEPT_BYTES`] of their raw bytes
+//!   (beyond the blocks being read now), and for each block partly decoded its frame
+//!   and a decoder with its window. A block may declare up to a frame's
+//!   [`crate::frame::MAX_RAW_LEN`] (a tree node of a huge folder, or a hostile clear
+//!   bucket): the bytes, not only the count, bound what readers keep.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -34,6 +36,9 @@ use crate::ChunkId;
 /// read decodes each block once, and a mount's reads ahead, several windows of small
 /// files at once, find the blocks their neighbours decoded. About 16 MiB.
 const CACHED_BLOCKS: usize = 16;
+/// Raw bytes of the blocks kept, at most: twice sixteen blocks as the rewrite makes
+/// them ([`super::BLOCK_RAW`]).
+const KEPT_BYTES: usize = 32 << 20;
 
 /// Why a member could not be served from its block.
 #[derive(Debug, PartialEq, Eq)]
@@ -151,7 +156,7 @@ pub fn member_of<E>(frame: Bytes, index: u32, id: &ChunkId) -> Result<Bytes, Mem
 /// One block being decoded or decoded: readers of the same block take turns.
 type Slot = Arc<Mutex<Option<Reading>>>;
 
-/// The [`CACHED_BLOCKS`] blocks read last, by their place: in a pack store the
+/// The blocks read last (see [`CACHED_BLOCKS`], [`KEPT_BYTES`]), by their place: in a pack store the
 /// segment and offset of their record, in S3 the pack's name and the block's offset.
 pub struct Cache<Key = (u32, u64)> {
     slots: Mutex<Slots<Key>>,
@@ -163,15 +168,30 @@ impl<Key> Default for Cache<Key> {
             slots: Mutex::new(Slots {
                 by_key: HashMap::new(),
                 order: VecDeque::new(),
+                bytes: 0,
             }),
         }
     }
 }
 
 struct Slots<Key> {
-    by_key: HashMap<Key, Slot>,
+    /// Each block's slot and the raw bytes it holds (none until loaded).
+    by_key: HashMap<Key, (Slot, usize)>,
     /// Least recently used first.
     order: VecDeque<Key>,
+    /// Raw bytes of the blocks in `by_key`.
+    bytes: usize,
+}
+
+impl<Key: Copy + Eq + std::hash::Hash> Slots<Key> {
+    /// Forgets the least recently used block (readers holding it read on).
+    fn drop_oldest(&mut self) {
+        if let Some(old) = self.order.pop_front() {
+            if let Some((_, bytes)) = self.by_key.remove(&old) {
+                self.bytes -= bytes;
+            }
+        }
+    }
 }
 
 impl<Key: Copy + Eq + std::hash::Hash> Cache<Key> {
@@ -189,7 +209,9 @@ impl<Key: Copy + Eq + std::hash::Hash> Cache<Key> {
         let mut reading = lock(&slot);
         if reading.is_none() {
             let frame = load().map_err(MemberError::Load)?;
-            *reading = Some(Reading::new(frame).ok_or(MemberError::Damaged)?);
+            let loaded = Reading::new(frame).ok_or(MemberError::Damaged)?;
+            self.holds(key, loaded.table.raw_len);
+            *reading = Some(loaded);
         }
         let Some(r) = reading.as_mut() else {
             unreachable!("loaded above")
@@ -197,28 +219,42 @@ impl<Key: Copy + Eq + std::hash::Hash> Cache<Key> {
         let got = r.member(index, id);
         if matches!(got, Err(MemberError::Damaged)) {
             *reading = None;
+            self.holds(key, 0);
         }
         got
+    }
+
+    /// Notes that the block at `key` holds `bytes` raw bytes, then drops the least
+    /// recently used others while the kept bytes are over [`KEPT_BYTES`].
+    fn holds(&self, key: Key, bytes: usize) {
+        let mut slots = lock(&self.slots);
+        let Some((_, held)) = slots.by_key.get_mut(&key) else {
+            // Dropped meanwhile: its readers hold it, the cache does not.
+            return;
+        };
+        let before = std::mem::replace(held, bytes);
+        slots.bytes = slots.bytes - before + bytes;
+        while slots.bytes > KEPT_BYTES && slots.order.front().is_some_and(|k| *k != key) {
+            slots.drop_oldest();
+        }
     }
 
     /// The slot of `key`, made most recently used (a new one drops the least).
     fn slot(&self, key: Key) -> Slot {
         let mut slots = lock(&self.slots);
-        let Slots { by_key, order } = &mut *slots;
-        if let Some(slot) = by_key.get(&key) {
-            if let Some(at) = order.iter().position(|k| *k == key) {
-                order.remove(at);
+        if let Some((slot, _)) = slots.by_key.get(&key) {
+            let slot = slot.clone();
+            if let Some(at) = slots.order.iter().position(|k| *k == key) {
+                slots.order.remove(at);
             }
-            order.push_back(key);
-            return slot.clone();
+            slots.order.push_back(key);
+            return slot;
         }
-        if order.len() >= CACHED_BLOCKS {
-            if let Some(old) = order.pop_front() {
-                by_key.remove(&old);
-            }
+        if slots.order.len() >= CACHED_BLOCKS {
+            slots.drop_oldest();
         }
-        order.push_back(key);
-        by_key.entry(key).or_default().clone()
+        slots.order.push_back(key);
+        slots.by_key.entry(key).or_default().0.clone()
     }
 }
 
@@ -318,6 +354,39 @@ mod tests {
             cache.member((3, 0), 0, &m[0].0, || Err::<Bytes, _>("gone")),
             Err(MemberError::Load("gone"))
         );
+    }
+
+    #[test]
+    fn large_blocks_are_kept_up_to_the_byte_budget() {
+        // Blocks of 8 MiB raw (a tree node's size, or a hostile bucket's claim): four
+        // fit the budget, not sixteen.
+        let m: Vec<(ChunkId, Vec<u8>)> = (0..2u8)
+            .map(|i| {
+                let raw = vec![i; 4 << 20];
+                (ChunkId::of(&raw), raw)
+            })
+            .collect();
+        let frame = Bytes::from(encoded(&m));
+        let cache = Cache::default();
+        let loads = AtomicUsize::new(0);
+        let read = |k: u64| {
+            cache
+                .member((k, 0), 1, &m[1].0, || {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, ()>(frame.clone())
+                })
+                .unwrap()
+        };
+        for k in 0..6 {
+            assert_eq!(read(k), m[1].1[..]);
+        }
+        let kept = lock(&cache.slots).bytes;
+        assert!(kept <= KEPT_BYTES, "{kept} bytes kept");
+        assert_eq!(lock(&cache.slots).order.len(), KEPT_BYTES / (8 << 20));
+        read(5);
+        assert_eq!(loads.load(Ordering::SeqCst), 6, "the newest is kept");
+        read(0);
+        assert_eq!(loads.load(Ordering::SeqCst), 7, "the oldest was dropped");
     }
 
     #[test]
