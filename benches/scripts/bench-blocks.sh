@@ -5,7 +5,10 @@
 # blocks cost readers: the same store before and after the rewrite (a copy taken
 # before it), read cold (page cache dropped, so run as root) by `fvfsd export`,
 # `fsck --read-data`, a fresh mount's `tar`, and random 4 KiB reads of small files
-# through a fresh mount; medians of alternating runs.
+# through a fresh mount; medians of alternating runs. Both versions land in /tree (the
+# second migrate adds to the first: HEAD holds both trees); a third store, where the
+# first tree was removed before the second came, measures a restore of a HEAD that
+# replaced an older version.
 #
 # Usage: benches/scripts/bench-blocks.sh [DIR [DIR2 [FILES]]]
 #   DIR, DIR2  a tree and its second version (default: the stable then the nightly
@@ -121,6 +124,29 @@ for _ in $(seq 1 "$rounds"); do
 done
 med() { median < "$work/$1"; }
 
+# A HEAD that replaced the older tree (the stable sysroot removed before the nightly
+# came, both versions kept): a restore of HEAD from the store before and after the
+# rewrite, which packs HEAD's chunks apart from the older version's.
+replaced() {
+  local home="$work/replaced-fvfs"
+  FVFS_HOME="$home" "$bin/fvfsd" migrate --local-src "$src" --dest /tree >/dev/null 2>&1
+  serve "$bin" "$home"
+  FVFS_URL="$url" "$bin/fvfsc" rm -r /tree >/dev/null
+  kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'
+  FVFS_HOME="$home" "$bin/fvfsd" migrate --local-src "$src2" --dest /tree >/dev/null 2>&1
+  cp -a "$home" "$work/replaced-frames"
+  FVFS_HOME="$home" "$bin/fvfsd" gc --recompress >/dev/null 2>&1
+  for _ in $(seq 1 "$rounds"); do
+    for tag in frames fvfs; do
+      cold; rm -rf "$work/export"
+      timed env FVFS_HOME="$work/replaced-$tag" "$bin/fvfsd" export /tree "$work/export"
+      echo "$secs" >> "$work/replaced.$tag"
+    done
+  done
+  rm -rf "$work/export" "$work/replaced-frames" "$home"
+}
+replaced
+
 if [ "$files" -gt 0 ]; then
   "$CARGO_TARGET_DIR/release/gen-tree" "$work/many" "$files" >&2
   keep many "$work/many"
@@ -146,3 +172,5 @@ for step in export fsck tar random; do
   f=$(med "$step.sysroot-frames"); b=$(med "$step.sysroot-fvfs")
   echo "| $step | $f s | $b s | $(ratio "$b" "$f") |"
 done
+f=$(med replaced.frames); b=$(med replaced.fvfs)
+echo "| export, HEAD replacing the older tree | $f s | $b s | $(ratio "$b" "$f") |"

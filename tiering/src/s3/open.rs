@@ -56,7 +56,7 @@ impl Opener {
             Some(p) => self.decoded.member(p, index, id, load),
             None => load()
                 .map_err(block::MemberError::Load)
-                .and_then(|frame| block::member_of(frame, index, id)),
+                .and_then(|frame| block::member_of(&frame, index, id)),
         }
         .map_err(|e| {
             corrupt(match e {
