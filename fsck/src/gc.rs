@@ -122,10 +122,7 @@ pub async fn collect(
             progress.phase("recompressing segments", 0);
             // HEAD's chunks are packed apart from older versions' (a hint: without
             // it, the rewrite packs in the order chunks were written).
-            let newest = newest_chunks(repo).await.unwrap_or_else(|e| {
-                tracing::warn!("HEAD's chunks not listed for the rewrite: {e}");
-                None
-            });
+            let newest = newest_chunks(repo).await;
             for t in tiers.iter().filter(|t| t.s3.is_none()) {
                 let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
                 match t.store.recompress(u64::MAX, threads, newest.as_ref()).await {

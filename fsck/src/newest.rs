@@ -10,10 +10,20 @@ use fvfs_manifest::{ManifestError, Repo};
 use crate::walk::{self, Found};
 
 /// A filter of every chunk HEAD reaches (tree nodes and data), sized for the
-/// repository's chunk count (about ten bits each); `None` without a HEAD. A node that
-/// cannot be read is skipped with what is below it: the filter is a hint, and fsck
-/// reports the node.
-pub async fn newest_chunks(repo: &Repo) -> Result<Option<IdFilter>, ManifestError> {
+/// repository's chunk count (about ten bits each); `None` without a HEAD, or (logged)
+/// when the repository's records cannot be read. A node that cannot be read is
+/// skipped with what is below it: the filter is a hint, and fsck reports the node.
+pub async fn newest_chunks(repo: &Repo) -> Option<IdFilter> {
+    match filter_of_head(repo).await {
+        Ok(filter) => filter,
+        Err(e) => {
+            tracing::warn!("HEAD's chunks not listed for the rewrite: {e}");
+            None
+        }
+    }
+}
+
+async fn filter_of_head(repo: &Repo) -> Result<Option<IdFilter>, ManifestError> {
     let Some(head) = repo.head()? else {
         return Ok(None);
     };

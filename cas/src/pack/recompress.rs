@@ -289,8 +289,9 @@ type Waiting = Vec<(ChunkId, Loc, Vec<u8>)>;
 /// What waits to be packed, in two runs: the chunks of the newest version (all of
 /// them when the caller named none), and the others. Each run is cut into blocks of
 /// its own, in the order it was written, so that a read of the newest version
-/// decodes few members it does not want (a restore of the nightly Rust sysroot
-/// stored after the stable one decoded the stable-only chunks sharing its blocks).
+/// decodes few members it does not want (a restore of a HEAD that replaced an older
+/// tree: 2.80 s against 2.87 s in write order, benches/README.md, thirty-third
+/// session).
 struct Queues<'f> {
     newest: Option<&'f IdFilter>,
     runs: [Waiting; 2],

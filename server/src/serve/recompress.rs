@@ -60,17 +60,9 @@ impl Newest {
                 return Some(filter.clone());
             }
         }
-        match fvfs_fsck::newest_chunks(repo).await {
-            Ok(filter) => {
-                let filter = Arc::new(filter?);
-                *kept = Some((head, filter.clone()));
-                Some(filter)
-            }
-            Err(e) => {
-                tracing::warn!("HEAD's chunks not listed for the rewrite: {e}");
-                None
-            }
-        }
+        let filter = Arc::new(fvfs_fsck::newest_chunks(repo).await?);
+        *kept = Some((head, filter.clone()));
+        Some(filter)
     }
 }
 
