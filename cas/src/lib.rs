@@ -9,6 +9,7 @@
 //! durability rests on. Every read is verified against the id, so a store can lose a
 //! chunk but never hand back wrong bytes.
 
+pub mod block;
 pub mod chunker;
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -35,5 +36,6 @@ pub use memory::MemoryStore;
 pub use pack::{PackOptions, PackStore};
 pub use store::{
     read_ahead, verify, BlockCopy, BlockPlace, ChunkStore, ChunkStoreExt, ChunkStream, Compacted,
-    FrameStream, Loaded, ReadByCaller, Recompressed, StoreCheck, StoreFault, Usage, READ_AHEAD,
+    FrameStream, Loaded, Packed, PackedStream, ReadByCaller, Recompressed, StoreCheck, StoreFault,
+    Usage, READ_AHEAD,
 };

@@ -13,6 +13,22 @@ use crate::{frame, ChunkId, IdFilter, StoreError};
 pub type ChunkStream<'a> = BoxStream<'a, (ChunkId, Result<Loaded, StoreError>)>;
 /// Frames answered by [`ChunkStore::copy_frames`], each with its id.
 pub type FrameStream<'a> = BoxStream<'a, (ChunkId, Result<Bytes, StoreError>)>;
+/// Chunks as kept, answered by [`ChunkStore::get_packed`], each with its id.
+pub type PackedStream<'a> = BoxStream<'a, (ChunkId, Result<Packed, StoreError>)>;
+
+/// A chunk as [`ChunkStore::get_packed`] answers it: as the store keeps it, for a
+/// reader that decodes and verifies what it is given itself.
+#[derive(Clone, Debug)]
+pub enum Packed {
+    /// The chunk's own frame, verified as [`ChunkStore::get_many`] verifies it.
+    Frame(Bytes),
+    /// The whole block holding the chunk (`block` format), checked against the
+    /// store's checksum and not decoded: its table names the chunk, and every other
+    /// member the block holds (some perhaps deleted since it was written).
+    Block(Bytes),
+    /// In the block an earlier answer of the same stream gave.
+    InBlock,
+}
 
 /// A frame read back from a store, already verified against its id.
 #[derive(Clone, Debug)]
@@ -31,7 +47,7 @@ pub type BlockPlace = (u32, u64);
 #[derive(Clone, Debug)]
 pub struct BlockCopy {
     pub place: BlockPlace,
-    /// The block's frame (`pack::block` format), checked against the store's checksum.
+    /// The block's frame (`block` format), checked against the store's checksum.
     pub frame: Bytes,
     /// Its members still live in the store: id, index in the block's table, raw length.
     pub live: Vec<(ChunkId, u32, u32)>,
@@ -146,6 +162,17 @@ pub trait ChunkStore: Send + Sync {
     fn copy_frames(&self, ids: Vec<ChunkId>) -> FrameStream<'_> {
         self.get_many_passing(ids)
             .map(|(id, r)| (id, r.map(|l| l.frame)))
+            .boxed()
+    }
+
+    /// The chunks as the store keeps them, answered as [`ChunkStore::get_many`]
+    /// answers (reads counted, promoted from colder tiers), for a reader that decodes
+    /// them itself and keeps what it is given (a mount's read-ahead): a block holding
+    /// several of them is given once, whole and compressed, where `get_many` would
+    /// decode it and answer each member raw. This default answers frames.
+    fn get_packed(&self, ids: Vec<ChunkId>) -> PackedStream<'_> {
+        self.get_many(ids)
+            .map(|(id, r)| (id, r.map(|l| Packed::Frame(l.frame))))
             .boxed()
     }
 

@@ -98,7 +98,7 @@ pub fn records(root: &Path) -> Vec<Record> {
                 intact: true,
             } = found
             {
-                let members = fvfs_cas::pack::block::table(frame)
+                let members = fvfs_cas::block::table(frame)
                     .map_or_else(Vec::new, |t| t.members.iter().map(|m| m.0).collect());
                 out.push(Record {
                     id: header.id,

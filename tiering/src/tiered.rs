@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 use fvfs_cas::{
-    ChunkId, ChunkStore, ChunkStream, FrameStream, Loaded, StoreCheck, StoreError, StoreFault,
-    Usage,
+    ChunkId, ChunkStore, ChunkStream, FrameStream, Loaded, Packed, PackedStream, StoreCheck,
+    StoreError, StoreFault, Usage,
 };
 use fvfs_manifest::{ManifestError, Repo};
 
@@ -275,6 +275,24 @@ impl ChunkStore for TieredStore {
     /// copy is still replaced).
     fn get_many_passing(&self, ids: Vec<ChunkId>) -> ChunkStream<'_> {
         self.read_many(ids, false)
+    }
+
+    /// The local tier's chunks as it keeps them (reads counted); what it lacks or
+    /// fails from the colder tiers as [`Self::get_many`] reads them (promoted), as
+    /// frames.
+    fn get_packed(&self, ids: Vec<ChunkId>) -> PackedStream<'_> {
+        let found = self.local.get_packed(ids).map(move |(id, r)| match r {
+            Ok(packed) => {
+                self.note_read(&id, false);
+                Ok((id, packed))
+            }
+            Err(e) => Err((id, e)),
+        });
+        then_the_rest(found.boxed(), move |failed| {
+            self.colder_many(0, failed, true)
+                .map(|(id, r)| (id, r.map(|l| Packed::Frame(l.frame))))
+                .boxed()
+        })
     }
 
     /// The local tier's frames checked as it checks them; what it lacks or fails

@@ -32,7 +32,7 @@ const PIECE_BYTES: u64 = 4 << 20;
 /// Records per piece at most: with chunks of up to 256 KiB, 16 MiB decompressed.
 const PIECE_CHUNKS: usize = 64;
 /// Pieces read and verified at once.
-const IN_FLIGHT: usize = 4;
+pub(super) const IN_FLIGHT: usize = 4;
 /// Unused bytes between two records read through rather than split into two reads
 /// (a record deleted or written by another writer in between).
 const GAP: u64 = 64 << 10;
@@ -40,9 +40,10 @@ const GAP: u64 = 64 << 10;
 const MAX_RUN: u64 = 256 << 10;
 
 /// A chunk to read: its id, the name it is kept under, and where.
-type Item = (ChunkId, ChunkId, Loc);
+pub(super) type Item = (ChunkId, ChunkId, Loc);
 /// What becomes of a kept record read for a chunk (on the blocking pool).
-type Finish<T> = fn(&PackStore, &ChunkId, Result<Kept, StoreError>) -> Result<T, StoreError>;
+pub(super) type Finish<T> =
+    fn(&PackStore, &ChunkId, Result<Kept, StoreError>) -> Result<T, StoreError>;
 
 /// `ids` read as described above, each record finished by `finish`.
 pub(super) fn read_many<T: Send + 'static>(
@@ -51,61 +52,85 @@ pub(super) fn read_many<T: Send + 'static>(
     finish: Finish<T>,
 ) -> BoxStream<'static, (ChunkId, Result<T, StoreError>)> {
     stream::once(async move {
-        let named: Vec<(ChunkId, ChunkId)> =
-            ids.into_iter().map(|id| (id, store.name(&id))).collect();
-        let Ok(looked) = blocking(&store.inner, move |s| {
-            Ok(named
-                .into_iter()
-                .map(|(id, name)| (id, name, s.lookup(&name)))
-                .collect::<Vec<_>>())
-        })
-        .await
-        else {
-            unreachable!("each lookup is answered in the list")
-        };
-        let mut found: Vec<Item> = Vec::with_capacity(looked.len());
-        let mut answered: Vec<(ChunkId, Result<T, StoreError>)> = Vec::new();
-        for (id, name, loc) in looked {
-            match loc {
-                Ok(Some(loc)) => found.push((id, name, loc)),
-                Ok(None) => answered.push((id, Err(StoreError::NotFound(id)))),
-                Err(e) => answered.push((id, Err(store.unname_error(e)))),
-            }
-        }
-        found.sort_unstable_by_key(|(_, _, loc)| (loc.seg, loc.offset));
-        let pieces = pieces(found);
-        if pieces.len() < IN_FLIGHT {
-            // A small read (a window of a streamed file, a batch of fsck) goes a chunk
-            // at a time on this thread, as gets would, each answer passed on as it
-            // comes: holding a piece's frames and contents together costs memory on a
-            // daemon streaming many files, and gains nothing at this size.
-            let one = move |(id, name, _): Item| {
-                let store = store.clone();
-                async move {
-                    let kept = blocking(&store.inner, move |s| s.read_named(&id, &name)).await;
-                    (id, finish(&store, &id, kept))
-                }
-            };
-            let each = stream::iter(pieces.into_iter().flatten()).map(one);
-            return stream::iter(answered)
-                .chain(each.buffer_unordered(crate::READ_AHEAD))
-                .boxed();
-        }
-        let pieces = stream::iter(pieces).map(move |piece| {
-            let store = store.clone();
-            async move {
-                match tokio::task::spawn_blocking(move || read_piece(&store, piece, finish)).await {
-                    Ok(answers) => answers,
-                    Err(e) => std::panic::resume_unwind(e.into_panic()),
-                }
-            }
-        });
-        stream::iter(answered)
-            .chain(pieces.buffer_unordered(IN_FLIGHT).flat_map(stream::iter))
-            .boxed()
+        let (found, missed) = look_up(&store, ids).await;
+        let answered = missed.into_iter().map(|(id, e)| (id, Err(e))).collect();
+        read_found(store, found, answered, finish)
     })
     .flatten()
     .boxed()
+}
+
+/// Where each of `ids` is, looked up at once on the blocking pool; those the store
+/// lacks (or whose lookup failed) apart, with their errors.
+pub(super) async fn look_up(
+    store: &PackStore,
+    ids: Vec<ChunkId>,
+) -> (Vec<Item>, Vec<(ChunkId, StoreError)>) {
+    let named: Vec<(ChunkId, ChunkId)> = ids.into_iter().map(|id| (id, store.name(&id))).collect();
+    let Ok(looked) = blocking(&store.inner, move |s| {
+        Ok(named
+            .into_iter()
+            .map(|(id, name)| (id, name, s.lookup(&name)))
+            .collect::<Vec<_>>())
+    })
+    .await
+    else {
+        unreachable!("each lookup is answered in the list")
+    };
+    let mut found: Vec<Item> = Vec::with_capacity(looked.len());
+    let mut missed = Vec::new();
+    for (id, name, loc) in looked {
+        match loc {
+            Ok(Some(loc)) => found.push((id, name, loc)),
+            Ok(None) => missed.push((id, StoreError::NotFound(id))),
+            Err(e) => missed.push((id, store.unname_error(e))),
+        }
+    }
+    (found, missed)
+}
+
+/// The chunks `found` (looked up) read in disk order as described above, each record
+/// finished by `finish`, after the answers `answered` already has.
+pub(super) fn read_found<T: Send + 'static>(
+    store: PackStore,
+    mut found: Vec<Item>,
+    answered: Vec<(ChunkId, Result<T, StoreError>)>,
+    finish: Finish<T>,
+) -> BoxStream<'static, (ChunkId, Result<T, StoreError>)> {
+    found.sort_unstable_by_key(|(_, _, loc)| (loc.seg, loc.offset));
+    let pieces = pieces(found);
+    if pieces.len() < IN_FLIGHT {
+        // A small read (a window of a streamed file, a batch of fsck) goes a chunk at a
+        // time on this thread, as gets would, each answer passed on as it comes:
+        // holding a piece's frames and contents together costs memory on a daemon
+        // streaming many files, and gains nothing at this size.
+        let one = move |(id, name, _): Item| {
+            let store = store.clone();
+            async move {
+                let kept = blocking(&store.inner, move |s| s.read_named(&id, &name)).await;
+                (id, finish(&store, &id, kept))
+            }
+        };
+        let each = stream::iter(pieces.into_iter().flatten()).map(one);
+        return stream::iter(answered)
+            .chain(each.buffer_unordered(crate::READ_AHEAD))
+            .boxed();
+    }
+    let pieces = stream::iter(pieces).map(move |piece| {
+        let store = store.clone();
+        on_pool(move || read_piece(&store, piece, finish))
+    });
+    stream::iter(answered)
+        .chain(pieces.buffer_unordered(IN_FLIGHT).flat_map(stream::iter))
+        .boxed()
+}
+
+/// `f` on the blocking pool (its panic resumed here).
+pub(super) async fn on_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(answers) => answers,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
 }
 
 /// `found`, in disk order, cut into pieces of about [`PIECE_BYTES`].

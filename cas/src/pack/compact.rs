@@ -19,7 +19,8 @@ use std::path::Path;
 
 use super::index::{self, Loc};
 use super::scan::{self, Found};
-use super::{block, lock, Inner, UPDATING};
+use super::{lock, Inner, UPDATING};
+use crate::block;
 use crate::kv::Batch;
 use crate::{failpoint, platform, ChunkId, Compacted, StoreError};
 

@@ -30,12 +30,12 @@
 //!   sees every chunk in exactly one state: pending, indexed, or being deleted.
 
 mod append;
-pub mod block;
 mod bulk;
 mod compact;
 mod convert;
 pub mod index;
 mod open;
+mod packed;
 mod recompress;
 pub mod record;
 pub mod scan;
@@ -53,6 +53,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 
+use crate::block;
 use crate::kv::Kv;
 use crate::store::verify;
 use crate::{
@@ -601,6 +602,10 @@ impl ChunkStore for PackStore {
 
     fn copy_frames(&self, ids: Vec<ChunkId>) -> crate::FrameStream<'_> {
         self.copy_frames_owned(ids)
+    }
+
+    fn get_packed(&self, ids: Vec<ChunkId>) -> crate::PackedStream<'_> {
+        self.get_packed_owned(ids)
     }
 
     async fn blocks_after(

@@ -37,7 +37,8 @@ use std::sync::atomic::Ordering;
 use super::compact::{self, Switch, Target};
 use super::index::{self, Loc, Member};
 use super::scan::{self, Found};
-use super::{block, lock, record, Inner};
+use super::{lock, record, Inner};
+use crate::block;
 use crate::kv::Batch;
 use crate::{failpoint, platform, ChunkId, IdFilter, Recompressed, StoreError};
 

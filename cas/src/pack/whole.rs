@@ -13,7 +13,8 @@
 use bytes::Bytes;
 
 use super::index::{self, Loc};
-use super::{block, blocking, record, Inner, PackStore};
+use super::{blocking, record, Inner, PackStore};
+use crate::block;
 use crate::{platform, BlockCopy, BlockPlace, ChunkId, StoreError};
 
 impl PackStore {

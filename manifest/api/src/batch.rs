@@ -1,6 +1,12 @@
 //! The body of `POST /v1/chunks`: many chunks, already framed (compressed) by the
 //! client, in one request. Each record is `kind` (0 data, 1 tree node), the 32-byte
 //! id, the frame's length (u32, little endian), then the frame.
+//!
+//! The answer of `POST /v1/chunks/read` has the same records; asked with
+//! `?blocks=true`, it may also hold records of kind 2: a whole block of the pack
+//! store (`fvfs_cas::block` format, at most [`MAX_BLOCK`] bytes) holding the
+//! chunk the id names and others asked for in the same request, which get no record
+//! of their own. The reader decodes the block and checks each member against its id.
 
 use bytes::Bytes;
 use fvfs_cas::{frame, ChunkId};
@@ -8,12 +14,15 @@ use fvfs_cas::{frame, ChunkId};
 use fvfs_node::ChunkKind;
 
 const HEADER: usize = 1 + 32 + 4;
+const KIND_BLOCK: u8 = 2;
 /// Largest frame a data record may carry: a frame never exceeds its raw chunk (it is
 /// stored raw when compressing would not make it smaller).
 pub const MAX_DATA_FRAME: usize = frame::HEADER_LEN + fvfs_cas::chunker::MAX_SIZE;
 /// Largest frame a tree node's record may carry (a client sends file and list nodes
 /// only).
 pub const MAX_NODE_FRAME: usize = frame::HEADER_LEN + fvfs_node::MAX_UPLOAD_NODE;
+/// Largest block a read's answer may carry.
+pub const MAX_BLOCK: usize = fvfs_cas::block::MAX_LEN;
 
 /// Appends one record to `out`.
 pub fn push(out: &mut Vec<u8>, kind: ChunkKind, id: &ChunkId, framed: &[u8]) {
@@ -23,30 +32,81 @@ pub fn push(out: &mut Vec<u8>, kind: ChunkKind, id: &ChunkId, framed: &[u8]) {
     out.extend_from_slice(framed);
 }
 
+/// Appends a record of `block`, holding the chunk `id` (a read's answer).
+pub fn push_block(out: &mut Vec<u8>, id: &ChunkId, block: &[u8]) {
+    out.push(KIND_BLOCK);
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(&(block.len() as u32).to_le_bytes());
+    out.extend_from_slice(block);
+}
+
+/// A record of a read's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// A chunk's frame.
+    Frame(ChunkId, Bytes),
+    /// A block holding one or more of the chunks asked for.
+    Block(Bytes),
+}
+
 /// Splits a body arriving in pieces into records, holding at most one record.
 #[derive(Default)]
 pub struct Parser {
     buf: Vec<u8>,
+    blocks: bool,
 }
 
 impl Parser {
+    /// A parser of a read's answer asked with `?blocks=true` (the default parser
+    /// refuses block records).
+    pub fn answer() -> Self {
+        Self {
+            buf: Vec::new(),
+            blocks: true,
+        }
+    }
+
     /// The records `data` completed; an error for a malformed one.
     pub fn push(&mut self, data: &[u8]) -> Result<Vec<(ChunkKind, ChunkId, Bytes)>, String> {
+        self.records(data)?
+            .into_iter()
+            .map(|(kind, id, frame)| match kind {
+                0 => Ok((ChunkKind::Data, id, frame)),
+                1 => Ok((ChunkKind::Node, id, frame)),
+                _ => Err(format!(
+                    "record for {id}: a block where chunks were expected"
+                )),
+            })
+            .collect()
+    }
+
+    /// The records of a read's answer `data` completed; an error for a malformed one.
+    pub fn push_answer(&mut self, data: &[u8]) -> Result<Vec<Answer>, String> {
+        Ok(self
+            .records(data)?
+            .into_iter()
+            .map(|(kind, id, frame)| match kind {
+                KIND_BLOCK => Answer::Block(frame),
+                _ => Answer::Frame(id, frame),
+            })
+            .collect())
+    }
+
+    /// The records `data` completed, each with its kind byte (checked).
+    fn records(&mut self, data: &[u8]) -> Result<Vec<(u8, ChunkId, Bytes)>, String> {
         self.buf.extend_from_slice(data);
         let mut out = Vec::new();
         let mut at = 0;
         while self.buf.len() - at >= HEADER {
             let h = &self.buf[at..at + HEADER];
-            let kind = match h[0] {
-                0 => ChunkKind::Data,
-                1 => ChunkKind::Node,
-                k => return Err(format!("record {}: unknown kind {k}", out.len())),
-            };
+            let kind = h[0];
             let id = ChunkId::from_slice(&h[1..33]).expect("32 bytes");
             let len = u32::from_le_bytes(h[33..37].try_into().expect("4 bytes")) as usize;
             let max = match kind {
-                ChunkKind::Data => MAX_DATA_FRAME,
-                _ => MAX_NODE_FRAME,
+                0 => MAX_DATA_FRAME,
+                1 => MAX_NODE_FRAME,
+                KIND_BLOCK if self.blocks => MAX_BLOCK,
+                k => return Err(format!("record {}: unknown kind {k}", out.len())),
             };
             if len > max {
                 return Err(format!(
@@ -121,5 +181,49 @@ mod tests {
         let mut p = Parser::default();
         p.push(&body[..body.len() - 1]).unwrap();
         assert!(!p.finished(), "a truncated body is noticed");
+    }
+
+    #[test]
+    fn blocks_come_only_in_answers_that_asked_for_them() {
+        let members: Vec<(ChunkId, Vec<u8>)> = (0..3u8)
+            .map(|i| vec![i; 5000])
+            .map(|d| (ChunkId::of(&d), d))
+            .collect();
+        let refs: Vec<(ChunkId, &[u8])> = members.iter().map(|(id, d)| (*id, &d[..])).collect();
+        let block = fvfs_cas::block::encode(&refs, 3);
+        let lone = vec![7u8; 3000];
+        let mut body = Vec::new();
+        push(
+            &mut body,
+            ChunkKind::Data,
+            &ChunkId::of(&lone),
+            &frame::encode(&lone),
+        );
+        push_block(&mut body, &members[1].0, &block);
+        for piece in [1, 50, body.len()] {
+            let mut p = Parser::answer();
+            let mut got = Vec::new();
+            for part in body.chunks(piece) {
+                got.extend(p.push_answer(part).unwrap());
+            }
+            assert!(p.finished());
+            assert_eq!(
+                got,
+                [
+                    Answer::Frame(ChunkId::of(&lone), Bytes::from(frame::encode(&lone))),
+                    Answer::Block(Bytes::from(block.clone())),
+                ]
+            );
+        }
+        // An upload, or an answer that did not ask, holds none.
+        let err = Parser::default().push(&body).unwrap_err();
+        assert!(err.contains("unknown kind 2"), "{err}");
+        let err = Parser::answer().push(&body).unwrap_err();
+        assert!(err.contains("a block where chunks were expected"), "{err}");
+        // A block record is bounded by the largest block.
+        let mut huge = vec![2u8; 33];
+        huge.extend_from_slice(&(MAX_BLOCK as u32 + 1).to_le_bytes());
+        let err = Parser::answer().push_answer(&huge).unwrap_err();
+        assert!(err.contains("too large"), "{err}");
     }
 }

@@ -225,8 +225,8 @@ table! {
     Du:             Get    "/v1/du"             Path Token(Read),  "du",             (),            ()                => r::DiskUsage;
     /// Frames of chunks ([`crate::batch`]).
     ChunksBatch:    Post   "/v1/chunks"         Bare Token(Write), "chunks_batch",   (),            Raw               => r::BatchStored;
-    /// The chunks asked for, as frames.
-    ChunksRead:     Post   "/v1/chunks/read"    Bare Token(Read),  "chunks_read",    (),            r::Ids            => Raw;
+    /// The chunks asked for, as frames (and blocks, when asked: [`crate::batch`]).
+    ChunksRead:     Post   "/v1/chunks/read"    Bare Token(Read),  "chunks_read",    q::ReadAs,     r::Ids            => Raw;
     /// Asking which chunks are missing only reads (fvfsc's dry runs with a read token).
     ChunksMissing:  Post   "/v1/chunks/missing" Bare Token(Read),  "chunks_missing", (),            r::Ids            => r::Missing;
     ChunkGet:       Get    "/v1/chunks"         Name Token(Read),  "chunks",         (),            ()                => Raw;

@@ -212,7 +212,7 @@ async fn dispatch(
         E::Ls => reply::<c::Ls>(files::ls(state, fs_path(tail), &query::<c::Ls>(&req)?).await),
         E::Du => reply::<c::Du>(files::du(state, fs_path(tail)).await),
         E::ChunksBatch => reply::<c::ChunksBatch>(store::put_batch(state, req).await),
-        E::ChunksRead => store::read_many(state, req).await,
+        E::ChunksRead => store::read_many(state, query::<c::ChunksRead>(&req)?, req).await,
         E::ChunksMissing => reply::<c::ChunksMissing>(store::missing(state, req).await),
         E::ChunkGet => store::get(state, tail).await,
         E::ChunkHead => store::head(state, tail),

@@ -14,7 +14,7 @@ use fvfs_api::queries::{self, Kind};
 use fvfs_api::reports::{BatchStored, ChunkStored, Ids, Missing, MAX_MISSING_IDS, MAX_READ_IDS};
 use fvfs_api::routes::{call, Call};
 use fvfs_api::ErrorCode;
-use fvfs_cas::ChunkId;
+use fvfs_cas::{ChunkId, Packed};
 use fvfs_manifest::{node, upload, ChunkKind};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
@@ -171,21 +171,41 @@ pub async fn missing(state: &Arc<State>, req: Request<Incoming>) -> Result<Missi
 const MAX_READ_BYTES: usize = 64 << 20;
 
 /// Many chunks in one answer, in the batch format of uploads (each record: kind, id,
-/// frame), read from the store with `get_many` (a cold tier answers by pack). Chunks
-/// that cannot be read, or do not fit, are left out: the client reads those one by
-/// one and gets their errors then. For readers that know what they will read next
-/// (the mount, on the first read in a folder).
+/// frame), read from the store with `get_many` (a cold tier answers by pack); with
+/// `?blocks=true`, as kept (`get_packed`): a block holding several of them comes once,
+/// whole, and the reader decodes it. Chunks that cannot be read, or do not fit, are
+/// left out: the client reads those one by one and gets their errors then. For
+/// readers that know what they will read next (the mount, on the first read in a
+/// folder).
 pub async fn read_many(
     state: &Arc<State>,
+    read_as: queries::ReadAs,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let ids = id_list::<call::ChunksRead>(req, MAX_READ_IDS).await?;
     let mut out = Vec::new();
-    let mut answers = state.repo.store().get_many(ids);
-    while let Some((id, answer)) = answers.next().await {
-        if let Ok(loaded) = answer {
-            if out.len() + loaded.frame.len() <= MAX_READ_BYTES {
-                fvfs_api::batch::push(&mut out, ChunkKind::Data, &id, &loaded.frame);
+    let fits = |out: &Vec<u8>, frame: &Bytes| out.len() + frame.len() <= MAX_READ_BYTES;
+    if read_as.blocks {
+        let mut answers = state.repo.store().get_packed(ids);
+        while let Some((id, answer)) = answers.next().await {
+            match answer {
+                Ok(Packed::Frame(f)) if fits(&out, &f) => {
+                    fvfs_api::batch::push(&mut out, ChunkKind::Data, &id, &f);
+                }
+                Ok(Packed::Block(b)) if fits(&out, &b) => {
+                    fvfs_api::batch::push_block(&mut out, &id, &b);
+                }
+                _ => {}
+            }
+        }
+    } else {
+        let mut answers = state.repo.store().get_many(ids);
+        while let Some((id, answer)) = answers.next().await {
+            match answer {
+                Ok(loaded) if fits(&out, &loaded.frame) => {
+                    fvfs_api::batch::push(&mut out, ChunkKind::Data, &id, &loaded.frame);
+                }
+                _ => {}
             }
         }
     }

@@ -209,6 +209,60 @@ fn a_walk_ahead_over_many_tiny_files_asks_only_what_the_daemon_takes() {
     assert_eq!(m.unmount(), Some(0));
 }
 
+/// A tree the idle rewrite packed into blocks comes to a mount a block at a time: each
+/// block whole and compressed, once (the daemon sends far fewer bytes than the files
+/// hold, where members sent one by one would be raw), every member checked and kept
+/// by the mount, so the large file written beside the small ones needs no block again.
+#[test]
+fn a_rewritten_tree_comes_to_the_mount_in_whole_compressed_blocks() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    let mut files: Vec<(String, Vec<u8>)> = (0..300u64)
+        .map(|i| {
+            let dir = if i % 3 == 0 { "sub/" } else { "" };
+            (
+                format!("{dir}f{i:03}.rs"),
+                tree::code(i, 2_000 + i as usize * 37),
+            )
+        })
+        .collect();
+    files.push(("sub/large.rs".into(), tree::code(1_000, 3 << 20)));
+    for (name, data) in &files {
+        fs::write(src.join(name), data).unwrap();
+    }
+    // Segments of 1 MiB: the rewrite leaves the one being written alone.
+    let config = work.path().join("fvfs.toml");
+    fs::write(&config, "[tiers.local]\nsegment_mb = 1\n").unwrap();
+    let global = ["--config", config.to_str().unwrap()];
+    let store = Fvfsd::new();
+    store.run(
+        global
+            .iter()
+            .chain(&["migrate", "--local-src", src.to_str().unwrap()]),
+    );
+    let rewrite = store.run(global.iter().chain(&["gc", "--recompress"]));
+    assert!(
+        rewrite.contains("segments recompressed") && !rewrite.contains(": 0 rewritten"),
+        "{rewrite}"
+    );
+    let d = Daemon::start_with(&store, &global, "127.0.0.1:0", &["--no-mdns"]);
+    let mut m = mount_in(&d, work.path());
+    let (sent, batches) = (served_bytes(&d), served(&d, "chunks_read"));
+    for (name, data) in &files {
+        assert!(fs::read(m.path(name)).unwrap() == *data, "{name} differs");
+    }
+    let raw: usize = files.iter().map(|f| f.1.len()).sum();
+    let sent = served_bytes(&d) - sent;
+    // Lines shared between files: blocks keep about a tenth of them (members sent raw
+    // would be all of it).
+    assert!(sent * 8 < raw as u64, "{sent} bytes sent for {raw}");
+    let batches = served(&d, "chunks_read") - batches;
+    assert!(batches <= 12, "{batches} batches");
+    assert_eq!(m.unmount(), Some(0));
+    d.assert_fsck_clean("after a mount read blocks");
+}
+
 #[test]
 fn a_split_directory_lists_reads_and_takes_new_files_through_the_mount() {
     let work = tempfile::tempdir().unwrap();

@@ -32,7 +32,7 @@ pub struct PackLoc {
 pub struct PackMember {
     /// Its index in the block's table.
     pub index: u32,
-    /// Its share of the block's bytes (`fvfs_cas::pack::block::shares` over the members
+    /// Its share of the block's bytes (`fvfs_cas::block::shares` over the members
     /// the pack lists), what it counts as in usage and compaction.
     pub share: u32,
 }

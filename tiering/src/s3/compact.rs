@@ -32,7 +32,7 @@ use std::collections::{HashMap, HashSet};
 use crate::records::PackLoc;
 use bytes::Bytes;
 use fvfs_api::reports::{Compaction, Followed};
-use fvfs_cas::pack::block;
+use fvfs_cas::block;
 use fvfs_cas::{ChunkId, ChunkStore, StoreError};
 
 use super::{Holds, S3Store, UPLOADS};

@@ -24,7 +24,7 @@
 //!   and if the upload fails, they name their old frames, which stay readable.
 
 use fvfs_api::reports::Followed;
-use fvfs_cas::pack::block;
+use fvfs_cas::block;
 use fvfs_cas::{BlockCopy, BlockPlace, ChunkId, ChunkStore, StoreError};
 
 use super::{Holds, IsNode, S3Store};

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use fvfs_cas::pack::block;
+use fvfs_cas::block;
 use fvfs_cas::{frame, ChunkId, Loaded, StoreError};
 
 use super::Bucket;

@@ -8,7 +8,7 @@
 //!         | id:[u8; 32] offset:u64 len:u32 raw_len:u32 member:u32  (52 bytes; v2)
 //! trailer = index_len:u32 index_hash:[u8; 32] "FVPACK1\0"  (44 bytes)
 //! ```
-//! A block (`fvfs_cas::pack::block`: chunks compressed together, issue 47) has one
+//! A block (`fvfs_cas::block`: chunks compressed together, issue 47) has one
 //! entry per member, each with the whole block's range and the member's place in the
 //! block's table (`member`; `u32::MAX` in a v2 entry is a frame of its own). The
 //! members must be listed here, not read from the block: its table is inside it, sealed
@@ -26,7 +26,7 @@
 //! whole (`Bucket::seal_block`). A clear pack in an encrypted bucket, or the reverse,
 //! is refused.
 
-use fvfs_cas::pack::block;
+use fvfs_cas::block;
 use fvfs_cas::{frame, ChunkId};
 
 use crate::records::{PackLoc, PackMember};

@@ -6,8 +6,10 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use super::{text, PackOptions, PackStore};
-use crate::pack::{block, index, open, record, scan};
-use crate::{frame, ChunkId, ChunkStore, ChunkStoreExt, IdFilter, StoreCheck, StoreError};
+use crate::pack::{index, open, record, scan};
+use crate::{
+    block, frame, ChunkId, ChunkStore, ChunkStoreExt, IdFilter, Packed, StoreCheck, StoreError,
+};
 use futures::StreamExt;
 
 fn opts() -> PackOptions {
@@ -52,11 +54,46 @@ fn blocks_on_disk(root: &Path) -> Vec<Vec<ChunkId>> {
     out
 }
 
-/// Every chunk reads back by `get`, `get_many` and `copy_frames` (a copy's frame is
-/// compressed where the chunk compresses, not the raw bytes a read is served), `has`
-/// and `list` see them all,
-/// and the store's check finds nothing.
+/// What `get_packed` answers for every chunk of `chunks`, checked: each id once, as
+/// its frame or in a block given once in the stream, whose members all hash to the
+/// ids its table names. Returns how many blocks were given.
+async fn packed_reads(store: &PackStore, chunks: &[(ChunkId, Vec<u8>)]) -> usize {
+    let ids: Vec<ChunkId> = chunks.iter().map(|c| c.0).collect();
+    let find = |id: &ChunkId| &chunks.iter().find(|c| c.0 == *id).unwrap().1;
+    let answers: Vec<_> = store.get_packed(ids.clone()).collect().await;
+    assert_eq!(answers.len(), ids.len());
+    let (mut given, mut in_blocks, mut later) = (Vec::new(), Vec::new(), Vec::new());
+    for (id, answer) in answers {
+        match answer.unwrap() {
+            Packed::Frame(f) => assert_eq!(frame::decode(&id, &f).unwrap(), *find(&id)),
+            Packed::Block(b) => {
+                let d = block::decode(&b).unwrap();
+                for (index, (member, _, _)) in d.table.members.iter().enumerate() {
+                    let raw = d.member(index as u32, member).unwrap();
+                    assert_eq!(ChunkId::of(&raw), *member);
+                    in_blocks.push(*member);
+                }
+                assert!(in_blocks.contains(&id), "the block given for {id} holds it");
+                assert!(!given.contains(&b), "a block given twice");
+                given.push(b);
+            }
+            Packed::InBlock => later.push(id),
+        }
+    }
+    for id in later {
+        assert!(
+            in_blocks.contains(&id),
+            "{id} answered as in a block not given"
+        );
+    }
+    given.len()
+}
+
+/// Every chunk reads back by `get`, `get_many`, `get_packed` and `copy_frames` (a
+/// copy's frame is compressed where the chunk compresses, not the raw bytes a read is
+/// served), `has` and `list` see them all, and the store's check finds nothing.
 async fn reads_every_way(store: &PackStore, chunks: &[(ChunkId, Vec<u8>)]) {
+    packed_reads(store, chunks).await;
     for (id, data) in chunks {
         assert_eq!(store.get_data(id).await.unwrap()[..], data[..]);
     }
@@ -114,6 +151,8 @@ async fn the_idle_rewrite_packs_chunks_into_blocks_that_read_every_way() {
         before.bytes - (done.before_bytes - done.after_bytes)
     );
     reads_every_way(&store, &chunks).await;
+    // A reader that decodes itself is given each block once, for all its members.
+    assert_eq!(packed_reads(&store, &chunks).await, blocks.len());
     // Nothing more to do, and the same once reopened.
     let again = store.recompress(u64::MAX, 2, None).await.unwrap();
     assert_eq!((again.rewritten, again.kept, again.remaining), (0, 0, 0));
@@ -259,6 +298,15 @@ async fn a_damaged_block_names_every_chunk_it_hides() {
             ),
             false => assert_eq!(store.get_data(id).await.unwrap()[..], data[..]),
         }
+    }
+    // Nor is the damaged block given whole to a reader that decodes it itself.
+    let packed: Vec<_> = store.get_packed(hidden.clone()).collect().await;
+    assert_eq!(packed.len(), hidden.len());
+    for (id, answer) in packed {
+        assert!(
+            matches!(answer, Err(StoreError::Corrupt { .. })),
+            "{id}: {answer:?}"
+        );
     }
     // The repair names each of them, and forgets them: another tier gives them back.
     let faults = store.check_store(StoreCheck::new(true)).await.unwrap();

@@ -1,16 +1,20 @@
 //! The mount's read-ahead, through the chunk cache: a folder's small files fetched in
 //! batches from the first one read (in the order tar, cp and builds read a folder), a
 //! walk's next folders' small files while it lists, and the batches themselves
-//! (`POST /v1/chunks/read`), each chunk verified as it arrives.
+//! (`POST /v1/chunks/read`), each chunk verified as it arrives. The daemon sends a
+//! block of its cold data whole, once, for all the chunks asked for that it holds:
+//! each member is checked against its id and kept, the ones not asked for too (a
+//! folder's large files are read after its small ones, from the same blocks).
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::FutureExt;
-use fvfs_api::batch;
+use fvfs_api::batch::{self, Answer};
+use fvfs_api::queries::ReadAs;
 use fvfs_api::reports::{Ids, MAX_READ_IDS};
 use fvfs_api::routes::{call, Call};
-use fvfs_cas::{frame, ChunkId};
+use fvfs_cas::{block, frame, ChunkId};
 use fvfs_node::{self as node, DirNode, Entry, Node};
 use rustix::io::Errno;
 
@@ -232,17 +236,39 @@ impl Remote {
     /// Chunks fetched in one `POST /v1/chunks/read`, each verified, into the cache.
     pub(super) async fn read_many(&self, ids: &[ChunkId]) -> Result<(), Errno> {
         let ids = Ids { ids: ids.to_vec() };
-        let to = call::ChunksRead::plain();
+        let to = call::ChunksRead::plain().with(&ReadAs { blocks: true });
         let answer = self.timed(self.api.fetch_with(to, &ids)).await?;
-        let mut parser = batch::Parser::default();
-        let records = parser.push(&answer).map_err(|_| Errno::IO)?;
-        for (_, id, framed) in records {
-            match frame::decode(&id, &framed) {
-                Ok(raw) => self.cache.put(id, Bytes::from(raw)),
-                Err(e) => tracing::error!(%id, "the daemon sent a bad frame: {e}"),
+        let mut parser = batch::Parser::answer();
+        for record in parser.push_answer(&answer).map_err(|_| Errno::IO)? {
+            match record {
+                Answer::Frame(id, framed) => match frame::decode(&id, &framed) {
+                    Ok(raw) => self.cache.put(id, Bytes::from(raw)),
+                    Err(e) => tracing::error!(%id, "the daemon sent a bad frame: {e}"),
+                },
+                Answer::Block(b) => self.keep_block(&b),
             }
         }
         Ok(())
+    }
+
+    /// Each member of `block` the cache lacks, once checked against its id.
+    fn keep_block(&self, block: &[u8]) {
+        let Some(decoded) = block::decode(block) else {
+            tracing::error!("the daemon sent a block that does not decode");
+            return;
+        };
+        for (index, (id, _, _)) in decoded.table.members.iter().enumerate() {
+            if self.cache.contains(id) {
+                continue;
+            }
+            match decoded.member(index as u32, id) {
+                // A copy: a slice would hold the whole block in the memory cache.
+                Some(raw) if ChunkId::of(&raw) == *id => {
+                    self.cache.put(*id, Bytes::copy_from_slice(&raw));
+                }
+                _ => tracing::error!(%id, "the daemon sent a block whose member is damaged"),
+            }
+        }
     }
 }
 

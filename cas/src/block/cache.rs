@@ -25,7 +25,6 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use super::{decode, Decoded};
-use crate::pack::lock;
 use crate::ChunkId;
 use bytes::Bytes;
 
@@ -155,6 +154,10 @@ impl<Key: Copy + Eq + std::hash::Hash> Cache<Key> {
         slots.order.push_back(key);
         slots.by_key.entry(key).or_default().0.clone()
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
