@@ -168,8 +168,9 @@ pub trait ChunkStore: Send + Sync {
     /// The chunks as the store keeps them, answered as [`ChunkStore::get_many`]
     /// answers (reads counted, promoted from colder tiers), for a reader that decodes
     /// them itself and keeps what it is given (a mount's read-ahead): a block holding
-    /// several of them is given once, whole and compressed, where `get_many` would
-    /// decode it and answer each member raw. This default answers frames.
+    /// any of them is given whole and compressed, once for all of them, where
+    /// `get_many` would decode it and answer each member raw. This default answers
+    /// frames.
     fn get_packed(&self, ids: Vec<ChunkId>) -> PackedStream<'_> {
         self.get_many(ids)
             .map(|(id, r)| (id, r.map(|l| Packed::Frame(l.frame))))

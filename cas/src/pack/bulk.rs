@@ -1,5 +1,6 @@
-//! Reads of many chunks at once (`get_many` and `copy_frames` of the pack store), for
-//! the bulk readers: replication, export, fsck, a mount's read-ahead.
+//! Reads of many chunks at once (`get_many` and `copy_frames` of the pack store, and
+//! the frames of `get_packed`), for the bulk readers: replication, export, fsck, a
+//! mount's read-ahead.
 //!
 //! The chunks are looked up once, put in the order they lie on disk and cut into
 //! pieces of a few MiB; each piece is read and verified on the blocking pool, several

@@ -13,18 +13,22 @@
 //! # Invariants
 //! - Every id asked for is answered exactly once: the first of a block's asked members
 //!   with the block, the others with `InBlock`, in the same stream.
-//! - A block is given only when its record's checksum matches and its table names
-//!   each chunk it answers for at the index the store's location says; a chunk whose
-//!   block fails that (moved, damaged, gone since the lookup) is answered as a single
-//!   `get` would answer it now (a damaged block's error lets a tiered store read a
-//!   colder copy and repair).
+//! - A block is given only when its record's checksum matches, its table names each
+//!   chunk it answers for at the index the store's location says, and every member
+//!   it holds is live (its count in the index is the table's length, and none is
+//!   being deleted): a block's bytes stay until its last member goes, and a reader
+//!   must not be given what gc freed. A chunk whose block fails that (moved, damaged,
+//!   gone since the lookup, or holding dead members) is answered as `get_many` would
+//!   answer it now (a damaged block's error lets a tiered store read a colder copy
+//!   and repair). A sealed store never holds blocks; its members would be refused.
 //! - Memory: [`super::bulk::IN_FLIGHT`] blocks read at once, besides the frames'
 //!   bounded reads.
 
 use futures::stream::{self, StreamExt};
 
 use super::bulk::{self, Item};
-use super::PackStore;
+use super::index::{self, Loc};
+use super::{lock, Inner, PackStore};
 use crate::{block, ChunkId, Packed, PackedStream, StoreError};
 
 impl PackStore {
@@ -49,7 +53,8 @@ impl PackStore {
                 let store = store.clone();
                 bulk::on_pool(move || given(&store, held))
             });
-            frames.chain(
+            stream::select(
+                frames,
                 blocks
                     .buffer_unordered(bulk::IN_FLIGHT)
                     .flat_map(stream::iter),
@@ -64,10 +69,14 @@ impl PackStore {
 fn given(store: &PackStore, held: Vec<Item>) -> Vec<(ChunkId, Result<Packed, StoreError>)> {
     let inner = &store.inner;
     let (_, first, loc) = held[0];
-    let frame = inner.read_record(&first, loc).ok().and_then(|buf| {
-        let frame = inner.check_frame(loc, &buf)?;
-        Some(buf.slice_ref(frame))
-    });
+    let frame = inner
+        .read_record(&first, loc)
+        .ok()
+        .filter(|_| store.seal.is_none())
+        .and_then(|buf| {
+            let frame = inner.check_frame(loc, &buf)?;
+            all_live(inner, loc, frame).then(|| buf.slice_ref(frame))
+        });
     let mut sent = false;
     held.into_iter()
         .map(|(id, name, loc)| {
@@ -86,4 +95,26 @@ fn given(store: &PackStore, held: Vec<Item>) -> Vec<(ChunkId, Result<Packed, Sto
             (id, answer)
         })
         .collect()
+}
+
+/// Whether every member of the block `frame` at `loc` is live: the index counts as
+/// many as its table lists, and none of them is being deleted.
+fn all_live(inner: &Inner, loc: Loc, frame: &[u8]) -> bool {
+    let Some(table) = block::table(frame) else {
+        return false;
+    };
+    let counted = inner
+        .kv
+        .get(&index::block_key(loc.seg, loc.offset))
+        .ok()
+        .flatten()
+        .and_then(|b| index::decode_count(&b));
+    if counted != Some(table.members.len() as u32) {
+        return false;
+    }
+    let state = lock(&inner.state);
+    !table
+        .members
+        .iter()
+        .any(|(id, _, _)| state.deleting.contains_key(id))
 }

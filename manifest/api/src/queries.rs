@@ -37,9 +37,9 @@ pub struct Removal {
     pub recursive: bool,
 }
 
-/// `?blocks=true` of `POST /v1/chunks/read`: the reader takes a block holding several
-/// of the chunks whole, once, and decodes it itself ([`crate::batch`]); without it
-/// every chunk comes as its own frame.
+/// `?blocks=true` of `POST /v1/chunks/read`: the reader takes a block holding any of
+/// the chunks whole, once, and decodes it itself ([`crate::batch`]); without it every
+/// chunk comes as its own frame.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadAs {
     #[serde(default, skip_serializing_if = "is_false", deserialize_with = "flag")]

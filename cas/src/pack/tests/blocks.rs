@@ -206,6 +206,40 @@ async fn the_newest_versions_chunks_are_packed_apart_from_the_others() {
     reads_every_way(&store, &chunks).await;
 }
 
+/// A block holding a deleted member (being deleted, or deleted and synced) is never
+/// given whole: its live members come as frames, so gc's freed data stays unreadable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_holding_a_deleted_member_is_not_given_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("s");
+    let store = PackStore::open(&root, opts()).unwrap();
+    let chunks = texts(&store, 300).await;
+    store.recompress(u64::MAX, 2, None).await.unwrap();
+    let blocks = blocks_on_disk(&root);
+    let (first, rest) = (&blocks[0], &blocks[1..]);
+    let live: Vec<(ChunkId, Vec<u8>)> =
+        chunks.iter().filter(|c| c.0 != first[0]).cloned().collect();
+    store.delete(&first[0]).await.unwrap();
+    for synced in [false, true] {
+        if synced {
+            store.sync().await.unwrap();
+        }
+        // The other blocks come whole, the first one's live members as frames.
+        assert_eq!(
+            packed_reads(&store, &live).await,
+            rest.len(),
+            "synced: {synced}"
+        );
+        let answers: Vec<_> = store.get_packed(first[1..].to_vec()).collect().await;
+        for (id, answer) in answers {
+            assert!(
+                matches!(answer, Ok(Packed::Frame(_))),
+                "{id}, synced: {synced}: {answer:?}"
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_block_is_freed_with_its_last_member_and_compaction_moves_it_whole() {
     let dir = tempfile::tempdir().unwrap();

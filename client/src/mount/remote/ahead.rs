@@ -238,8 +238,17 @@ impl Remote {
         let ids = Ids { ids: ids.to_vec() };
         let to = call::ChunksRead::plain().with(&ReadAs { blocks: true });
         let answer = self.timed(self.api.fetch_with(to, &ids)).await?;
+        // Decoding and hashing (a block is a MiB or more) off the runtime's threads.
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.keep_answer(&answer))
+            .await
+            .map_err(|_| Errno::IO)?
+    }
+
+    /// Each chunk of a read's answer, checked against its id, into the cache.
+    fn keep_answer(&self, answer: &[u8]) -> Result<(), Errno> {
         let mut parser = batch::Parser::answer();
-        for record in parser.push_answer(&answer).map_err(|_| Errno::IO)? {
+        for record in parser.push_answer(answer).map_err(|_| Errno::IO)? {
             match record {
                 Answer::Frame(id, framed) => match frame::decode(&id, &framed) {
                     Ok(raw) => self.cache.put(id, Bytes::from(raw)),
