@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{text, PackOptions, PackStore};
 use crate::pack::{index, open, record, scan};
@@ -19,8 +19,11 @@ fn opts() -> PackOptions {
     }
 }
 
+/// Chunks and their content.
+type Chunks = Vec<(ChunkId, Vec<u8>)>;
+
 /// `n` chunks of text in the sizes of a source tree's (2-40 KB), put and synced.
-async fn texts(store: &PackStore, n: u32) -> Vec<(ChunkId, Vec<u8>)> {
+async fn texts(store: &PackStore, n: u32) -> Chunks {
     let mut out = Vec::new();
     for i in 0..n {
         let data = text(i, 2_000 + (i as usize * 997) % 38_000);
@@ -28,6 +31,26 @@ async fn texts(store: &PackStore, n: u32) -> Vec<(ChunkId, Vec<u8>)> {
     }
     store.sync().await.unwrap();
     out
+}
+
+/// A store of `n` chunks of text rewritten into blocks: its folder (kept while the
+/// test runs), its root, the store, the chunks, and each block's members on disk.
+async fn rewritten(
+    n: u32,
+) -> (
+    tempfile::TempDir,
+    PathBuf,
+    PackStore,
+    Chunks,
+    Vec<Vec<ChunkId>>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("s");
+    let store = PackStore::open(&root, opts()).unwrap();
+    let chunks = texts(&store, n).await;
+    store.recompress(u64::MAX, 2, None).await.unwrap();
+    let blocks = blocks_on_disk(&root);
+    (dir, root, store, chunks, blocks)
 }
 
 /// The members of every intact block in the segments under `root`, block by block.
@@ -210,12 +233,7 @@ async fn the_newest_versions_chunks_are_packed_apart_from_the_others() {
 /// given whole: its live members come as frames, so gc's freed data stays unreadable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_block_holding_a_deleted_member_is_not_given_whole() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("s");
-    let store = PackStore::open(&root, opts()).unwrap();
-    let chunks = texts(&store, 300).await;
-    store.recompress(u64::MAX, 2, None).await.unwrap();
-    let blocks = blocks_on_disk(&root);
+    let (_dir, _, store, chunks, blocks) = rewritten(300).await;
     let (first, rest) = (&blocks[0], &blocks[1..]);
     let live: Vec<(ChunkId, Vec<u8>)> =
         chunks.iter().filter(|c| c.0 != first[0]).cloned().collect();
@@ -242,12 +260,7 @@ async fn a_block_holding_a_deleted_member_is_not_given_whole() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_block_is_freed_with_its_last_member_and_compaction_moves_it_whole() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("s");
-    let store = PackStore::open(&root, opts()).unwrap();
-    let chunks = texts(&store, 300).await;
-    store.recompress(u64::MAX, 2, None).await.unwrap();
-    let blocks = blocks_on_disk(&root);
+    let (_dir, root, store, chunks, blocks) = rewritten(300).await;
     let (first, second) = (&blocks[0], &blocks[1]);
     // All members of the first block but one: the block stays, that one reads.
     for id in &first[1..] {
@@ -304,12 +317,8 @@ async fn a_block_is_freed_with_its_last_member_and_compaction_moves_it_whole() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_block_names_every_chunk_it_hides() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("s");
-    let store = PackStore::open(&root, opts()).unwrap();
-    let chunks = texts(&store, 120).await;
-    store.recompress(u64::MAX, 2, None).await.unwrap();
-    let hidden = blocks_on_disk(&root).remove(0);
+    let (_dir, _, store, chunks, mut blocks) = rewritten(120).await;
+    let hidden = blocks.remove(0);
     let (path, offset) = store.locate(&hidden[0]).unwrap().unwrap();
     // One byte of the payload, past the header and the table.
     let at = offset
