@@ -197,19 +197,7 @@ impl Core {
     /// Attributes of `ino`: of its write-back if it is being written here (an unlinked
     /// one has no links), else of its entry in the tree.
     pub(super) fn stat(&self, ino: u64) -> Result<Attr, Errno> {
-        if let Some(wb) = self.writing.get(ino) {
-            let w = lock(&wb);
-            let size = w.size().map_err(|_| Errno::IO)?;
-            let entry = Entry {
-                kind: EntryKind::File,
-                mode: w.attrs.mode,
-                mtime_ns: w.attrs.mtime_ns,
-                size,
-                meta: w.attrs.meta.clone().map(Box::new),
-                link: w.attrs.link,
-                ..dir_entry(0)
-            };
-            drop(w);
+        if let Some(entry) = self.written_entry(ino)? {
             let mut attr = self.attr(ino, &View::Live, &entry);
             if lock(&self.inodes).locate(ino).is_none() {
                 attr.nlink = 0;
@@ -219,5 +207,27 @@ impl Core {
         let (view, path) = self.locate(ino)?;
         let entry = self.entry(&view, &path)?;
         Ok(self.attr(ino, &view, &entry))
+    }
+
+    /// The entry `ino`'s write-back stands for, if it is being written here. One
+    /// dropped since it was found (its batch committed it while this waited for it)
+    /// has an emptied file: the tree holds what it committed.
+    fn written_entry(&self, ino: u64) -> Result<Option<Entry>, Errno> {
+        let Some(wb) = self.writing.get(ino) else {
+            return Ok(None);
+        };
+        let w = lock(&wb);
+        if w.dropped {
+            return Ok(None);
+        }
+        Ok(Some(Entry {
+            kind: EntryKind::File,
+            mode: w.attrs.mode,
+            mtime_ns: w.attrs.mtime_ns,
+            size: w.size().map_err(|_| Errno::IO)?,
+            meta: w.attrs.meta.clone().map(Box::new),
+            link: w.attrs.link,
+            ..dir_entry(0)
+        }))
     }
 }

@@ -72,6 +72,10 @@ pub struct WriteBack {
     unfilled: Option<Unfilled>,
     /// Open handles (and setattr calls in progress) using it.
     users: u64,
+    /// Dropped: nothing left to commit, its staging file emptied for reuse. Whoever
+    /// found it a moment before (a stat waiting while its batch committed it) reads
+    /// the tree instead, which holds what it committed.
+    pub dropped: bool,
 }
 
 /// Fetches the content a write-back was opened over, in order, into the sink it is
@@ -155,6 +159,7 @@ impl Writing {
                         loaded: false,
                         unfilled: None,
                         users: 0,
+                        dropped: false,
                     }));
                     files.insert(ino, wb.clone());
                     created();
@@ -225,15 +230,16 @@ impl Writing {
         let mut w = lock(wb);
         w.users = w.users.saturating_sub(1);
         let closed = settle(&mut files, &w, ino, wb);
-        self.release(&closed, &w);
+        self.release(&closed, &mut w);
         closed
     }
 
     /// A write-back just dropped: its staging file and record emptied, kept for reuse.
-    fn release(&self, closed: &Closed, w: &WriteBack) {
+    fn release(&self, closed: &Closed, w: &mut WriteBack) {
         if *closed != Closed::Dropped {
             return;
         }
+        w.dropped = true;
         crate::mount::journal::clear(&w.local);
         let mut free = lock(&self.free);
         if free.len() < FREE_FILES && w.file.set_len(0).is_ok() {
@@ -247,9 +253,9 @@ impl Writing {
     /// Drops `ino`'s write-back if nobody uses it and nothing is left to commit.
     pub fn drop_idle(&self, ino: u64, wb: &Arc<Mutex<WriteBack>>) -> Closed {
         let mut files = lock(&self.files);
-        let w = lock(wb);
+        let mut w = lock(wb);
         let closed = settle(&mut files, &w, ino, wb);
-        self.release(&closed, &w);
+        self.release(&closed, &mut w);
         closed
     }
 }
@@ -445,5 +451,36 @@ impl WriteBack {
             crate::mount::journal::clear(&self.local);
         }
         self.failed = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write-back its batch committed and dropped while a stat held it: the holder
+    /// sees it dropped (its file is already emptied for reuse, so its size would be 0).
+    #[test]
+    fn a_write_back_dropped_while_held_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let writing = Writing::new(dir.path().to_path_buf());
+        let wb = writing
+            .open(7, Attrs::default(), || {}, |_| Ok(()))
+            .unwrap();
+        {
+            let mut w = lock(&wb);
+            w.write_at(&[1; 100], 0).unwrap();
+            w.touch();
+        }
+        assert_eq!(writing.close(7, &wb), Closed::Uncommitted);
+        let held = writing.get(7).unwrap();
+        assert!(!lock(&held).dropped);
+        let gen = lock(&wb).gen;
+        lock(&wb).committed(gen);
+        assert_eq!(writing.drop_idle(7, &wb), Closed::Dropped);
+        let w = lock(&held);
+        assert!(w.dropped);
+        assert_eq!(w.size().unwrap(), 0, "its file emptied for reuse");
+        assert!(writing.get(7).is_none());
     }
 }
