@@ -25,7 +25,7 @@ use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 
 use super::index::Loc;
-use super::{blocking, Inner, Kept, PackStore};
+use super::{blocking, on_pool, Inner, Kept, PackStore};
 use crate::{platform, ChunkId, StoreError};
 
 /// Bytes of records per piece: the unit of work handed to the blocking pool.
@@ -124,14 +124,6 @@ pub(super) fn read_found<T: Send + 'static>(
     stream::iter(answered)
         .chain(pieces.buffer_unordered(IN_FLIGHT).flat_map(stream::iter))
         .boxed()
-}
-
-/// `f` on the blocking pool (its panic resumed here).
-pub(super) async fn on_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(answers) => answers,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    }
 }
 
 /// `found`, in disk order, cut into pieces of about [`PIECE_BYTES`].

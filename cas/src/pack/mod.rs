@@ -692,14 +692,7 @@ impl ChunkStore for PackStore {
         // Minutes of CPU on a large store: never on an executor thread.
         let inner = self.inner.clone();
         let newest = newest.cloned();
-        match tokio::task::spawn_blocking(move || {
-            recompress::recompress(&inner, limit, threads, newest.as_ref())
-        })
-        .await
-        {
-            Ok(r) => r,
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
+        on_pool(move || recompress::recompress(&inner, limit, threads, newest.as_ref())).await
     }
 }
 
@@ -716,7 +709,12 @@ async fn blocking<I: Send + Sync + 'static, T: Send + 'static>(
     {
         return tokio::task::block_in_place(move || f(&inner));
     }
-    match tokio::task::spawn_blocking(move || f(&inner)).await {
+    on_pool(move || f(&inner)).await
+}
+
+/// `f` on the blocking pool (its panic resumed here).
+async fn on_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
         Ok(r) => r,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
     }

@@ -28,7 +28,7 @@ use futures::stream::{self, StreamExt};
 
 use super::bulk::{self, Item};
 use super::index::{self, Loc};
-use super::{lock, Inner, PackStore};
+use super::{lock, on_pool, Inner, PackStore};
 use crate::{block, ChunkId, Packed, PackedStream, StoreError};
 
 impl PackStore {
@@ -51,7 +51,7 @@ impl PackStore {
                 .collect::<Vec<_>>();
             let blocks = stream::iter(blocks).map(move |held| {
                 let store = store.clone();
-                bulk::on_pool(move || given(&store, held))
+                on_pool(move || given(&store, held))
             });
             stream::select(
                 frames,
@@ -69,10 +69,12 @@ impl PackStore {
 fn given(store: &PackStore, held: Vec<Item>) -> Vec<(ChunkId, Result<Packed, StoreError>)> {
     let inner = &store.inner;
     let (_, first, loc) = held[0];
-    let frame = inner
-        .read_record(&first, loc)
-        .ok()
-        .filter(|_| store.seal.is_none())
+    // A sealed store never holds blocks: its members are refused as `get` refuses them.
+    let frame = store
+        .seal
+        .is_none()
+        .then(|| inner.read_record(&first, loc).ok())
+        .flatten()
         .and_then(|buf| {
             let frame = inner.check_frame(loc, &buf)?;
             all_live(inner, loc, frame).then(|| buf.slice_ref(frame))

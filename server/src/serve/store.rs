@@ -184,29 +184,24 @@ pub async fn read_many(
 ) -> Result<Response<Body>, ApiError> {
     let ids = id_list::<call::ChunksRead>(req, MAX_READ_IDS).await?;
     let mut out = Vec::new();
+    let store = state.repo.store();
+    let mut answers = match read_as.blocks {
+        true => store.get_packed(ids),
+        false => store
+            .get_many(ids)
+            .map(|(id, r)| (id, r.map(|l| Packed::Frame(l.frame))))
+            .boxed(),
+    };
     let fits = |out: &Vec<u8>, frame: &Bytes| out.len() + frame.len() <= MAX_READ_BYTES;
-    if read_as.blocks {
-        let mut answers = state.repo.store().get_packed(ids);
-        while let Some((id, answer)) = answers.next().await {
-            match answer {
-                Ok(Packed::Frame(f)) if fits(&out, &f) => {
-                    fvfs_api::batch::push(&mut out, ChunkKind::Data, &id, &f);
-                }
-                Ok(Packed::Block(b)) if fits(&out, &b) => {
-                    fvfs_api::batch::push_block(&mut out, &id, &b);
-                }
-                _ => {}
+    while let Some((id, answer)) = answers.next().await {
+        match answer {
+            Ok(Packed::Frame(f)) if fits(&out, &f) => {
+                fvfs_api::batch::push(&mut out, ChunkKind::Data, &id, &f);
             }
-        }
-    } else {
-        let mut answers = state.repo.store().get_many(ids);
-        while let Some((id, answer)) = answers.next().await {
-            match answer {
-                Ok(loaded) if fits(&out, &loaded.frame) => {
-                    fvfs_api::batch::push(&mut out, ChunkKind::Data, &id, &loaded.frame);
-                }
-                _ => {}
+            Ok(Packed::Block(b)) if fits(&out, &b) => {
+                fvfs_api::batch::push_block(&mut out, &id, &b);
             }
+            _ => {}
         }
     }
     state
