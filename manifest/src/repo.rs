@@ -188,25 +188,30 @@ impl Repo {
     ) -> Result<ChunkId> {
         let id = ChunkId::of(data);
         if !self.knows(pending, &id)? {
-            self.put_hashed_chunk(pending, id, data, kind).await?;
+            self.put_hashed_chunks(pending, &[(id, data)], kind).await?;
         }
         Ok(id)
     }
 
-    /// Compresses and stores `data`, whose id the caller has just computed from it
+    /// Compresses and stores `chunks`, whose ids the caller has just computed from them
     /// (and found unknown with [`Repo::knows`]): [`Repo::put_chunk`] without hashing
-    /// and looking up a second time.
-    pub async fn put_hashed_chunk(
+    /// and looking up a second time, and many chunks in one call to the store (one
+    /// write of their records instead of one each).
+    pub async fn put_hashed_chunks(
         &self,
         pending: &Pending,
-        id: ChunkId,
-        data: &[u8],
+        chunks: &[(ChunkId, impl AsRef<[u8]>)],
         kind: ChunkKind,
     ) -> Result<()> {
-        debug_assert_eq!(id, ChunkId::of(data));
-        let framed = Bytes::from(frame::encode(data));
-        self.store_frames(pending, vec![(id, framed, data.len(), kind)])
-            .await
+        let frames = chunks
+            .iter()
+            .map(|(id, data)| {
+                let data = data.as_ref();
+                debug_assert_eq!(*id, ChunkId::of(data));
+                (*id, Bytes::from(frame::encode(data)), data.len(), kind)
+            })
+            .collect();
+        self.store_frames(pending, frames).await
     }
 
     /// Stores frames encoded elsewhere (by a client), after checking that each declares

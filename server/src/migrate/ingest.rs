@@ -3,9 +3,17 @@
 //! Runs on a worker thread (blocking reads), entering the async store through a
 //! runtime handle. A file whose stat changes while it is read is read again, a few
 //! times, then reported: a half-written file is never imported as if it were whole.
+//!
+//! A worker's new chunks wait in its [`Stow`] and are stored together (one call to the
+//! store, one write of their records) at the end of its batch of files or once they
+//! reach [`STOW_BYTES`]: a call per small file cost more than the file. A file read is
+//! told to the stat cache (and remembered as a hard link's content) only once its
+//! chunks are stored, so the stat cache never names a chunk that a checkpoint could
+//! leave out; its entry is handed on only after [`Ingest::stow`] returned.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -27,6 +35,8 @@ const READ_ATTEMPTS: usize = 3;
 const HELPED_FILE_BYTES: u64 = 8 << 20;
 /// Chunks read ahead of the helpers, at most.
 const HELPER_QUEUE: usize = 8;
+/// Raw bytes of new chunks a worker holds before it stores them.
+const STOW_BYTES: usize = 4 << 20;
 
 /// Counters shown by the progress bar and the final summary.
 #[derive(Default)]
@@ -50,6 +60,17 @@ impl From<ManifestError> for Failure {
     fn from(e: ManifestError) -> Self {
         Failure::Store(e)
     }
+}
+
+/// A worker's new chunks not stored yet, and the files read that wait for them.
+#[derive(Default)]
+pub struct Stow {
+    chunks: Vec<(ChunkId, Vec<u8>)>,
+    ids: HashSet<ChunkId>,
+    bytes: usize,
+    /// Files read, told to the stat cache and counted finished once their chunks are
+    /// stored.
+    read: Vec<(u64, PathBuf, StatEntry, Stat)>,
 }
 
 /// Shared state of the workers.
@@ -88,9 +109,10 @@ impl<'a> Ingest<'a> {
         }
     }
 
-    /// Imports `job`'s content; returns what its directory entry refers to, and the
-    /// file's owner and extended attributes.
-    pub fn file(&self, job: &FileJob) -> Result<(FileRef, Box<Meta>), Failure> {
+    /// Imports `job`'s content, its new chunks into `stow` (stored when it is full);
+    /// returns what its directory entry refers to, and the file's owner and extended
+    /// attributes. Not to be handed on before [`Ingest::stow`].
+    pub fn file(&self, job: &FileJob, stow: &mut Stow) -> Result<(FileRef, Box<Meta>), Failure> {
         if let Some(e) = self.unchanged(job)? {
             self.stats.met(job.seq, &job.src, Some(&e), false);
             self.counters
@@ -101,23 +123,46 @@ impl<'a> Ingest<'a> {
         }
         let mut last = String::new();
         for _ in 0..READ_ATTEMPTS {
-            match self.read(job)? {
+            match self.read(job, stow)? {
                 Ok((entry, stat)) => {
-                    self.stats.met(job.seq, &job.src, Some(&entry), true);
-                    if stat.nlink > 1 {
-                        self.links
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .insert((stat.dev, stat.ino), (entry.clone(), stat));
+                    let found = (entry.file.clone(), Box::new(entry.meta.clone()));
+                    stow.read.push((job.seq, job.src.clone(), entry, stat));
+                    if stow.bytes >= STOW_BYTES {
+                        self.stow(stow)?;
                     }
-                    self.done(stat.size);
-                    return Ok((entry.file, Box::new(entry.meta)));
+                    return Ok(found);
                 }
                 Err(why) => last = why,
             }
         }
         self.stats.met(job.seq, &job.src, None, false);
         Err(Failure::Source(last))
+    }
+
+    /// Stores the chunks `stow` holds, in one call, then tells the stat cache of the
+    /// files that waited for them.
+    pub fn stow(&self, stow: &mut Stow) -> Result<(), ManifestError> {
+        if !stow.chunks.is_empty() {
+            self.handle.block_on(self.repo.put_hashed_chunks(
+                self.pending,
+                &stow.chunks,
+                ChunkKind::Data,
+            ))?;
+            stow.chunks.clear();
+            stow.ids.clear();
+            stow.bytes = 0;
+        }
+        for (seq, src, entry, stat) in stow.read.drain(..) {
+            self.stats.met(seq, &src, Some(&entry), true);
+            self.done(stat.size);
+            if stat.nlink > 1 {
+                self.links
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert((stat.dev, stat.ino), (entry, stat));
+            }
+        }
+        Ok(())
     }
 
     fn done(&self, size: u64) {
@@ -198,7 +243,11 @@ impl<'a> Ingest<'a> {
     /// One attempt at reading the file: its content, owner and extended attributes, all
     /// between two `fstat`s that agree. The outer error is the store's, the inner one
     /// the source file's.
-    fn read(&self, job: &FileJob) -> Result<Result<(StatEntry, Stat), String>, ManifestError> {
+    fn read(
+        &self,
+        job: &FileJob,
+        stow: &mut Stow,
+    ) -> Result<Result<(StatEntry, Stat), String>, ManifestError> {
         let (file, before) = match fvfs_walk::open_regular(&job.src) {
             Ok((file, meta)) => (file, Stat::of(&meta)),
             Err(e) => return Ok(Err(format!("cannot open: {e}"))),
@@ -209,7 +258,19 @@ impl<'a> Ingest<'a> {
         let refs = if before.size >= HELPED_FILE_BYTES {
             self.chunks_helped(&file, before.size)?
         } else {
-            self.chunks(&file, before.size, |id, data| self.store(id, &data))?
+            self.chunks(&file, before.size, |id, data| {
+                let (len, new) = (data.len() as u64, stow.ids.insert(id));
+                let counter = match new {
+                    true => &self.counters.bytes_new,
+                    false => &self.counters.bytes_dedup,
+                };
+                counter.fetch_add(len, Ordering::Relaxed);
+                if new {
+                    stow.bytes += data.len();
+                    stow.chunks.push((id, data));
+                }
+                Ok(())
+            })?
         };
         let refs = match refs {
             Ok(refs) => refs,
@@ -266,10 +327,9 @@ impl<'a> Ingest<'a> {
 
     /// Compresses and stores a new chunk.
     fn store(&self, id: ChunkId, data: &[u8]) -> Result<(), ManifestError> {
-        self.handle.block_on(self.repo.put_hashed_chunk(
+        self.handle.block_on(self.repo.put_hashed_chunks(
             self.pending,
-            id,
-            data,
+            &[(id, data)],
             ChunkKind::Data,
         ))?;
         self.counters

@@ -18,7 +18,7 @@ use fvfs_manifest::{Entry, EntryKind, ManifestError};
 use indicatif::ProgressBar;
 
 use super::checkpoints::{Checkpoints, Told};
-use super::ingest::{Failure, Ingest};
+use super::ingest::{Failure, Ingest, Stow};
 use super::statcache::StatCache;
 use super::tree::{Dir, Folded, FOLD_ENTRIES};
 use super::walk::{self, FileJob, Item, Stat};
@@ -108,14 +108,15 @@ pub fn run(
         });
         for _ in 0..jobs {
             let (tx, job_rx, abort) = (done_tx.clone(), &job_rx, &abort);
+            let mut stow = Stow::default();
             scope.spawn(move || loop {
                 let Ok(batch) = job_rx.lock().unwrap_or_else(|p| p.into_inner()).recv() else {
                     return;
                 };
-                let done: Vec<Done> = batch
+                let mut done: Vec<Done> = batch
                     .into_iter()
                     .filter(|_| !abort.load(Ordering::Relaxed))
-                    .map(|job| match ingest.file(&job) {
+                    .map(|job| match ingest.file(&job, &mut stow) {
                         Ok((file, meta)) => {
                             let mut entry = file.entry(job.stat.mode, job.stat.mtime_ns);
                             entry.meta = Some(meta);
@@ -128,6 +129,11 @@ pub fn run(
                         }
                     })
                     .collect();
+                // The batch's entries go on only once their chunks are stored.
+                if let Err(e) = ingest.stow(&mut stow) {
+                    abort.store(true, Ordering::Relaxed);
+                    done = vec![Done::Fatal(e)];
+                }
                 let _ = tx.blocking_send(done);
                 checkpoints.hold(ingest, abort);
             });
