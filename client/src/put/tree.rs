@@ -98,9 +98,10 @@ impl Walker {
             dest,
             meta,
             kind,
+            ..
         } = match event {
             Event::Skipped { src, reason } => return self.walked.skipped.push((src, reason)),
-            Event::Found(found) => found,
+            Event::Found(found) => *found,
         };
         let (mode, mtime_ns) = (meta.mode() & 0o7777, mtime_ns(&meta));
         match kind {

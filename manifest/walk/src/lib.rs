@@ -19,12 +19,13 @@
 //!   files from the deepest folder up (a `!pattern` re-includes, as in git).
 
 use std::ffi::OsString;
-use std::fs::{self, File, Metadata, OpenOptions};
+use std::fs::{self, File, Metadata};
 use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use fvfs_node::path;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
@@ -140,6 +141,8 @@ pub enum Kind {
 #[derive(Debug)]
 pub struct Found {
     pub src: PathBuf,
+    /// The folder holding it, open (for [`open_regular_at`] of its name).
+    pub folder: Arc<OwnedFd>,
     /// Its path in fvfs.
     pub dest: Vec<u8>,
     /// Its `lstat`.
@@ -150,7 +153,7 @@ pub struct Found {
 /// What the walk tells its caller, in order.
 #[derive(Debug)]
 pub enum Event {
-    Found(Found),
+    Found(Box<Found>),
     /// A path not imported for a reason other than the rules (unreadable), or an
     /// exclude file that could not be used whole.
     Skipped {
@@ -171,11 +174,15 @@ struct Layer {
 /// (`O_NONBLOCK`, which changes nothing for a regular file's reads), and only if it is
 /// still a regular file (else an error saying so).
 pub fn open_regular(path: &Path) -> std::io::Result<(File, Metadata)> {
-    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(flags.bits() as i32)
-        .open(path)?;
+    open_regular_at(rustix::fs::CWD, path)
+}
+
+/// [`open_regular`] of `name` in the open folder `folder` (a [`Found`]'s): the kernel
+/// looks up one name instead of every folder of the path again.
+pub fn open_regular_at(folder: impl AsFd, name: &Path) -> std::io::Result<(File, Metadata)> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let file = File::from(rustix::fs::openat(folder, name, flags, Mode::empty())?);
     let meta = file.metadata()?;
     match meta.is_file() {
         true => Ok((file, meta)),
@@ -260,6 +267,14 @@ fn read_names(dir: &Path) -> std::io::Result<Vec<(OsString, fs::DirEntry)>> {
     Ok(names)
 }
 
+/// `dir`, open to find names in (after its listing: a file then opened in it is checked
+/// against what the listing's `lstat` said by its importer).
+fn open_folder(dir: &Path) -> std::io::Result<Arc<OwnedFd>> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    Ok(Arc::new(rustix::fs::open(dir, flags, Mode::empty())?))
+}
+
 /// Walks everything below `src` (not `src` itself), naming each path below `dest`;
 /// returns how many entries the rules left out.
 pub fn walk(src: &Path, dest: &[u8], rules: &Rules, emit: &mut dyn FnMut(Event)) -> u64 {
@@ -274,7 +289,8 @@ pub fn walk(src: &Path, dest: &[u8], rules: &Rules, emit: &mut dyn FnMut(Event))
     while let Some((dir, at, parent)) = stack.pop() {
         // Subfolders are walked after the folder's other names, in byte order.
         let mut below = Vec::new();
-        let names = match read_names(&dir) {
+        let listed = read_names(&dir).and_then(|names| Ok((open_folder(&dir)?, names)));
+        let (folder, names) = match listed {
             Ok(n) => n,
             Err(e) => {
                 emit(Event::Skipped {
@@ -347,12 +363,13 @@ pub fn walk(src: &Path, dest: &[u8], rules: &Rules, emit: &mut dyn FnMut(Event))
             } else {
                 Kind::Special
             };
-            emit(Event::Found(Found {
+            emit(Event::Found(Box::new(Found {
                 src,
+                folder: folder.clone(),
                 dest,
                 meta,
                 kind,
-            }));
+            })));
         }
         stack.extend(below.into_iter().rev());
     }
@@ -414,6 +431,25 @@ mod tests {
             let e = open_regular(&at(name)).unwrap_err();
             assert_eq!(e.to_string(), "not a regular file any more", "{name}");
         }
+        // Each name the walk found, opened in the folder the walk gives with it.
+        let mut opened = Vec::new();
+        walk(dir.path(), b"/in", &Rules::default(), &mut |e| {
+            let Event::Found(f) = e else { return };
+            let name = f.src.file_name().unwrap().to_str().unwrap().to_owned();
+            let found = open_regular_at(&*f.folder, Path::new(&name));
+            let why = |e: std::io::Error| e.raw_os_error().map_or(e.to_string(), |n| n.to_string());
+            opened.push((name, found.map(|(_, m)| m.len()).map_err(why)));
+        });
+        let not_regular = Err("not a regular file any more".to_string());
+        let loops = Err(rustix::io::Errno::LOOP.raw_os_error().to_string());
+        let want = [
+            ("fifo", not_regular.clone()),
+            ("file", Ok(7)),
+            ("link", loops),
+            ("sub", not_regular),
+        ];
+        let want: Vec<_> = want.into_iter().map(|(n, r)| (n.to_string(), r)).collect();
+        assert_eq!(opened, want);
     }
 
     fn patterns(p: &[&str]) -> ExcludeArgs {

@@ -3,8 +3,10 @@
 //! and its excludes, are `fvfs_walk`'s.
 
 use std::fs::Metadata;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use fvfs_manifest::node::{EntryKind, Meta};
 use fvfs_walk::{Event, Found, Kind, Rules};
@@ -48,6 +50,8 @@ impl Stat {
 /// thread does for all files.
 pub struct FileJob {
     pub src: PathBuf,
+    /// The folder holding it, open (the file is opened by its name in it).
+    pub folder: Arc<OwnedFd>,
     pub dest: Vec<u8>,
     pub stat: Stat,
     /// Its number in the walk's order (the stat cache writes what it met in it).
@@ -87,11 +91,12 @@ pub enum Item {
 pub fn walk(src: &Path, dest: &[u8], rules: &Rules, emit: &mut dyn FnMut(Item)) -> u64 {
     fvfs_walk::walk(src, dest, rules, &mut |event| {
         let found = match event {
-            Event::Found(found) => found,
+            Event::Found(found) => *found,
             Event::Skipped { src, reason } => return emit(Item::Skipped { src, reason }),
         };
         let Found {
             src,
+            folder,
             dest,
             meta,
             kind,
@@ -101,6 +106,7 @@ pub fn walk(src: &Path, dest: &[u8], rules: &Rules, emit: &mut dyn FnMut(Item)) 
         emit(match kind {
             Kind::File => Item::File(FileJob {
                 src,
+                folder,
                 dest,
                 stat,
                 seq: 0,
