@@ -23,6 +23,7 @@ use upload::{uploader, Outgoing, ToUploader, Upload};
 
 use std::collections::HashSet;
 use std::fs;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -88,10 +89,34 @@ const READ_BATCH_BYTES: u64 = 8 << 20;
 const HAND_BYTES: usize = 1 << 20;
 const HAND_CHUNKS: usize = 256;
 
+/// A local file to read: its path, and the folder a walk found it in, open (the file
+/// is then opened by its one name there, not by its whole path).
+struct ToRead {
+    path: PathBuf,
+    folder: Option<Arc<OwnedFd>>,
+}
+
+impl ToRead {
+    /// A file opened by its whole path.
+    fn path(path: &Path) -> Self {
+        Self {
+            path: path.to_owned(),
+            folder: None,
+        }
+    }
+
+    fn open(&self) -> std::io::Result<(fs::File, fs::Metadata)> {
+        match (&self.folder, self.path.file_name()) {
+            (Some(folder), Some(name)) => fvfs_walk::open_regular_at(&**folder, Path::new(name)),
+            _ => fvfs_walk::open_regular(&self.path),
+        }
+    }
+}
+
 /// Reads, chunks and hashes local files on one blocking thread, sending each chunk not
 /// seen before in this run to the uploader; returns each file's chunk list, in order.
 async fn chunk_files(
-    paths: Vec<PathBuf>,
+    paths: Vec<ToRead>,
     (seen, seed): (Arc<Mutex<HashSet<ChunkId>>>, u64),
     tx: ToUploader,
 ) -> Vec<std::io::Result<Vec<ChunkRef>>> {
@@ -123,13 +148,13 @@ fn stopped() -> std::io::Error {
 /// [`chunk_files`] of one file: its new chunks join `hand`, which goes to the uploader
 /// when it holds [`HAND_BYTES`] or [`HAND_CHUNKS`].
 fn chunk_one(
-    path: &Path,
+    source: &ToRead,
     (seen, seed): (&Mutex<HashSet<ChunkId>>, u64),
     tx: &ToUploader,
     hand: &mut Vec<Outgoing>,
 ) -> std::io::Result<Vec<ChunkRef>> {
     let mut refs = Vec::new();
-    let (file, meta) = fvfs_walk::open_regular(path)?;
+    let (file, meta) = source.open()?;
     let size = meta.len();
     for chunk in chunker::chunks_sized(file, size, seed) {
         let data = chunk?;
@@ -368,7 +393,7 @@ pub async fn upload_files(
     let chunk = async move {
         let mut done = Vec::with_capacity(files.len());
         for batch in read_batches(files, |f| file_len(&f.local)) {
-            let paths = batch.iter().map(|f| f.local.clone()).collect();
+            let paths = batch.iter().map(|f| ToRead::path(&f.local)).collect();
             let read = chunk_files(paths, (seen.clone(), seed), tx.clone()).await;
             for (refs, f) in read.into_iter().zip(batch) {
                 done.push(match refs {
@@ -438,7 +463,7 @@ mod tests {
         )
         .unwrap();
         let (tx, mut rx) = tokio::sync::mpsc::channel(8);
-        let paths = ["link", "fifo", "file"].map(at).to_vec();
+        let paths = Vec::from(["link", "fifo", "file"].map(|n| ToRead::path(&at(n))));
         let read = chunk_files(paths, (Default::default(), 0), tx).await;
         let sent = match rx.recv().await {
             Some(Upload::Chunks(chunks)) => chunks.len(),

@@ -15,6 +15,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -30,7 +31,7 @@ use fvfs_walk::{Event, Found, Kind, Rules};
 
 use super::{
     chunk_files, commit, cut_seed, file_op, resend_if_collected, uploader, Attrs, ReadBatch,
-    ToUploader, Upload,
+    ToRead, ToUploader, Upload,
 };
 
 /// What a tree upload did.
@@ -54,8 +55,19 @@ pub async fn put_tree(api: &Api, src: &Path, dest: &[u8], rules: &Rules) -> Resu
 /// A file the walk found.
 struct LocalFile {
     path: PathBuf,
+    /// The folder holding it, open.
+    folder: Arc<OwnedFd>,
     at: Vec<u8>,
     meta: fs::Metadata,
+}
+
+impl LocalFile {
+    fn to_read(&self) -> ToRead {
+        ToRead {
+            path: self.path.clone(),
+            folder: Some(self.folder.clone()),
+        }
+    }
 }
 
 /// What the walk hands on, in the order it found it.
@@ -95,10 +107,10 @@ impl Walker {
     fn found(&mut self, event: Event) {
         let Found {
             src,
+            folder,
             dest,
             meta,
             kind,
-            ..
         } = match event {
             Event::Skipped { src, reason } => return self.walked.skipped.push((src, reason)),
             Event::Found(found) => *found,
@@ -119,7 +131,12 @@ impl Walker {
                 meta: None,
                 link: None,
             }),
-            Kind::File => self.file(src, dest, meta),
+            Kind::File => self.file(LocalFile {
+                path: src,
+                folder,
+                at: dest,
+                meta,
+            }),
             Kind::Special => {
                 let t = meta.file_type();
                 let kind = if t.is_socket() {
@@ -144,20 +161,21 @@ impl Walker {
 
     /// A file to read, unless it is another name of a file found before (then a link
     /// to that one's first name).
-    fn file(&mut self, path: PathBuf, at: Vec<u8>, meta: fs::Metadata) {
+    fn file(&mut self, file: LocalFile) {
+        let meta = &file.meta;
         if meta.nlink() > 1 {
             match self.first_names.entry((meta.dev(), meta.ino())) {
                 std::collections::hash_map::Entry::Occupied(first) => {
                     let first = first.get().clone();
-                    return self.walked.more_names.push((first, at, path));
+                    return self.walked.more_names.push((first, file.at, file.path));
                 }
                 std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(at.clone());
+                    v.insert(file.at.clone());
                 }
             }
         }
         let len = meta.len();
-        if let Some(batch) = self.files.add(LocalFile { path, at, meta }, len) {
+        if let Some(batch) = self.files.add(file, len) {
             self.hand_on(false);
             self.send(Listed::Files(batch));
         }
@@ -319,7 +337,7 @@ async fn put_tree_once(api: &Api, src: &Path, dest: &[u8], rules: &Rules) -> Res
                     match listed {
                         Listed::Ops(ops) => (ops, Vec::new()),
                         Listed::Files(batch) => {
-                            let paths = batch.iter().map(|f| f.path.clone()).collect();
+                            let paths = batch.iter().map(LocalFile::to_read).collect();
                             let read = chunk_files(paths, (seen, seed), tx).await;
                             (Vec::new(), read.into_iter().zip(batch).collect())
                         }
