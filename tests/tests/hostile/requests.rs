@@ -212,3 +212,63 @@ fn another_users_flood_on_loopback_leaves_local_clients_served() {
     );
     drop(flood);
 }
+
+/// A large file's node uploaded without the chunk it lists: a commit naming it is
+/// refused whole (`missing_chunks`, naming the chunk: the writer looks up what a node
+/// lists, not only the node) and the file is not there; once the chunk is sent, the
+/// same commit goes through.
+#[test]
+fn a_file_node_whose_chunk_was_never_sent_is_not_committed() {
+    use fvfs_api::commit::{CommitOp, CommitRequest};
+    let store = Fvfsd::new();
+    let d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
+    let data = b"the chunk the node lists, never sent at first".to_vec();
+    let chunk = fvfs_cas::ChunkId::of(&data);
+    let size = data.len() as u64;
+    let listed = fvfs_node::ChunkRef {
+        id: chunk,
+        len: size,
+    };
+    let node = fvfs_node::Node::File(fvfs_node::FileNode {
+        size,
+        chunks: vec![listed],
+        lists: vec![],
+    })
+    .encode();
+    let node_id = fvfs_cas::ChunkId::of(&node);
+    let octets = ["Content-Type: application/octet-stream"];
+    let send = |kind_node: bool, id: &fvfs_cas::ChunkId, raw: &[u8]| {
+        let body = record(kind_node, id, &fvfs_cas::frame::encode(raw));
+        let (status, answer) = d.raw(&request("POST", "/v1/chunks", &octets, &body));
+        assert!((200..300).contains(&status), "{status}: {answer}");
+    };
+    send(true, &node_id, &node);
+    let commit = CommitRequest {
+        message: String::new(),
+        ops: vec![CommitOp::File {
+            path: "/big".into(),
+            mode: 0o644,
+            mtime_ns: 0,
+            size,
+            node: Some(node_id.to_hex()),
+            chunks: vec![],
+            meta: None,
+            link: None,
+            expect: None,
+        }],
+    };
+    let body = serde_json::to_vec(&commit).unwrap();
+    let json = ["Content-Type: application/json"];
+    let (status, answer) = d.raw(&request("POST", "/v1/commit", &json, &body));
+    assert_eq!(status, 409, "{answer}");
+    assert!(answer.contains("missing_chunks"), "{answer}");
+    assert!(answer.contains(&chunk.to_hex()), "{answer}");
+    let (status, _) = d.raw(&request("GET", "/v1/files/big", &[], b""));
+    assert_eq!(status, 404, "the refused file was committed");
+
+    send(false, &chunk, &data);
+    let (status, answer) = d.raw(&request("POST", "/v1/commit", &json, &body));
+    assert_eq!(status, 200, "{answer}");
+    let (status, content) = d.raw(&request("GET", "/v1/files/big", &[], b""));
+    assert_eq!((status, content.into_bytes()), (200, data));
+}
