@@ -23,7 +23,6 @@ use upload::{uploader, Outgoing, ToUploader, Upload};
 
 use std::collections::HashSet;
 use std::fs;
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -39,6 +38,7 @@ use fvfs_api::views::VersionInfo;
 use fvfs_api::ErrorCode;
 use fvfs_cas::{chunker, ChunkId};
 use fvfs_node::{content_key, file_layout, ChunkKind, ChunkRef, FileLayout, Link, Meta};
+use fvfs_walk::Folder;
 
 use fvfs_api::client::{Api, Body, Failure};
 
@@ -89,11 +89,11 @@ const READ_BATCH_BYTES: u64 = 8 << 20;
 const HAND_BYTES: usize = 1 << 20;
 const HAND_CHUNKS: usize = 256;
 
-/// A local file to read: its path, and the folder a walk found it in, open (the file
-/// is then opened by its one name there, not by its whole path).
+/// A local file to read: its path, and the folder a walk found it in, if the walk
+/// holds it open (the file is then opened by its one name there).
 struct ToRead {
     path: PathBuf,
-    folder: Option<Arc<OwnedFd>>,
+    folder: Option<Arc<Folder>>,
 }
 
 impl ToRead {
@@ -106,10 +106,7 @@ impl ToRead {
     }
 
     fn open(&self) -> std::io::Result<(fs::File, fs::Metadata)> {
-        match (&self.folder, self.path.file_name()) {
-            (Some(folder), Some(name)) => fvfs_walk::open_regular_at(&**folder, Path::new(name)),
-            _ => fvfs_walk::open_regular(&self.path),
-        }
+        fvfs_walk::open_found(&self.path, self.folder.as_deref())
     }
 }
 

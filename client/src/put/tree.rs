@@ -15,7 +15,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::os::fd::OwnedFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -27,7 +26,7 @@ use fvfs_api::client::Api;
 use fvfs_api::commit::CommitOp;
 use fvfs_api::path::encode_path;
 use fvfs_api::views::VersionInfo;
-use fvfs_walk::{Event, Found, Kind, Rules};
+use fvfs_walk::{Event, Folder, Found, Kind, Rules};
 
 use super::{
     chunk_files, commit, cut_seed, file_op, resend_if_collected, uploader, Attrs, ReadBatch,
@@ -55,8 +54,8 @@ pub async fn put_tree(api: &Api, src: &Path, dest: &[u8], rules: &Rules) -> Resu
 /// A file the walk found.
 struct LocalFile {
     path: PathBuf,
-    /// The folder holding it, open.
-    folder: Arc<OwnedFd>,
+    /// The folder holding it, if the walk holds it open.
+    folder: Option<Arc<Folder>>,
     at: Vec<u8>,
     meta: fs::Metadata,
 }
@@ -65,7 +64,7 @@ impl LocalFile {
     fn to_read(&self) -> ToRead {
         ToRead {
             path: self.path.clone(),
-            folder: Some(self.folder.clone()),
+            folder: self.folder.clone(),
         }
     }
 }

@@ -25,6 +25,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use fvfs_node::path;
@@ -141,8 +142,9 @@ pub enum Kind {
 #[derive(Debug)]
 pub struct Found {
     pub src: PathBuf,
-    /// The folder holding it, open (for [`open_regular_at`] of its name).
-    pub folder: Arc<OwnedFd>,
+    /// The folder holding it, open, unless [`MAX_OPEN_FOLDERS`] already were (see
+    /// [`open_found`]).
+    pub folder: Option<Arc<Folder>>,
     /// Its path in fvfs.
     pub dest: Vec<u8>,
     /// Its `lstat`.
@@ -177,9 +179,17 @@ pub fn open_regular(path: &Path) -> std::io::Result<(File, Metadata)> {
     open_regular_at(rustix::fs::CWD, path)
 }
 
-/// [`open_regular`] of `name` in the open folder `folder` (a [`Found`]'s): the kernel
-/// looks up one name instead of every folder of the path again.
-pub fn open_regular_at(folder: impl AsFd, name: &Path) -> std::io::Result<(File, Metadata)> {
+/// [`open_regular`] of a file a walk found at `path` in `folder`: by its one name in the
+/// open folder when there is one (the kernel then looks up one name instead of every
+/// folder of the path again), else by its path.
+pub fn open_found(path: &Path, folder: Option<&Folder>) -> std::io::Result<(File, Metadata)> {
+    match (folder, path.file_name()) {
+        (Some(folder), Some(name)) => open_regular_at(&folder.0, Path::new(name)),
+        _ => open_regular(path),
+    }
+}
+
+fn open_regular_at(folder: impl AsFd, name: &Path) -> std::io::Result<(File, Metadata)> {
     use rustix::fs::{Mode, OFlags};
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
     let file = File::from(rustix::fs::openat(folder, name, flags, Mode::empty())?);
@@ -187,6 +197,42 @@ pub fn open_regular_at(folder: impl AsFd, name: &Path) -> std::io::Result<(File,
     match meta.is_file() {
         true => Ok((file, meta)),
         false => Err(std::io::Error::other("not a regular file any more")),
+    }
+}
+
+/// Folders a process holds open for its walks at most: the files in flight between a
+/// walk and its readers hold theirs (every file in its own folder, as in
+/// `node_modules`, on many cores, would otherwise take thousands of descriptors). Past
+/// it, files are opened by their paths.
+pub const MAX_OPEN_FOLDERS: usize = 256;
+static OPEN_FOLDERS: AtomicUsize = AtomicUsize::new(0);
+
+/// A folder a walk listed, open to open its files in (see [`open_found`]).
+#[derive(Debug)]
+pub struct Folder(OwnedFd);
+
+impl Drop for Folder {
+    fn drop(&mut self) {
+        OPEN_FOLDERS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// `dir`, open (after its listing: a file then opened in it is checked against what
+/// the listing's `lstat` said by its importer); `None` past [`MAX_OPEN_FOLDERS`] or if
+/// it cannot be opened (its files are then opened by their paths).
+fn open_folder(dir: &Path) -> Option<Arc<Folder>> {
+    use rustix::fs::{Mode, OFlags};
+    if OPEN_FOLDERS.fetch_add(1, Ordering::Relaxed) >= MAX_OPEN_FOLDERS {
+        OPEN_FOLDERS.fetch_sub(1, Ordering::Relaxed);
+        return None;
+    }
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    match rustix::fs::open(dir, flags, Mode::empty()) {
+        Ok(fd) => Some(Arc::new(Folder(fd))),
+        Err(_) => {
+            OPEN_FOLDERS.fetch_sub(1, Ordering::Relaxed);
+            None
+        }
     }
 }
 
@@ -267,14 +313,6 @@ fn read_names(dir: &Path) -> std::io::Result<Vec<(OsString, fs::DirEntry)>> {
     Ok(names)
 }
 
-/// `dir`, open to find names in (after its listing: a file then opened in it is checked
-/// against what the listing's `lstat` said by its importer).
-fn open_folder(dir: &Path) -> std::io::Result<Arc<OwnedFd>> {
-    use rustix::fs::{Mode, OFlags};
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    Ok(Arc::new(rustix::fs::open(dir, flags, Mode::empty())?))
-}
-
 /// Walks everything below `src` (not `src` itself), naming each path below `dest`;
 /// returns how many entries the rules left out.
 pub fn walk(src: &Path, dest: &[u8], rules: &Rules, emit: &mut dyn FnMut(Event)) -> u64 {
@@ -289,8 +327,7 @@ pub fn walk(src: &Path, dest: &[u8], rules: &Rules, emit: &mut dyn FnMut(Event))
     while let Some((dir, at, parent)) = stack.pop() {
         // Subfolders are walked after the folder's other names, in byte order.
         let mut below = Vec::new();
-        let listed = read_names(&dir).and_then(|names| Ok((open_folder(&dir)?, names)));
-        let (folder, names) = match listed {
+        let names = match read_names(&dir) {
             Ok(n) => n,
             Err(e) => {
                 emit(Event::Skipped {
@@ -300,6 +337,11 @@ pub fn walk(src: &Path, dest: &[u8], rules: &Rules, emit: &mut dyn FnMut(Event))
                 continue;
             }
         };
+        // Open for its files only (`d_type`, from the listing).
+        let has_files = names
+            .iter()
+            .any(|(_, e)| e.file_type().is_ok_and(|t| t.is_file()));
+        let folder = has_files.then(|| open_folder(&dir)).flatten();
         let layer = if rules.files && names.iter().any(|(n, _)| n == IGNORE_FILE) {
             layer(&dir, parent, emit)
         } else {
@@ -431,12 +473,14 @@ mod tests {
             let e = open_regular(&at(name)).unwrap_err();
             assert_eq!(e.to_string(), "not a regular file any more", "{name}");
         }
-        // Each name the walk found, opened in the folder the walk gives with it.
+        // Each name the walk found, opened in the folder the walk gives with it (every
+        // one has it: far fewer than MAX_OPEN_FOLDERS are open).
         let mut opened = Vec::new();
         walk(dir.path(), b"/in", &Rules::default(), &mut |e| {
             let Event::Found(f) = e else { return };
+            assert!(f.folder.is_some(), "{}", f.src.display());
             let name = f.src.file_name().unwrap().to_str().unwrap().to_owned();
-            let found = open_regular_at(&*f.folder, Path::new(&name));
+            let found = open_found(&f.src, f.folder.as_deref());
             let why = |e: std::io::Error| e.raw_os_error().map_or(e.to_string(), |n| n.to_string());
             opened.push((name, found.map(|(_, m)| m.len()).map_err(why)));
         });
@@ -450,6 +494,44 @@ mod tests {
         ];
         let want: Vec<_> = want.into_iter().map(|(n, r)| (n.to_string(), r)).collect();
         assert_eq!(opened, want);
+    }
+
+    /// Files in flight hold their folders open up to MAX_OPEN_FOLDERS; past it they
+    /// carry none and open by their paths; a folder dropped frees its place.
+    #[test]
+    fn open_folders_are_bounded_and_past_the_bound_files_open_by_path() {
+        let folders = MAX_OPEN_FOLDERS + 44;
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..folders {
+            let sub = dir.path().join(format!("d{i:04}"));
+            fs::create_dir(&sub).unwrap();
+            fs::write(sub.join("f"), format!("file {i}")).unwrap();
+        }
+        let mut held = Vec::new();
+        walk(dir.path(), b"/in", &Rules::default(), &mut |e| match e {
+            Event::Found(f) if f.kind == Kind::File => held.push(f),
+            _ => {}
+        });
+        assert_eq!(held.len(), folders);
+        let open = held.iter().filter(|f| f.folder.is_some()).count();
+        assert!(open <= MAX_OPEN_FOLDERS, "{open} folders held open");
+        assert!(folders - open >= 44, "{open} of {folders} open");
+        for (i, f) in held.iter().enumerate() {
+            let (mut file, _) = open_found(&f.src, f.folder.as_deref()).unwrap();
+            let mut text = String::new();
+            file.read_to_string(&mut text).unwrap();
+            assert_eq!(text, format!("file {i}"));
+        }
+        drop(held);
+        let mut again = Vec::new();
+        walk(dir.path(), b"/in", &Rules::default(), &mut |e| match e {
+            Event::Found(f) if f.kind == Kind::File => again.push(f.folder.is_some()),
+            _ => {}
+        });
+        assert!(
+            again[..MAX_OPEN_FOLDERS / 2].iter().all(|&o| o),
+            "places not freed"
+        );
     }
 
     fn patterns(p: &[&str]) -> ExcludeArgs {

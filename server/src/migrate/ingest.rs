@@ -13,7 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -248,9 +248,7 @@ impl<'a> Ingest<'a> {
         job: &FileJob,
         stow: &mut Stow,
     ) -> Result<Result<(StatEntry, Stat), String>, ManifestError> {
-        // Its name in its open folder (a walked path always ends in a name).
-        let name = job.src.file_name().map_or(job.src.as_path(), Path::new);
-        let (file, before) = match fvfs_walk::open_regular_at(&*job.folder, name) {
+        let (file, before) = match fvfs_walk::open_found(&job.src, job.folder.as_deref()) {
             Ok((file, meta)) => (file, Stat::of(&meta)),
             Err(e) => return Ok(Err(format!("cannot open: {e}"))),
         };

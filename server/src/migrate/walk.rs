@@ -3,13 +3,12 @@
 //! and its excludes, are `fvfs_walk`'s.
 
 use std::fs::Metadata;
-use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use fvfs_manifest::node::{EntryKind, Meta};
-use fvfs_walk::{Event, Found, Kind, Rules};
+use fvfs_walk::{Event, Folder, Found, Kind, Rules};
 
 use super::statcache::Cached;
 use crate::localmeta;
@@ -50,8 +49,8 @@ impl Stat {
 /// thread does for all files.
 pub struct FileJob {
     pub src: PathBuf,
-    /// The folder holding it, open (the file is opened by its name in it).
-    pub folder: Arc<OwnedFd>,
+    /// The folder holding it, open, if the walk holds it (see `fvfs_walk::open_found`).
+    pub folder: Option<Arc<Folder>>,
     pub dest: Vec<u8>,
     pub stat: Stat,
     /// Its number in the walk's order (the stat cache writes what it met in it).
