@@ -38,7 +38,7 @@ use fvfs_api::views::VersionInfo;
 use fvfs_api::ErrorCode;
 use fvfs_cas::{chunker, ChunkId};
 use fvfs_node::{content_key, file_layout, ChunkKind, ChunkRef, FileLayout, Link, Meta};
-use fvfs_walk::Folder;
+use fvfs_walk::ToRead;
 
 use fvfs_api::client::{Api, Body, Failure};
 
@@ -88,27 +88,6 @@ const READ_BATCH_BYTES: u64 = 8 << 20;
 /// New chunks handed to the uploader at once, at most: so many bytes, so many chunks.
 const HAND_BYTES: usize = 1 << 20;
 const HAND_CHUNKS: usize = 256;
-
-/// A local file to read: its path, and the folder a walk found it in, if the walk
-/// holds it open (the file is then opened by its one name there).
-struct ToRead {
-    path: PathBuf,
-    folder: Option<Arc<Folder>>,
-}
-
-impl ToRead {
-    /// A file opened by its whole path.
-    fn path(path: &Path) -> Self {
-        Self {
-            path: path.to_owned(),
-            folder: None,
-        }
-    }
-
-    fn open(&self) -> std::io::Result<(fs::File, fs::Metadata)> {
-        fvfs_walk::open_found(&self.path, self.folder.as_deref())
-    }
-}
 
 /// Reads, chunks and hashes local files on one blocking thread, sending each chunk not
 /// seen before in this run to the uploader; returns each file's chunk list, in order.
@@ -390,7 +369,10 @@ pub async fn upload_files(
     let chunk = async move {
         let mut done = Vec::with_capacity(files.len());
         for batch in read_batches(files, |f| file_len(&f.local)) {
-            let paths = batch.iter().map(|f| ToRead::path(&f.local)).collect();
+            let paths = batch
+                .iter()
+                .map(|f| ToRead::new(f.local.clone(), None))
+                .collect();
             let read = chunk_files(paths, (seen.clone(), seed), tx.clone()).await;
             for (refs, f) in read.into_iter().zip(batch) {
                 done.push(match refs {
@@ -460,7 +442,7 @@ mod tests {
         )
         .unwrap();
         let (tx, mut rx) = tokio::sync::mpsc::channel(8);
-        let paths = Vec::from(["link", "fifo", "file"].map(|n| ToRead::path(&at(n))));
+        let paths = Vec::from(["link", "fifo", "file"].map(|n| ToRead::new(at(n), None)));
         let read = chunk_files(paths, (Default::default(), 0), tx).await;
         let sent = match rx.recv().await {
             Some(Upload::Chunks(chunks)) => chunks.len(),

@@ -26,11 +26,11 @@ use fvfs_api::client::Api;
 use fvfs_api::commit::CommitOp;
 use fvfs_api::path::encode_path;
 use fvfs_api::views::VersionInfo;
-use fvfs_walk::{Event, Folder, Found, Kind, Rules};
+use fvfs_walk::{Event, Found, Kind, Rules, ToRead};
 
 use super::{
     chunk_files, commit, cut_seed, file_op, resend_if_collected, uploader, Attrs, ReadBatch,
-    ToRead, ToUploader, Upload,
+    ToUploader, Upload,
 };
 
 /// What a tree upload did.
@@ -53,20 +53,9 @@ pub async fn put_tree(api: &Api, src: &Path, dest: &[u8], rules: &Rules) -> Resu
 
 /// A file the walk found.
 struct LocalFile {
-    path: PathBuf,
-    /// The folder holding it, if the walk holds it open.
-    folder: Option<Arc<Folder>>,
+    file: ToRead,
     at: Vec<u8>,
     meta: fs::Metadata,
-}
-
-impl LocalFile {
-    fn to_read(&self) -> ToRead {
-        ToRead {
-            path: self.path.clone(),
-            folder: self.folder.clone(),
-        }
-    }
 }
 
 /// What the walk hands on, in the order it found it.
@@ -131,8 +120,7 @@ impl Walker {
                 link: None,
             }),
             Kind::File => self.file(LocalFile {
-                path: src,
-                folder,
+                file: ToRead::new(src, folder),
                 at: dest,
                 meta,
             }),
@@ -166,7 +154,10 @@ impl Walker {
             match self.first_names.entry((meta.dev(), meta.ino())) {
                 std::collections::hash_map::Entry::Occupied(first) => {
                     let first = first.get().clone();
-                    return self.walked.more_names.push((first, file.at, file.path));
+                    return self
+                        .walked
+                        .more_names
+                        .push((first, file.at, file.file.path));
                 }
                 std::collections::hash_map::Entry::Vacant(v) => {
                     v.insert(file.at.clone());
@@ -336,7 +327,7 @@ async fn put_tree_once(api: &Api, src: &Path, dest: &[u8], rules: &Rules) -> Res
                     match listed {
                         Listed::Ops(ops) => (ops, Vec::new()),
                         Listed::Files(batch) => {
-                            let paths = batch.iter().map(LocalFile::to_read).collect();
+                            let paths = batch.iter().map(|f| f.file.clone()).collect();
                             let read = chunk_files(paths, (seen, seed), tx).await;
                             (Vec::new(), read.into_iter().zip(batch).collect())
                         }
@@ -353,7 +344,7 @@ async fn put_tree_once(api: &Api, src: &Path, dest: &[u8], rules: &Rules) -> Res
                 let refs = match refs {
                     Ok(refs) => refs,
                     Err(e) => {
-                        unreadable.push((f.path, format!("cannot read: {e}"), f.at));
+                        unreadable.push((f.file.path, format!("cannot read: {e}"), f.at));
                         continue;
                     }
                 };

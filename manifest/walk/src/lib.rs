@@ -142,8 +142,8 @@ pub enum Kind {
 #[derive(Debug)]
 pub struct Found {
     pub src: PathBuf,
-    /// The folder holding it, open, unless [`MAX_OPEN_FOLDERS`] already were (see
-    /// [`open_found`]).
+    /// The folder holding it, open (for [`ToRead`]), unless [`MAX_OPEN_FOLDERS`]
+    /// already were or it holds no file.
     pub folder: Option<Arc<Folder>>,
     /// Its path in fvfs.
     pub dest: Vec<u8>,
@@ -179,13 +179,28 @@ pub fn open_regular(path: &Path) -> std::io::Result<(File, Metadata)> {
     open_regular_at(rustix::fs::CWD, path)
 }
 
-/// [`open_regular`] of a file a walk found at `path` in `folder`: by its one name in the
-/// open folder when there is one (the kernel then looks up one name instead of every
-/// folder of the path again), else by its path.
-pub fn open_found(path: &Path, folder: Option<&Folder>) -> std::io::Result<(File, Metadata)> {
-    match (folder, path.file_name()) {
-        (Some(folder), Some(name)) => open_regular_at(&folder.0, Path::new(name)),
-        _ => open_regular(path),
+/// A regular file a walk found, to read: its path, and the folder holding it if the
+/// walk holds that open (see [`Found::folder`]).
+#[derive(Clone, Debug)]
+pub struct ToRead {
+    pub path: PathBuf,
+    folder: Option<Arc<Folder>>,
+}
+
+impl ToRead {
+    /// `path`, in `folder` if given.
+    pub fn new(path: PathBuf, folder: Option<Arc<Folder>>) -> Self {
+        Self { path, folder }
+    }
+
+    /// [`open_regular`] of the file: by its one name in its open folder when there is
+    /// one (the kernel then looks up one name instead of every folder of the path
+    /// again), else by its path.
+    pub fn open(&self) -> std::io::Result<(File, Metadata)> {
+        match (&self.folder, self.path.file_name()) {
+            (Some(folder), Some(name)) => open_regular_at(&folder.0, Path::new(name)),
+            _ => open_regular(&self.path),
+        }
     }
 }
 
@@ -207,7 +222,7 @@ fn open_regular_at(folder: impl AsFd, name: &Path) -> std::io::Result<(File, Met
 pub const MAX_OPEN_FOLDERS: usize = 256;
 static OPEN_FOLDERS: AtomicUsize = AtomicUsize::new(0);
 
-/// A folder a walk listed, open to open its files in (see [`open_found`]).
+/// A folder a walk listed, open to open its files in (see [`ToRead`]).
 #[derive(Debug)]
 pub struct Folder(OwnedFd);
 
@@ -480,7 +495,7 @@ mod tests {
             let Event::Found(f) = e else { return };
             assert!(f.folder.is_some(), "{}", f.src.display());
             let name = f.src.file_name().unwrap().to_str().unwrap().to_owned();
-            let found = open_found(&f.src, f.folder.as_deref());
+            let found = ToRead::new(f.src, f.folder).open();
             let why = |e: std::io::Error| e.raw_os_error().map_or(e.to_string(), |n| n.to_string());
             opened.push((name, found.map(|(_, m)| m.len()).map_err(why)));
         });
@@ -517,7 +532,7 @@ mod tests {
         assert!(open <= MAX_OPEN_FOLDERS, "{open} folders held open");
         assert!(folders - open >= 44, "{open} of {folders} open");
         for (i, f) in held.iter().enumerate() {
-            let (mut file, _) = open_found(&f.src, f.folder.as_deref()).unwrap();
+            let (mut file, _) = ToRead::new(f.src.clone(), f.folder.clone()).open().unwrap();
             let mut text = String::new();
             file.read_to_string(&mut text).unwrap();
             assert_eq!(text, format!("file {i}"));

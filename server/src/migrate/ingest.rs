@@ -114,7 +114,7 @@ impl<'a> Ingest<'a> {
     /// attributes. Not to be handed on before [`Ingest::stow`].
     pub fn file(&self, job: &FileJob, stow: &mut Stow) -> Result<(FileRef, Box<Meta>), Failure> {
         if let Some(e) = self.unchanged(job)? {
-            self.stats.met(job.seq, &job.src, Some(&e), false);
+            self.stats.met(job.seq, &job.src.path, Some(&e), false);
             self.counters
                 .files_unchanged
                 .fetch_add(1, Ordering::Relaxed);
@@ -126,7 +126,7 @@ impl<'a> Ingest<'a> {
             match self.read(job, stow)? {
                 Ok((entry, stat)) => {
                     let found = (entry.file.clone(), Box::new(entry.meta.clone()));
-                    stow.read.push((job.seq, job.src.clone(), entry, stat));
+                    stow.read.push((job.seq, job.src.path.clone(), entry, stat));
                     if stow.bytes >= STOW_BYTES {
                         self.stow(stow)?;
                     }
@@ -135,7 +135,7 @@ impl<'a> Ingest<'a> {
                 Err(why) => last = why,
             }
         }
-        self.stats.met(job.seq, &job.src, None, false);
+        self.stats.met(job.seq, &job.src.path, None, false);
         Err(Failure::Source(last))
     }
 
@@ -248,7 +248,7 @@ impl<'a> Ingest<'a> {
         job: &FileJob,
         stow: &mut Stow,
     ) -> Result<Result<(StatEntry, Stat), String>, ManifestError> {
-        let (file, before) = match fvfs_walk::open_found(&job.src, job.folder.as_deref()) {
+        let (file, before) = match job.src.open() {
             Ok((file, meta)) => (file, Stat::of(&meta)),
             Err(e) => return Ok(Err(format!("cannot open: {e}"))),
         };

@@ -122,7 +122,7 @@ pub fn run(
                             entry.meta = Some(meta);
                             Done::Entry(job.dest, entry, same_file(&job.stat))
                         }
-                        Err(Failure::Source(why)) => Done::Skipped(job.src, why),
+                        Err(Failure::Source(why)) => Done::Skipped(job.src.path, why),
                         Err(Failure::Store(e)) => {
                             abort.store(true, Ordering::Relaxed);
                             Done::Fatal(e)
@@ -236,7 +236,7 @@ fn walker(
         excluded += walk::walk(src, dest, rules, &mut |item| {
             match item {
                 Item::File(mut job) => {
-                    (job.seq, job.cached) = (seq, stats.lookup(&job.src));
+                    (job.seq, job.cached) = (seq, stats.lookup(&job.src.path));
                     seq += 1;
                     bytes += job.stat.size;
                     bar.inc_length(job.stat.size);

@@ -5,10 +5,9 @@
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use fvfs_manifest::node::{EntryKind, Meta};
-use fvfs_walk::{Event, Folder, Found, Kind, Rules};
+use fvfs_walk::{Event, Found, Kind, Rules, ToRead};
 
 use super::statcache::Cached;
 use crate::localmeta;
@@ -48,9 +47,7 @@ impl Stat {
 /// unchanged (setting either changes a file's ctime): not by the walk, which one
 /// thread does for all files.
 pub struct FileJob {
-    pub src: PathBuf,
-    /// The folder holding it, open, if the walk holds it (see `fvfs_walk::open_found`).
-    pub folder: Option<Arc<Folder>>,
+    pub src: ToRead,
     pub dest: Vec<u8>,
     pub stat: Stat,
     /// Its number in the walk's order (the stat cache writes what it met in it).
@@ -104,8 +101,7 @@ pub fn walk(src: &Path, dest: &[u8], rules: &Rules, emit: &mut dyn FnMut(Item)) 
         let local = |src: &Path| Box::new(localmeta::read(src, &meta));
         emit(match kind {
             Kind::File => Item::File(FileJob {
-                src,
-                folder,
+                src: ToRead::new(src, folder),
                 dest,
                 stat,
                 seq: 0,
