@@ -17,7 +17,14 @@ use super::{lock, Inner, State, BATCH_OPS, UPDATING};
 use crate::kv::Batch;
 use crate::{failpoint, platform, ChunkId, StoreError};
 
+/// Deletions held in memory at most: the delete that reaches it syncs them all. A
+/// collection deleting 1.5 million chunks of a 3,000,000-file store held them all
+/// until its last sync, which copied them twice more: 470 MB at its peak.
+pub(super) const MAX_DELETING: usize = 1 << 14;
+
 impl Inner {
+    /// Hides `id` from readers at once; the index forgets it, and its space is freed,
+    /// at the next sync (or at once when [`MAX_DELETING`] deletions are held).
     pub(super) fn delete(&self, id: &ChunkId) -> Result<(), StoreError> {
         let _one_at_a_time = lock(&self.sync_lock);
         let mut st = lock(&self.state);
@@ -40,7 +47,14 @@ impl Inner {
             id: *id,
             reason: "its index entry is malformed".into(),
         })?;
-        lock(&self.state).deleting.insert(*id, loc);
+        let held = {
+            let mut st = lock(&self.state);
+            st.deleting.insert(*id, loc);
+            st.deleting.len()
+        };
+        if held >= MAX_DELETING {
+            self.sync_locked()?;
+        }
         Ok(())
     }
 

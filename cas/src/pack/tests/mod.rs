@@ -249,6 +249,41 @@ async fn deleting_punches_a_hole_and_compaction_removes_sparse_segments() {
         .is_empty());
 }
 
+/// A collection deleting millions of chunks does not hold them all until a sync: the
+/// delete that reaches [`sync::MAX_DELETING`] makes those held durable, as a sync would.
+#[tokio::test]
+async fn deletions_held_past_the_bound_are_synced_by_the_delete_that_reaches_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("s");
+    let store = PackStore::open(&root, PackOptions::default()).unwrap();
+    let bound = sync::MAX_DELETING;
+    let frames: Vec<(ChunkId, Bytes)> = (0..bound as u64 + 10)
+        .map(|i| {
+            let raw = i.to_le_bytes();
+            (ChunkId::of(&raw), Bytes::from(crate::frame::encode(&raw)))
+        })
+        .collect();
+    for put in store.put_many(frames.clone()).await {
+        put.unwrap();
+    }
+    store.sync().await.unwrap();
+    let ids: Vec<ChunkId> = frames.into_iter().map(|(id, _)| id).collect();
+    for id in &ids[..bound - 1] {
+        store.delete(id).await.unwrap();
+    }
+    let held = || lock(&store.inner.state).deleting.len();
+    assert_eq!(held(), bound - 1, "held until the bound");
+    store.delete(&ids[bound - 1]).await.unwrap();
+    assert_eq!(held(), 0, "synced at the bound");
+    // Durable without a sync asked for: a store opened again (after a crash, say) has
+    // forgotten them and kept the others.
+    drop(store);
+    let store = PackStore::open(&root, PackOptions::default()).unwrap();
+    let has = store.has(&ids).await.unwrap();
+    assert!(has[..bound].iter().all(|h| !h), "deleted before the reopen");
+    assert!(has[bound..].iter().all(|h| *h), "the others kept");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writers_use_their_own_segments() {
     let dir = tempfile::tempdir().unwrap();
