@@ -163,6 +163,11 @@ enum Command {
         /// A group id as the tree stores it and as this machine numbers it (repeatable).
         #[arg(long, value_name = "STORED:LOCAL", value_parser = mount::parse_pair)]
         map_gid: Vec<(u32, u32)>,
+        /// Files and folders the mount keeps known at most (about 200 bytes each here
+        /// and 1 KB in the kernel); beyond it, the kernel is asked to forget the files
+        /// not used lately, which are looked up again when next used.
+        #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(100..))]
+        max_inodes: u64,
     },
     /// Unmount a mount made by `fvfsc mount` (also a stale one); returns once the mount
     /// committed every write closed on it.
@@ -233,6 +238,7 @@ fn main() -> ExitCode {
         allow_other,
         map_uid,
         map_gid,
+        max_inodes,
     } = &cli.command
     {
         let result = runtime.block_on(api_for(&cli)).and_then(|api| {
@@ -245,6 +251,7 @@ fn main() -> ExitCode {
                     uids: map_uid.clone(),
                     gids: map_gid.clone(),
                 },
+                max_inodes: usize::try_from(*max_inodes).unwrap_or(usize::MAX),
             };
             mount::run(runtime, api, mountpoint, options)
         });
@@ -303,6 +310,12 @@ fn show_mounts(mounts: &[mount::waiting::MountRecord]) -> String {
     let mut out = String::new();
     for m in mounts {
         let at = m.mountpoint.display();
+        if !m.ended && m.max_inodes > 0 {
+            out += &format!(
+                "mount {at}: {} files and folders known (at most {})\n",
+                m.inodes, m.max_inodes
+            );
+        }
         match (m.ended, m.waiting.len()) {
             (false, 0) => out += &format!("mount {at}: every write committed\n"),
             (false, n) => out += &format!("mount {at}: {n} write(s) waiting, retried every 2 s:\n"),

@@ -28,6 +28,7 @@ fn core_on(d: &Daemon, rt: &tokio::runtime::Runtime, cache: &Path) -> Core {
         read_only: false,
         allow_other: false,
         ids: IdMap::default(),
+        max_inodes: 200_000,
     };
     open_core(rt.handle().clone(), api, &opts).expect("open the mount's core")
 }

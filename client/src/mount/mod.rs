@@ -43,6 +43,8 @@ pub struct Options {
     pub allow_other: bool,
     /// Owners as stored and as this machine numbers them.
     pub ids: IdMap,
+    /// Inodes the mount (and the kernel, for it) keeps at most ([`core::Trimmer`]).
+    pub max_inodes: usize,
 }
 
 /// Mounts fvfs at `mountpoint` and serves it until a signal or an unmount.
@@ -78,9 +80,11 @@ pub fn run(
     config.n_threads = Some(4);
     let follower = core.follower();
     let committer = core.committer();
+    let trimmer = core.trimmer(opts.max_inodes);
     let kernel_slot = core.kernel();
-    let state = waiting::MountState::new(&opts.cache_dir, mountpoint)
+    let state = waiting::MountState::new(&opts.cache_dir, mountpoint, opts.max_inodes)
         .with_context(|| format!("mount state in {}", opts.cache_dir.display()))?;
+    let state = Arc::new(state);
     // What a killed mount (or a machine that lost power) left closed and not committed
     // goes first, so that this mount shows it.
     let left = committer.adopt_leftovers();
@@ -94,13 +98,25 @@ pub fn run(
     let mut unmounter = session.unmount_callable();
     // Set once: nothing else sets it.
     let _ = kernel_slot.set(Box::new(session.notifier()));
-    // The follower tells the kernel what changed in the live tree until the session
-    // ends (its channel's sender is dropped then).
+    // The follower tells the kernel what changed in the live tree, and the trimmer
+    // what to forget beyond the inode budget, until the session ends (their channels'
+    // senders are dropped then).
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
     let (rt, kernel) = (runtime.handle().clone(), session.notifier());
     let following = std::thread::Builder::new()
         .name("fvfs-follow".into())
         .spawn(move || follower.run(&rt, &kernel, &stopped))?;
+    let (stop_trim, trim_stopped) = std::sync::mpsc::channel::<()>();
+    let (kernel, held_state) = (session.notifier(), state.clone());
+    let trimming = std::thread::Builder::new()
+        .name("fvfs-trim".into())
+        .spawn(move || {
+            trimmer.run(&kernel, &trim_stopped, &|held| {
+                if let Err(e) = held_state.held(held) {
+                    tracing::debug!("mount state: {e}");
+                }
+            });
+        })?;
     // Closed write-backs are committed in batches (those that failed retried) until the
     // mount ends, and once more then.
     let batcher = committer.clone();
@@ -120,9 +136,12 @@ pub fn run(
     });
     eprintln!("fvfsc: mounted on {}", mountpoint.display());
     let served = session.run().context("serving the mount");
-    drop(stop);
+    drop((stop, stop_trim));
     if following.join().is_err() {
         tracing::error!("the follower of HEAD panicked");
+    }
+    if trimming.join().is_err() {
+        tracing::error!("the inode budget's rounds panicked");
     }
     committer.stop();
     if batching.join().is_err() {

@@ -9,6 +9,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -64,12 +65,18 @@ pub struct MountRecord {
     #[serde(default)]
     pub passes: u64,
     pub waiting: Vec<Waiting>,
+    /// Inodes its table holds (as the kernel does), and its budget (`--max-inodes`).
+    #[serde(default)]
+    pub inodes: u64,
+    #[serde(default)]
+    pub max_inodes: u64,
 }
 
-/// The state file of this process's mount.
+/// The state file of this process's mount, written by the batches of write-backs and
+/// by the inode budget's rounds (each changes its part of the one record).
 pub struct MountState {
     file: PathBuf,
-    mountpoint: PathBuf,
+    record: Mutex<MountRecord>,
 }
 
 fn dir(cache_dir: &Path) -> PathBuf {
@@ -77,12 +84,20 @@ fn dir(cache_dir: &Path) -> PathBuf {
 }
 
 impl MountState {
-    pub fn new(cache_dir: &Path, mountpoint: &Path) -> io::Result<Self> {
+    pub fn new(cache_dir: &Path, mountpoint: &Path, max_inodes: usize) -> io::Result<Self> {
         let dir = dir(cache_dir);
         std::fs::create_dir_all(&dir)?;
         let state = Self {
             file: dir.join(format!("{}.json", std::process::id())),
-            mountpoint: mountpoint.canonicalize()?,
+            record: Mutex::new(MountRecord {
+                mountpoint: mountpoint.canonicalize()?,
+                pid: std::process::id(),
+                ended: false,
+                passes: 0,
+                waiting: Vec::new(),
+                inodes: 0,
+                max_inodes: max_inodes as u64,
+            }),
         };
         state.write(&[], 0, false)?;
         Ok(state)
@@ -91,21 +106,33 @@ impl MountState {
     /// Records `waiting` after `passes` retry passes; once the mount `ended`, the file
     /// stays only if some wait.
     pub fn write(&self, waiting: &[Waiting], passes: u64, ended: bool) -> io::Result<()> {
+        let mut record = self.record.lock().unwrap_or_else(|p| p.into_inner());
+        record.waiting = waiting.to_vec();
+        record.passes = passes;
+        record.ended = ended;
         if ended && waiting.is_empty() {
             return match std::fs::remove_file(&self.file) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
                 _ => Ok(()),
             };
         }
-        let record = MountRecord {
-            mountpoint: self.mountpoint.clone(),
-            pid: std::process::id(),
-            ended,
-            passes,
-            waiting: waiting.to_vec(),
-        };
+        self.save(&record)
+    }
+
+    /// Records that the inode table holds `inodes` (written only when it changed, and
+    /// not once the mount ended).
+    pub fn held(&self, inodes: usize) -> io::Result<()> {
+        let mut record = self.record.lock().unwrap_or_else(|p| p.into_inner());
+        if record.ended || record.inodes == inodes as u64 {
+            return Ok(());
+        }
+        record.inodes = inodes as u64;
+        self.save(&record)
+    }
+
+    fn save(&self, record: &MountRecord) -> io::Result<()> {
         let next = self.file.with_extension("next");
-        std::fs::write(&next, serde_json::to_vec_pretty(&record)?)?;
+        std::fs::write(&next, serde_json::to_vec_pretty(record)?)?;
         std::fs::rename(&next, &self.file)
     }
 }
@@ -139,7 +166,7 @@ mod tests {
     fn a_mount_records_what_waits_and_removes_its_file_when_done() {
         let cache = tempfile::tempdir().unwrap();
         let mountpoint = tempfile::tempdir().unwrap();
-        let state = MountState::new(cache.path(), mountpoint.path()).unwrap();
+        let state = MountState::new(cache.path(), mountpoint.path(), 100).unwrap();
         let shown = read_all(cache.path());
         assert_eq!(shown.len(), 1);
         assert!(shown[0].waiting.is_empty() && !shown[0].ended);
@@ -147,10 +174,18 @@ mod tests {
         state.write(std::slice::from_ref(&w), 1, false).unwrap();
         assert_eq!(read_all(cache.path())[0].waiting, std::slice::from_ref(&w));
         assert_eq!(read_all(cache.path())[0].passes, 1);
+        // The inode budget's count is kept beside the writes, and they beside it.
+        state.held(42).unwrap();
+        let shown = &read_all(cache.path())[0];
+        assert_eq!((shown.inodes, shown.max_inodes), (42, 100));
+        assert_eq!(shown.waiting, std::slice::from_ref(&w));
         // Ended with a write waiting: still shown, as ended.
         state.write(std::slice::from_ref(&w), 2, true).unwrap();
         assert!(read_all(cache.path())[0].ended);
         state.write(&[], 3, true).unwrap();
+        assert!(read_all(cache.path()).is_empty());
+        // A round of the budget after the end brings nothing back.
+        state.held(7).unwrap();
         assert!(read_all(cache.path()).is_empty());
     }
 }

@@ -324,7 +324,14 @@ fn a_walk_of_a_million_entries_keeps_the_mount_small() {
         ops.push(file(format!("/t/d{dir:04}/own")));
     }
     d.commit(ops);
-    let m = mount_in(&d, work.path());
+    // A budget above the tree: what is checked here is that the table follows the
+    // kernel's forgets (the budget is the next test's).
+    let m = Mount::start(
+        &d,
+        &work.path().join("mnt"),
+        &work.path().join("cache"),
+        &["--max-inodes", "2000000"],
+    );
     let pid = m.pid().unwrap();
     let walk = || {
         let mut seen = 0usize;
@@ -405,4 +412,93 @@ fn a_walk_of_a_million_entries_keeps_the_mount_small() {
     assert_eq!(seen, DIRS * FILES + DIRS - 1);
     let most = peak.max(peak_again).max(peak_third);
     assert!(most < 300 << 20, "the mount grew to {} MiB", most >> 20);
+}
+
+/// The inodes a mount's state file says it holds, once `done` accepts the count.
+fn wait_held(m: &Mount, done: impl Fn(u64) -> bool) -> u64 {
+    let file = m.cache.join(format!("mounts/{}.json", m.pid().unwrap()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let state: serde_json::Value = serde_json::from_slice(&fs::read(&file).unwrap()).unwrap();
+        assert_eq!(state["max_inodes"], 300);
+        if let Some(held) = state["inodes"].as_u64().filter(|n| done(*n)) {
+            return held;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "after a minute, the mount holds {} inodes",
+            state["inodes"]
+        );
+        // The count is rewritten once a second at most: no event to wait for.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// A walk of ten times `--max-inodes` files: the mount asks the kernel to forget the
+/// files it did not use lately until its table (and the kernel's inodes of it) is
+/// back within the budget; files kept open stay readable meanwhile, and every file is
+/// then found again under the same inode number (tar relies on it) with its content.
+#[test]
+fn a_walk_past_the_inode_budget_is_forgotten_down_to_it_and_found_again() {
+    const BUDGET: u64 = 300;
+    const OPEN: usize = 400;
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    let mut files = Vec::new();
+    for i in 0..3000u64 {
+        let rel = format!("d{:02}/f{i:04}", i / 100);
+        if i % 100 == 0 {
+            fs::create_dir_all(src.join(format!("d{:02}", i / 100))).unwrap();
+        }
+        let bytes = tree::bytes(i, 200 + (i as usize * 37) % 3000, i % 2 == 0);
+        fs::write(src.join(&rel), &bytes).unwrap();
+        files.push((rel, bytes));
+    }
+    let store = Fvfsd::new();
+    store.run(["migrate", "--local-src", src.to_str().unwrap()]);
+    let d = serve(&store);
+    let budget = BUDGET.to_string();
+    let m = Mount::start(
+        &d,
+        &work.path().join("mnt"),
+        &work.path().join("cache"),
+        &["--max-inodes", &budget],
+    );
+    use std::os::unix::fs::MetadataExt;
+    let walk = || -> Vec<u64> {
+        (files.iter())
+            .map(|(rel, bytes)| {
+                assert_eq!(&fs::read(m.path(rel)).unwrap(), bytes, "{rel}");
+                fs::symlink_metadata(m.path(rel)).unwrap().ino()
+            })
+            .collect()
+    };
+    let numbers = walk();
+    // Open files keep their inodes (the kernel holds them until closed) past the
+    // budget, whatever it forgets of their names.
+    let mut open: Vec<fs::File> = (files.iter().take(OPEN))
+        .map(|(rel, _)| fs::File::open(m.path(rel)).unwrap())
+        .collect();
+    // The rest is forgotten (the folders stay), while these stay.
+    let open_and_folders = OPEN as u64..=OPEN as u64 + 40;
+    wait_held(&m, |n| open_and_folders.contains(&n));
+    for (f, (rel, bytes)) in open.iter_mut().zip(&files) {
+        let mut read = Vec::new();
+        std::io::Read::read_to_end(f, &mut read).unwrap();
+        assert_eq!(&read, bytes, "{rel}, open across the rounds of the budget");
+    }
+    drop(open);
+    // Closed, they go too: the table comes back within the budget.
+    wait_held(&m, |n| n <= BUDGET);
+    assert_eq!(walk(), numbers, "the same inode numbers once forgotten");
+    let shown = Command::new(fvfs_tests::bin("fvfsc"))
+        .env("FVFS_URL", &d.url)
+        .args(["status", "--cache-dir", m.cache.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains(&format!("(at most {BUDGET})")),
+        "fvfsc status shows the budget: {shown}"
+    );
 }

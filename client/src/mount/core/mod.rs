@@ -9,8 +9,8 @@
 //! ([`writeback`]), their commits and conflicts ([`commit`]) in batches ([`batch`]),
 //! new entries ([`make`]) and other changes to the tree ([`namespace`], [`moves`],
 //! [`attrs`]),
-//! the follower of HEAD ([`follow`]) and the kernel's page cache filled ahead of a
-//! walk ([`push`]).
+//! the follower of HEAD ([`follow`]), the kernel's page cache filled ahead of a
+//! walk ([`push`]) and the inode budget ([`trim`]).
 //!
 //! # Invariants
 //! - An inode is a name in a directory of one view: the live tree (whose root is
@@ -48,6 +48,7 @@ mod moves;
 mod namespace;
 mod push;
 mod read;
+mod trim;
 mod view;
 mod writeback;
 
@@ -69,6 +70,7 @@ pub use self::handles::{Opened, ReadOpen, Released};
 use self::inodes::{Inodes, View, ROOT, SNAPSHOTS, SNAPSHOTS_NAME};
 pub use self::push::KernelSlot;
 pub use self::read::content_key;
+pub use self::trim::Trimmer;
 pub use self::view::Attr;
 use self::writeback::Writing;
 use super::cache::ChunkCache;
@@ -207,6 +209,12 @@ impl Core {
     /// The follower of this mount's live tree (to run once the kernel can be told).
     pub fn follower(&self) -> Follower {
         Follower::new(self.remote.clone(), self.live.clone(), self.inodes.clone())
+    }
+
+    /// What keeps the inode table (and so the kernel's inodes of this mount) within
+    /// `budget` inodes.
+    pub fn trimmer(&self, budget: usize) -> Trimmer {
+        Trimmer::new(self.inodes.clone(), budget)
     }
 
     /// Where the session's notifier goes once the mount exists, so that files can be

@@ -11,10 +11,15 @@
 //!   here holds it (a write-back, or a child still in the table): the table holds what
 //!   the kernel caches plus what is being written, whatever the number of lookups.
 //! - An inode keeps its kind: a name that now holds another kind gets a new inode.
+//! - Each inode carries a use mark ([`Mark`]), set whenever a request names it and
+//!   cleared by [`Inodes::idle_files`]: the files it offers were not used between two
+//!   of its calls (what the mount's inode budget asks the kernel to forget,
+//!   `super::trim`), and each is offered once until it is used again.
 //! - The names of a file with several (hard links, `Entry::link`) are one inode: its
 //!   edge is one of them, the others are its aliases; when its edge goes, an alias
 //!   takes its place.
 
+use std::cell::Cell;
 use std::hash::BuildHasher;
 
 use foldhash::fast::RandomState;
@@ -54,6 +59,35 @@ struct Inode {
     /// Whether the kernel surely made its inode: it asked something after it was
     /// handed out (see [`Inodes::in_kernel`]).
     in_kernel: bool,
+    /// What [`Inodes::idle_files`] knows of its use (a `Cell`, so that
+    /// [`Inodes::locate`], which most requests call, marks it through `&self`; it
+    /// fits in the padding after `kind`).
+    mark: Cell<Mark>,
+}
+
+/// An inode's use, as the inode budget sees it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    /// Named by a request since [`Inodes::idle_files`] last looked.
+    Used,
+    /// Not since.
+    Unused,
+    /// Offered by [`Inodes::idle_files`] and not used since: the kernel was asked to
+    /// forget it (it keeps a file open somewhere until it is closed).
+    Offered,
+}
+
+impl Inode {
+    fn new(edge: Option<(u64, Box<[u8]>)>, kind: EntryKind) -> Self {
+        Self {
+            edge,
+            kind,
+            lookups: 0,
+            holds: 0,
+            in_kernel: false,
+            mark: Cell::new(Mark::Used),
+        }
+    }
 }
 
 pub struct Inodes {
@@ -91,13 +125,7 @@ fn edge_hash(nodes: &FastMap<u64, Inode>, hasher: &RandomState, ino: u64) -> u64
 
 impl Inodes {
     pub fn new() -> Self {
-        let root = |edge| Inode {
-            edge,
-            kind: EntryKind::Dir,
-            lookups: 0,
-            holds: 0,
-            in_kernel: false,
-        };
+        let root = |edge| Inode::new(edge, EntryKind::Dir);
         let mut nodes = FastMap::default();
         nodes.insert(ROOT, root(None));
         nodes.insert(SNAPSHOTS, root(Some((ROOT, SNAPSHOTS_NAME.into()))));
@@ -114,14 +142,43 @@ impl Inodes {
     }
 
     /// Inodes in the table (the two roots included).
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.nodes.len()
     }
 
+    /// Up to `n` files (and symbolic links) the kernel may be asked to forget, with the
+    /// name each stands for (its directory and name there): those the kernel holds
+    /// (looked up), that nothing here holds (no write-back), that no request named
+    /// since the last call and that were not offered since they were last used.
+    /// Clears the marks of the used, so a file used since is spared once. Never a
+    /// directory: a process may stand in it, and its name cannot be forgotten without
+    /// cutting that process off (the follower's rule too).
+    pub fn idle_files(&self, n: usize) -> Vec<(u64, u64, Box<[u8]>)> {
+        let mut idle = Vec::new();
+        for (ino, node) in &self.nodes {
+            let mark = node.mark.get();
+            if mark == Mark::Used {
+                node.mark.set(Mark::Unused);
+            }
+            let idle_file = mark == Mark::Unused
+                && node.kind != EntryKind::Dir
+                && node.lookups > 0
+                && node.holds == 0
+                && idle.len() < n;
+            if let (true, Some((parent, name))) = (idle_file, &node.edge) {
+                node.mark.set(Mark::Offered);
+                idle.push((*ino, *parent, name.clone()));
+            }
+        }
+        idle
+    }
+
     /// The view and path `ino` stands for now; `None` if it, or a directory above it,
-    /// is detached or unknown.
+    /// is detached or unknown. Marks `ino` used.
     pub fn locate(&self, ino: u64) -> Option<(View, Vec<u8>)> {
+        if let Some(node) = self.nodes.get(&ino) {
+            node.mark.set(Mark::Used);
+        }
         let mut names: Vec<&[u8]> = Vec::new();
         let mut at = ino;
         let view = loop {
@@ -208,13 +265,7 @@ impl Inodes {
                     }
                     _ => {
                         let ino = self.number(parent, name, link);
-                        let node = Inode {
-                            edge: Some((parent, name.into())),
-                            kind,
-                            lookups: 0,
-                            holds: 0,
-                            in_kernel: false,
-                        };
+                        let node = Inode::new(Some((parent, name.into())), kind);
                         self.nodes.insert(ino, node);
                         self.file(ino);
                         self.hold(parent);
@@ -227,9 +278,7 @@ impl Inodes {
             }
         };
         if looked_up {
-            if let Some(n) = self.nodes.get_mut(&ino) {
-                n.lookups += 1;
-            }
+            self.looked_up(ino);
         }
         ino
     }
@@ -264,6 +313,7 @@ impl Inodes {
     pub fn looked_up(&mut self, ino: u64) {
         if let Some(n) = self.nodes.get_mut(&ino) {
             n.lookups += 1;
+            n.mark.set(Mark::Used);
         }
     }
 

@@ -190,3 +190,45 @@ fn content_is_pushed_only_into_an_inode_never_given_any() {
         "made again by the kernel: fresh"
     );
 }
+
+/// The files offered to forget are those the kernel holds, nothing here holds and no
+/// request named since the last call; never a directory, and at most as many as asked.
+#[test]
+fn idle_files_are_files_unused_since_the_last_look() {
+    let mut t = Inodes::new();
+    let d = t.child(ROOT, b"d", EntryKind::Dir, None, true);
+    let files: Vec<u64> = (0..4)
+        .map(|i| t.child(d, format!("f{i}").as_bytes(), EntryKind::File, None, true))
+        .collect();
+    let listed = t.child(d, b"listed", EntryKind::File, None, false);
+    // Everything was just used: nothing is idle yet, and the marks are cleared.
+    assert!(t.idle_files(10).is_empty());
+    // Used since: spared.
+    t.locate(files[0]);
+    t.looked_up(files[1]);
+    // Held by a write-back: spared.
+    t.hold(files[2]);
+    let idle = t.idle_files(10);
+    let names: Vec<(u64, u64, &[u8])> = idle.iter().map(|(i, p, n)| (*i, *p, &n[..])).collect();
+    assert_eq!(
+        names,
+        [(files[3], d, &b"f3"[..])],
+        "not {listed} (never looked up)"
+    );
+    // The used ones are idle now, at most as many as asked; the one offered is not
+    // offered again.
+    let one = t.idle_files(1);
+    assert_eq!(one.len(), 1);
+    let other = t.idle_files(10);
+    assert_eq!(other.len(), 1);
+    let mut both = [one[0].0, other[0].0];
+    both.sort_unstable();
+    let mut expected = [files[0], files[1]];
+    expected.sort_unstable();
+    assert_eq!(both, expected);
+    assert!(t.idle_files(10).is_empty(), "each offered once");
+    // Used again, a file offered is offered again once idle.
+    t.locate(files[3]);
+    assert!(t.idle_files(10).is_empty());
+    assert_eq!(t.idle_files(10)[0].0, files[3]);
+}

@@ -1,0 +1,81 @@
+//! The mount's inode budget: once the inode table holds more than `--max-inodes`, the
+//! kernel is asked to forget the names of files no request used lately, and the
+//! FORGETs it then sends drop them from the table.
+//!
+//! The table mirrors what the kernel caches: a `find` over millions of files leaves
+//! the kernel holding every one of them (about 1 KB of its own memory each) and the
+//! table a record each (about 190 bytes: 738 MB for the mount of 3,000,000 files,
+//! benches/README.md). The kernel gives them up only under memory pressure; this
+//! bounds both by configuration.
+//!
+//! # Invariants
+//! - Only the kernel drops an inode: the table asks it to forget a name
+//!   (`Kernel::forget_name`, FUSE's entry invalidation), and the inode goes when
+//!   the kernel's FORGET for it comes ([`super::inodes`]). A file open somewhere keeps
+//!   its inode until it is closed; its name is looked up again on the next use, under
+//!   the same inode number (a hash of its place).
+//! - Never a directory, nor a file being written here ([`Inodes::idle_files`]).
+//! - The kernel is told with no lock of the mount held (an invalidation waits for the
+//!   kernel's requests in flight in that directory, whose answers may need those
+//!   locks), and only of a name that still stands for the inode chosen.
+//! - A round trims to nine tenths of the budget, so that a table at its budget is
+//!   not trimmed by a few inodes every round.
+
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::inodes::Inodes;
+use super::{lock, Kernel};
+
+/// How often the table is measured against the budget. A walk adds up to about
+/// 75,000 inodes a second on a small machine: that is the most a budget is passed by.
+const TRIM_EVERY: Duration = Duration::from_secs(1);
+
+pub struct Trimmer {
+    inodes: Arc<Mutex<Inodes>>,
+    budget: usize,
+}
+
+impl Trimmer {
+    pub(super) fn new(inodes: Arc<Mutex<Inodes>>, budget: usize) -> Self {
+        Self { inodes, budget }
+    }
+
+    /// Keeps the table within the budget, telling `held` the inodes it holds after
+    /// each round, until `stop` is sent to or dropped.
+    pub fn run(&self, kernel: &dyn Kernel, stop: &Receiver<()>, held: &dyn Fn(usize)) {
+        while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(TRIM_EVERY) {
+            self.round(kernel);
+            held(lock(&self.inodes).len());
+        }
+    }
+
+    /// Asks the kernel to forget files idle since the last round, as many as it
+    /// takes to bring the table to nine tenths of the budget; how many it asked.
+    pub fn round(&self, kernel: &dyn Kernel) -> usize {
+        let idle = {
+            let inodes = lock(&self.inodes);
+            let target = self.budget - self.budget / 10;
+            match inodes.len().checked_sub(target) {
+                Some(over) if inodes.len() > self.budget => inodes.idle_files(over),
+                _ => return 0,
+            }
+        };
+        let mut asked = 0;
+        for (ino, dir, name) in idle {
+            // Renamed or removed since: that name is not the one to forget.
+            if lock(&self.inodes).known(dir, &name) != Some(ino) {
+                continue;
+            }
+            asked += 1;
+            match kernel.forget_name(dir, &name) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    tracing::debug!("asking the kernel to forget inode {ino}: {e}");
+                }
+                _ => {}
+            }
+        }
+        asked
+    }
+}
