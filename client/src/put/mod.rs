@@ -21,7 +21,6 @@ mod upload;
 pub use tree::{put_tree, Summary};
 use upload::{uploader, Outgoing, ToUploader, Upload};
 
-use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -89,11 +88,38 @@ const READ_BATCH_BYTES: u64 = 8 << 20;
 const HAND_BYTES: usize = 1 << 20;
 const HAND_CHUNKS: usize = 256;
 
+/// Chunk ids one generation of [`Seen`] keeps.
+const SEEN_PER_GENERATION: usize = 100_000;
+
+/// The chunk ids a run handed to the uploader lately, so that a chunk repeated within
+/// the last 100,000-200,000 (about 1-2 GB of files) is not handed again: two
+/// generations, the older dropped when the newer fills. A set of the whole run took
+/// about 150 MB of `put -r` of 3,000,000 files (benches/README.md); a chunk seen
+/// before that is handed again, and the uploader's question finds it on the daemon.
+#[derive(Default)]
+struct Seen {
+    newer: crate::mount::FastSet<ChunkId>,
+    older: crate::mount::FastSet<ChunkId>,
+}
+
+impl Seen {
+    /// Whether `id` was not seen lately (it is now).
+    fn first_time(&mut self, id: ChunkId) -> bool {
+        if self.older.contains(&id) || !self.newer.insert(id) {
+            return false;
+        }
+        if self.newer.len() >= SEEN_PER_GENERATION {
+            self.older = std::mem::take(&mut self.newer);
+        }
+        true
+    }
+}
+
 /// Reads, chunks and hashes local files on one blocking thread, sending each chunk not
-/// seen before in this run to the uploader; returns each file's chunk list, in order.
+/// [`Seen`] lately to the uploader; returns each file's chunk list, in order.
 async fn chunk_files(
     paths: Vec<ToRead>,
-    (seen, seed): (Arc<Mutex<HashSet<ChunkId>>>, u64),
+    (seen, seed): (Arc<Mutex<Seen>>, u64),
     tx: ToUploader,
 ) -> Vec<std::io::Result<Vec<ChunkRef>>> {
     let count = paths.len();
@@ -125,7 +151,7 @@ fn stopped() -> std::io::Error {
 /// when it holds [`HAND_BYTES`] or [`HAND_CHUNKS`].
 fn chunk_one(
     source: &ToRead,
-    (seen, seed): (&Mutex<HashSet<ChunkId>>, u64),
+    (seen, seed): (&Mutex<Seen>, u64),
     tx: &ToUploader,
     hand: &mut Vec<Outgoing>,
 ) -> std::io::Result<Vec<ChunkRef>> {
@@ -139,7 +165,11 @@ fn chunk_one(
             id,
             len: data.len() as u64,
         });
-        if seen.lock().unwrap_or_else(|p| p.into_inner()).insert(id) {
+        if seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .first_time(id)
+        {
             hand.push((id, Bytes::from(data), ChunkKind::Data));
             let bytes: usize = hand.iter().map(|(_, raw, _)| raw.len()).sum();
             if bytes >= HAND_BYTES || hand.len() >= HAND_CHUNKS {
@@ -364,7 +394,7 @@ pub async fn upload_files(
 ) -> Result<Vec<std::io::Result<(CommitOp, ChunkId)>>> {
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let upload = uploader(api, rx);
-    let seen = Arc::new(Mutex::new(HashSet::new()));
+    let seen = Arc::new(Mutex::new(Seen::default()));
     let seed = cut_seed(api).await?;
     let chunk = async move {
         let mut done = Vec::with_capacity(files.len());
@@ -412,6 +442,28 @@ mod tests {
             detail: String::new(),
         }
         .into()
+    }
+
+    #[test]
+    fn chunks_seen_lately_are_handed_once_and_the_memory_of_them_is_bounded() {
+        let id = |n: usize| ChunkId::of(&n.to_le_bytes());
+        let mut seen = Seen::default();
+        assert!(seen.first_time(id(0)));
+        assert!(!seen.first_time(id(0)));
+        for n in 1..SEEN_PER_GENERATION {
+            assert!(seen.first_time(id(n)));
+        }
+        // The first generation is full and became the older: still remembered.
+        assert!(seen.newer.is_empty());
+        assert!(!seen.first_time(id(0)));
+        for n in SEEN_PER_GENERATION..2 * SEEN_PER_GENERATION {
+            assert!(seen.first_time(id(n)));
+        }
+        // Two generations later, the first is forgotten: handed again (the daemon,
+        // asked, says whether it has it).
+        assert!(seen.first_time(id(0)));
+        assert!(!seen.first_time(id(2 * SEEN_PER_GENERATION - 1)));
+        assert!(seen.newer.len() + seen.older.len() <= 2 * SEEN_PER_GENERATION);
     }
 
     #[test]

@@ -29,7 +29,7 @@ use fvfs_api::views::VersionInfo;
 use fvfs_walk::{Event, Found, Kind, Rules, ToRead};
 
 use super::{
-    chunk_files, commit, cut_seed, file_op, resend_if_collected, uploader, Attrs, ReadBatch,
+    chunk_files, commit, cut_seed, file_op, resend_if_collected, uploader, Attrs, ReadBatch, Seen,
     ToUploader, Upload,
 };
 
@@ -316,7 +316,7 @@ async fn put_tree_once(api: &Api, src: &Path, dest: &[u8], rules: &Rules) -> Res
         pieces.push(top, &tx).await?;
     }
     let readers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let seen = Arc::new(Mutex::new(HashSet::new()));
+    let seen = Arc::new(Mutex::new(Seen::default()));
     let read_all = async move {
         let mut listed_rx = listed_rx;
         let listed = futures::stream::poll_fn(move |cx| listed_rx.poll_recv(cx));
