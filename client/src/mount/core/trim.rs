@@ -52,23 +52,21 @@ impl Trimmer {
     }
 
     /// Asks the kernel to forget files idle since the last round, as many as it
-    /// takes to bring the table to nine tenths of the budget; how many it asked.
-    pub fn round(&self, kernel: &dyn Kernel) -> usize {
+    /// takes to bring the table to nine tenths of the budget.
+    fn round(&self, kernel: &dyn Kernel) {
         let idle = {
             let inodes = lock(&self.inodes);
             let target = self.budget - self.budget / 10;
             match inodes.len().checked_sub(target) {
                 Some(over) if inodes.len() > self.budget => inodes.idle_files(over),
-                _ => return 0,
+                _ => return,
             }
         };
-        let mut asked = 0;
         for (ino, dir, name) in idle {
             // Renamed or removed since: that name is not the one to forget.
             if lock(&self.inodes).known(dir, &name) != Some(ino) {
                 continue;
             }
-            asked += 1;
             match kernel.forget_name(dir, &name) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     tracing::debug!("asking the kernel to forget inode {ino}: {e}");
@@ -76,6 +74,5 @@ impl Trimmer {
                 _ => {}
             }
         }
-        asked
     }
 }
