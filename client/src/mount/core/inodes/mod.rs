@@ -174,11 +174,9 @@ impl Inodes {
     }
 
     /// The view and path `ino` stands for now; `None` if it, or a directory above it,
-    /// is detached or unknown. Marks `ino` used.
+    /// is detached or unknown. Marks `ino` used (the roots need no mark: folders are
+    /// never offered to forget).
     pub fn locate(&self, ino: u64) -> Option<(View, Vec<u8>)> {
-        if let Some(node) = self.nodes.get(&ino) {
-            node.mark.set(Mark::Used);
-        }
         let mut names: Vec<&[u8]> = Vec::new();
         let mut at = ino;
         let view = loop {
@@ -189,7 +187,11 @@ impl Inodes {
                     Some(name) => break View::Snapshot(String::from_utf8_lossy(name).into()),
                 },
                 _ => {
-                    let (parent, name) = self.nodes.get(&at)?.edge.as_ref()?;
+                    let node = self.nodes.get(&at)?;
+                    if at == ino {
+                        node.mark.set(Mark::Used);
+                    }
+                    let (parent, name) = node.edge.as_ref()?;
                     names.push(name);
                     at = *parent;
                 }
