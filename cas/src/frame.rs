@@ -59,11 +59,28 @@ pub enum FrameError {
 /// # Panics
 /// If `raw` is larger than [`MAX_RAW_LEN`]; callers chunk data well below it.
 pub fn encode(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_into(&mut out, raw);
+    out.shrink_to_fit();
+    out
+}
+
+/// [`encode`], appended to `out`: compressed in place, without an allocation of its
+/// own when `out` has room for [`max_len`] more bytes (a client framing a batch).
+///
+/// # Panics
+/// As [`encode`].
+pub fn encode_into(out: &mut Vec<u8>, raw: &[u8]) {
     thread_local! {
         // Creating a zstd context costs as much as compressing a small chunk: keep one per thread.
         static FAST: Compressor = compressor(ZSTD_LEVEL);
     }
-    encode_with(raw, &FAST)
+    encode_with(out, raw, &FAST)
+}
+
+/// The most bytes the frame of `raw_len` bytes can take.
+pub fn max_len(raw_len: usize) -> usize {
+    HEADER_LEN + zstd::zstd_safe::compress_bound(raw_len).max(raw_len)
 }
 
 /// [`encode`] at [`DENSE_LEVEL`]: about 10% smaller on source trees, at a thirtieth of
@@ -75,7 +92,10 @@ pub fn encode_dense(raw: &[u8]) -> Vec<u8> {
     thread_local! {
         static DENSE: Compressor = compressor(DENSE_LEVEL);
     }
-    encode_with(raw, &DENSE)
+    let mut out = Vec::new();
+    encode_with(&mut out, raw, &DENSE);
+    out.shrink_to_fit();
+    out
 }
 
 /// Whether `frame` holds its content uncompressed (compression did not shrink it).
@@ -89,29 +109,40 @@ fn compressor(level: i32) -> Compressor {
     std::cell::RefCell::new(zstd::bulk::Compressor::new(level).ok())
 }
 
-fn encode_with(raw: &[u8], compressor: &'static std::thread::LocalKey<Compressor>) -> Vec<u8> {
+/// Appends the frame of `raw` to `out`: the payload compressed straight after its
+/// header, or, when that does not shrink it, `raw` as it is.
+fn encode_with(
+    out: &mut Vec<u8>,
+    raw: &[u8],
+    compressor: &'static std::thread::LocalKey<Compressor>,
+) {
     assert!(
         raw.len() <= MAX_RAW_LEN,
         "chunk of {} bytes is too large",
         raw.len()
     );
-    let compressed =
-        compressor.with(|c| c.borrow_mut().as_mut().and_then(|c| c.compress(raw).ok()));
-    match &compressed {
-        Some(c) if c.len() < raw.len() => framed(CODEC_ZSTD, raw.len(), c),
-        _ => framed(CODEC_RAW, raw.len(), raw),
+    let start = out.len();
+    out.reserve(max_len(raw.len()));
+    push_header(out, CODEC_ZSTD, raw.len());
+    let mut payload = std::io::Cursor::new(&mut *out);
+    payload.set_position((start + HEADER_LEN) as u64);
+    let compressed = compressor.with(|c| {
+        let mut c = c.borrow_mut();
+        c.as_mut()?.compress_to_buffer(raw, &mut payload).ok()
+    });
+    if compressed.is_none_or(|n| n >= raw.len()) {
+        out.truncate(start);
+        push_header(out, CODEC_RAW, raw.len());
+        out.extend_from_slice(raw);
     }
 }
 
-/// A frame's header for `raw_len` bytes under `codec`, then `payload`.
-fn framed(codec: u8, raw_len: usize, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+/// Appends a frame's header for `raw_len` bytes under `codec`.
+fn push_header(out: &mut Vec<u8>, codec: u8, raw_len: usize) {
     out.extend_from_slice(MAGIC);
     out.push(VERSION);
     out.push(codec);
     out.extend_from_slice(&(raw_len as u32).to_le_bytes());
-    out.extend_from_slice(payload);
-    out
 }
 
 /// The frame of `raw` uncompressed: for bytes served as they are (a member of a
@@ -125,7 +156,10 @@ pub fn encode_raw(raw: &[u8]) -> Vec<u8> {
         "chunk of {} bytes is too large",
         raw.len()
     );
-    framed(CODEC_RAW, raw.len(), raw)
+    let mut out = Vec::with_capacity(HEADER_LEN + raw.len());
+    push_header(&mut out, CODEC_RAW, raw.len());
+    out.extend_from_slice(raw);
+    out
 }
 
 /// The raw length a frame declares, after checking its header.
@@ -197,6 +231,20 @@ mod tests {
         let f = encode(&noise);
         assert_eq!(f[3], CODEC_RAW);
         assert_eq!(f.len(), noise.len() + HEADER_LEN);
+    }
+
+    #[test]
+    fn frames_appended_in_place_follow_what_was_there() {
+        let text = b"fvfs ".repeat(10_000);
+        let noise = crate::chunker::test_noise(9, 70_000);
+        let mut out = b"before".to_vec();
+        for raw in [&text, &noise] {
+            let start = out.len();
+            encode_into(&mut out, raw);
+            assert_eq!(out[start..], encode(raw));
+            assert!(out.len() - start <= max_len(raw.len()));
+        }
+        assert_eq!(out[..6], *b"before");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use fvfs_api::batch;
 use fvfs_api::client::{full, Api};
 use fvfs_api::reports::{Ids, MAX_MISSING_IDS};
 use fvfs_api::routes::{call, Call};
-use fvfs_cas::{frame, ChunkId};
+use fvfs_cas::ChunkId;
 use fvfs_node::ChunkKind;
 
 use super::HAND_CHUNKS;
@@ -124,9 +124,14 @@ async fn offer(api: &Api, items: Vec<Outgoing>) -> Result<u64> {
         .filter(|g| !g.is_empty())
         .map(|group| async move {
             let body = tokio::task::spawn_blocking(move || {
-                let mut body = Vec::new();
+                // Sized once: a body grown by doubling was copied and faulted in
+                // again for each batch.
+                let most = group
+                    .iter()
+                    .map(|(_, raw, _)| batch::record_max_len(raw.len()));
+                let mut body = Vec::with_capacity(most.sum());
                 for (id, raw, kind) in &group {
-                    batch::push(&mut body, *kind, id, &frame::encode(raw));
+                    batch::push_raw(&mut body, *kind, id, raw);
                 }
                 body
             })

@@ -32,6 +32,23 @@ pub fn push(out: &mut Vec<u8>, kind: ChunkKind, id: &ChunkId, framed: &[u8]) {
     out.extend_from_slice(framed);
 }
 
+/// Appends one record of `raw`, framed (compressed) in place: [`push`] without a frame
+/// of its own; no allocation when `out` has room for [`record_max_len`] more bytes.
+pub fn push_raw(out: &mut Vec<u8>, kind: ChunkKind, id: &ChunkId, raw: &[u8]) {
+    out.push(u8::from(kind == ChunkKind::Node));
+    out.extend_from_slice(id.as_bytes());
+    let len_at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    frame::encode_into(out, raw);
+    let len = (out.len() - len_at - 4) as u32;
+    out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
+}
+
+/// The most bytes [`push_raw`] of `raw_len` bytes appends.
+pub fn record_max_len(raw_len: usize) -> usize {
+    HEADER + frame::max_len(raw_len)
+}
+
 /// Appends a record of `block`, holding the chunk `id` (a read's answer).
 pub fn push_block(out: &mut Vec<u8>, id: &ChunkId, block: &[u8]) {
     out.push(KIND_BLOCK);
@@ -149,6 +166,19 @@ mod tests {
             };
             push(&mut body, kind, &ChunkId::of(d), &frame::encode(d));
         }
+        // Framed in place, the same bytes, in the room reserved for them.
+        let most = items.iter().map(|d| record_max_len(d.len())).sum();
+        let mut in_place = Vec::with_capacity(most);
+        for (i, d) in items.iter().enumerate() {
+            let kind = if i == 2 {
+                ChunkKind::Node
+            } else {
+                ChunkKind::Data
+            };
+            push_raw(&mut in_place, kind, &ChunkId::of(d), d);
+        }
+        assert_eq!(in_place, body);
+        assert_eq!(in_place.capacity(), most, "no allocation of its own");
         for piece in [1, 7, 100, body.len()] {
             let mut p = Parser::default();
             let mut got = Vec::new();

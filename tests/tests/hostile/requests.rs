@@ -216,9 +216,10 @@ fn another_users_flood_on_loopback_leaves_local_clients_served() {
 /// A large file's node uploaded without the chunk it lists: a commit naming it is
 /// refused whole (`missing_chunks`, naming the chunk: the writer looks up what a node
 /// lists, not only the node) and the file is not there; once the chunk is sent, the
-/// same commit goes through.
+/// same commit goes through. The same for a small file's chunk, which the commit's
+/// entry lists itself.
 #[test]
-fn a_file_node_whose_chunk_was_never_sent_is_not_committed() {
+fn a_file_whose_chunk_was_never_sent_is_not_committed() {
     use fvfs_api::commit::{CommitOp, CommitRequest};
     let store = Fvfsd::new();
     let d = Daemon::start(&store, "127.0.0.1:0", &["--no-mdns"]);
@@ -271,4 +272,45 @@ fn a_file_node_whose_chunk_was_never_sent_is_not_committed() {
     assert_eq!(status, 200, "{answer}");
     let (status, content) = d.raw(&request("GET", "/v1/files/big", &[], b""));
     assert_eq!((status, content.into_bytes()), (200, data));
+
+    // A small file's chunk, listed in the entry itself and never sent: refused the
+    // same way (the writer looks it up), in a commit that changes nothing else.
+    let small = b"a small file's only chunk, never sent".to_vec();
+    let small_id = fvfs_cas::ChunkId::of(&small);
+    let commit = CommitRequest {
+        message: String::new(),
+        ops: vec![
+            CommitOp::Mkdir {
+                path: "/made-with-it".into(),
+                mode: 0o755,
+                mtime_ns: 0,
+                meta: None,
+            },
+            CommitOp::File {
+                path: "/small".into(),
+                mode: 0o644,
+                mtime_ns: 0,
+                size: small.len() as u64,
+                node: None,
+                chunks: vec![(small_id.to_hex(), small.len() as u64)],
+                meta: None,
+                link: None,
+                expect: None,
+            },
+        ],
+    };
+    let body = serde_json::to_vec(&commit).unwrap();
+    let (status, answer) = d.raw(&request("POST", "/v1/commit", &json, &body));
+    assert_eq!(status, 409, "{answer}");
+    assert!(answer.contains("missing_chunks"), "{answer}");
+    assert!(answer.contains(&small_id.to_hex()), "{answer}");
+    for path in ["/v1/files/small", "/v1/files/made-with-it"] {
+        let (status, _) = d.raw(&request("GET", path, &[], b""));
+        assert_eq!(status, 404, "{path} of a refused commit was committed");
+    }
+    send(false, &small_id, &small);
+    let (status, answer) = d.raw(&request("POST", "/v1/commit", &json, &body));
+    assert_eq!(status, 200, "{answer}");
+    let (status, content) = d.raw(&request("GET", "/v1/files/small", &[], b""));
+    assert_eq!((status, content.into_bytes()), (200, small));
 }
