@@ -258,20 +258,27 @@ fn a_file_whose_chunk_was_never_sent_is_not_committed() {
             expect: None,
         }],
     };
-    let body = serde_json::to_vec(&commit).unwrap();
-    let json = ["Content-Type: application/json"];
-    let (status, answer) = d.raw(&request("POST", "/v1/commit", &json, &body));
-    assert_eq!(status, 409, "{answer}");
-    assert!(answer.contains("missing_chunks"), "{answer}");
-    assert!(answer.contains(&chunk.to_hex()), "{answer}");
-    let (status, _) = d.raw(&request("GET", "/v1/files/big", &[], b""));
-    assert_eq!(status, 404, "the refused file was committed");
-
-    send(false, &chunk, &data);
-    let (status, answer) = d.raw(&request("POST", "/v1/commit", &json, &body));
-    assert_eq!(status, 200, "{answer}");
-    let (status, content) = d.raw(&request("GET", "/v1/files/big", &[], b""));
-    assert_eq!((status, content.into_bytes()), (200, data));
+    // `commit` is refused, naming the chunk `raw`, and none of `absent` is made; once
+    // the chunk is sent it goes through, and `file` reads `raw`.
+    let refused_until_sent = |commit: &CommitRequest, raw: &[u8], file: &str, absent: &[&str]| {
+        let body = serde_json::to_vec(commit).unwrap();
+        let json = ["Content-Type: application/json"];
+        let id = fvfs_cas::ChunkId::of(raw);
+        let (status, answer) = d.raw(&request("POST", "/v1/commit", &json, &body));
+        assert_eq!(status, 409, "{answer}");
+        assert!(answer.contains("missing_chunks"), "{answer}");
+        assert!(answer.contains(&id.to_hex()), "{answer}");
+        for path in absent {
+            let (status, _) = d.raw(&request("GET", path, &[], b""));
+            assert_eq!(status, 404, "{path} of a refused commit was committed");
+        }
+        send(false, &id, raw);
+        let (status, answer) = d.raw(&request("POST", "/v1/commit", &json, &body));
+        assert_eq!(status, 200, "{answer}");
+        let (status, content) = d.raw(&request("GET", file, &[], b""));
+        assert_eq!((status, content.into_bytes()), (200, raw.to_vec()));
+    };
+    refused_until_sent(&commit, &data, "/v1/files/big", &["/v1/files/big"]);
 
     // A small file's chunk, listed in the entry itself and never sent: refused the
     // same way (the writer looks it up), in a commit that changes nothing else.
@@ -299,18 +306,6 @@ fn a_file_whose_chunk_was_never_sent_is_not_committed() {
             },
         ],
     };
-    let body = serde_json::to_vec(&commit).unwrap();
-    let (status, answer) = d.raw(&request("POST", "/v1/commit", &json, &body));
-    assert_eq!(status, 409, "{answer}");
-    assert!(answer.contains("missing_chunks"), "{answer}");
-    assert!(answer.contains(&small_id.to_hex()), "{answer}");
-    for path in ["/v1/files/small", "/v1/files/made-with-it"] {
-        let (status, _) = d.raw(&request("GET", path, &[], b""));
-        assert_eq!(status, 404, "{path} of a refused commit was committed");
-    }
-    send(false, &small_id, &small);
-    let (status, answer) = d.raw(&request("POST", "/v1/commit", &json, &body));
-    assert_eq!(status, 200, "{answer}");
-    let (status, content) = d.raw(&request("GET", "/v1/files/small", &[], b""));
-    assert_eq!((status, content.into_bytes()), (200, small));
+    let absent = ["/v1/files/small", "/v1/files/made-with-it"];
+    refused_until_sent(&commit, &small, "/v1/files/small", &absent);
 }
