@@ -123,6 +123,8 @@ struct State {
     /// Records nothing names (a lost race between two puts of one id, a pending
     /// chunk deleted): punched after the next sync.
     dead: Vec<Loc>,
+    /// Ranges noted as freed in the index and not punched yet (see `sync`).
+    unpunched: bool,
     /// Segments appended to since the last sync.
     unsynced: HashMap<u32, Arc<File>>,
     /// A segment file was created since the last sync: its folder needs a sync.

@@ -139,7 +139,8 @@ pub(super) fn open(root: PathBuf, opts: PackOptions) -> Result<Inner, StoreError
         recount(&inner)?;
     }
     reload(&inner)?;
-    punch_leftovers(&inner)?;
+    // Ranges a sync noted and did not punch (a crash, a sync a delete forced).
+    inner.punch_noted()?;
     keep_reserve(&inner.root);
     Ok(inner)
 }
@@ -162,29 +163,6 @@ fn keep_reserve(root: &Path) {
     if written.is_err() {
         let _ = fs::remove_file(&path);
     }
-}
-
-/// Ranges freed by a sync that stopped before punching them: punched now (those of
-/// segments compaction removed since are simply forgotten).
-fn punch_leftovers(inner: &Inner) -> Result<(), StoreError> {
-    let mut freed = Vec::new();
-    for pair in inner.kv.scan_prefix(&[index::FREE_PREFIX], false) {
-        let (k, v) = pair.map_err(|e| inner.kv_err(e))?;
-        let len = v.as_slice().try_into().map(u64::from_le_bytes).unwrap_or(0);
-        if let Some((seg, offset)) = index::decode_free_key(&k) {
-            freed.push((seg, offset, offset + len));
-        }
-    }
-    let (gone, there): (Vec<_>, Vec<_>) = freed
-        .into_iter()
-        .partition(|(seg, ..)| !inner.segment_path(*seg).exists());
-    inner.punch_all(&there);
-    let mut batch = Batch::default();
-    for (seg, offset, _) in gone {
-        batch.remove(index::free_key(seg, offset).to_vec());
-        inner.apply_if_full(&mut batch)?;
-    }
-    inner.kv.apply(batch).map_err(|e| inner.kv_err(e))
 }
 
 /// Loads the segment statistics and totals from the index into memory.
@@ -329,7 +307,7 @@ fn recount(inner: &Inner) -> Result<(), StoreError> {
 /// line per damaged range found.
 fn rebuild(inner: &Inner) -> Result<Vec<StoreFault>, StoreError> {
     // Freed records still in place must not come back as live ones.
-    punch_leftovers(inner)?;
+    inner.punch_noted()?;
     let mut problems = Vec::new();
     let mut damaged = std::collections::HashSet::new();
     let mut batch = Batch::default();

@@ -7,6 +7,11 @@
 //!   durably before the caller forgets the pending locations.
 //! - Freed ranges are noted in the batch that drops their locations and punched only
 //!   after it is durable; a crash in between punches them at the next open.
+//! - A sync that a delete forces (at [`MAX_DELETING`]) punches nothing: every range
+//!   noted is punched by the next sync asked for, from the index in (segment, offset)
+//!   order with touching neighbours merged. A collection deletes in id order, scattered
+//!   on disk: punched batch by batch, the ranges of 1.5 million deletions rarely touched
+//!   and gc of 3,000,000 files took 230 s instead of 54.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -24,7 +29,8 @@ pub(super) const MAX_DELETING: usize = 1 << 14;
 
 impl Inner {
     /// Hides `id` from readers at once; the index forgets it, and its space is freed,
-    /// at the next sync (or at once when [`MAX_DELETING`] deletions are held).
+    /// at the next sync (the index forgets it at once when [`MAX_DELETING`] deletions
+    /// are held; its space still waits for the next sync).
     pub(super) fn delete(&self, id: &ChunkId) -> Result<(), StoreError> {
         let _one_at_a_time = lock(&self.sync_lock);
         let mut st = lock(&self.state);
@@ -53,7 +59,7 @@ impl Inner {
             st.deleting.len()
         };
         if held >= MAX_DELETING {
-            self.sync_locked()?;
+            self.write_index()?;
         }
         Ok(())
     }
@@ -63,8 +69,23 @@ impl Inner {
         self.sync_locked()
     }
 
-    /// [`ChunkStore::sync`], with `sync_lock` held by the caller.
+    /// [`ChunkStore::sync`], with `sync_lock` held by the caller: what is held made
+    /// durable, then every range noted as freed punched.
     pub(super) fn sync_locked(&self) -> Result<(), StoreError> {
+        self.write_index()?;
+        if lock(&self.state).unpunched {
+            // Durable already: a failure here only delays freeing space.
+            match self.punch_noted() {
+                Ok(()) => lock(&self.state).unpunched = false,
+                Err(e) => warn_once(&e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the data written and the locations put and deleted since the last sync
+    /// durable, and notes the ranges that frees in the index, to punch later.
+    fn write_index(&self) -> Result<(), StoreError> {
         let (pending, deleting, dead, files, created) = {
             let mut st = lock(&self.state);
             if st.pending.is_empty()
@@ -130,29 +151,59 @@ impl Inner {
         for (id, _) in &deleting {
             st.deleting.remove(id);
         }
-        drop(st);
-        self.punch_all(&freed);
+        st.unpunched |= !freed.is_empty();
         Ok(())
     }
 
-    /// Punches `freed` (ranges noted in the index by `persist`), then forgets them.
-    pub(super) fn punch_all(&self, freed: &[(u32, u64, u64)]) {
-        if freed.is_empty() {
-            return;
-        }
-        failpoint::hit("pack-punch");
+    /// Punches every range the index notes as freed, in (segment, offset) order with
+    /// touching neighbours merged (a file system frees only whole blocks, and records
+    /// are often smaller than one), then forgets them; ranges of segments compaction
+    /// removed are only forgotten. Holds at most [`BATCH_OPS`] keys in memory.
+    pub(super) fn punch_noted(&self) -> Result<(), StoreError> {
         let mut done = Batch::default();
-        for &(seg, start, end) in freed {
-            self.punch(seg, start, end - start);
-            done.remove(index::free_key(seg, start).to_vec());
-            if let Err(e) = self.apply_if_full(&mut done) {
-                warn_once(&e);
+        let mut run: Option<Run> = None;
+        for pair in self.kv.scan_prefix(&[index::FREE_PREFIX], false) {
+            let (k, v) = pair.map_err(|e| self.kv_err(e))?;
+            let len = v.as_slice().try_into().map(u64::from_le_bytes).unwrap_or(0);
+            let Some((seg, offset)) = index::decode_free_key(&k) else {
+                continue;
+            };
+            match &mut run {
+                Some(r) if r.seg == seg && r.end == offset && r.starts.len() < BATCH_OPS => {
+                    r.end = offset + len;
+                    r.starts.push(offset);
+                }
+                _ => {
+                    let next = Run {
+                        seg,
+                        start: offset,
+                        end: offset + len,
+                        starts: vec![offset],
+                    };
+                    if let Some(r) = run.replace(next) {
+                        self.punch_run(r, &mut done)?;
+                    }
+                }
             }
         }
-        // Not flushed: forgotten or not, punching again at the next open is harmless.
-        if let Err(e) = self.kv.apply(done) {
-            warn_once(&self.kv_err(e));
+        if let Some(r) = run {
+            self.punch_run(r, &mut done)?;
         }
+        // Not flushed: forgotten or not, punching again at the next open is harmless.
+        self.kv.apply(done).map_err(|e| self.kv_err(e))
+    }
+
+    /// Punches `run` (unless its segment is gone), then forgets the keys that noted it.
+    fn punch_run(&self, run: Run, done: &mut Batch) -> Result<(), StoreError> {
+        if self.segment_path(run.seg).exists() {
+            failpoint::hit("pack-punch");
+            self.punch(run.seg, run.start, run.end - run.start);
+        }
+        for start in run.starts {
+            done.remove(index::free_key(run.seg, start).to_vec());
+            self.apply_if_full(done)?;
+        }
+        Ok(())
     }
 
     /// Applies `batch` once it holds [`BATCH_OPS`] operations, leaving it empty for the
@@ -289,6 +340,15 @@ impl Inner {
             warn_once(&e);
         }
     }
+}
+
+/// Touching ranges noted as freed, punched as one: segment, bytes, and the offsets of
+/// the keys that noted them.
+struct Run {
+    seg: u32,
+    start: u64,
+    end: u64,
+    starts: Vec<u64>,
 }
 
 /// Block count keys and what they become (`None`: removed).
