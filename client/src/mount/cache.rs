@@ -14,12 +14,15 @@
 //!   is synced: a record torn by a crash fails that check (the cache is never the
 //!   only copy).
 //! - Segments are evicted whole, least recently used first (a read touches its
-//!   segment), so the disk cache stays within its byte limit plus the segment being
-//!   written; the segment being written is never evicted.
-//! - The index is keyed by the first 8 bytes of a chunk's id ([`Key`]): 32 bytes an
-//!   entry instead of 56, and 8 in the segments' lists instead of 32 (heaptrack of a
-//!   mount's walk of 300,000 small files: 45 MB of index with whole ids, more while it
-//!   grew). Two chunks sharing those bytes (about one chance in 10^7 among three
+//!   segment), so the disk cache stays within its byte limit and [`MAX_ENTRIES`]
+//!   chunks, plus the segment being written; the segment being written is never
+//!   evicted. The bound on chunks bounds the index in memory: a tar of 3,000,000
+//!   small files through a mount filled a 10 GB cache with about 2.5 million chunks,
+//!   and the index took some 175 MB.
+//! - The index is keyed by the first 8 bytes of a chunk's id ([`Key`]): 20 bytes an
+//!   entry with its location, and 8 in the segments' lists instead of 32 (heaptrack of
+//!   a mount's walk of 300,000 small files: 45 MB of index with whole ids, more while
+//!   it grew). Two chunks sharing those bytes (about one chance in 10^7 among three
 //!   million) cost a miss: the read's check against the whole id fails and the record
 //!   leaves the index.
 //! - Each process appends to segments of its own (named by pid and number) and indexes
@@ -52,29 +55,37 @@ const HEADER: usize = 36;
 /// well under a MiB).
 const MAX_RECORD: u64 = 16 << 20;
 
+/// Chunks indexed at most, besides those of the segment being written: the index's
+/// table stays at 2^21 slots (about 44 MB), with room for a segment of the smallest
+/// chunks before it would double. A 10 GB cache of 64 KiB chunks holds 160,000.
+const MAX_ENTRIES: usize = 1 << 20;
+
 pub struct ChunkCache {
     dir: PathBuf,
     limit: u64,
+    max_entries: usize,
     segment_bytes: u64,
     disk: Mutex<Disk>,
     memory: Mutex<(Lru, FastMap<ChunkId, Bytes>)>,
 }
 
-/// Where a chunk's bytes are: segment, offset of the bytes, length.
+/// Where a chunk's bytes are: segment, offset of the bytes (segments are written up
+/// to 64 MiB and a record past it), length.
 #[derive(Clone, Copy)]
 struct Loc {
-    segment: u64,
-    at: u64,
+    segment: u32,
+    at: u32,
     len: u32,
 }
 
-/// What the index knows a chunk by: the first 8 bytes of its id.
-type Key = u64;
+/// What the index knows a chunk by: the first 8 bytes of its id, as two words so that
+/// an entry is aligned to 4 bytes (20 with its location, not 24).
+type Key = [u32; 2];
 
 fn key(id: &ChunkId) -> Key {
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&id.as_bytes()[..8]);
-    u64::from_le_bytes(first)
+    let b = id.as_bytes();
+    let word = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
+    [word(0), word(4)]
 }
 
 struct Segment {
@@ -91,10 +102,10 @@ struct Segment {
 #[derive(Default)]
 struct Disk {
     index: FastMap<Key, Loc>,
-    segments: FastMap<u64, Segment>,
+    segments: FastMap<u32, Segment>,
     /// The segment this process appends to, and the number of the next one.
-    current: Option<u64>,
-    next: u64,
+    current: Option<u32>,
+    next: u32,
     bytes: u64,
     tick: u64,
 }
@@ -162,6 +173,7 @@ impl ChunkCache {
         let cache = Self {
             dir: dir.to_owned(),
             limit,
+            max_entries: MAX_ENTRIES,
             segment_bytes: (limit / 16).clamp(64 << 10, SEGMENT_BYTES),
             disk: Mutex::new(disk),
             memory: Mutex::default(),
@@ -198,7 +210,7 @@ impl ChunkCache {
             seg.used = tick;
             (loc, seg.file.clone())
         };
-        match fvfs_cas::platform::read_exact_at(&file, loc.at, loc.len as usize) {
+        match fvfs_cas::platform::read_exact_at(&file, loc.at.into(), loc.len as usize) {
             Ok(data) if ChunkId::of(&data) == *id => {
                 let data = Bytes::from(data);
                 self.remember(*id, data.clone());
@@ -241,8 +253,10 @@ impl ChunkCache {
             tracing::warn!("chunk cache: cannot keep {id}: {e}");
             return;
         }
+        let Ok(at) = u32::try_from(start + HEADER as u64) else {
+            return;
+        };
         let mut disk = lock(&self.disk);
-        let at = start + HEADER as u64;
         // The segment may have been evicted meanwhile: then the record is gone too.
         if let Some(seg) = disk.segments.get_mut(&segment) {
             seg.keys.push(key(&id));
@@ -253,7 +267,7 @@ impl ChunkCache {
     /// Room for `n` bytes at the end of this process's segment (a new one when it is
     /// full): the segment, its file and where the room starts. Evicts what the limit
     /// asks.
-    fn reserve(&self, disk: &mut Disk, n: u64) -> std::io::Result<(u64, Arc<File>, u64)> {
+    fn reserve(&self, disk: &mut Disk, n: u64) -> std::io::Result<(u32, Arc<File>, u64)> {
         let full = |d: &Disk| {
             d.current
                 .and_then(|c| d.segments.get(&c))
@@ -304,9 +318,9 @@ impl ChunkCache {
     }
 
     /// Deletes least recently used segments (never the one being written) until the
-    /// disk cache is under its limit.
+    /// disk cache is under its limits.
     fn shrink(&self, disk: &mut Disk) {
-        while disk.bytes > self.limit {
+        while disk.bytes > self.limit || disk.index.len() > self.max_entries {
             let oldest = disk
                 .segments
                 .iter()
@@ -327,7 +341,7 @@ impl ChunkCache {
 }
 
 /// Records found in a segment: id, offset of the bytes, length.
-type Records = Vec<(ChunkId, u64, u32)>;
+type Records = Vec<(ChunkId, u32, u32)>;
 
 /// The records of segment file `path` whose header and bytes are all there (a torn
 /// tail is cut off); the file and its length.
@@ -341,12 +355,16 @@ fn scan(path: &Path) -> std::io::Result<(File, Records, u64)> {
         file.read_exact_at(&mut header, at)?;
         let len = u32::from_le_bytes(header[32..].try_into().expect("4 bytes"));
         let end = at + HEADER as u64 + u64::from(len);
+        // No segment this cache writes reaches 4 GiB.
+        let Ok(start) = u32::try_from(at + HEADER as u64) else {
+            break;
+        };
         // No chunk is empty: zeros are a tail a power cut left unwritten.
         if len == 0 || u64::from(len) > MAX_RECORD || end > size {
             break;
         }
         let id = ChunkId::from_bytes(header[..32].try_into().expect("32 bytes"));
-        records.push((id, at + HEADER as u64, len));
+        records.push((id, start, len));
         at = end;
     }
     if at < size {
@@ -411,7 +429,7 @@ mod tests {
         };
         drop(c);
         let f = File::options().write(true).open(&seg).unwrap();
-        f.write_all_at(b"garbage", at).unwrap();
+        f.write_all_at(b"garbage", at.into()).unwrap();
         f.write_all_at(&[7; 20], f.metadata().unwrap().len())
             .unwrap();
         let c = ChunkCache::open(dir.path(), limit).unwrap();
@@ -424,6 +442,35 @@ mod tests {
         let c = ChunkCache::open(dir.path(), limit).unwrap();
         assert_eq!(f.metadata().unwrap().len(), end);
         assert!(held(&c, &chunks[198]));
+    }
+
+    #[test]
+    fn keeps_under_its_limit_of_chunks_whatever_their_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let chunks: Vec<Vec<u8>> = (0..1000u32).map(|i| i.to_le_bytes().repeat(250)).collect();
+        let per_segment = (64 << 10) / (1000 + HEADER) + 1;
+        let indexed = |c: &ChunkCache| lock(&c.disk).index.len();
+        {
+            let mut c = ChunkCache::open(dir.path(), 1 << 30).unwrap();
+            (c.max_entries, c.segment_bytes) = (100, 64 << 10);
+            for data in &chunks {
+                c.put(ChunkId::of(data), Bytes::from(data.clone()));
+                assert!(indexed(&c) <= 100 + per_segment, "{}", indexed(&c));
+            }
+            assert!(
+                c.disk_bytes() < 200 * 1000,
+                "segments evicted from the disk"
+            );
+        }
+        // What is left on disk, indexed again: the newest, not the oldest.
+        let c = ChunkCache::open(dir.path(), 1 << 30).unwrap();
+        let left = indexed(&c);
+        assert!(
+            left > 100 - per_segment && left <= 100 + per_segment,
+            "{left}"
+        );
+        assert!(c.get(&ChunkId::of(&chunks[999])).is_some());
+        assert!(c.get(&ChunkId::of(&chunks[0])).is_none());
     }
 
     #[test]
