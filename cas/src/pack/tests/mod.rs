@@ -243,6 +243,19 @@ async fn deleting_punches_a_hole_and_compaction_removes_sparse_segments() {
         .is_empty());
 }
 
+/// Puts `raws` framed, all at once, and syncs; their ids, in order.
+async fn put_synced(store: &PackStore, raws: impl Iterator<Item = Vec<u8>>) -> Vec<ChunkId> {
+    let frames: Vec<(ChunkId, Bytes)> = raws
+        .map(|raw| (ChunkId::of(&raw), Bytes::from(crate::frame::encode(&raw))))
+        .collect();
+    let ids = frames.iter().map(|(id, _)| *id).collect();
+    for put in store.put_many(frames).await {
+        put.unwrap();
+    }
+    store.sync().await.unwrap();
+    ids
+}
+
 /// Blocks of 512 bytes the segments of the store at `root` occupy on disk.
 fn allocated(root: &Path) -> u64 {
     fs::read_dir(root.join("segments"))
@@ -261,16 +274,7 @@ async fn ranges_freed_by_forced_syncs_are_punched_merged_by_the_next_sync() {
     let root = dir.path().join("s");
     let store = PackStore::open(&root, PackOptions::default()).unwrap();
     let bound = sync::MAX_DELETING;
-    let frames: Vec<(ChunkId, Bytes)> = (0..2 * bound as u32)
-        .map(|i| {
-            let raw = noise(i, 300);
-            (ChunkId::of(&raw), Bytes::from(crate::frame::encode(&raw)))
-        })
-        .collect();
-    for put in store.put_many(frames.clone()).await {
-        put.unwrap();
-    }
-    store.sync().await.unwrap();
+    let ids = put_synced(&store, (0..2 * bound as u32).map(|i| noise(i, 300))).await;
     let full = allocated(&root);
     let noted = || {
         store
@@ -279,13 +283,13 @@ async fn ranges_freed_by_forced_syncs_are_punched_merged_by_the_next_sync() {
             .scan_prefix(&[index::FREE_PREFIX], false)
             .count()
     };
-    for (id, _) in frames.iter().step_by(2) {
+    for id in ids.iter().step_by(2) {
         store.delete(id).await.unwrap();
     }
     assert_eq!(lock(&store.inner.state).deleting.len(), 0, "forced sync");
     assert_eq!(noted(), bound, "every other record noted, none touching");
     assert_eq!(allocated(&root), full, "nothing punched by a forced sync");
-    for (id, _) in frames.iter().skip(1).step_by(2) {
+    for id in ids.iter().skip(1).step_by(2) {
         store.delete(id).await.unwrap();
     }
     assert_eq!(allocated(&root), full, "nothing punched by a forced sync");
@@ -306,17 +310,8 @@ async fn deletions_held_past_the_bound_are_synced_by_the_delete_that_reaches_it(
     let root = dir.path().join("s");
     let store = PackStore::open(&root, PackOptions::default()).unwrap();
     let bound = sync::MAX_DELETING;
-    let frames: Vec<(ChunkId, Bytes)> = (0..bound as u64 + 10)
-        .map(|i| {
-            let raw = i.to_le_bytes();
-            (ChunkId::of(&raw), Bytes::from(crate::frame::encode(&raw)))
-        })
-        .collect();
-    for put in store.put_many(frames.clone()).await {
-        put.unwrap();
-    }
-    store.sync().await.unwrap();
-    let ids: Vec<ChunkId> = frames.into_iter().map(|(id, _)| id).collect();
+    let raws = (0..bound as u64 + 10).map(|i| i.to_le_bytes().to_vec());
+    let ids = put_synced(&store, raws).await;
     for id in &ids[..bound - 1] {
         store.delete(id).await.unwrap();
     }
