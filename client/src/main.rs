@@ -165,7 +165,8 @@ enum Command {
         map_gid: Vec<(u32, u32)>,
         /// Files and folders the mount keeps known at most (about 200 bytes each here
         /// and 1 KB in the kernel); beyond it, the kernel is asked to forget the files
-        /// not used lately, which are looked up again when next used.
+        /// not used lately, which are looked up again when next used, and listings
+        /// make no new ones (a name listed is looked up when used).
         #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(100..))]
         max_inodes: u64,
     },

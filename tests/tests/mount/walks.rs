@@ -414,6 +414,82 @@ fn a_walk_of_a_million_entries_keeps_the_mount_small() {
     assert!(most < 300 << 20, "the mount grew to {} MiB", most >> 20);
 }
 
+/// The `--max-inodes` of the budget tests.
+const BUDGET: u64 = 300;
+
+/// Ten times [`BUDGET`] files of 0.2-3.2 KB (their paths and contents), 100 to a
+/// folder, migrated into a new store (kept as long as its daemon serves it), and
+/// its daemon.
+fn ten_budgets_of_files(work: &Path) -> (Vec<(String, Vec<u8>)>, Fvfsd, Daemon) {
+    let src = work.join("src");
+    let mut files = Vec::new();
+    for i in 0..10 * BUDGET {
+        let rel = format!("d{:02}/f{i:04}", i / 100);
+        if i % 100 == 0 {
+            fs::create_dir_all(src.join(format!("d{:02}", i / 100))).unwrap();
+        }
+        let bytes = tree::bytes(i, 200 + (i as usize * 37) % 3000, i % 2 == 0);
+        fs::write(src.join(&rel), &bytes).unwrap();
+        files.push((rel, bytes));
+    }
+    let store = Fvfsd::new();
+    store.run(["migrate", "--local-src", src.to_str().unwrap()]);
+    let d = serve(&store);
+    (files, store, d)
+}
+
+/// Once the table holds its budget, a walk that only lists (find, `ls` without
+/// `-l`) gets every name with its type and inode number, and neither the kernel nor
+/// the table makes an inode for the files listed (readdirplus entries linked to no
+/// node): the table stays within the budget plus the folders, where linking every
+/// listed name took it past ten times the budget until the rounds trimmed it. A name
+/// only listed is looked up when used, under the number it was listed with.
+#[test]
+fn a_listing_past_the_inode_budget_makes_no_inode_for_what_it_lists() {
+    use std::os::unix::fs::{DirEntryExt, MetadataExt};
+    let work = tempfile::tempdir().unwrap();
+    let (files, _store, d) = ten_budgets_of_files(work.path());
+    let budget = BUDGET.to_string();
+    let m = Mount::start(
+        &d,
+        &work.path().join("mnt"),
+        &work.path().join("cache"),
+        &["--max-inodes", &budget],
+    );
+    // The table filled past its budget by lookups.
+    for (rel, _) in files.iter().take(BUDGET as usize + 100) {
+        fs::symlink_metadata(m.path(rel)).unwrap();
+    }
+    let filled = wait_held(&m, |n| n > BUDGET);
+    // Every folder listed, nothing in it used.
+    let mut listed = Vec::new();
+    for dir in 0..files.len() / 100 {
+        for f in fs::read_dir(m.path(&format!("d{dir:02}"))).unwrap() {
+            let f = f.unwrap();
+            assert!(f.file_type().unwrap().is_file(), "{:?}", f.path());
+            assert_ne!(f.ino(), 0, "{:?} listed with inode 0", f.path());
+            listed.push((f.path(), f.ino()));
+        }
+    }
+    assert_eq!(listed.len(), files.len());
+    // The next two counts the rounds report (one name looked up, so that one comes
+    // even if no round trims): the files listed are not among them.
+    fs::symlink_metadata(&listed.last().unwrap().0).unwrap();
+    let next = wait_held(&m, |n| n != filled);
+    let then = wait_held(&m, |n| n != next);
+    let folders = files.len() as u64 / 100 + 2;
+    for held in [next, then] {
+        assert!(
+            held <= filled.max(BUDGET) + folders + 1,
+            "the table holds {held} inodes after the listing, {filled} before"
+        );
+    }
+    // Each name listed, looked up, is the inode it was listed as.
+    for (path, ino) in &listed {
+        assert_eq!(fs::symlink_metadata(path).unwrap().ino(), *ino, "{path:?}");
+    }
+}
+
 /// The inodes a mount's state file says it holds, once `done` accepts the count.
 fn wait_held(m: &Mount, done: impl Fn(u64) -> bool) -> u64 {
     let file = m.cache.join(format!("mounts/{}.json", m.pid().unwrap()));
@@ -440,23 +516,9 @@ fn wait_held(m: &Mount, done: impl Fn(u64) -> bool) -> u64 {
 /// then found again under the same inode number (tar relies on it) with its content.
 #[test]
 fn a_walk_past_the_inode_budget_is_forgotten_down_to_it_and_found_again() {
-    const BUDGET: u64 = 300;
     const OPEN: usize = 400;
     let work = tempfile::tempdir().unwrap();
-    let src = work.path().join("src");
-    let mut files = Vec::new();
-    for i in 0..3000u64 {
-        let rel = format!("d{:02}/f{i:04}", i / 100);
-        if i % 100 == 0 {
-            fs::create_dir_all(src.join(format!("d{:02}", i / 100))).unwrap();
-        }
-        let bytes = tree::bytes(i, 200 + (i as usize * 37) % 3000, i % 2 == 0);
-        fs::write(src.join(&rel), &bytes).unwrap();
-        files.push((rel, bytes));
-    }
-    let store = Fvfsd::new();
-    store.run(["migrate", "--local-src", src.to_str().unwrap()]);
-    let d = serve(&store);
+    let (files, _store, d) = ten_budgets_of_files(work.path());
     let budget = BUDGET.to_string();
     let m = Mount::start(
         &d,

@@ -16,7 +16,7 @@ use fvfs_cas::ChunkId;
 use fvfs_node::{DirNode, Entry, EntryKind};
 use rustix::io::Errno;
 
-use super::inodes::{View, ROOT, SNAPSHOTS, SNAPSHOTS_NAME};
+use super::inodes::{Handed, View, ROOT, SNAPSHOTS, SNAPSHOTS_NAME};
 use super::view::Attr;
 use super::{dir_entry, lock, stale, Core};
 use crate::mount::remote::Remote;
@@ -293,11 +293,12 @@ impl Core {
         }
     }
 
-    /// The inode of `item` of directory `dir` handed to the kernel with its attributes
-    /// (readdirplus counts a lookup of it); `None` when it is no name any more.
-    pub fn hand_out(&self, dir: u64, item: &Item) -> Option<u64> {
+    /// How `item` of directory `dir` goes to the kernel with its attributes
+    /// (readdirplus counts a lookup of what it links); `None` when it is no name any
+    /// more.
+    pub fn hand_out(&self, dir: u64, item: &Item) -> Option<Handed> {
         match item.is_dot() {
-            true => Some(item.ino),
+            true => Some(Handed::Linked(item.ino)),
             false => lock(&self.inodes).hand_out(item.ino, dir, &item.name, item.kind, item.link),
         }
     }

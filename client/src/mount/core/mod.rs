@@ -67,6 +67,7 @@ pub use self::commit::Committer;
 use self::follow::LiveRoot;
 pub use self::follow::{Follower, LIVE_TTL};
 pub use self::handles::{Opened, ReadOpen, Released};
+pub use self::inodes::Handed;
 use self::inodes::{Inodes, View, ROOT, SNAPSHOTS, SNAPSHOTS_NAME};
 pub use self::push::KernelSlot;
 pub use self::read::content_key;

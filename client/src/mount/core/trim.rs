@@ -20,6 +20,9 @@
 //!   locks), and only of a name that still stands for the inode chosen.
 //! - A round trims to nine tenths of the budget, so that a table at its budget is
 //!   not trimmed by a few inodes every round.
+//! - Past the budget, readdirplus links no new inode ([`Inodes::hand_out`]): a walk
+//!   that only lists outruns no round; what grows the table then is what is looked up
+//!   (a stat, an open), at the pace of those requests.
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -29,9 +32,9 @@ use super::inodes::Inodes;
 use super::{lock, Kernel};
 
 /// How often the table is measured against the budget. The budget is kept at the
-/// kernel's pace of forgetting, not enforced on the walk: a `find` that makes 90,000
-/// inodes a second outruns it (0.45-0.65 million held at the end of one over 1,000,000
-/// files, back to the budget soon after; benches/README.md).
+/// kernel's pace of forgetting, not enforced on each lookup: when readdirplus still
+/// linked every name, a `find` that made 90,000 inodes a second outran it (0.45-0.65
+/// million held at the end of one over 1,000,000 files; benches/README.md).
 const TRIM_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Trimmer {
@@ -40,7 +43,9 @@ pub struct Trimmer {
 }
 
 impl Trimmer {
+    /// Also gives the table its budget, past which readdirplus links no new inode.
     pub(super) fn new(inodes: Arc<Mutex<Inodes>>, budget: usize) -> Self {
+        lock(&inodes).set_budget(budget);
         Self { inodes, budget }
     }
 

@@ -20,7 +20,7 @@ use fuser::{
 use fvfs_node::EntryKind;
 
 use super::backing::Backing;
-use super::core::{self, Attr, Core, Kernel, Opened, Released, SetAttr, LIVE_TTL};
+use super::core::{self, Attr, Core, Handed, Kernel, Opened, Released, SetAttr, LIVE_TTL};
 
 /// The mount as the kernel sees it.
 pub struct Fuse {
@@ -192,12 +192,15 @@ impl Filesystem for Fuse {
         for (i, (item, attr)) in window.items.iter().enumerate() {
             let Some(attr) = attr else { break };
             let next = offset + i as u64 + 1;
-            let Some(ino) = self.core.hand_out(ino.into(), item) else {
-                continue;
+            // Node id 0: linked to nothing (client/fuser/PATCH.md).
+            let (node, ino) = match self.core.hand_out(ino.into(), item) {
+                Some(Handed::Linked(ino)) => (ino, ino),
+                Some(Handed::Listed(ino)) => (0, ino),
+                None => continue,
             };
             let attr = file_attr(&Attr { ino, ..*attr });
             let full = reply.add(
-                INodeNo(ino),
+                INodeNo(node),
                 next,
                 item.name(),
                 &window.ttl,
@@ -206,7 +209,7 @@ impl Filesystem for Fuse {
             );
             if full {
                 // Not handed out after all.
-                if !item.is_dot() {
+                if node != 0 && !item.is_dot() {
                     self.core.forget(ino, 1);
                 }
                 break;

@@ -18,6 +18,10 @@
 //! - The names of a file with several (hard links, `Entry::link`) are one inode: its
 //!   edge is one of them, the others are its aliases; when its edge goes, an alias
 //!   takes its place.
+//! - Once the table holds its budget (`--max-inodes`), readdirplus hands the kernel no
+//!   inode it does not hold already ([`Inodes::hand_out`]): the kernel links nothing
+//!   for such an entry and looks the name up if it is used, so a walk that only lists
+//!   (find) grows neither the kernel's inodes nor the table.
 
 use std::cell::Cell;
 use std::hash::BuildHasher;
@@ -107,6 +111,18 @@ pub struct Inodes {
     link_of: FastMap<u64, (View, u64)>,
     /// Names of files with several, other than their inode's edge.
     aliases: FastMap<(u64, Box<[u8]>), u64>,
+    /// Inodes past which readdirplus links no new one (see [`Inodes::hand_out`]).
+    budget: usize,
+}
+
+/// How a readdirplus entry goes to the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handed {
+    /// Linked to this inode, a lookup of it counted.
+    Linked(u64),
+    /// Only listed, with this inode number: the kernel links no inode to it (node id
+    /// 0) and looks the name up when it is used.
+    Listed(u64),
 }
 
 /// Whether inode `ino` of `nodes` is `name` in `parent`.
@@ -138,7 +154,13 @@ impl Inodes {
             by_link: FastMap::default(),
             link_of: FastMap::default(),
             aliases: FastMap::default(),
+            budget: usize::MAX,
         }
+    }
+
+    /// Past `budget` inodes, readdirplus hands out no new one ([`Inodes::hand_out`]).
+    pub fn set_budget(&mut self, budget: usize) {
+        self.budget = budget;
     }
 
     /// Inodes in the table (the two roots included).
@@ -289,8 +311,11 @@ impl Inodes {
     /// given), is handed to the kernel with its attributes (readdirplus), which counts
     /// a lookup of it: so does the table. A forget of its last incarnation in the
     /// kernel may have dropped it since the listing named it; then it is filed again
-    /// (under the same number: it is a hash of the place). The number to hand out, or
-    /// `None` if that number now stands for another inode (skip the name).
+    /// (under the same number: it is a hash of the place). `None` if that number now
+    /// stands for another inode (skip the name).
+    ///
+    /// Once the table holds its budget, an inode the kernel does not hold (no lookup
+    /// counted) is only listed: the listing that named it lets it go when closed.
     pub fn hand_out(
         &mut self,
         ino: u64,
@@ -298,14 +323,19 @@ impl Inodes {
         name: &[u8],
         kind: EntryKind,
         link: Option<u64>,
-    ) -> Option<u64> {
-        if self.nodes.contains_key(&ino) {
-            self.looked_up(ino);
-            return Some(ino);
+    ) -> Option<Handed> {
+        let full = self.nodes.len() >= self.budget;
+        match self.nodes.get(&ino) {
+            Some(node) if full && node.lookups == 0 => return Some(Handed::Listed(ino)),
+            Some(_) => {
+                self.looked_up(ino);
+                return Some(Handed::Linked(ino));
+            }
+            None => {}
         }
         let again = self.child(parent, name, kind, link, true);
         if again == ino {
-            return Some(ino);
+            return Some(Handed::Linked(ino));
         }
         self.forget(again, 1);
         None

@@ -18,17 +18,62 @@ fn a_name_handed_out_after_its_forget_is_filed_again() {
     t.forget(listed, 1);
     assert_eq!(t.locate(listed), None, "dropped");
     let handed = t.hand_out(listed, d, b"f", EntryKind::File, None);
-    assert_eq!(handed, Some(listed));
+    assert_eq!(handed, Some(Handed::Linked(listed)));
     assert_eq!(path(&t, listed), Some((View::Live, "/d/f".into())));
     // It counts the lookup: one forget drops it again, not before.
     assert_eq!(
         t.hand_out(listed, d, b"f", EntryKind::File, None),
-        Some(listed)
+        Some(Handed::Linked(listed))
     );
     t.forget(listed, 1);
     assert!(t.locate(listed).is_some());
     t.forget(listed, 1);
     assert_eq!(t.locate(listed), None);
+}
+
+/// Past its budget the table links no new inode for readdirplus: the names a listing
+/// named are only listed, and go with the listing; what the kernel holds already is
+/// linked as before, and a lookup still makes an inode.
+#[test]
+fn past_its_budget_readdirplus_lists_names_without_linking_them() {
+    let mut t = Inodes::new();
+    let d = t.child(ROOT, b"d", EntryKind::Dir, None, true);
+    let held = t.child(d, b"held", EntryKind::File, None, true);
+    t.set_budget(t.len() + 2);
+    // A listing names its items (no lookup counted), then hands them out.
+    let names: Vec<&[u8]> = vec![b"a", b"b", b"c", b"held"];
+    let listed: Vec<u64> = names
+        .iter()
+        .map(|n| t.child(d, n, EntryKind::File, None, false))
+        .collect();
+    assert!(t.len() >= t.budget, "the listing filled the table");
+    let handed: Vec<Option<Handed>> = names
+        .iter()
+        .zip(&listed)
+        .map(|(n, ino)| t.hand_out(*ino, d, n, EntryKind::File, None))
+        .collect();
+    assert_eq!(
+        handed,
+        vec![
+            Some(Handed::Listed(listed[0])),
+            Some(Handed::Listed(listed[1])),
+            Some(Handed::Listed(listed[2])),
+            Some(Handed::Linked(held)),
+        ]
+    );
+    // The listing closes: what was only listed goes, what the kernel holds stays.
+    t.sweep(&listed);
+    assert_eq!(t.known(d, b"a"), None);
+    assert_eq!(t.known(d, b"held"), Some(held));
+    // A lookup of a listed name makes its inode under the number it was listed with.
+    assert_eq!(t.child(d, b"b", EntryKind::File, None, true), listed[1]);
+    // Under the budget again, readdirplus links.
+    t.set_budget(usize::MAX);
+    let c = t.child(d, b"c", EntryKind::File, None, false);
+    assert_eq!(
+        t.hand_out(c, d, b"c", EntryKind::File, None),
+        Some(Handed::Linked(c))
+    );
 }
 
 #[test]
