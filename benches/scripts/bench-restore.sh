@@ -13,6 +13,9 @@
 #  5. the largest file read cold from S3 through a daemon (`fvfsc cat`), in MB/s.
 #  6. `tar` of the whole tree through a fresh `fvfsc mount` of a recovered store (every
 #     chunk cold in S3), versus `restic restore`.
+#  7. the whole restore of 3 again right after the machine wrote BUSY_GB (default 4)
+#     GiB it has not yet written back (no sync, page cache not dropped), taking turns
+#     at going first: a restore from a busy disk.
 # Every restore writes into a file system of its own, made for it (ext4 on a sparse loop
 # file, as root with mkfs.ext4; else a plain folder): a file system that has just
 # deleted the previous restore makes the next one pay for it (ext4's inode allocator
@@ -153,6 +156,27 @@ for r in $(seq 1 "$reps"); do
   rm -rf "$work/r$r" "$work/d$r" "$work/c$r" "$work/cache$r"
 done
 
+# 7. Right after the machine wrote BUSY_GB GiB (the page cache holds them, the disk
+# writes them back during the restore).
+busy() { dd if=/dev/urandom of="$work/busy" bs=1M count=$((${BUSY_GB:-4} * 1024)) status=none; }
+fv_busy=(); rs_busy=()
+fv_busy_run() { # REP
+  fresh "$work/outb$1"; busy; local t0; t0=$(now); recover "$work/b$1"
+  fvfsd --home "$work/b$1" export / "$work/outb$1" >/dev/null 2>&1
+  fv_busy+=("$(since "$t0")"); unfresh "$work/outb$1"; rm -rf "$work/b$1" "$work/busy"
+}
+rs_busy_run() { # REP
+  fresh "$work/rsb$1"; busy; local t0; t0=$(now)
+  restic restore latest --target "$work/rsb$1" >/dev/null 2>&1
+  rs_busy+=("$(since "$t0")"); unfresh "$work/rsb$1"; rm -f "$work/busy"
+}
+for r in $(seq 1 "$reps"); do
+  drop_caches
+  if [ $((r % 2)) -eq 1 ]; then fv_busy_run "$r"; drop_caches; rs_busy_run "$r"
+  else rs_busy_run "$r"; drop_caches; fv_busy_run "$r"; fi
+  echo "rep $r: restore after ${BUSY_GB:-4} GiB written ${fv_busy[-1]} s, restic ${rs_busy[-1]} s" >&2
+done
+
 # 2b. A hundred versions: 99 small changes on top, then recover.
 url=$(serve "$work/h")
 for i in $(seq 1 99); do echo "$i" | FVFS_URL=$url "$bin/fvfsc" put "/versions/$i" >/dev/null; done
@@ -167,7 +191,7 @@ m() { printf '%s\n' "$@" | median; }
 fv_durable=$(m "${fv_dur[@]}"); rs_durable=$(m "${rs_dur[@]}")
 rec1m=$(m "${rec1[@]}"); expm=$(m "${exp[@]}"); getsm=$(m "${gets[@]}"); rsm=$(m "${rs_all[@]}")
 rsdm=$(m "${rs_dir[@]}"); fvdm=$(m "${fv_dir[@]}"); catm=$(m "${cat_mbs[@]}"); tarm=$(m "${mount_tar[@]}")
-rec100m=$(m "${rec100[@]}")
+rec100m=$(m "${rec100[@]}"); fvbm=$(m "${fv_busy[@]}"); rsbm=$(m "${rs_busy[@]}")
 echo "| measure ($(basename "$src"), $gib GiB; medians of $reps) | fvfs | restic | ratio |"
 echo "|---|---|---|---|"
 printf '| durable in the bucket (migrate + flush; restic backup) | %.2f s | %.2f s | restic/fvfs %.2fx |\n' "$fv_durable" "$rs_durable" "$(echo "$rs_durable / $fv_durable" | bc -l)"
@@ -175,6 +199,7 @@ printf '| recover --from-s3, one version | %.2f s | | |\n' "$rec1m"
 printf '| recover --from-s3, 100 versions | %.2f s | | |\n' "$rec100m"
 printf '| whole tree from the bucket alone (recover + export; restic restore) | %.2f s | %.2f s | restic/fvfs %.2fx |\n' "$expm" "$rsm" "$(echo "$rsm / $expm" | bc -l)"
 printf '| GETs per GiB restored (export) | %.1f | | |\n' "$(echo "$getsm / $gib" | bc -l)"
+printf '| whole tree, right after %s GiB written (not yet on disk) | %.2f s | %.2f s | restic/fvfs %.2fx |\n' "${BUSY_GB:-4}" "$fvbm" "$rsbm" "$(echo "$rsbm / $fvbm" | bc -l)"
 printf '| folder %s (recover + export; restore --include) | %.2f s | %.2f s | restic/fvfs %.2fx |\n' "$bigdir" "$fvdm" "$rsdm" "$(echo "$rsdm / $fvdm" | bc -l)"
 printf '| %s (%s bytes) read cold from S3 through the daemon | %.0f MB/s | | |\n' "$big" "$big_size" "$catm"
 printf '| tar of the tree through a fresh mount of a cold store vs restic restore | %.2f s | %.2f s | fvfs/restic %.2fx |\n' "$tarm" "$rsm" "$(echo "$tarm / $rsm" | bc -l)"
