@@ -96,8 +96,9 @@ impl Core {
                     ahead = self.fill_ahead(ino, id, first, true);
                 }
                 let after = reads.then(|| self.parent_node(&view, &path)).flatten();
-                self.rt
-                    .spawn(self.remote.walk_ahead(dir.clone(), after, reads));
+                if let Some(walk) = self.remote.walk_ahead(dir.clone(), after, reads) {
+                    self.rt.spawn(walk);
+                }
                 let entries = dir.entries.iter().enumerate();
                 // A name no local file system holds (stored before names were limited)
                 // cannot be listed: the kernel fails the whole listing with EIO.

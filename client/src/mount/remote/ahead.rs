@@ -104,14 +104,20 @@ impl Remote {
     /// Each listing of a reading walk moves that window on by the folder it entered,
     /// so the walk finds the folders it comes to cached, and a cold tier behind the
     /// daemon serves them by pack. A failure only means the walk fetches them itself.
+    ///
+    /// The read-ahead to run (in the background), or `None` when
+    /// [`super::WALKS_WAITING`] already wait for one of the [`super::WALKS_IN_FLIGHT`]: the walk is ahead of its
+    /// read-aheads, and each waiting one would hold a folder's node.
     pub fn walk_ahead(
         &self,
         dir: Arc<DirNode>,
         after: Option<(ChunkId, Vec<u8>)>,
         files: bool,
-    ) -> impl std::future::Future<Output = ()> {
+    ) -> Option<impl std::future::Future<Output = ()>> {
         let me = self.clone();
-        async move {
+        let admitted = self.walks_admitted.clone().try_acquire_owned().ok()?;
+        Some(async move {
+            let _admitted = admitted;
             let Ok(_walking) = me.walks.clone().acquire_owned().await else {
                 return;
             };
@@ -160,7 +166,7 @@ impl Remote {
             for batch in me.fetch(&ahead, false, usize::MAX) {
                 batch.await;
             }
-        }
+        })
     }
 
     /// A sequential reader's next chunks (`ahead`, in file order): when at least half
@@ -293,4 +299,36 @@ fn subdir_ids(entries: &[Entry]) -> Vec<ChunkId> {
 /// A file whose chunks its entry lists (no file node to fetch first).
 fn is_small_file(e: &Entry) -> bool {
     e.kind == node::EntryKind::File && e.id.is_none() && !e.chunks.is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{WALKS_IN_FLIGHT, WALKS_WAITING};
+    use super::*;
+    use crate::mount::cache::ChunkCache;
+    use fvfs_api::client::Api;
+
+    /// A walk that lists faster than its read-aheads fetch gets at most
+    /// [`WALKS_IN_FLIGHT`] + [`WALKS_WAITING`] of them, each holding its folder's
+    /// node; the others are skipped, and a slot is taken again once one ends.
+    #[test]
+    fn walk_read_aheads_queue_no_more_than_their_bound() {
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache = Arc::new(ChunkCache::open(cache_dir.path(), 1 << 20).unwrap());
+        // Nothing is asked of it: the read-aheads are made, never run.
+        let api = Api::new("http://127.0.0.1:9".into(), None, "test", None);
+        let remote = Remote::new(api, cache);
+        let mut sub = Entry::dir(0o755, 0);
+        sub.name = b"sub".to_vec();
+        sub.id = Some(ChunkId::of(b"a folder"));
+        let dir = Arc::new(DirNode { entries: vec![sub] });
+        let admitted: Vec<_> = (0..100)
+            .filter_map(|_| remote.walk_ahead(dir.clone(), None, true))
+            .collect();
+        assert_eq!(admitted.len(), WALKS_IN_FLIGHT + WALKS_WAITING);
+        assert_eq!(Arc::strong_count(&dir), 1 + admitted.len());
+        drop(admitted);
+        assert_eq!(Arc::strong_count(&dir), 1);
+        assert!(remote.walk_ahead(dir.clone(), None, true).is_some());
+    }
 }

@@ -55,6 +55,11 @@ pub fn errno(f: &Failure) -> Errno {
 /// Walk read-aheads in flight (see [`Remote::walk_ahead`]).
 const WALKS_IN_FLIGHT: usize = 2;
 
+/// Walk read-aheads waiting for one of those at most: each holds its folder's node
+/// until it runs, so a walk that lists faster than they fetch skips the rest (it then
+/// fetches what it comes to itself) instead of queueing a node per folder listed.
+const WALKS_WAITING: usize = 16;
+
 /// Folders listed without a file opened for reading after which a walk is taken for
 /// one that only lists (see [`Remote::listing_reads`]): deep enough for the chains of
 /// folders without files a reading walk goes down (`a/b/c/d/...`).
@@ -82,6 +87,8 @@ pub struct Remote {
     /// instead of asking for it again.
     inflight: Arc<std::sync::Mutex<FastMap<ChunkId, Batch>>>,
     walks: Arc<tokio::sync::Semaphore>,
+    /// Walk read-aheads in flight or waiting ([`WALKS_IN_FLIGHT`] + [`WALKS_WAITING`]).
+    walks_admitted: Arc<tokio::sync::Semaphore>,
     /// Folders listed since a file was last opened for reading.
     quiet: Arc<AtomicUsize>,
 }
@@ -125,6 +132,7 @@ impl Remote {
             asked: Arc::default(),
             inflight: Arc::default(),
             walks: Arc::new(tokio::sync::Semaphore::new(WALKS_IN_FLIGHT)),
+            walks_admitted: Arc::new(tokio::sync::Semaphore::new(WALKS_IN_FLIGHT + WALKS_WAITING)),
             // A fresh mount has seen no reads: its first listings fetch no content.
             quiet: Arc::new(AtomicUsize::new(QUIET_LISTINGS)),
         }
