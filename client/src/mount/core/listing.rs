@@ -4,8 +4,9 @@
 //! # Invariants
 //! - The inodes a listing names are in the table without a lookup counted: a readdir
 //!   only names them, and `releasedir` lets go of those the kernel never looked up. A
-//!   readdirplus counts one lookup for each entry the kernel accepted (it links them
-//!   as if looked up, and forgets them the same way).
+//!   readdirplus counts one lookup for each entry it links (the kernel links them as
+//!   if looked up, and forgets them the same way); past the inode budget it links
+//!   only what the kernel holds already (`Inodes::hand_out`).
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;

@@ -105,9 +105,10 @@ impl Remote {
     /// so the walk finds the folders it comes to cached, and a cold tier behind the
     /// daemon serves them by pack. A failure only means the walk fetches them itself.
     ///
-    /// The read-ahead to run (in the background), or `None` when
-    /// [`super::WALKS_WAITING`] already wait for one of the [`super::WALKS_IN_FLIGHT`]: the walk is ahead of its
-    /// read-aheads, and each waiting one would hold a folder's node.
+    /// The read-ahead to run (in the background), or `None` when `WALKS_WAITING`
+    /// already wait for one of the `WALKS_IN_FLIGHT` (shared by the mount's walks):
+    /// the walk is ahead of its read-aheads, and each waiting one would hold a
+    /// folder's node.
     pub fn walk_ahead(
         &self,
         dir: Arc<DirNode>,

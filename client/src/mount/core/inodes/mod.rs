@@ -314,8 +314,10 @@ impl Inodes {
     /// (under the same number: it is a hash of the place). `None` if that number now
     /// stands for another inode (skip the name).
     ///
-    /// Once the table holds its budget, an inode the kernel does not hold (no lookup
-    /// counted) is only listed: the listing that named it lets it go when closed.
+    /// Once the table holds its budget (the names of open listings included), an
+    /// inode the kernel does not hold (no lookup counted) is only listed, filed again
+    /// without a lookup if it was dropped: the listing that named it lets it go when
+    /// closed.
     pub fn hand_out(
         &mut self,
         ino: u64,
@@ -333,12 +335,20 @@ impl Inodes {
             }
             None => {}
         }
-        let again = self.child(parent, name, kind, link, true);
-        if again == ino {
-            return Some(Handed::Linked(ino));
+        let again = self.child(parent, name, kind, link, !full);
+        match (again == ino, full) {
+            (true, false) => Some(Handed::Linked(ino)),
+            // Filed again with no lookup: the listing that named it lets it go.
+            (true, true) => Some(Handed::Listed(ino)),
+            (false, false) => {
+                self.forget(again, 1);
+                None
+            }
+            (false, true) => {
+                self.drop_unused(again);
+                None
+            }
         }
-        self.forget(again, 1);
-        None
     }
 
     /// The kernel was told of `ino` once more.

@@ -67,6 +67,19 @@ fn past_its_budget_readdirplus_lists_names_without_linking_them() {
     assert_eq!(t.known(d, b"held"), Some(held));
     // A lookup of a listed name makes its inode under the number it was listed with.
     assert_eq!(t.child(d, b"b", EntryKind::File, None, true), listed[1]);
+    // A name dropped between its listing and the reply is filed again, still only
+    // listed, and goes with the listing.
+    let again = t.child(d, b"a", EntryKind::File, None, false);
+    t.sweep(&[again]);
+    t.set_budget(t.len());
+    assert_eq!(t.known(d, b"a"), None);
+    assert_eq!(
+        t.hand_out(again, d, b"a", EntryKind::File, None),
+        Some(Handed::Listed(again))
+    );
+    assert_eq!(t.known(d, b"a"), Some(again));
+    t.sweep(&[again]);
+    assert_eq!(t.known(d, b"a"), None, "no lookup was counted");
     // Under the budget again, readdirplus links.
     t.set_budget(usize::MAX);
     let c = t.child(d, b"c", EntryKind::File, None, false);
