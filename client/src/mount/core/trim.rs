@@ -37,16 +37,16 @@ use super::{lock, Kernel};
 /// million held at the end of one over 1,000,000 files; benches/README.md).
 const TRIM_EVERY: Duration = Duration::from_secs(1);
 
+/// Keeps the table within the budget it holds (`Inodes::budget`).
 pub struct Trimmer {
     inodes: Arc<Mutex<Inodes>>,
-    budget: usize,
 }
 
 impl Trimmer {
     /// Also gives the table its budget, past which readdirplus links no new inode.
     pub(super) fn new(inodes: Arc<Mutex<Inodes>>, budget: usize) -> Self {
         lock(&inodes).set_budget(budget);
-        Self { inodes, budget }
+        Self { inodes }
     }
 
     /// Keeps the table within the budget, telling `held` the inodes it holds after
@@ -63,10 +63,11 @@ impl Trimmer {
     fn round(&self, kernel: &dyn Kernel) {
         let idle = {
             let inodes = lock(&self.inodes);
-            if inodes.len() <= self.budget {
+            let budget = inodes.budget();
+            if inodes.len() <= budget {
                 return;
             }
-            inodes.idle_files(inodes.len() - (self.budget - self.budget / 10))
+            inodes.idle_files(inodes.len() - (budget - budget / 10))
         };
         for (ino, dir, name) in idle {
             // Renamed or removed since: that name is not the one to forget.

@@ -115,8 +115,8 @@ impl Remote {
         after: Option<(ChunkId, Vec<u8>)>,
         files: bool,
     ) -> Option<impl std::future::Future<Output = ()>> {
-        let me = self.clone();
         let admitted = self.walks_admitted.clone().try_acquire_owned().ok()?;
+        let me = self.clone();
         Some(async move {
             let _admitted = admitted;
             let Ok(_walking) = me.walks.clone().acquire_owned().await else {

@@ -163,6 +163,10 @@ impl Inodes {
         self.budget = budget;
     }
 
+    pub fn budget(&self) -> usize {
+        self.budget
+    }
+
     /// Inodes in the table (the two roots included).
     pub fn len(&self) -> usize {
         self.nodes.len()
